@@ -1,0 +1,65 @@
+# The loyalty platform. Two commands on a fresh machine (python3 and make):
+#   make run    set everything up, start the whole suite on embedded PostgreSQL + NATS
+#   make test   set everything up, run the tests
+# Everything is installed into .tools/ (uv) and .venv/ (the locked environment).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+PROTO_SOURCES := $(shell find protos/loyalty -name '*.proto' 2>/dev/null)
+PROTO_STAMP := libs/contracts/src/loyalty/.generated
+
+.PHONY: setup protos run test test-fast lint bench demo infra clean distclean
+
+setup: $(BIN)/.synced $(PROTO_STAMP)
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(BIN)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+$(PROTO_STAMP): $(BIN)/.synced $(PROTO_SOURCES) libs/contracts/generate.py
+	$(BIN)/python libs/contracts/generate.py
+	@touch $@
+
+protos: $(BIN)/.synced
+	$(BIN)/python libs/contracts/generate.py
+	@touch $(PROTO_STAMP)
+
+run: setup
+	$(BIN)/loyalty-dev run
+
+infra: setup
+	$(BIN)/loyalty-dev infra
+
+demo: setup
+	$(BIN)/loyalty-dev demo
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf build -o /dev/null
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/kit/src libs/devstack/src services/*/src tests bench
+
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache
+	find libs/contracts/src/loyalty -mindepth 1 ! -name __init__.py ! -name py.typed -delete 2>/dev/null || true
+
+distclean: clean
+	rm -rf .venv .tools .loyalty protos/third_party

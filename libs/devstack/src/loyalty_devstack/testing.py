@@ -1,0 +1,130 @@
+"""pytest fixtures: real PostgreSQL and NATS JetStream for every test run.
+
+Embedded servers by default (in a temporary folder, removed afterwards); the servers named by
+LOYALTY_DATABASE_URL / LOYALTY_NATS_URL when set. Each test run gets a run id: its databases are
+`<run id>_<service>` and its event subjects and streams live under the namespace `<run id>`, so
+runs never see each other's data, even on shared servers. Everything the run made is dropped at
+the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import nats
+import pytest
+import pytest_asyncio
+from sqlalchemy.engine import make_url
+
+from loyalty_devstack.embedded import Infrastructure, free_port
+from loyalty_kit.db import asyncpg_params, quote_ident
+from loyalty_kit.logs import configure_logging
+from loyalty_kit.server import RunningService, ServiceSpec, start_service
+from loyalty_kit.settings import Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logs() -> None:
+    configure_logging("test", "INFO", "json")
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return f"t{os.getpid()}{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infrastructure]:
+    with tempfile.TemporaryDirectory(prefix="loyalty-test-") as folder:
+        started = Infrastructure(Path(folder), keep=False).start()
+        try:
+            yield started
+        finally:
+            started.stop()
+
+
+@pytest.fixture(scope="session")
+def make_settings(infra: Infrastructure, run_id: str) -> Callable[..., Settings]:
+    """Settings for this run: its own databases and event namespace, free ports."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": infra.database_url,
+            "nats_url": infra.nats_url,
+            "database_prefix": f"{run_id}_",
+            "event_namespace": run_id,
+            "host": "127.0.0.1",
+            "shutdown_grace_seconds": 2.0,
+            "outbox_poll_seconds": 0.2,
+            "health_check_seconds": 0.2,
+            "gateway_http_port": free_port(),
+            "log_format": "console",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def _drop_run_data(infra: Infrastructure, run_id: str) -> AsyncIterator[None]:
+    yield
+    server = make_url(infra.database_url)
+    conn = await asyncpg.connect(**asyncpg_params(server))
+    try:
+        names = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{run_id}\\_%"
+        )
+        for row in names:
+            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(row['datname'])} WITH (FORCE)")
+    finally:
+        await conn.close()
+    client = await nats.connect(infra.nats_url)
+    try:
+        js = client.jetstream()
+        for stream in await js.streams_info():
+            if stream.config.name and stream.config.name.startswith(run_id.upper()):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(stream.config.name)
+    finally:
+        await client.close()
+
+
+class ServiceRunner:
+    """Starts services in-process on free ports and stops them at the end of the test."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.running: list[RunningService] = []
+
+    async def start(self, spec: ServiceSpec, settings: Settings | None = None) -> RunningService:
+        service = await start_service(spec, settings or self.settings, port=0)
+        self.running.append(service)
+        await service.wait_until_serving()
+        return service
+
+    async def stop_all(self) -> None:
+        for service in reversed(self.running):
+            await service.stop(grace=0.5)
+        self.running.clear()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def services(settings: Settings) -> AsyncIterator[ServiceRunner]:
+    runner = ServiceRunner(settings)
+    try:
+        yield runner
+    finally:
+        await runner.stop_all()

@@ -1,0 +1,74 @@
+"""Client channels to other services: a deadline on every call and retries on UNAVAILABLE.
+
+The deadline is what remains of the inbound call's (see `deadlines`), capped; calls made outside
+any request (jobs, consumers) get the default. Retries follow gRPC's service-config retry policy,
+which only retries when the server has not seen the request or said UNAVAILABLE, so mutating
+calls stay safe (they are idempotent by request_id anyway).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from loyalty_kit.deadlines import outbound_timeout
+
+RETRY_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class _DeadlineInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
+):
+    def __init__(self, default: float, cap: float) -> None:
+        self.default = default
+        self.cap = cap
+
+    def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        timeout = details.timeout
+        budget = outbound_timeout(self.default, self.cap)
+        timeout = budget if timeout is None else min(timeout, budget)
+        return grpc.aio.ClientCallDetails(
+            details.method, timeout, details.metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._with_deadline(details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._with_deadline(details), request)
+
+
+def channel(
+    target: str, *, default_deadline: float = 5.0, max_deadline: float = 30.0
+) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.service_config", RETRY_SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30_000),
+        ],
+        interceptors=[_DeadlineInterceptor(default_deadline, max_deadline)],
+    )

@@ -1,0 +1,78 @@
+"""One async SQLAlchemy engine per service database (asyncpg driver)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from loyalty_kit.settings import Settings
+
+
+def asyncpg_params(url: URL) -> dict[str, Any]:
+    """asyncpg.connect() keyword arguments for a SQLAlchemy URL (TCP or Unix socket)."""
+    params: dict[str, Any] = {
+        "user": url.username or "postgres",
+        "password": url.password or None,
+        "database": url.database or "postgres",
+    }
+    socket_host = url.query.get("host")
+    params["host"] = socket_host if isinstance(socket_host, str) else (url.host or "127.0.0.1")
+    if url.port:
+        params["port"] = url.port
+    return params
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def ensure_database(server: URL, database: str) -> bool:
+    """Create `database` on the server unless it exists; True when it was created."""
+    conn = await asyncpg.connect(**asyncpg_params(server))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if exists:
+            return False
+        try:
+            await conn.execute(f"CREATE DATABASE {quote_ident(database)}")
+        except asyncpg.DuplicateDatabaseError:
+            return False  # a replica started at the same moment created it
+        return True
+    finally:
+        await conn.close()
+
+
+async def drop_database(server: URL, database: str) -> None:
+    conn = await asyncpg.connect(**asyncpg_params(server))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # Each service owns its schema; a short statement cache avoids stale plans after
+        # migrations while keeping asyncpg's prepared-statement speed.
+        connect_args={"server_settings": {"application_name": "loyalty"}},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def database_answers(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        return True
+    except Exception:
+        return False

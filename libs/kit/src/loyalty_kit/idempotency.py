@@ -1,0 +1,100 @@
+"""Idempotency of mutating RPCs by `request_id` (AIP-155).
+
+In the transaction of the change, `claim` inserts (scope, request_id) with a fingerprint of the
+request. A concurrent duplicate blocks on the primary key until the first transaction ends: if it
+committed, the duplicate reads the stored response; if it rolled back, the duplicate proceeds as
+the first. `store` saves the response in the same transaction, so a retry after any failure
+either finds the complete first answer or nothing at all.
+
+The same request_id with a different request is refused: INVALID_ARGUMENT, REQUEST_ID_REUSED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.tables import idempotency_keys
+
+M = TypeVar("M", bound=Message)
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+
+
+def validate_request_id(request_id: str, field: str = "request_id") -> None:
+    if not request_id:
+        raise InvalidArgument.of(
+            [FieldViolation(field, "required: a unique id per operation, reused on retries")]
+        )
+    if not REQUEST_ID_PATTERN.match(request_id):
+        raise InvalidArgument.of(
+            [FieldViolation(field, "1-128 characters: letters, digits, '.', '_', ':', '-'")]
+        )
+
+
+def fingerprint(request: Message, ignore: tuple[str, ...] = ("request_id",)) -> str:
+    """A stable hash of the request without the fields that may differ between retries."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for name in ignore:
+        if name in copy.DESCRIPTOR.fields_by_name:
+            copy.ClearField(name)
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+class IdempotencyKeys:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim(
+        self, scope: str, request_id: str, request: Message, response_type: type[M]
+    ) -> M | None:
+        """None if this call is the first with the id (go on); else the first call's response."""
+        validate_request_id(request_id)
+        print_ = fingerprint(request)
+        inserted = await self.session.execute(
+            insert(idempotency_keys)
+            .values(scope=scope, request_id=request_id, fingerprint=print_)
+            .on_conflict_do_nothing()
+            .returning(idempotency_keys.c.request_id)
+        )
+        if inserted.first() is not None:
+            return None
+        row = (
+            await self.session.execute(
+                select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(
+                    idempotency_keys.c.scope == scope,
+                    idempotency_keys.c.request_id == request_id,
+                )
+            )
+        ).one()
+        if row.fingerprint != print_:
+            raise InvalidArgument(
+                "request_id was already used for a different request",
+                reason="REQUEST_ID_REUSED",
+                metadata={"request_id": request_id},
+                field_violations=[
+                    FieldViolation("request_id", "already used for a different request")
+                ],
+            )
+        response = response_type()
+        if row.response is not None:
+            response.ParseFromString(row.response)
+        return response
+
+    async def store(self, scope: str, request_id: str, response: Message) -> None:
+        await self.session.execute(
+            update(idempotency_keys)
+            .where(
+                idempotency_keys.c.scope == scope,
+                idempotency_keys.c.request_id == request_id,
+            )
+            .values(response=response.SerializeToString(deterministic=True))
+        )

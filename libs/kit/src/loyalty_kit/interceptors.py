@@ -1,0 +1,106 @@
+"""Server interceptor: one place that turns domain errors into google.rpc.Status, hides
+unexpected errors behind INTERNAL, records the inbound deadline and writes the access log.
+
+Servicers stay thin: no try/except ladders, they just raise `DomainError`s.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc.aio import AbortError
+
+from loyalty_kit.deadlines import set_inbound_deadline
+from loyalty_kit.errors import DomainError
+from loyalty_kit.logs import get_logger
+from loyalty_kit.status import internal_status, status_of, to_grpc_status
+
+log = get_logger("loyalty.rpc")
+
+# Probes and tooling, kept out of the access log (and out of traces, see telemetry).
+QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(QUIET_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _wrap_unary(self, method: str, behavior: Any) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            set_inbound_deadline(context.time_remaining())
+            code = "OK"
+            try:
+                return await behavior(request, context)
+            except DomainError as error:
+                code = error.kind.value
+                await context.abort_with_status(
+                    to_grpc_status(status_of(error, self.service))
+                )
+            except AbortError:
+                code = "ABORTED_BY_HANDLER"
+                raise
+            except Exception:
+                code = "INTERNAL"
+                reference = uuid.uuid4().hex[:12]
+                log.exception("rpc failed", method=method, reference=reference)
+                await context.abort_with_status(
+                    to_grpc_status(internal_status(self.service, reference))
+                )
+            finally:
+                log.info(
+                    "rpc",
+                    method=method,
+                    code=code,
+                    ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+
+        return unary
+
+    def _wrap_stream(self, method: str, behavior: Any) -> Any:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            set_inbound_deadline(context.time_remaining())
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except DomainError as error:
+                await context.abort_with_status(
+                    to_grpc_status(status_of(error, self.service))
+                )
+            except AbortError:
+                raise
+            except Exception:
+                reference = uuid.uuid4().hex[:12]
+                log.exception("rpc failed", method=method, reference=reference)
+                await context.abort_with_status(
+                    to_grpc_status(internal_status(self.service, reference))
+                )
+
+        return stream

@@ -1,0 +1,164 @@
+"""Transactional outbox and its relay to NATS JetStream.
+
+A service writes events with `Outbox.add` in the same transaction as the state change: both
+commit or neither does, so a rolled-back change publishes nothing and a committed one is never
+lost. The relay publishes unpublished rows in order, using the event id as the JetStream message
+id, then marks them published. If it dies between publishing and marking, the next run publishes
+the same ids again and JetStream's duplicate window drops them: consumers see each event once.
+
+One relay publishes at a time per database (a transaction-scoped advisory lock), so replicas of a
+service can all run the relay and order is kept. It wakes on NOTIFY from the outbox trigger and
+polls as a fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from google.protobuf.message import Message
+from nats.js import JetStreamContext
+from sqlalchemy import Row, insert, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from loyalty_kit.db import asyncpg_params
+from loyalty_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MSG_ID_HEADER, event_subject
+from loyalty_kit.logs import get_logger
+from loyalty_kit.tables import OUTBOX_CHANNEL, outbox
+
+log = get_logger("loyalty.outbox")
+
+RELAY_LOCK_KEY = 0x10_0B_0C  # one relay per database at a time
+PUBLISH_ACK_TIMEOUT_SECONDS = 10.0
+
+
+class Outbox:
+    """Writes events into the caller's transaction."""
+
+    def __init__(self, session: AsyncSession, namespace: str) -> None:
+        self.session = session
+        self.namespace = namespace
+
+    async def add(self, message: Message, *, event_id: uuid.UUID | None = None) -> uuid.UUID:
+        event_id = event_id or uuid.uuid4()
+        await self.session.execute(
+            insert(outbox).values(
+                event_id=event_id,
+                subject=event_subject(message, self.namespace),
+                event_type=message.DESCRIPTOR.full_name,
+                payload=message.SerializeToString(deterministic=True),
+                headers={},
+            )
+        )
+        return event_id
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        js: JetStreamContext,
+        *,
+        listen_url: URL | None = None,
+        batch_size: int = 200,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.js = js
+        self.listen_url = listen_url if listen_url is not None else engine.url
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    async def publish_pending(self) -> int:
+        """Publish what is pending now, batch by batch; returns how many were published."""
+        total = 0
+        while True:
+            count = await self._publish_batch()
+            total += count
+            if count < self.batch_size:
+                return total
+
+    async def _publish_batch(self) -> int:
+        async with self.engine.begin() as conn:
+            got = await conn.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RELAY_LOCK_KEY}
+            )
+            if not got:
+                return 0
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT seq, event_id, subject, event_type, payload FROM kit_outbox "
+                        "WHERE published_at IS NULL ORDER BY seq LIMIT :n"
+                    ),
+                    {"n": self.batch_size},
+                )
+            ).all()
+            if not rows:
+                return 0
+            await self._send(rows)
+            await self._mark(conn, rows)
+        self.published += len(rows)
+        return len(rows)
+
+    async def _send(self, rows: Sequence[Row[Any]]) -> None:
+        # Pipelined: all publishes go out in order, then every acknowledgement is awaited
+        # before the rows are marked. A missing ack fails the batch, which is retried.
+        acks = [
+            await self.js.publish_async(
+                row.subject,
+                bytes(row.payload),
+                headers={
+                    MSG_ID_HEADER: str(row.event_id),
+                    EVENT_ID_HEADER: str(row.event_id),
+                    EVENT_TYPE_HEADER: row.event_type,
+                },
+            )
+            for row in rows
+        ]
+        await asyncio.wait_for(asyncio.gather(*acks), PUBLISH_ACK_TIMEOUT_SECONDS)
+
+    async def _mark(self, conn: AsyncConnection, rows: Sequence[Row[Any]]) -> None:
+        await conn.execute(
+            text("UPDATE kit_outbox SET published_at = :now WHERE seq = ANY(:seqs)"),
+            {"now": datetime.now(UTC), "seqs": [r.seq for r in rows]},
+        )
+
+    async def run(self) -> None:
+        """Relay until cancelled."""
+        listener = await self._listen()
+        try:
+            while True:
+                try:
+                    await self.publish_pending()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox relay failed; retrying")
+                    await asyncio.sleep(self.poll_seconds)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _listen(self) -> Any:
+        if self.listen_url is None:
+            return None
+        try:
+            conn = await asyncpg.connect(**asyncpg_params(self.listen_url))
+            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            return conn
+        except Exception:
+            log.warning("outbox relay cannot LISTEN; polling only")
+            return None

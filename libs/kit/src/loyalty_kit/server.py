@@ -1,0 +1,268 @@
+"""grpc.aio server bootstrap, the same for every service.
+
+A service describes itself with a `ServiceSpec` (its name, the gRPC services it serves, how to
+add its servicers, its migrations, its event consumers and background jobs); the kit does the
+rest, in this order:
+
+1. tracing (before any server, channel or engine exists);
+2. its own database: created if missing, migrated (dev default), engine and sessions;
+3. NATS JetStream: its stream, the outbox relay, its consumers;
+4. the gRPC server with the error-mapping interceptor, the standard health service and
+   reflection; health says NOT_SERVING until the database answers, and follows it after;
+5. on SIGTERM/SIGINT: health NOT_SERVING, `server.stop(grace)` so calls in flight finish, then
+   jobs stop, NATS drains and the engine closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from loyalty_kit import db, events, migrations
+from loyalty_kit.inbox import EventConsumer
+from loyalty_kit.interceptors import ErrorMappingInterceptor
+from loyalty_kit.logs import configure_logging, get_logger
+from loyalty_kit.outbox import OutboxRelay
+from loyalty_kit.settings import Settings
+from loyalty_kit.telemetry import setup_tracing
+from loyalty_kit.uow import UnitOfWork
+
+log = get_logger("loyalty.server")
+
+
+@dataclass
+class ServiceContext:
+    """What a running service has: handed to servicers, consumers and jobs."""
+
+    name: str
+    settings: Settings
+    engine: AsyncEngine | None = None
+    sessions: async_sessionmaker[AsyncSession] | None = None
+    nats: NATS | None = None
+    js: JetStreamContext | None = None
+    # Set when the service begins to stop: jobs watch it to finish their work cleanly before
+    # they are cancelled.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        if self.sessions is None:
+            raise RuntimeError(f"{self.name} has no database")
+        return UnitOfWork(self.sessions, self.settings.event_namespace)
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    service_names: Sequence[str]
+    add_servicers: Callable[[grpc.aio.Server, ServiceContext], None]
+    migrations: str | None = None
+    consumers: Callable[[ServiceContext], Sequence[EventConsumer]] = lambda _ctx: ()
+    jobs: Callable[[ServiceContext], Sequence[Job]] = lambda _ctx: ()
+    uses_database: bool = True
+    publishes_events: bool = True
+    port: Callable[[Settings], int] | None = None
+
+    def port_in(self, settings: Settings) -> int:
+        return self.port(settings) if self.port else settings.port_of(self.name)
+
+
+class RunningService:
+    def __init__(self, spec: ServiceSpec, context: ServiceContext) -> None:
+        self.spec = spec
+        self.context = context
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[EventConsumer] = []
+        self._tasks: list[asyncio.Task[None]] = []  # relay, consumers, health watcher
+        self._jobs: list[asyncio.Task[None]] = []  # the spec's jobs, which watch `stopping`
+        self._stopped = False
+
+    @property
+    def target(self) -> str:
+        host = self.context.settings.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
+        return f"{host}:{self.port}"
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.spec.service_names):
+            await self.health.set(name, status)
+
+    async def _watch_database(self) -> None:
+        serving: bool | None = None
+        while True:
+            ok = self.context.engine is None or await db.database_answers(self.context.engine)
+            if ok != serving:
+                await self._set_health(ok)
+                if serving is not None:
+                    log.warning("health changed", service=self.spec.name, serving=ok)
+                serving = ok
+            await asyncio.sleep(self.context.settings.health_check_seconds)
+
+    def _spawn(self, job: Job, name: str, *, is_job: bool = False) -> None:
+        async def guarded() -> None:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background job crashed", job=name)
+
+        (self._jobs if is_job else self._tasks).append(asyncio.create_task(guarded(), name=name))
+
+    async def start(self, port: int | None = None) -> RunningService:
+        spec, ctx, settings = self.spec, self.context, self.context.settings
+        setup_tracing(spec.name, settings)
+        if spec.uses_database:
+            url = settings.service_database_url(spec.name)
+            if settings.database_create:
+                await db.ensure_database(settings.server_url, settings.database_for(spec.name))
+            ctx.engine = db.create_engine(url, settings.database_pool_size)
+            ctx.sessions = db.session_factory(ctx.engine)
+            if settings.migrate_on_start and spec.migrations:
+                await migrations.upgrade(ctx.engine, spec.migrations)
+        if settings.nats_url:
+            ctx.nats = await events.connect(settings.nats_url, f"loyalty-{spec.name}")
+            ctx.js = ctx.nats.jetstream()
+            if spec.publishes_events and ctx.engine is not None:
+                await events.ensure_stream(ctx.js, settings.event_namespace, spec.name)
+                self.relay = OutboxRelay(
+                    ctx.engine,
+                    ctx.js,
+                    batch_size=settings.outbox_batch_size,
+                    poll_seconds=settings.outbox_poll_seconds,
+                )
+        elif spec.publishes_events:
+            log.warning("LOYALTY_NATS_URL not set: events stay in the outbox", service=spec.name)
+
+        server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(spec.name)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        spec.add_servicers(server, ctx)
+        reflection.enable_server_reflection(
+            (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        chosen = spec.port_in(settings) if port is None else port
+        self.port = server.add_insecure_port(f"{settings.host}:{chosen}")
+        await self._set_health(False)
+        await server.start()
+        self.server = server
+
+        if self.relay is not None:
+            self._spawn(self.relay.run, f"{spec.name}-outbox-relay")
+        if ctx.js is not None:
+            for consumer in spec.consumers(ctx):
+                self.consumers.append(consumer)
+                js = ctx.js
+                self._spawn(lambda c=consumer: c.run(js), f"{spec.name}-consumer-{consumer.name}")
+        for index, job in enumerate(spec.jobs(ctx)):
+            self._spawn(job, f"{spec.name}-job-{index}", is_job=True)
+        self._tasks.append(asyncio.create_task(self._watch_database(), name="health"))
+        log.info("service started", service=spec.name, port=self.port)
+        return self
+
+    async def wait_until_serving(self, timeout: float = 10.0) -> None:
+        async def serving() -> None:
+            while True:
+                response = await self.health.Check(
+                    health_pb2.HealthCheckRequest(service=""), None  # type: ignore[arg-type]
+                )
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(serving(), timeout)
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        settings = self.context.settings
+        await self.health.enter_graceful_shutdown()
+        self.context.stopping.set()
+        if self.server is not None:
+            await self.server.stop(settings.shutdown_grace_seconds if grace is None else grace)
+        # Jobs watch `stopping` and get a moment to finish; what is still running is cancelled.
+        if self._jobs:
+            await asyncio.wait(self._jobs, timeout=max(1.0, settings.shutdown_grace_seconds))
+        for task in (*self._tasks, *self._jobs):
+            task.cancel()
+        for task in (*self._tasks, *self._jobs):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.context.nats is not None:
+            with contextlib.suppress(Exception):
+                await self.context.nats.drain()
+        if self.context.engine is not None:
+            await self.context.engine.dispose()
+        log.info("service stopped", service=self.spec.name)
+
+
+async def start_service(
+    spec: ServiceSpec, settings: Settings | None = None, *, port: int | None = None
+) -> RunningService:
+    context = ServiceContext(name=spec.name, settings=settings or Settings())
+    return await RunningService(spec, context).start(port)
+
+
+async def serve(spec: ServiceSpec, settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = await start_service(spec, settings)
+    print(f"{spec.name} listening on {running.target}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await running.stop()
+
+
+async def migrate(spec: ServiceSpec, settings: Settings) -> None:
+    if spec.migrations is None:
+        return
+    if settings.database_create:
+        await db.ensure_database(settings.server_url, settings.database_for(spec.name))
+    engine = db.create_engine(settings.service_database_url(spec.name), pool_size=1)
+    try:
+        await migrations.upgrade(engine, spec.migrations)
+        revision = await migrations.current_revision(engine)
+        print(f"{spec.name}: database {settings.database_for(spec.name)} at {revision}")
+    finally:
+        await engine.dispose()
+
+
+def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
+    """The command line of every service: `loyalty-<name> [serve|migrate]`."""
+    parser = argparse.ArgumentParser(prog=f"loyalty-{spec.name}")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(spec.name, settings.log_level, settings.log_format)
+    if args.command == "migrate":
+        asyncio.run(migrate(spec, settings))
+    else:
+        asyncio.run(serve(spec, settings))
+    return 0

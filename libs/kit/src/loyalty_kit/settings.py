@@ -1,0 +1,116 @@
+"""Configuration from the environment (prefix LOYALTY_), the same for every service.
+
+Nothing here needs a code change to alter (Open Loyalty's #41): every knob is an environment
+variable, listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore")
+
+    # --- infrastructure -------------------------------------------------------------------
+    database_url: str = Field(
+        default="",
+        description="PostgreSQL server, e.g. postgresql://postgres@127.0.0.1:5432/postgres. "
+        "Each service uses its own database on it (see database_name).",
+    )
+    database_name: str = Field(
+        default="",
+        description="The service's database; default '<database_prefix><service>'.",
+    )
+    database_prefix: str = Field(default="loyalty_", description="Prefix of per-service databases.")
+    database_pool_size: int = Field(default=10, ge=1)
+    database_create: bool = Field(
+        default=True, description="Create the service's database if it does not exist."
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Run the service's Alembic migrations when it starts."
+    )
+    nats_url: str = Field(default="", description="NATS server with JetStream, nats://host:4222.")
+    event_namespace: str = Field(
+        default="loyalty",
+        description="First token of event subjects and stream names (tests use their own).",
+    )
+    data_dir: Path = Field(default=Path(".loyalty"), description="Where dev data lives.")
+
+    # --- network --------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address services listen on.")
+    identity_port: int = 50051
+    points_port: int = 50052
+    tiers_port: int = 50053
+    benefits_port: int = 50054
+    gateway_grpc_port: int = 50050
+    gateway_http_port: int = 8080
+    identity_target: str = ""
+    points_target: str = ""
+    tiers_target: str = ""
+    benefits_target: str = ""
+
+    # --- behaviour --------------------------------------------------------------------------
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    default_deadline_seconds: float = Field(
+        default=5.0, gt=0, description="Deadline of outbound calls made outside any request."
+    )
+    max_deadline_seconds: float = Field(
+        default=30.0, gt=0, description="Cap on outbound deadlines derived from the caller's."
+    )
+    health_check_seconds: float = Field(
+        default=5.0, gt=0, description="How often health re-checks the database."
+    )
+    outbox_batch_size: int = Field(default=200, ge=1)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+
+    # --- observability ----------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str = Field(default="", description="OTLP gRPC endpoint, e.g. localhost:4317")
+
+    @field_validator("event_namespace")
+    @classmethod
+    def _namespace_is_a_subject_token(cls, value: str) -> str:
+        if not value or not value.replace("_", "").replace("-", "").isalnum():
+            raise ValueError("event_namespace must be one NATS subject token (letters, digits)")
+        return value
+
+    def database_for(self, service: str) -> str:
+        return self.database_name or f"{self.database_prefix}{service}"
+
+    def service_database_url(self, service: str) -> URL:
+        """The SQLAlchemy URL (asyncpg driver) of this service's own database."""
+        if not self.database_url:
+            raise RuntimeError(
+                "LOYALTY_DATABASE_URL is not set: start the suite with `make run` (embedded "
+                "PostgreSQL) or point it at a PostgreSQL server"
+            )
+        return (
+            make_url(self.database_url)
+            .set(drivername="postgresql+asyncpg")
+            .set(database=self.database_for(service))
+        )
+
+    def port_of(self, service: str) -> int:
+        port: int = getattr(self, f"{service}_port")
+        return port
+
+    def target_of(self, service: str) -> str:
+        """Where to reach another service: an explicit target, else this host and its port."""
+        explicit: str = getattr(self, f"{service}_target", "")
+        if explicit:
+            return explicit
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "[::]") else self.host
+        return f"{host}:{self.port_of(service)}"
+
+    @cached_property
+    def server_url(self) -> URL:
+        return make_url(self.database_url).set(drivername="postgresql+asyncpg")

@@ -1,0 +1,94 @@
+"""Domain errors -> google.rpc.Status (AIP-193), built with grpcio-status.
+
+Every error carries an ErrorInfo (reason, domain, metadata); invalid input also carries a
+BadRequest with one field violation per bad field. Unexpected exceptions become INTERNAL with a
+reference id and nothing of the exception's text (which may hold internals or personal data).
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from loyalty_kit.errors import DomainError, ErrorKind
+
+_CODES: dict[ErrorKind, int] = {
+    ErrorKind.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
+    ErrorKind.NOT_FOUND: code_pb2.NOT_FOUND,
+    ErrorKind.ALREADY_EXISTS: code_pb2.ALREADY_EXISTS,
+    ErrorKind.FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
+    ErrorKind.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
+    ErrorKind.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
+    ErrorKind.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
+    ErrorKind.ABORTED: code_pb2.ABORTED,
+    ErrorKind.UNAVAILABLE: code_pb2.UNAVAILABLE,
+}
+
+
+def error_domain(service: str) -> str:
+    """The ErrorInfo domain of a service, e.g. `points.loyalty`."""
+    return f"{service}.loyalty"
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def status_of(error: DomainError, service: str) -> status_pb2.Status:
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=error_domain(service), metadata=error.metadata
+    )
+    details = [_pack(info)]
+    if error.field_violations:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description, reason=v.reason
+                )
+                for v in error.field_violations
+            ]
+        )
+        details.append(_pack(bad_request))
+    return status_pb2.Status(code=_CODES[error.kind], message=error.message, details=details)
+
+
+def internal_status(service: str, reference: str) -> status_pb2.Status:
+    info = error_details_pb2.ErrorInfo(
+        reason="INTERNAL", domain=error_domain(service), metadata={"reference": reference}
+    )
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message=f"internal error (reference {reference}); the service log has the details",
+        details=[_pack(info)],
+    )
+
+
+def to_grpc_status(status: status_pb2.Status) -> grpc.Status:
+    return rpc_status.to_status(status)
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a peer sent, if any (clients use it to read ErrorInfo)."""
+    return rpc_status.from_call(error)  # type: ignore[arg-type]
+
+
+def error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def bad_request(status: status_pb2.Status) -> error_details_pb2.BadRequest | None:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            found = error_details_pb2.BadRequest()
+            detail.Unpack(found)
+            return found
+    return None

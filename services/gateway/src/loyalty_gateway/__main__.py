@@ -1,0 +1,16 @@
+"""`loyalty-gateway`: run the gateway (HTTP and gRPC)."""
+
+from __future__ import annotations
+
+import sys
+
+from loyalty_gateway.app import SPEC
+from loyalty_kit.server import main as run_service
+
+
+def main() -> int:
+    return run_service(SPEC, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
