@@ -9,7 +9,6 @@ import asyncio
 
 import grpc
 from google.protobuf import wrappers_pb2
-
 from loyalty_kit.errors import FieldViolation, InvalidArgument, NotFound
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
@@ -17,10 +16,14 @@ ECHO_SERVICE = "loyalty.test.v1.EchoService"
 ECHO_METHOD = f"/{ECHO_SERVICE}/Echo"
 
 
-async def echo(request: wrappers_pb2.StringValue, context: grpc.aio.ServicerContext) -> wrappers_pb2.StringValue:
+async def echo(
+    request: wrappers_pb2.StringValue, context: grpc.aio.ServicerContext
+) -> wrappers_pb2.StringValue:
     text = request.value
     if text == "missing":
-        raise NotFound("member m-1 was not found", reason="MEMBER_NOT_FOUND", metadata={"member": "m-1"})
+        raise NotFound(
+            "member m-1 was not found", reason="MEMBER_NOT_FOUND", metadata={"member": "m-1"}
+        )
     if text == "invalid":
         raise InvalidArgument.of(
             [

@@ -10,10 +10,10 @@ from google.protobuf import wrappers_pb2
 from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit import db
 from loyalty_kit.status import bad_request, error_info, from_rpc_error
+
 from tests.kit.echo import ECHO_SERVICE, echo_call, echo_spec
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -125,7 +125,7 @@ async def test_health_follows_the_database(services: ServiceRunner) -> None:
             stub = health_pb2_grpc.HealthStub(channel)
 
             async def status() -> int:
-                return (await stub.Check(health_pb2.HealthCheckRequest())).status
+                return int((await stub.Check(health_pb2.HealthCheckRequest())).status)
 
             for _ in range(100):
                 if await status() == health_pb2.HealthCheckResponse.NOT_SERVING:

@@ -1,8 +1,8 @@
 """`loyalty-dev`: the developer's command line.
 
-    loyalty-dev run      infrastructure + every service, logs prefixed; Ctrl-C stops it all
-    loyalty-dev infra    only PostgreSQL and NATS (embedded unless the environment names them)
-    loyalty-dev demo     load the Huayue demo programme into a running suite
+loyalty-dev run      infrastructure + every service, logs prefixed; Ctrl-C stops it all
+loyalty-dev infra    only PostgreSQL and NATS (embedded unless the environment names them)
+loyalty-dev demo     load the Huayue demo programme into a running suite
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from loyalty_kit.settings import Settings
 
 from loyalty_devstack import demo
 from loyalty_devstack.embedded import DEV_NATS_PORT, Infrastructure
-from loyalty_kit.settings import Settings
 
 # Start order: the services the others call come first; the gateway last, stopped first.
 SERVICES = ("identity", "points", "tiers", "benefits", "gateway")
@@ -66,7 +66,9 @@ async def _terminate(processes: list[asyncio.subprocess.Process]) -> None:
 
 async def run_suite(data_dir: Path) -> int:
     fresh = not (data_dir / "postgres").exists()
-    infra = Infrastructure(data_dir, nats_port=int(os.environ.get("LOYALTY_DEV_NATS_PORT", DEV_NATS_PORT)))
+    infra = Infrastructure(
+        data_dir, nats_port=int(os.environ.get("LOYALTY_DEV_NATS_PORT", DEV_NATS_PORT))
+    )
     infra.start()
     env = {
         **os.environ,
@@ -128,12 +130,15 @@ async def run_suite(data_dir: Path) -> int:
         for pipe in pipes:
             pipe.cancel()
         infra.stop()
-        print("stopped", flush=True)
+        codes = ", ".join(f"{n} {p.returncode}" for n, p in processes.items())
+        print(f"stopped (exit codes: {codes})", flush=True)
     return code
 
 
 async def run_infra(data_dir: Path) -> int:
-    infra = Infrastructure(data_dir, nats_port=int(os.environ.get("LOYALTY_DEV_NATS_PORT", DEV_NATS_PORT)))
+    infra = Infrastructure(
+        data_dir, nats_port=int(os.environ.get("LOYALTY_DEV_NATS_PORT", DEV_NATS_PORT))
+    )
     infra.start()
     print(f"export LOYALTY_DATABASE_URL='{infra.database_url}'")
     print(f"export LOYALTY_NATS_URL='{infra.nats_url}'", flush=True)
@@ -147,9 +152,15 @@ async def run_infra(data_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="loyalty-dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="loyalty-dev",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["run", "infra", "demo"])
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("LOYALTY_DATA_DIR", ".loyalty")))
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("LOYALTY_DATA_DIR", ".loyalty"))
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         return asyncio.run(run_suite(args.data_dir))

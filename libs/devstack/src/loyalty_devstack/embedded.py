@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 DEV_NATS_PORT = 14222
 
@@ -37,7 +38,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path, *, keep: bool = True) -> None:
         self.data_dir = data_dir.resolve()
         self.keep = keep
-        self._server: object | None = None
+        self._server: Any = None
 
     def start(self) -> str:
         import pgserver
@@ -48,13 +49,13 @@ class EmbeddedPostgres:
             self._server = pgserver.get_server(
                 self.data_dir, cleanup_mode="stop" if self.keep else "delete"
             )
-        uri: str = self._server.get_uri()  # type: ignore[attr-defined]
+        uri: str = self._server.get_uri()
         return uri
 
     def stop(self) -> None:
         if self._server is not None:
             with contextlib.suppress(Exception):
-                self._server.cleanup()  # type: ignore[attr-defined]
+                self._server.cleanup()
             self._server = None
 
 

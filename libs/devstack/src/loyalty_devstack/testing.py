@@ -21,13 +21,13 @@ import asyncpg
 import nats
 import pytest
 import pytest_asyncio
-from sqlalchemy.engine import make_url
-
-from loyalty_devstack.embedded import Infrastructure, free_port
 from loyalty_kit.db import asyncpg_params, quote_ident
 from loyalty_kit.logs import configure_logging
 from loyalty_kit.server import RunningService, ServiceSpec, start_service
 from loyalty_kit.settings import Settings
+from sqlalchemy.engine import make_url
+
+from loyalty_devstack.embedded import Infrastructure, free_port
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -88,7 +88,9 @@ async def _drop_run_data(infra: Infrastructure, run_id: str) -> AsyncIterator[No
             "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{run_id}\\_%"
         )
         for row in names:
-            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(row['datname'])} WITH (FORCE)")
+            await conn.execute(
+                f"DROP DATABASE IF EXISTS {quote_ident(row['datname'])} WITH (FORCE)"
+            )
     finally:
         await conn.close()
     client = await nats.connect(infra.nats_url)

@@ -6,9 +6,12 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-
-from loyalty_kit.settings import Settings
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 
 def asyncpg_params(url: URL) -> dict[str, Any]:
@@ -38,7 +41,7 @@ async def ensure_database(server: URL, database: str) -> bool:
             return False
         try:
             await conn.execute(f"CREATE DATABASE {quote_ident(database)}")
-        except asyncpg.DuplicateDatabaseError:
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
             return False  # a replica started at the same moment created it
         return True
     finally:

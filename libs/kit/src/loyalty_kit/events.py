@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import nats
+from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
-from google.protobuf.message import Message
 
 EVENT_TYPE_HEADER = "Loyalty-Event-Type"
 EVENT_ID_HEADER = "Loyalty-Event-Id"  # what consumers de-duplicate by

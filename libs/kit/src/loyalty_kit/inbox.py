@@ -41,7 +41,6 @@ E = TypeVar("E", bound=Message)
 Handler = Callable[[UnitOfWork, Any, EventMeta], Awaitable[None]]
 
 
-
 class EventConsumer:
     """A durable pull consumer on another service's stream, de-duplicated by an inbox table."""
 
@@ -65,7 +64,9 @@ class EventConsumer:
         self.handled = 0
         self.duplicates = 0
 
-    def on(self, event_type: type[E], handler: Callable[[Any, E, EventMeta], Awaitable[None]]) -> None:
+    def on(
+        self, event_type: type[E], handler: Callable[[Any, E, EventMeta], Awaitable[None]]
+    ) -> None:
         self._handlers[event_type.DESCRIPTOR.full_name] = (event_type, handler)  # type: ignore[assignment]
 
     @property

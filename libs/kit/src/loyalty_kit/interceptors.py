@@ -17,7 +17,7 @@ from grpc.aio import AbortError
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError
 from loyalty_kit.logs import get_logger
-from loyalty_kit.status import internal_status, status_of, to_grpc_status
+from loyalty_kit.status import internal_status, status_of, to_grpc_status, upstream_status
 
 log = get_logger("loyalty.rpc")
 
@@ -61,12 +61,17 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 return await behavior(request, context)
             except DomainError as error:
                 code = error.kind.value
-                await context.abort_with_status(
-                    to_grpc_status(status_of(error, self.service))
-                )
+                await context.abort_with_status(to_grpc_status(status_of(error, self.service)))
             except AbortError:
                 code = "ABORTED_BY_HANDLER"
                 raise
+            except grpc.aio.AioRpcError as error:
+                # A call to another service failed and nothing handled it: pass its status on
+                # (a deadline stays a deadline, an unavailable dependency stays UNAVAILABLE).
+                code = error.code().name
+                await context.abort_with_status(
+                    to_grpc_status(upstream_status(error, self.service))
+                )
             except Exception:
                 code = "INTERNAL"
                 reference = uuid.uuid4().hex[:12]
@@ -91,11 +96,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 async for item in behavior(request, context):
                     yield item
             except DomainError as error:
-                await context.abort_with_status(
-                    to_grpc_status(status_of(error, self.service))
-                )
+                await context.abort_with_status(to_grpc_status(status_of(error, self.service)))
             except AbortError:
                 raise
+            except grpc.aio.AioRpcError as error:
+                await context.abort_with_status(
+                    to_grpc_status(upstream_status(error, self.service))
+                )
             except Exception:
                 reference = uuid.uuid4().hex[:12]
                 log.exception("rpc failed", method=method, reference=reference)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -174,8 +175,10 @@ class RunningService:
         if ctx.js is not None:
             for consumer in spec.consumers(ctx):
                 self.consumers.append(consumer)
-                js = ctx.js
-                self._spawn(lambda c=consumer: c.run(js), f"{spec.name}-consumer-{consumer.name}")
+                self._spawn(
+                    functools.partial(consumer.run, ctx.js),
+                    f"{spec.name}-consumer-{consumer.name}",
+                )
         for index, job in enumerate(spec.jobs(ctx)):
             self._spawn(job, f"{spec.name}-job-{index}", is_job=True)
         self._tasks.append(asyncio.create_task(self._watch_database(), name="health"))
@@ -186,7 +189,8 @@ class RunningService:
         async def serving() -> None:
             while True:
                 response = await self.health.Check(
-                    health_pb2.HealthCheckRequest(service=""), None  # type: ignore[arg-type]
+                    health_pb2.HealthCheckRequest(service=""),
+                    None,  # type: ignore[arg-type]
                 )
                 if response.status == health_pb2.HealthCheckResponse.SERVING:
                     return

@@ -67,6 +67,22 @@ def internal_status(service: str, reference: str) -> status_pb2.Status:
     )
 
 
+def upstream_status(error: grpc.aio.AioRpcError, service: str) -> status_pb2.Status:
+    """The status to answer with when a call to another service failed unhandled."""
+    rich = from_rpc_error(error)
+    if rich is not None:
+        return rich
+    code = error.code()
+    info = error_details_pb2.ErrorInfo(
+        reason=f"UPSTREAM_{code.name}",
+        domain=error_domain(service),
+        metadata={"upstream_code": code.name},
+    )
+    return status_pb2.Status(
+        code=code.value[0], message=f"a dependency failed: {code.name}", details=[_pack(info)]
+    )
+
+
 def to_grpc_status(status: status_pb2.Status) -> grpc.Status:
     return rpc_status.to_status(status)
 

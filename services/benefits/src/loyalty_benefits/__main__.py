@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from loyalty_kit.server import main as run_service
+
 from loyalty_benefits.app import SPEC
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
 

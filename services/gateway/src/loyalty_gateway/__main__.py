@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from loyalty_gateway.app import SPEC
 from loyalty_kit.server import main as run_service
+
+from loyalty_gateway.app import SPEC
 
 
 def main() -> int:

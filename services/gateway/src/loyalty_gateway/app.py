@@ -4,9 +4,9 @@ server in front of the other services."""
 from __future__ import annotations
 
 import grpc
+from loyalty_kit.server import ServiceContext, ServiceSpec
 
 from loyalty_gateway.http import http_job
-from loyalty_kit.server import ServiceContext, ServiceSpec
 
 
 def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:

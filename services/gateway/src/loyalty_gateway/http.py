@@ -13,13 +13,12 @@ from collections.abc import Awaitable, Callable, Iterator
 import grpc
 import uvicorn
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from loyalty_kit.channels import channel
+from loyalty_kit.server import ServiceContext
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
-from loyalty_kit.channels import channel
-from loyalty_kit.server import ServiceContext
 
 BACKENDS = ("identity", "points", "tiers", "benefits")
 
@@ -41,7 +40,7 @@ def build_app(context: ServiceContext) -> Starlette:
             response = await stub.Check(health_pb2.HealthCheckRequest())
         except grpc.aio.AioRpcError as error:
             return f"UNAVAILABLE ({error.code().name})"
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
     async def healthz(_request: Request) -> JSONResponse:
         statuses = await asyncio.gather(*(check(name) for name in BACKENDS))

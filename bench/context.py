@@ -1,0 +1,90 @@
+"""What a scenario gets: the run's servers, settings under the run's own namespace, knobs."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import nats
+from loyalty_devstack.embedded import Infrastructure, free_port
+from loyalty_kit import db
+from loyalty_kit.db import asyncpg_params, quote_ident
+from loyalty_kit.settings import Settings
+from sqlalchemy.engine import URL, make_url
+
+from bench.load import Op, closed_loop
+from bench.registry import Measurement
+
+
+@dataclass
+class BenchContext:
+    infra: Infrastructure
+    run_id: str  # database prefix `<run_id>_` and event namespace `<run_id>`
+    seconds: float
+    warmup: float
+    concurrency: int
+    events: int
+
+    @property
+    def namespace(self) -> str:
+        return self.run_id
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings for this run, like the test fixtures make them: own databases and subjects."""
+        values: dict[str, Any] = {
+            "database_url": self.infra.database_url,
+            "nats_url": self.infra.nats_url,
+            "database_prefix": f"{self.run_id}_",
+            "event_namespace": self.run_id,
+            "host": "127.0.0.1",
+            "shutdown_grace_seconds": 1.0,
+            "gateway_http_port": free_port(),
+            "log_format": "json",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def database(self, name: str) -> URL:
+        """Create the run's database `<run_id>_<name>`; its SQLAlchemy (asyncpg) URL."""
+        settings = self.settings()
+        await db.ensure_database(settings.server_url, settings.database_for(name))
+        return settings.service_database_url(name)
+
+    async def closed_loop(
+        self, op: Op, *, unit: str, concurrency: int | None = None
+    ) -> Measurement:
+        """`op` back to back from `concurrency` (default --concurrency) workers for --seconds."""
+        return await closed_loop(
+            op,
+            concurrency=concurrency or self.concurrency,
+            seconds=self.seconds,
+            warmup=self.warmup,
+            unit=unit,
+        )
+
+    async def cleanup(self) -> None:
+        """Drop every database and stream this run made (servers may be shared)."""
+        server = make_url(self.infra.database_url)
+        conn = await asyncpg.connect(**asyncpg_params(server))
+        try:
+            rows = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{self.run_id}\\_%"
+            )
+            for row in rows:
+                await conn.execute(
+                    f"DROP DATABASE IF EXISTS {quote_ident(row['datname'])} WITH (FORCE)"
+                )
+        finally:
+            await conn.close()
+        client = await nats.connect(self.infra.nats_url)
+        try:
+            js = client.jetstream()
+            for stream in await js.streams_info():
+                name = stream.config.name
+                if name and name.startswith(self.run_id.upper()):
+                    with contextlib.suppress(Exception):
+                        await js.delete_stream(name)
+        finally:
+            await client.close()

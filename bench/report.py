@@ -1,0 +1,93 @@
+"""Results: one JSON object per scenario, and an aligned table of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.load import percentile
+from bench.registry import Measurement, Scenario
+
+
+def record(
+    scenario: Scenario, measured: Measurement, *, ceiling: dict[str, Any] | None, run_id: str
+) -> dict[str, Any]:
+    latencies = measured.latencies_ms or []
+    ratio = None
+    if ceiling is not None and ceiling.get("throughput"):
+        ratio = round(measured.throughput / ceiling["throughput"], 3)
+    return {
+        "scenario": scenario.name,
+        "ceiling": scenario.ceiling,
+        "unit": measured.unit,
+        "throughput": round(measured.throughput, 1),
+        "p50_ms": round(percentile(latencies, 50), 3) if latencies else None,
+        "p99_ms": round(percentile(latencies, 99), 3) if latencies else None,
+        "count": measured.count,
+        "seconds": round(measured.seconds, 3),
+        "concurrency": measured.concurrency,
+        "ratio": ratio,
+        "run": run_id,
+        "extra": measured.extra,
+    }
+
+
+def failure(scenario: Scenario, error: BaseException, *, run_id: str) -> dict[str, Any]:
+    return {
+        "scenario": scenario.name,
+        "ceiling": scenario.ceiling,
+        "error": f"{type(error).__name__}: {error}",
+        "run": run_id,
+    }
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    header = (
+        "scenario",
+        "ceiling",
+        "throughput",
+        "unit",
+        "p50 ms",
+        "p99 ms",
+        "count",
+        "s",
+        "conc",
+        "ratio",
+    )
+    rows: list[tuple[str, ...]] = [header]
+    for r in records:
+        if "error" in r:
+            rows.append((r["scenario"], r["ceiling"] or "-", "FAILED", *("-",) * 7))
+            continue
+        rows.append(
+            (
+                r["scenario"],
+                r["ceiling"] or "-",
+                _number(r["throughput"]),
+                f"{r['unit']}/s",
+                _number(r["p50_ms"], 2),
+                _number(r["p99_ms"], 2),
+                _number(r["count"]),
+                _number(r["seconds"], 2),
+                str(r["concurrency"]),
+                _number(r["ratio"], 3),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows if len(row) > i) for i in range(len(header))]
+    left = {0, 1, 3}
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.extend(f"{r['scenario']}: {r['error']}" for r in records if "error" in r)
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Logs carry no personal data; settings come from LOYALTY_* variables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from loyalty_kit.logs import configure_logging, get_logger, scrub
+from loyalty_kit.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("call +8613812345678 now", "call [number] now"),
+        ("138 1234 5678", "[number]"),
+        ("mail Li.Wei+vip@example.com.cn", "mail [email]"),
+        ("member m_01J9Z earned 3086 points", "member m_01J9Z earned 3086 points"),
+    ],
+)
+def test_scrub_masks_phones_and_emails_only(text: str, expected: str) -> None:
+    assert scrub(text) == expected
+
+
+def test_a_log_line_with_personal_data_is_masked(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging("test", "INFO", "json")
+    get_logger("test").info("registered", note="phone 13812345678, mail wei@example.com")
+    line = json.loads(capfd.readouterr().err.strip().splitlines()[-1])
+    assert line["note"] == "phone [number], mail [email]"
+    assert line["event"] == "registered" and line["level"] == "info"
+    assert line["timestamp"].startswith("20")  # timestamps are not mistaken for numbers
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOYALTY_DATABASE_URL", "postgresql://postgres@db.internal:5433/postgres")
+    monkeypatch.setenv("LOYALTY_POINTS_PORT", "6000")
+    monkeypatch.setenv("LOYALTY_TIERS_TARGET", "tiers:50053")
+    settings = Settings()
+    url = settings.service_database_url("points")
+    assert (url.drivername, url.host, url.port, url.database) == (
+        "postgresql+asyncpg",
+        "db.internal",
+        5433,
+        "loyalty_points",
+    )
+    assert settings.port_of("points") == 6000
+    assert settings.target_of("points") == "127.0.0.1:6000"
+    assert settings.target_of("tiers") == "tiers:50053"
+
+
+def test_a_service_without_a_database_server_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LOYALTY_DATABASE_URL", raising=False)
+    with pytest.raises(RuntimeError, match="make run"):
+        Settings(database_url="").service_database_url("points")
+
+
+def test_event_namespace_must_be_one_subject_token() -> None:
+    with pytest.raises(ValueError, match="event_namespace"):
+        Settings(event_namespace="a.b")
