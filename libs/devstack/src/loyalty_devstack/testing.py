@@ -51,7 +51,12 @@ def infra() -> Iterator[Infrastructure]:
 
 
 @pytest.fixture(scope="session")
-def make_settings(infra: Infrastructure, run_id: str) -> Callable[..., Settings]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def make_settings(infra: Infrastructure, run_id: str, data_dir: Path) -> Callable[..., Settings]:
     """Settings for this run: its own databases and event namespace, free ports."""
 
     def make(**overrides: Any) -> Settings:
@@ -66,6 +71,7 @@ def make_settings(infra: Infrastructure, run_id: str) -> Callable[..., Settings]
             "health_check_seconds": 0.2,
             "gateway_http_port": free_port(),
             "log_format": "console",
+            "data_dir": data_dir,
         }
         values.update(overrides)
         return Settings(**values)

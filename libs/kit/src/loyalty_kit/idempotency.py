@@ -12,16 +12,22 @@ The same request_id with a different request is refused: INVALID_ARGUMENT, REQUE
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.tables import idempotency_keys
+
+if TYPE_CHECKING:
+    from loyalty_kit.uow import UnitOfWork
 
 M = TypeVar("M", bound=Message)
 
@@ -39,26 +45,35 @@ def validate_request_id(request_id: str, field: str = "request_id") -> None:
         )
 
 
-def fingerprint(request: Message, ignore: tuple[str, ...] = ("request_id",)) -> str:
-    """A stable hash of the request without the fields that may differ between retries."""
+def fingerprint(
+    request: Message, key: bytes | None = None, ignore: tuple[str, ...] = ("request_id",)
+) -> str:
+    """A stable hash of the request without the fields that may differ between retries.
+
+    Keyed (HMAC) when the request holds personal data, so the stored hash of a phone number
+    cannot be reversed by trying every phone number."""
     copy = type(request)()
     copy.CopyFrom(request)
     for name in ignore:
         if name in copy.DESCRIPTOR.fields_by_name:
             copy.ClearField(name)
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+    body = copy.SerializeToString(deterministic=True)
+    if key is not None:
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hashlib.sha256(body).hexdigest()
 
 
 class IdempotencyKeys:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, fingerprint_key: bytes | None = None) -> None:
         self.session = session
+        self.fingerprint_key = fingerprint_key
 
     async def claim(
         self, scope: str, request_id: str, request: Message, response_type: type[M]
     ) -> M | None:
         """None if this call is the first with the id (go on); else the first call's response."""
         validate_request_id(request_id)
-        print_ = fingerprint(request)
+        print_ = fingerprint(request, self.fingerprint_key)
         inserted = await self.session.execute(
             insert(idempotency_keys)
             .values(scope=scope, request_id=request_id, fingerprint=print_)
@@ -98,3 +113,41 @@ class IdempotencyKeys:
             )
             .values(response=response.SerializeToString(deterministic=True))
         )
+
+
+async def run_idempotent(
+    uow_factory: Callable[[], UnitOfWork],
+    scope: str,
+    request: Message,
+    response_type: type[M],
+    work: Callable[[Any], Awaitable[M]],
+    *,
+    attempts: int = 3,
+) -> M:
+    """The whole life of a mutating RPC: claim its request_id, do the work, store the answer,
+    commit, all in one transaction. A conflict with a concurrent transaction (a unique key
+    taken meanwhile, a serialization failure) re-runs it from the start, where it will see
+    what the other transaction committed."""
+    request_id = getattr(request, "request_id")  # noqa: B009 (every mutating request has one)
+    for attempt in range(1, attempts + 1):
+        try:
+            async with uow_factory() as uow:
+                first = await uow.idempotency.claim(scope, request_id, request, response_type)
+                if first is not None:
+                    return first
+                response = await work(uow)
+                await uow.idempotency.store(scope, request_id, response)
+                await uow.commit()
+                return response
+        except DBAPIError as error:
+            if attempt == attempts or not is_transient_conflict(error):
+                raise
+    raise AssertionError("unreachable")
+
+
+def is_transient_conflict(error: DBAPIError) -> bool:
+    """Unique violation, serialization failure or deadlock: worth running again."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(
+        getattr(error.orig, "__cause__", None), "sqlstate", None
+    )
+    return code in {"23505", "40001", "40P01"}

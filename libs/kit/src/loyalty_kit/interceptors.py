@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from grpc.aio import AbortError
 
+from loyalty_kit.caller import caller_from_metadata, set_current_caller
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError
 from loyalty_kit.logs import get_logger
@@ -56,6 +57,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             set_inbound_deadline(context.time_remaining())
+            set_current_caller(caller_from_metadata(context.invocation_metadata()))
             code = "OK"
             try:
                 return await behavior(request, context)
@@ -92,6 +94,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_stream(self, method: str, behavior: Any) -> Any:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             set_inbound_deadline(context.time_remaining())
+            set_current_caller(caller_from_metadata(context.invocation_metadata()))
             try:
                 async for item in behavior(request, context):
                     yield item

@@ -78,6 +78,8 @@ class ServiceSpec:
     uses_database: bool = True
     publishes_events: bool = True
     port: Callable[[Settings], int] | None = None
+    # Extra operator commands: `loyalty-<name> <command>`, run against the service's database.
+    commands: dict[str, Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=dict)
 
     def port_in(self, settings: Settings) -> int:
         return self.port(settings) if self.port else settings.port_of(self.name)
@@ -244,6 +246,17 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
         await running.stop()
 
 
+async def run_command(spec: ServiceSpec, settings: Settings, command: str) -> None:
+    engine = db.create_engine(settings.service_database_url(spec.name), pool_size=2)
+    context = ServiceContext(
+        name=spec.name, settings=settings, engine=engine, sessions=db.session_factory(engine)
+    )
+    try:
+        await spec.commands[command](context)
+    finally:
+        await engine.dispose()
+
+
 async def migrate(spec: ServiceSpec, settings: Settings) -> None:
     if spec.migrations is None:
         return
@@ -259,14 +272,18 @@ async def migrate(spec: ServiceSpec, settings: Settings) -> None:
 
 
 def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
-    """The command line of every service: `loyalty-<name> [serve|migrate]`."""
+    """The command line of every service: `loyalty-<name> [serve|migrate|<command>]`."""
     parser = argparse.ArgumentParser(prog=f"loyalty-{spec.name}")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "migrate", *spec.commands]
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(spec.name, settings.log_level, settings.log_format)
     if args.command == "migrate":
         asyncio.run(migrate(spec, settings))
+    elif args.command in spec.commands:
+        asyncio.run(run_command(spec, settings, args.command))
     else:
         asyncio.run(serve(spec, settings))
     return 0

@@ -17,6 +17,10 @@ from loyalty_kit.outbox import Outbox
 
 
 class UnitOfWork:
+    # Services whose requests carry personal data set a key: request fingerprints are then
+    # keyed hashes (see idempotency.fingerprint).
+    fingerprint_key: bytes | None = None
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], namespace: str) -> None:
         self._sessions = sessions
         self.namespace = namespace
@@ -25,7 +29,7 @@ class UnitOfWork:
         self.session = self._sessions()
         await self.session.begin()
         self.outbox = Outbox(self.session, self.namespace)
-        self.idempotency = IdempotencyKeys(self.session)
+        self.idempotency = IdempotencyKeys(self.session, self.fingerprint_key)
         return self
 
     async def __aexit__(

@@ -1,0 +1,132 @@
+"""Personal data at rest: envelope encryption per member, and blind indexes for look-ups.
+
+- Every member has a random 256-bit data key. Personal fields (identity values, name,
+  birthday) are sealed with it using AES-GCM, bound to the member and the field by the
+  associated data, so a sealed value copied to another row or column does not open.
+- The data key is stored wrapped by a master key from configuration (key id kept beside it).
+  Erasing a member deletes its data key: every sealed value of that member becomes noise
+  (crypto-shredding), including copies in backups.
+- Identities are found by a blind index: HMAC-SHA256 under a separate index key of the
+  normalised value. The database can answer "who has this phone?" without holding the phone.
+
+Master key rotation without downtime: put the new key first in LOYALTY_IDENTITY_KEYS (new data
+keys are wrapped with it, old ones still open with their key id), run
+`loyalty-identity rotate-keys` to re-wrap every data key, then drop the old key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from loyalty_kit.logs import get_logger
+
+from loyalty_identity.domain.identities import ChannelIdentity
+
+log = get_logger("loyalty.identity.crypto")
+
+NONCE_BYTES = 12
+KEY_BYTES = 32
+
+
+class KeyConfigError(ValueError):
+    pass
+
+
+def _decode_key(text: str, what: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise KeyConfigError(f"{what} is not base64") from None
+    if len(key) != KEY_BYTES:
+        raise KeyConfigError(f"{what} must be {KEY_BYTES} bytes, base64-encoded")
+    return key
+
+
+def new_key_text() -> str:
+    return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+
+
+@dataclass(frozen=True)
+class Keyring:
+    master_keys: dict[str, bytes]
+    active_key_id: str
+    index_key: bytes
+
+    @classmethod
+    def parse(cls, keys: str, index_key: str) -> Keyring:
+        """keys: "k2:BASE64,k1:BASE64" (the first one wraps new data keys)."""
+        master: dict[str, bytes] = {}
+        order: list[str] = []
+        for item in filter(None, (part.strip() for part in keys.split(","))):
+            key_id, sep, text = item.partition(":")
+            if not sep or not key_id:
+                raise KeyConfigError("LOYALTY_IDENTITY_KEYS entries are '<key id>:<base64 key>'")
+            master[key_id] = _decode_key(text, f"master key {key_id}")
+            order.append(key_id)
+        if not order:
+            raise KeyConfigError("LOYALTY_IDENTITY_KEYS names no key")
+        return cls(master, order[0], _decode_key(index_key, "LOYALTY_IDENTITY_BLIND_INDEX_KEY"))
+
+    @classmethod
+    def development(cls, data_dir: Path) -> Keyring:
+        """Keys generated once into the data folder: for `make run` and tests, never production."""
+        path = data_dir / "identity-keys.json"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            document = {"keys": f"dev1:{new_key_text()}", "blind_index_key": new_key_text()}
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(document, out)
+        log.warning(
+            "using development keys for personal data; set LOYALTY_IDENTITY_KEYS and "
+            "LOYALTY_IDENTITY_BLIND_INDEX_KEY in production",
+            path=str(path),
+        )
+        document = json.loads(path.read_text())
+        return cls.parse(document["keys"], document["blind_index_key"])
+
+    # --- data keys ------------------------------------------------------------------------------
+    @staticmethod
+    def new_data_key() -> bytes:
+        return AESGCM.generate_key(bit_length=256)
+
+    def wrap(self, member_id: str, data_key: bytes) -> tuple[str, bytes]:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = AESGCM(self.master_keys[self.active_key_id]).encrypt(
+            nonce, data_key, member_id.encode()
+        )
+        return self.active_key_id, nonce + sealed
+
+    def unwrap(self, member_id: str, key_id: str, wrapped: bytes) -> bytes:
+        master = self.master_keys.get(key_id)
+        if master is None:
+            raise KeyConfigError(f"master key {key_id} is not configured")
+        return AESGCM(master).decrypt(
+            wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], member_id.encode()
+        )
+
+    # --- blind index --------------------------------------------------------------------------
+    def blind_index(self, identity: ChannelIdentity) -> bytes:
+        message = f"{identity.type}\x00{identity.value}".encode()
+        return hmac.new(self.index_key, message, hashlib.sha256).digest()
+
+
+def seal(data_key: bytes, plaintext: str, context: str) -> bytes:
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + AESGCM(data_key).encrypt(nonce, plaintext.encode(), context.encode())
+
+
+def unseal(data_key: bytes, sealed: bytes, context: str) -> str:
+    return (
+        AESGCM(data_key)
+        .decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context.encode())
+        .decode()
+    )

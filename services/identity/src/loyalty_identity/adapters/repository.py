@@ -1,0 +1,409 @@
+"""Members in PostgreSQL, personal data sealed with each member's data key.
+
+The repository is the only place that sees both ciphertext and plaintext: the domain gets
+plain `Member`s, the database gets sealed bytes and blind indexes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_identity.adapters import tables as t
+from loyalty_identity.adapters.crypto import Keyring, seal, unseal
+from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
+from loyalty_identity.domain.member import (
+    Consent,
+    ConsentPurpose,
+    Gender,
+    LinkedIdentity,
+    Member,
+    MemberState,
+    Profile,
+)
+
+
+def _field(member_id: str, name: str) -> str:
+    """Associated data binding a sealed value to its member and field."""
+    return f"{member_id}/{name}"
+
+
+class IdentityTypeCache:
+    """Identity types change rarely and are read on every call: kept for a few seconds per
+    process (a change made on another replica is seen within `ttl`)."""
+
+    def __init__(self, ttl: float = 10.0) -> None:
+        self.ttl = ttl
+        self._types: dict[str, IdentityType] | None = None
+        self._expires = 0.0
+
+    def get(self) -> dict[str, IdentityType] | None:
+        return self._types if time.monotonic() < self._expires else None
+
+    def put(self, types: dict[str, IdentityType]) -> None:
+        self._types, self._expires = types, time.monotonic() + self.ttl
+
+    def invalidate(self) -> None:
+        self._types, self._expires = None, 0.0
+
+
+class MemberRepository:
+    def __init__(
+        self, session: AsyncSession, keyring: Keyring, types: IdentityTypeCache | None = None
+    ) -> None:
+        self.session = session
+        self.keyring = keyring
+        self.types = types or IdentityTypeCache(ttl=0)
+        self._data_keys: dict[str, bytes] = {}
+
+    # --- data keys ----------------------------------------------------------------------------
+    async def _create_data_key(self, member_id: str) -> bytes:
+        data_key = self.keyring.new_data_key()
+        key_id, wrapped = self.keyring.wrap(member_id, data_key)
+        await self.session.execute(
+            insert(t.member_keys).values(member_id=member_id, key_id=key_id, wrapped_key=wrapped)
+        )
+        self._data_keys[member_id] = data_key
+        return data_key
+
+    async def _data_key(self, member_id: str) -> bytes | None:
+        if member_id in self._data_keys:
+            return self._data_keys[member_id]
+        row = (
+            await self.session.execute(
+                select(t.member_keys.c.key_id, t.member_keys.c.wrapped_key).where(
+                    t.member_keys.c.member_id == member_id
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        data_key = self.keyring.unwrap(member_id, row.key_id, row.wrapped_key)
+        self._data_keys[member_id] = data_key
+        return data_key
+
+    # --- identity types -----------------------------------------------------------------------
+    async def identity_types(self) -> dict[str, IdentityType]:
+        cached = self.types.get()
+        if cached is not None:
+            return cached
+        rows = await self.session.execute(
+            select(t.identity_types).order_by(t.identity_types.c.code)
+        )
+        types = {
+            r.code: IdentityType(r.code, IdentityKind(r.kind), r.pattern, r.description)
+            for r in rows
+        }
+        self.types.put(types)
+        return types
+
+    async def upsert_identity_type(self, identity_type: IdentityType) -> None:
+        values = {
+            "code": identity_type.code,
+            "kind": identity_type.kind.value,
+            "pattern": identity_type.pattern,
+            "description": identity_type.description,
+        }
+        await self.session.execute(
+            insert(t.identity_types)
+            .values(**values)
+            .on_conflict_do_update(index_elements=["code"], set_=values)
+        )
+        self.types.invalidate()
+
+    # --- look-ups -----------------------------------------------------------------------------
+    async def owners(self, wanted: Iterable[ChannelIdentity]) -> dict[ChannelIdentity, str]:
+        """Which member each identity is bound to (identities bound to nobody are absent)."""
+        by_index = {(i.type, self.keyring.blind_index(i)): i for i in wanted}
+        if not by_index:
+            return {}
+        found: dict[ChannelIdentity, str] = {}
+        for identity_type in {key[0] for key in by_index}:
+            indexes = [index for (kind, index) in by_index if kind == identity_type]
+            rows = await self.session.execute(
+                select(t.identities.c.blind_index, t.identities.c.member_id).where(
+                    t.identities.c.identity_type == identity_type,
+                    t.identities.c.blind_index.in_(indexes),
+                )
+            )
+            for row in rows:
+                found[by_index[(identity_type, bytes(row.blind_index))]] = str(row.member_id)
+        return found
+
+    async def owner(self, identity: ChannelIdentity) -> str | None:
+        return (await self.owners([identity])).get(identity)
+
+    async def get(self, member_id: str, *, lock: bool = False) -> Member | None:
+        query = select(t.members).where(t.members.c.member_id == member_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).first()
+        if row is None:
+            return None
+        member = Member(
+            member_id=str(row.member_id),
+            state=MemberState(row.state),
+            registered_unit=row.registered_unit,
+            registered_channel=row.registered_channel,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            merged_into=str(row.merged_into or ""),
+            suspension_reason=row.suspension_reason,
+        )
+        if member.state in (MemberState.ERASED, MemberState.MERGED):
+            return member  # tombstones hold no personal data
+        data_key = await self._data_key(member.member_id)
+        if data_key is None:
+            return member
+        identity_rows = await self.session.execute(
+            select(t.identities)
+            .where(t.identities.c.member_id == member_id)
+            .order_by(t.identities.c.linked_at, t.identities.c.identity_type)
+        )
+        for r in identity_rows:
+            value = unseal(
+                data_key, r.value_sealed, _field(member_id, f"identity/{r.identity_type}")
+            )
+            member.identities.append(
+                LinkedIdentity(ChannelIdentity(r.identity_type, value), r.linked_at)
+            )
+        profile = (
+            await self.session.execute(
+                select(t.profiles).where(t.profiles.c.member_id == member_id)
+            )
+        ).first()
+        if profile is not None:
+            member.profile = Profile(
+                full_name=(
+                    unseal(data_key, profile.full_name_sealed, _field(member_id, "full_name"))
+                    if profile.full_name_sealed
+                    else ""
+                ),
+                gender=Gender(profile.gender),
+                birthday=(
+                    date.fromisoformat(
+                        unseal(data_key, profile.birthday_sealed, _field(member_id, "birthday"))
+                    )
+                    if profile.birthday_sealed
+                    else None
+                ),
+                region=profile.region,
+                preferred_language=profile.preferred_language,
+            )
+        for r in await self.session.execute(
+            select(t.consents).where(t.consents.c.member_id == member_id)
+        ):
+            purpose = ConsentPurpose(r.purpose)
+            member.consents[purpose] = Consent(purpose, r.granted, r.source, r.changed_at)
+        tags = await self.session.scalars(
+            select(t.member_tags.c.tag).where(t.member_tags.c.member_id == member_id)
+        )
+        member.tags = set(tags)
+        return member
+
+    async def get_many(self, member_ids: Sequence[str]) -> list[Member]:
+        members = [await self.get(member_id) for member_id in member_ids]
+        return [m for m in members if m is not None]
+
+    # --- writes -------------------------------------------------------------------------------
+    async def add(self, member: Member) -> None:
+        await self.session.execute(
+            insert(t.members).values(
+                member_id=member.member_id,
+                state=member.state.value,
+                registered_unit=member.registered_unit,
+                registered_channel=member.registered_channel,
+                created_at=member.created_at,
+                updated_at=member.updated_at,
+            )
+        )
+        await self._create_data_key(member.member_id)
+        for linked in member.identities:
+            await self.link(member.member_id, linked.identity, linked.linked_at)
+        await self.save_profile(member.member_id, member.profile)
+        await self.record_consents(member.member_id, list(member.consents.values()))
+
+    async def link(self, member_id: str, identity: ChannelIdentity, now: datetime) -> None:
+        data_key = await self._data_key(member_id)
+        assert data_key is not None
+        await self.session.execute(
+            insert(t.identities).values(
+                member_id=member_id,
+                identity_type=identity.type,
+                blind_index=self.keyring.blind_index(identity),
+                value_sealed=seal(
+                    data_key, identity.value, _field(member_id, f"identity/{identity.type}")
+                ),
+                linked_at=now,
+            )
+        )
+
+    async def unlink(self, member_id: str, identity: ChannelIdentity) -> None:
+        await self.session.execute(
+            delete(t.identities).where(
+                t.identities.c.member_id == member_id,
+                t.identities.c.identity_type == identity.type,
+                t.identities.c.blind_index == self.keyring.blind_index(identity),
+            )
+        )
+
+    async def save_state(self, member: Member) -> None:
+        await self.session.execute(
+            update(t.members)
+            .where(t.members.c.member_id == member.member_id)
+            .values(
+                state=member.state.value,
+                merged_into=member.merged_into or None,
+                suspension_reason=member.suspension_reason,
+                updated_at=member.updated_at,
+            )
+        )
+
+    async def save_profile(self, member_id: str, profile: Profile) -> None:
+        data_key = await self._data_key(member_id)
+        assert data_key is not None
+        values = {
+            "full_name_sealed": (
+                seal(data_key, profile.full_name, _field(member_id, "full_name"))
+                if profile.full_name
+                else None
+            ),
+            "gender": profile.gender.value,
+            "birthday_sealed": (
+                seal(data_key, profile.birthday.isoformat(), _field(member_id, "birthday"))
+                if profile.birthday
+                else None
+            ),
+            "region": profile.region,
+            "preferred_language": profile.preferred_language,
+        }
+        await self.session.execute(
+            insert(t.profiles)
+            .values(member_id=member_id, **values)
+            .on_conflict_do_update(index_elements=["member_id"], set_=values)
+        )
+
+    async def record_consents(self, member_id: str, changes: Sequence[Consent]) -> None:
+        for consent in changes:
+            values = {
+                "granted": consent.granted,
+                "source": consent.source,
+                "changed_at": consent.changed_at,
+            }
+            await self.session.execute(
+                insert(t.consents)
+                .values(member_id=member_id, purpose=consent.purpose.value, **values)
+                .on_conflict_do_update(index_elements=["member_id", "purpose"], set_=values)
+            )
+            await self.session.execute(
+                insert(t.consent_events).values(
+                    member_id=member_id, purpose=consent.purpose.value, **values
+                )
+            )
+
+    async def consent_events(
+        self, member_id: str, before_seq: int | None, limit: int
+    ) -> list[tuple[int, Consent]]:
+        query = (
+            select(t.consent_events)
+            .where(t.consent_events.c.member_id == member_id)
+            .order_by(t.consent_events.c.seq.desc())
+            .limit(limit)
+        )
+        if before_seq is not None:
+            query = query.where(t.consent_events.c.seq < before_seq)
+        rows = await self.session.execute(query)
+        return [
+            (r.seq, Consent(ConsentPurpose(r.purpose), r.granted, r.source, r.changed_at))
+            for r in rows
+        ]
+
+    async def add_tags(self, member_id: str, tags: Iterable[str], now: datetime) -> None:
+        rows = [{"member_id": member_id, "tag": tag, "added_at": now} for tag in tags]
+        if rows:
+            await self.session.execute(insert(t.member_tags).values(rows).on_conflict_do_nothing())
+
+    async def remove_tags(self, member_id: str, tags: Iterable[str]) -> None:
+        tags = list(tags)
+        if tags:
+            await self.session.execute(
+                delete(t.member_tags).where(
+                    t.member_tags.c.member_id == member_id, t.member_tags.c.tag.in_(tags)
+                )
+            )
+
+    async def count_tags(self, member_id: str) -> int:
+        return int(
+            await self.session.scalar(
+                select(func.count()).where(t.member_tags.c.member_id == member_id)
+            )
+            or 0
+        )
+
+    async def member_ids(self, *, tag: str, after: str | None, limit: int) -> list[str]:
+        if tag:
+            query = select(t.member_tags.c.member_id).where(t.member_tags.c.tag == tag)
+            column = t.member_tags.c.member_id
+        else:
+            query = select(t.members.c.member_id).where(
+                t.members.c.state.in_([MemberState.ACTIVE.value, MemberState.SUSPENDED.value])
+            )
+            column = t.members.c.member_id
+        if after is not None:
+            query = query.where(column > after)
+        return [str(m) for m in await self.session.scalars(query.order_by(column).limit(limit))]
+
+    async def move_identities(self, absorbed: Member, survivor_id: str) -> None:
+        """Re-bind every identity of `absorbed` to the survivor, sealed with its data key."""
+        for linked in absorbed.identities:
+            await self.unlink(absorbed.member_id, linked.identity)
+        await self.session.flush()
+        for linked in absorbed.identities:
+            await self.link(survivor_id, linked.identity, linked.linked_at)
+
+    async def forward_merged(self, old_survivor: str, new_survivor: str) -> None:
+        """Members merged into `old_survivor` now point straight at `new_survivor` (no chains)."""
+        await self.session.execute(
+            update(t.members)
+            .where(t.members.c.merged_into == old_survivor)
+            .values(merged_into=new_survivor)
+        )
+
+    async def erase_personal_data(self, member_id: str) -> None:
+        """Crypto-shred and delete: the data key first, then everything personal."""
+        for table in (
+            t.member_keys,
+            t.identities,
+            t.profiles,
+            t.consents,
+            t.consent_events,
+            t.member_tags,
+        ):
+            await self.session.execute(delete(table).where(table.c.member_id == member_id))
+        self._data_keys.pop(member_id, None)
+
+    async def rewrap_data_keys(self, limit: int) -> int:
+        """Re-wrap up to `limit` data keys not yet under the active master key."""
+        rows = (
+            await self.session.execute(
+                select(t.member_keys)
+                .where(t.member_keys.c.key_id != self.keyring.active_key_id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for row in rows:
+            member_id = str(row.member_id)
+            data_key = self.keyring.unwrap(member_id, row.key_id, row.wrapped_key)
+            key_id, wrapped = self.keyring.wrap(member_id, data_key)
+            await self.session.execute(
+                update(t.member_keys)
+                .where(t.member_keys.c.member_id == member_id)
+                .values(key_id=key_id, wrapped_key=wrapped)
+            )
+        return len(rows)

@@ -1,0 +1,100 @@
+"""The identity service's tables (SQLAlchemy Core). Every member-scoped table has member_id
+first in its primary key, so the database can be distributed by member later. The exception is
+the look-up index on identities (type, blind index), which a distributed deployment keeps as its
+own table distributed by blind index."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+
+metadata = MetaData()
+
+members = Table(
+    "members",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("merged_into", UUID(as_uuid=False)),
+    Column("registered_unit", Text, nullable=False),
+    Column("registered_channel", Text, nullable=False),
+    Column("suspension_reason", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+member_keys = Table(
+    "member_keys",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("identity_type", Text, primary_key=True),
+    Column("blind_index", LargeBinary, primary_key=True),
+    Column("value_sealed", LargeBinary, nullable=False),
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("full_name_sealed", LargeBinary),
+    Column("gender", Text, nullable=False, server_default="unspecified"),
+    Column("birthday_sealed", LargeBinary),
+    Column("region", Text, nullable=False, server_default=""),
+    Column("preferred_language", Text, nullable=False, server_default=""),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("granted", Boolean, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+consent_events = Table(
+    "consent_events",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("purpose", Text, nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+member_tags = Table(
+    "member_tags",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("tag", Text, primary_key=True),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)
+
+identity_types = Table(
+    "identity_types",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("pattern", Text, nullable=False, server_default=""),
+    Column("description", Text, nullable=False, server_default=""),
+)

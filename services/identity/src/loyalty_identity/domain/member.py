@@ -1,0 +1,190 @@
+"""The member aggregate and its rules (pure: no I/O).
+
+A member is ACTIVE, SUSPENDED, MERGED (into a survivor) or ERASED (a tombstone). Only active or
+suspended members change; merged and erased members only answer reads.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import Enum
+
+from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+
+from loyalty_identity.domain.errors import (
+    CannotMergeIntoItself,
+    LastIdentity,
+    MemberErased,
+    MemberMerged,
+    MemberNotSuspended,
+    MemberSuspended,
+)
+from loyalty_identity.domain.identities import ChannelIdentity
+
+
+class MemberState(Enum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    MERGED = "merged"
+    ERASED = "erased"
+
+
+class Gender(Enum):
+    UNSPECIFIED = "unspecified"
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+
+
+class ConsentPurpose(Enum):
+    MARKETING_SMS = "marketing_sms"
+    MARKETING_PUSH = "marketing_push"
+    PERSONALISED_OFFERS = "personalised_offers"
+    PARTNER_SHARING = "partner_sharing"
+
+
+PROFILE_FIELDS = ("full_name", "gender", "birthday", "region", "preferred_language")
+LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+TAG = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.:-]{1,64}$")
+UNIT = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+MAX_TAGS_PER_MEMBER = 200
+
+
+@dataclass
+class Profile:
+    full_name: str = ""
+    gender: Gender = Gender.UNSPECIFIED
+    birthday: date | None = None
+    region: str = ""
+    preferred_language: str = ""
+
+    def validate(self, prefix: str = "profile", today: date | None = None) -> None:
+        problems = Violations()
+        if len(self.full_name) > 128:
+            problems.add(f"{prefix}.full_name", "at most 128 characters")
+        if self.birthday is not None:
+            today = today or datetime.now(UTC).date()
+            if self.birthday > today:
+                problems.add(f"{prefix}.birthday", "must not be in the future")
+            elif self.birthday.year < 1900:
+                problems.add(f"{prefix}.birthday", "must be after 1900")
+        if len(self.region) > 64:
+            problems.add(f"{prefix}.region", "at most 64 characters")
+        if self.preferred_language and not LANGUAGE_TAG.match(self.preferred_language):
+            problems.add(f"{prefix}.preferred_language", "a BCP 47 tag such as zh-CN or en")
+        problems.raise_if_any()
+
+    def changed_fields(self, other: Profile) -> list[str]:
+        return [f for f in PROFILE_FIELDS if getattr(self, f) != getattr(other, f)]
+
+
+@dataclass
+class Consent:
+    purpose: ConsentPurpose
+    granted: bool
+    source: str
+    changed_at: datetime
+
+
+@dataclass
+class LinkedIdentity:
+    identity: ChannelIdentity
+    linked_at: datetime
+
+
+@dataclass
+class Member:
+    member_id: str
+    state: MemberState
+    registered_unit: str
+    registered_channel: str
+    created_at: datetime
+    updated_at: datetime
+    merged_into: str = ""
+    suspension_reason: str = ""
+    identities: list[LinkedIdentity] = field(default_factory=list)
+    profile: Profile = field(default_factory=Profile)
+    consents: dict[ConsentPurpose, Consent] = field(default_factory=dict)
+    tags: set[str] = field(default_factory=set)
+
+    # --- rules --------------------------------------------------------------------------------
+    def ensure_changeable(self) -> None:
+        """Merged and erased members are read-only."""
+        if self.state is MemberState.MERGED:
+            raise MemberMerged(self.member_id, self.merged_into)
+        if self.state is MemberState.ERASED:
+            raise MemberErased(self.member_id)
+
+    def ensure_active(self) -> None:
+        self.ensure_changeable()
+        if self.state is MemberState.SUSPENDED:
+            raise MemberSuspended(self.member_id)
+
+    def suspend(self, reason: str, now: datetime) -> None:
+        self.ensure_active()
+        self.state = MemberState.SUSPENDED
+        self.suspension_reason = reason
+        self.updated_at = now
+
+    def reactivate(self, now: datetime) -> None:
+        self.ensure_changeable()
+        if self.state is not MemberState.SUSPENDED:
+            raise MemberNotSuspended(self.member_id)
+        self.state = MemberState.ACTIVE
+        self.suspension_reason = ""
+        self.updated_at = now
+
+    def has_identity(self, identity: ChannelIdentity) -> bool:
+        return any(linked.identity == identity for linked in self.identities)
+
+    def ensure_can_unlink(self, identity: ChannelIdentity) -> None:
+        self.ensure_changeable()
+        if len(self.identities) <= 1 and self.has_identity(identity):
+            raise LastIdentity(self.member_id)
+
+    def ensure_can_absorb(self, absorbed: Member) -> None:
+        if absorbed.member_id == self.member_id:
+            raise CannotMergeIntoItself(self.member_id)
+        self.ensure_changeable()
+        absorbed.ensure_changeable()
+
+    def absorb_profile(self, absorbed: Profile) -> Profile:
+        """The survivor keeps what it has and takes what it lacks from the absorbed member."""
+        merged = Profile(**{f: getattr(self.profile, f) for f in PROFILE_FIELDS})
+        for name in PROFILE_FIELDS:
+            mine = getattr(merged, name)
+            if mine in ("", None, Gender.UNSPECIFIED):
+                setattr(merged, name, getattr(absorbed, name))
+        return merged
+
+
+def new_member_id() -> str:
+    """Opaque and random: nothing about the person, and spreads evenly when distributed."""
+    return str(uuid.uuid4())
+
+
+def validate_member_id(member_id: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(member_id))
+    except ValueError:
+        raise InvalidArgument.of([FieldViolation(field, "not a member id")]) from None
+
+
+def validate_unit(unit: str, field: str = "unit", required: bool = True) -> None:
+    if not unit and not required:
+        return
+    if not UNIT.match(unit):
+        raise InvalidArgument.of(
+            [FieldViolation(field, "a business unit code such as 'mall' or 'hotel'")]
+        )
+
+
+def validate_tags(tags: list[str], field: str) -> None:
+    problems = Violations()
+    for index, tag in enumerate(tags):
+        if not TAG.match(tag):
+            problems.add(f"{field}[{index}]", "a namespaced tag such as 'bu:hotel-active'")
+    problems.raise_if_any()

@@ -1,0 +1,300 @@
+"""The IdentityService over gRPC: request -> command -> handler -> response. Nothing else.
+
+Mutations run through the kit's `run_idempotent` (claim request_id, work, store, commit). What
+is stored for a retry is a receipt without personal data (the member's name and the flags);
+the full answer is then read fresh, masked for the caller, so no personal data ever sits in
+the idempotency table and an erased member's data cannot come back through a replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.identity.v1 import identity_service_pb2 as pb
+from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
+from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller
+from loyalty_kit.errors import PermissionDenied
+from loyalty_kit.idempotency import run_idempotent
+from loyalty_kit.pagination import next_token, read_page
+from loyalty_kit.server import ServiceContext
+
+from loyalty_identity.adapters.crypto import Keyring
+from loyalty_identity.adapters.repository import IdentityTypeCache
+from loyalty_identity.domain.member import Member
+from loyalty_identity.entrypoints import convert
+from loyalty_identity.service_layer import handlers
+from loyalty_identity.service_layer.handlers import Clock, Register
+from loyalty_identity.service_layer.uow import IdentityUnitOfWork
+
+R = TypeVar("R", bound=Message)
+SERVICE = "loyalty.identity.v1.IdentityService"
+
+
+class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, context: ServiceContext, keyring: Keyring, clock: Clock) -> None:
+        assert context.sessions is not None
+        self.sessions = context.sessions
+        self.namespace = context.settings.event_namespace
+        self.keyring = keyring
+        self.clock = clock
+        self.types = IdentityTypeCache()
+
+    def uow(self) -> IdentityUnitOfWork:
+        return IdentityUnitOfWork(self.sessions, self.namespace, self.keyring, self.types)
+
+    # --- plumbing -----------------------------------------------------------------------------
+    async def _mutate(
+        self,
+        method: str,
+        request: Message,
+        work: Callable[[IdentityUnitOfWork, datetime], Awaitable[Member]],
+    ) -> Member:
+        """Run a member-changing command once per request_id; the member as it is now."""
+        scope = f"{SERVICE}/{method}:{current_caller().client_id}"
+
+        async def receipt(uow: IdentityUnitOfWork) -> pb.GetMemberRequest:
+            member = await work(uow, self.clock())
+            return pb.GetMemberRequest(name=f"{convert.RESOURCE}{member.member_id}")
+
+        done = await run_idempotent(self.uow, scope, request, pb.GetMemberRequest, receipt)
+        member: Member = await self._read(
+            lambda uow: handlers.get_member(uow, done.name.removeprefix(convert.RESOURCE))
+        )
+        return member
+
+    async def _read(self, work: Callable[[IdentityUnitOfWork], Awaitable[Any]]) -> Any:
+        async with self.uow() as uow:
+            return await work(uow)
+
+    async def _member(self, member: Member) -> Any:
+        kinds = {code: t.kind for code, t in (await self._types()).items()}
+        return convert.member_message(
+            member, personal_data=current_caller().may(PERSONAL_DATA_READ), kinds=kinds
+        )
+
+    async def _types(self) -> Any:
+        return await self._read(lambda uow: uow.members.identity_types())
+
+    # --- RPCs ---------------------------------------------------------------------------------
+    async def RegisterMember(
+        self, request: pb.RegisterMemberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterMemberResponse:
+        command = Register(
+            identities=[convert.raw_identity(i) for i in request.identities],
+            unit=request.unit.strip(),
+            channel=convert.channel_name(request.channel),
+            profile=convert.profile_from(request.profile),
+            consents=convert.consents_from(list(request.consents)),
+        )
+        scope = f"{SERVICE}/RegisterMember:{current_caller().client_id}"
+
+        async def work(uow: IdentityUnitOfWork) -> pb.RegisterMemberResponse:
+            result = await handlers.register(uow, command, self.clock())
+            return pb.RegisterMemberResponse(
+                member=member_pb2.Member(name=f"{convert.RESOURCE}{result.member.member_id}"),
+                created=result.created,
+                already_bound_types=result.already_bound_types,
+            )
+
+        receipt = await run_idempotent(self.uow, scope, request, pb.RegisterMemberResponse, work)
+        member_id = receipt.member.name.removeprefix(convert.RESOURCE)
+        member = await self._read(lambda uow: handlers.get_member(uow, member_id))
+        receipt.member.CopyFrom(await self._member(member))
+        return receipt
+
+    async def GetMember(
+        self, request: pb.GetMemberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMemberResponse:
+        member_id = convert.member_id_of(request.name, "name")
+        member = await self._read(lambda uow: handlers.get_member(uow, member_id))
+        return pb.GetMemberResponse(member=await self._member(member))
+
+    async def ResolveMember(
+        self, request: pb.ResolveMemberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResolveMemberResponse:
+        raw = convert.raw_identity(request.identity)
+        member = await self._read(lambda uow: handlers.resolve(uow, raw))
+        return pb.ResolveMemberResponse(member=await self._member(member))
+
+    async def LinkIdentity(
+        self, request: pb.LinkIdentityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LinkIdentityResponse:
+        member_id = convert.member_id_of(request.member, "member")
+        raw = convert.raw_identity(request.identity)
+        member = await self._mutate(
+            "LinkIdentity", request, lambda uow, now: handlers.link(uow, member_id, raw, now)
+        )
+        return pb.LinkIdentityResponse(member=await self._member(member))
+
+    async def UnlinkIdentity(
+        self, request: pb.UnlinkIdentityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnlinkIdentityResponse:
+        member_id = convert.member_id_of(request.member, "member")
+        raw = convert.raw_identity(request.identity)
+        member = await self._mutate(
+            "UnlinkIdentity", request, lambda uow, _now: handlers.unlink(uow, member_id, raw)
+        )
+        return pb.UnlinkIdentityResponse(member=await self._member(member))
+
+    async def MergeMembers(
+        self, request: pb.MergeMembersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MergeMembersResponse:
+        survivor = convert.member_id_of(request.survivor, "survivor")
+        absorbed = convert.member_id_of(request.absorbed, "absorbed")
+        member = await self._mutate(
+            "MergeMembers", request, lambda uow, now: handlers.merge(uow, survivor, absorbed, now)
+        )
+        return pb.MergeMembersResponse(member=await self._member(member))
+
+    async def UpdateProfile(
+        self, request: pb.UpdateProfileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateProfileResponse:
+        member_id = convert.member_id_of(request.member, "member")
+        profile = convert.profile_from(request.profile)
+        paths = list(request.update_mask.paths)
+        member = await self._mutate(
+            "UpdateProfile",
+            request,
+            lambda uow, now: handlers.update_profile(uow, member_id, profile, paths, now),
+        )
+        return pb.UpdateProfileResponse(member=await self._member(member))
+
+    async def SetConsents(
+        self, request: pb.SetConsentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetConsentsResponse:
+        member_id = convert.member_id_of(request.member, "member")
+        changes = convert.consents_from(list(request.changes))
+        source = request.source.strip()
+        member = await self._mutate(
+            "SetConsents",
+            request,
+            lambda uow, now: handlers.set_consents(uow, member_id, changes, source, now),
+        )
+        return pb.SetConsentsResponse(member=await self._member(member))
+
+    async def ListConsentEvents(
+        self, request: pb.ListConsentEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListConsentEventsResponse:
+        member_id = convert.member_id_of(request.member, "member")
+        filters = {"member": member_id}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
+        events = await self._read(
+            lambda uow: handlers.consent_history(uow, member_id, page.after, page.size + 1)
+        )
+        response = pb.ListConsentEventsResponse()
+        for _, consent in events[: page.size]:
+            stamp = Timestamp()
+            stamp.FromDatetime(consent.changed_at)
+            response.consent_events.append(
+                pb.ConsentEvent(
+                    purpose=convert.purpose_value(consent.purpose),
+                    granted=consent.granted,
+                    source=consent.source,
+                    event_time=stamp,
+                )
+            )
+        if len(events) > page.size:
+            response.next_page_token = next_token(events[page.size - 1][0], filters)
+        return response
+
+    async def SuspendMember(
+        self, request: pb.SuspendMemberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SuspendMemberResponse:
+        member_id = convert.member_id_of(request.name, "name")
+        member = await self._mutate(
+            "SuspendMember",
+            request,
+            lambda uow, now: handlers.suspend(uow, member_id, request.reason, now),
+        )
+        return pb.SuspendMemberResponse(member=await self._member(member))
+
+    async def ReactivateMember(
+        self, request: pb.ReactivateMemberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReactivateMemberResponse:
+        member_id = convert.member_id_of(request.name, "name")
+        member = await self._mutate(
+            "ReactivateMember",
+            request,
+            lambda uow, now: handlers.reactivate(uow, member_id, request.reason, now),
+        )
+        return pb.ReactivateMemberResponse(member=await self._member(member))
+
+    async def UpdateTags(
+        self, request: pb.UpdateTagsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateTagsResponse:
+        member_id = convert.member_id_of(request.member, "member")
+        add, remove = list(request.add_tags), list(request.remove_tags)
+        member = await self._mutate(
+            "UpdateTags",
+            request,
+            lambda uow, now: handlers.update_tags(uow, member_id, add, remove, now),
+        )
+        return pb.UpdateTagsResponse(member=await self._member(member))
+
+    async def ListMembers(
+        self, request: pb.ListMembersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMembersResponse:
+        tag = request.tag.strip()
+        filters = {"tag": tag}
+        page = read_page(request.page_size, request.page_token, filters, default=100, maximum=1000)
+        members, after = await self._read(
+            lambda uow: handlers.list_members(uow, tag, page.after, page.size)
+        )
+        response = pb.ListMembersResponse()
+        for member in members:
+            response.members.append(await self._member(member))
+        if after is not None:
+            response.next_page_token = next_token(after, filters)
+        return response
+
+    async def EraseMember(
+        self, request: pb.EraseMemberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EraseMemberResponse:
+        member_id = convert.member_id_of(request.name, "name")
+        member = await self._mutate(
+            "EraseMember", request, lambda uow, now: handlers.erase(uow, member_id, now)
+        )
+        return pb.EraseMemberResponse(member=await self._member(member))
+
+    async def ExportMemberData(
+        self, request: pb.ExportMemberDataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExportMemberDataResponse:
+        member_id = convert.member_id_of(request.name, "name")
+        if not current_caller().may(PERSONAL_DATA_READ):
+            raise PermissionDenied(
+                f"exporting personal data needs the {PERSONAL_DATA_READ} scope",
+                reason="SCOPE_REQUIRED",
+                metadata={"scope": PERSONAL_DATA_READ},
+            )
+        document = await self._read(lambda uow: handlers.export(uow, member_id))
+        stamp = Timestamp()
+        stamp.FromDatetime(self.clock())
+        return pb.ExportMemberDataResponse(json=document, export_time=stamp)
+
+    async def ListIdentityTypes(
+        self, request: pb.ListIdentityTypesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListIdentityTypesResponse:
+        page = read_page(request.page_size, request.page_token, {}, default=1000, maximum=1000)
+        types = sorted((await self._types()).values(), key=lambda t: t.code)
+        after = page.after or ""
+        chosen = [t for t in types if t.code > after]
+        response = pb.ListIdentityTypesResponse(
+            identity_types=[convert.identity_type_message(t) for t in chosen[: page.size]]
+        )
+        if len(chosen) > page.size:
+            response.next_page_token = next_token(chosen[page.size - 1].code, {})
+        return response
+
+    async def UpsertIdentityType(
+        self, request: pb.UpsertIdentityTypeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpsertIdentityTypeResponse:
+        identity_type = convert.identity_type_from(request.identity_type)
+        async with self.uow() as uow:
+            stored = await handlers.upsert_identity_type(uow, identity_type)
+            await uow.commit()
+        return pb.UpsertIdentityTypeResponse(identity_type=convert.identity_type_message(stored))

@@ -1,0 +1,528 @@
+"""Use cases of the identity service. Each runs inside one unit of work (one transaction) that
+the caller opens and commits; events go to the outbox in the same transaction.
+
+Handlers take plain commands and return domain objects: they know nothing of gRPC.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.identity.v1 import events_pb2
+from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
+
+from loyalty_identity.domain.errors import (
+    IdentityAlreadyBound,
+    IdentityNotLinked,
+    MemberNotFound,
+    NoMemberWithIdentity,
+)
+from loyalty_identity.domain.identities import ChannelIdentity, IdentityType, normalise
+from loyalty_identity.domain.member import (
+    MAX_TAGS_PER_MEMBER,
+    PROFILE_FIELDS,
+    Consent,
+    ConsentPurpose,
+    LinkedIdentity,
+    Member,
+    MemberState,
+    Profile,
+    new_member_id,
+    validate_tags,
+    validate_unit,
+)
+from loyalty_identity.service_layer.uow import IdentityUnitOfWork
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+# --- commands -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RawIdentity:
+    type: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ConsentGiven:
+    purpose: ConsentPurpose | None  # None: the caller left it unspecified
+    granted: bool
+
+
+@dataclass(frozen=True)
+class Register:
+    identities: Sequence[RawIdentity]
+    unit: str
+    channel: str
+    profile: Profile = field(default_factory=Profile)
+    consents: Sequence[ConsentGiven] = ()
+
+
+@dataclass(frozen=True)
+class Registered:
+    member: Member
+    created: bool
+    already_bound_types: list[str]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+async def _normalised(
+    uow: IdentityUnitOfWork, raw: Sequence[RawIdentity], field_name: str
+) -> list[ChannelIdentity]:
+    types = await uow.members.identity_types()
+    problems = Violations()
+    result: list[ChannelIdentity] = []
+    for index, item in enumerate(raw):
+        where = f"{field_name}[{index}]" if len(raw) > 1 or field_name.endswith("s") else field_name
+        identity_type: IdentityType | None = types.get(item.type)
+        if identity_type is None:
+            problems.add(
+                f"{where}.type",
+                f"unknown identity type {item.type!r}; known: {', '.join(sorted(types))}",
+            )
+            continue
+        try:
+            identity = normalise(identity_type, item.value, f"{where}.value")
+        except InvalidArgument as error:
+            problems.items.extend(error.field_violations)
+            continue
+        if identity in result:
+            problems.add(f"{where}", "the same identity is given twice")
+        result.append(identity)
+    problems.raise_if_any()
+    return result
+
+
+async def _member(uow: IdentityUnitOfWork, member_id: str, *, lock: bool = False) -> Member:
+    member = await uow.members.get(member_id, lock=lock)
+    if member is None:
+        raise MemberNotFound(member_id)
+    return member
+
+
+def _consents(
+    given: Sequence[ConsentGiven], source: str, now: datetime, field_name: str
+) -> list[Consent]:
+    problems = Violations()
+    seen: set[ConsentPurpose] = set()
+    result: list[Consent] = []
+    for index, item in enumerate(given):
+        if item.purpose is None:
+            problems.add(f"{field_name}[{index}].purpose", "required")
+            continue
+        if item.purpose in seen:
+            problems.add(f"{field_name}[{index}].purpose", "given twice")
+        seen.add(item.purpose)
+        result.append(Consent(item.purpose, item.granted, source, now))
+    problems.raise_if_any()
+    return result
+
+
+async def _announce_consents(
+    uow: IdentityUnitOfWork, member_id: str, changes: list[Consent]
+) -> None:
+    for consent in changes:
+        await uow.outbox.add(
+            events_pb2.ConsentChanged(
+                member_id=member_id,
+                purpose=f"CONSENT_PURPOSE_{consent.purpose.name}",
+                granted=consent.granted,
+                source=consent.source,
+                changed_at=_ts(consent.changed_at),
+            )
+        )
+
+
+async def _announce_profile(
+    uow: IdentityUnitOfWork, member_id: str, profile: Profile, changed: list[str], now: datetime
+) -> None:
+    if not changed:
+        return
+    birthday = profile.birthday
+    await uow.outbox.add(
+        events_pb2.ProfileChanged(
+            member_id=member_id,
+            changed_fields=changed,
+            birthday_month=birthday.month if birthday else 0,
+            birthday_day=birthday.day if birthday else 0,
+            changed_at=_ts(now),
+        )
+    )
+
+
+# --- use cases ----------------------------------------------------------------------------------
+async def register(uow: IdentityUnitOfWork, command: Register, now: datetime) -> Registered:
+    problems = Violations()
+    if not command.identities:
+        problems.add("identities", "at least one identity is required")
+    try:
+        validate_unit(command.unit)
+    except InvalidArgument as error:
+        problems.items.extend(error.field_violations)
+    try:
+        command.profile.validate()
+    except InvalidArgument as error:
+        problems.items.extend(error.field_violations)
+    identities: list[ChannelIdentity] = []
+    try:
+        identities = await _normalised(uow, command.identities, "identities")
+    except InvalidArgument as error:
+        problems.items.extend(error.field_violations)
+    source = f"{command.unit}:{command.channel}"
+    try:
+        consents = _consents(command.consents, source, now, "consents")
+    except InvalidArgument as error:
+        problems.items.extend(error.field_violations)
+    problems.raise_if_any()
+
+    owners = await uow.members.owners(identities)
+    if owners:
+        distinct = sorted(set(owners.values()))
+        if len(distinct) > 1:
+            raise IdentityAlreadyBound(
+                "the identities given belong to different members; merge them first",
+                metadata={i.type: owners[i] for i in sorted(owners, key=lambda i: i.type)},
+            )
+        existing = await _member(uow, distinct[0])
+        return Registered(existing, False, sorted({i.type for i in owners}))
+
+    member = Member(
+        member_id=new_member_id(),
+        state=MemberState.ACTIVE,
+        registered_unit=command.unit,
+        registered_channel=command.channel,
+        created_at=now,
+        updated_at=now,
+        identities=[LinkedIdentity(i, now) for i in identities],
+        profile=command.profile,
+        consents={c.purpose: c for c in consents},
+    )
+    await uow.members.add(member)
+    await uow.outbox.add(
+        events_pb2.MemberRegistered(
+            member_id=member.member_id,
+            unit=command.unit,
+            channel=_channel_enum(command.channel),
+            registered_at=_ts(now),
+        )
+    )
+    await _announce_consents(uow, member.member_id, consents)
+    await _announce_profile(
+        uow, member.member_id, member.profile, member.profile.changed_fields(Profile()), now
+    )
+    return Registered(member, True, [])
+
+
+def _channel_enum(channel: str) -> Any:
+    from loyalty.common.v1 import channel_pb2
+
+    return channel_pb2.Channel.Value(channel) if channel else channel_pb2.CHANNEL_UNSPECIFIED
+
+
+async def get_member(uow: IdentityUnitOfWork, member_id: str) -> Member:
+    return await _member(uow, member_id)
+
+
+async def resolve(uow: IdentityUnitOfWork, raw: RawIdentity) -> Member:
+    (identity,) = await _normalised(uow, [raw], "identity")
+    owner = await uow.members.owner(identity)
+    if owner is None:
+        raise NoMemberWithIdentity(identity.type)
+    return await _member(uow, owner)
+
+
+async def link(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity, now: datetime) -> Member:
+    member = await _member(uow, member_id, lock=True)
+    member.ensure_changeable()
+    (identity,) = await _normalised(uow, [raw], "identity")
+    owner = await uow.members.owner(identity)
+    if owner == member.member_id:
+        return member
+    if owner is not None:
+        raise IdentityAlreadyBound(
+            f"this {identity.type} belongs to another member",
+            metadata={"identity_type": identity.type},
+        )
+    await uow.members.link(member.member_id, identity, now)
+    member.identities.append(LinkedIdentity(identity, now))
+    return member
+
+
+async def unlink(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity) -> Member:
+    member = await _member(uow, member_id, lock=True)
+    (identity,) = await _normalised(uow, [raw], "identity")
+    if not member.has_identity(identity):
+        member.ensure_changeable()
+        raise IdentityNotLinked(member.member_id, identity.type)
+    member.ensure_can_unlink(identity)
+    await uow.members.unlink(member.member_id, identity)
+    member.identities = [i for i in member.identities if i.identity != identity]
+    return member
+
+
+async def merge(
+    uow: IdentityUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
+) -> Member:
+    # Lock both rows in a fixed order, so two opposite merges cannot deadlock.
+    first, second = sorted({survivor_id, absorbed_id})
+    locked = {first: await _member(uow, first, lock=True)}
+    if second != first:
+        locked[second] = await _member(uow, second, lock=True)
+    survivor, absorbed = locked[survivor_id], locked[absorbed_id]
+    if absorbed.state is MemberState.MERGED and absorbed.merged_into == survivor.member_id:
+        return survivor  # already done: merging is idempotent
+    survivor.ensure_can_absorb(absorbed)
+    survivor.ensure_active()
+    absorbed.ensure_active()
+
+    await uow.members.move_identities(absorbed, survivor.member_id)
+    survivor.identities.extend(absorbed.identities)
+    profile = survivor.absorb_profile(absorbed.profile)
+    changed = profile.changed_fields(survivor.profile)
+    if changed:
+        await uow.members.save_profile(survivor.member_id, profile)
+        survivor.profile = profile
+    taken = [c for p, c in absorbed.consents.items() if p not in survivor.consents]
+    await uow.members.record_consents(survivor.member_id, taken)
+    survivor.consents.update({c.purpose: c for c in taken})
+    await uow.members.add_tags(survivor.member_id, absorbed.tags - survivor.tags, now)
+    survivor.tags |= absorbed.tags
+
+    await uow.members.erase_personal_data(absorbed.member_id)
+    absorbed.state = MemberState.MERGED
+    absorbed.merged_into = survivor.member_id
+    absorbed.updated_at = now
+    await uow.members.save_state(absorbed)
+    await uow.members.forward_merged(absorbed.member_id, survivor.member_id)
+    survivor.updated_at = now
+    await uow.members.save_state(survivor)
+    await uow.outbox.add(
+        events_pb2.MemberMerged(
+            survivor_member_id=survivor.member_id,
+            absorbed_member_id=absorbed.member_id,
+            merged_at=_ts(now),
+        )
+    )
+    await _announce_profile(uow, survivor.member_id, survivor.profile, changed, now)
+    return survivor
+
+
+async def update_profile(
+    uow: IdentityUnitOfWork, member_id: str, given: Profile, paths: Sequence[str], now: datetime
+) -> Member:
+    problems = Violations()
+    if not paths:
+        problems.add("update_mask", f"name the fields to update: {', '.join(PROFILE_FIELDS)}")
+    for index, path in enumerate(paths):
+        if path not in PROFILE_FIELDS:
+            problems.add(f"update_mask.paths[{index}]", f"unknown field {path!r}")
+    problems.raise_if_any()
+    member = await _member(uow, member_id, lock=True)
+    member.ensure_changeable()
+    updated = Profile(**{f: getattr(member.profile, f) for f in PROFILE_FIELDS})
+    for path in paths:
+        setattr(updated, path, getattr(given, path))
+    updated.validate()
+    changed = updated.changed_fields(member.profile)
+    if changed:
+        await uow.members.save_profile(member.member_id, updated)
+        member.profile = updated
+        member.updated_at = now
+        await uow.members.save_state(member)
+        await _announce_profile(uow, member.member_id, updated, changed, now)
+    return member
+
+
+async def set_consents(
+    uow: IdentityUnitOfWork,
+    member_id: str,
+    given: Sequence[ConsentGiven],
+    source: str,
+    now: datetime,
+) -> Member:
+    problems = Violations()
+    if not given:
+        problems.add("changes", "at least one change is required")
+    if not source or len(source) > 128:
+        problems.add("source", "required: where the consent was given, e.g. 'app:privacy'")
+    problems.raise_if_any()
+    changes = _consents(given, source, now, "changes")
+    member = await _member(uow, member_id, lock=True)
+    member.ensure_changeable()
+    await uow.members.record_consents(member.member_id, changes)
+    member.consents.update({c.purpose: c for c in changes})
+    await _announce_consents(uow, member.member_id, changes)
+    return member
+
+
+async def consent_history(
+    uow: IdentityUnitOfWork, member_id: str, before_seq: int | None, limit: int
+) -> list[tuple[int, Consent]]:
+    await _member(uow, member_id)
+    return await uow.members.consent_events(member_id, before_seq, limit)
+
+
+def _reason(reason: str, required: bool) -> None:
+    if (required and not reason.strip()) or len(reason) > 512:
+        raise InvalidArgument.of([FieldViolation("reason", "required, at most 512 characters")])
+
+
+async def suspend(uow: IdentityUnitOfWork, member_id: str, reason: str, now: datetime) -> Member:
+    _reason(reason, required=True)
+    member = await _member(uow, member_id, lock=True)
+    member.suspend(reason.strip(), now)
+    await uow.members.save_state(member)
+    await uow.outbox.add(
+        events_pb2.MemberSuspended(member_id=member.member_id, suspended_at=_ts(now))
+    )
+    return member
+
+
+async def reactivate(uow: IdentityUnitOfWork, member_id: str, reason: str, now: datetime) -> Member:
+    _reason(reason, required=False)
+    member = await _member(uow, member_id, lock=True)
+    member.reactivate(now)
+    await uow.members.save_state(member)
+    await uow.outbox.add(
+        events_pb2.MemberReactivated(member_id=member.member_id, reactivated_at=_ts(now))
+    )
+    return member
+
+
+async def update_tags(
+    uow: IdentityUnitOfWork,
+    member_id: str,
+    add: Sequence[str],
+    remove: Sequence[str],
+    now: datetime,
+) -> Member:
+    problems = Violations()
+    if not add and not remove:
+        problems.add("add_tags", "name tags to add or to remove")
+    for name, tags in (("add_tags", add), ("remove_tags", remove)):
+        try:
+            validate_tags(list(tags), name)
+        except InvalidArgument as error:
+            problems.items.extend(error.field_violations)
+    problems.raise_if_any()
+    member = await _member(uow, member_id, lock=True)
+    member.ensure_changeable()
+    await uow.members.remove_tags(member.member_id, remove)
+    await uow.members.add_tags(member.member_id, add, now)
+    member.tags = (member.tags - set(remove)) | set(add)
+    if len(member.tags) > MAX_TAGS_PER_MEMBER:
+        raise FailedPrecondition(
+            f"a member carries at most {MAX_TAGS_PER_MEMBER} tags",
+            reason="TOO_MANY_TAGS",
+            metadata={"member_id": member.member_id},
+        )
+    return member
+
+
+async def list_members(
+    uow: IdentityUnitOfWork, tag: str, after: str | None, limit: int
+) -> tuple[list[Member], str | None]:
+    """A page of members and the position after it (None at the end)."""
+    if tag:
+        validate_tags([tag], "tag")
+    ids = await uow.members.member_ids(tag=tag, after=after, limit=limit + 1)
+    more = len(ids) > limit
+    page = ids[:limit]
+    members = await uow.members.get_many(page)
+    return members, (page[-1] if more and page else None)
+
+
+async def erase(uow: IdentityUnitOfWork, member_id: str, now: datetime) -> Member:
+    member = await _member(uow, member_id, lock=True)
+    if member.state is MemberState.ERASED:
+        return member
+    member.ensure_changeable()
+    await uow.members.erase_personal_data(member.member_id)
+    erased = Member(
+        member_id=member.member_id,
+        state=MemberState.ERASED,
+        registered_unit=member.registered_unit,
+        registered_channel=member.registered_channel,
+        created_at=member.created_at,
+        updated_at=now,
+    )
+    await uow.members.save_state(erased)
+    await uow.outbox.add(events_pb2.MemberErased(member_id=member.member_id, erased_at=_ts(now)))
+    return erased
+
+
+async def export(uow: IdentityUnitOfWork, member_id: str) -> str:
+    member = await _member(uow, member_id)
+    history = await uow.members.consent_events(member_id, None, 10_000)
+    document: dict[str, Any] = {
+        "member_id": member.member_id,
+        "state": member.state.value,
+        "merged_into": member.merged_into or None,
+        "registered": {
+            "unit": member.registered_unit,
+            "channel": member.registered_channel,
+            "at": member.created_at.isoformat(),
+        },
+        "identities": [
+            {
+                "type": i.identity.type,
+                "value": i.identity.value,
+                "linked_at": i.linked_at.isoformat(),
+            }
+            for i in member.identities
+        ],
+        "profile": {
+            "full_name": member.profile.full_name,
+            "gender": member.profile.gender.value,
+            "birthday": member.profile.birthday.isoformat() if member.profile.birthday else None,
+            "region": member.profile.region,
+            "preferred_language": member.profile.preferred_language,
+        },
+        "consents": [
+            {
+                "purpose": c.purpose.value,
+                "granted": c.granted,
+                "source": c.source,
+                "at": c.changed_at.isoformat(),
+            }
+            for c in member.consents.values()
+        ],
+        "consent_history": [
+            {
+                "purpose": c.purpose.value,
+                "granted": c.granted,
+                "source": c.source,
+                "at": c.changed_at.isoformat(),
+            }
+            for _, c in history
+        ],
+        "tags": sorted(member.tags),
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+async def upsert_identity_type(
+    uow: IdentityUnitOfWork, identity_type: IdentityType
+) -> IdentityType:
+    identity_type.validate_definition()
+    await uow.members.upsert_identity_type(identity_type)
+    return identity_type
+
+
+async def rotate_keys(uow: IdentityUnitOfWork, batch: int) -> int:
+    return await uow.members.rewrap_data_keys(batch)

@@ -1,0 +1,32 @@
+"""The identity service's unit of work: the kit's (session, outbox, idempotency) plus members."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from loyalty_kit.uow import UnitOfWork
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from loyalty_identity.adapters.crypto import Keyring
+from loyalty_identity.adapters.repository import IdentityTypeCache, MemberRepository
+
+
+class IdentityUnitOfWork(UnitOfWork):
+    members: MemberRepository
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        namespace: str,
+        keyring: Keyring,
+        types: IdentityTypeCache | None = None,
+    ) -> None:
+        super().__init__(sessions, namespace)
+        self.keyring = keyring
+        self.types = types or IdentityTypeCache(ttl=0)
+        self.fingerprint_key = keyring.index_key
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.members = MemberRepository(self.session, self.keyring, self.types)
+        return self
