@@ -17,6 +17,7 @@ from loyalty.identity.v1 import events_pb2
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
 
 from loyalty_identity.domain.errors import (
+    CannotMergeIntoItself,
     IdentityAlreadyBound,
     IdentityNotLinked,
     MemberNotFound,
@@ -278,11 +279,10 @@ async def unlink(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity) -> M
 async def merge(
     uow: IdentityUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
 ) -> Member:
+    if survivor_id == absorbed_id:
+        raise CannotMergeIntoItself(survivor_id)
     # Lock both rows in a fixed order, so two opposite merges cannot deadlock.
-    first, second = sorted({survivor_id, absorbed_id})
-    locked = {first: await _member(uow, first, lock=True)}
-    if second != first:
-        locked[second] = await _member(uow, second, lock=True)
+    locked = {m: await _member(uow, m, lock=True) for m in sorted((survivor_id, absorbed_id))}
     survivor, absorbed = locked[survivor_id], locked[absorbed_id]
     if absorbed.state is MemberState.MERGED and absorbed.merged_into == survivor.member_id:
         return survivor  # already done: merging is idempotent

@@ -1,0 +1,144 @@
+"""The identity domain's rules, without I/O: normalisation, masking, profile checks, keys."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from hypothesis import given
+from hypothesis import strategies as st
+from loyalty_identity.adapters.crypto import KeyConfigError, Keyring, new_key_text, seal, unseal
+from loyalty_identity.domain import masking
+from loyalty_identity.domain.identities import (
+    ChannelIdentity,
+    IdentityKind,
+    IdentityType,
+    normalise,
+)
+from loyalty_identity.domain.member import Profile
+from loyalty_kit.errors import InvalidArgument
+
+PHONE = IdentityType("phone", IdentityKind.PHONE)
+EMAIL = IdentityType("email", IdentityKind.EMAIL)
+CARD = IdentityType("store_card", IdentityKind.TOKEN, r"[0-9A-Z]{6,32}")
+
+mainland_mobiles = st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True)
+
+
+@given(mainland_mobiles, st.sampled_from(["{n}", "+86{n}", "+86 {a} {b} {c}", "0086{n}", " {n} "]))
+def test_every_spelling_of_a_mobile_number_is_one_identity(number: str, spelling: str) -> None:
+    written = spelling.format(n=number, a=number[:3], b=number[3:7], c=number[7:])
+    try:
+        canonical = normalise(PHONE, number, "phone")
+    except InvalidArgument:
+        return  # a prefix phonenumbers does not (yet) allocate
+    assert normalise(PHONE, written, "phone") == canonical
+    assert canonical.value == f"+86{number}"
+
+
+@given(mainland_mobiles)
+def test_a_masked_phone_hides_the_middle_digits(number: str) -> None:
+    masked = masking.mask_phone(f"+86{number}")
+    assert masked == f"+86{number[:3]}****{number[-4:]}"
+
+
+def test_foreign_numbers_keep_their_country() -> None:
+    assert normalise(PHONE, "+852 9123 4567", "phone").value == "+85291234567"
+    assert normalise(PHONE, "+1 650-253-0000", "phone").value == "+16502530000"
+
+
+@pytest.mark.parametrize("bad", ["12345", "phone", "+86 123", "1381234567", "+999 1234567"])
+def test_invalid_phones(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        normalise(PHONE, bad, "identities[0].value")
+    assert raised.value.field_violations[0].field == "identities[0].value"
+
+
+def test_emails_are_validated_and_case_folded() -> None:
+    assert normalise(EMAIL, "  Wei.Li@Example.COM ", "email").value == "wei.li@example.com"
+    for bad in ("wei", "wei@", "@example.com", "wei@@example.com", "wei li@example.com"):
+        with pytest.raises(InvalidArgument):
+            normalise(EMAIL, bad, "email")
+
+
+def test_tokens_match_their_type_pattern() -> None:
+    assert normalise(CARD, "HY2026", "card") == ChannelIdentity("store_card", "HY2026")
+    with pytest.raises(InvalidArgument):
+        normalise(CARD, "hy-2026", "card")
+
+
+def test_masks() -> None:
+    assert masking.mask_email("wei.li@example.com") == "w***@example.com"
+    assert masking.mask_name("张伟") == "张*"
+    assert masking.mask_name("Li Wei") == "L* W**"
+    assert masking.mask_token("hotel:H000123456") == "hotel:******3456"
+    assert masking.mask_token("oX7a") == "****"
+
+
+def test_profile_rules() -> None:
+    Profile(full_name="张伟", birthday=date(1990, 5, 17), preferred_language="zh-CN").validate()
+    with pytest.raises(InvalidArgument) as raised:
+        Profile(birthday=date(2030, 1, 1), preferred_language="Chinese!").validate(
+            today=date(2026, 11, 22)
+        )
+    assert [v.field for v in raised.value.field_violations] == [
+        "profile.birthday",
+        "profile.preferred_language",
+    ]
+
+
+def keyring() -> Keyring:
+    return Keyring.parse(f"k1:{new_key_text()}", new_key_text())
+
+
+def test_sealed_values_open_only_for_their_member_and_field() -> None:
+    data_key = Keyring.new_data_key()
+    sealed = seal(data_key, "+8613812345678", "member-a/identity/phone")
+    assert unseal(data_key, sealed, "member-a/identity/phone") == "+8613812345678"
+    with pytest.raises(InvalidTag):
+        unseal(data_key, sealed, "member-b/identity/phone")  # copied to another member's row
+    with pytest.raises(InvalidTag):
+        unseal(Keyring.new_data_key(), sealed, "member-a/identity/phone")  # after erasure
+
+
+def test_data_keys_are_wrapped_per_member_and_survive_rotation() -> None:
+    old = keyring()
+    data_key = old.new_data_key()
+    key_id, wrapped = old.wrap("member-a", data_key)
+    assert key_id == "k1"
+    with pytest.raises(InvalidTag):
+        old.unwrap("member-b", key_id, wrapped)
+    rotated = Keyring.parse(
+        f"k2:{new_key_text()},k1:{_text(old.master_keys['k1'])}", _text(old.index_key)
+    )
+    assert rotated.unwrap("member-a", key_id, wrapped) == data_key
+    assert rotated.wrap("member-a", data_key)[0] == "k2"
+
+
+def _text(key: bytes) -> str:
+    import base64
+
+    return base64.b64encode(key).decode()
+
+
+def test_blind_index_is_keyed_and_deterministic() -> None:
+    ring = keyring()
+    phone = ChannelIdentity("phone", "+8613812345678")
+    assert ring.blind_index(phone) == ring.blind_index(ChannelIdentity("phone", "+8613812345678"))
+    assert ring.blind_index(phone) != keyring().blind_index(phone)
+    assert ring.blind_index(phone) != ring.blind_index(ChannelIdentity("store_card", phone.value))
+
+
+@pytest.mark.parametrize(
+    ("keys", "index"),
+    [
+        ("", new_key_text()),
+        ("k1", new_key_text()),
+        ("k1:short", new_key_text()),
+        ("k1:" + new_key_text(), "x"),
+    ],
+)
+def test_bad_key_configuration_is_refused(keys: str, index: str) -> None:
+    with pytest.raises(KeyConfigError):
+        Keyring.parse(keys, index)

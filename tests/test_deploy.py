@@ -1,0 +1,369 @@
+"""The deployment files (deploy/) agree with the code: ports, probes, shutdown grace, commands,
+migrations and every LOYALTY_* key are checked against loyalty_kit.settings.Settings and the
+services' pyproject.toml, so changing one without the other fails here.
+
+No Kubernetes cluster or Docker engine is involved: the manifests are read as data (PyYAML).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from loyalty_kit.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+BASE = K8S / "base"
+DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
+
+PREFIX = "LOYALTY_"
+# Each service and the Settings field holding its gRPC port.
+GRPC_PORT_FIELD = {
+    "identity": "identity_port",
+    "points": "points_port",
+    "tiers": "tiers_port",
+    "benefits": "benefits_port",
+    "gateway": "gateway_grpc_port",
+}
+SERVICES = tuple(GRPC_PORT_FIELD)
+DATABASE_SERVICES = ("identity", "points", "tiers", "benefits")
+BACKENDS = DATABASE_SERVICES  # what the gateway calls, each through LOYALTY_<NAME>_TARGET
+
+
+def default(field: str) -> Any:
+    """A Settings default as declared (not as the test process's environment overrides it)."""
+    return Settings.model_fields[field].default
+
+
+def validated(field: str, value: str) -> Any:
+    """`value` as Settings reads it from the environment (raises when Settings refuses it)."""
+    return getattr(Settings.model_validate({field: value}), field)
+
+
+def ports_of(service: str) -> set[int]:
+    ports = {int(default(GRPC_PORT_FIELD[service]))}
+    if service == "gateway":
+        ports.add(int(default("gateway_http_port")))
+    return ports
+
+
+def load_yaml(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+# --- the manifests ------------------------------------------------------------------------------
+
+
+def yaml_files() -> list[Path]:
+    return sorted(p for p in K8S.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
+def documents() -> Iterator[tuple[Path, Any]]:
+    for path in yaml_files():
+        for doc in load_yaml(path):
+            yield path, doc
+
+
+def resources() -> list[dict[str, Any]]:
+    return [
+        doc
+        for _, doc in documents()
+        if isinstance(doc, dict)
+        and "apiVersion" in doc
+        and doc.get("kind") not in (None, "Kustomization")
+    ]
+
+
+def kustomization() -> dict[str, Any]:
+    (doc,) = load_yaml(BASE / "kustomization.yaml")
+    assert isinstance(doc, dict)
+    return doc
+
+
+def find(kind: str, name: str) -> dict[str, Any]:
+    matches = [r for r in resources() if r["kind"] == kind and r["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name!r} under deploy/k8s, found {len(matches)}"
+    return matches[0]
+
+
+def shared_config() -> dict[str, str]:
+    """The loyalty-config ConfigMap: kustomize generator literals and any plain ConfigMap."""
+    config: dict[str, str] = {}
+    for generator in kustomization().get("configMapGenerator") or []:
+        if generator["name"] == "loyalty-config":
+            for literal in generator.get("literals") or []:
+                key, _, value = str(literal).partition("=")
+                config[key] = value
+    for resource in resources():
+        if resource["kind"] == "ConfigMap" and resource["metadata"]["name"] == "loyalty-config":
+            config.update({k: str(v) for k, v in (resource.get("data") or {}).items()})
+    return config
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def main_container(workload: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = pod_spec(workload)["containers"]
+    if name is None:
+        assert len(containers) == 1
+        return containers[0]
+    (container,) = (c for c in containers if c["name"] == name)
+    return container
+
+
+def literal_env(container: dict[str, Any]) -> dict[str, str]:
+    """What the container's environment holds: the shared ConfigMap, then its own `env` values."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        ref = source.get("configMapRef")
+        if ref is not None and ref["name"] == "loyalty-config":
+            env.update(shared_config())
+    for item in container.get("env") or []:
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+    return env
+
+
+def env_names(container: dict[str, Any]) -> set[str]:
+    names = {item["name"] for item in container.get("env") or []}
+    if any(
+        (s.get("configMapRef") or {}).get("name") == "loyalty-config"
+        for s in container.get("envFrom") or []
+    ):
+        names |= set(shared_config())
+    return names
+
+
+def effective(container: dict[str, Any], field: str) -> Any:
+    """A Settings field as this container would see it (validated by Settings itself)."""
+    env = literal_env(container)
+    key = PREFIX + field.upper()
+    if key not in env:
+        return default(field)
+    return validated(field, env[key])
+
+
+def workloads() -> list[dict[str, Any]]:
+    return [r for r in resources() if r["kind"] in ("Deployment", "Job", "StatefulSet")]
+
+
+def port_number(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    (number,) = (p["containerPort"] for p in container["ports"] if p.get("name") == port)
+    return int(number)
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------
+
+
+def test_every_manifest_parses_and_the_kustomization_lists_them() -> None:
+    assert yaml_files(), "no YAML under deploy/k8s"
+    for path, doc in documents():
+        assert isinstance(doc, dict), f"{path}: a document that is not a mapping"
+    listed = set(kustomization()["resources"])
+    on_disk = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk, "deploy/k8s/base/kustomization.yaml resources != files in base/"
+    assert kustomization()["namespace"] == "loyalty"
+    assert find("Namespace", "loyalty")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_deployment_listens_and_is_probed_on_the_settings_ports(service: str) -> None:
+    deployment = find("Deployment", service)
+    container = main_container(deployment, service)
+    assert deployment["spec"]["replicas"] == 2
+    assert container["command"] == [f"loyalty-{service}"]
+    assert container.get("args", ["serve"]) == ["serve"]
+    assert {int(p["containerPort"]) for p in container["ports"]} == ports_of(service)
+
+    grpc_port = int(default(GRPC_PORT_FIELD[service]))
+    # Liveness: the gRPC health service, or (to not restart pods during a database outage, see
+    # deploy/README.md) a plain TCP check, on the gRPC port either way.
+    liveness = container["livenessProbe"]
+    (handler,) = (liveness[k] for k in ("grpc", "tcpSocket") if k in liveness)
+    assert port_number(container, handler["port"]) == grpc_port
+    readiness = container["readinessProbe"]
+    if service == "gateway":
+        http = readiness["httpGet"]
+        assert http["path"] == "/healthz"
+        assert port_number(container, http["port"]) == int(default("gateway_http_port"))
+    else:
+        assert port_number(container, readiness["grpc"]["port"]) == grpc_port
+
+    # The service has to listen on the pod's address, not loopback, for probes and peers.
+    assert effective(container, "host") == "0.0.0.0"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_pods_get_time_to_stop_gracefully(service: str) -> None:
+    """SIGTERM comes after preStop; then the kit waits up to shutdown_grace_seconds for calls in
+    flight and as long again for background jobs (loyalty_kit.server.RunningService.stop)."""
+    deployment = find("Deployment", service)
+    container = main_container(deployment, service)
+    grace = float(effective(container, "shutdown_grace_seconds"))
+    pre_stop = 0.0
+    command = (((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get(
+        "command"
+    )
+    if command and command[0] == "sleep":
+        pre_stop = float(command[1])
+    period = pod_spec(deployment)["terminationGracePeriodSeconds"]
+    assert period > float(default("shutdown_grace_seconds"))
+    assert period > pre_stop + 2 * grace, (
+        f"{service}: terminationGracePeriodSeconds {period} <= preStop {pre_stop}s + 2 x "
+        f"LOYALTY_SHUTDOWN_GRACE_SECONDS {grace}"
+    )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_routes_to_the_serving_pods_only(service: str) -> None:
+    svc = find("Service", service)
+    deployment = find("Deployment", service)
+    assert {int(p["port"]) for p in svc["spec"]["ports"]} == ports_of(service)
+    container = main_container(deployment, service)
+    for port in svc["spec"]["ports"]:
+        assert port_number(container, port.get("targetPort", port["port"])) == int(port["port"])
+    selector = svc["spec"]["selector"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    for job in (r for r in resources() if r["kind"] == "Job"):
+        job_labels = job["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= job_labels.items(), (
+            f"Service {service} would send traffic to Job {job['metadata']['name']}"
+        )
+
+
+@pytest.mark.parametrize("service", DATABASE_SERVICES)
+def test_database_services_migrate_in_a_job_not_on_start(service: str) -> None:
+    job = find("Job", f"{service}-migrate")
+    container = main_container(job)
+    command = [*container.get("command", []), *container.get("args", [])]
+    assert command[0] == f"loyalty-{service}"
+    assert "migrate" in command
+    assert pod_spec(job)["restartPolicy"] in ("Never", "OnFailure")
+
+    deployment = find("Deployment", service)
+    serving = main_container(deployment, service)
+    assert container["image"] == serving["image"]
+    assert effective(serving, "migrate_on_start") is False
+    for each in (serving, container):
+        (url,) = (e for e in each["env"] if e["name"] == "LOYALTY_DATABASE_URL")
+        assert "secretKeyRef" in url["valueFrom"], "LOYALTY_DATABASE_URL must come from a Secret"
+
+
+def test_only_database_services_have_migrations_and_database_urls() -> None:
+    jobs = {r["metadata"]["name"] for r in resources() if r["kind"] == "Job"}
+    assert jobs == {f"{s}-migrate" for s in DATABASE_SERVICES}
+    gateway = main_container(find("Deployment", "gateway"), "gateway")
+    assert "LOYALTY_DATABASE_URL" not in env_names(gateway)
+
+
+def test_every_loyalty_key_is_a_settings_field_with_a_valid_value() -> None:
+    keys: dict[str, str | None] = dict(shared_config())
+    for workload in workloads():
+        for container in pod_spec(workload)["containers"]:
+            for item in container.get("env") or []:
+                keys.setdefault(item["name"], item.get("value"))
+    loyalty = {k: v for k, v in keys.items() if k.startswith(PREFIX)}
+    assert loyalty
+    unknown = sorted(k for k in loyalty if k[len(PREFIX) :].lower() not in Settings.model_fields)
+    assert not unknown, f"not fields of loyalty_kit.settings.Settings: {unknown}"
+    # ... and every literal value is one Settings accepts (types, ranges, enums).
+    for key, value in loyalty.items():
+        if value is not None:
+            validated(key[len(PREFIX) :].lower(), value)
+
+
+def test_the_gateway_finds_every_backend_by_its_service_name() -> None:
+    gateway = main_container(find("Deployment", "gateway"), "gateway")
+    env = literal_env(gateway)
+    for backend in BACKENDS:
+        target = env.get(f"{PREFIX}{backend.upper()}_TARGET")
+        assert target, f"no {PREFIX}{backend.upper()}_TARGET for the gateway"
+        host, _, port = target.rpartition(":")
+        assert host.split(".")[0] == backend
+        assert int(port) == int(default(GRPC_PORT_FIELD[backend]))
+        assert int(port) in {int(p["port"]) for p in find("Service", backend)["spec"]["ports"]}
+
+
+# --- Docker ------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in joined.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            instruction, _, rest = stripped.partition(" ")
+            result.append((instruction.upper(), rest.strip()))
+    return result
+
+
+def test_dockerfile_builds_and_exposes_every_service() -> None:
+    instructions = dockerfile_instructions()
+    stages: dict[str, list[str]] = {}
+    current = ""
+    for instruction, rest in instructions:
+        if instruction == "FROM":
+            match = re.fullmatch(r"(\S+)(?:\s+AS\s+(\S+))?", rest, re.IGNORECASE)
+            assert match, rest
+            current = match.group(2) or ""
+            stages[current] = []
+        elif instruction == "EXPOSE":
+            stages[current].extend(rest.split())
+    exposed = {
+        name.removeprefix("runtime-"): {int(p.split("/")[0]) for p in ports}
+        for name, ports in stages.items()
+        if name.startswith("runtime-")
+    }
+    assert exposed == {service: ports_of(service) for service in SERVICES}
+    froms = [rest for instruction, rest in instructions if instruction == "FROM"]
+    assert froms[-1] == "runtime-${SERVICE}", "the last stage must pick runtime-${SERVICE}"
+
+    text = " ".join(rest for _, rest in instructions)
+    (allowed,) = re.findall(r"case \"\$\{SERVICE\}\" in\s+([\w|]+)\)", text)
+    assert set(allowed.split("|")) == set(SERVICES)
+    assert '--package "loyalty-${SERVICE}"' in text
+    assert "--no-dev" in text and "--frozen" in text
+    entrypoint = json.loads(next(r for i, r in instructions if i == "ENTRYPOINT"))
+    assert any("loyalty-${SERVICE}" in part for part in entrypoint)
+    assert json.loads(next(r for i, r in instructions if i == "CMD")) == ["serve"]
+    users = [r for i, r in instructions if i == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+
+
+def test_dockerfile_pins_the_uv_of_the_makefile() -> None:
+    (makefile_uv,) = re.findall(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    pinned = [
+        rest.partition("=")[2]
+        for instruction, rest in dockerfile_instructions()
+        if instruction == "ARG" and rest.startswith("UV_VERSION=")
+    ]
+    assert pinned == [makefile_uv]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_commands_exist(service: str) -> None:
+    project = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+    assert project["project"]["name"] == f"loyalty-{service}"
+    assert f"loyalty-{service}" in project["project"]["scripts"]
+
+
+# --- the YAML reader itself ---------------------------------------------------------------------
