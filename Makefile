@@ -49,7 +49,7 @@ test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup
-	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf build -o /dev/null
+	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf build -o /dev/null && ./breaking.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/kit/src libs/devstack/src services/*/src tests bench

@@ -15,6 +15,8 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from loyalty.identity.v1 import identity_service_pb2 as pb
+from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty_devstack.embedded import Infrastructure, free_port, port_open
 
 SERVICES = ("identity", "points", "tiers", "benefits")
@@ -50,6 +52,18 @@ async def _serving(port: int) -> int:
         return int(response.status)
 
 
+async def _resolve_demo_member(port: int) -> str:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+        found = await stub.ResolveMember(
+            pb.ResolveMemberRequest(
+                identity=member_pb2.Identity(type="phone", value="+86 138 0013 8000")
+            ),
+            timeout=5,
+        )
+    return str(found.member.profile.full_name)  # masked: this caller may not read personal data
+
+
 def test_the_runner_starts_and_stops_the_whole_suite(suite_env: dict[str, str]) -> None:
     process = subprocess.Popen(
         [str(BIN / "loyalty-dev"), "run"],
@@ -66,6 +80,9 @@ def test_the_runner_starts_and_stops_the_whole_suite(suite_env: dict[str, str]) 
             if "loyalty suite is up" in line or "could not start" in line:
                 break
         assert any("loyalty suite is up" in line for line in output), "".join(output)
+        # A fresh data folder gets the Huayue demo members, loaded through the public RPCs.
+        assert "demo programme: identity: 4 members (4 new)" in "".join(output)
+        assert asyncio.run(_resolve_demo_member(int(suite_env["LOYALTY_IDENTITY_PORT"]))) == "王*"
 
         http_port = int(suite_env["LOYALTY_GATEWAY_HTTP_PORT"])
         response = httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=5)

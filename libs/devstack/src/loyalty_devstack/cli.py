@@ -74,6 +74,7 @@ async def run_suite(data_dir: Path) -> int:
         **os.environ,
         "LOYALTY_DATABASE_URL": infra.database_url,
         "LOYALTY_NATS_URL": infra.nats_url,
+        "LOYALTY_DATA_DIR": str(data_dir),
         "LOYALTY_LOG_FORMAT": os.environ.get("LOYALTY_LOG_FORMAT", "console"),
         "PYTHONUNBUFFERED": "1",
     }
