@@ -1,3 +1,4 @@
 from bench.harness import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process (spawn) imports the main module
+    raise SystemExit(main())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,9 @@ class BenchContext:
     warmup: float
     concurrency: int
     events: int
+    members: int | None = None  # --members; None: each scenario's default
+    only: tuple[str, ...] = ()  # the scenarios named with --only (empty: all)
+    shared: dict[str, Any] = field(default_factory=dict)  # what scenarios of a run share
 
     @property
     def namespace(self) -> str:

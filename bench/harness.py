@@ -55,12 +55,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--events", type=int, default=20_000, help="events for the outbox/JetStream scenarios"
     )
     parser.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="members loaded for the identity scenarios (default: 1,000,000 when one is named "
+        "with --only, else 100,000)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", help="level of the kit's logs (written to results/*.log)"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0 or args.concurrency < 1 or args.events < 1:
         parser.error("--seconds, --concurrency and --events must be positive, --warmup >= 0")
+    if args.members is not None and args.members < 1:
+        parser.error("--members must be positive")
     return args
 
 
@@ -134,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warmup=args.warmup,
                 concurrency=args.concurrency,
                 events=args.events,
+                members=args.members,
+                only=tuple(args.only or ()),
             )
             with results_path.open("w", encoding="utf-8") as out:
                 records = asyncio.run(run(ctx, scenarios, out))

@@ -3,3 +3,49 @@ the ones named by LOYALTY_DATABASE_URL / LOYALTY_NATS_URL when set (see loyalty_
 """
 
 pytest_plugins = ["loyalty_devstack.testing"]
+
+from collections.abc import AsyncIterator  # noqa: E402
+
+import pytest  # noqa: E402
+import pytest_asyncio  # noqa: E402
+from loyalty_devstack.testing import ServiceRunner  # noqa: E402
+from loyalty_kit.server import RunningService, ServiceSpec  # noqa: E402
+from loyalty_kit.settings import Settings  # noqa: E402
+
+from tests.support.clock import Clock  # noqa: E402
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def identity_service(settings: Settings) -> AsyncIterator[RunningService]:
+    """The identity service of this test run, started once, on a free port."""
+    runner = ServiceRunner(settings)
+    yield await runner.start(_identity_spec())
+    await runner.stop_all()
+
+
+@pytest.fixture(scope="session")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def points_service(
+    settings: Settings, identity_service: RunningService, clock: Clock
+) -> AsyncIterator[RunningService]:
+    """The points service, finding identity on its test port; the session's clock injected.
+    Its scheduled jobs are slowed down so tests drive them through RunExpiry and friends."""
+    import os
+
+    from loyalty_points.app import SPEC
+
+    os.environ["LOYALTY_POINTS_JOB_INTERVAL_SECONDS"] = "3600"
+    runner = ServiceRunner(settings)
+    points_settings = settings.model_copy(update={"identity_target": identity_service.target})
+    yield await runner.start(SPEC, points_settings, extras={"clock": clock})
+    await runner.stop_all()
+
+
+def _identity_spec() -> ServiceSpec:
+    from loyalty_identity.app import SPEC
+
+    return SPEC

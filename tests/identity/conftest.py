@@ -1,17 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest_asyncio
 from loyalty.identity.v1 import identity_service_pb2_grpc
-from loyalty_devstack.testing import ServiceRunner
-from loyalty_identity.app import SPEC
 from loyalty_kit.caller import PERSONAL_DATA_READ, Caller
 from loyalty_kit.server import RunningService
-from loyalty_kit.settings import Settings
+
+from tests.support.clients import As
 
 MALL_POS = Caller(unit="mall", client_id="mall-pos", scopes=frozenset({"earn"}))
 SERVICE_DESK = Caller(unit="mall", client_id="service-desk", scopes=frozenset({PERSONAL_DATA_READ}))
@@ -25,27 +24,7 @@ class IdentityClient:
     channel: grpc.aio.Channel
 
     def as_(self, caller: Caller) -> Any:
-        stub = identity_service_pb2_grpc.IdentityServiceStub(self.channel)
-        metadata = caller.metadata()
-
-        class Bound:
-            def __getattr__(self, name: str) -> Callable[..., Any]:
-                method = getattr(stub, name)
-
-                def call(request: Any, **kwargs: Any) -> Any:
-                    return method(request, metadata=metadata, timeout=10, **kwargs)
-
-                return call
-
-        return Bound()
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def identity_service(settings: Settings) -> AsyncIterator[RunningService]:
-    runner = ServiceRunner(settings)
-    service = await runner.start(SPEC)
-    yield service
-    await runner.stop_all()
+        return As(identity_service_pb2_grpc.IdentityServiceStub, self.channel, caller)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
+from loyalty.points.v1 import points_service_pb2 as points_pb
+from loyalty.points.v1 import points_service_pb2_grpc, programme_pb2
 from loyalty_kit.caller import Caller
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
@@ -113,8 +117,94 @@ async def load_identity(settings: Settings) -> str:
     return f"{len(MEMBERS)} members ({created} new)"
 
 
+def _at(text: str) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromJsonString(text)
+    return stamp
+
+
+def huayue_programme() -> programme_pb2.Programme:
+    """DOMAIN.md's rules: base 1 point per CNY 1, point value CNY 0.01; mall x1, hotel x2
+    (pending 7 days), estate x0.1, cinema x1.5; tiers silver 1.1, gold 1.25, platinum 1.5,
+    diamond 2; points expire at the end of the 24th month after earning. Two past campaigns
+    show how rules apply to offline receipts replayed later."""
+    return programme_pb2.Programme(
+        effective_from=_at("2020-01-01T00:00:00+08:00"),
+        base_currency_code="CNY",
+        time_zone="Asia/Shanghai",
+        currencies=[
+            programme_pb2.CurrencyRule(
+                currency_code="CNY", base_rate="1", point_value="0.01", base_currency_rate="1"
+            ),
+            programme_pb2.CurrencyRule(
+                currency_code="HKD", base_rate="1", point_value="0.011", base_currency_rate="0.92"
+            ),
+        ],
+        units=[
+            programme_pb2.UnitRule(unit="mall", multiplier="1"),
+            programme_pb2.UnitRule(unit="hotel", multiplier="2", pending_days=7),
+            programme_pb2.UnitRule(unit="estate", multiplier="0.1"),
+            programme_pb2.UnitRule(unit="cinema", multiplier="1.5"),
+        ],
+        tiers=[
+            programme_pb2.TierRule(tier="basic", multiplier="1"),
+            programme_pb2.TierRule(tier="silver", multiplier="1.1"),
+            programme_pb2.TierRule(tier="gold", multiplier="1.25"),
+            programme_pb2.TierRule(tier="platinum", multiplier="1.5"),
+            programme_pb2.TierRule(tier="diamond", multiplier="2"),
+        ],
+        expiry=programme_pb2.ExpiryPolicy(months_after_earning=24),
+        campaigns=[
+            programme_pb2.Campaign(
+                code="double-11-2025",
+                name="双十一 double points at the mall",
+                start_time=_at("2025-11-11T00:00:00+08:00"),
+                end_time=_at("2025-11-12T00:00:00+08:00"),
+                units=["mall"],
+                multiplier="2",
+                stacking=programme_pb2.STACKING_COMBINABLE,
+                priority=10,
+            ),
+            programme_pb2.Campaign(
+                code="cinema-opening-2025",
+                name="cinema opening week: 100 bonus points",
+                start_time=_at("2025-06-01T00:00:00+08:00"),
+                end_time=_at("2025-06-08T00:00:00+08:00"),
+                units=["cinema"],
+                bonus_points=100,
+                stacking=programme_pb2.STACKING_EXCLUSIVE,
+                priority=5,
+            ),
+        ],
+    )
+
+
+async def load_points(settings: Settings) -> str:
+    async with channel(settings.target_of("points")) as ch:
+        stub = points_service_pb2_grpc.PointsServiceStub(ch)
+        current = None
+        try:
+            current = await stub.GetProgramme(
+                points_pb.GetProgrammeRequest(), metadata=DEMO_CALLER.metadata()
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+        if current is not None:
+            return f"programme version {current.programme.version} in force"
+        stored = await stub.UpdateProgramme(
+            points_pb.UpdateProgrammeRequest(
+                programme=huayue_programme(),
+                reason="Huayue demo programme (DOMAIN.md)",
+                request_id="demo-programme-v1",
+            ),
+            metadata=DEMO_CALLER.metadata(),
+        )
+    return f"programme version {stored.programme.version} published"
+
+
 # (service, loader) in dependency order.
-LOADERS: list[tuple[str, Loader]] = [("identity", load_identity)]
+LOADERS: list[tuple[str, Loader]] = [("identity", load_identity), ("points", load_points)]
 
 
 async def load(settings: Settings) -> str:

@@ -117,8 +117,13 @@ class ServiceRunner:
         self.settings = settings
         self.running: list[RunningService] = []
 
-    async def start(self, spec: ServiceSpec, settings: Settings | None = None) -> RunningService:
-        service = await start_service(spec, settings or self.settings, port=0)
+    async def start(
+        self,
+        spec: ServiceSpec,
+        settings: Settings | None = None,
+        extras: dict[str, Any] | None = None,
+    ) -> RunningService:
+        service = await start_service(spec, settings or self.settings, port=0, extras=extras)
         self.running.append(service)
         await service.wait_until_serving()
         return service

@@ -60,3 +60,15 @@ def set_current_caller(caller: Caller) -> None:
 
 def current_caller() -> Caller:
     return _current.get()
+
+
+def require_scope(scope: str) -> Caller:
+    """The current caller, if it holds `scope` (or admin); PERMISSION_DENIED otherwise."""
+    from loyalty_kit.errors import PermissionDenied
+
+    caller = current_caller()
+    if not caller.may(scope):
+        raise PermissionDenied(
+            f"this needs the {scope} scope", reason="SCOPE_REQUIRED", metadata={"scope": scope}
+        )
+    return caller

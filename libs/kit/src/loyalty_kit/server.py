@@ -226,9 +226,16 @@ class RunningService:
 
 
 async def start_service(
-    spec: ServiceSpec, settings: Settings | None = None, *, port: int | None = None
+    spec: ServiceSpec,
+    settings: Settings | None = None,
+    *,
+    port: int | None = None,
+    extras: dict[str, Any] | None = None,
 ) -> RunningService:
-    context = ServiceContext(name=spec.name, settings=settings or Settings())
+    """Start a service in this process; `extras` reach its servicers (tests inject a clock)."""
+    context = ServiceContext(
+        name=spec.name, settings=settings or Settings(), extras=dict(extras or {})
+    )
     return await RunningService(spec, context).start(port)
 
 

@@ -166,13 +166,6 @@ def new_member_id() -> str:
     return str(uuid.uuid4())
 
 
-def validate_member_id(member_id: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(member_id))
-    except ValueError:
-        raise InvalidArgument.of([FieldViolation(field, "not a member id")]) from None
-
-
 def validate_unit(unit: str, field: str = "unit", required: bool = True) -> None:
     if not unit and not required:
         return

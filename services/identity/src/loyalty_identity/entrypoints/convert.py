@@ -9,6 +9,8 @@ from google.type import date_pb2
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import member_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.resources import MEMBERS
+from loyalty_kit.resources import member_id_of as member_id_of
 
 from loyalty_identity.domain import masking
 from loyalty_identity.domain.identities import IdentityKind, IdentityType
@@ -19,11 +21,10 @@ from loyalty_identity.domain.member import (
     Member,
     MemberState,
     Profile,
-    validate_member_id,
 )
 from loyalty_identity.service_layer.handlers import ConsentGiven, RawIdentity
 
-RESOURCE = "members/"
+RESOURCE = MEMBERS
 
 _STATES = {
     MemberState.ACTIVE: member_pb2.MEMBER_STATE_ACTIVE,
@@ -57,13 +58,6 @@ def _ts(moment: datetime) -> Timestamp:
 
 
 # --- requests -----------------------------------------------------------------------------------
-def member_id_of(name: str, field: str) -> str:
-    """'members/{id}' -> id, or INVALID_ARGUMENT naming the field."""
-    if not name.startswith(RESOURCE) or "/" in name[len(RESOURCE) :]:
-        raise InvalidArgument.of([FieldViolation(field, "a member resource name: members/{id}")])
-    return validate_member_id(name[len(RESOURCE) :], field)
-
-
 def raw_identity(identity: member_pb2.Identity) -> RawIdentity:
     return RawIdentity(identity.type.strip().lower(), identity.value)
 

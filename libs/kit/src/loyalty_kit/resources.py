@@ -1,0 +1,26 @@
+"""Resource names shared by every service: members are `members/{member_id}` everywhere."""
+
+from __future__ import annotations
+
+import uuid
+
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+
+MEMBERS = "members/"
+
+
+def member_name(member_id: str) -> str:
+    return f"{MEMBERS}{member_id}"
+
+
+def member_id_of(name: str, field: str) -> str:
+    """'members/{id}' -> id, or INVALID_ARGUMENT naming the field."""
+    member_id = name[len(MEMBERS) :] if name.startswith(MEMBERS) else ""
+    try:
+        return str(uuid.UUID(member_id)) if member_id and "/" not in member_id else _bad(field)
+    except ValueError:
+        return _bad(field)
+
+
+def _bad(field: str) -> str:
+    raise InvalidArgument.of([FieldViolation(field, "a member resource name: members/{id}")])

@@ -1,0 +1,520 @@
+"""The ledger in PostgreSQL. Every change to a member's points happens with their account row
+locked (`SELECT ... FOR UPDATE`), so concurrent calls for one member are serialised and a
+balance can never be spent twice; CHECK constraints back that up."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_points.adapters import tables as t
+from loyalty_points.domain.ledger import Lot, LotStatus, PostingKind
+from loyalty_points.domain.programme import Programme, programme_from_json, programme_to_json
+
+
+@dataclass
+class Account:
+    member_id: str
+    state: str = "active"
+    merged_into: str = ""
+    tier: str = ""
+    tier_effective_at: datetime | None = None
+    available: int = 0
+    pending: int = 0
+    lifetime_earned: int = 0
+
+
+@dataclass
+class Posting:
+    posting_id: str
+    member_id: str
+    kind: PostingKind
+    points: int
+    unit: str
+    occurred_at: datetime
+    posted_at: datetime
+    channel: str = "CHANNEL_UNSPECIFIED"
+    order_id: str = ""
+    pending: bool = False
+    available_at: datetime | None = None
+    programme_version: int | None = None
+    breakdown: dict[str, Any] | None = None
+    related_posting_id: str | None = None
+    reason: str = ""
+    unrecovered_points: int = 0
+    seq: int = 0
+
+
+@dataclass
+class OrderRecord:
+    unit: str
+    order_id: str
+    member_id: str
+    posting_id: str
+    lot_id: str
+    currency: str
+    # line_id -> {"points": int, "reversed": int, "amount": str}
+    lines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bonus_points: int = 0
+    bonus_reversed: bool = False
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Ledger:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- programme ----------------------------------------------------------------------------
+    async def programme_at(self, at: datetime) -> Programme | None:
+        row = (
+            await self.session.execute(
+                select(t.programme_versions)
+                .where(t.programme_versions.c.effective_from <= at)
+                .order_by(
+                    t.programme_versions.c.effective_from.desc(),
+                    t.programme_versions.c.version.desc(),
+                )
+                .limit(1)
+            )
+        ).first()
+        return programme_from_json(row.version, row.effective_from, row.rules) if row else None
+
+    async def programme_version(self, version: int) -> Programme | None:
+        row = (
+            await self.session.execute(
+                select(t.programme_versions).where(t.programme_versions.c.version == version)
+            )
+        ).first()
+        return programme_from_json(row.version, row.effective_from, row.rules) if row else None
+
+    async def add_programme(self, programme: Programme, reason: str) -> int:
+        # A table lock keeps version numbers gap-free and ordered under concurrent publishers.
+        await self.session.execute(
+            select(func.pg_advisory_xact_lock(0x9E0_9A11))  # type: ignore[arg-type]
+        )
+        latest = await self.session.scalar(select(func.max(t.programme_versions.c.version)))
+        version = int(latest or 0) + 1
+        await self.session.execute(
+            insert(t.programme_versions).values(
+                version=version,
+                effective_from=programme.effective_from,
+                rules=programme_to_json(programme),
+                reason=reason,
+            )
+        )
+        return version
+
+    # --- accounts -----------------------------------------------------------------------------
+    async def account(self, member_id: str, *, lock: bool = False) -> Account | None:
+        query = select(t.accounts).where(t.accounts.c.member_id == member_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).first()
+        if row is None:
+            return None
+        return Account(
+            member_id=str(row.member_id),
+            state=row.state,
+            merged_into=str(row.merged_into or ""),
+            tier=row.tier,
+            tier_effective_at=row.tier_effective_at,
+            available=row.available,
+            pending=row.pending,
+            lifetime_earned=row.lifetime_earned,
+        )
+
+    async def create_account(self, account: Account, now: datetime) -> None:
+        await self.session.execute(
+            pg_insert(t.accounts)
+            .values(
+                member_id=account.member_id,
+                state=account.state,
+                merged_into=account.merged_into or None,
+                tier=account.tier,
+                tier_effective_at=account.tier_effective_at,
+                available=0,
+                pending=0,
+                lifetime_earned=0,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def save_account(self, account: Account, now: datetime) -> None:
+        await self.session.execute(
+            update(t.accounts)
+            .where(t.accounts.c.member_id == account.member_id)
+            .values(
+                state=account.state,
+                merged_into=account.merged_into or None,
+                tier=account.tier,
+                tier_effective_at=account.tier_effective_at,
+                available=account.available,
+                pending=account.pending,
+                lifetime_earned=account.lifetime_earned,
+                updated_at=now,
+            )
+        )
+
+    # --- postings -----------------------------------------------------------------------------
+    async def add_posting(self, posting: Posting) -> None:
+        await self.session.execute(
+            insert(t.postings).values(
+                member_id=posting.member_id,
+                posting_id=posting.posting_id,
+                kind=posting.kind.value,
+                points=posting.points,
+                pending=posting.pending,
+                available_at=posting.available_at,
+                unit=posting.unit,
+                channel=posting.channel,
+                order_id=posting.order_id,
+                occurred_at=posting.occurred_at,
+                posted_at=posting.posted_at,
+                programme_version=posting.programme_version,
+                breakdown=posting.breakdown,
+                related_posting_id=posting.related_posting_id,
+                reason=posting.reason,
+                unrecovered_points=posting.unrecovered_points,
+            )
+        )
+
+    async def set_posting_pending(self, member_id: str, posting_id: str, pending: bool) -> None:
+        await self.session.execute(
+            update(t.postings)
+            .where(t.postings.c.member_id == member_id, t.postings.c.posting_id == posting_id)
+            .values(pending=pending)
+        )
+
+    @staticmethod
+    def _posting(row: Any) -> Posting:
+        return Posting(
+            posting_id=str(row.posting_id),
+            member_id=str(row.member_id),
+            kind=PostingKind(row.kind),
+            points=row.points,
+            unit=row.unit,
+            occurred_at=row.occurred_at,
+            posted_at=row.posted_at,
+            channel=row.channel,
+            order_id=row.order_id,
+            pending=row.pending,
+            available_at=row.available_at,
+            programme_version=row.programme_version,
+            breakdown=row.breakdown,
+            related_posting_id=str(row.related_posting_id) if row.related_posting_id else None,
+            reason=row.reason,
+            unrecovered_points=row.unrecovered_points,
+            seq=row.seq,
+        )
+
+    async def posting(self, member_id: str, posting_id: str) -> Posting | None:
+        row = (
+            await self.session.execute(
+                select(t.postings).where(
+                    t.postings.c.member_id == member_id, t.postings.c.posting_id == posting_id
+                )
+            )
+        ).first()
+        return self._posting(row) if row else None
+
+    async def cancellation_of(self, member_id: str, posting_id: str) -> Posting | None:
+        row = (
+            await self.session.execute(
+                select(t.postings).where(
+                    t.postings.c.member_id == member_id,
+                    t.postings.c.related_posting_id == posting_id,
+                    t.postings.c.kind == PostingKind.REDEMPTION_CANCEL.value,
+                )
+            )
+        ).first()
+        return self._posting(row) if row else None
+
+    async def statement(
+        self,
+        member_id: str,
+        *,
+        before_seq: int | None,
+        limit: int,
+        unit: str = "",
+        kind: PostingKind | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[Posting]:
+        query = select(t.postings).where(t.postings.c.member_id == member_id)
+        if before_seq is not None:
+            query = query.where(t.postings.c.seq < before_seq)
+        if unit:
+            query = query.where(t.postings.c.unit == unit)
+        if kind is not None:
+            query = query.where(t.postings.c.kind == kind.value)
+        if start is not None:
+            query = query.where(t.postings.c.occurred_at >= start)
+        if end is not None:
+            query = query.where(t.postings.c.occurred_at < end)
+        rows = await self.session.execute(query.order_by(t.postings.c.seq.desc()).limit(limit))
+        return [self._posting(r) for r in rows]
+
+    # --- lots ---------------------------------------------------------------------------------
+    async def lots(self, member_id: str, statuses: Sequence[LotStatus]) -> list[Lot]:
+        rows = await self.session.execute(
+            select(t.lots).where(
+                t.lots.c.member_id == member_id,
+                t.lots.c.status.in_([s.value for s in statuses]),
+                t.lots.c.remaining > 0,
+            )
+        )
+        return [self._lot(r) for r in rows]
+
+    async def lot(self, member_id: str, lot_id: str) -> Lot | None:
+        row = (
+            await self.session.execute(
+                select(t.lots).where(t.lots.c.member_id == member_id, t.lots.c.lot_id == lot_id)
+            )
+        ).first()
+        return self._lot(row) if row else None
+
+    @staticmethod
+    def _lot(row: Any) -> Lot:
+        return Lot(
+            lot_id=str(row.lot_id),
+            earned_unit=row.earned_unit,
+            remaining=row.remaining,
+            earned_at=row.earned_at,
+            expires_at=row.expires_at,
+            status=LotStatus(row.status),
+        )
+
+    async def add_lot(
+        self,
+        member_id: str,
+        lot: Lot,
+        posting_id: str,
+        points: int,
+        available_at: datetime | None,
+    ) -> None:
+        await self.session.execute(
+            insert(t.lots).values(
+                member_id=member_id,
+                lot_id=lot.lot_id,
+                posting_id=posting_id,
+                earned_unit=lot.earned_unit,
+                points=points,
+                remaining=lot.remaining,
+                status=lot.status.value,
+                earned_at=lot.earned_at,
+                available_at=available_at,
+                expires_at=lot.expires_at,
+            )
+        )
+
+    async def save_lot(self, member_id: str, lot: Lot) -> None:
+        await self.session.execute(
+            update(t.lots)
+            .where(t.lots.c.member_id == member_id, t.lots.c.lot_id == lot.lot_id)
+            .values(remaining=lot.remaining, status=lot.status.value)
+        )
+
+    async def move(
+        self,
+        member_id: str,
+        posting_id: str,
+        moves: Sequence[tuple[Lot, int]],
+        unit: str,
+        at: datetime,
+    ) -> None:
+        """Record which lots gave (negative) or got back (positive) how many points."""
+        if moves:
+            await self.session.execute(
+                insert(t.lot_movements).values(
+                    [
+                        {
+                            "member_id": member_id,
+                            "posting_id": posting_id,
+                            "lot_id": lot.lot_id,
+                            "points": points,
+                            "earned_unit": lot.earned_unit,
+                            "unit": unit,
+                            "posted_at": at,
+                        }
+                        for lot, points in moves
+                    ]
+                )
+            )
+
+    async def movements(self, member_id: str, posting_id: str) -> list[tuple[str, int]]:
+        rows = await self.session.execute(
+            select(t.lot_movements.c.lot_id, t.lot_movements.c.points).where(
+                t.lot_movements.c.member_id == member_id,
+                t.lot_movements.c.posting_id == posting_id,
+            )
+        )
+        return [(str(r.lot_id), r.points) for r in rows]
+
+    async def reassign_lots(self, absorbed: str, survivor: str) -> None:
+        await self.session.execute(
+            update(t.lots).where(t.lots.c.member_id == absorbed).values(member_id=survivor)
+        )
+        await self.session.execute(
+            update(t.orders).where(t.orders.c.member_id == absorbed).values(member_id=survivor)
+        )
+
+    async def expiring_soon(self, member_id: str, until: datetime) -> int:
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(t.lots.c.remaining), 0)).where(
+                t.lots.c.member_id == member_id,
+                t.lots.c.status == LotStatus.OPEN.value,
+                t.lots.c.expires_at < until,
+            )
+        )
+        return int(total or 0)
+
+    # --- orders -------------------------------------------------------------------------------
+    async def order(self, unit: str, order_id: str) -> OrderRecord | None:
+        row = (
+            await self.session.execute(
+                select(t.orders).where(t.orders.c.unit == unit, t.orders.c.order_id == order_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return OrderRecord(
+            unit=row.unit,
+            order_id=row.order_id,
+            member_id=str(row.member_id),
+            posting_id=str(row.posting_id),
+            lot_id=str(row.lot_id),
+            currency=row.currency,
+            lines=dict(row.lines),
+            bonus_points=row.bonus_points,
+            bonus_reversed=row.bonus_reversed,
+        )
+
+    async def add_order(self, order: OrderRecord) -> None:
+        await self.session.execute(
+            insert(t.orders).values(
+                unit=order.unit,
+                order_id=order.order_id,
+                member_id=order.member_id,
+                posting_id=order.posting_id,
+                lot_id=order.lot_id,
+                currency=order.currency,
+                lines=order.lines,
+                bonus_points=order.bonus_points,
+                bonus_reversed=order.bonus_reversed,
+            )
+        )
+
+    async def save_order(self, order: OrderRecord) -> None:
+        await self.session.execute(
+            update(t.orders)
+            .where(t.orders.c.unit == order.unit, t.orders.c.order_id == order.order_id)
+            .values(lines=order.lines, bonus_reversed=order.bonus_reversed)
+        )
+
+    # --- jobs ---------------------------------------------------------------------------------
+    async def members_with_due_pending(self, as_of: datetime, limit: int) -> list[str]:
+        rows = await self.session.scalars(
+            select(t.lots.c.member_id)
+            .where(t.lots.c.status == LotStatus.PENDING.value, t.lots.c.available_at <= as_of)
+            .distinct()
+            .limit(limit)
+        )
+        return [str(m) for m in rows]
+
+    async def due_pending_lots(self, member_id: str, as_of: datetime) -> list[tuple[Lot, str]]:
+        rows = await self.session.execute(
+            select(t.lots).where(
+                t.lots.c.member_id == member_id,
+                t.lots.c.status == LotStatus.PENDING.value,
+                t.lots.c.available_at <= as_of,
+            )
+        )
+        return [(self._lot(r), str(r.posting_id)) for r in rows]
+
+    async def pending_lot_of_posting(self, member_id: str, posting_id: str) -> Lot | None:
+        row = (
+            await self.session.execute(
+                select(t.lots).where(
+                    t.lots.c.member_id == member_id,
+                    t.lots.c.posting_id == posting_id,
+                    t.lots.c.status == LotStatus.PENDING.value,
+                )
+            )
+        ).first()
+        return self._lot(row) if row else None
+
+    async def members_with_expired_lots(self, as_of: datetime, limit: int) -> list[str]:
+        rows = await self.session.scalars(
+            select(t.lots.c.member_id)
+            .where(
+                t.lots.c.status == LotStatus.OPEN.value,
+                t.lots.c.remaining > 0,
+                t.lots.c.expires_at <= as_of,
+            )
+            .distinct()
+            .limit(limit)
+        )
+        return [str(m) for m in rows]
+
+    # --- settlement ---------------------------------------------------------------------------
+    async def settlement(self, start: datetime, end: datetime) -> dict[str, Any]:
+        in_period = and_(t.postings.c.posted_at >= start, t.postings.c.posted_at < end)
+        by_unit_kind = await self.session.execute(
+            select(t.postings.c.unit, t.postings.c.kind, func.sum(t.postings.c.points))
+            .where(in_period)
+            .group_by(t.postings.c.unit, t.postings.c.kind)
+        )
+        moved = and_(t.lot_movements.c.posted_at >= start, t.lot_movements.c.posted_at < end)
+        flows = await self.session.execute(
+            select(
+                t.lot_movements.c.earned_unit,
+                t.lot_movements.c.unit,
+                func.sum(t.lot_movements.c.points),
+            )
+            .join(
+                t.postings,
+                and_(
+                    t.postings.c.member_id == t.lot_movements.c.member_id,
+                    t.postings.c.posting_id == t.lot_movements.c.posting_id,
+                ),
+            )
+            .where(
+                moved,
+                t.postings.c.kind.in_(
+                    [PostingKind.REDEEM.value, PostingKind.REDEMPTION_CANCEL.value]
+                ),
+            )
+            .group_by(t.lot_movements.c.earned_unit, t.lot_movements.c.unit)
+        )
+        expired = await self.session.execute(
+            select(t.lot_movements.c.earned_unit, func.sum(t.lot_movements.c.points))
+            .join(
+                t.postings,
+                and_(
+                    t.postings.c.member_id == t.lot_movements.c.member_id,
+                    t.postings.c.posting_id == t.lot_movements.c.posting_id,
+                ),
+            )
+            .where(moved, t.postings.c.kind == PostingKind.EXPIRE.value)
+            .group_by(t.lot_movements.c.earned_unit)
+        )
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(t.postings.c.points), 0)).where(in_period)
+        )
+        return {
+            "by_unit_kind": [(u, PostingKind(k), int(p)) for u, k, p in by_unit_kind],
+            "flows": [(e, r, -int(p)) for e, r, p in flows],
+            "expired": {u: -int(p) for u, p in expired},
+            "total": int(total or 0),
+        }

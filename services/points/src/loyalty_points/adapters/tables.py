@@ -1,0 +1,95 @@
+"""The points service's tables (SQLAlchemy Core), as migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+programme_versions = Table(
+    "programme_versions",
+    metadata,
+    Column("version", BigInteger, primary_key=True),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("rules", JSONB, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True)),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("merged_into", UUID(as_uuid=False)),
+    Column("tier", Text, nullable=False),
+    Column("tier_effective_at", DateTime(timezone=True)),
+    Column("available", BigInteger, nullable=False),
+    Column("pending", BigInteger, nullable=False),
+    Column("lifetime_earned", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("posting_id", UUID(as_uuid=False), primary_key=True),
+    Column("seq", BigInteger, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("pending", Boolean, nullable=False),
+    Column("available_at", DateTime(timezone=True)),
+    Column("unit", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("posted_at", DateTime(timezone=True), nullable=False),
+    Column("programme_version", BigInteger),
+    Column("breakdown", JSONB),
+    Column("related_posting_id", UUID(as_uuid=False)),
+    Column("reason", Text, nullable=False),
+    Column("unrecovered_points", BigInteger, nullable=False),
+)
+
+lots = Table(
+    "lots",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("lot_id", UUID(as_uuid=False), primary_key=True),
+    Column("posting_id", UUID(as_uuid=False), nullable=False),
+    Column("earned_unit", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("earned_at", DateTime(timezone=True), nullable=False),
+    Column("available_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+)
+
+lot_movements = Table(
+    "lot_movements",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("posting_id", UUID(as_uuid=False), primary_key=True),
+    Column("lot_id", UUID(as_uuid=False), primary_key=True),
+    Column("points", BigInteger, nullable=False),
+    Column("earned_unit", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("posted_at", DateTime(timezone=True), nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("order_id", Text, primary_key=True),
+    Column("member_id", UUID(as_uuid=False), nullable=False),
+    Column("posting_id", UUID(as_uuid=False), nullable=False),
+    Column("lot_id", UUID(as_uuid=False), nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("lines", JSONB, nullable=False),
+    Column("bonus_points", BigInteger, nullable=False),
+    Column("bonus_reversed", Boolean, nullable=False),
+)

@@ -1,0 +1,80 @@
+"""The points service's errors, in the domain's words."""
+
+from __future__ import annotations
+
+from loyalty_kit.errors import AlreadyExists, FailedPrecondition, NotFound
+
+
+class MemberNotFound(NotFound):
+    reason = "MEMBER_NOT_FOUND"
+
+    def __init__(self, member_id: str) -> None:
+        super().__init__(f"member {member_id} was not found", metadata={"member_id": member_id})
+
+
+class MemberNotActive(FailedPrecondition):
+    """Suspended, merged or erased members neither earn nor redeem."""
+
+    def __init__(self, member_id: str, state: str, merged_into: str = "") -> None:
+        metadata = {"member_id": member_id, "state": state}
+        if merged_into:
+            metadata["merged_into"] = merged_into
+        super().__init__(
+            f"member {member_id} is {state}"
+            + (f" (merged into {merged_into})" if merged_into else ""),
+            reason=f"MEMBER_{state.upper()}",
+            metadata=metadata,
+        )
+
+
+class OrderAlreadyEarned(AlreadyExists):
+    reason = "ORDER_ALREADY_EARNED"
+
+    def __init__(self, unit: str, order_id: str) -> None:
+        super().__init__(
+            f"order {order_id} of {unit} has already earned points",
+            metadata={"unit": unit, "order_id": order_id},
+        )
+
+
+class OrderNotFound(NotFound):
+    reason = "ORDER_NOT_FOUND"
+
+    def __init__(self, unit: str, order_id: str) -> None:
+        super().__init__(
+            f"{unit} has no earned order {order_id} for this member",
+            metadata={"unit": unit, "order_id": order_id},
+        )
+
+
+class PostingNotFound(NotFound):
+    reason = "POSTING_NOT_FOUND"
+
+    def __init__(self, posting_id: str) -> None:
+        super().__init__(f"posting {posting_id} was not found", metadata={"posting_id": posting_id})
+
+
+class NothingToReverse(FailedPrecondition):
+    reason = "ALREADY_REVERSED"
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(
+            f"the lines asked of order {order_id} are already reversed",
+            metadata={"order_id": order_id},
+        )
+
+
+class RedemptionAlreadyCancelled(FailedPrecondition):
+    reason = "REDEMPTION_ALREADY_CANCELLED"
+
+    def __init__(self, posting_id: str) -> None:
+        super().__init__(
+            f"redemption {posting_id} was already cancelled", metadata={"posting_id": posting_id}
+        )
+
+
+class NoProgramme(FailedPrecondition):
+    reason = "NO_PROGRAMME"
+
+    def __init__(self) -> None:
+        super().__init__("no programme rules are in force: publish them with UpdateProgramme")

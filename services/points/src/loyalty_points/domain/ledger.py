@@ -1,0 +1,82 @@
+"""Lots and how points are taken from them: oldest first, never below zero."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from loyalty_kit.errors import FailedPrecondition
+
+
+class PostingKind(Enum):
+    EARN = "earn"
+    REDEEM = "redeem"
+    REVERSE = "reverse"
+    REDEMPTION_CANCEL = "redemption_cancel"
+    ADJUST = "adjust"
+    EXPIRE = "expire"
+    MERGE_IN = "merge_in"
+    MERGE_OUT = "merge_out"
+
+
+class LotStatus(Enum):
+    PENDING = "pending"
+    OPEN = "open"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+_FAR_FUTURE = datetime.max.replace(tzinfo=None)
+
+
+@dataclass
+class Lot:
+    lot_id: str
+    earned_unit: str
+    remaining: int
+    earned_at: datetime
+    expires_at: datetime | None
+    status: LotStatus = LotStatus.OPEN
+
+    def spend_order(self) -> tuple[datetime, datetime, str]:
+        """Soonest expiry first (points that never expire last), then oldest."""
+        expires = self.expires_at.replace(tzinfo=None) if self.expires_at else _FAR_FUTURE
+        return (expires, self.earned_at.replace(tzinfo=None), self.lot_id)
+
+
+class InsufficientPoints(FailedPrecondition):
+    reason = "INSUFFICIENT_POINTS"
+
+    def __init__(self, member_id: str, wanted: int, available: int) -> None:
+        super().__init__(
+            f"the member has {available} points available; {wanted} were asked",
+            metadata={
+                "member_id": member_id,
+                "requested": str(wanted),
+                "available": str(available),
+            },
+        )
+
+
+def take_oldest_first(
+    lots: list[Lot], points: int, member_id: str, *, first: str | None = None
+) -> list[tuple[Lot, int]]:
+    """Which lots give how many points (open lots only); `first` names a lot to take from before
+    the others (a reversal takes from the earn's own lot first)."""
+    usable = sorted(
+        (lot for lot in lots if lot.status is LotStatus.OPEN and lot.remaining > 0),
+        key=lambda lot: (lot.lot_id != first, lot.spend_order()),
+    )
+    available = sum(lot.remaining for lot in usable)
+    if points > available:
+        raise InsufficientPoints(member_id, points, available)
+    taken: list[tuple[Lot, int]] = []
+    left = points
+    for lot in usable:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        taken.append((lot, take))
+        left -= take
+    return taken

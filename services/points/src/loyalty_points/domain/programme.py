@@ -1,0 +1,311 @@
+"""The programme rules (data, versioned) and how an earn is computed from them.
+
+The worked example: a gold member spends CNY 1,234.56 at the hotel:
+1,234.56 x 1 (base) x 2 (hotel) x 1.25 (gold) = 3,086.4 -> 3,086 points: fractions are rounded
+down once, after all multipliers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from loyalty_kit.errors import Violations
+
+from loyalty_points.domain.money import Amount
+
+MAX_LINES = 200
+
+
+@dataclass(frozen=True)
+class CurrencyRule:
+    code: str
+    base_rate: Decimal
+    point_value: Decimal
+    base_currency_rate: Decimal
+
+
+@dataclass(frozen=True)
+class UnitRule:
+    unit: str
+    multiplier: Decimal
+    pending_days: int = 0
+
+
+@dataclass(frozen=True)
+class Campaign:
+    code: str
+    name: str
+    start: datetime
+    end: datetime
+    units: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    multiplier: Decimal | None = None
+    bonus_points: int = 0
+    exclusive: bool = False
+    priority: int = 0
+
+    def applies(self, unit: str, tier: str, at: datetime) -> bool:
+        return (
+            self.start <= at < self.end
+            and (not self.units or unit in self.units)
+            and (not self.tiers or tier in self.tiers)
+        )
+
+
+@dataclass
+class Programme:
+    version: int
+    effective_from: datetime
+    currencies: dict[str, CurrencyRule]
+    units: dict[str, UnitRule]
+    tiers: dict[str, Decimal] = field(default_factory=dict)
+    expiry_months: int = 0
+    campaigns: list[Campaign] = field(default_factory=list)
+    time_zone: str = "Asia/Shanghai"
+    base_currency: str = "CNY"
+
+    # --- validation -------------------------------------------------------------------------
+    def validate(self) -> None:
+        problems = Violations()
+        if not self.currencies:
+            problems.add("programme.currencies", "at least one currency")
+        if not self.units:
+            problems.add("programme.units", "at least one unit")
+        if self.base_currency not in self.currencies:
+            problems.add(
+                "programme.base_currency_code", "must be one of the programme's currencies"
+            )
+        elif self.currencies[self.base_currency].base_currency_rate != 1:
+            problems.add("programme.currencies", "the base currency's base_currency_rate must be 1")
+        if not 0 <= self.expiry_months <= 600:
+            problems.add("programme.expiry.months_after_earning", "0 (never) to 600")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.add("programme.time_zone", "an IANA time zone such as Asia/Shanghai")
+        for index, unit in enumerate(self.units.values()):
+            if not 0 <= unit.pending_days <= 366:
+                problems.add(f"programme.units[{index}].pending_days", "0 to 366")
+        codes: set[str] = set()
+        for index, campaign in enumerate(self.campaigns):
+            where = f"programme.campaigns[{index}]"
+            if not campaign.code or campaign.code in codes:
+                problems.add(f"{where}.code", "required and unique")
+            codes.add(campaign.code)
+            if campaign.end <= campaign.start:
+                problems.add(f"{where}.end_time", "must be after start_time")
+            if campaign.multiplier is None and campaign.bonus_points <= 0:
+                problems.add(f"{where}.effect", "a multiplier or positive bonus_points")
+            unknown = [u for u in campaign.units if u not in self.units]
+            if unknown:
+                problems.add(f"{where}.units", f"unknown units: {', '.join(unknown)}")
+        problems.raise_if_any()
+
+    # --- computing ------------------------------------------------------------------------------
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    def expiry_of(self, earned_at: datetime) -> datetime | None:
+        """The end of the Nth month after the month of earning, in the programme's zone."""
+        if self.expiry_months == 0:
+            return None
+        local = earned_at.astimezone(self.zone())
+        month_index = local.year * 12 + (local.month - 1) + self.expiry_months + 1
+        year, month = divmod(month_index, 12)
+        return datetime(year, month + 1, 1, tzinfo=self.zone())
+
+    def available_at(self, unit: str, occurred_at: datetime) -> datetime | None:
+        days = self.units[unit].pending_days
+        return occurred_at + timedelta(days=days) if days else None
+
+    def value_of(self, points: int, currency: str) -> Decimal:
+        return Decimal(points) * self.currencies[currency].point_value
+
+    def to_base(self, amount: Amount) -> Decimal:
+        return amount.value * self.currencies[amount.currency].base_currency_rate
+
+
+@dataclass(frozen=True)
+class Line:
+    line_id: str
+    amount: Amount
+
+
+@dataclass(frozen=True)
+class Factor:
+    source: str
+    multiplier: Decimal
+
+
+@dataclass(frozen=True)
+class Earned:
+    """The result of the rules applied to an order."""
+
+    spend: Amount
+    base_rate: Decimal
+    factors: tuple[Factor, ...]
+    bonuses: tuple[tuple[str, int], ...]
+    exact: Decimal
+    line_points: dict[str, int]
+    points: int
+    programme_version: int
+
+
+def check_lines(lines: list[Line], programme: Programme, unit: str) -> None:
+    problems = Violations()
+    if unit not in programme.units:
+        problems.add(
+            "unit",
+            f"unknown unit {unit!r}; the programme has: {', '.join(sorted(programme.units))}",
+        )
+    if not lines:
+        problems.add("lines", "at least one line")
+    if len(lines) > MAX_LINES:
+        problems.add("lines", f"at most {MAX_LINES} lines")
+    seen: set[str] = set()
+    currencies = {line.amount.currency for line in lines}
+    for index, line in enumerate(lines):
+        if not line.line_id or line.line_id in seen:
+            problems.add(f"lines[{index}].line_id", "required and unique within the order")
+        seen.add(line.line_id)
+        if line.amount.currency not in programme.currencies:
+            problems.add(
+                f"lines[{index}].amount.currency_code",
+                f"the programme does not price {line.amount.currency}",
+            )
+    if len(currencies) > 1:
+        problems.add("lines", "all lines of an order are in one currency")
+    problems.raise_if_any()
+
+
+def compute_earn(
+    programme: Programme, unit: str, tier: str, lines: list[Line], occurred_at: datetime
+) -> Earned:
+    check_lines(lines, programme, unit)
+    currency = lines[0].amount.currency
+    base_rate = programme.currencies[currency].base_rate
+    factors: list[Factor] = [Factor(f"unit:{unit}", programme.units[unit].multiplier)]
+    if tier in programme.tiers:
+        factors.append(Factor(f"tier:{tier}", programme.tiers[tier]))
+    bonuses: list[tuple[str, int]] = []
+    applicable = sorted(
+        (c for c in programme.campaigns if c.applies(unit, tier, occurred_at)),
+        key=lambda c: (-c.priority, c.code),
+    )
+    exclusive = [c for c in applicable if c.exclusive]
+    for campaign in exclusive[:1] or applicable:
+        if campaign.multiplier is not None:
+            factors.append(Factor(f"campaign:{campaign.code}", campaign.multiplier))
+        if campaign.bonus_points:
+            bonuses.append((f"campaign:{campaign.code}", campaign.bonus_points))
+
+    product = base_rate
+    for factor in factors:
+        product *= factor.multiplier
+    exact_lines = {line.line_id: line.amount.value * product for line in lines}
+    exact = sum(exact_lines.values(), Decimal(0))
+    whole = int(exact.to_integral_value(rounding=ROUND_FLOOR))
+    line_points = allocate_whole(exact_lines, whole)
+    spend = Amount(currency, sum((line.amount.value for line in lines), Decimal(0)))
+    return Earned(
+        spend=spend,
+        base_rate=base_rate,
+        factors=tuple(factors),
+        bonuses=tuple(bonuses),
+        exact=exact.normalize() if exact else Decimal(0),
+        line_points=line_points,
+        points=whole + sum(points for _, points in bonuses),
+        programme_version=programme.version,
+    )
+
+
+def allocate_whole(exact: dict[str, Decimal], whole: int) -> dict[str, int]:
+    """Whole points per line adding up to `whole` (largest remainder, then line order), so a
+    partial refund takes back exactly its lines' points and a full refund takes back all."""
+    floors = {k: int(v.to_integral_value(rounding=ROUND_FLOOR)) for k, v in exact.items()}
+    left = whole - sum(floors.values())
+    order = sorted(exact, key=lambda k: -(exact[k] - floors[k]))
+    for key in order[:left]:
+        floors[key] += 1
+    return floors
+
+
+# --- (de)serialisation of the stored rules ------------------------------------------------------
+def programme_to_json(programme: Programme) -> dict[str, Any]:
+    return {
+        "currencies": [
+            {
+                "code": c.code,
+                "base_rate": str(c.base_rate),
+                "point_value": str(c.point_value),
+                "base_currency_rate": str(c.base_currency_rate),
+            }
+            for c in programme.currencies.values()
+        ],
+        "units": [
+            {"unit": u.unit, "multiplier": str(u.multiplier), "pending_days": u.pending_days}
+            for u in programme.units.values()
+        ],
+        "tiers": {tier: str(m) for tier, m in programme.tiers.items()},
+        "expiry_months": programme.expiry_months,
+        "campaigns": [
+            {
+                "code": c.code,
+                "name": c.name,
+                "start": c.start.isoformat(),
+                "end": c.end.isoformat(),
+                "units": list(c.units),
+                "tiers": list(c.tiers),
+                "multiplier": str(c.multiplier) if c.multiplier is not None else None,
+                "bonus_points": c.bonus_points,
+                "exclusive": c.exclusive,
+                "priority": c.priority,
+            }
+            for c in programme.campaigns
+        ],
+        "time_zone": programme.time_zone,
+        "base_currency": programme.base_currency,
+    }
+
+
+def programme_from_json(version: int, effective_from: datetime, data: dict[str, Any]) -> Programme:
+    return Programme(
+        version=version,
+        effective_from=effective_from,
+        currencies={
+            c["code"]: CurrencyRule(
+                c["code"],
+                Decimal(c["base_rate"]),
+                Decimal(c["point_value"]),
+                Decimal(c["base_currency_rate"]),
+            )
+            for c in data["currencies"]
+        },
+        units={
+            u["unit"]: UnitRule(u["unit"], Decimal(u["multiplier"]), int(u["pending_days"]))
+            for u in data["units"]
+        },
+        tiers={tier: Decimal(m) for tier, m in data["tiers"].items()},
+        expiry_months=int(data["expiry_months"]),
+        campaigns=[
+            Campaign(
+                code=c["code"],
+                name=c["name"],
+                start=datetime.fromisoformat(c["start"]),
+                end=datetime.fromisoformat(c["end"]),
+                units=tuple(c["units"]),
+                tiers=tuple(c["tiers"]),
+                multiplier=Decimal(c["multiplier"]) if c["multiplier"] is not None else None,
+                bonus_points=int(c["bonus_points"]),
+                exclusive=bool(c["exclusive"]),
+                priority=int(c["priority"]),
+            )
+            for c in data["campaigns"]
+        ],
+        time_zone=data["time_zone"],
+        base_currency=data["base_currency"],
+    )

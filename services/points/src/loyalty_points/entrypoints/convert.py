@@ -1,0 +1,258 @@
+"""Protobuf <-> domain for the points service."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.common.v1 import channel_pb2, money_pb2
+from loyalty.points.v1 import points_service_pb2 as pb
+from loyalty.points.v1 import programme_pb2
+from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.resources import member_name
+
+from loyalty_points.adapters.repository import Posting
+from loyalty_points.domain.ledger import PostingKind
+from loyalty_points.domain.money import parse_amount, parse_factor, quantize_money
+from loyalty_points.domain.programme import (
+    Campaign,
+    CurrencyRule,
+    Earned,
+    Line,
+    Programme,
+    UnitRule,
+)
+from loyalty_points.service_layer.handlers import BalanceView
+
+KINDS = {
+    PostingKind.EARN: pb.POSTING_KIND_EARN,
+    PostingKind.REDEEM: pb.POSTING_KIND_REDEEM,
+    PostingKind.REVERSE: pb.POSTING_KIND_REVERSE,
+    PostingKind.REDEMPTION_CANCEL: pb.POSTING_KIND_REDEMPTION_CANCEL,
+    PostingKind.ADJUST: pb.POSTING_KIND_ADJUST,
+    PostingKind.EXPIRE: pb.POSTING_KIND_EXPIRE,
+    PostingKind.MERGE_IN: pb.POSTING_KIND_MERGE_IN,
+    PostingKind.MERGE_OUT: pb.POSTING_KIND_MERGE_OUT,
+}
+
+
+def ts(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def time_or(stamp: Timestamp, has: bool, default: datetime) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC) if has else default
+
+
+def money(value: Decimal, currency: str) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=currency, amount=str(quantize_money(value, currency)))
+
+
+def channel_name(channel: channel_pb2.Channel.ValueType) -> str:
+    try:
+        return str(channel_pb2.Channel.Name(channel))
+    except ValueError:
+        raise InvalidArgument.of([FieldViolation("channel", "unknown channel")]) from None
+
+
+def unit_of(unit: str, field: str = "unit") -> str:
+    unit = unit.strip()
+    if not unit or len(unit) > 32:
+        raise InvalidArgument.of([FieldViolation(field, "a business unit code such as 'hotel'")])
+    return unit
+
+
+def lines_from(lines: Any) -> list[Line]:
+    problems = Violations()
+    result: list[Line] = []
+    for index, line in enumerate(lines):
+        try:
+            amount = parse_amount(
+                line.amount.currency_code, line.amount.amount, f"lines[{index}].amount"
+            )
+        except InvalidArgument as error:
+            problems.items.extend(error.field_violations)
+            continue
+        if line.quantity < 0:
+            problems.add(f"lines[{index}].quantity", "must not be negative")
+        result.append(Line(line.line_id.strip(), amount))
+    problems.raise_if_any()
+    return result
+
+
+def breakdown(data: dict[str, Any] | None) -> pb.EarnBreakdown:
+    if not data:
+        return pb.EarnBreakdown()
+    currency = data["spend"]["currency"]
+    return pb.EarnBreakdown(
+        qualifying_spend=money(Decimal(data["spend"]["amount"]), currency),
+        base_rate=data["base_rate"],
+        multipliers=[
+            pb.Factor(source=f["source"], multiplier=f["multiplier"]) for f in data["factors"]
+        ],
+        bonuses=[pb.Bonus(source=b["source"], points=b["points"]) for b in data["bonuses"]],
+        exact_points=data["exact"],
+        points=data["points"],
+        lines=[pb.LinePoints(line_id=k, points=v) for k, v in data["lines"].items()],
+    )
+
+
+def earned_breakdown(earned: Earned) -> pb.EarnBreakdown:
+    from loyalty_points.service_layer.handlers import breakdown_json
+
+    return breakdown(breakdown_json(earned))
+
+
+def posting(p: Posting) -> pb.Posting:
+    message = pb.Posting(
+        name=f"{member_name(p.member_id)}/postings/{p.posting_id}",
+        posting_id=p.posting_id,
+        member_id=p.member_id,
+        kind=KINDS[p.kind],
+        points=p.points,
+        pending=p.pending,
+        unit=p.unit,
+        channel=channel_pb2.Channel.Value(p.channel),
+        order_id=p.order_id,
+        occur_time=ts(p.occurred_at),
+        post_time=ts(p.posted_at),
+        programme_version=p.programme_version or 0,
+        related_posting_id=p.related_posting_id or "",
+        reason=p.reason,
+        unrecovered_points=p.unrecovered_points,
+    )
+    if p.available_at and p.pending:
+        message.available_time.CopyFrom(ts(p.available_at))
+    if p.breakdown:
+        message.breakdown.CopyFrom(breakdown(p.breakdown))
+    return message
+
+
+def balance(view: BalanceView) -> pb.Balance:
+    return pb.Balance(
+        available=view.account.available,
+        pending=view.account.pending,
+        expiring_soon=view.expiring_soon,
+        expiring_soon_until=ts(view.until),
+        lifetime_earned=view.account.lifetime_earned,
+        tier=view.account.tier,
+    )
+
+
+# --- programme ----------------------------------------------------------------------------------
+def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme:
+    problems = Violations()
+
+    def factor(text: str, field: str) -> Decimal:
+        try:
+            return parse_factor(text, field)
+        except InvalidArgument as error:
+            problems.items.extend(error.field_violations)
+            return Decimal(1)
+
+    currencies = {}
+    for i, cur in enumerate(message.currencies):
+        currencies[cur.currency_code] = CurrencyRule(
+            cur.currency_code,
+            factor(cur.base_rate, f"programme.currencies[{i}].base_rate"),
+            factor(cur.point_value, f"programme.currencies[{i}].point_value"),
+            factor(cur.base_currency_rate, f"programme.currencies[{i}].base_currency_rate"),
+        )
+    units = {}
+    for i, u in enumerate(message.units):
+        if u.unit in units:
+            problems.add(f"programme.units[{i}].unit", "given twice")
+        units[u.unit] = UnitRule(
+            u.unit, factor(u.multiplier, f"programme.units[{i}].multiplier"), u.pending_days
+        )
+    tiers = {
+        t.tier: factor(t.multiplier, f"programme.tiers[{i}].multiplier")
+        for i, t in enumerate(message.tiers)
+    }
+    campaigns = []
+    for i, rule in enumerate(message.campaigns):
+        c = rule
+        effect = c.WhichOneof("effect")
+        if c.stacking == programme_pb2.STACKING_UNSPECIFIED:
+            problems.add(f"programme.campaigns[{i}].stacking", "EXCLUSIVE or COMBINABLE")
+        campaigns.append(
+            Campaign(
+                code=c.code,
+                name=c.name,
+                start=c.start_time.ToDatetime(tzinfo=UTC),
+                end=c.end_time.ToDatetime(tzinfo=UTC),
+                units=tuple(c.units),
+                tiers=tuple(c.tiers),
+                multiplier=(
+                    factor(c.multiplier, f"programme.campaigns[{i}].multiplier")
+                    if effect == "multiplier"
+                    else None
+                ),
+                bonus_points=c.bonus_points if effect == "bonus_points" else 0,
+                exclusive=c.stacking == programme_pb2.STACKING_EXCLUSIVE,
+                priority=c.priority,
+            )
+        )
+    problems.raise_if_any()
+    return Programme(
+        version=0,
+        effective_from=time_or(message.effective_from, message.HasField("effective_from"), now),
+        currencies=currencies,
+        units=units,
+        tiers=tiers,
+        expiry_months=message.expiry.months_after_earning,
+        campaigns=campaigns,
+        time_zone=message.time_zone or "Asia/Shanghai",
+        base_currency=message.base_currency_code or "CNY",
+    )
+
+
+def programme_message(p: Programme) -> programme_pb2.Programme:
+    message = programme_pb2.Programme(
+        version=p.version,
+        effective_from=ts(p.effective_from),
+        currencies=[
+            programme_pb2.CurrencyRule(
+                currency_code=c.code,
+                base_rate=str(c.base_rate),
+                point_value=str(c.point_value),
+                base_currency_rate=str(c.base_currency_rate),
+            )
+            for c in p.currencies.values()
+        ],
+        units=[
+            programme_pb2.UnitRule(
+                unit=u.unit, multiplier=str(u.multiplier), pending_days=u.pending_days
+            )
+            for u in p.units.values()
+        ],
+        tiers=[programme_pb2.TierRule(tier=t, multiplier=str(m)) for t, m in p.tiers.items()],
+        expiry=programme_pb2.ExpiryPolicy(months_after_earning=p.expiry_months),
+        time_zone=p.time_zone,
+        base_currency_code=p.base_currency,
+    )
+    for c in p.campaigns:
+        campaign = programme_pb2.Campaign(
+            code=c.code,
+            name=c.name,
+            start_time=ts(c.start),
+            end_time=ts(c.end),
+            units=list(c.units),
+            tiers=list(c.tiers),
+            stacking=(
+                programme_pb2.STACKING_EXCLUSIVE
+                if c.exclusive
+                else programme_pb2.STACKING_COMBINABLE
+            ),
+            priority=c.priority,
+        )
+        if c.multiplier is not None:
+            campaign.multiplier = str(c.multiplier)
+        else:
+            campaign.bonus_points = c.bonus_points
+        message.campaigns.append(campaign)
+    return message

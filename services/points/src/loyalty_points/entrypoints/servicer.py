@@ -1,0 +1,367 @@
+"""The PointsService over gRPC: request -> command -> handler -> response.
+
+Mutations run through the kit's `run_idempotent`: the response is stored with the request_id in
+the same transaction, so a retry returns the first answer (the balance as it was then)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from loyalty.common.v1 import money_pb2
+from loyalty.points.v1 import points_service_pb2 as pb
+from loyalty.points.v1 import points_service_pb2_grpc
+from loyalty_kit.caller import current_caller, require_scope
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.idempotency import run_idempotent
+from loyalty_kit.pagination import next_token, read_page
+from loyalty_kit.resources import member_id_of
+from loyalty_kit.server import ServiceContext
+
+from loyalty_points.domain.programme import Programme
+from loyalty_points.entrypoints import convert
+from loyalty_points.service_layer import handlers
+from loyalty_points.service_layer.handlers import Earn, MemberDirectory
+from loyalty_points.service_layer.uow import PointsUnitOfWork
+
+SERVICE = "loyalty.points.v1.PointsService"
+ADJUST_SCOPE = "points:adjust"
+ADMIN_SCOPE = "admin"
+
+Clock = Callable[[], datetime]
+R = TypeVar("R", bound=Message)
+T = TypeVar("T")
+
+
+class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
+    def __init__(self, context: ServiceContext, directory: MemberDirectory, clock: Clock) -> None:
+        assert context.sessions is not None
+        self.sessions = context.sessions
+        self.namespace = context.settings.event_namespace
+        self.directory = directory
+        self.clock = clock
+
+    def uow(self) -> PointsUnitOfWork:
+        return PointsUnitOfWork(self.sessions, self.namespace)
+
+    async def _mutate(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[R],
+        work: Callable[[PointsUnitOfWork, datetime], Awaitable[R]],
+    ) -> R:
+        scope = f"{SERVICE}/{method}:{current_caller().client_id}"
+        return await run_idempotent(
+            self.uow, scope, request, response_type, lambda uow: work(uow, self.clock())
+        )
+
+    async def _read(self, work: Callable[[PointsUnitOfWork], Awaitable[T]]) -> T:
+        async with self.uow() as uow:
+            return await work(uow)
+
+    # --- earning ------------------------------------------------------------------------------
+    def _earn_command(self, request: pb.EarnPointsRequest | pb.PreviewEarnRequest) -> Earn:
+        now = self.clock()
+        return Earn(
+            member_id=member_id_of(request.member, "member"),
+            unit=convert.unit_of(request.unit),
+            channel=(
+                convert.channel_name(request.channel)
+                if isinstance(request, pb.EarnPointsRequest)
+                else "CHANNEL_UNSPECIFIED"
+            ),
+            order_id=request.order_id.strip() if isinstance(request, pb.EarnPointsRequest) else "",
+            lines=convert.lines_from(request.lines),
+            occurred_at=convert.time_or(request.occur_time, request.HasField("occur_time"), now),
+        )
+
+    async def EarnPoints(
+        self, request: pb.EarnPointsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EarnPointsResponse:
+        command = self._earn_command(request)
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.EarnPointsResponse:
+            posting, account = await handlers.earn(uow, command, self.directory, now)
+            view = await handlers.view(uow, account, now)
+            return pb.EarnPointsResponse(
+                posting=convert.posting(posting), balance=convert.balance(view)
+            )
+
+        return await self._mutate("EarnPoints", request, pb.EarnPointsResponse, work)
+
+    async def PreviewEarn(
+        self, request: pb.PreviewEarnRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PreviewEarnResponse:
+        command = self._earn_command(request)
+        earned, available_at = await self._read(
+            lambda uow: handlers.preview(uow, command, self.directory, self.clock())
+        )
+        response = pb.PreviewEarnResponse(
+            breakdown=convert.earned_breakdown(earned), pending=available_at is not None
+        )
+        if available_at is not None:
+            response.available_time.CopyFrom(convert.ts(available_at))
+        return response
+
+    # --- spending -----------------------------------------------------------------------------
+    async def RedeemPoints(
+        self, request: pb.RedeemPointsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedeemPointsResponse:
+        member_id = member_id_of(request.member, "member")
+        unit = convert.unit_of(request.unit)
+        channel = convert.channel_name(request.channel)
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RedeemPointsResponse:
+            posting, account, programme = await handlers.redeem(
+                uow,
+                member_id,
+                unit,
+                channel,
+                request.points,
+                request.order_id.strip(),
+                self.directory,
+                now,
+            )
+            currency = request.currency_code or programme.base_currency
+            if currency not in programme.currencies:
+                raise InvalidArgument.of(
+                    [FieldViolation("currency_code", "a currency of the programme")]
+                )
+            view = await handlers.view(uow, account, now)
+            return pb.RedeemPointsResponse(
+                posting=convert.posting(posting),
+                balance=convert.balance(view),
+                value=convert.money(programme.value_of(request.points, currency), currency),
+            )
+
+        return await self._mutate("RedeemPoints", request, pb.RedeemPointsResponse, work)
+
+    async def ReverseEarn(
+        self, request: pb.ReverseEarnRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReverseEarnResponse:
+        member_id = member_id_of(request.member, "member")
+        unit = convert.unit_of(request.unit)
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ReverseEarnResponse:
+            posting, account = await handlers.reverse(
+                uow,
+                member_id,
+                unit,
+                request.order_id.strip(),
+                list(request.line_ids),
+                request.reason,
+                now,
+            )
+            view = await handlers.view(uow, account, now)
+            return pb.ReverseEarnResponse(
+                posting=convert.posting(posting), balance=convert.balance(view)
+            )
+
+        return await self._mutate("ReverseEarn", request, pb.ReverseEarnResponse, work)
+
+    async def CancelRedemption(
+        self, request: pb.CancelRedemptionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelRedemptionResponse:
+        member_id = member_id_of(request.member, "member")
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.CancelRedemptionResponse:
+            posting, expired, account = await handlers.cancel_redemption(
+                uow, member_id, request.posting_id.strip(), request.reason, now
+            )
+            view = await handlers.view(uow, account, now)
+            return pb.CancelRedemptionResponse(
+                posting=convert.posting(posting),
+                expired_points=expired,
+                balance=convert.balance(view),
+            )
+
+        _uuid_field(request.posting_id, "posting_id")
+        return await self._mutate("CancelRedemption", request, pb.CancelRedemptionResponse, work)
+
+    async def AdjustPoints(
+        self, request: pb.AdjustPointsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AdjustPointsResponse:
+        require_scope(ADJUST_SCOPE)
+        member_id = member_id_of(request.member, "member")
+        unit = convert.unit_of(request.unit)
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.AdjustPointsResponse:
+            posting, account = await handlers.adjust(
+                uow, member_id, unit, request.points, request.reason, self.directory, now
+            )
+            view = await handlers.view(uow, account, now)
+            return pb.AdjustPointsResponse(
+                posting=convert.posting(posting), balance=convert.balance(view)
+            )
+
+        return await self._mutate("AdjustPoints", request, pb.AdjustPointsResponse, work)
+
+    async def ConfirmOrder(
+        self, request: pb.ConfirmOrderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ConfirmOrderResponse:
+        member_id = member_id_of(request.member, "member")
+        unit = convert.unit_of(request.unit)
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ConfirmOrderResponse:
+            activated, account = await handlers.confirm_order(
+                uow, member_id, unit, request.order_id.strip(), now
+            )
+            view = await handlers.view(uow, account, now)
+            return pb.ConfirmOrderResponse(
+                activated_points=activated, balance=convert.balance(view)
+            )
+
+        return await self._mutate("ConfirmOrder", request, pb.ConfirmOrderResponse, work)
+
+    # --- reads --------------------------------------------------------------------------------
+    async def GetBalance(
+        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBalanceResponse:
+        member_id = member_id_of(request.member, "member")
+        view = await self._read(
+            lambda uow: handlers.balance(
+                uow, member_id, request.expiring_within_days, self.directory, self.clock()
+            )
+        )
+        return pb.GetBalanceResponse(balance=convert.balance(view))
+
+    async def ListPostings(
+        self, request: pb.ListPostingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPostingsResponse:
+        member_id = member_id_of(request.member, "member")
+        kind = next((k for k, v in convert.KINDS.items() if v == request.kind), None)
+        start = (
+            request.start_time.ToDatetime(tzinfo=UTC) if request.HasField("start_time") else None
+        )
+        end = request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else None
+        filters = {
+            "member": member_id,
+            "unit": request.unit,
+            "kind": int(request.kind),
+            "start": start.isoformat() if start else "",
+            "end": end.isoformat() if end else "",
+        }
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
+        postings = await self._read(
+            lambda uow: uow.ledger.statement(
+                member_id,
+                before_seq=page.after,
+                limit=page.size + 1,
+                unit=request.unit.strip(),
+                kind=kind,
+                start=start,
+                end=end,
+            )
+        )
+        response = pb.ListPostingsResponse(
+            postings=[convert.posting(p) for p in postings[: page.size]]
+        )
+        if len(postings) > page.size:
+            response.next_page_token = next_token(postings[page.size - 1].seq, filters)
+        return response
+
+    async def GetSettlement(
+        self, request: pb.GetSettlementRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetSettlementResponse:
+        if not request.HasField("start_time") or not request.HasField("end_time"):
+            raise InvalidArgument.of(
+                [FieldViolation("start_time", "required"), FieldViolation("end_time", "required")]
+            )
+        start = request.start_time.ToDatetime(tzinfo=UTC)
+        end = request.end_time.ToDatetime(tzinfo=UTC)
+        result = await self._read(lambda uow: handlers.settlement(uow, start, end, self.clock()))
+        programme = result.programme
+        assert programme is not None
+        base = programme.base_currency
+
+        def value(points: int) -> money_pb2.Money:
+            return convert.money(programme.value_of(points, base), base)
+
+        return pb.GetSettlementResponse(
+            units=[
+                pb.UnitSettlement(
+                    unit=unit,
+                    points_issued=f.issued,
+                    points_redeemed=f.redeemed,
+                    value_issued=value(f.issued),
+                    value_redeemed=value(f.redeemed),
+                    points_expired=f.expired,
+                )
+                for unit, f in sorted(result.units.items())
+            ],
+            flows=[
+                pb.SettlementFlow(
+                    earned_unit=earned, redeemed_unit=redeemed, points=points, value=value(points)
+                )
+                for earned, redeemed, points in sorted(result.flows)
+            ],
+            ledger_points=result.ledger_points,
+        )
+
+    # --- programme and jobs (admin) -----------------------------------------------------------
+    async def GetProgramme(
+        self, request: pb.GetProgrammeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProgrammeResponse:
+        async def work(uow: PointsUnitOfWork) -> Programme:
+            if request.version:
+                found = await uow.ledger.programme_version(request.version)
+                if found is None:
+                    raise InvalidArgument.of([FieldViolation("version", "no such version")])
+                return found
+            return await handlers.programme_at(uow, self.clock())
+
+        return pb.GetProgrammeResponse(programme=convert.programme_message(await self._read(work)))
+
+    async def UpdateProgramme(
+        self, request: pb.UpdateProgrammeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateProgrammeResponse:
+        require_scope(ADMIN_SCOPE)
+        programme = convert.programme_from(request.programme, self.clock())
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.UpdateProgrammeResponse:
+            stored = await handlers.publish_programme(uow, programme, request.reason, now)
+            return pb.UpdateProgrammeResponse(programme=convert.programme_message(stored))
+
+        return await self._mutate("UpdateProgramme", request, pb.UpdateProgrammeResponse, work)
+
+    async def RunPendingActivation(
+        self, request: pb.RunPendingActivationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunPendingActivationResponse:
+        require_scope(ADMIN_SCOPE)
+        now = self.clock()
+        as_of = convert.time_or(request.as_of, request.HasField("as_of"), now)
+        total = await handlers.run_in_chunks(
+            self.uow, lambda uow: handlers.activate_pending_chunk(uow, as_of, 500, now)
+        )
+        return pb.RunPendingActivationResponse(
+            postings_activated=total.items, points_activated=total.points
+        )
+
+    async def RunExpiry(
+        self, request: pb.RunExpiryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunExpiryResponse:
+        require_scope(ADMIN_SCOPE)
+        if request.chunk_size < 0:
+            raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
+        now = self.clock()
+        as_of = convert.time_or(request.as_of, request.HasField("as_of"), now)
+        chunk = request.chunk_size or 500
+        total = await handlers.run_in_chunks(
+            self.uow, lambda uow: handlers.expire_chunk(uow, as_of, chunk, now)
+        )
+        return pb.RunExpiryResponse(
+            members_expired=total.members, lots_expired=total.items, points_expired=total.points
+        )
+
+
+def _uuid_field(value: str, field: str) -> None:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument.of([FieldViolation(field, "a posting id")]) from None

@@ -1,0 +1,774 @@
+"""Use cases of the points service, each inside one unit of work (one transaction).
+
+Every change locks the member's account row first, then writes one posting, moves lots, updates
+the account's derived balances, and adds its event to the outbox: all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.common.v1 import money_pb2
+from loyalty.points.v1 import events_pb2
+from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+
+from loyalty_points.adapters.repository import Account, OrderRecord, Posting, new_id
+from loyalty_points.domain.errors import (
+    MemberNotActive,
+    MemberNotFound,
+    NoProgramme,
+    NothingToReverse,
+    OrderAlreadyEarned,
+    OrderNotFound,
+    PostingNotFound,
+    RedemptionAlreadyCancelled,
+)
+from loyalty_points.domain.ledger import Lot, LotStatus, PostingKind, take_oldest_first
+from loyalty_points.domain.money import quantize_money
+from loyalty_points.domain.programme import Earned, Line, Programme, compute_earn
+from loyalty_points.service_layer.uow import PointsUnitOfWork
+
+GROUP = "group"  # the unit of postings that belong to no unit (expiry, merges)
+MAX_POINTS = 10**12
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _money(value: Decimal, currency: str) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=currency, amount=str(quantize_money(value, currency)))
+
+
+class MemberDirectory(Protocol):
+    """Where the points service learns whether a member exists (the identity service)."""
+
+    async def state_of(self, member_id: str) -> tuple[str, str] | None:
+        """(state, merged_into) of the member, or None if there is no such member."""
+
+
+# --- accounts -----------------------------------------------------------------------------------
+async def open_account(
+    uow: PointsUnitOfWork, member_id: str, directory: MemberDirectory, now: datetime
+) -> Account:
+    """The member's account, locked; created on first touch after asking identity."""
+    account = await uow.ledger.account(member_id, lock=True)
+    if account is None:
+        known = await directory.state_of(member_id)
+        if known is None:
+            raise MemberNotFound(member_id)
+        state, merged_into = known
+        await uow.ledger.create_account(Account(member_id, state, merged_into), now)
+        account = await uow.ledger.account(member_id, lock=True)
+        assert account is not None
+    return account
+
+
+def ensure_active(account: Account) -> None:
+    if account.state != "active":
+        raise MemberNotActive(account.member_id, account.state, account.merged_into)
+
+
+async def programme_at(uow: PointsUnitOfWork, at: datetime) -> Programme:
+    programme = await uow.ledger.programme_at(at)
+    if programme is None:
+        raise NoProgramme()
+    return programme
+
+
+# --- programme ----------------------------------------------------------------------------------
+async def publish_programme(
+    uow: PointsUnitOfWork, programme: Programme, reason: str, now: datetime
+) -> Programme:
+    first = await uow.ledger.programme_version(1) is None
+    # The first version may start in the past (a programme migrated from legacy systems, whose
+    # offline receipts replay under it); later ones never do.
+    if not first and programme.effective_from < now - timedelta(minutes=1):
+        raise InvalidArgument.of(
+            [
+                FieldViolation(
+                    "programme.effective_from",
+                    "must not be in the past: rule changes never rewrite history",
+                )
+            ]
+        )
+    programme.validate()
+    programme.version = await uow.ledger.add_programme(programme, reason)
+    return programme
+
+
+# --- earning ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Earn:
+    member_id: str
+    unit: str
+    channel: str
+    order_id: str
+    lines: list[Line]
+    occurred_at: datetime
+
+
+def _check_order_id(order_id: str) -> None:
+    if not order_id or len(order_id) > 128:
+        raise InvalidArgument.of([FieldViolation("order_id", "required, at most 128 characters")])
+
+
+def breakdown_json(earned: Earned) -> dict[str, Any]:
+    return {
+        "spend": {"currency": earned.spend.currency, "amount": str(earned.spend.value)},
+        "base_rate": str(earned.base_rate),
+        "factors": [{"source": f.source, "multiplier": str(f.multiplier)} for f in earned.factors],
+        "bonuses": [{"source": s, "points": p} for s, p in earned.bonuses],
+        "exact": str(earned.exact),
+        "points": earned.points,
+        "lines": earned.line_points,
+    }
+
+
+async def preview(
+    uow: PointsUnitOfWork, command: Earn, directory: MemberDirectory, now: datetime
+) -> tuple[Earned, datetime | None]:
+    programme = await programme_at(uow, command.occurred_at)
+    account = await uow.ledger.account(command.member_id)
+    if account is None and await directory.state_of(command.member_id) is None:
+        raise MemberNotFound(command.member_id)
+    tier = account.tier if account else ""
+    earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at)
+    available_at = programme.available_at(command.unit, command.occurred_at)
+    return earned, available_at if available_at and available_at > now else None
+
+
+async def earn(
+    uow: PointsUnitOfWork, command: Earn, directory: MemberDirectory, now: datetime
+) -> tuple[Posting, Account]:
+    _check_order_id(command.order_id)
+    if command.occurred_at > now + timedelta(minutes=5):
+        raise InvalidArgument.of([FieldViolation("occur_time", "must not be in the future")])
+    # The rules in force when the purchase happened apply (an offline POS replaying later).
+    programme = await programme_at(uow, command.occurred_at)
+    account = await open_account(uow, command.member_id, directory, now)
+    ensure_active(account)
+    earned = compute_earn(programme, command.unit, account.tier, command.lines, command.occurred_at)
+    if await uow.ledger.order(command.unit, command.order_id) is not None:
+        raise OrderAlreadyEarned(command.unit, command.order_id)
+
+    available_at = programme.available_at(command.unit, command.occurred_at)
+    pending = available_at is not None and available_at > now
+    posting = Posting(
+        posting_id=new_id(),
+        member_id=account.member_id,
+        kind=PostingKind.EARN,
+        points=earned.points,
+        unit=command.unit,
+        channel=command.channel,
+        order_id=command.order_id,
+        occurred_at=command.occurred_at,
+        posted_at=now,
+        pending=pending,
+        available_at=available_at if pending else None,
+        programme_version=programme.version,
+        breakdown=breakdown_json(earned),
+    )
+    await uow.ledger.add_posting(posting)
+    lot = Lot(
+        lot_id=new_id(),
+        earned_unit=command.unit,
+        remaining=earned.points,
+        earned_at=command.occurred_at,
+        expires_at=programme.expiry_of(command.occurred_at),
+        status=LotStatus.PENDING if pending else LotStatus.OPEN,
+    )
+    if earned.points > 0:
+        await uow.ledger.add_lot(
+            account.member_id, lot, posting.posting_id, earned.points, available_at
+        )
+        await uow.ledger.move(
+            account.member_id, posting.posting_id, [(lot, earned.points)], command.unit, now
+        )
+    await uow.ledger.add_order(
+        OrderRecord(
+            unit=command.unit,
+            order_id=command.order_id,
+            member_id=account.member_id,
+            posting_id=posting.posting_id,
+            lot_id=lot.lot_id,
+            currency=earned.spend.currency,
+            lines={
+                line.line_id: {
+                    "points": earned.line_points[line.line_id],
+                    "reversed": 0,
+                    "amount": str(line.amount.value),
+                    "refunded": False,
+                }
+                for line in command.lines
+            },
+            bonus_points=sum(p for _, p in earned.bonuses),
+        )
+    )
+    if pending:
+        account.pending += earned.points
+    else:
+        account.available += earned.points
+    account.lifetime_earned += earned.points
+    await uow.ledger.save_account(account, now)
+    await uow.outbox.add(
+        events_pb2.PointsEarned(
+            member_id=account.member_id,
+            posting_id=posting.posting_id,
+            unit=command.unit,
+            order_id=command.order_id,
+            qualifying_spend=_money(earned.spend.value, earned.spend.currency),
+            qualifying_spend_base=_money(programme.to_base(earned.spend), programme.base_currency),
+            points=earned.points,
+            pending=pending,
+            occurred_at=_ts(command.occurred_at),
+        )
+    )
+    return posting, account
+
+
+# --- spending -----------------------------------------------------------------------------------
+def _positive_points(points: int, field: str = "points") -> None:
+    if points <= 0 or points > MAX_POINTS:
+        raise InvalidArgument.of([FieldViolation(field, f"a whole number from 1 to {MAX_POINTS}")])
+
+
+async def _take(
+    uow: PointsUnitOfWork,
+    account: Account,
+    points: int,
+    posting: Posting,
+    *,
+    first_lot: str | None = None,
+) -> None:
+    lots = await uow.ledger.lots(account.member_id, [LotStatus.OPEN])
+    taken = take_oldest_first(lots, points, account.member_id, first=first_lot)
+    for lot, amount in taken:
+        lot.remaining -= amount
+        await uow.ledger.save_lot(account.member_id, lot)
+    await uow.ledger.move(
+        account.member_id,
+        posting.posting_id,
+        [(lot, -n) for lot, n in taken],
+        posting.unit,
+        posting.posted_at,
+    )
+    account.available -= points
+
+
+async def redeem(
+    uow: PointsUnitOfWork,
+    member_id: str,
+    unit: str,
+    channel: str,
+    points: int,
+    order_id: str,
+    directory: MemberDirectory,
+    now: datetime,
+) -> tuple[Posting, Account, Programme]:
+    _positive_points(points)
+    programme = await programme_at(uow, now)
+    if unit not in programme.units:
+        raise InvalidArgument.of([FieldViolation("unit", f"unknown unit {unit!r}")])
+    account = await open_account(uow, member_id, directory, now)
+    ensure_active(account)
+    posting = Posting(
+        posting_id=new_id(),
+        member_id=member_id,
+        kind=PostingKind.REDEEM,
+        points=-points,
+        unit=unit,
+        channel=channel,
+        order_id=order_id,
+        occurred_at=now,
+        posted_at=now,
+        programme_version=programme.version,
+    )
+    await uow.ledger.add_posting(posting)
+    await _take(uow, account, points, posting)
+    await uow.ledger.save_account(account, now)
+    await uow.outbox.add(
+        events_pb2.PointsRedeemed(
+            member_id=member_id,
+            posting_id=posting.posting_id,
+            unit=unit,
+            points=points,
+            occurred_at=_ts(now),
+        )
+    )
+    return posting, account, programme
+
+
+async def cancel_redemption(
+    uow: PointsUnitOfWork, member_id: str, posting_id: str, reason: str, now: datetime
+) -> tuple[Posting, int, Account]:
+    account = await uow.ledger.account(member_id, lock=True)
+    redemption = await uow.ledger.posting(member_id, posting_id) if account else None
+    if account is None or redemption is None or redemption.kind is not PostingKind.REDEEM:
+        raise PostingNotFound(posting_id)
+    ensure_active(account)
+    if await uow.ledger.cancellation_of(member_id, posting_id) is not None:
+        raise RedemptionAlreadyCancelled(posting_id)
+    returned: list[tuple[Lot, int]] = []
+    expired = 0
+    for lot_id, moved in await uow.ledger.movements(member_id, posting_id):
+        lot = await uow.ledger.lot(member_id, lot_id)
+        assert lot is not None
+        back = -moved
+        # Points of a lot that has expired since the redemption would have expired with it:
+        # they are not returned (they are reported as `expired_points`).
+        if lot.status is not LotStatus.OPEN or (lot.expires_at and lot.expires_at <= now):
+            expired += back
+            continue
+        lot.remaining += back
+        await uow.ledger.save_lot(member_id, lot)
+        returned.append((lot, back))
+    points = sum(n for _, n in returned)
+    posting = Posting(
+        posting_id=new_id(),
+        member_id=member_id,
+        kind=PostingKind.REDEMPTION_CANCEL,
+        points=points,
+        unit=redemption.unit,
+        channel=redemption.channel,
+        order_id=redemption.order_id,
+        occurred_at=now,
+        posted_at=now,
+        related_posting_id=posting_id,
+        reason=reason,
+        unrecovered_points=expired,
+    )
+    await uow.ledger.add_posting(posting)
+    await uow.ledger.move(member_id, posting.posting_id, returned, redemption.unit, now)
+    account.available += points
+    await uow.ledger.save_account(account, now)
+    await uow.outbox.add(
+        events_pb2.RedemptionCancelled(
+            member_id=member_id,
+            posting_id=posting.posting_id,
+            redemption_posting_id=posting_id,
+            points=points,
+            occurred_at=_ts(now),
+        )
+    )
+    return posting, expired, account
+
+
+# --- refunds ------------------------------------------------------------------------------------
+async def reverse(
+    uow: PointsUnitOfWork,
+    member_id: str,
+    unit: str,
+    order_id: str,
+    line_ids: list[str],
+    reason: str,
+    now: datetime,
+) -> tuple[Posting, Account]:
+    _check_order_id(order_id)
+    account = await uow.ledger.account(member_id, lock=True)
+    order = await uow.ledger.order(unit, order_id)
+    if account is None or order is None or order.member_id != member_id:
+        raise OrderNotFound(unit, order_id)
+    unknown = [i for i, line_id in enumerate(line_ids) if line_id not in order.lines]
+    if unknown:
+        raise InvalidArgument.of(
+            [FieldViolation(f"line_ids[{i}]", "not a line of the order") for i in unknown]
+        )
+    chosen = line_ids or list(order.lines)
+    refunding = [line_id for line_id in chosen if not order.lines[line_id]["refunded"]]
+    if not refunding:
+        raise NothingToReverse(order_id)
+    points = sum(int(order.lines[line_id]["points"]) for line_id in refunding)
+    spend = sum((Decimal(order.lines[line_id]["amount"]) for line_id in refunding), Decimal(0))
+    for line_id in refunding:
+        order.lines[line_id]["refunded"] = True
+    if all(line["refunded"] for line in order.lines.values()) and not order.bonus_reversed:
+        points += order.bonus_points  # the order's bonus goes with its last line
+        order.bonus_reversed = True
+
+    posting = Posting(
+        posting_id=new_id(),
+        member_id=member_id,
+        kind=PostingKind.REVERSE,
+        points=0,
+        unit=unit,
+        order_id=order_id,
+        occurred_at=now,
+        posted_at=now,
+        related_posting_id=order.posting_id,
+        reason=reason,
+    )
+    lot = await uow.ledger.lot(member_id, order.lot_id)
+    taken_pending = 0
+    if lot is not None and lot.status is LotStatus.PENDING:
+        # A refund inside the pending window cancels the pending points.
+        taken_pending = min(points, lot.remaining)
+        lot.remaining -= taken_pending
+        if lot.remaining == 0:
+            lot.status = LotStatus.CANCELLED
+        await uow.ledger.save_lot(member_id, lot)
+        await uow.ledger.move(member_id, posting.posting_id, [(lot, -taken_pending)], unit, now)
+        account.pending -= taken_pending
+    rest = points - taken_pending
+    recoverable = min(rest, account.available)
+    posting.points = -(taken_pending + recoverable)
+    posting.unrecovered_points = rest - recoverable
+    await uow.ledger.add_posting(posting)
+    if recoverable:
+        await _take(uow, account, recoverable, posting, first_lot=order.lot_id)
+    for line_id in refunding:
+        order.lines[line_id]["reversed"] = order.lines[line_id]["points"]
+    await uow.ledger.save_order(order)
+    account.lifetime_earned -= points
+    await uow.ledger.save_account(account, now)
+    programme = await programme_at(uow, now)
+    base = programme.currencies.get(order.currency)
+    spend_base = spend * base.base_currency_rate if base else spend
+    await uow.outbox.add(
+        events_pb2.PointsReversed(
+            member_id=member_id,
+            posting_id=posting.posting_id,
+            earn_posting_id=order.posting_id,
+            unit=unit,
+            order_id=order_id,
+            qualifying_spend_base=_money(spend_base, programme.base_currency),
+            points=-posting.points,
+            occurred_at=_ts(now),
+        )
+    )
+    return posting, account
+
+
+async def confirm_order(
+    uow: PointsUnitOfWork, member_id: str, unit: str, order_id: str, now: datetime
+) -> tuple[int, Account]:
+    account = await uow.ledger.account(member_id, lock=True)
+    order = await uow.ledger.order(unit, order_id)
+    if account is None or order is None or order.member_id != member_id:
+        raise OrderNotFound(unit, order_id)
+    lot = await uow.ledger.lot(member_id, order.lot_id)
+    if lot is None or lot.status is not LotStatus.PENDING:
+        return 0, account
+    activated = await _activate(uow, account, lot, order.posting_id, now)
+    await uow.ledger.save_account(account, now)
+    return activated, account
+
+
+async def _activate(
+    uow: PointsUnitOfWork, account: Account, lot: Lot, posting_id: str, now: datetime
+) -> int:
+    lot.status = LotStatus.OPEN
+    await uow.ledger.save_lot(account.member_id, lot)
+    await uow.ledger.set_posting_pending(account.member_id, posting_id, False)
+    account.pending -= lot.remaining
+    account.available += lot.remaining
+    await uow.outbox.add(
+        events_pb2.PendingPointsActivated(
+            member_id=account.member_id,
+            posting_id=posting_id,
+            points=lot.remaining,
+            activated_at=_ts(now),
+        )
+    )
+    return lot.remaining
+
+
+# --- adjustments --------------------------------------------------------------------------------
+async def adjust(
+    uow: PointsUnitOfWork,
+    member_id: str,
+    unit: str,
+    points: int,
+    reason: str,
+    directory: MemberDirectory,
+    now: datetime,
+) -> tuple[Posting, Account]:
+    problems = Violations()
+    if points == 0 or abs(points) > MAX_POINTS:
+        problems.add("points", f"non-zero, at most {MAX_POINTS} either way")
+    if not reason.strip() or len(reason) > 512:
+        problems.add("reason", "required, at most 512 characters")
+    problems.raise_if_any()
+    programme = await programme_at(uow, now)
+    if unit not in programme.units and unit != GROUP:
+        raise InvalidArgument.of([FieldViolation("unit", f"unknown unit {unit!r}")])
+    account = await open_account(uow, member_id, directory, now)
+    if account.state in ("merged", "erased"):
+        ensure_active(account)
+    posting = Posting(
+        posting_id=new_id(),
+        member_id=member_id,
+        kind=PostingKind.ADJUST,
+        points=points,
+        unit=unit,
+        occurred_at=now,
+        posted_at=now,
+        programme_version=programme.version,
+        reason=reason.strip(),
+    )
+    await uow.ledger.add_posting(posting)
+    if points > 0:
+        lot = Lot(new_id(), unit, points, now, programme.expiry_of(now))
+        await uow.ledger.add_lot(member_id, lot, posting.posting_id, points, None)
+        await uow.ledger.move(member_id, posting.posting_id, [(lot, points)], unit, now)
+        account.available += points
+    else:
+        await _take(uow, account, -points, posting)
+    await uow.ledger.save_account(account, now)
+    await uow.outbox.add(
+        events_pb2.PointsAdjusted(
+            member_id=member_id,
+            posting_id=posting.posting_id,
+            unit=unit,
+            points=points,
+            occurred_at=_ts(now),
+        )
+    )
+    return posting, account
+
+
+# --- reads --------------------------------------------------------------------------------------
+@dataclass
+class BalanceView:
+    account: Account
+    expiring_soon: int
+    until: datetime
+
+
+async def balance(
+    uow: PointsUnitOfWork,
+    member_id: str,
+    within_days: int,
+    directory: MemberDirectory,
+    now: datetime,
+) -> BalanceView:
+    if within_days < 0 or within_days > 3660:
+        raise InvalidArgument.of([FieldViolation("expiring_within_days", "0 to 3660")])
+    until = now + timedelta(days=within_days or 30)
+    account = await uow.ledger.account(member_id)
+    if account is None:
+        if await directory.state_of(member_id) is None:
+            raise MemberNotFound(member_id)
+        return BalanceView(Account(member_id), 0, until)
+    return BalanceView(account, await uow.ledger.expiring_soon(member_id, until), until)
+
+
+async def view(uow: PointsUnitOfWork, account: Account, now: datetime) -> BalanceView:
+    until = now + timedelta(days=30)
+    return BalanceView(account, await uow.ledger.expiring_soon(account.member_id, until), until)
+
+
+# --- scheduled jobs -----------------------------------------------------------------------------
+@dataclass
+class JobResult:
+    members: int = 0
+    items: int = 0
+    points: int = 0
+    done: bool = True
+
+
+async def activate_pending_chunk(
+    uow: PointsUnitOfWork, as_of: datetime, chunk: int, now: datetime
+) -> JobResult:
+    result = JobResult()
+    members = await uow.ledger.members_with_due_pending(as_of, chunk)
+    for member_id in members:
+        account = await uow.ledger.account(member_id, lock=True)
+        assert account is not None
+        for lot, posting_id in await uow.ledger.due_pending_lots(member_id, as_of):
+            result.points += await _activate(uow, account, lot, posting_id, now)
+            result.items += 1
+        await uow.ledger.save_account(account, now)
+        result.members += 1
+    result.done = len(members) < chunk
+    return result
+
+
+async def expire_chunk(
+    uow: PointsUnitOfWork, as_of: datetime, chunk: int, now: datetime
+) -> JobResult:
+    """Expire the due lots of up to `chunk` members. Idempotent (only open lots with points
+    left are touched) and resumable (each chunk commits; a crash loses nothing done)."""
+    result = JobResult()
+    members = await uow.ledger.members_with_expired_lots(as_of, chunk)
+    for member_id in members:
+        account = await uow.ledger.account(member_id, lock=True)
+        assert account is not None
+        due = [
+            lot
+            for lot in await uow.ledger.lots(member_id, [LotStatus.OPEN])
+            if lot.expires_at is not None and lot.expires_at <= as_of
+        ]
+        if not due:
+            continue
+        points = sum(lot.remaining for lot in due)
+        posting = Posting(
+            posting_id=new_id(),
+            member_id=member_id,
+            kind=PostingKind.EXPIRE,
+            points=-points,
+            unit=GROUP,
+            occurred_at=as_of,
+            posted_at=now,
+        )
+        await uow.ledger.add_posting(posting)
+        await uow.ledger.move(
+            member_id, posting.posting_id, [(lot, -lot.remaining) for lot in due], GROUP, now
+        )
+        for lot in due:
+            lot.remaining = 0
+            lot.status = LotStatus.EXPIRED
+            await uow.ledger.save_lot(member_id, lot)
+        account.available -= points
+        await uow.ledger.save_account(account, now)
+        await uow.outbox.add(
+            events_pb2.PointsExpired(
+                member_id=member_id,
+                posting_id=posting.posting_id,
+                points=points,
+                occurred_at=_ts(as_of),
+            )
+        )
+        result.members += 1
+        result.items += len(due)
+        result.points += points
+    result.done = len(members) < chunk
+    return result
+
+
+async def run_in_chunks(
+    uow_factory: Callable[[], PointsUnitOfWork],
+    step: Callable[[PointsUnitOfWork], Awaitable[JobResult]],
+) -> JobResult:
+    """Run a chunked job to the end, one transaction per chunk."""
+    total = JobResult()
+    while True:
+        async with uow_factory() as uow:
+            part = await step(uow)
+            await uow.commit()
+        total.members += part.members
+        total.items += part.items
+        total.points += part.points
+        if part.done:
+            return total
+
+
+# --- settlement ---------------------------------------------------------------------------------
+@dataclass
+class UnitFigures:
+    issued: int = 0
+    redeemed: int = 0
+    expired: int = 0
+
+
+@dataclass
+class Settlement:
+    units: dict[str, UnitFigures] = field(default_factory=dict)
+    flows: list[tuple[str, str, int]] = field(default_factory=list)
+    ledger_points: int = 0
+    programme: Programme | None = None
+
+
+async def settlement(
+    uow: PointsUnitOfWork, start: datetime, end: datetime, now: datetime
+) -> Settlement:
+    if end <= start:
+        raise InvalidArgument.of([FieldViolation("end_time", "must be after start_time")])
+    raw = await uow.ledger.settlement(start, end)
+    result = Settlement(ledger_points=raw["total"], programme=await programme_at(uow, now))
+    for unit, kind, points in raw["by_unit_kind"]:
+        figures = result.units.setdefault(unit, UnitFigures())
+        if kind in (PostingKind.EARN, PostingKind.REVERSE, PostingKind.ADJUST):
+            figures.issued += points
+        elif kind in (PostingKind.REDEEM, PostingKind.REDEMPTION_CANCEL):
+            figures.redeemed -= points
+    for unit, points in raw["expired"].items():
+        result.units.setdefault(unit, UnitFigures()).expired += points
+    result.units.pop(GROUP, None)  # expiry is attributed to the units that issued the points
+    result.flows = [flow for flow in raw["flows"] if flow[2]]
+    return result
+
+
+# --- events from other services -----------------------------------------------------------------
+async def on_member_state(uow: PointsUnitOfWork, member_id: str, state: str, now: datetime) -> None:
+    account = await uow.ledger.account(member_id, lock=True)
+    if account is None:
+        await uow.ledger.create_account(Account(member_id, state), now)
+        return
+    if account.state in ("merged", "erased") and state in ("active", "suspended"):
+        return  # terminal states stay
+    account.state = state
+    await uow.ledger.save_account(account, now)
+
+
+async def on_tier_changed(
+    uow: PointsUnitOfWork, member_id: str, tier: str, effective_at: datetime, now: datetime
+) -> None:
+    account = await uow.ledger.account(member_id, lock=True)
+    if account is None:
+        await uow.ledger.create_account(
+            Account(member_id, tier=tier, tier_effective_at=effective_at), now
+        )
+        return
+    if account.tier_effective_at is not None and account.tier_effective_at >= effective_at:
+        return  # an older change arriving late
+    account.tier = tier
+    account.tier_effective_at = effective_at
+    await uow.ledger.save_account(account, now)
+
+
+async def on_member_merged(
+    uow: PointsUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
+) -> None:
+    """Move the absorbed member's balances and lots to the survivor, with a posting on each."""
+    for member_id in sorted((survivor_id, absorbed_id)):  # lock order: no deadlocks
+        await uow.ledger.create_account(Account(member_id), now)
+    accounts = {
+        m: await uow.ledger.account(m, lock=True) for m in sorted((survivor_id, absorbed_id))
+    }
+    survivor, absorbed = accounts[survivor_id], accounts[absorbed_id]
+    assert survivor is not None and absorbed is not None
+    if absorbed.state == "merged":
+        return
+    moved_available, moved_pending = absorbed.available, absorbed.pending
+    moved = moved_available + moved_pending
+    if moved:
+        for account, sign, kind in (
+            (absorbed, -1, PostingKind.MERGE_OUT),
+            (survivor, 1, PostingKind.MERGE_IN),
+        ):
+            await uow.ledger.add_posting(
+                Posting(
+                    posting_id=new_id(),
+                    member_id=account.member_id,
+                    kind=kind,
+                    points=sign * moved,
+                    unit=GROUP,
+                    occurred_at=now,
+                    posted_at=now,
+                    related_posting_id=None,
+                    reason=f"merge of {absorbed_id} into {survivor_id}",
+                )
+            )
+    await uow.ledger.reassign_lots(absorbed_id, survivor_id)
+    survivor.available += moved_available
+    survivor.pending += moved_pending
+    survivor.lifetime_earned += absorbed.lifetime_earned
+    if not survivor.tier or (absorbed.tier and survivor.tier_effective_at is None):
+        survivor.tier = survivor.tier or absorbed.tier
+    absorbed.available = absorbed.pending = 0
+    absorbed.state = "merged"
+    absorbed.merged_into = survivor_id
+    await uow.ledger.save_account(absorbed, now)
+    await uow.ledger.save_account(survivor, now)
