@@ -12,7 +12,7 @@ from loyalty.tiers.v1 import events_pb2 as tier_events
 from loyalty_kit import events
 from loyalty_kit.settings import Settings
 
-from tests.points.conftest import Points, at, line, rid
+from tests.points.conftest import ADMIN, Points, at, line, rid
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
