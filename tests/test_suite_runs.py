@@ -14,6 +14,8 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
@@ -128,4 +130,7 @@ def test_migrate_command_is_safe_to_run_from_several_replicas(
     ]
     outputs = [p.communicate(timeout=60)[0] for p in replicas]
     assert [p.returncode for p in replicas] == [0, 0, 0], outputs
-    assert all(f"database {run_id}_cli_points at 0001" in out for out in outputs), outputs
+    config = Config()
+    config.set_main_option("script_location", "loyalty_points:migrations")
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert all(f"database {run_id}_cli_points at {head}" in out for out in outputs), outputs

@@ -1,5 +1,5 @@
 """Scenarios: every module here is imported by the harness and registers its own.
 
-Add a file (e.g. `identity.py`) with `@scenario("identity-resolve", ceiling="raw-grpc-echo")`
-functions; nothing else needs to change.
+Add a file (e.g. `points.py`) with `@scenario("points-balance", ceiling="raw-grpc-echo")`
+functions; nothing else needs to change (`identity.py` is a complete example).
 """

@@ -1,0 +1,236 @@
+"""Property-based (hypothesis, stateful) tests of the ledger over real PostgreSQL.
+
+Random sequences of earns (any unit, any past date), redemptions, refunds (whole or some lines),
+cancelled redemptions, adjustments, pending activation and expiry, with time moving forward.
+After every step:
+- available equals the sum of the open lots' remaining points; pending the pending lots';
+- available + pending equals the sum of the member's postings;
+- nothing is negative;
+- settlement totals (issued - redeemed - expired) equal the ledger's sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from loyalty_devstack.demo import huayue_programme
+from loyalty_kit import db, migrations
+from loyalty_kit.errors import DomainError
+from loyalty_kit.settings import Settings
+from loyalty_points.domain.money import Amount
+from loyalty_points.domain.programme import Line
+from loyalty_points.entrypoints.convert import programme_from
+from loyalty_points.service_layer import handlers
+from loyalty_points.service_layer.uow import PointsUnitOfWork
+from sqlalchemy import text
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class AlwaysActive:
+    """Stands in for the identity service: every member asked about exists and is active."""
+
+    async def state_of(self, member_id: str) -> tuple[str, str] | None:
+        return ("active", "")
+
+
+class World:
+    """A private event loop and a fresh points database for the whole property run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.loop = asyncio.new_event_loop()
+        name = f"props{uuid.uuid4().hex[:6]}"
+        self.run(db.ensure_database(settings.server_url, settings.database_for(name)))
+        self.engine = db.create_engine(settings.service_database_url(name), pool_size=2)
+        self.sessions = db.session_factory(self.engine)
+        self.run(migrations.upgrade(self.engine, "loyalty_points:migrations"))
+        self.run(
+            self.transaction(
+                lambda uow: handlers.publish_programme(
+                    uow, programme_from(huayue_programme(), START), "properties", START
+                )
+            )
+        )
+
+    def run(self, coroutine: Any) -> Any:
+        return self.loop.run_until_complete(coroutine)
+
+    async def transaction(self, work: Callable[[PointsUnitOfWork], Any]) -> Any:
+        async with PointsUnitOfWork(self.sessions, "props") as uow:
+            result = await work(uow)
+            await uow.commit()
+            return result
+
+    def close(self) -> None:
+        self.run(self.engine.dispose())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def world(settings: Settings) -> Any:
+    created = World(settings)
+    yield created
+    created.close()
+
+
+def test_the_ledger_always_reconciles(world: World) -> None:
+    directory = AlwaysActive()
+
+    class Ledger(RuleBasedStateMachine):
+        @initialize()
+        def new_member(self) -> None:
+            self.member = str(uuid.uuid4())
+            self.now = START
+            self.orders: list[tuple[str, str, list[str]]] = []
+            self.redemptions: list[str] = []
+
+        def attempt(self, work: Callable[[PointsUnitOfWork], Any]) -> Any:
+            try:
+                return world.run(world.transaction(work))
+            except DomainError:
+                return None  # refused (insufficient points, already reversed...): fine
+
+        @rule(
+            unit=st.sampled_from(["mall", "hotel", "cinema", "estate"]),
+            cents=st.lists(st.integers(1, 500_000), min_size=1, max_size=4),
+            days_ago=st.integers(0, 900),
+        )
+        def earn(self, unit: str, cents: list[int], days_ago: int) -> None:
+            order_id = uuid.uuid4().hex
+            lines = [Line(str(i), Amount("CNY", Decimal(c) / 100)) for i, c in enumerate(cents)]
+            command = handlers.Earn(
+                self.member,
+                unit,
+                "CHANNEL_POS",
+                order_id,
+                lines,
+                self.now - timedelta(days=days_ago),
+            )
+            if self.attempt(lambda uow: handlers.earn(uow, command, directory, self.now)):
+                self.orders.append((unit, order_id, [line.line_id for line in lines]))
+
+        @rule(points=st.integers(1, 5_000), unit=st.sampled_from(["mall", "cinema"]))
+        def redeem(self, points: int, unit: str) -> None:
+            done = self.attempt(
+                lambda uow: handlers.redeem(
+                    uow, self.member, unit, "CHANNEL_APP", points, "", directory, self.now
+                )
+            )
+            if done:
+                self.redemptions.append(done[0].posting_id)
+
+        @rule(data=st.data())
+        def refund(self, data: st.DataObject) -> None:
+            if not self.orders:
+                return
+            unit, order_id, line_ids = data.draw(st.sampled_from(self.orders))
+            chosen = data.draw(
+                st.lists(st.sampled_from(line_ids), unique=True, max_size=len(line_ids))
+            )
+            self.attempt(
+                lambda uow: handlers.reverse(
+                    uow, self.member, unit, order_id, chosen, "refund", self.now
+                )
+            )
+
+        @rule(data=st.data())
+        def cancel_redemption(self, data: st.DataObject) -> None:
+            if not self.redemptions:
+                return
+            posting_id = data.draw(st.sampled_from(self.redemptions))
+            self.attempt(
+                lambda uow: handlers.cancel_redemption(uow, self.member, posting_id, "", self.now)
+            )
+
+        @rule(points=st.integers(-3_000, 3_000).filter(bool))
+        def adjust(self, points: int) -> None:
+            self.attempt(
+                lambda uow: handlers.adjust(
+                    uow, self.member, "mall", points, "property test", directory, self.now
+                )
+            )
+
+        @rule(days=st.integers(1, 400))
+        def time_passes(self, days: int) -> None:
+            self.now += timedelta(days=days)
+            world.run(
+                handlers.run_in_chunks(
+                    lambda: PointsUnitOfWork(world.sessions, "props"),
+                    lambda uow: handlers.activate_pending_chunk(uow, self.now, 50, self.now),
+                )
+            )
+            world.run(
+                handlers.run_in_chunks(
+                    lambda: PointsUnitOfWork(world.sessions, "props"),
+                    lambda uow: handlers.expire_chunk(uow, self.now, 50, self.now),
+                )
+            )
+
+        @invariant()
+        def balances_reconcile(self) -> None:
+            figures = world.run(self.figures())
+            if figures is None:
+                return
+            available, pending, open_lots, pending_lots, postings = figures
+            assert available == open_lots
+            assert pending == pending_lots
+            assert available + pending == postings
+            assert available >= 0 and pending >= 0
+
+        async def figures(self) -> tuple[int, ...] | None:
+            async with world.engine.connect() as conn:
+                account = (
+                    await conn.execute(
+                        text("SELECT available, pending FROM accounts WHERE member_id = :m"),
+                        {"m": self.member},
+                    )
+                ).first()
+                if account is None:
+                    return None
+                sums = (
+                    await conn.execute(
+                        text(
+                            """
+                            SELECT
+                              (SELECT coalesce(sum(remaining), 0) FROM lots
+                                WHERE member_id = :m AND status = 'open'),
+                              (SELECT coalesce(sum(remaining), 0) FROM lots
+                                WHERE member_id = :m AND status = 'pending'),
+                              (SELECT coalesce(sum(points), 0) FROM postings WHERE member_id = :m)
+                            """
+                        ),
+                        {"m": self.member},
+                    )
+                ).one()
+                return (account.available, account.pending, *map(int, sums))
+
+        @invariant()
+        def settlement_matches_the_ledger(self) -> None:
+            report = world.run(
+                world.transaction(
+                    lambda uow: handlers.settlement(
+                        uow, START - timedelta(days=1), self.now + timedelta(days=1), self.now
+                    )
+                )
+            )
+            issued = sum(f.issued for f in report.units.values())
+            redeemed = sum(f.redeemed for f in report.units.values())
+            expired = sum(f.expired for f in report.units.values())
+            assert issued - redeemed - expired == report.ledger_points
+
+    Ledger.TestCase.settings = settings(
+        max_examples=25,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    Ledger.TestCase().runTest()
