@@ -1,8 +1,9 @@
 """Property-based (hypothesis, stateful) tests of the ledger over real PostgreSQL.
 
 Random sequences of earns (any unit, any past date), redemptions, refunds (whole or some lines),
-cancelled redemptions, adjustments, pending activation and expiry, with time moving forward.
-After every step:
+cancelled redemptions, adjustments, transfers to a family member, partner exchanges both ways and
+their reversal, pending activation and expiry, with time moving forward. After every step, for
+both members:
 - available equals the sum of the open lots' remaining points; pending the pending lots';
 - available + pending equals the sum of the member's postings;
 - nothing is negative;
@@ -89,9 +90,11 @@ def test_the_ledger_always_reconciles(world: World) -> None:
         @initialize()
         def new_member(self) -> None:
             self.member = str(uuid.uuid4())
+            self.family = str(uuid.uuid4())
             self.now = START
             self.orders: list[tuple[str, str, list[str]]] = []
             self.redemptions: list[str] = []
+            self.exchanges: list[str] = []
 
         def attempt(self, work: Callable[[PointsUnitOfWork], Any]) -> Any:
             try:
@@ -159,6 +162,46 @@ def test_the_ledger_always_reconciles(world: World) -> None:
                 )
             )
 
+        @rule(points=st.integers(1, 20_000), back=st.booleans())
+        def transfer(self, points: int, back: bool) -> None:
+            sender, receiver = (self.family, self.member) if back else (self.member, self.family)
+            self.attempt(
+                lambda uow: handlers.transfer(
+                    uow, sender, receiver, points, "family", directory, self.now
+                )
+            )
+
+        @rule(units=st.integers(100, 600))
+        def exchange_out(self, units: int) -> None:
+            done = self.attempt(
+                lambda uow: handlers.exchange_to_partner(
+                    uow, self.member, "skyair", units * 10, "SA-1", directory, self.now
+                )
+            )
+            if done:
+                self.exchanges.append(done[0].posting_id)
+
+        @rule(units=st.integers(1, 500))
+        def exchange_in(self, units: int) -> None:
+            done = self.attempt(
+                lambda uow: handlers.exchange_from_partner(
+                    uow, self.member, "skyair", units, uuid.uuid4().hex, directory, self.now
+                )
+            )
+            if done:
+                self.exchanges.append(done[0].posting_id)
+
+        @rule(data=st.data())
+        def reverse_exchange(self, data: st.DataObject) -> None:
+            if not self.exchanges:
+                return
+            posting_id = data.draw(st.sampled_from(self.exchanges))
+            self.attempt(
+                lambda uow: handlers.reverse_partner_exchange(
+                    uow, self.member, posting_id, "", self.now
+                )
+            )
+
         @rule(days=st.integers(1, 400))
         def time_passes(self, days: int) -> None:
             self.now += timedelta(days=days)
@@ -177,21 +220,22 @@ def test_the_ledger_always_reconciles(world: World) -> None:
 
         @invariant()
         def balances_reconcile(self) -> None:
-            figures = world.run(self.figures())
-            if figures is None:
-                return
-            available, pending, open_lots, pending_lots, postings = figures
-            assert available == open_lots
-            assert pending == pending_lots
-            assert available + pending == postings
-            assert available >= 0 and pending >= 0
+            for member in (self.member, self.family):
+                figures = world.run(self.figures(member))
+                if figures is None:
+                    continue
+                available, pending, open_lots, pending_lots, postings = figures
+                assert available == open_lots
+                assert pending == pending_lots
+                assert available + pending == postings
+                assert available >= 0 and pending >= 0
 
-        async def figures(self) -> tuple[int, ...] | None:
+        async def figures(self, member: str) -> tuple[int, ...] | None:
             async with world.engine.connect() as conn:
                 account = (
                     await conn.execute(
                         text("SELECT available, pending FROM accounts WHERE member_id = :m"),
-                        {"m": self.member},
+                        {"m": member},
                     )
                 ).first()
                 if account is None:
@@ -208,7 +252,7 @@ def test_the_ledger_always_reconciles(world: World) -> None:
                               (SELECT coalesce(sum(points), 0) FROM postings WHERE member_id = :m)
                             """
                         ),
-                        {"m": self.member},
+                        {"m": member},
                     )
                 ).one()
                 return (account.available, account.pending, *map(int, sums))

@@ -126,8 +126,9 @@ def _at(text: str) -> Timestamp:
 def huayue_programme() -> programme_pb2.Programme:
     """DOMAIN.md's rules: base 1 point per CNY 1, point value CNY 0.01; mall x1, hotel x2
     (pending 7 days), estate x0.1, cinema x1.5; tiers silver 1.1, gold 1.25, platinum 1.5,
-    diamond 2; points expire at the end of the 24th month after earning. Two past campaigns
-    show how rules apply to offline receipts replayed later."""
+    diamond 2; points expire at the end of the 24th month after earning; referral 500 + 200;
+    1,000 points -> 100 airline miles, minimum 1,000, at most 50,000 points a day. Two past
+    campaigns show how rules apply to offline receipts replayed later."""
     return programme_pb2.Programme(
         effective_from=_at("2020-01-01T00:00:00+08:00"),
         base_currency_code="CNY",
@@ -154,6 +155,19 @@ def huayue_programme() -> programme_pb2.Programme:
             programme_pb2.TierRule(tier="diamond", multiplier="2"),
         ],
         expiry=programme_pb2.ExpiryPolicy(months_after_earning=24),
+        transfer=programme_pb2.TransferPolicy(
+            max_points_per_transfer=20_000, max_points_per_day=50_000
+        ),
+        partners=[
+            programme_pb2.PartnerRule(
+                partner="skyair",
+                points_per_partner_unit=10,
+                points_per_partner_unit_in=8,
+                min_points=1_000,
+                max_points_per_day=50_000,
+            )
+        ],
+        referral=programme_pb2.ReferralPolicy(referrer_points=500, referee_points=200),
         campaigns=[
             programme_pb2.Campaign(
                 code="double-11-2025",

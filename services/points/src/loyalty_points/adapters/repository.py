@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_points.adapters import tables as t
-from loyalty_points.domain.ledger import Lot, LotStatus, PostingKind
+from loyalty_points.domain.ledger import REDEEMING, Lot, LotStatus, PostingKind
 from loyalty_points.domain.programme import Programme, programme_from_json, programme_to_json
 
 
@@ -228,17 +228,60 @@ class Ledger:
         ).first()
         return self._posting(row) if row else None
 
-    async def cancellation_of(self, member_id: str, posting_id: str) -> Posting | None:
+    async def undoing(self, member_id: str, posting_id: str, kind: PostingKind) -> Posting | None:
+        """The posting of `kind` that undid `posting_id` (a cancellation, a reversal), if any."""
         row = (
             await self.session.execute(
                 select(t.postings).where(
                     t.postings.c.member_id == member_id,
                     t.postings.c.related_posting_id == posting_id,
-                    t.postings.c.kind == PostingKind.REDEMPTION_CANCEL.value,
+                    t.postings.c.kind == kind.value,
                 )
             )
         ).first()
         return self._posting(row) if row else None
+
+    async def points_since(
+        self, member_id: str, kind: PostingKind, since: datetime, unit: str | None = None
+    ) -> int:
+        """Sum of a member's postings of one kind since a time (daily caps)."""
+        query = select(func.coalesce(func.sum(t.postings.c.points), 0)).where(
+            t.postings.c.member_id == member_id,
+            t.postings.c.kind == kind.value,
+            t.postings.c.posted_at >= since,
+        )
+        if unit is not None:
+            query = query.where(t.postings.c.unit == unit)
+        return int(await self.session.scalar(query) or 0)
+
+    async def has_postings(self, member_id: str, kind: PostingKind) -> bool:
+        found = await self.session.scalar(
+            select(t.postings.c.posting_id)
+            .where(t.postings.c.member_id == member_id, t.postings.c.kind == kind.value)
+            .limit(1)
+        )
+        return found is not None
+
+    # --- referrals ----------------------------------------------------------------------------
+    async def referral(self, member_id: str) -> tuple[str, datetime | None] | None:
+        row = (
+            await self.session.execute(
+                select(t.referrals).where(t.referrals.c.member_id == member_id)
+            )
+        ).first()
+        return (str(row.referrer_id), row.rewarded_at) if row else None
+
+    async def add_referral(self, member_id: str, referrer_id: str, now: datetime) -> None:
+        await self.session.execute(
+            insert(t.referrals).values(
+                member_id=member_id, referrer_id=referrer_id, recorded_at=now
+            )
+        )
+
+    async def mark_referral_rewarded(self, member_id: str, now: datetime) -> None:
+        await self.session.execute(
+            update(t.referrals).where(t.referrals.c.member_id == member_id).values(rewarded_at=now)
+        )
 
     async def statement(
         self,
@@ -473,7 +516,7 @@ class Ledger:
         by_unit_kind = await self.session.execute(
             select(t.postings.c.unit, t.postings.c.kind, func.sum(t.postings.c.points))
             .where(in_period)
-            .group_by(t.postings.c.unit, t.postings.c.kind)
+            .group_by(t.postings.c.unit, t.postings.c.kind, func.sign(t.postings.c.points))
         )
         moved = and_(t.lot_movements.c.posted_at >= start, t.lot_movements.c.posted_at < end)
         flows = await self.session.execute(
@@ -491,8 +534,10 @@ class Ledger:
             )
             .where(
                 moved,
-                t.postings.c.kind.in_(
-                    [PostingKind.REDEEM.value, PostingKind.REDEMPTION_CANCEL.value]
+                t.postings.c.kind.in_([k.value for k in REDEEMING])
+                | (
+                    (t.postings.c.kind == PostingKind.PARTNER_EXCHANGE_REVERSE.value)
+                    & (t.postings.c.points > 0)
                 ),
             )
             .group_by(t.lot_movements.c.earned_unit, t.lot_movements.c.unit)

@@ -93,3 +93,12 @@ orders = Table(
     Column("bonus_points", BigInteger, nullable=False),
     Column("bonus_reversed", Boolean, nullable=False),
 )
+
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("referrer_id", UUID(as_uuid=False), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("rewarded_at", DateTime(timezone=True)),
+)

@@ -18,6 +18,28 @@ class PostingKind(Enum):
     EXPIRE = "expire"
     MERGE_IN = "merge_in"
     MERGE_OUT = "merge_out"
+    TRANSFER_OUT = "transfer_out"
+    TRANSFER_IN = "transfer_in"
+    PARTNER_EXCHANGE_OUT = "partner_exchange_out"
+    PARTNER_EXCHANGE_IN = "partner_exchange_in"
+    PARTNER_EXCHANGE_REVERSE = "partner_exchange_reverse"
+    REFERRAL_BONUS = "referral_bonus"
+
+
+# How each kind counts in inter-unit settlement: points issued (a unit's liability), points
+# redeemed (value a unit delivered), or neither (moves between members, expiry by lot).
+ISSUING = frozenset(
+    {
+        PostingKind.EARN,
+        PostingKind.REVERSE,
+        PostingKind.ADJUST,
+        PostingKind.PARTNER_EXCHANGE_IN,
+        PostingKind.REFERRAL_BONUS,
+    }
+)
+REDEEMING = frozenset(
+    {PostingKind.REDEEM, PostingKind.REDEMPTION_CANCEL, PostingKind.PARTNER_EXCHANGE_OUT}
+)
 
 
 class LotStatus(Enum):

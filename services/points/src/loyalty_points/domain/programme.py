@@ -56,6 +56,15 @@ class Campaign:
         )
 
 
+@dataclass(frozen=True)
+class PartnerRule:
+    partner: str
+    points_per_unit_out: int
+    points_per_unit_in: int = 0
+    min_points: int = 0
+    max_points_per_day: int = 0
+
+
 @dataclass
 class Programme:
     version: int
@@ -67,6 +76,11 @@ class Programme:
     campaigns: list[Campaign] = field(default_factory=list)
     time_zone: str = "Asia/Shanghai"
     base_currency: str = "CNY"
+    transfer_max_per_transfer: int = 0
+    transfer_max_per_day: int = 0
+    partners: dict[str, PartnerRule] = field(default_factory=dict)
+    referrer_points: int = 0
+    referee_points: int = 0
 
     # --- validation -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -90,6 +104,18 @@ class Programme:
         for index, unit in enumerate(self.units.values()):
             if not 0 <= unit.pending_days <= 366:
                 problems.add(f"programme.units[{index}].pending_days", "0 to 366")
+        if self.transfer_max_per_transfer < 0 or self.transfer_max_per_day < 0:
+            problems.add("programme.transfer", "limits must not be negative")
+        for index, partner in enumerate(self.partners.values()):
+            where = f"programme.partners[{index}]"
+            if not partner.partner:
+                problems.add(f"{where}.partner", "required")
+            if partner.points_per_unit_out <= 0:
+                problems.add(f"{where}.points_per_partner_unit", "must be positive")
+            if min(partner.points_per_unit_in, partner.min_points, partner.max_points_per_day) < 0:
+                problems.add(where, "rates and limits must not be negative")
+        if self.referrer_points < 0 or self.referee_points < 0:
+            problems.add("programme.referral", "bonuses must not be negative")
         codes: set[str] = set()
         for index, campaign in enumerate(self.campaigns):
             where = f"programme.campaigns[{index}]"
@@ -121,6 +147,10 @@ class Programme:
     def available_at(self, unit: str, occurred_at: datetime) -> datetime | None:
         days = self.units[unit].pending_days
         return occurred_at + timedelta(days=days) if days else None
+
+    def start_of_day(self, at: datetime) -> datetime:
+        local = at.astimezone(self.zone())
+        return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
     def value_of(self, points: int, currency: str) -> Decimal:
         return Decimal(points) * self.currencies[currency].point_value
@@ -269,6 +299,18 @@ def programme_to_json(programme: Programme) -> dict[str, Any]:
         ],
         "time_zone": programme.time_zone,
         "base_currency": programme.base_currency,
+        "transfer": [programme.transfer_max_per_transfer, programme.transfer_max_per_day],
+        "partners": [
+            [
+                p.partner,
+                p.points_per_unit_out,
+                p.points_per_unit_in,
+                p.min_points,
+                p.max_points_per_day,
+            ]
+            for p in programme.partners.values()
+        ],
+        "referral": [programme.referrer_points, programme.referee_points],
     }
 
 
@@ -308,4 +350,9 @@ def programme_from_json(version: int, effective_from: datetime, data: dict[str, 
         ],
         time_zone=data["time_zone"],
         base_currency=data["base_currency"],
+        transfer_max_per_transfer=int(data.get("transfer", [0, 0])[0]),
+        transfer_max_per_day=int(data.get("transfer", [0, 0])[1]),
+        partners={p[0]: PartnerRule(*p) for p in data.get("partners", [])},
+        referrer_points=int(data.get("referral", [0, 0])[0]),
+        referee_points=int(data.get("referral", [0, 0])[1]),
     )

@@ -21,6 +21,7 @@ from loyalty_points.domain.programme import (
     CurrencyRule,
     Earned,
     Line,
+    PartnerRule,
     Programme,
     UnitRule,
 )
@@ -35,6 +36,12 @@ KINDS = {
     PostingKind.EXPIRE: pb.POSTING_KIND_EXPIRE,
     PostingKind.MERGE_IN: pb.POSTING_KIND_MERGE_IN,
     PostingKind.MERGE_OUT: pb.POSTING_KIND_MERGE_OUT,
+    PostingKind.TRANSFER_OUT: pb.POSTING_KIND_TRANSFER_OUT,
+    PostingKind.TRANSFER_IN: pb.POSTING_KIND_TRANSFER_IN,
+    PostingKind.PARTNER_EXCHANGE_OUT: pb.POSTING_KIND_PARTNER_EXCHANGE_OUT,
+    PostingKind.PARTNER_EXCHANGE_IN: pb.POSTING_KIND_PARTNER_EXCHANGE_IN,
+    PostingKind.PARTNER_EXCHANGE_REVERSE: pb.POSTING_KIND_PARTNER_EXCHANGE_REVERSE,
+    PostingKind.REFERRAL_BONUS: pb.POSTING_KIND_REFERRAL_BONUS,
 }
 
 
@@ -127,7 +134,7 @@ def posting(p: Posting) -> pb.Posting:
     )
     if p.available_at and p.pending:
         message.available_time.CopyFrom(ts(p.available_at))
-    if p.breakdown:
+    if p.breakdown and p.kind is PostingKind.EARN:  # other kinds keep their own details there
         message.breakdown.CopyFrom(breakdown(p.breakdown))
     return message
 
@@ -197,6 +204,17 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
                 priority=c.priority,
             )
         )
+    partners = {}
+    for i, partner in enumerate(message.partners):
+        if partner.partner in partners:
+            problems.add(f"programme.partners[{i}].partner", "given twice")
+        partners[partner.partner] = PartnerRule(
+            partner.partner,
+            partner.points_per_partner_unit,
+            partner.points_per_partner_unit_in,
+            partner.min_points,
+            partner.max_points_per_day,
+        )
     problems.raise_if_any()
     return Programme(
         version=0,
@@ -208,6 +226,11 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
         campaigns=campaigns,
         time_zone=message.time_zone or "Asia/Shanghai",
         base_currency=message.base_currency_code or "CNY",
+        transfer_max_per_transfer=message.transfer.max_points_per_transfer,
+        transfer_max_per_day=message.transfer.max_points_per_day,
+        partners=partners,
+        referrer_points=message.referral.referrer_points,
+        referee_points=message.referral.referee_points,
     )
 
 
@@ -234,6 +257,23 @@ def programme_message(p: Programme) -> programme_pb2.Programme:
         expiry=programme_pb2.ExpiryPolicy(months_after_earning=p.expiry_months),
         time_zone=p.time_zone,
         base_currency_code=p.base_currency,
+        transfer=programme_pb2.TransferPolicy(
+            max_points_per_transfer=p.transfer_max_per_transfer,
+            max_points_per_day=p.transfer_max_per_day,
+        ),
+        partners=[
+            programme_pb2.PartnerRule(
+                partner=r.partner,
+                points_per_partner_unit=r.points_per_unit_out,
+                points_per_partner_unit_in=r.points_per_unit_in,
+                min_points=r.min_points,
+                max_points_per_day=r.max_points_per_day,
+            )
+            for r in p.partners.values()
+        ],
+        referral=programme_pb2.ReferralPolicy(
+            referrer_points=p.referrer_points, referee_points=p.referee_points
+        ),
     )
     for c in p.campaigns:
         campaign = programme_pb2.Campaign(

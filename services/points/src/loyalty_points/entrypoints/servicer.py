@@ -217,6 +217,106 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
 
         return await self._mutate("ConfirmOrder", request, pb.ConfirmOrderResponse, work)
 
+    async def TransferPoints(
+        self, request: pb.TransferPointsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TransferPointsResponse:
+        member_id = member_id_of(request.member, "member")
+        to_member_id = member_id_of(request.to_member, "to_member")
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.TransferPointsResponse:
+            posting, account = await handlers.transfer(
+                uow, member_id, to_member_id, request.points, request.reason, self.directory, now
+            )
+            view = await handlers.view(uow, account, now)
+            return pb.TransferPointsResponse(
+                posting=convert.posting(posting), balance=convert.balance(view)
+            )
+
+        return await self._mutate("TransferPoints", request, pb.TransferPointsResponse, work)
+
+    async def ExchangeToPartner(
+        self, request: pb.ExchangeToPartnerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExchangeToPartnerResponse:
+        member_id = member_id_of(request.member, "member")
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ExchangeToPartnerResponse:
+            posting, units, account = await handlers.exchange_to_partner(
+                uow,
+                member_id,
+                request.partner.strip(),
+                request.points,
+                request.partner_account,
+                self.directory,
+                now,
+            )
+            view = await handlers.view(uow, account, now)
+            return pb.ExchangeToPartnerResponse(
+                posting=convert.posting(posting),
+                partner_units=units,
+                balance=convert.balance(view),
+            )
+
+        return await self._mutate("ExchangeToPartner", request, pb.ExchangeToPartnerResponse, work)
+
+    async def ExchangeFromPartner(
+        self, request: pb.ExchangeFromPartnerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExchangeFromPartnerResponse:
+        member_id = member_id_of(request.member, "member")
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ExchangeFromPartnerResponse:
+            posting, account = await handlers.exchange_from_partner(
+                uow,
+                member_id,
+                request.partner.strip(),
+                request.partner_units,
+                request.partner_reference,
+                self.directory,
+                now,
+            )
+            view = await handlers.view(uow, account, now)
+            return pb.ExchangeFromPartnerResponse(
+                posting=convert.posting(posting), balance=convert.balance(view)
+            )
+
+        return await self._mutate(
+            "ExchangeFromPartner", request, pb.ExchangeFromPartnerResponse, work
+        )
+
+    async def ReversePartnerExchange(
+        self, request: pb.ReversePartnerExchangeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReversePartnerExchangeResponse:
+        member_id = member_id_of(request.member, "member")
+        _uuid_field(request.posting_id, "posting_id")
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ReversePartnerExchangeResponse:
+            posting, expired, account = await handlers.reverse_partner_exchange(
+                uow, member_id, request.posting_id.strip(), request.reason, now
+            )
+            view = await handlers.view(uow, account, now)
+            return pb.ReversePartnerExchangeResponse(
+                posting=convert.posting(posting),
+                expired_points=expired,
+                balance=convert.balance(view),
+            )
+
+        return await self._mutate(
+            "ReversePartnerExchange", request, pb.ReversePartnerExchangeResponse, work
+        )
+
+    async def RecordReferral(
+        self, request: pb.RecordReferralRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordReferralResponse:
+        member_id = member_id_of(request.member, "member")
+        referrer_id = member_id_of(request.referrer, "referrer")
+
+        async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RecordReferralResponse:
+            referrer, rewarded = await handlers.record_referral(
+                uow, member_id, referrer_id, self.directory, now
+            )
+            return pb.RecordReferralResponse(referrer_member_id=referrer, rewarded=rewarded)
+
+        return await self._mutate("RecordReferral", request, pb.RecordReferralResponse, work)
+
     # --- reads --------------------------------------------------------------------------------
     async def GetBalance(
         self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext

@@ -15,7 +15,13 @@ from typing import Any, Protocol
 from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import events_pb2
-from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    Violations,
+)
 
 from loyalty_points.adapters.repository import Account, OrderRecord, Posting, new_id
 from loyalty_points.domain.errors import (
@@ -28,7 +34,14 @@ from loyalty_points.domain.errors import (
     PostingNotFound,
     RedemptionAlreadyCancelled,
 )
-from loyalty_points.domain.ledger import Lot, LotStatus, PostingKind, take_oldest_first
+from loyalty_points.domain.ledger import (
+    ISSUING,
+    REDEEMING,
+    Lot,
+    LotStatus,
+    PostingKind,
+    take_oldest_first,
+)
 from loyalty_points.domain.money import quantize_money
 from loyalty_points.domain.programme import Earned, Line, Programme, compute_earn
 from loyalty_points.service_layer.uow import PointsUnitOfWork
@@ -222,6 +235,7 @@ async def earn(
         account.available += earned.points
     account.lifetime_earned += earned.points
     await uow.ledger.save_account(account, now)
+    await reward_referral(uow, account, programme, now)
     await uow.outbox.add(
         events_pb2.PointsEarned(
             member_id=account.member_id,
@@ -310,6 +324,34 @@ async def redeem(
     return posting, account, programme
 
 
+async def give_back(
+    uow: PointsUnitOfWork, member_id: str, consumed: Posting, posting: Posting, now: datetime
+) -> int:
+    """Return the points a consuming posting took to the lots they came from. Points of a lot
+    that has expired since would have expired with it: they are not returned (their count is
+    returned instead). Writes `posting` with the points given back."""
+    returned: list[tuple[Lot, int]] = []
+    expired = 0
+    for lot_id, moved in await uow.ledger.movements(member_id, consumed.posting_id):
+        lot = await uow.ledger.lot(member_id, lot_id)
+        back = -moved
+        if (
+            lot is None
+            or lot.status is not LotStatus.OPEN
+            or (lot.expires_at is not None and lot.expires_at <= now)
+        ):
+            expired += back
+            continue
+        lot.remaining += back
+        await uow.ledger.save_lot(member_id, lot)
+        returned.append((lot, back))
+    posting.points = sum(n for _, n in returned)
+    posting.unrecovered_points = expired
+    await uow.ledger.add_posting(posting)
+    await uow.ledger.move(member_id, posting.posting_id, returned, posting.unit, now)
+    return expired
+
+
 async def cancel_redemption(
     uow: PointsUnitOfWork, member_id: str, posting_id: str, reason: str, now: datetime
 ) -> tuple[Posting, int, Account]:
@@ -318,28 +360,13 @@ async def cancel_redemption(
     if account is None or redemption is None or redemption.kind is not PostingKind.REDEEM:
         raise PostingNotFound(posting_id)
     ensure_active(account)
-    if await uow.ledger.cancellation_of(member_id, posting_id) is not None:
+    if await uow.ledger.undoing(member_id, posting_id, PostingKind.REDEMPTION_CANCEL):
         raise RedemptionAlreadyCancelled(posting_id)
-    returned: list[tuple[Lot, int]] = []
-    expired = 0
-    for lot_id, moved in await uow.ledger.movements(member_id, posting_id):
-        lot = await uow.ledger.lot(member_id, lot_id)
-        assert lot is not None
-        back = -moved
-        # Points of a lot that has expired since the redemption would have expired with it:
-        # they are not returned (they are reported as `expired_points`).
-        if lot.status is not LotStatus.OPEN or (lot.expires_at and lot.expires_at <= now):
-            expired += back
-            continue
-        lot.remaining += back
-        await uow.ledger.save_lot(member_id, lot)
-        returned.append((lot, back))
-    points = sum(n for _, n in returned)
     posting = Posting(
         posting_id=new_id(),
         member_id=member_id,
         kind=PostingKind.REDEMPTION_CANCEL,
-        points=points,
+        points=0,
         unit=redemption.unit,
         channel=redemption.channel,
         order_id=redemption.order_id,
@@ -347,18 +374,16 @@ async def cancel_redemption(
         posted_at=now,
         related_posting_id=posting_id,
         reason=reason,
-        unrecovered_points=expired,
     )
-    await uow.ledger.add_posting(posting)
-    await uow.ledger.move(member_id, posting.posting_id, returned, redemption.unit, now)
-    account.available += points
+    expired = await give_back(uow, member_id, redemption, posting, now)
+    account.available += posting.points
     await uow.ledger.save_account(account, now)
     await uow.outbox.add(
         events_pb2.RedemptionCancelled(
             member_id=member_id,
             posting_id=posting.posting_id,
             redemption_posting_id=posting_id,
-            points=points,
+            points=posting.points,
             occurred_at=_ts(now),
         )
     )
@@ -689,13 +714,14 @@ async def settlement(
     result = Settlement(ledger_points=raw["total"], programme=await programme_at(uow, now))
     for unit, kind, points in raw["by_unit_kind"]:
         figures = result.units.setdefault(unit, UnitFigures())
-        if kind in (PostingKind.EARN, PostingKind.REVERSE, PostingKind.ADJUST):
+        if kind in ISSUING or (kind is PostingKind.PARTNER_EXCHANGE_REVERSE and points < 0):
             figures.issued += points
-        elif kind in (PostingKind.REDEEM, PostingKind.REDEMPTION_CANCEL):
+        elif kind in REDEEMING or kind is PostingKind.PARTNER_EXCHANGE_REVERSE:
             figures.redeemed -= points
     for unit, points in raw["expired"].items():
         result.units.setdefault(unit, UnitFigures()).expired += points
-    result.units.pop(GROUP, None)  # expiry is attributed to the units that issued the points
+    if not any(vars(result.units.get(GROUP, UnitFigures())).values()):
+        result.units.pop(GROUP, None)  # expiry is attributed to the units that issued the points
     result.flows = [flow for flow in raw["flows"] if flow[2]]
     return result
 
@@ -772,3 +798,336 @@ async def on_member_merged(
     absorbed.merged_into = survivor_id
     await uow.ledger.save_account(absorbed, now)
     await uow.ledger.save_account(survivor, now)
+
+
+# --- moving points between members and programmes ---------------------------------------------
+class LimitExceeded(FailedPrecondition):
+    reason = "LIMIT_EXCEEDED"
+
+
+async def transfer(
+    uow: PointsUnitOfWork,
+    member_id: str,
+    to_member_id: str,
+    points: int,
+    reason: str,
+    directory: MemberDirectory,
+    now: datetime,
+) -> tuple[Posting, Account]:
+    """Points move with their lots' issuing unit and expiry: a transfer neither moves a unit's
+    liability nor extends the points' life."""
+    _positive_points(points)
+    if to_member_id == member_id:
+        raise InvalidArgument.of([FieldViolation("to_member", "must be another member")])
+    programme = await programme_at(uow, now)
+    if programme.transfer_max_per_transfer == 0:
+        raise FailedPrecondition("transfers are off in this programme", reason="TRANSFERS_DISABLED")
+    if points > programme.transfer_max_per_transfer:
+        raise LimitExceeded(
+            f"at most {programme.transfer_max_per_transfer} points per transfer",
+            metadata={"limit": str(programme.transfer_max_per_transfer)},
+        )
+    accounts = {
+        m: await open_account(uow, m, directory, now) for m in sorted((member_id, to_member_id))
+    }
+    sender, receiver = accounts[member_id], accounts[to_member_id]
+    ensure_active(sender)
+    ensure_active(receiver)
+    if programme.transfer_max_per_day:
+        sent = -await uow.ledger.points_since(
+            member_id, PostingKind.TRANSFER_OUT, programme.start_of_day(now)
+        )
+        if sent + points > programme.transfer_max_per_day:
+            raise LimitExceeded(
+                f"at most {programme.transfer_max_per_day} points a day; {sent} sent today",
+                metadata={"limit": str(programme.transfer_max_per_day), "sent_today": str(sent)},
+            )
+    out = Posting(new_id(), member_id, PostingKind.TRANSFER_OUT, -points, GROUP, now, now)
+    into = Posting(new_id(), to_member_id, PostingKind.TRANSFER_IN, points, GROUP, now, now)
+    out.related_posting_id, into.related_posting_id = into.posting_id, out.posting_id
+    out.reason = into.reason = reason
+    await uow.ledger.add_posting(out)
+    await uow.ledger.add_posting(into)
+    taken = take_oldest_first(await uow.ledger.lots(member_id, [LotStatus.OPEN]), points, member_id)
+    credited: list[tuple[Lot, int]] = []
+    for lot, amount in taken:
+        lot.remaining -= amount
+        await uow.ledger.save_lot(member_id, lot)
+        received = Lot(new_id(), lot.earned_unit, amount, lot.earned_at, lot.expires_at)
+        await uow.ledger.add_lot(to_member_id, received, into.posting_id, amount, None)
+        credited.append((received, amount))
+    await uow.ledger.move(member_id, out.posting_id, [(lot, -n) for lot, n in taken], GROUP, now)
+    await uow.ledger.move(to_member_id, into.posting_id, credited, GROUP, now)
+    sender.available -= points
+    receiver.available += points
+    await uow.ledger.save_account(sender, now)
+    await uow.ledger.save_account(receiver, now)
+    await uow.outbox.add(
+        events_pb2.PointsTransferred(
+            from_member_id=member_id,
+            to_member_id=to_member_id,
+            posting_id=out.posting_id,
+            points=points,
+            occurred_at=_ts(now),
+        )
+    )
+    return out, sender
+
+
+def _partner(programme: Programme, partner: str) -> Any:
+    rule = programme.partners.get(partner)
+    if rule is None:
+        known = ", ".join(sorted(programme.partners))
+        raise InvalidArgument.of([FieldViolation("partner", f"unknown partner; known: {known}")])
+    return rule
+
+
+async def exchange_to_partner(
+    uow: PointsUnitOfWork,
+    member_id: str,
+    partner: str,
+    points: int,
+    partner_account: str,
+    directory: MemberDirectory,
+    now: datetime,
+) -> tuple[Posting, int, Account]:
+    _positive_points(points)
+    if not partner_account.strip() or len(partner_account) > 64:
+        raise InvalidArgument.of(
+            [FieldViolation("partner_account", "required, at most 64 characters")]
+        )
+    programme = await programme_at(uow, now)
+    rule = _partner(programme, partner)
+    problems = Violations()
+    if points < rule.min_points:
+        problems.add("points", f"at least {rule.min_points} points")
+    elif points % rule.points_per_unit_out:
+        problems.add("points", f"a multiple of {rule.points_per_unit_out} (one {partner} unit)")
+    problems.raise_if_any()
+    account = await open_account(uow, member_id, directory, now)
+    ensure_active(account)
+    unit = f"partner:{partner}"
+    if rule.max_points_per_day:
+        sent = -await uow.ledger.points_since(
+            member_id, PostingKind.PARTNER_EXCHANGE_OUT, programme.start_of_day(now), unit
+        )
+        if sent + points > rule.max_points_per_day:
+            raise LimitExceeded(
+                f"at most {rule.max_points_per_day} points a day to {partner}; {sent} today",
+                metadata={"limit": str(rule.max_points_per_day), "sent_today": str(sent)},
+            )
+    partner_units = points // rule.points_per_unit_out
+    posting = Posting(
+        new_id(),
+        member_id,
+        PostingKind.PARTNER_EXCHANGE_OUT,
+        -points,
+        unit,
+        now,
+        now,
+        order_id=partner_account.strip(),
+        programme_version=programme.version,
+        breakdown={"partner": partner, "partner_units": partner_units},
+    )
+    await uow.ledger.add_posting(posting)
+    await _take(uow, account, points, posting)
+    await uow.ledger.save_account(account, now)
+    await uow.outbox.add(
+        events_pb2.PartnerExchanged(
+            member_id=member_id,
+            posting_id=posting.posting_id,
+            partner=partner,
+            points=-points,
+            partner_units=partner_units,
+            occurred_at=_ts(now),
+        )
+    )
+    return posting, partner_units, account
+
+
+async def exchange_from_partner(
+    uow: PointsUnitOfWork,
+    member_id: str,
+    partner: str,
+    partner_units: int,
+    reference: str,
+    directory: MemberDirectory,
+    now: datetime,
+) -> tuple[Posting, Account]:
+    _positive_points(partner_units, "partner_units")
+    if not reference.strip() or len(reference) > 128:
+        raise InvalidArgument.of(
+            [FieldViolation("partner_reference", "required, at most 128 characters")]
+        )
+    programme = await programme_at(uow, now)
+    rule = _partner(programme, partner)
+    if rule.points_per_unit_in == 0:
+        raise FailedPrecondition(
+            f"converting in from {partner} is off", reason="EXCHANGE_IN_DISABLED"
+        )
+    account = await open_account(uow, member_id, directory, now)
+    ensure_active(account)
+    points = partner_units * rule.points_per_unit_in
+    unit = f"partner:{partner}"
+    posting = Posting(
+        new_id(),
+        member_id,
+        PostingKind.PARTNER_EXCHANGE_IN,
+        points,
+        unit,
+        now,
+        now,
+        order_id=reference.strip(),
+        programme_version=programme.version,
+        breakdown={"partner": partner, "partner_units": partner_units},
+    )
+    await uow.ledger.add_posting(posting)
+    lot = Lot(new_id(), unit, points, now, programme.expiry_of(now))
+    await uow.ledger.add_lot(member_id, lot, posting.posting_id, points, None)
+    await uow.ledger.move(member_id, posting.posting_id, [(lot, points)], unit, now)
+    account.available += points
+    await uow.ledger.save_account(account, now)
+    await uow.outbox.add(
+        events_pb2.PartnerExchanged(
+            member_id=member_id,
+            posting_id=posting.posting_id,
+            partner=partner,
+            points=points,
+            partner_units=partner_units,
+            occurred_at=_ts(now),
+        )
+    )
+    return posting, account
+
+
+async def reverse_partner_exchange(
+    uow: PointsUnitOfWork, member_id: str, posting_id: str, reason: str, now: datetime
+) -> tuple[Posting, int, Account]:
+    account = await uow.ledger.account(member_id, lock=True)
+    exchange = await uow.ledger.posting(member_id, posting_id) if account else None
+    kinds = (PostingKind.PARTNER_EXCHANGE_OUT, PostingKind.PARTNER_EXCHANGE_IN)
+    if account is None or exchange is None or exchange.kind not in kinds:
+        raise PostingNotFound(posting_id)
+    ensure_active(account)
+    if await uow.ledger.undoing(member_id, posting_id, PostingKind.PARTNER_EXCHANGE_REVERSE):
+        raise FailedPrecondition(
+            f"exchange {posting_id} was already reversed",
+            reason="ALREADY_REVERSED",
+            metadata={"posting_id": posting_id},
+        )
+    posting = Posting(
+        new_id(),
+        member_id,
+        PostingKind.PARTNER_EXCHANGE_REVERSE,
+        0,
+        exchange.unit,
+        now,
+        now,
+        order_id=exchange.order_id,
+        related_posting_id=posting_id,
+        reason=reason,
+        breakdown=exchange.breakdown,
+    )
+    expired = 0
+    if exchange.kind is PostingKind.PARTNER_EXCHANGE_OUT:
+        expired = await give_back(uow, member_id, exchange, posting, now)
+        account.available += posting.points
+    else:
+        # Points converted in come back out, from their own lot first; if they were spent
+        # meanwhile, the member's other points cover them (or INSUFFICIENT_POINTS).
+        posting.points = -exchange.points
+        await uow.ledger.add_posting(posting)
+        (own_lot, _), *_ = await uow.ledger.movements(member_id, posting_id)
+        await _take(uow, account, exchange.points, posting, first_lot=own_lot)
+    await uow.ledger.save_account(account, now)
+    units = int((exchange.breakdown or {}).get("partner_units", 0))
+    await uow.outbox.add(
+        events_pb2.PartnerExchanged(
+            member_id=member_id,
+            posting_id=posting.posting_id,
+            partner=str((exchange.breakdown or {}).get("partner", "")),
+            points=posting.points,
+            partner_units=units if posting.points > 0 else -units,
+            occurred_at=_ts(now),
+        )
+    )
+    return posting, expired, account
+
+
+# --- referrals ----------------------------------------------------------------------------------
+async def record_referral(
+    uow: PointsUnitOfWork,
+    member_id: str,
+    referrer_id: str,
+    directory: MemberDirectory,
+    now: datetime,
+) -> tuple[str, bool]:
+    if member_id == referrer_id:
+        raise InvalidArgument.of([FieldViolation("referrer", "a member cannot refer themselves")])
+    accounts = {
+        m: await open_account(uow, m, directory, now) for m in sorted((member_id, referrer_id))
+    }
+    ensure_active(accounts[referrer_id])
+    existing = await uow.ledger.referral(member_id)
+    if existing is not None:
+        if existing[0] == referrer_id:
+            return referrer_id, existing[1] is not None
+        raise AlreadyExists(
+            "this member was already referred by someone else",
+            reason="ALREADY_REFERRED",
+            metadata={"member_id": member_id},
+        )
+    if await uow.ledger.has_postings(member_id, PostingKind.EARN):
+        raise FailedPrecondition(
+            "the member has already made a qualifying purchase: too late to record a referral",
+            reason="REFEREE_ALREADY_ACTIVE",
+            metadata={"member_id": member_id},
+        )
+    await uow.ledger.add_referral(member_id, referrer_id, now)
+    return referrer_id, False
+
+
+async def reward_referral(
+    uow: PointsUnitOfWork, referee: Account, programme: Programme, now: datetime
+) -> None:
+    """On the referred member's first qualifying purchase: both bonuses, exactly once (the
+    referral is marked rewarded in the same transaction as the earn)."""
+    referral = await uow.ledger.referral(referee.member_id)
+    if referral is None or referral[1] is not None:
+        return
+    # The referee's account is locked already; a deadlock with a transaction locking the two
+    # the other way round aborts one of them, and run_idempotent runs it again.
+    referrer = await uow.ledger.account(referral[0], lock=True)
+    await uow.ledger.mark_referral_rewarded(referee.member_id, now)
+    for account, points in (
+        (referee, programme.referee_points),
+        (referrer, programme.referrer_points),
+    ):
+        if account is None or points <= 0 or account.state != "active":
+            continue
+        posting = Posting(
+            new_id(),
+            account.member_id,
+            PostingKind.REFERRAL_BONUS,
+            points,
+            GROUP,
+            now,
+            now,
+            programme_version=programme.version,
+            reason=f"referral of {referee.member_id} by {referral[0]}",
+        )
+        await uow.ledger.add_posting(posting)
+        lot = Lot(new_id(), GROUP, points, now, programme.expiry_of(now))
+        await uow.ledger.add_lot(account.member_id, lot, posting.posting_id, points, None)
+        await uow.ledger.move(account.member_id, posting.posting_id, [(lot, points)], GROUP, now)
+        account.available += points
+        await uow.ledger.save_account(account, now)
+    await uow.outbox.add(
+        events_pb2.ReferralRewarded(
+            referrer_member_id=referral[0],
+            referee_member_id=referee.member_id,
+            referrer_points=programme.referrer_points,
+            referee_points=programme.referee_points,
+            occurred_at=_ts(now),
+        )
+    )
