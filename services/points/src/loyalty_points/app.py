@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -18,6 +18,7 @@ from loyalty_kit.events import EventMeta
 from loyalty_kit.inbox import EventConsumer
 from loyalty_kit.logs import get_logger
 from loyalty_kit.server import Job, ServiceContext, ServiceSpec
+from loyalty_kit.timestamps import moment
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,10 +54,6 @@ def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:
     points_service_pb2_grpc.add_PointsServiceServicer_to_server(servicer, server)
 
 
-def _at(stamp: Any) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
-
-
 def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     namespace = context.settings.event_namespace
     clock = _clock(context)
@@ -81,7 +78,7 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     tiers = EventConsumer("points-tiers", "tiers", lambda: _uow(context), namespace=namespace)
 
     async def tier_changed(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_tier_changed(uow, e.member_id, e.to_tier, _at(e.effective_at), clock())
+        await handlers.on_tier_changed(uow, e.member_id, e.to_tier, moment(e.effective_at), clock())
 
     tiers.on(tier_events.TierChanged, tier_changed)
     return [members, tiers]

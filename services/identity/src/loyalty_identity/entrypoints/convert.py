@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import member_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.resources import MEMBERS
 from loyalty_kit.resources import member_id_of as member_id_of
+from loyalty_kit.timestamps import timestamp as _ts
 
 from loyalty_identity.domain import masking
 from loyalty_identity.domain.identities import IdentityKind, IdentityType
@@ -49,12 +49,6 @@ _KINDS = {
     IdentityKind.EMAIL: member_pb2.IDENTITY_KIND_EMAIL,
     IdentityKind.TOKEN: member_pb2.IDENTITY_KIND_TOKEN,
 }
-
-
-def _ts(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 # --- requests -----------------------------------------------------------------------------------

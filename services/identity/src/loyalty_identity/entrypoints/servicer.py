@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller
@@ -22,6 +21,7 @@ from loyalty_kit.errors import PermissionDenied
 from loyalty_kit.idempotency import run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.server import ServiceContext
+from loyalty_kit.timestamps import timestamp
 
 from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.repository import IdentityTypeCache
@@ -188,14 +188,12 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         )
         response = pb.ListConsentEventsResponse()
         for _, consent in events[: page.size]:
-            stamp = Timestamp()
-            stamp.FromDatetime(consent.changed_at)
             response.consent_events.append(
                 pb.ConsentEvent(
                     purpose=convert.purpose_value(consent.purpose),
                     granted=consent.granted,
                     source=consent.source,
-                    event_time=stamp,
+                    event_time=timestamp(consent.changed_at),
                 )
             )
         if len(events) > page.size:
@@ -272,9 +270,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
                 metadata={"scope": PERSONAL_DATA_READ},
             )
         document = await self._read(lambda uow: handlers.export(uow, member_id))
-        stamp = Timestamp()
-        stamp.FromDatetime(self.clock())
-        return pb.ExportMemberDataResponse(json=document, export_time=stamp)
+        return pb.ExportMemberDataResponse(json=document, export_time=timestamp(self.clock()))
 
     async def ListIdentityTypes(
         self, request: pb.ListIdentityTypesRequest, context: grpc.aio.ServicerContext

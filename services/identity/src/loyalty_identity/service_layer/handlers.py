@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.identity.v1 import events_pb2
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
+from loyalty_kit.timestamps import timestamp as _ts
 
 from loyalty_identity.domain.errors import (
     CannotMergeIntoItself,
@@ -44,12 +44,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _ts(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 # --- commands -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +12,8 @@ from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1 import programme_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.resources import member_name
+from loyalty_kit.timestamps import moment
+from loyalty_kit.timestamps import timestamp as ts
 
 from loyalty_points.adapters.repository import Posting
 from loyalty_points.domain.ledger import PostingKind
@@ -45,14 +47,8 @@ KINDS = {
 }
 
 
-def ts(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def time_or(stamp: Timestamp, has: bool, default: datetime) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC) if has else default
+    return moment(stamp) if has else default
 
 
 def money(value: Decimal, currency: str) -> money_pb2.Money:
@@ -190,8 +186,8 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
             Campaign(
                 code=c.code,
                 name=c.name,
-                start=c.start_time.ToDatetime(tzinfo=UTC),
-                end=c.end_time.ToDatetime(tzinfo=UTC),
+                start=moment(c.start_time),
+                end=moment(c.end_time),
                 units=tuple(c.units),
                 tiers=tuple(c.tiers),
                 multiplier=(

@@ -6,7 +6,7 @@ the same transaction, so a retry returns the first answer (the balance as it was
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 import grpc
@@ -20,6 +20,7 @@ from loyalty_kit.idempotency import run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of
 from loyalty_kit.server import ServiceContext
+from loyalty_kit.timestamps import moment, timestamp
 
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
@@ -104,7 +105,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
             breakdown=convert.earned_breakdown(earned), pending=available_at is not None
         )
         if available_at is not None:
-            response.available_time.CopyFrom(convert.ts(available_at))
+            response.available_time.CopyFrom(timestamp(available_at))
         return response
 
     # --- spending -----------------------------------------------------------------------------
@@ -334,10 +335,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     ) -> pb.ListPostingsResponse:
         member_id = member_id_of(request.member, "member")
         kind = next((k for k, v in convert.KINDS.items() if v == request.kind), None)
-        start = (
-            request.start_time.ToDatetime(tzinfo=UTC) if request.HasField("start_time") else None
-        )
-        end = request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else None
+        start = moment(request.start_time) if request.HasField("start_time") else None
+        end = moment(request.end_time) if request.HasField("end_time") else None
         filters = {
             "member": member_id,
             "unit": request.unit,
@@ -371,8 +370,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
             raise InvalidArgument.of(
                 [FieldViolation("start_time", "required"), FieldViolation("end_time", "required")]
             )
-        start = request.start_time.ToDatetime(tzinfo=UTC)
-        end = request.end_time.ToDatetime(tzinfo=UTC)
+        start, end = moment(request.start_time), moment(request.end_time)
         result = await self._read(lambda uow: handlers.settlement(uow, start, end, self.clock()))
         programme = result.programme
         assert programme is not None

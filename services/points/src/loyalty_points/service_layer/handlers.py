@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import events_pb2
 from loyalty_kit.errors import (
@@ -22,6 +21,7 @@ from loyalty_kit.errors import (
     InvalidArgument,
     Violations,
 )
+from loyalty_kit.timestamps import timestamp as _ts
 
 from loyalty_points.adapters.repository import Account, OrderRecord, Posting, new_id
 from loyalty_points.domain.errors import (
@@ -52,12 +52,6 @@ MAX_POINTS = 10**12
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _ts(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def _money(value: Decimal, currency: str) -> money_pb2.Money:
