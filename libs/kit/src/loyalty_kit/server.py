@@ -31,7 +31,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from loyalty_kit import db, events, migrations
+from loyalty_kit import db, events, housekeeping, migrations
 from loyalty_kit.inbox import EventConsumer
 from loyalty_kit.interceptors import ErrorMappingInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
@@ -183,6 +183,12 @@ class RunningService:
                 )
         for index, job in enumerate(spec.jobs(ctx)):
             self._spawn(job, f"{spec.name}-job-{index}", is_job=True)
+        if ctx.engine is not None:
+            engine = ctx.engine
+            self._spawn(
+                lambda: housekeeping.run(engine, settings, ctx.stopping),
+                f"{spec.name}-housekeeping",
+            )
         self._tasks.append(asyncio.create_task(self._watch_database(), name="health"))
         log.info("service started", service=spec.name, port=self.port)
         return self

@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     health_check_seconds: float = Field(
         default=5.0, gt=0, description="How often health re-checks the database."
     )
+    idempotency_retention_hours: float = Field(
+        default=72, gt=0, description="How long a request_id is honoured for retries."
+    )
+    inbox_retention_days: float = Field(
+        default=30, gt=0, description="How long consumers remember processed event ids."
+    )
+    outbox_retention_days: float = Field(
+        default=7, gt=0, description="How long published events stay in the outbox table."
+    )
+    housekeeping_interval_seconds: float = Field(default=3600, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
 
