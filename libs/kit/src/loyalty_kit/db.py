@@ -61,7 +61,9 @@ def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping before every check-out (a round trip per call): connections are recycled
+        # instead, and a connection the server dropped is discarded on its first error.
+        pool_recycle=1800,
         # Each service owns its schema; a short statement cache avoids stale plans after
         # migrations while keeping asyncpg's prepared-statement speed.
         connect_args={"server_settings": {"application_name": "loyalty"}},

@@ -21,7 +21,9 @@ _LONG_NUMBER = re.compile(r"\+?\d[\d \-]{5,}\d")
 
 
 # Keys the logging machinery itself fills in.
-_TRUSTED_KEYS = frozenset({"timestamp", "level", "logger", "service", "ms", "port"})
+_TRUSTED_KEYS = frozenset(
+    {"timestamp", "level", "logger", "service", "ms", "port", "method", "code", "event"}
+)
 
 
 def scrub(text: str) -> str:

@@ -21,13 +21,21 @@ class UnitOfWork:
     # keyed hashes (see idempotency.fingerprint).
     fingerprint_key: bytes | None = None
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], namespace: str) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], namespace: str, *, read_only: bool = False
+    ) -> None:
         self._sessions = sessions
         self.namespace = namespace
+        # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a single statement.
+        self.read_only = read_only
 
     async def __aenter__(self) -> Self:
-        self.session = self._sessions()
-        await self.session.begin()
+        if self.read_only:
+            bind = self._sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
+            self.session = self._sessions(bind=bind)
+        else:
+            self.session = self._sessions()
+            await self.session.begin()
         self.outbox = Outbox(self.session, self.namespace)
         self.idempotency = IdempotencyKeys(self.session, self.fingerprint_key)
         return self

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +27,24 @@ from loyalty_identity.domain.member import (
     MemberState,
     Profile,
 )
+
+# A member's whole aggregate in one round trip: the row, its wrapped key and profile, and its
+# identities, consents and tags as arrays of records.
+_AGGREGATE = """
+SELECT m.member_id, m.state, m.merged_into, m.registered_unit, m.registered_channel,
+       m.suspension_reason, m.created_at, m.updated_at,
+       k.key_id, k.wrapped_key,
+       p.full_name_sealed, p.gender, p.birthday_sealed, p.region, p.preferred_language,
+       ARRAY(SELECT ROW(i.identity_type, i.value_sealed, i.linked_at) FROM identities i
+              WHERE i.member_id = m.member_id ORDER BY i.linked_at, i.identity_type) AS identities,
+       ARRAY(SELECT ROW(c.purpose, c.granted, c.source, c.changed_at) FROM consents c
+              WHERE c.member_id = m.member_id ORDER BY c.purpose) AS consents,
+       ARRAY(SELECT g.tag FROM member_tags g WHERE g.member_id = m.member_id) AS tags
+FROM members m
+LEFT JOIN member_keys k ON k.member_id = m.member_id
+LEFT JOIN profiles p ON p.member_id = m.member_id
+WHERE {where}
+"""
 
 
 def _field(member_id: str, name: str) -> str:
@@ -139,14 +158,32 @@ class MemberRepository:
         return (await self.owners([identity])).get(identity)
 
     async def get(self, member_id: str, *, lock: bool = False) -> Member | None:
-        query = select(t.members).where(t.members.c.member_id == member_id)
-        if lock:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
-        if row is None:
-            return None
+        where = "m.member_id = :member_id" + (" FOR UPDATE OF m" if lock else "")
+        row = (
+            await self.session.execute(
+                text(_AGGREGATE.format(where=where)), {"member_id": member_id}
+            )
+        ).first()
+        return self._member(row) if row is not None else None
+
+    async def get_by_identity(self, identity: ChannelIdentity) -> Member | None:
+        """The member an identity belongs to, read in one statement (the Resolve hot path)."""
+        where = (
+            "m.member_id = (SELECT member_id FROM identities "
+            "WHERE identity_type = :identity_type AND blind_index = :blind_index)"
+        )
+        row = (
+            await self.session.execute(
+                text(_AGGREGATE.format(where=where)),
+                {"identity_type": identity.type, "blind_index": self.keyring.blind_index(identity)},
+            )
+        ).first()
+        return self._member(row) if row is not None else None
+
+    def _member(self, row: Any) -> Member:
+        member_id = str(row.member_id)
         member = Member(
-            member_id=str(row.member_id),
+            member_id=member_id,
             state=MemberState(row.state),
             registered_unit=row.registered_unit,
             registered_channel=row.registered_channel,
@@ -155,55 +192,39 @@ class MemberRepository:
             merged_into=str(row.merged_into or ""),
             suspension_reason=row.suspension_reason,
         )
-        if member.state in (MemberState.ERASED, MemberState.MERGED):
+        if member.state in (MemberState.ERASED, MemberState.MERGED) or row.wrapped_key is None:
             return member  # tombstones hold no personal data
-        data_key = await self._data_key(member.member_id)
-        if data_key is None:
-            return member
-        identity_rows = await self.session.execute(
-            select(t.identities)
-            .where(t.identities.c.member_id == member_id)
-            .order_by(t.identities.c.linked_at, t.identities.c.identity_type)
+        data_key = self._data_keys.get(member_id) or self.keyring.unwrap(
+            member_id, row.key_id, row.wrapped_key
         )
-        for r in identity_rows:
-            value = unseal(
-                data_key, r.value_sealed, _field(member_id, f"identity/{r.identity_type}")
-            )
+        self._data_keys[member_id] = data_key
+        for identity_type, sealed, linked_at in row.identities:
+            value = unseal(data_key, sealed, _field(member_id, f"identity/{identity_type}"))
             member.identities.append(
-                LinkedIdentity(ChannelIdentity(r.identity_type, value), r.linked_at)
+                LinkedIdentity(ChannelIdentity(identity_type, value), linked_at)
             )
-        profile = (
-            await self.session.execute(
-                select(t.profiles).where(t.profiles.c.member_id == member_id)
-            )
-        ).first()
-        if profile is not None:
+        if row.gender is not None:
             member.profile = Profile(
                 full_name=(
-                    unseal(data_key, profile.full_name_sealed, _field(member_id, "full_name"))
-                    if profile.full_name_sealed
+                    unseal(data_key, row.full_name_sealed, _field(member_id, "full_name"))
+                    if row.full_name_sealed
                     else ""
                 ),
-                gender=Gender(profile.gender),
+                gender=Gender(row.gender),
                 birthday=(
                     date.fromisoformat(
-                        unseal(data_key, profile.birthday_sealed, _field(member_id, "birthday"))
+                        unseal(data_key, row.birthday_sealed, _field(member_id, "birthday"))
                     )
-                    if profile.birthday_sealed
+                    if row.birthday_sealed
                     else None
                 ),
-                region=profile.region,
-                preferred_language=profile.preferred_language,
+                region=row.region,
+                preferred_language=row.preferred_language,
             )
-        for r in await self.session.execute(
-            select(t.consents).where(t.consents.c.member_id == member_id)
-        ):
-            purpose = ConsentPurpose(r.purpose)
-            member.consents[purpose] = Consent(purpose, r.granted, r.source, r.changed_at)
-        tags = await self.session.scalars(
-            select(t.member_tags.c.tag).where(t.member_tags.c.member_id == member_id)
-        )
-        member.tags = set(tags)
+        for purpose, granted, source, changed_at in row.consents:
+            consent_purpose = ConsentPurpose(purpose)
+            member.consents[consent_purpose] = Consent(consent_purpose, granted, source, changed_at)
+        member.tags = set(row.tags)
         return member
 
     async def get_many(self, member_ids: Sequence[str]) -> list[Member]:

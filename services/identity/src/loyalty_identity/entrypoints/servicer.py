@@ -44,8 +44,10 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         self.clock = clock
         self.types = IdentityTypeCache()
 
-    def uow(self) -> IdentityUnitOfWork:
-        return IdentityUnitOfWork(self.sessions, self.namespace, self.keyring, self.types)
+    def uow(self, *, read_only: bool = False) -> IdentityUnitOfWork:
+        return IdentityUnitOfWork(
+            self.sessions, self.namespace, self.keyring, self.types, read_only=read_only
+        )
 
     # --- plumbing -----------------------------------------------------------------------------
     async def _mutate(
@@ -68,7 +70,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         return member
 
     async def _read(self, work: Callable[[IdentityUnitOfWork], Awaitable[Any]]) -> Any:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await work(uow)
 
     async def _member(self, member: Member) -> Any:
@@ -78,7 +80,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         )
 
     async def _types(self) -> Any:
-        return await self._read(lambda uow: uow.members.identity_types())
+        return self.types.get() or await self._read(lambda uow: uow.members.identity_types())
 
     # --- RPCs ---------------------------------------------------------------------------------
     async def RegisterMember(

@@ -235,10 +235,10 @@ async def get_member(uow: IdentityUnitOfWork, member_id: str) -> Member:
 
 async def resolve(uow: IdentityUnitOfWork, raw: RawIdentity) -> Member:
     (identity,) = await _normalised(uow, [raw], "identity")
-    owner = await uow.members.owner(identity)
-    if owner is None:
+    member = await uow.members.get_by_identity(identity)
+    if member is None:
         raise NoMemberWithIdentity(identity.type)
-    return await _member(uow, owner)
+    return member
 
 
 async def link(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity, now: datetime) -> Member:

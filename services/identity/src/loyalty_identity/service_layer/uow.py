@@ -20,8 +20,10 @@ class IdentityUnitOfWork(UnitOfWork):
         namespace: str,
         keyring: Keyring,
         types: IdentityTypeCache | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(sessions, namespace)
+        super().__init__(sessions, namespace, read_only=read_only)
         self.keyring = keyring
         self.types = types or IdentityTypeCache(ttl=0)
         self.fingerprint_key = keyring.index_key

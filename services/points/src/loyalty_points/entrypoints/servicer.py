@@ -45,8 +45,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         self.directory = directory
         self.clock = clock
 
-    def uow(self) -> PointsUnitOfWork:
-        return PointsUnitOfWork(self.sessions, self.namespace)
+    def uow(self, *, read_only: bool = False) -> PointsUnitOfWork:
+        return PointsUnitOfWork(self.sessions, self.namespace, read_only=read_only)
 
     async def _mutate(
         self,
@@ -61,7 +61,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         )
 
     async def _read(self, work: Callable[[PointsUnitOfWork], Awaitable[T]]) -> T:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await work(uow)
 
     # --- earning ------------------------------------------------------------------------------
