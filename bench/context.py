@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-import nats
-from loyalty_devstack.embedded import Infrastructure, free_port
+from loyalty_devstack.embedded import Infrastructure, drop_run_data, free_port
 from loyalty_kit import db
-from loyalty_kit.db import asyncpg_params, quote_ident
 from loyalty_kit.settings import Settings
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from bench.load import Op, closed_loop
 from bench.registry import Measurement
@@ -69,25 +65,4 @@ class BenchContext:
 
     async def cleanup(self) -> None:
         """Drop every database and stream this run made (servers may be shared)."""
-        server = make_url(self.infra.database_url)
-        conn = await asyncpg.connect(**asyncpg_params(server))
-        try:
-            rows = await conn.fetch(
-                "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{self.run_id}\\_%"
-            )
-            for row in rows:
-                await conn.execute(
-                    f"DROP DATABASE IF EXISTS {quote_ident(row['datname'])} WITH (FORCE)"
-                )
-        finally:
-            await conn.close()
-        client = await nats.connect(self.infra.nats_url)
-        try:
-            js = client.jetstream()
-            for stream in await js.streams_info():
-                name = stream.config.name
-                if name and name.startswith(self.run_id.upper()):
-                    with contextlib.suppress(Exception):
-                        await js.delete_stream(name)
-        finally:
-            await client.close()
+        await drop_run_data(self.infra.database_url, self.infra.nats_url, self.run_id)

@@ -174,3 +174,33 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable url>"
+
+
+async def drop_run_data(database_url: str, nats_url: str, run_id: str) -> None:
+    """Drop every database (`<run_id>_*`) and stream (`<RUN_ID>_*`) a test or bench run made:
+    runs share servers, so each cleans up exactly what is its own."""
+    import asyncpg
+    import nats
+    from loyalty_kit.db import asyncpg_params, quote_ident
+    from sqlalchemy.engine import make_url
+
+    conn = await asyncpg.connect(**asyncpg_params(make_url(database_url)))
+    try:
+        names = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{run_id}\\_%"
+        )
+        for row in names:
+            await conn.execute(
+                f"DROP DATABASE IF EXISTS {quote_ident(row['datname'])} WITH (FORCE)"
+            )
+    finally:
+        await conn.close()
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        for stream in await js.streams_info():
+            if stream.config.name and stream.config.name.startswith(run_id.upper()):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(stream.config.name)
+    finally:
+        await client.close()

@@ -9,7 +9,6 @@ the end.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import tempfile
@@ -17,17 +16,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import nats
 import pytest
 import pytest_asyncio
-from loyalty_kit.db import asyncpg_params, quote_ident
 from loyalty_kit.logs import configure_logging
 from loyalty_kit.server import RunningService, ServiceSpec, start_service
 from loyalty_kit.settings import Settings
-from sqlalchemy.engine import make_url
 
-from loyalty_devstack.embedded import Infrastructure, free_port
+from loyalty_devstack.embedded import Infrastructure, drop_run_data, free_port
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -87,27 +82,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
 async def _drop_run_data(infra: Infrastructure, run_id: str) -> AsyncIterator[None]:
     yield
-    server = make_url(infra.database_url)
-    conn = await asyncpg.connect(**asyncpg_params(server))
-    try:
-        names = await conn.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{run_id}\\_%"
-        )
-        for row in names:
-            await conn.execute(
-                f"DROP DATABASE IF EXISTS {quote_ident(row['datname'])} WITH (FORCE)"
-            )
-    finally:
-        await conn.close()
-    client = await nats.connect(infra.nats_url)
-    try:
-        js = client.jetstream()
-        for stream in await js.streams_info():
-            if stream.config.name and stream.config.name.startswith(run_id.upper()):
-                with contextlib.suppress(Exception):
-                    await js.delete_stream(stream.config.name)
-    finally:
-        await client.close()
+    await drop_run_data(infra.database_url, infra.nats_url, run_id)
 
 
 class ServiceRunner:
