@@ -23,6 +23,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_points.adapters.members import IdentityDirectory
+from loyalty_points.adapters.repository import ProgrammeCache
 from loyalty_points.entrypoints.servicer import SERVICE, PointsServicer
 from loyalty_points.service_layer import handlers
 from loyalty_points.service_layer.uow import PointsUnitOfWork
@@ -44,7 +45,10 @@ def _clock(context: ServiceContext) -> Any:
 
 def _uow(context: ServiceContext) -> PointsUnitOfWork:
     assert context.sessions is not None
-    return PointsUnitOfWork(context.sessions, context.settings.event_namespace)
+    programmes = context.extras.setdefault("programmes", ProgrammeCache())
+    return PointsUnitOfWork(
+        context.sessions, context.settings.event_namespace, programmes=programmes
+    )
 
 
 def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:

@@ -4,13 +4,15 @@ balance can never be spent twice; CHECK constraints back that up."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +31,7 @@ class Account:
     available: int = 0
     pending: int = 0
     lifetime_earned: int = 0
+    referral_pending: bool = False
 
 
 @dataclass
@@ -66,28 +69,70 @@ class OrderRecord:
     bonus_reversed: bool = False
 
 
+_ADD_EARN = """
+WITH posting AS (
+    INSERT INTO postings (member_id, posting_id, kind, points, pending, available_at, unit,
+                          channel, order_id, occurred_at, posted_at, programme_version,
+                          breakdown)
+    VALUES (CAST(:member_id AS uuid), CAST(:posting_id AS uuid), 'earn', :points, :pending,
+            :available_at, :unit, :channel, :order_id, :occurred_at, :posted_at,
+            :programme_version, CAST(:breakdown AS jsonb))
+), lot AS (
+    INSERT INTO lots (member_id, lot_id, posting_id, earned_unit, points, remaining, status,
+                      earned_at, available_at, expires_at)
+    SELECT CAST(:member_id AS uuid), CAST(:lot_id AS uuid), CAST(:posting_id AS uuid), :unit,
+           :points, :points, :status, :occurred_at, :available_at, :expires_at
+    WHERE :points > 0
+)
+INSERT INTO lot_movements (member_id, posting_id, lot_id, points, earned_unit, unit, posted_at)
+SELECT CAST(:member_id AS uuid), CAST(:posting_id AS uuid), CAST(:lot_id AS uuid), :points,
+       :unit, :unit, :posted_at
+WHERE :points > 0
+"""
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
 
+class ProgrammeCache:
+    """Programme versions are immutable once published: a process keeps them all and looks for
+    new ones every `ttl` seconds (a version published on another replica is seen within that;
+    one published here at once)."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._versions: list[Programme] | None = None
+        self._expires = 0.0
+
+    def get(self) -> list[Programme] | None:
+        return self._versions if time.monotonic() < self._expires else None
+
+    def put(self, versions: list[Programme]) -> None:
+        self._versions, self._expires = versions, time.monotonic() + self.ttl
+
+    def invalidate(self) -> None:
+        self._versions, self._expires = None, 0.0
+
+
 class Ledger:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, programmes: ProgrammeCache | None = None) -> None:
         self.session = session
+        self.programmes = programmes or ProgrammeCache(ttl=0)
 
     # --- programme ----------------------------------------------------------------------------
     async def programme_at(self, at: datetime) -> Programme | None:
-        row = (
-            await self.session.execute(
-                select(t.programme_versions)
-                .where(t.programme_versions.c.effective_from <= at)
-                .order_by(
-                    t.programme_versions.c.effective_from.desc(),
-                    t.programme_versions.c.version.desc(),
+        versions = self.programmes.get()
+        if versions is None:
+            rows = await self.session.execute(
+                select(t.programme_versions).order_by(
+                    t.programme_versions.c.effective_from, t.programme_versions.c.version
                 )
-                .limit(1)
             )
-        ).first()
-        return programme_from_json(row.version, row.effective_from, row.rules) if row else None
+            versions = [programme_from_json(r.version, r.effective_from, r.rules) for r in rows]
+            self.programmes.put(versions)
+        in_force = [p for p in versions if p.effective_from <= at]
+        return in_force[-1] if in_force else None
 
     async def programme_version(self, version: int) -> Programme | None:
         row = (
@@ -112,6 +157,7 @@ class Ledger:
                 reason=reason,
             )
         )
+        self.programmes.invalidate()
         return version
 
     # --- accounts -----------------------------------------------------------------------------
@@ -131,6 +177,7 @@ class Ledger:
             available=row.available,
             pending=row.pending,
             lifetime_earned=row.lifetime_earned,
+            referral_pending=row.referral_pending,
         )
 
     async def create_account(self, account: Account, now: datetime) -> None:
@@ -146,6 +193,7 @@ class Ledger:
                 pending=0,
                 lifetime_earned=0,
                 updated_at=now,
+                referral_pending=False,
             )
             .on_conflict_do_nothing()
         )
@@ -163,6 +211,7 @@ class Ledger:
                 pending=account.pending,
                 lifetime_earned=account.lifetime_earned,
                 updated_at=now,
+                referral_pending=account.referral_pending,
             )
         )
 
@@ -443,9 +492,12 @@ class Ledger:
             bonus_reversed=row.bonus_reversed,
         )
 
-    async def add_order(self, order: OrderRecord) -> None:
-        await self.session.execute(
-            insert(t.orders).values(
+    async def claim_order(self, order: OrderRecord) -> bool:
+        """Record the order; False if the unit's order id has earned already (one statement
+        both checks and claims, and a concurrent duplicate waits for the first to finish)."""
+        claimed = await self.session.execute(
+            pg_insert(t.orders)
+            .values(
                 unit=order.unit,
                 order_id=order.order_id,
                 member_id=order.member_id,
@@ -456,6 +508,32 @@ class Ledger:
                 bonus_points=order.bonus_points,
                 bonus_reversed=order.bonus_reversed,
             )
+            .on_conflict_do_nothing()
+            .returning(t.orders.c.order_id)
+        )
+        return claimed.first() is not None
+
+    async def add_earn(self, posting: Posting, lot: Lot, available_at: datetime | None) -> None:
+        """The earn posting, its lot and the lot's movement in one round trip."""
+        await self.session.execute(
+            text(_ADD_EARN),
+            {
+                "member_id": posting.member_id,
+                "posting_id": posting.posting_id,
+                "points": posting.points,
+                "pending": posting.pending,
+                "available_at": available_at,
+                "unit": posting.unit,
+                "channel": posting.channel,
+                "order_id": posting.order_id,
+                "occurred_at": posting.occurred_at,
+                "posted_at": posting.posted_at,
+                "programme_version": posting.programme_version,
+                "breakdown": json.dumps(posting.breakdown),
+                "lot_id": lot.lot_id,
+                "status": lot.status.value,
+                "expires_at": lot.expires_at,
+            },
         )
 
     async def save_order(self, order: OrderRecord) -> None:

@@ -29,6 +29,7 @@ accounts = Table(
     Column("pending", BigInteger, nullable=False),
     Column("lifetime_earned", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("referral_pending", Boolean, nullable=False),
 )
 
 postings = Table(

@@ -22,6 +22,7 @@ from loyalty_kit.resources import member_id_of
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import moment, timestamp
 
+from loyalty_points.adapters.repository import ProgrammeCache
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
 from loyalty_points.service_layer import handlers
@@ -44,9 +45,12 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         self.namespace = context.settings.event_namespace
         self.directory = directory
         self.clock = clock
+        self.programmes: ProgrammeCache = context.extras.setdefault("programmes", ProgrammeCache())
 
     def uow(self, *, read_only: bool = False) -> PointsUnitOfWork:
-        return PointsUnitOfWork(self.sessions, self.namespace, read_only=read_only)
+        return PointsUnitOfWork(
+            self.sessions, self.namespace, read_only=read_only, programmes=self.programmes
+        )
 
     async def _mutate(
         self,

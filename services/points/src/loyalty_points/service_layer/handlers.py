@@ -167,9 +167,6 @@ async def earn(
     account = await open_account(uow, command.member_id, directory, now)
     ensure_active(account)
     earned = compute_earn(programme, command.unit, account.tier, command.lines, command.occurred_at)
-    if await uow.ledger.order(command.unit, command.order_id) is not None:
-        raise OrderAlreadyEarned(command.unit, command.order_id)
-
     available_at = programme.available_at(command.unit, command.occurred_at)
     pending = available_at is not None and available_at > now
     posting = Posting(
@@ -187,7 +184,6 @@ async def earn(
         programme_version=programme.version,
         breakdown=breakdown_json(earned),
     )
-    await uow.ledger.add_posting(posting)
     lot = Lot(
         lot_id=new_id(),
         earned_unit=command.unit,
@@ -196,40 +192,35 @@ async def earn(
         expires_at=programme.expiry_of(command.occurred_at),
         status=LotStatus.PENDING if pending else LotStatus.OPEN,
     )
-    if earned.points > 0:
-        await uow.ledger.add_lot(
-            account.member_id, lot, posting.posting_id, earned.points, available_at
-        )
-        await uow.ledger.move(
-            account.member_id, posting.posting_id, [(lot, earned.points)], command.unit, now
-        )
-    await uow.ledger.add_order(
-        OrderRecord(
-            unit=command.unit,
-            order_id=command.order_id,
-            member_id=account.member_id,
-            posting_id=posting.posting_id,
-            lot_id=lot.lot_id,
-            currency=earned.spend.currency,
-            lines={
-                line.line_id: {
-                    "points": earned.line_points[line.line_id],
-                    "reversed": 0,
-                    "amount": str(line.amount.value),
-                    "refunded": False,
-                }
-                for line in command.lines
-            },
-            bonus_points=sum(p for _, p in earned.bonuses),
-        )
+    order = OrderRecord(
+        unit=command.unit,
+        order_id=command.order_id,
+        member_id=account.member_id,
+        posting_id=posting.posting_id,
+        lot_id=lot.lot_id,
+        currency=earned.spend.currency,
+        lines={
+            line.line_id: {
+                "points": earned.line_points[line.line_id],
+                "reversed": 0,
+                "amount": str(line.amount.value),
+                "refunded": False,
+            }
+            for line in command.lines
+        },
+        bonus_points=sum(p for _, p in earned.bonuses),
     )
+    if not await uow.ledger.claim_order(order):
+        raise OrderAlreadyEarned(command.unit, command.order_id)
+    await uow.ledger.add_earn(posting, lot, available_at)
     if pending:
         account.pending += earned.points
     else:
         account.available += earned.points
     account.lifetime_earned += earned.points
+    if account.referral_pending:
+        await reward_referral(uow, account, programme, now)
     await uow.ledger.save_account(account, now)
-    await reward_referral(uow, account, programme, now)
     await uow.outbox.add(
         events_pb2.PointsEarned(
             member_id=account.member_id,
@@ -1078,6 +1069,9 @@ async def record_referral(
             metadata={"member_id": member_id},
         )
     await uow.ledger.add_referral(member_id, referrer_id, now)
+    referee = accounts[member_id]
+    referee.referral_pending = True
+    await uow.ledger.save_account(referee, now)
     return referrer_id, False
 
 
@@ -1087,6 +1081,7 @@ async def reward_referral(
     """On the referred member's first qualifying purchase: both bonuses, exactly once (the
     referral is marked rewarded in the same transaction as the earn)."""
     referral = await uow.ledger.referral(referee.member_id)
+    referee.referral_pending = False
     if referral is None or referral[1] is not None:
         return
     # The referee's account is locked already; a deadlock with a transaction locking the two
@@ -1115,7 +1110,8 @@ async def reward_referral(
         await uow.ledger.add_lot(account.member_id, lot, posting.posting_id, points, None)
         await uow.ledger.move(account.member_id, posting.posting_id, [(lot, points)], GROUP, now)
         account.available += points
-        await uow.ledger.save_account(account, now)
+        if account is not referee:  # the earn saves the referee's account
+            await uow.ledger.save_account(account, now)
     await uow.outbox.add(
         events_pb2.ReferralRewarded(
             referrer_member_id=referral[0],
