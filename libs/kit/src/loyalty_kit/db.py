@@ -81,3 +81,27 @@ async def database_answers(engine: AsyncEngine) -> bool:
         return True
     except Exception:
         return False
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a session, inside the session's transaction.
+
+    Hot paths run their statements on it directly: a statement through SQLAlchemy costs about
+    0.7 ms of Python, through asyncpg (with its prepared-statement cache) about 0.2 ms. The
+    transaction stays SQLAlchemy's: it is started here if no statement has started it yet, and
+    the session commits or rolls it back as usual.
+    """
+    cached: asyncpg.Connection | None = session.info.get(_DRIVER)
+    if cached is not None and session.in_transaction():
+        return cached
+    connection = await session.connection()
+    fairy = await connection.get_raw_connection()
+    adapted: Any = fairy.dbapi_connection
+    if adapted._transaction is None and adapted.isolation_level != "autocommit":
+        await adapted._start_transaction()
+    driver: asyncpg.Connection = adapted.driver_connection
+    session.info[_DRIVER] = driver
+    return driver
+
+
+_DRIVER = "loyalty.driver_connection"

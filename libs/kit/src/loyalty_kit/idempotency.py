@@ -18,13 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_kit.db import driver_connection
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.tables import idempotency_keys
 
 if TYPE_CHECKING:
     from loyalty_kit.uow import UnitOfWork
@@ -74,23 +72,25 @@ class IdempotencyKeys:
         """None if this call is the first with the id (go on); else the first call's response."""
         validate_request_id(request_id)
         print_ = fingerprint(request, self.fingerprint_key)
-        inserted = await self.session.execute(
-            insert(idempotency_keys)
-            .values(scope=scope, request_id=request_id, fingerprint=print_)
-            .on_conflict_do_nothing()
-            .returning(idempotency_keys.c.request_id)
+        conn = await driver_connection(self.session)
+        # A concurrent duplicate blocks on the key until the first transaction ends.
+        inserted = await conn.fetchval(
+            "INSERT INTO kit_idempotency_keys (scope, request_id, fingerprint) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            scope,
+            request_id,
+            print_,
         )
-        if inserted.first() is not None:
+        if inserted:
             return None
-        row = (
-            await self.session.execute(
-                select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(
-                    idempotency_keys.c.scope == scope,
-                    idempotency_keys.c.request_id == request_id,
-                )
-            )
-        ).one()
-        if row.fingerprint != print_:
+        row = await conn.fetchrow(
+            "SELECT fingerprint, response FROM kit_idempotency_keys "
+            "WHERE scope = $1 AND request_id = $2",
+            scope,
+            request_id,
+        )
+        assert row is not None
+        if row["fingerprint"] != print_:
             raise InvalidArgument(
                 "request_id was already used for a different request",
                 reason="REQUEST_ID_REUSED",
@@ -100,18 +100,17 @@ class IdempotencyKeys:
                 ],
             )
         response = response_type()
-        if row.response is not None:
-            response.ParseFromString(row.response)
+        if row["response"] is not None:
+            response.ParseFromString(row["response"])
         return response
 
     async def store(self, scope: str, request_id: str, response: Message) -> None:
-        await self.session.execute(
-            update(idempotency_keys)
-            .where(
-                idempotency_keys.c.scope == scope,
-                idempotency_keys.c.request_id == request_id,
-            )
-            .values(response=response.SerializeToString(deterministic=True))
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "UPDATE kit_idempotency_keys SET response = $3 WHERE scope = $1 AND request_id = $2",
+            scope,
+            request_id,
+            response.SerializeToString(deterministic=True),
         )
 
 

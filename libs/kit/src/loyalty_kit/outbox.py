@@ -23,14 +23,14 @@ from typing import Any
 import asyncpg
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
-from sqlalchemy import Row, insert, text
+from sqlalchemy import Row, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from loyalty_kit.db import asyncpg_params
+from loyalty_kit.db import asyncpg_params, driver_connection
 from loyalty_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MSG_ID_HEADER, event_subject
 from loyalty_kit.logs import get_logger
-from loyalty_kit.tables import OUTBOX_CHANNEL, outbox
+from loyalty_kit.tables import OUTBOX_CHANNEL
 
 log = get_logger("loyalty.outbox")
 
@@ -47,14 +47,14 @@ class Outbox:
 
     async def add(self, message: Message, *, event_id: uuid.UUID | None = None) -> uuid.UUID:
         event_id = event_id or uuid.uuid4()
-        await self.session.execute(
-            insert(outbox).values(
-                event_id=event_id,
-                subject=event_subject(message, self.namespace),
-                event_type=message.DESCRIPTOR.full_name,
-                payload=message.SerializeToString(deterministic=True),
-                headers={},
-            )
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "INSERT INTO kit_outbox (event_id, subject, event_type, payload) "
+            "VALUES ($1, $2, $3, $4)",
+            event_id,
+            event_subject(message, self.namespace),
+            message.DESCRIPTOR.full_name,
+            message.SerializeToString(deterministic=True),
         )
         return event_id
 
@@ -68,12 +68,14 @@ class OutboxRelay:
         listen_url: URL | None = None,
         batch_size: int = 200,
         poll_seconds: float = 1.0,
+        linger_seconds: float = 0.0,
     ) -> None:
         self.engine = engine
         self.js = js
         self.listen_url = listen_url if listen_url is not None else engine.url
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.linger_seconds = linger_seconds
         self._wake = asyncio.Event()
         self.published = 0
 
@@ -147,6 +149,10 @@ class OutboxRelay:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                # Under load commits arrive back to back: a short linger lets one batch carry
+                # many of them instead of one relay round per commit.
+                if self.linger_seconds:
+                    await asyncio.sleep(self.linger_seconds)
         finally:
             if listener is not None:
                 with contextlib.suppress(Exception):

@@ -156,6 +156,7 @@ class RunningService:
                     ctx.js,
                     batch_size=settings.outbox_batch_size,
                     poll_seconds=settings.outbox_poll_seconds,
+                    linger_seconds=settings.outbox_linger_seconds,
                 )
         elif spec.publishes_events:
             log.warning("LOYALTY_NATS_URL not set: events stay in the outbox", service=spec.name)

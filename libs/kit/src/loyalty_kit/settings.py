@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     housekeeping_interval_seconds: float = Field(default=3600, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_linger_seconds: float = Field(
+        default=0.01, ge=0, description="How long the relay waits after a wake-up to batch more."
+    )
 
     # --- observability ----------------------------------------------------------------------
     log_level: str = "INFO"

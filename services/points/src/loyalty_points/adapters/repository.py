@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from loyalty_kit.db import driver_connection
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,21 +75,26 @@ WITH posting AS (
     INSERT INTO postings (member_id, posting_id, kind, points, pending, available_at, unit,
                           channel, order_id, occurred_at, posted_at, programme_version,
                           breakdown)
-    VALUES (CAST(:member_id AS uuid), CAST(:posting_id AS uuid), 'earn', :points, :pending,
-            :available_at, :unit, :channel, :order_id, :occurred_at, :posted_at,
-            :programme_version, CAST(:breakdown AS jsonb))
+    VALUES ($1::uuid, $2::uuid, 'earn', $3::bigint, $4, $5::timestamptz, $6::text, $7, $8,
+            $9::timestamptz, $10::timestamptz, $11, $12::jsonb)
 ), lot AS (
     INSERT INTO lots (member_id, lot_id, posting_id, earned_unit, points, remaining, status,
                       earned_at, available_at, expires_at)
-    SELECT CAST(:member_id AS uuid), CAST(:lot_id AS uuid), CAST(:posting_id AS uuid), :unit,
-           :points, :points, :status, :occurred_at, :available_at, :expires_at
-    WHERE :points > 0
+    SELECT $1::uuid, $13::uuid, $2::uuid, $6::text, $3::bigint, $3::bigint, $14,
+           $9::timestamptz, $5::timestamptz, $15::timestamptz
+    WHERE $3::bigint > 0
 )
 INSERT INTO lot_movements (member_id, posting_id, lot_id, points, earned_unit, unit, posted_at)
-SELECT CAST(:member_id AS uuid), CAST(:posting_id AS uuid), CAST(:lot_id AS uuid), :points,
-       :unit, :unit, :posted_at
-WHERE :points > 0
+SELECT $1::uuid, $2::uuid, $13::uuid, $3::bigint, $6::text, $6::text, $10::timestamptz
+WHERE $3::bigint > 0
 """
+
+_ACCOUNT = """
+SELECT member_id, state, merged_into, tier, tier_effective_at, available, pending,
+       lifetime_earned, referral_pending
+FROM accounts WHERE member_id = $1
+"""
+_ACCOUNT_FOR_UPDATE = _ACCOUNT + " FOR UPDATE"
 
 
 def new_id() -> str:
@@ -162,22 +168,20 @@ class Ledger:
 
     # --- accounts -----------------------------------------------------------------------------
     async def account(self, member_id: str, *, lock: bool = False) -> Account | None:
-        query = select(t.accounts).where(t.accounts.c.member_id == member_id)
-        if lock:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+        conn = await driver_connection(self.session)
+        row = await conn.fetchrow(_ACCOUNT_FOR_UPDATE if lock else _ACCOUNT, member_id)
         if row is None:
             return None
         return Account(
-            member_id=str(row.member_id),
-            state=row.state,
-            merged_into=str(row.merged_into or ""),
-            tier=row.tier,
-            tier_effective_at=row.tier_effective_at,
-            available=row.available,
-            pending=row.pending,
-            lifetime_earned=row.lifetime_earned,
-            referral_pending=row.referral_pending,
+            member_id=str(row["member_id"]),
+            state=row["state"],
+            merged_into=str(row["merged_into"] or ""),
+            tier=row["tier"],
+            tier_effective_at=row["tier_effective_at"],
+            available=row["available"],
+            pending=row["pending"],
+            lifetime_earned=row["lifetime_earned"],
+            referral_pending=row["referral_pending"],
         )
 
     async def create_account(self, account: Account, now: datetime) -> None:
@@ -199,20 +203,21 @@ class Ledger:
         )
 
     async def save_account(self, account: Account, now: datetime) -> None:
-        await self.session.execute(
-            update(t.accounts)
-            .where(t.accounts.c.member_id == account.member_id)
-            .values(
-                state=account.state,
-                merged_into=account.merged_into or None,
-                tier=account.tier,
-                tier_effective_at=account.tier_effective_at,
-                available=account.available,
-                pending=account.pending,
-                lifetime_earned=account.lifetime_earned,
-                updated_at=now,
-                referral_pending=account.referral_pending,
-            )
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "UPDATE accounts SET state = $2, merged_into = $3, tier = $4, tier_effective_at = $5, "
+            "available = $6, pending = $7, lifetime_earned = $8, updated_at = $9, "
+            "referral_pending = $10 WHERE member_id = $1",
+            account.member_id,
+            account.state,
+            account.merged_into or None,
+            account.tier,
+            account.tier_effective_at,
+            account.available,
+            account.pending,
+            account.lifetime_earned,
+            now,
+            account.referral_pending,
         )
 
     # --- postings -----------------------------------------------------------------------------
@@ -462,12 +467,12 @@ class Ledger:
         )
 
     async def expiring_soon(self, member_id: str, until: datetime) -> int:
-        total = await self.session.scalar(
-            select(func.coalesce(func.sum(t.lots.c.remaining), 0)).where(
-                t.lots.c.member_id == member_id,
-                t.lots.c.status == LotStatus.OPEN.value,
-                t.lots.c.expires_at < until,
-            )
+        conn = await driver_connection(self.session)
+        total = await conn.fetchval(
+            "SELECT coalesce(sum(remaining), 0) FROM lots "
+            "WHERE member_id = $1 AND status = 'open' AND expires_at < $2",
+            member_id,
+            until,
         )
         return int(total or 0)
 
@@ -495,45 +500,43 @@ class Ledger:
     async def claim_order(self, order: OrderRecord) -> bool:
         """Record the order; False if the unit's order id has earned already (one statement
         both checks and claims, and a concurrent duplicate waits for the first to finish)."""
-        claimed = await self.session.execute(
-            pg_insert(t.orders)
-            .values(
-                unit=order.unit,
-                order_id=order.order_id,
-                member_id=order.member_id,
-                posting_id=order.posting_id,
-                lot_id=order.lot_id,
-                currency=order.currency,
-                lines=order.lines,
-                bonus_points=order.bonus_points,
-                bonus_reversed=order.bonus_reversed,
-            )
-            .on_conflict_do_nothing()
-            .returning(t.orders.c.order_id)
+        conn = await driver_connection(self.session)
+        claimed = await conn.fetchval(
+            "INSERT INTO orders (unit, order_id, member_id, posting_id, lot_id, currency, lines, "
+            "bonus_points, bonus_reversed) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            order.unit,
+            order.order_id,
+            order.member_id,
+            order.posting_id,
+            order.lot_id,
+            order.currency,
+            json.dumps(order.lines),
+            order.bonus_points,
+            order.bonus_reversed,
         )
-        return claimed.first() is not None
+        return bool(claimed)
 
     async def add_earn(self, posting: Posting, lot: Lot, available_at: datetime | None) -> None:
         """The earn posting, its lot and the lot's movement in one round trip."""
-        await self.session.execute(
-            text(_ADD_EARN),
-            {
-                "member_id": posting.member_id,
-                "posting_id": posting.posting_id,
-                "points": posting.points,
-                "pending": posting.pending,
-                "available_at": available_at,
-                "unit": posting.unit,
-                "channel": posting.channel,
-                "order_id": posting.order_id,
-                "occurred_at": posting.occurred_at,
-                "posted_at": posting.posted_at,
-                "programme_version": posting.programme_version,
-                "breakdown": json.dumps(posting.breakdown),
-                "lot_id": lot.lot_id,
-                "status": lot.status.value,
-                "expires_at": lot.expires_at,
-            },
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            _ADD_EARN,
+            posting.member_id,
+            posting.posting_id,
+            posting.points,
+            posting.pending,
+            available_at,
+            posting.unit,
+            posting.channel,
+            posting.order_id,
+            posting.occurred_at,
+            posting.posted_at,
+            posting.programme_version,
+            json.dumps(posting.breakdown),
+            lot.lot_id,
+            lot.status.value,
+            lot.expires_at,
         )
 
     async def save_order(self, order: OrderRecord) -> None:
