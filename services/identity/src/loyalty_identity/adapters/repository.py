@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from loyalty_kit.db import driver_connection
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +47,12 @@ LEFT JOIN member_keys k ON k.member_id = m.member_id
 LEFT JOIN profiles p ON p.member_id = m.member_id
 WHERE {where}
 """
+_BY_ID = _AGGREGATE.format(where="m.member_id = $1")
+_BY_ID_FOR_UPDATE = _BY_ID + " FOR UPDATE OF m"
+_BY_IDENTITY = _AGGREGATE.format(
+    where="m.member_id = (SELECT member_id FROM identities "
+    "WHERE identity_type = $1 AND blind_index = $2)"
+)
 
 
 def _field(member_id: str, name: str) -> str:
@@ -158,29 +166,18 @@ class MemberRepository:
         return (await self.owners([identity])).get(identity)
 
     async def get(self, member_id: str, *, lock: bool = False) -> Member | None:
-        where = "m.member_id = :member_id" + (" FOR UPDATE OF m" if lock else "")
-        row = (
-            await self.session.execute(
-                text(_AGGREGATE.format(where=where)), {"member_id": member_id}
-            )
-        ).first()
+        conn = await driver_connection(self.session)
+        row = await conn.fetchrow(_BY_ID_FOR_UPDATE if lock else _BY_ID, member_id)
         return self._member(row) if row is not None else None
 
     async def get_by_identity(self, identity: ChannelIdentity) -> Member | None:
         """The member an identity belongs to, read in one statement (the Resolve hot path)."""
-        where = (
-            "m.member_id = (SELECT member_id FROM identities "
-            "WHERE identity_type = :identity_type AND blind_index = :blind_index)"
-        )
-        row = (
-            await self.session.execute(
-                text(_AGGREGATE.format(where=where)),
-                {"identity_type": identity.type, "blind_index": self.keyring.blind_index(identity)},
-            )
-        ).first()
+        conn = await driver_connection(self.session)
+        row = await conn.fetchrow(_BY_IDENTITY, identity.type, self.keyring.blind_index(identity))
         return self._member(row) if row is not None else None
 
-    def _member(self, row: Any) -> Member:
+    def _member(self, record: Any) -> Member:
+        row = SimpleNamespace(**dict(record.items()))
         member_id = str(row.member_id)
         member = Member(
             member_id=member_id,
