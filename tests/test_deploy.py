@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from loyalty_identity.settings import IdentityKeys
 from loyalty_kit.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -281,11 +282,14 @@ def test_every_loyalty_key_is_a_settings_field_with_a_valid_value() -> None:
                 keys.setdefault(item["name"], item.get("value"))
     loyalty = {k: v for k, v in keys.items() if k.startswith(PREFIX)}
     assert loyalty
-    unknown = sorted(k for k in loyalty if k[len(PREFIX) :].lower() not in Settings.model_fields)
+    own = {f"LOYALTY_IDENTITY_{f.upper()}" for f in IdentityKeys.model_fields}
+    unknown = sorted(
+        k for k in loyalty if k[len(PREFIX) :].lower() not in Settings.model_fields and k not in own
+    )
     assert not unknown, f"not fields of loyalty_kit.settings.Settings: {unknown}"
     # ... and every literal value is one Settings accepts (types, ranges, enums).
     for key, value in loyalty.items():
-        if value is not None:
+        if value is not None and key not in own:
             validated(key[len(PREFIX) :].lower(), value)
 
 
@@ -367,3 +371,13 @@ def test_the_commands_exist(service: str) -> None:
 
 
 # --- the YAML reader itself ---------------------------------------------------------------------
+
+
+def test_the_identity_service_gets_its_keys_from_a_secret() -> None:
+    container = main_container(find("Deployment", "identity"))
+    from_secrets = {
+        item["name"]
+        for item in container.get("env") or []
+        if "secretKeyRef" in (item.get("valueFrom") or {})
+    }
+    assert {"LOYALTY_IDENTITY_KEYS", "LOYALTY_IDENTITY_BLIND_INDEX_KEY"} <= from_secrets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -142,3 +143,22 @@ def test_blind_index_is_keyed_and_deterministic() -> None:
 def test_bad_key_configuration_is_refused(keys: str, index: str) -> None:
     with pytest.raises(KeyConfigError):
         Keyring.parse(keys, index)
+
+
+def test_without_keys_the_service_refuses_to_invent_them_outside_development(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from loyalty_identity.settings import keyring_for
+    from loyalty_kit.settings import Settings
+
+    for name in ("KEYS", "BLIND_INDEX_KEY", "DEV_KEYS"):
+        monkeypatch.delenv(f"LOYALTY_IDENTITY_{name}", raising=False)
+    settings = Settings(data_dir=tmp_path)
+    with pytest.raises(ValueError, match="LOYALTY_IDENTITY_KEYS"):
+        keyring_for(settings)
+    monkeypatch.setenv("LOYALTY_IDENTITY_KEYS", f"k1:{new_key_text()}")
+    with pytest.raises(ValueError, match="both"):
+        keyring_for(settings)
+    monkeypatch.delenv("LOYALTY_IDENTITY_KEYS")
+    monkeypatch.setenv("LOYALTY_IDENTITY_DEV_KEYS", "true")
+    assert keyring_for(settings).active_key_id == "dev1"

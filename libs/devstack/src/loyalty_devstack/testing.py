@@ -28,6 +28,8 @@ from loyalty_devstack.embedded import Infrastructure, drop_run_data, free_port
 @pytest.fixture(scope="session", autouse=True)
 def _json_logs() -> None:
     configure_logging("test", "INFO", "json")
+    # Services started in-process may generate development keys into the test data folder.
+    os.environ.setdefault("LOYALTY_IDENTITY_DEV_KEYS", "true")
 
 
 @pytest.fixture(scope="session")

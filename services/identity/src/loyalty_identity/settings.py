@@ -20,6 +20,12 @@ class IdentityKeys(BaseSettings):
     blind_index_key: str = Field(
         default="", description="Key of the blind index (base64, 32 bytes)."
     )
+    dev_keys: bool = Field(
+        default=False,
+        description="Without configured keys, generate development keys into the data folder "
+        "(`make run` and the tests set this). Off: the service refuses to start without keys, "
+        "so a production replica never invents keys nobody can recover.",
+    )
 
 
 def keyring_for(settings: Settings) -> Keyring:
@@ -29,5 +35,10 @@ def keyring_for(settings: Settings) -> Keyring:
     if configured.keys or configured.blind_index_key:
         raise ValueError(
             "set both LOYALTY_IDENTITY_KEYS and LOYALTY_IDENTITY_BLIND_INDEX_KEY, or neither"
+        )
+    if not configured.dev_keys:
+        raise ValueError(
+            "no keys for personal data: set LOYALTY_IDENTITY_KEYS and "
+            "LOYALTY_IDENTITY_BLIND_INDEX_KEY (or LOYALTY_IDENTITY_DEV_KEYS=true in development)"
         )
     return Keyring.development(settings.data_dir)
