@@ -49,3 +49,13 @@ def _identity_spec() -> ServiceSpec:
     from loyalty_identity.app import SPEC
 
     return SPEC
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def tiers_service(settings: Settings, clock: Clock) -> AsyncIterator[RunningService]:
+    """The tiers service, learning activity from the points service's events."""
+    from loyalty_tiers.app import SPEC
+
+    runner = ServiceRunner(settings)
+    yield await runner.start(SPEC, settings, extras={"clock": clock})
+    await runner.stop_all()

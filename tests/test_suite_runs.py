@@ -84,8 +84,8 @@ def test_the_runner_starts_and_stops_the_whole_suite(suite_env: dict[str, str]) 
         assert any("loyalty suite is up" in line for line in output), "".join(output)
         # A fresh data folder gets the Huayue demo members, loaded through the public RPCs.
         assert (
-            "demo programme: identity: 4 members (4 new); points: programme version 1 published"
-            in "".join(output)
+            "demo programme: identity: 4 members (4 new); points: programme version 1 published;"
+            " tiers: ladder version 1 published" in "".join(output)
         )
         assert asyncio.run(_resolve_demo_member(int(suite_env["LOYALTY_IDENTITY_PORT"]))) == "王*"
 

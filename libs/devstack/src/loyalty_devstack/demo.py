@@ -17,6 +17,8 @@ from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc, programme_pb2
+from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
+from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_kit.caller import Caller
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
@@ -217,8 +219,47 @@ async def load_points(settings: Settings) -> str:
     return f"programme version {stored.programme.version} published"
 
 
+def huayue_ladder() -> tiers_pb.Ladder:
+    """DOMAIN.md's ladder: by 12-month qualifying spend (CNY), silver 5,000; gold 20,000;
+    platinum 80,000; diamond 300,000."""
+
+    def spend(value: str) -> list[tiers_pb.Threshold]:
+        return [tiers_pb.Threshold(metric=tiers_pb.METRIC_QUALIFYING_SPEND, value=value)]
+
+    return tiers_pb.Ladder(
+        window_months=12,
+        tiers=[
+            tiers_pb.Tier(code="basic", name_zh="普卡", name_en="Basic"),
+            tiers_pb.Tier(
+                code="silver", name_zh="银卡", name_en="Silver", thresholds=spend("5000")
+            ),
+            tiers_pb.Tier(code="gold", name_zh="金卡", name_en="Gold", thresholds=spend("20000")),
+            tiers_pb.Tier(
+                code="platinum", name_zh="白金卡", name_en="Platinum", thresholds=spend("80000")
+            ),
+            tiers_pb.Tier(
+                code="diamond", name_zh="钻石卡", name_en="Diamond", thresholds=spend("300000")
+            ),
+        ],
+    )
+
+
+async def load_tiers(settings: Settings) -> str:
+    async with channel(settings.target_of("tiers")) as ch:
+        stub = tiers_service_pb2_grpc.TiersServiceStub(ch)
+        stored = await stub.UpdateLadder(
+            tiers_pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id="demo-ladder-v1"),
+            metadata=DEMO_CALLER.metadata(),
+        )
+    return f"ladder version {stored.ladder.version} published"
+
+
 # (service, loader) in dependency order.
-LOADERS: list[tuple[str, Loader]] = [("identity", load_identity), ("points", load_points)]
+LOADERS: list[tuple[str, Loader]] = [
+    ("identity", load_identity),
+    ("points", load_points),
+    ("tiers", load_tiers),
+]
 
 
 async def load(settings: Settings) -> str:

@@ -1,18 +1,76 @@
-"""The tiers service as the kit runs it: its gRPC services, migrations, consumers and jobs."""
+"""The tiers service as the kit runs it: the servicer and the points events it learns from."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
 import grpc
+from loyalty.points.v1 import events_pb2 as points_events
+from loyalty.tiers.v1 import tiers_service_pb2_grpc
+from loyalty_kit.events import EventMeta
+from loyalty_kit.inbox import EventConsumer
 from loyalty_kit.server import ServiceContext, ServiceSpec
+from loyalty_kit.timestamps import moment
+
+from loyalty_tiers.entrypoints.servicer import SERVICE, TiersServicer
+from loyalty_tiers.service_layer import handlers
+from loyalty_tiers.service_layer.uow import TiersUnitOfWork
+
+
+def _clock(context: ServiceContext) -> Any:
+    return context.extras.get("clock", handlers.utc_now)
 
 
 def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:
-    """No RPCs yet: the service's contract lands with its own issue."""
+    servicer = TiersServicer(context, _clock(context))
+    tiers_service_pb2_grpc.add_TiersServiceServicer_to_server(servicer, server)
+
+
+def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
+    assert context.sessions is not None
+    sessions, namespace, clock = context.sessions, context.settings.event_namespace, _clock(context)
+    activity = EventConsumer(
+        "tiers-activity",
+        "points",
+        lambda: TiersUnitOfWork(sessions, namespace),
+        namespace=namespace,
+    )
+
+    async def earned(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.record_activity(
+            uow,
+            e.member_id,
+            e.posting_id,
+            moment(e.occurred_at),
+            Decimal(e.qualifying_spend_base.amount or "0"),
+            e.points,
+            1,
+            clock(),
+        )
+
+    async def reversed_(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.record_activity(
+            uow,
+            e.member_id,
+            e.posting_id,
+            moment(e.occurred_at),
+            -Decimal(e.qualifying_spend_base.amount or "0"),
+            -e.points,
+            0,
+            clock(),
+        )
+
+    activity.on(points_events.PointsEarned, earned)
+    activity.on(points_events.PointsReversed, reversed_)
+    return [activity]
 
 
 SPEC = ServiceSpec(
     name="tiers",
-    service_names=(),
+    service_names=(SERVICE,),
     add_servicers=add_servicers,
     migrations="loyalty_tiers:migrations",
+    consumers=consumers,
 )

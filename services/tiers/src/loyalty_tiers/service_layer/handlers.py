@@ -1,0 +1,119 @@
+"""Use cases of the tiers service, each inside one unit of work.
+
+Activity arrives as points events; each is recorded once (by its posting id) and the member's
+tier is re-judged at once: an upgrade happens seconds after the purchase. Refunds reduce the
+activity but never downgrade on the spot; retention is judged at the end of the tier year.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from loyalty.tiers.v1 import events_pb2
+from loyalty_kit.errors import FailedPrecondition
+from loyalty_kit.timestamps import timestamp
+
+from loyalty_tiers.adapters.repository import MemberTier
+from loyalty_tiers.domain.ladder import Activity, Ladder, Metric
+from loyalty_tiers.service_layer.uow import TiersUnitOfWork
+
+TIER_YEAR_MONTHS = 12
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+class NoLadder(FailedPrecondition):
+    reason = "NO_LADDER"
+
+    def __init__(self) -> None:
+        super().__init__("no tier ladder is in force: publish one with UpdateLadder")
+
+
+async def ladder(uow: TiersUnitOfWork) -> Ladder:
+    found = await uow.tiers.ladder()
+    if found is None:
+        raise NoLadder()
+    return found
+
+
+async def publish_ladder(uow: TiersUnitOfWork, new: Ladder) -> Ladder:
+    new.validate()
+    new.version = await uow.tiers.add_ladder(new)
+    return new
+
+
+async def record_activity(
+    uow: TiersUnitOfWork,
+    member_id: str,
+    event_id: str,
+    occurred_at: datetime,
+    spend: Decimal,
+    points: int,
+    visits: int,
+    now: datetime,
+) -> None:
+    if await uow.tiers.record_activity(member_id, event_id, occurred_at, spend, points, visits):
+        await judge_upgrade(uow, member_id, now)
+
+
+async def judge_upgrade(uow: TiersUnitOfWork, member_id: str, now: datetime) -> MemberTier:
+    rules = await uow.tiers.ladder()
+    current = await uow.tiers.member_tier(member_id, lock=True)
+    if rules is None:
+        return current or MemberTier(member_id, "", now, None)
+    if current is None:
+        current = MemberTier(member_id, rules.tiers[0].code, now, None)
+        await uow.tiers.save_member_tier(current)
+        current = await uow.tiers.member_tier(member_id, lock=True)
+        assert current is not None
+    window = await uow.tiers.activity(member_id, add_months(now, -rules.window_months), now)
+    supported = rules.supported(window)
+    if supported <= rules.index_of(current.tier):
+        return current  # never a downgrade here: the tier year decides
+    upgraded = MemberTier(
+        member_id, rules.tiers[supported].code, now, add_months(now, TIER_YEAR_MONTHS)
+    )
+    await uow.tiers.save_member_tier(upgraded)
+    await uow.tiers.add_history(member_id, current.tier, upgraded.tier, "qualified", now)
+    event = events_pb2.TierChanged(
+        member_id=member_id,
+        from_tier=current.tier,
+        to_tier=upgraded.tier,
+        reason="qualified",
+        effective_at=timestamp(now),
+    )
+    assert upgraded.tier_year_end is not None
+    event.tier_year_end.CopyFrom(timestamp(upgraded.tier_year_end))
+    await uow.outbox.add(event)
+    return upgraded
+
+
+@dataclass
+class TierView:
+    member: MemberTier
+    next_tier: str
+    progress: list[tuple[Metric, Decimal, Decimal]]
+
+
+async def member_view(uow: TiersUnitOfWork, member_id: str, now: datetime) -> TierView:
+    rules = await ladder(uow)
+    member = await uow.tiers.member_tier(member_id) or MemberTier(
+        member_id, rules.tiers[0].code, now, None
+    )
+    window: Activity = await uow.tiers.activity(
+        member_id, add_months(now, -rules.window_months), now
+    )
+    next_tier, progress = rules.progress(rules.index_of(member.tier), window)
+    return TierView(member, next_tier, progress)
