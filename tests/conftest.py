@@ -54,8 +54,11 @@ def _identity_spec() -> ServiceSpec:
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def tiers_service(settings: Settings, clock: Clock) -> AsyncIterator[RunningService]:
     """The tiers service, learning activity from the points service's events."""
+    import os
+
     from loyalty_tiers.app import SPEC
 
+    os.environ["LOYALTY_TIERS_JOB_INTERVAL_SECONDS"] = "3600"  # tests drive RunYearEnd
     runner = ServiceRunner(settings)
     yield await runner.start(SPEC, settings, extras={"clock": clock})
     await runner.stop_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, timedelta
 from typing import Any
 
 import grpc
@@ -14,6 +15,7 @@ from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_devstack.demo import huayue_ladder
 from loyalty_kit.server import RunningService
+from loyalty_kit.timestamps import timestamp
 
 from tests.points.conftest import ADMIN, Points, rid
 from tests.support.clients import As
@@ -99,3 +101,49 @@ async def test_a_ladder_whose_thresholds_do_not_increase_is_refused(tiers: Any) 
         tiers.UpdateLadder(pb.UpdateLadderRequest(ladder=ladder, request_id=uuid.uuid4().hex))
     )
     assert failure.fields == ["ladder.tiers[1].thresholds[0].value"]
+
+
+async def test_a_tier_year_with_enough_activity_keeps_the_tier_and_one_without_drops_a_level(
+    points: Points, tiers: Any
+) -> None:
+    member = await points.member()
+    await points.earn(member, "mall", "21000.00")
+    gold = await tier_of(tiers, member, "gold")
+    year_end = gold.tier_year_end.ToDatetime(tzinfo=UTC)
+    # The tier year starts at the upgrade: what counts for retention is spent after it.
+    await points.earn(member, "hotel", "5000.00")  # spend counts in CNY, whatever the unit
+    await points.earn(member, "mall", "5000.00")
+    for _ in range(200):
+        current = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))
+        if current.progress and current.progress[0].current == "31000.00":
+            break
+        await asyncio.sleep(0.05)
+
+    first = await tiers.RunYearEnd(
+        pb.RunYearEndRequest(as_of=timestamp(year_end + timedelta(days=1)))
+    )
+    assert first.judged >= 1
+    kept = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))
+    assert kept.tier == "gold"  # 10,000 spent in the tier year: half of gold's 20,000
+    again = await tiers.RunYearEnd(
+        pb.RunYearEndRequest(as_of=timestamp(year_end + timedelta(days=1)))
+    )
+    assert again.judged == 0  # idempotent: that year is judged
+
+    second_end = kept.tier_year_end.ToDatetime(tzinfo=UTC)
+    second = await tiers.RunYearEnd(
+        pb.RunYearEndRequest(as_of=timestamp(second_end + timedelta(days=1)))
+    )
+    assert second.downgraded >= 1
+    dropped = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))
+    assert dropped.tier == "silver"  # nothing spent in the second year: one level down
+    history = await tiers.ListTierHistory(pb.ListTierHistoryRequest(member=member))
+    assert [(c.from_tier, c.to_tier, c.reason) for c in history.changes][:2] == [
+        ("gold", "silver", "downgraded"),
+        ("gold", "gold", "retained"),
+    ]
+    for _ in range(200):  # points learns it from TierChanged
+        if (await points.balance(member)).tier == "silver":
+            break
+        await asyncio.sleep(0.05)
+    assert (await points.balance(member)).tier == "silver"

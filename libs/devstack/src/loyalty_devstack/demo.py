@@ -221,25 +221,30 @@ async def load_points(settings: Settings) -> str:
 
 def huayue_ladder() -> tiers_pb.Ladder:
     """DOMAIN.md's ladder: by 12-month qualifying spend (CNY), silver 5,000; gold 20,000;
-    platinum 80,000; diamond 300,000."""
+    platinum 80,000; diamond 300,000. A tier is kept with at least half its threshold in the
+    tier year, otherwise the member drops one level."""
 
     def spend(value: str) -> list[tiers_pb.Threshold]:
         return [tiers_pb.Threshold(metric=tiers_pb.METRIC_QUALIFYING_SPEND, value=value)]
 
+    def tier(code: str, zh: str, en: str, threshold: int) -> tiers_pb.Tier:
+        return tiers_pb.Tier(
+            code=code,
+            name_zh=zh,
+            name_en=en,
+            thresholds=spend(str(threshold)),
+            retention_thresholds=spend(str(threshold // 2)),
+        )
+
     return tiers_pb.Ladder(
         window_months=12,
+        downgrade_policy=tiers_pb.DOWNGRADE_POLICY_ONE_LEVEL,
         tiers=[
             tiers_pb.Tier(code="basic", name_zh="普卡", name_en="Basic"),
-            tiers_pb.Tier(
-                code="silver", name_zh="银卡", name_en="Silver", thresholds=spend("5000")
-            ),
-            tiers_pb.Tier(code="gold", name_zh="金卡", name_en="Gold", thresholds=spend("20000")),
-            tiers_pb.Tier(
-                code="platinum", name_zh="白金卡", name_en="Platinum", thresholds=spend("80000")
-            ),
-            tiers_pb.Tier(
-                code="diamond", name_zh="钻石卡", name_en="Diamond", thresholds=spend("300000")
-            ),
+            tier("silver", "银卡", "Silver", 5_000),
+            tier("gold", "金卡", "Gold", 20_000),
+            tier("platinum", "白金卡", "Platinum", 80_000),
+            tier("diamond", "钻石卡", "Diamond", 300_000),
         ],
     )
 

@@ -10,12 +10,12 @@ retrying later than that gets a new operation); consumers remember events for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from loyalty_kit.jobs import every
 from loyalty_kit.logs import get_logger
 from loyalty_kit.settings import Settings
 
@@ -56,12 +56,9 @@ async def purge(engine: AsyncEngine, settings: Settings, now: datetime | None = 
 
 
 async def run(engine: AsyncEngine, settings: Settings, stopping: asyncio.Event) -> None:
-    while not stopping.is_set():
-        try:
-            deleted = await purge(engine, settings)
-            if deleted:
-                log.info("housekeeping", deleted=deleted)
-        except Exception:
-            log.exception("housekeeping failed; retrying later")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), settings.housekeeping_interval_seconds)
+    async def once() -> None:
+        deleted = await purge(engine, settings)
+        if deleted:
+            log.info("housekeeping", deleted=deleted)
+
+    await every(settings.housekeeping_interval_seconds, stopping, once, "housekeeping")

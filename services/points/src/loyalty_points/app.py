@@ -3,8 +3,6 @@ and the scheduled jobs (pending activation, expiry)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,6 +14,7 @@ from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty.tiers.v1 import events_pb2 as tier_events
 from loyalty_kit.events import EventMeta
 from loyalty_kit.inbox import EventConsumer
+from loyalty_kit.jobs import every
 from loyalty_kit.logs import get_logger
 from loyalty_kit.server import Job, ServiceContext, ServiceSpec
 from loyalty_kit.timestamps import moment
@@ -100,27 +99,24 @@ def jobs(context: ServiceContext) -> Sequence[Job]:
     interval = PointsSettings().job_interval_seconds
     clock = _clock(context)
 
+    async def once() -> None:
+        now = clock()
+        activated = await handlers.run_in_chunks(
+            lambda: _uow(context), functools.partial(_activate, as_of=now)
+        )
+        expired = await handlers.run_in_chunks(
+            lambda: _uow(context), functools.partial(_expire, as_of=now)
+        )
+        if activated.items or expired.items:
+            log.info(
+                "scheduled jobs",
+                activated_points=activated.points,
+                expired_points=expired.points,
+                expired_members=expired.members,
+            )
+
     async def scheduled() -> None:
-        while not context.stopping.is_set():
-            now = clock()
-            try:
-                activated = await handlers.run_in_chunks(
-                    lambda: _uow(context), functools.partial(_activate, as_of=now)
-                )
-                expired = await handlers.run_in_chunks(
-                    lambda: _uow(context), functools.partial(_expire, as_of=now)
-                )
-                if activated.items or expired.items:
-                    log.info(
-                        "scheduled jobs",
-                        activated_points=activated.points,
-                        expired_points=expired.points,
-                        expired_members=expired.members,
-                    )
-            except Exception:
-                log.exception("scheduled points jobs failed; retrying next interval")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(context.stopping.wait(), interval)
+        await every(interval, context.stopping, once, "points-pending-and-expiry")
 
     return [scheduled]
 

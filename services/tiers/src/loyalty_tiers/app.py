@@ -11,8 +11,11 @@ from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_kit.events import EventMeta
 from loyalty_kit.inbox import EventConsumer
-from loyalty_kit.server import ServiceContext, ServiceSpec
+from loyalty_kit.jobs import every
+from loyalty_kit.server import Job, ServiceContext, ServiceSpec
 from loyalty_kit.timestamps import moment
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_tiers.entrypoints.servicer import SERVICE, TiersServicer
 from loyalty_tiers.service_layer import handlers
@@ -67,10 +70,32 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     return [activity]
 
 
+class TiersSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_TIERS_", extra="ignore")
+
+    job_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often ended tier years are judged."
+    )
+
+
+def jobs(context: ServiceContext) -> Sequence[Job]:
+    assert context.sessions is not None
+    sessions, namespace, clock = context.sessions, context.settings.event_namespace, _clock(context)
+
+    async def once() -> None:
+        await handlers.run_year_end(lambda: TiersUnitOfWork(sessions, namespace), clock(), 500)
+
+    async def scheduled() -> None:
+        await every(TiersSettings().job_interval_seconds, context.stopping, once, "tier-year-end")
+
+    return [scheduled]
+
+
 SPEC = ServiceSpec(
     name="tiers",
     service_names=(SERVICE,),
     add_servicers=add_servicers,
     migrations="loyalty_tiers:migrations",
     consumers=consumers,
+    jobs=jobs,
 )

@@ -114,6 +114,17 @@ class TierStore:
             member.tier_year_end,
         )
 
+    async def members_due(self, as_of: datetime, limit: int) -> list[str]:
+        """Members whose tier year has ended by `as_of`, soonest first."""
+        conn = await driver_connection(self.session)
+        rows = await conn.fetch(
+            "SELECT member_id FROM member_tiers WHERE tier_year_end <= $1 "
+            "ORDER BY tier_year_end LIMIT $2",
+            as_of,
+            limit,
+        )
+        return [str(r["member_id"]) for r in rows]
+
     async def add_history(
         self, member_id: str, from_tier: str, to_tier: str, reason: str, at: datetime
     ) -> None:

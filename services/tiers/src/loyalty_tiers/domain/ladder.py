@@ -32,12 +32,19 @@ class TierRule:
     thresholds: dict[Metric, Decimal] = field(default_factory=dict)
     combine_all: bool = False
     welcome_gift_code: str = ""
+    retention: dict[Metric, Decimal] = field(default_factory=dict)
+
+    def _met(self, rule: dict[Metric, Decimal], activity: Activity) -> bool:
+        if not rule:
+            return True
+        met = [activity.get(m, Decimal(0)) >= v for m, v in rule.items()]
+        return all(met) if self.combine_all else any(met)
 
     def qualifies(self, activity: Activity) -> bool:
-        if not self.thresholds:
-            return True
-        met = [activity.get(m, Decimal(0)) >= v for m, v in self.thresholds.items()]
-        return all(met) if self.combine_all else any(met)
+        return self._met(self.thresholds, activity)
+
+    def retained(self, activity: Activity) -> bool:
+        return self._met(self.retention, activity)
 
 
 @dataclass
@@ -45,6 +52,15 @@ class Ladder:
     version: int
     tiers: list[TierRule]
     window_months: int = 12
+    downgrade_to_supported: bool = False
+
+    def after_tier_year(self, current: int, year: Activity) -> int:
+        """The tier index after a tier year with this activity: kept, or moved down."""
+        if current == 0 or self.tiers[current].retained(year):
+            return current
+        if self.downgrade_to_supported:
+            return min(self.supported(year), current - 1)
+        return current - 1
 
     def validate(self) -> None:
         problems = Violations()
@@ -112,6 +128,7 @@ def decimal_of(text: str, field: str) -> Decimal:
 def ladder_to_json(ladder: Ladder) -> dict[str, Any]:
     return {
         "window_months": ladder.window_months,
+        "downgrade_to_supported": ladder.downgrade_to_supported,
         "tiers": [
             {
                 "code": t.code,
@@ -120,6 +137,7 @@ def ladder_to_json(ladder: Ladder) -> dict[str, Any]:
                 "thresholds": {m.value: str(v) for m, v in t.thresholds.items()},
                 "combine_all": t.combine_all,
                 "welcome_gift_code": t.welcome_gift_code,
+                "retention": {m.value: str(v) for m, v in t.retention.items()},
             }
             for t in ladder.tiers
         ],
@@ -130,6 +148,7 @@ def ladder_from_json(version: int, data: dict[str, Any]) -> Ladder:
     return Ladder(
         version=version,
         window_months=int(data["window_months"]),
+        downgrade_to_supported=bool(data.get("downgrade_to_supported", False)),
         tiers=[
             TierRule(
                 code=t["code"],
@@ -138,6 +157,7 @@ def ladder_from_json(version: int, data: dict[str, Any]) -> Ladder:
                 thresholds={Metric(m): Decimal(v) for m, v in t["thresholds"].items()},
                 combine_all=bool(t["combine_all"]),
                 welcome_gift_code=t["welcome_gift_code"],
+                retention={Metric(m): Decimal(v) for m, v in t.get("retention", {}).items()},
             )
             for t in data["tiers"]
         ],

@@ -11,12 +11,12 @@ import grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_kit.caller import current_caller, require_scope
-from loyalty_kit.errors import InvalidArgument, Violations
+from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.idempotency import run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of
 from loyalty_kit.server import ServiceContext
-from loyalty_kit.timestamps import timestamp
+from loyalty_kit.timestamps import moment, timestamp
 
 from loyalty_tiers.domain.ladder import Ladder, Metric, TierRule, decimal_of
 from loyalty_tiers.service_layer import handlers
@@ -37,18 +37,23 @@ def ladder_from(message: pb.Ladder) -> Ladder:
     problems = Violations()
     by_value = {v: m for m, v in METRICS.items()}
     tiers: list[TierRule] = []
-    for i, tier in enumerate(message.tiers):
-        thresholds: dict[Metric, Decimal] = {}
-        for j, threshold in enumerate(tier.thresholds):
-            where = f"ladder.tiers[{i}].thresholds[{j}]"
+
+    def rule(items: Any, where: str) -> dict[Metric, Decimal]:
+        found: dict[Metric, Decimal] = {}
+        for j, threshold in enumerate(items):
             metric = by_value.get(threshold.metric)
             if metric is None:
-                problems.add(f"{where}.metric", "QUALIFYING_SPEND, POINTS_EARNED or VISITS")
+                problems.add(f"{where}[{j}].metric", "QUALIFYING_SPEND, POINTS_EARNED or VISITS")
                 continue
             try:
-                thresholds[metric] = decimal_of(threshold.value, f"{where}.value")
+                found[metric] = decimal_of(threshold.value, f"{where}[{j}].value")
             except InvalidArgument as error:
                 problems.items.extend(error.field_violations)
+        return found
+
+    for i, tier in enumerate(message.tiers):
+        thresholds = rule(tier.thresholds, f"ladder.tiers[{i}].thresholds")
+        retention = rule(tier.retention_thresholds, f"ladder.tiers[{i}].retention_thresholds")
         tiers.append(
             TierRule(
                 code=tier.code.strip(),
@@ -57,10 +62,16 @@ def ladder_from(message: pb.Ladder) -> Ladder:
                 thresholds=thresholds,
                 combine_all=tier.combine == pb.COMBINE_ALL,
                 welcome_gift_code=tier.welcome_gift_code,
+                retention=retention,
             )
         )
     problems.raise_if_any()
-    return Ladder(version=0, tiers=tiers, window_months=message.window_months or 12)
+    return Ladder(
+        version=0,
+        tiers=tiers,
+        window_months=message.window_months or 12,
+        downgrade_to_supported=message.downgrade_policy == pb.DOWNGRADE_POLICY_TO_SUPPORTED,
+    )
 
 
 def ladder_message(ladder: Ladder) -> pb.Ladder:
@@ -77,9 +88,17 @@ def ladder_message(ladder: Ladder) -> pb.Ladder:
                 ],
                 combine=pb.COMBINE_ALL if t.combine_all else pb.COMBINE_ANY,
                 welcome_gift_code=t.welcome_gift_code,
+                retention_thresholds=[
+                    pb.Threshold(metric=METRICS[m], value=str(v)) for m, v in t.retention.items()
+                ],
             )
             for t in ladder.tiers
         ],
+        downgrade_policy=(
+            pb.DOWNGRADE_POLICY_TO_SUPPORTED
+            if ladder.downgrade_to_supported
+            else pb.DOWNGRADE_POLICY_ONE_LEVEL
+        ),
     )
 
 
@@ -138,6 +157,19 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         if view.member.tier_year_end is not None:
             response.tier_year_end.CopyFrom(timestamp(view.member.tier_year_end))
         return response
+
+    async def RunYearEnd(
+        self, request: pb.RunYearEndRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunYearEndResponse:
+        require_scope("admin")
+        if request.chunk_size < 0:
+            raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
+        now = self.clock()
+        as_of = moment(request.as_of) if request.HasField("as_of") else now
+        total = await handlers.run_year_end(self.uow, as_of, request.chunk_size or 500)
+        return pb.RunYearEndResponse(
+            judged=total.judged, retained=total.retained, downgraded=total.downgraded
+        )
 
     async def ListTierHistory(
         self, request: pb.ListTierHistoryRequest, context: grpc.aio.ServicerContext

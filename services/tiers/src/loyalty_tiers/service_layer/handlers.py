@@ -8,6 +8,7 @@ activity but never downgrade on the spot; retention is judged at the end of the 
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -86,18 +87,80 @@ async def judge_upgrade(uow: TiersUnitOfWork, member_id: str, now: datetime) -> 
         member_id, rules.tiers[supported].code, now, add_months(now, TIER_YEAR_MONTHS)
     )
     await uow.tiers.save_member_tier(upgraded)
-    await uow.tiers.add_history(member_id, current.tier, upgraded.tier, "qualified", now)
-    event = events_pb2.TierChanged(
-        member_id=member_id,
-        from_tier=current.tier,
-        to_tier=upgraded.tier,
-        reason="qualified",
-        effective_at=timestamp(now),
-    )
-    assert upgraded.tier_year_end is not None
-    event.tier_year_end.CopyFrom(timestamp(upgraded.tier_year_end))
-    await uow.outbox.add(event)
+    await _announce(uow, current.tier, upgraded, "qualified", now)
     return upgraded
+
+
+async def _announce(
+    uow: TiersUnitOfWork, before: str, after: MemberTier, reason: str, at: datetime
+) -> None:
+    await uow.tiers.add_history(after.member_id, before, after.tier, reason, at)
+    event = events_pb2.TierChanged(
+        member_id=after.member_id,
+        from_tier=before,
+        to_tier=after.tier,
+        reason=reason,
+        effective_at=timestamp(at),
+    )
+    if after.tier_year_end is not None:
+        event.tier_year_end.CopyFrom(timestamp(after.tier_year_end))
+    await uow.outbox.add(event)
+
+
+@dataclass
+class YearEnd:
+    judged: int = 0
+    retained: int = 0
+    downgraded: int = 0
+
+
+async def year_end_chunk(uow: TiersUnitOfWork, as_of: datetime, chunk: int) -> tuple[YearEnd, bool]:
+    """Judge the tier years that ended by `as_of`, for up to `chunk` members. Each judgement
+    moves the member's tier year on, so running again judges nothing twice; a member whose
+    several years passed unjudged is judged year by year."""
+    rules = await ladder(uow)
+    result = YearEnd()
+    members = await uow.tiers.members_due(as_of, chunk)
+    for member_id in members:
+        member = await uow.tiers.member_tier(member_id, lock=True)
+        if member is None or member.tier_year_end is None or member.tier_year_end > as_of:
+            continue  # judged meanwhile by another replica
+        end = member.tier_year_end
+        year = await uow.tiers.activity(member_id, add_months(end, -TIER_YEAR_MONTHS), end)
+        current = rules.index_of(member.tier)
+        after = rules.after_tier_year(current, year)
+        result.judged += 1
+        if after == current:
+            kept = MemberTier(
+                member_id, member.tier, member.since, add_months(end, TIER_YEAR_MONTHS)
+            )
+            await uow.tiers.save_member_tier(kept)
+            await _announce(uow, member.tier, kept, "retained", end)
+            result.retained += 1
+        else:
+            lower = rules.tiers[after].code
+            moved = MemberTier(
+                member_id, lower, end, add_months(end, TIER_YEAR_MONTHS) if after > 0 else None
+            )
+            await uow.tiers.save_member_tier(moved)
+            await _announce(uow, member.tier, moved, "downgraded", end)
+            result.downgraded += 1
+    return result, len(members) < chunk
+
+
+async def run_year_end(
+    uow_factory: Callable[[], TiersUnitOfWork], as_of: datetime, chunk: int
+) -> YearEnd:
+    total = YearEnd()
+    while True:
+        async with uow_factory() as uow:
+            part, done = await year_end_chunk(uow, as_of, chunk)
+            await uow.commit()
+        total.judged += part.judged
+        total.retained += part.retained
+        total.downgraded += part.downgraded
+        if done or part.judged == 0:
+            return total
 
 
 @dataclass
