@@ -243,6 +243,22 @@ def _positive_points(points: int, field: str = "points") -> None:
         raise InvalidArgument.of([FieldViolation(field, f"a whole number from 1 to {MAX_POINTS}")])
 
 
+async def _credit(
+    uow: PointsUnitOfWork, account: Account, posting: Posting, expires_at: datetime | None
+) -> None:
+    """Points a posting adds to the member: a new open lot at the posting's unit."""
+    lot = Lot(new_id(), posting.unit, posting.points, posting.posted_at, expires_at)
+    await uow.ledger.add_lot(account.member_id, lot, posting.posting_id, posting.points, None)
+    await uow.ledger.move(
+        account.member_id,
+        posting.posting_id,
+        [(lot, posting.points)],
+        posting.unit,
+        posting.posted_at,
+    )
+    account.available += posting.points
+
+
 async def _take(
     uow: PointsUnitOfWork,
     account: Account,
@@ -529,10 +545,7 @@ async def adjust(
     )
     await uow.ledger.add_posting(posting)
     if points > 0:
-        lot = Lot(new_id(), unit, points, now, programme.expiry_of(now))
-        await uow.ledger.add_lot(member_id, lot, posting.posting_id, points, None)
-        await uow.ledger.move(member_id, posting.posting_id, [(lot, points)], unit, now)
-        account.available += points
+        await _credit(uow, account, posting, programme.expiry_of(now))
     else:
         await _take(uow, account, -points, posting)
     await uow.ledger.save_account(account, now)
@@ -967,10 +980,7 @@ async def exchange_from_partner(
         breakdown={"partner": partner, "partner_units": partner_units},
     )
     await uow.ledger.add_posting(posting)
-    lot = Lot(new_id(), unit, points, now, programme.expiry_of(now))
-    await uow.ledger.add_lot(member_id, lot, posting.posting_id, points, None)
-    await uow.ledger.move(member_id, posting.posting_id, [(lot, points)], unit, now)
-    account.available += points
+    await _credit(uow, account, posting, programme.expiry_of(now))
     await uow.ledger.save_account(account, now)
     await uow.outbox.add(
         events_pb2.PartnerExchanged(
@@ -1106,10 +1116,7 @@ async def reward_referral(
             reason=f"referral of {referee.member_id} by {referral[0]}",
         )
         await uow.ledger.add_posting(posting)
-        lot = Lot(new_id(), GROUP, points, now, programme.expiry_of(now))
-        await uow.ledger.add_lot(account.member_id, lot, posting.posting_id, points, None)
-        await uow.ledger.move(account.member_id, posting.posting_id, [(lot, points)], GROUP, now)
-        account.available += points
+        await _credit(uow, account, posting, programme.expiry_of(now))
         if account is not referee:  # the earn saves the referee's account
             await uow.ledger.save_account(account, now)
     await uow.outbox.add(
