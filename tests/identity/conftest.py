@@ -13,6 +13,7 @@ from loyalty_kit.server import RunningService
 from tests.support.clients import As
 
 MALL_POS = Caller(unit="mall", client_id="mall-pos", scopes=frozenset({"earn"}))
+ADMIN = Caller(unit="group", client_id="identity-admin", scopes=frozenset({"admin"}))
 SERVICE_DESK = Caller(unit="mall", client_id="service-desk", scopes=frozenset({PERSONAL_DATA_READ}))
 
 

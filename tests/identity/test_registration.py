@@ -11,7 +11,7 @@ from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import member_pb2
 
-from tests.identity.conftest import MALL_POS, SERVICE_DESK, IdentityClient
+from tests.identity.conftest import ADMIN, MALL_POS, SERVICE_DESK, IdentityClient
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -233,7 +233,14 @@ async def test_identity_types_are_data(identity: IdentityClient) -> None:
     codes = [t.code for t in types.identity_types]
     assert {"phone", "email", "wechat_openid", "wechat_unionid", "store_card"} <= set(codes)
     assert codes == sorted(codes)
-    await identity.as_(MALL_POS).UpsertIdentityType(
+    alipay = pb.UpsertIdentityTypeRequest(
+        identity_type=member_pb2.IdentityType(
+            code="alipay_uid", kind=member_pb2.IDENTITY_KIND_TOKEN, pattern=r"2088[0-9]{12}"
+        )
+    )
+    refused = await fails(identity.as_(MALL_POS).UpsertIdentityType(alipay))
+    assert (refused.code, refused.reason) == (grpc.StatusCode.PERMISSION_DENIED, "SCOPE_REQUIRED")
+    await identity.as_(ADMIN).UpsertIdentityType(
         pb.UpsertIdentityTypeRequest(
             identity_type=member_pb2.IdentityType(
                 code="alipay_uid",
@@ -252,5 +259,5 @@ async def test_identity_types_are_data(identity: IdentityClient) -> None:
     bad = pb.UpsertIdentityTypeRequest(
         identity_type=member_pb2.IdentityType(code="X", kind=member_pb2.IDENTITY_KIND_TOKEN)
     )
-    failure = await fails(identity.as_(MALL_POS).UpsertIdentityType(bad))
+    failure = await fails(identity.as_(ADMIN).UpsertIdentityType(bad))
     assert failure.fields == ["identity_type.code", "identity_type.pattern"]

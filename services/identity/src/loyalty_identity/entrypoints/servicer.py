@@ -16,7 +16,7 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
-from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller
+from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller, require_scope
 from loyalty_kit.errors import PermissionDenied
 from loyalty_kit.idempotency import run_idempotent
 from loyalty_kit.pagination import next_token, read_page
@@ -291,6 +291,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def UpsertIdentityType(
         self, request: pb.UpsertIdentityTypeRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertIdentityTypeResponse:
+        require_scope("admin")
         identity_type = convert.identity_type_from(request.identity_type)
         async with self.uow() as uow:
             stored = await handlers.upsert_identity_type(uow, identity_type)
