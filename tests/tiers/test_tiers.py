@@ -147,3 +147,21 @@ async def test_a_tier_year_with_enough_activity_keeps_the_tier_and_one_without_d
             break
         await asyncio.sleep(0.05)
     assert (await points.balance(member)).tier == "silver"
+
+
+async def test_a_merge_combines_activity_and_keeps_the_higher_tier(
+    points: Points, tiers: Any
+) -> None:
+    from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+
+    silver_member, other = await points.member(), await points.member()
+    await points.earn(silver_member, "mall", "6000.00")
+    await points.earn(other, "mall", "15000.00")
+    await tier_of(tiers, silver_member, "silver")
+    await tier_of(tiers, other, "silver")
+    await points.identity().MergeMembers(
+        identity_pb.MergeMembersRequest(survivor=silver_member, absorbed=other, request_id=rid())
+    )
+    # 6,000 + 15,000 in the window: together they reach gold.
+    merged = await tier_of(tiers, silver_member, "gold")
+    assert merged.next_tier == "platinum"

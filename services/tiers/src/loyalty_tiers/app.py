@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
+from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_kit.events import EventMeta
@@ -67,7 +68,19 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
 
     activity.on(points_events.PointsEarned, earned)
     activity.on(points_events.PointsReversed, reversed_)
-    return [activity]
+
+    members = EventConsumer(
+        "tiers-members",
+        "identity",
+        lambda: TiersUnitOfWork(sessions, namespace),
+        namespace=namespace,
+    )
+
+    async def merged(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
+
+    members.on(identity_events.MemberMerged, merged)
+    return [activity, members]
 
 
 class TiersSettings(BaseSettings):

@@ -114,6 +114,14 @@ class TierStore:
             member.tier_year_end,
         )
 
+    async def move_member(self, absorbed: str, survivor: str) -> None:
+        """A merge: the absorbed member's activity and history become the survivor's."""
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "UPDATE activity SET member_id = $2 WHERE member_id = $1", absorbed, survivor
+        )
+        await conn.execute("DELETE FROM member_tiers WHERE member_id = $1", absorbed)
+
     async def members_due(self, as_of: datetime, limit: int) -> list[str]:
         """Members whose tier year has ended by `as_of`, soonest first."""
         conn = await driver_connection(self.session)

@@ -107,6 +107,28 @@ async def _announce(
     await uow.outbox.add(event)
 
 
+async def on_member_merged(
+    uow: TiersUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
+) -> None:
+    """Both members' activity counts for the survivor, who keeps the higher tier (and the
+    later tier year end); the combined activity may qualify for more at once."""
+    rules = await uow.tiers.ladder()
+    locked = {
+        m: await uow.tiers.member_tier(m, lock=True) for m in sorted((survivor_id, absorbed_id))
+    }
+    survivor, absorbed = locked[survivor_id], locked[absorbed_id]
+    await uow.tiers.move_member(absorbed_id, survivor_id)
+    if rules is None or absorbed is None:
+        await judge_upgrade(uow, survivor_id, now)
+        return
+    if survivor is None or rules.index_of(absorbed.tier) > rules.index_of(survivor.tier):
+        before = survivor.tier if survivor else rules.tiers[0].code
+        kept = MemberTier(survivor_id, absorbed.tier, absorbed.since, absorbed.tier_year_end)
+        await uow.tiers.save_member_tier(kept)
+        await _announce(uow, before, kept, "merged", now)
+    await judge_upgrade(uow, survivor_id, now)
+
+
 @dataclass
 class YearEnd:
     judged: int = 0
