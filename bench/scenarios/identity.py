@@ -28,10 +28,9 @@ from loyalty_identity.app import SPEC
 from loyalty_kit import db, migrations
 from loyalty_kit.db import asyncpg_params
 from loyalty_kit.server import start_service
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.context import BenchContext
+from bench.counters import EngineCounter
 from bench.load import Op, closed_loop, percentile
 from bench.members import LoadStats, Population, load
 from bench.registry import Measurement, scenario
@@ -222,27 +221,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-class StatementCounter:
-    """SQL statements and connection check-outs (each a pre-ping) of an engine, while on."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.statements = 0
-        self.checkouts = 0
-        self.engine = engine
-        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
-        event.listen(engine.sync_engine.pool, "checkout", self._checkout)
-
-    def _statement(self, *_args: Any) -> None:
-        self.statements += 1
-
-    def _checkout(self, *_args: Any) -> None:
-        self.checkouts += 1
-
-    def remove(self) -> None:
-        event.remove(self.engine.sync_engine, "before_cursor_execute", self._statement)
-        event.remove(self.engine.sync_engine.pool, "checkout", self._checkout)
-
-
 @scenario("identity-resolve", ceiling="raw-identity-resolve")
 async def identity_resolve(ctx: BenchContext) -> Measurement:
     """ResolveMember of the identity service (start_service, migrations on) over --members.
@@ -262,7 +240,7 @@ async def identity_resolve(ctx: BenchContext) -> Measurement:
         async with grpc.aio.insecure_channel(service.target) as channel:
             measured = await _drive(ctx, channel, loaded)
             once = _resolver(channel, loaded.population)
-            counter = StatementCounter(engine)
+            counter = EngineCounter(engine)
             calls = 200
             try:
                 for _ in range(calls):

@@ -38,11 +38,11 @@ from loyalty_kit.server import start_service
 from loyalty_points.app import SPEC
 from loyalty_points.domain.programme import programme_to_json
 from loyalty_points.entrypoints import convert
-from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.context import BenchContext
+from bench.counters import EngineCounter
 from bench.load import Op, closed_loop, percentile
 from bench.registry import Measurement, scenario
 
@@ -417,17 +417,13 @@ _RELAY = ("SELECT pg_try_advisory_xact_lock", "SELECT seq, event_id", "UPDATE ki
 _HEALTH = "SELECT 1"
 
 
-class EngineCounter:
-    """SQL statements and pool check-outs on an engine, the earn's apart from the relay's."""
+class EarnCounter(EngineCounter):
+    """The earn's statements apart from the relay's and the health probes'."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.statements = 0
         self.relay = 0
         self.background_checkouts = 0  # relay transactions and health probes
-        self.checkouts = 0
-        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
-        event.listen(engine.sync_engine.pool, "checkout", self._checkout)
+        super().__init__(engine)
 
     def _statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.startswith(_RELAY):
@@ -437,13 +433,6 @@ class EngineCounter:
             self.background_checkouts += 1
         else:
             self.statements += 1
-
-    def _checkout(self, *_args: Any) -> None:
-        self.checkouts += 1
-
-    def remove(self) -> None:
-        event.remove(self.engine.sync_engine, "before_cursor_execute", self._statement)
-        event.remove(self.engine.sync_engine.pool, "checkout", self._checkout)
 
 
 @scenario("points-earn", ceiling="raw-points-earn")
@@ -481,7 +470,7 @@ async def points_earn(ctx: BenchContext) -> Measurement:
                 await conn.close()
             measured = await _drive(ctx, channel, member_ids)
             once = _earner(channel, member_ids)
-            counter = EngineCounter(engine)
+            counter = EarnCounter(engine)
             try:
                 for _ in range(COUNTED_CALLS):
                     await once()
