@@ -65,6 +65,7 @@ class ServiceContext:
 
 
 Job = Callable[[], Awaitable[None]]
+NATS_DRAIN_SECONDS = 3.0
 
 
 @dataclass
@@ -225,8 +226,12 @@ class RunningService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.context.nats is not None:
-            with contextlib.suppress(Exception):
-                await self.context.nats.drain()
+            # Bounded: a drain waiting on a subscription must not outlast the stop's grace.
+            try:
+                await asyncio.wait_for(self.context.nats.drain(), NATS_DRAIN_SECONDS)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await self.context.nats.close()
         if self.context.engine is not None:
             await self.context.engine.dispose()
         log.info("service stopped", service=self.spec.name)

@@ -174,6 +174,9 @@ async def run_year_end(
     uow_factory: Callable[[], TiersUnitOfWork], as_of: datetime, chunk: int
 ) -> YearEnd:
     total = YearEnd()
+    async with uow_factory() as uow:
+        if await uow.tiers.ladder() is None:
+            return total  # nothing to judge against yet
     while True:
         async with uow_factory() as uow:
             part, done = await year_end_chunk(uow, as_of, chunk)
