@@ -9,10 +9,10 @@ import grpc
 import pytest
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.tiers.v1 import events_pb2 as tier_events
-from loyalty_kit import events
 from loyalty_kit.settings import Settings
 
 from tests.points.conftest import ADMIN, Points, at, line, rid
+from tests.support.events import publish
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -20,26 +20,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 async def make_tier(points: Points, settings: Settings, member: str, tier: str) -> None:
     """Publish TierChanged as the tiers service would, and wait until points applied it."""
-    client = await events.connect(settings.nats_url, "tier-publisher")
-    try:
-        js = client.jetstream()
-        await events.ensure_stream(js, settings.event_namespace, "tiers")
-        event = tier_events.TierChanged(
-            member_id=member.split("/")[1], from_tier="basic", to_tier=tier, reason="qualified"
-        )
-        event.effective_at.GetCurrentTime()
-        event_id = str(uuid.uuid4())
-        await js.publish(
-            events.event_subject(event, settings.event_namespace),
-            event.SerializeToString(),
-            headers={
-                events.MSG_ID_HEADER: event_id,
-                events.EVENT_ID_HEADER: event_id,
-                events.EVENT_TYPE_HEADER: event.DESCRIPTOR.full_name,
-            },
-        )
-    finally:
-        await client.close()
+    event = tier_events.TierChanged(
+        member_id=member.split("/")[1], from_tier="basic", to_tier=tier, reason="qualified"
+    )
+    event.effective_at.GetCurrentTime()
+    await publish(settings, "tiers", event)
     for _ in range(200):
         if (await points.balance(member)).tier == tier:
             return

@@ -14,8 +14,13 @@ class As:
     metadata and a deadline."""
 
     def __init__(self, stub_class: Any, channel: grpc.aio.Channel, caller: Caller) -> None:
+        self._stub_class, self._channel = stub_class, channel
         self._stub = stub_class(channel)
         self._metadata = caller.metadata()
+
+    def with_caller(self, caller: Caller) -> As:
+        """The same service on the same channel, called as another client."""
+        return As(self._stub_class, self._channel, caller)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._stub, name)

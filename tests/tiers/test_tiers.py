@@ -4,45 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import pytest
-import pytest_asyncio
+from loyalty.common.v1 import money_pb2
+from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
-from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_devstack.demo import huayue_ladder
-from loyalty_kit.server import RunningService
+from loyalty_kit.settings import Settings
 from loyalty_kit.timestamps import timestamp
 
-from tests.points.conftest import ADMIN, Points, rid
-from tests.support.clients import As
+from tests.points.conftest import Points, rid
+from tests.support.events import publish
 from tests.support.rpc import fails
+from tests.tiers.conftest import tier_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def tiers(tiers_service: RunningService) -> Any:
-    async with grpc.aio.insecure_channel(tiers_service.target) as channel:
-        stub = As(tiers_service_pb2_grpc.TiersServiceStub, channel, ADMIN)
-        await stub.UpdateLadder(
-            pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id="tests-ladder-v1")
-        )
-        yield stub
-
-
-async def tier_of(tiers: Any, member: str, expected: str) -> pb.GetMemberTierResponse:
-    for _ in range(200):
-        found: pb.GetMemberTierResponse = await tiers.GetMemberTier(
-            pb.GetMemberTierRequest(member=member)
-        )
-        if found.tier == expected:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{member} never became {expected}; is {found.tier}")
 
 
 async def test_hotel_and_mall_spend_together_reach_gold_and_points_learn_it(
@@ -165,3 +145,149 @@ async def test_a_merge_combines_activity_and_keeps_the_higher_tier(
     # 6,000 + 15,000 in the window: together they reach gold.
     merged = await tier_of(tiers, silver_member, "gold")
     assert merged.next_tier == "platinum"
+
+
+async def test_preview_shows_what_extra_activity_would_do_and_changes_nothing(
+    points: Points, tiers: Any
+) -> None:
+    member = await points.member()
+    await points.earn(member, "hotel", "12000.00")
+    await tier_of(tiers, member, "silver")
+    preview = await tiers.PreviewMemberTier(
+        pb.PreviewMemberTierRequest(
+            member=member,
+            activities=[pb.ExtraActivity(unit="mall", qualifying_spend="9000", visits=1)],
+        )
+    )
+    assert (preview.tier, preview.upgrade, preview.next_tier) == ("gold", True, "platinum")
+    assert [(p.current, p.remaining) for p in preview.progress] == [("21000.00", "59000.00")]
+    small = await tiers.PreviewMemberTier(
+        pb.PreviewMemberTierRequest(
+            member=member, activities=[pb.ExtraActivity(unit="mall", qualifying_spend="100")]
+        )
+    )
+    assert (small.tier, small.upgrade) == ("silver", False)
+    assert (await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))).tier == "silver"
+    bad = await fails(
+        tiers.PreviewMemberTier(
+            pb.PreviewMemberTierRequest(
+                member=member,
+                activities=[pb.ExtraActivity(qualifying_spend="lots", points=-1)],
+            )
+        )
+    )
+    assert sorted(bad.fields) == ["activities[0].points", "activities[0].qualifying_spend"]
+
+
+async def test_the_distribution_counts_members_per_tier(points: Points, tiers: Any) -> None:
+    def counts(response: pb.GetTierDistributionResponse) -> dict[str, int]:
+        return {c.tier: c.members for c in response.counts}
+
+    before = counts(await tiers.GetTierDistribution(pb.GetTierDistributionRequest()))
+    assert list(before) == ["basic", "silver", "gold", "platinum", "diamond"]
+    member = await points.member()
+    await points.earn(member, "mall", "25000.00")
+    await tier_of(tiers, member, "gold")
+    after = counts(await tiers.GetTierDistribution(pb.GetTierDistributionRequest()))
+    assert after["gold"] == before["gold"] + 1
+    assert after["silver"] == before["silver"] and after["basic"] == before["basic"]
+
+
+async def test_progress_toward_keeping_the_tier_counts_the_tier_year(
+    points: Points, tiers: Any
+) -> None:
+    member = await points.member()
+    await points.earn(member, "mall", "21000.00")
+    await tier_of(tiers, member, "gold")
+    await points.earn(member, "cinema", "3000.00")
+    for _ in range(200):
+        found = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))
+        if found.retention_progress and found.retention_progress[0].current != "0":
+            break
+        await asyncio.sleep(0.05)
+    # The purchase that earned gold came before the tier year; the cinema's 3,000 counts.
+    assert [(p.current, p.required, p.remaining) for p in found.retention_progress] == [
+        ("3000.00", "10000", "7000.00")
+    ]
+
+
+async def test_duplicate_late_and_out_of_order_events_count_once(
+    tiers: Any, settings: Settings
+) -> None:
+    """Events straight onto the points stream, as a relay restarted mid-batch or a slow
+    consumer would deliver them: each posting counts once, whatever the order."""
+    member_id = str(uuid.uuid4())
+    member = f"members/{member_id}"
+    now = datetime.now(UTC)
+
+    def earned(posting: str, amount: str, days_ago: int) -> points_events.PointsEarned:
+        return points_events.PointsEarned(
+            member_id=member_id,
+            posting_id=posting,
+            unit="mall",
+            qualifying_spend_base=money_pb2.Money(currency_code="CNY", amount=amount),
+            points=int(float(amount)),
+            occurred_at=timestamp(now - timedelta(days=days_ago)),
+        )
+
+    first = earned("P1", "6000.00", 10)
+    await publish(settings, "points", first)
+    await publish(settings, "points", first)  # the same posting again, as another event
+    # A refund of P2 arrives before P2 itself.
+    await publish(
+        settings,
+        "points",
+        points_events.PointsReversed(
+            member_id=member_id,
+            posting_id="R2",
+            earn_posting_id="P2",
+            unit="mall",
+            qualifying_spend_base=money_pb2.Money(currency_code="CNY", amount="3000.00"),
+            points=3000,
+            occurred_at=timestamp(now - timedelta(days=1)),
+        ),
+    )
+    await publish(settings, "points", earned("P2", "3000.00", 2))
+    await publish(settings, "points", earned("P0", "50000.00", 400))  # outside the window
+    await publish(settings, "points", earned("P3", "1.00", 0))  # a marker: the last one
+    for _ in range(200):
+        found = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))
+        if found.progress and found.progress[0].current == "6001.00":
+            break
+        await asyncio.sleep(0.05)
+    assert found.tier == "silver"
+    assert [(p.current, p.required) for p in found.progress] == [("6001.00", "20000")]
+    history = await tiers.ListTierHistory(pb.ListTierHistoryRequest(member=member))
+    assert [(c.from_tier, c.to_tier) for c in history.changes] == [("basic", "silver")]
+
+
+async def test_a_growth_value_ladder_weighs_the_hotel_double(points: Points, tiers: Any) -> None:
+    """A ladder on growth value (成长值) with the hotel weighted 2: CNY 3,000 at the hotel is
+    6,000 growth, enough for silver; the same at the mall is not."""
+    ladder = huayue_ladder()
+    for tier in ladder.tiers[1:]:
+        for rule in (*tier.thresholds, *tier.retention_thresholds):
+            rule.metric = pb.METRIC_GROWTH_VALUE
+    ladder.growth_weights["hotel"] = "2"
+    ladder.growth_weights["estate"] = "0.1"
+    published = await tiers.UpdateLadder(
+        pb.UpdateLadderRequest(ladder=ladder, request_id=uuid.uuid4().hex)
+    )
+    try:
+        assert published.ladder.growth_weights["hotel"] == "2"
+        at_hotel, at_mall = await points.member(), await points.member()
+        await points.earn(at_hotel, "hotel", "3000.00")
+        await points.earn(at_mall, "mall", "3000.00")
+        silver = await tier_of(tiers, at_hotel, "silver")
+        assert silver.progress[0].metric == pb.METRIC_GROWTH_VALUE
+        assert silver.progress[0].current == "6000.00"
+        for _ in range(200):  # the mall's event counted, and it is not enough
+            mall = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=at_mall))
+            if mall.progress[0].current == "3000.00":
+                break
+            await asyncio.sleep(0.05)
+        assert (mall.tier, mall.progress[0].current) == ("basic", "3000.00")
+    finally:
+        await tiers.UpdateLadder(
+            pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id=uuid.uuid4().hex)
+        )

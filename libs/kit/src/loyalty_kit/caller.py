@@ -72,3 +72,18 @@ def require_scope(scope: str) -> Caller:
             f"this needs the {scope} scope", reason="SCOPE_REQUIRED", metadata={"scope": scope}
         )
     return caller
+
+
+def require_unit(unit: str) -> Caller:
+    """The current caller, if it may act for `unit`: a unit acts only for itself (a mall client
+    cannot sell the hotel's membership); an admin acts for any. PERMISSION_DENIED otherwise."""
+    from loyalty_kit.errors import PermissionDenied
+
+    caller = current_caller()
+    if caller.unit != unit and not caller.may("admin"):
+        raise PermissionDenied(
+            f"a {caller.unit or 'caller without a unit'} client cannot act for {unit}",
+            reason="UNIT_MISMATCH",
+            metadata={"unit": unit, "caller_unit": caller.unit},
+        )
+    return caller

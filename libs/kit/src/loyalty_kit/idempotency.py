@@ -17,6 +17,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import asyncpg
 from google.protobuf.message import Message
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -138,15 +139,20 @@ async def run_idempotent(
                 await uow.idempotency.store(scope, request_id, response)
                 await uow.commit()
                 return response
-        except DBAPIError as error:
+        except (DBAPIError, asyncpg.PostgresError) as error:
             if attempt == attempts or not is_transient_conflict(error):
                 raise
     raise AssertionError("unreachable")
 
 
-def is_transient_conflict(error: DBAPIError) -> bool:
-    """Unique violation, serialization failure or deadlock: worth running again."""
-    code = getattr(error.orig, "sqlstate", None) or getattr(
-        getattr(error.orig, "__cause__", None), "sqlstate", None
-    )
+def is_transient_conflict(error: DBAPIError | asyncpg.PostgresError) -> bool:
+    """Unique violation, serialization failure or deadlock: worth running again. Raised through
+    SQLAlchemy, or straight from asyncpg for SQL run on the driver connection."""
+    code: str | None
+    if isinstance(error, asyncpg.PostgresError):
+        code = error.sqlstate
+    else:
+        code = getattr(error.orig, "sqlstate", None) or getattr(
+            getattr(error.orig, "__cause__", None), "sqlstate", None
+        )
     return code in {"23505", "40001", "40P01"}

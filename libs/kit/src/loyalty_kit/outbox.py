@@ -58,6 +58,20 @@ class Outbox:
         )
         return event_id
 
+    async def add_many(self, messages: Sequence[Message]) -> None:
+        """Many events in one statement (batch jobs: a chunk's events at once)."""
+        if not messages:
+            return
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "INSERT INTO kit_outbox (event_id, subject, event_type, payload) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])",
+            [uuid.uuid4() for _ in messages],
+            [event_subject(m, self.namespace) for m in messages],
+            [m.DESCRIPTOR.full_name for m in messages],
+            [m.SerializeToString(deterministic=True) for m in messages],
+        )
+
 
 class OutboxRelay:
     def __init__(

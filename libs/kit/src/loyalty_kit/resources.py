@@ -22,5 +22,13 @@ def member_id_of(name: str, field: str) -> str:
         return _bad(field)
 
 
+def unit_of(unit: str, field: str = "unit") -> str:
+    """A business unit code ('mall', 'hotel'), or INVALID_ARGUMENT naming the field."""
+    unit = unit.strip()
+    if not unit or len(unit) > 32:
+        raise InvalidArgument.of([FieldViolation(field, "a business unit code such as 'hotel'")])
+    return unit
+
+
 def _bad(field: str) -> str:
     raise InvalidArgument.of([FieldViolation(field, "a member resource name: members/{id}")])

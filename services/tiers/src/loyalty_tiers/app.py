@@ -18,6 +18,7 @@ from loyalty_kit.timestamps import moment
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loyalty_tiers.domain.ladder import Totals
 from loyalty_tiers.entrypoints.servicer import SERVICE, TiersServicer
 from loyalty_tiers.service_layer import handlers
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
@@ -43,26 +44,26 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     )
 
     async def earned(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
+        spend = Decimal(e.qualifying_spend_base.amount or "0")
         await handlers.record_activity(
             uow,
             e.member_id,
             e.posting_id,
             moment(e.occurred_at),
-            Decimal(e.qualifying_spend_base.amount or "0"),
-            e.points,
-            1,
+            e.unit,
+            Totals(spend, e.points, 1),
             clock(),
         )
 
     async def reversed_(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
+        spend = Decimal(e.qualifying_spend_base.amount or "0")
         await handlers.record_activity(
             uow,
             e.member_id,
             e.posting_id,
             moment(e.occurred_at),
-            -Decimal(e.qualifying_spend_base.amount or "0"),
-            -e.points,
-            0,
+            e.unit,
+            Totals(-spend, -e.points, 0),
             clock(),
         )
 
@@ -87,7 +88,9 @@ class TiersSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOYALTY_TIERS_", extra="ignore")
 
     job_interval_seconds: float = Field(
-        default=3600.0, gt=0, description="How often ended tier years are judged."
+        default=3600.0,
+        gt=0,
+        description="How often ended tier years are judged and ended grants fall back.",
     )
 
 
@@ -95,8 +98,12 @@ def jobs(context: ServiceContext) -> Sequence[Job]:
     assert context.sessions is not None
     sessions, namespace, clock = context.sessions, context.settings.event_namespace, _clock(context)
 
+    def uow() -> TiersUnitOfWork:
+        return TiersUnitOfWork(sessions, namespace)
+
     async def once() -> None:
-        await handlers.run_year_end(lambda: TiersUnitOfWork(sessions, namespace), clock(), 500)
+        await handlers.run_grant_expiry(uow, clock())
+        await handlers.run_year_end(uow, clock(), 500)
 
     async def scheduled() -> None:
         await every(TiersSettings().job_interval_seconds, context.stopping, once, "tier-year-end")

@@ -62,13 +62,6 @@ def channel_name(channel: channel_pb2.Channel.ValueType) -> str:
         raise InvalidArgument.of([FieldViolation("channel", "unknown channel")]) from None
 
 
-def unit_of(unit: str, field: str = "unit") -> str:
-    unit = unit.strip()
-    if not unit or len(unit) > 32:
-        raise InvalidArgument.of([FieldViolation(field, "a business unit code such as 'hotel'")])
-    return unit
-
-
 def lines_from(lines: Any) -> list[Line]:
     problems = Violations()
     result: list[Line] = []

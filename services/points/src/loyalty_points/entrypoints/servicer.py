@@ -18,7 +18,7 @@ from loyalty_kit.caller import current_caller, require_scope
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import run_idempotent
 from loyalty_kit.pagination import next_token, read_page
-from loyalty_kit.resources import member_id_of
+from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import moment, timestamp
 
@@ -73,7 +73,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         now = self.clock()
         return Earn(
             member_id=member_id_of(request.member, "member"),
-            unit=convert.unit_of(request.unit),
+            unit=unit_of(request.unit),
             channel=(
                 convert.channel_name(request.channel)
                 if isinstance(request, pb.EarnPointsRequest)
@@ -117,7 +117,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         self, request: pb.RedeemPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RedeemPointsResponse:
         member_id = member_id_of(request.member, "member")
-        unit = convert.unit_of(request.unit)
+        unit = unit_of(request.unit)
         channel = convert.channel_name(request.channel)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RedeemPointsResponse:
@@ -149,7 +149,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         self, request: pb.ReverseEarnRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReverseEarnResponse:
         member_id = member_id_of(request.member, "member")
-        unit = convert.unit_of(request.unit)
+        unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ReverseEarnResponse:
             posting, account = await handlers.reverse(
@@ -192,7 +192,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     ) -> pb.AdjustPointsResponse:
         require_scope(ADJUST_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = convert.unit_of(request.unit)
+        unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.AdjustPointsResponse:
             posting, account = await handlers.adjust(
@@ -209,7 +209,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         self, request: pb.ConfirmOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmOrderResponse:
         member_id = member_id_of(request.member, "member")
-        unit = convert.unit_of(request.unit)
+        unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ConfirmOrderResponse:
             activated, account = await handlers.confirm_order(

@@ -3,30 +3,97 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from typing import Any
 
+import asyncpg
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_tiers.domain.ladder import Activity, Ladder, Metric, ladder_from_json, ladder_to_json
+from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState
+from loyalty_tiers.domain.ladder import Ladder, Totals, ladder_from_json, ladder_to_json
 
 
 @dataclass
 class MemberTier:
     member_id: str
-    tier: str
+    tier: str  # what the member's own activity holds
     since: datetime
     tier_year_end: datetime | None
+    effective: str = ""  # what was last announced: the higher of `tier` and any grant
+
+    def __post_init__(self) -> None:
+        self.effective = self.effective or self.tier
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    member_id: str
+    from_tier: str
+    to_tier: str
+    reason: str
+    at: datetime
+
+
+MEMBER_COLUMNS = "member_id, tier, since, tier_year_end, effective_tier"
+GRANT_COLUMNS = (
+    "g.member_id, g.grant_id, g.kind, g.tier, g.reason, g.starts_at, g.ends_at, g.state, g.unit, "
+    "g.end_reason, g.created_at, "
+    "coalesce((SELECT array_agg(o.order_id ORDER BY o.created_at, o.order_id) "
+    "FROM membership_orders o WHERE o.member_id = g.member_id AND o.grant_id = g.grant_id), "
+    "'{}') AS order_ids"
+)
+
+
+def _member(row: asyncpg.Record) -> MemberTier:
+    return MemberTier(
+        str(row["member_id"]),
+        row["tier"],
+        row["since"],
+        row["tier_year_end"],
+        row["effective_tier"],
+    )
+
+
+def _grant(row: asyncpg.Record) -> Grant:
+    return Grant(
+        member_id=str(row["member_id"]),
+        grant_id=str(row["grant_id"]),
+        kind=GrantKind(row["kind"]),
+        tier=row["tier"],
+        reason=row["reason"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        state=GrantState(row["state"]),
+        unit=row["unit"],
+        order_ids=list(row["order_ids"]),
+        end_reason=row["end_reason"],
+    )
+
+
+def _totals(rows: Iterable[asyncpg.Record]) -> dict[str, dict[str, Totals]]:
+    found: dict[str, dict[str, Totals]] = {}
+    for r in rows:
+        found.setdefault(str(r["member_id"]), {})[r["unit"]] = Totals(
+            r["spend"], int(r["points"]), int(r["visits"])
+        )
+    return found
 
 
 class TierStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def _conn(self) -> Any:
+        return await driver_connection(self.session)
+
+    # -- the ladder -------------------------------------------------------------------------
+
     async def ladder(self) -> Ladder | None:
-        conn = await driver_connection(self.session)
+        conn = await self._conn()
         row = await conn.fetchrow(
             "SELECT version, rules FROM ladder_versions ORDER BY version DESC LIMIT 1"
         )
@@ -38,7 +105,7 @@ class TierStore:
         )
 
     async def add_ladder(self, ladder: Ladder) -> int:
-        conn = await driver_connection(self.session)
+        conn = await self._conn()
         await conn.execute("LOCK TABLE ladder_versions IN EXCLUSIVE MODE")
         version = int(
             await conn.fetchval("SELECT coalesce(max(version), 0) + 1 FROM ladder_versions")
@@ -50,107 +117,165 @@ class TierStore:
         )
         return version
 
+    # -- activity ---------------------------------------------------------------------------
+
     async def record_activity(
         self,
         member_id: str,
         event_id: str,
         occurred_at: datetime,
-        spend: Decimal,
-        points: int,
-        visits: int,
+        unit: str,
+        totals: Totals,
     ) -> bool:
         """False when the event was counted already."""
-        conn = await driver_connection(self.session)
+        conn = await self._conn()
         done = await conn.fetchval(
-            "INSERT INTO activity (member_id, event_id, occurred_at, spend, points, visits) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
+            "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
             member_id,
             event_id,
             occurred_at,
-            spend,
-            points,
-            visits,
+            unit,
+            totals.spend,
+            totals.points,
+            totals.visits,
         )
         return bool(done)
 
-    async def activity(self, member_id: str, since: datetime, until: datetime) -> Activity:
-        conn = await driver_connection(self.session)
-        row = await conn.fetchrow(
-            "SELECT coalesce(sum(spend), 0) AS spend, coalesce(sum(points), 0) AS points, "
-            "coalesce(sum(visits), 0) AS visits FROM activity "
-            "WHERE member_id = $1 AND occurred_at >= $2 AND occurred_at <= $3",
-            member_id,
-            since,
-            until,
+    async def activity(self, member_id: str, since: datetime, until: datetime) -> dict[str, Totals]:
+        """Per unit, the member's activity in [since, until]."""
+        found = await self.activities([(member_id, since, until)])
+        return found.get(member_id, {})
+
+    async def activities(
+        self, windows: Sequence[tuple[str, datetime, datetime]]
+    ) -> dict[str, dict[str, Totals]]:
+        """Per member and unit, the activity in each member's own window, in one statement."""
+        if not windows:
+            return {}
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT w.member_id, a.unit, sum(a.spend) AS spend, sum(a.points) AS points, "
+            "sum(a.visits) AS visits "
+            "FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) "
+            "AS w(member_id, since, until) "
+            "JOIN activity a ON a.member_id = w.member_id "
+            "AND a.occurred_at >= w.since AND a.occurred_at <= w.until "
+            "GROUP BY w.member_id, a.unit",
+            [w[0] for w in windows],
+            [w[1] for w in windows],
+            [w[2] for w in windows],
         )
-        assert row is not None  # an aggregate always returns a row
-        return {
-            Metric.QUALIFYING_SPEND: Decimal(row["spend"]),
-            Metric.POINTS_EARNED: Decimal(row["points"]),
-            Metric.VISITS: Decimal(row["visits"]),
-        }
+        return _totals(rows)
+
+    # -- members' tiers ---------------------------------------------------------------------
 
     async def member_tier(self, member_id: str, *, lock: bool = False) -> MemberTier | None:
-        conn = await driver_connection(self.session)
+        conn = await self._conn()
         row = await conn.fetchrow(
-            "SELECT member_id, tier, since, tier_year_end FROM member_tiers WHERE member_id = $1"
+            f"SELECT {MEMBER_COLUMNS} FROM member_tiers WHERE member_id = $1"
             + (" FOR UPDATE" if lock else ""),
             member_id,
         )
-        if row is None:
-            return None
-        return MemberTier(str(row["member_id"]), row["tier"], row["since"], row["tier_year_end"])
+        return None if row is None else _member(row)
+
+    async def ensure_member(self, member_id: str, entry_tier: str, now: datetime) -> None:
+        """A row for a member first seen now, at the entry tier (a concurrent first sighting
+        keeps whichever row came first)."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO member_tiers (member_id, tier, since, tier_year_end, effective_tier) "
+            "VALUES ($1, $2, $3, NULL, $2) ON CONFLICT (member_id) DO NOTHING",
+            member_id,
+            entry_tier,
+            now,
+        )
+
+    async def lock_members(self, member_ids: Sequence[str]) -> dict[str, MemberTier]:
+        """Several members' rows locked, in one order (no deadlock between two lockers)."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            f"SELECT {MEMBER_COLUMNS} FROM member_tiers WHERE member_id = ANY($1::uuid[]) "
+            "ORDER BY member_id FOR UPDATE",
+            list(member_ids),
+        )
+        return {str(r["member_id"]): _member(r) for r in rows}
 
     async def save_member_tier(self, member: MemberTier) -> None:
-        conn = await driver_connection(self.session)
+        await self.save_member_tiers([member])
+
+    async def save_member_tiers(self, members: Sequence[MemberTier]) -> None:
+        if not members:
+            return
+        conn = await self._conn()
         await conn.execute(
-            "INSERT INTO member_tiers (member_id, tier, since, tier_year_end) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (member_id) DO UPDATE "
+            "INSERT INTO member_tiers (member_id, tier, since, tier_year_end, effective_tier) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], "
+            "$4::timestamptz[], $5::text[]) "
+            "ON CONFLICT (member_id) DO UPDATE "
             "SET tier = EXCLUDED.tier, since = EXCLUDED.since, "
-            "tier_year_end = EXCLUDED.tier_year_end",
-            member.member_id,
-            member.tier,
-            member.since,
-            member.tier_year_end,
+            "tier_year_end = EXCLUDED.tier_year_end, effective_tier = EXCLUDED.effective_tier",
+            [m.member_id for m in members],
+            [m.tier for m in members],
+            [m.since for m in members],
+            [m.tier_year_end for m in members],
+            [m.effective for m in members],
         )
 
-    async def move_member(self, absorbed: str, survivor: str) -> None:
-        """A merge: the absorbed member's activity and history become the survivor's."""
-        conn = await driver_connection(self.session)
-        await conn.execute(
-            "UPDATE activity SET member_id = $2 WHERE member_id = $1", absorbed, survivor
-        )
-        await conn.execute("DELETE FROM member_tiers WHERE member_id = $1", absorbed)
-
-    async def members_due(self, as_of: datetime, limit: int) -> list[str]:
-        """Members whose tier year has ended by `as_of`, soonest first."""
-        conn = await driver_connection(self.session)
+    async def members_due(self, as_of: datetime, limit: int) -> list[MemberTier]:
+        """Members whose tier year ended by `as_of`, soonest first, locked; rows another
+        replica is judging are skipped."""
+        conn = await self._conn()
         rows = await conn.fetch(
-            "SELECT member_id FROM member_tiers WHERE tier_year_end <= $1 "
-            "ORDER BY tier_year_end LIMIT $2",
+            f"SELECT {MEMBER_COLUMNS} FROM member_tiers WHERE tier_year_end <= $1 "
+            "ORDER BY tier_year_end LIMIT $2 FOR UPDATE SKIP LOCKED",
             as_of,
             limit,
         )
-        return [str(r["member_id"]) for r in rows]
+        return [_member(r) for r in rows]
 
-    async def add_history(
-        self, member_id: str, from_tier: str, to_tier: str, reason: str, at: datetime
-    ) -> None:
-        conn = await driver_connection(self.session)
+    async def move_member(self, absorbed: str, survivor: str) -> None:
+        """A merge: the absorbed member's activity and grants become the survivor's."""
+        conn = await self._conn()
+        await conn.execute(
+            "UPDATE activity SET member_id = $2 WHERE member_id = $1", absorbed, survivor
+        )
+        await conn.execute(
+            "UPDATE tier_grants SET member_id = $2 WHERE member_id = $1", absorbed, survivor
+        )
+        await conn.execute(
+            "UPDATE membership_orders SET member_id = $2 WHERE member_id = $1", absorbed, survivor
+        )
+        await conn.execute("DELETE FROM member_tiers WHERE member_id = $1", absorbed)
+
+    async def distribution(self) -> dict[str, int]:
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT effective_tier, count(*) AS n FROM member_tiers GROUP BY effective_tier"
+        )
+        return {r["effective_tier"]: int(r["n"]) for r in rows}
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
+        if not entries:
+            return
+        conn = await self._conn()
         await conn.execute(
             "INSERT INTO tier_history (member_id, from_tier, to_tier, reason, changed_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            member_id,
-            from_tier,
-            to_tier,
-            reason,
-            at,
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
+            "$5::timestamptz[])",
+            [e.member_id for e in entries],
+            [e.from_tier for e in entries],
+            [e.to_tier for e in entries],
+            [e.reason for e in entries],
+            [e.at for e in entries],
         )
 
     async def history(
         self, member_id: str, before_seq: int | None, limit: int
     ) -> list[tuple[int, str, str, str, datetime]]:
-        conn = await driver_connection(self.session)
+        conn = await self._conn()
         rows = await conn.fetch(
             "SELECT seq, from_tier, to_tier, reason, changed_at FROM tier_history "
             "WHERE member_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3",
@@ -161,3 +286,133 @@ class TierStore:
         return [
             (r["seq"], r["from_tier"], r["to_tier"], r["reason"], r["changed_at"]) for r in rows
         ]
+
+    # -- grants and paid memberships --------------------------------------------------------
+
+    async def add_grant(self, grant: Grant) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO tier_grants (member_id, grant_id, kind, tier, reason, unit, starts_at, "
+            "ends_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            grant.member_id,
+            grant.grant_id,
+            grant.kind.value,
+            grant.tier,
+            grant.reason,
+            grant.unit,
+            grant.starts_at,
+            grant.ends_at,
+            grant.state.value,
+        )
+
+    async def save_grant(self, grant: Grant) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "UPDATE tier_grants SET ends_at = $3, state = $4, end_reason = $5 "
+            "WHERE member_id = $1 AND grant_id = $2",
+            grant.member_id,
+            grant.grant_id,
+            grant.ends_at,
+            grant.state.value,
+            grant.end_reason,
+        )
+
+    async def save_grants(self, grants: Sequence[Grant]) -> None:
+        for grant in grants:
+            await self.save_grant(grant)
+
+    async def grant(self, member_id: str, grant_id: str) -> Grant | None:
+        conn = await self._conn()
+        row = await conn.fetchrow(
+            f"SELECT {GRANT_COLUMNS} FROM tier_grants g WHERE g.member_id = $1 AND g.grant_id = $2",
+            member_id,
+            grant_id,
+        )
+        return None if row is None else _grant(row)
+
+    async def active_grants(self, member_ids: Sequence[str]) -> dict[str, list[Grant]]:
+        """The members' grants not yet ended or revoked (some may be past their end time)."""
+        if not member_ids:
+            return {}
+        conn = await self._conn()
+        rows = await conn.fetch(
+            f"SELECT {GRANT_COLUMNS} FROM tier_grants g "
+            "WHERE g.member_id = ANY($1::uuid[]) AND g.state = 'active'",
+            list(member_ids),
+        )
+        found: dict[str, list[Grant]] = {}
+        for row in rows:
+            grant = _grant(row)
+            found.setdefault(grant.member_id, []).append(grant)
+        return found
+
+    async def list_grants(
+        self, member_id: str, before: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[datetime, Grant]]:
+        conn = await self._conn()
+        rows = await conn.fetch(
+            f"SELECT {GRANT_COLUMNS} FROM tier_grants g WHERE g.member_id = $1 "
+            "AND ($2::timestamptz IS NULL OR (g.created_at, g.grant_id) < ($2, $3::uuid)) "
+            "ORDER BY g.created_at DESC, g.grant_id DESC LIMIT $4",
+            member_id,
+            before[0] if before else None,
+            before[1] if before else None,
+            limit,
+        )
+        return [(r["created_at"], _grant(r)) for r in rows]
+
+    async def running_membership(
+        self, member_id: str, unit: str, tier: str, at: datetime
+    ) -> Grant | None:
+        conn = await self._conn()
+        row = await conn.fetchrow(
+            f"SELECT {GRANT_COLUMNS} FROM tier_grants g WHERE g.member_id = $1 AND g.unit = $2 "
+            "AND g.tier = $3 AND g.kind = 'paid_membership' AND g.state = 'active' "
+            "AND g.ends_at > $4 ORDER BY g.ends_at DESC LIMIT 1",
+            member_id,
+            unit,
+            tier,
+            at,
+        )
+        return None if row is None else _grant(row)
+
+    async def membership_order(self, unit: str, order_id: str) -> tuple[str, str] | None:
+        """(member id, grant id) of a membership order."""
+        conn = await self._conn()
+        row = await conn.fetchrow(
+            "SELECT member_id, grant_id FROM membership_orders WHERE unit = $1 AND order_id = $2",
+            unit,
+            order_id,
+        )
+        return None if row is None else (str(row["member_id"]), str(row["grant_id"]))
+
+    async def add_membership_order(
+        self, unit: str, order_id: str, grant: Grant, months: int
+    ) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO membership_orders (unit, order_id, member_id, grant_id, months) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            unit,
+            order_id,
+            grant.member_id,
+            grant.grant_id,
+            months,
+        )
+        grant.order_ids.append(order_id)
+
+    async def grants_due(self, as_of: datetime, limit: int) -> list[str]:
+        """Members with a grant in force whose end time has passed by `as_of`."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT DISTINCT member_id FROM ("
+            "SELECT member_id FROM tier_grants WHERE state = 'active' AND ends_at <= $1 "
+            "ORDER BY ends_at LIMIT $2) due",
+            as_of,
+            limit,
+        )
+        return [str(r["member_id"]) for r in rows]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

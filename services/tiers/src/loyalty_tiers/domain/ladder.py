@@ -2,26 +2,58 @@
 
 Huayue's ladder (DOMAIN.md): by 12-month qualifying spend, silver 5,000; gold 20,000;
 platinum 80,000; diamond 300,000. Upgrades happen as soon as a threshold is met; a refund never
-downgrades on the spot (the tier year decides, judged at its end).
+downgrades on the spot (the tier year decides, judged at its end). A grant or a paid membership
+can lift a member above what the activity holds; the higher of the two is the member's tier.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.timestamps import add_months
+
+TIER_YEAR_MONTHS = 12
+ZERO = Decimal(0)
 
 
 class Metric(Enum):
     QUALIFYING_SPEND = "qualifying_spend"
     POINTS_EARNED = "points_earned"
     VISITS = "visits"
+    GROWTH_VALUE = "growth_value"
+
+
+class Window(Enum):
+    ROLLING_MONTHS = "rolling_months"
+    CALENDAR_YEAR = "calendar_year"
+    TIER_YEAR = "tier_year"
 
 
 Activity = dict[Metric, Decimal]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """One unit's activity over some time: spend in the base currency, points, visits."""
+
+    spend: Decimal = ZERO
+    points: int = 0
+    visits: int = 0
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(
+            self.spend + other.spend, self.points + other.points, self.visits + other.visits
+        )
+
+
+UnitActivity = Mapping[str, Totals]  # unit -> totals
 
 
 @dataclass(frozen=True)
@@ -37,7 +69,7 @@ class TierRule:
     def _met(self, rule: dict[Metric, Decimal], activity: Activity) -> bool:
         if not rule:
             return True
-        met = [activity.get(m, Decimal(0)) >= v for m, v in rule.items()]
+        met = [activity.get(m, ZERO) >= v for m, v in rule.items()]
         return all(met) if self.combine_all else any(met)
 
     def qualifies(self, activity: Activity) -> bool:
@@ -47,12 +79,79 @@ class TierRule:
         return self._met(self.retention, activity)
 
 
+Progress = list[tuple[Metric, Decimal, Decimal]]  # (metric, current, required)
+
+
 @dataclass
 class Ladder:
     version: int
     tiers: list[TierRule]
     window_months: int = 12
     downgrade_to_supported: bool = False
+    window: Window = Window.ROLLING_MONTHS
+    growth_weights: dict[str, Decimal] = field(default_factory=dict)
+    grace_days: int = 0
+    time_zone: str = "UTC"
+
+    # -- activity ---------------------------------------------------------------------------
+
+    def activity(self, by_unit: UnitActivity, *extra: tuple[str, Totals]) -> Activity:
+        """The metrics of per-unit totals (growth value weighs each unit's spend)."""
+        units: dict[str, Totals] = dict(by_unit)
+        for unit, totals in extra:
+            units[unit] = units.get(unit, Totals()) + totals
+        spend, growth, points, visits = ZERO, ZERO, 0, 0
+        for unit, totals in units.items():
+            spend += totals.spend
+            growth += totals.spend * self.growth_weights.get(unit, Decimal(1))
+            points += totals.points
+            visits += totals.visits
+        return {
+            Metric.QUALIFYING_SPEND: spend,
+            Metric.GROWTH_VALUE: growth,
+            Metric.POINTS_EARNED: Decimal(points),
+            Metric.VISITS: Decimal(visits),
+        }
+
+    def window_start(self, now: datetime, tier_year_end: datetime | None) -> datetime:
+        """Where the qualification window that ends `now` starts."""
+        if self.window is Window.CALENDAR_YEAR:
+            local = now.astimezone(ZoneInfo(self.time_zone))
+            return local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+        if self.window is Window.TIER_YEAR:
+            if tier_year_end is not None:
+                return add_months(tier_year_end, -TIER_YEAR_MONTHS)
+            return add_months(now, -TIER_YEAR_MONTHS)
+        return add_months(now, -self.window_months)
+
+    def tier_year(self, end: datetime) -> tuple[datetime, datetime]:
+        """The activity that counts toward retention of the tier year ending at `end`: the
+        year itself and the grace days after it."""
+        return add_months(end, -TIER_YEAR_MONTHS), end + timedelta(days=self.grace_days)
+
+    # -- placing a member -------------------------------------------------------------------
+
+    def index_of(self, code: str) -> int:
+        """The tier's rung; a code the ladder no longer has counts as the entry tier."""
+        for index, tier in enumerate(self.tiers):
+            if tier.code == code:
+                return index
+        return 0
+
+    def has_tier_above_entry(self, code: str) -> bool:
+        return any(t.code == code for t in self.tiers[1:])
+
+    def supported(self, activity: Activity) -> int:
+        """The highest tier the activity qualifies for (tiers qualify independently)."""
+        best = 0
+        for index, tier in enumerate(self.tiers):
+            if tier.qualifies(activity):
+                best = index
+        return best
+
+    def higher(self, *codes: str) -> str:
+        """The highest of these tiers."""
+        return self.tiers[max((self.index_of(c) for c in codes), default=0)].code
 
     def after_tier_year(self, current: int, year: Activity) -> int:
         """The tier index after a tier year with this activity: kept, or moved down."""
@@ -62,12 +161,37 @@ class Ladder:
             return min(self.supported(year), current - 1)
         return current - 1
 
+    def progress(self, current: int, activity: Activity) -> tuple[str, Progress]:
+        """The next tier's code and, per metric, (current value, required)."""
+        if current + 1 >= len(self.tiers):
+            return "", []
+        nxt = self.tiers[current + 1]
+        return nxt.code, [(m, activity.get(m, ZERO), v) for m, v in nxt.thresholds.items()]
+
+    def retention_progress(self, current: int, year: Activity) -> Progress:
+        if current == 0:
+            return []
+        return [(m, year.get(m, ZERO), v) for m, v in self.tiers[current].retention.items()]
+
+    # -- checking a new ladder --------------------------------------------------------------
+
     def validate(self) -> None:
         problems = Violations()
         if len(self.tiers) < 2:
             problems.add("ladder.tiers", "an entry tier and at least one tier above it")
         if not 1 <= self.window_months <= 60:
             problems.add("ladder.window_months", "1 to 60")
+        if not 0 <= self.grace_days <= 366:
+            problems.add("ladder.grace_days", "0 to 366")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.add("ladder.time_zone", "an IANA time zone such as Asia/Shanghai")
+        for unit, weight in self.growth_weights.items():
+            if not unit.strip():
+                problems.add("ladder.growth_weights", "unit codes must not be empty")
+            if weight < 0:
+                problems.add(f"ladder.growth_weights[{unit}]", "must not be negative")
         codes: set[str] = set()
         for index, tier in enumerate(self.tiers):
             where = f"ladder.tiers[{index}]"
@@ -88,56 +212,44 @@ class Ladder:
                         )
         problems.raise_if_any()
 
-    def index_of(self, code: str) -> int:
-        for index, tier in enumerate(self.tiers):
-            if tier.code == code:
-                return index
-        return 0
 
-    def supported(self, activity: Activity) -> int:
-        """The highest tier the activity qualifies for (tiers qualify independently)."""
-        best = 0
-        for index, tier in enumerate(self.tiers):
-            if tier.qualifies(activity):
-                best = index
-        return best
-
-    def progress(
-        self, current: int, activity: Activity
-    ) -> tuple[str, list[tuple[Metric, Decimal, Decimal]]]:
-        """The next tier's code and, per metric, (current value, required)."""
-        if current + 1 >= len(self.tiers):
-            return "", []
-        nxt = self.tiers[current + 1]
-        return nxt.code, [
-            (metric, activity.get(metric, Decimal(0)), required)
-            for metric, required in nxt.thresholds.items()
-        ]
-
-
-def decimal_of(text: str, field: str) -> Decimal:
+def decimal_of(text: str, field: str, *, zero_ok: bool = False) -> Decimal:
     try:
         value = Decimal(text)
     except InvalidOperation:
         raise InvalidArgument.of([FieldViolation(field, "a decimal such as 20000")]) from None
-    if not value.is_finite() or value <= 0:
-        raise InvalidArgument.of([FieldViolation(field, "must be positive")])
+    if not value.is_finite() or value < 0 or (value == 0 and not zero_ok):
+        raise InvalidArgument.of(
+            [FieldViolation(field, "must not be negative" if zero_ok else "must be positive")]
+        )
     return value
+
+
+def _rule_json(rule: dict[Metric, Decimal]) -> dict[str, str]:
+    return {m.value: str(v) for m, v in rule.items()}
+
+
+def _rule_of(data: dict[str, str]) -> dict[Metric, Decimal]:
+    return {Metric(m): Decimal(v) for m, v in data.items()}
 
 
 def ladder_to_json(ladder: Ladder) -> dict[str, Any]:
     return {
         "window_months": ladder.window_months,
+        "window": ladder.window.value,
         "downgrade_to_supported": ladder.downgrade_to_supported,
+        "growth_weights": {u: str(w) for u, w in ladder.growth_weights.items()},
+        "grace_days": ladder.grace_days,
+        "time_zone": ladder.time_zone,
         "tiers": [
             {
                 "code": t.code,
                 "name_zh": t.name_zh,
                 "name_en": t.name_en,
-                "thresholds": {m.value: str(v) for m, v in t.thresholds.items()},
+                "thresholds": _rule_json(t.thresholds),
                 "combine_all": t.combine_all,
                 "welcome_gift_code": t.welcome_gift_code,
-                "retention": {m.value: str(v) for m, v in t.retention.items()},
+                "retention": _rule_json(t.retention),
             }
             for t in ladder.tiers
         ],
@@ -148,17 +260,25 @@ def ladder_from_json(version: int, data: dict[str, Any]) -> Ladder:
     return Ladder(
         version=version,
         window_months=int(data["window_months"]),
+        window=Window(data.get("window", Window.ROLLING_MONTHS.value)),
         downgrade_to_supported=bool(data.get("downgrade_to_supported", False)),
+        growth_weights={u: Decimal(w) for u, w in data.get("growth_weights", {}).items()},
+        grace_days=int(data.get("grace_days", 0)),
+        time_zone=data.get("time_zone", "UTC"),
         tiers=[
             TierRule(
                 code=t["code"],
                 name_zh=t["name_zh"],
                 name_en=t["name_en"],
-                thresholds={Metric(m): Decimal(v) for m, v in t["thresholds"].items()},
+                thresholds=_rule_of(t["thresholds"]),
                 combine_all=bool(t["combine_all"]),
                 welcome_gift_code=t["welcome_gift_code"],
-                retention={Metric(m): Decimal(v) for m, v in t.get("retention", {}).items()},
+                retention=_rule_of(t.get("retention", {})),
             )
             for t in data["tiers"]
         ],
     )
+
+
+def totals_by_unit(rows: Iterable[tuple[str, Decimal, int, int]]) -> dict[str, Totals]:
+    return {unit: Totals(Decimal(s), int(p), int(v)) for unit, s, p, v in rows}

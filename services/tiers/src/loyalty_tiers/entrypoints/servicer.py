@@ -1,105 +1,32 @@
-"""The TiersService over gRPC, and protobuf <-> ladder conversion."""
+"""The TiersService over gRPC: thin, proto -> handler -> proto (conversions in convert.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
-from loyalty_kit.caller import current_caller, require_scope
-from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.caller import current_caller, require_scope, require_unit
+from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import run_idempotent
 from loyalty_kit.pagination import next_token, read_page
-from loyalty_kit.resources import member_id_of
+from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import moment, timestamp
 
-from loyalty_tiers.domain.ladder import Ladder, Metric, TierRule, decimal_of
+from loyalty_tiers.entrypoints import convert
 from loyalty_tiers.service_layer import handlers
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
 
 SERVICE = "loyalty.tiers.v1.TiersService"
+ADMIN_SCOPE = "admin"
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 Clock = Callable[[], datetime]
-
-METRICS = {
-    Metric.QUALIFYING_SPEND: pb.METRIC_QUALIFYING_SPEND,
-    Metric.POINTS_EARNED: pb.METRIC_POINTS_EARNED,
-    Metric.VISITS: pb.METRIC_VISITS,
-}
-
-
-def ladder_from(message: pb.Ladder) -> Ladder:
-    problems = Violations()
-    by_value = {v: m for m, v in METRICS.items()}
-    tiers: list[TierRule] = []
-
-    def rule(items: Any, where: str) -> dict[Metric, Decimal]:
-        found: dict[Metric, Decimal] = {}
-        for j, threshold in enumerate(items):
-            metric = by_value.get(threshold.metric)
-            if metric is None:
-                problems.add(f"{where}[{j}].metric", "QUALIFYING_SPEND, POINTS_EARNED or VISITS")
-                continue
-            try:
-                found[metric] = decimal_of(threshold.value, f"{where}[{j}].value")
-            except InvalidArgument as error:
-                problems.items.extend(error.field_violations)
-        return found
-
-    for i, tier in enumerate(message.tiers):
-        thresholds = rule(tier.thresholds, f"ladder.tiers[{i}].thresholds")
-        retention = rule(tier.retention_thresholds, f"ladder.tiers[{i}].retention_thresholds")
-        tiers.append(
-            TierRule(
-                code=tier.code.strip(),
-                name_zh=tier.name_zh,
-                name_en=tier.name_en,
-                thresholds=thresholds,
-                combine_all=tier.combine == pb.COMBINE_ALL,
-                welcome_gift_code=tier.welcome_gift_code,
-                retention=retention,
-            )
-        )
-    problems.raise_if_any()
-    return Ladder(
-        version=0,
-        tiers=tiers,
-        window_months=message.window_months or 12,
-        downgrade_to_supported=message.downgrade_policy == pb.DOWNGRADE_POLICY_TO_SUPPORTED,
-    )
-
-
-def ladder_message(ladder: Ladder) -> pb.Ladder:
-    return pb.Ladder(
-        version=ladder.version,
-        window_months=ladder.window_months,
-        tiers=[
-            pb.Tier(
-                code=t.code,
-                name_zh=t.name_zh,
-                name_en=t.name_en,
-                thresholds=[
-                    pb.Threshold(metric=METRICS[m], value=str(v)) for m, v in t.thresholds.items()
-                ],
-                combine=pb.COMBINE_ALL if t.combine_all else pb.COMBINE_ANY,
-                welcome_gift_code=t.welcome_gift_code,
-                retention_thresholds=[
-                    pb.Threshold(metric=METRICS[m], value=str(v)) for m, v in t.retention.items()
-                ],
-            )
-            for t in ladder.tiers
-        ],
-        downgrade_policy=(
-            pb.DOWNGRADE_POLICY_TO_SUPPORTED
-            if ladder.downgrade_to_supported
-            else pb.DOWNGRADE_POLICY_ONE_LEVEL
-        ),
-    )
 
 
 class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
@@ -116,24 +43,30 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         async with self.uow(read_only=True) as uow:
             return await work(uow)
 
+    async def _write(
+        self, method: str, request: Any, response_type: type[M], work: Callable[[Any], Awaitable[M]]
+    ) -> M:
+        """A mutating call: once per request id and caller (a retry gets the first answer)."""
+        scope = f"{SERVICE}/{method}:{current_caller().client_id}"
+        return await run_idempotent(self.uow, scope, request, response_type, work)
+
     async def GetLadder(
         self, request: pb.GetLadderRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetLadderResponse:
         found = await self._read(handlers.ladder)
-        return pb.GetLadderResponse(ladder=ladder_message(found))
+        return pb.GetLadderResponse(ladder=convert.ladder_message(found))
 
     async def UpdateLadder(
         self, request: pb.UpdateLadderRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateLadderResponse:
-        require_scope("admin")
-        new = ladder_from(request.ladder)
-        scope = f"{SERVICE}/UpdateLadder:{current_caller().client_id}"
+        require_scope(ADMIN_SCOPE)
+        new = convert.ladder_from(request.ladder)
 
-        async def work(uow: Any) -> pb.UpdateLadderResponse:
+        async def work(uow: TiersUnitOfWork) -> pb.UpdateLadderResponse:
             stored = await handlers.publish_ladder(uow, new)
-            return pb.UpdateLadderResponse(ladder=ladder_message(stored))
+            return pb.UpdateLadderResponse(ladder=convert.ladder_message(stored))
 
-        return await run_idempotent(self.uow, scope, request, pb.UpdateLadderResponse, work)
+        return await self._write("UpdateLadder", request, pb.UpdateLadderResponse, work)
 
     async def GetMemberTier(
         self, request: pb.GetMemberTierRequest, context: grpc.aio.ServicerContext
@@ -141,35 +74,60 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         member_id = member_id_of(request.member, "member")
         view = await self._read(lambda uow: handlers.member_view(uow, member_id, self.clock()))
         response = pb.GetMemberTierResponse(
-            tier=view.member.tier,
-            since=timestamp(view.member.since),
+            tier=view.tier,
+            earned_tier=view.member.tier,
+            since=timestamp(view.holder.starts_at if view.holder else view.member.since),
             next_tier=view.next_tier,
-            progress=[
-                pb.Progress(
-                    metric=METRICS[metric],
-                    current=str(current),
-                    required=str(required),
-                    remaining=str(max(required - current, Decimal(0))),
-                )
-                for metric, current, required in view.progress
-            ],
+            progress=convert.progress_messages(view.progress),
+            retention_progress=convert.progress_messages(view.retention),
         )
         if view.member.tier_year_end is not None:
             response.tier_year_end.CopyFrom(timestamp(view.member.tier_year_end))
+        if view.holder is not None:
+            response.grant.CopyFrom(convert.grant_message(view.holder))
         return response
+
+    async def PreviewMemberTier(
+        self, request: pb.PreviewMemberTierRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PreviewMemberTierResponse:
+        member_id = member_id_of(request.member, "member")
+        extra = convert.extra_activity(request.activities)
+        found = await self._read(lambda uow: handlers.preview(uow, member_id, extra, self.clock()))
+        return pb.PreviewMemberTierResponse(
+            tier=found.tier,
+            upgrade=found.upgrade,
+            next_tier=found.next_tier,
+            progress=convert.progress_messages(found.progress),
+        )
+
+    async def GetTierDistribution(
+        self, request: pb.GetTierDistributionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTierDistributionResponse:
+        rules, counts = await self._read(handlers.distribution)
+        return pb.GetTierDistributionResponse(
+            counts=[pb.TierCount(tier=t, members=n) for t, n in counts],
+            ladder_version=rules.version,
+        )
 
     async def RunYearEnd(
         self, request: pb.RunYearEndRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunYearEndResponse:
-        require_scope("admin")
+        require_scope(ADMIN_SCOPE)
         if request.chunk_size < 0:
             raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
-        now = self.clock()
-        as_of = moment(request.as_of) if request.HasField("as_of") else now
+        as_of = moment(request.as_of) if request.HasField("as_of") else self.clock()
         total = await handlers.run_year_end(self.uow, as_of, request.chunk_size or 500)
         return pb.RunYearEndResponse(
             judged=total.judged, retained=total.retained, downgraded=total.downgraded
         )
+
+    async def RunGrantExpiry(
+        self, request: pb.RunGrantExpiryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunGrantExpiryResponse:
+        require_scope(ADMIN_SCOPE)
+        as_of = moment(request.as_of) if request.HasField("as_of") else self.clock()
+        total = await handlers.run_grant_expiry(self.uow, as_of)
+        return pb.RunGrantExpiryResponse(ended=total.ended, changed=total.changed)
 
     async def ListTierHistory(
         self, request: pb.ListTierHistoryRequest, context: grpc.aio.ServicerContext
@@ -187,3 +145,96 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         if len(rows) > page.size:
             response.next_page_token = next_token(rows[page.size - 1][0], filters)
         return response
+
+    async def CreateTierGrant(
+        self, request: pb.CreateTierGrantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateTierGrantResponse:
+        require_scope(ADMIN_SCOPE)
+        member_id = member_id_of(request.member, "member")
+        grant = request.tier_grant
+        kind = convert.kind_of(grant.kind)
+        ends_at = moment(grant.end_time) if grant.HasField("end_time") else None
+
+        async def work(uow: TiersUnitOfWork) -> pb.CreateTierGrantResponse:
+            done = await handlers.create_grant(
+                uow, member_id, kind, grant.tier.strip(), grant.reason, ends_at, self.clock()
+            )
+            return pb.CreateTierGrantResponse(
+                tier_grant=convert.grant_message(done.grant), tier=done.tier
+            )
+
+        return await self._write("CreateTierGrant", request, pb.CreateTierGrantResponse, work)
+
+    async def RevokeTierGrant(
+        self, request: pb.RevokeTierGrantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeTierGrantResponse:
+        require_scope(ADMIN_SCOPE)
+        member_id, grant_id = convert.grant_of(request.name, "name")
+        if not request.reason.strip():
+            raise InvalidArgument.of([FieldViolation("reason", "required")])
+
+        async def work(uow: TiersUnitOfWork) -> pb.RevokeTierGrantResponse:
+            done = await handlers.revoke_grant(
+                uow, member_id, grant_id, request.reason, self.clock()
+            )
+            return pb.RevokeTierGrantResponse(
+                tier_grant=convert.grant_message(done.grant), tier=done.tier
+            )
+
+        return await self._write("RevokeTierGrant", request, pb.RevokeTierGrantResponse, work)
+
+    async def ListTierGrants(
+        self, request: pb.ListTierGrantsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTierGrantsResponse:
+        member_id = member_id_of(request.member, "member")
+        filters = {"member": member_id}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
+        after = (datetime.fromisoformat(page.after[0]), page.after[1]) if page.after else None
+        rows = await self._read(lambda uow: uow.tiers.list_grants(member_id, after, page.size + 1))
+        response = pb.ListTierGrantsResponse(
+            tier_grants=[convert.grant_message(g) for _, g in rows[: page.size]]
+        )
+        if len(rows) > page.size:
+            created, last = rows[page.size - 1]
+            response.next_page_token = next_token([created.isoformat(), last.grant_id], filters)
+        return response
+
+    async def PurchaseMembership(
+        self, request: pb.PurchaseMembershipRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PurchaseMembershipResponse:
+        member_id = member_id_of(request.member, "member")
+        unit = unit_of(request.unit)
+        require_unit(unit)
+
+        async def work(uow: TiersUnitOfWork) -> pb.PurchaseMembershipResponse:
+            done = await handlers.purchase_membership(
+                uow,
+                member_id,
+                unit,
+                request.tier.strip(),
+                request.order_id.strip(),
+                request.months,
+                self.clock(),
+            )
+            return pb.PurchaseMembershipResponse(
+                tier_grant=convert.grant_message(done.grant), renewed=done.renewed, tier=done.tier
+            )
+
+        return await self._write("PurchaseMembership", request, pb.PurchaseMembershipResponse, work)
+
+    async def RefundMembership(
+        self, request: pb.RefundMembershipRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RefundMembershipResponse:
+        member_id = member_id_of(request.member, "member")
+        unit = unit_of(request.unit)
+        require_unit(unit)
+
+        async def work(uow: TiersUnitOfWork) -> pb.RefundMembershipResponse:
+            done = await handlers.refund_membership(
+                uow, member_id, unit, request.order_id.strip(), self.clock()
+            )
+            return pb.RefundMembershipResponse(
+                tier_grant=convert.grant_message(done.grant), tier=done.tier
+            )
+
+        return await self._write("RefundMembership", request, pb.RefundMembershipResponse, work)
