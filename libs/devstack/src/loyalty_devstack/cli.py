@@ -76,6 +76,7 @@ async def run_suite(data_dir: Path) -> int:
         "LOYALTY_NATS_URL": infra.nats_url,
         "LOYALTY_DATA_DIR": str(data_dir),
         "LOYALTY_IDENTITY_DEV_KEYS": os.environ.get("LOYALTY_IDENTITY_DEV_KEYS", "true"),
+        "LOYALTY_AUTH_DEV_KEYS": os.environ.get("LOYALTY_AUTH_DEV_KEYS", "true"),
         "LOYALTY_LOG_FORMAT": os.environ.get("LOYALTY_LOG_FORMAT", "console"),
         "PYTHONUNBUFFERED": "1",
     }

@@ -30,6 +30,8 @@ def _json_logs() -> None:
     configure_logging("test", "INFO", "json")
     # Services started in-process may generate development keys into the test data folder.
     os.environ.setdefault("LOYALTY_IDENTITY_DEV_KEYS", "true")
+    # ... and a key pair for API clients' bearer tokens (gateway signs, every service checks).
+    os.environ.setdefault("LOYALTY_AUTH_DEV_KEYS", "true")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from typing import Any
 import grpc
 from grpc.aio import AbortError
 
-from loyalty_kit.caller import caller_from_metadata, set_current_caller
+from loyalty_kit.auth import TokenVerifier
+from loyalty_kit.caller import set_current_caller
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError
 from loyalty_kit.logs import get_logger
@@ -27,8 +28,10 @@ QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, verifier: TokenVerifier | None = None) -> None:
         self.service = service
+        # Who is calling: a verified bearer token, else the caller headers (if trusted).
+        self.verifier = verifier or TokenVerifier({}, trust_headers=True)
 
     async def intercept_service(
         self,
@@ -57,9 +60,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             set_inbound_deadline(context.time_remaining())
-            set_current_caller(caller_from_metadata(context.invocation_metadata()))
             code = "OK"
             try:
+                set_current_caller(self.verifier.caller_of(context.invocation_metadata()))
                 return await behavior(request, context)
             except DomainError as error:
                 code = error.kind.value
@@ -94,8 +97,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_stream(self, method: str, behavior: Any) -> Any:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             set_inbound_deadline(context.time_remaining())
-            set_current_caller(caller_from_metadata(context.invocation_metadata()))
             try:
+                set_current_caller(self.verifier.caller_of(context.invocation_metadata()))
                 async for item in behavior(request, context):
                     yield item
             except DomainError as error:

@@ -32,6 +32,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from loyalty_kit import db, events, housekeeping, migrations
+from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import EventConsumer
 from loyalty_kit.interceptors import ErrorMappingInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
@@ -162,7 +163,8 @@ class RunningService:
         elif spec.publishes_events:
             log.warning("LOYALTY_NATS_URL not set: events stay in the outbox", service=spec.name)
 
-        server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(spec.name)])
+        verifier = TokenVerifier.from_settings(settings.data_dir)
+        server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(spec.name, verifier)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         spec.add_servicers(server, ctx)
         reflection.enable_server_reflection(
@@ -265,10 +267,16 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
         await running.stop()
 
 
-async def run_command(spec: ServiceSpec, settings: Settings, command: str) -> None:
+async def run_command(
+    spec: ServiceSpec, settings: Settings, command: str, args: Sequence[str] = ()
+) -> None:
     engine = db.create_engine(settings.service_database_url(spec.name), pool_size=2)
     context = ServiceContext(
-        name=spec.name, settings=settings, engine=engine, sessions=db.session_factory(engine)
+        name=spec.name,
+        settings=settings,
+        engine=engine,
+        sessions=db.session_factory(engine),
+        extras={"args": list(args)},  # what followed the command on the command line
     )
     try:
         await spec.commands[command](context)
@@ -296,13 +304,14 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "command", nargs="?", default="serve", choices=["serve", "migrate", *spec.commands]
     )
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments")
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(spec.name, settings.log_level, settings.log_format)
     if args.command == "migrate":
         asyncio.run(migrate(spec, settings))
     elif args.command in spec.commands:
-        asyncio.run(run_command(spec, settings, args.command))
+        asyncio.run(run_command(spec, settings, args.command, args.args))
     else:
         asyncio.run(serve(spec, settings))
     return 0

@@ -1,43 +1,258 @@
 """The gateway's HTTP/JSON side (Starlette on uvicorn).
 
-For now it answers `/healthz` with the health of every service behind it; the routes derived
-from the protos' HTTP annotations and the composite flows land with the gateway issue.
+Every route comes from the contracts' `google.api.http` annotations (transcoding.py); JSON is
+read and written with protobuf's json_format (camelCase names, unpopulated fields written,
+unknown fields refused). Failures answer with the google.rpc.Status as JSON and the HTTP code
+of its gRPC code. Callers authenticate with a bearer token from `POST /v1/token`; the token
+travels on to the services, which check it again. Each client has a rate limit (429 with
+Retry-After). Every response carries `X-Request-Id`; W3C trace context flows in and back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl
 
 import grpc
 import uvicorn
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from loyalty_kit.channels import channel
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from loyalty_kit.auth import (
+    AUTHORIZATION,
+    AuthSettings,
+    SigningKey,
+    TokenVerifier,
+    development_keys,
+    parse_keys,
+)
+from loyalty_kit.errors import (
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from loyalty_kit.logs import get_logger
 from loyalty_kit.server import ServiceContext
+from loyalty_kit.status import internal_status
+from opentelemetry import propagate, trace
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
-BACKENDS = ("identity", "points", "tiers", "benefits")
+from loyalty_gateway import openapi
+from loyalty_gateway.backends import BACKENDS, Backends, exposed_services
+from loyalty_gateway.clients import DEFAULT_RATE, ClientStore
+from loyalty_gateway.errors import error_body, http_code, status_of_error, status_of_rpc_error
+from loyalty_gateway.settings import GatewaySettings
+from loyalty_gateway.transcoding import Route as RpcRoute
+from loyalty_gateway.transcoding import routes_of, set_field
+
+log = get_logger("loyalty.gateway")
+tracer = trace.get_tracer("loyalty.gateway")
+REQUEST_ID = "x-request-id"
+
+
+class Keys:
+    """The token signing key and the verifier (the same keys the services verify with)."""
+
+    def __init__(self, context: ServiceContext) -> None:
+        configured = GatewaySettings()
+        auth = AuthSettings()
+        if configured.signing_key:
+            self.signing: SigningKey | None = SigningKey.parse(configured.signing_key)
+            public = auth.public_keys
+        elif auth.dev_keys:
+            self.signing, public = development_keys(context.settings.data_dir)
+        else:
+            self.signing, public = None, auth.public_keys
+        self.verifier = TokenVerifier(parse_keys(public), trust_headers=False)
+        self.ttl = configured.token_ttl_seconds
+
+
+def _json(status: Any) -> JSONResponse:
+    return JSONResponse(error_body(status), status_code=http_code(status))
+
+
+def _request_message(
+    route: RpcRoute, request: Request, body: bytes, bound: dict[str, str]
+) -> Message:
+    message = route.request_type()
+    try:
+        if route.body == "*":
+            json_format.Parse(body or b"{}", message)
+        elif route.body:
+            json_format.Parse(body or b"{}", getattr(message, route.body))
+    except json_format.ParseError as error:
+        raise InvalidArgument.of([FieldViolation("body", str(error))]) from None
+    problems: list[FieldViolation] = []
+    for path, value in bound.items():
+        try:
+            set_field(message, path, value)
+        except ValueError as error:
+            problems.append(FieldViolation(path, str(error)))
+    if route.body != "*":
+        for key, value in parse_qsl(request.url.query, keep_blank_values=True):
+            if key in bound or key in ("access_token",):
+                continue
+            try:
+                set_field(message, key, value)
+            except ValueError as error:
+                problems.append(FieldViolation(key, str(error)))
+    if problems:
+        raise InvalidArgument.of(problems)
+    return message
 
 
 def build_app(context: ServiceContext) -> Starlette:
     settings = context.settings
-    channels = {
-        name: channel(
-            settings.target_of(name),
-            default_deadline=1.0,
-            max_deadline=settings.max_deadline_seconds,
-        )
-        for name in BACKENDS
-    }
+    gateway = GatewaySettings()
+    backends = Backends(settings)
+    services = [s for found in exposed_services().values() for s in found]
+    routes = routes_of(services)
+    keys = Keys(context)
+    limiter = MovingWindowRateLimiter(MemoryStorage())
+    document = openapi.document(routes)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def authenticate(request: Request) -> tuple[str, dict[str, Any]]:
+        header = request.headers.get(AUTHORIZATION, "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(
+                "send 'Authorization: Bearer <token>' (POST /v1/token gives one)",
+                reason="TOKEN_MISSING",
+            )
+        return token.strip(), keys.verifier.claims(token.strip())
+
+    async def limit(claims: dict[str, Any]) -> None:
+        rate = int(claims.get("rps", DEFAULT_RATE))
+        item = RateLimitItemPerSecond(rate)
+        if not await limiter.hit(item, str(claims["sub"])):
+            reset, _remaining = await limiter.get_window_stats(item, str(claims["sub"]))
+            retry = max(1, math.ceil(reset - time.time()))
+            raise ResourceExhausted(
+                f"more than {rate} requests a second",
+                reason="RATE_LIMITED",
+                metadata={"limit_per_second": str(rate), "retry_after_seconds": str(retry)},
+            )
+
+    @contextlib.contextmanager
+    def traced(request: Request, name: str) -> Iterator[dict[str, str]]:
+        """A server span continuing the caller's trace; yields the headers to pass on."""
+        parent = propagate.extract(dict(request.headers))
+        with tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            yield carrier
+
+    def finish(response: Response, request_id: str, carrier: dict[str, str]) -> Response:
+        response.headers["X-Request-Id"] = request_id
+        if "traceparent" in carrier:
+            response.headers["traceresponse"] = carrier["traceparent"]
+        return response
+
+    # -- the routes from the contracts -----------------------------------------------------
+
+    async def dispatch(request: Request) -> Response:
+        request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        raw_path = request.scope.get("raw_path", b"").decode() or request.url.path
+        path = raw_path.split("?", 1)[0]
+        verb = request.method.lower()
+        matched = [(r, b) for r in routes if (b := r.template.match(path)) is not None]
+        carrier: dict[str, str] = {}
+        try:
+            found = next(((r, b) for r, b in matched if r.verb == verb), None)
+            if found is None:
+                if matched:
+                    allowed = ", ".join(sorted({r.verb.upper() for r, _ in matched}))
+                    response: Response = _json(
+                        status_of_error(
+                            NotFound(
+                                f"{request.method} is not allowed here", reason="METHOD_NOT_ALLOWED"
+                            )
+                        )
+                    )
+                    response.status_code = 405
+                    response.headers["Allow"] = allowed
+                    return finish(response, request_id, carrier)
+                raise NotFound(f"no route {request.method} {path}", reason="NO_ROUTE")
+            route, bound = found
+            with traced(request, f"{request.method} {route.template.text}") as carrier:
+                token, claims = authenticate(request)
+                await limit(claims)
+                message = _request_message(route, request, await request.body(), bound)
+                metadata = [(AUTHORIZATION, f"Bearer {token}"), (REQUEST_ID, request_id)]
+                metadata += list(carrier.items())
+                call = backends.channel_for(route.service).unary_unary(
+                    route.grpc_path,
+                    request_serializer=type(message).SerializeToString,
+                    response_deserializer=route.response_type.FromString,
+                )
+                reply = await call(
+                    message, metadata=tuple(metadata), timeout=gateway.request_deadline_seconds
+                )
+                body = json_format.MessageToDict(reply, always_print_fields_with_no_presence=True)
+                status = 201 if route.creates else 200
+                return finish(JSONResponse(body, status_code=status), request_id, carrier)
+        except DomainError as error:
+            response = _json(status_of_error(error))
+            if isinstance(error, ResourceExhausted):
+                response.headers["Retry-After"] = error.metadata.get("retry_after_seconds", "1")
+            return finish(response, request_id, carrier)
+        except grpc.aio.AioRpcError as error:
+            return finish(_json(status_of_rpc_error(error)), request_id, carrier)
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def token(request: Request) -> Response:
+        """OAuth 2.0 client credentials (RFC 6749 4.4): client id and secret by HTTP Basic or
+        in the form (or a JSON body), a bearer token back."""
+        request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        try:
+            client_id, secret = await _credentials(request)
+            if keys.signing is None:
+                raise Unauthenticated(
+                    "this gateway has no signing key (LOYALTY_GATEWAY_SIGNING_KEY)",
+                    reason="NO_SIGNING_KEY",
+                )
+            async with context.uow() as uow:
+                client = await ClientStore(uow.session).authenticate(client_id, secret)
+            access, _ = keys.signing.issue(
+                client.caller(), keys.ttl, extra={"rps": client.rate_per_second}
+            )
+            body = {
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": keys.ttl,
+                "scope": " ".join(client.scopes),
+                "unit": client.unit,
+            }
+            return finish(JSONResponse(body, headers={"Cache-Control": "no-store"}), request_id, {})
+        except DomainError as error:
+            return finish(_json(status_of_error(error)), request_id, {})
+
+    # -- health, contract, docs ------------------------------------------------------------
 
     async def check(name: str) -> str:
-        stub = health_pb2_grpc.HealthStub(channels[name])
+        stub = health_pb2_grpc.HealthStub(backends.channels[name])
         try:
-            response = await stub.Check(health_pb2.HealthCheckRequest())
+            response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
         except grpc.aio.AioRpcError as error:
             return f"UNAVAILABLE ({error.code().name})"
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
@@ -51,13 +266,69 @@ def build_app(context: ServiceContext) -> Starlette:
             status_code=200 if ok else 503,
         )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette):  # type: ignore[no-untyped-def]
-        yield
-        for ch in channels.values():
-            await ch.close()
+    async def openapi_json(_request: Request) -> JSONResponse:
+        return JSONResponse(document)
 
-    return Starlette(routes=[Route("/healthz", healthz)], lifespan=lifespan)
+    async def docs(_request: Request) -> HTMLResponse:
+        return HTMLResponse(openapi.DOCS_PAGE)
+
+    async def unexpected(request: Request, _error: Exception) -> Response:
+        """Anything unforeseen: INTERNAL with a reference, nothing of the error's text."""
+        reference = uuid.uuid4().hex[:12]
+        log.exception("http request failed", path=request.url.path, reference=reference)
+        return _json(internal_status("gateway", reference))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await backends.close()
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/openapi.json", openapi_json),
+            Route("/docs", docs),
+            Mount("/docs/static", StaticFiles(directory=openapi.swagger_ui_dir()), name="static"),
+            Route("/v1/token", token, methods=["POST"]),
+            Route("/{path:path}", dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers={Exception: unexpected},
+    )
+
+
+async def _credentials(request: Request) -> tuple[str, str]:
+    header = request.headers.get(AUTHORIZATION, "")
+    if header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:]).decode()
+        except ValueError:
+            raise Unauthenticated("malformed Basic credentials", reason="INVALID_CLIENT") from None
+        client_id, _, secret = decoded.partition(":")
+        return client_id, secret
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = await request.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise InvalidArgument.of([FieldViolation("body", "a JSON object")])
+        fields = {k: str(v) for k, v in data.items()}
+    else:  # application/x-www-form-urlencoded (RFC 6749)
+        fields = dict(parse_qsl((await request.body()).decode(errors="replace")))
+    grant = fields.get("grant_type", fields.get("grantType", "client_credentials"))
+    client_id = fields.get("client_id", fields.get("clientId", ""))
+    secret = fields.get("client_secret", fields.get("clientSecret", ""))
+    problems = []
+    if grant != "client_credentials":
+        problems.append(FieldViolation("grant_type", "client_credentials"))
+    if not client_id:
+        problems.append(FieldViolation("client_id", "required"))
+    if not secret:
+        problems.append(FieldViolation("client_secret", "required"))
+    if problems:
+        raise InvalidArgument.of(problems)
+    return client_id, secret
 
 
 class _Server(uvicorn.Server):

@@ -1,0 +1,206 @@
+"""Credentials of business-unit API clients, checked the same way by every service.
+
+The gateway's token endpoint gives an API client (client id + secret) a short-lived bearer
+token: a JWT signed with Ed25519 (EdDSA) that carries the client, its unit and its scopes.
+Every service verifies it with the public key alone, so a backend team calling a service over
+gRPC directly presents the same credential as an HTTP client of the gateway, and no service
+needs the gateway (or its database) to check a call. Revocation takes effect when a token
+expires (15 minutes by default): the token endpoint refuses a revoked client.
+
+Keys: `LOYALTY_AUTH_PUBLIC_KEYS` (`<kid>:<base64url public key>,...`, several during a rotation)
+for every service; the gateway also needs `LOYALTY_GATEWAY_SIGNING_KEY`. In development
+(`LOYALTY_AUTH_DEV_KEYS=true`, set by `make run` and the tests) a key pair is generated into the
+data folder and shared by the services of that folder.
+
+Without a bearer token, the `x-loyalty-*` headers are taken as sent only while
+`LOYALTY_AUTH_TRUST_HEADERS` is true (development, and private networks during a migration);
+otherwise such a call is anonymous.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loyalty_kit.caller import Caller
+from loyalty_kit.errors import Unauthenticated
+
+ISSUER = "loyalty-gateway"
+AUDIENCE = "loyalty"
+ALGORITHM = "EdDSA"
+AUTHORIZATION = "authorization"
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_AUTH_", extra="ignore")
+
+    public_keys: str = Field(
+        default="", description="Token verification keys: '<kid>:<base64url Ed25519>,...'."
+    )
+    dev_keys: bool = Field(
+        default=False,
+        description="Without configured keys, use a development key pair in the data folder.",
+    )
+    trust_headers: bool = Field(
+        default=True,
+        description="Take x-loyalty-* caller headers as sent when no bearer token is given "
+        "(development; set false where clients can reach services directly).",
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    return _b64(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def parse_keys(text: str) -> dict[str, bytes]:
+    """'<kid>:<base64url>,...' -> {kid: raw key bytes}."""
+    keys: dict[str, bytes] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kid, sep, encoded = item.partition(":")
+        raw = _unb64(encoded) if sep else b""
+        if not kid or len(raw) != 32:
+            raise ValueError("keys are '<kid>:<base64url of 32 bytes>', comma-separated")
+        keys[kid] = raw
+    return keys
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    key: Ed25519PrivateKey
+
+    @staticmethod
+    def parse(text: str) -> SigningKey:
+        ((kid, raw),) = parse_keys(text).items()
+        return SigningKey(kid, Ed25519PrivateKey.from_private_bytes(raw))
+
+    def issue(
+        self,
+        caller: Caller,
+        ttl_seconds: float,
+        now: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[str, int]:
+        """A bearer token for the caller and when it expires (Unix seconds)."""
+        issued = int(now if now is not None else time.time())
+        expires = issued + int(ttl_seconds)
+        claims = {
+            **(extra or {}),
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": caller.client_id,
+            "unit": caller.unit,
+            "scope": " ".join(sorted(caller.scopes)),
+            "iat": issued,
+            "exp": expires,
+            "jti": secrets.token_hex(8),
+        }
+        token = jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"kid": self.kid})
+        return token, expires
+
+
+def development_keys(data_dir: Path) -> tuple[SigningKey, str]:
+    """The development key pair of a data folder (made on first use): the signing key and
+    the public keys' text."""
+    path = data_dir / "auth-keys.json"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+        raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        kid = f"dev-{secrets.token_hex(4)}"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"kid": kid, "private": _b64(raw)}))
+        temporary.chmod(0o600)
+        temporary.replace(path)  # a concurrent first use keeps one of the two, whole
+    stored = json.loads(path.read_text())
+    signing = SigningKey.parse(f"{stored['kid']}:{stored['private']}")
+    return signing, f"{signing.kid}:{public_key_text(signing.key.public_key())}"
+
+
+class TokenVerifier:
+    def __init__(self, public_keys: dict[str, bytes], trust_headers: bool) -> None:
+        self.keys = {
+            kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in public_keys.items()
+        }
+        self.trust_headers = trust_headers
+
+    @staticmethod
+    def from_settings(data_dir: Path) -> TokenVerifier:
+        configured = AuthSettings()
+        text = configured.public_keys
+        if not text and configured.dev_keys:
+            text = development_keys(data_dir)[1]
+        return TokenVerifier(parse_keys(text), configured.trust_headers)
+
+    def verify(self, token: str) -> Caller:
+        """The caller a bearer token speaks for; UNAUTHENTICATED if it is not one of ours,
+        tampered with or expired."""
+        claims = self.claims(token)
+        return Caller(
+            unit=str(claims.get("unit", "")),
+            client_id=str(claims["sub"]),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+        )
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """A verified token's claims."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid", "")
+            key = self.keys.get(kid)
+            if key is None:
+                raise Unauthenticated(
+                    "the token is signed with a key this service does not know",
+                    reason="TOKEN_INVALID",
+                )
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub"]},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated(
+                "the token has expired: get a new one", reason="TOKEN_EXPIRED"
+            ) from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID") from None
+        return claims
+
+    def caller_of(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
+        """The caller of a call: a verified bearer token, else (when trusted) the headers."""
+        from loyalty_kit.caller import ANONYMOUS, caller_from_metadata
+
+        items = list(metadata or ())
+        for key, value in items:
+            if key.lower() == AUTHORIZATION:
+                text = value.decode() if isinstance(value, bytes) else value
+                scheme, _, token = text.partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    raise Unauthenticated("use 'Bearer <token>'", reason="TOKEN_INVALID")
+                return self.verify(token.strip())
+        return caller_from_metadata(items) if self.trust_headers else ANONYMOUS

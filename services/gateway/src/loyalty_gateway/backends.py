@@ -1,0 +1,51 @@
+"""The services behind the gateway: which contracts it exposes and a channel to each."""
+
+from __future__ import annotations
+
+import importlib
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from loyalty_kit.channels import channel
+from loyalty_kit.settings import Settings
+
+# backend -> the module of its contract; every `google.api.http` rule in it becomes a route.
+CONTRACTS = {
+    "identity": "loyalty.identity.v1.identity_service_pb2",
+    "points": "loyalty.points.v1.points_service_pb2",
+    "tiers": "loyalty.tiers.v1.tiers_service_pb2",
+}
+BACKENDS = ("identity", "points", "tiers", "benefits")
+
+
+def exposed_services() -> dict[str, list[ServiceDescriptor]]:
+    """backend -> its gRPC services."""
+    found: dict[str, list[ServiceDescriptor]] = {}
+    for backend, module in CONTRACTS.items():
+        descriptor = importlib.import_module(module).DESCRIPTOR
+        found[backend] = list(descriptor.services_by_name.values())
+    return found
+
+
+class Backends:
+    def __init__(self, settings: Settings) -> None:
+        self.channels: dict[str, grpc.aio.Channel] = {
+            name: channel(
+                settings.target_of(name),
+                default_deadline=settings.default_deadline_seconds,
+                max_deadline=settings.max_deadline_seconds,
+            )
+            for name in BACKENDS
+        }
+        self.by_service = {
+            service.full_name: backend
+            for backend, services in exposed_services().items()
+            for service in services
+        }
+
+    def channel_for(self, service: ServiceDescriptor) -> grpc.aio.Channel:
+        return self.channels[self.by_service[service.full_name]]
+
+    async def close(self) -> None:
+        for ch in self.channels.values():
+            await ch.close()

@@ -1,0 +1,61 @@
+"""google.rpc.Status as HTTP: the code mapping of google/rpc/code.proto, the Status as the
+JSON body in the AIP-193 shape (`{"error": {"code", "message", "status", "details"}}`), with
+its ErrorInfo and field violations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from loyalty_kit.errors import DomainError
+from loyalty_kit.status import from_rpc_error, status_of, upstream_status
+
+HTTP_CODES = {
+    code_pb2.OK: 200,
+    code_pb2.CANCELLED: 499,
+    code_pb2.UNKNOWN: 500,
+    code_pb2.INVALID_ARGUMENT: 400,
+    code_pb2.DEADLINE_EXCEEDED: 504,
+    code_pb2.NOT_FOUND: 404,
+    code_pb2.ALREADY_EXISTS: 409,
+    code_pb2.PERMISSION_DENIED: 403,
+    code_pb2.UNAUTHENTICATED: 401,
+    code_pb2.RESOURCE_EXHAUSTED: 429,
+    code_pb2.FAILED_PRECONDITION: 400,
+    code_pb2.ABORTED: 409,
+    code_pb2.OUT_OF_RANGE: 400,
+    code_pb2.UNIMPLEMENTED: 501,
+    code_pb2.INTERNAL: 500,
+    code_pb2.UNAVAILABLE: 503,
+    code_pb2.DATA_LOSS: 500,
+}
+
+# The detail types the JSON body may carry: imported so json_format can resolve them.
+DETAIL_TYPES = (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest)
+
+
+def http_code(status: status_pb2.Status) -> int:
+    return HTTP_CODES.get(status.code, 500)
+
+
+def error_body(status: status_pb2.Status) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": http_code(status),
+            "message": status.message,
+            "status": code_pb2.Code.Name(status.code),
+            "details": [json_format.MessageToDict(detail) for detail in status.details],
+        }
+    }
+
+
+def status_of_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    """The service's own Status, or one made for a failure that carried none (a service
+    down: UNAVAILABLE; a deadline: DEADLINE_EXCEEDED)."""
+    return from_rpc_error(error) or upstream_status(error, "gateway")
+
+
+def status_of_error(error: DomainError) -> status_pb2.Status:
+    return status_of(error, "gateway")

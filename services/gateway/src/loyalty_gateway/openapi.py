@@ -1,0 +1,237 @@
+"""An OpenAPI 3.0 document generated from the same annotations as the routes, and a docs page
+(Swagger UI from the swagger-ui-bundle wheel, served by the gateway itself: no CDN, works
+offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+
+from loyalty_gateway.transcoding import Route, Variable
+
+FD = FieldDescriptor
+INT32 = {FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32, FD.TYPE_UINT32, FD.TYPE_FIXED32}
+INT64 = {FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64, FD.TYPE_UINT64, FD.TYPE_FIXED64}
+WELL_KNOWN: dict[str, dict[str, Any]] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?s$"},
+    "google.protobuf.FieldMask": {"type": "string"},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Value": {},
+    "google.protobuf.Any": {"type": "object"},
+    "google.protobuf.Empty": {"type": "object"},
+}
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Loyalty platform API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>
+"""
+
+
+def swagger_ui_dir() -> str:
+    import swagger_ui_bundle
+
+    return str(Path(swagger_ui_bundle.swagger_ui_path))
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+
+    def message(self, descriptor: Any, *, without: frozenset[str] = frozenset()) -> str:
+        name = str(descriptor.full_name) + ("Body" if without else "")
+        if name in self.schemas:
+            return name
+        self.schemas[name] = {}  # placeholder: recursive messages refer to it
+        properties = {
+            f.json_name: self.field(f) for f in descriptor.fields if f.name not in without
+        }
+        self.schemas[name] = {
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": False,
+        }
+        return name
+
+    def field(self, f: Any) -> dict[str, Any]:
+        if f.type == FD.TYPE_MESSAGE and f.message_type.GetOptions().map_entry:
+            value = f.message_type.fields_by_name["value"]
+            return {"type": "object", "additionalProperties": self.single(value)}
+        single = self.single(f)
+        if f.is_repeated:
+            return {"type": "array", "items": single}
+        return single
+
+    def single(self, f: Any) -> dict[str, Any]:
+        if f.type == FD.TYPE_MESSAGE:
+            known = WELL_KNOWN.get(f.message_type.full_name)
+            if known is not None:
+                return dict(known)
+            return _ref(self.message(f.message_type))
+        if f.type == FD.TYPE_ENUM:
+            return {"type": "string", "enum": [v.name for v in f.enum_type.values]}
+        if f.type in INT32:
+            return {"type": "integer", "format": "int32"}
+        if f.type in INT64:
+            return {"type": "string", "format": "int64", "pattern": r"^-?[0-9]+$"}
+        if f.type in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+            return {"type": "number"}
+        if f.type == FD.TYPE_BOOL:
+            return {"type": "boolean"}
+        if f.type == FD.TYPE_BYTES:
+            return {"type": "string", "format": "byte"}
+        return {"type": "string"}
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "status": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+            "required": ["code", "message", "status", "details"],
+        }
+    },
+    "required": ["error"],
+}
+ERROR_RESPONSE = {
+    "description": "A google.rpc.Status (AIP-193): ErrorInfo reason and domain, field "
+    "violations for bad input.",
+    "content": {"application/json": {"schema": _ref("Error")}},
+}
+
+
+def _operation(route: Route, schemas: _Schemas) -> tuple[str, dict[str, Any]]:
+    path, params = route.template.openapi_path()
+    bound = {p.field_path.split(".")[0] for p in route.template.parts if isinstance(p, Variable)}
+    parameters: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[^/]+$"},
+            "description": f"part of `{field}`",
+        }
+        for name, field, _ in params
+    ]
+    request: Any = route.method.input_type
+    operation: dict[str, Any] = {
+        "operationId": f"{route.service.name}_{route.method.name}",
+        "tags": [route.service.name],
+        "summary": f"{route.service.full_name}.{route.method.name}",
+        "responses": {
+            "201" if route.creates else "200": {
+                "description": "OK",
+                "content": {
+                    "application/json": {"schema": _ref(schemas.message(route.method.output_type))}
+                },
+            },
+            "default": ERROR_RESPONSE,
+        },
+    }
+    if route.body == "*":
+        schema = _ref(schemas.message(request, without=frozenset(bound)))
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    else:
+        if route.body:
+            target = request.fields_by_name[route.body].message_type
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(schemas.message(target))}},
+            }
+        for f in request.fields:
+            if f.name in bound or f.name == route.body or f.type == FD.TYPE_MESSAGE:
+                continue
+            parameters.append(
+                {"name": f.json_name, "in": "query", "required": False, "schema": schemas.field(f)}
+            )
+    if parameters:
+        operation["parameters"] = parameters
+    return path, operation
+
+
+def document(routes: list[Route]) -> dict[str, Any]:
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        path, operation = _operation(route, schemas)
+        paths.setdefault(path, {})[route.verb] = operation
+    paths["/v1/token"] = {
+        "post": {
+            "operationId": "Token",
+            "tags": ["Auth"],
+            "summary": "A bearer token for an API client (OAuth 2.0 client credentials)",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                "client_id": {"type": "string"},
+                                "client_secret": {"type": "string"},
+                            },
+                            "required": ["client_id", "client_secret"],
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "A token",
+                    "content": {"application/json": {"schema": _ref("Token")}},
+                },
+                "default": ERROR_RESPONSE,
+            },
+        }
+    }
+    schemas.schemas["Error"] = ERROR_SCHEMA
+    schemas.schemas["Token"] = {
+        "type": "object",
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"type": "string"},
+            "expires_in": {"type": "integer"},
+            "scope": {"type": "string"},
+            "unit": {"type": "string"},
+        },
+        "required": ["access_token", "token_type", "expires_in"],
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Loyalty platform",
+            "version": "v1",
+            "description": "One membership across a group's business units. Generated from "
+            "the services' protobuf contracts (google.api.http annotations).",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": schemas.schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

@@ -1,0 +1,20 @@
+"""The gateway's own settings (`LOYALTY_GATEWAY_*`); the shared ones are the kit's."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_GATEWAY_", extra="ignore")
+
+    signing_key: str = Field(
+        default="",
+        description="Key signing bearer tokens: '<kid>:<base64url Ed25519 private key>'. Empty: "
+        "the development key pair (LOYALTY_AUTH_DEV_KEYS=true).",
+    )
+    token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    request_deadline_seconds: float = Field(
+        default=10.0, gt=0, description="Deadline of each HTTP request's calls to the services."
+    )

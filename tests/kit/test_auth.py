@@ -1,0 +1,58 @@
+"""Bearer tokens of API clients: what every service's interceptor accepts (pure)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from loyalty_kit.auth import SigningKey, TokenVerifier, development_keys, parse_keys
+from loyalty_kit.caller import ANONYMOUS, Caller
+from loyalty_kit.errors import Unauthenticated
+
+HOTEL = Caller(unit="hotel", client_id="hotel-pms", scopes=frozenset({"earn", "redeem"}))
+
+
+def test_a_token_speaks_for_its_client_until_it_expires(tmp_path: Path) -> None:
+    signing, public = development_keys(tmp_path)
+    verifier = TokenVerifier(parse_keys(public), trust_headers=False)
+    token, expires = signing.issue(HOTEL, 900)
+    assert verifier.verify(token) == HOTEL
+    assert expires - time.time() == pytest.approx(900, abs=2)
+    old, _ = signing.issue(HOTEL, 60, now=time.time() - 3600)
+    with pytest.raises(Unauthenticated) as raised:
+        verifier.verify(old)
+    assert raised.value.reason == "TOKEN_EXPIRED"
+
+
+def test_a_token_from_another_key_or_tampered_with_is_refused(tmp_path: Path) -> None:
+    _, public = development_keys(tmp_path / "a")
+    other, _ = development_keys(tmp_path / "b")
+    verifier = TokenVerifier(parse_keys(public), trust_headers=False)
+    foreign, _ = other.issue(HOTEL, 900)
+    forged = SigningKey(development_keys(tmp_path / "a")[0].kid, other.key).issue(HOTEL, 900)[0]
+    for token in (foreign, forged, "not.a.token"):
+        with pytest.raises(Unauthenticated) as raised:
+            verifier.verify(token)
+        assert raised.value.reason == "TOKEN_INVALID"
+
+
+def test_caller_headers_count_only_while_trusted(tmp_path: Path) -> None:
+    headers = HOTEL.metadata()
+    assert TokenVerifier({}, trust_headers=True).caller_of(headers) == HOTEL
+    assert TokenVerifier({}, trust_headers=False).caller_of(headers) == ANONYMOUS
+    signing, public = development_keys(tmp_path)
+    token, _ = signing.issue(Caller(unit="mall", client_id="pos"), 900)
+    strict = TokenVerifier(parse_keys(public), trust_headers=False)
+    # A token wins over headers claiming more.
+    bearer = (("authorization", f"Bearer {token}"), *headers)
+    assert strict.caller_of(bearer) == Caller(unit="mall", client_id="pos")
+    with pytest.raises(Unauthenticated):
+        strict.caller_of((("authorization", "Basic abc"),))
+
+
+def test_development_keys_are_made_once_per_folder(tmp_path: Path) -> None:
+    first, public = development_keys(tmp_path)
+    again, public_again = development_keys(tmp_path)
+    assert (first.kid, public) == (again.kid, public_again)
+    assert (tmp_path / "auth-keys.json").stat().st_mode & 0o077 == 0
