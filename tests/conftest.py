@@ -62,3 +62,17 @@ async def tiers_service(settings: Settings, clock: Clock) -> AsyncIterator[Runni
     runner = ServiceRunner(settings)
     yield await runner.start(SPEC, settings, extras={"clock": clock})
     await runner.stop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def benefits_service(
+    settings: Settings, points_service: RunningService, clock: Clock
+) -> AsyncIterator[RunningService]:
+    """The benefits service, learning tiers from TierChanged and debiting points for rewards
+    at the points service of this run; the session's clock injected."""
+    from loyalty_benefits.app import SPEC
+
+    runner = ServiceRunner(settings)
+    benefits_settings = settings.model_copy(update={"points_target": points_service.target})
+    yield await runner.start(SPEC, benefits_settings, extras={"clock": clock})
+    await runner.stop_all()

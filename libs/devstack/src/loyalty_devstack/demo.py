@@ -23,6 +23,8 @@ from loyalty_kit.caller import Caller
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 
+from loyalty_devstack.demo_benefits import load_benefits
+
 Loader = Callable[[Settings], Awaitable[str]]
 
 DEMO_CALLER = Caller(unit="group", client_id="demo-loader", scopes=frozenset({"admin"}))
@@ -264,6 +266,7 @@ LOADERS: list[tuple[str, Loader]] = [
     ("identity", load_identity),
     ("points", load_points),
     ("tiers", load_tiers),
+    ("benefits", load_benefits),
 ]
 
 

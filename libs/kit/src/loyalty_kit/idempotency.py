@@ -62,6 +62,17 @@ def fingerprint(
     return hashlib.sha256(body).hexdigest()
 
 
+def request_id_reused(request_id: str) -> InvalidArgument:
+    """The refusal of a request_id already used for a different request (for services that
+    keep their own idempotency record, like a saga spanning several transactions)."""
+    return InvalidArgument(
+        "request_id was already used for a different request",
+        reason="REQUEST_ID_REUSED",
+        metadata={"request_id": request_id},
+        field_violations=[FieldViolation("request_id", "already used for a different request")],
+    )
+
+
 class IdempotencyKeys:
     def __init__(self, session: AsyncSession, fingerprint_key: bytes | None = None) -> None:
         self.session = session
@@ -92,14 +103,7 @@ class IdempotencyKeys:
         )
         assert row is not None
         if row["fingerprint"] != print_:
-            raise InvalidArgument(
-                "request_id was already used for a different request",
-                reason="REQUEST_ID_REUSED",
-                metadata={"request_id": request_id},
-                field_violations=[
-                    FieldViolation("request_id", "already used for a different request")
-                ],
-            )
+            raise request_id_reused(request_id)
         response = response_type()
         if row["response"] is not None:
             response.ParseFromString(row["response"])
@@ -113,6 +117,14 @@ class IdempotencyKeys:
             request_id,
             response.SerializeToString(deterministic=True),
         )
+
+
+def request_scope(service: str, method: str) -> str:
+    """Where a request_id is unique: one method, one API client (two clients may well pick
+    the same ids)."""
+    from loyalty_kit.caller import current_caller
+
+    return f"{service}/{method}:{current_caller().client_id}"
 
 
 async def run_idempotent(

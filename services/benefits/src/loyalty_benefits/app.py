@@ -1,18 +1,145 @@
-"""The benefits service as the kit runs it: its gRPC services, migrations, consumers and jobs."""
+"""The benefits service as the kit runs it: the servicer, the tier and member events it learns
+from, and the job that finishes reward redemptions left half-way."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
 import grpc
-from loyalty_kit.server import ServiceContext, ServiceSpec
+from loyalty.benefits.v1 import benefits_service_pb2_grpc
+from loyalty.identity.v1 import events_pb2 as identity_events
+from loyalty.tiers.v1 import events_pb2 as tier_events
+from loyalty_kit.events import EventMeta
+from loyalty_kit.inbox import EventConsumer
+from loyalty_kit.jobs import every
+from loyalty_kit.server import Job, ServiceContext, ServiceSpec
+from loyalty_kit.timestamps import moment
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loyalty_benefits.adapters.points import GrpcPointsBank
+from loyalty_benefits.entrypoints.servicer import SERVICE, BenefitsServicer
+from loyalty_benefits.service_layer import handlers
+from loyalty_benefits.service_layer.rewards import RewardRedemptions
+from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
+
+
+class BenefitsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_BENEFITS_", extra="ignore")
+
+    recovery_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often reward redemptions left half-way are finished."
+    )
+    recovery_after_seconds: float = Field(
+        default=60.0, gt=0, description="How long a redemption may stand half-way before then."
+    )
+    birthday_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often today's birthday coupons are granted."
+    )
+
+
+def _clock(context: ServiceContext) -> Any:
+    return context.extras.get("clock", handlers.utc_now)
+
+
+def _uow_factory(context: ServiceContext) -> Any:
+    assert context.sessions is not None
+    sessions, namespace = context.sessions, context.settings.event_namespace
+
+    def make(*, read_only: bool = False) -> BenefitsUnitOfWork:
+        return BenefitsUnitOfWork(sessions, namespace, read_only=read_only)
+
+    return make
+
+
+def _redemptions(context: ServiceContext) -> RewardRedemptions:
+    """One per process; tests may put their own points bank in `extras`."""
+    if "redemptions" not in context.extras:
+        bank = context.extras.get("points_bank") or GrpcPointsBank(context.settings)
+        context.extras["redemptions"] = RewardRedemptions(
+            _uow_factory(context), bank, _clock(context)
+        )
+    redemptions: RewardRedemptions = context.extras["redemptions"]
+    return redemptions
 
 
 def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:
-    """No RPCs yet: the service's contract lands with its own issue."""
+    servicer = BenefitsServicer(_uow_factory(context), _redemptions(context), _clock(context))
+    benefits_service_pb2_grpc.add_BenefitsServiceServicer_to_server(servicer, server)
+
+
+def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
+    clock = _clock(context)
+    tiers = EventConsumer(
+        "benefits-tiers",
+        "tiers",
+        _uow_factory(context),
+        namespace=context.settings.event_namespace,
+    )
+
+    async def tier_changed(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_tier_changed(
+            uow,
+            e.member_id,
+            e.from_tier,
+            e.to_tier,
+            moment(e.effective_at),
+            moment(e.tier_year_end) if e.HasField("tier_year_end") else None,
+            clock(),
+        )
+
+    tiers.on(tier_events.TierChanged, tier_changed)
+
+    members = EventConsumer(
+        "benefits-members",
+        "identity",
+        _uow_factory(context),
+        namespace=context.settings.event_namespace,
+    )
+
+    async def merged(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id)
+
+    async def erased(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_erased(uow, e.member_id)
+
+    async def profile_changed(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_profile_changed(uow, e.member_id, e.birthday_month, e.birthday_day)
+
+    members.on(identity_events.MemberMerged, merged)
+    members.on(identity_events.MemberErased, erased)
+    members.on(identity_events.ProfileChanged, profile_changed)
+    return [tiers, members]
+
+
+def jobs(context: ServiceContext) -> Sequence[Job]:
+    settings = BenefitsSettings()
+    redemptions = _redemptions(context)
+
+    async def recover() -> None:
+        await redemptions.recover(timedelta(seconds=settings.recovery_after_seconds))
+
+    async def scheduled() -> None:
+        await every(settings.recovery_interval_seconds, context.stopping, recover, "rewards")
+
+    clock, uow = _clock(context), _uow_factory(context)
+
+    async def birthdays() -> None:
+        await handlers.run_birthday_gifts(uow, clock(), 500)
+
+    async def daily() -> None:
+        await every(settings.birthday_interval_seconds, context.stopping, birthdays, "birthdays")
+
+    return [scheduled, daily]
 
 
 SPEC = ServiceSpec(
     name="benefits",
-    service_names=(),
+    service_names=(SERVICE,),
     add_servicers=add_servicers,
     migrations="loyalty_benefits:migrations",
+    consumers=consumers,
+    jobs=jobs,
 )

@@ -18,7 +18,7 @@ from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller, require_scope
 from loyalty_kit.errors import PermissionDenied
-from loyalty_kit.idempotency import run_idempotent
+from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import timestamp
@@ -57,7 +57,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         work: Callable[[IdentityUnitOfWork, datetime], Awaitable[Member]],
     ) -> Member:
         """Run a member-changing command once per request_id; the member as it is now."""
-        scope = f"{SERVICE}/{method}:{current_caller().client_id}"
+        scope = request_scope(SERVICE, method)
 
         async def receipt(uow: IdentityUnitOfWork) -> pb.GetMemberRequest:
             member = await work(uow, self.clock())
@@ -93,7 +93,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
             profile=convert.profile_from(request.profile),
             consents=convert.consents_from(list(request.consents)),
         )
-        scope = f"{SERVICE}/RegisterMember:{current_caller().client_id}"
+        scope = request_scope(SERVICE, "RegisterMember")
 
         async def work(uow: IdentityUnitOfWork) -> pb.RegisterMemberResponse:
             result = await handlers.register(uow, command, self.clock())

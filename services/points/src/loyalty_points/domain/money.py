@@ -1,57 +1,13 @@
-"""Money: an exact decimal with its currency, checked against the currency's minor units."""
+"""Points' own rule numbers; money itself (amounts with their currency) is the kit's."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from babel.numbers import get_currency_precision
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.money import Amount, minor_units, parse_amount, quantize_money
 
-CURRENCY = re.compile(r"^[A-Z]{3}$")
-AMOUNT = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
-
-
-@dataclass(frozen=True)
-class Amount:
-    currency: str
-    value: Decimal
-
-    def __str__(self) -> str:
-        return f"{self.value} {self.currency}"
-
-
-def minor_units(currency: str) -> int:
-    return int(get_currency_precision(currency))
-
-
-def parse_amount(currency: str, amount: str, field: str, *, positive: bool = True) -> Amount:
-    """An amount as given, or INVALID_ARGUMENT naming `field` (e.g. lines[2].amount)."""
-    problems: list[FieldViolation] = []
-    if not CURRENCY.match(currency):
-        problems.append(FieldViolation(f"{field}.currency_code", "an ISO 4217 code such as CNY"))
-    if not AMOUNT.match(amount):
-        problems.append(FieldViolation(f"{field}.amount", "a decimal such as 1234.56"))
-    if problems:
-        raise InvalidArgument.of(problems)
-    try:
-        value = Decimal(amount)
-    except InvalidOperation:
-        raise InvalidArgument.of([FieldViolation(f"{field}.amount", "not a decimal")]) from None
-    digits = -value.as_tuple().exponent if value.as_tuple().exponent < 0 else 0  # type: ignore[operator]
-    if digits > minor_units(currency):
-        raise InvalidArgument.of(
-            [
-                FieldViolation(
-                    f"{field}.amount",
-                    f"{currency} has {minor_units(currency)} decimal places; got {digits}",
-                )
-            ]
-        )
-    if positive and value <= 0:
-        raise InvalidArgument.of([FieldViolation(f"{field}.amount", "must be greater than zero")])
-    return Amount(currency, value)
+__all__ = ["Amount", "minor_units", "parse_amount", "parse_factor", "quantize_money"]
 
 
 def parse_factor(text: str, field: str, *, allow_zero: bool = False) -> Decimal:
@@ -63,7 +19,3 @@ def parse_factor(text: str, field: str, *, allow_zero: bool = False) -> Decimal:
     if not value.is_finite() or value < 0 or (value == 0 and not allow_zero):
         raise InvalidArgument.of([FieldViolation(field, "must be a positive decimal")])
     return value
-
-
-def quantize_money(value: Decimal, currency: str) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-minor_units(currency)))

@@ -14,9 +14,9 @@ from google.protobuf.message import Message
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1 import points_service_pb2_grpc
-from loyalty_kit.caller import current_caller, require_scope
+from loyalty_kit.caller import require_scope
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import run_idempotent
+from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.server import ServiceContext
@@ -59,7 +59,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         response_type: type[R],
         work: Callable[[PointsUnitOfWork, datetime], Awaitable[R]],
     ) -> R:
-        scope = f"{SERVICE}/{method}:{current_caller().client_id}"
+        scope = request_scope(SERVICE, method)
         return await run_idempotent(
             self.uow, scope, request, response_type, lambda uow: work(uow, self.clock())
         )

@@ -10,9 +10,9 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
-from loyalty_kit.caller import current_caller, require_scope, require_unit
+from loyalty_kit.caller import require_scope, require_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import run_idempotent
+from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.server import ServiceContext
@@ -47,7 +47,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         self, method: str, request: Any, response_type: type[M], work: Callable[[Any], Awaitable[M]]
     ) -> M:
         """A mutating call: once per request id and caller (a retry gets the first answer)."""
-        scope = f"{SERVICE}/{method}:{current_caller().client_id}"
+        scope = request_scope(SERVICE, method)
         return await run_idempotent(self.uow, scope, request, response_type, work)
 
     async def GetLadder(

@@ -1,0 +1,69 @@
+"""Money: an exact decimal with its currency, checked against the currency's minor units.
+
+Shared by every service that handles amounts (points prices purchases, benefits prices coupons),
+so `loyalty.common.v1.Money` is read the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+
+from babel.numbers import get_currency_precision
+
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+AMOUNT = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
+
+
+@dataclass(frozen=True)
+class Amount:
+    currency: str
+    value: Decimal
+
+    def __str__(self) -> str:
+        return f"{self.value} {self.currency}"
+
+
+def minor_units(currency: str) -> int:
+    return int(get_currency_precision(currency))
+
+
+def parse_amount(currency: str, amount: str, field: str, *, positive: bool = True) -> Amount:
+    """An amount as given, or INVALID_ARGUMENT naming `field` (e.g. lines[2].amount)."""
+    problems: list[FieldViolation] = []
+    if not CURRENCY.match(currency):
+        problems.append(FieldViolation(f"{field}.currency_code", "an ISO 4217 code such as CNY"))
+    if not AMOUNT.match(amount):
+        problems.append(FieldViolation(f"{field}.amount", "a decimal such as 1234.56"))
+    if problems:
+        raise InvalidArgument.of(problems)
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise InvalidArgument.of([FieldViolation(f"{field}.amount", "not a decimal")]) from None
+    digits = -value.as_tuple().exponent if value.as_tuple().exponent < 0 else 0  # type: ignore[operator]
+    if digits > minor_units(currency):
+        raise InvalidArgument.of(
+            [
+                FieldViolation(
+                    f"{field}.amount",
+                    f"{currency} has {minor_units(currency)} decimal places; got {digits}",
+                )
+            ]
+        )
+    if positive and value <= 0:
+        raise InvalidArgument.of([FieldViolation(f"{field}.amount", "must be greater than zero")])
+    return Amount(currency, value)
+
+
+def quantize_money(value: Decimal, currency: str) -> Decimal:
+    """Rounded half-even to the currency's minor units."""
+    return value.quantize(Decimal(1).scaleb(-minor_units(currency)))
+
+
+def floor_money(value: Decimal, currency: str) -> Decimal:
+    """Rounded down to the currency's minor units (a discount never exceeds its exact value)."""
+    return value.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_DOWN)

@@ -1,0 +1,281 @@
+"""The BenefitsService over gRPC: request -> command -> handler -> response.
+
+Mutations run through the kit's `run_idempotent` (the response stored with the request_id in
+the same transaction), except RedeemReward, whose steps span the points service: its
+redemption record is its idempotency key (see service_layer/rewards.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from loyalty.benefits.v1 import benefits_service_pb2 as pb
+from loyalty.benefits.v1 import benefits_service_pb2_grpc
+from loyalty_kit.caller import current_caller, require_scope, require_unit
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.idempotency import request_scope, run_idempotent
+from loyalty_kit.pagination import next_token, read_page
+from loyalty_kit.resources import member_id_of, unit_of
+from loyalty_kit.timestamps import moment
+
+from loyalty_benefits.entrypoints import convert
+from loyalty_benefits.service_layer import handlers
+from loyalty_benefits.service_layer.rewards import RewardRedemptions
+from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
+
+SERVICE = "loyalty.benefits.v1.BenefitsService"
+ADMIN_SCOPE = "admin"
+ISSUE_SCOPE = "coupons:issue"
+MAX_MEMBERS_PER_ISSUE = 1000
+
+Clock = Callable[[], datetime]
+UowFactory = Callable[..., BenefitsUnitOfWork]
+R = TypeVar("R", bound=Message)
+T = TypeVar("T")
+
+
+def acting_unit(unit: str, field: str = "unit") -> str:
+    """The unit a request acts for: the caller's own (an admin may act for any)."""
+    unit = unit_of(unit, field)
+    require_unit(unit)
+    return unit
+
+
+def caller_unit_unless_admin() -> str | None:
+    """The caller's unit, which limits what it may touch; None for an admin (anything)."""
+    caller = current_caller()
+    return None if caller.may(ADMIN_SCOPE) else caller.unit
+
+
+class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
+    def __init__(self, uow: UowFactory, redemptions: RewardRedemptions, clock: Clock) -> None:
+        self.uow = uow
+        self.redemptions = redemptions
+        self.clock = clock
+
+    async def _mutate(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[R],
+        work: Callable[[BenefitsUnitOfWork, datetime], Awaitable[R]],
+    ) -> R:
+        scope = request_scope(SERVICE, method)
+        return await run_idempotent(
+            self.uow, scope, request, response_type, lambda uow: work(uow, self.clock())
+        )
+
+    async def _read(self, work: Callable[[BenefitsUnitOfWork], Awaitable[T]]) -> T:
+        async with self.uow(read_only=True) as uow:
+            return await work(uow)
+
+    # --- catalogue ----------------------------------------------------------------------------
+    async def GetCatalogue(
+        self, request: pb.GetCatalogueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCatalogueResponse:
+        found = await self._read(handlers.catalogue)
+        return pb.GetCatalogueResponse(catalogue=convert.catalogue_message(found))
+
+    async def UpdateCatalogue(
+        self, request: pb.UpdateCatalogueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateCatalogueResponse:
+        require_scope(ADMIN_SCOPE)
+        new = convert.catalogue_from(request.catalogue)
+
+        async def work(uow: BenefitsUnitOfWork, _now: datetime) -> pb.UpdateCatalogueResponse:
+            stored = await handlers.publish_catalogue(uow, new)
+            return pb.UpdateCatalogueResponse(catalogue=convert.catalogue_message(stored))
+
+        return await self._mutate("UpdateCatalogue", request, pb.UpdateCatalogueResponse, work)
+
+    # --- entitlements -------------------------------------------------------------------------
+    async def ListEntitlements(
+        self, request: pb.ListEntitlementsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListEntitlementsResponse:
+        member_id = member_id_of(request.member, "member")
+        unit = unit_of(request.unit) if request.unit else ""
+        filters = {"member": member_id, "unit": unit}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        tier, found = await self._read(
+            lambda uow: handlers.entitlements(uow, member_id, unit, self.clock())
+        )
+        after = [e for e in found if page.after is None or e.benefit.code > page.after]
+        response = pb.ListEntitlementsResponse(
+            tier=tier, entitlements=[convert.entitlement_message(e) for e in after[: page.size]]
+        )
+        if len(after) > page.size:
+            response.next_page_token = next_token(after[page.size - 1].benefit.code, filters)
+        return response
+
+    async def ConsumeBenefit(
+        self, request: pb.ConsumeBenefitRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ConsumeBenefitResponse:
+        member_id = member_id_of(request.member, "member")
+        benefit = convert.code_of(request.benefit, "benefit")
+        unit = acting_unit(request.unit)
+        order_id = request.order_id.strip()
+
+        async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.ConsumeBenefitResponse:
+            consumption, entitlement = await handlers.consume(
+                uow, member_id, benefit, unit, order_id, now
+            )
+            return pb.ConsumeBenefitResponse(
+                consumption=convert.consumption_message(consumption),
+                entitlement=convert.entitlement_message(entitlement),
+            )
+
+        return await self._mutate("ConsumeBenefit", request, pb.ConsumeBenefitResponse, work)
+
+    async def ReleaseConsumption(
+        self, request: pb.ReleaseConsumptionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReleaseConsumptionResponse:
+        member, consumption_id = convert.child_of(request.name, "consumptions", "name")
+        member_id = member_id_of(member, "name")
+        consumption_id = convert.uuid_of(consumption_id, "name")
+        unit = caller_unit_unless_admin()
+
+        async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.ReleaseConsumptionResponse:
+            released = await handlers.release(
+                uow, member_id, consumption_id, request.reason.strip(), unit, now
+            )
+            return pb.ReleaseConsumptionResponse(consumption=convert.consumption_message(released))
+
+        return await self._mutate(
+            "ReleaseConsumption", request, pb.ReleaseConsumptionResponse, work
+        )
+
+    # --- coupons ------------------------------------------------------------------------------
+    async def IssueCoupons(
+        self, request: pb.IssueCouponsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IssueCouponsResponse:
+        require_scope(ISSUE_SCOPE)
+        template = convert.code_of(request.template, "template")
+        if not request.members or len(request.members) > MAX_MEMBERS_PER_ISSUE:
+            raise InvalidArgument.of(
+                [FieldViolation("members", f"1 to {MAX_MEMBERS_PER_ISSUE} members")]
+            )
+        member_ids = [member_id_of(m, f"members[{i}]") for i, m in enumerate(request.members)]
+        issuer = caller_unit_unless_admin()
+
+        async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.IssueCouponsResponse:
+            coupons = await handlers.issue_coupons(uow, template, member_ids, issuer, now)
+            return pb.IssueCouponsResponse(
+                coupons=[convert.coupon_message(c, now) for c in coupons]
+            )
+
+        return await self._mutate("IssueCoupons", request, pb.IssueCouponsResponse, work)
+
+    async def GetCoupon(
+        self, request: pb.GetCouponRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCouponResponse:
+        member, code = convert.child_of(request.name, "coupons", "name")
+        member_id = member_id_of(member, "name")
+        found = await self._read(lambda uow: handlers.coupon(uow, member_id, code))
+        return pb.GetCouponResponse(coupon=convert.coupon_message(found, self.clock()))
+
+    async def ListCoupons(
+        self, request: pb.ListCouponsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCouponsResponse:
+        member_id = member_id_of(request.member, "member")
+        state = convert.coupon_state_of(request.state)
+        filters: dict[str, Any] = {"member": member_id, "state": state.value if state else ""}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
+        now = self.clock()
+        rows = await self._read(
+            lambda uow: handlers.member_coupons(
+                uow, member_id, state, now, page.after, page.size + 1
+            )
+        )
+        response = pb.ListCouponsResponse(
+            coupons=[convert.coupon_message(c, now) for _, c in rows[: page.size]]
+        )
+        if len(rows) > page.size:
+            response.next_page_token = next_token(rows[page.size - 1][0], filters)
+        return response
+
+    async def RedeemCoupon(
+        self, request: pb.RedeemCouponRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedeemCouponResponse:
+        member, code = convert.child_of(request.name, "coupons", "name")
+        member_id = member_id_of(member, "name")
+        unit = acting_unit(request.unit)
+        order_id = request.order_id.strip()
+        if not order_id:
+            raise InvalidArgument.of([FieldViolation("order_id", "the unit's order, required")])
+        order = convert.amount_of(request.order_amount, "order_amount")
+
+        async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.RedeemCouponResponse:
+            coupon, discount = await handlers.redeem_coupon(
+                uow, member_id, code, unit, order_id, order, now
+            )
+            return pb.RedeemCouponResponse(
+                coupon=convert.coupon_message(coupon, now), discount=convert.money(discount)
+            )
+
+        return await self._mutate("RedeemCoupon", request, pb.RedeemCouponResponse, work)
+
+    # --- rewards catalogue --------------------------------------------------------------------
+    async def ListRewards(
+        self, request: pb.ListRewardsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRewardsResponse:
+        unit = unit_of(request.unit) if request.unit else ""
+        filters = {"unit": unit}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        offered = await self._read(lambda uow: handlers.rewards(uow, unit))
+        after = [(r, n) for r, n in offered if page.after is None or r.code > page.after]
+        response = pb.ListRewardsResponse(
+            rewards=[convert.reward_message(r, n) for r, n in after[: page.size]]
+        )
+        if len(after) > page.size:
+            response.next_page_token = next_token(after[page.size - 1][0].code, filters)
+        return response
+
+    async def RestockReward(
+        self, request: pb.RestockRewardRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RestockRewardResponse:
+        reward = convert.code_of(request.reward, "reward")
+        if request.quantity <= 0:
+            raise InvalidArgument.of([FieldViolation("quantity", "must be greater than zero")])
+        unit = caller_unit_unless_admin()
+
+        async def work(uow: BenefitsUnitOfWork, _now: datetime) -> pb.RestockRewardResponse:
+            found, available = await handlers.restock(uow, reward, request.quantity, unit)
+            return pb.RestockRewardResponse(reward=convert.reward_message(found, available))
+
+        return await self._mutate("RestockReward", request, pb.RestockRewardResponse, work)
+
+    async def RunBirthdayGifts(
+        self, request: pb.RunBirthdayGiftsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunBirthdayGiftsResponse:
+        require_scope(ADMIN_SCOPE)
+        if request.chunk_size < 0:
+            raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
+        as_of = moment(request.as_of) if request.HasField("as_of") else self.clock()
+        run = await handlers.run_birthday_gifts(self.uow, as_of, request.chunk_size or 500)
+        return pb.RunBirthdayGiftsResponse(celebrating=run.celebrating, granted=run.granted)
+
+    async def RedeemReward(
+        self, request: pb.RedeemRewardRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedeemRewardResponse:
+        member_id = member_id_of(request.member, "member")
+        reward = convert.code_of(request.reward, "reward")
+        scope = request_scope(SERVICE, "RedeemReward")
+        outcome = await self.redemptions.redeem(
+            scope, request, request.request_id, member_id, reward
+        )
+        redemption = outcome.redemption
+        described = (
+            convert.reward_message(outcome.reward)
+            if outcome.reward is not None
+            else convert.reward_message_of(redemption)
+        )
+        return pb.RedeemRewardResponse(
+            redemption_id=redemption.redemption_id,
+            reward=described,
+            points=redemption.points,
+            points_posting_id=redemption.posting_id,
+            coupon=convert.coupon_message(outcome.coupon, self.clock()),
+        )

@@ -1,0 +1,379 @@
+"""Use cases of the benefits service, each inside one unit of work (the reward redemption,
+which spans the points service, is in `rewards.py`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from loyalty.benefits.v1 import events_pb2
+from loyalty.common.v1 import money_pb2
+from loyalty_kit.money import Amount
+from loyalty_kit.timestamps import timestamp
+
+from loyalty_benefits.domain.birthdays import birthdays_on
+from loyalty_benefits.domain.birthdays import grant_key as birthday_grant_key
+from loyalty_benefits.domain.catalogue import Catalogue, Reward
+from loyalty_benefits.domain.coupons import Coupon, CouponState, issue
+from loyalty_benefits.domain.entitlements import (
+    Consumption,
+    Entitlement,
+    MemberTier,
+    benefit_to_consume,
+    tier_of,
+    usable,
+)
+from loyalty_benefits.domain.errors import (
+    ConsumptionAlreadyReleased,
+    ConsumptionNotFound,
+    CouponNotFound,
+    CouponTemplateNotFound,
+    NoCatalogue,
+    NotCallersUnit,
+    QuotaExhausted,
+    RewardNotFound,
+)
+from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def catalogue(uow: BenefitsUnitOfWork) -> Catalogue:
+    found = await uow.catalogue.latest()
+    if found is None:
+        raise NoCatalogue()
+    return found
+
+
+async def publish_catalogue(uow: BenefitsUnitOfWork, new: Catalogue) -> Catalogue:
+    new.validate()
+    new.version, new.created_at = await uow.catalogue.add(new)
+    return new
+
+
+# --- entitlements and consumption ------------------------------------------------------------
+
+
+async def entitlements(
+    uow: BenefitsUnitOfWork, member_id: str, unit: str, now: datetime
+) -> tuple[str, list[Entitlement]]:
+    rules = await catalogue(uow)
+    member = await uow.members.get(member_id)
+    tier = tier_of(rules, member)
+    year_end = member.tier_year_end if member else None
+    benefits = usable(rules, tier, unit, now)
+    periods = {b.code: rules.period_of(b, now, year_end) for b in benefits}
+    used = await uow.consumptions.usage(
+        member_id, [(b.code, periods[b.code].key) for b in benefits if b.quota]
+    )
+    return tier, [
+        Entitlement(b, periods[b.code], used.get((b.code, periods[b.code].key), 0))
+        for b in benefits
+    ]
+
+
+async def consume(
+    uow: BenefitsUnitOfWork,
+    member_id: str,
+    benefit_code: str,
+    unit: str,
+    order_id: str,
+    now: datetime,
+) -> tuple[Consumption, Entitlement]:
+    rules = await catalogue(uow)
+    member = await uow.members.get(member_id)
+    benefit = benefit_to_consume(rules, benefit_code, tier_of(rules, member), unit, now)
+    period = rules.period_of(benefit, now, member.tier_year_end if member else None)
+    if benefit.quota and not await uow.consumptions.take_quota(
+        member_id, benefit.code, period.key, benefit.quota
+    ):
+        raise QuotaExhausted(benefit.code, benefit.quota, period.end)
+    consumption = Consumption(
+        consumption_id=str(uuid.uuid4()),
+        member_id=member_id,
+        benefit_code=benefit.code,
+        unit=unit,
+        order_id=order_id,
+        period_key=period.key,
+        counted=benefit.quota > 0,
+        catalogue_version=rules.version,
+        consumed_at=now,
+    )
+    await uow.consumptions.add(consumption)
+    used = await uow.consumptions.usage(member_id, [(benefit.code, period.key)])
+    await uow.outbox.add(
+        events_pb2.BenefitConsumed(
+            member_id=member_id,
+            consumption_id=consumption.consumption_id,
+            benefit_code=benefit.code,
+            unit=unit,
+            order_id=order_id,
+            occurred_at=timestamp(now),
+        )
+    )
+    return consumption, Entitlement(benefit, period, used.get((benefit.code, period.key), 0))
+
+
+async def release(
+    uow: BenefitsUnitOfWork,
+    member_id: str,
+    consumption_id: str,
+    reason: str,
+    caller_unit: str | None,
+    now: datetime,
+) -> Consumption:
+    """Give a consumption's quota back. `caller_unit`: the unit asking (None: an admin), which
+    may only release what it consumed."""
+    consumption = await uow.consumptions.get(member_id, consumption_id)
+    if consumption is None:
+        raise ConsumptionNotFound(consumption_id)
+    if caller_unit is not None and caller_unit != consumption.unit:
+        raise NotCallersUnit(consumption.unit, caller_unit)
+    if consumption.released_at is not None:
+        raise ConsumptionAlreadyReleased(consumption_id)
+    if consumption.counted:
+        await uow.consumptions.give_back_quota(
+            member_id, consumption.benefit_code, consumption.period_key
+        )
+    consumption.released_at = now
+    consumption.release_reason = reason
+    await uow.consumptions.release(consumption)
+    await uow.outbox.add(
+        events_pb2.BenefitReleased(
+            member_id=member_id,
+            consumption_id=consumption_id,
+            benefit_code=consumption.benefit_code,
+            unit=consumption.unit,
+            reason=reason,
+            occurred_at=timestamp(now),
+        )
+    )
+    return consumption
+
+
+# --- coupons ---------------------------------------------------------------------------------
+
+
+async def _coupon_issued(uow: BenefitsUnitOfWork, coupon: Coupon, now: datetime) -> None:
+    await uow.outbox.add(
+        events_pb2.CouponIssued(
+            member_id=coupon.member_id,
+            code=coupon.code,
+            template_code=coupon.template_code,
+            source=coupon.source,
+            valid_until=timestamp(coupon.valid_until),
+            occurred_at=timestamp(now),
+        )
+    )
+
+
+async def issue_coupons(
+    uow: BenefitsUnitOfWork,
+    template_code: str,
+    member_ids: list[str],
+    issuer_unit: str | None,
+    now: datetime,
+) -> list[Coupon]:
+    """Coupons of a template for each member. `issuer_unit`: the unit issuing (None: an admin),
+    which may only issue coupons of its own or the group's templates."""
+    rules = await catalogue(uow)
+    template = rules.template(template_code)
+    if template is None:
+        raise CouponTemplateNotFound(template_code)
+    if issuer_unit is not None and template.unit and template.unit != issuer_unit:
+        raise NotCallersUnit(template.unit, issuer_unit)
+    coupons = [issue(template, member_id, "issue", now) for member_id in member_ids]
+    await uow.coupons.add_many(coupons)
+    for coupon in coupons:
+        await _coupon_issued(uow, coupon, now)
+    return coupons
+
+
+async def grant_coupon(
+    uow: BenefitsUnitOfWork,
+    rules: Catalogue,
+    template_code: str,
+    member_id: str,
+    grant_key: str,
+    now: datetime,
+) -> Coupon:
+    """Issue a coupon once per member and grant (a welcome gift, a reward): granting again
+    returns the coupon granted the first time."""
+    template = rules.template(template_code)
+    if template is None:
+        raise CouponTemplateNotFound(template_code)
+    coupon = issue(template, member_id, grant_key, now)
+    if await uow.coupons.add(coupon, grant_key):
+        await _coupon_issued(uow, coupon, now)
+        return coupon
+    granted = await uow.coupons.by_grant(member_id, grant_key)
+    assert granted is not None
+    return granted
+
+
+async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
+    found = await uow.coupons.get(member_id, code.upper())
+    if found is None:
+        raise CouponNotFound(code)
+    return found
+
+
+async def redeem_coupon(
+    uow: BenefitsUnitOfWork,
+    member_id: str,
+    code: str,
+    unit: str,
+    order_id: str,
+    order: Amount,
+    now: datetime,
+) -> tuple[Coupon, Amount]:
+    found = await uow.coupons.get(member_id, code.upper(), lock=True)
+    if found is None:
+        raise CouponNotFound(code)
+    discount = found.redeem(unit, order_id, order, now)
+    await uow.coupons.save_redemption(found)
+    await uow.outbox.add(
+        events_pb2.CouponRedeemed(
+            member_id=member_id,
+            code=found.code,
+            template_code=found.template_code,
+            unit=unit,
+            order_id=order_id,
+            discount=money_pb2.Money(currency_code=discount.currency, amount=str(discount.value)),
+            occurred_at=timestamp(now),
+        )
+    )
+    return found, discount
+
+
+async def member_coupons(
+    uow: BenefitsUnitOfWork,
+    member_id: str,
+    state: CouponState | None,
+    now: datetime,
+    before: int | None,
+    limit: int,
+) -> list[tuple[int, Coupon]]:
+    return await uow.coupons.of_member(member_id, state, now, before, limit)
+
+
+# --- triggers --------------------------------------------------------------------------------
+
+
+async def on_tier_changed(
+    uow: BenefitsUnitOfWork,
+    member_id: str,
+    from_tier: str,
+    to_tier: str,
+    effective_at: datetime,
+    tier_year_end: datetime | None,
+    now: datetime,
+) -> None:
+    """Learn the member's tier; on an upgrade, grant the new tier's welcome gift (once per
+    member and tier, ever: falling back and climbing again does not grant it twice)."""
+    current = await uow.members.get(member_id, lock=True)
+    if current is not None and current.effective_at > effective_at:
+        return  # an older change arriving late
+    await uow.members.save(MemberTier(member_id, to_tier, effective_at, tier_year_end))
+    rules = await uow.catalogue.latest()
+    if rules is None or not rules.is_upgrade(from_tier, to_tier):
+        return
+    template = rules.welcome_template(to_tier)
+    if template is not None:
+        await grant_coupon(uow, rules, template.code, member_id, f"welcome:{to_tier}", now)
+
+
+async def on_member_merged(uow: BenefitsUnitOfWork, survivor_id: str, absorbed_id: str) -> None:
+    """The survivor takes the absorbed member's coupons, consumptions (uses in the same quota
+    period add up) and reward redemptions. Its tier comes from the tiers service, which
+    announces the merged tier with its own TierChanged."""
+    await uow.coupons.move_member(absorbed_id, survivor_id)
+    await uow.consumptions.move_member(absorbed_id, survivor_id)
+    await uow.rewards.move_member(absorbed_id, survivor_id)
+    await uow.members.forget(absorbed_id)
+    await uow.birthdays.forget(absorbed_id)
+
+
+async def on_member_erased(uow: BenefitsUnitOfWork, member_id: str) -> None:
+    """Right to be forgotten: unused coupons and quota usage go; what was consumed, redeemed or
+    bought stays only as anonymous counts (units settle on them)."""
+    await uow.coupons.erase_member(member_id)
+    await uow.consumptions.erase_member(member_id)
+    await uow.rewards.erase_member(member_id)
+    await uow.members.forget(member_id)
+    await uow.birthdays.forget(member_id)
+
+
+async def on_profile_changed(uow: BenefitsUnitOfWork, member_id: str, month: int, day: int) -> None:
+    """Remember the birthday (month and day only; 0: none on file)."""
+    await uow.birthdays.save(member_id, month, day)
+
+
+@dataclass
+class BirthdayRun:
+    celebrating: int = 0
+    granted: int = 0
+
+
+async def birthday_gifts_chunk(
+    uow: BenefitsUnitOfWork, now: datetime, after: str | None, chunk: int
+) -> tuple[BirthdayRun, str | None]:
+    """Grant the birthday coupons of up to `chunk` members celebrating today (in the
+    catalogue's time zone), after member `after`; the last member seen (None: done). Each
+    member's coupon is a grant of the year: running again grants nothing twice."""
+    rules = await uow.catalogue.latest()
+    if rules is None:
+        return BirthdayRun(), None
+    today = now.astimezone(rules.zone()).date()
+    members = await uow.birthdays.celebrating(birthdays_on(today), after, chunk)
+    run = BirthdayRun(celebrating=len(members))
+    for member_id, tier in members:
+        template = rules.birthday_template(tier or rules.entry_tier)
+        if template is None:
+            continue
+        key = birthday_grant_key(today)
+        if await uow.coupons.by_grant(member_id, key) is None:
+            await grant_coupon(uow, rules, template.code, member_id, key, now)
+            run.granted += 1
+    return run, (members[-1][0] if len(members) == chunk else None)
+
+
+async def run_birthday_gifts(
+    uow_factory: Callable[[], BenefitsUnitOfWork], now: datetime, chunk: int
+) -> BirthdayRun:
+    total, after = BirthdayRun(), None
+    while True:
+        async with uow_factory() as uow:
+            part, after = await birthday_gifts_chunk(uow, now, after, chunk)
+            await uow.commit()
+        total.celebrating += part.celebrating
+        total.granted += part.granted
+        if after is None:
+            return total
+
+
+# --- rewards catalogue -----------------------------------------------------------------------
+
+
+async def rewards(uow: BenefitsUnitOfWork, unit: str) -> list[tuple[Reward, int]]:
+    rules = await catalogue(uow)
+    offered = sorted((r for r in rules.rewards if not unit or r.unit == unit), key=lambda r: r.code)
+    stock = await uow.rewards.stock([r.code for r in offered])
+    return [(r, stock.get(r.code, 0)) for r in offered]
+
+
+async def restock(
+    uow: BenefitsUnitOfWork, reward_code: str, quantity: int, caller_unit: str | None
+) -> tuple[Reward, int]:
+    """Add stock: the unit offering the reward (or an admin, `caller_unit` None)."""
+    rules = await catalogue(uow)
+    reward = rules.reward(reward_code)
+    if reward is None:
+        raise RewardNotFound(reward_code)
+    if caller_unit is not None and caller_unit != reward.unit:
+        raise NotCallersUnit(reward.unit, caller_unit)
+    return reward, await uow.rewards.restock(reward.code, quantity)

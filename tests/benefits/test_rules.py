@@ -1,0 +1,63 @@
+"""The benefits domain's pure rules: quota periods, discounts, birthdays."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from loyalty_benefits.domain.birthdays import birthdays_on
+from loyalty_benefits.domain.catalogue import (
+    Benefit,
+    BenefitKind,
+    Catalogue,
+    CouponKind,
+    CouponTemplate,
+    QuotaPeriod,
+)
+from loyalty_benefits.domain.coupons import issue
+from loyalty_kit.money import Amount
+
+
+def benefit(period: QuotaPeriod, quota: int = 2) -> Benefit:
+    return Benefit("b", "", "", BenefitKind.FREE_SERVICE, quota=quota, quota_period=period)
+
+
+def test_a_tier_year_not_yet_judged_runs_on_in_twelve_month_steps() -> None:
+    rules = Catalogue(version=1)
+    end = datetime(2026, 3, 1, tzinfo=UTC)
+    now = datetime(2027, 5, 1, tzinfo=UTC)  # more than a year past the recorded end
+    period = rules.period_of(benefit(QuotaPeriod.TIER_YEAR), now, end)
+    assert period.end == datetime(2028, 3, 1, tzinfo=UTC)
+    before_any = rules.period_of(benefit(QuotaPeriod.TIER_YEAR), now, None)
+    assert before_any.key == "year:2027"  # no tier year yet: the calendar year
+
+
+def test_calendar_periods_follow_the_catalogues_time_zone() -> None:
+    rules = Catalogue(version=1, time_zone="Asia/Shanghai")
+    new_year_in_shanghai = datetime(2026, 12, 31, 17, 0, tzinfo=UTC)  # 1 January, 01:00 there
+    month = rules.period_of(benefit(QuotaPeriod.MONTH), new_year_in_shanghai, None)
+    assert month.key == "month:2027-01"
+    assert month.end is not None and month.end.astimezone(UTC) == datetime(
+        2027, 1, 31, 16, 0, tzinfo=UTC
+    )
+    unlimited = rules.period_of(benefit(QuotaPeriod.NONE, quota=0), new_year_in_shanghai, None)
+    assert (unlimited.key, unlimited.end) == ("unlimited", None)
+
+
+def test_a_percentage_discount_rounds_down_to_the_currencys_minor_unit() -> None:
+    template = CouponTemplate(
+        "t", "", "", CouponKind.PERCENTAGE_OFF, percentage=Decimal("15"), valid_days=1
+    )
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    yen = issue(template, "m", "issue", now).redeem("mall", "o", Amount("JPY", Decimal(999)), now)
+    assert yen == Amount("JPY", Decimal(149))  # 149.85: yen have no minor unit
+    fen = issue(template, "m", "issue", now).redeem(
+        "mall", "o", Amount("CNY", Decimal("333.33")), now
+    )
+    assert fen == Amount("CNY", Decimal("49.99"))
+
+
+def test_those_born_on_29_february_celebrate_on_the_28th_in_other_years() -> None:
+    assert birthdays_on(date(2026, 2, 28)) == [(2, 28), (2, 29)]
+    assert birthdays_on(date(2028, 2, 28)) == [(2, 28)]
+    assert birthdays_on(date(2028, 2, 29)) == [(2, 29)]
