@@ -4,6 +4,7 @@ they answer, and Ctrl-C stops everything cleanly. Also each service's `migrate` 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -85,7 +86,7 @@ def test_the_runner_starts_and_stops_the_whole_suite(suite_env: dict[str, str]) 
         # A fresh data folder gets the Huayue demo members, loaded through the public RPCs.
         assert (
             "demo programme: identity: 4 members (4 new); points: programme version 1 published;"
-            " tiers: ladder version 1 published" in "".join(output)
+            " tiers: ladder version 1 published; benefits: " in "".join(output)
         )
         assert asyncio.run(_resolve_demo_member(int(suite_env["LOYALTY_IDENTITY_PORT"]))) == "王*"
 
@@ -93,6 +94,22 @@ def test_the_runner_starts_and_stops_the_whole_suite(suite_env: dict[str, str]) 
         response = httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=5)
         assert response.status_code == 200, response.text
         assert response.json()["services"] == {name: "SERVING" for name in SERVICES}
+        # The development API client the runner made: a token, then the HTTP API.
+        made = json.loads(
+            (Path(suite_env["LOYALTY_DATA_DIR"]) / "demo-api-client.json").read_text()
+        )
+        token = httpx.post(
+            f"http://127.0.0.1:{http_port}/v1/token",
+            auth=(made["client_id"], made["client_secret"]),
+            timeout=5,
+        ).json()["access_token"]
+        ladder = httpx.get(
+            f"http://127.0.0.1:{http_port}/v1/ladder",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert ladder.status_code == 200, ladder.text
+        assert [t["code"] for t in ladder.json()["ladder"]["tiers"]][2] == "gold"
         for name in (*SERVICES, "gateway_grpc"):
             port = int(suite_env[f"LOYALTY_{name.upper()}_PORT"])
             assert asyncio.run(_serving(port)) == health_pb2.HealthCheckResponse.SERVING

@@ -61,6 +61,7 @@ async def gateway_service(
     identity_service: RunningService,
     points_service: RunningService,
     tiers_service: RunningService,
+    benefits_service: RunningService,
 ) -> AsyncIterator[RunningService]:
     runner = ServiceRunner(settings)
     gateway_settings = settings.model_copy(
@@ -68,7 +69,7 @@ async def gateway_service(
             "identity_target": identity_service.target,
             "points_target": points_service.target,
             "tiers_target": tiers_service.target,
-            "benefits_target": "127.0.0.1:9",  # not running in these tests
+            "benefits_target": benefits_service.target,
         }
     )
     service = await runner.start(SPEC, gateway_settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -108,12 +109,19 @@ async def run_suite(data_dir: Path) -> int:
         if fresh:
             loaded = await demo.load(settings)
             print(f"demo programme: {loaded}", flush=True)
+        client = await _demo_client(data_dir, env)
         print(
             "\nloyalty suite is up (Ctrl-C stops it)\n"
             f"  gateway   http://127.0.0.1:{settings.gateway_http_port}   "
             f"grpc 127.0.0.1:{settings.gateway_grpc_port}\n"
             + "".join(f"  {n:<9} grpc 127.0.0.1:{port[n]}\n" for n in SERVICES if n != "gateway")
-            + "".join(f"  {k:<9} {v}\n" for k, v in infra.describe().items()),
+            + "".join(f"  {k:<9} {v}\n" for k, v in infra.describe().items())
+            + f"  API client (admin, for trying the HTTP API): {client}\n"
+            f"    TOKEN=$(curl -s -u '{client}' -X POST "
+            f"localhost:{settings.gateway_http_port}/v1/token | jq -r .access_token)\n"
+            f'    curl -s -H "Authorization: Bearer $TOKEN" '
+            f"localhost:{settings.gateway_http_port}/v1/ladder\n"
+            f"  docs      http://127.0.0.1:{settings.gateway_http_port}/docs\n",
             flush=True,
         )
         exited = [asyncio.create_task(p.wait()) for p in processes.values()]
@@ -136,6 +144,35 @@ async def run_suite(data_dir: Path) -> int:
         codes = ", ".join(f"{n} {p.returncode}" for n, p in processes.items())
         print(f"stopped (exit codes: {codes})", flush=True)
     return code
+
+
+async def _demo_client(data_dir: Path, env: dict[str, str]) -> str:
+    """`id:secret` of the development API client (admin), made once per data folder with the
+    gateway's own CLI and kept beside the data (a development folder only)."""
+    path = data_dir / "demo-api-client.json"
+    if not path.exists():
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "loyalty_gateway",
+            "clients",
+            "create",
+            "--unit",
+            "group",
+            "--scopes",
+            "admin",
+            "--description",
+            "make run demo client",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        if process.returncode != 0:
+            return "(could not be made: see the gateway's log)"
+        path.write_text(out.decode().strip().splitlines()[-1])
+        path.chmod(0o600)
+    made = json.loads(path.read_text())
+    return f"{made['client_id']}:{made['client_secret']}"
 
 
 async def run_infra(data_dir: Path) -> int:

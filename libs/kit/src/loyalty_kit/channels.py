@@ -69,6 +69,8 @@ def channel(
             ("grpc.service_config", RETRY_SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
+            # Room for a rich google.rpc.Status in the trailers (the default soft cap is 8 KiB).
+            ("grpc.max_metadata_size", 64 * 1024),
         ],
         interceptors=[_DeadlineInterceptor(default_deadline, max_deadline)],
     )

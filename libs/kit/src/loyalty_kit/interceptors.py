@@ -11,13 +11,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 from grpc.aio import AbortError
 
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.caller import set_current_caller
 from loyalty_kit.deadlines import set_inbound_deadline
-from loyalty_kit.errors import DomainError
+from loyalty_kit.errors import DomainError, InvalidArgument
 from loyalty_kit.logs import get_logger
 from loyalty_kit.status import internal_status, status_of, to_grpc_status, upstream_status
 
@@ -25,6 +26,26 @@ log = get_logger("loyalty.rpc")
 
 # Probes and tooling, kept out of the access log (and out of traces, see telemetry).
 QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+# PostgreSQL's data exceptions (SQLSTATE class 22) are bad input that slipped past validation:
+# answered as INVALID_ARGUMENT, never as INTERNAL (a second line of defence).
+DATA_EXCEPTIONS = {
+    "22021": "text must not contain NUL characters",
+    "22P05": "text must not contain NUL characters",
+    "22003": "a number is out of range",
+    "22008": "a date or time is out of range",
+}
+
+
+def invalid_data(error: Exception) -> DomainError | None:
+    found = error if isinstance(error, asyncpg.PostgresError) else getattr(error, "orig", None)
+    code = getattr(found, "sqlstate", None) or getattr(
+        getattr(found, "__cause__", None), "sqlstate", None
+    )
+    if not isinstance(code, str) or not code.startswith("22"):
+        return None
+    return InvalidArgument(DATA_EXCEPTIONS.get(code, "a value is not valid"), reason="INVALID_DATA")
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
@@ -77,7 +98,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort_with_status(
                     to_grpc_status(upstream_status(error, self.service))
                 )
-            except Exception:
+            except Exception as error:
+                invalid = invalid_data(error)
+                if invalid is not None:
+                    code = invalid.kind.value
+                    await context.abort_with_status(
+                        to_grpc_status(status_of(invalid, self.service))
+                    )
                 code = "INTERNAL"
                 reference = uuid.uuid4().hex[:12]
                 log.exception("rpc failed", method=method, reference=reference)

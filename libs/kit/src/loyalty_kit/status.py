@@ -38,22 +38,38 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
+# A status travels in gRPC trailers, which peers cap (8 KiB by default): a request wrong in a
+# hundred places gets the first violations, each cut short, and a count of the rest.
+MAX_VIOLATIONS = 10
+MAX_TEXT = 150
+
+
+def _short(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def status_of(error: DomainError, service: str) -> status_pb2.Status:
+    metadata = {k: _short(v) for k, v in error.metadata.items()}
+    omitted = len(error.field_violations) - MAX_VIOLATIONS
+    if omitted > 0:
+        metadata["omitted_violations"] = str(omitted)
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=error_domain(service), metadata=error.metadata
+        reason=error.reason, domain=error_domain(service), metadata=metadata
     )
     details = [_pack(info)]
     if error.field_violations:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description, reason=v.reason
+                    field=_short(v.field), description=_short(v.description), reason=v.reason
                 )
-                for v in error.field_violations
+                for v in error.field_violations[:MAX_VIOLATIONS]
             ]
         )
         details.append(_pack(bad_request))
-    return status_pb2.Status(code=_CODES[error.kind], message=error.message, details=details)
+    return status_pb2.Status(
+        code=_CODES[error.kind], message=_short(error.message, 300), details=details
+    )
 
 
 def internal_status(service: str, reference: str) -> status_pb2.Status:
@@ -88,8 +104,12 @@ def to_grpc_status(status: status_pb2.Status) -> grpc.Status:
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
-    """The google.rpc.Status a peer sent, if any (clients use it to read ErrorInfo)."""
-    return rpc_status.from_call(error)  # type: ignore[arg-type]
+    """The google.rpc.Status a peer sent, if any (clients use it to read ErrorInfo); None
+    also when what came is not one that agrees with the call's code."""
+    try:
+        return rpc_status.from_call(error)  # type: ignore[arg-type]
+    except ValueError:
+        return None
 
 
 def error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:

@@ -14,6 +14,7 @@ CONTRACTS = {
     "identity": "loyalty.identity.v1.identity_service_pb2",
     "points": "loyalty.points.v1.points_service_pb2",
     "tiers": "loyalty.tiers.v1.tiers_service_pb2",
+    "benefits": "loyalty.benefits.v1.benefits_service_pb2",
 }
 BACKENDS = ("identity", "points", "tiers", "benefits")
 

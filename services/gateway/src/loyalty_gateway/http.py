@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -65,6 +67,7 @@ from loyalty_gateway.transcoding import routes_of, set_field
 log = get_logger("loyalty.gateway")
 tracer = trace.get_tracer("loyalty.gateway")
 REQUEST_ID = "x-request-id"
+CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 class Keys:
@@ -92,13 +95,18 @@ def _request_message(
     route: RpcRoute, request: Request, body: bytes, bound: dict[str, str]
 ) -> Message:
     message = route.request_type()
-    try:
-        if route.body == "*":
-            json_format.Parse(body or b"{}", message)
-        elif route.body:
-            json_format.Parse(body or b"{}", getattr(message, route.body))
-    except json_format.ParseError as error:
-        raise InvalidArgument.of([FieldViolation("body", str(error))]) from None
+    if route.body:
+        target = message if route.body == "*" else getattr(message, route.body)
+        try:
+            data = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise InvalidArgument.of([FieldViolation("body", "a JSON object in UTF-8")]) from None
+        if not isinstance(data, dict):
+            raise InvalidArgument.of([FieldViolation("body", "a JSON object")])
+        try:
+            json_format.ParseDict(data, target)
+        except (json_format.ParseError, ValueError, TypeError, RecursionError) as error:
+            raise InvalidArgument.of([FieldViolation("body", str(error))]) from None
     problems: list[FieldViolation] = []
     for path, value in bound.items():
         try:
@@ -226,6 +234,8 @@ def build_app(context: ServiceContext) -> Starlette:
         request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
         try:
             client_id, secret = await _credentials(request)
+            if not CLIENT_ID.fullmatch(client_id) or "\x00" in secret:
+                raise Unauthenticated("unknown client or wrong secret", reason="INVALID_CLIENT")
             if keys.signing is None:
                 raise Unauthenticated(
                     "this gateway has no signing key (LOYALTY_GATEWAY_SIGNING_KEY)",

@@ -24,6 +24,12 @@ WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.Empty": {"type": "object"},
 }
 
+# Ids whose form the services check: documented so generated clients send well-formed ones.
+ID_SCHEMAS: dict[str, dict[str, Any]] = {
+    "memberId": {"type": "string", "format": "uuid"},
+    "tierGrantId": {"type": "string", "format": "uuid"},
+}
+
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Loyalty platform API</title>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
@@ -124,7 +130,7 @@ def _operation(route: Route, schemas: _Schemas) -> tuple[str, dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "pattern": "^[^/]+$"},
+            "schema": ID_SCHEMAS.get(name, {"type": "string", "pattern": "^[^/]+$"}),
             "description": f"part of `{field}`",
         }
         for name, field, _ in params

@@ -207,6 +207,9 @@ def set_field(message: Message, path: str, value: str) -> None:
     *parents, last = path.split(".")
     target = message
     for name in parents:
+        parent = target.DESCRIPTOR.fields_by_name.get(name)
+        if parent is None or parent.message_type is None or parent.is_repeated:
+            raise ValueError(f"no such field: {path}")
         target = getattr(target, name)
     descriptor: Any = target.DESCRIPTOR.fields_by_name.get(last)
     if descriptor is None:
