@@ -1,12 +1,15 @@
 """The deployment files (deploy/) agree with the code: ports, probes, shutdown grace, commands,
-migrations and every LOYALTY_* key are checked against loyalty_kit.settings.Settings and the
-services' pyproject.toml, so changing one without the other fails here.
+migrations, authentication and every LOYALTY_* key are checked against
+loyalty_kit.settings.Settings, the other settings classes (loyalty_kit.auth.AuthSettings, the
+gateway's and the identity service's own), the services' specs and their pyproject.toml, so
+changing one without the other fails here.
 
 No Kubernetes cluster or Docker engine is involved: the manifests are read as data (PyYAML).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import tomllib
@@ -16,8 +19,12 @@ from typing import Any
 
 import pytest
 import yaml
+from loyalty_gateway.settings import GatewaySettings
 from loyalty_identity.settings import IdentityKeys
+from loyalty_kit.auth import AuthSettings
+from loyalty_kit.server import ServiceSpec
 from loyalty_kit.settings import Settings
+from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -35,18 +42,48 @@ GRPC_PORT_FIELD = {
     "gateway": "gateway_grpc_port",
 }
 SERVICES = tuple(GRPC_PORT_FIELD)
-DATABASE_SERVICES = ("identity", "points", "tiers", "benefits")
-BACKENDS = DATABASE_SERVICES  # what the gateway calls, each through LOYALTY_<NAME>_TARGET
+BACKENDS = ("identity", "points", "tiers", "benefits")  # the gateway calls each by its _TARGET
+# Every settings class that reads LOYALTY_* variables: the kit's (every service), the kit's auth
+# (every service), and services' own. A key is known when it is a field of one of them.
+SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
+    Settings,
+    AuthSettings,
+    GatewaySettings,
+    IdentityKeys,
+)
 
 
-def default(field: str) -> Any:
-    """A Settings default as declared (not as the test process's environment overrides it)."""
-    return Settings.model_fields[field].default
+def spec_of(service: str) -> ServiceSpec:
+    spec = importlib.import_module(f"loyalty_{service}.app").SPEC
+    assert isinstance(spec, ServiceSpec)
+    return spec
 
 
-def validated(field: str, value: str) -> Any:
-    """`value` as Settings reads it from the environment (raises when Settings refuses it)."""
-    return getattr(Settings.model_validate({field: value}), field)
+# The services with a database of their own: those whose spec has migrations.
+DATABASE_SERVICES = tuple(s for s in SERVICES if spec_of(s).migrations)
+
+
+def env_key(settings: type[BaseSettings], field: str) -> str:
+    return str(settings.model_config.get("env_prefix", "")) + field.upper()
+
+
+def field_of(key: str) -> tuple[type[BaseSettings], str] | None:
+    """The settings class and field an environment variable sets, if any."""
+    for settings in SETTINGS_CLASSES:
+        for field in settings.model_fields:
+            if env_key(settings, field) == key:
+                return settings, field
+    return None
+
+
+def default(field: str, settings: type[BaseSettings] = Settings) -> Any:
+    """A settings default as declared (not as the test process's environment overrides it)."""
+    return settings.model_fields[field].default
+
+
+def validated(field: str, value: str, settings: type[BaseSettings] = Settings) -> Any:
+    """`value` as the settings class reads it from the environment (raises when refused)."""
+    return getattr(settings.model_validate({field: value}), field)
 
 
 def ports_of(service: str) -> set[int]:
@@ -146,13 +183,26 @@ def env_names(container: dict[str, Any]) -> set[str]:
     return names
 
 
-def effective(container: dict[str, Any], field: str) -> Any:
-    """A Settings field as this container would see it (validated by Settings itself)."""
+def effective(
+    container: dict[str, Any], field: str, settings: type[BaseSettings] = Settings
+) -> Any:
+    """A settings field as this container would see it (validated by the settings class)."""
     env = literal_env(container)
-    key = PREFIX + field.upper()
+    key = env_key(settings, field)
     if key not in env:
-        return default(field)
-    return validated(field, env[key])
+        return default(field, settings)
+    return validated(field, env[key], settings)
+
+
+def env_source(container: dict[str, Any], name: str) -> tuple[str, str, str] | None:
+    """Where the container's variable `name` comes from: ("secretKeyRef" or "configMapKeyRef",
+    object name, key), or None when it is not read from one."""
+    for item in container.get("env") or []:
+        if item["name"] == name:
+            for kind, ref in (item.get("valueFrom") or {}).items():
+                if kind in ("secretKeyRef", "configMapKeyRef"):
+                    return kind, ref["name"], ref["key"]
+    return None
 
 
 def workloads() -> list[dict[str, Any]]:
@@ -249,6 +299,12 @@ def test_service_routes_to_the_serving_pods_only(service: str) -> None:
         )
 
 
+def test_the_gateway_is_a_database_service() -> None:
+    """The gateway keeps its API clients in its own database (loyalty_gateway.clients)."""
+    assert "gateway" in DATABASE_SERVICES
+    assert set(DATABASE_SERVICES) >= set(BACKENDS)
+
+
 @pytest.mark.parametrize("service", DATABASE_SERVICES)
 def test_database_services_migrate_in_a_job_not_on_start(service: str) -> None:
     job = find("Job", f"{service}-migrate")
@@ -262,16 +318,20 @@ def test_database_services_migrate_in_a_job_not_on_start(service: str) -> None:
     serving = main_container(deployment, service)
     assert container["image"] == serving["image"]
     assert effective(serving, "migrate_on_start") is False
-    for each in (serving, container):
-        (url,) = (e for e in each["env"] if e["name"] == "LOYALTY_DATABASE_URL")
-        assert "secretKeyRef" in url["valueFrom"], "LOYALTY_DATABASE_URL must come from a Secret"
+    assert effective(container, "database_create") is True
+    sources = {env_source(each, "LOYALTY_DATABASE_URL") for each in (serving, container)}
+    assert sources == {("secretKeyRef", f"{service}-database", "url")}, (
+        f"{service}: LOYALTY_DATABASE_URL must come from Secret {service}-database (key url), "
+        "the same in the Deployment and its migration Job"
+    )
 
 
 def test_only_database_services_have_migrations_and_database_urls() -> None:
     jobs = {r["metadata"]["name"] for r in resources() if r["kind"] == "Job"}
     assert jobs == {f"{s}-migrate" for s in DATABASE_SERVICES}
-    gateway = main_container(find("Deployment", "gateway"), "gateway")
-    assert "LOYALTY_DATABASE_URL" not in env_names(gateway)
+    for service in set(SERVICES) - set(DATABASE_SERVICES):
+        container = main_container(find("Deployment", service), service)
+        assert "LOYALTY_DATABASE_URL" not in env_names(container), service
 
 
 def test_every_loyalty_key_is_a_settings_field_with_a_valid_value() -> None:
@@ -282,15 +342,15 @@ def test_every_loyalty_key_is_a_settings_field_with_a_valid_value() -> None:
                 keys.setdefault(item["name"], item.get("value"))
     loyalty = {k: v for k, v in keys.items() if k.startswith(PREFIX)}
     assert loyalty
-    own = {f"LOYALTY_IDENTITY_{f.upper()}" for f in IdentityKeys.model_fields}
-    unknown = sorted(
-        k for k in loyalty if k[len(PREFIX) :].lower() not in Settings.model_fields and k not in own
-    )
-    assert not unknown, f"not fields of loyalty_kit.settings.Settings: {unknown}"
-    # ... and every literal value is one Settings accepts (types, ranges, enums).
+    unknown = sorted(k for k in loyalty if field_of(k) is None)
+    classes = ", ".join(c.__name__ for c in SETTINGS_CLASSES)
+    assert not unknown, f"not fields of any settings class ({classes}): {unknown}"
+    # ... and every literal value is one its settings class accepts (types, ranges, enums).
     for key, value in loyalty.items():
-        if value is not None and key not in own:
-            validated(key[len(PREFIX) :].lower(), value)
+        found = field_of(key)
+        if value is not None and found is not None:
+            settings, field = found
+            validated(field, value, settings)
 
 
 def test_the_gateway_finds_every_backend_by_its_service_name() -> None:
@@ -303,6 +363,53 @@ def test_the_gateway_finds_every_backend_by_its_service_name() -> None:
         assert host.split(".")[0] == backend
         assert int(port) == int(default(GRPC_PORT_FIELD[backend]))
         assert int(port) in {int(p["port"]) for p in find("Service", backend)["spec"]["ports"]}
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+def test_caller_headers_are_not_trusted_and_there_are_no_dev_keys() -> None:
+    """Without a bearer token a call is anonymous: trusted x-loyalty-* headers would let anyone
+    who reaches a service claim any unit and scope (loyalty_kit.auth)."""
+    config = shared_config()
+    key = env_key(AuthSettings, "trust_headers")
+    assert key in config, f"{key} must be set in the shared config (its default is true)"
+    assert validated("trust_headers", config[key], AuthSettings) is False
+    for workload in workloads():
+        for container in pod_spec(workload)["containers"]:
+            where = f"{workload['kind']} {workload['metadata']['name']}"
+            assert effective(container, "trust_headers", AuthSettings) is False, where
+            assert effective(container, "dev_keys", AuthSettings) is False, where
+            # ... and no container reads them from somewhere this test cannot see.
+            for field in ("trust_headers", "dev_keys"):
+                assert env_source(container, env_key(AuthSettings, field)) is None, where
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_verifies_tokens_with_the_published_public_keys(service: str) -> None:
+    container = main_container(find("Deployment", service), service)
+    source = env_source(container, env_key(AuthSettings, "public_keys"))
+    assert source is not None, f"{service}: LOYALTY_AUTH_PUBLIC_KEYS from a ConfigMap or Secret"
+    # One list for all: a token the gateway signs must verify everywhere.
+    gateway = main_container(find("Deployment", "gateway"), "gateway")
+    assert source == env_source(gateway, env_key(AuthSettings, "public_keys"))
+
+
+def test_the_gateway_signs_tokens_with_a_key_from_a_secret() -> None:
+    key = env_key(GatewaySettings, "signing_key")
+    gateway = main_container(find("Deployment", "gateway"), "gateway")
+    source = env_source(gateway, key)
+    assert source is not None and source[0] == "secretKeyRef", f"{key} must come from a Secret"
+    assert key not in shared_config(), f"{key} must not be in the shared ConfigMap"
+    # No other workload holds the private key, under its own name or another.
+    for workload in workloads():
+        if workload["kind"] == "Deployment" and workload["metadata"]["name"] == "gateway":
+            continue
+        for container in pod_spec(workload)["containers"]:
+            where = f"{workload['kind']} {workload['metadata']['name']}"
+            assert key not in env_names(container), where
+            refs = {env_source(container, item["name"]) for item in container.get("env") or []}
+            assert ("secretKeyRef", source[1], source[2]) not in refs, where
 
 
 # --- Docker ------------------------------------------------------------------------------------
