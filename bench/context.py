@@ -23,6 +23,7 @@ class BenchContext:
     concurrency: int
     events: int
     members: int | None = None  # --members; None: each scenario's default
+    rate: float = 30.0  # --rate: operations per second of open-loop scenarios
     only: tuple[str, ...] = ()  # the scenarios named with --only (empty: all)
     shared: dict[str, Any] = field(default_factory=dict)  # what scenarios of a run share
 

@@ -58,8 +58,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--members",
         type=int,
         default=None,
-        help="members loaded for the identity scenarios (default: 1,000,000 when one is named "
-        "with --only, else 100,000)",
+        help="members loaded for the identity and tiers-year-end scenarios (default: 1,000,000 "
+        "when one is named with --only, else 100,000)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=30.0,
+        help="operations per second of the open-loop (steady load) scenarios",
     )
     parser.add_argument(
         "--log-level", default="INFO", help="level of the kit's logs (written to results/*.log)"
@@ -70,6 +76,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--seconds, --concurrency and --events must be positive, --warmup >= 0")
     if args.members is not None and args.members < 1:
         parser.error("--members must be positive")
+    if args.rate <= 0:
+        parser.error("--rate must be positive")
     return args
 
 
@@ -144,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 events=args.events,
                 members=args.members,
+                rate=args.rate,
                 only=tuple(args.only or ()),
             )
             with results_path.open("w", encoding="utf-8") as out:

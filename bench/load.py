@@ -1,4 +1,5 @@
-"""Closed-loop load: N workers each calling `op` back to back, for a bounded time."""
+"""Load: closed loop (N workers each calling `op` back to back, for a bounded time) and open
+loop (operations started at a steady rate, whatever the earlier ones are doing)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from bench.registry import Measurement
 
@@ -58,3 +60,42 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100.0 * len(ordered)))
     return ordered[rank - 1]
+
+
+@dataclass
+class OpenLoop:
+    """How an open-loop phase went: its length, and whether the load kept to the schedule."""
+
+    seconds: float  # from the first start to the last operation's end
+    peak_in_flight: int  # most operations started and not finished at once
+    max_lag_ms: float  # how late the latest start was against its schedule (the event loop)
+
+
+async def open_loop(op: Callable[[int], Awaitable[object]], *, rate: float, count: int) -> OpenLoop:
+    """Start `op(0)` .. `op(count - 1)` at a steady `rate` per second, op i at i / rate s,
+    whether or not the earlier ones have finished (open loop: a slow system meets the same
+    arrivals, so queueing shows in latency); then wait for every one. A failure cancels the rest.
+    """
+    clock = time.perf_counter
+    started = clock()
+    in_flight = peak = 0
+    lag = 0.0
+
+    async def one(i: int) -> None:
+        nonlocal in_flight
+        try:
+            await op(i)
+        finally:
+            in_flight -= 1
+
+    async with asyncio.TaskGroup() as group:
+        for i in range(count):
+            delay = started + i / rate - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                lag = max(lag, -delay)
+            in_flight += 1
+            peak = max(peak, in_flight)
+            group.create_task(one(i))
+    return OpenLoop(seconds=clock() - started, peak_in_flight=peak, max_lag_ms=lag * 1000.0)

@@ -32,6 +32,8 @@ def record(
 
 
 def failure(scenario: Scenario, error: BaseException, *, run_id: str) -> dict[str, Any]:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:  # a TaskGroup's: the cause
+        error = error.exceptions[0]
     return {
         "scenario": scenario.name,
         "ceiling": scenario.ceiling,

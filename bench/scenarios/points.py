@@ -42,7 +42,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.context import BenchContext
-from bench.counters import EngineCounter
+from bench.counters import HEALTH_STATEMENT, RELAY_STATEMENTS, EngineCounter
 from bench.load import Op, closed_loop, percentile
 from bench.registry import Measurement, scenario
 
@@ -59,7 +59,7 @@ def _members() -> list[str]:
     return [str(uuid.uuid4()) for _ in range(MEMBERS)]
 
 
-async def _seed_accounts(conn: asyncpg.Connection, member_ids: Sequence[str]) -> None:
+async def seed_accounts(conn: asyncpg.Connection, member_ids: Sequence[str]) -> None:
     """The accounts first touch would open (`Ledger.create_account`), then ANALYZE."""
     now = datetime.now(UTC)
     await conn.copy_records_to_table(
@@ -364,7 +364,7 @@ async def _raw_database(ctx: BenchContext, member_ids: Sequence[str]) -> URL:
             programme.effective_from,
             json.dumps(programme_to_json(programme)),
         )
-        await _seed_accounts(conn, member_ids)
+        await seed_accounts(conn, member_ids)
     finally:
         await conn.close()
     return url
@@ -412,11 +412,6 @@ class ActiveMembers:
         return ("active", "")
 
 
-# Statements of the service's own background work on the same engine (not the earn's).
-_RELAY = ("SELECT pg_try_advisory_xact_lock", "SELECT seq, event_id", "UPDATE kit_outbox SET")
-_HEALTH = "SELECT 1"
-
-
 class EarnCounter(EngineCounter):
     """The earn's statements apart from the relay's and the health probes'."""
 
@@ -426,10 +421,10 @@ class EarnCounter(EngineCounter):
         super().__init__(engine)
 
     def _statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith(_RELAY):
+        if statement.startswith(RELAY_STATEMENTS):
             self.relay += 1
-            self.background_checkouts += statement.startswith(_RELAY[0])
-        elif statement == _HEALTH:
+            self.background_checkouts += statement.startswith(RELAY_STATEMENTS[0])
+        elif statement == HEALTH_STATEMENT:
             self.background_checkouts += 1
         else:
             self.statements += 1
@@ -465,7 +460,7 @@ async def points_earn(ctx: BenchContext) -> Measurement:
             url = settings.service_database_url(SPEC.name)
             conn = await asyncpg.connect(**asyncpg_params(url))
             try:
-                await _seed_accounts(conn, member_ids)
+                await seed_accounts(conn, member_ids)
             finally:
                 await conn.close()
             measured = await _drive(ctx, channel, member_ids)
