@@ -15,10 +15,11 @@ from loyalty_gateway.clients import ClientStore
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 
+from tests.benefits.conftest import catalogue
 from tests.points.conftest import points, programme
 from tests.tiers.conftest import tiers
 
-__all__ = ["points", "programme", "tiers"]
+__all__ = ["catalogue", "points", "programme", "tiers"]
 
 
 @dataclass
@@ -88,7 +89,9 @@ async def gateway_service(
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def gateway(gateway_service: RunningService, programme: Any, tiers: Any) -> Gateway:
+async def gateway(
+    gateway_service: RunningService, programme: Any, tiers: Any, catalogue: Any
+) -> Gateway:
     return Gateway(
         gateway_service, f"http://127.0.0.1:{gateway_service.context.settings.gateway_http_port}"
     )

@@ -151,8 +151,20 @@ async def test_preview_shows_what_extra_activity_would_do_and_changes_nothing(
     points: Points, tiers: Any
 ) -> None:
     member = await points.member()
-    await points.earn(member, "hotel", "12000.00")
+    stay = await points.earn(member, "hotel", "12000.00")
     await tier_of(tiers, member, "silver")
+    # The same stay named by its posting: counted already, so not added twice.
+    again = await tiers.PreviewMemberTier(
+        pb.PreviewMemberTierRequest(
+            member=member,
+            activities=[
+                pb.ExtraActivity(
+                    unit="hotel", qualifying_spend="12000", posting_id=stay.posting.posting_id
+                )
+            ],
+        )
+    )
+    assert (again.tier, again.upgrade) == ("silver", False)
     preview = await tiers.PreviewMemberTier(
         pb.PreviewMemberTierRequest(
             member=member,

@@ -7,6 +7,7 @@ import importlib
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from loyalty_kit.channels import channel
+from loyalty_kit.server import ServiceContext
 from loyalty_kit.settings import Settings
 
 # backend -> the module of its contract; every `google.api.http` rule in it becomes a route.
@@ -15,6 +16,7 @@ CONTRACTS = {
     "points": "loyalty.points.v1.points_service_pb2",
     "tiers": "loyalty.tiers.v1.tiers_service_pb2",
     "benefits": "loyalty.benefits.v1.benefits_service_pb2",
+    "gateway": "loyalty.gateway.v1.gateway_service_pb2",  # the composite flows, served here
 }
 BACKENDS = ("identity", "points", "tiers", "benefits")
 
@@ -26,6 +28,14 @@ def exposed_services() -> dict[str, list[ServiceDescriptor]]:
         descriptor = importlib.import_module(module).DESCRIPTOR
         found[backend] = list(descriptor.services_by_name.values())
     return found
+
+
+def shared_backends(context: ServiceContext) -> Backends:
+    """One set of channels per gateway process, for its gRPC and HTTP sides."""
+    found = context.extras.get("backends")
+    if found is None:
+        found = context.extras["backends"] = Backends(context.settings)
+    return found  # type: ignore[no-any-return]
 
 
 class Backends:

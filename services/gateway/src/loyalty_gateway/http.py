@@ -38,6 +38,7 @@ from loyalty_kit.auth import (
     development_keys,
     parse_keys,
 )
+from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.errors import (
     DomainError,
     FieldViolation,
@@ -57,8 +58,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from loyalty_gateway import openapi
-from loyalty_gateway.backends import BACKENDS, Backends, exposed_services
+from loyalty_gateway.backends import BACKENDS, exposed_services, shared_backends
 from loyalty_gateway.clients import DEFAULT_RATE, ClientStore
+from loyalty_gateway.composite import SERVICE as COMPOSITE
+from loyalty_gateway.composite import Composer
 from loyalty_gateway.errors import error_body, http_code, status_of_error, status_of_rpc_error
 from loyalty_gateway.settings import GatewaySettings
 from loyalty_gateway.transcoding import Route as RpcRoute
@@ -85,6 +88,14 @@ class Keys:
             self.signing, public = None, auth.public_keys
         self.verifier = TokenVerifier(parse_keys(public), trust_headers=False)
         self.ttl = configured.token_ttl_seconds
+
+
+def caller_of_claims(claims: dict[str, Any]) -> Caller:
+    return Caller(
+        unit=str(claims.get("unit", "")),
+        client_id=str(claims["sub"]),
+        scopes=frozenset(str(claims.get("scope", "")).split()),
+    )
 
 
 def _json(status: Any) -> JSONResponse:
@@ -127,9 +138,9 @@ def _request_message(
 
 
 def build_app(context: ServiceContext) -> Starlette:
-    settings = context.settings
     gateway = GatewaySettings()
-    backends = Backends(settings)
+    backends = shared_backends(context)
+    composer = Composer(backends, gateway.request_deadline_seconds)
     services = [s for found in exposed_services().values() for s in found]
     routes = routes_of(services)
     keys = Keys(context)
@@ -175,6 +186,12 @@ def build_app(context: ServiceContext) -> Starlette:
             response.headers["traceresponse"] = carrier["traceparent"]
         return response
 
+    async def composite(method: str, message: Any, md: tuple[tuple[str, str], ...]) -> Any:
+        """The gateway's own methods, run here rather than through its gRPC port."""
+        if method == "GetMemberOverview":
+            return await composer.overview(message, md)
+        return await composer.record_purchase(message, md, context.uow)
+
     # -- the routes from the contracts -----------------------------------------------------
 
     async def dispatch(request: Request) -> Response:
@@ -203,18 +220,24 @@ def build_app(context: ServiceContext) -> Starlette:
             route, bound = found
             with traced(request, f"{request.method} {route.template.text}") as carrier:
                 token, claims = authenticate(request)
+                set_current_caller(caller_of_claims(claims))
                 await limit(claims)
                 message = _request_message(route, request, await request.body(), bound)
                 metadata = [(AUTHORIZATION, f"Bearer {token}"), (REQUEST_ID, request_id)]
                 metadata += list(carrier.items())
-                call = backends.channel_for(route.service).unary_unary(
-                    route.grpc_path,
-                    request_serializer=type(message).SerializeToString,
-                    response_deserializer=route.response_type.FromString,
-                )
-                reply = await call(
-                    message, metadata=tuple(metadata), timeout=gateway.request_deadline_seconds
-                )
+                if route.service.full_name == COMPOSITE:
+                    reply = await composite(route.method.name, message, tuple(metadata))
+                else:
+                    call = backends.channel_for(route.service).unary_unary(
+                        route.grpc_path,
+                        request_serializer=type(message).SerializeToString,
+                        response_deserializer=route.response_type.FromString,
+                    )
+                    reply = await call(
+                        message,
+                        metadata=tuple(metadata),
+                        timeout=gateway.request_deadline_seconds,
+                    )
                 body = json_format.MessageToDict(reply, always_print_fields_with_no_presence=True)
                 status = 201 if route.creates else 200
                 return finish(JSONResponse(body, status_code=status), request_id, carrier)

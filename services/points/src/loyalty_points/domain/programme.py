@@ -246,7 +246,7 @@ def compute_earn(
         base_rate=base_rate,
         factors=tuple(factors),
         bonuses=tuple(bonuses),
-        exact=exact.normalize() if exact else Decimal(0),
+        exact=_plain(exact),
         line_points=line_points,
         points=whole + sum(points for _, points in bonuses),
         programme_version=programme.version,
@@ -356,3 +356,11 @@ def programme_from_json(version: int, effective_from: datetime, data: dict[str, 
         referrer_points=int(data.get("referral", [0, 0])[0]),
         referee_points=int(data.get("referral", [0, 0])[1]),
     )
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Without trailing zeros and never in exponent form: 3086.40 -> 3086.4, 40000.0 -> 40000
+    (normalize() alone would write 4E+4)."""
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    return normal.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normal

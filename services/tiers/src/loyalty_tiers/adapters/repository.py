@@ -168,6 +168,18 @@ class TierStore:
         )
         return _totals(rows)
 
+    async def counted(self, member_id: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these postings the member's activity has counted already."""
+        if not event_ids:
+            return set()
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT event_id FROM activity WHERE member_id = $1 AND event_id = ANY($2::text[])",
+            member_id,
+            list(event_ids),
+        )
+        return {r["event_id"] for r in rows}
+
     # -- members' tiers ---------------------------------------------------------------------
 
     async def member_tier(self, member_id: str, *, lock: bool = False) -> MemberTier | None:

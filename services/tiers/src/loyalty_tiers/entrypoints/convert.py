@@ -194,9 +194,10 @@ def kind_of(kind: int) -> GrantKind:
     )
 
 
-def extra_activity(items: Iterable[pb.ExtraActivity]) -> list[tuple[str, Totals]]:
+def extra_activity(items: Iterable[pb.ExtraActivity]) -> list[tuple[str, Totals, str]]:
+    """(unit, totals, posting id) per extra activity."""
     problems = Violations()
-    extra: list[tuple[str, Totals]] = []
+    extra: list[tuple[str, Totals, str]] = []
     for i, item in enumerate(items):
         where = f"activities[{i}]"
         spend = Decimal(0)
@@ -209,7 +210,9 @@ def extra_activity(items: Iterable[pb.ExtraActivity]) -> list[tuple[str, Totals]
             problems.add(f"{where}.points", "must not be negative")
         if item.visits < 0:
             problems.add(f"{where}.visits", "must not be negative")
-        extra.append((item.unit.strip(), Totals(spend, item.points, item.visits)))
+        extra.append(
+            (item.unit.strip(), Totals(spend, item.points, item.visits), item.posting_id.strip())
+        )
     if not extra:
         problems.add("activities", "at least one")
     problems.raise_if_any()

@@ -463,14 +463,20 @@ class Preview:
 
 
 async def preview(
-    uow: TiersUnitOfWork, member_id: str, extra: Sequence[tuple[str, Totals]], now: datetime
+    uow: TiersUnitOfWork,
+    member_id: str,
+    extra: Sequence[tuple[str, Totals, str]],
+    now: datetime,
 ) -> Preview:
-    """The tier the member would have with this extra activity now (nothing is stored)."""
+    """The tier the member would have with this extra activity now (nothing is stored).
+    Activity of a posting already counted is not added twice."""
     rules = await ladder(uow)
+    counted = await uow.tiers.counted(member_id, [p for _, _, p in extra if p])
+    added = [(unit, totals) for unit, totals, posting in extra if posting not in counted]
     member, holder = await _standing(uow, rules, member_id, now)
     tier = holder.tier if holder else member.tier
     since = rules.window_start(now, member.tier_year_end)
-    window = rules.activity(await uow.tiers.activity(member_id, since, now), *extra)
+    window = rules.activity(await uow.tiers.activity(member_id, since, now), *added)
     would = max(rules.supported(window), rules.index_of(tier))
     next_tier, progress = rules.progress(would, window)
     return Preview(rules.tiers[would].code, would > rules.index_of(tier), next_tier, progress)

@@ -1,0 +1,219 @@
+"""The composite flows: what a POS or an app needs in one call, composed from the services.
+
+The same functions serve the gateway's gRPC methods and their HTTP routes. Calls to the
+services carry the caller's credential (its bearer token, or in development its caller
+headers), the request id and the trace context, so each service checks the caller itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+from loyalty.benefits.v1 import benefits_service_pb2_grpc
+from loyalty.gateway.v1 import gateway_service_pb2 as pb
+from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+from loyalty.identity.v1 import identity_service_pb2_grpc
+from loyalty.points.v1 import points_service_pb2 as points_pb
+from loyalty.points.v1 import points_service_pb2_grpc
+from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
+from loyalty.tiers.v1 import tiers_service_pb2_grpc
+from loyalty_kit.caller import current_caller, require_unit
+from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.idempotency import request_scope, run_idempotent, validate_request_id
+from loyalty_kit.resources import member_id_of, unit_of
+from loyalty_kit.uow import UnitOfWork
+
+from loyalty_gateway.backends import Backends
+
+SERVICE = "loyalty.gateway.v1.GatewayService"
+T = TypeVar("T")
+# Metadata passed on to the services: who calls, which request, which trace.
+FORWARDED = ("authorization", "x-loyalty-", "x-request-id", "traceparent", "tracestate")
+COUPONS_SHOWN = 50
+
+
+def forwarded(metadata: Sequence[tuple[str, str | bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (k.lower(), v if isinstance(v, str) else v.decode())
+        for k, v in metadata
+        if k.lower().startswith(FORWARDED)
+    )
+
+
+class Composer:
+    def __init__(self, backends: Backends, deadline_seconds: float) -> None:
+        self.backends = backends
+        self.deadline = deadline_seconds
+        ch = backends.channels
+        self.identity = identity_service_pb2_grpc.IdentityServiceStub(ch["identity"])
+        self.points = points_service_pb2_grpc.PointsServiceStub(ch["points"])
+        self.tiers = tiers_service_pb2_grpc.TiersServiceStub(ch["tiers"])
+        self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(ch["benefits"])
+
+    async def _parts(
+        self, calls: dict[str, Callable[[float], Awaitable[Any]]], must: Sequence[str] = ()
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Every call in parallel under one deadline. A part whose service fails is left out
+        and named; a failure of a part in `must` is the whole answer's failure."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.deadline
+
+        async def one(call: Callable[[float], Awaitable[Any]]) -> Any:
+            return await call(max(0.05, ends - loop.time()))
+
+        names = list(calls)
+        results = await asyncio.gather(*(one(calls[n]) for n in names), return_exceptions=True)
+        found: dict[str, Any] = {}
+        unavailable: list[str] = []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, grpc.aio.AioRpcError):
+                if name in must:
+                    raise result
+                unavailable.append(name)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                found[name] = result
+        return found, unavailable
+
+    def _usable_now(
+        self, member: str, unit: str, md: tuple[tuple[str, str], ...]
+    ) -> dict[str, Callable[[float], Awaitable[Any]]]:
+        return {
+            "entitlements": lambda t: self.benefits.ListEntitlements(
+                benefits_pb.ListEntitlementsRequest(member=member, unit=unit, page_size=200),
+                metadata=md,
+                timeout=t,
+            ),
+            "coupons": lambda t: self.benefits.ListCoupons(
+                benefits_pb.ListCouponsRequest(
+                    member=member, state=benefits_pb.COUPON_STATE_ISSUED, page_size=COUPONS_SHOWN
+                ),
+                metadata=md,
+                timeout=t,
+            ),
+        }
+
+    async def overview(
+        self, request: pb.GetMemberOverviewRequest, md: tuple[tuple[str, str], ...]
+    ) -> pb.GetMemberOverviewResponse:
+        member = request.member
+        member_id_of(member, "member")
+        unit = request.unit.strip() or current_caller().unit
+        calls: dict[str, Callable[[float], Awaitable[Any]]] = {
+            "member": lambda t: self.identity.GetMember(
+                identity_pb.GetMemberRequest(name=member), metadata=md, timeout=t
+            ),
+            "balance": lambda t: self.points.GetBalance(
+                points_pb.GetBalanceRequest(member=member), metadata=md, timeout=t
+            ),
+            "tier": lambda t: self.tiers.GetMemberTier(
+                tiers_pb.GetMemberTierRequest(member=member), metadata=md, timeout=t
+            ),
+            **self._usable_now(member, unit, md),
+        }
+        found, unavailable = await self._parts(calls, must=("member",))
+        response = pb.GetMemberOverviewResponse(unavailable=unavailable)
+        response.member.CopyFrom(found["member"].member)
+        if "balance" in found:
+            response.balance.CopyFrom(found["balance"].balance)
+        if "tier" in found:
+            response.tier.CopyFrom(found["tier"])
+        if "entitlements" in found:
+            response.entitlements.extend(found["entitlements"].entitlements)
+        if "coupons" in found:
+            response.coupons.extend(found["coupons"].coupons)
+        return response
+
+    async def record_purchase(
+        self,
+        request: pb.RecordPurchaseRequest,
+        md: tuple[tuple[str, str], ...],
+        uow_factory: Callable[[], UnitOfWork],
+    ) -> pb.RecordPurchaseResponse:
+        _check_purchase(request)
+        unit = unit_of(request.unit)
+        require_unit(unit)
+
+        async def work(_uow: UnitOfWork) -> pb.RecordPurchaseResponse:
+            return await self._purchase(request, unit, md)
+
+        # The composite answer is kept with the request_id in the gateway's database: a POS
+        # retrying after a timeout gets it again. Beneath it, points' own request_id check
+        # means even a retry that runs the flow again credits the order once.
+        scope = request_scope(SERVICE, "RecordPurchase")
+        return await run_idempotent(uow_factory, scope, request, pb.RecordPurchaseResponse, work)
+
+    async def _purchase(
+        self, request: pb.RecordPurchaseRequest, unit: str, md: tuple[tuple[str, str], ...]
+    ) -> pb.RecordPurchaseResponse:
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.deadline
+        resolved = await self.identity.ResolveMember(
+            identity_pb.ResolveMemberRequest(identity=request.identity),
+            metadata=md,
+            timeout=ends - loop.time(),
+        )
+        member = resolved.member.name
+        earn = points_pb.EarnPointsRequest(
+            member=member,
+            request_id=request.request_id,
+            unit=unit,
+            channel=request.channel,
+            order_id=request.order_id,
+            lines=request.lines,
+        )
+        if request.HasField("occur_time"):
+            earn.occur_time.CopyFrom(request.occur_time)
+        earned = await self.points.EarnPoints(earn, metadata=md, timeout=ends - loop.time())
+        posting = earned.posting
+        spent = tiers_pb.ExtraActivity(
+            unit=unit,
+            qualifying_spend=posting.breakdown.qualifying_spend.amount or "0",
+            points=max(posting.points, 0),
+            visits=1,
+            posting_id=posting.posting_id,
+        )
+        found, unavailable = await self._parts(
+            {
+                "tier": lambda t: self.tiers.PreviewMemberTier(
+                    tiers_pb.PreviewMemberTierRequest(member=member, activities=[spent]),
+                    metadata=md,
+                    timeout=t,
+                ),
+                **self._usable_now(member, unit, md),
+            }
+        )
+        response = pb.RecordPurchaseResponse(
+            member=member, posting=posting, balance=earned.balance, unavailable=unavailable
+        )
+        if "tier" in found:
+            response.tier, response.upgraded = found["tier"].tier, found["tier"].upgrade
+        if "entitlements" in found:
+            response.entitlements.extend(found["entitlements"].entitlements)
+        if "coupons" in found:
+            response.coupons.extend(found["coupons"].coupons)
+        return response
+
+
+def _check_purchase(request: pb.RecordPurchaseRequest) -> None:
+    problems = Violations()
+    if not request.identity.type or not request.identity.value:
+        problems.add("identity", "the member's identity: type and value")
+    if not request.order_id.strip():
+        problems.add("order_id", "required")
+    if not request.lines:
+        problems.add("lines", "at least one order line")
+    try:
+        validate_request_id(request.request_id)
+    except InvalidArgument as error:
+        problems.items.extend(error.field_violations)
+    try:
+        unit_of(request.unit)
+    except InvalidArgument:
+        problems.items.append(FieldViolation("unit", "a business unit code such as 'hotel'"))
+    problems.raise_if_any()
