@@ -59,3 +59,13 @@ def test_a_service_without_a_database_server_says_how_to_get_one(
 def test_event_namespace_must_be_one_subject_token() -> None:
     with pytest.raises(ValueError, match="event_namespace"):
         Settings(event_namespace="a.b")
+
+
+def test_error_references_survive_the_masking_of_long_numbers() -> None:
+    """A reference must be findable in the log: hex ids such as 2639711e5348 hold seven-digit
+    runs that the masking of phone numbers rewrites."""
+    from loyalty_kit.status import error_reference
+
+    for _ in range(200):
+        reference = error_reference()
+        assert len(reference) == 12 and not any(c.isdigit() for c in reference)

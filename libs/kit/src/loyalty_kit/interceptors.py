@@ -7,7 +7,6 @@ Servicers stay thin: no try/except ladders, they just raise `DomainError`s.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,7 +19,13 @@ from loyalty_kit.caller import set_current_caller
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError, InvalidArgument
 from loyalty_kit.logs import get_logger
-from loyalty_kit.status import internal_status, status_of, to_grpc_status, upstream_status
+from loyalty_kit.status import (
+    error_reference,
+    internal_status,
+    status_of,
+    to_grpc_status,
+    upstream_status,
+)
 
 log = get_logger("loyalty.rpc")
 
@@ -106,7 +111,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                         to_grpc_status(status_of(invalid, self.service))
                     )
                 code = "INTERNAL"
-                reference = uuid.uuid4().hex[:12]
+                reference = error_reference()
                 log.exception("rpc failed", method=method, reference=reference)
                 await context.abort_with_status(
                     to_grpc_status(internal_status(self.service, reference))
@@ -137,7 +142,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                     to_grpc_status(upstream_status(error, self.service))
                 )
             except Exception:
-                reference = uuid.uuid4().hex[:12]
+                reference = error_reference()
                 log.exception("rpc failed", method=method, reference=reference)
                 await context.abort_with_status(
                     to_grpc_status(internal_status(self.service, reference))

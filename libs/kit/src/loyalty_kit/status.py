@@ -7,6 +7,9 @@ reference id and nothing of the exception's text (which may hold internals or pe
 
 from __future__ import annotations
 
+import secrets
+import string
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -70,6 +73,12 @@ def status_of(error: DomainError, service: str) -> status_pb2.Status:
     return status_pb2.Status(
         code=_CODES[error.kind], message=_short(error.message, 300), details=details
     )
+
+
+def error_reference() -> str:
+    """An id tying an INTERNAL answer to its log line. Letters only: the logs mask runs of
+    seven digits as phone numbers, and a hex id holding one could not be found again."""
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(12))
 
 
 def internal_status(service: str, reference: str) -> status_pb2.Status:

@@ -49,7 +49,7 @@ from loyalty_kit.errors import (
 )
 from loyalty_kit.logs import get_logger
 from loyalty_kit.server import ServiceContext
-from loyalty_kit.status import internal_status
+from loyalty_kit.status import error_reference, internal_status
 from opentelemetry import propagate, trace
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -307,7 +307,7 @@ def build_app(context: ServiceContext) -> Starlette:
 
     async def unexpected(request: Request, _error: Exception) -> Response:
         """Anything unforeseen: INTERNAL with a reference, nothing of the error's text."""
-        reference = uuid.uuid4().hex[:12]
+        reference = error_reference()
         log.exception("http request failed", path=request.url.path, reference=reference)
         return _json(internal_status("gateway", reference))
 
