@@ -191,17 +191,19 @@ class TierStore:
         )
         return None if row is None else _member(row)
 
-    async def ensure_member(self, member_id: str, entry_tier: str, now: datetime) -> None:
-        """A row for a member first seen now, at the entry tier (a concurrent first sighting
-        keeps whichever row came first)."""
+    async def ensure_member(self, member_id: str, entry_tier: str, now: datetime) -> MemberTier:
+        """The member's row, locked; a member first seen now gets one at the entry tier (a
+        concurrent first sighting finds the row the other made)."""
         conn = await self._conn()
-        await conn.execute(
+        row = await conn.fetchrow(
             "INSERT INTO member_tiers (member_id, tier, since, tier_year_end, effective_tier) "
-            "VALUES ($1, $2, $3, NULL, $2) ON CONFLICT (member_id) DO NOTHING",
+            "VALUES ($1, $2, $3, NULL, $2) ON CONFLICT (member_id) "
+            f"DO UPDATE SET member_id = EXCLUDED.member_id RETURNING {MEMBER_COLUMNS}",
             member_id,
             entry_tier,
             now,
         )
+        return _member(row)
 
     async def lock_members(self, member_ids: Sequence[str]) -> dict[str, MemberTier]:
         """Several members' rows locked, in one order (no deadlock between two lockers)."""

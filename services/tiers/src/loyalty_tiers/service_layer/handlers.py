@@ -143,11 +143,7 @@ async def _locked_member(
     uow: TiersUnitOfWork, rules: Ladder, member_id: str, now: datetime
 ) -> MemberTier:
     member = await uow.tiers.member_tier(member_id, lock=True)
-    if member is None:
-        await uow.tiers.ensure_member(member_id, rules.tiers[0].code, now)
-        member = await uow.tiers.member_tier(member_id, lock=True)
-        assert member is not None
-    return member
+    return member or await uow.tiers.ensure_member(member_id, rules.tiers[0].code, now)
 
 
 # -- activity and upgrades ---------------------------------------------------------------------
