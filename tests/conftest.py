@@ -66,13 +66,23 @@ async def tiers_service(settings: Settings, clock: Clock) -> AsyncIterator[Runni
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def benefits_service(
-    settings: Settings, points_service: RunningService, clock: Clock
+    settings: Settings,
+    identity_service: RunningService,
+    points_service: RunningService,
+    clock: Clock,
 ) -> AsyncIterator[RunningService]:
-    """The benefits service, learning tiers from TierChanged and debiting points for rewards
-    at the points service of this run; the session's clock injected."""
+    """The benefits service, learning tiers from TierChanged, debiting points for rewards at
+    the points service and reading segments from the identity service of this run; the
+    session's clock injected. It looks for coupon issuances left running only at start (and
+    runs the ones it creates at once), so tests decide which replica carries one on."""
+    import os
+
     from loyalty_benefits.app import SPEC
 
+    os.environ["LOYALTY_BENEFITS_ISSUANCE_INTERVAL_SECONDS"] = "3600"
     runner = ServiceRunner(settings)
-    benefits_settings = settings.model_copy(update={"points_target": points_service.target})
+    benefits_settings = settings.model_copy(
+        update={"points_target": points_service.target, "identity_target": identity_service.target}
+    )
     yield await runner.start(SPEC, benefits_settings, extras={"clock": clock})
     await runner.stop_all()

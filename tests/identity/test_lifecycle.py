@@ -361,6 +361,8 @@ async def test_tags_and_listing_a_segment_page_by_page(identity: IdentityClient)
         page = await identity.as_(MALL_POS).ListMembers(
             pb.ListMembersRequest(tag=segment, page_size=2, page_token=token)
         )
+        # The first page counts the segment (a bulk job's denominator); later pages do not.
+        assert page.total_size == (5 if pages == 0 else 0)
         pages += 1
         seen += [m.member_id for m in page.members]
         assert all(m.personal_data_masked for m in page.members)
@@ -368,6 +370,13 @@ async def test_tags_and_listing_a_segment_page_by_page(identity: IdentityClient)
         if not token:
             break
     assert seen == sorted(ids) and pages == 3
+    basic = await identity.as_(MALL_POS).ListMembers(
+        pb.ListMembersRequest(tag=segment, page_size=10, view=pb.MEMBER_VIEW_BASIC)
+    )
+    assert [(m.name, m.member_id) for m in basic.members] == [
+        (f"members/{i}", i) for i in sorted(ids)
+    ]
+    assert basic.total_size == 5 and not any(m.identities for m in basic.members)
 
     first = await identity.as_(MALL_POS).ListMembers(
         pb.ListMembersRequest(tag=segment, page_size=2)

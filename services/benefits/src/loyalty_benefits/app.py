@@ -1,5 +1,6 @@
 """The benefits service as the kit runs it: the servicer, the tier and member events it learns
-from, and the job that finishes reward redemptions left half-way."""
+from, the job that finishes reward redemptions left half-way and the one that carries out bulk
+coupon issuances."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_benefits.adapters.points import GrpcPointsBank
+from loyalty_benefits.adapters.repository import CatalogueCache
+from loyalty_benefits.adapters.segments import GrpcSegments
 from loyalty_benefits.entrypoints.servicer import SERVICE, BenefitsServicer
 from loyalty_benefits.service_layer import handlers
+from loyalty_benefits.service_layer.issuances import CouponIssuer
 from loyalty_benefits.service_layer.rewards import RewardRedemptions
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
@@ -38,6 +42,12 @@ class BenefitsSettings(BaseSettings):
     birthday_interval_seconds: float = Field(
         default=3600.0, gt=0, description="How often today's birthday coupons are granted."
     )
+    issuance_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often coupon issuances left running (by a stopped replica) are looked "
+        "for; a replica starts on the ones it creates at once.",
+    )
 
 
 def _clock(context: ServiceContext) -> Any:
@@ -47,9 +57,10 @@ def _clock(context: ServiceContext) -> Any:
 def _uow_factory(context: ServiceContext) -> Any:
     assert context.sessions is not None
     sessions, namespace = context.sessions, context.settings.event_namespace
+    cache = context.extras.setdefault("catalogue_cache", CatalogueCache())
 
     def make(*, read_only: bool = False) -> BenefitsUnitOfWork:
-        return BenefitsUnitOfWork(sessions, namespace, read_only=read_only)
+        return BenefitsUnitOfWork(sessions, namespace, read_only=read_only, catalogue=cache)
 
     return make
 
@@ -65,8 +76,19 @@ def _redemptions(context: ServiceContext) -> RewardRedemptions:
     return redemptions
 
 
+def _issuer(context: ServiceContext) -> CouponIssuer:
+    """One per process; tests may put their own segments (identity) in `extras`."""
+    if "issuer" not in context.extras:
+        segments = context.extras.get("segments") or GrpcSegments(context.settings)
+        context.extras["issuer"] = CouponIssuer(_uow_factory(context), segments, _clock(context))
+    issuer: CouponIssuer = context.extras["issuer"]
+    return issuer
+
+
 def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:
-    servicer = BenefitsServicer(_uow_factory(context), _redemptions(context), _clock(context))
+    servicer = BenefitsServicer(
+        _uow_factory(context), _redemptions(context), _issuer(context), _clock(context)
+    )
     benefits_service_pb2_grpc.add_BenefitsServiceServicer_to_server(servicer, server)
 
 
@@ -132,7 +154,12 @@ def jobs(context: ServiceContext) -> Sequence[Job]:
     async def daily() -> None:
         await every(settings.birthday_interval_seconds, context.stopping, birthdays, "birthdays")
 
-    return [scheduled, daily]
+    issuer = _issuer(context)
+
+    async def issuances() -> None:
+        await issuer.serve(settings.issuance_interval_seconds, context.stopping)
+
+    return [scheduled, daily, issuances]
 
 
 SPEC = ServiceSpec(

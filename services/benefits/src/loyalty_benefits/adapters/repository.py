@@ -21,6 +21,7 @@ from loyalty_benefits.domain.catalogue import (
 )
 from loyalty_benefits.domain.coupons import Coupon, CouponState
 from loyalty_benefits.domain.entitlements import Consumption, MemberTier
+from loyalty_benefits.domain.issuances import CouponIssuance, IssuanceState
 from loyalty_benefits.domain.rewards import Redemption, RedemptionState
 
 
@@ -32,21 +33,43 @@ class _Store:
         return await driver_connection(self.session)
 
 
+class CatalogueCache:
+    """The catalogue in force as last read, one per service process (and database): versions
+    never change once published, so only a newer version is read and parsed again. Callers
+    treat the catalogue as read-only."""
+
+    def __init__(self) -> None:
+        self.catalogue: Catalogue | None = None
+
+
 class CatalogueStore(_Store):
+    def __init__(self, session: AsyncSession, cache: CatalogueCache | None = None) -> None:
+        super().__init__(session)
+        self.cache = cache or CatalogueCache()
+
     async def latest(self) -> Catalogue | None:
+        """The latest version: one round trip, the document sent only when it is not the one
+        cached (every query of the service reads it)."""
         conn = await self.conn()
+        cached = self.cache.catalogue
         row = await conn.fetchrow(
-            "SELECT version, document, created_at FROM catalogue_versions "
-            "ORDER BY version DESC LIMIT 1"
+            "SELECT version, created_at, CASE WHEN version = $1 THEN NULL ELSE document END "
+            "AS document FROM catalogue_versions ORDER BY version DESC LIMIT 1",
+            cached.version if cached is not None else None,
         )
         if row is None:
             return None
+        if cached is not None and row["document"] is None:
+            return cached
         document = row["document"]  # the engine's jsonb codec may have decoded it already
-        return catalogue_from_json(
+        found = catalogue_from_json(
             row["version"],
             row["created_at"],
             json.loads(document) if isinstance(document, str) else document,
         )
+        if cached is None or found.version > cached.version:
+            self.cache.catalogue = found
+        return found
 
     async def add(self, catalogue: Catalogue) -> tuple[int, datetime]:
         conn = await self.conn()
@@ -350,6 +373,41 @@ class Coupons(_Store):
             ],
         )
 
+    async def add_granted(self, coupons: list[Coupon], grant_key: str) -> list[Coupon]:
+        """Coupons of one grant for many members in one statement; those the member had been
+        granted already are skipped. The coupons written."""
+        if not coupons:
+            return []
+        conn = await self.conn()
+        first = coupons[0]  # one template, issued at one moment: the terms are the same
+        written = await conn.fetch(
+            "INSERT INTO coupons (member_id, code, template_code, name_zh, name_en, kind, "
+            "currency, amount, percentage, minimum_spend, unit, valid_from, valid_until, source, "
+            "grant_key, issued_at, state) "
+            "SELECT m, c, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16 "
+            "FROM unnest($1::uuid[], $2::text[]) AS u(m, c) "
+            "ON CONFLICT (member_id, grant_key) WHERE grant_key IS NOT NULL DO NOTHING "
+            "RETURNING code",
+            [c.member_id for c in coupons],
+            [c.code for c in coupons],
+            first.template_code,
+            first.name_zh,
+            first.name_en,
+            first.kind.value,
+            _currency(first),
+            first.amount.value if first.amount else None,
+            first.percentage,
+            first.minimum_spend.value if first.minimum_spend else None,
+            first.unit,
+            first.valid_from,
+            first.valid_until,
+            grant_key,
+            first.issued_at,
+            first.state.value,
+        )
+        codes = {r["code"] for r in written}
+        return [c for c in coupons if c.code in codes]
+
     async def get(self, member_id: str, code: str, *, lock: bool = False) -> Coupon | None:
         conn = await self.conn()
         row = await conn.fetchrow(
@@ -569,3 +627,79 @@ class Rewards(_Store):
             limit,
         )
         return [str(r["redemption_id"]) for r in rows]
+
+
+def _issuance(row: Any) -> CouponIssuance:
+    return CouponIssuance(
+        issuance_id=str(row["issuance_id"]),
+        template_code=row["template_code"],
+        tag=row["tag"],
+        issuer_unit=row["issuer_unit"],
+        chunk_size=row["chunk_size"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        state=IssuanceState(row["state"]),
+        page_token=row["page_token"],
+        chunks=row["chunks"],
+        total_members=row["total_members"],
+        processed_members=row["processed_members"],
+        issued_coupons=row["issued_coupons"],
+        done_at=row["done_at"],
+        failure_reason=row["failure_reason"],
+        failure_message=row["failure_message"],
+    )
+
+
+class CouponIssuances(_Store):
+    async def add(self, i: CouponIssuance) -> None:
+        conn = await self.conn()
+        await conn.execute(
+            "INSERT INTO coupon_issuances (issuance_id, template_code, tag, issuer_unit, "
+            "chunk_size, state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            i.issuance_id,
+            i.template_code,
+            i.tag,
+            i.issuer_unit,
+            i.chunk_size,
+            i.state.value,
+            i.created_at,
+            i.updated_at,
+        )
+
+    async def get(self, issuance_id: str, *, lock: bool = False) -> CouponIssuance | None:
+        conn = await self.conn()
+        row = await conn.fetchrow(
+            "SELECT * FROM coupon_issuances WHERE issuance_id = $1"
+            + (" FOR UPDATE" if lock else ""),
+            issuance_id,
+        )
+        return None if row is None else _issuance(row)
+
+    async def save(self, i: CouponIssuance) -> None:
+        conn = await self.conn()
+        await conn.execute(
+            "UPDATE coupon_issuances SET state = $2, page_token = $3, chunks = $4, "
+            "total_members = $5, processed_members = $6, issued_coupons = $7, updated_at = $8, "
+            "done_at = $9, failure_reason = $10, failure_message = $11 WHERE issuance_id = $1",
+            i.issuance_id,
+            i.state.value,
+            i.page_token,
+            i.chunks,
+            i.total_members,
+            i.processed_members,
+            i.issued_coupons,
+            i.updated_at,
+            i.done_at,
+            i.failure_reason,
+            i.failure_message,
+        )
+
+    async def running(self, limit: int) -> list[str]:
+        """Issuances still running, oldest first (a restarted replica carries them on)."""
+        conn = await self.conn()
+        rows = await conn.fetch(
+            "SELECT issuance_id FROM coupon_issuances WHERE state = 'running' "
+            "ORDER BY created_at LIMIT $1",
+            limit,
+        )
+        return [str(r["issuance_id"]) for r in rows]

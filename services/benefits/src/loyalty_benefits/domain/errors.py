@@ -226,3 +226,24 @@ class PointsRefused(DomainError):
 
 class PointsUnreachable(Exception):
     """The points service did not answer: whether the call took effect is unknown."""
+
+
+class CouponIssuanceNotFound(NotFound):
+    reason = "COUPON_ISSUANCE_NOT_FOUND"
+
+    def __init__(self, issuance_id: str) -> None:
+        super().__init__(
+            f"no coupon issuance {issuance_id!r}", metadata={"issuance_id": issuance_id}
+        )
+
+
+class SegmentRefused(DomainError):
+    """The identity service refused to list a segment for good (a malformed tag...): the
+    issuance fails with its reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, reason=reason, metadata={"upstream": "identity"})
+
+
+class SegmentUnreachable(Exception):
+    """The identity service did not answer: the chunk is tried again later."""

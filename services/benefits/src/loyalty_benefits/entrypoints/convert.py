@@ -28,6 +28,12 @@ from loyalty_benefits.domain.catalogue import (
 )
 from loyalty_benefits.domain.coupons import Coupon, CouponState
 from loyalty_benefits.domain.entitlements import Consumption, Entitlement
+from loyalty_benefits.domain.issuances import (
+    DEFAULT_CHUNK,
+    MAX_CHUNK,
+    CouponIssuance,
+    IssuanceState,
+)
 from loyalty_benefits.domain.rewards import Redemption
 
 T = TypeVar("T")
@@ -54,6 +60,13 @@ COUPON_STATES = {
     CouponState.REDEEMED: pb.COUPON_STATE_REDEEMED,
     CouponState.EXPIRED: pb.COUPON_STATE_EXPIRED,
 }
+ISSUANCE_STATES = {
+    IssuanceState.RUNNING: pb.COUPON_ISSUANCE_STATE_RUNNING,
+    IssuanceState.SUCCEEDED: pb.COUPON_ISSUANCE_STATE_SUCCEEDED,
+    IssuanceState.FAILED: pb.COUPON_ISSUANCE_STATE_FAILED,
+}
+ISSUANCES = "couponIssuances"
+MAX_TAG_LENGTH = 128
 
 
 def code_of(code: str, field: str) -> str:
@@ -341,3 +354,57 @@ def uuid_of(text: str, field: str) -> str:
 def reward_message_of(redemption: Redemption) -> cat.Reward:
     """A reward the catalogue no longer lists, as its redemption remembers it."""
     return cat.Reward(code=redemption.reward_code, unit=redemption.unit, points=redemption.points)
+
+
+def issuance_request_of(
+    request: pb.CreateCouponIssuanceRequest,
+) -> tuple[str, str, int]:
+    """The template, the tag and the chunk size of a new issuance; every bad field at once."""
+    issuance = request.coupon_issuance
+    violations: list[FieldViolation] = []
+    template = issuance.template.strip()
+    if not template or len(template) > 64:
+        violations.append(
+            FieldViolation("coupon_issuance.template", "a coupon template's code, required")
+        )
+    tag = issuance.tag.strip()
+    if not tag or len(tag) > MAX_TAG_LENGTH:
+        violations.append(
+            FieldViolation(
+                "coupon_issuance.tag", "a tag of the identity service, e.g. 'segment:vip'"
+            )
+        )
+    if request.chunk_size < 0:
+        violations.append(FieldViolation("chunk_size", "must not be negative"))
+    if violations:
+        raise InvalidArgument.of(violations)
+    return template, tag, min(request.chunk_size or DEFAULT_CHUNK, MAX_CHUNK)
+
+
+def issuance_id_of(name: str, field: str = "name") -> str:
+    prefix, _, issuance_id = name.partition("/")
+    if prefix != ISSUANCES or not issuance_id:
+        raise InvalidArgument.of(
+            [FieldViolation(field, f"a resource name: {ISSUANCES}/{{issuance_id}}")]
+        )
+    return uuid_of(issuance_id, field)
+
+
+def issuance_message(i: CouponIssuance) -> pb.CouponIssuance:
+    message = pb.CouponIssuance(
+        name=f"{ISSUANCES}/{i.issuance_id}",
+        template=i.template_code,
+        tag=i.tag,
+        state=ISSUANCE_STATES[i.state],
+        total_members=i.total_members,
+        processed_members=i.processed_members,
+        issued_coupons=i.issued_coupons,
+        progress_percent=i.progress_percent,
+        issuer_unit=i.issuer_unit,
+        failure_reason=i.failure_reason,
+        failure_message=i.failure_message,
+    )
+    _set_time(message, "create_time", i.created_at)
+    _set_time(message, "update_time", i.updated_at)
+    _set_time(message, "done_time", i.done_at)
+    return message

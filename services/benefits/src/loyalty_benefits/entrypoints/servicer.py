@@ -22,7 +22,8 @@ from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.timestamps import moment
 
 from loyalty_benefits.entrypoints import convert
-from loyalty_benefits.service_layer import handlers
+from loyalty_benefits.service_layer import handlers, issuances
+from loyalty_benefits.service_layer.issuances import CouponIssuer
 from loyalty_benefits.service_layer.rewards import RewardRedemptions
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
@@ -51,9 +52,12 @@ def caller_unit_unless_admin() -> str | None:
 
 
 class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
-    def __init__(self, uow: UowFactory, redemptions: RewardRedemptions, clock: Clock) -> None:
+    def __init__(
+        self, uow: UowFactory, redemptions: RewardRedemptions, issuer: CouponIssuer, clock: Clock
+    ) -> None:
         self.uow = uow
         self.redemptions = redemptions
+        self.issuer = issuer
         self.clock = clock
 
     async def _mutate(
@@ -167,6 +171,32 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
             )
 
         return await self._mutate("IssueCoupons", request, pb.IssueCouponsResponse, work)
+
+    async def CreateCouponIssuance(
+        self, request: pb.CreateCouponIssuanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateCouponIssuanceResponse:
+        require_scope(ISSUE_SCOPE)
+        template, tag, chunk_size = convert.issuance_request_of(request)
+        issuer = caller_unit_unless_admin()
+
+        async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.CreateCouponIssuanceResponse:
+            created = await issuances.create(uow, template, tag, issuer, chunk_size, now)
+            return pb.CreateCouponIssuanceResponse(
+                coupon_issuance=convert.issuance_message(created)
+            )
+
+        response = await self._mutate(
+            "CreateCouponIssuance", request, pb.CreateCouponIssuanceResponse, work
+        )
+        self.issuer.wake.set()  # committed: this replica's job starts on it now
+        return response
+
+    async def GetCouponIssuance(
+        self, request: pb.GetCouponIssuanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCouponIssuanceResponse:
+        issuance_id = convert.issuance_id_of(request.name)
+        found = await self._read(lambda uow: issuances.get(uow, issuance_id))
+        return pb.GetCouponIssuanceResponse(coupon_issuance=convert.issuance_message(found))
 
     async def GetCoupon(
         self, request: pb.GetCouponRequest, context: grpc.aio.ServicerContext

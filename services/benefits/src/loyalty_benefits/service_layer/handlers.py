@@ -158,17 +158,19 @@ async def release(
 # --- coupons ---------------------------------------------------------------------------------
 
 
-async def _coupon_issued(uow: BenefitsUnitOfWork, coupon: Coupon, now: datetime) -> None:
-    await uow.outbox.add(
-        events_pb2.CouponIssued(
-            member_id=coupon.member_id,
-            code=coupon.code,
-            template_code=coupon.template_code,
-            source=coupon.source,
-            valid_until=timestamp(coupon.valid_until),
-            occurred_at=timestamp(now),
-        )
+def coupon_issued(coupon: Coupon, now: datetime) -> events_pb2.CouponIssued:
+    return events_pb2.CouponIssued(
+        member_id=coupon.member_id,
+        code=coupon.code,
+        template_code=coupon.template_code,
+        source=coupon.source,
+        valid_until=timestamp(coupon.valid_until),
+        occurred_at=timestamp(now),
     )
+
+
+async def _coupon_issued(uow: BenefitsUnitOfWork, coupon: Coupon, now: datetime) -> None:
+    await uow.outbox.add(coupon_issued(coupon, now))
 
 
 async def issue_coupons(

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Self
 
 from loyalty_kit.uow import UnitOfWork
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_benefits.adapters.repository import (
     Birthdays,
+    CatalogueCache,
     CatalogueStore,
     Consumptions,
+    CouponIssuances,
     Coupons,
     MemberTiers,
     Rewards,
@@ -21,15 +24,28 @@ class BenefitsUnitOfWork(UnitOfWork):
     members: MemberTiers
     consumptions: Consumptions
     coupons: Coupons
+    issuances: CouponIssuances
     rewards: Rewards
     birthdays: Birthdays
 
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        namespace: str,
+        *,
+        read_only: bool = False,
+        catalogue: CatalogueCache | None = None,
+    ) -> None:
+        super().__init__(sessions, namespace, read_only=read_only)
+        self._catalogue = catalogue  # the service's: the catalogue parsed once per version
+
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.catalogue = CatalogueStore(self.session)
+        self.catalogue = CatalogueStore(self.session, self._catalogue)
         self.members = MemberTiers(self.session)
         self.consumptions = Consumptions(self.session)
         self.coupons = Coupons(self.session)
+        self.issuances = CouponIssuances(self.session)
         self.rewards = Rewards(self.session)
         self.birthdays = Birthdays(self.session)
         return self

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from loyalty_kit.db import driver_connection
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -363,15 +363,29 @@ class MemberRepository:
             or 0
         )
 
-    async def member_ids(self, *, tag: str, after: str | None, limit: int) -> list[str]:
+    @staticmethod
+    def _listed(tag: str) -> tuple[Select[Any], Any]:
+        """The listing's query (member ids) and the column it is ordered by."""
         if tag:
-            query = select(t.member_tags.c.member_id).where(t.member_tags.c.tag == tag)
-            column = t.member_tags.c.member_id
-        else:
-            query = select(t.members.c.member_id).where(
-                t.members.c.state.in_([MemberState.ACTIVE.value, MemberState.SUSPENDED.value])
+            return (
+                select(t.member_tags.c.member_id).where(t.member_tags.c.tag == tag),
+                t.member_tags.c.member_id,
             )
-            column = t.members.c.member_id
+        return (
+            select(t.members.c.member_id).where(
+                t.members.c.state.in_([MemberState.ACTIVE.value, MemberState.SUSPENDED.value])
+            ),
+            t.members.c.member_id,
+        )
+
+    async def count_members(self, *, tag: str) -> int:
+        query, _ = self._listed(tag)
+        return int(
+            await self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        )
+
+    async def member_ids(self, *, tag: str, after: str | None, limit: int) -> list[str]:
+        query, column = self._listed(tag)
         if after is not None:
             query = query.where(column > after)
         return [str(m) for m in await self.session.scalars(query.order_by(column).limit(limit))]

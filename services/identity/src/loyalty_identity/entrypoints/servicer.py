@@ -17,9 +17,10 @@ from google.protobuf.message import Message
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller, require_scope
-from loyalty_kit.errors import PermissionDenied
+from loyalty_kit.errors import FieldViolation, InvalidArgument, PermissionDenied
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
+from loyalty_kit.resources import member_name
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import timestamp
 
@@ -242,12 +243,23 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         tag = request.tag.strip()
         filters = {"tag": tag}
         page = read_page(request.page_size, request.page_token, filters, default=100, maximum=1000)
-        members, after = await self._read(
-            lambda uow: handlers.list_members(uow, tag, page.after, page.size)
-        )
+        if request.view not in pb.MemberView.values():
+            raise InvalidArgument.of([FieldViolation("view", "BASIC or FULL")])
         response = pb.ListMembersResponse()
-        for member in members:
-            response.members.append(await self._member(member))
+        if request.view == pb.MEMBER_VIEW_BASIC:  # ids only: no member is read or unsealed
+            ids, after, total = await self._read(
+                lambda uow: handlers.list_member_ids(uow, tag, page.after, page.size)
+            )
+            response.members.extend(
+                member_pb2.Member(name=member_name(i), member_id=i) for i in ids
+            )
+        else:
+            members, after, total = await self._read(
+                lambda uow: handlers.list_members(uow, tag, page.after, page.size)
+            )
+            for member in members:
+                response.members.append(await self._member(member))
+        response.total_size = total
         if after is not None:
             response.next_page_token = next_token(after, filters)
         return response

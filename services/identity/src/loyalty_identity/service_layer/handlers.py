@@ -428,17 +428,26 @@ async def update_tags(
     return member
 
 
-async def list_members(
+async def list_member_ids(
     uow: IdentityUnitOfWork, tag: str, after: str | None, limit: int
-) -> tuple[list[Member], str | None]:
-    """A page of members and the position after it (None at the end)."""
+) -> tuple[list[str], str | None, int]:
+    """A page of member ids, the position after it (None at the end) and, on the first page
+    only (`after` None), how many members the listing holds (0 on later pages)."""
     if tag:
         validate_tags([tag], "tag")
     ids = await uow.members.member_ids(tag=tag, after=after, limit=limit + 1)
     more = len(ids) > limit
     page = ids[:limit]
-    members = await uow.members.get_many(page)
-    return members, (page[-1] if more and page else None)
+    total = await uow.members.count_members(tag=tag) if after is None else 0
+    return page, (page[-1] if more and page else None), total
+
+
+async def list_members(
+    uow: IdentityUnitOfWork, tag: str, after: str | None, limit: int
+) -> tuple[list[Member], str | None, int]:
+    """As `list_member_ids`, with the members."""
+    page, next_after, total = await list_member_ids(uow, tag, after, limit)
+    return await uow.members.get_many(page), next_after, total
 
 
 async def erase(uow: IdentityUnitOfWork, member_id: str, now: datetime) -> Member:

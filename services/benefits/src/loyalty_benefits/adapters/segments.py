@@ -1,0 +1,77 @@
+"""The identity service, as bulk issuances use it: the members with a tag, a page at a time,
+over a kit channel (deadline on every call, retries on UNAVAILABLE). A definite refusal (a
+malformed tag) is SegmentRefused; anything else SegmentUnreachable (try again later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+from loyalty.identity.v1 import identity_service_pb2_grpc
+from loyalty_kit.caller import Caller
+from loyalty_kit.channels import channel
+from loyalty_kit.settings import Settings
+from loyalty_kit.status import error_info, from_rpc_error
+
+from loyalty_benefits.domain.errors import SegmentRefused, SegmentUnreachable
+
+CALLER = Caller(unit="group", client_id="benefits-issuances")
+DEFINITE = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
+@dataclass
+class SegmentPage:
+    member_ids: list[str]
+    next_page_token: str  # "" at the end
+    total: int  # the segment's size, counted on the first page only
+
+
+class Segments(Protocol):
+    async def page(self, tag: str, page_token: str, size: int) -> SegmentPage: ...
+
+
+class GrpcSegments:
+    def __init__(self, settings: Settings) -> None:
+        self._channel = channel(
+            settings.target_of("identity"),
+            default_deadline=settings.default_deadline_seconds,
+            max_deadline=settings.max_deadline_seconds,
+        )
+        self._stub = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
+
+    async def page(self, tag: str, page_token: str, size: int) -> SegmentPage:
+        try:
+            response = await self._stub.ListMembers(
+                identity_pb.ListMembersRequest(
+                    tag=tag,
+                    page_size=size,
+                    page_token=page_token,
+                    view=identity_pb.MEMBER_VIEW_BASIC,  # ids are all an issuance needs
+                ),
+                metadata=CALLER.metadata(),
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in DEFINITE:
+                raise SegmentUnreachable(error.code().name) from None
+            status = from_rpc_error(error)
+            info = error_info(status) if status is not None else None
+            raise SegmentRefused(
+                info.reason if info else error.code().name,
+                status.message if status is not None else (error.details() or ""),
+            ) from None
+        return SegmentPage(
+            [m.member_id for m in response.members],
+            response.next_page_token,
+            response.total_size,
+        )
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,194 @@
+"""Bulk coupon issuances to a segment: created by an RPC, carried out here chunk by chunk.
+
+Each chunk reads a page of the segment from the identity service (no transaction open across
+the call), then, in one transaction, locks the issuance, checks that it still stands where the
+page was read from (else another replica committed that chunk: this attempt is dropped),
+issues the page's coupons under the issuance's grant key (unique per member: a replayed chunk
+skips the members who have theirs), writes their CouponIssued events to the outbox and moves
+the position on. A service stopped mid-way carries on from the last committed chunk when it
+(or any replica) starts again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from loyalty_kit.errors import DomainError
+from loyalty_kit.logs import get_logger
+
+from loyalty_benefits.adapters.segments import Segments
+from loyalty_benefits.domain.coupons import issuable_window, issue
+from loyalty_benefits.domain.errors import (
+    CouponIssuanceNotFound,
+    CouponTemplateNotFound,
+    NotCallersUnit,
+    SegmentRefused,
+    SegmentUnreachable,
+)
+from loyalty_benefits.domain.issuances import CouponIssuance, grant_key
+from loyalty_benefits.service_layer.handlers import catalogue, coupon_issued
+from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
+
+log = get_logger("loyalty.benefits.issuances")
+
+Clock = Callable[[], datetime]
+UowFactory = Callable[..., BenefitsUnitOfWork]
+
+
+async def create(
+    uow: BenefitsUnitOfWork,
+    template_code: str,
+    tag: str,
+    issuer_unit: str | None,
+    chunk_size: int,
+    now: datetime,
+) -> CouponIssuance:
+    """A new issuance, RUNNING. `issuer_unit`: the unit issuing (None: an admin), which may only
+    issue coupons of its own or the group's templates; the template must still be issuable."""
+    rules = await catalogue(uow)
+    template = rules.template(template_code)
+    if template is None:
+        raise CouponTemplateNotFound(template_code)
+    if issuer_unit is not None and template.unit and template.unit != issuer_unit:
+        raise NotCallersUnit(template.unit, issuer_unit)
+    issuable_window(template, now)
+    issuance = CouponIssuance(
+        issuance_id=str(uuid.uuid4()),
+        template_code=template.code,
+        tag=tag,
+        issuer_unit=issuer_unit or "",
+        chunk_size=chunk_size,
+        created_at=now,
+        updated_at=now,
+    )
+    await uow.issuances.add(issuance)
+    return issuance
+
+
+async def get(uow: BenefitsUnitOfWork, issuance_id: str) -> CouponIssuance:
+    found = await uow.issuances.get(issuance_id)
+    if found is None:
+        raise CouponIssuanceNotFound(issuance_id)
+    return found
+
+
+async def issue_chunk(
+    uow: BenefitsUnitOfWork,
+    read: CouponIssuance,
+    member_ids: list[str],
+    next_token: str,
+    total: int,
+    now: datetime,
+) -> CouponIssuance | None:
+    """The chunk's transaction; None when another attempt committed this chunk already."""
+    current = await uow.issuances.get(read.issuance_id, lock=True)
+    if current is None or not current.at_same_position(read):
+        return None
+    rules = await catalogue(uow)
+    template = rules.template(current.template_code)
+    try:
+        if template is None:
+            raise CouponTemplateNotFound(current.template_code)
+        key = grant_key(current.issuance_id)
+        issued = await uow.coupons.add_granted(
+            [issue(template, m, key, now) for m in member_ids], key
+        )
+    except DomainError as error:  # withdrawn or expired meanwhile: stop for good
+        current.fail(error.reason, str(error), now)
+        await uow.issuances.save(current)
+        return current
+    await uow.outbox.add_many([coupon_issued(c, now) for c in issued])
+    current.advance(len(member_ids), len(issued), next_token, total, now)
+    await uow.issuances.save(current)
+    return current
+
+
+class CouponIssuer:
+    """Carries out the issuances of the database: the ones this replica created (woken at
+    once) and any left running by a replica that stopped (found by `run_pending`)."""
+
+    def __init__(self, uow: UowFactory, segments: Segments, clock: Clock) -> None:
+        self.uow = uow
+        self.segments = segments
+        self.clock = clock
+        self.wake = asyncio.Event()
+
+    async def chunk(self, issuance_id: str) -> bool:
+        """One chunk; whether the issuance is still running afterwards."""
+        async with self.uow(read_only=True) as uow:
+            read = await uow.issuances.get(issuance_id)
+        if read is None or not read.running:
+            return False
+        try:
+            page = await self.segments.page(read.tag, read.page_token, read.chunk_size)
+        except SegmentRefused as refused:
+            async with self.uow() as uow:
+                current = await uow.issuances.get(issuance_id, lock=True)
+                if current is not None and current.at_same_position(read):
+                    current.fail(refused.reason, str(refused), self.clock())
+                    await uow.issuances.save(current)
+                await uow.commit()
+            return False
+        async with self.uow() as uow:
+            done = await issue_chunk(
+                uow, read, page.member_ids, page.next_page_token, page.total, self.clock()
+            )
+            await uow.commit()
+        if done is not None:
+            log.info(
+                "coupon issuance chunk",
+                issuance_id=issuance_id,
+                processed=done.processed_members,
+                total=done.total_members,
+                state=done.state.value,
+            )
+        return done is None or done.running
+
+    async def run(self, issuance_id: str, stopping: asyncio.Event | None = None) -> None:
+        """Chunk after chunk to the end, or until the service stops (between chunks)."""
+        while await self.chunk(issuance_id):
+            if stopping is not None and stopping.is_set():
+                return
+
+    async def run_pending(self, stopping: asyncio.Event | None = None) -> None:
+        """Every running issuance, oldest first, to its end. The identity service unreachable:
+        the issuance waits for the next round."""
+        async with self.uow(read_only=True) as uow:
+            running = await uow.issuances.running(100)
+        for issuance_id in running:
+            if stopping is not None and stopping.is_set():
+                return
+            try:
+                await self.run(issuance_id, stopping)
+            except SegmentUnreachable as unreachable:
+                log.warning(
+                    "identity unreachable; the issuance carries on later",
+                    issuance_id=issuance_id,
+                    code=str(unreachable),
+                )
+
+    async def serve(self, interval: float, stopping: asyncio.Event) -> None:
+        """Run pending issuances now, when woken by a new one, and every `interval` seconds
+        (issuances a stopped replica left running)."""
+        while not stopping.is_set():
+            self.wake.clear()
+            try:
+                await self.run_pending(stopping)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("coupon issuances failed; retrying next interval")
+            woken = asyncio.ensure_future(self.wake.wait())
+            stopped = asyncio.ensure_future(stopping.wait())
+            try:
+                await asyncio.wait(
+                    {woken, stopped}, timeout=interval, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                for waiting in (woken, stopped):
+                    waiting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiting
