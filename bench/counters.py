@@ -7,7 +7,8 @@ not seen there. `DriverCounter` sees both: it counts on the asyncpg connections 
 
 from __future__ import annotations
 
-from collections import Counter
+import logging
+from collections import Counter, defaultdict
 from typing import Any
 
 from sqlalchemy import event
@@ -98,3 +99,36 @@ class DriverCounter(EngineCounter):
         for driver in self._logged.values():
             driver.remove_query_logger(self._log)
         self._logged.clear()
+
+
+class RpcCounter(logging.Handler):
+    """The calls the in-process services serve, by method, from the kit's access log (one
+    `rpc` record per call on the `loyalty.rpc` logger, with its server-side `ms`), while
+    attached. The logger is let through at INFO meanwhile, whatever --log-level says."""
+
+    LOGGER = "loyalty.rpc"
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.calls: Counter[str] = Counter()
+        self.ms: defaultdict[str, list[float]] = defaultdict(list)
+        self._logger = logging.getLogger(self.LOGGER)
+        self._level = self._logger.level
+        if not self._logger.isEnabledFor(logging.INFO):
+            self._logger.setLevel(logging.INFO)
+        self._logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = record.msg  # structlog's event dict, before the formatter renders it
+        if isinstance(event, dict) and event.get("event") == "rpc":
+            method = str(event.get("method", "?")).rsplit(".", 1)[-1]  # Service/Method
+            self.calls[method] += 1
+            self.ms[method].append(float(event.get("ms", 0.0)))
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def remove(self) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)

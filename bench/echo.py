@@ -19,6 +19,22 @@ async def echo(
     return StringValue(value=request.value)
 
 
+def unary_handler(
+    service: str, method: str, behaviour: Any, request_type: Any, response_type: Any
+) -> grpc.GenericRpcHandler[Any, Any]:
+    """A bare grpc.aio handler of one unary method: what the raw ceilings serve."""
+    return grpc.method_handlers_generic_handler(
+        service,
+        {
+            method: grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=request_type.FromString,
+                response_serializer=response_type.SerializeToString,
+            )
+        },
+    )
+
+
 def echo_handler() -> grpc.GenericRpcHandler[Any, Any]:
     return grpc.method_handlers_generic_handler(
         ECHO_SERVICE,

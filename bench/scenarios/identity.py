@@ -31,6 +31,7 @@ from loyalty_kit.server import start_service
 
 from bench.context import BenchContext
 from bench.counters import EngineCounter
+from bench.echo import unary_handler
 from bench.load import Op, closed_loop, percentile
 from bench.members import LoadStats, Population, load
 from bench.registry import Measurement, scenario
@@ -166,15 +167,12 @@ class RawResolver:
         return pb.ResolveMemberResponse(member=member_pb2.Member(member_id=str(row["member_id"])))
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return grpc.method_handlers_generic_handler(
+        return unary_handler(
             SERVICE,
-            {
-                "ResolveMember": grpc.unary_unary_rpc_method_handler(
-                    self.ResolveMember,
-                    request_deserializer=pb.ResolveMemberRequest.FromString,
-                    response_serializer=pb.ResolveMemberResponse.SerializeToString,
-                )
-            },
+            "ResolveMember",
+            self.ResolveMember,
+            pb.ResolveMemberRequest,
+            pb.ResolveMemberResponse,
         )
 
 

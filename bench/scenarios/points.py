@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.context import BenchContext
 from bench.counters import HEALTH_STATEMENT, RELAY_STATEMENTS, EngineCounter
+from bench.echo import unary_handler
 from bench.load import Op, closed_loop, percentile
 from bench.registry import Measurement, scenario
 
@@ -333,15 +334,8 @@ class RawEarner:
         return response
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return grpc.method_handlers_generic_handler(
-            SERVICE,
-            {
-                "EarnPoints": grpc.unary_unary_rpc_method_handler(
-                    self.EarnPoints,
-                    request_deserializer=pb.EarnPointsRequest.FromString,
-                    response_serializer=pb.EarnPointsResponse.SerializeToString,
-                )
-            },
+        return unary_handler(
+            SERVICE, "EarnPoints", self.EarnPoints, pb.EarnPointsRequest, pb.EarnPointsResponse
         )
 
 
