@@ -141,3 +141,25 @@ async def test_health_follows_the_database(services: ServiceRunner) -> None:
             assert await status() == health_pb2.HealthCheckResponse.SERVING
     finally:
         service.context.engine = healthy_engine
+
+
+async def test_stopping_is_bounded_when_a_job_ignores_cancellation(services: ServiceRunner) -> None:
+    """A job stuck where cancellation does not reach (a database that stopped answering)
+    must not keep the service from stopping."""
+    import contextlib
+    import dataclasses
+    import time
+
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # as a call stuck in a driver
+                await released.wait()
+
+    spec = dataclasses.replace(echo_spec(uses_database=False), jobs=lambda _ctx: [stubborn])
+    service = await services.start(spec)
+    started = time.monotonic()
+    await service.stop(grace=0.1)
+    assert time.monotonic() - started < 15
+    released.set()  # let it end, so the test leaves nothing running

@@ -67,6 +67,7 @@ class ServiceContext:
 
 Job = Callable[[], Awaitable[None]]
 NATS_DRAIN_SECONDS = 3.0
+CANCEL_WAIT_SECONDS = 5.0  # how long cancelled tasks and the engine get to finish on stop
 
 
 @dataclass
@@ -224,9 +225,13 @@ class RunningService:
             await asyncio.wait(self._jobs, timeout=max(1.0, settings.shutdown_grace_seconds))
         for task in (*self._tasks, *self._jobs):
             task.cancel()
-        for task in (*self._tasks, *self._jobs):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded too: a task stuck in a database call that ignores cancellation (a server
+        # that stopped answering) must not keep the process from stopping.
+        tasks = [*self._tasks, *self._jobs]
+        if tasks:
+            _done, stuck = await asyncio.wait(tasks, timeout=CANCEL_WAIT_SECONDS)
+            for task in stuck:
+                log.warning("task did not stop in time", task=task.get_name())
         if self.context.nats is not None:
             # Bounded: a drain waiting on a subscription must not outlast the stop's grace.
             try:
@@ -235,7 +240,10 @@ class RunningService:
                 with contextlib.suppress(Exception):
                     await self.context.nats.close()
         if self.context.engine is not None:
-            await self.context.engine.dispose()
+            try:
+                await asyncio.wait_for(self.context.engine.dispose(), CANCEL_WAIT_SECONDS)
+            except Exception:
+                log.warning("database connections not closed cleanly", service=self.spec.name)
         log.info("service stopped", service=self.spec.name)
 
 
