@@ -21,6 +21,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty_devstack.embedded import Infrastructure, free_port, port_open
+from loyalty_kit.auth import development_keys
+from loyalty_kit.caller import Caller
 
 SERVICES = ("identity", "points", "tiers", "benefits")
 BIN = Path(sys.executable).parent
@@ -39,6 +41,9 @@ def suite_env(infra: Infrastructure, run_id: str, tmp_path: Path) -> Iterator[di
     env["LOYALTY_DATABASE_PREFIX"] = f"{run_id}_suite_"
     env["LOYALTY_EVENT_NAMESPACE"] = f"{run_id}suite"
     env["LOYALTY_SHUTDOWN_GRACE_SECONDS"] = "2"
+    # As deployed: no caller headers trusted, so the demo loader and the services' calls to
+    # each other must carry tokens across the processes.
+    env["LOYALTY_AUTH_TRUST_HEADERS"] = "false"
     if os.environ.get("LOYALTY_DATABASE_URL"):
         # CI's second pass: the runner must use the servers the environment names.
         env["LOYALTY_DATABASE_URL"] = infra.database_url
@@ -55,13 +60,17 @@ async def _serving(port: int) -> int:
         return int(response.status)
 
 
-async def _resolve_demo_member(port: int) -> str:
+async def _resolve_demo_member(port: int, data_dir: Path) -> str:
+    # A token signed with the suite's development key (as the gateway would issue).
+    signing, _ = development_keys(data_dir)
+    token, _ = signing.issue(Caller(unit="mall", client_id="suite-test"), 60)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
         found = await stub.ResolveMember(
             pb.ResolveMemberRequest(
                 identity=member_pb2.Identity(type="phone", value="+86 138 0013 8000")
             ),
+            metadata=(("authorization", f"Bearer {token}"),),
             timeout=5,
         )
     return str(found.member.profile.full_name)  # masked: this caller may not read personal data
@@ -88,7 +97,14 @@ def test_the_runner_starts_and_stops_the_whole_suite(suite_env: dict[str, str]) 
             "demo programme: identity: 4 members (4 new); points: programme version 1 published;"
             " tiers: ladder version 1 published; benefits: " in "".join(output)
         )
-        assert asyncio.run(_resolve_demo_member(int(suite_env["LOYALTY_IDENTITY_PORT"]))) == "王*"
+        assert (
+            asyncio.run(
+                _resolve_demo_member(
+                    int(suite_env["LOYALTY_IDENTITY_PORT"]), Path(suite_env["LOYALTY_DATA_DIR"])
+                )
+            )
+            == "王*"
+        )
 
         http_port = int(suite_env["LOYALTY_GATEWAY_HTTP_PORT"])
         response = httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=5)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 from loyalty_kit import db, events, migrations
 from loyalty_kit.settings import Settings
@@ -11,6 +12,15 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _headers_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kit's own tests start bare test services and call them without tokens: they test
+    the machinery, not credentials (test_auth covers those, and every service test runs with
+    caller headers untrusted)."""
+    monkeypatch.setenv("LOYALTY_AUTH_TRUST_HEADERS", "true")
+
 
 KIT_MIGRATIONS = "loyalty_points:migrations"  # its first revision is the kit's tables
 

@@ -6,7 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
-from loyalty_kit.auth import SigningKey, TokenVerifier, development_keys, parse_keys
+from loyalty_kit.auth import (
+    ServiceCredentials,
+    SigningKey,
+    TokenVerifier,
+    development_keys,
+    parse_keys,
+)
 from loyalty_kit.caller import ANONYMOUS, Caller
 from loyalty_kit.errors import Unauthenticated
 
@@ -40,7 +46,10 @@ def test_a_token_from_another_key_or_tampered_with_is_refused(tmp_path: Path) ->
 def test_caller_headers_count_only_while_trusted(tmp_path: Path) -> None:
     headers = HOTEL.metadata()
     assert TokenVerifier({}, trust_headers=True).caller_of(headers) == HOTEL
-    assert TokenVerifier({}, trust_headers=False).caller_of(headers) == ANONYMOUS
+    with pytest.raises(Unauthenticated) as missing:
+        TokenVerifier({}, trust_headers=False).caller_of(headers)
+    assert missing.value.reason == "TOKEN_MISSING"
+    assert TokenVerifier({}, trust_headers=True).caller_of(()) == ANONYMOUS
     signing, public = development_keys(tmp_path)
     token, _ = signing.issue(Caller(unit="mall", client_id="pos"), 900)
     strict = TokenVerifier(parse_keys(public), trust_headers=False)
@@ -56,3 +65,23 @@ def test_development_keys_are_made_once_per_folder(tmp_path: Path) -> None:
     again, public_again = development_keys(tmp_path)
     assert (first.kid, public) == (again.kid, public_again)
     assert (tmp_path / "auth-keys.json").stat().st_mode & 0o077 == 0
+
+
+def test_service_credentials_sign_for_the_call_and_reuse_the_token(tmp_path: Path) -> None:
+    signing, public = development_keys(tmp_path)
+    verifier = TokenVerifier(parse_keys(public), trust_headers=False)
+    credentials = ServiceCredentials("benefits", signing, ttl_seconds=600)
+    rewards = Caller(unit="cinema", client_id="benefits-rewards", scopes=frozenset({"redeem"}))
+    first = credentials.metadata(rewards)
+    assert verifier.caller_of(first) == rewards
+    assert verifier.claims(first[0][1].removeprefix("Bearer "))["svc"] == "benefits"
+    assert credentials.metadata(rewards) == first  # kept, not signed per call
+    other = credentials.metadata(Caller(unit="hotel", client_id="benefits-rewards"))
+    assert verifier.caller_of(other).unit == "hotel"
+    # A token a minute from expiry is replaced before it is sent.
+    credentials.ttl_seconds = 30
+    credentials._tokens.clear()
+    short = credentials.metadata(rewards)
+    assert credentials.metadata(rewards) != short
+    # Without a key the caller travels as headers, which only a trusting service accepts.
+    assert ServiceCredentials("points", None).metadata(rewards) == rewards.metadata()

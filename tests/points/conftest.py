@@ -24,6 +24,17 @@ HOTEL = Caller(unit="hotel", client_id="hotel-pms", scopes=frozenset({"earn", "r
 DESK = Caller(unit="mall", client_id="service-desk", scopes=frozenset({"points:adjust"}))
 
 
+def pos(unit: str) -> Caller:
+    """A unit's till: it earns and redeems for that unit only."""
+    return Caller(unit=unit, client_id=f"{unit}-pos", scopes=frozenset({"earn", "redeem"}))
+
+
+def till_of(request: Any) -> Caller:
+    """The till of the unit a request names (the hotel's for requests without a unit)."""
+    unit = request.unit if "unit" in request.DESCRIPTOR.fields_by_name else ""
+    return pos(unit) if unit else HOTEL
+
+
 def rid() -> str:
     return uuid.uuid4().hex
 
@@ -46,8 +57,9 @@ class Points:
     identity_channel: grpc.aio.Channel
     service: RunningService
 
-    def as_(self, caller: Caller = HOTEL) -> Any:
-        return As(points_service_pb2_grpc.PointsServiceStub, self.points_channel, caller)
+    def as_(self, caller: Caller | None = None) -> Any:
+        """The points service called as `caller`, by default the till of each request's unit."""
+        return As(points_service_pb2_grpc.PointsServiceStub, self.points_channel, caller or till_of)
 
     def identity(self, caller: Caller = ADMIN) -> Any:
         return As(identity_service_pb2_grpc.IdentityServiceStub, self.identity_channel, caller)
@@ -73,7 +85,7 @@ class Points:
         *amounts: str,
         order_id: str | None = None,
         occur: str | None = None,
-        caller: Caller = HOTEL,
+        caller: Caller | None = None,
     ) -> pb.EarnPointsResponse:
         request = pb.EarnPointsRequest(
             member=member,
@@ -85,7 +97,7 @@ class Points:
         )
         if occur:
             request.occur_time.CopyFrom(at(occur))
-        response: pb.EarnPointsResponse = await self.as_(caller).EarnPoints(request)
+        response: pb.EarnPointsResponse = await self.as_(caller or pos(unit)).EarnPoints(request)
         return response
 
     async def balance(self, member: str) -> pb.Balance:

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.points.v1 import points_service_pb2 as pb
 
-from tests.points.conftest import ADMIN, DESK, HOTEL, Points, at, rid
+from tests.points.conftest import ADMIN, DESK, HOTEL, Points, at, pos, rid
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -135,11 +135,16 @@ async def test_cancelling_a_redemption_returns_its_points(points: Points) -> Non
     cancel = pb.CancelRedemptionRequest(
         member=member, request_id=rid(), posting_id=spent.posting.posting_id
     )
-    cancelled = await points.as_().CancelRedemption(cancel)
+    # Only the unit that took the points (or an admin) gives them back.
+    refused = await fails(points.as_(pos("mall")).CancelRedemption(cancel))
+    assert (refused.code, refused.reason) == (grpc.StatusCode.PERMISSION_DENIED, "UNIT_MISMATCH")
+    assert refused.metadata == {"unit": "cinema", "caller_unit": "mall"}
+    cinema = points.as_(pos("cinema"))
+    cancelled = await cinema.CancelRedemption(cancel)
     assert (cancelled.posting.points, cancelled.expired_points) == (60, 0)
     assert cancelled.balance.available == 100
     cancel.request_id = rid()
-    failure = await fails(points.as_().CancelRedemption(cancel))
+    failure = await fails(cinema.CancelRedemption(cancel))
     assert failure.reason == "REDEMPTION_ALREADY_CANCELLED"
 
 
@@ -159,7 +164,7 @@ async def test_points_of_a_lot_that_expired_since_the_redemption_are_not_returne
     expiry_passed = datetime(2026, 12, 1, tzinfo=UTC) - datetime.now(UTC)
     points.service.context.extras["clock"].advance(seconds=expiry_passed.total_seconds() + 60)
     try:
-        cancelled = await points.as_().CancelRedemption(
+        cancelled = await points.as_(pos("cinema")).CancelRedemption(
             pb.CancelRedemptionRequest(
                 member=member, request_id=rid(), posting_id=spent.posting.posting_id
             )

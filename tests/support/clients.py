@@ -6,19 +6,23 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from loyalty_devstack.testing import metadata_for
 from loyalty_kit.caller import Caller
 
 
 class As:
     """`As(stub_class, channel, caller).Method(request)`: every call carries the caller's
-    metadata and a deadline."""
+    bearer token and a deadline. `caller` may also be chosen per request (the till of the
+    request's unit, say)."""
 
-    def __init__(self, stub_class: Any, channel: grpc.aio.Channel, caller: Caller) -> None:
+    def __init__(
+        self, stub_class: Any, channel: grpc.aio.Channel, caller: Caller | Callable[[Any], Caller]
+    ) -> None:
         self._stub_class, self._channel = stub_class, channel
         self._stub = stub_class(channel)
-        self._metadata = caller.metadata()
+        self._caller = caller
 
-    def with_caller(self, caller: Caller) -> As:
+    def with_caller(self, caller: Caller | Callable[[Any], Caller]) -> As:
         """The same service on the same channel, called as another client."""
         return As(self._stub_class, self._channel, caller)
 
@@ -27,6 +31,7 @@ class As:
 
         def call(request: Any, **kwargs: Any) -> Any:
             kwargs.setdefault("timeout", 15)
-            return method(request, metadata=self._metadata, **kwargs)
+            caller = self._caller if isinstance(self._caller, Caller) else self._caller(request)
+            return method(request, metadata=metadata_for(caller), **kwargs)
 
         return call

@@ -81,6 +81,7 @@ async def run_suite(data_dir: Path) -> int:
         "LOYALTY_LOG_FORMAT": os.environ.get("LOYALTY_LOG_FORMAT", "console"),
         "PYTHONUNBUFFERED": "1",
     }
+    os.environ.update(env)  # the runner's own calls (the demo loader) see what the services see
     settings = Settings()
     processes: dict[str, asyncio.subprocess.Process] = {}
     pipes: list[asyncio.Task[None]] = []

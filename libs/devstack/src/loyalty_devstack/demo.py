@@ -19,15 +19,13 @@ from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc, programme_pb2
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
-from loyalty_kit.caller import Caller
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 
 from loyalty_devstack.demo_benefits import load_benefits
+from loyalty_devstack.demo_caller import demo_metadata
 
 Loader = Callable[[Settings], Awaitable[str]]
-
-DEMO_CALLER = Caller(unit="group", client_id="demo-loader", scopes=frozenset({"admin"}))
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ MEMBERS = (
 
 async def load_identity(settings: Settings) -> str:
     created = 0
-    metadata = DEMO_CALLER.metadata()
+    metadata = demo_metadata(settings)
     async with channel(settings.target_of("identity")) as ch:
         stub = identity_service_pb2_grpc.IdentityServiceStub(ch)
         for demo in MEMBERS:
@@ -203,7 +201,7 @@ async def load_points(settings: Settings) -> str:
         current = None
         try:
             current = await stub.GetProgramme(
-                points_pb.GetProgrammeRequest(), metadata=DEMO_CALLER.metadata()
+                points_pb.GetProgrammeRequest(), metadata=demo_metadata(settings)
             )
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
@@ -216,7 +214,7 @@ async def load_points(settings: Settings) -> str:
                 reason="Huayue demo programme (DOMAIN.md)",
                 request_id="demo-programme-v1",
             ),
-            metadata=DEMO_CALLER.metadata(),
+            metadata=demo_metadata(settings),
         )
     return f"programme version {stored.programme.version} published"
 
@@ -256,7 +254,7 @@ async def load_tiers(settings: Settings) -> str:
         stub = tiers_service_pb2_grpc.TiersServiceStub(ch)
         stored = await stub.UpdateLadder(
             tiers_pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id="demo-ladder-v1"),
-            metadata=DEMO_CALLER.metadata(),
+            metadata=demo_metadata(settings),
         )
     return f"ladder version {stored.ladder.version} published"
 

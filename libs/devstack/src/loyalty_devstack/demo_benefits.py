@@ -15,11 +15,11 @@ from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
 from loyalty.benefits.v1 import catalogue_pb2 as cat
 from loyalty.common.v1 import money_pb2
-from loyalty_kit.caller import Caller
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 
-DEMO_CALLER = Caller(unit="group", client_id="demo-loader", scopes=frozenset({"admin"}))
+from loyalty_devstack.demo_caller import demo_metadata
+
 PLATINUM_UP = ("platinum", "diamond")
 
 # Rewards and their opening stock.
@@ -168,7 +168,7 @@ def huayue_catalogue() -> cat.Catalogue:
 
 
 async def load_benefits(settings: Settings) -> str:
-    metadata = DEMO_CALLER.metadata()
+    metadata = demo_metadata(settings)
     async with channel(settings.target_of("benefits")) as ch:
         stub = benefits_service_pb2_grpc.BenefitsServiceStub(ch)
         try:

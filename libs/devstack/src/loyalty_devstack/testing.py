@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from loyalty_kit.auth import ServiceCredentials, development_keys
+from loyalty_kit.caller import Caller
 from loyalty_kit.logs import configure_logging
 from loyalty_kit.server import RunningService, ServiceSpec, start_service
 from loyalty_kit.settings import Settings
@@ -32,6 +34,27 @@ def _json_logs() -> None:
     os.environ.setdefault("LOYALTY_IDENTITY_DEV_KEYS", "true")
     # ... and a key pair for API clients' bearer tokens (gateway signs, every service checks).
     os.environ.setdefault("LOYALTY_AUTH_DEV_KEYS", "true")
+    # ... and the services trust no caller headers, as deployed: every call the tests make
+    # carries a bearer token (`metadata_for`), and so does every call one service makes to
+    # another on its own account.
+    os.environ.setdefault("LOYALTY_AUTH_TRUST_HEADERS", "false")
+
+
+_credentials: ServiceCredentials | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_credentials(data_dir: Path) -> None:
+    """Tokens for the tests' callers, signed with the run's development key."""
+    global _credentials
+    _credentials = ServiceCredentials("tests", development_keys(data_dir)[0])
+
+
+def metadata_for(caller: Caller) -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata a test sends to call as `caller` (a bearer token)."""
+    if _credentials is None:
+        return caller.metadata()
+    return _credentials.metadata(caller)
 
 
 @pytest.fixture(scope="session")

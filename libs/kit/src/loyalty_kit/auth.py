@@ -14,7 +14,14 @@ data folder and shared by the services of that folder.
 
 Without a bearer token, the `x-loyalty-*` headers are taken as sent only while
 `LOYALTY_AUTH_TRUST_HEADERS` is true (development, and private networks during a migration);
-otherwise such a call is anonymous.
+otherwise such a call is refused (UNAUTHENTICATED, reason TOKEN_MISSING).
+
+Services calling each other on their own account (benefits paying a reward in points, points
+asking identity about a member) present tokens too: `ServiceCredentials` signs short-lived
+tokens with the service's own key (`LOYALTY_AUTH_SERVICE_KEY`, whose public half is among every
+service's `LOYALTY_AUTH_PUBLIC_KEYS`), for the unit and scopes of that one call, and keeps each
+until a minute before it expires. Without a key it sends the caller headers instead, which only
+a service trusting headers accepts.
 """
 
 from __future__ import annotations
@@ -52,6 +59,11 @@ class AuthSettings(BaseSettings):
     dev_keys: bool = Field(
         default=False,
         description="Without configured keys, use a development key pair in the data folder.",
+    )
+    service_key: str = Field(
+        default="",
+        description="This service's own signing key for calls to other services, "
+        "'<kid>:<base64url Ed25519 private>' (its public half goes into PUBLIC_KEYS).",
     )
     trust_headers: bool = Field(
         default=True,
@@ -193,7 +205,7 @@ class TokenVerifier:
 
     def caller_of(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
         """The caller of a call: a verified bearer token, else (when trusted) the headers."""
-        from loyalty_kit.caller import ANONYMOUS, caller_from_metadata
+        from loyalty_kit.caller import caller_from_metadata
 
         items = list(metadata or ())
         for key, value in items:
@@ -203,4 +215,43 @@ class TokenVerifier:
                 if scheme.lower() != "bearer" or not token:
                     raise Unauthenticated("use 'Bearer <token>'", reason="TOKEN_INVALID")
                 return self.verify(token.strip())
-        return caller_from_metadata(items) if self.trust_headers else ANONYMOUS
+        if not self.trust_headers:
+            raise Unauthenticated(
+                "this service needs a bearer token ('authorization: Bearer <token>')",
+                reason="TOKEN_MISSING",
+            )
+        return caller_from_metadata(items)
+
+
+class ServiceCredentials:
+    """What a service presents when it calls another on its own account."""
+
+    REFRESH_BEFORE_SECONDS = 60
+
+    def __init__(self, service: str, signing: SigningKey | None, ttl_seconds: float = 600) -> None:
+        self.service = service
+        self.signing = signing
+        self.ttl_seconds = ttl_seconds
+        self._tokens: dict[Caller, tuple[str, int]] = {}
+
+    @staticmethod
+    def from_settings(service: str, data_dir: Path) -> ServiceCredentials:
+        configured = AuthSettings()
+        if configured.service_key:
+            return ServiceCredentials(service, SigningKey.parse(configured.service_key))
+        if configured.dev_keys and not configured.public_keys:
+            return ServiceCredentials(service, development_keys(data_dir)[0])
+        return ServiceCredentials(service, None)
+
+    def metadata(self, caller: Caller) -> tuple[tuple[str, str], ...]:
+        """The gRPC metadata of a call made as `caller` (a bearer token, or the headers)."""
+        if self.signing is None:
+            return caller.metadata()
+        now = time.time()
+        cached = self._tokens.get(caller)
+        if cached is None or cached[1] - now < self.REFRESH_BEFORE_SECONDS:
+            if len(self._tokens) > 1000:  # callers are a handful (one per unit); stay bounded
+                self._tokens.clear()
+            cached = self.signing.issue(caller, self.ttl_seconds, now, {"svc": self.service})
+            self._tokens[caller] = cached
+        return ((AUTHORIZATION, f"Bearer {cached[0]}"),)

@@ -5,9 +5,9 @@ space-separated); the server interceptor puts them in a context variable for the
 service code asks `current_caller()`. A call without them is anonymous and has no scopes: it
 sees masked personal data.
 
-Trust boundary: until the gateway issue adds credential checks (a shared interceptor verifying
-signed tokens), these headers are taken as sent, so services must only be reachable from the
-gateway and the units' backends on a private network.
+Trust boundary: a bearer token (`loyalty_kit.auth`) always wins over these headers; the headers
+alone count only where `LOYALTY_AUTH_TRUST_HEADERS` is true (development). Elsewhere a call
+without a token is refused, and services calling each other present tokens of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+from loyalty_kit.errors import PermissionDenied
+from loyalty_kit.resources import unit_of
 
 UNIT_HEADER = "x-loyalty-unit"
 CLIENT_HEADER = "x-loyalty-client"
@@ -64,8 +67,6 @@ def current_caller() -> Caller:
 
 def require_scope(scope: str) -> Caller:
     """The current caller, if it holds `scope` (or admin); PERMISSION_DENIED otherwise."""
-    from loyalty_kit.errors import PermissionDenied
-
     caller = current_caller()
     if not caller.may(scope):
         raise PermissionDenied(
@@ -77,13 +78,40 @@ def require_scope(scope: str) -> Caller:
 def require_unit(unit: str) -> Caller:
     """The current caller, if it may act for `unit`: a unit acts only for itself (a mall client
     cannot sell the hotel's membership); an admin acts for any. PERMISSION_DENIED otherwise."""
-    from loyalty_kit.errors import PermissionDenied
-
     caller = current_caller()
     if caller.unit != unit and not caller.may("admin"):
-        raise PermissionDenied(
-            f"a {caller.unit or 'caller without a unit'} client cannot act for {unit}",
-            reason="UNIT_MISMATCH",
-            metadata={"unit": unit, "caller_unit": caller.unit},
-        )
+        raise UnitMismatch(unit, caller.unit)
     return caller
+
+
+def acting_unit(unit: str, field: str = "unit") -> str:
+    """The unit a request acts for (validated), if the caller may act for it: its own (an
+    admin may act for any)."""
+    unit = unit_of(unit, field)
+    require_unit(unit)
+    return unit
+
+
+def confining_unit() -> str | None:
+    """The unit the current caller is confined to, for resources whose unit is known only once
+    loaded (a redemption, a consumption); None for an admin, who may touch any."""
+    caller = current_caller()
+    return None if caller.may("admin") else caller.unit
+
+
+def check_unit(unit: str, confined_to: str | None) -> None:
+    """Refuse (UNIT_MISMATCH) a resource of `unit` to a caller confined to another unit."""
+    if confined_to is not None and confined_to != unit:
+        raise UnitMismatch(unit, confined_to)
+
+
+class UnitMismatch(PermissionDenied):
+    """A unit acting for another: 403 with reason UNIT_MISMATCH."""
+
+    reason = "UNIT_MISMATCH"
+
+    def __init__(self, unit: str, caller_unit: str) -> None:
+        super().__init__(
+            f"a {caller_unit or 'caller without a unit'} client cannot act for {unit}",
+            metadata={"unit": unit, "caller_unit": caller_unit},
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import grpc
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
+from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.caller import Caller
 from loyalty_kit.channels import channel
 from loyalty_kit.errors import ErrorKind
@@ -20,6 +21,7 @@ from loyalty_benefits.domain.errors import PointsRefused, PointsUnreachable
 # The client the points service sees: its idempotency keys are scoped by client, so every
 # replica of the benefits service must call as the same one for retries to be recognised.
 CLIENT_ID = "benefits-rewards"
+REDEEM_SCOPE = "redeem"
 
 # Codes that mean the points service decided and wrote nothing.
 DEFINITE = {
@@ -55,6 +57,12 @@ class GrpcPointsBank:
             max_deadline=settings.max_deadline_seconds,
         )
         self._stub = points_service_pb2_grpc.PointsServiceStub(self._channel)
+        self._credentials = ServiceCredentials.from_settings("benefits", settings.data_dir)
+
+    def _as(self, unit: str) -> tuple[tuple[str, str], ...]:
+        """The reward's unit spends the points (and only it may cancel that spending)."""
+        caller = Caller(unit=unit, client_id=CLIENT_ID, scopes=frozenset({REDEEM_SCOPE}))
+        return self._credentials.metadata(caller)
 
     async def redeem(
         self, member_id: str, unit: str, points: int, request_id: str, order_id: str
@@ -68,13 +76,15 @@ class GrpcPointsBank:
                     points=points,
                     order_id=order_id,
                 ),
-                metadata=Caller(unit=unit, client_id=CLIENT_ID).metadata(),
+                metadata=self._as(unit),
             )
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
         return str(response.posting.posting_id)
 
-    async def cancel(self, member_id: str, posting_id: str, request_id: str, reason: str) -> None:
+    async def cancel(
+        self, member_id: str, unit: str, posting_id: str, request_id: str, reason: str
+    ) -> None:
         try:
             await self._stub.CancelRedemption(
                 points_pb.CancelRedemptionRequest(
@@ -83,7 +93,7 @@ class GrpcPointsBank:
                     posting_id=posting_id,
                     reason=reason,
                 ),
-                metadata=Caller(unit="group", client_id=CLIENT_ID).metadata(),
+                metadata=self._as(unit),
             )
         except grpc.aio.AioRpcError as error:
             translated = _translate(error)

@@ -10,6 +10,7 @@ from typing import Protocol
 import grpc
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc
+from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.caller import Caller
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
@@ -46,6 +47,7 @@ class GrpcSegments:
             max_deadline=settings.max_deadline_seconds,
         )
         self._stub = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
+        self._metadata = ServiceCredentials.from_settings("benefits", settings.data_dir).metadata
 
     async def page(self, tag: str, page_token: str, size: int) -> SegmentPage:
         try:
@@ -56,7 +58,7 @@ class GrpcSegments:
                     page_token=page_token,
                     view=identity_pb.MEMBER_VIEW_BASIC,  # ids are all an issuance needs
                 ),
-                metadata=CALLER.metadata(),
+                metadata=self._metadata(CALLER),
             )
         except grpc.aio.AioRpcError as error:
             if error.code() not in DEFINITE:

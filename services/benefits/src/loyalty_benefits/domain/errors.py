@@ -66,19 +66,6 @@ class BenefitOfAnotherUnit(PermissionDenied):
         )
 
 
-class NotCallersUnit(PermissionDenied):
-    """The kit's `require_unit` refusal (same reason), for resources whose unit is known only
-    once loaded: a unit releases only its own consumptions, restocks only its own rewards."""
-
-    reason = "UNIT_MISMATCH"
-
-    def __init__(self, unit: str, caller_unit: str) -> None:
-        super().__init__(
-            f"a caller of unit {caller_unit or '(none)'} cannot act for {unit}",
-            metadata={"unit": unit, "caller_unit": caller_unit},
-        )
-
-
 class ConsumptionNotFound(NotFound):
     reason = "CONSUMPTION_NOT_FOUND"
 

@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
-from loyalty_kit.caller import current_caller, require_scope, require_unit
+from loyalty_kit.caller import acting_unit, confining_unit, require_scope
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
@@ -36,19 +36,6 @@ Clock = Callable[[], datetime]
 UowFactory = Callable[..., BenefitsUnitOfWork]
 R = TypeVar("R", bound=Message)
 T = TypeVar("T")
-
-
-def acting_unit(unit: str, field: str = "unit") -> str:
-    """The unit a request acts for: the caller's own (an admin may act for any)."""
-    unit = unit_of(unit, field)
-    require_unit(unit)
-    return unit
-
-
-def caller_unit_unless_admin() -> str | None:
-    """The caller's unit, which limits what it may touch; None for an admin (anything)."""
-    caller = current_caller()
-    return None if caller.may(ADMIN_SCOPE) else caller.unit
 
 
 class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
@@ -139,7 +126,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
         member, consumption_id = convert.child_of(request.name, "consumptions", "name")
         member_id = member_id_of(member, "name")
         consumption_id = convert.uuid_of(consumption_id, "name")
-        unit = caller_unit_unless_admin()
+        unit = confining_unit()
 
         async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.ReleaseConsumptionResponse:
             released = await handlers.release(
@@ -162,7 +149,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
                 [FieldViolation("members", f"1 to {MAX_MEMBERS_PER_ISSUE} members")]
             )
         member_ids = [member_id_of(m, f"members[{i}]") for i, m in enumerate(request.members)]
-        issuer = caller_unit_unless_admin()
+        issuer = confining_unit()
 
         async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.IssueCouponsResponse:
             coupons = await handlers.issue_coupons(uow, template, member_ids, issuer, now)
@@ -177,7 +164,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
     ) -> pb.CreateCouponIssuanceResponse:
         require_scope(ISSUE_SCOPE)
         template, tag, chunk_size = convert.issuance_request_of(request)
-        issuer = caller_unit_unless_admin()
+        issuer = confining_unit()
 
         async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.CreateCouponIssuanceResponse:
             created = await issuances.create(uow, template, tag, issuer, chunk_size, now)
@@ -269,7 +256,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
         reward = convert.code_of(request.reward, "reward")
         if request.quantity <= 0:
             raise InvalidArgument.of([FieldViolation("quantity", "must be greater than zero")])
-        unit = caller_unit_unless_admin()
+        unit = confining_unit()
 
         async def work(uow: BenefitsUnitOfWork, _now: datetime) -> pb.RestockRewardResponse:
             found, available = await handlers.restock(uow, reward, request.quantity, unit)

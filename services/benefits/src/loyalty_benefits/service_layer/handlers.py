@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from loyalty.benefits.v1 import events_pb2
 from loyalty.common.v1 import money_pb2
+from loyalty_kit.caller import check_unit
 from loyalty_kit.money import Amount
 from loyalty_kit.timestamps import timestamp
 
@@ -31,7 +32,6 @@ from loyalty_benefits.domain.errors import (
     CouponNotFound,
     CouponTemplateNotFound,
     NoCatalogue,
-    NotCallersUnit,
     QuotaExhausted,
     RewardNotFound,
 )
@@ -131,8 +131,7 @@ async def release(
     consumption = await uow.consumptions.get(member_id, consumption_id)
     if consumption is None:
         raise ConsumptionNotFound(consumption_id)
-    if caller_unit is not None and caller_unit != consumption.unit:
-        raise NotCallersUnit(consumption.unit, caller_unit)
+    check_unit(consumption.unit, caller_unit)
     if consumption.released_at is not None:
         raise ConsumptionAlreadyReleased(consumption_id)
     if consumption.counted:
@@ -186,8 +185,8 @@ async def issue_coupons(
     template = rules.template(template_code)
     if template is None:
         raise CouponTemplateNotFound(template_code)
-    if issuer_unit is not None and template.unit and template.unit != issuer_unit:
-        raise NotCallersUnit(template.unit, issuer_unit)
+    if template.unit:  # a group-wide template may be issued by any unit
+        check_unit(template.unit, issuer_unit)
     coupons = [issue(template, member_id, "issue", now) for member_id in member_ids]
     await uow.coupons.add_many(coupons)
     for coupon in coupons:
@@ -376,6 +375,5 @@ async def restock(
     reward = rules.reward(reward_code)
     if reward is None:
         raise RewardNotFound(reward_code)
-    if caller_unit is not None and caller_unit != reward.unit:
-        raise NotCallersUnit(reward.unit, caller_unit)
+    check_unit(reward.unit, caller_unit)
     return reward, await uow.rewards.restock(reward.code, quantity)

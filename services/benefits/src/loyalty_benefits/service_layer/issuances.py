@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+from loyalty_kit.caller import check_unit
 from loyalty_kit.errors import DomainError
 from loyalty_kit.logs import get_logger
 
@@ -24,7 +25,6 @@ from loyalty_benefits.domain.coupons import issuable_window, issue
 from loyalty_benefits.domain.errors import (
     CouponIssuanceNotFound,
     CouponTemplateNotFound,
-    NotCallersUnit,
     SegmentRefused,
     SegmentUnreachable,
 )
@@ -52,8 +52,8 @@ async def create(
     template = rules.template(template_code)
     if template is None:
         raise CouponTemplateNotFound(template_code)
-    if issuer_unit is not None and template.unit and template.unit != issuer_unit:
-        raise NotCallersUnit(template.unit, issuer_unit)
+    if template.unit:  # a group-wide template may be issued by any unit
+        check_unit(template.unit, issuer_unit)
     issuable_window(template, now)
     issuance = CouponIssuance(
         issuance_id=str(uuid.uuid4()),

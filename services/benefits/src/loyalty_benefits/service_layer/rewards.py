@@ -56,8 +56,10 @@ class PointsBank(Protocol):
     ) -> str:
         """Debit; the posting id. PointsRefused or PointsUnreachable."""
 
-    async def cancel(self, member_id: str, posting_id: str, request_id: str, reason: str) -> None:
-        """Undo a debit. PointsRefused or PointsUnreachable."""
+    async def cancel(
+        self, member_id: str, unit: str, posting_id: str, request_id: str, reason: str
+    ) -> None:
+        """Undo a debit made for `unit`. PointsRefused or PointsUnreachable."""
 
 
 @dataclass
@@ -248,6 +250,7 @@ class RewardRedemptions:
         try:
             await self.bank.cancel(
                 redemption.member_id,
+                redemption.unit,
                 posting_id,
                 redemption.cancel_request_id,
                 f"reward {redemption.reward_code} not issued",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 from loyalty.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, member_pb2
+from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.caller import Caller
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
@@ -27,12 +28,13 @@ class IdentityDirectory:
             max_deadline=settings.max_deadline_seconds,
         )
         self._stub = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
+        self._metadata = ServiceCredentials.from_settings("points", settings.data_dir).metadata
 
     async def state_of(self, member_id: str) -> tuple[str, str] | None:
         try:
             response = await self._stub.GetMember(
                 identity_service_pb2.GetMemberRequest(name=f"members/{member_id}"),
-                metadata=POINTS_CALLER.metadata(),
+                metadata=self._metadata(POINTS_CALLER),
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:

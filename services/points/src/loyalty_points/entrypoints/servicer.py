@@ -14,11 +14,11 @@ from google.protobuf.message import Message
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1 import points_service_pb2_grpc
-from loyalty_kit.caller import require_scope
+from loyalty_kit.caller import acting_unit, confining_unit, require_scope
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
-from loyalty_kit.resources import member_id_of, unit_of
+from loyalty_kit.resources import member_id_of
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import moment, timestamp
 
@@ -31,6 +31,8 @@ from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 SERVICE = "loyalty.points.v1.PointsService"
 ADJUST_SCOPE = "points:adjust"
+EARN_SCOPE = "earn"  # credit points: purchases, their refunds and confirmations, referrals
+REDEEM_SCOPE = "redeem"  # spend points: redemptions and their cancellation, transfers out
 ADMIN_SCOPE = "admin"
 
 Clock = Callable[[], datetime]
@@ -73,7 +75,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         now = self.clock()
         return Earn(
             member_id=member_id_of(request.member, "member"),
-            unit=unit_of(request.unit),
+            unit=acting_unit(request.unit),
             channel=(
                 convert.channel_name(request.channel)
                 if isinstance(request, pb.EarnPointsRequest)
@@ -87,6 +89,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def EarnPoints(
         self, request: pb.EarnPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.EarnPointsResponse:
+        require_scope(EARN_SCOPE)
         command = self._earn_command(request)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.EarnPointsResponse:
@@ -101,6 +104,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def PreviewEarn(
         self, request: pb.PreviewEarnRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewEarnResponse:
+        require_scope(EARN_SCOPE)
         command = self._earn_command(request)
         earned, available_at = await self._read(
             lambda uow: handlers.preview(uow, command, self.directory, self.clock())
@@ -116,8 +120,9 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def RedeemPoints(
         self, request: pb.RedeemPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RedeemPointsResponse:
+        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = unit_of(request.unit)
+        unit = acting_unit(request.unit)
         channel = convert.channel_name(request.channel)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RedeemPointsResponse:
@@ -148,8 +153,9 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ReverseEarn(
         self, request: pb.ReverseEarnRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReverseEarnResponse:
+        require_scope(EARN_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = unit_of(request.unit)
+        unit = acting_unit(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ReverseEarnResponse:
             posting, account = await handlers.reverse(
@@ -171,11 +177,13 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def CancelRedemption(
         self, request: pb.CancelRedemptionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelRedemptionResponse:
+        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
+        confined_to = confining_unit()
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.CancelRedemptionResponse:
             posting, expired, account = await handlers.cancel_redemption(
-                uow, member_id, request.posting_id.strip(), request.reason, now
+                uow, member_id, request.posting_id.strip(), request.reason, now, confined_to
             )
             view = await handlers.view(uow, account, now)
             return pb.CancelRedemptionResponse(
@@ -192,7 +200,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     ) -> pb.AdjustPointsResponse:
         require_scope(ADJUST_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = unit_of(request.unit)
+        unit = acting_unit(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.AdjustPointsResponse:
             posting, account = await handlers.adjust(
@@ -208,8 +216,9 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ConfirmOrder(
         self, request: pb.ConfirmOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmOrderResponse:
+        require_scope(EARN_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = unit_of(request.unit)
+        unit = acting_unit(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ConfirmOrderResponse:
             activated, account = await handlers.confirm_order(
@@ -225,6 +234,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def TransferPoints(
         self, request: pb.TransferPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.TransferPointsResponse:
+        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
         to_member_id = member_id_of(request.to_member, "to_member")
 
@@ -242,6 +252,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ExchangeToPartner(
         self, request: pb.ExchangeToPartnerRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExchangeToPartnerResponse:
+        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ExchangeToPartnerResponse:
@@ -266,6 +277,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ExchangeFromPartner(
         self, request: pb.ExchangeFromPartnerRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExchangeFromPartnerResponse:
+        require_scope(EARN_SCOPE)
         member_id = member_id_of(request.member, "member")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ExchangeFromPartnerResponse:
@@ -290,6 +302,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ReversePartnerExchange(
         self, request: pb.ReversePartnerExchangeRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReversePartnerExchangeResponse:
+        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
         _uuid_field(request.posting_id, "posting_id")
 
@@ -311,6 +324,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def RecordReferral(
         self, request: pb.RecordReferralRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordReferralResponse:
+        require_scope(EARN_SCOPE)
         member_id = member_id_of(request.member, "member")
         referrer_id = member_id_of(request.referrer, "referrer")
 
@@ -370,6 +384,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def GetSettlement(
         self, request: pb.GetSettlementRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSettlementResponse:
+        require_scope(ADMIN_SCOPE)  # every unit's figures: the group's finance
         if not request.HasField("start_time") or not request.HasField("end_time"):
             raise InvalidArgument.of(
                 [FieldViolation("start_time", "required"), FieldViolation("end_time", "required")]

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import events_pb2
+from loyalty_kit.caller import check_unit
 from loyalty_kit.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -354,12 +355,20 @@ async def give_back(
 
 
 async def cancel_redemption(
-    uow: PointsUnitOfWork, member_id: str, posting_id: str, reason: str, now: datetime
+    uow: PointsUnitOfWork,
+    member_id: str,
+    posting_id: str,
+    reason: str,
+    now: datetime,
+    confined_to: str | None = None,
 ) -> tuple[Posting, int, Account]:
+    """Give a redemption's points back; `confined_to`: the unit asking (None: an admin), which
+    may cancel only its own redemptions."""
     account = await uow.ledger.account(member_id, lock=True)
     redemption = await uow.ledger.posting(member_id, posting_id) if account else None
     if account is None or redemption is None or redemption.kind is not PostingKind.REDEEM:
         raise PostingNotFound(posting_id)
+    check_unit(redemption.unit, confined_to)
     ensure_active(account)
     if await uow.ledger.undoing(member_id, posting_id, PostingKind.REDEMPTION_CANCEL):
         raise RedemptionAlreadyCancelled(posting_id)
