@@ -1,5 +1,5 @@
 """Coupons: unique unguessable codes, issued to one member or many, redeemed once, within their
-validity, at an allowed unit."""
+validity, at an allowed unit; a redemption released by the unit that made it (or an admin)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from loyalty.benefits.v1 import events_pb2
 from loyalty.common.v1 import money_pb2
 
 from tests.benefits.conftest import APP, CINEMA, HOTEL, MALL, Benefits, cny, rid
+from tests.points.conftest import ADMIN
 from tests.support.clock import Clock
 from tests.support.rpc import fails
 
@@ -156,6 +157,119 @@ async def test_ten_tills_redeeming_one_coupon_at_once_one_succeeds(benefits: Ben
         for r in results
         if isinstance(r, grpc.aio.AioRpcError)
     )
+
+
+def release(
+    coupon: pb.Coupon, reason: str = "order refunded", **more: str
+) -> pb.ReleaseCouponRequest:
+    return pb.ReleaseCouponRequest(
+        name=coupon.name, request_id=more.get("request_id", rid()), reason=reason
+    )
+
+
+async def test_a_released_coupon_is_issued_again_and_can_be_redeemed_again(
+    benefits: Benefits,
+) -> None:
+    member = await benefits.points.member()
+    (coupon,) = await benefits.issue("welcome-gold", member)  # CNY 50 off from CNY 200
+    await benefits.as_(MALL).RedeemCoupon(redeem(coupon, "260.00", order_id="M-8"))
+    request = release(coupon, "checkout cancelled")
+    released = await benefits.as_(MALL).ReleaseCoupon(request)
+    again = released.coupon
+    assert (again.state, again.redeemed_unit, again.redeemed_order_id) == (
+        pb.COUPON_STATE_ISSUED,
+        "",
+        "",
+    )
+    assert not again.HasField("discount") and not again.HasField("redeem_time")
+    got = await benefits.as_(APP).GetCoupon(pb.GetCouponRequest(name=coupon.name))
+    assert got.coupon == again
+    events = await benefits.events(events_pb2.CouponReleased, member.split("/")[1])
+    assert [(e.code, e.unit, e.order_id, e.discount.amount, e.reason) for e in events] == [
+        (coupon.code, "mall", "M-8", "50", "checkout cancelled")
+    ]
+    redeemed = await benefits.as_(MALL).RedeemCoupon(redeem(coupon, "300.00", order_id="M-9"))
+    assert (redeemed.coupon.state, redeemed.coupon.redeemed_order_id) == (
+        pb.COUPON_STATE_REDEEMED,
+        "M-9",
+    )
+    assert redeemed.discount.amount == "50"
+    retried = await benefits.as_(MALL).ReleaseCoupon(request)  # a retry: the first answer
+    assert retried == released
+    got = await benefits.as_(APP).GetCoupon(pb.GetCouponRequest(name=coupon.name))
+    assert got.coupon.state == pb.COUPON_STATE_REDEEMED  # the retry released nothing
+    assert len(await benefits.events(events_pb2.CouponReleased, member.split("/")[1])) == 1
+
+
+async def test_only_the_unit_that_redeemed_a_coupon_or_an_admin_releases_it(
+    benefits: Benefits,
+) -> None:
+    member = await benefits.points.member()
+    (coupon,) = await benefits.issue("welcome-gold", member)
+    failure = await fails(benefits.as_(MALL).ReleaseCoupon(release(coupon)))
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "COUPON_NOT_REDEEMED",
+    )
+    await benefits.as_(MALL).RedeemCoupon(redeem(coupon, "500.00"))
+    failure = await fails(benefits.as_(HOTEL).ReleaseCoupon(release(coupon)))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "UNIT_MISMATCH")
+    assert (failure.metadata["unit"], failure.metadata["caller_unit"]) == ("mall", "hotel")
+    got = await benefits.as_(APP).GetCoupon(pb.GetCouponRequest(name=coupon.name))
+    assert got.coupon.state == pb.COUPON_STATE_REDEEMED
+    released = await benefits.as_(ADMIN).ReleaseCoupon(release(coupon))
+    assert released.coupon.state == pb.COUPON_STATE_ISSUED
+    failure = await fails(benefits.as_(ADMIN).ReleaseCoupon(release(coupon)))
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "COUPON_NOT_REDEEMED",
+    )
+    failure = await fails(
+        benefits.as_(MALL).ReleaseCoupon(
+            pb.ReleaseCouponRequest(name=f"{member}/coupons/NOPE", request_id=rid())
+        )
+    )
+    assert (failure.code, failure.reason) == (grpc.StatusCode.NOT_FOUND, "COUPON_NOT_FOUND")
+    failure = await fails(
+        benefits.as_(MALL).ReleaseCoupon(
+            pb.ReleaseCouponRequest(name=f"{member}/consumptions/x", request_id=rid())
+        )
+    )
+    assert (failure.code, failure.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["name"])
+
+
+async def test_a_coupon_released_after_its_validity_comes_back_expired(
+    benefits: Benefits, clock: Clock
+) -> None:
+    member = await benefits.points.member()
+    (coupon,) = await benefits.issue("test-mall-15", member, caller=MALL)  # valid for a day
+    await benefits.as_(MALL).RedeemCoupon(redeem(coupon, "200.00"))
+    clock.advance(days=2)
+    try:
+        released = await benefits.as_(MALL).ReleaseCoupon(release(coupon))
+        assert (released.coupon.state, released.coupon.redeemed_order_id) == (
+            pb.COUPON_STATE_EXPIRED,
+            "",
+        )
+        failure = await fails(benefits.as_(MALL).RedeemCoupon(redeem(coupon, "200.00")))
+        assert failure.reason == "COUPON_EXPIRED"
+    finally:
+        clock.reset()
+
+
+async def test_ten_releases_of_one_coupon_at_once_one_succeeds(benefits: Benefits) -> None:
+    member = await benefits.points.member()
+    (coupon,) = await benefits.issue("welcome-gold", member)
+    await benefits.as_(MALL).RedeemCoupon(redeem(coupon, "500.00"))
+    results = await asyncio.gather(
+        *(benefits.as_(MALL).ReleaseCoupon(release(coupon)) for _ in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, pb.ReleaseCouponResponse) for r in results) == 1
+    failures = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(failures) == 9
+    assert all(r.code() == grpc.StatusCode.FAILED_PRECONDITION for r in failures)
+    assert len(await benefits.events(events_pb2.CouponReleased, member.split("/")[1])) == 1
 
 
 async def test_unknown_coupons_and_bad_requests_get_clear_errors(benefits: Benefits) -> None:

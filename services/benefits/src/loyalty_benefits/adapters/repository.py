@@ -426,7 +426,8 @@ class Coupons(_Store):
         return None if row is None else _coupon(row)
 
     async def save_redemption(self, coupon: Coupon) -> None:
-        assert coupon.discount is not None
+        """The coupon's state and redemption (when, where, order, discount): set by a
+        redemption, cleared by a release."""
         conn = await self.conn()
         await conn.execute(
             "UPDATE coupons SET state = $3, redeemed_at = $4, redeemed_unit = $5, "
@@ -438,8 +439,8 @@ class Coupons(_Store):
             coupon.redeemed_at,
             coupon.redeemed_unit,
             coupon.redeemed_order_id,
-            coupon.discount.value,
-            coupon.discount.currency,
+            coupon.discount.value if coupon.discount else None,
+            coupon.discount.currency if coupon.discount else "",
         )
 
     async def of_member(

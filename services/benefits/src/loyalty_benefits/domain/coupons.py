@@ -1,5 +1,6 @@
 """Coupons: issued from a template with the terms it had then, redeemed once, within their
-validity, at an allowed unit. Codes are unique and unguessable. Pure rules, no I/O."""
+validity, at an allowed unit; a redemption may be released (a cancelled checkout, a refunded
+order), the coupon then usable again. Codes are unique and unguessable. Pure rules, no I/O."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from loyalty_benefits.domain.catalogue import CouponKind, CouponTemplate
 from loyalty_benefits.domain.errors import (
     CouponAlreadyRedeemed,
     CouponExpired,
+    CouponNotRedeemed,
     CouponNotValidAtUnit,
     CouponNotYetValid,
     CurrencyMismatch,
@@ -52,6 +54,16 @@ class TemplateExpired(FailedPrecondition):
             f"coupons of template {code!r} can no longer be issued: its validity has ended",
             metadata={"template": code},
         )
+
+
+@dataclass(frozen=True)
+class CouponRedemption:
+    """What a coupon's redemption was: when, where, for which order, and the discount."""
+
+    redeemed_at: datetime
+    unit: str
+    order_id: str
+    discount: Amount | None
 
 
 @dataclass
@@ -108,6 +120,21 @@ class Coupon:
         self.redeemed_order_id = order_id
         self.discount = Amount(order.currency, value)
         return self.discount
+
+    def release(self) -> CouponRedemption:
+        """Undo the redemption: the coupon is issued again (usable within its validity, expired
+        if that has ended meanwhile). The redemption it had, or CouponNotRedeemed."""
+        if self.state is not CouponState.REDEEMED or self.redeemed_at is None:
+            raise CouponNotRedeemed(self.code)
+        undone = CouponRedemption(
+            self.redeemed_at, self.redeemed_unit, self.redeemed_order_id, self.discount
+        )
+        self.state = CouponState.ISSUED
+        self.redeemed_at = None
+        self.redeemed_unit = ""
+        self.redeemed_order_id = ""
+        self.discount = None
+        return undone
 
 
 def issuable_window(template: CouponTemplate, now: datetime) -> tuple[datetime, datetime]:

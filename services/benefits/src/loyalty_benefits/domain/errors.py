@@ -110,6 +110,16 @@ class CouponAlreadyRedeemed(FailedPrecondition):
         )
 
 
+class CouponNotRedeemed(FailedPrecondition):
+    reason = "COUPON_NOT_REDEEMED"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(
+            f"coupon {code} is not redeemed: there is no redemption to release",
+            metadata={"code": code},
+        )
+
+
 class CouponExpired(FailedPrecondition):
     reason = "COUPON_EXPIRED"
 

@@ -234,6 +234,21 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
 
         return await self._mutate("RedeemCoupon", request, pb.RedeemCouponResponse, work)
 
+    async def ReleaseCoupon(
+        self, request: pb.ReleaseCouponRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReleaseCouponResponse:
+        member, code = convert.child_of(request.name, "coupons", "name")
+        member_id = member_id_of(member, "name")
+        unit = confining_unit()
+
+        async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.ReleaseCouponResponse:
+            released = await handlers.release_coupon(
+                uow, member_id, code, request.reason.strip(), unit, now
+            )
+            return pb.ReleaseCouponResponse(coupon=convert.coupon_message(released, now))
+
+        return await self._mutate("ReleaseCoupon", request, pb.ReleaseCouponResponse, work)
+
     # --- rewards catalogue --------------------------------------------------------------------
     async def ListRewards(
         self, request: pb.ListRewardsRequest, context: grpc.aio.ServicerContext

@@ -223,6 +223,10 @@ async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
     return found
 
 
+def _money(amount: Amount) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=amount.currency, amount=str(amount.value))
+
+
 async def redeem_coupon(
     uow: BenefitsUnitOfWork,
     member_id: str,
@@ -244,11 +248,44 @@ async def redeem_coupon(
             template_code=found.template_code,
             unit=unit,
             order_id=order_id,
-            discount=money_pb2.Money(currency_code=discount.currency, amount=str(discount.value)),
+            discount=_money(discount),
             occurred_at=timestamp(now),
         )
     )
     return found, discount
+
+
+async def release_coupon(
+    uow: BenefitsUnitOfWork,
+    member_id: str,
+    code: str,
+    reason: str,
+    caller_unit: str | None,
+    now: datetime,
+) -> Coupon:
+    """Give a redeemed coupon back (a cancelled checkout, a refunded order). `caller_unit`: the
+    unit asking (None: an admin), which may only release what it redeemed. The row is locked
+    as for a redemption: of two releases at once, the second finds the coupon issued."""
+    found = await uow.coupons.get(member_id, code.upper(), lock=True)
+    if found is None:
+        raise CouponNotFound(code)
+    if found.state is CouponState.REDEEMED:
+        check_unit(found.redeemed_unit, caller_unit)
+    undone = found.release()
+    await uow.coupons.save_redemption(found)
+    released = events_pb2.CouponReleased(
+        member_id=member_id,
+        code=found.code,
+        template_code=found.template_code,
+        unit=undone.unit,
+        order_id=undone.order_id,
+        reason=reason,
+        occurred_at=timestamp(now),
+    )
+    if undone.discount is not None:
+        released.discount.CopyFrom(_money(undone.discount))
+    await uow.outbox.add(released)
+    return found
 
 
 async def member_coupons(
