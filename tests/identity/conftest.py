@@ -14,7 +14,11 @@ from tests.support.clients import As
 
 MALL_POS = Caller(unit="mall", client_id="mall-pos", scopes=frozenset({"earn"}))
 ADMIN = Caller(unit="group", client_id="identity-admin", scopes=frozenset({"admin"}))
-SERVICE_DESK = Caller(unit="mall", client_id="service-desk", scopes=frozenset({PERSONAL_DATA_READ}))
+# Lists segments for campaigns: member operations without personal data.
+MARKETING = Caller(unit="group", client_id="crm", scopes=frozenset({"members:manage"}))
+SERVICE_DESK = Caller(
+    unit="mall", client_id="service-desk", scopes=frozenset({PERSONAL_DATA_READ, "members:manage"})
+)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from loyalty_kit import events
 from loyalty_kit.settings import Settings
 from nats.js import JetStreamContext
 
-from tests.identity.conftest import MALL_POS, SERVICE_DESK, IdentityClient
+from tests.identity.conftest import MALL_POS, MARKETING, SERVICE_DESK, IdentityClient
 from tests.identity.test_registration import phone, register, rid
 from tests.support.rpc import fails
 
@@ -151,7 +151,7 @@ async def test_merge_keeps_everything_on_the_survivor_and_forwards_the_absorbed_
     )
     mall_shopper_request.profile.full_name = "李伟"
     mall_shopper = (await identity.as_(MALL_POS).RegisterMember(mall_shopper_request)).member
-    await identity.as_(MALL_POS).UpdateTags(
+    await identity.as_(SERVICE_DESK).UpdateTags(
         pb.UpdateTagsRequest(
             member=mall_shopper.name, request_id=rid(), add_tags=["bu:mall-active"]
         )
@@ -306,6 +306,13 @@ async def test_suspension(
     identity: IdentityClient, js: JetStreamContext, settings: Settings
 ) -> None:
     member = await new_member(identity)
+    # Suspending is a member operation of the group, not of a till.
+    refused = await fails(
+        identity.as_(MALL_POS).SuspendMember(
+            pb.SuspendMemberRequest(name=member.name, request_id=rid(), reason="no")
+        )
+    )
+    assert (refused.reason, refused.metadata) == ("SCOPE_REQUIRED", {"scope": "members:manage"})
     suspended = await identity.as_(SERVICE_DESK).SuspendMember(
         pb.SuspendMemberRequest(
             name=member.name, request_id=rid(), reason="chargeback dispute #4411"
@@ -348,7 +355,7 @@ async def test_tags_and_listing_a_segment_page_by_page(identity: IdentityClient)
     ids = []
     for _ in range(5):
         member = await new_member(identity)
-        await identity.as_(MALL_POS).UpdateTags(
+        await identity.as_(SERVICE_DESK).UpdateTags(
             pb.UpdateTagsRequest(
                 member=member.name, request_id=rid(), add_tags=[segment, "bu:mall"]
             )
@@ -358,7 +365,7 @@ async def test_tags_and_listing_a_segment_page_by_page(identity: IdentityClient)
     token = ""
     pages = 0
     while True:
-        page = await identity.as_(MALL_POS).ListMembers(
+        page = await identity.as_(MARKETING).ListMembers(
             pb.ListMembersRequest(tag=segment, page_size=2, page_token=token)
         )
         # The first page counts the segment (a bulk job's denominator); later pages do not.
@@ -370,7 +377,7 @@ async def test_tags_and_listing_a_segment_page_by_page(identity: IdentityClient)
         if not token:
             break
     assert seen == sorted(ids) and pages == 3
-    basic = await identity.as_(MALL_POS).ListMembers(
+    basic = await identity.as_(MARKETING).ListMembers(
         pb.ListMembersRequest(tag=segment, page_size=10, view=pb.MEMBER_VIEW_BASIC)
     )
     assert [(m.name, m.member_id) for m in basic.members] == [
@@ -378,26 +385,26 @@ async def test_tags_and_listing_a_segment_page_by_page(identity: IdentityClient)
     ]
     assert basic.total_size == 5 and not any(m.identities for m in basic.members)
 
-    first = await identity.as_(MALL_POS).ListMembers(
+    first = await identity.as_(MARKETING).ListMembers(
         pb.ListMembersRequest(tag=segment, page_size=2)
     )
     failure = await fails(
-        identity.as_(MALL_POS).ListMembers(
+        identity.as_(MARKETING).ListMembers(
             pb.ListMembersRequest(tag="bu:mall", page_size=2, page_token=first.next_page_token)
         )
     )
     assert failure.fields == ["page_token"]
-    failure = await fails(identity.as_(MALL_POS).ListMembers(pb.ListMembersRequest(page_size=-1)))
+    failure = await fails(identity.as_(MARKETING).ListMembers(pb.ListMembersRequest(page_size=-1)))
     assert failure.fields == ["page_size"]
     failure = await fails(
-        identity.as_(MALL_POS).UpdateTags(
+        identity.as_(SERVICE_DESK).UpdateTags(
             pb.UpdateTagsRequest(
                 member=f"members/{ids[0]}", request_id=rid(), add_tags=["no namespace"]
             )
         )
     )
     assert failure.fields == ["add_tags[0]"]
-    removed = await identity.as_(MALL_POS).UpdateTags(
+    removed = await identity.as_(SERVICE_DESK).UpdateTags(
         pb.UpdateTagsRequest(member=f"members/{ids[0]}", request_id=rid(), remove_tags=[segment])
     )
     assert list(removed.member.tags) == ["bu:mall"]
@@ -446,7 +453,7 @@ async def test_erasure_shreds_personal_data_and_keeps_a_tombstone(
     )
     assert failure.code == grpc.StatusCode.NOT_FOUND
     failure = await fails(
-        identity.as_(MALL_POS).UpdateTags(
+        identity.as_(SERVICE_DESK).UpdateTags(
             pb.UpdateTagsRequest(member=member.name, request_id=rid(), add_tags=["bu:mall"])
         )
     )

@@ -18,7 +18,7 @@ from loyalty_kit.status import error_info, from_rpc_error
 
 from loyalty_benefits.domain.errors import SegmentRefused, SegmentUnreachable
 
-CALLER = Caller(unit="group", client_id="benefits-issuances")
+CALLER = Caller(unit="group", client_id="benefits-issuances", scopes=frozenset({"members:manage"}))
 DEFINITE = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,

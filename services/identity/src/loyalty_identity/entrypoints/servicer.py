@@ -32,6 +32,9 @@ from loyalty_identity.service_layer import handlers
 from loyalty_identity.service_layer.handlers import Clock, Register
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 
+# Merging, suspending, reactivating, erasing members, tagging them and listing a segment: the
+# group's member operations (a POS registers members and links identities without it).
+MANAGE_SCOPE = "members:manage"
 R = TypeVar("R", bound=Message)
 SERVICE = "loyalty.identity.v1.IdentityService"
 
@@ -147,6 +150,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def MergeMembers(
         self, request: pb.MergeMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.MergeMembersResponse:
+        require_scope(MANAGE_SCOPE)
         survivor = convert.member_id_of(request.survivor, "survivor")
         absorbed = convert.member_id_of(request.absorbed, "absorbed")
         member = await self._mutate(
@@ -206,6 +210,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def SuspendMember(
         self, request: pb.SuspendMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.SuspendMemberResponse:
+        require_scope(MANAGE_SCOPE)
         member_id = convert.member_id_of(request.name, "name")
         member = await self._mutate(
             "SuspendMember",
@@ -217,6 +222,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ReactivateMember(
         self, request: pb.ReactivateMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReactivateMemberResponse:
+        require_scope(MANAGE_SCOPE)
         member_id = convert.member_id_of(request.name, "name")
         member = await self._mutate(
             "ReactivateMember",
@@ -228,6 +234,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def UpdateTags(
         self, request: pb.UpdateTagsRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateTagsResponse:
+        require_scope(MANAGE_SCOPE)
         member_id = convert.member_id_of(request.member, "member")
         add, remove = list(request.add_tags), list(request.remove_tags)
         member = await self._mutate(
@@ -240,6 +247,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ListMembers(
         self, request: pb.ListMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMembersResponse:
+        require_scope(MANAGE_SCOPE)
         tag = request.tag.strip()
         filters = {"tag": tag}
         page = read_page(request.page_size, request.page_token, filters, default=100, maximum=1000)
@@ -267,6 +275,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def EraseMember(
         self, request: pb.EraseMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.EraseMemberResponse:
+        require_scope(MANAGE_SCOPE)
         member_id = convert.member_id_of(request.name, "name")
         member = await self._mutate(
             "EraseMember", request, lambda uow, now: handlers.erase(uow, member_id, now)
