@@ -62,6 +62,26 @@ def spec_of(service: str) -> ServiceSpec:
 # The services with a database of their own: those whose spec has migrations.
 DATABASE_SERVICES = tuple(s for s in SERVICES if spec_of(s).migrations)
 
+# The services that call others on their own account (loyalty_kit.auth.ServiceCredentials), and
+# the Secret holding each one's signing key (key `service-key`). No other service has one.
+SERVICE_KEY_SECRETS = {
+    "benefits": "loyalty-benefits-service-key",
+    "points": "loyalty-points-service-key",
+}
+SERVICE_KEY_SECRET_KEY = "service-key"
+
+
+def services_signing_their_calls() -> set[str]:
+    """The services whose code makes ServiceCredentials (each under its own name)."""
+    pattern = re.compile(r'ServiceCredentials\.from_settings\(\s*"([^"]+)"')
+    found: set[str] = set()
+    for service in SERVICES:
+        for path in sorted((ROOT / "services" / service / "src").rglob("*.py")):
+            for name in pattern.findall(path.read_text()):
+                assert name == service, f"{path}: {service} signs its calls as {name!r}"
+                found.add(service)
+    return found
+
 
 def env_key(settings: type[BaseSettings], field: str) -> str:
     return str(settings.model_config.get("env_prefix", "")) + field.upper()
@@ -203,6 +223,40 @@ def env_source(container: dict[str, Any], name: str) -> tuple[str, str, str] | N
                 if kind in ("secretKeyRef", "configMapKeyRef"):
                     return kind, ref["name"], ref["key"]
     return None
+
+
+def secrets_of(workload: dict[str, Any]) -> set[str]:
+    """Every Secret a workload's pod references: env values, envFrom, volumes (projected too)."""
+    names: set[str] = set()
+    spec = pod_spec(workload)
+    for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        for item in container.get("env") or []:
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+            if ref is not None:
+                names.add(ref["name"])
+        for source in container.get("envFrom") or []:
+            if "secretRef" in source:
+                names.add(source["secretRef"]["name"])
+    for volume in spec.get("volumes") or []:
+        if "secret" in volume:
+            names.add(volume["secret"]["secretName"])
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "secret" in source:
+                names.add(source["secret"]["name"])
+    return names
+
+
+def workloads_referencing(secret: str) -> set[tuple[str, str]]:
+    """(kind, name) of every workload whose pod references Secret `secret`."""
+    return {
+        (workload["kind"], workload["metadata"]["name"])
+        for workload in workloads()
+        if secret in secrets_of(workload)
+    }
+
+
+def env_item(container: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((i for i in container.get("env") or [] if i["name"] == name), None)
 
 
 def workloads() -> list[dict[str, Any]]:
@@ -369,8 +423,9 @@ def test_the_gateway_finds_every_backend_by_its_service_name() -> None:
 
 
 def test_caller_headers_are_not_trusted_and_there_are_no_dev_keys() -> None:
-    """Without a bearer token a call is anonymous: trusted x-loyalty-* headers would let anyone
-    who reaches a service claim any unit and scope (loyalty_kit.auth)."""
+    """Without a bearer token a call is refused (UNAUTHENTICATED, TOKEN_MISSING): trusted
+    x-loyalty-* headers would let anyone who reaches a service claim any unit and scope
+    (loyalty_kit.auth)."""
     config = shared_config()
     key = env_key(AuthSettings, "trust_headers")
     assert key in config, f"{key} must be set in the shared config (its default is true)"
@@ -410,6 +465,57 @@ def test_the_gateway_signs_tokens_with_a_key_from_a_secret() -> None:
             assert key not in env_names(container), where
             refs = {env_source(container, item["name"]) for item in container.get("env") or []}
             assert ("secretKeyRef", source[1], source[2]) not in refs, where
+
+
+def test_exactly_the_services_that_sign_their_calls_have_a_service_key() -> None:
+    """The code and the manifests agree on who calls other services on its own account: a
+    service making ServiceCredentials without a key would send x-loyalty-* headers, which
+    services trusting no headers refuse."""
+    assert services_signing_their_calls() == set(SERVICE_KEY_SECRETS)
+    assert "gateway" not in SERVICE_KEY_SECRETS  # it forwards its API clients' tokens
+    assert len(set(SERVICE_KEY_SECRETS.values())) == len(SERVICE_KEY_SECRETS)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_calling_others_reads_its_own_key_from_its_own_secret(service: str) -> None:
+    key = env_key(AuthSettings, "service_key")
+    assert key not in shared_config(), f"{key} must not be in the shared ConfigMap"
+    container = main_container(find("Deployment", service), service)
+    secret = SERVICE_KEY_SECRETS.get(service)
+    if secret is None:
+        assert key not in env_names(container), f"{service} calls no service on its own account"
+        return
+    assert env_source(container, key) == ("secretKeyRef", secret, SERVICE_KEY_SECRET_KEY), (
+        f"{service}: {key} must come from Secret {secret} (key {SERVICE_KEY_SECRET_KEY})"
+    )
+    # Required: a pod whose Secret is missing does not start (rather than send headers).
+    item = env_item(container, key)
+    assert item is not None
+    assert item["valueFrom"]["secretKeyRef"].get("optional", False) is False, service
+
+
+def test_every_signing_key_secret_is_referenced_by_exactly_one_deployment() -> None:
+    """A private key only in the pod that signs with it: the gateway's in the gateway, each
+    service's in that service (not its migration Job, not another service, under no name)."""
+    gateway = main_container(find("Deployment", "gateway"), "gateway")
+    signing = env_source(gateway, env_key(GatewaySettings, "signing_key"))
+    assert signing is not None
+    owners = {signing[1]: "gateway", **{s: svc for svc, s in SERVICE_KEY_SECRETS.items()}}
+    assert len(owners) == 1 + len(SERVICE_KEY_SECRETS), "a key Secret shared by two signers"
+    for secret, owner in owners.items():
+        assert workloads_referencing(secret) == {("Deployment", owner)}, (
+            f"Secret {secret} must be referenced by Deployment {owner} alone"
+        )
+    # ... and no pod has a service key but a Deployment reading its own Secret.
+    key = env_key(AuthSettings, "service_key")
+    for workload in workloads():
+        kind, name = workload["kind"], workload["metadata"]["name"]
+        for container in pod_spec(workload)["containers"]:
+            if key in env_names(container):
+                own = SERVICE_KEY_SECRETS.get(name) if kind == "Deployment" else None
+                assert own is not None, f"{kind} {name} has {key}"
+                expected = ("secretKeyRef", own, SERVICE_KEY_SECRET_KEY)
+                assert env_source(container, key) == expected, f"{kind} {name}"
 
 
 # --- Docker ------------------------------------------------------------------------------------
