@@ -4,36 +4,79 @@ composite calls kept for retries), and a gRPC server for the composite flows."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import grpc
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty.gateway.v1 import gateway_service_pb2_grpc
+from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
 from loyalty_gateway.backends import shared_backends
 from loyalty_gateway.cli import clients
 from loyalty_gateway.composite import SERVICE, Composer, forwarded
-from loyalty_gateway.http import http_job
+from loyalty_gateway.http import Keys, http_job
 from loyalty_gateway.settings import GatewaySettings
+
+
+def composer_of(context: ServiceContext) -> Composer:
+    """The composite flows of this gateway process (one for its gRPC and HTTP sides)."""
+    found = context.extras.get("composer")
+    if found is None:
+        credentials = ServiceCredentials("gateway", Keys(context).signing)
+        found = context.extras["composer"] = Composer(
+            shared_backends(context),
+            GatewaySettings().request_deadline_seconds,
+            context.uow,
+            credentials,
+        )
+    return found  # type: ignore[no-any-return]
 
 
 class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
     def __init__(self, context: ServiceContext) -> None:
-        self.context = context
-        self.composer = Composer(
-            shared_backends(context), GatewaySettings().request_deadline_seconds
+        self.composer = composer_of(context)
+
+    async def _call(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await self.composer.call(
+            method, request, forwarded(context.invocation_metadata() or ())
         )
 
     async def GetMemberOverview(
         self, request: pb.GetMemberOverviewRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMemberOverviewResponse:
-        md = forwarded(context.invocation_metadata() or ())
-        return await self.composer.overview(request, md)
+        answer: pb.GetMemberOverviewResponse = await self._call(
+            "GetMemberOverview", request, context
+        )
+        return answer
 
     async def RecordPurchase(
         self, request: pb.RecordPurchaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordPurchaseResponse:
-        md = forwarded(context.invocation_metadata() or ())
-        return await self.composer.record_purchase(request, md, self.context.uow)
+        answer: pb.RecordPurchaseResponse = await self._call("RecordPurchase", request, context)
+        return answer
+
+    async def RedeemAtCheckout(
+        self, request: pb.RedeemAtCheckoutRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedeemAtCheckoutResponse:
+        answer: pb.RedeemAtCheckoutResponse = await self._call("RedeemAtCheckout", request, context)
+        return answer
+
+    async def RefundPurchase(
+        self, request: pb.RefundPurchaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RefundPurchaseResponse:
+        answer: pb.RefundPurchaseResponse = await self._call("RefundPurchase", request, context)
+        return answer
+
+
+def checkout_recovery_job(context: ServiceContext) -> Callable[[], Awaitable[None]]:
+    """Gives back checkouts cut short or left half given back (every replica runs it)."""
+
+    async def run() -> None:
+        await composer_of(context).checkouts.recover_forever(context.stopping)
+
+    return run
 
 
 def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:
@@ -47,6 +90,6 @@ SPEC = ServiceSpec(
     migrations="loyalty_gateway:migrations",
     publishes_events=False,
     port=lambda settings: settings.gateway_grpc_port,
-    jobs=lambda context: [http_job(context)],
+    jobs=lambda context: [http_job(context), checkout_recovery_job(context)],
     commands={"clients": clients},
 )

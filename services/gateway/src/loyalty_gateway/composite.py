@@ -13,14 +13,11 @@ from typing import Any, TypeVar
 
 import grpc
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
-from loyalty.benefits.v1 import benefits_service_pb2_grpc
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
-from loyalty.identity.v1 import identity_service_pb2_grpc
 from loyalty.points.v1 import points_service_pb2 as points_pb
-from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
-from loyalty.tiers.v1 import tiers_service_pb2_grpc
+from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.caller import current_caller, require_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.idempotency import request_scope, run_idempotent, validate_request_id
@@ -28,8 +25,11 @@ from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.uow import UnitOfWork
 
 from loyalty_gateway.backends import Backends
+from loyalty_gateway.checkout import SERVICE as SERVICE
+from loyalty_gateway.checkout import Checkouts
+from loyalty_gateway.refund import Refunds
+from loyalty_gateway.stubs import Stubs
 
-SERVICE = "loyalty.gateway.v1.GatewayService"
 T = TypeVar("T")
 # Metadata passed on to the services: who calls, which request, which trace.
 FORWARDED = ("authorization", "x-loyalty-", "x-request-id", "traceparent", "tracestate")
@@ -45,14 +45,33 @@ def forwarded(metadata: Sequence[tuple[str, str | bytes]]) -> tuple[tuple[str, s
 
 
 class Composer:
-    def __init__(self, backends: Backends, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        backends: Backends,
+        deadline_seconds: float,
+        uow_factory: Callable[[], UnitOfWork],
+        credentials: ServiceCredentials,
+    ) -> None:
         self.backends = backends
         self.deadline = deadline_seconds
-        ch = backends.channels
-        self.identity = identity_service_pb2_grpc.IdentityServiceStub(ch["identity"])
-        self.points = points_service_pb2_grpc.PointsServiceStub(ch["points"])
-        self.tiers = tiers_service_pb2_grpc.TiersServiceStub(ch["tiers"])
-        self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(ch["benefits"])
+        self.uow = uow_factory
+        stubs = Stubs(backends)
+        self.identity, self.points = stubs.identity, stubs.points
+        self.tiers, self.benefits = stubs.tiers, stubs.benefits
+        self.checkouts = Checkouts(stubs, uow_factory, deadline_seconds, credentials)
+        self.refunds = Refunds(stubs, uow_factory, deadline_seconds)
+
+    async def call(self, method: str, request: Any, md: tuple[tuple[str, str], ...]) -> Any:
+        """One of the gateway's methods, for its gRPC servicer and its HTTP routes alike."""
+        if method == "GetMemberOverview":
+            return await self.overview(request, md)
+        if method == "RecordPurchase":
+            return await self.record_purchase(request, md)
+        if method == "RedeemAtCheckout":
+            return await self.checkouts.redeem(request, md)
+        if method == "RefundPurchase":
+            return await self.refunds.refund(request, md)
+        raise NotImplementedError(method)
 
     async def _parts(
         self, calls: dict[str, Callable[[float], Awaitable[Any]]], must: Sequence[str] = ()
@@ -133,7 +152,6 @@ class Composer:
         self,
         request: pb.RecordPurchaseRequest,
         md: tuple[tuple[str, str], ...],
-        uow_factory: Callable[[], UnitOfWork],
     ) -> pb.RecordPurchaseResponse:
         _check_purchase(request)
         unit = unit_of(request.unit)
@@ -146,7 +164,7 @@ class Composer:
         # retrying after a timeout gets it again. Beneath it, points' own request_id check
         # means even a retry that runs the flow again credits the order once.
         scope = request_scope(SERVICE, "RecordPurchase")
-        return await run_idempotent(uow_factory, scope, request, pb.RecordPurchaseResponse, work)
+        return await run_idempotent(self.uow, scope, request, pb.RecordPurchaseResponse, work)
 
     async def _purchase(
         self, request: pb.RecordPurchaseRequest, unit: str, md: tuple[tuple[str, str], ...]

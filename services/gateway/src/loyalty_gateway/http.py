@@ -61,7 +61,6 @@ from loyalty_gateway import openapi
 from loyalty_gateway.backends import BACKENDS, exposed_services, shared_backends
 from loyalty_gateway.clients import DEFAULT_RATE, ClientStore
 from loyalty_gateway.composite import SERVICE as COMPOSITE
-from loyalty_gateway.composite import Composer
 from loyalty_gateway.errors import error_body, http_code, status_of_error, status_of_rpc_error
 from loyalty_gateway.settings import GatewaySettings
 from loyalty_gateway.transcoding import Route as RpcRoute
@@ -140,7 +139,6 @@ def _request_message(
 def build_app(context: ServiceContext) -> Starlette:
     gateway = GatewaySettings()
     backends = shared_backends(context)
-    composer = Composer(backends, gateway.request_deadline_seconds)
     services = [s for found in exposed_services().values() for s in found]
     routes = routes_of(services)
     keys = Keys(context)
@@ -188,9 +186,9 @@ def build_app(context: ServiceContext) -> Starlette:
 
     async def composite(method: str, message: Any, md: tuple[tuple[str, str], ...]) -> Any:
         """The gateway's own methods, run here rather than through its gRPC port."""
-        if method == "GetMemberOverview":
-            return await composer.overview(message, md)
-        return await composer.record_purchase(message, md, context.uow)
+        from loyalty_gateway.app import composer_of  # (app imports this module)
+
+        return await composer_of(context).call(method, message, md)
 
     # -- the routes from the contracts -----------------------------------------------------
 
