@@ -99,12 +99,19 @@ async def test_the_worked_example_register_earn_upgrade_use_redeem_refund(
         assert overview["member"]["identities"][0]["value"] != number  # masked
         assert overview["unavailable"] == []
 
-        # A late checkout at the hotel.
+        # A late checkout at the hotel, paid at its checkout.
         used = await hotel.post(
-            f"/v1/{member}/benefits:consume",
-            json={"requestId": uuid.uuid4().hex, "benefit": "hotel-late-checkout", "unit": "hotel"},
+            "/v1/checkouts:redeem",
+            json={
+                "identity": {"type": "phone", "value": number},
+                "unit": "hotel",
+                "orderId": stay_order(stay),
+                "benefit": "hotel-late-checkout",
+                "requestId": uuid.uuid4().hex,
+            },
         )
         assert used.status_code == 200, used.text
+        assert used.json()["consumption"]["benefitCode"] == "hotel-late-checkout"
         # The mall cannot use the hotel's benefit.
         foreign = await mall.post(
             f"/v1/{member}/benefits:consume",
@@ -112,23 +119,43 @@ async def test_the_worked_example_register_earn_upgrade_use_redeem_refund(
         )
         assert foreign.status_code == 403 and reason_of(foreign) == "UNIT_MISMATCH"
 
-        # Points earned at the mall spent at the cinema.
+        # Points earned at the mall spent at the cinema's checkout: 500 points, CNY 5.
         redeemed = await cinema.post(
-            f"/v1/{member}/points:redeem",
-            json={"requestId": uuid.uuid4().hex, "unit": "cinema", "points": "500"},
+            "/v1/checkouts:redeem",
+            json={
+                "identity": {"type": "phone", "value": number},
+                "unit": "cinema",
+                "orderId": f"cinema-{uuid.uuid4().hex[:8]}",
+                "points": "500",
+                "requestId": uuid.uuid4().hex,
+            },
         )
         assert redeemed.status_code == 200, redeemed.text
+        assert redeemed.json()["pointsValue"] == {"currencyCode": "CNY", "amount": "5.00"}
         assert redeemed.json()["balance"]["available"] == "100"
 
-        # The hotel stay refunded: the points go, the tier stays until the tier year decides.
+        # The hotel stay refunded: its points go, the late checkout comes back, the tier
+        # stays until the tier year decides.
         refund = await hotel.post(
-            f"/v1/{member}/points:reverseEarn",
-            json={"requestId": uuid.uuid4().hex, "unit": "hotel", "orderId": stay_order(stay)},
+            "/v1/purchases:refund",
+            json={
+                "identity": {"type": "phone", "value": number},
+                "unit": "hotel",
+                "orderId": stay_order(stay),
+                "reason": "stay cancelled",
+                "requestId": uuid.uuid4().hex,
+            },
         )
         assert refund.status_code == 200, refund.text
+        assert refund.json()["reversal"]["points"] == "-40000"
+        assert refund.json()["consumption"]["releaseTime"]
         after = (await app.get(f"/v1/{member}/overview")).json()
         assert after["balance"]["pending"] == "0"
         assert after["tier"]["tier"] == "gold"
+        late = next(
+            e for e in after["entitlements"] if e["benefit"]["code"] == "hotel-late-checkout"
+        )
+        assert late["remaining"] == 2
 
 
 def stay_order(response: httpx.Response) -> str:
