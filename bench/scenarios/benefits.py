@@ -552,7 +552,9 @@ async def coupon_issuance(ctx: BenchContext) -> Measurement:
             polls: list[int] = []
             while True:
                 got = await stub.GetCouponIssuance(
-                    pb.GetCouponIssuanceRequest(name=name), timeout=CALL_TIMEOUT
+                    pb.GetCouponIssuanceRequest(name=name),
+                    metadata=MARKETING.metadata(),
+                    timeout=CALL_TIMEOUT,
                 )
                 issuance = got.coupon_issuance
                 polls.append(issuance.progress_percent)

@@ -18,7 +18,7 @@ from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 
-from tests.benefits.conftest import APP, HOTEL, MARKETING, Benefits, rid
+from tests.benefits.conftest import APP, CINEMA, HOTEL, MARKETING, Benefits, rid
 from tests.support.clients import As
 from tests.support.rpc import fails
 
@@ -140,6 +140,12 @@ async def test_bad_issuances_are_refused_and_a_tag_identity_refuses_fails_the_is
     )
     failure = await fails(stub.GetCouponIssuance(pb.GetCouponIssuanceRequest(name="coupons/1")))
     assert failure.fields == ["name"]
+    failure = await fails(  # progress is the issuers' business
+        benefits.as_(CINEMA).GetCouponIssuance(
+            pb.GetCouponIssuanceRequest(name=f"couponIssuances/{uuid.uuid4()}")
+        )
+    )
+    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "SCOPE_REQUIRED")
 
     malformed = await stub.CreateCouponIssuance(issuance("welcome-silver", "no namespace"))
     (*_, failed) = await watch(stub, malformed.coupon_issuance.name)

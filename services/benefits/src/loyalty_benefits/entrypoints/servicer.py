@@ -181,6 +181,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
     async def GetCouponIssuance(
         self, request: pb.GetCouponIssuanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCouponIssuanceResponse:
+        require_scope(ISSUE_SCOPE)  # an issuance's progress is its issuers' business
         issuance_id = convert.issuance_id_of(request.name)
         found = await self._read(lambda uow: issuances.get(uow, issuance_id))
         return pb.GetCouponIssuanceResponse(coupon_issuance=convert.issuance_message(found))
