@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 from google.protobuf import wrappers_pb2
+from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_kit import db
 from loyalty_kit.errors import InvalidArgument
+from loyalty_kit.idempotency import run_remembered
 from loyalty_kit.uow import UnitOfWork
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -88,3 +90,49 @@ async def test_request_id_must_be_present_and_plain(with_counter: AsyncEngine, b
         await add(with_counter, bad, 1)
     assert raised.value.field_violations[0].field == "request_id"
     assert await counter(with_counter) == 0
+
+
+async def test_a_remembered_flow_answers_every_retry_with_the_first_answer_kept(
+    kit_db: AsyncEngine,
+) -> None:
+    """run_remembered: no transaction open while the flow runs; duplicates at once all get
+    the answer kept first; a different request under the same id is refused."""
+    sessions = db.session_factory(kit_db)
+    runs: list[int] = []
+
+    async def open_transactions() -> int:
+        async with kit_db.connect() as conn:
+            found = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                )
+            )
+        return int(found or 0)
+
+    async def flow(points: int, request_id: str = "flow-1") -> wrappers_pb2.Int64Value:
+        async def work() -> wrappers_pb2.Int64Value:
+            runs.append(points)
+            open_now.append(await open_transactions())
+            await asyncio.sleep(0.02)  # duplicates overlap here
+            return wrappers_pb2.Int64Value(value=len(runs))
+
+        return await run_remembered(
+            lambda: UnitOfWork(sessions, "loyalty"),
+            "loyalty.test.v1.Flow/Run:client",
+            points_pb.RedeemPointsRequest(request_id=request_id, points=points),
+            wrappers_pb2.Int64Value,
+            work,
+        )
+
+    open_now: list[int] = []
+    await flow(1, "alone")
+    assert open_now == [0]  # nothing held open while the flow runs
+    answers = await asyncio.gather(*(flow(7) for _ in range(5)))
+    assert len({a.value for a in answers}) == 1  # every duplicate answers with the first kept
+    ran = len(runs)
+    again = await flow(7)
+    assert again == answers[0] and len(runs) == ran  # a later retry does not run the flow
+    with pytest.raises(InvalidArgument) as refused:
+        await flow(8)
+    assert refused.value.reason == "REQUEST_ID_REUSED"

@@ -109,6 +109,42 @@ class IdempotencyKeys:
             response.ParseFromString(row["response"])
         return response
 
+    async def recall(
+        self, scope: str, request_id: str, request: Message, response_type: type[M]
+    ) -> M | None:
+        """The answer remembered for this request_id, if any (no claim, no lock)."""
+        validate_request_id(request_id)
+        conn = await driver_connection(self.session)
+        row = await conn.fetchrow(
+            "SELECT fingerprint, response FROM kit_idempotency_keys "
+            "WHERE scope = $1 AND request_id = $2 AND response IS NOT NULL",
+            scope,
+            request_id,
+        )
+        if row is None:
+            return None
+        if row["fingerprint"] != fingerprint(request, self.fingerprint_key):
+            raise request_id_reused(request_id)
+        response = response_type()
+        response.ParseFromString(row["response"])
+        return response
+
+    async def remember(self, scope: str, request_id: str, request: Message, response: M) -> M:
+        """Keep `response` as this request_id's answer; if another was kept first, that one."""
+        conn = await driver_connection(self.session)
+        inserted = await conn.fetchval(
+            "INSERT INTO kit_idempotency_keys (scope, request_id, fingerprint, response) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+            scope,
+            request_id,
+            fingerprint(request, self.fingerprint_key),
+            response.SerializeToString(deterministic=True),
+        )
+        if inserted:
+            return response
+        first = await self.recall(scope, request_id, request, type(response))
+        return first if first is not None else response
+
     async def store(self, scope: str, request_id: str, response: Message) -> None:
         conn = await driver_connection(self.session)
         await conn.execute(
@@ -155,6 +191,29 @@ async def run_idempotent(
             if attempt == attempts or not is_transient_conflict(error):
                 raise
     raise AssertionError("unreachable")
+
+
+async def run_remembered(
+    uow_factory: Callable[[], UnitOfWork],
+    scope: str,
+    request: Message,
+    response_type: type[M],
+    work: Callable[[], Awaitable[M]],
+) -> M:
+    """For a flow of calls to services that are each idempotent by their own request ids (a
+    composite flow): the first answer is kept and given to every retry, but no transaction is
+    held while the flow runs. Duplicates running at once each run the flow (the services
+    beneath take it once) and all answer with the answer kept first."""
+    request_id = getattr(request, "request_id")  # noqa: B009 (every mutating request has one)
+    async with uow_factory() as uow:
+        first = await uow.idempotency.recall(scope, request_id, request, response_type)
+    if first is not None:
+        return first
+    response = await work()
+    async with uow_factory() as uow:
+        kept = await uow.idempotency.remember(scope, request_id, request, response)
+        await uow.commit()
+    return kept
 
 
 def is_transient_conflict(error: DBAPIError | asyncpg.PostgresError) -> bool:

@@ -20,7 +20,7 @@ from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.caller import current_caller, require_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
-from loyalty_kit.idempotency import request_scope, run_idempotent, validate_request_id
+from loyalty_kit.idempotency import request_scope, run_remembered, validate_request_id
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.uow import UnitOfWork
 
@@ -157,14 +157,15 @@ class Composer:
         unit = unit_of(request.unit)
         require_unit(unit)
 
-        async def work(_uow: UnitOfWork) -> pb.RecordPurchaseResponse:
+        async def work() -> pb.RecordPurchaseResponse:
             return await self._purchase(request, unit, md)
 
         # The composite answer is kept with the request_id in the gateway's database: a POS
-        # retrying after a timeout gets it again. Beneath it, points' own request_id check
-        # means even a retry that runs the flow again credits the order once.
+        # retrying after a timeout gets it again. No transaction is held across the calls:
+        # points takes the order once by the same request_id, so a retry that runs the flow
+        # again (or a duplicate at the same moment) credits the order once.
         scope = request_scope(SERVICE, "RecordPurchase")
-        return await run_idempotent(self.uow, scope, request, pb.RecordPurchaseResponse, work)
+        return await run_remembered(self.uow, scope, request, pb.RecordPurchaseResponse, work)
 
     async def _purchase(
         self, request: pb.RecordPurchaseRequest, unit: str, md: tuple[tuple[str, str], ...]
