@@ -78,6 +78,8 @@ async def run_suite(data_dir: Path) -> int:
         "LOYALTY_DATA_DIR": str(data_dir),
         "LOYALTY_IDENTITY_DEV_KEYS": os.environ.get("LOYALTY_IDENTITY_DEV_KEYS", "true"),
         "LOYALTY_AUTH_DEV_KEYS": os.environ.get("LOYALTY_AUTH_DEV_KEYS", "true"),
+        # Development: grpcurl with x-loyalty-* headers works without a token.
+        "LOYALTY_AUTH_TRUST_HEADERS": os.environ.get("LOYALTY_AUTH_TRUST_HEADERS", "true"),
         "LOYALTY_LOG_FORMAT": os.environ.get("LOYALTY_LOG_FORMAT", "console"),
         "PYTHONUNBUFFERED": "1",
     }

@@ -13,7 +13,7 @@ for every service; the gateway also needs `LOYALTY_GATEWAY_SIGNING_KEY`. In deve
 data folder and shared by the services of that folder.
 
 Without a bearer token, the `x-loyalty-*` headers are taken as sent only while
-`LOYALTY_AUTH_TRUST_HEADERS` is true (development, and private networks during a migration);
+`LOYALTY_AUTH_TRUST_HEADERS` is true (development: `make run`, the benchmarks; off by default);
 otherwise such a call is refused (UNAUTHENTICATED, reason TOKEN_MISSING).
 
 Services calling each other on their own account (benefits paying a reward in points, points
@@ -66,9 +66,9 @@ class AuthSettings(BaseSettings):
         "'<kid>:<base64url Ed25519 private>' (its public half goes into PUBLIC_KEYS).",
     )
     trust_headers: bool = Field(
-        default=True,
+        default=False,
         description="Take x-loyalty-* caller headers as sent when no bearer token is given "
-        "(development; set false where clients can reach services directly).",
+        "(development only: `make run` and the benchmarks turn it on).",
     )
 
 

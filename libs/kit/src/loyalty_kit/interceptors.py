@@ -54,10 +54,10 @@ def invalid_data(error: Exception) -> DomainError | None:
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str, verifier: TokenVerifier | None = None) -> None:
+    def __init__(self, service: str, verifier: TokenVerifier) -> None:
         self.service = service
         # Who is calling: a verified bearer token, else the caller headers (if trusted).
-        self.verifier = verifier or TokenVerifier({}, trust_headers=True)
+        self.verifier = verifier
 
     async def intercept_service(
         self,
