@@ -1,4 +1,4 @@
-"""The benefits domain's pure rules: quota periods, discounts, birthdays."""
+"""The benefits domain's pure rules: quota periods, discounts, birthdays, members' states."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ from loyalty_benefits.domain.catalogue import (
     QuotaPeriod,
 )
 from loyalty_benefits.domain.coupons import issue
+from loyalty_benefits.domain.members import (
+    MemberState,
+    erased,
+    merged,
+    reactivated,
+    suspended,
+)
 from loyalty_kit.money import Amount
 
 
@@ -61,3 +68,24 @@ def test_those_born_on_29_february_celebrate_on_the_28th_in_other_years() -> Non
     assert birthdays_on(date(2026, 2, 28)) == [(2, 28), (2, 29)]
     assert birthdays_on(date(2028, 2, 28)) == [(2, 28)]
     assert birthdays_on(date(2028, 2, 29)) == [(2, 29)]
+
+
+def test_merged_and_erased_are_final_and_each_event_is_idempotent() -> None:
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    held = suspended("m", None, now)
+    assert held.state is MemberState.SUSPENDED and suspended("m", held, now) == held
+    assert reactivated(held) is None and reactivated(None) is None
+    gone = merged("m", "s", held, now)  # a suspended member merged away
+    assert (gone.state, gone.merged_into) == (MemberState.MERGED, "s")
+    assert merged("m", "s", gone, now) == gone
+    assert suspended("m", gone, now) == gone and reactivated(gone) == gone
+    wiped = erased("m", gone, now)
+    assert (wiped.state, wiped.merged_into) == (MemberState.ERASED, "")
+    assert erased("m", wiped, now) == wiped
+    assert merged("m", "s", wiped, now) == wiped
+    assert suspended("m", wiped, now) == wiped and reactivated(wiped) == wiped
+    refusal = gone.refusal()
+    assert (refusal.reason, refusal.metadata) == (
+        "MEMBER_MERGED",
+        {"member_id": "m", "state": "merged", "merged_into": "s"},
+    )

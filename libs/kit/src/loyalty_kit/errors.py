@@ -100,6 +100,23 @@ class Aborted(DomainError):
     reason = "ABORTED"
 
 
+class MemberNotActive(FailedPrecondition):
+    """A suspended, merged or erased member, refused alike by every service that moves
+    something for members (points, benefits): reason MEMBER_SUSPENDED, MEMBER_MERGED or
+    MEMBER_ERASED; a merged member's error names the member it was merged into."""
+
+    def __init__(self, member_id: str, state: str, merged_into: str = "") -> None:
+        metadata = {"member_id": member_id, "state": state}
+        if merged_into:
+            metadata["merged_into"] = merged_into
+        super().__init__(
+            f"member {member_id} is {state}"
+            + (f" (merged into {merged_into})" if merged_into else ""),
+            reason=f"MEMBER_{state.upper()}",
+            metadata=metadata,
+        )
+
+
 class Violations:
     """Collects field violations while validating a request, then raises them all at once."""
 

@@ -1,6 +1,6 @@
 """The benefits service as the kit runs it: the servicer, the tier and member events it learns
-from, the job that finishes reward redemptions left half-way and the one that carries out bulk
-coupon issuances."""
+from (merges, erasures, suspensions, reactivations, birthdays), the job that finishes reward
+redemptions left half-way and the one that carries out bulk coupon issuances."""
 
 from __future__ import annotations
 
@@ -122,16 +122,24 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     )
 
     async def merged(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id)
+        await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
 
     async def erased(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_member_erased(uow, e.member_id)
+        await handlers.on_member_erased(uow, e.member_id, clock())
+
+    async def suspended(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_suspended(uow, e.member_id, clock())
+
+    async def reactivated(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_reactivated(uow, e.member_id)
 
     async def profile_changed(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
         await handlers.on_profile_changed(uow, e.member_id, e.birthday_month, e.birthday_day)
 
     members.on(identity_events.MemberMerged, merged)
     members.on(identity_events.MemberErased, erased)
+    members.on(identity_events.MemberSuspended, suspended)
+    members.on(identity_events.MemberReactivated, reactivated)
     members.on(identity_events.ProfileChanged, profile_changed)
     return [tiers, members]
 

@@ -22,6 +22,7 @@ from loyalty_benefits.domain.catalogue import (
 from loyalty_benefits.domain.coupons import Coupon, CouponState
 from loyalty_benefits.domain.entitlements import Consumption, MemberTier
 from loyalty_benefits.domain.issuances import CouponIssuance, IssuanceState
+from loyalty_benefits.domain.members import InactiveMember, MemberState
 from loyalty_benefits.domain.rewards import Redemption, RedemptionState
 
 
@@ -115,6 +116,62 @@ class MemberTiers(_Store):
     async def forget(self, member_id: str) -> None:
         conn = await self.conn()
         await conn.execute("DELETE FROM member_tiers WHERE member_id = $1", member_id)
+
+
+def _inactive(row: Any) -> InactiveMember:
+    return InactiveMember(
+        str(row["member_id"]), MemberState(row["state"]), row["merged_into"], row["updated_at"]
+    )
+
+
+class MemberStates(_Store):
+    """Members who are not active; an active member has no row."""
+
+    async def get(self, member_id: str, *, lock: bool = False) -> InactiveMember | None:
+        conn = await self.conn()
+        row = await conn.fetchrow(
+            "SELECT * FROM member_states WHERE member_id = $1" + (" FOR UPDATE" if lock else ""),
+            member_id,
+        )
+        return None if row is None else _inactive(row)
+
+    async def among(self, member_ids: list[str]) -> dict[str, InactiveMember]:
+        """The members of `member_ids` who are not active, in one query."""
+        if not member_ids:
+            return {}
+        conn = await self.conn()
+        rows = await conn.fetch(
+            "SELECT * FROM member_states WHERE member_id = ANY($1::uuid[])", member_ids
+        )
+        return {str(r["member_id"]): _inactive(r) for r in rows}
+
+    async def save(self, member: InactiveMember) -> None:
+        conn = await self.conn()
+        await conn.execute(
+            "INSERT INTO member_states (member_id, state, merged_into, updated_at) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (member_id) DO UPDATE SET "
+            "state = EXCLUDED.state, merged_into = EXCLUDED.merged_into, "
+            "updated_at = EXCLUDED.updated_at",
+            member.member_id,
+            member.state.value,
+            member.merged_into,
+            member.updated_at,
+        )
+
+    async def forget(self, member_id: str) -> None:
+        conn = await self.conn()
+        await conn.execute("DELETE FROM member_states WHERE member_id = $1", member_id)
+
+    async def forward_merged(self, old_survivor: str, new_survivor: str, now: datetime) -> None:
+        """Members merged into `old_survivor` now point at `new_survivor` (no chains)."""
+        conn = await self.conn()
+        await conn.execute(
+            "UPDATE member_states SET merged_into = $2, updated_at = $3 "
+            "WHERE state = 'merged' AND merged_into = $1",
+            old_survivor,
+            new_survivor,
+            now,
+        )
 
 
 class Birthdays(_Store):

@@ -11,6 +11,7 @@ from loyalty_kit.errors import (
     NotFound,
     PermissionDenied,
 )
+from loyalty_kit.errors import MemberNotActive as MemberNotActive
 
 
 class NoCatalogue(FailedPrecondition):

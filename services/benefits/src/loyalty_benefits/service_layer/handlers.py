@@ -35,6 +35,11 @@ from loyalty_benefits.domain.errors import (
     QuotaExhausted,
     RewardNotFound,
 )
+from loyalty_benefits.domain.members import FINAL, ensure_active
+from loyalty_benefits.domain.members import erased as erased_state
+from loyalty_benefits.domain.members import merged as merged_state
+from loyalty_benefits.domain.members import reactivated as reactivated_state
+from loyalty_benefits.domain.members import suspended as suspended_state
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
 
@@ -53,6 +58,23 @@ async def publish_catalogue(uow: BenefitsUnitOfWork, new: Catalogue) -> Catalogu
     new.validate()
     new.version, new.created_at = await uow.catalogue.add(new)
     return new
+
+
+# --- members' state ---------------------------------------------------------------------------
+
+
+async def active_member(uow: BenefitsUnitOfWork, member_id: str) -> None:
+    """MemberNotActive (FAILED_PRECONDITION, MEMBER_SUSPENDED / _MERGED / _ERASED) for a member
+    identity suspended, merged into another or erased; one primary-key lookup that, for an
+    active member, finds nothing. Everything a member does or is given asks this first; giving
+    back and reading do not."""
+    ensure_active(await uow.member_states.get(member_id))
+
+
+async def active_among(uow: BenefitsUnitOfWork, member_ids: list[str]) -> list[str]:
+    """`member_ids` without the members who are not active (background grants skip them)."""
+    inactive = await uow.member_states.among(member_ids)
+    return [m for m in member_ids if m not in inactive]
 
 
 # --- entitlements and consumption ------------------------------------------------------------
@@ -84,6 +106,7 @@ async def consume(
     order_id: str,
     now: datetime,
 ) -> tuple[Consumption, Entitlement]:
+    await active_member(uow, member_id)
     rules = await catalogue(uow)
     member = await uow.members.get(member_id)
     benefit = benefit_to_consume(rules, benefit_code, tier_of(rules, member), unit, now)
@@ -180,13 +203,18 @@ async def issue_coupons(
     now: datetime,
 ) -> list[Coupon]:
     """Coupons of a template for each member. `issuer_unit`: the unit issuing (None: an admin),
-    which may only issue coupons of its own or the group's templates."""
+    which may only issue coupons of its own or the group's templates. A member who is not
+    active refuses the whole request (MemberNotActive naming the first such member): nothing
+    is issued."""
     rules = await catalogue(uow)
     template = rules.template(template_code)
     if template is None:
         raise CouponTemplateNotFound(template_code)
     if template.unit:  # a group-wide template may be issued by any unit
         check_unit(template.unit, issuer_unit)
+    inactive = await uow.member_states.among(member_ids)
+    for member_id in member_ids:
+        ensure_active(inactive.get(member_id))
     coupons = [issue(template, member_id, "issue", now) for member_id in member_ids]
     await uow.coupons.add_many(coupons)
     for coupon in coupons:
@@ -236,6 +264,7 @@ async def redeem_coupon(
     order: Amount,
     now: datetime,
 ) -> tuple[Coupon, Amount]:
+    await active_member(uow, member_id)
     found = await uow.coupons.get(member_id, code.upper(), lock=True)
     if found is None:
         raise CouponNotFound(code)
@@ -312,11 +341,18 @@ async def on_tier_changed(
     now: datetime,
 ) -> None:
     """Learn the member's tier; on an upgrade, grant the new tier's welcome gift (once per
-    member and tier, ever: falling back and climbing again does not grant it twice)."""
+    member and tier, ever: falling back and climbing again does not grant it twice). A
+    suspended member's tier is learned but gets no gift; a merged or erased member's change
+    is ignored (what was theirs has moved or gone)."""
     current = await uow.members.get(member_id, lock=True)
     if current is not None and current.effective_at > effective_at:
         return  # an older change arriving late
+    state = await uow.member_states.get(member_id)
+    if state is not None and state.state in FINAL:
+        return
     await uow.members.save(MemberTier(member_id, to_tier, effective_at, tier_year_end))
+    if state is not None:
+        return  # suspended: no welcome gift
     rules = await uow.catalogue.latest()
     if rules is None or not rules.is_upgrade(from_tier, to_tier):
         return
@@ -325,10 +361,34 @@ async def on_tier_changed(
         await grant_coupon(uow, rules, template.code, member_id, f"welcome:{to_tier}", now)
 
 
-async def on_member_merged(uow: BenefitsUnitOfWork, survivor_id: str, absorbed_id: str) -> None:
+async def on_member_suspended(uow: BenefitsUnitOfWork, member_id: str, now: datetime) -> None:
+    """Until reactivated, the member consumes, redeems and is issued nothing."""
+    known = await uow.member_states.get(member_id, lock=True)
+    state = suspended_state(member_id, known, now)
+    if state != known:
+        await uow.member_states.save(state)
+
+
+async def on_member_reactivated(uow: BenefitsUnitOfWork, member_id: str) -> None:
+    """Active again: the row goes (a merged or erased member stays so)."""
+    known = await uow.member_states.get(member_id, lock=True)
+    if known is not None and reactivated_state(known) is None:
+        await uow.member_states.forget(member_id)
+
+
+async def on_member_merged(
+    uow: BenefitsUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
+) -> None:
     """The survivor takes the absorbed member's coupons, consumptions (uses in the same quota
     period add up) and reward redemptions. Its tier comes from the tiers service, which
-    announces the merged tier with its own TierChanged."""
+    announces the merged tier with its own TierChanged. The absorbed ID is refused from now on
+    (MEMBER_MERGED, naming the survivor), as are those merged into it earlier, which now name
+    the survivor."""
+    known = await uow.member_states.get(absorbed_id, lock=True)
+    state = merged_state(absorbed_id, survivor_id, known, now)
+    if state != known:
+        await uow.member_states.save(state)
+    await uow.member_states.forward_merged(absorbed_id, survivor_id, now)
     await uow.coupons.move_member(absorbed_id, survivor_id)
     await uow.consumptions.move_member(absorbed_id, survivor_id)
     await uow.rewards.move_member(absorbed_id, survivor_id)
@@ -336,9 +396,14 @@ async def on_member_merged(uow: BenefitsUnitOfWork, survivor_id: str, absorbed_i
     await uow.birthdays.forget(absorbed_id)
 
 
-async def on_member_erased(uow: BenefitsUnitOfWork, member_id: str) -> None:
+async def on_member_erased(uow: BenefitsUnitOfWork, member_id: str, now: datetime) -> None:
     """Right to be forgotten: unused coupons and quota usage go; what was consumed, redeemed or
-    bought stays only as anonymous counts (units settle on them)."""
+    bought stays only as anonymous counts (units settle on them). The ID is refused from now on
+    (MEMBER_ERASED)."""
+    known = await uow.member_states.get(member_id, lock=True)
+    state = erased_state(member_id, known, now)
+    if state != known:
+        await uow.member_states.save(state)
     await uow.coupons.erase_member(member_id)
     await uow.consumptions.erase_member(member_id)
     await uow.rewards.erase_member(member_id)
@@ -362,14 +427,18 @@ async def birthday_gifts_chunk(
 ) -> tuple[BirthdayRun, str | None]:
     """Grant the birthday coupons of up to `chunk` members celebrating today (in the
     catalogue's time zone), after member `after`; the last member seen (None: done). Each
-    member's coupon is a grant of the year: running again grants nothing twice."""
+    member's coupon is a grant of the year: running again grants nothing twice. Members who
+    are not active (suspended) are skipped."""
     rules = await uow.catalogue.latest()
     if rules is None:
         return BirthdayRun(), None
     today = now.astimezone(rules.zone()).date()
     members = await uow.birthdays.celebrating(birthdays_on(today), after, chunk)
     run = BirthdayRun(celebrating=len(members))
+    active = set(await active_among(uow, [m for m, _ in members]))
     for member_id, tier in members:
+        if member_id not in active:
+            continue
         template = rules.birthday_template(tier or rules.entry_tier)
         if template is None:
             continue

@@ -29,7 +29,7 @@ from loyalty_benefits.domain.errors import (
     SegmentUnreachable,
 )
 from loyalty_benefits.domain.issuances import CouponIssuance, grant_key
-from loyalty_benefits.service_layer.handlers import catalogue, coupon_issued
+from loyalty_benefits.service_layer.handlers import active_among, catalogue, coupon_issued
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
 log = get_logger("loyalty.benefits.issuances")
@@ -83,7 +83,9 @@ async def issue_chunk(
     total: int,
     now: datetime,
 ) -> CouponIssuance | None:
-    """The chunk's transaction; None when another attempt committed this chunk already."""
+    """The chunk's transaction; None when another attempt committed this chunk already. The
+    segment lists suspended members too (identity keeps their tags): they, and any member not
+    active, are processed but issued nothing."""
     current = await uow.issuances.get(read.issuance_id, lock=True)
     if current is None or not current.at_same_position(read):
         return None
@@ -93,9 +95,8 @@ async def issue_chunk(
         if template is None:
             raise CouponTemplateNotFound(current.template_code)
         key = grant_key(current.issuance_id)
-        issued = await uow.coupons.add_granted(
-            [issue(template, m, key, now) for m in member_ids], key
-        )
+        active = await active_among(uow, member_ids)
+        issued = await uow.coupons.add_granted([issue(template, m, key, now) for m in active], key)
     except DomainError as error:  # withdrawn or expired meanwhile: stop for good
         current.fail(error.reason, str(error), now)
         await uow.issuances.save(current)

@@ -91,7 +91,8 @@ class RewardRedemptions:
         self, scope: str, request: Message, request_id: str, member_id: str, reward_code: str
     ) -> Redemption:
         """The redemption of this request_id: the earlier attempt's, or a new one holding one
-        unit of stock."""
+        unit of stock (a member who is not active gets none: MemberNotActive; an earlier
+        attempt carries on, the points service refusing such a member's debit)."""
         print_ = fingerprint(request)
         for _ in range(2):
             async with self.uow() as uow:
@@ -100,6 +101,7 @@ class RewardRedemptions:
                     if earlier.fingerprint != print_:
                         raise request_id_reused(request_id)
                     return earlier
+                await handlers.active_member(uow, member_id)  # before any stock or points move
                 rules = await handlers.catalogue(uow)
                 reward = rules.reward(reward_code)
                 if reward is None:

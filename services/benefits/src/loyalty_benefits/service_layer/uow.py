@@ -14,6 +14,7 @@ from loyalty_benefits.adapters.repository import (
     Consumptions,
     CouponIssuances,
     Coupons,
+    MemberStates,
     MemberTiers,
     Rewards,
 )
@@ -27,6 +28,7 @@ class BenefitsUnitOfWork(UnitOfWork):
     issuances: CouponIssuances
     rewards: Rewards
     birthdays: Birthdays
+    member_states: MemberStates
 
     def __init__(
         self,
@@ -48,4 +50,5 @@ class BenefitsUnitOfWork(UnitOfWork):
         self.issuances = CouponIssuances(self.session)
         self.rewards = Rewards(self.session)
         self.birthdays = Birthdays(self.session)
+        self.member_states = MemberStates(self.session)
         return self

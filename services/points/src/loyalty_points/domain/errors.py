@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from loyalty_kit.errors import AlreadyExists, FailedPrecondition, NotFound
+from loyalty_kit.errors import MemberNotActive as MemberNotActive
 
 
 class MemberNotFound(NotFound):
@@ -10,21 +11,6 @@ class MemberNotFound(NotFound):
 
     def __init__(self, member_id: str) -> None:
         super().__init__(f"member {member_id} was not found", metadata={"member_id": member_id})
-
-
-class MemberNotActive(FailedPrecondition):
-    """Suspended, merged or erased members neither earn nor redeem."""
-
-    def __init__(self, member_id: str, state: str, merged_into: str = "") -> None:
-        metadata = {"member_id": member_id, "state": state}
-        if merged_into:
-            metadata["merged_into"] = merged_into
-        super().__init__(
-            f"member {member_id} is {state}"
-            + (f" (merged into {merged_into})" if merged_into else ""),
-            reason=f"MEMBER_{state.upper()}",
-            metadata=metadata,
-        )
 
 
 class OrderAlreadyEarned(AlreadyExists):
