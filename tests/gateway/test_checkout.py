@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
-from loyalty_gateway.app import composer_of
+from loyalty_gateway.composite import composer_of
 from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.db import driver_connection
 from loyalty_kit.server import RunningService

@@ -10,28 +10,11 @@ from typing import Any
 import grpc
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty.gateway.v1 import gateway_service_pb2_grpc
-from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
-from loyalty_gateway.backends import shared_backends
 from loyalty_gateway.cli import clients
-from loyalty_gateway.composite import SERVICE, Composer, forwarded
-from loyalty_gateway.http import Keys, http_job
-from loyalty_gateway.settings import GatewaySettings
-
-
-def composer_of(context: ServiceContext) -> Composer:
-    """The composite flows of this gateway process (one for its gRPC and HTTP sides)."""
-    found = context.extras.get("composer")
-    if found is None:
-        credentials = ServiceCredentials("gateway", Keys(context).signing)
-        found = context.extras["composer"] = Composer(
-            shared_backends(context),
-            GatewaySettings().request_deadline_seconds,
-            context.uow,
-            credentials,
-        )
-    return found  # type: ignore[no-any-return]
+from loyalty_gateway.composite import SERVICE, composer_of, forwarded
+from loyalty_gateway.http import http_job
 
 
 class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):

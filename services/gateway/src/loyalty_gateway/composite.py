@@ -22,12 +22,15 @@ from loyalty_kit.caller import current_caller, require_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.idempotency import request_scope, run_remembered, validate_request_id
 from loyalty_kit.resources import member_id_of, unit_of
+from loyalty_kit.server import ServiceContext
 from loyalty_kit.uow import UnitOfWork
 
-from loyalty_gateway.backends import Backends
+from loyalty_gateway.backends import Backends, shared_backends
 from loyalty_gateway.checkout import SERVICE as SERVICE
 from loyalty_gateway.checkout import Checkouts
+from loyalty_gateway.keys import Keys
 from loyalty_gateway.refund import Refunds
+from loyalty_gateway.settings import GatewaySettings
 from loyalty_gateway.stubs import Stubs
 
 T = TypeVar("T")
@@ -236,3 +239,17 @@ def _check_purchase(request: pb.RecordPurchaseRequest) -> None:
     except InvalidArgument:
         problems.items.append(FieldViolation("unit", "a business unit code such as 'hotel'"))
     problems.raise_if_any()
+
+
+def composer_of(context: ServiceContext) -> Composer:
+    """The composite flows of this gateway process (one for its gRPC and HTTP sides)."""
+    found = context.extras.get("composer")
+    if found is None:
+        credentials = ServiceCredentials("gateway", Keys(context).signing)
+        found = context.extras["composer"] = Composer(
+            shared_backends(context),
+            GatewaySettings().request_deadline_seconds,
+            context.uow,
+            credentials,
+        )
+    return found  # type: ignore[no-any-return]

@@ -32,11 +32,6 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from loyalty_kit.auth import (
     AUTHORIZATION,
-    AuthSettings,
-    SigningKey,
-    TokenVerifier,
-    development_keys,
-    parse_keys,
 )
 from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.errors import (
@@ -61,7 +56,9 @@ from loyalty_gateway import openapi
 from loyalty_gateway.backends import BACKENDS, exposed_services, shared_backends
 from loyalty_gateway.clients import DEFAULT_RATE, ClientStore
 from loyalty_gateway.composite import SERVICE as COMPOSITE
+from loyalty_gateway.composite import composer_of
 from loyalty_gateway.errors import error_body, http_code, status_of_error, status_of_rpc_error
+from loyalty_gateway.keys import Keys
 from loyalty_gateway.settings import GatewaySettings
 from loyalty_gateway.transcoding import Route as RpcRoute
 from loyalty_gateway.transcoding import routes_of, set_field
@@ -70,23 +67,6 @@ log = get_logger("loyalty.gateway")
 tracer = trace.get_tracer("loyalty.gateway")
 REQUEST_ID = "x-request-id"
 CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-
-
-class Keys:
-    """The token signing key and the verifier (the same keys the services verify with)."""
-
-    def __init__(self, context: ServiceContext) -> None:
-        configured = GatewaySettings()
-        auth = AuthSettings()
-        if configured.signing_key:
-            self.signing: SigningKey | None = SigningKey.parse(configured.signing_key)
-            public = auth.public_keys
-        elif auth.dev_keys:
-            self.signing, public = development_keys(context.settings.data_dir)
-        else:
-            self.signing, public = None, auth.public_keys
-        self.verifier = TokenVerifier(parse_keys(public), trust_headers=False)
-        self.ttl = configured.token_ttl_seconds
 
 
 def caller_of_claims(claims: dict[str, Any]) -> Caller:
@@ -186,8 +166,6 @@ def build_app(context: ServiceContext) -> Starlette:
 
     async def composite(method: str, message: Any, md: tuple[tuple[str, str], ...]) -> Any:
         """The gateway's own methods, run here rather than through its gRPC port."""
-        from loyalty_gateway.app import composer_of  # (app imports this module)
-
         return await composer_of(context).call(method, message, md)
 
     # -- the routes from the contracts -----------------------------------------------------
