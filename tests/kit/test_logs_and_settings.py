@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from loyalty_kit.logs import configure_logging, get_logger, scrub
 from loyalty_kit.settings import Settings
 
@@ -69,3 +72,42 @@ def test_error_references_survive_the_masking_of_long_numbers() -> None:
     for _ in range(200):
         reference = error_reference()
         assert len(reference) == 12 and not any(c.isdigit() for c in reference)
+
+
+# Text around a value in a log message: ASCII words, punctuation and Chinese, never glued to it.
+_AROUND = st.text(alphabet=st.sampled_from(list("abc XYZ,;:=()[]{}'\"/。电话订单号 ")), max_size=20)
+_SEPARATOR = st.sampled_from([" ", "=", ": ", "(", "'", '"', "电话", ", "])
+
+
+@st.composite
+def _phones(draw: st.DrawFn) -> str:
+    """Mainland mobile numbers as people and systems write them."""
+    digits = (
+        "1" + draw(st.sampled_from("3456789")) + draw(st.text("0123456789", min_size=9, max_size=9))
+    )
+    sep = draw(st.sampled_from(["", " ", "-", "."]))
+    number = sep.join((digits[:3], digits[3:7], digits[7:])) if sep else digits
+    prefix = draw(st.sampled_from(["", "+86", "+86 ", "(+86) ", "86-", "0086"]))
+    return prefix + number
+
+
+@given(value=st.uuids(version=4), before=_AROUND, after=_AROUND, sep=_SEPARATOR)
+def test_any_uuid_survives_the_masking(value: uuid.UUID, before: str, after: str, sep: str) -> None:
+    text = f"{before}{sep}{value}{sep[::-1]}{after}"
+    assert str(value) in scrub(text)
+
+
+@given(value=st.uuids(), reference=st.text("0123456789abcdef", min_size=8, max_size=32))
+def test_hex_ids_and_references_survive_the_masking(value: uuid.UUID, reference: str) -> None:
+    # A hex id with at least one letter is an id, not a number.
+    assume(any(c.isalpha() for c in reference))
+    text = f"checkout_id={value.hex} reference {reference} trace={value}"
+    assert scrub(text) == text
+
+
+@given(phone=_phones(), before=_AROUND, after=_AROUND, sep=_SEPARATOR)
+def test_any_phone_in_a_message_is_masked(phone: str, before: str, after: str, sep: str) -> None:
+    masked = scrub(f"{before}{sep}{phone} {after}")
+    digits = "".join(c for c in phone if c.isdigit())
+    assert digits[-8:] not in "".join(c for c in masked if c.isdigit())
+    assert "[number]" in masked

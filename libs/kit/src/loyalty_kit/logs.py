@@ -16,8 +16,24 @@ from typing import Any
 import structlog
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# 7+ digits, optionally with a leading + and separators: phones, card and id numbers.
-_LONG_NUMBER = re.compile(r"\+?\d[\d \-]{5,}\d")
+# One pass over the text: what must survive (UUIDs, ISO dates and times) is matched first and
+# kept; a phone, card or id number is 7+ digits standing alone, optionally with a leading +, a
+# country code in parentheses, and single spaces, hyphens or dots between its groups. "Alone"
+# means no ASCII letter, digit, underscore or hyphen touches either end (Chinese text may), so
+# the digit runs inside hex ids, references and UUIDs are never taken for numbers.
+_ALONE_BEFORE, _ALONE_AFTER = r"(?<![A-Za-z0-9_-])", r"(?![A-Za-z0-9_-])"
+_HEX = "[0-9a-fA-F]"
+_TOKENS = re.compile(
+    rf"(?P<keep>{_ALONE_BEFORE}(?:"
+    rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
+    r"|\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+    rf"){_ALONE_AFTER})"
+    rf"|(?P<number>{_ALONE_BEFORE}(?:\+|\(\+?\d{{1,4}}\)[ .-]?)?\d(?:[ .-]?\d){{6,}}{_ALONE_AFTER})"
+)
+
+
+def _mask(match: re.Match[str]) -> str:
+    return match.group() if match.group("keep") else "[number]"
 
 
 # Keys the logging machinery itself fills in.
@@ -28,7 +44,7 @@ _TRUSTED_KEYS = frozenset(
 
 def scrub(text: str) -> str:
     text = _EMAIL.sub("[email]", text)
-    return _LONG_NUMBER.sub("[number]", text)
+    return _TOKENS.sub(_mask, text)
 
 
 def _scrub_value(value: Any) -> Any:
