@@ -1,4 +1,4 @@
-"""The composite flows over HTTP, through DOMAIN.md's worked example, against the real
+"""The composite flows over HTTP, through the worked example (docs/worked-example.md), against the real
 identity, points, tiers and benefits services."""
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class Points:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def programme(points_service: RunningService) -> Any:
-    """The Huayue programme of DOMAIN.md, version 1, effective since 2020."""
+    """The Huayue programme of docs/worked-example.md, version 1, effective since 2020."""
     async with grpc.aio.insecure_channel(points_service.target) as channel:
         stub = As(points_service_pb2_grpc.PointsServiceStub, channel, ADMIN)
         response = await stub.UpdateProgramme(

@@ -1,6 +1,6 @@
 """The tier ladder (data, versioned) and how activity places a member on it (pure).
 
-Huayue's ladder (DOMAIN.md): by 12-month qualifying spend, silver 5,000; gold 20,000;
+Huayue's ladder (docs/worked-example.md): by 12-month qualifying spend, silver 5,000; gold 20,000;
 platinum 80,000; diamond 300,000. Upgrades happen as soon as a threshold is met; a refund never
 downgrades on the spot (the tier year decides, judged at its end). A grant or a paid membership
 can lift a member above what the activity holds; the higher of the two is the member's tier.
