@@ -1,5 +1,5 @@
-"""The composite flows over HTTP, through the worked example (docs/worked-example.md), against the real
-identity, points, tiers and benefits services."""
+"""The composite flows over HTTP, through the worked example (docs/worked-example.md), against
+the real identity, points, tiers and benefits services."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Earning: the rules of the worked example (docs/worked-example.md) applied, explained, and never counted twice."""
+"""Earning: the worked example's rules (docs/worked-example.md) applied, explained, never twice."""
 
 from __future__ import annotations
 
