@@ -18,7 +18,7 @@ from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty_devstack.embedded import free_port
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_gateway.app import SPEC as GATEWAY
-from loyalty_gateway.checkout import Checkouts, Row
+from loyalty_gateway.checkout import Checkouts, Row, UndoPending
 from loyalty_gateway.composite import composer_of
 from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.db import driver_connection
@@ -251,3 +251,36 @@ async def test_an_attempt_running_within_its_lease_is_left_to_its_replica(
     await checkouts._step(row, "points", md)
     assert await checkouts._set_state(row, "completed", pb.RedeemAtCheckoutResponse())
     assert await statement(gateway, member) == ["POSTING_KIND_EARN", "POSTING_KIND_REDEEM"]
+
+
+async def test_an_owner_whose_lease_was_taken_over_stops_and_takes_nothing_more(
+    gateway: Gateway, gateway_service: RunningService
+) -> None:
+    """A replica so slow that its lease ran out between two steps: the job of another replica
+    settles the attempt, and the owner, finding its lease gone, takes no further part."""
+    number = phone()
+    member, _ = await member_with(gateway, number, "mall", "400.00")
+    shared = composer_of(gateway_service.context).checkouts
+
+    class Slow(Checkouts):
+        async def _step(self, row: Row, step: str, md: tuple[tuple[str, str], ...]) -> Any:
+            answer = await super()._step(row, step, md)
+            if step == "benefit":  # then the replica stalls past its lease
+                await lease_runs_out(gateway_service, row)
+                await settled(state_in(gateway_service), row.checkout_id)
+            return answer
+
+    slow = Slow(shared.stubs, shared.uow, shared.deadline, shared.credentials)
+    client_id, _ = await gateway.client("hotel", "earn", "redeem")
+    caller = Caller(unit="hotel", client_id=client_id, scopes=frozenset({"redeem"}))
+    set_current_caller(caller)
+    request = pb.RedeemAtCheckoutRequest(
+        unit="hotel", order_id="slow", points=100, benefit=DRINK, request_id=uuid.uuid4().hex
+    )
+    request.identity.type, request.identity.value = "phone", number
+    async with await gateway.session("hotel", "earn", "redeem") as hotel:
+        before = await remaining(hotel, member, "hotel", DRINK)
+        with pytest.raises(UndoPending):
+            await slow.redeem(request, shared.credentials.metadata(caller))
+        assert await remaining(hotel, member, "hotel", DRINK) == before
+    assert await statement(gateway, member) == ["POSTING_KIND_EARN"]  # points never asked
