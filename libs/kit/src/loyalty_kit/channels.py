@@ -69,6 +69,10 @@ def channel(
             ("grpc.service_config", RETRY_SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
+            # A service that was down is found again within seconds of answering (the default
+            # backoff grows to two minutes, keeping calls failing long after it is back).
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
             # Room for a rich google.rpc.Status in the trailers (the default soft cap is 8 KiB).
             ("grpc.max_metadata_size", 64 * 1024),
         ],

@@ -129,6 +129,32 @@ class IdempotencyKeys:
         response.ParseFromString(row["response"])
         return response
 
+    async def settled(self, scope: str, request_id: str, response_type: type[M]) -> M | None:
+        """The answer a request_id got, or None if it was never taken (or was refused), without
+        taking anything. A claim whose transaction is still in flight is invisible to a plain
+        read, so a probe insert waits for it to end; the caller's transaction must then roll
+        back (never commit), which removes the probe."""
+        validate_request_id(request_id)
+        conn = await driver_connection(self.session)
+        probed = await conn.fetchval(
+            "INSERT INTO kit_idempotency_keys (scope, request_id, fingerprint) "
+            "VALUES ($1, $2, '') ON CONFLICT DO NOTHING RETURNING true",
+            scope,
+            request_id,
+        )
+        if probed:
+            return None
+        kept = await conn.fetchval(
+            "SELECT response FROM kit_idempotency_keys WHERE scope = $1 AND request_id = $2",
+            scope,
+            request_id,
+        )
+        if kept is None:
+            return None
+        response = response_type()
+        response.ParseFromString(kept)
+        return response
+
     async def remember(self, scope: str, request_id: str, request: Message, response: M) -> M:
         """Keep `response` as this request_id's answer; if another was kept first, that one."""
         conn = await driver_connection(self.session)

@@ -15,6 +15,7 @@ from loyalty_kit.server import ServiceContext, ServiceSpec
 from loyalty_gateway.cli import clients
 from loyalty_gateway.composite import SERVICE, composer_of, forwarded
 from loyalty_gateway.http import http_job
+from loyalty_gateway.settings import GatewaySettings
 
 
 class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
@@ -57,7 +58,8 @@ def checkout_recovery_job(context: ServiceContext) -> Callable[[], Awaitable[Non
     """Gives back checkouts cut short or left half given back (every replica runs it)."""
 
     async def run() -> None:
-        await composer_of(context).checkouts.recover_forever(context.stopping)
+        every = GatewaySettings().checkout_recovery_seconds
+        await composer_of(context).checkouts.recover_forever(context.stopping, every)
 
     return run
 

@@ -4,14 +4,22 @@ The parts are taken one after another, each from its own service: the coupon (be
 benefit (benefits), the points (points). Each step is idempotent by a request id made of the
 checkout, its attempt and the step, so asking again never takes twice. When a step is refused,
 or its service does not answer, the steps already taken are given back, last first: points
-cancelled, consumption released, coupon released. A step whose outcome is unknown is first
-asked again with its own request id (the service answers as it did, or does it now), then given
-back. Only then is the refusal the answer, and the next call with the same request_id starts a
+cancelled, consumption released, coupon released. A step whose outcome is unknown is looked
+up by its request id (`LookupRedemption`, `LookupConsumption`, `LookupCouponRedemption`: they
+never take anything, and wait for a call still in flight): given back if it was taken, simply
+not taken if it never was, so a member never sees a redemption and its cancellation they did not
+make. Only then is the refusal the answer, and the next call with the same request_id starts a
 new attempt; a completed checkout answers every retry with its first answer.
 
 The log in the gateway's database (`checkouts`) is written around the calls, never held open
-across them. An attempt cut short by a stopped gateway stays `running`; one whose give-back
-could not finish is `undoing`: `recover()`, run by every gateway replica, gives both back.
+across them. The attempt's owner renews its lease (`updated_at`) before each step; an attempt
+cut short by a stopped gateway stays `running` and is settled once its lease has run out (the
+step's deadline and `SETTLE_AFTER_SECONDS`: no call of it can still be in flight then). One
+whose give-back could not finish (a service down) is `undoing` and is settled
+`SETTLE_AFTER_SECONDS` later. `recover()`, run every few seconds by every gateway replica,
+settles both; two replicas settling one attempt at once are safe (lookups take nothing,
+give-backs are idempotent by their request ids), and an owner that finds its lease taken over
+gives back what it took and stops.
 """
 
 from __future__ import annotations
@@ -61,7 +69,11 @@ ALREADY_GIVEN_BACK = {
     "CONSUMPTION_ALREADY_RELEASED",
     "COUPON_NOT_REDEEMED",
 }
-STALE_SECONDS = 60.0  # a running attempt this old was cut short: give it back
+# An attempt given up by its owner (`undoing`) is settled once this long has passed since: its
+# calls have ended, and the services cancel a call whose deadline passed, so none can still
+# arrive. A `running` attempt's lease is its step deadline plus this.
+SETTLE_AFTER_SECONDS = 2.0
+RECOVERY_BATCH = 20
 REDEEM_SCOPE = "redeem"
 Metadata = tuple[tuple[str, str], ...]
 log = get_logger("loyalty.gateway.checkout")
@@ -191,15 +203,21 @@ class Checkouts:
         try:
             response = await self._take(row, md, taken)
         except (grpc.aio.AioRpcError, DomainError):
-            # (Cancelled or broken mid-way instead, the row stays running: recover() gives
-            # the attempt back.)
             if not await self._give_back(row, md, taken):
                 await self._set_state(row, "undoing")
                 raise UndoPending(row.checkout_id) from None
             await self._set_state(row, "open")
             raise
+        except asyncio.CancelledError:
+            # The caller went away mid-way: the recovery job settles the attempt shortly.
+            # (Broken mid-way otherwise, the row stays running until its lease runs out.)
+            await asyncio.shield(self._set_state(row, "undoing"))
+            raise
         if not await self._set_state(row, "completed", response):
-            raise UndoPending(row.checkout_id)  # too slow: the recovery job gives it back
+            # Too slow: the recovery job took the attempt over. Give back what was taken (the
+            # same request ids as the job's, so nothing twice) and let the caller retry.
+            await self._give_back(row, md, taken)
+            raise UndoPending(row.checkout_id)
         return response
 
     async def _begin(
@@ -228,12 +246,10 @@ class Checkouts:
             )
             if found is None:
                 existing = await conn.fetchrow(
-                    "SELECT checkout_id, fingerprint, state, attempt, response, "
-                    "updated_at < now() - make_interval(secs => $3) AS stale "
+                    "SELECT checkout_id, fingerprint, state, attempt, response "
                     "FROM checkouts WHERE scope = $1 AND request_id = $2 FOR UPDATE",
                     scope,
                     request.request_id,
-                    STALE_SECONDS,
                 )
                 assert existing is not None  # rows are never deleted
                 if existing["fingerprint"] != printed:
@@ -243,6 +259,8 @@ class Checkouts:
                     answered.ParseFromString(existing["response"])
                     return self._row(existing, unit, member_id, request), answered
                 if existing["state"] != "open":
+                    # Running elsewhere, or being settled: the recovery job settles an attempt
+                    # whose owner is gone within seconds of its lease running out.
                     raise InProgress(str(existing["checkout_id"]), existing["state"])
                 found = await conn.fetchrow(
                     "UPDATE checkouts SET attempt = attempt + 1, state = 'running', "
@@ -286,8 +304,23 @@ class Checkouts:
 
     # -- taking ----------------------------------------------------------------------------
 
+    async def _renew(self, row: Row) -> bool:
+        """Renew this attempt's lease before a step; False if the recovery job took it over."""
+        async with self.uow() as uow:
+            conn = await driver_connection(uow.session)
+            renewed = await conn.fetchval(
+                "UPDATE checkouts SET updated_at = now() "
+                "WHERE checkout_id = $1 AND attempt = $2 AND state = 'running' RETURNING true",
+                uuid.UUID(row.checkout_id),
+                row.attempt,
+            )
+            await uow.commit()
+        return bool(renewed)
+
     async def _take(self, row: Row, md: Metadata, taken: Taken) -> pb.RedeemAtCheckoutResponse:
-        for step in requested(row.request):
+        for index, step in enumerate(requested(row.request)):
+            if index and not await self._renew(row):  # (_begin has just set it for the first)
+                raise UndoPending(row.checkout_id)
             try:
                 taken.answers[step] = await self._step(row, step, md)
             except grpc.aio.AioRpcError as error:
@@ -367,14 +400,12 @@ class Checkouts:
             answer = taken.answers.get(step)
             try:
                 if answer is None and step in taken.unknown:
-                    answer = await self._step(row, step, md)  # learn what happened
+                    answer = await self._lookup(row, step, md)  # never takes anything
                 if answer is not None:
                     await give_back(
                         self.stubs, step, answer, row.member, row.step_id(step, undo=True), md
                     )
             except grpc.aio.AioRpcError as error:
-                if answer is None and error.code() in DEFINITE:
-                    continue  # asked again, the service refuses: it never took this part
                 log.warning(
                     "checkout give-back failed",
                     checkout_id=row.checkout_id,
@@ -384,43 +415,74 @@ class Checkouts:
                 whole = False
         return whole
 
-    async def recover(self, limit: int = 20) -> int:
-        """Give back attempts cut short or left half given back; how many are now back."""
+    async def _lookup(self, row: Row, step: str, md: Metadata) -> Message | None:
+        """What a step took, asked of its service by the step's request id without taking
+        anything (a call still in flight is waited for); None if it never took anything."""
+        request_id, stubs = row.step_id(step), self.stubs
+        if step == "coupon":
+            coupon = await stubs.benefits.LookupCouponRedemption(
+                benefits_pb.LookupCouponRedemptionRequest(
+                    name=f"{row.member}/coupons/{row.request.coupon}", request_id=request_id
+                ),
+                metadata=md,
+                timeout=self.deadline,
+            )
+            return coupon.redemption if coupon.redeemed else None
+        if step == "benefit":
+            consumed = await stubs.benefits.LookupConsumption(
+                benefits_pb.LookupConsumptionRequest(member=row.member, request_id=request_id),
+                metadata=md,
+                timeout=self.deadline,
+            )
+            return consumed.consumption if consumed.consumed else None
+        spent = await stubs.points.LookupRedemption(
+            points_pb.LookupRedemptionRequest(member=row.member, request_id=request_id),
+            metadata=md,
+            timeout=self.deadline,
+        )
+        return spent.redemption if spent.redeemed else None
+
+    async def recover(self, limit: int = RECOVERY_BATCH) -> int:
+        """Settle attempts whose owner gave up (`undoing`) or is gone (`running`, its lease run
+        out): each part is looked up and given back if taken. How many are now settled."""
         async with self.uow() as uow:
             conn = await driver_connection(uow.session)
             rows = await conn.fetch(
                 "UPDATE checkouts SET state = 'undoing', updated_at = now() "
                 "WHERE checkout_id IN (SELECT checkout_id FROM checkouts "
-                "  WHERE state IN ('running', 'undoing') "
-                "  AND updated_at < now() - make_interval(secs => $1) "
-                "  ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+                "  WHERE (state = 'undoing' AND updated_at < now() - make_interval(secs => $1)) "
+                "  OR (state = 'running' AND updated_at < now() - make_interval(secs => $2)) "
+                "  ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
                 "RETURNING checkout_id, client_id, unit, order_id, member_id, attempt, request",
-                STALE_SECONDS,
+                SETTLE_AFTER_SECONDS,
+                self.deadline + SETTLE_AFTER_SECONDS,
                 limit,
             )
             await uow.commit()
-        done = 0
-        for found in rows:
-            request = pb.RedeemAtCheckoutRequest()
-            request.ParseFromString(found["request"])
-            row = Row(
-                checkout_id=str(found["checkout_id"]),
-                client_id=found["client_id"],
-                unit=found["unit"],
-                order_id=found["order_id"],
-                member_id=found["member_id"],
-                attempt=int(found["attempt"]),
-                request=request,
-            )
-            caller = Caller(unit=row.unit, client_id=row.client_id, scopes=frozenset({"redeem"}))
-            taken = Taken(unknown=set(requested(request)))
-            if await self._give_back(row, self.credentials.metadata(caller), taken):
-                await self._set_state(row, "open")
-                done += 1
-                log.info("checkout given back", checkout_id=row.checkout_id)
-        return done
+        settled = await asyncio.gather(*(self._settle(found) for found in rows))
+        return sum(settled)
 
-    async def recover_forever(self, stopping: asyncio.Event, every: float = 10.0) -> None:
+    async def _settle(self, found: Any) -> bool:
+        request = pb.RedeemAtCheckoutRequest()
+        request.ParseFromString(found["request"])
+        row = Row(
+            checkout_id=str(found["checkout_id"]),
+            client_id=found["client_id"],
+            unit=found["unit"],
+            order_id=found["order_id"],
+            member_id=found["member_id"],
+            attempt=int(found["attempt"]),
+            request=request,
+        )
+        caller = Caller(unit=row.unit, client_id=row.client_id, scopes=frozenset({REDEEM_SCOPE}))
+        taken = Taken(unknown=set(requested(request)))
+        if not await self._give_back(row, self.credentials.metadata(caller), taken):
+            return False  # still undoing: the next round tries again
+        await self._set_state(row, "open")
+        log.info("checkout settled", checkout_id=row.checkout_id)
+        return True
+
+    async def recover_forever(self, stopping: asyncio.Event, every: float = 2.0) -> None:
         while not stopping.is_set():
             try:
                 await self.recover()

@@ -18,3 +18,9 @@ class GatewaySettings(BaseSettings):
     request_deadline_seconds: float = Field(
         default=10.0, gt=0, description="Deadline of each HTTP request's calls to the services."
     )
+    checkout_recovery_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often every replica settles checkouts cut short (their owner gone or "
+        "a service down): the delay between a service answering again and the checkout settled.",
+    )

@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
-from loyalty_kit.caller import acting_unit, confining_unit, require_scope
+from loyalty_kit.caller import acting_unit, check_unit, confining_unit, require_scope
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
@@ -58,6 +58,14 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
         return await run_idempotent(
             self.uow, scope, request, response_type, lambda uow: work(uow, self.clock())
         )
+
+    async def _settled(self, method: str, request_id: str, response_type: type[R]) -> R | None:
+        """The answer `method` gave this client's request_id, never taking anything (a call
+        still in flight is waited for): for a caller that lost the answer."""
+        async with self.uow() as uow:  # rolled back: the lookup leaves nothing behind
+            return await uow.idempotency.settled(
+                request_scope(SERVICE, method), request_id, response_type
+            )
 
     async def _read(self, work: Callable[[BenefitsUnitOfWork], Awaitable[T]]) -> T:
         async with self.uow(read_only=True) as uow:
@@ -119,6 +127,17 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
             )
 
         return await self._mutate("ConsumeBenefit", request, pb.ConsumeBenefitResponse, work)
+
+    async def LookupConsumption(
+        self, request: pb.LookupConsumptionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LookupConsumptionResponse:
+        member = f"members/{member_id_of(request.member, 'member')}"
+        unit = confining_unit()  # authorised like a release: the consuming unit, or an admin
+        found = await self._settled("ConsumeBenefit", request.request_id, pb.ConsumeBenefitResponse)
+        if found is None or not found.consumption.name.startswith(f"{member}/"):
+            return pb.LookupConsumptionResponse(consumed=False)
+        check_unit(found.consumption.unit, unit)
+        return pb.LookupConsumptionResponse(consumed=True, consumption=found)
 
     async def ReleaseConsumption(
         self, request: pb.ReleaseConsumptionRequest, context: grpc.aio.ServicerContext
@@ -234,6 +253,18 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
             )
 
         return await self._mutate("RedeemCoupon", request, pb.RedeemCouponResponse, work)
+
+    async def LookupCouponRedemption(
+        self, request: pb.LookupCouponRedemptionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LookupCouponRedemptionResponse:
+        member, _code = convert.child_of(request.name, "coupons", "name")
+        member = f"members/{member_id_of(member, 'name')}"
+        unit = confining_unit()  # authorised like a release: the redeeming unit, or an admin
+        found = await self._settled("RedeemCoupon", request.request_id, pb.RedeemCouponResponse)
+        if found is None or not found.coupon.name.startswith(f"{member}/"):
+            return pb.LookupCouponRedemptionResponse(redeemed=False)
+        check_unit(found.coupon.redeemed_unit, unit)
+        return pb.LookupCouponRedemptionResponse(redeemed=True, redemption=found)
 
     async def ReleaseCoupon(
         self, request: pb.ReleaseCouponRequest, context: grpc.aio.ServicerContext

@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1 import points_service_pb2_grpc
-from loyalty_kit.caller import acting_unit, confining_unit, require_scope
+from loyalty_kit.caller import acting_unit, check_unit, confining_unit, require_scope
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
@@ -194,6 +194,24 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
 
         _uuid_field(request.posting_id, "posting_id")
         return await self._mutate("CancelRedemption", request, pb.CancelRedemptionResponse, work)
+
+    async def LookupRedemption(
+        self, request: pb.LookupRedemptionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LookupRedemptionResponse:
+        """A RedeemPoints answer by its request_id, never redeeming: authorised like a
+        cancellation (the redeem scope; a unit sees only its own redemptions, an admin any)."""
+        require_scope(REDEEM_SCOPE)
+        member_id = member_id_of(request.member, "member")
+        confined_to = confining_unit()
+        scope = request_scope(SERVICE, "RedeemPoints")
+        async with self.uow() as uow:  # rolled back: the lookup leaves nothing behind
+            found = await uow.idempotency.settled(
+                scope, request.request_id, pb.RedeemPointsResponse
+            )
+        if found is None or found.posting.member_id != member_id:
+            return pb.LookupRedemptionResponse(redeemed=False)
+        check_unit(found.posting.unit, confined_to)
+        return pb.LookupRedemptionResponse(redeemed=True, redemption=found)
 
     async def AdjustPoints(
         self, request: pb.AdjustPointsRequest, context: grpc.aio.ServicerContext
