@@ -103,3 +103,12 @@ referrals = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("rewarded_at", DateTime(timezone=True)),
 )
+
+partner_references = Table(
+    "partner_references",
+    metadata,
+    Column("partner", Text, primary_key=True),
+    Column("reference", Text, primary_key=True),
+    Column("member_id", UUID(as_uuid=False), nullable=False),
+    Column("posting_id", UUID(as_uuid=False), nullable=False),
+)

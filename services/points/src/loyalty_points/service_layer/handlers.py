@@ -32,6 +32,7 @@ from loyalty_points.domain.errors import (
     NothingToReverse,
     OrderAlreadyEarned,
     OrderNotFound,
+    PartnerReferenceUsed,
     PostingNotFound,
     RedemptionAlreadyCancelled,
 )
@@ -327,30 +328,61 @@ async def redeem(
 
 
 async def give_back(
-    uow: PointsUnitOfWork, member_id: str, consumed: Posting, posting: Posting, now: datetime
+    uow: PointsUnitOfWork, account: Account, consumed: Posting, posting: Posting, now: datetime
 ) -> int:
-    """Return the points a consuming posting took to the lots they came from. Points of a lot
-    that has expired since would have expired with it: they are not returned (their count is
-    returned instead). Writes `posting` with the points given back."""
+    """Undo a consuming posting (a redemption, an exchange out): every point goes back to the lot
+    it came from, so the books read as if it never happened (the unit that redeemed them
+    redeemed nothing, no flow between units). Points whose lot has expired since would have
+    expired with it: they expire again at once, with an expiry posting of their own that the
+    settlement attributes to the unit that issued them. Writes `posting`; answers the number of
+    points that expired."""
     returned: list[tuple[Lot, int]] = []
-    expired = 0
-    for lot_id, moved in await uow.ledger.movements(member_id, consumed.posting_id):
-        lot = await uow.ledger.lot(member_id, lot_id)
-        back = -moved
-        if (
-            lot is None
-            or lot.status is not LotStatus.OPEN
-            or (lot.expires_at is not None and lot.expires_at <= now)
-        ):
-            expired += back
+    lapsed: list[tuple[Lot, int]] = []
+    for lot_id, moved in await uow.ledger.movements(account.member_id, consumed.posting_id):
+        lot = await uow.ledger.lot(account.member_id, lot_id)
+        if lot is None:
             continue
-        lot.remaining += back
-        await uow.ledger.save_lot(member_id, lot)
-        returned.append((lot, back))
+        returned.append((lot, -moved))
+        if lot.status is LotStatus.EXPIRED or (
+            lot.expires_at is not None and lot.expires_at <= now
+        ):
+            lapsed.append((lot, -moved))
+        else:
+            lot.remaining += -moved
+            await uow.ledger.save_lot(account.member_id, lot)
     posting.points = sum(n for _, n in returned)
-    posting.unrecovered_points = expired
     await uow.ledger.add_posting(posting)
-    await uow.ledger.move(member_id, posting.posting_id, returned, posting.unit, now)
+    await uow.ledger.move(account.member_id, posting.posting_id, returned, posting.unit, now)
+    account.available += posting.points
+    expired = sum(n for _, n in lapsed)
+    if expired:
+        expiry = Posting(
+            posting_id=new_id(),
+            member_id=account.member_id,
+            kind=PostingKind.EXPIRE,
+            points=-expired,
+            unit=GROUP,
+            occurred_at=now,
+            posted_at=now,
+            related_posting_id=posting.posting_id,
+            reason="expired before the points were given back",
+        )
+        await uow.ledger.add_posting(expiry)
+        await uow.ledger.move(
+            account.member_id, expiry.posting_id, [(lot, -n) for lot, n in lapsed], GROUP, now
+        )
+        for lot, _ in lapsed:
+            lot.status = LotStatus.EXPIRED if lot.remaining == 0 else lot.status
+            await uow.ledger.save_lot(account.member_id, lot)
+        account.available -= expired
+        await uow.outbox.add(
+            events_pb2.PointsExpired(
+                member_id=account.member_id,
+                posting_id=expiry.posting_id,
+                points=expired,
+                occurred_at=_ts(now),
+            )
+        )
     return expired
 
 
@@ -385,8 +417,7 @@ async def cancel_redemption(
         related_posting_id=posting_id,
         reason=reason,
     )
-    expired = await give_back(uow, member_id, redemption, posting, now)
-    account.available += posting.points
+    expired = await give_back(uow, account, redemption, posting, now)
     await uow.ledger.save_account(account, now)
     await uow.outbox.add(
         events_pb2.RedemptionCancelled(
@@ -988,6 +1019,12 @@ async def exchange_from_partner(
         programme_version=programme.version,
         breakdown={"partner": partner, "partner_units": partner_units},
     )
+    # A partner's reference credits once: a retry with a new request id is refused.
+    earlier = await uow.ledger.claim_partner_reference(
+        partner, reference.strip(), member_id, posting.posting_id
+    )
+    if earlier is not None:
+        raise PartnerReferenceUsed(partner, reference.strip(), earlier)
     await uow.ledger.add_posting(posting)
     await _credit(uow, account, posting, programme.expiry_of(now))
     await uow.ledger.save_account(account, now)
@@ -1034,8 +1071,7 @@ async def reverse_partner_exchange(
     )
     expired = 0
     if exchange.kind is PostingKind.PARTNER_EXCHANGE_OUT:
-        expired = await give_back(uow, member_id, exchange, posting, now)
-        account.available += posting.points
+        expired = await give_back(uow, account, exchange, posting, now)
     else:
         # Points converted in come back out, from their own lot first; if they were spent
         # meanwhile, the member's other points cover them (or INSUFFICIENT_POINTS).
@@ -1094,6 +1130,20 @@ async def record_referral(
     return referrer_id, False
 
 
+async def surviving_account(uow: PointsUnitOfWork, member_id: str) -> Account | None:
+    """The account that speaks for a member now, locked: its own, or the survivor's after a
+    merge (followed along a chain of merges)."""
+    account = await uow.ledger.account(member_id, lock=True)
+    for _ in range(MAX_MERGE_CHAIN):
+        if account is None or account.state != "merged" or not account.merged_into:
+            return account
+        account = await uow.ledger.account(account.merged_into, lock=True)
+    return account
+
+
+MAX_MERGE_CHAIN = 16  # a merge chain longer than this is a loop made by bad data: stop
+
+
 async def reward_referral(
     uow: PointsUnitOfWork, referee: Account, programme: Programme, now: datetime
 ) -> None:
@@ -1105,7 +1155,12 @@ async def reward_referral(
         return
     # The referee's account is locked already; a deadlock with a transaction locking the two
     # the other way round aborts one of them, and run_idempotent runs it again.
-    referrer = await uow.ledger.account(referral[0], lock=True)
+    # A referrer merged since is paid as the survivor; one merged into the referee is the
+    # referee (no one refers themselves).
+    referrer = await surviving_account(uow, referral[0])
+    if referrer is not None and referrer.member_id == referee.member_id:
+        referrer = None
+    paid_as = referrer.member_id if referrer else referral[0]
     await uow.ledger.mark_referral_rewarded(referee.member_id, now)
     for account, points in (
         (referee, programme.referee_points),
@@ -1122,7 +1177,7 @@ async def reward_referral(
             now,
             now,
             programme_version=programme.version,
-            reason=f"referral of {referee.member_id} by {referral[0]}",
+            reason=f"referral of {referee.member_id} by {paid_as}",
         )
         await uow.ledger.add_posting(posting)
         await _credit(uow, account, posting, programme.expiry_of(now))
@@ -1130,7 +1185,7 @@ async def reward_referral(
             await uow.ledger.save_account(account, now)
     await uow.outbox.add(
         events_pb2.ReferralRewarded(
-            referrer_member_id=referral[0],
+            referrer_member_id=paid_as,
             referee_member_id=referee.member_id,
             referrer_points=programme.referrer_points,
             referee_points=programme.referee_points,
