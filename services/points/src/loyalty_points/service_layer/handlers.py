@@ -84,6 +84,26 @@ async def open_account(
     return account
 
 
+async def readable_account(
+    uow: PointsUnitOfWork, member_id: str, directory: MemberDirectory
+) -> Account | None:
+    """The member's account for a read (None: never touched here, but identity knows the
+    member). An absorbed member is refused on reads as on writes (MEMBER_MERGED naming the
+    survivor): a stale id never reads as an empty account."""
+    account = await uow.ledger.account(member_id)
+    if account is None:
+        known = await directory.state_of(member_id)
+        if known is None:
+            raise MemberNotFound(member_id)
+        account = Account(member_id, *known)
+        return None if account.state != "merged" else _refuse_merged(account)
+    return account if account.state != "merged" else _refuse_merged(account)
+
+
+def _refuse_merged(account: Account) -> Account:
+    raise MemberNotActive(account.member_id, account.state, account.merged_into)
+
+
 def ensure_active(account: Account) -> None:
     if account.state != "active":
         raise MemberNotActive(account.member_id, account.state, account.merged_into)
@@ -149,9 +169,7 @@ async def preview(
     uow: PointsUnitOfWork, command: Earn, directory: MemberDirectory, now: datetime
 ) -> tuple[Earned, datetime | None]:
     programme = await programme_at(uow, command.occurred_at)
-    account = await uow.ledger.account(command.member_id)
-    if account is None and await directory.state_of(command.member_id) is None:
-        raise MemberNotFound(command.member_id)
+    account = await readable_account(uow, command.member_id, directory)
     tier = account.tier if account else ""
     earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at)
     available_at = programme.available_at(command.unit, command.occurred_at)
@@ -619,10 +637,8 @@ async def balance(
     if within_days < 0 or within_days > 3660:
         raise InvalidArgument.of([FieldViolation("expiring_within_days", "0 to 3660")])
     until = now + timedelta(days=within_days or 30)
-    account = await uow.ledger.account(member_id)
+    account = await readable_account(uow, member_id, directory)
     if account is None:
-        if await directory.state_of(member_id) is None:
-            raise MemberNotFound(member_id)
         return BalanceView(Account(member_id), 0, until)
     return BalanceView(account, await uow.ledger.expiring_soon(member_id, until), until)
 
