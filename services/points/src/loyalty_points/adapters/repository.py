@@ -546,6 +546,27 @@ class Ledger:
             .values(lines=order.lines, bonus_reversed=order.bonus_reversed)
         )
 
+    async def record_tier_change(self, member_id: str, effective_at: datetime, tier: str) -> None:
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "INSERT INTO tier_changes (member_id, effective_at, tier) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING",
+            member_id,
+            effective_at,
+            tier,
+        )
+
+    async def tier_at(self, member_id: str, at: datetime) -> str:
+        """The tier the member held at `at` ('' before any change known here: the entry tier)."""
+        conn = await driver_connection(self.session)
+        found = await conn.fetchval(
+            "SELECT tier FROM tier_changes WHERE member_id = $1 AND effective_at <= $2 "
+            "ORDER BY effective_at DESC LIMIT 1",
+            member_id,
+            at,
+        )
+        return str(found or "")
+
     async def claim_partner_reference(
         self, partner: str, reference: str, member_id: str, posting_id: str
     ) -> str | None:

@@ -112,3 +112,11 @@ partner_references = Table(
     Column("member_id", UUID(as_uuid=False), nullable=False),
     Column("posting_id", UUID(as_uuid=False), nullable=False),
 )
+
+tier_changes = Table(
+    "tier_changes",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("effective_at", DateTime(timezone=True), primary_key=True),
+    Column("tier", Text, nullable=False),
+)

@@ -84,6 +84,15 @@ async def open_account(
     return account
 
 
+async def tier_at(uow: PointsUnitOfWork, account: Account, at: datetime) -> str:
+    """The tier whose multiplier a purchase made at `at` earns at: the one the member held then,
+    as the programme's rules are the ones in force then (a receipt recorded late, an offline
+    till replaying). The current tier, without a look-up, for anything since its change."""
+    if account.tier_effective_at is None or at >= account.tier_effective_at:
+        return account.tier
+    return await uow.ledger.tier_at(account.member_id, at)
+
+
 async def readable_account(
     uow: PointsUnitOfWork, member_id: str, directory: MemberDirectory
 ) -> Account | None:
@@ -170,7 +179,7 @@ async def preview(
 ) -> tuple[Earned, datetime | None]:
     programme = await programme_at(uow, command.occurred_at)
     account = await readable_account(uow, command.member_id, directory)
-    tier = account.tier if account else ""
+    tier = await tier_at(uow, account, command.occurred_at) if account else ""
     earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at)
     available_at = programme.available_at(command.unit, command.occurred_at)
     return earned, available_at if available_at and available_at > now else None
@@ -186,7 +195,8 @@ async def earn(
     programme = await programme_at(uow, command.occurred_at)
     account = await open_account(uow, command.member_id, directory, now)
     ensure_active(account)
-    earned = compute_earn(programme, command.unit, account.tier, command.lines, command.occurred_at)
+    tier = await tier_at(uow, account, command.occurred_at)
+    earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at)
     available_at = programme.available_at(command.unit, command.occurred_at)
     pending = available_at is not None and available_at > now
     posting = Posting(
@@ -795,6 +805,7 @@ async def on_member_state(uow: PointsUnitOfWork, member_id: str, state: str, now
 async def on_tier_changed(
     uow: PointsUnitOfWork, member_id: str, tier: str, effective_at: datetime, now: datetime
 ) -> None:
+    await uow.ledger.record_tier_change(member_id, effective_at, tier)  # late ones too
     account = await uow.ledger.account(member_id, lock=True)
     if account is None:
         await uow.ledger.create_account(
