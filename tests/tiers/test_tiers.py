@@ -232,6 +232,21 @@ async def test_preview_shows_what_extra_activity_would_do_and_changes_nothing(
         )
     )
     assert (small.tier, small.upgrade) == ("silver", False)
+    # The same 9,000 spent 13 months ago lies outside the 12-month window: it counts for
+    # nothing, as it would when its points event arrives.
+    long_ago = await tiers.PreviewMemberTier(
+        pb.PreviewMemberTierRequest(
+            member=member,
+            activities=[
+                pb.ExtraActivity(
+                    unit="mall",
+                    qualifying_spend="9000",
+                    occur_time=timestamp(datetime.now(UTC) - timedelta(days=400)),
+                )
+            ],
+        )
+    )
+    assert (long_ago.tier, long_ago.upgrade) == ("silver", False)
     assert (await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))).tier == "silver"
     bad = await fails(
         tiers.PreviewMemberTier(

@@ -22,6 +22,7 @@ from loyalty_kit.errors import (
     InvalidArgument,
     Violations,
 )
+from loyalty_kit.money import Amount
 from loyalty_kit.timestamps import timestamp as _ts
 
 from loyalty_points.adapters.repository import Account, OrderRecord, Posting, new_id
@@ -163,8 +164,10 @@ def _check_order_id(order_id: str) -> None:
 
 
 def breakdown_json(earned: Earned) -> dict[str, Any]:
+    base = earned.base_spend or earned.spend
     return {
         "spend": {"currency": earned.spend.currency, "amount": str(earned.spend.value)},
+        "base_spend": {"currency": base.currency, "amount": str(base.value)},
         "base_rate": str(earned.base_rate),
         "factors": [{"source": f.source, "multiplier": str(f.multiplier)} for f in earned.factors],
         "bonuses": [{"source": s, "points": p} for s, p in earned.bonuses],
@@ -251,6 +254,7 @@ async def earn(
     if account.referral_pending:
         await reward_referral(uow, account, programme, now)
     await uow.ledger.save_account(account, now)
+    base = earned.base_spend or Amount(programme.base_currency, programme.to_base(earned.spend))
     await uow.outbox.add(
         events_pb2.PointsEarned(
             member_id=account.member_id,
@@ -258,7 +262,7 @@ async def earn(
             unit=command.unit,
             order_id=command.order_id,
             qualifying_spend=_money(earned.spend.value, earned.spend.currency),
-            qualifying_spend_base=_money(programme.to_base(earned.spend), programme.base_currency),
+            qualifying_spend_base=_money(base.value, base.currency),
             points=earned.points,
             pending=pending,
             occurred_at=_ts(command.occurred_at),

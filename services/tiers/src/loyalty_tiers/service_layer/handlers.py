@@ -474,20 +474,29 @@ class Preview:
     progress: Progress
 
 
+# Activity a dry run adds: (unit, totals, the posting that records it, when: None for now).
+ExtraActivity = tuple[str, Totals, str, datetime | None]
+
+
 async def preview(
     uow: TiersUnitOfWork,
     member_id: str,
-    extra: Sequence[tuple[str, Totals, str]],
+    extra: Sequence[ExtraActivity],
     now: datetime,
 ) -> Preview:
     """The tier the member would have with this extra activity now (nothing is stored).
-    Activity of a posting already counted is not added twice."""
+    Activity of a posting already counted is not added twice, and activity outside the window
+    counts for nothing, as when it arrives."""
     rules = await ladder(uow)
-    counted = await uow.tiers.counted(member_id, [p for _, _, p in extra if p])
-    added = [(unit, totals) for unit, totals, posting in extra if posting not in counted]
+    counted = await uow.tiers.counted(member_id, [p for _, _, p, _ in extra if p])
     member, holder = await _standing(uow, rules, member_id, now)
     tier = holder.tier if holder else member.tier
     since = rules.window_start(now, member.tier_year_end)
+    added = [
+        (unit, totals)
+        for unit, totals, posting, when in extra
+        if posting not in counted and (when is None or since <= when <= now)
+    ]
     window = rules.activity(await uow.tiers.activity(member_id, since, now), *added)
     would = max(rules.supported(window), rules.index_of(tier))
     next_tier, progress = rules.progress(would, window)
