@@ -6,7 +6,9 @@ Steps:
    buf resolve imports offline against exactly what the Python runtime uses;
 2. run grpc_tools.protoc on every protos/loyalty/**/*.proto, writing messages, gRPC stubs and
    typed stubs (.pyi from mypy-protobuf) into libs/contracts/src/;
-3. add an __init__.py to each generated package so mypy and importers see regular packages.
+3. add an __init__.py to each generated package so mypy and importers see regular packages;
+4. write the contracts with their comments as a FileDescriptorSet (`loyalty/descriptors.binpb`):
+   the gateway's OpenAPI document takes its descriptions from it.
 
 The output is deterministic, so running it twice changes nothing.
 """
@@ -27,6 +29,7 @@ THIRD_PARTY = PROTOS / "third_party"
 OUT = ROOT / "libs" / "contracts" / "src"
 GENERATED_ROOT = OUT / "loyalty"
 KEPT = {"__init__.py", "py.typed"}
+DESCRIPTORS = "descriptors.binpb"  # the contracts with their comments (source info)
 
 
 def copy_third_party() -> None:
@@ -65,6 +68,8 @@ def generate() -> int:
         f"--grpc_python_out={OUT}",
         f"--mypy_out={OUT}",
         f"--mypy_grpc_out={OUT}",
+        f"--descriptor_set_out={GENERATED_ROOT / DESCRIPTORS}",
+        "--include_source_info",
         *sources,
     ]
     code = protoc.main(args)

@@ -177,10 +177,19 @@ async def test_an_absorbed_member_id_is_refused_naming_the_survivor(benefits: Be
         )
     )
     assert (failure.reason, failure.metadata) == ("MEMBER_MERGED", expected)
-    # Reads of the absorbed ID still answer (its coupons are the survivor's now).
-    listed = await benefits.as_(APP).ListCoupons(pb.ListCouponsRequest(member=absorbed))
-    assert list(listed.coupons) == []
-    assert (await benefits.entitlements(absorbed)).entitlements
+    # Reads of the absorbed ID are refused the same way (its coupons are the survivor's now):
+    # a stale id never reads as an empty member.
+    for read in (
+        benefits.as_(APP).ListCoupons(pb.ListCouponsRequest(member=absorbed)),
+        benefits.entitlements(absorbed),
+        benefits.as_(APP).GetCoupon(pb.GetCouponRequest(name=f"{absorbed}/coupons/{moved.code}")),
+    ):
+        failure = await fails(read)
+        assert (failure.code, failure.reason, failure.metadata) == (
+            REFUSED,
+            "MEMBER_MERGED",
+            expected,
+        )
     redeemed = await benefits.as_(MALL).RedeemCoupon(
         redeem(pb.Coupon(name=f"{survivor}/coupons/{moved.code}"), "M-survivor")
     )

@@ -66,6 +66,7 @@ async def test_points_buy_a_cinema_ticket_once_however_often_the_app_retries(
     assert coupon.source == f"reward:{bought.redemption_id}"
     assert await available(benefits, member) == 1000
     assert await benefits.stock("cinema-ticket") == stock - 1
+    assert bought.reward.available == stock - 1  # the stock left, as ListRewards shows it
 
     again = await benefits.as_(APP).RedeemReward(request)
     assert again.redemption_id == bought.redemption_id and again.coupon.code == coupon.code

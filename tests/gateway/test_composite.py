@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -160,6 +161,36 @@ async def test_the_worked_example_register_earn_upgrade_use_redeem_refund(
 
 def stay_order(response: httpx.Response) -> str:
     return str(response.json()["posting"]["orderId"])
+
+
+async def test_the_tier_in_a_purchase_answer_is_the_one_the_tiers_service_will_hold(
+    gateway: Gateway,
+) -> None:
+    """Judged as the tiers service judges the points event: the spend in the base currency
+    (HKD 5,400 is CNY 4,968, short of silver's 5,000) at the time it happened (two years ago is
+    outside the 12-month window)."""
+    async with await gateway.session("mall", "earn") as pos:
+        in_hkd = purchase(phone(), "mall", "5400.00")
+        in_hkd["lines"][0]["amount"]["currencyCode"] = "HKD"
+        two_years_ago = f"{datetime.now(UTC).year - 2}-06-01T10:00:00Z"
+        long_ago = purchase(phone(), "mall", "6000.00", occurTime=two_years_ago)
+        for sale in (in_hkd, long_ago):
+            await pos.post(
+                "/v1/members:register",
+                json={
+                    "requestId": uuid.uuid4().hex,
+                    "unit": "mall",
+                    "identities": [sale["identity"]],
+                },
+            )
+            answer = await pos.post("/v1/purchases:record", json=sale)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert (body["tier"], body["upgraded"]) == ("basic", False), sale
+            spend = body["posting"]["breakdown"]["qualifyingSpendBase"]
+            assert spend["currencyCode"] == "CNY"
+            overview = (await pos.get(f"/v1/{body['member']}/overview")).json()
+            assert overview["tier"]["tier"] == "basic"
 
 
 async def test_a_pos_retrying_a_purchase_is_credited_once(gateway: Gateway) -> None:

@@ -100,6 +100,13 @@ async def test_errors_are_google_rpc_status_json_with_http_codes(gateway: Gatewa
         assert no_route.status_code == 404 and reason_of(no_route) == "NO_ROUTE"
         wrong_verb = await http.delete("/v1/ladder")
         assert wrong_verb.status_code == 405 and wrong_verb.headers["Allow"] == "GET, PUT"
+        wrong_verb = await http.delete("/v1/purchases:record")
+        assert wrong_verb.status_code == 405 and wrong_verb.headers["Allow"] == "POST"
+        assert (error_of(wrong_verb)["code"], error_of(wrong_verb)["status"]) == (
+            405,
+            "UNIMPLEMENTED",
+        )
+        assert reason_of(wrong_verb) == "METHOD_NOT_ALLOWED"
 
         bad_query = await http.get(
             "/v1/members:resolve", params={"identity.type": "phone", "pageSize": "lots"}
@@ -196,3 +203,62 @@ async def test_the_openapi_document_and_docs_come_from_the_same_annotations(
     assert document["paths"]["/v1/members/{memberId}/tierGrants"]["post"]["responses"]["201"]
     assert "swagger-ui-bundle.js" in docs.text and "http" not in docs.text.split("<body>")[1]
     assert script.status_code == 200 and len(script.content) > 100_000
+
+
+async def test_query_strings_take_the_json_forms_of_times_masks_and_nested_fields(
+    gateway: Gateway,
+) -> None:
+    """Timestamps in RFC 3339, field masks as comma-separated camelCase paths, names in
+    camelCase or snake_case, as grpc-gateway's clients send them."""
+    async with await gateway.session("group", "admin") as admin:
+        for start in ("startTime", "start_time"):
+            settled = await admin.get(
+                "/v1/settlement",
+                params={start: "2026-01-01T00:00:00Z", "endTime": "2026-02-01T00:00:00+08:00"},
+            )
+            assert settled.status_code == 200, settled.text
+        old_form = await admin.get(
+            "/v1/settlement", params={"start_time.seconds": "0", "end_time.seconds": "60"}
+        )
+        assert old_form.status_code == 200, old_form.text
+        bad_time = await admin.get(
+            "/v1/settlement", params={"startTime": "yesterday", "endTime": "2026-02-01T00:00:00Z"}
+        )
+        assert bad_time.status_code == 400 and fields_of(bad_time) == ["startTime"]
+        registered = await admin.post(
+            "/v1/members:register",
+            json={
+                "requestId": uuid.uuid4().hex,
+                "unit": "mall",
+                "identities": [{"type": "phone", "value": f"139{uuid.uuid4().int % 10**8:08d}"}],
+            },
+        )
+        member = registered.json()["member"]["name"]
+        renamed = await admin.patch(
+            f"/v1/{member}/profile",
+            params={"updateMask": "fullName,gender", "requestId": uuid.uuid4().hex},
+            json={"fullName": "Li Wei", "gender": "GENDER_UNSPECIFIED"},
+        )
+        assert renamed.status_code == 200, renamed.text
+        assert renamed.json()["member"]["profile"]["fullName"] == "Li Wei"
+
+
+async def test_every_operation_is_described_with_its_query_parameters(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        document = (await http.get("/openapi.json")).json()
+    operations = [op for path in document["paths"].values() for op in path.values()]
+    undescribed = [op["operationId"] for op in operations if not op.get("description")]
+    assert undescribed == ["Token"] or undescribed == []
+    settlement = document["paths"]["/v1/settlement"]["get"]["parameters"]
+    assert {(p["name"], p["required"]) for p in settlement} >= {
+        ("startTime", True),
+        ("endTime", True),
+    }
+    resolve = {p["name"] for p in document["paths"]["/v1/members:resolve"]["get"]["parameters"]}
+    assert {"identity.type", "identity.value"} <= resolve
+    update = document["paths"]["/v1/members/{memberId}/profile"]["patch"]["parameters"]
+    assert "updateMask" in {p["name"] for p in update}
+    schemas = document["components"]["schemas"]
+    redeem = schemas["loyalty.points.v1.RedeemPointsRequestBody"]
+    assert {"requestId", "points"} <= set(redeem["required"])
+    assert redeem["properties"]["points"]["description"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -18,12 +19,14 @@ from tests.support.rpc import fails
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def make_tier(points: Points, settings: Settings, member: str, tier: str) -> None:
+async def make_tier(
+    points: Points, settings: Settings, member: str, tier: str, effective: datetime | None = None
+) -> None:
     """Publish TierChanged as the tiers service would, and wait until points applied it."""
     event = tier_events.TierChanged(
         member_id=member.split("/")[1], from_tier="basic", to_tier=tier, reason="qualified"
     )
-    event.effective_at.GetCurrentTime()
+    event.effective_at.FromDatetime(effective or datetime.now(UTC))
     await publish(settings, "tiers", event)
     for _ in range(200):
         if (await points.balance(member)).tier == tier:
@@ -83,6 +86,36 @@ async def test_rules_in_force_when_an_offline_receipt_happened_apply(points: Poi
     assert [(b.source, b.points) for b in bonus.posting.breakdown.bonuses] == [
         ("campaign:cinema-opening-2025", 100)
     ]
+
+
+async def test_a_receipt_recorded_late_earns_at_the_tier_held_when_it_happened(
+    points: Points, settings: Settings
+) -> None:
+    """Silver since a month ago, gold since now: a receipt of three weeks ago earns at silver's
+    x1.1, one of two months ago at basic's x1, today's at gold's x1.25 (the tier in force at
+    the purchase, like the programme's rules)."""
+    member = await points.member()
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    await make_tier(points, settings, member, "silver", effective=month_ago)
+    await make_tier(points, settings, member, "gold")
+
+    def ago(days: int) -> str:
+        return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+    weeks = await points.earn(member, "mall", "100.00", occur=ago(21))
+    months = await points.earn(member, "mall", "100.00", occur=ago(60))
+    today = await points.earn(member, "mall", "100.00")
+    assert (weeks.posting.points, months.posting.points, today.posting.points) == (110, 100, 125)
+    assert [f.source for f in weeks.posting.breakdown.multipliers] == ["unit:mall", "tier:silver"]
+    preview = await points.as_().PreviewEarn(
+        pb.PreviewEarnRequest(
+            member=member,
+            unit="mall",
+            lines=[line("100.00")],
+            occur_time=at(ago(21)),
+        )
+    )
+    assert preview.breakdown.points == 110
 
 
 async def test_an_order_earns_once_even_with_another_request_id(points: Points) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
+from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.points.v1 import points_service_pb2 as pb
 
 from tests.points.conftest import Points, rid
@@ -122,6 +125,24 @@ async def test_points_convert_to_airline_miles_and_back(points: Points) -> None:
         )
     )
     assert miles_in.posting.points == 2_000 and miles_in.balance.available == 13_000
+    # The partner sends the same transaction again with a new request id: credited once.
+    replayed = await fails(
+        points.as_().ExchangeFromPartner(
+            pb.ExchangeFromPartnerRequest(
+                member=member,
+                request_id=rid(),
+                partner="skyair",
+                partner_units=250,
+                partner_reference="SA-TX-9",
+            )
+        )
+    )
+    assert (replayed.code, replayed.reason) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "PARTNER_REFERENCE_USED",
+    )
+    assert replayed.metadata["posting_id"] == miles_in.posting.posting_id
+    assert (await points.balance(member)).available == 13_000
     unknown = await fails(
         points.as_().ExchangeFromPartner(
             pb.ExchangeFromPartnerRequest(
@@ -178,3 +199,29 @@ async def test_both_sides_of_a_referral_are_rewarded_once_on_the_first_purchase(
         )
     )
     assert itself.fields == ["referrer"]
+
+
+async def test_a_referrer_merged_since_is_paid_as_the_survivor(points: Points) -> None:
+    referrer, survivor, newcomer = (
+        await points.member(),
+        await points.member(),
+        await points.member(),
+    )
+    await points.as_().RecordReferral(
+        pb.RecordReferralRequest(member=newcomer, request_id=rid(), referrer=referrer)
+    )
+    await points.identity().MergeMembers(
+        identity_pb.MergeMembersRequest(survivor=survivor, absorbed=referrer, request_id=rid())
+    )
+    for _ in range(200):  # points learns the merge from identity's event
+        try:
+            await points.earn(referrer, "mall", "1.00")
+        except grpc.aio.AioRpcError:
+            break
+        await asyncio.sleep(0.05)
+    await points.earn(newcomer, "cinema", "10.00")  # the first purchase: both bonuses
+    assert (await points.balance(newcomer)).available == 15 + 200
+    bonuses = await points.as_().ListPostings(
+        pb.ListPostingsRequest(member=survivor, kind=pb.POSTING_KIND_REFERRAL_BONUS)
+    )
+    assert [p.points for p in bonuses.postings] == [500]

@@ -171,8 +171,16 @@ async def test_points_of_a_lot_that_expired_since_the_redemption_are_not_returne
         )
     finally:
         points.service.context.extras["clock"].reset()
-    assert (cancelled.posting.points, cancelled.expired_points) == (20, 100)
+    # All 120 come back to their lots (the redemption is undone) and the old lot's 100 expire
+    # again at once, on a posting of their own.
+    assert (cancelled.posting.points, cancelled.expired_points) == (120, 100)
     assert cancelled.balance.available == 50
+    statement = await points.as_().ListPostings(
+        pb.ListPostingsRequest(member=member, kind=pb.POSTING_KIND_EXPIRE)
+    )
+    assert [(p.points, p.related_posting_id) for p in statement.postings] == [
+        (-100, cancelled.posting.posting_id)
+    ]
 
 
 async def test_expiry_is_by_lot_and_running_it_twice_changes_nothing(points: Points) -> None:
@@ -296,3 +304,34 @@ async def test_suspended_and_merged_members_learned_from_identity_events(points:
         await asyncio.sleep(0.05)
     failure = await fails(points.earn(survivor, "mall", "1.00"))
     assert failure.reason == "MEMBER_SUSPENDED"
+
+
+async def test_a_cancelled_redemption_leaves_the_settlement_as_if_it_never_happened(
+    points: Points,
+) -> None:
+    """Points earned at the mall long ago (already past their expiry), spent at the cinema, the
+    expiry job run, the redemption cancelled: the cinema redeemed nothing, no points flowed from
+    the mall to the cinema, and the mall's points expired."""
+    member = await points.member()
+    start = Timestamp()
+    start.FromDatetime(datetime.now(UTC))  # this test's window only: the service's clock
+    await points.earn(member, "mall", "400.00", occur="2024-06-15T10:00:00+08:00")
+    spent = await redeem(points, member, 400, unit="cinema")
+    await points.as_(ADMIN).RunExpiry(pb.RunExpiryRequest())
+    cancelled = await points.as_(pos("cinema")).CancelRedemption(
+        pb.CancelRedemptionRequest(
+            member=member, request_id=rid(), posting_id=spent.posting.posting_id
+        )
+    )
+    assert (cancelled.expired_points, cancelled.balance.available) == (400, 0)
+    end = Timestamp()
+    end.FromDatetime(datetime.now(UTC) + timedelta(milliseconds=1))
+    report = await points.as_(ADMIN).GetSettlement(
+        pb.GetSettlementRequest(start_time=start, end_time=end)
+    )
+    units = {u.unit: u for u in report.units}
+    flows = {(f.earned_unit, f.redeemed_unit): f.points for f in report.flows}
+    assert ("mall", "cinema") not in flows
+    assert units["cinema"].points_redeemed == 0 if "cinema" in units else True
+    assert (units["mall"].points_issued, units["mall"].points_expired) == (400, 400)
+    assert report.ledger_points == 0

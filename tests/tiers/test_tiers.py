@@ -147,6 +147,59 @@ async def test_a_merge_combines_activity_and_keeps_the_higher_tier(
     assert merged.next_tier == "platinum"
 
 
+async def test_an_absorbed_member_id_is_refused_naming_the_survivor_by_every_read_and_write(
+    points: Points, tiers: Any
+) -> None:
+    """One rule for points and tiers: reads and writes of an absorbed id answer
+    FAILED_PRECONDITION / MEMBER_MERGED with merged_into (never a zero balance or basic)."""
+    from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+
+    survivor, absorbed = await points.member(), await points.member()
+    await points.earn(absorbed, "mall", "6000.00")
+    await tier_of(tiers, absorbed, "silver")
+    await points.identity().MergeMembers(
+        identity_pb.MergeMembersRequest(survivor=survivor, absorbed=absorbed, request_id=rid())
+    )
+    await tier_of(tiers, survivor, "silver")  # tiers has applied the merge
+    for _ in range(200):  # and points has
+        if (await points.balance(survivor)).available == 6000:
+            break
+        await asyncio.sleep(0.05)
+    calls = {
+        "GetBalance": points.as_().GetBalance(points_pb.GetBalanceRequest(member=absorbed)),
+        "ListPostings": points.as_().ListPostings(points_pb.ListPostingsRequest(member=absorbed)),
+        "EarnPoints": points.earn(absorbed, "mall", "1.00"),
+        "GetMemberTier": tiers.GetMemberTier(pb.GetMemberTierRequest(member=absorbed)),
+        "PreviewMemberTier": tiers.PreviewMemberTier(
+            pb.PreviewMemberTierRequest(
+                member=absorbed,
+                activities=[pb.ExtraActivity(unit="mall", qualifying_spend="100.00")],
+            )
+        ),
+        "ListTierHistory": tiers.ListTierHistory(pb.ListTierHistoryRequest(member=absorbed)),
+        "ListTierGrants": tiers.ListTierGrants(pb.ListTierGrantsRequest(member=absorbed)),
+        "CreateTierGrant": tiers.CreateTierGrant(
+            pb.CreateTierGrantRequest(
+                member=absorbed,
+                request_id=rid(),
+                tier_grant=pb.TierGrant(
+                    tier="gold",
+                    kind=pb.GRANT_KIND_GIFT,
+                    reason="vip",
+                    end_time=timestamp(datetime.now(UTC) + timedelta(days=30)),
+                ),
+            )
+        ),
+    }
+    for name, call in calls.items():
+        failure = await fails(call)
+        assert (failure.code, failure.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "MEMBER_MERGED",
+        ), name
+        assert failure.metadata["merged_into"] == survivor.split("/")[1], name
+
+
 async def test_preview_shows_what_extra_activity_would_do_and_changes_nothing(
     points: Points, tiers: Any
 ) -> None:
@@ -179,6 +232,21 @@ async def test_preview_shows_what_extra_activity_would_do_and_changes_nothing(
         )
     )
     assert (small.tier, small.upgrade) == ("silver", False)
+    # The same 9,000 spent 13 months ago lies outside the 12-month window: it counts for
+    # nothing, as it would when its points event arrives.
+    long_ago = await tiers.PreviewMemberTier(
+        pb.PreviewMemberTierRequest(
+            member=member,
+            activities=[
+                pb.ExtraActivity(
+                    unit="mall",
+                    qualifying_spend="9000",
+                    occur_time=timestamp(datetime.now(UTC) - timedelta(days=400)),
+                )
+            ],
+        )
+    )
+    assert (long_ago.tier, long_ago.upgrade) == ("silver", False)
     assert (await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))).tier == "silver"
     bad = await fails(
         tiers.PreviewMemberTier(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument
@@ -28,6 +29,16 @@ def unit_of(unit: str, field: str = "unit") -> str:
     if not unit or len(unit) > 32:
         raise InvalidArgument.of([FieldViolation(field, "a business unit code such as 'hotel'")])
     return unit
+
+
+# A member tag: a namespace, a colon, a value ('bu:hotel-active', 'rfm:champion'); identity keeps
+# them, every service that selects members by tag checks them the same way.
+TAG = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.:-]{1,64}$")
+TAG_HINT = "a namespaced tag such as 'bu:hotel-active'"
+
+
+def is_tag(text: str) -> bool:
+    return TAG.match(text) is not None
 
 
 def _bad(field: str) -> str:

@@ -193,12 +193,15 @@ class Composer:
             earn.occur_time.CopyFrom(request.occur_time)
         earned = await self.points.EarnPoints(earn, metadata=md, timeout=ends - loop.time())
         posting = earned.posting
+        # The tiers service judges the purchase as it will when the points event arrives: the
+        # spend in the base currency (as points computed it), at the time it happened.
         spent = tiers_pb.ExtraActivity(
             unit=unit,
-            qualifying_spend=posting.breakdown.qualifying_spend.amount or "0",
+            qualifying_spend=posting.breakdown.qualifying_spend_base.amount or "0",
             points=max(posting.points, 0),
             visits=1,
             posting_id=posting.posting_id,
+            occur_time=posting.occur_time,
         )
         found, unavailable = await self._parts(
             {

@@ -26,6 +26,7 @@ import grpc
 import uvicorn
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
@@ -79,6 +80,18 @@ def caller_of_claims(claims: dict[str, Any]) -> Caller:
 
 def _json(status: Any) -> JSONResponse:
     return JSONResponse(error_body(status), status_code=http_code(status))
+
+
+def method_not_allowed(method: str, allowed: str) -> JSONResponse:
+    """405 for a path that exists with other verbs: the Status says UNIMPLEMENTED (what gRPC
+    would answer for a method it does not have) and its HTTP code is the 405 it travels as."""
+    status = status_of_error(
+        NotFound(f"{method} is not allowed here (allowed: {allowed})", reason="METHOD_NOT_ALLOWED")
+    )
+    status.code = code_pb2.UNIMPLEMENTED
+    body = error_body(status)
+    body["error"]["code"] = 405
+    return JSONResponse(body, status_code=405, headers={"Allow": allowed})
 
 
 def _request_message(
@@ -182,15 +195,7 @@ def build_app(context: ServiceContext) -> Starlette:
             if found is None:
                 if matched:
                     allowed = ", ".join(sorted({r.verb.upper() for r, _ in matched}))
-                    response: Response = _json(
-                        status_of_error(
-                            NotFound(
-                                f"{request.method} is not allowed here", reason="METHOD_NOT_ALLOWED"
-                            )
-                        )
-                    )
-                    response.status_code = 405
-                    response.headers["Allow"] = allowed
+                    response: Response = method_not_allowed(request.method, allowed)
                     return finish(response, request_id, carrier)
                 raise NotFound(f"no route {request.method} {path}", reason="NO_ROUTE")
             route, bound = found

@@ -4,9 +4,14 @@ offline)."""
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from google.api import field_behavior_pb2
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FieldDescriptor
 
 from loyalty_gateway.transcoding import Route, Variable
@@ -46,6 +51,61 @@ def swagger_ui_dir() -> str:
     return str(Path(swagger_ui_bundle.swagger_ui_path))
 
 
+@functools.cache
+def comments() -> dict[str, str]:
+    """The contracts' comments by full name (`pkg.Message`, `pkg.Message.field`,
+    `pkg.Service.Method`), from the descriptor set `make protos` writes beside the code; empty
+    if it is missing (the document is then without descriptions)."""
+    try:
+        data = importlib.resources.files("loyalty").joinpath("descriptors.binpb").read_bytes()
+    except (FileNotFoundError, OSError):
+        return {}
+    found: dict[str, str] = {}
+    for file in descriptor_pb2.FileDescriptorSet.FromString(data).file:
+        text = {
+            tuple(where.path): where.leading_comments.strip()
+            for where in file.source_code_info.location
+            if where.leading_comments.strip()
+        }
+        for path, name in _named_paths(file):
+            if path in text:
+                found[name] = text[path]
+    return found
+
+
+def _named_paths(file: descriptor_pb2.FileDescriptorProto) -> Iterator[tuple[tuple[int, ...], str]]:
+    """(source location path, full name) of every message, field and method of a file (the
+    numbers are the FileDescriptorProto field numbers: message_type 4, field 2, nested 3,
+    service 6, method 2)."""
+
+    def messages(
+        found: Any, path: tuple[int, ...], scope: str
+    ) -> Iterator[tuple[tuple[int, ...], str]]:
+        for index, message in enumerate(found):
+            here, name = (*path, index), f"{scope}.{message.name}"
+            yield here, name
+            for number, field in enumerate(message.field):
+                yield (*here, 2, number), f"{name}.{field.name}"
+            yield from messages(message.nested_type, (*here, 3), name)
+
+    yield from messages(file.message_type, (4,), file.package)
+    for index, service in enumerate(file.service):
+        for number, method in enumerate(service.method):
+            yield (6, index, 2, number), f"{file.package}.{service.name}.{method.name}"
+
+
+def _required(f: Any) -> bool:
+    behaviours = f.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.REQUIRED in behaviours
+
+
+def _described(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    text = comments().get(name)
+    if text and "$ref" not in schema:
+        schema["description"] = text
+    return schema
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -59,14 +119,17 @@ class _Schemas:
         if name in self.schemas:
             return name
         self.schemas[name] = {}  # placeholder: recursive messages refer to it
-        properties = {
-            f.json_name: self.field(f) for f in descriptor.fields if f.name not in without
-        }
-        self.schemas[name] = {
+        fields = [f for f in descriptor.fields if f.name not in without]
+        properties = {f.json_name: _described(self.field(f), f.full_name) for f in fields}
+        schema: dict[str, Any] = {
             "type": "object",
             "properties": properties,
             "additionalProperties": False,
         }
+        required = [f.json_name for f in fields if _required(f)]
+        if required:
+            schema["required"] = required
+        self.schemas[name] = _described(schema, descriptor.full_name)
         return name
 
     def field(self, f: Any) -> dict[str, Any]:
@@ -140,6 +203,7 @@ def _operation(route: Route, schemas: _Schemas) -> tuple[str, dict[str, Any]]:
         "operationId": f"{route.service.name}_{route.method.name}",
         "tags": [route.service.name],
         "summary": f"{route.service.full_name}.{route.method.name}",
+        "description": comments().get(route.method.full_name, ""),
         "responses": {
             "201" if route.creates else "200": {
                 "description": "OK",
@@ -163,15 +227,46 @@ def _operation(route: Route, schemas: _Schemas) -> tuple[str, dict[str, Any]]:
                 "required": True,
                 "content": {"application/json": {"schema": _ref(schemas.message(target))}},
             }
-        for f in request.fields:
-            if f.name in bound or f.name == route.body or f.type == FD.TYPE_MESSAGE:
-                continue
-            parameters.append(
-                {"name": f.json_name, "in": "query", "required": False, "schema": schemas.field(f)}
-            )
+        parameters.extend(_query_parameters(request, schemas, skip=frozenset({*bound, route.body})))
     if parameters:
         operation["parameters"] = parameters
     return path, operation
+
+
+def _query_parameters(
+    message: Any, schemas: _Schemas, skip: frozenset[str], prefix: str = "", depth: int = 0
+) -> Iterator[dict[str, Any]]:
+    """Every field a query string can set: scalars and repeated scalars by their JSON names,
+    fields of nested messages by dotted names (`identity.type`), timestamps, durations and
+    field masks in their JSON forms (`startTime=2026-11-29T13:00:00Z`, `updateMask=fullName`)."""
+    for f in message.fields:
+        if f.name in skip:
+            continue
+        name = f"{prefix}{f.json_name}"
+        if f.type == FD.TYPE_MESSAGE and f.message_type.full_name not in WELL_KNOWN:
+            if not f.is_repeated and depth < 2 and not f.message_type.GetOptions().map_entry:
+                yield from _query_parameters(
+                    f.message_type, schemas, frozenset(), f"{name}.", depth + 1
+                )
+            continue
+        if f.type == FD.TYPE_MESSAGE and f.message_type.full_name not in (
+            "google.protobuf.Timestamp",
+            "google.protobuf.Duration",
+            "google.protobuf.FieldMask",
+        ):
+            continue
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": not prefix and _required(f),
+            "schema": schemas.field(f),
+        }
+        if f.is_repeated:
+            parameter.update(style="form", explode=True)
+        text = comments().get(f.full_name)
+        if text:
+            parameter["description"] = text
+        yield parameter
 
 
 def document(routes: list[Route]) -> dict[str, Any]:

@@ -202,26 +202,52 @@ def routes_of(services: Iterable[ServiceDescriptor]) -> list[Route]:
 
 
 def set_field(message: Message, path: str, value: str) -> None:
-    """Set a (possibly nested) scalar field from its text, as a path variable or query
-    parameter gives it; ValueError when the text does not fit the field."""
+    """Set a (possibly nested) field from its text, as a path variable or query parameter
+    gives it (names in snake_case or camelCase); ValueError when the text does not fit the
+    field. Timestamps, durations and field masks take their JSON forms (RFC 3339, "1.5s",
+    comma-separated camelCase paths), as grpc-gateway's clients send them."""
     *parents, last = path.split(".")
     target = message
     for name in parents:
-        parent = target.DESCRIPTOR.fields_by_name.get(name)
+        parent = _field(target, name)
         if parent is None or parent.message_type is None or parent.is_repeated:
             raise ValueError(f"no such field: {path}")
-        target = getattr(target, name)
-    descriptor: Any = target.DESCRIPTOR.fields_by_name.get(last)
+        target = getattr(target, parent.name)
+    descriptor = _field(target, last)
     if descriptor is None:
-        json_names = {f.json_name: f for f in target.DESCRIPTOR.fields}
-        descriptor = json_names.get(last)
-    if descriptor is None or descriptor.type == FieldDescriptor.TYPE_MESSAGE:
         raise ValueError(f"no such field: {path}")
+    if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+        if descriptor.message_type.full_name not in JSON_FORMS or descriptor.is_repeated:
+            raise ValueError(f"no such field: {path}")
+        try:
+            getattr(target, descriptor.name).FromJsonString(value)
+        except ValueError as error:
+            raise ValueError(
+                f"{descriptor.json_name}: {JSON_FORMS[descriptor.message_type.full_name]}"
+            ) from error
+        return
     converted = _convert(descriptor, value)
     if _is_repeated(descriptor):
         getattr(target, descriptor.name).append(converted)
     else:
         setattr(target, descriptor.name, converted)
+
+
+# Well-known types a path or query parameter gives in their JSON forms, and what is expected.
+JSON_FORMS = {
+    "google.protobuf.Timestamp": "an RFC 3339 time, e.g. 2026-11-29T13:00:00Z",
+    "google.protobuf.Duration": 'seconds with an "s", e.g. 3600s',
+    "google.protobuf.FieldMask": "comma-separated field names, e.g. fullName,birthday",
+}
+
+
+def _field(message: Message, name: str) -> Any:
+    """A field of a message by its proto name or its JSON (camelCase) name."""
+    fields = message.DESCRIPTOR.fields_by_name
+    found = fields.get(name)
+    if found is None:
+        found = next((f for f in message.DESCRIPTOR.fields if f.json_name == name), None)
+    return found
 
 
 def _is_repeated(descriptor: Any) -> bool:

@@ -39,6 +39,13 @@ def ensure_active(known: InactiveMember | None) -> None:
         raise known.refusal()
 
 
+def ensure_not_merged(known: InactiveMember | None) -> None:
+    """Reads answer for suspended and erased members, but an absorbed member's id is refused
+    (MEMBER_MERGED naming the survivor), on reads as on writes, as every service does."""
+    if known is not None and known.state is MemberState.MERGED:
+        raise known.refusal()
+
+
 def suspended(member_id: str, known: InactiveMember | None, now: datetime) -> InactiveMember:
     """Suspended already, merged or erased: stays so (a redelivered or late suspension changes
     nothing; merged and erased are final)."""

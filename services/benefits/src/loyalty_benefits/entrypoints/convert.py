@@ -13,7 +13,7 @@ from loyalty.benefits.v1 import catalogue_pb2 as cat
 from loyalty.common.v1 import money_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.money import Amount, parse_amount
-from loyalty_kit.resources import member_name
+from loyalty_kit.resources import TAG_HINT, is_tag, member_name
 from loyalty_kit.timestamps import moment, timestamp
 
 from loyalty_benefits.domain.catalogue import (
@@ -66,7 +66,6 @@ ISSUANCE_STATES = {
     IssuanceState.FAILED: pb.COUPON_ISSUANCE_STATE_FAILED,
 }
 ISSUANCES = "couponIssuances"
-MAX_TAG_LENGTH = 128
 
 
 def code_of(code: str, field: str) -> str:
@@ -368,12 +367,8 @@ def issuance_request_of(
             FieldViolation("coupon_issuance.template", "a coupon template's code, required")
         )
     tag = issuance.tag.strip()
-    if not tag or len(tag) > MAX_TAG_LENGTH:
-        violations.append(
-            FieldViolation(
-                "coupon_issuance.tag", "a tag of the identity service, e.g. 'segment:vip'"
-            )
-        )
+    if not is_tag(tag):
+        violations.append(FieldViolation("coupon_issuance.tag", TAG_HINT))
     if request.chunk_size < 0:
         violations.append(FieldViolation("chunk_size", "must not be negative"))
     if violations:

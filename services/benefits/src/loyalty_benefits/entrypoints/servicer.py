@@ -332,7 +332,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
         )
         redemption = outcome.redemption
         described = (
-            convert.reward_message(outcome.reward)
+            convert.reward_message(outcome.reward, outcome.available)
             if outcome.reward is not None
             else convert.reward_message_of(redemption)
         )

@@ -35,7 +35,7 @@ from loyalty_benefits.domain.errors import (
     QuotaExhausted,
     RewardNotFound,
 )
-from loyalty_benefits.domain.members import FINAL, ensure_active
+from loyalty_benefits.domain.members import FINAL, ensure_active, ensure_not_merged
 from loyalty_benefits.domain.members import erased as erased_state
 from loyalty_benefits.domain.members import merged as merged_state
 from loyalty_benefits.domain.members import reactivated as reactivated_state
@@ -71,6 +71,10 @@ async def active_member(uow: BenefitsUnitOfWork, member_id: str) -> None:
     ensure_active(await uow.member_states.get(member_id))
 
 
+async def not_merged(uow: BenefitsUnitOfWork, member_id: str) -> None:
+    ensure_not_merged(await uow.member_states.get(member_id))
+
+
 async def active_among(uow: BenefitsUnitOfWork, member_ids: list[str]) -> list[str]:
     """`member_ids` without the members who are not active (background grants skip them)."""
     inactive = await uow.member_states.among(member_ids)
@@ -84,6 +88,7 @@ async def entitlements(
     uow: BenefitsUnitOfWork, member_id: str, unit: str, now: datetime
 ) -> tuple[str, list[Entitlement]]:
     rules = await catalogue(uow)
+    await not_merged(uow, member_id)
     member = await uow.members.get(member_id)
     tier = tier_of(rules, member)
     year_end = member.tier_year_end if member else None
@@ -245,6 +250,7 @@ async def grant_coupon(
 
 
 async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
+    await not_merged(uow, member_id)
     found = await uow.coupons.get(member_id, code.upper())
     if found is None:
         raise CouponNotFound(code)
@@ -325,6 +331,7 @@ async def member_coupons(
     before: int | None,
     limit: int,
 ) -> list[tuple[int, Coupon]]:
+    await not_merged(uow, member_id)
     return await uow.coupons.of_member(member_id, state, now, before, limit)
 
 

@@ -67,6 +67,7 @@ class Outcome:
     redemption: Redemption
     coupon: Coupon
     reward: Reward | None  # as the catalogue in force describes it (None: since removed)
+    available: int = 0  # the reward's stock left now, as ListRewards shows it
 
 
 class RewardRedemptions:
@@ -145,9 +146,11 @@ class RewardRedemptions:
         async with self.uow(read_only=True) as uow:
             coupon = await uow.coupons.get(redemption.member_id, redemption.coupon_code)
             rules = await uow.catalogue.latest()
+            stock = await uow.rewards.stock([redemption.reward_code])
         if coupon is None:
             raise CouponNotFound(redemption.coupon_code)
-        return Outcome(redemption, coupon, rules.reward(redemption.reward_code) if rules else None)
+        reward = rules.reward(redemption.reward_code) if rules else None
+        return Outcome(redemption, coupon, reward, stock.get(redemption.reward_code, 0))
 
     async def _charge(self, redemption: Redemption) -> Redemption:
         """Debit the points (step 2); the redemption as it stands after."""

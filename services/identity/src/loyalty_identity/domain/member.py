@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from enum import Enum
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.resources import TAG_HINT, is_tag
 
 from loyalty_identity.domain.errors import (
     CannotMergeIntoItself,
@@ -48,7 +49,6 @@ class ConsentPurpose(Enum):
 
 PROFILE_FIELDS = ("full_name", "gender", "birthday", "region", "preferred_language")
 LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-TAG = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.:-]{1,64}$")
 UNIT = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
 MAX_TAGS_PER_MEMBER = 200
 
@@ -178,6 +178,6 @@ def validate_unit(unit: str, field: str = "unit", required: bool = True) -> None
 def validate_tags(tags: list[str], field: str) -> None:
     problems = Violations()
     for index, tag in enumerate(tags):
-        if not TAG.match(tag):
-            problems.add(f"{field}[{index}]", "a namespaced tag such as 'bu:hotel-active'")
+        if not is_tag(tag):
+            problems.add(f"{field}[{index}]", TAG_HINT)
     problems.raise_if_any()

@@ -546,6 +546,50 @@ class Ledger:
             .values(lines=order.lines, bonus_reversed=order.bonus_reversed)
         )
 
+    async def record_tier_change(self, member_id: str, effective_at: datetime, tier: str) -> None:
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "INSERT INTO tier_changes (member_id, effective_at, tier) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING",
+            member_id,
+            effective_at,
+            tier,
+        )
+
+    async def tier_at(self, member_id: str, at: datetime) -> str:
+        """The tier the member held at `at` ('' before any change known here: the entry tier)."""
+        conn = await driver_connection(self.session)
+        found = await conn.fetchval(
+            "SELECT tier FROM tier_changes WHERE member_id = $1 AND effective_at <= $2 "
+            "ORDER BY effective_at DESC LIMIT 1",
+            member_id,
+            at,
+        )
+        return str(found or "")
+
+    async def claim_partner_reference(
+        self, partner: str, reference: str, member_id: str, posting_id: str
+    ) -> str | None:
+        """Record a partner's transaction reference; None when it is new, else the posting it
+        already credited (one statement checks and claims; a concurrent duplicate waits)."""
+        conn = await driver_connection(self.session)
+        claimed = await conn.fetchval(
+            "INSERT INTO partner_references (partner, reference, member_id, posting_id) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+            partner,
+            reference,
+            member_id,
+            posting_id,
+        )
+        if claimed:
+            return None
+        earlier = await conn.fetchval(
+            "SELECT posting_id FROM partner_references WHERE partner = $1 AND reference = $2",
+            partner,
+            reference,
+        )
+        return str(earlier)
+
     # --- jobs ---------------------------------------------------------------------------------
     async def members_with_due_pending(self, as_of: datetime, limit: int) -> list[str]:
         rows = await self.session.scalars(

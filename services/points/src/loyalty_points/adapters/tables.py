@@ -103,3 +103,20 @@ referrals = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("rewarded_at", DateTime(timezone=True)),
 )
+
+partner_references = Table(
+    "partner_references",
+    metadata,
+    Column("partner", Text, primary_key=True),
+    Column("reference", Text, primary_key=True),
+    Column("member_id", UUID(as_uuid=False), nullable=False),
+    Column("posting_id", UUID(as_uuid=False), nullable=False),
+)
+
+tier_changes = Table(
+    "tier_changes",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("effective_at", DateTime(timezone=True), primary_key=True),
+    Column("tier", Text, nullable=False),
+)

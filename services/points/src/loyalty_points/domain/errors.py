@@ -23,6 +23,16 @@ class OrderAlreadyEarned(AlreadyExists):
         )
 
 
+class PartnerReferenceUsed(AlreadyExists):
+    reason = "PARTNER_REFERENCE_USED"
+
+    def __init__(self, partner: str, reference: str, posting_id: str) -> None:
+        super().__init__(
+            f"{partner}'s transaction {reference} has already been credited",
+            metadata={"partner": partner, "partner_reference": reference, "posting_id": posting_id},
+        )
+
+
 class OrderNotFound(NotFound):
     reason = "ORDER_NOT_FOUND"
 

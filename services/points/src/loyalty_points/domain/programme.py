@@ -183,6 +183,8 @@ class Earned:
     line_points: dict[str, int]
     points: int
     programme_version: int
+    # The spend in the programme's base currency: what tiers counts, computed here only.
+    base_spend: Amount | None = None
 
 
 def check_lines(lines: list[Line], programme: Programme, unit: str) -> None:
@@ -250,6 +252,7 @@ def compute_earn(
         line_points=line_points,
         points=whole + sum(points for _, points in bonuses),
         programme_version=programme.version,
+        base_spend=Amount(programme.base_currency, programme.to_base(spend)),
     )
 
 

@@ -84,7 +84,8 @@ def breakdown(data: dict[str, Any] | None) -> pb.EarnBreakdown:
     if not data:
         return pb.EarnBreakdown()
     currency = data["spend"]["currency"]
-    return pb.EarnBreakdown(
+    base = data.get("base_spend")  # postings from before it was kept have none
+    message = pb.EarnBreakdown(
         qualifying_spend=money(Decimal(data["spend"]["amount"]), currency),
         base_rate=data["base_rate"],
         multipliers=[
@@ -95,6 +96,9 @@ def breakdown(data: dict[str, Any] | None) -> pb.EarnBreakdown:
         points=data["points"],
         lines=[pb.LinePoints(line_id=k, points=v) for k, v in data["lines"].items()],
     )
+    if base:
+        message.qualifying_spend_base.CopyFrom(money(Decimal(base["amount"]), base["currency"]))
+    return message
 
 
 def earned_breakdown(earned: Earned) -> pb.EarnBreakdown:

@@ -22,7 +22,7 @@ from loyalty_kit.resources import member_id_of
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import moment, timestamp
 
-from loyalty_points.adapters.repository import ProgrammeCache
+from loyalty_points.adapters.repository import Posting, ProgrammeCache
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
 from loyalty_points.service_layer import handlers
@@ -381,8 +381,10 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
             "end": end.isoformat() if end else "",
         }
         page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
-        postings = await self._read(
-            lambda uow: uow.ledger.statement(
+
+        async def statement(uow: PointsUnitOfWork) -> list[Posting]:
+            await handlers.readable_account(uow, member_id, self.directory)
+            return await uow.ledger.statement(
                 member_id,
                 before_seq=page.after,
                 limit=page.size + 1,
@@ -391,7 +393,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
                 start=start,
                 end=end,
             )
-        )
+
+        postings = await self._read(statement)
         response = pb.ListPostingsResponse(
             postings=[convert.posting(p) for p in postings[: page.size]]
         )

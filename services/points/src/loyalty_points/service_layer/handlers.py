@@ -22,6 +22,7 @@ from loyalty_kit.errors import (
     InvalidArgument,
     Violations,
 )
+from loyalty_kit.money import Amount
 from loyalty_kit.timestamps import timestamp as _ts
 
 from loyalty_points.adapters.repository import Account, OrderRecord, Posting, new_id
@@ -32,6 +33,7 @@ from loyalty_points.domain.errors import (
     NothingToReverse,
     OrderAlreadyEarned,
     OrderNotFound,
+    PartnerReferenceUsed,
     PostingNotFound,
     RedemptionAlreadyCancelled,
 )
@@ -81,6 +83,35 @@ async def open_account(
         account = await uow.ledger.account(member_id, lock=True)
         assert account is not None
     return account
+
+
+async def tier_at(uow: PointsUnitOfWork, account: Account, at: datetime) -> str:
+    """The tier whose multiplier a purchase made at `at` earns at: the one the member held then,
+    as the programme's rules are the ones in force then (a receipt recorded late, an offline
+    till replaying). The current tier, without a look-up, for anything since its change."""
+    if account.tier_effective_at is None or at >= account.tier_effective_at:
+        return account.tier
+    return await uow.ledger.tier_at(account.member_id, at)
+
+
+async def readable_account(
+    uow: PointsUnitOfWork, member_id: str, directory: MemberDirectory
+) -> Account | None:
+    """The member's account for a read (None: never touched here, but identity knows the
+    member). An absorbed member is refused on reads as on writes (MEMBER_MERGED naming the
+    survivor): a stale id never reads as an empty account."""
+    account = await uow.ledger.account(member_id)
+    if account is None:
+        known = await directory.state_of(member_id)
+        if known is None:
+            raise MemberNotFound(member_id)
+        account = Account(member_id, *known)
+        return None if account.state != "merged" else _refuse_merged(account)
+    return account if account.state != "merged" else _refuse_merged(account)
+
+
+def _refuse_merged(account: Account) -> Account:
+    raise MemberNotActive(account.member_id, account.state, account.merged_into)
 
 
 def ensure_active(account: Account) -> None:
@@ -133,8 +164,10 @@ def _check_order_id(order_id: str) -> None:
 
 
 def breakdown_json(earned: Earned) -> dict[str, Any]:
+    base = earned.base_spend or earned.spend
     return {
         "spend": {"currency": earned.spend.currency, "amount": str(earned.spend.value)},
+        "base_spend": {"currency": base.currency, "amount": str(base.value)},
         "base_rate": str(earned.base_rate),
         "factors": [{"source": f.source, "multiplier": str(f.multiplier)} for f in earned.factors],
         "bonuses": [{"source": s, "points": p} for s, p in earned.bonuses],
@@ -148,10 +181,8 @@ async def preview(
     uow: PointsUnitOfWork, command: Earn, directory: MemberDirectory, now: datetime
 ) -> tuple[Earned, datetime | None]:
     programme = await programme_at(uow, command.occurred_at)
-    account = await uow.ledger.account(command.member_id)
-    if account is None and await directory.state_of(command.member_id) is None:
-        raise MemberNotFound(command.member_id)
-    tier = account.tier if account else ""
+    account = await readable_account(uow, command.member_id, directory)
+    tier = await tier_at(uow, account, command.occurred_at) if account else ""
     earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at)
     available_at = programme.available_at(command.unit, command.occurred_at)
     return earned, available_at if available_at and available_at > now else None
@@ -167,7 +198,8 @@ async def earn(
     programme = await programme_at(uow, command.occurred_at)
     account = await open_account(uow, command.member_id, directory, now)
     ensure_active(account)
-    earned = compute_earn(programme, command.unit, account.tier, command.lines, command.occurred_at)
+    tier = await tier_at(uow, account, command.occurred_at)
+    earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at)
     available_at = programme.available_at(command.unit, command.occurred_at)
     pending = available_at is not None and available_at > now
     posting = Posting(
@@ -222,6 +254,7 @@ async def earn(
     if account.referral_pending:
         await reward_referral(uow, account, programme, now)
     await uow.ledger.save_account(account, now)
+    base = earned.base_spend or Amount(programme.base_currency, programme.to_base(earned.spend))
     await uow.outbox.add(
         events_pb2.PointsEarned(
             member_id=account.member_id,
@@ -229,7 +262,7 @@ async def earn(
             unit=command.unit,
             order_id=command.order_id,
             qualifying_spend=_money(earned.spend.value, earned.spend.currency),
-            qualifying_spend_base=_money(programme.to_base(earned.spend), programme.base_currency),
+            qualifying_spend_base=_money(base.value, base.currency),
             points=earned.points,
             pending=pending,
             occurred_at=_ts(command.occurred_at),
@@ -327,30 +360,61 @@ async def redeem(
 
 
 async def give_back(
-    uow: PointsUnitOfWork, member_id: str, consumed: Posting, posting: Posting, now: datetime
+    uow: PointsUnitOfWork, account: Account, consumed: Posting, posting: Posting, now: datetime
 ) -> int:
-    """Return the points a consuming posting took to the lots they came from. Points of a lot
-    that has expired since would have expired with it: they are not returned (their count is
-    returned instead). Writes `posting` with the points given back."""
+    """Undo a consuming posting (a redemption, an exchange out): every point goes back to the lot
+    it came from, so the books read as if it never happened (the unit that redeemed them
+    redeemed nothing, no flow between units). Points whose lot has expired since would have
+    expired with it: they expire again at once, with an expiry posting of their own that the
+    settlement attributes to the unit that issued them. Writes `posting`; answers the number of
+    points that expired."""
     returned: list[tuple[Lot, int]] = []
-    expired = 0
-    for lot_id, moved in await uow.ledger.movements(member_id, consumed.posting_id):
-        lot = await uow.ledger.lot(member_id, lot_id)
-        back = -moved
-        if (
-            lot is None
-            or lot.status is not LotStatus.OPEN
-            or (lot.expires_at is not None and lot.expires_at <= now)
-        ):
-            expired += back
+    lapsed: list[tuple[Lot, int]] = []
+    for lot_id, moved in await uow.ledger.movements(account.member_id, consumed.posting_id):
+        lot = await uow.ledger.lot(account.member_id, lot_id)
+        if lot is None:
             continue
-        lot.remaining += back
-        await uow.ledger.save_lot(member_id, lot)
-        returned.append((lot, back))
+        returned.append((lot, -moved))
+        if lot.status is LotStatus.EXPIRED or (
+            lot.expires_at is not None and lot.expires_at <= now
+        ):
+            lapsed.append((lot, -moved))
+        else:
+            lot.remaining += -moved
+            await uow.ledger.save_lot(account.member_id, lot)
     posting.points = sum(n for _, n in returned)
-    posting.unrecovered_points = expired
     await uow.ledger.add_posting(posting)
-    await uow.ledger.move(member_id, posting.posting_id, returned, posting.unit, now)
+    await uow.ledger.move(account.member_id, posting.posting_id, returned, posting.unit, now)
+    account.available += posting.points
+    expired = sum(n for _, n in lapsed)
+    if expired:
+        expiry = Posting(
+            posting_id=new_id(),
+            member_id=account.member_id,
+            kind=PostingKind.EXPIRE,
+            points=-expired,
+            unit=GROUP,
+            occurred_at=now,
+            posted_at=now,
+            related_posting_id=posting.posting_id,
+            reason="expired before the points were given back",
+        )
+        await uow.ledger.add_posting(expiry)
+        await uow.ledger.move(
+            account.member_id, expiry.posting_id, [(lot, -n) for lot, n in lapsed], GROUP, now
+        )
+        for lot, _ in lapsed:
+            lot.status = LotStatus.EXPIRED if lot.remaining == 0 else lot.status
+            await uow.ledger.save_lot(account.member_id, lot)
+        account.available -= expired
+        await uow.outbox.add(
+            events_pb2.PointsExpired(
+                member_id=account.member_id,
+                posting_id=expiry.posting_id,
+                points=expired,
+                occurred_at=_ts(now),
+            )
+        )
     return expired
 
 
@@ -385,8 +449,7 @@ async def cancel_redemption(
         related_posting_id=posting_id,
         reason=reason,
     )
-    expired = await give_back(uow, member_id, redemption, posting, now)
-    account.available += posting.points
+    expired = await give_back(uow, account, redemption, posting, now)
     await uow.ledger.save_account(account, now)
     await uow.outbox.add(
         events_pb2.RedemptionCancelled(
@@ -588,10 +651,8 @@ async def balance(
     if within_days < 0 or within_days > 3660:
         raise InvalidArgument.of([FieldViolation("expiring_within_days", "0 to 3660")])
     until = now + timedelta(days=within_days or 30)
-    account = await uow.ledger.account(member_id)
+    account = await readable_account(uow, member_id, directory)
     if account is None:
-        if await directory.state_of(member_id) is None:
-            raise MemberNotFound(member_id)
         return BalanceView(Account(member_id), 0, until)
     return BalanceView(account, await uow.ledger.expiring_soon(member_id, until), until)
 
@@ -748,6 +809,7 @@ async def on_member_state(uow: PointsUnitOfWork, member_id: str, state: str, now
 async def on_tier_changed(
     uow: PointsUnitOfWork, member_id: str, tier: str, effective_at: datetime, now: datetime
 ) -> None:
+    await uow.ledger.record_tier_change(member_id, effective_at, tier)  # late ones too
     account = await uow.ledger.account(member_id, lock=True)
     if account is None:
         await uow.ledger.create_account(
@@ -988,6 +1050,12 @@ async def exchange_from_partner(
         programme_version=programme.version,
         breakdown={"partner": partner, "partner_units": partner_units},
     )
+    # A partner's reference credits once: a retry with a new request id is refused.
+    earlier = await uow.ledger.claim_partner_reference(
+        partner, reference.strip(), member_id, posting.posting_id
+    )
+    if earlier is not None:
+        raise PartnerReferenceUsed(partner, reference.strip(), earlier)
     await uow.ledger.add_posting(posting)
     await _credit(uow, account, posting, programme.expiry_of(now))
     await uow.ledger.save_account(account, now)
@@ -1034,8 +1102,7 @@ async def reverse_partner_exchange(
     )
     expired = 0
     if exchange.kind is PostingKind.PARTNER_EXCHANGE_OUT:
-        expired = await give_back(uow, member_id, exchange, posting, now)
-        account.available += posting.points
+        expired = await give_back(uow, account, exchange, posting, now)
     else:
         # Points converted in come back out, from their own lot first; if they were spent
         # meanwhile, the member's other points cover them (or INSUFFICIENT_POINTS).
@@ -1094,6 +1161,20 @@ async def record_referral(
     return referrer_id, False
 
 
+async def surviving_account(uow: PointsUnitOfWork, member_id: str) -> Account | None:
+    """The account that speaks for a member now, locked: its own, or the survivor's after a
+    merge (followed along a chain of merges)."""
+    account = await uow.ledger.account(member_id, lock=True)
+    for _ in range(MAX_MERGE_CHAIN):
+        if account is None or account.state != "merged" or not account.merged_into:
+            return account
+        account = await uow.ledger.account(account.merged_into, lock=True)
+    return account
+
+
+MAX_MERGE_CHAIN = 16  # a merge chain longer than this is a loop made by bad data: stop
+
+
 async def reward_referral(
     uow: PointsUnitOfWork, referee: Account, programme: Programme, now: datetime
 ) -> None:
@@ -1105,7 +1186,12 @@ async def reward_referral(
         return
     # The referee's account is locked already; a deadlock with a transaction locking the two
     # the other way round aborts one of them, and run_idempotent runs it again.
-    referrer = await uow.ledger.account(referral[0], lock=True)
+    # A referrer merged since is paid as the survivor; one merged into the referee is the
+    # referee (no one refers themselves).
+    referrer = await surviving_account(uow, referral[0])
+    if referrer is not None and referrer.member_id == referee.member_id:
+        referrer = None
+    paid_as = referrer.member_id if referrer else referral[0]
     await uow.ledger.mark_referral_rewarded(referee.member_id, now)
     for account, points in (
         (referee, programme.referee_points),
@@ -1122,7 +1208,7 @@ async def reward_referral(
             now,
             now,
             programme_version=programme.version,
-            reason=f"referral of {referee.member_id} by {referral[0]}",
+            reason=f"referral of {referee.member_id} by {paid_as}",
         )
         await uow.ledger.add_posting(posting)
         await _credit(uow, account, posting, programme.expiry_of(now))
@@ -1130,7 +1216,7 @@ async def reward_referral(
             await uow.ledger.save_account(account, now)
     await uow.outbox.add(
         events_pb2.ReferralRewarded(
-            referrer_member_id=referral[0],
+            referrer_member_id=paid_as,
             referee_member_id=referee.member_id,
             referrer_points=programme.referrer_points,
             referee_points=programme.referee_points,

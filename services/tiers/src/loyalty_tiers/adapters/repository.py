@@ -248,6 +248,29 @@ class TierStore:
         )
         return [_member(r) for r in rows]
 
+    async def merged_into(self, member_id: str) -> str | None:
+        """The survivor an absorbed member was merged into (None: not absorbed)."""
+        conn = await self._conn()
+        found = await conn.fetchval(
+            "SELECT merged_into FROM merged_members WHERE member_id = $1", member_id
+        )
+        return None if found is None else str(found)
+
+    async def record_merge(self, absorbed: str, survivor: str, at: datetime) -> None:
+        """Remember the merge; members absorbed into `absorbed` earlier now point at the
+        survivor too (no chain to follow)."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO merged_members (member_id, merged_into, merged_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (member_id) DO NOTHING",
+            absorbed,
+            survivor,
+            at,
+        )
+        await conn.execute(
+            "UPDATE merged_members SET merged_into = $2 WHERE merged_into = $1", absorbed, survivor
+        )
+
     async def move_member(self, absorbed: str, survivor: str) -> None:
         """A merge: the absorbed member's activity and grants become the survivor's."""
         conn = await self._conn()

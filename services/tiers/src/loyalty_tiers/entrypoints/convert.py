@@ -10,7 +10,7 @@ from typing import Any
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.resources import member_id_of, member_name
-from loyalty_kit.timestamps import timestamp
+from loyalty_kit.timestamps import moment, timestamp
 
 from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState
 from loyalty_tiers.domain.ladder import (
@@ -22,6 +22,7 @@ from loyalty_tiers.domain.ladder import (
     Window,
     decimal_of,
 )
+from loyalty_tiers.service_layer.handlers import ExtraActivity
 
 METRICS = {
     Metric.QUALIFYING_SPEND: pb.METRIC_QUALIFYING_SPEND,
@@ -194,10 +195,10 @@ def kind_of(kind: int) -> GrantKind:
     )
 
 
-def extra_activity(items: Iterable[pb.ExtraActivity]) -> list[tuple[str, Totals, str]]:
-    """(unit, totals, posting id) per extra activity."""
+def extra_activity(items: Iterable[pb.ExtraActivity]) -> list[ExtraActivity]:
+    """(unit, totals, posting id, when: None for now) per extra activity."""
     problems = Violations()
-    extra: list[tuple[str, Totals, str]] = []
+    extra: list[ExtraActivity] = []
     for i, item in enumerate(items):
         where = f"activities[{i}]"
         spend = Decimal(0)
@@ -210,8 +211,19 @@ def extra_activity(items: Iterable[pb.ExtraActivity]) -> list[tuple[str, Totals,
             problems.add(f"{where}.points", "must not be negative")
         if item.visits < 0:
             problems.add(f"{where}.visits", "must not be negative")
+        when = None
+        if item.HasField("occur_time"):
+            try:
+                when = moment(item.occur_time)
+            except ValueError:
+                problems.add(f"{where}.occur_time", "a time between years 1 and 9999")
         extra.append(
-            (item.unit.strip(), Totals(spend, item.points, item.visits), item.posting_id.strip())
+            (
+                item.unit.strip(),
+                Totals(spend, item.points, item.visits),
+                item.posting_id.strip(),
+                when,
+            )
         )
     if not extra:
         problems.add("activities", "at least one")

@@ -135,7 +135,12 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         member_id = member_id_of(request.member, "member")
         filters = {"member": member_id}
         page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
-        rows = await self._read(lambda uow: uow.tiers.history(member_id, page.after, page.size + 1))
+
+        async def history(uow: TiersUnitOfWork) -> list[Any]:
+            await handlers.refuse_if_merged(uow, member_id)
+            return await uow.tiers.history(member_id, page.after, page.size + 1)
+
+        rows = await self._read(history)
         response = pb.ListTierHistoryResponse(
             changes=[
                 pb.TierChange(from_tier=f, to_tier=t, reason=r, change_time=timestamp(at))
@@ -190,7 +195,12 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         filters = {"member": member_id}
         page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
         after = (datetime.fromisoformat(page.after[0]), page.after[1]) if page.after else None
-        rows = await self._read(lambda uow: uow.tiers.list_grants(member_id, after, page.size + 1))
+
+        async def grants(uow: TiersUnitOfWork) -> list[Any]:
+            await handlers.refuse_if_merged(uow, member_id)
+            return await uow.tiers.list_grants(member_id, after, page.size + 1)
+
+        rows = await self._read(grants)
         response = pb.ListTierGrantsResponse(
             tier_grants=[convert.grant_message(g) for _, g in rows[: page.size]]
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from loyalty.tiers.v1 import events_pb2
-from loyalty_kit.errors import AlreadyExists, FailedPrecondition, NotFound
+from loyalty_kit.errors import AlreadyExists, FailedPrecondition, MemberNotActive, NotFound
 from loyalty_kit.timestamps import add_months, timestamp
 
 from loyalty_tiers.adapters.repository import HistoryEntry, MemberTier, new_id
@@ -143,7 +143,18 @@ async def _locked_member(
     uow: TiersUnitOfWork, rules: Ladder, member_id: str, now: datetime
 ) -> MemberTier:
     member = await uow.tiers.member_tier(member_id, lock=True)
+    if member is None:
+        await refuse_if_merged(uow, member_id)
     return member or await uow.tiers.ensure_member(member_id, rules.tiers[0].code, now)
+
+
+async def refuse_if_merged(uow: TiersUnitOfWork, member_id: str) -> None:
+    """An absorbed member's id is refused on every read and write, naming the survivor
+    (MEMBER_MERGED with merged_into), as every service does. Asked only where the member has
+    no tier row: a merge deletes the absorbed member's."""
+    survivor = await uow.tiers.merged_into(member_id)
+    if survivor is not None:
+        raise MemberNotActive(member_id, "merged", survivor)
 
 
 # -- activity and upgrades ---------------------------------------------------------------------
@@ -158,6 +169,9 @@ async def record_activity(
     totals: Totals,
     now: datetime,
 ) -> None:
+    # Activity of an absorbed member that was under way when the merge landed is the
+    # survivor's.
+    member_id = await uow.tiers.merged_into(member_id) or member_id
     if await uow.tiers.record_activity(member_id, event_id, occurred_at, unit, totals):
         await judge_upgrade(uow, member_id, now)
 
@@ -188,6 +202,7 @@ async def on_member_merged(
     rules = await uow.tiers.ladder()
     locked = await uow.tiers.lock_members([survivor_id, absorbed_id])
     await uow.tiers.move_member(absorbed_id, survivor_id)
+    await uow.tiers.record_merge(absorbed_id, survivor_id, now)
     if rules is None:
         return
     survivor = locked.get(survivor_id) or await _locked_member(uow, rules, survivor_id, now)
@@ -428,9 +443,10 @@ class TierView:
 async def _standing(
     uow: TiersUnitOfWork, rules: Ladder, member_id: str, now: datetime
 ) -> tuple[MemberTier, Grant | None]:
-    member = await uow.tiers.member_tier(member_id) or MemberTier(
-        member_id, rules.tiers[0].code, now, None
-    )
+    member = await uow.tiers.member_tier(member_id)
+    if member is None:
+        await refuse_if_merged(uow, member_id)
+        member = MemberTier(member_id, rules.tiers[0].code, now, None)
     grants = (await uow.tiers.active_grants([member_id])).get(member_id, [])
     return member, holding_grant(rules, member.tier, grants, now)
 
@@ -458,20 +474,29 @@ class Preview:
     progress: Progress
 
 
+# Activity a dry run adds: (unit, totals, the posting that records it, when: None for now).
+ExtraActivity = tuple[str, Totals, str, datetime | None]
+
+
 async def preview(
     uow: TiersUnitOfWork,
     member_id: str,
-    extra: Sequence[tuple[str, Totals, str]],
+    extra: Sequence[ExtraActivity],
     now: datetime,
 ) -> Preview:
     """The tier the member would have with this extra activity now (nothing is stored).
-    Activity of a posting already counted is not added twice."""
+    Activity of a posting already counted is not added twice, and activity outside the window
+    counts for nothing, as when it arrives."""
     rules = await ladder(uow)
-    counted = await uow.tiers.counted(member_id, [p for _, _, p in extra if p])
-    added = [(unit, totals) for unit, totals, posting in extra if posting not in counted]
+    counted = await uow.tiers.counted(member_id, [p for _, _, p, _ in extra if p])
     member, holder = await _standing(uow, rules, member_id, now)
     tier = holder.tier if holder else member.tier
     since = rules.window_start(now, member.tier_year_end)
+    added = [
+        (unit, totals)
+        for unit, totals, posting, when in extra
+        if posting not in counted and (when is None or since <= when <= now)
+    ]
     window = rules.activity(await uow.tiers.activity(member_id, since, now), *added)
     would = max(rules.supported(window), rules.index_of(tier))
     next_tier, progress = rules.progress(would, window)
