@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import grpc
 import httpx
 import pytest_asyncio
@@ -23,8 +24,10 @@ from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_devstack.demo import huayue_ladder, huayue_programme
 from loyalty_devstack.embedded import Infrastructure, free_port
 from loyalty_devstack.testing import ServiceRunner
+from loyalty_kit.db import asyncpg_params
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
+from sqlalchemy.engine import make_url
 
 from tests.faults.proxy import DatabaseProxy
 from tests.gateway.conftest import Gateway
@@ -43,6 +46,8 @@ class Suite:
     proxies: dict[str, DatabaseProxy]
     gateway: Gateway
     channels: dict[str, grpc.aio.Channel]
+    database_url: str  # the real server, not through a proxy
+    database_prefix: str
 
     @property
     def points(self) -> Points:
@@ -58,6 +63,20 @@ class Suite:
     async def restore(self, *names: str) -> None:
         for name in names or SERVICES:
             await self.proxies[name].restore()
+
+    async def terminate_connections(self) -> int:
+        """pg_terminate_backend of every connection the faulted services hold; how many."""
+        url = make_url(self.database_url).set(drivername="postgresql+asyncpg")
+        admin = await asyncpg.connect(**asyncpg_params(url))
+        try:
+            killed: int = await admin.fetchval(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname LIKE $1 AND pid <> pg_backend_pid()",
+                self.database_prefix.replace("_", "\\_") + "%",
+            )
+        finally:
+            await admin.close()
+        return killed
 
     async def health(self, name: str) -> int:
         stub = health_pb2_grpc.HealthStub(self.channels[name])
@@ -75,7 +94,7 @@ class Suite:
         return loop.time() - started
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
+@pytest_asyncio.fixture(loop_scope="session", scope="package")
 async def suite(
     make_settings: Callable[..., Settings], infra: Infrastructure, run_id: str
 ) -> AsyncIterator[Suite]:
@@ -123,7 +142,7 @@ async def suite(
         channels = {
             name: grpc.aio.insecure_channel(service.target) for name, service in services.items()
         }
-        made = Suite(services, proxies, gateway, channels)
+        made = Suite(services, proxies, gateway, channels, infra.database_url, f"{run_id}_f_")
         await made.points.as_(ADMIN).UpdateProgramme(_programme_request(), timeout=15)
         await made.tiers().UpdateLadder(
             tiers_pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id="faults-ladder")
