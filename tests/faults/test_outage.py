@@ -5,10 +5,14 @@ SERVING again once the database is back; nothing needs a restart."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from grpc_health.v1 import health_pb2
+from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 
 from tests.faults.calls import grpc_calls, http_outcome, outcome, phone, purchase, registered
 from tests.faults.conftest import HEALTH_TIMER_SECONDS, Suite
@@ -94,3 +98,48 @@ async def test_a_purchase_whose_answer_the_gateway_cannot_keep_is_answered_and_c
         assert retried.json()["posting"] == posting == kept.json()["posting"]
         balance = (await http.get(f"/v1/{member}/balance")).json()["balance"]
         assert balance["lifetimeEarned"] == "88"  # credited once
+
+
+async def test_events_met_by_a_consumer_whose_database_is_down_are_handled_once_it_is_back(
+    suite: Suite, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tiers learns activity from points' events: while its database is cut they are given
+    back with a warning (no traceback per event) and handled once it is back."""
+    caplog.set_level(logging.WARNING)
+    member = await registered(suite, phone())
+    tiers = suite.tiers()
+    asked = tiers_pb.GetMemberTierRequest(member=member)
+    before = list((await tiers.GetMemberTier(asked)).progress)
+    await suite.cut("tiers")
+    try:
+        await suite.points.earn(member, "mall", "300.00")
+        await eventually(lambda: retried(caplog), within=20)
+    finally:
+        await suite.restore("tiers")
+
+    async def learnt() -> bool:
+        return list((await tiers.GetMemberTier(asked)).progress) != before
+
+    await eventually(learnt, within=30)
+    failures = [r for r in caplog.records if r.name.startswith("loyalty") and r.levelno >= 40]
+    assert failures == [], [r.getMessage() for r in failures]
+
+
+def retried(caplog: pytest.LogCaptureFixture) -> bool:
+    return any(
+        r.name == "loyalty.inbox" and "events will be retried" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def eventually(check: Callable[[], Any], within: float) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        found = check()
+        if asyncio.iscoroutine(found):
+            found = await found
+        if found:
+            return
+        assert loop.time() - started < within, "never happened"
+        await asyncio.sleep(0.1)
