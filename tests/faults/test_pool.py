@@ -15,9 +15,9 @@ import pytest_asyncio
 from google.protobuf import wrappers_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_devstack.embedded import Infrastructure
-from loyalty_kit import db, migrations
+from loyalty_kit import db, jobs, migrations
 from loyalty_kit.idempotency import run_remembered
-from loyalty_kit.jobs import OUTAGE_RETRY_SECONDS, every
+from loyalty_kit.jobs import every
 from loyalty_kit.settings import Settings
 from loyalty_kit.uow import UnitOfWork
 from sqlalchemy import exc as sa_exc
@@ -168,11 +168,14 @@ async def test_a_flow_whose_answer_cannot_be_kept_is_still_answered(
 
 
 async def test_a_scheduled_job_that_meets_an_outage_warns_and_retries_within_seconds(
-    proxied: tuple[AsyncEngine, DatabaseProxy], caplog: pytest.LogCaptureFixture
+    proxied: tuple[AsyncEngine, DatabaseProxy],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An hourly job is not put off for an hour by an outage, nor logs a traceback."""
     engine, proxy = proxied
     caplog.set_level(logging.WARNING)
+    monkeypatch.setattr(jobs, "OUTAGE_RETRY_SECONDS", 0.5)
     stopping = asyncio.Event()
     rounds: list[int] = []
 
@@ -184,6 +187,6 @@ async def test_a_scheduled_job_that_meets_an_outage_warns_and_retries_within_sec
     job = asyncio.create_task(every(3600, stopping, work, "faults-hourly"))
     await asyncio.sleep(0.5)
     await proxy.restore()
-    await asyncio.wait_for(job, timeout=OUTAGE_RETRY_SECONDS + 15)
+    await asyncio.wait_for(job, timeout=15)
     assert rounds == [1]
     assert [r.levelno for r in caplog.records if r.name == "loyalty.jobs"] == [logging.WARNING]
