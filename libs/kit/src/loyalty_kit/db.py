@@ -1,10 +1,25 @@
-"""One async SQLAlchemy engine per service database (asyncpg driver)."""
+"""One async SQLAlchemy engine per service database (asyncpg driver), and what the kit does
+when the database is unavailable.
+
+An outage (connection refused or closed, the server shutting down, a connection broken
+mid-operation, the pool exhausted past its timeout) is told apart from every other failure by
+one classifier, `database_unavailable`: the interceptor answers UNAVAILABLE /
+DATABASE_UNAVAILABLE for it, consumers and jobs log a warning and retry. A connection that
+failed that way is never given back to the pool: SQLAlchemy discards it (`handle_error`), and
+the unit of work invalidates its session for failures of SQL run on the driver connection,
+which SQLAlchemy never sees. The unit of work also signals the service's health watcher
+(`outage_signal`), so health turns NOT_SERVING on the first failure rather than on its timer.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 import asyncpg
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -12,6 +27,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import Pool
+
+from loyalty_kit.errors import Unavailable
 
 
 def asyncpg_params(url: URL) -> dict[str, Any]:
@@ -57,7 +75,7 @@ async def drop_database(server: URL, database: str) -> None:
 
 
 def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -68,19 +86,133 @@ def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
         # migrations while keeping asyncpg's prepared-statement speed.
         connect_args={"server_settings": {"application_name": "loyalty"}},
     )
+    event.listen(engine.sync_engine, "handle_error", _discard_broken_connection)
+    event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def database_answers(engine: AsyncEngine) -> bool:
-    try:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-        return True
-    except Exception:
-        return False
+async def database_answers(engine: AsyncEngine, timeout: float = 3.0) -> bool:
+    """Whether the database answers `SELECT 1` within `timeout`. Tried twice: a first failure
+    on a pooled connection the server has closed discards it, the second try connects anew."""
+    for _attempt in range(2):
+        try:
+            async with asyncio.timeout(timeout):
+                async with engine.connect() as conn:
+                    await conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:
+            continue
+    return False
+
+
+# -- the database unavailable ------------------------------------------------------------------
+
+# SQLSTATE class 08 (connection exception) and the server going away: admin shutdown,
+# crash shutdown, cannot connect now (starting up or shutting down).
+SHUTDOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# asyncpg's words for a connection that is closed, or busy or broken after an interrupted
+# operation: unusable, and what the caller sees is the database not answering.
+BROKEN_CONNECTION = (
+    "connection is closed",
+    "connection was closed",
+    "another operation is in progress",
+    "another operation is cancelling",
+    "cannot switch to state",
+    "not connected",
+)
+
+
+class DatabaseUnavailable(Unavailable):
+    """What a caller is told when the database cannot be used: UNAVAILABLE, retry shortly."""
+
+    reason = "DATABASE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("the database is unavailable; retry shortly")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True when `error` means the database cannot be used now (it cannot be reached, a
+    connection to it broke, the pool stayed exhausted past its timeout), so the answer is
+    UNAVAILABLE (worth retrying), not INTERNAL. Raised through SQLAlchemy or asyncpg alike."""
+    for found in _causes(error):
+        if isinstance(found, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+            return True
+        if isinstance(found, sa_exc.DBAPIError) and found.connection_invalidated:
+            return True
+        code = getattr(found, "sqlstate", None)
+        if isinstance(code, str) and (code.startswith("08") or code in SHUTDOWN_SQLSTATES):
+            return True
+        if isinstance(found, asyncpg.InterfaceError | asyncpg.InternalClientError) and any(
+            words in str(found) for words in BROKEN_CONNECTION
+        ):
+            return True
+        # Refused, reset, timed out or a missing socket file: only when raised by the driver
+        # or the pool (a file a handler failed to read is not the database).
+        if isinstance(found, OSError) and _raised_by_driver(found):
+            return True
+    return False
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error, the driver error SQLAlchemy wrapped, and what it was raised from."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending and len(found) < 12:
+        current = pending.pop(0)
+        if current is None or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending.append(getattr(current, "orig", None))
+        pending.append(current.__cause__)
+        if not current.__suppress_context__:
+            pending.append(current.__context__)
+    return [e for e in found if isinstance(e, BaseException)]
+
+
+def _raised_by_driver(error: BaseException) -> bool:
+    trace = error.__traceback__
+    while trace is not None:
+        module = trace.tb_frame.f_globals.get("__name__", "")
+        if module.startswith(("asyncpg", "sqlalchemy")):
+            return True
+        trace = trace.tb_next
+    return False
+
+
+def _discard_broken_connection(context: Any) -> None:
+    """SQLAlchemy's `handle_error`: a connection that broke mid-operation in a way asyncpg
+    does not call a disconnect (left busy, or in an error state) is discarded too."""
+    if not context.is_disconnect and database_unavailable(context.original_exception):
+        context.is_disconnect = True
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """The pool's `checkout`: a connection the server closed while it sat in the pool is
+    replaced before anyone uses it (no round trip: asyncpg already knows it is closed)."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise sa_exc.DisconnectionError("connection closed while in the pool")
+
+
+_outages: weakref.WeakKeyDictionary[Pool, asyncio.Event] = weakref.WeakKeyDictionary()
+
+
+def outage_signal(engine: AsyncEngine) -> asyncio.Event:
+    """Set when work on this engine's database failed as unavailable; health waits on it."""
+    pool = engine.sync_engine.pool
+    signal = _outages.get(pool)
+    if signal is None:
+        signal = _outages[pool] = asyncio.Event()
+    return signal
+
+
+def report_unavailable(engine: AsyncEngine) -> None:
+    outage_signal(engine).set()
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:

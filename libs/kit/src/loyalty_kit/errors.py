@@ -100,6 +100,13 @@ class Aborted(DomainError):
     reason = "ABORTED"
 
 
+class Unavailable(DomainError):
+    """Cannot be done now, may be later: callers retry (gRPC UNAVAILABLE, HTTP 503)."""
+
+    kind = ErrorKind.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
 class MemberNotActive(FailedPrecondition):
     """A suspended, merged or erased member, refused alike by every service that moves
     something for members (points, benefits): reason MEMBER_SUSPENDED, MEMBER_MERGED or

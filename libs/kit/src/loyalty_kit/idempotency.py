@@ -22,13 +22,15 @@ from google.protobuf.message import Message
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_kit.db import driver_connection
+from loyalty_kit.db import database_unavailable, driver_connection
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.logs import get_logger
 
 if TYPE_CHECKING:
     from loyalty_kit.uow import UnitOfWork
 
 M = TypeVar("M", bound=Message)
+log = get_logger("loyalty.idempotency")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 
@@ -229,16 +231,33 @@ async def run_remembered(
     """For a flow of calls to services that are each idempotent by their own request ids (a
     composite flow): the first answer is kept and given to every retry, but no transaction is
     held while the flow runs. Duplicates running at once each run the flow (the services
-    beneath take it once) and all answer with the answer kept first."""
+    beneath take it once) and all answer with the answer kept first.
+
+    The services having done the work, an answer that cannot be kept (this service's own
+    database unavailable) is still given: a retry runs the flow again, and the services
+    beneath answer it with what they took the first time. Likewise a first answer that cannot
+    be looked up does not stop the flow."""
     request_id = getattr(request, "request_id")  # noqa: B009 (every mutating request has one)
-    async with uow_factory() as uow:
-        first = await uow.idempotency.recall(scope, request_id, request, response_type)
+    try:
+        async with uow_factory() as uow:
+            first = await uow.idempotency.recall(scope, request_id, request, response_type)
+    except Exception as error:
+        if not database_unavailable(error):
+            raise
+        log.warning("answers cannot be looked up: database unavailable", scope=scope)
+        first = None
     if first is not None:
         return first
     response = await work()
-    async with uow_factory() as uow:
-        kept = await uow.idempotency.remember(scope, request_id, request, response)
-        await uow.commit()
+    try:
+        async with uow_factory() as uow:
+            kept = await uow.idempotency.remember(scope, request_id, request, response)
+            await uow.commit()
+    except Exception as error:
+        if not database_unavailable(error):
+            raise
+        log.warning("answer given but not kept: database unavailable", scope=scope)
+        return response
     return kept
 
 

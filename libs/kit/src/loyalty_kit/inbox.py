@@ -3,7 +3,8 @@
 JetStream delivers at least once (redelivery after a crash or a missed ack). The consumer records
 the event id in its service's inbox table in the same transaction as the handler's changes, so a
 redelivered event is acknowledged without being handled again, and a handler that fails leaves no
-trace and is retried later (nak with a delay).
+trace and is retried later (nak with a delay). While the database is unavailable the batch is
+given back with one warning and the consumer pauses before fetching again.
 
 Handlers are registered per event type: `consumer.on(PointsEarned, handle_points_earned)`; they
 receive a unit of work (commit is done for them) and the decoded message.
@@ -23,6 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from loyalty_kit.db import database_unavailable
 from loyalty_kit.events import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -114,6 +116,15 @@ class EventConsumer:
                 self.handled += 1
         await msg.ack()
 
+    async def _retry_later(self, messages: list[Msg]) -> None:
+        log.warning(
+            "database unavailable; events will be retried", consumer=self.name, events=len(messages)
+        )
+        for msg in messages:
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.retry_delay_seconds)
+        await asyncio.sleep(self.retry_delay_seconds)
+
     async def run(self, js: JetStreamContext) -> None:
         sub = await self.subscribe(js)
         try:
@@ -122,12 +133,16 @@ class EventConsumer:
                     messages = await sub.fetch(self.batch, timeout=1.0)
                 except (FetchTimeoutError, TimeoutError):
                     continue
-                for msg in messages:
+                for index, msg in enumerate(messages):
                     try:
                         await self.handle(msg)
                     except asyncio.CancelledError:
                         raise
-                    except Exception:
+                    except Exception as error:
+                        if database_unavailable(error):
+                            # One warning for the batch: it is all given back and retried.
+                            await self._retry_later(messages[index:])
+                            break
                         log.exception("event handler failed; will retry", subject=msg.subject)
                         with contextlib.suppress(Exception):
                             await msg.nak(delay=self.retry_delay_seconds)

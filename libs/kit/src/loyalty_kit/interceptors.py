@@ -16,6 +16,7 @@ from grpc.aio import AbortError
 
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.caller import set_current_caller
+from loyalty_kit.db import DatabaseUnavailable, database_unavailable
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError, InvalidArgument
 from loyalty_kit.logs import get_logger
@@ -51,6 +52,15 @@ def invalid_data(error: Exception) -> DomainError | None:
     if not isinstance(code, str) or not code.startswith("22"):
         return None
     return InvalidArgument(DATA_EXCEPTIONS.get(code, "a value is not valid"), reason="INVALID_DATA")
+
+
+def unavailable(error: Exception, method: str) -> DomainError | None:
+    """The database unreachable or a connection to it broken: UNAVAILABLE, which callers may
+    retry, and a warning without a traceback (one outage, many calls)."""
+    if not database_unavailable(error):
+        return None
+    log.warning("database unavailable", method=method, error=type(error).__name__)
+    return DatabaseUnavailable()
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
@@ -104,7 +114,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                     to_grpc_status(upstream_status(error, self.service))
                 )
             except Exception as error:
-                invalid = invalid_data(error)
+                invalid = invalid_data(error) or unavailable(error, method)
                 if invalid is not None:
                     code = invalid.kind.value
                     await context.abort_with_status(
@@ -141,7 +151,10 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort_with_status(
                     to_grpc_status(upstream_status(error, self.service))
                 )
-            except Exception:
+            except Exception as error:
+                known = invalid_data(error) or unavailable(error, method)
+                if known is not None:
+                    await context.abort_with_status(to_grpc_status(status_of(known, self.service)))
                 reference = error_reference()
                 log.exception("rpc failed", method=method, reference=reference)
                 await context.abort_with_status(

@@ -27,7 +27,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from loyalty_kit.db import asyncpg_params, driver_connection
+from loyalty_kit.db import asyncpg_params, database_unavailable, driver_connection
 from loyalty_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MSG_ID_HEADER, event_subject
 from loyalty_kit.logs import get_logger
 from loyalty_kit.tables import OUTBOX_CHANNEL
@@ -151,14 +151,21 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay until cancelled."""
         listener = await self._listen()
+        listens = listener is not None
         try:
             while True:
+                if listens and (listener is None or listener.is_closed()):
+                    # The LISTEN connection died with the database: listen again once it is back.
+                    listener = await self._listen(quiet=True)
                 try:
                     await self.publish_pending()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("outbox relay failed; retrying")
+                except Exception as error:
+                    if database_unavailable(error):
+                        log.warning("outbox relay: database unavailable; retrying")
+                    else:
+                        log.exception("outbox relay failed; retrying")
                     await asyncio.sleep(self.poll_seconds)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -172,13 +179,14 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await listener.close()
 
-    async def _listen(self) -> Any:
+    async def _listen(self, *, quiet: bool = False) -> Any:
         if self.listen_url is None:
             return None
         try:
-            conn = await asyncpg.connect(**asyncpg_params(self.listen_url))
+            conn = await asyncpg.connect(**asyncpg_params(self.listen_url), timeout=5)
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
             return conn
         except Exception:
-            log.warning("outbox relay cannot LISTEN; polling only")
+            if not quiet:
+                log.warning("outbox relay cannot LISTEN; polling only")
             return None

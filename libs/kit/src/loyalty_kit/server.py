@@ -68,6 +68,8 @@ class ServiceContext:
 Job = Callable[[], Awaitable[None]]
 NATS_DRAIN_SECONDS = 3.0
 CANCEL_WAIT_SECONDS = 5.0  # how long cancelled tasks and the engine get to finish on stop
+DOWN_CHECK_SECONDS = 1.0  # how often health re-checks a database that did not answer
+MIN_CHECK_GAP_SECONDS = 0.1
 
 
 @dataclass
@@ -117,15 +119,27 @@ class RunningService:
             await self.health.set(name, status)
 
     async def _watch_database(self) -> None:
+        """Health follows the database: checked every `health_check_seconds`, at once when a
+        unit of work met it unavailable (`db.outage_signal`), and every second while it is
+        down, so the service is SERVING again soon after the database is back."""
+        interval = self.context.settings.health_check_seconds
         serving: bool | None = None
         while True:
-            ok = self.context.engine is None or await db.database_answers(self.context.engine)
+            engine = self.context.engine
+            outage = db.outage_signal(engine) if engine is not None else asyncio.Event()
+            outage.clear()
+            ok = engine is None or await db.database_answers(engine)
             if ok != serving:
                 await self._set_health(ok)
                 if serving is not None:
                     log.warning("health changed", service=self.spec.name, serving=ok)
                 serving = ok
-            await asyncio.sleep(self.context.settings.health_check_seconds)
+            if not ok:
+                await asyncio.sleep(min(interval, DOWN_CHECK_SECONDS))
+                continue
+            await asyncio.sleep(MIN_CHECK_GAP_SECONDS)  # a burst of failures, one check
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(outage.wait(), interval)
 
     def _spawn(self, job: Job, name: str, *, is_job: bool = False) -> None:
         async def guarded() -> None:

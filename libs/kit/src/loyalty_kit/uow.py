@@ -3,15 +3,23 @@
 Service layers open one per command (`async with uow_factory() as uow:`), do their work through
 repositories built on `uow.session`, add events to `uow.outbox`, and `await uow.commit()`.
 Leaving the block without committing rolls back. Services subclass it to add repositories.
+
+Leaving it on a failure of the database (see `db.database_unavailable`), or cancelled (a
+deadline) perhaps in the middle of a statement, discards the connection instead: SQL run on the
+driver connection fails where SQLAlchemy cannot see it, and a connection in an unknown state
+must not serve the next unit of work. An outage also wakes the service's health watcher.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from loyalty_kit import db
 from loyalty_kit.idempotency import IdempotencyKeys
 from loyalty_kit.outbox import Outbox
 
@@ -30,8 +38,10 @@ class UnitOfWork:
         self.read_only = read_only
 
     async def __aenter__(self) -> Self:
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        self._engine = engine
         if self.read_only:
-            bind = self._sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
+            bind = engine.execution_options(isolation_level="AUTOCOMMIT")
             self.session = self._sessions(bind=bind)
         else:
             self.session = self._sessions()
@@ -47,10 +57,19 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self.session.in_transaction():
+            if isinstance(exc, asyncio.CancelledError):
+                await self._discard_connection()
+            elif exc is not None and db.database_unavailable(exc):
+                db.report_unavailable(self._engine)
+                await self._discard_connection()
+            elif self.session.in_transaction():
                 await self.session.rollback()
         finally:
             await self.session.close()
+
+    async def _discard_connection(self) -> None:
+        with contextlib.suppress(Exception):  # the failure that brought us here is what counts
+            await self.session.invalidate()
 
     async def commit(self) -> None:
         await self.session.commit()

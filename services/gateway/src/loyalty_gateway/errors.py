@@ -1,6 +1,7 @@
 """google.rpc.Status as HTTP: the code mapping of google/rpc/code.proto, the Status as the
 JSON body in the AIP-193 shape (`{"error": {"code", "message", "status", "details"}}`), with
-its ErrorInfo and field violations."""
+its ErrorInfo and field violations. UNAVAILABLE (a service or the gateway's own database down)
+is 503 with `Retry-After`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from loyalty_kit.db import DatabaseUnavailable, database_unavailable
 from loyalty_kit.errors import DomainError
 from loyalty_kit.status import from_rpc_error, status_of, upstream_status
 
@@ -31,6 +33,8 @@ HTTP_CODES = {
     code_pb2.UNAVAILABLE: 503,
     code_pb2.DATA_LOSS: 500,
 }
+
+RETRY_AFTER_SECONDS = "1"
 
 # The detail types the JSON body may carry: imported so json_format can resolve them.
 DETAIL_TYPES = (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest)
@@ -59,3 +63,16 @@ def status_of_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
 
 def status_of_error(error: DomainError) -> status_pb2.Status:
     return status_of(error, "gateway")
+
+
+def status_of_failure(error: Exception) -> status_pb2.Status | None:
+    """The status of a failure that is no bug, or None: the gateway's own database
+    unavailable (its API clients, its checkout log, its kept answers) is UNAVAILABLE."""
+    if database_unavailable(error):
+        return status_of(DatabaseUnavailable(), "gateway")
+    return None
+
+
+def retry_after(status: status_pb2.Status) -> str | None:
+    """The `Retry-After` of an answer: worth retrying soon when UNAVAILABLE."""
+    return RETRY_AFTER_SECONDS if status.code == code_pb2.UNAVAILABLE else None

@@ -58,7 +58,14 @@ from loyalty_gateway.backends import BACKENDS, exposed_services, shared_backends
 from loyalty_gateway.clients import DEFAULT_RATE, ClientStore
 from loyalty_gateway.composite import SERVICE as COMPOSITE
 from loyalty_gateway.composite import composer_of
-from loyalty_gateway.errors import error_body, http_code, status_of_error, status_of_rpc_error
+from loyalty_gateway.errors import (
+    error_body,
+    http_code,
+    retry_after,
+    status_of_error,
+    status_of_failure,
+    status_of_rpc_error,
+)
 from loyalty_gateway.keys import Keys
 from loyalty_gateway.settings import GatewaySettings
 from loyalty_gateway.transcoding import Route as RpcRoute
@@ -79,7 +86,10 @@ def caller_of_claims(claims: dict[str, Any]) -> Caller:
 
 
 def _json(status: Any) -> JSONResponse:
-    return JSONResponse(error_body(status), status_code=http_code(status))
+    response = JSONResponse(error_body(status), status_code=http_code(status))
+    if (after := retry_after(status)) is not None:
+        response.headers["Retry-After"] = after
+    return response
 
 
 def method_not_allowed(method: str, allowed: str) -> JSONResponse:
@@ -229,6 +239,11 @@ def build_app(context: ServiceContext) -> Starlette:
             return finish(response, request_id, carrier)
         except grpc.aio.AioRpcError as error:
             return finish(_json(status_of_rpc_error(error)), request_id, carrier)
+        except Exception as error:
+            if (known := status_of_failure(error)) is None:
+                raise
+            log.warning("database unavailable", path=path, error=type(error).__name__)
+            return finish(_json(known), request_id, carrier)
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -260,6 +275,11 @@ def build_app(context: ServiceContext) -> Starlette:
             return finish(JSONResponse(body, headers={"Cache-Control": "no-store"}), request_id, {})
         except DomainError as error:
             return finish(_json(status_of_error(error)), request_id, {})
+        except Exception as error:
+            if (known := status_of_failure(error)) is None:
+                raise
+            log.warning("database unavailable", path="/v1/token", error=type(error).__name__)
+            return finish(_json(known), request_id, {})
 
     # -- health, contract, docs ------------------------------------------------------------
 
