@@ -40,7 +40,13 @@ from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_devstack import demo
-from loyalty_devstack.embedded import Infrastructure, free_port, port_open
+from loyalty_devstack.embedded import (
+    EmbeddedNats,
+    Infrastructure,
+    free_port,
+    nats_server_binary,
+    port_open,
+)
 from loyalty_kit.auth import development_keys
 from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
@@ -399,6 +405,37 @@ def test_after_the_runner_is_killed_the_next_run_on_its_folder_starts_cleanly(
     assert code == 0, text
     assert "exit codes: identity 0, points 0, tiers 0, benefits 0, gateway 0" in text, text
     assert _folder_processes(data_dir) == []
+
+
+def test_a_nats_server_left_without_a_pid_file_is_found_by_its_folder_and_stopped(
+    tmp_path: Path,
+) -> None:
+    """What a runner before pid files left behind: a nats-server holding the folder's store
+    and its port; the next start stops it and starts its own."""
+    store, port = (tmp_path / "nats").resolve(), free_port()
+    store.mkdir()
+    orphan = subprocess.Popen(
+        [nats_server_binary(), "--jetstream", "--store_dir", str(store), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    nats = EmbeddedNats(store, port)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            assert time.monotonic() < deadline and orphan.poll() is None
+            time.sleep(0.1)
+        nats.start()
+        assert nats.stopped_stale == orphan.pid
+        assert orphan.wait(10) is not None
+        assert port_open("127.0.0.1", port)  # its own server now
+        assert int((store / "nats-server.pid").read_text()) != orphan.pid
+    finally:
+        nats.stop()
+        if orphan.poll() is None:
+            orphan.kill()
+    assert not (store / "nats-server.pid").exists()
 
 
 def _answer(command: Callable[[], int | None]) -> int:

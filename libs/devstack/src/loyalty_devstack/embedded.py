@@ -150,15 +150,20 @@ class EmbeddedNats:
 
     def _stop_stale(self) -> None:
         """A nats-server of this folder that a killed runner left: stopped, so its port and
-        its store are free again."""
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(self.pid_file.read_text().strip())
+        its store are free again. Found by its pid file, or (left by a runner that wrote
+        none) by its store folder on its command line."""
+        stale: list[psutil.Process] = []
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            stale.append(psutil.Process(int(self.pid_file.read_text().strip())))
+        if not stale:
             with contextlib.suppress(psutil.Error):
-                process = psutil.Process(pid)
+                stale = list(psutil.process_iter(["name"]))
+        for process in stale:
+            with contextlib.suppress(psutil.Error):
                 if "nats-server" in process.name() and str(self.data_dir) in process.cmdline():
                     _stop_process(process)
-                    self.stopped_stale = pid
-            self.pid_file.unlink(missing_ok=True)
+                    self.stopped_stale = process.pid
+        self.pid_file.unlink(missing_ok=True)
 
     @property
     def url(self) -> str:
