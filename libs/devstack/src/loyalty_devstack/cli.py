@@ -304,7 +304,7 @@ async def run_suite(data_dir: Path) -> int:
                         service.pipe.cancel()
                 infra.stop()
                 codes = ", ".join(f"{n} {p.returncode}" for n, p in processes.items())
-                print(f"stopped (exit codes: {codes})", flush=True)
+                print(f"stopped (exit codes: {codes})" if codes else "stopped", flush=True)
     except StartFailed as error:  # the folder is another runner's
         print(f"could not start the suite: {error}", flush=True)
         code = 1
