@@ -394,7 +394,7 @@ async def _prepared(ctx: BenchContext, suite: Suite) -> Prepared:
         await load_tiers(suite.settings),
         await load_benefits(suite.settings),
     ):
-        _progress(loaded)
+        _progress(loaded.what)
     async with suite.gateway.context.uow() as uow:
         client, secret = await ClientStore(uow.session).create(
             "mall", ["earn", "redeem"], description="bench", rate=RATE_PER_SECOND

@@ -2,40 +2,76 @@
 
 loyalty-dev run      infrastructure + every service, logs prefixed; Ctrl-C stops it all
 loyalty-dev infra    only PostgreSQL and NATS (embedded unless the environment names them)
-loyalty-dev demo     load the Huayue demo programme into a running suite
+loyalty-dev demo     load what is missing of the Huayue demo programme into a running suite
+
+While `run` or `infra` is up, `<data folder>/env` holds the `export LOYALTY_...` lines the other
+command lines need (`. .loyalty/env`, then e.g. `loyalty-gateway clients list`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
+import ctypes
+import fcntl
 import json
 import os
+import shlex
 import signal
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from loyalty_kit.auth import AuthSettings, development_keys
 from loyalty_kit.settings import Settings
 
 from loyalty_devstack import demo
-from loyalty_devstack.embedded import DEV_NATS_PORT, Infrastructure
+from loyalty_devstack.embedded import DEV_NATS_PORT, Infrastructure, PortTaken, ensure_port_free
 
 # Start order: the services the others call come first; the gateway last, stopped first.
 SERVICES = ("identity", "points", "tiers", "benefits", "gateway")
 COLOURS = {"identity": 36, "points": 33, "tiers": 35, "benefits": 32, "gateway": 34}
+TAIL_LINES = 30  # what is shown of a service that stopped during start
+START_TIMEOUT_SECONDS = 60.0
 
 
-async def _pipe(name: str, stream: asyncio.StreamReader) -> None:
-    colour = COLOURS.get(name, 0)
+class StartFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: asyncio.subprocess.Process
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=50))
+    pipe: asyncio.Task[None] | None = None
+
+    async def last_lines(self) -> str:
+        """Its last lines of output, once it has written them all (it has exited)."""
+        if self.pipe is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.pipe), 5)
+        return "".join(f"    {line}" for line in list(self.tail)[-TAIL_LINES:])
+
+
+async def _pipe(service: ServiceProcess, stream: asyncio.StreamReader) -> None:
+    colour = COLOURS.get(service.name, 0)
+    name = service.name
     prefix = f"\033[{colour}m{name:>8}\033[0m | " if sys.stdout.isatty() else f"{name:>8} | "
     while line := await stream.readline():
-        sys.stdout.write(prefix + line.decode(errors="replace"))
+        text = line.decode(errors="replace")
+        service.tail.append(text)
+        sys.stdout.write(prefix + text)
         sys.stdout.flush()
 
 
-async def wait_serving(target: str, timeout: float = 60.0) -> None:
+async def wait_serving(target: str, timeout: float = START_TIMEOUT_SECONDS) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = asyncio.get_running_loop().time() + timeout
@@ -49,6 +85,16 @@ async def wait_serving(target: str, timeout: float = 60.0) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{target} did not become SERVING in {timeout}s")
             await asyncio.sleep(0.2)
+
+
+def _die_with_parent() -> None:
+    """Runs in each service's process before it starts (Linux): SIGTERM when the runner dies,
+    however it dies (a closed terminal, kill -9), so no service outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the runner died before the line above
+        os._exit(1)
 
 
 async def _terminate(processes: list[asyncio.subprocess.Process]) -> None:
@@ -65,16 +111,118 @@ async def _terminate(processes: list[asyncio.subprocess.Process]) -> None:
     await asyncio.gather(*(one(p) for p in processes))
 
 
+@contextlib.contextmanager
+def holding(data_dir: Path) -> Iterator[None]:
+    """One runner per data folder: a lock the system releases when the runner dies, however
+    it dies, so a killed runner never leaves the folder locked."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "runner.pid"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode().strip() or "?"
+            raise StartFailed(
+                f"another loyalty-dev (pid {other}) is using {data_dir}: stop it, or give this "
+                "one another folder (LOYALTY_DATA_DIR or --data-dir)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _service_ports(settings: Settings) -> dict[str, int]:
+    port = {n: settings.port_of(n) for n in SERVICES if n != "gateway"}
+    port["gateway"] = settings.gateway_grpc_port
+    return port
+
+
+def _check_ports(settings: Settings) -> None:
+    """Every port the suite will listen on is free, or the error names who holds it (gRPC
+    would otherwise share a port with another server through SO_REUSEPORT)."""
+    variables = {n: f"LOYALTY_{n.upper()}_PORT" for n in SERVICES if n != "gateway"}
+    variables["gateway"] = "LOYALTY_GATEWAY_GRPC_PORT"
+    ports = _service_ports(settings)
+    for name, variable in variables.items():
+        ensure_port_free(ports[name], variable)
+    ensure_port_free(settings.gateway_http_port, "LOYALTY_GATEWAY_HTTP_PORT")
+
+
+def make_development_keys(data_dir: Path) -> None:
+    """Every development key of the folder, made once before any service starts (the services
+    then only read them)."""
+    auth = AuthSettings()
+    if auth.dev_keys and not auth.public_keys:
+        development_keys(data_dir)
+    from loyalty_identity.adapters.crypto import development_keys_file
+    from loyalty_identity.settings import IdentityKeys
+
+    identity = IdentityKeys()
+    if identity.dev_keys and not (identity.keys or identity.blind_index_key):
+        development_keys_file(data_dir)
+
+
+def write_env_file(data_dir: Path, env: dict[str, str]) -> Path:
+    """`<data folder>/env`: the settings of this run, for the other command lines."""
+    path = data_dir / "env"
+    lines = [
+        "# The settings of the suite `loyalty-dev` runs on this data folder, for the command",
+        "# lines (loyalty-gateway clients, loyalty-identity rotate-keys, loyalty-dev demo):",
+        f"#   . {path}",
+        *(
+            f"export {key}={shlex.quote(value)}"
+            for key, value in sorted(env.items())
+            if key.startswith("LOYALTY_") and key != "LOYALTY_LOG_FORMAT"
+        ),
+        # ... and the environment's command lines themselves (loyalty-gateway, ...).
+        f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+async def _start(
+    services: dict[str, ServiceProcess], ports: dict[str, int], stop: asyncio.Event
+) -> None:
+    """Wait until every service is SERVING; a service that exits first is reported at once
+    with its last lines, and so is one still not serving at the timeout."""
+    ready = {
+        asyncio.create_task(wait_serving(f"127.0.0.1:{ports[name]}")): name for name in services
+    }
+    exited = {asyncio.create_task(s.process.wait()): name for name, s in services.items()}
+    stopper = asyncio.create_task(stop.wait())
+    pending: set[asyncio.Future[Any]] = {*ready, *exited, stopper}
+    try:
+        while any(task in pending for task in ready):
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                raise StartFailed("stopped while starting")
+            for task in done:
+                if task in exited:
+                    service = services[exited[task]]
+                    raise StartFailed(
+                        f"{service.name} exited during start (exit code "
+                        f"{service.process.returncode}); its last lines:\n"
+                        + await service.last_lines()
+                    )
+                if task in ready and (error := task.exception()) is not None:
+                    service = services[ready[task]]
+                    raise StartFailed(
+                        f"{service.name} is not SERVING ({error}); its last lines:\n"
+                        + "".join(f"    {line}" for line in list(service.tail)[-TAIL_LINES:])
+                    )
+    finally:
+        for task in pending:
+            task.cancel()
+
+
 async def run_suite(data_dir: Path) -> int:
-    fresh = not (data_dir / "postgres").exists()
-    infra = Infrastructure(
-        data_dir, nats_port=int(os.environ.get("LOYALTY_DEV_NATS_PORT", DEV_NATS_PORT))
-    )
-    infra.start()
     env = {
         **os.environ,
-        "LOYALTY_DATABASE_URL": infra.database_url,
-        "LOYALTY_NATS_URL": infra.nats_url,
         "LOYALTY_DATA_DIR": str(data_dir),
         "LOYALTY_IDENTITY_DEV_KEYS": os.environ.get("LOYALTY_IDENTITY_DEV_KEYS", "true"),
         "LOYALTY_AUTH_DEV_KEYS": os.environ.get("LOYALTY_AUTH_DEV_KEYS", "true"),
@@ -84,69 +232,103 @@ async def run_suite(data_dir: Path) -> int:
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update(env)  # the runner's own calls (the demo loader) see what the services see
-    settings = Settings()
-    processes: dict[str, asyncio.subprocess.Process] = {}
-    pipes: list[asyncio.Task[None]] = []
+    infra = Infrastructure(
+        data_dir, nats_port=int(os.environ.get("LOYALTY_DEV_NATS_PORT", DEV_NATS_PORT))
+    )
+    services: dict[str, ServiceProcess] = {}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    env_file = data_dir / "env"
     code = 0
     try:
-        for name in SERVICES:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                f"loyalty_{name}",
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the runner, which stops them in order
-            )
-            processes[name] = process
-            assert process.stdout is not None
-            pipes.append(asyncio.create_task(_pipe(name, process.stdout)))
-        port = {n: settings.port_of(n) for n in SERVICES if n != "gateway"}
-        port["gateway"] = settings.gateway_grpc_port
-        await asyncio.gather(*(wait_serving(f"127.0.0.1:{p}") for p in port.values()))
-        if fresh:
-            loaded = await demo.load(settings)
-            print(f"demo programme: {loaded}", flush=True)
-        client = await _demo_client(data_dir, env)
-        print(
-            "\nloyalty suite is up (Ctrl-C stops it)\n"
-            f"  gateway   http://127.0.0.1:{settings.gateway_http_port}   "
-            f"grpc 127.0.0.1:{settings.gateway_grpc_port}\n"
-            + "".join(f"  {n:<9} grpc 127.0.0.1:{port[n]}\n" for n in SERVICES if n != "gateway")
-            + "".join(f"  {k:<9} {v}\n" for k, v in infra.describe().items())
-            + f"  API client (admin, for trying the HTTP API): {client}\n"
-            f"    TOKEN=$(curl -s -u '{client}' -X POST "
-            f"localhost:{settings.gateway_http_port}/v1/token | jq -r .access_token)\n"
-            f'    curl -s -H "Authorization: Bearer $TOKEN" '
-            f"localhost:{settings.gateway_http_port}/v1/ladder\n"
-            f"  docs      http://127.0.0.1:{settings.gateway_http_port}/docs\n",
-            flush=True,
-        )
-        exited = [asyncio.create_task(p.wait()) for p in processes.values()]
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *exited], return_when=asyncio.FIRST_COMPLETED)
-        if stopper not in done:
-            crashed = [n for n, p in processes.items() if p.returncode is not None]
-            print(f"service exited: {', '.join(crashed)}; stopping the suite", flush=True)
-            code = 1
-    except Exception as error:
+        with holding(data_dir):
+            try:
+                settings = Settings()
+                _check_ports(settings)
+                infra.start()
+                for note in infra.notes():
+                    print(note, flush=True)
+                env["LOYALTY_DATABASE_URL"] = infra.database_url
+                env["LOYALTY_NATS_URL"] = infra.nats_url
+                os.environ.update(env)
+                settings = Settings()
+                make_development_keys(data_dir)
+                for name in SERVICES:
+                    process = await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        f"loyalty_{name}",
+                        env=env,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.STDOUT,
+                        # Ctrl-C reaches the runner, which stops them in order ...
+                        start_new_session=True,
+                        # ... and they stop when the runner dies, however it dies.
+                        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                    )
+                    service = ServiceProcess(name, process)
+                    assert process.stdout is not None
+                    service.pipe = asyncio.create_task(_pipe(service, process.stdout))
+                    services[name] = service
+                ports = _service_ports(settings)
+                await _start(services, ports, stop)
+                print(await demo.load(settings), flush=True)
+                client = await _demo_client(data_dir, env)
+                write_env_file(data_dir, env)
+                _print_ready(settings, ports, infra, client, data_dir)
+                exited = [asyncio.create_task(s.process.wait()) for s in services.values()]
+                stopper = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait(
+                    [stopper, *exited], return_when=asyncio.FIRST_COMPLETED
+                )
+                if stopper not in done:
+                    crashed = [n for n, s in services.items() if s.process.returncode is not None]
+                    print(f"service exited: {', '.join(crashed)}; stopping the suite", flush=True)
+                    code = 1
+            except (StartFailed, PortTaken) as error:
+                print(f"could not start the suite: {error}", flush=True)
+                code = 1
+            except Exception as error:
+                print(f"could not start the suite: {type(error).__name__}: {error}", flush=True)
+                code = 1
+            finally:
+                env_file.unlink(missing_ok=True)
+                # The gateway first (no new requests come in), then the services together.
+                processes = {n: s.process for n, s in services.items()}
+                await _terminate([processes[n] for n in ("gateway",) if n in processes])
+                await _terminate([p for n, p in processes.items() if n != "gateway"])
+                for service in services.values():
+                    if service.pipe is not None:
+                        service.pipe.cancel()
+                infra.stop()
+                codes = ", ".join(f"{n} {p.returncode}" for n, p in processes.items())
+                print(f"stopped (exit codes: {codes})" if codes else "stopped", flush=True)
+    except StartFailed as error:  # the folder is another runner's
         print(f"could not start the suite: {error}", flush=True)
         code = 1
-    finally:
-        # The gateway first (no new requests come in), then the services together.
-        await _terminate([processes[n] for n in ("gateway",) if n in processes])
-        await _terminate([p for n, p in processes.items() if n != "gateway"])
-        for pipe in pipes:
-            pipe.cancel()
-        infra.stop()
-        codes = ", ".join(f"{n} {p.returncode}" for n, p in processes.items())
-        print(f"stopped (exit codes: {codes})", flush=True)
     return code
+
+
+def _print_ready(
+    settings: Settings, ports: dict[str, int], infra: Infrastructure, client: str, data_dir: Path
+) -> None:
+    shown = os.path.relpath(data_dir) if data_dir.is_relative_to(Path.cwd()) else str(data_dir)
+    http = settings.gateway_http_port
+    print(
+        "\nloyalty suite is up (Ctrl-C stops it)\n"
+        f"  gateway   http://127.0.0.1:{http}   grpc 127.0.0.1:{ports['gateway']}\n"
+        + "".join(f"  {n:<9} grpc 127.0.0.1:{ports[n]}\n" for n in SERVICES if n != "gateway")
+        + "".join(f"  {k:<9} {v}\n" for k, v in infra.describe().items())
+        + f"  API client (admin, for trying the HTTP API): {client}\n"
+        f"    TOKEN=$(curl -s -u '{client}' -X POST "
+        f"localhost:{http}/v1/token | jq -r .access_token)\n"
+        f'    curl -s -H "Authorization: Bearer $TOKEN" localhost:{http}/v1/ladder\n'
+        f"  docs      http://127.0.0.1:{http}/docs\n"
+        f"  command lines (loyalty-gateway clients, ...): . {shown}/env\n",
+        flush=True,
+    )
 
 
 async def _demo_client(data_dir: Path, env: dict[str, str]) -> str:
@@ -182,15 +364,32 @@ async def run_infra(data_dir: Path) -> int:
     infra = Infrastructure(
         data_dir, nats_port=int(os.environ.get("LOYALTY_DEV_NATS_PORT", DEV_NATS_PORT))
     )
-    infra.start()
-    print(f"export LOYALTY_DATABASE_URL='{infra.database_url}'")
-    print(f"export LOYALTY_NATS_URL='{infra.nats_url}'", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    infra.stop()
+    try:
+        with holding(data_dir):
+            infra.start()
+            try:
+                for note in infra.notes():
+                    print(note, file=sys.stderr, flush=True)
+                env = {
+                    "LOYALTY_DATABASE_URL": infra.database_url,
+                    "LOYALTY_NATS_URL": infra.nats_url,
+                    "LOYALTY_DATA_DIR": str(data_dir),
+                }
+                write_env_file(data_dir, env)
+                for key, value in env.items():
+                    print(f"export {key}={shlex.quote(value)}")
+                sys.stdout.flush()
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+            finally:
+                (data_dir / "env").unlink(missing_ok=True)
+                infra.stop()
+    except (StartFailed, PortTaken) as error:
+        print(f"could not start: {error}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
@@ -202,14 +401,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=["run", "infra", "demo"])
     parser.add_argument(
-        "--data-dir", type=Path, default=Path(os.environ.get("LOYALTY_DATA_DIR", ".loyalty"))
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("LOYALTY_DATA_DIR", ".loyalty")),
+        help="where the embedded servers, development keys and env live (LOYALTY_DATA_DIR, "
+        "default .loyalty)",
     )
     args = parser.parse_args(argv)
+    data_dir = args.data_dir.resolve()  # the services and the env file see one absolute path
     if args.command == "run":
-        return asyncio.run(run_suite(args.data_dir))
+        return asyncio.run(run_suite(data_dir))
     if args.command == "infra":
-        return asyncio.run(run_infra(args.data_dir))
-    print(f"demo programme: {asyncio.run(demo.load(Settings()))}")
+        return asyncio.run(run_infra(data_dir))
+    print(asyncio.run(demo.load(Settings())))
     return 0
 
 

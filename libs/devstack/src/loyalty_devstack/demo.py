@@ -1,8 +1,11 @@
 """The Huayue (华悦集团) demo programme of shared/DOMAIN.md, loaded through the services' own
 public RPCs (never their tables), so it doubles as a smoke test of a running suite.
 
-Each service contributes a loader as its contract lands. Loaders are idempotent (request ids
-derived from the demo data), so loading twice changes nothing.
+Each service contributes a loader. A loader first looks for its part (the members by their
+identities, the programme, the ladder, the catalogue) and writes only what is missing, with
+request ids derived from the demo data, so loading twice, or after a run that stopped half-way,
+changes nothing that is already there. `load` answers with one line saying what it loaded or
+found.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 
 from loyalty_devstack.demo_benefits import load_benefits
-from loyalty_devstack.demo_caller import demo_metadata
+from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
 
-Loader = Callable[[Settings], Awaitable[str]]
+Loader = Callable[[Settings], Awaitable[Part]]
 
 
 @dataclass(frozen=True)
@@ -82,41 +85,62 @@ MEMBERS = (
 )
 
 
-async def load_identity(settings: Settings) -> str:
-    created = 0
+async def _register(
+    stub: identity_service_pb2_grpc.IdentityServiceStub,
+    demo: DemoMember,
+    metadata: tuple[tuple[str, str], ...],
+) -> member_pb2.Member:
+    year, month, day = demo.birthday
+    request = identity_pb.RegisterMemberRequest(
+        request_id=f"demo-register-{demo.key}",
+        unit=demo.unit,
+        channel=demo.channel,  # type: ignore[arg-type]
+        identities=[member_pb2.Identity(type=t, value=v) for t, v in demo.identities],
+        profile=member_pb2.Profile(full_name=demo.full_name),
+    )
+    request.profile.birthday.year = year
+    request.profile.birthday.month = month
+    request.profile.birthday.day = day
+    if demo.sms_consent:
+        request.consents.append(
+            member_pb2.ConsentChange(purpose=member_pb2.CONSENT_PURPOSE_MARKETING_SMS, granted=True)
+        )
+    response: identity_pb.RegisterMemberResponse = await stub.RegisterMember(
+        request, metadata=metadata
+    )
+    return response.member
+
+
+async def load_identity(settings: Settings) -> Part:
+    changed = 0
     metadata = demo_metadata(settings)
     async with channel(settings.target_of("identity")) as ch:
         stub = identity_service_pb2_grpc.IdentityServiceStub(ch)
         for demo in MEMBERS:
-            year, month, day = demo.birthday
-            request = identity_pb.RegisterMemberRequest(
-                request_id=f"demo-register-{demo.key}",
-                unit=demo.unit,
-                channel=demo.channel,  # type: ignore[arg-type]
-                identities=[member_pb2.Identity(type=t, value=v) for t, v in demo.identities],
-                profile=member_pb2.Profile(full_name=demo.full_name),
-            )
-            request.profile.birthday.year = year
-            request.profile.birthday.month = month
-            request.profile.birthday.day = day
-            if demo.sms_consent:
-                request.consents.append(
-                    member_pb2.ConsentChange(
-                        purpose=member_pb2.CONSENT_PURPOSE_MARKETING_SMS, granted=True
-                    )
-                )
-            response = await stub.RegisterMember(request, metadata=metadata)
-            created += response.created
-            if demo.tags:
-                await stub.UpdateTags(
-                    identity_pb.UpdateTagsRequest(
-                        member=response.member.name,
-                        request_id=f"demo-tags-{demo.key}",
-                        add_tags=list(demo.tags),
+            kind, value = demo.identities[0]
+            try:
+                found = await stub.ResolveMember(
+                    identity_pb.ResolveMemberRequest(
+                        identity=member_pb2.Identity(type=kind, value=value)
                     ),
                     metadata=metadata,
                 )
-    return f"{len(MEMBERS)} members ({created} new)"
+                member = found.member
+            except grpc.aio.AioRpcError as error:
+                if not not_there(error):
+                    raise
+                member = await _register(stub, demo, metadata)
+                changed += 1
+            missing = [tag for tag in demo.tags if tag not in member.tags]
+            if missing:
+                await stub.UpdateTags(
+                    identity_pb.UpdateTagsRequest(
+                        member=member.name, request_id=f"demo-tags-{demo.key}", add_tags=missing
+                    ),
+                    metadata=metadata,
+                )
+                changed += 1
+    return Part(f"{len(MEMBERS)} members", changed > 0)
 
 
 def _at(text: str) -> Timestamp:
@@ -195,28 +219,25 @@ def huayue_programme() -> programme_pb2.Programme:
     )
 
 
-async def load_points(settings: Settings) -> str:
+async def load_points(settings: Settings) -> Part:
+    metadata = demo_metadata(settings)
     async with channel(settings.target_of("points")) as ch:
         stub = points_service_pb2_grpc.PointsServiceStub(ch)
-        current = None
         try:
-            current = await stub.GetProgramme(
-                points_pb.GetProgrammeRequest(), metadata=demo_metadata(settings)
-            )
+            current = await stub.GetProgramme(points_pb.GetProgrammeRequest(), metadata=metadata)
+            return Part(f"points programme v{current.programme.version}", False)
         except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            if not not_there(error):
                 raise
-        if current is not None:
-            return f"programme version {current.programme.version} in force"
         stored = await stub.UpdateProgramme(
             points_pb.UpdateProgrammeRequest(
                 programme=huayue_programme(),
                 reason="Huayue demo programme (DOMAIN.md)",
                 request_id="demo-programme-v1",
             ),
-            metadata=demo_metadata(settings),
+            metadata=metadata,
         )
-    return f"programme version {stored.programme.version} published"
+    return Part(f"points programme v{stored.programme.version}", True)
 
 
 def huayue_ladder() -> tiers_pb.Ladder:
@@ -249,14 +270,21 @@ def huayue_ladder() -> tiers_pb.Ladder:
     )
 
 
-async def load_tiers(settings: Settings) -> str:
+async def load_tiers(settings: Settings) -> Part:
+    metadata = demo_metadata(settings)
     async with channel(settings.target_of("tiers")) as ch:
         stub = tiers_service_pb2_grpc.TiersServiceStub(ch)
+        try:
+            current = await stub.GetLadder(tiers_pb.GetLadderRequest(), metadata=metadata)
+            return Part(f"ladder v{current.ladder.version}", False)
+        except grpc.aio.AioRpcError as error:
+            if not not_there(error):
+                raise
         stored = await stub.UpdateLadder(
             tiers_pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id="demo-ladder-v1"),
-            metadata=demo_metadata(settings),
+            metadata=metadata,
         )
-    return f"ladder version {stored.ladder.version} published"
+    return Part(f"ladder v{stored.ladder.version}", True)
 
 
 # (service, loader) in dependency order.
@@ -268,6 +296,17 @@ LOADERS: list[tuple[str, Loader]] = [
 ]
 
 
+def summary(parts: list[Part]) -> str:
+    """One line: `demo: loaded Huayue (4 members, ...)` or `demo: found the programme in
+    place, nothing loaded`."""
+    loaded = [part.what for part in parts if part.loaded]
+    found = [part.what for part in parts if not part.loaded]
+    if not loaded:
+        return "demo: found the programme in place, nothing loaded"
+    line = f"demo: loaded Huayue ({', '.join(loaded)})"
+    return line + (f"; found in place: {', '.join(found)}" if found else "")
+
+
 async def load(settings: Settings) -> str:
-    done = [f"{service}: {await loader(settings)}" for service, loader in LOADERS]
-    return "; ".join(done)
+    """Load whatever of the demo is missing; the line saying what was loaded or found."""
+    return summary([await loader(settings) for _service, loader in LOADERS])

@@ -18,7 +18,7 @@ from loyalty.common.v1 import money_pb2
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 
-from loyalty_devstack.demo_caller import demo_metadata
+from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
 
 PLATINUM_UP = ("platinum", "diamond")
 
@@ -167,15 +167,15 @@ def huayue_catalogue() -> cat.Catalogue:
     )
 
 
-async def load_benefits(settings: Settings) -> str:
+async def load_benefits(settings: Settings) -> Part:
     metadata = demo_metadata(settings)
     async with channel(settings.target_of("benefits")) as ch:
         stub = benefits_service_pb2_grpc.BenefitsServiceStub(ch)
         try:
             current = await stub.GetCatalogue(benefits_pb.GetCatalogueRequest(), metadata=metadata)
-            return f"catalogue version {current.catalogue.version} in force"
+            return Part(f"catalogue v{current.catalogue.version}", False)
         except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            if not not_there(error):
                 raise
         stored = await stub.UpdateCatalogue(
             benefits_pb.UpdateCatalogueRequest(
@@ -190,7 +190,6 @@ async def load_benefits(settings: Settings) -> str:
                 ),
                 metadata=metadata,
             )
-    return (
-        f"catalogue version {stored.catalogue.version} published, "
-        f"{len(REWARD_STOCK)} rewards stocked"
+    return Part(
+        f"catalogue v{stored.catalogue.version} with {len(REWARD_STOCK)} rewards stocked", True
     )

@@ -3,11 +3,17 @@
 PostgreSQL listens on a Unix socket only, inside the data folder, so it never collides with a
 server already on 5432. NATS listens on 127.0.0.1 on a port of our choosing (never 4222 unless
 asked). Both keep their data in the given folder, so a restart finds it again.
+
+Each server is known by a pid file in its folder (PostgreSQL's own `postmaster.pid`,
+`nats-server.pid`), so a server left running by a runner that was killed is found again at the
+next start: PostgreSQL is taken over as it is, NATS is stopped and started afresh. A port held
+by anything else is named in the error, with the variable that moves it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -17,6 +23,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+import psutil  # type: ignore[import-untyped]
 
 DEV_NATS_PORT = 14222
 
@@ -34,18 +42,78 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def listener_of(port: int) -> str:
+    """Who listens on a local TCP port, e.g. `nats-server (pid 2955)`, as far as we may see."""
+    try:
+        for connection in psutil.net_connections(kind="tcp"):
+            if (
+                connection.status == psutil.CONN_LISTEN
+                and connection.laddr
+                and connection.laddr.port == port
+                and connection.pid
+            ):
+                process = psutil.Process(connection.pid)
+                command = " ".join(process.cmdline()[:3])
+                return f"{process.name()} (pid {connection.pid}: {command})"
+    except (psutil.Error, OSError):
+        pass
+    return "another program"
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def ensure_port_free(port: int, variable: str, host: str = "127.0.0.1") -> None:
+    if port_open(host, port):
+        raise PortTaken(
+            f"port {port} is taken by {listener_of(port)}: stop it, or set {variable} "
+            "to a free port"
+        )
+
+
+def _stop_process(process: psutil.Process, timeout: float = 10.0) -> None:
+    with contextlib.suppress(psutil.Error):
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path, *, keep: bool = True) -> None:
         self.data_dir = data_dir.resolve()
         self.keep = keep
         self._server: Any = None
+        self.taken_over: int | None = None  # pid of a server a stopped run left behind
+
+    def _forget_dead_handles(self) -> None:
+        """pgserver stops the server when its last handle (a pid in `.handle_pids.json`) goes;
+        a runner killed outright never removes its own, so the server would outlive every
+        later run. Dead pids are dropped, and a running server nobody holds is taken over."""
+        handles = self.data_dir / ".handle_pids.json"
+        try:
+            pids = [int(pid) for pid in json.loads(handles.read_text())]
+        except (OSError, ValueError, TypeError):
+            return
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+        postmaster = self.data_dir / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(postmaster.read_text().split()[0])
+            if not alive and psutil.pid_exists(pid):
+                self.taken_over = pid
 
     def start(self) -> str:
-        import pgserver
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._forget_dead_handles()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
+            import pgserver
+
             self._server = pgserver.get_server(
                 self.data_dir, cleanup_mode="stop" if self.keep else "delete"
             )
@@ -74,14 +142,36 @@ class EmbeddedNats:
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
+        self.stopped_stale: int | None = None  # pid of a server a stopped run left behind
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "nats-server.pid"
+
+    def _stop_stale(self) -> None:
+        """A nats-server of this folder that a killed runner left: stopped, so its port and
+        its store are free again. Found by its pid file, or (left by a runner that wrote
+        none) by its store folder on its command line."""
+        stale: list[psutil.Process] = []
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            stale.append(psutil.Process(int(self.pid_file.read_text().strip())))
+        if not stale:
+            with contextlib.suppress(psutil.Error):
+                stale = list(psutil.process_iter(["name"]))
+        for process in stale:
+            with contextlib.suppress(psutil.Error):
+                if "nats-server" in process.name() and str(self.data_dir) in process.cmdline():
+                    _stop_process(process)
+                    self.stopped_stale = process.pid
+        self.pid_file.unlink(missing_ok=True)
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15.0) -> str:
-        if port_open("127.0.0.1", self.port):
-            raise RuntimeError(f"port {self.port} is taken: set LOYALTY_DEV_NATS_PORT")
+        self._stop_stale()
+        ensure_port_free(self.port, "LOYALTY_DEV_NATS_PORT")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.data_dir / "nats-server.log"
         self._process = subprocess.Popen(
@@ -96,6 +186,8 @@ class EmbeddedNats:
                 str(self.port),
                 "--log",
                 str(log_file),
+                "--pid",
+                str(self.pid_file),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -121,6 +213,7 @@ class EmbeddedNats:
             self._process.kill()
             self._process.wait()
         self._process = None
+        self.pid_file.unlink(missing_ok=True)
 
 
 def environment_urls() -> tuple[str, str]:
@@ -153,6 +246,15 @@ class Infrastructure:
             self.nats = EmbeddedNats(self.data_dir / "nats", self.nats_port)
             self.nats_url = self.nats.start()
         return self
+
+    def notes(self) -> list[str]:
+        """What the start found of a run that was killed, for the runner to say."""
+        found = []
+        if self.postgres is not None and (pid := self.postgres.taken_over):
+            found.append(f"postgres: took over the server a stopped run left running (pid {pid})")
+        if self.nats is not None and (pid := self.nats.stopped_stale):
+            found.append(f"nats: stopped the server a stopped run left running (pid {pid})")
+        return found
 
     def describe(self) -> dict[str, str]:
         return {

@@ -42,6 +42,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_kit.caller import Caller
+from loyalty_kit.devfiles import create_once
 from loyalty_kit.errors import Unauthenticated
 
 ISSUER = "loyalty-gateway"
@@ -132,21 +133,18 @@ class SigningKey:
 
 
 def development_keys(data_dir: Path) -> tuple[SigningKey, str]:
-    """The development key pair of a data folder (made on first use): the signing key and
-    the public keys' text."""
-    path = data_dir / "auth-keys.json"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        key = Ed25519PrivateKey.generate()
+    """The development key pair of a data folder (made on first use, once, whichever of the
+    folder's processes comes first): the signing key and the public keys' text."""
+
+    def make() -> str:
         from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
 
-        raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        kid = f"dev-{secrets.token_hex(4)}"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"kid": kid, "private": _b64(raw)}))
-        temporary.chmod(0o600)
-        temporary.replace(path)  # a concurrent first use keeps one of the two, whole
-    stored = json.loads(path.read_text())
+        raw = Ed25519PrivateKey.generate().private_bytes(
+            Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+        )
+        return json.dumps({"kid": f"dev-{secrets.token_hex(4)}", "private": _b64(raw)})
+
+    stored = json.loads(create_once(data_dir / "auth-keys.json", make))
     signing = SigningKey.parse(f"{stored['kid']}:{stored['private']}")
     return signing, f"{signing.kid}:{public_key_text(signing.key.public_key())}"
 

@@ -19,7 +19,9 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import inspect
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -320,15 +322,50 @@ async def migrate(spec: ServiceSpec, settings: Settings) -> None:
         await engine.dispose()
 
 
+CONFIGURATION_HELP = (
+    "Settings come from LOYALTY_* environment variables (the README's Configuration table). "
+    "Under `make run`, `. .loyalty/env` sets those of the running suite (its database, NATS, "
+    "data folder and development keys)."
+)
+
+
 def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     """The command line of every service: `loyalty-<name> [serve|migrate|<command>]`."""
-    parser = argparse.ArgumentParser(prog=f"loyalty-{spec.name}")
-    parser.add_argument(
-        "command", nargs="?", default="serve", choices=["serve", "migrate", *spec.commands]
+    commands = {
+        "serve": "run the service (the default)",
+        "migrate": "bring the service's database to the latest migration",
+        **{name: inspect.getdoc(command) or "" for name, command in spec.commands.items()},
+    }
+    parser = argparse.ArgumentParser(
+        prog=f"loyalty-{spec.name}",
+        description="commands:\n"
+        + "".join(
+            f"  {name:<12} {text.splitlines()[0] if text else ''}\n"
+            for name, text in commands.items()
+        ),
+        epilog=CONFIGURATION_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("command", nargs="?", default="serve", choices=list(commands))
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments")
     args = parser.parse_args(argv)
+    command = spec.commands.get(args.command)
+    # A command's own --help and usage errors answer before anything needs configuration.
+    command_parser = getattr(command, "parser", None)
+    if command_parser is not None:
+        command_parser().parse_args(args.args)
+    elif args.args and args.args[0] in ("-h", "--help"):
+        print(f"usage: loyalty-{spec.name} {args.command}\n\n{commands[args.command]}\n")
+        print(CONFIGURATION_HELP)
+        return 0
     settings = Settings()
+    if spec.uses_database and not settings.database_url:
+        print(
+            f"loyalty-{spec.name} {args.command}: LOYALTY_DATABASE_URL is not set. "
+            + CONFIGURATION_HELP,
+            file=sys.stderr,
+        )
+        return 2
     configure_logging(spec.name, settings.log_level, settings.log_format)
     if args.command == "migrate":
         asyncio.run(migrate(spec, settings))

@@ -20,12 +20,12 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from loyalty_kit.devfiles import create_once
 from loyalty_kit.logs import get_logger
 
 from loyalty_identity.domain.identities import ChannelIdentity
@@ -78,19 +78,13 @@ class Keyring:
     @classmethod
     def development(cls, data_dir: Path) -> Keyring:
         """Keys generated once into the data folder: for `make run` and tests, never production."""
-        path = data_dir / "identity-keys.json"
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            document = {"keys": f"dev1:{new_key_text()}", "blind_index_key": new_key_text()}
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(document, out)
+        path, text = development_keys_file(data_dir)
         log.warning(
             "using development keys for personal data; set LOYALTY_IDENTITY_KEYS and "
             "LOYALTY_IDENTITY_BLIND_INDEX_KEY in production",
             path=str(path),
         )
-        document = json.loads(path.read_text())
+        document = json.loads(text)
         return cls.parse(document["keys"], document["blind_index_key"])
 
     # --- data keys ------------------------------------------------------------------------------
@@ -117,6 +111,13 @@ class Keyring:
     def blind_index(self, identity: ChannelIdentity) -> bytes:
         message = f"{identity.type}\x00{identity.value}".encode()
         return hmac.new(self.index_key, message, hashlib.sha256).digest()
+
+
+def development_keys_file(data_dir: Path) -> tuple[Path, str]:
+    """The data folder's development keys (made once, whichever process asks first)."""
+    path = data_dir / "identity-keys.json"
+    document = {"keys": f"dev1:{new_key_text()}", "blind_index_key": new_key_text()}
+    return path, create_once(path, lambda: json.dumps(document))
 
 
 def seal(data_key: bytes, plaintext: str, context: str) -> bytes:
