@@ -1,4 +1,4 @@
-"""The Huayue (华悦集团) demo programme of shared/DOMAIN.md, loaded through the services' own
+"""The Huayue (华悦集团) demo programme of docs/worked-example.md, loaded through the services' own
 public RPCs (never their tables), so it doubles as a smoke test of a running suite.
 
 Each service contributes a loader. A loader first looks for its part (the members by their
@@ -43,7 +43,7 @@ class DemoMember:
     sms_consent: bool = False
 
 
-# Huayue's first members, registered where DOMAIN.md's story has them start.
+# Huayue's first members, registered where the worked example has them start.
 MEMBERS = (
     DemoMember(
         "wang-fang",
@@ -150,7 +150,7 @@ def _at(text: str) -> Timestamp:
 
 
 def huayue_programme() -> programme_pb2.Programme:
-    """DOMAIN.md's rules: base 1 point per CNY 1, point value CNY 0.01; mall x1, hotel x2
+    """The worked example's rules: base 1 point per CNY 1, point value CNY 0.01; mall x1, hotel x2
     (pending 7 days), estate x0.1, cinema x1.5; tiers silver 1.1, gold 1.25, platinum 1.5,
     diamond 2; points expire at the end of the 24th month after earning; referral 500 + 200;
     1,000 points -> 100 airline miles, minimum 1,000, at most 50,000 points a day. Two past
@@ -232,7 +232,7 @@ async def load_points(settings: Settings) -> Part:
         stored = await stub.UpdateProgramme(
             points_pb.UpdateProgrammeRequest(
                 programme=huayue_programme(),
-                reason="Huayue demo programme (DOMAIN.md)",
+                reason="Huayue demo programme (docs/worked-example.md)",
                 request_id="demo-programme-v1",
             ),
             metadata=metadata,
@@ -241,7 +241,7 @@ async def load_points(settings: Settings) -> Part:
 
 
 def huayue_ladder() -> tiers_pb.Ladder:
-    """DOMAIN.md's ladder: by 12-month qualifying spend (CNY), silver 5,000; gold 20,000;
+    """The worked example's ladder: by 12-month qualifying spend (CNY), silver 5,000; gold 20,000;
     platinum 80,000; diamond 300,000. A tier is kept with at least half its threshold in the
     tier year, otherwise the member drops one level."""
 

@@ -1,4 +1,4 @@
-"""Huayue's benefits (shared/DOMAIN.md), loaded through the benefits service's public RPCs:
+"""Huayue's benefits (docs/worked-example.md), loaded through the benefits service's public RPCs:
 gold gets 10% off at the mall and 2 late checkouts a tier year at the hotel; platinum 15% off,
 4 room upgrades a tier year and free parking; every tier from silver up a birthday gift (a
 coupon granted on the member's birthday, once a year); each tier above basic a welcome coupon;
