@@ -40,10 +40,11 @@ COUPONS_SHOWN = 50
 
 
 def forwarded(metadata: Sequence[tuple[str, str | bytes]]) -> tuple[tuple[str, str], ...]:
+    """The caller's text headers worth passing on (a `-bin` header is none of ours: dropped)."""
     return tuple(
-        (k.lower(), v if isinstance(v, str) else v.decode())
+        (k.lower(), v)
         for k, v in metadata
-        if k.lower().startswith(FORWARDED)
+        if isinstance(v, str) and k.lower().startswith(FORWARDED)
     )
 
 
