@@ -7,6 +7,7 @@ INTERNAL, never UNKNOWN. Each defect once found by fuzzing is an explicit case b
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ RPCS = {str(rpc): rpc for rpc in unary_rpcs()}  # "PointsService/EarnPoints": ..
 BY_METHOD = {rpc.method.name: rpc for rpc in RPCS.values()}
 ADMIN = Caller(unit="mall", client_id="fuzz-admin", scopes=frozenset({"admin"}))
 NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+# Generated requests per method: modest, so the file runs in about a minute; set
+# LOYALTY_FUZZ_EXAMPLES=500 for a longer hunt.
+EXAMPLES = int(os.environ.get("LOYALTY_FUZZ_EXAMPLES", "25"))
 
 
 @dataclass
@@ -100,6 +104,11 @@ async def suite(
             "request_id": [f"fuzz-{n}" for n in range(5)],
             "currency_code": ["CNY", "JPY", "USD"],
             "amount": ["12.50", "100", "1E+999999999"],
+            "benefit": ["test-hotel-welcome-drink", "test-group-service-line"],
+            "template": ["test-mall-15", "mall-voucher-100"],
+            "reward": ["test-scarce", "test-three"],
+            "partner": ["skyair"],
+            "tag": ["segment:vip"],
         }
     )
     yield suite
@@ -113,7 +122,7 @@ def refused_well(error: grpc.aio.AioRpcError | None, what: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(RPCS))
 @settings(
-    max_examples=25,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     database=None,
