@@ -20,12 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, member_pb2
-from loyalty_devstack.testing import metadata_for
+from loyalty_devstack.demo import load as load_demo
+from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_kit.caller import Caller
-from loyalty_kit.server import RunningService
+from loyalty_kit.settings import Settings
 from loyalty_kit.status import bad_request, error_info, from_rpc_error
 
 from tests.fuzz.messages import Rpc, messages, unary_rpcs, undecodable_bodies
+from tests.support.clock import Clock
 
 RPCS = {str(rpc): rpc for rpc in unary_rpcs()}  # "PointsService/EarnPoints": ...
 BY_METHOD = {rpc.method.name: rpc for rpc in RPCS.values()}
@@ -33,7 +35,8 @@ ADMIN = Caller(unit="mall", client_id="fuzz-admin", scopes=frozenset({"admin"}))
 NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 # Generated requests per method: modest, so the file runs in about a minute; set
 # LOYALTY_FUZZ_EXAMPLES=500 for a longer hunt.
-EXAMPLES = int(os.environ.get("LOYALTY_FUZZ_EXAMPLES", "25"))
+TRUST_HEADERS = "LOYALTY_AUTH_TRUST_HEADERS"
+EXAMPLES = int(os.environ.get("LOYALTY_FUZZ_EXAMPLES", "50"))
 
 
 @dataclass
@@ -74,24 +77,35 @@ class Suite:
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def suite(
-    identity_service: RunningService,
-    points_service: RunningService,
-    tiers_service: RunningService,
-    benefits_service: RunningService,
-    gateway_service: RunningService,
-    programme: Any,
-    ladder: Any,
-    catalogue: Any,
-) -> AsyncIterator[Suite]:
-    targets = {
-        "identity": identity_service.target,
-        "points": points_service.target,
-        "tiers": tiers_service.target,
-        "benefits": benefits_service.target,
-        "gateway": gateway_service.target,
-    }
-    channels = {name: grpc.aio.insecure_channel(target) for name, target in targets.items()}
+async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIterator[Suite]:
+    """The five services on databases and an event namespace of their own, with the Huayue
+    demo loaded: generated requests that succeed (a year end in 8000, a new programme, an
+    expiry run) cannot disturb the other tests of the run. As under `make run`, they take
+    caller headers without a token (read at start; the other suites' services do not)."""
+    from loyalty_benefits.app import SPEC as BENEFITS
+    from loyalty_gateway.app import SPEC as GATEWAY
+    from loyalty_identity.app import SPEC as IDENTITY
+    from loyalty_points.app import SPEC as POINTS
+    from loyalty_tiers.app import SPEC as TIERS
+
+    for job in ("POINTS_JOB", "TIERS_JOB", "BENEFITS_ISSUANCE"):
+        os.environ[f"LOYALTY_{job}_INTERVAL_SECONDS"] = "3600"  # as the other suites do
+    settings = make_settings(database_prefix=f"{run_id}_fuzz_", event_namespace=f"{run_id}fuzz")
+    runner, clock, channels = ServiceRunner(settings), Clock(), {}
+    trusting = os.environ.get(TRUST_HEADERS)
+    os.environ[TRUST_HEADERS] = "true"
+    try:
+        for spec in (IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY):
+            service = await runner.start(spec, settings, extras={"clock": clock})
+            if spec is not GATEWAY:  # no service calls the gateway
+                settings = settings.model_copy(update={f"{spec.name}_target": service.target})
+            channels[spec.name] = grpc.aio.insecure_channel(service.target)
+    finally:
+        if trusting is None:
+            os.environ.pop(TRUST_HEADERS)
+        else:
+            os.environ[TRUST_HEADERS] = trusting
+    await load_demo(settings)
     suite = await Suite(channels, {}).register()
     suite.hints.update(
         {
@@ -99,14 +113,14 @@ async def suite(
             "name": [suite.member],
             "unit": ["mall", "hotel", "cinema"],
             "type": ["phone", "email"],
-            "value": [suite.phone],
+            "value": [suite.phone, "13800138000"],
             "tier": ["silver", "gold", "platinum"],
             "request_id": [f"fuzz-{n}" for n in range(5)],
             "currency_code": ["CNY", "JPY", "USD"],
             "amount": ["12.50", "100", "1E+999999999"],
-            "benefit": ["test-hotel-welcome-drink", "test-group-service-line"],
-            "template": ["test-mall-15", "mall-voucher-100"],
-            "reward": ["test-scarce", "test-three"],
+            "benefit": ["mall-gold-discount", "hotel-late-checkout", "free-parking"],
+            "template": ["mall-voucher-100"],
+            "reward": ["cinema-ticket", "mall-voucher-100", "hotel-breakfast"],
             "partner": ["skyair"],
             "tag": ["segment:vip"],
         }
@@ -114,6 +128,7 @@ async def suite(
     yield suite
     for channel in channels.values():
         await channel.close()
+    await runner.stop_all()
 
 
 def refused_well(error: grpc.aio.AioRpcError | None, what: str) -> None:
@@ -161,6 +176,22 @@ async def test_a_bin_header_that_is_not_utf8_is_ignored(suite: Suite, name: str)
     metadata = (*metadata_for(ADMIN), *hostile)
     refused_well(await suite.call(rpc, b"", metadata), name)
     refused_well(await suite.call(rpc, b"", (("x-anything-bin", b"\xff"),)), f"{name} anonymous")
+
+
+async def test_without_a_token_caller_headers_and_hostile_fields_are_refused_alike(
+    suite: Suite,
+) -> None:
+    """As under `make run`: no token, no caller headers at all, or an admin's headers."""
+    rpc = BY_METHOD["ListPostings"]
+    request = fill(rpc.request_class(), {"member": suite.member, "end_time": _timestamp(-(2**63))})
+    admin = (("x-loyalty-unit", "group"), ("x-loyalty-scopes", "admin"))
+    for metadata in ((), admin, (*admin, ("x-loyalty-unit-bin", b"\xff"))):
+        error = await suite.call(rpc, request.SerializeToString(), metadata)
+        assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    body = b"\x0c"
+    for metadata in ((), admin):
+        error = await suite.call(rpc, body, metadata)
+        assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
 
 
 def _timestamp(seconds: int = 1_767_225_600, nanos: int = 0) -> dict[str, int]:
