@@ -33,9 +33,9 @@ RPCS = {str(rpc): rpc for rpc in unary_rpcs()}  # "PointsService/EarnPoints": ..
 BY_METHOD = {rpc.method.name: rpc for rpc in RPCS.values()}
 ADMIN = Caller(unit="mall", client_id="fuzz-admin", scopes=frozenset({"admin"}))
 NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+TRUST_HEADERS = "LOYALTY_AUTH_TRUST_HEADERS"
 # Generated requests per method: modest, so the file runs in about a minute; set
 # LOYALTY_FUZZ_EXAMPLES=500 for a longer hunt.
-TRUST_HEADERS = "LOYALTY_AUTH_TRUST_HEADERS"
 EXAMPLES = int(os.environ.get("LOYALTY_FUZZ_EXAMPLES", "50"))
 
 
