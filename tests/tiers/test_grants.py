@@ -71,7 +71,9 @@ async def test_a_status_match_lifts_the_tier_until_it_ends_then_the_activity_dec
         ("silver", "platinum", "granted"),
         ("basic", "silver", "qualified"),
     ]
-    assert moment(changes.changes[0].change_time) == moment(granted.tier_grant.end_time)
+    assert moment(changes.changes[0].change_time, "change_time") == moment(
+        granted.tier_grant.end_time, "end_time"
+    )
     await points_learn(points, member, "silver")
     # Idempotent: nothing left to end for this member.
     await tiers.RunGrantExpiry(pb.RunGrantExpiryRequest())
@@ -128,7 +130,7 @@ async def test_a_paid_membership_renews_and_a_refund_ends_it(points: Points, tie
     assert (bought.tier, bought.renewed) == ("gold", False)
     assert bought.tier_grant.kind == pb.GRANT_KIND_PAID_MEMBERSHIP
     assert bought.tier_grant.unit == "hotel"
-    first_end = moment(bought.tier_grant.end_time)
+    first_end = moment(bought.tier_grant.end_time, "end_time")
     assert await hotel.PurchaseMembership(request) == bought  # a retry: the first answer
     await points_learn(points, member, "gold")
 
@@ -140,7 +142,7 @@ async def test_a_paid_membership_renews_and_a_refund_ends_it(points: Points, tie
     )
     assert renewed.renewed and renewed.tier_grant.name == bought.tier_grant.name
     assert list(renewed.tier_grant.order_ids) == [order, renewal]
-    assert moment(renewed.tier_grant.end_time).date() == (
+    assert moment(renewed.tier_grant.end_time, "end_time").date() == (
         datetime(first_end.year + (first_end.month + 5) // 12, (first_end.month + 5) % 12 + 1, 1)
     ).date().replace(day=first_end.day)
 

@@ -203,12 +203,12 @@ class TokenVerifier:
 
     def caller_of(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
         """The caller of a call: a verified bearer token, else (when trusted) the headers."""
-        from loyalty_kit.caller import caller_from_metadata
+        from loyalty_kit.caller import caller_from_metadata, header_text
 
         items = list(metadata or ())
         for key, value in items:
             if key.lower() == AUTHORIZATION:
-                text = value.decode() if isinstance(value, bytes) else value
+                text = header_text(AUTHORIZATION, value)
                 scheme, _, token = text.partition(" ")
                 if scheme.lower() != "bearer" or not token:
                     raise Unauthenticated("use 'Bearer <token>'", reason="TOKEN_INVALID")

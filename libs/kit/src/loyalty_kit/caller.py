@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from loyalty_kit.errors import PermissionDenied
+from loyalty_kit.errors import PermissionDenied, Unauthenticated
 from loyalty_kit.resources import unit_of
 
 UNIT_HEADER = "x-loyalty-unit"
@@ -46,10 +46,30 @@ ANONYMOUS = Caller()
 _current: ContextVar[Caller] = ContextVar("caller", default=ANONYMOUS)
 
 
+CALLER_HEADERS = (UNIT_HEADER, CLIENT_HEADER, SCOPES_HEADER)
+
+
+def header_text(key: str, value: str | bytes) -> str:
+    """A metadata value we read, as text; UNAUTHENTICATED when it is bytes that are not UTF-8
+    (only `-bin` keys carry bytes; those we do not read are never decoded)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise Unauthenticated(
+            f"the {key} header is not UTF-8 text",
+            reason="METADATA_INVALID",
+            metadata={"header": key},
+        ) from None
+
+
 def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
     values: dict[str, str] = {}
     for key, value in metadata or ():
-        values[key.lower()] = value.decode() if isinstance(value, bytes) else value
+        name = key.lower()
+        if name in CALLER_HEADERS:
+            values[name] = header_text(name, value)
     return Caller(
         unit=values.get(UNIT_HEADER, ""),
         client_id=values.get(CLIENT_HEADER, ""),

@@ -63,6 +63,54 @@ def unavailable(error: Exception, method: str) -> DomainError | None:
     return DatabaseUnavailable()
 
 
+class Malformed:
+    """What a request body that does not decode becomes (a stray end-group tag, a truncated
+    varint, invalid UTF-8 in a string, nesting too deep): grpc would answer UNKNOWN naming the
+    message type; the call is refused as INVALID_ARGUMENT / MALFORMED_REQUEST instead."""
+
+
+MALFORMED = Malformed()
+
+
+def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def read(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:  # DecodeError, RecursionError, ...: whatever the bytes provoke
+            return MALFORMED
+
+    return read
+
+
+def malformed_request() -> InvalidArgument:
+    return InvalidArgument(
+        "the request body is not a valid protobuf message of this method",
+        reason="MALFORMED_REQUEST",
+    )
+
+
+def refusing_malformed(behavior: Any) -> Any:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if request is MALFORMED:
+            raise malformed_request()
+        return await behavior(request, context)
+
+    return unary
+
+
+def refusing_malformed_stream(behavior: Any) -> Any:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if request is MALFORMED:
+            raise malformed_request()
+        async for item in behavior(request, context):
+            yield item
+
+    return stream
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, service: str, verifier: TokenVerifier) -> None:
         self.service = service
@@ -80,14 +128,14 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(method, refusing_malformed(handler.unary_unary)),
+                request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(method, refusing_malformed_stream(handler.unary_stream)),
+                request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

@@ -27,6 +27,36 @@ class Amount:
         return f"{self.value} {self.currency}"
 
 
+# Decimals a request may carry (rates, factors, thresholds, spend): finite, at most 18 digits
+# before the point and 12 after, so arithmetic on them stays exact and never overflows.
+MAX_INTEGER_DIGITS = 18
+MAX_FRACTION_DIGITS = 12
+MAX_DECIMAL_TEXT = 64
+DECIMAL_TEXT = (
+    f"a decimal with at most {MAX_INTEGER_DIGITS} digits before the point"
+    f" and {MAX_FRACTION_DIGITS} after"
+)
+
+
+def parse_decimal(text: str, field: str, *, example: str = "1234.56") -> Decimal:
+    """A finite decimal within the bounds above, or INVALID_ARGUMENT naming `field` (refusing
+    'NaN', 'Infinity', '1E+999999999' and 40-digit fractions alike)."""
+    value: Decimal | None = None
+    if len(text) <= MAX_DECIMAL_TEXT:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            value = None
+    if (
+        value is None
+        or not value.is_finite()
+        or value.adjusted() >= MAX_INTEGER_DIGITS
+        or int(value.as_tuple().exponent) < -MAX_FRACTION_DIGITS
+    ):
+        raise InvalidArgument.of([FieldViolation(field, f"{DECIMAL_TEXT}, such as {example}")])
+    return value
+
+
 def minor_units(currency: str) -> int:
     return int(get_currency_precision(currency))
 
@@ -40,10 +70,7 @@ def parse_amount(currency: str, amount: str, field: str, *, positive: bool = Tru
         problems.append(FieldViolation(f"{field}.amount", "a decimal such as 1234.56"))
     if problems:
         raise InvalidArgument.of(problems)
-    try:
-        value = Decimal(amount)
-    except InvalidOperation:
-        raise InvalidArgument.of([FieldViolation(f"{field}.amount", "not a decimal")]) from None
+    value = parse_decimal(amount, f"{field}.amount")
     digits = -value.as_tuple().exponent if value.as_tuple().exponent < 0 else 0  # type: ignore[operator]
     if digits > minor_units(currency):
         raise InvalidArgument.of(

@@ -16,7 +16,7 @@ from loyalty_kit.events import EventMeta
 from loyalty_kit.inbox import EventConsumer
 from loyalty_kit.jobs import every
 from loyalty_kit.server import Job, ServiceContext, ServiceSpec
-from loyalty_kit.timestamps import moment
+from loyalty_kit.timestamps import moment, moment_of
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -107,8 +107,8 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
             e.member_id,
             e.from_tier,
             e.to_tier,
-            moment(e.effective_at),
-            moment(e.tier_year_end) if e.HasField("tier_year_end") else None,
+            moment(e.effective_at, "effective_at"),
+            moment_of(e, "tier_year_end"),
             clock(),
         )
 

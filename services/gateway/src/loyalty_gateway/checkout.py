@@ -47,6 +47,7 @@ from loyalty_kit.logs import get_logger
 from loyalty_kit.resources import member_id_of, member_name
 from loyalty_kit.status import error_info, from_rpc_error
 from loyalty_kit.uow import UnitOfWork
+from loyalty_kit.validation import length_violation
 
 from loyalty_gateway.stubs import Stubs
 
@@ -137,8 +138,8 @@ def check(request: pb.RedeemAtCheckoutRequest) -> None:
     problems = Violations()
     if not request.identity.type or not request.identity.value:
         problems.add("identity", "the member's identity: type and value")
-    if not request.order_id.strip():
-        problems.add("order_id", "required")
+    if too_long := length_violation(request.order_id, "order_id"):
+        problems.items.append(too_long)
     if request.points < 0:
         problems.add("points", "0 or more")
     if not requested(request):

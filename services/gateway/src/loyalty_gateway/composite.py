@@ -24,6 +24,7 @@ from loyalty_kit.idempotency import request_scope, run_remembered, validate_requ
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.uow import UnitOfWork
+from loyalty_kit.validation import length_violation
 
 from loyalty_gateway.backends import Backends, shared_backends
 from loyalty_gateway.checkout import SERVICE as SERVICE
@@ -40,10 +41,11 @@ COUPONS_SHOWN = 50
 
 
 def forwarded(metadata: Sequence[tuple[str, str | bytes]]) -> tuple[tuple[str, str], ...]:
+    """The caller's text headers worth passing on (a `-bin` header is none of ours: dropped)."""
     return tuple(
-        (k.lower(), v if isinstance(v, str) else v.decode())
+        (k.lower(), v)
         for k, v in metadata
-        if k.lower().startswith(FORWARDED)
+        if isinstance(v, str) and k.lower().startswith(FORWARDED)
     )
 
 
@@ -229,8 +231,8 @@ def _check_purchase(request: pb.RecordPurchaseRequest) -> None:
     problems = Violations()
     if not request.identity.type or not request.identity.value:
         problems.add("identity", "the member's identity: type and value")
-    if not request.order_id.strip():
-        problems.add("order_id", "required")
+    if too_long := length_violation(request.order_id, "order_id"):
+        problems.items.append(too_long)
     if not request.lines:
         problems.add("lines", "at least one order line")
     try:

@@ -24,6 +24,7 @@ from loyalty_kit.errors import InvalidArgument, Violations
 from loyalty_kit.idempotency import request_scope, run_idempotent, validate_request_id
 from loyalty_kit.resources import member_id_of
 from loyalty_kit.uow import UnitOfWork
+from loyalty_kit.validation import length_violation
 
 from loyalty_gateway.checkout import SERVICE, Metadata, give_back, reason_of
 from loyalty_gateway.stubs import Stubs
@@ -33,8 +34,8 @@ def check(request: pb.RefundPurchaseRequest) -> None:
     problems = Violations()
     if not request.identity.type or not request.identity.value:
         problems.add("identity", "the member's identity: type and value")
-    if not request.order_id.strip():
-        problems.add("order_id", "required")
+    if too_long := length_violation(request.order_id, "order_id"):
+        problems.items.append(too_long)
     try:
         validate_request_id(request.request_id)
     except InvalidArgument as error:

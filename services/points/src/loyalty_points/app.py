@@ -81,7 +81,9 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     tiers = EventConsumer("points-tiers", "tiers", lambda: _uow(context), namespace=namespace)
 
     async def tier_changed(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_tier_changed(uow, e.member_id, e.to_tier, moment(e.effective_at), clock())
+        await handlers.on_tier_changed(
+            uow, e.member_id, e.to_tier, moment(e.effective_at, "effective_at"), clock()
+        )
 
     tiers.on(tier_events.TierChanged, tier_changed)
     return [members, tiers]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
 from loyalty.benefits.v1 import catalogue_pb2 as cat
 from loyalty.common.v1 import money_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
-from loyalty_kit.money import Amount, parse_amount
+from loyalty_kit.money import Amount, parse_amount, parse_decimal
 from loyalty_kit.resources import TAG_HINT, is_tag, member_name
-from loyalty_kit.timestamps import moment, timestamp
+from loyalty_kit.timestamps import moment_of, timestamp
 
 from loyalty_benefits.domain.catalogue import (
     Benefit,
@@ -93,10 +93,6 @@ def amount_of(message: money_pb2.Money, field: str) -> Amount:
     return parse_amount(message.currency_code, message.amount, field)
 
 
-def _time(message: Any, name: str) -> datetime | None:
-    return moment(getattr(message, name)) if message.HasField(name) else None
-
-
 def _set_time(message: Any, name: str, value: datetime | None) -> None:
     if value is not None:
         getattr(message, name).CopyFrom(timestamp(value))
@@ -121,12 +117,14 @@ class _Reader:
     def percentage(self, text: str, where: str) -> Decimal | None:
         if not text:
             return None
+        return self.field(lambda: parse_decimal(text, where, example="10"), None)
+
+    def time(self, message: Any, name: str, where: str) -> datetime | None:
         try:
-            value = Decimal(text)
-        except InvalidOperation:
-            self.problems.add(where, "a decimal percentage such as '10'")
+            return moment_of(message, name, f"{where}.{name}")
+        except InvalidArgument as error:
+            self.problems.items.extend(error.field_violations)
             return None
-        return value if value.is_finite() else None
 
     def amount(self, message: Any, name: str, where: str) -> Amount | None:
         if not message.HasField(name):
@@ -161,8 +159,8 @@ def catalogue_from(message: cat.Catalogue) -> Catalogue:
                 if b.quota_period == cat.QUOTA_PERIOD_UNSPECIFIED
                 else read.enum(QUOTA_PERIODS, b.quota_period, f"{where}.quota_period", "a period")
                 or QuotaPeriod.NONE,
-                valid_from=_time(b, "valid_from"),
-                valid_until=_time(b, "valid_until"),
+                valid_from=read.time(b, "valid_from", where),
+                valid_until=read.time(b, "valid_until", where),
             )
         )
     templates: list[CouponTemplate] = []
@@ -179,8 +177,8 @@ def catalogue_from(message: cat.Catalogue) -> Catalogue:
                 percentage=read.percentage(t.percentage, f"{where}.percentage"),
                 minimum_spend=read.amount(t, "minimum_spend", f"{where}.minimum_spend"),
                 unit=t.unit.strip(),
-                valid_from=_time(t, "valid_from"),
-                valid_until=_time(t, "valid_until"),
+                valid_from=read.time(t, "valid_from", where),
+                valid_until=read.time(t, "valid_until", where),
                 valid_days=t.valid_days,
             )
         )

@@ -19,7 +19,8 @@ from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
-from loyalty_kit.timestamps import moment
+from loyalty_kit.timestamps import moment_of
+from loyalty_kit.validation import bounded
 
 from loyalty_benefits.entrypoints import convert
 from loyalty_benefits.service_layer import handlers, issuances
@@ -115,7 +116,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
         member_id = member_id_of(request.member, "member")
         benefit = convert.code_of(request.benefit, "benefit")
         unit = acting_unit(request.unit)
-        order_id = request.order_id.strip()
+        order_id = bounded(request.order_id, "order_id", required=False).strip()
 
         async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.ConsumeBenefitResponse:
             consumption, entitlement = await handlers.consume(
@@ -239,9 +240,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
         member, code = convert.child_of(request.name, "coupons", "name")
         member_id = member_id_of(member, "name")
         unit = acting_unit(request.unit)
-        order_id = request.order_id.strip()
-        if not order_id:
-            raise InvalidArgument.of([FieldViolation("order_id", "the unit's order, required")])
+        order_id = bounded(request.order_id, "order_id").strip()
         order = convert.amount_of(request.order_amount, "order_amount")
 
         async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.RedeemCouponResponse:
@@ -317,7 +316,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
         require_scope(ADMIN_SCOPE)
         if request.chunk_size < 0:
             raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
-        as_of = moment(request.as_of) if request.HasField("as_of") else self.clock()
+        as_of = moment_of(request, "as_of") or self.clock()
         run = await handlers.run_birthday_gifts(self.uow, as_of, request.chunk_size or 500)
         return pb.RunBirthdayGiftsResponse(celebrating=run.celebrating, granted=run.granted)
 

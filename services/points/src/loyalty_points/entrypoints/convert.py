@@ -6,14 +6,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.common.v1 import channel_pb2, money_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1 import programme_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.resources import member_name
-from loyalty_kit.timestamps import moment
+from loyalty_kit.timestamps import moment, moment_of
 from loyalty_kit.timestamps import timestamp as ts
+from loyalty_kit.validation import enum_violation
 
 from loyalty_points.adapters.repository import Posting
 from loyalty_points.domain.ledger import PostingKind
@@ -45,10 +45,6 @@ KINDS = {
     PostingKind.PARTNER_EXCHANGE_REVERSE: pb.POSTING_KIND_PARTNER_EXCHANGE_REVERSE,
     PostingKind.REFERRAL_BONUS: pb.POSTING_KIND_REFERRAL_BONUS,
 }
-
-
-def time_or(stamp: Timestamp, has: bool, default: datetime) -> datetime:
-    return moment(stamp) if has else default
 
 
 def money(value: Decimal, currency: str) -> money_pb2.Money:
@@ -177,14 +173,16 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
     for i, rule in enumerate(message.campaigns):
         c = rule
         effect = c.WhichOneof("effect")
-        if c.stacking == programme_pb2.STACKING_UNSPECIFIED:
+        if enum_violation(
+            programme_pb2.Stacking.values(), c.stacking, "stacking", unspecified_ok=False
+        ):
             problems.add(f"programme.campaigns[{i}].stacking", "EXCLUSIVE or COMBINABLE")
         campaigns.append(
             Campaign(
                 code=c.code,
                 name=c.name,
-                start=moment(c.start_time),
-                end=moment(c.end_time),
+                start=moment(c.start_time, f"programme.campaigns[{i}].start_time"),
+                end=moment(c.end_time, f"programme.campaigns[{i}].end_time"),
                 units=tuple(c.units),
                 tiers=tuple(c.tiers),
                 multiplier=(
@@ -211,7 +209,7 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
     problems.raise_if_any()
     return Programme(
         version=0,
-        effective_from=time_or(message.effective_from, message.HasField("effective_from"), now),
+        effective_from=moment_of(message, "effective_from", "programme.effective_from") or now,
         currencies=currencies,
         units=units,
         tiers=tiers,

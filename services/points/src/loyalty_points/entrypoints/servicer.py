@@ -20,7 +20,8 @@ from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of
 from loyalty_kit.server import ServiceContext
-from loyalty_kit.timestamps import moment, timestamp
+from loyalty_kit.timestamps import moment, moment_of, timestamp
+from loyalty_kit.validation import enum_value
 
 from loyalty_points.adapters.repository import Posting, ProgrammeCache
 from loyalty_points.domain.programme import Programme
@@ -83,7 +84,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
             ),
             order_id=request.order_id.strip() if isinstance(request, pb.EarnPointsRequest) else "",
             lines=convert.lines_from(request.lines),
-            occurred_at=convert.time_or(request.occur_time, request.HasField("occur_time"), now),
+            occurred_at=moment_of(request, "occur_time") or now,
         )
 
     async def EarnPoints(
@@ -370,9 +371,10 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         self, request: pb.ListPostingsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPostingsResponse:
         member_id = member_id_of(request.member, "member")
+        enum_value(pb.PostingKind.values(), request.kind, "kind", unspecified_ok=True)
         kind = next((k for k, v in convert.KINDS.items() if v == request.kind), None)
-        start = moment(request.start_time) if request.HasField("start_time") else None
-        end = moment(request.end_time) if request.HasField("end_time") else None
+        start = moment_of(request, "start_time")
+        end = moment_of(request, "end_time")
         filters = {
             "member": member_id,
             "unit": request.unit,
@@ -410,7 +412,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
             raise InvalidArgument.of(
                 [FieldViolation("start_time", "required"), FieldViolation("end_time", "required")]
             )
-        start, end = moment(request.start_time), moment(request.end_time)
+        start = moment(request.start_time, "start_time")
+        end = moment(request.end_time, "end_time")
         result = await self._read(lambda uow: handlers.settlement(uow, start, end, self.clock()))
         programme = result.programme
         assert programme is not None
@@ -471,7 +474,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     ) -> pb.RunPendingActivationResponse:
         require_scope(ADMIN_SCOPE)
         now = self.clock()
-        as_of = convert.time_or(request.as_of, request.HasField("as_of"), now)
+        as_of = moment_of(request, "as_of") or now
         total = await handlers.run_in_chunks(
             self.uow, lambda uow: handlers.activate_pending_chunk(uow, as_of, 500, now)
         )
@@ -486,7 +489,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         if request.chunk_size < 0:
             raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
         now = self.clock()
-        as_of = convert.time_or(request.as_of, request.HasField("as_of"), now)
+        as_of = moment_of(request, "as_of") or now
         chunk = request.chunk_size or 500
         total = await handlers.run_in_chunks(
             self.uow, lambda uow: handlers.expire_chunk(uow, as_of, chunk, now)

@@ -24,6 +24,7 @@ from loyalty_kit.errors import (
 )
 from loyalty_kit.money import Amount
 from loyalty_kit.timestamps import timestamp as _ts
+from loyalty_kit.validation import bounded
 
 from loyalty_points.adapters.repository import Account, OrderRecord, Posting, new_id
 from loyalty_points.domain.errors import (
@@ -159,8 +160,7 @@ class Earn:
 
 
 def _check_order_id(order_id: str) -> None:
-    if not order_id or len(order_id) > 128:
-        raise InvalidArgument.of([FieldViolation("order_id", "required, at most 128 characters")])
+    bounded(order_id, "order_id")
 
 
 def breakdown_json(earned: Earned) -> dict[str, Any]:
@@ -1024,10 +1024,7 @@ async def exchange_from_partner(
     now: datetime,
 ) -> tuple[Posting, Account]:
     _positive_points(partner_units, "partner_units")
-    if not reference.strip() or len(reference) > 128:
-        raise InvalidArgument.of(
-            [FieldViolation("partner_reference", "required, at most 128 characters")]
-        )
+    bounded(reference, "partner_reference")
     programme = await programme_at(uow, now)
     rule = _partner(programme, partner)
     if rule.points_per_unit_in == 0:

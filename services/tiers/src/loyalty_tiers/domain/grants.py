@@ -11,6 +11,7 @@ from enum import Enum
 
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
 from loyalty_kit.timestamps import add_months
+from loyalty_kit.validation import length_violation
 
 from loyalty_tiers.domain.ladder import Ladder
 
@@ -99,8 +100,8 @@ def check_membership(ladder: Ladder, tier: str, order_id: str, months: int) -> N
     if not ladder.has_tier_above_entry(tier):
         codes = ", ".join(t.code for t in ladder.tiers[1:])
         problems.add("tier", f"a tier of the ladder above the entry tier: {codes}")
-    if not order_id.strip() or len(order_id) > 128:
-        problems.add("order_id", "required, at most 128 characters")
+    if too_long := length_violation(order_id, "order_id"):
+        problems.items.append(too_long)
     if not 1 <= months <= MAX_MEMBERSHIP_MONTHS:
         problems.add("months", f"1 to {MAX_MEMBERSHIP_MONTHS}")
     problems.raise_if_any()

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.money import parse_decimal
 from loyalty_kit.timestamps import add_months
 
 TIER_YEAR_MONTHS = 12
@@ -214,11 +215,8 @@ class Ladder:
 
 
 def decimal_of(text: str, field: str, *, zero_ok: bool = False) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise InvalidArgument.of([FieldViolation(field, "a decimal such as 20000")]) from None
-    if not value.is_finite() or value < 0 or (value == 0 and not zero_ok):
+    value = parse_decimal(text, field, example="20000")
+    if value < 0 or (value == 0 and not zero_ok):
         raise InvalidArgument.of(
             [FieldViolation(field, "must not be negative" if zero_ok else "must be positive")]
         )

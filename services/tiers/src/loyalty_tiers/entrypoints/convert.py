@@ -10,7 +10,8 @@ from typing import Any
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.resources import member_id_of, member_name
-from loyalty_kit.timestamps import moment, timestamp
+from loyalty_kit.timestamps import moment_of, timestamp
+from loyalty_kit.validation import enum_violation
 
 from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState
 from loyalty_tiers.domain.ladder import (
@@ -68,8 +69,15 @@ def ladder_from(message: pb.Ladder) -> Ladder:
                 problems.items.extend(error.field_violations)
         return found
 
+    def named(enum: Any, value: int, field: str) -> None:
+        if violation := enum_violation(enum.values(), value, field):
+            problems.items.append(violation)
+
+    named(pb.Window, message.window, "ladder.window")
+    named(pb.DowngradePolicy, message.downgrade_policy, "ladder.downgrade_policy")
     tiers: list[TierRule] = []
     for i, tier in enumerate(message.tiers):
+        named(pb.Combine, tier.combine, f"ladder.tiers[{i}].combine")
         thresholds = rule(tier.thresholds, f"ladder.tiers[{i}].thresholds")
         retention = rule(tier.retention_thresholds, f"ladder.tiers[{i}].retention_thresholds")
         tiers.append(
@@ -212,11 +220,10 @@ def extra_activity(items: Iterable[pb.ExtraActivity]) -> list[ExtraActivity]:
         if item.visits < 0:
             problems.add(f"{where}.visits", "must not be negative")
         when = None
-        if item.HasField("occur_time"):
-            try:
-                when = moment(item.occur_time)
-            except ValueError:
-                problems.add(f"{where}.occur_time", "a time between years 1 and 9999")
+        try:
+            when = moment_of(item, "occur_time", f"{where}.occur_time")
+        except InvalidArgument as error:
+            problems.items.extend(error.field_violations)
         extra.append(
             (
                 item.unit.strip(),

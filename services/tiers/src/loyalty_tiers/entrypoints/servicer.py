@@ -16,7 +16,7 @@ from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.server import ServiceContext
-from loyalty_kit.timestamps import moment, timestamp
+from loyalty_kit.timestamps import moment_of, timestamp
 
 from loyalty_tiers.entrypoints import convert
 from loyalty_tiers.service_layer import handlers
@@ -115,7 +115,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         require_scope(ADMIN_SCOPE)
         if request.chunk_size < 0:
             raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
-        as_of = moment(request.as_of) if request.HasField("as_of") else self.clock()
+        as_of = moment_of(request, "as_of") or self.clock()
         total = await handlers.run_year_end(self.uow, as_of, request.chunk_size or 500)
         return pb.RunYearEndResponse(
             judged=total.judged, retained=total.retained, downgraded=total.downgraded
@@ -125,7 +125,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         self, request: pb.RunGrantExpiryRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunGrantExpiryResponse:
         require_scope(ADMIN_SCOPE)
-        as_of = moment(request.as_of) if request.HasField("as_of") else self.clock()
+        as_of = moment_of(request, "as_of") or self.clock()
         total = await handlers.run_grant_expiry(self.uow, as_of)
         return pb.RunGrantExpiryResponse(ended=total.ended, changed=total.changed)
 
@@ -158,7 +158,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         member_id = member_id_of(request.member, "member")
         grant = request.tier_grant
         kind = convert.kind_of(grant.kind)
-        ends_at = moment(grant.end_time) if grant.HasField("end_time") else None
+        ends_at = moment_of(grant, "end_time", "tier_grant.end_time")
 
         async def work(uow: TiersUnitOfWork) -> pb.CreateTierGrantResponse:
             done = await handlers.create_grant(
