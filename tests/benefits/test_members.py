@@ -59,7 +59,12 @@ async def test_the_survivor_of_a_merge_takes_the_coupons_and_the_quota_used(
         return await codes_of(benefits, survivor) == sorted(gifts[0] + gifts[1])
 
     await eventually(merged)
-    assert await codes_of(benefits, absorbed) == []
+    # The absorbed id no longer lists coupons: it is refused, naming the survivor.
+    refused = await fails(codes_of(benefits, absorbed))
+    assert (refused.reason, refused.metadata["merged_into"]) == (
+        "MEMBER_MERGED",
+        survivor.split("/")[1],
+    )
     drink = next(
         e
         for e in (await benefits.entitlements(survivor, "hotel")).entitlements
