@@ -36,6 +36,7 @@ from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import EventConsumer
 from loyalty_kit.interceptors import ErrorMappingInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
+from loyalty_kit.memory import bound_allocator
 from loyalty_kit.outbox import OutboxRelay
 from loyalty_kit.settings import Settings
 from loyalty_kit.telemetry import setup_tracing
@@ -314,6 +315,7 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments")
     args = parser.parse_args(argv)
+    bound_allocator()  # before the servers' threads and buffers: see memory.py
     settings = Settings()
     configure_logging(spec.name, settings.log_level, settings.log_format)
     if args.command == "migrate":
