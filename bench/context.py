@@ -24,6 +24,7 @@ class BenchContext:
     events: int
     members: int | None = None  # --members; None: each scenario's default
     rate: float = 30.0  # --rate: operations per second of open-loop scenarios
+    soak_seconds: float = 180.0  # --soak-seconds: length of the soak's mixed load
     only: tuple[str, ...] = ()  # the scenarios named with --only (empty: all)
     shared: dict[str, Any] = field(default_factory=dict)  # what scenarios of a run share
 

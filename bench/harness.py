@@ -68,6 +68,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="operations per second of the open-loop (steady load) scenarios",
     )
     parser.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=180.0,
+        help="length of the soak scenario's mixed load (memory sampled throughout)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", help="level of the kit's logs (written to results/*.log)"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -78,6 +84,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--members must be positive")
     if args.rate <= 0:
         parser.error("--rate must be positive")
+    if args.soak_seconds <= 0:
+        parser.error("--soak-seconds must be positive")
     return args
 
 
@@ -156,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 events=args.events,
                 members=args.members,
                 rate=args.rate,
+                soak_seconds=args.soak_seconds,
                 only=tuple(args.only or ()),
             )
             with results_path.open("w", encoding="utf-8") as out:

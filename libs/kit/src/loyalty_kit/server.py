@@ -38,6 +38,7 @@ from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import EventConsumer
 from loyalty_kit.interceptors import ErrorMappingInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
+from loyalty_kit.memory import bound_allocator
 from loyalty_kit.outbox import OutboxRelay
 from loyalty_kit.settings import Settings
 from loyalty_kit.telemetry import setup_tracing
@@ -358,6 +359,7 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         print(f"usage: loyalty-{spec.name} {args.command}\n\n{commands[args.command]}\n")
         print(CONFIGURATION_HELP)
         return 0
+    bound_allocator()  # before the servers' threads and buffers: see memory.py
     settings = Settings()
     if spec.uses_database and not settings.database_url:
         print(
