@@ -6,6 +6,7 @@ import grpc
 from loyalty.identity.v1 import identity_service_pb2_grpc
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
+from loyalty_identity.entrypoints.access import ACCESS
 from loyalty_identity.entrypoints.servicer import SERVICE, IdentityServicer
 from loyalty_identity.service_layer import handlers
 from loyalty_identity.settings import keyring_for
@@ -34,6 +35,7 @@ async def rotate_keys(context: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="identity",
+    access=ACCESS,
     service_names=(SERVICE,),
     add_servicers=add_servicers,
     migrations="loyalty_identity:migrations",
