@@ -17,7 +17,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from loyalty_kit.errors import PermissionDenied, Unauthenticated
-from loyalty_kit.resources import unit_of
 
 UNIT_HEADER = "x-loyalty-unit"
 CLIENT_HEADER = "x-loyalty-client"
@@ -84,33 +83,6 @@ def set_current_caller(caller: Caller) -> None:
 
 def current_caller() -> Caller:
     return _current.get()
-
-
-def require_scope(scope: str) -> Caller:
-    """The current caller, if it holds `scope` (or admin); PERMISSION_DENIED otherwise."""
-    caller = current_caller()
-    if not caller.may(scope):
-        raise PermissionDenied(
-            f"this needs the {scope} scope", reason="SCOPE_REQUIRED", metadata={"scope": scope}
-        )
-    return caller
-
-
-def require_unit(unit: str) -> Caller:
-    """The current caller, if it may act for `unit`: a unit acts only for itself (a mall client
-    cannot sell the hotel's membership); an admin acts for any. PERMISSION_DENIED otherwise."""
-    caller = current_caller()
-    if caller.unit != unit and not caller.may(ADMIN):
-        raise UnitMismatch(unit, caller.unit)
-    return caller
-
-
-def acting_unit(unit: str, field: str = "unit") -> str:
-    """The unit a request acts for (validated), if the caller may act for it: its own (an
-    admin may act for any)."""
-    unit = unit_of(unit, field)
-    require_unit(unit)
-    return unit
 
 
 def confining_unit() -> str | None:
