@@ -18,6 +18,7 @@ programme replacements) are proven over gRPC only, for the same reason.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -42,7 +43,7 @@ from loyalty_kit.server import RunningService, ServiceSpec
 from loyalty_kit.settings import Settings
 
 from tests.gateway.conftest import Gateway
-from tests.gateway.test_http import reason_of, register
+from tests.gateway.test_http import fields_of, reason_of, register
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -348,6 +349,16 @@ async def test_members_are_registered_only_for_the_callers_own_unit_and_with_a_s
     async with await gateway.session("mall", "members:register") as desk:
         made = await desk.post("/v1/members:register", json=enrolment("mall"))
         assert made.status_code == 200, made.text
+    # An admin acts for any unit, but not for one the programme does not have: identity learns
+    # the units from the programme the points service published (the run's programme fixture).
+    async with await gateway.session("group", "admin") as admin:
+        for _ in range(100):
+            casino = await admin.post("/v1/members:register", json=enrolment("casino"))
+            if casino.status_code != 200:
+                break
+            await asyncio.sleep(0.1)  # not learned yet
+        assert casino.status_code == 400, casino.text
+        assert reason_of(casino) == "UNKNOWN_UNIT" and fields_of(casino) == ["unit"]
 
 
 async def test_a_unit_reads_only_its_own_overview(gateway: Gateway) -> None:

@@ -10,6 +10,9 @@ import pytest
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import member_pb2
+from loyalty.points.v1 import events_pb2 as points_events
+from loyalty_kit.settings import Settings
+from sqlalchemy import text
 
 from tests.identity.conftest import (
     ADMIN,
@@ -19,6 +22,7 @@ from tests.identity.conftest import (
     SERVICE_DESK,
     IdentityClient,
 )
+from tests.support.events import publish
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -269,3 +273,31 @@ async def test_identity_types_are_data(identity: IdentityClient) -> None:
     )
     failure = await fails(identity.as_(ADMIN).UpsertIdentityType(bad))
     assert failure.fields == ["identity_type.code", "identity_type.pattern"]
+
+
+async def test_members_are_registered_only_at_a_unit_of_the_programme(
+    identity: IdentityClient, settings: Settings
+) -> None:
+    """Identity learns the units from the programme the points service publishes; an admin may
+    act for any unit, but not for one the programme does not have."""
+    units = ["cinema", "estate", "hotel", "mall"]
+    await publish(settings, "points", points_events.ProgrammePublished(version=1, units=units))
+
+    async def learned() -> set[str]:
+        async with identity.service.context.uow() as uow:
+            rows = await uow.session.execute(text("SELECT unit FROM programme_units"))
+            return {row[0] for row in rows}
+
+    for _ in range(600):
+        if set(units) <= await learned():
+            break
+        await asyncio.sleep(0.05)
+    assert set(units) <= await learned()
+    casino = register(phone())
+    casino.unit = "casino"
+    failure = await fails(identity.as_(ADMIN).RegisterMember(casino))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_UNIT")
+    assert failure.fields == ["unit"]
+    estate = register(phone())
+    estate.unit = "estate"
+    assert (await identity.as_(ADMIN).RegisterMember(estate)).created
