@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 PROTO_SOURCES := $(shell find protos/loyalty -name '*.proto' 2>/dev/null)
 PROTO_STAMP := libs/contracts/src/loyalty/.generated
 
-.PHONY: setup protos run test test-fast lint bench demo infra clean distclean
+.PHONY: setup protos run test test-fast lint bench demo infra access-docs clean distclean
 
 setup: $(BIN)/.synced $(PROTO_STAMP)
 
@@ -53,6 +53,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/kit/src libs/devstack/src services/*/src tests bench
+
+access-docs: setup
+	$(BIN)/python -m loyalty_devstack.access_docs
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.wrappers_pb2 import StringValue
+from loyalty_kit.access import ANY_CALLER
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
 ECHO_SERVICE = "loyalty.bench.v1.EchoService"
@@ -61,6 +62,7 @@ def echo_spec(name: str = "echo") -> ServiceSpec:
         uses_database=False,
         publishes_events=False,
         port=lambda _settings: 0,
+        access={"Echo": ANY_CALLER},
     )
 
 

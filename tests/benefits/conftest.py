@@ -33,7 +33,7 @@ __all__ = ["points", "programme"]
 HOTEL = Caller(unit="hotel", client_id="hotel-pms", scopes=frozenset({"coupons:issue"}))
 MALL = Caller(unit="mall", client_id="mall-pos", scopes=frozenset({"coupons:issue"}))
 CINEMA = Caller(unit="cinema", client_id="cinema-app")
-APP = Caller(unit="group", client_id="member-app")
+APP = Caller(unit="group", client_id="member-app", scopes=frozenset({"redeem"}))
 MARKETING = Caller(unit="group", client_id="crm", scopes=frozenset({"coupons:issue"}))
 
 

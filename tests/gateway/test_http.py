@@ -33,13 +33,14 @@ def fields_of(response: httpx.Response) -> list[str]:
     return [v["field"] for v in found[0]["fieldViolations"]] if found else []
 
 
-async def register(http: httpx.AsyncClient) -> str:
+async def register(http: httpx.AsyncClient, unit: str = "mall") -> str:
+    """A new member, registered by the client of `unit` behind `http` (at its own counter)."""
     phone = f"136{uuid.uuid4().int % 10**8:08d}"
     response = await http.post(
         "/v1/members:register",
         json={
             "requestId": uuid.uuid4().hex,
-            "unit": "mall",
+            "unit": unit,
             "channel": "CHANNEL_POS",
             "identities": [{"type": "phone", "value": phone}],
         },
@@ -52,7 +53,7 @@ async def test_a_unit_registers_earns_and_reads_over_http_with_json_from_the_con
     gateway: Gateway,
 ) -> None:
     async with await gateway.session("hotel", "earn", "redeem") as http:
-        member = await register(http)
+        member = await register(http, "hotel")
         assert member.startswith("members/")
         earned = await http.post(
             f"/v1/{member}/points:earn",
@@ -172,7 +173,7 @@ async def test_the_same_token_works_over_grpc_directly(
     async with httpx.AsyncClient(
         base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}
     ) as http:
-        member = await register(http)
+        member = await register(http, "hotel")
     async with grpc.aio.insecure_channel(points_service.target) as channel:
         stub = points_service_pb2_grpc.PointsServiceStub(channel)
         balance = await stub.GetBalance(

@@ -13,9 +13,13 @@ from loyalty_kit.server import RunningService
 from tests.support.clients import As
 
 MALL_POS = Caller(unit="mall", client_id="mall-pos", scopes=frozenset({"earn"}))
+HOTEL_POS = Caller(unit="hotel", client_id="hotel-pms", scopes=frozenset({"earn"}))
+CINEMA_POS = Caller(unit="cinema", client_id="cinema-pos", scopes=frozenset({"earn"}))
 ADMIN = Caller(unit="group", client_id="identity-admin", scopes=frozenset({"admin"}))
 # Lists segments for campaigns: member operations without personal data.
 MARKETING = Caller(unit="group", client_id="crm", scopes=frozenset({"members:manage"}))
+# The member app: the member's own profile and consents.
+MEMBER_APP = Caller(unit="group", client_id="member-app", scopes=frozenset({"profile:write"}))
 SERVICE_DESK = Caller(
     unit="mall", client_id="service-desk", scopes=frozenset({PERSONAL_DATA_READ, "members:manage"})
 )

@@ -23,7 +23,9 @@ from tests.identity.test_registration import phone, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-DESK = Caller(unit="mall", client_id="desk", scopes=frozenset({PERSONAL_DATA_READ}))
+DESK = Caller(
+    unit="mall", client_id="desk", scopes=frozenset({PERSONAL_DATA_READ, "members:register"})
+)
 
 
 async def test_rotating_the_master_key_without_losing_anyone(

@@ -17,7 +17,13 @@ from loyalty_kit import events
 from loyalty_kit.settings import Settings
 from nats.js import JetStreamContext
 
-from tests.identity.conftest import MALL_POS, MARKETING, SERVICE_DESK, IdentityClient
+from tests.identity.conftest import (
+    MALL_POS,
+    MARKETING,
+    MEMBER_APP,
+    SERVICE_DESK,
+    IdentityClient,
+)
 from tests.identity.test_registration import phone, register, rid
 from tests.support.rpc import fails
 
@@ -119,7 +125,7 @@ async def test_link_and_unlink_identities(identity: IdentityClient) -> None:
     )
 
     number = phone_of(await full(identity, member.name))
-    unlinked = await identity.as_(MALL_POS).UnlinkIdentity(
+    unlinked = await identity.as_(SERVICE_DESK).UnlinkIdentity(
         pb.UnlinkIdentityRequest(
             member=member.name,
             request_id=rid(),
@@ -128,7 +134,7 @@ async def test_link_and_unlink_identities(identity: IdentityClient) -> None:
     )
     assert [i.type for i in unlinked.member.identities] == ["wechat_openid"]
     failure = await fails(
-        identity.as_(MALL_POS).UnlinkIdentity(
+        identity.as_(SERVICE_DESK).UnlinkIdentity(
             pb.UnlinkIdentityRequest(
                 member=member.name,
                 request_id=rid(),
@@ -264,7 +270,7 @@ async def test_consents_and_their_history(
 ) -> None:
     member = await new_member(identity)
     for granted in (True, False, True):
-        await identity.as_(MALL_POS).SetConsents(
+        await identity.as_(MEMBER_APP).SetConsents(
             pb.SetConsentsRequest(
                 member=member.name,
                 request_id=rid(),
@@ -295,7 +301,7 @@ async def test_consents_and_their_history(
     assert [m.granted for kind, m in published if kind == "ConsentChanged"] == [True, False, True]
 
     failure = await fails(
-        identity.as_(MALL_POS).SetConsents(
+        identity.as_(MEMBER_APP).SetConsents(
             pb.SetConsentsRequest(member=member.name, request_id=rid(), source="", changes=[])
         )
     )

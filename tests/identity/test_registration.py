@@ -10,8 +10,19 @@ import pytest
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import member_pb2
+from loyalty.points.v1 import events_pb2 as points_events
+from loyalty_kit.settings import Settings
+from sqlalchemy import text
 
-from tests.identity.conftest import ADMIN, MALL_POS, SERVICE_DESK, IdentityClient
+from tests.identity.conftest import (
+    ADMIN,
+    CINEMA_POS,
+    HOTEL_POS,
+    MALL_POS,
+    SERVICE_DESK,
+    IdentityClient,
+)
+from tests.support.events import publish
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -92,7 +103,7 @@ async def test_registering_a_bound_identity_returns_the_existing_member(
     first = await identity.as_(MALL_POS).RegisterMember(register(number))
     again = register(f"+86 {number}")
     again.unit = "hotel"
-    second = await identity.as_(MALL_POS).RegisterMember(again)
+    second = await identity.as_(HOTEL_POS).RegisterMember(again)
     assert not second.created
     assert second.member.member_id == first.member.member_id
     assert list(second.already_bound_types) == ["phone"]
@@ -107,7 +118,7 @@ async def test_a_retry_returns_the_first_answer_and_writes_nothing(
     assert retry.created and retry.member.member_id == first.member.member_id
     changed = pb.RegisterMemberRequest()
     changed.CopyFrom(request)
-    changed.unit = "hotel"
+    changed.identities[0].value = phone()
     failure = await fails(identity.as_(MALL_POS).RegisterMember(changed))
     assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_REUSED")
     assert failure.fields == ["request_id"]
@@ -133,7 +144,7 @@ async def test_identities_of_two_members_are_refused_naming_the_conflict(
             member_pb2.Identity(type="store_card", value="HY20261122"),
         ],
     )
-    failure = await fails(identity.as_(MALL_POS).RegisterMember(both))
+    failure = await fails(identity.as_(CINEMA_POS).RegisterMember(both))
     assert (failure.code, failure.reason) == (
         grpc.StatusCode.ALREADY_EXISTS,
         "IDENTITY_ALREADY_BOUND",
@@ -185,7 +196,8 @@ async def test_bad_profile_unit_and_request_id_are_all_reported_at_once(
     request.unit = "Mall Shop!"
     request.profile.birthday.year, request.profile.birthday.month = 1990, 2
     request.profile.birthday.day = 30
-    failure = await fails(identity.as_(MALL_POS).RegisterMember(request))
+    # An admin may act for any unit: validation, not authorisation, answers.
+    failure = await fails(identity.as_(ADMIN).RegisterMember(request))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.fields == ["profile.birthday"]
 
@@ -195,7 +207,7 @@ async def test_bad_profile_unit_and_request_id_are_all_reported_at_once(
     request.profile.birthday.day = 1
     request.profile.preferred_language = "chinese please"
     request.consents.append(member_pb2.ConsentChange())
-    failure = await fails(identity.as_(MALL_POS).RegisterMember(request))
+    failure = await fails(identity.as_(ADMIN).RegisterMember(request))
     assert failure.fields == [
         "unit",
         "profile.birthday",
@@ -255,9 +267,37 @@ async def test_identity_types_are_data(identity: IdentityClient) -> None:
         unit="cinema",
         identities=[member_pb2.Identity(type="alipay_uid", value="2088123412341234")],
     )
-    assert (await identity.as_(MALL_POS).RegisterMember(request)).created
+    assert (await identity.as_(CINEMA_POS).RegisterMember(request)).created
     bad = pb.UpsertIdentityTypeRequest(
         identity_type=member_pb2.IdentityType(code="X", kind=member_pb2.IDENTITY_KIND_TOKEN)
     )
     failure = await fails(identity.as_(ADMIN).UpsertIdentityType(bad))
     assert failure.fields == ["identity_type.code", "identity_type.pattern"]
+
+
+async def test_members_are_registered_only_at_a_unit_of_the_programme(
+    identity: IdentityClient, settings: Settings
+) -> None:
+    """Identity learns the units from the programme the points service publishes; an admin may
+    act for any unit, but not for one the programme does not have."""
+    units = ["cinema", "estate", "hotel", "mall"]
+    await publish(settings, "points", points_events.ProgrammePublished(version=1, units=units))
+
+    async def learned() -> set[str]:
+        async with identity.service.context.uow() as uow:
+            rows = await uow.session.execute(text("SELECT unit FROM programme_units"))
+            return {row[0] for row in rows}
+
+    for _ in range(600):
+        if set(units) <= await learned():
+            break
+        await asyncio.sleep(0.05)
+    assert set(units) <= await learned()
+    casino = register(phone())
+    casino.unit = "casino"
+    failure = await fails(identity.as_(ADMIN).RegisterMember(casino))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_UNIT")
+    assert failure.fields == ["unit"]
+    estate = register(phone())
+    estate.unit = "estate"
+    assert (await identity.as_(ADMIN).RegisterMember(estate)).created

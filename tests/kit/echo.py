@@ -9,6 +9,7 @@ import asyncio
 
 import grpc
 from google.protobuf import wrappers_pb2
+from loyalty_kit.access import ANY_CALLER
 from loyalty_kit.errors import FieldViolation, InvalidArgument, NotFound
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
@@ -63,6 +64,7 @@ def echo_spec(name: str = "echo", uses_database: bool = True) -> ServiceSpec:
         migrations="loyalty_points:migrations" if uses_database else None,
         uses_database=uses_database,
         port=lambda _settings: 0,
+        access={"Echo": ANY_CALLER},
     )
 
 

@@ -6,6 +6,7 @@ import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 from loyalty_devstack.testing import ServiceRunner
+from loyalty_kit.access import ANY_CALLER
 from loyalty_kit.channels import channel
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
@@ -44,7 +45,11 @@ def relay_spec(target: str) -> ServiceSpec:
         )
 
     return ServiceSpec(
-        name="relay", service_names=(RELAY_SERVICE,), add_servicers=add, uses_database=False
+        name="relay",
+        service_names=(RELAY_SERVICE,),
+        add_servicers=add,
+        uses_database=False,
+        access={"Ask": ANY_CALLER},
     )
 
 
@@ -108,7 +113,13 @@ async def test_unavailable_is_retried(services: ServiceRunner) -> None:
             )
         )
 
-    spec = ServiceSpec(name="flaky", service_names=(), add_servicers=add, uses_database=False)
+    spec = ServiceSpec(
+        name="flaky",
+        service_names=(),
+        add_servicers=add,
+        uses_database=False,
+        access={"Echo": ANY_CALLER},
+    )
     service = await services.start(spec)
     async with channel(service.target) as ch:
         answer = await echo_call(ch)(wrappers_pb2.StringValue(value="hello"))

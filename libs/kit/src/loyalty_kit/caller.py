@@ -17,13 +17,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from loyalty_kit.errors import PermissionDenied, Unauthenticated
-from loyalty_kit.resources import unit_of
 
 UNIT_HEADER = "x-loyalty-unit"
 CLIENT_HEADER = "x-loyalty-client"
 SCOPES_HEADER = "x-loyalty-scopes"
 
 PERSONAL_DATA_READ = "personal_data:read"
+ADMIN = "admin"  # passes every access rule, acts for any unit
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Caller:
     scopes: frozenset[str] = field(default_factory=frozenset)
 
     def may(self, scope: str) -> bool:
-        return scope in self.scopes or "admin" in self.scopes
+        return scope in self.scopes or ADMIN in self.scopes
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The gRPC metadata that carries this caller onward (or from a client)."""
@@ -85,38 +85,11 @@ def current_caller() -> Caller:
     return _current.get()
 
 
-def require_scope(scope: str) -> Caller:
-    """The current caller, if it holds `scope` (or admin); PERMISSION_DENIED otherwise."""
-    caller = current_caller()
-    if not caller.may(scope):
-        raise PermissionDenied(
-            f"this needs the {scope} scope", reason="SCOPE_REQUIRED", metadata={"scope": scope}
-        )
-    return caller
-
-
-def require_unit(unit: str) -> Caller:
-    """The current caller, if it may act for `unit`: a unit acts only for itself (a mall client
-    cannot sell the hotel's membership); an admin acts for any. PERMISSION_DENIED otherwise."""
-    caller = current_caller()
-    if caller.unit != unit and not caller.may("admin"):
-        raise UnitMismatch(unit, caller.unit)
-    return caller
-
-
-def acting_unit(unit: str, field: str = "unit") -> str:
-    """The unit a request acts for (validated), if the caller may act for it: its own (an
-    admin may act for any)."""
-    unit = unit_of(unit, field)
-    require_unit(unit)
-    return unit
-
-
 def confining_unit() -> str | None:
     """The unit the current caller is confined to, for resources whose unit is known only once
     loaded (a redemption, a consumption); None for an admin, who may touch any."""
     caller = current_caller()
-    return None if caller.may("admin") else caller.unit
+    return None if caller.may(ADMIN) else caller.unit
 
 
 def check_unit(unit: str, confined_to: str | None) -> None:

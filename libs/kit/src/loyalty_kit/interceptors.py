@@ -1,5 +1,6 @@
-"""Server interceptor: one place that turns domain errors into google.rpc.Status, hides
-unexpected errors behind INTERNAL, records the inbound deadline and writes the access log.
+"""Server interceptor: one place that authorises each call by the service's access rules
+(`loyalty_kit.access`), turns domain errors into google.rpc.Status, hides unexpected errors
+behind INTERNAL, records the inbound deadline and writes the access log.
 
 Servicers stay thin: no try/except ladders, they just raise `DomainError`s.
 """
@@ -7,15 +8,17 @@ Servicers stay thin: no try/except ladders, they just raise `DomainError`s.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
 import grpc
 from grpc.aio import AbortError
 
+from loyalty_kit import access as access_rules
+from loyalty_kit.access import Rule, method_name
 from loyalty_kit.auth import TokenVerifier
-from loyalty_kit.caller import set_current_caller
+from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.db import DatabaseUnavailable, database_unavailable
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError, InvalidArgument
@@ -112,10 +115,22 @@ def refusing_malformed_stream(behavior: Any) -> Any:
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, service: str, verifier: TokenVerifier, access: Mapping[str, Rule] | None = None
+    ) -> None:
         self.service = service
         # Who is calling: a verified bearer token, else the caller headers (if trusted).
         self.verifier = verifier
+        # What each method allows: one rule per method name; a method without one is refused.
+        self.access: Mapping[str, Rule] = access or {}
+
+    def _authorise(self, method: str, request: Any, metadata: Any) -> None:
+        """Authenticate the caller, then check the method's rule (the scopes even when the
+        body did not decode; the unit it acts for once it did)."""
+        caller: Caller = self.verifier.caller_of(metadata)
+        set_current_caller(caller)
+        decoded = None if request is MALFORMED else request
+        access_rules.check(self.access, method_name(method), decoded, caller)
 
     async def intercept_service(
         self,
@@ -146,7 +161,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             set_inbound_deadline(context.time_remaining())
             code = "OK"
             try:
-                set_current_caller(self.verifier.caller_of(context.invocation_metadata()))
+                self._authorise(method, request, context.invocation_metadata())
                 return await behavior(request, context)
             except DomainError as error:
                 code = error.kind.value
@@ -188,7 +203,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             set_inbound_deadline(context.time_remaining())
             try:
-                set_current_caller(self.verifier.caller_of(context.invocation_metadata()))
+                self._authorise(method, request, context.invocation_metadata())
                 async for item in behavior(request, context):
                     yield item
             except DomainError as error:

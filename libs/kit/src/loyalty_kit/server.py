@@ -22,7 +22,7 @@ import functools
 import inspect
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from loyalty_kit import db, events, housekeeping, migrations
+from loyalty_kit.access import Rule
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import EventConsumer
 from loyalty_kit.interceptors import ErrorMappingInterceptor
@@ -86,6 +87,9 @@ class ServiceSpec:
     uses_database: bool = True
     publishes_events: bool = True
     port: Callable[[Settings], int] | None = None
+    # Who may call what: one rule per RPC method name (the service's entrypoints/access.py);
+    # the interceptor refuses a method without one.
+    access: Mapping[str, Rule] = field(default_factory=dict)
     # Extra operator commands: `loyalty-<name> <command>`, run against the service's database.
     commands: dict[str, Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=dict)
 
@@ -182,7 +186,9 @@ class RunningService:
             log.warning("LOYALTY_NATS_URL not set: events stay in the outbox", service=spec.name)
 
         verifier = TokenVerifier.from_settings(settings.data_dir)
-        server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(spec.name, verifier)])
+        server = grpc.aio.server(
+            interceptors=[ErrorMappingInterceptor(spec.name, verifier, spec.access)]
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         spec.add_servicers(server, ctx)
         reflection.enable_server_reflection(

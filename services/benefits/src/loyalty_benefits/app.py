@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from loyalty_benefits.adapters.points import GrpcPointsBank
 from loyalty_benefits.adapters.repository import CatalogueCache
 from loyalty_benefits.adapters.segments import GrpcSegments
+from loyalty_benefits.entrypoints.access import ACCESS
 from loyalty_benefits.entrypoints.servicer import SERVICE, BenefitsServicer
 from loyalty_benefits.service_layer import handlers
 from loyalty_benefits.service_layer.issuances import CouponIssuer
@@ -172,6 +173,7 @@ def jobs(context: ServiceContext) -> Sequence[Job]:
 
 SPEC = ServiceSpec(
     name="benefits",
+    access=ACCESS,
     service_names=(SERVICE,),
     add_servicers=add_servicers,
     migrations="loyalty_benefits:migrations",

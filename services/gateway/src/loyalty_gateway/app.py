@@ -12,6 +12,7 @@ from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty.gateway.v1 import gateway_service_pb2_grpc
 from loyalty_kit.server import ServiceContext, ServiceSpec
 
+from loyalty_gateway.access import ACCESS
 from loyalty_gateway.cli import clients
 from loyalty_gateway.composite import SERVICE, composer_of, forwarded
 from loyalty_gateway.http import http_job
@@ -70,6 +71,7 @@ def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="gateway",
+    access=ACCESS,
     service_names=(SERVICE,),
     add_servicers=add_servicers,
     migrations="loyalty_gateway:migrations",

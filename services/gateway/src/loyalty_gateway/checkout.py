@@ -39,12 +39,12 @@ from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_kit.auth import ServiceCredentials
-from loyalty_kit.caller import Caller, acting_unit, current_caller
+from loyalty_kit.caller import Caller, current_caller
 from loyalty_kit.db import driver_connection
 from loyalty_kit.errors import Aborted, DomainError, ErrorKind, InvalidArgument, Violations
 from loyalty_kit.idempotency import request_id_reused, request_scope, validate_request_id
 from loyalty_kit.logs import get_logger
-from loyalty_kit.resources import member_id_of, member_name
+from loyalty_kit.resources import member_id_of, member_name, unit_of
 from loyalty_kit.status import error_info, from_rpc_error
 from loyalty_kit.uow import UnitOfWork
 from loyalty_kit.validation import length_violation
@@ -190,7 +190,7 @@ class Checkouts:
         self, request: pb.RedeemAtCheckoutRequest, md: Metadata
     ) -> pb.RedeemAtCheckoutResponse:
         check(request)
-        unit = acting_unit(request.unit)
+        unit = unit_of(request.unit)
         resolved = await self.stubs.identity.ResolveMember(
             identity_pb.ResolveMemberRequest(identity=request.identity),
             metadata=md,

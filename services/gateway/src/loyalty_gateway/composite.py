@@ -18,7 +18,7 @@ from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty_kit.auth import ServiceCredentials
-from loyalty_kit.caller import current_caller, require_unit
+from loyalty_kit.caller import current_caller
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.idempotency import request_scope, run_remembered, validate_request_id
 from loyalty_kit.resources import member_id_of, unit_of
@@ -160,7 +160,6 @@ class Composer:
     ) -> pb.RecordPurchaseResponse:
         _check_purchase(request)
         unit = unit_of(request.unit)
-        require_unit(unit)
 
         async def work() -> pb.RecordPurchaseResponse:
             return await self._purchase(request, unit, md)

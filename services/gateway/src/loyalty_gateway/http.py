@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from loyalty_kit.access import authorise
 from loyalty_kit.auth import (
     AUTHORIZATION,
 )
@@ -54,6 +55,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from loyalty_gateway import openapi
+from loyalty_gateway.access import ACCESS
 from loyalty_gateway.backends import BACKENDS, exposed_services, shared_backends
 from loyalty_gateway.clients import DEFAULT_RATE, ClientStore
 from loyalty_gateway.composite import SERVICE as COMPOSITE
@@ -144,6 +146,9 @@ def build_app(context: ServiceContext) -> Starlette:
     backends = shared_backends(context)
     services = [s for found in exposed_services().values() for s in found]
     routes = routes_of(services)
+    # Matched with the templates with a custom verb first: `/v1/{name=members/*}:export` is the
+    # export, not a GetMember of a member named `...:export` (a wildcard takes the verb in).
+    matching = sorted(routes, key=lambda route: not route.template.verb)
     keys = Keys(context)
     limiter = MovingWindowRateLimiter(MemoryStorage())
     document = openapi.document(routes)
@@ -188,7 +193,9 @@ def build_app(context: ServiceContext) -> Starlette:
         return response
 
     async def composite(method: str, message: Any, md: tuple[tuple[str, str], ...]) -> Any:
-        """The gateway's own methods, run here rather than through its gRPC port."""
+        """The gateway's own methods, run here rather than through its gRPC port (authorised
+        by the same rules its gRPC interceptor checks)."""
+        authorise(ACCESS, method, message)
         return await composer_of(context).call(method, message, md)
 
     # -- the routes from the contracts -----------------------------------------------------
@@ -198,7 +205,7 @@ def build_app(context: ServiceContext) -> Starlette:
         raw_path = request.scope.get("raw_path", b"").decode() or request.url.path
         path = raw_path.split("?", 1)[0]
         verb = request.method.lower()
-        matched = [(r, b) for r in routes if (b := r.template.match(path)) is not None]
+        matched = [(r, b) for r in matching if (b := r.template.match(path)) is not None]
         carrier: dict[str, str] = {}
         try:
             found = next(((r, b) for r, b in matched if r.verb == verb), None)

@@ -18,11 +18,10 @@ from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
-from loyalty_kit.caller import acting_unit
 from loyalty_kit.db import driver_connection
 from loyalty_kit.errors import InvalidArgument, Violations
 from loyalty_kit.idempotency import request_scope, run_idempotent, validate_request_id
-from loyalty_kit.resources import member_id_of
+from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.uow import UnitOfWork
 from loyalty_kit.validation import length_violation
 
@@ -55,7 +54,7 @@ class Refunds:
         self, request: pb.RefundPurchaseRequest, md: Metadata
     ) -> pb.RefundPurchaseResponse:
         check(request)
-        unit = acting_unit(request.unit)
+        unit = unit_of(request.unit)
         scope = request_scope(SERVICE, "RefundPurchase")
         # The steps' request ids: stable across retries of this refund, unique to it.
         base = "rf." + hashlib.sha256(f"{scope}\0{request.request_id}".encode()).hexdigest()[:40]

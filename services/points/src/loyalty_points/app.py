@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_points.adapters.members import IdentityDirectory
 from loyalty_points.adapters.repository import ProgrammeCache
+from loyalty_points.entrypoints.access import ACCESS
 from loyalty_points.entrypoints.servicer import SERVICE, PointsServicer
 from loyalty_points.service_layer import handlers
 from loyalty_points.service_layer.uow import PointsUnitOfWork
@@ -125,6 +126,7 @@ def jobs(context: ServiceContext) -> Sequence[Job]:
 
 SPEC = ServiceSpec(
     name="points",
+    access=ACCESS,
     service_names=(SERVICE,),
     add_servicers=add_servicers,
     migrations="loyalty_points:migrations",

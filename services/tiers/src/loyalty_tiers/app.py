@@ -19,6 +19,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_tiers.domain.ladder import Totals
+from loyalty_tiers.entrypoints.access import ACCESS
 from loyalty_tiers.entrypoints.servicer import SERVICE, TiersServicer
 from loyalty_tiers.service_layer import handlers
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
@@ -113,6 +114,7 @@ def jobs(context: ServiceContext) -> Sequence[Job]:
 
 SPEC = ServiceSpec(
     name="tiers",
+    access=ACCESS,
     service_names=(SERVICE,),
     add_servicers=add_servicers,
     migrations="loyalty_tiers:migrations",

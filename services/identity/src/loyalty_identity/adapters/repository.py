@@ -143,6 +143,24 @@ class MemberRepository:
         )
         self.types.invalidate()
 
+    # --- the programme's units ------------------------------------------------------------------
+    async def programme_units(self) -> set[str]:
+        """Every unit a published programme has named (none before the first is learned)."""
+        conn = await driver_connection(self.session)
+        return {r["unit"] for r in await conn.fetch("SELECT unit FROM programme_units")}
+
+    async def learn_programme_units(
+        self, units: Iterable[str], version: int, now: datetime
+    ) -> None:
+        """Units of a programme version: kept once named, so a version arriving late or a unit
+        a later version leaves out never strands the members registered there."""
+        conn = await driver_connection(self.session)
+        await conn.executemany(
+            "INSERT INTO programme_units (unit, version, learned_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (unit) DO NOTHING",
+            [(unit, version, now) for unit in units],
+        )
+
     # --- look-ups -----------------------------------------------------------------------------
     async def owners(self, wanted: Iterable[ChannelIdentity]) -> dict[ChannelIdentity, str]:
         """Which member each identity is bound to (identities bound to nobody are absent)."""

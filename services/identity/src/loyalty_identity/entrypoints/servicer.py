@@ -16,8 +16,8 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
-from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller, require_scope
-from loyalty_kit.errors import FieldViolation, InvalidArgument, PermissionDenied
+from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller
+from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_name
@@ -150,7 +150,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def MergeMembers(
         self, request: pb.MergeMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.MergeMembersResponse:
-        require_scope(MANAGE_SCOPE)
         survivor = convert.member_id_of(request.survivor, "survivor")
         absorbed = convert.member_id_of(request.absorbed, "absorbed")
         member = await self._mutate(
@@ -210,7 +209,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def SuspendMember(
         self, request: pb.SuspendMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.SuspendMemberResponse:
-        require_scope(MANAGE_SCOPE)
         member_id = convert.member_id_of(request.name, "name")
         member = await self._mutate(
             "SuspendMember",
@@ -222,7 +220,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ReactivateMember(
         self, request: pb.ReactivateMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReactivateMemberResponse:
-        require_scope(MANAGE_SCOPE)
         member_id = convert.member_id_of(request.name, "name")
         member = await self._mutate(
             "ReactivateMember",
@@ -234,7 +231,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def UpdateTags(
         self, request: pb.UpdateTagsRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateTagsResponse:
-        require_scope(MANAGE_SCOPE)
         member_id = convert.member_id_of(request.member, "member")
         add, remove = list(request.add_tags), list(request.remove_tags)
         member = await self._mutate(
@@ -247,7 +243,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ListMembers(
         self, request: pb.ListMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMembersResponse:
-        require_scope(MANAGE_SCOPE)
         tag = request.tag.strip()
         filters = {"tag": tag}
         page = read_page(request.page_size, request.page_token, filters, default=100, maximum=1000)
@@ -275,7 +270,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def EraseMember(
         self, request: pb.EraseMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.EraseMemberResponse:
-        require_scope(MANAGE_SCOPE)
         member_id = convert.member_id_of(request.name, "name")
         member = await self._mutate(
             "EraseMember", request, lambda uow, now: handlers.erase(uow, member_id, now)
@@ -286,12 +280,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         self, request: pb.ExportMemberDataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExportMemberDataResponse:
         member_id = convert.member_id_of(request.name, "name")
-        if not current_caller().may(PERSONAL_DATA_READ):
-            raise PermissionDenied(
-                f"exporting personal data needs the {PERSONAL_DATA_READ} scope",
-                reason="SCOPE_REQUIRED",
-                metadata={"scope": PERSONAL_DATA_READ},
-            )
         document = await self._read(lambda uow: handlers.export(uow, member_id))
         return pb.ExportMemberDataResponse(json=document, export_time=timestamp(self.clock()))
 
@@ -312,7 +300,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def UpsertIdentityType(
         self, request: pb.UpsertIdentityTypeRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertIdentityTypeResponse:
-        require_scope("admin")
         identity_type = convert.identity_type_from(request.identity_type)
         async with self.uow() as uow:
             stored = await handlers.upsert_identity_type(uow, identity_type)

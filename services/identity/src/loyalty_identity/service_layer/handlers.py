@@ -161,6 +161,13 @@ async def _announce_profile(
 
 
 # --- use cases ----------------------------------------------------------------------------------
+async def learn_programme(
+    uow: IdentityUnitOfWork, units: Sequence[str], version: int, now: datetime
+) -> None:
+    """A programme version was published: its units are ones members may register at."""
+    await uow.members.learn_programme_units(units, version, now)
+
+
 async def register(uow: IdentityUnitOfWork, command: Register, now: datetime) -> Registered:
     problems = Violations()
     if not command.identities:
@@ -184,6 +191,15 @@ async def register(uow: IdentityUnitOfWork, command: Register, now: datetime) ->
     except InvalidArgument as error:
         problems.items.extend(error.field_violations)
     problems.raise_if_any()
+    known = await uow.members.programme_units()
+    if known and command.unit not in known:  # none known yet: no programme to judge by
+        hint = f"a business unit of the programme: one of {', '.join(sorted(known))}"
+        raise InvalidArgument(
+            f"unit: {command.unit} is not a business unit of the programme",
+            reason="UNKNOWN_UNIT",
+            metadata={"unit": command.unit},
+            field_violations=[FieldViolation("unit", hint)],
+        )
 
     owners = await uow.members.owners(identities)
     if owners:

@@ -14,11 +14,11 @@ from google.protobuf.message import Message
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1 import points_service_pb2_grpc
-from loyalty_kit.caller import acting_unit, check_unit, confining_unit, require_scope
+from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
-from loyalty_kit.resources import member_id_of
+from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import moment, moment_of, timestamp
 from loyalty_kit.validation import enum_value
@@ -76,7 +76,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         now = self.clock()
         return Earn(
             member_id=member_id_of(request.member, "member"),
-            unit=acting_unit(request.unit),
+            unit=unit_of(request.unit),
             channel=(
                 convert.channel_name(request.channel)
                 if isinstance(request, pb.EarnPointsRequest)
@@ -90,7 +90,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def EarnPoints(
         self, request: pb.EarnPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.EarnPointsResponse:
-        require_scope(EARN_SCOPE)
         command = self._earn_command(request)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.EarnPointsResponse:
@@ -105,7 +104,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def PreviewEarn(
         self, request: pb.PreviewEarnRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewEarnResponse:
-        require_scope(EARN_SCOPE)
         command = self._earn_command(request)
         earned, available_at = await self._read(
             lambda uow: handlers.preview(uow, command, self.directory, self.clock())
@@ -121,9 +119,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def RedeemPoints(
         self, request: pb.RedeemPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RedeemPointsResponse:
-        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = acting_unit(request.unit)
+        unit = unit_of(request.unit)
         channel = convert.channel_name(request.channel)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RedeemPointsResponse:
@@ -154,9 +151,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ReverseEarn(
         self, request: pb.ReverseEarnRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReverseEarnResponse:
-        require_scope(EARN_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = acting_unit(request.unit)
+        unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ReverseEarnResponse:
             posting, account = await handlers.reverse(
@@ -178,7 +174,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def CancelRedemption(
         self, request: pb.CancelRedemptionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelRedemptionResponse:
-        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
         confined_to = confining_unit()
 
@@ -201,7 +196,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     ) -> pb.LookupRedemptionResponse:
         """A RedeemPoints answer by its request_id, never redeeming: authorised like a
         cancellation (the redeem scope; a unit sees only its own redemptions, an admin any)."""
-        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
         confined_to = confining_unit()
         scope = request_scope(SERVICE, "RedeemPoints")
@@ -217,9 +211,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def AdjustPoints(
         self, request: pb.AdjustPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.AdjustPointsResponse:
-        require_scope(ADJUST_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = acting_unit(request.unit)
+        unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.AdjustPointsResponse:
             posting, account = await handlers.adjust(
@@ -235,9 +228,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ConfirmOrder(
         self, request: pb.ConfirmOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmOrderResponse:
-        require_scope(EARN_SCOPE)
         member_id = member_id_of(request.member, "member")
-        unit = acting_unit(request.unit)
+        unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ConfirmOrderResponse:
             activated, account = await handlers.confirm_order(
@@ -253,7 +245,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def TransferPoints(
         self, request: pb.TransferPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.TransferPointsResponse:
-        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
         to_member_id = member_id_of(request.to_member, "to_member")
 
@@ -271,7 +262,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ExchangeToPartner(
         self, request: pb.ExchangeToPartnerRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExchangeToPartnerResponse:
-        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ExchangeToPartnerResponse:
@@ -296,7 +286,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ExchangeFromPartner(
         self, request: pb.ExchangeFromPartnerRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExchangeFromPartnerResponse:
-        require_scope(EARN_SCOPE)
         member_id = member_id_of(request.member, "member")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ExchangeFromPartnerResponse:
@@ -321,7 +310,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def ReversePartnerExchange(
         self, request: pb.ReversePartnerExchangeRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReversePartnerExchangeResponse:
-        require_scope(REDEEM_SCOPE)
         member_id = member_id_of(request.member, "member")
         _uuid_field(request.posting_id, "posting_id")
 
@@ -343,7 +331,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def RecordReferral(
         self, request: pb.RecordReferralRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordReferralResponse:
-        require_scope(EARN_SCOPE)
         member_id = member_id_of(request.member, "member")
         referrer_id = member_id_of(request.referrer, "referrer")
 
@@ -407,7 +394,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def GetSettlement(
         self, request: pb.GetSettlementRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSettlementResponse:
-        require_scope(ADMIN_SCOPE)  # every unit's figures: the group's finance
         if not request.HasField("start_time") or not request.HasField("end_time"):
             raise InvalidArgument.of(
                 [FieldViolation("start_time", "required"), FieldViolation("end_time", "required")]
@@ -460,7 +446,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def UpdateProgramme(
         self, request: pb.UpdateProgrammeRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateProgrammeResponse:
-        require_scope(ADMIN_SCOPE)
         programme = convert.programme_from(request.programme, self.clock())
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.UpdateProgrammeResponse:
@@ -472,7 +457,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def RunPendingActivation(
         self, request: pb.RunPendingActivationRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunPendingActivationResponse:
-        require_scope(ADMIN_SCOPE)
         now = self.clock()
         as_of = moment_of(request, "as_of") or now
         total = await handlers.run_in_chunks(
@@ -485,7 +469,6 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     async def RunExpiry(
         self, request: pb.RunExpiryRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunExpiryResponse:
-        require_scope(ADMIN_SCOPE)
         if request.chunk_size < 0:
             raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
         now = self.clock()

@@ -145,6 +145,14 @@ async def publish_programme(
         )
     programme.validate()
     programme.version = await uow.ledger.add_programme(programme, reason)
+    # Identity learns from it which units members may be registered at.
+    await uow.outbox.add(
+        events_pb2.ProgrammePublished(
+            version=programme.version,
+            units=sorted(programme.units),
+            effective_from=_ts(programme.effective_from),
+        )
+    )
     return programme
 
 

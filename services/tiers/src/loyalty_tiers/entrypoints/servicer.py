@@ -10,7 +10,6 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
-from loyalty_kit.caller import require_scope, require_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
@@ -59,7 +58,6 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     async def UpdateLadder(
         self, request: pb.UpdateLadderRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateLadderResponse:
-        require_scope(ADMIN_SCOPE)
         new = convert.ladder_from(request.ladder)
 
         async def work(uow: TiersUnitOfWork) -> pb.UpdateLadderResponse:
@@ -112,7 +110,6 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     async def RunYearEnd(
         self, request: pb.RunYearEndRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunYearEndResponse:
-        require_scope(ADMIN_SCOPE)
         if request.chunk_size < 0:
             raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
         as_of = moment_of(request, "as_of") or self.clock()
@@ -124,7 +121,6 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     async def RunGrantExpiry(
         self, request: pb.RunGrantExpiryRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunGrantExpiryResponse:
-        require_scope(ADMIN_SCOPE)
         as_of = moment_of(request, "as_of") or self.clock()
         total = await handlers.run_grant_expiry(self.uow, as_of)
         return pb.RunGrantExpiryResponse(ended=total.ended, changed=total.changed)
@@ -154,7 +150,6 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     async def CreateTierGrant(
         self, request: pb.CreateTierGrantRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTierGrantResponse:
-        require_scope(ADMIN_SCOPE)
         member_id = member_id_of(request.member, "member")
         grant = request.tier_grant
         kind = convert.kind_of(grant.kind)
@@ -173,7 +168,6 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     async def RevokeTierGrant(
         self, request: pb.RevokeTierGrantRequest, context: grpc.aio.ServicerContext
     ) -> pb.RevokeTierGrantResponse:
-        require_scope(ADMIN_SCOPE)
         member_id, grant_id = convert.grant_of(request.name, "name")
         if not request.reason.strip():
             raise InvalidArgument.of([FieldViolation("reason", "required")])
@@ -214,7 +208,6 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     ) -> pb.PurchaseMembershipResponse:
         member_id = member_id_of(request.member, "member")
         unit = unit_of(request.unit)
-        require_unit(unit)
 
         async def work(uow: TiersUnitOfWork) -> pb.PurchaseMembershipResponse:
             done = await handlers.purchase_membership(
@@ -237,7 +230,6 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     ) -> pb.RefundMembershipResponse:
         member_id = member_id_of(request.member, "member")
         unit = unit_of(request.unit)
-        require_unit(unit)
 
         async def work(uow: TiersUnitOfWork) -> pb.RefundMembershipResponse:
             done = await handlers.refund_membership(

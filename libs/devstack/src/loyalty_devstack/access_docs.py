@@ -1,0 +1,53 @@
+"""docs/access.md, rendered from the access rules the services declare (their ServiceSpec's
+`access`): `make access-docs` rewrites it, and a test fails when the committed file differs.
+
+Also what tests use to walk every RPC of every service with its rule."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor
+from loyalty_kit.access import render_markdown
+from loyalty_kit.server import ServiceSpec
+
+DOCUMENT = Path("docs") / "access.md"
+COMMAND = "make access-docs"
+
+
+def specs() -> list[ServiceSpec]:
+    """The five services, in the order of the platform's README."""
+    from loyalty_benefits.app import SPEC as BENEFITS
+    from loyalty_gateway.app import SPEC as GATEWAY
+    from loyalty_identity.app import SPEC as IDENTITY
+    from loyalty_points.app import SPEC as POINTS
+    from loyalty_tiers.app import SPEC as TIERS
+
+    return [IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY]
+
+
+def methods_of(spec: ServiceSpec) -> list[MethodDescriptor]:
+    """Every RPC method the service serves, in contract order."""
+    pool = descriptor_pool.Default()
+    return [m for name in spec.service_names for m in pool.FindServiceByName(name).methods]
+
+
+def render(chosen: Sequence[ServiceSpec] | None = None) -> str:
+    return render_markdown(
+        (spec.name, [m.name for m in methods_of(spec)], spec.access) for spec in (chosen or specs())
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    target = Path(args[0]) if args else DOCUMENT
+    target.write_text(render())
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

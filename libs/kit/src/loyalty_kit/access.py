@@ -1,0 +1,116 @@
+"""Who may call what: each service declares one rule per RPC method (its `entrypoints/access.py`,
+handed to the kit in `ServiceSpec.access`), and the kit's interceptor checks it before the
+servicer runs. A method without a rule is refused (fail closed).
+
+A rule names the scopes that grant the call (any one of them; none: any authenticated caller;
+`admin` always passes) and, where the request names the unit the call acts for, that field: a
+unit's client acts only for its own unit, an admin for any. A resource whose unit is known only
+once loaded (a redemption, a consumption) is checked by its handler (`confining_unit`); the rule
+names it for the documentation. `render_markdown` writes the tables of docs/access.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from loyalty_kit.caller import ADMIN, Caller, UnitMismatch, current_caller
+from loyalty_kit.errors import PermissionDenied
+
+
+@dataclass(frozen=True)
+class Rule:
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    unit_field: str = ""
+    resource_unit: str = ""
+    note: str = ""
+
+
+def rule(*scopes: str, unit_field: str = "", resource_unit: str = "", note: str = "") -> Rule:
+    """`rule("earn", "members:register", unit_field="unit")`: shorter to declare."""
+    return Rule(frozenset(scopes), unit_field, resource_unit, note)
+
+
+ANY_CALLER = rule()
+ADMIN_ONLY = rule(ADMIN)
+
+
+class NoAccessRule(PermissionDenied):
+    reason = "NO_ACCESS_RULE"
+
+
+def scope_required(scopes: frozenset[str]) -> PermissionDenied:
+    named = " or ".join(sorted(scopes))
+    return PermissionDenied(
+        f"this needs the {named} scope", reason="SCOPE_REQUIRED", metadata={"scope": named}
+    )
+
+
+def check(access: Mapping[str, Rule], method: str, request: Any, caller: Caller) -> None:
+    """Refuse (PERMISSION_DENIED) a call the rule of `method` does not allow `caller`.
+
+    `request` may be None (not decoded): then only the scopes are checked."""
+    found = access.get(method)
+    if found is None:
+        raise NoAccessRule(f"{method} has no access rule: refused", metadata={"method": method})
+    if found.scopes and not any(caller.may(scope) for scope in found.scopes):
+        raise scope_required(found.scopes)
+    if found.unit_field and request is not None and not caller.may(ADMIN):
+        unit = getattr(request, found.unit_field, "")
+        if isinstance(unit, str) and unit.strip() and unit.strip() != caller.unit:
+            raise UnitMismatch(unit.strip(), caller.unit)
+
+
+def authorise(access: Mapping[str, Rule], method: str, request: Any) -> None:
+    """`check` for the current caller (the gateway's HTTP routes to its own methods)."""
+    check(access, method, request, current_caller())
+
+
+def method_name(path: str) -> str:
+    """`/loyalty.points.v1.PointsService/EarnPoints` -> `EarnPoints`."""
+    return path.rsplit("/", 1)[-1]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|") or "-"
+
+
+def render_markdown(tables: Iterable[tuple[str, Iterable[str], Mapping[str, Rule]]]) -> str:
+    """The access tables, one per service: (service, its RPC methods in contract order, rules)."""
+    out = [
+        "# Who may call what",
+        "",
+        "Generated from each service's `entrypoints/access.py` (the gateway's `access.py`) by",
+        "`make access-docs`; a test fails when this file differs from the rules.",
+        "",
+        "- **Scopes**: any one of them grants the call; `any caller` means any authenticated",
+        "  caller (a till reading a balance). The `admin` scope passes every rule.",
+        "- **Acts for the unit in**: the request field naming the unit the call acts for; a",
+        "  unit's client may name only its own unit (else 403 `UNIT_MISMATCH`), an admin any.",
+        "- **Unit checked on**: a resource whose unit the service checks once it has loaded",
+        "  it: only that unit's clients (and admins) may touch it.",
+        "- Refusals: no or a bad token 401 (`TOKEN_MISSING`, `TOKEN_EXPIRED`, `TOKEN_INVALID`);",
+        "  a missing scope 403 `SCOPE_REQUIRED`; a method without a rule 403 `NO_ACCESS_RULE`.",
+        "",
+    ]
+    for service, methods, access in tables:
+        out += [
+            f"## {service}",
+            "",
+            "| RPC | Scopes | Acts for the unit in | Unit checked on | Note |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for method in methods:
+            found = access.get(method)
+            if found is None:
+                out.append(f"| {method} | **no rule: refused** | - | - | - |")
+                continue
+            scopes = ", ".join(f"`{s}`" for s in sorted(found.scopes)) or "any caller"
+            unit = f"`{found.unit_field}`" if found.unit_field else "-"
+            out.append(
+                f"| {method} | {scopes} | {unit} | {_cell(found.resource_unit)} "
+                f"| {_cell(found.note)} |"
+            )
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,30 @@
+"""Who may call each BenefitsService method (checked by the kit's interceptor; docs/access.md
+is rendered from it). Reads are open to any authenticated caller."""
+
+from __future__ import annotations
+
+from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, Rule, rule
+
+ISSUE = "coupons:issue"  # a unit's (or the group's) marketing
+REDEEM = "redeem"  # spends the member's points
+
+ACCESS: dict[str, Rule] = {
+    "GetCatalogue": ANY_CALLER,
+    "UpdateCatalogue": ADMIN_ONLY,
+    "ListEntitlements": ANY_CALLER,
+    "ConsumeBenefit": rule(unit_field="unit"),
+    "LookupConsumption": rule(resource_unit="the consumption's unit"),
+    "ReleaseConsumption": rule(resource_unit="the consumption's unit"),
+    "IssueCoupons": rule(ISSUE, resource_unit="the template's unit"),
+    "CreateCouponIssuance": rule(ISSUE, resource_unit="the template's unit"),
+    "GetCouponIssuance": rule(ISSUE, note="an issuance's progress is its issuers' business"),
+    "GetCoupon": ANY_CALLER,
+    "ListCoupons": ANY_CALLER,
+    "RedeemCoupon": rule(unit_field="unit"),
+    "LookupCouponRedemption": rule(resource_unit="the redeeming unit"),
+    "ReleaseCoupon": rule(resource_unit="the redeeming unit"),
+    "ListRewards": ANY_CALLER,
+    "RestockReward": rule(resource_unit="the reward's unit"),
+    "RunBirthdayGifts": ADMIN_ONLY,
+    "RedeemReward": rule(REDEEM, note="spends the member's points"),
+}

@@ -1,0 +1,33 @@
+"""Who may call each IdentityService method (checked by the kit's interceptor; docs/access.md
+is rendered from it). Reads are open to any authenticated caller: personal data is masked
+without `personal_data:read`."""
+
+from __future__ import annotations
+
+from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, Rule, rule
+from loyalty_kit.caller import PERSONAL_DATA_READ
+
+MANAGE = "members:manage"  # the group's member operations
+REGISTER = "members:register"  # an enrolment desk or app that is not a till
+EARN = "earn"  # a till: registers at the counter, binds a card
+PROFILE_WRITE = "profile:write"  # the member app: the member's own profile and consents
+
+ACCESS: dict[str, Rule] = {
+    "RegisterMember": rule(EARN, REGISTER, unit_field="unit"),
+    "GetMember": rule(note="personal data masked without personal_data:read"),
+    "ResolveMember": rule(note="personal data masked without personal_data:read"),
+    "LinkIdentity": rule(EARN, REGISTER, MANAGE, unit_field="unit"),
+    "UnlinkIdentity": rule(MANAGE),
+    "MergeMembers": rule(MANAGE),
+    "UpdateProfile": rule(PROFILE_WRITE, MANAGE),
+    "SetConsents": rule(PROFILE_WRITE, MANAGE),
+    "ListConsentEvents": ANY_CALLER,
+    "SuspendMember": rule(MANAGE),
+    "ReactivateMember": rule(MANAGE),
+    "UpdateTags": rule(MANAGE),
+    "ListMembers": rule(MANAGE),
+    "EraseMember": rule(MANAGE),
+    "ExportMemberData": rule(PERSONAL_DATA_READ, note="all of a member's personal data"),
+    "ListIdentityTypes": ANY_CALLER,
+    "UpsertIdentityType": ADMIN_ONLY,
+}

@@ -1,0 +1,33 @@
+"""Who may call each PointsService method (checked by the kit's interceptor; docs/access.md is
+rendered from it). Reads are open to any authenticated caller (a till reads a balance)."""
+
+from __future__ import annotations
+
+from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, Rule, rule
+
+EARN = "earn"  # credit points: purchases, their refunds and confirmations, referrals
+REDEEM = "redeem"  # spend points: redemptions and their cancellation, transfers out
+ADJUST = "points:adjust"  # a service desk's goodwill and corrections
+
+ACCESS: dict[str, Rule] = {
+    "EarnPoints": rule(EARN, unit_field="unit"),
+    "PreviewEarn": rule(EARN, unit_field="unit"),
+    "RedeemPoints": rule(REDEEM, unit_field="unit"),
+    "ReverseEarn": rule(EARN, unit_field="unit"),
+    "CancelRedemption": rule(REDEEM, resource_unit="the redemption's unit"),
+    "LookupRedemption": rule(REDEEM, resource_unit="the redemption's unit"),
+    "AdjustPoints": rule(ADJUST, unit_field="unit"),
+    "ConfirmOrder": rule(EARN, unit_field="unit"),
+    "GetBalance": ANY_CALLER,
+    "ListPostings": ANY_CALLER,
+    "GetSettlement": rule("admin", note="every unit's figures: the group's finance"),
+    "GetProgramme": ANY_CALLER,
+    "UpdateProgramme": ADMIN_ONLY,
+    "TransferPoints": rule(REDEEM),
+    "ExchangeToPartner": rule(REDEEM),
+    "ExchangeFromPartner": rule(EARN),
+    "ReversePartnerExchange": rule(REDEEM),
+    "RecordReferral": rule(EARN),
+    "RunPendingActivation": ADMIN_ONLY,
+    "RunExpiry": ADMIN_ONLY,
+}
