@@ -10,6 +10,7 @@ import functools
 import json
 import multiprocessing
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -65,8 +66,12 @@ def suite_env(infra: Infrastructure, run_id: str) -> Iterator[dict[str, str]]:
         }
     )
     env["LOYALTY_DEV_NATS_PORT"] = str(free_port())
-    env["LOYALTY_DATABASE_PREFIX"] = f"{run_id}_suite_"
-    env["LOYALTY_EVENT_NAMESPACE"] = f"{run_id}suite"
+    # Databases and streams of this test alone: "from scratch" holds for a shared server too,
+    # where an earlier test's databases would otherwise still be there (under the run's id, so
+    # the run's clean-up drops them).
+    own = secrets.token_hex(3)
+    env["LOYALTY_DATABASE_PREFIX"] = f"{run_id}_suite{own}_"
+    env["LOYALTY_EVENT_NAMESPACE"] = f"{run_id}suite{own}"
     env["LOYALTY_SHUTDOWN_GRACE_SECONDS"] = "2"
     # As deployed: no caller headers trusted, so the demo loader and the services' calls to
     # each other must carry tokens across the processes.
