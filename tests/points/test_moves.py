@@ -115,28 +115,18 @@ async def test_points_convert_to_airline_miles_and_back(points: Points) -> None:
     )
     assert again.reason == "ALREADY_REVERSED"
 
-    miles_in = await points.as_().ExchangeFromPartner(
-        pb.ExchangeFromPartnerRequest(
-            member=member,
-            request_id=rid(),
-            partner="skyair",
-            partner_units=250,
-            partner_reference="SA-TX-9",
-        )
+    conversion = pb.ExchangeFromPartnerRequest(
+        member=member,
+        request_id=rid(),
+        partner="skyair",
+        partner_units=250,
+        partner_reference="SA-TX-9",
     )
+    miles_in = await points.as_().ExchangeFromPartner(conversion)
     assert miles_in.posting.points == 2_000 and miles_in.balance.available == 13_000
     # The partner sends the same transaction again with a new request id: credited once.
-    replayed = await fails(
-        points.as_().ExchangeFromPartner(
-            pb.ExchangeFromPartnerRequest(
-                member=member,
-                request_id=rid(),
-                partner="skyair",
-                partner_units=250,
-                partner_reference="SA-TX-9",
-            )
-        )
-    )
+    conversion.request_id = rid()
+    replayed = await fails(points.as_().ExchangeFromPartner(conversion))
     assert (replayed.code, replayed.reason) == (
         grpc.StatusCode.ALREADY_EXISTS,
         "PARTNER_REFERENCE_USED",
