@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
 
 from loyalty_kit.db import database_unavailable
 from loyalty_kit.logs import get_logger
@@ -25,10 +28,24 @@ async def every(
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            if database_unavailable(error):
+            if outage(error):
                 wait = min(seconds, OUTAGE_RETRY_SECONDS)
-                log.warning("scheduled job: database unavailable; retrying", job=name, after=wait)
-            else:
-                log.exception("scheduled job failed; retrying next interval", job=name)
+            log_round_failed(log, "scheduled job", error, job=name, after=wait)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), wait)
+
+
+def outage(error: BaseException) -> bool:
+    """The database or a peer service cannot be reached now: worth retrying, not a bug."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return database_unavailable(error)
+
+
+def log_round_failed(logger: Any, work: str, error: BaseException, **fields: Any) -> None:
+    """A failed round of background work (called in its `except`): during an outage one
+    warning without a traceback; anything else with its traceback, as the bug it is."""
+    if outage(error):
+        logger.warning(f"{work}: unavailable; retrying", error=type(error).__name__, **fields)
+    else:
+        logger.exception(f"{work} failed; retrying", **fields)

@@ -43,6 +43,7 @@ from loyalty_kit.caller import Caller, current_caller
 from loyalty_kit.db import driver_connection
 from loyalty_kit.errors import Aborted, DomainError, ErrorKind, InvalidArgument, Violations
 from loyalty_kit.idempotency import request_id_reused, request_scope, validate_request_id
+from loyalty_kit.jobs import log_round_failed
 from loyalty_kit.logs import get_logger
 from loyalty_kit.resources import member_id_of, member_name, unit_of
 from loyalty_kit.status import error_info, from_rpc_error
@@ -487,8 +488,8 @@ class Checkouts:
         while not stopping.is_set():
             try:
                 await self.recover()
-            except Exception:
-                log.exception("checkout recovery failed; trying again")
+            except Exception as error:
+                log_round_failed(log, "checkout recovery", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), every)
 

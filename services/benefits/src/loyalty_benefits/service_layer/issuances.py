@@ -18,6 +18,7 @@ from datetime import datetime
 
 from loyalty_kit.caller import check_unit
 from loyalty_kit.errors import DomainError
+from loyalty_kit.jobs import log_round_failed
 from loyalty_kit.logs import get_logger
 
 from loyalty_benefits.adapters.segments import Segments
@@ -180,8 +181,8 @@ class CouponIssuer:
                 await self.run_pending(stopping)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("coupon issuances failed; retrying next interval")
+            except Exception as error:
+                log_round_failed(log, "coupon issuances", error)
             woken = asyncio.ensure_future(self.wake.wait())
             stopped = asyncio.ensure_future(stopping.wait())
             try:

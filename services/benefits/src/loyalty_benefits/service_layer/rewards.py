@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 from loyalty.benefits.v1 import events_pb2
 from loyalty_kit.errors import DomainError
 from loyalty_kit.idempotency import fingerprint, request_id_reused, validate_request_id
+from loyalty_kit.jobs import log_round_failed
 from loyalty_kit.logs import get_logger
 from loyalty_kit.timestamps import timestamp
 
@@ -283,6 +284,8 @@ class RewardRedemptions:
                 await self.advance(redemption)
             except (PointsRefused, RedemptionFailed, RedemptionPending):
                 pass  # ended failed and undone, or still unreachable: the next round retries
-            except Exception:
-                log.exception("recovering a reward redemption failed", redemption_id=redemption_id)
+            except Exception as error:
+                log_round_failed(
+                    log, "recovering a reward redemption", error, redemption_id=redemption_id
+                )
         return len(stale)
