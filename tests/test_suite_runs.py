@@ -352,7 +352,12 @@ def test_a_service_failing_at_start_stops_the_runner_at_once_naming_it(
     assert "birthday_interval_seconds" in said  # its last lines, with the reason
     assert "did not become SERVING" not in text
     assert took < 55, f"{took:.0f}s: the runner waited for its 60 s start timeout"
-    assert "exit codes: identity 0, points 0, tiers 0, benefits 1, gateway 0" in text, text
+    # The others are stopped: cleanly (0), or by the signal itself (-15) when it reached one
+    # still importing, before its handler was in place (seen on a loaded CI run).
+    codes = dict(item.split() for item in text.split("exit codes: ")[-1].split(")")[0].split(", "))
+    assert codes.pop("benefits") == "1", text
+    assert set(codes) == {"identity", "points", "tiers", "gateway"}, text
+    assert set(codes.values()) <= {"0", "-15"}, text
     for port in _ports(suite_env).values():
         assert not port_open("127.0.0.1", port)
 
