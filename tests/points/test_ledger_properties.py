@@ -2,12 +2,13 @@
 
 Random sequences of earns (any unit, any past date), redemptions, refunds (whole or some lines),
 cancelled redemptions, adjustments, transfers to a family member, partner exchanges both ways and
-their reversal, pending activation and expiry, with time moving forward. After every step, for
+their reversal, pending activation and expiry, the family member's erasure (once or again),
+with time moving forward. After every step, for
 both members:
 - available equals the sum of the open lots' remaining points; pending the pending lots';
 - available + pending equals the sum of the member's postings;
 - nothing is negative;
-- settlement totals (issued - redeemed - expired) equal the ledger's sum.
+- settlement totals (issued - redeemed - expired - forfeited) equal the ledger's sum.
 """
 
 from __future__ import annotations
@@ -202,6 +203,12 @@ def test_the_ledger_always_reconciles(world: World) -> None:
                 )
             )
 
+        @rule()
+        def family_member_erased(self) -> None:
+            world.run(
+                world.transaction(lambda uow: handlers.on_member_erased(uow, self.family, self.now))
+            )
+
         @rule(days=st.integers(1, 400))
         def time_passes(self, days: int) -> None:
             self.now += timedelta(days=days)
@@ -269,7 +276,8 @@ def test_the_ledger_always_reconciles(world: World) -> None:
             issued = sum(f.issued for f in report.units.values())
             redeemed = sum(f.redeemed for f in report.units.values())
             expired = sum(f.expired for f in report.units.values())
-            assert issued - redeemed - expired == report.ledger_points
+            forfeited = sum(f.forfeited for f in report.units.values())
+            assert issued - redeemed - expired - forfeited == report.ledger_points
 
     Ledger.TestCase.settings = settings(
         max_examples=25,

@@ -77,7 +77,11 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     members.on(identity_events.MemberMerged, merged)
     members.on(identity_events.MemberSuspended, state("suspended"))
     members.on(identity_events.MemberReactivated, state("active"))
-    members.on(identity_events.MemberErased, state("erased"))
+
+    async def erased(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_erased(uow, e.member_id, clock())
+
+    members.on(identity_events.MemberErased, erased)
 
     tiers = EventConsumer("points-tiers", "tiers", lambda: _uow(context), namespace=namespace)
 

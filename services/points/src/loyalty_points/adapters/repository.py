@@ -667,8 +667,13 @@ class Ledger:
             )
             .group_by(t.lot_movements.c.earned_unit, t.lot_movements.c.unit)
         )
-        expired = await self.session.execute(
-            select(t.lot_movements.c.earned_unit, func.sum(t.lot_movements.c.points))
+        # Points that left the books by lot (expiry, erasure), under the unit that issued them.
+        lapsed = await self.session.execute(
+            select(
+                t.lot_movements.c.earned_unit,
+                t.postings.c.kind,
+                func.sum(t.lot_movements.c.points),
+            )
             .join(
                 t.postings,
                 and_(
@@ -676,15 +681,24 @@ class Ledger:
                     t.postings.c.posting_id == t.lot_movements.c.posting_id,
                 ),
             )
-            .where(moved, t.postings.c.kind == PostingKind.EXPIRE.value)
-            .group_by(t.lot_movements.c.earned_unit)
+            .where(
+                moved,
+                t.postings.c.kind.in_(
+                    [PostingKind.EXPIRE.value, PostingKind.ERASURE_FORFEIT.value]
+                ),
+            )
+            .group_by(t.lot_movements.c.earned_unit, t.postings.c.kind)
         )
+        by_kind: dict[str, dict[str, int]] = {"expire": {}, "erasure_forfeit": {}}
+        for unit, kind, points in lapsed:
+            by_kind[kind][unit] = -int(points)
         total = await self.session.scalar(
             select(func.coalesce(func.sum(t.postings.c.points), 0)).where(in_period)
         )
         return {
             "by_unit_kind": [(u, PostingKind(k), int(p)) for u, k, p in by_unit_kind],
             "flows": [(e, r, -int(p)) for e, r, p in flows],
-            "expired": {u: -int(p) for u, p in expired},
+            "expired": by_kind[PostingKind.EXPIRE.value],
+            "forfeited": by_kind[PostingKind.ERASURE_FORFEIT.value],
             "total": int(total or 0),
         }

@@ -24,10 +24,12 @@ class PostingKind(Enum):
     PARTNER_EXCHANGE_IN = "partner_exchange_in"
     PARTNER_EXCHANGE_REVERSE = "partner_exchange_reverse"
     REFERRAL_BONUS = "referral_bonus"
+    ERASURE_FORFEIT = "erasure_forfeit"
 
 
 # How each kind counts in inter-unit settlement: points issued (a unit's liability), points
-# redeemed (value a unit delivered), or neither (moves between members, expiry by lot).
+# redeemed (value a unit delivered), or neither (moves between members; expiry and erasure
+# forfeits, which are attributed by lot to the units that issued the points).
 ISSUING = frozenset(
     {
         PostingKind.EARN,
@@ -102,3 +104,36 @@ def take_oldest_first(
         taken.append((lot, take))
         left -= take
     return taken
+
+
+@dataclass(frozen=True)
+class Forfeit:
+    """What an erased member's lots gave up: each lot's points (the moves), of which how many
+    were available and how many still pending."""
+
+    moves: list[tuple[Lot, int]]
+    available: int
+    pending: int
+
+    @property
+    def points(self) -> int:
+        return self.available + self.pending
+
+
+def forfeit_all(lots: list[Lot]) -> Forfeit:
+    """Every point left in the lots goes, lot by lot (an erased member can never spend them):
+    open lots are emptied, pending lots are cancelled so they never activate. Expired and
+    cancelled lots hold nothing and are left alone, so forfeiting twice forfeits nothing."""
+    moves: list[tuple[Lot, int]] = []
+    available = pending = 0
+    for lot in sorted(lots, key=Lot.spend_order):
+        if lot.remaining <= 0 or lot.status not in (LotStatus.OPEN, LotStatus.PENDING):
+            continue
+        moves.append((lot, -lot.remaining))
+        if lot.status is LotStatus.PENDING:
+            pending += lot.remaining
+            lot.status = LotStatus.CANCELLED
+        else:
+            available += lot.remaining
+        lot.remaining = 0
+    return Forfeit(moves, available, pending)

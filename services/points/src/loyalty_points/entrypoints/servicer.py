@@ -417,6 +417,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
                     value_issued=value(f.issued),
                     value_redeemed=value(f.redeemed),
                     points_expired=f.expired,
+                    points_forfeited=f.forfeited,
                 )
                 for unit, f in sorted(result.units.items())
             ],

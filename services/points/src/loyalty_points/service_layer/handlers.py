@@ -44,13 +44,14 @@ from loyalty_points.domain.ledger import (
     Lot,
     LotStatus,
     PostingKind,
+    forfeit_all,
     take_oldest_first,
 )
 from loyalty_points.domain.money import quantize_money
 from loyalty_points.domain.programme import Earned, Line, Programme, compute_earn
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
-GROUP = "group"  # the unit of postings that belong to no unit (expiry, merges)
+GROUP = "group"  # the unit of postings that belong to no unit (expiry, merges, erasure)
 MAX_POINTS = 10**12
 
 
@@ -771,6 +772,7 @@ class UnitFigures:
     issued: int = 0
     redeemed: int = 0
     expired: int = 0
+    forfeited: int = 0
 
 
 @dataclass
@@ -796,8 +798,11 @@ async def settlement(
             figures.redeemed -= points
     for unit, points in raw["expired"].items():
         result.units.setdefault(unit, UnitFigures()).expired += points
+    for unit, points in raw["forfeited"].items():
+        result.units.setdefault(unit, UnitFigures()).forfeited += points
     if not any(vars(result.units.get(GROUP, UnitFigures())).values()):
-        result.units.pop(GROUP, None)  # expiry is attributed to the units that issued the points
+        # Expiry and erasure forfeits are attributed to the units that issued the points.
+        result.units.pop(GROUP, None)
     result.flows = [flow for flow in raw["flows"] if flow[2]]
     return result
 
@@ -812,6 +817,43 @@ async def on_member_state(uow: PointsUnitOfWork, member_id: str, state: str, now
         return  # terminal states stay
     account.state = state
     await uow.ledger.save_account(account, now)
+
+
+async def on_member_erased(uow: PointsUnitOfWork, member_id: str, now: datetime) -> int:
+    """An erased member can never be identified or sign in again, so their points can never be
+    spent: the whole balance, available and pending, is forfeited with one ERASURE_FORFEIT
+    posting, lot by lot, so the settlement reports it under the units that issued the points
+    (as expiry is). The account stays, erased, with the ledger (ids and amounts only).
+    Idempotent: a redelivered event finds nothing left to forfeit and posts nothing. Answers
+    the points forfeited."""
+    account = await uow.ledger.account(member_id, lock=True)
+    if account is None:
+        await uow.ledger.create_account(Account(member_id, "erased"), now)
+        return 0
+    if account.state == "merged":
+        return 0  # an absorbed member's points are the survivor's
+    account.state = "erased"
+    lots = await uow.ledger.lots(member_id, [LotStatus.OPEN, LotStatus.PENDING])
+    forfeit = forfeit_all(lots)
+    if forfeit.points:
+        posting = Posting(
+            posting_id=new_id(),
+            member_id=member_id,
+            kind=PostingKind.ERASURE_FORFEIT,
+            points=-forfeit.points,
+            unit=GROUP,
+            occurred_at=now,
+            posted_at=now,
+            reason="member erased",
+        )
+        await uow.ledger.add_posting(posting)
+        await uow.ledger.move(member_id, posting.posting_id, forfeit.moves, GROUP, now)
+        for lot, _ in forfeit.moves:
+            await uow.ledger.save_lot(member_id, lot)
+        account.available -= forfeit.available
+        account.pending -= forfeit.pending
+    await uow.ledger.save_account(account, now)
+    return forfeit.points
 
 
 async def on_tier_changed(
