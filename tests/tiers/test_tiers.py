@@ -204,6 +204,66 @@ async def test_an_absorbed_member_id_is_refused_naming_the_survivor_by_every_rea
         assert failure.metadata["merged_into"] == survivor.split("/")[1], name
 
 
+async def test_an_erased_member_is_given_nothing_new_and_leaves_the_distribution(
+    points: Points, tiers: Any
+) -> None:
+    """As points and benefits answer: FAILED_PRECONDITION / MEMBER_ERASED for a grant or a
+    membership; reads answer with the tier as it stood, which is judged no more."""
+    from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+
+    def counts(response: pb.GetTierDistributionResponse) -> dict[str, int]:
+        return {c.tier: c.members for c in response.counts}
+
+    member = await points.member()
+    await points.earn(member, "mall", "6000.00")
+    assert (await tier_of(tiers, member, "silver")).HasField("tier_year_end")
+    before = counts(await tiers.GetTierDistribution(pb.GetTierDistributionRequest()))
+    await points.identity().EraseMember(
+        identity_pb.EraseMemberRequest(name=member, request_id=rid(), reason="member request")
+    )
+    for _ in range(200):  # tiers learns it from identity's event
+        erased = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))
+        if not erased.HasField("tier_year_end"):
+            break
+        await asyncio.sleep(0.05)
+    assert erased.tier == "silver" and not erased.HasField("tier_year_end")
+    after = counts(await tiers.GetTierDistribution(pb.GetTierDistributionRequest()))
+    assert after["silver"] == before["silver"] - 1
+    calls = {
+        "CreateTierGrant": tiers.CreateTierGrant(
+            pb.CreateTierGrantRequest(
+                member=member,
+                request_id=rid(),
+                tier_grant=pb.TierGrant(
+                    tier="gold",
+                    kind=pb.GRANT_KIND_GIFT,
+                    reason="vip",
+                    end_time=timestamp(datetime.now(UTC) + timedelta(days=30)),
+                ),
+            )
+        ),
+        "PurchaseMembership": tiers.PurchaseMembership(
+            pb.PurchaseMembershipRequest(
+                member=member,
+                unit="hotel",
+                tier="gold",
+                order_id=f"MS-{uuid.uuid4().hex[:8]}",
+                months=12,
+                request_id=rid(),
+            )
+        ),
+    }
+    for name, call in calls.items():
+        failure = await fails(call)
+        assert (failure.code, failure.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "MEMBER_ERASED",
+        ), name
+        assert failure.metadata == {"member_id": member.split("/")[1], "state": "erased"}, name
+    history = await tiers.ListTierHistory(pb.ListTierHistoryRequest(member=member))
+    assert [c.to_tier for c in history.changes] == ["silver"]
+
+
 async def test_preview_shows_what_extra_activity_would_do_and_changes_nothing(
     points: Points, tiers: Any
 ) -> None:

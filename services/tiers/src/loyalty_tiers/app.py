@@ -81,7 +81,11 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     async def merged(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
         await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
 
+    async def erased(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_erased(uow, e.member_id, clock())
+
     members.on(identity_events.MemberMerged, merged)
+    members.on(identity_events.MemberErased, erased)
     return [activity, members]
 
 

@@ -271,6 +271,25 @@ class TierStore:
             "UPDATE merged_members SET merged_into = $2 WHERE merged_into = $1", absorbed, survivor
         )
 
+    async def erased(self, member_id: str) -> bool:
+        conn = await self._conn()
+        found = await conn.fetchval("SELECT 1 FROM erased_members WHERE member_id = $1", member_id)
+        return found is not None
+
+    async def record_erasure(self, member_id: str, at: datetime) -> None:
+        """Remember the erasure; the member's tier year is judged no more (the row stays, with
+        the tier as it stood: ids only, no personal data)."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO erased_members (member_id, erased_at) VALUES ($1, $2) "
+            "ON CONFLICT (member_id) DO NOTHING",
+            member_id,
+            at,
+        )
+        await conn.execute(
+            "UPDATE member_tiers SET tier_year_end = NULL WHERE member_id = $1", member_id
+        )
+
     async def move_member(self, absorbed: str, survivor: str) -> None:
         """A merge: the absorbed member's activity and grants become the survivor's."""
         conn = await self._conn()
@@ -288,7 +307,9 @@ class TierStore:
     async def distribution(self) -> dict[str, int]:
         conn = await self._conn()
         rows = await conn.fetch(
-            "SELECT effective_tier, count(*) AS n FROM member_tiers GROUP BY effective_tier"
+            "SELECT effective_tier, count(*) AS n FROM member_tiers t WHERE NOT EXISTS "
+            "(SELECT 1 FROM erased_members e WHERE e.member_id = t.member_id) "
+            "GROUP BY effective_tier"
         )
         return {r["effective_tier"]: int(r["n"]) for r in rows}
 

@@ -157,6 +157,23 @@ async def refuse_if_merged(uow: TiersUnitOfWork, member_id: str) -> None:
         raise MemberNotActive(member_id, "merged", survivor)
 
 
+async def refuse_if_erased(uow: TiersUnitOfWork, member_id: str) -> None:
+    """An erased member is given nothing new (a grant, a membership): FAILED_PRECONDITION /
+    MEMBER_ERASED, as points and benefits answer. Reads still answer, and what undoes
+    something (a revocation, a membership refund) still goes through, as a refund does at
+    points."""
+    if await uow.tiers.erased(member_id):
+        raise MemberNotActive(member_id, "erased")
+
+
+async def on_member_erased(uow: TiersUnitOfWork, member_id: str, now: datetime) -> None:
+    """The member's tier state holds no personal data and stays as it stood (history, grants,
+    activity: ids and figures only), but it is judged no more and leaves the distribution;
+    new grants and memberships are refused. Idempotent."""
+    await uow.tiers.lock_members([member_id])
+    await uow.tiers.record_erasure(member_id, now)
+
+
 # -- activity and upgrades ---------------------------------------------------------------------
 
 
@@ -305,6 +322,7 @@ async def create_grant(
     check_grant(rules, tier, reason, ends_at, now, "tier_grant")
     assert ends_at is not None
     member = await _locked_member(uow, rules, member_id, now)
+    await refuse_if_erased(uow, member_id)
     grant = Grant(member_id, new_id(), kind, tier, reason.strip(), now, ends_at)
     await uow.tiers.add_grant(grant)
     await _settle_one(uow, rules, member, "granted", now)
@@ -356,6 +374,7 @@ async def purchase_membership(
     rules = await ladder(uow)
     check_membership(rules, tier, order_id, months)
     member = await _locked_member(uow, rules, member_id, now)  # one purchase at a time
+    await refuse_if_erased(uow, member_id)
     if await uow.tiers.membership_order(unit, order_id) is not None:
         raise MembershipOrderUsed(unit, order_id)
     running = await uow.tiers.running_membership(member_id, unit, tier, now)
