@@ -5,6 +5,7 @@ rendered from it. The routes to the other services are authorised by those servi
 from __future__ import annotations
 
 from loyalty_kit.access import Rule, rule
+from loyalty_kit.caller import PERSONAL_DATA_READ
 
 ACCESS: dict[str, Rule] = {
     "GetMemberOverview": rule(
@@ -13,4 +14,7 @@ ACCESS: dict[str, Rule] = {
     "RecordPurchase": rule("earn", unit_field="unit"),
     "RedeemAtCheckout": rule("redeem", unit_field="unit"),
     "RefundPurchase": rule("earn", unit_field="unit"),
+    "ExportMemberData": rule(
+        PERSONAL_DATA_READ, note="all of a member's data: identity's, points, tier, benefits"
+    ),
 }

@@ -54,6 +54,12 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
         answer: pb.RefundPurchaseResponse = await self._call("RefundPurchase", request, context)
         return answer
 
+    async def ExportMemberData(
+        self, request: pb.ExportMemberDataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExportMemberDataResponse:
+        answer: pb.ExportMemberDataResponse = await self._call("ExportMemberData", request, context)
+        return answer
+
 
 def checkout_recovery_job(context: ServiceContext) -> Callable[[], Awaitable[None]]:
     """Gives back checkouts cut short or left half given back (every replica runs it)."""

@@ -29,6 +29,7 @@ from loyalty_kit.validation import length_violation
 from loyalty_gateway.backends import Backends, shared_backends
 from loyalty_gateway.checkout import SERVICE as SERVICE
 from loyalty_gateway.checkout import Checkouts
+from loyalty_gateway.export import Exports
 from loyalty_gateway.keys import Keys
 from loyalty_gateway.refund import Refunds
 from loyalty_gateway.settings import GatewaySettings
@@ -65,6 +66,7 @@ class Composer:
         self.tiers, self.benefits = stubs.tiers, stubs.benefits
         self.checkouts = Checkouts(stubs, uow_factory, deadline_seconds, credentials)
         self.refunds = Refunds(stubs, uow_factory, deadline_seconds)
+        self.exports = Exports(stubs, deadline_seconds)
 
     async def call(self, method: str, request: Any, md: tuple[tuple[str, str], ...]) -> Any:
         """One of the gateway's methods, for its gRPC servicer and its HTTP routes alike."""
@@ -76,6 +78,8 @@ class Composer:
             return await self.checkouts.redeem(request, md)
         if method == "RefundPurchase":
             return await self.refunds.refund(request, md)
+        if method == "ExportMemberData":
+            return await self.exports.export(request, md)
         raise NotImplementedError(method)
 
     async def _parts(

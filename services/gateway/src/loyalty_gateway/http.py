@@ -146,7 +146,7 @@ def build_app(context: ServiceContext) -> Starlette:
     backends = shared_backends(context)
     services = [s for found in exposed_services().values() for s in found]
     routes = routes_of(services)
-    # Matched with the templates with a custom verb first: `/v1/{name=members/*}:export` is the
+    # Matched with the templates with a custom verb first: `/v1/{member=members/*}:export` is the
     # export, not a GetMember of a member named `...:export` (a wildcard takes the verb in).
     matching = sorted(routes, key=lambda route: not route.template.verb)
     keys = Keys(context)
