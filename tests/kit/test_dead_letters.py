@@ -144,9 +144,10 @@ async def test_an_event_that_cannot_be_decoded_is_parked_at_once(
 
 
 def _unavailable() -> Exception:
-    return grpc.aio.AioRpcError(
+    error: Exception = grpc.aio.AioRpcError(
         grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "peer down"
     )
+    return error
 
 
 async def test_retries_while_a_dependency_is_down_do_not_count_towards_parking(
