@@ -5,24 +5,41 @@ first token replaced by the configured namespace: `loyalty.points.v1.PointsEarne
 owns one stream, `LOYALTY_POINTS`, holding `loyalty.points.v1.>`. The event id travels as the
 JetStream message id (`Nats-Msg-Id`), so a re-published event is dropped by the server's
 duplicate window and consumers can de-duplicate by it.
+
+Streams are bounded (`StreamLimits`: max age, max bytes, replicas; see docs/operations.md for the
+sizing). An event a consumer cannot handle is parked, after a bounded number of attempts, in the
+dead-letter stream `LOYALTY_DEADLETTERS` (`loyalty.deadletters.v1.<consumer>`) with its reason, and
+can be replayed from there (`loyalty-dead-letters`, see `loyalty_kit.deadletters`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import nats
 from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
+
+if TYPE_CHECKING:
+    from loyalty_kit.settings import Settings
 
 EVENT_TYPE_HEADER = "Loyalty-Event-Type"
 EVENT_ID_HEADER = "Loyalty-Event-Id"  # what consumers de-duplicate by
 MSG_ID_HEADER = "Nats-Msg-Id"  # the same id, for JetStream's duplicate window
 DUPLICATE_WINDOW_SECONDS = 300.0
+DEAD_LETTERS = "deadletters"  # the dead-letter stream's token: <ns>.deadletters.v1.<consumer>
+# What a parked event carries besides its own headers (EVENT_ID_HEADER, EVENT_TYPE_HEADER).
+DEAD_CONSUMER_HEADER = "Loyalty-Dead-Letter-Consumer"
+DEAD_SUBJECT_HEADER = "Loyalty-Dead-Letter-Subject"
+DEAD_REASON_HEADER = "Loyalty-Dead-Letter-Reason"
+DEAD_ATTEMPTS_HEADER = "Loyalty-Dead-Letter-Attempts"
+DEAD_FAILED_AT_HEADER = "Loyalty-Dead-Letter-Failed-At"
+DEAD_PUBLISHED_AT_HEADER = "Loyalty-Dead-Letter-Published-At"
 
 
 def subject_of(message_type: str, namespace: str) -> str:
@@ -61,14 +78,52 @@ async def connect(url: str, name: str) -> NATS:
     )
 
 
-async def ensure_stream(js: JetStreamContext, namespace: str, service: str) -> str:
-    """Create the service's stream if missing (idempotent: owner and consumers both call it)."""
+def dead_letter_subject(namespace: str, consumer: str) -> str:
+    return f"{namespace}.{DEAD_LETTERS}.v1.{consumer}"
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """How much a stream keeps. The oldest events go first when a limit is reached, so size them
+    for the longest consumer outage to be survived (docs/operations.md)."""
+
+    max_age_seconds: float = 14 * 86400.0
+    max_bytes: int = 2 * 1024**3
+    replicas: int = 1
+
+    @classmethod
+    def of_events(cls, settings: Settings) -> StreamLimits:
+        return cls(
+            settings.event_stream_max_age_days * 86400.0,
+            settings.event_stream_max_bytes,
+            settings.event_stream_replicas,
+        )
+
+    @classmethod
+    def of_dead_letters(cls, settings: Settings) -> StreamLimits:
+        return cls(
+            settings.dead_letter_max_age_days * 86400.0,
+            settings.dead_letter_max_bytes,
+            settings.event_stream_replicas,
+        )
+
+
+async def ensure_stream(
+    js: JetStreamContext, namespace: str, service: str, limits: StreamLimits | None = None
+) -> str:
+    """Create the service's stream if missing, or bring its limits up to date (idempotent: its
+    owner and its consumers all call it with the same settings)."""
+    limits = limits or StreamLimits()
     name = stream_name(namespace, service)
     config = StreamConfig(
         name=name,
         subjects=stream_subjects(namespace, service),
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        max_age=limits.max_age_seconds,
+        max_bytes=limits.max_bytes,
+        discard=DiscardPolicy.OLD,
+        num_replicas=limits.replicas,
     )
     try:
         await js.add_stream(config)

@@ -3,8 +3,15 @@
 JetStream delivers at least once (redelivery after a crash or a missed ack). The consumer records
 the event id in its service's inbox table in the same transaction as the handler's changes, so a
 redelivered event is acknowledged without being handled again, and a handler that fails leaves no
-trace and is retried later (nak with a delay). While the database is unavailable the batch is
-given back with one warning and the consumer pauses before fetching again.
+trace and is retried later (nak with a delay that doubles per attempt). While the database or a
+peer is unavailable the batch is given back with one warning and the consumer pauses before fetching
+again; such retries are not counted against the event.
+
+Poison events: an event whose handler keeps failing for any other reason is parked after
+`max_deliver` attempts in the dead-letter stream (its bytes, its headers, the consumer, the reason,
+the attempts), then terminated on its own stream so the consumer carries on with the next events.
+An event that cannot be decoded, or that has no id or no handler, is parked at once. Parked events
+are listed and replayed with `loyalty-dead-letters` (loyalty_kit.deadletters).
 
 Handlers are registered per event type: `consumer.on(PointsEarned, handle_points_earned)`; they
 receive a unit of work (commit is done for them) and the decoded message.
@@ -15,25 +22,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from loyalty_kit.db import database_unavailable
+from loyalty_kit import events
 from loyalty_kit.events import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     MSG_ID_HEADER,
     EventMeta,
+    StreamLimits,
     ensure_stream,
     subject_of,
 )
-from loyalty_kit.logs import get_logger
+from loyalty_kit.jobs import outage
+from loyalty_kit.logs import get_logger, scrub
+from loyalty_kit.settings import Settings
 from loyalty_kit.tables import inbox
 from loyalty_kit.uow import UnitOfWork
 
@@ -41,6 +53,38 @@ log = get_logger("loyalty.inbox")
 
 E = TypeVar("E", bound=Message)
 Handler = Callable[[UnitOfWork, Any, EventMeta], Awaitable[None]]
+REASON_LIMIT = 500  # characters of a failure's reason kept with a parked event
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How a consumer retries a failing event, when it gives up, and the streams' limits."""
+
+    max_deliver: int = 5
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    streams: StreamLimits = field(default_factory=StreamLimits)
+    dead_letters: StreamLimits = field(
+        default_factory=lambda: StreamLimits(30 * 86400.0, 512 * 1024**2)
+    )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            settings.event_max_deliver,
+            settings.event_retry_backoff_seconds,
+            settings.event_retry_backoff_max_seconds,
+            StreamLimits.of_events(settings),
+            StreamLimits.of_dead_letters(settings),
+        )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before retrying after the `attempt`-th failure (1, 2, 4, ... capped)."""
+        return float(min(self.backoff_seconds * 2 ** max(attempt - 1, 0), self.backoff_max_seconds))
+
+
+class Unhandleable(Exception):
+    """An event this consumer can never handle as it is (no id, no handler, undecodable)."""
 
 
 class EventConsumer:
@@ -55,16 +99,21 @@ class EventConsumer:
         namespace: str = "loyalty",
         batch: int = 100,
         retry_delay_seconds: float = 1.0,
+        policy: DeliveryPolicy | None = None,
     ) -> None:
         self.name = name
         self.source_service = source_service
         self.uow_factory = uow_factory
         self.namespace = namespace
         self.batch = batch
-        self.retry_delay_seconds = retry_delay_seconds
+        self.retry_delay_seconds = retry_delay_seconds  # the pause while a dependency is down
+        self.policy = policy or DeliveryPolicy(backoff_seconds=retry_delay_seconds)
         self._handlers: dict[str, tuple[type[Message], Handler]] = {}
+        self._failures: dict[str, int] = {}  # event id -> failed attempts (outages not counted)
         self.handled = 0
         self.duplicates = 0
+        self.dead_lettered = 0
+        self._js: JetStreamContext | None = None
 
     def on(
         self, event_type: type[E], handler: Callable[[Any, E, EventMeta], Awaitable[None]]
@@ -76,7 +125,8 @@ class EventConsumer:
         return f"{self.name}".replace(".", "_")
 
     async def subscribe(self, js: JetStreamContext) -> Any:
-        stream = await ensure_stream(js, self.namespace, self.source_service)
+        stream = await ensure_stream(js, self.namespace, self.source_service, self.policy.streams)
+        await ensure_stream(js, self.namespace, events.DEAD_LETTERS, self.policy.dead_letters)
         config = ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -93,13 +143,16 @@ class EventConsumer:
         event_id = headers.get(EVENT_ID_HEADER) or headers.get(MSG_ID_HEADER)
         event_type = headers.get(EVENT_TYPE_HEADER, "")
         registered = self._handlers.get(event_type)
-        if event_id is None or registered is None:
-            log.warning("event without id or handler; dropped", subject=msg.subject)
-            await msg.term()
-            return
+        if event_id is None:
+            raise Unhandleable("the event has no id")
+        if registered is None:
+            raise Unhandleable(f"no handler for event type {event_type or '(none)'}")
         message_type, handler = registered
         event = message_type()
-        event.ParseFromString(msg.data)
+        try:
+            event.ParseFromString(msg.data)
+        except DecodeError as error:
+            raise Unhandleable(f"not a {event_type}: {error}") from error
         meta = EventMeta(event_id=event_id, event_type=event_type, subject=msg.subject)
         async with self.uow_factory() as uow:
             first = await uow.session.execute(
@@ -116,9 +169,73 @@ class EventConsumer:
                 self.handled += 1
         await msg.ack()
 
+    async def failed(self, msg: Msg, error: Exception) -> None:
+        """A handler failed for a reason other than an outage: retry later with backoff, or
+        park the event once it has had its attempts (at once if it can never be handled)."""
+        headers = msg.headers or {}
+        key = headers.get(EVENT_ID_HEADER) or headers.get(MSG_ID_HEADER) or msg.subject
+        attempts = self._failures.get(key, 0) + 1
+        if isinstance(error, Unhandleable) or attempts >= self.policy.max_deliver:
+            try:
+                await self.park(msg, error, attempts)
+            except Exception:
+                log.exception("could not park the event; will retry", consumer=self.name)
+                await msg.nak(delay=self.policy.delay(attempts))
+                return
+            self._failures.pop(key, None)
+            return
+        self._failures[key] = attempts
+        if len(self._failures) > 10_000:  # bounded: the oldest counts are forgotten
+            self._failures.pop(next(iter(self._failures)))
+        log.warning(
+            "event handler failed; will retry",
+            consumer=self.name,
+            subject=msg.subject,
+            attempt=attempts,
+            of=self.policy.max_deliver,
+            error=f"{type(error).__name__}: {scrub(str(error))[:200]}",
+            exc_info=error,
+        )
+        await msg.nak(delay=self.policy.delay(attempts))
+
+    async def park(self, msg: Msg, error: Exception, attempts: int) -> None:
+        """Copy the event to the dead-letter stream with why, then stop its redelivery here."""
+        assert self._js is not None
+        headers = dict(msg.headers or {})
+        event_id = headers.get(EVENT_ID_HEADER) or headers.get(MSG_ID_HEADER) or ""
+        published = msg.metadata.timestamp if msg.metadata else None
+        reason = f"{type(error).__name__}: {scrub(str(error))}"[:REASON_LIMIT]
+        headers.update(
+            {
+                events.DEAD_CONSUMER_HEADER: self.name,
+                events.DEAD_SUBJECT_HEADER: msg.subject,
+                events.DEAD_REASON_HEADER: reason,
+                events.DEAD_ATTEMPTS_HEADER: str(attempts),
+                events.DEAD_FAILED_AT_HEADER: datetime.now(UTC).isoformat(),
+                events.DEAD_PUBLISHED_AT_HEADER: published.isoformat() if published else "",
+                # Parked once per consumer, whichever replica parks it.
+                MSG_ID_HEADER: f"{self.name}:{event_id or msg.reply}",
+            }
+        )
+        await self._js.publish(
+            events.dead_letter_subject(self.namespace, self.name), msg.data, headers=headers
+        )
+        await msg.term()
+        self.dead_lettered += 1
+        log.error(
+            "event parked in the dead-letter stream",
+            consumer=self.name,
+            subject=msg.subject,
+            event_id=event_id,
+            attempts=attempts,
+            reason=reason,
+        )
+
     async def _retry_later(self, messages: list[Msg]) -> None:
         log.warning(
-            "database unavailable; events will be retried", consumer=self.name, events=len(messages)
+            "database or a peer unavailable; events will be retried",
+            consumer=self.name,
+            events=len(messages),
         )
         for msg in messages:
             with contextlib.suppress(Exception):
@@ -126,6 +243,7 @@ class EventConsumer:
         await asyncio.sleep(self.retry_delay_seconds)
 
     async def run(self, js: JetStreamContext) -> None:
+        self._js = js
         sub = await self.subscribe(js)
         try:
             while True:
@@ -139,13 +257,12 @@ class EventConsumer:
                     except asyncio.CancelledError:
                         raise
                     except Exception as error:
-                        if database_unavailable(error):
+                        if outage(error):
                             # One warning for the batch: it is all given back and retried.
                             await self._retry_later(messages[index:])
                             break
-                        log.exception("event handler failed; will retry", subject=msg.subject)
                         with contextlib.suppress(Exception):
-                            await msg.nak(delay=self.retry_delay_seconds)
+                            await self.failed(msg, error)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

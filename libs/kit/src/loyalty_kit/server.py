@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from loyalty_kit import db, events, housekeeping, migrations
 from loyalty_kit.access import Rule
 from loyalty_kit.auth import TokenVerifier
-from loyalty_kit.inbox import EventConsumer
+from loyalty_kit.inbox import DeliveryPolicy, EventConsumer
 from loyalty_kit.interceptors import ErrorMappingInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
 from loyalty_kit.memory import bound_allocator
@@ -174,7 +174,12 @@ class RunningService:
             ctx.nats = await events.connect(settings.nats_url, f"loyalty-{spec.name}")
             ctx.js = ctx.nats.jetstream()
             if spec.publishes_events and ctx.engine is not None:
-                await events.ensure_stream(ctx.js, settings.event_namespace, spec.name)
+                await events.ensure_stream(
+                    ctx.js,
+                    settings.event_namespace,
+                    spec.name,
+                    events.StreamLimits.of_events(settings),
+                )
                 self.relay = OutboxRelay(
                     ctx.engine,
                     ctx.js,
@@ -203,7 +208,9 @@ class RunningService:
         if self.relay is not None:
             self._spawn(self.relay.run, f"{spec.name}-outbox-relay")
         if ctx.js is not None:
+            policy = DeliveryPolicy.from_settings(settings)
             for consumer in spec.consumers(ctx):
+                consumer.policy = policy
                 self.consumers.append(consumer)
                 self._spawn(
                     functools.partial(consumer.run, ctx.js),

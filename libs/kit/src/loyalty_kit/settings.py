@@ -82,6 +82,33 @@ class Settings(BaseSettings):
     outbox_linger_seconds: float = Field(
         default=0.01, ge=0, description="How long the relay waits after a wake-up to batch more."
     )
+    event_stream_max_age_days: float = Field(
+        default=14,
+        gt=0,
+        description="How long a stream keeps events (>= the longest consumer outage).",
+    )
+    event_stream_max_bytes: int = Field(
+        default=2 * 1024**3, ge=-1, description="Bytes a stream keeps (-1: unbounded)."
+    )
+    event_stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="JetStream replicas of each stream (3 in production)."
+    )
+    event_max_deliver: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts at an event whose handler fails (outages not counted) before it is "
+        "parked in the dead-letter stream.",
+    )
+    event_retry_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First retry delay of a failed event; doubles per attempt."
+    )
+    event_retry_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    dead_letter_max_age_days: float = Field(
+        default=30,
+        gt=0,
+        description="How long parked events are kept for replay (at most inbox_retention_days).",
+    )
+    dead_letter_max_bytes: int = Field(default=512 * 1024**2, ge=-1)
 
     # --- observability ----------------------------------------------------------------------
     log_level: str = "INFO"
