@@ -11,6 +11,7 @@ import pytest
 from loyalty_check.crossdb import _which, merge
 from loyalty_check.findings import Finding, Report, RuleResult
 
+
 async def _stream(*keys: str) -> AsyncIterator[Any]:
     for key in keys:
         yield {"k": key}
