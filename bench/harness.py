@@ -58,8 +58,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--members",
         type=int,
         default=None,
-        help="members loaded for the identity and tiers-year-end scenarios (default: 1,000,000 "
-        "when one is named with --only, else 100,000)",
+        help="members loaded for the identity, tiers-year-end and check scenarios (default: "
+        "1,000,000 when one is named with --only, else 100,000; check: always 1,000,000)",
     )
     parser.add_argument(
         "--rate",

@@ -1,0 +1,209 @@
+"""Rules across two services' databases: each side aggregated in its own database, streamed
+sorted by the same key (`COLLATE "C"` or uuid order, which is Python's string order for
+lower-case ids), and merged here in one pass.
+
+- tiers-activity: every PointsEarned and PointsReversed (one per earn and reverse posting, keyed
+  by the posting id) reached tiers once, and each member's activity totals equal the ledger.
+  Per member: the number of events, their points, and a sum of hashes of their posting ids; the
+  members that differ are then looked at posting by posting, to name what is missing or doubled.
+- reward-paid-once: every reward bought with points was debited once if completed, and not at
+  all (or debited and given back) if it failed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+
+from loyalty_check.databases import PREFETCH, Databases
+from loyalty_check.findings import Finding, RuleResult
+
+# A merged member's postings stay on their own account; tiers moves their activity to the
+# survivor. Each absorbed member is read as the end of its chain of merges.
+_OWNERS = """
+WITH RECURSIVE chain(member_id, owner, depth) AS (
+    SELECT member_id, merged_into, 1 FROM accounts WHERE merged_into IS NOT NULL
+    UNION ALL
+    SELECT c.member_id, a.merged_into, c.depth + 1
+    FROM chain c JOIN accounts a ON a.member_id = c.owner
+    WHERE a.merged_into IS NOT NULL AND c.depth < 64
+), owners AS (
+    SELECT DISTINCT ON (member_id) member_id, owner FROM chain ORDER BY member_id, depth DESC
+)
+"""
+
+LEDGER_EVENTS = (
+    _OWNERS
+    + """
+SELECT coalesce(o.owner, p.member_id)::text AS member_id, count(*) AS events,
+       sum(p.points) AS points, sum(hashtextextended(p.posting_id::text, 0)) AS ids
+FROM postings p LEFT JOIN owners o ON o.member_id = p.member_id
+WHERE p.kind IN ('earn', 'reverse')
+GROUP BY coalesce(o.owner, p.member_id) ORDER BY coalesce(o.owner, p.member_id)
+"""
+)
+
+TIERS_EVENTS = """
+SELECT member_id::text AS member_id, count(*) AS events, sum(points) AS points,
+       sum(hashtextextended(event_id, 0)) AS ids
+FROM activity GROUP BY member_id ORDER BY member_id
+"""
+
+LEDGER_POSTINGS_OF = (
+    _OWNERS
+    + """
+SELECT coalesce(o.owner, p.member_id)::text AS member_id, p.posting_id::text AS id, p.points
+FROM postings p LEFT JOIN owners o ON o.member_id = p.member_id
+WHERE p.kind IN ('earn', 'reverse') AND coalesce(o.owner, p.member_id) = ANY($1::uuid[])
+"""
+)
+
+TIERS_EVENTS_OF = """
+SELECT member_id::text AS member_id, event_id AS id, points
+FROM activity WHERE member_id = ANY($1::uuid[])
+"""
+
+REWARD_REDEMPTIONS = """
+SELECT 'reward:' || redemption_id::text AS order_id, member_id::text AS member_id, state, points
+FROM reward_redemptions ORDER BY 'reward:' || redemption_id::text COLLATE "C"
+"""
+
+REWARD_DEBITS = """
+SELECT order_id, min(member_id::text) AS member_id,
+       count(*) FILTER (WHERE kind = 'redeem') AS debits, sum(points) AS net
+FROM postings
+WHERE order_id LIKE 'reward:%' AND kind IN ('redeem', 'redemption_cancel')
+GROUP BY order_id ORDER BY order_id COLLATE "C"
+"""
+
+
+async def _rows(conn: asyncpg.Connection, sql: str) -> AsyncIterator[asyncpg.Record]:
+    async for row in conn.cursor(sql, prefetch=PREFETCH):
+        yield row
+
+
+async def merge(
+    left: AsyncIterator[asyncpg.Record],
+    right: AsyncIterator[asyncpg.Record],
+    key: str,
+    compare: Callable[[str, asyncpg.Record | None, asyncpg.Record | None], None],
+) -> None:
+    """Walk two streams sorted by `key` together; `compare(key, left, right)` for every key
+    (None on the side that lacks it)."""
+    lefts, rights = aiter(left), aiter(right)
+    a = await anext(lefts, None)
+    b = await anext(rights, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[key] < b[key]):
+            assert a is not None
+            compare(a[key], a, None)
+            a = await anext(lefts, None)
+        elif a is None or b[key] < a[key]:
+            compare(b[key], None, b)
+            b = await anext(rights, None)
+        else:
+            compare(a[key], a, b)
+            a, b = await anext(lefts, None), await anext(rights, None)
+
+
+def _totals(row: asyncpg.Record | None) -> tuple[int, int, Any]:
+    return (0, 0, 0) if row is None else (row["events"], row["points"], row["ids"])
+
+
+def _listed(ids: list[str], what: str, most: int = 3) -> str:
+    shown = ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+    return f"{what} {shown}"
+
+
+async def tiers_activity(dbs: Databases, limit: int) -> RuleResult:
+    result = RuleResult(
+        "tiers-activity",
+        "every PointsEarned and PointsReversed reached tiers once; each member's activity "
+        "totals equal the ledger",
+    )
+    differing: list[tuple[str, tuple[int, int, Any], tuple[int, int, Any]]] = []
+
+    def compare(member: str, ledger: asyncpg.Record | None, tiers: asyncpg.Record | None) -> None:
+        expected, found = _totals(ledger), _totals(tiers)
+        if expected != found:
+            result.total += 1
+            if len(differing) < limit:
+                differing.append((member, expected, found))
+
+    async with dbs.snapshot("points") as points, dbs.snapshot("tiers") as tiers:
+        await merge(_rows(points, LEDGER_EVENTS), _rows(tiers, TIERS_EVENTS), "member_id", compare)
+        if not differing:
+            return result
+        members = [m for m, _, _ in differing]
+        posted = await points.fetch(LEDGER_POSTINGS_OF, members)
+        counted = await tiers.fetch(TIERS_EVENTS_OF, members)
+    for member, expected, found in differing:
+        result.findings.append(
+            Finding(
+                result.rule,
+                member,
+                f"{expected[0]} events, {expected[1]} points",
+                f"{found[0]} events, {found[1]} points",
+                _which(
+                    [(r["id"], r["points"]) for r in posted if r["member_id"] == member],
+                    [(r["id"], r["points"]) for r in counted if r["member_id"] == member],
+                ),
+            )
+        )
+    return result
+
+
+def _which(posted: list[tuple[str, int]], counted: list[tuple[str, int]]) -> str:
+    """What differs between a member's postings and tiers' activity, posting by posting."""
+    on_ledger = dict(posted)
+    times = Counter(i for i, _ in counted)
+    points_counted = dict(counted)
+    missing = sorted(i for i in on_ledger if i not in times)
+    doubled = sorted(i for i, n in times.items() if n > 1)
+    unknown = sorted(i for i in times if i not in on_ledger)
+    changed = sorted(i for i, n in on_ledger.items() if points_counted.get(i, n) != n)
+    parts = [
+        _listed(ids, what)
+        for ids, what in (
+            (missing, "not counted: posting"),
+            (doubled, "counted twice: posting"),
+            (unknown, "counted without a posting: event"),
+            (changed, "other points than the ledger: posting"),
+        )
+        if ids
+    ]
+    return "; ".join(parts) or "the same postings with other ids' hashes"
+
+
+async def reward_paid_once(dbs: Databases, limit: int) -> RuleResult:
+    result = RuleResult(
+        "reward-paid-once",
+        "every reward bought with points debited once when completed, never (or given back) "
+        "when failed",
+    )
+
+    def finding(member: str, expected: str, found: str, order_id: str) -> None:
+        result.total += 1
+        if len(result.findings) < limit:
+            result.findings.append(Finding(result.rule, member, expected, found, order_id))
+
+    def compare(order_id: str, reward: asyncpg.Record | None, debit: asyncpg.Record | None) -> None:
+        debits, net = (0, 0) if debit is None else (debit["debits"], int(debit["net"]))
+        if reward is None:
+            assert debit is not None
+            finding(debit["member_id"], "a reward redemption", f"{debits} debits", order_id)
+        elif reward["state"] == "completed" and (debits != 1 or net != -reward["points"]):
+            found = f"{debits} debits, {-net} points kept"
+            finding(reward["member_id"], f"1 debit of {reward['points']} points", found, order_id)
+        elif reward["state"] == "failed" and net != 0:
+            found = f"{debits} debits, {-net} points kept"
+            finding(reward["member_id"], "nothing kept", found, order_id)
+
+    async with dbs.snapshot("benefits") as benefits, dbs.snapshot("points") as points:
+        await merge(
+            _rows(benefits, REWARD_REDEMPTIONS), _rows(points, REWARD_DEBITS), "order_id", compare
+        )
+    return result

@@ -1,0 +1,277 @@
+"""loyalty-check over real traffic: clean as the services leave the data, and each rule names
+the member (or the row) when one thing is changed behind the services' back."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from loyalty_check.findings import Finding, Report
+from loyalty_kit.outbox import RELAY_LOCK_KEY
+from loyalty_kit.settings import Settings
+
+from tests.check.conftest import DRINK, Traffic, database, only, settled, tampered
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def found(report: Report, rule: str) -> list[Finding]:
+    return next(r for r in report.results if r.rule == rule).findings
+
+
+async def test_real_traffic_leaves_every_rule_clean(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    report = await settled(check_settings)
+    assert report.clean, report.text()
+    assert [r.rule for r in report.results if r.skipped] == []
+    assert len(report.results) == 11
+
+
+async def test_a_balance_changed_in_the_database_is_named_with_its_postings_and_lots(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    member = traffic.shopper
+    async with tampered(
+        check_settings,
+        "points",
+        "UPDATE accounts SET available = available + 7 WHERE member_id = $1 "
+        "RETURNING available, pending",
+        "UPDATE accounts SET available = available - 7 WHERE member_id = $1",
+        member,
+    ) as rows:
+        report = await only(check_settings, "balance-postings", "balance-lots")
+    available, pending = rows[0]["available"], rows[0]["pending"]
+    assert found(report, "balance-postings") == [
+        Finding("balance-postings", member, str(available + pending - 7), str(available + pending))
+    ]
+    assert found(report, "balance-lots") == [
+        Finding(
+            "balance-lots",
+            member,
+            f"available {available - 7}, pending {pending}",
+            f"available {available}, pending {pending}",
+        )
+    ]
+    assert (await only(check_settings, "balance-postings", "balance-lots")).clean
+
+
+async def test_a_duplicated_earn_posting_breaks_the_balance_the_order_and_tiers(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    member, copy = traffic.shopper, str(uuid.uuid4())
+    async with tampered(
+        check_settings,
+        "points",
+        "INSERT INTO postings (member_id, posting_id, kind, points, pending, available_at, unit, "
+        "channel, order_id, occurred_at, posted_at, programme_version, breakdown, reason) "
+        "SELECT member_id, $2::uuid, kind, points, pending, available_at, unit, channel, "
+        "order_id, occurred_at, posted_at, programme_version, breakdown, reason FROM postings "
+        "WHERE member_id = $1 AND kind = 'earn' AND unit = 'mall' ORDER BY seq LIMIT 1 "
+        "RETURNING points, order_id",
+        "DELETE FROM postings WHERE member_id = $1 AND posting_id = $2",
+        member,
+        copy,
+    ) as rows:
+        report = await only(
+            check_settings, "balance-postings", "order-earned-once", "tiers-activity"
+        )
+    points, order = rows[0]["points"], rows[0]["order_id"]
+    [balance] = found(report, "balance-postings")
+    assert (balance.member_id, int(balance.expected) - int(balance.found)) == (member, points)
+    assert found(report, "order-earned-once") == [
+        Finding(
+            "order-earned-once",
+            member,
+            "1 earn posting, recorded in orders",
+            "2 earn postings",
+            f"unit mall, order {order}",
+        )
+    ]
+    [activity] = found(report, "tiers-activity")
+    assert activity.member_id == member
+    assert f"not counted: posting {copy}" in activity.detail
+
+
+async def test_an_event_tiers_never_counted_is_named_by_its_posting(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    member = traffic.payer
+    async with database(check_settings, "tiers") as tiers:
+        row = await tiers.fetchrow(
+            "DELETE FROM activity WHERE (member_id, event_id) = (SELECT member_id, event_id "
+            "FROM activity WHERE member_id = $1 ORDER BY occurred_at LIMIT 1) RETURNING *",
+            member,
+        )
+        assert row is not None
+        try:
+            report = await only(check_settings, "tiers-activity")
+        finally:
+            await tiers.execute(
+                "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, "
+                "visits) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                *(row[c] for c in ("member_id", "event_id", "occurred_at", "unit")),
+                *(row[c] for c in ("spend", "points", "visits")),
+            )
+    [finding] = found(report, "tiers-activity")
+    assert finding.member_id == member
+    assert finding.detail == f"not counted: posting {row['event_id']}"
+    events = int(finding.expected.split()[0])
+    assert (
+        finding.found
+        == f"{events - 1} events, {int(finding.expected.split()[2]) - row['points']} points"
+    )
+    assert (await only(check_settings, "tiers-activity")).clean
+
+
+async def test_a_redemption_whose_lots_do_not_add_up_breaks_the_settlement(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    async with database(check_settings, "points") as points:
+        row = await points.fetchrow(
+            "DELETE FROM lot_movements m USING postings p WHERE p.member_id = $1 "
+            "AND p.kind = 'redeem' AND p.unit = 'mall' AND m.member_id = p.member_id "
+            "AND m.posting_id = p.posting_id RETURNING m.*",
+            traffic.payer,
+        )
+        assert row is not None
+        try:
+            report = await only(check_settings, "settlement-ledger")
+        finally:
+            await points.execute(
+                "INSERT INTO lot_movements (member_id, posting_id, lot_id, points, earned_unit, "
+                "unit, posted_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                *(row[c] for c in ("member_id", "posting_id", "lot_id", "points")),
+                *(row[c] for c in ("earned_unit", "unit", "posted_at")),
+            )
+    [finding] = found(report, "settlement-ledger")
+    redeemed = int(finding.expected.split()[0])
+    assert finding.detail == "unit mall"
+    assert finding.found == f"{redeemed + row['points']} points flowed from lots"
+    assert (await only(check_settings, "settlement-ledger")).clean
+
+
+async def test_a_benefit_counted_twice_is_named(traffic: Traffic, check_settings: Settings) -> None:
+    async with tampered(
+        check_settings,
+        "benefits",
+        "UPDATE quota_usage SET used = used + 1 WHERE member_id = $1 AND benefit_code = $2 "
+        "RETURNING used, period_key",
+        "UPDATE quota_usage SET used = used - 1 WHERE member_id = $1 AND benefit_code = $2",
+        traffic.payer,
+        DRINK,
+    ) as rows:
+        report = await only(check_settings, "benefit-consumed-once")
+    assert found(report, "benefit-consumed-once") == [
+        Finding(
+            "benefit-consumed-once",
+            traffic.payer,
+            f"{rows[0]['used'] - 1} uses",
+            f"{rows[0]['used']} counted",
+            f"benefit {DRINK}, period {rows[0]['period_key']}",
+        )
+    ]
+
+
+async def test_a_coupon_issued_again_with_its_redemption_still_on_it_is_named(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    async with tampered(
+        check_settings,
+        "benefits",
+        "UPDATE coupons SET state = 'issued' WHERE member_id = $1 AND state = 'redeemed' "
+        "RETURNING seq, template_code",
+        "UPDATE coupons SET state = 'redeemed' WHERE member_id = $1 AND state = 'issued' "
+        "AND redeemed_at IS NOT NULL",
+        traffic.payer,
+    ) as rows:
+        report = await only(check_settings, "coupon-redeemed-once")
+    assert found(report, "coupon-redeemed-once") == [
+        Finding(
+            "coupon-redeemed-once",
+            traffic.payer,
+            "no redemption",
+            "issued with a redemption",
+            f"coupon seq {rows[0]['seq']}, template {rows[0]['template_code']}",
+        )
+    ]
+
+
+async def test_a_failed_reward_whose_points_were_kept_is_named(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    async with tampered(
+        check_settings,
+        "benefits",
+        "UPDATE reward_redemptions SET state = 'failed' WHERE member_id = $1 "
+        "AND state = 'completed' RETURNING redemption_id, points",
+        "UPDATE reward_redemptions SET state = 'completed' WHERE member_id = $1 "
+        "AND state = 'failed'",
+        traffic.reward_buyer,
+    ) as rows:
+        report = await only(check_settings, "reward-paid-once")
+    assert found(report, "reward-paid-once") == [
+        Finding(
+            "reward-paid-once",
+            traffic.reward_buyer,
+            "nothing kept",
+            f"1 debits, {rows[0]['points']} points kept",
+            f"reward:{rows[0]['redemption_id']}",
+        )
+    ]
+
+
+async def test_outbox_rows_unpublished_past_the_bound_are_counted_beyond_the_limit(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    async with database(check_settings, "points") as points:
+        # The relay takes this lock for each batch: held here, nothing is published meanwhile.
+        await points.execute("SELECT pg_advisory_lock($1)", RELAY_LOCK_KEY)
+        try:
+            seqs = [
+                await points.fetchval(
+                    "INSERT INTO kit_outbox (event_id, subject, event_type, payload, created_at) "
+                    "VALUES ($1, 'check.test', 'loyalty.test.v1.Nothing', '', "
+                    "now() - make_interval(secs => $2)) RETURNING seq",
+                    uuid.uuid4(),
+                    age,
+                )
+                for age in (3600, 7200, 10)
+            ]
+            report = await only(check_settings, "outbox-published", limit=1, outbox_bound=60)
+            await points.execute("DELETE FROM kit_outbox WHERE seq = ANY($1)", seqs)
+        finally:
+            await points.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
+    [result] = report.results
+    assert (result.total, result.more) == (2, 1)  # the row 10 s old is within the bound
+    [first] = result.findings
+    assert (first.member_id, first.expected) == ("", "published within 60 s")
+    assert first.found.startswith("unpublished for 36")
+    assert f"outbox seq {seqs[0]}, loyalty.test.v1.Nothing" in first.detail
+
+
+async def test_a_checkout_left_in_a_state_nothing_recovers_is_named(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    stuck = str(uuid.uuid4())
+    async with tampered(
+        check_settings,
+        "gateway",
+        "INSERT INTO checkouts (checkout_id, scope, request_id, fingerprint, client_id, unit, "
+        "order_id, member_id, request, attempt, state, created_at, updated_at) "
+        "SELECT $2::uuid, scope, request_id || '-stuck', fingerprint, client_id, unit, order_id, "
+        "member_id, request, attempt, 'paying', now() - interval '1 hour', "
+        "now() - interval '1 hour' FROM checkouts WHERE member_id = $1 LIMIT 1 "
+        "RETURNING unit, order_id",
+        "DELETE FROM checkouts WHERE member_id = $1 AND checkout_id = $2",
+        traffic.payer,
+        stuck,
+    ) as rows:
+        report = await only(check_settings, "checkout-final")
+    [finding] = found(report, "checkout-final")
+    assert finding.member_id == traffic.payer
+    assert finding.expected == "completed, open or refunded"
+    assert finding.found.startswith("paying for 3")
+    assert finding.detail == (
+        f"checkout {stuck}, attempt 1, unit {rows[0]['unit']}, order {rows[0]['order_id']}"
+    )
