@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.points.v1 import points_service_pb2 as pb
+from loyalty.points.v1 import points_service_pb2_grpc
 
 from tests.points.conftest import ADMIN, DESK, HOTEL, Points, at, pos, rid
+from tests.support.clients import As
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -336,3 +339,23 @@ async def test_a_cancelled_redemption_leaves_the_settlement_as_if_it_never_happe
     assert units["cinema"].points_redeemed == 0 if "cinema" in units else True
     assert (units["mall"].points_issued, units["mall"].points_expired) == (400, 400)
     assert report.ledger_points == 0
+
+
+async def test_settlement_without_a_programme_is_refused_not_internal(
+    services: Any, make_settings: Any, run_id: str
+) -> None:
+    """Points are valued in the programme's base currency: with no programme yet there is none,
+    and the answer says so (FAILED_PRECONDITION / NO_PROGRAMME), not INTERNAL."""
+    from loyalty_points.app import SPEC
+
+    bare = await services.start(SPEC, make_settings(database_prefix=f"{run_id}_bare_"))
+    async with grpc.aio.insecure_channel(bare.target) as channel:
+        stub = As(points_service_pb2_grpc.PointsServiceStub, channel, ADMIN)
+        failure = await fails(
+            stub.GetSettlement(
+                pb.GetSettlementRequest(
+                    start_time=at("2026-01-01T00:00:00Z"), end_time=at("2026-02-01T00:00:00Z")
+                )
+            )
+        )
+    assert (failure.code, failure.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NO_PROGRAMME")

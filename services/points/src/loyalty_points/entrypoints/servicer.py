@@ -24,6 +24,7 @@ from loyalty_kit.timestamps import moment, moment_of, timestamp
 from loyalty_kit.validation import enum_value
 
 from loyalty_points.adapters.repository import Posting, ProgrammeCache
+from loyalty_points.domain.errors import NoProgramme
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
 from loyalty_points.service_layer import handlers
@@ -402,7 +403,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         end = moment(request.end_time, "end_time")
         result = await self._read(lambda uow: handlers.settlement(uow, start, end, self.clock()))
         programme = result.programme
-        assert programme is not None
+        if programme is None:
+            raise NoProgramme()  # no programme, no currency to value points in
         base = programme.base_currency
 
         def value(points: int) -> money_pb2.Money:
