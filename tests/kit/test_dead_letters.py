@@ -243,7 +243,7 @@ def _cli(settings: Settings, *args: str, nats_url: str | None = None) -> Any:
         "LOYALTY_EVENT_NAMESPACE": settings.event_namespace,
     }
     return subprocess.run(
-        [sys.executable, "-m", "loyalty_kit.deadletters", *args],
+        [sys.executable, "-m", "loyalty_kit.events_cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -262,22 +262,28 @@ async def test_the_command_line_lists_replays_and_drops(
         return c.dead_lettered == 2
 
     await running(c, until=both_parked, js=js)
-    listed = await asyncio.to_thread(_cli, settings, "list", "--consumer", c.name, "--json")
+    listed = await asyncio.to_thread(
+        _cli, settings, "dead-letters", "list", "--consumer", c.name, "--json"
+    )
     assert listed.returncode == 0, listed.stderr
     shown = json.loads(listed.stdout)
     assert [p["attempts"] for p in shown] == [QUICK.max_deliver] * 2
     first, second = (p["seq"] for p in shown)
 
-    dropped = await asyncio.to_thread(_cli, settings, "drop", str(first))
+    dropped = await asyncio.to_thread(_cli, settings, "dead-letters", "drop", str(first))
     assert (dropped.returncode, dropped.stdout.strip()) == (0, "1 dropped")
-    replayed = await asyncio.to_thread(_cli, settings, "replay", "--consumer", c.name)
+    replayed = await asyncio.to_thread(
+        _cli, settings, "dead-letters", "replay", "--consumer", c.name
+    )
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.split()[0] == str(second) and "replayed" in replayed.stdout
     assert await parked(js, settings.event_namespace, c.name) == []
-    missing = await asyncio.to_thread(_cli, settings, "replay", str(first))
+    missing = await asyncio.to_thread(_cli, settings, "dead-letters", "replay", str(first))
     assert missing.returncode == 1 and "no such parked event" in missing.stdout
 
-    down = await asyncio.to_thread(_cli, settings, "list", nats_url="nats://127.0.0.1:1")
+    down = await asyncio.to_thread(
+        _cli, settings, "dead-letters", "list", nats_url="nats://127.0.0.1:1"
+    )
     assert down.returncode == 2 and "NATS unavailable" in down.stderr
 
 
@@ -310,3 +316,39 @@ async def test_the_policy_comes_from_the_settings() -> None:
     assert [policy.delay(n) for n in (1, 2, 3, 9)] == [0.5, 1.0, 2.0, 60.0]
     assert policy.streams.replicas == policy.dead_letters.replicas == 3
     assert policy.streams.max_age_seconds == 14 * 86400
+
+
+async def test_a_paused_consumer_shows_its_lag_and_catches_up(
+    kit_db: AsyncEngine, js: JetStreamContext, settings: Settings, stream_service: str
+) -> None:
+    """Backpressure made visible: events pile up behind a consumer that is not running (a
+    service paused or down), `loyalty-events lag` shows how many, and they drain when it runs."""
+    await make_ledger(kit_db)
+    c = consumer(kit_db, settings, stream_service, Handler(poison=set()))
+    stream = await c.subscribe(js)  # the durable exists; nobody fetches: the consumer is paused
+    await stream.unsubscribe()
+    await publish(js, settings, stream_service, *range(25))
+
+    async def lag_of() -> int:
+        [mine] = [
+            lag
+            for lag in await events.consumer_lag(js, settings.event_namespace)
+            if lag.consumer == c.durable
+        ]
+        return mine.behind
+
+    assert await lag_of() == 25
+    shown = await asyncio.to_thread(_cli, settings, "lag", "--json")
+    assert shown.returncode == 0, shown.stderr
+    [row] = [r for r in json.loads(shown.stdout) if r["consumer"] == c.durable]
+    assert (row["stream"], row["pending"], row["behind"]) == (
+        events.stream_name(settings.event_namespace, stream_service),
+        25,
+        25,
+    )
+
+    async def caught_up() -> bool:
+        return c.handled == 25 and await lag_of() == 0
+
+    await running(c, until=caught_up, js=js)
+    assert sorted(n for _, n in await ledger(kit_db)) == list(range(25))

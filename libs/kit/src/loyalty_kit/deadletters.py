@@ -1,36 +1,29 @@
 """The dead-letter stream: events a consumer gave up on, kept with why, to be replayed or dropped.
 
-    loyalty-dead-letters list [--consumer NAME] [--json]
-    loyalty-dead-letters replay (--all | --consumer NAME | SEQ ...) [--force]
-    loyalty-dead-letters drop SEQ ...
+    loyalty-events dead-letters list [--consumer NAME] [--json]
+    loyalty-events dead-letters replay (--all | --consumer NAME | SEQ ...) [--force]
+    loyalty-events dead-letters drop SEQ ...
 
 Replaying republishes the event, bytes and headers as they were, on its original subject (with a
 new JetStream message id, so the duplicate window lets it through) and removes it from the
 dead-letter stream. Every consumer of that subject sees it again; those that handled it the
 first time find its id in their inbox and only acknowledge it, so only the consumer that failed
-handles it.
-That holds while the inboxes remember the id (`LOYALTY_INBOX_RETENTION_DAYS`): an older event is
-refused unless `--force` says the other consumers of its subject may handle it again.
-
-Configured by the services' environment (LOYALTY_NATS_URL, LOYALTY_EVENT_NAMESPACE).
+handles it. That holds while the inboxes remember the id (`LOYALTY_INBOX_RETENTION_DAYS`): an
+older event is refused unless `--force` says the other consumers of its subject may handle it
+again.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from loyalty_kit import events
-from loyalty_kit.logs import configure_logging, get_logger
-from loyalty_kit.settings import Settings
+from loyalty_kit.logs import get_logger
 
 log = get_logger("loyalty.deadletters")
 
@@ -156,83 +149,3 @@ async def drop(js: JetStreamContext, namespace: str, seqs: Sequence[int]) -> lis
         log.warning("dead letter dropped", seq=seq)
         dropped.append(seq)
     return dropped
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="loyalty-dead-letters",
-        description="List, replay or drop the events consumers parked after failing them.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="parked events, oldest first")
-    listing.add_argument("--consumer", help="only this consumer's (e.g. points-members)")
-    listing.add_argument("--json", action="store_true", help="one JSON document")
-    again = commands.add_parser("replay", help="republish parked events on their subjects")
-    again.add_argument("seqs", nargs="*", type=int, help="sequences shown by `list`")
-    again.add_argument("--consumer", help="every parked event of this consumer")
-    again.add_argument("--all", action="store_true", help="every parked event")
-    again.add_argument("--force", action="store_true", help="also events past inbox retention")
-    gone = commands.add_parser("drop", help="remove parked events for good")
-    gone.add_argument("seqs", nargs="+", type=int)
-    return parser
-
-
-async def _main(args: argparse.Namespace, settings: Settings) -> int:
-    if not settings.nats_url:
-        print("LOYALTY_NATS_URL is not set (`. .loyalty/env` after `make run`)", file=sys.stderr)
-        return 2
-    try:
-        client = await asyncio.wait_for(
-            events.connect(settings.nats_url, "loyalty-dead-letters"), 10
-        )
-    except Exception as error:  # reported as the exit status
-        print(f"NATS unavailable at {settings.nats_url}: {error}", file=sys.stderr)
-        return 2
-    js, namespace = client.jetstream(), settings.event_namespace
-    try:
-        if args.command == "list":
-            found = await parked(js, namespace, args.consumer)
-            if args.json:
-                print(json.dumps([asdict(p) for p in found], indent=2))
-            else:
-                for p in found:
-                    print(
-                        f"{p.seq:>6}  {p.consumer:<20} {p.event_type:<40} {p.event_id}  "
-                        f"attempts={p.attempts}  {p.failed_at}\n        {p.reason}"
-                    )
-                print(f"{len(found)} parked")
-            return 0
-        if args.command == "replay":
-            if args.all or args.consumer:
-                seqs = [p.seq for p in await parked(js, namespace, args.consumer)]
-            else:
-                seqs = args.seqs
-            if not seqs and not (args.all or args.consumer):
-                print("name sequences, --consumer NAME or --all", file=sys.stderr)
-                return 2
-            results = await replay(
-                js,
-                namespace,
-                seqs,
-                inbox_retention=timedelta(days=settings.inbox_retention_days),
-                force=args.force,
-            )
-            for r in results:
-                print(f"{r.seq:>6}  {r.event_id}  {r.outcome}")
-            return 0 if all(r.outcome == "replayed" for r in results) else 1
-        dropped = await drop(js, namespace, args.seqs)
-        print(f"{len(dropped)} dropped")
-        return 0 if len(dropped) == len(args.seqs) else 1
-    finally:
-        await client.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings = Settings()
-    configure_logging("dead-letters", settings.log_level, "console")
-    return asyncio.run(_main(args, settings))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ duplicate window and consumers can de-duplicate by it.
 Streams are bounded (`StreamLimits`: max age, max bytes, replicas; see docs/operations.md for the
 sizing). An event a consumer cannot handle is parked, after a bounded number of attempts, in the
 dead-letter stream `LOYALTY_DEADLETTERS` (`loyalty.deadletters.v1.<consumer>`) with its reason, and
-can be replayed from there (`loyalty-dead-letters`, see `loyalty_kit.deadletters`).
+can be replayed from there (`loyalty-events dead-letters`, see `loyalty_kit.deadletters`).
 """
 
 from __future__ import annotations
@@ -130,3 +130,42 @@ async def ensure_stream(
     except BadRequestError:
         await js.update_stream(config)
     return name
+
+
+@dataclass(frozen=True)
+class ConsumerLag:
+    """How far a durable consumer is behind its stream."""
+
+    stream: str
+    consumer: str
+    pending: int  # in the stream, not yet delivered to it
+    unacknowledged: int  # delivered, not yet acknowledged (being handled, or to be redelivered)
+    redelivered: int
+    last_active: datetime | None
+
+    @property
+    def behind(self) -> int:
+        return self.pending + self.unacknowledged
+
+
+async def consumer_lag(js: JetStreamContext, namespace: str) -> list[ConsumerLag]:
+    """Every durable consumer on the namespace's streams, with its lag (what operators watch:
+    a consumer paused or slow shows events piling up here, and draining when it catches up)."""
+    prefix = f"{namespace}_".upper().replace("-", "_")
+    found: list[ConsumerLag] = []
+    for stream in await js.streams_info():
+        name = stream.config.name or ""
+        if not name.startswith(prefix):
+            continue
+        for info in await js.consumers_info(name):
+            found.append(
+                ConsumerLag(
+                    stream=name,
+                    consumer=info.name,
+                    pending=info.num_pending or 0,
+                    unacknowledged=info.num_ack_pending or 0,
+                    redelivered=info.num_redelivered or 0,
+                    last_active=info.delivered.last_active if info.delivered else None,
+                )
+            )
+    return sorted(found, key=lambda lag: (lag.stream, lag.consumer))

@@ -11,7 +11,7 @@ Poison events: an event whose handler keeps failing for any other reason is park
 `max_deliver` attempts in the dead-letter stream (its bytes, its headers, the consumer, the reason,
 the attempts), then terminated on its own stream so the consumer carries on with the next events.
 An event that cannot be decoded, or that has no id or no handler, is parked at once. Parked events
-are listed and replayed with `loyalty-dead-letters` (loyalty_kit.deadletters).
+are listed and replayed with `loyalty-events dead-letters` (loyalty_kit.deadletters).
 
 Handlers are registered per event type: `consumer.on(PointsEarned, handle_points_earned)`; they
 receive a unit of work (commit is done for them) and the decoded message.
