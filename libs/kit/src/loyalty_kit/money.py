@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 
 from babel.numbers import get_currency_precision, list_currencies
 from loyalty.common.v1 import money_pb2
@@ -67,7 +67,7 @@ def parse_decimal(text: str, field: str, *, example: str = "1234.56") -> Decimal
     return value
 
 
-@cache
+@lru_cache(maxsize=512)  # bounded: a request may name any string as its currency
 def minor_units(currency: str) -> int:
     return int(get_currency_precision(currency))
 
