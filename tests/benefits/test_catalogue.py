@@ -28,7 +28,7 @@ async def test_the_catalogue_in_force_is_what_was_published(benefits: Benefits) 
     discount = next(b for b in found.benefits if b.code == "mall-gold-discount")
     assert (discount.kind, discount.percentage) == (cat.BENEFIT_KIND_PERCENTAGE_DISCOUNT, "10")
     welcome = next(t for t in found.coupon_templates if t.code == "welcome-gold")
-    assert (welcome.amount.amount, welcome.minimum_spend.amount) == ("50", "200")
+    assert (welcome.amount.amount, welcome.minimum_spend.amount) == ("50.00", "200.00")
 
 
 async def test_a_new_version_gets_the_next_number_and_a_retry_does_not_add_one(

@@ -42,8 +42,8 @@ async def test_coupons_issued_to_a_list_have_unique_unguessable_codes(benefits: 
     assert len(set(codes)) == 4 and all(CODE.match(code) for code in codes)
     first = coupons[0]
     assert (first.amount.amount, first.minimum_spend.amount, first.state) == (
-        "50",
-        "200",
+        "50.00",
+        "200.00",
         pb.COUPON_STATE_ISSUED,
     )
     assert (first.valid_until.seconds - first.valid_from.seconds) == 90 * 86400
@@ -67,7 +67,7 @@ async def test_an_amount_off_coupon_needs_its_minimum_and_is_redeemed_once(
     )
     request = redeem(coupon, "260.00", order_id="M-7")
     redeemed = await benefits.as_(MALL).RedeemCoupon(request)
-    assert (redeemed.discount.currency_code, redeemed.discount.amount) == ("CNY", "50")
+    assert (redeemed.discount.currency_code, redeemed.discount.amount) == ("CNY", "50.00")
     assert redeemed.coupon.state == pb.COUPON_STATE_REDEEMED
     assert (redeemed.coupon.redeemed_unit, redeemed.coupon.redeemed_order_id) == ("mall", "M-7")
     retried = await benefits.as_(MALL).RedeemCoupon(request)  # the POS retries: the same answer
@@ -80,7 +80,7 @@ async def test_an_amount_off_coupon_needs_its_minimum_and_is_redeemed_once(
     assert failure.metadata["order_id"] == "M-7"
     events = await benefits.events(events_pb2.CouponRedeemed, member.split("/")[1])
     assert [(e.code, e.unit, e.order_id, e.discount.amount) for e in events] == [
-        (coupon.code, "mall", "M-7", "50")
+        (coupon.code, "mall", "M-7", "50.00")
     ]
 
 
@@ -186,14 +186,14 @@ async def test_a_released_coupon_is_issued_again_and_can_be_redeemed_again(
     assert got.coupon == again
     events = await benefits.events(events_pb2.CouponReleased, member.split("/")[1])
     assert [(e.code, e.unit, e.order_id, e.discount.amount, e.reason) for e in events] == [
-        (coupon.code, "mall", "M-8", "50", "checkout cancelled")
+        (coupon.code, "mall", "M-8", "50.00", "checkout cancelled")
     ]
     redeemed = await benefits.as_(MALL).RedeemCoupon(redeem(coupon, "300.00", order_id="M-9"))
     assert (redeemed.coupon.state, redeemed.coupon.redeemed_order_id) == (
         pb.COUPON_STATE_REDEEMED,
         "M-9",
     )
-    assert redeemed.discount.amount == "50"
+    assert redeemed.discount.amount == "50.00"
     retried = await benefits.as_(MALL).ReleaseCoupon(request)  # a retry: the first answer
     assert retried == released
     got = await benefits.as_(APP).GetCoupon(pb.GetCouponRequest(name=coupon.name))

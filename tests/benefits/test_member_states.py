@@ -149,7 +149,7 @@ async def test_a_suspended_member_is_refused_until_reactivated_and_may_still_rea
     again = await benefits.consume(member, "test-hotel-welcome-drink")
     assert again.entitlement.used == 1
     redeemed = await benefits.as_(MALL).RedeemCoupon(redeem(kept[0], "M-after"))
-    assert redeemed.discount.amount == "50"
+    assert redeemed.discount.amount == "50.00"
     (issued,) = await benefits.issue("welcome-silver", member)
     assert issued.template_code == "welcome-silver"
 
@@ -193,7 +193,7 @@ async def test_an_absorbed_member_id_is_refused_naming_the_survivor(benefits: Be
     redeemed = await benefits.as_(MALL).RedeemCoupon(
         redeem(pb.Coupon(name=f"{survivor}/coupons/{moved.code}"), "M-survivor")
     )
-    assert redeemed.discount.amount == "50"
+    assert redeemed.discount.amount == "50.00"
 
     # The survivor merged in turn: the first absorbed ID names the last survivor, no chain.
     final = await benefits.points.member()

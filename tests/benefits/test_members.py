@@ -81,7 +81,7 @@ async def test_the_survivor_of_a_merge_takes_the_coupons_and_the_quota_used(
             order_amount=cny("300.00"),
         )
     )
-    assert redeemed.discount.amount == "50"
+    assert redeemed.discount.amount == "50.00"
 
 
 async def test_an_erased_member_keeps_no_coupons_and_no_quota(benefits: Benefits) -> None:

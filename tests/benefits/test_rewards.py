@@ -61,7 +61,7 @@ async def test_points_buy_a_cinema_ticket_once_however_often_the_app_retries(
     assert (coupon.template_code, coupon.unit, coupon.amount.amount) == (
         "cinema-ticket",
         "cinema",
-        "60",
+        "60.00",
     )
     assert coupon.source == f"reward:{bought.redemption_id}"
     assert await available(benefits, member) == 1000

@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from loyalty_kit.errors import InvalidArgument
 from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState, holding_grant
-from loyalty_tiers.domain.ladder import Ladder, Metric, TierRule, Totals, Window
+from loyalty_tiers.domain.ladder import (
+    Ladder,
+    Metric,
+    TierRule,
+    Totals,
+    Window,
+    decimal_of,
+    ladder_from_json,
+    ladder_to_json,
+)
 
 SPEND = Metric.QUALIFYING_SPEND
 
@@ -86,6 +95,33 @@ def test_a_ladder_is_checked_whole() -> None:
         "ladder.time_zone",
         "ladder.growth_weights[hotel]",
     }
+
+
+def test_a_ladder_counts_spend_in_a_currency_it_knows() -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        huayue(base_currency="XYZ").validate()
+    assert [v.field for v in raised.value.field_violations] == ["ladder.base_currency_code"]
+    huayue(base_currency="JPY").validate()
+
+
+def test_spend_may_not_have_more_digits_than_the_base_currency() -> None:
+    assert decimal_of("20000.50", "value", currency="CNY") == Decimal("20000.50")
+    with pytest.raises(InvalidArgument):
+        decimal_of("20000.5", "value", currency="JPY")
+    assert decimal_of("1.25", "weight") == Decimal("1.25")  # not money: its own digits
+    huayue().check_spend([Decimal("1.5"), Decimal("12.34")], "activities[{}].qualifying_spend")
+    with pytest.raises(InvalidArgument) as raised:
+        huayue(base_currency="JPY").check_spend(
+            [Decimal(100), Decimal("1.5")], "activities[{}].qualifying_spend"
+        )
+    assert [v.field for v in raised.value.field_violations] == ["activities[1].qualifying_spend"]
+
+
+def test_the_base_currency_is_stored_and_a_ladder_stored_before_it_counted_cny() -> None:
+    stored = ladder_to_json(huayue(base_currency="HKD"))
+    assert ladder_from_json(2, stored).base_currency == "HKD"
+    del stored["base_currency"]
+    assert ladder_from_json(2, stored).base_currency == "CNY"
 
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)

@@ -33,7 +33,7 @@ async def test_hotel_and_mall_spend_together_reach_gold_and_points_learn_it(
     silver = await tier_of(tiers, member, "silver")
     assert silver.next_tier == "gold"
     assert [(p.current, p.required, p.remaining) for p in silver.progress] == [
-        ("12000.00", "20000", "8000.00")
+        ("12000.00", "20000.00", "8000.00")
     ]
     await points.earn(member, "mall", "9000.00")
     gold = await tier_of(tiers, member, "gold")
@@ -85,6 +85,35 @@ async def test_a_ladder_whose_thresholds_do_not_increase_is_refused(tiers: Any) 
         tiers.UpdateLadder(pb.UpdateLadderRequest(ladder=ladder, request_id=uuid.uuid4().hex))
     )
     assert failure.fields == ["ladder.tiers[1].thresholds[0].value"]
+
+
+async def test_the_ladder_names_its_base_currency_and_spend_thresholds_have_its_digits(
+    tiers: Any,
+) -> None:
+    found = (await tiers.GetLadder(pb.GetLadderRequest())).ladder
+    assert found.base_currency_code == "CNY"
+    assert [t.thresholds[0].value for t in found.tiers[1:]] == [
+        "5000.00",
+        "20000.00",
+        "80000.00",
+        "300000.00",
+    ]
+    assert found.tiers[1].retention_thresholds[0].value == "2500.00"
+    # A spend threshold is an amount of the base currency: no more digits than it has.
+    ladder = huayue_ladder()
+    ladder.base_currency_code = "JPY"
+    ladder.tiers[1].thresholds[0].value = "5000.50"
+    failure = await fails(
+        tiers.UpdateLadder(pb.UpdateLadderRequest(ladder=ladder, request_id=uuid.uuid4().hex))
+    )
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.fields == ["ladder.tiers[1].thresholds[0].value"]
+    ladder = huayue_ladder()
+    ladder.base_currency_code = "RMB"
+    failure = await fails(
+        tiers.UpdateLadder(pb.UpdateLadderRequest(ladder=ladder, request_id=uuid.uuid4().hex))
+    )
+    assert failure.fields == ["ladder.base_currency_code"]
 
 
 async def test_a_tier_year_with_enough_activity_keeps_the_tier_and_one_without_drops_a_level(
@@ -321,6 +350,20 @@ async def test_preview_shows_what_extra_activity_would_do_and_changes_nothing(
         )
     )
     assert sorted(bad.fields) == ["activities[0].points", "activities[0].qualifying_spend"]
+    # Spend is an amount of the ladder's base currency (CNY): a third decimal is refused.
+    precise = await fails(
+        tiers.PreviewMemberTier(
+            pb.PreviewMemberTierRequest(
+                member=member,
+                activities=[
+                    pb.ExtraActivity(unit="mall", qualifying_spend="100.00"),
+                    pb.ExtraActivity(unit="mall", qualifying_spend="100.005"),
+                ],
+            )
+        )
+    )
+    assert precise.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert precise.fields == ["activities[1].qualifying_spend"]
 
 
 async def test_the_distribution_counts_members_per_tier(points: Points, tiers: Any) -> None:
@@ -346,12 +389,12 @@ async def test_progress_toward_keeping_the_tier_counts_the_tier_year(
     await points.earn(member, "cinema", "3000.00")
     for _ in range(200):
         found = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))
-        if found.retention_progress and found.retention_progress[0].current != "0":
+        if found.retention_progress and found.retention_progress[0].current != "0.00":
             break
         await asyncio.sleep(0.05)
     # The purchase that earned gold came before the tier year; the cinema's 3,000 counts.
     assert [(p.current, p.required, p.remaining) for p in found.retention_progress] == [
-        ("3000.00", "10000", "7000.00")
+        ("3000.00", "10000.00", "7000.00")
     ]
 
 
@@ -400,7 +443,7 @@ async def test_duplicate_late_and_out_of_order_events_count_once(
             break
         await asyncio.sleep(0.05)
     assert found.tier == "silver"
-    assert [(p.current, p.required) for p in found.progress] == [("6001.00", "20000")]
+    assert [(p.current, p.required) for p in found.progress] == [("6001.00", "20000.00")]
     history = await tiers.ListTierHistory(pb.ListTierHistoryRequest(member=member))
     assert [(c.from_tier, c.to_tier) for c in history.changes] == [("basic", "silver")]
 
@@ -431,6 +474,18 @@ async def test_a_growth_value_ladder_weighs_the_hotel_double(points: Points, tie
                 break
             await asyncio.sleep(0.05)
         assert (mall.tier, mall.progress[0].current) == ("basic", "3000.00")
+        # Estate weighs 0.1: CNY 1,234.56 is 123.456 growth. Shown with the currency's digits,
+        # what the member has is rounded down and what is missing up, so they add up.
+        at_estate = await points.member()
+        await points.earn(at_estate, "estate", "1234.56")
+        for _ in range(200):
+            estate = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=at_estate))
+            if estate.progress[0].current != "0.00":
+                break
+            await asyncio.sleep(0.05)
+        assert [(p.current, p.required, p.remaining) for p in estate.progress] == [
+            ("123.45", "5000.00", "4876.55")
+        ]
     finally:
         await tiers.UpdateLadder(
             pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id=uuid.uuid4().hex)

@@ -258,6 +258,7 @@ def huayue_ladder() -> tiers_pb.Ladder:
         )
 
     return tiers_pb.Ladder(
+        base_currency_code="CNY",  # the points programme's: spend arrives in it
         window_months=12,
         downgrade_policy=tiers_pb.DOWNGRADE_POLICY_ONE_LEVEL,
         tiers=[

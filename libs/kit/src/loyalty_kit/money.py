@@ -1,20 +1,27 @@
 """Money: an exact decimal with its currency, checked against the currency's minor units.
 
-Shared by every service that handles amounts (points prices purchases, benefits prices coupons),
-so `loyalty.common.v1.Money` is read the same way everywhere.
+Shared by every service that handles amounts (points prices purchases, benefits prices coupons,
+tiers counts qualifying spend), so `loyalty.common.v1.Money` is read and written the same way
+everywhere. The rule of an amount in an answer: exactly the currency's minor digits (ISO 4217,
+from Babel's CLDR data): JPY "100", CNY "100.00", KWD "1.000". Non-money decimals (multipliers,
+rates, a point's value) keep their own exact shape.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import cache, lru_cache
 
-from babel.numbers import get_currency_precision
+from babel.numbers import get_currency_precision, list_currencies
+from loyalty.common.v1 import money_pb2
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 
 CURRENCY = re.compile(r"^[A-Z]{3}$")
+# The programme's base currency when none is given (points' programme, tiers' ladder).
+DEFAULT_BASE_CURRENCY = "CNY"
 AMOUNT = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
 
 
@@ -24,7 +31,10 @@ class Amount:
     value: Decimal
 
     def __str__(self) -> str:
-        return f"{self.value} {self.currency}"
+        return f"{format_money(self.value, self.currency)} {self.currency}"
+
+    def message(self) -> money_pb2.Money:
+        return money(self.value, self.currency)
 
 
 # Decimals a request may carry (rates, factors, thresholds, spend): finite, at most 18 digits
@@ -57,8 +67,53 @@ def parse_decimal(text: str, field: str, *, example: str = "1234.56") -> Decimal
     return value
 
 
+@lru_cache(maxsize=512)  # bounded: a request may name any string as its currency
 def minor_units(currency: str) -> int:
     return int(get_currency_precision(currency))
+
+
+def format_money(value: Decimal, currency: str, *, rounding: str = ROUND_HALF_EVEN) -> str:
+    """The one shape of an amount in an answer: exactly the currency's minor digits, no
+    exponent, no "-0". A computed value with more digits (a point's value times points, a
+    weighted spend) is rounded, half-even unless the caller says which way it must go."""
+    value = value.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=rounding)
+    return f"{value.copy_abs() if value.is_zero() else value:f}"
+
+
+def money(value: Decimal, currency: str, *, rounding: str = ROUND_HALF_EVEN) -> money_pb2.Money:
+    """`loyalty.common.v1.Money` of an amount, in the shape of `format_money`."""
+    return money_pb2.Money(
+        currency_code=currency, amount=format_money(value, currency, rounding=rounding)
+    )
+
+
+def parse_currency(code: str, field: str) -> str:
+    """An ISO 4217 code the currency data knows (so its minor units are known), or
+    INVALID_ARGUMENT naming `field`."""
+    if not CURRENCY.match(code) or code not in _known_currencies():
+        raise InvalidArgument.of([FieldViolation(field, "an ISO 4217 code such as CNY")])
+    return code
+
+
+@cache
+def _known_currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+def fraction_digits(value: Decimal) -> int:
+    exponent = int(value.as_tuple().exponent)
+    return -exponent if exponent < 0 else 0
+
+
+def parse_money_decimal(text: str, currency: str, field: str) -> Decimal:
+    """A decimal that is an amount of `currency` (a threshold, a spend): at most the
+    currency's minor digits, as `parse_amount` requires of a Money, or INVALID_ARGUMENT."""
+    value = parse_decimal(text, field, example="1234.56")
+    if (digits := fraction_digits(value)) > (allowed := minor_units(currency)):
+        raise InvalidArgument.of(
+            [FieldViolation(field, f"{currency} has {allowed} decimal places; got {digits}")]
+        )
+    return value
 
 
 def parse_amount(currency: str, amount: str, field: str, *, positive: bool = True) -> Amount:
@@ -70,24 +125,14 @@ def parse_amount(currency: str, amount: str, field: str, *, positive: bool = Tru
         problems.append(FieldViolation(f"{field}.amount", "a decimal such as 1234.56"))
     if problems:
         raise InvalidArgument.of(problems)
-    value = parse_decimal(amount, f"{field}.amount")
-    digits = -value.as_tuple().exponent if value.as_tuple().exponent < 0 else 0  # type: ignore[operator]
-    if digits > minor_units(currency):
-        raise InvalidArgument.of(
-            [
-                FieldViolation(
-                    f"{field}.amount",
-                    f"{currency} has {minor_units(currency)} decimal places; got {digits}",
-                )
-            ]
-        )
+    value = parse_money_decimal(amount, currency, f"{field}.amount")
     if positive and value <= 0:
         raise InvalidArgument.of([FieldViolation(f"{field}.amount", "must be greater than zero")])
     return Amount(currency, value)
 
 
 def quantize_money(value: Decimal, currency: str) -> Decimal:
-    """Rounded half-even to the currency's minor units."""
+    """Rounded half-even to the currency's minor units (`format_money` writes it)."""
     return value.quantize(Decimal(1).scaleb(-minor_units(currency)))
 
 

@@ -85,10 +85,6 @@ def child_of(name: str, collection: str, field: str) -> tuple[str, str]:
     return f"members/{parts[1]}", parts[3]
 
 
-def money(amount: Amount) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=amount.currency, amount=str(amount.value))
-
-
 def amount_of(message: money_pb2.Money, field: str) -> Amount:
     return parse_amount(message.currency_code, message.amount, field)
 
@@ -221,7 +217,7 @@ def benefit_message(b: Benefit) -> cat.Benefit:
         quota_period=QUOTA_PERIODS[b.quota_period],
     )
     if b.amount is not None:
-        message.amount.CopyFrom(money(b.amount))
+        message.amount.CopyFrom(b.amount.message())
     _set_time(message, "valid_from", b.valid_from)
     _set_time(message, "valid_until", b.valid_until)
     return message
@@ -238,9 +234,9 @@ def template_message(t: CouponTemplate) -> cat.CouponTemplate:
         valid_days=t.valid_days,
     )
     if t.amount is not None:
-        message.amount.CopyFrom(money(t.amount))
+        message.amount.CopyFrom(t.amount.message())
     if t.minimum_spend is not None:
-        message.minimum_spend.CopyFrom(money(t.minimum_spend))
+        message.minimum_spend.CopyFrom(t.minimum_spend.message())
     _set_time(message, "valid_from", t.valid_from)
     _set_time(message, "valid_until", t.valid_until)
     return message
@@ -327,7 +323,7 @@ def coupon_message(c: Coupon, now: datetime) -> pb.Coupon:
         ("discount", c.discount),
     ):
         if value is not None:
-            getattr(message, name).CopyFrom(money(value))
+            getattr(message, name).CopyFrom(value.message())
     _set_time(message, "redeem_time", c.redeemed_at)
     return message
 

@@ -244,7 +244,7 @@ class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
                 uow, member_id, code, unit, order_id, order, now
             )
             return pb.RedeemCouponResponse(
-                coupon=convert.coupon_message(coupon, now), discount=convert.money(discount)
+                coupon=convert.coupon_message(coupon, now), discount=discount.message()
             )
 
         return await self._mutate("RedeemCoupon", request, pb.RedeemCouponResponse, work)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from loyalty.benefits.v1 import events_pb2
-from loyalty.common.v1 import money_pb2
 from loyalty_kit.caller import check_unit
 from loyalty_kit.money import Amount
 from loyalty_kit.timestamps import timestamp
@@ -257,10 +256,6 @@ async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
     return found
 
 
-def _money(amount: Amount) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=amount.currency, amount=str(amount.value))
-
-
 async def redeem_coupon(
     uow: BenefitsUnitOfWork,
     member_id: str,
@@ -283,7 +278,7 @@ async def redeem_coupon(
             template_code=found.template_code,
             unit=unit,
             order_id=order_id,
-            discount=_money(discount),
+            discount=discount.message(),
             occurred_at=timestamp(now),
         )
     )
@@ -318,7 +313,7 @@ async def release_coupon(
         occurred_at=timestamp(now),
     )
     if undone.discount is not None:
-        released.discount.CopyFrom(_money(undone.discount))
+        released.discount.CopyFrom(undone.discount.message())
     await uow.outbox.add(released)
     return found
 

@@ -6,10 +6,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from loyalty.common.v1 import channel_pb2, money_pb2
+from loyalty.common.v1 import channel_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1 import programme_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.money import DEFAULT_BASE_CURRENCY, money
 from loyalty_kit.resources import member_name
 from loyalty_kit.timestamps import moment, moment_of
 from loyalty_kit.timestamps import timestamp as ts
@@ -17,7 +18,7 @@ from loyalty_kit.validation import enum_violation
 
 from loyalty_points.adapters.repository import Posting
 from loyalty_points.domain.ledger import PostingKind
-from loyalty_points.domain.money import parse_amount, parse_factor, quantize_money
+from loyalty_points.domain.money import parse_amount, parse_factor
 from loyalty_points.domain.programme import (
     Campaign,
     CurrencyRule,
@@ -46,10 +47,6 @@ KINDS = {
     PostingKind.REFERRAL_BONUS: pb.POSTING_KIND_REFERRAL_BONUS,
     PostingKind.ERASURE_FORFEIT: pb.POSTING_KIND_ERASURE_FORFEIT,
 }
-
-
-def money(value: Decimal, currency: str) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=currency, amount=str(quantize_money(value, currency)))
 
 
 def channel_name(channel: channel_pb2.Channel.ValueType) -> str:
@@ -217,7 +214,7 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
         expiry_months=message.expiry.months_after_earning,
         campaigns=campaigns,
         time_zone=message.time_zone or "Asia/Shanghai",
-        base_currency=message.base_currency_code or "CNY",
+        base_currency=message.base_currency_code or DEFAULT_BASE_CURRENCY,
         transfer_max_per_transfer=message.transfer.max_points_per_transfer,
         transfer_max_per_day=message.transfer.max_points_per_day,
         partners=partners,

@@ -17,6 +17,7 @@ from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope, run_idempotent
+from loyalty_kit.money import money
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.server import ServiceContext
@@ -144,7 +145,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
             return pb.RedeemPointsResponse(
                 posting=convert.posting(posting),
                 balance=convert.balance(view),
-                value=convert.money(programme.value_of(request.points, currency), currency),
+                value=money(programme.value_of(request.points, currency), currency),
             )
 
         return await self._mutate("RedeemPoints", request, pb.RedeemPointsResponse, work)
@@ -408,7 +409,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         base = programme.base_currency
 
         def value(points: int) -> money_pb2.Money:
-            return convert.money(programme.value_of(points, base), base)
+            return money(programme.value_of(points, base), base)
 
         return pb.GetSettlementResponse(
             units=[

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import events_pb2
 from loyalty_kit.caller import check_unit
 from loyalty_kit.errors import (
@@ -22,7 +21,7 @@ from loyalty_kit.errors import (
     InvalidArgument,
     Violations,
 )
-from loyalty_kit.money import Amount
+from loyalty_kit.money import Amount, money
 from loyalty_kit.timestamps import timestamp as _ts
 from loyalty_kit.validation import bounded
 
@@ -47,7 +46,6 @@ from loyalty_points.domain.ledger import (
     forfeit_all,
     take_oldest_first,
 )
-from loyalty_points.domain.money import quantize_money
 from loyalty_points.domain.programme import Earned, Line, Programme, compute_earn
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
@@ -57,10 +55,6 @@ MAX_POINTS = 10**12
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _money(value: Decimal, currency: str) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=currency, amount=str(quantize_money(value, currency)))
 
 
 class MemberDirectory(Protocol):
@@ -270,8 +264,8 @@ async def earn(
             posting_id=posting.posting_id,
             unit=command.unit,
             order_id=command.order_id,
-            qualifying_spend=_money(earned.spend.value, earned.spend.currency),
-            qualifying_spend_base=_money(base.value, base.currency),
+            qualifying_spend=money(earned.spend.value, earned.spend.currency),
+            qualifying_spend_base=money(base.value, base.currency),
             points=earned.points,
             pending=pending,
             occurred_at=_ts(command.occurred_at),
@@ -549,7 +543,7 @@ async def reverse(
             earn_posting_id=order.posting_id,
             unit=unit,
             order_id=order_id,
-            qualifying_spend_base=_money(spend_base, programme.base_currency),
+            qualifying_spend_base=money(spend_base, programme.base_currency),
             points=-posting.points,
             occurred_at=_ts(now),
         )

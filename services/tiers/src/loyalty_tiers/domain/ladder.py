@@ -17,7 +17,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
-from loyalty_kit.money import parse_decimal
+from loyalty_kit.money import (
+    DEFAULT_BASE_CURRENCY,
+    fraction_digits,
+    minor_units,
+    parse_currency,
+    parse_decimal,
+    parse_money_decimal,
+)
 from loyalty_kit.timestamps import add_months
 
 TIER_YEAR_MONTHS = 12
@@ -36,6 +43,9 @@ class Window(Enum):
     CALENDAR_YEAR = "calendar_year"
     TIER_YEAR = "tier_year"
 
+
+# Metrics counted in the ladder's base currency: their thresholds and progress are amounts of it.
+MONEY_METRICS = frozenset({Metric.QUALIFYING_SPEND, Metric.GROWTH_VALUE})
 
 Activity = dict[Metric, Decimal]
 
@@ -93,6 +103,7 @@ class Ladder:
     growth_weights: dict[str, Decimal] = field(default_factory=dict)
     grace_days: int = 0
     time_zone: str = "UTC"
+    base_currency: str = DEFAULT_BASE_CURRENCY
 
     # -- activity ---------------------------------------------------------------------------
 
@@ -188,6 +199,10 @@ class Ladder:
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
             problems.add("ladder.time_zone", "an IANA time zone such as Asia/Shanghai")
+        try:
+            parse_currency(self.base_currency, "ladder.base_currency_code")
+        except InvalidArgument as error:
+            problems.items.extend(error.field_violations)
         for unit, weight in self.growth_weights.items():
             if not unit.strip():
                 problems.add("ladder.growth_weights", "unit codes must not be empty")
@@ -213,9 +228,29 @@ class Ladder:
                         )
         problems.raise_if_any()
 
+    def check_spend(self, spends: Iterable[Decimal], field: str) -> None:
+        """Spend is an amount of the base currency: more digits than it has are refused
+        (`field` is formatted with each spend's position)."""
+        problems = Violations()
+        allowed = minor_units(self.base_currency)
+        for index, spend in enumerate(spends):
+            if (digits := fraction_digits(spend)) > allowed:
+                problems.add(
+                    field.format(index),
+                    f"{self.base_currency} has {allowed} decimal places; got {digits}",
+                )
+        problems.raise_if_any()
 
-def decimal_of(text: str, field: str, *, zero_ok: bool = False) -> Decimal:
-    value = parse_decimal(text, field, example="20000")
+
+def decimal_of(
+    text: str, field: str, *, zero_ok: bool = False, currency: str | None = None
+) -> Decimal:
+    """A threshold, weight or spend: positive (or zero when `zero_ok`); an amount of
+    `currency`, when given, has at most its minor digits."""
+    if currency is None:
+        value = parse_decimal(text, field, example="20000")
+    else:
+        value = parse_money_decimal(text, currency, field)
     if value < 0 or (value == 0 and not zero_ok):
         raise InvalidArgument.of(
             [FieldViolation(field, "must not be negative" if zero_ok else "must be positive")]
@@ -239,6 +274,7 @@ def ladder_to_json(ladder: Ladder) -> dict[str, Any]:
         "growth_weights": {u: str(w) for u, w in ladder.growth_weights.items()},
         "grace_days": ladder.grace_days,
         "time_zone": ladder.time_zone,
+        "base_currency": ladder.base_currency,
         "tiers": [
             {
                 "code": t.code,
@@ -263,6 +299,9 @@ def ladder_from_json(version: int, data: dict[str, Any]) -> Ladder:
         growth_weights={u: Decimal(w) for u, w in data.get("growth_weights", {}).items()},
         grace_days=int(data.get("grace_days", 0)),
         time_zone=data.get("time_zone", "UTC"),
+        # Ladders published before the ladder named its currency counted the points
+        # programme's default base currency.
+        base_currency=data.get("base_currency", DEFAULT_BASE_CURRENCY),
         tiers=[
             TierRule(
                 code=t["code"],

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
+from loyalty_kit.money import DEFAULT_BASE_CURRENCY, format_money
 from loyalty_kit.resources import member_id_of, member_name
 from loyalty_kit.timestamps import moment_of, timestamp
 from loyalty_kit.validation import enum_violation
 
 from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState
 from loyalty_tiers.domain.ladder import (
+    MONEY_METRICS,
     Ladder,
     Metric,
     Progress,
@@ -52,6 +54,7 @@ GRANTS = "tierGrants/"
 def ladder_from(message: pb.Ladder) -> Ladder:
     problems = Violations()
     by_value = {v: m for m, v in METRICS.items()}
+    currency = message.base_currency_code.strip() or DEFAULT_BASE_CURRENCY  # checked by validate
 
     def rule(items: Any, where: str) -> dict[Metric, Decimal]:
         found: dict[Metric, Decimal] = {}
@@ -63,8 +66,9 @@ def ladder_from(message: pb.Ladder) -> Ladder:
                     "QUALIFYING_SPEND, GROWTH_VALUE, POINTS_EARNED or VISITS",
                 )
                 continue
+            money = currency if metric in MONEY_METRICS else None
             try:
-                found[metric] = decimal_of(threshold.value, f"{where}[{j}].value")
+                found[metric] = decimal_of(threshold.value, f"{where}[{j}].value", currency=money)
             except InvalidArgument as error:
                 problems.items.extend(error.field_violations)
         return found
@@ -110,16 +114,27 @@ def ladder_from(message: pb.Ladder) -> Ladder:
         growth_weights=weights,
         grace_days=message.grace_days,
         time_zone=message.time_zone or "UTC",
+        base_currency=currency,
     )
 
 
-def _thresholds(rule: dict[Metric, Decimal]) -> list[pb.Threshold]:
-    return [pb.Threshold(metric=METRICS[m], value=str(v)) for m, v in rule.items()]
+def shown(metric: Metric, value: Decimal, currency: str, rounding: str = ROUND_HALF_EVEN) -> str:
+    """A metric's value in an answer: an amount of the base currency with exactly its minor
+    digits (qualifying spend, growth value), or the number as counted (points, visits)."""
+    if metric in MONEY_METRICS:
+        return format_money(value, currency, rounding=rounding)
+    return str(value)
+
+
+def _thresholds(rule: dict[Metric, Decimal], currency: str) -> list[pb.Threshold]:
+    return [pb.Threshold(metric=METRICS[m], value=shown(m, v, currency)) for m, v in rule.items()]
 
 
 def ladder_message(ladder: Ladder) -> pb.Ladder:
+    currency = ladder.base_currency
     return pb.Ladder(
         version=ladder.version,
+        base_currency_code=currency,
         window_months=ladder.window_months,
         window=WINDOWS[ladder.window],
         growth_weights={u: str(w) for u, w in ladder.growth_weights.items()},
@@ -130,10 +145,10 @@ def ladder_message(ladder: Ladder) -> pb.Ladder:
                 code=t.code,
                 name_zh=t.name_zh,
                 name_en=t.name_en,
-                thresholds=_thresholds(t.thresholds),
+                thresholds=_thresholds(t.thresholds, currency),
                 combine=pb.COMBINE_ALL if t.combine_all else pb.COMBINE_ANY,
                 welcome_gift_code=t.welcome_gift_code,
-                retention_thresholds=_thresholds(t.retention),
+                retention_thresholds=_thresholds(t.retention, currency),
             )
             for t in ladder.tiers
         ],
@@ -145,13 +160,15 @@ def ladder_message(ladder: Ladder) -> pb.Ladder:
     )
 
 
-def progress_messages(items: Progress) -> list[pb.Progress]:
+def progress_messages(items: Progress, currency: str) -> list[pb.Progress]:
+    """Amounts are rounded so that they add up and never overstate: what the member has
+    down, what is still missing up (a weighted growth value may have more digits)."""
     return [
         pb.Progress(
             metric=METRICS[metric],
-            current=str(current),
-            required=str(required),
-            remaining=str(max(required - current, Decimal(0))),
+            current=shown(metric, current, currency, ROUND_FLOOR),
+            required=shown(metric, required, currency, ROUND_CEILING),
+            remaining=shown(metric, max(required - current, Decimal(0)), currency, ROUND_CEILING),
         )
         for metric, current, required in items
     ]

@@ -76,8 +76,8 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
             earned_tier=view.member.tier,
             since=timestamp(view.holder.starts_at if view.holder else view.member.since),
             next_tier=view.next_tier,
-            progress=convert.progress_messages(view.progress),
-            retention_progress=convert.progress_messages(view.retention),
+            progress=convert.progress_messages(view.progress, view.currency),
+            retention_progress=convert.progress_messages(view.retention, view.currency),
         )
         if view.member.tier_year_end is not None:
             response.tier_year_end.CopyFrom(timestamp(view.member.tier_year_end))
@@ -95,7 +95,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
             tier=found.tier,
             upgrade=found.upgrade,
             next_tier=found.next_tier,
-            progress=convert.progress_messages(found.progress),
+            progress=convert.progress_messages(found.progress, found.currency),
         )
 
     async def GetTierDistribution(

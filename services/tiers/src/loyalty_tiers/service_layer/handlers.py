@@ -13,7 +13,7 @@ tier the member has) when that changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loyalty.tiers.v1 import events_pb2
@@ -456,7 +456,8 @@ class TierView:
     holder: Grant | None
     next_tier: str
     progress: Progress
-    retention: Progress = field(default_factory=list)
+    retention: Progress
+    currency: str  # the ladder's base currency, of spend and growth
 
 
 async def _standing(
@@ -482,7 +483,7 @@ async def member_view(uow: TiersUnitOfWork, member_id: str, now: datetime) -> Ti
         start, _ = rules.tier_year(member.tier_year_end)
         year = rules.activity(await uow.tiers.activity(member_id, start, now))
         retention = rules.retention_progress(rules.index_of(member.tier), year)
-    return TierView(member, tier, holder, next_tier, progress, retention)
+    return TierView(member, tier, holder, next_tier, progress, retention, rules.base_currency)
 
 
 @dataclass
@@ -491,6 +492,7 @@ class Preview:
     upgrade: bool
     next_tier: str
     progress: Progress
+    currency: str  # the ladder's base currency, of spend and growth
 
 
 # Activity a dry run adds: (unit, totals, the posting that records it, when: None for now).
@@ -507,6 +509,8 @@ async def preview(
     Activity of a posting already counted is not added twice, and activity outside the window
     counts for nothing, as when it arrives."""
     rules = await ladder(uow)
+    spends = [totals.spend for _, totals, _, _ in extra]
+    rules.check_spend(spends, "activities[{}].qualifying_spend")
     counted = await uow.tiers.counted(member_id, [p for _, _, p, _ in extra if p])
     member, holder = await _standing(uow, rules, member_id, now)
     tier = holder.tier if holder else member.tier
@@ -519,7 +523,8 @@ async def preview(
     window = rules.activity(await uow.tiers.activity(member_id, since, now), *added)
     would = max(rules.supported(window), rules.index_of(tier))
     next_tier, progress = rules.progress(would, window)
-    return Preview(rules.tiers[would].code, would > rules.index_of(tier), next_tier, progress)
+    upgrade = would > rules.index_of(tier)
+    return Preview(rules.tiers[would].code, upgrade, next_tier, progress, rules.base_currency)
 
 
 async def distribution(uow: TiersUnitOfWork) -> tuple[Ladder, list[tuple[str, int]]]:
