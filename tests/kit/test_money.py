@@ -104,3 +104,11 @@ def test_a_currency_code_the_currency_data_does_not_know_is_refused(code: str) -
         parse_currency(code, "ladder.base_currency_code")
     assert [v.field for v in refused.value.field_violations] == ["ladder.base_currency_code"]
     assert parse_currency("KWD", "ladder.base_currency_code") == "KWD"
+
+
+@pytest.mark.parametrize("code", ["RMB", "XYZ"])
+def test_an_amount_in_a_currency_nobody_knows_is_refused(code: str) -> None:
+    """Its minor units are unknown, so it could be neither checked nor written back."""
+    with pytest.raises(InvalidArgument) as refused:
+        parse_amount(code, "50", "coupon.amount")
+    assert [v.field for v in refused.value.field_violations] == ["coupon.amount.currency_code"]

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.tiers.v1 import events_pb2 as tier_events
+from loyalty_devstack.demo import huayue_programme
 from loyalty_kit.settings import Settings
 
 from tests.points.conftest import ADMIN, Points, at, line, rid
@@ -203,3 +204,20 @@ async def test_pending_hotel_points_become_available_on_confirmation_or_after_th
     assert activated.points_activated >= 600
     balance = await points.balance(member)
     assert (balance.available, balance.pending) == (800, 0)
+
+
+async def test_a_programme_currency_the_currency_data_does_not_know_is_refused(
+    points: Points,
+) -> None:
+    """Amounts in it could be neither checked against nor written in its minor units."""
+    programme = huayue_programme()
+    programme.currencies.add(
+        currency_code="XYZ", base_rate="1", point_value="0.01", base_currency_rate="1"
+    )
+    failure = await fails(
+        points.as_(ADMIN).UpdateProgramme(
+            pb.UpdateProgrammeRequest(programme=programme, reason="tests", request_id=rid())
+        )
+    )
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"programme.currencies[{len(programme.currencies) - 1}].currency_code" in failure.fields

@@ -119,7 +119,7 @@ def parse_money_decimal(text: str, currency: str, field: str) -> Decimal:
 def parse_amount(currency: str, amount: str, field: str, *, positive: bool = True) -> Amount:
     """An amount as given, or INVALID_ARGUMENT naming `field` (e.g. lines[2].amount)."""
     problems: list[FieldViolation] = []
-    if not CURRENCY.match(currency):
+    if not CURRENCY.match(currency) or currency not in _known_currencies():
         problems.append(FieldViolation(f"{field}.currency_code", "an ISO 4217 code such as CNY"))
     if not AMOUNT.match(amount):
         problems.append(FieldViolation(f"{field}.amount", "a decimal such as 1234.56"))

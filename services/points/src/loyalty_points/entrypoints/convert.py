@@ -10,7 +10,7 @@ from loyalty.common.v1 import channel_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1 import programme_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
-from loyalty_kit.money import DEFAULT_BASE_CURRENCY, money
+from loyalty_kit.money import DEFAULT_BASE_CURRENCY, money, parse_currency
 from loyalty_kit.resources import member_name
 from loyalty_kit.timestamps import moment, moment_of
 from loyalty_kit.timestamps import timestamp as ts
@@ -150,6 +150,10 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
 
     currencies = {}
     for i, cur in enumerate(message.currencies):
+        try:
+            parse_currency(cur.currency_code, f"programme.currencies[{i}].currency_code")
+        except InvalidArgument as error:  # its minor units would be unknown
+            problems.items.extend(error.field_violations)
         currencies[cur.currency_code] = CurrencyRule(
             cur.currency_code,
             factor(cur.base_rate, f"programme.currencies[{i}].base_rate"),
