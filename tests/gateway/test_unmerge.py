@@ -21,7 +21,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 async def until(check: Callable[[], Awaitable[Any]], what: str) -> Any:
     """The first truthy answer of `check` (services follow each other's events in moments)."""
-    for _ in range(300):
+    for _ in range(600):
         found = await check()
         if found:
             return found

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 async def readable_tier(tiers: Any, member: str, expected: str) -> pb.GetMemberTierResponse:
     """The restored member's tier once tiers has followed the unmerge and it is `expected`."""
-    for _ in range(200):
+    for _ in range(600):
         try:
             found: pb.GetMemberTierResponse = await tiers.GetMemberTier(
                 pb.GetMemberTierRequest(member=member)
