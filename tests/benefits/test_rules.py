@@ -20,6 +20,7 @@ from loyalty_benefits.domain.members import (
     erased,
     merged,
     reactivated,
+    restored_by_unmerge,
     suspended,
 )
 from loyalty_kit.money import Amount
@@ -68,6 +69,16 @@ def test_those_born_on_29_february_celebrate_on_the_28th_in_other_years() -> Non
     assert birthdays_on(date(2026, 2, 28)) == [(2, 28), (2, 29)]
     assert birthdays_on(date(2028, 2, 28)) == [(2, 28)]
     assert birthdays_on(date(2028, 2, 29)) == [(2, 29)]
+
+
+def test_only_a_member_merged_into_that_survivor_is_restored_by_an_unmerge() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    gone = merged("m", "s", None, now)
+    assert restored_by_unmerge(gone, "s")
+    assert not restored_by_unmerge(gone, "other")
+    assert not restored_by_unmerge(None, "s")  # active already: a redelivery
+    assert not restored_by_unmerge(erased("m", gone, now), "s")
+    assert not restored_by_unmerge(suspended("m", None, now), "s")
 
 
 def test_merged_and_erased_are_final_and_each_event_is_idempotent() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -11,13 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from loyalty_identity.adapters.crypto import KeyConfigError, Keyring, new_key_text, seal, unseal
 from loyalty_identity.domain import masking
+from loyalty_identity.domain.errors import LastIdentity, NotMergedInto
+from loyalty_identity.domain.errors import MemberErased as MemberErasedError
+from loyalty_identity.domain.errors import MemberMerged as MemberMergedError
 from loyalty_identity.domain.identities import (
     ChannelIdentity,
     IdentityKind,
     IdentityType,
     normalise,
 )
-from loyalty_identity.domain.member import Profile
+from loyalty_identity.domain.member import LinkedIdentity, Member, MemberState, Profile
 from loyalty_kit.errors import InvalidArgument
 
 PHONE = IdentityType("phone", IdentityKind.PHONE)
@@ -162,3 +165,57 @@ def test_without_keys_the_service_refuses_to_invent_them_outside_development(
     monkeypatch.delenv("LOYALTY_IDENTITY_KEYS")
     monkeypatch.setenv("LOYALTY_IDENTITY_DEV_KEYS", "true")
     assert keyring_for(settings).active_key_id == "dev1"
+
+
+# --- giving identities back (unmerge) ---------------------------------------------------------
+def _member(member_id: str, *identities: ChannelIdentity, merged_into: str = "") -> Member:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    return Member(
+        member_id=member_id,
+        state=MemberState.MERGED if merged_into else MemberState.ACTIVE,
+        registered_unit="mall",
+        registered_channel="CHANNEL_POS",
+        created_at=now,
+        updated_at=now,
+        merged_into=merged_into,
+        identities=[LinkedIdentity(i, now) for i in identities],
+    )
+
+
+OWN = ChannelIdentity("phone", "+8613800138000")
+THEIRS = ChannelIdentity("email", "wei@example.com")
+
+
+def test_a_survivor_gives_back_identities_it_holds_and_keeps_one() -> None:
+    survivor = _member("a", OWN, THEIRS)
+    survivor.ensure_can_give_back(_member("b", merged_into="a"), [THEIRS])
+    with pytest.raises(LastIdentity):
+        survivor.ensure_can_give_back(_member("b", merged_into="a"), [THEIRS, OWN])
+
+
+def test_only_a_member_merged_into_the_survivor_is_restored() -> None:
+    survivor = _member("a", OWN, THEIRS)
+    for other in (_member("b"), _member("b", merged_into="c")):
+        with pytest.raises(NotMergedInto):
+            survivor.ensure_can_give_back(other, [THEIRS])
+
+
+def test_identities_the_survivor_does_not_hold_are_named() -> None:
+    survivor = _member("a", OWN, THEIRS)
+    stranger = ChannelIdentity("phone", "+8613900139000")
+    with pytest.raises(InvalidArgument) as raised:
+        survivor.ensure_can_give_back(_member("b", merged_into="a"), [THEIRS, stranger])
+    assert [v.field for v in raised.value.field_violations] == ["identities[1]"]
+    with pytest.raises(InvalidArgument) as raised:
+        survivor.ensure_can_give_back(_member("b", merged_into="a"), [])
+    assert [v.field for v in raised.value.field_violations] == ["identities"]
+
+
+def test_a_survivor_merged_or_erased_since_gives_nothing_back() -> None:
+    merged_since = _member("a", OWN, THEIRS, merged_into="z")
+    with pytest.raises(MemberMergedError):
+        merged_since.ensure_can_give_back(_member("b", merged_into="a"), [THEIRS])
+    erased = _member("a", OWN, THEIRS)
+    erased.state = MemberState.ERASED
+    with pytest.raises(MemberErasedError):
+        erased.ensure_can_give_back(_member("b", merged_into="a"), [THEIRS])

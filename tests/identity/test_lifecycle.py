@@ -57,6 +57,7 @@ async def identity_events(
         for cls in (
             events_pb2.MemberRegistered,
             events_pb2.MemberMerged,
+            events_pb2.MemberUnmerged,
             events_pb2.MemberErased,
             events_pb2.MemberSuspended,
             events_pb2.MemberReactivated,

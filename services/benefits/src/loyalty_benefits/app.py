@@ -111,6 +111,7 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
             moment(e.effective_at, "effective_at"),
             moment_of(e, "tier_year_end"),
             clock(),
+            e.reason,
         )
 
     tiers.on(tier_events.TierChanged, tier_changed)
@@ -125,6 +126,9 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     async def merged(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
         await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
 
+    async def unmerged(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_unmerged(uow, e.survivor_member_id, e.restored_member_id, clock())
+
     async def erased(uow: BenefitsUnitOfWork, e: Any, _m: EventMeta) -> None:
         await handlers.on_member_erased(uow, e.member_id, clock())
 
@@ -138,6 +142,7 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
         await handlers.on_profile_changed(uow, e.member_id, e.birthday_month, e.birthday_day)
 
     members.on(identity_events.MemberMerged, merged)
+    members.on(identity_events.MemberUnmerged, unmerged)
     members.on(identity_events.MemberErased, erased)
     members.on(identity_events.MemberSuspended, suspended)
     members.on(identity_events.MemberReactivated, reactivated)

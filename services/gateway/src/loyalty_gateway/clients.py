@@ -26,7 +26,7 @@ SCOPES = {
     "membership": "sell paid memberships of the client's unit",
     "members:register": "register members and link their identities (an enrolment desk)",
     "profile:write": "change members' profiles and consents (the member app)",
-    "members:manage": "merge, suspend, reactivate, erase and tag members; list segments",
+    "members:manage": "merge, unmerge, suspend, reactivate, erase and tag members; list segments",
     "coupons:issue": "issue coupons of the client's unit (or group-wide ones) to members",
     "admin": "everything, for every unit (group operators)",
 }

@@ -68,6 +68,9 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     async def merged(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
         await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
 
+    async def unmerged(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_unmerged(uow, e.survivor_member_id, e.restored_member_id, clock())
+
     def state(name: str) -> Any:
         async def handle(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
             await handlers.on_member_state(uow, e.member_id, name, clock())
@@ -75,6 +78,7 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
         return handle
 
     members.on(identity_events.MemberMerged, merged)
+    members.on(identity_events.MemberUnmerged, unmerged)
     members.on(identity_events.MemberSuspended, state("suspended"))
     members.on(identity_events.MemberReactivated, state("active"))
 

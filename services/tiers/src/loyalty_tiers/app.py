@@ -84,7 +84,11 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     async def erased(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
         await handlers.on_member_erased(uow, e.member_id, clock())
 
+    async def unmerged(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
+        await handlers.on_member_unmerged(uow, e.survivor_member_id, e.restored_member_id, clock())
+
     members.on(identity_events.MemberMerged, merged)
+    members.on(identity_events.MemberUnmerged, unmerged)
     members.on(identity_events.MemberErased, erased)
     return [activity, members]
 

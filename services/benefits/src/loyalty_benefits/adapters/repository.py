@@ -319,8 +319,46 @@ class Consumptions(_Store):
         )
         await conn.execute("DELETE FROM quota_usage WHERE member_id = $1", absorbed)
         await conn.execute(
-            "UPDATE consumptions SET member_id = $2 WHERE member_id = $1", absorbed, survivor
+            "UPDATE consumptions SET member_id = $2, "
+            "origin_member_id = coalesce(origin_member_id, member_id) WHERE member_id = $1",
+            absorbed,
+            survivor,
         )
+
+    async def give_back_member(self, survivor: str, restored: str) -> None:
+        """An unmerge: the consumptions that came from `restored` are its own again, and so is
+        the quota they use (the uses not released, per benefit and period)."""
+        conn = await self.conn()
+        moved = await conn.fetch(
+            "UPDATE consumptions SET member_id = $2, origin_member_id = NULL "
+            "WHERE member_id = $1 AND origin_member_id = $2 "
+            "RETURNING benefit_code, period_key, counted, released_at",
+            survivor,
+            restored,
+        )
+        uses: dict[tuple[str, str], int] = {}
+        for row in moved:
+            if row["counted"] and row["released_at"] is None:
+                key = (row["benefit_code"], row["period_key"])
+                uses[key] = uses.get(key, 0) + 1
+        for (benefit, period), used in uses.items():
+            await conn.execute(
+                "UPDATE quota_usage SET used = greatest(used - $4, 0) "
+                "WHERE member_id = $1 AND benefit_code = $2 AND period_key = $3",
+                survivor,
+                benefit,
+                period,
+                used,
+            )
+            await conn.execute(
+                "INSERT INTO quota_usage AS q (member_id, benefit_code, period_key, used) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (member_id, benefit_code, period_key) "
+                "DO UPDATE SET used = q.used + EXCLUDED.used",
+                restored,
+                benefit,
+                period,
+                used,
+            )
 
     async def erase_member(self, member_id: str) -> None:
         """Erasure: consumptions stay as anonymous counts; quota usage goes."""
@@ -537,7 +575,24 @@ class Coupons(_Store):
             survivor,
         )
         await conn.execute(
-            "UPDATE coupons SET member_id = $2 WHERE member_id = $1", absorbed, survivor
+            "UPDATE coupons SET member_id = $2, "
+            "origin_member_id = coalesce(origin_member_id, member_id) WHERE member_id = $1",
+            absorbed,
+            survivor,
+        )
+
+    async def give_back_member(self, survivor: str, restored: str) -> None:
+        """An unmerge: the coupons that came from `restored` are its own again, their grant
+        keys as they were before the merge."""
+        conn = await self.conn()
+        await conn.execute(
+            "UPDATE coupons SET member_id = $2, origin_member_id = NULL, "
+            "grant_key = CASE WHEN grant_key LIKE '%#merged:' || $2::text "
+            "THEN left(grant_key, length(grant_key) - length('#merged:' || $2::text)) "
+            "ELSE grant_key END "
+            "WHERE member_id = $1 AND origin_member_id = $2",
+            survivor,
+            restored,
         )
 
     async def erase_member(self, member_id: str) -> None:
@@ -663,7 +718,20 @@ class Rewards(_Store):
     async def move_member(self, absorbed: str, survivor: str) -> None:
         conn = await self.conn()
         await conn.execute(
-            "UPDATE reward_redemptions SET member_id = $2 WHERE member_id = $1", absorbed, survivor
+            "UPDATE reward_redemptions SET member_id = $2, "
+            "origin_member_id = coalesce(origin_member_id, member_id) WHERE member_id = $1",
+            absorbed,
+            survivor,
+        )
+
+    async def give_back_member(self, survivor: str, restored: str) -> None:
+        """An unmerge: the reward redemptions that came from `restored` are its own again."""
+        conn = await self.conn()
+        await conn.execute(
+            "UPDATE reward_redemptions SET member_id = $2, origin_member_id = NULL "
+            "WHERE member_id = $1 AND origin_member_id = $2",
+            survivor,
+            restored,
         )
 
     async def erase_member(self, member_id: str) -> None:

@@ -76,3 +76,12 @@ def erased(member_id: str, known: InactiveMember | None, now: datetime) -> Inact
     if known is not None and known.state is MemberState.ERASED:
         return known
     return InactiveMember(member_id, MemberState.ERASED, "", now)
+
+
+def restored_by_unmerge(known: InactiveMember | None, survivor_id: str) -> bool:
+    """Whether undoing a merge into `survivor_id` makes the member active again (no state):
+    only a member merged into that survivor (a redelivery, or one erased since, stays)."""
+    return known is not None and (known.state, known.merged_into) == (
+        MemberState.MERGED,
+        survivor_id,
+    )

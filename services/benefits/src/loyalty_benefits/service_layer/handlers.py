@@ -34,7 +34,12 @@ from loyalty_benefits.domain.errors import (
     QuotaExhausted,
     RewardNotFound,
 )
-from loyalty_benefits.domain.members import FINAL, ensure_active, ensure_not_merged
+from loyalty_benefits.domain.members import (
+    FINAL,
+    ensure_active,
+    ensure_not_merged,
+    restored_by_unmerge,
+)
 from loyalty_benefits.domain.members import erased as erased_state
 from loyalty_benefits.domain.members import merged as merged_state
 from loyalty_benefits.domain.members import reactivated as reactivated_state
@@ -333,6 +338,9 @@ async def member_coupons(
 # --- triggers --------------------------------------------------------------------------------
 
 
+UNMERGED = "unmerged"  # the reason of a restored member's TierChanged
+
+
 async def on_tier_changed(
     uow: BenefitsUnitOfWork,
     member_id: str,
@@ -341,6 +349,7 @@ async def on_tier_changed(
     effective_at: datetime,
     tier_year_end: datetime | None,
     now: datetime,
+    reason: str = "",
 ) -> None:
     """Learn the member's tier; on an upgrade, grant the new tier's welcome gift (once per
     member and tier, ever: falling back and climbing again does not grant it twice). A
@@ -350,8 +359,9 @@ async def on_tier_changed(
     if current is not None and current.effective_at > effective_at:
         return  # an older change arriving late
     state = await uow.member_states.get(member_id)
-    if state is not None and state.state in FINAL:
+    if state is not None and state.state in FINAL and reason != UNMERGED:
         return
+    # A restored member's tier may come before identity's MemberUnmerged: learned, no gift.
     await uow.members.save(MemberTier(member_id, to_tier, effective_at, tier_year_end))
     if state is not None:
         return  # suspended: no welcome gift
@@ -396,6 +406,23 @@ async def on_member_merged(
     await uow.rewards.move_member(absorbed_id, survivor_id)
     await uow.members.forget(absorbed_id)
     await uow.birthdays.forget(absorbed_id)
+
+
+async def on_member_unmerged(
+    uow: BenefitsUnitOfWork, survivor_id: str, restored_id: str, now: datetime
+) -> None:
+    """Undo a merge: the coupons, consumptions (and the quota they use) and reward redemptions
+    that came from the restored member go back to it, and its ID is accepted again. Its tier
+    comes from the tiers service's TierChanged (reason "unmerged"). Members merged into the
+    restored one before its own merge stay merged into the survivor, as identity keeps them.
+    A redelivery changes nothing."""
+    known = await uow.member_states.get(restored_id, lock=True)
+    if not restored_by_unmerge(known, survivor_id):
+        return
+    await uow.member_states.forget(restored_id)
+    await uow.coupons.give_back_member(survivor_id, restored_id)
+    await uow.consumptions.give_back_member(survivor_id, restored_id)
+    await uow.rewards.give_back_member(survivor_id, restored_id)
 
 
 async def on_member_erased(uow: BenefitsUnitOfWork, member_id: str, now: datetime) -> None:

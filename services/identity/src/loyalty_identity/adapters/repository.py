@@ -408,13 +408,48 @@ class MemberRepository:
             query = query.where(column > after)
         return [str(m) for m in await self.session.scalars(query.order_by(column).limit(limit))]
 
-    async def move_identities(self, absorbed: Member, survivor_id: str) -> None:
-        """Re-bind every identity of `absorbed` to the survivor, sealed with its data key."""
-        for linked in absorbed.identities:
-            await self.unlink(absorbed.member_id, linked.identity)
+    async def move_identities(
+        self, identities: Sequence[LinkedIdentity], from_id: str, to_id: str
+    ) -> None:
+        """Re-bind identities of one member to another, sealed with the new holder's data key
+        (a merge: all of the absorbed member's; an unmerge: those named)."""
+        for linked in identities:
+            await self.unlink(from_id, linked.identity)
         await self.session.flush()
-        for linked in absorbed.identities:
-            await self.link(survivor_id, linked.identity, linked.linked_at)
+        for linked in identities:
+            await self.link(to_id, linked.identity, linked.linked_at)
+
+    async def restore(self, member: Member) -> None:
+        """A member absorbed by a merge is one of its own again: its state, a new data key
+        (the merge shredded the old one) and an empty profile."""
+        await self.save_state(member)
+        await self._create_data_key(member.member_id)
+        await self.save_profile(member.member_id, member.profile)
+
+    async def audit(
+        self,
+        member_id: str,
+        action: str,
+        related_member_id: str | None,
+        operator: tuple[str, str],
+        reason: str,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        """Append to the audit log of member operations (no personal data in `detail`)."""
+        unit, client_id = operator
+        await self.session.execute(
+            insert(t.member_audit).values(
+                member_id=member_id,
+                action=action,
+                related_member_id=related_member_id,
+                unit=unit,
+                client_id=client_id,
+                reason=reason,
+                detail=detail,
+                at=at,
+            )
+        )
 
     async def forward_merged(self, old_survivor: str, new_survivor: str) -> None:
         """Members merged into `old_survivor` now point straight at `new_survivor` (no chains)."""

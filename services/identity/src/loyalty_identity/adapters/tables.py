@@ -15,7 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = MetaData()
 
@@ -97,4 +97,18 @@ identity_types = Table(
     Column("kind", Text, nullable=False),
     Column("pattern", Text, nullable=False, server_default=""),
     Column("description", Text, nullable=False, server_default=""),
+)
+
+member_audit = Table(
+    "member_audit",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("action", Text, nullable=False),
+    Column("related_member_id", UUID(as_uuid=False)),
+    Column("unit", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("detail", JSONB, nullable=False, server_default="{}"),
+    Column("at", DateTime(timezone=True), nullable=False),
 )

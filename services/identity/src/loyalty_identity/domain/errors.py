@@ -71,11 +71,13 @@ class MemberNotSuspended(FailedPrecondition):
 class LastIdentity(FailedPrecondition):
     reason = "LAST_IDENTITY"
 
-    def __init__(self, member_id: str) -> None:
-        super().__init__(
-            "a member keeps at least one identity: link another before unlinking this one",
-            metadata={"member_id": member_id},
-        )
+    def __init__(
+        self,
+        member_id: str,
+        message: str = "a member keeps at least one identity: link another before unlinking "
+        "this one",
+    ) -> None:
+        super().__init__(message, metadata={"member_id": member_id})
 
 
 class CannotMergeIntoItself(FailedPrecondition):
@@ -83,3 +85,15 @@ class CannotMergeIntoItself(FailedPrecondition):
 
     def __init__(self, member_id: str) -> None:
         super().__init__("a member cannot be merged into itself", metadata={"member_id": member_id})
+
+
+class NotMergedInto(FailedPrecondition):
+    """An unmerge names a member that is not (or no longer) merged into the survivor given."""
+
+    reason = "NOT_MERGED_INTO"
+
+    def __init__(self, member_id: str, survivor_id: str, merged_into: str) -> None:
+        super().__init__(
+            f"member {member_id} is not merged into {survivor_id}",
+            metadata={"member_id": member_id, "survivor": survivor_id, "merged_into": merged_into},
+        )

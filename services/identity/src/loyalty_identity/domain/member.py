@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -22,6 +23,7 @@ from loyalty_identity.domain.errors import (
     MemberMerged,
     MemberNotSuspended,
     MemberSuspended,
+    NotMergedInto,
 )
 from loyalty_identity.domain.identities import ChannelIdentity
 
@@ -150,6 +152,25 @@ class Member:
             raise CannotMergeIntoItself(self.member_id)
         self.ensure_changeable()
         absorbed.ensure_changeable()
+
+    def ensure_can_give_back(self, restored: Member, identities: Sequence[ChannelIdentity]) -> None:
+        """An unmerge: `restored` must be merged into this member, which must be a member of its
+        own still (not merged since, not erased); every identity named must be this member's,
+        and it keeps at least one (a member is never left without an identity)."""
+        self.ensure_changeable()
+        if restored.state is not MemberState.MERGED or restored.merged_into != self.member_id:
+            raise NotMergedInto(restored.member_id, self.member_id, restored.merged_into)
+        problems = Violations()
+        if not identities:
+            problems.add("identities", "name the identities that go back to the restored member")
+        for index, identity in enumerate(identities):
+            if not self.has_identity(identity):
+                problems.add(f"identities[{index}]", f"the survivor holds no such {identity.type}")
+        problems.raise_if_any()
+        if len(identities) >= len(self.identities):
+            raise LastIdentity(
+                self.member_id, "the survivor keeps at least one identity: leave it one"
+            )
 
     def absorb_profile(self, absorbed: Profile) -> Profile:
         """The survivor keeps what it has and takes what it lacks from the absorbed member."""

@@ -19,6 +19,7 @@ ACCESS: dict[str, Rule] = {
     "LinkIdentity": rule(EARN, REGISTER, MANAGE, unit_field="unit"),
     "UnlinkIdentity": rule(MANAGE),
     "MergeMembers": rule(MANAGE),
+    "UnmergeMembers": rule(MANAGE, note="undoes a wrong merge; audited"),
     "UpdateProfile": rule(PROFILE_WRITE, MANAGE),
     "SetConsents": rule(PROFILE_WRITE, MANAGE),
     "ListConsentEvents": ANY_CALLER,

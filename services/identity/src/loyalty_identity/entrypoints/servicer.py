@@ -152,10 +152,39 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> pb.MergeMembersResponse:
         survivor = convert.member_id_of(request.survivor, "survivor")
         absorbed = convert.member_id_of(request.absorbed, "absorbed")
+        operator, reason = _operator(), request.reason
         member = await self._mutate(
-            "MergeMembers", request, lambda uow, now: handlers.merge(uow, survivor, absorbed, now)
+            "MergeMembers",
+            request,
+            lambda uow, now: handlers.merge(uow, survivor, absorbed, now, operator, reason),
         )
         return pb.MergeMembersResponse(member=await self._member(member))
+
+    async def UnmergeMembers(
+        self, request: pb.UnmergeMembersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnmergeMembersResponse:
+        survivor = convert.member_id_of(request.survivor, "survivor")
+        restored = convert.member_id_of(request.restored, "restored")
+        identities = [convert.raw_identity(i) for i in request.identities]
+        operator = _operator()
+        scope = request_scope(SERVICE, "UnmergeMembers")
+
+        async def work(uow: IdentityUnitOfWork) -> pb.UnmergeMembersResponse:
+            done = await handlers.unmerge(
+                uow, survivor, restored, identities, request.reason, operator, self.clock()
+            )
+            # Only the names are kept for a retry: the members are read fresh, masked.
+            return pb.UnmergeMembersResponse(
+                restored=member_pb2.Member(name=f"{convert.RESOURCE}{done.restored.member_id}"),
+                survivor=member_pb2.Member(name=f"{convert.RESOURCE}{done.survivor.member_id}"),
+            )
+
+        receipt = await run_idempotent(self.uow, scope, request, pb.UnmergeMembersResponse, work)
+        ids = [m.name.removeprefix(convert.RESOURCE) for m in (receipt.restored, receipt.survivor)]
+        members = await self._read(lambda uow: uow.members.get_many(ids))
+        return pb.UnmergeMembersResponse(
+            restored=await self._member(members[0]), survivor=await self._member(members[1])
+        )
 
     async def UpdateProfile(
         self, request: pb.UpdateProfileRequest, context: grpc.aio.ServicerContext
@@ -305,3 +334,8 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
             stored = await handlers.upsert_identity_type(uow, identity_type)
             await uow.commit()
         return pb.UpsertIdentityTypeResponse(identity_type=convert.identity_type_message(stored))
+
+
+def _operator() -> handlers.Operator:
+    caller = current_caller()
+    return handlers.Operator(unit=caller.unit, client_id=caller.client_id)

@@ -22,6 +22,7 @@ from loyalty_identity.domain.errors import (
     IdentityNotLinked,
     MemberNotFound,
     NoMemberWithIdentity,
+    NotMergedInto,
 )
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType, normalise
 from loyalty_identity.domain.member import (
@@ -66,6 +67,20 @@ class Register:
     channel: str
     profile: Profile = field(default_factory=Profile)
     consents: Sequence[ConsentGiven] = ()
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who runs a member operation (the caller's unit and client), for the audit log."""
+
+    unit: str
+    client_id: str
+
+
+@dataclass(frozen=True)
+class Unmerged:
+    restored: Member
+    survivor: Member
 
 
 @dataclass(frozen=True)
@@ -287,7 +302,12 @@ async def unlink(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity) -> M
 
 
 async def merge(
-    uow: IdentityUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
+    uow: IdentityUnitOfWork,
+    survivor_id: str,
+    absorbed_id: str,
+    now: datetime,
+    operator: Operator | None = None,
+    reason: str = "",
 ) -> Member:
     if survivor_id == absorbed_id:
         raise CannotMergeIntoItself(survivor_id)
@@ -300,7 +320,7 @@ async def merge(
     survivor.ensure_active()
     absorbed.ensure_active()
 
-    await uow.members.move_identities(absorbed, survivor.member_id)
+    await uow.members.move_identities(absorbed.identities, absorbed.member_id, survivor.member_id)
     survivor.identities.extend(absorbed.identities)
     profile = survivor.absorb_profile(absorbed.profile)
     changed = profile.changed_fields(survivor.profile)
@@ -329,7 +349,75 @@ async def merge(
         )
     )
     await _announce_profile(uow, survivor.member_id, survivor.profile, changed, now)
+    if operator is not None:
+        await uow.members.audit(
+            survivor.member_id,
+            "merge",
+            absorbed.member_id,
+            (operator.unit, operator.client_id),
+            reason.strip(),
+            {"identity_types": sorted(i.identity.type for i in absorbed.identities)},
+            now,
+        )
     return survivor
+
+
+async def unmerge(
+    uow: IdentityUnitOfWork,
+    survivor_id: str,
+    restored_id: str,
+    given: Sequence[RawIdentity],
+    reason: str,
+    operator: Operator,
+    now: datetime,
+) -> Unmerged:
+    """Undo a merge: the identities named go back from the survivor to the member it absorbed,
+    which is active again. The merge shredded the absorbed member's personal data, so the
+    restored member starts with an empty profile, no consents and no tags; the survivor keeps
+    what it took then (profile fields, consents, tags), as nothing tells whose they were."""
+    _reason(reason, required=True)
+    if survivor_id == restored_id:
+        raise NotMergedInto(restored_id, survivor_id, "")
+    identities = await _normalised(uow, given, "identities")
+    # Lock both rows in a fixed order, as a merge does.
+    locked = {m: await _member(uow, m, lock=True) for m in sorted((survivor_id, restored_id))}
+    survivor, restored = locked[survivor_id], locked[restored_id]
+    survivor.ensure_can_give_back(restored, identities)
+    merged_at = restored.updated_at  # a merged member never changes after its merge
+
+    restored.state = MemberState.ACTIVE
+    restored.merged_into = ""
+    restored.updated_at = now
+    await uow.members.restore(restored)
+    going = [linked for linked in survivor.identities if linked.identity in identities]
+    await uow.members.move_identities(going, survivor.member_id, restored.member_id)
+    restored.identities = going
+    survivor.identities = [i for i in survivor.identities if i.identity not in identities]
+    survivor.updated_at = now
+    await uow.members.save_state(survivor)
+    await uow.outbox.add(
+        events_pb2.MemberUnmerged(
+            survivor_member_id=survivor.member_id,
+            restored_member_id=restored.member_id,
+            merged_at=_ts(merged_at),
+            unmerged_at=_ts(now),
+        )
+    )
+    detail = {
+        "identity_types": sorted(i.identity.type for i in going),
+        "merged_at": merged_at.isoformat(),
+    }
+    for member_id, other in ((survivor_id, restored_id), (restored_id, survivor_id)):
+        await uow.members.audit(
+            member_id,
+            "unmerge",
+            other,
+            (operator.unit, operator.client_id),
+            reason.strip(),
+            detail,
+            now,
+        )
+    return Unmerged(restored, survivor)
 
 
 async def update_profile(

@@ -459,11 +459,51 @@ class Ledger:
         return [(str(r.lot_id), r.points) for r in rows]
 
     async def reassign_lots(self, absorbed: str, survivor: str) -> None:
+        """A merge: the absorbed member's lots and orders become the survivor's; each lot
+        remembers whose it was (the first owner, along a chain of merges)."""
         await self.session.execute(
-            update(t.lots).where(t.lots.c.member_id == absorbed).values(member_id=survivor)
+            update(t.lots)
+            .where(t.lots.c.member_id == absorbed)
+            .values(
+                member_id=survivor,
+                origin_member_id=func.coalesce(t.lots.c.origin_member_id, t.lots.c.member_id),
+            )
         )
         await self.session.execute(
             update(t.orders).where(t.orders.c.member_id == absorbed).values(member_id=survivor)
+        )
+
+    async def lots_from(self, holder: str, origin: str) -> list[tuple[Lot, str, datetime | None]]:
+        """The lots `holder` took over from `origin` at a merge, with the posting each belongs
+        to and when a pending one becomes available."""
+        rows = await self.session.execute(
+            select(t.lots).where(t.lots.c.member_id == holder, t.lots.c.origin_member_id == origin)
+        )
+        return [(self._lot(r), str(r.posting_id), r.available_at) for r in rows]
+
+    async def give_back_lots(
+        self, holder: str, origin: str, lot_ids: Sequence[str], renamed: dict[str, str]
+    ) -> None:
+        """An unmerge: the orders of lots `holder` took over from `origin` are `origin`'s again
+        (pointing at the lot that now carries their points, where one does), and the lots left
+        with `holder` are its own from now on."""
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "UPDATE orders AS o SET member_id = $2, lot_id = coalesce(m.new_id, o.lot_id) "
+            "FROM unnest($3::uuid[]) AS l(lot_id) "
+            "LEFT JOIN unnest($4::uuid[], $5::uuid[]) AS m(old_id, new_id) ON m.old_id = l.lot_id "
+            "WHERE o.member_id = $1 AND o.lot_id = l.lot_id",
+            holder,
+            origin,
+            list(lot_ids),
+            list(renamed),
+            list(renamed.values()),
+        )
+        await conn.execute(
+            "UPDATE lots SET origin_member_id = NULL "
+            "WHERE member_id = $1 AND origin_member_id = $2",
+            holder,
+            origin,
         )
 
     async def expiring_soon(self, member_id: str, until: datetime) -> int:

@@ -67,6 +67,7 @@ lots = Table(
     Column("earned_at", DateTime(timezone=True), nullable=False),
     Column("available_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
+    Column("origin_member_id", UUID(as_uuid=False)),
 )
 
 lot_movements = Table(

@@ -25,6 +25,8 @@ class PostingKind(Enum):
     PARTNER_EXCHANGE_REVERSE = "partner_exchange_reverse"
     REFERRAL_BONUS = "referral_bonus"
     ERASURE_FORFEIT = "erasure_forfeit"
+    UNMERGE_OUT = "unmerge_out"
+    UNMERGE_IN = "unmerge_in"
 
 
 # How each kind counts in inter-unit settlement: points issued (a unit's liability), points

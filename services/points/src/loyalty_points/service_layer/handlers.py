@@ -913,6 +913,89 @@ async def on_member_merged(
     await uow.ledger.save_account(survivor, now)
 
 
+async def on_member_unmerged(
+    uow: PointsUnitOfWork, survivor_id: str, restored_id: str, now: datetime
+) -> None:
+    """Undo a merge: what is left of the lots that came from the restored member goes back to
+    it, each with its issuing unit, earn time, expiry and pending state unchanged (a new lot on
+    the restored member; the survivor's is emptied), with an UNMERGE_OUT / UNMERGE_IN posting
+    pair, like a merge a move between members and nothing for settlement. Points the survivor
+    spent of those lots meanwhile stay spent: nothing is taken from the survivor's own points.
+    The orders of those lots go back too (a later refund takes from the restored member), and
+    so does the lifetime earned the merge added. A redelivery changes nothing."""
+    for member_id in sorted((survivor_id, restored_id)):  # lock order: no deadlocks
+        await uow.ledger.create_account(Account(member_id), now)
+    accounts = {
+        m: await uow.ledger.account(m, lock=True) for m in sorted((survivor_id, restored_id))
+    }
+    survivor, restored = accounts[survivor_id], accounts[restored_id]
+    assert survivor is not None and restored is not None
+    if restored.state != "merged" or restored.merged_into != survivor_id:
+        return  # done already, or a merge this service never saw
+    taken_over = await uow.ledger.lots_from(survivor_id, restored_id)
+    going = [
+        (lot, posting_id, available_at)
+        for lot, posting_id, available_at in taken_over
+        if lot.remaining > 0 and lot.status in (LotStatus.OPEN, LotStatus.PENDING)
+    ]
+    available = sum(lot.remaining for lot, _, _ in going if lot.status is LotStatus.OPEN)
+    pending = sum(lot.remaining for lot, _, _ in going if lot.status is LotStatus.PENDING)
+    reason = f"unmerge of {restored_id} from {survivor_id}"
+    out = Posting(
+        new_id(),
+        survivor_id,
+        PostingKind.UNMERGE_OUT,
+        -(available + pending),
+        GROUP,
+        now,
+        now,
+        reason=reason,
+    )
+    into = Posting(
+        new_id(),
+        restored_id,
+        PostingKind.UNMERGE_IN,
+        available + pending,
+        GROUP,
+        now,
+        now,
+        reason=reason,
+    )
+    out.related_posting_id, into.related_posting_id = into.posting_id, out.posting_id
+    given: list[tuple[Lot, int]] = []
+    received: list[tuple[Lot, int]] = []
+    renamed: dict[str, str] = {}
+    for lot, posting_id, available_at in going:
+        copy = Lot(
+            new_id(), lot.earned_unit, lot.remaining, lot.earned_at, lot.expires_at, lot.status
+        )
+        await uow.ledger.add_lot(restored_id, copy, posting_id, lot.remaining, available_at)
+        given.append((lot, -lot.remaining))
+        received.append((copy, lot.remaining))
+        renamed[lot.lot_id] = copy.lot_id
+        lot.remaining = 0
+        if lot.status is LotStatus.PENDING:
+            lot.status = LotStatus.CANCELLED  # its points wait on the restored member now
+        await uow.ledger.save_lot(survivor_id, lot)
+    if going:
+        await uow.ledger.add_posting(out)
+        await uow.ledger.add_posting(into)
+        await uow.ledger.move(survivor_id, out.posting_id, given, GROUP, now)
+        await uow.ledger.move(restored_id, into.posting_id, received, GROUP, now)
+    await uow.ledger.give_back_lots(
+        survivor_id, restored_id, [lot.lot_id for lot, _, _ in taken_over], renamed
+    )
+    survivor.available -= available
+    survivor.pending -= pending
+    survivor.lifetime_earned = max(0, survivor.lifetime_earned - restored.lifetime_earned)
+    restored.available += available
+    restored.pending += pending
+    restored.state = "active"
+    restored.merged_into = ""
+    await uow.ledger.save_account(survivor, now)
+    await uow.ledger.save_account(restored, now)
+
+
 # --- moving points between members and programmes ---------------------------------------------
 class LimitExceeded(FailedPrecondition):
     reason = "LIMIT_EXCEEDED"

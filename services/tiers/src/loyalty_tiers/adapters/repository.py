@@ -74,6 +74,33 @@ def _grant(row: asyncpg.Record) -> Grant:
     )
 
 
+def _snapshot(member: MemberTier | None) -> str | None:
+    if member is None:
+        return None
+    return json.dumps(
+        {
+            "tier": member.tier,
+            "since": member.since.isoformat(),
+            "tier_year_end": member.tier_year_end.isoformat() if member.tier_year_end else None,
+            "effective": member.effective,
+        }
+    )
+
+
+def _from_snapshot(member_id: str, stored: Any) -> MemberTier | None:
+    if stored is None:
+        return None
+    data = json.loads(stored) if isinstance(stored, str) else stored
+    year_end = data["tier_year_end"]
+    return MemberTier(
+        member_id,
+        data["tier"],
+        datetime.fromisoformat(data["since"]),
+        datetime.fromisoformat(year_end) if year_end else None,
+        data["effective"],
+    )
+
+
 def _totals(rows: Iterable[asyncpg.Record]) -> dict[str, dict[str, Totals]]:
     found: dict[str, dict[str, Totals]] = {}
     for r in rows:
@@ -126,12 +153,15 @@ class TierStore:
         occurred_at: datetime,
         unit: str,
         totals: Totals,
+        origin: str | None = None,
     ) -> bool:
-        """False when the event was counted already."""
+        """False when the event was counted already. `origin`: the absorbed member whose
+        activity this was, when it arrives after the merge."""
         conn = await self._conn()
         done = await conn.fetchval(
-            "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
+            "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits, "
+            "origin_member_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+            "ON CONFLICT DO NOTHING RETURNING true",
             member_id,
             event_id,
             occurred_at,
@@ -139,6 +169,7 @@ class TierStore:
             totals.spend,
             totals.points,
             totals.visits,
+            origin,
         )
         return bool(done)
 
@@ -256,16 +287,25 @@ class TierStore:
         )
         return None if found is None else str(found)
 
-    async def record_merge(self, absorbed: str, survivor: str, at: datetime) -> None:
-        """Remember the merge; members absorbed into `absorbed` earlier now point at the
-        survivor too (no chain to follow)."""
+    async def record_merge(
+        self,
+        absorbed: str,
+        survivor: str,
+        at: datetime,
+        before: tuple[MemberTier | None, MemberTier | None] = (None, None),
+    ) -> None:
+        """Remember the merge, with both members' tiers before it (survivor's, absorbed's);
+        members absorbed into `absorbed` earlier now point at the survivor too (no chain to
+        follow)."""
         conn = await self._conn()
         await conn.execute(
-            "INSERT INTO merged_members (member_id, merged_into, merged_at) VALUES ($1, $2, $3) "
+            "INSERT INTO merged_members (member_id, merged_into, merged_at, survivor_before, "
+            "absorbed_before) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) "
             "ON CONFLICT (member_id) DO NOTHING",
             absorbed,
             survivor,
             at,
+            *(_snapshot(m) for m in before),
         )
         await conn.execute(
             "UPDATE merged_members SET merged_into = $2 WHERE merged_into = $1", absorbed, survivor
@@ -291,18 +331,47 @@ class TierStore:
         )
 
     async def move_member(self, absorbed: str, survivor: str) -> None:
-        """A merge: the absorbed member's activity and grants become the survivor's."""
+        """A merge: the absorbed member's activity and grants become the survivor's, each row
+        remembering whose it was (the first owner, along a chain of merges)."""
         conn = await self._conn()
-        await conn.execute(
-            "UPDATE activity SET member_id = $2 WHERE member_id = $1", absorbed, survivor
-        )
-        await conn.execute(
-            "UPDATE tier_grants SET member_id = $2 WHERE member_id = $1", absorbed, survivor
-        )
-        await conn.execute(
-            "UPDATE membership_orders SET member_id = $2 WHERE member_id = $1", absorbed, survivor
-        )
+        for table in ("activity", "tier_grants", "membership_orders"):
+            await conn.execute(
+                f"UPDATE {table} SET member_id = $2, "
+                "origin_member_id = coalesce(origin_member_id, member_id) WHERE member_id = $1",
+                absorbed,
+                survivor,
+            )
         await conn.execute("DELETE FROM member_tiers WHERE member_id = $1", absorbed)
+
+    async def forget_merge(
+        self, restored: str
+    ) -> tuple[MemberTier | None, MemberTier | None] | None:
+        """An unmerge: the merge's record goes; both members' tiers before it (survivor's,
+        restored's), or None when no merge of `restored` is remembered."""
+        conn = await self._conn()
+        row = await conn.fetchrow(
+            "DELETE FROM merged_members WHERE member_id = $1 "
+            "RETURNING merged_into, survivor_before, absorbed_before",
+            restored,
+        )
+        if row is None:
+            return None
+        return (
+            _from_snapshot(str(row["merged_into"]), row["survivor_before"]),
+            _from_snapshot(restored, row["absorbed_before"]),
+        )
+
+    async def give_back(self, survivor: str, restored: str) -> None:
+        """An unmerge: the activity, grants and paid memberships that came from `restored` are
+        its own again."""
+        conn = await self._conn()
+        for table in ("activity", "tier_grants", "membership_orders"):
+            await conn.execute(
+                f"UPDATE {table} SET member_id = $2, origin_member_id = NULL "
+                "WHERE member_id = $1 AND origin_member_id = $2",
+                survivor,
+                restored,
+            )
 
     async def distribution(self) -> dict[str, int]:
         conn = await self._conn()

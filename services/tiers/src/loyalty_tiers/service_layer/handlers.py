@@ -87,9 +87,11 @@ class Settlement:
         *,
         effective_at: datetime | None = None,
         announce_same: bool = False,
+        announce: bool = False,
     ) -> Grant | None:
         """Place the member at the higher of the earned tier and the grants in force at `at`;
-        announce it if it changed (or, with `announce_same`, if a judgement kept it)."""
+        announce it if it changed (or, with `announce_same`, if a judgement kept it; with
+        `announce`, in any case)."""
         lapsed = [g for g in grants if g.state is GrantState.ACTIVE and g.ends_at <= at]
         for grant in lapsed:
             grant.stop(GrantState.ENDED, grant.ends_at)
@@ -101,7 +103,7 @@ class Settlement:
         if lapsed and dropped and (reason in RISING or reason == "grant_ended"):
             reason = "grant_ended"
             effective_at = effective_at or max(g.ends_at for g in lapsed)
-        if member.effective != before or (announce_same and holder is None):
+        if member.effective != before or (announce_same and holder is None) or announce:
             self._announce(member, before, reason, effective_at or at, holder)
         return holder
 
@@ -187,9 +189,11 @@ async def record_activity(
     now: datetime,
 ) -> None:
     # Activity of an absorbed member that was under way when the merge landed is the
-    # survivor's.
-    member_id = await uow.tiers.merged_into(member_id) or member_id
-    if await uow.tiers.record_activity(member_id, event_id, occurred_at, unit, totals):
+    # survivor's (and goes back with the rest if the merge is undone).
+    survivor = await uow.tiers.merged_into(member_id)
+    origin = member_id if survivor else None
+    member_id = survivor or member_id
+    if await uow.tiers.record_activity(member_id, event_id, occurred_at, unit, totals, origin):
         await judge_upgrade(uow, member_id, now)
 
 
@@ -200,15 +204,24 @@ async def judge_upgrade(uow: TiersUnitOfWork, member_id: str, now: datetime) -> 
     if rules is None:
         return
     member = await _locked_member(uow, rules, member_id, now)
-    since = rules.window_start(now, member.tier_year_end)
-    window = rules.activity(await uow.tiers.activity(member_id, since, now))
-    supported = rules.supported(window)
-    if supported > rules.index_of(member.tier):
-        member.tier, member.since = rules.tiers[supported].code, now
-        member.tier_year_end = add_months(now, TIER_YEAR_MONTHS)
-    elif member.effective == member.tier:
+    if not await _raise_to_activity(uow, rules, member, now) and member.effective == member.tier:
         return  # nothing moved and no grant is in play
     await _settle_one(uow, rules, member, "qualified", now)
+
+
+async def _raise_to_activity(
+    uow: TiersUnitOfWork, rules: Ladder, member: MemberTier, now: datetime
+) -> bool:
+    """Raise the earned tier to what the member's window of activity supports, if higher (a
+    new tier year starts); whether it rose."""
+    since = rules.window_start(now, member.tier_year_end)
+    window = rules.activity(await uow.tiers.activity(member.member_id, since, now))
+    supported = rules.supported(window)
+    if supported <= rules.index_of(member.tier):
+        return False
+    member.tier, member.since = rules.tiers[supported].code, now
+    member.tier_year_end = add_months(now, TIER_YEAR_MONTHS)
+    return True
 
 
 async def on_member_merged(
@@ -219,7 +232,8 @@ async def on_member_merged(
     rules = await uow.tiers.ladder()
     locked = await uow.tiers.lock_members([survivor_id, absorbed_id])
     await uow.tiers.move_member(absorbed_id, survivor_id)
-    await uow.tiers.record_merge(absorbed_id, survivor_id, now)
+    before = (locked.get(survivor_id), locked.get(absorbed_id))
+    await uow.tiers.record_merge(absorbed_id, survivor_id, now, before)
     if rules is None:
         return
     survivor = locked.get(survivor_id) or await _locked_member(uow, rules, survivor_id, now)
@@ -230,6 +244,46 @@ async def on_member_merged(
     # The absorbed member's grants are the survivor's now: settling counts them too.
     await _settle_one(uow, rules, survivor, "merged", now)
     await judge_upgrade(uow, survivor_id, now)
+
+
+async def on_member_unmerged(
+    uow: TiersUnitOfWork, survivor_id: str, restored_id: str, now: datetime
+) -> None:
+    """Undo a merge: the activity, grants and paid memberships that came from the restored
+    member go back to it. Each member is then judged on its own record at once: it returns to
+    the tier it held before the merge (its tier year too; one that ended meanwhile is judged at
+    the next year end on its own activity) or to what its own activity supports now, if that
+    is higher. The survivor never gains from an unmerge and drops at once when only the
+    restored member's tier or activity held it up: the tier came from a mistake, so it does not
+    wait for the tier year's end as a refund does. The restored member's tier is announced
+    (TierChanged, reason "unmerged") even if unchanged, as the other services forgot it at
+    the merge. A redelivery changes nothing."""
+    if await uow.tiers.merged_into(restored_id) != survivor_id:
+        return  # done already, or a merge this service never saw
+    locked = await uow.tiers.lock_members([survivor_id, restored_id])
+    before = await uow.tiers.forget_merge(restored_id)
+    assert before is not None
+    await uow.tiers.give_back(survivor_id, restored_id)
+    rules = await uow.tiers.ladder()
+    if rules is None:
+        return
+    entry = rules.tiers[0].code
+    survivor_before, restored = before
+    restored = restored or MemberTier(restored_id, entry, now, None)
+    await _raise_to_activity(uow, rules, restored, now)
+
+    survivor = locked.get(survivor_id) or await _locked_member(uow, rules, survivor_id, now)
+    if survivor_before is not None:
+        await _raise_to_activity(uow, rules, survivor_before, now)
+        if rules.index_of(survivor_before.tier) < rules.index_of(survivor.tier):
+            survivor.tier, survivor.since = survivor_before.tier, survivor_before.since
+            survivor.tier_year_end = survivor_before.tier_year_end
+
+    grants = await uow.tiers.active_grants([survivor_id, restored_id])
+    settlement = Settlement(rules)
+    settlement.settle(restored, grants.get(restored_id, []), "unmerged", now, announce=True)
+    settlement.settle(survivor, grants.get(survivor_id, []), "unmerged", now)
+    await settlement.write(uow)
 
 
 # -- the tier year -----------------------------------------------------------------------------
