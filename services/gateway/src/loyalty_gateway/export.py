@@ -35,6 +35,27 @@ MAX_PAGE = 500  # the largest page of the lists read here (entitlements: 200, cl
 Page = Callable[[str], Awaitable[Any]]
 
 
+class _Reading:
+    """One export's calls: the caller's metadata and what is left of its one deadline."""
+
+    def __init__(self, member: str, md: Metadata, left: Callable[[], float]) -> None:
+        self.member, self.md, self.left = member, md, left
+
+    async def one(self, method: Callable[..., Awaitable[Any]], request: Any) -> Any:
+        return await method(request, metadata=self.md, timeout=self.left())
+
+    async def every(
+        self, method: Callable[..., Awaitable[Any]], request_type: Any, items: str
+    ) -> list[Any]:
+        """Every item of the member's list, page by page."""
+        return await every_page(
+            lambda token: self.one(
+                method, request_type(member=self.member, page_size=MAX_PAGE, page_token=token)
+            ),
+            items,
+        )
+
+
 async def every_page(page: Page, items: str) -> list[Any]:
     """The items of every page of a list, in the order the service gives them."""
     found: list[Any] = []
@@ -66,11 +87,12 @@ class Exports:
         identity = await self.stubs.identity.ExportMemberData(
             identity_pb.ExportMemberDataRequest(name=member), metadata=md, timeout=left()
         )
+        read = _Reading(member, md, left)
         try:
             async with asyncio.TaskGroup() as group:  # the first failure cancels the others
-                points = group.create_task(self._points(member, md, left))
-                tier = group.create_task(self._tier(member, md, left))
-                benefits = group.create_task(self._benefits(member, md, left))
+                points = group.create_task(self._points(read, self.stubs.points))
+                tier = group.create_task(self._tier(read, self.stubs.tiers))
+                benefits = group.create_task(self._benefits(read, self.stubs.benefits))
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
         caller = current_caller()
@@ -90,68 +112,29 @@ class Exports:
             benefits=benefits.result(),
         )
 
-    async def _points(
-        self, member: str, md: Metadata, left: Callable[[], float]
-    ) -> pb.PointsExport:
-        points = self.stubs.points
-        balance = await points.GetBalance(
-            points_pb.GetBalanceRequest(member=member), metadata=md, timeout=left()
-        )
-        postings = await every_page(
-            lambda token: points.ListPostings(
-                points_pb.ListPostingsRequest(member=member, page_size=MAX_PAGE, page_token=token),
-                metadata=md,
-                timeout=left(),
-            ),
-            "postings",
-        )
+    @staticmethod
+    async def _points(read: _Reading, points: Any) -> pb.PointsExport:
+        balance = await read.one(points.GetBalance, points_pb.GetBalanceRequest(member=read.member))
+        postings = await read.every(points.ListPostings, points_pb.ListPostingsRequest, "postings")
         return pb.PointsExport(balance=balance.balance, postings=postings)
 
-    async def _tier(self, member: str, md: Metadata, left: Callable[[], float]) -> pb.TierExport:
-        tiers = self.stubs.tiers
-        standing = await tiers.GetMemberTier(
-            tiers_pb.GetMemberTierRequest(member=member), metadata=md, timeout=left()
+    @staticmethod
+    async def _tier(read: _Reading, tiers: Any) -> pb.TierExport:
+        standing = await read.one(
+            tiers.GetMemberTier, tiers_pb.GetMemberTierRequest(member=read.member)
         )
-        history = await every_page(
-            lambda token: tiers.ListTierHistory(
-                tiers_pb.ListTierHistoryRequest(
-                    member=member, page_size=MAX_PAGE, page_token=token
-                ),
-                metadata=md,
-                timeout=left(),
-            ),
-            "changes",
+        history = await read.every(
+            tiers.ListTierHistory, tiers_pb.ListTierHistoryRequest, "changes"
         )
-        grants = await every_page(
-            lambda token: tiers.ListTierGrants(
-                tiers_pb.ListTierGrantsRequest(member=member, page_size=MAX_PAGE, page_token=token),
-                metadata=md,
-                timeout=left(),
-            ),
-            "tier_grants",
+        grants = await read.every(
+            tiers.ListTierGrants, tiers_pb.ListTierGrantsRequest, "tier_grants"
         )
         return pb.TierExport(standing=standing, history=history, grants=grants)
 
-    async def _benefits(
-        self, member: str, md: Metadata, left: Callable[[], float]
-    ) -> pb.BenefitsExport:
-        benefits = self.stubs.benefits
-        entitlements = await every_page(
-            lambda token: benefits.ListEntitlements(
-                benefits_pb.ListEntitlementsRequest(
-                    member=member, page_size=MAX_PAGE, page_token=token
-                ),
-                metadata=md,
-                timeout=left(),
-            ),
-            "entitlements",
+    @staticmethod
+    async def _benefits(read: _Reading, benefits: Any) -> pb.BenefitsExport:
+        entitlements = await read.every(
+            benefits.ListEntitlements, benefits_pb.ListEntitlementsRequest, "entitlements"
         )
-        coupons = await every_page(
-            lambda token: benefits.ListCoupons(
-                benefits_pb.ListCouponsRequest(member=member, page_size=MAX_PAGE, page_token=token),
-                metadata=md,
-                timeout=left(),
-            ),
-            "coupons",
-        )
+        coupons = await read.every(benefits.ListCoupons, benefits_pb.ListCouponsRequest, "coupons")
         return pb.BenefitsExport(entitlements=entitlements, coupons=coupons)
