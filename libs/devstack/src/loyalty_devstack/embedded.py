@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -29,11 +30,26 @@ import psutil  # type: ignore[import-untyped]
 DEV_NATS_PORT = 14222
 
 
+# Ports handed out for servers to bind later: below the kernel's ephemeral range (32768-60999 on
+# Linux), so an outgoing connection opened meanwhile (to PostgreSQL, NATS, a peer) can never have
+# taken the port by the time the server binds it. Random, so parallel runs rarely pick the same.
+_LISTEN_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port nothing listens on now, for a server that binds it a moment later."""
+    for _ in range(200):
+        port = random.choice(_LISTEN_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a crowded range: let the kernel choose
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def port_open(host: str, port: int) -> bool:
