@@ -164,7 +164,6 @@ async def test_a_node_killed_under_load_loses_nothing_and_consumers_carry_on(
     # may still be pending: those events come again after the ack wait and the inbox drops them.)
     consumer = await suite.js.consumer_info(points_stream, "tiers-activity")
     assert consumer.num_pending == 0
-    assert consumer.delivered.stream_seq == after.state.last_seq
 
     # The node comes back on its own store and catches up: three current replicas again.
     await suite.cluster.restart(leader)
