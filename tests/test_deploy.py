@@ -407,6 +407,16 @@ def test_every_loyalty_key_is_a_settings_field_with_a_valid_value() -> None:
             validated(field, value, settings)
 
 
+def test_streams_are_replicated_on_every_node_of_the_nats_cluster() -> None:
+    """R3 on the 3-node cluster: one node lost loses nothing published (what
+    tests/reliability/test_nats_cluster.py proves on loopback)."""
+    config = shared_config()
+    nats = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())["config"]
+    assert nats["cluster"]["enabled"] and nats["jetstream"]["enabled"]
+    replicas = int(config["LOYALTY_EVENT_STREAM_REPLICAS"])
+    assert replicas == nats["cluster"]["replicas"] == 3
+
+
 def test_the_gateway_finds_every_backend_by_its_service_name() -> None:
     gateway = main_container(find("Deployment", "gateway"), "gateway")
     env = literal_env(gateway)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 
 import grpc
+import nats.errors
+import nats.js.errors
 import pytest
 from loyalty_kit.jobs import log_round_failed, outage
 from loyalty_kit.logs import get_logger
@@ -21,6 +23,25 @@ def test_a_peer_down_or_too_slow_is_an_outage_and_a_refusal_is_not() -> None:
     assert outage(peer_error(grpc.StatusCode.DEADLINE_EXCEEDED))
     assert not outage(peer_error(grpc.StatusCode.FAILED_PRECONDITION))
     assert not outage(ValueError("a bug"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        nats.js.errors.ServiceUnavailableError(),  # a stream or consumer without a leader
+        nats.js.errors.NoStreamResponseError(),  # a publish no stream leader answered
+        nats.errors.NoRespondersError(),
+        nats.errors.ConnectionReconnectingError(),
+        nats.errors.TimeoutError(),
+    ],
+)
+def test_the_event_bus_unavailable_is_an_outage(error: Exception) -> None:
+    assert outage(error)
+
+
+def test_a_refusal_of_the_event_bus_is_not_an_outage() -> None:
+    assert not outage(nats.js.errors.BadRequestError())
+    assert not outage(nats.errors.MaxPayloadError())
 
 
 @pytest.mark.parametrize(

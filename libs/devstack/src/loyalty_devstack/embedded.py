@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,10 +154,43 @@ def nats_server_binary() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class ClusterRoutes:
+    """A node's place in a NATS cluster on loopback: the cluster's name, the port this node
+    takes routes on, and every node's route port (its own is ignored by the server)."""
+
+    name: str
+    port: int
+    ports: tuple[int, ...]
+
+    def arguments(self) -> list[str]:
+        routes = ",".join(f"nats://127.0.0.1:{port}" for port in self.ports)
+        return [
+            "--cluster_name",
+            self.name,
+            "--cluster",
+            f"nats://127.0.0.1:{self.port}",
+            "--routes",
+            routes,
+        ]
+
+
 class EmbeddedNats:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    """One nats-server with JetStream; a node of a cluster when given `server_name` and
+    `routes` (loyalty_devstack.cluster)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        server_name: str = "",
+        routes: ClusterRoutes | None = None,
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
+        self.server_name = server_name
+        self.routes = routes
         self._process: subprocess.Popen[bytes] | None = None
         self.stopped_stale: int | None = None  # pid of a server a stopped run left behind
 
@@ -204,6 +238,8 @@ class EmbeddedNats:
                 str(log_file),
                 "--pid",
                 str(self.pid_file),
+                *(["--server_name", self.server_name] if self.server_name else []),
+                *(self.routes.arguments() if self.routes else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -218,6 +254,18 @@ class EmbeddedNats:
                 raise RuntimeError(f"nats-server did not start in {timeout}s; see {log_file}")
             time.sleep(0.05)
         return self.url
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a node lost outright: no shutdown, nothing flushed, no goodbye."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
+        self._process = None
 
     def stop(self) -> None:
         if self._process is None:
@@ -300,6 +348,7 @@ async def drop_run_data(database_url: str, nats_url: str, run_id: str) -> None:
     import asyncpg
     import nats
     from loyalty_kit.db import asyncpg_params, quote_ident
+    from loyalty_kit.events import server_urls
     from sqlalchemy.engine import make_url
 
     conn = await asyncpg.connect(**asyncpg_params(make_url(database_url)))
@@ -313,7 +362,7 @@ async def drop_run_data(database_url: str, nats_url: str, run_id: str) -> None:
             )
     finally:
         await conn.close()
-    client = await nats.connect(nats_url)
+    client = await nats.connect(server_urls(nats_url))
     try:
         js = client.jetstream()
         for stream in await js.streams_info():

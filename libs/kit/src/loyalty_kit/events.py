@@ -19,14 +19,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import nats
+import nats.errors
+import nats.js.errors
 from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
+from loyalty_kit.logs import get_logger
+
 if TYPE_CHECKING:
     from loyalty_kit.settings import Settings
+
+log = get_logger("loyalty.events")
 
 EVENT_TYPE_HEADER = "Loyalty-Event-Type"
 EVENT_ID_HEADER = "Loyalty-Event-Id"  # what consumers de-duplicate by
@@ -68,14 +74,70 @@ class EventMeta:
     published_at: datetime | None = None
 
 
+def server_urls(url: str) -> list[str]:
+    """`LOYALTY_NATS_URL` as servers: one URL, or a cluster's nodes comma-separated."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+# A connection to a node that died without closing it (a host lost, not a process killed) is
+# noticed after PING_INTERVAL_SECONDS * MAX_OUTSTANDING_PINGS, then the client moves on to
+# another node of the cluster (those named, and those the cluster tells it about).
+PING_INTERVAL_SECONDS = 10
+MAX_OUTSTANDING_PINGS = 3
+
+
+# What the bus answers while it cannot take or hand out events for a moment: the connection is
+# down or moving to another node, or a stream or consumer has no leader (a node was lost and its
+# peers are electing one). Worth retrying, as a database outage is; not a failed event.
+_BUS_UNAVAILABLE = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.TimeoutError,
+    nats.errors.NoServersError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+)
+
+
+def bus_unavailable(error: BaseException) -> bool:
+    """True when `error` means NATS cannot be used now (see _BUS_UNAVAILABLE)."""
+    return isinstance(error, _BUS_UNAVAILABLE) or isinstance(error.__cause__, _BUS_UNAVAILABLE)
+
+
 async def connect(url: str, name: str) -> NATS:
-    return await nats.connect(
-        url,
+    """A connection that keeps reconnecting, to any node of a cluster, for as long as it lives;
+    publishes made meanwhile are buffered and sent once it is back. Losing a node is a warning
+    (the connection moves on); anything else the client reports is an error."""
+
+    async def on_error(error: Exception) -> None:
+        if bus_unavailable(error) or isinstance(error, OSError):
+            log.warning("nats: connection lost; reconnecting", connection=name, error=repr(error))
+        else:
+            log.error("nats: client error", connection=name, exc_info=error)
+
+    async def on_disconnected() -> None:
+        log.warning("nats: disconnected", connection=name)
+
+    async def on_reconnected() -> None:
+        server = client.connected_url.netloc if client.connected_url else ""
+        log.info("nats: reconnected", connection=name, server=server)
+
+    client = await nats.connect(
+        server_urls(url),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        ping_interval=PING_INTERVAL_SECONDS,
+        max_outstanding_pings=MAX_OUTSTANDING_PINGS,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
     )
+    return client
 
 
 def dead_letter_subject(namespace: str, consumer: str) -> str:

@@ -43,7 +43,7 @@ from loyalty_kit.events import (
     ensure_stream,
     subject_of,
 )
-from loyalty_kit.jobs import outage
+from loyalty_kit.jobs import log_round_failed, outage
 from loyalty_kit.logs import get_logger, scrub
 from loyalty_kit.settings import Settings
 from loyalty_kit.tables import inbox
@@ -250,6 +250,15 @@ class EventConsumer:
                 try:
                     messages = await sub.fetch(self.batch, timeout=1.0)
                 except (FetchTimeoutError, TimeoutError):
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    # The consumer outlives whatever the bus answers: a node lost, a leader
+                    # being elected (one warning a pause), or anything else (logged as the
+                    # bug it may be); it fetches again after a pause.
+                    log_round_failed(log, "fetching events", error, consumer=self.name)
+                    await asyncio.sleep(self.retry_delay_seconds)
                     continue
                 for index, msg in enumerate(messages):
                     try:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from loyalty_kit.db import database_unavailable
+from loyalty_kit.events import bus_unavailable
 from loyalty_kit.logs import get_logger
 
 log = get_logger("loyalty.jobs")
@@ -36,10 +37,11 @@ async def every(
 
 
 def outage(error: BaseException) -> bool:
-    """The database or a peer service cannot be reached now: worth retrying, not a bug."""
+    """The database, the event bus or a peer service cannot be reached now: worth retrying,
+    not a bug."""
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-    return database_unavailable(error)
+    return database_unavailable(error) or bus_unavailable(error)
 
 
 def log_round_failed(logger: Any, work: str, error: BaseException, **fields: Any) -> None:

@@ -28,7 +28,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from loyalty_kit.db import asyncpg_params, database_unavailable, driver_connection
-from loyalty_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MSG_ID_HEADER, event_subject
+from loyalty_kit.events import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    MSG_ID_HEADER,
+    bus_unavailable,
+    event_subject,
+)
 from loyalty_kit.logs import get_logger
 from loyalty_kit.tables import OUTBOX_CHANNEL
 
@@ -164,6 +170,14 @@ class OutboxRelay:
                 except Exception as error:
                     if database_unavailable(error):
                         log.warning("outbox relay: database unavailable; retrying")
+                    elif bus_unavailable(error) or isinstance(error, TimeoutError):
+                        # No acknowledgement in time, or no stream leader yet (a NATS node
+                        # lost): the batch stays unpublished and goes again; duplicates of
+                        # what did get through are dropped by the duplicate window.
+                        log.warning(
+                            "outbox relay: event bus unavailable; retrying",
+                            error=type(error).__name__,
+                        )
                     else:
                         log.exception("outbox relay failed; retrying")
                     await asyncio.sleep(self.poll_seconds)

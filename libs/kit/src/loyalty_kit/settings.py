@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     migrate_on_start: bool = Field(
         default=True, description="Run the service's Alembic migrations when it starts."
     )
-    nats_url: str = Field(default="", description="NATS server with JetStream, nats://host:4222.")
+    nats_url: str = Field(
+        default="",
+        description="NATS with JetStream, nats://host:4222; a cluster's nodes comma-separated.",
+    )
     event_namespace: str = Field(
         default="loyalty",
         description="First token of event subjects and stream names (tests use their own).",
