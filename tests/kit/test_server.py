@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit import db
+from loyalty_kit import server as server_module
 from loyalty_kit.status import bad_request, error_info, from_rpc_error
 
 from tests.kit.echo import ECHO_SERVICE, echo_call, echo_spec
@@ -163,3 +165,28 @@ async def test_stopping_is_bounded_when_a_job_ignores_cancellation(services: Ser
     await service.stop(grace=0.1)
     assert time.monotonic() - started < 15
     released.set()  # let it end, so the test leaves nothing running
+
+
+async def test_background_work_that_crashes_is_started_again(
+    services: ServiceRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer or relay that meets a bug or a surprise from a dependency must not leave the
+    service serving without it: it is logged and started again, until the service stops."""
+    monkeypatch.setattr(server_module, "RESTART_PAUSE_SECONDS", 0.05)
+    runs: list[int] = []
+
+    async def flaky() -> None:
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise RuntimeError("a surprise")
+        await asyncio.Event().wait()  # the third start keeps running
+
+    spec = dataclasses.replace(echo_spec(uses_database=False), jobs=lambda _ctx: [flaky])
+    service = await services.start(spec)
+    for _ in range(100):
+        if len(runs) == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert runs == [0, 1, 2]
+    await service.stop(grace=0.1)
+    assert len(runs) == 3  # stopped, not started again

@@ -74,6 +74,8 @@ NATS_DRAIN_SECONDS = 3.0
 CANCEL_WAIT_SECONDS = 5.0  # how long cancelled tasks and the engine get to finish on stop
 DOWN_CHECK_SECONDS = 1.0  # how often health re-checks a database that did not answer
 MIN_CHECK_GAP_SECONDS = 0.1
+RESTART_PAUSE_SECONDS = 1.0  # before crashed background work starts again (doubling)
+RESTART_PAUSE_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -149,13 +151,27 @@ class RunningService:
                 await asyncio.wait_for(outage.wait(), interval)
 
     def _spawn(self, job: Job, name: str, *, is_job: bool = False) -> None:
+        """Run background work (the relay, a consumer, a job) for the life of the service: work
+        that crashes is logged with its traceback and started again after a pause that doubles
+        (1 s up to a minute), so one bug or a surprise from a dependency never leaves a service
+        serving without its consumers or relay. Work that returns is done."""
+        stopping = self.context.stopping
+
         async def guarded() -> None:
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background job crashed", job=name)
+            pause = RESTART_PAUSE_SECONDS
+            while True:
+                try:
+                    await job()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("background work crashed; restarting", job=name, after=pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), pause)
+                if stopping.is_set():
+                    return
+                pause = min(pause * 2, RESTART_PAUSE_MAX_SECONDS)
 
         (self._jobs if is_job else self._tasks).append(asyncio.create_task(guarded(), name=name))
 
