@@ -23,7 +23,6 @@ from tests.gateway.conftest import (
     Gateway,
     catalogue,
     gateway,
-    gateway_service,
     points,
     programme,
     tiers,
@@ -31,7 +30,7 @@ from tests.gateway.conftest import (
 from tests.gateway.test_checkout import checkout, coupon_for, member_with
 from tests.gateway.test_composite import phone, purchase
 
-__all__ = ["catalogue", "gateway", "gateway_service", "points", "programme", "tiers"]
+__all__ = ["catalogue", "gateway", "points", "programme", "tiers"]
 
 DRINK = "test-hotel-welcome-drink"
 
