@@ -14,6 +14,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's own default receive bound, made explicit
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore")
@@ -55,6 +57,14 @@ class Settings(BaseSettings):
     points_target: str = ""
     tiers_target: str = ""
     benefits_target: str = ""
+
+    grpc_max_message_bytes: int = Field(
+        default=MAX_MESSAGE_BYTES,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest gRPC message a server or client sends or takes; a larger one is "
+        "RESOURCE_EXHAUSTED.",
+    )
 
     # --- behaviour --------------------------------------------------------------------------
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
