@@ -123,7 +123,9 @@ class Settings(BaseSettings):
     # --- observability ----------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
-    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_exporter: Literal["none", "console", "otlp", "memory"] = Field(
+        default="none", description="Where spans go; memory: kept in the process, for tests."
+    )
     otel_endpoint: str = Field(default="", description="OTLP gRPC endpoint, e.g. localhost:4317")
 
     @field_validator("event_namespace")
