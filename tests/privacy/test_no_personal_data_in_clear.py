@@ -17,10 +17,12 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
+from loyalty_devstack import cli
 from loyalty_devstack.demo import load as load_demo
 from loyalty_devstack.pii import PersonalDataScanner, demo_values, is_resident_id
 from loyalty_devstack.testing import ServiceRunner
@@ -302,3 +304,17 @@ def test_the_scanner_finds_what_it_is_there_for() -> None:
         (4, "known"),
     ]
     assert all(value not in str(f) for f in found for value in someone.values())
+
+
+def test_scan_pii_on_files_exits_1_with_masked_findings_and_0_when_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leaky, clean = tmp_path / "leaky.log", tmp_path / "clean.log"
+    leaky.write_text('{"event": "rpc", "note": "李明 at 13900139000"}\n', encoding="utf-8")
+    clean.write_text('{"event": "rpc", "member": "members/3f2a9c1e-1380"}\n', encoding="utf-8")
+    assert cli.main(["scan-pii", str(leaky), str(clean), "--value", "Wei Lan"]) == 1
+    out = capsys.readouterr().out
+    assert f"{leaky}:1: phone 139******00" in out and f"{leaky}:1: known 李*" in out
+    assert "13900139000" not in out and "李明" not in out
+    assert cli.main(["scan-pii", str(clean)]) == 0
+    assert cli.main(["scan-pii", str(tmp_path / "missing.log")]) == 2
