@@ -3,30 +3,40 @@
 timestamps, huge and malformed decimals, long strings, enum numbers the contract does not
 name), undecodable bodies and non-UTF-8 `-bin` headers with a status of its own: never
 INTERNAL, never UNKNOWN. Each defect once found by fuzzing is an explicit case below.
+
+Hostile input is also bounded: a message past the size limit is refused by gRPC before it is
+read, text with control, bidirectional or invisible characters is INVALID_CHARACTERS in every
+method, and any page size or page token answers at once.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import pytest
 import pytest_asyncio
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message_factory import GetMessageClass
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, member_pb2
 from loyalty_devstack.demo import load as load_demo
 from loyalty_devstack.testing import ServiceRunner, metadata_for
+from loyalty_kit import channels
 from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
 from loyalty_kit.status import bad_request, error_info, from_rpc_error
 
-from tests.fuzz.messages import Rpc, messages, unary_rpcs, undecodable_bodies
+from tests.fuzz.messages import HOSTILE_TEXT, Rpc, messages, unary_rpcs, undecodable_bodies
 from tests.support.clock import Clock
 
 RPCS = {str(rpc): rpc for rpc in unary_rpcs()}  # "PointsService/EarnPoints": ...
@@ -45,6 +55,7 @@ class Suite:
     hints: dict[str, list[str]]
     member: str = ""
     phone: str = ""
+    targets: dict[str, str] = field(default_factory=dict)
 
     async def register(self) -> Suite:
         """This suite with a new member of its own (generated requests may erase the last)."""
@@ -60,7 +71,7 @@ class Suite:
             metadata=metadata_for(ADMIN),
             timeout=30,
         )
-        return Suite(self.channels, self.hints, str(registered.member.name), phone)
+        return Suite(self.channels, self.hints, str(registered.member.name), phone, self.targets)
 
     async def call(
         self, rpc: Rpc, body: bytes, metadata: tuple[tuple[str, str | bytes], ...] | None = None
@@ -91,7 +102,7 @@ async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIte
     for job in ("POINTS_JOB", "TIERS_JOB", "BENEFITS_ISSUANCE"):
         os.environ[f"LOYALTY_{job}_INTERVAL_SECONDS"] = "3600"  # as the other suites do
     settings = make_settings(database_prefix=f"{run_id}_fuzz_", event_namespace=f"{run_id}fuzz")
-    runner, clock, channels = ServiceRunner(settings), Clock(), {}
+    runner, clock, channels, targets = ServiceRunner(settings), Clock(), {}, {}
     trusting = os.environ.get(TRUST_HEADERS)
     os.environ[TRUST_HEADERS] = "true"
     try:
@@ -100,13 +111,14 @@ async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIte
             if spec is not GATEWAY:  # no service calls the gateway
                 settings = settings.model_copy(update={f"{spec.name}_target": service.target})
             channels[spec.name] = grpc.aio.insecure_channel(service.target)
+            targets[spec.name] = service.target
     finally:
         if trusting is None:
             os.environ.pop(TRUST_HEADERS)
         else:
             os.environ[TRUST_HEADERS] = trusting
     await load_demo(settings)
-    suite = await Suite(channels, {}).register()
+    suite = await Suite(channels, {}, targets=targets).register()
     suite.hints.update(
         {
             "member": [suite.member],
@@ -302,3 +314,158 @@ def fill(message: Any, fields: dict[str, Any]) -> Any:
         else:
             setattr(message, key, value)
     return message
+
+
+MIB = 1024 * 1024
+SERVICES = ("identity", "points", "tiers", "benefits", "gateway")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_a_message_past_the_size_limit_is_resource_exhausted_and_the_service_carries_on(
+    suite: Suite, service: str
+) -> None:
+    rpc = next(r for r in RPCS.values() if r.service == service)
+    started = time.perf_counter()
+    error = await suite.call(rpc, b"\x0a" + b"\xff" * (4 * MIB + 1))
+    assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+    assert "larger than max" in (error.details() or "")
+    assert from_rpc_error(error) is None  # gRPC's own answer: no details to misread
+    assert time.perf_counter() - started < 10
+    health = health_pb2_grpc.HealthStub(suite.channels[service])
+    answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_long_string_within_the_size_limit_is_a_field_violation_not_a_size_error(
+    suite: Suite,
+) -> None:
+    rpc = BY_METHOD["GetMember"]
+    request = fill(rpc.request_class(), {"name": "members/" + "x" * (3 * MIB)})
+    error = await suite.call(rpc, request.SerializeToString())
+    assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+
+
+async def test_a_kit_channel_refuses_to_send_past_its_own_limit(suite: Suite) -> None:
+    rpc = BY_METHOD["GetMember"]
+    async with channels.channel(suite.targets["identity"], max_message_bytes=64 * 1024) as small:
+        send = small.unary_unary(rpc.path)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await send(b"\x0a" + b"\xff" * (128 * 1024), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _first_text_field(rpc: Rpc) -> str | None:
+    return next(
+        (
+            f.name
+            for f in rpc.method.input_type.fields
+            if f.type == FieldDescriptor.TYPE_STRING and not f.is_repeated
+        ),
+        None,
+    )
+
+
+TEXT_RPCS = sorted(name for name, rpc in RPCS.items() if _first_text_field(rpc))
+
+
+@pytest.mark.parametrize("name", TEXT_RPCS)
+@pytest.mark.parametrize("text", HOSTILE_TEXT, ids=[f"U+{ord(c):04X}" for c in HOSTILE_TEXT])
+async def test_text_with_control_bidi_or_invisible_characters_is_invalid_characters_everywhere(
+    suite: Suite, name: str, text: str
+) -> None:
+    rpc = BY_METHOD[name.rsplit("/", 1)[-1]]
+    field = _first_text_field(rpc)
+    assert field is not None
+    request = rpc.request_class()
+    setattr(request, field, f"Wang{text}Fang")
+    error = await suite.call(rpc, request.SerializeToString())
+    assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    status = from_rpc_error(error)
+    assert status is not None
+    info, violations = error_info(status), bad_request(status)
+    assert info is not None and info.reason == "INVALID_CHARACTERS", status
+    assert violations is not None and [v.field for v in violations.field_violations] == [field]
+    assert violations.field_violations[0].reason == "INVALID_CHARACTERS"
+
+
+async def test_text_nested_in_repeated_messages_and_maps_is_checked_too(suite: Suite) -> None:
+    rpc = BY_METHOD["RegisterMember"]
+    request = fill(
+        rpc.request_class(),
+        {
+            "request_id": f"fuzz-{uuid.uuid4().hex}",
+            "unit": "mall",
+            "identities": [{"type": "phone", "value": "139\u202e00139000"}],
+            "profile": {"full_name": "陈\u200b静"},
+        },
+    )
+    error = await suite.call(rpc, request.SerializeToString())
+    assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    status = from_rpc_error(error)
+    assert status is not None and (found := bad_request(status)) is not None
+    assert [v.field for v in found.field_violations] == ["identities[0].value", "profile.full_name"]
+
+
+# Each List and the most its pages hold (protos/README.md, "Sizes of messages and pages").
+LISTS = {
+    "ListMembers": ("members", 1000),
+    "ListConsentEvents": ("consent_events", 500),
+    "ListIdentityTypes": ("identity_types", 1000),
+    "ListPostings": ("postings", 500),
+    "ListTierHistory": ("changes", 500),
+    "ListTierGrants": ("tier_grants", 500),
+    "ListEntitlements": ("entitlements", 200),
+    "ListCoupons": ("coupons", 500),
+    "ListRewards": ("rewards", 200),
+}
+
+
+def test_every_list_of_the_contracts_is_bounded_here() -> None:
+    assert sorted(LISTS) == sorted(m for m in BY_METHOD if m.startswith("List"))
+
+
+def _list_request(suite: Suite, method: str, **fields: Any) -> Any:
+    rpc = BY_METHOD[method]
+    request = rpc.request_class()
+    if "member" in rpc.method.input_type.fields_by_name:
+        setattr(request, "member", suite.member)  # noqa: B010 (not every List has one)
+    return fill(request, fields)
+
+
+@pytest.mark.parametrize("method", sorted(LISTS))
+async def test_a_huge_page_size_is_clamped_to_the_maximum_and_answers_at_once(
+    suite: Suite, method: str
+) -> None:
+    rpc = BY_METHOD[method]
+    items, maximum = LISTS[method]
+    request = _list_request(suite, method, page_size=2**31 - 1)
+    started = time.perf_counter()
+    answer = await suite.channels[rpc.service].unary_unary(
+        rpc.path,
+        request_serializer=type(request).SerializeToString,
+        response_deserializer=GetMessageClass(rpc.method.output_type).FromString,
+    )(request, metadata=metadata_for(ADMIN), timeout=10)
+    assert time.perf_counter() - started < 5
+    assert len(getattr(answer, items)) <= maximum
+
+
+@pytest.mark.parametrize("method", sorted(LISTS))
+@pytest.mark.parametrize(
+    "token",
+    [
+        "A" * 3 * 1024 * 1024,  # 3 MiB of base64
+        base64.urlsafe_b64encode(b"[" * 700).decode(),  # nested past the parser's stack
+        base64.urlsafe_b64encode(b'{"a": {"x": 1}, "f": "0"}').decode(),  # another filter
+    ],
+    ids=["huge", "deep", "foreign"],
+)
+async def test_a_hostile_page_token_is_invalid_argument(
+    suite: Suite, method: str, token: str
+) -> None:
+    rpc = BY_METHOD[method]
+    request = _list_request(suite, method, page_token=token)
+    error = await suite.call(rpc, request.SerializeToString())
+    assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    status = from_rpc_error(error)
+    assert status is not None and (found := bad_request(status)) is not None
+    assert [v.field for v in found.field_violations] == ["page_token"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import pytest
@@ -32,6 +33,18 @@ def test_a_log_line_with_personal_data_is_masked(capfd: pytest.CaptureFixture[st
     assert line["note"] == "phone [number], mail [email]"
     assert line["event"] == "registered" and line["level"] == "info"
     assert line["timestamp"].startswith("20")  # timestamps are not mistaken for numbers
+
+
+def test_a_library_message_with_personal_data_is_masked_too(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A record of another library (an HTTP client logging the URL it called) is all message."""
+    configure_logging("test", "INFO", "json")
+    logging.getLogger("httpx").warning(
+        "GET /v1/members:resolve?type=phone&value=13812345678 and value=wei%40example.com"
+    )
+    line = json.loads(capfd.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "GET /v1/members:resolve?type=phone&value=[number] and value=[email]"
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,9 @@
 loyalty-dev run      infrastructure + every service, logs prefixed; Ctrl-C stops it all
 loyalty-dev infra    only PostgreSQL and NATS (embedded unless the environment names them)
 loyalty-dev demo     load what is missing of the Huayue demo programme into a running suite
+loyalty-dev scan-pii FILE...  find personal data in clear in logs, traces or dumped events
+                     (phones, e-mails, resident id numbers, the demo members' names and
+                     identities, and each --value); exits 1 when anything is found
 
 While `run` or `infra` is up, `<data folder>/env` holds the `export LOYALTY_...` lines the other
 command lines need (`. .loyalty/env`, then e.g. `loyalty-gateway clients list`).
@@ -33,6 +36,7 @@ from loyalty_kit.settings import Settings
 
 from loyalty_devstack import demo
 from loyalty_devstack.embedded import DEV_NATS_PORT, Infrastructure, PortTaken, ensure_port_free
+from loyalty_devstack.pii import PersonalDataScanner, demo_values
 
 # Start order: the services the others call come first; the gateway last, stopped first.
 SERVICES = ("identity", "points", "tiers", "benefits", "gateway")
@@ -393,13 +397,38 @@ async def run_infra(data_dir: Path) -> int:
     return 0
 
 
+def scan_pii(files: list[Path], values: list[str]) -> int:
+    """Every finding, masked, one a line; 0 when none, 1 when some, 2 when a file is missing."""
+    if not files:
+        print("scan-pii: name the files to scan", file=sys.stderr)
+        return 2
+    scanner = PersonalDataScanner([*demo_values(), *values])
+    found = 0
+    for path in files:
+        if not path.is_file():
+            print(f"scan-pii: {path}: no such file", file=sys.stderr)
+            return 2
+        for finding in scanner.scan_file(path):
+            print(finding)
+            found += 1
+    print(f"{found} personal values in clear in {len(files)} files", file=sys.stderr)
+    return 1 if found else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="loyalty-dev",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["run", "infra", "demo"])
+    parser.add_argument("command", choices=["run", "infra", "demo", "scan-pii"])
+    parser.add_argument("files", nargs="*", type=Path, help="scan-pii: the files to scan")
+    parser.add_argument(
+        "--value",
+        action="append",
+        default=[],
+        help="scan-pii: a personal value to look for as well (repeatable)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -408,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         "default .loyalty)",
     )
     args = parser.parse_args(argv)
+    if args.command == "scan-pii":
+        return scan_pii(args.files, args.value)
+    if args.files:
+        parser.error(f"{args.command} takes no files")
     data_dir = args.data_dir.resolve()  # the services and the env file see one absolute path
     if args.command == "run":
         return asyncio.run(run_suite(data_dir))

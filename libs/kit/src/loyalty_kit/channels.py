@@ -4,6 +4,10 @@ The deadline is what remains of the inbound call's (see `deadlines`), capped; ca
 any request (jobs, consumers) get the default. Retries follow gRPC's service-config retry policy,
 which only retries when the server has not seen the request or said UNAVAILABLE, so mutating
 calls stay safe (they are idempotent by request_id anyway).
+
+Messages are bounded both ways (`LOYALTY_GRPC_MAX_MESSAGE_BYTES`, 4 MiB by default, the same
+bound the servers keep): a larger one fails with gRPC's own RESOURCE_EXHAUSTED, which is never
+retried.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import grpc
 
 from loyalty_kit.deadlines import outbound_timeout
+from loyalty_kit.settings import MAX_MESSAGE_BYTES, Settings
 
 RETRY_SERVICE_CONFIG = json.dumps(
     {
@@ -61,7 +66,11 @@ class _DeadlineInterceptor(
 
 
 def channel(
-    target: str, *, default_deadline: float = 5.0, max_deadline: float = 30.0
+    target: str,
+    *,
+    default_deadline: float = 5.0,
+    max_deadline: float = 30.0,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         target,
@@ -75,6 +84,19 @@ def channel(
             ("grpc.max_reconnect_backoff_ms", 2_000),
             # Room for a rich google.rpc.Status in the trailers (the default soft cap is 8 KiB).
             ("grpc.max_metadata_size", 64 * 1024),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
         ],
         interceptors=[_DeadlineInterceptor(default_deadline, max_deadline)],
+    )
+
+
+def channel_to(settings: Settings, service: str) -> grpc.aio.Channel:
+    """A channel to another service of the suite, with the deadlines and message bounds of
+    `settings`."""
+    return channel(
+        settings.target_of(service),
+        default_deadline=settings.default_deadline_seconds,
+        max_deadline=settings.max_deadline_seconds,
+        max_message_bytes=settings.grpc_max_message_bytes,
     )

@@ -30,6 +30,7 @@ from loyalty_kit.status import (
     to_grpc_status,
     upstream_status,
 )
+from loyalty_kit.validation import refuse_hostile_text
 
 log = get_logger("loyalty.rpc")
 
@@ -96,9 +97,13 @@ def malformed_request() -> InvalidArgument:
 
 
 def refusing_malformed(behavior: Any) -> Any:
+    """`behavior` behind the checks every decoded request passes (after authorisation): a body
+    that decodes, and text in every string (`validation.refuse_hostile_text`)."""
+
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if request is MALFORMED:
             raise malformed_request()
+        refuse_hostile_text(request)
         return await behavior(request, context)
 
     return unary
@@ -108,6 +113,7 @@ def refusing_malformed_stream(behavior: Any) -> Any:
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         if request is MALFORMED:
             raise malformed_request()
+        refuse_hostile_text(request)
         async for item in behavior(request, context):
             yield item
 

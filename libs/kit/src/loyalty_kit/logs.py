@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")  # in a URL, too
 # One pass over the text: what must survive (UUIDs, ISO dates and times) is matched first and
 # kept; a phone, card or id number is 7+ digits standing alone, optionally with a leading +, a
 # country code in parentheses, and single spaces, hyphens or dots between its groups. "Alone"
@@ -36,9 +36,10 @@ def _mask(match: re.Match[str]) -> str:
     return match.group() if match.group("keep") else "[number]"
 
 
-# Keys the logging machinery itself fills in.
+# Keys the logging machinery itself fills in. Not `event`: for a library's record (an HTTP
+# client logging the URL it called) it is the whole message.
 _TRUSTED_KEYS = frozenset(
-    {"timestamp", "level", "logger", "service", "ms", "port", "method", "code", "event"}
+    {"timestamp", "level", "logger", "service", "ms", "port", "method", "code"}
 )
 
 

@@ -1,6 +1,8 @@
 """List pagination (AIP-158): page_size 0 means the default, negative is INVALID_ARGUMENT,
 above the maximum is clamped; page tokens are opaque and tied to the request's filter, so a
-token used with another filter is refused rather than silently mixing two lists."""
+token used with another filter is refused rather than silently mixing two lists. A token is
+short (what it carries is one position); anything longer than `MAX_TOKEN_LENGTH` or that does not
+decode is INVALID_ARGUMENT, whatever it holds."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+
+MAX_TOKEN_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -31,11 +35,13 @@ def read_page(
     size = default if page_size == 0 else min(page_size, maximum)
     if not page_token:
         return Page(size, None)
+    if len(page_token) > MAX_TOKEN_LENGTH:
+        raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
     try:
         padded = page_token + "=" * (-len(page_token) % 4)
         decoded = json.loads(base64.urlsafe_b64decode(padded))
         after, key = decoded["a"], decoded["f"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise InvalidArgument.of(
             [FieldViolation("page_token", "not a token this list gave")]
         ) from None

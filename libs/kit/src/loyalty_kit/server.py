@@ -208,7 +208,13 @@ class RunningService:
 
         verifier = TokenVerifier.from_settings(settings.data_dir)
         server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor(spec.name, verifier, spec.access)]
+            interceptors=[ErrorMappingInterceptor(spec.name, verifier, spec.access)],
+            # Explicit bounds: a larger request is refused by gRPC itself (RESOURCE_EXHAUSTED)
+            # before it is read into memory, and no answer grows past what clients take.
+            options=[
+                ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+                ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+            ],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         spec.add_servicers(server, ctx)

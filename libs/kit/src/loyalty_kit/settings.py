@@ -14,6 +14,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's own default receive bound, made explicit
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore")
@@ -58,6 +60,14 @@ class Settings(BaseSettings):
     points_target: str = ""
     tiers_target: str = ""
     benefits_target: str = ""
+
+    grpc_max_message_bytes: int = Field(
+        default=MAX_MESSAGE_BYTES,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest gRPC message a server or client sends or takes; a larger one is "
+        "RESOURCE_EXHAUSTED.",
+    )
 
     # --- behaviour --------------------------------------------------------------------------
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
@@ -116,7 +126,9 @@ class Settings(BaseSettings):
     # --- observability ----------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
-    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_exporter: Literal["none", "console", "otlp", "memory"] = Field(
+        default="none", description="Where spans go; memory: kept in the process, for tests."
+    )
     otel_endpoint: str = Field(default="", description="OTLP gRPC endpoint, e.g. localhost:4317")
 
     @field_validator("event_namespace")

@@ -3,17 +3,55 @@
 Called before any server, channel or engine is created (instrumentation patches constructors).
 Health checks are filtered out of traces. One SQLAlchemy instrumentation covers every engine;
 asyncpg is deliberately not instrumented too (it would duplicate each query span).
+
+`LOYALTY_OTEL_EXPORTER=memory` keeps the last spans in the process (`recorded_spans`), for tests
+that look at what traces carry; `stop_tracing` ends it.
 """
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from loyalty_kit.settings import Settings
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+MEMORY_SPANS = 10_000  # what the memory exporter keeps: the most recent
+
 _configured = False
+_recording = False  # whether the memory exporter keeps what it is given
+_recent: collections.deque[ReadableSpan] = collections.deque(maxlen=MEMORY_SPANS)
+
+
+def recorded_spans() -> list[ReadableSpan]:
+    """The spans the memory exporter has kept, oldest first."""
+    return list(_recent)
+
+
+def stop_tracing() -> None:
+    """Remove the instrumentation and stop keeping spans (tests). A process sets its tracer
+    provider once: tracing does not start again in it."""
+    global _recording
+    if not _configured:
+        return
+    from opentelemetry.instrumentation.grpc import (
+        GrpcAioInstrumentorClient,
+        GrpcAioInstrumentorServer,
+    )
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    GrpcAioInstrumentorServer().uninstrument()
+    GrpcAioInstrumentorClient().uninstrument()
+    SQLAlchemyInstrumentor().uninstrument()
+    _recording = False
+    _recent.clear()
 
 
 def setup_tracing(service: str, settings: Settings) -> bool:
-    global _configured
+    global _configured, _recording
     if settings.otel_exporter == "none" or _configured:
         return False
     from opentelemetry import trace
@@ -28,18 +66,31 @@ def setup_tracing(service: str, settings: Settings) -> bool:
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
         ConsoleSpanExporter,
+        SimpleSpanProcessor,
         SpanExporter,
+        SpanExportResult,
     )
+
+    class RecentSpans(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            if _recording:
+                _recent.extend(spans)
+            return SpanExportResult.SUCCESS
 
     exporter: SpanExporter
     if settings.otel_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(endpoint=settings.otel_endpoint or None, insecure=True)
+    elif settings.otel_exporter == "memory":
+        exporter = RecentSpans()
+        _recording = True
     else:
         exporter = ConsoleSpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": f"loyalty-{service}"}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    # In memory, each span as it ends, so a test reads what its calls made.
+    processor = SimpleSpanProcessor if settings.otel_exporter == "memory" else BatchSpanProcessor
+    provider.add_span_processor(processor(exporter))
     trace.set_tracer_provider(provider)
     not_health = filters.negate(filters.health_check())
     GrpcAioInstrumentorServer().instrument(filter_=not_health)

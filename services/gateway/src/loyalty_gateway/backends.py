@@ -6,7 +6,7 @@ import importlib
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
-from loyalty_kit.channels import channel
+from loyalty_kit.channels import channel_to
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.settings import Settings
 
@@ -41,12 +41,7 @@ def shared_backends(context: ServiceContext) -> Backends:
 class Backends:
     def __init__(self, settings: Settings) -> None:
         self.channels: dict[str, grpc.aio.Channel] = {
-            name: channel(
-                settings.target_of(name),
-                default_deadline=settings.default_deadline_seconds,
-                max_deadline=settings.max_deadline_seconds,
-            )
-            for name in BACKENDS
+            name: channel_to(settings, name) for name in BACKENDS
         }
         self.by_service = {
             service.full_name: backend

@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from loyalty_kit.db import DatabaseUnavailable, database_unavailable
 from loyalty_kit.errors import DomainError
-from loyalty_kit.status import from_rpc_error, status_of, upstream_status
+from loyalty_kit.status import error_info, from_rpc_error, status_of, upstream_status
 
 HTTP_CODES = {
     code_pb2.OK: 200,
@@ -34,6 +34,9 @@ HTTP_CODES = {
     code_pb2.DATA_LOSS: 500,
 }
 
+# Reasons whose HTTP code says more than their gRPC code's: a body refused unread is 413.
+HTTP_CODES_OF_REASONS = {"BODY_TOO_LARGE": 413}
+
 RETRY_AFTER_SECONDS = "1"
 
 # The detail types the JSON body may carry: imported so json_format can resolve them.
@@ -41,6 +44,9 @@ DETAIL_TYPES = (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest)
 
 
 def http_code(status: status_pb2.Status) -> int:
+    info = error_info(status)
+    if info is not None and info.reason in HTTP_CODES_OF_REASONS:
+        return HTTP_CODES_OF_REASONS[info.reason]
     return HTTP_CODES.get(status.code, 500)
 
 

@@ -5,7 +5,8 @@ read and written with protobuf's json_format (camelCase names, unpopulated field
 unknown fields refused). Failures answer with the google.rpc.Status as JSON and the HTTP code
 of its gRPC code. Callers authenticate with a bearer token from `POST /v1/token`; the token
 travels on to the services, which check it again. Each client has a rate limit (429 with
-Retry-After). Every response carries `X-Request-Id`; W3C trace context flows in and back.
+Retry-After). Bodies are bounded before they are parsed (bodies.py). Every response carries
+`X-Request-Id`; W3C trace context flows in and back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import math
 import re
 import time
@@ -47,6 +47,7 @@ from loyalty_kit.errors import (
 from loyalty_kit.logs import get_logger
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.status import error_reference, internal_status
+from loyalty_kit.validation import refuse_hostile_text
 from opentelemetry import propagate, trace
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,6 +58,7 @@ from starlette.staticfiles import StaticFiles
 from loyalty_gateway import openapi
 from loyalty_gateway.access import ACCESS
 from loyalty_gateway.backends import BACKENDS, exposed_services, shared_backends
+from loyalty_gateway.bodies import BODY_TOO_LARGE, parse_json, read_body
 from loyalty_gateway.clients import DEFAULT_RATE, ClientStore
 from loyalty_gateway.composite import SERVICE as COMPOSITE
 from loyalty_gateway.composite import composer_of
@@ -94,6 +96,17 @@ def _json(status: Any) -> JSONResponse:
     return response
 
 
+def _refusal(error: DomainError) -> JSONResponse:
+    response = _json(status_of_error(error))
+    if error.reason == BODY_TOO_LARGE:
+        # The rest of the body is not wanted: the connection closes after the answer instead
+        # of reading it to the end.
+        response.headers["Connection"] = "close"
+    elif isinstance(error, ResourceExhausted):
+        response.headers["Retry-After"] = error.metadata.get("retry_after_seconds", "1")
+    return response
+
+
 def method_not_allowed(method: str, allowed: str) -> JSONResponse:
     """405 for a path that exists with other verbs: the Status says UNIMPLEMENTED (what gRPC
     would answer for a method it does not have) and its HTTP code is the 405 it travels as."""
@@ -107,15 +120,12 @@ def method_not_allowed(method: str, allowed: str) -> JSONResponse:
 
 
 def _request_message(
-    route: RpcRoute, request: Request, body: bytes, bound: dict[str, str]
+    route: RpcRoute, request: Request, body: bytes, bound: dict[str, str], max_depth: int
 ) -> Message:
     message = route.request_type()
     if route.body:
         target = message if route.body == "*" else getattr(message, route.body)
-        try:
-            data = json.loads(body.decode("utf-8")) if body.strip() else {}
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise InvalidArgument.of([FieldViolation("body", "a JSON object in UTF-8")]) from None
+        data = parse_json(body, max_depth)
         if not isinstance(data, dict):
             raise InvalidArgument.of([FieldViolation("body", "a JSON object")])
         try:
@@ -138,6 +148,7 @@ def _request_message(
                 problems.append(FieldViolation(key, str(error)))
     if problems:
         raise InvalidArgument.of(problems)
+    refuse_hostile_text(message)  # the services check again; the composites run here
     return message
 
 
@@ -220,7 +231,8 @@ def build_app(context: ServiceContext) -> Starlette:
                 token, claims = authenticate(request)
                 set_current_caller(caller_of_claims(claims))
                 await limit(claims)
-                message = _request_message(route, request, await request.body(), bound)
+                raw = await read_body(request, gateway.max_body_bytes)
+                message = _request_message(route, request, raw, bound, gateway.max_json_depth)
                 metadata = [(AUTHORIZATION, f"Bearer {token}"), (REQUEST_ID, request_id)]
                 metadata += list(carrier.items())
                 if route.service.full_name == COMPOSITE:
@@ -240,10 +252,7 @@ def build_app(context: ServiceContext) -> Starlette:
                 status = 201 if route.creates else 200
                 return finish(JSONResponse(body, status_code=status), request_id, carrier)
         except DomainError as error:
-            response = _json(status_of_error(error))
-            if isinstance(error, ResourceExhausted):
-                response.headers["Retry-After"] = error.metadata.get("retry_after_seconds", "1")
-            return finish(response, request_id, carrier)
+            return finish(_refusal(error), request_id, carrier)
         except grpc.aio.AioRpcError as error:
             return finish(_json(status_of_rpc_error(error)), request_id, carrier)
         except Exception as error:
@@ -259,7 +268,7 @@ def build_app(context: ServiceContext) -> Starlette:
         in the form (or a JSON body), a bearer token back."""
         request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
         try:
-            client_id, secret = await _credentials(request)
+            client_id, secret = await _credentials(request, gateway)
             if not CLIENT_ID.fullmatch(client_id) or "\x00" in secret:
                 raise Unauthenticated("unknown client or wrong secret", reason="INVALID_CLIENT")
             if keys.signing is None:
@@ -281,7 +290,7 @@ def build_app(context: ServiceContext) -> Starlette:
             }
             return finish(JSONResponse(body, headers={"Cache-Control": "no-store"}), request_id, {})
         except DomainError as error:
-            return finish(_json(status_of_error(error)), request_id, {})
+            return finish(_refusal(error), request_id, {})
         except Exception as error:
             if (known := status_of_failure(error)) is None:
                 raise
@@ -338,7 +347,7 @@ def build_app(context: ServiceContext) -> Starlette:
     )
 
 
-async def _credentials(request: Request) -> tuple[str, str]:
+async def _credentials(request: Request, gateway: GatewaySettings) -> tuple[str, str]:
     header = request.headers.get(AUTHORIZATION, "")
     if header.lower().startswith("basic "):
         try:
@@ -347,16 +356,14 @@ async def _credentials(request: Request) -> tuple[str, str]:
             raise Unauthenticated("malformed Basic credentials", reason="INVALID_CLIENT") from None
         client_id, _, secret = decoded.partition(":")
         return client_id, secret
+    body = await read_body(request, gateway.max_body_bytes)
     if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            data = await request.json()
-        except ValueError:
-            data = None
+        data = parse_json(body, gateway.max_json_depth)
         if not isinstance(data, dict):
             raise InvalidArgument.of([FieldViolation("body", "a JSON object")])
         fields = {k: str(v) for k, v in data.items()}
     else:  # application/x-www-form-urlencoded (RFC 6749)
-        fields = dict(parse_qsl((await request.body()).decode(errors="replace")))
+        fields = dict(parse_qsl(body.decode(errors="replace")))
     grant = fields.get("grant_type", fields.get("grantType", "client_credentials"))
     client_id = fields.get("client_id", fields.get("clientId", ""))
     secret = fields.get("client_secret", fields.get("clientSecret", ""))

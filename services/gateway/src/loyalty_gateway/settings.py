@@ -18,6 +18,18 @@ class GatewaySettings(BaseSettings):
     request_deadline_seconds: float = Field(
         default=10.0, gt=0, description="Deadline of each HTTP request's calls to the services."
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest HTTP request body; a larger one is 413 (BODY_TOO_LARGE), unread.",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=8,
+        le=512,
+        description="Deepest nesting of arrays and objects in a JSON body (400, "
+        "MALFORMED_REQUEST).",
+    )
     checkout_recovery_seconds: float = Field(
         default=2.0,
         gt=0,

@@ -10,7 +10,7 @@ from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.caller import Caller
-from loyalty_kit.channels import channel
+from loyalty_kit.channels import channel_to
 from loyalty_kit.errors import ErrorKind
 from loyalty_kit.resources import member_name
 from loyalty_kit.settings import Settings
@@ -51,11 +51,7 @@ def _translate(error: grpc.aio.AioRpcError) -> Exception:
 
 class GrpcPointsBank:
     def __init__(self, settings: Settings) -> None:
-        self._channel = channel(
-            settings.target_of("points"),
-            default_deadline=settings.default_deadline_seconds,
-            max_deadline=settings.max_deadline_seconds,
-        )
+        self._channel = channel_to(settings, "points")
         self._stub = points_service_pb2_grpc.PointsServiceStub(self._channel)
         self._credentials = ServiceCredentials.from_settings("benefits", settings.data_dir)
 

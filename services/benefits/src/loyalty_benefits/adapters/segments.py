@@ -12,7 +12,7 @@ from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc
 from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.caller import Caller
-from loyalty_kit.channels import channel
+from loyalty_kit.channels import channel_to
 from loyalty_kit.settings import Settings
 from loyalty_kit.status import error_info, from_rpc_error
 
@@ -41,11 +41,7 @@ class Segments(Protocol):
 
 class GrpcSegments:
     def __init__(self, settings: Settings) -> None:
-        self._channel = channel(
-            settings.target_of("identity"),
-            default_deadline=settings.default_deadline_seconds,
-            max_deadline=settings.max_deadline_seconds,
-        )
+        self._channel = channel_to(settings, "identity")
         self._stub = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
         self._metadata = ServiceCredentials.from_settings("benefits", settings.data_dir).metadata
 

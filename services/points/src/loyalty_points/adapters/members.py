@@ -7,7 +7,7 @@ import grpc
 from loyalty.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, member_pb2
 from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.caller import Caller
-from loyalty_kit.channels import channel
+from loyalty_kit.channels import channel_to
 from loyalty_kit.settings import Settings
 
 _STATES = {
@@ -22,11 +22,7 @@ POINTS_CALLER = Caller(unit="group", client_id="points-service")
 
 class IdentityDirectory:
     def __init__(self, settings: Settings) -> None:
-        self._channel = channel(
-            settings.target_of("identity"),
-            default_deadline=settings.default_deadline_seconds,
-            max_deadline=settings.max_deadline_seconds,
-        )
+        self._channel = channel_to(settings, "identity")
         self._stub = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
         self._metadata = ServiceCredentials.from_settings("points", settings.data_dir).metadata
 

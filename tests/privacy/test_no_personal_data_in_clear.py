@@ -1,0 +1,320 @@
+"""After a realistic run, no phone, e-mail, name or resident id number is in clear in the logs,
+the traces or the events.
+
+The five services run with tracing into memory; members are registered through the gateway with
+a phone, an e-mail, a name and a resident id number, buy, pay at a checkout, are found by phone
+and e-mail, change their name, are exported and erased; some requests are refused on the way
+(a malformed e-mail, a duplicate). Then what the run wrote to stderr, every span it traced and
+every message of every stream of its namespace go through the scanner that `loyalty-dev
+scan-pii` runs (`loyalty_devstack.pii`): the patterns, and each personal value as written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from loyalty_devstack import cli
+from loyalty_devstack.demo import load as load_demo
+from loyalty_devstack.pii import PersonalDataScanner, demo_values, is_resident_id
+from loyalty_devstack.testing import ServiceRunner
+from loyalty_kit import events, telemetry
+from loyalty_kit.server import RunningService
+from loyalty_kit.settings import Settings
+from nats.js.errors import NotFoundError
+
+from tests.gateway.conftest import Gateway
+from tests.gateway.test_composite import eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SERVICES = ("identity", "points", "tiers", "benefits", "gateway")
+
+
+@dataclass
+class Person:
+    """Someone's personal data, as made up for this run (never seen before it)."""
+
+    phone: str
+    email: str
+    name: str
+    id_number: str
+    new_name: str
+    member: str = ""
+
+    def values(self) -> list[str]:
+        return [self.phone, self.email, self.name, self.id_number, self.new_name]
+
+
+def resident_id() -> str:
+    """A resident id number with a valid check digit, born 1990-01-01 in Beijing."""
+    body = f"11010519900101{uuid.uuid4().int % 10**3:03d}"
+    return next(body + check for check in "0123456789X" if is_resident_id(body + check))
+
+
+def person(given: str) -> Person:
+    tag = uuid.uuid4().hex[:6]
+    return Person(
+        phone=f"137{uuid.uuid4().int % 10**8:08d}",
+        email=f"{given.lower()}.{tag}@example.cn",
+        name=f"{given} 测{tag[:2]}",
+        id_number=resident_id(),
+        new_name=f"{given} 新{tag[2:4]}",
+    )
+
+
+@dataclass
+class Run:
+    gateway: Gateway
+    settings: Settings
+    services: dict[str, RunningService] = field(default_factory=dict)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def run(make_settings: Callable[..., Settings], run_id: str) -> AsyncIterator[Run]:
+    """The five services on databases and an event namespace of their own, tracing into
+    memory, with the Huayue demo loaded."""
+    from loyalty_benefits.app import SPEC as BENEFITS
+    from loyalty_gateway.app import SPEC as GATEWAY
+    from loyalty_identity.app import SPEC as IDENTITY
+    from loyalty_points.app import SPEC as POINTS
+    from loyalty_tiers.app import SPEC as TIERS
+
+    for job in ("POINTS_JOB", "TIERS_JOB", "BENEFITS_ISSUANCE"):
+        os.environ[f"LOYALTY_{job}_INTERVAL_SECONDS"] = "3600"  # as the other suites do
+    settings = make_settings(
+        database_prefix=f"{run_id}_pii_", event_namespace=f"{run_id}pii", otel_exporter="memory"
+    )
+    runner, started = ServiceRunner(settings), {}
+    try:
+        for spec in (IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY):
+            started[spec.name] = await runner.start(spec, settings)
+            if spec is not GATEWAY:
+                settings = settings.model_copy(
+                    update={f"{spec.name}_target": started[spec.name].target}
+                )
+        await load_demo(settings)
+        url = f"http://127.0.0.1:{settings.gateway_http_port}"
+        yield Run(Gateway(started["gateway"], url), settings, started)
+    finally:
+        await runner.stop_all()
+        telemetry.stop_tracing()
+
+
+async def everyday_life(run: Run, people: list[Person]) -> None:
+    """What members and units do, through the gateway, and some of what they get wrong."""
+    gateway = run.gateway
+    async with await gateway.session("group", "admin") as admin:
+        typed = await admin.post(
+            "/v1/identityTypes",
+            json={
+                "code": "cn_resident_id",
+                "kind": "IDENTITY_KIND_TOKEN",
+                "pattern": "[0-9]{17}[0-9X]",
+                "description": "resident identity card number",
+            },
+        )
+        assert typed.status_code == 200, typed.text
+    till = await gateway.session("mall", "earn", "redeem", "members:manage", "profile:write")
+    privacy = await gateway.session("mall", "personal_data:read", "members:manage")
+    async with till, privacy:
+        for someone in people:
+            registered = await till.post(
+                "/v1/members:register",
+                json={
+                    "requestId": uuid.uuid4().hex,
+                    "unit": "mall",
+                    "channel": "CHANNEL_POS",
+                    "identities": [
+                        {"type": "phone", "value": someone.phone},
+                        {"type": "email", "value": someone.email},
+                        {"type": "cn_resident_id", "value": someone.id_number},
+                    ],
+                    "profile": {
+                        "fullName": someone.name,
+                        "birthday": {"year": 1990, "month": 1, "day": 1},
+                    },
+                },
+            )
+            assert registered.status_code == 200, registered.text
+            someone.member = registered.json()["member"]["name"]
+            await purchase_and_pay(till, someone)
+            for kind, value in (("phone", someone.phone), ("email", someone.email)):
+                found = await privacy.get(
+                    "/v1/members:resolve",
+                    params={"identity.type": kind, "identity.value": value},
+                )
+                assert found.status_code == 200, found.text
+            changed = await till.patch(
+                f"/v1/{someone.member}/profile",
+                params={"requestId": uuid.uuid4().hex, "updateMask": "fullName"},
+                json={"fullName": someone.new_name},
+            )
+            assert changed.status_code == 200, changed.text
+            await mistakes(till, someone)
+        exported = await privacy.get(f"/v1/{people[0].member}:export")
+        assert exported.status_code == 200, exported.text
+        assert people[0].email in exported.text  # the export is the one place it belongs
+        erased = await privacy.post(
+            f"/v1/{people[0].member}:erase",
+            json={"requestId": uuid.uuid4().hex, "reason": "the member asked"},
+        )
+        assert erased.status_code == 200, erased.text
+
+
+async def purchase_and_pay(till: httpx.AsyncClient, someone: Person) -> None:
+    order = f"M-{uuid.uuid4().hex[:8]}"
+    bought = await till.post(
+        "/v1/purchases:record",
+        json={
+            "requestId": uuid.uuid4().hex,
+            "identity": {"type": "email", "value": someone.email},
+            "unit": "mall",
+            "orderId": order,
+            "lines": [{"lineId": "1", "amount": {"currencyCode": "CNY", "amount": "880.00"}}],
+        },
+    )
+    assert bought.status_code == 200, bought.text
+    confirmed = await till.post(
+        f"/v1/{someone.member}/points:confirmOrder",
+        json={"requestId": uuid.uuid4().hex, "unit": "mall", "orderId": order},
+    )
+    assert confirmed.status_code == 200, confirmed.text
+
+    async def paid() -> bool:
+        answer = await till.post(
+            "/v1/checkouts:redeem",
+            json={
+                "requestId": f"pay-{order}",
+                "identity": {"type": "phone", "value": someone.phone},
+                "unit": "mall",
+                "orderId": f"{order}-pay",
+                "points": "100",
+            },
+        )
+        return answer.status_code == 200
+
+    await eventually(paid)
+
+
+async def mistakes(till: httpx.AsyncClient, someone: Person) -> None:
+    """Refusals carry the caller's own values back to the caller, and no further."""
+    twice = await till.post(
+        "/v1/members:register",
+        json={
+            "requestId": uuid.uuid4().hex,
+            "unit": "mall",
+            "identities": [{"type": "email", "value": someone.email}],
+            "profile": {"fullName": someone.name},
+        },
+    )
+    assert twice.status_code in (200, 409), twice.text
+    wrong = await till.post(
+        "/v1/members:register",
+        json={
+            "requestId": uuid.uuid4().hex,
+            "unit": "mall",
+            "identities": [{"type": "email", "value": f"{someone.phone}@@{someone.name}"}],
+        },
+    )
+    assert wrong.status_code == 400, wrong.text
+    unknown = await till.get(
+        "/v1/members:resolve",
+        params={"identity.type": "phone", "identity.value": f"139{someone.phone[3:]}"},
+    )
+    assert unknown.status_code == 404, unknown.text
+
+
+async def event_messages(settings: Settings) -> AsyncIterator[tuple[str, bytes]]:
+    """Every message of every stream of the run's namespace: (where, headers and data)."""
+    client = await events.connect(settings.nats_url, "pii-scan")
+    try:
+        js = client.jetstream()
+        prefix = events.stream_name(settings.event_namespace, "")
+        for stream in await js.streams_info():
+            name = stream.config.name or ""
+            if not name.startswith(prefix) or not stream.state.messages:
+                continue
+            for seq in range(max(1, stream.state.first_seq), stream.state.last_seq + 1):
+                try:
+                    message = await js.get_msg(name, seq)
+                except NotFoundError:
+                    continue
+                headers = json.dumps(message.headers or {}, ensure_ascii=False).encode()
+                yield f"event {name}#{seq}", headers + b"\n" + (message.data or b"")
+    finally:
+        await client.close()
+
+
+async def test_logs_traces_and_events_hold_no_personal_data_in_clear(
+    run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    people = [person("Wei"), person("Xiu")]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.DEBUG)  # everything the services would say, not only INFO
+    try:
+        await everyday_life(run, people)
+    finally:
+        root.setLevel(level)
+    logs = capsys.readouterr().err
+    assert '"event": "rpc"' in logs, "the services' logs were not captured"
+
+    scanner = PersonalDataScanner([*demo_values(), *(v for p in people for v in p.values())])
+    findings = scanner.scan(logs, "stderr")
+    spans = telemetry.recorded_spans()
+    assert spans, "tracing into memory recorded nothing"
+    for span in spans:
+        findings += scanner.scan(span.to_json(indent=None), f"span {span.name}")
+    published = 0
+    async for where, data in event_messages(run.settings):
+        published += 1
+        findings += scanner.scan_bytes(data, where)
+    assert published > 10, "the run published no events to scan"
+    assert not findings, "\n".join(map(str, findings))
+
+
+def test_the_scanner_finds_what_it_is_there_for() -> None:
+    """The same scan on text that does leak: each kind is found, and masked in the finding."""
+    someone = person("Lan")
+    scanner = PersonalDataScanner(someone.values())
+    text = "\n".join(
+        [
+            f'{{"event": "lookup", "phone": "{someone.phone}"}}',
+            f"to {someone.email}: hello",
+            f"id={someone.id_number}",
+            f"name: {someone.name}",
+            "member 3f2a9c1e-1380-0138-0001-138001380001 at 1767225600123",  # ids are not data
+            "order 110105199001011234 has no valid check digit",
+        ]
+    )
+    found = scanner.scan(text, "sample")
+    assert [(f.line, f.kind) for f in found] == [
+        (1, "phone"),
+        (2, "email"),
+        (3, "id_number"),
+        (4, "known"),
+    ]
+    assert all(value not in str(f) for f in found for value in someone.values())
+
+
+def test_scan_pii_on_files_exits_1_with_masked_findings_and_0_when_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leaky, clean = tmp_path / "leaky.log", tmp_path / "clean.log"
+    leaky.write_text('{"event": "rpc", "note": "李明 at 13900139000"}\n', encoding="utf-8")
+    clean.write_text('{"event": "rpc", "member": "members/3f2a9c1e-1380"}\n', encoding="utf-8")
+    assert cli.main(["scan-pii", str(leaky), str(clean), "--value", "Wei Lan"]) == 1
+    out = capsys.readouterr().out
+    assert f"{leaky}:1: phone 139******00" in out and f"{leaky}:1: known 李*" in out
+    assert "13900139000" not in out and "李明" not in out
+    assert cli.main(["scan-pii", str(clean)]) == 0
+    assert cli.main(["scan-pii", str(tmp_path / "missing.log")]) == 2
