@@ -7,6 +7,7 @@ history, TierChanged and CouponIssued events, coupons, stock), not only in the a
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
 from loyalty.benefits.v1 import events_pb2 as benefits_events
+from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
@@ -27,6 +29,7 @@ from loyalty_benefits.adapters.points import GrpcPointsBank
 from loyalty_benefits.app import SPEC as BENEFITS
 from loyalty_benefits.domain.errors import PointsUnreachable
 from loyalty_devstack.testing import ServiceRunner
+from loyalty_gateway.composite import composer_of
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import timestamp
 
@@ -35,13 +38,17 @@ from tests.benefits.test_birthdays import birthday_coupons, born_on
 from tests.benefits.test_issuances import coupons_of, issuance, segment, tagged, watch
 from tests.benefits.test_rewards import available, buy
 from tests.benefits.test_tier_events import changed
+from tests.gateway.conftest import Gateway
+from tests.gateway.test_checkout import member_with
+from tests.gateway.test_checkout_recovery import begin, lease_runs_out, state_in, statement
+from tests.gateway.test_composite import phone
 from tests.points.conftest import ADMIN, Points, rid
 from tests.reliability.conftest import Replicas
 from tests.support.clients import As
 from tests.support.clock import Clock
 from tests.support.events import publish, published
 from tests.support.rpc import fails
-from tests.tiers.conftest import tier_of
+from tests.tiers.conftest import points_learn, tier_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -313,3 +320,98 @@ async def test_reward_redemptions_left_half_way_are_finished_once_by_two_benefit
         benefits.settings, "benefits", benefits_events.RewardRedeemed, ids(members)
     )
     assert {m: len(found) for m, found in redeemed.items()} == dict.fromkeys(ids(members), 1)
+
+
+async def test_checkouts_cut_short_are_settled_once_by_two_gateways(
+    gateway: Gateway, gateway_replicas: Replicas
+) -> None:
+    first, second = gateway_replicas.both
+    cut = []
+    for _ in range(3):  # each costs seconds to set up (API clients, purchase, the step)
+        number = phone()
+        member, _ = await member_with(gateway, number, "mall", "400.00")
+        checkouts, row, md = await begin(gateway, first, number, member, points=150)
+        await checkouts._step(row, "points", md)  # taken; then that gateway "stops"
+        cut.append((member, row))
+    for _, row in cut:
+        await lease_runs_out(first, row)
+    settled = await at_once(*(composer_of(s.context).checkouts.recover for s in (first, second)))
+    # Each attempt is claimed by one round (their jobs, every 2 s, may take some first).
+    assert sum(settled) <= len(cut)
+    state_of = state_in(first)
+    async with await gateway.session("hotel", "earn", "redeem") as hotel:
+        for member, row in cut:
+            assert await state_of(row.checkout_id) == "open"
+            assert await statement(gateway, member) == [
+                "POSTING_KIND_EARN",
+                "POSTING_KIND_REDEEM",
+                "POSTING_KIND_REDEMPTION_CANCEL",
+            ], member
+            balance = (await hotel.get(f"/v1/{member}/balance")).json()["balance"]
+            assert balance["available"] == "400"
+
+
+def handled(replicas: Replicas, consumer: str) -> tuple[int, int]:
+    """Events the consumer handled and duplicates it dropped, on both replicas together."""
+    found = [c for s in replicas.both for c in s.consumers if c.name == consumer]
+    assert len(found) == 2
+    return sum(c.handled for c in found), sum(c.duplicates for c in found)
+
+
+async def test_events_consumed_by_two_replicas_are_handled_once_each(
+    points: Points,
+    benefits: Benefits,
+    tiers: Any,
+    points_replicas: Replicas,
+    tiers_replicas: Replicas,
+    benefits_replicas: Replicas,
+) -> None:
+    """PointsEarned reaches both tiers replicas, each event twice (the same event id under
+    another message id, as a redelivery); the TierChanged that follows reaches both points
+    and both benefits replicas. The copy carries another posting id, so only the inbox can
+    tell that it is the same event."""
+    members = ids([await points.member() for _ in range(MEMBERS)])
+    before = handled(tiers_replicas, "tiers-activity")
+    now = datetime.now(UTC)
+    sent = []
+    for member_id in members:
+        event = points_events.PointsEarned(
+            member_id=member_id,
+            posting_id=str(uuid.uuid4()),
+            unit="mall",
+            order_id=f"ord-{rid()[:8]}",
+            qualifying_spend_base=money_pb2.Money(currency_code="CNY", amount="6000.00"),
+            points=6000,
+            occurred_at=timestamp(now),
+        )
+        sent.append((await publish(points.service.context.settings, "points", event), event))
+    for event_id, event in sent:
+        copy = points_events.PointsEarned()
+        copy.CopyFrom(event)
+        copy.posting_id = str(uuid.uuid4())
+        await publish(points.service.context.settings, "points", copy, event_id, rid())
+    for member_id in members:
+        silver = await tier_of(tiers, f"members/{member_id}", "silver")
+        assert [p.current for p in silver.progress] == ["6000.00"], member_id
+        await points_learn(points, f"members/{member_id}", "silver")
+        await benefits.tier_learned(f"members/{member_id}", "silver")
+    for _ in range(100):  # the copies are dropped a moment after the first arrived
+        after = handled(tiers_replicas, "tiers-activity")
+        if after[1] - before[1] >= MEMBERS:
+            break
+        await asyncio.sleep(0.05)
+    assert after[1] - before[1] == MEMBERS  # every copy dropped by the inbox
+    assert after[0] - before[0] >= MEMBERS
+    announced = await published(
+        points.service.context.settings, "tiers", tier_events.TierChanged, members
+    )
+    assert {m: len(found) for m, found in announced.items()} == dict.fromkeys(members, 1)
+    welcomed = await published(benefits.settings, "benefits", benefits_events.CouponIssued, members)
+    assert {m: [e.source for e in found] for m, found in welcomed.items()} == {
+        m: ["welcome:silver"] for m in members
+    }
+    for member_id in members:
+        history = await tiers.ListTierHistory(
+            tiers_pb.ListTierHistoryRequest(member=f"members/{member_id}")
+        )
+        assert len(history.changes) == 1, member_id

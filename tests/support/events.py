@@ -13,8 +13,12 @@ from loyalty_kit import events
 from loyalty_kit.settings import Settings
 
 
-async def publish(settings: Settings, service: str, event: Message, event_id: str = "") -> str:
-    """Publish `event` on the stream of `service` with the kit's headers; its event id."""
+async def publish(
+    settings: Settings, service: str, event: Message, event_id: str = "", msg_id: str = ""
+) -> str:
+    """Publish `event` on the stream of `service` with the kit's headers; its event id.
+    `msg_id` other than the event id: JetStream keeps a second copy of the same event (as a
+    relay that published it again after its duplicate window would)."""
     event_id = event_id or str(uuid.uuid4())
     client = await events.connect(settings.nats_url, f"{service}-test-publisher")
     try:
@@ -24,7 +28,7 @@ async def publish(settings: Settings, service: str, event: Message, event_id: st
             events.event_subject(event, settings.event_namespace),
             event.SerializeToString(),
             headers={
-                events.MSG_ID_HEADER: event_id,
+                events.MSG_ID_HEADER: msg_id or event_id,
                 events.EVENT_ID_HEADER: event_id,
                 events.EVENT_TYPE_HEADER: event.DESCRIPTOR.full_name,
             },
