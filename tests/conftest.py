@@ -86,3 +86,40 @@ async def benefits_service(
     )
     yield await runner.start(SPEC, benefits_settings, extras={"clock": clock})
     await runner.stop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def gateway_service(
+    settings: Settings,
+    identity_service: RunningService,
+    points_service: RunningService,
+    tiers_service: RunningService,
+    benefits_service: RunningService,
+) -> AsyncIterator[RunningService]:
+    """The gateway in front of the run's services, its HTTP on the run's gateway port. Here,
+    once for the run: every folder that uses it shares the one bound to that port."""
+    import asyncio
+
+    import httpx
+    from loyalty_gateway.app import SPEC
+
+    runner = ServiceRunner(settings)
+    gateway_settings = settings.model_copy(
+        update={
+            "identity_target": identity_service.target,
+            "points_target": points_service.target,
+            "tiers_target": tiers_service.target,
+            "benefits_target": benefits_service.target,
+        }
+    )
+    service = await runner.start(SPEC, gateway_settings)
+    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.gateway_http_port}")
+    for _ in range(100):  # uvicorn starts beside the gRPC server
+        try:
+            await http.get("/openapi.json")
+            break
+        except httpx.TransportError:
+            await asyncio.sleep(0.05)
+    await http.aclose()
+    yield service
+    await runner.stop_all()

@@ -3,17 +3,13 @@ API clients made through its client store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest_asyncio
-from loyalty_devstack.testing import ServiceRunner
-from loyalty_gateway.app import SPEC
 from loyalty_gateway.clients import ClientStore
 from loyalty_kit.server import RunningService
-from loyalty_kit.settings import Settings
 
 from tests.benefits.conftest import catalogue
 from tests.points.conftest import points, programme
@@ -54,38 +50,6 @@ class Gateway:
         return httpx.AsyncClient(
             base_url=self.url, timeout=15, headers={"Authorization": f"Bearer {token}"}
         )
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def gateway_service(
-    settings: Settings,
-    identity_service: RunningService,
-    points_service: RunningService,
-    tiers_service: RunningService,
-    benefits_service: RunningService,
-) -> AsyncIterator[RunningService]:
-    runner = ServiceRunner(settings)
-    gateway_settings = settings.model_copy(
-        update={
-            "identity_target": identity_service.target,
-            "points_target": points_service.target,
-            "tiers_target": tiers_service.target,
-            "benefits_target": benefits_service.target,
-        }
-    )
-    service = await runner.start(SPEC, gateway_settings)
-    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.gateway_http_port}")
-    for _ in range(100):  # uvicorn starts beside the gRPC server
-        try:
-            await http.get("/openapi.json")
-            break
-        except httpx.TransportError:
-            import asyncio
-
-            await asyncio.sleep(0.05)
-    await http.aclose()
-    yield service
-    await runner.stop_all()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -16,7 +16,7 @@ from loyalty_kit.server import RunningService, ServiceSpec
 from loyalty_kit.settings import Settings
 
 from tests.benefits.conftest import benefits, catalogue, ladder
-from tests.gateway.conftest import gateway, gateway_service
+from tests.gateway.conftest import gateway
 from tests.points.conftest import points, programme
 from tests.support.clock import Clock
 from tests.tiers.conftest import tiers
@@ -25,7 +25,6 @@ __all__ = [
     "benefits",
     "catalogue",
     "gateway",
-    "gateway_service",
     "ladder",
     "points",
     "programme",
