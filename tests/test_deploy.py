@@ -409,7 +409,7 @@ def test_every_loyalty_key_is_a_settings_field_with_a_valid_value() -> None:
 
 def test_streams_are_replicated_on_every_node_of_the_nats_cluster() -> None:
     """R3 on the 3-node cluster: one node lost loses nothing published (what
-    tests/reliability/test_nats_cluster.py proves on loopback)."""
+    tests/reliability/cluster/test_nats_cluster.py proves on loopback)."""
     config = shared_config()
     nats = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())["config"]
     assert nats["cluster"]["enabled"] and nats["jetstream"]["enabled"]

@@ -1,16 +1,24 @@
-"""Publishing an event to JetStream as its service's outbox relay would."""
+"""Publishing an event to JetStream as its service's outbox relay would, and reading what a
+service published."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Collection
+from typing import Any
 
 from google.protobuf.message import Message
 from loyalty_kit import events
 from loyalty_kit.settings import Settings
 
 
-async def publish(settings: Settings, service: str, event: Message, event_id: str = "") -> str:
-    """Publish `event` on the stream of `service` with the kit's headers; its event id."""
+async def publish(
+    settings: Settings, service: str, event: Message, event_id: str = "", msg_id: str = ""
+) -> str:
+    """Publish `event` on the stream of `service` with the kit's headers; its event id.
+    `msg_id` other than the event id: JetStream keeps a second copy of the same event (as a
+    relay that published it again after its duplicate window would)."""
     event_id = event_id or str(uuid.uuid4())
     client = await events.connect(settings.nats_url, f"{service}-test-publisher")
     try:
@@ -20,7 +28,7 @@ async def publish(settings: Settings, service: str, event: Message, event_id: st
             events.event_subject(event, settings.event_namespace),
             event.SerializeToString(),
             headers={
-                events.MSG_ID_HEADER: event_id,
+                events.MSG_ID_HEADER: msg_id or event_id,
                 events.EVENT_ID_HEADER: event_id,
                 events.EVENT_TYPE_HEADER: event.DESCRIPTOR.full_name,
             },
@@ -28,3 +36,47 @@ async def publish(settings: Settings, service: str, event: Message, event_id: st
     finally:
         await client.close()
     return event_id
+
+
+async def published(
+    settings: Settings,
+    service: str,
+    kind: type[Message],
+    member_ids: Collection[str],
+    at_least: int = 1,
+    settle_seconds: float = 0.5,
+) -> dict[str, list[Any]]:
+    """The `kind` events of `service`'s stream about each member, read once every member has
+    `at_least` of them and again `settle_seconds` later (so a late duplicate is seen too)."""
+    client = await events.connect(settings.nats_url, f"{service}-test-reader")
+    js = client.jetstream()
+    stream = events.stream_name(settings.event_namespace, service)
+    subject = events.subject_of(kind.DESCRIPTOR.full_name, settings.event_namespace)
+    wanted = set(member_ids)
+
+    async def read() -> dict[str, list[Any]]:
+        found: dict[str, list[Any]] = {m: [] for m in wanted}
+        sub = await js.pull_subscribe(subject, stream=stream)
+        try:
+            while True:
+                for msg in await sub.fetch(1000, timeout=0.3):
+                    event = kind.FromString(msg.data)
+                    member_id = getattr(event, "member_id", "")
+                    if member_id in found:
+                        found[member_id].append(event)
+        except TimeoutError:
+            pass
+        finally:
+            await sub.unsubscribe()
+        return found
+
+    try:
+        for _ in range(100):
+            found = await read()
+            if all(len(seen) >= at_least for seen in found.values()):
+                await asyncio.sleep(settle_seconds)
+                return await read()
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+    return found

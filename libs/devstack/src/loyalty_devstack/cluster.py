@@ -1,6 +1,6 @@
 """A NATS JetStream cluster on loopback: three nats-server processes (embedded.EmbeddedNats),
 each with its own store folder, client port and route port, routed to one another under one
-cluster name. For tests of what a node lost does to the services (tests/reliability).
+cluster name. For tests of what a node lost does to the services (tests/reliability/cluster).
 
 `start` returns once JetStream has a meta leader and every node is a peer of it: a probe stream
 with one replica per node is created and deleted, which only succeeds then. `url` names every

@@ -241,16 +241,30 @@ async def grant_coupon(
 ) -> Coupon:
     """Issue a coupon once per member and grant (a welcome gift, a reward): granting again
     returns the coupon granted the first time."""
+    coupon, _ = await grant_coupon_once(uow, rules, template_code, member_id, grant_key, now)
+    return coupon
+
+
+async def grant_coupon_once(
+    uow: BenefitsUnitOfWork,
+    rules: Catalogue,
+    template_code: str,
+    member_id: str,
+    grant_key: str,
+    now: datetime,
+) -> tuple[Coupon, bool]:
+    """As `grant_coupon`, and whether this call issued it (False: granted before, perhaps by
+    another replica a moment ago: the unique (member, grant key) decides)."""
     template = rules.template(template_code)
     if template is None:
         raise CouponTemplateNotFound(template_code)
     coupon = issue(template, member_id, grant_key, now)
     if await uow.coupons.add(coupon, grant_key):
         await _coupon_issued(uow, coupon, now)
-        return coupon
+        return coupon, True
     granted = await uow.coupons.by_grant(member_id, grant_key)
     assert granted is not None
-    return granted
+    return granted, False
 
 
 async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
@@ -473,8 +487,9 @@ async def birthday_gifts_chunk(
             continue
         key = birthday_grant_key(today)
         if await uow.coupons.by_grant(member_id, key) is None:
-            await grant_coupon(uow, rules, template.code, member_id, key, now)
-            run.granted += 1
+            # Another replica's round may grant it meanwhile: count only what this one issued.
+            _, issued = await grant_coupon_once(uow, rules, template.code, member_id, key, now)
+            run.granted += issued
     return run, (members[-1][0] if len(members) == chunk else None)
 
 

@@ -632,10 +632,13 @@ class Ledger:
 
     # --- jobs ---------------------------------------------------------------------------------
     async def members_with_due_pending(self, as_of: datetime, limit: int) -> list[str]:
+        """In member order, as every chunked job takes the accounts' locks: replicas running
+        activation and expiry at once lock in one order, never in a cycle."""
         rows = await self.session.scalars(
             select(t.lots.c.member_id)
             .where(t.lots.c.status == LotStatus.PENDING.value, t.lots.c.available_at <= as_of)
             .distinct()
+            .order_by(t.lots.c.member_id)
             .limit(limit)
         )
         return [str(m) for m in rows]
@@ -663,6 +666,7 @@ class Ledger:
         return self._lot(row) if row else None
 
     async def members_with_expired_lots(self, as_of: datetime, limit: int) -> list[str]:
+        """In member order (see `members_with_due_pending`)."""
         rows = await self.session.scalars(
             select(t.lots.c.member_id)
             .where(
@@ -671,6 +675,7 @@ class Ledger:
                 t.lots.c.expires_at <= as_of,
             )
             .distinct()
+            .order_by(t.lots.c.member_id)
             .limit(limit)
         )
         return [str(m) for m in rows]

@@ -21,7 +21,7 @@ from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty_kit import events
 
 from tests.points.conftest import line, pos, rid
-from tests.reliability.conftest import REPLICAS, ClusterSuite
+from tests.reliability.cluster.conftest import REPLICAS, ClusterSuite
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
