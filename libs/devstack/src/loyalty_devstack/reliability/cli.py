@@ -78,7 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir=(args.data_dir / "reliability").resolve(),
         json_path=args.json,
     )
-    rows, path = asyncio.run(run(options))
+    try:
+        rows, path = asyncio.run(run(options))
+    except KeyboardInterrupt:
+        print("interrupted: suites stopped", file=sys.stderr)
+        return 130
     print("\n" + report.table(rows))
     print(f"\nJSON: {path}")
     return 0 if all(row.passed or row.skipped for row in rows) else 1

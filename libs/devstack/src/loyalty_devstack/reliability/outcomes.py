@@ -27,6 +27,10 @@ UNANSWERED = "unanswered"  # no answer before the client gave up
 # (connection refused or reset, the client's own timeout).
 RETRIED_HTTP = {409, 429, 503, 504}
 CONNECTION = "connection"
+SLOWEST_SHOWN = 3
+# Calls under the gateway's deadline one after another in the worst case of each kind: a
+# checkout whose step ran out of time looks the step up and gives it back before answering.
+DEADLINES_IN_SEQUENCE = {PURCHASE: 1, REDEEM: 1, CHECKOUT: 2}
 TIMEOUT = "timeout"
 
 
@@ -159,8 +163,10 @@ def tally(
     *,
     fault_at: float | None,
     deadline_seconds: float,
+    margin_seconds: float = 0.0,
 ) -> Row:
-    """The row of a scenario: what was asked, acknowledged and found on the ledger."""
+    """The row of a scenario: what was asked, acknowledged and found on the ledger. An answer
+    is late after the deadline times the kind's DEADLINES_IN_SEQUENCE, plus the margin."""
     row = Row(scenario, requests=len(requests))
     codes: Counter[str] = Counter()
     for request in requests:
@@ -175,13 +181,19 @@ def tally(
         else:
             row.unanswered += 1
         row.duplicates += max(effects - 1, 0)
+        bound = deadline_seconds * DEADLINES_IN_SEQUENCE[request.kind] + margin_seconds
         for attempt in request.attempts:
             codes[_label(attempt)] += 1
             row.bad_answers += attempt.bad
             took = attempt.ended - attempt.started
             row.slowest_seconds = max(row.slowest_seconds, took)
-            row.slow_answers += took > deadline_seconds
+            row.slow_answers += took > bound
     row.codes = dict(codes.most_common())
+    slowest = sorted(
+        ((a.ended - a.started, r.kind, _label(a)) for r in requests for a in r.attempts),
+        reverse=True,
+    )[:SLOWEST_SHOWN]
+    row.notes["slowest"] = [f"{took:.1f} s {kind} {label}" for took, kind, label in slowest]
     row.recover_seconds = recovery(requests, fault_at)
     return row
 

@@ -27,6 +27,7 @@ KILL_AFTER_EARNS = 30  # the earn after whose commit points is killed
 SERVING_AGAIN_SECONDS = 60.0
 POLL_SECONDS = 0.5
 RESET_EVERY_SECONDS = 1.0
+DROP_RESET_EVERY_SECONDS = 2.0  # each reset makes the gateway connect again, maybe silently
 LATENCY_SECONDS = 0.3  # added to every chunk both ways: slow, within the deadline
 
 
@@ -244,7 +245,7 @@ async def network_drops(fault: Fault) -> None:
     ends = loop.time() + fault.outage
     while loop.time() < ends:
         proxy.reset_open()
-        await asyncio.sleep(fault.deadline)
+        await asyncio.sleep(DROP_RESET_EVERY_SECONDS)
     proxy.drop = 0.0
     proxy.reset_open()  # the silent ones too
     await proxy.cut()

@@ -31,6 +31,7 @@ from loyalty_devstack.cli import (
 from loyalty_devstack.embedded import Infrastructure, free_port
 
 HTTP_READY_SECONDS = 30.0
+STREAM_BYTES = 64 * 1024**2
 
 
 @dataclass
@@ -76,6 +77,9 @@ class Suite:
             "LOYALTY_GATEWAY_REQUEST_DEADLINE_SECONDS": str(gateway_deadline_seconds),
             # Health follows the database within a second of an outage or its end.
             "LOYALTY_HEALTH_CHECK_SECONDS": "1",
+            # Streams of a few minutes' events: JetStream sets their byte limits aside on disk.
+            "LOYALTY_EVENT_STREAM_MAX_BYTES": str(STREAM_BYTES),
+            "LOYALTY_DEAD_LETTER_MAX_BYTES": str(STREAM_BYTES),
             # Warnings and errors: a line per call would cost the two cores the load needs.
             "LOYALTY_LOG_LEVEL": os.environ.get("LOYALTY_LOG_LEVEL", "WARNING"),
         }
