@@ -67,10 +67,11 @@ async def run(options: RunOptions) -> tuple[list[Row], Path]:
         env = suite_env(folder)
         os.environ.update(env)  # the harness's own calls (and the checker) sign as the suite
         make_development_keys(folder)
-        # Embedded servers afresh (a run killed before it cleaned up leaves streams behind,
-        # each holding its byte limit in reserve).
-        shutil.rmtree(folder / "servers", ignore_errors=True)
-        infra = Infrastructure(folder / "servers", nats_port=free_port(), keep=False)
+        # The embedded NATS afresh (a run killed before it cleaned up leaves streams behind,
+        # each holding its byte limit in reserve); PostgreSQL is kept (initdb is slow), each
+        # scenario dropping its databases.
+        shutil.rmtree(folder / "servers" / "nats", ignore_errors=True)
+        infra = Infrastructure(folder / "servers", nats_port=free_port())
         infra.start()
         say = options.out
         try:
@@ -83,9 +84,6 @@ async def run(options: RunOptions) -> tuple[list[Row], Path]:
                 say.write(report.table([row]).splitlines()[2] + "\n")
                 say.flush()
         finally:
-            if infra.postgres is None or infra.nats is None:  # shared servers: drop ours
-                with contextlib.suppress(Exception):
-                    await drop_run_data(infra.database_url, infra.nats_url, run_id)
             infra.stop()
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     path = options.json_path or folder / "results" / f"{stamp}.jsonl"
