@@ -11,6 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_points.adapters import tables as t
 from loyalty_points.domain.ledger import REDEEMING, PostingKind
 
+# A lot movement with the posting it belongs to.
+_OF_POSTING = and_(
+    t.postings.c.member_id == t.lot_movements.c.member_id,
+    t.postings.c.posting_id == t.lot_movements.c.posting_id,
+)
+
 
 class SettlementRows:
     session: AsyncSession
@@ -30,13 +36,7 @@ class SettlementRows:
                 t.lot_movements.c.unit,
                 func.sum(t.lot_movements.c.points),
             )
-            .join(
-                t.postings,
-                and_(
-                    t.postings.c.member_id == t.lot_movements.c.member_id,
-                    t.postings.c.posting_id == t.lot_movements.c.posting_id,
-                ),
-            )
+            .join(t.postings, _OF_POSTING)
             .where(
                 moved,
                 t.postings.c.kind.in_([k.value for k in REDEEMING])
@@ -54,13 +54,7 @@ class SettlementRows:
                 t.postings.c.kind,
                 func.sum(t.lot_movements.c.points),
             )
-            .join(
-                t.postings,
-                and_(
-                    t.postings.c.member_id == t.lot_movements.c.member_id,
-                    t.postings.c.posting_id == t.lot_movements.c.posting_id,
-                ),
-            )
+            .join(t.postings, _OF_POSTING)
             .where(
                 moved,
                 t.postings.c.kind.in_(
