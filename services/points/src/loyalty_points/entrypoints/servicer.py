@@ -29,17 +29,10 @@ from loyalty_points.domain.errors import NoProgramme
 from loyalty_points.domain.ledger import Posting
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
-from loyalty_points.service_layer import (
-    accounts,
-    earning,
-    jobs,
-    moves,
-    programmes,
-    settlement,
-    spending,
-)
+from loyalty_points.service_layer import accounts, earning, jobs, moves, programmes, spending
 from loyalty_points.service_layer.earning import Earn
 from loyalty_points.service_layer.ports import MemberDirectory
+from loyalty_points.service_layer.settlement import settlement
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 SERVICE = "loyalty.points.v1.PointsService"
@@ -412,7 +405,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
             )
         start = moment(request.start_time, "start_time")
         end = moment(request.end_time, "end_time")
-        result = await self._read(lambda uow: settlement.settlement(uow, start, end, self.clock()))
+        result = await self._read(lambda uow: settlement(uow, start, end, self.clock()))
         programme = result.programme
         if programme is None:
             raise NoProgramme()  # no programme, no currency to value points in
