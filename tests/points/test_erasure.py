@@ -11,7 +11,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.points.v1 import points_service_pb2 as pb
-from loyalty_points.service_layer import handlers
+from loyalty_points.service_layer import consumers
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 from tests.points.conftest import ADMIN, Points, rid
@@ -83,7 +83,7 @@ async def test_a_redelivered_erasure_forfeits_nothing_more(points: Points) -> No
     assert context.sessions is not None
     member_id = member.split("/")[1]
     async with PointsUnitOfWork(context.sessions, context.settings.event_namespace) as uow:
-        again = await handlers.on_member_erased(uow, member_id, datetime.now(UTC))
+        again = await consumers.on_member_erased(uow, member_id, datetime.now(UTC))
         await uow.commit()
     assert again == 0
     assert [p.points for p in await forfeits(points, member)] == [-150]

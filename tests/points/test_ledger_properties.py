@@ -31,7 +31,15 @@ from loyalty_kit.settings import Settings
 from loyalty_points.domain.money import Amount
 from loyalty_points.domain.programme import Line
 from loyalty_points.entrypoints.convert import programme_from
-from loyalty_points.service_layer import handlers
+from loyalty_points.service_layer import (
+    consumers,
+    earning,
+    jobs,
+    moves,
+    programmes,
+    settlement,
+    spending,
+)
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 from sqlalchemy import text
 
@@ -57,7 +65,7 @@ class World:
         self.run(migrations.upgrade(self.engine, "loyalty_points:migrations"))
         self.run(
             self.transaction(
-                lambda uow: handlers.publish_programme(
+                lambda uow: programmes.publish_programme(
                     uow, programme_from(huayue_programme(), START), "properties", START
                 )
             )
@@ -111,7 +119,7 @@ def test_the_ledger_always_reconciles(world: World) -> None:
         def earn(self, unit: str, cents: list[int], days_ago: int) -> None:
             order_id = uuid.uuid4().hex
             lines = [Line(str(i), Amount("CNY", Decimal(c) / 100)) for i, c in enumerate(cents)]
-            command = handlers.Earn(
+            command = earning.Earn(
                 self.member,
                 unit,
                 "CHANNEL_POS",
@@ -119,13 +127,13 @@ def test_the_ledger_always_reconciles(world: World) -> None:
                 lines,
                 self.now - timedelta(days=days_ago),
             )
-            if self.attempt(lambda uow: handlers.earn(uow, command, directory, self.now)):
+            if self.attempt(lambda uow: earning.earn(uow, command, directory, self.now)):
                 self.orders.append((unit, order_id, [line.line_id for line in lines]))
 
         @rule(points=st.integers(1, 5_000), unit=st.sampled_from(["mall", "cinema"]))
         def redeem(self, points: int, unit: str) -> None:
             done = self.attempt(
-                lambda uow: handlers.redeem(
+                lambda uow: spending.redeem(
                     uow, self.member, unit, "CHANNEL_APP", points, "", directory, self.now
                 )
             )
@@ -141,7 +149,7 @@ def test_the_ledger_always_reconciles(world: World) -> None:
                 st.lists(st.sampled_from(line_ids), unique=True, max_size=len(line_ids))
             )
             self.attempt(
-                lambda uow: handlers.reverse(
+                lambda uow: earning.reverse(
                     uow, self.member, unit, order_id, chosen, "refund", self.now
                 )
             )
@@ -152,13 +160,13 @@ def test_the_ledger_always_reconciles(world: World) -> None:
                 return
             posting_id = data.draw(st.sampled_from(self.redemptions))
             self.attempt(
-                lambda uow: handlers.cancel_redemption(uow, self.member, posting_id, "", self.now)
+                lambda uow: spending.cancel_redemption(uow, self.member, posting_id, "", self.now)
             )
 
         @rule(points=st.integers(-3_000, 3_000).filter(bool))
         def adjust(self, points: int) -> None:
             self.attempt(
-                lambda uow: handlers.adjust(
+                lambda uow: spending.adjust(
                     uow, self.member, "mall", points, "property test", directory, self.now
                 )
             )
@@ -167,7 +175,7 @@ def test_the_ledger_always_reconciles(world: World) -> None:
         def transfer(self, points: int, back: bool) -> None:
             sender, receiver = (self.family, self.member) if back else (self.member, self.family)
             self.attempt(
-                lambda uow: handlers.transfer(
+                lambda uow: moves.transfer(
                     uow, sender, receiver, points, "family", directory, self.now
                 )
             )
@@ -175,7 +183,7 @@ def test_the_ledger_always_reconciles(world: World) -> None:
         @rule(units=st.integers(100, 600))
         def exchange_out(self, units: int) -> None:
             done = self.attempt(
-                lambda uow: handlers.exchange_to_partner(
+                lambda uow: moves.exchange_to_partner(
                     uow, self.member, "skyair", units * 10, "SA-1", directory, self.now
                 )
             )
@@ -185,7 +193,7 @@ def test_the_ledger_always_reconciles(world: World) -> None:
         @rule(units=st.integers(1, 500))
         def exchange_in(self, units: int) -> None:
             done = self.attempt(
-                lambda uow: handlers.exchange_from_partner(
+                lambda uow: moves.exchange_from_partner(
                     uow, self.member, "skyair", units, uuid.uuid4().hex, directory, self.now
                 )
             )
@@ -198,7 +206,7 @@ def test_the_ledger_always_reconciles(world: World) -> None:
                 return
             posting_id = data.draw(st.sampled_from(self.exchanges))
             self.attempt(
-                lambda uow: handlers.reverse_partner_exchange(
+                lambda uow: moves.reverse_partner_exchange(
                     uow, self.member, posting_id, "", self.now
                 )
             )
@@ -206,22 +214,24 @@ def test_the_ledger_always_reconciles(world: World) -> None:
         @rule()
         def family_member_erased(self) -> None:
             world.run(
-                world.transaction(lambda uow: handlers.on_member_erased(uow, self.family, self.now))
+                world.transaction(
+                    lambda uow: consumers.on_member_erased(uow, self.family, self.now)
+                )
             )
 
         @rule(days=st.integers(1, 400))
         def time_passes(self, days: int) -> None:
             self.now += timedelta(days=days)
             world.run(
-                handlers.run_in_chunks(
+                jobs.run_in_chunks(
                     lambda: PointsUnitOfWork(world.sessions, "props"),
-                    lambda uow: handlers.activate_pending_chunk(uow, self.now, 50, self.now),
+                    lambda uow: jobs.activate_pending_chunk(uow, self.now, 50, self.now),
                 )
             )
             world.run(
-                handlers.run_in_chunks(
+                jobs.run_in_chunks(
                     lambda: PointsUnitOfWork(world.sessions, "props"),
-                    lambda uow: handlers.expire_chunk(uow, self.now, 50, self.now),
+                    lambda uow: jobs.expire_chunk(uow, self.now, 50, self.now),
                 )
             )
 
@@ -268,7 +278,7 @@ def test_the_ledger_always_reconciles(world: World) -> None:
         def settlement_matches_the_ledger(self) -> None:
             report = world.run(
                 world.transaction(
-                    lambda uow: handlers.settlement(
+                    lambda uow: settlement.settlement(
                         uow, START - timedelta(days=1), self.now + timedelta(days=1), self.now
                     )
                 )

@@ -22,10 +22,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_points.adapters.members import IdentityDirectory
-from loyalty_points.adapters.repository import ProgrammeCache
+from loyalty_points.adapters.programmes import ProgrammeCache
 from loyalty_points.entrypoints.access import ACCESS
 from loyalty_points.entrypoints.servicer import SERVICE, PointsServicer
-from loyalty_points.service_layer import handlers
+from loyalty_points.service_layer import consumers as use_cases
+from loyalty_points.service_layer import jobs as job_steps
+from loyalty_points.service_layer.accounts import utc_now
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 log = get_logger("loyalty.points")
@@ -40,7 +42,7 @@ class PointsSettings(BaseSettings):
 
 
 def _clock(context: ServiceContext) -> Any:
-    return context.extras.get("clock", handlers.utc_now)
+    return context.extras.get("clock", utc_now)
 
 
 def _uow(context: ServiceContext) -> PointsUnitOfWork:
@@ -66,14 +68,14 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     )
 
     async def merged(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
+        await use_cases.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
 
     async def unmerged(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_member_unmerged(uow, e.survivor_member_id, e.restored_member_id, clock())
+        await use_cases.on_member_unmerged(uow, e.survivor_member_id, e.restored_member_id, clock())
 
     def state(name: str) -> Any:
         async def handle(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
-            await handlers.on_member_state(uow, e.member_id, name, clock())
+            await use_cases.on_member_state(uow, e.member_id, name, clock())
 
         return handle
 
@@ -83,14 +85,14 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     members.on(identity_events.MemberReactivated, state("active"))
 
     async def erased(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_member_erased(uow, e.member_id, clock())
+        await use_cases.on_member_erased(uow, e.member_id, clock())
 
     members.on(identity_events.MemberErased, erased)
 
     tiers = EventConsumer("points-tiers", "tiers", lambda: _uow(context), namespace=namespace)
 
     async def tier_changed(uow: PointsUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_tier_changed(
+        await use_cases.on_tier_changed(
             uow, e.member_id, e.to_tier, moment(e.effective_at, "effective_at"), clock()
         )
 
@@ -98,12 +100,12 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     return [members, tiers]
 
 
-async def _activate(uow: PointsUnitOfWork, as_of: datetime) -> handlers.JobResult:
-    return await handlers.activate_pending_chunk(uow, as_of, 500, as_of)
+async def _activate(uow: PointsUnitOfWork, as_of: datetime) -> job_steps.JobResult:
+    return await job_steps.activate_pending_chunk(uow, as_of, 500, as_of)
 
 
-async def _expire(uow: PointsUnitOfWork, as_of: datetime) -> handlers.JobResult:
-    return await handlers.expire_chunk(uow, as_of, 500, as_of)
+async def _expire(uow: PointsUnitOfWork, as_of: datetime) -> job_steps.JobResult:
+    return await job_steps.expire_chunk(uow, as_of, 500, as_of)
 
 
 def jobs(context: ServiceContext) -> Sequence[Job]:
@@ -112,10 +114,10 @@ def jobs(context: ServiceContext) -> Sequence[Job]:
 
     async def once() -> None:
         now = clock()
-        activated = await handlers.run_in_chunks(
+        activated = await job_steps.run_in_chunks(
             lambda: _uow(context), functools.partial(_activate, as_of=now)
         )
-        expired = await handlers.run_in_chunks(
+        expired = await job_steps.run_in_chunks(
             lambda: _uow(context), functools.partial(_expire, as_of=now)
         )
         if activated.items or expired.items:

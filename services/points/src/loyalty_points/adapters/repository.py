@@ -1,74 +1,28 @@
 """The ledger in PostgreSQL. Every change to a member's points happens with their account row
 locked (`SELECT ... FOR UPDATE`), so concurrent calls for one member are serialised and a
-balance can never be spent twice; CHECK constraints back that up."""
+balance can never be spent twice; CHECK constraints back that up.
+
+`save(account)` writes what the aggregate recorded (postings, lots, lot movements, the
+account's balances); the unit of work takes the events of every account this ledger loaded."""
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from loyalty_kit.db import driver_connection
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_points.adapters import tables as t
-from loyalty_points.domain.ledger import REDEEMING, Lot, LotStatus, PostingKind
-from loyalty_points.domain.programme import Programme, programme_from_json, programme_to_json
-
-
-@dataclass
-class Account:
-    member_id: str
-    state: str = "active"
-    merged_into: str = ""
-    tier: str = ""
-    tier_effective_at: datetime | None = None
-    available: int = 0
-    pending: int = 0
-    lifetime_earned: int = 0
-    referral_pending: bool = False
-
-
-@dataclass
-class Posting:
-    posting_id: str
-    member_id: str
-    kind: PostingKind
-    points: int
-    unit: str
-    occurred_at: datetime
-    posted_at: datetime
-    channel: str = "CHANNEL_UNSPECIFIED"
-    order_id: str = ""
-    pending: bool = False
-    available_at: datetime | None = None
-    programme_version: int | None = None
-    breakdown: dict[str, Any] | None = None
-    related_posting_id: str | None = None
-    reason: str = ""
-    unrecovered_points: int = 0
-    seq: int = 0
-
-
-@dataclass
-class OrderRecord:
-    unit: str
-    order_id: str
-    member_id: str
-    posting_id: str
-    lot_id: str
-    currency: str
-    # line_id -> {"points": int, "reversed": int, "amount": str}
-    lines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    bonus_points: int = 0
-    bonus_reversed: bool = False
-
+from loyalty_points.adapters.programmes import ProgrammeCache, ProgrammeRows
+from loyalty_points.adapters.records import RecordRows
+from loyalty_points.adapters.settlement import SettlementRows
+from loyalty_points.domain.account import Account
+from loyalty_points.domain.ledger import Changes, EarnEntry, Lot, LotStatus, Posting, PostingKind
 
 _ADD_EARN = """
 WITH posting AS (
@@ -97,74 +51,11 @@ FROM accounts WHERE member_id = $1
 _ACCOUNT_FOR_UPDATE = _ACCOUNT + " FOR UPDATE"
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-class ProgrammeCache:
-    """Programme versions are immutable once published: a process keeps them all and looks for
-    new ones every `ttl` seconds (a version published on another replica is seen within that;
-    one published here at once)."""
-
-    def __init__(self, ttl: float = 5.0) -> None:
-        self.ttl = ttl
-        self._versions: list[Programme] | None = None
-        self._expires = 0.0
-
-    def get(self) -> list[Programme] | None:
-        return self._versions if time.monotonic() < self._expires else None
-
-    def put(self, versions: list[Programme]) -> None:
-        self._versions, self._expires = versions, time.monotonic() + self.ttl
-
-    def invalidate(self) -> None:
-        self._versions, self._expires = None, 0.0
-
-
-class Ledger:
+class SqlLedger(ProgrammeRows, RecordRows, SettlementRows):
     def __init__(self, session: AsyncSession, programmes: ProgrammeCache | None = None) -> None:
         self.session = session
         self.programmes = programmes or ProgrammeCache(ttl=0)
-
-    # --- programme ----------------------------------------------------------------------------
-    async def programme_at(self, at: datetime) -> Programme | None:
-        versions = self.programmes.get()
-        if versions is None:
-            rows = await self.session.execute(
-                select(t.programme_versions).order_by(
-                    t.programme_versions.c.effective_from, t.programme_versions.c.version
-                )
-            )
-            versions = [programme_from_json(r.version, r.effective_from, r.rules) for r in rows]
-            self.programmes.put(versions)
-        in_force = [p for p in versions if p.effective_from <= at]
-        return in_force[-1] if in_force else None
-
-    async def programme_version(self, version: int) -> Programme | None:
-        row = (
-            await self.session.execute(
-                select(t.programme_versions).where(t.programme_versions.c.version == version)
-            )
-        ).first()
-        return programme_from_json(row.version, row.effective_from, row.rules) if row else None
-
-    async def add_programme(self, programme: Programme, reason: str) -> int:
-        # A table lock keeps version numbers gap-free and ordered under concurrent publishers.
-        await self.session.execute(
-            select(func.pg_advisory_xact_lock(0x9E0_9A11))  # type: ignore[arg-type]
-        )
-        latest = await self.session.scalar(select(func.max(t.programme_versions.c.version)))
-        version = int(latest or 0) + 1
-        await self.session.execute(
-            insert(t.programme_versions).values(
-                version=version,
-                effective_from=programme.effective_from,
-                rules=programme_to_json(programme),
-                reason=reason,
-            )
-        )
-        self.programmes.invalidate()
-        return version
+        self.seen: list[Account] = []  # every account loaded: the unit of work takes its events
 
     # --- accounts -----------------------------------------------------------------------------
     async def account(self, member_id: str, *, lock: bool = False) -> Account | None:
@@ -172,7 +63,7 @@ class Ledger:
         row = await conn.fetchrow(_ACCOUNT_FOR_UPDATE if lock else _ACCOUNT, member_id)
         if row is None:
             return None
-        return Account(
+        account = Account(
             member_id=str(row["member_id"]),
             state=row["state"],
             merged_into=str(row["merged_into"] or ""),
@@ -183,6 +74,8 @@ class Ledger:
             lifetime_earned=row["lifetime_earned"],
             referral_pending=row["referral_pending"],
         )
+        self.seen.append(account)
+        return account
 
     async def create_account(self, account: Account, now: datetime) -> None:
         await self.session.execute(
@@ -202,54 +95,7 @@ class Ledger:
             .on_conflict_do_nothing()
         )
 
-    async def save_account(self, account: Account, now: datetime) -> None:
-        conn = await driver_connection(self.session)
-        await conn.execute(
-            "UPDATE accounts SET state = $2, merged_into = $3, tier = $4, tier_effective_at = $5, "
-            "available = $6, pending = $7, lifetime_earned = $8, updated_at = $9, "
-            "referral_pending = $10 WHERE member_id = $1",
-            account.member_id,
-            account.state,
-            account.merged_into or None,
-            account.tier,
-            account.tier_effective_at,
-            account.available,
-            account.pending,
-            account.lifetime_earned,
-            now,
-            account.referral_pending,
-        )
-
     # --- postings -----------------------------------------------------------------------------
-    async def add_posting(self, posting: Posting) -> None:
-        await self.session.execute(
-            insert(t.postings).values(
-                member_id=posting.member_id,
-                posting_id=posting.posting_id,
-                kind=posting.kind.value,
-                points=posting.points,
-                pending=posting.pending,
-                available_at=posting.available_at,
-                unit=posting.unit,
-                channel=posting.channel,
-                order_id=posting.order_id,
-                occurred_at=posting.occurred_at,
-                posted_at=posting.posted_at,
-                programme_version=posting.programme_version,
-                breakdown=posting.breakdown,
-                related_posting_id=posting.related_posting_id,
-                reason=posting.reason,
-                unrecovered_points=posting.unrecovered_points,
-            )
-        )
-
-    async def set_posting_pending(self, member_id: str, posting_id: str, pending: bool) -> None:
-        await self.session.execute(
-            update(t.postings)
-            .where(t.postings.c.member_id == member_id, t.postings.c.posting_id == posting_id)
-            .values(pending=pending)
-        )
-
     @staticmethod
     def _posting(row: Any) -> Posting:
         return Posting(
@@ -316,27 +162,6 @@ class Ledger:
         )
         return found is not None
 
-    # --- referrals ----------------------------------------------------------------------------
-    async def referral(self, member_id: str) -> tuple[str, datetime | None] | None:
-        row = (
-            await self.session.execute(
-                select(t.referrals).where(t.referrals.c.member_id == member_id)
-            )
-        ).first()
-        return (str(row.referrer_id), row.rewarded_at) if row else None
-
-    async def add_referral(self, member_id: str, referrer_id: str, now: datetime) -> None:
-        await self.session.execute(
-            insert(t.referrals).values(
-                member_id=member_id, referrer_id=referrer_id, recorded_at=now
-            )
-        )
-
-    async def mark_referral_rewarded(self, member_id: str, now: datetime) -> None:
-        await self.session.execute(
-            update(t.referrals).where(t.referrals.c.member_id == member_id).values(rewarded_at=now)
-        )
-
     async def statement(
         self,
         member_id: str,
@@ -390,64 +215,9 @@ class Ledger:
             earned_at=row.earned_at,
             expires_at=row.expires_at,
             status=LotStatus(row.status),
+            posting_id=str(row.posting_id),
+            available_at=row.available_at,
         )
-
-    async def add_lot(
-        self,
-        member_id: str,
-        lot: Lot,
-        posting_id: str,
-        points: int,
-        available_at: datetime | None,
-    ) -> None:
-        await self.session.execute(
-            insert(t.lots).values(
-                member_id=member_id,
-                lot_id=lot.lot_id,
-                posting_id=posting_id,
-                earned_unit=lot.earned_unit,
-                points=points,
-                remaining=lot.remaining,
-                status=lot.status.value,
-                earned_at=lot.earned_at,
-                available_at=available_at,
-                expires_at=lot.expires_at,
-            )
-        )
-
-    async def save_lot(self, member_id: str, lot: Lot) -> None:
-        await self.session.execute(
-            update(t.lots)
-            .where(t.lots.c.member_id == member_id, t.lots.c.lot_id == lot.lot_id)
-            .values(remaining=lot.remaining, status=lot.status.value)
-        )
-
-    async def move(
-        self,
-        member_id: str,
-        posting_id: str,
-        moves: Sequence[tuple[Lot, int]],
-        unit: str,
-        at: datetime,
-    ) -> None:
-        """Record which lots gave (negative) or got back (positive) how many points."""
-        if moves:
-            await self.session.execute(
-                insert(t.lot_movements).values(
-                    [
-                        {
-                            "member_id": member_id,
-                            "posting_id": posting_id,
-                            "lot_id": lot.lot_id,
-                            "points": points,
-                            "earned_unit": lot.earned_unit,
-                            "unit": unit,
-                            "posted_at": at,
-                        }
-                        for lot, points in moves
-                    ]
-                )
-            )
 
     async def movements(self, member_id: str, posting_id: str) -> list[tuple[str, int]]:
         rows = await self.session.execute(
@@ -458,30 +228,14 @@ class Ledger:
         )
         return [(str(r.lot_id), r.points) for r in rows]
 
-    async def reassign_lots(self, absorbed: str, survivor: str) -> None:
-        """A merge: the absorbed member's lots and orders become the survivor's; each lot
-        remembers whose it was (the first owner, along a chain of merges)."""
-        await self.session.execute(
-            update(t.lots)
-            .where(t.lots.c.member_id == absorbed)
-            .values(
-                member_id=survivor,
-                origin_member_id=func.coalesce(t.lots.c.origin_member_id, t.lots.c.member_id),
-            )
-        )
-        await self.session.execute(
-            update(t.orders).where(t.orders.c.member_id == absorbed).values(member_id=survivor)
-        )
-
-    async def lots_from(self, holder: str, origin: str) -> list[tuple[Lot, str, datetime | None]]:
-        """The lots `holder` took over from `origin` at a merge, with the posting each belongs
-        to and when a pending one becomes available."""
+    async def lots_from(self, holder: str, origin: str) -> list[Lot]:
+        """The lots `holder` took over from `origin` at a merge."""
         rows = await self.session.execute(
             select(t.lots).where(t.lots.c.member_id == holder, t.lots.c.origin_member_id == origin)
         )
-        return [(self._lot(r), str(r.posting_id), r.available_at) for r in rows]
+        return [self._lot(r) for r in rows]
 
-    async def give_back_lots(
+    async def _give_back_lots(
         self, holder: str, origin: str, lot_ids: Sequence[str], renamed: dict[str, str]
     ) -> None:
         """An unmerge: the orders of lots `holder` took over from `origin` are `origin`'s again
@@ -516,119 +270,14 @@ class Ledger:
         )
         return int(total or 0)
 
-    # --- orders -------------------------------------------------------------------------------
-    async def order(self, unit: str, order_id: str) -> OrderRecord | None:
-        row = (
-            await self.session.execute(
-                select(t.orders).where(t.orders.c.unit == unit, t.orders.c.order_id == order_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        return OrderRecord(
-            unit=row.unit,
-            order_id=row.order_id,
-            member_id=str(row.member_id),
-            posting_id=str(row.posting_id),
-            lot_id=str(row.lot_id),
-            currency=row.currency,
-            lines=dict(row.lines),
-            bonus_points=row.bonus_points,
-            bonus_reversed=row.bonus_reversed,
-        )
-
-    async def claim_order(self, order: OrderRecord) -> bool:
-        """Record the order; False if the unit's order id has earned already (one statement
-        both checks and claims, and a concurrent duplicate waits for the first to finish)."""
-        conn = await driver_connection(self.session)
-        claimed = await conn.fetchval(
-            "INSERT INTO orders (unit, order_id, member_id, posting_id, lot_id, currency, lines, "
-            "bonus_points, bonus_reversed) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) "
-            "ON CONFLICT DO NOTHING RETURNING true",
-            order.unit,
-            order.order_id,
-            order.member_id,
-            order.posting_id,
-            order.lot_id,
-            order.currency,
-            json.dumps(order.lines),
-            order.bonus_points,
-            order.bonus_reversed,
-        )
-        return bool(claimed)
-
-    async def add_earn(self, posting: Posting, lot: Lot, available_at: datetime | None) -> None:
-        """The earn posting, its lot and the lot's movement in one round trip."""
-        conn = await driver_connection(self.session)
-        await conn.execute(
-            _ADD_EARN,
-            posting.member_id,
-            posting.posting_id,
-            posting.points,
-            posting.pending,
-            available_at,
-            posting.unit,
-            posting.channel,
-            posting.order_id,
-            posting.occurred_at,
-            posting.posted_at,
-            posting.programme_version,
-            json.dumps(posting.breakdown),
-            lot.lot_id,
-            lot.status.value,
-            lot.expires_at,
-        )
-
-    async def save_order(self, order: OrderRecord) -> None:
-        await self.session.execute(
-            update(t.orders)
-            .where(t.orders.c.unit == order.unit, t.orders.c.order_id == order.order_id)
-            .values(lines=order.lines, bonus_reversed=order.bonus_reversed)
-        )
-
-    async def record_tier_change(self, member_id: str, effective_at: datetime, tier: str) -> None:
-        conn = await driver_connection(self.session)
-        await conn.execute(
-            "INSERT INTO tier_changes (member_id, effective_at, tier) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING",
-            member_id,
-            effective_at,
-            tier,
-        )
-
-    async def tier_at(self, member_id: str, at: datetime) -> str:
-        """The tier the member held at `at` ('' before any change known here: the entry tier)."""
-        conn = await driver_connection(self.session)
-        found = await conn.fetchval(
-            "SELECT tier FROM tier_changes WHERE member_id = $1 AND effective_at <= $2 "
-            "ORDER BY effective_at DESC LIMIT 1",
-            member_id,
-            at,
-        )
-        return str(found or "")
-
-    async def claim_partner_reference(
-        self, partner: str, reference: str, member_id: str, posting_id: str
-    ) -> str | None:
-        """Record a partner's transaction reference; None when it is new, else the posting it
-        already credited (one statement checks and claims; a concurrent duplicate waits)."""
-        conn = await driver_connection(self.session)
-        claimed = await conn.fetchval(
-            "INSERT INTO partner_references (partner, reference, member_id, posting_id) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
-            partner,
-            reference,
-            member_id,
-            posting_id,
-        )
-        if claimed:
-            return None
-        earlier = await conn.fetchval(
-            "SELECT posting_id FROM partner_references WHERE partner = $1 AND reference = $2",
-            partner,
-            reference,
-        )
-        return str(earlier)
+    async def moved_lots(self, member_id: str, posting_id: str) -> list[tuple[Lot, int]]:
+        """The lots a posting moved points of, with how many (negative: taken)."""
+        moved = []
+        for lot_id, points in await self.movements(member_id, posting_id):
+            lot = await self.lot(member_id, lot_id)
+            if lot is not None:
+                moved.append((lot, points))
+        return moved
 
     # --- jobs ---------------------------------------------------------------------------------
     async def members_with_due_pending(self, as_of: datetime, limit: int) -> list[str]:
@@ -643,7 +292,7 @@ class Ledger:
         )
         return [str(m) for m in rows]
 
-    async def due_pending_lots(self, member_id: str, as_of: datetime) -> list[tuple[Lot, str]]:
+    async def due_pending_lots(self, member_id: str, as_of: datetime) -> list[Lot]:
         rows = await self.session.execute(
             select(t.lots).where(
                 t.lots.c.member_id == member_id,
@@ -651,19 +300,7 @@ class Ledger:
                 t.lots.c.available_at <= as_of,
             )
         )
-        return [(self._lot(r), str(r.posting_id)) for r in rows]
-
-    async def pending_lot_of_posting(self, member_id: str, posting_id: str) -> Lot | None:
-        row = (
-            await self.session.execute(
-                select(t.lots).where(
-                    t.lots.c.member_id == member_id,
-                    t.lots.c.posting_id == posting_id,
-                    t.lots.c.status == LotStatus.PENDING.value,
-                )
-            )
-        ).first()
-        return self._lot(row) if row else None
+        return [self._lot(r) for r in rows]
 
     async def members_with_expired_lots(self, as_of: datetime, limit: int) -> list[str]:
         """In member order (see `members_with_due_pending`)."""
@@ -680,70 +317,148 @@ class Ledger:
         )
         return [str(m) for m in rows]
 
-    # --- settlement ---------------------------------------------------------------------------
-    async def settlement(self, start: datetime, end: datetime) -> dict[str, Any]:
-        in_period = and_(t.postings.c.posted_at >= start, t.postings.c.posted_at < end)
-        by_unit_kind = await self.session.execute(
-            select(t.postings.c.unit, t.postings.c.kind, func.sum(t.postings.c.points))
-            .where(in_period)
-            .group_by(t.postings.c.unit, t.postings.c.kind, func.sign(t.postings.c.points))
+    # --- saving an account --------------------------------------------------------------------
+    async def save(self, account: Account, now: datetime) -> None:
+        """Write what the account recorded since it was loaded, then its balances."""
+        changes, account.changes = account.changes, Changes()
+        member_id = account.member_id
+        if changes.earn is not None:
+            await self._add_earn(changes.earn)
+        if changes.postings:
+            await self.session.execute(
+                insert(t.postings).values([_posting_row(p) for p in changes.postings])
+            )
+        created = {lot.lot_id for lot, _ in changes.new_lots}
+        if changes.new_lots:
+            await self.session.execute(
+                insert(t.lots).values(
+                    [_lot_row(member_id, lot, points) for lot, points in changes.new_lots]
+                )
+            )
+        for lot in changes.lots.values():
+            if lot.lot_id not in created:
+                await self.session.execute(
+                    update(t.lots)
+                    .where(t.lots.c.member_id == member_id, t.lots.c.lot_id == lot.lot_id)
+                    .values(remaining=lot.remaining, status=lot.status.value)
+                )
+        if changes.moves:
+            await self.session.execute(
+                insert(t.lot_movements).values(
+                    [
+                        {
+                            "member_id": member_id,
+                            "posting_id": move.posting_id,
+                            "lot_id": move.lot.lot_id,
+                            "points": move.points,
+                            "earned_unit": move.lot.earned_unit,
+                            "unit": move.unit,
+                            "posted_at": move.at,
+                        }
+                        for move in changes.moves
+                    ]
+                )
+            )
+        if changes.settled:
+            await self.session.execute(
+                update(t.postings)
+                .where(
+                    t.postings.c.member_id == member_id,
+                    t.postings.c.posting_id.in_(changes.settled),
+                )
+                .values(pending=False)
+            )
+        for absorbed in changes.absorbed:
+            await self._take_over(absorbed, member_id)
+        for origin, lot_ids, renamed in changes.given_back:
+            await self._give_back_lots(member_id, origin, lot_ids, renamed)
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "UPDATE accounts SET state = $2, merged_into = $3, tier = $4, tier_effective_at = $5, "
+            "available = $6, pending = $7, lifetime_earned = $8, updated_at = $9, "
+            "referral_pending = $10 WHERE member_id = $1",
+            member_id,
+            account.state,
+            account.merged_into or None,
+            account.tier,
+            account.tier_effective_at,
+            account.available,
+            account.pending,
+            account.lifetime_earned,
+            now,
+            account.referral_pending,
         )
-        moved = and_(t.lot_movements.c.posted_at >= start, t.lot_movements.c.posted_at < end)
-        flows = await self.session.execute(
-            select(
-                t.lot_movements.c.earned_unit,
-                t.lot_movements.c.unit,
-                func.sum(t.lot_movements.c.points),
-            )
-            .join(
-                t.postings,
-                and_(
-                    t.postings.c.member_id == t.lot_movements.c.member_id,
-                    t.postings.c.posting_id == t.lot_movements.c.posting_id,
-                ),
-            )
-            .where(
-                moved,
-                t.postings.c.kind.in_([k.value for k in REDEEMING])
-                | (
-                    (t.postings.c.kind == PostingKind.PARTNER_EXCHANGE_REVERSE.value)
-                    & (t.postings.c.points > 0)
-                ),
-            )
-            .group_by(t.lot_movements.c.earned_unit, t.lot_movements.c.unit)
+
+    async def _add_earn(self, entry: EarnEntry) -> None:
+        """The earn posting, its lot and the lot's movement in one round trip."""
+        posting, lot = entry.posting, entry.lot
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            _ADD_EARN,
+            posting.member_id,
+            posting.posting_id,
+            posting.points,
+            posting.pending,
+            lot.available_at,
+            posting.unit,
+            posting.channel,
+            posting.order_id,
+            posting.occurred_at,
+            posting.posted_at,
+            posting.programme_version,
+            json.dumps(posting.breakdown),
+            lot.lot_id,
+            lot.status.value,
+            lot.expires_at,
         )
-        # Points that left the books by lot (expiry, erasure), under the unit that issued them.
-        lapsed = await self.session.execute(
-            select(
-                t.lot_movements.c.earned_unit,
-                t.postings.c.kind,
-                func.sum(t.lot_movements.c.points),
+
+    async def _take_over(self, absorbed: str, survivor: str) -> None:
+        """A merge: the absorbed member's lots and orders become the survivor's; each lot
+        remembers whose it was (the first owner, along a chain of merges)."""
+        await self.session.execute(
+            update(t.lots)
+            .where(t.lots.c.member_id == absorbed)
+            .values(
+                member_id=survivor,
+                origin_member_id=func.coalesce(t.lots.c.origin_member_id, t.lots.c.member_id),
             )
-            .join(
-                t.postings,
-                and_(
-                    t.postings.c.member_id == t.lot_movements.c.member_id,
-                    t.postings.c.posting_id == t.lot_movements.c.posting_id,
-                ),
-            )
-            .where(
-                moved,
-                t.postings.c.kind.in_(
-                    [PostingKind.EXPIRE.value, PostingKind.ERASURE_FORFEIT.value]
-                ),
-            )
-            .group_by(t.lot_movements.c.earned_unit, t.postings.c.kind)
         )
-        by_kind: dict[str, dict[str, int]] = {"expire": {}, "erasure_forfeit": {}}
-        for unit, kind, points in lapsed:
-            by_kind[kind][unit] = -int(points)
-        total = await self.session.scalar(
-            select(func.coalesce(func.sum(t.postings.c.points), 0)).where(in_period)
+        await self.session.execute(
+            update(t.orders).where(t.orders.c.member_id == absorbed).values(member_id=survivor)
         )
-        return {
-            "by_unit_kind": [(u, PostingKind(k), int(p)) for u, k, p in by_unit_kind],
-            "flows": [(e, r, -int(p)) for e, r, p in flows],
-            "expired": by_kind[PostingKind.EXPIRE.value],
-            "forfeited": by_kind[PostingKind.ERASURE_FORFEIT.value],
-            "total": int(total or 0),
-        }
+
+
+def _posting_row(posting: Posting) -> dict[str, Any]:
+    return {
+        "member_id": posting.member_id,
+        "posting_id": posting.posting_id,
+        "kind": posting.kind.value,
+        "points": posting.points,
+        "pending": posting.pending,
+        "available_at": posting.available_at,
+        "unit": posting.unit,
+        "channel": posting.channel,
+        "order_id": posting.order_id,
+        "occurred_at": posting.occurred_at,
+        "posted_at": posting.posted_at,
+        "programme_version": posting.programme_version,
+        "breakdown": posting.breakdown,
+        "related_posting_id": posting.related_posting_id,
+        "reason": posting.reason,
+        "unrecovered_points": posting.unrecovered_points,
+    }
+
+
+def _lot_row(member_id: str, lot: Lot, points: int) -> dict[str, Any]:
+    return {
+        "member_id": member_id,
+        "lot_id": lot.lot_id,
+        "posting_id": lot.posting_id,
+        "earned_unit": lot.earned_unit,
+        "points": points,
+        "remaining": lot.remaining,
+        "status": lot.status.value,
+        "earned_at": lot.earned_at,
+        "available_at": lot.available_at,
+        "expires_at": lot.expires_at,
+    }

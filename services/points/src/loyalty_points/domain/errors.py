@@ -74,3 +74,16 @@ class NoProgramme(FailedPrecondition):
 
     def __init__(self) -> None:
         super().__init__("no programme rules are in force: publish them with UpdateProgramme")
+
+
+class LimitExceeded(FailedPrecondition):
+    reason = "LIMIT_EXCEEDED"
+
+
+class AlreadyReversed(FailedPrecondition):
+    reason = "ALREADY_REVERSED"
+
+    def __init__(self, posting_id: str) -> None:
+        super().__init__(
+            f"exchange {posting_id} was already reversed", metadata={"posting_id": posting_id}
+        )

@@ -1,10 +1,13 @@
-"""Lots and how points are taken from them: oldest first, never below zero."""
+"""The ledger's entities: postings (immutable entries), lots (points of one earning, spent
+soonest-expiring first) and how points are taken from lots, never below zero."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from loyalty_kit.errors import FailedPrecondition
 
@@ -55,6 +58,36 @@ class LotStatus(Enum):
 
 _FAR_FUTURE = datetime.max.replace(tzinfo=None)
 
+GROUP = "group"  # the unit of postings that belong to no unit (expiry, merges, erasure)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Posting:
+    """One entry of a member's ledger; never changed once written (but for `pending`, which
+    turns false when the points become available)."""
+
+    posting_id: str
+    member_id: str
+    kind: PostingKind
+    points: int
+    unit: str
+    occurred_at: datetime
+    posted_at: datetime
+    channel: str = "CHANNEL_UNSPECIFIED"
+    order_id: str = ""
+    pending: bool = False
+    available_at: datetime | None = None
+    programme_version: int | None = None
+    breakdown: dict[str, Any] | None = None
+    related_posting_id: str | None = None
+    reason: str = ""
+    unrecovered_points: int = 0
+    seq: int = 0
+
 
 @dataclass
 class Lot:
@@ -64,6 +97,9 @@ class Lot:
     earned_at: datetime
     expires_at: datetime | None
     status: LotStatus = LotStatus.OPEN
+    # The posting that created the lot's points and, while pending, when they become available.
+    posting_id: str = ""
+    available_at: datetime | None = None
 
     def spend_order(self) -> tuple[datetime, datetime, str]:
         """Soonest expiry first (points that never expire last), then oldest."""
@@ -85,11 +121,12 @@ class InsufficientPoints(FailedPrecondition):
         )
 
 
-def take_oldest_first(
+def take_soonest_expiring_first(
     lots: list[Lot], points: int, member_id: str, *, first: str | None = None
 ) -> list[tuple[Lot, int]]:
-    """Which lots give how many points (open lots only); `first` names a lot to take from before
-    the others (a reversal takes from the earn's own lot first)."""
+    """Which lots give how many points (open lots only): soonest expiry first, then oldest (see
+    `Lot.spend_order`); `first` names a lot to take from before the others (a reversal takes
+    from the earn's own lot first)."""
     usable = sorted(
         (lot for lot in lots if lot.status is LotStatus.OPEN and lot.remaining > 0),
         key=lambda lot: (lot.lot_id != first, lot.spend_order()),
@@ -106,6 +143,43 @@ def take_oldest_first(
         taken.append((lot, take))
         left -= take
     return taken
+
+
+@dataclass
+class Move:
+    """Points a lot gave (negative) or got back (positive) for a posting."""
+
+    posting_id: str
+    lot: Lot
+    points: int
+    unit: str
+    at: datetime
+
+
+@dataclass
+class EarnEntry:
+    """An earn's posting with its new lot (saved in one statement: the hot path)."""
+
+    posting: Posting
+    lot: Lot
+
+
+@dataclass
+class Changes:
+    """What the repository writes when the account is saved, in this order."""
+
+    earn: EarnEntry | None = None
+    postings: list[Posting] = field(default_factory=list)
+    new_lots: list[tuple[Lot, int]] = field(default_factory=list)  # (lot, points it was given)
+    lots: dict[str, Lot] = field(default_factory=dict)  # lots whose remaining or status changed
+    moves: list[Move] = field(default_factory=list)
+    settled: list[str] = field(default_factory=list)  # postings no longer pending
+    absorbed: list[str] = field(default_factory=list)  # members whose lots and orders come here
+    # Lots taken over from a member at a merge that go back to it (origin, lot ids, old->new).
+    given_back: list[tuple[str, list[str], dict[str, str]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,22 @@ class Earned:
     # The spend in the programme's base currency: what tiers counts, computed here only.
     base_spend: Amount | None = None
 
+    def as_json(self) -> dict[str, Any]:
+        """The breakdown as the earn posting keeps it."""
+        base = self.base_spend or self.spend
+        return {
+            "spend": {"currency": self.spend.currency, "amount": str(self.spend.value)},
+            "base_spend": {"currency": base.currency, "amount": str(base.value)},
+            "base_rate": str(self.base_rate),
+            "factors": [
+                {"source": f.source, "multiplier": str(f.multiplier)} for f in self.factors
+            ],
+            "bonuses": [{"source": s, "points": p} for s, p in self.bonuses],
+            "exact": str(self.exact),
+            "points": self.points,
+            "lines": self.line_points,
+        }
+
 
 def check_lines(lines: list[Line], programme: Programme, unit: str) -> None:
     problems = Violations()

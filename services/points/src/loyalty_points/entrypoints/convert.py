@@ -16,8 +16,7 @@ from loyalty_kit.timestamps import moment, moment_of
 from loyalty_kit.timestamps import timestamp as ts
 from loyalty_kit.validation import enum_violation
 
-from loyalty_points.adapters.repository import Posting
-from loyalty_points.domain.ledger import PostingKind
+from loyalty_points.domain.ledger import Posting, PostingKind
 from loyalty_points.domain.money import parse_amount, parse_factor
 from loyalty_points.domain.programme import (
     Campaign,
@@ -28,7 +27,7 @@ from loyalty_points.domain.programme import (
     Programme,
     UnitRule,
 )
-from loyalty_points.service_layer.handlers import BalanceView
+from loyalty_points.service_layer.accounts import BalanceView
 
 KINDS = {
     PostingKind.EARN: pb.POSTING_KIND_EARN,
@@ -98,9 +97,7 @@ def breakdown(data: dict[str, Any] | None) -> pb.EarnBreakdown:
 
 
 def earned_breakdown(earned: Earned) -> pb.EarnBreakdown:
-    from loyalty_points.service_layer.handlers import breakdown_json
-
-    return breakdown(breakdown_json(earned))
+    return breakdown(earned.as_json())
 
 
 def posting(p: Posting) -> pb.Posting:

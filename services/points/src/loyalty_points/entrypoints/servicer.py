@@ -24,12 +24,15 @@ from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import moment, moment_of, timestamp
 from loyalty_kit.validation import enum_value
 
-from loyalty_points.adapters.repository import Posting, ProgrammeCache
+from loyalty_points.adapters.programmes import ProgrammeCache
 from loyalty_points.domain.errors import NoProgramme
+from loyalty_points.domain.ledger import Posting
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
-from loyalty_points.service_layer import handlers
-from loyalty_points.service_layer.handlers import Earn, MemberDirectory
+from loyalty_points.service_layer import accounts, earning, jobs, moves, programmes, spending
+from loyalty_points.service_layer.earning import Earn
+from loyalty_points.service_layer.ports import MemberDirectory
+from loyalty_points.service_layer.settlement import settlement
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 SERVICE = "loyalty.points.v1.PointsService"
@@ -95,8 +98,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         command = self._earn_command(request)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.EarnPointsResponse:
-            posting, account = await handlers.earn(uow, command, self.directory, now)
-            view = await handlers.view(uow, account, now)
+            posting, account = await earning.earn(uow, command, self.directory, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.EarnPointsResponse(
                 posting=convert.posting(posting), balance=convert.balance(view)
             )
@@ -108,7 +111,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     ) -> pb.PreviewEarnResponse:
         command = self._earn_command(request)
         earned, available_at = await self._read(
-            lambda uow: handlers.preview(uow, command, self.directory, self.clock())
+            lambda uow: earning.preview(uow, command, self.directory, self.clock())
         )
         response = pb.PreviewEarnResponse(
             breakdown=convert.earned_breakdown(earned), pending=available_at is not None
@@ -126,7 +129,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         channel = convert.channel_name(request.channel)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RedeemPointsResponse:
-            posting, account, programme = await handlers.redeem(
+            posting, account, programme = await spending.redeem(
                 uow,
                 member_id,
                 unit,
@@ -141,7 +144,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
                 raise InvalidArgument.of(
                     [FieldViolation("currency_code", "a currency of the programme")]
                 )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.RedeemPointsResponse(
                 posting=convert.posting(posting),
                 balance=convert.balance(view),
@@ -157,7 +160,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ReverseEarnResponse:
-            posting, account = await handlers.reverse(
+            posting, account = await earning.reverse(
                 uow,
                 member_id,
                 unit,
@@ -166,7 +169,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
                 request.reason,
                 now,
             )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.ReverseEarnResponse(
                 posting=convert.posting(posting), balance=convert.balance(view)
             )
@@ -180,10 +183,10 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         confined_to = confining_unit()
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.CancelRedemptionResponse:
-            posting, expired, account = await handlers.cancel_redemption(
+            posting, expired, account = await spending.cancel_redemption(
                 uow, member_id, request.posting_id.strip(), request.reason, now, confined_to
             )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.CancelRedemptionResponse(
                 posting=convert.posting(posting),
                 expired_points=expired,
@@ -217,10 +220,10 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.AdjustPointsResponse:
-            posting, account = await handlers.adjust(
+            posting, account = await spending.adjust(
                 uow, member_id, unit, request.points, request.reason, self.directory, now
             )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.AdjustPointsResponse(
                 posting=convert.posting(posting), balance=convert.balance(view)
             )
@@ -234,10 +237,10 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         unit = unit_of(request.unit)
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ConfirmOrderResponse:
-            activated, account = await handlers.confirm_order(
+            activated, account = await earning.confirm_order(
                 uow, member_id, unit, request.order_id.strip(), now
             )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.ConfirmOrderResponse(
                 activated_points=activated, balance=convert.balance(view)
             )
@@ -251,10 +254,10 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         to_member_id = member_id_of(request.to_member, "to_member")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.TransferPointsResponse:
-            posting, account = await handlers.transfer(
+            posting, account = await moves.transfer(
                 uow, member_id, to_member_id, request.points, request.reason, self.directory, now
             )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.TransferPointsResponse(
                 posting=convert.posting(posting), balance=convert.balance(view)
             )
@@ -267,7 +270,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         member_id = member_id_of(request.member, "member")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ExchangeToPartnerResponse:
-            posting, units, account = await handlers.exchange_to_partner(
+            posting, units, account = await moves.exchange_to_partner(
                 uow,
                 member_id,
                 request.partner.strip(),
@@ -276,7 +279,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
                 self.directory,
                 now,
             )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.ExchangeToPartnerResponse(
                 posting=convert.posting(posting),
                 partner_units=units,
@@ -291,7 +294,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         member_id = member_id_of(request.member, "member")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ExchangeFromPartnerResponse:
-            posting, account = await handlers.exchange_from_partner(
+            posting, account = await moves.exchange_from_partner(
                 uow,
                 member_id,
                 request.partner.strip(),
@@ -300,7 +303,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
                 self.directory,
                 now,
             )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.ExchangeFromPartnerResponse(
                 posting=convert.posting(posting), balance=convert.balance(view)
             )
@@ -316,10 +319,10 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         _uuid_field(request.posting_id, "posting_id")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.ReversePartnerExchangeResponse:
-            posting, expired, account = await handlers.reverse_partner_exchange(
+            posting, expired, account = await moves.reverse_partner_exchange(
                 uow, member_id, request.posting_id.strip(), request.reason, now
             )
-            view = await handlers.view(uow, account, now)
+            view = await accounts.view(uow.ledger, account, now)
             return pb.ReversePartnerExchangeResponse(
                 posting=convert.posting(posting),
                 expired_points=expired,
@@ -337,7 +340,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         referrer_id = member_id_of(request.referrer, "referrer")
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RecordReferralResponse:
-            referrer, rewarded = await handlers.record_referral(
+            referrer, rewarded = await earning.record_referral(
                 uow, member_id, referrer_id, self.directory, now
             )
             return pb.RecordReferralResponse(referrer_member_id=referrer, rewarded=rewarded)
@@ -350,8 +353,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     ) -> pb.GetBalanceResponse:
         member_id = member_id_of(request.member, "member")
         view = await self._read(
-            lambda uow: handlers.balance(
-                uow, member_id, request.expiring_within_days, self.directory, self.clock()
+            lambda uow: accounts.balance(
+                uow.ledger, member_id, request.expiring_within_days, self.directory, self.clock()
             )
         )
         return pb.GetBalanceResponse(balance=convert.balance(view))
@@ -374,7 +377,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
 
         async def statement(uow: PointsUnitOfWork) -> list[Posting]:
-            await handlers.readable_account(uow, member_id, self.directory)
+            await accounts.readable_account(uow.ledger, member_id, self.directory)
             return await uow.ledger.statement(
                 member_id,
                 before_seq=page.after,
@@ -402,7 +405,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
             )
         start = moment(request.start_time, "start_time")
         end = moment(request.end_time, "end_time")
-        result = await self._read(lambda uow: handlers.settlement(uow, start, end, self.clock()))
+        result = await self._read(lambda uow: settlement(uow, start, end, self.clock()))
         programme = result.programme
         if programme is None:
             raise NoProgramme()  # no programme, no currency to value points in
@@ -443,7 +446,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
                 if found is None:
                     raise InvalidArgument.of([FieldViolation("version", "no such version")])
                 return found
-            return await handlers.programme_at(uow, self.clock())
+            return await accounts.programme_at(uow.ledger, self.clock())
 
         return pb.GetProgrammeResponse(programme=convert.programme_message(await self._read(work)))
 
@@ -453,7 +456,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         programme = convert.programme_from(request.programme, self.clock())
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.UpdateProgrammeResponse:
-            stored = await handlers.publish_programme(uow, programme, request.reason, now)
+            stored = await programmes.publish_programme(uow, programme, request.reason, now)
             return pb.UpdateProgrammeResponse(programme=convert.programme_message(stored))
 
         return await self._mutate("UpdateProgramme", request, pb.UpdateProgrammeResponse, work)
@@ -463,8 +466,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
     ) -> pb.RunPendingActivationResponse:
         now = self.clock()
         as_of = moment_of(request, "as_of") or now
-        total = await handlers.run_in_chunks(
-            self.uow, lambda uow: handlers.activate_pending_chunk(uow, as_of, 500, now)
+        total = await jobs.run_in_chunks(
+            self.uow, lambda uow: jobs.activate_pending_chunk(uow, as_of, 500, now)
         )
         return pb.RunPendingActivationResponse(
             postings_activated=total.items, points_activated=total.points
@@ -478,8 +481,8 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         now = self.clock()
         as_of = moment_of(request, "as_of") or now
         chunk = request.chunk_size or 500
-        total = await handlers.run_in_chunks(
-            self.uow, lambda uow: handlers.expire_chunk(uow, as_of, chunk, now)
+        total = await jobs.run_in_chunks(
+            self.uow, lambda uow: jobs.expire_chunk(uow, as_of, chunk, now)
         )
         return pb.RunExpiryResponse(
             members_expired=total.members, lots_expired=total.items, points_expired=total.points

@@ -1,4 +1,5 @@
-"""The points service's unit of work: the kit's plus the ledger."""
+"""The points service's unit of work: the kit's plus the ledger; on commit, the events the
+accounts recorded go to the outbox, in the same transaction."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from typing import Self
 from loyalty_kit.uow import UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from loyalty_points.adapters.repository import Ledger, ProgrammeCache
+from loyalty_points.adapters.events import to_message
+from loyalty_points.adapters.programmes import ProgrammeCache
+from loyalty_points.adapters.repository import SqlLedger
+from loyalty_points.domain.events import Event
 
 
 class PointsUnitOfWork(UnitOfWork):
-    ledger: Ledger
+    ledger: SqlLedger
 
     def __init__(
         self,
@@ -27,5 +31,27 @@ class PointsUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.ledger = Ledger(self.session, self.programmes)
+        self.ledger = SqlLedger(self.session, self.programmes)
+        self._recorded: list[Event] = []
         return self
+
+    def record(self, event: Event) -> None:
+        """An event no account records (a programme published)."""
+        self._recorded.append(event)
+
+    def collect_new_events(self) -> list[Event]:
+        found, self._recorded = self._recorded, []
+        for account in self.ledger.seen:
+            if account.changes:
+                raise RuntimeError(f"account {account.member_id} changed but was not saved")
+            found.extend(account.events)
+            account.events.clear()
+        return found
+
+    async def commit(self) -> None:
+        messages = [to_message(event) for event in self.collect_new_events()]
+        if len(messages) == 1:
+            await self.outbox.add(messages[0])
+        else:
+            await self.outbox.add_many(messages)
+        await super().commit()

@@ -1,0 +1,132 @@
+"""What the ledger keeps beside postings and lots, in PostgreSQL: the orders that earned
+(one earn per unit's order), partners' transaction references (one credit each), referrals
+and the tier changes learnt from the tiers service."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from loyalty_kit.db import driver_connection
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_points.adapters import tables as t
+from loyalty_points.domain.orders import OrderRecord
+
+
+class RecordRows:
+    session: AsyncSession
+
+    # --- orders -------------------------------------------------------------------------------
+    async def order(self, unit: str, order_id: str) -> OrderRecord | None:
+        row = (
+            await self.session.execute(
+                select(t.orders).where(t.orders.c.unit == unit, t.orders.c.order_id == order_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return OrderRecord(
+            unit=row.unit,
+            order_id=row.order_id,
+            member_id=str(row.member_id),
+            posting_id=str(row.posting_id),
+            lot_id=str(row.lot_id),
+            currency=row.currency,
+            lines=dict(row.lines),
+            bonus_points=row.bonus_points,
+            bonus_reversed=row.bonus_reversed,
+        )
+
+    async def claim_order(self, order: OrderRecord) -> bool:
+        """Record the order; False if the unit's order id has earned already (one statement
+        both checks and claims, and a concurrent duplicate waits for the first to finish)."""
+        conn = await driver_connection(self.session)
+        claimed = await conn.fetchval(
+            "INSERT INTO orders (unit, order_id, member_id, posting_id, lot_id, currency, lines, "
+            "bonus_points, bonus_reversed) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            order.unit,
+            order.order_id,
+            order.member_id,
+            order.posting_id,
+            order.lot_id,
+            order.currency,
+            json.dumps(order.lines),
+            order.bonus_points,
+            order.bonus_reversed,
+        )
+        return bool(claimed)
+
+    async def record_tier_change(self, member_id: str, effective_at: datetime, tier: str) -> None:
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "INSERT INTO tier_changes (member_id, effective_at, tier) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING",
+            member_id,
+            effective_at,
+            tier,
+        )
+
+    async def tier_at(self, member_id: str, at: datetime) -> str:
+        """The tier the member held at `at` ('' before any change known here: the entry tier)."""
+        conn = await driver_connection(self.session)
+        found = await conn.fetchval(
+            "SELECT tier FROM tier_changes WHERE member_id = $1 AND effective_at <= $2 "
+            "ORDER BY effective_at DESC LIMIT 1",
+            member_id,
+            at,
+        )
+        return str(found or "")
+
+    async def claim_partner_reference(
+        self, partner: str, reference: str, member_id: str, posting_id: str
+    ) -> str | None:
+        """Record a partner's transaction reference; None when it is new, else the posting it
+        already credited (one statement checks and claims; a concurrent duplicate waits)."""
+        conn = await driver_connection(self.session)
+        claimed = await conn.fetchval(
+            "INSERT INTO partner_references (partner, reference, member_id, posting_id) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+            partner,
+            reference,
+            member_id,
+            posting_id,
+        )
+        if claimed:
+            return None
+        earlier = await conn.fetchval(
+            "SELECT posting_id FROM partner_references WHERE partner = $1 AND reference = $2",
+            partner,
+            reference,
+        )
+        return str(earlier)
+
+    async def save_order(self, order: OrderRecord) -> None:
+        await self.session.execute(
+            update(t.orders)
+            .where(t.orders.c.unit == order.unit, t.orders.c.order_id == order.order_id)
+            .values(lines=order.lines, bonus_reversed=order.bonus_reversed)
+        )
+
+    # --- referrals ----------------------------------------------------------------------------
+    async def referral(self, member_id: str) -> tuple[str, datetime | None] | None:
+        row = (
+            await self.session.execute(
+                select(t.referrals).where(t.referrals.c.member_id == member_id)
+            )
+        ).first()
+        return (str(row.referrer_id), row.rewarded_at) if row else None
+
+    async def add_referral(self, member_id: str, referrer_id: str, now: datetime) -> None:
+        await self.session.execute(
+            insert(t.referrals).values(
+                member_id=member_id, referrer_id=referrer_id, recorded_at=now
+            )
+        )
+
+    async def mark_referral_rewarded(self, member_id: str, now: datetime) -> None:
+        await self.session.execute(
+            update(t.referrals).where(t.referrals.c.member_id == member_id).values(rewarded_at=now)
+        )

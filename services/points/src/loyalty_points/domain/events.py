@@ -1,0 +1,128 @@
+"""What happened in the points service, in the domain's words: plain records the aggregates
+append and the unit of work hands to the outbox (adapters/events.py maps each to the protobuf
+contract, `loyalty.points.v1`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from loyalty_points.domain.money import Amount
+
+
+@dataclass(frozen=True)
+class ProgrammePublished:
+    version: int
+    units: tuple[str, ...]
+    effective_from: datetime
+
+
+@dataclass(frozen=True)
+class PointsEarned:
+    member_id: str
+    posting_id: str
+    unit: str
+    order_id: str
+    spend: Amount  # qualifying spend, in the order's currency
+    base_spend: Amount  # the same in the programme's base currency (what tiers counts)
+    points: int
+    pending: bool
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PointsReversed:
+    member_id: str
+    posting_id: str
+    earn_posting_id: str
+    unit: str
+    order_id: str
+    base_spend: Amount
+    points: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PointsRedeemed:
+    member_id: str
+    posting_id: str
+    unit: str
+    points: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class RedemptionCancelled:
+    member_id: str
+    posting_id: str
+    redemption_posting_id: str
+    points: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PointsExpired:
+    member_id: str
+    posting_id: str
+    points: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingPointsActivated:
+    member_id: str
+    posting_id: str
+    points: int
+    activated_at: datetime
+
+
+@dataclass(frozen=True)
+class PointsAdjusted:
+    member_id: str
+    posting_id: str
+    unit: str
+    points: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PointsTransferred:
+    from_member_id: str
+    to_member_id: str
+    posting_id: str
+    points: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PartnerExchanged:
+    member_id: str
+    posting_id: str
+    partner: str
+    points: int  # negative: out to the partner
+    partner_units: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ReferralRewarded:
+    referrer_member_id: str
+    referee_member_id: str
+    referrer_points: int
+    referee_points: int
+    occurred_at: datetime
+
+
+Event = (
+    ProgrammePublished
+    | PointsEarned
+    | PointsReversed
+    | PointsRedeemed
+    | RedemptionCancelled
+    | PointsExpired
+    | PendingPointsActivated
+    | PointsAdjusted
+    | PointsTransferred
+    | PartnerExchanged
+    | ReferralRewarded
+)
