@@ -10,39 +10,17 @@ from typing import Any, TypeVar
 
 import pytest
 from loyalty_tiers.domain.events import TierChanged
-from loyalty_tiers.domain.ladder import Ladder, Metric, TierRule, Totals
+from loyalty_tiers.domain.ladder import Totals
 from loyalty_tiers.domain.member_tier import MemberTier
 from loyalty_tiers.service_layer.activity import record_activity
 from loyalty_tiers.service_layer.ladders import publish_ladder
 
+from tests.tiers.ladders import huayue
 from tests.tiers.unit.fakes import FakeTierStore, FakeUnitOfWork
 
 T = TypeVar("T")
-SPEND = Metric.QUALIFYING_SPEND
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 ANN, BOB = "ann", "bob"
-
-
-def huayue(**options: Any) -> Ladder:
-    """Huayue's ladder: silver 5,000, gold 20,000, platinum 80,000, diamond 300,000 CNY in 12
-    months; kept with half of that in the tier year."""
-
-    def tier(code: str, threshold: int) -> TierRule:
-        return TierRule(
-            code, thresholds={SPEND: Decimal(threshold)}, retention={SPEND: Decimal(threshold // 2)}
-        )
-
-    return Ladder(
-        version=0,
-        tiers=[
-            TierRule("basic"),
-            tier("silver", 5_000),
-            tier("gold", 20_000),
-            tier("platinum", 80_000),
-            tier("diamond", 300_000),
-        ],
-        **options,
-    )
 
 
 class Tiers:

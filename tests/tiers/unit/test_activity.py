@@ -11,7 +11,8 @@ from loyalty_tiers.service_layer.identity_events import on_member_merged
 from loyalty_tiers.service_layer.ladders import publish_ladder
 from loyalty_tiers.service_layer.queries import history
 
-from tests.tiers.unit.conftest import ANN, BOB, T0, Tiers, huayue
+from tests.tiers.ladders import huayue
+from tests.tiers.unit.conftest import ANN, BOB, T0, Tiers
 
 
 async def test_activity_below_the_first_threshold_places_the_member_at_the_entry_tier(

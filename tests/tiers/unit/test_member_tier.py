@@ -12,7 +12,8 @@ from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState
 from loyalty_tiers.domain.ladder import Metric
 from loyalty_tiers.domain.member_tier import MemberTier
 
-from tests.tiers.unit.conftest import ANN, T0, huayue
+from tests.tiers.ladders import huayue
+from tests.tiers.unit.conftest import ANN, T0
 
 LADDER = huayue()
 

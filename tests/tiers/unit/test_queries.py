@@ -11,7 +11,8 @@ from loyalty_tiers.domain.ladder import Metric, Totals
 from loyalty_tiers.service_layer.ladders import ladder, publish_ladder
 from loyalty_tiers.service_layer.queries import ExtraActivity, member_view, preview
 
-from tests.tiers.unit.conftest import ANN, SPEND, T0, Tiers, huayue
+from tests.tiers.ladders import SPEND, huayue
+from tests.tiers.unit.conftest import ANN, T0, Tiers
 
 
 async def test_a_member_never_seen_is_at_the_entry_tier_with_progress_to_the_first(

@@ -8,7 +8,8 @@ from loyalty_tiers.service_layer.identity_events import on_member_erased
 from loyalty_tiers.service_layer.ladders import publish_ladder
 from loyalty_tiers.service_layer.tier_year import YearEnd, run_year_end
 
-from tests.tiers.unit.conftest import ANN, BOB, T0, Tiers, huayue
+from tests.tiers.ladders import huayue
+from tests.tiers.unit.conftest import ANN, BOB, T0, Tiers
 from tests.tiers.unit.fakes import FakeTierStore, FakeUnitOfWork
 
 A_YEAR_ON = T0.replace(year=2027) + timedelta(days=1)

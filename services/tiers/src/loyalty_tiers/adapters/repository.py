@@ -8,89 +8,26 @@ events for the unit of work to publish at commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_tiers.adapters.rows import (
+    GRANT_COLUMNS,
+    MEMBER_COLUMNS,
+    from_snapshot,
+    grant_of,
+    member_of,
+    snapshot,
+    totals_of,
+)
 from loyalty_tiers.domain.events import TierChanged
-from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState, MembershipOrder
+from loyalty_tiers.domain.grants import Grant, MembershipOrder
 from loyalty_tiers.domain.ladder import Ladder, Totals, ladder_from_json, ladder_to_json
 from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
-
-MEMBER_COLUMNS = "member_id, tier, since, tier_year_end, effective_tier"
-GRANT_COLUMNS = (
-    "g.member_id, g.grant_id, g.kind, g.tier, g.reason, g.starts_at, g.ends_at, g.state, g.unit, "
-    "g.end_reason, g.created_at, "
-    "coalesce((SELECT array_agg(o.order_id ORDER BY o.created_at, o.order_id) "
-    "FROM membership_orders o WHERE o.member_id = g.member_id AND o.grant_id = g.grant_id), "
-    "'{}') AS order_ids"
-)
-
-
-def _member(row: asyncpg.Record) -> MemberTier:
-    return MemberTier(
-        str(row["member_id"]),
-        row["tier"],
-        row["since"],
-        row["tier_year_end"],
-        row["effective_tier"],
-    )
-
-
-def _grant(row: asyncpg.Record) -> Grant:
-    return Grant(
-        member_id=str(row["member_id"]),
-        grant_id=str(row["grant_id"]),
-        kind=GrantKind(row["kind"]),
-        tier=row["tier"],
-        reason=row["reason"],
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        state=GrantState(row["state"]),
-        unit=row["unit"],
-        order_ids=list(row["order_ids"]),
-        end_reason=row["end_reason"],
-    )
-
-
-def _snapshot(member: MemberTier | None) -> str | None:
-    if member is None:
-        return None
-    return json.dumps(
-        {
-            "tier": member.tier,
-            "since": member.since.isoformat(),
-            "tier_year_end": member.tier_year_end.isoformat() if member.tier_year_end else None,
-            "effective": member.effective,
-        }
-    )
-
-
-def _from_snapshot(member_id: str, stored: Any) -> MemberTier | None:
-    if stored is None:
-        return None
-    data = json.loads(stored) if isinstance(stored, str) else stored
-    year_end = data["tier_year_end"]
-    return MemberTier(
-        member_id,
-        data["tier"],
-        datetime.fromisoformat(data["since"]),
-        datetime.fromisoformat(year_end) if year_end else None,
-        data["effective"],
-    )
-
-
-def _totals(rows: Iterable[asyncpg.Record]) -> dict[str, dict[str, Totals]]:
-    found: dict[str, dict[str, Totals]] = {}
-    for r in rows:
-        found.setdefault(str(r["member_id"]), {})[r["unit"]] = Totals(
-            r["spend"], int(r["points"]), int(r["visits"])
-        )
-    return found
 
 
 class TierStore:
@@ -182,7 +119,7 @@ class TierStore:
             [w[1] for w in windows],
             [w[2] for w in windows],
         )
-        return _totals(rows)
+        return totals_of(rows)
 
     async def counted(self, member_id: str, posting_ids: Sequence[str]) -> set[str]:
         """Which of these postings the member's activity has counted already."""
@@ -205,7 +142,7 @@ class TierStore:
             + (" FOR UPDATE" if lock else ""),
             member_id,
         )
-        return None if row is None else (await self._with_grants([_member(row)]))[0]
+        return None if row is None else (await self._with_grants([member_of(row)]))[0]
 
     async def ensure_member(self, member_id: str, entry_tier: str, now: datetime) -> MemberTier:
         """The member's row, locked; a member first seen now gets one at the entry tier (a
@@ -219,7 +156,7 @@ class TierStore:
             entry_tier,
             now,
         )
-        return (await self._with_grants([_member(row)]))[0]
+        return (await self._with_grants([member_of(row)]))[0]
 
     async def lock_members(self, member_ids: Sequence[str]) -> dict[str, MemberTier]:
         """Several members' rows locked, in one order (no deadlock between two lockers)."""
@@ -229,7 +166,7 @@ class TierStore:
             "ORDER BY member_id FOR UPDATE",
             list(member_ids),
         )
-        members = await self._with_grants([_member(r) for r in rows])
+        members = await self._with_grants([member_of(r) for r in rows])
         return {m.member_id: m for m in members}
 
     async def members_due(self, as_of: datetime, limit: int) -> list[MemberTier]:
@@ -242,7 +179,7 @@ class TierStore:
             as_of,
             limit,
         )
-        return await self._with_grants([_member(r) for r in rows])
+        return await self._with_grants([member_of(r) for r in rows])
 
     async def _with_grants(self, members: list[MemberTier]) -> list[MemberTier]:
         grants = await self.active_grants([m.member_id for m in members])
@@ -316,7 +253,7 @@ class TierStore:
             absorbed,
             survivor,
             at,
-            *(_snapshot(m) for m in before),
+            *(snapshot(m) for m in before),
         )
         await conn.execute(
             "UPDATE merged_members SET merged_into = $2 WHERE merged_into = $1", absorbed, survivor
@@ -365,8 +302,8 @@ class TierStore:
         if row is None:
             return None
         return (
-            _from_snapshot(str(row["merged_into"]), row["survivor_before"]),
-            _from_snapshot(restored, row["absorbed_before"]),
+            from_snapshot(str(row["merged_into"]), row["survivor_before"]),
+            from_snapshot(restored, row["absorbed_before"]),
         )
 
     async def give_back(self, survivor: str, restored: str) -> None:
@@ -464,7 +401,7 @@ class TierStore:
             member_id,
             grant_id,
         )
-        return None if row is None else _grant(row)
+        return None if row is None else grant_of(row)
 
     async def active_grants(self, member_ids: Sequence[str]) -> dict[str, list[Grant]]:
         """The members' grants not yet ended or revoked (some may be past their end time)."""
@@ -478,7 +415,7 @@ class TierStore:
         )
         found: dict[str, list[Grant]] = {}
         for row in rows:
-            grant = _grant(row)
+            grant = grant_of(row)
             found.setdefault(grant.member_id, []).append(grant)
         return found
 
@@ -495,7 +432,7 @@ class TierStore:
             before[1] if before else None,
             limit,
         )
-        return [(r["created_at"], _grant(r)) for r in rows]
+        return [(r["created_at"], grant_of(r)) for r in rows]
 
     async def membership_order(self, unit: str, order_id: str) -> tuple[str, str] | None:
         """(member id, grant id) of a membership order."""
