@@ -370,7 +370,7 @@ class TierStore:
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO tier_grants (member_id, grant_id, kind, tier, reason, unit, starts_at, "
-            "ends_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "ends_at, state, end_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             grant.member_id,
             grant.grant_id,
             grant.kind.value,
@@ -380,6 +380,7 @@ class TierStore:
             grant.starts_at,
             grant.ends_at,
             grant.state.value,
+            grant.end_reason,  # a grant may end in the unit of work that adds it
         )
 
     async def _save_grant(self, grant: Grant) -> None:
