@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 from loyalty_kit.errors import InvalidArgument
 from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState, holding_grant
 from loyalty_tiers.domain.ladder import (
-    Ladder,
     Metric,
-    TierRule,
     Totals,
     Window,
     decimal_of,
@@ -21,28 +19,7 @@ from loyalty_tiers.domain.ladder import (
     ladder_to_json,
 )
 
-SPEND = Metric.QUALIFYING_SPEND
-
-
-def huayue(**options: object) -> Ladder:
-    def tier(code: str, threshold: int) -> TierRule:
-        return TierRule(
-            code,
-            thresholds={SPEND: Decimal(threshold)},
-            retention={SPEND: Decimal(threshold // 2)},
-        )
-
-    return Ladder(
-        version=1,
-        tiers=[
-            TierRule("basic"),
-            tier("silver", 5_000),
-            tier("gold", 20_000),
-            tier("platinum", 80_000),
-            tier("diamond", 300_000),
-        ],
-        **options,  # type: ignore[arg-type]
-    )
+from tests.tiers.ladders import SPEND, huayue
 
 
 def test_growth_value_weighs_each_units_spend() -> None:

@@ -21,12 +21,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from loyalty_tiers.domain.ladder import Totals
 from loyalty_tiers.entrypoints.access import ACCESS
 from loyalty_tiers.entrypoints.servicer import SERVICE, TiersServicer
-from loyalty_tiers.service_layer import handlers
+from loyalty_tiers.service_layer.activity import record_activity
+from loyalty_tiers.service_layer.clock import utc_now
+from loyalty_tiers.service_layer.grants import run_grant_expiry
+from loyalty_tiers.service_layer.identity_events import (
+    on_member_erased,
+    on_member_merged,
+    on_member_unmerged,
+)
+from loyalty_tiers.service_layer.tier_year import run_year_end
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
 
 
 def _clock(context: ServiceContext) -> Any:
-    return context.extras.get("clock", handlers.utc_now)
+    return context.extras.get("clock", utc_now)
 
 
 def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:
@@ -46,7 +54,7 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
 
     async def earned(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
         spend = Decimal(e.qualifying_spend_base.amount or "0")
-        await handlers.record_activity(
+        await record_activity(
             uow,
             e.member_id,
             e.posting_id,
@@ -58,7 +66,7 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
 
     async def reversed_(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
         spend = Decimal(e.qualifying_spend_base.amount or "0")
-        await handlers.record_activity(
+        await record_activity(
             uow,
             e.member_id,
             e.posting_id,
@@ -79,13 +87,13 @@ def consumers(context: ServiceContext) -> Sequence[EventConsumer]:
     )
 
     async def merged(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
+        await on_member_merged(uow, e.survivor_member_id, e.absorbed_member_id, clock())
 
     async def erased(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_member_erased(uow, e.member_id, clock())
+        await on_member_erased(uow, e.member_id, clock())
 
     async def unmerged(uow: TiersUnitOfWork, e: Any, _m: EventMeta) -> None:
-        await handlers.on_member_unmerged(uow, e.survivor_member_id, e.restored_member_id, clock())
+        await on_member_unmerged(uow, e.survivor_member_id, e.restored_member_id, clock())
 
     members.on(identity_events.MemberMerged, merged)
     members.on(identity_events.MemberUnmerged, unmerged)
@@ -111,8 +119,8 @@ def jobs(context: ServiceContext) -> Sequence[Job]:
         return TiersUnitOfWork(sessions, namespace)
 
     async def once() -> None:
-        await handlers.run_grant_expiry(uow, clock())
-        await handlers.run_year_end(uow, clock(), 500)
+        await run_grant_expiry(uow, clock())
+        await run_year_end(uow, clock(), 500)
 
     async def scheduled() -> None:
         await every(TiersSettings().job_interval_seconds, context.stopping, once, "tier-year-end")

@@ -1,118 +1,39 @@
-"""Tiers in PostgreSQL (SQL on the asyncpg connection of the unit of work's transaction)."""
+"""Tiers in PostgreSQL (SQL on the asyncpg connection of the unit of work's transaction).
+
+Members' tiers come back as `MemberTier` aggregates with their grants not yet ended; `save`
+stores what an aggregate changed (row, grants, membership orders, history) and keeps its
+events for the unit of work to publish at commit.
+"""
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState
-from loyalty_tiers.domain.ladder import Ladder, Totals, ladder_from_json, ladder_to_json
-
-
-@dataclass
-class MemberTier:
-    member_id: str
-    tier: str  # what the member's own activity holds
-    since: datetime
-    tier_year_end: datetime | None
-    effective: str = ""  # what was last announced: the higher of `tier` and any grant
-
-    def __post_init__(self) -> None:
-        self.effective = self.effective or self.tier
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    member_id: str
-    from_tier: str
-    to_tier: str
-    reason: str
-    at: datetime
-
-
-MEMBER_COLUMNS = "member_id, tier, since, tier_year_end, effective_tier"
-GRANT_COLUMNS = (
-    "g.member_id, g.grant_id, g.kind, g.tier, g.reason, g.starts_at, g.ends_at, g.state, g.unit, "
-    "g.end_reason, g.created_at, "
-    "coalesce((SELECT array_agg(o.order_id ORDER BY o.created_at, o.order_id) "
-    "FROM membership_orders o WHERE o.member_id = g.member_id AND o.grant_id = g.grant_id), "
-    "'{}') AS order_ids"
+from loyalty_tiers.adapters.rows import (
+    GRANT_COLUMNS,
+    MEMBER_COLUMNS,
+    from_snapshot,
+    grant_of,
+    member_of,
+    snapshot,
+    totals_of,
 )
-
-
-def _member(row: asyncpg.Record) -> MemberTier:
-    return MemberTier(
-        str(row["member_id"]),
-        row["tier"],
-        row["since"],
-        row["tier_year_end"],
-        row["effective_tier"],
-    )
-
-
-def _grant(row: asyncpg.Record) -> Grant:
-    return Grant(
-        member_id=str(row["member_id"]),
-        grant_id=str(row["grant_id"]),
-        kind=GrantKind(row["kind"]),
-        tier=row["tier"],
-        reason=row["reason"],
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        state=GrantState(row["state"]),
-        unit=row["unit"],
-        order_ids=list(row["order_ids"]),
-        end_reason=row["end_reason"],
-    )
-
-
-def _snapshot(member: MemberTier | None) -> str | None:
-    if member is None:
-        return None
-    return json.dumps(
-        {
-            "tier": member.tier,
-            "since": member.since.isoformat(),
-            "tier_year_end": member.tier_year_end.isoformat() if member.tier_year_end else None,
-            "effective": member.effective,
-        }
-    )
-
-
-def _from_snapshot(member_id: str, stored: Any) -> MemberTier | None:
-    if stored is None:
-        return None
-    data = json.loads(stored) if isinstance(stored, str) else stored
-    year_end = data["tier_year_end"]
-    return MemberTier(
-        member_id,
-        data["tier"],
-        datetime.fromisoformat(data["since"]),
-        datetime.fromisoformat(year_end) if year_end else None,
-        data["effective"],
-    )
-
-
-def _totals(rows: Iterable[asyncpg.Record]) -> dict[str, dict[str, Totals]]:
-    found: dict[str, dict[str, Totals]] = {}
-    for r in rows:
-        found.setdefault(str(r["member_id"]), {})[r["unit"]] = Totals(
-            r["spend"], int(r["points"]), int(r["visits"])
-        )
-    return found
+from loyalty_tiers.domain.events import TierChanged
+from loyalty_tiers.domain.grants import Grant, MembershipOrder
+from loyalty_tiers.domain.ladder import Ladder, Totals, ladder_from_json, ladder_to_json
+from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
 
 
 class TierStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._events: list[TierChanged] = []
 
     async def _conn(self) -> Any:
         return await driver_connection(self.session)
@@ -149,21 +70,22 @@ class TierStore:
     async def record_activity(
         self,
         member_id: str,
-        event_id: str,
+        posting_id: str,
         occurred_at: datetime,
         unit: str,
         totals: Totals,
         origin: str | None = None,
     ) -> bool:
-        """False when the event was counted already. `origin`: the absorbed member whose
-        activity this was, when it arrives after the merge."""
+        """False when the posting was counted already (the column `event_id` holds the points
+        posting's id). `origin`: the absorbed member whose activity this was, when it arrives
+        after the merge."""
         conn = await self._conn()
         done = await conn.fetchval(
             "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits, "
             "origin_member_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
             "ON CONFLICT DO NOTHING RETURNING true",
             member_id,
-            event_id,
+            posting_id,
             occurred_at,
             unit,
             totals.spend,
@@ -197,17 +119,17 @@ class TierStore:
             [w[1] for w in windows],
             [w[2] for w in windows],
         )
-        return _totals(rows)
+        return totals_of(rows)
 
-    async def counted(self, member_id: str, event_ids: Sequence[str]) -> set[str]:
+    async def counted(self, member_id: str, posting_ids: Sequence[str]) -> set[str]:
         """Which of these postings the member's activity has counted already."""
-        if not event_ids:
+        if not posting_ids:
             return set()
         conn = await self._conn()
         rows = await conn.fetch(
             "SELECT event_id FROM activity WHERE member_id = $1 AND event_id = ANY($2::text[])",
             member_id,
-            list(event_ids),
+            list(posting_ids),
         )
         return {r["event_id"] for r in rows}
 
@@ -220,7 +142,7 @@ class TierStore:
             + (" FOR UPDATE" if lock else ""),
             member_id,
         )
-        return None if row is None else _member(row)
+        return None if row is None else (await self._with_grants([member_of(row)]))[0]
 
     async def ensure_member(self, member_id: str, entry_tier: str, now: datetime) -> MemberTier:
         """The member's row, locked; a member first seen now gets one at the entry tier (a
@@ -234,7 +156,7 @@ class TierStore:
             entry_tier,
             now,
         )
-        return _member(row)
+        return (await self._with_grants([member_of(row)]))[0]
 
     async def lock_members(self, member_ids: Sequence[str]) -> dict[str, MemberTier]:
         """Several members' rows locked, in one order (no deadlock between two lockers)."""
@@ -244,14 +166,52 @@ class TierStore:
             "ORDER BY member_id FOR UPDATE",
             list(member_ids),
         )
-        return {str(r["member_id"]): _member(r) for r in rows}
+        members = await self._with_grants([member_of(r) for r in rows])
+        return {m.member_id: m for m in members}
 
-    async def save_member_tier(self, member: MemberTier) -> None:
-        await self.save_member_tiers([member])
+    async def members_due(self, as_of: datetime, limit: int) -> list[MemberTier]:
+        """Members whose tier year ended by `as_of`, soonest first, locked; rows another
+        replica is judging are skipped."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            f"SELECT {MEMBER_COLUMNS} FROM member_tiers WHERE tier_year_end <= $1 "
+            "ORDER BY tier_year_end LIMIT $2 FOR UPDATE SKIP LOCKED",
+            as_of,
+            limit,
+        )
+        return await self._with_grants([member_of(r) for r in rows])
 
-    async def save_member_tiers(self, members: Sequence[MemberTier]) -> None:
+    async def _with_grants(self, members: list[MemberTier]) -> list[MemberTier]:
+        grants = await self.active_grants([m.member_id for m in members])
+        for member in members:
+            member.grants = grants.get(member.member_id, [])
+        return members
+
+    async def save(self, members: Sequence[MemberTier]) -> None:
+        """Store what the members' aggregates changed, a few statements for all of them; their
+        events wait in `collect_events` for the unit of work's commit."""
         if not members:
             return
+        await self._save_rows(members)
+        for member in members:
+            for grant, added in member.changed_grants.values():
+                await (self._add_grant(grant) if added else self._save_grant(grant))
+            for order in member.new_orders:
+                await self._add_membership_order(order)
+            member.changed_grants.clear()
+            member.new_orders.clear()
+        await self._add_history([e for m in members for e in m.new_history])
+        for member in members:
+            member.new_history.clear()
+            self._events.extend(member.events)
+            member.events.clear()
+
+    def collect_events(self) -> list[TierChanged]:
+        """The events of the members saved since the last call, in the order they happened."""
+        events, self._events = self._events, []
+        return events
+
+    async def _save_rows(self, members: Sequence[MemberTier]) -> None:
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO member_tiers (member_id, tier, since, tier_year_end, effective_tier) "
@@ -266,18 +226,6 @@ class TierStore:
             [m.tier_year_end for m in members],
             [m.effective for m in members],
         )
-
-    async def members_due(self, as_of: datetime, limit: int) -> list[MemberTier]:
-        """Members whose tier year ended by `as_of`, soonest first, locked; rows another
-        replica is judging are skipped."""
-        conn = await self._conn()
-        rows = await conn.fetch(
-            f"SELECT {MEMBER_COLUMNS} FROM member_tiers WHERE tier_year_end <= $1 "
-            "ORDER BY tier_year_end LIMIT $2 FOR UPDATE SKIP LOCKED",
-            as_of,
-            limit,
-        )
-        return [_member(r) for r in rows]
 
     async def merged_into(self, member_id: str) -> str | None:
         """The survivor an absorbed member was merged into (None: not absorbed)."""
@@ -305,7 +253,7 @@ class TierStore:
             absorbed,
             survivor,
             at,
-            *(_snapshot(m) for m in before),
+            *(snapshot(m) for m in before),
         )
         await conn.execute(
             "UPDATE merged_members SET merged_into = $2 WHERE merged_into = $1", absorbed, survivor
@@ -317,17 +265,14 @@ class TierStore:
         return found is not None
 
     async def record_erasure(self, member_id: str, at: datetime) -> None:
-        """Remember the erasure; the member's tier year is judged no more (the row stays, with
-        the tier as it stood: ids only, no personal data)."""
+        """Remember the erasure (the member's row stays, with the tier as it stood: ids only,
+        no personal data)."""
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO erased_members (member_id, erased_at) VALUES ($1, $2) "
             "ON CONFLICT (member_id) DO NOTHING",
             member_id,
             at,
-        )
-        await conn.execute(
-            "UPDATE member_tiers SET tier_year_end = NULL WHERE member_id = $1", member_id
         )
 
     async def move_member(self, absorbed: str, survivor: str) -> None:
@@ -357,8 +302,8 @@ class TierStore:
         if row is None:
             return None
         return (
-            _from_snapshot(str(row["merged_into"]), row["survivor_before"]),
-            _from_snapshot(restored, row["absorbed_before"]),
+            from_snapshot(str(row["merged_into"]), row["survivor_before"]),
+            from_snapshot(restored, row["absorbed_before"]),
         )
 
     async def give_back(self, survivor: str, restored: str) -> None:
@@ -384,7 +329,7 @@ class TierStore:
 
     # -- history ----------------------------------------------------------------------------
 
-    async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
+    async def _add_history(self, entries: Sequence[HistoryEntry]) -> None:
         if not entries:
             return
         conn = await self._conn()
@@ -401,7 +346,8 @@ class TierStore:
 
     async def history(
         self, member_id: str, before_seq: int | None, limit: int
-    ) -> list[tuple[int, str, str, str, datetime]]:
+    ) -> list[tuple[int, HistoryEntry]]:
+        """The member's history, newest first, with each entry's position (for pages)."""
         conn = await self._conn()
         rows = await conn.fetch(
             "SELECT seq, from_tier, to_tier, reason, changed_at FROM tier_history "
@@ -411,16 +357,20 @@ class TierStore:
             limit,
         )
         return [
-            (r["seq"], r["from_tier"], r["to_tier"], r["reason"], r["changed_at"]) for r in rows
+            (
+                r["seq"],
+                HistoryEntry(member_id, r["from_tier"], r["to_tier"], r["reason"], r["changed_at"]),
+            )
+            for r in rows
         ]
 
     # -- grants and paid memberships --------------------------------------------------------
 
-    async def add_grant(self, grant: Grant) -> None:
+    async def _add_grant(self, grant: Grant) -> None:
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO tier_grants (member_id, grant_id, kind, tier, reason, unit, starts_at, "
-            "ends_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "ends_at, state, end_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             grant.member_id,
             grant.grant_id,
             grant.kind.value,
@@ -430,9 +380,10 @@ class TierStore:
             grant.starts_at,
             grant.ends_at,
             grant.state.value,
+            grant.end_reason,  # a grant may end in the unit of work that adds it
         )
 
-    async def save_grant(self, grant: Grant) -> None:
+    async def _save_grant(self, grant: Grant) -> None:
         conn = await self._conn()
         await conn.execute(
             "UPDATE tier_grants SET ends_at = $3, state = $4, end_reason = $5 "
@@ -444,10 +395,6 @@ class TierStore:
             grant.end_reason,
         )
 
-    async def save_grants(self, grants: Sequence[Grant]) -> None:
-        for grant in grants:
-            await self.save_grant(grant)
-
     async def grant(self, member_id: str, grant_id: str) -> Grant | None:
         conn = await self._conn()
         row = await conn.fetchrow(
@@ -455,7 +402,7 @@ class TierStore:
             member_id,
             grant_id,
         )
-        return None if row is None else _grant(row)
+        return None if row is None else grant_of(row)
 
     async def active_grants(self, member_ids: Sequence[str]) -> dict[str, list[Grant]]:
         """The members' grants not yet ended or revoked (some may be past their end time)."""
@@ -469,7 +416,7 @@ class TierStore:
         )
         found: dict[str, list[Grant]] = {}
         for row in rows:
-            grant = _grant(row)
+            grant = grant_of(row)
             found.setdefault(grant.member_id, []).append(grant)
         return found
 
@@ -486,22 +433,7 @@ class TierStore:
             before[1] if before else None,
             limit,
         )
-        return [(r["created_at"], _grant(r)) for r in rows]
-
-    async def running_membership(
-        self, member_id: str, unit: str, tier: str, at: datetime
-    ) -> Grant | None:
-        conn = await self._conn()
-        row = await conn.fetchrow(
-            f"SELECT {GRANT_COLUMNS} FROM tier_grants g WHERE g.member_id = $1 AND g.unit = $2 "
-            "AND g.tier = $3 AND g.kind = 'paid_membership' AND g.state = 'active' "
-            "AND g.ends_at > $4 ORDER BY g.ends_at DESC LIMIT 1",
-            member_id,
-            unit,
-            tier,
-            at,
-        )
-        return None if row is None else _grant(row)
+        return [(r["created_at"], grant_of(r)) for r in rows]
 
     async def membership_order(self, unit: str, order_id: str) -> tuple[str, str] | None:
         """(member id, grant id) of a membership order."""
@@ -513,20 +445,17 @@ class TierStore:
         )
         return None if row is None else (str(row["member_id"]), str(row["grant_id"]))
 
-    async def add_membership_order(
-        self, unit: str, order_id: str, grant: Grant, months: int
-    ) -> None:
+    async def _add_membership_order(self, order: MembershipOrder) -> None:
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO membership_orders (unit, order_id, member_id, grant_id, months) "
             "VALUES ($1, $2, $3, $4, $5)",
-            unit,
-            order_id,
-            grant.member_id,
-            grant.grant_id,
-            months,
+            order.unit,
+            order.order_id,
+            order.member_id,
+            order.grant_id,
+            order.months,
         )
-        grant.order_ids.append(order_id)
 
     async def grants_due(self, as_of: datetime, limit: int) -> list[str]:
         """Members with a grant in force whose end time has passed by `as_of`."""
@@ -539,7 +468,3 @@ class TierStore:
             limit,
         )
         return [str(r["member_id"]) for r in rows]
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())

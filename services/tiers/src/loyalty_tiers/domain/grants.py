@@ -4,6 +4,7 @@ ends; then the member falls back to the tier the activity holds. Grants never lo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,8 +46,34 @@ class Grant:
     order_ids: list[str] = field(default_factory=list)
     end_reason: str = ""
 
+    @classmethod
+    def given(
+        cls, member_id: str, kind: GrantKind, tier: str, reason: str, at: datetime, ends: datetime
+    ) -> Grant:
+        """A new grant (status match or gift) in force from `at`."""
+        return cls(member_id, new_grant_id(), kind, tier, reason.strip(), at, ends)
+
+    @classmethod
+    def paid_membership(
+        cls, member_id: str, unit: str, tier: str, months: int, at: datetime
+    ) -> Grant:
+        reason = f"paid membership bought at {unit}"
+        return cls(
+            member_id,
+            new_grant_id(),
+            GrantKind.PAID_MEMBERSHIP,
+            tier,
+            reason,
+            at,
+            add_months(at, months),
+            unit=unit,
+        )
+
     def in_force(self, at: datetime) -> bool:
         return self.state is GrantState.ACTIVE and self.starts_at <= at < self.ends_at
+
+    def is_membership_of(self, unit: str, tier: str) -> bool:
+        return self.kind is GrantKind.PAID_MEMBERSHIP and self.unit == unit and self.tier == tier
 
     def renew(self, months: int, at: datetime) -> None:
         """A renewal adds the period to the end (or to now, if it had lapsed)."""
@@ -56,6 +83,21 @@ class Grant:
         self.state = state
         self.ends_at = min(self.ends_at, at)
         self.end_reason = why
+
+
+def new_grant_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class MembershipOrder:
+    """An order that bought one period of a paid membership (each order buys once)."""
+
+    unit: str
+    order_id: str
+    member_id: str
+    grant_id: str
+    months: int
 
 
 class GrantNotActive(FailedPrecondition):

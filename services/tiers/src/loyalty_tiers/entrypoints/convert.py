@@ -25,7 +25,7 @@ from loyalty_tiers.domain.ladder import (
     Window,
     decimal_of,
 )
-from loyalty_tiers.service_layer.handlers import ExtraActivity
+from loyalty_tiers.service_layer.queries import ExtraActivity
 
 METRICS = {
     Metric.QUALIFYING_SPEND: pb.METRIC_QUALIFYING_SPEND,

@@ -18,7 +18,7 @@ from loyalty_kit.server import ServiceContext
 from loyalty_kit.timestamps import moment_of, timestamp
 
 from loyalty_tiers.entrypoints import convert
-from loyalty_tiers.service_layer import handlers
+from loyalty_tiers.service_layer import grants, ladders, memberships, queries, tier_year
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
 
 SERVICE = "loyalty.tiers.v1.TiersService"
@@ -52,7 +52,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     async def GetLadder(
         self, request: pb.GetLadderRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetLadderResponse:
-        found = await self._read(handlers.ladder)
+        found = await self._read(ladders.ladder)
         return pb.GetLadderResponse(ladder=convert.ladder_message(found))
 
     async def UpdateLadder(
@@ -61,7 +61,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         new = convert.ladder_from(request.ladder)
 
         async def work(uow: TiersUnitOfWork) -> pb.UpdateLadderResponse:
-            stored = await handlers.publish_ladder(uow, new)
+            stored = await ladders.publish_ladder(uow, new)
             return pb.UpdateLadderResponse(ladder=convert.ladder_message(stored))
 
         return await self._write("UpdateLadder", request, pb.UpdateLadderResponse, work)
@@ -70,7 +70,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         self, request: pb.GetMemberTierRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMemberTierResponse:
         member_id = member_id_of(request.member, "member")
-        view = await self._read(lambda uow: handlers.member_view(uow, member_id, self.clock()))
+        view = await self._read(lambda uow: queries.member_view(uow, member_id, self.clock()))
         response = pb.GetMemberTierResponse(
             tier=view.tier,
             earned_tier=view.member.tier,
@@ -90,7 +90,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     ) -> pb.PreviewMemberTierResponse:
         member_id = member_id_of(request.member, "member")
         extra = convert.extra_activity(request.activities)
-        found = await self._read(lambda uow: handlers.preview(uow, member_id, extra, self.clock()))
+        found = await self._read(lambda uow: queries.preview(uow, member_id, extra, self.clock()))
         return pb.PreviewMemberTierResponse(
             tier=found.tier,
             upgrade=found.upgrade,
@@ -101,7 +101,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     async def GetTierDistribution(
         self, request: pb.GetTierDistributionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTierDistributionResponse:
-        rules, counts = await self._read(handlers.distribution)
+        rules, counts = await self._read(queries.distribution)
         return pb.GetTierDistributionResponse(
             counts=[pb.TierCount(tier=t, members=n) for t, n in counts],
             ladder_version=rules.version,
@@ -113,7 +113,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         if request.chunk_size < 0:
             raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
         as_of = moment_of(request, "as_of") or self.clock()
-        total = await handlers.run_year_end(self.uow, as_of, request.chunk_size or 500)
+        total = await tier_year.run_year_end(self.uow, as_of, request.chunk_size or 500)
         return pb.RunYearEndResponse(
             judged=total.judged, retained=total.retained, downgraded=total.downgraded
         )
@@ -122,7 +122,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         self, request: pb.RunGrantExpiryRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunGrantExpiryResponse:
         as_of = moment_of(request, "as_of") or self.clock()
-        total = await handlers.run_grant_expiry(self.uow, as_of)
+        total = await grants.run_grant_expiry(self.uow, as_of)
         return pb.RunGrantExpiryResponse(ended=total.ended, changed=total.changed)
 
     async def ListTierHistory(
@@ -132,15 +132,18 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         filters = {"member": member_id}
         page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
 
-        async def history(uow: TiersUnitOfWork) -> list[Any]:
-            await handlers.refuse_if_merged(uow, member_id)
-            return await uow.tiers.history(member_id, page.after, page.size + 1)
-
-        rows = await self._read(history)
+        rows = await self._read(
+            lambda uow: queries.history(uow, member_id, page.after, page.size + 1)
+        )
         response = pb.ListTierHistoryResponse(
             changes=[
-                pb.TierChange(from_tier=f, to_tier=t, reason=r, change_time=timestamp(at))
-                for _, f, t, r, at in rows[: page.size]
+                pb.TierChange(
+                    from_tier=e.from_tier,
+                    to_tier=e.to_tier,
+                    reason=e.reason,
+                    change_time=timestamp(e.at),
+                )
+                for _, e in rows[: page.size]
             ]
         )
         if len(rows) > page.size:
@@ -156,7 +159,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         ends_at = moment_of(grant, "end_time", "tier_grant.end_time")
 
         async def work(uow: TiersUnitOfWork) -> pb.CreateTierGrantResponse:
-            done = await handlers.create_grant(
+            done = await grants.create_grant(
                 uow, member_id, kind, grant.tier.strip(), grant.reason, ends_at, self.clock()
             )
             return pb.CreateTierGrantResponse(
@@ -173,9 +176,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
             raise InvalidArgument.of([FieldViolation("reason", "required")])
 
         async def work(uow: TiersUnitOfWork) -> pb.RevokeTierGrantResponse:
-            done = await handlers.revoke_grant(
-                uow, member_id, grant_id, request.reason, self.clock()
-            )
+            done = await grants.revoke_grant(uow, member_id, grant_id, request.reason, self.clock())
             return pb.RevokeTierGrantResponse(
                 tier_grant=convert.grant_message(done.grant), tier=done.tier
             )
@@ -190,11 +191,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
         after = (datetime.fromisoformat(page.after[0]), page.after[1]) if page.after else None
 
-        async def grants(uow: TiersUnitOfWork) -> list[Any]:
-            await handlers.refuse_if_merged(uow, member_id)
-            return await uow.tiers.list_grants(member_id, after, page.size + 1)
-
-        rows = await self._read(grants)
+        rows = await self._read(lambda uow: queries.grants(uow, member_id, after, page.size + 1))
         response = pb.ListTierGrantsResponse(
             tier_grants=[convert.grant_message(g) for _, g in rows[: page.size]]
         )
@@ -210,7 +207,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         unit = unit_of(request.unit)
 
         async def work(uow: TiersUnitOfWork) -> pb.PurchaseMembershipResponse:
-            done = await handlers.purchase_membership(
+            done = await memberships.purchase_membership(
                 uow,
                 member_id,
                 unit,
@@ -232,7 +229,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         unit = unit_of(request.unit)
 
         async def work(uow: TiersUnitOfWork) -> pb.RefundMembershipResponse:
-            done = await handlers.refund_membership(
+            done = await memberships.refund_membership(
                 uow, member_id, unit, request.order_id.strip(), self.clock()
             )
             return pb.RefundMembershipResponse(

@@ -1,12 +1,102 @@
-"""The tiers service's unit of work: the kit's plus the tier store."""
+"""The tiers service's unit of work: the port the use cases need (`AbstractUnitOfWork`, with
+its `TierRepository`), and the kit's PostgreSQL unit of work plus the tier store.
+
+The use cases save `MemberTier` aggregates; the repository keeps their events and the unit of
+work writes them to the outbox, as the contract's messages, when it commits (so they commit
+with the change, or not at all). Fast tests run the same use cases on a fake of this port.
+"""
 
 from __future__ import annotations
 
-from typing import Self
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
 
 from loyalty_kit.uow import UnitOfWork
 
+from loyalty_tiers.adapters.contract import messages
 from loyalty_tiers.adapters.repository import TierStore
+from loyalty_tiers.domain.events import TierChanged
+from loyalty_tiers.domain.grants import Grant
+from loyalty_tiers.domain.ladder import Ladder, Totals
+from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
+
+
+class TierRepository(Protocol):
+    """Ladders, activity, members' tiers (aggregates with their grants), merges, history."""
+
+    async def ladder(self) -> Ladder | None: ...
+    async def add_ladder(self, ladder: Ladder) -> int: ...
+
+    async def record_activity(
+        self,
+        member_id: str,
+        posting_id: str,
+        occurred_at: datetime,
+        unit: str,
+        totals: Totals,
+        origin: str | None = None,
+    ) -> bool: ...
+    async def activity(
+        self, member_id: str, since: datetime, until: datetime
+    ) -> dict[str, Totals]: ...
+    async def activities(
+        self, windows: Sequence[tuple[str, datetime, datetime]]
+    ) -> dict[str, dict[str, Totals]]: ...
+    async def counted(self, member_id: str, posting_ids: Sequence[str]) -> set[str]: ...
+
+    async def member_tier(self, member_id: str, *, lock: bool = False) -> MemberTier | None: ...
+    async def ensure_member(self, member_id: str, entry_tier: str, now: datetime) -> MemberTier: ...
+    async def lock_members(self, member_ids: Sequence[str]) -> dict[str, MemberTier]: ...
+    async def members_due(self, as_of: datetime, limit: int) -> list[MemberTier]: ...
+    async def save(self, members: Sequence[MemberTier]) -> None: ...
+    def collect_events(self) -> list[TierChanged]: ...
+
+    async def merged_into(self, member_id: str) -> str | None: ...
+    async def record_merge(
+        self,
+        absorbed: str,
+        survivor: str,
+        at: datetime,
+        before: tuple[MemberTier | None, MemberTier | None] = (None, None),
+    ) -> None: ...
+    async def move_member(self, absorbed: str, survivor: str) -> None: ...
+    async def forget_merge(
+        self, restored: str
+    ) -> tuple[MemberTier | None, MemberTier | None] | None: ...
+    async def give_back(self, survivor: str, restored: str) -> None: ...
+    async def erased(self, member_id: str) -> bool: ...
+    async def record_erasure(self, member_id: str, at: datetime) -> None: ...
+
+    async def distribution(self) -> dict[str, int]: ...
+    async def history(
+        self, member_id: str, before_seq: int | None, limit: int
+    ) -> list[tuple[int, HistoryEntry]]: ...
+
+    async def grant(self, member_id: str, grant_id: str) -> Grant | None: ...
+    async def active_grants(self, member_ids: Sequence[str]) -> dict[str, list[Grant]]: ...
+    async def list_grants(
+        self, member_id: str, before: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[datetime, Grant]]: ...
+    async def membership_order(self, unit: str, order_id: str) -> tuple[str, str] | None: ...
+    async def grants_due(self, as_of: datetime, limit: int) -> list[str]: ...
+
+
+class AbstractUnitOfWork(Protocol):
+    """One transaction: `async with factory() as uow: ...; await uow.commit()`."""
+
+    @property
+    def tiers(self) -> TierRepository: ...
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def commit(self) -> None: ...
 
 
 class TiersUnitOfWork(UnitOfWork):
@@ -16,3 +106,7 @@ class TiersUnitOfWork(UnitOfWork):
         await super().__aenter__()
         self.tiers = TierStore(self.session)
         return self
+
+    async def commit(self) -> None:
+        await self.outbox.add_many(messages(self.tiers.collect_events()))
+        await super().commit()
