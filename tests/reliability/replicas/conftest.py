@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest_asyncio
@@ -45,11 +46,11 @@ class Replicas:
 
 
 async def _beside(
-    spec: ServiceSpec, first: RunningService, clock: Clock, **update: object
+    spec: ServiceSpec[Any, ...], first: RunningService, clock: Clock, **update: object
 ) -> AsyncIterator[Replicas]:
     runner = ServiceRunner(first.context.settings)
     settings: Settings = first.context.settings.model_copy(update=update)
-    second = await runner.start(spec, settings, extras={"clock": clock})
+    second = await runner.start(spec, settings, clock=clock)
     try:
         yield Replicas(first, second)
     finally:
