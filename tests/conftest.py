@@ -41,7 +41,7 @@ async def points_service(
     os.environ["LOYALTY_POINTS_JOB_INTERVAL_SECONDS"] = "3600"
     runner = ServiceRunner(settings)
     points_settings = settings.model_copy(update={"identity_target": identity_service.target})
-    yield await runner.start(SPEC, points_settings, extras={"clock": clock})
+    yield await runner.start(SPEC, points_settings, clock=clock)
     await runner.stop_all()
 
 
@@ -60,7 +60,7 @@ async def tiers_service(settings: Settings, clock: Clock) -> AsyncIterator[Runni
 
     os.environ["LOYALTY_TIERS_JOB_INTERVAL_SECONDS"] = "3600"  # tests drive RunYearEnd
     runner = ServiceRunner(settings)
-    yield await runner.start(SPEC, settings, extras={"clock": clock})
+    yield await runner.start(SPEC, settings, clock=clock)
     await runner.stop_all()
 
 
@@ -84,7 +84,7 @@ async def benefits_service(
     benefits_settings = settings.model_copy(
         update={"points_target": points_service.target, "identity_target": identity_service.target}
     )
-    yield await runner.start(SPEC, benefits_settings, extras={"clock": clock})
+    yield await runner.start(SPEC, benefits_settings, clock=clock)
     await runner.stop_all()
 
 

@@ -72,8 +72,11 @@ SERVICE_KEY_SECRET_KEY = "service-key"
 
 
 def services_signing_their_calls() -> set[str]:
-    """The services whose code makes ServiceCredentials (each under its own name)."""
-    pattern = re.compile(r'ServiceCredentials\.from_settings\(\s*"([^"]+)"')
+    """The services whose code makes ServiceCredentials (each under its own name), directly or
+    through the kit's peer-client factory (`peer(settings, "<caller>", ...)`)."""
+    pattern = re.compile(
+        r'(?:ServiceCredentials\.from_settings|\bpeer)\(\s*(?:[\w.]+,\s*)?"([^"]+)"'
+    )
     found: set[str] = set()
     for service in SERVICES:
         for path in sorted((ROOT / "services" / service / "src").rglob("*.py")):

@@ -27,7 +27,6 @@ import grpc
 import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
@@ -48,6 +47,7 @@ from loyalty_devstack.embedded import (
     nats_server_binary,
     port_open,
 )
+from loyalty_kit import migrations
 from loyalty_kit.auth import development_keys
 from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
@@ -568,7 +568,6 @@ def test_migrate_command_is_safe_to_run_from_several_replicas(
     ]
     outputs = [p.communicate(timeout=60)[0] for p in replicas]
     assert [p.returncode for p in replicas] == [0, 0, 0], outputs
-    config = Config()
-    config.set_main_option("script_location", "loyalty_points:migrations")
+    config = migrations.alembic_config("loyalty_points:migrations")
     head = ScriptDirectory.from_config(config).get_current_head()
     assert all(f"database {run_id}_cli_points at {head}" in out for out in outputs), outputs

@@ -526,7 +526,7 @@ async def coupon_issuance(ctx: BenchContext) -> Measurement:
         database_prefix=f"{ctx.run_id}_issue_", nats_url="", identity_target=identity.target
     )
     segments = TimedSegments(GrpcSegments(settings))
-    service = await start_service(SPEC, settings, port=0, extras={"segments": segments})
+    service = await start_service(SPEC, settings, port=0, segments=segments)
     try:
         await identity.wait_until_serving()
         await service.wait_until_serving()

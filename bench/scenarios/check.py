@@ -172,7 +172,7 @@ async def check_members(ctx: BenchContext) -> Measurement:
     settings = ctx.settings()
     for spec in (IDENTITY, TIERS, BENEFITS, GATEWAY):
         await _migrated(ctx, spec)
-    service = await start_service(POINTS, settings, port=0, extras={"directory": ActiveMembers()})
+    service = await start_service(POINTS, settings, port=0, directory=ActiveMembers())
     try:
         await service.wait_until_serving()
         async with grpc.aio.insecure_channel(service.target) as channel:

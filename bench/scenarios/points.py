@@ -437,7 +437,7 @@ async def points_earn(ctx: BenchContext) -> Measurement:
     """
     member_ids = _members()
     settings = ctx.settings()
-    service = await start_service(SPEC, settings, port=0, extras={"directory": ActiveMembers()})
+    service = await start_service(SPEC, settings, port=0, directory=ActiveMembers())
     try:
         await service.wait_until_serving()
         engine = service.context.engine

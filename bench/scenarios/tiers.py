@@ -458,9 +458,7 @@ async def tiers_upgrade_latency(ctx: BenchContext) -> Measurement:
         database_prefix=f"{ctx.run_id}_upgrade_", event_namespace=f"{ctx.run_id}_upgrade"
     )
     members = _fresh_members(_members_needed(ctx))
-    points = await start_service(
-        POINTS_SPEC, settings, port=0, extras={"directory": ActiveMembers()}
-    )
+    points = await start_service(POINTS_SPEC, settings, port=0, directory=ActiveMembers())
     tiers: RunningService | None = None
     try:
         tiers = await start_service(TIERS_SPEC, settings, port=0)

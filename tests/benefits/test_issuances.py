@@ -184,9 +184,7 @@ async def test_an_issuance_stopped_after_its_first_chunk_finishes_after_a_restar
     runner = ServiceRunner(settings)
     try:
         segments = StopsAnsweringAfterTheFirstPage(GrpcSegments(replica_settings))
-        stopping = await runner.start(
-            SPEC, replica_settings, extras={"clock": clock, "segments": segments}
-        )
+        stopping = await runner.start(SPEC, replica_settings, clock=clock, segments=segments)
         async with grpc.aio.insecure_channel(stopping.target) as channel:
             stub = As(benefits_service_pb2_grpc.BenefitsServiceStub, channel, MARKETING)
             created = await stub.CreateCouponIssuance(issuance("welcome-gold", tag, chunk_size=2))
@@ -198,9 +196,7 @@ async def test_an_issuance_stopped_after_its_first_chunk_finishes_after_a_restar
         assert halfway[-1].progress_percent == 40
 
         # Two replicas start again and both carry the issuance on: each chunk commits once.
-        await asyncio.gather(
-            *(runner.start(SPEC, replica_settings, extras={"clock": clock}) for _ in range(2))
-        )
+        await asyncio.gather(*(runner.start(SPEC, replica_settings, clock=clock) for _ in range(2)))
         (*_, done) = await watch(benefits.as_(MARKETING), name)
     finally:
         await runner.stop_all()

@@ -210,9 +210,7 @@ async def test_a_debit_whose_answer_was_lost_is_finished_by_the_retry_and_charge
     bank = LosesTheFirstAnswer(GrpcPointsBank(bank_settings))
     runner = ServiceRunner(settings)
     try:
-        flaky = await runner.start(
-            SPEC, bank_settings, extras={"clock": clock, "points_bank": bank}
-        )
+        flaky = await runner.start(SPEC, bank_settings, clock=clock, points_bank=bank)
         member = await benefits.points.member()
         await benefits.points.earn(member, "mall", "6000.00")
         stock = await benefits.stock("cinema-ticket")
@@ -265,9 +263,7 @@ async def test_a_reward_that_cannot_be_issued_after_the_debit_gives_points_and_s
     admin = benefits.as_(ADMIN)
     try:
         bank = WithdrawsTheRewardMidway(GrpcPointsBank(bank_settings), admin)
-        flaky = await runner.start(
-            SPEC, bank_settings, extras={"clock": clock, "points_bank": bank}
-        )
+        flaky = await runner.start(SPEC, bank_settings, clock=clock, points_bank=bank)
         member = await benefits.points.member()
         await benefits.points.earn(member, "mall", "6000.00")
         stock = await benefits.stock("cinema-ticket")

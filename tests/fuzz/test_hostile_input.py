@@ -33,6 +33,7 @@ from loyalty_devstack.demo import load as load_demo
 from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_kit import channels
 from loyalty_kit.caller import Caller
+from loyalty_kit.server import ServiceSpec
 from loyalty_kit.settings import Settings
 from loyalty_kit.status import bad_request, error_info, from_rpc_error
 
@@ -106,12 +107,15 @@ async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIte
     trusting = os.environ.get(TRUST_HEADERS)
     os.environ[TRUST_HEADERS] = "true"
     try:
-        for spec in (IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY):
-            service = await runner.start(spec, settings, extras={"clock": clock})
-            if spec is not GATEWAY:  # no service calls the gateway
-                settings = settings.model_copy(update={f"{spec.name}_target": service.target})
+        services: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS]
+        for spec in services:
+            service = await runner.start(spec, settings, clock=clock)
+            settings = settings.model_copy(update={f"{spec.name}_target": service.target})
             channels[spec.name] = grpc.aio.insecure_channel(service.target)
             targets[spec.name] = service.target
+        gateway = await runner.start(GATEWAY, settings)  # no service calls the gateway
+        channels["gateway"] = grpc.aio.insecure_channel(gateway.target)
+        targets["gateway"] = gateway.target
     finally:
         if trusting is None:
             os.environ.pop(TRUST_HEADERS)

@@ -49,7 +49,7 @@ class Standby:
 
     async def start_points(self) -> None:
         self.points = await start_service(
-            POINTS, self.points_settings, port=self.points_port, extras={"clock": self.clock}
+            POINTS, self.points_settings, port=self.points_port, clock=self.clock
         )
         await self.points.wait_until_serving()
 

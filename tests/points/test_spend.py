@@ -165,7 +165,7 @@ async def test_points_of_a_lot_that_expired_since_the_redemption_are_not_returne
     assert old.posting.points == 100
     # Cancel after the old lot's expiry: its 100 points would have expired; the 20 return.
     expiry_passed = datetime(2026, 12, 1, tzinfo=UTC) - datetime.now(UTC)
-    points.service.context.extras["clock"].advance(seconds=expiry_passed.total_seconds() + 60)
+    points.service.root.clock.advance(seconds=expiry_passed.total_seconds() + 60)
     try:
         cancelled = await points.as_(pos("cinema")).CancelRedemption(
             pb.CancelRedemptionRequest(
@@ -173,7 +173,7 @@ async def test_points_of_a_lot_that_expired_since_the_redemption_are_not_returne
             )
         )
     finally:
-        points.service.context.extras["clock"].reset()
+        points.service.root.clock.reset()
     # All 120 come back to their lots (the redemption is undone) and the old lot's 100 expire
     # again at once, on a posting of their own.
     assert (cancelled.posting.points, cancelled.expired_points) == (120, 100)

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ from loyalty_devstack.demo import load as load_demo
 from loyalty_devstack.pii import PersonalDataScanner, demo_values, is_resident_id
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit import events, telemetry
-from loyalty_kit.server import RunningService
+from loyalty_kit.server import RunningService, ServiceSpec
 from loyalty_kit.settings import Settings
 from nats.js.errors import NotFoundError
 
@@ -95,7 +96,8 @@ async def run(make_settings: Callable[..., Settings], run_id: str) -> AsyncItera
     )
     runner, started = ServiceRunner(settings), {}
     try:
-        for spec in (IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY):
+        specs: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY]
+        for spec in specs:
             started[spec.name] = await runner.start(spec, settings)
             if spec is not GATEWAY:
                 settings = settings.model_copy(

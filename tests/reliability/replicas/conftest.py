@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest_asyncio
@@ -45,11 +46,16 @@ class Replicas:
 
 
 async def _beside(
-    spec: ServiceSpec, first: RunningService, clock: Clock, **update: object
+    spec: ServiceSpec[Any, ...], first: RunningService, clock: Clock | None, **update: object
 ) -> AsyncIterator[Replicas]:
+    """A second replica of `first`'s service; `clock` for a service that reads one (the
+    gateway takes none)."""
     runner = ServiceRunner(first.context.settings)
     settings: Settings = first.context.settings.model_copy(update=update)
-    second = await runner.start(spec, settings, extras={"clock": clock})
+    if clock is None:
+        second = await runner.start(spec, settings)
+    else:
+        second = await runner.start(spec, settings, clock=clock)
     try:
         yield Replicas(first, second)
     finally:
@@ -83,14 +89,12 @@ async def benefits_replicas(
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def gateway_replicas(
-    gateway_service: RunningService, clock: Clock
-) -> AsyncIterator[Replicas]:
+async def gateway_replicas(gateway_service: RunningService) -> AsyncIterator[Replicas]:
     """Two gateways on one checkouts log (each with its own HTTP port)."""
     from loyalty_gateway.app import SPEC
 
     port = free_port()
-    async for replicas in _beside(SPEC, gateway_service, clock, gateway_http_port=port):
+    async for replicas in _beside(SPEC, gateway_service, None, gateway_http_port=port):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             for _ in range(100):  # uvicorn starts beside the gRPC server
                 try:

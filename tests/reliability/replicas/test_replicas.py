@@ -244,7 +244,7 @@ async def test_a_coupon_issuance_carried_on_by_two_benefits_replicas_reaches_eac
         marketing = As(benefits_service_pb2_grpc.BenefitsServiceStub, channel, MARKETING)
         # The replica that creates it starts at once; both also find it running, many times.
         created = await marketing.CreateCouponIssuance(issuance("welcome-gold", tag, chunk_size=2))
-        await at_once(*(s.context.extras["issuer"].run_pending for s in (first, second)))
+        await at_once(*(s.root.issuer.run_pending for s in (first, second)))
         (*_, done) = await watch(marketing, created.coupon_issuance.name)
     finally:
         await channel.close()
@@ -290,7 +290,8 @@ async def test_reward_redemptions_left_half_way_are_finished_once_by_two_benefit
         lossy = await runner.start(
             BENEFITS,
             settings,
-            extras={"clock": clock, "points_bank": AnswersLost(GrpcPointsBank(settings))},
+            clock=clock,
+            points_bank=AnswersLost(GrpcPointsBank(settings)),
         )
         async with grpc.aio.insecure_channel(lossy.target) as channel:
             app = As(benefits_service_pb2_grpc.BenefitsServiceStub, channel, APP)
@@ -302,7 +303,7 @@ async def test_reward_redemptions_left_half_way_are_finished_once_by_two_benefit
     assert [await available(benefits, m) for m in members] == [1000] * MEMBERS  # debited
     await at_once(
         *(
-            lambda r=s.context.extras["redemptions"]: r.recover(timedelta(0))  # type: ignore[misc]
+            lambda r=s.root.redemptions: r.recover(timedelta(0))  # type: ignore[misc]
             for s in (first, second)
         )
     )

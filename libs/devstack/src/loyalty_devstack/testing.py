@@ -21,7 +21,7 @@ import pytest_asyncio
 from loyalty_kit.auth import ServiceCredentials, development_keys
 from loyalty_kit.caller import Caller
 from loyalty_kit.logs import configure_logging
-from loyalty_kit.server import RunningService, ServiceSpec, start_service
+from loyalty_kit.server import Root, RunningService, ServiceSpec, Wiring, start_service
 from loyalty_kit.settings import Settings
 
 from loyalty_devstack.embedded import Infrastructure, drop_run_data, free_port
@@ -121,11 +121,14 @@ class ServiceRunner:
 
     async def start(
         self,
-        spec: ServiceSpec,
+        spec: ServiceSpec[Root, Wiring],
         settings: Settings | None = None,
-        extras: dict[str, Any] | None = None,
-    ) -> RunningService:
-        service = await start_service(spec, settings or self.settings, port=0, extras=extras)
+        *args: Wiring.args,
+        **wiring: Wiring.kwargs,
+    ) -> RunningService[Root]:
+        """`runner.start(SPEC, settings, clock=clock)`: keyword arguments go to the service's
+        bootstrap."""
+        service = await start_service(spec, settings or self.settings, 0, *args, **wiring)
         self.running.append(service)
         await service.wait_until_serving()
         return service

@@ -17,13 +17,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from loyalty_kit.errors import PermissionDenied, Unauthenticated
+from loyalty_kit.scopes import ADMIN, PERSONAL_DATA_READ
 
 UNIT_HEADER = "x-loyalty-unit"
 CLIENT_HEADER = "x-loyalty-client"
 SCOPES_HEADER = "x-loyalty-scopes"
-
-PERSONAL_DATA_READ = "personal_data:read"
-ADMIN = "admin"  # passes every access rule, acts for any unit
 
 
 @dataclass(frozen=True)
@@ -45,6 +43,8 @@ class Caller:
 ANONYMOUS = Caller()
 _current: ContextVar[Caller] = ContextVar("caller", default=ANONYMOUS)
 
+
+__all__ = ["ADMIN", "PERSONAL_DATA_READ"]  # re-exported: the scopes live in `scopes`
 
 CALLER_HEADERS = (UNIT_HEADER, CLIENT_HEADER, SCOPES_HEADER)
 

@@ -14,17 +14,20 @@ An event that cannot be decoded, or that has no id or no handler, is parked at o
 are listed and replayed with `loyalty-events dead-letters` (loyalty_kit.deadletters).
 
 Handlers are registered per event type: `consumer.on(PointsEarned, handle_points_earned)`; they
-receive a unit of work (commit is done for them) and the decoded message.
+receive a unit of work (commit is done for them) and the decoded message. A service declares its
+consumers as a handler table (`Subscription`s in its entrypoints/consumers.py), which
+`consumers_of` turns into consumers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
@@ -275,3 +278,74 @@ class EventConsumer:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+
+Root = TypeVar("Root")
+# A table entry's handler: the service's root, the consumer's unit of work, the decoded event.
+TableHandler = Callable[[Root, Any, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscription(Generic[Root]):
+    """One durable consumer of a service, as a row of its handler table (entrypoints/consumers):
+    its name, the service whose events it reads, and a handler per event type."""
+
+    name: str
+    source_service: str
+    handlers: Mapping[type[Message], TableHandler[Root]]
+
+
+def consumers_of(
+    table: Sequence[Subscription[Root]],
+    root: Root,
+    uow_factory: Callable[[], UnitOfWork],
+    namespace: str,
+) -> list[EventConsumer]:
+    """The consumers a handler table describes, each handler given the service's root."""
+    found = []
+    for row in table:
+        consumer = EventConsumer(row.name, row.source_service, uow_factory, namespace=namespace)
+        for event_type, handler in row.handlers.items():
+            consumer.on(event_type, functools.partial(_with_root, handler, root))
+        found.append(consumer)
+    return found
+
+
+async def _with_root(
+    handler: TableHandler[Root], root: Root, uow: UnitOfWork, event: Any, _meta: EventMeta
+) -> None:
+    await handler(root, uow, event)
+
+
+U = TypeVar("U")  # a unit of work, as the service's use cases type it
+
+
+class HasClock(Protocol):
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+
+def member_merges(
+    merged: Callable[[U, str, str, datetime], Awaitable[object]],
+    unmerged: Callable[[U, str, str, datetime], Awaitable[object]],
+    erased: Callable[[U, str, datetime], Awaitable[object]],
+) -> dict[type[Message], TableHandler[Any]]:
+    """The rows of a handler table for identity's merges, unmerges and erasures, which every
+    service that keeps member-scoped state follows the same way: each event's members, and the
+    time from the service's clock, handed to the service's use case."""
+    from loyalty.identity.v1 import events_pb2 as identity
+
+    async def on_merged(app: HasClock, uow: U, e: identity.MemberMerged) -> None:
+        await merged(uow, e.survivor_member_id, e.absorbed_member_id, app.clock())
+
+    async def on_unmerged(app: HasClock, uow: U, e: identity.MemberUnmerged) -> None:
+        await unmerged(uow, e.survivor_member_id, e.restored_member_id, app.clock())
+
+    async def on_erased(app: HasClock, uow: U, e: identity.MemberErased) -> None:
+        await erased(uow, e.member_id, app.clock())
+
+    return {
+        identity.MemberMerged: on_merged,
+        identity.MemberUnmerged: on_unmerged,
+        identity.MemberErased: on_erased,
+    }

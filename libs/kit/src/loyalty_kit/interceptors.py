@@ -1,6 +1,13 @@
-"""Server interceptor: one place that authorises each call by the service's access rules
-(`loyalty_kit.access`), turns domain errors into google.rpc.Status, hides unexpected errors
-behind INTERNAL, records the inbound deadline and writes the access log.
+"""The server interceptor: every call passes the same named steps, in this order:
+
+1. `record_deadline`   the inbound deadline, which outbound calls inherit (`deadlines`);
+2. `Authentication`    who is calling (a verified token, else trusted headers) and whether the
+                       service's access rule for the method lets them (`loyalty_kit.access`);
+3. request checks      a body that decodes and text without hostile characters;
+4. `error_status`      what any failure becomes: domain errors their google.rpc.Status, a
+                       failed call to a peer its status, bad data INVALID_ARGUMENT, a database
+                       outage UNAVAILABLE, anything else INTERNAL with a reference only;
+5. `AccessLog`         one line per call: method, code, milliseconds.
 
 Servicers stay thin: no try/except ladders, they just raise `DomainError`s.
 """
@@ -8,11 +15,14 @@ Servicers stay thin: no try/except ladders, they just raise `DomainError`s.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import grpc
+from google.rpc import status_pb2
 from grpc.aio import AbortError
 
 from loyalty_kit import access as access_rules
@@ -120,23 +130,71 @@ def refusing_malformed_stream(behavior: Any) -> Any:
     return stream
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(
-        self, service: str, verifier: TokenVerifier, access: Mapping[str, Rule] | None = None
-    ) -> None:
-        self.service = service
+# --- step 1: the deadline -----------------------------------------------------------------------
+def record_deadline(context: grpc.aio.ServicerContext) -> None:
+    set_inbound_deadline(context.time_remaining())
+
+
+# --- step 2: authentication and the access rule ---------------------------------------------
+class Authentication:
+    def __init__(self, verifier: TokenVerifier, access: Mapping[str, Rule] | None = None) -> None:
         # Who is calling: a verified bearer token, else the caller headers (if trusted).
         self.verifier = verifier
         # What each method allows: one rule per method name; a method without one is refused.
         self.access: Mapping[str, Rule] = access or {}
 
-    def _authorise(self, method: str, request: Any, metadata: Any) -> None:
+    def check(self, method: str, request: Any, metadata: Any) -> None:
         """Authenticate the caller, then check the method's rule (the scopes even when the
         body did not decode; the unit it acts for once it did)."""
         caller: Caller = self.verifier.caller_of(metadata)
         set_current_caller(caller)
         decoded = None if request is MALFORMED else request
         access_rules.check(self.access, method_name(method), decoded, caller)
+
+
+# --- step 4: error mapping ------------------------------------------------------------------
+def error_status(error: Exception, service: str, method: str) -> tuple[str, status_pb2.Status]:
+    """The status a failed call answers with, and the code for the access log."""
+    if isinstance(error, DomainError):
+        return error.kind.value, status_of(error, service)
+    if isinstance(error, grpc.aio.AioRpcError):
+        # A call to another service failed and nothing handled it: pass its status on (a
+        # deadline stays a deadline, an unavailable dependency stays UNAVAILABLE).
+        return error.code().name, upstream_status(error, service)
+    known = invalid_data(error) or unavailable(error, method)
+    if known is not None:
+        return known.kind.value, status_of(known, service)
+    reference = error_reference()
+    log.exception("rpc failed", method=method, reference=reference)
+    return "INTERNAL", internal_status(service, reference)
+
+
+# --- step 5: the access log -----------------------------------------------------------------
+@dataclass
+class AccessLog:
+    method: str
+    code: str = "OK"
+
+    @classmethod
+    @contextmanager
+    def of(cls, method: str) -> Iterator[AccessLog]:
+        started = time.perf_counter()
+        entry = cls(method)
+        try:
+            yield entry
+        finally:
+            ms = round((time.perf_counter() - started) * 1000, 2)
+            log.info("rpc", method=method, code=entry.code, ms=ms)
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """The steps above around every method of the service (probes and tooling excepted)."""
+
+    def __init__(
+        self, service: str, verifier: TokenVerifier, access: Mapping[str, Rule] | None = None
+    ) -> None:
+        self.service = service
+        self.authentication = Authentication(verifier, access)
 
     async def intercept_service(
         self,
@@ -163,71 +221,31 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, behavior: Any) -> Any:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            set_inbound_deadline(context.time_remaining())
-            code = "OK"
-            try:
-                self._authorise(method, request, context.invocation_metadata())
-                return await behavior(request, context)
-            except DomainError as error:
-                code = error.kind.value
-                await context.abort_with_status(to_grpc_status(status_of(error, self.service)))
-            except AbortError:
-                code = "ABORTED_BY_HANDLER"
-                raise
-            except grpc.aio.AioRpcError as error:
-                # A call to another service failed and nothing handled it: pass its status on
-                # (a deadline stays a deadline, an unavailable dependency stays UNAVAILABLE).
-                code = error.code().name
-                await context.abort_with_status(
-                    to_grpc_status(upstream_status(error, self.service))
-                )
-            except Exception as error:
-                invalid = invalid_data(error) or unavailable(error, method)
-                if invalid is not None:
-                    code = invalid.kind.value
-                    await context.abort_with_status(
-                        to_grpc_status(status_of(invalid, self.service))
-                    )
-                code = "INTERNAL"
-                reference = error_reference()
-                log.exception("rpc failed", method=method, reference=reference)
-                await context.abort_with_status(
-                    to_grpc_status(internal_status(self.service, reference))
-                )
-            finally:
-                log.info(
-                    "rpc",
-                    method=method,
-                    code=code,
-                    ms=round((time.perf_counter() - started) * 1000, 2),
-                )
+            with AccessLog.of(method) as entry:
+                record_deadline(context)
+                try:
+                    self.authentication.check(method, request, context.invocation_metadata())
+                    return await behavior(request, context)
+                except AbortError:
+                    entry.code = "ABORTED_BY_HANDLER"
+                    raise
+                except Exception as error:
+                    entry.code, status = error_status(error, self.service, method)
+                    await context.abort_with_status(to_grpc_status(status))
 
         return unary
 
     def _wrap_stream(self, method: str, behavior: Any) -> Any:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            set_inbound_deadline(context.time_remaining())
+            record_deadline(context)
             try:
-                self._authorise(method, request, context.invocation_metadata())
+                self.authentication.check(method, request, context.invocation_metadata())
                 async for item in behavior(request, context):
                     yield item
-            except DomainError as error:
-                await context.abort_with_status(to_grpc_status(status_of(error, self.service)))
             except AbortError:
                 raise
-            except grpc.aio.AioRpcError as error:
-                await context.abort_with_status(
-                    to_grpc_status(upstream_status(error, self.service))
-                )
             except Exception as error:
-                known = invalid_data(error) or unavailable(error, method)
-                if known is not None:
-                    await context.abort_with_status(to_grpc_status(status_of(known, self.service)))
-                reference = error_reference()
-                log.exception("rpc failed", method=method, reference=reference)
-                await context.abort_with_status(
-                    to_grpc_status(internal_status(self.service, reference))
-                )
+                _code, status = error_status(error, self.service, method)
+                await context.abort_with_status(to_grpc_status(status))
 
         return stream

@@ -1,15 +1,22 @@
 """Alembic, shared: each service keeps its own migrations folder, whose env.py is one call to
 `run_env()`. Migrations run on start-up in dev (LOYALTY_MIGRATE_ON_START) and as the
 `<service> migrate` command for deployment; an advisory lock lets replicas start together.
+
+The kit's own tables are migrated once, by the revisions in `kit_versions/` (revision "0001",
+the first of every service's history): they are a version location of every service whose
+migrations folder does not carry its own copy (the gateway's still does).
 """
 
 from __future__ import annotations
 
+import os
 import zlib
+from pathlib import Path
 from typing import Any
 
 from alembic import command, context, op
 from alembic.config import Config
+from alembic.util import coerce_resource_to_filename
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,9 +46,25 @@ def run_env(target_metadata: MetaData | None = None) -> None:
         context.run_migrations()
 
 
-def _config(script_location: str, connection: Connection) -> Config:
+KIT_VERSIONS = Path(__file__).parent / "kit_versions"
+
+
+def version_locations(script_location: str) -> list[Path]:
+    """Where a service's revisions are: the kit's (unless it carries its own copy) and its own."""
+    own = Path(coerce_resource_to_filename(script_location)) / "versions"
+    if (own / "0001_kit_tables.py").exists():
+        return [own]
+    return [KIT_VERSIONS, own]
+
+
+def alembic_config(script_location: str, connection: Connection | None = None) -> Config:
+    """The Alembic configuration of a service's migrations (`loyalty_points:migrations`)."""
     config = Config()
     config.set_main_option("script_location", script_location)
+    config.set_main_option("path_separator", "os")
+    config.set_main_option(
+        "version_locations", os.pathsep.join(str(p) for p in version_locations(script_location))
+    )
     config.attributes["connection"] = connection
     return config
 
@@ -51,7 +74,7 @@ async def upgrade(engine: AsyncEngine, script_location: str, revision: str = "he
 
     def _run(sync_conn: Connection) -> None:
         sync_conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
-        command.upgrade(_config(script_location, sync_conn), revision)
+        command.upgrade(alembic_config(script_location, sync_conn), revision)
 
     async with engine.begin() as conn:
         await conn.run_sync(_run)

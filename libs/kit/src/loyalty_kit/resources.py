@@ -1,45 +1,14 @@
-"""Resource names shared by every service: members are `members/{member_id}` everywhere."""
+"""Moved to the shared kernel (`loyalty_kit.kernel.members`, `loyalty_kit.kernel.units`): kept
+so code not yet moved there still imports these names from here."""
 
-from __future__ import annotations
+from loyalty_kit.kernel.members import (
+    MEMBERS,
+    TAG,
+    TAG_HINT,
+    is_tag,
+    member_id_of,
+    member_name,
+)
+from loyalty_kit.kernel.units import unit_of
 
-import re
-import uuid
-
-from loyalty_kit.errors import FieldViolation, InvalidArgument
-
-MEMBERS = "members/"
-
-
-def member_name(member_id: str) -> str:
-    return f"{MEMBERS}{member_id}"
-
-
-def member_id_of(name: str, field: str) -> str:
-    """'members/{id}' -> id, or INVALID_ARGUMENT naming the field."""
-    member_id = name[len(MEMBERS) :] if name.startswith(MEMBERS) else ""
-    try:
-        return str(uuid.UUID(member_id)) if member_id and "/" not in member_id else _bad(field)
-    except ValueError:
-        return _bad(field)
-
-
-def unit_of(unit: str, field: str = "unit") -> str:
-    """A business unit code ('mall', 'hotel'), or INVALID_ARGUMENT naming the field."""
-    unit = unit.strip()
-    if not unit or len(unit) > 32:
-        raise InvalidArgument.of([FieldViolation(field, "a business unit code such as 'hotel'")])
-    return unit
-
-
-# A member tag: a namespace, a colon, a value ('bu:hotel-active', 'rfm:champion'); identity keeps
-# them, every service that selects members by tag checks them the same way.
-TAG = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.:-]{1,64}$")
-TAG_HINT = "a namespaced tag such as 'bu:hotel-active'"
-
-
-def is_tag(text: str) -> bool:
-    return TAG.match(text) is not None
-
-
-def _bad(field: str) -> str:
-    raise InvalidArgument.of([FieldViolation(field, "a member resource name: members/{id}")])
+__all__ = ["MEMBERS", "TAG", "TAG_HINT", "is_tag", "member_id_of", "member_name", "unit_of"]

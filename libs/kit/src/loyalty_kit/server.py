@@ -6,10 +6,15 @@ rest, in this order:
 
 1. tracing (before any server, channel or engine exists);
 2. its own database: created if missing, migrated (dev default), engine and sessions;
-3. NATS JetStream: its stream, the outbox relay, its consumers;
-4. the gRPC server with the error-mapping interceptor, the standard health service and
+3. NATS JetStream: its stream, the outbox relay;
+4. the service's composition root (`ServiceSpec.bootstrap`, the service's bootstrap.py): a typed
+   object of its clock, settings, caches, peer clients and unit-of-work factory, handed to its
+   servicers, consumers, jobs and commands (keyword arguments of `start_service` reach it: tests
+   hand in a clock or a fake peer);
+5. the gRPC server with the error-mapping interceptor, the standard health service and
    reflection; health says NOT_SERVING until the database answers, and follows it after;
-5. on SIGTERM/SIGINT: health NOT_SERVING, `server.stop(grace)` so calls in flight finish, then
+6. its consumers and jobs;
+7. on SIGTERM/SIGINT: health NOT_SERVING, `server.stop(grace)` so calls in flight finish, then
    jobs stop, NATS drains and the engine closes.
 """
 
@@ -24,7 +29,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, Generic
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,12 +37,13 @@ from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from typing_extensions import ParamSpec, TypeVar
 
 from loyalty_kit import db, events, housekeeping, migrations
 from loyalty_kit.access import Rule
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import DeliveryPolicy, EventConsumer
-from loyalty_kit.interceptors import ErrorMappingInterceptor
+from loyalty_kit.interceptors import ServiceInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
 from loyalty_kit.memory import bound_allocator
 from loyalty_kit.outbox import OutboxRelay
@@ -50,7 +56,8 @@ log = get_logger("loyalty.server")
 
 @dataclass
 class ServiceContext:
-    """What a running service has: handed to servicers, consumers and jobs."""
+    """What the kit gives a running service: its settings, database and bus connections, and
+    the event that says it is stopping. A service's bootstrap builds its root from it."""
 
     name: str
     settings: Settings
@@ -61,7 +68,18 @@ class ServiceContext:
     # Set when the service begins to stop: jobs watch it to finish their work cleanly before
     # they are cancelled.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # What followed an operator command on the command line (`loyalty-<name> <command> ...`).
+    args: list[str] = field(default_factory=list)
+    # A string-keyed bag, left only for a service without a bootstrap of its own yet (the
+    # gateway); the others carry what they need in their typed root.
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def database(self) -> async_sessionmaker[AsyncSession]:
+        """The service's sessions (a service that uses a database has them once started)."""
+        if self.sessions is None:
+            raise RuntimeError(f"{self.name} has no database")
+        return self.sessions
 
     def uow(self) -> UnitOfWork:
         if self.sessions is None:
@@ -70,6 +88,9 @@ class ServiceContext:
 
 
 Job = Callable[[], Awaitable[None]]
+Root = TypeVar("Root", default=Any)
+# The keyword arguments a service's bootstrap takes beyond the context (none by default).
+Wiring = ParamSpec("Wiring", default=[])
 NATS_DRAIN_SECONDS = 3.0
 CANCEL_WAIT_SECONDS = 5.0  # how long cancelled tasks and the engine get to finish on stop
 DOWN_CHECK_SECONDS = 1.0  # how often health re-checks a database that did not answer
@@ -78,14 +99,26 @@ RESTART_PAUSE_SECONDS = 1.0  # before crashed background work starts again (doub
 RESTART_PAUSE_MAX_SECONDS = 60.0
 
 
+def _context_itself(context: ServiceContext) -> ServiceContext:
+    return context
+
+
+# The default bootstrap, for a service whose root is the kit's context.
+CONTEXT_ITSELF: Any = _context_itself
+
+
 @dataclass
-class ServiceSpec:
+class ServiceSpec(Generic[Root, Wiring]):
+    """A service as the kit runs it. `Root` is what its bootstrap builds (the context itself
+    for a service without one); servicers, consumers, jobs and commands receive it."""
+
     name: str
     service_names: Sequence[str]
-    add_servicers: Callable[[grpc.aio.Server, ServiceContext], None]
+    add_servicers: Callable[[grpc.aio.Server, Root], None]
+    bootstrap: Callable[Concatenate[ServiceContext, Wiring], Root] = CONTEXT_ITSELF
     migrations: str | None = None
-    consumers: Callable[[ServiceContext], Sequence[EventConsumer]] = lambda _ctx: ()
-    jobs: Callable[[ServiceContext], Sequence[Job]] = lambda _ctx: ()
+    consumers: Callable[[Root], Sequence[EventConsumer]] = lambda _root: ()
+    jobs: Callable[[Root], Sequence[Job]] = lambda _root: ()
     uses_database: bool = True
     publishes_events: bool = True
     port: Callable[[Settings], int] | None = None
@@ -93,16 +126,22 @@ class ServiceSpec:
     # the interceptor refuses a method without one.
     access: Mapping[str, Rule] = field(default_factory=dict)
     # Extra operator commands: `loyalty-<name> <command>`, run against the service's database.
-    commands: dict[str, Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=dict)
+    commands: dict[str, Callable[[Root], Awaitable[None]]] = field(default_factory=dict)
 
     def port_in(self, settings: Settings) -> int:
         return self.port(settings) if self.port else settings.port_of(self.name)
 
 
-class RunningService:
-    def __init__(self, spec: ServiceSpec, context: ServiceContext) -> None:
+class RunningService(Generic[Root]):
+    def __init__(
+        self,
+        spec: ServiceSpec[Root, Any],
+        context: ServiceContext,
+        bootstrap: Callable[[ServiceContext], Root],
+    ) -> None:
         self.spec = spec
         self.context = context
+        self._bootstrap = bootstrap
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
@@ -175,7 +214,12 @@ class RunningService:
 
         (self._jobs if is_job else self._tasks).append(asyncio.create_task(guarded(), name=name))
 
-    async def start(self, port: int | None = None) -> RunningService:
+    @property
+    def root(self) -> Root:
+        """The service's composition root (its clock, settings, caches, peers)."""
+        return self._root
+
+    async def start(self, port: int | None = None) -> RunningService[Root]:
         spec, ctx, settings = self.spec, self.context, self.context.settings
         setup_tracing(spec.name, settings)
         if spec.uses_database:
@@ -205,10 +249,11 @@ class RunningService:
                 )
         elif spec.publishes_events:
             log.warning("LOYALTY_NATS_URL not set: events stay in the outbox", service=spec.name)
+        self._root = root = self._bootstrap(ctx)
 
         verifier = TokenVerifier.from_settings(settings.data_dir)
         server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor(spec.name, verifier, spec.access)],
+            interceptors=[ServiceInterceptor(spec.name, verifier, spec.access)],
             # Explicit bounds: a larger request is refused by gRPC itself (RESOURCE_EXHAUSTED)
             # before it is read into memory, and no answer grows past what clients take.
             options=[
@@ -217,7 +262,7 @@ class RunningService:
             ],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        spec.add_servicers(server, ctx)
+        spec.add_servicers(server, root)
         reflection.enable_server_reflection(
             (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
@@ -231,14 +276,14 @@ class RunningService:
             self._spawn(self.relay.run, f"{spec.name}-outbox-relay")
         if ctx.js is not None:
             policy = DeliveryPolicy.from_settings(settings)
-            for consumer in spec.consumers(ctx):
+            for consumer in spec.consumers(root):
                 consumer.policy = policy
                 self.consumers.append(consumer)
                 self._spawn(
                     functools.partial(consumer.run, ctx.js),
                     f"{spec.name}-consumer-{consumer.name}",
                 )
-        for index, job in enumerate(spec.jobs(ctx)):
+        for index, job in enumerate(spec.jobs(root)):
             self._spawn(job, f"{spec.name}-job-{index}", is_job=True)
         if ctx.engine is not None:
             engine = ctx.engine
@@ -300,20 +345,23 @@ class RunningService:
 
 
 async def start_service(
-    spec: ServiceSpec,
+    spec: ServiceSpec[Root, Wiring],
     settings: Settings | None = None,
-    *,
     port: int | None = None,
-    extras: dict[str, Any] | None = None,
-) -> RunningService:
-    """Start a service in this process; `extras` reach its servicers (tests inject a clock)."""
-    context = ServiceContext(
-        name=spec.name, settings=settings or Settings(), extras=dict(extras or {})
-    )
-    return await RunningService(spec, context).start(port)
+    *args: Wiring.args,
+    **wiring: Wiring.kwargs,
+) -> RunningService[Root]:
+    """Start a service in this process on `port` (the settings' when None); keyword arguments
+    go to its bootstrap (`start_service(POINTS, settings, 0, clock=test_clock)`)."""
+    context = ServiceContext(name=spec.name, settings=settings or Settings())
+
+    def bootstrap(context: ServiceContext) -> Root:
+        return spec.bootstrap(context, *args, **wiring)
+
+    return await RunningService(spec, context, bootstrap).start(port)
 
 
-async def serve(spec: ServiceSpec, settings: Settings) -> None:
+async def serve(spec: ServiceSpec[Any, []], settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -328,7 +376,7 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
 
 
 async def run_command(
-    spec: ServiceSpec, settings: Settings, command: str, args: Sequence[str] = ()
+    spec: ServiceSpec[Root, []], settings: Settings, command: str, args: Sequence[str] = ()
 ) -> None:
     engine = db.create_engine(settings.service_database_url(spec.name), pool_size=2)
     context = ServiceContext(
@@ -336,15 +384,16 @@ async def run_command(
         settings=settings,
         engine=engine,
         sessions=db.session_factory(engine),
-        extras={"args": list(args)},  # what followed the command on the command line
+        args=list(args),
+        extras={"args": list(args)},  # for a service without a bootstrap (the gateway)
     )
     try:
-        await spec.commands[command](context)
+        await spec.commands[command](spec.bootstrap(context))
     finally:
         await engine.dispose()
 
 
-async def migrate(spec: ServiceSpec, settings: Settings) -> None:
+async def migrate(spec: ServiceSpec[Any, Any], settings: Settings) -> None:
     if spec.migrations is None:
         return
     if settings.database_create:
@@ -365,7 +414,7 @@ CONFIGURATION_HELP = (
 )
 
 
-def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
+def main(spec: ServiceSpec[Any, []], argv: Sequence[str] | None = None) -> int:
     """The command line of every service: `loyalty-<name> [serve|migrate|<command>]`."""
     commands = {
         "serve": "run the service (the default)",

@@ -137,3 +137,33 @@ def bad_request(status: status_pb2.Status) -> error_details_pb2.BadRequest | Non
             detail.Unpack(found)
             return found
     return None
+
+
+# Codes that mean the called service decided and wrote nothing: the caller may give back what
+# it took and end. Any other code (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...) leaves the
+# outcome unknown: the call may have taken effect, so only a retry with the same request_id
+# (or a look-up) can tell.
+DEFINITE: frozenset[grpc.StatusCode] = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+def definite(code: grpc.StatusCode) -> bool:
+    """True when a call that failed with `code` certainly did nothing (see `DEFINITE`)."""
+    return code in DEFINITE
+
+
+def refusal_kind(code: grpc.StatusCode) -> ErrorKind:
+    """The kind of a definite refusal, to raise it again as a domain error of the caller's."""
+    if code == grpc.StatusCode.OUT_OF_RANGE:
+        return ErrorKind.FAILED_PRECONDITION
+    return ErrorKind(code.name)

@@ -7,42 +7,28 @@ from __future__ import annotations
 
 import grpc
 from loyalty.points.v1 import points_service_pb2 as points_pb
-from loyalty.points.v1 import points_service_pb2_grpc
-from loyalty_kit.auth import ServiceCredentials
+from loyalty.points.v1.points_service_pb2_grpc import PointsServiceStub
 from loyalty_kit.caller import Caller
-from loyalty_kit.channels import channel_to
-from loyalty_kit.errors import ErrorKind
-from loyalty_kit.resources import member_name
+from loyalty_kit.kernel.members import member_name
+from loyalty_kit.peers import peer
+from loyalty_kit.scopes import REDEEM
 from loyalty_kit.settings import Settings
-from loyalty_kit.status import error_info, from_rpc_error
+from loyalty_kit.status import definite, error_info, from_rpc_error, refusal_kind
 
 from loyalty_benefits.domain.errors import PointsRefused, PointsUnreachable
 
 # The client the points service sees: its idempotency keys are scoped by client, so every
 # replica of the benefits service must call as the same one for retries to be recognised.
 CLIENT_ID = "benefits-rewards"
-REDEEM_SCOPE = "redeem"
-
-# Codes that mean the points service decided and wrote nothing.
-DEFINITE = {
-    grpc.StatusCode.INVALID_ARGUMENT: ErrorKind.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND: ErrorKind.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS: ErrorKind.ALREADY_EXISTS,
-    grpc.StatusCode.FAILED_PRECONDITION: ErrorKind.FAILED_PRECONDITION,
-    grpc.StatusCode.PERMISSION_DENIED: ErrorKind.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED: ErrorKind.UNAUTHENTICATED,
-    grpc.StatusCode.OUT_OF_RANGE: ErrorKind.FAILED_PRECONDITION,
-}
 
 
 def _translate(error: grpc.aio.AioRpcError) -> Exception:
-    kind = DEFINITE.get(error.code())
-    if kind is None:
+    if not definite(error.code()):
         return PointsUnreachable(error.code().name)
     status = from_rpc_error(error)
     info = error_info(status) if status is not None else None
     return PointsRefused(
-        kind,
+        refusal_kind(error.code()),
         info.reason if info else error.code().name,
         status.message if status is not None else (error.details() or ""),
         dict(info.metadata) if info else {},
@@ -51,14 +37,13 @@ def _translate(error: grpc.aio.AioRpcError) -> Exception:
 
 class GrpcPointsBank:
     def __init__(self, settings: Settings) -> None:
-        self._channel = channel_to(settings, "points")
-        self._stub = points_service_pb2_grpc.PointsServiceStub(self._channel)
-        self._credentials = ServiceCredentials.from_settings("benefits", settings.data_dir)
+        self._points = peer(settings, "benefits", "points", PointsServiceStub)
+        self._stub = self._points.stub
 
     def _as(self, unit: str) -> tuple[tuple[str, str], ...]:
         """The reward's unit spends the points (and only it may cancel that spending)."""
-        caller = Caller(unit=unit, client_id=CLIENT_ID, scopes=frozenset({REDEEM_SCOPE}))
-        return self._credentials.metadata(caller)
+        caller = Caller(unit=unit, client_id=CLIENT_ID, scopes=frozenset({REDEEM}))
+        return self._points.metadata(caller)
 
     async def redeem(
         self, member_id: str, unit: str, points: int, request_id: str, order_id: str
@@ -98,4 +83,4 @@ class GrpcPointsBank:
             raise translated from None
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._points.close()

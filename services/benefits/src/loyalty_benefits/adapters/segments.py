@@ -9,23 +9,17 @@ from typing import Protocol
 
 import grpc
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
-from loyalty.identity.v1 import identity_service_pb2_grpc
-from loyalty_kit.auth import ServiceCredentials
+from loyalty.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 from loyalty_kit.caller import Caller
-from loyalty_kit.channels import channel_to
+from loyalty_kit.kernel.units import GROUP
+from loyalty_kit.peers import peer
+from loyalty_kit.scopes import MEMBERS_MANAGE
 from loyalty_kit.settings import Settings
-from loyalty_kit.status import error_info, from_rpc_error
+from loyalty_kit.status import definite, error_info, from_rpc_error
 
 from loyalty_benefits.domain.errors import SegmentRefused, SegmentUnreachable
 
-CALLER = Caller(unit="group", client_id="benefits-issuances", scopes=frozenset({"members:manage"}))
-DEFINITE = {
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED,
-}
+CALLER = Caller(unit=GROUP, client_id="benefits-issuances", scopes=frozenset({MEMBERS_MANAGE}))
 
 
 @dataclass
@@ -41,9 +35,9 @@ class Segments(Protocol):
 
 class GrpcSegments:
     def __init__(self, settings: Settings) -> None:
-        self._channel = channel_to(settings, "identity")
-        self._stub = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
-        self._metadata = ServiceCredentials.from_settings("benefits", settings.data_dir).metadata
+        self._identity = peer(settings, "benefits", "identity", IdentityServiceStub)
+        self._stub = self._identity.stub
+        self._metadata = self._identity.metadata
 
     async def page(self, tag: str, page_token: str, size: int) -> SegmentPage:
         try:
@@ -57,7 +51,7 @@ class GrpcSegments:
                 metadata=self._metadata(CALLER),
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() not in DEFINITE:
+            if not definite(error.code()):
                 raise SegmentUnreachable(error.code().name) from None
             status = from_rpc_error(error)
             info = error_info(status) if status is not None else None
@@ -72,4 +66,4 @@ class GrpcSegments:
         )
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._identity.close()

@@ -6,71 +6,37 @@ redemption record is its idempotency key (see service_layer/rewards.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
-from loyalty.benefits.v1 import benefits_service_pb2_grpc
+from loyalty.benefits.v1.benefits_service_pb2_grpc import BenefitsServiceServicer
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import request_scope, run_idempotent
+from loyalty_kit.idempotency import request_scope
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
+from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment_of
 from loyalty_kit.validation import bounded
 
+from loyalty_benefits.bootstrap import Benefits
 from loyalty_benefits.entrypoints import convert
 from loyalty_benefits.service_layer import handlers, issuances
-from loyalty_benefits.service_layer.issuances import CouponIssuer
-from loyalty_benefits.service_layer.rewards import RewardRedemptions
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
 SERVICE = "loyalty.benefits.v1.BenefitsService"
-ADMIN_SCOPE = "admin"
-ISSUE_SCOPE = "coupons:issue"
 MAX_MEMBERS_PER_ISSUE = 1000
 
-Clock = Callable[[], datetime]
-UowFactory = Callable[..., BenefitsUnitOfWork]
-R = TypeVar("R", bound=Message)
-T = TypeVar("T")
 
+class BenefitsServicer(UnitOfWorkServicer[BenefitsUnitOfWork], BenefitsServiceServicer):
+    service = SERVICE
 
-class BenefitsServicer(benefits_service_pb2_grpc.BenefitsServiceServicer):
-    def __init__(
-        self, uow: UowFactory, redemptions: RewardRedemptions, issuer: CouponIssuer, clock: Clock
-    ) -> None:
-        self.uow = uow
-        self.redemptions = redemptions
-        self.issuer = issuer
-        self.clock = clock
-
-    async def _mutate(
-        self,
-        method: str,
-        request: Message,
-        response_type: type[R],
-        work: Callable[[BenefitsUnitOfWork, datetime], Awaitable[R]],
-    ) -> R:
-        scope = request_scope(SERVICE, method)
-        return await run_idempotent(
-            self.uow, scope, request, response_type, lambda uow: work(uow, self.clock())
-        )
-
-    async def _settled(self, method: str, request_id: str, response_type: type[R]) -> R | None:
-        """The answer `method` gave this client's request_id, never taking anything (a call
-        still in flight is waited for): for a caller that lost the answer."""
-        async with self.uow() as uow:  # rolled back: the lookup leaves nothing behind
-            return await uow.idempotency.settled(
-                request_scope(SERVICE, method), request_id, response_type
-            )
-
-    async def _read(self, work: Callable[[BenefitsUnitOfWork], Awaitable[T]]) -> T:
-        async with self.uow(read_only=True) as uow:
-            return await work(uow)
+    def __init__(self, app: Benefits) -> None:
+        super().__init__(app.uow, app.clock)
+        self.redemptions = app.redemptions
+        self.issuer = app.issuer
 
     # --- catalogue ----------------------------------------------------------------------------
     async def GetCatalogue(

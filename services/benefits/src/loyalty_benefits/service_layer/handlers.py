@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from loyalty.benefits.v1 import events_pb2
 from loyalty_kit.caller import check_unit
@@ -45,10 +45,6 @@ from loyalty_benefits.domain.members import merged as merged_state
 from loyalty_benefits.domain.members import reactivated as reactivated_state
 from loyalty_benefits.domain.members import suspended as suspended_state
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def catalogue(uow: BenefitsUnitOfWork) -> Catalogue:

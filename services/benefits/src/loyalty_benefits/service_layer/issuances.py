@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from loyalty_kit.caller import check_unit
+from loyalty_kit.clock import Clock
 from loyalty_kit.errors import DomainError
 from loyalty_kit.jobs import log_round_failed
 from loyalty_kit.logs import get_logger
@@ -35,7 +36,6 @@ from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
 log = get_logger("loyalty.benefits.issuances")
 
-Clock = Callable[[], datetime]
 UowFactory = Callable[..., BenefitsUnitOfWork]
 
 

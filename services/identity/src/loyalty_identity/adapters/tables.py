@@ -10,10 +10,12 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Integer,
     LargeBinary,
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -48,6 +50,8 @@ identities = Table(
     Column("blind_index", LargeBinary, primary_key=True),
     Column("value_sealed", LargeBinary, nullable=False),
     Column("linked_at", DateTime(timezone=True), nullable=False),
+    # One identity of a type binds one member: the blind index is unique per type.
+    UniqueConstraint("identity_type", "blind_index", name="identities_bound_once"),
 )
 
 profiles = Table(
@@ -111,4 +115,13 @@ member_audit = Table(
     Column("reason", Text, nullable=False, server_default=""),
     Column("detail", JSONB, nullable=False, server_default="{}"),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# The business units of the programme, learned from the points service's ProgrammePublished.
+programme_units = Table(
+    "programme_units",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("learned_at", DateTime(timezone=True), nullable=False),
 )

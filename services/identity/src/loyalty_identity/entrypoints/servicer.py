@@ -15,67 +15,48 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 from loyalty.identity.v1 import identity_service_pb2 as pb
-from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
+from loyalty.identity.v1 import member_pb2
+from loyalty.identity.v1.identity_service_pb2_grpc import IdentityServiceServicer
 from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_name
-from loyalty_kit.server import ServiceContext
+from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import timestamp
 
-from loyalty_identity.adapters.crypto import Keyring
-from loyalty_identity.adapters.repository import IdentityTypeCache
+from loyalty_identity.bootstrap import Identity
 from loyalty_identity.domain.member import Member
 from loyalty_identity.entrypoints import convert
 from loyalty_identity.service_layer import handlers
-from loyalty_identity.service_layer.handlers import Clock, Register
+from loyalty_identity.service_layer.handlers import Register
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 
-# Merging, suspending, reactivating, erasing members, tagging them and listing a segment: the
-# group's member operations (a POS registers members and links identities without it).
-MANAGE_SCOPE = "members:manage"
 R = TypeVar("R", bound=Message)
 SERVICE = "loyalty.identity.v1.IdentityService"
 
 
-class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, context: ServiceContext, keyring: Keyring, clock: Clock) -> None:
-        assert context.sessions is not None
-        self.sessions = context.sessions
-        self.namespace = context.settings.event_namespace
-        self.keyring = keyring
-        self.clock = clock
-        self.types = IdentityTypeCache()
+class IdentityServicer(UnitOfWorkServicer[IdentityUnitOfWork], IdentityServiceServicer):
+    service = SERVICE
 
-    def uow(self, *, read_only: bool = False) -> IdentityUnitOfWork:
-        return IdentityUnitOfWork(
-            self.sessions, self.namespace, self.keyring, self.types, read_only=read_only
-        )
+    def __init__(self, app: Identity) -> None:
+        super().__init__(app.uow, app.clock)
+        self.types = app.types
 
-    # --- plumbing -----------------------------------------------------------------------------
-    async def _mutate(
+    async def _change_member(
         self,
         method: str,
         request: Message,
         work: Callable[[IdentityUnitOfWork, datetime], Awaitable[Member]],
     ) -> Member:
         """Run a member-changing command once per request_id; the member as it is now."""
-        scope = request_scope(SERVICE, method)
 
-        async def receipt(uow: IdentityUnitOfWork) -> pb.GetMemberRequest:
-            member = await work(uow, self.clock())
+        async def receipt(uow: IdentityUnitOfWork, now: datetime) -> pb.GetMemberRequest:
+            member = await work(uow, now)
             return pb.GetMemberRequest(name=f"{convert.RESOURCE}{member.member_id}")
 
-        done = await run_idempotent(self.uow, scope, request, pb.GetMemberRequest, receipt)
-        member: Member = await self._read(
-            lambda uow: handlers.get_member(uow, done.name.removeprefix(convert.RESOURCE))
-        )
-        return member
-
-    async def _read(self, work: Callable[[IdentityUnitOfWork], Awaitable[Any]]) -> Any:
-        async with self.uow(read_only=True) as uow:
-            return await work(uow)
+        done = await self._mutate(method, request, pb.GetMemberRequest, receipt)
+        member_id = done.name.removeprefix(convert.RESOURCE)
+        return await self._read(lambda uow: handlers.get_member(uow, member_id))
 
     async def _member(self, member: Member) -> Any:
         kinds = {code: t.kind for code, t in (await self._types()).items()}
@@ -97,17 +78,16 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
             profile=convert.profile_from(request.profile),
             consents=convert.consents_from(list(request.consents)),
         )
-        scope = request_scope(SERVICE, "RegisterMember")
 
-        async def work(uow: IdentityUnitOfWork) -> pb.RegisterMemberResponse:
-            result = await handlers.register(uow, command, self.clock())
+        async def work(uow: IdentityUnitOfWork, now: datetime) -> pb.RegisterMemberResponse:
+            result = await handlers.register(uow, command, now)
             return pb.RegisterMemberResponse(
                 member=member_pb2.Member(name=f"{convert.RESOURCE}{result.member.member_id}"),
                 created=result.created,
                 already_bound_types=result.already_bound_types,
             )
 
-        receipt = await run_idempotent(self.uow, scope, request, pb.RegisterMemberResponse, work)
+        receipt = await self._mutate("RegisterMember", request, pb.RegisterMemberResponse, work)
         member_id = receipt.member.name.removeprefix(convert.RESOURCE)
         member = await self._read(lambda uow: handlers.get_member(uow, member_id))
         receipt.member.CopyFrom(await self._member(member))
@@ -132,7 +112,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> pb.LinkIdentityResponse:
         member_id = convert.member_id_of(request.member, "member")
         raw = convert.raw_identity(request.identity)
-        member = await self._mutate(
+        member = await self._change_member(
             "LinkIdentity", request, lambda uow, now: handlers.link(uow, member_id, raw, now)
         )
         return pb.LinkIdentityResponse(member=await self._member(member))
@@ -142,7 +122,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> pb.UnlinkIdentityResponse:
         member_id = convert.member_id_of(request.member, "member")
         raw = convert.raw_identity(request.identity)
-        member = await self._mutate(
+        member = await self._change_member(
             "UnlinkIdentity", request, lambda uow, _now: handlers.unlink(uow, member_id, raw)
         )
         return pb.UnlinkIdentityResponse(member=await self._member(member))
@@ -153,7 +133,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         survivor = convert.member_id_of(request.survivor, "survivor")
         absorbed = convert.member_id_of(request.absorbed, "absorbed")
         operator, reason = _operator(), request.reason
-        member = await self._mutate(
+        member = await self._change_member(
             "MergeMembers",
             request,
             lambda uow, now: handlers.merge(uow, survivor, absorbed, now, operator, reason),
@@ -167,11 +147,10 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         restored = convert.member_id_of(request.restored, "restored")
         identities = [convert.raw_identity(i) for i in request.identities]
         operator = _operator()
-        scope = request_scope(SERVICE, "UnmergeMembers")
 
-        async def work(uow: IdentityUnitOfWork) -> pb.UnmergeMembersResponse:
+        async def work(uow: IdentityUnitOfWork, now: datetime) -> pb.UnmergeMembersResponse:
             done = await handlers.unmerge(
-                uow, survivor, restored, identities, request.reason, operator, self.clock()
+                uow, survivor, restored, identities, request.reason, operator, now
             )
             # Only the names are kept for a retry: the members are read fresh, masked.
             return pb.UnmergeMembersResponse(
@@ -179,7 +158,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
                 survivor=member_pb2.Member(name=f"{convert.RESOURCE}{done.survivor.member_id}"),
             )
 
-        receipt = await run_idempotent(self.uow, scope, request, pb.UnmergeMembersResponse, work)
+        receipt = await self._mutate("UnmergeMembers", request, pb.UnmergeMembersResponse, work)
         ids = [m.name.removeprefix(convert.RESOURCE) for m in (receipt.restored, receipt.survivor)]
         members = await self._read(lambda uow: uow.members.get_many(ids))
         return pb.UnmergeMembersResponse(
@@ -192,7 +171,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         member_id = convert.member_id_of(request.member, "member")
         profile = convert.profile_from(request.profile)
         paths = list(request.update_mask.paths)
-        member = await self._mutate(
+        member = await self._change_member(
             "UpdateProfile",
             request,
             lambda uow, now: handlers.update_profile(uow, member_id, profile, paths, now),
@@ -205,7 +184,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         member_id = convert.member_id_of(request.member, "member")
         changes = convert.consents_from(list(request.changes))
         source = request.source.strip()
-        member = await self._mutate(
+        member = await self._change_member(
             "SetConsents",
             request,
             lambda uow, now: handlers.set_consents(uow, member_id, changes, source, now),
@@ -239,7 +218,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         self, request: pb.SuspendMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.SuspendMemberResponse:
         member_id = convert.member_id_of(request.name, "name")
-        member = await self._mutate(
+        member = await self._change_member(
             "SuspendMember",
             request,
             lambda uow, now: handlers.suspend(uow, member_id, request.reason, now),
@@ -250,7 +229,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         self, request: pb.ReactivateMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReactivateMemberResponse:
         member_id = convert.member_id_of(request.name, "name")
-        member = await self._mutate(
+        member = await self._change_member(
             "ReactivateMember",
             request,
             lambda uow, now: handlers.reactivate(uow, member_id, request.reason, now),
@@ -262,7 +241,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> pb.UpdateTagsResponse:
         member_id = convert.member_id_of(request.member, "member")
         add, remove = list(request.add_tags), list(request.remove_tags)
-        member = await self._mutate(
+        member = await self._change_member(
             "UpdateTags",
             request,
             lambda uow, now: handlers.update_tags(uow, member_id, add, remove, now),
@@ -300,7 +279,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         self, request: pb.EraseMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.EraseMemberResponse:
         member_id = convert.member_id_of(request.name, "name")
-        member = await self._mutate(
+        member = await self._change_member(
             "EraseMember", request, lambda uow, now: handlers.erase(uow, member_id, now)
         )
         return pb.EraseMemberResponse(member=await self._member(member))

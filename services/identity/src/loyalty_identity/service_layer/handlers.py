@@ -7,9 +7,9 @@ Handlers take plain commands and return domain objects: they know nothing of gRP
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from loyalty.identity.v1 import events_pb2
@@ -39,12 +39,6 @@ from loyalty_identity.domain.member import (
     validate_unit,
 )
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- commands -----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ programme_versions = Table(
     Column("effective_from", DateTime(timezone=True), nullable=False),
     Column("rules", JSONB, nullable=False),
     Column("reason", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 accounts = Table(
@@ -37,7 +37,7 @@ postings = Table(
     metadata,
     Column("member_id", UUID(as_uuid=False), primary_key=True),
     Column("posting_id", UUID(as_uuid=False), primary_key=True),
-    Column("seq", BigInteger, autoincrement=True),
+    Column("seq", BigInteger, autoincrement=True, nullable=False),
     Column("kind", Text, nullable=False),
     Column("points", BigInteger, nullable=False),
     Column("pending", Boolean, nullable=False),

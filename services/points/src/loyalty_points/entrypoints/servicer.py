@@ -5,76 +5,40 @@ the same transaction, so a retry returns the first answer (the balance as it was
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
 
 import grpc
-from google.protobuf.message import Message
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
-from loyalty.points.v1 import points_service_pb2_grpc
+from loyalty.points.v1.points_service_pb2_grpc import PointsServiceServicer
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.money import money
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
-from loyalty_kit.server import ServiceContext
+from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment, moment_of, timestamp
 from loyalty_kit.validation import enum_value
 
-from loyalty_points.adapters.programmes import ProgrammeCache
+from loyalty_points.bootstrap import Points
 from loyalty_points.domain.errors import NoProgramme
 from loyalty_points.domain.ledger import Posting
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
 from loyalty_points.service_layer import accounts, earning, jobs, moves, programmes, spending
 from loyalty_points.service_layer.earning import Earn
-from loyalty_points.service_layer.ports import MemberDirectory
 from loyalty_points.service_layer.settlement import settlement
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 SERVICE = "loyalty.points.v1.PointsService"
-ADJUST_SCOPE = "points:adjust"
-EARN_SCOPE = "earn"  # credit points: purchases, their refunds and confirmations, referrals
-REDEEM_SCOPE = "redeem"  # spend points: redemptions and their cancellation, transfers out
-ADMIN_SCOPE = "admin"
-
-Clock = Callable[[], datetime]
-R = TypeVar("R", bound=Message)
-T = TypeVar("T")
 
 
-class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
-    def __init__(self, context: ServiceContext, directory: MemberDirectory, clock: Clock) -> None:
-        assert context.sessions is not None
-        self.sessions = context.sessions
-        self.namespace = context.settings.event_namespace
-        self.directory = directory
-        self.clock = clock
-        self.programmes: ProgrammeCache = context.extras.setdefault("programmes", ProgrammeCache())
+class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer):
+    service = SERVICE
 
-    def uow(self, *, read_only: bool = False) -> PointsUnitOfWork:
-        return PointsUnitOfWork(
-            self.sessions, self.namespace, read_only=read_only, programmes=self.programmes
-        )
-
-    async def _mutate(
-        self,
-        method: str,
-        request: Message,
-        response_type: type[R],
-        work: Callable[[PointsUnitOfWork, datetime], Awaitable[R]],
-    ) -> R:
-        scope = request_scope(SERVICE, method)
-        return await run_idempotent(
-            self.uow, scope, request, response_type, lambda uow: work(uow, self.clock())
-        )
-
-    async def _read(self, work: Callable[[PointsUnitOfWork], Awaitable[T]]) -> T:
-        async with self.uow(read_only=True) as uow:
-            return await work(uow)
+    def __init__(self, app: Points) -> None:
+        super().__init__(app.uow, app.clock)
+        self.directory = app.directory
 
     # --- earning ------------------------------------------------------------------------------
     def _earn_command(self, request: pb.EarnPointsRequest | pb.PreviewEarnRequest) -> Earn:
@@ -203,11 +167,7 @@ class PointsServicer(points_service_pb2_grpc.PointsServiceServicer):
         cancellation (the redeem scope; a unit sees only its own redemptions, an admin any)."""
         member_id = member_id_of(request.member, "member")
         confined_to = confining_unit()
-        scope = request_scope(SERVICE, "RedeemPoints")
-        async with self.uow() as uow:  # rolled back: the lookup leaves nothing behind
-            found = await uow.idempotency.settled(
-                scope, request.request_id, pb.RedeemPointsResponse
-            )
+        found = await self._settled("RedeemPoints", request.request_id, pb.RedeemPointsResponse)
         if found is None or found.posting.member_id != member_id:
             return pb.LookupRedemptionResponse(redeemed=False)
         check_unit(found.posting.unit, confined_to)

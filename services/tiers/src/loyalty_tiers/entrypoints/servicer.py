@@ -2,52 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import Message
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
-from loyalty.tiers.v1 import tiers_service_pb2_grpc
+from loyalty.tiers.v1.tiers_service_pb2_grpc import TiersServiceServicer
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import request_scope, run_idempotent
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
-from loyalty_kit.server import ServiceContext
+from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment_of, timestamp
 
+from loyalty_tiers.bootstrap import Tiers
 from loyalty_tiers.entrypoints import convert
 from loyalty_tiers.service_layer import grants, ladders, memberships, queries, tier_year
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
 
 SERVICE = "loyalty.tiers.v1.TiersService"
-ADMIN_SCOPE = "admin"
-T = TypeVar("T")
-M = TypeVar("M", bound=Message)
-Clock = Callable[[], datetime]
 
 
-class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
-    def __init__(self, context: ServiceContext, clock: Clock) -> None:
-        assert context.sessions is not None
-        self.sessions = context.sessions
-        self.namespace = context.settings.event_namespace
-        self.clock = clock
+class TiersServicer(UnitOfWorkServicer[TiersUnitOfWork], TiersServiceServicer):
+    service = SERVICE
 
-    def uow(self, *, read_only: bool = False) -> TiersUnitOfWork:
-        return TiersUnitOfWork(self.sessions, self.namespace, read_only=read_only)
-
-    async def _read(self, work: Callable[[TiersUnitOfWork], Awaitable[T]]) -> T:
-        async with self.uow(read_only=True) as uow:
-            return await work(uow)
-
-    async def _write(
-        self, method: str, request: Any, response_type: type[M], work: Callable[[Any], Awaitable[M]]
-    ) -> M:
-        """A mutating call: once per request id and caller (a retry gets the first answer)."""
-        scope = request_scope(SERVICE, method)
-        return await run_idempotent(self.uow, scope, request, response_type, work)
+    def __init__(self, app: Tiers) -> None:
+        super().__init__(app.uow, app.clock)
 
     async def GetLadder(
         self, request: pb.GetLadderRequest, context: grpc.aio.ServicerContext
@@ -60,11 +38,11 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
     ) -> pb.UpdateLadderResponse:
         new = convert.ladder_from(request.ladder)
 
-        async def work(uow: TiersUnitOfWork) -> pb.UpdateLadderResponse:
+        async def work(uow: TiersUnitOfWork, _now: datetime) -> pb.UpdateLadderResponse:
             stored = await ladders.publish_ladder(uow, new)
             return pb.UpdateLadderResponse(ladder=convert.ladder_message(stored))
 
-        return await self._write("UpdateLadder", request, pb.UpdateLadderResponse, work)
+        return await self._mutate("UpdateLadder", request, pb.UpdateLadderResponse, work)
 
     async def GetMemberTier(
         self, request: pb.GetMemberTierRequest, context: grpc.aio.ServicerContext
@@ -158,15 +136,15 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         kind = convert.kind_of(grant.kind)
         ends_at = moment_of(grant, "end_time", "tier_grant.end_time")
 
-        async def work(uow: TiersUnitOfWork) -> pb.CreateTierGrantResponse:
+        async def work(uow: TiersUnitOfWork, now: datetime) -> pb.CreateTierGrantResponse:
             done = await grants.create_grant(
-                uow, member_id, kind, grant.tier.strip(), grant.reason, ends_at, self.clock()
+                uow, member_id, kind, grant.tier.strip(), grant.reason, ends_at, now
             )
             return pb.CreateTierGrantResponse(
                 tier_grant=convert.grant_message(done.grant), tier=done.tier
             )
 
-        return await self._write("CreateTierGrant", request, pb.CreateTierGrantResponse, work)
+        return await self._mutate("CreateTierGrant", request, pb.CreateTierGrantResponse, work)
 
     async def RevokeTierGrant(
         self, request: pb.RevokeTierGrantRequest, context: grpc.aio.ServicerContext
@@ -175,13 +153,13 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         if not request.reason.strip():
             raise InvalidArgument.of([FieldViolation("reason", "required")])
 
-        async def work(uow: TiersUnitOfWork) -> pb.RevokeTierGrantResponse:
-            done = await grants.revoke_grant(uow, member_id, grant_id, request.reason, self.clock())
+        async def work(uow: TiersUnitOfWork, now: datetime) -> pb.RevokeTierGrantResponse:
+            done = await grants.revoke_grant(uow, member_id, grant_id, request.reason, now)
             return pb.RevokeTierGrantResponse(
                 tier_grant=convert.grant_message(done.grant), tier=done.tier
             )
 
-        return await self._write("RevokeTierGrant", request, pb.RevokeTierGrantResponse, work)
+        return await self._mutate("RevokeTierGrant", request, pb.RevokeTierGrantResponse, work)
 
     async def ListTierGrants(
         self, request: pb.ListTierGrantsRequest, context: grpc.aio.ServicerContext
@@ -206,7 +184,7 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         member_id = member_id_of(request.member, "member")
         unit = unit_of(request.unit)
 
-        async def work(uow: TiersUnitOfWork) -> pb.PurchaseMembershipResponse:
+        async def work(uow: TiersUnitOfWork, now: datetime) -> pb.PurchaseMembershipResponse:
             done = await memberships.purchase_membership(
                 uow,
                 member_id,
@@ -214,13 +192,15 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
                 request.tier.strip(),
                 request.order_id.strip(),
                 request.months,
-                self.clock(),
+                now,
             )
             return pb.PurchaseMembershipResponse(
                 tier_grant=convert.grant_message(done.grant), renewed=done.renewed, tier=done.tier
             )
 
-        return await self._write("PurchaseMembership", request, pb.PurchaseMembershipResponse, work)
+        return await self._mutate(
+            "PurchaseMembership", request, pb.PurchaseMembershipResponse, work
+        )
 
     async def RefundMembership(
         self, request: pb.RefundMembershipRequest, context: grpc.aio.ServicerContext
@@ -228,12 +208,12 @@ class TiersServicer(tiers_service_pb2_grpc.TiersServiceServicer):
         member_id = member_id_of(request.member, "member")
         unit = unit_of(request.unit)
 
-        async def work(uow: TiersUnitOfWork) -> pb.RefundMembershipResponse:
+        async def work(uow: TiersUnitOfWork, now: datetime) -> pb.RefundMembershipResponse:
             done = await memberships.refund_membership(
-                uow, member_id, unit, request.order_id.strip(), self.clock()
+                uow, member_id, unit, request.order_id.strip(), now
             )
             return pb.RefundMembershipResponse(
                 tier_grant=convert.grant_message(done.grant), tier=done.tier
             )
 
-        return await self._write("RefundMembership", request, pb.RefundMembershipResponse, work)
+        return await self._mutate("RefundMembership", request, pb.RefundMembershipResponse, work)

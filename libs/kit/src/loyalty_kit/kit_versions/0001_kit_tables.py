@@ -1,4 +1,6 @@
-"""The kit's tables: outbox, inbox, idempotency keys.
+"""The kit's tables: outbox, inbox, idempotency keys. The first revision of every service's
+database, kept here once: `loyalty_kit.migrations` adds this folder to each service's own
+version locations, and the service's second revision revises "0001".
 
 Revision ID: 0001
 Revises:

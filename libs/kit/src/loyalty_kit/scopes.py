@@ -1,0 +1,32 @@
+"""The scopes a caller may hold, in one registry: each service's access rules, the gateway's
+and the services' own calls to each other name them from here, never as bare strings.
+
+A scope grants a kind of act (earning, redeeming, reading personal data), not a service; a unit's
+client holds the scopes of what its tills and apps do. `admin` passes every rule.
+"""
+
+from __future__ import annotations
+
+ADMIN = "admin"  # the group's operators: passes every access rule, acts for any unit
+PERSONAL_DATA_READ = "personal_data:read"  # members' personal data in clear (else masked)
+EARN = "earn"  # a till: credit points for purchases, refunds, confirmations, referrals
+REDEEM = "redeem"  # spend a member's points: redemptions, their cancellation, transfers out
+POINTS_ADJUST = "points:adjust"  # a service desk's goodwill and corrections
+MEMBERS_MANAGE = "members:manage"  # the group's member operations (merge, suspend, tag, ...)
+MEMBERS_REGISTER = "members:register"  # an enrolment desk or app that is not a till
+PROFILE_WRITE = "profile:write"  # the member app: the member's own profile and consents
+COUPONS_ISSUE = "coupons:issue"  # a unit's (or the group's) marketing
+MEMBERSHIP = "membership"  # a unit's shop selling paid memberships
+
+REGISTRY: dict[str, str] = {
+    ADMIN: "passes every access rule and acts for any unit",
+    PERSONAL_DATA_READ: "members' personal data in clear",
+    EARN: "credit points: purchases, refunds, confirmations, referrals",
+    REDEEM: "spend points: redemptions, their cancellation, transfers out",
+    POINTS_ADJUST: "goodwill and corrections of a member's points",
+    MEMBERS_MANAGE: "merge, unmerge, suspend, reactivate, tag, list and erase members",
+    MEMBERS_REGISTER: "register members and link identities",
+    PROFILE_WRITE: "a member's own profile and consents",
+    COUPONS_ISSUE: "issue coupons to members",
+    MEMBERSHIP: "sell and refund paid memberships",
+}

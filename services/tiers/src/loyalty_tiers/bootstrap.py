@@ -1,0 +1,40 @@
+"""The tiers service's composition root: everything its servicer, consumers and jobs use, built
+once per process from the kit's context. Tests hand in their own clock
+(`runner.start(SPEC, settings, clock=clock)`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loyalty_kit.clock import Clock, utc_now
+from loyalty_kit.server import ServiceContext
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loyalty_tiers.service_layer.uow import TiersUnitOfWork
+
+
+class TiersSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_TIERS_", extra="ignore")
+
+    job_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often ended tier years are judged and ended grants fall back.",
+    )
+
+
+@dataclass(frozen=True)
+class Tiers:
+    context: ServiceContext
+    settings: TiersSettings
+    clock: Clock
+
+    def uow(self, *, read_only: bool = False) -> TiersUnitOfWork:
+        return TiersUnitOfWork(
+            self.context.database, self.context.settings.event_namespace, read_only=read_only
+        )
+
+
+def bootstrap(context: ServiceContext, *, clock: Clock = utc_now) -> Tiers:
+    return Tiers(context, TiersSettings(), clock)
