@@ -88,7 +88,7 @@ class Suite:
         return None
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIterator[Suite]:
     """The five services on databases and an event namespace of their own, with the Huayue
     demo loaded: generated requests that succeed (a year end in 8000, a new programme, an

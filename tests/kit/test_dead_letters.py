@@ -352,3 +352,29 @@ async def test_a_paused_consumer_shows_its_lag_and_catches_up(
 
     await running(c, until=caught_up, js=js)
     assert sorted(n for _, n in await ledger(kit_db)) == list(range(25))
+
+
+async def test_an_event_of_a_type_the_consumer_does_not_follow_is_passed_over_not_parked(
+    kit_db: AsyncEngine, js: JetStreamContext, settings: Settings, stream_service: str
+) -> None:
+    """A server without multi-subject filters (NATS before 2.10) delivers a consumer the whole
+    stream: events it has no handler for are someone else's, acknowledged and passed over."""
+    await make_ledger(kit_db)
+    Happened = event_type(stream_service)
+    c = consumer(kit_db, settings, stream_service, Handler(poison=set()))
+    await js.publish(
+        events.event_subject(Happened(), settings.event_namespace),
+        b"",
+        headers={
+            events.EVENT_ID_HEADER: str(uuid.uuid4()),
+            events.EVENT_TYPE_HEADER: f"loyalty.{stream_service}.v1.SomethingElse",
+        },
+    )
+    await publish(js, settings, stream_service, 6)
+
+    async def settled() -> bool:
+        return c.handled == 1 and c.skipped == 1
+
+    await running(c, until=settled, js=js)
+    assert c.dead_lettered == 0
+    assert await parked(js, settings.event_namespace, c.name) == []

@@ -150,7 +150,7 @@ class StreamLimits:
     for the longest consumer outage to be survived (docs/operations.md)."""
 
     max_age_seconds: float = 14 * 86400.0
-    max_bytes: int = 2 * 1024**3
+    max_bytes: int = -1  # by age only (JetStream sets a byte limit aside on its store)
     replicas: int = 1
 
     @classmethod

@@ -10,8 +10,9 @@ again; such retries are not counted against the event.
 Poison events: an event whose handler keeps failing for any other reason is parked after
 `max_deliver` attempts in the dead-letter stream (its bytes, its headers, the consumer, the reason,
 the attempts), then terminated on its own stream so the consumer carries on with the next events.
-An event that cannot be decoded, or that has no id or no handler, is parked at once. Parked events
-are listed and replayed with `loyalty-events dead-letters` (loyalty_kit.deadletters).
+An event that cannot be decoded, or that has no id or no type, is parked at once; one of a type
+the consumer does not follow (a server that ignores the subject filters) is acknowledged. Parked
+events are listed and replayed with `loyalty-events dead-letters` (loyalty_kit.deadletters).
 
 Handlers are registered per event type: `consumer.on(PointsEarned, handle_points_earned)`; they
 receive a unit of work (commit is done for them) and the decoded message. A service declares its
@@ -67,9 +68,7 @@ class DeliveryPolicy:
     backoff_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
     streams: StreamLimits = field(default_factory=StreamLimits)
-    dead_letters: StreamLimits = field(
-        default_factory=lambda: StreamLimits(30 * 86400.0, 512 * 1024**2)
-    )
+    dead_letters: StreamLimits = field(default_factory=lambda: StreamLimits(30 * 86400.0, -1))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
@@ -116,6 +115,7 @@ class EventConsumer:
         self.handled = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self.skipped = 0  # events of types this consumer does not follow
         self._js: JetStreamContext | None = None
 
     def on(
@@ -148,8 +148,14 @@ class EventConsumer:
         registered = self._handlers.get(event_type)
         if event_id is None:
             raise Unhandleable("the event has no id")
+        if not event_type:
+            raise Unhandleable("the event has no type")
         if registered is None:
-            raise Unhandleable(f"no handler for event type {event_type or '(none)'}")
+            # Not one this consumer follows: a server without multi-subject filters (NATS
+            # before 2.10) delivers the whole stream. Acknowledged and passed over.
+            self.skipped += 1
+            await msg.ack()
+            return
         message_type, handler = registered
         event = message_type()
         try:

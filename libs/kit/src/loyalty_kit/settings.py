@@ -101,7 +101,11 @@ class Settings(BaseSettings):
         description="How long a stream keeps events (>= the longest consumer outage).",
     )
     event_stream_max_bytes: int = Field(
-        default=2 * 1024**3, ge=-1, description="Bytes a stream keeps (-1: unbounded)."
+        default=-1,
+        ge=-1,
+        description="Bytes a stream keeps (-1: bounded by age only). JetStream sets a stream's "
+        "byte limit aside on the server's store when the stream is made: set it in production "
+        "(deploy/ sets 2 GiB), not on a laptop or a shared test server.",
     )
     event_stream_replicas: int = Field(
         default=1, ge=1, le=5, description="JetStream replicas of each stream (3 in production)."
@@ -121,7 +125,9 @@ class Settings(BaseSettings):
         gt=0,
         description="How long parked events are kept for replay (at most inbox_retention_days).",
     )
-    dead_letter_max_bytes: int = Field(default=512 * 1024**2, ge=-1)
+    dead_letter_max_bytes: int = Field(
+        default=-1, ge=-1, description="Bytes the dead-letter stream keeps (deploy/: 512 MiB)."
+    )
 
     # --- observability ----------------------------------------------------------------------
     log_level: str = "INFO"

@@ -82,6 +82,10 @@ class Suite:
             "LOYALTY_DEAD_LETTER_MAX_BYTES": str(STREAM_BYTES),
             # Warnings and errors: a line per call would cost the two cores the load needs.
             "LOYALTY_LOG_LEVEL": os.environ.get("LOYALTY_LOG_LEVEL", "WARNING"),
+            # 8 clients in flight need a few connections per service, not the default's up to
+            # 20 each: five services would take all of a server's 100 (a shared PostgreSQL, or
+            # the test run beside it, had none left).
+            "LOYALTY_DATABASE_POOL_SIZE": "4",
         }
         for service in SERVICES:
             if service != "gateway":
