@@ -82,22 +82,16 @@ def stored(request: pb.RedeemAtCheckoutRequest) -> pb.RedeemAtCheckoutRequest:
     return copy
 
 
+@dataclass(frozen=True)
 class CheckoutSaga:
     METHOD = method("RedeemAtCheckout")
 
-    def __init__(
-        self,
-        services: Services,
-        uow_factory: Callable[[], UnitOfWork],
-        deadline_seconds: float,
-        credentials: ServiceCredentials,
-    ) -> None:
-        self.services = services
-        self.uow = uow_factory
-        self.deadline = deadline_seconds
-        # The job gives back on behalf of the API client that checked out (its client id keeps
-        # the services' idempotency records the same); the gateway signs for it.
-        self.credentials = credentials
+    services: Services
+    uow: Callable[[], UnitOfWork]  # the gateway's database: the checkout log
+    deadline: float  # seconds, for each step
+    # The job gives back on behalf of the API client that checked out (its client id keeps
+    # the services' idempotency records the same); the gateway signs for it.
+    credentials: ServiceCredentials
 
     # -- the call ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -51,15 +52,13 @@ async def every_item(lister: Lister, call: Call, member: str, items: str) -> lis
     return await every_page(lambda token: lister(call, member, MAX_PAGE, token), items)
 
 
+@dataclass(frozen=True)
 class ExportMemberData:
     METHOD = method("ExportMemberData")
 
-    def __init__(
-        self, services: Services, deadline_seconds: float, clock: Callable[[], datetime]
-    ) -> None:
-        self.services = services
-        self.deadline = deadline_seconds
-        self.clock = clock
+    services: Services
+    deadline: float  # seconds, for the whole export
+    clock: Callable[[], datetime]
 
     async def __call__(
         self, request: pb.ExportMemberDataRequest, md: Metadata

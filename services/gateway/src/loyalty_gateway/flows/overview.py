@@ -5,6 +5,8 @@ identity's part is required."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty_kit.caller import current_caller
 from loyalty_kit.resources import member_id_of
@@ -14,12 +16,12 @@ from loyalty_gateway.flows.parallel import AT_LEAST_SECONDS, add_usable, in_para
 from loyalty_gateway.flows.service import method
 
 
+@dataclass(frozen=True)
 class Overview:
     METHOD = method("GetMemberOverview")
 
-    def __init__(self, services: Services, deadline_seconds: float) -> None:
-        self.services = services
-        self.deadline = deadline_seconds
+    services: Services
+    deadline: float  # seconds, for all the parts together
 
     async def __call__(
         self, request: pb.GetMemberOverviewRequest, md: Metadata

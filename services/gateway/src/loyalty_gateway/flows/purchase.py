@@ -12,6 +12,7 @@ given (`run_remembered`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
@@ -26,15 +27,13 @@ from loyalty_gateway.flows.parallel import AT_LEAST_SECONDS, add_usable, in_para
 from loyalty_gateway.flows.service import method, scope_of
 
 
+@dataclass(frozen=True)
 class RecordPurchase:
     METHOD = method("RecordPurchase")
 
-    def __init__(
-        self, services: Services, uow_factory: Callable[[], UnitOfWork], deadline_seconds: float
-    ) -> None:
-        self.services = services
-        self.uow = uow_factory
-        self.deadline = deadline_seconds
+    services: Services
+    uow: Callable[[], UnitOfWork]  # the gateway's database: the answers kept
+    deadline: float  # seconds, for the member and the earning; again for the rest
 
     async def __call__(
         self, request: pb.RecordPurchaseRequest, md: Metadata

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import grpc
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
@@ -31,15 +32,13 @@ from loyalty_gateway.flows.service import method, scope_of
 NOTHING_TO_REVERSE = ("ORDER_NOT_FOUND", "ALREADY_REVERSED")
 
 
+@dataclass(frozen=True)
 class RefundPurchase:
     METHOD = method("RefundPurchase")
 
-    def __init__(
-        self, services: Services, uow_factory: Callable[[], UnitOfWork], deadline_seconds: float
-    ) -> None:
-        self.services = services
-        self.uow = uow_factory
-        self.deadline = deadline_seconds
+    services: Services
+    uow: Callable[[], UnitOfWork]  # the gateway's database: the checkout log, answers kept
+    deadline: float  # seconds, for each call
 
     async def __call__(
         self, request: pb.RefundPurchaseRequest, md: Metadata
