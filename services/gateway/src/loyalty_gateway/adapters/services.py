@@ -9,10 +9,12 @@ caller itself, and the time it may take (`Call.timeout`), which the flow decides
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
@@ -84,6 +86,10 @@ class Call:
         ends = loop.time() + seconds
         return Call(metadata, lambda: max(at_least, ends - loop.time()))
 
+    async def ask(self, rpc: Callable[..., Awaitable[Any]], request: Message) -> Any:
+        """One unary call with this call's metadata and timeout."""
+        return await rpc(request, metadata=self.metadata, timeout=self.timeout())
+
 
 class Services:
     """The identity, points, tiers and benefits services, one method per RPC the flows use."""
@@ -99,142 +105,120 @@ class Services:
 
     async def resolve_member(self, call: Call, identity: member_pb2.Identity) -> str:
         """The name (`members/<id>`) of the member holding `identity`."""
-        resolved = await self.identity.ResolveMember(
-            identity_pb.ResolveMemberRequest(identity=identity),
-            metadata=call.metadata,
-            timeout=call.timeout(),
+        resolved = await call.ask(
+            self.identity.ResolveMember, identity_pb.ResolveMemberRequest(identity=identity)
         )
         name: str = resolved.member.name
         return name
 
     async def get_member(self, call: Call, member: str) -> identity_pb.GetMemberResponse:
-        answer: identity_pb.GetMemberResponse = await self.identity.GetMember(
-            identity_pb.GetMemberRequest(name=member),
-            metadata=call.metadata,
-            timeout=call.timeout(),
+        answer: identity_pb.GetMemberResponse = await call.ask(
+            self.identity.GetMember, identity_pb.GetMemberRequest(name=member)
         )
         return answer
 
     async def export_identity(
         self, call: Call, member: str
     ) -> identity_pb.ExportMemberDataResponse:
-        answer: identity_pb.ExportMemberDataResponse = await self.identity.ExportMemberData(
-            identity_pb.ExportMemberDataRequest(name=member),
-            metadata=call.metadata,
-            timeout=call.timeout(),
+        answer: identity_pb.ExportMemberDataResponse = await call.ask(
+            self.identity.ExportMemberData, identity_pb.ExportMemberDataRequest(name=member)
         )
         return answer
 
     # -- points ------------------------------------------------------------------------------
 
     async def get_balance(self, call: Call, member: str) -> points_pb.GetBalanceResponse:
-        answer: points_pb.GetBalanceResponse = await self.points.GetBalance(
-            points_pb.GetBalanceRequest(member=member),
-            metadata=call.metadata,
-            timeout=call.timeout(),
+        answer: points_pb.GetBalanceResponse = await call.ask(
+            self.points.GetBalance, points_pb.GetBalanceRequest(member=member)
         )
         return answer
 
     async def earn_points(
         self, call: Call, request: points_pb.EarnPointsRequest
     ) -> points_pb.EarnPointsResponse:
-        answer: points_pb.EarnPointsResponse = await self.points.EarnPoints(
-            request, metadata=call.metadata, timeout=call.timeout()
-        )
+        answer: points_pb.EarnPointsResponse = await call.ask(self.points.EarnPoints, request)
         return answer
 
     async def reverse_earn(
         self, call: Call, request: points_pb.ReverseEarnRequest
     ) -> points_pb.ReverseEarnResponse:
-        answer: points_pb.ReverseEarnResponse = await self.points.ReverseEarn(
-            request, metadata=call.metadata, timeout=call.timeout()
-        )
+        answer: points_pb.ReverseEarnResponse = await call.ask(self.points.ReverseEarn, request)
         return answer
 
     async def redeem_points(
         self, call: Call, request: points_pb.RedeemPointsRequest
     ) -> points_pb.RedeemPointsResponse:
-        answer: points_pb.RedeemPointsResponse = await self.points.RedeemPoints(
-            request, metadata=call.metadata, timeout=call.timeout()
-        )
+        answer: points_pb.RedeemPointsResponse = await call.ask(self.points.RedeemPoints, request)
         return answer
 
     async def lookup_redemption(
         self, call: Call, member: str, request_id: str
     ) -> points_pb.RedeemPointsResponse | None:
         """The redemption made by `request_id`, or None if there was none (takes nothing)."""
-        found: points_pb.LookupRedemptionResponse = await self.points.LookupRedemption(
+        found: points_pb.LookupRedemptionResponse = await call.ask(
+            self.points.LookupRedemption,
             points_pb.LookupRedemptionRequest(member=member, request_id=request_id),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return found.redemption if found.redeemed else None
 
     async def cancel_redemption(
         self, call: Call, member: str, request_id: str, posting_id: str, reason: str
     ) -> points_pb.CancelRedemptionResponse:
-        answer: points_pb.CancelRedemptionResponse = await self.points.CancelRedemption(
+        answer: points_pb.CancelRedemptionResponse = await call.ask(
+            self.points.CancelRedemption,
             points_pb.CancelRedemptionRequest(
                 member=member, request_id=request_id, posting_id=posting_id, reason=reason
             ),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
 
     async def list_postings(
         self, call: Call, member: str, page_size: int, page_token: str
     ) -> points_pb.ListPostingsResponse:
-        answer: points_pb.ListPostingsResponse = await self.points.ListPostings(
+        answer: points_pb.ListPostingsResponse = await call.ask(
+            self.points.ListPostings,
             points_pb.ListPostingsRequest(
                 member=member, page_size=page_size, page_token=page_token
             ),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
 
     # -- tiers -------------------------------------------------------------------------------
 
     async def get_member_tier(self, call: Call, member: str) -> tiers_pb.GetMemberTierResponse:
-        answer: tiers_pb.GetMemberTierResponse = await self.tiers.GetMemberTier(
-            tiers_pb.GetMemberTierRequest(member=member),
-            metadata=call.metadata,
-            timeout=call.timeout(),
+        answer: tiers_pb.GetMemberTierResponse = await call.ask(
+            self.tiers.GetMemberTier, tiers_pb.GetMemberTierRequest(member=member)
         )
         return answer
 
     async def preview_member_tier(
         self, call: Call, member: str, activity: tiers_pb.ExtraActivity
     ) -> tiers_pb.PreviewMemberTierResponse:
-        answer: tiers_pb.PreviewMemberTierResponse = await self.tiers.PreviewMemberTier(
+        answer: tiers_pb.PreviewMemberTierResponse = await call.ask(
+            self.tiers.PreviewMemberTier,
             tiers_pb.PreviewMemberTierRequest(member=member, activities=[activity]),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
 
     async def list_tier_history(
         self, call: Call, member: str, page_size: int, page_token: str
     ) -> tiers_pb.ListTierHistoryResponse:
-        answer: tiers_pb.ListTierHistoryResponse = await self.tiers.ListTierHistory(
+        answer: tiers_pb.ListTierHistoryResponse = await call.ask(
+            self.tiers.ListTierHistory,
             tiers_pb.ListTierHistoryRequest(
                 member=member, page_size=page_size, page_token=page_token
             ),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
 
     async def list_tier_grants(
         self, call: Call, member: str, page_size: int, page_token: str
     ) -> tiers_pb.ListTierGrantsResponse:
-        answer: tiers_pb.ListTierGrantsResponse = await self.tiers.ListTierGrants(
+        answer: tiers_pb.ListTierGrantsResponse = await call.ask(
+            self.tiers.ListTierGrants,
             tiers_pb.ListTierGrantsRequest(
                 member=member, page_size=page_size, page_token=page_token
             ),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
 
@@ -243,12 +227,11 @@ class Services:
     async def list_entitlements(
         self, call: Call, member: str, page_size: int, page_token: str = "", unit: str = ""
     ) -> benefits_pb.ListEntitlementsResponse:
-        answer: benefits_pb.ListEntitlementsResponse = await self.benefits.ListEntitlements(
+        answer: benefits_pb.ListEntitlementsResponse = await call.ask(
+            self.benefits.ListEntitlements,
             benefits_pb.ListEntitlementsRequest(
                 member=member, unit=unit, page_size=page_size, page_token=page_token
             ),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
 
@@ -260,20 +243,19 @@ class Services:
         page_token: str = "",
         state: benefits_pb.CouponState.ValueType = benefits_pb.COUPON_STATE_UNSPECIFIED,
     ) -> benefits_pb.ListCouponsResponse:
-        answer: benefits_pb.ListCouponsResponse = await self.benefits.ListCoupons(
+        answer: benefits_pb.ListCouponsResponse = await call.ask(
+            self.benefits.ListCoupons,
             benefits_pb.ListCouponsRequest(
                 member=member, state=state, page_size=page_size, page_token=page_token
             ),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
 
     async def redeem_coupon(
         self, call: Call, request: benefits_pb.RedeemCouponRequest
     ) -> benefits_pb.RedeemCouponResponse:
-        answer: benefits_pb.RedeemCouponResponse = await self.benefits.RedeemCoupon(
-            request, metadata=call.metadata, timeout=call.timeout()
+        answer: benefits_pb.RedeemCouponResponse = await call.ask(
+            self.benefits.RedeemCoupon, request
         )
         return answer
 
@@ -281,30 +263,26 @@ class Services:
         self, call: Call, coupon: str, request_id: str
     ) -> benefits_pb.RedeemCouponResponse | None:
         """The coupon's redemption by `request_id`, or None if there was none (takes nothing)."""
-        found: benefits_pb.LookupCouponRedemptionResponse = (
-            await self.benefits.LookupCouponRedemption(
-                benefits_pb.LookupCouponRedemptionRequest(name=coupon, request_id=request_id),
-                metadata=call.metadata,
-                timeout=call.timeout(),
-            )
+        found: benefits_pb.LookupCouponRedemptionResponse = await call.ask(
+            self.benefits.LookupCouponRedemption,
+            benefits_pb.LookupCouponRedemptionRequest(name=coupon, request_id=request_id),
         )
         return found.redemption if found.redeemed else None
 
     async def release_coupon(
         self, call: Call, coupon: str, request_id: str, reason: str
     ) -> benefits_pb.ReleaseCouponResponse:
-        answer: benefits_pb.ReleaseCouponResponse = await self.benefits.ReleaseCoupon(
+        answer: benefits_pb.ReleaseCouponResponse = await call.ask(
+            self.benefits.ReleaseCoupon,
             benefits_pb.ReleaseCouponRequest(name=coupon, request_id=request_id, reason=reason),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
 
     async def consume_benefit(
         self, call: Call, request: benefits_pb.ConsumeBenefitRequest
     ) -> benefits_pb.ConsumeBenefitResponse:
-        answer: benefits_pb.ConsumeBenefitResponse = await self.benefits.ConsumeBenefit(
-            request, metadata=call.metadata, timeout=call.timeout()
+        answer: benefits_pb.ConsumeBenefitResponse = await call.ask(
+            self.benefits.ConsumeBenefit, request
         )
         return answer
 
@@ -312,21 +290,19 @@ class Services:
         self, call: Call, member: str, request_id: str
     ) -> benefits_pb.ConsumeBenefitResponse | None:
         """The consumption made by `request_id`, or None if there was none (takes nothing)."""
-        found: benefits_pb.LookupConsumptionResponse = await self.benefits.LookupConsumption(
+        found: benefits_pb.LookupConsumptionResponse = await call.ask(
+            self.benefits.LookupConsumption,
             benefits_pb.LookupConsumptionRequest(member=member, request_id=request_id),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return found.consumption if found.consumed else None
 
     async def release_consumption(
         self, call: Call, consumption: str, request_id: str, reason: str
     ) -> benefits_pb.ReleaseConsumptionResponse:
-        answer: benefits_pb.ReleaseConsumptionResponse = await self.benefits.ReleaseConsumption(
+        answer: benefits_pb.ReleaseConsumptionResponse = await call.ask(
+            self.benefits.ReleaseConsumption,
             benefits_pb.ReleaseConsumptionRequest(
                 name=consumption, request_id=request_id, reason=reason
             ),
-            metadata=call.metadata,
-            timeout=call.timeout(),
         )
         return answer
