@@ -1,6 +1,7 @@
 # The loyalty platform. Two commands on a fresh machine (python3 and make):
 #   make run    set everything up, start the whole suite on embedded PostgreSQL + NATS
 #   make test   set everything up, run the tests
+#   make reliability   fault scenarios against the suite (RELIABILITY_ARGS="--quick", ...)
 # Everything is installed into .tools/ (uv) and .venv/ (the locked environment).
 
 SHELL := /bin/bash
@@ -16,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 PROTO_SOURCES := $(shell find protos/loyalty -name '*.proto' 2>/dev/null)
 PROTO_STAMP := libs/contracts/src/loyalty/.generated
 
-.PHONY: setup protos run test test-fast lint bench demo infra access-docs clean distclean
+.PHONY: setup protos run test test-fast lint bench reliability demo infra access-docs clean distclean
 
 setup: $(BIN)/.synced $(PROTO_STAMP)
 
@@ -59,6 +60,9 @@ access-docs: setup
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+reliability: setup
+	$(BIN)/loyalty-dev reliability $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

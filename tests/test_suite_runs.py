@@ -488,6 +488,7 @@ def test_every_command_line_answers_help_without_configuration(
             functools.partial(server.main, GATEWAY, ["clients", "create", "--help"]),
         ),
         ("loyalty-dev --help", functools.partial(cli.main, ["--help"])),
+        ("loyalty-dev reliability --help", functools.partial(cli.main, ["reliability", "--help"])),
     ]
     for name, command in helps:
         assert _answer(command) == 0, name

@@ -1,5 +1,5 @@
 """Identity, points, tiers and the gateway, each reaching PostgreSQL through a proxy the tests
-can cut (`tests/faults/proxy.py`): the database stopping, as the services see it.
+can cut (`loyalty_devstack.proxy`): the database stopping, as the services see it.
 
 They are copies of the suite with databases (`<run>_f_<service>`) and an event namespace of
 their own, and a health timer of five minutes, so only a failed call can explain health
@@ -23,13 +23,13 @@ from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_devstack.demo import huayue_ladder, huayue_programme
 from loyalty_devstack.embedded import Infrastructure, free_port
+from loyalty_devstack.proxy import DatabaseProxy
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit.db import asyncpg_params
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 from sqlalchemy.engine import make_url
 
-from tests.faults.proxy import DatabaseProxy
 from tests.gateway.conftest import Gateway
 from tests.points.conftest import ADMIN, Points
 from tests.support.clients import As

@@ -15,6 +15,7 @@ import pytest_asyncio
 from google.protobuf import wrappers_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_devstack.embedded import Infrastructure
+from loyalty_devstack.proxy import DatabaseProxy
 from loyalty_kit import db, jobs, migrations
 from loyalty_kit.idempotency import run_remembered
 from loyalty_kit.jobs import every
@@ -23,8 +24,6 @@ from loyalty_kit.uow import UnitOfWork
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from tests.faults.proxy import DatabaseProxy
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

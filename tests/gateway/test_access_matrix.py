@@ -112,7 +112,7 @@ async def send(
     return await channels[spec.name].unary_unary(path)(body, metadata=metadata, timeout=30)
 
 
-def test_every_rpc_of_every_service_has_a_rule_and_every_rule_an_rpc() -> None:
+async def test_every_rpc_of_every_service_has_a_rule_and_every_rule_an_rpc() -> None:
     for spec in SPECS.values():
         names = {m.name for m in methods_of(spec)}
         assert names, spec.name
@@ -124,14 +124,14 @@ def test_every_rpc_of_every_service_has_a_rule_and_every_rule_an_rpc() -> None:
                 assert rule.unit_field in method.input_type.fields_by_name, (name, rule)
 
 
-def test_every_scope_a_rule_names_is_one_an_api_client_may_hold() -> None:
+async def test_every_scope_a_rule_names_is_one_an_api_client_may_hold() -> None:
     named = {
         scope for spec in SPECS.values() for rule in spec.access.values() for scope in rule.scopes
     }
     assert sorted(named - set(CLIENT_SCOPES)) == []
 
 
-def test_docs_access_md_is_the_rendering_of_the_rules() -> None:
+async def test_docs_access_md_is_the_rendering_of_the_rules() -> None:
     committed = (ROOT / DOCUMENT).read_text()
     assert committed == render(), f"{DOCUMENT} is stale: run `{COMMAND}`"
     readme = (ROOT / "README.md").read_text()

@@ -13,7 +13,7 @@ from loyalty_kit.settings import Settings
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def test_one_url_or_several_comma_separated() -> None:
+async def test_one_url_or_several_comma_separated() -> None:
     assert events.server_urls("nats://127.0.0.1:4222") == ["nats://127.0.0.1:4222"]
     assert events.server_urls(" nats://a:4222, nats://b:4222,nats://c:4222 ,") == [
         "nats://a:4222",

@@ -282,7 +282,7 @@ async def test_logs_traces_and_events_hold_no_personal_data_in_clear(
     assert not findings, "\n".join(map(str, findings))
 
 
-def test_the_scanner_finds_what_it_is_there_for() -> None:
+async def test_the_scanner_finds_what_it_is_there_for() -> None:
     """The same scan on text that does leak: each kind is found, and masked in the finding."""
     someone = person("Lan")
     scanner = PersonalDataScanner(someone.values())
@@ -306,7 +306,7 @@ def test_the_scanner_finds_what_it_is_there_for() -> None:
     assert all(value not in str(f) for f in found for value in someone.values())
 
 
-def test_scan_pii_on_files_exits_1_with_masked_findings_and_0_when_clean(
+async def test_scan_pii_on_files_exits_1_with_masked_findings_and_0_when_clean(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     leaky, clean = tmp_path / "leaky.log", tmp_path / "clean.log"

@@ -6,6 +6,8 @@ loyalty-dev demo     load what is missing of the Huayue demo programme into a ru
 loyalty-dev scan-pii FILE...  find personal data in clear in logs, traces or dumped events
                      (phones, e-mails, resident id numbers, the demo members' names and
                      identities, and each --value); exits 1 when anything is found
+loyalty-dev reliability [--quick] [--only SCENARIO ...] [--seconds N] [--json PATH]
+                     fault scenarios against the suite (`loyalty-dev reliability --help`)
 
 While `run` or `infra` is up, `<data folder>/env` holds the `export LOYALTY_...` lines the other
 command lines need (`. .loyalty/env`, then e.g. `loyalty-gateway clients list`).
@@ -27,7 +29,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -64,15 +66,15 @@ class ServiceProcess:
         return "".join(f"    {line}" for line in list(self.tail)[-TAIL_LINES:])
 
 
-async def _pipe(service: ServiceProcess, stream: asyncio.StreamReader) -> None:
+async def _pipe(service: ServiceProcess, stream: asyncio.StreamReader, sink: TextIO) -> None:
     colour = COLOURS.get(service.name, 0)
     name = service.name
-    prefix = f"\033[{colour}m{name:>8}\033[0m | " if sys.stdout.isatty() else f"{name:>8} | "
+    prefix = f"\033[{colour}m{name:>8}\033[0m | " if sink.isatty() else f"{name:>8} | "
     while line := await stream.readline():
         text = line.decode(errors="replace")
         service.tail.append(text)
-        sys.stdout.write(prefix + text)
-        sys.stdout.flush()
+        sink.write(prefix + text)
+        sink.flush()
 
 
 async def wait_serving(target: str, timeout: float = START_TIMEOUT_SECONDS) -> None:
@@ -101,7 +103,7 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-async def _terminate(processes: list[asyncio.subprocess.Process]) -> None:
+async def terminate(processes: list[asyncio.subprocess.Process]) -> None:
     async def one(process: asyncio.subprocess.Process) -> None:
         if process.returncode is not None:
             return
@@ -138,7 +140,7 @@ def holding(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _service_ports(settings: Settings) -> dict[str, int]:
+def service_ports(settings: Settings) -> dict[str, int]:
     port = {n: settings.port_of(n) for n in SERVICES if n != "gateway"}
     port["gateway"] = settings.gateway_grpc_port
     return port
@@ -149,7 +151,7 @@ def _check_ports(settings: Settings) -> None:
     would otherwise share a port with another server through SO_REUSEPORT)."""
     variables = {n: f"LOYALTY_{n.upper()}_PORT" for n in SERVICES if n != "gateway"}
     variables["gateway"] = "LOYALTY_GATEWAY_GRPC_PORT"
-    ports = _service_ports(settings)
+    ports = service_ports(settings)
     for name, variable in variables.items():
         ensure_port_free(ports[name], variable)
     ensure_port_free(settings.gateway_http_port, "LOYALTY_GATEWAY_HTTP_PORT")
@@ -189,7 +191,7 @@ def write_env_file(data_dir: Path, env: dict[str, str]) -> Path:
     return path
 
 
-async def _start(
+async def wait_started(
     services: dict[str, ServiceProcess], ports: dict[str, int], stop: asyncio.Event
 ) -> None:
     """Wait until every service is SERVING; a service that exits first is reported at once
@@ -224,8 +226,10 @@ async def _start(
             task.cancel()
 
 
-async def run_suite(data_dir: Path) -> int:
-    env = {
+def suite_env(data_dir: Path) -> dict[str, str]:
+    """The environment of a development suite's processes: this one's, with the data folder,
+    development keys and trusted caller headers unless it says otherwise."""
+    return {
         **os.environ,
         "LOYALTY_DATA_DIR": str(data_dir),
         "LOYALTY_IDENTITY_DEV_KEYS": os.environ.get("LOYALTY_IDENTITY_DEV_KEYS", "true"),
@@ -235,6 +239,33 @@ async def run_suite(data_dir: Path) -> int:
         "LOYALTY_LOG_FORMAT": os.environ.get("LOYALTY_LOG_FORMAT", "console"),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+async def spawn_service(
+    name: str, env: dict[str, str], sink: TextIO | None = None
+) -> ServiceProcess:
+    """`python -m loyalty_<name>` as a process of its own, its output lines prefixed with its
+    name into `sink` (default stdout) and the last of them kept."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        f"loyalty_{name}",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        # Ctrl-C reaches the runner, which stops them in order ...
+        start_new_session=True,
+        # ... and they stop when the runner dies, however it dies.
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    service = ServiceProcess(name, process)
+    assert process.stdout is not None
+    service.pipe = asyncio.create_task(_pipe(service, process.stdout, sink or sys.stdout))
+    return service
+
+
+async def run_suite(data_dir: Path) -> int:
+    env = suite_env(data_dir)
     os.environ.update(env)  # the runner's own calls (the demo loader) see what the services see
     infra = Infrastructure(
         data_dir, nats_port=int(os.environ.get("LOYALTY_DEV_NATS_PORT", DEV_NATS_PORT))
@@ -260,24 +291,9 @@ async def run_suite(data_dir: Path) -> int:
                 settings = Settings()
                 make_development_keys(data_dir)
                 for name in SERVICES:
-                    process = await asyncio.create_subprocess_exec(
-                        sys.executable,
-                        "-m",
-                        f"loyalty_{name}",
-                        env=env,
-                        stdout=asyncio.subprocess.PIPE,
-                        stderr=asyncio.subprocess.STDOUT,
-                        # Ctrl-C reaches the runner, which stops them in order ...
-                        start_new_session=True,
-                        # ... and they stop when the runner dies, however it dies.
-                        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-                    )
-                    service = ServiceProcess(name, process)
-                    assert process.stdout is not None
-                    service.pipe = asyncio.create_task(_pipe(service, process.stdout))
-                    services[name] = service
-                ports = _service_ports(settings)
-                await _start(services, ports, stop)
+                    services[name] = await spawn_service(name, env)
+                ports = service_ports(settings)
+                await wait_started(services, ports, stop)
                 print(await demo.load(settings), flush=True)
                 client = await _demo_client(data_dir, env)
                 write_env_file(data_dir, env)
@@ -301,8 +317,8 @@ async def run_suite(data_dir: Path) -> int:
                 env_file.unlink(missing_ok=True)
                 # The gateway first (no new requests come in), then the services together.
                 processes = {n: s.process for n, s in services.items()}
-                await _terminate([processes[n] for n in ("gateway",) if n in processes])
-                await _terminate([p for n, p in processes.items() if n != "gateway"])
+                await terminate([processes[n] for n in ("gateway",) if n in processes])
+                await terminate([p for n, p in processes.items() if n != "gateway"])
                 for service in services.values():
                     if service.pipe is not None:
                         service.pipe.cancel()
@@ -335,30 +351,43 @@ def _print_ready(
     )
 
 
+async def create_api_client(
+    env: dict[str, str], unit: str, scopes: str, description: str, rate: int | None = None
+) -> dict[str, Any] | None:
+    """A new API client made with the gateway's own CLI (`loyalty-gateway clients create`):
+    its JSON (client_id, client_secret, ...), or None when it could not be made."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "loyalty_gateway",
+        "clients",
+        "create",
+        "--unit",
+        unit,
+        "--scopes",
+        scopes,
+        "--description",
+        description,
+        *(["--rate", str(rate)] if rate is not None else []),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        return None
+    made: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return made
+
+
 async def _demo_client(data_dir: Path, env: dict[str, str]) -> str:
     """`id:secret` of the development API client (admin), made once per data folder with the
     gateway's own CLI and kept beside the data (a development folder only)."""
     path = data_dir / "demo-api-client.json"
     if not path.exists():
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "loyalty_gateway",
-            "clients",
-            "create",
-            "--unit",
-            "group",
-            "--scopes",
-            "admin",
-            "--description",
-            "make run demo client",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await process.communicate()
-        if process.returncode != 0:
+        made = await create_api_client(env, "group", "admin", "make run demo client")
+        if made is None:
             return "(could not be made: see the gateway's log)"
-        path.write_text(out.decode().strip().splitlines()[-1])
+        path.write_text(json.dumps(made))
         path.chmod(0o600)
     made = json.loads(path.read_text())
     return f"{made['client_id']}:{made['client_secret']}"
@@ -416,12 +445,17 @@ def scan_pii(files: list[Path], values: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["reliability"]:  # its own options
+        from loyalty_devstack.reliability.cli import main as reliability
+
+        return reliability(argv[1:])
     parser = argparse.ArgumentParser(
         prog="loyalty-dev",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["run", "infra", "demo", "scan-pii"])
+    parser.add_argument("command", choices=["run", "infra", "demo", "scan-pii", "reliability"])
     parser.add_argument("files", nargs="*", type=Path, help="scan-pii: the files to scan")
     parser.add_argument(
         "--value",

@@ -137,6 +137,22 @@ class EmbeddedPostgres:
         uri: str = self._server.get_uri()
         return uri
 
+    def halt(self) -> None:
+        """Stop the server (a fast shutdown: every session ended), keeping this handle and the
+        data: a database outage, until `resume`."""
+        import pgserver
+
+        assert self._server is not None, "not started"
+        pgserver.pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user
+        )
+
+    def resume(self) -> None:
+        """Start the halted server again, on the same socket and data."""
+        assert self._server is not None, "not started"
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+
     def stop(self) -> None:
         if self._server is not None:
             with contextlib.suppress(Exception):

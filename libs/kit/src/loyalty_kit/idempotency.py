@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_kit import faults
 from loyalty_kit.db import database_unavailable, driver_connection
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.logs import get_logger
@@ -214,7 +215,8 @@ async def run_idempotent(
                 response = await work(uow)
                 await uow.idempotency.store(scope, request_id, response)
                 await uow.commit()
-                return response
+            faults.after_commit(scope)  # off unless the reliability harness arms it
+            return response
         except (DBAPIError, asyncpg.PostgresError) as error:
             if attempt == attempts or not is_transient_conflict(error):
                 raise
