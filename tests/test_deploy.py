@@ -357,7 +357,7 @@ def test_service_routes_to_the_serving_pods_only(service: str) -> None:
 
 
 def test_the_gateway_is_a_database_service() -> None:
-    """The gateway keeps its API clients in its own database (loyalty_gateway.clients)."""
+    """The gateway keeps its API clients in its own database (loyalty_gateway.adapters.clients)."""
     assert "gateway" in DATABASE_SERVICES
     assert set(DATABASE_SERVICES) >= set(BACKENDS)
 

@@ -1,7 +1,7 @@
 """The gateway over HTTP: record a purchase and the member overview against an HTTP echo.
 
 `raw-http-echo` is the ceiling: uvicorn + Starlette configured as the gateway's `http_job`
-configures them (its `_Server`, log level warning, no access log, lifespan on) serving one
+configures them (its `Server`, log level warning, no access log, lifespan on) serving one
 route that answers a JSON body with itself. Every scenario here calls with `httpx.AsyncClient`
 (one client and keep-alive connection per request in flight: see `Clients`) with --concurrency
 requests in flight; client and servers share the process and its event loop, as in every
@@ -46,9 +46,9 @@ from loyalty_benefits.app import SPEC as BENEFITS
 from loyalty_devstack.demo import load_points, load_tiers
 from loyalty_devstack.demo_benefits import load_benefits
 from loyalty_devstack.embedded import free_port
+from loyalty_gateway.adapters.clients import ClientStore
 from loyalty_gateway.app import SPEC as GATEWAY
-from loyalty_gateway.clients import ClientStore
-from loyalty_gateway.http import _Server
+from loyalty_gateway.http.server import Server
 from loyalty_identity.app import SPEC as IDENTITY
 from loyalty_kit.caller import Caller
 from loyalty_kit.db import asyncpg_params
@@ -233,7 +233,7 @@ async def _uvicorn(app: Starlette, port: int) -> AsyncIterator[None]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
     )
-    server = _Server(config)
+    server = Server(config)
     task = asyncio.create_task(server.serve())
     try:
         for _ in range(500):

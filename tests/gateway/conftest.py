@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from loyalty_gateway.clients import ClientStore
+from loyalty_gateway.adapters.clients import ClientStore
 from loyalty_kit.server import RunningService
 
 from tests.benefits.conftest import catalogue

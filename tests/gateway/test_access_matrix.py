@@ -33,9 +33,9 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from loyalty_devstack.access_docs import COMMAND, DOCUMENT, methods_of, render, specs
 from loyalty_devstack.testing import metadata_for
-from loyalty_gateway.backends import exposed_services
-from loyalty_gateway.clients import SCOPES as CLIENT_SCOPES
-from loyalty_gateway.transcoding import Route, Variable, routes_of
+from loyalty_gateway.adapters.backends import exposed_services
+from loyalty_gateway.adapters.clients import SCOPES as CLIENT_SCOPES
+from loyalty_gateway.http.transcoding import Route, Variable, routes_of
 from loyalty_kit.access import ADMIN_ONLY, Rule
 from loyalty_kit.auth import SigningKey, development_keys
 from loyalty_kit.caller import Caller

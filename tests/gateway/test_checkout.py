@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
-from loyalty_gateway.composite import composer_of
+from loyalty_gateway.bootstrap import gateway_of
 from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.db import driver_connection
 from loyalty_kit.server import RunningService
@@ -212,18 +212,18 @@ async def test_a_checkout_cut_short_is_given_back_by_the_gateway(
         base_url=gateway.url, timeout=15, headers={"Authorization": f"Bearer {token}"}
     )
     before = await remaining(hotel, member, "hotel", DRINK)
-    composer = composer_of(gateway_service.context)
+    checkouts = gateway_of(gateway_service.context).flows.checkout
     request = pb.RedeemAtCheckoutRequest(
         unit="hotel", order_id="cut-short", points=150, benefit=DRINK, request_id=uuid.uuid4().hex
     )
     request.identity.type, request.identity.value = "phone", number
     set_current_caller(Caller(unit="hotel", client_id=client_id, scopes=frozenset({"redeem"})))
-    md = composer.checkouts.credentials.metadata(
+    md = checkouts.credentials.metadata(
         Caller(unit="hotel", client_id=client_id, scopes=frozenset({"redeem"}))
     )
-    row, _ = await composer.checkouts._begin(request, "hotel", member.split("/")[1])
+    row, _ = await checkouts.begin(request, "hotel", member.split("/")[1])
     for step in ("benefit", "points"):  # taken; then the gateway "stops"
-        await composer.checkouts._step(row, step, md)
+        await checkouts.step(row, step, md)
     async with contextlib.aclosing(hotel) as again:
         assert await remaining(again, member, "hotel", DRINK) == before - 1
         assert (await again.get(f"/v1/{member}/balance")).json()["balance"]["available"] == "250"
@@ -235,7 +235,7 @@ async def test_a_checkout_cut_short_is_given_back_by_the_gateway(
                 uuid.UUID(row.checkout_id),
             )
             await uow.commit()
-        await composer.checkouts.recover()  # (or the recovery job, which may come first)
+        await checkouts.recover()  # (or the recovery job, which may come first)
         for _ in range(300):
             async with gateway_service.context.uow() as uow:
                 conn = await driver_connection(uow.session)

@@ -17,9 +17,11 @@ import pytest_asyncio
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty_devstack.embedded import free_port
 from loyalty_devstack.testing import ServiceRunner
+from loyalty_gateway.adapters.checkout_log import Attempt
 from loyalty_gateway.app import SPEC as GATEWAY
-from loyalty_gateway.checkout import Checkouts, Row, UndoPending
-from loyalty_gateway.composite import composer_of
+from loyalty_gateway.bootstrap import gateway_of
+from loyalty_gateway.flows.checkout import CheckoutSaga
+from loyalty_gateway.flows.errors import UndoPending
 from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.db import driver_connection
 from loyalty_kit.server import RunningService, start_service
@@ -161,21 +163,21 @@ async def test_points_that_never_arrived_are_not_taken_and_the_checkout_settles_
 
 async def begin(
     gateway: Gateway, gateway_service: RunningService, number: str, member: str, **parts: Any
-) -> tuple[Checkouts, Row, tuple[tuple[str, str], ...]]:
+) -> tuple[CheckoutSaga, Attempt, tuple[tuple[str, str], ...]]:
     """An attempt begun on the gateway as a hotel till, nothing taken yet."""
     client_id, _ = await gateway.client("hotel", "earn", "redeem")
     caller = Caller(unit="hotel", client_id=client_id, scopes=frozenset({"redeem"}))
-    checkouts = composer_of(gateway_service.context).checkouts
+    checkouts = gateway_of(gateway_service.context).flows.checkout
     request = pb.RedeemAtCheckoutRequest(
         unit="hotel", order_id=f"cut-{uuid.uuid4().hex[:8]}", request_id=uuid.uuid4().hex, **parts
     )
     request.identity.type, request.identity.value = "phone", number
     set_current_caller(caller)
-    row, _ = await checkouts._begin(request, "hotel", member.split("/")[1])
+    row, _ = await checkouts.begin(request, "hotel", member.split("/")[1])
     return checkouts, row, checkouts.credentials.metadata(caller)
 
 
-async def lease_runs_out(gateway_service: RunningService, row: Row) -> None:
+async def lease_runs_out(gateway_service: RunningService, row: Attempt) -> None:
     """As if the replica running the attempt stopped long enough ago."""
     async with gateway_service.context.uow() as uow:
         conn = await driver_connection(uow.session)
@@ -208,7 +210,7 @@ async def test_a_gateway_stopped_before_the_points_step_arrived_gives_back_only_
     )
     async with await gateway.session("hotel", "earn", "redeem") as hotel:
         before = await remaining(hotel, member, "hotel", DRINK)
-        await checkouts._step(row, "benefit", md)  # taken; the points step started, never sent
+        await checkouts.step(row, "benefit", md)  # taken; the points step started, never sent
         assert await remaining(hotel, member, "hotel", DRINK) == before - 1
         await lease_runs_out(gateway_service, row)
         await settled(state_in(gateway_service), row.checkout_id)
@@ -222,7 +224,7 @@ async def test_a_part_that_was_taken_is_given_back_exactly_once(
     number = phone()
     member, _ = await member_with(gateway, number, "mall", "400.00")
     checkouts, row, md = await begin(gateway, gateway_service, number, member, points=150)
-    await checkouts._step(row, "points", md)  # taken; then the gateway "stops"
+    await checkouts.step(row, "points", md)  # taken; then the gateway "stops"
     await lease_runs_out(gateway_service, row)
     await asyncio.gather(checkouts.recover(), checkouts.recover())  # (and the job, perhaps)
     await settled(state_in(gateway_service), row.checkout_id)
@@ -245,11 +247,11 @@ async def test_an_attempt_running_within_its_lease_is_left_to_its_replica(
     checkouts, row, md = await begin(
         gateway, gateway_service, number, member, points=100, benefit=DRINK
     )
-    await checkouts._step(row, "benefit", md)
+    await checkouts.step(row, "benefit", md)
     await checkouts.recover()  # another replica's job: the lease is still running
-    assert await checkouts._renew(row)  # the owner goes on to its next step
-    await checkouts._step(row, "points", md)
-    assert await checkouts._set_state(row, "completed", pb.RedeemAtCheckoutResponse())
+    assert await checkouts.renew(row)  # the owner goes on to its next step
+    await checkouts.step(row, "points", md)
+    assert await checkouts.set_state(row, "completed", pb.RedeemAtCheckoutResponse())
     assert await statement(gateway, member) == ["POSTING_KIND_EARN", "POSTING_KIND_REDEEM"]
 
 
@@ -260,17 +262,17 @@ async def test_an_owner_whose_lease_was_taken_over_stops_and_takes_nothing_more(
     settles the attempt, and the owner, finding its lease gone, takes no further part."""
     number = phone()
     member, _ = await member_with(gateway, number, "mall", "400.00")
-    shared = composer_of(gateway_service.context).checkouts
+    shared = gateway_of(gateway_service.context).flows.checkout
 
-    class Slow(Checkouts):
-        async def _step(self, row: Row, step: str, md: tuple[tuple[str, str], ...]) -> Any:
-            answer = await super()._step(row, step, md)
+    class Slow(CheckoutSaga):
+        async def step(self, row: Attempt, step: str, md: tuple[tuple[str, str], ...]) -> Any:
+            answer = await super().step(row, step, md)
             if step == "benefit":  # then the replica stalls past its lease
                 await lease_runs_out(gateway_service, row)
                 await settled(state_in(gateway_service), row.checkout_id)
             return answer
 
-    slow = Slow(shared.stubs, shared.uow, shared.deadline, shared.credentials)
+    slow = Slow(shared.services, shared.uow, shared.deadline, shared.credentials)
     client_id, _ = await gateway.client("hotel", "earn", "redeem")
     caller = Caller(unit="hotel", client_id=client_id, scopes=frozenset({"redeem"}))
     set_current_caller(caller)
@@ -281,6 +283,6 @@ async def test_an_owner_whose_lease_was_taken_over_stops_and_takes_nothing_more(
     async with await gateway.session("hotel", "earn", "redeem") as hotel:
         before = await remaining(hotel, member, "hotel", DRINK)
         with pytest.raises(UndoPending):
-            await slow.redeem(request, shared.credentials.metadata(caller))
+            await slow(request, shared.credentials.metadata(caller))
         assert await remaining(hotel, member, "hotel", DRINK) == before
     assert await statement(gateway, member) == ["POSTING_KIND_EARN"]  # points never asked

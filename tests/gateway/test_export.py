@@ -12,7 +12,7 @@ import pytest
 from loyalty_devstack.embedded import free_port
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_gateway.app import SPEC as GATEWAY
-from loyalty_gateway.export import every_page
+from loyalty_gateway.flows.export import every_page
 from loyalty_kit.server import RunningService
 
 from tests.gateway.conftest import Gateway

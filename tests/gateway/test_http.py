@@ -135,7 +135,7 @@ async def test_without_a_valid_token_nothing_passes(gateway: Gateway) -> None:
         assert ok.status_code == 200
 
         async with gateway.service.context.uow() as uow:
-            from loyalty_gateway.clients import ClientStore
+            from loyalty_gateway.adapters.clients import ClientStore
 
             await ClientStore(uow.session).revoke(client_id)
             await uow.commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from loyalty.points.v1 import points_service_pb2 as points_pb
-from loyalty_gateway.transcoding import PathTemplate, TemplateError, set_field
+from loyalty_gateway.http.transcoding import PathTemplate, TemplateError, set_field
 
 
 def test_variables_with_patterns_match_whole_resource_names() -> None:

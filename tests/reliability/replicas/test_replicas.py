@@ -29,7 +29,7 @@ from loyalty_benefits.adapters.points import GrpcPointsBank
 from loyalty_benefits.app import SPEC as BENEFITS
 from loyalty_benefits.domain.errors import PointsUnreachable
 from loyalty_devstack.testing import ServiceRunner
-from loyalty_gateway.composite import composer_of
+from loyalty_gateway.bootstrap import gateway_of
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import timestamp
 
@@ -332,11 +332,13 @@ async def test_checkouts_cut_short_are_settled_once_by_two_gateways(
         number = phone()
         member, _ = await member_with(gateway, number, "mall", "400.00")
         checkouts, row, md = await begin(gateway, first, number, member, points=150)
-        await checkouts._step(row, "points", md)  # taken; then that gateway "stops"
+        await checkouts.step(row, "points", md)  # taken; then that gateway "stops"
         cut.append((member, row))
     for _, row in cut:
         await lease_runs_out(first, row)
-    settled = await at_once(*(composer_of(s.context).checkouts.recover for s in (first, second)))
+    settled = await at_once(
+        *(gateway_of(s.context).flows.checkout.recover for s in (first, second))
+    )
     # Each attempt is claimed by one round (their jobs, every 2 s, may take some first).
     assert sum(settled) <= len(cut)
     state_of = state_in(first)

@@ -18,7 +18,7 @@ import sys
 from loyalty_kit.errors import DomainError
 from loyalty_kit.server import ServiceContext
 
-from loyalty_gateway.clients import DEFAULT_RATE, SCOPES, ClientStore
+from loyalty_gateway.adapters.clients import DEFAULT_RATE, SCOPES, ClientStore
 
 
 def _scopes(text: str) -> list[str]:

@@ -14,7 +14,7 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FieldDescriptor
 
-from loyalty_gateway.transcoding import Route, Variable
+from loyalty_gateway.http.transcoding import Route, Variable
 
 FD = FieldDescriptor
 INT32 = {FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32, FD.TYPE_UINT32, FD.TYPE_FIXED32}

@@ -3,6 +3,9 @@ recovery job acting for them) and the verifier of the keys every service checks 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from loyalty_kit.auth import (
     AuthSettings,
     SigningKey,
@@ -10,23 +13,26 @@ from loyalty_kit.auth import (
     development_keys,
     parse_keys,
 )
-from loyalty_kit.server import ServiceContext
 
 from loyalty_gateway.settings import GatewaySettings
 
 
+@dataclass(frozen=True)
 class Keys:
     """The token signing key and the verifier (the same keys the services verify with)."""
 
-    def __init__(self, context: ServiceContext) -> None:
-        configured = GatewaySettings()
-        auth = AuthSettings()
+    signing: SigningKey | None
+    verifier: TokenVerifier
+    ttl: int
+
+    @staticmethod
+    def load(configured: GatewaySettings, auth: AuthSettings, data_dir: Path) -> Keys:
         if configured.signing_key:
-            self.signing: SigningKey | None = SigningKey.parse(configured.signing_key)
+            signing: SigningKey | None = SigningKey.parse(configured.signing_key)
             public = auth.public_keys
         elif auth.dev_keys:
-            self.signing, public = development_keys(context.settings.data_dir)
+            signing, public = development_keys(data_dir)
         else:
-            self.signing, public = None, auth.public_keys
-        self.verifier = TokenVerifier(parse_keys(public), trust_headers=False)
-        self.ttl = configured.token_ttl_seconds
+            signing, public = None, auth.public_keys
+        verifier = TokenVerifier(parse_keys(public), trust_headers=False)
+        return Keys(signing, verifier, configured.token_ttl_seconds)

@@ -7,7 +7,6 @@ import importlib
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from loyalty_kit.channels import channel_to
-from loyalty_kit.server import ServiceContext
 from loyalty_kit.settings import Settings
 
 # backend -> the module of its contract; every `google.api.http` rule in it becomes a route.
@@ -30,15 +29,9 @@ def exposed_services() -> dict[str, list[ServiceDescriptor]]:
     return found
 
 
-def shared_backends(context: ServiceContext) -> Backends:
-    """One set of channels per gateway process, for its gRPC and HTTP sides."""
-    found = context.extras.get("backends")
-    if found is None:
-        found = context.extras["backends"] = Backends(context.settings)
-    return found  # type: ignore[no-any-return]
-
-
 class Backends:
+    """One channel to each service, for the gateway's routes and its composite flows."""
+
     def __init__(self, settings: Settings) -> None:
         self.channels: dict[str, grpc.aio.Channel] = {
             name: channel_to(settings, name) for name in BACKENDS

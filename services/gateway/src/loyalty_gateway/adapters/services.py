@@ -1,0 +1,308 @@
+"""The four services as the composite flows call them: one named helper per RPC, over the
+shared channels.
+
+Every call carries the caller's credential (its bearer token, or in development its caller
+headers), the request id and the trace context (`Call.metadata`), so each service checks the
+caller itself, and the time it may take (`Call.timeout`), which the flow decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+from loyalty.benefits.v1 import benefits_service_pb2_grpc
+from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
+from loyalty.points.v1 import points_service_pb2 as points_pb
+from loyalty.points.v1 import points_service_pb2_grpc
+from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
+from loyalty.tiers.v1 import tiers_service_pb2_grpc
+from loyalty_kit.status import error_info, from_rpc_error
+
+from loyalty_gateway.adapters.backends import Backends
+
+Metadata = tuple[tuple[str, str], ...]
+# Metadata passed on to the services: who calls, which request, which trace.
+FORWARDED = ("authorization", "x-loyalty-", "x-request-id", "traceparent", "tracestate")
+
+# Codes that mean a service decided and took nothing; anything else leaves the outcome unknown.
+_DEFINITE = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+def definite(code: grpc.StatusCode) -> bool:
+    """Whether a failure with this code is the service's decision (nothing was done)."""
+    return code in _DEFINITE
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a service's refusal ("" if it carried none)."""
+    status = from_rpc_error(error)
+    info = error_info(status) if status is not None else None
+    return info.reason if info else ""
+
+
+def forwarded(metadata: Sequence[tuple[str, str | bytes]]) -> Metadata:
+    """The caller's text headers worth passing on (a `-bin` header is none of ours: dropped)."""
+    return tuple(
+        (k.lower(), v)
+        for k, v in metadata
+        if isinstance(v, str) and k.lower().startswith(FORWARDED)
+    )
+
+
+@dataclass(frozen=True)
+class Call:
+    """How a flow calls the services: the metadata passed on, and each call's timeout."""
+
+    metadata: Metadata
+    timeout: Callable[[], float]
+
+    @staticmethod
+    def each(metadata: Metadata, seconds: float) -> Call:
+        """Every call may take `seconds`."""
+        return Call(metadata, lambda: seconds)
+
+    @staticmethod
+    def within(metadata: Metadata, seconds: float, at_least: float = 0.0) -> Call:
+        """Every call ends by one deadline, `seconds` from now (each given `at_least`)."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + seconds
+        return Call(metadata, lambda: max(at_least, ends - loop.time()))
+
+    async def ask(self, rpc: Callable[..., Awaitable[Any]], request: Message) -> Any:
+        """One unary call with this call's metadata and timeout."""
+        return await rpc(request, metadata=self.metadata, timeout=self.timeout())
+
+
+class Services:
+    """The identity, points, tiers and benefits services, one method per RPC the flows use."""
+
+    def __init__(self, backends: Backends) -> None:
+        ch = backends.channels
+        self.identity = identity_service_pb2_grpc.IdentityServiceStub(ch["identity"])
+        self.points = points_service_pb2_grpc.PointsServiceStub(ch["points"])
+        self.tiers = tiers_service_pb2_grpc.TiersServiceStub(ch["tiers"])
+        self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(ch["benefits"])
+
+    # -- identity ----------------------------------------------------------------------------
+
+    async def resolve_member(self, call: Call, identity: member_pb2.Identity) -> str:
+        """The name (`members/<id>`) of the member holding `identity`."""
+        resolved = await call.ask(
+            self.identity.ResolveMember, identity_pb.ResolveMemberRequest(identity=identity)
+        )
+        name: str = resolved.member.name
+        return name
+
+    async def get_member(self, call: Call, member: str) -> identity_pb.GetMemberResponse:
+        answer: identity_pb.GetMemberResponse = await call.ask(
+            self.identity.GetMember, identity_pb.GetMemberRequest(name=member)
+        )
+        return answer
+
+    async def export_identity(
+        self, call: Call, member: str
+    ) -> identity_pb.ExportMemberDataResponse:
+        answer: identity_pb.ExportMemberDataResponse = await call.ask(
+            self.identity.ExportMemberData, identity_pb.ExportMemberDataRequest(name=member)
+        )
+        return answer
+
+    # -- points ------------------------------------------------------------------------------
+
+    async def get_balance(self, call: Call, member: str) -> points_pb.GetBalanceResponse:
+        answer: points_pb.GetBalanceResponse = await call.ask(
+            self.points.GetBalance, points_pb.GetBalanceRequest(member=member)
+        )
+        return answer
+
+    async def earn_points(
+        self, call: Call, request: points_pb.EarnPointsRequest
+    ) -> points_pb.EarnPointsResponse:
+        answer: points_pb.EarnPointsResponse = await call.ask(self.points.EarnPoints, request)
+        return answer
+
+    async def reverse_earn(
+        self, call: Call, request: points_pb.ReverseEarnRequest
+    ) -> points_pb.ReverseEarnResponse:
+        answer: points_pb.ReverseEarnResponse = await call.ask(self.points.ReverseEarn, request)
+        return answer
+
+    async def redeem_points(
+        self, call: Call, request: points_pb.RedeemPointsRequest
+    ) -> points_pb.RedeemPointsResponse:
+        answer: points_pb.RedeemPointsResponse = await call.ask(self.points.RedeemPoints, request)
+        return answer
+
+    async def lookup_redemption(
+        self, call: Call, member: str, request_id: str
+    ) -> points_pb.RedeemPointsResponse | None:
+        """The redemption made by `request_id`, or None if there was none (takes nothing)."""
+        found: points_pb.LookupRedemptionResponse = await call.ask(
+            self.points.LookupRedemption,
+            points_pb.LookupRedemptionRequest(member=member, request_id=request_id),
+        )
+        return found.redemption if found.redeemed else None
+
+    async def cancel_redemption(
+        self, call: Call, member: str, request_id: str, posting_id: str, reason: str
+    ) -> points_pb.CancelRedemptionResponse:
+        answer: points_pb.CancelRedemptionResponse = await call.ask(
+            self.points.CancelRedemption,
+            points_pb.CancelRedemptionRequest(
+                member=member, request_id=request_id, posting_id=posting_id, reason=reason
+            ),
+        )
+        return answer
+
+    async def list_postings(
+        self, call: Call, member: str, page_size: int, page_token: str
+    ) -> points_pb.ListPostingsResponse:
+        answer: points_pb.ListPostingsResponse = await call.ask(
+            self.points.ListPostings,
+            points_pb.ListPostingsRequest(
+                member=member, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
+    # -- tiers -------------------------------------------------------------------------------
+
+    async def get_member_tier(self, call: Call, member: str) -> tiers_pb.GetMemberTierResponse:
+        answer: tiers_pb.GetMemberTierResponse = await call.ask(
+            self.tiers.GetMemberTier, tiers_pb.GetMemberTierRequest(member=member)
+        )
+        return answer
+
+    async def preview_member_tier(
+        self, call: Call, member: str, activity: tiers_pb.ExtraActivity
+    ) -> tiers_pb.PreviewMemberTierResponse:
+        answer: tiers_pb.PreviewMemberTierResponse = await call.ask(
+            self.tiers.PreviewMemberTier,
+            tiers_pb.PreviewMemberTierRequest(member=member, activities=[activity]),
+        )
+        return answer
+
+    async def list_tier_history(
+        self, call: Call, member: str, page_size: int, page_token: str
+    ) -> tiers_pb.ListTierHistoryResponse:
+        answer: tiers_pb.ListTierHistoryResponse = await call.ask(
+            self.tiers.ListTierHistory,
+            tiers_pb.ListTierHistoryRequest(
+                member=member, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
+    async def list_tier_grants(
+        self, call: Call, member: str, page_size: int, page_token: str
+    ) -> tiers_pb.ListTierGrantsResponse:
+        answer: tiers_pb.ListTierGrantsResponse = await call.ask(
+            self.tiers.ListTierGrants,
+            tiers_pb.ListTierGrantsRequest(
+                member=member, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
+    # -- benefits ----------------------------------------------------------------------------
+
+    async def list_entitlements(
+        self, call: Call, member: str, page_size: int, page_token: str = "", unit: str = ""
+    ) -> benefits_pb.ListEntitlementsResponse:
+        answer: benefits_pb.ListEntitlementsResponse = await call.ask(
+            self.benefits.ListEntitlements,
+            benefits_pb.ListEntitlementsRequest(
+                member=member, unit=unit, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
+    async def list_coupons(
+        self,
+        call: Call,
+        member: str,
+        page_size: int,
+        page_token: str = "",
+        state: benefits_pb.CouponState.ValueType = benefits_pb.COUPON_STATE_UNSPECIFIED,
+    ) -> benefits_pb.ListCouponsResponse:
+        answer: benefits_pb.ListCouponsResponse = await call.ask(
+            self.benefits.ListCoupons,
+            benefits_pb.ListCouponsRequest(
+                member=member, state=state, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
+    async def redeem_coupon(
+        self, call: Call, request: benefits_pb.RedeemCouponRequest
+    ) -> benefits_pb.RedeemCouponResponse:
+        answer: benefits_pb.RedeemCouponResponse = await call.ask(
+            self.benefits.RedeemCoupon, request
+        )
+        return answer
+
+    async def lookup_coupon_redemption(
+        self, call: Call, coupon: str, request_id: str
+    ) -> benefits_pb.RedeemCouponResponse | None:
+        """The coupon's redemption by `request_id`, or None if there was none (takes nothing)."""
+        found: benefits_pb.LookupCouponRedemptionResponse = await call.ask(
+            self.benefits.LookupCouponRedemption,
+            benefits_pb.LookupCouponRedemptionRequest(name=coupon, request_id=request_id),
+        )
+        return found.redemption if found.redeemed else None
+
+    async def release_coupon(
+        self, call: Call, coupon: str, request_id: str, reason: str
+    ) -> benefits_pb.ReleaseCouponResponse:
+        answer: benefits_pb.ReleaseCouponResponse = await call.ask(
+            self.benefits.ReleaseCoupon,
+            benefits_pb.ReleaseCouponRequest(name=coupon, request_id=request_id, reason=reason),
+        )
+        return answer
+
+    async def consume_benefit(
+        self, call: Call, request: benefits_pb.ConsumeBenefitRequest
+    ) -> benefits_pb.ConsumeBenefitResponse:
+        answer: benefits_pb.ConsumeBenefitResponse = await call.ask(
+            self.benefits.ConsumeBenefit, request
+        )
+        return answer
+
+    async def lookup_consumption(
+        self, call: Call, member: str, request_id: str
+    ) -> benefits_pb.ConsumeBenefitResponse | None:
+        """The consumption made by `request_id`, or None if there was none (takes nothing)."""
+        found: benefits_pb.LookupConsumptionResponse = await call.ask(
+            self.benefits.LookupConsumption,
+            benefits_pb.LookupConsumptionRequest(member=member, request_id=request_id),
+        )
+        return found.consumption if found.consumed else None
+
+    async def release_consumption(
+        self, call: Call, consumption: str, request_id: str, reason: str
+    ) -> benefits_pb.ReleaseConsumptionResponse:
+        answer: benefits_pb.ReleaseConsumptionResponse = await call.ask(
+            self.benefits.ReleaseConsumption,
+            benefits_pb.ReleaseConsumptionRequest(
+                name=consumption, request_id=request_id, reason=reason
+            ),
+        )
+        return answer

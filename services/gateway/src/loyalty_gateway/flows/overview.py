@@ -1,0 +1,49 @@
+"""A member's overview (`GetMemberOverview`): profile (masked unless the caller may read
+personal data), balance, tier and progress, entitlements at the unit and coupons, asked in
+parallel under one deadline. A service down leaves its part out, named in `unavailable`; only
+identity's part is required."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loyalty.gateway.v1 import gateway_service_pb2 as pb
+from loyalty_kit.caller import current_caller
+from loyalty_kit.resources import member_id_of
+
+from loyalty_gateway.adapters.services import Call, Metadata, Services
+from loyalty_gateway.flows.parallel import AT_LEAST_SECONDS, add_usable, in_parallel, usable_now
+from loyalty_gateway.flows.service import method
+
+
+@dataclass(frozen=True)
+class Overview:
+    METHOD = method("GetMemberOverview")
+
+    services: Services
+    deadline: float  # seconds, for all the parts together
+
+    async def __call__(
+        self, request: pb.GetMemberOverviewRequest, md: Metadata
+    ) -> pb.GetMemberOverviewResponse:
+        member = request.member
+        member_id_of(member, "member")
+        unit = request.unit.strip() or current_caller().unit
+        services, call = self.services, Call.within(md, self.deadline, AT_LEAST_SECONDS)
+        found, unavailable = await in_parallel(
+            {
+                "member": lambda: services.get_member(call, member),
+                "balance": lambda: services.get_balance(call, member),
+                "tier": lambda: services.get_member_tier(call, member),
+                **usable_now(services, call, member, unit),
+            },
+            must=("member",),
+        )
+        response = pb.GetMemberOverviewResponse(unavailable=unavailable)
+        response.member.CopyFrom(found["member"].member)
+        if "balance" in found:
+            response.balance.CopyFrom(found["balance"].balance)
+        if "tier" in found:
+            response.tier.CopyFrom(found["tier"])
+        add_usable(response, found)
+        return response

@@ -1,0 +1,66 @@
+"""The gateway's HTTP application (Starlette), routes by resource: the contracts' routes
+(contracts.py), tokens (tokens.py), health (health.py), and the OpenAPI document with its docs
+page (openapi.py). Every route comes from the contracts' `google.api.http` annotations; JSON is
+read and written with protobuf's json_format (camelCase names, unpopulated fields written,
+unknown fields refused). Failures answer with the google.rpc.Status as JSON and the HTTP code
+of its gRPC code (exchange.py, errors.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from loyalty_gateway.adapters.backends import exposed_services
+from loyalty_gateway.bootstrap import Gateway
+from loyalty_gateway.http import openapi
+from loyalty_gateway.http.contracts import ContractRoutes
+from loyalty_gateway.http.exchange import unexpected
+from loyalty_gateway.http.health import Health
+from loyalty_gateway.http.tokens import TokenEndpoint
+from loyalty_gateway.http.transcoding import routes_of
+
+VERBS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def build_app(gateway: Gateway) -> Starlette:
+    routes = routes_of(s for found in exposed_services().values() for s in found)
+    contracts = ContractRoutes(
+        routes,
+        gateway.flows.by_method(),
+        gateway.backends,
+        gateway.keys.verifier,
+        gateway.config,
+    )
+    token = TokenEndpoint(gateway.keys, gateway.uow, gateway.config)
+    document = openapi.document(routes)
+
+    async def openapi_json(_request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    async def docs(_request: Request) -> HTMLResponse:
+        return HTMLResponse(openapi.DOCS_PAGE)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.backends.close()
+
+    return Starlette(
+        routes=[
+            Route("/healthz", Health(gateway.backends).answer),
+            Route("/openapi.json", openapi_json),
+            Route("/docs", docs),
+            Mount("/docs/static", StaticFiles(directory=openapi.swagger_ui_dir()), name="static"),
+            Route("/v1/token", token.answer, methods=["POST"]),
+            Route("/{path:path}", contracts.answer, methods=VERBS),
+        ],
+        lifespan=lifespan,
+        exception_handlers={Exception: unexpected},
+    )
