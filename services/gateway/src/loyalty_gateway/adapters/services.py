@@ -31,25 +31,6 @@ Metadata = tuple[tuple[str, str], ...]
 # Metadata passed on to the services: who calls, which request, which trace.
 FORWARDED = ("authorization", "x-loyalty-", "x-request-id", "traceparent", "tracestate")
 
-# Codes that mean a service decided and took nothing; anything else leaves the outcome unknown.
-_DEFINITE = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.ALREADY_EXISTS,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
-
-
-def definite(code: grpc.StatusCode) -> bool:
-    """Whether a failure with this code is the service's decision (nothing was done)."""
-    return code in _DEFINITE
-
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:
     """The ErrorInfo reason of a service's refusal ("" if it carried none)."""

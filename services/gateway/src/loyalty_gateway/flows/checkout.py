@@ -41,10 +41,11 @@ from loyalty_kit.idempotency import request_id_reused
 from loyalty_kit.jobs import log_round_failed
 from loyalty_kit.logs import get_logger
 from loyalty_kit.resources import member_id_of, unit_of
+from loyalty_kit.status import definite
 from loyalty_kit.uow import UnitOfWork
 
 from loyalty_gateway.adapters.checkout_log import Attempt, CheckoutLog
-from loyalty_gateway.adapters.services import Call, Metadata, Services, definite
+from loyalty_gateway.adapters.services import Call, Metadata, Services
 from loyalty_gateway.flows.checks import check_checkout
 from loyalty_gateway.flows.errors import InProgress, UndoPending
 from loyalty_gateway.flows.parts import BY_NAME, POINTS, give_back, requested
