@@ -1,5 +1,6 @@
 """Use cases of the benefits service, each inside one unit of work (the reward redemption,
-which spans the points service, is in `rewards.py`)."""
+which spans the points service, is in `rewards.py`). What they announce they record on the
+unit of work as domain events; it writes them to the outbox when it commits."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from loyalty.benefits.v1 import events_pb2
 from loyalty_kit.caller import check_unit
 from loyalty_kit.money import Amount
-from loyalty_kit.timestamps import timestamp
 
+from loyalty_benefits.domain import events
 from loyalty_benefits.domain.birthdays import birthdays_on
 from loyalty_benefits.domain.birthdays import grant_key as birthday_grant_key
 from loyalty_benefits.domain.catalogue import Catalogue, Reward
@@ -133,14 +133,9 @@ async def consume(
     )
     await uow.consumptions.add(consumption)
     used = await uow.consumptions.usage(member_id, [(benefit.code, period.key)])
-    await uow.outbox.add(
-        events_pb2.BenefitConsumed(
-            member_id=member_id,
-            consumption_id=consumption.consumption_id,
-            benefit_code=benefit.code,
-            unit=unit,
-            order_id=order_id,
-            occurred_at=timestamp(now),
+    uow.record(
+        events.BenefitConsumed(
+            member_id, consumption.consumption_id, benefit.code, unit, order_id, now
         )
     )
     return consumption, Entitlement(benefit, period, used.get((benefit.code, period.key), 0))
@@ -169,35 +164,15 @@ async def release(
     consumption.released_at = now
     consumption.release_reason = reason
     await uow.consumptions.release(consumption)
-    await uow.outbox.add(
-        events_pb2.BenefitReleased(
-            member_id=member_id,
-            consumption_id=consumption_id,
-            benefit_code=consumption.benefit_code,
-            unit=consumption.unit,
-            reason=reason,
-            occurred_at=timestamp(now),
+    uow.record(
+        events.BenefitReleased(
+            member_id, consumption_id, consumption.benefit_code, consumption.unit, reason, now
         )
     )
     return consumption
 
 
 # --- coupons ---------------------------------------------------------------------------------
-
-
-def coupon_issued(coupon: Coupon, now: datetime) -> events_pb2.CouponIssued:
-    return events_pb2.CouponIssued(
-        member_id=coupon.member_id,
-        code=coupon.code,
-        template_code=coupon.template_code,
-        source=coupon.source,
-        valid_until=timestamp(coupon.valid_until),
-        occurred_at=timestamp(now),
-    )
-
-
-async def _coupon_issued(uow: BenefitsUnitOfWork, coupon: Coupon, now: datetime) -> None:
-    await uow.outbox.add(coupon_issued(coupon, now))
 
 
 async def issue_coupons(
@@ -223,7 +198,7 @@ async def issue_coupons(
     coupons = [issue(template, member_id, "issue", now) for member_id in member_ids]
     await uow.coupons.add_many(coupons)
     for coupon in coupons:
-        await _coupon_issued(uow, coupon, now)
+        uow.record(coupon.issued(now))
     return coupons
 
 
@@ -256,7 +231,7 @@ async def grant_coupon_once(
         raise CouponTemplateNotFound(template_code)
     coupon = issue(template, member_id, grant_key, now)
     if await uow.coupons.add(coupon, grant_key):
-        await _coupon_issued(uow, coupon, now)
+        uow.record(coupon.issued(now))
         return coupon, True
     granted = await uow.coupons.by_grant(member_id, grant_key)
     assert granted is not None
@@ -286,15 +261,9 @@ async def redeem_coupon(
         raise CouponNotFound(code)
     discount = found.redeem(unit, order_id, order, now)
     await uow.coupons.save_redemption(found)
-    await uow.outbox.add(
-        events_pb2.CouponRedeemed(
-            member_id=member_id,
-            code=found.code,
-            template_code=found.template_code,
-            unit=unit,
-            order_id=order_id,
-            discount=discount.message(),
-            occurred_at=timestamp(now),
+    uow.record(
+        events.CouponRedeemed(
+            member_id, found.code, found.template_code, unit, order_id, discount, now
         )
     )
     return found, discount
@@ -318,18 +287,18 @@ async def release_coupon(
         check_unit(found.redeemed_unit, caller_unit)
     undone = found.release()
     await uow.coupons.save_redemption(found)
-    released = events_pb2.CouponReleased(
-        member_id=member_id,
-        code=found.code,
-        template_code=found.template_code,
-        unit=undone.unit,
-        order_id=undone.order_id,
-        reason=reason,
-        occurred_at=timestamp(now),
+    uow.record(
+        events.CouponReleased(
+            member_id=member_id,
+            code=found.code,
+            template_code=found.template_code,
+            unit=undone.unit,
+            order_id=undone.order_id,
+            reason=reason,
+            discount=undone.discount,
+            occurred_at=now,
+        )
     )
-    if undone.discount is not None:
-        released.discount.CopyFrom(undone.discount.message())
-    await uow.outbox.add(released)
     return found
 
 

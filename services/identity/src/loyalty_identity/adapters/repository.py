@@ -87,6 +87,7 @@ class MemberRepository:
         self.keyring = keyring
         self.types = types or IdentityTypeCache(ttl=0)
         self._data_keys: dict[str, bytes] = {}
+        self.seen: list[Member] = []  # members read or added: the unit of work collects events
 
     # --- data keys ----------------------------------------------------------------------------
     async def _create_data_key(self, member_id: str) -> bytes:
@@ -197,15 +198,17 @@ class MemberRepository:
     def _member(self, record: Any) -> Member:
         row = SimpleNamespace(**dict(record.items()))
         member_id = str(row.member_id)
-        member = Member(
-            member_id=member_id,
-            state=MemberState(row.state),
-            registered_unit=row.registered_unit,
-            registered_channel=row.registered_channel,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            merged_into=str(row.merged_into or ""),
-            suspension_reason=row.suspension_reason,
+        member = self._seen(
+            Member(
+                member_id=member_id,
+                state=MemberState(row.state),
+                registered_unit=row.registered_unit,
+                registered_channel=row.registered_channel,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                merged_into=str(row.merged_into or ""),
+                suspension_reason=row.suspension_reason,
+            )
         )
         if member.state in (MemberState.ERASED, MemberState.MERGED) or row.wrapped_key is None:
             return member  # tombstones hold no personal data
@@ -247,7 +250,12 @@ class MemberRepository:
         return [m for m in members if m is not None]
 
     # --- writes -------------------------------------------------------------------------------
+    def _seen(self, member: Member) -> Member:
+        self.seen.append(member)
+        return member
+
     async def add(self, member: Member) -> None:
+        self._seen(member)
         await self.session.execute(
             insert(t.members).values(
                 member_id=member.member_id,

@@ -1,5 +1,6 @@
 """Use cases of the identity service. Each runs inside one unit of work (one transaction) that
-the caller opens and commits; events go to the outbox in the same transaction.
+the caller opens and commits. The member aggregate records what happened as domain events; the
+unit of work collects them for the outbox, in the same transaction.
 
 Handlers take plain commands and return domain objects: they know nothing of gRPC.
 """
@@ -12,10 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from loyalty.identity.v1 import events_pb2
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
-from loyalty_kit.timestamps import timestamp as _ts
 
+from loyalty_identity.domain import events
 from loyalty_identity.domain.errors import (
     CannotMergeIntoItself,
     IdentityAlreadyBound,
@@ -137,38 +137,6 @@ def _consents(
     return result
 
 
-async def _announce_consents(
-    uow: IdentityUnitOfWork, member_id: str, changes: list[Consent]
-) -> None:
-    for consent in changes:
-        await uow.outbox.add(
-            events_pb2.ConsentChanged(
-                member_id=member_id,
-                purpose=f"CONSENT_PURPOSE_{consent.purpose.name}",
-                granted=consent.granted,
-                source=consent.source,
-                changed_at=_ts(consent.changed_at),
-            )
-        )
-
-
-async def _announce_profile(
-    uow: IdentityUnitOfWork, member_id: str, profile: Profile, changed: list[str], now: datetime
-) -> None:
-    if not changed:
-        return
-    birthday = profile.birthday
-    await uow.outbox.add(
-        events_pb2.ProfileChanged(
-            member_id=member_id,
-            changed_fields=changed,
-            birthday_month=birthday.month if birthday else 0,
-            birthday_day=birthday.day if birthday else 0,
-            changed_at=_ts(now),
-        )
-    )
-
-
 # --- use cases ----------------------------------------------------------------------------------
 async def learn_programme(
     uow: IdentityUnitOfWork, units: Sequence[str], version: int, now: datetime
@@ -221,37 +189,17 @@ async def register(uow: IdentityUnitOfWork, command: Register, now: datetime) ->
         existing = await _member(uow, distinct[0])
         return Registered(existing, False, sorted({i.type for i in owners}))
 
-    member = Member(
-        member_id=new_member_id(),
-        state=MemberState.ACTIVE,
-        registered_unit=command.unit,
-        registered_channel=command.channel,
-        created_at=now,
-        updated_at=now,
-        identities=[LinkedIdentity(i, now) for i in identities],
-        profile=command.profile,
-        consents={c.purpose: c for c in consents},
+    member = Member.register(
+        new_member_id(),
+        command.unit,
+        command.channel,
+        now,
+        identities,
+        command.profile,
+        consents,
     )
     await uow.members.add(member)
-    await uow.outbox.add(
-        events_pb2.MemberRegistered(
-            member_id=member.member_id,
-            unit=command.unit,
-            channel=_channel_enum(command.channel),
-            registered_at=_ts(now),
-        )
-    )
-    await _announce_consents(uow, member.member_id, consents)
-    await _announce_profile(
-        uow, member.member_id, member.profile, member.profile.changed_fields(Profile()), now
-    )
     return Registered(member, True, [])
-
-
-def _channel_enum(channel: str) -> Any:
-    from loyalty.common.v1 import channel_pb2
-
-    return channel_pb2.Channel.Value(channel) if channel else channel_pb2.CHANNEL_UNSPECIFIED
 
 
 async def get_member(uow: IdentityUnitOfWork, member_id: str) -> Member:
@@ -317,10 +265,8 @@ async def merge(
     await uow.members.move_identities(absorbed.identities, absorbed.member_id, survivor.member_id)
     survivor.identities.extend(absorbed.identities)
     profile = survivor.absorb_profile(absorbed.profile)
-    changed = profile.changed_fields(survivor.profile)
-    if changed:
+    if profile.changed_fields(survivor.profile):
         await uow.members.save_profile(survivor.member_id, profile)
-        survivor.profile = profile
     taken = [c for p, c in absorbed.consents.items() if p not in survivor.consents]
     await uow.members.record_consents(survivor.member_id, taken)
     survivor.consents.update({c.purpose: c for c in taken})
@@ -335,14 +281,8 @@ async def merge(
     await uow.members.forward_merged(absorbed.member_id, survivor.member_id)
     survivor.updated_at = now
     await uow.members.save_state(survivor)
-    await uow.outbox.add(
-        events_pb2.MemberMerged(
-            survivor_member_id=survivor.member_id,
-            absorbed_member_id=absorbed.member_id,
-            merged_at=_ts(now),
-        )
-    )
-    await _announce_profile(uow, survivor.member_id, survivor.profile, changed, now)
+    survivor.record(events.MemberMerged(survivor.member_id, absorbed.member_id, now))
+    survivor.change_profile(profile, now)
     if operator is not None:
         await uow.members.audit(
             survivor.member_id,
@@ -389,14 +329,7 @@ async def unmerge(
     survivor.identities = [i for i in survivor.identities if i.identity not in identities]
     survivor.updated_at = now
     await uow.members.save_state(survivor)
-    await uow.outbox.add(
-        events_pb2.MemberUnmerged(
-            survivor_member_id=survivor.member_id,
-            restored_member_id=restored.member_id,
-            merged_at=_ts(merged_at),
-            unmerged_at=_ts(now),
-        )
-    )
+    survivor.record(events.MemberUnmerged(survivor.member_id, restored.member_id, merged_at, now))
     detail = {
         "identity_types": sorted(i.identity.type for i in going),
         "merged_at": merged_at.isoformat(),
@@ -430,13 +363,11 @@ async def update_profile(
     for path in paths:
         setattr(updated, path, getattr(given, path))
     updated.validate()
-    changed = updated.changed_fields(member.profile)
-    if changed:
+    if updated.changed_fields(member.profile):
         await uow.members.save_profile(member.member_id, updated)
-        member.profile = updated
+        member.change_profile(updated, now)
         member.updated_at = now
         await uow.members.save_state(member)
-        await _announce_profile(uow, member.member_id, updated, changed, now)
     return member
 
 
@@ -457,8 +388,7 @@ async def set_consents(
     member = await _member(uow, member_id, lock=True)
     member.ensure_changeable()
     await uow.members.record_consents(member.member_id, changes)
-    member.consents.update({c.purpose: c for c in changes})
-    await _announce_consents(uow, member.member_id, changes)
+    member.give_consents(changes)
     return member
 
 
@@ -479,9 +409,6 @@ async def suspend(uow: IdentityUnitOfWork, member_id: str, reason: str, now: dat
     member = await _member(uow, member_id, lock=True)
     member.suspend(reason.strip(), now)
     await uow.members.save_state(member)
-    await uow.outbox.add(
-        events_pb2.MemberSuspended(member_id=member.member_id, suspended_at=_ts(now))
-    )
     return member
 
 
@@ -490,9 +417,6 @@ async def reactivate(uow: IdentityUnitOfWork, member_id: str, reason: str, now: 
     member = await _member(uow, member_id, lock=True)
     member.reactivate(now)
     await uow.members.save_state(member)
-    await uow.outbox.add(
-        events_pb2.MemberReactivated(member_id=member.member_id, reactivated_at=_ts(now))
-    )
     return member
 
 
@@ -552,19 +476,10 @@ async def erase(uow: IdentityUnitOfWork, member_id: str, now: datetime) -> Membe
     member = await _member(uow, member_id, lock=True)
     if member.state is MemberState.ERASED:
         return member
-    member.ensure_changeable()
+    member.erase(now)
     await uow.members.erase_personal_data(member.member_id)
-    erased = Member(
-        member_id=member.member_id,
-        state=MemberState.ERASED,
-        registered_unit=member.registered_unit,
-        registered_channel=member.registered_channel,
-        created_at=member.created_at,
-        updated_at=now,
-    )
-    await uow.members.save_state(erased)
-    await uow.outbox.add(events_pb2.MemberErased(member_id=member.member_id, erased_at=_ts(now)))
-    return erased
+    await uow.members.save_state(member)
+    return member
 
 
 async def export(uow: IdentityUnitOfWork, member_id: str) -> str:
