@@ -10,17 +10,13 @@ from loyalty_kit.uow import UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_benefits.adapters.events import to_message
-from loyalty_benefits.adapters.repository import (
-    Birthdays,
-    CatalogueCache,
-    CatalogueStore,
-    Consumptions,
-    CouponIssuances,
-    Coupons,
-    MemberStates,
-    MemberTiers,
-    Rewards,
-)
+from loyalty_benefits.adapters.stores.birthdays import Birthdays
+from loyalty_benefits.adapters.stores.catalogue import CatalogueCache, CatalogueStore
+from loyalty_benefits.adapters.stores.consumptions import Consumptions
+from loyalty_benefits.adapters.stores.coupons import Coupons
+from loyalty_benefits.adapters.stores.issuances import CouponIssuances
+from loyalty_benefits.adapters.stores.members import MemberStates, MemberTiers
+from loyalty_benefits.adapters.stores.rewards import Rewards
 from loyalty_benefits.domain.events import Event
 
 

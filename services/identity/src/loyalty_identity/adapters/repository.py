@@ -6,7 +6,6 @@ plain `Member`s, the database gets sealed bytes and blind indexes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from types import SimpleNamespace
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_identity.adapters import tables as t
 from loyalty_identity.adapters.crypto import Keyring, seal, unseal
+from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
 from loyalty_identity.domain.member import (
     Consent,
@@ -58,25 +58,6 @@ _BY_IDENTITY = _AGGREGATE.format(
 def _field(member_id: str, name: str) -> str:
     """Associated data binding a sealed value to its member and field."""
     return f"{member_id}/{name}"
-
-
-class IdentityTypeCache:
-    """Identity types change rarely and are read on every call: kept for a few seconds per
-    process (a change made on another replica is seen within `ttl`)."""
-
-    def __init__(self, ttl: float = 10.0) -> None:
-        self.ttl = ttl
-        self._types: dict[str, IdentityType] | None = None
-        self._expires = 0.0
-
-    def get(self) -> dict[str, IdentityType] | None:
-        return self._types if time.monotonic() < self._expires else None
-
-    def put(self, types: dict[str, IdentityType]) -> None:
-        self._types, self._expires = types, time.monotonic() + self.ttl
-
-    def invalidate(self) -> None:
-        self._types, self._expires = None, 0.0
 
 
 class MemberRepository:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
 
@@ -24,6 +22,7 @@ from loyalty_identity.domain.errors import (
     NoMemberWithIdentity,
     NotMergedInto,
 )
+from loyalty_identity.domain.export import personal_data
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType, normalise
 from loyalty_identity.domain.member import (
     MAX_TAGS_PER_MEMBER,
@@ -38,50 +37,15 @@ from loyalty_identity.domain.member import (
     validate_tags,
     validate_unit,
 )
+from loyalty_identity.service_layer.commands import (
+    ConsentGiven,
+    Operator,
+    RawIdentity,
+    Register,
+    Registered,
+    Unmerged,
+)
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
-
-
-# --- commands -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RawIdentity:
-    type: str
-    value: str
-
-
-@dataclass(frozen=True)
-class ConsentGiven:
-    purpose: ConsentPurpose | None  # None: the caller left it unspecified
-    granted: bool
-
-
-@dataclass(frozen=True)
-class Register:
-    identities: Sequence[RawIdentity]
-    unit: str
-    channel: str
-    profile: Profile = field(default_factory=Profile)
-    consents: Sequence[ConsentGiven] = ()
-
-
-@dataclass(frozen=True)
-class Operator:
-    """Who runs a member operation (the caller's unit and client), for the audit log."""
-
-    unit: str
-    client_id: str
-
-
-@dataclass(frozen=True)
-class Unmerged:
-    restored: Member
-    survivor: Member
-
-
-@dataclass(frozen=True)
-class Registered:
-    member: Member
-    created: bool
-    already_bound_types: list[str]
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -485,50 +449,7 @@ async def erase(uow: IdentityUnitOfWork, member_id: str, now: datetime) -> Membe
 async def export(uow: IdentityUnitOfWork, member_id: str) -> str:
     member = await _member(uow, member_id)
     history = await uow.members.consent_events(member_id, None, 10_000)
-    document: dict[str, Any] = {
-        "member_id": member.member_id,
-        "state": member.state.value,
-        "merged_into": member.merged_into or None,
-        "registered": {
-            "unit": member.registered_unit,
-            "channel": member.registered_channel,
-            "at": member.created_at.isoformat(),
-        },
-        "identities": [
-            {
-                "type": i.identity.type,
-                "value": i.identity.value,
-                "linked_at": i.linked_at.isoformat(),
-            }
-            for i in member.identities
-        ],
-        "profile": {
-            "full_name": member.profile.full_name,
-            "gender": member.profile.gender.value,
-            "birthday": member.profile.birthday.isoformat() if member.profile.birthday else None,
-            "region": member.profile.region,
-            "preferred_language": member.profile.preferred_language,
-        },
-        "consents": [
-            {
-                "purpose": c.purpose.value,
-                "granted": c.granted,
-                "source": c.source,
-                "at": c.changed_at.isoformat(),
-            }
-            for c in member.consents.values()
-        ],
-        "consent_history": [
-            {
-                "purpose": c.purpose.value,
-                "granted": c.granted,
-                "source": c.source,
-                "at": c.changed_at.isoformat(),
-            }
-            for _, c in history
-        ],
-        "tags": sorted(member.tags),
-    }
+    document = personal_data(member, [consent for _, consent in history])
     return json.dumps(document, ensure_ascii=False, indent=2)
 
 

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.events import to_message
-from loyalty_identity.adapters.repository import IdentityTypeCache, MemberRepository
+from loyalty_identity.adapters.identity_types import IdentityTypeCache
+from loyalty_identity.adapters.repository import MemberRepository
 from loyalty_identity.domain.events import Event
 
 
