@@ -45,12 +45,12 @@ from loyalty_identity.service_layer.commands import (
     Registered,
     Unmerged,
 )
-from loyalty_identity.service_layer.uow import IdentityUnitOfWork
+from loyalty_identity.service_layer.ports import IdentityWork
 
 
 # --- helpers ------------------------------------------------------------------------------------
 async def _normalised(
-    uow: IdentityUnitOfWork, raw: Sequence[RawIdentity], field_name: str
+    uow: IdentityWork, raw: Sequence[RawIdentity], field_name: str
 ) -> list[ChannelIdentity]:
     types = await uow.members.identity_types()
     problems = Violations()
@@ -76,7 +76,7 @@ async def _normalised(
     return result
 
 
-async def _member(uow: IdentityUnitOfWork, member_id: str, *, lock: bool = False) -> Member:
+async def _member(uow: IdentityWork, member_id: str, *, lock: bool = False) -> Member:
     member = await uow.members.get(member_id, lock=lock)
     if member is None:
         raise MemberNotFound(member_id)
@@ -103,13 +103,13 @@ def _consents(
 
 # --- use cases ----------------------------------------------------------------------------------
 async def learn_programme(
-    uow: IdentityUnitOfWork, units: Sequence[str], version: int, now: datetime
+    uow: IdentityWork, units: Sequence[str], version: int, now: datetime
 ) -> None:
     """A programme version was published: its units are ones members may register at."""
     await uow.members.learn_programme_units(units, version, now)
 
 
-async def register(uow: IdentityUnitOfWork, command: Register, now: datetime) -> Registered:
+async def register(uow: IdentityWork, command: Register, now: datetime) -> Registered:
     problems = Violations()
     if not command.identities:
         problems.add("identities", "at least one identity is required")
@@ -166,11 +166,11 @@ async def register(uow: IdentityUnitOfWork, command: Register, now: datetime) ->
     return Registered(member, True, [])
 
 
-async def get_member(uow: IdentityUnitOfWork, member_id: str) -> Member:
+async def get_member(uow: IdentityWork, member_id: str) -> Member:
     return await _member(uow, member_id)
 
 
-async def resolve(uow: IdentityUnitOfWork, raw: RawIdentity) -> Member:
+async def resolve(uow: IdentityWork, raw: RawIdentity) -> Member:
     (identity,) = await _normalised(uow, [raw], "identity")
     member = await uow.members.get_by_identity(identity)
     if member is None:
@@ -178,7 +178,7 @@ async def resolve(uow: IdentityUnitOfWork, raw: RawIdentity) -> Member:
     return member
 
 
-async def link(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity, now: datetime) -> Member:
+async def link(uow: IdentityWork, member_id: str, raw: RawIdentity, now: datetime) -> Member:
     member = await _member(uow, member_id, lock=True)
     member.ensure_changeable()
     (identity,) = await _normalised(uow, [raw], "identity")
@@ -195,7 +195,7 @@ async def link(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity, now: d
     return member
 
 
-async def unlink(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity) -> Member:
+async def unlink(uow: IdentityWork, member_id: str, raw: RawIdentity) -> Member:
     member = await _member(uow, member_id, lock=True)
     (identity,) = await _normalised(uow, [raw], "identity")
     if not member.has_identity(identity):
@@ -208,7 +208,7 @@ async def unlink(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity) -> M
 
 
 async def merge(
-    uow: IdentityUnitOfWork,
+    uow: IdentityWork,
     survivor_id: str,
     absorbed_id: str,
     now: datetime,
@@ -261,7 +261,7 @@ async def merge(
 
 
 async def unmerge(
-    uow: IdentityUnitOfWork,
+    uow: IdentityWork,
     survivor_id: str,
     restored_id: str,
     given: Sequence[RawIdentity],
@@ -312,7 +312,7 @@ async def unmerge(
 
 
 async def update_profile(
-    uow: IdentityUnitOfWork, member_id: str, given: Profile, paths: Sequence[str], now: datetime
+    uow: IdentityWork, member_id: str, given: Profile, paths: Sequence[str], now: datetime
 ) -> Member:
     problems = Violations()
     if not paths:
@@ -336,7 +336,7 @@ async def update_profile(
 
 
 async def set_consents(
-    uow: IdentityUnitOfWork,
+    uow: IdentityWork,
     member_id: str,
     given: Sequence[ConsentGiven],
     source: str,
@@ -357,7 +357,7 @@ async def set_consents(
 
 
 async def consent_history(
-    uow: IdentityUnitOfWork, member_id: str, before_seq: int | None, limit: int
+    uow: IdentityWork, member_id: str, before_seq: int | None, limit: int
 ) -> list[tuple[int, Consent]]:
     await _member(uow, member_id)
     return await uow.members.consent_events(member_id, before_seq, limit)
@@ -368,7 +368,7 @@ def _reason(reason: str, required: bool) -> None:
         raise InvalidArgument.of([FieldViolation("reason", "required, at most 512 characters")])
 
 
-async def suspend(uow: IdentityUnitOfWork, member_id: str, reason: str, now: datetime) -> Member:
+async def suspend(uow: IdentityWork, member_id: str, reason: str, now: datetime) -> Member:
     _reason(reason, required=True)
     member = await _member(uow, member_id, lock=True)
     member.suspend(reason.strip(), now)
@@ -376,7 +376,7 @@ async def suspend(uow: IdentityUnitOfWork, member_id: str, reason: str, now: dat
     return member
 
 
-async def reactivate(uow: IdentityUnitOfWork, member_id: str, reason: str, now: datetime) -> Member:
+async def reactivate(uow: IdentityWork, member_id: str, reason: str, now: datetime) -> Member:
     _reason(reason, required=False)
     member = await _member(uow, member_id, lock=True)
     member.reactivate(now)
@@ -385,7 +385,7 @@ async def reactivate(uow: IdentityUnitOfWork, member_id: str, reason: str, now: 
 
 
 async def update_tags(
-    uow: IdentityUnitOfWork,
+    uow: IdentityWork,
     member_id: str,
     add: Sequence[str],
     remove: Sequence[str],
@@ -415,7 +415,7 @@ async def update_tags(
 
 
 async def list_member_ids(
-    uow: IdentityUnitOfWork, tag: str, after: str | None, limit: int
+    uow: IdentityWork, tag: str, after: str | None, limit: int
 ) -> tuple[list[str], str | None, int]:
     """A page of member ids, the position after it (None at the end) and, on the first page
     only (`after` None), how many members the listing holds (0 on later pages)."""
@@ -429,14 +429,14 @@ async def list_member_ids(
 
 
 async def list_members(
-    uow: IdentityUnitOfWork, tag: str, after: str | None, limit: int
+    uow: IdentityWork, tag: str, after: str | None, limit: int
 ) -> tuple[list[Member], str | None, int]:
     """As `list_member_ids`, with the members."""
     page, next_after, total = await list_member_ids(uow, tag, after, limit)
     return await uow.members.get_many(page), next_after, total
 
 
-async def erase(uow: IdentityUnitOfWork, member_id: str, now: datetime) -> Member:
+async def erase(uow: IdentityWork, member_id: str, now: datetime) -> Member:
     member = await _member(uow, member_id, lock=True)
     if member.state is MemberState.ERASED:
         return member
@@ -446,20 +446,18 @@ async def erase(uow: IdentityUnitOfWork, member_id: str, now: datetime) -> Membe
     return member
 
 
-async def export(uow: IdentityUnitOfWork, member_id: str) -> str:
+async def export(uow: IdentityWork, member_id: str) -> str:
     member = await _member(uow, member_id)
     history = await uow.members.consent_events(member_id, None, 10_000)
     document = personal_data(member, [consent for _, consent in history])
     return json.dumps(document, ensure_ascii=False, indent=2)
 
 
-async def upsert_identity_type(
-    uow: IdentityUnitOfWork, identity_type: IdentityType
-) -> IdentityType:
+async def upsert_identity_type(uow: IdentityWork, identity_type: IdentityType) -> IdentityType:
     identity_type.validate_definition()
     await uow.members.upsert_identity_type(identity_type)
     return identity_type
 
 
-async def rotate_keys(uow: IdentityUnitOfWork, batch: int) -> int:
+async def rotate_keys(uow: IdentityWork, batch: int) -> int:
     return await uow.members.rewrap_data_keys(batch)
