@@ -44,17 +44,17 @@ from loyalty_benefits.domain.members import erased as erased_state
 from loyalty_benefits.domain.members import merged as merged_state
 from loyalty_benefits.domain.members import reactivated as reactivated_state
 from loyalty_benefits.domain.members import suspended as suspended_state
-from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
+from loyalty_benefits.service_layer.ports import BenefitsWork
 
 
-async def catalogue(uow: BenefitsUnitOfWork) -> Catalogue:
+async def catalogue(uow: BenefitsWork) -> Catalogue:
     found = await uow.catalogue.latest()
     if found is None:
         raise NoCatalogue()
     return found
 
 
-async def publish_catalogue(uow: BenefitsUnitOfWork, new: Catalogue) -> Catalogue:
+async def publish_catalogue(uow: BenefitsWork, new: Catalogue) -> Catalogue:
     new.validate()
     new.version, new.created_at = await uow.catalogue.add(new)
     return new
@@ -63,7 +63,7 @@ async def publish_catalogue(uow: BenefitsUnitOfWork, new: Catalogue) -> Catalogu
 # --- members' state ---------------------------------------------------------------------------
 
 
-async def active_member(uow: BenefitsUnitOfWork, member_id: str) -> None:
+async def active_member(uow: BenefitsWork, member_id: str) -> None:
     """MemberNotActive (FAILED_PRECONDITION, MEMBER_SUSPENDED / _MERGED / _ERASED) for a member
     identity suspended, merged into another or erased; one primary-key lookup that, for an
     active member, finds nothing. Everything a member does or is given asks this first; giving
@@ -71,11 +71,11 @@ async def active_member(uow: BenefitsUnitOfWork, member_id: str) -> None:
     ensure_active(await uow.member_states.get(member_id))
 
 
-async def not_merged(uow: BenefitsUnitOfWork, member_id: str) -> None:
+async def not_merged(uow: BenefitsWork, member_id: str) -> None:
     ensure_not_merged(await uow.member_states.get(member_id))
 
 
-async def active_among(uow: BenefitsUnitOfWork, member_ids: list[str]) -> list[str]:
+async def active_among(uow: BenefitsWork, member_ids: list[str]) -> list[str]:
     """`member_ids` without the members who are not active (background grants skip them)."""
     inactive = await uow.member_states.among(member_ids)
     return [m for m in member_ids if m not in inactive]
@@ -85,7 +85,7 @@ async def active_among(uow: BenefitsUnitOfWork, member_ids: list[str]) -> list[s
 
 
 async def entitlements(
-    uow: BenefitsUnitOfWork, member_id: str, unit: str, now: datetime
+    uow: BenefitsWork, member_id: str, unit: str, now: datetime
 ) -> tuple[str, list[Entitlement]]:
     rules = await catalogue(uow)
     await not_merged(uow, member_id)
@@ -104,7 +104,7 @@ async def entitlements(
 
 
 async def consume(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     benefit_code: str,
     unit: str,
@@ -142,7 +142,7 @@ async def consume(
 
 
 async def release(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     consumption_id: str,
     reason: str,
@@ -176,7 +176,7 @@ async def release(
 
 
 async def issue_coupons(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     template_code: str,
     member_ids: list[str],
     issuer_unit: str | None,
@@ -203,7 +203,7 @@ async def issue_coupons(
 
 
 async def grant_coupon(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     rules: Catalogue,
     template_code: str,
     member_id: str,
@@ -217,7 +217,7 @@ async def grant_coupon(
 
 
 async def grant_coupon_once(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     rules: Catalogue,
     template_code: str,
     member_id: str,
@@ -238,7 +238,7 @@ async def grant_coupon_once(
     return granted, False
 
 
-async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
+async def coupon(uow: BenefitsWork, member_id: str, code: str) -> Coupon:
     await not_merged(uow, member_id)
     found = await uow.coupons.get(member_id, code.upper())
     if found is None:
@@ -247,7 +247,7 @@ async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
 
 
 async def redeem_coupon(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     code: str,
     unit: str,
@@ -270,7 +270,7 @@ async def redeem_coupon(
 
 
 async def release_coupon(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     code: str,
     reason: str,
@@ -303,7 +303,7 @@ async def release_coupon(
 
 
 async def member_coupons(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     state: CouponState | None,
     now: datetime,
@@ -321,7 +321,7 @@ UNMERGED = "unmerged"  # the reason of a restored member's TierChanged
 
 
 async def on_tier_changed(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     from_tier: str,
     to_tier: str,
@@ -352,7 +352,7 @@ async def on_tier_changed(
         await grant_coupon(uow, rules, template.code, member_id, f"welcome:{to_tier}", now)
 
 
-async def on_member_suspended(uow: BenefitsUnitOfWork, member_id: str, now: datetime) -> None:
+async def on_member_suspended(uow: BenefitsWork, member_id: str, now: datetime) -> None:
     """Until reactivated, the member consumes, redeems and is issued nothing."""
     known = await uow.member_states.get(member_id, lock=True)
     state = suspended_state(member_id, known, now)
@@ -360,7 +360,7 @@ async def on_member_suspended(uow: BenefitsUnitOfWork, member_id: str, now: date
         await uow.member_states.save(state)
 
 
-async def on_member_reactivated(uow: BenefitsUnitOfWork, member_id: str) -> None:
+async def on_member_reactivated(uow: BenefitsWork, member_id: str) -> None:
     """Active again: the row goes (a merged or erased member stays so)."""
     known = await uow.member_states.get(member_id, lock=True)
     if known is not None and reactivated_state(known) is None:
@@ -368,7 +368,7 @@ async def on_member_reactivated(uow: BenefitsUnitOfWork, member_id: str) -> None
 
 
 async def on_member_merged(
-    uow: BenefitsUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
+    uow: BenefitsWork, survivor_id: str, absorbed_id: str, now: datetime
 ) -> None:
     """The survivor takes the absorbed member's coupons, consumptions (uses in the same quota
     period add up) and reward redemptions. Its tier comes from the tiers service, which
@@ -388,7 +388,7 @@ async def on_member_merged(
 
 
 async def on_member_unmerged(
-    uow: BenefitsUnitOfWork, survivor_id: str, restored_id: str, now: datetime
+    uow: BenefitsWork, survivor_id: str, restored_id: str, now: datetime
 ) -> None:
     """Undo a merge: the coupons, consumptions (and the quota they use) and reward redemptions
     that came from the restored member go back to it, and its ID is accepted again. Its tier
@@ -404,7 +404,7 @@ async def on_member_unmerged(
     await uow.rewards.give_back_member(survivor_id, restored_id)
 
 
-async def on_member_erased(uow: BenefitsUnitOfWork, member_id: str, now: datetime) -> None:
+async def on_member_erased(uow: BenefitsWork, member_id: str, now: datetime) -> None:
     """Right to be forgotten: unused coupons and quota usage go; what was consumed, redeemed or
     bought stays only as anonymous counts (units settle on them). The ID is refused from now on
     (MEMBER_ERASED)."""
@@ -419,7 +419,7 @@ async def on_member_erased(uow: BenefitsUnitOfWork, member_id: str, now: datetim
     await uow.birthdays.forget(member_id)
 
 
-async def on_profile_changed(uow: BenefitsUnitOfWork, member_id: str, month: int, day: int) -> None:
+async def on_profile_changed(uow: BenefitsWork, member_id: str, month: int, day: int) -> None:
     """Remember the birthday (month and day only; 0: none on file)."""
     await uow.birthdays.save(member_id, month, day)
 
@@ -431,7 +431,7 @@ class BirthdayRun:
 
 
 async def birthday_gifts_chunk(
-    uow: BenefitsUnitOfWork, now: datetime, after: str | None, chunk: int
+    uow: BenefitsWork, now: datetime, after: str | None, chunk: int
 ) -> tuple[BirthdayRun, str | None]:
     """Grant the birthday coupons of up to `chunk` members celebrating today (in the
     catalogue's time zone), after member `after`; the last member seen (None: done). Each
@@ -459,7 +459,7 @@ async def birthday_gifts_chunk(
 
 
 async def run_birthday_gifts(
-    uow_factory: Callable[[], BenefitsUnitOfWork], now: datetime, chunk: int
+    uow_factory: Callable[[], BenefitsWork], now: datetime, chunk: int
 ) -> BirthdayRun:
     total, after = BirthdayRun(), None
     while True:
@@ -475,7 +475,7 @@ async def run_birthday_gifts(
 # --- rewards catalogue -----------------------------------------------------------------------
 
 
-async def rewards(uow: BenefitsUnitOfWork, unit: str) -> list[tuple[Reward, int]]:
+async def rewards(uow: BenefitsWork, unit: str) -> list[tuple[Reward, int]]:
     rules = await catalogue(uow)
     offered = sorted((r for r in rules.rewards if not unit or r.unit == unit), key=lambda r: r.code)
     stock = await uow.rewards.stock([r.code for r in offered])
@@ -483,7 +483,7 @@ async def rewards(uow: BenefitsUnitOfWork, unit: str) -> list[tuple[Reward, int]
 
 
 async def restock(
-    uow: BenefitsUnitOfWork, reward_code: str, quantity: int, caller_unit: str | None
+    uow: BenefitsWork, reward_code: str, quantity: int, caller_unit: str | None
 ) -> tuple[Reward, int]:
     """Add stock: the unit offering the reward (or an admin, `caller_unit` None)."""
     rules = await catalogue(uow)
