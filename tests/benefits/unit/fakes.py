@@ -7,8 +7,6 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
-from typing import Self
 
 from loyalty_benefits.domain.catalogue import Catalogue
 from loyalty_benefits.domain.coupons import Coupon, CouponState
@@ -16,6 +14,8 @@ from loyalty_benefits.domain.entitlements import Consumption, MemberTier
 from loyalty_benefits.domain.events import Event
 from loyalty_benefits.domain.members import InactiveMember, MemberState
 from loyalty_benefits.service_layer.ports import BenefitsWork
+
+from tests.support.fake_work import SnapshotWork
 
 ANONYMOUS = "anonymous"
 Quota = tuple[str, str, str]  # member, benefit, period
@@ -276,15 +276,14 @@ class FakeBenefitsStore:
         self.rewards = FakeRewards(self)
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(SnapshotWork):
     """One transaction on the fake stores: `published` holds the events of every commit."""
 
     def __init__(self, store: FakeBenefitsStore) -> None:
-        self.store = store
+        self.store: FakeBenefitsStore = store
+        super().__init__(store)
         self.published: list[Event] = []
-        self.commits = 0
         self._recorded: list[Event] = []
-        self._before: Tables | None = None
 
     @property
     def catalogue(self) -> FakeCatalogue:
@@ -314,30 +313,15 @@ class FakeUnitOfWork:
     def rewards(self) -> FakeRewards:
         return self.store.rewards
 
-    async def __aenter__(self) -> Self:
-        self._before = copy.deepcopy(self.store.tables)
-        self._recorded = []
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._before is not None:  # left without a commit: roll back
-            self.store.tables = self._before
-        self._before = None
+    def begin(self) -> None:
         self._recorded = []
 
     def record(self, event: Event) -> None:
         self._recorded.append(event)
 
-    async def commit(self) -> None:
+    def publish(self) -> None:
         self.published.extend(self._recorded)
         self._recorded = []
-        self.commits += 1
-        self._before = copy.deepcopy(self.store.tables)
 
 
 def as_port(uow: FakeUnitOfWork) -> BenefitsWork:

@@ -9,13 +9,14 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, MemberState, Profile
 from loyalty_identity.service_layer.ports import IdentityWork
+
+from tests.support.fake_work import SnapshotWork
 
 PHONE = IdentityType("phone", IdentityKind.PHONE)
 EMAIL = IdentityType("email", IdentityKind.EMAIL)
@@ -194,42 +195,26 @@ class FakeMembers:
         return 0  # no keys in memory
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(SnapshotWork):
     """One transaction on the fake store: `published` holds the events of every commit, in
     the order the members recorded them."""
 
     def __init__(self, store: FakeMembers | None = None) -> None:
-        self.store = store or FakeMembers()
+        self.store: FakeMembers = store or FakeMembers()
+        super().__init__(self.store)
         self.published: list[Event] = []
-        self.commits = 0
-        self._before: Tables | None = None
 
     @property
     def members(self) -> FakeMembers:
         return self.store
 
-    async def __aenter__(self) -> Self:
-        self._before = copy.deepcopy(self.store.tables)
-        self.store.seen = []
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._before is not None:  # left without a commit: roll back
-            self.store.tables = self._before
-        self._before = None
+    def begin(self) -> None:
         self.store.seen = []
 
-    async def commit(self) -> None:
+    def publish(self) -> None:
         for member in self.store.seen:
             self.published.extend(member.events)
             member.events.clear()
-        self.commits += 1
-        self._before = copy.deepcopy(self.store.tables)
 
 
 def as_port(uow: FakeUnitOfWork) -> IdentityWork:
