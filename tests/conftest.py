@@ -1,5 +1,7 @@
-"""Every test runs against real PostgreSQL and NATS JetStream: embedded servers by default,
-the ones named by LOYALTY_DATABASE_URL / LOYALTY_NATS_URL when set (see loyalty_devstack.testing).
+"""Tests at the seams run against real PostgreSQL and NATS JetStream: embedded servers by
+default, the ones named by LOYALTY_DATABASE_URL / LOYALTY_NATS_URL when set (see
+loyalty_devstack.testing). The servers start the first time a test needs them, so the fast
+use-case tests (`tests/*/unit`, on fake units of work) start none.
 """
 
 pytest_plugins = ["loyalty_devstack.testing"]
@@ -124,3 +126,17 @@ async def gateway_service(
     await http.aclose()
     yield service
     await runner.stop_all()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast tests (`tests/<service>/unit`) stay fast: none may need a server."""
+    needing = [
+        item.nodeid
+        for item in items
+        if "/unit/" in item.nodeid and "infra" in getattr(item, "fixturenames", ())
+    ]
+    if needing:
+        raise pytest.UsageError(
+            "fast tests must not need PostgreSQL or NATS (the `infra` fixture): "
+            + ", ".join(needing)
+        )

@@ -29,6 +29,7 @@ import asyncpg
 import grpc
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc, events_pb2
+from loyalty_benefits.adapters.events import to_message
 from loyalty_benefits.adapters.segments import GrpcSegments, SegmentPage
 from loyalty_benefits.app import SPEC
 from loyalty_benefits.domain.catalogue import Catalogue, catalogue_from_json, catalogue_to_json
@@ -36,7 +37,6 @@ from loyalty_benefits.domain.coupons import Coupon, issue
 from loyalty_benefits.domain.entitlements import Entitlement, MemberTier, tier_of, usable
 from loyalty_benefits.domain.issuances import grant_key
 from loyalty_benefits.entrypoints import convert
-from loyalty_benefits.service_layer.handlers import coupon_issued
 from loyalty_devstack.demo_benefits import huayue_catalogue
 from loyalty_identity.app import SPEC as IDENTITY_SPEC
 from loyalty_kit import db, migrations
@@ -419,7 +419,7 @@ async def raw_coupon_issuance(ctx: BenchContext) -> Measurement:
     the identity database), then one transaction COPYing the coupon rows and their CouponIssued
     outbox rows into a benefits database.
 
-    The coupons and events are made by the service's own `issue` and `coupon_issued` (same
+    The coupons and events are made by the service's own `issue` and `to_message` (same
     codes, terms, grant key, payloads); the outbox rows are written, not published (as in
     coupon-issuance, which runs without NATS).
     """
@@ -467,7 +467,7 @@ async def raw_coupon_issuance(ctx: BenchContext) -> Measurement:
                             uuid.uuid4(),
                             subject,
                             event_type,
-                            coupon_issued(c, now).SerializeToString(deterministic=True),
+                            to_message(c.issued(now)).SerializeToString(deterministic=True),
                         )
                         for c in coupons
                     ],

@@ -34,6 +34,7 @@ from loyalty_kit import db, migrations
 from loyalty_kit.caller import Caller
 from loyalty_kit.db import asyncpg_params
 from loyalty_kit.events import event_subject
+from loyalty_kit.kernel.members import MemberState
 from loyalty_kit.server import start_service
 from loyalty_points.app import SPEC
 from loyalty_points.domain.programme import programme_to_json
@@ -402,8 +403,8 @@ async def raw_points_earn(ctx: BenchContext) -> Measurement:
 class ActiveMembers:
     """The member directory of the benchmark: every member exists and is active."""
 
-    async def state_of(self, member_id: str) -> tuple[str, str] | None:
-        return ("active", "")
+    async def state_of(self, member_id: str) -> tuple[MemberState, str] | None:
+        return (MemberState.ACTIVE, "")
 
 
 class EarnCounter(EngineCounter):

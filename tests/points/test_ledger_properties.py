@@ -27,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from loyalty_devstack.demo import huayue_programme
 from loyalty_kit import db, migrations
 from loyalty_kit.errors import DomainError
+from loyalty_kit.kernel.members import MemberState
 from loyalty_kit.settings import Settings
 from loyalty_points.domain.money import Amount
 from loyalty_points.domain.programme import Line
@@ -49,8 +50,8 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 class AlwaysActive:
     """Stands in for the identity service: every member asked about exists and is active."""
 
-    async def state_of(self, member_id: str) -> tuple[str, str] | None:
-        return ("active", "")
+    async def state_of(self, member_id: str) -> tuple[MemberState, str] | None:
+        return (MemberState.ACTIVE, "")
 
 
 class World:

@@ -11,6 +11,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from loyalty_kit.kernel.members import MemberState
 from loyalty_points.domain.account import Account
 from loyalty_points.domain.events import Event
 from loyalty_points.domain.ledger import REDEEMING, Changes, Lot, LotStatus, Posting, PostingKind
@@ -340,11 +341,11 @@ class FakeDirectory:
     """Identity as the points service asks it: members it knows, with their state."""
 
     def __init__(self) -> None:
-        self.members: dict[str, tuple[str, str]] = {}
+        self.members: dict[str, tuple[MemberState, str]] = {}
 
     def register(self, member_id: str, state: str = "active", merged_into: str = "") -> str:
-        self.members[member_id] = (state, merged_into)
+        self.members[member_id] = (MemberState(state), merged_into)
         return member_id
 
-    async def state_of(self, member_id: str) -> tuple[str, str] | None:
+    async def state_of(self, member_id: str) -> tuple[MemberState, str] | None:
         return self.members.get(member_id)

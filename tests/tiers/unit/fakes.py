@@ -8,13 +8,13 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from types import TracebackType
-from typing import Self
 
 from loyalty_tiers.domain.events import TierChanged
 from loyalty_tiers.domain.grants import Grant, GrantState
 from loyalty_tiers.domain.ladder import Ladder, Totals
 from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
+
+from tests.support.fake_work import SnapshotWork
 
 
 @dataclass
@@ -292,35 +292,20 @@ class FakeTierStore:
         return list(dict.fromkeys(g.member_id for g in due))
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(SnapshotWork):
     """One transaction on the fake store: `published` holds the events of every commit."""
 
     def __init__(self, store: FakeTierStore | None = None) -> None:
-        self.store = store or FakeTierStore()
+        self.store: FakeTierStore = store or FakeTierStore()
+        super().__init__(self.store)
         self.published: list[TierChanged] = []
-        self.commits = 0
-        self._before: Tables | None = None
 
     @property
     def tiers(self) -> FakeTierStore:
         return self.store
 
-    async def __aenter__(self) -> Self:
-        self._before = copy.deepcopy(self.store.tables)
-        return self
+    def begin(self) -> None:
+        self.store.collect_events()  # what was recorded and not committed is dropped
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._before is not None:  # left without a commit: roll back
-            self.store.tables = self._before
-            self.store.collect_events()
-        self._before = None
-
-    async def commit(self) -> None:
+    def publish(self) -> None:
         self.published.extend(self.store.collect_events())
-        self.commits += 1
-        self._before = copy.deepcopy(self.store.tables)

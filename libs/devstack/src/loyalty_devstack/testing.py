@@ -1,10 +1,11 @@
-"""pytest fixtures: real PostgreSQL and NATS JetStream for every test run.
+"""pytest fixtures: real PostgreSQL and NATS JetStream for the tests that need them.
 
-Embedded servers by default (in a temporary folder, removed afterwards); the servers named by
-LOYALTY_DATABASE_URL / LOYALTY_NATS_URL when set. Each test run gets a run id: its databases are
-`<run id>_<service>` and its event subjects and streams live under the namespace `<run id>`, so
-runs never see each other's data, even on shared servers. Everything the run made is dropped at
-the end.
+The servers start lazily, the first time a test asks for a fixture that needs them (`infra`,
+`settings`, `services`, a service); tests on fakes start none. Embedded servers by default (in a
+temporary folder, removed afterwards); the servers named by LOYALTY_DATABASE_URL /
+LOYALTY_NATS_URL when set. Each test run gets a run id: its databases are `<run id>_<service>`
+and its event subjects and streams live under the namespace `<run id>`, so runs never see each
+other's data, even on shared servers. Everything the run made is dropped at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,16 @@ def run_id() -> str:
     return f"t{os.getpid()}{secrets.token_hex(3)}"
 
 
-@pytest.fixture(scope="session")
-def infra() -> Iterator[Infrastructure]:
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def infra(run_id: str) -> AsyncIterator[Infrastructure]:
+    """PostgreSQL and NATS, started the first time a test needs them (through `settings`,
+    `services` or a service fixture), never for tests that need no server; what the run made
+    on them is dropped when the session ends."""
     with tempfile.TemporaryDirectory(prefix="loyalty-test-") as folder:
         started = Infrastructure(Path(folder), keep=False).start()
         try:
             yield started
+            await drop_run_data(started.database_url, started.nats_url, run_id)
         finally:
             started.stop()
 
@@ -104,12 +109,6 @@ def make_settings(infra: Infrastructure, run_id: str, data_dir: Path) -> Callabl
 @pytest.fixture(scope="session")
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
-async def _drop_run_data(infra: Infrastructure, run_id: str) -> AsyncIterator[None]:
-    yield
-    await drop_run_data(infra.database_url, infra.nats_url, run_id)
 
 
 class ServiceRunner:

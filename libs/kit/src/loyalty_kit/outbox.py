@@ -64,6 +64,14 @@ class Outbox:
         )
         return event_id
 
+    async def add_all(self, messages: Sequence[Message]) -> None:
+        """The events a unit of work collected: one row as `add` writes it, more in one
+        statement, none: nothing."""
+        if len(messages) == 1:
+            await self.add(messages[0])
+        else:
+            await self.add_many(messages)
+
     async def add_many(self, messages: Sequence[Message]) -> None:
         """Many events in one statement (batch jobs: a chunk's events at once)."""
         if not messages:

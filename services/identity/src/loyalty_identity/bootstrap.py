@@ -10,7 +10,7 @@ from loyalty_kit.clock import Clock, utc_now
 from loyalty_kit.server import ServiceContext
 
 from loyalty_identity.adapters.crypto import Keyring
-from loyalty_identity.adapters.repository import IdentityTypeCache
+from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 from loyalty_identity.settings import keyring_for
 

@@ -24,6 +24,7 @@ from loyalty_benefits.domain.errors import (
     CurrencyMismatch,
     MinimumSpendNotMet,
 )
+from loyalty_benefits.domain.events import CouponIssued
 
 # Crockford's base32 (no I, L, O, U: nothing to misread at a till). 16 characters: 80 random
 # bits from the OS's CSPRNG, so codes cannot be guessed or enumerated.
@@ -87,6 +88,12 @@ class Coupon:
     redeemed_unit: str = ""
     redeemed_order_id: str = ""
     discount: Amount | None = None
+
+    def issued(self, now: datetime) -> CouponIssued:
+        """The event that announces this coupon, newly issued."""
+        return CouponIssued(
+            self.member_id, self.code, self.template_code, self.source, self.valid_until, now
+        )
 
     def state_at(self, now: datetime) -> CouponState:
         if self.state is CouponState.ISSUED and now >= self.valid_until:

@@ -1,5 +1,6 @@
 """Use cases of the benefits service, each inside one unit of work (the reward redemption,
-which spans the points service, is in `rewards.py`)."""
+which spans the points service, is in `rewards.py`). What they announce they record on the
+unit of work as domain events; it writes them to the outbox when it commits."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from loyalty.benefits.v1 import events_pb2
 from loyalty_kit.caller import check_unit
 from loyalty_kit.money import Amount
-from loyalty_kit.timestamps import timestamp
 
+from loyalty_benefits.domain import events
 from loyalty_benefits.domain.birthdays import birthdays_on
 from loyalty_benefits.domain.birthdays import grant_key as birthday_grant_key
 from loyalty_benefits.domain.catalogue import Catalogue, Reward
@@ -44,17 +44,17 @@ from loyalty_benefits.domain.members import erased as erased_state
 from loyalty_benefits.domain.members import merged as merged_state
 from loyalty_benefits.domain.members import reactivated as reactivated_state
 from loyalty_benefits.domain.members import suspended as suspended_state
-from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
+from loyalty_benefits.service_layer.ports import BenefitsWork
 
 
-async def catalogue(uow: BenefitsUnitOfWork) -> Catalogue:
+async def catalogue(uow: BenefitsWork) -> Catalogue:
     found = await uow.catalogue.latest()
     if found is None:
         raise NoCatalogue()
     return found
 
 
-async def publish_catalogue(uow: BenefitsUnitOfWork, new: Catalogue) -> Catalogue:
+async def publish_catalogue(uow: BenefitsWork, new: Catalogue) -> Catalogue:
     new.validate()
     new.version, new.created_at = await uow.catalogue.add(new)
     return new
@@ -63,7 +63,7 @@ async def publish_catalogue(uow: BenefitsUnitOfWork, new: Catalogue) -> Catalogu
 # --- members' state ---------------------------------------------------------------------------
 
 
-async def active_member(uow: BenefitsUnitOfWork, member_id: str) -> None:
+async def active_member(uow: BenefitsWork, member_id: str) -> None:
     """MemberNotActive (FAILED_PRECONDITION, MEMBER_SUSPENDED / _MERGED / _ERASED) for a member
     identity suspended, merged into another or erased; one primary-key lookup that, for an
     active member, finds nothing. Everything a member does or is given asks this first; giving
@@ -71,11 +71,11 @@ async def active_member(uow: BenefitsUnitOfWork, member_id: str) -> None:
     ensure_active(await uow.member_states.get(member_id))
 
 
-async def not_merged(uow: BenefitsUnitOfWork, member_id: str) -> None:
+async def not_merged(uow: BenefitsWork, member_id: str) -> None:
     ensure_not_merged(await uow.member_states.get(member_id))
 
 
-async def active_among(uow: BenefitsUnitOfWork, member_ids: list[str]) -> list[str]:
+async def active_among(uow: BenefitsWork, member_ids: list[str]) -> list[str]:
     """`member_ids` without the members who are not active (background grants skip them)."""
     inactive = await uow.member_states.among(member_ids)
     return [m for m in member_ids if m not in inactive]
@@ -85,7 +85,7 @@ async def active_among(uow: BenefitsUnitOfWork, member_ids: list[str]) -> list[s
 
 
 async def entitlements(
-    uow: BenefitsUnitOfWork, member_id: str, unit: str, now: datetime
+    uow: BenefitsWork, member_id: str, unit: str, now: datetime
 ) -> tuple[str, list[Entitlement]]:
     rules = await catalogue(uow)
     await not_merged(uow, member_id)
@@ -104,7 +104,7 @@ async def entitlements(
 
 
 async def consume(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     benefit_code: str,
     unit: str,
@@ -133,21 +133,16 @@ async def consume(
     )
     await uow.consumptions.add(consumption)
     used = await uow.consumptions.usage(member_id, [(benefit.code, period.key)])
-    await uow.outbox.add(
-        events_pb2.BenefitConsumed(
-            member_id=member_id,
-            consumption_id=consumption.consumption_id,
-            benefit_code=benefit.code,
-            unit=unit,
-            order_id=order_id,
-            occurred_at=timestamp(now),
+    uow.record(
+        events.BenefitConsumed(
+            member_id, consumption.consumption_id, benefit.code, unit, order_id, now
         )
     )
     return consumption, Entitlement(benefit, period, used.get((benefit.code, period.key), 0))
 
 
 async def release(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     consumption_id: str,
     reason: str,
@@ -169,14 +164,9 @@ async def release(
     consumption.released_at = now
     consumption.release_reason = reason
     await uow.consumptions.release(consumption)
-    await uow.outbox.add(
-        events_pb2.BenefitReleased(
-            member_id=member_id,
-            consumption_id=consumption_id,
-            benefit_code=consumption.benefit_code,
-            unit=consumption.unit,
-            reason=reason,
-            occurred_at=timestamp(now),
+    uow.record(
+        events.BenefitReleased(
+            member_id, consumption_id, consumption.benefit_code, consumption.unit, reason, now
         )
     )
     return consumption
@@ -185,23 +175,8 @@ async def release(
 # --- coupons ---------------------------------------------------------------------------------
 
 
-def coupon_issued(coupon: Coupon, now: datetime) -> events_pb2.CouponIssued:
-    return events_pb2.CouponIssued(
-        member_id=coupon.member_id,
-        code=coupon.code,
-        template_code=coupon.template_code,
-        source=coupon.source,
-        valid_until=timestamp(coupon.valid_until),
-        occurred_at=timestamp(now),
-    )
-
-
-async def _coupon_issued(uow: BenefitsUnitOfWork, coupon: Coupon, now: datetime) -> None:
-    await uow.outbox.add(coupon_issued(coupon, now))
-
-
 async def issue_coupons(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     template_code: str,
     member_ids: list[str],
     issuer_unit: str | None,
@@ -223,12 +198,12 @@ async def issue_coupons(
     coupons = [issue(template, member_id, "issue", now) for member_id in member_ids]
     await uow.coupons.add_many(coupons)
     for coupon in coupons:
-        await _coupon_issued(uow, coupon, now)
+        uow.record(coupon.issued(now))
     return coupons
 
 
 async def grant_coupon(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     rules: Catalogue,
     template_code: str,
     member_id: str,
@@ -242,7 +217,7 @@ async def grant_coupon(
 
 
 async def grant_coupon_once(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     rules: Catalogue,
     template_code: str,
     member_id: str,
@@ -256,14 +231,14 @@ async def grant_coupon_once(
         raise CouponTemplateNotFound(template_code)
     coupon = issue(template, member_id, grant_key, now)
     if await uow.coupons.add(coupon, grant_key):
-        await _coupon_issued(uow, coupon, now)
+        uow.record(coupon.issued(now))
         return coupon, True
     granted = await uow.coupons.by_grant(member_id, grant_key)
     assert granted is not None
     return granted, False
 
 
-async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
+async def coupon(uow: BenefitsWork, member_id: str, code: str) -> Coupon:
     await not_merged(uow, member_id)
     found = await uow.coupons.get(member_id, code.upper())
     if found is None:
@@ -272,7 +247,7 @@ async def coupon(uow: BenefitsUnitOfWork, member_id: str, code: str) -> Coupon:
 
 
 async def redeem_coupon(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     code: str,
     unit: str,
@@ -286,22 +261,16 @@ async def redeem_coupon(
         raise CouponNotFound(code)
     discount = found.redeem(unit, order_id, order, now)
     await uow.coupons.save_redemption(found)
-    await uow.outbox.add(
-        events_pb2.CouponRedeemed(
-            member_id=member_id,
-            code=found.code,
-            template_code=found.template_code,
-            unit=unit,
-            order_id=order_id,
-            discount=discount.message(),
-            occurred_at=timestamp(now),
+    uow.record(
+        events.CouponRedeemed(
+            member_id, found.code, found.template_code, unit, order_id, discount, now
         )
     )
     return found, discount
 
 
 async def release_coupon(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     code: str,
     reason: str,
@@ -318,23 +287,23 @@ async def release_coupon(
         check_unit(found.redeemed_unit, caller_unit)
     undone = found.release()
     await uow.coupons.save_redemption(found)
-    released = events_pb2.CouponReleased(
-        member_id=member_id,
-        code=found.code,
-        template_code=found.template_code,
-        unit=undone.unit,
-        order_id=undone.order_id,
-        reason=reason,
-        occurred_at=timestamp(now),
+    uow.record(
+        events.CouponReleased(
+            member_id=member_id,
+            code=found.code,
+            template_code=found.template_code,
+            unit=undone.unit,
+            order_id=undone.order_id,
+            reason=reason,
+            discount=undone.discount,
+            occurred_at=now,
+        )
     )
-    if undone.discount is not None:
-        released.discount.CopyFrom(undone.discount.message())
-    await uow.outbox.add(released)
     return found
 
 
 async def member_coupons(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     state: CouponState | None,
     now: datetime,
@@ -352,7 +321,7 @@ UNMERGED = "unmerged"  # the reason of a restored member's TierChanged
 
 
 async def on_tier_changed(
-    uow: BenefitsUnitOfWork,
+    uow: BenefitsWork,
     member_id: str,
     from_tier: str,
     to_tier: str,
@@ -383,7 +352,7 @@ async def on_tier_changed(
         await grant_coupon(uow, rules, template.code, member_id, f"welcome:{to_tier}", now)
 
 
-async def on_member_suspended(uow: BenefitsUnitOfWork, member_id: str, now: datetime) -> None:
+async def on_member_suspended(uow: BenefitsWork, member_id: str, now: datetime) -> None:
     """Until reactivated, the member consumes, redeems and is issued nothing."""
     known = await uow.member_states.get(member_id, lock=True)
     state = suspended_state(member_id, known, now)
@@ -391,7 +360,7 @@ async def on_member_suspended(uow: BenefitsUnitOfWork, member_id: str, now: date
         await uow.member_states.save(state)
 
 
-async def on_member_reactivated(uow: BenefitsUnitOfWork, member_id: str) -> None:
+async def on_member_reactivated(uow: BenefitsWork, member_id: str) -> None:
     """Active again: the row goes (a merged or erased member stays so)."""
     known = await uow.member_states.get(member_id, lock=True)
     if known is not None and reactivated_state(known) is None:
@@ -399,7 +368,7 @@ async def on_member_reactivated(uow: BenefitsUnitOfWork, member_id: str) -> None
 
 
 async def on_member_merged(
-    uow: BenefitsUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
+    uow: BenefitsWork, survivor_id: str, absorbed_id: str, now: datetime
 ) -> None:
     """The survivor takes the absorbed member's coupons, consumptions (uses in the same quota
     period add up) and reward redemptions. Its tier comes from the tiers service, which
@@ -419,7 +388,7 @@ async def on_member_merged(
 
 
 async def on_member_unmerged(
-    uow: BenefitsUnitOfWork, survivor_id: str, restored_id: str, now: datetime
+    uow: BenefitsWork, survivor_id: str, restored_id: str, now: datetime
 ) -> None:
     """Undo a merge: the coupons, consumptions (and the quota they use) and reward redemptions
     that came from the restored member go back to it, and its ID is accepted again. Its tier
@@ -435,7 +404,7 @@ async def on_member_unmerged(
     await uow.rewards.give_back_member(survivor_id, restored_id)
 
 
-async def on_member_erased(uow: BenefitsUnitOfWork, member_id: str, now: datetime) -> None:
+async def on_member_erased(uow: BenefitsWork, member_id: str, now: datetime) -> None:
     """Right to be forgotten: unused coupons and quota usage go; what was consumed, redeemed or
     bought stays only as anonymous counts (units settle on them). The ID is refused from now on
     (MEMBER_ERASED)."""
@@ -450,7 +419,7 @@ async def on_member_erased(uow: BenefitsUnitOfWork, member_id: str, now: datetim
     await uow.birthdays.forget(member_id)
 
 
-async def on_profile_changed(uow: BenefitsUnitOfWork, member_id: str, month: int, day: int) -> None:
+async def on_profile_changed(uow: BenefitsWork, member_id: str, month: int, day: int) -> None:
     """Remember the birthday (month and day only; 0: none on file)."""
     await uow.birthdays.save(member_id, month, day)
 
@@ -462,7 +431,7 @@ class BirthdayRun:
 
 
 async def birthday_gifts_chunk(
-    uow: BenefitsUnitOfWork, now: datetime, after: str | None, chunk: int
+    uow: BenefitsWork, now: datetime, after: str | None, chunk: int
 ) -> tuple[BirthdayRun, str | None]:
     """Grant the birthday coupons of up to `chunk` members celebrating today (in the
     catalogue's time zone), after member `after`; the last member seen (None: done). Each
@@ -490,7 +459,7 @@ async def birthday_gifts_chunk(
 
 
 async def run_birthday_gifts(
-    uow_factory: Callable[[], BenefitsUnitOfWork], now: datetime, chunk: int
+    uow_factory: Callable[[], BenefitsWork], now: datetime, chunk: int
 ) -> BirthdayRun:
     total, after = BirthdayRun(), None
     while True:
@@ -506,7 +475,7 @@ async def run_birthday_gifts(
 # --- rewards catalogue -----------------------------------------------------------------------
 
 
-async def rewards(uow: BenefitsUnitOfWork, unit: str) -> list[tuple[Reward, int]]:
+async def rewards(uow: BenefitsWork, unit: str) -> list[tuple[Reward, int]]:
     rules = await catalogue(uow)
     offered = sorted((r for r in rules.rewards if not unit or r.unit == unit), key=lambda r: r.code)
     stock = await uow.rewards.stock([r.code for r in offered])
@@ -514,7 +483,7 @@ async def rewards(uow: BenefitsUnitOfWork, unit: str) -> list[tuple[Reward, int]
 
 
 async def restock(
-    uow: BenefitsUnitOfWork, reward_code: str, quantity: int, caller_unit: str | None
+    uow: BenefitsWork, reward_code: str, quantity: int, caller_unit: str | None
 ) -> tuple[Reward, int]:
     """Add stock: the unit offering the reward (or an admin, `caller_unit` None)."""
     rules = await catalogue(uow)

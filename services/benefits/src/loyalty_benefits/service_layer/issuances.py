@@ -31,7 +31,7 @@ from loyalty_benefits.domain.errors import (
     SegmentUnreachable,
 )
 from loyalty_benefits.domain.issuances import CouponIssuance, grant_key
-from loyalty_benefits.service_layer.handlers import active_among, catalogue, coupon_issued
+from loyalty_benefits.service_layer.handlers import active_among, catalogue
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
 log = get_logger("loyalty.benefits.issuances")
@@ -102,7 +102,8 @@ async def issue_chunk(
         current.fail(error.reason, str(error), now)
         await uow.issuances.save(current)
         return current
-    await uow.outbox.add_many([coupon_issued(c, now) for c in issued])
+    for coupon in issued:
+        uow.record(coupon.issued(now))
     current.advance(len(member_ids), len(issued), next_token, total, now)
     await uow.issuances.save(current)
     return current

@@ -23,13 +23,12 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from google.protobuf.message import Message
-from loyalty.benefits.v1 import events_pb2
 from loyalty_kit.errors import DomainError
 from loyalty_kit.idempotency import fingerprint, request_id_reused, validate_request_id
 from loyalty_kit.jobs import log_round_failed
 from loyalty_kit.logs import get_logger
-from loyalty_kit.timestamps import timestamp
 
+from loyalty_benefits.domain import events
 from loyalty_benefits.domain.catalogue import Reward
 from loyalty_benefits.domain.coupons import Coupon, issuable_window
 from loyalty_benefits.domain.errors import (
@@ -214,8 +213,8 @@ class RewardRedemptions:
         redemption.state = RedemptionState.COMPLETED
         redemption.coupon_code = coupon.code
         await uow.rewards.save_redemption(redemption, now)
-        await uow.outbox.add(
-            events_pb2.RewardRedeemed(
+        uow.record(
+            events.RewardRedeemed(
                 member_id=redemption.member_id,
                 redemption_id=redemption.redemption_id,
                 reward_code=redemption.reward_code,
@@ -223,7 +222,7 @@ class RewardRedemptions:
                 points=redemption.points,
                 points_posting_id=redemption.posting_id,
                 coupon_code=coupon.code,
-                occurred_at=timestamp(now),
+                occurred_at=now,
             )
         )
 

@@ -1,4 +1,6 @@
-"""The benefits service's unit of work: the kit's plus its stores."""
+"""The benefits service's unit of work: the kit's plus its stores; the use cases record domain
+events on it, and on commit they go to the outbox as the contract's messages, in the same
+transaction."""
 
 from __future__ import annotations
 
@@ -7,17 +9,15 @@ from typing import Self
 from loyalty_kit.uow import UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from loyalty_benefits.adapters.repository import (
-    Birthdays,
-    CatalogueCache,
-    CatalogueStore,
-    Consumptions,
-    CouponIssuances,
-    Coupons,
-    MemberStates,
-    MemberTiers,
-    Rewards,
-)
+from loyalty_benefits.adapters.events import to_message
+from loyalty_benefits.adapters.stores.birthdays import Birthdays
+from loyalty_benefits.adapters.stores.catalogue import CatalogueCache, CatalogueStore
+from loyalty_benefits.adapters.stores.consumptions import Consumptions
+from loyalty_benefits.adapters.stores.coupons import Coupons
+from loyalty_benefits.adapters.stores.issuances import CouponIssuances
+from loyalty_benefits.adapters.stores.members import MemberStates, MemberTiers
+from loyalty_benefits.adapters.stores.rewards import Rewards
+from loyalty_benefits.domain.events import Event
 
 
 class BenefitsUnitOfWork(UnitOfWork):
@@ -51,4 +51,16 @@ class BenefitsUnitOfWork(UnitOfWork):
         self.rewards = Rewards(self.session)
         self.birthdays = Birthdays(self.session)
         self.member_states = MemberStates(self.session)
+        self._recorded: list[Event] = []
         return self
+
+    def record(self, event: Event) -> None:
+        self._recorded.append(event)
+
+    def collect_new_events(self) -> list[Event]:
+        found, self._recorded = self._recorded, []
+        return found
+
+    async def commit(self) -> None:
+        await self.outbox.add_all([to_message(event) for event in self.collect_new_events()])
+        await super().commit()

@@ -6,7 +6,6 @@ plain `Member`s, the database gets sealed bytes and blind indexes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from types import SimpleNamespace
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_identity.adapters import tables as t
 from loyalty_identity.adapters.crypto import Keyring, seal, unseal
+from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
 from loyalty_identity.domain.member import (
     Consent,
@@ -60,25 +60,6 @@ def _field(member_id: str, name: str) -> str:
     return f"{member_id}/{name}"
 
 
-class IdentityTypeCache:
-    """Identity types change rarely and are read on every call: kept for a few seconds per
-    process (a change made on another replica is seen within `ttl`)."""
-
-    def __init__(self, ttl: float = 10.0) -> None:
-        self.ttl = ttl
-        self._types: dict[str, IdentityType] | None = None
-        self._expires = 0.0
-
-    def get(self) -> dict[str, IdentityType] | None:
-        return self._types if time.monotonic() < self._expires else None
-
-    def put(self, types: dict[str, IdentityType]) -> None:
-        self._types, self._expires = types, time.monotonic() + self.ttl
-
-    def invalidate(self) -> None:
-        self._types, self._expires = None, 0.0
-
-
 class MemberRepository:
     def __init__(
         self, session: AsyncSession, keyring: Keyring, types: IdentityTypeCache | None = None
@@ -87,6 +68,7 @@ class MemberRepository:
         self.keyring = keyring
         self.types = types or IdentityTypeCache(ttl=0)
         self._data_keys: dict[str, bytes] = {}
+        self.seen: list[Member] = []  # members read or added: the unit of work collects events
 
     # --- data keys ----------------------------------------------------------------------------
     async def _create_data_key(self, member_id: str) -> bytes:
@@ -197,15 +179,17 @@ class MemberRepository:
     def _member(self, record: Any) -> Member:
         row = SimpleNamespace(**dict(record.items()))
         member_id = str(row.member_id)
-        member = Member(
-            member_id=member_id,
-            state=MemberState(row.state),
-            registered_unit=row.registered_unit,
-            registered_channel=row.registered_channel,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            merged_into=str(row.merged_into or ""),
-            suspension_reason=row.suspension_reason,
+        member = self._seen(
+            Member(
+                member_id=member_id,
+                state=MemberState(row.state),
+                registered_unit=row.registered_unit,
+                registered_channel=row.registered_channel,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                merged_into=str(row.merged_into or ""),
+                suspension_reason=row.suspension_reason,
+            )
         )
         if member.state in (MemberState.ERASED, MemberState.MERGED) or row.wrapped_key is None:
             return member  # tombstones hold no personal data
@@ -247,7 +231,12 @@ class MemberRepository:
         return [m for m in members if m is not None]
 
     # --- writes -------------------------------------------------------------------------------
+    def _seen(self, member: Member) -> Member:
+        self.seen.append(member)
+        return member
+
     async def add(self, member: Member) -> None:
+        self._seen(member)
         await self.session.execute(
             insert(t.members).values(
                 member_id=member.member_id,

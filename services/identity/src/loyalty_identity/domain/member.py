@@ -1,7 +1,8 @@
 """The member aggregate and its rules (pure: no I/O).
 
 A member is ACTIVE, SUSPENDED, MERGED (into a survivor) or ERASED (a tombstone). Only active or
-suspended members change; merged and erased members only answer reads.
+suspended members change; merged and erased members only answer reads. What happens to a member
+is recorded on it as plain domain events (`events`), which the unit of work collects.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from enum import Enum
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.resources import TAG_HINT, is_tag
 
+from loyalty_identity.domain import events as ev
 from loyalty_identity.domain.errors import (
     CannotMergeIntoItself,
     LastIdentity,
@@ -111,6 +113,37 @@ class Member:
     profile: Profile = field(default_factory=Profile)
     consents: dict[ConsentPurpose, Consent] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
+    # What happened to the member in this unit of work, for the outbox (not part of its state).
+    events: list[ev.Event] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def register(
+        cls,
+        member_id: str,
+        unit: str,
+        channel: str,
+        now: datetime,
+        identities: Sequence[ChannelIdentity],
+        profile: Profile,
+        consents: Sequence[Consent],
+    ) -> Member:
+        """A new active member: registered, with the consents and the profile given."""
+        member = cls(
+            member_id=member_id,
+            state=MemberState.ACTIVE,
+            registered_unit=unit,
+            registered_channel=channel,
+            created_at=now,
+            updated_at=now,
+            identities=[LinkedIdentity(i, now) for i in identities],
+        )
+        member.record(ev.MemberRegistered(member_id, unit, channel, now))
+        member.give_consents(consents)
+        member.change_profile(profile, now)
+        return member
+
+    def record(self, event: ev.Event) -> None:
+        self.events.append(event)
 
     # --- rules --------------------------------------------------------------------------------
     def ensure_changeable(self) -> None:
@@ -130,6 +163,7 @@ class Member:
         self.state = MemberState.SUSPENDED
         self.suspension_reason = reason
         self.updated_at = now
+        self.record(ev.MemberSuspended(self.member_id, now))
 
     def reactivate(self, now: datetime) -> None:
         self.ensure_changeable()
@@ -138,6 +172,42 @@ class Member:
         self.state = MemberState.ACTIVE
         self.suspension_reason = ""
         self.updated_at = now
+        self.record(ev.MemberReactivated(self.member_id, now))
+
+    def change_profile(self, profile: Profile, now: datetime) -> list[str]:
+        """The member's profile becomes `profile`; the fields that changed (announced if any)."""
+        changed = profile.changed_fields(self.profile)
+        self.profile = profile
+        if changed:
+            self.record(ev.ProfileChanged(self.member_id, tuple(changed), profile.birthday, now))
+        return changed
+
+    def give_consents(self, changes: Sequence[Consent]) -> None:
+        """Consents given or withdrawn: each is announced, even one that changes nothing."""
+        for consent in changes:
+            self.consents[consent.purpose] = consent
+            self.record(
+                ev.ConsentChanged(
+                    self.member_id,
+                    consent.purpose,
+                    consent.granted,
+                    consent.source,
+                    consent.changed_at,
+                )
+            )
+
+    def erase(self, now: datetime) -> None:
+        """Personal data gone, a tombstone left: the member only answers reads from now on."""
+        self.ensure_changeable()
+        self.state = MemberState.ERASED
+        self.merged_into = ""
+        self.suspension_reason = ""
+        self.updated_at = now
+        self.identities = []
+        self.profile = Profile()
+        self.consents = {}
+        self.tags = set()
+        self.record(ev.MemberErased(self.member_id, now))
 
     def has_identity(self, identity: ChannelIdentity) -> bool:
         return any(linked.identity == identity for linked in self.identities)

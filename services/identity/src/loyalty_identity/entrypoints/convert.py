@@ -22,7 +22,7 @@ from loyalty_identity.domain.member import (
     MemberState,
     Profile,
 )
-from loyalty_identity.service_layer.handlers import ConsentGiven, RawIdentity
+from loyalty_identity.service_layer.commands import ConsentGiven, RawIdentity
 
 RESOURCE = MEMBERS
 

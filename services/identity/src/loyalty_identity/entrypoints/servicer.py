@@ -28,7 +28,7 @@ from loyalty_identity.bootstrap import Identity
 from loyalty_identity.domain.member import Member
 from loyalty_identity.entrypoints import convert
 from loyalty_identity.service_layer import handlers
-from loyalty_identity.service_layer.handlers import Register
+from loyalty_identity.service_layer.commands import Operator, Register
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 
 R = TypeVar("R", bound=Message)
@@ -315,6 +315,6 @@ class IdentityServicer(UnitOfWorkServicer[IdentityUnitOfWork], IdentityServiceSe
         return pb.UpsertIdentityTypeResponse(identity_type=convert.identity_type_message(stored))
 
 
-def _operator() -> handlers.Operator:
+def _operator() -> Operator:
     caller = current_caller()
-    return handlers.Operator(unit=caller.unit, client_id=caller.client_id)
+    return Operator(unit=caller.unit, client_id=caller.client_id)

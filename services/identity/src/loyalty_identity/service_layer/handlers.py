@@ -1,5 +1,6 @@
 """Use cases of the identity service. Each runs inside one unit of work (one transaction) that
-the caller opens and commits; events go to the outbox in the same transaction.
+the caller opens and commits. The member aggregate records what happened as domain events; the
+unit of work collects them for the outbox, in the same transaction.
 
 Handlers take plain commands and return domain objects: they know nothing of gRPC.
 """
@@ -8,14 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from loyalty.identity.v1 import events_pb2
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
-from loyalty_kit.timestamps import timestamp as _ts
 
+from loyalty_identity.domain import events
 from loyalty_identity.domain.errors import (
     CannotMergeIntoItself,
     IdentityAlreadyBound,
@@ -24,6 +22,7 @@ from loyalty_identity.domain.errors import (
     NoMemberWithIdentity,
     NotMergedInto,
 )
+from loyalty_identity.domain.export import personal_data
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType, normalise
 from loyalty_identity.domain.member import (
     MAX_TAGS_PER_MEMBER,
@@ -38,55 +37,20 @@ from loyalty_identity.domain.member import (
     validate_tags,
     validate_unit,
 )
-from loyalty_identity.service_layer.uow import IdentityUnitOfWork
-
-
-# --- commands -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RawIdentity:
-    type: str
-    value: str
-
-
-@dataclass(frozen=True)
-class ConsentGiven:
-    purpose: ConsentPurpose | None  # None: the caller left it unspecified
-    granted: bool
-
-
-@dataclass(frozen=True)
-class Register:
-    identities: Sequence[RawIdentity]
-    unit: str
-    channel: str
-    profile: Profile = field(default_factory=Profile)
-    consents: Sequence[ConsentGiven] = ()
-
-
-@dataclass(frozen=True)
-class Operator:
-    """Who runs a member operation (the caller's unit and client), for the audit log."""
-
-    unit: str
-    client_id: str
-
-
-@dataclass(frozen=True)
-class Unmerged:
-    restored: Member
-    survivor: Member
-
-
-@dataclass(frozen=True)
-class Registered:
-    member: Member
-    created: bool
-    already_bound_types: list[str]
+from loyalty_identity.service_layer.commands import (
+    ConsentGiven,
+    Operator,
+    RawIdentity,
+    Register,
+    Registered,
+    Unmerged,
+)
+from loyalty_identity.service_layer.ports import IdentityWork
 
 
 # --- helpers ------------------------------------------------------------------------------------
 async def _normalised(
-    uow: IdentityUnitOfWork, raw: Sequence[RawIdentity], field_name: str
+    uow: IdentityWork, raw: Sequence[RawIdentity], field_name: str
 ) -> list[ChannelIdentity]:
     types = await uow.members.identity_types()
     problems = Violations()
@@ -112,7 +76,7 @@ async def _normalised(
     return result
 
 
-async def _member(uow: IdentityUnitOfWork, member_id: str, *, lock: bool = False) -> Member:
+async def _member(uow: IdentityWork, member_id: str, *, lock: bool = False) -> Member:
     member = await uow.members.get(member_id, lock=lock)
     if member is None:
         raise MemberNotFound(member_id)
@@ -137,47 +101,15 @@ def _consents(
     return result
 
 
-async def _announce_consents(
-    uow: IdentityUnitOfWork, member_id: str, changes: list[Consent]
-) -> None:
-    for consent in changes:
-        await uow.outbox.add(
-            events_pb2.ConsentChanged(
-                member_id=member_id,
-                purpose=f"CONSENT_PURPOSE_{consent.purpose.name}",
-                granted=consent.granted,
-                source=consent.source,
-                changed_at=_ts(consent.changed_at),
-            )
-        )
-
-
-async def _announce_profile(
-    uow: IdentityUnitOfWork, member_id: str, profile: Profile, changed: list[str], now: datetime
-) -> None:
-    if not changed:
-        return
-    birthday = profile.birthday
-    await uow.outbox.add(
-        events_pb2.ProfileChanged(
-            member_id=member_id,
-            changed_fields=changed,
-            birthday_month=birthday.month if birthday else 0,
-            birthday_day=birthday.day if birthday else 0,
-            changed_at=_ts(now),
-        )
-    )
-
-
 # --- use cases ----------------------------------------------------------------------------------
 async def learn_programme(
-    uow: IdentityUnitOfWork, units: Sequence[str], version: int, now: datetime
+    uow: IdentityWork, units: Sequence[str], version: int, now: datetime
 ) -> None:
     """A programme version was published: its units are ones members may register at."""
     await uow.members.learn_programme_units(units, version, now)
 
 
-async def register(uow: IdentityUnitOfWork, command: Register, now: datetime) -> Registered:
+async def register(uow: IdentityWork, command: Register, now: datetime) -> Registered:
     problems = Violations()
     if not command.identities:
         problems.add("identities", "at least one identity is required")
@@ -221,44 +153,24 @@ async def register(uow: IdentityUnitOfWork, command: Register, now: datetime) ->
         existing = await _member(uow, distinct[0])
         return Registered(existing, False, sorted({i.type for i in owners}))
 
-    member = Member(
-        member_id=new_member_id(),
-        state=MemberState.ACTIVE,
-        registered_unit=command.unit,
-        registered_channel=command.channel,
-        created_at=now,
-        updated_at=now,
-        identities=[LinkedIdentity(i, now) for i in identities],
-        profile=command.profile,
-        consents={c.purpose: c for c in consents},
+    member = Member.register(
+        new_member_id(),
+        command.unit,
+        command.channel,
+        now,
+        identities,
+        command.profile,
+        consents,
     )
     await uow.members.add(member)
-    await uow.outbox.add(
-        events_pb2.MemberRegistered(
-            member_id=member.member_id,
-            unit=command.unit,
-            channel=_channel_enum(command.channel),
-            registered_at=_ts(now),
-        )
-    )
-    await _announce_consents(uow, member.member_id, consents)
-    await _announce_profile(
-        uow, member.member_id, member.profile, member.profile.changed_fields(Profile()), now
-    )
     return Registered(member, True, [])
 
 
-def _channel_enum(channel: str) -> Any:
-    from loyalty.common.v1 import channel_pb2
-
-    return channel_pb2.Channel.Value(channel) if channel else channel_pb2.CHANNEL_UNSPECIFIED
-
-
-async def get_member(uow: IdentityUnitOfWork, member_id: str) -> Member:
+async def get_member(uow: IdentityWork, member_id: str) -> Member:
     return await _member(uow, member_id)
 
 
-async def resolve(uow: IdentityUnitOfWork, raw: RawIdentity) -> Member:
+async def resolve(uow: IdentityWork, raw: RawIdentity) -> Member:
     (identity,) = await _normalised(uow, [raw], "identity")
     member = await uow.members.get_by_identity(identity)
     if member is None:
@@ -266,7 +178,7 @@ async def resolve(uow: IdentityUnitOfWork, raw: RawIdentity) -> Member:
     return member
 
 
-async def link(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity, now: datetime) -> Member:
+async def link(uow: IdentityWork, member_id: str, raw: RawIdentity, now: datetime) -> Member:
     member = await _member(uow, member_id, lock=True)
     member.ensure_changeable()
     (identity,) = await _normalised(uow, [raw], "identity")
@@ -283,7 +195,7 @@ async def link(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity, now: d
     return member
 
 
-async def unlink(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity) -> Member:
+async def unlink(uow: IdentityWork, member_id: str, raw: RawIdentity) -> Member:
     member = await _member(uow, member_id, lock=True)
     (identity,) = await _normalised(uow, [raw], "identity")
     if not member.has_identity(identity):
@@ -296,7 +208,7 @@ async def unlink(uow: IdentityUnitOfWork, member_id: str, raw: RawIdentity) -> M
 
 
 async def merge(
-    uow: IdentityUnitOfWork,
+    uow: IdentityWork,
     survivor_id: str,
     absorbed_id: str,
     now: datetime,
@@ -317,10 +229,8 @@ async def merge(
     await uow.members.move_identities(absorbed.identities, absorbed.member_id, survivor.member_id)
     survivor.identities.extend(absorbed.identities)
     profile = survivor.absorb_profile(absorbed.profile)
-    changed = profile.changed_fields(survivor.profile)
-    if changed:
+    if profile.changed_fields(survivor.profile):
         await uow.members.save_profile(survivor.member_id, profile)
-        survivor.profile = profile
     taken = [c for p, c in absorbed.consents.items() if p not in survivor.consents]
     await uow.members.record_consents(survivor.member_id, taken)
     survivor.consents.update({c.purpose: c for c in taken})
@@ -335,14 +245,8 @@ async def merge(
     await uow.members.forward_merged(absorbed.member_id, survivor.member_id)
     survivor.updated_at = now
     await uow.members.save_state(survivor)
-    await uow.outbox.add(
-        events_pb2.MemberMerged(
-            survivor_member_id=survivor.member_id,
-            absorbed_member_id=absorbed.member_id,
-            merged_at=_ts(now),
-        )
-    )
-    await _announce_profile(uow, survivor.member_id, survivor.profile, changed, now)
+    survivor.record(events.MemberMerged(survivor.member_id, absorbed.member_id, now))
+    survivor.change_profile(profile, now)
     if operator is not None:
         await uow.members.audit(
             survivor.member_id,
@@ -357,7 +261,7 @@ async def merge(
 
 
 async def unmerge(
-    uow: IdentityUnitOfWork,
+    uow: IdentityWork,
     survivor_id: str,
     restored_id: str,
     given: Sequence[RawIdentity],
@@ -389,14 +293,7 @@ async def unmerge(
     survivor.identities = [i for i in survivor.identities if i.identity not in identities]
     survivor.updated_at = now
     await uow.members.save_state(survivor)
-    await uow.outbox.add(
-        events_pb2.MemberUnmerged(
-            survivor_member_id=survivor.member_id,
-            restored_member_id=restored.member_id,
-            merged_at=_ts(merged_at),
-            unmerged_at=_ts(now),
-        )
-    )
+    survivor.record(events.MemberUnmerged(survivor.member_id, restored.member_id, merged_at, now))
     detail = {
         "identity_types": sorted(i.identity.type for i in going),
         "merged_at": merged_at.isoformat(),
@@ -415,7 +312,7 @@ async def unmerge(
 
 
 async def update_profile(
-    uow: IdentityUnitOfWork, member_id: str, given: Profile, paths: Sequence[str], now: datetime
+    uow: IdentityWork, member_id: str, given: Profile, paths: Sequence[str], now: datetime
 ) -> Member:
     problems = Violations()
     if not paths:
@@ -430,18 +327,16 @@ async def update_profile(
     for path in paths:
         setattr(updated, path, getattr(given, path))
     updated.validate()
-    changed = updated.changed_fields(member.profile)
-    if changed:
+    if updated.changed_fields(member.profile):
         await uow.members.save_profile(member.member_id, updated)
-        member.profile = updated
+        member.change_profile(updated, now)
         member.updated_at = now
         await uow.members.save_state(member)
-        await _announce_profile(uow, member.member_id, updated, changed, now)
     return member
 
 
 async def set_consents(
-    uow: IdentityUnitOfWork,
+    uow: IdentityWork,
     member_id: str,
     given: Sequence[ConsentGiven],
     source: str,
@@ -457,13 +352,12 @@ async def set_consents(
     member = await _member(uow, member_id, lock=True)
     member.ensure_changeable()
     await uow.members.record_consents(member.member_id, changes)
-    member.consents.update({c.purpose: c for c in changes})
-    await _announce_consents(uow, member.member_id, changes)
+    member.give_consents(changes)
     return member
 
 
 async def consent_history(
-    uow: IdentityUnitOfWork, member_id: str, before_seq: int | None, limit: int
+    uow: IdentityWork, member_id: str, before_seq: int | None, limit: int
 ) -> list[tuple[int, Consent]]:
     await _member(uow, member_id)
     return await uow.members.consent_events(member_id, before_seq, limit)
@@ -474,30 +368,24 @@ def _reason(reason: str, required: bool) -> None:
         raise InvalidArgument.of([FieldViolation("reason", "required, at most 512 characters")])
 
 
-async def suspend(uow: IdentityUnitOfWork, member_id: str, reason: str, now: datetime) -> Member:
+async def suspend(uow: IdentityWork, member_id: str, reason: str, now: datetime) -> Member:
     _reason(reason, required=True)
     member = await _member(uow, member_id, lock=True)
     member.suspend(reason.strip(), now)
     await uow.members.save_state(member)
-    await uow.outbox.add(
-        events_pb2.MemberSuspended(member_id=member.member_id, suspended_at=_ts(now))
-    )
     return member
 
 
-async def reactivate(uow: IdentityUnitOfWork, member_id: str, reason: str, now: datetime) -> Member:
+async def reactivate(uow: IdentityWork, member_id: str, reason: str, now: datetime) -> Member:
     _reason(reason, required=False)
     member = await _member(uow, member_id, lock=True)
     member.reactivate(now)
     await uow.members.save_state(member)
-    await uow.outbox.add(
-        events_pb2.MemberReactivated(member_id=member.member_id, reactivated_at=_ts(now))
-    )
     return member
 
 
 async def update_tags(
-    uow: IdentityUnitOfWork,
+    uow: IdentityWork,
     member_id: str,
     add: Sequence[str],
     remove: Sequence[str],
@@ -527,7 +415,7 @@ async def update_tags(
 
 
 async def list_member_ids(
-    uow: IdentityUnitOfWork, tag: str, after: str | None, limit: int
+    uow: IdentityWork, tag: str, after: str | None, limit: int
 ) -> tuple[list[str], str | None, int]:
     """A page of member ids, the position after it (None at the end) and, on the first page
     only (`after` None), how many members the listing holds (0 on later pages)."""
@@ -541,89 +429,35 @@ async def list_member_ids(
 
 
 async def list_members(
-    uow: IdentityUnitOfWork, tag: str, after: str | None, limit: int
+    uow: IdentityWork, tag: str, after: str | None, limit: int
 ) -> tuple[list[Member], str | None, int]:
     """As `list_member_ids`, with the members."""
     page, next_after, total = await list_member_ids(uow, tag, after, limit)
     return await uow.members.get_many(page), next_after, total
 
 
-async def erase(uow: IdentityUnitOfWork, member_id: str, now: datetime) -> Member:
+async def erase(uow: IdentityWork, member_id: str, now: datetime) -> Member:
     member = await _member(uow, member_id, lock=True)
     if member.state is MemberState.ERASED:
         return member
-    member.ensure_changeable()
+    member.erase(now)
     await uow.members.erase_personal_data(member.member_id)
-    erased = Member(
-        member_id=member.member_id,
-        state=MemberState.ERASED,
-        registered_unit=member.registered_unit,
-        registered_channel=member.registered_channel,
-        created_at=member.created_at,
-        updated_at=now,
-    )
-    await uow.members.save_state(erased)
-    await uow.outbox.add(events_pb2.MemberErased(member_id=member.member_id, erased_at=_ts(now)))
-    return erased
+    await uow.members.save_state(member)
+    return member
 
 
-async def export(uow: IdentityUnitOfWork, member_id: str) -> str:
+async def export(uow: IdentityWork, member_id: str) -> str:
     member = await _member(uow, member_id)
     history = await uow.members.consent_events(member_id, None, 10_000)
-    document: dict[str, Any] = {
-        "member_id": member.member_id,
-        "state": member.state.value,
-        "merged_into": member.merged_into or None,
-        "registered": {
-            "unit": member.registered_unit,
-            "channel": member.registered_channel,
-            "at": member.created_at.isoformat(),
-        },
-        "identities": [
-            {
-                "type": i.identity.type,
-                "value": i.identity.value,
-                "linked_at": i.linked_at.isoformat(),
-            }
-            for i in member.identities
-        ],
-        "profile": {
-            "full_name": member.profile.full_name,
-            "gender": member.profile.gender.value,
-            "birthday": member.profile.birthday.isoformat() if member.profile.birthday else None,
-            "region": member.profile.region,
-            "preferred_language": member.profile.preferred_language,
-        },
-        "consents": [
-            {
-                "purpose": c.purpose.value,
-                "granted": c.granted,
-                "source": c.source,
-                "at": c.changed_at.isoformat(),
-            }
-            for c in member.consents.values()
-        ],
-        "consent_history": [
-            {
-                "purpose": c.purpose.value,
-                "granted": c.granted,
-                "source": c.source,
-                "at": c.changed_at.isoformat(),
-            }
-            for _, c in history
-        ],
-        "tags": sorted(member.tags),
-    }
+    document = personal_data(member, [consent for _, consent in history])
     return json.dumps(document, ensure_ascii=False, indent=2)
 
 
-async def upsert_identity_type(
-    uow: IdentityUnitOfWork, identity_type: IdentityType
-) -> IdentityType:
+async def upsert_identity_type(uow: IdentityWork, identity_type: IdentityType) -> IdentityType:
     identity_type.validate_definition()
     await uow.members.upsert_identity_type(identity_type)
     return identity_type
 
 
-async def rotate_keys(uow: IdentityUnitOfWork, batch: int) -> int:
+async def rotate_keys(uow: IdentityWork, batch: int) -> int:
     return await uow.members.rewrap_data_keys(batch)

@@ -1,4 +1,5 @@
-"""The identity service's unit of work: the kit's (session, outbox, idempotency) plus members."""
+"""The identity service's unit of work: the kit's (session, outbox, idempotency) plus members;
+on commit, the events the members recorded go to the outbox, in the same transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from loyalty_kit.uow import UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_identity.adapters.crypto import Keyring
-from loyalty_identity.adapters.repository import IdentityTypeCache, MemberRepository
+from loyalty_identity.adapters.events import to_message
+from loyalty_identity.adapters.identity_types import IdentityTypeCache
+from loyalty_identity.adapters.repository import MemberRepository
+from loyalty_identity.domain.events import Event
 
 
 class IdentityUnitOfWork(UnitOfWork):
@@ -32,3 +36,14 @@ class IdentityUnitOfWork(UnitOfWork):
         await super().__aenter__()
         self.members = MemberRepository(self.session, self.keyring, self.types)
         return self
+
+    def collect_new_events(self) -> list[Event]:
+        found: list[Event] = []
+        for member in self.members.seen:
+            found.extend(member.events)
+            member.events.clear()
+        return found
+
+    async def commit(self) -> None:
+        await self.outbox.add_all([to_message(event) for event in self.collect_new_events()])
+        await super().commit()

@@ -10,6 +10,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from loyalty_kit.kernel.members import MemberState
+
 from loyalty_points.domain.account import Account
 from loyalty_points.domain.events import Event
 from loyalty_points.domain.ledger import Lot, LotStatus, Posting, PostingKind
@@ -20,7 +22,7 @@ from loyalty_points.domain.programme import Programme
 class MemberDirectory(Protocol):
     """Where the points service learns whether a member exists (the identity service)."""
 
-    async def state_of(self, member_id: str) -> tuple[str, str] | None:
+    async def state_of(self, member_id: str) -> tuple[MemberState, str] | None:
         """(state, merged_into) of the member, or None if there is no such member."""
 
 

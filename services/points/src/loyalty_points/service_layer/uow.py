@@ -49,9 +49,5 @@ class PointsUnitOfWork(UnitOfWork):
         return found
 
     async def commit(self) -> None:
-        messages = [to_message(event) for event in self.collect_new_events()]
-        if len(messages) == 1:
-            await self.outbox.add(messages[0])
-        else:
-            await self.outbox.add_many(messages)
+        await self.outbox.add_all([to_message(event) for event in self.collect_new_events()])
         await super().commit()

@@ -1,0 +1,42 @@
+"""Members' birthdays (month and day, from identity's ProfileChanged) for the birthday gifts."""
+
+from __future__ import annotations
+
+from loyalty_benefits.adapters.stores.base import Store
+
+
+class Birthdays(Store):
+    async def save(self, member_id: str, month: int, day: int) -> None:
+        conn = await self.conn()
+        if not month or not day:
+            await self.forget(member_id)
+            return
+        await conn.execute(
+            "INSERT INTO member_birthdays (member_id, month, day) VALUES ($1, $2, $3) "
+            "ON CONFLICT (member_id) DO UPDATE SET month = EXCLUDED.month, day = EXCLUDED.day",
+            member_id,
+            month,
+            day,
+        )
+
+    async def forget(self, member_id: str) -> None:
+        conn = await self.conn()
+        await conn.execute("DELETE FROM member_birthdays WHERE member_id = $1", member_id)
+
+    async def celebrating(
+        self, days: list[tuple[int, int]], after: str | None, limit: int
+    ) -> list[tuple[str, str | None]]:
+        """(member_id, tier or None) of members born on one of `days`, by member id after
+        `after`."""
+        conn = await self.conn()
+        rows = await conn.fetch(
+            "SELECT b.member_id, t.tier FROM member_birthdays b "
+            "LEFT JOIN member_tiers t ON t.member_id = b.member_id "
+            "WHERE (b.month, b.day) IN (SELECT * FROM unnest($1::smallint[], $2::smallint[])) "
+            "AND ($3::uuid IS NULL OR b.member_id > $3) ORDER BY b.member_id LIMIT $4",
+            [m for m, _ in days],
+            [d for _, d in days],
+            after,
+            limit,
+        )
+        return [(str(r["member_id"]), r["tier"]) for r in rows]

@@ -1,0 +1,82 @@
+"""What the identity service tells the others, as plain domain events: the member aggregate
+records them, the unit of work collects them, and one adapter (`adapters/events.py`) maps each
+to the `loyalty.identity.v1` contract for the outbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:  # the member module records these events
+    from loyalty_identity.domain.member import ConsentPurpose
+
+
+@dataclass(frozen=True)
+class MemberRegistered:
+    member_id: str
+    unit: str
+    channel: str  # the contract's channel name, e.g. "CHANNEL_POS"; "" when unspecified
+    registered_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsentChanged:
+    member_id: str
+    purpose: ConsentPurpose
+    granted: bool
+    source: str
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class ProfileChanged:
+    member_id: str
+    changed_fields: tuple[str, ...]
+    birthday: date | None  # the profile's birthday after the change (month and day go out)
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberMerged:
+    survivor_member_id: str
+    absorbed_member_id: str
+    merged_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberUnmerged:
+    survivor_member_id: str
+    restored_member_id: str
+    merged_at: datetime
+    unmerged_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberSuspended:
+    member_id: str
+    suspended_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberReactivated:
+    member_id: str
+    reactivated_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberErased:
+    member_id: str
+    erased_at: datetime
+
+
+Event: TypeAlias = (
+    MemberRegistered
+    | ConsentChanged
+    | ProfileChanged
+    | MemberMerged
+    | MemberUnmerged
+    | MemberSuspended
+    | MemberReactivated
+    | MemberErased
+)
