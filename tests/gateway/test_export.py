@@ -84,7 +84,10 @@ async def test_the_export_holds_identity_points_tier_and_benefits_and_follows_er
         async def forfeited() -> dict[str, Any] | None:
             found = (await privacy.get(f"/v1/{member}:export")).json()
             kinds = [p["kind"] for p in found["points"]["postings"]]
-            return found if "POSTING_KIND_ERASURE_FORFEIT" in kinds else None
+            # The parts are read side by side: the balance may be read just before the forfeit
+            # commits and the postings just after, so wait for both.
+            gone = found["points"]["balance"].get("available", "0") == "0"
+            return found if "POSTING_KIND_ERASURE_FORFEIT" in kinds and gone else None
 
         after = await eventually(forfeited)
         assert json.loads(after["identity"]["json"])["identities"] == []
