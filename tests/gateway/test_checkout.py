@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
-from loyalty_gateway.bootstrap import gateway_of
 from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.db import driver_connection
 from loyalty_kit.server import RunningService
@@ -212,7 +211,7 @@ async def test_a_checkout_cut_short_is_given_back_by_the_gateway(
         base_url=gateway.url, timeout=15, headers={"Authorization": f"Bearer {token}"}
     )
     before = await remaining(hotel, member, "hotel", DRINK)
-    checkouts = gateway_of(gateway_service.context).flows.checkout
+    checkouts = gateway_service.root.flows.checkout
     request = pb.RedeemAtCheckoutRequest(
         unit="hotel", order_id="cut-short", points=150, benefit=DRINK, request_id=uuid.uuid4().hex
     )

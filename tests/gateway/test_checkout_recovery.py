@@ -19,7 +19,6 @@ from loyalty_devstack.embedded import free_port
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_gateway.adapters.checkout_log import Attempt
 from loyalty_gateway.app import SPEC as GATEWAY
-from loyalty_gateway.bootstrap import gateway_of
 from loyalty_gateway.flows.checkout import CheckoutSaga
 from loyalty_gateway.flows.errors import UndoPending
 from loyalty_kit.caller import Caller, set_current_caller
@@ -167,7 +166,7 @@ async def begin(
     """An attempt begun on the gateway as a hotel till, nothing taken yet."""
     client_id, _ = await gateway.client("hotel", "earn", "redeem")
     caller = Caller(unit="hotel", client_id=client_id, scopes=frozenset({"redeem"}))
-    checkouts = gateway_of(gateway_service.context).flows.checkout
+    checkouts = gateway_service.root.flows.checkout
     request = pb.RedeemAtCheckoutRequest(
         unit="hotel", order_id=f"cut-{uuid.uuid4().hex[:8]}", request_id=uuid.uuid4().hex, **parts
     )
@@ -262,7 +261,7 @@ async def test_an_owner_whose_lease_was_taken_over_stops_and_takes_nothing_more(
     settles the attempt, and the owner, finding its lease gone, takes no further part."""
     number = phone()
     member, _ = await member_with(gateway, number, "mall", "400.00")
-    shared = gateway_of(gateway_service.context).flows.checkout
+    shared = gateway_service.root.flows.checkout
 
     class Slow(CheckoutSaga):
         async def step(self, row: Attempt, step: str, md: tuple[tuple[str, str], ...]) -> Any:

@@ -29,7 +29,6 @@ from loyalty_benefits.adapters.points import GrpcPointsBank
 from loyalty_benefits.app import SPEC as BENEFITS
 from loyalty_benefits.domain.errors import PointsUnreachable
 from loyalty_devstack.testing import ServiceRunner
-from loyalty_gateway.bootstrap import gateway_of
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import timestamp
 
@@ -336,9 +335,7 @@ async def test_checkouts_cut_short_are_settled_once_by_two_gateways(
         cut.append((member, row))
     for _, row in cut:
         await lease_runs_out(first, row)
-    settled = await at_once(
-        *(gateway_of(s.context).flows.checkout.recover for s in (first, second))
-    )
+    settled = await at_once(*(s.root.flows.checkout.recover for s in (first, second)))
     # Each attempt is claimed by one round (their jobs, every 2 s, may take some first).
     assert sum(settled) <= len(cut)
     state_of = state_in(first)

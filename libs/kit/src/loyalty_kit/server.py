@@ -70,9 +70,6 @@ class ServiceContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # What followed an operator command on the command line (`loyalty-<name> <command> ...`).
     args: list[str] = field(default_factory=list)
-    # A string-keyed bag, left only for a service without a bootstrap of its own yet (the
-    # gateway); the others carry what they need in their typed root.
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def database(self) -> async_sessionmaker[AsyncSession]:
@@ -385,7 +382,6 @@ async def run_command(
         engine=engine,
         sessions=db.session_factory(engine),
         args=list(args),
-        extras={"args": list(args)},  # for a service without a bootstrap (the gateway)
     )
     try:
         await spec.commands[command](spec.bootstrap(context))

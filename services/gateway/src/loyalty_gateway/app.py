@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 from loyalty.gateway.v1 import gateway_service_pb2_grpc
-from loyalty_kit.server import ServiceContext, ServiceSpec
+from loyalty_kit.server import ServiceSpec
 
-from loyalty_gateway.bootstrap import gateway_of
+from loyalty_gateway.bootstrap import Gateway, bootstrap
 from loyalty_gateway.entrypoints.access import ACCESS
 from loyalty_gateway.entrypoints.cli import clients
 from loyalty_gateway.entrypoints.servicer import GatewayServicer
@@ -19,19 +19,18 @@ from loyalty_gateway.flows.service import GATEWAY
 from loyalty_gateway.http.server import http_job
 
 
-def checkout_recovery_job(context: ServiceContext) -> Callable[[], Awaitable[None]]:
+def checkout_recovery_job(gateway: Gateway) -> Callable[[], Awaitable[None]]:
     """Gives back checkouts cut short or left half given back (every replica runs it)."""
 
     async def run() -> None:
-        gateway = gateway_of(context)
         every = gateway.config.checkout_recovery_seconds
-        await gateway.flows.checkout.recover_forever(context.stopping, every)
+        await gateway.flows.checkout.recover_forever(gateway.context.stopping, every)
 
     return run
 
 
-def add_servicers(server: grpc.aio.Server, context: ServiceContext) -> None:
-    servicer = GatewayServicer(gateway_of(context).flows)
+def add_servicers(server: grpc.aio.Server, gateway: Gateway) -> None:
+    servicer = GatewayServicer(gateway.flows)
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
 
 
@@ -39,10 +38,11 @@ SPEC = ServiceSpec(
     name="gateway",
     access=ACCESS,
     service_names=(GATEWAY.full_name,),
+    bootstrap=bootstrap,
     add_servicers=add_servicers,
     migrations="loyalty_gateway:migrations",
     publishes_events=False,
     port=lambda settings: settings.gateway_grpc_port,
-    jobs=lambda context: [http_job(context), checkout_recovery_job(context)],
+    jobs=lambda gateway: [http_job(gateway), checkout_recovery_job(gateway)],
     commands={"clients": clients},
 )

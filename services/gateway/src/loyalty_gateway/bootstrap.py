@@ -31,6 +31,7 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Gateway:
+    context: ServiceContext  # the kit's: database, stopping event, command-line arguments
     settings: Settings  # the suite's (ports, host, peers' targets, data folder)
     config: GatewaySettings  # the gateway's own (`LOYALTY_GATEWAY_*`)
     keys: Keys
@@ -58,13 +59,4 @@ def bootstrap(
         refund=RefundPurchase(services, context.uow, deadline),
         export=ExportMemberData(services, deadline, clock),
     )
-    return Gateway(context.settings, config, keys, backends, flows, context.uow)
-
-
-def gateway_of(context: ServiceContext) -> Gateway:
-    """The one `Gateway` of this process, made on first use (the servicer, the HTTP job and
-    the recovery job all ask for it)."""
-    found = context.extras.get("gateway")
-    if not isinstance(found, Gateway):
-        found = context.extras["gateway"] = bootstrap(context)
-    return found
+    return Gateway(context, context.settings, config, keys, backends, flows, context.uow)

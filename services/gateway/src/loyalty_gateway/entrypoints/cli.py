@@ -16,9 +16,9 @@ import json
 import sys
 
 from loyalty_kit.errors import DomainError
-from loyalty_kit.server import ServiceContext
 
 from loyalty_gateway.adapters.clients import DEFAULT_RATE, SCOPES, ClientStore
+from loyalty_gateway.bootstrap import Gateway
 
 
 def _scopes(text: str) -> list[str]:
@@ -63,10 +63,10 @@ class ClientsCommand:
     # The kit's command line asks for it first, so `--help` and usage errors need no database.
     parser = staticmethod(_parser)
 
-    async def __call__(self, context: ServiceContext) -> None:
-        args = _parser().parse_args(context.extras.get("args", []))
+    async def __call__(self, gateway: Gateway) -> None:
+        args = _parser().parse_args(gateway.context.args)
         try:
-            async with context.uow() as uow:
+            async with gateway.uow() as uow:
                 store = ClientStore(uow.session)
                 if args.action == "create":
                     wanted = [scope for group in args.scopes for scope in group]

@@ -7,9 +7,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
-from loyalty_kit.server import ServiceContext
 
-from loyalty_gateway.bootstrap import gateway_of
+from loyalty_gateway.bootstrap import Gateway
 from loyalty_gateway.http.app import build_app
 
 
@@ -21,12 +20,12 @@ class Server(uvicorn.Server):
         yield
 
 
-def http_job(context: ServiceContext) -> Callable[[], Awaitable[None]]:
-    settings = context.settings
+def http_job(gateway: Gateway) -> Callable[[], Awaitable[None]]:
+    settings = gateway.settings
 
     async def run() -> None:
         config = uvicorn.Config(
-            build_app(gateway_of(context)),
+            build_app(gateway),
             host=settings.host,
             port=settings.gateway_http_port,
             log_level="warning",
@@ -36,7 +35,7 @@ def http_job(context: ServiceContext) -> Callable[[], Awaitable[None]]:
         server = Server(config)
 
         async def stop_when_asked() -> None:
-            await context.stopping.wait()
+            await gateway.context.stopping.wait()
             server.should_exit = True
 
         watcher = asyncio.create_task(stop_when_asked())
