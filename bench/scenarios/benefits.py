@@ -30,13 +30,14 @@ import grpc
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc, events_pb2
 from loyalty_benefits.adapters.events import to_message
-from loyalty_benefits.adapters.segments import GrpcSegments, SegmentPage
+from loyalty_benefits.adapters.segments import GrpcSegments
 from loyalty_benefits.app import SPEC
 from loyalty_benefits.domain.catalogue import Catalogue, catalogue_from_json, catalogue_to_json
 from loyalty_benefits.domain.coupons import Coupon, issue
 from loyalty_benefits.domain.entitlements import Entitlement, MemberTier, tier_of, usable
 from loyalty_benefits.domain.issuances import grant_key
 from loyalty_benefits.entrypoints import convert
+from loyalty_benefits.service_layer.ports import SegmentPage
 from loyalty_devstack.demo_benefits import huayue_catalogue
 from loyalty_identity.app import SPEC as IDENTITY_SPEC
 from loyalty_kit import db, migrations

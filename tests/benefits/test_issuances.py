@@ -12,8 +12,9 @@ import pytest
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc, events_pb2
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
-from loyalty_benefits.adapters.segments import GrpcSegments, SegmentPage
+from loyalty_benefits.adapters.segments import GrpcSegments
 from loyalty_benefits.app import SPEC
+from loyalty_benefits.service_layer.ports import SegmentPage
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings

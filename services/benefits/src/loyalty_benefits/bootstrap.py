@@ -13,9 +13,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_benefits.adapters.points import GrpcPointsBank
-from loyalty_benefits.adapters.segments import GrpcSegments, Segments
+from loyalty_benefits.adapters.segments import GrpcSegments
 from loyalty_benefits.adapters.stores.catalogue import CatalogueCache
 from loyalty_benefits.service_layer.issuances import CouponIssuer
+from loyalty_benefits.service_layer.ports import Segments
 from loyalty_benefits.service_layer.rewards import PointsBank, RewardRedemptions
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 

@@ -4,9 +4,6 @@ malformed tag) is SegmentRefused; anything else SegmentUnreachable (try again la
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 import grpc
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
@@ -18,19 +15,9 @@ from loyalty_kit.settings import Settings
 from loyalty_kit.status import definite, error_info, from_rpc_error
 
 from loyalty_benefits.domain.errors import SegmentRefused, SegmentUnreachable
+from loyalty_benefits.service_layer.ports import SegmentPage
 
 CALLER = Caller(unit=GROUP, client_id="benefits-issuances", scopes=frozenset({MEMBERS_MANAGE}))
-
-
-@dataclass
-class SegmentPage:
-    member_ids: list[str]
-    next_page_token: str  # "" at the end
-    total: int  # the segment's size, counted on the first page only
-
-
-class Segments(Protocol):
-    async def page(self, tag: str, page_token: str, size: int) -> SegmentPage: ...
 
 
 class GrpcSegments:

@@ -22,7 +22,6 @@ from loyalty_kit.errors import DomainError
 from loyalty_kit.jobs import log_round_failed
 from loyalty_kit.logs import get_logger
 
-from loyalty_benefits.adapters.segments import Segments
 from loyalty_benefits.domain.coupons import issuable_window, issue
 from loyalty_benefits.domain.errors import (
     CouponIssuanceNotFound,
@@ -32,6 +31,7 @@ from loyalty_benefits.domain.errors import (
 )
 from loyalty_benefits.domain.issuances import CouponIssuance, grant_key
 from loyalty_benefits.service_layer.handlers import active_among, catalogue
+from loyalty_benefits.service_layer.ports import Segments
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
 log = get_logger("loyalty.benefits.issuances")

@@ -4,6 +4,7 @@ PostgreSQL; the fast tests over memory (tests/benefits/unit/fakes.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -13,6 +14,19 @@ from loyalty_benefits.domain.coupons import Coupon, CouponState
 from loyalty_benefits.domain.entitlements import Consumption, MemberTier
 from loyalty_benefits.domain.events import Event
 from loyalty_benefits.domain.members import InactiveMember
+
+
+@dataclass
+class SegmentPage:
+    member_ids: list[str]
+    next_page_token: str  # "" at the end
+    total: int  # the segment's size, counted on the first page only
+
+
+class Segments(Protocol):
+    """The members with a tag, a page at a time (the identity service; adapters/segments.py)."""
+
+    async def page(self, tag: str, page_token: str, size: int) -> SegmentPage: ...
 
 
 class CatalogueVersions(Protocol):
