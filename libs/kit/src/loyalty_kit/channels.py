@@ -1,9 +1,11 @@
 """Client channels to other services: a deadline on every call and retries on UNAVAILABLE.
 
 The deadline is what remains of the inbound call's (see `deadlines`), capped; calls made outside
-any request (jobs, consumers) get the default. Retries follow gRPC's service-config retry policy,
-which only retries when the server has not seen the request or said UNAVAILABLE, so mutating
-calls stay safe (they are idempotent by request_id anyway).
+any request (jobs, consumers) get the default. The request id of the work making the call goes
+with it (`x-request-id`, `correlation`), unless the call names one itself. Retries follow
+gRPC's service-config retry policy, which only retries when the server has not seen the
+request or said UNAVAILABLE, so mutating calls stay safe (they are idempotent by request_id
+anyway).
 
 Messages are bounded both ways (`LOYALTY_GRPC_MAX_MESSAGE_BYTES`, 4 MiB by default, the same
 bound the servers keep): a larger one fails with gRPC's own RESOURCE_EXHAUSTED, which is never
@@ -18,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from loyalty_kit.correlation import REQUEST_ID_METADATA, current_request_id
 from loyalty_kit.deadlines import outbound_timeout
 from loyalty_kit.settings import MAX_MESSAGE_BYTES, Settings
 
@@ -39,30 +42,34 @@ RETRY_SERVICE_CONFIG = json.dumps(
 )
 
 
-class _DeadlineInterceptor(
+class _OutboundInterceptor(
     grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
 ):
     def __init__(self, default: float, cap: float) -> None:
         self.default = default
         self.cap = cap
 
-    def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def _outbound(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         timeout = details.timeout
         budget = outbound_timeout(self.default, self.cap)
         timeout = budget if timeout is None else min(timeout, budget)
+        metadata = details.metadata
+        request_id = current_request_id()
+        if request_id and not any(key == REQUEST_ID_METADATA for key, _ in metadata or ()):
+            metadata = grpc.aio.Metadata(*(metadata or ()), (REQUEST_ID_METADATA, request_id))
         return grpc.aio.ClientCallDetails(
-            details.method, timeout, details.metadata, details.credentials, details.wait_for_ready
+            details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(self._with_deadline(details), request)
+        return await continuation(self._outbound(details), request)
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(self._with_deadline(details), request)
+        return await continuation(self._outbound(details), request)
 
 
 def channel(
@@ -87,7 +94,7 @@ def channel(
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
         ],
-        interceptors=[_DeadlineInterceptor(default_deadline, max_deadline)],
+        interceptors=[_OutboundInterceptor(default_deadline, max_deadline)],
     )
 
 

@@ -18,6 +18,9 @@ Handlers are registered per event type: `consumer.on(PointsEarned, handle_points
 receive a unit of work (commit is done for them) and the decoded message. A service declares its
 consumers as a handler table (`Subscription`s in its entrypoints/consumers.py), which
 `consumers_of` turns into consumers.
+
+Each event is handled in the context it carried from the work that wrote it: its request id,
+and a CONSUMER span in that work's trace (`loyalty_kit.correlation.consuming`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from nats.js.errors import FetchTimeoutError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from loyalty_kit import events
+from loyalty_kit.correlation import consuming, failed_in
 from loyalty_kit.events import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -270,17 +274,20 @@ class EventConsumer:
                     await asyncio.sleep(self.retry_delay_seconds)
                     continue
                 for index, msg in enumerate(messages):
-                    try:
-                        await self.handle(msg)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as error:
-                        if outage(error):
-                            # One warning for the batch: it is all given back and retried.
-                            await self._retry_later(messages[index:])
-                            break
-                        with contextlib.suppress(Exception):
-                            await self.failed(msg, error)
+                    # In the context the event carried: its request id, its trace.
+                    with consuming(msg.subject, msg.headers, self.name) as span:
+                        try:
+                            await self.handle(msg)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as error:
+                            failed_in(span, error)
+                            if outage(error):
+                                # One warning for the batch: it is all given back and retried.
+                                await self._retry_later(messages[index:])
+                                break
+                            with contextlib.suppress(Exception):
+                                await self.failed(msg, error)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -1,6 +1,8 @@
 """The server interceptor: every call passes the same named steps, in this order:
 
-1. `record_deadline`   the inbound deadline, which outbound calls inherit (`deadlines`);
+1. `record_deadline`   the inbound deadline, which outbound calls inherit (`deadlines`), and
+                       the request id (`x-request-id`), which log lines, outbound calls and
+                       events carry (`correlation`);
 2. `Authentication`    who is calling (a verified token, else trusted headers) and whether the
                        service's access rule for the method lets them (`loyalty_kit.access`);
 3. request checks      a body that decodes and text without hostile characters;
@@ -29,6 +31,7 @@ from loyalty_kit import access as access_rules
 from loyalty_kit.access import Rule, method_name
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.caller import Caller, set_current_caller
+from loyalty_kit.correlation import request_id_of, set_request_id
 from loyalty_kit.db import DatabaseUnavailable, database_unavailable
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError, InvalidArgument
@@ -133,6 +136,7 @@ def refusing_malformed_stream(behavior: Any) -> Any:
 # --- step 1: the deadline -----------------------------------------------------------------------
 def record_deadline(context: grpc.aio.ServicerContext) -> None:
     set_inbound_deadline(context.time_remaining())
+    set_request_id(request_id_of(context.invocation_metadata()))
 
 
 # --- step 2: authentication and the access rule ---------------------------------------------

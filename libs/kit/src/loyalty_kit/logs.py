@@ -3,6 +3,10 @@
 The rule is that code never logs personal data: it logs member ids, never phones, emails or
 names. As a second line of defence a processor masks anything in a log event that looks like a
 phone number or an email address before it is rendered.
+
+Each line of work done for a request carries its `request_id`, and, traced, its `trace_id` and
+`span_id` (`add_correlation`, from `loyalty_kit.correlation`): a line found in the logs leads to
+the request's other lines, in every service, and to its trace.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from loyalty_kit import correlation
 
 _EMAIL = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")  # in a URL, too
 # One pass over the text: what must survive (UUIDs, ISO dates and times) is matched first and
@@ -40,6 +46,7 @@ def _mask(match: re.Match[str]) -> str:
 # client logging the URL it called) it is the whole message.
 _TRUSTED_KEYS = frozenset(
     {"timestamp", "level", "logger", "service", "ms", "port", "method", "code"}
+    | {"trace_id", "span_id"}  # hex made here; a request id is the caller's: scrubbed
 )
 
 
@@ -67,6 +74,20 @@ def scrub_personal_data(
     return event_dict
 
 
+def add_correlation(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The request id and the trace of the work the line was written in, when known."""
+    request_id = correlation.current_request_id()
+    if request_id:
+        event_dict.setdefault("request_id", request_id)
+    ids = correlation.trace_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is at the time of each record (test capture swaps it)."""
 
@@ -87,6 +108,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_correlation,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -6,6 +6,10 @@ lost. The relay publishes unpublished rows in order, using the event id as the J
 id, then marks them published. If it dies between publishing and marking, the next run publishes
 the same ids again and JetStream's duplicate window drops them: consumers see each event once.
 
+Each row keeps, in its `headers`, the request id and trace context of the work that wrote it
+(`loyalty_kit.correlation`); the relay publishes them as the event's NATS headers, so consumers
+continue the request's trace and log lines.
+
 One relay publishes at a time per database (a transaction-scoped advisory lock), so replicas of a
 service can all run the relay and order is kept. It wakes on NOTIFY from the outbox trigger and
 polls as a fallback.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,6 +32,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from loyalty_kit.correlation import event_headers
 from loyalty_kit.db import asyncpg_params, database_unavailable, driver_connection
 from loyalty_kit.events import (
     EVENT_ID_HEADER,
@@ -53,15 +59,18 @@ class Outbox:
 
     async def add(self, message: Message, *, event_id: uuid.UUID | None = None) -> uuid.UUID:
         event_id = event_id or uuid.uuid4()
+        subject = event_subject(message, self.namespace)
         conn = await driver_connection(self.session)
-        await conn.execute(
-            "INSERT INTO kit_outbox (event_id, subject, event_type, payload) "
-            "VALUES ($1, $2, $3, $4)",
-            event_id,
-            event_subject(message, self.namespace),
-            message.DESCRIPTOR.full_name,
-            message.SerializeToString(deterministic=True),
-        )
+        with event_headers([subject]) as headers:
+            await conn.execute(
+                "INSERT INTO kit_outbox (event_id, subject, event_type, payload, headers) "
+                "VALUES ($1, $2, $3, $4, $5::jsonb)",
+                event_id,
+                subject,
+                message.DESCRIPTOR.full_name,
+                message.SerializeToString(deterministic=True),
+                json.dumps(headers),
+            )
         return event_id
 
     async def add_all(self, messages: Sequence[Message]) -> None:
@@ -76,15 +85,25 @@ class Outbox:
         """Many events in one statement (batch jobs: a chunk's events at once)."""
         if not messages:
             return
+        subjects = [event_subject(m, self.namespace) for m in messages]
         conn = await driver_connection(self.session)
-        await conn.execute(
-            "INSERT INTO kit_outbox (event_id, subject, event_type, payload) "
-            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])",
-            [uuid.uuid4() for _ in messages],
-            [event_subject(m, self.namespace) for m in messages],
-            [m.DESCRIPTOR.full_name for m in messages],
-            [m.SerializeToString(deterministic=True) for m in messages],
-        )
+        with event_headers(subjects) as headers:
+            await conn.execute(
+                "INSERT INTO kit_outbox (event_id, subject, event_type, payload, headers) "
+                "SELECT *, $5::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])",
+                [uuid.uuid4() for _ in messages],
+                subjects,
+                [m.DESCRIPTOR.full_name for m in messages],
+                [m.SerializeToString(deterministic=True) for m in messages],
+                json.dumps(headers),
+            )
+
+
+def _stored(headers: Any) -> dict[str, str]:
+    """A row's stored headers (the request's context), as the driver hands the JSON back."""
+    if isinstance(headers, str | bytes):
+        headers = json.loads(headers)
+    return {str(k): str(v) for k, v in (headers or {}).items()}
 
 
 class OutboxRelay:
@@ -126,8 +145,8 @@ class OutboxRelay:
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT seq, event_id, subject, event_type, payload FROM kit_outbox "
-                        "WHERE published_at IS NULL ORDER BY seq LIMIT :n"
+                        "SELECT seq, event_id, subject, event_type, payload, headers "
+                        "FROM kit_outbox WHERE published_at IS NULL ORDER BY seq LIMIT :n"
                     ),
                     {"n": self.batch_size},
                 )
@@ -147,6 +166,7 @@ class OutboxRelay:
                 row.subject,
                 bytes(row.payload),
                 headers={
+                    **_stored(row.headers),
                     MSG_ID_HEADER: str(row.event_id),
                     EVENT_ID_HEADER: str(row.event_id),
                     EVENT_TYPE_HEADER: row.event_type,

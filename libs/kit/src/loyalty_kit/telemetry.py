@@ -5,7 +5,11 @@ Health checks are filtered out of traces. One SQLAlchemy instrumentation covers 
 asyncpg is deliberately not instrumented too (it would duplicate each query span).
 
 `LOYALTY_OTEL_EXPORTER=memory` keeps the last spans in the process (`recorded_spans`), for tests
-that look at what traces carry; `stop_tracing` ends it.
+that look at what traces carry; `stop_tracing` ends it. A process sets its tracer provider once:
+tracing set up again after a stop instruments again and sends to the exporter chosen first.
+
+Beyond these instrumentations, the kit traces its events (`loyalty_kit.correlation`): the span
+that writes an event to the outbox, and a consumer's handling of it as that span's child.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ if TYPE_CHECKING:
 
 MEMORY_SPANS = 10_000  # what the memory exporter keeps: the most recent
 
-_configured = False
+_configured = False  # the tracer provider is set (once per process)
+_instrumented = False  # gRPC and SQLAlchemy are instrumented: tracing is on
+_memory = False  # the provider's exporter is the memory one
 _recording = False  # whether the memory exporter keeps what it is given
 _recent: collections.deque[ReadableSpan] = collections.deque(maxlen=MEMORY_SPANS)
 
@@ -31,11 +37,15 @@ def recorded_spans() -> list[ReadableSpan]:
     return list(_recent)
 
 
+def tracing_on() -> bool:
+    """Whether this process traces (`setup_tracing` ran with an exporter, and no stop since)."""
+    return _instrumented
+
+
 def stop_tracing() -> None:
-    """Remove the instrumentation and stop keeping spans (tests). A process sets its tracer
-    provider once: tracing does not start again in it."""
-    global _recording
-    if not _configured:
+    """Remove the instrumentation and stop keeping spans (tests)."""
+    global _recording, _instrumented
+    if not _instrumented:
         return
     from opentelemetry.instrumentation.grpc import (
         GrpcAioInstrumentorClient,
@@ -47,20 +57,25 @@ def stop_tracing() -> None:
     GrpcAioInstrumentorClient().uninstrument()
     SQLAlchemyInstrumentor().uninstrument()
     _recording = False
+    _instrumented = False
     _recent.clear()
 
 
 def setup_tracing(service: str, settings: Settings) -> bool:
-    global _configured, _recording
-    if settings.otel_exporter == "none" or _configured:
+    global _configured, _recording, _instrumented
+    if settings.otel_exporter == "none" or _instrumented:
         return False
+    if not _configured:
+        _set_provider(service, settings)
+    _recording = _memory
+    _instrument()
+    _instrumented = True
+    return True
+
+
+def _set_provider(service: str, settings: Settings) -> None:
+    global _configured, _memory
     from opentelemetry import trace
-    from opentelemetry.instrumentation.grpc import (
-        GrpcAioInstrumentorClient,
-        GrpcAioInstrumentorServer,
-        filters,
-    )
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
@@ -84,7 +99,7 @@ def setup_tracing(service: str, settings: Settings) -> bool:
         exporter = OTLPSpanExporter(endpoint=settings.otel_endpoint or None, insecure=True)
     elif settings.otel_exporter == "memory":
         exporter = RecentSpans()
-        _recording = True
+        _memory = True
     else:
         exporter = ConsoleSpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": f"loyalty-{service}"}))
@@ -92,9 +107,18 @@ def setup_tracing(service: str, settings: Settings) -> bool:
     processor = SimpleSpanProcessor if settings.otel_exporter == "memory" else BatchSpanProcessor
     provider.add_span_processor(processor(exporter))
     trace.set_tracer_provider(provider)
+    _configured = True
+
+
+def _instrument() -> None:
+    from opentelemetry.instrumentation.grpc import (
+        GrpcAioInstrumentorClient,
+        GrpcAioInstrumentorServer,
+        filters,
+    )
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
     not_health = filters.negate(filters.health_check())
     GrpcAioInstrumentorServer().instrument(filter_=not_health)
     GrpcAioInstrumentorClient().instrument(filter_=not_health)
     SQLAlchemyInstrumentor().instrument(enable_commenter=False)
-    _configured = True
-    return True

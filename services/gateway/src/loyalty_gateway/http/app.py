@@ -3,7 +3,8 @@
 page (openapi.py). Every route comes from the contracts' `google.api.http` annotations; JSON is
 read and written with protobuf's json_format (camelCase names, unpopulated fields written,
 unknown fields refused). Failures answer with the google.rpc.Status as JSON and the HTTP code
-of its gRPC code (exchange.py, errors.py).
+of its gRPC code (exchange.py, errors.py). Every request is traced and written to the access log
+(access.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from loyalty_gateway.adapters.backends import exposed_services
 from loyalty_gateway.bootstrap import Gateway
 from loyalty_gateway.http import openapi
+from loyalty_gateway.http.access import observed
 from loyalty_gateway.http.contracts import ContractRoutes
 from loyalty_gateway.http.exchange import unexpected
 from loyalty_gateway.http.health import Health
@@ -29,7 +32,7 @@ from loyalty_gateway.http.transcoding import routes_of
 VERBS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def build_app(gateway: Gateway) -> Starlette:
+def build_app(gateway: Gateway) -> ASGIApp:
     routes = routes_of(s for found in exposed_services().values() for s in found)
     contracts = ContractRoutes(
         routes,
@@ -52,15 +55,20 @@ def build_app(gateway: Gateway) -> Starlette:
         yield
         await gateway.backends.close()
 
-    return Starlette(
+    own = [
+        Route("/healthz", Health(gateway.backends).answer),
+        Route("/openapi.json", openapi_json),
+        Route("/docs", docs),
+        Route("/v1/token", token.answer, methods=["POST"]),
+    ]
+    app = Starlette(
         routes=[
-            Route("/healthz", Health(gateway.backends).answer),
-            Route("/openapi.json", openapi_json),
-            Route("/docs", docs),
+            *own,
             Mount("/docs/static", StaticFiles(directory=openapi.swagger_ui_dir()), name="static"),
-            Route("/v1/token", token.answer, methods=["POST"]),
             Route("/{path:path}", contracts.answer, methods=VERBS),
         ],
         lifespan=lifespan,
         exception_handlers={Exception: unexpected},
     )
+    # The contracts' routes name their templates themselves (`Exchange.matched`).
+    return observed(app, {route.endpoint: route.path for route in own})

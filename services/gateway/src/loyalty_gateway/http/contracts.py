@@ -168,17 +168,18 @@ class ContractRoutes:
                     return exchange.finish(method_not_allowed(request.method, allowed))
                 raise NotFound(f"no route {request.method} {path}", reason="NO_ROUTE")
             route, bound = found
-            with exchange.traced(f"{request.method} {route.template.text}") as carrier:
-                token, claims = bearer(request, self.verifier)
-                set_current_caller(caller_of_claims(claims))
-                await self.limits.hit(claims)
-                raw = await read_body(request, self.config.max_body_bytes)
-                message = request_message(route, request, raw, bound, self.config.max_json_depth)
-                metadata = [(AUTHORIZATION, f"Bearer {token}"), (REQUEST_ID, exchange.request_id)]
-                reply = await self._answer(route, message, (*metadata, *carrier.items()))
-                body = json_format.MessageToDict(reply, always_print_fields_with_no_presence=True)
-                status = 201 if route.creates else 200
-                return exchange.finish(JSONResponse(body, status_code=status))
+            exchange.matched(route.template.text)
+            token, claims = bearer(request, self.verifier)
+            exchange.called_by(str(claims["sub"]))
+            set_current_caller(caller_of_claims(claims))
+            await self.limits.hit(claims)
+            raw = await read_body(request, self.config.max_body_bytes)
+            message = request_message(route, request, raw, bound, self.config.max_json_depth)
+            metadata = [(AUTHORIZATION, f"Bearer {token}"), (REQUEST_ID, exchange.request_id)]
+            reply = await self._answer(route, message, (*metadata, *exchange.carrier.items()))
+            body = json_format.MessageToDict(reply, always_print_fields_with_no_presence=True)
+            status = 201 if route.creates else 200
+            return exchange.finish(JSONResponse(body, status_code=status))
         except Exception as error:
             return exchange.failed(error, path)
 

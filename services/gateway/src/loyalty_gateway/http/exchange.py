@@ -1,23 +1,21 @@
-"""What every HTTP exchange shares: its request id (`X-Request-Id`, the caller's or a new one),
-its span continuing the caller's W3C trace (`traceresponse` back), and failures as
+"""What every HTTP exchange shares: its request id (`X-Request-Id`, the caller's or a new one,
+as the access log has it), the trace context to pass on to the services (the request's server
+span, which continues the caller's W3C trace: `traceresponse` back; access.py), and failures as
 google.rpc.Status JSON (`errors.py`): a refusal with its HTTP code, the gateway's own database
 unavailable as 503, anything unforeseen as INTERNAL with a reference."""
 
 from __future__ import annotations
-
-import contextlib
-import uuid
-from collections.abc import Iterator
 
 import grpc
 from google.rpc import status_pb2
 from loyalty_kit.errors import DomainError, ResourceExhausted
 from loyalty_kit.logs import get_logger
 from loyalty_kit.status import error_reference, internal_status
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from loyalty_gateway.http.access import entry_of
 from loyalty_gateway.http.bodies import BODY_TOO_LARGE
 from loyalty_gateway.http.errors import (
     error_body,
@@ -29,26 +27,27 @@ from loyalty_gateway.http.errors import (
 )
 
 log = get_logger("loyalty.gateway")
-tracer = trace.get_tracer("loyalty.gateway")
 REQUEST_ID = "x-request-id"
 
 
 class Exchange:
     """One HTTP request and its answer's headers: the request id, and the trace context to
-    pass on to the services (`carrier`, set once the span starts)."""
+    pass on to the services (`carrier`)."""
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self.request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        self.entry = entry_of(request)
+        self.request_id = self.entry.request_id
         self.carrier: dict[str, str] = {}
+        propagate.inject(self.carrier)
 
-    @contextlib.contextmanager
-    def traced(self, name: str) -> Iterator[dict[str, str]]:
-        """A server span continuing the caller's trace; yields the headers to pass on."""
-        parent = propagate.extract(dict(self.request.headers))
-        with tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER):
-            propagate.inject(self.carrier)
-            yield self.carrier
+    def matched(self, template: str) -> None:
+        """The route template the request matched (for the span and the access log)."""
+        self.entry.route = template
+
+    def called_by(self, client: str) -> None:
+        """The API client calling, once authenticated (for the access log)."""
+        self.entry.client = client
 
     def finish(self, response: Response) -> Response:
         response.headers["X-Request-Id"] = self.request_id

@@ -46,6 +46,7 @@ class TokenEndpoint:
                 )
             async with self.uow() as uow:
                 client = await ClientStore(uow.session).authenticate(client_id, secret)
+            exchange.called_by(client.client_id)
             access, _ = signing.issue(
                 client.caller(), self.keys.ttl, extra={"rps": client.rate_per_second}
             )
