@@ -13,27 +13,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 from loyalty_devstack import cli
-from loyalty_devstack.demo import load as load_demo
 from loyalty_devstack.pii import PersonalDataScanner, demo_values, is_resident_id
-from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit import events, telemetry
-from loyalty_kit.server import RunningService, ServiceSpec
 from loyalty_kit.settings import Settings
 from nats.js.errors import NotFoundError
 
-from tests.gateway.conftest import Gateway
 from tests.gateway.test_composite import eventually
+from tests.support.suite import Run, traced_suite
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -72,43 +67,12 @@ def person(given: str) -> Person:
     )
 
 
-@dataclass
-class Run:
-    gateway: Gateway
-    settings: Settings
-    services: dict[str, RunningService] = field(default_factory=dict)
-
-
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def run(make_settings: Callable[..., Settings], run_id: str) -> AsyncIterator[Run]:
     """The five services on databases and an event namespace of their own, tracing into
     memory, with the Huayue demo loaded."""
-    from loyalty_benefits.app import SPEC as BENEFITS
-    from loyalty_gateway.app import SPEC as GATEWAY
-    from loyalty_identity.app import SPEC as IDENTITY
-    from loyalty_points.app import SPEC as POINTS
-    from loyalty_tiers.app import SPEC as TIERS
-
-    for job in ("POINTS_JOB", "TIERS_JOB", "BENEFITS_ISSUANCE"):
-        os.environ[f"LOYALTY_{job}_INTERVAL_SECONDS"] = "3600"  # as the other suites do
-    settings = make_settings(
-        database_prefix=f"{run_id}_pii_", event_namespace=f"{run_id}pii", otel_exporter="memory"
-    )
-    runner, started = ServiceRunner(settings), {}
-    try:
-        specs: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY]
-        for spec in specs:
-            started[spec.name] = await runner.start(spec, settings)
-            if spec is not GATEWAY:
-                settings = settings.model_copy(
-                    update={f"{spec.name}_target": started[spec.name].target}
-                )
-        await load_demo(settings)
-        url = f"http://127.0.0.1:{settings.gateway_http_port}"
-        yield Run(Gateway(started["gateway"], url), settings, started)
-    finally:
-        await runner.stop_all()
-        telemetry.stop_tracing()
+    async with traced_suite(make_settings, run_id, "pii") as started:
+        yield started
 
 
 async def everyday_life(run: Run, people: list[Person]) -> None:
