@@ -86,25 +86,32 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # Named while the span is open (it ends with the answer's last bytes).
+                self._name_span(scope, entry)
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = entry.route or self.templates.get(scope.get("endpoint"), "")
-            if route:
-                span = trace.get_current_span()
-                span.update_name(f"{scope['method']} {route}")
-                span.set_attribute("http.route", route)
             log.info(
                 "http",
                 method=scope["method"],
-                route=route or None,
+                route=self._route(scope, entry) or None,
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
                 client=entry.client or None,
             )
             reset_request_id(token)
+
+    def _route(self, scope: Scope, entry: Entry) -> str:
+        return entry.route or self.templates.get(scope.get("endpoint"), "")
+
+    def _name_span(self, scope: Scope, entry: Entry) -> None:
+        route = self._route(scope, entry)
+        if route:
+            span = trace.get_current_span()
+            span.update_name(f"{scope['method']} {route}")
+            span.set_attribute("http.route", route)
 
 
 class _QueryKept:
