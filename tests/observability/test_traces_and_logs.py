@@ -127,6 +127,9 @@ async def test_the_access_log_names_routes_by_template_and_keeps_no_query(
     assert ladder.status_code == 200
     err = capfd.readouterr().err
     assert number not in err  # neither the query nor the path
+    spans = in_trace(found.headers["traceresponse"].split("-")[1])
+    assert spans and number not in "".join(s.to_json() for s in spans)
+    assert {s.name for s in spans if s.parent is None} == {"GET /v1/members:resolve"}
     access = {line["request_id"]: line for line in log_lines(err) if line["event"] == "http"}
     assert access[ladder.headers["X-Request-Id"]]["route"] == "/v1/ladder"
     assert access[found.headers["X-Request-Id"]]["status"] == found.status_code
