@@ -25,15 +25,20 @@ from loyalty.common.v1.money_pb2 import Money
 from loyalty.identity.v1 import events_pb2 as identity_pb
 from loyalty.points.v1 import events_pb2 as points_pb
 from loyalty.tiers.v1 import events_pb2 as tiers_pb
+from loyalty_benefits.adapters.events import CONTRACT as BENEFITS_CONTRACT
 from loyalty_benefits.adapters.events import to_message as benefits_message
 from loyalty_benefits.domain import events as benefits_events
+from loyalty_identity.adapters.events import CONTRACT as IDENTITY_CONTRACT
 from loyalty_identity.adapters.events import to_message as identity_message
 from loyalty_identity.domain import events as identity_events
 from loyalty_identity.domain.member import ConsentPurpose
+from loyalty_kit.contract import EventContract
 from loyalty_kit.money import Amount
+from loyalty_points.adapters.events import CONTRACT as POINTS_CONTRACT
 from loyalty_points.adapters.events import to_message as points_message
 from loyalty_points.domain import events as points_events
-from loyalty_tiers.adapters.contract import tier_changed_message as tiers_message
+from loyalty_tiers.adapters.events import CONTRACT as TIERS_CONTRACT
+from loyalty_tiers.adapters.events import to_message as tiers_message
 from loyalty_tiers.domain import events as tiers_events
 
 # Samples' moments: T0 plus whole hours, with a fraction of a second so nanos are carried too.
@@ -359,6 +364,12 @@ SERVICES: dict[str, tuple[ModuleType, Callable[[Any], Message], list[Sample]]] =
     "identity": (identity_events, identity_message, IDENTITY),
     "tiers": (tiers_events, tiers_message, TIERS),
 }
+CONTRACTS: dict[str, EventContract] = {
+    "points": POINTS_CONTRACT,
+    "benefits": BENEFITS_CONTRACT,
+    "identity": IDENTITY_CONTRACT,
+    "tiers": TIERS_CONTRACT,
+}
 
 
 def event_classes(module: ModuleType) -> set[type]:
@@ -375,6 +386,17 @@ def event_classes(module: ModuleType) -> set[type]:
 def every_field_set(message: Message) -> bool:
     """True when no field of `message` is left at its default (so leaving one out is seen)."""
     return len(message.ListFields()) == len(message.DESCRIPTOR.fields)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_event_of_every_service_maps_to_its_contract(service: str) -> None:
+    """Checked from the classes, with no event at hand: a field added on one side only fails
+    here, whether or not a sample has it yet."""
+    module, contract = SERVICES[service][0], CONTRACTS[service]
+
+    for kind in event_classes(module):
+        contract.check(kind)
+    assert set(contract.rules) <= event_classes(module)  # no rule left for an event that is gone
 
 
 @pytest.mark.parametrize("service", SERVICES)
