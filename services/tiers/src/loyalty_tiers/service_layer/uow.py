@@ -15,7 +15,7 @@ from typing import Protocol, Self
 
 from loyalty_kit.uow import UnitOfWork
 
-from loyalty_tiers.adapters.contract import messages
+from loyalty_tiers.adapters.events import to_message
 from loyalty_tiers.adapters.repository import TierStore
 from loyalty_tiers.domain.events import TierChanged
 from loyalty_tiers.domain.grants import Grant
@@ -108,5 +108,5 @@ class TiersUnitOfWork(UnitOfWork):
         return self
 
     async def commit(self) -> None:
-        await self.outbox.add_many(messages(self.tiers.collect_events()))
+        await self.outbox.add_many([to_message(e) for e in self.tiers.collect_events()])
         await super().commit()
