@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Protocol, Self
 
-from loyalty_kit.uow import UnitOfWork
+from loyalty_kit.uow import Transaction, UnitOfWork
 
 from loyalty_tiers.adapters.events import to_message
 from loyalty_tiers.adapters.repository import TierStore
@@ -83,20 +82,11 @@ class TierRepository(Protocol):
     async def grants_due(self, as_of: datetime, limit: int) -> list[str]: ...
 
 
-class AbstractUnitOfWork(Protocol):
+class AbstractUnitOfWork(Transaction, Protocol):
     """One transaction: `async with factory() as uow: ...; await uow.commit()`."""
 
     @property
     def tiers(self) -> TierRepository: ...
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-    async def commit(self) -> None: ...
 
 
 class TiersUnitOfWork(UnitOfWork):
