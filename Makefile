@@ -64,6 +64,11 @@ deploy-check: setup
 images: setup
 	deploy/images/build.sh $(IMAGES)
 
+# The contracts for other teams: the loyalty-contracts wheel and the TypeScript package, into
+# dist/contracts/ (needs node and npm).
+contracts: setup
+	UV=$(UV) clients/build.sh
+
 access-docs: setup
 	$(BIN)/python -m loyalty_devstack.access_docs
 
