@@ -12,7 +12,8 @@ rest, in this order:
    servicers, consumers, jobs and commands (keyword arguments of `start_service` reach it: tests
    hand in a clock or a fake peer);
 5. the gRPC server with the error-mapping interceptor, the standard health service and
-   reflection; health says NOT_SERVING until the database answers, and follows it after;
+   reflection (v1 and v1alpha); health says NOT_SERVING until the database answers, and
+   follows it after;
 6. its consumers and jobs;
 7. on SIGTERM/SIGINT: health NOT_SERVING, `server.stop(grace)` so calls in flight finish, then
    jobs stop, NATS drains and the engine closes.
@@ -33,7 +34,6 @@ from typing import Any, Concatenate, Generic
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -47,11 +47,24 @@ from loyalty_kit.interceptors import ServiceInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
 from loyalty_kit.memory import bound_allocator
 from loyalty_kit.outbox import OutboxRelay
+from loyalty_kit.reflection import enable_reflection
 from loyalty_kit.settings import Settings
 from loyalty_kit.telemetry import setup_tracing
 from loyalty_kit.uow import UnitOfWork
 
 log = get_logger("loyalty.server")
+
+
+def connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """Close each client connection after `grpc_max_connection_age_seconds`, so clients
+    balancing round-robin over a headless Service resolve it again and find new replicas; calls
+    in flight get the longest outbound deadline to finish."""
+    if settings.grpc_max_connection_age_seconds <= 0:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.max_deadline_seconds * 1000)),
+    ]
 
 
 @dataclass
@@ -256,13 +269,12 @@ class RunningService(Generic[Root]):
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+                *connection_age_options(settings),
             ],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         spec.add_servicers(server, root)
-        reflection.enable_server_reflection(
-            (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*spec.service_names, health.SERVICE_NAME), server)
         chosen = spec.port_in(settings) if port is None else port
         self.port = server.add_insecure_port(f"{settings.host}:{chosen}")
         await self._set_health(False)

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
         "RESOURCE_EXHAUSTED.",
     )
 
+    grpc_load_balancing: Literal["round_robin", "pick_first"] = Field(
+        default="round_robin",
+        description="How calls to another service spread over the addresses its target resolves "
+        "to (a headless Service: one per pod; loyalty_kit.channels).",
+    )
+    grpc_max_connection_age_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="Servers close a client connection after this long (0: never), so callers "
+        "resolve the target again and find new replicas (deploy/ sets 300).",
+    )
+
     # --- behaviour --------------------------------------------------------------------------
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
     default_deadline_seconds: float = Field(
