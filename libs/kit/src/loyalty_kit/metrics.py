@@ -68,10 +68,9 @@ PROBE_TIMEOUT_SECONDS = 3.0  # what a scrape waits for the outbox and consumer f
 BACKLOG_COUNT_LIMIT = 1_000_000  # the outbox backlog is counted up to this many rows
 
 # What a label value must never look like: an e-mail, a phone number, a UUID (member ids),
-# a resource name of a member, or a long run of digits (an id number, a card).
-_UNSAFE = re.compile(
-    r"@|\+?\d[\d -]{7,}\d|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-|members/|\d{9,}",
-)
+# a member's resource name (not a template's `members/*`), or a long run of digits (an id
+# number, a card).
+_UNSAFE = re.compile(r"@|\+?\d[\d -]{7,}\d|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-|members/[^*]|\d{9,}")
 REDACTED = "redacted"
 
 
