@@ -11,11 +11,19 @@ from loyalty_kit.server import RunningService
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+# What a family's samples add to its name, by the family's type.
+SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("_count", "_sum"),
+}
+
 
 @dataclass(frozen=True)
 class Scrape:
     text: str
     samples: tuple[Sample, ...]
+    families: dict[str, str]  # name -> type, declared even while it has no samples
 
     def value(self, name: str, **labels: str) -> float:
         """The sum of the samples named `name` whose labels include `labels` (0 if none)."""
@@ -27,6 +35,14 @@ class Scrape:
 
     def names(self) -> set[str]:
         return {s.name for s in self.samples}
+
+    def exported(self) -> set[str]:
+        """Every series name the scrape declares, sampled yet or not."""
+        return {
+            name + suffix
+            for name, kind in self.families.items()
+            for suffix in ("", *SUFFIXES.get(kind, ()))
+        }
 
     def label_values(self) -> set[str]:
         return {value for s in self.samples for value in s.labels.values()}
@@ -40,12 +56,9 @@ async def scrape(service: RunningService) -> Scrape:
         answer = await http.get(f"http://127.0.0.1:{port}/metrics")
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/plain")
-    samples = tuple(
-        sample
-        for family in text_string_to_metric_families(answer.text)
-        for sample in family.samples
-    )
-    return Scrape(answer.text, samples)
+    families = list(text_string_to_metric_families(answer.text))
+    samples = tuple(sample for family in families for sample in family.samples)
+    return Scrape(answer.text, samples, {f.name: f.type for f in families})
 
 
 async def scraped_until(

@@ -80,6 +80,9 @@ class CountingPool(AsyncAdaptedQueuePool):
     use and had to wait for one, the time they waited, and those that gave up (the pool's
     timeout): what the service's metrics report as pool waits."""
 
+    # Its log lines under SQLAlchemy's own name for the pool, as before.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.waits = 0
