@@ -30,22 +30,22 @@ import asyncio
 import contextlib
 import contextvars
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from loyalty_kit.business import COUNTED, business_counts
+from loyalty_kit.live_metrics import RuntimeCollector, Watched
 from loyalty_kit.logs import get_logger
 
 if TYPE_CHECKING:
@@ -64,8 +64,6 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 JOB_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
-PROBE_TIMEOUT_SECONDS = 3.0  # what a scrape waits for the outbox and consumer figures
-BACKLOG_COUNT_LIMIT = 1_000_000  # the outbox backlog is counted up to this many rows
 
 # What a label value must never look like: an e-mail, a phone number, a UUID (member ids),
 # a member's resource name (not a template's `members/*`), or a long run of digits (an id
@@ -161,7 +159,7 @@ class ServiceMetrics:
             name: Counter(name, text, labels, registry=r)
             for name, (text, labels) in business_counts().items()
         }
-        self.runtime = RuntimeCollector(self)
+        self.runtime = RuntimeCollector()
         r.register(self.runtime)
         self.endpoint: Endpoint | None = None
 
@@ -305,184 +303,6 @@ def _business_of(message: Message) -> Iterator[tuple[str, tuple[str, ...], float
             yield rule.metric, rule.labels(message), amount
 
 
-# -- scraped from the running service ---------------------------------------------------------
-
-
-@dataclass
-class Watched:
-    engine: AsyncEngine | None
-    js: JetStreamContext | None
-    relay: OutboxRelay | None
-    consumers: Sequence[EventConsumer]
-    loop: asyncio.AbstractEventLoop
-
-
-@dataclass
-class Probe:
-    """What a scrape asks the database and JetStream for (None: it could not be read)."""
-
-    backlog: tuple[int, float] | None = None
-    consumers: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-
-class RuntimeCollector(Collector):
-    """Figures read from the running service when Prometheus scrapes it."""
-
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        self.metrics = metrics
-        self.watched: Watched | None = None
-
-    def describe(self) -> Iterable[Metric]:
-        return ()  # the families vary with what the service runs
-
-    def collect(self) -> Iterable[Metric]:
-        watched = self.watched
-        if watched is None:
-            return
-        yield from self._pool(watched)
-        yield from self._counted(watched)
-        probe = self._probe(watched)
-        if probe.backlog is not None:
-            backlog, oldest = probe.backlog
-            yield GaugeMetricFamily(
-                "loyalty_outbox_backlog_events",
-                "Events in the outbox not yet published.",
-                value=backlog,
-            )
-            yield GaugeMetricFamily(
-                "loyalty_outbox_lag_seconds",
-                "Age of the oldest event in the outbox not yet published (0 when none).",
-                value=oldest,
-            )
-        if probe.consumers:
-            pending = GaugeMetricFamily(
-                "loyalty_consumer_pending_events",
-                "Events on a consumer's stream not yet delivered to it.",
-                labels=["consumer"],
-            )
-            unacked = GaugeMetricFamily(
-                "loyalty_consumer_unacknowledged_events",
-                "Events delivered to a consumer and not yet acknowledged.",
-                labels=["consumer"],
-            )
-            for name, (waiting, delivered) in probe.consumers.items():
-                pending.add_metric([name], waiting)
-                unacked.add_metric([name], delivered)
-            yield pending
-            yield unacked
-
-    def _pool(self, watched: Watched) -> Iterator[Metric]:
-        if watched.engine is None:
-            return
-        pool: Any = watched.engine.sync_engine.pool
-        connections = GaugeMetricFamily(
-            "loyalty_db_pool_connections",
-            "Database connections of the service's pool, by state (in_use, idle).",
-            labels=["state"],
-        )
-        connections.add_metric(["in_use"], pool.checkedout())
-        connections.add_metric(["idle"], pool.checkedin())
-        yield connections
-        limit = pool.size() + max(getattr(pool, "_max_overflow", 0), 0)
-        yield GaugeMetricFamily(
-            "loyalty_db_pool_max_connections", "Most connections the pool opens.", value=limit
-        )
-        yield CounterMetricFamily(
-            "loyalty_db_pool_waits",
-            "Check-outs that found every connection in use and waited for one.",
-            value=getattr(pool, "waits", 0),
-        )
-        yield CounterMetricFamily(
-            "loyalty_db_pool_wait_seconds",
-            "Time check-outs spent waiting for a connection.",
-            value=getattr(pool, "wait_seconds", 0.0),
-        )
-        yield CounterMetricFamily(
-            "loyalty_db_pool_timeouts",
-            "Check-outs that waited past the pool's timeout (answered UNAVAILABLE).",
-            value=getattr(pool, "timeouts", 0),
-        )
-
-    def _counted(self, watched: Watched) -> Iterator[Metric]:
-        if watched.relay is not None:
-            yield CounterMetricFamily(
-                "loyalty_outbox_published_events",
-                "Events the outbox relay published to JetStream.",
-                value=watched.relay.published,
-            )
-        if not watched.consumers:
-            return
-        outcomes = CounterMetricFamily(
-            "loyalty_consumer_events",
-            "Events a consumer took, by outcome: handled, duplicate (already in its inbox), "
-            "skipped (a type it does not follow).",
-            labels=["consumer", "outcome"],
-        )
-        parked = CounterMetricFamily(
-            "loyalty_events_dead_lettered",
-            "Events a consumer gave up on and parked in the dead-letter stream.",
-            labels=["consumer"],
-        )
-        for consumer in watched.consumers:
-            outcomes.add_metric([consumer.name, "handled"], consumer.handled)
-            outcomes.add_metric([consumer.name, "duplicate"], consumer.duplicates)
-            outcomes.add_metric([consumer.name, "skipped"], consumer.skipped)
-            parked.add_metric([consumer.name], consumer.dead_lettered)
-        yield outcomes
-        yield parked
-
-    def _probe(self, watched: Watched) -> Probe:
-        """The outbox backlog and the consumers' positions, asked on the service's own event
-        loop (its engine and NATS connection live there), bounded in time."""
-        if watched.loop.is_closed() or threading.get_ident() == _loop_thread(watched.loop):
-            return Probe()
-        try:
-            future = asyncio.run_coroutine_threadsafe(_probe(watched), watched.loop)
-        except RuntimeError:  # the loop is stopping
-            return Probe()
-        try:
-            return future.result(PROBE_TIMEOUT_SECONDS)
-        except Exception:
-            future.cancel()
-            return Probe()
-
-
-def _loop_thread(loop: asyncio.AbstractEventLoop) -> int | None:
-    return getattr(loop, "_thread_id", None)
-
-
-async def _probe(watched: Watched) -> Probe:
-    from sqlalchemy import text
-
-    from loyalty_kit import events
-
-    probe = Probe()
-    if watched.engine is not None and watched.relay is not None:
-        with contextlib.suppress(Exception):
-            async with watched.engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        text(
-                            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)),"
-                            " 0) FROM (SELECT created_at FROM kit_outbox WHERE published_at IS NULL"
-                            " ORDER BY seq LIMIT :n) AS unpublished"
-                        ),
-                        {"n": BACKLOG_COUNT_LIMIT},
-                    )
-                ).one()
-                probe.backlog = (int(row[0]), max(float(row[1]), 0.0))
-    if watched.js is not None:
-        for consumer in watched.consumers:
-            stream = events.stream_name(consumer.namespace, consumer.source_service)
-            with contextlib.suppress(Exception):
-                info = await watched.js.consumer_info(stream, consumer.durable)
-                probe.consumers[consumer.name] = (
-                    int(info.num_pending or 0),
-                    int(info.num_ack_pending or 0),
-                )
-    return probe
-
-
 # -- the endpoint --------------------------------------------------------------------------------
 
 
@@ -496,7 +316,16 @@ class Endpoint:
         return int(self.server.server_address[1])
 
     def close(self) -> None:
-        self.server.shutdown()
+        """Stop serving and free the port. The server looks for the stop between waits of
+        half a second; a connection wakes it at once instead."""
+        stopping = threading.Thread(target=self.server.shutdown, daemon=True)
+        stopping.start()
+        host = str(self.server.server_address[0])
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        while stopping.is_alive():
+            with contextlib.suppress(OSError):
+                socket.create_connection((host, self.port), timeout=0.2).close()
+            stopping.join(0.05)
         self.server.server_close()
         self.thread.join(5)
 
