@@ -37,7 +37,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from loyalty_kit import events
+from loyalty_kit import events, metrics
 from loyalty_kit.events import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -163,6 +163,7 @@ class EventConsumer:
         except DecodeError as error:
             raise Unhandleable(f"not a {event_type}: {error}") from error
         meta = EventMeta(event_id=event_id, event_type=event_type, subject=msg.subject)
+        metrics.delivered(self.name, msg)
         async with self.uow_factory() as uow:
             first = await uow.session.execute(
                 pg_insert(inbox)

@@ -27,6 +27,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from loyalty_kit import metrics
 from loyalty_kit.db import asyncpg_params, database_unavailable, driver_connection
 from loyalty_kit.events import (
     EVENT_ID_HEADER,
@@ -62,6 +63,7 @@ class Outbox:
             message.DESCRIPTOR.full_name,
             message.SerializeToString(deterministic=True),
         )
+        metrics.written(self.session, (message,))
         return event_id
 
     async def add_all(self, messages: Sequence[Message]) -> None:
@@ -85,6 +87,7 @@ class Outbox:
             [m.DESCRIPTOR.full_name for m in messages],
             [m.SerializeToString(deterministic=True) for m in messages],
         )
+        metrics.written(self.session, messages)
 
 
 class OutboxRelay:

@@ -148,6 +148,17 @@ class Settings(BaseSettings):
         default="none", description="Where spans go; memory: kept in the process, for tests."
     )
     otel_endpoint: str = Field(default="", description="OTLP gRPC endpoint, e.g. localhost:4317")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=-1,
+        description="Port of the service's Prometheus /metrics in this process (a pod sets one "
+        "for all); unset: the service's own default below. 0: a free port; -1: none.",
+    )
+    gateway_metrics_port: int = 9460
+    identity_metrics_port: int = 9461
+    points_metrics_port: int = 9462
+    tiers_metrics_port: int = 9463
+    benefits_metrics_port: int = 9464
 
     @field_validator("event_namespace")
     @classmethod
@@ -174,6 +185,14 @@ class Settings(BaseSettings):
 
     def port_of(self, service: str) -> int:
         port: int = getattr(self, f"{service}_port")
+        return port
+
+    def metrics_port_of(self, service: str) -> int:
+        """Where `service` serves /metrics: LOYALTY_METRICS_PORT, else its own default (a
+        service without one serves none)."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        port: int = getattr(self, f"{service}_metrics_port", -1)
         return port
 
     def target_of(self, service: str) -> str:

@@ -3,7 +3,8 @@
 page (openapi.py). Every route comes from the contracts' `google.api.http` annotations; JSON is
 read and written with protobuf's json_format (camelCase names, unpopulated fields written,
 unknown fields refused). Failures answer with the google.rpc.Status as JSON and the HTTP code
-of its gRPC code (exchange.py, errors.py).
+of its gRPC code (exchange.py, errors.py). Every request is counted and timed by its route's
+template (metrics.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
@@ -23,6 +25,7 @@ from loyalty_gateway.http import openapi
 from loyalty_gateway.http.contracts import ContractRoutes
 from loyalty_gateway.http.exchange import unexpected
 from loyalty_gateway.http.health import Health
+from loyalty_gateway.http.metrics import HttpMetrics
 from loyalty_gateway.http.tokens import TokenEndpoint
 from loyalty_gateway.http.transcoding import routes_of
 
@@ -62,5 +65,6 @@ def build_app(gateway: Gateway) -> Starlette:
             Route("/{path:path}", contracts.answer, methods=VERBS),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(HttpMetrics, metrics=gateway.context.metrics)],
         exception_handlers={Exception: unexpected},
     )

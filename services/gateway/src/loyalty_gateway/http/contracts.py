@@ -46,6 +46,7 @@ from loyalty_gateway.flows import Flow
 from loyalty_gateway.http.bodies import parse_json, read_body
 from loyalty_gateway.http.errors import error_body, status_of_error
 from loyalty_gateway.http.exchange import REQUEST_ID, Exchange
+from loyalty_gateway.http.metrics import note_route
 from loyalty_gateway.http.transcoding import Route, set_field
 from loyalty_gateway.settings import GatewaySettings
 
@@ -186,6 +187,7 @@ class ContractRoutes:
                     return exchange.finish(method_not_allowed(request.method, allowed))
                 raise NotFound(f"no route {request.method} {path}", reason="NO_ROUTE")
             route, bound = found
+            note_route(request, route.template.text)
             with exchange.traced(f"{request.method} {route.template.text}") as carrier:
                 token, claims = bearer(request, self.verifier)
                 set_current_caller(caller_of_claims(claims))
