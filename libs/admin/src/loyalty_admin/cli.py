@@ -21,10 +21,17 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loyalty_kit.settings import Settings
-
 from loyalty_admin.document import InvalidFile, ProgrammeFile, load
-from loyalty_admin.jobs import JOBS, run_job
+
+# The jobs by name, for the parser (their RPCs are imported when one runs: `validate` and
+# `--help` stay quick).
+JOBS = {
+    "expiry": "expire points past their expiry",
+    "pending-activation": "make pending points whose period has passed available",
+    "year-end": "judge retention or downgrade of tier years that ended",
+    "grant-expiry": "end tier grants and paid memberships whose time is up",
+    "birthday-gifts": "grant the tier's birthday coupon to members whose birthday it is",
+}
 
 
 def _moment(text: str) -> datetime:
@@ -78,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "job",
         choices=list(JOBS),
-        help="; ".join(f"{name}: {job.what}" for name, job in JOBS.items()),
+        help="; ".join(f"{name}: {what}" for name, what in JOBS.items()),
     )
     run.add_argument("--as-of", type=_moment, help="run as at this time (default: now)")
     run.add_argument("--chunk-size", type=int, default=0, help="members per transaction")
@@ -100,6 +107,8 @@ def _load(file: Path) -> ProgrammeFile | None:
 
 async def _programme(args: argparse.Namespace) -> int:
     # Imported here: `validate` and `--help` need no channel.
+    from loyalty_kit.settings import Settings
+
     from loyalty_admin.live import connected
     from loyalty_admin.programme import Planner, PlanRefused, apply, export_text, report
 
@@ -151,6 +160,10 @@ async def _programme(args: argparse.Namespace) -> int:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
+    from loyalty_kit.settings import Settings
+
+    from loyalty_admin.jobs import run_job
+
     found = await run_job(Settings(), args.job, as_of=args.as_of, chunk_size=args.chunk_size)
     print(f"{args.job}: " + ", ".join(f"{name} {value}" for name, value in found.items()))
     return 0

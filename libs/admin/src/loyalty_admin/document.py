@@ -50,7 +50,7 @@ class Problem:
 class InvalidFile(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__(f"{len(problems)} problem(s)")
-        self.problems = problems
+        self.problems = sorted(problems, key=lambda p: (p.line, p.column))
 
 
 @dataclass
@@ -224,9 +224,11 @@ def _cross_checks(data: dict[str, Any], at: _Located) -> list[Problem]:
     """What only the file as a whole shows: names one section uses that another defines."""
     problems: list[Problem] = []
 
-    def check(path: Path_, name: str, known: dict[str, Path_], what: str) -> None:
+    def check(
+        path: Path_, name: str, known: dict[str, Path_], what: str, key: bool = False
+    ) -> None:
         if name and name not in known:
-            problems.append(at.problem(path, f"{name!r}: no such {what} in the file"))
+            problems.append(at.problem(path, f"{name!r}: no such {what} in the file", key=key))
 
     benefits = data.get("benefits") or {}
     templates = _codes(benefits, "coupon_templates", ("benefits",))
@@ -267,7 +269,7 @@ def _cross_checks(data: dict[str, Any], at: _Located) -> list[Problem]:
             )
     if isinstance(data.get(STOCK), dict) and "benefits" in data:
         for code in data[STOCK]:
-            check((STOCK, code), code, rewards, "reward in benefits.rewards")
+            check((STOCK, code), code, rewards, "reward in benefits.rewards", key=True)
     return problems
 
 

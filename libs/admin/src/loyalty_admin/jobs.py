@@ -35,6 +35,7 @@ class Job:
     what: str
 
 
+# The command line lists the same names: a test keeps them in step.
 JOBS = {
     "expiry": Job(
         "points",

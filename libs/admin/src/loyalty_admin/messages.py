@@ -172,6 +172,8 @@ def canonical(message: Message) -> dict[str, Any]:
 
 def _canonical_value(field: FieldDescriptor, value: Any) -> Any:
     if field.message_type is None:
+        if field.enum_type is not None and value == 0:
+            return ""  # unset: the service's default applies
         scalar = _scalar(field, value)
         return _decimal(scalar) if isinstance(scalar, str) and field.enum_type is None else scalar
     if field.message_type.full_name == "google.protobuf.Timestamp":

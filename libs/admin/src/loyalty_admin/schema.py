@@ -64,10 +64,9 @@ class _Builder:
             if text := comments().get(f"{message.full_name}.{field.name}"):
                 properties[field.name] = {"description": text, **properties[field.name]}
             if required(field):
+                needed.append(field.name)
                 if field.is_repeated:
                     properties[field.name]["minItems"] = 1
-                else:
-                    needed.append(field.name)
         schema["properties"] = properties
         if needed:
             schema["required"] = needed
