@@ -53,7 +53,7 @@ lint: setup
 	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf build -o /dev/null && ./breaking.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/kit/src libs/devstack/src libs/check/src services/*/src tests bench
+	$(BIN)/mypy libs/kit/src libs/devstack/src libs/check/src libs/admin/src services/*/src tests bench
 
 access-docs: setup
 	$(BIN)/python -m loyalty_devstack.access_docs
