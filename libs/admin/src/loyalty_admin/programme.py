@@ -300,7 +300,6 @@ def export(live: Live, now: datetime) -> dict[str, Any]:
 
 def export_text(live: Live, now: datetime) -> str:
     head = (
-        "# yaml-language-server: $schema=programme.schema.json\n"
         f"# The live programme, exported {now.isoformat(timespec='seconds')} "
         "(see docs/programme-file.md).\n"
     )
