@@ -54,7 +54,7 @@ lint: setup
 	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf build -o /dev/null && ./breaking.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/kit/src libs/devstack/src libs/check/src services/*/src tests bench
+	$(BIN)/mypy libs/kit/src libs/devstack/src libs/check/src libs/admin/src services/*/src tests bench
 
 # deploy/: every kustomize overlay rendered and validated strictly (needs kubectl).
 deploy-check: setup
