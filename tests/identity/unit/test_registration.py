@@ -90,6 +90,30 @@ async def test_every_problem_of_a_registration_is_named_at_once(identity: Identi
     assert identity.events == []
 
 
+async def test_unknown_identity_types_are_answered_briefly_however_many_types_exist(
+    identity: Identity,
+) -> None:
+    for n in range(3000):
+        code = f"t_{n:09d}"
+        identity.store.tables.types[code] = IdentityType(code, IdentityKind.TOKEN, r"\d{6}")
+    given = [RawIdentity(f"zz{n}", "123456") for n in range(999)] + [RawIdentity("y" * 10**5, "1")]
+    command = Register(given, "mall", "")
+
+    with pytest.raises(InvalidArgument) as raised:
+        await identity(handlers.register, command, identity.now)
+
+    violations = raised.value.field_violations
+    assert len(violations) == 1000
+    # A few known types, and a long type cut short: not 3,000 codes in each of 1,000
+    # violations (130 MB of text held at once).
+    assert max(len(v.description) for v in violations) < 300
+    assert violations[0].description == (
+        "unknown identity type 'zz0'; known: email, phone, store_card, t_000000000, "
+        "t_000000001, t_000000002, t_000000003, t_000000004, t_000000005, t_000000006 "
+        "and 2993 more (ListIdentityTypes names them)"
+    )
+
+
 async def test_a_unit_the_programme_does_not_name_is_refused_once_a_programme_is_known(
     identity: Identity,
 ) -> None:
