@@ -147,6 +147,36 @@ async def test_an_identity_type_added_at_run_time_is_usable_at_once(identity: Id
     assert [i.identity.type for i in member.identities] == ["wechat_openid"]
 
 
+async def test_an_identity_type_keeps_its_pattern_and_description_short(
+    identity: Identity,
+) -> None:
+    long = IdentityType("loyalty_card", IdentityKind.TOKEN, "[0-9]" * 100, "x" * 201)
+
+    with pytest.raises(InvalidArgument) as raised:
+        await identity(handlers.upsert_identity_type, long)
+
+    assert [v.field for v in raised.value.field_violations] == [
+        "identity_type.description",
+        "identity_type.pattern",
+    ]
+
+
+async def test_a_value_not_matching_its_type_is_answered_briefly_whatever_the_description(
+    identity: Identity,
+) -> None:
+    # A type stored before descriptions were kept short: the answer repeats it for each
+    # value that does not match, so it is cut there too.
+    card = IdentityType("loyalty_card", IdentityKind.TOKEN, r"\d{6}", "6 digits " * 100_000)
+    identity.store.tables.types[card.code] = card
+    given = [RawIdentity("loyalty_card", f"bad{n}") for n in range(1000)]
+
+    with pytest.raises(InvalidArgument) as raised:
+        await identity(handlers.register, Register(given, "mall", ""), identity.now)
+
+    assert len(raised.value.field_violations) == 1000
+    assert max(len(v.description) for v in raised.value.field_violations) < 300
+
+
 async def test_linking_an_identity_of_another_member_is_refused(identity: Identity) -> None:
     ann = await identity.register(phone("13812345678"))
     bob = await identity.register()

@@ -21,6 +21,10 @@ from loyalty_kit.errors import FieldViolation, InvalidArgument
 DEFAULT_PHONE_REGION = "CN"
 MAX_VALUE_LENGTH = 256
 MAX_CODE_LENGTH = 40
+# A type's pattern and description are repeated in the answer for each value that does not
+# match, and patterns are compiled and cached: both are kept short.
+MAX_PATTERN_LENGTH = 256
+MAX_DESCRIPTION_LENGTH = 200
 TYPE_CODE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 KNOWN_TYPES_NAMED = 10  # in the answer to an unknown type; ListIdentityTypes has them all
 
@@ -46,8 +50,18 @@ class IdentityType:
                     f"{field}.code", "2-40 characters: a-z, 0-9, '_', starting with a letter"
                 )
             )
+        if len(self.description) > MAX_DESCRIPTION_LENGTH:
+            problems.append(
+                FieldViolation(
+                    f"{field}.description", f"at most {MAX_DESCRIPTION_LENGTH} characters"
+                )
+            )
         if self.kind is IdentityKind.TOKEN:
-            if not self.pattern:
+            if len(self.pattern) > MAX_PATTERN_LENGTH:
+                problems.append(
+                    FieldViolation(f"{field}.pattern", f"at most {MAX_PATTERN_LENGTH} characters")
+                )
+            elif not self.pattern:
                 problems.append(
                     FieldViolation(f"{field}.pattern", "required for TOKEN identity types")
                 )
@@ -72,8 +86,11 @@ class ChannelIdentity:
 
 def unknown_type(given: str, known: str) -> str:
     """The description of an unknown identity type `given`; `known` is `known_types(...)`."""
-    shown = given if len(given) <= MAX_CODE_LENGTH else given[:MAX_CODE_LENGTH] + "…"
-    return f"unknown identity type {shown!r}; {known}"
+    return f"unknown identity type {_cut(given, MAX_CODE_LENGTH)!r}; {known}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def known_types(codes: Collection[str]) -> str:
@@ -104,7 +121,9 @@ def normalise(identity_type: IdentityType, raw: str, field: str) -> ChannelIdent
         raise InvalidArgument.of(
             [
                 FieldViolation(
-                    field, f"not a valid {identity_type.code}: {identity_type.description}"
+                    field,
+                    f"not a valid {identity_type.code}: "
+                    + _cut(identity_type.description, MAX_DESCRIPTION_LENGTH),
                 )
             ]
         )
