@@ -17,7 +17,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 PROTO_SOURCES := $(shell find protos/loyalty -name '*.proto' 2>/dev/null)
 PROTO_STAMP := libs/contracts/src/loyalty/.generated
 
-.PHONY: setup protos run test test-fast lint bench reliability demo infra access-docs clean distclean
+.PHONY: setup protos run test test-fast lint bench reliability demo infra access-docs clean distclean \
+	deploy-check images contracts
 
 setup: $(BIN)/.synced $(PROTO_STAMP)
 
@@ -53,7 +54,20 @@ lint: setup
 	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf build -o /dev/null && ./breaking.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/kit/src libs/devstack/src libs/check/src services/*/src tests bench
+	$(BIN)/mypy libs/kit/src libs/devstack/src libs/check/src libs/admin/src services/*/src tests bench
+
+# deploy/: every kustomize overlay rendered and validated strictly (needs kubectl).
+deploy-check: setup
+	deploy/check.sh
+
+# Every service's image, with podman from a base image made here by debootstrap (deploy/README.md).
+images: setup
+	deploy/images/build.sh $(IMAGES)
+
+# The contracts for other teams: the loyalty-contracts wheel and the TypeScript package, into
+# dist/contracts/ (needs node and npm).
+contracts: setup
+	UV=$(UV) clients/build.sh
 
 access-docs: setup
 	$(BIN)/python -m loyalty_devstack.access_docs

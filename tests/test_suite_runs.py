@@ -66,6 +66,7 @@ def suite_env(infra: Infrastructure, run_id: str) -> Iterator[dict[str, str]]:
         }
     )
     env["LOYALTY_DEV_NATS_PORT"] = str(free_port())
+    env["LOYALTY_METRICS_PORT"] = "0"  # not the defaults, which a running suite may hold
     # Databases and streams of this test alone: "from scratch" holds for a shared server too,
     # where an earlier test's databases would otherwise still be there (under the run's id, so
     # the run's clean-up drops them).

@@ -38,7 +38,7 @@ from loyalty_benefits.domain.entitlements import Entitlement, MemberTier, tier_o
 from loyalty_benefits.domain.issuances import grant_key
 from loyalty_benefits.entrypoints import convert
 from loyalty_benefits.service_layer.ports import SegmentPage
-from loyalty_devstack.demo_benefits import huayue_catalogue
+from loyalty_devstack.demo import huayue_catalogue
 from loyalty_identity.app import SPEC as IDENTITY_SPEC
 from loyalty_kit import db, migrations
 from loyalty_kit.caller import Caller

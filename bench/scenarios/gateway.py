@@ -43,8 +43,7 @@ from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty_benefits.app import SPEC as BENEFITS
-from loyalty_devstack.demo import load_points, load_tiers
-from loyalty_devstack.demo_benefits import load_benefits
+from loyalty_devstack.demo import load_programme
 from loyalty_devstack.embedded import free_port
 from loyalty_gateway.adapters.clients import ClientStore
 from loyalty_gateway.app import SPEC as GATEWAY
@@ -389,11 +388,7 @@ async def _prepared(ctx: BenchContext, suite: Suite) -> Prepared:
     found = ctx.shared.get(SHARED_KEY)
     if isinstance(found, Prepared):
         return found
-    for loaded in (
-        await load_points(suite.settings),
-        await load_tiers(suite.settings),
-        await load_benefits(suite.settings),
-    ):
+    for loaded in await load_programme(suite.settings):
         _progress(loaded.what)
     async with suite.gateway.context.uow() as uow:
         client, secret = await ClientStore(uow.session).create(

@@ -10,6 +10,10 @@ member, preview a tier), the rest random requests to every unary method of every
 most as an admin. Every service's resident memory (VmRSS) is sampled every few seconds; the
 result holds, per service, the RSS after the warm-up (the first fifth of the run, at least
 `--warmup`) and at the end, and the growth between them (MB and %): flat is below 10 %.
+
+The admin part suspends, merges, erases and unlinks the members the valid calls use, so some
+valid calls are refused rightly: `valid_refused` counts those (`expected`, checked as
+`bench.refusals` says) apart from refusals nothing in the soak explains (`unexpected`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from loyalty_kit.settings import Settings
 
 from bench.context import BenchContext
 from bench.mixed import UnaryMethod, Vocabulary, random_message, unary_methods
+from bench.refusals import Refusals, Subject
 from bench.registry import Measurement, scenario
 
 SERVICES = ("identity", "points", "tiers", "benefits", "gateway")
@@ -194,13 +199,37 @@ def _money(amount: str) -> money_pb2.Money:
     return money_pb2.Money(currency_code="CNY", amount=amount)
 
 
+VALID_KINDS = (
+    "resolve",
+    "get_member",
+    "member_tier",
+    "preview_tier",
+    "balance",
+    "entitlements",
+    "overview",
+    "earn",
+    "register",
+    "ladder",
+    "identity_type",
+)
+ABOUT_NO_MEMBER = ("register", "ladder", "identity_type")
+
+
 @dataclass
 class Valid:
-    """Calls that should succeed, on what the demo loaded (and members registered meanwhile)."""
+    """Calls that should succeed, on what the demo loaded (and members registered meanwhile).
+    `holders`: each known phone's member (as registered; the soak's admin part may have moved
+    it since)."""
 
     stubs: dict[str, grpc.aio.Channel]
     vocabulary: Vocabulary
     rng: random.Random
+    holders: dict[str, str] = field(default_factory=dict)
+
+    def learn(self, phone: str, member_id: str) -> None:
+        self.vocabulary.phones.append(phone)
+        self.vocabulary.member_ids.append(member_id)
+        self.holders[phone] = member_id
 
     def _call(self, service: str, method: str, request: Any, answer: Any) -> Awaitable[Any]:
         full = DESCRIPTORS[service].services_by_name
@@ -212,28 +241,34 @@ class Valid:
         )
         return call(request, metadata=ADMIN, timeout=CALL_TIMEOUT)  # type: ignore[no-any-return]
 
-    def member(self) -> str:
-        return f"members/{self.rng.choice(self.vocabulary.member_ids)}"
-
-    async def once(self) -> str:
-        kind = self.rng.choice(
-            (
-                "resolve",
-                "get_member",
-                "member_tier",
-                "preview_tier",
-                "balance",
-                "entitlements",
-                "overview",
-                "earn",
-                "register",
-                "ladder",
-                "identity_type",
-            )
-        )
-        rng = self.rng
+    def pick(self) -> Subject:
+        """The next valid call: its kind, and the member (or phone) it is about."""
+        kind = self.rng.choice(VALID_KINDS)
         if kind == "resolve":
-            phone = rng.choice(self.vocabulary.phones)
+            phone = self.rng.choice(self.vocabulary.phones)
+            return Subject(kind, self.holders[phone], phone)
+        if kind in ABOUT_NO_MEMBER:
+            return Subject(kind)
+        return Subject(kind, self.rng.choice(self.vocabulary.member_ids))
+
+    async def state_of(self, member_id: str) -> str:
+        """The member's state as identity tells it now ("" when it cannot be read)."""
+        try:
+            answer = await self._call(
+                "identity",
+                "GetMember",
+                identity_pb.GetMemberRequest(name=f"members/{member_id}"),
+                identity_pb.GetMemberResponse,
+            )
+        except grpc.aio.AioRpcError:
+            return ""
+        return str(member_pb2.MemberState.Name(answer.member.state))
+
+    async def once(self, subject: Subject) -> None:
+        kind, rng = subject.kind, self.rng
+        member = f"members/{subject.member_id}"
+        if kind == "resolve":
+            phone = subject.phone
             await self._call(
                 "identity",
                 "ResolveMember",
@@ -246,14 +281,14 @@ class Valid:
             await self._call(
                 "identity",
                 "GetMember",
-                identity_pb.GetMemberRequest(name=self.member()),
+                identity_pb.GetMemberRequest(name=member),
                 identity_pb.GetMemberResponse,
             )
         elif kind == "member_tier":
             await self._call(
                 "tiers",
                 "GetMemberTier",
-                tiers_pb.GetMemberTierRequest(member=self.member()),
+                tiers_pb.GetMemberTierRequest(member=member),
                 tiers_pb.GetMemberTierResponse,
             )
         elif kind == "preview_tier":
@@ -266,28 +301,28 @@ class Valid:
             await self._call(
                 "tiers",
                 "PreviewMemberTier",
-                tiers_pb.PreviewMemberTierRequest(member=self.member(), activities=[extra]),
+                tiers_pb.PreviewMemberTierRequest(member=member, activities=[extra]),
                 tiers_pb.PreviewMemberTierResponse,
             )
         elif kind == "balance":
             await self._call(
                 "points",
                 "GetBalance",
-                points_pb.GetBalanceRequest(member=self.member()),
+                points_pb.GetBalanceRequest(member=member),
                 points_pb.GetBalanceResponse,
             )
         elif kind == "entitlements":
             await self._call(
                 "benefits",
                 "ListEntitlements",
-                benefits_pb.ListEntitlementsRequest(member=self.member(), unit="hotel"),
+                benefits_pb.ListEntitlementsRequest(member=member, unit="hotel"),
                 benefits_pb.ListEntitlementsResponse,
             )
         elif kind == "overview":
             await self._call(
                 "gateway",
                 "GetMemberOverview",
-                gateway_pb.GetMemberOverviewRequest(member=self.member(), unit="mall"),
+                gateway_pb.GetMemberOverviewRequest(member=member, unit="mall"),
                 gateway_pb.GetMemberOverviewResponse,
             )
         elif kind == "earn":
@@ -295,7 +330,7 @@ class Valid:
                 "points",
                 "EarnPoints",
                 points_pb.EarnPointsRequest(
-                    member=self.member(),
+                    member=member,
                     request_id=uuid.uuid4().hex,
                     unit="mall",
                     channel=channel_pb2.CHANNEL_POS,
@@ -345,12 +380,10 @@ class Valid:
                 ),
                 identity_pb.RegisterMemberResponse,
             )
-            self.vocabulary.phones.append(phone)
-            self.vocabulary.member_ids.append(answer.member.name.removeprefix("members/"))
-        return kind
+            self.learn(phone, answer.member.name.removeprefix("members/"))
 
 
-async def _demo_members(channel: grpc.aio.Channel, vocabulary: Vocabulary) -> None:
+async def _demo_members(channel: grpc.aio.Channel, valid: Valid) -> None:
     call = channel.unary_unary(
         "/loyalty.identity.v1.IdentityService/ResolveMember",
         request_serializer=lambda m: m.SerializeToString(),
@@ -367,8 +400,7 @@ async def _demo_members(channel: grpc.aio.Channel, vocabulary: Vocabulary) -> No
                 metadata=ADMIN,
                 timeout=CALL_TIMEOUT,
             )
-            vocabulary.phones.append(value)
-            vocabulary.member_ids.append(answer.member.name.removeprefix("members/"))
+            valid.learn(value, answer.member.name.removeprefix("members/"))
 
 
 def _odd_caller(rng: random.Random) -> tuple[tuple[str, str], ...]:
@@ -417,16 +449,17 @@ async def soak_memory(ctx: BenchContext) -> Measurement:
             channels = {n: grpc.aio.insecure_channel(t) for n, t in suite.targets.items()}
             try:
                 vocabulary = Vocabulary()
-                await _demo_members(channels["identity"], vocabulary)
+                valid = Valid(channels, vocabulary, rng)
+                await _demo_members(channels["identity"], valid)
                 methods: list[UnaryMethod] = []
                 for name, descriptor in DESCRIPTORS.items():
                     methods += unary_methods(
                         channels[name], list(descriptor.services_by_name.values())
                     )
-                valid = Valid(channels, vocabulary, rng)
                 sampler = Sampler({n: p.pid for n, p in suite.processes.items()})
                 codes: Counter[str] = Counter()
                 valid_failed: Counter[str] = Counter()
+                refusals = Refusals(valid.state_of)
                 latencies: list[float] = []
 
                 async def random_call() -> None:
@@ -435,16 +468,19 @@ async def soak_memory(ctx: BenchContext) -> Measurement:
                     try:
                         await method.call(request, metadata=_odd_caller(rng), timeout=CALL_TIMEOUT)
                         codes["OK"] += 1
+                        refusals.random_call_succeeded(method.path, request)
                     except grpc.aio.AioRpcError as error:
                         codes[error.code().name] += 1
 
                 async def valid_call() -> None:
+                    subject = valid.pick()
                     try:
-                        await valid.once()
+                        await valid.once(subject)
                         codes["OK"] += 1
                     except grpc.aio.AioRpcError as error:
                         codes[error.code().name] += 1
                         valid_failed[error.code().name] += 1
+                        await refusals.judge(subject, error)
 
                 stop_at = time.perf_counter() + seconds
 
@@ -488,6 +524,7 @@ async def soak_memory(ctx: BenchContext) -> Measurement:
             "valid_share": VALID_SHARE,
             "codes": dict(codes.most_common()),
             "valid_failed": dict(valid_failed),
+            "valid_refused": refusals.report(),
             "members_known": len(vocabulary.member_ids),
             "crashed": crashed,
             "rss_samples": [[at, values] for at, values in sampler.samples[::every]],

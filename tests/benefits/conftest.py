@@ -18,8 +18,7 @@ from loyalty.benefits.v1 import catalogue_pb2 as cat
 from loyalty.common.v1 import money_pb2
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
-from loyalty_devstack.demo import huayue_ladder
-from loyalty_devstack.demo_benefits import huayue_catalogue
+from loyalty_devstack.demo import huayue_catalogue, huayue_ladder
 from loyalty_kit import events
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService

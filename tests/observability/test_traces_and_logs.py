@@ -133,5 +133,5 @@ async def test_the_access_log_names_routes_by_template_and_keeps_no_query(
     access = {line["request_id"]: line for line in log_lines(err) if line["event"] == "http"}
     assert access[ladder.headers["X-Request-Id"]]["route"] == "/v1/ladder"
     assert access[found.headers["X-Request-Id"]]["status"] == found.status_code
-    assert access[nowhere.headers["X-Request-Id"]]["route"] is None
+    assert access[nowhere.headers["X-Request-Id"]]["route"] == "unmatched"
     assert access[nowhere.headers["X-Request-Id"]]["status"] == 404

@@ -1,18 +1,20 @@
 """After a realistic run, no phone, e-mail, name or resident id number is in clear in the logs,
-the traces or the events.
+the traces, the events or the metrics.
 
 The five services run with tracing into memory; members are registered through the gateway with
 a phone, an e-mail, a name and a resident id number, buy, pay at a checkout, are found by phone
 and e-mail, change their name, are exported and erased; some requests are refused on the way
 (a malformed e-mail, a duplicate). Then what the run wrote to stderr, every span it traced and
 every message of every stream of its namespace go through the scanner that `loyalty-dev
-scan-pii` runs (`loyalty_devstack.pii`): the patterns, and each personal value as written.
+scan-pii` runs (`loyalty_devstack.pii`): the patterns, and each personal value as written. Every
+service's /metrics is scraped too: no label value is personal data or a member's id.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,12 +24,13 @@ import httpx
 import pytest
 import pytest_asyncio
 from loyalty_devstack import cli
-from loyalty_devstack.pii import PersonalDataScanner, demo_values, is_resident_id
+from loyalty_devstack.pii import Finding, PersonalDataScanner, demo_values, is_resident_id, mask
 from loyalty_kit import events, telemetry
 from loyalty_kit.settings import Settings
 from nats.js.errors import NotFoundError
 
 from tests.gateway.test_composite import eventually
+from tests.support.metrics import scrape
 from tests.support.suite import Run, traced_suite
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -245,7 +248,33 @@ async def test_logs_traces_and_events_hold_no_personal_data_in_clear(
         published += 1
         findings += scanner.scan_bytes(data, where)
     assert published > 10, "the run published no events to scan"
+    findings += await metrics_findings(run, people, scanner)
     assert not findings, "\n".join(map(str, findings))
+
+
+# A member's id, or a member's resource name (a route's template, `members/*`, names none).
+MEMBER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|members/[^*]")
+
+
+async def metrics_findings(
+    run: Run, people: list[Person], scanner: PersonalDataScanner
+) -> list[Finding]:
+    """What each service's /metrics says after the run: personal data found by the scanner in
+    the whole text, and any label value that is or looks like a member's id."""
+    found: list[Finding] = []
+    members = {p.member.split("/")[-1] for p in people}
+    for name, service in run.services.items():
+        scraped = await scrape(service)
+        assert scraped.value("grpc_server_handled_total") > 0 or name == "gateway", name
+        found += scanner.scan(scraped.text, f"metrics of {name}")
+        for value in scraped.label_values():
+            if MEMBER_ID.search(value) or any(member in value for member in members):
+                found.append(Finding(f"metrics of {name}", 0, "member id", mask(value)))
+    gateway = await scrape(run.services["gateway"])
+    assert gateway.value("loyalty_http_requests_total", route="/v1/members:register") > 0
+    points = await scrape(run.services["points"])
+    assert points.value("loyalty_points_total", movement="earned", unit="mall") > 0
+    return found
 
 
 async def test_the_scanner_finds_what_it_is_there_for() -> None:

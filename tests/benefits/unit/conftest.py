@@ -12,7 +12,7 @@ from loyalty_benefits.domain.coupons import Coupon
 from loyalty_benefits.domain.events import Event
 from loyalty_benefits.entrypoints.convert import catalogue_from
 from loyalty_benefits.service_layer import handlers
-from loyalty_devstack.demo_benefits import huayue_catalogue
+from loyalty_devstack.demo import huayue_catalogue
 
 from tests.benefits.unit.fakes import FakeBenefitsStore, FakeUnitOfWork
 

@@ -90,6 +90,30 @@ async def test_every_problem_of_a_registration_is_named_at_once(identity: Identi
     assert identity.events == []
 
 
+async def test_unknown_identity_types_are_answered_briefly_however_many_types_exist(
+    identity: Identity,
+) -> None:
+    for n in range(3000):
+        code = f"t_{n:09d}"
+        identity.store.tables.types[code] = IdentityType(code, IdentityKind.TOKEN, r"\d{6}")
+    given = [RawIdentity(f"zz{n}", "123456") for n in range(999)] + [RawIdentity("y" * 10**5, "1")]
+    command = Register(given, "mall", "")
+
+    with pytest.raises(InvalidArgument) as raised:
+        await identity(handlers.register, command, identity.now)
+
+    violations = raised.value.field_violations
+    assert len(violations) == 1000
+    # A few known types, and a long type cut short: not 3,000 codes in each of 1,000
+    # violations (130 MB of text held at once).
+    assert max(len(v.description) for v in violations) < 300
+    assert violations[0].description == (
+        "unknown identity type 'zz0'; known: email, phone, store_card, t_000000000, "
+        "t_000000001, t_000000002, t_000000003, t_000000004, t_000000005, t_000000006 "
+        "and 2993 more (ListIdentityTypes names them)"
+    )
+
+
 async def test_a_unit_the_programme_does_not_name_is_refused_once_a_programme_is_known(
     identity: Identity,
 ) -> None:
@@ -121,6 +145,36 @@ async def test_an_identity_type_added_at_run_time_is_usable_at_once(identity: Id
     member = await identity.register(RawIdentity("wechat_openid", "o" + "x" * 27))
 
     assert [i.identity.type for i in member.identities] == ["wechat_openid"]
+
+
+async def test_an_identity_type_keeps_its_pattern_and_description_short(
+    identity: Identity,
+) -> None:
+    long = IdentityType("loyalty_card", IdentityKind.TOKEN, "[0-9]" * 100, "x" * 201)
+
+    with pytest.raises(InvalidArgument) as raised:
+        await identity(handlers.upsert_identity_type, long)
+
+    assert [v.field for v in raised.value.field_violations] == [
+        "identity_type.description",
+        "identity_type.pattern",
+    ]
+
+
+async def test_a_value_not_matching_its_type_is_answered_briefly_whatever_the_description(
+    identity: Identity,
+) -> None:
+    # A type stored before descriptions were kept short: the answer repeats it for each
+    # value that does not match, so it is cut there too.
+    card = IdentityType("loyalty_card", IdentityKind.TOKEN, r"\d{6}", "6 digits " * 100_000)
+    identity.store.tables.types[card.code] = card
+    given = [RawIdentity("loyalty_card", f"bad{n}") for n in range(1000)]
+
+    with pytest.raises(InvalidArgument) as raised:
+        await identity(handlers.register, Register(given, "mall", ""), identity.now)
+
+    assert len(raised.value.field_violations) == 1000
+    assert max(len(v.description) for v in raised.value.field_violations) < 300
 
 
 async def test_linking_an_identity_of_another_member_is_refused(identity: Identity) -> None:

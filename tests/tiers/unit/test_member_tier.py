@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from loyalty_kit.timestamps import timestamp
-from loyalty_tiers.adapters.contract import tier_changed_message
 from loyalty_tiers.domain.events import TierChanged
 from loyalty_tiers.domain.grants import Grant, GrantKind, GrantState
 from loyalty_tiers.domain.ladder import Metric
@@ -73,22 +71,3 @@ def test_an_unmerge_never_lifts_the_survivor() -> None:
 
     assert member.tier == "silver"
     assert member.events == []
-
-
-def test_the_contract_carries_every_field_of_the_event() -> None:
-    event = TierChanged(
-        ANN, "silver", "gold", "granted", T0, T0.replace(year=2027), T0 + timedelta(days=30)
-    )
-
-    message = tier_changed_message(event)
-
-    assert (message.member_id, message.from_tier, message.to_tier, message.reason) == (
-        ANN,
-        "silver",
-        "gold",
-        "granted",
-    )
-    assert message.effective_at == timestamp(T0)
-    assert message.tier_year_end == timestamp(T0.replace(year=2027))
-    assert message.grant_end_time == timestamp(T0 + timedelta(days=30))
-    assert not tier_changed_message(TierChanged(ANN, "a", "b", "r", T0)).HasField("tier_year_end")

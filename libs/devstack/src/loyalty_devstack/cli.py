@@ -341,6 +341,9 @@ def _print_ready(
         f"  gateway   http://127.0.0.1:{http}   grpc 127.0.0.1:{ports['gateway']}\n"
         + "".join(f"  {n:<9} grpc 127.0.0.1:{ports[n]}\n" for n in SERVICES if n != "gateway")
         + "".join(f"  {k:<9} {v}\n" for k, v in infra.describe().items())
+        + "  metrics   "
+        + "  ".join(f"{n} :{settings.metrics_port_of(n)}" for n in SERVICES)
+        + "   (http://127.0.0.1:<port>/metrics)\n"
         + f"  API client (admin, for trying the HTTP API): {client}\n"
         f"    TOKEN=$(curl -s -u '{client}' -X POST "
         f"localhost:{http}/v1/token | jq -r .access_token)\n"

@@ -1,34 +1,41 @@
-"""The Huayue (华悦集团) demo programme of docs/worked-example.md, loaded through the services' own
-public RPCs (never their tables), so it doubles as a smoke test of a running suite.
+"""The Huayue (华悦集团) demo of docs/worked-example.md, loaded through the services' own public
+RPCs (never their tables), so it doubles as a smoke test of a running suite.
 
-Each service contributes a loader. A loader first looks for its part (the members by their
-identities, the programme, the ladder, the catalogue) and writes only what is missing, with
-request ids derived from the demo data, so loading twice, or after a run that stopped half-way,
-changes nothing that is already there. `load` answers with one line saying what it loaded or
-found.
+The programme (points rules, tier ladder, benefits catalogue, reward stock) is the file
+huayue.yaml, applied as `loyalty-admin programme apply` applies one: sections the services hold
+already are left alone. The members are registered here: each is looked up by its identity
+first, and only the missing ones are registered, with request ids derived from the demo data.
+So loading twice, or after a run that stopped half-way, changes nothing that is already there.
+`load` answers with one line saying what it loaded or found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.message import Message
+from loyalty.benefits.v1 import catalogue_pb2
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
-from loyalty.points.v1 import points_service_pb2 as points_pb
-from loyalty.points.v1 import points_service_pb2_grpc, programme_pb2
+from loyalty.points.v1 import programme_pb2
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
-from loyalty.tiers.v1 import tiers_service_pb2_grpc
+from loyalty_admin.document import ProgrammeFile
+from loyalty_admin.document import load as load_file
+from loyalty_admin.live import connected
+from loyalty_admin.messages import STOCK
+from loyalty_admin.programme import Planner, apply, report
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 
-from loyalty_devstack.demo_benefits import load_benefits
 from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
 
-Loader = Callable[[Settings], Awaitable[Part]]
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -143,158 +150,61 @@ async def load_identity(settings: Settings) -> Part:
     return Part(f"{len(MEMBERS)} members", changed > 0)
 
 
-def _at(text: str) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromJsonString(text)
-    return stamp
+HUAYUE = Path(__file__).with_name("huayue.yaml")
+
+
+@functools.cache
+def huayue() -> ProgrammeFile:
+    """The demo programme: huayue.yaml, read as `loyalty-admin programme` reads a file."""
+    return load_file(HUAYUE)
+
+
+def _copy(message: M | None) -> M:
+    assert message is not None, "huayue.yaml has every section"
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy
 
 
 def huayue_programme() -> programme_pb2.Programme:
-    """The worked example's rules: base 1 point per CNY 1, point value CNY 0.01; mall x1, hotel x2
-    (pending 7 days), estate x0.1, cinema x1.5; tiers silver 1.1, gold 1.25, platinum 1.5,
-    diamond 2; points expire at the end of the 24th month after earning; referral 500 + 200;
-    1,000 points -> 100 airline miles, minimum 1,000, at most 50,000 points a day. Two past
-    campaigns show how rules apply to offline receipts replayed later."""
-    return programme_pb2.Programme(
-        effective_from=_at("2020-01-01T00:00:00+08:00"),
-        base_currency_code="CNY",
-        time_zone="Asia/Shanghai",
-        currencies=[
-            programme_pb2.CurrencyRule(
-                currency_code="CNY", base_rate="1", point_value="0.01", base_currency_rate="1"
-            ),
-            programme_pb2.CurrencyRule(
-                currency_code="HKD", base_rate="1", point_value="0.011", base_currency_rate="0.92"
-            ),
-        ],
-        units=[
-            programme_pb2.UnitRule(unit="mall", multiplier="1"),
-            programme_pb2.UnitRule(unit="hotel", multiplier="2", pending_days=7),
-            programme_pb2.UnitRule(unit="estate", multiplier="0.1"),
-            programme_pb2.UnitRule(unit="cinema", multiplier="1.5"),
-        ],
-        tiers=[
-            programme_pb2.TierRule(tier="basic", multiplier="1"),
-            programme_pb2.TierRule(tier="silver", multiplier="1.1"),
-            programme_pb2.TierRule(tier="gold", multiplier="1.25"),
-            programme_pb2.TierRule(tier="platinum", multiplier="1.5"),
-            programme_pb2.TierRule(tier="diamond", multiplier="2"),
-        ],
-        expiry=programme_pb2.ExpiryPolicy(months_after_earning=24),
-        transfer=programme_pb2.TransferPolicy(
-            max_points_per_transfer=20_000, max_points_per_day=50_000
-        ),
-        partners=[
-            programme_pb2.PartnerRule(
-                partner="skyair",
-                points_per_partner_unit=10,
-                points_per_partner_unit_in=8,
-                min_points=1_000,
-                max_points_per_day=50_000,
-            )
-        ],
-        referral=programme_pb2.ReferralPolicy(referrer_points=500, referee_points=200),
-        campaigns=[
-            programme_pb2.Campaign(
-                code="double-11-2025",
-                name="双十一 double points at the mall",
-                start_time=_at("2025-11-11T00:00:00+08:00"),
-                end_time=_at("2025-11-12T00:00:00+08:00"),
-                units=["mall"],
-                multiplier="2",
-                stacking=programme_pb2.STACKING_COMBINABLE,
-                priority=10,
-            ),
-            programme_pb2.Campaign(
-                code="cinema-opening-2025",
-                name="cinema opening week: 100 bonus points",
-                start_time=_at("2025-06-01T00:00:00+08:00"),
-                end_time=_at("2025-06-08T00:00:00+08:00"),
-                units=["cinema"],
-                bonus_points=100,
-                stacking=programme_pb2.STACKING_EXCLUSIVE,
-                priority=5,
-            ),
-        ],
-    )
-
-
-async def load_points(settings: Settings) -> Part:
-    metadata = demo_metadata(settings)
-    async with channel(settings.target_of("points")) as ch:
-        stub = points_service_pb2_grpc.PointsServiceStub(ch)
-        try:
-            current = await stub.GetProgramme(points_pb.GetProgrammeRequest(), metadata=metadata)
-            return Part(f"points programme v{current.programme.version}", False)
-        except grpc.aio.AioRpcError as error:
-            if not not_there(error):
-                raise
-        stored = await stub.UpdateProgramme(
-            points_pb.UpdateProgrammeRequest(
-                programme=huayue_programme(),
-                reason="Huayue demo programme (docs/worked-example.md)",
-                request_id="demo-programme-v1",
-            ),
-            metadata=metadata,
-        )
-    return Part(f"points programme v{stored.programme.version}", True)
+    """The worked example's points programme (the file's `points` section)."""
+    return _copy(huayue().points)
 
 
 def huayue_ladder() -> tiers_pb.Ladder:
-    """The worked example's ladder: by 12-month qualifying spend (CNY), silver 5,000; gold 20,000;
-    platinum 80,000; diamond 300,000. A tier is kept with at least half its threshold in the
-    tier year, otherwise the member drops one level."""
+    """The worked example's tier ladder (the file's `tiers` section)."""
+    return _copy(huayue().tiers)
 
-    def spend(value: str) -> list[tiers_pb.Threshold]:
-        return [tiers_pb.Threshold(metric=tiers_pb.METRIC_QUALIFYING_SPEND, value=value)]
 
-    def tier(code: str, zh: str, en: str, threshold: int) -> tiers_pb.Tier:
-        return tiers_pb.Tier(
-            code=code,
-            name_zh=zh,
-            name_en=en,
-            thresholds=spend(str(threshold)),
-            retention_thresholds=spend(str(threshold // 2)),
+def huayue_catalogue() -> catalogue_pb2.Catalogue:
+    """The worked example's benefits catalogue (the file's `benefits` section)."""
+    return _copy(huayue().benefits)
+
+
+async def load_programme(settings: Settings) -> list[Part]:
+    """Apply huayue.yaml as `loyalty-admin programme apply` does: the sections the services
+    hold already are left alone, the others published (and the rewards stocked)."""
+    async with connected(settings) as services:
+        planner = Planner(
+            services,
+            await services.read(),
+            now=datetime.now(UTC),
+            reason="Huayue demo programme (docs/worked-example.md)",
         )
-
-    return tiers_pb.Ladder(
-        base_currency_code="CNY",  # the points programme's: spend arrives in it
-        window_months=12,
-        downgrade_policy=tiers_pb.DOWNGRADE_POLICY_ONE_LEVEL,
-        tiers=[
-            tiers_pb.Tier(code="basic", name_zh="普卡", name_en="Basic"),
-            tier("silver", "银卡", "Silver", 5_000),
-            tier("gold", "金卡", "Gold", 20_000),
-            tier("platinum", "白金卡", "Platinum", 80_000),
-            tier("diamond", "钻石卡", "Diamond", 300_000),
-        ],
-    )
-
-
-async def load_tiers(settings: Settings) -> Part:
-    metadata = demo_metadata(settings)
-    async with channel(settings.target_of("tiers")) as ch:
-        stub = tiers_service_pb2_grpc.TiersServiceStub(ch)
-        try:
-            current = await stub.GetLadder(tiers_pb.GetLadderRequest(), metadata=metadata)
-            return Part(f"ladder v{current.ladder.version}", False)
-        except grpc.aio.AioRpcError as error:
-            if not not_there(error):
-                raise
-        stored = await stub.UpdateLadder(
-            tiers_pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id="demo-ladder-v1"),
-            metadata=metadata,
-        )
-    return Part(f"ladder v{stored.ladder.version}", True)
-
-
-# (service, loader) in dependency order.
-LOADERS: list[tuple[str, Loader]] = [
-    ("identity", load_identity),
-    ("points", load_points),
-    ("tiers", load_tiers),
-    ("benefits", load_benefits),
-]
+        outcome = await apply(planner.plan(huayue()), say=lambda _line: None)
+        if not outcome.ok:
+            raise RuntimeError("demo: " + "; ".join(report(outcome)))
+        live = await services.read()
+    assert live.points is not None and live.tiers is not None and live.benefits is not None
+    stocked = len([code for code, units in live.stock.items() if units > 0])
+    return [
+        Part(f"points programme v{live.points.version}", "points" in outcome.done),
+        Part(f"ladder v{live.tiers.version}", "tiers" in outcome.done),
+        Part(
+            f"catalogue v{live.benefits.version} with {stocked} rewards stocked",
+            "benefits" in outcome.done or STOCK in outcome.done,
+        ),
+    ]
 
 
 def summary(parts: list[Part]) -> str:
@@ -310,4 +220,4 @@ def summary(parts: list[Part]) -> str:
 
 async def load(settings: Settings) -> str:
     """Load whatever of the demo is missing; the line saying what was loaded or found."""
-    return summary([await loader(settings) for _service, loader in LOADERS])
+    return summary([await load_identity(settings), *await load_programme(settings)])

@@ -97,6 +97,7 @@ def make_settings(infra: Infrastructure, run_id: str, data_dir: Path) -> Callabl
             "outbox_poll_seconds": 0.2,
             "health_check_seconds": 0.2,
             "gateway_http_port": free_port(),
+            "metrics_port": 0,  # every service's /metrics on a free port of its own
             "log_format": "console",
             "data_dir": data_dir,
         }

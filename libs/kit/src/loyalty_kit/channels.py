@@ -7,6 +7,14 @@ gRPC's service-config retry policy, which only retries when the server has not s
 request or said UNAVAILABLE, so mutating calls stay safe (they are idempotent by request_id
 anyway).
 
+Load is spread per call, not per connection: the channel resolves its target to every address
+(a headless Kubernetes Service's DNS name gives one per ready pod; write it `dns:///points:50052`
+to say so) and `round_robin` sends each call to the next one. With a plain ClusterIP Service the
+name is one address and round_robin behaves as pick_first. New replicas are found when the name
+is resolved again, which gRPC does when a connection closes: servers close theirs after
+`LOYALTY_GRPC_MAX_CONNECTION_AGE_SECONDS` (loyalty_kit.server), so callers pick up a scale-up
+within that time. `LOYALTY_GRPC_LOAD_BALANCING=pick_first` restores one connection per peer.
+
 Messages are bounded both ways (`LOYALTY_GRPC_MAX_MESSAGE_BYTES`, 4 MiB by default, the same
 bound the servers keep): a larger one fails with gRPC's own RESOURCE_EXHAUSTED, which is never
 retried.
@@ -16,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
@@ -24,22 +32,27 @@ from loyalty_kit.correlation import REQUEST_ID_METADATA, current_request_id
 from loyalty_kit.deadlines import outbound_timeout
 from loyalty_kit.settings import MAX_MESSAGE_BYTES, Settings
 
-RETRY_SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": 4,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "1s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-)
+LoadBalancing = Literal["round_robin", "pick_first"]
+
+_RETRY_POLICY: dict[str, Any] = {
+    "methodConfig": [
+        {
+            "name": [{}],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+
+def service_config(load_balancing: LoadBalancing = "round_robin") -> str:
+    """The channel's service config: the load-balancing policy and the retry policy."""
+    return json.dumps({"loadBalancingConfig": [{load_balancing: {}}], **_RETRY_POLICY})
 
 
 class _OutboundInterceptor(
@@ -78,11 +91,12 @@ def channel(
     default_deadline: float = 5.0,
     max_deadline: float = 30.0,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    load_balancing: LoadBalancing = "round_robin",
 ) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         target,
         options=[
-            ("grpc.service_config", RETRY_SERVICE_CONFIG),
+            ("grpc.service_config", service_config(load_balancing)),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
             # A service that was down is found again within seconds of answering (the default
@@ -106,4 +120,5 @@ def channel_to(settings: Settings, service: str) -> grpc.aio.Channel:
         default_deadline=settings.default_deadline_seconds,
         max_deadline=settings.max_deadline_seconds,
         max_message_bytes=settings.grpc_max_message_bytes,
+        load_balancing=settings.grpc_load_balancing,
     )

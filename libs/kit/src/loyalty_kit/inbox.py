@@ -40,7 +40,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from loyalty_kit import events
+from loyalty_kit import events, metrics
 from loyalty_kit.correlation import consuming, failed_in
 from loyalty_kit.events import (
     EVENT_ID_HEADER,
@@ -167,6 +167,7 @@ class EventConsumer:
         except DecodeError as error:
             raise Unhandleable(f"not a {event_type}: {error}") from error
         meta = EventMeta(event_id=event_id, event_type=event_type, subject=msg.subject)
+        metrics.delivered(self.name, msg)
         async with self.uow_factory() as uow:
             first = await uow.session.execute(
                 pg_insert(inbox)

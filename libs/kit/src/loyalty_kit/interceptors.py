@@ -9,13 +9,15 @@
 4. `error_status`      what any failure becomes: domain errors their google.rpc.Status, a
                        failed call to a peer its status, bad data INVALID_ARGUMENT, a database
                        outage UNAVAILABLE, anything else INTERNAL with a reference only;
-5. `AccessLog`         one line per call: method, code, milliseconds.
+5. `AccessLog`         one line per call: method, code, milliseconds; and the call counted
+                       and timed in the service's metrics (`loyalty_kit.metrics`).
 
 Servicers stay thin: no try/except ladders, they just raise `DomainError`s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +30,7 @@ from google.rpc import status_pb2
 from grpc.aio import AbortError
 
 from loyalty_kit import access as access_rules
+from loyalty_kit import metrics as service_metrics
 from loyalty_kit.access import Rule, method_name
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.caller import Caller, set_current_caller
@@ -36,6 +39,7 @@ from loyalty_kit.db import DatabaseUnavailable, database_unavailable
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError, InvalidArgument
 from loyalty_kit.logs import get_logger
+from loyalty_kit.metrics import ServiceMetrics
 from loyalty_kit.status import (
     error_reference,
     internal_status,
@@ -181,24 +185,43 @@ class AccessLog:
 
     @classmethod
     @contextmanager
-    def of(cls, method: str) -> Iterator[AccessLog]:
+    def of(
+        cls, method: str, metrics: ServiceMetrics | None = None, kind: str = "unary"
+    ) -> Iterator[AccessLog]:
         started = time.perf_counter()
         entry = cls(method)
         try:
-            yield entry
+            with service_metrics.use(metrics):
+                yield entry
         finally:
-            ms = round((time.perf_counter() - started) * 1000, 2)
-            log.info("rpc", method=method, code=entry.code, ms=ms)
+            seconds = time.perf_counter() - started
+            log.info("rpc", method=method, code=entry.code, ms=round(seconds * 1000, 2))
+            if metrics is not None:
+                metrics.rpc(kind, method, entry.code, seconds)
+
+
+def aborted_code(context: grpc.aio.ServicerContext) -> str:
+    """The code a handler aborted with itself (`context.abort`)."""
+    with contextlib.suppress(Exception):
+        code = context.code()
+        if isinstance(code, grpc.StatusCode):
+            return str(code.name)
+    return "ABORTED_BY_HANDLER"
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """The steps above around every method of the service (probes and tooling excepted)."""
 
     def __init__(
-        self, service: str, verifier: TokenVerifier, access: Mapping[str, Rule] | None = None
+        self,
+        service: str,
+        verifier: TokenVerifier,
+        access: Mapping[str, Rule] | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.service = service
         self.authentication = Authentication(verifier, access)
+        self.metrics = metrics
 
     async def intercept_service(
         self,
@@ -225,13 +248,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, behavior: Any) -> Any:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with AccessLog.of(method) as entry:
+            with AccessLog.of(method, self.metrics) as entry:
                 record_deadline(context)
                 try:
                     self.authentication.check(method, request, context.invocation_metadata())
                     return await behavior(request, context)
                 except AbortError:
-                    entry.code = "ABORTED_BY_HANDLER"
+                    entry.code = aborted_code(context)
                     raise
                 except Exception as error:
                     entry.code, status = error_status(error, self.service, method)
@@ -241,15 +264,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_stream(self, method: str, behavior: Any) -> Any:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            record_deadline(context)
-            try:
-                self.authentication.check(method, request, context.invocation_metadata())
-                async for item in behavior(request, context):
-                    yield item
-            except AbortError:
-                raise
-            except Exception as error:
-                _code, status = error_status(error, self.service, method)
-                await context.abort_with_status(to_grpc_status(status))
+            with AccessLog.of(method, self.metrics, kind="server_stream") as entry:
+                record_deadline(context)
+                try:
+                    self.authentication.check(method, request, context.invocation_metadata())
+                    async for item in behavior(request, context):
+                        yield item
+                except AbortError:
+                    entry.code = aborted_code(context)
+                    raise
+                except Exception as error:
+                    entry.code, status = error_status(error, self.service, method)
+                    await context.abort_with_status(to_grpc_status(status))
 
         return stream

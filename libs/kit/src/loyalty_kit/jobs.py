@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from loyalty_kit import metrics
 from loyalty_kit.db import database_unavailable
 from loyalty_kit.events import bus_unavailable
 from loyalty_kit.logs import get_logger
@@ -25,7 +26,8 @@ async def every(
     while not stopping.is_set():
         wait = seconds
         try:
-            await work()
+            with metrics.job_round(name):
+                await work()
         except asyncio.CancelledError:
             raise
         except Exception as error:

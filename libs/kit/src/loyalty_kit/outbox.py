@@ -32,6 +32,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from loyalty_kit import metrics
 from loyalty_kit.correlation import event_headers
 from loyalty_kit.db import asyncpg_params, database_unavailable, driver_connection
 from loyalty_kit.events import (
@@ -71,6 +72,7 @@ class Outbox:
                 message.SerializeToString(deterministic=True),
                 json.dumps(headers),
             )
+        metrics.written(self.session, (message,))
         return event_id
 
     async def add_all(self, messages: Sequence[Message]) -> None:
@@ -97,6 +99,7 @@ class Outbox:
                 [m.SerializeToString(deterministic=True) for m in messages],
                 json.dumps(headers),
             )
+        metrics.written(self.session, messages)
 
 
 def _stored(headers: Any) -> dict[str, str]:

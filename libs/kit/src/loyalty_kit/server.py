@@ -12,7 +12,8 @@ rest, in this order:
    servicers, consumers, jobs and commands (keyword arguments of `start_service` reach it: tests
    hand in a clock or a fake peer);
 5. the gRPC server with the error-mapping interceptor, the standard health service and
-   reflection; health says NOT_SERVING until the database answers, and follows it after;
+   reflection (v1 and v1alpha); health says NOT_SERVING until the database answers, and
+   follows it after;
 6. its consumers and jobs;
 7. on SIGTERM/SIGINT: health NOT_SERVING, `server.stop(grace)` so calls in flight finish, then
    jobs stop, NATS drains and the engine closes.
@@ -33,25 +34,38 @@ from typing import Any, Concatenate, Generic
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from typing_extensions import ParamSpec, TypeVar
 
-from loyalty_kit import db, events, housekeeping, migrations
+from loyalty_kit import db, events, housekeeping, metrics, migrations
 from loyalty_kit.access import Rule
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import DeliveryPolicy, EventConsumer
 from loyalty_kit.interceptors import ServiceInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
 from loyalty_kit.memory import bound_allocator
+from loyalty_kit.metrics import ServiceMetrics
 from loyalty_kit.outbox import OutboxRelay
+from loyalty_kit.reflection import enable_reflection
 from loyalty_kit.settings import Settings
 from loyalty_kit.telemetry import setup_tracing
 from loyalty_kit.uow import UnitOfWork
 
 log = get_logger("loyalty.server")
+
+
+def connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """Close each client connection after `grpc_max_connection_age_seconds`, so clients
+    balancing round-robin over a headless Service resolve it again and find new replicas; calls
+    in flight get the longest outbound deadline to finish."""
+    if settings.grpc_max_connection_age_seconds <= 0:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.max_deadline_seconds * 1000)),
+    ]
 
 
 @dataclass
@@ -70,6 +84,8 @@ class ServiceContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # What followed an operator command on the command line (`loyalty-<name> <command> ...`).
     args: list[str] = field(default_factory=list)
+    # The service's Prometheus registry and instruments (see loyalty_kit.metrics).
+    metrics: ServiceMetrics | None = None
 
     @property
     def database(self) -> async_sessionmaker[AsyncSession]:
@@ -147,6 +163,13 @@ class RunningService(Generic[Root]):
         self._tasks: list[asyncio.Task[None]] = []  # relay, consumers, health watcher
         self._jobs: list[asyncio.Task[None]] = []  # the spec's jobs, which watch `stopping`
         self._stopped = False
+        self.metrics = context.metrics = ServiceMetrics(spec.name)
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the service's /metrics (None when it serves none)."""
+        endpoint = self.metrics.endpoint
+        return endpoint.port if endpoint is not None else None
 
     @property
     def target(self) -> str:
@@ -162,6 +185,7 @@ class RunningService(Generic[Root]):
         )
         for name in ("", *self.spec.service_names):
             await self.health.set(name, status)
+        self.metrics.serving.set(1 if serving else 0)
 
     async def _watch_database(self) -> None:
         """Health follows the database: checked every `health_check_seconds`, at once when a
@@ -203,13 +227,16 @@ class RunningService(Generic[Root]):
                     raise
                 except Exception:
                     log.exception("background work crashed; restarting", job=name, after=pause)
+                    metrics.restarted(name)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), pause)
                 if stopping.is_set():
                     return
                 pause = min(pause * 2, RESTART_PAUSE_MAX_SECONDS)
 
-        (self._jobs if is_job else self._tasks).append(asyncio.create_task(guarded(), name=name))
+        # The task records into this service's metrics (its jobs, consumer, relay).
+        task = asyncio.create_task(guarded(), name=name, context=metrics.context_of(self.metrics))
+        (self._jobs if is_job else self._tasks).append(task)
 
     @property
     def root(self) -> Root:
@@ -250,19 +277,18 @@ class RunningService(Generic[Root]):
 
         verifier = TokenVerifier.from_settings(settings.data_dir)
         server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(spec.name, verifier, spec.access)],
+            interceptors=[ServiceInterceptor(spec.name, verifier, spec.access, self.metrics)],
             # Explicit bounds: a larger request is refused by gRPC itself (RESOURCE_EXHAUSTED)
             # before it is read into memory, and no answer grows past what clients take.
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+                *connection_age_options(settings),
             ],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         spec.add_servicers(server, root)
-        reflection.enable_server_reflection(
-            (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*spec.service_names, health.SERVICE_NAME), server)
         chosen = spec.port_in(settings) if port is None else port
         self.port = server.add_insecure_port(f"{settings.host}:{chosen}")
         await self._set_health(False)
@@ -289,7 +315,11 @@ class RunningService(Generic[Root]):
                 f"{spec.name}-housekeeping",
             )
         self._tasks.append(asyncio.create_task(self._watch_database(), name="health"))
-        log.info("service started", service=spec.name, port=self.port)
+        self.metrics.watch(engine=ctx.engine, js=ctx.js, relay=self.relay, consumers=self.consumers)
+        metrics.serve(self.metrics, settings.host, settings.metrics_port_of(spec.name))
+        log.info(
+            "service started", service=spec.name, port=self.port, metrics_port=self.metrics_port
+        )
         return self
 
     async def wait_until_serving(self, timeout: float = 10.0) -> None:
@@ -314,6 +344,7 @@ class RunningService(Generic[Root]):
         self.context.stopping.set()
         if self.server is not None:
             await self.server.stop(settings.shutdown_grace_seconds if grace is None else grace)
+        await metrics.close(self.metrics)
         # Jobs watch `stopping` and get a moment to finish; what is still running is cancelled.
         if self._jobs:
             await asyncio.wait(self._jobs, timeout=max(1.0, settings.shutdown_grace_seconds))

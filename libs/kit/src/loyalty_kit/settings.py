@@ -69,6 +69,18 @@ class Settings(BaseSettings):
         "RESOURCE_EXHAUSTED.",
     )
 
+    grpc_load_balancing: Literal["round_robin", "pick_first"] = Field(
+        default="round_robin",
+        description="How calls to another service spread over the addresses its target resolves "
+        "to (a headless Service: one per pod; loyalty_kit.channels).",
+    )
+    grpc_max_connection_age_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="Servers close a client connection after this long (0: never), so callers "
+        "resolve the target again and find new replicas (deploy/ sets 300).",
+    )
+
     # --- behaviour --------------------------------------------------------------------------
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
     default_deadline_seconds: float = Field(
@@ -136,6 +148,17 @@ class Settings(BaseSettings):
         default="none", description="Where spans go; memory: kept in the process, for tests."
     )
     otel_endpoint: str = Field(default="", description="OTLP gRPC endpoint, e.g. localhost:4317")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=-1,
+        description="Port of the service's Prometheus /metrics in this process (a pod sets one "
+        "for all); unset: the service's own default below. 0: a free port; -1: none.",
+    )
+    gateway_metrics_port: int = 9460
+    identity_metrics_port: int = 9461
+    points_metrics_port: int = 9462
+    tiers_metrics_port: int = 9463
+    benefits_metrics_port: int = 9464
 
     @field_validator("event_namespace")
     @classmethod
@@ -162,6 +185,14 @@ class Settings(BaseSettings):
 
     def port_of(self, service: str) -> int:
         port: int = getattr(self, f"{service}_port")
+        return port
+
+    def metrics_port_of(self, service: str) -> int:
+        """Where `service` serves /metrics: LOYALTY_METRICS_PORT, else its own default (a
+        service without one serves none)."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        port: int = getattr(self, f"{service}_metrics_port", -1)
         return port
 
     def target_of(self, service: str) -> str:

@@ -15,13 +15,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from loyalty_kit import db
 from loyalty_kit.idempotency import IdempotencyKeys
 from loyalty_kit.outbox import Outbox
+
+
+class Transaction(Protocol):
+    """What every service's use cases see of a unit of work, whatever its stores: a block that
+    rolls back unless committed. Each service's port adds its stores (`service_layer/ports.py`);
+    `UnitOfWork` below and the fast tests' fakes implement it."""
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def commit(self) -> None: ...
 
 
 class UnitOfWork:

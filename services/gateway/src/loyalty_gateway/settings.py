@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,3 +36,20 @@ class GatewaySettings(BaseSettings):
         description="How often every replica settles checkouts cut short (their owner gone or "
         "a service down): the delay between a service answering again and the checkout settled.",
     )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where per-client rate limits count: memory:// (each replica its own), or "
+        "redis://host:6379/0 (rediss://, redis+sentinel://, redis+cluster://) shared by every "
+        "gateway replica.",
+    )
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if not value.partition("://")[1] or scheme not in RATE_LIMIT_SCHEMES:
+            raise ValueError(f"rate_limit_storage must start {', '.join(RATE_LIMIT_SCHEMES)}://")
+        return value
+
+
+RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster")

@@ -86,6 +86,8 @@ class Suite:
             # 20 each: five services would take all of a server's 100 (a shared PostgreSQL, or
             # the test run beside it, had none left).
             "LOYALTY_DATABASE_POOL_SIZE": "4",
+            # Each process's /metrics on a free port: replicas and runs side by side share none.
+            "LOYALTY_METRICS_PORT": "0",
         }
         for service in SERVICES:
             if service != "gateway":

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
+
+from loyalty_kit.uow import Transaction
 
 from loyalty_benefits.domain.catalogue import Catalogue
 from loyalty_benefits.domain.coupons import Coupon, CouponState
@@ -98,7 +99,7 @@ class RewardStock(MemberMoves, Protocol):
     async def restock(self, code: str, quantity: int) -> int: ...
 
 
-class BenefitsWork(Protocol):
+class BenefitsWork(Transaction, Protocol):
     """A unit of work as the use cases see it: one transaction over the stores; what they
     `record` goes to the outbox on commit."""
 
@@ -117,12 +118,4 @@ class BenefitsWork(Protocol):
     @property
     def rewards(self) -> RewardStock: ...
 
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
     def record(self, event: Event) -> None: ...
-    async def commit(self) -> None: ...

@@ -6,8 +6,9 @@ purchase is one trace. It is named by the route template (`POST /v1/purchases:re
 the path; the query string is kept from it (a lookup's query holds a phone or an e-mail
 address). With tracing off the same middleware only passes the caller's trace context on.
 
-The access log writes one line per request (`http`: method, route template, status,
-milliseconds, API client id, request id, and the trace), again without the path or query. The
+The access log writes one line per request (`http`: method, route template as the metrics name
+it, `unmatched` for a path no route has; status, milliseconds, API client id, request id, and
+the trace), again without the path or query. The
 request id is the caller's `X-Request-Id` when usable, else a new one; it is the request id of
 all the work the request causes (`loyalty_kit.correlation`). Health probes are neither traced
 nor logged.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from loyalty_gateway.http.metrics import UNMATCHED, route_of
 
 log = get_logger("loyalty.gateway.http")
 
@@ -40,7 +42,6 @@ class Entry:
     """A request's access log line, filled in as the request is answered."""
 
     request_id: str
-    route: str = ""  # the template the request matched
     client: str = ""  # the API client, once known
 
 
@@ -62,11 +63,11 @@ def _request_id(scope: Scope) -> str:
 
 
 class AccessLog:
-    """One `http` line per request, in the request's span; the span named by its route."""
+    """One `http` line per request, in the request's span; the span named by its route's
+    template, as the metrics name it (`metrics.route_of`)."""
 
-    def __init__(self, app: ASGIApp, templates: Mapping[Any, str]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.templates = templates  # the route template of each endpoint (not the contracts')
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,7 +88,7 @@ class AccessLog:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # Named while the span is open (it ends with the answer's last bytes).
-                self._name_span(scope, entry)
+                _name_span(scope)
             await send(message)
 
         try:
@@ -96,22 +97,20 @@ class AccessLog:
             log.info(
                 "http",
                 method=scope["method"],
-                route=self._route(scope, entry) or None,
+                route=route_of(scope),
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
                 client=entry.client or None,
             )
             reset_request_id(token)
 
-    def _route(self, scope: Scope, entry: Entry) -> str:
-        return entry.route or self.templates.get(scope.get("endpoint"), "")
 
-    def _name_span(self, scope: Scope, entry: Entry) -> None:
-        route = self._route(scope, entry)
-        if route:
-            span = trace.get_current_span()
-            span.update_name(f"{scope['method']} {route}")
-            span.set_attribute("http.route", route)
+def _name_span(scope: Scope) -> None:
+    route = route_of(scope)
+    if route != UNMATCHED:
+        span = trace.get_current_span()
+        span.update_name(f"{scope['method']} {route}")
+        span.set_attribute("http.route", route)
 
 
 class _QueryKept:
@@ -133,10 +132,10 @@ def _span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
     return str(scope.get("method", "HTTP")), {}
 
 
-def observed(app: ASGIApp, templates: Mapping[Any, str]) -> ASGIApp:
+def observed(app: ASGIApp) -> ASGIApp:
     """`app` with its server spans and access log."""
     traced = OpenTelemetryMiddleware(
-        AccessLog(app, templates),
+        AccessLog(app),
         excluded_urls=",".join(QUIET_PATHS),
         default_span_details=_span_details,
         exclude_spans=["receive", "send"],

@@ -3,8 +3,8 @@
 page (openapi.py). Every route comes from the contracts' `google.api.http` annotations; JSON is
 read and written with protobuf's json_format (camelCase names, unpopulated fields written,
 unknown fields refused). Failures answer with the google.rpc.Status as JSON and the HTTP code
-of its gRPC code (exchange.py, errors.py). Every request is traced and written to the access log
-(access.py).
+of its gRPC code (exchange.py, errors.py). Every request is counted and timed by its route's
+template (metrics.py), traced and written to the access log (access.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
@@ -26,6 +27,7 @@ from loyalty_gateway.http.access import observed
 from loyalty_gateway.http.contracts import ContractRoutes
 from loyalty_gateway.http.exchange import unexpected
 from loyalty_gateway.http.health import Health
+from loyalty_gateway.http.metrics import HttpMetrics
 from loyalty_gateway.http.tokens import TokenEndpoint
 from loyalty_gateway.http.transcoding import routes_of
 
@@ -55,20 +57,17 @@ def build_app(gateway: Gateway) -> ASGIApp:
         yield
         await gateway.backends.close()
 
-    own = [
-        Route("/healthz", Health(gateway.backends).answer),
-        Route("/openapi.json", openapi_json),
-        Route("/docs", docs),
-        Route("/v1/token", token.answer, methods=["POST"]),
-    ]
     app = Starlette(
         routes=[
-            *own,
+            Route("/healthz", Health(gateway.backends).answer),
+            Route("/openapi.json", openapi_json),
+            Route("/docs", docs),
             Mount("/docs/static", StaticFiles(directory=openapi.swagger_ui_dir()), name="static"),
+            Route("/v1/token", token.answer, methods=["POST"]),
             Route("/{path:path}", contracts.answer, methods=VERBS),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(HttpMetrics, metrics=gateway.context.metrics)],
         exception_handlers={Exception: unexpected},
     )
-    # The contracts' routes name their templates themselves (`Exchange.matched`).
-    return observed(app, {route.endpoint: route.path for route in own})
+    return observed(app)

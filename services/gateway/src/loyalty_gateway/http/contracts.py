@@ -21,8 +21,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from loyalty_kit.access import authorise
 from loyalty_kit.auth import AUTHORIZATION, TokenVerifier
 from loyalty_kit.caller import Caller, set_current_caller
@@ -33,6 +34,7 @@ from loyalty_kit.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
+from loyalty_kit.logs import get_logger
 from loyalty_kit.validation import refuse_hostile_text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,8 +46,11 @@ from loyalty_gateway.flows import Flow
 from loyalty_gateway.http.bodies import parse_json, read_body
 from loyalty_gateway.http.errors import error_body, status_of_error
 from loyalty_gateway.http.exchange import REQUEST_ID, Exchange
+from loyalty_gateway.http.metrics import note_route
 from loyalty_gateway.http.transcoding import Route, set_field
 from loyalty_gateway.settings import GatewaySettings
+
+log = get_logger("loyalty.gateway.http")
 
 
 def caller_of_claims(claims: dict[str, Any]) -> Caller:
@@ -103,15 +108,22 @@ def request_message(
 
 
 class RateLimits:
-    """Per API client, a moving one-second window (in memory, per gateway replica)."""
+    """Per API client, a moving one-second window: in memory (each gateway replica counts its
+    own, so N replicas let a client through N times its rate), or in Redis, where every replica
+    counts into the same window (`LOYALTY_GATEWAY_RATE_LIMIT_STORAGE=redis://...`)."""
 
-    def __init__(self) -> None:
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(self, storage: str = "memory://") -> None:
+        self.limiter = MovingWindowRateLimiter(rate_limit_storage(storage))
 
     async def hit(self, claims: dict[str, Any]) -> None:
         rate = int(claims.get("rps", DEFAULT_RATE))
         item = RateLimitItemPerSecond(rate)
-        if not await self.limiter.hit(item, str(claims["sub"])):
+        try:
+            allowed = await self.limiter.hit(item, str(claims["sub"]))
+        except Exception as error:  # the shared storage is down: serve rather than refuse all
+            log.warning("rate limit storage unavailable: request not counted", error=repr(error))
+            return
+        if not allowed:
             reset, _remaining = await self.limiter.get_window_stats(item, str(claims["sub"]))
             retry = max(1, math.ceil(reset - time.time()))  # the library's clock
             raise ResourceExhausted(
@@ -119,6 +131,13 @@ class RateLimits:
                 reason="RATE_LIMITED",
                 metadata={"limit_per_second": str(rate), "retry_after_seconds": str(retry)},
             )
+
+
+def rate_limit_storage(uri: str) -> Storage:
+    """The limits library's asyncio storage for `uri` (memory://, redis://...)."""
+    if uri.startswith("memory://"):
+        return MemoryStorage()
+    return storage_from_string(f"async+{uri}")
 
 
 def bearer(request: Request, verifier: TokenVerifier) -> tuple[str, dict[str, Any]]:
@@ -152,7 +171,7 @@ class ContractRoutes:
         self.backends = backends
         self.verifier = verifier
         self.config = config
-        self.limits = RateLimits()
+        self.limits = RateLimits(config.rate_limit_storage)
 
     async def answer(self, request: Request) -> Response:
         exchange = Exchange(request)
@@ -168,7 +187,7 @@ class ContractRoutes:
                     return exchange.finish(method_not_allowed(request.method, allowed))
                 raise NotFound(f"no route {request.method} {path}", reason="NO_ROUTE")
             route, bound = found
-            exchange.matched(route.template.text)
+            note_route(request, route.template.text)
             token, claims = bearer(request, self.verifier)
             exchange.called_by(str(claims["sub"]))
             set_current_caller(caller_of_claims(claims))

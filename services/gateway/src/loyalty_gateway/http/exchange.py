@@ -41,10 +41,6 @@ class Exchange:
         self.carrier: dict[str, str] = {}
         propagate.inject(self.carrier)
 
-    def matched(self, template: str) -> None:
-        """The route template the request matched (for the span and the access log)."""
-        self.entry.route = template
-
     def called_by(self, client: str) -> None:
         """The API client calling, once authenticated (for the access log)."""
         self.entry.client = client

@@ -23,7 +23,13 @@ from loyalty_identity.domain.errors import (
     NotMergedInto,
 )
 from loyalty_identity.domain.export import personal_data
-from loyalty_identity.domain.identities import ChannelIdentity, IdentityType, normalise
+from loyalty_identity.domain.identities import (
+    ChannelIdentity,
+    IdentityType,
+    known_types,
+    normalise,
+    unknown_type,
+)
 from loyalty_identity.domain.member import (
     MAX_TAGS_PER_MEMBER,
     PROFILE_FIELDS,
@@ -55,14 +61,13 @@ async def _normalised(
     types = await uow.members.identity_types()
     problems = Violations()
     result: list[ChannelIdentity] = []
+    known = ""  # the known types, told once per request (see `known_types`)
     for index, item in enumerate(raw):
         where = f"{field_name}[{index}]" if len(raw) > 1 or field_name.endswith("s") else field_name
         identity_type: IdentityType | None = types.get(item.type)
         if identity_type is None:
-            problems.add(
-                f"{where}.type",
-                f"unknown identity type {item.type!r}; known: {', '.join(sorted(types))}",
-            )
+            known = known or known_types(types)
+            problems.add(f"{where}.type", unknown_type(item.type, known))
             continue
         try:
             identity = normalise(identity_type, item.value, f"{where}.value")

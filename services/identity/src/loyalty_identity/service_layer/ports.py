@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from loyalty_kit.uow import Transaction
+
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, Profile
 
@@ -65,7 +67,7 @@ class Members(Protocol):
     async def rewrap_data_keys(self, limit: int) -> int: ...
 
 
-class IdentityWork(Protocol):
+class IdentityWork(Transaction, Protocol):
     """A unit of work as the use cases see it: one transaction over the members; on commit it
     hands the events of the members it saw to the outbox."""
 

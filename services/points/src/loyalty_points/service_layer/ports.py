@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from loyalty_kit.kernel.members import MemberState
+from loyalty_kit.uow import Transaction
 
 from loyalty_points.domain.account import Account
 from loyalty_points.domain.events import Event
@@ -74,19 +74,11 @@ class Ledger(Protocol):
     async def settlement(self, start: datetime, end: datetime) -> dict[str, Any]: ...
 
 
-class PointsWork(Protocol):
+class PointsWork(Transaction, Protocol):
     """A unit of work as the use cases see it: one transaction over the ledger; on commit it
     hands the events of the accounts it saw (and those `record`ed) to the outbox."""
 
     @property
     def ledger(self) -> Ledger: ...
 
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
     def record(self, event: Event) -> None: ...
-    async def commit(self) -> None: ...

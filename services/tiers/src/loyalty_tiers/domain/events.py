@@ -1,5 +1,5 @@
 """What the tiers service tells the others, as plain domain events (no protobuf here: one
-adapter, `adapters/contract.py`, maps them to the `loyalty.tiers.v1` contract)."""
+adapter, `adapters/events.py`, maps them to the `loyalty.tiers.v1` contract)."""
 
 from __future__ import annotations
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Protocol, Self
 
-from loyalty_kit.uow import UnitOfWork
+from loyalty_kit.uow import Transaction, UnitOfWork
 
-from loyalty_tiers.adapters.contract import messages
+from loyalty_tiers.adapters.events import to_message
 from loyalty_tiers.adapters.repository import TierStore
 from loyalty_tiers.domain.events import TierChanged
 from loyalty_tiers.domain.grants import Grant
@@ -83,20 +82,11 @@ class TierRepository(Protocol):
     async def grants_due(self, as_of: datetime, limit: int) -> list[str]: ...
 
 
-class AbstractUnitOfWork(Protocol):
+class AbstractUnitOfWork(Transaction, Protocol):
     """One transaction: `async with factory() as uow: ...; await uow.commit()`."""
 
     @property
     def tiers(self) -> TierRepository: ...
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-    async def commit(self) -> None: ...
 
 
 class TiersUnitOfWork(UnitOfWork):
@@ -108,5 +98,5 @@ class TiersUnitOfWork(UnitOfWork):
         return self
 
     async def commit(self) -> None:
-        await self.outbox.add_many(messages(self.tiers.collect_events()))
+        await self.outbox.add_many([to_message(e) for e in self.tiers.collect_events()])
         await super().commit()

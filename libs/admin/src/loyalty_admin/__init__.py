@@ -1,0 +1,1 @@
+"""loyalty-admin: the operators' command line over gRPC (see cli.py)."""

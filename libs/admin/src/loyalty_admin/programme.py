@@ -1,0 +1,314 @@
+"""Applying a programme file to the running services, and exporting the live programme.
+
+A plan compares each section of the file with what its service holds now (their canonical
+forms, see `messages`) and has a step only for the sections that differ, so applying the same
+file twice changes nothing the second time, and `export` followed by `apply` is a no-op.
+
+The points programme is versioned by the time it takes effect: a change never starts in the
+past (the service refuses), so the file's `effective_from` counts only while it is ahead (or
+for the very first version, which may start in the past for receipts replayed under it); a
+change in a file whose `effective_from` has passed takes effect now, and the plan says so.
+`--effective-from` sets the time for the change instead.
+
+The steps run in dependency order (points, tiers, benefits, reward stock), each one RPC of its
+service. Everything a service could refuse offline was checked before the first one (the file
+as a whole, see `document`); if a step still fails, the ones before it stay applied, the
+failure is reported with the steps left, and running apply again finishes the job (the
+applied sections are then found unchanged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import yaml
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+from loyalty.points.v1 import points_service_pb2 as points_pb
+from loyalty.points.v1 import programme_pb2
+from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
+
+from loyalty_admin.document import ProgrammeFile
+from loyalty_admin.live import Live, Services, explain
+from loyalty_admin.messages import SECTION, SECTIONS, STOCK, canonical, changes, plain
+
+
+@dataclass
+class Step:
+    """What applying does to one section: `changes` empty when it is unchanged."""
+
+    section: str
+    service: str
+    live_version: int
+    changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    run: Callable[[], Awaitable[str]] | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def heading(self) -> str:
+        version = f", v{self.live_version}" if self.live_version else ""
+        state = f"{len(self.changes)} change(s)" if self.changes else "unchanged"
+        return f"{self.section} ({self.service} service{version}): {state}"
+
+
+class PlanRefused(Exception):
+    """The file cannot be applied to the live programme as it stands (nothing was changed)."""
+
+
+@dataclass
+class Outcome:
+    """What an apply did, step by step (`done` said what each applied step stored)."""
+
+    done: dict[str, str] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)
+    failed: str = ""
+    failure: str = ""
+    left: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def _digest(*parts: object) -> str:
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _without_effective_from(programme: programme_pb2.Programme) -> programme_pb2.Programme:
+    copy = programme_pb2.Programme()
+    copy.CopyFrom(programme)
+    copy.ClearField("effective_from")
+    return copy
+
+
+class Planner:
+    def __init__(
+        self,
+        services: Services,
+        live: Live,
+        *,
+        now: datetime,
+        effective_from: datetime | None = None,
+        reason: str = "",
+    ) -> None:
+        self.services = services
+        self.live = live
+        self.now = now
+        self.effective_from = effective_from
+        self.reason = reason
+
+    def plan(self, file: ProgrammeFile) -> list[Step]:
+        steps = []
+        if file.points is not None:
+            steps.append(self._points(file.points))
+        if file.tiers is not None:
+            steps.append(self._document("tiers", file.tiers, self.live.tiers))
+        if file.benefits is not None:
+            steps.append(self._document("benefits", file.benefits, self.live.benefits))
+        if file.reward_stock is not None:
+            steps.append(self._stock(file, file.reward_stock))
+        return steps
+
+    def _points(self, wanted: programme_pb2.Programme) -> Step:
+        live = self.live.points
+        step = Step("points", "points", live.version if live is not None else 0)
+        rules = _without_effective_from(wanted)
+        before = canonical(_without_effective_from(live)) if live is not None else {}
+        step.changes = changes(before, canonical(rules))
+        if not step.changes:
+            return step
+        start: datetime | None = None
+        if self.effective_from is not None:
+            start = self.effective_from
+            if live is not None and start < self.now:
+                raise PlanRefused(
+                    f"points: --effective-from {start.isoformat()} is in the past: a change to "
+                    "the programme never rewrites history"
+                )
+        elif wanted.HasField("effective_from"):
+            written = wanted.effective_from.ToDatetime(UTC)
+            if live is None or written >= self.now:
+                start = written
+            else:
+                step.notes.append(
+                    f"the file's effective_from {wanted.effective_from.ToJsonString()} has "
+                    "passed: the change takes effect when applied"
+                )
+        if start is not None:
+            rules.effective_from.CopyFrom(_timestamp(start))
+        step.notes.append(f"effective from {start.isoformat() if start else 'now'}")
+        request_id = f"programme-apply-points-{_digest(before, canonical(rules), str(start))}"
+
+        async def run() -> str:
+            stored = await self.services.points.UpdateProgramme(
+                points_pb.UpdateProgrammeRequest(
+                    programme=rules, reason=self.reason, request_id=request_id
+                ),
+                metadata=self.services.metadata,
+            )
+            return f"published v{stored.programme.version}"
+
+        step.run = run
+        return step
+
+    def _document(self, key: str, wanted: Message, live: Message | None) -> Step:
+        section = SECTION[key]
+        version = int(getattr(live, "version", 0)) if live is not None else 0
+        step = Step(key, section.service, version)
+        before = canonical(live) if live is not None else {}
+        step.changes = changes(before, canonical(wanted))
+        if not step.changes:
+            return step
+        request_id = f"programme-apply-{key}-{_digest(before, canonical(wanted))}"
+
+        async def run() -> str:
+            if key == "tiers":
+                ladder = await self.services.tiers.UpdateLadder(
+                    tiers_pb.UpdateLadderRequest(
+                        ladder=wanted,  # type: ignore[arg-type]
+                        request_id=request_id,
+                    ),
+                    metadata=self.services.metadata,
+                )
+                return f"published v{ladder.ladder.version}"
+            catalogue = await self.services.benefits.UpdateCatalogue(
+                benefits_pb.UpdateCatalogueRequest(
+                    catalogue=wanted,  # type: ignore[arg-type]
+                    request_id=request_id,
+                ),
+                metadata=self.services.metadata,
+            )
+            return f"published v{catalogue.catalogue.version}"
+
+        step.run = run
+        return step
+
+    def _stock(self, file: ProgrammeFile, wanted: dict[str, int]) -> Step:
+        step = Step(STOCK, "benefits", 0)
+        rewards = (
+            {r.code for r in file.benefits.rewards}
+            if file.benefits is not None
+            else set(self.live.stock)
+        )
+        unknown = sorted(set(wanted) - rewards)
+        if unknown:
+            raise PlanRefused(f"{STOCK}: no such reward in the catalogue: {', '.join(unknown)}")
+        for code, level in wanted.items():
+            have = self.live.stock.get(code, 0)
+            if have < level:
+                step.changes.append(
+                    f"~ {STOCK}[{code}]: {have} -> {level} (restock +{level - have})"
+                )
+        if not step.changes:
+            return step
+
+        async def run() -> str:
+            # The stock is read again: members may have bought some since the plan was made.
+            have = await self.services.stock()
+            added = 0
+            for code, level in wanted.items():
+                short = level - have.get(code, 0)
+                if short > 0:
+                    await self.services.benefits.RestockReward(
+                        benefits_pb.RestockRewardRequest(
+                            reward=code,
+                            quantity=short,
+                            # A fresh id each time: the same shortfall may come back after sales,
+                            # and a replayed id would add nothing. A retry of this run reads
+                            # the stock again first, so it never adds twice.
+                            request_id=f"programme-apply-stock-{code}-{uuid.uuid4().hex}",
+                        ),
+                        metadata=self.services.metadata,
+                    )
+                    added += 1
+            return f"restocked {added} reward(s)"
+
+        step.run = run
+        return step
+
+
+async def apply(steps: list[Step], say: Callable[[str], None] = print) -> Outcome:
+    """Run the plan's steps in order, stopping at the first failure."""
+    outcome = Outcome()
+    pending = [step for step in steps if step.changed]
+    for step in steps:
+        if not step.changed:
+            outcome.unchanged.append(step.section)
+    for index, step in enumerate(pending):
+        assert step.run is not None
+        try:
+            outcome.done[step.section] = await step.run()
+        except grpc.aio.AioRpcError as error:
+            outcome.failed = step.section
+            outcome.failure = explain(error)
+            outcome.left = [later.section for later in pending[index + 1 :]]
+            return outcome
+        say(f"{step.section}: {outcome.done[step.section]}")
+    return outcome
+
+
+def report(outcome: Outcome) -> list[str]:
+    if outcome.ok:
+        if not outcome.done:
+            return ["no changes: the live programme is the file's"]
+        applied = ", ".join(outcome.done)
+        kept = f"; unchanged: {', '.join(outcome.unchanged)}" if outcome.unchanged else ""
+        return [f"applied: {applied}{kept}"]
+    lines = [f"FAILED at {outcome.failed}: {outcome.failure}"]
+    if outcome.done:
+        lines.append(f"applied before the failure (they stay): {', '.join(outcome.done)}")
+    lines.append(f"not applied: {', '.join([outcome.failed, *outcome.left])}")
+    lines.append("fix the cause and run apply again: it finishes what is left")
+    return lines
+
+
+def export(live: Live, now: datetime) -> dict[str, Any]:
+    """The live programme as a file: what `apply` finds unchanged. A points programme already
+    in force is written without its effective_from (a change to it takes effect when applied);
+    one scheduled to start later keeps it."""
+    document: dict[str, Any] = {}
+    if live.points is not None:
+        points = plain(live.points)
+        if live.points.effective_from.ToDatetime(UTC) <= now:
+            points.pop("effective_from", None)
+        document["points"] = points
+    if live.tiers is not None:
+        document["tiers"] = plain(live.tiers)
+    if live.benefits is not None:
+        document["benefits"] = plain(live.benefits)
+        document[STOCK] = dict(sorted(live.stock.items()))
+    return document
+
+
+def export_text(live: Live, now: datetime) -> str:
+    head = (
+        f"# The live programme, exported {now.isoformat(timespec='seconds')} "
+        "(see docs/programme-file.md).\n"
+    )
+    versions = ", ".join(
+        f"{s.key} v{getattr(live, s.key).version}"
+        for s in SECTIONS
+        if getattr(live, s.key) is not None
+    )
+    if versions:
+        head += f"# Versions: {versions}.\n"
+    body = yaml.safe_dump(export(live, now), sort_keys=False, allow_unicode=True, width=100)
+    return head + body

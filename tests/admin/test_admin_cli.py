@@ -1,0 +1,271 @@
+"""`loyalty-admin` as an operator runs it, a process of its own, against a suite of the four
+services and the gateway (databases `<run>_adm_<service>` and an event namespace of their own,
+so the programme it changes is nobody else's): apply is idempotent, export | apply is a no-op,
+a dry run changes nothing, a failure part-way is reported and a re-run finishes, jobs print
+their counts, clients are the gateway's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest_asyncio
+from loyalty_admin.cli import main
+from loyalty_devstack.demo import HUAYUE
+from loyalty_devstack.testing import ServiceRunner
+from loyalty_kit.settings import Settings
+
+ADMIN = Path(sys.executable).with_name("loyalty-admin")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Suite:
+    env: dict[str, str]
+
+    async def admin(self, *args: str) -> Result:
+        """Run the command line's `main` as the console script does, in a thread (the services
+        share this loop), with the suite's settings in the environment for the call only."""
+        out, err = io.StringIO(), io.StringIO()
+        saved = dict(os.environ)
+
+        def run() -> int:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                return main(list(args))
+
+        os.environ.clear()
+        os.environ.update(self.env)
+        try:
+            code = await asyncio.to_thread(run)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return Result(code, out.getvalue(), err.getvalue())
+
+    async def process(self, *args: str) -> Result:
+        """Run the console script itself, a process of its own."""
+        process = await asyncio.create_subprocess_exec(
+            str(ADMIN),
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode is not None
+        return Result(process.returncode, out.decode(), err.decode())
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIterator[Suite]:
+    os.environ["LOYALTY_POINTS_JOB_INTERVAL_SECONDS"] = "3600"
+    os.environ["LOYALTY_TIERS_JOB_INTERVAL_SECONDS"] = "3600"
+    from loyalty_benefits.app import SPEC as BENEFITS
+    from loyalty_gateway.app import SPEC as GATEWAY
+    from loyalty_identity.app import SPEC as IDENTITY
+    from loyalty_points.app import SPEC as POINTS
+    from loyalty_tiers.app import SPEC as TIERS
+
+    settings = make_settings(database_prefix=f"{run_id}_adm_", event_namespace=f"{run_id}adm")
+    runner = ServiceRunner(settings)
+    try:
+        identity = await runner.start(IDENTITY)
+        with_identity = settings.model_copy(update={"identity_target": identity.target})
+        points = await runner.start(POINTS, with_identity)
+        tiers = await runner.start(TIERS)
+        benefits = await runner.start(
+            BENEFITS, with_identity.model_copy(update={"points_target": points.target})
+        )
+        targets = {
+            "identity_target": identity.target,
+            "points_target": points.target,
+            "tiers_target": tiers.target,
+            "benefits_target": benefits.target,
+        }
+        await runner.start(GATEWAY, settings.model_copy(update=targets))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+        env.update(
+            {
+                "LOYALTY_DATA_DIR": str(settings.data_dir),
+                "LOYALTY_AUTH_DEV_KEYS": "true",
+                "LOYALTY_DATABASE_URL": settings.database_url,
+                "LOYALTY_DATABASE_PREFIX": settings.database_prefix,
+                "LOYALTY_LOG_FORMAT": "console",
+                **{f"LOYALTY_{key.upper()}": value for key, value in targets.items()},
+            }
+        )
+        yield Suite(env)
+    finally:
+        await runner.stop_all()
+
+
+def _edited(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
+    text = HUAYUE.read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+async def test_applying_the_file_twice_changes_nothing_the_second_time(suite: Suite) -> None:
+    first = await suite.process("programme", "apply", str(HUAYUE))
+    assert first.code == 0, first.err
+    assert "points (points service): " in first.out  # nothing live yet: no version
+    assert "points: published v1\n" in first.out
+    assert "tiers: published v1\n" in first.out
+    assert "benefits: published v1\n" in first.out
+    assert "reward_stock: restocked 3 reward(s)\n" in first.out
+    assert first.out.endswith("applied: points, tiers, benefits, reward_stock\n")
+
+    second = await suite.admin("programme", "apply", str(HUAYUE))
+    assert second.code == 0, second.err
+    assert second.out == (
+        "points (points service, v1): unchanged\n"
+        "tiers (tiers service, v1): unchanged\n"
+        "benefits (benefits service, v1): unchanged\n"
+        "reward_stock (benefits service): unchanged\n"
+        "no changes\n"
+    )
+    diff = await suite.admin("programme", "diff", str(HUAYUE))
+    assert diff.code == 0 and diff.out.endswith("no changes\n"), diff.out
+
+
+async def test_export_then_apply_is_a_no_op(suite: Suite, tmp_path: Path) -> None:
+    await suite.admin("programme", "apply", str(HUAYUE))
+    exported = tmp_path / "live.yaml"
+    made = await suite.admin("programme", "export", "-o", str(exported))
+    assert made.code == 0, made.err
+    text = exported.read_text()
+    assert "effective_from" not in text.split("tiers:")[0]  # in force already: not repeated
+    assert "multiplier: '2'" in text and "cinema-ticket: 200" in text
+    assert (await suite.admin("programme", "validate", str(exported))).code == 0
+    again = await suite.admin("programme", "apply", str(exported))
+    assert again.code == 0, again.err
+    assert again.out.endswith("no changes\n"), again.out
+    # ... and through a pipe, as `export | apply /dev/stdin` would.
+    printed = await suite.admin("programme", "export")
+    assert printed.out.split("\n", 2)[2] == text.split("\n", 2)[2]  # the header has the time
+
+
+async def test_a_dry_run_shows_the_change_and_makes_none(suite: Suite, tmp_path: Path) -> None:
+    await suite.admin("programme", "apply", str(HUAYUE))
+    changed = _edited(
+        tmp_path,
+        "hotel.yaml",
+        ('  - unit: hotel\n    multiplier: "2"', '  - unit: hotel\n    multiplier: "2.5"'),
+    )
+    dry = await suite.admin("programme", "apply", str(changed), "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "points (points service, v1): 1 change(s)\n" in dry.out
+    assert '  ~ units[hotel].multiplier: "2" -> "2.5"\n' in dry.out
+    assert "has passed: the change takes effect when applied" in dry.out
+    assert dry.out.endswith("dry run: nothing applied\n")
+    assert "1 change(s)" in (await suite.admin("programme", "diff", str(changed))).out
+    assert (await suite.admin("programme", "diff", str(HUAYUE))).out.endswith("no changes\n")
+
+
+async def test_a_change_takes_effect_when_told_and_never_in_the_past(
+    suite: Suite, tmp_path: Path
+) -> None:
+    await suite.admin("programme", "apply", str(HUAYUE))
+    changed = _edited(
+        tmp_path,
+        "cinema.yaml",
+        ('  - unit: cinema\n    multiplier: "1.5"', '  - unit: cinema\n    multiplier: "3"'),
+    )
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    refused = await suite.admin("programme", "apply", str(changed), "--effective-from", past)
+    assert refused.code == 1
+    assert "is in the past: a change to the programme never rewrites history" in refused.err
+    assert "nothing applied" in refused.err
+
+    later = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    done = await suite.admin(
+        "programme", "apply", str(changed), "--effective-from", later.isoformat()
+    )
+    assert done.code == 0, done.err
+    assert f"(effective from {later.isoformat()})" in done.out
+    assert "points: published v2\n" in done.out
+    # The scheduled version is what the file is compared with: nothing left to do.
+    assert (await suite.admin("programme", "diff", str(changed))).out.endswith("no changes\n")
+    # The exported file keeps the effective_from of a version still ahead.
+    exported = (await suite.admin("programme", "export")).out
+    assert f"effective_from: '{later.strftime('%Y-%m-%dT%H:%M:%SZ')}'" in exported
+
+
+async def test_a_failure_part_way_is_reported_and_a_rerun_finishes(
+    suite: Suite, tmp_path: Path
+) -> None:
+    await suite.admin("programme", "apply", str(HUAYUE))
+    # The ladder changes (fine) and a benefit gets a quota without a period: only the benefits
+    # service knows that is wrong, so the ladder is published before the catalogue is refused.
+    broken = _edited(
+        tmp_path,
+        "broken.yaml",
+        ('      value: "5000"', '      value: "6000"'),
+        ("    name_en: Free parking\n", "    name_en: Free parking\n    quota: 3\n"),
+    )
+    assert (await suite.admin("programme", "validate", str(broken))).code == 0
+    failed = await suite.admin("programme", "apply", str(broken))
+    assert failed.code == 1
+    assert "tiers: published v2\n" in failed.out
+    assert "FAILED at benefits: INVALID_ARGUMENT" in failed.err
+    assert "quota_period" in failed.err
+    assert "applied before the failure (they stay): tiers\n" in failed.err
+    assert "not applied: benefits\n" in failed.err
+    assert "run apply again: it finishes what is left" in failed.err
+
+    fixed = _edited(
+        tmp_path,
+        "fixed.yaml",
+        ('      value: "5000"', '      value: "6000"'),
+        (
+            "    name_en: Free parking\n",
+            "    name_en: Free parking\n    quota: 3\n    quota_period: QUOTA_PERIOD_MONTH\n",
+        ),
+    )
+    rerun = await suite.admin("programme", "apply", str(fixed))
+    assert rerun.code == 0, rerun.err
+    assert "tiers (tiers service, v2): unchanged\n" in rerun.out
+    assert "benefits: published v2\n" in rerun.out
+    assert (await suite.admin("programme", "diff", str(fixed))).out.endswith("no changes\n")
+
+
+async def test_jobs_run_by_hand_print_their_counts(suite: Suite) -> None:
+    await suite.admin("programme", "apply", str(HUAYUE))
+    expected = {
+        "expiry": "expiry: members_expired 0, lots_expired 0, points_expired 0\n",
+        "pending-activation": "pending-activation: postings_activated 0, points_activated 0\n",
+        "year-end": "year-end: judged 0, retained 0, downgraded 0\n",
+        "grant-expiry": "grant-expiry: ended 0, changed 0\n",
+        "birthday-gifts": "birthday-gifts: celebrating 0, granted 0\n",
+    }
+    for job, line in expected.items():
+        done = await (suite.process if job == "expiry" else suite.admin)("jobs", "run", job)
+        assert done.code == 0, done.err
+        assert done.out == line
+
+
+async def test_clients_are_the_gateways_command(suite: Suite) -> None:
+    made = await suite.process("clients", "create", "--unit", "hotel", "--scopes", "earn,redeem")
+    assert made.code == 0, made.err
+    client = json.loads(made.out)
+    assert client["unit"] == "hotel" and client["client_secret"]
+    listed = await suite.process("clients", "list")
+    assert f"{client['client_id']}\thotel\tearn redeem\t" in listed.out
