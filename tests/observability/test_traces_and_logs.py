@@ -84,6 +84,11 @@ async def test_a_purchase_is_one_trace_from_http_to_the_welcome_gift_and_its_log
     assert http.attributes is not None and http.attributes["http.route"] == "/v1/purchases:record"
     assert ("/loyalty.points.v1.PointsService/EarnPoints", SpanKind.SERVER) in kinds
     assert (f"create {ns}.points.v1.PointsEarned", SpanKind.PRODUCER) in kinds
+    # the services' queries are in it too (SQLAlchemy's instrumentation)
+    queries = [s for s in spans if s.attributes and s.attributes.get("db.system") == "postgresql"]
+    assert any(str(s.attributes.get("db.name", "")).endswith("points") for s in queries), {
+        s.name for s in spans
+    }
     consumers = {
         s.attributes["messaging.consumer.group.name"]: s.name
         for s in spans

@@ -22,11 +22,11 @@ import asyncpg
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
+from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool
 
@@ -105,7 +105,9 @@ class CountingPool(AsyncAdaptedQueuePool):
 
 
 def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
-    engine = create_async_engine(
+    # Looked up when called, not imported: tracing wraps `create_async_engine` on its module
+    # (loyalty_kit.telemetry), and a name imported before would escape it.
+    engine = sa_asyncio.create_async_engine(
         url,
         poolclass=CountingPool,
         pool_size=pool_size,
