@@ -211,6 +211,7 @@ def test_consent_answers(written: str, granted: bool) -> None:
         ("2026-06-30", datetime(2026, 7, 1, tzinfo=SHANGHAI)),
         ("20260630", datetime(2026, 7, 1, tzinfo=SHANGHAI)),
         ("2026/06/30 18:30:00", datetime(2026, 6, 30, 18, 30, tzinfo=SHANGHAI)),
+        ("2026/6/30 18:30", datetime(2026, 6, 30, 18, 30, tzinfo=SHANGHAI)),
         ("2026-06-30T10:00:00Z", datetime(2026, 6, 30, 10, tzinfo=UTC)),
         ("2026-06-30T10:00:00+09:00", datetime(2026, 6, 30, 1, tzinfo=UTC)),
     ],
@@ -381,8 +382,9 @@ def test_a_stray_quote_inside_a_field_does_not_swallow_the_rows_after_it() -> No
     ]
 
 
-def test_a_gb18030_file() -> None:
-    gb = ImportSpec(unit="mall", mapping=MALL, encoding="gb18030", tier_mapping=TIERS)
+@pytest.mark.parametrize("encoding", ["gb18030", "GBK"])  # GB18030 extends GBK
+def test_a_gb18030_file(encoding: str) -> None:
+    gb = ImportSpec(unit="mall", mapping=MALL, encoding=encoding, tier_mapping=TIERS)
     data = csv_file({"会员号": "M1", "姓名": "李伟𠀀", "等级": "金卡"}, encoding="gb18030")
 
     row = parsed(one(data, gb))
