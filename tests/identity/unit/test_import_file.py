@@ -437,6 +437,15 @@ def test_a_gb18030_byte_order_mark_is_dropped() -> None:
     assert parsed(one(data, spec)).name == "李伟"
 
 
+@pytest.mark.parametrize("row", [b"M1,\xff\n", b"M1," + b"x" * MAX_RECORD_BYTES + b"\n"])
+def test_a_file_whose_only_row_is_unreadable_is_not_empty(row: bytes) -> None:
+    spec = ImportSpec(unit="mall", mapping=ColumnMapping("no", name="name"))
+
+    [refused] = read(b"no,name\n" + row, spec)
+
+    assert rejected(refused).reason in ("INVALID_ENCODING", "LINE_TOO_LONG")
+
+
 def test_missing_columns_are_named() -> None:
     data = csv_file({"会员号": "M1"}, header=["会员号", "姓名", "备注"])
 

@@ -11,7 +11,8 @@ rejected (`LINE_TOO_LONG`) and read past to the next newline without being kept.
 
 **Decoding per record.** Each record is decoded alone, so bytes not in the file's encoding
 reject that row (`INVALID_ENCODING`); a header (or a first JSON line) that cannot be decoded
-fails the file. A byte order mark is dropped.
+fails the file. A byte order mark is dropped. A file said to be GBK or GB2312 is read as GB18030,
+which extends both.
 
 **Values.** Every value is trimmed; an empty one is absent. What the reader decides:
 - Control characters (C0 and C1, the line and paragraph separators, the bidirectional
@@ -255,18 +256,17 @@ class FileReader:
         any_row = False
         for data, end in records:
             number += 1
+            self.bytes_read = end
             if data is None:
-                self.bytes_read = end
+                any_row = True
                 yield _too_long(number)
                 continue
             try:
-                text = data.decode(self._codec)
+                text = data.decode(self._codec).rstrip("\r\n")
             except UnicodeDecodeError as error:
-                self.bytes_read = end
+                any_row = True
                 yield self._undecodable(number, error)
                 continue
-            text = text.rstrip("\r\n")
-            self.bytes_read = end
             if not text:
                 continue
             any_row = True
