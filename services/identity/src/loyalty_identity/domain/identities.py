@@ -168,6 +168,11 @@ def phone_e164(value: str, region: str = DEFAULT_PHONE_REGION) -> str | None:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+def is_phone_region(region: str) -> bool:
+    """Whether phone numbers can be read in `region` (ISO 3166 alpha-2, e.g. "CN")."""
+    return region in phonenumbers.SUPPORTED_REGIONS
+
+
 def canonical_email(value: str) -> str | None:
     """The e-mail address validated and lower-cased, or None when it is not valid."""
     try:

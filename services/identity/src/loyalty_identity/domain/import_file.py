@@ -56,7 +56,6 @@ from operator import itemgetter
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from loyalty_kit.resources import is_tag
 
 from loyalty_identity.domain import masking
@@ -66,6 +65,7 @@ from loyalty_identity.domain.identities import (
     IdentityKind,
     IdentityType,
     canonical_email,
+    is_phone_region,
     phone_e164,
 )
 from loyalty_identity.domain.imports import (
@@ -216,7 +216,7 @@ class FileReader:
                 f"encoding {spec.encoding[:40]!r} is not supported: UTF-8, or GB18030 for CSV",
             )
         self._codec = codec
-        if spec.mapping.phone and self._region not in phonenumbers.SUPPORTED_REGIONS:
+        if spec.mapping.phone and not is_phone_region(self._region):
             raise ImportFileError(
                 "INVALID_REGION",
                 f"default region {spec.default_region[:8]!r} is not a phone region (e.g. CN)",
