@@ -62,6 +62,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "1,000,000 when one is named with --only, else 100,000; check: always 1,000,000)",
     )
     parser.add_argument(
+        "--import-rows",
+        type=int,
+        default=None,
+        help="legacy rows of the import scenarios (default: 1,000,000 when one is named with "
+        "--only, else 100,000)",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=30.0,
@@ -82,6 +89,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--seconds, --concurrency and --events must be positive, --warmup >= 0")
     if args.members is not None and args.members < 1:
         parser.error("--members must be positive")
+    if args.import_rows is not None and args.import_rows < 1:
+        parser.error("--import-rows must be positive")
     if args.rate <= 0:
         parser.error("--rate must be positive")
     if args.soak_seconds <= 0:
@@ -163,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 events=args.events,
                 members=args.members,
+                import_rows=args.import_rows,
                 rate=args.rate,
                 soak_seconds=args.soak_seconds,
                 only=tuple(args.only or ()),
