@@ -231,7 +231,7 @@ class FakeLedger:
         fresh = set()
         for carry in carries:
             key = (unit, carry.balance.legacy_key)
-            if key not in self.legacy_balances:
+            if key not in self.legacy_balances or self.legacy_balances[key].posting_id is None:
                 self.legacy_balances[key] = carry
                 fresh.add(carry.balance.legacy_key)
         return fresh

@@ -135,6 +135,16 @@ async def test_a_legacy_account_is_carried_over_once_whatever_brings_it(legacy: 
     assert await legacy.balance(member) == (510, 0)
 
 
+async def test_a_balance_that_credited_nothing_may_come_in_again_corrected(legacy: World) -> None:
+    member, account = legacy.member(), key()
+    past = legacy.now - timedelta(days=1)
+    assert (await carry(legacy, "mall", balance(member, 900, account, past))).credited == 0
+    corrected = balance(member, 900, account, legacy.now + timedelta(days=30))
+    assert (await carry(legacy, "mall", corrected)).credited == 1
+    assert (await carry(legacy, "mall", corrected)).carried_before == 1
+    assert await legacy.balance(member) == (90, 0)
+
+
 async def test_the_chunk_is_announced_once_and_never_as_earned_points(legacy: World) -> None:
     first, second = legacy.member(), legacy.member()
     await carry(legacy, "mall", balance(first, 100), balance(second, 250))

@@ -26,7 +26,12 @@ FROM unnest($4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::text[], $9::
             $10::timestamptz[])
      AS c(legacy_key, member_id, legacy_points, points, outcome, posting_id, expires_at)
 ORDER BY c.legacy_key
-ON CONFLICT (unit, legacy_key) DO NOTHING
+ON CONFLICT (unit, legacy_key) DO UPDATE
+SET member_id = EXCLUDED.member_id, member_import = EXCLUDED.member_import,
+    legacy_points = EXCLUDED.legacy_points, points = EXCLUDED.points,
+    outcome = EXCLUDED.outcome, posting_id = EXCLUDED.posting_id,
+    expires_at = EXCLUDED.expires_at, carried_at = EXCLUDED.carried_at
+WHERE legacy_balances.posting_id IS NULL
 RETURNING legacy_key
 """
 
@@ -100,9 +105,11 @@ class RecordRows:
         self, unit: str, member_import: str, carries: Sequence[Carry], now: datetime
     ) -> set[str]:
         """Record what becomes of each legacy account's balance; answers the legacy keys
-        recorded now (one seen before, by any import, is not: its balance was carried over
-        then). One statement for the chunk, in key order, so two chunks naming one account
-        never deadlock: the second waits for the first, then finds the account claimed."""
+        recorded now. A key whose balance was credited before, by any chunk or import, is
+        left as it is and not answered; one that credited nothing then (expired, below the
+        rate) is recorded again, so a corrected file carries it over, still once. One
+        statement for the chunk, in key order, so two chunks naming one account never
+        deadlock: the second waits for the first, then finds the account credited."""
         conn = await driver_connection(self.session)
         rows = await conn.fetch(
             _CLAIM_LEGACY_BALANCES,

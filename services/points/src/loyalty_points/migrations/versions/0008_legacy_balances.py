@@ -1,8 +1,8 @@
 """legacy_balances: what became of each legacy account's balance when its unit's members were
 imported, one row per (unit, legacy key), so a balance is carried over once whichever file or
 import brings it again. `posting_id` is the MIGRATION posting (NULL: nothing was credited, and
-`outcome` says why: below the rate, expired, the member erased). Opaque keys, ids and figures
-only: no personal data.
+`outcome` says why: below the rate, expired, the member erased; a later import may then carry
+it over). Opaque keys, ids and figures only: no personal data.
 
 Revision ID: 0008
 Revises: 0007
