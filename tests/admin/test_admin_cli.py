@@ -12,16 +12,27 @@ import io
 import json
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest_asyncio
+from loyalty.common.v1 import channel_pb2
+from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
+from loyalty.points.v1 import points_service_pb2 as points_pb
+from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty_admin.cli import main
 from loyalty_devstack.demo import HUAYUE
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit.settings import Settings
+
+from tests.points.conftest import ADMIN as POINTS_ADMIN
+from tests.points.conftest import at, line, pos, rid
+from tests.support.clients import As
 
 ADMIN = Path(sys.executable).with_name("loyalty-admin")
 
@@ -256,10 +267,73 @@ async def test_jobs_run_by_hand_print_their_counts(suite: Suite) -> None:
         "grant-expiry": "grant-expiry: ended 0, changed 0\n",
         "birthday-gifts": "birthday-gifts: celebrating 0, granted 0\n",
     }
-    for job, line in expected.items():
+    for job, said in expected.items():
         done = await (suite.process if job == "expiry" else suite.admin)("jobs", "run", job)
         assert done.code == 0, done.err
-        assert done.out == line
+        assert done.out == said
+
+
+async def _members_with_expired_points(suite: Suite, count: int) -> int:
+    """`count` members with points earned at the mall in August 2024 (expired since the end of
+    August 2026); the points each earned."""
+    async with (
+        grpc.aio.insecure_channel(suite.env["LOYALTY_IDENTITY_TARGET"]) as identity_channel,
+        grpc.aio.insecure_channel(suite.env["LOYALTY_POINTS_TARGET"]) as points_channel,
+    ):
+        identity = As(identity_service_pb2_grpc.IdentityServiceStub, identity_channel, POINTS_ADMIN)
+        till = As(points_service_pb2_grpc.PointsServiceStub, points_channel, pos("mall"))
+        earned = 0
+        for _ in range(count):
+            request = identity_pb.RegisterMemberRequest(
+                request_id=rid(),
+                unit="mall",
+                channel=channel_pb2.CHANNEL_POS,
+                identities=[
+                    member_pb2.Identity(type="phone", value=f"139{uuid.uuid4().int % 10**8:08d}")
+                ],
+            )
+            for _ in range(100):  # identity learns the programme's units from its event
+                try:
+                    member = (await identity.RegisterMember(request)).member.name
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.1)
+            answer = await till.EarnPoints(
+                points_pb.EarnPointsRequest(
+                    member=member,
+                    request_id=rid(),
+                    unit="mall",
+                    channel=channel_pb2.CHANNEL_POS,
+                    order_id=f"ord-{rid()[:10]}",
+                    lines=[line("10.00")],
+                    occur_time=at("2024-08-15T10:00:00+08:00"),
+                )
+            )
+            earned = answer.posting.points
+    return earned
+
+
+async def test_a_job_runs_in_steps_to_a_full_bar_and_prints_the_summed_counts(
+    suite: Suite,
+) -> None:
+    await suite.admin("programme", "apply", str(HUAYUE))
+    await suite.admin("jobs", "run", "expiry")  # whatever another test left due
+    each = await _members_with_expired_points(suite, 5)
+
+    dry = await suite.admin("jobs", "run", "expiry", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.out.startswith("expiry: 5 members with points to expire as of ")
+    assert dry.out.endswith("; nothing changed\n")
+    assert (await suite.admin("jobs", "run", "expiry", "--dry-run")).out.startswith("expiry: 5 ")
+
+    done = await suite.process("jobs", "run", "expiry", "--step", "2", "--chunk-size", "1")
+    assert done.code == 0, done.err
+    assert done.out == f"expiry: members_expired 5, lots_expired 5, points_expired {5 * each}\n"
+    bar, counts = done.err.splitlines()[-2:]
+    assert bar.startswith("expiry ") and " 5/5 members " in bar, done.err
+    assert counts == f"  members_expired 5, lots_expired 5, points_expired {5 * each:,}"
+    after = await suite.admin("jobs", "run", "expiry", "--dry-run")
+    assert after.out.startswith("expiry: 0 members with points to expire as of ")
 
 
 async def test_clients_are_the_gateways_command(suite: Suite) -> None:

@@ -28,6 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from loyalty_devstack.demo import huayue_programme
 from loyalty_kit import db, migrations
 from loyalty_kit.errors import DomainError
+from loyalty_kit.jobs import Chunks
 from loyalty_kit.kernel.members import MemberState
 from loyalty_kit.settings import Settings
 from loyalty_points.domain.migration import ImportedChunk, LegacyBalance
@@ -252,13 +253,15 @@ def test_the_ledger_always_reconciles(world: World) -> None:
             world.run(
                 jobs.run_in_chunks(
                     lambda: PointsUnitOfWork(world.sessions, "props"),
-                    lambda uow: jobs.activate_pending_chunk(uow, self.now, 50, self.now),
+                    lambda uow, size: jobs.activate_pending_chunk(uow, self.now, size, self.now),
+                    Chunks(50),
                 )
             )
             world.run(
                 jobs.run_in_chunks(
                     lambda: PointsUnitOfWork(world.sessions, "props"),
-                    lambda uow: jobs.expire_chunk(uow, self.now, 50, self.now),
+                    lambda uow, size: jobs.expire_chunk(uow, self.now, size, self.now),
+                    Chunks(50),
                 )
             )
 

@@ -114,6 +114,9 @@ class FakeBirthdays(_Part):
         )
         return [(m, self.t.tiers[m].tier if m in self.t.tiers else None) for m in found[:limit]]
 
+    async def count_celebrating(self, days: list[tuple[int, int]], after: str | None) -> int:
+        return len(await self.celebrating(days, after, len(self.t.birthdays) + 1))
+
 
 class FakeConsumptions(_Part):
     async def take_quota(self, member_id: str, benefit: str, period: str, quota: int) -> bool:

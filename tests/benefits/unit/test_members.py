@@ -133,6 +133,27 @@ async def test_birthday_gifts_go_once_a_year_to_silver_and_up_not_to_the_suspend
     assert all(c.template_code != "birthday-gift" for c in benefits.coupons(third))
 
 
+async def test_birthday_gifts_stop_at_a_limit_and_carry_on_after_the_member_they_stopped_at(
+    benefits: Benefits,
+) -> None:
+    third = "00000000-0000-0000-0000-0000000000c3"
+    for member_id in (ANN, BOB, third):
+        await benefits.tier(member_id, "silver")
+        await benefits(handlers.on_profile_changed, member_id, 3, 2)
+    birthday = datetime(2026, 3, 2, 2, tzinfo=UTC)
+    async with benefits.uow_factory() as uow:
+        assert await handlers.celebrating_after(uow, birthday, None) == 3
+
+    first = await handlers.run_birthday_gifts(benefits.uow_factory, birthday, 500, limit=2)
+    assert (first.celebrating, first.granted, first.after) == (2, 2, BOB)
+    async with benefits.uow_factory() as uow:
+        assert await handlers.celebrating_after(uow, birthday, first.after) == 1
+    rest = await handlers.run_birthday_gifts(
+        benefits.uow_factory, birthday, 500, after=first.after, limit=2
+    )
+    assert (rest.celebrating, rest.granted, rest.after) == (1, 1, None)
+
+
 async def test_rewards_are_restocked_by_their_unit_and_listed_with_stock(
     benefits: Benefits,
 ) -> None:

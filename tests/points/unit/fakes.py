@@ -292,6 +292,12 @@ class FakeLedger:
         }
         return sorted(due)[:limit]
 
+    async def count_members_with_due_pending(self, as_of: datetime) -> int:
+        return len(await self.members_with_due_pending(as_of, len(self.lot_rows) + 1))
+
+    async def count_members_with_expired_lots(self, as_of: datetime) -> int:
+        return len(await self.members_with_expired_lots(as_of, len(self.lot_rows) + 1))
+
     async def settlement(self, start: datetime, end: datetime) -> dict[str, Any]:
         in_period = [p for p in self.postings if start <= p.posted_at < end]
         kinds = {(p.member_id, p.posting_id): p for p in in_period}

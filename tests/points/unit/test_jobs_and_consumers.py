@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import pytest
 from loyalty_kit.errors import InvalidArgument
+from loyalty_kit.jobs import Chunks
 from loyalty_points.domain import events
 from loyalty_points.domain.ledger import LotStatus, PostingKind
 from loyalty_points.service_layer import consumers, jobs, programmes, settlement, spending
+from loyalty_points.service_layer.ports import PointsWork
 
 from tests.points.unit.conftest import World, programme
 
@@ -19,7 +21,9 @@ async def test_pending_points_become_available_after_their_days(world: World) ->
     await world.earn(member, "hotel", "100")
     world.later(days=8)
     total = await jobs.run_in_chunks(
-        lambda: world.uow, lambda uow: jobs.activate_pending_chunk(uow, world.now, 50, world.now)
+        lambda: world.uow,
+        lambda uow, size: jobs.activate_pending_chunk(uow, world.now, size, world.now),
+        Chunks(50),
     )
     assert (total.items, total.points) == (1, 200)
     assert await world.balance(member) == (200, 0)
@@ -32,7 +36,9 @@ async def test_lots_expire_at_the_end_of_their_month_once(world: World) -> None:
     await world.earn(member, "mall", "50")
     for _ in range(2):
         total = await jobs.run_in_chunks(
-            lambda: world.uow, lambda uow: jobs.expire_chunk(uow, world.now, 50, world.now)
+            lambda: world.uow,
+            lambda uow, size: jobs.expire_chunk(uow, world.now, size, world.now),
+            Chunks(50),
         )
     assert (total.members, total.points) == (0, 0)
     assert await world.balance(member) == (50, 0)
@@ -45,9 +51,29 @@ async def test_the_expiry_job_runs_chunk_after_chunk(world: World) -> None:
     for member in members:
         await world.earn(member, "mall", "10", occurred_at=world.now - timedelta(days=800))
     total = await jobs.run_in_chunks(
-        lambda: world.uow, lambda uow: jobs.expire_chunk(uow, world.now, 2, world.now)
+        lambda: world.uow,
+        lambda uow, size: jobs.expire_chunk(uow, world.now, size, world.now),
+        Chunks(2),
     )
     assert (total.members, total.items, total.points) == (3, 3, 30)
+
+
+async def test_the_expiry_job_stops_at_its_limit_and_counts_what_is_left(world: World) -> None:
+    members = [world.member() for _ in range(5)]
+    for member in members:
+        await world.earn(member, "mall", "10", occurred_at=world.now - timedelta(days=800))
+
+    async def expire(uow: PointsWork, size: int) -> jobs.JobResult:
+        return await jobs.expire_chunk(uow, world.now, size, world.now)
+
+    assert await jobs.members_due_expiry(world.uow, world.now) == 5
+
+    first = await jobs.run_in_chunks(lambda: world.uow, expire, Chunks(2, limit=3))
+    assert (first.members, first.done) == (3, False)  # a chunk of 2, then one cut to 1
+    assert await jobs.members_due_expiry(world.uow, world.now) == 2
+    rest = await jobs.run_in_chunks(lambda: world.uow, expire, Chunks(2, limit=3))
+    assert (rest.members, rest.done) == (2, True)
+    assert await jobs.members_due_expiry(world.uow, world.now) == 0
 
 
 async def state(world: World, member: str, name: str) -> None:

@@ -145,6 +145,9 @@ class FakeTierStore:
         due.sort(key=lambda m: m.tier_year_end or as_of)
         return [self._loaded(m.member_id) for m in due[:limit]]
 
+    async def count_members_due(self, as_of: datetime) -> int:
+        return len(await self.members_due(as_of, len(self.tables.members) + 1))
+
     async def save(self, members: Sequence[MemberTier]) -> None:
         for member in members:
             self.tables.members[member.member_id] = _row(member)
@@ -319,6 +322,12 @@ class FakeTierStore:
         )
         due = [g for g in due if g.state is GrantState.ACTIVE and g.ends_at <= as_of][:limit]
         return list(dict.fromkeys(g.member_id for g in due))
+
+    async def count_grants_due(self, as_of: datetime) -> int:
+        return sum(
+            g.state is GrantState.ACTIVE and g.ends_at <= as_of
+            for g, _ in self.tables.grants.values()
+        )
 
 
 class FakeUnitOfWork(SnapshotWork):

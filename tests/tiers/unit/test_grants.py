@@ -11,12 +11,13 @@ from loyalty_tiers.domain.grants import GrantKind, GrantNotActive, GrantState
 from loyalty_tiers.service_layer.grants import (
     Expiry,
     create_grant,
+    grants_due,
     revoke_grant,
     run_grant_expiry,
 )
 from loyalty_tiers.service_layer.identity_events import on_member_erased
 
-from tests.tiers.unit.conftest import ANN, T0, Tiers
+from tests.tiers.unit.conftest import ANN, BOB, T0, Tiers
 from tests.tiers.unit.fakes import FakeTierStore, FakeUnitOfWork
 
 IN_A_MONTH = T0 + timedelta(days=30)
@@ -143,3 +144,22 @@ async def test_activity_above_a_grant_upgrades_as_usual(tiers: Tiers) -> None:
     await tiers.earn(ANN, 25_000)
 
     assert tiers.reasons(ANN) == [("basic", "silver", "granted"), ("silver", "gold", "qualified")]
+
+
+async def test_grant_expiry_stops_about_its_limit_and_counts_what_is_left(tiers: Tiers) -> None:
+    for member, tier, ends in (
+        (ANN, "gold", IN_A_MONTH),
+        (ANN, "platinum", IN_A_MONTH + timedelta(minutes=1)),
+        (BOB, "gold", IN_A_MONTH + timedelta(minutes=2)),
+    ):
+        await tiers(create_grant, member, GrantKind.GIFT, tier, "opening gift", ends, tiers.now)
+    as_of = IN_A_MONTH + timedelta(hours=1)
+    async with tiers.factory() as uow:
+        assert await grants_due(uow, as_of) == 3
+
+    first = await run_grant_expiry(tiers.factory, as_of, limit=1)
+
+    assert first.ended == 2  # about the limit: both of Ann's lapsed grants end together
+    async with tiers.factory() as uow:
+        assert await grants_due(uow, as_of) == 1
+    assert (await run_grant_expiry(tiers.factory, as_of, limit=1)).ended == 1

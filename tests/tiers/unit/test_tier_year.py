@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from loyalty_tiers.service_layer.identity_events import on_member_erased
 from loyalty_tiers.service_layer.ladders import publish_ladder
-from loyalty_tiers.service_layer.tier_year import YearEnd, run_year_end
+from loyalty_tiers.service_layer.tier_year import YearEnd, members_due, run_year_end
 
 from tests.tiers.ladders import huayue
 from tests.tiers.unit.conftest import ANN, BOB, T0, Tiers
@@ -128,3 +128,19 @@ async def test_a_kept_tier_under_a_higher_grant_announces_nothing(tiers: Tiers) 
 
     assert total.retained == 1
     assert len(tiers.events) == before
+
+
+async def test_a_limit_stops_the_year_end_and_the_count_says_who_is_left(tiers: Tiers) -> None:
+    await tiers.earn(ANN, 6_000)
+    await tiers.earn(BOB, 6_000)
+    async with tiers.factory() as uow:
+        assert await members_due(uow, A_YEAR_ON) == 2
+
+    first = await run_year_end(tiers.factory, A_YEAR_ON, 500, limit=1)
+    async with tiers.factory() as uow:
+        assert await members_due(uow, A_YEAR_ON) == 1
+    rest = await run_year_end(tiers.factory, A_YEAR_ON, 500, limit=1)
+
+    assert (first.judged, rest.judged) == (1, 1)
+    async with tiers.factory() as uow:
+        assert await members_due(uow, A_YEAR_ON) == 0

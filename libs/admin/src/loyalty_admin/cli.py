@@ -6,6 +6,7 @@
     loyalty-admin programme export [-o FILE]   the live programme as a file
     loyalty-admin clients create|list|rotate|revoke ...   business units' API clients
     loyalty-admin jobs run expiry|pending-activation|year-end|grant-expiry|birthday-gifts
+                       [--dry-run] [--as-of ISO] [--step N] [--chunk-size N]
 
 The programme file is described in docs/programme-file.md. The commands reach the services with
 the usual settings (under `make run`: `. .loyalty/env` first) as the group's admin: see
@@ -88,8 +89,26 @@ def _parser() -> argparse.ArgumentParser:
         help="; ".join(f"{name}: {what}" for name, what in JOBS.items()),
     )
     run.add_argument("--as-of", type=_moment, help="run as at this time (default: now)")
+    run.add_argument("--dry-run", action="store_true", help="say how many are due, change nothing")
+    run.add_argument(
+        "--step",
+        type=_positive,
+        default=0,
+        help="members (grants for grant-expiry) per call; the bar moves after each "
+        "(default: four transactions' worth, 2000)",
+    )
     run.add_argument("--chunk-size", type=int, default=0, help="members per transaction")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return number
 
 
 def _load(file: Path) -> ProgrammeFile | None:
@@ -162,11 +181,22 @@ async def _programme(args: argparse.Namespace) -> int:
 async def _jobs(args: argparse.Namespace) -> int:
     from loyalty_kit.settings import Settings
 
-    from loyalty_admin.jobs import run_job
+    from loyalty_admin.jobs import report, run_job
 
-    found = await run_job(Settings(), args.job, as_of=args.as_of, chunk_size=args.chunk_size)
-    print(f"{args.job}: " + ", ".join(f"{name} {value}" for name, value in found.items()))
-    return 0
+    outcome = await run_job(
+        Settings(),
+        args.job,
+        as_of=args.as_of,
+        chunk_size=args.chunk_size,
+        step=args.step,
+        dry_run=args.dry_run,
+    )
+    said = report(outcome, dry_run=args.dry_run)
+    for line in said.out:
+        print(line)
+    for line in said.err:
+        print(line, file=sys.stderr)
+    return said.code
 
 
 def _clients(argv: list[str]) -> int:
@@ -194,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.group == "programme":
             return asyncio.run(_programme(args))
-        return asyncio.run(_jobs(args))
+        try:
+            return asyncio.run(_jobs(args))
+        except KeyboardInterrupt:  # while connecting or counting: the steps handle their own
+            print(f"{args.job}: interrupted; run it again to finish", file=sys.stderr)
+            return 130
     except grpc.aio.AioRpcError as error:
         print(f"error: {explain(error)}", file=sys.stderr)
         return 1

@@ -33,8 +33,13 @@ def read_page(
     if page_size < 0:
         raise InvalidArgument.of([FieldViolation("page_size", "must not be negative")])
     size = default if page_size == 0 else min(page_size, maximum)
+    return Page(size, read_token(page_token, filters))
+
+
+def read_token(page_token: str, filters: dict[str, Any]) -> Any:
+    """The position `page_token` carries (None: no token), for a request with these filters."""
     if not page_token:
-        return Page(size, None)
+        return None
     if len(page_token) > MAX_TOKEN_LENGTH:
         raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
     try:
@@ -49,7 +54,7 @@ def read_page(
         raise InvalidArgument.of(
             [FieldViolation("page_token", "belongs to a request with other filters")]
         )
-    return Page(size, after)
+    return after
 
 
 def next_token(after: Any, filters: dict[str, Any]) -> str:

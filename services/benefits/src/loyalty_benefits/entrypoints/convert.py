@@ -13,6 +13,7 @@ from loyalty.benefits.v1 import catalogue_pb2 as cat
 from loyalty.common.v1 import money_pb2
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.money import Amount, parse_amount, parse_decimal
+from loyalty_kit.pagination import read_token
 from loyalty_kit.resources import TAG_HINT, is_tag, member_name
 from loyalty_kit.timestamps import moment_of, timestamp
 
@@ -73,6 +74,18 @@ def code_of(code: str, field: str) -> str:
     if not code or len(code) > 64:
         raise InvalidArgument.of([FieldViolation(field, "a code, e.g. 'hotel-late-checkout'")])
     return code
+
+
+def member_cursor(page_token: str, filters: dict[str, Any]) -> str | None:
+    """The member a job's `page_token` carries on after (None: from the first)."""
+    after = read_token(page_token, filters)
+    if after is None:
+        return None
+    try:
+        return str(uuid.UUID(after))
+    except (ValueError, TypeError, AttributeError):
+        refused = FieldViolation("page_token", "not a token this job gave")
+        raise InvalidArgument.of([refused]) from None
 
 
 def child_of(name: str, collection: str, field: str) -> tuple[str, str]:

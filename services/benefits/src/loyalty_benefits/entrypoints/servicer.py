@@ -15,6 +15,7 @@ from loyalty.benefits.v1.benefits_service_pb2_grpc import BenefitsServiceService
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope
+from loyalty_kit.jobs import chunks_of
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.servicers import UnitOfWorkServicer
@@ -275,11 +276,27 @@ class BenefitsServicer(UnitOfWorkServicer[BenefitsUnitOfWork], BenefitsServiceSe
     async def RunBirthdayGifts(
         self, request: pb.RunBirthdayGiftsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunBirthdayGiftsResponse:
-        if request.chunk_size < 0:
-            raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
+        chunks = chunks_of(request, "max_members")
         as_of = moment_of(request, "as_of") or self.clock()
-        run = await handlers.run_birthday_gifts(self.uow, as_of, request.chunk_size or 500)
-        return pb.RunBirthdayGiftsResponse(celebrating=run.celebrating, granted=run.granted)
+        # A token carries on the walk of one day: it names the day, another day's is refused.
+        day = await self._read(lambda uow: handlers.birthday_of(uow, as_of))
+        filters = {"birthday": day.isoformat() if day else ""}
+        after = convert.member_cursor(request.page_token, filters)
+        if request.validate_only:
+            due = await self._read(lambda uow: handlers.celebrating_after(uow, as_of, after))
+            return pb.RunBirthdayGiftsResponse(remaining=due)
+        run = await handlers.run_birthday_gifts(
+            self.uow, as_of, chunks.size, after=after, limit=chunks.limit
+        )
+        response = pb.RunBirthdayGiftsResponse(celebrating=run.celebrating, granted=run.granted)
+        if run.after is not None:  # stopped at max_members: maybe some are left
+            stopped = run.after
+            response.remaining = await self._read(
+                lambda uow: handlers.celebrating_after(uow, as_of, stopped)
+            )
+            if response.remaining:
+                response.next_page_token = next_token(stopped, filters)
+        return response
 
     async def RedeemReward(
         self, request: pb.RedeemRewardRequest, context: grpc.aio.ServicerContext

@@ -7,9 +7,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from loyalty_kit.caller import check_unit
+from loyalty_kit.jobs import Chunks
 from loyalty_kit.money import Amount
 
 from loyalty_benefits.domain import events
@@ -441,6 +442,14 @@ async def on_members_imported(uow: BenefitsWork, birthdays: list[tuple[str, int,
 class BirthdayRun:
     celebrating: int = 0
     granted: int = 0
+    # The last member looked at when a run stopped at its limit (None: the day's walk is done).
+    after: str | None = None
+
+
+async def birthday_of(uow: BenefitsWork, now: datetime) -> date | None:
+    """The day `now` is in the catalogue's time zone (None: no catalogue yet, no gifts)."""
+    rules = await uow.catalogue.latest()
+    return None if rules is None else now.astimezone(rules.zone()).date()
 
 
 async def birthday_gifts_chunk(
@@ -472,17 +481,34 @@ async def birthday_gifts_chunk(
 
 
 async def run_birthday_gifts(
-    uow_factory: Callable[[], BenefitsWork], now: datetime, chunk: int
+    uow_factory: Callable[[], BenefitsWork],
+    now: datetime,
+    chunk: int,
+    *,
+    after: str | None = None,
+    limit: int = 0,
 ) -> BirthdayRun:
-    total, after = BirthdayRun(), None
-    while True:
+    """Walk the members celebrating today by member id, from after `after`, chunk by chunk, to
+    the last or until `limit` were looked at (0: no limit; then `after` says where it stopped)."""
+    total, chunks = BirthdayRun(), Chunks(chunk, limit)
+    while (size := chunks.next(total.celebrating)) > 0:
         async with uow_factory() as uow:
-            part, after = await birthday_gifts_chunk(uow, now, after, chunk)
+            part, after = await birthday_gifts_chunk(uow, now, after, size)
             await uow.commit()
         total.celebrating += part.celebrating
         total.granted += part.granted
         if after is None:
             return total
+    total.after = after
+    return total
+
+
+async def celebrating_after(uow: BenefitsWork, now: datetime, after: str | None) -> int:
+    """Members celebrating today after member `after` (None: all of them)."""
+    today = await birthday_of(uow, now)
+    if today is None:
+        return 0
+    return await uow.birthdays.count_celebrating(birthdays_on(today), after)
 
 
 # --- rewards catalogue -----------------------------------------------------------------------

@@ -58,6 +58,7 @@ class BirthdayStore(Protocol):
     async def celebrating(
         self, days: list[tuple[int, int]], after: str | None, limit: int
     ) -> list[tuple[str, str | None]]: ...
+    async def count_celebrating(self, days: list[tuple[int, int]], after: str | None) -> int: ...
 
 
 class MemberMoves(Protocol):

@@ -311,16 +311,28 @@ class SqlLedger(ProgrammeRows, RecordRows, SettlementRows):
         """In member order (see `members_with_due_pending`)."""
         rows = await self.session.scalars(
             select(t.lots.c.member_id)
-            .where(
-                t.lots.c.status == LotStatus.OPEN.value,
-                t.lots.c.remaining > 0,
-                t.lots.c.expires_at <= as_of,
-            )
+            .where(*_expired(as_of))
             .distinct()
             .order_by(t.lots.c.member_id)
             .limit(limit)
         )
         return [str(m) for m in rows]
+
+    async def count_members_with_due_pending(self, as_of: datetime) -> int:
+        """One query over the partial index `lots_pending`."""
+        found = await self.session.scalar(
+            select(func.count(t.lots.c.member_id.distinct())).where(
+                t.lots.c.status == LotStatus.PENDING.value, t.lots.c.available_at <= as_of
+            )
+        )
+        return int(found or 0)
+
+    async def count_members_with_expired_lots(self, as_of: datetime) -> int:
+        """One query over the partial index `lots_expiring`."""
+        found = await self.session.scalar(
+            select(func.count(t.lots.c.member_id.distinct())).where(*_expired(as_of))
+        )
+        return int(found or 0)
 
     # --- saving an account --------------------------------------------------------------------
     async def save(self, account: Account, now: datetime) -> None:
@@ -467,3 +479,12 @@ def _lot_row(member_id: str, lot: Lot, points: int) -> dict[str, Any]:
         "available_at": lot.available_at,
         "expires_at": lot.expires_at,
     }
+
+
+def _expired(as_of: datetime) -> tuple[Any, ...]:
+    """Lots with points left whose expiry has come by `as_of` (the index `lots_expiring`)."""
+    return (
+        t.lots.c.status == LotStatus.OPEN.value,
+        t.lots.c.remaining > 0,
+        t.lots.c.expires_at <= as_of,
+    )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from datetime import datetime
 
 from loyalty_kit.jobs import every
 from loyalty_kit.logs import get_logger
@@ -12,24 +10,19 @@ from loyalty_kit.server import Job
 
 from loyalty_points.bootstrap import Points
 from loyalty_points.service_layer import jobs as steps
-from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 log = get_logger("loyalty.points")
-
-
-async def _activate(uow: PointsUnitOfWork, as_of: datetime) -> steps.JobResult:
-    return await steps.activate_pending_chunk(uow, as_of, 500, as_of)
-
-
-async def _expire(uow: PointsUnitOfWork, as_of: datetime) -> steps.JobResult:
-    return await steps.expire_chunk(uow, as_of, 500, as_of)
 
 
 def jobs(app: Points) -> Sequence[Job]:
     async def once() -> None:
         now = app.clock()
-        activated = await steps.run_in_chunks(app.uow, functools.partial(_activate, as_of=now))
-        expired = await steps.run_in_chunks(app.uow, functools.partial(_expire, as_of=now))
+        activated = await steps.run_in_chunks(
+            app.uow, lambda uow, size: steps.activate_pending_chunk(uow, now, size, now)
+        )
+        expired = await steps.run_in_chunks(
+            app.uow, lambda uow, size: steps.expire_chunk(uow, now, size, now)
+        )
         if activated.items or expired.items:
             log.info(
                 "scheduled jobs",

@@ -13,6 +13,7 @@ from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1.points_service_pb2_grpc import PointsServiceServicer
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.jobs import chunks_of
 from loyalty_kit.money import money
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
@@ -424,28 +425,38 @@ class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer
     async def RunPendingActivation(
         self, request: pb.RunPendingActivationRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunPendingActivationResponse:
+        chunks = chunks_of(request, "max_members")
         now = self.clock()
         as_of = moment_of(request, "as_of") or now
-        total = await jobs.run_in_chunks(
-            self.uow, lambda uow: jobs.activate_pending_chunk(uow, as_of, 500, now)
-        )
+        total = jobs.JobResult()
+        if not request.validate_only:
+            total = await jobs.run_in_chunks(
+                self.uow,
+                lambda uow, size: jobs.activate_pending_chunk(uow, as_of, size, now),
+                chunks,
+            )
         return pb.RunPendingActivationResponse(
-            postings_activated=total.items, points_activated=total.points
+            postings_activated=total.items,
+            points_activated=total.points,
+            remaining=await self._read(lambda uow: jobs.members_due_activation(uow, as_of)),
         )
 
     async def RunExpiry(
         self, request: pb.RunExpiryRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunExpiryResponse:
-        if request.chunk_size < 0:
-            raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
+        chunks = chunks_of(request, "max_members")
         now = self.clock()
         as_of = moment_of(request, "as_of") or now
-        chunk = request.chunk_size or 500
-        total = await jobs.run_in_chunks(
-            self.uow, lambda uow: jobs.expire_chunk(uow, as_of, chunk, now)
-        )
+        total = jobs.JobResult()
+        if not request.validate_only:
+            total = await jobs.run_in_chunks(
+                self.uow, lambda uow, size: jobs.expire_chunk(uow, as_of, size, now), chunks
+            )
         return pb.RunExpiryResponse(
-            members_expired=total.members, lots_expired=total.items, points_expired=total.points
+            members_expired=total.members,
+            lots_expired=total.items,
+            points_expired=total.points,
+            remaining=await self._read(lambda uow: jobs.members_due_expiry(uow, as_of)),
         )
 
 

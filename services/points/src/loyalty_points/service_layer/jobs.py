@@ -1,12 +1,15 @@
 """The scheduled jobs: pending points that become available, and lots that expire. Chunked
 (one transaction per chunk of members), idempotent (only lots still due are touched) and
-resumable (each chunk commits; a crash loses nothing done)."""
+resumable (each chunk commits; a crash loses nothing done). An operator's run may stop after so
+many members and say how many are still due, so a tool can walk the job in steps."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from loyalty_kit.jobs import UNTIL_DONE, Chunks
 
 from loyalty_points.domain.ledger import LotStatus
 from loyalty_points.service_layer.ports import PointsWork
@@ -18,6 +21,10 @@ class JobResult:
     items: int = 0
     points: int = 0
     done: bool = True
+
+
+# One chunk of a job: (unit of work, at most this many members) -> what it did.
+Step = Callable[[PointsWork, int], Awaitable[JobResult]]
 
 
 async def activate_pending_chunk(
@@ -58,17 +65,30 @@ async def expire_chunk(uow: PointsWork, as_of: datetime, chunk: int, now: dateti
 
 
 async def run_in_chunks(
-    uow_factory: Callable[[], PointsWork],
-    step: Callable[[PointsWork], Awaitable[JobResult]],
+    uow_factory: Callable[[], PointsWork], step: Step, chunks: Chunks = UNTIL_DONE
 ) -> JobResult:
-    """Run a chunked job to the end, one transaction per chunk."""
-    total = JobResult()
-    while True:
+    """Run a chunked job, one transaction per chunk, to the end or until `chunks.limit` members
+    were taken (`done` False: some may still be due)."""
+    total, taken = JobResult(), 0
+    while (size := chunks.next(taken)) > 0:
         async with uow_factory() as uow:
-            part = await step(uow)
+            part = await step(uow, size)
             await uow.commit()
         total.members += part.members
         total.items += part.items
         total.points += part.points
+        taken += size  # a chunk that is not the last took all it asked for
         if part.done:
             return total
+    total.done = False
+    return total
+
+
+async def members_due_activation(uow: PointsWork, as_of: datetime) -> int:
+    """Members with pending points whose period has passed by `as_of`."""
+    return await uow.ledger.count_members_with_due_pending(as_of)
+
+
+async def members_due_expiry(uow: PointsWork, as_of: datetime) -> int:
+    """Members with points whose expiry has come by `as_of`."""
+    return await uow.ledger.count_members_with_expired_lots(as_of)

@@ -198,6 +198,16 @@ class TierStore(ImportRows):
         )
         return await self._with_grants([member_of(r) for r in rows])
 
+    async def count_members_due(self, as_of: datetime) -> int:
+        """How many `members_due` would find, locked or not: one query over the index
+        `member_tiers_due`."""
+        conn = await self._conn()
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM member_tiers WHERE tier_year_end <= $1", as_of
+            )
+        )
+
     async def _with_grants(self, members: list[MemberTier]) -> list[MemberTier]:
         grants = await self.active_grants([m.member_id for m in members])
         for member in members:
@@ -494,3 +504,13 @@ class TierStore(ImportRows):
             limit,
         )
         return [str(r["member_id"]) for r in rows]
+
+    async def count_grants_due(self, as_of: datetime) -> int:
+        """Grants in force whose end time has passed by `as_of`: one query over the index
+        `tier_grants_due`."""
+        conn = await self._conn()
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM tier_grants WHERE state = 'active' AND ends_at <= $1", as_of
+            )
+        )

@@ -8,6 +8,7 @@ import grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty.tiers.v1.tiers_service_pb2_grpc import TiersServiceServicer
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.jobs import chunks_of
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.servicers import UnitOfWorkServicer
@@ -88,20 +89,31 @@ class TiersServicer(UnitOfWorkServicer[TiersUnitOfWork], TiersServiceServicer):
     async def RunYearEnd(
         self, request: pb.RunYearEndRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunYearEndResponse:
-        if request.chunk_size < 0:
-            raise InvalidArgument.of([FieldViolation("chunk_size", "must not be negative")])
+        chunks = chunks_of(request, "max_members")
         as_of = moment_of(request, "as_of") or self.clock()
-        total = await tier_year.run_year_end(self.uow, as_of, request.chunk_size or 500)
+        total = tier_year.YearEnd()
+        if not request.validate_only:
+            total = await tier_year.run_year_end(self.uow, as_of, chunks.size, limit=chunks.limit)
         return pb.RunYearEndResponse(
-            judged=total.judged, retained=total.retained, downgraded=total.downgraded
+            judged=total.judged,
+            retained=total.retained,
+            downgraded=total.downgraded,
+            remaining=await self._read(lambda uow: tier_year.members_due(uow, as_of)),
         )
 
     async def RunGrantExpiry(
         self, request: pb.RunGrantExpiryRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunGrantExpiryResponse:
+        chunks = chunks_of(request, "max_grants")
         as_of = moment_of(request, "as_of") or self.clock()
-        total = await grants.run_grant_expiry(self.uow, as_of)
-        return pb.RunGrantExpiryResponse(ended=total.ended, changed=total.changed)
+        total = grants.Expiry()
+        if not request.validate_only:
+            total = await grants.run_grant_expiry(self.uow, as_of, chunks.size, limit=chunks.limit)
+        return pb.RunGrantExpiryResponse(
+            ended=total.ended,
+            changed=total.changed,
+            remaining=await self._read(lambda uow: grants.grants_due(uow, as_of)),
+        )
 
     async def ListTierHistory(
         self, request: pb.ListTierHistoryRequest, context: grpc.aio.ServicerContext

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from loyalty_kit.jobs import DEFAULT_CHUNK_SIZE, Chunks
+
 from loyalty_tiers.domain.errors import GrantNotFound
 from loyalty_tiers.domain.grants import Grant, GrantKind, check_grant
 from loyalty_tiers.service_layer.ladders import ladder
@@ -66,15 +68,21 @@ class Expiry:
 
 
 async def run_grant_expiry(
-    uow_factory: Callable[[], AbstractUnitOfWork], as_of: datetime, chunk: int = 500
+    uow_factory: Callable[[], AbstractUnitOfWork],
+    as_of: datetime,
+    chunk: int = DEFAULT_CHUNK_SIZE,
+    *,
+    limit: int = 0,
 ) -> Expiry:
-    """End the grants whose time is up by `as_of`, chunk by chunk; members fall back to the
-    tier the activity holds. Idempotent: an ended grant is not in force any more."""
-    total = Expiry()
-    while True:
+    """End the grants whose time is up by `as_of`, chunk by chunk, until none is left or about
+    `limit` ended (0: no limit; a member's lapsed grants end together, so it may go a little
+    past); members fall back to the tier the activity holds. Idempotent: an ended grant is not
+    in force any more."""
+    total, chunks = Expiry(), Chunks(chunk, limit)
+    while (size := chunks.next(total.ended)) > 0:
         async with uow_factory() as uow:
             rules = await uow.tiers.ladder()
-            due = await uow.tiers.grants_due(as_of, chunk) if rules else []
+            due = await uow.tiers.grants_due(as_of, size) if rules else []
             if rules is None or not due:
                 return total
             members = list((await uow.tiers.lock_members(due)).values())
@@ -84,3 +92,9 @@ async def run_grant_expiry(
                 total.changed += settled.announced
             await uow.tiers.save(members)
             await uow.commit()
+    return total
+
+
+async def grants_due(uow: AbstractUnitOfWork, as_of: datetime) -> int:
+    """Grants in force whose end time has passed by `as_of`."""
+    return await uow.tiers.count_grants_due(as_of)

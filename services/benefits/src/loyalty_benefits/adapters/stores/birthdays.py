@@ -47,11 +47,29 @@ class Birthdays(Store):
         rows = await conn.fetch(
             "SELECT b.member_id, t.tier FROM member_birthdays b "
             "LEFT JOIN member_tiers t ON t.member_id = b.member_id "
-            "WHERE (b.month, b.day) IN (SELECT * FROM unnest($1::smallint[], $2::smallint[])) "
-            "AND ($3::uuid IS NULL OR b.member_id > $3) ORDER BY b.member_id LIMIT $4",
+            f"WHERE {_BORN_ON_AFTER} ORDER BY b.member_id LIMIT $4",
             [m for m, _ in days],
             [d for _, d in days],
             after,
             limit,
         )
         return [(str(r["member_id"]), r["tier"]) for r in rows]
+
+    async def count_celebrating(self, days: list[tuple[int, int]], after: str | None) -> int:
+        """How many `celebrating` would walk from `after` on: one query over the index
+        `member_birthdays_by_day`."""
+        conn = await self.conn()
+        found = await conn.fetchval(
+            f"SELECT count(*) FROM member_birthdays b WHERE {_BORN_ON_AFTER}",
+            [m for m, _ in days],
+            [d for _, d in days],
+            after,
+        )
+        return int(found)
+
+
+# Born on one of the days ($1 months, $2 days), member id after $3 (NULL: from the first).
+_BORN_ON_AFTER = (
+    "(b.month, b.day) IN (SELECT * FROM unnest($1::smallint[], $2::smallint[])) "
+    "AND ($3::uuid IS NULL OR b.member_id > $3)"
+)
