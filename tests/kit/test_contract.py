@@ -62,6 +62,7 @@ class Unit:  # shaped as loyalty.points.v1.UnitRule
     unit: str
     multiplier: str
     pending_days: int
+    legacy_points_per_point: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def test_a_wrong_scalar_type_names_the_field() -> None:
 
 
 def test_nested_dataclasses_become_nested_messages_and_contract_fields_can_be_omitted() -> None:
-    programme = Programme(4, (Unit("shop", "1.5", 14), Unit("web", "1", 0)), None)
+    programme = Programme(4, (Unit("shop", "1.5", 14, "10"), Unit("web", "1", 0)), None)
     left_out = {"effective_from", "currencies", "tiers", "campaigns", "time_zone"}
     left_out |= {"base_currency_code", "transfer", "partners", "referral"}
 
@@ -158,7 +159,9 @@ def test_nested_dataclasses_become_nested_messages_and_contract_fields_can_be_om
     assert message == programme_pb2.Programme(
         version=4,
         units=[
-            programme_pb2.UnitRule(unit="shop", multiplier="1.5", pending_days=14),
+            programme_pb2.UnitRule(
+                unit="shop", multiplier="1.5", pending_days=14, legacy_points_per_point="10"
+            ),
             programme_pb2.UnitRule(unit="web", multiplier="1"),
         ],
     )

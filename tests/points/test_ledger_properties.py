@@ -2,8 +2,9 @@
 
 Random sequences of earns (any unit, any past date), redemptions, refunds (whole or some lines),
 cancelled redemptions, adjustments, transfers to a family member, partner exchanges both ways and
-their reversal, pending activation and expiry, the family member's erasure (once or again),
-with time moving forward. After every step, for
+their reversal, legacy balances carried over from an import (any unit's rate, some expiring soon,
+some legacy accounts imported again), pending activation and expiry, the family member's erasure
+(once or again), with time moving forward. After every step, for
 both members:
 - available equals the sum of the open lots' remaining points; pending the pending lots';
 - available + pending equals the sum of the member's postings;
@@ -30,6 +31,7 @@ from loyalty_kit.errors import DomainError
 from loyalty_kit.jobs import Chunks
 from loyalty_kit.kernel.members import MemberState
 from loyalty_kit.settings import Settings
+from loyalty_points.domain.migration import ImportedChunk, LegacyBalance
 from loyalty_points.domain.money import Amount
 from loyalty_points.domain.programme import Line
 from loyalty_points.entrypoints.convert import programme_from
@@ -37,6 +39,7 @@ from loyalty_points.service_layer import (
     consumers,
     earning,
     jobs,
+    migration,
     moves,
     programmes,
     settlement,
@@ -212,6 +215,29 @@ def test_the_ledger_always_reconciles(world: World) -> None:
                     uow, self.member, posting_id, "", self.now
                 )
             )
+
+        @rule(
+            unit=st.sampled_from(["mall", "hotel", "cinema"]),
+            legacy_points=st.integers(1, 200_000),
+            account=st.integers(0, 5),  # a few legacy accounts: some come in twice
+            family=st.booleans(),
+            expires_in_days=st.none() | st.integers(-30, 400),
+        )
+        def legacy_balance_imported(
+            self,
+            unit: str,
+            legacy_points: int,
+            account: int,
+            family: bool,
+            expires_in_days: int | None,
+        ) -> None:
+            expires = None
+            if expires_in_days is not None:
+                expires = self.now + timedelta(days=expires_in_days)
+            member = self.family if family else self.member
+            balance = LegacyBalance(member, f"{self.member}:{account}", legacy_points, expires)
+            chunk = ImportedChunk("memberImports/props", unit, self.now, (balance,))
+            self.attempt(lambda uow: migration.carry_over(uow, chunk, self.now))
 
         @rule()
         def family_member_erased(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from google.protobuf.message import Message
@@ -45,9 +45,11 @@ async def published(
     member_ids: Collection[str],
     at_least: int = 1,
     settle_seconds: float = 0.5,
+    members_of: Callable[[Any], Iterable[str]] = lambda e: [getattr(e, "member_id", "")],
 ) -> dict[str, list[Any]]:
     """The `kind` events of `service`'s stream about each member, read once every member has
-    `at_least` of them and again `settle_seconds` later (so a late duplicate is seen too)."""
+    `at_least` of them and again `settle_seconds` later (so a late duplicate is seen too).
+    `members_of`: the members an event is about (an event of many members: each of them)."""
     client = await events.connect(settings.nats_url, f"{service}-test-reader")
     js = client.jetstream()
     stream = events.stream_name(settings.event_namespace, service)
@@ -61,8 +63,7 @@ async def published(
             while True:
                 for msg in await sub.fetch(1000, timeout=0.3):
                     event = kind.FromString(msg.data)
-                    member_id = getattr(event, "member_id", "")
-                    if member_id in found:
+                    for member_id in set(members_of(event)) & wanted:
                         found[member_id].append(event)
         except TimeoutError:
             pass

@@ -99,6 +99,10 @@ class FakeBirthdays(_Part):
     async def save(self, member_id: str, month: int, day: int) -> None:
         self.t.birthdays[member_id] = (month, day)
 
+    async def save_many(self, birthdays: list[tuple[str, int, int]]) -> None:
+        for member_id, month, day in birthdays:
+            self.t.birthdays[member_id] = (month, day)
+
     async def forget(self, member_id: str) -> None:
         self.t.birthdays.pop(member_id, None)
 

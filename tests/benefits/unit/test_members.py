@@ -171,3 +171,20 @@ async def test_rewards_are_restocked_by_their_unit_and_listed_with_stock(
 
 def test_coupon_states_are_the_contracts() -> None:
     assert {s.value for s in CouponState} >= {"issued", "redeemed"}
+
+
+async def test_imported_members_birthdays_are_remembered_as_a_profiles_are(
+    benefits: Benefits,
+) -> None:
+    cy, di, ed = (f"00000000-0000-0000-0000-0000000000c{n}" for n in range(3))
+    await benefits(handlers.on_profile_changed, BOB, 5, 1)
+    await benefits(handlers.on_member_erased, cy, benefits.now)
+    await benefits(handlers.on_member_suspended, ed, benefits.now)
+
+    kept = await benefits(
+        handlers.on_members_imported,
+        [(ANN, 2, 29), (BOB, 7, 14), (cy, 3, 3), (di, 2, 30), (ed, 12, 31)],
+    )
+
+    assert kept == 3
+    assert benefits.store.tables.birthdays == {ANN: (2, 29), BOB: (7, 14), ed: (12, 31)}

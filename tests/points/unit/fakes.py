@@ -15,6 +15,7 @@ from loyalty_kit.kernel.members import MemberState
 from loyalty_points.domain.account import Account
 from loyalty_points.domain.events import Event
 from loyalty_points.domain.ledger import REDEEMING, Changes, Lot, LotStatus, Posting, PostingKind
+from loyalty_points.domain.migration import Carry
 from loyalty_points.domain.orders import OrderRecord
 from loyalty_points.domain.programme import Programme
 
@@ -49,6 +50,7 @@ class FakeLedger:
         self.partner_references: dict[tuple[str, str], str] = {}
         self.referrals: dict[str, list[Any]] = {}
         self.tier_changes: dict[tuple[str, datetime], str] = {}
+        self.legacy_balances: dict[tuple[str, str], Carry] = {}
         self.seen: list[Account] = []
 
     # --- programme
@@ -78,6 +80,19 @@ class FakeLedger:
             self.accounts[account.member_id] = dataclasses.replace(
                 account, available=0, pending=0, lifetime_earned=0, referral_pending=False
             )
+
+    async def lock_accounts(self, member_ids: Sequence[str], now: datetime) -> dict[str, Account]:
+        found = {}
+        for member_id in sorted(set(member_ids)):
+            await self.create_account(Account(member_id), now)
+            account = await self.account(member_id, lock=True)
+            assert account is not None
+            found[member_id] = account
+        return found
+
+    async def save_many(self, accounts: Sequence[Account], now: datetime) -> None:
+        for account in accounts:
+            await self.save(account, now)
 
     async def save(self, account: Account, now: datetime) -> None:
         changes, account.changes = account.changes, Changes()
@@ -209,6 +224,17 @@ class FakeLedger:
     async def save_order(self, order: OrderRecord) -> None:
         stored = self.orders[(order.unit, order.order_id)]
         stored.lines, stored.bonus_reversed = copy.deepcopy(order.lines), order.bonus_reversed
+
+    async def claim_legacy_balances(
+        self, unit: str, member_import: str, carries: Sequence[Carry], now: datetime
+    ) -> set[str]:
+        fresh = set()
+        for carry in carries:
+            key = (unit, carry.balance.legacy_key)
+            if key not in self.legacy_balances or self.legacy_balances[key].posting_id is None:
+                self.legacy_balances[key] = carry
+                fresh.add(carry.balance.legacy_key)
+        return fresh
 
     async def claim_partner_reference(
         self, partner: str, reference: str, member_id: str, posting_id: str

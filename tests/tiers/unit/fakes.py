@@ -12,6 +12,7 @@ from datetime import datetime
 from loyalty_tiers.domain.events import TierChanged
 from loyalty_tiers.domain.grants import Grant, GrantState
 from loyalty_tiers.domain.ladder import Ladder, Totals
+from loyalty_tiers.domain.legacy import Match
 from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
 
 from tests.support.fake_work import SnapshotWork
@@ -51,6 +52,7 @@ class Tables:
     merged: dict[str, Merge] = field(default_factory=dict)
     erased: dict[str, datetime] = field(default_factory=dict)
     history: list[tuple[int, HistoryEntry]] = field(default_factory=list)
+    legacy_tiers: dict[tuple[str, str], Match] = field(default_factory=dict)
 
 
 def _row(member: MemberTier) -> MemberTier:
@@ -123,6 +125,13 @@ class FakeTierStore:
         if member_id not in self.tables.members:
             self.tables.members[member_id] = MemberTier(member_id, entry_tier, now, None)
         return self._loaded(member_id)
+
+    async def ensure_members(
+        self, member_ids: Sequence[str], entry_tier: str, now: datetime
+    ) -> dict[str, MemberTier]:
+        for member_id in member_ids:
+            await self.ensure_member(member_id, entry_tier, now)
+        return await self.lock_members(member_ids)
 
     async def lock_members(self, member_ids: Sequence[str]) -> dict[str, MemberTier]:
         return {m: self._loaded(m) for m in sorted(member_ids) if m in self.tables.members}
@@ -223,6 +232,26 @@ class FakeTierStore:
 
     async def record_erasure(self, member_id: str, at: datetime) -> None:
         self.tables.erased.setdefault(member_id, at)
+
+    async def erased_among(self, member_ids: Sequence[str]) -> set[str]:
+        return {m for m in member_ids if m in self.tables.erased}
+
+    async def survivors_of(self, member_ids: Sequence[str]) -> dict[str, str]:
+        return {m: self.tables.merged[m].survivor for m in member_ids if m in self.tables.merged}
+
+    # -- imported members -------------------------------------------------------------------
+
+    async def claim_legacy_tiers(
+        self, unit: str, member_import: str, matches: Sequence[Match], now: datetime
+    ) -> set[str]:
+        fresh = set()
+        for match in matches:
+            key = (unit, match.entry.legacy_key)
+            earlier = self.tables.legacy_tiers.get(key)
+            if earlier is None or earlier.grant_id is None:
+                self.tables.legacy_tiers[key] = match
+                fresh.add(match.entry.legacy_key)
+        return fresh
 
     # -- reads ------------------------------------------------------------------------------
 

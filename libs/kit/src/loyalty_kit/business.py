@@ -31,7 +31,7 @@ def business_counts() -> dict[str, tuple[str, list[str]]]:
     return {
         POINTS: (
             "Points moved, by movement (earned, redeemed, expired, reversed, "
-            "redemption_cancelled) and business unit.",
+            "redemption_cancelled, migrated) and business unit.",
             ["movement", "unit"],
         ),
         TIER_CHANGES: (
@@ -67,6 +67,17 @@ COUNTED: dict[str, tuple[Counted, ...]] = {
         (points.PointsExpired, (_points("expired", lambda _e: ""),)),
         (points.PointsReversed, (_points("reversed"),)),
         (points.RedemptionCancelled, (_points("redemption_cancelled", lambda _e: ""),)),
+        # Legacy balances carried over at an import, by the unit funding them (one event a chunk).
+        (
+            points.PointsMigrated,
+            (
+                Counted(
+                    POINTS,
+                    lambda e: ("migrated", e.unit),
+                    lambda e: sum(b.points for b in e.balances),
+                ),
+            ),
+        ),
         (tiers.TierChanged, (Counted(TIER_CHANGES, lambda e: (e.from_tier, e.to_tier)),)),
         (identity.MemberRegistered, (Counted(MEMBERS_REGISTERED, lambda e: (e.unit,)),)),
         (

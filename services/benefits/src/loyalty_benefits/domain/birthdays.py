@@ -15,6 +15,11 @@ def birthdays_on(day: date) -> list[tuple[int, int]]:
     return celebrated
 
 
+def is_birthday(month: int, day: int) -> bool:
+    """A month and day someone can be born on (29 February included)."""
+    return 1 <= month <= 12 and 1 <= day <= calendar.monthrange(2000, month)[1]
+
+
 def grant_key(day: date) -> str:
     """One birthday coupon per member and year."""
     return f"birthday:{day.year}"

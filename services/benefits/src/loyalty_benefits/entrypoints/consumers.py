@@ -1,5 +1,6 @@
 """The events the benefits service learns from, as a handler table: tier changes from the tiers
-service; merges, unmerges, erasures, suspensions, reactivations and birthdays from identity."""
+service; merges, unmerges, erasures, suspensions, reactivations and birthdays (of profiles
+changed and of members imported) from identity."""
 
 from __future__ import annotations
 
@@ -46,6 +47,17 @@ async def profile_changed(
     await handlers.on_profile_changed(uow, e.member_id, e.birthday_month, e.birthday_day)
 
 
+async def members_imported(
+    _app: Benefits, uow: BenefitsUnitOfWork, e: identity_events.MembersImported
+) -> None:
+    birthdays = [
+        (m.member_id, m.birthday_month, m.birthday_day)
+        for m in e.members
+        if m.birthday_month and m.birthday_day
+    ]
+    await handlers.on_members_imported(uow, birthdays)
+
+
 TABLE: Sequence[Subscription[Benefits]] = (
     Subscription("benefits-tiers", "tiers", {tier_events.TierChanged: tier_changed}),
     Subscription(
@@ -58,6 +70,7 @@ TABLE: Sequence[Subscription[Benefits]] = (
             identity_events.MemberSuspended: member_suspended,
             identity_events.MemberReactivated: member_reactivated,
             identity_events.ProfileChanged: profile_changed,
+            identity_events.MembersImported: members_imported,
         },
     ),
 )

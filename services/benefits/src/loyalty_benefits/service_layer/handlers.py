@@ -14,7 +14,7 @@ from loyalty_kit.jobs import Chunks
 from loyalty_kit.money import Amount
 
 from loyalty_benefits.domain import events
-from loyalty_benefits.domain.birthdays import birthdays_on
+from loyalty_benefits.domain.birthdays import birthdays_on, is_birthday
 from loyalty_benefits.domain.birthdays import grant_key as birthday_grant_key
 from loyalty_benefits.domain.catalogue import Catalogue, Reward
 from loyalty_benefits.domain.coupons import Coupon, CouponState, issue
@@ -423,6 +423,19 @@ async def on_member_erased(uow: BenefitsWork, member_id: str, now: datetime) -> 
 async def on_profile_changed(uow: BenefitsWork, member_id: str, month: int, day: int) -> None:
     """Remember the birthday (month and day only; 0: none on file)."""
     await uow.birthdays.save(member_id, month, day)
+
+
+async def on_members_imported(uow: BenefitsWork, birthdays: list[tuple[str, int, int]]) -> int:
+    """The birthdays a chunk of an import brings (member_id, month, day), remembered as
+    ProfileChanged's are, in one statement: a member without one on file keeps what it had,
+    one merged or erased is left out (a suspended one is not), as is a day no one is born on.
+    Answers how many were remembered."""
+    valid = {m: (month, day) for m, month, day in birthdays if is_birthday(month, day)}
+    inactive = await uow.member_states.among(sorted(valid))
+    gone = {m for m, known in inactive.items() if known.state in FINAL}
+    kept = [(m, month, day) for m, (month, day) in valid.items() if m not in gone]
+    await uow.birthdays.save_many(kept)
+    return len(kept)
 
 
 @dataclass

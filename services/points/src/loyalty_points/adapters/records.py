@@ -1,10 +1,12 @@
 """What the ledger keeps beside postings and lots, in PostgreSQL: the orders that earned
-(one earn per unit's order), partners' transaction references (one credit each), referrals
-and the tier changes learnt from the tiers service."""
+(one earn per unit's order), partners' transaction references (one credit each), legacy
+balances carried over (one per legacy account), referrals and the tier changes learnt from the
+tiers service."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 from loyalty_kit.db import driver_connection
@@ -12,7 +14,26 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_points.adapters import tables as t
+from loyalty_points.domain.migration import Carry
 from loyalty_points.domain.orders import OrderRecord
+
+_CLAIM_LEGACY_BALANCES = """
+INSERT INTO legacy_balances (unit, legacy_key, member_id, member_import, legacy_points, points,
+                             outcome, posting_id, expires_at, carried_at)
+SELECT $1::text, c.legacy_key, c.member_id, $2::text, c.legacy_points, c.points, c.outcome,
+       c.posting_id, c.expires_at, $3::timestamptz
+FROM unnest($4::text[], $5::uuid[], $6::bigint[], $7::bigint[], $8::text[], $9::uuid[],
+            $10::timestamptz[])
+     AS c(legacy_key, member_id, legacy_points, points, outcome, posting_id, expires_at)
+ORDER BY c.legacy_key
+ON CONFLICT (unit, legacy_key) DO UPDATE
+SET member_id = EXCLUDED.member_id, member_import = EXCLUDED.member_import,
+    legacy_points = EXCLUDED.legacy_points, points = EXCLUDED.points,
+    outcome = EXCLUDED.outcome, posting_id = EXCLUDED.posting_id,
+    expires_at = EXCLUDED.expires_at, carried_at = EXCLUDED.carried_at
+WHERE legacy_balances.posting_id IS NULL
+RETURNING legacy_key
+"""
 
 
 class RecordRows:
@@ -79,6 +100,31 @@ class RecordRows:
             at,
         )
         return str(found or "")
+
+    async def claim_legacy_balances(
+        self, unit: str, member_import: str, carries: Sequence[Carry], now: datetime
+    ) -> set[str]:
+        """Record what becomes of each legacy account's balance; answers the legacy keys
+        recorded now. A key whose balance was credited before, by any chunk or import, is
+        left as it is and not answered; one that credited nothing then (expired, below the
+        rate) is recorded again, so a corrected file carries it over, still once. One
+        statement for the chunk, in key order, so two chunks naming one account never
+        deadlock: the second waits for the first, then finds the account credited."""
+        conn = await driver_connection(self.session)
+        rows = await conn.fetch(
+            _CLAIM_LEGACY_BALANCES,
+            unit,
+            member_import,
+            now,
+            [c.balance.legacy_key for c in carries],
+            [c.holder for c in carries],
+            [c.balance.legacy_points for c in carries],
+            [c.points for c in carries],
+            [c.outcome.value for c in carries],
+            [c.posting_id for c in carries],
+            [c.expires_at for c in carries],
+        )
+        return {r["legacy_key"] for r in rows}
 
     async def claim_partner_reference(
         self, partner: str, reference: str, member_id: str, posting_id: str

@@ -17,7 +17,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_points.adapters import bulk
 from loyalty_points.adapters import tables as t
+from loyalty_points.adapters.bulk import ACCOUNT_COLUMNS, account_of
 from loyalty_points.adapters.programmes import ProgrammeCache, ProgrammeRows
 from loyalty_points.adapters.records import RecordRows
 from loyalty_points.adapters.settlement import SettlementRows
@@ -43,11 +45,7 @@ SELECT $1::uuid, $2::uuid, $13::uuid, $3::bigint, $6::text, $6::text, $10::times
 WHERE $3::bigint > 0
 """
 
-_ACCOUNT = """
-SELECT member_id, state, merged_into, tier, tier_effective_at, available, pending,
-       lifetime_earned, referral_pending
-FROM accounts WHERE member_id = $1
-"""
+_ACCOUNT = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE member_id = $1"
 _ACCOUNT_FOR_UPDATE = _ACCOUNT + " FOR UPDATE"
 
 
@@ -63,17 +61,7 @@ class SqlLedger(ProgrammeRows, RecordRows, SettlementRows):
         row = await conn.fetchrow(_ACCOUNT_FOR_UPDATE if lock else _ACCOUNT, member_id)
         if row is None:
             return None
-        account = Account(
-            member_id=str(row["member_id"]),
-            state=row["state"],
-            merged_into=str(row["merged_into"] or ""),
-            tier=row["tier"],
-            tier_effective_at=row["tier_effective_at"],
-            available=row["available"],
-            pending=row["pending"],
-            lifetime_earned=row["lifetime_earned"],
-            referral_pending=row["referral_pending"],
-        )
+        account = account_of(row)
         self.seen.append(account)
         return account
 
@@ -94,6 +82,23 @@ class SqlLedger(ProgrammeRows, RecordRows, SettlementRows):
             )
             .on_conflict_do_nothing()
         )
+
+    async def lock_accounts(self, member_ids: Sequence[str], now: datetime) -> dict[str, Account]:
+        """Many members' accounts, made where new, locked in member order (see `bulk`)."""
+        conn = await driver_connection(self.session)
+        accounts = await bulk.lock_accounts(conn, member_ids, now)
+        self.seen.extend(accounts)
+        return {a.member_id: a for a in accounts}
+
+    async def save_many(self, accounts: Sequence[Account], now: datetime) -> None:
+        """Save many accounts: their credits in a few statements for all of them (see
+        `bulk.save_credits`); an account that changed otherwise is saved on its own."""
+        credits = [a for a in accounts if bulk.only_credits(a.changes)]
+        for account in accounts:
+            if not bulk.only_credits(account.changes):
+                await self.save(account, now)
+        if credits:
+            await bulk.save_credits(await driver_connection(self.session), credits, now)
 
     # --- postings -----------------------------------------------------------------------------
     @staticmethod

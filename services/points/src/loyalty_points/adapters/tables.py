@@ -114,6 +114,21 @@ partner_references = Table(
     Column("posting_id", UUID(as_uuid=False), nullable=False),
 )
 
+legacy_balances = Table(
+    "legacy_balances",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("legacy_key", Text, primary_key=True),
+    Column("member_id", UUID(as_uuid=False), nullable=False),
+    Column("member_import", Text, nullable=False),
+    Column("legacy_points", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("posting_id", UUID(as_uuid=False)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("carried_at", DateTime(timezone=True), nullable=False),
+)
+
 tier_changes = Table(
     "tier_changes",
     metadata,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from loyalty_points.domain import events
 from loyalty_points.domain.errors import (
@@ -360,6 +361,31 @@ class Account:
         self.events.append(
             events.PointsAdjusted(self.member_id, posting.posting_id, unit, points, now)
         )
+        return posting
+
+    def migrate(
+        self,
+        posting_id: str,
+        points: int,
+        *,
+        unit: str,
+        expires_at: datetime | None,
+        occurred_at: datetime,
+        reason: str,
+        details: dict[str, Any],
+        programme_version: int,
+        now: datetime,
+    ) -> Posting:
+        """A legacy balance carried over from the unit's own programme: points the unit funds
+        (its lot's issuing unit), available at once, expiring as the legacy system said. A
+        suspended member keeps them too. Not earned by a purchase: no lifetime earned and no
+        PointsEarned, so tiers never counts it as qualifying activity."""
+        posting = Posting(
+            posting_id, self.member_id, PostingKind.MIGRATION, points, unit, occurred_at, now
+        )
+        posting.programme_version, posting.reason = programme_version, reason
+        posting.breakdown = details
+        self.credit(self.post(posting), expires_at)
         return posting
 
     def expire(self, lots: list[Lot], as_of: datetime, now: datetime) -> tuple[int, int]:

@@ -113,6 +113,27 @@ class ReferralRewarded:
     occurred_at: datetime
 
 
+@dataclass(frozen=True)
+class MigratedBalance:
+    member_id: str
+    posting_id: str
+    legacy_points: int
+    points: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PointsMigrated:
+    """A chunk of an import's legacy balances carried over (one event per chunk, as identity
+    publishes them)."""
+
+    member_import: str
+    unit: str
+    legacy_points_per_point: str
+    balances: tuple[MigratedBalance, ...]
+    occurred_at: datetime
+
+
 Event = (
     ProgrammePublished
     | PointsEarned
@@ -125,4 +146,5 @@ Event = (
     | PointsTransferred
     | PartnerExchanged
     | ReferralRewarded
+    | PointsMigrated
 )

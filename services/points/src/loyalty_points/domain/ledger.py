@@ -30,11 +30,13 @@ class PostingKind(Enum):
     ERASURE_FORFEIT = "erasure_forfeit"
     UNMERGE_OUT = "unmerge_out"
     UNMERGE_IN = "unmerge_in"
+    MIGRATION = "migration"
 
 
-# How each kind counts in inter-unit settlement: points issued (a unit's liability), points
-# redeemed (value a unit delivered), or neither (moves between members; expiry and erasure
-# forfeits, which are attributed by lot to the units that issued the points).
+# How each kind counts in inter-unit settlement: points issued (a unit's liability, including a
+# legacy balance the unit carried over when its members were imported), points redeemed (value
+# a unit delivered), or neither (moves between members; expiry and erasure forfeits, which are
+# attributed by lot to the units that issued the points).
 ISSUING = frozenset(
     {
         PostingKind.EARN,
@@ -42,6 +44,7 @@ ISSUING = frozenset(
         PostingKind.ADJUST,
         PostingKind.PARTNER_EXCHANGE_IN,
         PostingKind.REFERRAL_BONUS,
+        PostingKind.MIGRATION,
     }
 )
 REDEEMING = frozenset(

@@ -33,6 +33,14 @@ class UnitRule:
     unit: str
     multiplier: Decimal
     pending_days: int = 0
+    # The unit's legacy points per group point, for its imported members' balances (None: not
+    # set, which converts 1:1; kept apart from an explicit "1" so the programme reads back as
+    # it was written).
+    legacy_points_per_point: Decimal | None = None
+
+    @property
+    def legacy_rate(self) -> Decimal:
+        return self.legacy_points_per_point or Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,11 @@ class Programme:
         for index, unit in enumerate(self.units.values()):
             if not 0 <= unit.pending_days <= 366:
                 problems.add(f"programme.units[{index}].pending_days", "0 to 366")
+            rate = unit.legacy_points_per_point
+            if rate is not None and not (rate.is_finite() and rate > 0):
+                problems.add(
+                    f"programme.units[{index}].legacy_points_per_point", "a positive decimal"
+                )
         if self.transfer_max_per_transfer < 0 or self.transfer_max_per_day < 0:
             problems.add("programme.transfer", "limits must not be negative")
         for index, partner in enumerate(self.partners.values()):
@@ -296,7 +309,16 @@ def programme_to_json(programme: Programme) -> dict[str, Any]:
             for c in programme.currencies.values()
         ],
         "units": [
-            {"unit": u.unit, "multiplier": str(u.multiplier), "pending_days": u.pending_days}
+            {
+                "unit": u.unit,
+                "multiplier": str(u.multiplier),
+                "pending_days": u.pending_days,
+                **(
+                    {"legacy_points_per_point": str(u.legacy_points_per_point)}
+                    if u.legacy_points_per_point is not None
+                    else {}
+                ),
+            }
             for u in programme.units.values()
         ],
         "tiers": {tier: str(m) for tier, m in programme.tiers.items()},
@@ -347,7 +369,12 @@ def programme_from_json(version: int, effective_from: datetime, data: dict[str, 
             for c in data["currencies"]
         },
         units={
-            u["unit"]: UnitRule(u["unit"], Decimal(u["multiplier"]), int(u["pending_days"]))
+            u["unit"]: UnitRule(
+                u["unit"],
+                Decimal(u["multiplier"]),
+                int(u["pending_days"]),
+                Decimal(u["legacy_points_per_point"]) if "legacy_points_per_point" in u else None,
+            )
             for u in data["units"]
         },
         tiers={tier: Decimal(m) for tier, m in data["tiers"].items()},

@@ -1,5 +1,6 @@
 """The events the points service learns from, as a handler table: merges, unmerges, suspensions,
-reactivations and erasures from the identity service; tier changes from the tiers service."""
+reactivations, erasures and imported members' legacy balances from the identity service; tier
+changes from the tiers service."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.tiers.v1 import events_pb2 as tier_events
 from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of, member_merges
 from loyalty_kit.kernel.members import MemberState
-from loyalty_kit.timestamps import moment
+from loyalty_kit.logs import get_logger
+from loyalty_kit.timestamps import moment, moment_of
 
 from loyalty_points.bootstrap import Points
+from loyalty_points.domain.migration import ImportedChunk, LegacyBalance
 from loyalty_points.service_layer import consumers as use_cases
+from loyalty_points.service_layer import migration
 from loyalty_points.service_layer.uow import PointsUnitOfWork
+
+log = get_logger("loyalty.points.migration")
 
 
 async def member_suspended(
@@ -33,6 +39,38 @@ async def tier_changed(app: Points, uow: PointsUnitOfWork, e: tier_events.TierCh
     await use_cases.on_tier_changed(uow, e.member_id, e.to_tier, effective_at, app.clock())
 
 
+async def members_imported(
+    app: Points, uow: PointsUnitOfWork, e: identity_events.MembersImported
+) -> None:
+    """A chunk of an import: its legacy balances carried over (`service_layer.migration`)."""
+    now = app.clock()
+    chunk = ImportedChunk(
+        e.member_import,
+        e.unit,
+        moment_of(e, "imported_at") or now,
+        tuple(
+            LegacyBalance(
+                m.member_id,
+                m.legacy_key,
+                m.legacy_points,
+                moment_of(m, "legacy_points_expire_at", "members.legacy_points_expire_at"),
+            )
+            for m in e.members
+        ),
+    )
+    done = await migration.carry_over(uow, chunk, now)
+    if done.credited or done.skipped or done.carried_before:
+        log.info(
+            "legacy balances carried over",
+            member_import=e.member_import,
+            unit=e.unit,
+            credited=done.credited,
+            points=done.points,
+            carried_before=done.carried_before,
+            **{f"skipped_{outcome}": n for outcome, n in sorted(done.skipped.items())},
+        )
+
+
 TABLE: Sequence[Subscription[Points]] = (
     Subscription(
         "points-members",
@@ -43,6 +81,7 @@ TABLE: Sequence[Subscription[Points]] = (
             ),
             identity_events.MemberSuspended: member_suspended,
             identity_events.MemberReactivated: member_reactivated,
+            identity_events.MembersImported: members_imported,
         },
     ),
     Subscription("points-tiers", "tiers", {tier_events.TierChanged: tier_changed}),

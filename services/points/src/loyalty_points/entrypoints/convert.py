@@ -47,6 +47,7 @@ KINDS = {
     PostingKind.ERASURE_FORFEIT: pb.POSTING_KIND_ERASURE_FORFEIT,
     PostingKind.UNMERGE_OUT: pb.POSTING_KIND_UNMERGE_OUT,
     PostingKind.UNMERGE_IN: pb.POSTING_KIND_UNMERGE_IN,
+    PostingKind.MIGRATION: pb.POSTING_KIND_MIGRATION,
 }
 
 
@@ -164,7 +165,14 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
         if u.unit in units:
             problems.add(f"programme.units[{i}].unit", "given twice")
         units[u.unit] = UnitRule(
-            u.unit, factor(u.multiplier, f"programme.units[{i}].multiplier"), u.pending_days
+            u.unit,
+            factor(u.multiplier, f"programme.units[{i}].multiplier"),
+            u.pending_days,
+            (
+                factor(u.legacy_points_per_point, f"programme.units[{i}].legacy_points_per_point")
+                if u.legacy_points_per_point
+                else None
+            ),
         )
     tiers = {
         t.tier: factor(t.multiplier, f"programme.tiers[{i}].multiplier")
@@ -241,7 +249,12 @@ def programme_message(p: Programme) -> programme_pb2.Programme:
         ],
         units=[
             programme_pb2.UnitRule(
-                unit=u.unit, multiplier=str(u.multiplier), pending_days=u.pending_days
+                unit=u.unit,
+                multiplier=str(u.multiplier),
+                pending_days=u.pending_days,
+                legacy_points_per_point=(
+                    str(u.legacy_points_per_point) if u.legacy_points_per_point is not None else ""
+                ),
             )
             for u in p.units.values()
         ],

@@ -15,6 +15,7 @@ from typing import Any
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_tiers.adapters.imports import ImportRows
 from loyalty_tiers.adapters.rows import (
     GRANT_COLUMNS,
     MEMBER_COLUMNS,
@@ -30,7 +31,7 @@ from loyalty_tiers.domain.ladder import Ladder, Totals, ladder_from_json, ladder
 from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
 
 
-class TierStore:
+class TierStore(ImportRows):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self._events: list[TierChanged] = []
@@ -158,6 +159,22 @@ class TierStore:
         )
         return (await self._with_grants([member_of(row)]))[0]
 
+    async def ensure_members(
+        self, member_ids: Sequence[str], entry_tier: str, now: datetime
+    ) -> dict[str, MemberTier]:
+        """Several members' rows locked (see `lock_members`), those first seen now made at the
+        entry tier: a chunk of an import in two statements."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO member_tiers (member_id, tier, since, tier_year_end, effective_tier) "
+            "SELECT m, $2, $3, NULL, $2 FROM unnest($1::uuid[]) AS m ORDER BY m "
+            "ON CONFLICT (member_id) DO NOTHING",
+            sorted(set(member_ids)),
+            entry_tier,
+            now,
+        )
+        return await self.lock_members(member_ids)
+
     async def lock_members(self, member_ids: Sequence[str]) -> dict[str, MemberTier]:
         """Several members' rows locked, in one order (no deadlock between two lockers)."""
         conn = await self._conn()
@@ -203,9 +220,13 @@ class TierStore:
         if not members:
             return
         await self._save_rows(members)
+        await self._add_grants(
+            [g for m in members for g, added in m.changed_grants.values() if added]
+        )
         for member in members:
             for grant, added in member.changed_grants.values():
-                await (self._add_grant(grant) if added else self._save_grant(grant))
+                if not added:
+                    await self._save_grant(grant)
             for order in member.new_orders:
                 await self._add_membership_order(order)
             member.changed_grants.clear()
@@ -376,21 +397,26 @@ class TierStore:
 
     # -- grants and paid memberships --------------------------------------------------------
 
-    async def _add_grant(self, grant: Grant) -> None:
+    async def _add_grants(self, grants: Sequence[Grant]) -> None:
+        """New grants, one statement for any number (a chunk of an import's status matches)."""
+        if not grants:
+            return
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO tier_grants (member_id, grant_id, kind, tier, reason, unit, starts_at, "
-            "ends_at, state, end_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            grant.member_id,
-            grant.grant_id,
-            grant.kind.value,
-            grant.tier,
-            grant.reason,
-            grant.unit,
-            grant.starts_at,
-            grant.ends_at,
-            grant.state.value,
-            grant.end_reason,  # a grant may end in the unit of work that adds it
+            "ends_at, state, end_reason) "
+            "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], "
+            "$6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[])",
+            [g.member_id for g in grants],
+            [g.grant_id for g in grants],
+            [g.kind.value for g in grants],
+            [g.tier for g in grants],
+            [g.reason for g in grants],
+            [g.unit for g in grants],
+            [g.starts_at for g in grants],
+            [g.ends_at for g in grants],
+            [g.state.value for g in grants],
+            [g.end_reason for g in grants],  # a grant may end in the unit of work that adds it
         )
 
     async def _save_grant(self, grant: Grant) -> None:

@@ -1,19 +1,26 @@
 """The events the tiers service learns from, as a handler table: qualifying activity from the
-points service, merges, unmerges and erasures from the identity service."""
+points service; merges, unmerges, erasures and imported members' legacy tiers from the
+identity service. (Legacy balances carried over, points' PointsMigrated, are not qualifying
+activity: this table does not follow them.)"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
 
+from loyalty.identity.v1 import events_pb2 as identity_pb
 from loyalty.points.v1 import events_pb2 as points_events
 from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of, member_merges
-from loyalty_kit.timestamps import moment
+from loyalty_kit.logs import get_logger
+from loyalty_kit.timestamps import moment, moment_of
 
 from loyalty_tiers.bootstrap import Tiers
 from loyalty_tiers.domain.ladder import Totals
-from loyalty_tiers.service_layer import activity, identity_events
+from loyalty_tiers.domain.legacy import ImportedTiers, LegacyTier
+from loyalty_tiers.service_layer import activity, identity_events, legacy
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
+
+log = get_logger("loyalty.tiers.imports")
 
 
 async def _activity(
@@ -45,6 +52,44 @@ async def points_reversed(
     await _activity(app, uow, e, -1)
 
 
+async def members_imported(
+    app: Tiers, uow: TiersUnitOfWork, e: identity_pb.MembersImported
+) -> None:
+    """A chunk of an import: its mapped legacy tiers become status matches."""
+    now = app.clock()
+    chunk = ImportedTiers(
+        e.member_import,
+        e.unit,
+        moment_of(e, "imported_at") or now,
+        tuple(
+            LegacyTier(
+                m.member_id, m.legacy_key, m.tier_code, moment_of(m, "tier_ends_at", "tier_ends_at")
+            )
+            for m in e.members
+            if m.tier_code
+        ),
+    )
+    done = await legacy.grant_legacy_tiers(uow, chunk, now)
+    if done.skipped:
+        # Tier codes come from the import's mapping to the ladder: no personal data.
+        log.warning(
+            "legacy tiers skipped",
+            member_import=e.member_import,
+            unit=e.unit,
+            granted=done.granted,
+            unknown_tiers=sorted(t[:40] for t in done.unknown_tiers)[:10],
+            **{f"skipped_{outcome}": n for outcome, n in sorted(done.skipped.items())},
+        )
+    elif done.granted or done.granted_before:
+        log.info(
+            "legacy tiers granted",
+            member_import=e.member_import,
+            unit=e.unit,
+            granted=done.granted,
+            granted_before=done.granted_before,
+        )
+
+
 TABLE: Sequence[Subscription[Tiers]] = (
     Subscription(
         "tiers-activity",
@@ -54,11 +99,14 @@ TABLE: Sequence[Subscription[Tiers]] = (
     Subscription(
         "tiers-members",
         "identity",
-        member_merges(
-            identity_events.on_member_merged,
-            identity_events.on_member_unmerged,
-            identity_events.on_member_erased,
-        ),
+        {
+            **member_merges(
+                identity_events.on_member_merged,
+                identity_events.on_member_unmerged,
+                identity_events.on_member_erased,
+            ),
+            identity_pb.MembersImported: members_imported,
+        },
     ),
 )
 

@@ -1,4 +1,5 @@
-"""Members' birthdays (month and day, from identity's ProfileChanged) for the birthday gifts."""
+"""Members' birthdays (month and day, from identity's ProfileChanged and MembersImported) for
+the birthday gifts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,20 @@ class Birthdays(Store):
             member_id,
             month,
             day,
+        )
+
+    async def save_many(self, birthdays: list[tuple[str, int, int]]) -> None:
+        """(member_id, month, day) of many members, one statement (a chunk of an import)."""
+        if not birthdays:
+            return
+        conn = await self.conn()
+        await conn.execute(
+            "INSERT INTO member_birthdays (member_id, month, day) "
+            "SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::smallint[]) "
+            "ON CONFLICT (member_id) DO UPDATE SET month = EXCLUDED.month, day = EXCLUDED.day",
+            [m for m, _, _ in birthdays],
+            [month for _, month, _ in birthdays],
+            [day for _, _, day in birthdays],
         )
 
     async def forget(self, member_id: str) -> None:

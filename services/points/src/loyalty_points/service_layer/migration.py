@@ -1,0 +1,108 @@
+"""Carrying over the legacy balances of a chunk of a member import (identity's
+MembersImported), in one transaction and a handful of statements whatever the chunk's size:
+the accounts locked together, each legacy account claimed once, every posting, lot and
+movement written in bulk (see `domain/migration.py` for how each balance is decided)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from loyalty_points.domain.account import MERGED, Account
+from loyalty_points.domain.events import MigratedBalance, PointsMigrated
+from loyalty_points.domain.migration import (
+    Carry,
+    ImportedChunk,
+    Outcome,
+    decide,
+    legacy_rate,
+    posting_details,
+)
+from loyalty_points.domain.programme import Programme
+from loyalty_points.service_layer.ports import Ledger, PointsWork
+
+MAX_MERGE_HOPS = 8  # a merged member's survivor may itself have been merged since
+
+
+@dataclass
+class CarriedOver:
+    """What a chunk did, for the log (counts only: no personal data)."""
+
+    credited: int = 0
+    points: int = 0
+    carried_before: int = 0  # legacy accounts an earlier chunk or import carried over
+    skipped: Counter[str] = field(default_factory=Counter)  # by outcome: below_rate, expired...
+
+
+async def carry_over(uow: PointsWork, chunk: ImportedChunk, now: datetime) -> CarriedOver:
+    result = CarriedOver()
+    balances = chunk.to_carry()
+    if not balances:
+        return result
+    programme = await uow.ledger.programme_at(chunk.imported_at)
+    rate = legacy_rate(programme, chunk.unit, chunk.imported_at)
+    assert programme is not None
+    holders = await _holders(uow.ledger, [b.member_id for b in balances], now)
+    carries = [
+        decide(b, holders[b.member_id], rate, programme, chunk.imported_at, now) for b in balances
+    ]
+    fresh = await uow.ledger.claim_legacy_balances(chunk.unit, chunk.member_import, carries, now)
+    result.carried_before = len(carries) - len(fresh)
+    migrated: list[MigratedBalance] = []
+    changed: dict[str, Account] = {}
+    for carry in carries:
+        if carry.balance.legacy_key not in fresh:
+            continue
+        if carry.outcome is not Outcome.CREDITED:
+            result.skipped[carry.outcome.value] += 1
+            continue
+        migrated.append(_credit(holders[carry.balance.member_id], carry, chunk, programme, now))
+        changed[carry.holder] = holders[carry.balance.member_id]
+        result.credited += 1
+        result.points += carry.points
+    await uow.ledger.save_many(list(changed.values()), now)
+    if migrated:
+        uow.record(PointsMigrated(chunk.member_import, chunk.unit, str(rate), tuple(migrated), now))
+    return result
+
+
+def _credit(
+    account: Account, carry: Carry, chunk: ImportedChunk, programme: Programme, now: datetime
+) -> MigratedBalance:
+    assert carry.posting_id is not None
+    rate = programme.units[chunk.unit].legacy_rate
+    reason, details = posting_details(chunk, carry.balance, rate)
+    account.migrate(
+        carry.posting_id,
+        carry.points,
+        unit=chunk.unit,
+        expires_at=carry.expires_at,
+        occurred_at=chunk.imported_at,
+        reason=reason,
+        details=details,
+        programme_version=programme.version,
+        now=now,
+    )
+    balance = carry.balance
+    return MigratedBalance(
+        account.member_id, carry.posting_id, balance.legacy_points, carry.points, carry.expires_at
+    )
+
+
+async def _holders(ledger: Ledger, member_ids: list[str], now: datetime) -> dict[str, Account]:
+    """Each member's account, locked (made if new); a member merged meanwhile (a replayed
+    event) is held by its survivor, whose account is credited instead. One account object
+    per member, however many of the chunk's members it holds."""
+    loaded = await ledger.lock_accounts(member_ids, now)
+    holders = {m: loaded[m] for m in member_ids}
+    for _ in range(MAX_MERGE_HOPS):
+        absorbed = {m: a.merged_into for m, a in holders.items() if a.state == MERGED}
+        survivors = {s for s in absorbed.values() if s}
+        if not survivors:
+            break
+        missing = sorted(survivors - loaded.keys())
+        if missing:
+            loaded.update(await ledger.lock_accounts(missing, now))
+        holders.update({m: loaded[s] for m, s in absorbed.items() if s})
+    return holders

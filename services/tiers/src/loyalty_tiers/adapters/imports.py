@@ -1,0 +1,71 @@
+"""What the tiers service keeps of imported members, in PostgreSQL: each legacy account's tier
+claimed once (`legacy_tiers`), and the members of a chunk looked up together (merged, erased)
+rather than one round trip each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from loyalty_tiers.domain.legacy import Match
+
+_CLAIM = """
+INSERT INTO legacy_tiers (unit, legacy_key, member_id, member_import, tier, outcome, grant_id,
+                          ends_at, recorded_at)
+SELECT $1::text, c.legacy_key, c.member_id, $2::text, c.tier, c.outcome, c.grant_id, c.ends_at,
+       $3::timestamptz
+FROM unnest($4::text[], $5::uuid[], $6::text[], $7::text[], $8::uuid[], $9::timestamptz[])
+     AS c(legacy_key, member_id, tier, outcome, grant_id, ends_at)
+ORDER BY c.legacy_key
+ON CONFLICT (unit, legacy_key) DO UPDATE
+SET member_id = EXCLUDED.member_id, member_import = EXCLUDED.member_import,
+    tier = EXCLUDED.tier, outcome = EXCLUDED.outcome, grant_id = EXCLUDED.grant_id,
+    ends_at = EXCLUDED.ends_at, recorded_at = EXCLUDED.recorded_at
+WHERE legacy_tiers.grant_id IS NULL
+RETURNING legacy_key
+"""
+
+
+class ImportRows:
+    async def _conn(self) -> Any: ...
+
+    async def claim_legacy_tiers(
+        self, unit: str, member_import: str, matches: Sequence[Match], now: datetime
+    ) -> set[str]:
+        """Record what becomes of each legacy account's tier; answers the legacy keys recorded
+        now. A key granted before, by any chunk or import, is left as it is and not answered;
+        one that granted nothing then is recorded again (a corrected tier mapping grants it,
+        still once). One statement, in key order: two chunks naming one account never
+        deadlock, the second waits for the first and finds it granted."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            _CLAIM,
+            unit,
+            member_import,
+            now,
+            [m.entry.legacy_key for m in matches],
+            [m.holder for m in matches],
+            [m.entry.tier for m in matches],
+            [m.outcome.value for m in matches],
+            [m.grant_id for m in matches],
+            [m.ends_at for m in matches],
+        )
+        return {r["legacy_key"] for r in rows}
+
+    async def survivors_of(self, member_ids: Sequence[str]) -> dict[str, str]:
+        """The members of `member_ids` merged into another, with the survivor each is now."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT member_id, merged_into FROM merged_members WHERE member_id = ANY($1::uuid[])",
+            list(member_ids),
+        )
+        return {str(r["member_id"]): str(r["merged_into"]) for r in rows}
+
+    async def erased_among(self, member_ids: Sequence[str]) -> set[str]:
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT member_id FROM erased_members WHERE member_id = ANY($1::uuid[])",
+            list(member_ids),
+        )
+        return {str(r["member_id"]) for r in rows}
