@@ -26,6 +26,20 @@ async def test_an_upgrade_grants_the_welcome_gift_once_ever(benefits: Benefits) 
     ]
 
 
+async def test_a_legacy_tier_carried_over_is_learned_without_a_welcome_gift(
+    benefits: Benefits,
+) -> None:
+    now = benefits.now
+    await benefits(
+        handlers.on_tier_changed, ANN, "basic", "gold", now, YEAR_END, now, "carried_over"
+    )
+    await benefits(handlers.on_tier_changed, BOB, "basic", "gold", now, YEAR_END, now, "granted")
+
+    assert benefits.store.tables.tiers[ANN].tier == "gold"
+    assert benefits.coupons(ANN) == []  # a member import brought the tier: nothing to welcome
+    assert [c.template_code for c in benefits.coupons(BOB)] == ["welcome-gold"]
+
+
 async def test_a_tier_change_arriving_late_is_ignored(benefits: Benefits) -> None:
     await benefits.tier(ANN, "gold")
     older = benefits.now - timedelta(days=3)

@@ -43,8 +43,8 @@ async def test_a_legacy_tier_is_a_status_match_until_the_end_given(tiers: Tiers)
     assert grants_of(tiers, ANN) == [("status_match", "gold", "mall", ends)]
     assert grants_of(tiers, BOB) == [("status_match", "platinum", "mall", NEXT_YEAR_END)]
     assert tiers.reasons() == [
-        ("basic", "gold", "granted"),
-        ("basic", "platinum", "granted"),
+        ("basic", "gold", "carried_over"),
+        ("basic", "platinum", "carried_over"),
     ]
     assert tiers.events[0].grant_ends_at == ends
     assert tiers.member(ANN).tier == "basic"  # earned by activity: still the entry tier

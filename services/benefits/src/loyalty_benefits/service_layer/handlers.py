@@ -319,6 +319,7 @@ async def member_coupons(
 
 
 UNMERGED = "unmerged"  # the reason of a restored member's TierChanged
+CARRIED_OVER = "carried_over"  # a legacy tier a member import brought: no welcome gift
 
 
 async def on_tier_changed(
@@ -345,6 +346,8 @@ async def on_tier_changed(
     await uow.members.save(MemberTier(member_id, to_tier, effective_at, tier_year_end))
     if state is not None:
         return  # suspended: no welcome gift
+    if reason == CARRIED_OVER:
+        return  # a legacy tier brought over: the member had it already, nothing to welcome
     rules = await uow.catalogue.latest()
     if rules is None or not rules.is_upgrade(from_tier, to_tier):
         return

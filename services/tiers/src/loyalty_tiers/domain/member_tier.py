@@ -30,7 +30,18 @@ from loyalty_tiers.domain.ladder import TIER_YEAR_MONTHS, Activity, Ladder
 
 # Reasons that can only move a member up: if the tier drops in the same step, it is because
 # a grant's time ran out meanwhile.
-RISING = frozenset({"qualified", "merged", "granted", "membership_purchased", "membership_renewed"})
+RISING = frozenset(
+    {
+        "qualified",
+        "merged",
+        "granted",
+        "carried_over",
+        "membership_purchased",
+        "membership_renewed",
+    }
+)
+# A legacy tier brought over by a member import: the member had it already (no welcome gift).
+CARRIED_OVER = "carried_over"
 
 
 @dataclass(frozen=True)
@@ -128,11 +139,12 @@ class MemberTier:
 
     # -- grants and paid memberships ------------------------------------------------------
 
-    def grant(self, ladder: Ladder, grant: Grant, at: datetime) -> None:
-        """A status match or a gift: the member has its tier while it runs (never lower)."""
+    def grant(self, ladder: Ladder, grant: Grant, at: datetime, reason: str = "granted") -> None:
+        """A status match or a gift: the member has its tier while it runs (never lower).
+        `reason` is CARRIED_OVER for a legacy tier a member import brought."""
         self.grants.append(grant)
         self._changed(grant, added=True)
-        self.settle(ladder, "granted", at)
+        self.settle(ladder, reason, at)
 
     def revoke(self, ladder: Ladder, grant: Grant, why: str, at: datetime) -> None:
         """End a grant in force early; the member falls back to what else holds the tier."""

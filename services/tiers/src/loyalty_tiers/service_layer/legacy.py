@@ -12,6 +12,7 @@ from datetime import datetime
 from loyalty_tiers.domain.errors import NoLadder
 from loyalty_tiers.domain.grants import new_grant_id
 from loyalty_tiers.domain.legacy import ImportedTiers, Outcome, decide, status_match
+from loyalty_tiers.domain.member_tier import CARRIED_OVER
 from loyalty_tiers.service_layer.uow import AbstractUnitOfWork
 
 
@@ -68,7 +69,7 @@ async def grant_legacy_tiers(
         return result
     locked = await uow.tiers.ensure_members([m.holder for m in granted], rules.tiers[0].code, now)
     for match in granted:
-        locked[match.holder].grant(rules, status_match(match, chunk, now), now)
+        locked[match.holder].grant(rules, status_match(match, chunk, now), now, CARRIED_OVER)
     await uow.tiers.save(list(locked.values()))
     result.granted = len(granted)
     return result
