@@ -4,6 +4,7 @@ real service (fail closed)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -138,7 +139,7 @@ async def test_a_client_stream_is_authorised_on_its_first_message_and_every_mess
         )
 
         async def send(caller: Caller | None, *values: str) -> wrappers_pb2.StringValue:
-            async def messages():  # type: ignore[no-untyped-def]
+            async def messages() -> AsyncIterator[wrappers_pb2.StringValue]:
                 for value in values:
                     yield wrappers_pb2.StringValue(value=value)
 
