@@ -100,7 +100,7 @@ async def parts_stored(settings: Settings, name: str) -> int:
 def error_reason(made: pb.MemberImport) -> str:
     info = error_details_pb2.ErrorInfo()
     assert made.error.details[0].Unpack(info)
-    return info.reason
+    return str(info.reason)
 
 
 async def test_a_replica_killed_mid_chunk_is_taken_over_from_its_checkpoint(
