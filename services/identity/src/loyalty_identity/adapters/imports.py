@@ -735,7 +735,7 @@ class ImportStore:
         import_id: str | None,
         state: CandidateState | None,
         unit: str | None,
-        after: tuple[str, str] | None,
+        after: tuple[str, int, str] | None,
         limit: int,
     ) -> list[MergeCandidate]:
         where: list[str] = ["true"]
@@ -745,12 +745,15 @@ class ImportStore:
                 args.append(value.value if isinstance(value, CandidateState) else value)
                 where.append(f"{column} = ${len(args)}")
         if after is not None:
-            args += [datetime.fromisoformat(after[0]), after[1]]
-            where.append(f"(created_at, candidate_id) > (${len(args) - 1}, ${len(args)}::uuid)")
+            args += [datetime.fromisoformat(after[0]), int(after[1]), after[2]]
+            where.append(
+                f"(created_at, row_number, candidate_id) > "
+                f"(${len(args) - 2}, ${len(args) - 1}, ${len(args)}::uuid)"
+            )
         args.append(limit)
         rows = await (await self._conn()).fetch(
             f"SELECT {_CANDIDATE_COLUMNS} FROM merge_candidates WHERE {' AND '.join(where)} "
-            f"ORDER BY created_at, candidate_id LIMIT ${len(args)}",
+            f"ORDER BY created_at, row_number, candidate_id LIMIT ${len(args)}",
             *args,
         )
         return [_candidate(row) for row in rows]
