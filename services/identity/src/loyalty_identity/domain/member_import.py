@@ -20,7 +20,6 @@ from enum import StrEnum
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from loyalty_kit.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -29,7 +28,7 @@ from loyalty_kit.errors import (
     Violations,
 )
 
-from loyalty_identity.domain.identities import ChannelIdentity
+from loyalty_identity.domain.identities import ChannelIdentity, is_phone_region
 from loyalty_identity.domain.imports import (
     ColumnMapping,
     ImportFormat,
@@ -401,7 +400,7 @@ def validate_spec(spec: ImportSpec) -> None:
         problems.add("spec.encoding", "utf-8 or gb18030")
     elif spec.encoding == "gb18030" and spec.format is not ImportFormat.CSV:
         problems.add("spec.encoding", "gb18030 is for CSV files; JSON Lines are UTF-8")
-    if spec.default_region not in phonenumbers.SUPPORTED_REGIONS:
+    if not is_phone_region(spec.default_region):
         problems.add("spec.default_region", "a region code such as CN or HK")
     if len(spec.tier_mapping) > MAX_TIER_MAPPINGS:
         problems.add("spec.tier_mapping", f"at most {MAX_TIER_MAPPINGS} legacy tiers")
