@@ -115,10 +115,11 @@ def build_spec(
     *,
     file: Path,
     time_zone: Callable[[], str],
-) -> Message:
+) -> Any:
     """The spec: the file's fields, the options over them, the format from the file's
     extension and its name for operators when neither says. `time_zone()` is asked (the
-    programme's) only when the grants' end is a date."""
+    programme's) only when the grants' end is a date. The kind's spec message (typed loosely:
+    its fields are read by name)."""
     merged = {**data}
     for key, value in options.items():
         if value is None or value == {} or value is False:
