@@ -8,6 +8,8 @@ to follow or cancel the import that goes on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 import signal
 import sys
@@ -20,7 +22,9 @@ import grpc
 import pytest
 import pytest_asyncio
 from loyalty.identity.v1 import member_import_pb2 as pb
-from loyalty.identity.v1 import member_import_pb2_grpc
+from loyalty.identity.v1 import member_import_pb2_grpc, order_import_pb2_grpc
+from loyalty.identity.v1 import order_import_pb2 as order_pb
+from loyalty_admin.cli import main
 from loyalty_admin.imports import parser
 from loyalty_admin.imports.kinds import KINDS, MEMBERS, ORDERS, UnknownName, kind_of
 from loyalty_admin.imports.spec import SpecError, build_spec, load_spec_file, request_id
@@ -329,3 +333,108 @@ async def test_ctrl_c_stops_following_and_the_import_goes_on(
     assert "follow it: loyalty-admin imports follow memberImports/m1" in said
     assert "cancel it: loyalty-admin imports cancel memberImports/m1" in said
     assert "Traceback" not in said
+
+
+@dataclass
+class OrderStandIn(order_import_pb2_grpc.OrderImportServiceServicer):
+    """An order import's service, as far as `imports create --of orders` and `rows` go."""
+
+    first: order_pb.CreateOrderImportRequest | None = None
+    received: int = 0
+    asked_outcome: int = -1
+
+    async def CreateOrderImport(self, request_iterator: Any, context: Any) -> Any:
+        async for message in request_iterator:
+            if self.first is None:
+                self.first = message
+            self.received += len(message.content)
+        return order_pb.CreateOrderImportResponse(order_import=self._import(ended=False))
+
+    async def GetOrderImport(self, request: Any, context: Any) -> Any:
+        return order_pb.GetOrderImportResponse(order_import=self._import(ended=True))
+
+    async def ListOrderImportRows(self, request: Any, context: Any) -> Any:
+        self.asked_outcome = request.outcome
+        return order_pb.ListOrderImportRowsResponse(
+            rows=[
+                order_pb.OrderImportRow(
+                    row_number=7,
+                    outcome=order_pb.ORDER_ROW_OUTCOME_UNKNOWN_MEMBER,
+                    reason="UNKNOWN_MEMBER",
+                    detail="no member holds legacy:mall M****12",
+                )
+            ]
+        )
+
+    def _import(self, *, ended: bool) -> order_pb.OrderImport:
+        assert self.first is not None
+        return order_pb.OrderImport(
+            name="orderImports/o1",
+            spec=self.first.spec,
+            state=pb.MemberImport.STATE_SUCCEEDED if ended else pb.MemberImport.STATE_RUNNING,
+            file_bytes=self.received,
+            progress=order_pb.OrderImportProgress(
+                rows_read=100 if ended else 0,
+                imported=90 if ended else 0,
+                unknown_member=5 if ended else 0,
+                duplicates=3 if ended else 0,
+                rejected=2 if ended else 0,
+                percent=100.0 if ended else 0.0,
+            ),
+        )
+
+
+async def test_order_imports_are_the_same_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servicer = OrderStandIn()  # type: ignore[abstract]  # it plays only Create, Get and rows
+    server = grpc.aio.server()
+    order_import_pb2_grpc.add_OrderImportServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    for key, value in _env(f"127.0.0.1:{port}", tmp_path).items():
+        monkeypatch.setenv(key, value)
+    orders = tmp_path / "orders.csv"
+    orders.write_text("单号,卡号,金额,时间\nO1,M000000012,388.00,2025-06-01\n", encoding="utf-8")
+    spec = _spec(
+        tmp_path,
+        "unit: mall\nmapping:\n  {legacy_number: 卡号, order_id: 单号,\n"
+        "   amount: 金额, occurred_at: 时间}\n",
+        "orders.yaml",
+    )
+
+    def run(*args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = main(list(args))
+        return code, out.getvalue()
+
+    try:
+        code, out = await asyncio.to_thread(
+            run,
+            "imports",
+            "create",
+            "--of",
+            "orders",
+            "--file",
+            str(orders),
+            "--mapping",
+            str(spec),
+            "--mode",
+            "replay",
+        )
+        assert code == 0, out
+        assert servicer.first is not None
+        assert servicer.first.spec.mode == order_pb.ORDER_IMPORT_MODE_REPLAY
+        assert servicer.first.spec.mapping.occurred_at == "时间"
+        assert servicer.received == orders.stat().st_size
+        assert out.startswith("orderImports/o1: SUCCEEDED\n")
+        assert "imported 90, unknown member 5, duplicates 3, rejected 2" in out
+        code, out = await asyncio.to_thread(
+            run, "imports", "rows", "orderImports/o1", "--outcome", "unknown-member"
+        )
+        assert code == 0
+        assert servicer.asked_outcome == order_pb.ORDER_ROW_OUTCOME_UNKNOWN_MEMBER
+        assert out == "7\tunknown-member\t-\tUNKNOWN_MEMBER\tno member holds legacy:mall M****12\n"
+    finally:
+        await server.stop(0)

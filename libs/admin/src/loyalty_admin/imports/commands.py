@@ -200,8 +200,10 @@ async def _get(args: argparse.Namespace, imports: Imports, _console: Console) ->
     found = await imports.get(kind, name)
     if args.json:
         print(json_format.MessageToJson(found, ensure_ascii=False))
-        return 0
-    return _ended(kind, found)
+    else:
+        for line in shown.summary(kind, found) + shown.hints(kind, found):
+            print(line)
+    return 0  # a read: how the import ended is in what it printed
 
 
 async def _follow(args: argparse.Namespace, imports: Imports, console: Console) -> int:
