@@ -19,7 +19,12 @@ from tests.support.clock import Clock  # noqa: E402
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def identity_service(settings: Settings) -> AsyncIterator[RunningService]:
-    """The identity service of this test run, started once, on a free port."""
+    """The identity service of this test run, started once, on a free port. Its import workers
+    start at once on the imports uploaded to it and look for others only at start, so tests
+    decide which replica carries an import uploaded elsewhere on."""
+    import os
+
+    os.environ["LOYALTY_IDENTITY_IMPORT_POLL_SECONDS"] = "3600"
     runner = ServiceRunner(settings)
     yield await runner.start(_identity_spec())
     await runner.stop_all()

@@ -52,6 +52,15 @@ def test_foreign_numbers_keep_their_country() -> None:
     assert normalise(PHONE, "+1 650-253-0000", "phone").value == "+16502530000"
 
 
+def test_a_number_without_country_code_is_read_in_the_default_region() -> None:
+    assert normalise(PHONE, "9123 4567", "phone", default_region="HK").value == "+85291234567"
+    assert normalise(PHONE, "+86 138 1234 5678", "phone", default_region="HK").value == (
+        "+8613812345678"
+    )
+    with pytest.raises(InvalidArgument):
+        normalise(PHONE, "9123 4567", "phone")  # not a mainland number
+
+
 @pytest.mark.parametrize("bad", ["12345", "phone", "+86 123", "1381234567", "+999 1234567"])
 def test_invalid_phones(bad: str) -> None:
     with pytest.raises(InvalidArgument) as raised:

@@ -63,6 +63,7 @@ async def identity_events(
             events_pb2.MemberReactivated,
             events_pb2.ConsentChanged,
             events_pb2.ProfileChanged,
+            events_pb2.MembersImported,
         )
     }
     stream = events.stream_name(settings.event_namespace, "identity")

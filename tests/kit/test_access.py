@@ -4,15 +4,17 @@ real service (fail closed)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from google.protobuf import wrappers_pb2
-from loyalty_devstack.testing import ServiceRunner
+from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, NoAccessRule, check, rule
 from loyalty_kit.caller import ANONYMOUS, Caller, UnitMismatch
 from loyalty_kit.channels import channel
-from loyalty_kit.errors import PermissionDenied
+from loyalty_kit.errors import NotFound, PermissionDenied
+from loyalty_kit.server import ServiceSpec
 
 from tests.kit.echo import echo_call, echo_spec
 from tests.support.rpc import fails
@@ -67,3 +69,121 @@ async def test_a_service_refuses_a_method_its_table_forgot(services: ServiceRunn
         failure = await fails(echo_call(ch)(wrappers_pb2.StringValue(value="hello"), timeout=15))
     assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NO_ACCESS_RULE")
     assert failure.metadata == {"method": "Echo"}
+
+
+def test_a_unit_field_may_be_a_field_of_a_message_field() -> None:
+    nested = {"Import": rule("members:import", unit_field="spec.value")}
+    importer = Caller(unit="mall", client_id="mall-crm", scopes=frozenset({"members:import"}))
+
+    class Request:
+        spec = naming("hotel")
+
+    with pytest.raises(UnitMismatch):
+        check(nested, "Import", Request(), importer)
+    check(nested, "Import", Request(), ADMIN)
+    Request.spec = naming("mall")
+    check(nested, "Import", Request(), importer)
+
+
+# --- a client stream (an upload), through the kit's interceptor --------------------------------
+UPLOAD_SERVICE = "loyalty.test.v1.UploadService"
+UPLOAD_METHOD = f"/{UPLOAD_SERVICE}/Upload"
+
+
+async def upload(requests, context):  # type: ignore[no-untyped-def]
+    """Joins the values of the messages after the first (which names the unit)."""
+    parts = []
+    async for message in requests:
+        if message.value == "missing":
+            raise NotFound("nothing here", reason="NOTHING_HERE")
+        parts.append(message.value)
+    return wrappers_pb2.StringValue(value="|".join(parts))
+
+
+def upload_spec() -> ServiceSpec:
+    def add(server: grpc.aio.Server, _context: object) -> None:
+        handler = grpc.method_handlers_generic_handler(
+            UPLOAD_SERVICE,
+            {
+                "Upload": grpc.stream_unary_rpc_method_handler(
+                    upload,
+                    request_deserializer=wrappers_pb2.StringValue.FromString,
+                    response_serializer=wrappers_pb2.StringValue.SerializeToString,
+                )
+            },
+        )
+        server.add_generic_rpc_handlers((handler,))
+
+    return ServiceSpec(
+        name="upload",
+        service_names=(UPLOAD_SERVICE,),
+        add_servicers=add,
+        uses_database=False,
+        port=lambda _settings: 0,
+        access={"Upload": rule("members:import", unit_field="value")},
+    )
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_client_stream_is_authorised_on_its_first_message_and_every_message_checked(
+    services: ServiceRunner,
+) -> None:
+    service = await services.start(upload_spec())
+    importer = Caller(unit="mall", client_id="mall-crm", scopes=frozenset({"members:import"}))
+    till = Caller(unit="mall", client_id="mall-till", scopes=frozenset({"earn"}))
+    async with channel(service.target) as ch:
+        call = ch.stream_unary(
+            UPLOAD_METHOD,
+            request_serializer=wrappers_pb2.StringValue.SerializeToString,
+            response_deserializer=wrappers_pb2.StringValue.FromString,
+        )
+
+        async def send(caller: Caller | None, *values: str) -> wrappers_pb2.StringValue:
+            async def messages() -> AsyncIterator[wrappers_pb2.StringValue]:
+                for value in values:
+                    yield wrappers_pb2.StringValue(value=value)
+
+            metadata = metadata_for(caller) if caller is not None else ()
+            answer: wrappers_pb2.StringValue = await call(messages(), metadata=metadata, timeout=15)
+            return answer
+
+        assert (await send(importer, "mall", "a", "b")).value == "mall|a|b"
+        assert (await send(ADMIN, "hotel", "a")).value == "hotel|a"
+        anonymous = await fails(send(None, "mall", "a"))  # no token (or no trusted headers)
+        assert (anonymous.code, anonymous.reason) in (
+            (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING"),
+            (grpc.StatusCode.PERMISSION_DENIED, "SCOPE_REQUIRED"),
+        )
+        unscoped = await fails(send(till, "mall", "a"))
+        assert (unscoped.code, unscoped.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "SCOPE_REQUIRED",
+        )
+        foreign = await fails(send(importer, "hotel", "a"))
+        assert (foreign.code, foreign.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "UNIT_MISMATCH",
+        )
+        hostile = await fails(send(importer, "mall", "a", "b\u202ec"))
+        assert (hostile.code, hostile.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_CHARACTERS",
+        )
+        missing = await fails(send(importer, "mall", "missing"))
+        assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "NOTHING_HERE")
+        malformed = await fails(
+            ch.stream_unary(UPLOAD_METHOD)(
+                _raw(wrappers_pb2.StringValue(value="mall").SerializeToString(), b"\x0c"),
+                metadata=metadata_for(importer),
+                timeout=15,
+            )
+        )
+        assert (malformed.code, malformed.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "MALFORMED_REQUEST",
+        )
+
+
+async def _raw(*bodies: bytes):  # type: ignore[no-untyped-def]
+    for body in bodies:
+        yield body

@@ -32,6 +32,7 @@ from loyalty_identity.adapters.events import CONTRACT as IDENTITY_CONTRACT
 from loyalty_identity.adapters.events import to_message as identity_message
 from loyalty_identity.domain import events as identity_events
 from loyalty_identity.domain.member import ConsentPurpose
+from loyalty_identity.domain.member_import import ImportedMember
 from loyalty_kit.contract import EventContract
 from loyalty_kit.money import Amount
 from loyalty_points.adapters.events import CONTRACT as POINTS_CONTRACT
@@ -328,6 +329,36 @@ IDENTITY: list[Sample] = [
     (
         identity_events.MemberErased("m-12", at(11)),
         identity_pb.MemberErased(member_id="m-12", erased_at=stamp(11)),
+    ),
+    (  # a chunk of an import: a new member with a balance and a tier, one joined with neither
+        identity_events.MembersImported(
+            "memberImports/i-1",
+            "mall",
+            (
+                ImportedMember("m-13", "ab12", True, 1500, at(12), "gold", at(13), 7, 14),
+                ImportedMember("m-14", "cd34", False, 0, None, "", None, 0, 0),
+            ),
+            at(14),
+        ),
+        identity_pb.MembersImported(
+            member_import="memberImports/i-1",
+            unit="mall",
+            members=[
+                identity_pb.ImportedMember(
+                    member_id="m-13",
+                    legacy_key="ab12",
+                    created=True,
+                    legacy_points=1500,
+                    legacy_points_expire_at=stamp(12),
+                    tier_code="gold",
+                    tier_ends_at=stamp(13),
+                    birthday_month=7,
+                    birthday_day=14,
+                ),
+                identity_pb.ImportedMember(member_id="m-14", legacy_key="cd34"),
+            ],
+            imported_at=stamp(14),
+        ),
     ),
 ]
 

@@ -3,10 +3,12 @@ handed to the kit in `ServiceSpec.access`), and the kit's interceptor checks it 
 servicer runs. A method without a rule is refused (fail closed).
 
 A rule names the scopes that grant the call (any one of them; none: any authenticated caller;
-`admin` always passes) and, where the request names the unit the call acts for, that field: a
-unit's client acts only for its own unit, an admin for any. A resource whose unit is known only
-once loaded (a redemption, a consumption) is checked by its handler (`confining_unit`); the rule
-names it for the documentation. `render_markdown` writes the tables of docs/access.md.
+`admin` always passes) and, where the request names the unit the call acts for, that field (a
+path such as `spec.unit` for a field of a message field): a unit's client acts only for its own
+unit, an admin for any (a client stream's unit on its first message). A resource whose unit is
+known only once loaded (a redemption, a consumption) is checked by its handler
+(`confining_unit`); the rule names it for the documentation. `render_markdown` writes the
+tables of docs/access.md.
 """
 
 from __future__ import annotations
@@ -57,9 +59,18 @@ def check(access: Mapping[str, Rule], method: str, request: Any, caller: Caller)
     if found.scopes and not any(caller.may(scope) for scope in found.scopes):
         raise scope_required(found.scopes)
     if found.unit_field and request is not None and not caller.may(ADMIN):
-        unit = getattr(request, found.unit_field, "")
+        unit = field_of(request, found.unit_field)
         if isinstance(unit, str) and unit.strip() and unit.strip() != caller.unit:
             raise UnitMismatch(unit.strip(), caller.unit)
+
+
+def field_of(request: Any, path: str) -> Any:
+    """The value of a field of `request` named by its path (`unit`, or `spec.unit` in a
+    message field); "" where the path does not lead to one."""
+    value = request
+    for name in path.split("."):
+        value = getattr(value, name, "")
+    return value
 
 
 def authorise(access: Mapping[str, Rule], method: str, request: Any) -> None:

@@ -33,7 +33,7 @@ from loyalty_kit import access as access_rules
 from loyalty_kit import metrics as service_metrics
 from loyalty_kit.access import Rule, method_name
 from loyalty_kit.auth import TokenVerifier
-from loyalty_kit.caller import Caller, set_current_caller
+from loyalty_kit.caller import Caller, current_caller, set_current_caller
 from loyalty_kit.correlation import request_id_of, set_request_id
 from loyalty_kit.db import DatabaseUnavailable, database_unavailable
 from loyalty_kit.deadlines import set_inbound_deadline
@@ -126,6 +126,21 @@ def refusing_malformed(behavior: Any) -> Any:
     return unary
 
 
+def checked_messages(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream's messages, each through the checks a unary request passes; the first
+    was read (and checked) already, to authorise the call on it."""
+
+    async def messages() -> AsyncIterator[Any]:
+        yield first
+        async for message in rest:
+            if message is MALFORMED:
+                raise malformed_request()
+            refuse_hostile_text(message)
+            yield message
+
+    return messages()
+
+
 def refusing_malformed_stream(behavior: Any) -> Any:
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         if request is MALFORMED:
@@ -158,6 +173,11 @@ class Authentication:
         set_current_caller(caller)
         decoded = None if request is MALFORMED else request
         access_rules.check(self.access, method_name(method), decoded, caller)
+
+    def check_unit(self, method: str, request: Any) -> None:
+        """The rule's unit on a request read after the caller was authenticated (the first
+        message of a client stream)."""
+        access_rules.check(self.access, method_name(method), request, current_caller())
 
 
 # --- step 4: error mapping ------------------------------------------------------------------
@@ -244,6 +264,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_client_stream(method, handler.stream_unary),
+                request_deserializer=tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
         return handler
 
     def _wrap_unary(self, method: str, behavior: Any) -> Any:
@@ -278,3 +304,38 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort_with_status(to_grpc_status(status))
 
         return stream
+
+    def _wrap_client_stream(self, method: str, behavior: Any) -> Any:
+        """A client-streaming call (an upload): the caller is authenticated and the method's
+        scopes checked before anything is read; the rule's unit (if it names one) is checked
+        on the first message, which is read before the servicer runs."""
+
+        async def upload(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            with AccessLog.of(method, self.metrics, kind="client_stream") as entry:
+                record_deadline(context)
+                try:
+                    self.authentication.check(method, MALFORMED, context.invocation_metadata())
+                    stream = aiter(requests)
+                    first = await anext(stream, None)
+                    if first is MALFORMED:
+                        raise malformed_request()
+                    if first is not None:
+                        refuse_hostile_text(first)
+                        self.authentication.check_unit(method, first)
+                    return await behavior(
+                        checked_messages(first, stream) if first is not None else _empty(),
+                        context,
+                    )
+                except AbortError:
+                    entry.code = aborted_code(context)
+                    raise
+                except Exception as error:
+                    entry.code, status = error_status(error, self.service, method)
+                    await context.abort_with_status(to_grpc_status(status))
+
+        return upload
+
+
+async def _empty() -> AsyncIterator[Any]:
+    return
+    yield

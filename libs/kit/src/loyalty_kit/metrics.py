@@ -33,7 +33,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
@@ -162,6 +162,7 @@ class ServiceMetrics:
         self.runtime = RuntimeCollector()
         r.register(self.runtime)
         self.endpoint: Endpoint | None = None
+        self.own: dict[str, Counter] = {}  # a service's own counters (`add`)
 
     # -- recording ------------------------------------------------------------------------
     def rpc(self, kind: str, method: str, code: str, seconds: float) -> None:
@@ -175,6 +176,13 @@ class ServiceMetrics:
             self.events_written.labels(message.DESCRIPTOR.full_name).inc()
             for name, labels, amount in _business_of(message):
                 self.business[name].labels(*map(safe, labels)).inc(amount)
+
+    def counter(self, name: str, text: str, labels: Sequence[str]) -> Counter:
+        """A counter of the service's own, made on first use."""
+        found = self.own.get(name)
+        if found is None:
+            found = self.own[name] = Counter(name, text, list(labels), registry=self.registry)
+        return found
 
     def delivered(self, consumer: str, msg: Msg) -> None:
         try:
@@ -285,6 +293,16 @@ def job_round(job: str) -> Iterator[None]:
         return
     with metrics.job_round(job):
         yield
+
+
+def add(name: str, text: str, labels: Mapping[str, str], amount: float = 1) -> None:
+    """Count work of the service's own that writes no event to be counted by (the rows of a
+    member import by outcome): the counter `name` (exported as `<name>_total`) is made on
+    first use; label values pass `safe` like the business counters'."""
+    metrics = _current.get()
+    if metrics is not None and amount > 0:
+        counter = metrics.counter(name, text, tuple(labels))
+        counter.labels(*(safe(value) for value in labels.values())).inc(amount)
 
 
 def restarted(task: str) -> None:

@@ -14,6 +14,7 @@ REDEEM = "redeem"  # spend a member's points: redemptions, their cancellation, t
 POINTS_ADJUST = "points:adjust"  # a service desk's goodwill and corrections
 MEMBERS_MANAGE = "members:manage"  # the group's member operations (merge, suspend, tag, ...)
 MEMBERS_REGISTER = "members:register"  # an enrolment desk or app that is not a till
+MEMBERS_IMPORT = "members:import"  # a unit bringing its legacy members in by file
 PROFILE_WRITE = "profile:write"  # the member app: the member's own profile and consents
 COUPONS_ISSUE = "coupons:issue"  # a unit's (or the group's) marketing
 MEMBERSHIP = "membership"  # a unit's shop selling paid memberships
@@ -26,6 +27,7 @@ REGISTRY: dict[str, str] = {
     POINTS_ADJUST: "goodwill and corrections of a member's points",
     MEMBERS_MANAGE: "merge, unmerge, suspend, reactivate, tag, list and erase members",
     MEMBERS_REGISTER: "register members and link identities",
+    MEMBERS_IMPORT: "import the unit's legacy members from a file, and read its imports",
     PROFILE_WRITE: "a member's own profile and consents",
     COUPONS_ISSUE: "issue coupons to members",
     MEMBERSHIP: "sell and refund paid memberships",

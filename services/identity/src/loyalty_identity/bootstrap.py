@@ -1,6 +1,6 @@
-"""The identity service's composition root: everything its servicer, consumers and commands use,
-built once per process from the kit's context. Tests hand in their own clock or keyring
-(`runner.start(SPEC, settings, clock=clock)`)."""
+"""The identity service's composition root: everything its servicers, consumers, jobs and
+commands use, built once per process from the kit's context. Tests hand in their own clock,
+keyring or import settings (`runner.start(SPEC, settings, clock=clock)`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 from loyalty_kit.clock import Clock, utc_now
 from loyalty_kit.server import ServiceContext
+from loyalty_kit.servicers import UnitOfWorkFactory
 
 from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
+from loyalty_identity.service_layer.import_worker import ImportWorker
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
-from loyalty_identity.settings import keyring_for
+from loyalty_identity.settings import ImportSettings, keyring_for
 
 
 @dataclass(frozen=True)
@@ -21,18 +23,35 @@ class Identity:
     clock: Clock
     keyring: Keyring  # the keys that seal members' personal data and index their identities
     types: IdentityTypeCache  # identity types, read on every call, kept a few seconds
+    uow: UnitOfWorkFactory[IdentityUnitOfWork]
+    import_settings: ImportSettings
+    importers: tuple[ImportWorker, ...]  # carry out member imports (the service's jobs)
 
-    def uow(self, *, read_only: bool = False) -> IdentityUnitOfWork:
-        return IdentityUnitOfWork(
-            self.context.database,
-            self.context.settings.event_namespace,
-            self.keyring,
-            self.types,
-            read_only=read_only,
-        )
+    def importer(self) -> ImportWorker:
+        """A worker of its own (for a test to drive one by hand, as another replica would)."""
+        return ImportWorker(self.uow, self.import_settings, self.clock)
+
+    def imports_waiting(self) -> None:
+        """An upload was stored: this replica's workers start on it at once."""
+        for worker in self.importers:
+            worker.wake.set()
 
 
 def bootstrap(
-    context: ServiceContext, *, clock: Clock = utc_now, keyring: Keyring | None = None
+    context: ServiceContext,
+    *,
+    clock: Clock = utc_now,
+    keyring: Keyring | None = None,
+    imports: ImportSettings | None = None,
 ) -> Identity:
-    return Identity(context, clock, keyring or keyring_for(context.settings), IdentityTypeCache())
+    keys = keyring or keyring_for(context.settings)
+    types = IdentityTypeCache()
+    settings = imports or ImportSettings()
+
+    def uow(*, read_only: bool = False) -> IdentityUnitOfWork:
+        return IdentityUnitOfWork(
+            context.database, context.settings.event_namespace, keys, types, read_only=read_only
+        )
+
+    workers = tuple(ImportWorker(uow, settings, clock) for _ in range(settings.workers))
+    return Identity(context, clock, keys, types, uow, settings, workers)

@@ -42,3 +42,39 @@ def keyring_for(settings: Settings) -> Keyring:
             "LOYALTY_IDENTITY_BLIND_INDEX_KEY (or LOYALTY_IDENTITY_DEV_KEYS=true in development)"
         )
     return Keyring.development(settings.data_dir)
+
+
+class ImportSettings(BaseSettings):
+    """How member imports run (`LOYALTY_IDENTITY_IMPORT_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_IDENTITY_IMPORT_", extra="ignore")
+
+    workers: int = Field(
+        default=1,
+        ge=0,
+        description="Imports a replica processes at once (0: this replica only takes uploads; "
+        "others process them).",
+    )
+    chunk_rows: int = Field(
+        default=2000, ge=10, le=50_000, description="Rows a chunk takes (one transaction each)."
+    )
+    max_file_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="The largest file an import takes (bytes)."
+    )
+    lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a replica's hold on an import lasts without a committed chunk; "
+        "another replica takes over an import whose hold ran out.",
+    )
+    poll_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a replica looks for imports to take (those created elsewhere, "
+        "or left by a replica that stopped); it starts on the ones it takes uploads for at once.",
+    )
+    time_zone: str = Field(
+        default="Asia/Shanghai",
+        description="The programme's time zone: dates without a time in a file (a balance's "
+        "expiry) and the default end of carried-over tiers are read in it.",
+    )

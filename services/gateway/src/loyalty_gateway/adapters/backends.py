@@ -9,13 +9,16 @@ from google.protobuf.descriptor import ServiceDescriptor
 from loyalty_kit.channels import channel_to
 from loyalty_kit.settings import Settings
 
-# backend -> the module of its contract; every `google.api.http` rule in it becomes a route.
-CONTRACTS = {
-    "identity": "loyalty.identity.v1.identity_service_pb2",
-    "points": "loyalty.points.v1.points_service_pb2",
-    "tiers": "loyalty.tiers.v1.tiers_service_pb2",
-    "benefits": "loyalty.benefits.v1.benefits_service_pb2",
-    "gateway": "loyalty.gateway.v1.gateway_service_pb2",  # the composite flows, served here
+# backend -> the modules of its contract; every `google.api.http` rule in them becomes a route.
+CONTRACTS: dict[str, tuple[str, ...]] = {
+    "identity": (
+        "loyalty.identity.v1.identity_service_pb2",
+        "loyalty.identity.v1.member_import_pb2",
+    ),
+    "points": ("loyalty.points.v1.points_service_pb2",),
+    "tiers": ("loyalty.tiers.v1.tiers_service_pb2",),
+    "benefits": ("loyalty.benefits.v1.benefits_service_pb2",),
+    "gateway": ("loyalty.gateway.v1.gateway_service_pb2",),  # the composite flows, served here
 }
 BACKENDS = ("identity", "points", "tiers", "benefits")
 
@@ -23,9 +26,12 @@ BACKENDS = ("identity", "points", "tiers", "benefits")
 def exposed_services() -> dict[str, list[ServiceDescriptor]]:
     """backend -> its gRPC services."""
     found: dict[str, list[ServiceDescriptor]] = {}
-    for backend, module in CONTRACTS.items():
-        descriptor = importlib.import_module(module).DESCRIPTOR
-        found[backend] = list(descriptor.services_by_name.values())
+    for backend, modules in CONTRACTS.items():
+        found[backend] = [
+            service
+            for module in modules
+            for service in importlib.import_module(module).DESCRIPTOR.services_by_name.values()
+        ]
     return found
 
 

@@ -25,6 +25,7 @@ SCOPES = {
     "points:adjust": "adjust balances by hand (service desk)",
     "membership": "sell paid memberships of the client's unit",
     "members:register": "register members and link their identities (an enrolment desk)",
+    "members:import": "import the client's unit's legacy members from a file; read its imports",
     "profile:write": "change members' profiles and consents (the member app)",
     "members:manage": "merge, unmerge, suspend, reactivate, erase and tag members; list segments",
     "coupons:issue": "issue coupons of the client's unit (or group-wide ones) to members",

@@ -121,13 +121,19 @@ def development_keys_file(data_dir: Path) -> tuple[Path, str]:
 
 
 def seal(data_key: bytes, plaintext: str, context: str) -> bytes:
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    return nonce + AESGCM(data_key).encrypt(nonce, plaintext.encode(), context.encode())
+    return seal_bytes(data_key, plaintext.encode(), context)
 
 
 def unseal(data_key: bytes, sealed: bytes, context: str) -> str:
-    return (
-        AESGCM(data_key)
-        .decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context.encode())
-        .decode()
-    )
+    return unseal_bytes(data_key, sealed, context).decode()
+
+
+def seal_bytes(data_key: bytes, content: bytes, context: str) -> bytes:
+    """`content` sealed with AES-GCM under `data_key`, bound to `context` (what it is and
+    whose): a sealed value moved elsewhere does not open."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + AESGCM(data_key).encrypt(nonce, content, context.encode())
+
+
+def unseal_bytes(data_key: bytes, sealed: bytes, context: str) -> bytes:
+    return AESGCM(data_key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context.encode())

@@ -55,9 +55,12 @@ _BY_IDENTITY = _AGGREGATE.format(
 )
 
 
-def _field(member_id: str, name: str) -> str:
+def sealed_as(member_id: str, name: str) -> str:
     """Associated data binding a sealed value to its member and field."""
     return f"{member_id}/{name}"
+
+
+_field = sealed_as
 
 
 class MemberRepository:

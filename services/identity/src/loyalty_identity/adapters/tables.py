@@ -125,3 +125,104 @@ programme_units = Table(
     Column("version", Integer, nullable=False),
     Column("learned_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- member imports (migration 0005): a unit's legacy members brought in by file ---------------
+member_imports = Table(
+    "member_imports",
+    metadata,
+    Column("import_id", UUID(as_uuid=False), primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("spec", JSONB, nullable=False),
+    Column("state", Text, nullable=False),
+    *(
+        Column(name, BigInteger, nullable=False, server_default="0")
+        for name in (
+            "rows_read",
+            "created",
+            "linked",
+            "unchanged",
+            "candidates",
+            "merged",
+            "rejected",
+            "legacy_points",
+            "checkpoint",
+            "bytes_read",
+        )
+    ),
+    Column("error_reason", Text, nullable=False, server_default=""),
+    Column("error_message", Text, nullable=False, server_default=""),
+    Column("error_metadata", JSONB, nullable=False, server_default="{}"),
+    Column("file_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("file_sha256", Text, nullable=False, server_default=""),
+    Column("file_kept", Boolean, nullable=False, server_default="true"),
+    Column("key_id", Text, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("request_fingerprint", Text, nullable=False, server_default=""),
+    Column("lease_owner", Text, nullable=False, server_default=""),
+    Column("leased_until", DateTime(timezone=True)),
+    Column("cancel_requested", Boolean, nullable=False, server_default="false"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    UniqueConstraint("created_by", "request_id", name="member_imports_request_once"),
+)
+
+import_file_parts = Table(
+    "import_file_parts",
+    metadata,
+    Column("import_id", UUID(as_uuid=False), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("sealed", LargeBinary, nullable=False),
+)
+
+import_rows = Table(
+    "import_rows",
+    metadata,
+    Column("import_id", UUID(as_uuid=False), primary_key=True),
+    Column("row_number", BigInteger, primary_key=True, autoincrement=False),
+    Column("outcome", Text, nullable=False),
+    Column("member_id", UUID(as_uuid=False)),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("legacy_key", LargeBinary),
+    Column("merge_candidate_id", UUID(as_uuid=False)),
+)
+
+merge_candidates = Table(
+    "merge_candidates",
+    metadata,
+    Column("candidate_id", UUID(as_uuid=False), primary_key=True),
+    Column("import_id", UUID(as_uuid=False), nullable=False),
+    Column("row_number", BigInteger, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("legacy_key", LargeBinary, nullable=False),
+    Column("evidence", JSONB, nullable=False),
+    Column("row_sealed", LargeBinary),
+    Column("legacy_points", BigInteger, nullable=False, server_default="0"),
+    Column("points_expire_at", DateTime(timezone=True)),
+    Column("tier_code", Text, nullable=False, server_default=""),
+    Column("tier_ends_at", DateTime(timezone=True)),
+    Column("birthday_month", Integer, nullable=False, server_default="0"),
+    Column("birthday_day", Integer, nullable=False, server_default="0"),
+    Column("state", Text, nullable=False),
+    Column("survivor", UUID(as_uuid=False)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+)
+
+import_audit = Table(
+    "import_audit",
+    metadata,
+    Column("import_id", UUID(as_uuid=False), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("action", Text, nullable=False),
+    Column("candidate_id", UUID(as_uuid=False)),
+    Column("unit", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("detail", JSONB, nullable=False, server_default="{}"),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

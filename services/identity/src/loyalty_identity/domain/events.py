@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, TypeAlias
 
-if TYPE_CHECKING:  # the member module records these events
+if TYPE_CHECKING:  # the member and import modules record these events
     from loyalty_identity.domain.member import ConsentPurpose
+    from loyalty_identity.domain.member_import import ImportedMember
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,17 @@ class MemberErased:
     erased_at: datetime
 
 
+@dataclass(frozen=True)
+class MembersImported:
+    """A chunk of an import committed: the members its rows became or joined (no personal
+    data: member ids, the legacy accounts' opaque keys, points, tier codes, dates)."""
+
+    member_import: str  # "memberImports/{id}"
+    unit: str
+    members: tuple[ImportedMember, ...]
+    imported_at: datetime
+
+
 Event: TypeAlias = (
     MemberRegistered
     | ConsentChanged
@@ -79,4 +91,5 @@ Event: TypeAlias = (
     | MemberSuspended
     | MemberReactivated
     | MemberErased
+    | MembersImported
 )

@@ -1,6 +1,7 @@
 """Channel identities: their types (data, not code) and how values are normalised.
 
-Phones become E.164 (default region CN, via `phonenumbers`); emails are validated and
+Phones become E.164 (via `phonenumbers`; a number without its country code is read in a default
+region, CN unless a caller such as a unit's member import says otherwise); emails are validated and
 lower-cased (via `email-validator`); other types are opaque tokens checked against the type's
 pattern. Normalising before hashing is what makes "+86 138 1234 5678", "13812345678" and
 "+8613812345678" the same person.
@@ -106,17 +107,29 @@ def known_types(codes: Collection[str]) -> str:
     )
 
 
-def normalise(identity_type: IdentityType, raw: str, field: str) -> ChannelIdentity:
-    """The identity's canonical value, or INVALID_ARGUMENT naming `field`."""
+def normalise(
+    identity_type: IdentityType,
+    raw: str,
+    field: str,
+    default_region: str = DEFAULT_PHONE_REGION,
+) -> ChannelIdentity:
+    """The identity's canonical value, or INVALID_ARGUMENT naming `field`. A phone written
+    without its country code is read as dialled in `default_region` (ISO 3166 alpha-2)."""
     value = raw.strip()
     if not value:
         raise InvalidArgument.of([FieldViolation(field, "required")])
     if len(value) > MAX_VALUE_LENGTH:
         raise InvalidArgument.of([FieldViolation(field, f"at most {MAX_VALUE_LENGTH} characters")])
     if identity_type.kind is IdentityKind.PHONE:
-        return ChannelIdentity(identity_type.code, _phone(value, field))
+        phone = phone_e164(value, default_region)
+        if phone is None:
+            raise InvalidArgument.of([FieldViolation(field, "not a valid phone number")])
+        return ChannelIdentity(identity_type.code, phone)
     if identity_type.kind is IdentityKind.EMAIL:
-        return ChannelIdentity(identity_type.code, _email(value, field))
+        email = canonical_email(value)
+        if email is None:
+            raise InvalidArgument.of([FieldViolation(field, "not a valid email address")])
+        return ChannelIdentity(identity_type.code, email)
     if not re.fullmatch(identity_type.pattern, value):
         raise InvalidArgument.of(
             [
@@ -130,21 +143,24 @@ def normalise(identity_type: IdentityType, raw: str, field: str) -> ChannelIdent
     return ChannelIdentity(identity_type.code, value)
 
 
-def _phone(value: str, field: str) -> str:
+def phone_e164(value: str, region: str = DEFAULT_PHONE_REGION) -> str | None:
+    """The phone number in E.164 (a number without its country code is read as dialled in
+    `region`), or None when it is not a valid number."""
     try:
-        number = phonenumbers.parse(value, DEFAULT_PHONE_REGION)
+        number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
-        raise InvalidArgument.of([FieldViolation(field, "not a valid phone number")])
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-def _email(value: str, field: str) -> str:
+def canonical_email(value: str) -> str | None:
+    """The e-mail address validated and lower-cased, or None when it is not valid."""
     try:
         checked = validate_email(value, check_deliverability=False)
     except EmailNotValidError:
-        raise InvalidArgument.of([FieldViolation(field, "not a valid email address")]) from None
+        return None
     # The domain is case-insensitive by standard; the local part is in practice too (and
     # treating it so is what stops two members for Wei@ and wei@).
     return str(checked.normalized).lower()

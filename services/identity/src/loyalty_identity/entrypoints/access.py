@@ -1,11 +1,13 @@
-"""Who may call each IdentityService method (checked by the kit's interceptor; docs/access.md
-is rendered from it). Reads are open to any authenticated caller: personal data is masked
-without `personal_data:read`."""
+"""Who may call each IdentityService and MemberImportService method (checked by the kit's
+interceptor; docs/access.md is rendered from it). Reads are open to any authenticated caller:
+personal data is masked without `personal_data:read`. A unit imports only its own members and
+reads only its own imports; merge candidates are decided by the group's member operators."""
 
 from __future__ import annotations
 
 from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, Rule, rule
 from loyalty_kit.caller import PERSONAL_DATA_READ
+from loyalty_kit.scopes import MEMBERS_IMPORT
 
 MANAGE = "members:manage"  # the group's member operations
 REGISTER = "members:register"  # an enrolment desk or app that is not a till
@@ -31,4 +33,20 @@ ACCESS: dict[str, Rule] = {
     "ExportMemberData": rule(PERSONAL_DATA_READ, note="all of a member's personal data"),
     "ListIdentityTypes": ANY_CALLER,
     "UpsertIdentityType": ADMIN_ONLY,
+    # MemberImportService
+    "CreateMemberImport": rule(MEMBERS_IMPORT, unit_field="spec.unit", note="audited"),
+    "GetMemberImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit"),
+    "ListMemberImports": rule(MEMBERS_IMPORT, unit_field="unit", note="a unit lists its own"),
+    "CancelMemberImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit", note="audited"),
+    "ListMemberImportRows": rule(
+        MEMBERS_IMPORT, resource_unit="the import's unit", note="personal data masked"
+    ),
+    "ListMergeCandidates": rule(
+        MEMBERS_IMPORT,
+        MANAGE,
+        resource_unit="the candidate's unit (members:import)",
+        note="values masked; members:manage sees every unit's",
+    ),
+    "ResolveMergeCandidate": rule(MANAGE, note="audited"),
+    "DismissMergeCandidate": rule(MANAGE, note="audited"),
 }

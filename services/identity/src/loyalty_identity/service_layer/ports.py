@@ -10,8 +10,17 @@ from typing import Any, Protocol
 
 from loyalty_kit.uow import Transaction
 
+from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType
+from loyalty_identity.domain.imports import ParsedRow, RowOutcome
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, Profile
+from loyalty_identity.domain.member_import import (
+    CandidateState,
+    Joining,
+    MemberImport,
+    MergeCandidate,
+    ReportRow,
+)
 
 
 class Members(Protocol):
@@ -67,9 +76,80 @@ class Members(Protocol):
     async def rewrap_data_keys(self, limit: int) -> int: ...
 
 
+class Imports(Protocol):
+    """Member imports, their files, reports and merge candidates, and the bulk writes of a
+    chunk's members (`adapters/imports.py`; the fast tests' fake keeps them in memory)."""
+
+    # --- imports and their files
+    async def add(self, job: MemberImport) -> bool: ...
+    async def by_request(self, created_by: str, request_id: str) -> MemberImport | None: ...
+    async def get(self, import_id: str, *, lock: bool = False) -> MemberImport | None: ...
+    async def save(self, job: MemberImport) -> None: ...
+    async def listed(
+        self, unit: str | None, after: tuple[str, str] | None, limit: int
+    ) -> list[MemberImport]: ...
+    async def add_part(self, import_id: str, seq: int, content: bytes) -> None: ...
+    async def drop_file(self, import_id: str) -> None: ...
+    async def register_legacy_type(self, unit: str) -> None: ...
+
+    # --- what a chunk reads
+    def legacy_key(self, identity: ChannelIdentity) -> str: ...
+    async def earlier_legacy(
+        self, import_id: str, legacy: Sequence[ChannelIdentity]
+    ) -> dict[ChannelIdentity, int]: ...
+    async def owners(self, identities: Sequence[ChannelIdentity]) -> dict[ChannelIdentity, str]: ...
+    async def names(self, member_ids: Iterable[str]) -> dict[str, str]: ...
+
+    # --- what a chunk writes
+    async def join(self, unit: str, joinings: Sequence[Joining], now: datetime) -> None: ...
+    async def add_report(self, import_id: str, rows: Sequence[ReportRow]) -> None: ...
+    async def add_candidate(self, candidate: MergeCandidate, row: ParsedRow) -> str: ...
+
+    # --- reports and candidates
+    async def report(
+        self, import_id: str, outcome: RowOutcome | None, after: int, limit: int
+    ) -> list[ReportRow]: ...
+    async def candidate(
+        self, candidate_id: str, *, lock: bool = False
+    ) -> MergeCandidate | None: ...
+    async def candidate_row(self, candidate: MergeCandidate) -> ParsedRow | None: ...
+    async def save_candidate(self, candidate: MergeCandidate) -> None: ...
+    async def settle_candidate_rows(
+        self, candidate_id: str, outcome: RowOutcome, member_id: str, reason: str
+    ) -> None: ...
+    async def candidates(
+        self,
+        import_id: str | None,
+        state: CandidateState | None,
+        unit: str | None,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> list[MergeCandidate]: ...
+    async def audit(
+        self,
+        import_id: str,
+        action: str,
+        candidate_id: str | None,
+        operator: tuple[str, str],
+        reason: str,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> None: ...
+
+
 class IdentityWork(Transaction, Protocol):
     """A unit of work as the use cases see it: one transaction over the members; on commit it
     hands the events of the members it saw to the outbox."""
 
     @property
     def members(self) -> Members: ...
+
+
+class ImportWork(IdentityWork, Protocol):
+    """A unit of work of the member imports: the members, the imports, and events that are no
+    member's own (a chunk's MembersImported)."""
+
+    @property
+    def imports(self) -> Imports: ...
+
+    def record(self, event: Event) -> None: ...

@@ -1,5 +1,6 @@
-"""The identity service's unit of work: the kit's (session, outbox, idempotency) plus members;
-on commit, the events the members recorded go to the outbox, in the same transaction."""
+"""The identity service's unit of work: the kit's (session, outbox, idempotency) plus members and
+member imports; on commit, the events the members recorded (and those recorded on the unit of
+work itself, a chunk's MembersImported) go to the outbox, in the same transaction."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.events import to_message
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
+from loyalty_identity.adapters.imports import ImportStore
 from loyalty_identity.adapters.repository import MemberRepository
 from loyalty_identity.domain.events import Event
 
 
 class IdentityUnitOfWork(UnitOfWork):
     members: MemberRepository
+    imports: ImportStore
 
     def __init__(
         self,
@@ -35,13 +38,21 @@ class IdentityUnitOfWork(UnitOfWork):
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.members = MemberRepository(self.session, self.keyring, self.types)
+        self.imports = ImportStore(self.session, self.keyring, self.types)
+        self._recorded: list[Event] = []
         return self
+
+    def record(self, event: Event) -> None:
+        """An event that is no member's own (a chunk's MembersImported)."""
+        self._recorded.append(event)
 
     def collect_new_events(self) -> list[Event]:
         found: list[Event] = []
         for member in self.members.seen:
             found.extend(member.events)
             member.events.clear()
+        found += self._recorded  # after the members' own (a merge before the rows it joined)
+        self._recorded = []
         return found
 
     async def commit(self) -> None:

@@ -1,0 +1,837 @@
+"""Member imports in PostgreSQL: the imports, their files (sealed), reports and merge
+candidates, the leases replicas take on them, and the bulk writes of a chunk's members.
+
+Personal data is sealed as the members' is (`crypto.py`): each import has its own data key,
+wrapped by the master key, which seals the file's parts and the rows of its merge candidates;
+a chunk's new members get their own data keys, their identities blind-indexed and sealed. A
+chunk's members, keys, identities and report go in with COPY, the rest in one statement per
+table: no round trip per row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+from loyalty_kit.db import driver_connection
+from loyalty_kit.errors import Aborted
+from loyalty_kit.resources import is_tag
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_identity.adapters.crypto import Keyring, seal, seal_bytes, unseal, unseal_bytes
+from loyalty_identity.adapters.identity_types import IdentityTypeCache
+from loyalty_identity.adapters.repository import sealed_as
+from loyalty_identity.domain.identities import ChannelIdentity
+from loyalty_identity.domain.import_file import LEGACY_NUMBER
+from loyalty_identity.domain.imports import (
+    AutoMerge,
+    ColumnMapping,
+    ConsentColumns,
+    ImportFormat,
+    ImportSpec,
+    ParsedRow,
+    RowConsent,
+    RowOutcome,
+    legacy_type,
+)
+from loyalty_identity.domain.member import Gender, MemberState
+from loyalty_identity.domain.member_import import (
+    CandidateState,
+    Counts,
+    Evidence,
+    Failure,
+    ImportedMember,
+    ImportState,
+    Joining,
+    MemberImport,
+    MergeCandidate,
+    ReportRow,
+    consent_purpose,
+    import_name,
+)
+
+CHANNEL = "CHANNEL_IMPORT"
+LEGACY_PATTERN = LEGACY_NUMBER.pattern  # what the file reader takes as a legacy number
+LIVE = (MemberState.ACTIVE.value, MemberState.SUSPENDED.value)
+OWNER_ATTEMPTS = 3
+
+_COUNTERS = ("created", "linked", "unchanged", "candidates", "merged", "rejected", "legacy_points")
+_IMPORT_COLUMNS = (
+    "import_id::text, unit, spec, state, rows_read, checkpoint, bytes_read, error_reason, "
+    "error_message, error_metadata, file_bytes, file_sha256, file_kept, created_by, request_id, "
+    "request_fingerprint, lease_owner, leased_until, cancel_requested, created_at, updated_at, "
+    "started_at, ended_at, " + ", ".join(_COUNTERS)
+)
+_CANDIDATE_COLUMNS = (
+    "candidate_id::text, import_id::text, row_number, unit, legacy_key, evidence, "
+    "legacy_points, points_expire_at, tier_code, tier_ends_at, birthday_month, birthday_day, "
+    "state, survivor::text, created_at, resolved_at"
+)
+_MEMBER_COLUMNS = (
+    "member_id",
+    "state",
+    "registered_unit",
+    "registered_channel",
+    "created_at",
+    "updated_at",
+)
+_IDENTITY_COLUMNS = ("member_id", "identity_type", "blind_index", "value_sealed", "linked_at")
+_REPORT_COLUMNS = (
+    "import_id",
+    "row_number",
+    "outcome",
+    "member_id",
+    "reason",
+    "detail",
+    "legacy_key",
+    "merge_candidate_id",
+)
+
+
+# --- the spec and rows as JSON ------------------------------------------------------------------
+def spec_document(spec: ImportSpec) -> dict[str, Any]:
+    mapping = spec.mapping
+    return {
+        "unit": spec.unit,
+        "format": spec.format.value,
+        "encoding": spec.encoding,
+        "default_region": spec.default_region,
+        "tier_mapping": dict(spec.tier_mapping),
+        "tier_grant_ends_at": _iso(spec.tier_grant_ends_at),
+        "auto_merge": spec.auto_merge.value,
+        "keep_file": spec.keep_file,
+        "file_name": spec.file_name,
+        "max_rejected_percent": spec.max_rejected_percent,
+        "mapping": {
+            **{
+                name: getattr(mapping, name)
+                for name in ColumnMapping.__dataclass_fields__
+                if name != "consents"
+            },
+            "consents": [[c.purpose, c.granted, c.changed_at] for c in mapping.consents],
+        },
+    }
+
+
+def spec_of(document: dict[str, Any]) -> ImportSpec:
+    mapping = dict(document["mapping"])
+    consents = tuple(ConsentColumns(*c) for c in mapping.pop("consents"))
+    return ImportSpec(
+        unit=document["unit"],
+        mapping=ColumnMapping(**mapping, consents=consents),
+        format=ImportFormat(document["format"]),
+        encoding=document["encoding"],
+        default_region=document["default_region"],
+        tier_mapping=dict(document["tier_mapping"]),
+        tier_grant_ends_at=_time(document["tier_grant_ends_at"]),
+        auto_merge=AutoMerge(document["auto_merge"]),
+        keep_file=document["keep_file"],
+        file_name=document["file_name"],
+        max_rejected_percent=document["max_rejected_percent"],
+    )
+
+
+def row_document(row: ParsedRow) -> dict[str, Any]:
+    return {
+        "number": row.number,
+        "identities": [[i.type, i.value] for i in row.identities],
+        "name": row.name,
+        "gender": row.gender.value,
+        "birthday": row.birthday.isoformat() if row.birthday else None,
+        "region": row.region,
+        "tags": list(row.tags),
+        "consents": [[c.purpose, c.granted, _iso(c.changed_at)] for c in row.consents],
+        "legacy_points": row.legacy_points,
+        "points_expire_at": _iso(row.points_expire_at),
+        "legacy_tier": row.legacy_tier,
+        "tier_code": row.tier_code,
+        "notes": list(row.notes),
+    }
+
+
+def row_of(document: dict[str, Any]) -> ParsedRow:
+    birthday = document["birthday"]
+    return ParsedRow(
+        number=document["number"],
+        identities=tuple(ChannelIdentity(t, v) for t, v in document["identities"]),
+        name=document["name"],
+        gender=Gender(document["gender"]),
+        birthday=date.fromisoformat(birthday) if birthday else None,
+        region=document["region"],
+        tags=tuple(document["tags"]),
+        consents=tuple(RowConsent(p, g, _time(at)) for p, g, at in document["consents"]),
+        legacy_points=document["legacy_points"],
+        points_expire_at=_time(document["points_expire_at"]),
+        legacy_tier=document["legacy_tier"],
+        tier_code=document["tier_code"],
+        notes=tuple(document["notes"]),
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class ImportStore:
+    def __init__(self, session: AsyncSession, keyring: Keyring, types: IdentityTypeCache) -> None:
+        self.session = session
+        self.keyring = keyring
+        self.types = types
+        self._keys: dict[str, bytes] = {}  # the imports' data keys opened in this unit of work
+
+    async def _conn(self) -> asyncpg.Connection:
+        return await driver_connection(self.session)
+
+    # --- the import's data key ----------------------------------------------------------------
+    async def data_key(self, import_id: str) -> bytes:
+        if import_id not in self._keys:
+            row = await (await self._conn()).fetchrow(
+                "SELECT key_id, wrapped_key FROM member_imports WHERE import_id = $1", import_id
+            )
+            if row is None:
+                raise KeyError(import_id)
+            self._keys[import_id] = self.keyring.unwrap(
+                import_name(import_id), row["key_id"], row["wrapped_key"]
+            )
+        return self._keys[import_id]
+
+    # --- imports ------------------------------------------------------------------------------
+    async def add(self, job: MemberImport) -> bool:
+        """Insert a new import; False when its client's request id is taken (the first
+        import's transaction decided, if it was still running)."""
+        data_key = self.keyring.new_data_key()
+        key_id, wrapped = self.keyring.wrap(job.name, data_key)
+        added = await (await self._conn()).fetchval(
+            "INSERT INTO member_imports (import_id, unit, spec, state, file_kept, key_id, "
+            "wrapped_key, created_by, request_id, request_fingerprint, created_at, updated_at) "
+            "VALUES ($1, $2, $3::jsonb, $4, true, $5, $6, $7, $8, $9, $10, $10) "
+            "ON CONFLICT (created_by, request_id) DO NOTHING RETURNING true",
+            job.import_id,
+            job.unit,
+            json.dumps(spec_document(job.spec)),
+            job.state.value,
+            key_id,
+            wrapped,
+            job.created_by,
+            job.request_id,
+            job.fingerprint,
+            job.created_at,
+        )
+        if added:
+            self._keys[job.import_id] = data_key
+        return bool(added)
+
+    async def by_request(self, created_by: str, request_id: str) -> MemberImport | None:
+        row = await (await self._conn()).fetchrow(
+            f"SELECT {_IMPORT_COLUMNS} FROM member_imports "
+            "WHERE created_by = $1 AND request_id = $2",
+            created_by,
+            request_id,
+        )
+        return _import(row) if row is not None else None
+
+    async def get(self, import_id: str, *, lock: bool = False) -> MemberImport | None:
+        row = await (await self._conn()).fetchrow(
+            f"SELECT {_IMPORT_COLUMNS} FROM member_imports WHERE import_id = $1"
+            + (" FOR UPDATE" if lock else ""),
+            import_id,
+        )
+        return _import(row) if row is not None else None
+
+    async def save(self, job: MemberImport) -> None:
+        counts = job.counts
+        failure = job.failure or Failure("", "")
+        await (await self._conn()).execute(
+            "UPDATE member_imports SET state = $2, rows_read = $3, created = $4, linked = $5, "
+            "unchanged = $6, candidates = $7, merged = $8, rejected = $9, legacy_points = $10, "
+            "checkpoint = $11, bytes_read = $12, error_reason = $13, error_message = $14, "
+            "error_metadata = $15::jsonb, file_bytes = $16, file_sha256 = $17, file_kept = $18, "
+            "lease_owner = $19, leased_until = $20, cancel_requested = $21, updated_at = $22, "
+            "started_at = $23, ended_at = $24 WHERE import_id = $1",
+            job.import_id,
+            job.state.value,
+            counts.rows_read,
+            *(getattr(counts, name) for name in _COUNTERS),
+            job.checkpoint,
+            job.bytes_read,
+            failure.reason,
+            failure.message,
+            json.dumps(failure.metadata),
+            job.file_bytes,
+            job.file_sha256,
+            job.file_kept,
+            job.lease_owner,
+            job.leased_until,
+            job.cancel_requested,
+            job.updated_at,
+            job.started_at,
+            job.ended_at,
+        )
+
+    async def listed(
+        self, unit: str | None, after: tuple[str, str] | None, limit: int
+    ) -> list[MemberImport]:
+        where: list[str] = ["true"]
+        args: list[Any] = []
+        if unit is not None:
+            args.append(unit)
+            where.append(f"unit = ${len(args)}")
+        if after is not None:
+            args += [datetime.fromisoformat(after[0]), after[1]]
+            where.append(f"(created_at, import_id) < (${len(args) - 1}, ${len(args)}::uuid)")
+        args.append(limit)
+        rows = await (await self._conn()).fetch(
+            f"SELECT {_IMPORT_COLUMNS} FROM member_imports WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at DESC, import_id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        return [_import(row) for row in rows]
+
+    async def register_legacy_type(self, unit: str) -> None:
+        """The identity type of the unit's legacy numbers, on its first import (an admin may
+        change its description later; the import never overwrites it)."""
+        inserted = await (await self._conn()).fetchval(
+            "INSERT INTO identity_types (code, kind, pattern, description) "
+            "VALUES ($1, 'token', $2, $3) ON CONFLICT (code) DO NOTHING RETURNING true",
+            legacy_type(unit),
+            LEGACY_PATTERN,
+            f"{unit}'s legacy member number (member imports)",
+        )
+        if inserted:
+            self.types.invalidate()
+
+    # --- the file -----------------------------------------------------------------------------
+    def _part_context(self, import_id: str, seq: int) -> str:
+        return f"{import_name(import_id)}/parts/{seq}"
+
+    async def add_part(self, import_id: str, seq: int, content: bytes) -> None:
+        key = await self.data_key(import_id)
+        sealed = seal_bytes(key, content, self._part_context(import_id, seq))
+        await (await self._conn()).execute(
+            "INSERT INTO import_file_parts (import_id, seq, sealed) VALUES ($1, $2, $3)",
+            import_id,
+            seq,
+            sealed,
+        )
+
+    async def part(self, import_id: str, seq: int) -> bytes | None:
+        """Part `seq` of the file, opened (None past the last)."""
+        sealed = await (await self._conn()).fetchval(
+            "SELECT sealed FROM import_file_parts WHERE import_id = $1 AND seq = $2",
+            import_id,
+            seq,
+        )
+        if sealed is None:
+            return None
+        key = await self.data_key(import_id)
+        return unseal_bytes(key, sealed, self._part_context(import_id, seq))
+
+    async def drop_file(self, import_id: str) -> None:
+        await (await self._conn()).execute(
+            "DELETE FROM import_file_parts WHERE import_id = $1", import_id
+        )
+
+    # --- leases -------------------------------------------------------------------------------
+    async def claim(self, owner: str, seconds: float, now: datetime) -> MemberImport | None:
+        """Take the oldest running import no replica holds (or whose holder's lease ran out)."""
+        row = await (await self._conn()).fetchrow(
+            "UPDATE member_imports SET lease_owner = $1, "
+            "leased_until = clock_timestamp() + make_interval(secs => $2), "
+            "started_at = COALESCE(started_at, $3) "
+            "WHERE import_id = (SELECT import_id FROM member_imports WHERE state = 'running' "
+            "  AND (leased_until IS NULL OR leased_until < clock_timestamp()) "
+            "  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {_IMPORT_COLUMNS}",
+            owner,
+            seconds,
+            now,
+        )
+        return _import(row) if row is not None else None
+
+    async def renew(self, import_id: str, owner: str, seconds: float) -> bool:
+        return bool(
+            await (await self._conn()).fetchval(
+                "UPDATE member_imports SET leased_until = clock_timestamp() + "
+                "make_interval(secs => $3) WHERE import_id = $1 AND lease_owner = $2 "
+                "AND state = 'running' RETURNING true",
+                import_id,
+                owner,
+                seconds,
+            )
+        )
+
+    async def release(self, import_id: str, owner: str) -> None:
+        await (await self._conn()).execute(
+            "UPDATE member_imports SET lease_owner = '', leased_until = NULL "
+            "WHERE import_id = $1 AND lease_owner = $2",
+            import_id,
+            owner,
+        )
+
+    # --- what a chunk reads -------------------------------------------------------------------
+    def legacy_key(self, identity: ChannelIdentity) -> str:
+        return self.keyring.blind_index(identity).hex()
+
+    async def earlier_legacy(
+        self, import_id: str, legacy: Sequence[ChannelIdentity]
+    ) -> dict[ChannelIdentity, int]:
+        by_key = {self.keyring.blind_index(i): i for i in legacy}
+        if not by_key:
+            return {}
+        rows = await (await self._conn()).fetch(
+            "SELECT legacy_key, min(row_number) AS first FROM import_rows "
+            "WHERE import_id = $1 AND legacy_key = ANY($2::bytea[]) GROUP BY legacy_key",
+            import_id,
+            list(by_key),
+        )
+        return {by_key[bytes(r["legacy_key"])]: r["first"] for r in rows}
+
+    async def owners(self, identities: Sequence[ChannelIdentity]) -> dict[ChannelIdentity, str]:
+        """The members holding these identities, locked against a merge or an erasure until
+        the chunk commits (a member merged meanwhile: its identities are read again)."""
+        by_index = {(i.type, self.keyring.blind_index(i)): i for i in identities}
+        if not by_index:
+            return {}
+        conn = await self._conn()
+        kinds, indexes = zip(*by_index, strict=True)
+        for _ in range(OWNER_ATTEMPTS):
+            rows = await conn.fetch(
+                "SELECT i.identity_type, i.blind_index, i.member_id::text AS member_id "
+                "FROM unnest($1::text[], $2::bytea[]) AS w(identity_type, blind_index) "
+                "JOIN identities i USING (identity_type, blind_index)",
+                list(kinds),
+                list(indexes),
+            )
+            found = {
+                by_index[(r["identity_type"], bytes(r["blind_index"]))]: r["member_id"]
+                for r in rows
+            }
+            held = sorted(set(found.values()))
+            if not held:
+                return found
+            live = await conn.fetch(
+                "SELECT member_id::text FROM members WHERE member_id = ANY($1::uuid[]) "
+                "AND state = ANY($2::text[]) ORDER BY member_id FOR SHARE",
+                held,
+                list(LIVE),
+            )
+            if len(live) == len(held):
+                return found
+        raise Aborted(
+            "members of this chunk changed while it was read; the chunk runs again",
+            reason="CHUNK_CONFLICT",
+        )
+
+    async def names(self, member_ids: Iterable[str]) -> dict[str, str]:
+        """Members' full names, unsealed (those without one are absent)."""
+        wanted = sorted(set(member_ids))
+        if not wanted:
+            return {}
+        rows = await (await self._conn()).fetch(
+            "SELECT p.member_id::text AS member_id, p.full_name_sealed, k.key_id, k.wrapped_key "
+            "FROM profiles p JOIN member_keys k USING (member_id) "
+            "WHERE p.member_id = ANY($1::uuid[]) AND p.full_name_sealed IS NOT NULL",
+            wanted,
+        )
+        found = {}
+        for r in rows:
+            key = self.keyring.unwrap(r["member_id"], r["key_id"], r["wrapped_key"])
+            context = sealed_as(r["member_id"], "full_name")
+            found[r["member_id"]] = unseal(key, r["full_name_sealed"], context)
+        return found
+
+    # --- what a chunk writes ------------------------------------------------------------------
+    async def join(self, unit: str, joinings: Sequence[Joining], now: datetime) -> None:
+        """The chunk's new members, and every row's identities, profile, consents and tags."""
+        if not joinings:
+            return
+        conn = await self._conn()
+        keys: dict[str, bytes] = {}
+        members: list[tuple[Any, ...]] = []
+        member_keys: list[tuple[Any, ...]] = []
+        for joining in joinings:
+            if joining.created and joining.member_id not in keys:
+                data_key = self.keyring.new_data_key()
+                key_id, wrapped = self.keyring.wrap(joining.member_id, data_key)
+                keys[joining.member_id] = data_key
+                members.append((joining.member_id, "active", unit, CHANNEL, now, now))
+                member_keys.append((joining.member_id, key_id, wrapped))
+        existing = sorted({j.member_id for j in joinings} - keys.keys())
+        if existing:
+            for r in await conn.fetch(
+                "SELECT member_id::text AS member_id, key_id, wrapped_key FROM member_keys "
+                "WHERE member_id = ANY($1::uuid[])",
+                existing,
+            ):
+                keys[r["member_id"]] = self.keyring.unwrap(
+                    r["member_id"], r["key_id"], r["wrapped_key"]
+                )
+        identities = [
+            (
+                j.member_id,
+                i.type,
+                self.keyring.blind_index(i),
+                seal(keys[j.member_id], i.value, sealed_as(j.member_id, f"identity/{i.type}")),
+                now,
+            )
+            for j in joinings
+            for i in j.link
+        ]
+        if members:
+            await conn.copy_records_to_table("members", records=members, columns=_MEMBER_COLUMNS)
+            await conn.copy_records_to_table(
+                "member_keys", records=member_keys, columns=("member_id", "key_id", "wrapped_key")
+            )
+        if identities:
+            await conn.copy_records_to_table(
+                "identities", records=identities, columns=_IDENTITY_COLUMNS
+            )
+        await self._fill_profiles(conn, joinings, keys)
+        await self._consents(conn, unit, joinings, now)
+        tags = [(j.member_id, tag, now) for j in joinings for tag in j.row.tags if is_tag(tag)]
+        if tags:
+            await conn.execute(
+                "INSERT INTO member_tags (member_id, tag, added_at) "
+                "SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) "
+                "ON CONFLICT DO NOTHING",
+                *map(list, zip(*tags, strict=True)),
+            )
+
+    async def _fill_profiles(
+        self, conn: asyncpg.Connection, joinings: Sequence[Joining], keys: dict[str, bytes]
+    ) -> None:
+        """A new member's profile from its rows; an existing member's gaps filled (what it has
+        is kept: a name, a birthday, a gender or a region it was given is never overwritten)."""
+        profiles: dict[str, list[Any]] = {}
+        for j in joinings:
+            row, found = j.row, profiles.get(j.member_id)
+            given = [row.name, row.gender.value, row.birthday, row.region]
+            if found is None:
+                profiles[j.member_id] = given
+                continue
+            for index, value in enumerate(given):
+                if found[index] in ("", None, Gender.UNSPECIFIED.value):
+                    found[index] = value
+        records = [
+            (
+                member_id,
+                seal(keys[member_id], name, sealed_as(member_id, "full_name")) if name else None,
+                gender,
+                (
+                    seal(keys[member_id], birthday.isoformat(), sealed_as(member_id, "birthday"))
+                    if birthday
+                    else None
+                ),
+                region,
+            )
+            for member_id, (name, gender, birthday, region) in profiles.items()
+        ]
+        await conn.execute(
+            "INSERT INTO profiles (member_id, full_name_sealed, gender, birthday_sealed, region) "
+            "SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::text[], $4::bytea[], $5::text[]) "
+            "ON CONFLICT (member_id) DO UPDATE SET "
+            "full_name_sealed = COALESCE(profiles.full_name_sealed, EXCLUDED.full_name_sealed), "
+            "gender = CASE WHEN profiles.gender = 'unspecified' THEN EXCLUDED.gender "
+            "  ELSE profiles.gender END, "
+            "birthday_sealed = COALESCE(profiles.birthday_sealed, EXCLUDED.birthday_sealed), "
+            "region = CASE WHEN profiles.region = '' THEN EXCLUDED.region ELSE profiles.region END",
+            *map(list, zip(*records, strict=True)),
+        )
+
+    async def _consents(
+        self, conn: asyncpg.Connection, unit: str, joinings: Sequence[Joining], now: datetime
+    ) -> None:
+        """Consents a member has no decision on yet, with their history; a decision it made
+        (in any unit, at any time) is its own and stays."""
+        given = []
+        for j in joinings:
+            for consent in j.row.consents:
+                purpose = consent_purpose(consent.purpose)
+                if purpose is not None:
+                    at = consent.changed_at or now
+                    given.append((j.member_id, purpose.value, consent.granted, at))
+        if not given:
+            return
+        await conn.execute(
+            "WITH given AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bool[], "
+            "  $4::timestamptz[]) AS g(member_id, purpose, granted, changed_at)), "
+            "taken AS (INSERT INTO consents (member_id, purpose, granted, source, changed_at) "
+            "  SELECT member_id, purpose, granted, $5, changed_at FROM given "
+            "  ON CONFLICT DO NOTHING RETURNING member_id, purpose, granted, source, changed_at) "
+            "INSERT INTO consent_events (member_id, purpose, granted, source, changed_at) "
+            "SELECT member_id, purpose, granted, source, changed_at FROM taken",
+            *map(list, zip(*given, strict=True)),
+            f"{unit}:import",
+        )
+
+    async def add_report(self, import_id: str, rows: Sequence[ReportRow]) -> None:
+        if not rows:
+            return
+        await (await self._conn()).copy_records_to_table(
+            "import_rows",
+            records=[
+                (
+                    import_id,
+                    r.row_number,
+                    r.outcome.value,
+                    r.member_id or None,
+                    r.reason,
+                    r.detail,
+                    bytes.fromhex(r.legacy_key) if r.legacy_key else None,
+                    r.merge_candidate_id or None,
+                )
+                for r in rows
+            ],
+            columns=_REPORT_COLUMNS,
+        )
+
+    async def add_candidate(self, candidate: MergeCandidate, row: ParsedRow) -> str:
+        """The candidate, its row sealed; the id of the one already open for the same legacy
+        account if there is one (the same file imported again)."""
+        key = await self.data_key(candidate.import_id)
+        sealed = seal_bytes(
+            key, json.dumps(row_document(row)).encode(), self._row_context(candidate)
+        )
+        imported = candidate.imported
+        legacy_key = bytes.fromhex(imported.legacy_key)
+        conn = await self._conn()
+        added = await conn.fetchval(
+            "INSERT INTO merge_candidates (candidate_id, import_id, row_number, unit, "
+            "legacy_key, evidence, row_sealed, legacy_points, points_expire_at, tier_code, "
+            "tier_ends_at, birthday_month, birthday_day, state, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+            "ON CONFLICT (unit, legacy_key) WHERE state = 'open' DO NOTHING "
+            "RETURNING candidate_id::text",
+            candidate.candidate_id,
+            candidate.import_id,
+            candidate.row_number,
+            candidate.unit,
+            legacy_key,
+            json.dumps(
+                [[e.member_id, e.identity_type, e.masked_value] for e in candidate.evidence]
+            ),
+            sealed,
+            imported.legacy_points,
+            imported.legacy_points_expire_at,
+            imported.tier_code,
+            imported.tier_ends_at,
+            imported.birthday_month,
+            imported.birthday_day,
+            candidate.state.value,
+            candidate.created_at,
+        )
+        if added is not None:
+            return str(added)
+        return str(
+            await conn.fetchval(
+                "SELECT candidate_id::text FROM merge_candidates "
+                "WHERE unit = $1 AND legacy_key = $2 AND state = 'open'",
+                candidate.unit,
+                legacy_key,
+            )
+        )
+
+    @staticmethod
+    def _row_context(candidate: MergeCandidate) -> str:
+        return f"{import_name(candidate.import_id)}/candidates/{candidate.candidate_id}"
+
+    # --- reports and candidates ---------------------------------------------------------------
+    async def report(
+        self, import_id: str, outcome: RowOutcome | None, after: int, limit: int
+    ) -> list[ReportRow]:
+        args: list[Any] = [import_id, after, limit]
+        where = "import_id = $1 AND row_number > $2"
+        if outcome is not None:
+            args.append(outcome.value)
+            where += " AND outcome = $4"
+        rows = await (await self._conn()).fetch(
+            "SELECT row_number, outcome, member_id::text AS member_id, reason, detail, "
+            "legacy_key, merge_candidate_id::text AS candidate FROM import_rows "
+            f"WHERE {where} ORDER BY row_number LIMIT $3",
+            *args,
+        )
+        return [
+            ReportRow(
+                r["row_number"],
+                RowOutcome(r["outcome"]),
+                r["member_id"] or "",
+                r["reason"],
+                r["detail"],
+                bytes(r["legacy_key"]).hex() if r["legacy_key"] else "",
+                r["candidate"] or "",
+            )
+            for r in rows
+        ]
+
+    async def candidate(self, candidate_id: str, *, lock: bool = False) -> MergeCandidate | None:
+        row = await (await self._conn()).fetchrow(
+            f"SELECT {_CANDIDATE_COLUMNS} FROM merge_candidates WHERE candidate_id = $1"
+            + (" FOR UPDATE" if lock else ""),
+            candidate_id,
+        )
+        return _candidate(row) if row is not None else None
+
+    async def candidate_row(self, candidate: MergeCandidate) -> ParsedRow | None:
+        sealed = await (await self._conn()).fetchval(
+            "SELECT row_sealed FROM merge_candidates WHERE candidate_id = $1",
+            candidate.candidate_id,
+        )
+        if sealed is None:
+            return None
+        key = await self.data_key(candidate.import_id)
+        return row_of(json.loads(unseal_bytes(key, sealed, self._row_context(candidate))))
+
+    async def save_candidate(self, candidate: MergeCandidate) -> None:
+        """Its state; a decided candidate's row is deleted (nothing is left to do with it)."""
+        await (await self._conn()).execute(
+            "UPDATE merge_candidates SET state = $2, survivor = $3, resolved_at = $4, "
+            "row_sealed = CASE WHEN $2 = 'open' THEN row_sealed END WHERE candidate_id = $1",
+            candidate.candidate_id,
+            candidate.state.value,
+            candidate.survivor or None,
+            candidate.resolved_at,
+        )
+
+    async def settle_candidate_rows(
+        self, candidate_id: str, outcome: RowOutcome, member_id: str, reason: str
+    ) -> None:
+        """Report rows that were this candidate take its decision, and their imports' counts
+        follow (a candidate fewer, a row merged or refused more)."""
+        column = {RowOutcome.MERGED: "merged", RowOutcome.REJECTED: "rejected"}[outcome]
+        detail = {
+            RowOutcome.MERGED: "an operator resolved the merge candidate",
+            RowOutcome.REJECTED: "an operator dismissed the merge candidate",
+        }[outcome]
+        points = "c.n * m.points" if outcome is RowOutcome.MERGED else "0"
+        await (await self._conn()).execute(
+            "WITH changed AS (UPDATE import_rows SET outcome = $2, member_id = $3, reason = $4, "
+            "  detail = $5 WHERE merge_candidate_id = $1 AND outcome = 'merge_candidate' "
+            "  RETURNING import_id), "
+            "counted AS (SELECT import_id, count(*) AS n FROM changed GROUP BY import_id), "
+            "m AS (SELECT legacy_points AS points FROM merge_candidates WHERE candidate_id = $1) "
+            f"UPDATE member_imports i SET candidates = i.candidates - c.n, "
+            f"{column} = i.{column} + c.n, legacy_points = i.legacy_points + {points} "
+            "FROM counted c, m WHERE i.import_id = c.import_id",
+            candidate_id,
+            outcome.value,
+            member_id or None,
+            reason,
+            detail,
+        )
+
+    async def candidates(
+        self,
+        import_id: str | None,
+        state: CandidateState | None,
+        unit: str | None,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> list[MergeCandidate]:
+        where: list[str] = ["true"]
+        args: list[Any] = []
+        for column, value in (("import_id", import_id), ("state", state), ("unit", unit)):
+            if value is not None:
+                args.append(value.value if isinstance(value, CandidateState) else value)
+                where.append(f"{column} = ${len(args)}")
+        if after is not None:
+            args += [datetime.fromisoformat(after[0]), after[1]]
+            where.append(f"(created_at, candidate_id) > (${len(args) - 1}, ${len(args)}::uuid)")
+        args.append(limit)
+        rows = await (await self._conn()).fetch(
+            f"SELECT {_CANDIDATE_COLUMNS} FROM merge_candidates WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at, candidate_id LIMIT ${len(args)}",
+            *args,
+        )
+        return [_candidate(row) for row in rows]
+
+    async def audit(
+        self,
+        import_id: str,
+        action: str,
+        candidate_id: str | None,
+        operator: tuple[str, str],
+        reason: str,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        """Append to the imports' audit log (no personal data in `detail`)."""
+        unit, client_id = operator
+        await (await self._conn()).execute(
+            "INSERT INTO import_audit (import_id, action, candidate_id, unit, client_id, reason, "
+            "detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
+            import_id,
+            action,
+            candidate_id,
+            unit,
+            client_id,
+            reason,
+            json.dumps(detail),
+            at,
+        )
+
+
+def _import(row: Any) -> MemberImport:
+    counts = Counts(**{name: row[name] for name in _COUNTERS})
+    failure = (
+        Failure(row["error_reason"], row["error_message"], dict(_json(row["error_metadata"])))
+        if row["error_reason"]
+        else None
+    )
+    return MemberImport(
+        import_id=row["import_id"],
+        spec=spec_of(_json(row["spec"])),
+        created_by=row["created_by"],
+        request_id=row["request_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        fingerprint=row["request_fingerprint"],
+        file_bytes=row["file_bytes"],
+        file_sha256=row["file_sha256"],
+        file_kept=row["file_kept"],
+        state=ImportState(row["state"]),
+        counts=counts,
+        checkpoint=row["checkpoint"],
+        bytes_read=row["bytes_read"],
+        failure=failure,
+        cancel_requested=row["cancel_requested"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        lease_owner=row["lease_owner"],
+        leased_until=row["leased_until"],
+    )
+
+
+def _candidate(row: Any) -> MergeCandidate:
+    return MergeCandidate(
+        candidate_id=row["candidate_id"],
+        import_id=row["import_id"],
+        row_number=row["row_number"],
+        unit=row["unit"],
+        evidence=tuple(Evidence(*item) for item in _json(row["evidence"])),
+        imported=ImportedMember(
+            member_id="",
+            legacy_key=bytes(row["legacy_key"]).hex(),
+            created=False,
+            legacy_points=row["legacy_points"],
+            legacy_points_expire_at=row["points_expire_at"],
+            tier_code=row["tier_code"],
+            tier_ends_at=row["tier_ends_at"],
+            birthday_month=row["birthday_month"],
+            birthday_day=row["birthday_day"],
+        ),
+        created_at=row["created_at"],
+        state=CandidateState(row["state"]),
+        survivor=row["survivor"] or "",
+        resolved_at=row["resolved_at"],
+    )

@@ -1,0 +1,456 @@
+"""Use cases of the member imports: creating one (its file stored by the servicer, part by
+part, in the same transaction), reading and cancelling it, its report and merge candidates,
+and the processing of one chunk of rows (the worker's transaction, `import_worker.py`).
+
+Each runs inside one unit of work that the caller opens and commits; none knows gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from loyalty_kit.caller import check_unit
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.idempotency import request_id_reused
+
+from loyalty_identity.domain import masking
+from loyalty_identity.domain.events import MembersImported
+from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind
+from loyalty_identity.domain.imports import (
+    AutoMerge,
+    ImportSpec,
+    ParsedRow,
+    RejectedRow,
+    RowOutcome,
+)
+from loyalty_identity.domain.matching import (
+    Decision,
+    decide,
+    merge_suspects,
+    owners_to_look_up,
+)
+from loyalty_identity.domain.member import new_member_id
+from loyalty_identity.domain.member_import import (
+    CandidateNotFound,
+    CandidateState,
+    Counts,
+    Evidence,
+    ImportedMember,
+    ImportNotFound,
+    Joining,
+    MemberImport,
+    MergeCandidate,
+    ReportRow,
+    import_name,
+    new_id,
+    resolved,
+    validate_spec,
+)
+from loyalty_identity.service_layer import handlers
+from loyalty_identity.service_layer.commands import Operator
+from loyalty_identity.service_layer.ports import ImportWork
+
+Row = ParsedRow | RejectedRow
+NOTES = {
+    "UNMAPPED_TIER": "its legacy tier is not in the spec's tier mapping: not carried over",
+}
+
+
+# --- creating, reading, cancelling ---------------------------------------------------------------
+async def create(
+    work: ImportWork,
+    spec: ImportSpec,
+    operator: Operator,
+    request_id: str,
+    fingerprint: str,
+    now: datetime,
+    time_zone: str,
+) -> tuple[MemberImport, bool]:
+    """A new import, RUNNING once its file is stored (the caller stores it in this unit of
+    work), and True; or, for a request id this client used already, that import and False."""
+    validate_spec(spec)
+    known = await work.members.programme_units()
+    if known and spec.unit not in known:  # none known yet: no programme to judge by
+        raise InvalidArgument(
+            f"spec.unit: {spec.unit} is not a business unit of the programme",
+            reason="UNKNOWN_UNIT",
+            metadata={"unit": spec.unit},
+            field_violations=[FieldViolation("spec.unit", "a business unit of the programme")],
+        )
+    job = MemberImport(
+        import_id=new_id(),
+        spec=resolved(spec, now, time_zone),
+        created_by=operator.client_id,
+        request_id=request_id,
+        created_at=now,
+        updated_at=now,
+        fingerprint=fingerprint,
+    )
+    if not await work.imports.add(job):
+        first = await work.imports.by_request(operator.client_id, request_id)
+        assert first is not None  # the import that took the request id committed
+        if first.fingerprint != fingerprint:
+            raise request_id_reused(request_id)
+        return first, False
+    await work.imports.register_legacy_type(spec.unit)
+    await work.imports.audit(
+        job.import_id,
+        "create",
+        None,
+        (operator.unit, operator.client_id),
+        "",
+        {"unit": spec.unit, "file_name": spec.file_name, "format": spec.format.value},
+        now,
+    )
+    return job, True
+
+
+async def uploaded(
+    work: ImportWork, job: MemberImport, file_bytes: int, sha256: str, now: datetime
+) -> MemberImport:
+    """The file is stored: its size and digest."""
+    job.file_bytes, job.file_sha256, job.updated_at = file_bytes, sha256, now
+    await work.imports.save(job)
+    return job
+
+
+async def get(work: ImportWork, import_id: str, confined_to: str | None) -> MemberImport:
+    job = await work.imports.get(import_id)
+    if job is None:
+        raise ImportNotFound(import_id)
+    check_unit(job.unit, confined_to)
+    return job
+
+
+async def listed(
+    work: ImportWork, unit: str | None, after: tuple[str, str] | None, limit: int
+) -> tuple[list[MemberImport], tuple[str, str] | None]:
+    """A page of imports, newest first, and the position after it (None at the end)."""
+    found = await work.imports.listed(unit, after, limit + 1)
+    page = found[:limit]
+    more = len(found) > limit and page
+    return page, ((page[-1].created_at.isoformat(), page[-1].import_id) if more else None)
+
+
+async def cancel(
+    work: ImportWork,
+    import_id: str,
+    operator: Operator,
+    confined_to: str | None,
+    now: datetime,
+) -> MemberImport:
+    """Stop an import: at once when no replica holds it, else after its chunk."""
+    job = await work.imports.get(import_id, lock=True)
+    if job is None:
+        raise ImportNotFound(import_id)
+    check_unit(job.unit, confined_to)
+    if not job.running:
+        job.request_cancel(now, taken=False)  # cancelled already: nothing; ended: refused
+        return job
+    taken = bool(job.lease_owner) and job.leased_until is not None and job.leased_until > now
+    job.request_cancel(now, taken=taken)
+    if not job.running and not job.file_kept:
+        await work.imports.drop_file(job.import_id)
+    await work.imports.save(job)
+    await work.imports.audit(
+        job.import_id,
+        "cancel",
+        None,
+        (operator.unit, operator.client_id),
+        "",
+        {"rows_read": job.counts.rows_read, "state": job.state.value},
+        now,
+    )
+    return job
+
+
+async def report(
+    work: ImportWork,
+    import_id: str,
+    confined_to: str | None,
+    outcome: RowOutcome | None,
+    after: int,
+    limit: int,
+) -> tuple[list[ReportRow], int | None]:
+    await get(work, import_id, confined_to)
+    rows = await work.imports.report(import_id, outcome, after, limit + 1)
+    page = rows[:limit]
+    return page, (page[-1].row_number if len(rows) > limit and page else None)
+
+
+# --- a chunk ------------------------------------------------------------------------------------
+async def import_chunk(
+    work: ImportWork,
+    job: MemberImport,
+    rows: Sequence[Row],
+    bytes_read: int,
+    now: datetime,
+    *,
+    last: bool,
+) -> Counts:
+    """One chunk of rows in this unit of work: each row decided, the members made or joined in
+    bulk, candidates and the report written, one MembersImported for the chunk, the counters
+    and the checkpoint moved; the import ends here when the file is read (`last`), most of it
+    was refused, or an operator asked it to stop. The chunk's counts."""
+    parsed = [r for r in rows if isinstance(r, ParsedRow)]
+    legacy = [r.legacy for r in parsed]
+    earlier = await work.imports.earlier_legacy(job.import_id, legacy)
+    owners = await work.imports.owners(owners_to_look_up(parsed))
+    names: dict[str, str] = {}
+    if job.spec.auto_merge is not AutoMerge.NONE:
+        names = await work.imports.names(merge_suspects(parsed, owners))
+    decisions = decide(
+        parsed,
+        owners,
+        earlier,
+        auto_merge=job.spec.auto_merge,
+        names=names,
+        new_member_id=new_member_id,
+    )
+    await _merge(work, job, decisions, now)
+    await work.imports.join(job.unit, [_joining(d) for d in decisions if _imports(d)], now)
+
+    kinds = await _kinds(work)
+    counts = Counts()
+    report: list[ReportRow] = []
+    carried: list[ImportedMember] = []
+    for decision in decisions:
+        row, key = decision.row, work.imports.legacy_key(decision.row.legacy)
+        imported = _imported(decision.row, decision.member_id, key, decision.created, job)
+        candidate_id = ""
+        if decision.outcome is RowOutcome.MERGE_CANDIDATE:
+            candidate = MergeCandidate(
+                candidate_id=new_id(),
+                import_id=job.import_id,
+                row_number=row.number,
+                unit=job.unit,
+                evidence=_evidence(decision.evidence, kinds),
+                imported=imported,
+                created_at=now,
+            )
+            candidate_id = await work.imports.add_candidate(candidate, row)
+        if _imports(decision):
+            carried.append(imported)
+        counts.count(decision.outcome, row.legacy_points if _imports(decision) else 0)
+        report.append(
+            ReportRow(
+                row_number=row.number,
+                outcome=decision.outcome,
+                member_id=decision.member_id,
+                reason=_reason(decision),
+                detail=_detail(decision, kinds),
+                legacy_key=key,
+                merge_candidate_id=candidate_id,
+            )
+        )
+    for refused in (r for r in rows if isinstance(r, RejectedRow)):
+        counts.count(RowOutcome.REJECTED)
+        report.append(
+            ReportRow(
+                refused.number, RowOutcome.REJECTED, reason=refused.reason, detail=refused.detail
+            )
+        )
+    await work.imports.add_report(job.import_id, report)
+    if carried:
+        work.record(MembersImported(job.name, job.unit, tuple(carried), now))
+
+    job.advance(counts, max((r.number for r in rows), default=job.checkpoint), bytes_read, now)
+    failure = job.mostly_rejected()
+    if failure is not None:
+        job.fail(failure, now)
+    elif last:
+        job.succeed(bytes_read, now)
+    elif job.cancel_requested:
+        job.cancel(now)
+    await ended(work, job)
+    return counts
+
+
+async def ended(work: ImportWork, job: MemberImport) -> None:
+    """Save the import; once it has ended, its file goes unless the operator keeps it."""
+    if not job.running and not job.file_kept:
+        await work.imports.drop_file(job.import_id)
+    await work.imports.save(job)
+
+
+def _imports(decision: Decision) -> bool:
+    return decision.outcome in (RowOutcome.CREATED, RowOutcome.LINKED, RowOutcome.MERGED)
+
+
+def _joining(decision: Decision) -> Joining:
+    return Joining(decision.member_id, decision.created, decision.row, decision.link)
+
+
+async def _merge(
+    work: ImportWork, job: MemberImport, decisions: Sequence[Decision], now: datetime
+) -> None:
+    """The auto-merge rule's merges, as an operator's would be (MemberMerged, the audit log),
+    on the import's account."""
+    operator = Operator(unit=job.unit, client_id=f"import:{job.import_id}")
+    for decision in decisions:
+        for absorbed in decision.absorbed:
+            await handlers.merge(
+                work,
+                decision.member_id,
+                absorbed,
+                now,
+                operator,
+                f"{job.name} row {decision.row.number}: phone and name agree (auto-merge)",
+            )
+
+
+def _imported(
+    row: ParsedRow, member_id: str, key: str, created: bool, job: MemberImport
+) -> ImportedMember:
+    return ImportedMember(
+        member_id=member_id,
+        legacy_key=key,
+        created=created,
+        legacy_points=row.legacy_points,
+        legacy_points_expire_at=row.points_expire_at,
+        tier_code=row.tier_code,
+        tier_ends_at=job.spec.tier_grant_ends_at if row.tier_code else None,
+        birthday_month=row.birthday.month if row.birthday else 0,
+        birthday_day=row.birthday.day if row.birthday else 0,
+    )
+
+
+async def _kinds(work: ImportWork) -> dict[str, IdentityKind]:
+    return {code: t.kind for code, t in (await work.members.identity_types()).items()}
+
+
+def _masked(identity: ChannelIdentity, kinds: dict[str, IdentityKind]) -> str:
+    kind = kinds.get(identity.type, IdentityKind.TOKEN)
+    return masking.mask_identity(kind.value, identity.value)
+
+
+def _evidence(
+    held: Sequence[tuple[ChannelIdentity, str]], kinds: dict[str, IdentityKind]
+) -> tuple[Evidence, ...]:
+    return tuple(Evidence(member, i.type, _masked(i, kinds)) for i, member in held)
+
+
+def _reason(decision: Decision) -> str:
+    return decision.reason or (decision.row.notes[0] if decision.row.notes else "")
+
+
+def _detail(decision: Decision, kinds: dict[str, IdentityKind]) -> str:
+    if decision.outcome is RowOutcome.REJECTED:
+        return f"the legacy number of row {decision.earlier_row} again"
+    if decision.outcome is RowOutcome.MERGE_CANDIDATE:
+        members = len({m for _, m in decision.evidence})
+        held = ", ".join(f"{i.type} {_masked(i, kinds)}" for i, _ in decision.evidence)
+        return f"its identities belong to {members} members ({held}): left to an operator"
+    return "; ".join(NOTES.get(note, note) for note in decision.row.notes)
+
+
+# --- merge candidates ---------------------------------------------------------------------------
+async def candidate(
+    work: ImportWork, candidate_id: str, confined_to: str | None, *, lock: bool = False
+) -> MergeCandidate:
+    found = await work.imports.candidate(candidate_id, lock=lock)
+    if found is None:
+        raise CandidateNotFound(candidate_id)
+    check_unit(found.unit, confined_to)
+    return found
+
+
+async def candidates(
+    work: ImportWork,
+    import_id: str | None,
+    state: CandidateState | None,
+    confined_to: str | None,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> tuple[list[MergeCandidate], tuple[str, str] | None]:
+    """A page of candidates, oldest first (a unit's importer sees its own unit's only)."""
+    if import_id is not None:
+        await get(work, import_id, confined_to)
+    found = await work.imports.candidates(import_id, state, confined_to, after, limit + 1)
+    page = found[:limit]
+    more = len(found) > limit and page
+    return page, ((page[-1].created_at.isoformat(), page[-1].candidate_id) if more else None)
+
+
+async def resolve(
+    work: ImportWork,
+    candidate_id: str,
+    survivor: str,
+    merge: bool,
+    operator: Operator,
+    reason: str,
+    now: datetime,
+) -> MergeCandidate:
+    """The row joins `survivor` (one of the candidate's members); with `merge`, the others are
+    merged into it first. Its unbound identities are linked, its profile gaps, consents and
+    tags filled, and its legacy balance and tier go out in a MembersImported of its own."""
+    found = await candidate(work, candidate_id, None, lock=True)
+    found.ensure_open()
+    found.ensure_names(survivor)
+    row = await work.imports.candidate_row(found)
+    if row is None:  # an open candidate keeps its row; only a decided one drops it
+        raise CandidateNotFound(candidate_id)
+    if merge:
+        for other in found.member_ids:
+            if other != survivor:
+                await handlers.merge(work, survivor, other, now, operator, reason)
+    member = await handlers.get_member(work, survivor)
+    member.ensure_changeable()
+    owners = await work.imports.owners(row.identities)
+    unbound = tuple(i for i in row.identities if i not in owners)
+    await work.imports.join(found.unit, [Joining(survivor, False, row, unbound)], now)
+    found.resolve(survivor, now)
+    await work.imports.save_candidate(found)
+    await work.imports.settle_candidate_rows(candidate_id, RowOutcome.MERGED, survivor, "RESOLVED")
+    imported = found.imported
+    work.record(
+        MembersImported(
+            import_name(found.import_id),
+            found.unit,
+            (
+                ImportedMember(
+                    survivor,
+                    imported.legacy_key,
+                    False,
+                    imported.legacy_points,
+                    imported.legacy_points_expire_at,
+                    imported.tier_code,
+                    imported.tier_ends_at,
+                    imported.birthday_month,
+                    imported.birthday_day,
+                ),
+            ),
+            now,
+        )
+    )
+    await work.imports.audit(
+        found.import_id,
+        "resolve",
+        found.candidate_id,
+        (operator.unit, operator.client_id),
+        reason.strip(),
+        {"survivor": survivor, "merge": merge, "members": found.member_ids},
+        now,
+    )
+    return found
+
+
+async def dismiss(
+    work: ImportWork, candidate_id: str, operator: Operator, reason: str, now: datetime
+) -> MergeCandidate:
+    """The row is not imported; the members stay as they are."""
+    found = await candidate(work, candidate_id, None, lock=True)
+    found.dismiss(now)
+    await work.imports.save_candidate(found)
+    await work.imports.settle_candidate_rows(candidate_id, RowOutcome.REJECTED, "", "DISMISSED")
+    await work.imports.audit(
+        found.import_id,
+        "dismiss",
+        found.candidate_id,
+        (operator.unit, operator.client_id),
+        reason.strip(),
+        {"members": found.member_ids},
+        now,
+    )
+    return found
