@@ -83,7 +83,8 @@ def test_problems_point_at_the_line_and_field() -> None:
     assert problems == [
         f"f.yaml:{hotel + 1}:17: points.units[1].multiplier: 2 is not a string: decimals are "
         'written in quotes ("2")',
-        f"f.yaml:{hotel + 2}:5: points.units[1].pending_dayz: unknown field (known: multiplier, "
+        f"f.yaml:{hotel + 2}:5: points.units[1].pending_dayz: unknown field (known: "
+        "legacy_points_per_point, multiplier, "
         "pending_days, unit)",
         f"f.yaml:{start}:17: "
         "points.campaigns[1].start_time: 'June 1st' is not an RFC 3339 timestamp, e.g. "
