@@ -20,6 +20,7 @@ from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 from rich.console import Console
+from rich.filesize import decimal
 
 from loyalty_admin.imports import progress as shown
 from loyalty_admin.imports.client import Imports, connected, file_parts
@@ -131,7 +132,9 @@ async def _create(args: argparse.Namespace, settings: Settings, console: Console
             with bar:
                 created = await _upload(imports, kind, spec, sha256, args.file, size, bar)
                 name = created.name
-                console.print(f"{name}: {shown.state_of(created)} (Ctrl-C stops following)")
+                console.print(
+                    f"{name}: {shown.state_of(created)} (Ctrl-C stops following)", soft_wrap=True
+                )
                 if args.no_wait:
                     ended = created
                 else:
@@ -161,8 +164,7 @@ async def _upload(
         bar.advance(task, count)
         done = bar.tasks[task].completed
         rate = done / max(time.monotonic() - started, 1e-3)
-        megabytes = f"{done / 1e6:,.1f} of {size / 1e6:,.1f} MB"
-        bar.update(task, detail=f"{megabytes} · {rate / 1e6:.1f} MB/s")
+        bar.update(task, detail=f"{decimal(int(done))} of {decimal(size)} · {decimal(int(rate))}/s")
 
     created = await imports.create(
         kind, spec, request_id(kind, sha256, spec), file_parts(file, sent)
@@ -176,12 +178,13 @@ def _interrupted(name: str, console: Console) -> None:
     if not name:
         console.print(
             "upload interrupted: the file was not stored and nothing is imported; "
-            "the same command starts it again"
+            "the same command starts it again",
+            soft_wrap=True,
         )
         return
-    console.print(f"stopped following: {name} goes on in the identity service")
-    console.print(f"  follow it: loyalty-admin imports follow {name}")
-    console.print(f"  cancel it: loyalty-admin imports cancel {name}")
+    console.print(f"stopped following: {name} goes on in the identity service", soft_wrap=True)
+    console.print(f"  follow it: loyalty-admin imports follow {name}", soft_wrap=True)
+    console.print(f"  cancel it: loyalty-admin imports cancel {name}", soft_wrap=True)
 
 
 def _ended(kind: Kind, found: Resource) -> int:

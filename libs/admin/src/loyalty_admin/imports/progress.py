@@ -12,6 +12,7 @@ from datetime import timedelta
 import grpc
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Column
 
 from loyalty_admin.imports.kinds import Kind, Resource
 
@@ -41,10 +42,11 @@ def progress_bar(console: Console) -> Progress:
     """The upload's bar (bytes sent) and the import's (bytes read, rows and counts): one line
     each, the text of each task in its fields."""
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", table_column=Column(no_wrap=True)),
         BarColumn(bar_width=24),
         TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[detail]}"),
+        # Wrapped under itself in a narrow terminal, never cut short.
+        TextColumn("{task.fields[detail]}", table_column=Column(overflow="fold")),
         console=console,
         transient=False,
     )
