@@ -5,6 +5,7 @@ and tiers follow carry each legacy account once; importing a file again changes 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import grpc
 import pytest
@@ -12,12 +13,13 @@ from loyalty.identity.v1 import identity_service_pb2 as ipb
 from loyalty.identity.v1 import member_import_pb2 as pb
 from loyalty.identity.v1 import member_pb2
 from loyalty_devstack.testing import metadata_for
+from loyalty_identity.adapters.imports import ImportStore
 from loyalty_identity.domain.identities import ChannelIdentity
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 
-from tests.identity.conftest import SERVICE_DESK, IdentityClient
+from tests.identity.conftest import MALL_POS, SERVICE_DESK, IdentityClient
 from tests.identity.import_files import (
     cinema_file,
     cinema_spec,
@@ -34,6 +36,8 @@ from tests.identity.import_files import (
     stub,
     upload,
 )
+from tests.identity.test_registration import register
+from tests.support.metrics import scrape
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -174,6 +178,7 @@ async def test_importing_the_same_file_again_changes_nothing(
     channel = identity.channel
     people = population(30)
     content = mall_file(people)
+    before = await scrape(identity.service)
     first = await imported(channel, MALL, mall_spec(), content)
     assert first.progress.created == 30
 
@@ -195,6 +200,19 @@ async def test_importing_the_same_file_again_changes_nothing(
     first_rows = await report(channel, MALL, first.name)
     again_rows = await report(channel, MALL, again.name)
     assert [r.member_id for r in again_rows] == [r.member_id for r in first_rows]
+
+    # The rows are counted by outcome, and each import's run timed.
+    after = await scrape(identity.service)
+    rows = "loyalty_member_import_rows_total"
+    for outcome in ("created", "unchanged"):
+        counted = after.value(rows, unit="mall", outcome=outcome)
+        assert counted - before.value(rows, unit="mall", outcome=outcome) == 30
+    runs = "loyalty_job_runs_total"
+    assert (
+        after.value(runs, job="member-import", outcome="ok")
+        - before.value(runs, job="member-import", outcome="ok")
+        == 2
+    )
 
 
 async def test_a_unit_imports_and_reads_only_its_own(identity: IdentityClient) -> None:
@@ -222,3 +240,31 @@ async def test_a_unit_imports_and_reads_only_its_own(identity: IdentityClient) -
         pb.ListMemberImportsRequest(page_size=1), metadata=metadata_for(MALL), timeout=15
     )
     assert [i.name for i in mine.member_imports] == [made.name] and mine.next_page_token
+
+
+async def test_a_member_registered_while_a_chunk_runs_makes_the_chunk_run_again(
+    identity: IdentityClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = population(5)
+    meanwhile = people[2]
+    looked_up = ImportStore.owners
+    registered: list[str] = []
+
+    async def owners_then_a_registration(
+        store: ImportStore, identities: Sequence[ChannelIdentity]
+    ) -> dict[ChannelIdentity, str]:
+        found = await looked_up(store, identities)
+        if not registered and any(i.value == meanwhile.e164 for i in identities):
+            # A till registers the same phone after the chunk looked it up and before it writes.
+            answer = await identity.as_(MALL_POS).RegisterMember(register(meanwhile.phone))
+            registered.append(answer.member.member_id)
+        return found
+
+    monkeypatch.setattr(ImportStore, "owners", owners_then_a_registration)
+    made = await imported(identity.channel, MALL, mall_spec(), mall_file(people))
+
+    assert registered and made.state == pb.MemberImport.STATE_SUCCEEDED, made.error
+    assert (made.progress.created, made.progress.linked) == (4, 1)
+    rows = await report(identity.channel, MALL, made.name)
+    assert (rows[2].outcome, rows[2].member_id) == (pb.IMPORT_ROW_OUTCOME_LINKED, registered[0])
+    assert (await member_of(identity, "phone", meanwhile.e164)).member_id == registered[0]

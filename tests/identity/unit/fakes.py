@@ -32,6 +32,13 @@ class Tables:
     members: dict[str, Member] = field(default_factory=dict)
     consent_log: list[tuple[int, str, Consent]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
+    # member imports (import_fakes.FakeImports keeps them here, so a rollback covers them)
+    imports: dict[str, Any] = field(default_factory=dict)
+    import_parts: dict[str, list[bytes]] = field(default_factory=dict)
+    import_rows: dict[str, dict[int, Any]] = field(default_factory=dict)
+    candidates: dict[str, Any] = field(default_factory=dict)
+    candidate_rows: dict[str, Any] = field(default_factory=dict)
+    import_audit: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _stored(member: Member) -> Member:

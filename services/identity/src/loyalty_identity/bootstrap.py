@@ -27,10 +27,6 @@ class Identity:
     import_settings: ImportSettings
     importers: tuple[ImportWorker, ...]  # carry out member imports (the service's jobs)
 
-    def importer(self) -> ImportWorker:
-        """A worker of its own (for a test to drive one by hand, as another replica would)."""
-        return ImportWorker(self.uow, self.import_settings, self.clock)
-
     def imports_waiting(self) -> None:
         """An upload was stored: this replica's workers start on it at once."""
         for worker in self.importers:

@@ -189,6 +189,13 @@ class ImportStore:
         self.keyring = keyring
         self.types = types
         self._keys: dict[str, bytes] = {}  # the imports' data keys opened in this unit of work
+        self._indexes: dict[ChannelIdentity, bytes] = {}  # a chunk's blind indexes, made once
+
+    def _index(self, identity: ChannelIdentity) -> bytes:
+        found = self._indexes.get(identity)
+        if found is None:
+            found = self._indexes[identity] = self.keyring.blind_index(identity)
+        return found
 
     async def _conn(self) -> asyncpg.Connection:
         return await driver_connection(self.session)
@@ -205,6 +212,28 @@ class ImportStore:
                 import_name(import_id), row["key_id"], row["wrapped_key"]
             )
         return self._keys[import_id]
+
+    async def rewrap_keys(self, limit: int) -> int:
+        """Re-wrap up to `limit` imports' data keys not yet under the active master key (a
+        master key's rotation, as the members' keys are)."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT import_id::text AS import_id, key_id, wrapped_key FROM member_imports "
+            "WHERE key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
+            self.keyring.active_key_id,
+            limit,
+        )
+        for row in rows:
+            name = import_name(row["import_id"])
+            key = self.keyring.unwrap(name, row["key_id"], row["wrapped_key"])
+            key_id, wrapped = self.keyring.wrap(name, key)
+            await conn.execute(
+                "UPDATE member_imports SET key_id = $2, wrapped_key = $3 WHERE import_id = $1",
+                row["import_id"],
+                key_id,
+                wrapped,
+            )
+        return len(rows)
 
     # --- imports ------------------------------------------------------------------------------
     async def add(self, job: MemberImport) -> bool:
@@ -381,12 +410,12 @@ class ImportStore:
 
     # --- what a chunk reads -------------------------------------------------------------------
     def legacy_key(self, identity: ChannelIdentity) -> str:
-        return self.keyring.blind_index(identity).hex()
+        return self._index(identity).hex()
 
     async def earlier_legacy(
         self, import_id: str, legacy: Sequence[ChannelIdentity]
     ) -> dict[ChannelIdentity, int]:
-        by_key = {self.keyring.blind_index(i): i for i in legacy}
+        by_key = {self._index(i): i for i in legacy}
         if not by_key:
             return {}
         rows = await (await self._conn()).fetch(
@@ -400,7 +429,7 @@ class ImportStore:
     async def owners(self, identities: Sequence[ChannelIdentity]) -> dict[ChannelIdentity, str]:
         """The members holding these identities, locked against a merge or an erasure until
         the chunk commits (a member merged meanwhile: its identities are read again)."""
-        by_index = {(i.type, self.keyring.blind_index(i)): i for i in identities}
+        by_index = {(i.type, self._index(i)): i for i in identities}
         if not by_index:
             return {}
         conn = await self._conn()
@@ -481,7 +510,7 @@ class ImportStore:
             (
                 j.member_id,
                 i.type,
-                self.keyring.blind_index(i),
+                self._index(i),
                 seal(keys[j.member_id], i.value, sealed_as(j.member_id, f"identity/{i.type}")),
                 now,
             )
@@ -735,7 +764,7 @@ class ImportStore:
         import_id: str | None,
         state: CandidateState | None,
         unit: str | None,
-        after: tuple[str, str] | None,
+        after: tuple[str, int, str] | None,
         limit: int,
     ) -> list[MergeCandidate]:
         where: list[str] = ["true"]
@@ -745,12 +774,15 @@ class ImportStore:
                 args.append(value.value if isinstance(value, CandidateState) else value)
                 where.append(f"{column} = ${len(args)}")
         if after is not None:
-            args += [datetime.fromisoformat(after[0]), after[1]]
-            where.append(f"(created_at, candidate_id) > (${len(args) - 1}, ${len(args)}::uuid)")
+            args += [datetime.fromisoformat(after[0]), int(after[1]), after[2]]
+            where.append(
+                f"(created_at, row_number, candidate_id) > "
+                f"(${len(args) - 2}, ${len(args) - 1}, ${len(args)}::uuid)"
+            )
         args.append(limit)
         rows = await (await self._conn()).fetch(
             f"SELECT {_CANDIDATE_COLUMNS} FROM merge_candidates WHERE {' AND '.join(where)} "
-            f"ORDER BY created_at, candidate_id LIMIT ${len(args)}",
+            f"ORDER BY created_at, row_number, candidate_id LIMIT ${len(args)}",
             *args,
         )
         return [_candidate(row) for row in rows]

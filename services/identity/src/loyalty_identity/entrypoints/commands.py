@@ -7,7 +7,8 @@ from loyalty_identity.service_layer import handlers
 
 
 async def rotate_keys(app: Identity) -> None:
-    """Re-wrap every member's data key with the active master key, in chunks."""
+    """Re-wrap every member's data key (and every member import's) with the active master
+    key, in chunks."""
     total = 0
     while True:
         async with app.uow() as uow:
@@ -16,4 +17,13 @@ async def rotate_keys(app: Identity) -> None:
         total += done
         print(f"re-wrapped {total} data keys", flush=True)
         if done == 0:
+            break
+    total = 0
+    while True:
+        async with app.uow() as uow:
+            done = await uow.imports.rewrap_keys(1000)
+            await uow.commit()
+        total += done
+        if done == 0:
+            print(f"re-wrapped {total} data keys of member imports", flush=True)
             return

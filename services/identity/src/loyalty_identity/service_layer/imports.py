@@ -361,16 +361,18 @@ async def candidates(
     import_id: str | None,
     state: CandidateState | None,
     confined_to: str | None,
-    after: tuple[str, str] | None,
+    after: tuple[str, int, str] | None,
     limit: int,
-) -> tuple[list[MergeCandidate], tuple[str, str] | None]:
-    """A page of candidates, oldest first (a unit's importer sees its own unit's only)."""
+) -> tuple[list[MergeCandidate], tuple[str, int, str] | None]:
+    """A page of candidates, oldest first and in row order (a unit's importer sees its own
+    unit's only)."""
     if import_id is not None:
         await get(work, import_id, confined_to)
     found = await work.imports.candidates(import_id, state, confined_to, after, limit + 1)
     page = found[:limit]
     more = len(found) > limit and page
-    return page, ((page[-1].created_at.isoformat(), page[-1].candidate_id) if more else None)
+    last = page[-1] if more else None
+    return page, (last.created_at.isoformat(), last.row_number, last.candidate_id) if last else None
 
 
 async def resolve(

@@ -122,7 +122,7 @@ class Imports(Protocol):
         import_id: str | None,
         state: CandidateState | None,
         unit: str | None,
-        after: tuple[str, str] | None,
+        after: tuple[str, int, str] | None,
         limit: int,
     ) -> list[MergeCandidate]: ...
     async def audit(
