@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from google.protobuf import json_format
 from loyalty.identity.v1 import member_import_pb2 as pb
 from loyalty.identity.v1 import member_import_pb2_grpc, order_import_pb2_grpc
 from loyalty.identity.v1 import order_import_pb2 as order_pb
@@ -28,6 +30,7 @@ from loyalty_admin.cli import main
 from loyalty_admin.imports import parser
 from loyalty_admin.imports.kinds import KINDS, MEMBERS, ORDERS, UnknownName, kind_of
 from loyalty_admin.imports.spec import SpecError, build_spec, load_spec_file, request_id
+from loyalty_devstack import legacy_files
 
 ADMIN = Path(sys.executable).with_name("loyalty-admin")
 MIB = 1024 * 1024
@@ -438,3 +441,28 @@ async def test_order_imports_are_the_same_commands(
         assert out == "7\tunknown-member\t-\tUNKNOWN_MEMBER\tno member holds legacy:mall M****12\n"
     finally:
         await server.stop(0)
+
+
+@pytest.mark.parametrize("unit", legacy_files.UNITS)
+def test_the_example_mapping_files_read_the_shapes_the_units_export(unit: str) -> None:
+    """docs/examples/import: each unit's mapping file is the generated files' mapping, and its
+    example file is in the unit's format and encoding."""
+    examples = Path(__file__).resolve().parents[3] / "docs" / "examples" / "import"
+    file = examples / ("hotel.jsonl" if unit == "hotel" else f"{unit}.csv")
+    spec = build_spec(
+        MEMBERS, load_spec_file(examples / f"{unit}.yaml"), {}, file=file, time_zone=_no_zone
+    )
+    plain = json_format.MessageToDict(spec, preserving_proto_field_name=True)
+    assert plain["unit"] == unit
+    assert plain["mapping"] == legacy_files.MAPPINGS[unit]
+    assert plain.get("tier_mapping", {}) == legacy_files.TIER_MAPPINGS[unit]
+    assert spec.encoding in ("", legacy_files.ENCODINGS[unit])
+    jsonl = legacy_files.FORMATS[unit] == "jsonl"
+    assert plain["format"] == ("IMPORT_FORMAT_JSON_LINES" if jsonl else "IMPORT_FORMAT_CSV")
+    text = file.read_bytes().decode(legacy_files.ENCODINGS[unit])
+    if unit == "mall":
+        assert text.startswith(",".join(legacy_files.MALL_HEADER))
+    elif unit == "cinema":
+        assert text.startswith(",".join(legacy_files.CINEMA_HEADER))
+    else:
+        assert list(json.loads(text.splitlines()[0])) == legacy_files.HOTEL_KEYS
