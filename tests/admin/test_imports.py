@@ -153,3 +153,17 @@ async def test_a_file_mostly_bad_fails_with_exit_status_1(suite: Suite, tmp_path
     assert "error: " in failed.out
     rejected = await suite.admin("imports", "rows", name, "--outcome", "rejected")
     assert rejected.out.count("\trejected\t") >= 1
+
+
+async def test_a_spec_the_service_refuses_is_explained(suite: Suite, tmp_path: Path) -> None:
+    spec = tmp_path / "cinema.yaml"
+    spec.write_text("unit: cinema\nmapping: {phone: phone}\n", encoding="utf-8")
+    refused = await suite.admin(
+        "imports", "create", "--file", str(EXAMPLES / "cinema.csv"), "--mapping", str(spec)
+    )
+    assert refused.code == 1
+    assert (
+        "error: INVALID_ARGUMENT: spec.mapping.legacy_number: required: the column of the "
+        "legacy number\n"
+    ) in refused.err
+    assert refused.out == ""

@@ -27,10 +27,11 @@ from loyalty.identity.v1 import member_import_pb2 as pb
 from loyalty.identity.v1 import member_import_pb2_grpc, order_import_pb2_grpc
 from loyalty.identity.v1 import order_import_pb2 as order_pb
 from loyalty_admin.cli import main
-from loyalty_admin.imports import parser
+from loyalty_admin.imports import parser, progress
 from loyalty_admin.imports.kinds import KINDS, MEMBERS, ORDERS, UnknownName, kind_of
 from loyalty_admin.imports.spec import SpecError, build_spec, load_spec_file, request_id
 from loyalty_devstack import legacy_files
+from rich.console import Console
 
 ADMIN = Path(sys.executable).with_name("loyalty-admin")
 MIB = 1024 * 1024
@@ -466,3 +467,40 @@ def test_the_example_mapping_files_read_the_shapes_the_units_export(unit: str) -
         assert text.startswith(",".join(legacy_files.CINEMA_HEADER))
     else:
         assert list(json.loads(text.splitlines()[0])) == legacy_files.HOTEL_KEYS
+
+
+async def test_following_rides_out_a_service_that_does_not_answer_for_a_while() -> None:
+    answers: list[Any] = [
+        grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "restarting"
+        ),
+        grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "restarting"
+        ),
+        pb.MemberImport(name="memberImports/m1", state=pb.MemberImport.STATE_SUCCEEDED),
+    ]
+
+    async def get() -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    running = pb.MemberImport(name="memberImports/m1", state=pb.MemberImport.STATE_RUNNING)
+    bar = progress.progress_bar(Console(file=io.StringIO()))
+    ended = await progress.follow(
+        MEMBERS, "memberImports/m1", get, bar, poll_seconds=0, first=running
+    )
+    assert progress.state_of(ended) == "SUCCEEDED" and answers == []
+
+    refused = grpc.aio.AioRpcError(
+        grpc.StatusCode.PERMISSION_DENIED, grpc.aio.Metadata(), grpc.aio.Metadata(), "no"
+    )
+
+    async def denied() -> Any:
+        raise refused
+
+    with pytest.raises(grpc.aio.AioRpcError):
+        await progress.follow(
+            MEMBERS, "memberImports/m1", denied, bar, poll_seconds=0, first=running
+        )
