@@ -171,7 +171,7 @@ def hotel_spec() -> pb.MemberImportSpec:
     return pb.MemberImportSpec(
         unit="hotel",
         format=pb.IMPORT_FORMAT_CSV,
-        encoding="gb18030",
+        encoding="GBK",  # as the hotel's system calls it: read as GB18030, which extends it
         mapping=pb.ColumnMapping(
             legacy_number="会员号",
             phone="手机",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import phonenumbers
 import pytest
 from cryptography.exceptions import InvalidTag
 from hypothesis import given
@@ -19,6 +21,7 @@ from loyalty_identity.domain.identities import (
     IdentityKind,
     IdentityType,
     normalise,
+    phone_e164,
 )
 from loyalty_identity.domain.member import LinkedIdentity, Member, MemberState, Profile
 from loyalty_kit.errors import InvalidArgument
@@ -50,6 +53,37 @@ def test_a_masked_phone_hides_the_middle_digits(number: str) -> None:
 def test_foreign_numbers_keep_their_country() -> None:
     assert normalise(PHONE, "+852 9123 4567", "phone").value == "+85291234567"
     assert normalise(PHONE, "+1 650-253-0000", "phone").value == "+16502530000"
+
+
+def parsed_e164(value: str, region: str) -> str | None:
+    """What `phonenumbers` makes of a number when it parses it."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def test_mainland_mobiles_read_without_the_parser_read_as_the_parser_reads_them() -> None:
+    tails = random.Random(17)
+    for prefix in range(1000, 2000):  # every prefix, mobile or not, around the shortcut's edges
+        for _ in range(3):
+            digits = f"{prefix}{tails.randrange(10**7):07d}"
+            spellings = [
+                (digits, "CN"),
+                (digits, "HK"),
+                (f"+86{digits}", "CN"),
+                (f"+86{digits}", "HK"),
+            ]
+            for written, region in spellings:
+                assert phone_e164(written, region) == parsed_e164(written, region), written
+
+
+@given(st.from_regex(r"\+?(86)?1[0-9]{9,11}", fullmatch=True), st.sampled_from(["CN", "HK", "US"]))
+def test_any_number_reads_as_the_parser_reads_it(written: str, region: str) -> None:
+    assert phone_e164(written, region) == parsed_e164(written, region)
 
 
 def test_a_number_without_country_code_is_read_in_the_default_region() -> None:

@@ -99,6 +99,7 @@ async def test_three_units_files_with_overlapping_people_make_one_member_per_per
     assert mall.progress.percent == 100 and not mall.file_kept
     hotel = await imported(channel, HOTEL, hotel_spec(), hotel_file(at_hotel, hotel_phones))
     assert hotel.state == pb.MemberImport.STATE_SUCCEEDED, hotel.error
+    assert hotel.spec.encoding == "gb18030"
     assert (hotel.progress.created, hotel.progress.linked) == (
         len(at_hotel) - len(hotel_phones),
         len(hotel_phones),

@@ -12,6 +12,7 @@ from typing import Any
 
 from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
+from loyalty_identity.domain.import_spec import consent_purpose
 from loyalty_identity.domain.imports import ParsedRow, RowOutcome, legacy_type
 from loyalty_identity.domain.member import (
     Consent,
@@ -27,7 +28,6 @@ from loyalty_identity.domain.member_import import (
     MemberImport,
     MergeCandidate,
     ReportRow,
-    consent_purpose,
 )
 from loyalty_identity.service_layer.ports import ImportWork
 

@@ -6,6 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from loyalty_identity.domain.import_spec import end_of_next_year, validate_spec
 from loyalty_identity.domain.imports import (
     ColumnMapping,
     ConsentColumns,
@@ -18,9 +19,7 @@ from loyalty_identity.domain.member_import import (
     ImportEnded,
     ImportState,
     MemberImport,
-    end_of_next_year,
     same_name,
-    validate_spec,
 )
 from loyalty_kit.errors import InvalidArgument
 

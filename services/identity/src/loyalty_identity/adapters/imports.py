@@ -1,84 +1,49 @@
 """Member imports in PostgreSQL: the imports, their files (sealed), reports and merge
-candidates, the leases replicas take on them, and the bulk writes of a chunk's members.
+candidates, the leases replicas take on them; a chunk's members go through `member_bulk.py`.
 
 Personal data is sealed as the members' is (`crypto.py`): each import has its own data key,
-wrapped by the master key, which seals the file's parts and the rows of its merge candidates;
-a chunk's new members get their own data keys, their identities blind-indexed and sealed. A
-chunk's members, keys, identities and report go in with COPY, the rest in one statement per
-table: no round trip per row.
+wrapped by the master key, which seals the file's parts and the rows of its merge candidates.
+A chunk's report goes in with COPY: no round trip per row.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from loyalty_kit.db import driver_connection
-from loyalty_kit.errors import Aborted
-from loyalty_kit.resources import is_tag
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_identity.adapters.crypto import Keyring, seal, seal_bytes, unseal, unseal_bytes
+from loyalty_identity.adapters.crypto import Keyring, seal_bytes, unseal_bytes
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
-from loyalty_identity.adapters.repository import sealed_as
+from loyalty_identity.adapters.import_documents import (
+    CANDIDATE_COLUMNS,
+    COUNTERS,
+    IMPORT_COLUMNS,
+    candidate_of,
+    import_of,
+    row_document,
+    row_of,
+    spec_document,
+)
+from loyalty_identity.adapters.member_bulk import ChunkMembers
 from loyalty_identity.domain.identities import ChannelIdentity
 from loyalty_identity.domain.import_file import LEGACY_NUMBER
-from loyalty_identity.domain.imports import (
-    AutoMerge,
-    ColumnMapping,
-    ConsentColumns,
-    ImportFormat,
-    ImportSpec,
-    ParsedRow,
-    RowConsent,
-    RowOutcome,
-    legacy_type,
-)
-from loyalty_identity.domain.member import Gender, MemberState
+from loyalty_identity.domain.imports import ParsedRow, RowOutcome, legacy_type
 from loyalty_identity.domain.member_import import (
     CandidateState,
-    Counts,
-    Evidence,
     Failure,
-    ImportedMember,
-    ImportState,
     Joining,
     MemberImport,
     MergeCandidate,
     ReportRow,
-    consent_purpose,
     import_name,
 )
 
-CHANNEL = "CHANNEL_IMPORT"
 LEGACY_PATTERN = LEGACY_NUMBER.pattern  # what the file reader takes as a legacy number
-LIVE = (MemberState.ACTIVE.value, MemberState.SUSPENDED.value)
-OWNER_ATTEMPTS = 3
-
-_COUNTERS = ("created", "linked", "unchanged", "candidates", "merged", "rejected", "legacy_points")
-_IMPORT_COLUMNS = (
-    "import_id::text, unit, spec, state, rows_read, checkpoint, bytes_read, error_reason, "
-    "error_message, error_metadata, file_bytes, file_sha256, file_kept, created_by, request_id, "
-    "request_fingerprint, lease_owner, leased_until, cancel_requested, created_at, updated_at, "
-    "started_at, ended_at, " + ", ".join(_COUNTERS)
-)
-_CANDIDATE_COLUMNS = (
-    "candidate_id::text, import_id::text, row_number, unit, legacy_key, evidence, "
-    "legacy_points, points_expire_at, tier_code, tier_ends_at, birthday_month, birthday_day, "
-    "state, survivor::text, created_at, resolved_at"
-)
-_MEMBER_COLUMNS = (
-    "member_id",
-    "state",
-    "registered_unit",
-    "registered_channel",
-    "created_at",
-    "updated_at",
-)
-_IDENTITY_COLUMNS = ("member_id", "identity_type", "blind_index", "value_sealed", "linked_at")
 _REPORT_COLUMNS = (
     "import_id",
     "row_number",
@@ -91,104 +56,13 @@ _REPORT_COLUMNS = (
 )
 
 
-# --- the spec and rows as JSON ------------------------------------------------------------------
-def spec_document(spec: ImportSpec) -> dict[str, Any]:
-    mapping = spec.mapping
-    return {
-        "unit": spec.unit,
-        "format": spec.format.value,
-        "encoding": spec.encoding,
-        "default_region": spec.default_region,
-        "tier_mapping": dict(spec.tier_mapping),
-        "tier_grant_ends_at": _iso(spec.tier_grant_ends_at),
-        "auto_merge": spec.auto_merge.value,
-        "keep_file": spec.keep_file,
-        "file_name": spec.file_name,
-        "max_rejected_percent": spec.max_rejected_percent,
-        "mapping": {
-            **{
-                name: getattr(mapping, name)
-                for name in ColumnMapping.__dataclass_fields__
-                if name != "consents"
-            },
-            "consents": [[c.purpose, c.granted, c.changed_at] for c in mapping.consents],
-        },
-    }
-
-
-def spec_of(document: dict[str, Any]) -> ImportSpec:
-    mapping = dict(document["mapping"])
-    consents = tuple(ConsentColumns(*c) for c in mapping.pop("consents"))
-    return ImportSpec(
-        unit=document["unit"],
-        mapping=ColumnMapping(**mapping, consents=consents),
-        format=ImportFormat(document["format"]),
-        encoding=document["encoding"],
-        default_region=document["default_region"],
-        tier_mapping=dict(document["tier_mapping"]),
-        tier_grant_ends_at=_time(document["tier_grant_ends_at"]),
-        auto_merge=AutoMerge(document["auto_merge"]),
-        keep_file=document["keep_file"],
-        file_name=document["file_name"],
-        max_rejected_percent=document["max_rejected_percent"],
-    )
-
-
-def row_document(row: ParsedRow) -> dict[str, Any]:
-    return {
-        "number": row.number,
-        "identities": [[i.type, i.value] for i in row.identities],
-        "name": row.name,
-        "gender": row.gender.value,
-        "birthday": row.birthday.isoformat() if row.birthday else None,
-        "region": row.region,
-        "tags": list(row.tags),
-        "consents": [[c.purpose, c.granted, _iso(c.changed_at)] for c in row.consents],
-        "legacy_points": row.legacy_points,
-        "points_expire_at": _iso(row.points_expire_at),
-        "legacy_tier": row.legacy_tier,
-        "tier_code": row.tier_code,
-        "notes": list(row.notes),
-    }
-
-
-def row_of(document: dict[str, Any]) -> ParsedRow:
-    birthday = document["birthday"]
-    return ParsedRow(
-        number=document["number"],
-        identities=tuple(ChannelIdentity(t, v) for t, v in document["identities"]),
-        name=document["name"],
-        gender=Gender(document["gender"]),
-        birthday=date.fromisoformat(birthday) if birthday else None,
-        region=document["region"],
-        tags=tuple(document["tags"]),
-        consents=tuple(RowConsent(p, g, _time(at)) for p, g, at in document["consents"]),
-        legacy_points=document["legacy_points"],
-        points_expire_at=_time(document["points_expire_at"]),
-        legacy_tier=document["legacy_tier"],
-        tier_code=document["tier_code"],
-        notes=tuple(document["notes"]),
-    )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 class ImportStore:
     def __init__(self, session: AsyncSession, keyring: Keyring, types: IdentityTypeCache) -> None:
         self.session = session
         self.keyring = keyring
         self.types = types
         self._keys: dict[str, bytes] = {}  # the imports' data keys opened in this unit of work
+        self._chunk: ChunkMembers | None = None  # the members' side of a chunk
         self._indexes: dict[ChannelIdentity, bytes] = {}  # a chunk's blind indexes, made once
 
     def _index(self, identity: ChannelIdentity) -> bytes:
@@ -263,20 +137,20 @@ class ImportStore:
 
     async def by_request(self, created_by: str, request_id: str) -> MemberImport | None:
         row = await (await self._conn()).fetchrow(
-            f"SELECT {_IMPORT_COLUMNS} FROM member_imports "
+            f"SELECT {IMPORT_COLUMNS} FROM member_imports "
             "WHERE created_by = $1 AND request_id = $2",
             created_by,
             request_id,
         )
-        return _import(row) if row is not None else None
+        return import_of(row) if row is not None else None
 
     async def get(self, import_id: str, *, lock: bool = False) -> MemberImport | None:
         row = await (await self._conn()).fetchrow(
-            f"SELECT {_IMPORT_COLUMNS} FROM member_imports WHERE import_id = $1"
+            f"SELECT {IMPORT_COLUMNS} FROM member_imports WHERE import_id = $1"
             + (" FOR UPDATE" if lock else ""),
             import_id,
         )
-        return _import(row) if row is not None else None
+        return import_of(row) if row is not None else None
 
     async def save(self, job: MemberImport) -> None:
         counts = job.counts
@@ -291,7 +165,7 @@ class ImportStore:
             job.import_id,
             job.state.value,
             counts.rows_read,
-            *(getattr(counts, name) for name in _COUNTERS),
+            *(getattr(counts, name) for name in COUNTERS),
             job.checkpoint,
             job.bytes_read,
             failure.reason,
@@ -321,11 +195,11 @@ class ImportStore:
             where.append(f"(created_at, import_id) < (${len(args) - 1}, ${len(args)}::uuid)")
         args.append(limit)
         rows = await (await self._conn()).fetch(
-            f"SELECT {_IMPORT_COLUMNS} FROM member_imports WHERE {' AND '.join(where)} "
+            f"SELECT {IMPORT_COLUMNS} FROM member_imports WHERE {' AND '.join(where)} "
             f"ORDER BY created_at DESC, import_id DESC LIMIT ${len(args)}",
             *args,
         )
-        return [_import(row) for row in rows]
+        return [import_of(row) for row in rows]
 
     async def register_legacy_type(self, unit: str) -> None:
         """The identity type of the unit's legacy numbers, on its first import (an admin may
@@ -381,12 +255,12 @@ class ImportStore:
             "WHERE import_id = (SELECT import_id FROM member_imports WHERE state = 'running' "
             "  AND (leased_until IS NULL OR leased_until < clock_timestamp()) "
             "  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
-            f"RETURNING {_IMPORT_COLUMNS}",
+            f"RETURNING {IMPORT_COLUMNS}",
             owner,
             seconds,
             now,
         )
-        return _import(row) if row is not None else None
+        return import_of(row) if row is not None else None
 
     async def renew(self, import_id: str, owner: str, seconds: float) -> bool:
         return bool(
@@ -426,183 +300,23 @@ class ImportStore:
         )
         return {by_key[bytes(r["legacy_key"])]: r["first"] for r in rows}
 
+    async def _members(self) -> ChunkMembers:
+        if self._chunk is None:
+            self._chunk = ChunkMembers(await self._conn(), self.keyring, self._index)
+        return self._chunk
+
     async def owners(self, identities: Sequence[ChannelIdentity]) -> dict[ChannelIdentity, str]:
         """The members holding these identities, locked against a merge or an erasure until
-        the chunk commits (a member merged meanwhile: its identities are read again)."""
-        by_index = {(i.type, self._index(i)): i for i in identities}
-        if not by_index:
-            return {}
-        conn = await self._conn()
-        kinds, indexes = zip(*by_index, strict=True)
-        for _ in range(OWNER_ATTEMPTS):
-            rows = await conn.fetch(
-                "SELECT i.identity_type, i.blind_index, i.member_id::text AS member_id "
-                "FROM unnest($1::text[], $2::bytea[]) AS w(identity_type, blind_index) "
-                "JOIN identities i USING (identity_type, blind_index)",
-                list(kinds),
-                list(indexes),
-            )
-            found = {
-                by_index[(r["identity_type"], bytes(r["blind_index"]))]: r["member_id"]
-                for r in rows
-            }
-            held = sorted(set(found.values()))
-            if not held:
-                return found
-            live = await conn.fetch(
-                "SELECT member_id::text FROM members WHERE member_id = ANY($1::uuid[]) "
-                "AND state = ANY($2::text[]) ORDER BY member_id FOR SHARE",
-                held,
-                list(LIVE),
-            )
-            if len(live) == len(held):
-                return found
-        raise Aborted(
-            "members of this chunk changed while it was read; the chunk runs again",
-            reason="CHUNK_CONFLICT",
-        )
+        the chunk commits."""
+        return await (await self._members()).owners(identities)
 
     async def names(self, member_ids: Iterable[str]) -> dict[str, str]:
-        """Members' full names, unsealed (those without one are absent)."""
-        wanted = sorted(set(member_ids))
-        if not wanted:
-            return {}
-        rows = await (await self._conn()).fetch(
-            "SELECT p.member_id::text AS member_id, p.full_name_sealed, k.key_id, k.wrapped_key "
-            "FROM profiles p JOIN member_keys k USING (member_id) "
-            "WHERE p.member_id = ANY($1::uuid[]) AND p.full_name_sealed IS NOT NULL",
-            wanted,
-        )
-        found = {}
-        for r in rows:
-            key = self.keyring.unwrap(r["member_id"], r["key_id"], r["wrapped_key"])
-            context = sealed_as(r["member_id"], "full_name")
-            found[r["member_id"]] = unseal(key, r["full_name_sealed"], context)
-        return found
+        return await (await self._members()).names(member_ids)
 
     # --- what a chunk writes ------------------------------------------------------------------
     async def join(self, unit: str, joinings: Sequence[Joining], now: datetime) -> None:
         """The chunk's new members, and every row's identities, profile, consents and tags."""
-        if not joinings:
-            return
-        conn = await self._conn()
-        keys: dict[str, bytes] = {}
-        members: list[tuple[Any, ...]] = []
-        member_keys: list[tuple[Any, ...]] = []
-        for joining in joinings:
-            if joining.created and joining.member_id not in keys:
-                data_key = self.keyring.new_data_key()
-                key_id, wrapped = self.keyring.wrap(joining.member_id, data_key)
-                keys[joining.member_id] = data_key
-                members.append((joining.member_id, "active", unit, CHANNEL, now, now))
-                member_keys.append((joining.member_id, key_id, wrapped))
-        existing = sorted({j.member_id for j in joinings} - keys.keys())
-        if existing:
-            for r in await conn.fetch(
-                "SELECT member_id::text AS member_id, key_id, wrapped_key FROM member_keys "
-                "WHERE member_id = ANY($1::uuid[])",
-                existing,
-            ):
-                keys[r["member_id"]] = self.keyring.unwrap(
-                    r["member_id"], r["key_id"], r["wrapped_key"]
-                )
-        identities = [
-            (
-                j.member_id,
-                i.type,
-                self._index(i),
-                seal(keys[j.member_id], i.value, sealed_as(j.member_id, f"identity/{i.type}")),
-                now,
-            )
-            for j in joinings
-            for i in j.link
-        ]
-        if members:
-            await conn.copy_records_to_table("members", records=members, columns=_MEMBER_COLUMNS)
-            await conn.copy_records_to_table(
-                "member_keys", records=member_keys, columns=("member_id", "key_id", "wrapped_key")
-            )
-        if identities:
-            await conn.copy_records_to_table(
-                "identities", records=identities, columns=_IDENTITY_COLUMNS
-            )
-        await self._fill_profiles(conn, joinings, keys)
-        await self._consents(conn, unit, joinings, now)
-        tags = [(j.member_id, tag, now) for j in joinings for tag in j.row.tags if is_tag(tag)]
-        if tags:
-            await conn.execute(
-                "INSERT INTO member_tags (member_id, tag, added_at) "
-                "SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) "
-                "ON CONFLICT DO NOTHING",
-                *map(list, zip(*tags, strict=True)),
-            )
-
-    async def _fill_profiles(
-        self, conn: asyncpg.Connection, joinings: Sequence[Joining], keys: dict[str, bytes]
-    ) -> None:
-        """A new member's profile from its rows; an existing member's gaps filled (what it has
-        is kept: a name, a birthday, a gender or a region it was given is never overwritten)."""
-        profiles: dict[str, list[Any]] = {}
-        for j in joinings:
-            row, found = j.row, profiles.get(j.member_id)
-            given = [row.name, row.gender.value, row.birthday, row.region]
-            if found is None:
-                profiles[j.member_id] = given
-                continue
-            for index, value in enumerate(given):
-                if found[index] in ("", None, Gender.UNSPECIFIED.value):
-                    found[index] = value
-        records = [
-            (
-                member_id,
-                seal(keys[member_id], name, sealed_as(member_id, "full_name")) if name else None,
-                gender,
-                (
-                    seal(keys[member_id], birthday.isoformat(), sealed_as(member_id, "birthday"))
-                    if birthday
-                    else None
-                ),
-                region,
-            )
-            for member_id, (name, gender, birthday, region) in profiles.items()
-        ]
-        await conn.execute(
-            "INSERT INTO profiles (member_id, full_name_sealed, gender, birthday_sealed, region) "
-            "SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::text[], $4::bytea[], $5::text[]) "
-            "ON CONFLICT (member_id) DO UPDATE SET "
-            "full_name_sealed = COALESCE(profiles.full_name_sealed, EXCLUDED.full_name_sealed), "
-            "gender = CASE WHEN profiles.gender = 'unspecified' THEN EXCLUDED.gender "
-            "  ELSE profiles.gender END, "
-            "birthday_sealed = COALESCE(profiles.birthday_sealed, EXCLUDED.birthday_sealed), "
-            "region = CASE WHEN profiles.region = '' THEN EXCLUDED.region ELSE profiles.region END",
-            *map(list, zip(*records, strict=True)),
-        )
-
-    async def _consents(
-        self, conn: asyncpg.Connection, unit: str, joinings: Sequence[Joining], now: datetime
-    ) -> None:
-        """Consents a member has no decision on yet, with their history; a decision it made
-        (in any unit, at any time) is its own and stays."""
-        given = []
-        for j in joinings:
-            for consent in j.row.consents:
-                purpose = consent_purpose(consent.purpose)
-                if purpose is not None:
-                    at = consent.changed_at or now
-                    given.append((j.member_id, purpose.value, consent.granted, at))
-        if not given:
-            return
-        await conn.execute(
-            "WITH given AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bool[], "
-            "  $4::timestamptz[]) AS g(member_id, purpose, granted, changed_at)), "
-            "taken AS (INSERT INTO consents (member_id, purpose, granted, source, changed_at) "
-            "  SELECT member_id, purpose, granted, $5, changed_at FROM given "
-            "  ON CONFLICT DO NOTHING RETURNING member_id, purpose, granted, source, changed_at) "
-            "INSERT INTO consent_events (member_id, purpose, granted, source, changed_at) "
-            "SELECT member_id, purpose, granted, source, changed_at FROM taken",
-            *map(list, zip(*given, strict=True)),
-            f"{unit}:import",
-        )
+        await (await self._members()).join(unit, joinings, now)
 
     async def add_report(self, import_id: str, rows: Sequence[ReportRow]) -> None:
         if not rows:
@@ -705,11 +419,11 @@ class ImportStore:
 
     async def candidate(self, candidate_id: str, *, lock: bool = False) -> MergeCandidate | None:
         row = await (await self._conn()).fetchrow(
-            f"SELECT {_CANDIDATE_COLUMNS} FROM merge_candidates WHERE candidate_id = $1"
+            f"SELECT {CANDIDATE_COLUMNS} FROM merge_candidates WHERE candidate_id = $1"
             + (" FOR UPDATE" if lock else ""),
             candidate_id,
         )
-        return _candidate(row) if row is not None else None
+        return candidate_of(row) if row is not None else None
 
     async def candidate_row(self, candidate: MergeCandidate) -> ParsedRow | None:
         sealed = await (await self._conn()).fetchval(
@@ -781,11 +495,11 @@ class ImportStore:
             )
         args.append(limit)
         rows = await (await self._conn()).fetch(
-            f"SELECT {_CANDIDATE_COLUMNS} FROM merge_candidates WHERE {' AND '.join(where)} "
+            f"SELECT {CANDIDATE_COLUMNS} FROM merge_candidates WHERE {' AND '.join(where)} "
             f"ORDER BY created_at, row_number, candidate_id LIMIT ${len(args)}",
             *args,
         )
-        return [_candidate(row) for row in rows]
+        return [candidate_of(row) for row in rows]
 
     async def audit(
         self,
@@ -811,59 +525,3 @@ class ImportStore:
             json.dumps(detail),
             at,
         )
-
-
-def _import(row: Any) -> MemberImport:
-    counts = Counts(**{name: row[name] for name in _COUNTERS})
-    failure = (
-        Failure(row["error_reason"], row["error_message"], dict(_json(row["error_metadata"])))
-        if row["error_reason"]
-        else None
-    )
-    return MemberImport(
-        import_id=row["import_id"],
-        spec=spec_of(_json(row["spec"])),
-        created_by=row["created_by"],
-        request_id=row["request_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        fingerprint=row["request_fingerprint"],
-        file_bytes=row["file_bytes"],
-        file_sha256=row["file_sha256"],
-        file_kept=row["file_kept"],
-        state=ImportState(row["state"]),
-        counts=counts,
-        checkpoint=row["checkpoint"],
-        bytes_read=row["bytes_read"],
-        failure=failure,
-        cancel_requested=row["cancel_requested"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        lease_owner=row["lease_owner"],
-        leased_until=row["leased_until"],
-    )
-
-
-def _candidate(row: Any) -> MergeCandidate:
-    return MergeCandidate(
-        candidate_id=row["candidate_id"],
-        import_id=row["import_id"],
-        row_number=row["row_number"],
-        unit=row["unit"],
-        evidence=tuple(Evidence(*item) for item in _json(row["evidence"])),
-        imported=ImportedMember(
-            member_id="",
-            legacy_key=bytes(row["legacy_key"]).hex(),
-            created=False,
-            legacy_points=row["legacy_points"],
-            legacy_points_expire_at=row["points_expire_at"],
-            tier_code=row["tier_code"],
-            tier_ends_at=row["tier_ends_at"],
-            birthday_month=row["birthday_month"],
-            birthday_day=row["birthday_day"],
-        ),
-        created_at=row["created_at"],
-        state=CandidateState(row["state"]),
-        survivor=row["survivor"] or "",
-        resolved_at=row["resolved_at"],
-    )

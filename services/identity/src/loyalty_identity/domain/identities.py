@@ -143,9 +143,22 @@ def normalise(
     return ChannelIdentity(identity_type.code, value)
 
 
+# Most numbers given are mainland mobiles written as 11 digits, or with +86. Of those,
+# `phonenumbers.parse` can make nothing but country code 86 with the digits as the national
+# number (CN's trunk, carrier and international prefixes begin 0, 11, 12 or 179): built directly,
+# they skip the parser (three quarters of the cost, which counts over a unit's million members)
+# and are still judged by `is_valid_number`. tests/identity/test_domain.py proves both ways agree.
+MAINLAND_MOBILE = re.compile(r"(\+86)?(1(?:[3-689]\d|7[0-8])\d{8})", re.ASCII)
+
+
 def phone_e164(value: str, region: str = DEFAULT_PHONE_REGION) -> str | None:
     """The phone number in E.164 (a number without its country code is read as dialled in
     `region`), or None when it is not a valid number."""
+    mobile = MAINLAND_MOBILE.fullmatch(value)
+    if mobile and (mobile.group(1) or region == "CN"):
+        digits = mobile.group(2)
+        number = phonenumbers.PhoneNumber(country_code=86, national_number=int(digits))
+        return f"+86{digits}" if phonenumbers.is_valid_number(number) else None
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
@@ -153,6 +166,11 @@ def phone_e164(value: str, region: str = DEFAULT_PHONE_REGION) -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def is_phone_region(region: str) -> bool:
+    """Whether phone numbers can be read in `region` (ISO 3166 alpha-2, e.g. "CN")."""
+    return region in phonenumbers.SUPPORTED_REGIONS
 
 
 def canonical_email(value: str) -> str | None:

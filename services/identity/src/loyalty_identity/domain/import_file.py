@@ -11,7 +11,8 @@ rejected (`LINE_TOO_LONG`) and read past to the next newline without being kept.
 
 **Decoding per record.** Each record is decoded alone, so bytes not in the file's encoding
 reject that row (`INVALID_ENCODING`); a header (or a first JSON line) that cannot be decoded
-fails the file. A byte order mark is dropped.
+fails the file. A byte order mark is dropped. A file said to be GBK or GB2312 is read as GB18030,
+which extends both.
 
 **Values.** Every value is trimmed; an empty one is absent. What the reader decides:
 - Control characters (C0 and C1, the line and paragraph separators, the bidirectional
@@ -55,7 +56,6 @@ from operator import itemgetter
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from loyalty_kit.resources import is_tag
 
 from loyalty_identity.domain import masking
@@ -65,6 +65,7 @@ from loyalty_identity.domain.identities import (
     IdentityKind,
     IdentityType,
     canonical_email,
+    is_phone_region,
     phone_e164,
 )
 from loyalty_identity.domain.imports import (
@@ -86,6 +87,8 @@ MAX_BALANCE = 2**63 - 1  # points are int64
 DEFAULT_TIME_ZONE = ZoneInfo("Asia/Shanghai")
 LEGACY_NUMBER = re.compile(r"[0-9A-Za-z_-]{1,64}")
 ENCODINGS = {"utf-8": "UTF-8", "gb18030": "GB18030"}  # codec name -> as told
+# Read as one of those: GB18030 decodes GBK and GB2312 files the same (it extends them).
+_READ_AS = {"utf-8-sig": "utf-8", "gbk": "gb18030", "gb2312": "gb18030"}
 
 # The mapping's fields, in the order the reader hands a row's values over (consents follow:
 # granted, changed_at for each).
@@ -134,6 +137,7 @@ _BIRTHDAY_FORMAT = re.compile(
     r"(?:[ T]00:00(?::00(?:\.0+)?)?)?",
     re.ASCII,
 )
+_DAY_AND_TIME = re.compile(r"(\d{4})([-/])(\d{1,2})\2(\d{1,2})([ T].+)", re.ASCII | re.DOTALL)
 _WHOLE = re.compile(r"(\d{1,19})(?:\.0*)?", re.ASCII)
 _GENDERS = {
     **dict.fromkeys(("male", "m", "男", "男性"), Gender.MALE),
@@ -168,9 +172,9 @@ class FileReader:
         self.spec = spec
         self.bytes_read = 0  # bytes consumed so far: up to the end of the last row yielded
         self._identity_types = identity_types
-        self._now = now
+        self._now = now if now.tzinfo else now.replace(tzinfo=UTC)
         self._zone: tzinfo = time_zone or DEFAULT_TIME_ZONE
-        self._today = now.astimezone(self._zone).date()
+        self._today = self._now.astimezone(self._zone).date()
         mapping = spec.mapping
         self._columns = [getattr(mapping, name) for name in FIELDS]
         for consent in mapping.consents:
@@ -191,12 +195,13 @@ class FileReader:
     # --- the file ---------------------------------------------------------------------------
     def rows(self, parts: Iterable[bytes]) -> Iterator[ParsedRow | RejectedRow]:
         """The file's rows in order, each parsed or rejected; `parts` are the file's bytes in
-        order."""
+        order. Raises `ImportFileError` as it is iterated."""
         self._check_spec()
         records = _records(parts, self.spec.format is ImportFormat.CSV)
         if self.spec.format is ImportFormat.CSV:
-            return self._csv_rows(records)
-        return self._json_rows(records)
+            yield from self._csv_rows(records)
+        else:
+            yield from self._json_rows(records)
 
     def _check_spec(self) -> None:
         spec = self.spec
@@ -204,19 +209,21 @@ class FileReader:
             codec = codecs.lookup(spec.encoding or "utf-8").name
         except LookupError:
             codec = ""
+        codec = _READ_AS.get(codec, codec)
         if codec not in ENCODINGS or (codec != "utf-8" and spec.format is not ImportFormat.CSV):
             raise ImportFileError(
                 "UNSUPPORTED_ENCODING",
                 f"encoding {spec.encoding[:40]!r} is not supported: UTF-8, or GB18030 for CSV",
             )
         self._codec = codec
-        if spec.mapping.phone and self._region not in phonenumbers.SUPPORTED_REGIONS:
+        if spec.mapping.phone and not is_phone_region(self._region):
             raise ImportFileError(
                 "INVALID_REGION",
                 f"default region {spec.default_region[:8]!r} is not a phone region (e.g. CN)",
             )
         if not spec.mapping.legacy_number:
             raise ImportFileError("MISSING_COLUMNS", "the mapping names no legacy number column")
+        self._tokens = []
         for slot, code in TOKEN_TYPES:
             if not self._columns[slot]:
                 continue
@@ -249,18 +256,17 @@ class FileReader:
         any_row = False
         for data, end in records:
             number += 1
+            self.bytes_read = end
             if data is None:
-                self.bytes_read = end
+                any_row = True
                 yield _too_long(number)
                 continue
             try:
-                text = data.decode(self._codec)
+                text = data.decode(self._codec).rstrip("\r\n")
             except UnicodeDecodeError as error:
-                self.bytes_read = end
+                any_row = True
                 yield self._undecodable(number, error)
                 continue
-            text = text.rstrip("\r\n")
-            self.bytes_read = end
             if not text:
                 continue
             any_row = True
@@ -584,7 +590,7 @@ def _records(parts: Iterable[bytes], csv_quoting: bool) -> Iterator[Record]:
             else:
                 if held:
                     held += memoryview(part)[at:end]
-                    line = bytes(held[line_at:])
+                    line: bytes | bytearray = held[line_at:]
                 else:
                     line = part[at:end]
                 if csv_quoting and (in_quotes or _QUOTE in line):
@@ -596,7 +602,7 @@ def _records(parts: Iterable[bytes], csv_quoting: bool) -> Iterator[Record]:
                         held += line
                     line_at = len(held)
                 else:
-                    yield (bytes(held) if held else line), offset + end
+                    yield bytes(held or line), offset + end  # (bytes(b) is b)
                     if held:
                         held = bytearray()
                         line_at = 0
@@ -608,14 +614,14 @@ def _records(parts: Iterable[bytes], csv_quoting: bool) -> Iterator[Record]:
         yield bytes(held), offset
 
 
-def _bom_length(line: bytes) -> int:
+def _bom_length(line: bytes | bytearray) -> int:
     for bom in _BOMS:
         if line.startswith(bom):
             return len(bom)
     return 0
 
 
-def _ends_in_quotes(line: bytes, in_quotes: bool, field_start: int = 0) -> bool:
+def _ends_in_quotes(line: bytes | bytearray, in_quotes: bool, field_start: int = 0) -> bool:
     """Whether a CSV line ends inside a quoted field, so that its record goes on. Read as the
     `csv` module reads: a quote opens a quoted field only as the field's first character;
     inside one, two quotes are a quote and one closes it."""
@@ -700,8 +706,10 @@ def _instant(value: str, zone: tzinfo, *, end_of_day: bool) -> datetime | None:
                 return None
             day += timedelta(days=1)
         return datetime.combine(day, time(), zone).astimezone(UTC)
-    if value[4:5] == "/" and value[7:8] == "/":
-        value = f"{value[:4]}-{value[5:7]}-{value[8:]}"
+    spelt = _DAY_AND_TIME.fullmatch(value)  # a date spelt as `_DAY` spells it, then a time
+    if spelt:
+        year, _, month, day_of_month, at_time = spelt.groups()
+        value = f"{year}-{month:0>2}-{day_of_month:0>2}{at_time}"
     try:
         at = datetime.fromisoformat(value)
     except ValueError:

@@ -65,7 +65,14 @@ _CANDIDATE_STATES = {
     CandidateState.RESOLVED: pb.MergeCandidate.STATE_RESOLVED,
     CandidateState.DISMISSED: pb.MergeCandidate.STATE_DISMISSED,
 }
-_ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "gb18030": "gb18030"}
+# As the spec may name them; GBK and GB2312 files are read as GB18030, which extends both.
+_ENCODINGS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "gb18030": "gb18030",
+    "gbk": "gb18030",
+    "gb2312": "gb18030",
+}
 
 
 # --- requests -----------------------------------------------------------------------------------

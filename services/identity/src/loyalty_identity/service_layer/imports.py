@@ -17,6 +17,7 @@ from loyalty_kit.idempotency import request_id_reused
 from loyalty_identity.domain import masking
 from loyalty_identity.domain.events import MembersImported
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind
+from loyalty_identity.domain.import_spec import resolved, validate_spec
 from loyalty_identity.domain.imports import (
     AutoMerge,
     ImportSpec,
@@ -44,8 +45,6 @@ from loyalty_identity.domain.member_import import (
     ReportRow,
     import_name,
     new_id,
-    resolved,
-    validate_spec,
 )
 from loyalty_identity.service_layer import handlers
 from loyalty_identity.service_layer.commands import Operator
