@@ -102,6 +102,10 @@ def test_options_override_the_file_and_a_date_ends_with_its_day(tmp_path: Path) 
         time_zone=_no_zone,
     )
     assert timed.tier_grant_ends_at.ToJsonString() == "2028-01-01T00:00:00Z"
+    unmerged = build_spec(
+        MEMBERS, data, {"auto_merge": "none"}, file=Path("m.csv"), time_zone=_no_zone
+    )
+    assert unmerged.auto_merge == pb.AUTO_MERGE_RULE_UNSPECIFIED
 
 
 @pytest.mark.parametrize(

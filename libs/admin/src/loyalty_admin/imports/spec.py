@@ -74,6 +74,8 @@ def _enum_value(field: Any, text: str) -> str:
         return text
     prefix = names[0][: -len("UNSPECIFIED")]
     short = text.strip().lower().replace("-", "_")
+    if short == "none":  # `auto_merge: none`: the default, which the contract leaves unnamed
+        return names[0]
     wanted = prefix + ALIASES.get(short, short).upper()
     if wanted in names:
         return wanted
