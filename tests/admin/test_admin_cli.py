@@ -7,121 +7,23 @@ their counts, clients are the gateway's."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
-import os
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-import pytest_asyncio
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
-from loyalty_admin.cli import main
 from loyalty_devstack.demo import HUAYUE
-from loyalty_devstack.testing import ServiceRunner
-from loyalty_kit.settings import Settings
 
+from tests.admin.conftest import Suite
 from tests.points.conftest import ADMIN as POINTS_ADMIN
 from tests.points.conftest import at, line, pos, rid
 from tests.support.clients import As
-
-ADMIN = Path(sys.executable).with_name("loyalty-admin")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Suite:
-    env: dict[str, str]
-
-    async def admin(self, *args: str) -> Result:
-        """Run the command line's `main` as the console script does, in a thread (the services
-        share this loop), with the suite's settings in the environment for the call only."""
-        out, err = io.StringIO(), io.StringIO()
-        saved = dict(os.environ)
-
-        def run() -> int:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                return main(list(args))
-
-        os.environ.clear()
-        os.environ.update(self.env)
-        try:
-            code = await asyncio.to_thread(run)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        return Result(code, out.getvalue(), err.getvalue())
-
-    async def process(self, *args: str) -> Result:
-        """Run the console script itself, a process of its own."""
-        process = await asyncio.create_subprocess_exec(
-            str(ADMIN),
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-        assert process.returncode is not None
-        return Result(process.returncode, out.decode(), err.decode())
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIterator[Suite]:
-    os.environ["LOYALTY_POINTS_JOB_INTERVAL_SECONDS"] = "3600"
-    os.environ["LOYALTY_TIERS_JOB_INTERVAL_SECONDS"] = "3600"
-    from loyalty_benefits.app import SPEC as BENEFITS
-    from loyalty_gateway.app import SPEC as GATEWAY
-    from loyalty_identity.app import SPEC as IDENTITY
-    from loyalty_points.app import SPEC as POINTS
-    from loyalty_tiers.app import SPEC as TIERS
-
-    settings = make_settings(database_prefix=f"{run_id}_adm_", event_namespace=f"{run_id}adm")
-    runner = ServiceRunner(settings)
-    try:
-        identity = await runner.start(IDENTITY)
-        with_identity = settings.model_copy(update={"identity_target": identity.target})
-        points = await runner.start(POINTS, with_identity)
-        tiers = await runner.start(TIERS)
-        benefits = await runner.start(
-            BENEFITS, with_identity.model_copy(update={"points_target": points.target})
-        )
-        targets = {
-            "identity_target": identity.target,
-            "points_target": points.target,
-            "tiers_target": tiers.target,
-            "benefits_target": benefits.target,
-        }
-        await runner.start(GATEWAY, settings.model_copy(update=targets))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
-        env.update(
-            {
-                "LOYALTY_DATA_DIR": str(settings.data_dir),
-                "LOYALTY_AUTH_DEV_KEYS": "true",
-                "LOYALTY_DATABASE_URL": settings.database_url,
-                "LOYALTY_DATABASE_PREFIX": settings.database_prefix,
-                "LOYALTY_LOG_FORMAT": "console",
-                **{f"LOYALTY_{key.upper()}": value for key, value in targets.items()},
-            }
-        )
-        yield Suite(env)
-    finally:
-        await runner.stop_all()
 
 
 def _edited(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:

@@ -7,11 +7,13 @@
     loyalty-admin clients create|list|rotate|revoke ...   business units' API clients
     loyalty-admin jobs run expiry|pending-activation|year-end|grant-expiry|birthday-gifts
                        [--dry-run] [--as-of ISO] [--step N] [--chunk-size N]
+    loyalty-admin imports create|get|follow|cancel|list|rows|candidates|resolve|dismiss ...
+                                               units' members brought in by file
 
-The programme file is described in docs/programme-file.md. The commands reach the services with
-the usual settings (under `make run`: `. .loyalty/env` first) as the group's admin: see
-`loyalty_admin.live` for the credentials. `clients` is the gateway's own command (it works on
-the gateway's database).
+The programme file is described in docs/programme-file.md, imports in docs/member-import.md.
+The commands reach the services with the usual settings (under `make run`: `. .loyalty/env`
+first) as the group's admin: see `loyalty_admin.live` for the credentials. `clients` is the
+gateway's own command (it works on the gateway's database).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loyalty_admin.document import InvalidFile, ProgrammeFile, load
+from loyalty_admin.imports.parser import add_parser as add_imports
 
 # The jobs by name, for the parser (their RPCs are imported when one runs: `validate` and
 # `--help` stay quick).
@@ -98,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         "(default: four transactions' worth, 2000)",
     )
     run.add_argument("--chunk-size", type=int, default=0, help="members per transaction")
+
+    add_imports(groups)
     return parser
 
 
@@ -224,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.group == "programme":
             return asyncio.run(_programme(args))
+        if args.group == "imports":
+            from loyalty_admin.imports.commands import run as run_imports
+
+            return asyncio.run(run_imports(args))
         try:
             return asyncio.run(_jobs(args))
         except KeyboardInterrupt:  # while connecting or counting: the steps handle their own
@@ -232,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.aio.AioRpcError as error:
         print(f"error: {explain(error)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C: the command said what it left behind (an import goes on without it).
+        return 130
 
 
 if __name__ == "__main__":

@@ -72,12 +72,12 @@ def dotted(path: Path_) -> str:
     return text
 
 
-class _Loader(yaml.SafeLoader):
+class TextTimesLoader(yaml.SafeLoader):
     """Safe YAML, but timestamps stay the text written (`2026-01-01T00:00:00+08:00`): the
     contracts take RFC 3339 strings, and a date turned into a datetime would lose its offset."""
 
 
-_Loader.yaml_implicit_resolvers = {
+TextTimesLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
@@ -172,7 +172,7 @@ def load(path: Path) -> ProgrammeFile:
 
 def loads(text: str) -> ProgrammeFile:
     """The file's sections as messages, or InvalidFile with every problem found."""
-    loader = _Loader(text)
+    loader = TextTimesLoader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else {}

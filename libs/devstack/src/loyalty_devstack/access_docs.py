@@ -36,9 +36,41 @@ def methods_of(spec: ServiceSpec) -> list[MethodDescriptor]:
 
 
 def render(chosen: Sequence[ServiceSpec] | None = None) -> str:
-    return render_markdown(
-        (spec.name, [m.name for m in methods_of(spec)], spec.access) for spec in (chosen or specs())
+    chosen = chosen or specs()
+    tables = render_markdown(
+        (spec.name, [m.name for m in methods_of(spec)], spec.access) for spec in chosen
     )
+    return tables + uploads(chosen)
+
+
+def uploads(chosen: Sequence[ServiceSpec]) -> str:
+    """The gateway's upload routes (its HTTP side only) and the rule of the RPC each calls."""
+    from loyalty_gateway.adapters.backends import exposed_services
+    from loyalty_gateway.http.uploads import uploads_of
+
+    found = uploads_of(s for services in exposed_services().values() for s in services)
+    serving = {name: spec for spec in chosen for name in spec.service_names}
+    if not found:
+        return ""
+    out = [
+        "",
+        "## gateway: uploads",
+        "",
+        "The client-streaming methods, which no `google.api.http` annotation can express, are",
+        "POST routes of the gateway (`http/uploads.py`): it authenticates the caller, holds it to",
+        "its rate limit and passes its token on; the service checks the method's rule above.",
+        "",
+        "| HTTP route | RPC | Scopes | Acts for the unit in |",
+        "| --- | --- | --- | --- |",
+    ]
+    for upload in found:
+        spec = serving[upload.service.full_name]
+        rule = spec.access[upload.method.name]
+        scopes = ", ".join(f"`{s}`" for s in sorted(rule.scopes)) or "any caller"
+        unit = f"`{rule.unit_field}`" if rule.unit_field else "-"
+        out.append(f"| POST {upload.path} | {spec.name} {upload.method.name} | {scopes} | {unit} |")
+    out.append("")
+    return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

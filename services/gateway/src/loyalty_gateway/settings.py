@@ -23,6 +23,18 @@ class GatewaySettings(BaseSettings):
         ge=1024,
         description="Largest HTTP request body; a larger one is 413 (BODY_TOO_LARGE), unread.",
     )
+    max_upload_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=1024,
+        description="Largest file uploaded to an import (POST /v1/memberImports); a larger one "
+        "is 413 (BODY_TOO_LARGE), refused as soon as it passes the limit and nothing stored.",
+    )
+    upload_deadline_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long an upload may take to stream to the service (the file arrives as "
+        "fast as the caller sends it).",
+    )
     max_json_depth: int = Field(
         default=64,
         ge=8,

@@ -1,10 +1,11 @@
 """The gateway's HTTP application (Starlette), routes by resource: the contracts' routes
-(contracts.py), tokens (tokens.py), health (health.py), and the OpenAPI document with its docs
-page (openapi.py). Every route comes from the contracts' `google.api.http` annotations; JSON is
-read and written with protobuf's json_format (camelCase names, unpopulated fields written,
-unknown fields refused). Failures answer with the google.rpc.Status as JSON and the HTTP code
-of its gRPC code (exchange.py, errors.py). Every request is counted and timed by its route's
-template (metrics.py), traced and written to the access log (access.py).
+(contracts.py), the uploads of import files (uploads.py), tokens (tokens.py), health
+(health.py), and the OpenAPI document with its docs page (openapi.py). Every route comes from
+the contracts: their `google.api.http` annotations, and the client-streaming Create methods
+as uploads; JSON is read and written with protobuf's json_format (camelCase names, unpopulated
+fields written, unknown fields refused). Failures answer with the google.rpc.Status as JSON and
+the HTTP code of its gRPC code (exchange.py, errors.py). Every request is counted and timed by
+its route's template (metrics.py), traced and written to the access log (access.py).
 """
 
 from __future__ import annotations
@@ -24,27 +25,34 @@ from loyalty_gateway.adapters.backends import exposed_services
 from loyalty_gateway.bootstrap import Gateway
 from loyalty_gateway.http import openapi
 from loyalty_gateway.http.access import observed
-from loyalty_gateway.http.contracts import ContractRoutes
+from loyalty_gateway.http.contracts import ContractRoutes, RateLimits
 from loyalty_gateway.http.exchange import unexpected
 from loyalty_gateway.http.health import Health
 from loyalty_gateway.http.metrics import HttpMetrics
 from loyalty_gateway.http.tokens import TokenEndpoint
 from loyalty_gateway.http.transcoding import routes_of
+from loyalty_gateway.http.uploads import Uploads, uploads_of
 
 VERBS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def build_app(gateway: Gateway) -> ASGIApp:
-    routes = routes_of(s for found in exposed_services().values() for s in found)
+    services = [s for found in exposed_services().values() for s in found]
+    routes = routes_of(services)
+    uploaded = uploads_of(services)
+    # One count per API client across every route.
+    limits = RateLimits(gateway.config.rate_limit_storage)
     contracts = ContractRoutes(
         routes,
         gateway.flows.by_method(),
         gateway.backends,
         gateway.keys.verifier,
         gateway.config,
+        limits,
     )
+    uploads = Uploads(uploaded, gateway.backends, gateway.keys.verifier, gateway.config, limits)
     token = TokenEndpoint(gateway.keys, gateway.uow, gateway.config)
-    document = openapi.document(routes)
+    document = openapi.document(routes, uploaded)
 
     async def openapi_json(_request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -64,6 +72,8 @@ def build_app(gateway: Gateway) -> ASGIApp:
             Route("/docs", docs),
             Mount("/docs/static", StaticFiles(directory=openapi.swagger_ui_dir()), name="static"),
             Route("/v1/token", token.answer, methods=["POST"]),
+            # Before the contracts' routes: POST only (a GET of the path is the List method).
+            *(Route(u.path, uploads.answer, methods=["POST"]) for u in uploaded),
             Route("/{path:path}", contracts.answer, methods=VERBS),
         ],
         lifespan=lifespan,

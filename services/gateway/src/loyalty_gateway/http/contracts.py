@@ -162,6 +162,7 @@ class ContractRoutes:
         backends: Backends,
         verifier: TokenVerifier,
         config: GatewaySettings,
+        limits: RateLimits | None = None,
     ) -> None:
         # Matched with the templates with a custom verb first: `/v1/{member=members/*}:export`
         # is the export, not a GetMember of a member named `...:export` (a wildcard takes the
@@ -171,7 +172,7 @@ class ContractRoutes:
         self.backends = backends
         self.verifier = verifier
         self.config = config
-        self.limits = RateLimits(config.rate_limit_storage)
+        self.limits = limits or RateLimits(config.rate_limit_storage)
 
     async def answer(self, request: Request) -> Response:
         exchange = Exchange(request)

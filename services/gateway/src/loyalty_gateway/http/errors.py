@@ -34,8 +34,9 @@ HTTP_CODES = {
     code_pb2.DATA_LOSS: 500,
 }
 
-# Reasons whose HTTP code says more than their gRPC code's: a body refused unread is 413.
-HTTP_CODES_OF_REASONS = {"BODY_TOO_LARGE": 413}
+# Reasons whose HTTP code says more than their gRPC code's: a body refused unread is 413, an
+# upload of a type that is no import file 415.
+HTTP_CODES_OF_REASONS = {"BODY_TOO_LARGE": 413, "UNSUPPORTED_MEDIA_TYPE": 415}
 
 RETRY_AFTER_SECONDS = "1"
 

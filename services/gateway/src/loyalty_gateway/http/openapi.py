@@ -15,6 +15,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FieldDescriptor
 
 from loyalty_gateway.http.transcoding import Route, Variable
+from loyalty_gateway.http.uploads import MEDIA_TYPES, REQUEST_ID_PARAMETER, SPEC_HEADER, Upload
 
 FD = FieldDescriptor
 INT32 = {FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32, FD.TYPE_UINT32, FD.TYPE_FIXED32}
@@ -269,12 +270,67 @@ def _query_parameters(
         yield parameter
 
 
-def document(routes: list[Route]) -> dict[str, Any]:
+def _upload_operation(upload: Upload, schemas: _Schemas) -> dict[str, Any]:
+    """An upload (uploads.py): the spec in a header, the request id in the query, the file as
+    the body."""
+    request = upload.method.input_type
+    spec = request.fields_by_name["spec"].message_type
+    file = {"schema": {"type": "string", "format": "binary"}}
+    how = (
+        f"The file is the raw body ({', '.join(MEDIA_TYPES)}; `; charset=gb18030` for a "
+        f"GB18030 CSV), streamed to the service as it arrives; the spec is JSON in the "
+        f"`{SPEC_HEADER}` header (non-ASCII as `\\u` escapes or UTF-8). A body larger than "
+        "the gateway's upload limit is 413 BODY_TOO_LARGE, another Content-Type 415."
+    )
+    return {
+        "operationId": f"{upload.service.name}_{upload.method.name}",
+        "tags": [upload.service.name],
+        "summary": f"{upload.service.full_name}.{upload.method.name} (upload)",
+        "description": "\n\n".join(
+            text for text in (comments().get(upload.method.full_name, ""), how) if text
+        ),
+        "parameters": [
+            {
+                "name": SPEC_HEADER,
+                "in": "header",
+                "required": True,
+                "description": comments().get(f"{request.full_name}.spec", ""),
+                "content": {"application/json": {"schema": _ref(schemas.message(spec))}},
+            },
+            {
+                "name": REQUEST_ID_PARAMETER,
+                "in": "query",
+                "required": False,
+                "description": comments().get(f"{request.full_name}.request_id", ""),
+                "schema": {"type": "string"},
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "content": dict.fromkeys(MEDIA_TYPES, file),
+        },
+        "responses": {
+            "201": {
+                "description": "Created: the file is stored and the import runs",
+                "content": {
+                    "application/json": {"schema": _ref(schemas.message(upload.method.output_type))}
+                },
+            },
+            "413": ERROR_RESPONSE,
+            "415": ERROR_RESPONSE,
+            "default": ERROR_RESPONSE,
+        },
+    }
+
+
+def document(routes: list[Route], uploads: list[Upload] | None = None) -> dict[str, Any]:
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         path, operation = _operation(route, schemas)
         paths.setdefault(path, {})[route.verb] = operation
+    for upload in uploads or ():
+        paths.setdefault(upload.path, {})["post"] = _upload_operation(upload, schemas)
     paths["/v1/token"] = {
         "post": {
             "operationId": "Token",
