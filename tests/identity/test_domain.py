@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -226,6 +228,9 @@ def test_blind_index_is_keyed_and_deterministic() -> None:
     assert ring.blind_index(phone) == ring.blind_index(ChannelIdentity("phone", "+8613812345678"))
     assert ring.blind_index(phone) != keyring().blind_index(phone)
     assert ring.blind_index(phone) != ring.blind_index(ChannelIdentity("store_card", phone.value))
+    # HMAC-SHA256 of "type NUL value" under the index key: the indexes stored stay valid
+    stored = hmac.new(ring.index_key, b"phone\x00+8613812345678", hashlib.sha256).digest()
+    assert ring.blind_index(phone) == stored
 
 
 @pytest.mark.parametrize(
