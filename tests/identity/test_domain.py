@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import phonenumbers
 import pytest
 from cryptography.exceptions import InvalidTag
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import given
 from hypothesis import strategies as st
 from loyalty_identity.adapters.crypto import KeyConfigError, Keyring, new_key_text, seal, unseal
@@ -17,9 +20,11 @@ from loyalty_identity.domain.errors import LastIdentity, NotMergedInto
 from loyalty_identity.domain.errors import MemberErased as MemberErasedError
 from loyalty_identity.domain.errors import MemberMerged as MemberMergedError
 from loyalty_identity.domain.identities import (
+    PLAIN_EMAIL,
     ChannelIdentity,
     IdentityKind,
     IdentityType,
+    canonical_email,
     normalise,
     phone_e164,
 )
@@ -76,12 +81,16 @@ def test_mainland_mobiles_read_without_the_parser_read_as_the_parser_reads_them(
                 (digits, "HK"),
                 (f"+86{digits}", "CN"),
                 (f"+86{digits}", "HK"),
+                (f"+86 {digits}", "CN"),
+                (f"+86 {digits}", "US"),
             ]
             for written, region in spellings:
                 assert phone_e164(written, region) == parsed_e164(written, region), written
 
 
-@given(st.from_regex(r"\+?(86)?1[0-9]{9,11}", fullmatch=True), st.sampled_from(["CN", "HK", "US"]))
+@given(
+    st.from_regex(r"\+?(86 ?)?1[0-9]{9,11}", fullmatch=True), st.sampled_from(["CN", "HK", "US"])
+)
 def test_any_number_reads_as_the_parser_reads_it(written: str, region: str) -> None:
     assert phone_e164(written, region) == parsed_e164(written, region)
 
@@ -107,6 +116,50 @@ def test_emails_are_validated_and_case_folded() -> None:
     for bad in ("wei", "wei@", "@example.com", "wei@@example.com", "wei li@example.com"):
         with pytest.raises(InvalidArgument):
             normalise(EMAIL, bad, "email")
+
+
+def validated_email(value: str) -> str | None:
+    """What `email-validator` makes of an address (lower-cased, as the service keeps it)."""
+    try:
+        return str(validate_email(value, check_deliverability=False).normalized).lower()
+    except EmailNotValidError:
+        return None
+
+
+def test_plain_emails_read_without_the_validator_read_as_the_validator_reads_them() -> None:
+    """Around the shortcut's edges: lengths at and past the limits, dots and hyphens in every
+    place, special-use and numeric top-level domains, punycode-like labels."""
+    chars = random.Random(29)
+    locals_ = "abcXYZ019_+-.-"
+    tlds = ["com", "cn", "COM", "co", "x", "a1", "xn", "test", "local", "localhost", "arpa"]
+    shortcut = 0
+    for _ in range(100_000):
+        local = "".join(chars.choice(locals_) for _ in range(chars.choice([1, 3, 10, 64, 65])))
+        labels = [
+            "".join(chars.choice("ab-9Z") for _ in range(chars.choice([1, 2, 4, 63, 64])))
+            for _ in range(chars.randint(0, 4))
+        ]
+        written = f"{local}@{'.'.join([*labels, chars.choice(tlds)])}"
+        assert canonical_email(written) == validated_email(written), written
+        shortcut += PLAIN_EMAIL.fullmatch(written) is not None
+    assert shortcut > 5_000  # the corpus reaches the shortcut, not only the validator
+
+
+@given(
+    st.from_regex(
+        r"[a-zA-Z0-9_+.-]{1,70}@([a-zA-Z0-9-]{1,70}\.){1,5}[a-zA-Z0-9-]{1,8}", fullmatch=True
+    )
+)
+def test_any_email_reads_as_the_validator_reads_it(written: str) -> None:
+    assert canonical_email(written) == validated_email(written)
+
+
+def test_long_plain_emails_reach_the_validator_at_the_limits() -> None:
+    label = "a" * 63
+    domain = ".".join([label] * 3) + "." + "b" * 61 + ".cn"  # 253 characters
+    for local in ("w" * 64, "w" * 65, "w"):
+        for written in (f"{local}@{domain}", f"{local}@{domain[2:]}", f"{local}@{'a' * 64}.cn"):
+            assert canonical_email(written) == validated_email(written), written
 
 
 def test_tokens_match_their_type_pattern() -> None:
@@ -175,6 +228,9 @@ def test_blind_index_is_keyed_and_deterministic() -> None:
     assert ring.blind_index(phone) == ring.blind_index(ChannelIdentity("phone", "+8613812345678"))
     assert ring.blind_index(phone) != keyring().blind_index(phone)
     assert ring.blind_index(phone) != ring.blind_index(ChannelIdentity("store_card", phone.value))
+    # HMAC-SHA256 of "type NUL value" under the index key: the indexes stored stay valid
+    stored = hmac.new(ring.index_key, b"phone\x00+8613812345678", hashlib.sha256).digest()
+    assert ring.blind_index(phone) == stored
 
 
 @pytest.mark.parametrize(

@@ -267,14 +267,19 @@ _WELL_KNOWN: dict[str, tuple[type, Convert]] = {
 def _nested(descriptor: Descriptor) -> Convert:
     name = descriptor.full_name
     well_known = _WELL_KNOWN.get(name)
+    plans: dict[type, _Plan] = {}  # a repeated field's values are mostly of one class
 
     def message(value: Any) -> Any:
+        plan = plans.get(type(value))
+        if plan is not None:
+            return plan.build(value)
         if well_known is not None and isinstance(value, well_known[0]):
             return well_known[1](value)
         if isinstance(value, Message) and value.DESCRIPTOR.full_name == name:
             return value
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return _plan(type(value), descriptor, (), (), frozenset()).build(value)
+            plan = plans[type(value)] = _plan(type(value), descriptor, (), (), frozenset())
+            return plan.build(value)
         raise TypeError(f"{type(value).__name__} cannot become a {name}")
 
     return message

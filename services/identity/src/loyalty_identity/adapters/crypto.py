@@ -17,7 +17,6 @@ keys are wrapped with it, old ones still open with their key id), run
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import secrets
@@ -110,7 +109,7 @@ class Keyring:
     # --- blind index --------------------------------------------------------------------------
     def blind_index(self, identity: ChannelIdentity) -> bytes:
         message = f"{identity.type}\x00{identity.value}".encode()
-        return hmac.new(self.index_key, message, hashlib.sha256).digest()
+        return hmac.digest(self.index_key, message, "sha256")  # one call: no HMAC object
 
 
 def development_keys_file(data_dir: Path) -> tuple[Path, str]:
