@@ -45,7 +45,7 @@ def keyring_for(settings: Settings) -> Keyring:
 
 
 class ImportSettings(BaseSettings):
-    """How member imports run (`LOYALTY_IDENTITY_IMPORT_*`)."""
+    """How member and order imports run (`LOYALTY_IDENTITY_IMPORT_*`)."""
 
     model_config = SettingsConfigDict(env_prefix="LOYALTY_IDENTITY_IMPORT_", extra="ignore")
 
@@ -57,6 +57,13 @@ class ImportSettings(BaseSettings):
     )
     chunk_rows: int = Field(
         default=2000, ge=10, le=50_000, description="Rows a chunk takes (one transaction each)."
+    )
+    order_chunk_rows: int = Field(
+        default=5000,
+        ge=10,
+        le=50_000,
+        description="Rows a chunk of an order import takes (one transaction and one "
+        "LegacyOrdersImported event each).",
     )
     max_file_bytes: int = Field(
         default=2 * 1024**3, ge=1, description="The largest file an import takes (bytes)."
