@@ -52,7 +52,8 @@ class ImportSettings(BaseSettings):
     workers: int = Field(
         default=1,
         ge=0,
-        description="Imports a replica processes at once (0: this replica only takes uploads; "
+        description="Member imports a replica processes at once, and as many order imports (0: "
+        "this replica only takes uploads; "
         "others process them).",
     )
     chunk_rows: int = Field(
