@@ -202,6 +202,7 @@ ROUTES = routes_of(s for found in exposed_services().values() for s in found)
 GATEWAY_SPECS = {
     "loyalty.identity.v1.IdentityService": "identity",
     "loyalty.identity.v1.MemberImportService": "identity",
+    "loyalty.identity.v1.OrderImportService": "identity",
     "loyalty.points.v1.PointsService": "points",
     "loyalty.tiers.v1.TiersService": "tiers",
     "loyalty.benefits.v1.BenefitsService": "benefits",

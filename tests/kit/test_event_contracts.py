@@ -24,6 +24,7 @@ from loyalty.benefits.v1 import events_pb2 as benefits_pb
 from loyalty.common.v1.channel_pb2 import CHANNEL_POS
 from loyalty.common.v1.money_pb2 import Money
 from loyalty.identity.v1 import events_pb2 as identity_pb
+from loyalty.identity.v1 import order_import_pb2
 from loyalty.points.v1 import events_pb2 as points_pb
 from loyalty.tiers.v1 import events_pb2 as tiers_pb
 from loyalty_benefits.adapters.events import CONTRACT as BENEFITS_CONTRACT
@@ -34,6 +35,7 @@ from loyalty_identity.adapters.events import to_message as identity_message
 from loyalty_identity.domain import events as identity_events
 from loyalty_identity.domain.member import ConsentPurpose
 from loyalty_identity.domain.member_import import ImportedMember
+from loyalty_identity.domain.order_import import ImportedOrder, OrderImportMode
 from loyalty_kit.contract import EventContract
 from loyalty_kit.money import Amount
 from loyalty_points.adapters.events import CONTRACT as POINTS_CONTRACT
@@ -389,6 +391,38 @@ IDENTITY: list[Sample] = [
                 identity_pb.ImportedMember(member_id="m-14", legacy_key="cd34"),
             ],
             imported_at=stamp(14),
+        ),
+    ),
+    (  # a chunk of an order import: two past orders of two members
+        identity_events.LegacyOrdersImported(
+            "orderImports/o-1",
+            "mall",
+            OrderImportMode.ACTIVITY_ONLY,
+            (
+                ImportedOrder("m-15", "A-1", Amount("CNY", Decimal("1234.5")), at(15)),
+                ImportedOrder("m-16", "A-2", Amount("CNY", Decimal("0")), at(16)),
+            ),
+            at(17),
+        ),
+        identity_pb.LegacyOrdersImported(
+            order_import="orderImports/o-1",
+            unit="mall",
+            mode=order_import_pb2.ORDER_IMPORT_MODE_ACTIVITY_ONLY,
+            orders=[
+                identity_pb.ImportedOrder(
+                    member_id="m-15",
+                    order_id="A-1",
+                    amount=Money(currency_code="CNY", amount="1234.50"),
+                    occurred_at=stamp(15),
+                ),
+                identity_pb.ImportedOrder(
+                    member_id="m-16",
+                    order_id="A-2",
+                    amount=Money(currency_code="CNY", amount="0.00"),
+                    occurred_at=stamp(16),
+                ),
+            ],
+            imported_at=stamp(17),
         ),
     ),
 ]

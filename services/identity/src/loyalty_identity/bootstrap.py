@@ -13,6 +13,7 @@ from loyalty_kit.servicers import UnitOfWorkFactory
 from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.service_layer.import_worker import ImportWorker
+from loyalty_identity.service_layer.order_import_worker import OrderImportWorker
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 from loyalty_identity.settings import ImportSettings, keyring_for
 
@@ -26,10 +27,16 @@ class Identity:
     uow: UnitOfWorkFactory[IdentityUnitOfWork]
     import_settings: ImportSettings
     importers: tuple[ImportWorker, ...]  # carry out member imports (the service's jobs)
+    order_importers: tuple[OrderImportWorker, ...] = ()  # carry out order imports
 
     def imports_waiting(self) -> None:
         """An upload was stored: this replica's workers start on it at once."""
         for worker in self.importers:
+            worker.wake.set()
+
+    def order_imports_waiting(self) -> None:
+        """An order file was stored: this replica's order workers start on it at once."""
+        for worker in self.order_importers:
             worker.wake.set()
 
 
@@ -50,4 +57,5 @@ def bootstrap(
         )
 
     workers = tuple(ImportWorker(uow, settings, clock) for _ in range(settings.workers))
-    return Identity(context, clock, keys, types, uow, settings, workers)
+    order_workers = tuple(OrderImportWorker(uow, settings, clock) for _ in range(settings.workers))
+    return Identity(context, clock, keys, types, uow, settings, workers, order_workers)

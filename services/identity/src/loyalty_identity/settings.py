@@ -45,18 +45,26 @@ def keyring_for(settings: Settings) -> Keyring:
 
 
 class ImportSettings(BaseSettings):
-    """How member imports run (`LOYALTY_IDENTITY_IMPORT_*`)."""
+    """How member and order imports run (`LOYALTY_IDENTITY_IMPORT_*`)."""
 
     model_config = SettingsConfigDict(env_prefix="LOYALTY_IDENTITY_IMPORT_", extra="ignore")
 
     workers: int = Field(
         default=1,
         ge=0,
-        description="Imports a replica processes at once (0: this replica only takes uploads; "
+        description="Member imports a replica processes at once, and as many order imports (0: "
+        "this replica only takes uploads; "
         "others process them).",
     )
     chunk_rows: int = Field(
         default=2000, ge=10, le=50_000, description="Rows a chunk takes (one transaction each)."
+    )
+    order_chunk_rows: int = Field(
+        default=5000,
+        ge=10,
+        le=50_000,
+        description="Rows a chunk of an order import takes (one transaction and one "
+        "LegacyOrdersImported event each).",
     )
     max_file_bytes: int = Field(
         default=2 * 1024**3, ge=1, description="The largest file an import takes (bytes)."

@@ -8,15 +8,41 @@ from __future__ import annotations
 from datetime import date
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.common.v1.money_pb2 import Money
 from loyalty.identity.v1 import events_pb2
 from loyalty_kit.contract import EventContract, Rules
+from loyalty_kit.kernel.money import format_money
 
 from loyalty_identity.domain import events
+from loyalty_identity.domain.order_import import ImportedOrder
 
 
 def _month_and_day(birthday: date | None) -> tuple[int, int]:
     """Only the month and day of a birthday go out (what birthday benefits need); 0 when none."""
     return (birthday.month, birthday.day) if birthday else (0, 0)
+
+
+def _orders(orders: tuple[ImportedOrder, ...]) -> list[events_pb2.ImportedOrder]:
+    """A chunk's orders (thousands an event) built straight: the same messages the field by
+    field rule makes, several times faster."""
+    made = []
+    for order in orders:
+        at = Timestamp()
+        at.FromDatetime(order.occurred_at)
+        amount = order.amount
+        made.append(
+            events_pb2.ImportedOrder(
+                member_id=order.member_id,
+                order_id=order.order_id,
+                amount=Money(
+                    currency_code=amount.currency,
+                    amount=format_money(amount.value, amount.currency),
+                ),
+                occurred_at=at,
+            )
+        )
+    return made
 
 
 CONTRACT = EventContract(
@@ -26,6 +52,7 @@ CONTRACT = EventContract(
             renames={"birthday": ("birthday_month", "birthday_day")},
             convert={"birthday": _month_and_day},
         ),
+        events.LegacyOrdersImported: Rules(convert={"orders": _orders}),
     },
 )
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeAlias
 if TYPE_CHECKING:  # the member and import modules record these events
     from loyalty_identity.domain.member import ConsentPurpose
     from loyalty_identity.domain.member_import import ImportedMember
+    from loyalty_identity.domain.order_import import ImportedOrder, OrderImportMode
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,18 @@ class MembersImported:
     imported_at: datetime
 
 
+@dataclass(frozen=True)
+class LegacyOrdersImported:
+    """A chunk of an order import committed: the orders carried over (member ids, order ids,
+    amounts, times; no personal data)."""
+
+    order_import: str  # "orderImports/{id}"
+    unit: str
+    mode: OrderImportMode
+    orders: tuple[ImportedOrder, ...]
+    imported_at: datetime
+
+
 Event: TypeAlias = (
     MemberRegistered
     | ConsentChanged
@@ -92,4 +105,5 @@ Event: TypeAlias = (
     | MemberReactivated
     | MemberErased
     | MembersImported
+    | LegacyOrdersImported
 )

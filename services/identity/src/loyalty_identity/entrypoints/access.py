@@ -1,7 +1,8 @@
-"""Who may call each IdentityService and MemberImportService method (checked by the kit's
-interceptor; docs/access.md is rendered from it). Reads are open to any authenticated caller:
-personal data is masked without `personal_data:read`. A unit imports only its own members and
-reads only its own imports; merge candidates are decided by the group's member operators."""
+"""Who may call each IdentityService, MemberImportService and OrderImportService method
+(checked by the kit's interceptor; docs/access.md is rendered from it). Reads are open to any
+authenticated caller: personal data is masked without `personal_data:read`. A unit imports only
+its own members and orders and reads only its own imports; merge candidates are decided by the
+group's member operators."""
 
 from __future__ import annotations
 
@@ -49,4 +50,12 @@ ACCESS: dict[str, Rule] = {
     ),
     "ResolveMergeCandidate": rule(MANAGE, note="audited"),
     "DismissMergeCandidate": rule(MANAGE, note="audited"),
+    # OrderImportService
+    "CreateOrderImport": rule(MEMBERS_IMPORT, unit_field="spec.unit", note="audited"),
+    "GetOrderImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit"),
+    "ListOrderImports": rule(MEMBERS_IMPORT, unit_field="unit", note="a unit lists its own"),
+    "CancelOrderImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit", note="audited"),
+    "ListOrderImportRows": rule(
+        MEMBERS_IMPORT, resource_unit="the import's unit", note="no personal data"
+    ),
 }

@@ -1,4 +1,4 @@
-"""The identity service's background work: its member-import workers."""
+"""The identity service's background work: its member-import and order-import workers."""
 
 from __future__ import annotations
 
@@ -12,4 +12,6 @@ from loyalty_identity.bootstrap import Identity
 
 def jobs(app: Identity) -> Sequence[Job]:
     stopping = app.context.stopping
-    return [partial(worker.serve, stopping) for worker in app.importers]
+    return [partial(worker.serve, stopping) for worker in app.importers] + [
+        partial(worker.serve, stopping) for worker in app.order_importers
+    ]

@@ -21,6 +21,7 @@ from loyalty_identity.domain.member_import import (
     MergeCandidate,
     ReportRow,
 )
+from loyalty_identity.domain.order_import import OrderImport, OrderOutcome, OrderRow
 
 
 class Members(Protocol):
@@ -137,6 +138,29 @@ class Imports(Protocol):
     ) -> None: ...
 
 
+class OrderImports(Protocol):
+    """Order imports, their files and reports, and the orders carried over
+    (`adapters/order_imports.py`)."""
+
+    async def add(self, job: OrderImport) -> bool: ...
+    async def by_request(self, created_by: str, request_id: str) -> OrderImport | None: ...
+    async def get(self, import_id: str, *, lock: bool = False) -> OrderImport | None: ...
+    async def save(self, job: OrderImport) -> None: ...
+    async def listed(
+        self, unit: str | None, after: tuple[str, str] | None, limit: int
+    ) -> list[OrderImport]: ...
+    async def add_part(self, import_id: str, seq: int, content: bytes) -> None: ...
+    async def drop_file(self, import_id: str) -> None: ...
+    async def members_of(self, identities: Sequence[ChannelIdentity]) -> list[str | None]: ...
+    async def claim_orders(
+        self, unit: str, import_id: str, orders: Sequence[tuple[str, str, int]]
+    ) -> set[str]: ...
+    async def add_report(self, import_id: str, rows: Sequence[OrderRow]) -> None: ...
+    async def report(
+        self, import_id: str, outcome: OrderOutcome | None, after: int, limit: int
+    ) -> list[OrderRow]: ...
+
+
 class IdentityWork(Transaction, Protocol):
     """A unit of work as the use cases see it: one transaction over the members; on commit it
     hands the events of the members it saw to the outbox."""
@@ -153,3 +177,11 @@ class ImportWork(IdentityWork, Protocol):
     def imports(self) -> Imports: ...
 
     def record(self, event: Event) -> None: ...
+
+
+class OrderImportWork(ImportWork, Protocol):
+    """A unit of work of the order imports: the member imports' plus the order imports'
+    store."""
+
+    @property
+    def order_imports(self) -> OrderImports: ...

@@ -1,6 +1,7 @@
-"""The identity service's unit of work: the kit's (session, outbox, idempotency) plus members and
-member imports; on commit, the events the members recorded (and those recorded on the unit of
-work itself, a chunk's MembersImported) go to the outbox, in the same transaction."""
+"""The identity service's unit of work: the kit's (session, outbox, idempotency) plus members,
+member imports and order imports; on commit, the events the members recorded (and those
+recorded on the unit of work itself, a chunk's MembersImported or LegacyOrdersImported) go to
+the outbox, in the same transaction."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.events import to_message
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.adapters.imports import ImportStore
+from loyalty_identity.adapters.order_imports import OrderImportStore
 from loyalty_identity.adapters.repository import MemberRepository
 from loyalty_identity.domain.events import Event
 
@@ -20,6 +22,7 @@ from loyalty_identity.domain.events import Event
 class IdentityUnitOfWork(UnitOfWork):
     members: MemberRepository
     imports: ImportStore
+    order_imports: OrderImportStore
 
     def __init__(
         self,
@@ -39,6 +42,7 @@ class IdentityUnitOfWork(UnitOfWork):
         await super().__aenter__()
         self.members = MemberRepository(self.session, self.keyring, self.types)
         self.imports = ImportStore(self.session, self.keyring, self.types)
+        self.order_imports = OrderImportStore(self.session, self.keyring)
         self._recorded: list[Event] = []
         return self
 
