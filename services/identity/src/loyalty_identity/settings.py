@@ -56,7 +56,7 @@ class ImportSettings(BaseSettings):
         "others process them).",
     )
     chunk_rows: int = Field(
-        default=2000, ge=10, le=50_000, description="Rows a chunk takes (one transaction each)."
+        default=5000, ge=10, le=50_000, description="Rows a chunk takes (one transaction each)."
     )
     max_file_bytes: int = Field(
         default=2 * 1024**3, ge=1, description="The largest file an import takes (bytes)."
