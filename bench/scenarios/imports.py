@@ -14,7 +14,8 @@ hotel's JSON Lines with e-mails, the cinema's CSV with unionids; `--import-rows`
 - `member-import`: the identity service (start_service, migrations on, NATS relay running), the
   three files uploaded with `CreateMemberImport` one after the other through the generated stub
   and followed with `GetMemberImport` until each succeeds; then checked: members = people,
-  every row created or linked. The process's peak resident memory growth is kept in `extra`,
+  every row created or linked. The process's resident memory growth during the imports
+  (sampled; the files are made before) is kept in `extra`,
   beside the files' size (the import streams: it should not grow with the file).
 """
 
