@@ -57,7 +57,7 @@ class ImportSettings(BaseSettings):
         "others process them).",
     )
     chunk_rows: int = Field(
-        default=2000, ge=10, le=50_000, description="Rows a chunk takes (one transaction each)."
+        default=5000, ge=10, le=50_000, description="Rows a chunk takes (one transaction each)."
     )
     order_chunk_rows: int = Field(
         default=5000,

@@ -5,7 +5,7 @@ where the domain's shape differs from the contract's."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -58,4 +58,40 @@ CONTRACT = EventContract(
 
 
 def to_message(event: events.Event) -> Message:
+    if type(event) is events.MembersImported:
+        return members_imported(event)
     return CONTRACT.message(event)
+
+
+def members_imported(event: events.MembersImported) -> events_pb2.MembersImported:
+    """A chunk's MembersImported built directly: thousands of members, most sharing the same
+    few dates, so each date is made a Timestamp once (the same message the contract's generic
+    mapping makes, `tests/identity/unit/test_import_events.py` holds them equal)."""
+    stamps: dict[datetime, Timestamp] = {}
+
+    def stamp(at: datetime) -> Timestamp:
+        found = stamps.get(at)
+        if found is None:
+            found = stamps[at] = Timestamp()
+            found.FromDatetime(at)
+        return found
+
+    message = events_pb2.MembersImported(
+        member_import=event.member_import, unit=event.unit, imported_at=stamp(event.imported_at)
+    )
+    add = message.members.add
+    for m in event.members:
+        added = add(
+            member_id=m.member_id,
+            legacy_key=m.legacy_key,
+            created=m.created,
+            legacy_points=m.legacy_points,
+            tier_code=m.tier_code,
+            birthday_month=m.birthday_month,
+            birthday_day=m.birthday_day,
+        )
+        if m.legacy_points_expire_at is not None:
+            added.legacy_points_expire_at.CopyFrom(stamp(m.legacy_points_expire_at))
+        if m.tier_ends_at is not None:
+            added.tier_ends_at.CopyFrom(stamp(m.tier_ends_at))
+    return message

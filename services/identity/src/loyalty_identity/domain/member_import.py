@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -92,6 +93,13 @@ class Counts:
     def count(self, outcome: RowOutcome, legacy_points: int = 0) -> None:
         name = self._FIELDS[outcome]
         setattr(self, name, getattr(self, name) + 1)
+        self.legacy_points += legacy_points
+
+    def add(self, rows: Mapping[RowOutcome, int], legacy_points: int = 0) -> None:
+        """Rows counted elsewhere, by outcome (a chunk's, counted in a loop of its own)."""
+        for outcome, name in self._FIELDS.items():
+            if rows.get(outcome):
+                setattr(self, name, getattr(self, name) + rows[outcome])
         self.legacy_points += legacy_points
 
     def plus(self, other: Counts) -> Counts:

@@ -51,6 +51,8 @@ from loyalty_identity.service_layer.commands import Operator
 from loyalty_identity.service_layer.ports import ImportWork
 
 Row = ParsedRow | RejectedRow
+IMPORTING = frozenset((RowOutcome.CREATED, RowOutcome.LINKED, RowOutcome.MERGED))
+DETAILED = frozenset((RowOutcome.REJECTED, RowOutcome.MERGE_CANDIDATE))  # a detail without notes
 NOTES = {
     "UNMAPPED_TIER": "its legacy tier is not in the spec's tier mapping: not carried over",
 }
@@ -212,44 +214,55 @@ async def import_chunk(
 
     kinds = await _kinds(work)
     counts = Counts()
+    tally = dict.fromkeys(RowOutcome, 0)
+    points = 0
     report: list[ReportRow] = []
     carried: list[ImportedMember] = []
+    legacy_key = work.imports.legacy_key
+    tier_ends_at = job.spec.tier_grant_ends_at
+    add_row = report.append
     for decision in decisions:
-        row, key = decision.row, work.imports.legacy_key(decision.row.legacy)
-        imported = _imported(decision.row, decision.member_id, key, decision.created, job)
+        row, outcome, member_id = decision.row, decision.outcome, decision.member_id
+        key = legacy_key(row.legacy)
         candidate_id = ""
-        if decision.outcome is RowOutcome.MERGE_CANDIDATE:
+        if outcome in IMPORTING:
+            carried.append(_imported(row, member_id, key, decision.created, tier_ends_at))
+            points += row.legacy_points
+        elif outcome is RowOutcome.MERGE_CANDIDATE:
             candidate = MergeCandidate(
                 candidate_id=new_id(),
                 import_id=job.import_id,
                 row_number=row.number,
                 unit=job.unit,
                 evidence=_evidence(decision.evidence, kinds),
-                imported=imported,
+                imported=_imported(row, member_id, key, decision.created, tier_ends_at),
                 created_at=now,
             )
             candidate_id = await work.imports.add_candidate(candidate, row)
-        if _imports(decision):
-            carried.append(imported)
-        counts.count(decision.outcome, row.legacy_points if _imports(decision) else 0)
-        report.append(
+        tally[outcome] += 1
+        add_row(
             ReportRow(
-                row_number=row.number,
-                outcome=decision.outcome,
-                member_id=decision.member_id,
-                reason=_reason(decision),
-                detail=_detail(decision, kinds),
-                legacy_key=key,
-                merge_candidate_id=candidate_id,
+                row.number,
+                outcome,
+                member_id,
+                decision.reason or (row.notes[0] if row.notes else ""),
+                _detail(decision, kinds) if row.notes or outcome in DETAILED else "",
+                key,
+                candidate_id,
             )
         )
-    for refused in (r for r in rows if isinstance(r, RejectedRow)):
-        counts.count(RowOutcome.REJECTED)
-        report.append(
-            ReportRow(
-                refused.number, RowOutcome.REJECTED, reason=refused.reason, detail=refused.detail
+    for refused in rows:
+        if isinstance(refused, RejectedRow):
+            tally[RowOutcome.REJECTED] += 1
+            add_row(
+                ReportRow(
+                    refused.number,
+                    RowOutcome.REJECTED,
+                    reason=refused.reason,
+                    detail=refused.detail,
+                )
             )
-        )
+    counts.add(tally, points)
     await work.imports.add_report(job.import_id, report)
     if carried:
         work.record(MembersImported(job.name, job.unit, tuple(carried), now))
@@ -274,7 +287,7 @@ async def ended(work: ImportWork, job: MemberImport) -> None:
 
 
 def _imports(decision: Decision) -> bool:
-    return decision.outcome in (RowOutcome.CREATED, RowOutcome.LINKED, RowOutcome.MERGED)
+    return decision.outcome in IMPORTING
 
 
 def _joining(decision: Decision) -> Joining:
@@ -300,18 +313,19 @@ async def _merge(
 
 
 def _imported(
-    row: ParsedRow, member_id: str, key: str, created: bool, job: MemberImport
+    row: ParsedRow, member_id: str, key: str, created: bool, tier_ends_at: datetime | None
 ) -> ImportedMember:
+    birthday, tier_code = row.birthday, row.tier_code
     return ImportedMember(
-        member_id=member_id,
-        legacy_key=key,
-        created=created,
-        legacy_points=row.legacy_points,
-        legacy_points_expire_at=row.points_expire_at,
-        tier_code=row.tier_code,
-        tier_ends_at=job.spec.tier_grant_ends_at if row.tier_code else None,
-        birthday_month=row.birthday.month if row.birthday else 0,
-        birthday_day=row.birthday.day if row.birthday else 0,
+        member_id,
+        key,
+        created,
+        row.legacy_points,
+        row.points_expire_at,
+        tier_code,
+        tier_ends_at if tier_code else None,
+        birthday.month if birthday else 0,
+        birthday.day if birthday else 0,
     )
 
 
@@ -328,10 +342,6 @@ def _evidence(
     held: Sequence[tuple[ChannelIdentity, str]], kinds: dict[str, IdentityKind]
 ) -> tuple[Evidence, ...]:
     return tuple(Evidence(member, i.type, _masked(i, kinds)) for i, member in held)
-
-
-def _reason(decision: Decision) -> str:
-    return decision.reason or (decision.row.notes[0] if decision.row.notes else "")
 
 
 def _detail(decision: Decision, kinds: dict[str, IdentityKind]) -> str:
