@@ -226,3 +226,74 @@ import_audit = Table(
     Column("detail", JSONB, nullable=False, server_default="{}"),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+
+# Order imports (migration 0006): the orders' own operation, file, report (only rows not
+# carried over) and the orders carried over, once per unit and order ID.
+order_imports = Table(
+    "order_imports",
+    metadata,
+    Column("import_id", UUID(as_uuid=False), primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("spec", JSONB, nullable=False),
+    Column("state", Text, nullable=False),
+    *(
+        Column(name, BigInteger, nullable=False, server_default="0")
+        for name in (
+            "rows_read",
+            "imported",
+            "unknown_member",
+            "duplicates",
+            "rejected",
+            "checkpoint",
+            "bytes_read",
+        )
+    ),
+    Column("error_reason", Text, nullable=False, server_default=""),
+    Column("error_message", Text, nullable=False, server_default=""),
+    Column("error_metadata", JSONB, nullable=False, server_default="{}"),
+    Column("file_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("file_sha256", Text, nullable=False, server_default=""),
+    Column("file_kept", Boolean, nullable=False, server_default="true"),
+    Column("key_id", Text, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("request_fingerprint", Text, nullable=False, server_default=""),
+    Column("lease_owner", Text, nullable=False, server_default=""),
+    Column("leased_until", DateTime(timezone=True)),
+    Column("cancel_requested", Boolean, nullable=False, server_default="false"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    UniqueConstraint("created_by", "request_id", name="order_imports_request_once"),
+)
+
+order_import_parts = Table(
+    "order_import_parts",
+    metadata,
+    Column("import_id", UUID(as_uuid=False), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("sealed", LargeBinary, nullable=False),
+)
+
+order_import_rows = Table(
+    "order_import_rows",
+    metadata,
+    Column("import_id", UUID(as_uuid=False), primary_key=True),
+    Column("row_number", BigInteger, primary_key=True, autoincrement=False),
+    Column("outcome", Text, nullable=False),
+    Column("member_id", UUID(as_uuid=False)),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),
+)
+
+imported_orders = Table(
+    "imported_orders",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("order_id", Text, primary_key=True),
+    Column("member_id", UUID(as_uuid=False), nullable=False),
+    Column("import_id", UUID(as_uuid=False), nullable=False),
+    Column("row_number", BigInteger, nullable=False),
+)
