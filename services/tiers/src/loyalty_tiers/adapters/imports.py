@@ -1,6 +1,7 @@
-"""What the tiers service keeps of imported members, in PostgreSQL: each legacy account's tier
-claimed once (`legacy_tiers`), and the members of a chunk looked up together (merged, erased)
-rather than one round trip each."""
+"""What the tiers service keeps of imports, in PostgreSQL: each legacy account's tier claimed
+once (`legacy_tiers`); a chunk of past orders claimed once per (unit, order ID) and recorded as
+activity in one statement (`activity_orders`, `activity`); and the members of a chunk looked up
+together (merged, erased) rather than one round trip each."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from loyalty_tiers.domain.legacy import Match
+from loyalty_tiers.domain.orders import IMPORTED_ORDER, ORDER_POINTS, ORDER_VISITS, OrderActivity
 
 _CLAIM = """
 INSERT INTO legacy_tiers (unit, legacy_key, member_id, member_import, tier, outcome, grant_id,
@@ -24,6 +26,28 @@ SET member_id = EXCLUDED.member_id, member_import = EXCLUDED.member_import,
     ends_at = EXCLUDED.ends_at, recorded_at = EXCLUDED.recorded_at
 WHERE legacy_tiers.grant_id IS NULL
 RETURNING legacy_key
+"""
+
+# Orders claimed in order-ID order (two chunks sharing orders wait for each other, never
+# deadlock), then the claimed ones recorded as activity: one round trip for a chunk.
+_RECORD_ORDERS = f"""
+WITH o AS (
+    SELECT * FROM unnest($3::uuid[], $4::text[], $5::timestamptz[], $6::numeric[], $7::uuid[])
+         AS o(member_id, order_id, occurred_at, spend, origin)
+), claimed AS (
+    INSERT INTO activity_orders (unit, order_id, event_id, order_import)
+    SELECT $1::text, o.order_id, '{IMPORTED_ORDER}' || $1::text || '/' || o.order_id, $2::text
+    FROM o ORDER BY o.order_id
+    ON CONFLICT (unit, order_id) DO NOTHING
+    RETURNING order_id, event_id
+)
+INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits,
+                      origin_member_id)
+SELECT o.member_id, c.event_id, o.occurred_at, $1::text, o.spend, {ORDER_POINTS}, {ORDER_VISITS},
+       o.origin
+FROM o JOIN claimed c ON c.order_id = o.order_id
+ON CONFLICT DO NOTHING
+RETURNING member_id, occurred_at
 """
 
 
@@ -52,6 +76,27 @@ class ImportRows:
             [m.ends_at for m in matches],
         )
         return {r["legacy_key"] for r in rows}
+
+    async def record_orders(
+        self, unit: str, order_import: str, orders: Sequence[OrderActivity]
+    ) -> list[tuple[str, datetime]]:
+        """Record the orders no activity counted before (by unit and order ID, whichever import
+        or earn brought them); answers (member, occurred_at) of each recorded now. The order
+        IDs must be distinct."""
+        if not orders:
+            return []
+        conn = await self._conn()
+        rows = await conn.fetch(
+            _RECORD_ORDERS,
+            unit,
+            order_import,
+            [o.member_id for o in orders],
+            [o.order_id for o in orders],
+            [o.occurred_at for o in orders],
+            [o.spend for o in orders],
+            [o.origin for o in orders],
+        )
+        return [(str(r["member_id"]), r["occurred_at"]) for r in rows]
 
     async def survivors_of(self, member_ids: Sequence[str]) -> dict[str, str]:
         """The members of `member_ids` merged into another, with the survivor each is now."""

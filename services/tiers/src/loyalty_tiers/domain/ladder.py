@@ -63,6 +63,11 @@ class Totals:
             self.spend + other.spend, self.points + other.points, self.visits + other.visits
         )
 
+    def order_counted_before(self) -> Totals:
+        """An earn whose order's spend and visit were counted already (an imported order, see
+        `domain/orders.py`): only its points are new."""
+        return Totals(ZERO, self.points, 0)
+
 
 UnitActivity = Mapping[str, Totals]  # unit -> totals
 
