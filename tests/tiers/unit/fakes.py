@@ -61,6 +61,7 @@ class Tables:
     legacy_tiers: dict[tuple[str, str], Match] = field(default_factory=dict)
     # (unit, order id) -> (the activity's event id, the import that brought it or '')
     counted_orders: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    upgrades_due: list[tuple[str, datetime]] = field(default_factory=list)  # (member, marked at)
 
 
 def _row(member: MemberTier) -> MemberTier:
@@ -111,7 +112,7 @@ class FakeTierStore:
 
     async def record_orders(
         self, unit: str, order_import: str, orders: Sequence[OrderActivity]
-    ) -> list[tuple[str, datetime]]:
+    ) -> list[OrderActivity]:
         recorded = []
         for order in orders:
             if (unit, order.order_id) in self.tables.counted_orders:
@@ -124,8 +125,21 @@ class FakeTierStore:
             self.tables.activity[order.member_id, event_id] = Posting(
                 order.member_id, order.occurred_at, unit, totals, order.origin
             )
-            recorded.append((order.member_id, order.occurred_at))
+            recorded.append(order)
         return recorded
+
+    async def mark_to_judge(self, member_ids: Sequence[str], now: datetime) -> None:
+        self.tables.upgrades_due.extend((m, now) for m in member_ids)
+
+    async def take_to_judge(self, limit: int, marked_before: datetime) -> list[str]:
+        latest: dict[str, datetime] = {}
+        for member_id, at in self.tables.upgrades_due:
+            latest[member_id] = max(at, latest.get(member_id, at))
+        taken = sorted(m for m, at in latest.items() if at <= marked_before)[:limit]
+        self.tables.upgrades_due = [
+            (m, at) for m, at in self.tables.upgrades_due if m not in taken or at > marked_before
+        ]
+        return taken
 
     async def activity(self, member_id: str, since: datetime, until: datetime) -> dict[str, Totals]:
         return (await self.activities([(member_id, since, until)])).get(member_id, {})

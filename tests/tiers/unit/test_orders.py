@@ -1,7 +1,7 @@
 """Imported past orders as qualifying activity, over the fake unit of work: each order a visit
 and its spend, no points; once per (unit, order ID) whether an import or a points earn brings it
-first; recorded whatever its age but upgrading only from inside the window; other currencies
-and erased members skipped and counted."""
+first; recorded whatever its age but upgrading only from inside the window, each marked member
+judged once by the upgrade job; other currencies and erased members skipped and counted."""
 
 from __future__ import annotations
 
@@ -13,14 +13,21 @@ import pytest
 from loyalty_kit.kernel.orders import OrderMode, PastOrder, PastOrders
 from loyalty_tiers.domain.errors import NoLadder
 from loyalty_tiers.domain.ladder import Metric, Totals, Window
-from loyalty_tiers.domain.orders import imported_event_id
+from loyalty_tiers.domain.orders import OrderActivity, imported_event_id
 from loyalty_tiers.service_layer.identity_events import on_member_erased, on_member_merged
 from loyalty_tiers.service_layer.ladders import publish_ladder
-from loyalty_tiers.service_layer.orders import CountedOrders, count_orders
+from loyalty_tiers.service_layer.orders import (
+    CountedOrders,
+    Judged,
+    count_orders,
+    judge_marked,
+    run_judgement,
+)
 from loyalty_tiers.service_layer.queries import member_view
 
 from tests.tiers.ladders import huayue
 from tests.tiers.unit.conftest import ANN, BOB, T0, Tiers
+from tests.tiers.unit.fakes import FakeUnitOfWork
 
 CAROL = "carol"
 
@@ -37,10 +44,22 @@ def order(
 
 
 async def imported(
-    tiers: Tiers, *orders: PastOrder, unit: str = "mall", name: str = "orderImports/o-1"
+    tiers: Tiers,
+    *orders: PastOrder,
+    unit: str = "mall",
+    name: str = "orderImports/o-1",
+    judge: bool = True,
 ) -> CountedOrders:
+    """A chunk counted, then (unless `judge` is false) the upgrade job's round after it."""
     chunk = PastOrders(name, unit, OrderMode.ACTIVITY_ONLY, list(orders), Counter())
-    return await tiers(count_orders, chunk, tiers.now)
+    done = await tiers(count_orders, chunk, tiers.now)
+    if judge:
+        await judged(tiers)
+    return done
+
+
+async def judged(tiers: Tiers) -> Judged:
+    return await run_judgement(tiers.factory, lambda: tiers.now, 500)
 
 
 def window(tiers: Tiers, member_id: str) -> Totals:
@@ -55,7 +74,7 @@ def window(tiers: Tiers, member_id: str) -> Totals:
 async def test_orders_count_as_spend_and_visits_without_points(tiers: Tiers) -> None:
     done = await imported(tiers, order(ANN, "M-1", "1200.50"), order(ANN, "M-2", "99.50"))
 
-    assert (done.recorded, done.counted_before, done.upgraded) == (2, 0, 0)
+    assert (done.recorded, done.counted_before, done.marked) == (2, 0, 1)
     assert window(tiers, ANN) == Totals(Decimal("1300.00"), 0, 2)
     assert set(tiers.store.tables.activity) == {
         (ANN, imported_event_id("mall", "M-1")),
@@ -72,7 +91,7 @@ async def test_history_inside_the_window_upgrades_as_live_activity_does(tiers: T
         order(BOB, "H-3", "4000"),
     )
 
-    assert done.upgraded == 1
+    assert done.marked == 2
     assert tiers.reasons() == [("basic", "gold", "qualified")]
     event = tiers.events[0]
     assert (event.member_id, event.effective_at) == (ANN, T0)
@@ -204,3 +223,91 @@ async def test_a_chunk_of_nothing_usable_needs_no_ladder() -> None:
     tiers = Tiers()
     chunk = PastOrders("orderImports/o-1", "mall", OrderMode.ACTIVITY_ONLY, [], Counter(x=1))
     assert (await tiers(count_orders, chunk, tiers.now)).skipped == Counter(x=1)
+
+
+async def test_a_chunk_marks_members_whose_orders_may_be_in_the_window_the_job_judges(
+    tiers: Tiers,
+) -> None:
+    done = await imported(
+        tiers,
+        order(ANN, "A-1", "3000", days_ago=30),
+        order(BOB, "B-1", "9000", days_ago=400),  # before any window: nobody to judge
+        judge=False,
+    )
+
+    assert done.marked == 1
+    assert tiers.store.tables.upgrades_due == [(ANN, T0)]
+    await imported(tiers, order(ANN, "A-2", "2500", days_ago=10), judge=False)
+    assert tiers.events == []  # nothing is judged in the chunk's transaction
+
+    assert await judged(tiers) == Judged(1, 1)  # two chunks, one judgement
+    assert tiers.reasons(ANN) == [("basic", "silver", "qualified")]
+    assert tiers.store.tables.upgrades_due == []
+    assert BOB not in tiers.store.tables.members  # old orders only: no tier to judge
+
+
+async def test_with_a_tier_year_window_every_member_with_a_new_order_is_judged(
+    tiers: Tiers,
+) -> None:
+    await tiers(publish_ladder, huayue(window=Window.TIER_YEAR))
+    done = await imported(tiers, order(BOB, "B-1", "9000", days_ago=400), judge=False)
+
+    assert (done.marked, tiers.store.tables.upgrades_due) == (1, [(BOB, T0)])
+    assert await judged(tiers) == Judged(1, 0)
+
+
+async def test_the_job_judges_a_chunk_of_marked_members_at_a_time(tiers: Tiers) -> None:
+    members = [f"member-{i:03d}" for i in range(7)]
+    await imported(tiers, *(order(m, f"O-{m}", "6000") for m in members), judge=False)
+
+    first = await tiers(judge_marked, tiers.now, 5)
+    assert (first.judged, first.upgraded, len({m for m, _ in tiers.store.tables.upgrades_due})) == (
+        5,
+        5,
+        2,
+    )
+    assert await judged(tiers) == Judged(2, 2)
+    assert await judged(tiers) == Judged(0, 0)
+
+
+async def test_orders_recorded_while_their_member_was_merged_become_the_survivors(
+    tiers: Tiers,
+) -> None:
+    """A chunk looked BOB up just before the merge committed, and recorded BOB's order after
+    the merge had moved BOB's activity: the job moves that order too, and judges the survivor
+    on all of it."""
+    await imported(tiers, order(BOB, "B-1", "3000", days_ago=20))
+    await tiers(on_member_merged, ANN, BOB, tiers.now)
+    straggler = OrderActivity(BOB, "B-2", T0 - timedelta(days=1), Decimal(2500), None)
+
+    async def as_the_chunk_did(uow: FakeUnitOfWork) -> None:
+        await uow.tiers.record_orders("mall", "orderImports/o-1", [straggler])
+        await uow.tiers.mark_to_judge([BOB], tiers.now)
+
+    await tiers(as_the_chunk_did)
+
+    assert await judged(tiers) == Judged(1, 1)
+    assert tiers.reasons(ANN)[-1] == ("basic", "silver", "qualified")
+    moved = tiers.store.tables.activity[ANN, imported_event_id("mall", "B-2")]
+    assert moved.origin == BOB
+    assert BOB not in tiers.store.tables.members
+
+
+async def test_a_member_erased_before_the_job_is_not_judged(tiers: Tiers) -> None:
+    await imported(tiers, order(CAROL, "C-1", "6000"), judge=False)
+    await tiers(on_member_erased, CAROL, tiers.now)
+
+    assert await judged(tiers) == Judged(1, 0)
+    assert tiers.reasons(CAROL) == []
+
+
+async def test_a_member_is_judged_once_no_order_has_come_in_for_a_moment(tiers: Tiers) -> None:
+    settle = timedelta(seconds=2)
+    await imported(tiers, order(ANN, "A-1", "6000"), judge=False)
+    tiers.later(seconds=1)
+    await imported(tiers, order(ANN, "A-2", "1"), judge=False)  # marked anew
+    tiers.later(seconds=1.5)
+
+    assert await run_judgement(tiers.factory, lambda: tiers.now, 500, settle) == Judged(0, 0)
+    tiers.later(seconds=0.5)
+    assert await run_judgement(tiers.factory, lambda: tiers.now, 500, settle) == Judged(1, 1)

@@ -12,13 +12,14 @@ words and the counts hold no personal data: they are what the consumers log.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from loyalty.identity.v1 import order_import_pb2 as contract
 
@@ -63,9 +64,8 @@ class LeftOut(StrEnum):
     REPEATED = "repeated_in_chunk"  # the same order id earlier in the chunk (the first counts)
 
 
-@dataclass(frozen=True, slots=True)
-class PastOrder:
-    """One usable order of a chunk."""
+class PastOrder(NamedTuple):
+    """One usable order of a chunk (a tuple: a chunk holds thousands)."""
 
     member_id: str  # canonical (lower-case) uuid text
     order_id: str
@@ -104,62 +104,58 @@ def past_orders(event: Any, now: datetime) -> PastOrders:
     if not unit:
         chunk.left_out[LeftOut.NO_UNIT] = len(event.orders)
         return chunk
-    reader = _Reader(now + FUTURE_TOLERANCE)
+    latest = ((now + FUTURE_TOLERANCE) - _EPOCH) // timedelta(seconds=1)
+    members: dict[str, str | None] = {}  # as given -> canonical (None: not an id)
+    currencies: dict[str, int | None] = {}  # code -> minor digits (None: not a currency)
     seen: set[str] = set()
+    kept, left_out = chunk.orders, chunk.left_out
+    # One loop without calls for the usual order: this runs for every order of an import.
     for entry in event.orders:
-        read = reader.read(entry)
-        if isinstance(read, PastOrder) and read.order_id in seen:
-            read = LeftOut.REPEATED
-        if isinstance(read, LeftOut):
-            chunk.left_out[read] += 1
+        given = entry.member_id
+        member_id = members.get(given, _UNSEEN)
+        if member_id is _UNSEEN:
+            member_id = members[given] = _member_id(given)
+        if member_id is None:
+            left_out[LeftOut.MEMBER_ID] += 1
             continue
-        seen.add(read.order_id)
-        chunk.orders.append(read)
+        order_id = entry.order_id
+        if not order_id.strip() or len(order_id) > MAX_KEY_LENGTH or not _is_text(order_id):
+            left_out[LeftOut.ORDER_ID] += 1
+            continue
+        money = entry.amount
+        currency = money.currency_code
+        digits = currencies.get(currency, -1)
+        if digits == -1:
+            digits = currencies[currency] = minor_units(currency) if is_currency(currency) else None
+        amount = _amount(money.amount, digits)
+        if amount is None:
+            left_out[LeftOut.AMOUNT] += 1
+            continue
+        stamp = entry.occurred_at
+        seconds, nanos = stamp.seconds, stamp.nanos
+        if (
+            not entry.HasField("occurred_at")
+            or not _EARLIEST_SECONDS <= seconds < _LATEST_SECONDS
+            or not 0 <= nanos <= 999_999_999
+        ):
+            left_out[LeftOut.TIME] += 1
+            continue
+        if seconds > latest:
+            left_out[LeftOut.FUTURE] += 1
+            continue
+        if order_id in seen:
+            left_out[LeftOut.REPEATED] += 1
+            continue
+        seen.add(order_id)
+        occurred_at = datetime.fromtimestamp(seconds, UTC)
+        if nanos:
+            occurred_at = occurred_at.replace(microsecond=nanos // 1000)
+        kept.append(PastOrder(member_id, order_id, amount, currency, occurred_at))
     return chunk
 
 
-class _Reader:
-    """Reads entries of one chunk; what repeats in a chunk (its members, its currency) is
-    checked once."""
-
-    def __init__(self, latest: datetime) -> None:
-        self.latest_seconds = (latest - _EPOCH) // timedelta(seconds=1)
-        self.members: dict[str, str | None] = {}  # as given -> canonical (None: not an id)
-        self.currencies: dict[str, int | None] = {}  # code -> minor digits (None: unknown)
-
-    def read(self, entry: Any) -> PastOrder | LeftOut:
-        given = entry.member_id
-        member_id = self.members.get(given, _UNSEEN)
-        if member_id is _UNSEEN:
-            member_id = self.members[given] = _member_id(given)
-        if member_id is None:
-            return LeftOut.MEMBER_ID
-        order_id = entry.order_id
-        if not order_id.strip() or len(order_id) > MAX_KEY_LENGTH or not _is_text(order_id):
-            return LeftOut.ORDER_ID
-        money = entry.amount
-        currency = money.currency_code
-        digits = self.currencies.get(currency, -1)
-        if digits == -1:
-            digits = self.currencies[currency] = (
-                minor_units(currency) if is_currency(currency) else None
-            )
-        amount = _amount(money.amount, digits)
-        if amount is None:
-            return LeftOut.AMOUNT
-        if not entry.HasField("occurred_at"):
-            return LeftOut.TIME
-        stamp = entry.occurred_at
-        seconds, nanos = stamp.seconds, stamp.nanos
-        if not (_EARLIEST_SECONDS <= seconds < _LATEST_SECONDS and 0 <= nanos <= 999_999_999):
-            return LeftOut.TIME
-        if seconds > self.latest_seconds:
-            return LeftOut.FUTURE
-        occurred_at = _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
-        return PastOrder(member_id, order_id, amount, currency, occurred_at)
-
-
 _UNSEEN = ""  # never a canonical member id
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EARLIEST_SECONDS = (EARLIEST - _EPOCH) // timedelta(seconds=1)
 _LATEST_SECONDS = (LATEST - _EPOCH) // timedelta(seconds=1)
@@ -172,6 +168,9 @@ def _is_text(text: str) -> bool:
 
 
 def _member_id(text: str) -> str | None:
+    """The member id in its one spelling (as identity writes it: checked fast), or None."""
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
     try:
         return str(uuid.UUID(text)) if len(text) == 36 else None
     except ValueError:

@@ -1,6 +1,7 @@
 """What the tiers service keeps of imports, in PostgreSQL: each legacy account's tier claimed
 once (`legacy_tiers`); a chunk of past orders claimed once per (unit, order ID) and recorded as
-activity in one statement (`activity_orders`, `activity`); and the members of a chunk looked up
+activity (`activity_orders`, `activity`: `COPY`, the fastest way in) and the members it may
+upgrade marked for the upgrade job (`upgrades_due`); and the members of a chunk looked up
 together (merged, erased) rather than one round trip each."""
 
 from __future__ import annotations
@@ -9,8 +10,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from loyalty_tiers.domain.legacy import Match
-from loyalty_tiers.domain.orders import IMPORTED_ORDER, ORDER_POINTS, ORDER_VISITS, OrderActivity
+from loyalty_tiers.domain.orders import (
+    IMPORTED_ORDER,
+    ORDER_POINTS,
+    ORDER_VISITS,
+    OrderActivity,
+    imported_event_id,
+)
 
 _CLAIM = """
 INSERT INTO legacy_tiers (unit, legacy_key, member_id, member_import, tier, outcome, grant_id,
@@ -28,9 +37,25 @@ WHERE legacy_tiers.grant_id IS NULL
 RETURNING legacy_key
 """
 
-# Orders claimed in order-ID order (two chunks sharing orders wait for each other, never
-# deadlock), then the claimed ones recorded as activity: one round trip for a chunk.
-_RECORD_ORDERS = f"""
+# Which of a chunk's orders some activity counted already.
+_COUNTED = "SELECT order_id FROM activity_orders WHERE unit = $1 AND order_id = ANY($2::text[])"
+ORDER_COLUMNS = ("unit", "order_id", "event_id", "order_import")
+ACTIVITY_COLUMNS = (
+    "member_id",
+    "event_id",
+    "occurred_at",
+    "unit",
+    "spend",
+    "points",
+    "visits",
+    "origin_member_id",
+)
+
+# When an earn or another import claims one of the chunk's orders between the look-up and the
+# COPY: the same, one statement that waits for the other and skips what it claimed. Orders
+# claimed in order-ID order (two chunks sharing orders never deadlock), then the claimed ones
+# recorded as activity.
+RECORD_ORDERS = f"""
 WITH o AS (
     SELECT * FROM unnest($3::uuid[], $4::text[], $5::timestamptz[], $6::numeric[], $7::uuid[])
          AS o(member_id, order_id, occurred_at, spend, origin)
@@ -47,7 +72,24 @@ SELECT o.member_id, c.event_id, o.occurred_at, $1::text, o.spend, {ORDER_POINTS}
        o.origin
 FROM o JOIN claimed c ON c.order_id = o.order_id
 ON CONFLICT DO NOTHING
-RETURNING member_id, occurred_at
+RETURNING event_id
+"""
+
+# A chunk adds its own marks, never touching another's: chunks of an import never wait for each
+# other or for the upgrade job. The job takes the members whose latest mark is old enough, and
+# deletes the marks it saw: a mark committed later (with its orders) stays for the next round.
+_MARK = """
+INSERT INTO upgrades_due (member_id, marked_at)
+SELECT m, $2::timestamptz FROM unnest($1::uuid[]) AS m
+"""
+_TAKE = """
+WITH due AS (
+    SELECT member_id FROM upgrades_due GROUP BY member_id HAVING max(marked_at) <= $2
+    ORDER BY member_id LIMIT $1
+)
+DELETE FROM upgrades_due u USING due
+WHERE u.member_id = due.member_id AND u.marked_at <= $2
+RETURNING u.member_id
 """
 
 
@@ -79,24 +121,77 @@ class ImportRows:
 
     async def record_orders(
         self, unit: str, order_import: str, orders: Sequence[OrderActivity]
-    ) -> list[tuple[str, datetime]]:
+    ) -> list[OrderActivity]:
         """Record the orders no activity counted before (by unit and order ID, whichever import
-        or earn brought them); answers (member, occurred_at) of each recorded now. The order
-        IDs must be distinct."""
+        or earn brought them); answers those recorded now. The order IDs must be distinct.
+        The new ones are COPYed; should another transaction claim one of them meanwhile, the
+        COPY is undone (a savepoint) and one INSERT ... ON CONFLICT records the rest."""
         if not orders:
             return []
         conn = await self._conn()
+        counted = {
+            r["order_id"] for r in await conn.fetch(_COUNTED, unit, [o.order_id for o in orders])
+        }
+        fresh = [o for o in orders if o.order_id not in counted]
+        if not fresh:
+            return []
+        events = [imported_event_id(unit, o.order_id) for o in fresh]
+        try:
+            async with conn.transaction():  # a savepoint
+                await conn.copy_records_to_table(
+                    "activity_orders",
+                    columns=ORDER_COLUMNS,
+                    records=[
+                        (unit, o.order_id, e, order_import)
+                        for o, e in zip(fresh, events, strict=True)
+                    ],
+                )
+                await conn.copy_records_to_table(
+                    "activity",
+                    columns=ACTIVITY_COLUMNS,
+                    records=[
+                        (
+                            o.member_id,
+                            e,
+                            o.occurred_at,
+                            unit,
+                            o.spend,
+                            ORDER_POINTS,
+                            ORDER_VISITS,
+                            o.origin,
+                        )
+                        for o, e in zip(fresh, events, strict=True)
+                    ],
+                )
+            return fresh
+        except asyncpg.UniqueViolationError:
+            pass
         rows = await conn.fetch(
-            _RECORD_ORDERS,
+            RECORD_ORDERS,
             unit,
             order_import,
-            [o.member_id for o in orders],
-            [o.order_id for o in orders],
-            [o.occurred_at for o in orders],
-            [o.spend for o in orders],
-            [o.origin for o in orders],
+            [o.member_id for o in fresh],
+            [o.order_id for o in fresh],
+            [o.occurred_at for o in fresh],
+            [o.spend for o in fresh],
+            [o.origin for o in fresh],
         )
-        return [(str(r["member_id"]), r["occurred_at"]) for r in rows]
+        recorded = {r["event_id"] for r in rows}
+        return [o for o, e in zip(fresh, events, strict=True) if e in recorded]
+
+    async def mark_to_judge(self, member_ids: Sequence[str], now: datetime) -> None:
+        """Mark members for the upgrade job."""
+        if member_ids:
+            conn = await self._conn()
+            await conn.execute(_MARK, sorted(set(member_ids)), now)
+
+    async def take_to_judge(self, limit: int, marked_before: datetime) -> list[str]:
+        """Up to `limit` members last marked by `marked_before`, unmarked (in this transaction:
+        undone with it), in member order. Two replicas taking at once: the second waits for
+        the first and takes what the first left."""
+        conn = await self._conn()
+        rows = await conn.fetch(_TAKE, limit, marked_before)
+        return sorted({str(r["member_id"]) for r in rows})
 
     async def survivors_of(self, member_ids: Sequence[str]) -> dict[str, str]:
         """The members of `member_ids` merged into another, with the survivor each is now."""

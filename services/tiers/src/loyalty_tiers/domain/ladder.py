@@ -141,6 +141,11 @@ class Ladder:
             return add_months(now, -TIER_YEAR_MONTHS)
         return add_months(now, -self.window_months)
 
+    def earliest_window_start(self, now: datetime) -> datetime | None:
+        """Where every member's qualification window ending `now` starts at the earliest
+        (None: it depends on each member's tier year)."""
+        return None if self.window is Window.TIER_YEAR else self.window_start(now, None)
+
     def tier_year(self, end: datetime) -> tuple[datetime, datetime]:
         """The activity that counts toward retention of the tier year ending at `end`: the
         year itself and the grace days after it."""

@@ -14,17 +14,19 @@ an order that earned points first is not counted again when an import brings it.
 
 Imported orders are recorded whatever their age, each in its own time (the history and analytics
 see the year it happened in); only those inside the member's qualification window count toward
-an upgrade, as any activity does.
+an upgrade, as any activity does. The upgrades are judged once per member rather than once per
+chunk: a chunk marks the members whose new orders may lie inside their window, and the upgrade
+job judges each marked member on its whole window moments later (`service_layer/orders.py`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from loyalty_kit.kernel.orders import PastOrder
 
@@ -48,9 +50,8 @@ class Skipped(StrEnum):
     MEMBER_ERASED = "member_erased"
 
 
-@dataclass(frozen=True, slots=True)
-class OrderActivity:
-    """One order to record: for whom, when, how much."""
+class OrderActivity(NamedTuple):
+    """One order to record: for whom, when, how much (a tuple: a chunk holds thousands)."""
 
     member_id: str  # who holds it: the member, or the survivor it was merged into
     order_id: str
@@ -83,11 +84,10 @@ def as_activity(
     return rows, skipped
 
 
-def latest_by_member(recorded: Sequence[tuple[str, datetime]]) -> dict[str, datetime]:
-    """The latest order each member had recorded now: an upgrade is judged for a member when
-    it lies inside the member's window."""
-    latest: dict[str, datetime] = {}
-    for member_id, occurred_at in recorded:
-        if member_id not in latest or occurred_at > latest[member_id]:
-            latest[member_id] = occurred_at
-    return latest
+def to_judge(recorded: Sequence[OrderActivity], window_start: datetime | None) -> list[str]:
+    """The members a chunk's recorded orders may upgrade: those with an order at or after
+    `window_start`, the earliest any member's window may start (None: the windows depend on
+    each member's tier year, so every member with a new order)."""
+    return sorted(
+        {o.member_id for o in recorded if window_start is None or o.occurred_at >= window_start}
+    )

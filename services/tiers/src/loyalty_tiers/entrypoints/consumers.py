@@ -119,7 +119,7 @@ async def legacy_orders_imported(
         unit=chunk.unit,
         recorded=done.recorded,
         counted_before=done.counted_before,
-        upgraded=done.upgraded,
+        marked_for_upgrade=done.marked,
         **fields,
     )
 
@@ -142,9 +142,13 @@ TABLE: Sequence[Subscription[Tiers]] = (
             identity_pb.MembersImported: members_imported,
         },
     ),
-    # Past orders apart: a long import never holds back merges and erasures.
+    # Past orders apart: a long import never holds back merges and erasures. Chunks are
+    # independent of each other (no member is locked for them): two at once.
     Subscription(
-        "tiers-orders", "identity", {identity_pb.LegacyOrdersImported: legacy_orders_imported}
+        "tiers-orders",
+        "identity",
+        {identity_pb.LegacyOrdersImported: legacy_orders_imported},
+        concurrency=2,
     ),
 )
 

@@ -7,6 +7,10 @@ no row: an import that brings one of them again counts it again.
 Keyed by the order, not by the member: one order belongs to one purchase whoever it was
 recorded for, and merges move activity without touching it.
 
+upgrades_due: members whose imported orders may upgrade them, a row per chunk that marked the
+member (only inserted: a chunk never waits for another, nor for the upgrade job), taken by the
+upgrade job once a member's latest mark is a few seconds old (ids and times only).
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-10
@@ -32,7 +36,16 @@ def upgrade() -> None:
         )
         """
     )
+    op.execute(
+        """
+        CREATE TABLE upgrades_due (
+            member_id uuid NOT NULL,
+            marked_at timestamptz NOT NULL
+        )
+        """
+    )
+    op.execute("CREATE INDEX upgrades_due_member ON upgrades_due (member_id, marked_at)")
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE activity_orders")
+    op.execute("DROP TABLE upgrades_due, activity_orders")
