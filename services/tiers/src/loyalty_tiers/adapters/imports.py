@@ -37,8 +37,6 @@ WHERE legacy_tiers.grant_id IS NULL
 RETURNING legacy_key
 """
 
-# Which of a chunk's orders some activity counted already.
-_COUNTED = "SELECT order_id FROM activity_orders WHERE unit = $1 AND order_id = ANY($2::text[])"
 ORDER_COLUMNS = ("unit", "order_id", "event_id", "order_import")
 ACTIVITY_COLUMNS = (
     "member_id",
@@ -51,10 +49,10 @@ ACTIVITY_COLUMNS = (
     "origin_member_id",
 )
 
-# When an earn or another import claims one of the chunk's orders between the look-up and the
-# COPY: the same, one statement that waits for the other and skips what it claimed. Orders
-# claimed in order-ID order (two chunks sharing orders never deadlock), then the claimed ones
-# recorded as activity.
+# When some of a chunk's orders were counted before (an import again, an order that earned
+# live) or are being claimed by another transaction: the same in one statement that skips them
+# (and waits for the other). Orders claimed in order-ID order (two chunks sharing orders never
+# deadlock), then the claimed ones recorded as activity.
 RECORD_ORDERS = f"""
 WITH o AS (
     SELECT * FROM unnest($3::uuid[], $4::text[], $5::timestamptz[], $6::numeric[], $7::uuid[])
@@ -124,18 +122,13 @@ class ImportRows:
     ) -> list[OrderActivity]:
         """Record the orders no activity counted before (by unit and order ID, whichever import
         or earn brought them); answers those recorded now. The order IDs must be distinct.
-        The new ones are COPYed; should another transaction claim one of them meanwhile, the
-        COPY is undone (a savepoint) and one INSERT ... ON CONFLICT records the rest."""
+        The orders are COPYed, the fastest way in, as a chunk's usually are all new; should
+        any have been counted before (or be claimed by another transaction meanwhile), the
+        COPY is undone (a savepoint) and one INSERT ... ON CONFLICT records the others."""
         if not orders:
             return []
         conn = await self._conn()
-        counted = {
-            r["order_id"] for r in await conn.fetch(_COUNTED, unit, [o.order_id for o in orders])
-        }
-        fresh = [o for o in orders if o.order_id not in counted]
-        if not fresh:
-            return []
-        events = [imported_event_id(unit, o.order_id) for o in fresh]
+        events = [imported_event_id(unit, o.order_id) for o in orders]
         try:
             async with conn.transaction():  # a savepoint
                 await conn.copy_records_to_table(
@@ -143,7 +136,7 @@ class ImportRows:
                     columns=ORDER_COLUMNS,
                     records=[
                         (unit, o.order_id, e, order_import)
-                        for o, e in zip(fresh, events, strict=True)
+                        for o, e in zip(orders, events, strict=True)
                     ],
                 )
                 await conn.copy_records_to_table(
@@ -160,24 +153,24 @@ class ImportRows:
                             ORDER_VISITS,
                             o.origin,
                         )
-                        for o, e in zip(fresh, events, strict=True)
+                        for o, e in zip(orders, events, strict=True)
                     ],
                 )
-            return fresh
+            return list(orders)
         except asyncpg.UniqueViolationError:
             pass
         rows = await conn.fetch(
             RECORD_ORDERS,
             unit,
             order_import,
-            [o.member_id for o in fresh],
-            [o.order_id for o in fresh],
-            [o.occurred_at for o in fresh],
-            [o.spend for o in fresh],
-            [o.origin for o in fresh],
+            [o.member_id for o in orders],
+            [o.order_id for o in orders],
+            [o.occurred_at for o in orders],
+            [o.spend for o in orders],
+            [o.origin for o in orders],
         )
         recorded = {r["event_id"] for r in rows}
-        return [o for o, e in zip(fresh, events, strict=True) if e in recorded]
+        return [o for o, e in zip(orders, events, strict=True) if e in recorded]
 
     async def mark_to_judge(self, member_ids: Sequence[str], now: datetime) -> None:
         """Mark members for the upgrade job."""

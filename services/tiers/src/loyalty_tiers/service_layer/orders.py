@@ -2,9 +2,10 @@
 ACTIVITY_ONLY; see `domain/orders.py` for what counts), in two steps:
 
 - `count_orders`, a chunk in one transaction and a handful of statements whatever its size: the
-  members looked up together, the new orders COPYed into the activity, and the members they may
-  upgrade marked (`upgrades_due`). No member is locked: chunks of one import run at the speed of
-  their inserts, and never wait for each other or for members' live activity.
+  members looked up together, the orders COPYed into the activity (those counted before
+  skipped), and the members they may upgrade marked (`upgrades_due`). No member is locked:
+  chunks of one import run at the speed of their inserts, and never wait for each other or for
+  members' live activity.
 - `judge_marked` (the upgrade job, every second or so): the members marked and left alone for
   a moment (`settle`: no chunk has brought them an order for it), locked together, each judged
   on its whole window as any activity is; upgrades are TierChanged with reason `qualified`.
