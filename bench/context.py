@@ -24,6 +24,7 @@ class BenchContext:
     events: int
     members: int | None = None  # --members; None: each scenario's default
     import_rows: int | None = None  # --import-rows; None: the import scenarios' default
+    orders: int | None = None  # --orders; None: the order scenarios' default (500,000)
     rate: float = 30.0  # --rate: operations per second of open-loop scenarios
     soak_seconds: float = 180.0  # --soak-seconds: length of the soak's mixed load
     only: tuple[str, ...] = ()  # the scenarios named with --only (empty: all)

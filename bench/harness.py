@@ -59,7 +59,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="members loaded for the identity, tiers-year-end and check scenarios (default: "
-        "1,000,000 when one is named with --only, else 100,000; check: always 1,000,000)",
+        "1,000,000 when one is named with --only, else 100,000; check: always 1,000,000), and "
+        "the order-activity scenarios' orders are spread over (default: a tenth of --orders)",
     )
     parser.add_argument(
         "--import-rows",
@@ -67,6 +68,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="legacy rows of the import scenarios (default: 1,000,000 when one is named with "
         "--only, else 100,000)",
+    )
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=None,
+        help="past orders of the order-activity scenarios (default 500,000; over --members "
+        "members, by default a tenth as many)",
     )
     parser.add_argument(
         "--rate",
@@ -91,6 +99,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--members must be positive")
     if args.import_rows is not None and args.import_rows < 1:
         parser.error("--import-rows must be positive")
+    if args.orders is not None and args.orders < 1:
+        parser.error("--orders must be positive")
     if args.rate <= 0:
         parser.error("--rate must be positive")
     if args.soak_seconds <= 0:
@@ -173,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 events=args.events,
                 members=args.members,
                 import_rows=args.import_rows,
+                orders=args.orders,
                 rate=args.rate,
                 soak_seconds=args.soak_seconds,
                 only=tuple(args.only or ()),

@@ -66,6 +66,9 @@ async def tiers_service(settings: Settings, clock: Clock) -> AsyncIterator[Runni
     from loyalty_tiers.app import SPEC
 
     os.environ["LOYALTY_TIERS_JOB_INTERVAL_SECONDS"] = "3600"  # tests drive RunYearEnd
+    # Imported orders' upgrades judged within moments, not the seconds an import waits.
+    os.environ["LOYALTY_TIERS_UPGRADE_INTERVAL_SECONDS"] = "0.2"
+    os.environ["LOYALTY_TIERS_UPGRADE_SETTLE_SECONDS"] = "0.2"
     runner = ServiceRunner(settings)
     yield await runner.start(SPEC, settings, clock=clock)
     await runner.stop_all()

@@ -124,6 +124,24 @@ async def test_an_event_tiers_never_counted_is_named_by_its_posting(
     assert (await only(check_settings, "tiers-activity")).clean
 
 
+async def test_an_imported_past_order_has_no_posting_and_is_no_finding(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    """An order brought in by an order import counts as activity without a points posting."""
+    member, event_id = traffic.payer, f"order:mall/legacy-{uuid.uuid4().hex[:8]}"
+    async with tampered(
+        check_settings,
+        "tiers",
+        "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits) "
+        "VALUES ($1, $2, now() - interval '400 days', 'mall', 120.00, 0, 1) RETURNING event_id",
+        "DELETE FROM activity WHERE member_id = $1 AND event_id = $2",
+        member,
+        event_id,
+    ):
+        report = await only(check_settings, "tiers-activity")
+    assert report.clean, report.text()
+
+
 async def test_a_redemption_whose_lots_do_not_add_up_breaks_the_settlement(
     traffic: Traffic, check_settings: Settings
 ) -> None:

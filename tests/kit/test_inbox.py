@@ -149,3 +149,44 @@ async def test_consumer_resumes_where_it_left_off_after_a_restart(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
     assert [n for _, n in await ledger(kit_db)] == [0, 1, 2, 3, 4, 5]
+
+
+async def test_a_consumer_of_independent_events_handles_several_at_once_each_once(
+    kit_db: AsyncEngine, js: JetStreamContext, settings: Settings, stream_service: str
+) -> None:
+    await make_ledger(kit_db)
+    sessions = db.session_factory(kit_db)
+    async with UnitOfWork(sessions, settings.event_namespace) as uow:
+        for n in range(12):
+            await uow.outbox.add(event_type(stream_service)(n=n))
+        await uow.commit()
+    await OutboxRelay(kit_db, js).publish_pending()
+    consumer = EventConsumer(
+        f"together-{stream_service}",
+        stream_service,
+        lambda: UnitOfWork(sessions, settings.event_namespace),
+        namespace=settings.event_namespace,
+        concurrency=3,
+    )
+    in_flight, most = 0, 0
+
+    async def record(uow: UnitOfWork, event: Any, meta: EventMeta) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.05)  # the database at work: the next event meanwhile
+        await uow.session.execute(
+            text("INSERT INTO seen (event_id, n) VALUES (:id, :n)"),
+            {"id": meta.event_id, "n": event.n},
+        )
+        in_flight -= 1
+
+    consumer.on(event_type(stream_service), record)
+    running = asyncio.create_task(consumer.run(js))
+    try:
+        await wait_for(lambda: _done(consumer, handled=12, duplicates=0))
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert sorted(n for _, n in await ledger(kit_db)) == list(range(12))
+    assert most == 3

@@ -49,7 +49,7 @@ class FakeLedger:
         self.orders: dict[tuple[str, str], OrderRecord] = {}
         self.partner_references: dict[tuple[str, str], str] = {}
         self.referrals: dict[str, list[Any]] = {}
-        self.tier_changes: dict[tuple[str, datetime], str] = {}
+        self.tier_rows: dict[tuple[str, datetime], str] = {}
         self.legacy_balances: dict[tuple[str, str], Carry] = {}
         self.seen: list[Account] = []
 
@@ -221,6 +221,9 @@ class FakeLedger:
         self.orders[(order.unit, order.order_id)] = copy.deepcopy(order)
         return True
 
+    async def claim_orders(self, orders: Sequence[OrderRecord]) -> set[tuple[str, str]]:
+        return {(o.unit, o.order_id) for o in orders if await self.claim_order(o)}
+
     async def save_order(self, order: OrderRecord) -> None:
         stored = self.orders[(order.unit, order.order_id)]
         stored.lines, stored.bonus_reversed = copy.deepcopy(order.lines), order.bonus_reversed
@@ -255,13 +258,22 @@ class FakeLedger:
         self.referrals[member_id][1] = now
 
     async def record_tier_change(self, member_id: str, effective_at: datetime, tier: str) -> None:
-        self.tier_changes.setdefault((member_id, effective_at), tier)
+        self.tier_rows.setdefault((member_id, effective_at), tier)
 
     async def tier_at(self, member_id: str, at: datetime) -> str:
         known = sorted(
-            (t, tier) for (m, t), tier in self.tier_changes.items() if m == member_id and t <= at
+            (t, tier) for (m, t), tier in self.tier_rows.items() if m == member_id and t <= at
         )
         return known[-1][1] if known else ""
+
+    async def tier_changes(
+        self, member_ids: Sequence[str]
+    ) -> dict[str, list[tuple[datetime, str]]]:
+        found: dict[str, list[tuple[datetime, str]]] = {}
+        for (member_id, at), tier in sorted(self.tier_rows.items()):
+            if member_id in member_ids:
+                found.setdefault(member_id, []).append((at, tier))
+        return found
 
     # --- jobs and settlement
     async def members_with_due_pending(self, as_of: datetime, limit: int) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -66,14 +67,23 @@ class Tiers:
         unit: str = "hotel",
         at: datetime | None = None,
         posting: str | None = None,
+        order_id: str = "",
     ) -> str:
         """A points posting of this much qualifying spend (negative: a refund), made a moment
-        ago (unless `at`); its id."""
+        ago (unless `at`), for the unit's `order_id` if given; its id."""
         posting = posting or f"posting-{next(self._postings)}"
         amount = Decimal(spend)
         totals = Totals(amount, int(amount), 1 if amount > 0 else 0)
         occurred = at or self.now - timedelta(seconds=1)
-        await self(record_activity, member_id, posting, occurred, unit, totals, self.now)
+        await self(
+            functools.partial(record_activity, order_id=order_id),
+            member_id,
+            posting,
+            occurred,
+            unit,
+            totals,
+            self.now,
+        )
         return posting
 
     def member(self, member_id: str) -> MemberTier:

@@ -14,6 +14,12 @@ from loyalty_tiers.domain.grants import Grant, GrantState
 from loyalty_tiers.domain.ladder import Ladder, Totals
 from loyalty_tiers.domain.legacy import Match
 from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
+from loyalty_tiers.domain.orders import (
+    ORDER_POINTS,
+    ORDER_VISITS,
+    OrderActivity,
+    imported_event_id,
+)
 
 from tests.support.fake_work import SnapshotWork
 
@@ -53,6 +59,9 @@ class Tables:
     erased: dict[str, datetime] = field(default_factory=dict)
     history: list[tuple[int, HistoryEntry]] = field(default_factory=list)
     legacy_tiers: dict[tuple[str, str], Match] = field(default_factory=dict)
+    # (unit, order id) -> (the activity's event id, the import that brought it or '')
+    counted_orders: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    upgrades_due: list[tuple[str, datetime]] = field(default_factory=list)  # (member, marked at)
 
 
 def _row(member: MemberTier) -> MemberTier:
@@ -86,13 +95,51 @@ class FakeTierStore:
         unit: str,
         totals: Totals,
         origin: str | None = None,
+        *,
+        order_id: str = "",
     ) -> bool:
+        if order_id:
+            if (unit, order_id) in self.tables.counted_orders:
+                totals = totals.order_counted_before()
+            else:
+                self.tables.counted_orders[unit, order_id] = (posting_id, "")
         if (member_id, posting_id) in self.tables.activity:
             return False
         self.tables.activity[member_id, posting_id] = Posting(
             member_id, occurred_at, unit, totals, origin
         )
         return True
+
+    async def record_orders(
+        self, unit: str, order_import: str, orders: Sequence[OrderActivity]
+    ) -> list[OrderActivity]:
+        recorded = []
+        for order in orders:
+            if (unit, order.order_id) in self.tables.counted_orders:
+                continue
+            event_id = imported_event_id(unit, order.order_id)
+            self.tables.counted_orders[unit, order.order_id] = (event_id, order_import)
+            if (order.member_id, event_id) in self.tables.activity:
+                continue
+            totals = Totals(order.spend, ORDER_POINTS, ORDER_VISITS)
+            self.tables.activity[order.member_id, event_id] = Posting(
+                order.member_id, order.occurred_at, unit, totals, order.origin
+            )
+            recorded.append(order)
+        return recorded
+
+    async def mark_to_judge(self, member_ids: Sequence[str], now: datetime) -> None:
+        self.tables.upgrades_due.extend((m, now) for m in member_ids)
+
+    async def take_to_judge(self, limit: int, marked_before: datetime) -> list[str]:
+        latest: dict[str, datetime] = {}
+        for member_id, at in self.tables.upgrades_due:
+            latest[member_id] = max(at, latest.get(member_id, at))
+        taken = sorted(m for m, at in latest.items() if at <= marked_before)[:limit]
+        self.tables.upgrades_due = [
+            (m, at) for m, at in self.tables.upgrades_due if m not in taken or at > marked_before
+        ]
+        return taken
 
     async def activity(self, member_id: str, since: datetime, until: datetime) -> dict[str, Totals]:
         return (await self.activities([(member_id, since, until)])).get(member_id, {})

@@ -6,6 +6,8 @@ lower-case ids), and merged here in one pass.
   by the posting id) reached tiers once, and each member's activity totals equal the ledger.
   Per member: the number of events, their points, and a sum of hashes of their posting ids; the
   members that differ are then looked at posting by posting, to name what is missing or doubled.
+  Imported past orders (tiers' activity rows `order:<unit>/<order id>`, no points) have no
+  posting behind them and are left out of the comparison.
 - reward-paid-once: every reward bought with points was debited once if completed, and not at
   all (or debited and given back) if it failed.
 """
@@ -46,10 +48,13 @@ GROUP BY coalesce(o.owner, p.member_id) ORDER BY coalesce(o.owner, p.member_id)
 """
 )
 
-TIERS_EVENTS = """
+# Activity rows of points postings: not those of imported past orders.
+_OF_POSTINGS = "event_id NOT LIKE 'order:%'"
+
+TIERS_EVENTS = f"""
 SELECT member_id::text AS member_id, count(*) AS events, sum(points) AS points,
        sum(hashtextextended(event_id, 0)) AS ids
-FROM activity GROUP BY member_id ORDER BY member_id
+FROM activity WHERE {_OF_POSTINGS} GROUP BY member_id ORDER BY member_id
 """
 
 LEDGER_POSTINGS_OF = (
@@ -61,9 +66,9 @@ WHERE p.kind IN ('earn', 'reverse') AND coalesce(o.owner, p.member_id) = ANY($1:
 """
 )
 
-TIERS_EVENTS_OF = """
+TIERS_EVENTS_OF = f"""
 SELECT member_id::text AS member_id, event_id AS id, points
-FROM activity WHERE member_id = ANY($1::uuid[])
+FROM activity WHERE member_id = ANY($1::uuid[]) AND {_OF_POSTINGS}
 """
 
 REWARD_REDEMPTIONS = """

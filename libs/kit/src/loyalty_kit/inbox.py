@@ -15,7 +15,10 @@ the consumer does not follow (a server that ignores the subject filters) is ackn
 events are listed and replayed with `loyalty-events dead-letters` (loyalty_kit.deadletters).
 
 Handlers are registered per event type: `consumer.on(PointsEarned, handle_points_earned)`; they
-receive a unit of work (commit is done for them) and the decoded message. A service declares its
+receive a unit of work (commit is done for them) and the decoded message. A consumer handles
+one event at a time, in the stream's order; one whose events are independent of each other
+(the chunks of an import) may handle several at once (`concurrency`), each in its own
+transaction, so the database works on one while Python reads the next. A service declares its
 consumers as a handler table (`Subscription`s in its entrypoints/consumers.py), which
 `consumers_of` turns into consumers.
 
@@ -106,6 +109,7 @@ class EventConsumer:
         batch: int = 100,
         retry_delay_seconds: float = 1.0,
         policy: DeliveryPolicy | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.name = name
         self.source_service = source_service
@@ -114,6 +118,9 @@ class EventConsumer:
         self.batch = batch
         self.retry_delay_seconds = retry_delay_seconds  # the pause while a dependency is down
         self.policy = policy or DeliveryPolicy(backoff_seconds=retry_delay_seconds)
+        # Events handled at once (each in its own transaction): 1 keeps the stream's order; more
+        # only for events independent of each other, such as the chunks of an import.
+        self.concurrency = max(1, concurrency)
         self._handlers: dict[str, tuple[type[Message], Handler]] = {}
         self._failures: dict[str, int] = {}  # event id -> failed attempts (outages not counted)
         self.handled = 0
@@ -256,6 +263,33 @@ class EventConsumer:
                 await msg.nak(delay=self.retry_delay_seconds)
         await asyncio.sleep(self.retry_delay_seconds)
 
+    async def _handled(self, msg: Msg) -> bool:
+        """Handle one event, in the context it carried (its request id, its trace); False when
+        a dependency was down (the event is left for `_retry_later`)."""
+        with consuming(msg.subject, msg.headers, self.name) as span:
+            try:
+                await self.handle(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failed_in(span, error)
+                if outage(error):
+                    return False
+                with contextlib.suppress(Exception):
+                    await self.failed(msg, error)
+        return True
+
+    async def _handle_together(self, messages: list[Msg]) -> list[Msg]:
+        """A batch's events, `concurrency` at a time; those a dependency being down stopped."""
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(msg: Msg) -> bool:
+            async with gate:
+                return await self._handled(msg)
+
+        done = await asyncio.gather(*(one(msg) for msg in messages))
+        return [msg for msg, handled in zip(messages, done, strict=True) if not handled]
+
     async def run(self, js: JetStreamContext) -> None:
         self._js = js
         sub = await self.subscribe(js)
@@ -274,21 +308,16 @@ class EventConsumer:
                     log_round_failed(log, "fetching events", error, consumer=self.name)
                     await asyncio.sleep(self.retry_delay_seconds)
                     continue
+                if self.concurrency > 1:
+                    given_back = await self._handle_together(messages)
+                    if given_back:
+                        await self._retry_later(given_back)
+                    continue
                 for index, msg in enumerate(messages):
-                    # In the context the event carried: its request id, its trace.
-                    with consuming(msg.subject, msg.headers, self.name) as span:
-                        try:
-                            await self.handle(msg)
-                        except asyncio.CancelledError:
-                            raise
-                        except Exception as error:
-                            failed_in(span, error)
-                            if outage(error):
-                                # One warning for the batch: it is all given back and retried.
-                                await self._retry_later(messages[index:])
-                                break
-                            with contextlib.suppress(Exception):
-                                await self.failed(msg, error)
+                    if not await self._handled(msg):
+                        # One warning for the batch: it is all given back and retried.
+                        await self._retry_later(messages[index:])
+                        break
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -307,6 +336,7 @@ class Subscription(Generic[Root]):
     name: str
     source_service: str
     handlers: Mapping[type[Message], TableHandler[Root]]
+    concurrency: int = 1  # events handled at once: more only for independent ones
 
 
 def consumers_of(
@@ -318,7 +348,13 @@ def consumers_of(
     """The consumers a handler table describes, each handler given the service's root."""
     found = []
     for row in table:
-        consumer = EventConsumer(row.name, row.source_service, uow_factory, namespace=namespace)
+        consumer = EventConsumer(
+            row.name,
+            row.source_service,
+            uow_factory,
+            namespace=namespace,
+            concurrency=row.concurrency,
+        )
         for event_type, handler in row.handlers.items():
             consumer.on(event_type, functools.partial(_with_root, handler, root))
         found.append(consumer)

@@ -22,6 +22,17 @@ class TiersSettings(BaseSettings):
         gt=0,
         description="How often ended tier years are judged and ended grants fall back.",
     )
+    upgrade_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often members whose imported past orders may upgrade them are judged.",
+    )
+    upgrade_settle_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long no imported order may have come in for a member before it is "
+        "judged (an import's member is judged once, not once per chunk).",
+    )
 
 
 @dataclass(frozen=True)

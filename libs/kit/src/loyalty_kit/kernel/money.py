@@ -87,10 +87,16 @@ def money(value: Decimal, currency: str, *, rounding: str = ROUND_HALF_EVEN) -> 
     )
 
 
+def is_currency(code: str) -> bool:
+    """Whether `code` is an ISO 4217 code the currency data knows (so its minor units are
+    known)."""
+    return CURRENCY.match(code) is not None and code in _known_currencies()
+
+
 def parse_currency(code: str, field: str) -> str:
     """An ISO 4217 code the currency data knows (so its minor units are known), or
     INVALID_ARGUMENT naming `field`."""
-    if not CURRENCY.match(code) or code not in _known_currencies():
+    if not is_currency(code):
         raise InvalidArgument.of([FieldViolation(field, "an ISO 4217 code such as CNY")])
     return code
 
@@ -119,7 +125,7 @@ def parse_money_decimal(text: str, currency: str, field: str) -> Decimal:
 def parse_amount(currency: str, amount: str, field: str, *, positive: bool = True) -> Amount:
     """An amount as given, or INVALID_ARGUMENT naming `field` (e.g. lines[2].amount)."""
     problems: list[FieldViolation] = []
-    if not CURRENCY.match(currency) or currency not in _known_currencies():
+    if not is_currency(currency):
         problems.append(FieldViolation(f"{field}.currency_code", "an ISO 4217 code such as CNY"))
     if not AMOUNT.match(amount):
         problems.append(FieldViolation(f"{field}.amount", "a decimal such as 1234.56"))

@@ -1,7 +1,7 @@
 """What the ledger keeps beside postings and lots, in PostgreSQL: the orders that earned
-(one earn per unit's order), partners' transaction references (one credit each), legacy
-balances carried over (one per legacy account), referrals and the tier changes learnt from the
-tiers service."""
+(one earn per unit's order; a chunk of replayed ones claimed at once), partners' transaction
+references (one credit each), legacy balances carried over (one per legacy account), referrals
+and the tier changes learnt from the tiers service."""
 
 from __future__ import annotations
 
@@ -33,6 +33,21 @@ SET member_id = EXCLUDED.member_id, member_import = EXCLUDED.member_import,
     expires_at = EXCLUDED.expires_at, carried_at = EXCLUDED.carried_at
 WHERE legacy_balances.posting_id IS NULL
 RETURNING legacy_key
+"""
+
+# A chunk's orders claimed in order-ID order: two chunks (or an earn) sharing an order wait for
+# each other, never deadlock.
+_CLAIM_ORDERS = """
+INSERT INTO orders (unit, order_id, member_id, posting_id, lot_id, currency, lines, bonus_points,
+                    bonus_reversed)
+SELECT o.unit, o.order_id, o.member_id, o.posting_id, o.lot_id, o.currency, o.lines::jsonb,
+       o.bonus_points, false
+FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
+            $8::bigint[])
+     AS o(unit, order_id, member_id, posting_id, lot_id, currency, lines, bonus_points)
+ORDER BY o.unit, o.order_id
+ON CONFLICT (unit, order_id) DO NOTHING
+RETURNING unit, order_id
 """
 
 
@@ -80,6 +95,25 @@ class RecordRows:
         )
         return bool(claimed)
 
+    async def claim_orders(self, orders: Sequence[OrderRecord]) -> set[tuple[str, str]]:
+        """Record many orders (a chunk of replayed ones) in one statement; answers the (unit,
+        order id) of those claimed now: one that earned before is left as it is."""
+        if not orders:
+            return set()
+        conn = await driver_connection(self.session)
+        rows = await conn.fetch(
+            _CLAIM_ORDERS,
+            [o.unit for o in orders],
+            [o.order_id for o in orders],
+            [o.member_id for o in orders],
+            [o.posting_id for o in orders],
+            [o.lot_id for o in orders],
+            [o.currency for o in orders],
+            [json.dumps(o.lines) for o in orders],
+            [o.bonus_points for o in orders],
+        )
+        return {(r["unit"], r["order_id"]) for r in rows}
+
     async def record_tier_change(self, member_id: str, effective_at: datetime, tier: str) -> None:
         conn = await driver_connection(self.session)
         await conn.execute(
@@ -100,6 +134,24 @@ class RecordRows:
             at,
         )
         return str(found or "")
+
+    async def tier_changes(
+        self, member_ids: Sequence[str]
+    ) -> dict[str, list[tuple[datetime, str]]]:
+        """The members' tier changes known here, each member's in time order (one statement
+        for a chunk: `tier_at` for many members and times)."""
+        if not member_ids:
+            return {}
+        conn = await driver_connection(self.session)
+        rows = await conn.fetch(
+            "SELECT member_id, effective_at, tier FROM tier_changes "
+            "WHERE member_id = ANY($1::uuid[]) ORDER BY member_id, effective_at",
+            list(member_ids),
+        )
+        found: dict[str, list[tuple[datetime, str]]] = {}
+        for row in rows:
+            found.setdefault(str(row["member_id"]), []).append((row["effective_at"], row["tier"]))
+        return found
 
     async def claim_legacy_balances(
         self, unit: str, member_import: str, carries: Sequence[Carry], now: datetime

@@ -1,6 +1,6 @@
 """The events the points service learns from, as a handler table: merges, unmerges, suspensions,
-reactivations, erasures and imported members' legacy balances from the identity service; tier
-changes from the tiers service."""
+reactivations, erasures, imported members' legacy balances and replayed past orders from the
+identity service; tier changes from the tiers service."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.tiers.v1 import events_pb2 as tier_events
 from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of, member_merges
 from loyalty_kit.kernel.members import MemberState
+from loyalty_kit.kernel.orders import OrderMode, past_orders
 from loyalty_kit.logs import get_logger
 from loyalty_kit.timestamps import moment, moment_of
 
 from loyalty_points.bootstrap import Points
 from loyalty_points.domain.migration import ImportedChunk, LegacyBalance
 from loyalty_points.service_layer import consumers as use_cases
-from loyalty_points.service_layer import migration
+from loyalty_points.service_layer import migration, replay
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 log = get_logger("loyalty.points.migration")
@@ -71,6 +72,30 @@ async def members_imported(
         )
 
 
+async def legacy_orders_imported(
+    app: Points, uow: PointsUnitOfWork, e: identity_events.LegacyOrdersImported
+) -> None:
+    """A chunk of an order import: in mode REPLAY each order earns as an offline receipt
+    (`service_layer.replay`). An ACTIVITY_ONLY chunk is the tiers service's: no points."""
+    now = app.clock()
+    chunk = past_orders(e, now)
+    if chunk.mode is not OrderMode.REPLAY:
+        return
+    done = await replay.replay_orders(uow, chunk, now)
+    # Counts and reasons only: no member or order appears in the log.
+    fields = {f"skipped_{reason}": n for reason, n in sorted(done.skipped.items())}
+    (log.warning if done.skipped else log.info)(
+        "past orders replayed",
+        order_import=e.order_import,
+        unit=chunk.unit,
+        earned=done.earned,
+        points=done.points,
+        expired_at_once=done.expired,
+        earned_before=done.earned_before,
+        **fields,
+    )
+
+
 TABLE: Sequence[Subscription[Points]] = (
     Subscription(
         "points-members",
@@ -85,6 +110,12 @@ TABLE: Sequence[Subscription[Points]] = (
         },
     ),
     Subscription("points-tiers", "tiers", {tier_events.TierChanged: tier_changed}),
+    # Past orders apart: a long replay never holds back merges, suspensions and erasures.
+    Subscription(
+        "points-orders",
+        "identity",
+        {identity_events.LegacyOrdersImported: legacy_orders_imported},
+    ),
 )
 
 

@@ -83,6 +83,24 @@ async def surviving_account(ledger: Ledger, member_id: str) -> Account | None:
     return account
 
 
+async def lock_holders(ledger: Ledger, member_ids: list[str], now: datetime) -> dict[str, Account]:
+    """Each member's account of a chunk (of an import), locked (made if new); a member merged
+    meanwhile (a replayed event) is held by its survivor, whose account is credited instead.
+    One account object per member, however many of the chunk's members it holds."""
+    loaded = await ledger.lock_accounts(member_ids, now)
+    holders = {m: loaded[m] for m in member_ids}
+    for _ in range(MAX_MERGE_CHAIN):
+        absorbed = {m: a.merged_into for m, a in holders.items() if a.state == MERGED}
+        survivors = {s for s in absorbed.values() if s}
+        if not survivors:
+            break
+        missing = sorted(survivors - loaded.keys())
+        if missing:
+            loaded.update(await ledger.lock_accounts(missing, now))
+        holders.update({m: loaded[s] for m, s in absorbed.items() if s})
+    return holders
+
+
 async def tier_at(ledger: Ledger, account: Account, at: datetime) -> str:
     """The tier whose multiplier a purchase made at `at` earns at: the one the member held then,
     as the programme's rules are the ones in force then (a receipt recorded late, an offline

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from loyalty_points.domain.account import MERGED, Account
+from loyalty_points.domain.account import Account
 from loyalty_points.domain.events import MigratedBalance, PointsMigrated
 from loyalty_points.domain.migration import (
     Carry,
@@ -20,9 +20,8 @@ from loyalty_points.domain.migration import (
     posting_details,
 )
 from loyalty_points.domain.programme import Programme
-from loyalty_points.service_layer.ports import Ledger, PointsWork
-
-MAX_MERGE_HOPS = 8  # a merged member's survivor may itself have been merged since
+from loyalty_points.service_layer.accounts import lock_holders
+from loyalty_points.service_layer.ports import PointsWork
 
 
 @dataclass
@@ -43,7 +42,7 @@ async def carry_over(uow: PointsWork, chunk: ImportedChunk, now: datetime) -> Ca
     programme = await uow.ledger.programme_at(chunk.imported_at)
     rate = legacy_rate(programme, chunk.unit, chunk.imported_at)
     assert programme is not None
-    holders = await _holders(uow.ledger, [b.member_id for b in balances], now)
+    holders = await lock_holders(uow.ledger, [b.member_id for b in balances], now)
     carries = [
         decide(b, holders[b.member_id], rate, programme, chunk.imported_at, now) for b in balances
     ]
@@ -88,21 +87,3 @@ def _credit(
     return MigratedBalance(
         account.member_id, carry.posting_id, balance.legacy_points, carry.points, carry.expires_at
     )
-
-
-async def _holders(ledger: Ledger, member_ids: list[str], now: datetime) -> dict[str, Account]:
-    """Each member's account, locked (made if new); a member merged meanwhile (a replayed
-    event) is held by its survivor, whose account is credited instead. One account object
-    per member, however many of the chunk's members it holds."""
-    loaded = await ledger.lock_accounts(member_ids, now)
-    holders = {m: loaded[m] for m in member_ids}
-    for _ in range(MAX_MERGE_HOPS):
-        absorbed = {m: a.merged_into for m, a in holders.items() if a.state == MERGED}
-        survivors = {s for s in absorbed.values() if s}
-        if not survivors:
-            break
-        missing = sorted(survivors - loaded.keys())
-        if missing:
-            loaded.update(await ledger.lock_accounts(missing, now))
-        holders.update({m: loaded[s] for m, s in absorbed.items() if s})
-    return holders

@@ -30,6 +30,29 @@ from loyalty_tiers.domain.grants import Grant, MembershipOrder
 from loyalty_tiers.domain.ladder import Ladder, Totals, ladder_from_json, ladder_to_json
 from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
 
+# A posting's activity; an earn's order ($9, '' for a reversal) claimed with it, its spend and
+# visit recorded only when the claim is new ($10-$12: the totals when the order was counted).
+_RECORD_ACTIVITY = """
+WITH claim AS (
+    INSERT INTO activity_orders (unit, order_id, event_id)
+    SELECT $4::text, $9::text, $2::text WHERE $9::text <> ''
+    ON CONFLICT (unit, order_id) DO NOTHING
+    RETURNING true AS new
+), counted AS (
+    SELECT $9::text <> '' AND NOT EXISTS (SELECT 1 FROM claim) AS before
+)
+INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits,
+                      origin_member_id)
+SELECT $1::uuid, $2::text, $3::timestamptz, $4::text,
+       CASE WHEN c.before THEN $10::numeric ELSE $5::numeric END,
+       CASE WHEN c.before THEN $11::bigint ELSE $6::bigint END,
+       CASE WHEN c.before THEN $12::integer ELSE $7::integer END,
+       $8::uuid
+FROM counted c
+ON CONFLICT DO NOTHING
+RETURNING true
+"""
+
 
 class TierStore(ImportRows):
     def __init__(self, session: AsyncSession) -> None:
@@ -76,15 +99,18 @@ class TierStore(ImportRows):
         unit: str,
         totals: Totals,
         origin: str | None = None,
+        *,
+        order_id: str = "",
     ) -> bool:
         """False when the posting was counted already (the column `event_id` holds the points
         posting's id). `origin`: the absorbed member whose activity this was, when it arrives
-        after the merge."""
+        after the merge. An earn names its `order_id`: the order is claimed in the same
+        statement, and when an import counted it before, only the earn's points are recorded
+        (`Totals.order_counted_before`)."""
         conn = await self._conn()
+        before = totals.order_counted_before()
         done = await conn.fetchval(
-            "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits, "
-            "origin_member_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-            "ON CONFLICT DO NOTHING RETURNING true",
+            _RECORD_ACTIVITY,
             member_id,
             posting_id,
             occurred_at,
@@ -93,6 +119,10 @@ class TierStore(ImportRows):
             totals.points,
             totals.visits,
             origin,
+            order_id,
+            before.spend,
+            before.points,
+            before.visits,
         )
         return bool(done)
 

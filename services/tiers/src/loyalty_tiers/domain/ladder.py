@@ -63,6 +63,11 @@ class Totals:
             self.spend + other.spend, self.points + other.points, self.visits + other.visits
         )
 
+    def order_counted_before(self) -> Totals:
+        """An earn whose order's spend and visit were counted already (an imported order, see
+        `domain/orders.py`): only its points are new."""
+        return Totals(ZERO, self.points, 0)
+
 
 UnitActivity = Mapping[str, Totals]  # unit -> totals
 
@@ -135,6 +140,11 @@ class Ladder:
                 return add_months(tier_year_end, -TIER_YEAR_MONTHS)
             return add_months(now, -TIER_YEAR_MONTHS)
         return add_months(now, -self.window_months)
+
+    def earliest_window_start(self, now: datetime) -> datetime | None:
+        """Where every member's qualification window ending `now` starts at the earliest
+        (None: it depends on each member's tier year)."""
+        return None if self.window is Window.TIER_YEAR else self.window_start(now, None)
 
     def tier_year(self, end: datetime) -> tuple[datetime, datetime]:
         """The activity that counts toward retention of the tier year ending at `end`: the

@@ -1,7 +1,7 @@
 """The events the tiers service learns from, as a handler table: qualifying activity from the
-points service; merges, unmerges, erasures and imported members' legacy tiers from the
-identity service. (Legacy balances carried over, points' PointsMigrated, are not qualifying
-activity: this table does not follow them.)"""
+points service; merges, unmerges, erasures, imported members' legacy tiers and imported past
+orders from the identity service. (Legacy balances carried over, points' PointsMigrated, are
+not qualifying activity: this table does not follow them.)"""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from decimal import Decimal
 from loyalty.identity.v1 import events_pb2 as identity_pb
 from loyalty.points.v1 import events_pb2 as points_events
 from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of, member_merges
+from loyalty_kit.kernel.orders import OrderMode, past_orders
 from loyalty_kit.logs import get_logger
 from loyalty_kit.timestamps import moment, moment_of
 
 from loyalty_tiers.bootstrap import Tiers
 from loyalty_tiers.domain.ladder import Totals
 from loyalty_tiers.domain.legacy import ImportedTiers, LegacyTier
-from loyalty_tiers.service_layer import activity, identity_events, legacy
+from loyalty_tiers.service_layer import activity, identity_events, legacy, orders
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
 
 log = get_logger("loyalty.tiers.imports")
@@ -29,7 +30,8 @@ async def _activity(
     e: points_events.PointsEarned | points_events.PointsReversed,
     sign: int,
 ) -> None:
-    """Earned points count for the tier (and the earning as one visit); reversed ones undo it."""
+    """Earned points count for the tier (and the earning as one visit, its order claimed);
+    reversed ones undo it."""
     spend = Decimal(e.qualifying_spend_base.amount or "0")
     await activity.record_activity(
         uow,
@@ -39,6 +41,7 @@ async def _activity(
         e.unit,
         Totals(sign * spend, sign * e.points, 1 if sign > 0 else 0),
         app.clock(),
+        order_id=e.order_id if sign > 0 else "",
     )
 
 
@@ -90,6 +93,37 @@ async def members_imported(
         )
 
 
+async def legacy_orders_imported(
+    app: Tiers, uow: TiersUnitOfWork, e: identity_pb.LegacyOrdersImported
+) -> None:
+    """A chunk of an order import: in mode ACTIVITY_ONLY its orders become qualifying activity
+    (`service_layer.orders`). A REPLAY chunk is the points service's: it earns each order, and
+    tiers counts those earns as any (PointsEarned), so it does nothing here."""
+    now = app.clock()
+    chunk = past_orders(e, now)
+    if chunk.mode is not OrderMode.ACTIVITY_ONLY:
+        log.info(
+            "order import chunk left to points",
+            order_import=e.order_import,
+            unit=e.unit,
+            mode=chunk.mode.value,
+            orders=len(e.orders),
+        )
+        return
+    done = await orders.count_orders(uow, chunk, now)
+    # Counts and reasons only: no member or order appears in the log.
+    fields = {f"skipped_{reason}": n for reason, n in sorted(done.skipped.items())}
+    (log.warning if done.skipped else log.info)(
+        "past orders counted",
+        order_import=e.order_import,
+        unit=chunk.unit,
+        recorded=done.recorded,
+        counted_before=done.counted_before,
+        marked_for_upgrade=done.marked,
+        **fields,
+    )
+
+
 TABLE: Sequence[Subscription[Tiers]] = (
     Subscription(
         "tiers-activity",
@@ -107,6 +141,15 @@ TABLE: Sequence[Subscription[Tiers]] = (
             ),
             identity_pb.MembersImported: members_imported,
         },
+    ),
+    # Past orders apart: a long import never holds back merges and erasures. Chunks are
+    # independent of each other (no member is locked for them): four at once keep the
+    # database busy while Python reads the next (bench/README.md, tiers-order-activity).
+    Subscription(
+        "tiers-orders",
+        "identity",
+        {identity_pb.LegacyOrdersImported: legacy_orders_imported},
+        concurrency=4,
     ),
 )
 

@@ -1,4 +1,5 @@
-"""Activity from the points service's events, and the upgrade it may bring at once.
+"""Activity from the points service's events, and the upgrade it may bring at once (imported
+past orders: `orders.py`).
 
 Each posting is recorded once (by its posting id) and the member's tier is judged at once: an
 upgrade happens seconds after the purchase. Refunds reduce the activity but never downgrade on
@@ -23,14 +24,19 @@ async def record_activity(
     unit: str,
     totals: Totals,
     now: datetime,
+    *,
+    order_id: str = "",
 ) -> None:
     """Count a points posting (earned, or reversed with negative totals) once, then judge an
     upgrade. Activity of an absorbed member that was under way when the merge landed is the
-    survivor's (and goes back with the rest if the merge is undone)."""
+    survivor's (and goes back with the rest if the merge is undone). An earn names its order:
+    one an import counted already adds its points only (see `domain/orders.py`)."""
     survivor = await uow.tiers.merged_into(member_id)
     origin = member_id if survivor else None
     member_id = survivor or member_id
-    if await uow.tiers.record_activity(member_id, posting_id, occurred_at, unit, totals, origin):
+    if await uow.tiers.record_activity(
+        member_id, posting_id, occurred_at, unit, totals, origin, order_id=order_id
+    ):
         await judge_upgrade(uow, member_id, now)
 
 

@@ -21,11 +21,12 @@ from loyalty_tiers.domain.grants import Grant
 from loyalty_tiers.domain.ladder import Ladder, Totals
 from loyalty_tiers.domain.legacy import Match
 from loyalty_tiers.domain.member_tier import HistoryEntry, MemberTier
+from loyalty_tiers.domain.orders import OrderActivity
 
 
 class TierRepository(Protocol):
-    """Ladders, activity, members' tiers (aggregates with their grants), merges, history,
-    imported members' legacy tiers."""
+    """Ladders, activity (points postings and imported orders), members' tiers (aggregates
+    with their grants), merges, history, imported members' legacy tiers."""
 
     async def ladder(self) -> Ladder | None: ...
     async def add_ladder(self, ladder: Ladder) -> int: ...
@@ -38,7 +39,14 @@ class TierRepository(Protocol):
         unit: str,
         totals: Totals,
         origin: str | None = None,
+        *,
+        order_id: str = "",
     ) -> bool: ...
+    async def record_orders(
+        self, unit: str, order_import: str, orders: Sequence[OrderActivity]
+    ) -> list[OrderActivity]: ...
+    async def mark_to_judge(self, member_ids: Sequence[str], now: datetime) -> None: ...
+    async def take_to_judge(self, limit: int, marked_before: datetime) -> list[str]: ...
     async def activity(
         self, member_id: str, since: datetime, until: datetime
     ) -> dict[str, Totals]: ...
