@@ -6,12 +6,13 @@ ACTIVITY_ONLY; see `domain/orders.py` for what counts), in two steps:
   skipped), and the members they may upgrade marked (`upgrades_due`). No member is locked:
   chunks of one import run at the speed of their inserts, and never wait for each other or for
   members' live activity.
-- `judge_marked` (the upgrade job, every second or so): the members marked and left alone for
-  a moment (`settle`: no chunk has brought them an order for it), locked together, each judged
-  on its whole window as any activity is; upgrades are TierChanged with reason `qualified`.
-  While an import runs, a member's orders come in many chunks: each chunk marks the member
-  anew, so the member is judged once the import is done with them, not once per chunk. Marks
-  commit with the orders that made them, so a mark is never seen without them.
+- `judge_marked` (the upgrade job, every second or so): the members marked and then left alone
+  for `settle` (no chunk has brought them an order for it; 30 s by default), locked together,
+  each judged on its whole window as any activity is; upgrades are TierChanged with reason
+  `qualified`. While an import runs, a member's orders come in many chunks: each chunk marks
+  the member anew, so the member is judged once the import is done with them, not once per
+  chunk, and mostly after the import rather than in its way. Marks commit with the orders that
+  made them, so a mark is never seen without them.
 """
 
 from __future__ import annotations
