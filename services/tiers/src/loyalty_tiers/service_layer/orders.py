@@ -81,10 +81,9 @@ async def judge_marked(
     uow: AbstractUnitOfWork, now: datetime, limit: int, settle: timedelta = timedelta(0)
 ) -> Judged:
     """Judge up to `limit` members marked at least `settle` ago, a few statements for all of
-    them. A member merged
-    since its orders were recorded is judged as its survivor, and orders recorded for it while
-    the merge was under way become the survivor's first (as the merge did with the rest); an
-    erased one is judged no more."""
+    them. A member merged since its orders were recorded is judged as its survivor, and orders
+    recorded for it while the merge was under way become the survivor's first (as the merge
+    did with the rest); an erased one is judged no more."""
     rules = await uow.tiers.ladder()
     if rules is None:
         return Judged()  # nothing is marked without a ladder
@@ -95,7 +94,8 @@ async def judge_marked(
     for absorbed, survivor in sorted(survivors.items()):
         await uow.tiers.move_member(absorbed, survivor)
     holders = sorted({survivors.get(m, m) for m in marked})
-    holders = sorted(set(holders) - await uow.tiers.erased_among(holders))
+    erased = await uow.tiers.erased_among(holders)
+    holders = [m for m in holders if m not in erased]
     locked = await uow.tiers.ensure_members(holders, rules.tiers[0].code, now)
     if await uow.tiers.survivors_of(list(locked)):
         raise MergedMeanwhile()
