@@ -28,10 +28,11 @@ class TiersSettings(BaseSettings):
         description="How often members whose imported past orders may upgrade them are judged.",
     )
     upgrade_settle_seconds: float = Field(
-        default=5.0,
+        default=30.0,
         ge=0,
         description="How long no imported order may have come in for a member before it is "
-        "judged (an import's member is judged once, not once per chunk).",
+        "judged (an import's member is judged once, not once per chunk, and mostly after the "
+        "import rather than in its way).",
     )
 
 

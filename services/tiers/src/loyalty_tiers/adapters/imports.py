@@ -128,6 +128,9 @@ class ImportRows:
         if not orders:
             return []
         conn = await self._conn()
+        # In order-ID order, as the statement below claims them: two chunks sharing orders (two
+        # imports of one file) wait for each other, never deadlock.
+        orders = sorted(orders, key=lambda o: o.order_id)
         events = [imported_event_id(unit, o.order_id) for o in orders]
         try:
             async with conn.transaction():  # a savepoint

@@ -1,5 +1,6 @@
 """The tiers service's scheduled work: ended grants fall back, ended tier years are judged, and
-members whose imported past orders may upgrade them are judged (every second or so)."""
+members whose imported past orders may upgrade them are judged (every second: those whose last
+imported order came in a while ago)."""
 
 from __future__ import annotations
 

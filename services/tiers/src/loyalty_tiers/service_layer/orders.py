@@ -6,12 +6,13 @@ ACTIVITY_ONLY; see `domain/orders.py` for what counts), in two steps:
   skipped), and the members they may upgrade marked (`upgrades_due`). No member is locked:
   chunks of one import run at the speed of their inserts, and never wait for each other or for
   members' live activity.
-- `judge_marked` (the upgrade job, every second or so): the members marked and left alone for
-  a moment (`settle`: no chunk has brought them an order for it), locked together, each judged
-  on its whole window as any activity is; upgrades are TierChanged with reason `qualified`.
-  While an import runs, a member's orders come in many chunks: each chunk marks the member
-  anew, so the member is judged once the import is done with them, not once per chunk. Marks
-  commit with the orders that made them, so a mark is never seen without them.
+- `judge_marked` (the upgrade job, every second or so): the members marked and then left alone
+  for `settle` (no chunk has brought them an order for it; 30 s by default), locked together,
+  each judged on its whole window as any activity is; upgrades are TierChanged with reason
+  `qualified`. While an import runs, a member's orders come in many chunks: each chunk marks
+  the member anew, so the member is judged once the import is done with them, not once per
+  chunk, and mostly after the import rather than in its way. Marks commit with the orders that
+  made them, so a mark is never seen without them.
 """
 
 from __future__ import annotations
@@ -80,10 +81,9 @@ async def judge_marked(
     uow: AbstractUnitOfWork, now: datetime, limit: int, settle: timedelta = timedelta(0)
 ) -> Judged:
     """Judge up to `limit` members marked at least `settle` ago, a few statements for all of
-    them. A member merged
-    since its orders were recorded is judged as its survivor, and orders recorded for it while
-    the merge was under way become the survivor's first (as the merge did with the rest); an
-    erased one is judged no more."""
+    them. A member merged since its orders were recorded is judged as its survivor, and orders
+    recorded for it while the merge was under way become the survivor's first (as the merge
+    did with the rest); an erased one is judged no more."""
     rules = await uow.tiers.ladder()
     if rules is None:
         return Judged()  # nothing is marked without a ladder
@@ -94,7 +94,8 @@ async def judge_marked(
     for absorbed, survivor in sorted(survivors.items()):
         await uow.tiers.move_member(absorbed, survivor)
     holders = sorted({survivors.get(m, m) for m in marked})
-    holders = sorted(set(holders) - await uow.tiers.erased_among(holders))
+    erased = await uow.tiers.erased_among(holders)
+    holders = [m for m in holders if m not in erased]
     locked = await uow.tiers.ensure_members(holders, rules.tiers[0].code, now)
     if await uow.tiers.survivors_of(list(locked)):
         raise MergedMeanwhile()
