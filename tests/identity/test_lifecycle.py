@@ -64,6 +64,7 @@ async def identity_events(
             events_pb2.ConsentChanged,
             events_pb2.ProfileChanged,
             events_pb2.MembersImported,
+            events_pb2.LegacyOrdersImported,
         )
     }
     stream = events.stream_name(settings.event_namespace, "identity")
@@ -77,6 +78,8 @@ async def identity_events(
             received += len(batch)
             for msg in batch:
                 kind = msg.headers[events.EVENT_TYPE_HEADER]
+                if kind not in classes:  # an event of identity's this reader does not know
+                    continue
                 message = classes[kind].FromString(msg.data)
                 if member_id in str(message):
                     found.append((kind.rsplit(".", 1)[1], message))
