@@ -98,12 +98,14 @@ async def test_history_is_activity_and_the_part_inside_the_window_earns_an_upgra
 
 async def test_the_same_orders_again_change_nothing(points: Points, tiers: Any) -> None:
     member, marker = await points.member(), await points.member()
-    first = orders("hotel", past(member, "4000.00", 30, "H-1"), past(member, "500.00", 3, "H-2"))
+    # Order IDs of this test only: the session's other tests count hotel orders too.
+    h1, h2 = f"H-{uuid.uuid4().hex[:8]}", f"H-{uuid.uuid4().hex[:8]}"
+    first = orders("hotel", past(member, "4000.00", 30, h1), past(member, "500.00", 3, h2))
     event_id = await send(points, first)
     await spend_reaches(tiers, member, "4500")
 
     await send(points, first, event_id, msg_id=rid())  # the bus delivers it again
-    again = orders("hotel", past(member, "4000.00", 30, "H-1"), past(member, "500.00", 3, "H-2"))
+    again = orders("hotel", past(member, "4000.00", 30, h1), past(member, "500.00", 3, h2))
     await send(points, again)  # the same file imported again
     await send(points, orders("hotel", past(marker, "1.00", 1)))  # handled after all of them
     await spend_reaches(tiers, marker, "1")

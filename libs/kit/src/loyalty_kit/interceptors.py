@@ -313,6 +313,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def upload(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
             with AccessLog.of(method, self.metrics, kind="client_stream") as entry:
                 record_deadline(context)
+                stream: AsyncIterator[Any] | None = None
                 try:
                     self.authentication.check(method, MALFORMED, context.invocation_metadata())
                     stream = aiter(requests)
@@ -322,15 +323,19 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     if first is not None:
                         refuse_hostile_text(first)
                         self.authentication.check_unit(method, first)
-                    return await behavior(
+                    answer = await behavior(
                         checked_messages(first, stream) if first is not None else _empty(),
                         context,
                     )
+                    await _drain(stream)  # a retry answered at once: the parts still coming
+                    return answer
                 except AbortError:
                     entry.code = aborted_code(context)
                     raise
                 except Exception as error:
                     entry.code, status = error_status(error, self.service, method)
+                    if stream is not None:
+                        await _drain(stream)
                     await context.abort_with_status(to_grpc_status(status))
 
         return upload
@@ -339,3 +344,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 async def _empty() -> AsyncIterator[Any]:
     return
     yield
+
+
+# At most this many messages of a client stream are read past an answer (2 GiB in 1 MiB parts).
+DRAIN_MESSAGES = 2048
+
+
+async def _drain(stream: AsyncIterator[Any]) -> None:
+    """Read (and drop) what the client still sends once the answer is known. A client that is
+    still writing its parts when the call ends would see its next write fail with gRPC's own
+    INTERNAL "Internal error from Core" instead of this answer (a refused spec, an import
+    created before): answered after its last part, it hears the answer. Bounded by a count (and
+    the call's deadline); a stream that breaks meanwhile changes nothing."""
+    with contextlib.suppress(Exception):
+        read = 0
+        async for _ in stream:
+            read += 1
+            if read >= DRAIN_MESSAGES:
+                return
