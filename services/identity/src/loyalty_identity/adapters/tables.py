@@ -126,48 +126,56 @@ programme_units = Table(
     Column("learned_at", DateTime(timezone=True), nullable=False),
 )
 
+
 # --- member imports (migration 0005): a unit's legacy members brought in by file ---------------
-member_imports = Table(
+def _import_operation(name: str, counters: tuple[str, ...]) -> Table:
+    """An import's operation row (member or order imports): its spec, state, the kind's own
+    counters, checkpoint, error, file, data key, request and lease."""
+    return Table(
+        name,
+        metadata,
+        Column("import_id", UUID(as_uuid=False), primary_key=True),
+        Column("unit", Text, nullable=False),
+        Column("spec", JSONB, nullable=False),
+        Column("state", Text, nullable=False),
+        *(
+            Column(counter, BigInteger, nullable=False, server_default="0")
+            for counter in (*counters, "checkpoint", "bytes_read")
+        ),
+        Column("error_reason", Text, nullable=False, server_default=""),
+        Column("error_message", Text, nullable=False, server_default=""),
+        Column("error_metadata", JSONB, nullable=False, server_default="{}"),
+        Column("file_bytes", BigInteger, nullable=False, server_default="0"),
+        Column("file_sha256", Text, nullable=False, server_default=""),
+        Column("file_kept", Boolean, nullable=False, server_default="true"),
+        Column("key_id", Text, nullable=False),
+        Column("wrapped_key", LargeBinary, nullable=False),
+        Column("created_by", Text, nullable=False),
+        Column("request_id", Text, nullable=False),
+        Column("request_fingerprint", Text, nullable=False, server_default=""),
+        Column("lease_owner", Text, nullable=False, server_default=""),
+        Column("leased_until", DateTime(timezone=True)),
+        Column("cancel_requested", Boolean, nullable=False, server_default="false"),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("started_at", DateTime(timezone=True)),
+        Column("ended_at", DateTime(timezone=True)),
+        UniqueConstraint("created_by", "request_id", name=f"{name}_request_once"),
+    )
+
+
+member_imports = _import_operation(
     "member_imports",
-    metadata,
-    Column("import_id", UUID(as_uuid=False), primary_key=True),
-    Column("unit", Text, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    Column("state", Text, nullable=False),
-    *(
-        Column(name, BigInteger, nullable=False, server_default="0")
-        for name in (
-            "rows_read",
-            "created",
-            "linked",
-            "unchanged",
-            "candidates",
-            "merged",
-            "rejected",
-            "legacy_points",
-            "checkpoint",
-            "bytes_read",
-        )
+    (
+        "rows_read",
+        "created",
+        "linked",
+        "unchanged",
+        "candidates",
+        "merged",
+        "rejected",
+        "legacy_points",
     ),
-    Column("error_reason", Text, nullable=False, server_default=""),
-    Column("error_message", Text, nullable=False, server_default=""),
-    Column("error_metadata", JSONB, nullable=False, server_default="{}"),
-    Column("file_bytes", BigInteger, nullable=False, server_default="0"),
-    Column("file_sha256", Text, nullable=False, server_default=""),
-    Column("file_kept", Boolean, nullable=False, server_default="true"),
-    Column("key_id", Text, nullable=False),
-    Column("wrapped_key", LargeBinary, nullable=False),
-    Column("created_by", Text, nullable=False),
-    Column("request_id", Text, nullable=False),
-    Column("request_fingerprint", Text, nullable=False, server_default=""),
-    Column("lease_owner", Text, nullable=False, server_default=""),
-    Column("leased_until", DateTime(timezone=True)),
-    Column("cancel_requested", Boolean, nullable=False, server_default="false"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True)),
-    Column("ended_at", DateTime(timezone=True)),
-    UniqueConstraint("created_by", "request_id", name="member_imports_request_once"),
 )
 
 import_file_parts = Table(
@@ -229,44 +237,8 @@ import_audit = Table(
 
 # Order imports (migration 0006): the orders' own operation, file, report (only rows not
 # carried over) and the orders carried over, once per unit and order ID.
-order_imports = Table(
-    "order_imports",
-    metadata,
-    Column("import_id", UUID(as_uuid=False), primary_key=True),
-    Column("unit", Text, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    Column("state", Text, nullable=False),
-    *(
-        Column(name, BigInteger, nullable=False, server_default="0")
-        for name in (
-            "rows_read",
-            "imported",
-            "unknown_member",
-            "duplicates",
-            "rejected",
-            "checkpoint",
-            "bytes_read",
-        )
-    ),
-    Column("error_reason", Text, nullable=False, server_default=""),
-    Column("error_message", Text, nullable=False, server_default=""),
-    Column("error_metadata", JSONB, nullable=False, server_default="{}"),
-    Column("file_bytes", BigInteger, nullable=False, server_default="0"),
-    Column("file_sha256", Text, nullable=False, server_default=""),
-    Column("file_kept", Boolean, nullable=False, server_default="true"),
-    Column("key_id", Text, nullable=False),
-    Column("wrapped_key", LargeBinary, nullable=False),
-    Column("created_by", Text, nullable=False),
-    Column("request_id", Text, nullable=False),
-    Column("request_fingerprint", Text, nullable=False, server_default=""),
-    Column("lease_owner", Text, nullable=False, server_default=""),
-    Column("leased_until", DateTime(timezone=True)),
-    Column("cancel_requested", Boolean, nullable=False, server_default="false"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True)),
-    Column("ended_at", DateTime(timezone=True)),
-    UniqueConstraint("created_by", "request_id", name="order_imports_request_once"),
+order_imports = _import_operation(
+    "order_imports", ("rows_read", "imported", "unknown_member", "duplicates", "rejected")
 )
 
 order_import_parts = Table(
