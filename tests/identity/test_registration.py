@@ -273,6 +273,22 @@ async def test_identity_types_are_data(identity: IdentityClient) -> None:
     )
     failure = await fails(identity.as_(ADMIN).UpsertIdentityType(bad))
     assert failure.fields == ["identity_type.code", "identity_type.pattern"]
+    # A unit's legacy numbers (the type a member import makes) can be described by an admin.
+    legacy = member_pb2.IdentityType(
+        code="legacy:bowling", kind=member_pb2.IDENTITY_KIND_TOKEN, pattern=r"[0-9]{6,12}"
+    )
+    legacy.description = "the bowling alley's card numbers"
+    await identity.as_(ADMIN).UpsertIdentityType(pb.UpsertIdentityTypeRequest(identity_type=legacy))
+    listed = await identity.as_(ADMIN).ListIdentityTypes(pb.ListIdentityTypesRequest())
+    assert legacy in list(listed.identity_types)
+    for code in ["legacy:", "legacy:B", "legacy:x:y", "other:mall"]:
+        wrong = member_pb2.IdentityType(code=code, kind=member_pb2.IDENTITY_KIND_TOKEN, pattern="1")
+        failure = await fails(
+            identity.as_(ADMIN).UpsertIdentityType(
+                pb.UpsertIdentityTypeRequest(identity_type=wrong)
+            )
+        )
+        assert failure.fields == ["identity_type.code"], code
 
 
 async def test_members_are_registered_only_at_a_unit_of_the_programme(

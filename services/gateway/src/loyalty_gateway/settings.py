@@ -24,7 +24,7 @@ class GatewaySettings(BaseSettings):
         description="Largest HTTP request body; a larger one is 413 (BODY_TOO_LARGE), unread.",
     )
     max_upload_bytes: int = Field(
-        default=1024 * 1024 * 1024,
+        default=2 * 1024**3,
         ge=1024,
         description="Largest file uploaded to an import (POST /v1/memberImports); a larger one "
         "is 413 (BODY_TOO_LARGE), refused as soon as it passes the limit and nothing stored.",

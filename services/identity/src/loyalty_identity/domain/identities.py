@@ -31,7 +31,8 @@ MAX_CODE_LENGTH = 40
 # match, and patterns are compiled and cached: both are kept short.
 MAX_PATTERN_LENGTH = 256
 MAX_DESCRIPTION_LENGTH = 200
-TYPE_CODE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+# A unit's legacy member numbers (member imports) are the type `legacy:<unit>`: editable too.
+TYPE_CODE = re.compile(r"^(?:legacy:)?[a-z][a-z0-9_]{1,39}$")
 KNOWN_TYPES_NAMED = 10  # in the answer to an unknown type; ListIdentityTypes has them all
 
 
@@ -53,7 +54,9 @@ class IdentityType:
         if not TYPE_CODE.match(self.code):
             problems.append(
                 FieldViolation(
-                    f"{field}.code", "2-40 characters: a-z, 0-9, '_', starting with a letter"
+                    f"{field}.code",
+                    "2-40 characters: a-z, 0-9, '_', starting with a letter "
+                    "(or `legacy:` and a unit's code)",
                 )
             )
         if len(self.description) > MAX_DESCRIPTION_LENGTH:
