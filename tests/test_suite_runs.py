@@ -52,7 +52,7 @@ from loyalty_kit.auth import development_keys
 from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
 
-SERVICES = ("identity", "points", "tiers", "benefits")
+SERVICES = ("identity", "points", "tiers", "benefits", "insights")
 BIN = Path(sys.executable).parent
 
 
@@ -156,6 +156,7 @@ def _settings(env: dict[str, str]) -> Settings:
         points_port=ports["points"],
         tiers_port=ports["tiers"],
         benefits_port=ports["benefits"],
+        insights_port=ports["insights"],
         gateway_grpc_port=ports["gateway_grpc"],
     )
 
@@ -330,7 +331,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         runner.kill()
     text = runner.output
     assert code == 0, text
-    assert "exit codes: identity 0, points 0, tiers 0, benefits 0, gateway 0" in text, text
+    assert "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, gateway 0" in text, text
     for port in _ports(suite_env).values():
         assert not port_open("127.0.0.1", port)
     assert not (data_dir / "env").exists()  # its settings went with the suite
@@ -357,7 +358,7 @@ def test_a_service_failing_at_start_stops_the_runner_at_once_naming_it(
     # still importing, before its handler was in place (seen on a loaded CI run).
     codes = dict(item.split() for item in text.split("exit codes: ")[-1].split(")")[0].split(", "))
     assert codes.pop("benefits") == "1", text
-    assert set(codes) == {"identity", "points", "tiers", "gateway"}, text
+    assert set(codes) == {"identity", "points", "tiers", "insights", "gateway"}, text
     assert set(codes.values()) <= {"0", "-15"}, text
     for port in _ports(suite_env).values():
         assert not port_open("127.0.0.1", port)
@@ -414,7 +415,7 @@ def test_after_the_runner_is_killed_the_next_run_on_its_folder_starts_cleanly(
         second.kill()
     text = second.output
     assert code == 0, text
-    assert "exit codes: identity 0, points 0, tiers 0, benefits 0, gateway 0" in text, text
+    assert "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, gateway 0" in text, text
     assert _folder_processes(data_dir) == []
 
 
@@ -464,6 +465,7 @@ def test_every_command_line_answers_help_without_configuration(
     from loyalty_devstack import cli
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
+    from loyalty_insights.app import SPEC as INSIGHTS
     from loyalty_kit import server
     from loyalty_points.app import SPEC as POINTS
     from loyalty_tiers.app import SPEC as TIERS
@@ -474,7 +476,7 @@ def test_every_command_line_answers_help_without_configuration(
     helps: list[tuple[str, Callable[[], int | None]]] = [
         *(
             (f"loyalty-{spec.name} --help", functools.partial(server.main, spec, ["--help"]))
-            for spec in (IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY)
+            for spec in (IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS, GATEWAY)
         ),
         (
             "loyalty-identity rotate-keys --help",
