@@ -53,6 +53,7 @@ from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
 
 SERVICES = ("identity", "points", "tiers", "benefits", "insights")
+ALL_EXITED_CLEANLY = "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, gateway 0"
 BIN = Path(sys.executable).parent
 
 
@@ -331,7 +332,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         runner.kill()
     text = runner.output
     assert code == 0, text
-    assert "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, gateway 0" in text, text
+    assert ALL_EXITED_CLEANLY in text, text
     for port in _ports(suite_env).values():
         assert not port_open("127.0.0.1", port)
     assert not (data_dir / "env").exists()  # its settings went with the suite
@@ -415,7 +416,7 @@ def test_after_the_runner_is_killed_the_next_run_on_its_folder_starts_cleanly(
         second.kill()
     text = second.output
     assert code == 0, text
-    assert "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, gateway 0" in text, text
+    assert ALL_EXITED_CLEANLY in text, text
     assert _folder_processes(data_dir) == []
 
 
