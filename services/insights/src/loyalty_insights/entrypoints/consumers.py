@@ -26,8 +26,13 @@ from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 
 def _kind(kind: points_service_pb2.PostingKind.ValueType) -> str:
-    """POSTING_KIND_EARN -> "earn" (the points service's own word for it)."""
-    return points_service_pb2.PostingKind.Name(kind).removeprefix("POSTING_KIND_").lower()
+    """POSTING_KIND_EARN -> "earn" (the points service's own word for it); a kind newer than
+    this contract is kept by its number ("kind_19"), counted as neither issued nor redeemed."""
+    try:
+        name = points_service_pb2.PostingKind.Name(kind)
+    except ValueError:
+        return f"kind_{int(kind)}"
+    return name.removeprefix("POSTING_KIND_").lower()
 
 
 # --- points ---------------------------------------------------------------------------------
@@ -293,9 +298,16 @@ TABLE: Sequence[Subscription[Insights]] = (
             ),
             identity_pb.MemberRegistered: member_registered,
             identity_pb.MembersImported: members_imported,
-            identity_pb.LegacyOrdersImported: legacy_orders_imported,
             identity_pb.ConsentChanged: consent_changed,
         },
+    ),
+    # Past orders apart, as tiers reads them: a long import never holds back merges and
+    # erasures; chunks are independent facts.
+    Subscription(
+        "insights-orders",
+        "identity",
+        {identity_pb.LegacyOrdersImported: legacy_orders_imported},
+        concurrency=4,
     ),
     Subscription("insights-tiers", "tiers", {tiers_pb.TierChanged: tier_changed}),
     Subscription(
