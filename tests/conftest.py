@@ -99,12 +99,23 @@ async def benefits_service(
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def insights_service(settings: Settings, clock: Clock) -> AsyncIterator[RunningService]:
+    """The insights service, keeping facts of every service's events of this run."""
+    from loyalty_insights.app import SPEC
+
+    runner = ServiceRunner(settings)
+    yield await runner.start(SPEC, settings, clock=clock)
+    await runner.stop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def gateway_service(
     settings: Settings,
     identity_service: RunningService,
     points_service: RunningService,
     tiers_service: RunningService,
     benefits_service: RunningService,
+    insights_service: RunningService,
 ) -> AsyncIterator[RunningService]:
     """The gateway in front of this run's services, started once for the whole session (it
     binds the session's HTTP port: a second one, from a fixture imported into another
@@ -121,6 +132,7 @@ async def gateway_service(
             "points_target": points_service.target,
             "tiers_target": tiers_service.target,
             "benefits_target": benefits_service.target,
+            "insights_target": insights_service.target,
         }
     )
     service = await runner.start(SPEC, gateway_settings)

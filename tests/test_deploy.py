@@ -39,10 +39,11 @@ GRPC_PORT_FIELD = {
     "points": "points_port",
     "tiers": "tiers_port",
     "benefits": "benefits_port",
+    "insights": "insights_port",
     "gateway": "gateway_grpc_port",
 }
 SERVICES = tuple(GRPC_PORT_FIELD)
-BACKENDS = ("identity", "points", "tiers", "benefits")  # the gateway calls each by its _TARGET
+BACKENDS = ("identity", "points", "tiers", "benefits", "insights")  # the gateway calls each
 # Every settings class that reads LOYALTY_* variables: the kit's (every service), the kit's auth
 # (every service), and services' own. A key is known when it is a field of one of them.
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (

@@ -22,9 +22,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
-SERVICES = ("identity", "points", "tiers", "benefits", "gateway")
-BACKENDS = ("identity", "points", "tiers", "benefits")  # the gateway calls each of them
-PORTS = {"identity": 50051, "points": 50052, "tiers": 50053, "benefits": 50054}
+SERVICES = ("identity", "points", "tiers", "benefits", "insights", "gateway")
+BACKENDS = ("identity", "points", "tiers", "benefits", "insights")  # the gateway calls each
+PORTS = {"identity": 50051, "points": 50052, "tiers": 50053, "benefits": 50054, "insights": 50055}
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="kubectl (with kustomize) is not installed"

@@ -1,4 +1,4 @@
-"""`make run` as a user meets it: the runner starts the five services on real infrastructure,
+"""`make run` as a user meets it: the runner starts the six services on real infrastructure,
 on an empty data folder every time, they answer, and Ctrl-C stops everything cleanly; a service
 that fails at start stops the runner at once; a killed runner leaves nothing in the way of the
 next run; every command line answers --help. Also each service's `migrate` command."""
@@ -28,6 +28,7 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
 from alembic.script import ScriptDirectory
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
@@ -35,6 +36,8 @@ from loyalty.gateway.v1 import gateway_service_pb2 as gateway_pb
 from loyalty.gateway.v1 import gateway_service_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
+from loyalty.insights.v1 import insights_service_pb2 as insights_pb
+from loyalty.insights.v1 import insights_service_pb2_grpc
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
@@ -52,7 +55,8 @@ from loyalty_kit.auth import development_keys
 from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
 
-SERVICES = ("identity", "points", "tiers", "benefits")
+SERVICES = ("identity", "points", "tiers", "benefits", "insights")
+ALL_EXITED_CLEANLY = "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, gateway 0"
 BIN = Path(sys.executable).parent
 
 
@@ -156,6 +160,7 @@ def _settings(env: dict[str, str]) -> Settings:
         points_port=ports["points"],
         tiers_port=ports["tiers"],
         benefits_port=ports["benefits"],
+        insights_port=ports["insights"],
         gateway_grpc_port=ports["gateway_grpc"],
     )
 
@@ -234,6 +239,15 @@ async def _demo_state(settings: Settings) -> dict[str, object]:
         catalogue = await benefits_service_pb2_grpc.BenefitsServiceStub(ch).GetCatalogue(
             benefits_pb.GetCatalogueRequest(), metadata=metadata, timeout=5
         )
+    async with at(settings.insights_port) as ch:
+        # Answers (its figures follow the demo's events a moment later: not compared).
+        await insights_service_pb2_grpc.InsightsServiceStub(ch).GetPointsLiability(
+            insights_pb.GetPointsLiabilityRequest(
+                start_time=Timestamp(seconds=0), end_time=Timestamp(seconds=4_000_000_000)
+            ),
+            metadata=metadata,
+            timeout=5,
+        )
     async with at(settings.gateway_grpc_port) as ch:
         overview = await gateway_service_pb2_grpc.GatewayServiceStub(ch).GetMemberOverview(
             gateway_pb.GetMemberOverviewRequest(member=member.name, unit="mall"),
@@ -298,7 +312,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         assert ladder.status_code == 200, ladder.text
         assert [t["code"] for t in ladder.json()["ladder"]["tiers"]][2] == "gold"
 
-        # One token, signed with the folder's key, verified by all five services.
+        # One token, signed with the folder's key, verified by all six services.
         settings = _settings(suite_env)
         state = asyncio.run(_demo_state(settings))
         assert state["programme"] == 1
@@ -330,7 +344,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         runner.kill()
     text = runner.output
     assert code == 0, text
-    assert "exit codes: identity 0, points 0, tiers 0, benefits 0, gateway 0" in text, text
+    assert ALL_EXITED_CLEANLY in text, text
     for port in _ports(suite_env).values():
         assert not port_open("127.0.0.1", port)
     assert not (data_dir / "env").exists()  # its settings went with the suite
@@ -357,7 +371,7 @@ def test_a_service_failing_at_start_stops_the_runner_at_once_naming_it(
     # still importing, before its handler was in place (seen on a loaded CI run).
     codes = dict(item.split() for item in text.split("exit codes: ")[-1].split(")")[0].split(", "))
     assert codes.pop("benefits") == "1", text
-    assert set(codes) == {"identity", "points", "tiers", "gateway"}, text
+    assert set(codes) == {"identity", "points", "tiers", "insights", "gateway"}, text
     assert set(codes.values()) <= {"0", "-15"}, text
     for port in _ports(suite_env).values():
         assert not port_open("127.0.0.1", port)
@@ -414,7 +428,7 @@ def test_after_the_runner_is_killed_the_next_run_on_its_folder_starts_cleanly(
         second.kill()
     text = second.output
     assert code == 0, text
-    assert "exit codes: identity 0, points 0, tiers 0, benefits 0, gateway 0" in text, text
+    assert ALL_EXITED_CLEANLY in text, text
     assert _folder_processes(data_dir) == []
 
 
@@ -464,6 +478,7 @@ def test_every_command_line_answers_help_without_configuration(
     from loyalty_devstack import cli
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
+    from loyalty_insights.app import SPEC as INSIGHTS
     from loyalty_kit import server
     from loyalty_points.app import SPEC as POINTS
     from loyalty_tiers.app import SPEC as TIERS
@@ -474,7 +489,7 @@ def test_every_command_line_answers_help_without_configuration(
     helps: list[tuple[str, Callable[[], int | None]]] = [
         *(
             (f"loyalty-{spec.name} --help", functools.partial(server.main, spec, ["--help"]))
-            for spec in (IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY)
+            for spec in (IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS, GATEWAY)
         ),
         (
             "loyalty-identity rotate-keys --help",

@@ -90,13 +90,14 @@ class Suite:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIterator[Suite]:
-    """The five services on databases and an event namespace of their own, with the Huayue
+    """The six services on databases and an event namespace of their own, with the Huayue
     demo loaded: generated requests that succeed (a year end in 8000, a new programme, an
     expiry run) cannot disturb the other tests of the run. As under `make run`, they take
     caller headers without a token (read at start; the other suites' services do not)."""
     from loyalty_benefits.app import SPEC as BENEFITS
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
+    from loyalty_insights.app import SPEC as INSIGHTS
     from loyalty_points.app import SPEC as POINTS
     from loyalty_tiers.app import SPEC as TIERS
 
@@ -107,7 +108,7 @@ async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIte
     trusting = os.environ.get(TRUST_HEADERS)
     os.environ[TRUST_HEADERS] = "true"
     try:
-        services: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS]
+        services: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS]
         for spec in services:
             service = await runner.start(spec, settings, clock=clock)
             settings = settings.model_copy(update={f"{spec.name}_target": service.target})

@@ -95,10 +95,11 @@ async def targets(
     points_service: RunningService,
     tiers_service: RunningService,
     benefits_service: RunningService,
+    insights_service: RunningService,
     gateway_service: RunningService,
 ) -> AsyncIterator[dict[str, grpc.aio.Channel]]:
     """One channel per service of the run, for the whole module."""
-    running = (identity_service, points_service, tiers_service, benefits_service)
+    running = (identity_service, points_service, tiers_service, benefits_service, insights_service)
     channels = {s.spec.name: grpc.aio.insecure_channel(s.target) for s in running}
     channels["gateway"] = grpc.aio.insecure_channel(gateway_service.target)
     yield channels
@@ -206,6 +207,7 @@ GATEWAY_SPECS = {
     "loyalty.points.v1.PointsService": "points",
     "loyalty.tiers.v1.TiersService": "tiers",
     "loyalty.benefits.v1.BenefitsService": "benefits",
+    "loyalty.insights.v1.InsightsService": "insights",
     "loyalty.gateway.v1.GatewayService": "gateway",
 }
 

@@ -20,6 +20,7 @@ from loyalty_devstack.embedded import free_port
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_gateway.app import SPEC as GATEWAY
 from loyalty_identity.app import SPEC as IDENTITY
+from loyalty_insights.app import SPEC as INSIGHTS
 from loyalty_kit.settings import Settings
 from loyalty_points.app import SPEC as POINTS
 from loyalty_tiers.app import SPEC as TIERS
@@ -48,12 +49,14 @@ async def isolated_gateway(
         benefits = await runner.start(
             BENEFITS, settings.model_copy(update={"points_target": points.target})
         )
+        insights = await runner.start(INSIGHTS)
         gateway_settings = settings.model_copy(
             update={
                 "identity_target": identity.target,
                 "points_target": points.target,
                 "tiers_target": tiers.target,
                 "benefits_target": benefits.target,
+                "insights_target": insights.target,
             }
         )
         service = await runner.start(GATEWAY, gateway_settings)

@@ -49,6 +49,8 @@ class ProgrammePublished:
     version: int
     units: object
     effective_from: datetime
+    base_currency_code: str = "CNY"
+    point_value: str = "0.01"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from loyalty.common.v1.money_pb2 import Money
 from loyalty.identity.v1 import events_pb2 as identity_pb
 from loyalty.identity.v1 import order_import_pb2
 from loyalty.points.v1 import events_pb2 as points_pb
+from loyalty.points.v1 import points_service_pb2
 from loyalty.tiers.v1 import events_pb2 as tiers_pb
 from loyalty_benefits.adapters.events import CONTRACT as BENEFITS_CONTRACT
 from loyalty_benefits.adapters.events import to_message as benefits_message
@@ -41,6 +42,7 @@ from loyalty_kit.money import Amount
 from loyalty_points.adapters.events import CONTRACT as POINTS_CONTRACT
 from loyalty_points.adapters.events import to_message as points_message
 from loyalty_points.domain import events as points_events
+from loyalty_points.domain.ledger import PostingKind
 from loyalty_tiers.adapters.events import CONTRACT as TIERS_CONTRACT
 from loyalty_tiers.adapters.events import to_message as tiers_message
 from loyalty_tiers.domain import events as tiers_events
@@ -64,8 +66,14 @@ def stamp(hours: int) -> Timestamp:
 
 POINTS: list[Sample] = [
     (
-        points_events.ProgrammePublished(7, ("shop", "web"), at(1)),
-        points_pb.ProgrammePublished(version=7, units=["shop", "web"], effective_from=stamp(1)),
+        points_events.ProgrammePublished(7, ("shop", "web"), at(1), "CNY", "0.01"),
+        points_pb.ProgrammePublished(
+            version=7,
+            units=["shop", "web"],
+            effective_from=stamp(1),
+            base_currency_code="CNY",
+            point_value="0.01",
+        ),
     ),
     (
         points_events.PointsEarned(
@@ -199,6 +207,52 @@ POINTS: list[Sample] = [
                 ),
             ],
             occurred_at=stamp(12),
+        ),
+    ),
+    (
+        points_events.LedgerPosted(
+            "m-15",
+            (
+                points_events.LedgerPosting(
+                    "post-15", PostingKind.REDEEM, "spa", -40, at(15), at(14)
+                ),
+            ),
+            (
+                points_events.LotMovement("post-15", "lot-1", "mall", "spa", -30, at(15), at(20)),
+                points_events.LotMovement("post-15", "lot-2", "hotel", "spa", -10, at(15), None),
+            ),
+        ),
+        points_pb.LedgerPosted(
+            member_id="m-15",
+            postings=[
+                points_pb.LedgerPosting(
+                    posting_id="post-15",
+                    kind=points_service_pb2.POSTING_KIND_REDEEM,
+                    unit="spa",
+                    points=-40,
+                    posted_at=stamp(15),
+                    occurred_at=stamp(14),
+                )
+            ],
+            movements=[
+                points_pb.LotMovement(
+                    posting_id="post-15",
+                    lot_id="lot-1",
+                    earned_unit="mall",
+                    unit="spa",
+                    points=-30,
+                    posted_at=stamp(15),
+                    expires_at=stamp(20),
+                ),
+                points_pb.LotMovement(
+                    posting_id="post-15",
+                    lot_id="lot-2",
+                    earned_unit="hotel",
+                    unit="spa",
+                    points=-10,
+                    posted_at=stamp(15),
+                ),
+            ],
         ),
     ),
 ]

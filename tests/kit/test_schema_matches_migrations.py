@@ -17,6 +17,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from loyalty_identity.adapters.tables import metadata as identity_tables
+from loyalty_insights.adapters.tables import metadata as insights_tables
 from loyalty_kit import db, migrations
 from loyalty_kit.settings import Settings
 from loyalty_kit.tables import metadata as kit_tables
@@ -31,9 +32,10 @@ SERVICES = {
     "points": (kit_tables, points_tables),
     "tiers": (kit_tables,),
     "benefits": (kit_tables,),
+    "insights": (kit_tables, insights_tables),
     "gateway": (kit_tables,),
 }
-DECLARES_EVERY_TABLE = {"identity", "points"}
+DECLARES_EVERY_TABLE = {"identity", "points", "insights"}
 
 
 def declared(parts: tuple[MetaData, ...]) -> MetaData:

@@ -143,6 +143,13 @@ async def everyday_life(run: Run, people: list[Person]) -> None:
             json={"requestId": uuid.uuid4().hex, "reason": "the member asked"},
         )
         assert erased.status_code == 200, erased.text
+    # The group's loyalty team reads its figures (the insights service's logs are scanned too).
+    async with await gateway.session("group", "insights:group") as team:
+        figures = await team.get(
+            "/v1/insights/pointsLiability",
+            params={"startTime": "2020-01-01T00:00:00Z", "endTime": "2100-01-01T00:00:00Z"},
+        )
+        assert figures.status_code == 200, figures.text
 
 
 async def legacy_import(run: Run, known: Person, newcomer: Person) -> None:

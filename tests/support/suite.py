@@ -1,4 +1,4 @@
-"""The five services in this test process, tracing into memory, on databases and an event
+"""The six services in this test process, tracing into memory, on databases and an event
 namespace of their own, with the Huayue demo loaded: for tests that look at what a realistic
 run leaves behind (its logs, its traces, its events).
 
@@ -34,10 +34,11 @@ class Run:
 async def traced_suite(
     make_settings: Callable[..., Settings], run_id: str, name: str
 ) -> AsyncIterator[Run]:
-    """The five services, traced into memory; `name` keeps their databases and events apart."""
+    """The six services, traced into memory; `name` keeps their databases and events apart."""
     from loyalty_benefits.app import SPEC as BENEFITS
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
+    from loyalty_insights.app import SPEC as INSIGHTS
     from loyalty_points.app import SPEC as POINTS
     from loyalty_tiers.app import SPEC as TIERS
 
@@ -50,7 +51,7 @@ async def traced_suite(
     )
     runner, started = ServiceRunner(settings), {}
     try:
-        specs: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS, GATEWAY]
+        specs: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS, GATEWAY]
         for spec in specs:
             started[spec.name] = await runner.start(spec, settings)
             if spec is not GATEWAY:

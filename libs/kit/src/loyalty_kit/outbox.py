@@ -84,21 +84,27 @@ class Outbox:
             await self.add_many(messages)
 
     async def add_many(self, messages: Sequence[Message]) -> None:
-        """Many events in one statement (batch jobs: a chunk's events at once)."""
+        """Many events in one statement (batch jobs: a chunk's events at once; a unit of work's
+        events of several kinds). Each subject's events are written under a PRODUCER span of
+        their own (`create <subject>`), whose context their rows carry: an earn's PointsEarned
+        keeps its own span beside the ledger event written with it."""
         if not messages:
             return
         subjects = [event_subject(m, self.namespace) for m in messages]
+        by_subject: dict[str, str] = {}
+        for subject in dict.fromkeys(subjects):
+            with event_headers([s for s in subjects if s == subject]) as headers:
+                by_subject[subject] = json.dumps(headers)
         conn = await driver_connection(self.session)
-        with event_headers(subjects) as headers:
-            await conn.execute(
-                "INSERT INTO kit_outbox (event_id, subject, event_type, payload, headers) "
-                "SELECT *, $5::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])",
-                [uuid.uuid4() for _ in messages],
-                subjects,
-                [m.DESCRIPTOR.full_name for m in messages],
-                [m.SerializeToString(deterministic=True) for m in messages],
-                json.dumps(headers),
-            )
+        await conn.execute(
+            "INSERT INTO kit_outbox (event_id, subject, event_type, payload, headers) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[])",
+            [uuid.uuid4() for _ in messages],
+            subjects,
+            [m.DESCRIPTOR.full_name for m in messages],
+            [m.SerializeToString(deterministic=True) for m in messages],
+            [by_subject[s] for s in subjects],
+        )
         metrics.written(self.session, messages)
 
 

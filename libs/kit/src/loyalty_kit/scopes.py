@@ -18,6 +18,8 @@ MEMBERS_IMPORT = "members:import"  # a unit bringing its legacy members in by fi
 PROFILE_WRITE = "profile:write"  # the member app: the member's own profile and consents
 COUPONS_ISSUE = "coupons:issue"  # a unit's (or the group's) marketing
 MEMBERSHIP = "membership"  # a unit's shop selling paid memberships
+INSIGHTS_READ = "insights:read"  # a unit's loyalty team: its own unit's figures
+INSIGHTS_GROUP = "insights:group"  # the group's loyalty team: every unit's figures and the group's
 
 REGISTRY: dict[str, str] = {
     ADMIN: "passes every access rule and acts for any unit",
@@ -31,4 +33,6 @@ REGISTRY: dict[str, str] = {
     PROFILE_WRITE: "a member's own profile and consents",
     COUPONS_ISSUE: "issue coupons to members",
     MEMBERSHIP: "sell and refund paid memberships",
+    INSIGHTS_READ: "read the unit's own figures (liability, activity across units)",
+    INSIGHTS_GROUP: "read the group's figures and every unit's",
 }

@@ -54,12 +54,14 @@ class Settings(BaseSettings):
     points_port: int = 50052
     tiers_port: int = 50053
     benefits_port: int = 50054
+    insights_port: int = 50055
     gateway_grpc_port: int = 50050
     gateway_http_port: int = 8080
     identity_target: str = ""
     points_target: str = ""
     tiers_target: str = ""
     benefits_target: str = ""
+    insights_target: str = ""
 
     grpc_max_message_bytes: int = Field(
         default=MAX_MESSAGE_BYTES,
@@ -159,6 +161,7 @@ class Settings(BaseSettings):
     points_metrics_port: int = 9462
     tiers_metrics_port: int = 9463
     benefits_metrics_port: int = 9464
+    insights_metrics_port: int = 9465
 
     @field_validator("event_namespace")
     @classmethod

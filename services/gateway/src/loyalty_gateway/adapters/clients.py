@@ -29,6 +29,8 @@ SCOPES = {
     "profile:write": "change members' profiles and consents (the member app)",
     "members:manage": "merge, unmerge, suspend, reactivate, erase and tag members; list segments",
     "coupons:issue": "issue coupons of the client's unit (or group-wide ones) to members",
+    "insights:read": "read the client's unit's figures (liability, members across units)",
+    "insights:group": "read the group's figures and every unit's (the group's loyalty team)",
     "admin": "everything, for every unit (group operators)",
 }
 DEFAULT_RATE = 100  # requests per second

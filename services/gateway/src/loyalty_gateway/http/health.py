@@ -1,5 +1,6 @@
-"""`GET /healthz`: 200 when every service behind the gateway answers SERVING, else 503 with
-each one's state (a readiness probe: `deploy/`)."""
+"""`GET /healthz`: 200 when every service the gateway's tills and apps need answers SERVING, else
+503; each backend's state either way (a readiness probe: `deploy/`). The read side (insights)
+is reported but does not make the gateway unready."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from loyalty_gateway.adapters.backends import BACKENDS, Backends
+from loyalty_gateway.adapters.backends import BACKENDS, SERVING_BACKENDS, Backends
 
 CHECK_SECONDS = 1.0
 
@@ -30,7 +31,7 @@ class Health:
     async def answer(self, _request: Request) -> JSONResponse:
         statuses = await asyncio.gather(*(self.check(name) for name in BACKENDS))
         services = dict(zip(BACKENDS, statuses, strict=True))
-        ok = all(status == "SERVING" for status in statuses)
+        ok = all(services[name] == "SERVING" for name in SERVING_BACKENDS)
         return JSONResponse(
             {"status": "SERVING" if ok else "DEGRADED", "services": services},
             status_code=200 if ok else 503,

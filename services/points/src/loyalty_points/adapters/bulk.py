@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from loyalty_points.domain.account import Account
+from loyalty_points.domain.events import LedgerPosted
 from loyalty_points.domain.ledger import Changes
 
 ACCOUNT_COLUMNS = (
@@ -109,6 +110,8 @@ async def save_credits(conn: Any, accounts: Sequence[Account], now: datetime) ->
     lots = [(a.member_id, lot, n) for a in accounts for lot, n in a.changes.new_lots]
     moves = [(a.member_id, m) for a in accounts for m in a.changes.moves]
     for account in accounts:
+        if (posted := LedgerPosted.of(account.member_id, account.changes)) is not None:
+            account.events.append(posted)
         account.changes = Changes()
     if postings:
         await conn.execute(

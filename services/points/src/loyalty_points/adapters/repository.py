@@ -24,6 +24,7 @@ from loyalty_points.adapters.programmes import ProgrammeCache, ProgrammeRows
 from loyalty_points.adapters.records import RecordRows
 from loyalty_points.adapters.settlement import SettlementRows
 from loyalty_points.domain.account import Account
+from loyalty_points.domain.events import LedgerPosted
 from loyalty_points.domain.ledger import Changes, EarnEntry, Lot, LotStatus, Posting, PostingKind
 
 _ADD_EARN = """
@@ -339,6 +340,8 @@ class SqlLedger(ProgrammeRows, RecordRows, SettlementRows):
         """Write what the account recorded since it was loaded, then its balances."""
         changes, account.changes = account.changes, Changes()
         member_id = account.member_id
+        if (posted := LedgerPosted.of(member_id, changes)) is not None:
+            account.events.append(posted)
         if changes.earn is not None:
             await self._add_earn(changes.earn)
         if changes.postings:

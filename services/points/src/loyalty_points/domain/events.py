@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from loyalty_points.domain.ledger import Changes, PostingKind
 from loyalty_points.domain.money import Amount
 
 
@@ -15,6 +16,8 @@ class ProgrammePublished:
     version: int
     units: tuple[str, ...]
     effective_from: datetime
+    base_currency_code: str
+    point_value: str  # of one point in the base currency, a decimal
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,80 @@ class PointsMigrated:
     occurred_at: datetime
 
 
+@dataclass(frozen=True)
+class LedgerPosting:
+    posting_id: str
+    kind: PostingKind
+    unit: str
+    points: int
+    posted_at: datetime
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class LotMovement:
+    posting_id: str
+    lot_id: str
+    earned_unit: str
+    unit: str
+    points: int
+    posted_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerPosted:
+    """What one save of an account writes to the ledger: its postings and lot movements, as
+    the settlement sums them (the read side mirrors the settlement from it)."""
+
+    member_id: str
+    postings: tuple[LedgerPosting, ...]
+    movements: tuple[LotMovement, ...]
+
+    @classmethod
+    def of(cls, member_id: str, changes: Changes) -> LedgerPosted | None:
+        """The event of an account's changes about to be saved; None when they post nothing."""
+        postings = list(changes.postings)
+        movements = [
+            LotMovement(
+                m.posting_id,
+                m.lot.lot_id,
+                m.lot.earned_unit,
+                m.unit,
+                m.points,
+                m.at,
+                m.lot.expires_at,
+            )
+            for m in changes.moves
+        ]
+        if (earn := changes.earn) is not None:
+            postings.insert(0, earn.posting)
+            if earn.posting.points > 0:  # as the earn's statement writes its lot's movement
+                lot = earn.lot
+                movements.insert(
+                    0,
+                    LotMovement(
+                        earn.posting.posting_id,
+                        lot.lot_id,
+                        earn.posting.unit,
+                        earn.posting.unit,
+                        earn.posting.points,
+                        earn.posting.posted_at,
+                        lot.expires_at,
+                    ),
+                )
+        if not postings and not movements:
+            return None
+        return cls(
+            member_id,
+            tuple(
+                LedgerPosting(p.posting_id, p.kind, p.unit, p.points, p.posted_at, p.occurred_at)
+                for p in postings
+            ),
+            tuple(movements),
+        )
+
+
 Event = (
     ProgrammePublished
     | PointsEarned
@@ -147,4 +224,5 @@ Event = (
     | PartnerExchanged
     | ReferralRewarded
     | PointsMigrated
+    | LedgerPosted
 )

@@ -31,7 +31,11 @@ async def publish_programme(
     # Identity learns from it which units members may be registered at.
     uow.record(
         ProgrammePublished(
-            programme.version, tuple(sorted(programme.units)), programme.effective_from
+            programme.version,
+            tuple(sorted(programme.units)),
+            programme.effective_from,
+            programme.base_currency,
+            str(programme.currencies[programme.base_currency].point_value),
         )
     )
     return programme

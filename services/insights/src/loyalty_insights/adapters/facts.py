@@ -1,0 +1,271 @@
+"""Facts written as events arrive (SQL on the unit of work's asyncpg connection). Each write is
+idempotent: a fact already kept (a redelivery the inbox did not see, a replay) is kept once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from loyalty_kit.db import driver_connection
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True)
+class PostingFact:
+    posting_id: str
+    kind: str
+    unit: str
+    points: int
+    posted_at: datetime
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class MovementFact:
+    posting_id: str
+    lot_id: str
+    earned_unit: str
+    unit: str
+    points: int
+    posted_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ActivityFact:
+    member_id: str
+    kind: str
+    event_id: str
+    unit: str
+    occurred_at: datetime
+    spend: Decimal
+    currency: str
+
+
+_POSTINGS = """
+INSERT INTO ledger_postings (member_id, posting_id, kind, unit, points, posted_at, occurred_at)
+SELECT $1::text, p.* FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[],
+                                 $6::timestamptz[], $7::timestamptz[]) AS p
+ON CONFLICT DO NOTHING
+"""
+
+_MOVEMENTS = """
+INSERT INTO lot_movements (member_id, posting_id, lot_id, kind, posting_points, earned_unit,
+                           unit, points, posted_at, expires_at)
+SELECT $1::text, m.* FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                                 $7::text[], $8::bigint[], $9::timestamptz[],
+                                 $10::timestamptz[]) AS m
+ON CONFLICT DO NOTHING
+"""
+
+_ACTIVITY = """
+INSERT INTO activity (member_id, kind, event_id, unit, occurred_at, spend, currency)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                     $6::numeric[], $7::text[])
+ON CONFLICT DO NOTHING
+"""
+
+
+class FactStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _conn(self) -> Any:
+        return await driver_connection(self.session)
+
+    async def record_ledger(
+        self,
+        member_id: str,
+        postings: Sequence[PostingFact],
+        movements: Sequence[MovementFact],
+    ) -> None:
+        """A save of a member's points account: its postings and lot movements (each movement
+        carries its posting's kind and points, as the settlement reads them)."""
+        conn = await self._conn()
+        if postings:
+            await conn.execute(
+                _POSTINGS,
+                member_id,
+                [p.posting_id for p in postings],
+                [p.kind for p in postings],
+                [p.unit for p in postings],
+                [p.points for p in postings],
+                [p.posted_at for p in postings],
+                [p.occurred_at for p in postings],
+            )
+        if movements:
+            of_posting = {p.posting_id: p for p in postings}
+            missing = {m.posting_id for m in movements} - of_posting.keys()
+            if missing:  # not in this event: a posting kept before (never the case today)
+                rows = await conn.fetch(
+                    "SELECT posting_id, kind, points FROM ledger_postings "
+                    "WHERE member_id = $1 AND posting_id = ANY($2::text[])",
+                    member_id,
+                    sorted(missing),
+                )
+                kinds = {r["posting_id"]: (r["kind"], r["points"]) for r in rows}
+            else:
+                kinds = {}
+            for p in postings:
+                kinds[p.posting_id] = (p.kind, p.points)
+            await conn.execute(
+                _MOVEMENTS,
+                member_id,
+                [m.posting_id for m in movements],
+                [m.lot_id for m in movements],
+                [kinds.get(m.posting_id, ("", 0))[0] for m in movements],
+                [kinds.get(m.posting_id, ("", 0))[1] for m in movements],
+                [m.earned_unit for m in movements],
+                [m.unit for m in movements],
+                [m.points for m in movements],
+                [m.posted_at for m in movements],
+                [m.expires_at for m in movements],
+            )
+
+    async def record_activity(self, facts: Sequence[ActivityFact]) -> None:
+        if not facts:
+            return
+        conn = await self._conn()
+        await conn.execute(
+            _ACTIVITY,
+            [f.member_id for f in facts],
+            [f.kind for f in facts],
+            [f.event_id for f in facts],
+            [f.unit for f in facts],
+            [f.occurred_at for f in facts],
+            [f.spend for f in facts],
+            [f.currency for f in facts],
+        )
+
+    async def forget_activity(self, member_id: str, kind: str, event_id: str) -> None:
+        """An activity undone (a benefit's use released)."""
+        conn = await self._conn()
+        await conn.execute(
+            "DELETE FROM activity WHERE member_id = $1 AND kind = $2 AND event_id = $3",
+            member_id,
+            kind,
+            event_id,
+        )
+
+    async def record_programme(
+        self,
+        version: int,
+        effective_from: datetime,
+        base_currency: str,
+        point_value: Decimal,
+        units: Sequence[str],
+    ) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO programmes (version, effective_from, base_currency, point_value) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            version,
+            effective_from,
+            base_currency,
+            point_value,
+        )
+        await conn.execute(
+            "INSERT INTO known_units (unit) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            list(units),
+        )
+
+    async def record_registrations(
+        self, rows: Sequence[tuple[str, str, datetime]], *, imported: bool
+    ) -> None:
+        """(member, unit, when): the first registration of a member is kept."""
+        if not rows:
+            return
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO registrations (member_id, unit, registered_at, imported) "
+            "SELECT m, u, t, $4 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) "
+            "AS r(m, u, t) ON CONFLICT DO NOTHING",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            imported,
+        )
+
+    async def record_consent(
+        self, member_id: str, purpose: str, granted: bool, changed_at: datetime
+    ) -> None:
+        """The latest change of each purpose wins, whatever order changes arrive in; an erased
+        member's consents are not kept."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO consents (member_id, purpose, granted, changed_at) "
+            "SELECT $1, $2, $3, $4 "
+            "WHERE NOT EXISTS (SELECT 1 FROM erased_members WHERE member_id = $1) "
+            "ON CONFLICT (member_id, purpose) DO UPDATE "
+            "SET granted = excluded.granted, changed_at = excluded.changed_at "
+            "WHERE consents.changed_at <= excluded.changed_at",
+            member_id,
+            purpose,
+            granted,
+            changed_at,
+        )
+
+    async def record_tier_change(
+        self, member_id: str, effective_at: datetime, from_tier: str, to_tier: str, reason: str
+    ) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO tier_changes (member_id, effective_at, to_tier, reason, from_tier) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            member_id,
+            effective_at,
+            to_tier,
+            reason,
+            from_tier,
+        )
+
+    async def record_benefit_fact(
+        self, member_id: str, kind: str, fact_id: str, code: str, unit: str, at: datetime
+    ) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO benefit_facts (member_id, kind, fact_id, code, unit, occurred_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            member_id,
+            kind,
+            fact_id,
+            code,
+            unit,
+            at,
+        )
+
+    # --- members: merges, unmerges, erasure -----------------------------------------------------
+
+    async def record_merge(self, survivor: str, absorbed: str, at: datetime) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO member_merges (absorbed_id, survivor_id, merged_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (absorbed_id) DO UPDATE SET survivor_id = excluded.survivor_id, "
+            "merged_at = excluded.merged_at",
+            absorbed,
+            survivor,
+            at,
+        )
+
+    async def forget_merge(self, survivor: str, restored: str) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "DELETE FROM member_merges WHERE absorbed_id = $1 AND survivor_id = $2",
+            restored,
+            survivor,
+        )
+
+    async def record_erasure(self, member_id: str, at: datetime) -> None:
+        """The member leaves every per-member view: its consents go, and it is marked erased
+        (its facts are IDs, units, points and amounts; aggregates keep counting them)."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO erased_members (member_id, erased_at) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING",
+            member_id,
+            at,
+        )
+        await conn.execute("DELETE FROM consents WHERE member_id = $1", member_id)

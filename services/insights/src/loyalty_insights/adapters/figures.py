@@ -1,0 +1,193 @@
+"""The figures' queries over the facts. Plain SQL that also runs on PostgreSQL distributed by
+member (Citus): every fact table is read whole for the period and grouped, and members' facts
+are joined to the small `member_merges` table to count an absorbed member for its survivor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from loyalty_kit.db import driver_connection
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_insights.domain.crossunit import ACTIVE, SPENDING, MonthOfMembers
+from loyalty_insights.domain.liability import LAPSING
+
+# Each member whose facts count for another (an absorbed member, along its chain of merges)
+# with the member they count for now.
+_OWNERS = """
+WITH RECURSIVE chain (member_id, owner) AS (
+    SELECT absorbed_id, survivor_id FROM member_merges
+    UNION
+    SELECT c.member_id, m.survivor_id
+    FROM chain c JOIN member_merges m ON m.absorbed_id = c.owner
+), owners AS (
+    SELECT c.member_id, c.owner FROM chain c
+    WHERE NOT EXISTS (SELECT 1 FROM member_merges m WHERE m.absorbed_id = c.owner)
+)"""
+
+# Activity of the kinds given ($3), from $1 (inclusive) to $2 (exclusive), by the member it
+# counts for.
+_ACTS = (
+    _OWNERS
+    + """, acts AS (
+    SELECT coalesce(o.owner, a.member_id) AS member_id, a.unit, a.kind, a.occurred_at,
+           a.spend, a.currency
+    FROM activity a LEFT JOIN owners o ON o.member_id = a.member_id
+    WHERE a.occurred_at >= $1 AND a.occurred_at < $2 AND a.kind = ANY($3::text[])
+)"""
+)
+
+_MONTHS = (
+    _ACTS
+    + """, monthly AS (
+    SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, member_id,
+           count(DISTINCT unit) AS units, bool_or(unit = $4) AS there
+    FROM acts GROUP BY 1, 2
+)
+SELECT month,
+       count(*) FILTER (WHERE $4 = '' OR there) AS active,
+       count(*) FILTER (WHERE units >= 2 AND ($4 = '' OR there)) AS multi
+FROM monthly GROUP BY month ORDER BY month
+"""
+)
+
+_WHOLE_PERIOD = (
+    _ACTS
+    + """, members AS (
+    SELECT member_id, count(DISTINCT unit) AS units, bool_or(unit = $4) AS there
+    FROM acts GROUP BY member_id
+)
+SELECT count(*) FILTER (WHERE $4 = '' OR there) AS active,
+       count(*) FILTER (WHERE units >= 2 AND ($4 = '' OR there)) AS multi
+FROM members
+"""
+)
+
+_OVERLAP = (
+    _ACTS
+    + """, visited AS (SELECT DISTINCT member_id, unit FROM acts)
+SELECT a.unit, b.unit AS other_unit, count(*) AS members
+FROM visited a JOIN visited b ON a.member_id = b.member_id
+WHERE $4 = '' OR a.unit = $4 OR b.unit = $4
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+)
+
+# Members whose first activity anywhere is in the period ($5 .. $2): where it was, and the
+# next other unit they were active at before the period's end. $1 is the beginning of time.
+_FLOWS = (
+    _ACTS
+    + """, firsts AS (
+    SELECT DISTINCT ON (member_id) member_id, unit, occurred_at
+    FROM acts ORDER BY member_id, occurred_at, unit
+), nexts AS (
+    SELECT DISTINCT ON (a.member_id) a.member_id, a.unit
+    FROM acts a JOIN firsts f ON f.member_id = a.member_id AND a.unit <> f.unit
+    ORDER BY a.member_id, a.occurred_at, a.unit
+)
+SELECT f.unit AS from_unit, coalesce(n.unit, '') AS to_unit, count(*) AS members
+FROM firsts f LEFT JOIN nexts n ON n.member_id = f.member_id
+WHERE f.occurred_at >= $5 AND ($4 = '' OR f.unit = $4 OR n.unit = $4)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+)
+
+_SPEND = (
+    _ACTS
+    + """
+SELECT unit, currency, sum(spend) AS spend,
+       count(DISTINCT member_id) FILTER (WHERE kind <> 'refund') AS members
+FROM acts GROUP BY unit, currency ORDER BY unit, currency
+"""
+)
+
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class FigureRows:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _conn(self) -> Any:
+        return await driver_connection(self.session)
+
+    # --- the points liability -------------------------------------------------------------------
+
+    async def posting_sums(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        """The period's postings: (unit, kind, points) summed by unit, kind and sign."""
+        rows = await (await self._conn()).fetch(
+            "SELECT unit, kind, sum(points) AS points FROM ledger_postings "
+            "WHERE posted_at >= $1 AND posted_at < $2 GROUP BY unit, kind, sign(points)",
+            start,
+            end,
+        )
+        return [(r["unit"], r["kind"], int(r["points"])) for r in rows]
+
+    async def lapsed_sums(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        """The period's expiry and erasure movements: (issuing unit, kind, points)."""
+        rows = await (await self._conn()).fetch(
+            "SELECT earned_unit, kind, sum(points) AS points FROM lot_movements "
+            "WHERE posted_at >= $1 AND posted_at < $2 AND kind = ANY($3::text[]) "
+            "GROUP BY earned_unit, kind",
+            start,
+            end,
+            list(LAPSING),
+        )
+        return [(r["earned_unit"], r["kind"], int(r["points"])) for r in rows]
+
+    async def outstanding(self, end: datetime) -> list[tuple[str, str, int]]:
+        """Every lot movement before `end`: (issuing unit, expiry month or '', points)."""
+        rows = await (await self._conn()).fetch(
+            "SELECT earned_unit, "
+            "coalesce(to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM'), '') AS month, "
+            "sum(points) AS points FROM lot_movements WHERE posted_at < $1 "
+            "GROUP BY 1, 2",
+            end,
+        )
+        return [(r["earned_unit"], r["month"], int(r["points"])) for r in rows]
+
+    async def programme_at(self, moment: datetime) -> tuple[int, str, Decimal] | None:
+        """(version, base currency, point value) of the programme in force at `moment` (the
+        first one if none was yet)."""
+        row = await (await self._conn()).fetchrow(
+            "SELECT version, base_currency, point_value FROM programmes "
+            "ORDER BY effective_from <= $1 DESC, "
+            "CASE WHEN effective_from <= $1 THEN effective_from END DESC, "
+            "effective_from, version DESC LIMIT 1",
+            moment,
+        )
+        if row is None:
+            return None
+        return int(row["version"]), row["base_currency"], Decimal(row["point_value"])
+
+    async def known_unit(self, unit: str) -> bool:
+        conn = await self._conn()
+        return bool(await conn.fetchval("SELECT 1 FROM known_units WHERE unit = $1", unit))
+
+    # --- members across units -------------------------------------------------------------------
+
+    async def months(self, start: datetime, end: datetime, unit: str) -> list[MonthOfMembers]:
+        rows = await (await self._conn()).fetch(_MONTHS, start, end, list(ACTIVE), unit)
+        return [MonthOfMembers(r["month"], int(r["active"]), int(r["multi"])) for r in rows]
+
+    async def whole_period(self, start: datetime, end: datetime, unit: str) -> tuple[int, int]:
+        row = await (await self._conn()).fetchrow(_WHOLE_PERIOD, start, end, list(ACTIVE), unit)
+        return int(row["active"]), int(row["multi"])
+
+    async def overlap(
+        self, start: datetime, end: datetime, unit: str
+    ) -> list[tuple[str, str, int]]:
+        rows = await (await self._conn()).fetch(_OVERLAP, start, end, list(ACTIVE), unit)
+        return [(r["unit"], r["other_unit"], int(r["members"])) for r in rows]
+
+    async def flows(self, start: datetime, end: datetime, unit: str) -> list[tuple[str, str, int]]:
+        rows = await (await self._conn()).fetch(_FLOWS, _BEGINNING, end, list(ACTIVE), unit, start)
+        return [(r["from_unit"], r["to_unit"], int(r["members"])) for r in rows]
+
+    async def spend(self, start: datetime, end: datetime) -> list[tuple[str, str, Decimal, int]]:
+        """(unit, currency, spend, members who bought) of the period's purchases, refunds and
+        imported orders."""
+        rows = await (await self._conn()).fetch(_SPEND, start, end, list(SPENDING))
+        return [(r["unit"], r["currency"], Decimal(r["spend"]), int(r["members"])) for r in rows]

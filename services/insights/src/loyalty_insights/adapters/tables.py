@@ -1,0 +1,133 @@
+"""The insights service's tables (SQLAlchemy Core), as migrations create them.
+
+Facts are keyed by member first (`member_id` leads every fact table's key) so the same SQL runs
+on PostgreSQL distributed by member (Citus: `create_distributed_table(<table>, 'member_id')`;
+`programmes`, `member_merges` and `known_units` are small reference tables). They hold member
+IDs, units, kinds, points, amounts and times: no personal data.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# The points ledger as points' LedgerPosted carries it: every posting, and every lot movement
+# with the kind and sign of its posting (what the settlement sums).
+ledger_postings = Table(
+    "ledger_postings",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("posting_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("posted_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+
+lot_movements = Table(
+    "lot_movements",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("posting_id", Text, primary_key=True),
+    Column("lot_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("posting_points", BigInteger, nullable=False),
+    Column("earned_unit", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("posted_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+)
+
+programmes = Table(
+    "programmes",
+    metadata,
+    Column("version", BigInteger, primary_key=True),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("base_currency", Text, nullable=False),
+    Column("point_value", Numeric, nullable=False),
+)
+
+known_units = Table("known_units", metadata, Column("unit", Text, primary_key=True))
+
+# What members did where: purchases (spend), refunds (negative spend), redemptions, benefits
+# used, coupons and rewards redeemed, past orders imported as activity.
+activity = Table(
+    "activity",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("spend", Numeric, nullable=False),
+    Column("currency", Text, nullable=False),
+)
+
+registrations = Table(
+    "registrations",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("imported", Boolean, nullable=False),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("granted", Boolean, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+tier_changes = Table(
+    "tier_changes",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("effective_at", DateTime(timezone=True), primary_key=True),
+    Column("to_tier", Text, primary_key=True),
+    Column("reason", Text, primary_key=True),
+    Column("from_tier", Text, nullable=False),
+)
+
+# Benefits used and released, coupons issued, redeemed and released, rewards redeemed.
+benefit_facts = Table(
+    "benefit_facts",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("fact_id", Text, primary_key=True),
+    Column("code", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+
+# Merges as identity announced them (absorbed -> survivor, one step): figures per member count
+# an absorbed member's facts for the end of its chain of survivors; an unmerge deletes the row.
+member_merges = Table(
+    "member_merges",
+    metadata,
+    Column("absorbed_id", Text, primary_key=True),
+    Column("survivor_id", Text, nullable=False),
+    Column("merged_at", DateTime(timezone=True), nullable=False),
+)
+
+erased_members = Table(
+    "erased_members",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,36 @@
+"""Who may call each InsightsService method (checked by the kit's interceptor; docs/access.md is
+rendered from it), and which figures a caller may read: a unit's client its own unit's, the
+group's and other units' only with `insights:group` (or as an admin)."""
+
+from __future__ import annotations
+
+from loyalty_kit.access import Rule, rule, scope_required
+from loyalty_kit.caller import UnitMismatch, current_caller
+from loyalty_kit.scopes import INSIGHTS_GROUP, INSIGHTS_READ
+
+_FIGURES = rule(
+    INSIGHTS_READ,
+    INSIGHTS_GROUP,
+    note="`insights:read`: the caller's own unit's figures only (`unit` must name it); the "
+    "group's and other units' need `insights:group`",
+)
+
+ACCESS: dict[str, Rule] = {
+    "GetPointsLiability": _FIGURES,
+    "GetMultiUnitMembers": _FIGURES,
+    "GetUnitOverlap": _FIGURES,
+    "GetUnitFlows": _FIGURES,
+    "GetSpendShare": _FIGURES,
+}
+
+
+def check_figures_of(unit: str) -> None:
+    """Refuse the group's figures (`unit` empty) or another unit's to a caller confined to its
+    own unit (PERMISSION_DENIED: SCOPE_REQUIRED, UNIT_MISMATCH)."""
+    caller = current_caller()
+    if caller.may(INSIGHTS_GROUP):
+        return
+    if not unit:
+        raise scope_required(frozenset({INSIGHTS_GROUP}))
+    if unit != caller.unit:
+        raise UnitMismatch(unit, caller.unit)

@@ -1,0 +1,329 @@
+"""The events the insights service keeps facts of, as a handler table: the points ledger
+(LedgerPosted: every posting and lot movement), purchases, refunds and redemptions, and
+programmes from the points service; registrations, imports, merges, unmerges, erasures and
+consents from identity; tier changes from tiers; benefits, coupons and rewards from benefits.
+Events of other types are passed over."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from loyalty.benefits.v1 import events_pb2 as benefits_pb
+from loyalty.identity.v1 import events_pb2 as identity_pb
+from loyalty.identity.v1 import order_import_pb2
+from loyalty.points.v1 import events_pb2 as points_pb
+from loyalty.points.v1 import points_service_pb2
+from loyalty.tiers.v1 import events_pb2 as tiers_pb
+from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of, member_merges
+from loyalty_kit.timestamps import moment, moment_of
+
+from loyalty_insights.adapters.facts import ActivityFact, MovementFact, PostingFact
+from loyalty_insights.bootstrap import Insights
+from loyalty_insights.domain import crossunit
+from loyalty_insights.service_layer import members
+from loyalty_insights.service_layer.uow import InsightsUnitOfWork
+
+
+def _kind(kind: points_service_pb2.PostingKind.ValueType) -> str:
+    """POSTING_KIND_EARN -> "earn" (the points service's own word for it); a kind newer than
+    this contract is kept by its number ("kind_19"), counted as neither issued nor redeemed."""
+    try:
+        name = points_service_pb2.PostingKind.Name(kind)
+    except ValueError:
+        return f"kind_{int(kind)}"
+    return name.removeprefix("POSTING_KIND_").lower()
+
+
+# --- points ---------------------------------------------------------------------------------
+
+
+async def ledger_posted(_app: Insights, uow: InsightsUnitOfWork, e: points_pb.LedgerPosted) -> None:
+    await uow.facts.record_ledger(
+        e.member_id,
+        [
+            PostingFact(
+                p.posting_id,
+                _kind(p.kind),
+                p.unit,
+                p.points,
+                moment(p.posted_at, "posted_at"),
+                moment_of(p, "occurred_at") or moment(p.posted_at, "posted_at"),
+            )
+            for p in e.postings
+        ],
+        [
+            MovementFact(
+                m.posting_id,
+                m.lot_id,
+                m.earned_unit,
+                m.unit,
+                m.points,
+                moment(m.posted_at, "posted_at"),
+                moment_of(m, "expires_at"),
+            )
+            for m in e.movements
+        ],
+    )
+
+
+async def points_earned(_app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsEarned) -> None:
+    spend = e.qualifying_spend_base
+    await uow.facts.record_activity(
+        [
+            ActivityFact(
+                e.member_id,
+                crossunit.PURCHASE,
+                e.posting_id,
+                e.unit,
+                moment(e.occurred_at, "occurred_at"),
+                Decimal(spend.amount or "0"),
+                spend.currency_code,
+            )
+        ]
+    )
+
+
+async def points_reversed(
+    _app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsReversed
+) -> None:
+    spend = e.qualifying_spend_base
+    await uow.facts.record_activity(
+        [
+            ActivityFact(
+                e.member_id,
+                crossunit.REFUND,
+                e.posting_id,
+                e.unit,
+                moment(e.occurred_at, "occurred_at"),
+                -Decimal(spend.amount or "0"),
+                spend.currency_code,
+            )
+        ]
+    )
+
+
+async def points_redeemed(
+    _app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsRedeemed
+) -> None:
+    await uow.facts.record_activity(
+        [
+            ActivityFact(
+                e.member_id,
+                crossunit.REDEMPTION,
+                e.posting_id,
+                e.unit,
+                moment(e.occurred_at, "occurred_at"),
+                Decimal(0),
+                "",
+            )
+        ]
+    )
+
+
+async def programme_published(
+    _app: Insights, uow: InsightsUnitOfWork, e: points_pb.ProgrammePublished
+) -> None:
+    await uow.facts.record_programme(
+        e.version,
+        moment(e.effective_from, "effective_from"),
+        e.base_currency_code,
+        Decimal(e.point_value or "0"),
+        list(e.units),
+    )
+
+
+# --- identity -------------------------------------------------------------------------------
+
+
+async def member_registered(
+    _app: Insights, uow: InsightsUnitOfWork, e: identity_pb.MemberRegistered
+) -> None:
+    await uow.facts.record_registrations(
+        [(e.member_id, e.unit, moment(e.registered_at, "registered_at"))], imported=False
+    )
+
+
+async def members_imported(
+    app: Insights, uow: InsightsUnitOfWork, e: identity_pb.MembersImported
+) -> None:
+    at = moment_of(e, "imported_at") or app.clock()
+    await uow.facts.record_registrations(
+        [(m.member_id, e.unit, at) for m in e.members if m.created], imported=True
+    )
+
+
+async def legacy_orders_imported(
+    _app: Insights, uow: InsightsUnitOfWork, e: identity_pb.LegacyOrdersImported
+) -> None:
+    """Past orders imported as activity (a REPLAY import's orders arrive as points' earns)."""
+    if e.mode == order_import_pb2.ORDER_IMPORT_MODE_REPLAY:
+        return
+    await uow.facts.record_activity(
+        [
+            ActivityFact(
+                o.member_id,
+                crossunit.ORDER,
+                o.order_id,
+                e.unit,
+                moment(o.occurred_at, "occurred_at"),
+                Decimal(o.amount.amount or "0"),
+                o.amount.currency_code,
+            )
+            for o in e.orders
+        ]
+    )
+
+
+async def consent_changed(
+    _app: Insights, uow: InsightsUnitOfWork, e: identity_pb.ConsentChanged
+) -> None:
+    await uow.facts.record_consent(
+        e.member_id, e.purpose, e.granted, moment(e.changed_at, "changed_at")
+    )
+
+
+# --- tiers ----------------------------------------------------------------------------------
+
+
+async def tier_changed(_app: Insights, uow: InsightsUnitOfWork, e: tiers_pb.TierChanged) -> None:
+    await uow.facts.record_tier_change(
+        e.member_id, moment(e.effective_at, "effective_at"), e.from_tier, e.to_tier, e.reason
+    )
+
+
+# --- benefits -------------------------------------------------------------------------------
+
+
+async def benefit_consumed(
+    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.BenefitConsumed
+) -> None:
+    at = moment(e.occurred_at, "occurred_at")
+    await uow.facts.record_benefit_fact(
+        e.member_id, "consumed", e.consumption_id, e.benefit_code, e.unit, at
+    )
+    await uow.facts.record_activity(
+        [
+            ActivityFact(
+                e.member_id, crossunit.CONSUMPTION, e.consumption_id, e.unit, at, Decimal(0), ""
+            )
+        ]
+    )
+
+
+async def benefit_released(
+    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.BenefitReleased
+) -> None:
+    at = moment(e.occurred_at, "occurred_at")
+    await uow.facts.record_benefit_fact(
+        e.member_id, "released", e.consumption_id, e.benefit_code, e.unit, at
+    )
+    await uow.facts.forget_activity(e.member_id, crossunit.CONSUMPTION, e.consumption_id)
+
+
+async def coupon_issued(
+    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponIssued
+) -> None:
+    await uow.facts.record_benefit_fact(
+        e.member_id,
+        "coupon_issued",
+        e.code,
+        e.template_code,
+        "",
+        moment(e.occurred_at, "occurred_at"),
+    )
+
+
+async def coupon_redeemed(
+    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponRedeemed
+) -> None:
+    at = moment(e.occurred_at, "occurred_at")
+    fact_id = f"{e.code}:{e.order_id}"
+    await uow.facts.record_benefit_fact(
+        e.member_id, "coupon_redeemed", fact_id, e.template_code, e.unit, at
+    )
+    await uow.facts.record_activity(
+        [ActivityFact(e.member_id, crossunit.COUPON, fact_id, e.unit, at, Decimal(0), "")]
+    )
+
+
+async def coupon_released(
+    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponReleased
+) -> None:
+    fact_id = f"{e.code}:{e.order_id}"
+    await uow.facts.record_benefit_fact(
+        e.member_id,
+        "coupon_released",
+        fact_id,
+        e.template_code,
+        e.unit,
+        moment(e.occurred_at, "occurred_at"),
+    )
+    await uow.facts.forget_activity(e.member_id, crossunit.COUPON, fact_id)
+
+
+async def reward_redeemed(
+    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.RewardRedeemed
+) -> None:
+    await uow.facts.record_benefit_fact(
+        e.member_id,
+        "reward_redeemed",
+        e.redemption_id,
+        e.reward_code,
+        e.unit,
+        moment(e.occurred_at, "occurred_at"),
+    )
+
+
+TABLE: Sequence[Subscription[Insights]] = (
+    # Postings of different members are independent facts: a few at once.
+    Subscription(
+        "insights-points",
+        "points",
+        {
+            points_pb.LedgerPosted: ledger_posted,
+            points_pb.PointsEarned: points_earned,
+            points_pb.PointsReversed: points_reversed,
+            points_pb.PointsRedeemed: points_redeemed,
+            points_pb.ProgrammePublished: programme_published,
+        },
+        concurrency=4,
+    ),
+    Subscription(
+        "insights-members",
+        "identity",
+        {
+            **member_merges(
+                members.on_member_merged, members.on_member_unmerged, members.on_member_erased
+            ),
+            identity_pb.MemberRegistered: member_registered,
+            identity_pb.MembersImported: members_imported,
+            identity_pb.ConsentChanged: consent_changed,
+        },
+    ),
+    # Past orders apart, as tiers reads them: a long import never holds back merges and
+    # erasures; chunks are independent facts.
+    Subscription(
+        "insights-orders",
+        "identity",
+        {identity_pb.LegacyOrdersImported: legacy_orders_imported},
+        concurrency=4,
+    ),
+    Subscription("insights-tiers", "tiers", {tiers_pb.TierChanged: tier_changed}),
+    Subscription(
+        "insights-benefits",
+        "benefits",
+        {
+            benefits_pb.BenefitConsumed: benefit_consumed,
+            benefits_pb.BenefitReleased: benefit_released,
+            benefits_pb.CouponIssued: coupon_issued,
+            benefits_pb.CouponRedeemed: coupon_redeemed,
+            benefits_pb.CouponReleased: coupon_released,
+            benefits_pb.RewardRedeemed: reward_redeemed,
+        },
+    ),
+)
+
+
+def consumers(app: Insights) -> list[EventConsumer]:
+    return consumers_of(TABLE, app, app.uow, app.context.settings.event_namespace)

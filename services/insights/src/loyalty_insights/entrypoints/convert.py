@@ -1,0 +1,67 @@
+"""The figures as the contract's messages."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from loyalty.common.v1 import money_pb2
+from loyalty.insights.v1 import insights_service_pb2 as pb
+from loyalty_kit.money import money
+
+from loyalty_insights.domain.crossunit import MonthOfMembers
+from loyalty_insights.domain.liability import UnitLiability
+from loyalty_insights.service_layer.figures import Liability, PointValue, SpendShare
+
+
+def _value(points: int, point_value: PointValue | None) -> money_pb2.Money | None:
+    if point_value is None:
+        return None
+    return money(Decimal(points) * point_value.value, point_value.currency)
+
+
+def unit_liability(found: UnitLiability, point_value: PointValue | None) -> pb.UnitLiability:
+    message = pb.UnitLiability(
+        unit=found.unit,
+        points_issued=found.issued,
+        points_redeemed=found.redeemed,
+        points_expired=found.expired,
+        points_forfeited=found.forfeited,
+        points_outstanding=found.outstanding,
+        breakage=found.breakage,
+    )
+    if (value := _value(found.outstanding, point_value)) is not None:
+        message.value_outstanding.CopyFrom(value)
+    for month, points in found.months():
+        expiring = message.expiring.add(month=month, points=points)
+        if (value := _value(points, point_value)) is not None:
+            expiring.value.CopyFrom(value)
+    return message
+
+
+def liability_response(found: Liability) -> pb.GetPointsLiabilityResponse:
+    return pb.GetPointsLiabilityResponse(
+        units=[unit_liability(u, found.point_value) for u in found.units],
+        total=unit_liability(found.total, found.point_value),
+        programme_version=found.point_value.version if found.point_value else 0,
+    )
+
+
+def month_message(found: MonthOfMembers) -> pb.MonthOfMembers:
+    return pb.MonthOfMembers(
+        month=found.month, active_members=found.active, multi_unit_members=found.multi_unit
+    )
+
+
+def spend_response(found: SpendShare) -> pb.GetSpendShareResponse:
+    return pb.GetSpendShareResponse(
+        units=[
+            pb.UnitSpend(
+                unit=s.unit,
+                spend=money(s.spend, found.currency) if found.currency else None,
+                share=s.share,
+                members=s.members,
+            )
+            for s in found.units
+        ],
+        total_spend=money(found.total, found.currency) if found.currency else None,
+    )

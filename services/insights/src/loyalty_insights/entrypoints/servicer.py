@@ -1,0 +1,79 @@
+"""The InsightsService over gRPC: thin, proto -> use case -> proto (conversions in convert.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from loyalty.insights.v1 import insights_service_pb2 as pb
+from loyalty.insights.v1.insights_service_pb2_grpc import InsightsServiceServicer
+from loyalty_kit.servicers import UnitOfWorkServicer
+from loyalty_kit.timestamps import moment_of
+
+from loyalty_insights.bootstrap import Insights
+from loyalty_insights.domain.periods import Period
+from loyalty_insights.entrypoints import convert
+from loyalty_insights.entrypoints.access import check_figures_of
+from loyalty_insights.service_layer import figures
+from loyalty_insights.service_layer.uow import InsightsUnitOfWork
+
+SERVICE = "loyalty.insights.v1.InsightsService"
+
+T = TypeVar("T")
+
+
+class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceServicer):
+    service = SERVICE
+
+    def __init__(self, app: Insights) -> None:
+        super().__init__(app.uow, app.clock)
+
+    async def _figure(
+        self,
+        request: Message,
+        work: Callable[[InsightsUnitOfWork, Period, str], Awaitable[T]],
+    ) -> T:
+        """A figure over the request's period for its unit, once the caller may read it."""
+        period = Period.of(moment_of(request, "start_time"), moment_of(request, "end_time"))
+        unit = str(getattr(request, "unit", "")).strip()
+        check_figures_of(unit)
+        return await self._read(lambda uow: work(uow, period, unit))
+
+    async def GetPointsLiability(
+        self, request: pb.GetPointsLiabilityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPointsLiabilityResponse:
+        found = await self._figure(request, figures.points_liability)
+        return convert.liability_response(found)
+
+    async def GetMultiUnitMembers(
+        self, request: pb.GetMultiUnitMembersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMultiUnitMembersResponse:
+        found = await self._figure(request, figures.multi_unit_members)
+        return pb.GetMultiUnitMembersResponse(
+            months=[convert.month_message(m) for m in found.months],
+            period=convert.month_message(found.period),
+        )
+
+    async def GetUnitOverlap(
+        self, request: pb.GetUnitOverlapRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUnitOverlapResponse:
+        found = await self._figure(request, figures.unit_overlap)
+        return pb.GetUnitOverlapResponse(
+            pairs=[pb.UnitPair(unit=a, other_unit=b, members=n) for a, b, n in found]
+        )
+
+    async def GetUnitFlows(
+        self, request: pb.GetUnitFlowsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUnitFlowsResponse:
+        found = await self._figure(request, figures.unit_flows)
+        return pb.GetUnitFlowsResponse(
+            flows=[pb.UnitFlow(from_unit=a, to_unit=b, members=n) for a, b, n in found]
+        )
+
+    async def GetSpendShare(
+        self, request: pb.GetSpendShareRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetSpendShareResponse:
+        found = await self._figure(request, figures.spend_share)
+        return convert.spend_response(found)

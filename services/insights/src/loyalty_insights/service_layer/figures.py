@@ -1,0 +1,97 @@
+"""The figures, as use cases over the facts: a period and an optional unit in, the domain's
+figures out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+
+from loyalty_insights.domain import crossunit
+from loyalty_insights.domain.crossunit import MonthOfMembers, UnitSpend
+from loyalty_insights.domain.liability import UnitLiability, liabilities, total_of
+from loyalty_insights.domain.periods import Period
+from loyalty_insights.service_layer.uow import InsightsUnitOfWork
+
+
+@dataclass(frozen=True)
+class PointValue:
+    version: int
+    currency: str
+    value: Decimal  # of one point
+
+
+@dataclass(frozen=True)
+class Liability:
+    units: list[UnitLiability]
+    total: UnitLiability
+    point_value: PointValue | None
+
+
+@dataclass(frozen=True)
+class MultiUnit:
+    months: list[MonthOfMembers]
+    period: MonthOfMembers
+
+
+@dataclass(frozen=True)
+class SpendShare:
+    units: list[UnitSpend]
+    total: Decimal
+    currency: str
+
+
+async def known_unit(uow: InsightsUnitOfWork, unit: str) -> str:
+    """`unit` when it is empty (the group) or a unit of the programme; else INVALID_ARGUMENT."""
+    if unit and not await uow.figures.known_unit(unit):
+        raise InvalidArgument.of(
+            [FieldViolation("unit", f"{unit[:32]!r} is not a business unit of the programme")]
+        )
+    return unit
+
+
+async def points_liability(uow: InsightsUnitOfWork, period: Period, unit: str) -> Liability:
+    await known_unit(uow, unit)
+    units = liabilities(
+        await uow.figures.posting_sums(period.start, period.end),
+        await uow.figures.lapsed_sums(period.start, period.end),
+        await uow.figures.outstanding(period.end),
+    )
+    chosen = [units[u] for u in sorted(units) if not unit or u == unit]
+    found = await uow.figures.programme_at(period.end)
+    value = PointValue(*found) if found is not None else None
+    return Liability(chosen, total_of(chosen), value)
+
+
+async def multi_unit_members(uow: InsightsUnitOfWork, period: Period, unit: str) -> MultiUnit:
+    await known_unit(uow, unit)
+    found = {m.month: m for m in await uow.figures.months(period.start, period.end, unit)}
+    months = [found.get(month, MonthOfMembers(month, 0, 0)) for month in period.months()]
+    active, multi = await uow.figures.whole_period(period.start, period.end, unit)
+    return MultiUnit(months, MonthOfMembers("", active, multi))
+
+
+async def unit_overlap(
+    uow: InsightsUnitOfWork, period: Period, unit: str
+) -> list[tuple[str, str, int]]:
+    await known_unit(uow, unit)
+    return await uow.figures.overlap(period.start, period.end, unit)
+
+
+async def unit_flows(
+    uow: InsightsUnitOfWork, period: Period, unit: str
+) -> list[tuple[str, str, int]]:
+    await known_unit(uow, unit)
+    return await uow.figures.flows(period.start, period.end, unit)
+
+
+async def spend_share(uow: InsightsUnitOfWork, period: Period, unit: str) -> SpendShare:
+    await known_unit(uow, unit)
+    rows = await uow.figures.spend(period.start, period.end)
+    found = await uow.figures.programme_at(period.end)
+    currency = found[1] if found else (rows[0][1] if rows else "")
+    # Purchases are in the base currency (points converts them); an imported order in another
+    # currency has no rate here and is left out of the shares.
+    units, total = crossunit.shares([(u, s, m) for u, c, s, m in rows if c == currency])
+    return SpendShare([s for s in units if not unit or s.unit == unit], total, currency)

@@ -1,0 +1,22 @@
+"""The insights service's unit of work: the kit's, with the facts it writes and the figures it
+reads on the same transaction."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from loyalty_kit.uow import UnitOfWork
+
+from loyalty_insights.adapters.facts import FactStore
+from loyalty_insights.adapters.figures import FigureRows
+
+
+class InsightsUnitOfWork(UnitOfWork):
+    facts: FactStore
+    figures: FigureRows
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.facts = FactStore(self.session)
+        self.figures = FigureRows(self.session)
+        return self
