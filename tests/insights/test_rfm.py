@@ -4,12 +4,14 @@ are known in advance and as properties over any values."""
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
+import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,6 +28,9 @@ from loyalty_insights.domain.rfm import (
     score_members,
     segment_of,
 )
+from loyalty_kit.db import asyncpg_params
+from loyalty_kit.settings import Settings
+from sqlalchemy.engine import make_url
 
 WINDOW_START, WINDOW_END = date(2025, 7, 1), date(2026, 6, 30)
 values = st.lists(st.integers(min_value=-1000, max_value=1000), min_size=1, max_size=200)
@@ -213,3 +218,58 @@ def test_inconsistent_activity_is_refused() -> None:
         score_members([_member(1, 1, 1, 0), _member(1, 2, 2, 0)], WINDOW_END)
     with pytest.raises(ValueError):
         score_members([_member(1, 1, 1, -1)], WINDOW_END)
+
+
+SCORED_IN_SQL = """
+WITH activity AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::numeric[], $4::int[])
+        AS a(member_id, frequency, monetary, recency_days)
+), ranked AS (
+    SELECT member_id,
+           1 + (5 * (rank() OVER (ORDER BY recency_days DESC) - 1)) / count(*) OVER () AS r,
+           1 + (5 * (rank() OVER (ORDER BY frequency) - 1)) / count(*) OVER () AS f,
+           1 + (5 * (rank() OVER (ORDER BY monetary) - 1)) / count(*) OVER () AS m
+    FROM activity
+)
+SELECT ranked.member_id, ranked.r, ranked.f, ranked.m, segment_map.segment
+FROM ranked
+JOIN unnest($5::int[], $6::int[], $7::text[]) AS segment_map(r, fm, segment)
+  ON segment_map.r = ranked.r AND segment_map.fm = (ranked.f + ranked.m + 1) / 2
+"""
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_the_documented_sql_scores_and_segments_as_the_reference(
+    settings: Settings, seed: int
+) -> None:
+    """The module's SQL formulas and its segment cells, run by PostgreSQL over members with
+    many ties (few distinct values) or none, give the reference's scores and segments."""
+    rng = random.Random(seed)
+    spread = 10 if seed % 2 else 1_000_000
+    members = [
+        _member(
+            i, rng.randint(1, spread), rng.randint(1, spread), rng.randint(0, min(spread, 100_000))
+        )
+        for i in range(rng.randint(1, 400))
+    ]
+    expected = {
+        s.member_id: (s.recency_score, s.frequency_score, s.monetary_score, s.segment.value)
+        for s in score_members(members, WINDOW_END)
+    }
+    conn = await asyncpg.connect(**asyncpg_params(make_url(settings.database_url)))
+    try:
+        rows = await conn.fetch(
+            SCORED_IN_SQL,
+            [a.member_id for a in members],
+            [a.frequency for a in members],
+            [a.monetary for a in members],
+            [(WINDOW_END - a.last_purchase_on).days for a in members if a.last_purchase_on],
+            [c.recency_score for c in SEGMENT_CELLS],
+            [c.frequency_monetary_score for c in SEGMENT_CELLS],
+            [c.segment.value for c in SEGMENT_CELLS],
+        )
+    finally:
+        await conn.close()
+    assert {row["member_id"]: (row["r"], row["f"], row["m"], row["segment"]) for row in rows} == (
+        expected
+    )

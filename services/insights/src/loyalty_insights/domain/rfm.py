@@ -25,9 +25,12 @@ that the most recent purchase scores highest) and `div` is integer division. So:
   sizes the same way but may split a tie, which we do not);
 - with fewer than five ranked members some scores are unused.
 
-In SQL over the window's facts (integer division on bigints):
+In SQL over the window's members with a purchase (integer division on bigints; a `PARTITION
+BY unit` in both windows gives each unit's own scores):
 
-    1 + (5 * (rank() OVER (ORDER BY frequency) - 1)) / count(*) OVER ()
+    1 + (5 * (rank() OVER (ORDER BY frequency) - 1)) / count(*) OVER ()      -- F
+    1 + (5 * (rank() OVER (ORDER BY monetary) - 1)) / count(*) OVER ()       -- M
+    1 + (5 * (rank() OVER (ORDER BY recency_days DESC) - 1)) / count(*) OVER ()  -- R
 
 Members without a purchase in the window (registered before its end) are not ranked: zeros in
 the ranking would fill the low quintiles with one tie and squeeze every active member into the
