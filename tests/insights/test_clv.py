@@ -3,7 +3,8 @@ drawn from known parameters (the fit finds them again, roughly), predictions per
 calibration/hold-out report's error bounded.
 
 The fits are maximum likelihood on a few thousand members, a few seconds each once pytensor has
-compiled the models (its compile cache, on a fresh machine, takes about half a minute more)."""
+compiled the models; with an empty compile cache (a fresh machine) the first fit compiles them
+to C, half a minute to a minute more, once."""
 
 from __future__ import annotations
 
