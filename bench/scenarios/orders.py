@@ -44,6 +44,7 @@ from loyalty.identity.v1 import order_import_pb2 as order_pb
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_devstack.demo import huayue_ladder
+from loyalty_identity.settings import ImportSettings
 from loyalty_kit import db, events, migrations
 from loyalty_kit.caller import Caller
 from loyalty_kit.db import asyncpg_params
@@ -58,7 +59,8 @@ from bench.context import BenchContext
 from bench.registry import Measurement, scenario
 
 DEFAULT_ORDERS = 500_000
-CHUNK = 2_000  # orders an event, as identity commits them
+# Orders an event, as identity commits them by default (LOYALTY_IDENTITY_IMPORT_ORDER_CHUNK_ROWS).
+CHUNK: int = ImportSettings.model_fields["order_chunk_rows"].default
 UNIT = "mall"
 SHARED = "order-chunks"
 STALL_SECONDS = 120.0  # no chunk committed for this long: the scenario fails
