@@ -142,6 +142,12 @@ def _chunks(ctx: BenchContext) -> Chunks:
     return found
 
 
+def _cpu_per_order(since: float, chunks: Chunks) -> float:
+    """This process's CPU time (all its threads) since `since`, in µs an order: what the
+    Python side costs, less sensitive than orders/s to other work on the machine."""
+    return round((time.process_time() - since) / chunks.orders * 1e6, 2)
+
+
 async def _migrated(settings: Settings, name: str) -> dict[str, Any]:
     await db.ensure_database(settings.server_url, settings.database_for(name))
     url = settings.service_database_url(name)
@@ -186,7 +192,7 @@ async def raw_order_activity(ctx: BenchContext) -> Measurement:
     connect = await _migrated(ctx.settings(), "raw_orders")
     conn = await asyncpg.connect(**connect)
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for payload in chunks.payloads:
             event = identity_events.LegacyOrdersImported.FromString(payload)
             unit, name = event.unit, event.order_import
@@ -219,7 +225,8 @@ async def raw_order_activity(ctx: BenchContext) -> Measurement:
                 )
                 await conn.execute(_MARK, sorted({o[0] for o in fresh if o[2] >= edge}), now)
         seconds = time.perf_counter() - started
-        extra = await _recorded(conn, chunks)
+        extra = {"cpu_us_per_order": _cpu_per_order(cpu, chunks)}
+        extra.update(await _recorded(conn, chunks))
     finally:
         await conn.close()
     return Measurement(
@@ -305,16 +312,18 @@ async def tiers_order_activity(ctx: BenchContext) -> Measurement:
         js = client.jetstream(publish_async_max_pending=4000)
         await events.ensure_stream(js, settings.event_namespace, "identity")
         subject = events.subject_of(EVENT_TYPE, settings.event_namespace)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         publishing = asyncio.create_task(_publish(js, subject, chunks))
         await _committed(conn, len(chunks.payloads))
         seconds = time.perf_counter() - started
+        cpu_us_per_order = _cpu_per_order(cpu, chunks)
         publish_seconds = await publishing
         await _judged(conn)
         judged_seconds = time.perf_counter() - started
         extra = await _recorded(conn, chunks)
         extra.update(await _tiers_as_expected(conn, chunks))
         extra["judged_seconds"] = round(judged_seconds, 2)
+        extra["cpu_us_per_order"] = cpu_us_per_order
     finally:
         if conn is not None:
             await conn.close()
