@@ -21,6 +21,9 @@ window holds cannot change while the scenario runs: the final tiers are checked 
   publish until no member is left to judge. Then checked: every order recorded once, each
   member at the tier its window's spend supports, every upgrade a history row with reason
   `qualified`.
+
+Both report `extra.cpu_us_per_order`: the process's CPU time over the measured span, in µs an
+order (for the service: the service and the publisher, not PostgreSQL).
 """
 
 from __future__ import annotations
