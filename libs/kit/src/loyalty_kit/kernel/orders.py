@@ -147,7 +147,7 @@ def past_orders(event: Any, now: datetime) -> PastOrders:
             left_out[LeftOut.REPEATED] += 1
             continue
         seen.add(order_id)
-        if nanos:  # (the epoch plus a timedelta: a third of fromtimestamp and replace)
+        if nanos:  # the epoch plus a timedelta costs a third of fromtimestamp, then replace
             occurred_at = _EPOCH + timedelta(0, seconds, nanos // 1000)
         else:
             occurred_at = datetime.fromtimestamp(seconds, UTC)

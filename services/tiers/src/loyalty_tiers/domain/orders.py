@@ -72,7 +72,7 @@ def as_activity(
     skipped: Counter[str] = Counter()
     currency = ladder.base_currency
     new, append = tuple.__new__, rows.append  # an OrderActivity without its Python __new__
-    for member_id, order_id, amount, order_currency, occurred_at in orders:
+    for member_id, order_id, amount, order_currency, occurred_at in orders:  # PastOrder
         if order_currency != currency:
             skipped[Skipped.FOREIGN_CURRENCY] += 1
             continue
