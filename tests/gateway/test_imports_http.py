@@ -62,9 +62,10 @@ async def upload(
     *,
     request_id: str = "",
     content_type: str = "text/csv; charset=gb18030",
+    collection: str = "memberImports",
 ) -> httpx.Response:
     return await http.post(
-        "/v1/memberImports",
+        f"/v1/{collection}",
         params={"requestId": request_id or uuid.uuid4().hex},
         headers=[
             (b"X-Import-Spec", spec if isinstance(spec, bytes) else spec.encode()),
@@ -75,12 +76,14 @@ async def upload(
 
 
 async def until_ended(http: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    """The import (a member or an order import) once it has ended."""
+    field = "memberImport" if name.startswith("memberImports/") else "orderImport"
     for _ in range(600):
         found = await http.get(f"/v1/{name}")
         assert found.status_code == 200, found.text
-        member_import: dict[str, Any] = found.json()["memberImport"]
-        if member_import["state"] != "STATE_RUNNING":
-            return member_import
+        ended: dict[str, Any] = found.json()[field]
+        if ended["state"] != "STATE_RUNNING":
+            return ended
         await asyncio.sleep(0.1)
     raise AssertionError(f"{name} did not end")
 

@@ -10,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from loyalty.common.v1.money_pb2 import Money
 from loyalty.identity.v1 import events_pb2 as events
 from loyalty.identity.v1 import order_import_pb2 as contract
+from loyalty_kit.kernel import orders as kernel_orders
 from loyalty_kit.kernel.orders import LeftOut, OrderMode, amount_of, past_orders
 from loyalty_kit.timestamps import timestamp
 
@@ -156,3 +159,26 @@ def test_zero_is_an_amount_and_each_currency_has_its_digits() -> None:
     assert amount_of("JPY", "1500") == Decimal(1500)
     assert amount_of("KWD", "1.125") == Decimal("1.125")
     assert amount_of("CNY", "+1.00") is None
+
+
+@given(
+    st.one_of(
+        st.from_regex(r"\A-?[0-9]{0,17}(\.[0-9]{0,8})?\Z"),
+        st.text(alphabet="0123456789.-+e_ \n\u0661\u00b2", max_size=20),
+    ),
+    st.sampled_from([None, 0, 2, 3]),
+)
+def test_the_usual_amounts_fast_path_answers_as_the_pattern_does(
+    text: str, digits: int | None
+) -> None:
+    assert kernel_orders._amount(text, digits) == kernel_orders._amount_by_pattern(text, digits)
+
+
+def test_times_with_and_without_a_fraction_of_a_second_are_read_exactly() -> None:
+    for at in (
+        datetime(2025, 3, 1, 9, 30, 15, tzinfo=UTC),
+        datetime(2025, 3, 1, 9, 30, 15, 999_999, tzinfo=UTC),
+        datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC),
+    ):
+        [order] = past_orders(chunk(entry(at=at)), NOW).orders
+        assert order.occurred_at == at and order.occurred_at.tzinfo is UTC

@@ -1,16 +1,21 @@
-"""Publishing an event to JetStream as its service's outbox relay would, and reading what a
-service published."""
+"""Publishing an event to JetStream as its service's outbox relay would, holding a service's
+relay back to read what it wrote but has not published, and reading what a service published."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from typing import Any
 
+import asyncpg
 from google.protobuf.message import Message
 from loyalty_kit import events
+from loyalty_kit.db import asyncpg_params
+from loyalty_kit.outbox import RELAY_LOCK_KEY
 from loyalty_kit.settings import Settings
+from sqlalchemy.engine import make_url
 
 
 async def publish(
@@ -81,3 +86,34 @@ async def published(
     finally:
         await client.close()
     return found
+
+
+@contextlib.asynccontextmanager
+async def relay_held(settings: Settings, service: str) -> AsyncIterator[asyncpg.Connection]:
+    """`service`'s outbox relay held back (it takes this lock for each batch): what the service
+    writes meanwhile stays unpublished until the block ends, then goes out as always. Yields a
+    connection to the service's database, to read its outbox with `unpublished`."""
+    url = make_url(str(settings.service_database_url(service)))
+    conn = await asyncpg.connect(**asyncpg_params(url))
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", RELAY_LOCK_KEY)
+        try:
+            yield conn
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
+    finally:
+        await conn.close()
+
+
+async def unpublished(
+    conn: asyncpg.Connection, kinds: Iterable[type[Message]], member_id: str
+) -> list[Message]:
+    """The events of `kinds` about `member_id` still in the outbox, in the order written."""
+    by_name = {kind.DESCRIPTOR.full_name: kind for kind in kinds}
+    rows = await conn.fetch(
+        "SELECT event_type, payload FROM kit_outbox "
+        "WHERE published_at IS NULL AND event_type = ANY($1::text[]) ORDER BY seq",
+        list(by_name),
+    )
+    found = [by_name[row["event_type"]].FromString(bytes(row["payload"])) for row in rows]
+    return [event for event in found if getattr(event, "member_id", "") == member_id]

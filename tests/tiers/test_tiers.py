@@ -9,7 +9,6 @@ from typing import Any
 
 import grpc
 import pytest
-from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
@@ -18,7 +17,7 @@ from loyalty_kit.settings import Settings
 from loyalty_kit.timestamps import timestamp
 
 from tests.points.conftest import Points, rid
-from tests.support.events import publish
+from tests.support.events import publish, relay_held, unpublished
 from tests.support.rpc import fails
 from tests.tiers.conftest import tier_of
 
@@ -399,44 +398,35 @@ async def test_progress_toward_keeping_the_tier_counts_the_tier_year(
 
 
 async def test_duplicate_late_and_out_of_order_events_count_once(
-    tiers: Any, settings: Settings
+    points: Points, tiers: Any, settings: Settings
 ) -> None:
-    """Events straight onto the points stream, as a relay restarted mid-batch or a slow
-    consumer would deliver them: each posting counts once, whatever the order."""
-    member_id = str(uuid.uuid4())
-    member = f"members/{member_id}"
+    """Real postings' events delivered as a relay restarted mid-batch or a slow consumer would:
+    the refund of P2 before P2 itself, P1 twice, and then all of them again as the points
+    service publishes them; each posting counts once, whatever the order."""
+    member = await points.member()
     now = datetime.now(UTC)
 
-    def earned(posting: str, amount: str, days_ago: int) -> points_events.PointsEarned:
-        return points_events.PointsEarned(
-            member_id=member_id,
-            posting_id=posting,
-            unit="mall",
-            qualifying_spend_base=money_pb2.Money(currency_code="CNY", amount=amount),
-            points=int(float(amount)),
-            occurred_at=timestamp(now - timedelta(days=days_ago)),
-        )
+    def days_ago(days: int) -> str:
+        return (now - timedelta(days=days)).isoformat()
 
-    first = earned("P1", "6000.00", 10)
-    await publish(settings, "points", first)
-    await publish(settings, "points", first)  # the same posting again, as another event
-    # A refund of P2 arrives before P2 itself.
-    await publish(
-        settings,
-        "points",
-        points_events.PointsReversed(
-            member_id=member_id,
-            posting_id="R2",
-            earn_posting_id="P2",
-            unit="mall",
-            qualifying_spend_base=money_pb2.Money(currency_code="CNY", amount="3000.00"),
-            points=3000,
-            occurred_at=timestamp(now - timedelta(days=1)),
-        ),
-    )
-    await publish(settings, "points", earned("P2", "3000.00", 2))
-    await publish(settings, "points", earned("P0", "50000.00", 400))  # outside the window
-    await publish(settings, "points", earned("P3", "1.00", 0))  # a marker: the last one
+    async with relay_held(settings, "points") as points_db:
+        await points.earn(member, "mall", "6000.00", occur=days_ago(10))  # P1
+        p2 = f"T-{uuid.uuid4().hex[:8]}"
+        await points.earn(member, "mall", "3000.00", order_id=p2, occur=days_ago(2))
+        await points.as_().ReverseEarn(
+            points_pb.ReverseEarnRequest(member=member, request_id=rid(), unit="mall", order_id=p2)
+        )
+        await points.earn(member, "mall", "50000.00", occur=days_ago(400))  # outside the window
+        p1, p2_earned, r2, p0 = await unpublished(
+            points_db,
+            (points_events.PointsEarned, points_events.PointsReversed),
+            member.removeprefix("members/"),
+        )
+        assert isinstance(r2, points_events.PointsReversed)
+        for event in (p1, p1, r2, p2_earned, p0):  # P1 again as another event; R2 before P2
+            await publish(settings, "points", event)
+    # The relay now publishes all four as well, and then the marker: the last one.
+    await points.earn(member, "mall", "1.00")
     for _ in range(200):
         found = await tiers.GetMemberTier(pb.GetMemberTierRequest(member=member))
         if found.progress and found.progress[0].current == "6001.00":

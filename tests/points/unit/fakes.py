@@ -42,6 +42,7 @@ class Movement:
 class FakeLedger:
     def __init__(self) -> None:
         self.programmes: list[Programme] = []
+        self.programme_reads = 0  # how often a use case asked for programme versions
         self.accounts: dict[str, Account] = {}
         self.postings: list[Posting] = []
         self.lot_rows: dict[str, StoredLot] = {}
@@ -55,8 +56,18 @@ class FakeLedger:
 
     # --- programme
     async def programme_at(self, at: datetime) -> Programme | None:
+        self.programme_reads += 1
         in_force = [p for p in self.programmes if p.effective_from <= at]
         return in_force[-1] if in_force else None
+
+    async def programmes_between(self, since: datetime, until: datetime) -> list[Programme]:
+        self.programme_reads += 1
+        return [
+            p
+            for i, p in enumerate(self.programmes)
+            if p.effective_from <= until
+            and (i + 1 == len(self.programmes) or self.programmes[i + 1].effective_from > since)
+        ]
 
     async def programme_version(self, version: int) -> Programme | None:
         return next((p for p in self.programmes if p.version == version), None)

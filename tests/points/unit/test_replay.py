@@ -74,6 +74,44 @@ async def test_an_order_earns_under_the_programme_version_then_in_force(world: W
     assert world.ledger.accounts[member].lifetime_earned == 400
 
 
+async def test_one_chunk_reads_the_versions_once_and_each_order_earns_under_its_own(
+    world: World,
+) -> None:
+    member = world.member()
+    start = world.now
+    for days, rate in ((1, 3), (3, 5)):  # version 2: the mall triples; version 3: five times
+        later = dataclasses.replace(
+            programme(),
+            effective_from=start + timedelta(days=days),
+            units={**programme().units, "mall": UnitRule("mall", Decimal(rate))},
+        )
+        async with world.uow as uow:
+            await programmes.publish_programme(uow, later, f"mall x{rate}", world.now)
+            await uow.commit()
+    world.later(days=4)
+    under_3, under_1 = start + timedelta(days=3, hours=1), start - timedelta(days=5)
+    under_2, too_early = start + timedelta(days=2), datetime(2019, 6, 1, tzinfo=UTC)
+    reads = world.ledger.programme_reads
+
+    done = await replay(
+        world,
+        order(member, "10", under_3),
+        order(member, "10", under_1),
+        order(member, "10", too_early),
+        order(member, "10", under_2),
+        order(member, "10", under_1 + timedelta(hours=1)),
+    )
+
+    assert world.ledger.programme_reads - reads == 1  # not once per order
+    assert (done.earned, done.points, done.skipped) == (4, 100, Counter(before_programme=1))
+    assert sorted(earns(world, member), key=lambda e: e[1]) == [
+        (10, under_1, 1),
+        (10, under_1 + timedelta(hours=1), 1),
+        (30, under_2, 2),
+        (50, under_3, 3),
+    ]
+
+
 async def test_a_campaign_running_then_applies_and_one_over_does_not() -> None:
     eleven = datetime(2025, 11, 10, 16, tzinfo=UTC)  # 11 November in Shanghai
     double = Campaign(

@@ -147,11 +147,16 @@ def past_orders(event: Any, now: datetime) -> PastOrders:
             left_out[LeftOut.REPEATED] += 1
             continue
         seen.add(order_id)
-        occurred_at = datetime.fromtimestamp(seconds, UTC)
-        if nanos:
-            occurred_at = occurred_at.replace(microsecond=nanos // 1000)
-        kept.append(PastOrder(member_id, order_id, amount, currency, occurred_at))
+        if nanos:  # the epoch plus a timedelta costs a third of fromtimestamp, then replace
+            occurred_at = _EPOCH + timedelta(0, seconds, nanos // 1000)
+        else:
+            occurred_at = datetime.fromtimestamp(seconds, UTC)
+        kept.append(_new(PastOrder, (member_id, order_id, amount, currency, occurred_at)))
     return chunk
+
+
+# A NamedTuple made without its __new__ (a Python function): the same tuple, at C speed.
+_new = tuple.__new__
 
 
 _UNSEEN = ""  # never a canonical member id
@@ -179,6 +184,21 @@ def _member_id(text: str) -> str | None:
 
 def _amount(text: str, digits: int | None) -> Decimal | None:
     """A non-negative amount with at most `digits` fraction digits (None: no currency)."""
+    # The usual amount ("1234.50": ASCII digits, a point, the currency's digits at most) is
+    # checked without the pattern; anything else as below, so the answers are the same.
+    whole, dot, fraction = text.partition(".")
+    if (
+        digits is not None
+        and text.isascii()
+        and whole.isdigit()
+        and len(whole) <= 15
+        and (not dot or (fraction.isdigit() and len(fraction) <= min(digits, 6)))
+    ):
+        return Decimal(text)
+    return _amount_by_pattern(text, digits)
+
+
+def _amount_by_pattern(text: str, digits: int | None) -> Decimal | None:
     if digits is None or not AMOUNT.match(text) or text.startswith("-"):
         return None
     point = text.find(".")

@@ -9,7 +9,13 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_points.adapters import tables as t
-from loyalty_points.domain.programme import Programme, programme_from_json, programme_to_json
+from loyalty_points.domain.programme import (
+    Programme,
+    in_force,
+    in_force_between,
+    programme_from_json,
+    programme_to_json,
+)
 
 
 class ProgrammeCache:
@@ -38,6 +44,13 @@ class ProgrammeRows:
 
     # --- programme ----------------------------------------------------------------------------
     async def programme_at(self, at: datetime) -> Programme | None:
+        return in_force(await self._versions(), at)
+
+    async def programmes_between(self, since: datetime, until: datetime) -> list[Programme]:
+        return in_force_between(await self._versions(), since, until)
+
+    async def _versions(self) -> list[Programme]:
+        """Every version, in effect order (effective_from, then version)."""
         versions = self.programmes.get()
         if versions is None:
             rows = await self.session.execute(
@@ -47,8 +60,7 @@ class ProgrammeRows:
             )
             versions = [programme_from_json(r.version, r.effective_from, r.rules) for r in rows]
             self.programmes.put(versions)
-        in_force = [p for p in versions if p.effective_from <= at]
-        return in_force[-1] if in_force else None
+        return versions
 
     async def programme_version(self, version: int) -> Programme | None:
         row = (

@@ -7,6 +7,8 @@ down once, after all multipliers.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -294,6 +296,24 @@ def allocate_whole(exact: dict[str, Decimal], whole: int) -> dict[str, int]:
     for key in order[:left]:
         floors[key] += 1
     return floors
+
+
+def in_force(versions: Sequence[Programme], at: datetime) -> Programme | None:
+    """The version in force at `at` among `versions` (in effect order: effective_from, then
+    version): the last one effective by then, or None before the first."""
+    index = bisect_right(versions, at, key=lambda p: p.effective_from)
+    return versions[index - 1] if index else None
+
+
+def in_force_between(
+    versions: Sequence[Programme], since: datetime, until: datetime
+) -> list[Programme]:
+    """The versions (of `versions`, in effect order) in force at some time from `since` to
+    `until`: the one in force at `since` and every one that took effect after it by `until`.
+    Enough to pick, with `in_force`, the version of any time in between."""
+    start = max(bisect_right(versions, since, key=lambda p: p.effective_from) - 1, 0)
+    end = bisect_right(versions, until, key=lambda p: p.effective_from)
+    return list(versions[start:end])
 
 
 # --- (de)serialisation of the stored rules ------------------------------------------------------

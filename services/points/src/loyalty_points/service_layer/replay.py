@@ -1,8 +1,9 @@
 """Replaying a chunk of an order import (identity's LegacyOrdersImported, mode REPLAY) as offline
 receipts, in one transaction and a handful of statements whatever the chunk's size: the
-accounts locked together, the members' tier changes read at once, each order decided under the
-programme then in force, the orders claimed in one statement, and every earn written in bulk
-(see `domain/replay.py` for how each order earns)."""
+accounts locked together, the members' tier changes and the programme versions covering the
+chunk's order times read at once, each order decided in memory under the version then in force,
+the orders claimed in one statement, and every earn written in bulk (see `domain/replay.py` for
+how each order earns)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import datetime
 from loyalty_kit.kernel.orders import PastOrders
 
 from loyalty_points.domain.account import Account
+from loyalty_points.domain.programme import in_force
 from loyalty_points.domain.replay import Receipt, Skip, earn_replayed, receipt, tier_then
 from loyalty_points.service_layer.accounts import lock_holders
 from loyalty_points.service_layer.ports import PointsWork
@@ -40,11 +42,13 @@ async def replay_orders(uow: PointsWork, chunk: PastOrders, now: datetime) -> Re
         if (a := holders[o.member_id]).tier_known_at(o.occurred_at) is None
     }
     changes = await uow.ledger.tier_changes(sorted(looked_up))
+    times = [o.occurred_at for o in chunk.orders]
+    versions = await uow.ledger.programmes_between(min(times), max(times))
     receipts: list[Receipt] = []
     for order in chunk.orders:
         account = holders[order.member_id]
         tier = tier_then(account, changes.get(account.member_id, []), order.occurred_at)
-        programme = await uow.ledger.programme_at(order.occurred_at)
+        programme = in_force(versions, order.occurred_at)
         decided = receipt(order, chunk.unit, account, programme, tier)
         if isinstance(decided, Skip):
             result.skipped[decided] += 1

@@ -71,16 +71,17 @@ def as_activity(
     rows: list[OrderActivity] = []
     skipped: Counter[str] = Counter()
     currency = ladder.base_currency
-    for order in orders:
-        if order.currency != currency:
+    new, append = tuple.__new__, rows.append  # an OrderActivity without its Python __new__
+    for member_id, order_id, amount, order_currency, occurred_at in orders:  # PastOrder
+        if order_currency != currency:
             skipped[Skipped.FOREIGN_CURRENCY] += 1
             continue
-        holder = holders.get(order.member_id, order.member_id)
+        holder = holders.get(member_id, member_id) if holders else member_id
         if holder in erased:
             skipped[Skipped.MEMBER_ERASED] += 1
             continue
-        origin = order.member_id if holder != order.member_id else None
-        rows.append(OrderActivity(holder, order.order_id, order.occurred_at, order.amount, origin))
+        origin = member_id if holder != member_id else None
+        append(new(OrderActivity, (holder, order_id, occurred_at, amount, origin)))
     return rows, skipped
 
 
