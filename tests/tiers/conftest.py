@@ -43,8 +43,10 @@ async def tier_of(tiers: Any, member: str, expected: str) -> pb.GetMemberTierRes
 
 
 async def points_learn(points: Any, member: str, expected: str) -> None:
-    """Wait until the points service applied TierChanged (it prices earns by tier)."""
-    for _ in range(200):
+    """Wait until the points service applied TierChanged (it prices earns by tier). Points reads
+    TierChanged in the stream's order, after every tier change earlier tests made (a year-end of
+    many members takes seconds to work through on a loaded machine): a minute at most."""
+    for _ in range(1200):
         if (await points.balance(member)).tier == expected:
             return
         await asyncio.sleep(0.05)

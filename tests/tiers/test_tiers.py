@@ -19,7 +19,7 @@ from loyalty_kit.timestamps import timestamp
 from tests.points.conftest import Points, rid
 from tests.support.events import publish, relay_held, unpublished
 from tests.support.rpc import fails
-from tests.tiers.conftest import tier_of
+from tests.tiers.conftest import points_learn, tier_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -39,10 +39,7 @@ async def test_hotel_and_mall_spend_together_reach_gold_and_points_learn_it(
     assert gold.HasField("tier_year_end") and gold.next_tier == "platinum"
 
     # The points service learns the tier from TierChanged and applies gold's x1.25.
-    for _ in range(200):
-        if (await points.balance(member)).tier == "gold":
-            break
-        await asyncio.sleep(0.05)
+    await points_learn(points, member, "gold")
     stay = await points.earn(member, "hotel", "1234.56")
     assert stay.posting.points == 3086
 
