@@ -28,8 +28,8 @@ from loyalty_identity.adapters.import_documents import (
 )
 from loyalty_identity.adapters.import_operations import OperationStore
 from loyalty_identity.adapters.member_bulk import ChunkMembers
+from loyalty_identity.domain.file_records import LEGACY_NUMBER
 from loyalty_identity.domain.identities import ChannelIdentity
-from loyalty_identity.domain.import_file import LEGACY_NUMBER
 from loyalty_identity.domain.imports import ParsedRow, RowOutcome, legacy_type
 from loyalty_identity.domain.member_import import (
     CandidateState,

@@ -13,7 +13,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Generic, Protocol, TypeVar
 
-from loyalty_identity.domain.identities import is_phone_region
+from loyalty_identity.domain import masking
+from loyalty_identity.domain.identities import (
+    MAX_VALUE_LENGTH,
+    ChannelIdentity,
+    is_phone_region,
+    phone_e164,
+)
 from loyalty_identity.domain.imports import ImportFileError, ImportFormat, RejectedRow
 
 MAX_RECORD_BYTES = 1 << 20  # a line (a CSV record) longer than this is rejected unread
@@ -27,6 +33,8 @@ _BOMS = (codecs.BOM_UTF8, b"\x84\x31\x95\x33")  # UTF-8, GB18030
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _QUOTE = b'"'
 _ABSENT = object()  # the JSON key of a field not mapped: no object has it
+
+LEGACY_NUMBER = re.compile(r"[0-9A-Za-z_-]{1,64}")  # a unit's legacy member number
 
 Record = tuple[bytes | None, int]  # a record's bytes (None: too long, not kept), where it ends
 R = TypeVar("R")
@@ -59,6 +67,7 @@ class RecordReader(Generic[R]):
     bytes_read: int  # bytes consumed so far: up to the end of the last row yielded
     _columns: list[str]
     _region: str
+    _legacy_type: str  # the identity type of the unit's legacy numbers
     _codec: str = "utf-8"
     _where: list[str]  # how a detail names each field's column
     _keys: list[object]  # each field's JSON key (one no object has, for a field not mapped)
@@ -97,6 +106,53 @@ class RecordReader(Generic[R]):
         """A row's values (in the kind's order), checked. `clean`: the record holds no control
         character."""
         raise NotImplementedError
+
+    def _reject(self, number: int, reason: str, slot: int, problem: str) -> RejectedRow:
+        """A row refused for a problem of its field `slot` (the detail names its column)."""
+        raise NotImplementedError
+
+    def _member_of(
+        self, number: int, v: Sequence[str], clean: bool, *, legacy_required: bool
+    ) -> list[ChannelIdentity] | RejectedRow:
+        """The row's control characters refused (unless `clean`), and whom it names: its legacy
+        number (field 0: `legacy:<unit>`; required or not) and phone (field 1, read in the
+        spec's default region without a country code), in that order."""
+        if not clean:
+            for slot, value in enumerate(v):
+                hidden = _CONTROL.search(value.strip(" \t\r\n")) if value else None
+                if hidden:
+                    return self._reject(
+                        number,
+                        "CONTROL_CHARACTERS",
+                        slot,
+                        f"a control character (U+{ord(hidden.group()):04X})",
+                    )
+        identities: list[ChannelIdentity] = []
+        legacy = v[0].strip()
+        if not legacy and legacy_required:
+            return self._reject(number, "MISSING_LEGACY_NUMBER", 0, "empty")
+        if legacy:
+            if not LEGACY_NUMBER.fullmatch(legacy):
+                return self._reject(
+                    number,
+                    "INVALID_LEGACY_NUMBER",
+                    0,
+                    f"{_masked_token(legacy)} is not 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
+                )
+            identities.append(ChannelIdentity(self._legacy_type, legacy))
+        value = v[1].strip()
+        if value:
+            phone = phone_e164(value, self._region) if len(value) <= MAX_VALUE_LENGTH else None
+            if phone is None:
+                return self._reject(
+                    number,
+                    "INVALID_PHONE",
+                    1,
+                    f"{masking.mask_phone(value[:32])} is not a valid phone number "
+                    f"(read in region {self._region} without a country code)",
+                )
+            identities.append(ChannelIdentity("phone", phone))
+        return identities
 
     def _json_row(self, number: int, text: str, item: dict[Any, Any]) -> R | RejectedRow:
         """A JSON line's object (its text: `text`) as a row."""
@@ -325,3 +381,8 @@ def _too_long(number: int) -> RejectedRow:
 
 def _quoted(column: str) -> str:
     return '"' + (column if len(column) <= 64 else column[:64] + "…") + '"'
+
+
+def _masked_token(value: str) -> str:
+    # A colon would keep what precedes it visible (mask_token shows a scope).
+    return masking.mask_token(value[-16:].replace(":", "*"))

@@ -59,6 +59,7 @@ from loyalty_identity.domain.file_records import (
     _CONTROL,
     MAX_RECORD_BYTES,
     RecordReader,
+    _masked_token,
 )
 from loyalty_identity.domain.identities import (
     MAX_VALUE_LENGTH,
@@ -66,7 +67,6 @@ from loyalty_identity.domain.identities import (
     IdentityKind,
     IdentityType,
     canonical_email,
-    phone_e164,
 )
 from loyalty_identity.domain.imports import (
     ImportFileError,
@@ -83,7 +83,6 @@ MAX_REGION_LENGTH = 64
 MAX_TIER_LENGTH = 64
 MAX_BALANCE = 2**63 - 1  # points are int64
 DEFAULT_TIME_ZONE = ZoneInfo("Asia/Shanghai")
-LEGACY_NUMBER = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 # The mapping's fields, in the order the reader hands a row's values over (consents follow:
 # granted, changed_at for each).
@@ -214,39 +213,9 @@ class FileReader(RecordReader[ParsedRow]):
     def _row(self, number: int, v: Sequence[str], clean: bool) -> ParsedRow | RejectedRow:
         """A row's values (in `FIELDS` order, then the consents'), normalised and checked.
         `clean`: the whole record was seen to hold no control character."""
-        if not clean:
-            for slot, value in enumerate(v):
-                hidden = _CONTROL.search(value.strip(" \t\r\n")) if value else None
-                if hidden:
-                    return self._reject(
-                        number,
-                        "CONTROL_CHARACTERS",
-                        slot,
-                        f"a control character (U+{ord(hidden.group()):04X})",
-                    )
-        legacy = v[_LEGACY].strip()
-        if not legacy:
-            return self._reject(number, "MISSING_LEGACY_NUMBER", _LEGACY, "empty")
-        if not LEGACY_NUMBER.fullmatch(legacy):
-            return self._reject(
-                number,
-                "INVALID_LEGACY_NUMBER",
-                _LEGACY,
-                f"{_masked_token(legacy)} is not 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
-            )
-        identities = [ChannelIdentity(self._legacy_type, legacy)]
-        value = v[_PHONE].strip()
-        if value:
-            phone = phone_e164(value, self._region) if len(value) <= MAX_VALUE_LENGTH else None
-            if phone is None:
-                return self._reject(
-                    number,
-                    "INVALID_PHONE",
-                    _PHONE,
-                    f"{masking.mask_phone(value[:32])} is not a valid phone number "
-                    f"(read in region {self._region} without a country code)",
-                )
-            identities.append(ChannelIdentity("phone", phone))
+        identities = self._member_of(number, v, clean, legacy_required=True)
+        if isinstance(identities, RejectedRow):
+            return identities
         value = v[_EMAIL].strip()
         if value:
             email = canonical_email(value) if len(value) <= MAX_VALUE_LENGTH else None
@@ -480,11 +449,6 @@ def _negative(value: str) -> bool:
         return Decimal(value) < 0
     except InvalidOperation:
         return False
-
-
-def _masked_token(value: str) -> str:
-    # A colon would keep what precedes it visible (mask_token shows a scope).
-    return masking.mask_token(value[-16:].replace(":", "*"))
 
 
 def _consent_field(slot: int) -> str:

@@ -37,20 +37,12 @@ from zoneinfo import ZoneInfo
 from loyalty_kit.errors import InvalidArgument
 from loyalty_kit.kernel.money import fraction_digits, minor_units, parse_currency
 
-from loyalty_identity.domain import masking
-from loyalty_identity.domain.file_records import _CONTROL, RecordReader
-from loyalty_identity.domain.identities import (
-    MAX_VALUE_LENGTH,
-    ChannelIdentity,
-    phone_e164,
-)
+from loyalty_identity.domain.file_records import RecordReader, _masked_token
 from loyalty_identity.domain.import_file import (
     _UNREAD,
     DEFAULT_TIME_ZONE,
-    LEGACY_NUMBER,
     _cached,
     _instant,
-    _masked_token,
 )
 from loyalty_identity.domain.imports import ImportFileError, RejectedRow, legacy_type
 from loyalty_identity.domain.order_import import ORDER_ID, OrderImportSpec, ParsedOrder
@@ -120,39 +112,9 @@ class OrderFileReader(RecordReader[ParsedOrder]):
     def _row(self, number: int, v: Sequence[str], clean: bool) -> OrderRow:
         """A row's values (in `FIELDS` order), checked. `clean`: the record holds no control
         character."""
-        if not clean:
-            for slot, value in enumerate(v):
-                hidden = _CONTROL.search(value.strip(" \t\r\n")) if value else None
-                if hidden:
-                    return self._reject(
-                        number,
-                        "CONTROL_CHARACTERS",
-                        slot,
-                        f"a control character (U+{ord(hidden.group()):04X})",
-                    )
-        identities: list[ChannelIdentity] = []
-        legacy = v[_LEGACY].strip()
-        if legacy:
-            if not LEGACY_NUMBER.fullmatch(legacy):
-                return self._reject(
-                    number,
-                    "INVALID_LEGACY_NUMBER",
-                    _LEGACY,
-                    f"{_masked_token(legacy)} is not 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
-                )
-            identities.append(ChannelIdentity(self._legacy_type, legacy))
-        value = v[_PHONE].strip()
-        if value:
-            phone = phone_e164(value, self._region) if len(value) <= MAX_VALUE_LENGTH else None
-            if phone is None:
-                return self._reject(
-                    number,
-                    "INVALID_PHONE",
-                    _PHONE,
-                    f"{masking.mask_phone(value[:32])} is not a valid phone number "
-                    f"(read in region {self._region} without a country code)",
-                )
-            identities.append(ChannelIdentity("phone", phone))
+        identities = self._member_of(number, v, clean, legacy_required=False)
+        if isinstance(identities, RejectedRow):
+            return identities
         if not identities:
             slot = _LEGACY if self._columns[_LEGACY] else _PHONE
             return self._reject(number, "MISSING_MEMBER", slot, "no legacy number or phone")

@@ -9,7 +9,7 @@ from datetime import datetime
 import grpc
 from loyalty.identity.v1 import member_import_pb2 as pb
 from loyalty.identity.v1.member_import_pb2_grpc import MemberImportServiceServicer
-from loyalty_kit.caller import confining_unit, current_caller
+from loyalty_kit.caller import current_caller
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.scopes import MEMBERS_MANAGE
@@ -48,10 +48,8 @@ class MemberImportServicer(ImportServicer, MemberImportServiceServicer):
     async def GetMemberImport(
         self, request: pb.GetMemberImportRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMemberImportResponse:
-        import_id = convert.import_id_of(request.name)
-        confined = confining_unit()
-        job = await self._read(lambda uow: imports.get(uow, import_id, confined))
-        return pb.GetMemberImportResponse(member_import=convert.import_message(job, self.clock()))
+        job, now = await self._get(convert.import_id_of(request.name), imports.get)
+        return pb.GetMemberImportResponse(member_import=convert.import_message(job, now))
 
     async def ListMemberImports(
         self, request: pb.ListMemberImportsRequest, context: grpc.aio.ServicerContext

@@ -135,6 +135,15 @@ class ImportServicer(UnitOfWorkServicer[IdentityUnitOfWork]):
         body = first.spec.SerializeToString(deterministic=True)
         return hmac.new(self.app.keyring.index_key, body, hashlib.sha256).hexdigest()
 
+    async def _get(
+        self,
+        import_id: str,
+        get: Callable[[IdentityUnitOfWork, str, str | None], Awaitable[Job]],
+    ) -> tuple[Job, datetime]:
+        confined = confining_unit()
+        job = await self._read(lambda uow: get(uow, import_id, confined))
+        return job, self.clock()
+
     async def _listed(
         self,
         requested_unit: str,

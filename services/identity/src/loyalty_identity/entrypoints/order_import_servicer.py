@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import grpc
 from loyalty.identity.v1 import order_import_pb2 as pb
 from loyalty.identity.v1.order_import_pb2_grpc import OrderImportServiceServicer
-from loyalty_kit.caller import confining_unit
 
 from loyalty_identity.entrypoints import order_import_convert as convert
 from loyalty_identity.entrypoints.import_servicing import ImportServicer
@@ -39,10 +38,8 @@ class OrderImportServicer(ImportServicer, OrderImportServiceServicer):
     async def GetOrderImport(
         self, request: pb.GetOrderImportRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetOrderImportResponse:
-        import_id = convert.import_id_of(request.name)
-        confined = confining_unit()
-        job = await self._read(lambda uow: order_imports.get(uow, import_id, confined))
-        return pb.GetOrderImportResponse(order_import=convert.import_message(job, self.clock()))
+        job, now = await self._get(convert.import_id_of(request.name), order_imports.get)
+        return pb.GetOrderImportResponse(order_import=convert.import_message(job, now))
 
     async def ListOrderImports(
         self, request: pb.ListOrderImportsRequest, context: grpc.aio.ServicerContext

@@ -6,18 +6,20 @@ unit of work, over the kind's store; none knows gRPC."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from loyalty_kit.caller import check_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument, NotFound
 from loyalty_kit.idempotency import request_id_reused
 
-from loyalty_identity.domain.import_operation import ImportCounts, ImportOperation
+from loyalty_identity.domain.import_operation import ImportCounts, ImportOperation, new_id
 from loyalty_identity.service_layer.commands import Operator
 from loyalty_identity.service_layer.ports import ImportWork, Operations
 
 Job = TypeVar("Job", bound=ImportOperation[Any, Any])
+Work = TypeVar("Work", bound=ImportWork)
 Outcome = TypeVar("Outcome")
 ReportRow = TypeVar("ReportRow", bound="Numbered")
 
@@ -40,10 +42,26 @@ async def check_programme_unit(work: ImportWork, unit: str) -> None:
 
 
 async def add_once(
-    store: Operations[Job, Any, Any], job: Job, fingerprint: str
+    store: Operations[Job, Any, Any],
+    kind: Callable[..., Job],
+    spec: Any,
+    operator: Operator,
+    request_id: str,
+    fingerprint: str,
+    now: datetime,
 ) -> tuple[Job, bool]:
-    """The new import and True; or, for a request id its client used already, that import and
-    False (a different request under the same id is refused)."""
+    """A new import of `kind` (RUNNING once its file is stored) and True; or, for a request id
+    its client used already, that import and False (a different request under that id is
+    refused)."""
+    job = kind(
+        import_id=new_id(),
+        spec=spec,
+        created_by=operator.client_id,
+        request_id=request_id,
+        created_at=now,
+        updated_at=now,
+        fingerprint=fingerprint,
+    )
     if await store.add(job):
         return job, True
     first = await store.by_request(job.created_by, job.request_id)
@@ -149,3 +167,58 @@ async def ended(store: Operations[Job, Any, Any], job: Job) -> None:
     if not job.running and not job.file_kept:
         await store.drop_file(job.import_id)
     await store.save(job)
+
+
+@dataclass(frozen=True)
+class Kind(Generic[Work, Job, Outcome, ReportRow]):
+    """The shared use cases over one kind's store (`imports.KIND`, `order_imports.KIND`):
+    `not_found` refuses an unknown import, `audited` marks the kind in the audit log."""
+
+    store: Callable[[Work], Operations[Job, Outcome, ReportRow]]
+    not_found: Callable[[str], NotFound]
+    audited: dict[str, Any] = field(default_factory=dict)
+
+    async def uploaded(
+        self, work: Work, job: Job, file_bytes: int, sha256: str, now: datetime
+    ) -> Job:
+        """The file is stored: its size and digest."""
+        return await uploaded(self.store(work), job, file_bytes, sha256, now)
+
+    async def get(self, work: Work, import_id: str, confined_to: str | None) -> Job:
+        return await get(self.store(work), import_id, confined_to, self.not_found)
+
+    async def listed(
+        self, work: Work, unit: str | None, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[Job], tuple[str, str] | None]:
+        """A page of imports, newest first, and the position after it (None at the end)."""
+        return await listed(self.store(work), unit, after, limit)
+
+    async def cancel(
+        self,
+        work: Work,
+        import_id: str,
+        operator: Operator,
+        confined_to: str | None,
+        now: datetime,
+    ) -> Job:
+        """Stop an import: at once when no replica holds it, else after its chunk."""
+        store = self.store(work)
+        job = await get(store, import_id, confined_to, self.not_found, lock=True)
+        return await cancel(work, store, job, operator, now, self.audited)
+
+    async def report(
+        self,
+        work: Work,
+        import_id: str,
+        confined_to: str | None,
+        outcome: Outcome | None,
+        after: int,
+        limit: int,
+    ) -> tuple[list[ReportRow], int | None]:
+        """A page of an import's report (the import read first: its unit is checked)."""
+        await self.get(work, import_id, confined_to)
+        return await report(self.store(work), import_id, outcome, after, limit)
+
+    async def ended(self, work: Work, job: Job) -> None:
+        """Save the import; once it has ended, its file goes unless the operator keeps it."""
+        await ended(self.store(work), job)

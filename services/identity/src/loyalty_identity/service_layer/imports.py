@@ -57,6 +57,17 @@ NOTES = {
 }
 
 
+KIND: operations.Kind[ImportWork, MemberImport, RowOutcome, ReportRow] = operations.Kind(
+    lambda work: work.imports, ImportNotFound
+)
+uploaded = KIND.uploaded
+get = KIND.get
+listed = KIND.listed
+cancel = KIND.cancel
+report = KIND.report
+ended = KIND.ended
+
+
 # --- creating, reading, cancelling ---------------------------------------------------------------
 async def create(
     work: ImportWork,
@@ -73,16 +84,12 @@ async def create(
     await operations.check_programme_unit(work, spec.unit)
     job, fresh = await operations.add_once(
         work.imports,
-        MemberImport(
-            import_id=new_id(),
-            spec=resolved(spec, now, time_zone),
-            created_by=operator.client_id,
-            request_id=request_id,
-            created_at=now,
-            updated_at=now,
-            fingerprint=fingerprint,
-        ),
+        MemberImport,
+        resolved(spec, now, time_zone),
+        operator,
+        request_id,
         fingerprint,
+        now,
     )
     if not fresh:
         return job, False
@@ -97,48 +104,6 @@ async def create(
         now,
     )
     return job, True
-
-
-async def uploaded(
-    work: ImportWork, job: MemberImport, file_bytes: int, sha256: str, now: datetime
-) -> MemberImport:
-    """The file is stored: its size and digest."""
-    return await operations.uploaded(work.imports, job, file_bytes, sha256, now)
-
-
-async def get(work: ImportWork, import_id: str, confined_to: str | None) -> MemberImport:
-    return await operations.get(work.imports, import_id, confined_to, ImportNotFound)
-
-
-async def listed(
-    work: ImportWork, unit: str | None, after: tuple[str, str] | None, limit: int
-) -> tuple[list[MemberImport], tuple[str, str] | None]:
-    """A page of imports, newest first, and the position after it (None at the end)."""
-    return await operations.listed(work.imports, unit, after, limit)
-
-
-async def cancel(
-    work: ImportWork,
-    import_id: str,
-    operator: Operator,
-    confined_to: str | None,
-    now: datetime,
-) -> MemberImport:
-    """Stop an import: at once when no replica holds it, else after its chunk."""
-    job = await operations.get(work.imports, import_id, confined_to, ImportNotFound, lock=True)
-    return await operations.cancel(work, work.imports, job, operator, now, {})
-
-
-async def report(
-    work: ImportWork,
-    import_id: str,
-    confined_to: str | None,
-    outcome: RowOutcome | None,
-    after: int,
-    limit: int,
-) -> tuple[list[ReportRow], int | None]:
-    await get(work, import_id, confined_to)
-    return await operations.report(work.imports, import_id, outcome, after, limit)
 
 
 # --- a chunk ------------------------------------------------------------------------------------
@@ -230,11 +195,6 @@ async def import_chunk(
 
     await operations.chunk_done(work.imports, job, counts, rows, bytes_read, now, last=last)
     return counts
-
-
-async def ended(work: ImportWork, job: MemberImport) -> None:
-    """Save the import; once it has ended, its file goes unless the operator keeps it."""
-    await operations.ended(work.imports, job)
 
 
 def _imports(decision: Decision) -> bool:

@@ -15,7 +15,6 @@ from datetime import datetime
 from loyalty_kit.kernel.money import Amount
 
 from loyalty_identity.domain.events import LegacyOrdersImported
-from loyalty_identity.domain.import_operation import new_id
 from loyalty_identity.domain.import_spec import DEFAULT_MAX_REJECTED_PERCENT
 from loyalty_identity.domain.imports import RejectedRow
 from loyalty_identity.domain.order_file import OrderRow as Row
@@ -39,6 +38,17 @@ UNKNOWN_MEMBER = "no member holds its legacy number or phone (import the members
 DUPLICATE_BEFORE = "this order ID of the unit was carried over before"
 
 
+KIND: operations.Kind[OrderImportWork, OrderImport, OrderOutcome, OrderRow] = operations.Kind(
+    lambda work: work.order_imports, OrderImportNotFound, {"kind": "orders"}
+)
+uploaded = KIND.uploaded
+get = KIND.get
+listed = KIND.listed
+cancel = KIND.cancel
+report = KIND.report
+ended = KIND.ended
+
+
 # --- creating, reading, cancelling ---------------------------------------------------------------
 async def create(
     work: OrderImportWork,
@@ -52,21 +62,11 @@ async def create(
     work), and True; or, for a request id this client used already, that import and False."""
     validate_order_spec(spec, known_currency(spec.currency))
     await operations.check_programme_unit(work, spec.unit)
+    spec = replace(
+        spec, max_rejected_percent=spec.max_rejected_percent or DEFAULT_MAX_REJECTED_PERCENT
+    )
     job, fresh = await operations.add_once(
-        work.order_imports,
-        OrderImport(
-            import_id=new_id(),
-            spec=replace(
-                spec,
-                max_rejected_percent=spec.max_rejected_percent or DEFAULT_MAX_REJECTED_PERCENT,
-            ),
-            created_by=operator.client_id,
-            request_id=request_id,
-            created_at=now,
-            updated_at=now,
-            fingerprint=fingerprint,
-        ),
-        fingerprint,
+        work.order_imports, OrderImport, spec, operator, request_id, fingerprint, now
     )
     if not fresh:
         return job, False
@@ -86,52 +86,6 @@ async def create(
         now,
     )
     return job, True
-
-
-async def uploaded(
-    work: OrderImportWork, job: OrderImport, file_bytes: int, sha256: str, now: datetime
-) -> OrderImport:
-    return await operations.uploaded(work.order_imports, job, file_bytes, sha256, now)
-
-
-async def get(work: OrderImportWork, import_id: str, confined_to: str | None) -> OrderImport:
-    return await operations.get(work.order_imports, import_id, confined_to, OrderImportNotFound)
-
-
-async def listed(
-    work: OrderImportWork, unit: str | None, after: tuple[str, str] | None, limit: int
-) -> tuple[list[OrderImport], tuple[str, str] | None]:
-    return await operations.listed(work.order_imports, unit, after, limit)
-
-
-async def cancel(
-    work: OrderImportWork,
-    import_id: str,
-    operator: Operator,
-    confined_to: str | None,
-    now: datetime,
-) -> OrderImport:
-    """Stop an import: at once when no replica holds it, else after its chunk."""
-    store = work.order_imports
-    job = await operations.get(store, import_id, confined_to, OrderImportNotFound, lock=True)
-    return await operations.cancel(work, store, job, operator, now, {"kind": "orders"})
-
-
-async def report(
-    work: OrderImportWork,
-    import_id: str,
-    confined_to: str | None,
-    outcome: OrderOutcome | None,
-    after: int,
-    limit: int,
-) -> tuple[list[OrderRow], int | None]:
-    await get(work, import_id, confined_to)
-    return await operations.report(work.order_imports, import_id, outcome, after, limit)
-
-
-async def ended(work: OrderImportWork, job: OrderImport) -> None:
-    """Save the import; once it has ended, its file goes unless the operator keeps it."""
-    await operations.ended(work.order_imports, job)
 
 
 # --- a chunk ------------------------------------------------------------------------------------
