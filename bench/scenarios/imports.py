@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import resource
 import sys
 import tempfile
@@ -144,20 +145,25 @@ def parts(path: Path) -> Iterator[bytes]:
 
 
 def _rss_mb() -> float:
-    """This process's resident memory now (`VmRSS`), in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's resident memory now (`VmRSS`), with its worker processes' (an import's
+    reader), in MB."""
+    pids = ["self", *(str(p.pid) for p in multiprocessing.active_children())]
+    total = 0.0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            if pid == "self":
+                return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return total
 
 
 class RssGrowth:
-    """The process's resident memory sampled while an import runs: its growth over what it
-    held when the import began (the files, made before, are not counted; a peak-RSS figure
-    would be the files' making's)."""
+    """The process's resident memory (with its worker processes') sampled while an import
+    runs: its growth over what it held when the import began (the files, made before, are not
+    counted; a peak-RSS figure would be the files' making's)."""
 
     def __init__(self, every: float = 0.2) -> None:
         self.every = every

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from loyalty_kit.settings import Settings
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +82,15 @@ class ImportSettings(BaseSettings):
         gt=0,
         description="How often a replica looks for imports to take (those created elsewhere, "
         "or left by a replica that stopped); it starts on the ones it takes uploads for at once.",
+    )
+    prepare_processes: int = Field(
+        default_factory=lambda: 1 if (os.cpu_count() or 1) >= 2 else 0,
+        ge=0,
+        le=64,
+        description="Imports a replica reads in worker processes of their own at once (the "
+        "file parsed and normalised, blind indexes made, while the service writes the chunk "
+        "before); others are read in the service's process. Default: 1 on a machine with 2 or "
+        "more cores, else 0.",
     )
     time_zone: str = Field(
         default="Asia/Shanghai",

@@ -6,6 +6,7 @@ clock. A kind names its tables, its counters and how its spec and row read."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -14,6 +15,7 @@ from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_identity.adapters.crypto import Keyring, seal_bytes, unseal_bytes
+from loyalty_identity.domain.identities import ChannelIdentity
 from loyalty_identity.domain.import_operation import Failure, ImportOperation, ImportState
 
 Job = TypeVar("Job", bound=ImportOperation[Any, Any])
@@ -71,6 +73,18 @@ class OperationStore(Generic[Job]):
         self.session = session
         self.keyring = keyring
         self._keys: dict[str, bytes] = {}  # the imports' data keys opened in this unit of work
+        self._indexes: dict[ChannelIdentity, bytes] = {}  # a chunk's blind indexes, made once
+
+    def _index(self, identity: ChannelIdentity) -> bytes:
+        found = self._indexes.get(identity)
+        if found is None:
+            found = self._indexes[identity] = self.keyring.blind_index(identity)
+        return found
+
+    def remember_indexes(self, indexes: Mapping[ChannelIdentity, bytes]) -> None:
+        """Blind indexes made with a chunk's rows (in an import's worker process): not made
+        again here."""
+        self._indexes.update(indexes)
 
     @classmethod
     def columns(cls) -> str:

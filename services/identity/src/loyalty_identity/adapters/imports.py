@@ -62,7 +62,6 @@ class ImportStore(OperationStore[MemberImport]):
         super().__init__(session, keyring)
         self.types = types
         self._chunk: ChunkMembers | None = None  # the members' side of a chunk
-        self._indexes: dict[ChannelIdentity, bytes] = {}  # a chunk's blind indexes, made once
 
     def spec_document(self, job: MemberImport) -> dict[str, Any]:
         return spec_document(job.spec)
@@ -72,12 +71,6 @@ class ImportStore(OperationStore[MemberImport]):
 
     def _name(self, import_id: str) -> str:
         return import_name(import_id)
-
-    def _index(self, identity: ChannelIdentity) -> bytes:
-        found = self._indexes.get(identity)
-        if found is None:
-            found = self._indexes[identity] = self.keyring.blind_index(identity)
-        return found
 
     async def rewrap_keys(self, limit: int) -> int:
         """Re-wrap up to `limit` imports' data keys not yet under the active master key (a

@@ -99,7 +99,7 @@ class OrderImportStore(OperationStore[OrderImport]):
         none does: one query for the chunk."""
         if not identities:
             return []
-        index = self.keyring.blind_index
+        index = self._index
         found: list[str | None] = [None] * len(identities)
         rows = await (await self._conn()).fetch(
             _RESOLVE, [i.type for i in identities], [index(i) for i in identities]

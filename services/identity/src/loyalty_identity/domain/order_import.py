@@ -138,6 +138,9 @@ class ParsedOrder:
     amount: Decimal
     currency: str
     occurred_at: datetime
+    # The identities' blind indexes, in order, when a worker process made them with the row
+    # (opaque here; not part of what the row is).
+    indexes: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from loyalty_kit.status import error_reference
 from sqlalchemy.exc import DBAPIError
 
 from loyalty_identity.adapters.import_operations import OperationStore
+from loyalty_identity.adapters.row_process import prepared
 from loyalty_identity.domain.import_operation import Failure, ImportOperation
 from loyalty_identity.domain.imports import ImportFileError
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
@@ -112,8 +113,9 @@ class RowFeed(Generic[Row]):
 
     def _run(self) -> None:
         batch: list[Row] = []
+        rows = self.reader.rows(self._parts())
         try:
-            for row in self.reader.rows(self._parts()):
+            for row in rows:
                 batch.append(row)
                 if len(batch) >= FEED_BATCH:
                     self._wait(self.queue.put((batch, self.reader.bytes_read, None)))
@@ -124,6 +126,10 @@ class RowFeed(Generic[Row]):
         except Exception as error:  # the file cannot be read (or the reader failed)
             with contextlib.suppress(_Stopped):
                 self._wait(self.queue.put((batch, self.reader.bytes_read, error)))
+        finally:
+            close = getattr(rows, "close", None)  # a reader's worker process ends with it
+            if close is not None:
+                close()
 
     async def __aenter__(self) -> RowFeed[Row]:
         self._thread = asyncio.ensure_future(asyncio.to_thread(self._run))
@@ -139,6 +145,27 @@ class RowFeed(Generic[Row]):
 
     async def next(self) -> tuple[list[Row], int, object]:
         return await self.queue.get()
+
+
+class ProcessSlots:
+    """How many imports a replica may read in worker processes at once (the setting
+    `prepare_processes`); an import that finds none free is read in the service's process."""
+
+    def __init__(self, processes: int) -> None:
+        self.free = processes
+        self.in_use = 0
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[bool]:
+        """Whether this import has a worker process, until the block ends."""
+        taken = self.free > 0
+        self.free -= taken
+        self.in_use += taken
+        try:
+            yield taken
+        finally:
+            self.free += taken
+            self.in_use -= taken
 
 
 class ImportJobs(Generic[Job, Row, T]):
@@ -157,8 +184,10 @@ class ImportJobs(Generic[Job, Row, T]):
         clock: Clock,
         *,
         owner: str = "",
+        processes: ProcessSlots | None = None,
     ) -> None:
         self.uow = uow
+        self.processes = processes or ProcessSlots(settings.prepare_processes)
         self.settings = settings
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
@@ -178,7 +207,8 @@ class ImportJobs(Generic[Job, Row, T]):
     def chunk_rows(self) -> int:
         raise NotImplementedError
 
-    async def source(self, job: Job) -> RowSource[Row]:
+    async def source(self, job: Job, in_process: bool) -> RowSource[Row]:
+        """The import's file reader: in a worker process of its own when `in_process`."""
         raise NotImplementedError
 
     async def import_chunk(
@@ -263,9 +293,10 @@ class ImportJobs(Generic[Job, Row, T]):
         if job.cancel_requested:
             await self._end(job, None)
             return
-        source = await self.source(job)
-        async with RowFeed(source, lambda seq: self._part(job.import_id, seq)) as feed:
-            await self._chunks(job, feed, stopping)
+        with self.processes.take() as in_process:
+            source = await self.source(job, in_process)
+            async with RowFeed(source, lambda seq: self._part(job.import_id, seq)) as feed:
+                await self._chunks(job, feed, stopping)
 
     async def _chunks(self, job: Job, feed: RowFeed[Row], stopping: asyncio.Event) -> None:
         pending: list[Row] = []
@@ -307,6 +338,7 @@ class ImportJobs(Generic[Job, Row, T]):
                     if current is None or not current.running or current.lease_owner != self.owner:
                         self._said("taken over", job)
                         return None
+                    store.remember_indexes(prepared(rows))
                     counts = await self.import_chunk(uow, current, rows, bytes_read, last=last)
                     if current.running:
                         await store.renew(

@@ -11,12 +11,13 @@ from loyalty_kit import metrics
 from loyalty_kit.clock import Clock
 
 from loyalty_identity.adapters.imports import ImportStore
+from loyalty_identity.adapters.row_process import ProcessRowSource, member_row
 from loyalty_identity.domain.identities import IdentityType
 from loyalty_identity.domain.import_file import FileReader
 from loyalty_identity.domain.imports import ImportSpec, ParsedRow, RejectedRow
 from loyalty_identity.domain.member_import import Counts, MemberImport
 from loyalty_identity.service_layer import imports
-from loyalty_identity.service_layer.import_jobs import ImportJobs, RowSource
+from loyalty_identity.service_layer.import_jobs import ImportJobs, ProcessSlots, RowSource
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 from loyalty_identity.settings import ImportSettings
 
@@ -49,8 +50,9 @@ class ImportWorker(ImportJobs[MemberImport, Row, Counts]):
         *,
         reader: ReaderFactory = file_reader,
         owner: str = "",
+        processes: ProcessSlots | None = None,
     ) -> None:
-        super().__init__(uow, settings, clock, owner=owner)
+        super().__init__(uow, settings, clock, owner=owner, processes=processes)
         self.reader = reader
 
     def store(self, uow: IdentityUnitOfWork) -> ImportStore:
@@ -59,10 +61,15 @@ class ImportWorker(ImportJobs[MemberImport, Row, Counts]):
     def chunk_rows(self) -> int:
         return self.settings.chunk_rows
 
-    async def source(self, job: MemberImport) -> RowSource[Row]:
+    async def source(self, job: MemberImport, in_process: bool) -> RowSource[Row]:
         async with self.uow(read_only=True) as uow:
             types = await uow.members.identity_types()
-        return self.reader(job.spec, types, job.created_at, self.settings.time_zone)
+            index_key = uow.keyring.index_key
+        time_zone = self.settings.time_zone
+        if in_process and self.reader is file_reader:
+            args = (job.spec, dict(types), job.created_at, time_zone)
+            return ProcessRowSource("member", args, index_key, member_row)
+        return self.reader(job.spec, types, job.created_at, time_zone)
 
     async def import_chunk(
         self,

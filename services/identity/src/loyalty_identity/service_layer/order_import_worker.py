@@ -12,6 +12,7 @@ from loyalty_kit import metrics
 from loyalty_kit.clock import Clock
 
 from loyalty_identity.adapters.order_imports import OrderImportStore
+from loyalty_identity.adapters.row_process import ProcessRowSource, order_row
 from loyalty_identity.domain.order_file import OrderFileReader, OrderRow
 from loyalty_identity.domain.order_import import (
     COUNTERS,
@@ -20,7 +21,7 @@ from loyalty_identity.domain.order_import import (
     OrderImportSpec,
 )
 from loyalty_identity.service_layer import order_imports
-from loyalty_identity.service_layer.import_jobs import ImportJobs, RowSource
+from loyalty_identity.service_layer.import_jobs import ImportJobs, ProcessSlots, RowSource
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 from loyalty_identity.settings import ImportSettings
 
@@ -49,8 +50,9 @@ class OrderImportWorker(ImportJobs[OrderImport, OrderRow, OrderCounts]):
         *,
         reader: OrderReaderFactory = order_file_reader,
         owner: str = "",
+        processes: ProcessSlots | None = None,
     ) -> None:
-        super().__init__(uow, settings, clock, owner=owner)
+        super().__init__(uow, settings, clock, owner=owner, processes=processes)
         self.reader = reader
 
     def store(self, uow: IdentityUnitOfWork) -> OrderImportStore:
@@ -59,8 +61,14 @@ class OrderImportWorker(ImportJobs[OrderImport, OrderRow, OrderCounts]):
     def chunk_rows(self) -> int:
         return self.settings.order_chunk_rows
 
-    async def source(self, job: OrderImport) -> RowSource[OrderRow]:
-        return self.reader(job.spec, job.created_at, self.settings.time_zone)
+    async def source(self, job: OrderImport, in_process: bool) -> RowSource[OrderRow]:
+        time_zone = self.settings.time_zone
+        if in_process and self.reader is order_file_reader:
+            async with self.uow(read_only=True) as uow:
+                index_key = uow.keyring.index_key
+            args = (job.spec, job.created_at, time_zone)
+            return ProcessRowSource("order", args, index_key, order_row)
+        return self.reader(job.spec, job.created_at, time_zone)
 
     async def import_chunk(
         self,
