@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
@@ -43,18 +43,35 @@ _SPAWN = multiprocessing.get_context("spawn")  # never fork a process with threa
 
 
 # --- the rows as plain tuples -------------------------------------------------------------------
-def _identities(row: ParsedRow | ParsedOrder, index_key: bytes) -> tuple[Plain, Plain]:
+# A refused row is (number, reason, detail); a parsed one (number, identities as (type, value)
+# pairs, the kind's own values..., the identities' blind indexes).
+def _plain(
+    row: ParsedRow | ParsedOrder | RejectedRow, index_key: bytes, values: Callable[[Any], Plain]
+) -> Plain:
+    if isinstance(row, RejectedRow):
+        return (row.number, row.reason, row.detail)
     ids = row.identities
-    return tuple((i.type, i.value) for i in ids), tuple(blind_index(index_key, i) for i in ids)
+    return (
+        row.number,
+        tuple((i.type, i.value) for i in ids),
+        *values(row),
+        tuple(blind_index(index_key, i) for i in ids),
+    )
+
+
+def _row(plain: Plain, make: Callable[..., R]) -> R | RejectedRow:
+    if len(plain) == 3:
+        return RejectedRow(*plain)
+    number, ids, *values, indexes = plain
+    return make(number, tuple(ChannelIdentity(t, v) for t, v in ids), *values, indexes)
 
 
 def member_plain(row: ParsedRow | RejectedRow, index_key: bytes) -> Plain:
-    if isinstance(row, RejectedRow):
-        return (row.number, row.reason, row.detail)
-    identities, indexes = _identities(row, index_key)
+    return _plain(row, index_key, _member_values)
+
+
+def _member_values(row: ParsedRow) -> Plain:
     return (
-        row.number,
-        identities,
         row.name,
         row.gender.value,
         row.birthday,
@@ -66,60 +83,60 @@ def member_plain(row: ParsedRow | RejectedRow, index_key: bytes) -> Plain:
         row.legacy_tier,
         row.tier_code,
         row.notes,
-        indexes,
     )
 
 
 def member_row(plain: Plain) -> ParsedRow | RejectedRow:
-    if len(plain) == 3:
-        return RejectedRow(*plain)
-    (number, ids, name, gender, birthday, region, tags, consents, points, expire, *rest) = plain
-    legacy_tier, tier_code, notes, indexes = rest
+    return _row(plain, _parsed_member)
+
+
+def _parsed_member(
+    number: int,
+    identities: tuple[ChannelIdentity, ...],
+    name: str,
+    gender: str,
+    birthday: date | None,
+    region: str,
+    tags: tuple[str, ...],
+    consents: tuple[tuple[str, bool, datetime | None], ...],
+    *rest: Any,
+) -> ParsedRow:
     return ParsedRow(
         number,
-        tuple(ChannelIdentity(t, v) for t, v in ids),
+        identities,
         name,
         Gender(gender),
         birthday,
         region,
         tags,
         tuple(RowConsent(p, g, at) for p, g, at in consents),
-        points,
-        expire,
-        legacy_tier,
-        tier_code,
-        notes,
-        indexes,
+        *rest,
     )
 
 
 def order_plain(row: ParsedOrder | RejectedRow, index_key: bytes) -> Plain:
-    if isinstance(row, RejectedRow):
-        return (row.number, row.reason, row.detail)
-    identities, indexes = _identities(row, index_key)
-    return (
-        row.number,
-        identities,
-        row.order_id,
-        str(row.amount),
-        row.currency,
-        row.occurred_at,
-        indexes,
-    )
+    return _plain(row, index_key, _order_values)
+
+
+def _order_values(row: ParsedOrder) -> Plain:
+    return (row.order_id, str(row.amount), row.currency, row.occurred_at)
 
 
 def order_row(plain: Plain) -> ParsedOrder | RejectedRow:
-    if len(plain) == 3:
-        return RejectedRow(*plain)
-    number, ids, order_id, amount, currency, occurred_at, indexes = plain
+    return _row(plain, _parsed_order)
+
+
+def _parsed_order(
+    number: int,
+    identities: tuple[ChannelIdentity, ...],
+    order_id: str,
+    amount: str,
+    currency: str,
+    occurred_at: datetime,
+    indexes: tuple[bytes, ...],
+) -> ParsedOrder:
     return ParsedOrder(
-        number,
-        tuple(ChannelIdentity(t, v) for t, v in ids),
-        order_id,
-        Decimal(amount),
-        currency,
-        occurred_at,
-        indexes,
+        number, identities, order_id, Decimal(amount), currency, occurred_at, indexes
     )
 
 
