@@ -46,6 +46,13 @@ def keyring_for(settings: Settings) -> Keyring:
     return Keyring.development(settings.data_dir)
 
 
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class ImportSettings(BaseSettings):
     """How member and order imports run (`LOYALTY_IDENTITY_IMPORT_*`)."""
 
@@ -84,7 +91,7 @@ class ImportSettings(BaseSettings):
         "or left by a replica that stopped); it starts on the ones it takes uploads for at once.",
     )
     prepare_processes: int = Field(
-        default_factory=lambda: 1 if (os.cpu_count() or 1) >= 2 else 0,
+        default_factory=lambda: 1 if _cores() >= 2 else 0,
         ge=0,
         le=64,
         description="Imports a replica reads in worker processes of their own at once (the "
