@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import resource
 import sys
 import tempfile
@@ -144,20 +145,46 @@ def parts(path: Path) -> Iterator[bytes]:
 
 
 def _rss_mb() -> float:
-    """This process's resident memory now (`VmRSS`), in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's resident memory now (`VmRSS`), with its worker processes' (an import's
+    reader), in MB."""
+    pids = ["self", *(str(p.pid) for p in multiprocessing.active_children())]
+    total = 0.0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            if pid == "self":
+                return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return total
+
+
+class CpuSplit:
+    """CPU seconds spent from now on in this process (the service and the bench's client) and
+    in its worker processes that ended (an import's reader, on the second core)."""
+
+    def __init__(self) -> None:
+        self.start = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        mine = resource.getrusage(resource.RUSAGE_SELF)
+        workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return mine.ru_utime + mine.ru_stime, workers.ru_utime + workers.ru_stime
+
+    def spent(self) -> dict[str, float]:
+        mine, workers = self._now()
+        return {
+            "service_cpu_s": round(mine - self.start[0], 1),
+            "reader_processes_cpu_s": round(workers - self.start[1], 1),
+        }
 
 
 class RssGrowth:
-    """The process's resident memory sampled while an import runs: its growth over what it
-    held when the import began (the files, made before, are not counted; a peak-RSS figure
-    would be the files' making's)."""
+    """The process's resident memory (with its worker processes') sampled while an import
+    runs: its growth over what it held when the import began (the files, made before, are not
+    counted; a peak-RSS figure would be the files' making's)."""
 
     def __init__(self, every: float = 0.2) -> None:
         self.every = every
@@ -366,6 +393,7 @@ async def member_import(ctx: BenchContext) -> Measurement:
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = member_import_pb2_grpc.MemberImportServiceStub(channel)
             outcomes: dict[str, int] = {}
+            cpu = CpuSplit()
             started = time.perf_counter()
             for unit, path in files.paths.items():
 
@@ -403,5 +431,6 @@ async def member_import(ctx: BenchContext) -> Measurement:
             "people": files.people,
             "file_mb": round(files.bytes / 1e6, 1),
             "peak_rss_growth_mb": rss.growth_mb,
+            **cpu.spent(),
         },
     )

@@ -40,6 +40,7 @@ from bench.context import BenchContext
 from bench.members import IDENTITY_COLUMNS, KEY_COLUMNS, MEMBER_COLUMNS
 from bench.registry import Measurement, scenario
 from bench.scenarios.identity import _environment as environment
+from bench.scenarios.imports import CpuSplit
 
 DEFAULT_ORDERS = 200_000
 MEMBERS = 20_000
@@ -157,6 +158,7 @@ async def order_import(ctx: BenchContext) -> Measurement:
                 for start in range(0, len(content), PART):
                     yield pb.CreateOrderImportRequest(content=content[start : start + PART])
 
+            cpu = CpuSplit()
             started = time.perf_counter()
             made = await stub.CreateOrderImport(requests(), metadata=ADMIN)
             name = made.order_import.name
@@ -183,5 +185,6 @@ async def order_import(ctx: BenchContext) -> Measurement:
             "reader_orders_per_s": round(reader_rate),
             "service_rows_per_s": found.progress.rows_per_second,
             "goal_orders_per_s": 50_000,
+            **cpu.spent(),
         },
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -106,37 +107,67 @@ def error_reason(made: pb.MemberImport) -> str:
 async def test_a_replica_killed_mid_chunk_is_taken_over_from_its_checkpoint(
     uploads: RunningService, channel: grpc.aio.Channel, settings: Settings
 ) -> None:
-    people = population(300)
+    await killed_and_taken_over(uploads, channel, settings, 300, chunk_rows=50, prepare_processes=0)
+
+
+async def test_a_pipelined_import_killed_mid_chunk_resumes_without_doubles(
+    uploads: RunningService, channel: grpc.aio.Channel, settings: Settings
+) -> None:
+    """The rows read and indexed in a worker process while the chunk before is written: the
+    process ends with the replica (if it was still reading), and the next holder's carries on
+    from the checkpoint."""
+    await killed_and_taken_over(
+        uploads, channel, settings, 2000, chunk_rows=200, prepare_processes=1
+    )
+
+
+def reading_processes() -> int:
+    return sum("import-rows" in p.name for p in multiprocessing.active_children())
+
+
+async def killed_and_taken_over(
+    uploads: RunningService,
+    channel: grpc.aio.Channel,
+    settings: Settings,
+    size: int,
+    **options: Any,
+) -> None:
+    """A replica killed in its fourth chunk; another takes the import over once the first's
+    lease runs out."""
+    people = population(size)
+    chunk = options["chunk_rows"]
     made = await upload(channel, MALL, mall_spec(), mall_file(people))
-    killed = worker(uploads, "replica-a", lease_seconds=3)
+    killed = worker(uploads, "replica-a", lease_seconds=3, **options)
     stalled = asyncio.Event()
 
     async def die_in_the_fourth_chunk(job: MemberImport) -> None:
-        if job.counts.rows_read > 150:
+        if job.counts.rows_read > 3 * chunk:
             stalled.set()
             await asyncio.Event().wait()  # until the replica is killed
 
     killed.before_commit = die_in_the_fourth_chunk
     running = asyncio.create_task(killed.run_next())
     await asyncio.wait_for(stalled.wait(), 30)
+    assert killed.processes.in_use == options["prepare_processes"]  # read where it says
     running.cancel()  # killed: no clean-up, the chunk under way never commits
     with contextlib.suppress(asyncio.CancelledError):
         await running
 
     halfway = await get(channel, MALL, made.name)
     assert halfway.state == pb.MemberImport.STATE_RUNNING
-    assert halfway.progress.rows_read == 150 and halfway.progress.created == 150
-    other = worker(uploads, "replica-b", lease_seconds=3)
+    assert halfway.progress.rows_read == 3 * chunk and halfway.progress.created == 3 * chunk
+    assert killed.processes.in_use == 0 and reading_processes() == 0  # ended with it
+    other = worker(uploads, "replica-b", lease_seconds=3, **options)
     assert not await other.run_next()  # the dead replica's lease has not run out yet
     await asyncio.sleep(3.2)
     assert await other.run_next()
 
     done = await get(channel, MALL, made.name)
     assert done.state == pb.MemberImport.STATE_SUCCEEDED, done.error
-    assert (done.progress.rows_read, done.progress.created) == (300, 300)
+    assert (done.progress.rows_read, done.progress.created) == (size, size)
     rows = await report(channel, MALL, made.name, page_size=1000)
-    assert [r.row_number for r in rows] == list(range(1, 301))
-    assert len({r.member_id for r in rows}) == 300
+    assert [r.row_number for r in rows] == list(range(1, size + 1))
+    assert len({r.member_id for r in rows}) == size
     carried = [m for e in await imported_events(settings, made.name) for m in e.members]
     keyring = uploads.root.keyring
     expected = {

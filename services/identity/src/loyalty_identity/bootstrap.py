@@ -12,6 +12,7 @@ from loyalty_kit.servicers import UnitOfWorkFactory
 
 from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
+from loyalty_identity.service_layer.import_jobs import ProcessSlots
 from loyalty_identity.service_layer.import_worker import ImportWorker
 from loyalty_identity.service_layer.order_import_worker import OrderImportWorker
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
@@ -56,6 +57,12 @@ def bootstrap(
             context.database, context.settings.event_namespace, keys, types, read_only=read_only
         )
 
-    workers = tuple(ImportWorker(uow, settings, clock) for _ in range(settings.workers))
-    order_workers = tuple(OrderImportWorker(uow, settings, clock) for _ in range(settings.workers))
+    processes = ProcessSlots(settings.prepare_processes)  # shared by the replica's workers
+    workers = tuple(
+        ImportWorker(uow, settings, clock, processes=processes) for _ in range(settings.workers)
+    )
+    order_workers = tuple(
+        OrderImportWorker(uow, settings, clock, processes=processes)
+        for _ in range(settings.workers)
+    )
     return Identity(context, clock, keys, types, uow, settings, workers, order_workers)

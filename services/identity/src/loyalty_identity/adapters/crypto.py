@@ -17,7 +17,6 @@ keys are wrapped with it, old ones still open with their key id), run
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from loyalty_kit.devfiles import create_once
 from loyalty_kit.logs import get_logger
 
+from loyalty_identity.adapters.blind_index import blind_index
 from loyalty_identity.domain.identities import ChannelIdentity
 
 log = get_logger("loyalty.identity.crypto")
@@ -108,8 +108,7 @@ class Keyring:
 
     # --- blind index --------------------------------------------------------------------------
     def blind_index(self, identity: ChannelIdentity) -> bytes:
-        message = f"{identity.type}\x00{identity.value}".encode()
-        return hmac.digest(self.index_key, message, "sha256")  # one call: no HMAC object
+        return blind_index(self.index_key, identity)
 
 
 def development_keys_file(data_dir: Path) -> tuple[Path, str]:

@@ -3,10 +3,10 @@ and the rows of `member_imports` and `merge_candidates` as domain objects."""
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from typing import Any
 
+from loyalty_identity.adapters.import_operations import json_of, operation_fields
 from loyalty_identity.domain.identities import ChannelIdentity
 from loyalty_identity.domain.imports import (
     AutoMerge,
@@ -22,20 +22,12 @@ from loyalty_identity.domain.member_import import (
     CandidateState,
     Counts,
     Evidence,
-    Failure,
     ImportedMember,
-    ImportState,
     MemberImport,
     MergeCandidate,
 )
 
 COUNTERS = ("created", "linked", "unchanged", "candidates", "merged", "rejected", "legacy_points")
-IMPORT_COLUMNS = (
-    "import_id::text, unit, spec, state, rows_read, checkpoint, bytes_read, error_reason, "
-    "error_message, error_metadata, file_bytes, file_sha256, file_kept, created_by, request_id, "
-    "request_fingerprint, lease_owner, leased_until, cancel_requested, created_at, updated_at, "
-    "started_at, ended_at, " + ", ".join(COUNTERS)
-)
 CANDIDATE_COLUMNS = (
     "candidate_id::text, import_id::text, row_number, unit, legacy_key, evidence, "
     "legacy_points, points_expire_at, tier_code, tier_ends_at, birthday_month, birthday_day, "
@@ -130,38 +122,11 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def json_of(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 def import_of(row: Any) -> MemberImport:
-    counts = Counts(**{name: row[name] for name in COUNTERS})
-    failure = (
-        Failure(row["error_reason"], row["error_message"], dict(json_of(row["error_metadata"])))
-        if row["error_reason"]
-        else None
-    )
     return MemberImport(
-        import_id=row["import_id"],
+        **operation_fields(row),
         spec=spec_of(json_of(row["spec"])),
-        created_by=row["created_by"],
-        request_id=row["request_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        fingerprint=row["request_fingerprint"],
-        file_bytes=row["file_bytes"],
-        file_sha256=row["file_sha256"],
-        file_kept=row["file_kept"],
-        state=ImportState(row["state"]),
-        counts=counts,
-        checkpoint=row["checkpoint"],
-        bytes_read=row["bytes_read"],
-        failure=failure,
-        cancel_requested=row["cancel_requested"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        lease_owner=row["lease_owner"],
-        leased_until=row["leased_until"],
+        counts=Counts(**{name: row[name] for name in COUNTERS}),
     )
 
 

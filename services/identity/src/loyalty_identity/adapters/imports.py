@@ -13,8 +13,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_identity.adapters.crypto import Keyring, seal_bytes, unseal_bytes
@@ -22,20 +20,19 @@ from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.adapters.import_documents import (
     CANDIDATE_COLUMNS,
     COUNTERS,
-    IMPORT_COLUMNS,
     candidate_of,
     import_of,
     row_document,
     row_of,
     spec_document,
 )
+from loyalty_identity.adapters.import_operations import OperationStore
 from loyalty_identity.adapters.member_bulk import ChunkMembers
+from loyalty_identity.domain.file_records import LEGACY_NUMBER
 from loyalty_identity.domain.identities import ChannelIdentity
-from loyalty_identity.domain.import_file import LEGACY_NUMBER
 from loyalty_identity.domain.imports import ParsedRow, RowOutcome, legacy_type
 from loyalty_identity.domain.member_import import (
     CandidateState,
-    Failure,
     Joining,
     MemberImport,
     MergeCandidate,
@@ -56,36 +53,24 @@ _REPORT_COLUMNS = (
 )
 
 
-class ImportStore:
+class ImportStore(OperationStore[MemberImport]):
+    table = "member_imports"
+    parts_table = "import_file_parts"
+    counters = COUNTERS
+
     def __init__(self, session: AsyncSession, keyring: Keyring, types: IdentityTypeCache) -> None:
-        self.session = session
-        self.keyring = keyring
+        super().__init__(session, keyring)
         self.types = types
-        self._keys: dict[str, bytes] = {}  # the imports' data keys opened in this unit of work
         self._chunk: ChunkMembers | None = None  # the members' side of a chunk
-        self._indexes: dict[ChannelIdentity, bytes] = {}  # a chunk's blind indexes, made once
 
-    def _index(self, identity: ChannelIdentity) -> bytes:
-        found = self._indexes.get(identity)
-        if found is None:
-            found = self._indexes[identity] = self.keyring.blind_index(identity)
-        return found
+    def spec_document(self, job: MemberImport) -> dict[str, Any]:
+        return spec_document(job.spec)
 
-    async def _conn(self) -> asyncpg.Connection:
-        return await driver_connection(self.session)
+    def job_of(self, row: Any) -> MemberImport:
+        return import_of(row)
 
-    # --- the import's data key ----------------------------------------------------------------
-    async def data_key(self, import_id: str) -> bytes:
-        if import_id not in self._keys:
-            row = await (await self._conn()).fetchrow(
-                "SELECT key_id, wrapped_key FROM member_imports WHERE import_id = $1", import_id
-            )
-            if row is None:
-                raise KeyError(import_id)
-            self._keys[import_id] = self.keyring.unwrap(
-                import_name(import_id), row["key_id"], row["wrapped_key"]
-            )
-        return self._keys[import_id]
+    def _name(self, import_id: str) -> str:
+        return import_name(import_id)
 
     async def rewrap_keys(self, limit: int) -> int:
         """Re-wrap up to `limit` imports' data keys not yet under the active master key (a
@@ -109,98 +94,6 @@ class ImportStore:
             )
         return len(rows)
 
-    # --- imports ------------------------------------------------------------------------------
-    async def add(self, job: MemberImport) -> bool:
-        """Insert a new import; False when its client's request id is taken (the first
-        import's transaction decided, if it was still running)."""
-        data_key = self.keyring.new_data_key()
-        key_id, wrapped = self.keyring.wrap(job.name, data_key)
-        added = await (await self._conn()).fetchval(
-            "INSERT INTO member_imports (import_id, unit, spec, state, file_kept, key_id, "
-            "wrapped_key, created_by, request_id, request_fingerprint, created_at, updated_at) "
-            "VALUES ($1, $2, $3::jsonb, $4, true, $5, $6, $7, $8, $9, $10, $10) "
-            "ON CONFLICT (created_by, request_id) DO NOTHING RETURNING true",
-            job.import_id,
-            job.unit,
-            json.dumps(spec_document(job.spec)),
-            job.state.value,
-            key_id,
-            wrapped,
-            job.created_by,
-            job.request_id,
-            job.fingerprint,
-            job.created_at,
-        )
-        if added:
-            self._keys[job.import_id] = data_key
-        return bool(added)
-
-    async def by_request(self, created_by: str, request_id: str) -> MemberImport | None:
-        row = await (await self._conn()).fetchrow(
-            f"SELECT {IMPORT_COLUMNS} FROM member_imports "
-            "WHERE created_by = $1 AND request_id = $2",
-            created_by,
-            request_id,
-        )
-        return import_of(row) if row is not None else None
-
-    async def get(self, import_id: str, *, lock: bool = False) -> MemberImport | None:
-        row = await (await self._conn()).fetchrow(
-            f"SELECT {IMPORT_COLUMNS} FROM member_imports WHERE import_id = $1"
-            + (" FOR UPDATE" if lock else ""),
-            import_id,
-        )
-        return import_of(row) if row is not None else None
-
-    async def save(self, job: MemberImport) -> None:
-        counts = job.counts
-        failure = job.failure or Failure("", "")
-        await (await self._conn()).execute(
-            "UPDATE member_imports SET state = $2, rows_read = $3, created = $4, linked = $5, "
-            "unchanged = $6, candidates = $7, merged = $8, rejected = $9, legacy_points = $10, "
-            "checkpoint = $11, bytes_read = $12, error_reason = $13, error_message = $14, "
-            "error_metadata = $15::jsonb, file_bytes = $16, file_sha256 = $17, file_kept = $18, "
-            "lease_owner = $19, leased_until = $20, cancel_requested = $21, updated_at = $22, "
-            "started_at = $23, ended_at = $24 WHERE import_id = $1",
-            job.import_id,
-            job.state.value,
-            counts.rows_read,
-            *(getattr(counts, name) for name in COUNTERS),
-            job.checkpoint,
-            job.bytes_read,
-            failure.reason,
-            failure.message,
-            json.dumps(failure.metadata),
-            job.file_bytes,
-            job.file_sha256,
-            job.file_kept,
-            job.lease_owner,
-            job.leased_until,
-            job.cancel_requested,
-            job.updated_at,
-            job.started_at,
-            job.ended_at,
-        )
-
-    async def listed(
-        self, unit: str | None, after: tuple[str, str] | None, limit: int
-    ) -> list[MemberImport]:
-        where: list[str] = ["true"]
-        args: list[Any] = []
-        if unit is not None:
-            args.append(unit)
-            where.append(f"unit = ${len(args)}")
-        if after is not None:
-            args += [datetime.fromisoformat(after[0]), after[1]]
-            where.append(f"(created_at, import_id) < (${len(args) - 1}, ${len(args)}::uuid)")
-        args.append(limit)
-        rows = await (await self._conn()).fetch(
-            f"SELECT {IMPORT_COLUMNS} FROM member_imports WHERE {' AND '.join(where)} "
-            f"ORDER BY created_at DESC, import_id DESC LIMIT ${len(args)}",
-            *args,
-        )
-        return [import_of(row) for row in rows]
-
     async def register_legacy_type(self, unit: str) -> None:
         """The identity type of the unit's legacy numbers, on its first import (an admin may
         change its description later; the import never overwrites it)."""
@@ -213,74 +106,6 @@ class ImportStore:
         )
         if inserted:
             self.types.invalidate()
-
-    # --- the file -----------------------------------------------------------------------------
-    def _part_context(self, import_id: str, seq: int) -> str:
-        return f"{import_name(import_id)}/parts/{seq}"
-
-    async def add_part(self, import_id: str, seq: int, content: bytes) -> None:
-        key = await self.data_key(import_id)
-        sealed = seal_bytes(key, content, self._part_context(import_id, seq))
-        await (await self._conn()).execute(
-            "INSERT INTO import_file_parts (import_id, seq, sealed) VALUES ($1, $2, $3)",
-            import_id,
-            seq,
-            sealed,
-        )
-
-    async def part(self, import_id: str, seq: int) -> bytes | None:
-        """Part `seq` of the file, opened (None past the last)."""
-        sealed = await (await self._conn()).fetchval(
-            "SELECT sealed FROM import_file_parts WHERE import_id = $1 AND seq = $2",
-            import_id,
-            seq,
-        )
-        if sealed is None:
-            return None
-        key = await self.data_key(import_id)
-        return unseal_bytes(key, sealed, self._part_context(import_id, seq))
-
-    async def drop_file(self, import_id: str) -> None:
-        await (await self._conn()).execute(
-            "DELETE FROM import_file_parts WHERE import_id = $1", import_id
-        )
-
-    # --- leases -------------------------------------------------------------------------------
-    async def claim(self, owner: str, seconds: float, now: datetime) -> MemberImport | None:
-        """Take the oldest running import no replica holds (or whose holder's lease ran out)."""
-        row = await (await self._conn()).fetchrow(
-            "UPDATE member_imports SET lease_owner = $1, "
-            "leased_until = clock_timestamp() + make_interval(secs => $2), "
-            "started_at = COALESCE(started_at, $3) "
-            "WHERE import_id = (SELECT import_id FROM member_imports WHERE state = 'running' "
-            "  AND (leased_until IS NULL OR leased_until < clock_timestamp()) "
-            "  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
-            f"RETURNING {IMPORT_COLUMNS}",
-            owner,
-            seconds,
-            now,
-        )
-        return import_of(row) if row is not None else None
-
-    async def renew(self, import_id: str, owner: str, seconds: float) -> bool:
-        return bool(
-            await (await self._conn()).fetchval(
-                "UPDATE member_imports SET leased_until = clock_timestamp() + "
-                "make_interval(secs => $3) WHERE import_id = $1 AND lease_owner = $2 "
-                "AND state = 'running' RETURNING true",
-                import_id,
-                owner,
-                seconds,
-            )
-        )
-
-    async def release(self, import_id: str, owner: str) -> None:
-        await (await self._conn()).execute(
-            "UPDATE member_imports SET lease_owner = '', leased_until = NULL "
-            "WHERE import_id = $1 AND lease_owner = $2",
-            import_id,
-            owner,
-        )
 
     # --- what a chunk reads -------------------------------------------------------------------
     def legacy_key(self, identity: ChannelIdentity) -> str:

@@ -45,32 +45,31 @@ which extends both.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
-from operator import itemgetter
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from loyalty_kit.resources import is_tag
 
 from loyalty_identity.domain import masking
+from loyalty_identity.domain.file_records import (
+    _CONTROL,
+    MAX_RECORD_BYTES,
+    RecordReader,
+    _masked_token,
+)
 from loyalty_identity.domain.identities import (
     MAX_VALUE_LENGTH,
     ChannelIdentity,
     IdentityKind,
     IdentityType,
     canonical_email,
-    is_phone_region,
-    phone_e164,
 )
 from loyalty_identity.domain.imports import (
     ImportFileError,
-    ImportFormat,
     ImportSpec,
     ParsedRow,
     RejectedRow,
@@ -79,16 +78,11 @@ from loyalty_identity.domain.imports import (
 )
 from loyalty_identity.domain.member import MAX_TAGS_PER_MEMBER, Gender
 
-MAX_RECORD_BYTES = 1 << 20  # a line (a CSV record) longer than this is rejected unread
 MAX_NAME_LENGTH = 128
 MAX_REGION_LENGTH = 64
 MAX_TIER_LENGTH = 64
 MAX_BALANCE = 2**63 - 1  # points are int64
 DEFAULT_TIME_ZONE = ZoneInfo("Asia/Shanghai")
-LEGACY_NUMBER = re.compile(r"[0-9A-Za-z_-]{1,64}")
-ENCODINGS = {"utf-8": "UTF-8", "gb18030": "GB18030"}  # codec name -> as told
-# Read as one of those: GB18030 decodes GBK and GB2312 files the same (it extends them).
-_READ_AS = {"utf-8-sig": "utf-8", "gbk": "gb18030", "gb2312": "gb18030"}
 
 # The mapping's fields, in the order the reader hands a row's values over (consents follow:
 # granted, changed_at for each).
@@ -128,9 +122,6 @@ _CONSENTS = len(FIELDS)
 # The token identities a row may carry, after its legacy number, phone and e-mail.
 TOKEN_TYPES = ((_UNIONID, "wechat_unionid"), (_OPENID, "wechat_openid"), (_CARD, "store_card"))
 
-_CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]"
-)
 _DAY = re.compile(r"(\d{4})([-/])(\d{1,2})\2(\d{1,2})|(\d{4})(\d{2})(\d{2})", re.ASCII)
 _BIRTHDAY_FORMAT = re.compile(
     r"(?:(\d{4})([-/])(\d{1,2})\2(\d{1,2})|(\d{4})(\d{2})(\d{2}))"
@@ -149,17 +140,13 @@ _CONSENT_ANSWERS = {
     **dict.fromkeys(("true", "yes", "y", "1", "是"), True),
     **dict.fromkeys(("false", "no", "n", "0", "否"), False),
 }
-_BOMS = (codecs.BOM_UTF8, b"\x84\x31\x95\x33")  # UTF-8, GB18030
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-_QUOTE = b'"'
-_ABSENT = object()  # the JSON key of a field not mapped: no object has it
-
-Record = tuple[bytes | None, int]  # a record's bytes (None: too long, not kept), where it ends
 
 
-class FileReader:
+class FileReader(RecordReader[ParsedRow]):
     """Reads one import file. `rows` may be called once; it raises `ImportFileError` when the
     file as a whole cannot be read (before any row, or at the end for a file with no rows)."""
+
+    spec: ImportSpec
 
     def __init__(
         self,
@@ -193,34 +180,9 @@ class FileReader:
         self._where: list[str] = []  # how a detail names each field's column
 
     # --- the file ---------------------------------------------------------------------------
-    def rows(self, parts: Iterable[bytes]) -> Iterator[ParsedRow | RejectedRow]:
-        """The file's rows in order, each parsed or rejected; `parts` are the file's bytes in
-        order. Raises `ImportFileError` as it is iterated."""
-        self._check_spec()
-        records = _records(parts, self.spec.format is ImportFormat.CSV)
-        if self.spec.format is ImportFormat.CSV:
-            yield from self._csv_rows(records)
-        else:
-            yield from self._json_rows(records)
-
     def _check_spec(self) -> None:
+        super()._check_spec()
         spec = self.spec
-        try:
-            codec = codecs.lookup(spec.encoding or "utf-8").name
-        except LookupError:
-            codec = ""
-        codec = _READ_AS.get(codec, codec)
-        if codec not in ENCODINGS or (codec != "utf-8" and spec.format is not ImportFormat.CSV):
-            raise ImportFileError(
-                "UNSUPPORTED_ENCODING",
-                f"encoding {spec.encoding[:40]!r} is not supported: UTF-8, or GB18030 for CSV",
-            )
-        self._codec = codec
-        if spec.mapping.phone and not is_phone_region(self._region):
-            raise ImportFileError(
-                "INVALID_REGION",
-                f"default region {spec.default_region[:8]!r} is not a phone region (e.g. CN)",
-            )
         if not spec.mapping.legacy_number:
             raise ImportFileError("MISSING_COLUMNS", "the mapping names no legacy number column")
         self._tokens = []
@@ -235,177 +197,25 @@ class FileReader:
                 )
             self._tokens.append((slot, code, re.compile(known.pattern)))
 
-    def _csv_rows(self, records: Iterator[Record]) -> Iterator[ParsedRow | RejectedRow]:
-        header = self._header(records)
-        width = len(header)
-        place = {name: index for index, name in reversed(list(enumerate(header)))}
-        missing = [c for c in self._columns if c and c not in place]
-        if missing:
-            raise ImportFileError(
-                "MISSING_COLUMNS", "the header has no column " + ", ".join(map(_quoted, missing))
+    def _json_row(self, number: int, text: str, item: dict[Any, Any]) -> ParsedRow | RejectedRow:
+        raw = [item.get(key, "") for key in self._keys]
+        values = _json_values(raw, self._separator)
+        if isinstance(values, int):
+            return RejectedRow(
+                number,
+                "INVALID_JSON",
+                f"{self._where[values]} holds neither a string nor a number",
             )
-        twice = [c for c in dict.fromkeys(self._columns) if c and header.count(c) > 1]
-        if twice:
-            raise ImportFileError(
-                "DUPLICATE_COLUMNS", "the header has twice " + ", ".join(map(_quoted, twice))
-            )
-        self._where = [f"column {_quoted(c)}" for c in self._columns]
-        # Index -1 is the empty value appended to every row: a field not mapped.
-        pick = itemgetter(*[place[c] if c else -1 for c in self._columns])
-        number = 0
-        any_row = False
-        for data, end in records:
-            number += 1
-            self.bytes_read = end
-            if data is None:
-                any_row = True
-                yield _too_long(number)
-                continue
-            try:
-                text = data.decode(self._codec).rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                any_row = True
-                yield self._undecodable(number, error)
-                continue
-            if not text:
-                continue
-            any_row = True
-            if '"' in text:
-                try:
-                    fields = next(csv.reader((text,)))
-                except csv.Error as error:
-                    yield RejectedRow(number, "INVALID_CSV", f"not a CSV row: {error}")
-                    continue
-            else:
-                fields = text.split(",")
-            if len(fields) != width:
-                yield RejectedRow(
-                    number,
-                    "WRONG_COLUMN_COUNT",
-                    f"{len(fields)} fields where the header has {width} (a comma not quoted?)",
-                )
-                continue
-            fields.append("")
-            yield self._row(number, pick(fields), _CONTROL.search(text) is None)
-        if not any_row:
-            raise ImportFileError("EMPTY_FILE", "the file has a header and no rows")
-
-    def _header(self, records: Iterator[Record]) -> list[str]:
-        for data, end in records:
-            self.bytes_read = end
-            if data is None:
-                raise ImportFileError(
-                    "LINE_TOO_LONG", f"the header row is longer than {MAX_RECORD_BYTES} bytes"
-                )
-            text = self._first_text(data).rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                return [name.strip() for name in next(csv.reader((text,)))]
-            except csv.Error as error:
-                raise ImportFileError("INVALID_CSV", f"the header is not CSV: {error}") from None
-        raise ImportFileError("EMPTY_FILE", "the file is empty")
-
-    def _first_text(self, data: bytes) -> str:
-        """The first record decoded, its byte order mark dropped, or the file refused."""
-        try:
-            return data.decode(self._codec).removeprefix("\ufeff")
-        except UnicodeDecodeError:
-            hint = " (it looks like UTF-16)" if data.startswith(_UTF16_BOMS) else ""
-            raise ImportFileError(
-                "INVALID_ENCODING",
-                f"the file does not begin as {ENCODINGS[self._codec]}{hint}: save it as UTF-8",
-            ) from None
-
-    def _undecodable(self, number: int, error: UnicodeDecodeError) -> RejectedRow:
-        return RejectedRow(
-            number,
-            "INVALID_ENCODING",
-            f"not {ENCODINGS[self._codec]} at byte {error.start} of the row",
-        )
-
-    def _json_rows(self, records: Iterator[Record]) -> Iterator[ParsedRow | RejectedRow]:
-        self._where = [f"key {_quoted(c)}" for c in self._columns]
-        keys = [c or _ABSENT for c in self._columns]
-        number = 0
-        any_line = False
-        for data, end in records:
-            number += 1
-            self.bytes_read = end
-            if data is None:
-                any_line = True
-                yield _too_long(number)
-                continue
-            if not any_line:
-                text = self._first_text(data)
-            else:
-                try:
-                    text = data.decode(self._codec)
-                except UnicodeDecodeError as error:
-                    yield self._undecodable(number, error)
-                    continue
-            if not text.strip():
-                continue
-            any_line = True
-            try:
-                item = json.loads(text)
-            except (ValueError, RecursionError):
-                yield RejectedRow(number, "INVALID_JSON", "not a JSON value")
-                continue
-            if not isinstance(item, dict):
-                yield RejectedRow(number, "INVALID_JSON", "not a JSON object")
-                continue
-            raw = [item.get(key, "") for key in keys]
-            values = _json_values(raw, self._separator)
-            if isinstance(values, int):
-                yield RejectedRow(
-                    number,
-                    "INVALID_JSON",
-                    f"{self._where[values]} holds neither a string nor a number",
-                )
-                continue
-            clean = "\\" not in text and _CONTROL.search(text) is None
-            yield self._row(number, values, clean)
-        if not any_line:
-            raise ImportFileError("EMPTY_FILE", "the file is empty")
+        clean = "\\" not in text and _CONTROL.search(text) is None
+        return self._row(number, values, clean)
 
     # --- a row --------------------------------------------------------------------------------
     def _row(self, number: int, v: Sequence[str], clean: bool) -> ParsedRow | RejectedRow:
         """A row's values (in `FIELDS` order, then the consents'), normalised and checked.
         `clean`: the whole record was seen to hold no control character."""
-        if not clean:
-            for slot, value in enumerate(v):
-                hidden = _CONTROL.search(value.strip(" \t\r\n")) if value else None
-                if hidden:
-                    return self._reject(
-                        number,
-                        "CONTROL_CHARACTERS",
-                        slot,
-                        f"a control character (U+{ord(hidden.group()):04X})",
-                    )
-        legacy = v[_LEGACY].strip()
-        if not legacy:
-            return self._reject(number, "MISSING_LEGACY_NUMBER", _LEGACY, "empty")
-        if not LEGACY_NUMBER.fullmatch(legacy):
-            return self._reject(
-                number,
-                "INVALID_LEGACY_NUMBER",
-                _LEGACY,
-                f"{_masked_token(legacy)} is not 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
-            )
-        identities = [ChannelIdentity(self._legacy_type, legacy)]
-        value = v[_PHONE].strip()
-        if value:
-            phone = phone_e164(value, self._region) if len(value) <= MAX_VALUE_LENGTH else None
-            if phone is None:
-                return self._reject(
-                    number,
-                    "INVALID_PHONE",
-                    _PHONE,
-                    f"{masking.mask_phone(value[:32])} is not a valid phone number "
-                    f"(read in region {self._region} without a country code)",
-                )
-            identities.append(ChannelIdentity("phone", phone))
+        identities = self._member_of(number, v, clean, legacy_required=True)
+        if isinstance(identities, RejectedRow):
+            return identities
         value = v[_EMAIL].strip()
         if value:
             email = canonical_email(value) if len(value) <= MAX_VALUE_LENGTH else None
@@ -556,96 +366,6 @@ class FileReader:
 _NOT_A_TIME = "not a date (YYYY-MM-DD, YYYY/MM/DD, YYYYMMDD) or an ISO 8601 time"
 
 
-def _records(parts: Iterable[bytes], csv_quoting: bool) -> Iterator[Record]:
-    """The file's records with the offset just past each: a line, or with `csv_quoting` the
-    lines of a record whose quoted field spans them. A record over `MAX_RECORD_BYTES` comes as
-    None, read past to the next newline and never held."""
-    held = bytearray()  # the record under way: its complete lines, then a partial line
-    line_at = 0  # where the partial line begins in `held`
-    in_quotes = False  # the complete lines held end inside a quoted field
-    skipping = False  # reading past a record too long
-    first_line = True  # a byte order mark may come before its first field
-    offset = 0  # of the part in the file
-    for part in parts:
-        size = len(part)
-        at = 0
-        while at < size:
-            newline = part.find(b"\n", at)
-            end = size if newline < 0 else newline + 1
-            if skipping:
-                if newline >= 0:
-                    skipping = False
-                    yield None, offset + end
-            elif len(held) + end - at > MAX_RECORD_BYTES:
-                first_line = False
-                held = bytearray()
-                line_at = 0
-                in_quotes = False
-                if newline < 0:
-                    skipping = True
-                else:
-                    yield None, offset + end
-            elif newline < 0:
-                held += memoryview(part)[at:]
-            else:
-                if held:
-                    held += memoryview(part)[at:end]
-                    line: bytes | bytearray = held[line_at:]
-                else:
-                    line = part[at:end]
-                if csv_quoting and (in_quotes or _QUOTE in line):
-                    start = _bom_length(line) if first_line else 0
-                    in_quotes = _ends_in_quotes(line, in_quotes, start)
-                first_line = False
-                if in_quotes:
-                    if not held:
-                        held += line
-                    line_at = len(held)
-                else:
-                    yield bytes(held or line), offset + end  # (bytes(b) is b)
-                    if held:
-                        held = bytearray()
-                        line_at = 0
-            at = end
-        offset += size
-    if skipping:
-        yield None, offset
-    elif held:
-        yield bytes(held), offset
-
-
-def _bom_length(line: bytes | bytearray) -> int:
-    for bom in _BOMS:
-        if line.startswith(bom):
-            return len(bom)
-    return 0
-
-
-def _ends_in_quotes(line: bytes | bytearray, in_quotes: bool, field_start: int = 0) -> bool:
-    """Whether a CSV line ends inside a quoted field, so that its record goes on. Read as the
-    `csv` module reads: a quote opens a quoted field only as the field's first character;
-    inside one, two quotes are a quote and one closes it."""
-    at = 0
-    if in_quotes:
-        field_start = -1
-    while True:
-        quote = line.find(_QUOTE, at)
-        if quote < 0:
-            return in_quotes
-        if in_quotes:
-            if line[quote + 1 : quote + 2] == _QUOTE:
-                at = quote + 2
-                continue
-            in_quotes = False
-            field_start = -1
-        else:
-            comma = line.rfind(b",", at, quote)
-            if comma >= 0:
-                field_start = comma + 1
-            in_quotes = quote == field_start
-        at = quote + 1
-
-
 def _json_values(raw: list[object], separator: str) -> list[str] | int:
     """A JSON object's mapped values as text, or the index of the first that is not a string,
     a number or null (an array of strings is taken for the tags)."""
@@ -729,21 +449,6 @@ def _negative(value: str) -> bool:
         return Decimal(value) < 0
     except InvalidOperation:
         return False
-
-
-def _too_long(number: int) -> RejectedRow:
-    return RejectedRow(
-        number, "LINE_TOO_LONG", f"the row is longer than {MAX_RECORD_BYTES} bytes; not read"
-    )
-
-
-def _masked_token(value: str) -> str:
-    # A colon would keep what precedes it visible (mask_token shows a scope).
-    return masking.mask_token(value[-16:].replace(":", "*"))
-
-
-def _quoted(column: str) -> str:
-    return '"' + (column if len(column) <= 64 else column[:64] + "…") + '"'
 
 
 def _consent_field(slot: int) -> str:

@@ -134,6 +134,9 @@ class ParsedRow:
     tier_code: str = ""  # the ladder tier it maps to ("" when unmapped or none)
     # Codes of what was not carried over although the row is imported, e.g. "UNMAPPED_TIER".
     notes: tuple[str, ...] = ()
+    # The identities' blind indexes, in order, when a worker process made them with the row
+    # (opaque here; not part of what the row is).
+    indexes: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def legacy(self) -> ChannelIdentity:

@@ -1,19 +1,11 @@
-"""An import of a unit's legacy members as a long-running operation, and its merge candidates
-(pure: no I/O).
-
-An import is RUNNING from the moment its file is stored until every row is read (SUCCEEDED), an
-error stops it (FAILED: the file cannot be read, or most of it is refused) or an operator
-cancels it (CANCELLED). Its rows are processed in chunks; each committed chunk moves the
-checkpoint (the number of its last row) and the counters, so whichever replica carries on after
-a crash starts after the checkpoint: no row twice, none lost. What was imported stays whatever
-the end.
-"""
+"""An import of a unit's legacy members as a long-running operation (`import_operation.py`:
+states, chunks, checkpoint, lease, cancel, the mostly-bad stop, over a member import's
+counters), and its merge candidates (pure: no I/O)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,23 +20,16 @@ from loyalty_kit.errors import (
 )
 
 from loyalty_identity.domain.identities import ChannelIdentity
-from loyalty_identity.domain.import_spec import DEFAULT_MAX_REJECTED_PERCENT
+from loyalty_identity.domain.import_operation import ImportOperation
+from loyalty_identity.domain.import_operation import ImportState as ImportState
 from loyalty_identity.domain.imports import (
     ImportSpec,
     ParsedRow,
     RowOutcome,
 )
 
-FIRST_CHUNK_ROWS = 1_000  # a mostly bad file is judged on its first 1,000 rows
 IMPORTS = "memberImports/"
 CANDIDATES = "mergeCandidates/"
-
-
-class ImportState(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 class CandidateState(StrEnum):
@@ -59,10 +44,6 @@ def import_name(import_id: str) -> str:
 
 def candidate_name(candidate_id: str) -> str:
     return f"{CANDIDATES}{candidate_id}"
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 @dataclass
@@ -114,152 +95,23 @@ class Counts:
         return {outcome: getattr(self, name) for outcome, name in self._FIELDS.items()}
 
 
-@dataclass(frozen=True)
-class Failure:
-    """Why an import stopped (a reason code, the reason in words, and figures: no personal
-    data)."""
+class ImportEnded(FailedPrecondition):
+    reason = "MEMBER_IMPORT_ENDED"
 
-    reason: str
-    message: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Progress:
-    percent: float
-    rows_per_second: float
-    eta_seconds: int
+    def __init__(self, import_id: str, state: ImportState) -> None:
+        super().__init__(
+            f"member import {import_id} has ended ({state.value})",
+            metadata={"member_import": import_id, "state": state.value},
+        )
 
 
 @dataclass
-class MemberImport:
-    import_id: str
-    spec: ImportSpec
-    created_by: str  # the API client that created it
-    request_id: str
-    created_at: datetime
-    updated_at: datetime
-    fingerprint: str = ""  # of the request that created it: a retry must ask the same
-    file_bytes: int = 0
-    file_sha256: str = ""
-    file_kept: bool = True  # the file is stored (until the import ends, unless spec.keep_file)
-    state: ImportState = ImportState.RUNNING
+class MemberImport(ImportOperation[ImportSpec, Counts]):
+    """A member import (`import_operation.ImportOperation` over a member import's counts)."""
+
+    collection: ClassVar[str] = IMPORTS
+    ended_error: ClassVar[type[FailedPrecondition]] = ImportEnded
     counts: Counts = field(default_factory=Counts)
-    checkpoint: int = 0  # the number of the last row of the last committed chunk
-    bytes_read: int = 0
-    failure: Failure | None = None
-    cancel_requested: bool = False
-    started_at: datetime | None = None  # when a replica first took it
-    ended_at: datetime | None = None
-    lease_owner: str = ""
-    leased_until: datetime | None = None
-
-    @property
-    def name(self) -> str:
-        return import_name(self.import_id)
-
-    @property
-    def unit(self) -> str:
-        return self.spec.unit
-
-    @property
-    def running(self) -> bool:
-        return self.state is ImportState.RUNNING
-
-    # --- progress -----------------------------------------------------------------------------
-    def progress(self, now: datetime) -> Progress:
-        """Percent of the file read, rows a second over its running time, and the seconds left
-        at the rate the file is being read (0 once ended or while unknown)."""
-        if self.state is ImportState.SUCCEEDED:
-            percent = 100.0
-        elif self.file_bytes:
-            percent = min(100.0, round(self.bytes_read * 100 / self.file_bytes, 2))
-        else:
-            percent = 0.0
-        started = self.started_at
-        until = self.ended_at or now
-        seconds = (until - started).total_seconds() if started else 0.0
-        rate = self.counts.rows_read / seconds if seconds > 0 else 0.0
-        eta = 0
-        if self.running and seconds > 0 and self.bytes_read > 0:
-            per_byte = seconds / self.bytes_read
-            eta = max(0, round((self.file_bytes - self.bytes_read) * per_byte))
-        return Progress(percent, round(rate, 1), eta)
-
-    # --- the chunks ---------------------------------------------------------------------------
-    def first_chunk_rows(self, chunk_rows: int) -> int:
-        """How many rows the next chunk takes: the first at most 1,000, so a mostly bad file
-        is judged before anything of it is written."""
-        return min(chunk_rows, FIRST_CHUNK_ROWS) if self.counts.rows_read == 0 else chunk_rows
-
-    def mostly_rejected(self) -> Failure | None:
-        """Whether the rows read are mostly refused: more than the spec's percentage (checked
-        after every chunk, the first being the first 1,000 rows)."""
-        total = self.counts
-        limit = self.spec.max_rejected_percent or DEFAULT_MAX_REJECTED_PERCENT
-        if total.rows_read == 0 or total.rejected * 100 <= limit * total.rows_read:
-            return None
-        return Failure(
-            "MOSTLY_REJECTED",
-            f"{total.rejected} of the first {total.rows_read} rows were refused (more than "
-            f"{limit}%): the import stopped; the report says why each was refused",
-            {
-                "rows_read": str(total.rows_read),
-                "rejected": str(total.rejected),
-                "max_rejected_percent": str(limit),
-            },
-        )
-
-    def advance(self, chunk: Counts, last_row: int, bytes_read: int, now: datetime) -> None:
-        """A chunk committed: its rows counted, the checkpoint moved to its last row."""
-        self.ensure_running()
-        self.counts = self.counts.plus(chunk)
-        self.checkpoint = max(self.checkpoint, last_row)
-        self.bytes_read = max(self.bytes_read, bytes_read)
-        self.updated_at = now
-
-    def read_to(self, bytes_read: int, now: datetime) -> None:
-        """Rows up to the checkpoint read again after a takeover: only the bytes move."""
-        self.bytes_read = max(self.bytes_read, bytes_read)
-        self.updated_at = now
-
-    # --- the end ------------------------------------------------------------------------------
-    def ensure_running(self) -> None:
-        if not self.running:
-            raise ImportEnded(self.import_id, self.state)
-
-    def succeed(self, bytes_read: int, now: datetime) -> None:
-        self.ensure_running()
-        self.bytes_read = max(self.bytes_read, bytes_read)
-        self._end(ImportState.SUCCEEDED, now)
-
-    def fail(self, failure: Failure, now: datetime) -> None:
-        self.ensure_running()
-        self.failure = failure
-        self._end(ImportState.FAILED, now)
-
-    def request_cancel(self, now: datetime, *, taken: bool) -> None:
-        """An operator cancels: at once when no replica is processing it (`taken` False),
-        else the replica stops after its chunk. Cancelling a cancelled import changes
-        nothing; one that ended otherwise cannot be."""
-        if self.state is ImportState.CANCELLED:
-            return
-        self.ensure_running()
-        self.cancel_requested = True
-        self.updated_at = now
-        if not taken:
-            self.cancel(now)
-
-    def cancel(self, now: datetime) -> None:
-        self.ensure_running()
-        self._end(ImportState.CANCELLED, now)
-
-    def _end(self, state: ImportState, now: datetime) -> None:
-        self.state = state
-        self.ended_at = self.updated_at = now
-        self.lease_owner, self.leased_until = "", None
-        if not self.spec.keep_file:
-            self.file_kept = False
 
 
 @dataclass(frozen=True)
@@ -373,16 +225,6 @@ class ImportNotFound(NotFound):
     def __init__(self, import_id: str) -> None:
         super().__init__(
             f"member import {import_id} was not found", metadata={"member_import": import_id}
-        )
-
-
-class ImportEnded(FailedPrecondition):
-    reason = "MEMBER_IMPORT_ENDED"
-
-    def __init__(self, import_id: str, state: ImportState) -> None:
-        super().__init__(
-            f"member import {import_id} has ended ({state.value})",
-            metadata={"member_import": import_id, "state": state.value},
         )
 
 

@@ -27,49 +27,30 @@ show a personal value unmasked.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
-from operator import itemgetter
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from loyalty_kit.errors import InvalidArgument
 from loyalty_kit.kernel.money import fraction_digits, minor_units, parse_currency
 
-from loyalty_identity.domain import masking
-from loyalty_identity.domain.identities import (
-    MAX_VALUE_LENGTH,
-    ChannelIdentity,
-    is_phone_region,
-    phone_e164,
-)
+from loyalty_identity.domain.file_records import RecordReader, _masked_token
 from loyalty_identity.domain.import_file import (
-    _CONTROL,
-    _READ_AS,
     _UNREAD,
     DEFAULT_TIME_ZONE,
-    ENCODINGS,
-    LEGACY_NUMBER,
-    Record,
     _cached,
     _instant,
-    _masked_token,
-    _quoted,
-    _records,
-    _too_long,
 )
-from loyalty_identity.domain.imports import ImportFileError, ImportFormat, RejectedRow, legacy_type
+from loyalty_identity.domain.imports import ImportFileError, RejectedRow, legacy_type
 from loyalty_identity.domain.order_import import ORDER_ID, OrderImportSpec, ParsedOrder
 
 FIELDS = ("legacy_number", "phone", "order_id", "amount", "currency", "occurred_at")
 _LEGACY, _PHONE, _ORDER, _AMOUNT, _CURRENCY, _AT = range(len(FIELDS))
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # an order before this is taken for a wrong date
 _PLAIN_AMOUNT = re.compile(r"\d{1,15}(?:\.\d{1,6})?", re.ASCII)
-_ABSENT = object()
 
 OrderRow = ParsedOrder | RejectedRow
 
@@ -83,9 +64,12 @@ def known_currency(code: str) -> bool:
     return True
 
 
-class OrderFileReader:
+class OrderFileReader(RecordReader[ParsedOrder]):
     """Reads one order file. `rows` may be called once; it raises `ImportFileError` when the
     file as a whole cannot be read."""
+
+    not_json = "not a JSON object"
+    spec: OrderImportSpec
 
     def __init__(
         self, spec: OrderImportSpec, *, now: datetime, time_zone: ZoneInfo | None = None
@@ -102,205 +86,35 @@ class OrderFileReader:
         self._where: list[str] = []
 
     # --- the file ---------------------------------------------------------------------------
-    def rows(self, parts: Iterable[bytes]) -> Iterator[OrderRow]:
-        self._check_spec()
-        records = _records(parts, self.spec.format is ImportFormat.CSV)
-        if self.spec.format is ImportFormat.CSV:
-            yield from self._csv_rows(records)
-        else:
-            yield from self._json_rows(records)
-
     def _check_spec(self) -> None:
+        super()._check_spec()
         spec = self.spec
-        try:
-            codec = codecs.lookup(spec.encoding or "utf-8").name
-        except LookupError:
-            codec = ""
-        codec = _READ_AS.get(codec, codec)
-        if codec not in ENCODINGS or (codec != "utf-8" and spec.format is not ImportFormat.CSV):
-            raise ImportFileError(
-                "UNSUPPORTED_ENCODING",
-                f"encoding {spec.encoding[:40]!r} is not supported: UTF-8, or GB18030 for CSV",
-            )
-        self._codec = codec
-        if spec.mapping.phone and not is_phone_region(self._region):
-            raise ImportFileError(
-                "INVALID_REGION",
-                f"default region {spec.default_region[:8]!r} is not a phone region (e.g. CN)",
-            )
         if not spec.mapping.legacy_number and not spec.mapping.phone:
             raise ImportFileError("MISSING_COLUMNS", "the mapping names no legacy number or phone")
         if self._minor(spec.currency) is None:
             raise ImportFileError("INVALID_CURRENCY", f"{spec.currency[:8]!r} is not ISO 4217")
 
-    def _csv_rows(self, records: Iterator[Record]) -> Iterator[OrderRow]:
-        header = self._header(records)
-        width = len(header)
-        place = {name: index for index, name in reversed(list(enumerate(header)))}
-        missing = [c for c in self._columns if c and c not in place]
-        if missing:
-            raise ImportFileError(
-                "MISSING_COLUMNS", "the header has no column " + ", ".join(map(_quoted, missing))
-            )
-        twice = [c for c in dict.fromkeys(self._columns) if c and header.count(c) > 1]
-        if twice:
-            raise ImportFileError(
-                "DUPLICATE_COLUMNS", "the header has twice " + ", ".join(map(_quoted, twice))
-            )
-        self._where = [f"column {_quoted(c)}" for c in self._columns]
-        pick = itemgetter(*[place[c] if c else -1 for c in self._columns])
-        number = 0
-        any_row = False
-        for data, end in records:
-            number += 1
-            self.bytes_read = end
-            if data is None:
-                any_row = True
-                yield _too_long(number)
-                continue
-            try:
-                text = data.decode(self._codec).rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                any_row = True
-                yield self._undecodable(number, error)
-                continue
-            if not text:
-                continue
-            any_row = True
-            if '"' in text:
-                try:
-                    fields = next(csv.reader((text,)))
-                except csv.Error as error:
-                    yield RejectedRow(number, "INVALID_CSV", f"not a CSV row: {error}")
-                    continue
+    def _json_row(self, number: int, text: str, item: dict[Any, Any]) -> OrderRow:
+        values: list[str] = []
+        for slot, key in enumerate(self._keys):
+            value = item.get(key) if isinstance(key, str) else None
+            if value is None:
+                values.append("")
+            elif isinstance(value, str):
+                values.append(value)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                values.append(str(value))
             else:
-                fields = text.split(",")
-            if len(fields) != width:
-                yield RejectedRow(
-                    number,
-                    "WRONG_COLUMN_COUNT",
-                    f"{len(fields)} fields where the header has {width} (a comma not quoted?)",
-                )
-                continue
-            fields.append("")
-            yield self._row(number, pick(fields), _CONTROL.search(text) is None)
-        if not any_row:
-            raise ImportFileError("EMPTY_FILE", "the file has a header and no rows")
-
-    def _header(self, records: Iterator[Record]) -> list[str]:
-        for data, end in records:
-            self.bytes_read = end
-            if data is None:
-                raise ImportFileError("LINE_TOO_LONG", "the header row is longer than 1 MiB")
-            text = self._first_text(data).rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                return [name.strip() for name in next(csv.reader((text,)))]
-            except csv.Error as error:
-                raise ImportFileError("INVALID_CSV", f"the header is not CSV: {error}") from None
-        raise ImportFileError("EMPTY_FILE", "the file is empty")
-
-    def _first_text(self, data: bytes) -> str:
-        try:
-            return data.decode(self._codec).removeprefix("\ufeff")
-        except UnicodeDecodeError:
-            raise ImportFileError(
-                "INVALID_ENCODING",
-                f"the file does not begin as {ENCODINGS[self._codec]}: save it as UTF-8",
-            ) from None
-
-    def _undecodable(self, number: int, error: UnicodeDecodeError) -> RejectedRow:
-        return RejectedRow(
-            number,
-            "INVALID_ENCODING",
-            f"not {ENCODINGS[self._codec]} at byte {error.start} of the row",
-        )
-
-    def _json_rows(self, records: Iterator[Record]) -> Iterator[OrderRow]:
-        self._where = [f"key {_quoted(c)}" for c in self._columns]
-        keys = [c or _ABSENT for c in self._columns]
-        number = 0
-        any_line = False
-        for data, end in records:
-            number += 1
-            self.bytes_read = end
-            if data is None:
-                any_line = True
-                yield _too_long(number)
-                continue
-            try:
-                text = self._first_text(data) if not any_line else data.decode(self._codec)
-            except UnicodeDecodeError as error:
-                any_line = True
-                yield self._undecodable(number, error)
-                continue
-            if not text.strip():
-                continue
-            any_line = True
-            try:
-                item = json.loads(text)
-            except (json.JSONDecodeError, RecursionError):
-                yield RejectedRow(number, "INVALID_JSON", "not a JSON object")
-                continue
-            if not isinstance(item, dict):
-                yield RejectedRow(number, "INVALID_JSON", "not a JSON object")
-                continue
-            values: list[str] = []
-            for slot, key in enumerate(keys):
-                value = item.get(key) if isinstance(key, str) else None
-                if value is None:
-                    values.append("")
-                elif isinstance(value, str):
-                    values.append(value)
-                elif isinstance(value, int | float) and not isinstance(value, bool):
-                    values.append(str(value))
-                else:
-                    values = []
-                    yield self._reject(number, "INVALID_VALUE", slot, "not a string or a number")
-                    break
-            if values:
-                yield self._row(number, values, False)
-        if not any_line:
-            raise ImportFileError("EMPTY_FILE", "the file is empty")
+                return self._reject(number, "INVALID_VALUE", slot, "not a string or a number")
+        return self._row(number, values, False)
 
     # --- a row ------------------------------------------------------------------------------
     def _row(self, number: int, v: Sequence[str], clean: bool) -> OrderRow:
         """A row's values (in `FIELDS` order), checked. `clean`: the record holds no control
         character."""
-        if not clean:
-            for slot, value in enumerate(v):
-                hidden = _CONTROL.search(value.strip(" \t\r\n")) if value else None
-                if hidden:
-                    return self._reject(
-                        number,
-                        "CONTROL_CHARACTERS",
-                        slot,
-                        f"a control character (U+{ord(hidden.group()):04X})",
-                    )
-        identities: list[ChannelIdentity] = []
-        legacy = v[_LEGACY].strip()
-        if legacy:
-            if not LEGACY_NUMBER.fullmatch(legacy):
-                return self._reject(
-                    number,
-                    "INVALID_LEGACY_NUMBER",
-                    _LEGACY,
-                    f"{_masked_token(legacy)} is not 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
-                )
-            identities.append(ChannelIdentity(self._legacy_type, legacy))
-        value = v[_PHONE].strip()
-        if value:
-            phone = phone_e164(value, self._region) if len(value) <= MAX_VALUE_LENGTH else None
-            if phone is None:
-                return self._reject(
-                    number,
-                    "INVALID_PHONE",
-                    _PHONE,
-                    f"{masking.mask_phone(value[:32])} is not a valid phone number "
-                    f"(read in region {self._region} without a country code)",
-                )
-            identities.append(ChannelIdentity("phone", phone))
+        identities = self._member_of(number, v, clean, legacy_required=False)
+        if isinstance(identities, RejectedRow):
+            return identities
         if not identities:
             slot = _LEGACY if self._columns[_LEGACY] else _PHONE
             return self._reject(number, "MISSING_MEMBER", slot, "no legacy number or phone")

@@ -9,7 +9,7 @@ one) or REJECTED (the row cannot be read; a reason each). The imported orders go
 `LegacyOrdersImported`, one event per chunk: tiers (and analytics) count them as activity.
 
 An order import runs as a member import does (states, chunks, checkpoint, lease, cancel, the
-mostly-bad stop; `member_import.py`), over its own counters.
+mostly-bad stop; `import_operation.py`), over its own counters.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import ClassVar
 
 from loyalty_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from loyalty_kit.kernel.money import Amount
 
 from loyalty_identity.domain.identities import ChannelIdentity, is_phone_region
+from loyalty_identity.domain.import_operation import ImportOperation, ImportState
 from loyalty_identity.domain.import_spec import (
     DEFAULT_MAX_REJECTED_PERCENT,
     ENCODINGS,
@@ -32,12 +34,6 @@ from loyalty_identity.domain.import_spec import (
 )
 from loyalty_identity.domain.imports import ImportFormat
 from loyalty_identity.domain.member import validate_unit
-from loyalty_identity.domain.member_import import (
-    FIRST_CHUNK_ROWS,
-    Failure,
-    ImportState,
-    Progress,
-)
 
 ORDER_IMPORTS = "orderImports/"
 ORDER_ID = re.compile(r"[0-9A-Za-z_.:-]{1,64}")
@@ -142,6 +138,9 @@ class ParsedOrder:
     amount: Decimal
     currency: str
     occurred_at: datetime
+    # The identities' blind indexes, in order, when a worker process made them with the row
+    # (opaque here; not part of what the row is).
+    indexes: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -193,123 +192,6 @@ _COUNTED = {
 }
 
 
-@dataclass
-class OrderImport:
-    """The operation (as `member_import.MemberImport`, with an order import's counters)."""
-
-    import_id: str
-    spec: OrderImportSpec
-    created_by: str
-    request_id: str
-    created_at: datetime
-    updated_at: datetime
-    fingerprint: str = ""
-    file_bytes: int = 0
-    file_sha256: str = ""
-    file_kept: bool = True
-    state: ImportState = ImportState.RUNNING
-    counts: OrderCounts = field(default_factory=OrderCounts)
-    checkpoint: int = 0
-    bytes_read: int = 0
-    failure: Failure | None = None
-    cancel_requested: bool = False
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    lease_owner: str = ""
-    leased_until: datetime | None = None
-
-    @property
-    def name(self) -> str:
-        return order_import_name(self.import_id)
-
-    @property
-    def unit(self) -> str:
-        return self.spec.unit
-
-    @property
-    def running(self) -> bool:
-        return self.state is ImportState.RUNNING
-
-    def progress(self, now: datetime) -> Progress:
-        """Percent of the file read, rows a second over its running time, seconds left."""
-        if self.state is ImportState.SUCCEEDED:
-            percent = 100.0
-        elif self.file_bytes:
-            percent = min(100.0, round(self.bytes_read * 100 / self.file_bytes, 2))
-        else:
-            percent = 0.0
-        seconds = (
-            ((self.ended_at or now) - self.started_at).total_seconds() if self.started_at else 0
-        )
-        rate = self.counts.rows_read / seconds if seconds > 0 else 0.0
-        eta = 0
-        if self.running and seconds > 0 and self.bytes_read > 0:
-            eta = max(0, round((self.file_bytes - self.bytes_read) * seconds / self.bytes_read))
-        return Progress(percent, round(rate, 1), eta)
-
-    def first_chunk_rows(self, chunk_rows: int) -> int:
-        """The first chunk takes at most 1,000 rows: a mostly bad file is judged on them."""
-        return min(chunk_rows, FIRST_CHUNK_ROWS) if self.counts.rows_read == 0 else chunk_rows
-
-    def mostly_rejected(self) -> Failure | None:
-        total = self.counts
-        limit = self.spec.max_rejected_percent or DEFAULT_MAX_REJECTED_PERCENT
-        if total.rows_read == 0 or total.rejected * 100 <= limit * total.rows_read:
-            return None
-        return Failure(
-            "MOSTLY_REJECTED",
-            f"{total.rejected} of the first {total.rows_read} rows were refused (more than "
-            f"{limit}%): the import stopped; the report says why each was refused",
-            {
-                "rows_read": str(total.rows_read),
-                "rejected": str(total.rejected),
-                "max_rejected_percent": str(limit),
-            },
-        )
-
-    def advance(self, chunk: OrderCounts, last_row: int, bytes_read: int, now: datetime) -> None:
-        self.ensure_running()
-        self.counts = self.counts.plus(chunk)
-        self.checkpoint = max(self.checkpoint, last_row)
-        self.bytes_read = max(self.bytes_read, bytes_read)
-        self.updated_at = now
-
-    def ensure_running(self) -> None:
-        if not self.running:
-            raise OrderImportEnded(self.import_id, self.state)
-
-    def succeed(self, bytes_read: int, now: datetime) -> None:
-        self.ensure_running()
-        self.bytes_read = max(self.bytes_read, bytes_read)
-        self._end(ImportState.SUCCEEDED, now)
-
-    def fail(self, failure: Failure, now: datetime) -> None:
-        self.ensure_running()
-        self.failure = failure
-        self._end(ImportState.FAILED, now)
-
-    def request_cancel(self, now: datetime, *, taken: bool) -> None:
-        """At once when no replica holds it (`taken` False), else after the chunk under way."""
-        if self.state is ImportState.CANCELLED:
-            return
-        self.ensure_running()
-        self.cancel_requested = True
-        self.updated_at = now
-        if not taken:
-            self.cancel(now)
-
-    def cancel(self, now: datetime) -> None:
-        self.ensure_running()
-        self._end(ImportState.CANCELLED, now)
-
-    def _end(self, state: ImportState, now: datetime) -> None:
-        self.state = state
-        self.ended_at = self.updated_at = now
-        self.lease_owner, self.leased_until = "", None
-        if not self.spec.keep_file:
-            self.file_kept = False
-
-
 # --- errors -------------------------------------------------------------------------------------
 class OrderImportNotFound(NotFound):
     reason = "ORDER_IMPORT_NOT_FOUND"
@@ -328,3 +210,12 @@ class OrderImportEnded(FailedPrecondition):
             f"order import {import_id} has ended ({state.value})",
             metadata={"order_import": import_id, "state": state.value},
         )
+
+
+@dataclass
+class OrderImport(ImportOperation[OrderImportSpec, OrderCounts]):
+    """An order import (`import_operation.ImportOperation` over an order import's counts)."""
+
+    collection: ClassVar[str] = ORDER_IMPORTS
+    ended_error: ClassVar[type[FailedPrecondition]] = OrderImportEnded
+    counts: OrderCounts = field(default_factory=OrderCounts)

@@ -15,6 +15,7 @@ from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.status import error_domain
 from loyalty_kit.timestamps import timestamp
 
+from loyalty_identity.domain.import_operation import Failure, ImportOperation, ImportState
 from loyalty_identity.domain.imports import (
     AutoMerge,
     ColumnMapping,
@@ -27,8 +28,6 @@ from loyalty_identity.domain.member_import import (
     CANDIDATES,
     IMPORTS,
     CandidateState,
-    Failure,
-    ImportState,
     MemberImport,
     MergeCandidate,
     ReportRow,
@@ -212,38 +211,48 @@ def failure_status(failure: Failure) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=failure.message, details=[packed])
 
 
-def import_message(job: MemberImport, now: datetime) -> pb.MemberImport:
-    counts, progress = job.counts, job.progress(now)
-    message = pb.MemberImport(
-        name=import_name(job.import_id),
-        spec=spec_message(job.spec),
-        state=_STATES[job.state],
-        progress=pb.MemberImportProgress(
-            bytes_read=job.bytes_read,
-            rows_read=counts.rows_read,
-            created=counts.created,
-            linked=counts.linked,
-            unchanged=counts.unchanged,
-            candidates=counts.candidates,
-            merged=counts.merged,
-            rejected=counts.rejected,
-            percent=progress.percent,
-            rows_per_second=progress.rows_per_second,
-            eta_seconds=progress.eta_seconds,
-            legacy_points=counts.legacy_points,
-        ),
-        create_time=timestamp(job.created_at),
-        update_time=timestamp(job.updated_at),
-        file_bytes=job.file_bytes,
-        file_sha256=job.file_sha256,
-        file_kept=job.file_kept,
-        created_by=job.created_by,
-    )
+def operation_fields(job: ImportOperation[Any, Any], now: datetime) -> dict[str, Any]:
+    """An import's message fields that every kind has: its name, state, times and file, and
+    its progress's (as keyword arguments, the progress's under "progress")."""
+    progress = job.progress(now)
+    fields: dict[str, Any] = {
+        "name": job.name,
+        "state": _STATES[job.state],
+        "create_time": timestamp(job.created_at),
+        "update_time": timestamp(job.updated_at),
+        "file_bytes": job.file_bytes,
+        "file_sha256": job.file_sha256,
+        "file_kept": job.file_kept,
+        "created_by": job.created_by,
+        "progress": {
+            "bytes_read": job.bytes_read,
+            "rows_read": job.counts.rows_read,
+            "rejected": job.counts.rejected,
+            "percent": progress.percent,
+            "rows_per_second": progress.rows_per_second,
+            "eta_seconds": progress.eta_seconds,
+        },
+    }
     if job.failure is not None:
-        message.error.CopyFrom(failure_status(job.failure))
+        fields["error"] = failure_status(job.failure)
     if job.ended_at is not None:
-        message.end_time.CopyFrom(timestamp(job.ended_at))
-    return message
+        fields["end_time"] = timestamp(job.ended_at)
+    return fields
+
+
+def import_message(job: MemberImport, now: datetime) -> pb.MemberImport:
+    fields = operation_fields(job, now)
+    counts = job.counts
+    progress = pb.MemberImportProgress(
+        **fields.pop("progress"),
+        created=counts.created,
+        linked=counts.linked,
+        unchanged=counts.unchanged,
+        candidates=counts.candidates,
+        merged=counts.merged,
+        legacy_points=counts.legacy_points,
+    )
+    return pb.MemberImport(**fields, spec=spec_message(job.spec), progress=progress)
 
 
 def row_message(row: ReportRow) -> pb.MemberImportRow:

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from loyalty.identity.v1 import order_import_pb2 as pb
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.timestamps import timestamp
 
 from loyalty_identity.domain.order_import import (
     DEFAULT_CURRENCY,
@@ -18,10 +17,14 @@ from loyalty_identity.domain.order_import import (
     OrderImportSpec,
     OrderOutcome,
     OrderRow,
-    order_import_name,
 )
 from loyalty_identity.entrypoints import import_convert
-from loyalty_identity.entrypoints.import_convert import _ENCODINGS, _FORMATS, _STATES, _chosen
+from loyalty_identity.entrypoints.import_convert import (
+    _ENCODINGS,
+    _FORMATS,
+    _chosen,
+    operation_fields,
+)
 
 _MODES = {
     pb.ORDER_IMPORT_MODE_UNSPECIFIED: OrderImportMode.ACTIVITY_ONLY,
@@ -89,34 +92,15 @@ def spec_message(spec: OrderImportSpec) -> pb.OrderImportSpec:
 
 
 def import_message(job: OrderImport, now: datetime) -> pb.OrderImport:
-    counts, progress = job.counts, job.progress(now)
-    message = pb.OrderImport(
-        name=order_import_name(job.import_id),
-        spec=spec_message(job.spec),
-        state=_STATES[job.state],
-        progress=pb.OrderImportProgress(
-            bytes_read=job.bytes_read,
-            rows_read=counts.rows_read,
-            imported=counts.imported,
-            unknown_member=counts.unknown_member,
-            duplicates=counts.duplicates,
-            rejected=counts.rejected,
-            percent=progress.percent,
-            rows_per_second=progress.rows_per_second,
-            eta_seconds=progress.eta_seconds,
-        ),
-        create_time=timestamp(job.created_at),
-        update_time=timestamp(job.updated_at),
-        file_bytes=job.file_bytes,
-        file_sha256=job.file_sha256,
-        file_kept=job.file_kept,
-        created_by=job.created_by,
+    fields = operation_fields(job, now)
+    counts = job.counts
+    progress = pb.OrderImportProgress(
+        **fields.pop("progress"),
+        imported=counts.imported,
+        unknown_member=counts.unknown_member,
+        duplicates=counts.duplicates,
     )
-    if job.failure is not None:
-        message.error.CopyFrom(import_convert.failure_status(job.failure))
-    if job.ended_at is not None:
-        message.end_time.CopyFrom(timestamp(job.ended_at))
-    return message
+    return pb.OrderImport(**fields, spec=spec_message(job.spec), progress=progress)
 
 
 def row_message(row: OrderRow) -> pb.OrderImportRow:

@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from loyalty_kit.caller import check_unit
-from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import request_id_reused
 
 from loyalty_identity.domain import masking
 from loyalty_identity.domain.events import MembersImported
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind
+from loyalty_identity.domain.import_operation import new_id
 from loyalty_identity.domain.import_spec import resolved, validate_spec
 from loyalty_identity.domain.imports import (
     AutoMerge,
@@ -44,9 +43,9 @@ from loyalty_identity.domain.member_import import (
     MergeCandidate,
     ReportRow,
     import_name,
-    new_id,
 )
 from loyalty_identity.service_layer import handlers
+from loyalty_identity.service_layer import import_operations as operations
 from loyalty_identity.service_layer.commands import Operator
 from loyalty_identity.service_layer.ports import ImportWork
 
@@ -56,6 +55,17 @@ DETAILED = frozenset((RowOutcome.REJECTED, RowOutcome.MERGE_CANDIDATE))  # a det
 NOTES = {
     "UNMAPPED_TIER": "its legacy tier is not in the spec's tier mapping: not carried over",
 }
+
+
+KIND: operations.Kind[ImportWork, MemberImport, RowOutcome, ReportRow] = operations.Kind(
+    lambda work: work.imports, ImportNotFound
+)
+uploaded = KIND.uploaded
+get = KIND.get
+listed = KIND.listed
+cancel = KIND.cancel
+report = KIND.report
+ended = KIND.ended
 
 
 # --- creating, reading, cancelling ---------------------------------------------------------------
@@ -71,29 +81,18 @@ async def create(
     """A new import, RUNNING once its file is stored (the caller stores it in this unit of
     work), and True; or, for a request id this client used already, that import and False."""
     validate_spec(spec)
-    known = await work.members.programme_units()
-    if known and spec.unit not in known:  # none known yet: no programme to judge by
-        raise InvalidArgument(
-            f"spec.unit: {spec.unit} is not a business unit of the programme",
-            reason="UNKNOWN_UNIT",
-            metadata={"unit": spec.unit},
-            field_violations=[FieldViolation("spec.unit", "a business unit of the programme")],
-        )
-    job = MemberImport(
-        import_id=new_id(),
-        spec=resolved(spec, now, time_zone),
-        created_by=operator.client_id,
-        request_id=request_id,
-        created_at=now,
-        updated_at=now,
-        fingerprint=fingerprint,
+    await operations.check_programme_unit(work, spec.unit)
+    job, fresh = await operations.add_once(
+        work.imports,
+        MemberImport,
+        resolved(spec, now, time_zone),
+        operator,
+        request_id,
+        fingerprint,
+        now,
     )
-    if not await work.imports.add(job):
-        first = await work.imports.by_request(operator.client_id, request_id)
-        assert first is not None  # the import that took the request id committed
-        if first.fingerprint != fingerprint:
-            raise request_id_reused(request_id)
-        return first, False
+    if not fresh:
+        return job, False
     await work.imports.register_legacy_type(spec.unit)
     await work.imports.audit(
         job.import_id,
@@ -105,79 +104,6 @@ async def create(
         now,
     )
     return job, True
-
-
-async def uploaded(
-    work: ImportWork, job: MemberImport, file_bytes: int, sha256: str, now: datetime
-) -> MemberImport:
-    """The file is stored: its size and digest."""
-    job.file_bytes, job.file_sha256, job.updated_at = file_bytes, sha256, now
-    await work.imports.save(job)
-    return job
-
-
-async def get(work: ImportWork, import_id: str, confined_to: str | None) -> MemberImport:
-    job = await work.imports.get(import_id)
-    if job is None:
-        raise ImportNotFound(import_id)
-    check_unit(job.unit, confined_to)
-    return job
-
-
-async def listed(
-    work: ImportWork, unit: str | None, after: tuple[str, str] | None, limit: int
-) -> tuple[list[MemberImport], tuple[str, str] | None]:
-    """A page of imports, newest first, and the position after it (None at the end)."""
-    found = await work.imports.listed(unit, after, limit + 1)
-    page = found[:limit]
-    more = len(found) > limit and page
-    return page, ((page[-1].created_at.isoformat(), page[-1].import_id) if more else None)
-
-
-async def cancel(
-    work: ImportWork,
-    import_id: str,
-    operator: Operator,
-    confined_to: str | None,
-    now: datetime,
-) -> MemberImport:
-    """Stop an import: at once when no replica holds it, else after its chunk."""
-    job = await work.imports.get(import_id, lock=True)
-    if job is None:
-        raise ImportNotFound(import_id)
-    check_unit(job.unit, confined_to)
-    if not job.running:
-        job.request_cancel(now, taken=False)  # cancelled already: nothing; ended: refused
-        return job
-    taken = bool(job.lease_owner) and job.leased_until is not None and job.leased_until > now
-    job.request_cancel(now, taken=taken)
-    if not job.running and not job.file_kept:
-        await work.imports.drop_file(job.import_id)
-    await work.imports.save(job)
-    await work.imports.audit(
-        job.import_id,
-        "cancel",
-        None,
-        (operator.unit, operator.client_id),
-        "",
-        {"rows_read": job.counts.rows_read, "state": job.state.value},
-        now,
-    )
-    return job
-
-
-async def report(
-    work: ImportWork,
-    import_id: str,
-    confined_to: str | None,
-    outcome: RowOutcome | None,
-    after: int,
-    limit: int,
-) -> tuple[list[ReportRow], int | None]:
-    await get(work, import_id, confined_to)
-    rows = await work.imports.report(import_id, outcome, after, limit + 1)
-    page = rows[:limit]
-    return page, (page[-1].row_number if len(rows) > limit and page else None)
 
 
 # --- a chunk ------------------------------------------------------------------------------------
@@ -267,23 +193,8 @@ async def import_chunk(
     if carried:
         work.record(MembersImported(job.name, job.unit, tuple(carried), now))
 
-    job.advance(counts, max((r.number for r in rows), default=job.checkpoint), bytes_read, now)
-    failure = job.mostly_rejected()
-    if failure is not None:
-        job.fail(failure, now)
-    elif last:
-        job.succeed(bytes_read, now)
-    elif job.cancel_requested:
-        job.cancel(now)
-    await ended(work, job)
+    await operations.chunk_done(work.imports, job, counts, rows, bytes_read, now, last=last)
     return counts
-
-
-async def ended(work: ImportWork, job: MemberImport) -> None:
-    """Save the import; once it has ended, its file goes unless the operator keeps it."""
-    if not job.running and not job.file_kept:
-        await work.imports.drop_file(job.import_id)
-    await work.imports.save(job)
 
 
 def _imports(decision: Decision) -> bool:

@@ -12,15 +12,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from loyalty_kit.caller import check_unit
-from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import request_id_reused
 from loyalty_kit.kernel.money import Amount
 
 from loyalty_identity.domain.events import LegacyOrdersImported
 from loyalty_identity.domain.import_spec import DEFAULT_MAX_REJECTED_PERCENT
 from loyalty_identity.domain.imports import RejectedRow
-from loyalty_identity.domain.member_import import new_id
 from loyalty_identity.domain.order_file import OrderRow as Row
 from loyalty_identity.domain.order_file import known_currency
 from loyalty_identity.domain.order_import import (
@@ -34,11 +30,23 @@ from loyalty_identity.domain.order_import import (
     ParsedOrder,
     validate_order_spec,
 )
+from loyalty_identity.service_layer import import_operations as operations
 from loyalty_identity.service_layer.commands import Operator
 from loyalty_identity.service_layer.ports import OrderImportWork
 
 UNKNOWN_MEMBER = "no member holds its legacy number or phone (import the members first)"
 DUPLICATE_BEFORE = "this order ID of the unit was carried over before"
+
+
+KIND: operations.Kind[OrderImportWork, OrderImport, OrderOutcome, OrderRow] = operations.Kind(
+    lambda work: work.order_imports, OrderImportNotFound, {"kind": "orders"}
+)
+uploaded = KIND.uploaded
+get = KIND.get
+listed = KIND.listed
+cancel = KIND.cancel
+report = KIND.report
+ended = KIND.ended
 
 
 # --- creating, reading, cancelling ---------------------------------------------------------------
@@ -53,31 +61,15 @@ async def create(
     """A new import, RUNNING once its file is stored (the caller stores it in this unit of
     work), and True; or, for a request id this client used already, that import and False."""
     validate_order_spec(spec, known_currency(spec.currency))
-    known = await work.members.programme_units()
-    if known and spec.unit not in known:
-        raise InvalidArgument(
-            f"spec.unit: {spec.unit} is not a business unit of the programme",
-            reason="UNKNOWN_UNIT",
-            metadata={"unit": spec.unit},
-            field_violations=[FieldViolation("spec.unit", "a business unit of the programme")],
-        )
-    job = OrderImport(
-        import_id=new_id(),
-        spec=replace(
-            spec, max_rejected_percent=spec.max_rejected_percent or DEFAULT_MAX_REJECTED_PERCENT
-        ),
-        created_by=operator.client_id,
-        request_id=request_id,
-        created_at=now,
-        updated_at=now,
-        fingerprint=fingerprint,
+    await operations.check_programme_unit(work, spec.unit)
+    spec = replace(
+        spec, max_rejected_percent=spec.max_rejected_percent or DEFAULT_MAX_REJECTED_PERCENT
     )
-    if not await work.order_imports.add(job):
-        first = await work.order_imports.by_request(operator.client_id, request_id)
-        assert first is not None  # the import that took the request id committed
-        if first.fingerprint != fingerprint:
-            raise request_id_reused(request_id)
-        return first, False
+    job, fresh = await operations.add_once(
+        work.order_imports, OrderImport, spec, operator, request_id, fingerprint, now
+    )
+    if not fresh:
+        return job, False
     await work.imports.audit(
         job.import_id,
         "create",
@@ -94,82 +86,6 @@ async def create(
         now,
     )
     return job, True
-
-
-async def uploaded(
-    work: OrderImportWork, job: OrderImport, file_bytes: int, sha256: str, now: datetime
-) -> OrderImport:
-    job.file_bytes, job.file_sha256, job.updated_at = file_bytes, sha256, now
-    await work.order_imports.save(job)
-    return job
-
-
-async def get(work: OrderImportWork, import_id: str, confined_to: str | None) -> OrderImport:
-    job = await work.order_imports.get(import_id)
-    if job is None:
-        raise OrderImportNotFound(import_id)
-    check_unit(job.unit, confined_to)
-    return job
-
-
-async def listed(
-    work: OrderImportWork, unit: str | None, after: tuple[str, str] | None, limit: int
-) -> tuple[list[OrderImport], tuple[str, str] | None]:
-    found = await work.order_imports.listed(unit, after, limit + 1)
-    page = found[:limit]
-    more = len(found) > limit and page
-    return page, ((page[-1].created_at.isoformat(), page[-1].import_id) if more else None)
-
-
-async def cancel(
-    work: OrderImportWork,
-    import_id: str,
-    operator: Operator,
-    confined_to: str | None,
-    now: datetime,
-) -> OrderImport:
-    """Stop an import: at once when no replica holds it, else after its chunk."""
-    job = await work.order_imports.get(import_id, lock=True)
-    if job is None:
-        raise OrderImportNotFound(import_id)
-    check_unit(job.unit, confined_to)
-    if not job.running:
-        job.request_cancel(now, taken=False)  # cancelled already: nothing; ended: refused
-        return job
-    taken = bool(job.lease_owner) and job.leased_until is not None and job.leased_until > now
-    job.request_cancel(now, taken=taken)
-    await ended(work, job)
-    await work.imports.audit(
-        job.import_id,
-        "cancel",
-        None,
-        (operator.unit, operator.client_id),
-        "",
-        {"kind": "orders", "rows_read": job.counts.rows_read, "state": job.state.value},
-        now,
-    )
-    return job
-
-
-async def report(
-    work: OrderImportWork,
-    import_id: str,
-    confined_to: str | None,
-    outcome: OrderOutcome | None,
-    after: int,
-    limit: int,
-) -> tuple[list[OrderRow], int | None]:
-    await get(work, import_id, confined_to)
-    rows = await work.order_imports.report(import_id, outcome, after, limit + 1)
-    page = rows[:limit]
-    return page, (page[-1].row_number if len(rows) > limit and page else None)
-
-
-async def ended(work: OrderImportWork, job: OrderImport) -> None:
-    """Save the import; once it has ended, its file goes unless the operator keeps it."""
-    if not job.running and not job.file_kept:
-        await work.order_imports.drop_file(job.import_id)
-    await work.order_imports.save(job)
 
 
 # --- a chunk ------------------------------------------------------------------------------------
@@ -259,13 +175,5 @@ async def import_chunk(
     if carried:
         work.record(LegacyOrdersImported(job.name, job.unit, job.spec.mode, tuple(carried), now))
 
-    job.advance(counts, max((r.number for r in rows), default=job.checkpoint), bytes_read, now)
-    failure = job.mostly_rejected()
-    if failure is not None:
-        job.fail(failure, now)
-    elif last:
-        job.succeed(bytes_read, now)
-    elif job.cancel_requested:
-        job.cancel(now)
-    await ended(work, job)
+    await operations.chunk_done(work.order_imports, job, counts, rows, bytes_read, now, last=last)
     return counts
