@@ -195,22 +195,32 @@ async def test_known_segments_of_a_history_built_for_them(suite: Suite) -> None:
             await history.buy(member, "mall", f"{10 * (i + 1)}.00", 20 + i - k)
     insights = suite.insights()
     ask = period(start, end)
-    days_left = (end - start).days - 1 - 24
-    best = (members[4].id, days_left, 5, Decimal("250.00"), 5, 5, 5)
-
-    def rows(found: list[RfmScore]) -> list[tuple[Any, ...]]:
-        return [
-            (m.member_id, m.recency_days, m.frequency, m.monetary, *scores_of(m)) for m in found
-        ]
-
-    found = await until(
-        lambda: members_of(insights, ask, RfmSegment.CHAMPIONS), lambda f: rows(f) == [best]
-    )
-    assert rows(found) == [best]
-    lowest = [
-        m for m in await members_of(insights, ask, RfmSegment.LOST) if m.member_id == members[0].id
+    last_day = (end - start).days - 1
+    # Member i: R = F = M = i + 1, so FM = i + 1, and one segment each.
+    segments = [
+        RfmSegment.LOST,
+        RfmSegment.HIBERNATING,
+        RfmSegment.NEED_ATTENTION,
+        RfmSegment.LOYAL,
+        RfmSegment.CHAMPIONS,
     ]
-    assert [(m.recency_score, m.frequency_score, m.monetary_score) for m in lowest] == [(1, 1, 1)]
+    expected = {
+        segment: [(m.id, last_day - 20 - i, i + 1, Decimal(10 * (i + 1) ** 2), i + 1, i + 1, i + 1)]
+        for i, (m, segment) in enumerate(zip(members, segments, strict=True))
+    }
+    mine = {m.id for m in members}
+
+    async def found() -> dict[RfmSegment, list[tuple[Any, ...]]]:
+        return {
+            segment: [
+                (m.member_id, m.recency_days, m.frequency, m.monetary, *scores_of(m))
+                for m in await members_of(insights, ask, segment)
+                if m.member_id in mine
+            ]
+            for segment in segments
+        }
+
+    assert await until(found, lambda f: f == expected) == expected
 
 
 async def test_a_merge_moves_the_survivors_segment_and_an_erasure_only_the_lists(
