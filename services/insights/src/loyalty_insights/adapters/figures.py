@@ -11,8 +11,9 @@ from typing import Any
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_insights.domain.crossunit import ACTIVE, SPENDING, MonthOfMembers
+from loyalty_insights.domain.crossunit import ACTIVE, REFUND, SPENDING, MonthOfMembers
 from loyalty_insights.domain.liability import LAPSING
+from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore
 
 # Each member whose facts count for another (an absorbed member, along its chain of merges)
 # with the member they count for now.
@@ -100,6 +101,72 @@ _SPEND = (
 SELECT unit, currency, sum(spend) AS spend,
        count(DISTINCT member_id) FILTER (WHERE kind <> 'refund') AS members
 FROM acts GROUP BY unit, currency ORDER BY unit, currency
+"""
+)
+
+# RFM over $1 (inclusive) .. $2 (exclusive), in unit $4 ('' the group): purchases and imported
+# orders ($3: the spending kinds) by the member they count for; members with a purchase ranked
+# among themselves (domain/rfm.py gives the formulas), members registered (there) before the end
+# without one scored 1, 1, 1; each named by the segment map ($6, $7, $8: its 25 cells).
+# Monetary sums spend in the base currency $5 ('' any).
+_RFM = (
+    _OWNERS
+    + f""", acts AS (
+    SELECT coalesce(o.owner, a.member_id) AS member_id, a.kind, a.occurred_at, a.spend,
+           a.currency
+    FROM activity a LEFT JOIN owners o ON o.member_id = a.member_id
+    WHERE a.occurred_at >= $1 AND a.occurred_at < $2 AND a.kind = ANY($3::text[])
+      AND ($4 = '' OR a.unit = $4)
+), bought AS (
+    SELECT member_id,
+           count(*) FILTER (WHERE kind <> '{REFUND}') AS frequency,
+           coalesce(sum(spend) FILTER (WHERE $5 = '' OR currency = $5), 0) AS monetary,
+           max(occurred_at) FILTER (WHERE kind <> '{REFUND}') AS last_at
+    FROM acts GROUP BY member_id
+), active AS (
+    SELECT member_id, frequency, monetary,
+           (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date
+             - (last_at AT TIME ZONE 'UTC')::date AS recency_days
+    FROM bought WHERE frequency > 0
+), scored AS (
+    SELECT member_id, recency_days, frequency, monetary,
+           1 + (5 * (rank() OVER (ORDER BY recency_days DESC) - 1)) / count(*) OVER () AS r,
+           1 + (5 * (rank() OVER (ORDER BY frequency) - 1)) / count(*) OVER () AS f,
+           1 + (5 * (rank() OVER (ORDER BY monetary) - 1)) / count(*) OVER () AS m
+    FROM active
+), registered AS (
+    SELECT DISTINCT coalesce(o.owner, g.member_id) AS member_id
+    FROM registrations g LEFT JOIN owners o ON o.member_id = g.member_id
+    WHERE g.registered_at < $2 AND ($4 = '' OR g.unit = $4)
+), everyone AS (
+    SELECT member_id, recency_days, frequency, monetary, r, f, m FROM scored
+    UNION ALL
+    SELECT g.member_id, NULL, 0, coalesce(b.monetary, 0), 1, 1, 1
+    FROM registered g LEFT JOIN bought b ON b.member_id = g.member_id
+    WHERE NOT EXISTS (SELECT 1 FROM scored s WHERE s.member_id = g.member_id)
+    UNION ALL
+    SELECT b.member_id, NULL, 0, b.monetary, 1, 1, 1
+    FROM bought b
+    WHERE b.frequency = 0
+      AND NOT EXISTS (SELECT 1 FROM registered g WHERE g.member_id = b.member_id)
+), named AS (
+    SELECT e.*, c.segment
+    FROM everyone e
+    JOIN unnest($6::int[], $7::int[], $8::text[]) AS c (r, fm, segment)
+      ON c.r = e.r AND c.fm = (e.f + e.m + 1) / 2
+)"""
+)
+
+_RFM_COUNTS = _RFM + "\nSELECT segment, count(*) AS members FROM named GROUP BY segment"
+
+# One segment's members ($9) after member $10, $11 of them, erased members left out.
+_RFM_MEMBERS = (
+    _RFM
+    + """
+SELECT n.* FROM named n
+WHERE n.segment = $9 AND n.member_id > $10
+  AND NOT EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = n.member_id)
+ORDER BY n.member_id LIMIT $11
 """
 )
 
@@ -191,3 +258,53 @@ class FigureRows:
         imported orders."""
         rows = await (await self._conn()).fetch(_SPEND, start, end, list(SPENDING))
         return [(r["unit"], r["currency"], Decimal(r["spend"]), int(r["members"])) for r in rows]
+
+    # --- RFM ------------------------------------------------------------------------------------
+
+    def _rfm_args(self, start: datetime, end: datetime, unit: str, currency: str) -> list[Any]:
+        return [
+            start,
+            end,
+            list(SPENDING),
+            unit,
+            currency,
+            [c.recency_score for c in SEGMENT_CELLS],
+            [c.frequency_monetary_score for c in SEGMENT_CELLS],
+            [c.segment.value for c in SEGMENT_CELLS],
+        ]
+
+    async def rfm_counts(
+        self, start: datetime, end: datetime, unit: str, currency: str
+    ) -> dict[str, int]:
+        """Members in each named segment (those with none left out)."""
+        rows = await (await self._conn()).fetch(
+            _RFM_COUNTS, *self._rfm_args(start, end, unit, currency)
+        )
+        return {r["segment"]: int(r["members"]) for r in rows}
+
+    async def rfm_members(
+        self,
+        start: datetime,
+        end: datetime,
+        unit: str,
+        currency: str,
+        segment: str,
+        after: str,
+        limit: int,
+    ) -> list[RfmScore]:
+        """Up to `limit` members of `segment` with IDs after `after`, by ID; not the erased."""
+        rows = await (await self._conn()).fetch(
+            _RFM_MEMBERS, *self._rfm_args(start, end, unit, currency), segment, after, limit
+        )
+        return [
+            RfmScore(
+                member_id=r["member_id"],
+                recency_days=r["recency_days"],
+                frequency=int(r["frequency"]),
+                monetary=Decimal(r["monetary"]),
+                recency_score=int(r["r"]),
+                frequency_score=int(r["f"]),
+                monetary_score=int(r["m"]),
+            )
+            for r in rows
+        ]

@@ -21,6 +21,7 @@ ACCESS: dict[str, Rule] = {
     "GetUnitOverlap": _FIGURES,
     "GetUnitFlows": _FIGURES,
     "GetSpendShare": _FIGURES,
+    "GetRfm": _FIGURES,
 }
 
 

@@ -10,7 +10,8 @@ from loyalty_kit.money import money
 
 from loyalty_insights.domain.crossunit import MonthOfMembers
 from loyalty_insights.domain.liability import UnitLiability
-from loyalty_insights.service_layer.figures import Liability, PointValue, SpendShare
+from loyalty_insights.domain.rfm import RfmScore
+from loyalty_insights.service_layer.figures import Liability, PointValue, Rfm, SpendShare
 
 
 def _value(points: int, point_value: PointValue | None) -> money_pb2.Money | None:
@@ -64,4 +65,27 @@ def spend_response(found: SpendShare) -> pb.GetSpendShareResponse:
             for s in found.units
         ],
         total_spend=money(found.total, found.currency) if found.currency else None,
+    )
+
+
+def rfm_member(found: RfmScore, currency: str) -> pb.RfmMember:
+    message = pb.RfmMember(
+        member=f"members/{found.member_id}",
+        frequency=found.frequency,
+        monetary=money(found.monetary, currency) if currency else None,
+        recency_score=found.recency_score,
+        frequency_score=found.frequency_score,
+        monetary_score=found.monetary_score,
+        segment=found.segment.value,
+    )
+    if found.recency_days is not None:
+        message.recency_days = found.recency_days
+    return message
+
+
+def rfm_response(found: Rfm, next_page_token: str) -> pb.GetRfmResponse:
+    return pb.GetRfmResponse(
+        segments=[pb.RfmSegmentCount(segment=s.value, members=n) for s, n in found.counts],
+        members=[rfm_member(m, found.currency) for m in found.members],
+        next_page_token=next_page_token,
     )

@@ -9,6 +9,8 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.insights.v1 import insights_service_pb2 as pb
 from loyalty.insights.v1.insights_service_pb2_grpc import InsightsServiceServicer
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment_of
 
@@ -77,3 +79,25 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     ) -> pb.GetSpendShareResponse:
         found = await self._figure(request, figures.spend_share)
         return convert.spend_response(found)
+
+    async def GetRfm(
+        self, request: pb.GetRfmRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRfmResponse:
+        segment = figures.rfm_segment(request.segment)
+        filters = {
+            "start": request.start_time.ToJsonString(),
+            "end": request.end_time.ToJsonString(),
+            "unit": request.unit.strip(),
+            "segment": request.segment,
+        }
+        page = read_page(request.page_size, request.page_token, filters, default=100, maximum=1000)
+        if page.after is not None and not isinstance(page.after, str):
+            raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
+        after = page.after or ""
+
+        async def work(uow: InsightsUnitOfWork, period: Period, unit: str) -> figures.Rfm:
+            return await figures.rfm(uow, period, unit, segment, after, page.size)
+
+        found = await self._figure(request, work)
+        token = next_token(found.last_member, filters) if found.last_member else ""
+        return convert.rfm_response(found, token)

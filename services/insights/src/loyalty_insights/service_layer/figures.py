@@ -12,6 +12,7 @@ from loyalty_insights.domain import crossunit
 from loyalty_insights.domain.crossunit import MonthOfMembers, UnitSpend
 from loyalty_insights.domain.liability import UnitLiability, liabilities, total_of
 from loyalty_insights.domain.periods import Period
+from loyalty_insights.domain.rfm import RfmScore, RfmSegment
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 
@@ -40,6 +41,52 @@ class SpendShare:
     units: list[UnitSpend]
     total: Decimal
     currency: str
+
+
+@dataclass(frozen=True)
+class Rfm:
+    counts: list[tuple[RfmSegment, int]]  # every segment, zeros included
+    members: list[RfmScore]  # the asked segment's, one page
+    currency: str  # of monetary ('' when no programme is known yet)
+    last_member: str | None  # where the next page starts after; None: this page is the last
+
+
+def rfm_segment(segment: str) -> RfmSegment | None:
+    """The named segment (None for empty: no member list); else INVALID_ARGUMENT."""
+    if not segment:
+        return None
+    try:
+        return RfmSegment(segment)
+    except ValueError:
+        names = ", ".join(s.value for s in RfmSegment)
+        raise InvalidArgument.of(
+            [FieldViolation("segment", f"{segment[:32]!r} is none of {names}")]
+        ) from None
+
+
+async def rfm(
+    uow: InsightsUnitOfWork,
+    period: Period,
+    unit: str,
+    segment: RfmSegment | None,
+    after: str,
+    page_size: int,
+) -> Rfm:
+    """Members' RFM over the period: each segment's count, and a page of `segment`'s members
+    after member `after` (by ID)."""
+    await known_unit(uow, unit)
+    found = await uow.figures.programme_at(period.end)
+    currency = found[1] if found else ""
+    counts = await uow.figures.rfm_counts(period.start, period.end, unit, currency)
+    members: list[RfmScore] = []
+    if segment is not None:
+        members = await uow.figures.rfm_members(
+            period.start, period.end, unit, currency, segment.value, after, page_size + 1
+        )
+    last = members[page_size - 1].member_id if len(members) > page_size else None
+    return Rfm(
+        [(s, counts.get(s.value, 0)) for s in RfmSegment], members[:page_size], currency, last
+    )
 
 
 async def known_unit(uow: InsightsUnitOfWork, unit: str) -> str:
