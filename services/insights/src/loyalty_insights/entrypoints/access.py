@@ -21,6 +21,8 @@ ACCESS: dict[str, Rule] = {
     "GetUnitOverlap": _FIGURES,
     "GetUnitFlows": _FIGURES,
     "GetSpendShare": _FIGURES,
+    "GetCohorts": _FIGURES,
+    "GetProgrammeHealth": _FIGURES,
 }
 
 

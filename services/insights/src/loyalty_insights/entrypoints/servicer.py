@@ -77,3 +77,15 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     ) -> pb.GetSpendShareResponse:
         found = await self._figure(request, figures.spend_share)
         return convert.spend_response(found)
+
+    async def GetCohorts(
+        self, request: pb.GetCohortsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCohortsResponse:
+        found = await self._figure(request, figures.cohorts)
+        return pb.GetCohortsResponse(cohorts=[convert.cohort_message(c) for c in found])
+
+    async def GetProgrammeHealth(
+        self, request: pb.GetProgrammeHealthRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProgrammeHealthResponse:
+        found = await self._figure(request, figures.programme_health)
+        return pb.GetProgrammeHealthResponse(months=[convert.health_month(m) for m in found])
