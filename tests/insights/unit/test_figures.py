@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from loyalty_insights.domain import cohorts as cohort_figures
 from loyalty_insights.domain.crossunit import shares
 from loyalty_insights.domain.liability import liabilities, total_of
 from loyalty_insights.domain.periods import Period
@@ -61,3 +62,45 @@ def test_shares_of_spend_add_up_to_one() -> None:
     found, total = shares([("mall", Decimal("300"), 3), ("hotel", Decimal("100"), 1)])
     assert total == Decimal("400")
     assert [(s.unit, s.share) for s in found] == [("hotel", 0.25), ("mall", 0.75)]
+
+
+def test_cohorts_run_from_their_month_to_the_period_end_with_zeros() -> None:
+    found = cohort_figures.cohorts(
+        ["2026-01", "2026-02", "2026-03"],
+        [("2026-02", 4, 1), ("2026-01", 2, 0)],
+        {("2026-01", "2026-01"): 2, ("2026-01", "2026-03"): 1, ("2026-02", "2026-03"): 3},
+    )
+    assert [(c.month, c.members, c.imported) for c in found] == [
+        ("2026-01", 2, 0),
+        ("2026-02", 4, 1),
+    ]
+    assert [(m.month, m.offset, m.active, m.retention) for m in found[0].months] == [
+        ("2026-01", 0, 2, 1.0),
+        ("2026-02", 1, 0, 0.0),
+        ("2026-03", 2, 1, 0.5),
+    ]
+    assert [(m.offset, m.retention) for m in found[1].months] == [(0, 0.0), (1, 0.75)]
+    assert cohort_figures.month_index("2027-01") - cohort_figures.month_index("2026-11") == 2
+
+
+def test_health_counts_active_members_without_a_registration_and_fills_empty_months() -> None:
+    found = cohort_figures.health(
+        ["2026-01", "2026-02"],
+        {"2026-01": cohort_figures.MonthActivity("2026-01", 3, 2, 1, 1)},
+        {"2026-01": [("silver", 2), ("gold", 1)]},
+        {},
+    )
+    january, february = found
+    assert (january.members, january.active, january.active_rate) == (4, 2, 0.5)
+    assert (january.redeeming, january.redemption_rate) == (1, 0.5)
+    assert january.tiers == [("gold", 1), ("silver", 2)]
+    assert (february.members, february.active_rate, february.redemption_rate) == (0, 0.0, 0.0)
+
+
+def test_months_end_at_the_next_month_or_the_period_end() -> None:
+    period = Period(datetime(2026, 11, 20, tzinfo=UTC), datetime(2027, 1, 10, tzinfo=UTC))
+    assert period.month_ends() == [
+        ("2026-11", datetime(2026, 12, 1, tzinfo=UTC)),
+        ("2026-12", datetime(2027, 1, 1, tzinfo=UTC)),
+        ("2027-01", datetime(2027, 1, 10, tzinfo=UTC)),
+    ]

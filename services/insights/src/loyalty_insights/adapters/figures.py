@@ -11,7 +11,8 @@ from typing import Any
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_insights.domain.crossunit import ACTIVE, REFUND, SPENDING, MonthOfMembers
+from loyalty_insights.domain.cohorts import REDEEMING, MonthActivity, TierBenefits
+from loyalty_insights.domain.crossunit import ACTIVE, CONSUMPTION, REFUND, SPENDING, MonthOfMembers
 from loyalty_insights.domain.liability import LAPSING
 from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore
 
@@ -170,6 +171,134 @@ ORDER BY n.member_id LIMIT $11
 """
 )
 
+# Registration cohorts. Each member (a merged member: its survivor) joined at its earliest
+# registration; the cohorts are the members who joined in the period ($1 .. $2), at unit $4 if
+# one is named; their activity of kinds $3 in the period (at unit $4) by month.
+_COHORT_MEMBERS = (
+    _OWNERS
+    + """, firsts AS (
+    SELECT DISTINCT ON (coalesce(o.owner, r.member_id))
+           coalesce(o.owner, r.member_id) AS member_id, r.unit, r.registered_at, r.imported
+    FROM registrations r LEFT JOIN owners o ON o.member_id = r.member_id
+    ORDER BY coalesce(o.owner, r.member_id), r.registered_at, r.unit
+), cohort AS (
+    SELECT member_id, imported,
+           to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM') AS cohort
+    FROM firsts
+    WHERE registered_at >= $1 AND registered_at < $2 AND ($4 = '' OR unit = $4)
+), acts AS (
+    SELECT DISTINCT coalesce(o.owner, a.member_id) AS member_id,
+           to_char(a.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month
+    FROM activity a LEFT JOIN owners o ON o.member_id = a.member_id
+    WHERE a.occurred_at >= $1 AND a.occurred_at < $2 AND a.kind = ANY($3::text[])
+      AND ($4 = '' OR a.unit = $4)
+)"""
+)
+
+_COHORT_SIZES = (
+    _COHORT_MEMBERS
+    + """
+SELECT cohort, count(*) AS members, count(*) FILTER (WHERE imported) AS imported
+FROM cohort GROUP BY cohort
+"""
+)
+
+_COHORT_ACTIVITY = (
+    _COHORT_MEMBERS
+    + """
+SELECT c.cohort, a.month, count(*) AS active
+FROM cohort c JOIN acts a ON a.member_id = c.member_id AND a.month >= c.cohort
+GROUP BY 1, 2
+"""
+)
+
+# The programme's members month by month: the months ($5) with the moment each ends ($6: its
+# end or the period's, if sooner); members registered (at unit $4, if one is named) before it,
+# and members active (there) in the month, $3 the kinds of activity, $7 those that redeem.
+_HEALTH_MEMBERS = (
+    _OWNERS
+    + """, months AS (
+    SELECT * FROM unnest($5::text[], $6::timestamptz[]) AS m(month, bound)
+), regs AS (
+    SELECT coalesce(o.owner, r.member_id) AS member_id, min(r.registered_at) AS registered_at
+    FROM registrations r LEFT JOIN owners o ON o.member_id = r.member_id
+    WHERE $4 = '' OR r.unit = $4
+    GROUP BY 1
+), acts AS (
+    SELECT coalesce(o.owner, a.member_id) AS member_id,
+           to_char(a.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+           bool_or(a.kind = ANY($7::text[])) AS redeemed
+    FROM activity a LEFT JOIN owners o ON o.member_id = a.member_id
+    WHERE a.occurred_at >= $1 AND a.occurred_at < $2 AND a.kind = ANY($3::text[])
+      AND ($4 = '' OR a.unit = $4)
+    GROUP BY 1, 2
+)"""
+)
+
+_HEALTH_ACTIVITY = (
+    _HEALTH_MEMBERS
+    + """
+SELECT m.month,
+       (SELECT count(*) FROM regs r WHERE r.registered_at < m.bound) AS registered,
+       count(a.member_id) AS active,
+       count(a.member_id) FILTER (WHERE r.registered_at IS NULL OR r.registered_at >= m.bound)
+           AS unregistered,
+       count(a.member_id) FILTER (WHERE a.redeemed) AS redeeming
+FROM months m
+LEFT JOIN acts a ON a.month = m.month
+LEFT JOIN regs r ON r.member_id = a.member_id
+GROUP BY m.month, m.bound
+"""
+)
+
+# Each member's tier at each month's end: its latest tier change before it; with a unit, the
+# members of that unit in the month (registered there by its end, or active there in it).
+_HEALTH_TIERS = (
+    _HEALTH_MEMBERS
+    + """, tiers AS (
+    SELECT coalesce(o.owner, t.member_id) AS member_id, t.effective_at, t.to_tier
+    FROM tier_changes t LEFT JOIN owners o ON o.member_id = t.member_id
+)
+SELECT m.month, x.to_tier AS tier, count(*) AS members
+FROM months m CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (t.member_id) t.member_id, t.to_tier
+    FROM tiers t WHERE t.effective_at < m.bound
+    ORDER BY t.member_id, t.effective_at DESC, t.to_tier
+) x
+WHERE x.to_tier <> ''
+  AND ($4 = ''
+       OR EXISTS (SELECT 1 FROM regs r
+                  WHERE r.member_id = x.member_id AND r.registered_at < m.bound)
+       OR EXISTS (SELECT 1 FROM acts a WHERE a.member_id = x.member_id AND a.month = m.month))
+GROUP BY 1, 2
+"""
+)
+
+# Benefits used in the period ($8: the kind; releases delete the use), by month and the
+# user's tier when it was used.
+_HEALTH_BENEFITS = (
+    _OWNERS
+    + """, tiers AS (
+    SELECT coalesce(o.owner, t.member_id) AS member_id, t.effective_at, t.to_tier
+    FROM tier_changes t LEFT JOIN owners o ON o.member_id = t.member_id
+), uses AS (
+    SELECT coalesce(o.owner, a.member_id) AS member_id, a.occurred_at,
+           to_char(a.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month
+    FROM activity a LEFT JOIN owners o ON o.member_id = a.member_id
+    WHERE a.occurred_at >= $1 AND a.occurred_at < $2 AND a.kind = $3 AND ($4 = '' OR a.unit = $4)
+)
+SELECT u.month, coalesce(t.to_tier, '') AS tier, count(*) AS uses,
+       count(DISTINCT u.member_id) AS members
+FROM uses u LEFT JOIN LATERAL (
+    SELECT to_tier FROM tiers
+    WHERE tiers.member_id = u.member_id AND tiers.effective_at <= u.occurred_at
+    ORDER BY effective_at DESC, to_tier LIMIT 1
+) t ON true
+GROUP BY 1, 2
+"""
+)
+
+
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -308,3 +437,74 @@ class FigureRows:
             )
             for r in rows
         ]
+
+    # --- cohorts and programme health -----------------------------------------------------------
+
+    async def cohort_sizes(
+        self, start: datetime, end: datetime, unit: str
+    ) -> list[tuple[str, int, int]]:
+        """(cohort month, members, imported members) of members who joined in the period."""
+        rows = await (await self._conn()).fetch(_COHORT_SIZES, start, end, list(ACTIVE), unit)
+        return [(r["cohort"], int(r["members"]), int(r["imported"])) for r in rows]
+
+    async def cohort_activity(
+        self, start: datetime, end: datetime, unit: str
+    ) -> dict[tuple[str, str], int]:
+        """(cohort month, month) -> the cohort's members active in the month."""
+        rows = await (await self._conn()).fetch(_COHORT_ACTIVITY, start, end, list(ACTIVE), unit)
+        return {(r["cohort"], r["month"]): int(r["active"]) for r in rows}
+
+    def _health_args(
+        self, start: datetime, end: datetime, unit: str, months: list[tuple[str, datetime]]
+    ) -> tuple[Any, ...]:
+        return (
+            start,
+            end,
+            list(ACTIVE),
+            unit,
+            [m for m, _ in months],
+            [b for _, b in months],
+            list(REDEEMING),
+        )
+
+    async def health_activity(
+        self, start: datetime, end: datetime, unit: str, months: list[tuple[str, datetime]]
+    ) -> dict[str, MonthActivity]:
+        """Each month's (month, the moment it ends) members registered, active and redeeming."""
+        rows = await (await self._conn()).fetch(
+            _HEALTH_ACTIVITY, *self._health_args(start, end, unit, months)
+        )
+        return {
+            r["month"]: MonthActivity(
+                r["month"],
+                int(r["registered"]),
+                int(r["active"]),
+                int(r["unregistered"]),
+                int(r["redeeming"]),
+            )
+            for r in rows
+        }
+
+    async def health_tiers(
+        self, start: datetime, end: datetime, unit: str, months: list[tuple[str, datetime]]
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Each month's members by their tier at its end."""
+        rows = await (await self._conn()).fetch(
+            _HEALTH_TIERS, *self._health_args(start, end, unit, months)
+        )
+        found: dict[str, list[tuple[str, int]]] = {}
+        for r in rows:
+            found.setdefault(r["month"], []).append((r["tier"], int(r["members"])))
+        return found
+
+    async def health_benefits(
+        self, start: datetime, end: datetime, unit: str
+    ) -> dict[str, list[TierBenefits]]:
+        """Each month's benefits used, by the user's tier at the time."""
+        rows = await (await self._conn()).fetch(_HEALTH_BENEFITS, start, end, CONSUMPTION, unit)
+        found: dict[str, list[TierBenefits]] = {}
+        for r in rows:
+            found.setdefault(r["month"], []).append(
+                TierBenefits(r["tier"], int(r["uses"]), int(r["members"]))
+            )
+        return found

@@ -41,3 +41,13 @@ class Period:
                 found.append(f"{year:04d}-{month:02d}")
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         return found
+
+    def month_ends(self) -> list[tuple[str, datetime]]:
+        """Every month the period touches with the moment it ends: the first of the next month,
+        or the period's end if sooner."""
+        found = []
+        for month in self.months():
+            year, number = int(month[:4]), int(month[5:])
+            year, number = (year + 1, 1) if number == 12 else (year, number + 1)
+            found.append((month, min(datetime(year, number, 1, tzinfo=UTC), self.end)))
+        return found

@@ -22,6 +22,8 @@ ACCESS: dict[str, Rule] = {
     "GetUnitFlows": _FIGURES,
     "GetSpendShare": _FIGURES,
     "GetRfm": _FIGURES,
+    "GetCohorts": _FIGURES,
+    "GetProgrammeHealth": _FIGURES,
 }
 
 

@@ -8,6 +8,7 @@ from loyalty.common.v1 import money_pb2
 from loyalty.insights.v1 import insights_service_pb2 as pb
 from loyalty_kit.money import money
 
+from loyalty_insights.domain.cohorts import Cohort, HealthMonth
 from loyalty_insights.domain.crossunit import MonthOfMembers
 from loyalty_insights.domain.liability import UnitLiability
 from loyalty_insights.domain.rfm import RfmScore
@@ -88,4 +89,33 @@ def rfm_response(found: Rfm, next_page_token: str) -> pb.GetRfmResponse:
         segments=[pb.RfmSegmentCount(segment=s.value, members=n) for s, n in found.counts],
         members=[rfm_member(m, found.currency) for m in found.members],
         next_page_token=next_page_token,
+    )
+
+
+def cohort_message(found: Cohort) -> pb.Cohort:
+    return pb.Cohort(
+        month=found.month,
+        members=found.members,
+        imported_members=found.imported,
+        months=[
+            pb.CohortMonth(
+                month=m.month, offset=m.offset, active_members=m.active, retention=m.retention
+            )
+            for m in found.months
+        ],
+    )
+
+
+def health_month(found: HealthMonth) -> pb.ProgrammeHealthMonth:
+    return pb.ProgrammeHealthMonth(
+        month=found.month,
+        members=found.members,
+        active_members=found.active,
+        active_rate=found.active_rate,
+        redeeming_members=found.redeeming,
+        redemption_rate=found.redemption_rate,
+        tiers=[pb.TierMembers(tier=t, members=n) for t, n in found.tiers],
+        benefits=[
+            pb.TierBenefits(tier=b.tier, uses=b.uses, members=b.members) for b in found.benefits
+        ],
     )

@@ -101,3 +101,15 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         found = await self._figure(request, work)
         token = next_token(found.last_member, filters) if found.last_member else ""
         return convert.rfm_response(found, token)
+
+    async def GetCohorts(
+        self, request: pb.GetCohortsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCohortsResponse:
+        found = await self._figure(request, figures.cohorts)
+        return pb.GetCohortsResponse(cohorts=[convert.cohort_message(c) for c in found])
+
+    async def GetProgrammeHealth(
+        self, request: pb.GetProgrammeHealthRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProgrammeHealthResponse:
+        found = await self._figure(request, figures.programme_health)
+        return pb.GetProgrammeHealthResponse(months=[convert.health_month(m) for m in found])

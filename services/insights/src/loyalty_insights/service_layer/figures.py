@@ -8,7 +8,9 @@ from decimal import Decimal
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 
+from loyalty_insights.domain import cohorts as cohort_figures
 from loyalty_insights.domain import crossunit
+from loyalty_insights.domain.cohorts import Cohort, HealthMonth
 from loyalty_insights.domain.crossunit import MonthOfMembers, UnitSpend
 from loyalty_insights.domain.liability import UnitLiability, liabilities, total_of
 from loyalty_insights.domain.periods import Period
@@ -142,3 +144,23 @@ async def spend_share(uow: InsightsUnitOfWork, period: Period, unit: str) -> Spe
     # currency has no rate here and is left out of the shares.
     units, total = crossunit.shares([(u, s, m) for u, c, s, m in rows if c == currency])
     return SpendShare([s for s in units if not unit or s.unit == unit], total, currency)
+
+
+async def cohorts(uow: InsightsUnitOfWork, period: Period, unit: str) -> list[Cohort]:
+    await known_unit(uow, unit)
+    return cohort_figures.cohorts(
+        period.months(),
+        await uow.figures.cohort_sizes(period.start, period.end, unit),
+        await uow.figures.cohort_activity(period.start, period.end, unit),
+    )
+
+
+async def programme_health(uow: InsightsUnitOfWork, period: Period, unit: str) -> list[HealthMonth]:
+    await known_unit(uow, unit)
+    months = period.month_ends()
+    return cohort_figures.health(
+        [m for m, _ in months],
+        await uow.figures.health_activity(period.start, period.end, unit, months),
+        await uow.figures.health_tiers(period.start, period.end, unit, months),
+        await uow.figures.health_benefits(period.start, period.end, unit),
+    )
