@@ -8,6 +8,7 @@ pytest_plugins = ["loyalty_devstack.testing"]
 
 from collections.abc import AsyncIterator  # noqa: E402
 
+import hypothesis  # noqa: E402
 import pytest  # noqa: E402
 import pytest_asyncio  # noqa: E402
 from loyalty_devstack.testing import ServiceRunner  # noqa: E402
@@ -15,6 +16,11 @@ from loyalty_kit.server import RunningService, ServiceSpec  # noqa: E402
 from loyalty_kit.settings import Settings  # noqa: E402
 
 from tests.support.clock import Clock  # noqa: E402
+
+# Property tests check what holds, not how fast: no per-example deadline (on a loaded machine an
+# example's first run, compiling a regular expression or a plan, passed hypothesis' 200 ms).
+hypothesis.settings.register_profile("loyalty", deadline=None)
+hypothesis.settings.load_profile("loyalty")
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
