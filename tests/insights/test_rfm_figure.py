@@ -290,6 +290,14 @@ async def test_bad_input_is_refused_with_the_field_named(suite: Suite) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         ["end_time", "start_time"],
     )
+    # A time outside what a Timestamp may hold is the caller's mistake, not an internal error.
+    beyond = pb.GetRfmRequest(**ask)
+    beyond.end_time.seconds, beyond.end_time.nanos = -(2**63), -1
+    out_of_range = await fails(insights.GetRfm(beyond))
+    assert (out_of_range.code, out_of_range.fields) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["end_time.nanos"],
+    )
     segment = await fails(insights.GetRfm(pb.GetRfmRequest(**ask, segment="whales")))
     assert (segment.code, segment.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["segment"])
     for token in ("not-a-token", "eyJhIjogMX0", "x" * 2000):

@@ -38,7 +38,7 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         work: Callable[[InsightsUnitOfWork, Period, str], Awaitable[T]],
     ) -> T:
         """A figure over the request's period for its unit, once the caller may read it."""
-        period = Period.of(moment_of(request, "start_time"), moment_of(request, "end_time"))
+        period = _period(request)
         unit = str(getattr(request, "unit", "")).strip()
         check_figures_of(unit)
         return await self._read(lambda uow: work(uow, period, unit))
@@ -84,9 +84,10 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         self, request: pb.GetRfmRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRfmResponse:
         segment = figures.rfm_segment(request.segment)
+        asked = _period(request)  # first: a page token is tied to a valid period
         filters = {
-            "start": request.start_time.ToJsonString(),
-            "end": request.end_time.ToJsonString(),
+            "start": asked.start.isoformat(),
+            "end": asked.end.isoformat(),
             "unit": request.unit.strip(),
             "segment": request.segment,
         }
@@ -113,3 +114,8 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     ) -> pb.GetProgrammeHealthResponse:
         found = await self._figure(request, figures.programme_health)
         return pb.GetProgrammeHealthResponse(months=[convert.health_month(m) for m in found])
+
+
+def _period(request: Message) -> Period:
+    """The request's period, or INVALID_ARGUMENT naming the bad times."""
+    return Period.of(moment_of(request, "start_time"), moment_of(request, "end_time"))
