@@ -26,6 +26,7 @@ from loyalty_kit.settings import Settings
 
 from tests.points.conftest import ADMIN, Points, points, programme
 from tests.support.clients import As
+from tests.support.events import stream_messages
 
 __all__ = ["points", "programme"]
 
@@ -184,22 +185,13 @@ class Benefits:
         found: list[Any] = []
         try:
             for _ in range(100):
-                sub = await js.pull_subscribe(subject, stream=stream)
-                found = []
-                try:
-                    while True:
-                        batch = await sub.fetch(500, timeout=0.3)
-                        found.extend(
-                            e
-                            for e in (kind.FromString(m.data) for m in batch)
-                            if any(
-                                f.name == "member_id" and v == member_id for f, v in e.ListFields()
-                            )
-                        )
-                except TimeoutError:
-                    pass
-                finally:
-                    await sub.unsubscribe()
+                found = [
+                    e
+                    for e in (
+                        kind.FromString(m.data) for m in await stream_messages(js, subject, stream)
+                    )
+                    if any(f.name == "member_id" and v == member_id for f, v in e.ListFields())
+                ]
                 if len(found) >= count:
                     return found
                 await asyncio.sleep(0.1)

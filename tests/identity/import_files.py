@@ -23,6 +23,8 @@ from loyalty_kit import events
 from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
 
+from tests.support.events import stream_messages
+
 SMS = "CONSENT_PURPOSE_MARKETING_SMS"
 GIVEN_NAMES = ("伟", "芳", "娜", "敏", "静", "磊", "洋", "艳", "勇", "军")
 FAMILY_NAMES = ("王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周")
@@ -316,19 +318,11 @@ async def imported_events(
     )
 
     async def read() -> list[events_pb2.MembersImported]:
-        found = []
-        sub = await js.pull_subscribe(subject, stream=stream)
-        try:
-            while True:
-                for msg in await sub.fetch(500, timeout=0.3):
-                    event = events_pb2.MembersImported.FromString(msg.data)
-                    if event.member_import == name:
-                        found.append(event)
-        except TimeoutError:
-            pass
-        finally:
-            await sub.unsubscribe()
-        return found
+        read = (
+            events_pb2.MembersImported.FromString(msg.data)
+            for msg in await stream_messages(js, subject, stream)
+        )
+        return [event for event in read if event.member_import == name]
 
     try:
         await asyncio.sleep(settle)

@@ -25,6 +25,7 @@ from tests.identity.conftest import (
     IdentityClient,
 )
 from tests.identity.test_registration import phone, register, rid
+from tests.support.events import stream_messages
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -69,21 +70,15 @@ async def identity_events(
     }
     stream = events.stream_name(settings.event_namespace, "identity")
     for _ in range(100):  # the relay publishes within moments of the commit
-        info = await js.stream_info(stream)
-        sub = await js.pull_subscribe(f"{settings.event_namespace}.identity.v1.>", stream=stream)
         found: list[tuple[str, Any]] = []
-        received = 0
-        while received < info.state.messages:
-            batch = await sub.fetch(min(500, info.state.messages - received), timeout=5)
-            received += len(batch)
-            for msg in batch:
-                kind = msg.headers[events.EVENT_TYPE_HEADER]
-                if kind not in classes:  # an event of identity's this reader does not know
-                    continue
-                message = classes[kind].FromString(msg.data)
-                if member_id in str(message):
-                    found.append((kind.rsplit(".", 1)[1], message))
-        await sub.unsubscribe()
+        subject = f"{settings.event_namespace}.identity.v1.>"
+        for msg in await stream_messages(js, subject, stream):
+            kind = msg.headers[events.EVENT_TYPE_HEADER]
+            if kind not in classes:  # an event of identity's this reader does not know
+                continue
+            message = classes[kind].FromString(msg.data)
+            if member_id in str(message):
+                found.append((kind.rsplit(".", 1)[1], message))
         if sum(kind == until for kind, _ in found) >= count:
             return found
         await asyncio.sleep(0.1)

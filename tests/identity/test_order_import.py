@@ -41,6 +41,7 @@ from tests.identity.import_files import (
 )
 from tests.identity.import_files import imported as members_imported
 from tests.identity.import_files import report as member_report
+from tests.support.events import stream_messages
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -154,17 +155,10 @@ async def order_events(
     found = []
     try:
         await asyncio.sleep(settle)
-        sub = await js.pull_subscribe(subject, stream=stream)
-        try:
-            while True:
-                for msg in await sub.fetch(500, timeout=0.3):
-                    event = events_pb2.LegacyOrdersImported.FromString(msg.data)
-                    if event.order_import == name:
-                        found.append(event)
-        except TimeoutError:
-            pass
-        finally:
-            await sub.unsubscribe()
+        for msg in await stream_messages(js, subject, stream):
+            event = events_pb2.LegacyOrdersImported.FromString(msg.data)
+            if event.order_import == name:
+                found.append(event)
     finally:
         await client.close()
     return found

@@ -15,6 +15,7 @@ from loyalty_kit import events
 from loyalty_kit.db import asyncpg_params
 from loyalty_kit.outbox import RELAY_LOCK_KEY
 from loyalty_kit.settings import Settings
+from nats.js.api import AckPolicy, ConsumerConfig
 from sqlalchemy.engine import make_url
 
 
@@ -43,6 +44,26 @@ async def publish(
     return event_id
 
 
+async def stream_messages(js: Any, subject: str, stream: str) -> list[Any]:
+    """Every message of `subject` on `stream` there is now, read through an ephemeral consumer
+    that takes no acknowledgements (one that did would stop delivering after its 1,000
+    unacknowledged messages, and a reader saw only a long stream's first 1,000) until it has
+    none pending (a fetch that times out on a loaded machine does not end the read)."""
+    found: list[Any] = []
+    sub = await js.pull_subscribe(
+        subject, stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+    )
+    try:
+        while True:
+            try:
+                found.extend(await sub.fetch(1000, timeout=0.5))
+            except TimeoutError:
+                if (await sub.consumer_info()).num_pending == 0:
+                    return found
+    finally:
+        await sub.unsubscribe()
+
+
 async def published(
     settings: Settings,
     service: str,
@@ -63,17 +84,10 @@ async def published(
 
     async def read() -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {m: [] for m in wanted}
-        sub = await js.pull_subscribe(subject, stream=stream)
-        try:
-            while True:
-                for msg in await sub.fetch(1000, timeout=0.3):
-                    event = kind.FromString(msg.data)
-                    for member_id in set(members_of(event)) & wanted:
-                        found[member_id].append(event)
-        except TimeoutError:
-            pass
-        finally:
-            await sub.unsubscribe()
+        for msg in await stream_messages(js, subject, stream):
+            event = kind.FromString(msg.data)
+            for member_id in set(members_of(event)) & wanted:
+                found[member_id].append(event)
         return found
 
     try:
