@@ -89,6 +89,7 @@ def members_imported(event: events.MembersImported) -> events_pb2.MembersImporte
             tier_code=m.tier_code,
             birthday_month=m.birthday_month,
             birthday_day=m.birthday_day,
+            tags=m.tags,
         )
         if m.legacy_points_expire_at is not None:
             added.legacy_points_expire_at.CopyFrom(stamp(m.legacy_points_expire_at))

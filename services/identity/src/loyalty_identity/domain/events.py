@@ -73,6 +73,15 @@ class MemberErased:
 
 
 @dataclass(frozen=True)
+class MemberTagsChanged:
+    member_id: str
+    tags: tuple[str, ...]  # every tag the member carries now
+    added_tags: tuple[str, ...]
+    removed_tags: tuple[str, ...]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class MembersImported:
     """A chunk of an import committed: the members its rows became or joined (no personal
     data: member ids, the legacy accounts' opaque keys, points, tier codes, dates)."""
@@ -104,6 +113,7 @@ Event: TypeAlias = (
     | MemberSuspended
     | MemberReactivated
     | MemberErased
+    | MemberTagsChanged
     | MembersImported
     | LegacyOrdersImported
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -144,6 +144,23 @@ class Member:
 
     def record(self, event: ev.Event) -> None:
         self.events.append(event)
+
+    def change_tags(self, add: Iterable[str], remove: Iterable[str], now: datetime) -> None:
+        """The member's tags with `remove` taken off and `add` put on (a tag in both stays);
+        a change is announced (MemberTagsChanged), none is not."""
+        before = self.tags
+        self.tags = (before - set(remove)) | set(add)
+        added, removed = self.tags - before, before - self.tags
+        if added or removed:
+            self.record(
+                ev.MemberTagsChanged(
+                    self.member_id,
+                    tuple(sorted(self.tags)),
+                    tuple(sorted(added)),
+                    tuple(sorted(removed)),
+                    now,
+                )
+            )
 
     # --- rules --------------------------------------------------------------------------------
     def ensure_changeable(self) -> None:

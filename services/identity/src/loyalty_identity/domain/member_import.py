@@ -152,6 +152,7 @@ class ImportedMember:
     tier_ends_at: datetime | None
     birthday_month: int
     birthday_day: int
+    tags: tuple[str, ...] = ()  # the tags the row put on the member
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,7 @@ async def merge(
     await uow.members.record_consents(survivor.member_id, taken)
     survivor.consents.update({c.purpose: c for c in taken})
     await uow.members.add_tags(survivor.member_id, absorbed.tags - survivor.tags, now)
-    survivor.tags |= absorbed.tags
+    survivor.change_tags(absorbed.tags, (), now)
 
     await uow.members.erase_personal_data(absorbed.member_id)
     absorbed.state = MemberState.MERGED
@@ -409,7 +409,7 @@ async def update_tags(
     member.ensure_changeable()
     await uow.members.remove_tags(member.member_id, remove)
     await uow.members.add_tags(member.member_id, add, now)
-    member.tags = (member.tags - set(remove)) | set(add)
+    member.change_tags(add, remove, now)
     if len(member.tags) > MAX_TAGS_PER_MEMBER:
         raise FailedPrecondition(
             f"a member carries at most {MAX_TAGS_PER_MEMBER} tags",

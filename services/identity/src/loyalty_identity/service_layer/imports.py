@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from loyalty_kit.caller import check_unit
+from loyalty_kit.resources import is_tag
 
 from loyalty_identity.domain import masking
 from loyalty_identity.domain.events import MembersImported
@@ -237,6 +238,7 @@ def _imported(
         tier_ends_at if tier_code else None,
         birthday.month if birthday else 0,
         birthday.day if birthday else 0,
+        tuple(sorted({tag for tag in row.tags if is_tag(tag)})),
     )
 
 
@@ -341,6 +343,7 @@ async def resolve(
                     imported.tier_ends_at,
                     imported.birthday_month,
                     imported.birthday_day,
+                    tuple(sorted({tag for tag in row.tags if is_tag(tag)})),
                 ),
             ),
             now,
