@@ -1,7 +1,9 @@
-"""The insights service as the kit runs it: its composition root (bootstrap.py), the servicer
-and the events it keeps facts of (entrypoints/)."""
+"""The insights service as the kit runs it: its composition root (bootstrap.py), the servicer,
+the events it keeps facts of (entrypoints/) and its job, the lifetime value fitter."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import grpc
 from loyalty.insights.v1 import insights_service_pb2_grpc
@@ -25,4 +27,5 @@ SPEC = ServiceSpec(
     add_servicers=add_servicers,
     migrations="loyalty_insights:migrations",
     consumers=consumers,
+    jobs=lambda app: [partial(app.fitter.serve, app.context.stopping)],
 )

@@ -237,6 +237,39 @@ class FactStore:
             at,
         )
 
+    # --- members' tags (identity's, as MemberTagsChanged and MembersImported tell them) ----------
+
+    async def record_tags(self, member_id: str, tags: Sequence[str]) -> None:
+        """The member's tags are now `tags` (its figures row made if it has none yet); an erased
+        member's row is not made again."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO member_figures (member_id, updated_at, tags) "
+            "SELECT $1, now(), $2::text[] "
+            "WHERE NOT EXISTS (SELECT 1 FROM erased_members WHERE member_id = $1) "
+            "ON CONFLICT (member_id) DO UPDATE SET tags = excluded.tags, updated_at = now()",
+            member_id,
+            sorted(set(tags)),
+        )
+
+    async def add_tags(self, tagged: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """(member, tags): each member's tags with these added (an import's rows)."""
+        rows = [(m, t) for m, tags in tagged for t in tags]
+        if not rows:
+            return
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO member_figures AS f (member_id, updated_at, tags) "
+            "SELECT m, now(), array_agg(DISTINCT t ORDER BY t) "
+            "FROM unnest($1::text[], $2::text[]) AS r(m, t) "
+            "WHERE NOT EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = r.m) "
+            "GROUP BY m "
+            "ON CONFLICT (member_id) DO UPDATE SET updated_at = now(), tags = ARRAY("
+            "SELECT DISTINCT u FROM unnest(f.tags || excluded.tags) AS u ORDER BY u)",
+            [m for m, _ in rows],
+            [t for _, t in rows],
+        )
+
     # --- members: merges, unmerges, erasure -----------------------------------------------------
 
     async def record_merge(self, survivor: str, absorbed: str, at: datetime) -> None:

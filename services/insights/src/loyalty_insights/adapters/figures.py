@@ -28,6 +28,7 @@ WITH RECURSIVE chain (member_id, owner) AS (
     SELECT c.member_id, c.owner FROM chain c
     WHERE NOT EXISTS (SELECT 1 FROM member_merges m WHERE m.absorbed_id = c.owner)
 )"""
+OWNERS = _OWNERS  # for the other adapters' statements
 
 # Activity of the kinds given ($3), from $1 (inclusive) to $2 (exclusive), by the member it
 # counts for.

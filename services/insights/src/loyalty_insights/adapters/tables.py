@@ -23,7 +23,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
@@ -166,5 +166,43 @@ member_figures = Table(
     Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("predicted_value_12m", Numeric),
     Column("p_alive", Double),
+    # Lifetime value's (migration 0005): what the member spent up to the fit's `as_of`, and
+    # the fit the three lifetime value columns are from.
+    Column("historical_value", Numeric),
+    Column("clv_fit_id", Text),
     Index("member_figures_updated_at", "updated_at"),
+)
+
+# Lifetime value fits: one row a fit (its state and progress, parameters and hold-out report as
+# JSON); a running fit stages its predictions in `clv_predictions`, and its last transaction
+# puts them into `member_figures` at once, so a fit that fails leaves the last one's whole.
+clv_fits = Table(
+    "clv_fits",
+    metadata,
+    Column("fit_id", Text, primary_key=True),
+    Column("scheduled", Boolean, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("holdout_days", Integer, nullable=False),
+    Column("members", BigInteger, nullable=False, server_default=text("0")),
+    Column("members_done", BigInteger, nullable=False, server_default=text("0")),
+    Column("currency", Text, nullable=False, server_default=text("''")),
+    Column("parameters", JSONB),
+    Column("holdout", JSONB),
+    Column("error", Text, nullable=False, server_default=text("''")),
+    Index("clv_fits_state", "state", "created_at"),
+)
+
+clv_predictions = Table(
+    "clv_predictions",
+    metadata,
+    Column("fit_id", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("historical_value", Numeric, nullable=False),
+    Column("predicted_value_12m", Numeric),
+    Column("p_alive", Double),
+    Index("clv_predictions_fit", "fit_id"),
 )

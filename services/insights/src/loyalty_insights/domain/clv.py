@@ -157,6 +157,16 @@ class LifetimeValueModel:
         )
         return _values(value, summary)
 
+    def new_member_value(self, months: int = 12) -> float:
+        """What a member who has not bought yet is expected to spend in the next `months`
+        (of 30 days): the purchases the BG/NBD model expects of a new customer times the
+        population's mean spend per purchase."""
+        one = pd.DataFrame({_LIBRARY_ID: ["new"], "frequency": [0], "recency": [0], "T": [0]})
+        purchases = self.purchase_model.expected_purchases_new_customer(data=one, t=30 * months)
+        draws = [d for d in ("chain", "draw") if d in purchases.dims]
+        expected = float(np.asarray(purchases.mean(draws) if draws else purchases).reshape(-1)[0])
+        return expected * self.spend.mean_spend
+
     def predict(self, summary: pd.DataFrame, months: int = 12) -> pd.DataFrame:
         """Per member: historical value (when the summary has it), probability alive, expected
         purchases and predicted value over `months`, expected spend per purchase."""
@@ -244,16 +254,32 @@ def holdout_report(
         )
     except ValueError as error:  # no transaction in one of the periods
         raise NotEnoughHistory(str(error).strip()) from error
-    calibration = _renamed(split)
-    model = fit(calibration)
-    days = int(split["test_T"].iloc[0])
-    predicted = model.expected_purchases(calibration, days)
-    actual = split["test_frequency"].to_numpy(dtype=float)
     actual_value = split["test_frequency"] * split["test_monetary_value"]
+    return judge(
+        _renamed(split),
+        split["test_frequency"].to_numpy(dtype=float),
+        actual_value.to_numpy(dtype=float),
+        int(split["test_T"].iloc[0]),
+    )
+
+
+def judge(
+    calibration: pd.DataFrame,
+    actual_purchases: np.ndarray,
+    actual_value: np.ndarray,
+    holdout_days: int,
+) -> HoldoutReport:
+    """Fit on the members' summaries at the calibration's end and compare the purchases they
+    are predicted to make in the `holdout_days` after it with what they did make there
+    (`actual_purchases`: purchase days; `actual_value`: spend), member by member in the
+    summaries' row order."""
+    model = fit(calibration)
+    predicted = model.expected_purchases(calibration, holdout_days)
+    actual = np.asarray(actual_purchases, dtype=float)
     miss = predicted - actual
     return HoldoutReport(
-        members=len(split),
-        holdout_days=days,
+        members=len(calibration),
+        holdout_days=holdout_days,
         purchases=model.purchases,
         spend=model.spend,
         mean_absolute_error=float(np.mean(np.abs(miss))),
@@ -262,7 +288,7 @@ def holdout_report(
         predicted_purchases=float(predicted.sum()),
         actual_purchases=int(actual.sum()),
         predicted_value=float((predicted * model.expected_spend(calibration)).sum()),
-        actual_value=float(actual_value.sum()),
+        actual_value=float(np.sum(actual_value)),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from loyalty_kit.access import Rule, rule, scope_required
 from loyalty_kit.caller import UnitMismatch, current_caller
-from loyalty_kit.scopes import INSIGHTS_GROUP, INSIGHTS_READ
+from loyalty_kit.scopes import ADMIN, INSIGHTS_GROUP, INSIGHTS_READ
 
 _FIGURES = rule(
     INSIGHTS_READ,
@@ -24,6 +24,13 @@ ACCESS: dict[str, Rule] = {
     "GetRfm": _FIGURES,
     "GetCohorts": _FIGURES,
     "GetProgrammeHealth": _FIGURES,
+    "GetLifetimeValue": _FIGURES,
+    "GetLifetimeValueFit": rule(
+        INSIGHTS_GROUP, note="a fit is the group's: its state, parameters and hold-out report"
+    ),
+    "FitLifetimeValue": rule(
+        ADMIN, note="fits the lifetime value models now (they are fitted daily on schedule)"
+    ),
 }
 
 

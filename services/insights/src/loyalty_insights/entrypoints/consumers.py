@@ -1,8 +1,8 @@
 """The events the insights service keeps facts of, as a handler table: the points ledger
 (LedgerPosted: every posting and lot movement), purchases, refunds and redemptions, and
-programmes from the points service; registrations, imports, merges, unmerges, erasures and
-consents from identity; tier changes from tiers; benefits, coupons and rewards from benefits.
-Events of other types are passed over."""
+programmes from the points service; registrations, imports, merges, unmerges, erasures,
+consents and tags from identity; tier changes from tiers; benefits, coupons and rewards from
+benefits. Events of other types are passed over."""
 
 from __future__ import annotations
 
@@ -151,6 +151,15 @@ async def members_imported(
     await uow.facts.record_registrations(
         [(m.member_id, e.unit, at) for m in e.members if m.created], imported=True
     )
+    await uow.facts.add_tags([(m.member_id, list(m.tags)) for m in e.members if m.tags])
+
+
+async def member_tags_changed(
+    _app: Insights, uow: InsightsUnitOfWork, e: identity_pb.MemberTagsChanged
+) -> None:
+    """The member's tags as identity keeps them (a merge's survivor: with the absorbed
+    member's, as identity unions them)."""
+    await uow.facts.record_tags(e.member_id, list(e.tags))
 
 
 async def legacy_orders_imported(
@@ -299,6 +308,7 @@ TABLE: Sequence[Subscription[Insights]] = (
             identity_pb.MemberRegistered: member_registered,
             identity_pb.MembersImported: members_imported,
             identity_pb.ConsentChanged: consent_changed,
+            identity_pb.MemberTagsChanged: member_tags_changed,
         },
     ),
     # Past orders apart, as tiers reads them: a long import never holds back merges and

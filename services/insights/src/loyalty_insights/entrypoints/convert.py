@@ -6,8 +6,17 @@ from decimal import Decimal
 
 from loyalty.common.v1 import money_pb2
 from loyalty.insights.v1 import insights_service_pb2 as pb
+from loyalty_kit.kernel.members import member_name
 from loyalty_kit.money import money
+from loyalty_kit.timestamps import timestamp
 
+from loyalty_insights.domain.clv_fits import (
+    FitState,
+    Holdout,
+    LifetimeValue,
+    LifetimeValueFit,
+    MemberPrediction,
+)
 from loyalty_insights.domain.cohorts import Cohort, HealthMonth
 from loyalty_insights.domain.crossunit import MonthOfMembers
 from loyalty_insights.domain.liability import UnitLiability
@@ -119,3 +128,96 @@ def health_month(found: HealthMonth) -> pb.ProgrammeHealthMonth:
             pb.TierBenefits(tier=b.tier, uses=b.uses, members=b.members) for b in found.benefits
         ],
     )
+
+
+_STATES = {
+    FitState.PENDING: pb.LIFETIME_VALUE_FIT_STATE_PENDING,
+    FitState.RUNNING: pb.LIFETIME_VALUE_FIT_STATE_RUNNING,
+    FitState.SUCCEEDED: pb.LIFETIME_VALUE_FIT_STATE_SUCCEEDED,
+    FitState.FAILED: pb.LIFETIME_VALUE_FIT_STATE_FAILED,
+}
+
+
+def _money(value: Decimal, currency: str) -> money_pb2.Money:
+    """A value in the fit's currency (a bare decimal, to the cent, when it had none)."""
+    if currency:
+        return money(value, currency)
+    return money_pb2.Money(amount=str(value.quantize(Decimal("0.01"))))
+
+
+def fit_message(fit: LifetimeValueFit) -> pb.LifetimeValueFit:
+    message = pb.LifetimeValueFit(
+        name=fit.name,
+        state=_STATES[fit.state],
+        scheduled=fit.scheduled,
+        create_time=timestamp(fit.created_at),
+        as_of=timestamp(fit.as_of),
+        members=fit.members,
+        members_done=fit.members_done,
+        error=fit.error,
+    )
+    if fit.started_at is not None:
+        message.start_time.CopyFrom(timestamp(fit.started_at))
+    if fit.finished_at is not None:
+        message.end_time.CopyFrom(timestamp(fit.finished_at))
+    if fit.parameters is not None:
+        message.parameters.CopyFrom(pb.LifetimeValueParameters(**vars(fit.parameters)))
+    if fit.holdout is not None:
+        message.holdout.CopyFrom(holdout_message(fit.holdout, fit.currency))
+    return message
+
+
+def holdout_message(report: Holdout, currency: str) -> pb.LifetimeValueHoldout:
+    return pb.LifetimeValueHoldout(
+        calibration_end_time=timestamp(report.calibration_end),
+        holdout_end_time=timestamp(report.holdout_end),
+        members=report.members,
+        predicted_purchases=report.predicted_purchases,
+        actual_purchases=report.actual_purchases,
+        predicted_value=_money(report.predicted_value, currency),
+        actual_value=_money(report.actual_value, currency),
+        mean_absolute_error=report.mean_absolute_error,
+        baseline_mean_absolute_error=report.baseline_mean_absolute_error,
+        root_mean_squared_error=report.root_mean_squared_error,
+    )
+
+
+def member_value(found: MemberPrediction, currency: str) -> pb.MemberLifetimeValue:
+    return pb.MemberLifetimeValue(
+        member=member_name(found.member_id),
+        historical_value=_money(found.historical_value, currency),
+        predicted_value=_money(found.predicted_value or Decimal(0), currency),
+        probability_alive=found.probability_alive or 0.0,
+    )
+
+
+def lifetime_value_response(
+    found: LifetimeValue, next_page_token: str
+) -> pb.GetLifetimeValueResponse:
+    currency = found.fit.currency if found.fit else ""
+    totals = found.totals
+    response = pb.GetLifetimeValueResponse(
+        totals=pb.LifetimeValueTotals(
+            members=totals.members,
+            historical_value=_money(totals.historical_value, currency),
+            mean_historical_value=_money(totals.mean_historical_value, currency),
+            predicted_value=_money(totals.predicted_value, currency),
+            mean_predicted_value=_money(totals.mean_predicted_value, currency),
+            mean_probability_alive=totals.mean_probability_alive,
+        ),
+        deciles=[
+            pb.LifetimeValueDecile(
+                decile=d.decile,
+                members=d.members,
+                min_predicted_value=_money(d.min_predicted_value, currency),
+                max_predicted_value=_money(d.max_predicted_value, currency),
+                predicted_value=_money(d.predicted_value, currency),
+            )
+            for d in found.deciles
+        ],
+        members=[member_value(m, currency) for m in found.members],
+        next_page_token=next_page_token,
+    )
+    if found.fit is not None:
+        response.fit.CopyFrom(fit_message(found.fit))
+    return response

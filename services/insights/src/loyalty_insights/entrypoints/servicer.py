@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 
 import grpc
@@ -15,10 +16,11 @@ from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment_of
 
 from loyalty_insights.bootstrap import Insights
+from loyalty_insights.domain import clv_fits
 from loyalty_insights.domain.periods import Period
 from loyalty_insights.entrypoints import convert
 from loyalty_insights.entrypoints.access import check_figures_of
-from loyalty_insights.service_layer import figures
+from loyalty_insights.service_layer import figures, lifetime_value
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 SERVICE = "loyalty.insights.v1.InsightsService"
@@ -31,6 +33,7 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
 
     def __init__(self, app: Insights) -> None:
         super().__init__(app.uow, app.clock)
+        self.app = app
 
     async def _figure(
         self,
@@ -114,6 +117,54 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     ) -> pb.GetProgrammeHealthResponse:
         found = await self._figure(request, figures.programme_health)
         return pb.GetProgrammeHealthResponse(months=[convert.health_month(m) for m in found])
+
+    async def FitLifetimeValue(
+        self, request: pb.FitLifetimeValueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FitLifetimeValueResponse:
+        holdout_days = clv_fits.holdout_days_of(request.holdout_days)
+        as_of = moment_of(request, "as_of")
+
+        async def work(uow: InsightsUnitOfWork, now: datetime) -> pb.FitLifetimeValueResponse:
+            fit = await lifetime_value.ask_for_fit(
+                uow, as_of or now, holdout_days, now, scheduled=False
+            )
+            return pb.FitLifetimeValueResponse(fit=convert.fit_message(fit))
+
+        response = await self._mutate(
+            "FitLifetimeValue", request, pb.FitLifetimeValueResponse, work
+        )
+        self.app.fits_waiting()
+        # A retried request_id answers the fit as it is now, not as it was accepted.
+        fit_id = clv_fits.fit_id_of(response.fit.name)
+        found = await self._read(lambda uow: lifetime_value.get_fit(uow, fit_id))
+        return pb.FitLifetimeValueResponse(fit=convert.fit_message(found))
+
+    async def GetLifetimeValueFit(
+        self, request: pb.GetLifetimeValueFitRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetLifetimeValueFitResponse:
+        fit_id = clv_fits.fit_id_of(request.name)
+        found = await self._read(lambda uow: lifetime_value.get_fit(uow, fit_id))
+        return pb.GetLifetimeValueFitResponse(fit=convert.fit_message(found))
+
+    async def GetLifetimeValue(
+        self, request: pb.GetLifetimeValueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetLifetimeValueResponse:
+        unit = request.unit.strip()
+        filters = {"unit": unit}
+        page = read_page(request.page_size, request.page_token, filters, default=100, maximum=1000)
+        after = page.after
+        if after is not None and not (
+            isinstance(after, list) and len(after) == 2 and all(isinstance(a, str) for a in after)
+        ):
+            raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
+        check_figures_of(unit)
+        found = await self._read(
+            lambda uow: lifetime_value.lifetime_value(
+                uow, unit, tuple(after) if after else None, page.size
+            )
+        )
+        token = next_token(list(found.last), filters) if found.last else ""
+        return convert.lifetime_value_response(found, token)
 
 
 def _period(request: Message) -> Period:

@@ -7,6 +7,7 @@ from typing import Self
 
 from loyalty_kit.uow import UnitOfWork
 
+from loyalty_insights.adapters.clv_store import LifetimeValueStore
 from loyalty_insights.adapters.facts import FactStore
 from loyalty_insights.adapters.figures import FigureRows
 
@@ -14,9 +15,11 @@ from loyalty_insights.adapters.figures import FigureRows
 class InsightsUnitOfWork(UnitOfWork):
     facts: FactStore
     figures: FigureRows
+    clv: LifetimeValueStore
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.facts = FactStore(self.session)
         self.figures = FigureRows(self.session)
+        self.clv = LifetimeValueStore(self.session)
         return self

@@ -1,0 +1,167 @@
+"""Lifetime value as a served figure: a fit of the models (`clv.py`) over every member's
+purchase summary, its life (pending, running, succeeded or failed), when the schedule asks for
+the next one, and the figure read from the predictions the last successful fit stored."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+
+from loyalty_kit.errors import FieldViolation, InvalidArgument, NotFound
+
+FIT = "lifetimeValueFits/"
+DEFAULT_HOLDOUT_DAYS = 180
+MAX_HOLDOUT_DAYS = 3650
+PREDICTION_MONTHS = 12
+DECILES = 10
+
+
+class FitState(Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """BG/NBD's r, alpha, a, b and Gamma-Gamma's p, q, v (time in days)."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    p: float
+    q: float
+    v: float
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The report of the models fitted on the purchases before `calibration_end`, judged on
+    those from it to `holdout_end` (spend in the fit's currency)."""
+
+    calibration_end: datetime
+    holdout_end: datetime
+    members: int
+    predicted_purchases: float
+    actual_purchases: int
+    predicted_value: Decimal
+    actual_value: Decimal
+    mean_absolute_error: float
+    baseline_mean_absolute_error: float
+    root_mean_squared_error: float
+
+
+@dataclass
+class LifetimeValueFit:
+    fit_id: str
+    scheduled: bool
+    state: FitState
+    created_at: datetime
+    as_of: datetime
+    holdout_days: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    members: int = 0
+    members_done: int = 0
+    currency: str = ""
+    parameters: Parameters | None = None
+    holdout: Holdout | None = None
+    error: str = ""
+
+    @property
+    def name(self) -> str:
+        return FIT + self.fit_id
+
+    @property
+    def calibration_end(self) -> datetime:
+        return self.as_of - timedelta(days=self.holdout_days)
+
+
+def holdout_days_of(days: int) -> int:
+    """A request's hold-out length (0: the default), else INVALID_ARGUMENT."""
+    if days < 0 or days > MAX_HOLDOUT_DAYS:
+        raise InvalidArgument.of(
+            [FieldViolation("holdout_days", f"0 (the default, 180) to {MAX_HOLDOUT_DAYS} days")]
+        )
+    return days or DEFAULT_HOLDOUT_DAYS
+
+
+class FitNotFound(NotFound):
+    reason = "LIFETIME_VALUE_FIT_NOT_FOUND"
+
+
+def fit_id_of(name: str) -> str:
+    """The ID in "lifetimeValueFits/{id}", else INVALID_ARGUMENT naming `name`."""
+    fit_id = name.removeprefix(FIT)
+    if not name.startswith(FIT) or not fit_id or "/" in fit_id or len(fit_id) > 64:
+        raise InvalidArgument.of([FieldViolation("name", "a fit: lifetimeValueFits/{id}")])
+    return fit_id
+
+
+def fit_due(
+    last_asked: datetime | None, running_since: datetime, now: datetime, every: float
+) -> bool:
+    """Whether the schedule asks for a fit now: `every` seconds after the last fit was asked
+    for (by the schedule or by hand), or, before any, after the replica started
+    (`running_since`): a fresh deployment fits a day after it starts, or when asked."""
+    since = last_asked if last_asked is not None else running_since
+    return (now - since).total_seconds() >= every
+
+
+@dataclass(frozen=True)
+class MemberPrediction:
+    """A member's lifetime value as a fit stores it: None where the model gives none (the
+    probability of being alive of a member who never bought)."""
+
+    member_id: str
+    historical_value: Decimal
+    predicted_value: Decimal | None
+    probability_alive: float | None
+
+
+def cents(value: float | None) -> Decimal | None:
+    """A prediction in money, to the cent (None for none, or a value the model could not give)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return Decimal(str(round(max(value, 0.0), 2)))
+
+
+@dataclass(frozen=True)
+class Totals:
+    members: int
+    historical_value: Decimal
+    predicted_value: Decimal
+    mean_probability_alive: float
+
+    @property
+    def mean_historical_value(self) -> Decimal:
+        return self.historical_value / self.members if self.members else Decimal(0)
+
+    @property
+    def mean_predicted_value(self) -> Decimal:
+        return self.predicted_value / self.members if self.members else Decimal(0)
+
+
+@dataclass(frozen=True)
+class Decile:
+    decile: int  # 1 (lowest predicted values) to 10
+    members: int
+    min_predicted_value: Decimal
+    max_predicted_value: Decimal
+    predicted_value: Decimal
+
+
+@dataclass(frozen=True)
+class LifetimeValue:
+    """The figure: over the members (a unit's or every one) of the last successful fit."""
+
+    fit: LifetimeValueFit | None
+    totals: Totals
+    deciles: list[Decile]
+    members: list[MemberPrediction] = field(default_factory=list)  # one page
+    last: tuple[str, str] | None = None  # (predicted value, member) the next page starts after
