@@ -148,14 +148,19 @@ ORDER BY predicted_value_12m DESC, member_id DESC LIMIT $5
 )
 
 
+def _json(found: Any) -> Any:
+    """A jsonb value: decoded by the connection's codec (SQLAlchemy's), or text without one."""
+    return json.loads(found) if isinstance(found, str | bytes) else found
+
+
 def _parameters(found: Any) -> Parameters | None:
-    return Parameters(**json.loads(found)) if found else None
+    return Parameters(**_json(found)) if found else None
 
 
 def _holdout(found: Any) -> Holdout | None:
     if not found:
         return None
-    kept = json.loads(found)
+    kept = _json(found)
     return Holdout(
         calibration_end=datetime.fromisoformat(kept["calibration_end"]),
         holdout_end=datetime.fromisoformat(kept["holdout_end"]),
