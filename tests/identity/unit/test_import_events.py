@@ -24,6 +24,7 @@ def _event(size: int) -> MembersImported:
             tier_ends_at=ends if i % 5 == 0 else None,
             birthday_month=i % 13,
             birthday_day=i % 29 if i % 13 else 0,
+            tags=("bu:mall-active", f"legacy:tier-{i % 3}") if i % 4 == 0 else (),
         )
         for i in range(size)
     )

@@ -138,6 +138,31 @@ async def test_tags_are_added_and_removed_and_at_most_200_are_kept(identity: Ide
     assert identity.row(member.member_id).tags == {"bu:mall"}  # the refused change rolled back
 
 
+async def test_a_tag_change_is_announced_with_the_tags_now_and_what_changed(
+    identity: Identity,
+) -> None:
+    member = await identity.register()
+
+    await identity(
+        handlers.update_tags, member.member_id, ["bu:mall", "rfm:champion"], [], identity.now
+    )
+    await identity(
+        handlers.update_tags,
+        member.member_id,
+        ["bu:hotel"],
+        ["rfm:champion", "t:absent"],
+        identity.now,
+    )
+    await identity(handlers.update_tags, member.member_id, ["bu:hotel"], [], identity.now)
+
+    changes = [e for e in identity.events if isinstance(e, events.MemberTagsChanged)]
+    assert [(c.tags, c.added_tags, c.removed_tags) for c in changes] == [
+        (("bu:mall", "rfm:champion"), ("bu:mall", "rfm:champion"), ()),
+        (("bu:hotel", "bu:mall"), ("bu:hotel",), ("rfm:champion",)),
+    ]  # the last change changed nothing: not announced
+    assert all(c.member_id == member.member_id and c.occurred_at == identity.now for c in changes)
+
+
 async def test_a_malformed_tag_is_refused(identity: Identity) -> None:
     member = await identity.register()
 

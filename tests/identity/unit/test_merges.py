@@ -47,6 +47,25 @@ async def test_a_merge_moves_identities_and_fills_the_survivors_gaps(identity: I
     )
 
 
+async def test_a_merge_gives_the_survivor_the_absorbed_members_tags_and_says_so(
+    identity: Identity,
+) -> None:
+    survivor, absorbed = await identity.register(), await identity.register()
+    await identity(handlers.update_tags, survivor.member_id, ["bu:mall"], [], identity.now)
+    await identity(
+        handlers.update_tags, absorbed.member_id, ["bu:hotel", "bu:mall"], [], identity.now
+    )
+    at = identity.later(days=1)
+
+    merged = await identity(handlers.merge, survivor.member_id, absorbed.member_id, at)
+
+    assert merged.tags == {"bu:hotel", "bu:mall"}
+    assert (
+        events.MemberTagsChanged(survivor.member_id, ("bu:hotel", "bu:mall"), ("bu:hotel",), (), at)
+        in identity.events
+    )
+
+
 async def test_merging_again_changes_nothing_and_announces_nothing(identity: Identity) -> None:
     survivor, absorbed = await identity.register(), await identity.register()
     await identity(handlers.merge, survivor.member_id, absorbed.member_id, identity.now)

@@ -124,11 +124,16 @@ class MemberPrediction:
     probability_alive: float | None
 
 
+CENT = Decimal("0.01")
+MAX_VALUE = 1e15  # beyond any member's spend: a model that diverged, not a prediction
+
+
 def cents(value: float | None) -> Decimal | None:
-    """A prediction in money, to the cent (None for none, or a value the model could not give)."""
-    if value is None or not math.isfinite(value):
+    """A prediction in money, to the cent, never negative (None for none, or a value the model
+    could not give)."""
+    if value is None or not math.isfinite(value) or abs(value) > MAX_VALUE:
         return None
-    return Decimal(str(round(max(value, 0.0), 2)))
+    return Decimal(max(value, 0.0)).quantize(CENT)
 
 
 @dataclass(frozen=True)
