@@ -184,7 +184,14 @@ class LifetimeValueFitter:
             await uow.clv.publish(fit.fit_id, fit.finished_at)
             await uow.clv.save_fit(fit)
             await uow.commit()
-        log.info("lifetime value fit succeeded", fit=fit.name, members=fit.members)
+        log.info(
+            "lifetime value fit succeeded",
+            fit=fit.name,
+            members=fit.members,
+            seconds=round(
+                (fit.finished_at - (fit.started_at or fit.finished_at)).total_seconds(), 1
+            ),
+        )
 
     async def _save(self, fit: LifetimeValueFit) -> None:
         async with self.uow() as uow:
