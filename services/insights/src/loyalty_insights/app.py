@@ -10,6 +10,7 @@ from loyalty_kit.server import ServiceSpec
 from loyalty_insights.bootstrap import Insights, bootstrap
 from loyalty_insights.entrypoints.access import ACCESS
 from loyalty_insights.entrypoints.consumers import consumers
+from loyalty_insights.entrypoints.jobs import jobs
 from loyalty_insights.entrypoints.servicer import SERVICE, InsightsServicer
 
 
@@ -25,4 +26,5 @@ SPEC = ServiceSpec(
     add_servicers=add_servicers,
     migrations="loyalty_insights:migrations",
     consumers=consumers,
+    jobs=jobs,
 )
