@@ -24,6 +24,10 @@ ACCESS: dict[str, Rule] = {
     "GetRfm": _FIGURES,
     "GetCohorts": _FIGURES,
     "GetProgrammeHealth": _FIGURES,
+    "RefreshFigures": rule(
+        INSIGHTS_GROUP,
+        note="recomputes every member's figures: the group's loyalty team or an admin",
+    ),
 }
 
 
