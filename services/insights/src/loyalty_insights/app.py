@@ -3,8 +3,6 @@ the events it keeps facts of (entrypoints/) and its job, the lifetime value fitt
 
 from __future__ import annotations
 
-from functools import partial
-
 import grpc
 from loyalty.insights.v1 import insights_service_pb2_grpc
 from loyalty_kit.server import ServiceSpec
@@ -12,6 +10,7 @@ from loyalty_kit.server import ServiceSpec
 from loyalty_insights.bootstrap import Insights, bootstrap
 from loyalty_insights.entrypoints.access import ACCESS
 from loyalty_insights.entrypoints.consumers import consumers
+from loyalty_insights.entrypoints.jobs import jobs
 from loyalty_insights.entrypoints.servicer import SERVICE, InsightsServicer
 
 
@@ -27,5 +26,5 @@ SPEC = ServiceSpec(
     add_servicers=add_servicers,
     migrations="loyalty_insights:migrations",
     consumers=consumers,
-    jobs=lambda app: [partial(app.fitter.serve, app.context.stopping)],
+    jobs=jobs,
 )

@@ -31,6 +31,10 @@ ACCESS: dict[str, Rule] = {
     "FitLifetimeValue": rule(
         ADMIN, note="fits the lifetime value models now (they are fitted daily on schedule)"
     ),
+    "RefreshFigures": rule(
+        INSIGHTS_GROUP,
+        note="recomputes every member's figures: the group's loyalty team or an admin",
+    ),
 }
 
 

@@ -10,16 +10,19 @@ from loyalty_kit.uow import UnitOfWork
 from loyalty_insights.adapters.clv_store import LifetimeValueStore
 from loyalty_insights.adapters.facts import FactStore
 from loyalty_insights.adapters.figures import FigureRows
+from loyalty_insights.adapters.member_figures import MemberFigures
 
 
 class InsightsUnitOfWork(UnitOfWork):
     facts: FactStore
     figures: FigureRows
     clv: LifetimeValueStore
+    member_figures: MemberFigures
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.facts = FactStore(self.session)
         self.figures = FigureRows(self.session)
         self.clv = LifetimeValueStore(self.session)
+        self.member_figures = MemberFigures(self.session)
         return self

@@ -3,14 +3,14 @@ and the predictions a running fit stages before they replace the last fit's in
 `member_figures` (adapters/tables.py says why).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-30
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

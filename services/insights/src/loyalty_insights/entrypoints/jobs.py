@@ -1,0 +1,56 @@
+"""The insights service's scheduled work: every member's figures recomputed in full every
+`insights_refresh_interval_seconds`, and once at start when there are facts but no refresh yet
+(members are also recomputed as their events arrive); and the lifetime value fitter
+(service_layer/clv_fitter.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+from loyalty_kit.jobs import every
+from loyalty_kit.logs import get_logger
+from loyalty_kit.server import Job
+
+from loyalty_insights.bootstrap import Insights
+from loyalty_insights.service_layer.refresh import (
+    RefreshRunning,
+    needs_first_refresh,
+    refresh_figures,
+)
+
+log = get_logger("loyalty.insights.jobs")
+
+
+def jobs(app: Insights) -> Sequence[Job]:
+    first = True
+
+    async def once() -> None:
+        nonlocal first
+        if first:
+            first = False
+            async with app.uow(read_only=True) as uow:
+                if not await needs_first_refresh(uow):
+                    return
+        async with app.uow() as uow:
+            try:
+                report = await refresh_figures(uow, app.clock)
+            except RefreshRunning:
+                return  # another replica's refresh does it
+            await uow.commit()
+        log.info(
+            "figures refreshed",
+            members=report.members,
+            removed=report.removed,
+            seconds=round(report.duration.total_seconds(), 3),
+        )
+
+    async def scheduled() -> None:
+        await every(
+            app.context.settings.insights_refresh_interval_seconds,
+            app.context.stopping,
+            once,
+            "figures-refresh",
+        )
+
+    return [scheduled, partial(app.fitter.serve, app.context.stopping)]
