@@ -184,6 +184,8 @@ async def fit_to_the_end(channel: grpc.aio.Channel, name: str) -> tuple[pb.Lifet
 async def fitted(
     channel: grpc.aio.Channel, history: History
 ) -> tuple[pb.LifetimeValueFit, float, str]:
+    # The members' figures learn the units of the facts put in by hand (events would tell them).
+    await group(channel).RefreshFigures(pb.RefreshFiguresRequest(request_id=uuid.uuid4().hex))
     request_id = uuid.uuid4().hex
     asked = await admin(channel).FitLifetimeValue(
         pb.FitLifetimeValueRequest(

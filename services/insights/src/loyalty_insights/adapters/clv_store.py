@@ -97,22 +97,15 @@ _FIT_COLUMNS = (
     "members, members_done, currency, parameters, holdout, error"
 )
 
-# The members of the figure: every one with a prediction, or those active at unit $1 (any
-# activity there, merges followed); erased members never.
-_CHOSEN = (
-    OWNERS
-    + """, there AS (
-    SELECT DISTINCT coalesce(o.owner, a.member_id) AS member_id
-    FROM activity a LEFT JOIN owners o ON o.member_id = a.member_id
-    WHERE $1 <> '' AND a.unit = $1 AND a.kind = ANY($2::text[])
-), chosen AS (
+# The members of the figure: every one with a prediction, or those active at unit $1 (the units
+# the members' figures keep, merges followed); erased members never.
+_CHOSEN = """
+WITH chosen AS (
     SELECT f.member_id, f.historical_value, f.predicted_value_12m, f.p_alive
     FROM member_figures f
-    WHERE f.predicted_value_12m IS NOT NULL
-      AND ($1 = '' OR f.member_id IN (SELECT member_id FROM there))
+    WHERE f.predicted_value_12m IS NOT NULL AND ($1 = '' OR $1 = ANY(f.units))
       AND NOT EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = f.member_id)
 )"""
-)
 
 _TOTALS = (
     _CHOSEN
@@ -128,7 +121,7 @@ _DECILES = (
     _CHOSEN
     + """, ranked AS (
     SELECT predicted_value_12m,
-           ntile($3::int) OVER (ORDER BY predicted_value_12m, member_id) AS decile
+           ntile($2::int) OVER (ORDER BY predicted_value_12m, member_id) AS decile
     FROM chosen
 )
 SELECT decile, count(*) AS members, min(predicted_value_12m) AS low,
@@ -142,8 +135,8 @@ _PAGE = (
     _CHOSEN
     + """
 SELECT member_id, historical_value, predicted_value_12m, p_alive FROM chosen
-WHERE $3::numeric IS NULL OR (predicted_value_12m, member_id) < ($3::numeric, $4::text)
-ORDER BY predicted_value_12m DESC, member_id DESC LIMIT $5
+WHERE $2::numeric IS NULL OR (predicted_value_12m, member_id) < ($2::numeric, $3::text)
+ORDER BY predicted_value_12m DESC, member_id DESC LIMIT $4
 """
 )
 
@@ -377,8 +370,8 @@ class LifetimeValueStore:
 
     # --- the figure -----------------------------------------------------------------------------
 
-    async def totals(self, unit: str, active_kinds: Sequence[str]) -> Totals:
-        row = await (await self._conn()).fetchrow(_TOTALS, unit, list(active_kinds))
+    async def totals(self, unit: str) -> Totals:
+        row = await (await self._conn()).fetchrow(_TOTALS, unit)
         return Totals(
             int(row["members"]),
             Decimal(row["historical_value"]),
@@ -386,8 +379,8 @@ class LifetimeValueStore:
             float(row["mean_p_alive"]),
         )
 
-    async def deciles(self, unit: str, active_kinds: Sequence[str], tiles: int) -> list[Decile]:
-        rows = await (await self._conn()).fetch(_DECILES, unit, list(active_kinds), tiles)
+    async def deciles(self, unit: str, tiles: int) -> list[Decile]:
+        rows = await (await self._conn()).fetch(_DECILES, unit, tiles)
         return [
             Decile(
                 int(r["decile"]),
@@ -402,14 +395,11 @@ class LifetimeValueStore:
     async def page(
         self,
         unit: str,
-        active_kinds: Sequence[str],
         after: tuple[str, str] | None,
         limit: int,
     ) -> list[MemberPrediction]:
         value, member = (Decimal(after[0]), after[1]) if after else (None, "")
-        rows = await (await self._conn()).fetch(
-            _PAGE, unit, list(active_kinds), value, member, limit
-        )
+        rows = await (await self._conn()).fetch(_PAGE, unit, value, member, limit)
         return [
             MemberPrediction(
                 r["member_id"],

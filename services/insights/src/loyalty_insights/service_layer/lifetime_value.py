@@ -13,7 +13,6 @@ from loyalty_insights.domain.clv_fits import (
     LifetimeValue,
     LifetimeValueFit,
 )
-from loyalty_insights.domain.crossunit import ACTIVE
 from loyalty_insights.service_layer.figures import known_unit
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
@@ -44,13 +43,14 @@ async def get_fit(uow: InsightsUnitOfWork, fit_id: str) -> LifetimeValueFit:
 async def lifetime_value(
     uow: InsightsUnitOfWork, unit: str, after: tuple[str, str] | None, page_size: int
 ) -> LifetimeValue:
-    """The members' (the unit's: those active there) lifetime value as the last successful fit
-    left it: totals, deciles of predicted value, and a page of members by predicted value."""
+    """The members' (the unit's: those active there, as their figures keep it) lifetime value
+    as the last successful fit left it: totals, deciles of predicted value, and a page of
+    members by predicted value."""
     await known_unit(uow, unit)
     fit = await uow.clv.last_succeeded()
-    totals = await uow.clv.totals(unit, ACTIVE)
-    deciles = await uow.clv.deciles(unit, ACTIVE, DECILES)
-    members = await uow.clv.page(unit, ACTIVE, after, page_size + 1)
+    totals = await uow.clv.totals(unit)
+    deciles = await uow.clv.deciles(unit, DECILES)
+    members = await uow.clv.page(unit, after, page_size + 1)
     last = None
     if len(members) > page_size:
         edge = members[page_size - 1]
