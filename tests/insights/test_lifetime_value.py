@@ -34,6 +34,7 @@ from loyalty_insights.domain.clv import (
     simulate_transactions,
 )
 from loyalty_kit.db import driver_connection
+from loyalty_kit.pagination import next_token
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import timestamp
 
@@ -340,10 +341,11 @@ async def test_bad_fit_requests_and_unknown_fits(suite: Suite) -> None:
         suite.insights().GetLifetimeValueFit(pb.GetLifetimeValueFitRequest(name="fits/1"))
     )
     assert named.code == grpc.StatusCode.INVALID_ARGUMENT and named.fields == ["name"]
-    token = await fails(
-        suite.insights().GetLifetimeValue(pb.GetLifetimeValueRequest(page_token="nonsense"))
-    )
-    assert token.code == grpc.StatusCode.INVALID_ARGUMENT and token.fields == ["page_token"]
+    for page_token in ("nonsense", next_token(["NaN", "m1"], {"unit": ""})):
+        token = await fails(
+            suite.insights().GetLifetimeValue(pb.GetLifetimeValueRequest(page_token=page_token))
+        )
+        assert token.code == grpc.StatusCode.INVALID_ARGUMENT and token.fields == ["page_token"]
 
 
 async def test_who_may_read_and_fit_lifetime_value(suite: Suite) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 import grpc
@@ -169,19 +170,27 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         unit = request.unit.strip()
         filters = {"unit": unit}
         page = read_page(request.page_size, request.page_token, filters, default=100, maximum=1000)
-        after = page.after
-        if after is not None and not (
-            isinstance(after, list) and len(after) == 2 and all(isinstance(a, str) for a in after)
-        ):
-            raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
+        after = _value_position(page.after)
         check_figures_of(unit)
         found = await self._read(
-            lambda uow: lifetime_value.lifetime_value(
-                uow, unit, tuple(after) if after else None, page.size
-            )
+            lambda uow: lifetime_value.lifetime_value(uow, unit, after, page.size)
         )
         token = next_token(list(found.last), filters) if found.last else ""
         return convert.lifetime_value_response(found, token)
+
+
+def _value_position(after: object) -> tuple[str, str] | None:
+    """Where a page of members by predicted value starts after: (value, member) as the last
+    page's token holds it, else INVALID_ARGUMENT on `page_token`."""
+    if after is None:
+        return None
+    if isinstance(after, list) and len(after) == 2 and all(isinstance(a, str) for a in after):
+        try:
+            if Decimal(after[0]).is_finite():
+                return after[0], after[1]
+        except InvalidOperation:
+            pass
+    raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
 
 
 def _period(request: Message) -> Period:
