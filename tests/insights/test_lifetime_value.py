@@ -4,7 +4,7 @@ service's facts, FitLifetimeValue fits on it in the worker process while the ser
 answering, the predictions land in `member_figures`, and GetLifetimeValue's totals, deciles and
 member pages agree with those rows; a fit that fails keeps the last fit's predictions; a merge
 counts the absorbed member's purchases for the survivor, an erased member gets none; the
-access rules.
+access rules; the routes through the gateway.
 
 The first fit in the worker process imports pymc (about 10 s) and, with an empty compile cache,
 compiles the models (a minute more, once per machine)."""
@@ -38,6 +38,7 @@ from loyalty_kit.pagination import next_token
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import timestamp
 
+from tests.gateway.conftest import Gateway
 from tests.insights.conftest import GROUP_TEAM, Suite, unit_team
 from tests.points.conftest import ADMIN
 from tests.support.clients import As
@@ -366,3 +367,28 @@ async def test_who_may_read_and_fit_lifetime_value(suite: Suite) -> None:
         )
     )
     assert asked.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_lifetime_value_over_http_through_the_gateway(
+    fitted: tuple[pb.LifetimeValueFit, float, str], gateway_service: RunningService
+) -> None:
+    fit, _, _ = fitted
+    gateway = Gateway(
+        gateway_service, f"http://127.0.0.1:{gateway_service.context.settings.gateway_http_port}"
+    )
+    async with await gateway.session("group", "insights:group") as http:
+        found = await http.get("/v1/insights/lifetimeValue", params={"pageSize": "3"})
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert body["fit"]["name"] == fit.name and len(body["members"]) == 3
+        assert body["fit"]["holdout"]["members"] == str(fit.holdout.members)
+        one = await http.get(f"/v1/insights/{fit.name}")
+        assert (
+            one.status_code == 200
+            and one.json()["fit"]["state"] == "LIFETIME_VALUE_FIT_STATE_SUCCEEDED"
+        )
+    async with await gateway.session("group", "admin") as http:
+        bad = await http.post(
+            "/v1/insights/lifetimeValue:fit", json={"requestId": "http-1", "holdoutDays": -1}
+        )
+        assert bad.status_code == 400, bad.text

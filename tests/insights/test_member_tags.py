@@ -1,6 +1,7 @@
 """Tags as facts: a member's tags changed at the identity service reach insights'
 `member_figures.tags` over the bus (MemberTagsChanged), a merge gives the survivor the absorbed
-member's tags, and an erased member's row is not made again by a later tag event."""
+member's tags, an import's tags are added to a member's, and an erased member's row is not made
+again by a later tag event."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty_insights.bootstrap import Insights
-from loyalty_insights.entrypoints.consumers import member_tags_changed
+from loyalty_insights.entrypoints.consumers import member_tags_changed, members_imported
 from loyalty_kit.db import driver_connection
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import timestamp
@@ -108,3 +109,30 @@ async def test_an_erased_member_gets_no_row_back_from_a_late_tag_event(
         await member_tags_changed(app, uow, late)
         await uow.commit()
     assert await tags_of(insights_service, member) is None
+
+
+async def test_the_tags_an_import_put_on_members_are_added_to_theirs(
+    suite: Suite, insights_service: RunningService
+) -> None:
+    member = await suite.member("mall")
+    await tag(suite, member, ["bu:mall-active"])
+    await until(lambda: tags_of(insights_service, member), lambda t: t == ["bu:mall-active"])
+    newcomer = f"imported-{uuid.uuid4().hex[:12]}"
+    chunk = identity_events.MembersImported(
+        member_import="memberImports/tags-test",
+        unit="mall",
+        members=[
+            identity_events.ImportedMember(
+                member_id=member.id, created=False, tags=["legacy:gold", "bu:mall-active"]
+            ),
+            identity_events.ImportedMember(member_id=newcomer, created=True, tags=["legacy:vip"]),
+            identity_events.ImportedMember(member_id=f"{newcomer}-plain", created=True),
+        ],
+    )
+    chunk.imported_at.CopyFrom(timestamp(suite.clock()))
+    app: Insights = insights_service.root
+    async with app.uow() as uow:
+        await members_imported(app, uow, chunk)
+        await uow.commit()
+    assert await tags_of(insights_service, member) == ["bu:mall-active", "legacy:gold"]
+    assert await tags_of(insights_service, newcomer) == ["legacy:vip"]
