@@ -50,6 +50,7 @@ async def load_facts(
     *,
     as_of: datetime | None = None,
     seed: int = 18,
+    ledger: bool = True,
 ) -> dict[str, int]:
     """Load the facts; how many rows went into each table."""
     now = as_of or datetime.now(UTC)
@@ -87,13 +88,14 @@ async def load_facts(
         postings,
     )
     loaded["activity"] = postings
-    # The ledger's postings of the same purchases.
-    await conn.execute(
-        "INSERT INTO ledger_postings (member_id, posting_id, kind, unit, points, posted_at, "
-        "occurred_at) SELECT member_id, event_id, 'earn', unit, (spend * 10)::bigint, "
-        "occurred_at, occurred_at FROM activity"
-    )
-    loaded["ledger_postings"] = postings
+    # The ledger's postings of the same purchases (the members' figures do not read them).
+    if ledger:
+        await conn.execute(
+            "INSERT INTO ledger_postings (member_id, posting_id, kind, unit, points, posted_at, "
+            "occurred_at) SELECT member_id, event_id, 'earn', unit, (spend * 10)::bigint, "
+            "occurred_at, occurred_at FROM activity"
+        )
+        loaded["ledger_postings"] = postings
 
     def tiers() -> Iterator[tuple[Any, ...]]:
         for i in range(0, members, 3):
