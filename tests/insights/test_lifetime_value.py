@@ -4,7 +4,7 @@ service's facts, FitLifetimeValue fits on it in the worker process while the ser
 answering, the predictions land in `member_figures`, and GetLifetimeValue's totals, deciles and
 member pages agree with those rows; a fit that fails keeps the last fit's predictions; a merge
 counts the absorbed member's purchases for the survivor, an erased member gets none; the
-access rules; the routes through the gateway.
+access rules; one fit at a time across replicas; the routes through the gateway.
 
 The first fit in the worker process imports pymc (about 10 s) and, with an empty compile cache,
 compiles the models (a minute more, once per machine)."""
@@ -25,6 +25,7 @@ import pytest
 import pytest_asyncio
 from loyalty.insights.v1 import insights_service_pb2 as pb
 from loyalty.insights.v1 import insights_service_pb2_grpc
+from loyalty_insights.adapters.locks import FIT_LOCK, held
 from loyalty_insights.domain.clv import (
     AMOUNT,
     AT,
@@ -392,3 +393,29 @@ async def test_lifetime_value_over_http_through_the_gateway(
             "/v1/insights/lifetimeValue:fit", json={"requestId": "http-1", "holdoutDays": -1}
         )
         assert bad.status_code == 400, bad.text
+
+
+async def test_one_fit_at_a_time_across_replicas_oldest_first(
+    suite: Suite, fitted: tuple[pb.LifetimeValueFit, float, str], insights_service: RunningService
+) -> None:
+    """Another replica holding the fit lock (this test's connection, as one would) keeps a fit
+    waiting; once it lets go, the fits waiting run one after the other, oldest first."""
+    long_ago = timestamp(datetime(2001, 1, 1, tzinfo=UTC))  # nothing bought then: fails at once
+    engine = insights_service.context.engine
+    assert engine is not None
+    async with held(engine, FIT_LOCK) as taken:
+        assert taken
+        first = await admin(suite.insights_channel).FitLifetimeValue(
+            pb.FitLifetimeValueRequest(request_id=uuid.uuid4().hex, as_of=long_ago)
+        )
+        await asyncio.sleep(3)
+        waiting = await suite.insights().GetLifetimeValueFit(
+            pb.GetLifetimeValueFitRequest(name=first.fit.name)
+        )
+        assert waiting.fit.state == pb.LIFETIME_VALUE_FIT_STATE_PENDING
+    second = await admin(suite.insights_channel).FitLifetimeValue(
+        pb.FitLifetimeValueRequest(request_id=uuid.uuid4().hex, as_of=long_ago)
+    )
+    ended = [(await fit_to_the_end(suite.insights_channel, f.fit.name))[0] for f in (first, second)]
+    assert [f.state for f in ended] == [pb.LIFETIME_VALUE_FIT_STATE_FAILED] * 2
+    assert ended[0].end_time.ToDatetime() <= ended[1].start_time.ToDatetime()
