@@ -417,12 +417,26 @@ IDENTITY: list[Sample] = [
         identity_events.MemberErased("m-12", at(11)),
         identity_pb.MemberErased(member_id="m-12", erased_at=stamp(11)),
     ),
+    (  # tags changed: every tag now, those added and removed
+        identity_events.MemberTagsChanged(
+            "m-12", ("bu:hotel", "bu:mall"), ("bu:hotel",), ("rfm:lost",), at(11)
+        ),
+        identity_pb.MemberTagsChanged(
+            member_id="m-12",
+            tags=["bu:hotel", "bu:mall"],
+            added_tags=["bu:hotel"],
+            removed_tags=["rfm:lost"],
+            occurred_at=stamp(11),
+        ),
+    ),
     (  # a chunk of an import: a new member with a balance and a tier, one joined with neither
         identity_events.MembersImported(
             "memberImports/i-1",
             "mall",
             (
-                ImportedMember("m-13", "ab12", True, 1500, at(12), "gold", at(13), 7, 14),
+                ImportedMember(
+                    "m-13", "ab12", True, 1500, at(12), "gold", at(13), 7, 14, ("bu:mall-active",)
+                ),
                 ImportedMember("m-14", "cd34", False, 0, None, "", None, 0, 0),
             ),
             at(14),
@@ -441,6 +455,7 @@ IDENTITY: list[Sample] = [
                     tier_ends_at=stamp(13),
                     birthday_month=7,
                     birthday_day=14,
+                    tags=["bu:mall-active"],
                 ),
                 identity_pb.ImportedMember(member_id="m-14", legacy_key="cd34"),
             ],
