@@ -13,11 +13,17 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
+    Index,
+    Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     Table,
     Text,
+    text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 metadata = MetaData()
 
@@ -130,4 +136,35 @@ erased_members = Table(
     metadata,
     Column("member_id", Text, primary_key=True),
     Column("erased_at", DateTime(timezone=True), nullable=False),
+)
+
+# Each counted member's figures (the survivor of merges; absorbed and erased members have no row),
+# recomputed from the facts in full on a schedule and per member as its events arrive; the
+# dashboards read it instead of the facts. `tags`, `predicted_value_12m` and `p_alive` are kept
+# by other work: a refresh writes only its own columns.
+member_figures = Table(
+    "member_figures",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("registered_at", DateTime(timezone=True)),
+    Column("registered_unit", Text),
+    Column("first_active_at", DateTime(timezone=True)),
+    Column("last_active_at", DateTime(timezone=True)),
+    Column("units", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("visits_12m", Integer, nullable=False, server_default=text("0")),
+    Column("spend_12m", Numeric, nullable=False, server_default=text("0")),
+    Column("recency_days", Integer),
+    Column("rfm_r", SmallInteger),
+    Column("rfm_f", SmallInteger),
+    Column("rfm_m", SmallInteger),
+    Column("rfm_segment", Text),
+    Column("tier", Text),
+    Column("birthday_month", SmallInteger),
+    Column("offers_consent", Boolean, nullable=False, server_default=text("true")),
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("predicted_value_12m", Numeric),
+    Column("p_alive", Double),
+    Index("member_figures_updated_at", "updated_at"),
 )
