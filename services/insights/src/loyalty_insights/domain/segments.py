@@ -160,8 +160,6 @@ class Violation:
     description: str
 
 
-
-
 def violations_of(rule: Rule, path: str) -> list[Violation]:
     """Everything wrong with `rule` (named by paths below `path`); empty: it can be compiled."""
     found: list[Violation] = []
@@ -257,7 +255,8 @@ def _parse(field: SegmentField, kind: Kind, operator: Operator, value: str) -> A
             amount = Decimal(value)
         except InvalidOperation:
             raise ValueError(f"{value[:32]!r} is not a decimal") from None
-        if not amount.is_finite() or amount.adjusted() >= 18 or amount.as_tuple().exponent < -12:  # type: ignore[operator]
+        exponent = amount.as_tuple().exponent
+        if not amount.is_finite() or amount.adjusted() >= 18 or int(exponent) < -12:
             raise ValueError("a decimal of at most 18 digits before the point and 12 after")
         return amount
     if kind is Kind.PROBABILITY:
@@ -284,8 +283,6 @@ def _whole(value: str, low: int, high: int, what: str) -> int:
     if not low <= number <= high:
         raise ValueError(f"{what} from {low} to {high}")
     return number
-
-
 
 
 @dataclass
@@ -320,9 +317,7 @@ def _sql(rule: Rule, now: datetime, prefix: str, params: dict[str, Any]) -> str:
     return _condition_sql(rule, now, prefix, params)
 
 
-def _condition_sql(
-    condition: Condition, now: datetime, prefix: str, params: dict[str, Any]
-) -> str:
+def _condition_sql(condition: Condition, now: datetime, prefix: str, params: dict[str, Any]) -> str:
     assert condition.field is not None and condition.operator is not None
     column = COLUMNS[condition.field]
     operator = condition.operator
@@ -352,8 +347,6 @@ def _condition_sql(
         return f"(({column.name} @> {bind(values, 'text[]')}) IS TRUE)"
     value = _parse(condition.field, kind, operator, condition.value)
     return f"(({column.name} {_COMPARISONS[operator]} {bind(value, kind.value)}) IS TRUE)"
-
-
 
 
 def holds(rule: Rule, row: Mapping[str, Any], now: datetime) -> bool:
@@ -395,15 +388,15 @@ def _condition_holds(condition: Condition, row: Mapping[str, Any], now: datetime
     if operator is Operator.CONTAINS_ALL:
         return set(values) <= set(found)
     value = _parse(condition.field, kind, operator, condition.value)
-    return {
-        Operator.EQUALS: found == value,
-        Operator.LESS_THAN: found < value,
-        Operator.AT_MOST: found <= value,
-        Operator.GREATER_THAN: found > value,
-        Operator.AT_LEAST: found >= value,
-    }[operator]
-
-
+    return bool(
+        {
+            Operator.EQUALS: found == value,
+            Operator.LESS_THAN: found < value,
+            Operator.AT_MOST: found <= value,
+            Operator.GREATER_THAN: found > value,
+            Operator.AT_LEAST: found >= value,
+        }[operator]
+    )
 
 
 def rule_to_json(rule: Rule) -> str:

@@ -9,14 +9,17 @@ from loyalty_kit.uow import UnitOfWork
 
 from loyalty_insights.adapters.facts import FactStore
 from loyalty_insights.adapters.figures import FigureRows
+from loyalty_insights.adapters.segments import SegmentStore
 
 
 class InsightsUnitOfWork(UnitOfWork):
     facts: FactStore
     figures: FigureRows
+    segments: SegmentStore
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.facts = FactStore(self.session)
         self.figures = FigureRows(self.session)
+        self.segments = SegmentStore(self.session)
         return self
