@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         default=7, gt=0, description="How long published events stay in the outbox table."
     )
     housekeeping_interval_seconds: float = Field(default=3600, gt=0)
+    insights_refresh_interval_seconds: float = Field(
+        default=6 * 3600,
+        gt=0,
+        description="How often insights recomputes every member's figures in full (members are "
+        "also recomputed as their events arrive).",
+    )
     outbox_batch_size: int = Field(default=200, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_linger_seconds: float = Field(

@@ -237,6 +237,28 @@ class FactStore:
             at,
         )
 
+    async def record_birthdays(self, rows: Sequence[tuple[str, int, datetime]]) -> None:
+        """(member, birthday month 1-12, when): the latest change wins; an erased member's is
+        not kept."""
+        if not rows:
+            return
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO birthdays (member_id, month, changed_at) "
+            "SELECT m, b, t "
+            "FROM unnest($1::text[], $2::smallint[], $3::timestamptz[]) AS r(m, b, t) "
+            "WHERE NOT EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = r.m) "
+            "ON CONFLICT (member_id) DO UPDATE SET month = excluded.month, "
+            "changed_at = excluded.changed_at WHERE birthdays.changed_at <= excluded.changed_at",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+        )
+
+    async def forget_birthday(self, member_id: str) -> None:
+        conn = await self._conn()
+        await conn.execute("DELETE FROM birthdays WHERE member_id = $1", member_id)
+
     # --- members: merges, unmerges, erasure -----------------------------------------------------
 
     async def record_merge(self, survivor: str, absorbed: str, at: datetime) -> None:
@@ -259,8 +281,9 @@ class FactStore:
         )
 
     async def record_erasure(self, member_id: str, at: datetime) -> None:
-        """The member leaves every per-member view: its consents go, and it is marked erased
-        (its facts are IDs, units, points and amounts; aggregates keep counting them)."""
+        """The member leaves every per-member view: its consents and birthday month go, and it
+        is marked erased (its facts are IDs, units, points and amounts; aggregates keep counting
+        them)."""
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO erased_members (member_id, erased_at) VALUES ($1, $2) "
@@ -269,3 +292,4 @@ class FactStore:
             at,
         )
         await conn.execute("DELETE FROM consents WHERE member_id = $1", member_id)
+        await conn.execute("DELETE FROM birthdays WHERE member_id = $1", member_id)

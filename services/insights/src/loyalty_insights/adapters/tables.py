@@ -167,6 +167,33 @@ member_figures = Table(
     Column("predicted_value_12m", Numeric),
     Column("p_alive", Double),
     Index("member_figures_updated_at", "updated_at"),
+    Index("member_figures_segment", "rfm_segment", "member_id"),
+)
+
+# Each full refresh: when, as of when, how many members, and the quintile cut points of its RFM
+# scores (for scores 2..5; NULL where no member scored that high) that incremental recomputes
+# score against until the next one.
+figure_refreshes = Table(
+    "figure_refreshes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("members", BigInteger, nullable=False),
+    Column("removed", BigInteger, nullable=False),
+    Column("r_cuts", ARRAY(Integer), nullable=False),
+    Column("f_cuts", ARRAY(BigInteger), nullable=False),
+    Column("m_cuts", ARRAY(Numeric), nullable=False),
+)
+
+# A member's birthday month as identity last announced it (the month only: no day, no year).
+birthdays = Table(
+    "birthdays",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("month", SmallInteger, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
 # Dynamic segments: the rule as stored JSON (domain/segments.py reads it), the owning unit

@@ -45,6 +45,10 @@ ACCESS: dict[str, Rule] = {
     "UpdateSegment": _SEGMENTS_WRITE,
     "DeleteSegment": _SEGMENTS_WRITE,
     "ListSegmentMembers": _SEGMENTS_READ,
+    "RefreshFigures": rule(
+        INSIGHTS_GROUP,
+        note="recomputes every member's figures: the group's loyalty team or an admin",
+    ),
 }
 
 

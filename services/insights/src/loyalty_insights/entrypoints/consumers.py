@@ -1,8 +1,10 @@
 """The events the insights service keeps facts of, as a handler table: the points ledger
 (LedgerPosted: every posting and lot movement), purchases, refunds and redemptions, and
-programmes from the points service; registrations, imports, merges, unmerges, erasures and
-consents from identity; tier changes from tiers; benefits, coupons and rewards from benefits.
-Events of other types are passed over."""
+programmes from the points service; registrations, imports, merges, unmerges, erasures,
+consents and birthday months (ProfileChanged, MembersImported) from identity; tier changes
+from tiers; benefits, coupons and rewards from benefits. Events of other types are passed over.
+Each event that touches members recomputes their figures (service_layer/refresh.py) in its own
+transaction; LedgerPosted feeds no member figure."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from loyalty_insights.adapters.facts import ActivityFact, MovementFact, PostingF
 from loyalty_insights.bootstrap import Insights
 from loyalty_insights.domain import crossunit
 from loyalty_insights.service_layer import members
+from loyalty_insights.service_layer.refresh import recompute
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 
@@ -67,7 +70,7 @@ async def ledger_posted(_app: Insights, uow: InsightsUnitOfWork, e: points_pb.Le
     )
 
 
-async def points_earned(_app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsEarned) -> None:
+async def points_earned(app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsEarned) -> None:
     spend = e.qualifying_spend_base
     await uow.facts.record_activity(
         [
@@ -82,10 +85,11 @@ async def points_earned(_app: Insights, uow: InsightsUnitOfWork, e: points_pb.Po
             )
         ]
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def points_reversed(
-    _app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsReversed
+    app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsReversed
 ) -> None:
     spend = e.qualifying_spend_base
     await uow.facts.record_activity(
@@ -101,10 +105,11 @@ async def points_reversed(
             )
         ]
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def points_redeemed(
-    _app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsRedeemed
+    app: Insights, uow: InsightsUnitOfWork, e: points_pb.PointsRedeemed
 ) -> None:
     await uow.facts.record_activity(
         [
@@ -119,6 +124,7 @@ async def points_redeemed(
             )
         ]
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def programme_published(
@@ -137,11 +143,12 @@ async def programme_published(
 
 
 async def member_registered(
-    _app: Insights, uow: InsightsUnitOfWork, e: identity_pb.MemberRegistered
+    app: Insights, uow: InsightsUnitOfWork, e: identity_pb.MemberRegistered
 ) -> None:
     await uow.facts.record_registrations(
         [(e.member_id, e.unit, moment(e.registered_at, "registered_at"))], imported=False
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def members_imported(
@@ -151,10 +158,14 @@ async def members_imported(
     await uow.facts.record_registrations(
         [(m.member_id, e.unit, at) for m in e.members if m.created], imported=True
     )
+    await uow.facts.record_birthdays(
+        [(m.member_id, m.birthday_month, at) for m in e.members if 1 <= m.birthday_month <= 12]
+    )
+    await recompute(uow, [m.member_id for m in e.members], app.clock())
 
 
 async def legacy_orders_imported(
-    _app: Insights, uow: InsightsUnitOfWork, e: identity_pb.LegacyOrdersImported
+    app: Insights, uow: InsightsUnitOfWork, e: identity_pb.LegacyOrdersImported
 ) -> None:
     """Past orders imported as activity (a REPLAY import's orders arrive as points' earns)."""
     if e.mode == order_import_pb2.ORDER_IMPORT_MODE_REPLAY:
@@ -173,30 +184,47 @@ async def legacy_orders_imported(
             for o in e.orders
         ]
     )
+    await recompute(uow, [o.member_id for o in e.orders], app.clock())
 
 
 async def consent_changed(
-    _app: Insights, uow: InsightsUnitOfWork, e: identity_pb.ConsentChanged
+    app: Insights, uow: InsightsUnitOfWork, e: identity_pb.ConsentChanged
 ) -> None:
     await uow.facts.record_consent(
         e.member_id, e.purpose, e.granted, moment(e.changed_at, "changed_at")
     )
+    await recompute(uow, [e.member_id], app.clock())
+
+
+async def profile_changed(
+    app: Insights, uow: InsightsUnitOfWork, e: identity_pb.ProfileChanged
+) -> None:
+    """Only the birthday's month is kept (for targeting by birthday month)."""
+    at = moment_of(e, "changed_at") or app.clock()
+    if 1 <= e.birthday_month <= 12:
+        await uow.facts.record_birthdays([(e.member_id, e.birthday_month, at)])
+    elif "birthday" in e.changed_fields:
+        await uow.facts.forget_birthday(e.member_id)
+    else:
+        return
+    await recompute(uow, [e.member_id], app.clock())
 
 
 # --- tiers ----------------------------------------------------------------------------------
 
 
-async def tier_changed(_app: Insights, uow: InsightsUnitOfWork, e: tiers_pb.TierChanged) -> None:
+async def tier_changed(app: Insights, uow: InsightsUnitOfWork, e: tiers_pb.TierChanged) -> None:
     await uow.facts.record_tier_change(
         e.member_id, moment(e.effective_at, "effective_at"), e.from_tier, e.to_tier, e.reason
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 # --- benefits -------------------------------------------------------------------------------
 
 
 async def benefit_consumed(
-    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.BenefitConsumed
+    app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.BenefitConsumed
 ) -> None:
     at = moment(e.occurred_at, "occurred_at")
     await uow.facts.record_benefit_fact(
@@ -209,20 +237,22 @@ async def benefit_consumed(
             )
         ]
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def benefit_released(
-    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.BenefitReleased
+    app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.BenefitReleased
 ) -> None:
     at = moment(e.occurred_at, "occurred_at")
     await uow.facts.record_benefit_fact(
         e.member_id, "released", e.consumption_id, e.benefit_code, e.unit, at
     )
     await uow.facts.forget_activity(e.member_id, crossunit.CONSUMPTION, e.consumption_id)
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def coupon_issued(
-    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponIssued
+    app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponIssued
 ) -> None:
     await uow.facts.record_benefit_fact(
         e.member_id,
@@ -232,10 +262,11 @@ async def coupon_issued(
         "",
         moment(e.occurred_at, "occurred_at"),
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def coupon_redeemed(
-    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponRedeemed
+    app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponRedeemed
 ) -> None:
     at = moment(e.occurred_at, "occurred_at")
     fact_id = f"{e.code}:{e.order_id}"
@@ -245,10 +276,11 @@ async def coupon_redeemed(
     await uow.facts.record_activity(
         [ActivityFact(e.member_id, crossunit.COUPON, fact_id, e.unit, at, Decimal(0), "")]
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def coupon_released(
-    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponReleased
+    app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponReleased
 ) -> None:
     fact_id = f"{e.code}:{e.order_id}"
     await uow.facts.record_benefit_fact(
@@ -260,10 +292,11 @@ async def coupon_released(
         moment(e.occurred_at, "occurred_at"),
     )
     await uow.facts.forget_activity(e.member_id, crossunit.COUPON, fact_id)
+    await recompute(uow, [e.member_id], app.clock())
 
 
 async def reward_redeemed(
-    _app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.RewardRedeemed
+    app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.RewardRedeemed
 ) -> None:
     await uow.facts.record_benefit_fact(
         e.member_id,
@@ -273,6 +306,7 @@ async def reward_redeemed(
         e.unit,
         moment(e.occurred_at, "occurred_at"),
     )
+    await recompute(uow, [e.member_id], app.clock())
 
 
 TABLE: Sequence[Subscription[Insights]] = (
@@ -299,6 +333,7 @@ TABLE: Sequence[Subscription[Insights]] = (
             identity_pb.MemberRegistered: member_registered,
             identity_pb.MembersImported: members_imported,
             identity_pb.ConsentChanged: consent_changed,
+            identity_pb.ProfileChanged: profile_changed,
         },
     ),
     # Past orders apart, as tiers reads them: a long import never holds back merges and

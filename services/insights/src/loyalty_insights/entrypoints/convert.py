@@ -7,12 +7,14 @@ from decimal import Decimal
 from loyalty.common.v1 import money_pb2
 from loyalty.insights.v1 import insights_service_pb2 as pb
 from loyalty_kit.money import money
+from loyalty_kit.timestamps import timestamp
 
 from loyalty_insights.domain.cohorts import Cohort, HealthMonth
 from loyalty_insights.domain.crossunit import MonthOfMembers
 from loyalty_insights.domain.liability import UnitLiability
 from loyalty_insights.domain.rfm import RfmScore
 from loyalty_insights.service_layer.figures import Liability, PointValue, Rfm, SpendShare
+from loyalty_insights.service_layer.refresh import RefreshReport
 
 
 def _value(points: int, point_value: PointValue | None) -> money_pb2.Money | None:
@@ -89,7 +91,16 @@ def rfm_response(found: Rfm, next_page_token: str) -> pb.GetRfmResponse:
         segments=[pb.RfmSegmentCount(segment=s.value, members=n) for s, n in found.counts],
         members=[rfm_member(m, found.currency) for m in found.members],
         next_page_token=next_page_token,
+        refreshed_at=timestamp(found.refreshed_at) if found.refreshed_at else None,
     )
+
+
+def refresh_response(found: RefreshReport) -> pb.RefreshFiguresResponse:
+    response = pb.RefreshFiguresResponse(
+        as_of=timestamp(found.as_of), members=found.members, removed=found.removed
+    )
+    response.duration.FromTimedelta(found.duration)
+    return response
 
 
 def cohort_message(found: Cohort) -> pb.Cohort:

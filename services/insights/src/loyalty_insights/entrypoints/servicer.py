@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 
 import grpc
@@ -18,7 +19,7 @@ from loyalty_insights.bootstrap import Insights
 from loyalty_insights.domain.periods import Period
 from loyalty_insights.entrypoints import convert
 from loyalty_insights.entrypoints.access import check_figures_of
-from loyalty_insights.service_layer import figures
+from loyalty_insights.service_layer import figures, refresh
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 SERVICE = "loyalty.insights.v1.InsightsService"
@@ -84,10 +85,11 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         self, request: pb.GetRfmRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRfmResponse:
         segment = figures.rfm_segment(request.segment)
-        asked = _period(request)  # first: a page token is tied to a valid period
+        standard = not request.HasField("start_time") and not request.HasField("end_time")
+        asked = None if standard else _period(request)  # first: a token is tied to a period
         filters = {
-            "start": asked.start.isoformat(),
-            "end": asked.end.isoformat(),
+            "start": asked.start.isoformat() if asked else "",
+            "end": asked.end.isoformat() if asked else "",
             "unit": request.unit.strip(),
             "segment": request.segment,
         }
@@ -99,9 +101,25 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         async def work(uow: InsightsUnitOfWork, period: Period, unit: str) -> figures.Rfm:
             return await figures.rfm(uow, period, unit, segment, after, page.size)
 
-        found = await self._figure(request, work)
+        if standard:
+            unit = request.unit.strip()
+            check_figures_of(unit)
+            now = self.clock()
+            found = await self._read(
+                lambda uow: figures.standard_rfm(uow, now, unit, segment, after, page.size)
+            )
+        else:
+            found = await self._figure(request, work)
         token = next_token(found.last_member, filters) if found.last_member else ""
         return convert.rfm_response(found, token)
+
+    async def RefreshFigures(
+        self, request: pb.RefreshFiguresRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RefreshFiguresResponse:
+        async def work(uow: InsightsUnitOfWork, _now: datetime) -> pb.RefreshFiguresResponse:
+            return convert.refresh_response(await refresh.refresh_figures(uow, self.clock))
+
+        return await self._mutate("RefreshFigures", request, pb.RefreshFiguresResponse, work)
 
     async def GetCohorts(
         self, request: pb.GetCohortsRequest, context: grpc.aio.ServicerContext

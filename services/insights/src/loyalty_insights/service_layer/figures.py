@@ -4,6 +4,7 @@ figures out."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument
@@ -12,6 +13,7 @@ from loyalty_insights.domain import cohorts as cohort_figures
 from loyalty_insights.domain import crossunit
 from loyalty_insights.domain.cohorts import Cohort, HealthMonth
 from loyalty_insights.domain.crossunit import MonthOfMembers, UnitSpend
+from loyalty_insights.domain.figures import year_before
 from loyalty_insights.domain.liability import UnitLiability, liabilities, total_of
 from loyalty_insights.domain.periods import Period
 from loyalty_insights.domain.rfm import RfmScore, RfmSegment
@@ -51,6 +53,7 @@ class Rfm:
     members: list[RfmScore]  # the asked segment's, one page
     currency: str  # of monetary ('' when no programme is known yet)
     last_member: str | None  # where the next page starts after; None: this page is the last
+    refreshed_at: datetime | None = None  # read from the members' figures as of this refresh
 
 
 def rfm_segment(segment: str) -> RfmSegment | None:
@@ -88,6 +91,36 @@ async def rfm(
     last = members[page_size - 1].member_id if len(members) > page_size else None
     return Rfm(
         [(s, counts.get(s.value, 0)) for s in RfmSegment], members[:page_size], currency, last
+    )
+
+
+async def standard_rfm(
+    uow: InsightsUnitOfWork,
+    now: datetime,
+    unit: str,
+    segment: RfmSegment | None,
+    after: str,
+    page_size: int,
+) -> Rfm:
+    """RFM over the standard trailing 12 months: the group's read from the members' figures
+    (refreshed in full on a schedule, members recomputed as their events arrive); a unit's, or
+    the group's before any refresh, computed from the facts over the 12 months to `now`."""
+    last = await uow.member_figures.last_refresh()
+    if unit or last is None:
+        return await rfm(uow, Period(year_before(now), now), unit, segment, after, page_size)
+    found = await uow.figures.programme_at(now)
+    currency = found[1] if found else ""
+    counts = await uow.member_figures.segment_counts()
+    members: list[RfmScore] = []
+    if segment is not None:
+        members = await uow.member_figures.segment_members(segment.value, after, page_size + 1)
+    last_member = members[page_size - 1].member_id if len(members) > page_size else None
+    return Rfm(
+        [(s, counts.get(s.value, 0)) for s in RfmSegment],
+        members[:page_size],
+        currency,
+        last_member,
+        last.as_of,
     )
 
 

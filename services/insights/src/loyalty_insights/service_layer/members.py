@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from loyalty_insights.service_layer.refresh import recompute
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 
@@ -13,6 +14,7 @@ async def on_member_merged(
     """The absorbed member's facts count for the survivor from now on (and those that arrive
     under its ID later too): figures per member read them through the merge."""
     await uow.facts.record_merge(survivor_id, absorbed_id, now)
+    await recompute(uow, [survivor_id, absorbed_id], now)
 
 
 async def on_member_unmerged(
@@ -21,7 +23,9 @@ async def on_member_unmerged(
     """The restored member's own facts are its own again. What the survivor did after the
     merge stays the survivor's (the events name the survivor for it)."""
     await uow.facts.forget_merge(survivor_id, restored_id)
+    await recompute(uow, [survivor_id, restored_id], now)
 
 
 async def on_member_erased(uow: InsightsUnitOfWork, member_id: str, now: datetime) -> None:
     await uow.facts.record_erasure(member_id, now)
+    await recompute(uow, [member_id], now)

@@ -9,6 +9,7 @@ from loyalty_kit.uow import UnitOfWork
 
 from loyalty_insights.adapters.facts import FactStore
 from loyalty_insights.adapters.figures import FigureRows
+from loyalty_insights.adapters.member_figures import MemberFigures
 from loyalty_insights.adapters.segments import SegmentStore
 
 
@@ -16,10 +17,12 @@ class InsightsUnitOfWork(UnitOfWork):
     facts: FactStore
     figures: FigureRows
     segments: SegmentStore
+    member_figures: MemberFigures
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.facts = FactStore(self.session)
         self.figures = FigureRows(self.session)
         self.segments = SegmentStore(self.session)
+        self.member_figures = MemberFigures(self.session)
         return self

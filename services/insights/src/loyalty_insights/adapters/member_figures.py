@@ -1,0 +1,406 @@
+"""The members' figures table (`member_figures`): computed from the facts in a few set-based
+statements, for every member at once (a full refresh) or for the members an event touched (an
+incremental recompute, in the event's transaction).
+
+Both run the same SQL over the facts; only where the members come from differs: a full refresh
+reads every fact table whole and maps absorbed members to their survivor through the merges, an
+incremental recompute starts from the members the event named, climbs to their survivors and
+reads the facts of each survivor's whole family by key. RFM is scored over the trailing 12
+months `[$1, $2)`: a full refresh ranks the members (domain/rfm.py's formulas, the same as the
+on-demand figure) and keeps each score's cut point; an incremental recompute scores against
+the last refresh's cut points (domain/figures.py).
+
+Concurrency. Every transaction that recomputes members holds the shared advisory lock
+`TOUCH_LOCK` from before it computes until it commits. A full refresh takes it exclusively for
+an instant and notes the moment `since`: a recompute that committed before `since` is in every
+snapshot the refresh reads after it; any other recompute stamps its rows after `since`, and the
+refresh overwrites or deletes only rows stamped before `since`. So a refresh never loses an
+incremental update, and never blocks the consumers for longer than that instant (beyond the
+rows it writes). Refreshes themselves take `REFRESH_LOCK`: one at a time across replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from loyalty_kit.db import driver_connection
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_insights.domain.crossunit import ACTIVE, REFUND, SPENDING
+from loyalty_insights.domain.figures import CutPoints
+from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore
+
+OFFERS_PURPOSE = "CONSENT_PURPOSE_PERSONALISED_OFFERS"
+
+REFRESH_LOCK = 0x1F_16_0E_F1  # one full refresh at a time (transaction-scoped)
+TOUCH_LOCK = 0x1F_16_0E_F2  # shared by recomputes, exclusive for a refresh's instant
+
+# The columns a refresh writes; `tags`, `predicted_value_12m` and `p_alive` are others' work.
+COLUMNS = (
+    "registered_at",
+    "registered_unit",
+    "first_active_at",
+    "last_active_at",
+    "units",
+    "units_12m",
+    "visits_12m",
+    "spend_12m",
+    "recency_days",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_segment",
+    "tier",
+    "birthday_month",
+    "offers_consent",
+)
+
+_FULL_OWNERS = """
+WITH RECURSIVE chain (member_id, owner) AS (
+    SELECT absorbed_id, survivor_id FROM member_merges
+    UNION
+    SELECT c.member_id, m.survivor_id
+    FROM chain c JOIN member_merges m ON m.absorbed_id = c.owner
+), owners AS (
+    SELECT c.member_id, c.owner FROM chain c
+    WHERE NOT EXISTS (SELECT 1 FROM member_merges m WHERE m.absorbed_id = c.owner)
+)"""
+
+# The members named ($9) up to their survivors (targets), then each target's whole family.
+_FAMILY_OWNERS = """
+WITH RECURSIVE up (member_id, owner) AS (
+    SELECT m, m FROM unnest($9::text[]) AS m
+    UNION
+    SELECT u.member_id, g.survivor_id FROM up u JOIN member_merges g ON g.absorbed_id = u.owner
+), targets AS (
+    SELECT DISTINCT u.owner AS member_id FROM up u
+    WHERE NOT EXISTS (SELECT 1 FROM member_merges g WHERE g.absorbed_id = u.owner)
+), fam (member_id, owner) AS (
+    SELECT member_id, member_id FROM targets
+    UNION
+    SELECT g.absorbed_id, f.owner FROM fam f JOIN member_merges g ON g.survivor_id = f.member_id
+)"""
+
+
+def _full_source(table: str) -> str:
+    return (
+        f"(SELECT coalesce(o.owner, x.member_id) AS owner, x.* FROM {table} x "
+        "LEFT JOIN owners o ON o.member_id = x.member_id) AS s"
+    )
+
+
+def _family_source(table: str) -> str:
+    return f"(SELECT f.owner, x.* FROM fam f JOIN {table} x ON x.member_id = f.member_id) AS s"
+
+
+_IN_WINDOW = "s.occurred_at >= $1 AND s.occurred_at < $2"
+
+
+def _body(source: Any) -> str:
+    """Each owner's figures but the scores ($1..$5: window start, end, active kinds, spending
+    kinds, base currency), as the CTE `base`."""
+    return f""", acts AS (
+    SELECT s.owner,
+           min(s.occurred_at) FILTER (WHERE s.kind = ANY($3::text[])) AS first_active_at,
+           max(s.occurred_at) FILTER (WHERE s.kind = ANY($3::text[])) AS last_active_at,
+           array_agg(DISTINCT s.unit) FILTER (WHERE s.kind = ANY($3::text[])) AS units,
+           array_agg(DISTINCT s.unit)
+               FILTER (WHERE s.kind = ANY($3::text[]) AND {_IN_WINDOW}) AS units_12m,
+           count(*) FILTER (WHERE s.kind = ANY($4::text[]) AND s.kind <> '{REFUND}'
+                            AND {_IN_WINDOW}) AS visits,
+           coalesce(sum(s.spend) FILTER (WHERE s.kind = ANY($4::text[]) AND {_IN_WINDOW}
+                                         AND ($5 = '' OR s.currency = $5)), 0) AS spend,
+           max(s.occurred_at) FILTER (WHERE s.kind = ANY($4::text[]) AND s.kind <> '{REFUND}'
+                                      AND {_IN_WINDOW}) AS last_bought_at,
+           bool_or(s.kind = ANY($4::text[]) AND {_IN_WINDOW}) AS bought
+    FROM {source("activity")} GROUP BY s.owner
+), regs AS (
+    SELECT DISTINCT ON (s.owner) s.owner, s.unit, s.registered_at
+    FROM {source("registrations")} ORDER BY s.owner, s.registered_at, s.unit
+), tiers AS (
+    SELECT DISTINCT ON (s.owner) s.owner, s.to_tier
+    FROM {source("tier_changes")} ORDER BY s.owner, s.effective_at DESC, s.to_tier
+), offers AS (
+    SELECT DISTINCT ON (s.owner) s.owner, s.granted
+    FROM {source("consents")} WHERE s.purpose = '{OFFERS_PURPOSE}'
+    ORDER BY s.owner, s.changed_at DESC
+), births AS (
+    SELECT DISTINCT ON (s.owner) s.owner, s.month
+    FROM {source("birthdays")} ORDER BY s.owner, s.member_id = s.owner DESC, s.changed_at DESC
+), everyone AS (
+    SELECT owner FROM acts UNION SELECT owner FROM regs UNION SELECT owner FROM tiers
+    UNION SELECT owner FROM offers UNION SELECT owner FROM births
+), base AS (
+    SELECT e.owner AS member_id, r.registered_at, r.unit AS registered_unit,
+           a.first_active_at, a.last_active_at,
+           coalesce(a.units, '{{}}') AS units, coalesce(a.units_12m, '{{}}') AS units_12m,
+           coalesce(a.visits, 0) AS visits_12m, coalesce(a.spend, 0) AS spend_12m,
+           CASE WHEN a.visits > 0 THEN
+               (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date
+               - (a.last_bought_at AT TIME ZONE 'UTC')::date END AS recency_days,
+           (r.registered_at < $2 OR coalesce(a.bought, false)) AS scored,
+           nullif(t.to_tier, '') AS tier, b.month AS birthday_month,
+           coalesce(c.granted, true) AS offers_consent,
+           EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = e.owner) AS erased
+    FROM everyone e
+    LEFT JOIN acts a ON a.owner = e.owner
+    LEFT JOIN regs r ON r.owner = e.owner
+    LEFT JOIN tiers t ON t.owner = e.owner
+    LEFT JOIN offers c ON c.owner = e.owner
+    LEFT JOIN births b ON b.owner = e.owner
+)"""
+
+
+# Scores and segments ($6, $7, $8: the segment map's cells) from `scores` (member_id, r, f, m).
+_NAMED = """, named AS (
+    SELECT b.*, k.r AS rfm_r, k.f AS rfm_f, k.m AS rfm_m, c.segment AS rfm_segment
+    FROM base b
+    LEFT JOIN scores k ON k.member_id = b.member_id
+    LEFT JOIN unnest($6::int[], $7::int[], $8::text[]) AS c (r, fm, segment)
+      ON c.r = k.r AND c.fm = (k.f + k.m + 1) / 2
+)"""
+
+# A full refresh ranks every member who bought in the window (domain/rfm.py's formulas).
+_FULL = (
+    _FULL_OWNERS
+    + _body(_full_source)
+    + """, ranked AS (
+    SELECT member_id,
+           1 + (5 * (rank() OVER (ORDER BY recency_days DESC) - 1)) / count(*) OVER () AS r,
+           1 + (5 * (rank() OVER (ORDER BY visits_12m) - 1)) / count(*) OVER () AS f,
+           1 + (5 * (rank() OVER (ORDER BY spend_12m) - 1)) / count(*) OVER () AS m
+    FROM base WHERE visits_12m > 0
+), scores AS (
+    SELECT b.member_id, coalesce(k.r, 1) AS r, coalesce(k.f, 1) AS f, coalesce(k.m, 1) AS m
+    FROM base b LEFT JOIN ranked k ON k.member_id = b.member_id WHERE b.scored
+)"""
+    + _NAMED
+)
+
+# An incremental recompute scores against the last refresh's cut points (none yet: no scores).
+_FAMILY = (
+    _FAMILY_OWNERS
+    + _body(_family_source)
+    + """, cuts AS (
+    SELECT r_cuts, f_cuts, m_cuts FROM figure_refreshes ORDER BY id DESC LIMIT 1
+), scores AS (
+    SELECT b.member_id,
+           CASE WHEN b.visits_12m = 0 THEN 1 ELSE
+               1 + (SELECT count(*) FROM unnest(k.r_cuts) x WHERE b.recency_days <= x) END AS r,
+           CASE WHEN b.visits_12m = 0 THEN 1 ELSE
+               1 + (SELECT count(*) FROM unnest(k.f_cuts) x WHERE b.visits_12m >= x) END AS f,
+           CASE WHEN b.visits_12m = 0 THEN 1 ELSE
+               1 + (SELECT count(*) FROM unnest(k.m_cuts) x WHERE b.spend_12m >= x) END AS m
+    FROM base b CROSS JOIN cuts k WHERE b.scored
+)"""
+    + _NAMED
+)
+
+_SET = ", ".join(f"{c} = excluded.{c}" for c in ("updated_at", *COLUMNS))
+_INSERT = f"INSERT INTO member_figures (member_id, updated_at, {', '.join(COLUMNS)})"
+_SELECT = f"SELECT member_id, clock_timestamp(), {', '.join(COLUMNS)}"
+
+_RECOMPUTE = (
+    _FAMILY
+    + f"""
+{_INSERT}
+{_SELECT} FROM named WHERE NOT erased
+ON CONFLICT (member_id) DO UPDATE SET {_SET}
+"""
+)
+
+# Members named ($1) that no longer count for themselves: absorbed or erased.
+_FORGET = """
+DELETE FROM member_figures m
+WHERE m.member_id = ANY($1::text[])
+  AND (EXISTS (SELECT 1 FROM member_merges g WHERE g.absorbed_id = m.member_id)
+       OR EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = m.member_id))
+"""
+
+_STAGE = "CREATE TEMPORARY TABLE fresh_figures ON COMMIT DROP AS " + _FULL + "\nSELECT * FROM named"
+
+
+def _cut(agg: str, column: str, score: str) -> str:
+    """The array of a metric's cut points for scores 2..5 over the staged rows."""
+    return (
+        "array["
+        + ", ".join(f"{agg}({column}) FILTER (WHERE {score} >= {k})" for k in range(2, 6))
+        + "]"
+    )
+
+
+_CUTS = f"""
+SELECT {_cut("max", "recency_days", "rfm_r")} AS r_cuts,
+       {_cut("min", "visits_12m", "rfm_f")} AS f_cuts,
+       {_cut("min", "spend_12m", "rfm_m")} AS m_cuts
+FROM fresh_figures WHERE visits_12m > 0
+"""
+
+# Rows recomputed since the refresh's moment ($1) are newer than what it computed: kept.
+_WRITE = f"""
+{_INSERT}
+{_SELECT} FROM fresh_figures WHERE NOT erased
+ON CONFLICT (member_id) DO UPDATE SET {_SET} WHERE member_figures.updated_at < $1
+"""
+
+_REMOVE = """
+DELETE FROM member_figures m
+WHERE m.updated_at < $1
+  AND NOT EXISTS (SELECT 1 FROM fresh_figures f WHERE f.member_id = m.member_id AND NOT f.erased)
+"""
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What a full refresh recorded."""
+
+    as_of: datetime
+    members: int
+    removed: int
+    cuts: CutPoints
+
+
+@dataclass(frozen=True)
+class LastRefresh:
+    as_of: datetime
+    finished_at: datetime
+    members: int
+
+
+class MemberFigures:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _conn(self) -> Any:
+        return await driver_connection(self.session)
+
+    @staticmethod
+    def _args(start: datetime, end: datetime, currency: str) -> list[Any]:
+        return [
+            start,
+            end,
+            list(ACTIVE),
+            list(SPENDING),
+            currency,
+            [c.recency_score for c in SEGMENT_CELLS],
+            [c.frequency_monetary_score for c in SEGMENT_CELLS],
+            [c.segment.value for c in SEGMENT_CELLS],
+        ]
+
+    async def recompute(
+        self, member_ids: list[str], start: datetime, end: datetime, currency: str
+    ) -> None:
+        """The rows of the members named (their survivors', that is), in this transaction;
+        rows of the named that no longer count for themselves go."""
+        if not member_ids:
+            return
+        conn = await self._conn()
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", TOUCH_LOCK)
+        await conn.execute(_RECOMPUTE, *self._args(start, end, currency), member_ids)
+        await conn.execute(_FORGET, member_ids)
+
+    async def try_refresh_lock(self) -> bool:
+        conn = await self._conn()
+        return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", REFRESH_LOCK))
+
+    async def since(self) -> datetime:
+        """The refresh's moment: no recompute in flight (each waits for its commit)."""
+        conn = await self._conn()
+        await conn.execute("SELECT pg_advisory_lock($1)", TOUCH_LOCK)
+        try:
+            moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", TOUCH_LOCK)
+        return moment
+
+    async def stage(self, start: datetime, end: datetime, currency: str) -> CutPoints:
+        """Every member's figures from the facts into this transaction's staging table; the
+        cut points of their scores."""
+        conn = await self._conn()
+        await conn.execute(_STAGE, *self._args(start, end, currency))
+        cuts = await conn.fetchrow(_CUTS)
+        return CutPoints(
+            tuple(cuts["r_cuts"]),
+            tuple(cuts["f_cuts"]),
+            tuple(None if v is None else Decimal(v) for v in cuts["m_cuts"]),
+        )
+
+    async def write(self, since: datetime) -> tuple[int, int]:
+        """The staged rows into the table, but rows recomputed since `since` (newer than the
+        staged ones); rows of members no longer counted go. (Members with figures, rows
+        removed.)"""
+        conn = await self._conn()
+        await conn.execute(_WRITE, since)
+        removed = await conn.execute(_REMOVE, since)
+        members = await conn.fetchval("SELECT count(*) FROM fresh_figures WHERE NOT erased")
+        return int(members), int(removed.split()[-1])
+
+    async def record_refresh(
+        self, started_at: datetime, finished_at: datetime, refreshed: Refreshed
+    ) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO figure_refreshes (started_at, finished_at, as_of, members, removed, "
+            "r_cuts, f_cuts, m_cuts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            started_at,
+            finished_at,
+            refreshed.as_of,
+            refreshed.members,
+            refreshed.removed,
+            list(refreshed.cuts.recency),
+            list(refreshed.cuts.frequency),
+            list(refreshed.cuts.monetary),
+        )
+
+    async def last_refresh(self) -> LastRefresh | None:
+        conn = await self._conn()
+        row = await conn.fetchrow(
+            "SELECT as_of, finished_at, members FROM figure_refreshes ORDER BY id DESC LIMIT 1"
+        )
+        if row is None:
+            return None
+        return LastRefresh(row["as_of"], row["finished_at"], int(row["members"]))
+
+    async def any_facts(self) -> bool:
+        conn = await self._conn()
+        return bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM registrations) OR EXISTS (SELECT 1 FROM activity)"
+            )
+        )
+
+    # --- what the dashboards read ---------------------------------------------------------------
+
+    async def segment_counts(self) -> dict[str, int]:
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT rfm_segment, count(*) AS members FROM member_figures "
+            "WHERE rfm_segment IS NOT NULL GROUP BY rfm_segment"
+        )
+        return {r["rfm_segment"]: int(r["members"]) for r in rows}
+
+    async def segment_members(self, segment: str, after: str, limit: int) -> list[RfmScore]:
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT member_id, recency_days, visits_12m, spend_12m, rfm_r, rfm_f, rfm_m "
+            "FROM member_figures WHERE rfm_segment = $1 AND member_id > $2 "
+            "ORDER BY member_id LIMIT $3",
+            segment,
+            after,
+            limit,
+        )
+        return [
+            RfmScore(
+                member_id=r["member_id"],
+                recency_days=r["recency_days"],
+                frequency=int(r["visits_12m"]),
+                monetary=Decimal(r["spend_12m"]),
+                recency_score=int(r["rfm_r"]),
+                frequency_score=int(r["rfm_f"]),
+                monetary_score=int(r["rfm_m"]),
+            )
+            for r in rows
+        ]
