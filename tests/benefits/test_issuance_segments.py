@@ -26,7 +26,7 @@ from tests.benefits.test_issuances import coupons_of, watch
 from tests.support.clients import As
 from tests.support.clock import Clock
 from tests.support.rpc import fails
-from tests.support.segments import Figures, Segments, condition
+from tests.support.segments import Figures, Segments
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -42,15 +42,15 @@ def to_segment(template: str, segment: str, chunk_size: int = 2) -> Any:
 async def gold_segment(
     benefits: Benefits, insights_service: RunningService, clock: Clock, members: int
 ) -> tuple[str, list[str], str]:
-    """A segment of `members` new gold members (their figures as insights keeps them) and one
-    silver member outside it: the segment's name, its members' and the outsider's names."""
+    """A segment of `members` new members and one new member outside it: the segment's name,
+    its members' and the outsider's names. The segment's rule reads the test's own tag in the
+    members' figures (insights' recomputes keep tags, which other work sets)."""
     figures = Figures(insights_service, clock)
     names = [await benefits.points.member() for _ in range(members + 1)]
     for name in names[:-1]:
         await figures.put(member_id=name.removeprefix("members/"), tier="gold")
-    await figures.put(member_id=names[-1].removeprefix("members/"), tier="silver")
     async with grpc.aio.insecure_channel(insights_service.target) as channel:
-        segment = await Segments(channel).create(figures.mine(condition("TIER", "EQUALS", "gold")))
+        segment = await Segments(channel).create(figures.mine())
     assert segment.member_count == members
     return segment.name, names[:-1], names[-1]
 
