@@ -179,15 +179,21 @@ class SegmentStore:
         )
         return int(found.scalar_one())
 
-    async def set_count(self, segment_id: str, *, evaluated_at: datetime | None = None) -> None:
-        """Store the segment's member count (and when it was evaluated in full)."""
+    async def set_count(self, segment_id: str, *, evaluated_at: datetime) -> None:
+        """Store the segment's member count, counted, and when it was evaluated in full."""
         await self.session.execute(
             text(
                 "UPDATE segments SET member_count = (SELECT count(*) FROM segment_members m "
-                "WHERE m.segment_id = :id), evaluated_at = coalesce(:at, evaluated_at) "
+                "WHERE m.segment_id = :id), evaluated_at = :at "
                 "WHERE segment_id = :id"
             ),
             {"id": segment_id, "at": evaluated_at},
+        )
+
+    async def add_to_count(self, segment_id: str, difference: int) -> None:
+        await self.session.execute(
+            text("UPDATE segments SET member_count = member_count + :d WHERE segment_id = :id"),
+            {"id": segment_id, "d": difference},
         )
 
     async def members(self, segment_id: str, after: str, limit: int) -> list[str]:

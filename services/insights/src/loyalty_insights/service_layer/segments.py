@@ -101,8 +101,12 @@ async def _evaluate(
     rule = membership_rule(segment.rule, targeting=segment.targeting)
     changes = await uow.segments.evaluate(segment.segment_id, compile_rule(rule, now), members)
     await uow.outbox.add_many(segment_events(segment.segment_id, changes, reason, now))
-    if changes.entered or changes.left or members is None:
-        await uow.segments.set_count(segment.segment_id, evaluated_at=now if not members else None)
+    if members is None:  # counted whole, after a full evaluation
+        await uow.segments.set_count(segment.segment_id, evaluated_at=now)
+    elif changes.entered or changes.left:  # moved by the difference (the row is locked)
+        await uow.segments.add_to_count(
+            segment.segment_id, len(changes.entered) - len(changes.left)
+        )
     return changes
 
 
