@@ -20,6 +20,7 @@ import pytest_asyncio
 from google.protobuf.field_mask_pb2 import FieldMask
 from loyalty.insights.v1 import events_pb2
 from loyalty.insights.v1 import segments_pb2 as pb
+from loyalty_insights.service_layer.segments import evaluate_all
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 from sqlalchemy import text
@@ -309,3 +310,28 @@ async def test_a_unit_manages_its_own_segments_and_the_group_every_one(
         )
     )
     assert deleted.reason == "UNIT_MISMATCH"
+
+
+async def test_the_scheduled_evaluation_moves_members_as_time_passes(
+    segments: Segments,
+    figures: Figures,
+    settings: Settings,
+    clock: Clock,
+    insights_service: RunningService,
+) -> None:
+    """`within 90 days` holds on one day and not 20 days later, with no figure changing: the
+    full evaluation (hourly) finds it."""
+    recent = await figures.put(last_active_at=clock() - timedelta(days=80))
+    segment = await segments.create(figures.mine(condition("LAST_ACTIVE", "WITHIN_DAYS", "90")))
+    assert await segments.members(segment.name) == [recent]
+    clock.advance(days=20)
+    try:  # every evaluation meanwhile (the incremental rounds too) sees the later day
+        app = insights_service.root
+        await evaluate_all(app.uow, app.clock)
+        assert await segments.members(segment.name) == []
+        counted = await segments.api().GetSegment(pb.GetSegmentRequest(name=segment.name))
+        assert counted.segment.member_count == 0
+        left = await events_of(settings, events_pb2.SegmentLeft, segment.name, [recent])
+        assert left == {recent: ["evaluated"]}
+    finally:
+        clock.advance(days=-20)
