@@ -206,7 +206,7 @@ async def test_figures_that_change_move_members_within_seconds(
     assert counted.segment.member_count == 2
 
 
-async def test_a_targeting_segment_leaves_out_members_without_the_offers_consent(
+async def test_targeting_leaves_out_withdrawn_consent_and_erased_and_absorbed_members_leave(
     segments: Segments, figures: Figures, settings: Settings, insights_service: RunningService
 ) -> None:
     consenting = await figures.put(tier="gold")
@@ -236,6 +236,24 @@ async def test_a_targeting_segment_leaves_out_members_without_the_offers_consent
         await session.commit()
     found = await until(lambda: segments.members(counting.name), lambda m: m == [consenting])
     assert found == [consenting]
+
+    # a member absorbed by a merge (its figures count for the survivor now) leaves too
+    async with insights_service.context.database() as session:
+        await session.execute(
+            text(
+                "INSERT INTO member_merges (absorbed_id, survivor_id, merged_at) "
+                "VALUES (:m, :s, now())"
+            ),
+            {"m": consenting, "s": str(uuid.uuid4())},
+        )
+        await session.execute(
+            text("DELETE FROM member_figures WHERE member_id = :m"), {"m": consenting}
+        )
+        await session.commit()
+    found = await until(lambda: segments.members(counting.name), lambda m: m == [])
+    assert found == []
+    left = await events_of(settings, events_pb2.SegmentLeft, counting.name, [consenting, withdrawn])
+    assert left == {consenting: ["figures"], withdrawn: ["figures"]}
 
 
 async def test_bad_rules_are_refused_naming_the_field(segments: Segments) -> None:
