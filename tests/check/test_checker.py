@@ -25,7 +25,7 @@ async def test_real_traffic_leaves_every_rule_clean(
     report = await settled(check_settings)
     assert report.clean, report.text()
     assert [r.rule for r in report.results if r.skipped] == []
-    assert len(report.results) == 11
+    assert len(report.results) == 12
 
 
 async def test_a_balance_changed_in_the_database_is_named_with_its_postings_and_lots(
@@ -293,3 +293,33 @@ async def test_a_checkout_left_in_a_state_nothing_recovers_is_named(
     assert finding.detail == (
         f"checkout {stuck}, attempt 1, unit {rows[0]['unit']}, order {rows[0]['order_id']}"
     )
+
+
+async def test_a_posting_insights_never_kept_is_named_by_its_id(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    member = traffic.shopper
+    async with database(check_settings, "insights") as insights:
+        row = await insights.fetchrow(
+            "DELETE FROM ledger_postings WHERE (member_id, posting_id) = (SELECT member_id, "
+            "posting_id FROM ledger_postings WHERE member_id = $1 ORDER BY posted_at LIMIT 1) "
+            "RETURNING *",
+            member,
+        )
+        assert row is not None
+        try:
+            report = await only(check_settings, "insights-ledger")
+        finally:
+            await insights.execute(
+                "INSERT INTO ledger_postings (member_id, posting_id, kind, unit, points, "
+                "posted_at, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                *(row[c] for c in ("member_id", "posting_id", "kind", "unit", "points")),
+                row["posted_at"],
+                row["occurred_at"],
+            )
+    [finding] = found(report, "insights-ledger")
+    assert finding.member_id == member
+    assert finding.detail == f"not counted: posting {row['posting_id']}"
+    postings = int(finding.expected.split()[0])
+    assert finding.found.startswith(f"{postings - 1} postings, ")
+    assert (await only(check_settings, "insights-ledger")).clean

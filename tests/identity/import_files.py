@@ -52,16 +52,23 @@ class Person:
         return f"+86{self.phone}"
 
 
+PHONE_STRIDE = 7919  # prime to 10**8: k -> k * stride mod 10**8 never repeats within 10**8
+_next_phone = secrets.randbelow(10**8)  # where this test process's phones begin
+
+
 def population(count: int) -> list[Person]:
-    """`count` people no other test has (their phones, e-mails and unionids are fresh)."""
+    """`count` people no other test has (their phones, e-mails and unionids are fresh). The
+    phones of one process's populations never repeat: each takes the next numbers of one walk
+    (random ones collided once the session had imported tens of thousands of rows)."""
+    global _next_phone
     tag = secrets.token_hex(4)
-    base = secrets.randbelow(10**7) * 10
+    base, _next_phone = _next_phone, _next_phone + count
     people = []
     for i in range(count):
         people.append(
             Person(
                 index=i,
-                phone=f"139{(base + i * 7919) % 10**8:08d}",
+                phone=f"139{(base + i) * PHONE_STRIDE % 10**8:08d}",
                 email=f"p{i}.{tag}@example.com",
                 unionid=f"oU{tag}{i:014d}",
                 name=FAMILY_NAMES[i % 10] + GIVEN_NAMES[(i // 10) % 10],

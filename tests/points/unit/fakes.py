@@ -13,7 +13,7 @@ from typing import Any, Self
 
 from loyalty_kit.kernel.members import MemberState
 from loyalty_points.domain.account import Account
-from loyalty_points.domain.events import Event
+from loyalty_points.domain.events import Event, LedgerPosted, LedgerPosting, LotMovement
 from loyalty_points.domain.ledger import REDEEMING, Changes, Lot, LotStatus, Posting, PostingKind
 from loyalty_points.domain.migration import Carry
 from loyalty_points.domain.orders import OrderRecord
@@ -108,6 +108,8 @@ class FakeLedger:
     async def save(self, account: Account, now: datetime) -> None:
         changes, account.changes = account.changes, Changes()
         member_id = account.member_id
+        if (posted := LedgerPosted.of(member_id, changes)) is not None:  # as the real ledger
+            account.events.append(posted)
         if changes.earn is not None:
             self._post(changes.earn.posting)
             if changes.earn.posting.points > 0:
@@ -320,6 +322,41 @@ class FakeLedger:
 
     async def count_members_with_expired_lots(self, as_of: datetime) -> int:
         return len(await self.members_with_expired_lots(as_of, len(self.lot_rows) + 1))
+
+    async def members_after(self, after: str | None, limit: int) -> list[str]:
+        return sorted(m for m in self.accounts if after is None or m > after)[:limit]
+
+    async def count_members_after(self, after: str | None) -> int:
+        return len(await self.members_after(after, len(self.accounts)))
+
+    async def ledgers(
+        self, member_ids: Sequence[str]
+    ) -> dict[str, tuple[list[LedgerPosting], list[LotMovement]]]:
+        found: dict[str, tuple[list[LedgerPosting], list[LotMovement]]] = {
+            m: ([], []) for m in member_ids
+        }
+        for p in self.postings:
+            if p.member_id in found:
+                found[p.member_id][0].append(
+                    LedgerPosting(
+                        p.posting_id, p.kind, p.unit, p.points, p.posted_at, p.occurred_at
+                    )
+                )
+        for m in self.movement_rows:
+            if m.member_id in found:
+                lot = self.lot_rows[m.lot_id].lot
+                found[m.member_id][1].append(
+                    LotMovement(
+                        m.posting_id,
+                        m.lot_id,
+                        m.earned_unit,
+                        m.unit,
+                        m.points,
+                        m.at,
+                        lot.expires_at,
+                    )
+                )
+        return found
 
     async def settlement(self, start: datetime, end: datetime) -> dict[str, Any]:
         in_period = [p for p in self.postings if start <= p.posted_at < end]

@@ -5,7 +5,8 @@
     loyalty-admin programme apply FILE [--dry-run] [--effective-from ISO] [--reason TEXT]
     loyalty-admin programme export [-o FILE]   the live programme as a file
     loyalty-admin clients create|list|rotate|revoke ...   business units' API clients
-    loyalty-admin jobs run expiry|pending-activation|year-end|grant-expiry|birthday-gifts
+    loyalty-admin jobs run expiry|pending-activation|year-end|grant-expiry|birthday-gifts|
+                           ledger-republish
                        [--dry-run] [--as-of ISO] [--step N] [--chunk-size N]
     loyalty-admin imports create|get|follow|cancel|list|rows|candidates|resolve|dismiss ...
                                                units' members brought in by file
@@ -35,6 +36,7 @@ JOBS = {
     "year-end": "judge retention or downgrade of tier years that ended",
     "grant-expiry": "end tier grants and paid memberships whose time is up",
     "birthday-gifts": "grant the tier's birthday coupon to members whose birthday it is",
+    "ledger-republish": "publish every member's ledger again, for a read side to catch up",
 }
 
 

@@ -91,6 +91,17 @@ JOBS = {
         "members",
         "members with pending points due",
     ),
+    "ledger-republish": Job(
+        "points",
+        points_service_pb2_grpc.PointsServiceStub,
+        "RepublishLedger",
+        points_pb.RepublishLedgerRequest,
+        points_pb.RepublishLedgerResponse,
+        "publish every member's ledger again, for a read side to catch up",
+        "max_members",
+        "members",
+        "members whose ledger is still to publish",
+    ),
     "year-end": Job(
         "tiers",
         tiers_service_pb2_grpc.TiersServiceStub,
@@ -239,7 +250,8 @@ Call = Callable[[Message], Awaitable[Message]]
 
 def _request(job: Job, as_of: datetime, chunk_size: int, **fields: Any) -> Message:
     request = job.request()
-    request.as_of.FromDatetime(as_of)  # type: ignore[attr-defined]
+    if "as_of" in request.DESCRIPTOR.fields_by_name:  # a job not tied to a time has none
+        request.as_of.FromDatetime(as_of)  # type: ignore[attr-defined]
     if chunk_size and "chunk_size" in request.DESCRIPTOR.fields_by_name:
         request.chunk_size = chunk_size  # type: ignore[attr-defined]
     for name, value in fields.items():

@@ -54,6 +54,7 @@ ORDER = (
     "order-earned-once",
     settlement.RULE,
     "tiers-activity",
+    "insights-ledger",
     "benefit-consumed-once",
     "coupon-redeemed-once",
     "reward-paid-once",
@@ -69,6 +70,7 @@ def rules(options: Options) -> dict[str, RuleFn]:
     named[settlement.RULE] = settlement.settlement_ledger
     named["tiers-activity"] = crossdb.tiers_activity
     named["reward-paid-once"] = crossdb.reward_paid_once
+    named["insights-ledger"] = crossdb.insights_ledger
     assert set(named) == set(ORDER)
     return {name: named[name] for name in ORDER}
 

@@ -10,6 +10,9 @@ lower-case ids), and merged here in one pass.
   posting behind them and are left out of the comparison.
 - reward-paid-once: every reward bought with points was debited once if completed, and not at
   all (or debited and given back) if it failed.
+- insights-ledger: every posting and lot movement of the ledger reached insights (its
+  `LedgerPosted` facts, what the points liability is figured from) once, with the same points,
+  under the member whose account it is on. Skipped where insights is not deployed.
 """
 
 from __future__ import annotations
@@ -70,6 +73,38 @@ TIERS_EVENTS_OF = f"""
 SELECT member_id::text AS member_id, event_id AS id, points
 FROM activity WHERE member_id = ANY($1::uuid[]) AND {_OF_POSTINGS}
 """
+
+# Per member: postings (count, points, a sum of hashes of their ids) and lot movements (count,
+# points, hashes of posting and lot ids), on each side of the points -> insights feed.
+_LEDGER_TOTALS = """
+WITH p AS (
+    SELECT member_id, count(*) AS postings, sum(points) AS points,
+           sum(hashtextextended(posting_id::text, 0)) AS ids
+    FROM {postings} GROUP BY member_id
+), m AS (
+    SELECT member_id, count(*) AS movements, sum(points) AS moved,
+           sum(hashtextextended(posting_id::text || '/' || lot_id::text, 0)) AS moves
+    FROM {movements} GROUP BY member_id
+)
+SELECT coalesce(p.member_id, m.member_id)::text AS member_id,
+       coalesce(p.postings, 0) AS postings, coalesce(p.points, 0) AS points,
+       coalesce(p.ids, 0) AS ids, coalesce(m.movements, 0) AS movements,
+       coalesce(m.moved, 0) AS moved, coalesce(m.moves, 0) AS moves
+FROM p FULL JOIN m ON m.member_id = p.member_id
+ORDER BY coalesce(p.member_id, m.member_id){collate}
+"""
+POINTS_LEDGER = _LEDGER_TOTALS.format(postings="postings", movements="lot_movements", collate="")
+INSIGHTS_LEDGER = _LEDGER_TOTALS.format(
+    postings="ledger_postings", movements="lot_movements", collate=' COLLATE "C"'
+)
+POINTS_POSTINGS_OF = """
+SELECT member_id::text AS member_id, posting_id::text AS id, points
+FROM postings WHERE member_id = ANY($1::uuid[])
+"""
+INSIGHTS_POSTINGS_OF = """
+SELECT member_id, posting_id AS id, points FROM ledger_postings WHERE member_id = ANY($1::text[])
+"""
+LEDGER_FIELDS = ("postings", "points", "ids", "movements", "moved", "moves")
 
 REWARD_REDEMPTIONS = """
 SELECT 'reward:' || redemption_id::text AS order_id, member_id::text AS member_id, state, points
@@ -210,5 +245,60 @@ async def reward_paid_once(dbs: Databases, limit: int) -> RuleResult:
     async with dbs.snapshot("benefits") as benefits, dbs.snapshot("points") as points:
         await merge(
             _rows(benefits, REWARD_REDEMPTIONS), _rows(points, REWARD_DEBITS), "order_id", compare
+        )
+    return result
+
+
+def _ledger(row: asyncpg.Record | None) -> tuple[int, ...]:
+    return (0,) * len(LEDGER_FIELDS) if row is None else tuple(int(row[f]) for f in LEDGER_FIELDS)
+
+
+def _said(totals: tuple[int, ...]) -> str:
+    postings, points, _, movements, moved, _ = totals
+    return f"{postings} postings, {points} points; {movements} lot movements, {moved} points"
+
+
+async def insights_ledger(dbs: Databases, limit: int) -> RuleResult:
+    result = RuleResult(
+        "insights-ledger",
+        "every posting and lot movement of the ledger reached insights once, with its points",
+    )
+    async with dbs.snapshot("points") as points:
+        if not await points.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", dbs.name_of("insights")
+        ):
+            result.skipped = "no insights database (insights is not deployed)"
+            return result
+    differing: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+
+    def compare(member: str, ledger: asyncpg.Record | None, kept: asyncpg.Record | None) -> None:
+        expected, found = _ledger(ledger), _ledger(kept)
+        if expected != found:
+            result.total += 1
+            if len(differing) < limit:
+                differing.append((member, expected, found))
+
+    async with dbs.snapshot("points") as points, dbs.snapshot("insights") as insights:
+        await merge(
+            _rows(points, POINTS_LEDGER), _rows(insights, INSIGHTS_LEDGER), "member_id", compare
+        )
+        if not differing:
+            return result
+        members = [m for m, _, _ in differing]
+        posted = await points.fetch(POINTS_POSTINGS_OF, members)
+        kept = await insights.fetch(INSIGHTS_POSTINGS_OF, members)
+    for member, expected, found in differing:
+        detail = _which(
+            [(r["id"], r["points"]) for r in posted if r["member_id"] == member],
+            [(r["id"], r["points"]) for r in kept if r["member_id"] == member],
+        )
+        result.findings.append(
+            Finding(
+                result.rule,
+                member,
+                _said(expected),
+                _said(found),
+                "lot movements differ" if expected[:3] == found[:3] else detail,
+            )
         )
     return result

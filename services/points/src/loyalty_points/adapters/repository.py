@@ -24,7 +24,7 @@ from loyalty_points.adapters.programmes import ProgrammeCache, ProgrammeRows
 from loyalty_points.adapters.records import RecordRows
 from loyalty_points.adapters.settlement import SettlementRows
 from loyalty_points.domain.account import Account
-from loyalty_points.domain.events import LedgerPosted
+from loyalty_points.domain.events import LedgerPosted, LedgerPosting, LotMovement
 from loyalty_points.domain.ledger import Changes, EarnEntry, Lot, LotStatus, Posting, PostingKind
 
 _ADD_EARN = """
@@ -334,6 +334,77 @@ class SqlLedger(ProgrammeRows, RecordRows, SettlementRows):
             select(func.count(t.lots.c.member_id.distinct())).where(*_expired(as_of))
         )
         return int(found or 0)
+
+    # --- the ledger as it stands, for a read side to catch up ---------------------------------
+    async def members_after(self, after: str | None, limit: int) -> list[str]:
+        """The next `limit` members with an account, in member order, after `after`."""
+        query = select(t.accounts.c.member_id).order_by(t.accounts.c.member_id).limit(limit)
+        if after is not None:
+            query = query.where(t.accounts.c.member_id > after)
+        return [str(m) for m in await self.session.scalars(query)]
+
+    async def count_members_after(self, after: str | None) -> int:
+        query = select(func.count()).select_from(t.accounts)
+        if after is not None:
+            query = query.where(t.accounts.c.member_id > after)
+        return int(await self.session.scalar(query) or 0)
+
+    async def ledgers(
+        self, member_ids: Sequence[str]
+    ) -> dict[str, tuple[list[LedgerPosting], list[LotMovement]]]:
+        """The members' postings (in the order they were posted) and lot movements, as their
+        LedgerPosted events carried them: two statements for any number of members."""
+        found: dict[str, tuple[list[LedgerPosting], list[LotMovement]]] = {
+            m: ([], []) for m in member_ids
+        }
+        p = t.postings.c
+        for row in await self.session.execute(
+            select(p.member_id, p.posting_id, p.kind, p.unit, p.points, p.posted_at, p.occurred_at)
+            .where(p.member_id.in_(member_ids))
+            .order_by(p.member_id, p.seq)
+        ):
+            found[str(row.member_id)][0].append(
+                LedgerPosting(
+                    str(row.posting_id),
+                    PostingKind(row.kind),
+                    row.unit,
+                    row.points,
+                    row.posted_at,
+                    row.occurred_at,
+                )
+            )
+        m, lot = t.lot_movements.c, t.lots.c
+        for moved in await self.session.execute(
+            select(
+                m.member_id,
+                m.posting_id,
+                m.lot_id,
+                m.earned_unit,
+                m.unit,
+                m.points,
+                m.posted_at,
+                lot.expires_at,
+            )
+            .select_from(
+                t.lot_movements.outerjoin(
+                    t.lots, (lot.member_id == m.member_id) & (lot.lot_id == m.lot_id)
+                )
+            )
+            .where(m.member_id.in_(member_ids))
+            .order_by(m.member_id, m.posted_at, m.posting_id, m.lot_id)
+        ):
+            found[str(moved.member_id)][1].append(
+                LotMovement(
+                    str(moved.posting_id),
+                    str(moved.lot_id),
+                    moved.earned_unit,
+                    moved.unit,
+                    moved.points,
+                    moved.posted_at,
+                    moved.expires_at,
+                )
+            )
+        return found
 
     # --- saving an account --------------------------------------------------------------------
     async def save(self, account: Account, now: datetime) -> None:

@@ -4,6 +4,7 @@ contract, `loyalty.points.v1`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -209,6 +210,32 @@ class LedgerPosted:
             ),
             tuple(movements),
         )
+
+
+def ledger_as_posted(
+    member_id: str,
+    postings: Sequence[LedgerPosting],
+    movements: Sequence[LotMovement],
+    postings_per_event: int = 500,
+) -> list[LedgerPosted]:
+    """A member's ledger as it stands, published again: events of at most `postings_per_event`
+    postings (an event stays well under the bus's message limit however long the ledger), each
+    posting's lot movements in the event with it, the postings in the order given. Movements of
+    a posting not given (none in a consistent ledger) go with the last event."""
+    if not postings and not movements:
+        return []
+    parts = [
+        list(postings[i : i + postings_per_event])
+        for i in range(0, len(postings), postings_per_event)
+    ] or [[]]
+    part_of = {p.posting_id: n for n, part in enumerate(parts) for p in part}
+    moved: list[list[LotMovement]] = [[] for _ in parts]
+    for m in movements:
+        moved[part_of.get(m.posting_id, len(parts) - 1)].append(m)
+    return [
+        LedgerPosted(member_id, tuple(part), tuple(moves))
+        for part, moves in zip(parts, moved, strict=True)
+    ]
 
 
 Event = (

@@ -30,4 +30,5 @@ ACCESS: dict[str, Rule] = {
     "RecordReferral": rule(EARN),
     "RunPendingActivation": ADMIN_ONLY,
     "RunExpiry": ADMIN_ONLY,
+    "RepublishLedger": ADMIN_ONLY,
 }

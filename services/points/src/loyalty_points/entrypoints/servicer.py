@@ -15,7 +15,7 @@ from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.jobs import chunks_of
 from loyalty_kit.money import money
-from loyalty_kit.pagination import next_token, read_page
+from loyalty_kit.pagination import next_token, read_page, read_token
 from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment, moment_of, timestamp
@@ -459,11 +459,48 @@ class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer
             remaining=await self._read(lambda uow: jobs.members_due_expiry(uow, as_of)),
         )
 
+    async def RepublishLedger(
+        self, request: pb.RepublishLedgerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepublishLedgerResponse:
+        chunks = chunks_of(request, "max_members")
+        after = _republish_position(request.page_token)
+        if request.validate_only:
+            return pb.RepublishLedgerResponse(
+                remaining=await self._read(lambda uow: uow.ledger.count_members_after(after))
+            )
+        done = await jobs.republish_ledger(self.uow, after, chunks)
+        remaining = (
+            await self._read(lambda uow: uow.ledger.count_members_after(done.after))
+            if done.after is not None
+            else 0
+        )
+        return pb.RepublishLedgerResponse(
+            members_published=done.members,
+            postings_published=done.postings,
+            movements_published=done.movements,
+            remaining=remaining,
+            next_page_token=next_token(done.after, REPUBLISH) if remaining else "",
+        )
 
-def _uuid_field(value: str, field: str) -> None:
+
+REPUBLISH = {"job": "republishLedger"}  # what its page tokens are tied to
+
+
+def _republish_position(page_token: str) -> str | None:
+    """The member a RepublishLedger token carries on after (None: from the first)."""
+    after = read_token(page_token, REPUBLISH)
+    if after is None:
+        return None
+    if not isinstance(after, str):
+        raise InvalidArgument.of([FieldViolation("page_token", "not a token this job gave")])
+    _uuid_field(after, "page_token", "not a token this job gave")
+    return after
+
+
+def _uuid_field(value: str, field: str, what: str = "a posting id") -> None:
     import uuid
 
     try:
         uuid.UUID(value)
     except ValueError:
-        raise InvalidArgument.of([FieldViolation(field, "a posting id")]) from None
+        raise InvalidArgument.of([FieldViolation(field, what)]) from None

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from loyalty_kit.jobs import UNTIL_DONE, Chunks
 
+from loyalty_points.domain.events import ledger_as_posted
 from loyalty_points.domain.ledger import LotStatus
 from loyalty_points.service_layer.ports import PointsWork
 
@@ -92,3 +93,40 @@ async def members_due_activation(uow: PointsWork, as_of: datetime) -> int:
 async def members_due_expiry(uow: PointsWork, as_of: datetime) -> int:
     """Members with points whose expiry has come by `as_of`."""
     return await uow.ledger.count_members_with_expired_lots(as_of)
+
+
+@dataclass
+class Republished:
+    """What a walk of the ledger published, and where it ended (None: at the last member)."""
+
+    members: int = 0
+    postings: int = 0
+    movements: int = 0
+    after: str | None = None
+
+
+async def republish_ledger(
+    uow_factory: Callable[[], PointsWork], after: str | None, chunks: Chunks = UNTIL_DONE
+) -> Republished:
+    """Publish the ledgers of the members after `after` again, as LedgerPosted events, one
+    transaction per chunk of members (their events go to the outbox with it), to the last
+    member or until `chunks.limit` members. Nothing is locked: a member's account saved while
+    its chunk is read publishes its own LedgerPosted, and a read side keeps each posting once."""
+    done = Republished(after=after)
+    taken = 0
+    while (size := chunks.next(taken)) > 0:
+        async with uow_factory() as uow:
+            members = await uow.ledger.members_after(done.after, size)
+            for member_id, (postings, movements) in (await uow.ledger.ledgers(members)).items():
+                for event in ledger_as_posted(member_id, postings, movements):
+                    uow.record(event)
+                done.members += bool(postings or movements)
+                done.postings += len(postings)
+                done.movements += len(movements)
+            await uow.commit()
+        taken += len(members)
+        if len(members) < size:
+            done.after = None
+            return done
+        done.after = members[-1]
+    return done

@@ -13,7 +13,7 @@ from loyalty_kit.kernel.members import MemberState
 from loyalty_kit.uow import Transaction
 
 from loyalty_points.domain.account import Account
-from loyalty_points.domain.events import Event
+from loyalty_points.domain.events import Event, LedgerPosting, LotMovement
 from loyalty_points.domain.ledger import Lot, LotStatus, Posting, PostingKind
 from loyalty_points.domain.migration import Carry
 from loyalty_points.domain.orders import OrderRecord
@@ -91,6 +91,13 @@ class Ledger(Protocol):
     async def count_members_with_due_pending(self, as_of: datetime) -> int: ...
     async def count_members_with_expired_lots(self, as_of: datetime) -> int: ...
     async def settlement(self, start: datetime, end: datetime) -> dict[str, Any]: ...
+
+    # --- the ledger as it stands (a read side catching up): members in member order
+    async def members_after(self, after: str | None, limit: int) -> list[str]: ...
+    async def count_members_after(self, after: str | None) -> int: ...
+    async def ledgers(
+        self, member_ids: Sequence[str]
+    ) -> dict[str, tuple[list[LedgerPosting], list[LotMovement]]]: ...
 
 
 class PointsWork(Transaction, Protocol):
