@@ -85,10 +85,12 @@ async def benefits_service(
     settings: Settings,
     identity_service: RunningService,
     points_service: RunningService,
+    insights_service: RunningService,
     clock: Clock,
 ) -> AsyncIterator[RunningService]:
     """The benefits service, learning tiers from TierChanged, debiting points for rewards at
-    the points service and reading segments from the identity service of this run; the
+    the points service and reading segments from the identity and insights services of this
+    run; the
     session's clock injected. It looks for coupon issuances left running only at start (and
     runs the ones it creates at once), so tests decide which replica carries one on."""
     import os
@@ -98,7 +100,11 @@ async def benefits_service(
     os.environ["LOYALTY_BENEFITS_ISSUANCE_INTERVAL_SECONDS"] = "3600"
     runner = ServiceRunner(settings)
     benefits_settings = settings.model_copy(
-        update={"points_target": points_service.target, "identity_target": identity_service.target}
+        update={
+            "points_target": points_service.target,
+            "identity_target": identity_service.target,
+            "insights_target": insights_service.target,
+        }
     )
     yield await runner.start(SPEC, benefits_settings, clock=clock)
     await runner.stop_all()

@@ -208,6 +208,7 @@ GATEWAY_SPECS = {
     "loyalty.tiers.v1.TiersService": "tiers",
     "loyalty.benefits.v1.BenefitsService": "benefits",
     "loyalty.insights.v1.InsightsService": "insights",
+    "loyalty.insights.v1.SegmentService": "insights",
     "loyalty.gateway.v1.GatewayService": "gateway",
 }
 

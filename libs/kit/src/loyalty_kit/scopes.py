@@ -20,6 +20,7 @@ COUPONS_ISSUE = "coupons:issue"  # a unit's (or the group's) marketing
 MEMBERSHIP = "membership"  # a unit's shop selling paid memberships
 INSIGHTS_READ = "insights:read"  # a unit's loyalty team: its own unit's figures
 INSIGHTS_GROUP = "insights:group"  # the group's loyalty team: every unit's figures and the group's
+SEGMENTS_WRITE = "segments:write"  # a loyalty team's marketers: define dynamic segments
 
 REGISTRY: dict[str, str] = {
     ADMIN: "passes every access rule and acts for any unit",
@@ -35,4 +36,5 @@ REGISTRY: dict[str, str] = {
     MEMBERSHIP: "sell and refund paid memberships",
     INSIGHTS_READ: "read the unit's own figures (liability, activity across units)",
     INSIGHTS_GROUP: "read the group's figures and every unit's",
+    SEGMENTS_WRITE: "create, change and delete dynamic segments (every unit's with insights:group)",
 }

@@ -13,10 +13,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_benefits.adapters.points import GrpcPointsBank
-from loyalty_benefits.adapters.segments import GrpcSegments
+from loyalty_benefits.adapters.segments import GrpcDynamicSegments, GrpcSegments
 from loyalty_benefits.adapters.stores.catalogue import CatalogueCache
 from loyalty_benefits.service_layer.issuances import CouponIssuer
-from loyalty_benefits.service_layer.ports import Segments
+from loyalty_benefits.service_layer.ports import DynamicSegments, Segments
 from loyalty_benefits.service_layer.rewards import PointsBank, RewardRedemptions
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
@@ -57,6 +57,7 @@ def bootstrap(
     clock: Clock = utc_now,
     points_bank: PointsBank | None = None,
     segments: Segments | None = None,
+    dynamic_segments: DynamicSegments | None = None,
 ) -> Benefits:
     sessions, namespace = context.database, context.settings.event_namespace
     catalogue = CatalogueCache()  # the catalogue parsed once per version, for every unit of work
@@ -72,5 +73,7 @@ def bootstrap(
         clock,
         uow,
         RewardRedemptions(uow, bank, clock),
-        CouponIssuer(uow, members, clock),
+        CouponIssuer(
+            uow, members, clock, dynamic_segments or GrpcDynamicSegments(context.settings)
+        ),
     )

@@ -4,7 +4,7 @@ once per process from the kit's context. Tests hand in their own clock
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loyalty_kit.clock import Clock, utc_now
 from loyalty_kit.server import ServiceContext
@@ -34,12 +34,30 @@ class InsightsSettings(BaseSettings):
     )
 
 
+class SegmentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_INSIGHTS_SEGMENTS_", extra="ignore")
+
+    incremental_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often members whose figures changed are evaluated against every "
+        "dynamic segment.",
+    )
+    full_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often every dynamic segment is evaluated in full (rules of the form "
+        "'within N days' move with time alone).",
+    )
+
+
 @dataclass(frozen=True)
 class Insights:
     context: ServiceContext
     clock: Clock
     settings: InsightsSettings
     fitter: LifetimeValueFitter  # the lifetime value fits (the service's job)
+    segments: SegmentSettings = field(default_factory=SegmentSettings)
 
     def uow(self, *, read_only: bool = False) -> InsightsUnitOfWork:
         return InsightsUnitOfWork(

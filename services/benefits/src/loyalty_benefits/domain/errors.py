@@ -239,9 +239,10 @@ class SegmentRefused(DomainError):
     """The identity service refused to list a segment for good (a malformed tag...): the
     issuance fails with its reason."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message, reason=reason, metadata={"upstream": "identity"})
+    def __init__(self, reason: str, message: str, upstream: str = "identity") -> None:
+        super().__init__(message, reason=reason, metadata={"upstream": upstream})
 
 
 class SegmentUnreachable(Exception):
-    """The identity service did not answer: the chunk is tried again later."""
+    """The service listing the segment (identity, insights) did not answer: the chunk is
+    tried again later."""

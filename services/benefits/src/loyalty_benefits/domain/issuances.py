@@ -1,5 +1,6 @@
-"""Bulk coupon issuances: coupons of a template for every member with a tag, issued chunk by
-chunk. The position in the segment (the identity service's page token) moves with each chunk,
+"""Bulk coupon issuances: coupons of a template for every member with a tag (the identity
+service's) or of a dynamic segment (the insights service's), issued chunk by chunk. The
+position in the segment (the page token of the service that lists it) moves with each chunk,
 so a restarted service carries on where the last committed chunk ended. Pure rules, no I/O."""
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class CouponIssuance:
     done_at: datetime | None = None
     failure_reason: str = ""
     failure_message: str = ""
+    segment: str = ""  # "segments/{id}" (insights); "" when `tag` names the members
 
     @property
     def running(self) -> bool:

@@ -364,8 +364,9 @@ def reward_message_of(redemption: Redemption) -> cat.Reward:
 
 def issuance_request_of(
     request: pb.CreateCouponIssuanceRequest,
-) -> tuple[str, str, int]:
-    """The template, the tag and the chunk size of a new issuance; every bad field at once."""
+) -> tuple[str, str, str, int]:
+    """The template, the tag or the segment (exactly one) and the chunk size of a new issuance;
+    every bad field at once."""
     issuance = request.coupon_issuance
     violations: list[FieldViolation] = []
     template = issuance.template.strip()
@@ -374,13 +375,22 @@ def issuance_request_of(
             FieldViolation("coupon_issuance.template", "a coupon template's code, required")
         )
     tag = issuance.tag.strip()
-    if not is_tag(tag):
+    segment = issuance.segment.strip()
+    if segment and tag:
+        violations.append(FieldViolation("coupon_issuance.segment", "a tag or a segment, not both"))
+    elif segment:
+        segment_id = segment.removeprefix("segments/")
+        if segment_id == segment or not segment_id or "/" in segment_id or len(segment_id) > 64:
+            violations.append(
+                FieldViolation("coupon_issuance.segment", "a segment name: segments/{segment_id}")
+            )
+    elif not is_tag(tag):
         violations.append(FieldViolation("coupon_issuance.tag", TAG_HINT))
     if request.chunk_size < 0:
         violations.append(FieldViolation("chunk_size", "must not be negative"))
     if violations:
         raise InvalidArgument.of(violations)
-    return template, tag, min(request.chunk_size or DEFAULT_CHUNK, MAX_CHUNK)
+    return template, tag, segment, min(request.chunk_size or DEFAULT_CHUNK, MAX_CHUNK)
 
 
 def issuance_id_of(name: str, field: str = "name") -> str:
@@ -397,6 +407,7 @@ def issuance_message(i: CouponIssuance) -> pb.CouponIssuance:
         name=f"{ISSUANCES}/{i.issuance_id}",
         template=i.template_code,
         tag=i.tag,
+        segment=i.segment,
         state=ISSUANCE_STATES[i.state],
         total_members=i.total_members,
         processed_members=i.processed_members,

@@ -147,11 +147,15 @@ class BenefitsServicer(UnitOfWorkServicer[BenefitsUnitOfWork], BenefitsServiceSe
     async def CreateCouponIssuance(
         self, request: pb.CreateCouponIssuanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateCouponIssuanceResponse:
-        template, tag, chunk_size = convert.issuance_request_of(request)
+        template, tag, segment, chunk_size = convert.issuance_request_of(request)
         issuer = confining_unit()
+        if segment:
+            await issuances.check_segment(self.issuer.dynamic, segment)
 
         async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.CreateCouponIssuanceResponse:
-            created = await issuances.create(uow, template, tag, issuer, chunk_size, now)
+            created = await issuances.create(
+                uow, template, tag, issuer, chunk_size, now, segment=segment
+            )
             return pb.CreateCouponIssuanceResponse(
                 coupon_issuance=convert.issuance_message(created)
             )

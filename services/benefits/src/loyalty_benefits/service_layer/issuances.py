@@ -1,6 +1,7 @@
 """Bulk coupon issuances to a segment: created by an RPC, carried out here chunk by chunk.
 
-Each chunk reads a page of the segment from the identity service (no transaction open across
+Each chunk reads a page of the segment from the identity service (a tag's members) or the
+insights service (a dynamic segment's members, as they stand then) (no transaction open across
 the call), then, in one transaction, locks the issuance, checks that it still stands where the
 page was read from (else another replica committed that chunk: this attempt is dropped),
 issues the page's coupons under the issuance's grant key (unique per member: a replayed chunk
@@ -18,7 +19,7 @@ from datetime import datetime
 
 from loyalty_kit.caller import check_unit
 from loyalty_kit.clock import Clock
-from loyalty_kit.errors import DomainError
+from loyalty_kit.errors import DomainError, Unavailable
 from loyalty_kit.jobs import log_round_failed
 from loyalty_kit.logs import get_logger
 
@@ -31,7 +32,7 @@ from loyalty_benefits.domain.errors import (
 )
 from loyalty_benefits.domain.issuances import CouponIssuance, grant_key
 from loyalty_benefits.service_layer.handlers import active_among, catalogue
-from loyalty_benefits.service_layer.ports import Segments
+from loyalty_benefits.service_layer.ports import DynamicSegments, Segments
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
 
 log = get_logger("loyalty.benefits.issuances")
@@ -46,6 +47,7 @@ async def create(
     issuer_unit: str | None,
     chunk_size: int,
     now: datetime,
+    segment: str = "",
 ) -> CouponIssuance:
     """A new issuance, RUNNING. `issuer_unit`: the unit issuing (None: an admin), which may only
     issue coupons of its own or the group's templates; the template must still be issuable."""
@@ -64,9 +66,23 @@ async def create(
         chunk_size=chunk_size,
         created_at=now,
         updated_at=now,
+        segment=segment,
     )
     await uow.issuances.add(issuance)
     return issuance
+
+
+async def check_segment(dynamic: DynamicSegments, segment: str) -> None:
+    """A dynamic segment an issuance may target: one the insights service knows (else its
+    refusal); insights unreachable, UNAVAILABLE (nothing is created; the caller retries)."""
+    try:
+        await dynamic.check(segment)
+    except SegmentUnreachable as unreachable:
+        raise Unavailable(
+            f"the insights service cannot tell the segment's members now ({unreachable})",
+            reason="SEGMENT_UNAVAILABLE",
+            metadata={"segment": segment},
+        ) from None
 
 
 async def get(uow: BenefitsUnitOfWork, issuance_id: str) -> CouponIssuance:
@@ -113,9 +129,12 @@ class CouponIssuer:
     """Carries out the issuances of the database: the ones this replica created (woken at
     once) and any left running by a replica that stopped (found by `run_pending`)."""
 
-    def __init__(self, uow: UowFactory, segments: Segments, clock: Clock) -> None:
+    def __init__(
+        self, uow: UowFactory, segments: Segments, clock: Clock, dynamic: DynamicSegments
+    ) -> None:
         self.uow = uow
         self.segments = segments
+        self.dynamic = dynamic
         self.clock = clock
         self.wake = asyncio.Event()
 
@@ -126,7 +145,10 @@ class CouponIssuer:
         if read is None or not read.running:
             return False
         try:
-            page = await self.segments.page(read.tag, read.page_token, read.chunk_size)
+            if read.segment:
+                page = await self.dynamic.page(read.segment, read.page_token, read.chunk_size)
+            else:
+                page = await self.segments.page(read.tag, read.page_token, read.chunk_size)
         except SegmentRefused as refused:
             async with self.uow() as uow:
                 current = await uow.issuances.get(issuance_id, lock=True)
@@ -157,8 +179,8 @@ class CouponIssuer:
                 return
 
     async def run_pending(self, stopping: asyncio.Event | None = None) -> None:
-        """Every running issuance, oldest first, to its end. The identity service unreachable:
-        the issuance waits for the next round."""
+        """Every running issuance, oldest first, to its end. The service listing its segment
+        (identity, insights) unreachable: the issuance waits for the next round."""
         async with self.uow(read_only=True) as uow:
             running = await uow.issuances.running(100)
         for issuance_id in running:
@@ -168,7 +190,7 @@ class CouponIssuer:
                 await self.run(issuance_id, stopping)
             except SegmentUnreachable as unreachable:
                 log.warning(
-                    "identity unreachable; the issuance carries on later",
+                    "segment unreachable; the issuance carries on later",
                     issuance_id=issuance_id,
                     code=str(unreachable),
                 )

@@ -233,3 +233,38 @@ clv_predictions = Table(
     Column("p_alive", Double),
     Index("clv_predictions_fit", "fit_id"),
 )
+
+# Dynamic segments: the rule as stored JSON (domain/segments.py reads it), the owning unit
+# ("group" for the group's team), `version` makes the etag.
+segments = Table(
+    "segments",
+    metadata,
+    Column("segment_id", Text, primary_key=True),
+    Column("display_name", Text, nullable=False),
+    Column("rule", JSONB, nullable=False),
+    Column("targeting", Boolean, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("member_count", BigInteger, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("evaluated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Who is in each segment now. Keyed member first, as the facts (distributed by member); the
+# second index lists a segment's members by member ID.
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("segment_id", Text, primary_key=True),
+    Index("segment_members_by_segment", "segment_id", "member_id"),
+)
+
+# How far the incremental evaluation has read member_figures (by updated_at), per evaluator.
+segment_watermarks = Table(
+    "segment_watermarks",
+    metadata,
+    Column("evaluator", Text, primary_key=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -6,13 +6,28 @@ from __future__ import annotations
 
 from loyalty_kit.access import Rule, rule, scope_required
 from loyalty_kit.caller import UnitMismatch, current_caller
-from loyalty_kit.scopes import ADMIN, INSIGHTS_GROUP, INSIGHTS_READ
+from loyalty_kit.scopes import ADMIN, INSIGHTS_GROUP, INSIGHTS_READ, SEGMENTS_WRITE
 
 _FIGURES = rule(
     INSIGHTS_READ,
     INSIGHTS_GROUP,
     note="`insights:read`: the caller's own unit's figures only (`unit` must name it); the "
     "group's and other units' need `insights:group`",
+)
+
+# Segments belong to a unit (the group's team's to "group"): a unit's team sees and changes its
+# own unit's, the group's team (`insights:group`) every one.
+_SEGMENTS_READ = rule(
+    INSIGHTS_READ,
+    INSIGHTS_GROUP,
+    SEGMENTS_WRITE,
+    resource_unit="the segment's unit (every segment with `insights:group`)",
+    note="member IDs only; benefits reads a segment's members for a coupon issuance",
+)
+_SEGMENTS_WRITE = rule(
+    SEGMENTS_WRITE,
+    resource_unit="the segment's unit (every segment with `insights:group`)",
+    note="a unit's team creates its unit's segments; with `insights:group`, the group's",
 )
 
 ACCESS: dict[str, Rule] = {
@@ -31,6 +46,12 @@ ACCESS: dict[str, Rule] = {
     "FitLifetimeValue": rule(
         ADMIN, note="fits the lifetime value models now (they are fitted daily on schedule)"
     ),
+    "CreateSegment": _SEGMENTS_WRITE,
+    "GetSegment": _SEGMENTS_READ,
+    "ListSegments": _SEGMENTS_READ,
+    "UpdateSegment": _SEGMENTS_WRITE,
+    "DeleteSegment": _SEGMENTS_WRITE,
+    "ListSegmentMembers": _SEGMENTS_READ,
     "RefreshFigures": rule(
         INSIGHTS_GROUP,
         note="recomputes every member's figures: the group's loyalty team or an admin",

@@ -1,7 +1,8 @@
 """The insights service's scheduled work: every member's figures recomputed in full every
 `insights_refresh_interval_seconds`, and once at start when there are facts but no refresh yet
-(members are also recomputed as their events arrive); and the lifetime value fitter
-(service_layer/clv_fitter.py)."""
+(members are also recomputed as their events arrive); the lifetime value fitter
+(service_layer/clv_fitter.py); dynamic segments' incremental evaluation (members whose figures
+changed, every fraction of a second) and their full evaluation (hourly)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from loyalty_kit.logs import get_logger
 from loyalty_kit.server import Job
 
 from loyalty_insights.bootstrap import Insights
+from loyalty_insights.service_layer import segments
 from loyalty_insights.service_layer.refresh import (
     RefreshRunning,
     needs_first_refresh,
@@ -53,4 +55,23 @@ def jobs(app: Insights) -> Sequence[Job]:
             "figures-refresh",
         )
 
-    return [scheduled, partial(app.fitter.serve, app.context.stopping)]
+    async def segments_incremental() -> None:
+        await segments.evaluate_changed(app.uow, app.clock)
+
+    async def segments_full() -> None:
+        await segments.evaluate_all(app.uow, app.clock)
+
+    async def changed_figures() -> None:
+        await every(
+            app.segments.incremental_seconds, app.context.stopping, segments_incremental, "segments"
+        )
+
+    async def segments_scheduled() -> None:
+        await every(app.segments.full_seconds, app.context.stopping, segments_full, "segments-full")
+
+    return [
+        scheduled,
+        partial(app.fitter.serve, app.context.stopping),
+        changed_figures,
+        segments_scheduled,
+    ]

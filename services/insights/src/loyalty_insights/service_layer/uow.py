@@ -11,12 +11,14 @@ from loyalty_insights.adapters.clv_store import LifetimeValueStore
 from loyalty_insights.adapters.facts import FactStore
 from loyalty_insights.adapters.figures import FigureRows
 from loyalty_insights.adapters.member_figures import MemberFigures
+from loyalty_insights.adapters.segments import SegmentStore
 
 
 class InsightsUnitOfWork(UnitOfWork):
     facts: FactStore
     figures: FigureRows
     clv: LifetimeValueStore
+    segments: SegmentStore
     member_figures: MemberFigures
 
     async def __aenter__(self) -> Self:
@@ -24,5 +26,6 @@ class InsightsUnitOfWork(UnitOfWork):
         self.facts = FactStore(self.session)
         self.figures = FigureRows(self.session)
         self.clv = LifetimeValueStore(self.session)
+        self.segments = SegmentStore(self.session)
         self.member_figures = MemberFigures(self.session)
         return self

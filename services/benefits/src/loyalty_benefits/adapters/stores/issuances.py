@@ -26,6 +26,7 @@ def _issuance(row: Any) -> CouponIssuance:
         done_at=row["done_at"],
         failure_reason=row["failure_reason"],
         failure_message=row["failure_message"],
+        segment=row["segment"],
     )
 
 
@@ -34,7 +35,8 @@ class CouponIssuances(Store):
         conn = await self.conn()
         await conn.execute(
             "INSERT INTO coupon_issuances (issuance_id, template_code, tag, issuer_unit, "
-            "chunk_size, state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "chunk_size, state, created_at, updated_at, segment) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             i.issuance_id,
             i.template_code,
             i.tag,
@@ -43,6 +45,7 @@ class CouponIssuances(Store):
             i.state.value,
             i.created_at,
             i.updated_at,
+            i.segment,
         )
 
     async def get(self, issuance_id: str, *, lock: bool = False) -> CouponIssuance | None:
