@@ -143,11 +143,13 @@ async def insights_lag(ctx: BenchContext) -> Measurement:
         publish_seconds = await publishing
         elapsed = time.perf_counter() - started
         missing = watch.waiting()
-        await _forget(conn, member_ids)
     finally:
-        await conn.close()
         await client.close()
-        await service.stop(grace=0.5)
+        await service.stop(grace=0.5)  # first: no fact of an event still in the stream after
+        try:
+            await _forget(conn, member_ids)
+        finally:
+            await conn.close()
     lags = watch.lags_ms
     return Measurement(
         count=len(lags),
