@@ -21,6 +21,7 @@ asked for the year before the history's end (`insights_data.PERIOD`), group-wide
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -70,6 +71,14 @@ class RawFigureRows(FigureRows):
 
 
 RawFigure = Callable[[RawFigureRows], Awaitable[object]]
+
+
+def chosen(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures `BENCH_INSIGHTS_FIGURES` names (comma-separated), all when it is unset."""
+    names = {
+        n.strip() for n in os.environ.get("BENCH_INSIGHTS_FIGURES", "").split(",") if n.strip()
+    }
+    return {n: f for n, f in figures.items() if not names or n in names}
 
 
 def _raw_figures() -> dict[str, RawFigure]:
@@ -182,7 +191,7 @@ async def raw_insights(ctx: BenchContext) -> Measurement:
         rows = RawFigureRows(conn)
         latencies = {
             name: await timed(bound(figure, rows), runs())
-            for name, figure in _raw_figures().items()
+            for name, figure in chosen(_raw_figures()).items()
         }
     finally:
         await conn.close()
@@ -214,7 +223,7 @@ async def insights_dashboards(ctx: BenchContext) -> Measurement:
             stub = insights_service_pb2_grpc.InsightsServiceStub(channel)
             latencies = {
                 name: await timed(bound(figure, stub), runs())
-                for name, figure in _rpc_figures().items()
+                for name, figure in chosen(_rpc_figures()).items()
             }
     finally:
         await service.stop(grace=0.5)
@@ -258,7 +267,7 @@ async def raw_insights_refresh(ctx: BenchContext) -> Measurement:
     conn = await asyncpg.connect(**asyncpg_params(loaded.url))
     try:
         rows = RawFigureRows(conn)
-        figures = {n: f for n, f in _raw_figures().items() if not n.startswith("minimal")}
+        figures = {n: f for n, f in chosen(_raw_figures()).items() if not n.startswith("minimal")}
         each: dict[str, float] = {}
         started = time.perf_counter()
         for name, figure in figures.items():
@@ -287,7 +296,7 @@ async def insights_refresh(ctx: BenchContext) -> Measurement:
     try:
         async with grpc.aio.insecure_channel(service.target) as channel:
             stub = insights_service_pb2_grpc.InsightsServiceStub(channel)
-            figures = _rpc_figures()
+            figures = chosen(_rpc_figures())
             each: dict[str, float] = {}
             started = time.perf_counter()
             for name, figure in figures.items():
