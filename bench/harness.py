@@ -60,7 +60,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="members loaded for the identity, tiers-year-end and check scenarios (default: "
         "1,000,000 when one is named with --only, else 100,000; check: always 1,000,000), and "
-        "the order-activity scenarios' orders are spread over (default: a tenth of --orders)",
+        "the order-activity scenarios' orders are spread over (default: a tenth of --orders), "
+        "and whose facts the insights scenarios load (default: 1,000,000 or "
+        "BENCH_INSIGHTS_MEMBERS)",
     )
     parser.add_argument(
         "--import-rows",

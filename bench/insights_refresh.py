@@ -26,7 +26,7 @@ from loyalty_kit.db import driver_connection
 from loyalty_kit.migrations import upgrade
 from sqlalchemy.engine import make_url
 
-from bench.insights_data import load_facts, member_id
+from bench.member_figures_data import load_facts, member_id
 
 
 def _ms(samples: list[float]) -> str:
