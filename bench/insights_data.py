@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 import asyncpg
 import numpy as np
 from loyalty_insights.app import SPEC
-from loyalty_kit import db, migrations
+from loyalty_kit import db
 from loyalty_kit.db import asyncpg_params
+from loyalty_kit.migrations import upgrade_database
 from loyalty_kit.settings import Settings
 from sqlalchemy.engine import URL
 
@@ -255,12 +256,8 @@ def member_draws(members: int, seed: int) -> list[tuple[int, str, float, float, 
 
 
 async def _migrate(url: URL) -> None:
-    engine = db.create_engine(url, pool_size=1)
-    try:
-        assert SPEC.migrations is not None
-        await migrations.upgrade(engine, SPEC.migrations)
-    finally:
-        await engine.dispose()
+    assert SPEC.migrations is not None
+    await upgrade_database(url, SPEC.migrations)
 
 
 async def _reusable(conn: asyncpg.Connection, members: int, seed: int) -> bool:

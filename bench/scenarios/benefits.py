@@ -40,10 +40,10 @@ from loyalty_benefits.entrypoints import convert
 from loyalty_benefits.service_layer.ports import SegmentPage
 from loyalty_devstack.demo import huayue_catalogue
 from loyalty_identity.app import SPEC as IDENTITY_SPEC
-from loyalty_kit import db, migrations
 from loyalty_kit.caller import Caller
 from loyalty_kit.db import asyncpg_params
 from loyalty_kit.events import event_subject
+from loyalty_kit.migrations import upgrade_database
 from loyalty_kit.server import start_service
 from sqlalchemy.engine import URL
 
@@ -77,12 +77,8 @@ def _catalogue() -> Catalogue:
 
 
 async def _migrated(url: URL) -> None:
-    engine = db.create_engine(url, pool_size=1)
-    try:
-        assert SPEC.migrations is not None
-        await migrations.upgrade(engine, SPEC.migrations)
-    finally:
-        await engine.dispose()
+    assert SPEC.migrations is not None
+    await upgrade_database(url, SPEC.migrations)
 
 
 # --- entitlements -----------------------------------------------------------------------------

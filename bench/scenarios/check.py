@@ -24,8 +24,8 @@ from loyalty_check.checker import Options, check
 from loyalty_devstack.demo import huayue_programme
 from loyalty_gateway.app import SPEC as GATEWAY
 from loyalty_identity.app import SPEC as IDENTITY
-from loyalty_kit import db, migrations
 from loyalty_kit.db import asyncpg_params
+from loyalty_kit.migrations import upgrade_database
 from loyalty_kit.server import ServiceSpec, start_service
 from loyalty_kit.settings import Settings
 from loyalty_points.app import SPEC as POINTS
@@ -143,12 +143,8 @@ def _progress(text: str) -> None:
 
 
 async def _migrated(ctx: BenchContext, spec: ServiceSpec) -> None:
-    engine = db.create_engine(await ctx.database(spec.name), pool_size=1)
-    try:
-        assert spec.migrations is not None
-        await migrations.upgrade(engine, spec.migrations)
-    finally:
-        await engine.dispose()
+    assert spec.migrations is not None
+    await upgrade_database(await ctx.database(spec.name), spec.migrations)
 
 
 async def _load(settings: Settings, service: str, statements: tuple[str, ...], n: int) -> None:

@@ -25,8 +25,9 @@ import grpc
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty_identity.app import SPEC
-from loyalty_kit import db, migrations
+from loyalty_kit import db
 from loyalty_kit.db import asyncpg_params
+from loyalty_kit.migrations import upgrade_database
 from loyalty_kit.server import start_service
 
 from bench.context import BenchContext
@@ -70,12 +71,8 @@ async def _population(ctx: BenchContext) -> Loaded:
     settings = ctx.settings()
     await db.ensure_database(settings.server_url, settings.database_for(SPEC.name))
     url = settings.service_database_url(SPEC.name)
-    engine = db.create_engine(url, pool_size=1)
-    try:
-        assert SPEC.migrations is not None
-        await migrations.upgrade(engine, SPEC.migrations)
-    finally:
-        await engine.dispose()
+    assert SPEC.migrations is not None
+    await upgrade_database(url, SPEC.migrations)
     population = Population.new(member_count(ctx))
     _progress(f"loading {population.count:,} members into {settings.database_for(SPEC.name)}")
     stats = await load(asyncpg_params(url), population, progress=_progress)

@@ -50,8 +50,9 @@ from loyalty_identity.domain.imports import (
     ParsedRow,
     legacy_type,
 )
-from loyalty_kit import db, migrations
+from loyalty_kit import db
 from loyalty_kit.db import asyncpg_params
+from loyalty_kit.migrations import upgrade_database
 from loyalty_kit.server import start_service
 
 from bench.context import BenchContext
@@ -218,12 +219,8 @@ async def _migrated(ctx: BenchContext, name: str) -> dict[str, Any]:
     database = f"{name}"
     await db.ensure_database(settings.server_url, settings.database_for(database))
     url = settings.service_database_url(database)
-    engine = db.create_engine(url, pool_size=1)
-    try:
-        assert SPEC.migrations is not None
-        await migrations.upgrade(engine, SPEC.migrations)
-    finally:
-        await engine.dispose()
+    assert SPEC.migrations is not None
+    await upgrade_database(url, SPEC.migrations)
     return asyncpg_params(url)
 
 

@@ -48,10 +48,11 @@ from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_devstack.demo import huayue_ladder
 from loyalty_identity.settings import ImportSettings
-from loyalty_kit import db, events, migrations
+from loyalty_kit import db, events
 from loyalty_kit.caller import Caller
 from loyalty_kit.db import asyncpg_params
 from loyalty_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MSG_ID_HEADER
+from loyalty_kit.migrations import upgrade_database
 from loyalty_kit.server import start_service
 from loyalty_kit.settings import Settings
 from loyalty_kit.timestamps import timestamp
@@ -154,12 +155,8 @@ def _cpu_per_order(since: float, chunks: Chunks) -> float:
 async def _migrated(settings: Settings, name: str) -> dict[str, Any]:
     await db.ensure_database(settings.server_url, settings.database_for(name))
     url = settings.service_database_url(name)
-    engine = db.create_engine(url, pool_size=1)
-    try:
-        assert TIERS_SPEC.migrations is not None
-        await migrations.upgrade(engine, TIERS_SPEC.migrations)
-    finally:
-        await engine.dispose()
+    assert TIERS_SPEC.migrations is not None
+    await upgrade_database(url, TIERS_SPEC.migrations)
     return asyncpg_params(url)
 
 

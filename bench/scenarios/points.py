@@ -30,11 +30,11 @@ from loyalty.common.v1 import channel_pb2, money_pb2
 from loyalty.points.v1 import events_pb2, points_service_pb2_grpc
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty_devstack.demo import huayue_programme
-from loyalty_kit import db, migrations
 from loyalty_kit.caller import Caller
 from loyalty_kit.db import asyncpg_params
 from loyalty_kit.events import event_subject
 from loyalty_kit.kernel.members import MemberState
+from loyalty_kit.migrations import upgrade_database
 from loyalty_kit.server import start_service
 from loyalty_points.app import SPEC
 from loyalty_points.domain.programme import programme_to_json
@@ -343,12 +343,8 @@ class RawEarner:
 async def _raw_database(ctx: BenchContext, member_ids: Sequence[str]) -> URL:
     """`<run>_raw_points`, migrated as the service's, with the programme and the accounts."""
     url = await ctx.database("raw_points")
-    engine = db.create_engine(url, pool_size=1)
-    try:
-        assert SPEC.migrations is not None
-        await migrations.upgrade(engine, SPEC.migrations)
-    finally:
-        await engine.dispose()
+    assert SPEC.migrations is not None
+    await upgrade_database(url, SPEC.migrations)
     now = datetime.now(UTC)
     programme = convert.programme_from(huayue_programme(), now)
     conn = await asyncpg.connect(**asyncpg_params(url))

@@ -41,10 +41,11 @@ from loyalty.tiers.v1 import events_pb2 as tier_events
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
 from loyalty_devstack.demo import huayue_ladder, huayue_programme
-from loyalty_kit import db, events, migrations
+from loyalty_kit import events
 from loyalty_kit.caller import Caller
 from loyalty_kit.db import asyncpg_params, quote_ident
 from loyalty_kit.events import MSG_ID_HEADER, event_subject
+from loyalty_kit.migrations import upgrade_database
 from loyalty_kit.server import RunningService, start_service
 from loyalty_kit.settings import Settings
 from loyalty_points.app import SPEC as POINTS_SPEC
@@ -661,12 +662,8 @@ async def _population(ctx: BenchContext) -> Loaded:
     template = f"{ctx.run_id}_yearend_seed"
     url = await ctx.database("yearend_seed")
     started = time.perf_counter()
-    engine = db.create_engine(url, pool_size=1)
-    try:
-        assert TIERS_SPEC.migrations is not None
-        await migrations.upgrade(engine, TIERS_SPEC.migrations)
-    finally:
-        await engine.dispose()
+    assert TIERS_SPEC.migrations is not None
+    await upgrade_database(url, TIERS_SPEC.migrations)
     _progress(f"loading {population.total:,} members into {template}")
     conn = await asyncpg.connect(**asyncpg_params(url))
     rows = kept = 0

@@ -18,9 +18,10 @@ from alembic import command, context, op
 from alembic.config import Config
 from alembic.util import coerce_resource_to_filename
 from sqlalchemy import MetaData, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from loyalty_kit import db
 from loyalty_kit.tables import KIT_DDL_V1
 
 
@@ -87,3 +88,13 @@ async def current_revision(engine: AsyncEngine) -> Any:
         except Exception:
             return None
         return result.scalar()
+
+
+async def upgrade_database(url: URL, script_location: str) -> None:
+    """Upgrade the database at `url` to head over a connection of its own (a tool's or a
+    benchmark's database, with no engine of a service to borrow)."""
+    engine = db.create_engine(url, pool_size=1)
+    try:
+        await upgrade(engine, script_location)
+    finally:
+        await engine.dispose()

@@ -426,18 +426,7 @@ class FigureRows:
         rows = await (await self._conn()).fetch(
             _RFM_MEMBERS, *self._rfm_args(start, end, unit, currency), segment, after, limit
         )
-        return [
-            RfmScore(
-                member_id=r["member_id"],
-                recency_days=r["recency_days"],
-                frequency=int(r["frequency"]),
-                monetary=Decimal(r["monetary"]),
-                recency_score=int(r["r"]),
-                frequency_score=int(r["f"]),
-                monetary_score=int(r["m"]),
-            )
-            for r in rows
-        ]
+        return rfm_scores(rows)
 
     # --- cohorts and programme health -----------------------------------------------------------
 
@@ -509,3 +498,19 @@ class FigureRows:
                 TierBenefits(r["tier"], int(r["uses"]), int(r["members"]))
             )
         return found
+
+
+def rfm_scores(rows: Any) -> list[RfmScore]:
+    """Members' RFM rows (member_id, recency_days, frequency, monetary, r, f, m) as scores."""
+    return [
+        RfmScore(
+            member_id=r["member_id"],
+            recency_days=r["recency_days"],
+            frequency=int(r["frequency"]),
+            monetary=Decimal(r["monetary"]),
+            recency_score=int(r["r"]),
+            frequency_score=int(r["f"]),
+            monetary_score=int(r["m"]),
+        )
+        for r in rows
+    ]

@@ -29,6 +29,7 @@ from typing import Any
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_insights.adapters.figures import OWNERS, rfm_scores
 from loyalty_insights.domain.crossunit import ACTIVE, REFUND, SPENDING
 from loyalty_insights.domain.figures import CutPoints
 from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore
@@ -60,16 +61,7 @@ COLUMNS = (
     "offers_consent",
 )
 
-_FULL_OWNERS = """
-WITH RECURSIVE chain (member_id, owner) AS (
-    SELECT absorbed_id, survivor_id FROM member_merges
-    UNION
-    SELECT c.member_id, m.survivor_id
-    FROM chain c JOIN member_merges m ON m.absorbed_id = c.owner
-), owners AS (
-    SELECT c.member_id, c.owner FROM chain c
-    WHERE NOT EXISTS (SELECT 1 FROM member_merges m WHERE m.absorbed_id = c.owner)
-)"""
+_FULL_OWNERS = OWNERS
 
 # The members named ($9) up to their survivors (targets), then each target's whole family.
 _FAMILY_OWNERS = """
@@ -398,22 +390,12 @@ class MemberFigures:
     async def segment_members(self, segment: str, after: str, limit: int) -> list[RfmScore]:
         conn = await self._conn()
         rows = await conn.fetch(
-            "SELECT member_id, recency_days, visits_12m, spend_12m, rfm_r, rfm_f, rfm_m "
+            "SELECT member_id, recency_days, visits_12m AS frequency, spend_12m AS monetary, "
+            "rfm_r AS r, rfm_f AS f, rfm_m AS m "
             "FROM member_figures WHERE rfm_segment = $1 AND member_id > $2 "
             "ORDER BY member_id LIMIT $3",
             segment,
             after,
             limit,
         )
-        return [
-            RfmScore(
-                member_id=r["member_id"],
-                recency_days=r["recency_days"],
-                frequency=int(r["visits_12m"]),
-                monetary=Decimal(r["spend_12m"]),
-                recency_score=int(r["rfm_r"]),
-                frequency_score=int(r["rfm_f"]),
-                monetary_score=int(r["rfm_m"]),
-            )
-            for r in rows
-        ]
+        return rfm_scores(rows)
