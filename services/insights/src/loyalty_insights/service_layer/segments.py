@@ -155,12 +155,7 @@ async def update(
 ) -> StoredSegment:
     """Change the fields named (display_name, rule, targeting); a new rule or targeting
     re-evaluates the members. `etag` (if given) must be the current one."""
-    current = await uow.segments.get(segment_id, for_update=True)
-    if current is None:
-        raise SegmentNotFound(segment_id)
-    may_change(current)
-    if etag and etag != etag_of(current):
-        raise EtagMismatch(segment_id)
+    current = await _locked_for_change(uow, segment_id, etag, may_change)
     check(draft, "segment", fields=fields)
     changed = replace(
         current,
@@ -178,6 +173,22 @@ async def update(
     return await get(uow, segment_id)
 
 
+async def _locked_for_change(
+    uow: InsightsUnitOfWork,
+    segment_id: str,
+    etag: str,
+    may_change: Callable[[StoredSegment], None],
+) -> StoredSegment:
+    """The segment, locked, once the caller may change it and `etag` (if given) is current."""
+    current = await uow.segments.get(segment_id, for_update=True)
+    if current is None:
+        raise SegmentNotFound(segment_id)
+    may_change(current)
+    if etag and etag != etag_of(current):
+        raise EtagMismatch(segment_id)
+    return current
+
+
 async def delete(
     uow: InsightsUnitOfWork,
     segment_id: str,
@@ -186,12 +197,7 @@ async def delete(
     may_change: Callable[[StoredSegment], None],
 ) -> None:
     """Delete the segment; each member leaves it (reason "deleted")."""
-    current = await uow.segments.get(segment_id, for_update=True)
-    if current is None:
-        raise SegmentNotFound(segment_id)
-    may_change(current)
-    if etag and etag != etag_of(current):
-        raise EtagMismatch(segment_id)
+    await _locked_for_change(uow, segment_id, etag, may_change)
     members = await uow.segments.delete(segment_id)
     await uow.outbox.add_many(segment_events(segment_id, Changes([], members), "deleted", now))
 
