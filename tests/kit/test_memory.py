@@ -3,13 +3,19 @@ loyalty_kit.memory): run in a fresh process, as `loyalty-<service>` runs."""
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import subprocess
 import sys
 import textwrap
+import weakref
+from pathlib import Path
+from typing import Any
 
 import pytest
+from loyalty_kit.server import ServiceSpec, start_service
+from loyalty_kit.settings import Settings
 
 # A command of a service's command line, run through the kit's `main` as a service is: after
 # one large request (8 MiB), 64 request buffers of 1 MiB, every other one then freed while
@@ -67,3 +73,33 @@ def test_freed_request_buffers_go_back_to_the_system() -> None:
 @glibc
 def test_the_environment_still_decides_when_it_sets_the_allocator() -> None:
     assert retained_mb({"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}) > 24
+
+
+class _Node:
+    """An object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_a_started_service_keeps_its_start_up_objects_out_of_collections(
+    tmp_path: Path,
+) -> None:
+    spec: ServiceSpec[Any, []] = ServiceSpec(
+        "probe", (), lambda _server, _root: None, uses_database=False, publishes_events=False
+    )
+    settings = Settings(data_dir=tmp_path, nats_url="", metrics_port=0)
+    before = _Node()
+    kept = weakref.ref(before)
+    running = await start_service(spec, settings, port=0)
+    try:
+        # Frozen at the start: full collections no longer walk it, nor free its cycle.
+        assert gc.get_freeze_count() > 0
+        assert not any(o is before for o in gc.get_objects(generation=2))
+        del before
+        gc.collect()
+        assert kept() is not None
+    finally:
+        await running.stop()
+    gc.collect()  # a stopped service gives them back
+    assert kept() is None

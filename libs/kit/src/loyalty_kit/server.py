@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
 import inspect
 import signal
 import sys
@@ -45,7 +46,7 @@ from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import DeliveryPolicy, EventConsumer
 from loyalty_kit.interceptors import ServiceInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
-from loyalty_kit.memory import bound_allocator
+from loyalty_kit.memory import bound_allocator, freeze_start_up_objects
 from loyalty_kit.metrics import ServiceMetrics
 from loyalty_kit.outbox import OutboxRelay
 from loyalty_kit.reflection import enable_reflection
@@ -317,8 +318,13 @@ class RunningService(Generic[Root]):
         self._tasks.append(asyncio.create_task(self._watch_database(), name="health"))
         self.metrics.watch(engine=ctx.engine, js=ctx.js, relay=self.relay, consumers=self.consumers)
         metrics.serve(self.metrics, settings.host, settings.metrics_port_of(spec.name))
+        frozen = freeze_start_up_objects()  # out of the collector's walks: see memory.py
         log.info(
-            "service started", service=spec.name, port=self.port, metrics_port=self.metrics_port
+            "service started",
+            service=spec.name,
+            port=self.port,
+            metrics_port=self.metrics_port,
+            frozen_objects=frozen,
         )
         return self
 
@@ -369,6 +375,7 @@ class RunningService(Generic[Root]):
                 await asyncio.wait_for(self.context.engine.dispose(), CANCEL_WAIT_SECONDS)
             except Exception:
                 log.warning("database connections not closed cleanly", service=self.spec.name)
+        gc.unfreeze()  # a stopped service's objects can be collected again (a test's process)
         log.info("service stopped", service=self.spec.name)
 
 
