@@ -1,13 +1,23 @@
-"""A chunk's MembersImported built directly is the message the contract's generic mapping
-makes, field for field."""
+"""A chunk's MembersImported and LegacyOrdersImported built directly are the messages the
+contract's generic mapping (or the protobuf library's own conversions) make, field for field."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
-from loyalty_identity.adapters.events import CONTRACT, members_imported, to_message
-from loyalty_identity.domain.events import MembersImported
+from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.identity.v1 import events_pb2, order_import_pb2
+from loyalty_identity.adapters.events import (
+    CONTRACT,
+    legacy_orders_imported,
+    members_imported,
+    to_message,
+)
+from loyalty_identity.domain.events import LegacyOrdersImported, MembersImported
 from loyalty_identity.domain.member_import import ImportedMember
+from loyalty_identity.domain.order_import import ImportedOrder, OrderImportMode
+from loyalty_kit.kernel.money import Amount, money
 
 
 def _event(size: int) -> MembersImported:
@@ -48,3 +58,68 @@ def test_members_imported_is_the_generic_message() -> None:
 def test_an_empty_chunk() -> None:
     event = _event(0)
     assert members_imported(event) == CONTRACT.message(event)
+
+
+def _orders_event() -> LegacyOrdersImported:
+    shanghai = timezone(timedelta(hours=8))
+    times = [
+        datetime(2025, 3, 1, 8, 30, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=shanghai),
+        datetime(1969, 12, 31, 23, 59, 58, 250_000, tzinfo=UTC),  # before the epoch
+        datetime(2025, 6, 1, 12, 0, 0, 1),  # no zone: UTC, as Timestamp.FromDatetime reads it
+    ]
+    amounts = [
+        Amount("CNY", Decimal("10.5")),
+        Amount("CNY", Decimal("10.50")),  # the same amount spelt otherwise: the same text
+        Amount("CNY", Decimal("2999.999")),
+        Amount("JPY", Decimal("1200")),
+        Amount("USD", Decimal("0.01")),
+    ]
+    orders = tuple(
+        ImportedOrder(f"m{i}", f"ORD{i:06d}", amounts[i % len(amounts)], times[i % len(times)])
+        for i in range(40)
+    )
+    return LegacyOrdersImported(
+        "orderImports/abc", "mall", OrderImportMode.ACTIVITY_ONLY, orders, times[0]
+    )
+
+
+def test_legacy_orders_imported_is_the_message_made_field_by_field() -> None:
+    event = _orders_event()
+    expected = events_pb2.LegacyOrdersImported(
+        order_import="orderImports/abc",
+        unit="mall",
+        mode=order_import_pb2.ORDER_IMPORT_MODE_ACTIVITY_ONLY,
+    )
+    expected.imported_at.FromDatetime(event.imported_at)
+    for order in event.orders:
+        at = Timestamp()
+        at.FromDatetime(order.occurred_at)
+        expected.orders.append(
+            events_pb2.ImportedOrder(
+                member_id=order.member_id,
+                order_id=order.order_id,
+                amount=money(order.amount.value, order.amount.currency),
+                occurred_at=at,
+            )
+        )
+    direct = legacy_orders_imported(event)
+    assert direct == expected
+    assert to_message(event) == expected
+    assert CONTRACT.message(event) == expected
+    assert [o.amount.amount for o in direct.orders[:5]] == [
+        "10.50",
+        "10.50",
+        "3000.00",
+        "1200",
+        "0.01",
+    ]
+    assert direct.orders[2].occurred_at.seconds == -2
+
+
+def test_an_empty_chunk_of_orders() -> None:
+    event = LegacyOrdersImported(
+        "orderImports/abc", "mall", OrderImportMode.REPLAY, (), datetime(2025, 3, 1, tzinfo=UTC)
+    )
+    assert legacy_orders_imported(event) == CONTRACT.message(event)
+    assert not legacy_orders_imported(event).orders

@@ -5,11 +5,13 @@ where the domain's shape differs from the contract's."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from loyalty.common.v1.money_pb2 import Money
 from loyalty.identity.v1 import events_pb2
 from loyalty_kit.contract import EventContract, Rules
 from loyalty_kit.kernel.money import format_money
@@ -23,26 +25,48 @@ def _month_and_day(birthday: date | None) -> tuple[int, int]:
     return (birthday.month, birthday.day) if birthday else (0, 0)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _orders(orders: tuple[ImportedOrder, ...]) -> list[events_pb2.ImportedOrder]:
-    """A chunk's orders (thousands an event) built straight: the same messages the field by
-    field rule makes, several times faster."""
-    made = []
+    """The orders' messages one by one (what the contract's check maps; `legacy_orders_imported`
+    makes a chunk's faster)."""
+    message = events_pb2.LegacyOrdersImported()
+    _add_orders(message, orders)
+    return list(message.orders)
+
+
+def _add_orders(message: events_pb2.LegacyOrdersImported, orders: Sequence[ImportedOrder]) -> None:
+    """A chunk's orders (thousands an event) added in place: each field set on the added
+    message (no order, amount or time made apart and copied in), the time's seconds counted
+    from the epoch (as `Timestamp.FromDatetime` counts them) and each amount's text made once
+    per amount."""
+    add = message.orders.add
+    texts: dict[tuple[str, Decimal], str] = {}
     for order in orders:
-        at = Timestamp()
-        at.FromDatetime(order.occurred_at)
-        amount = order.amount
-        made.append(
-            events_pb2.ImportedOrder(
-                member_id=order.member_id,
-                order_id=order.order_id,
-                amount=Money(
-                    currency_code=amount.currency,
-                    amount=format_money(amount.value, amount.currency),
-                ),
-                occurred_at=at,
-            )
-        )
-    return made
+        added = add(member_id=order.member_id, order_id=order.order_id)
+        currency, value = order.amount.currency, order.amount.value
+        text = texts.get((currency, value))
+        if text is None:
+            text = texts[currency, value] = format_money(value, currency)
+        amount = added.amount
+        amount.currency_code = currency
+        amount.amount = text
+        at = order.occurred_at
+        since = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
+        stamp = added.occurred_at
+        stamp.seconds = since.days * 86_400 + since.seconds
+        stamp.nanos = since.microseconds * 1000
+
+
+def legacy_orders_imported(event: events.LegacyOrdersImported) -> events_pb2.LegacyOrdersImported:
+    """A chunk's LegacyOrdersImported: its own fields as the contract maps them, its orders
+    added in place (`_add_orders`; `tests/identity/unit/test_import_events.py` holds the two
+    equal)."""
+    message = CONTRACT.message(replace(event, orders=()))
+    assert isinstance(message, events_pb2.LegacyOrdersImported)
+    _add_orders(message, event.orders)
+    return message
 
 
 CONTRACT = EventContract(
@@ -60,6 +84,8 @@ CONTRACT = EventContract(
 def to_message(event: events.Event) -> Message:
     if type(event) is events.MembersImported:
         return members_imported(event)
+    if type(event) is events.LegacyOrdersImported:
+        return legacy_orders_imported(event)
     return CONTRACT.message(event)
 
 
