@@ -18,6 +18,7 @@ import grpc
 import pytest
 import pytest_asyncio
 from loyalty.identity.v1 import events_pb2, order_import_pb2_grpc
+from loyalty.identity.v1 import identity_service_pb2 as ipb
 from loyalty.identity.v1 import order_import_pb2 as pb
 from loyalty.identity.v1.member_import_pb2 import MemberImport
 from loyalty_devstack.testing import ServiceRunner, metadata_for
@@ -30,7 +31,7 @@ from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 
-from tests.identity.conftest import IdentityClient
+from tests.identity.conftest import SERVICE_DESK, IdentityClient
 from tests.identity.import_files import (
     Person,
     csv_bytes,
@@ -227,6 +228,39 @@ async def test_orders_are_carried_over_to_their_members_once(
     assert await order_events(settings, again.name, settle=0.2) == []
     duplicates = await report(identity.channel, MALL, again.name, pb.ORDER_ROW_OUTCOME_DUPLICATE)
     assert [r.row_number for r in duplicates] == [1, 2, 4, 7]
+
+
+async def test_a_merged_members_orders_go_to_its_survivor(
+    identity: IdentityClient, settings: Settings
+) -> None:
+    people = population(3)
+    members = await mall_members(identity.channel, people)
+    legacy = [p.legacy["mall"][0] for p in people]
+    survivor, absorbed = members[legacy[0]], members[legacy[1]]
+    await identity.as_(SERVICE_DESK).MergeMembers(
+        ipb.MergeMembersRequest(
+            survivor=f"members/{survivor}",
+            absorbed=f"members/{absorbed}",
+            request_id=uuid.uuid4().hex,
+            reason="same person",
+        )
+    )
+    tag = uuid.uuid4().hex[:8]
+    rows = [
+        (legacy[1], "", f"{tag}-1", "10", "2025-06-01"),  # the absorbed member's number
+        ("", people[1].phone, f"{tag}-2", "20", "2025-06-02"),  # and its phone
+        (legacy[2], "", f"{tag}-3", "30", "2025-06-03"),  # someone else
+    ]
+    done = await imported(identity.channel, MALL, order_spec(), orders_file(rows))
+
+    assert done.state == SUCCEEDED, done.error
+    assert (done.progress.imported, done.progress.unknown_member) == (3, 0)
+    (event,) = await order_events(settings, done.name)
+    assert {o.order_id: o.member_id for o in event.orders} == {
+        f"{tag}-1": survivor,
+        f"{tag}-2": survivor,
+        f"{tag}-3": members[legacy[2]],
+    }
 
 
 async def test_a_unit_imports_and_reads_only_its_own(identity: IdentityClient) -> None:

@@ -30,14 +30,24 @@ from loyalty_identity.domain.order_import import (
 
 _REPORT_COLUMNS = ("import_id", "row_number", "outcome", "member_id", "reason", "detail")
 # Who holds an identity now: its member, or the member it was merged into; erased and merged
-# members' identities are gone, so an identity held by no live member is unknown.
+# members' identities are gone, so an identity held by no live member is unknown. Each identity
+# is looked up on its own (the unique index of (identity_type, blind_index), then the member's
+# key): `LIMIT 1` keeps the lateral subquery a parameterised index lookup per identity, whatever
+# the planner believes of the tables. Joined as plain tables, a stale estimate (right after a
+# bulk member import) made it sort every identity on disk for each chunk: 135 ms a chunk of
+# 5,000 over 40,000 identities, growing with the table, against a few ms this way.
 _RESOLVE = (
-    "SELECT w.n, CASE WHEN m.state = 'merged' THEN m.merged_into ELSE m.member_id END::text "
-    "  AS member_id "
+    "SELECT w.n, h.member_id "
     "FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS w(identity_type, blind_index, n) "
-    "JOIN identities i USING (identity_type, blind_index) "
-    "JOIN members m ON m.member_id = i.member_id "
-    "WHERE m.state IN ('active', 'suspended') OR (m.state = 'merged' AND m.merged_into IS NOT NULL)"
+    "CROSS JOIN LATERAL ("
+    "  SELECT CASE WHEN m.state = 'merged' THEN m.merged_into ELSE m.member_id END::text "
+    "    AS member_id "
+    "  FROM identities i JOIN members m ON m.member_id = i.member_id "
+    "  WHERE i.identity_type = w.identity_type AND i.blind_index = w.blind_index "
+    "    AND (m.state IN ('active', 'suspended') "
+    "      OR (m.state = 'merged' AND m.merged_into IS NOT NULL)) "
+    "  LIMIT 1"
+    ") AS h"
 )
 
 
