@@ -2,18 +2,27 @@
 the Huayue examples of docs/examples/import import cleanly, each followed by its progress bar to
 the end; running the same command again is the same import; the hotel's later export leaves a
 merge candidate that the operator resolves; the report lists rows by outcome (as CSV too); a
-file that is mostly bad fails with exit status 1. (Generated files with a known overlap are
+file that is mostly bad fails with exit status 1; past orders (`--of orders`) of the imported
+members become their activity in the tiers service, and the same command again is the same
+import. (Generated files with a known overlap are
 uploaded over HTTP in tests/gateway/test_imports_http.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
+import grpc
 import pytest
+from loyalty.tiers.v1 import tiers_service_pb2, tiers_service_pb2_grpc
 from loyalty_devstack.demo import HUAYUE
+from loyalty_devstack.testing import metadata_for
+from loyalty_kit.caller import Caller
 
 from tests.admin.conftest import Result, Suite
 
@@ -23,6 +32,8 @@ SUITE_TAG = "imp"
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples" / "import"
 NAME = re.compile(r"^(memberImports/[^:\s]+): (\w+)$", re.MULTILINE)
+ORDER_IMPORT = re.compile(r"^(orderImports/[^:\s]+): (\w+)$", re.MULTILINE)
+TIERS_ADMIN = Caller(unit="group", client_id="admin-tests", scopes=frozenset({"admin"}))
 
 
 def _import_of(result: Result) -> tuple[str, str]:
@@ -167,3 +178,77 @@ async def test_a_spec_the_service_refuses_is_explained(suite: Suite, tmp_path: P
         "legacy number\n"
     ) in refused.err
     assert refused.out == ""
+
+
+async def _qualifying_spend(suite: Suite, member: str, expected: Decimal) -> Decimal:
+    """The member's qualifying spend in the tiers service's window, once it is `expected`
+    (the chunk's event takes a moment to arrive)."""
+    spend = Decimal(-1)
+    async with grpc.aio.insecure_channel(suite.services["tiers"].target) as channel:
+        tiers = tiers_service_pb2_grpc.TiersServiceStub(channel)
+        for _ in range(200):
+            found = await tiers.GetMemberTier(
+                tiers_service_pb2.GetMemberTierRequest(member=f"members/{member}"),
+                metadata=metadata_for(TIERS_ADMIN),
+            )
+            spend = sum(
+                (
+                    Decimal(p.current)
+                    for p in found.progress
+                    if p.metric == tiers_service_pb2.METRIC_QUALIFYING_SPEND
+                ),
+                Decimal(0),
+            )
+            if spend == expected:
+                break
+            await asyncio.sleep(0.05)
+    return spend
+
+
+async def test_past_orders_become_tiers_activity_and_a_rerun_is_the_same_import(
+    suite: Suite, tmp_path: Path
+) -> None:
+    applied = await suite.admin("programme", "apply", str(HUAYUE))
+    assert applied.code == 0, applied.err
+    members = await _example(suite, "mall", "mall.csv")
+    assert members.code == 0, members.err
+    name, _ = _import_of(members)
+    table = list(
+        csv.DictReader(io.StringIO((await suite.admin("imports", "rows", name, "--csv")).out))
+    )
+    card_holder = next(r["member_id"] for r in table if r["row_number"] == "1")  # M000000001
+
+    day = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "单号,卡号,金额,时间\n"
+        f"CLI-1,M000000001,1000.00,{day}\n"
+        f"CLI-2,M000000001,200.50,{day}\n"
+        f"CLI-3,M000009999,10.00,{day}\n",  # nobody's number
+        encoding="utf-8",
+    )
+    mapping = tmp_path / "orders.yaml"
+    mapping.write_text(
+        "unit: mall\nmapping:\n  {legacy_number: 卡号, order_id: 单号,\n"
+        "   amount: 金额, occurred_at: 时间}\n",
+        encoding="utf-8",
+    )
+    command = ("imports", "create", "--of", "orders", "--file", str(orders))
+    done = await suite.process(*command, "--mapping", str(mapping))
+    assert done.code == 0, done.out + done.err
+    found = ORDER_IMPORT.search(done.out)
+    assert found is not None and found.group(2) == "SUCCEEDED", done.out + done.err
+    assert "imported 2, unknown member 1, duplicates 0, rejected 0" in done.out
+    assert "100%" in done.err
+    assert await _qualifying_spend(suite, card_holder, Decimal("1200.50")) == Decimal("1200.50")
+
+    again = await suite.process(*command, "--mapping", str(mapping))
+    assert again.code == 0, again.err
+    repeated = ORDER_IMPORT.search(again.out)
+    assert repeated is not None and repeated.groups() == found.groups()  # answered again
+    unknown = await suite.admin("imports", "rows", found.group(1), "--outcome", "unknown-member")
+    assert unknown.code == 0, unknown.err
+    assert unknown.out.startswith("3\tunknown-member\t-\tUNKNOWN_MEMBER\t"), unknown.out
+    assert "M000009999" not in unknown.out  # masked
+    await asyncio.sleep(0.5)  # nothing counted twice
+    assert await _qualifying_spend(suite, card_holder, Decimal("1200.50")) == Decimal("1200.50")
