@@ -375,7 +375,7 @@ class EventConsumer:
         for msg in messages:
             try:
                 delivery = await self._prepare(msg)
-            except Unhandleable as error:
+            except Exception as error:  # never handleable (parked), or the skipped one's ack
                 with contextlib.suppress(Exception):
                     await self.failed(msg, error)
                 continue
