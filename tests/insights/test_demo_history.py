@@ -108,3 +108,20 @@ def test_the_holdout_report_on_the_demo_history_is_within_its_bounds(
     assert report.predicted_value == pytest.approx(report.actual_value, rel=0.15)
     assert report.mean_absolute_error < 0.8 * report.baseline_mean_absolute_error
 
+
+def test_the_holdout_report_compares_light_and_heavy_buyers_apart(
+    report: HoldoutReport,
+) -> None:
+    groups = report.groups
+    assert [g.repeat_purchases for g in groups] == list(range(8))
+    assert [g.and_more for g in groups] == [False] * 7 + [True]
+    assert sum(g.members for g in groups) == report.members
+    assert sum(g.actual_purchases for g in groups) == report.actual_purchases
+    assert sum(g.predicted_purchases for g in groups) == pytest.approx(report.predicted_purchases)
+    # Heavier buyers are predicted more purchases each, and each group of a few hundred members
+    # within a third of what it bought.
+    per_member = [g.predicted_purchases / g.members for g in groups]
+    assert per_member == sorted(per_member)
+    for g in groups:
+        if g.members >= 200:
+            assert g.predicted_purchases == pytest.approx(g.actual_purchases, rel=0.34), g
