@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from loyalty_identity.adapters.events import CONTRACT, members_imported, to_message
 from loyalty_identity.domain.events import MembersImported
-from loyalty_identity.domain.member_import import ImportedMember
+from loyalty_identity.domain.member import ConsentPurpose
+from loyalty_identity.domain.member_import import ImportedConsent, ImportedMember
 
 
 def _event(size: int) -> MembersImported:
@@ -25,6 +26,14 @@ def _event(size: int) -> MembersImported:
             birthday_month=i % 13,
             birthday_day=i % 29 if i % 13 else 0,
             tags=("bu:mall-active", f"legacy:tier-{i % 3}") if i % 4 == 0 else (),
+            consents=(
+                (
+                    ImportedConsent(ConsentPurpose.PERSONALISED_OFFERS, i % 2 == 0, now),
+                    ImportedConsent(ConsentPurpose.MARKETING_SMS, True, now - timedelta(days=i)),
+                )
+                if i % 6 == 0
+                else ()
+            ),
         )
         for i in range(size)
     )
@@ -43,6 +52,12 @@ def test_members_imported_is_the_generic_message() -> None:
     assert len(direct.members) == 200
     assert not direct.members[0].HasField("legacy_points_expire_at")
     assert direct.members[1].HasField("legacy_points_expire_at")
+    offers, sms = direct.members[6].consents
+    assert (offers.purpose, offers.granted) == ("CONSENT_PURPOSE_PERSONALISED_OFFERS", True)
+    assert (sms.purpose, sms.changed_at.ToDatetime(tzinfo=UTC)) == (
+        "CONSENT_PURPOSE_MARKETING_SMS",
+        datetime(2025, 2, 23, 8, 30, tzinfo=UTC),
+    )
 
 
 def test_an_empty_chunk() -> None:

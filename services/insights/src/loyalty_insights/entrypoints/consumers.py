@@ -163,6 +163,11 @@ async def members_imported(
         [(m.member_id, m.birthday_month, at) for m in e.members if 1 <= m.birthday_month <= 12]
     )
     await uow.facts.add_tags([(m.member_id, list(m.tags)) for m in e.members if m.tags])
+    for m in e.members:  # the consents the rows gave (a member's own decisions are not here)
+        for c in m.consents:
+            await uow.facts.record_consent(
+                m.member_id, c.purpose, c.granted, moment_of(c, "changed_at") or at
+            )
     await recompute(uow, [m.member_id for m in e.members], app.clock())
 
 
