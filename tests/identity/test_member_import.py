@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, date
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -27,6 +28,7 @@ from tests.identity.import_files import (
     cinema_spec,
     get,
     hotel_file,
+    hotel_joined,
     hotel_spec,
     imported,
     imported_events,
@@ -150,6 +152,14 @@ async def test_three_units_files_with_overlapping_people_make_one_member_per_per
             assert (entry.birthday_month, entry.birthday_day) == (
                 (person.birthday.month, person.birthday.day) if unit == "mall" else (0, 0)
             )
+            # When the hotel's account joined its programme (the start of that day in the
+            # import's time zone, Shanghai by default), where the file says.
+            if unit == "hotel" and person.index % 2:
+                assert entry.joined_at.ToDatetime(tzinfo=UTC) == datetime.combine(
+                    hotel_joined(person), time(), ZoneInfo("Asia/Shanghai")
+                )
+            else:
+                assert not entry.HasField("joined_at")
     mall_entries = {
         m.legacy_key: m for e in await imported_events(settings, mall.name) for m in e.members
     }

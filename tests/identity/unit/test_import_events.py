@@ -34,6 +34,7 @@ def _event(size: int) -> MembersImported:
                 if i % 6 == 0
                 else ()
             ),
+            joined_at=now - timedelta(days=365 + i) if i % 7 else None,
         )
         for i in range(size)
     )
@@ -52,6 +53,10 @@ def test_members_imported_is_the_generic_message() -> None:
     assert len(direct.members) == 200
     assert not direct.members[0].HasField("legacy_points_expire_at")
     assert direct.members[1].HasField("legacy_points_expire_at")
+    assert not direct.members[0].HasField("joined_at")
+    assert direct.members[1].joined_at.ToDatetime(tzinfo=UTC) == datetime(
+        2024, 2, 29, 8, 30, tzinfo=UTC
+    )
     offers, sms = direct.members[6].consents
     assert (offers.purpose, offers.granted) == ("CONSENT_PURPOSE_PERSONALISED_OFFERS", True)
     assert (sms.purpose, sms.changed_at.ToDatetime(tzinfo=UTC)) == (

@@ -96,6 +96,8 @@ def members_imported(event: events.MembersImported) -> events_pb2.MembersImporte
             added.legacy_points_expire_at.CopyFrom(stamp(m.legacy_points_expire_at))
         if m.tier_ends_at is not None:
             added.tier_ends_at.CopyFrom(stamp(m.tier_ends_at))
+        if m.joined_at is not None:
+            added.joined_at.CopyFrom(stamp(m.joined_at))
         for c in m.consents:
             added.consents.add(
                 purpose=CONSENT_PREFIX + c.purpose.name,

@@ -164,6 +164,7 @@ class ImportedMember:
     birthday_day: int
     tags: tuple[str, ...] = ()  # the tags the row put on the member
     consents: tuple[ImportedConsent, ...] = ()  # the consents it gave the member
+    joined_at: datetime | None = None  # when it joined the unit's legacy programme
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,7 @@ def _imported(
         birthday.month if birthday else 0,
         birthday.day if birthday else 0,
         tuple(sorted({tag for tag in row.tags if is_tag(tag)})),
+        joined_at=row.joined_at,
     )
 
 
@@ -348,6 +349,7 @@ async def resolve(
                     imported.birthday_day,
                     tuple(sorted({tag for tag in row.tags if is_tag(tag)})),
                     given.get(survivor, ()),
+                    row.joined_at,
                 ),
             ),
             now,

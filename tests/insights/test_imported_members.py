@@ -1,12 +1,14 @@
-"""The consents a member import gave its members (identity's `MembersImported` carries them)
-reach insights' facts: a legacy member who had withdrawn the personalised-offers consent is left
-out of targeting (`member_figures.offers_consent` false) from the import on, and the latest
-decision wins whichever way round the import and the member's own change arrive."""
+"""What a member import tells insights beyond the members (identity's `MembersImported`): the
+consents its rows gave (a legacy member who had withdrawn the personalised-offers consent is
+left out of targeting, `member_figures.offers_consent` false, from the import on; the latest
+decision wins whichever way round the import and the member's own change arrive), and when each
+legacy account joined its unit's programme (the member's registration, so its cohort, is the
+earliest of its own and its legacy accounts')."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from loyalty.identity.v1 import events_pb2 as identity_events
@@ -24,6 +26,16 @@ OFFERS = "CONSENT_PURPOSE_PERSONALISED_OFFERS"
 SMS = "CONSENT_PURPOSE_MARKETING_SMS"
 
 
+async def registered(service: RunningService, member_id: str) -> tuple[datetime, str] | None:
+    async with service.context.uow() as uow:
+        conn = await driver_connection(uow.session)
+        found = await conn.fetchrow(
+            "SELECT registered_at, registered_unit FROM member_figures WHERE member_id = $1",
+            member_id,
+        )
+    return (found["registered_at"], found["registered_unit"]) if found else None
+
+
 async def offers_consent(service: RunningService, member_id: str) -> bool | None:
     async with service.context.uow() as uow:
         conn = await driver_connection(uow.session)
@@ -33,9 +45,11 @@ async def offers_consent(service: RunningService, member_id: str) -> bool | None
     return found
 
 
-async def imported(app: Insights, now: datetime, *members: identity_events.ImportedMember) -> None:
+async def imported(
+    app: Insights, now: datetime, *members: identity_events.ImportedMember, unit: str = "mall"
+) -> None:
     chunk = identity_events.MembersImported(
-        member_import=f"memberImports/{uuid.uuid4()}", unit="mall", members=members
+        member_import=f"memberImports/{uuid.uuid4()}", unit=unit, members=members
     )
     chunk.imported_at.CopyFrom(timestamp(now))
     async with app.uow() as uow:
@@ -89,3 +103,43 @@ async def test_an_imported_withdrawal_leaves_the_member_out_of_targeting(
         ),
     )
     assert await offers_consent(insights_service, withdrew) is True
+
+
+async def test_a_legacy_join_date_is_the_members_registration(
+    suite: Suite, insights_service: RunningService
+) -> None:
+    app: Insights = insights_service.root
+    now = suite.clock().replace(microsecond=0)
+    since_2019, undated = (f"imported-{uuid.uuid4().hex[:12]}" for _ in range(2))
+    joined = datetime(2019, 8, 15, tzinfo=UTC)
+    await imported(
+        app,
+        now,
+        identity_events.ImportedMember(
+            member_id=since_2019, created=True, joined_at=timestamp(joined)
+        ),
+        identity_events.ImportedMember(member_id=undated, created=True),
+    )
+    assert await registered(insights_service, since_2019) == (joined, "mall")
+    assert await registered(insights_service, undated) == (now, "mall")
+
+    # The hotel's account of the same person joined earlier: the member joined then, there; a
+    # later date (the cinema's) moves nothing.
+    earlier = datetime(2017, 3, 1, tzinfo=UTC)
+    await imported(
+        app,
+        now,
+        identity_events.ImportedMember(member_id=since_2019, joined_at=timestamp(earlier)),
+        identity_events.ImportedMember(member_id=undated, joined_at=timestamp(earlier)),
+        unit="hotel",
+    )
+    await imported(
+        app,
+        now,
+        identity_events.ImportedMember(
+            member_id=since_2019, joined_at=timestamp(datetime(2021, 1, 1, tzinfo=UTC))
+        ),
+        unit="cinema",
+    )
+    assert await registered(insights_service, since_2019) == (earlier, "hotel")
+    assert await registered(insights_service, undated) == (earlier, "hotel")
