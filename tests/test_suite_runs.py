@@ -63,8 +63,8 @@ HISTORY = HistorySettings(rows=300)
 
 def history_line() -> str:
     """What the demo says of its generated history of HISTORY.rows accounts."""
-    truth = legacy_files.accounts(HISTORY.rows, overlap=HISTORY.overlap, seed=HISTORY.seed)
     end = demo_history.history_end(datetime.now(UTC))
+    truth = demo_history.legacy_accounts(HISTORY, end)
     orders = sum(
         len(demo_history.orders(truth, unit, seed=HISTORY.seed, end=end, days=HISTORY.days))
         for unit in legacy_files.UNITS

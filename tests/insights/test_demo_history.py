@@ -27,7 +27,7 @@ HOLDOUT_DAYS = 180
 
 @pytest.fixture(scope="module")
 def truth() -> lf.Truth:
-    return lf.accounts(SETTINGS.rows, overlap=SETTINGS.overlap, seed=SETTINGS.seed)
+    return dh.legacy_accounts(SETTINGS, END)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,9 @@ def test_each_unit_spends_and_comes_back_as_its_parameters_say(
     ]
     assert 0.3 * how.days_between < mean(gaps) < 1.5 * how.days_between
     assert len(by_account) == truth.rows(unit)  # every account bought at least once
+    # ... first when it joined the unit's programme, as the member file says.
+    joined = {a.number: a.joined for a in truth.all()}
+    assert all(times[0] == joined[account] for account, times in by_account.items())
 
 
 def test_the_holdout_report_on_the_demo_history_is_within_its_bounds(

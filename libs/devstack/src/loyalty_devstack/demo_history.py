@@ -4,7 +4,8 @@ insights figures (RFM, cross-unit activity, cohorts, lifetime value) have someth
 `make run`.
 
 Each account (a person's membership of one unit) buys as the lifetime value models assume
-customers do: it starts with a first order at a time drawn uniformly over the history, buys
+customers do: it joined its unit's programme at a time drawn uniformly over the history (the
+member files say when) and made its first order then, buys
 again as a Poisson process at a rate of its own (Gamma across accounts, the unit's mean), and
 stops at the end of a lifetime of its own (exponential, the unit's mean); each order's amount is
 Gamma around an average spend of the account's own. Everything follows from the seed and the
@@ -92,6 +93,16 @@ class Order:
     at: datetime
 
 
+def legacy_accounts(history: HistorySettings, end: datetime) -> lf.Truth:
+    """The history's legacy accounts, each joined in `[end - days, end - 30 days)`."""
+    return lf.accounts(
+        history.rows,
+        overlap=history.overlap,
+        seed=history.seed,
+        joined_between=(end - timedelta(days=history.days), end - timedelta(days=30)),
+    )
+
+
 def account_orders(account: lf.Account, *, seed: int, end: datetime, days: int) -> Iterator[Order]:
     """One account's orders in `[end - days, end)`, from its own seeded generator."""
     rng = random.Random(f"{seed}:{account.number}")
@@ -101,7 +112,7 @@ def account_orders(account: lf.Account, *, seed: int, end: datetime, days: int) 
     # Gamma-Gamma's story: the account's spend rate nu is Gamma(q, rate v), an order's amount
     # Gamma(p, rate nu); its mean over accounts p v / (q - 1) is the unit's mean spend.
     nu = rng.gammavariate(SPEND_Q, 1 / (how.spend * (SPEND_Q - 1) / SPEND_P))
-    at = start + timedelta(seconds=rng.uniform(0, (days - 30) * 86_400))
+    at = account.joined or start + timedelta(seconds=rng.uniform(0, (days - 30) * 86_400))
     gone = min(end, at + timedelta(days=rng.expovariate(1 / how.lifetime_days)))
     n = 0
     while at < gone:
@@ -192,20 +203,24 @@ async def load(settings: Settings, history: HistorySettings | None = None) -> li
     history = history or HistorySettings()
     if history.rows <= 0:
         return []
-    truth = lf.accounts(history.rows, overlap=history.overlap, seed=history.seed)
     end = history_end(datetime.now(UTC))
+    accounts = legacy_accounts(history, end)
     loaded_members = loaded_orders = False
     order_count = 0
     async with connected(settings) as imports:
         for unit in lf.UNITS:
-            _, made = await _import(imports, MEMBERS, member_spec(unit), member_file(truth, unit))
+            _, made = await _import(
+                imports, MEMBERS, member_spec(unit), member_file(accounts, unit)
+            )
             loaded_members |= made
         for unit in lf.UNITS:
-            content = order_file(orders(truth, unit, seed=history.seed, end=end, days=history.days))
+            content = order_file(
+                orders(accounts, unit, seed=history.seed, end=end, days=history.days)
+            )
             found, made = await _import(imports, ORDERS, order_spec(unit), content)
             loaded_orders |= made
             order_count += found.progress.imported + found.progress.duplicates
     return [
-        Part(f"{truth.rows():,} legacy members of {truth.people:,} people", loaded_members),
+        Part(f"{accounts.rows():,} legacy members of {accounts.people:,} people", loaded_members),
         Part(f"{order_count:,} past orders", loaded_orders),
     ]
