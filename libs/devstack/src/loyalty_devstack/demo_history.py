@@ -59,6 +59,9 @@ class HistorySettings(BaseSettings):
     overlap: float = 0.3
 
 
+NO_HISTORY = HistorySettings(rows=0)  # the demo without its history (benchmarks, fault runs)
+
+
 @dataclass(frozen=True)
 class Behaviour:
     """How a unit's customers buy: mean days between orders, its spread across accounts
