@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty.tiers.v1 import tiers_service_pb2_grpc
-from loyalty_devstack import demo
+from loyalty_devstack import demo, demo_history, legacy_files
+from loyalty_devstack.demo_history import HistorySettings
 from loyalty_devstack.embedded import (
     EmbeddedNats,
     Infrastructure,
@@ -56,6 +58,20 @@ from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
 
 SERVICES = ("identity", "points", "tiers", "benefits", "insights")
+HISTORY = HistorySettings(rows=300)
+
+
+def history_line() -> str:
+    """What the demo says of its generated history of HISTORY.rows accounts."""
+    end = demo_history.history_end(datetime.now(UTC))
+    truth = demo_history.legacy_accounts(HISTORY, end)
+    orders = sum(
+        len(demo_history.orders(truth, unit, seed=HISTORY.seed, end=end, days=HISTORY.days))
+        for unit in legacy_files.UNITS
+    )
+    return f"{truth.rows():,} legacy members of {truth.people:,} people, {orders:,} past orders"
+
+
 ALL_EXITED_CLEANLY = "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, gateway 0"
 BIN = Path(sys.executable).parent
 
@@ -81,6 +97,7 @@ def suite_env(infra: Infrastructure, run_id: str) -> Iterator[dict[str, str]]:
     # As deployed: no caller headers trusted, so the demo loader and the services' calls to
     # each other must carry tokens across the processes.
     env["LOYALTY_AUTH_TRUST_HEADERS"] = "false"
+    env["LOYALTY_DEMO_HISTORY_ROWS"] = str(HISTORY.rows)  # a small generated history
     if os.environ.get("LOYALTY_DATABASE_URL"):
         # CI's second pass: the runner must use the servers the environment names.
         env["LOYALTY_DATABASE_URL"] = infra.database_url
@@ -289,7 +306,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         # The Huayue demo, loaded through the public RPCs, said in one line.
         assert (
             "demo: loaded Huayue (4 members, points programme v1, ladder v1, catalogue v1 with "
-            "3 rewards stocked)\n" in runner.output
+            f"3 rewards stocked, {history_line()})\n" in runner.output
         ), runner.output
         ports = _ports(suite_env)
         assert asyncio.run(_resolve_demo_member(ports["identity"], data_dir)) == "王*"
@@ -319,9 +336,9 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         assert state["ladder"] == (1, ["basic", "silver", "gold", "platinum", "diamond"])
         assert state["catalogue"] == (1, 3)
         assert state["overview"] is True
-        assert len(state["members"]) == 4  # type: ignore[arg-type]
+        assert len(state["members"]) > 4  # type: ignore[arg-type]  # and the imported ones
         # The demo loader again: it finds everything and changes nothing.
-        assert asyncio.run(demo.load(settings)) == (
+        assert asyncio.run(demo.load(settings, HISTORY)) == (
             "demo: found the programme in place, nothing loaded"
         )
         assert asyncio.run(_demo_state(settings)) == state

@@ -43,6 +43,7 @@ from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty_devstack import demo
 from loyalty_devstack.cli import wait_serving
+from loyalty_devstack.demo_history import NO_HISTORY
 from loyalty_devstack.embedded import free_port
 from loyalty_kit.settings import Settings
 
@@ -445,7 +446,7 @@ async def soak_memory(ctx: BenchContext) -> Measurement:
         data_dir = Path(folder)
         suite = _suite(ctx, data_dir)
         async with running(suite, data_dir) as suite:
-            await demo.load(suite.settings)
+            await demo.load(suite.settings, NO_HISTORY)  # the programme and its 4 members
             channels = {n: grpc.aio.insecure_channel(t) for n, t in suite.targets.items()}
             try:
                 vocabulary = Vocabulary()

@@ -93,7 +93,7 @@ async def test_the_huayue_examples_import_cleanly_and_a_rerun_is_the_same_import
     assert listed.out.startswith(f"{names['hotel']}\tSUCCEEDED\thotel\thotel.jsonl\t4 rows\t100%")
     got = await suite.admin("imports", "get", names["cinema"])
     assert got.code == 0 and got.out.startswith(f"{names['cinema']}: SUCCEEDED\n"), got.out
-    assert "unit cinema, file cinema.csv (251 bytes" in got.out
+    assert "unit cinema, file cinema.csv (349 bytes" in got.out
 
 
 async def test_a_later_export_leaves_a_candidate_that_an_operator_resolves(suite: Suite) -> None:
@@ -152,8 +152,8 @@ async def test_a_later_export_leaves_a_candidate_that_an_operator_resolves(suite
 
 async def test_a_file_mostly_bad_fails_with_exit_status_1(suite: Suite, tmp_path: Path) -> None:
     bad = tmp_path / "cinema.csv"
-    rows = ["user_id,phone,unionid,nickname,points"]
-    rows += [f"B{n:09d},12345,,x,-5" for n in range(40)]
+    rows = ["user_id,phone,unionid,nickname,points,registered_at"]
+    rows += [f"B{n:09d},12345,,x,-5," for n in range(40)]
     bad.write_text("\n".join(rows) + "\n", encoding="utf-8")
     failed = await suite.admin(
         "imports", "create", "--file", str(bad), "--mapping", str(EXAMPLES / "cinema.yaml")

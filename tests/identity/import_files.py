@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import grpc
@@ -156,7 +156,12 @@ def mall_spec(**options: Any) -> pb.MemberImportSpec:
     )
 
 
-HOTEL_HEADER = ("会员号", "手机", "邮箱", "姓名", "积分", "等级")
+HOTEL_HEADER = ("会员号", "手机", "邮箱", "姓名", "积分", "等级", "入会日期")
+
+
+def hotel_joined(person: Person) -> date:
+    """When the person joined the hotel's programme (the file says so for odd indexes)."""
+    return date(2015, 1, 1) + timedelta(days=37 * person.index)
 
 
 def hotel_file(people: Sequence[Person], with_phone: Sequence[Person]) -> bytes:
@@ -170,6 +175,7 @@ def hotel_file(people: Sequence[Person], with_phone: Sequence[Person]) -> bytes:
             person.name,
             str(1000 + person.index),
             "白金" if person.index % 4 == 0 else "",
+            hotel_joined(person).isoformat() if person.index % 2 else "",
         )
         for person in people
     ]
@@ -188,6 +194,7 @@ def hotel_spec() -> pb.MemberImportSpec:
             name="姓名",
             points_balance="积分",
             tier="等级",
+            joined_at="入会日期",
         ),
         tier_mapping={"白金": "platinum"},
         file_name="酒店会员.csv",

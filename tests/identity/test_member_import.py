@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -21,10 +23,12 @@ from loyalty_kit.settings import Settings
 
 from tests.identity.conftest import MALL_POS, SERVICE_DESK, IdentityClient
 from tests.identity.import_files import (
+    SMS,
     cinema_file,
     cinema_spec,
     get,
     hotel_file,
+    hotel_joined,
     hotel_spec,
     imported,
     imported_events,
@@ -148,6 +152,14 @@ async def test_three_units_files_with_overlapping_people_make_one_member_per_per
             assert (entry.birthday_month, entry.birthday_day) == (
                 (person.birthday.month, person.birthday.day) if unit == "mall" else (0, 0)
             )
+            # When the hotel's account joined its programme (the start of that day in the
+            # import's time zone, Shanghai by default), where the file says.
+            if unit == "hotel" and person.index % 2:
+                assert entry.joined_at.ToDatetime(tzinfo=UTC) == datetime.combine(
+                    hotel_joined(person), time(), ZoneInfo("Asia/Shanghai")
+                )
+            else:
+                assert not entry.HasField("joined_at")
     mall_entries = {
         m.legacy_key: m for e in await imported_events(settings, mall.name) for m in e.members
     }
@@ -159,6 +171,11 @@ async def test_three_units_files_with_overlapping_people_make_one_member_per_per
     assert (second.created, second.member_id) == (False, entry.member_id)
     plain = mall_entries[legacy_key(service, "mall", at_mall[1].legacy["mall"][0])]
     assert plain.tier_code == "" and not plain.HasField("tier_ends_at")
+    # The consents the file gave, on each member's first row only (for insights' targeting).
+    assert [(c.purpose, c.granted) for c in entry.consents] == [(SMS, False)]  # index 0: 否
+    assert entry.consents[0].changed_at.ToDatetime(tzinfo=UTC).date() <= date(2024, 5, 1)
+    assert not second.consents
+    assert [(c.purpose, c.granted) for c in plain.consents] == [(SMS, True)]  # index 1: 是
     assert mall.progress.legacy_points == sum(
         100 * (p.index + 1) * (2 if p in two_cards else 1) for p in at_mall
     )

@@ -227,6 +227,13 @@ async def test_a_fit_stores_every_members_prediction_and_its_holdout_report(
     assert report.predicted_purchases == pytest.approx(report.actual_purchases, rel=0.25)
     assert Decimal(report.actual_value.amount) > 0
     assert report.mean_absolute_error < report.baseline_mean_absolute_error
+    # Member by member, grouped by calibration repeat purchase days (0, 1, ..., 7 or more).
+    groups = list(report.groups)
+    assert [g.repeat_purchases for g in groups] == sorted(g.repeat_purchases for g in groups)
+    assert groups[0].repeat_purchases == 0 and groups[-1].and_more
+    assert sum(g.members for g in groups) == report.members
+    assert sum(g.actual_purchases for g in groups) == report.actual_purchases
+    assert sum(g.predicted_purchases for g in groups) == pytest.approx(report.predicted_purchases)
 
     rows = await _fetch(
         insights_service,

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+from loyalty.insights.v1 import insights_service_pb2 as pb
 from loyalty_insights.bootstrap import Insights
 from loyalty_insights.entrypoints.consumers import member_tags_changed, members_imported
 from loyalty_kit.db import driver_connection
@@ -136,3 +137,33 @@ async def test_the_tags_an_import_put_on_members_are_added_to_theirs(
         await uow.commit()
     assert await tags_of(insights_service, member) == ["bu:mall-active", "legacy:gold"]
     assert await tags_of(insights_service, newcomer) == ["legacy:vip"]
+
+
+async def test_a_full_refresh_keeps_the_tags_of_a_member_it_knows_nothing_else_of(
+    suite: Suite, insights_service: RunningService
+) -> None:
+    """A member whose only fact is its tags (registered before insights consumed identity's
+    events, never active since) has no row in the refresh's figures: its row stays, tags and
+    all; an erased one's goes."""
+    app: Insights = insights_service.root
+    kept, erased = f"tags-only-{uuid.uuid4().hex[:12]}", f"tags-only-{uuid.uuid4().hex[:12]}"
+    for member_id in (kept, erased):
+        event = identity_events.MemberTagsChanged(
+            member_id=member_id, tags=["bu:cinema-active"], added_tags=["bu:cinema-active"]
+        )
+        event.occurred_at.CopyFrom(timestamp(suite.clock()))
+        async with app.uow() as uow:
+            await member_tags_changed(app, uow, event)
+            await uow.commit()
+    async with app.uow() as uow:
+        conn = await driver_connection(uow.session)
+        await conn.execute(
+            "INSERT INTO erased_members (member_id, erased_at) VALUES ($1, now())", erased
+        )
+        await uow.commit()
+    assert await tags_of(insights_service, kept) == ["bu:cinema-active"]
+
+    await suite.insights().RefreshFigures(pb.RefreshFiguresRequest(request_id=uuid.uuid4().hex))
+
+    assert await tags_of(insights_service, kept) == ["bu:cinema-active"]
+    assert await tags_of(insights_service, erased) is None

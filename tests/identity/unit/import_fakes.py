@@ -24,6 +24,7 @@ from loyalty_identity.domain.member import (
 )
 from loyalty_identity.domain.member_import import (
     CandidateState,
+    ImportedConsent,
     Joining,
     MemberImport,
     MergeCandidate,
@@ -120,7 +121,10 @@ class FakeImports:
         }
 
     # --- what a chunk writes
-    async def join(self, unit: str, joinings: Sequence[Joining], now: datetime) -> None:
+    async def join(
+        self, unit: str, joinings: Sequence[Joining], now: datetime
+    ) -> dict[str, tuple[ImportedConsent, ...]]:
+        taken: dict[str, tuple[ImportedConsent, ...]] = {}
         for joining in joinings:
             row = joining.row
             member = self.tables.members.get(joining.member_id)
@@ -145,10 +149,15 @@ class FakeImports:
                         purpose, given.granted, f"{unit}:import", given.changed_at or now
                     )
                     member.consents[purpose] = consent
+                    taken[member.member_id] = (
+                        *taken.get(member.member_id, ()),
+                        ImportedConsent(purpose, consent.granted, consent.changed_at),
+                    )
                     self.tables.consent_log.append(
                         (len(self.tables.consent_log) + 1, member.member_id, consent)
                     )
             member.tags |= set(row.tags)
+        return taken
 
     async def add_report(self, import_id: str, rows: Sequence[ReportRow]) -> None:
         for row in rows:

@@ -15,7 +15,8 @@ from loyalty_identity.adapters.events import (
     to_message,
 )
 from loyalty_identity.domain.events import LegacyOrdersImported, MembersImported
-from loyalty_identity.domain.member_import import ImportedMember
+from loyalty_identity.domain.member import ConsentPurpose
+from loyalty_identity.domain.member_import import ImportedConsent, ImportedMember
 from loyalty_identity.domain.order_import import ImportedOrder, OrderImportMode
 from loyalty_kit.kernel.money import Amount, money
 
@@ -35,6 +36,15 @@ def _event(size: int) -> MembersImported:
             birthday_month=i % 13,
             birthday_day=i % 29 if i % 13 else 0,
             tags=("bu:mall-active", f"legacy:tier-{i % 3}") if i % 4 == 0 else (),
+            consents=(
+                (
+                    ImportedConsent(ConsentPurpose.PERSONALISED_OFFERS, i % 2 == 0, now),
+                    ImportedConsent(ConsentPurpose.MARKETING_SMS, True, now - timedelta(days=i)),
+                )
+                if i % 6 == 0
+                else ()
+            ),
+            joined_at=now - timedelta(days=365 + i) if i % 7 else None,
         )
         for i in range(size)
     )
@@ -53,6 +63,16 @@ def test_members_imported_is_the_generic_message() -> None:
     assert len(direct.members) == 200
     assert not direct.members[0].HasField("legacy_points_expire_at")
     assert direct.members[1].HasField("legacy_points_expire_at")
+    assert not direct.members[0].HasField("joined_at")
+    assert direct.members[1].joined_at.ToDatetime(tzinfo=UTC) == datetime(
+        2024, 2, 29, 8, 30, tzinfo=UTC
+    )
+    offers, sms = direct.members[6].consents
+    assert (offers.purpose, offers.granted) == ("CONSENT_PURPOSE_PERSONALISED_OFFERS", True)
+    assert (sms.purpose, sms.changed_at.ToDatetime(tzinfo=UTC)) == (
+        "CONSENT_PURPOSE_MARKETING_SMS",
+        datetime(2025, 2, 23, 8, 30, tzinfo=UTC),
+    )
 
 
 def test_an_empty_chunk() -> None:

@@ -56,6 +56,7 @@ MALL = ColumnMapping(
     points_expire_at="积分到期",
     tier="等级",
     consents=(ConsentColumns(SMS, "短信同意", "短信同意时间"),),
+    joined_at="入会日期",
 )
 HEADER = [*MALL.columns(), "备注"]  # one column not imported
 TIERS = {"金卡": "gold", "Platinum": "platinum"}
@@ -116,6 +117,7 @@ FULL_ROW = {
     "等级": "金卡",
     "短信同意": "是",
     "短信同意时间": "2024-05-01",
+    "入会日期": "2019-08-15",
     "备注": "not imported, 随便",
 }
 
@@ -146,6 +148,8 @@ def test_a_row_is_normalised_into_identities_profile_consents_balance_and_tier()
     # The end of the day in Shanghai: the first instant of the next, when the points are gone.
     assert row.points_expire_at == datetime(2027, 1, 1, tzinfo=SHANGHAI)
     assert (row.legacy_tier, row.tier_code, row.notes) == ("金卡", "gold", ())
+    # When the member joined the mall's card programme: the start of that day in Shanghai.
+    assert row.joined_at == datetime(2019, 8, 15, tzinfo=SHANGHAI)
 
 
 def test_empty_optional_fields_are_absent() -> None:
@@ -296,6 +300,8 @@ REASONS = [
     ("积分", "9" * 5000, "INVALID_BALANCE"),
     ("积分到期", "2026-13-01", "INVALID_DATE"),
     ("积分到期", "soon", "INVALID_DATE"),
+    ("入会日期", "2026-03-02", "DATE_IN_FUTURE"),
+    ("入会日期", "long ago", "INVALID_DATE"),
 ]
 
 

@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from loyalty_insights.adapters.clv_process import FitOutcome
 from loyalty_insights.domain.clv_fits import (
     DEFAULT_HOLDOUT_DAYS,
+    HoldoutGroup,
     Totals,
     cents,
     fit_due,
     fit_id_of,
     holdout_days_of,
+    holdout_groups,
 )
 from loyalty_insights.service_layer.clv_fitter import _predictions
 from loyalty_kit.errors import InvalidArgument
@@ -98,3 +100,18 @@ def test_members_who_never_bought_get_a_new_customers_value_and_no_probability_a
         ("b", Decimal("30"), Decimal("0.00"), None),
         ("c", Decimal(0), Decimal("88.89"), None),
     ]
+
+
+def test_holdout_groups_sum_members_by_calibration_repeat_purchases() -> None:
+    repeats = [0, 0, 1, 3, 7, 12, 30]
+    predicted = [0.5, 0.25, 1.0, 2.0, 4.0, 6.0, 10.0]
+    actual = [0, 1, 1, 2, 5, 5, 9]
+    assert holdout_groups(repeats, predicted, actual) == (
+        HoldoutGroup(0, False, 2, 0.75, 1),
+        HoldoutGroup(1, False, 1, 1.0, 1),
+        HoldoutGroup(3, False, 1, 2.0, 2),
+        HoldoutGroup(7, True, 3, 20.0, 19),
+    )
+    assert holdout_groups([], [], []) == ()
+    with pytest.raises(ValueError):
+        holdout_groups([0], [1.0, 2.0], [1])

@@ -3,6 +3,9 @@
 loyalty-dev run      infrastructure + every service, logs prefixed; Ctrl-C stops it all
 loyalty-dev infra    only PostgreSQL and NATS (embedded unless the environment names them)
 loyalty-dev demo     load what is missing of the Huayue demo programme into a running suite
+                     (`run` loads it too): its programme, members and generated history
+                     (--history-rows N legacy accounts with their past orders, default 6,000;
+                     0: none; or LOYALTY_DEMO_HISTORY_ROWS)
 loyalty-dev scan-pii FILE...  find personal data in clear in logs, traces or dumped events
                      (phones, e-mails, resident id numbers, the demo members' names and
                      identities, and each --value); exits 1 when anything is found
@@ -473,7 +476,18 @@ def main(argv: list[str] | None = None) -> int:
         help="where the embedded servers, development keys and env live (LOYALTY_DATA_DIR, "
         "default .loyalty)",
     )
+    parser.add_argument(
+        "--history-rows",
+        type=int,
+        help="run, demo: legacy accounts of the demo's generated history, over the mall, the "
+        "hotel and the cinema, with about two years of their past orders (default 6,000; 0: "
+        "none; LOYALTY_DEMO_HISTORY_ROWS)",
+    )
     args = parser.parse_args(argv)
+    if args.history_rows is not None:
+        if args.history_rows < 0:
+            parser.error("--history-rows is a number of rows, 0 or more")
+        os.environ["LOYALTY_DEMO_HISTORY_ROWS"] = str(args.history_rows)
     if args.command == "scan-pii":
         return scan_pii(args.files, args.value)
     if args.files:

@@ -3,9 +3,12 @@ overlap, for the import's tests, its benchmark and the example in docs/.
 
 Each unit exports in its own shape (docs/member-import.md):
 - the mall's card system: CSV in GB18030 with Chinese headers (卡号, 手机号, 姓名, 性别, 生日,
-  积分, 积分有效期, 等级);
-- the hotel programme: JSON Lines (member_no, mobile, email, name, points, tier);
-- the cinema app: CSV in UTF-8 (user_id, phone, unionid, nickname, points).
+  积分, 积分有效期, 等级, 入会日期);
+- the hotel programme: JSON Lines (member_no, mobile, email, name, points, tier, joined);
+- the cinema app: CSV in UTF-8 (user_id, phone, unionid, nickname, points, registered_at).
+
+When each account joined its programme is written only when `accounts` is given a period to
+draw it from (`joined_between`; the demo's history does), else the column is empty.
 
 A person is known by one phone everywhere (and, when the cinema knows them, one unionid), so the
 platform can tell that two units' rows are one person; `overlap` is the share of all rows that
@@ -21,14 +24,15 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 UNITS = ("mall", "hotel", "cinema")
 
-MALL_HEADER = ["卡号", "手机号", "姓名", "性别", "生日", "积分", "积分有效期", "等级"]
-HOTEL_KEYS = ["member_no", "mobile", "email", "name", "points", "tier"]
-CINEMA_HEADER = ["user_id", "phone", "unionid", "nickname", "points"]
+MALL_HEADER = ["卡号", "手机号", "姓名", "性别", "生日", "积分", "积分有效期", "等级", "入会日期"]
+HOTEL_KEYS = ["member_no", "mobile", "email", "name", "points", "tier", "joined"]
+CINEMA_HEADER = ["user_id", "phone", "unionid", "nickname", "points", "registered_at"]
 
 # The column mappings of the three shapes, as MemberImportSpec.mapping takes them.
 MAPPINGS: dict[str, dict[str, str]] = {
@@ -41,6 +45,7 @@ MAPPINGS: dict[str, dict[str, str]] = {
         "points_balance": "积分",
         "points_expire_at": "积分有效期",
         "tier": "等级",
+        "joined_at": "入会日期",
     },
     "hotel": {
         "legacy_number": "member_no",
@@ -49,6 +54,7 @@ MAPPINGS: dict[str, dict[str, str]] = {
         "name": "name",
         "points_balance": "points",
         "tier": "tier",
+        "joined_at": "joined",
     },
     "cinema": {
         "legacy_number": "user_id",
@@ -56,6 +62,7 @@ MAPPINGS: dict[str, dict[str, str]] = {
         "wechat_unionid": "unionid",
         "name": "nickname",
         "points_balance": "points",
+        "joined_at": "registered_at",
     },
 }
 FORMATS = {"mall": "csv", "hotel": "jsonl", "cinema": "csv"}
@@ -69,6 +76,7 @@ TIER_MAPPINGS = {
 MALL_TIERS = ("普通卡", "银卡", "金卡", "白金卡")
 HOTEL_TIERS = ("Classic", "Silver", "Gold", "Platinum")
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # where the units' systems keep their dates
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂"
 
@@ -93,6 +101,7 @@ class Account:
     person: Person
     points: int
     tier: str
+    joined: datetime | None = None  # when it joined the unit's programme (UTC)
 
 
 @dataclass
@@ -134,9 +143,16 @@ def person(key: int, seed: int) -> Person:
     )
 
 
-def accounts(rows: int, *, overlap: float = 0.3, seed: int = 1) -> Truth:
+def accounts(
+    rows: int,
+    *,
+    overlap: float = 0.3,
+    seed: int = 1,
+    joined_between: tuple[datetime, datetime] | None = None,
+) -> Truth:
     """`rows` accounts over the three units (a third each, near enough), `overlap` of the rows
-    belonging to people in two units."""
+    belonging to people in two units; with `joined_between`, each account joined its programme
+    at a uniform time in it (drawn apart from the rest, so the other fields stay as they are)."""
     if not 0 <= overlap <= 1:
         raise ValueError("overlap is a share, 0..1")
     rng = random.Random(seed)
@@ -156,7 +172,13 @@ def accounts(rows: int, *, overlap: float = 0.3, seed: int = 1) -> Truth:
             if unit == "hotel"
             else ""
         )
-        return Account(unit, number, who, points, tier)
+        joined = None
+        if joined_between is not None:
+            first, last = joined_between
+            draw = random.Random(f"{seed}:{number}:joined")
+            joined = first + timedelta(seconds=draw.uniform(0, (last - first).total_seconds()))
+            joined = joined.replace(microsecond=0)
+        return Account(unit, number, who, points, tier, joined)
 
     for key in range(shared_people + single_people):
         who = person(key, seed)
@@ -177,6 +199,7 @@ def _mall_row(a: Account) -> list[str]:
         str(a.points),
         expiry,
         a.tier,
+        a.joined.astimezone(SHANGHAI).date().isoformat() if a.joined else "",
     ]
 
 
@@ -189,12 +212,14 @@ def _hotel_row(a: Account) -> dict[str, object]:
         "name": p.name,
         "points": a.points,
         "tier": a.tier,
+        "joined": a.joined.astimezone(SHANGHAI).isoformat() if a.joined else "",
     }
 
 
 def _cinema_row(a: Account) -> list[str]:
     p = a.person
-    return [a.number, p.phone, p.unionid, p.name, str(a.points)]
+    joined = a.joined.astimezone(UTC).isoformat().replace("+00:00", "Z") if a.joined else ""
+    return [a.number, p.phone, p.unionid, p.name, str(a.points), joined]
 
 
 def lines(truth: Truth, unit: str) -> Iterator[bytes]:

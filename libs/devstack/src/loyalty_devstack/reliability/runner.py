@@ -25,6 +25,7 @@ from loyalty_check.checker import Options, check
 
 from loyalty_devstack import demo
 from loyalty_devstack.cli import create_api_client, holding, make_development_keys, suite_env
+from loyalty_devstack.demo_history import NO_HISTORY
 from loyalty_devstack.embedded import Infrastructure, drop_run_data, free_port
 from loyalty_devstack.proxy import TcpProxy
 from loyalty_devstack.reliability import admin, report
@@ -145,7 +146,7 @@ async def _drive(
     options: RunOptions,
 ) -> Row:
     await suite.start()
-    await demo.load(suite.settings)
+    await demo.load(suite.settings, NO_HISTORY)  # the programme and its 4 members
     targets = {name: suite.target(name) for name in suite.ports}
     harness = admin.Admin(suite.settings, targets)
     members = await harness.members(MEMBERS)

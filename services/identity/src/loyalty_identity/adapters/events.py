@@ -17,6 +17,7 @@ from loyalty_kit.contract import EventContract, Rules
 from loyalty_kit.kernel.money import format_money
 
 from loyalty_identity.domain import events
+from loyalty_identity.domain.import_spec import CONSENT_PREFIX
 from loyalty_identity.domain.order_import import ImportedOrder
 
 
@@ -121,4 +122,12 @@ def members_imported(event: events.MembersImported) -> events_pb2.MembersImporte
             added.legacy_points_expire_at.CopyFrom(stamp(m.legacy_points_expire_at))
         if m.tier_ends_at is not None:
             added.tier_ends_at.CopyFrom(stamp(m.tier_ends_at))
+        if m.joined_at is not None:
+            added.joined_at.CopyFrom(stamp(m.joined_at))
+        for c in m.consents:
+            added.consents.add(
+                purpose=CONSENT_PREFIX + c.purpose.name,
+                granted=c.granted,
+                changed_at=stamp(c.changed_at),
+            )
     return message

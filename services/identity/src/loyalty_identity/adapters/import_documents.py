@@ -91,6 +91,7 @@ def row_document(row: ParsedRow) -> dict[str, Any]:
         "points_expire_at": _iso(row.points_expire_at),
         "legacy_tier": row.legacy_tier,
         "tier_code": row.tier_code,
+        "joined_at": _iso(row.joined_at),
         "notes": list(row.notes),
     }
 
@@ -110,6 +111,7 @@ def row_of(document: dict[str, Any]) -> ParsedRow:
         points_expire_at=_time(document["points_expire_at"]),
         legacy_tier=document["legacy_tier"],
         tier_code=document["tier_code"],
+        joined_at=_time(document.get("joined_at")),
         notes=tuple(document["notes"]),
     )
 

@@ -33,6 +33,7 @@ from loyalty_identity.domain.identities import ChannelIdentity
 from loyalty_identity.domain.imports import ParsedRow, RowOutcome, legacy_type
 from loyalty_identity.domain.member_import import (
     CandidateState,
+    ImportedConsent,
     Joining,
     MemberImport,
     MergeCandidate,
@@ -139,9 +140,12 @@ class ImportStore(OperationStore[MemberImport]):
         return await (await self._members()).names(member_ids)
 
     # --- what a chunk writes ------------------------------------------------------------------
-    async def join(self, unit: str, joinings: Sequence[Joining], now: datetime) -> None:
-        """The chunk's new members, and every row's identities, profile, consents and tags."""
-        await (await self._members()).join(unit, joinings, now)
+    async def join(
+        self, unit: str, joinings: Sequence[Joining], now: datetime
+    ) -> dict[str, tuple[ImportedConsent, ...]]:
+        """The chunk's new members, and every row's identities, profile, consents and tags;
+        the consents given, by member."""
+        return await (await self._members()).join(unit, joinings, now)
 
     async def add_report(self, import_id: str, rows: Sequence[ReportRow]) -> None:
         if not rows:

@@ -17,8 +17,8 @@ from loyalty_identity.adapters.crypto import Keyring, seal, unseal
 from loyalty_identity.adapters.repository import sealed_as
 from loyalty_identity.domain.identities import ChannelIdentity
 from loyalty_identity.domain.import_spec import consent_purpose
-from loyalty_identity.domain.member import Gender, MemberState
-from loyalty_identity.domain.member_import import Joining
+from loyalty_identity.domain.member import ConsentPurpose, Gender, MemberState
+from loyalty_identity.domain.member_import import ImportedConsent, Joining
 
 CHANNEL = "CHANNEL_IMPORT"
 LIVE = (MemberState.ACTIVE.value, MemberState.SUSPENDED.value)
@@ -101,10 +101,13 @@ class ChunkMembers:
             found[r["member_id"]] = unseal(key, r["full_name_sealed"], context)
         return found
 
-    async def join(self, unit: str, joinings: Sequence[Joining], now: datetime) -> None:
-        """The chunk's new members, and every row's identities, profile, consents and tags."""
+    async def join(
+        self, unit: str, joinings: Sequence[Joining], now: datetime
+    ) -> dict[str, tuple[ImportedConsent, ...]]:
+        """The chunk's new members, and every row's identities, profile, consents and tags;
+        the consents given, by member."""
         if not joinings:
-            return
+            return {}
         conn = self.conn
         keys: dict[str, bytes] = {}
         members: list[tuple[Any, ...]] = []
@@ -147,7 +150,7 @@ class ChunkMembers:
                 "identities", records=identities, columns=_IDENTITY_COLUMNS
             )
         await self._fill_profiles(conn, joinings, keys)
-        await self._consents(conn, unit, joinings, now)
+        given = await self._consents(conn, unit, joinings, now)
         tags = [(j.member_id, tag, now) for j in joinings for tag in j.row.tags if is_tag(tag)]
         if tags:
             await conn.execute(
@@ -156,6 +159,7 @@ class ChunkMembers:
                 "ON CONFLICT DO NOTHING",
                 *map(list, zip(*tags, strict=True)),
             )
+        return given
 
     async def _fill_profiles(
         self, conn: asyncpg.Connection, joinings: Sequence[Joining], keys: dict[str, bytes]
@@ -200,9 +204,9 @@ class ChunkMembers:
 
     async def _consents(
         self, conn: asyncpg.Connection, unit: str, joinings: Sequence[Joining], now: datetime
-    ) -> None:
+    ) -> dict[str, tuple[ImportedConsent, ...]]:
         """Consents a member has no decision on yet, with their history; a decision it made
-        (in any unit, at any time) is its own and stays."""
+        (in any unit, at any time) is its own and stays. The consents given, by member."""
         given = []
         for j in joinings:
             for consent in j.row.consents:
@@ -211,15 +215,23 @@ class ChunkMembers:
                     at = consent.changed_at or now
                     given.append((j.member_id, purpose.value, consent.granted, at))
         if not given:
-            return
-        await conn.execute(
+            return {}
+        rows = await conn.fetch(
             "WITH given AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bool[], "
             "  $4::timestamptz[]) AS g(member_id, purpose, granted, changed_at)), "
             "taken AS (INSERT INTO consents (member_id, purpose, granted, source, changed_at) "
             "  SELECT member_id, purpose, granted, $5, changed_at FROM given "
-            "  ON CONFLICT DO NOTHING RETURNING member_id, purpose, granted, source, changed_at) "
-            "INSERT INTO consent_events (member_id, purpose, granted, source, changed_at) "
-            "SELECT member_id, purpose, granted, source, changed_at FROM taken",
+            "  ON CONFLICT DO NOTHING RETURNING member_id, purpose, granted, source, changed_at), "
+            "logged AS (INSERT INTO consent_events (member_id, purpose, granted, source, "
+            "  changed_at) SELECT member_id, purpose, granted, source, changed_at FROM taken) "
+            "SELECT member_id::text AS member_id, purpose, granted, changed_at FROM taken "
+            "ORDER BY member_id, purpose",
             *map(list, zip(*given, strict=True)),
             f"{unit}:import",
         )
+        taken: dict[str, list[ImportedConsent]] = {}
+        for r in rows:
+            taken.setdefault(r["member_id"], []).append(
+                ImportedConsent(ConsentPurpose(r["purpose"]), r["granted"], r["changed_at"])
+            )
+        return {member: tuple(consents) for member, consents in taken.items()}

@@ -82,6 +82,7 @@ def _member_values(row: ParsedRow) -> Plain:
         row.points_expire_at,
         row.legacy_tier,
         row.tier_code,
+        row.joined_at,
         row.notes,
     )
 

@@ -101,6 +101,7 @@ FIELDS = (
     "points_balance",
     "points_expire_at",
     "tier",
+    "joined_at",
 )
 (
     _LEGACY,
@@ -117,6 +118,7 @@ FIELDS = (
     _BALANCE,
     _EXPIRY,
     _TIER,
+    _JOINED,
 ) = range(len(FIELDS))
 _CONSENTS = len(FIELDS)
 # The token identities a row may carry, after its legacy number, phone and e-mail.
@@ -339,6 +341,18 @@ class FileReader(RecordReader[ParsedRow]):
             tier_code = self._tiers.get(tier) or self._tiers_folded.get(tier.casefold(), "")
             if not tier_code:
                 notes.append("UNMAPPED_TIER")
+        joined_at: datetime | None = None
+        value = v[_JOINED].strip()
+        if value:
+            joined_at = self._starts.get(value, _UNREAD)
+            if joined_at is _UNREAD:
+                joined_at = _cached(
+                    self._starts, value, _instant(value, self._zone, end_of_day=False)
+                )
+            if joined_at is None:
+                return self._reject(number, "INVALID_DATE", _JOINED, _NOT_A_TIME)
+            if joined_at > self._now:
+                return self._reject(number, "DATE_IN_FUTURE", _JOINED, "in the future")
         return ParsedRow(
             number=number,
             identities=tuple(identities),
@@ -352,6 +366,7 @@ class FileReader(RecordReader[ParsedRow]):
             points_expire_at=expires_at,
             legacy_tier=tier,
             tier_code=tier_code,
+            joined_at=joined_at,
             notes=tuple(notes),
         )
 

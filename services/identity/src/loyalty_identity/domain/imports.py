@@ -69,6 +69,7 @@ class ColumnMapping:
     tier: str = ""
     consents: tuple[ConsentColumns, ...] = ()
     tag_separator: str = ";"
+    joined_at: str = ""  # when the member joined the unit's legacy programme
 
     def columns(self) -> list[str]:
         """Every column named, once, in mapping order."""
@@ -87,6 +88,7 @@ class ColumnMapping:
             self.points_balance,
             self.points_expire_at,
             self.tier,
+            self.joined_at,
         ]
         for consent in self.consents:
             named += [consent.granted, consent.changed_at]
@@ -132,6 +134,7 @@ class ParsedRow:
     points_expire_at: datetime | None = None
     legacy_tier: str = ""
     tier_code: str = ""  # the ladder tier it maps to ("" when unmapped or none)
+    joined_at: datetime | None = None  # when it joined the unit's legacy programme
     # Codes of what was not carried over although the row is imported, e.g. "UNMAPPED_TIER".
     notes: tuple[str, ...] = ()
     # The identities' blind indexes, in order, when a worker process made them with the row

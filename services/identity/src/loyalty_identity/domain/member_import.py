@@ -27,6 +27,7 @@ from loyalty_identity.domain.imports import (
     ParsedRow,
     RowOutcome,
 )
+from loyalty_identity.domain.member import ConsentPurpose
 
 IMPORTS = "memberImports/"
 CANDIDATES = "mergeCandidates/"
@@ -140,6 +141,15 @@ class ReportRow:
 
 
 @dataclass(frozen=True)
+class ImportedConsent:
+    """A consent an import gave a member (a purpose it had no decision on)."""
+
+    purpose: ConsentPurpose
+    granted: bool
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
 class ImportedMember:
     """One legacy account that became (part of) a member, as MembersImported carries it."""
 
@@ -153,6 +163,8 @@ class ImportedMember:
     birthday_month: int
     birthday_day: int
     tags: tuple[str, ...] = ()  # the tags the row put on the member
+    consents: tuple[ImportedConsent, ...] = ()  # the consents it gave the member
+    joined_at: datetime | None = None  # when it joined the unit's legacy programme
 
 
 @dataclass(frozen=True)

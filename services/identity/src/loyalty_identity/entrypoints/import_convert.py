@@ -101,6 +101,7 @@ def spec_from(message: pb.MemberImportSpec) -> ImportSpec:
         points_balance=given.points_balance,
         points_expire_at=given.points_expire_at,
         tier=given.tier,
+        joined_at=given.joined_at,
         consents=tuple(
             ConsentColumns(c.purpose.strip(), c.granted, c.changed_at) for c in given.consents
         ),

@@ -7,6 +7,7 @@ Each runs inside one unit of work that the caller opens and commits; none knows 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -137,7 +138,7 @@ async def import_chunk(
         new_member_id=new_member_id,
     )
     await _merge(work, job, decisions, now)
-    await work.imports.join(job.unit, [_joining(d) for d in decisions if _imports(d)], now)
+    given = await work.imports.join(job.unit, [_joining(d) for d in decisions if _imports(d)], now)
 
     kinds = await _kinds(work)
     counts = Counts()
@@ -153,7 +154,9 @@ async def import_chunk(
         key = legacy_key(row.legacy)
         candidate_id = ""
         if outcome in IMPORTING:
-            carried.append(_imported(row, member_id, key, decision.created, tier_ends_at))
+            imported = _imported(row, member_id, key, decision.created, tier_ends_at)
+            consents = given.pop(member_id, ())  # on the member's first row
+            carried.append(dataclasses.replace(imported, consents=consents))
             points += row.legacy_points
         elif outcome is RowOutcome.MERGE_CANDIDATE:
             candidate = MergeCandidate(
@@ -239,6 +242,7 @@ def _imported(
         birthday.month if birthday else 0,
         birthday.day if birthday else 0,
         tuple(sorted({tag for tag in row.tags if is_tag(tag)})),
+        joined_at=row.joined_at,
     )
 
 
@@ -323,7 +327,7 @@ async def resolve(
     member.ensure_changeable()
     owners = await work.imports.owners(row.identities)
     unbound = tuple(i for i in row.identities if i not in owners)
-    await work.imports.join(found.unit, [Joining(survivor, False, row, unbound)], now)
+    given = await work.imports.join(found.unit, [Joining(survivor, False, row, unbound)], now)
     found.resolve(survivor, now)
     await work.imports.save_candidate(found)
     await work.imports.settle_candidate_rows(candidate_id, RowOutcome.MERGED, survivor, "RESOLVED")
@@ -344,6 +348,8 @@ async def resolve(
                     imported.birthday_month,
                     imported.birthday_day,
                     tuple(sorted({tag for tag in row.tags if is_tag(tag)})),
+                    given.get(survivor, ()),
+                    row.joined_at,
                 ),
             ),
             now,

@@ -16,6 +16,7 @@ from loyalty_identity.domain.imports import ParsedRow, RowOutcome
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, Profile
 from loyalty_identity.domain.member_import import (
     CandidateState,
+    ImportedConsent,
     Joining,
     MemberImport,
     MergeCandidate,
@@ -114,7 +115,9 @@ class Imports(Operations[MemberImport, RowOutcome, ReportRow], Protocol):
     async def names(self, member_ids: Iterable[str]) -> dict[str, str]: ...
 
     # --- what a chunk writes
-    async def join(self, unit: str, joinings: Sequence[Joining], now: datetime) -> None: ...
+    async def join(
+        self, unit: str, joinings: Sequence[Joining], now: datetime
+    ) -> dict[str, tuple[ImportedConsent, ...]]: ...
     async def add_report(self, import_id: str, rows: Sequence[ReportRow]) -> None: ...
     async def add_candidate(self, candidate: MergeCandidate, row: ParsedRow) -> str: ...
 

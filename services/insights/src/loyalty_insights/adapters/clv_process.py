@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from loyalty_insights.domain.clv_fits import HoldoutGroup
+
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -31,6 +33,7 @@ class HoldoutNumbers:
     mean_absolute_error: float
     baseline_mean_absolute_error: float
     root_mean_squared_error: float
+    groups: tuple[HoldoutGroup, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def fit_members(
                 report.mean_absolute_error,
                 report.baseline_mean_absolute_error,
                 report.root_mean_squared_error,
+                report.groups,
             )
         except clv.NotEnoughHistory as error:
             holdout_error = f"hold-out report: {error}"

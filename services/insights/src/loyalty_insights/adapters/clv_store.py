@@ -5,6 +5,7 @@ the models are fitted on, read from the facts in SQL (the pandas summary of the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,6 +23,7 @@ from loyalty_insights.domain.clv_fits import (
     Decile,
     FitState,
     Holdout,
+    HoldoutGroup,
     LifetimeValueFit,
     MemberPrediction,
     Parameters,
@@ -165,6 +167,7 @@ def _holdout(found: Any) -> Holdout | None:
         mean_absolute_error=float(kept["mean_absolute_error"]),
         baseline_mean_absolute_error=float(kept["baseline_mean_absolute_error"]),
         root_mean_squared_error=float(kept["root_mean_squared_error"]),
+        groups=tuple(HoldoutGroup(**group) for group in kept.get("groups", ())),
     )
 
 
@@ -181,6 +184,7 @@ def _holdout_json(report: Holdout) -> str:
             "mean_absolute_error": report.mean_absolute_error,
             "baseline_mean_absolute_error": report.baseline_mean_absolute_error,
             "root_mean_squared_error": report.root_mean_squared_error,
+            "groups": [dataclasses.asdict(group) for group in report.groups],
         }
     )
 

@@ -274,6 +274,25 @@ class FactStore:
             imported,
         )
 
+    async def record_joined(self, rows: Sequence[tuple[str, str, datetime]]) -> None:
+        """(member, unit, when) an imported legacy account joined its unit's programme: the
+        member's registration moves to it (and its unit) when that is earlier."""
+        if not rows:
+            return
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO registrations (member_id, unit, registered_at, imported) "
+            "SELECT DISTINCT ON (m) m, u, t, true "
+            "FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS r(m, u, t) "
+            "ORDER BY m, t "
+            "ON CONFLICT (member_id) DO UPDATE "
+            "SET registered_at = excluded.registered_at, unit = excluded.unit "
+            "WHERE excluded.registered_at < registrations.registered_at",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+        )
+
     async def record_consent(
         self, member_id: str, purpose: str, granted: bool, changed_at: datetime
     ) -> None:

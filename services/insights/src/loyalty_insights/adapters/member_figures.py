@@ -254,10 +254,15 @@ _WRITE = f"""
 ON CONFLICT (member_id) DO UPDATE SET {_SET} WHERE member_figures.updated_at < $1
 """
 
+# A row holding tags only (a member insights knows nothing else of yet) keeps them: tags are
+# identity's events' work, not the refresh's; it goes when its member is absorbed or erased.
 _REMOVE = """
 DELETE FROM member_figures m
 WHERE m.updated_at < $1
   AND NOT EXISTS (SELECT 1 FROM fresh_figures f WHERE f.member_id = m.member_id AND NOT f.erased)
+  AND (cardinality(m.tags) = 0
+       OR EXISTS (SELECT 1 FROM member_merges g WHERE g.absorbed_id = m.member_id)
+       OR EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = m.member_id))
 """
 
 

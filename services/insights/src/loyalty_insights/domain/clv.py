@@ -61,6 +61,8 @@ from pymc_marketing.clv import (
     rfm_train_test_split,
 )
 
+from loyalty_insights.domain.clv_fits import HoldoutGroup, holdout_groups
+
 MEMBER, AT, AMOUNT = "member_id", "occurred_at", "amount"
 """The columns of a transaction history: one row per purchase."""
 
@@ -223,6 +225,8 @@ class HoldoutReport:
     actual_purchases: int
     predicted_value: float
     actual_value: float
+    groups: tuple[HoldoutGroup, ...] = ()
+    """The members by calibration repeat purchase days, predicted against actual."""
 
     @property
     def purchases_error(self) -> float:
@@ -289,6 +293,11 @@ def judge(
         actual_purchases=int(actual.sum()),
         predicted_value=float((predicted * model.expected_spend(calibration)).sum()),
         actual_value=float(np.sum(actual_value)),
+        groups=holdout_groups(
+            calibration["frequency"].astype(int).tolist(),
+            predicted.tolist(),
+            actual.astype(int).tolist(),
+        ),
     )
 
 

@@ -5,6 +5,7 @@ the next one, and the figure read from the predictions the last successful fit s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,6 +40,42 @@ class Parameters:
     v: float
 
 
+HOLDOUT_GROUPS = 8  # members by repeat purchase days in the calibration: 0, 1, ..., 6, 7 or more
+
+
+@dataclass(frozen=True)
+class HoldoutGroup:
+    """The members of a hold-out report who made `repeat_purchases` repeat purchase days in
+    the calibration period (`and_more`: that many or more), with their predicted and actual
+    purchase days in the hold-out period, in all: how the models do member by member, for
+    light and heavy buyers apart."""
+
+    repeat_purchases: int
+    and_more: bool
+    members: int
+    predicted_purchases: float
+    actual_purchases: int
+
+
+def holdout_groups(
+    repeat_purchases: Sequence[int], predicted: Sequence[float], actual: Sequence[int]
+) -> tuple[HoldoutGroup, ...]:
+    """The members (one per position of the three sequences) grouped by their calibration
+    repeat purchase days, the last group holding `HOLDOUT_GROUPS - 1` or more; groups without
+    members left out."""
+    last = HOLDOUT_GROUPS - 1
+    sums: dict[int, list[float]] = {}
+    for repeats, p, a in zip(repeat_purchases, predicted, actual, strict=True):
+        kept = sums.setdefault(min(int(repeats), last), [0, 0.0, 0])
+        kept[0] += 1
+        kept[1] += float(p)
+        kept[2] += int(a)
+    return tuple(
+        HoldoutGroup(k, k == last, int(n), float(p), int(a))
+        for k, (n, p, a) in sorted(sums.items())
+    )
+
+
 @dataclass(frozen=True)
 class Holdout:
     """The report of the models fitted on the purchases before `calibration_end`, judged on
@@ -54,6 +91,7 @@ class Holdout:
     mean_absolute_error: float
     baseline_mean_absolute_error: float
     root_mean_squared_error: float
+    groups: tuple[HoldoutGroup, ...] = ()
 
 
 @dataclass

@@ -161,13 +161,28 @@ async def members_imported(
     app: Insights, uow: InsightsUnitOfWork, e: identity_pb.MembersImported
 ) -> None:
     at = moment_of(e, "imported_at") or app.clock()
+    # A member joined when its legacy programme says, else when the import made it; a row
+    # joining a member with an earlier date moves its joining earlier (cohorts).
     await uow.facts.record_registrations(
-        [(m.member_id, e.unit, at) for m in e.members if m.created], imported=True
+        [(m.member_id, e.unit, moment_of(m, "joined_at") or at) for m in e.members if m.created],
+        imported=True,
+    )
+    await uow.facts.record_joined(
+        [
+            (m.member_id, e.unit, joined)
+            for m in e.members
+            if (joined := moment_of(m, "joined_at")) is not None
+        ]
     )
     await uow.facts.record_birthdays(
         [(m.member_id, m.birthday_month, at) for m in e.members if 1 <= m.birthday_month <= 12]
     )
     await uow.facts.add_tags([(m.member_id, list(m.tags)) for m in e.members if m.tags])
+    for m in e.members:  # the consents the rows gave (a member's own decisions are not here)
+        for c in m.consents:
+            await uow.facts.record_consent(
+                m.member_id, c.purpose, c.granted, moment_of(c, "changed_at") or at
+            )
     await recompute(uow, [m.member_id for m in e.members], app.clock())
 
 

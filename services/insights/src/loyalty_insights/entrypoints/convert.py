@@ -189,6 +189,16 @@ def holdout_message(report: Holdout, currency: str) -> pb.LifetimeValueHoldout:
         mean_absolute_error=report.mean_absolute_error,
         baseline_mean_absolute_error=report.baseline_mean_absolute_error,
         root_mean_squared_error=report.root_mean_squared_error,
+        groups=[
+            pb.LifetimeValueHoldoutGroup(
+                repeat_purchases=group.repeat_purchases,
+                and_more=group.and_more,
+                members=group.members,
+                predicted_purchases=group.predicted_purchases,
+                actual_purchases=group.actual_purchases,
+            )
+            for group in report.groups
+        ],
     )
 
 

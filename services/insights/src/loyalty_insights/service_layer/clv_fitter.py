@@ -214,6 +214,7 @@ def _holdout(fit: LifetimeValueFit, outcome: FitOutcome) -> Holdout | None:
         mean_absolute_error=found.mean_absolute_error,
         baseline_mean_absolute_error=found.baseline_mean_absolute_error,
         root_mean_squared_error=found.root_mean_squared_error,
+        groups=found.groups,
     )
 
 
