@@ -379,13 +379,53 @@ class MemberFigures:
 
     # --- what the dashboards read ---------------------------------------------------------------
 
-    async def segment_counts(self) -> dict[str, int]:
+    async def _counts(self, figure: str) -> dict[str, int]:
+        """`figure_counts` of one figure: each key's members (its slots summed), zeros left
+        out."""
         conn = await self._conn()
         rows = await conn.fetch(
-            "SELECT rfm_segment, count(*) AS members FROM member_figures "
-            "WHERE rfm_segment IS NOT NULL GROUP BY rfm_segment"
+            "SELECT key, sum(members) AS members FROM figure_counts WHERE figure = $1 "
+            "GROUP BY key HAVING sum(members) <> 0",
+            figure,
         )
-        return {r["rfm_segment"]: int(r["members"]) for r in rows}
+        return {r["key"]: int(r["members"]) for r in rows}
+
+    async def segment_counts(self) -> dict[str, int]:
+        """Members by RFM segment (the stored counts, kept as the rows are written)."""
+        return await self._counts("segment")
+
+    async def multi_unit_counts(self) -> tuple[int, int]:
+        """(Members active in the trailing 12 months, of them active in two or more units)."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT figure, sum(members) AS members FROM figure_counts "
+            "WHERE figure IN ('active', 'multi') GROUP BY figure"
+        )
+        found = {r["figure"]: int(r["members"]) for r in rows}
+        return found.get("active", 0), found.get("multi", 0)
+
+    async def overlap_counts(self) -> list[tuple[str, str, int]]:
+        """Members active in both units of each ordered pair in the trailing 12 months."""
+        found = await self._counts("pair")
+        return sorted((*key.split(" ", 1), n) for key, n in found.items())  # type: ignore[misc]
+
+    async def counted(self) -> dict[tuple[str, str], int]:
+        """Every stored count by (figure, key), zeros left out (for checks)."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT figure, key, sum(members) AS members FROM figure_counts "
+            "GROUP BY figure, key HAVING sum(members) <> 0"
+        )
+        return {(r["figure"], r["key"]): int(r["members"]) for r in rows}
+
+    async def recounted(self) -> dict[tuple[str, str], int]:
+        """The same counts computed from the rows of member_figures now (for checks)."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT k.figure, k.key, count(*) AS members "
+            "FROM member_figures m, figure_keys(m.rfm_segment, m.units_12m) k GROUP BY 1, 2"
+        )
+        return {(r["figure"], r["key"]): int(r["members"]) for r in rows}
 
     async def segment_members(self, segment: str, after: str, limit: int) -> list[RfmScore]:
         conn = await self._conn()
