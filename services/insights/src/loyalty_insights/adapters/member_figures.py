@@ -407,15 +407,18 @@ class MemberFigures:
         """Members by RFM segment (the stored counts, kept as the rows are written)."""
         return await self._counts("segment")
 
-    async def multi_unit_counts(self) -> tuple[int, int]:
-        """(Members active in the trailing 12 months, of them active in two or more units)."""
+    async def multi_unit_counts(self, unit: str) -> tuple[int, int]:
+        """(Members active in the trailing 12 months, of them active in two or more units);
+        with `unit`, of the members active there."""
         conn = await self._conn()
         rows = await conn.fetch(
             "SELECT figure, sum(members) AS members FROM figure_counts "
-            "WHERE figure IN ('active', 'multi') GROUP BY figure"
+            "WHERE (figure = 'active' AND key = '' AND $1 = '') OR (figure = 'multi' AND key = $1) "
+            "OR (figure = 'pair' AND key = $1 || ' ' || $1) GROUP BY figure",
+            unit,
         )
         found = {r["figure"]: int(r["members"]) for r in rows}
-        return found.get("active", 0), found.get("multi", 0)
+        return found.get("pair" if unit else "active", 0), found.get("multi", 0)
 
     async def overlap_counts(self) -> list[tuple[str, str, int]]:
         """Members active in both units of each ordered pair in the trailing 12 months."""

@@ -193,7 +193,8 @@ figure_refreshes = Table(
 
 # The dashboards' counts of `member_figures` for the standard window (the trailing 12 months):
 # members by RFM segment (`segment`, the segment), active (`active`, '': a unit in the 12
-# months), in two or more units (`multi`, '') and in both units of each ordered pair (`pair`,
+# months), in two or more units (`multi`, '' and each of the units) and in both units of each
+# ordered pair (`pair`,
 # 'unit other_unit'; the diagonal: members active in the unit). Kept by statement triggers on
 # `member_figures` (migration 0007_dashboard_counts) in the transaction that writes its rows, as
 # the rows written less the rows they replace; each key spread over 16 slots by member, so

@@ -157,12 +157,14 @@ async def multi_unit_members(uow: InsightsUnitOfWork, period: Period, unit: str)
 async def standard_multi_unit_members(
     uow: InsightsUnitOfWork, now: datetime, unit: str
 ) -> MultiUnit:
-    """Members across units over the standard trailing 12 months: the group's whole-period
-    figure read from the stored counts of the members' figures (no months); a unit's, or the
-    group's before any refresh, computed from the facts over the 12 months to `now`."""
-    if unit or await uow.member_figures.last_refresh() is None:
+    """Members across units over the standard trailing 12 months: the whole window's figure
+    (of members active at `unit`, if one is named) read from the stored counts of the members'
+    figures (no months); computed from the facts over the 12 months to `now` before any
+    refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
         return await multi_unit_members(uow, Period(year_before(now), now), unit)
-    active, multi = await uow.member_figures.multi_unit_counts()
+    active, multi = await uow.member_figures.multi_unit_counts(unit)
     return MultiUnit([], MonthOfMembers("", active, multi))
 
 

@@ -26,13 +26,15 @@ STATEMENTS = (
     )
     """,
     # What one row of member_figures counts for: its RFM segment, active (a unit in the
-    # trailing 12 months), multi-unit (two or more) and each ordered pair of its units.
+    # trailing 12 months), multi-unit (two or more: group-wide, and at each of its units) and
+    # each ordered pair of its units.
     """
     CREATE FUNCTION figure_keys(segment text, units text[])
     RETURNS TABLE (figure text, key text) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         SELECT 'segment', segment WHERE segment IS NOT NULL
         UNION ALL SELECT 'active', '' WHERE cardinality(units) >= 1
         UNION ALL SELECT 'multi', '' WHERE cardinality(units) >= 2
+        UNION ALL SELECT 'multi', u FROM unnest(units) u WHERE cardinality(units) >= 2
         UNION ALL SELECT 'pair', a.u || ' ' || b.u FROM unnest(units) a (u), unnest(units) b (u)
     $$
     """,
