@@ -6,17 +6,22 @@ computed from the facts."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.insights.v1 import insights_service_pb2 as pb
+from loyalty_insights.adapters.facts import ActivityFact
 from loyalty_insights.adapters.figures import OWNERS
 from loyalty_insights.domain.crossunit import ACTIVE
 from loyalty_insights.domain.figures import year_before
+from loyalty_insights.service_layer.refresh import recompute
+from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import moment_of
 from sqlalchemy import text
@@ -119,8 +124,8 @@ async def test_stored_counts_follow_events_a_merge_an_erasure_and_a_refresh(
             return await standard(suite), wanted
 
         found, wanted = await until(both, lambda f: f[0] == f[1])
-        assert found == wanted
         assert await differences(insights_service) == []
+        assert found == wanted
 
     await buy(suite, a, "mall", 3)
     await buy(suite, a, "hotel", 2)
@@ -229,3 +234,36 @@ async def test_explicit_periods_stay_computed_from_the_facts(
     window = await suite.insights().GetUnitOverlap(pb.GetUnitOverlapRequest(unit="hotel"))
     assert all(p.unit == "hotel" or p.other_unit == "hotel" for p in window.pairs)
     assert older[("hotel", "hotel")] >= 1
+
+
+async def test_two_events_of_one_member_at_once_lose_neither_fact(
+    suite: Suite, insights_service: RunningService
+) -> None:
+    member = await suite.member("mall")
+    await until(lambda: row_of(insights_service, member.id), lambda r: r is not None)
+    context = insights_service.context
+    now = suite.clock()
+
+    def uow() -> InsightsUnitOfWork:
+        return InsightsUnitOfWork(context.database, context.settings.event_namespace)
+
+    def purchase(unit: str) -> ActivityFact:
+        return ActivityFact(
+            member.id, "purchase", uuid.uuid4().hex, unit, now - timedelta(hours=1), Decimal(9), ""
+        )
+
+    async with uow() as first, uow() as second:
+        await first.facts.record_activity([purchase("hotel")])
+        await recompute(first, [member.id], now)
+        # The second event's transaction does not see the first's purchase until it commits:
+        # its recompute waits for the first's, then reads both.
+        await second.facts.record_activity([purchase("cinema")])
+        waiting = asyncio.create_task(recompute(second, [member.id], now))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await first.commit()
+        await waiting
+        await second.commit()
+    row = await row_of(insights_service, member.id)
+    assert row is not None and row["units_12m"] == ["cinema", "hotel"]
+    assert await differences(insights_service) == []

@@ -38,6 +38,7 @@ OFFERS_PURPOSE = "CONSENT_PURPOSE_PERSONALISED_OFFERS"
 
 REFRESH_LOCK = 0x1F_16_0E_F1  # one full refresh at a time (transaction-scoped)
 TOUCH_LOCK = 0x1F_16_0E_F2  # shared by recomputes, exclusive for a refresh's instant
+MEMBER_LOCK = 0x1F_16_0E  # with the member ID's hash (the two-key lock space): its recompute
 
 STAGE_WORK_MEM = "256MB"
 
@@ -103,19 +104,21 @@ _IN_WINDOW = "s.occurred_at >= $1 AND s.occurred_at < $2"
 def _body(source: Any) -> str:
     """Each owner's figures but the scores ($1..$5: window start, end, active kinds, spending
     kinds, base currency), as the CTE `base`."""
-    return f""", unit_acts AS (
-    SELECT s.owner, s.unit,
-           min(s.occurred_at) FILTER (WHERE s.kind = ANY($3::text[])) AS first_active_at,
-           max(s.occurred_at) FILTER (WHERE s.kind = ANY($3::text[])) AS last_active_at,
-           bool_or(s.kind = ANY($3::text[]) AND {_IN_WINDOW}) AS active_12m,
-           count(*) FILTER (WHERE s.kind = ANY($4::text[]) AND s.kind <> '{REFUND}'
-                            AND {_IN_WINDOW}) AS visits,
-           sum(s.spend) FILTER (WHERE s.kind = ANY($4::text[]) AND {_IN_WINDOW}
-                                AND ($5 = '' OR s.currency = $5)) AS spend,
-           max(s.occurred_at) FILTER (WHERE s.kind = ANY($4::text[]) AND s.kind <> '{REFUND}'
-                                      AND {_IN_WINDOW}) AS last_bought_at,
-           bool_or(s.kind = ANY($4::text[]) AND {_IN_WINDOW}) AS bought
-    FROM {source("activity")} GROUP BY s.owner, s.unit
+    return f""", kinds AS (  -- each fact's tests once (OFFSET 0: not repeated per aggregate)
+    SELECT s.owner, s.unit, s.occurred_at, s.spend, s.currency,
+           s.kind = ANY($3::text[]) AS act, s.kind = ANY($4::text[]) AS buy,
+           s.kind <> '{REFUND}' AS visit, {_IN_WINDOW} AS win
+    FROM {source("activity")} OFFSET 0
+), unit_acts AS (
+    SELECT owner, unit,
+           min(occurred_at) FILTER (WHERE act) AS first_active_at,
+           max(occurred_at) FILTER (WHERE act) AS last_active_at,
+           bool_or(act AND win) AS active_12m,
+           count(*) FILTER (WHERE buy AND visit AND win) AS visits,
+           sum(spend) FILTER (WHERE buy AND win AND ($5 = '' OR currency = $5)) AS spend,
+           max(occurred_at) FILTER (WHERE buy AND visit AND win) AS last_bought_at,
+           bool_or(buy AND win) AS bought
+    FROM kinds GROUP BY owner, unit
 ), acts AS (  -- no ordered aggregate: both levels hash (base sorts the few units)
     SELECT owner, min(first_active_at) AS first_active_at, max(last_active_at) AS last_active_at,
            array_agg(unit) FILTER (WHERE first_active_at IS NOT NULL) AS units,
@@ -307,6 +310,15 @@ class MemberFigures:
             return
         conn = await self._conn()
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", TOUCH_LOCK)
+        # One recompute of a member at a time, each after the other's commit: two events of one
+        # member in concurrent transactions would each read the facts without the other's and
+        # the later write would lose the earlier fact until the next event or refresh.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(m)) "
+            "FROM unnest($2::text[]) AS m ORDER BY m",
+            MEMBER_LOCK,
+            sorted(member_ids),
+        )
         await conn.execute(_RECOMPUTE, *self._args(start, end, currency), member_ids)
         await conn.execute(_FORGET, member_ids)
 
