@@ -314,8 +314,7 @@ class MemberFigures:
         # member in concurrent transactions would each read the facts without the other's and
         # the later write would lose the earlier fact until the next event or refresh.
         await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext(m)) "
-            "FROM unnest($2::text[]) AS m ORDER BY m",
+            "SELECT pg_advisory_xact_lock($1, hashtext(m)) FROM unnest($2::text[]) AS m ORDER BY m",
             MEMBER_LOCK,
             sorted(member_ids),
         )
