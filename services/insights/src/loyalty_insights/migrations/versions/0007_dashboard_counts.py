@@ -15,6 +15,15 @@ depends_on = None
 
 SLOTS = 16  # counters per key, by member: concurrent recomputes rarely wait for each other
 
+# The counts `g` (segment, units, slot, n) added to their keys' counters.
+_UPSERT = """
+            INSERT INTO figure_counts (figure, key, slot, members)
+            SELECT k.figure, k.key, g.slot, sum(g.n)
+            FROM g, figure_keys(g.segment, g.units) k
+            GROUP BY 1, 2, 3 HAVING sum(g.n) <> 0 ORDER BY 1, 2, 3
+            ON CONFLICT (figure, key, slot)
+            DO UPDATE SET members = figure_counts.members + excluded.members"""
+
 STATEMENTS = (
     """
     CREATE TABLE figure_counts (
@@ -40,44 +49,41 @@ STATEMENTS = (
     """,
     # One upsert per statement, in key order (so two writers lock counters in the same order):
     # the keys of the rows inserted less those of the rows deleted; an update counts only the
-    # rows whose segment or units changed.
+    # rows whose segment or units changed. Rows are first counted by (segment, units, slot), a
+    # few thousand groups, and only those expanded into their keys.
     f"""
     CREATE FUNCTION member_figures_counted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'INSERT' THEN
-            INSERT INTO figure_counts (figure, key, slot, members)
-            SELECT k.figure, k.key, hashtext(n.member_id) & {SLOTS - 1}, count(*)
-            FROM new_rows n, figure_keys(n.rfm_segment, n.units_12m) k
-            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            ON CONFLICT (figure, key, slot)
-            DO UPDATE SET members = figure_counts.members + excluded.members;
+            WITH g AS (
+                SELECT rfm_segment AS segment, units_12m AS units,
+                       hashtext(member_id) & {SLOTS - 1} AS slot, count(*) AS n
+                FROM new_rows GROUP BY 1, 2, 3
+            )
+            {_UPSERT};
         ELSIF TG_OP = 'DELETE' THEN
-            INSERT INTO figure_counts (figure, key, slot, members)
-            SELECT k.figure, k.key, hashtext(o.member_id) & {SLOTS - 1}, -count(*)
-            FROM old_rows o, figure_keys(o.rfm_segment, o.units_12m) k
-            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            ON CONFLICT (figure, key, slot)
-            DO UPDATE SET members = figure_counts.members + excluded.members;
+            WITH g AS (
+                SELECT rfm_segment AS segment, units_12m AS units,
+                       hashtext(member_id) & {SLOTS - 1} AS slot, -count(*) AS n
+                FROM old_rows GROUP BY 1, 2, 3
+            )
+            {_UPSERT};
         ELSE
-            INSERT INTO figure_counts (figure, key, slot, members)
-            SELECT d.figure, d.key, d.slot, sum(d.delta)
-            FROM (
+            WITH changed AS (
                 SELECT o.member_id, o.rfm_segment AS old_segment, o.units_12m AS old_units,
                        n.rfm_segment AS new_segment, n.units_12m AS new_units
                 FROM old_rows o JOIN new_rows n ON n.member_id = o.member_id
                 WHERE o.rfm_segment IS DISTINCT FROM n.rfm_segment
                    OR o.units_12m IS DISTINCT FROM n.units_12m
-            ) c
-            CROSS JOIN LATERAL (
-                SELECT k.figure, k.key, hashtext(c.member_id) & {SLOTS - 1} AS slot, -1 AS delta
-                FROM figure_keys(c.old_segment, c.old_units) k
+            ), g AS (
+                SELECT old_segment AS segment, old_units AS units,
+                       hashtext(member_id) & {SLOTS - 1} AS slot, -count(*) AS n
+                FROM changed GROUP BY 1, 2, 3
                 UNION ALL
-                SELECT k.figure, k.key, hashtext(c.member_id) & {SLOTS - 1}, 1
-                FROM figure_keys(c.new_segment, c.new_units) k
-            ) d
-            GROUP BY 1, 2, 3 HAVING sum(d.delta) <> 0 ORDER BY 1, 2, 3
-            ON CONFLICT (figure, key, slot)
-            DO UPDATE SET members = figure_counts.members + excluded.members;
+                SELECT new_segment, new_units, hashtext(member_id) & {SLOTS - 1}, count(*)
+                FROM changed GROUP BY 1, 2, 3
+            )
+            {_UPSERT};
         END IF;
         RETURN NULL;
     END
