@@ -203,6 +203,24 @@ async def reading_dies_and_the_import_goes_on(
         assert len(members) == 1
 
 
+async def test_a_legacy_number_an_earlier_chunk_brought_is_refused_as_a_duplicate(
+    uploads: RunningService, channel: grpc.aio.Channel
+) -> None:
+    """The chunk's legacy numbers are looked up among the rows earlier chunks of the same
+    import committed: row 121 repeats row 5, three chunks later."""
+    lines = mall_file(population(120)).split(b"\r\n")
+    lines.insert(-1, lines[5])  # header first, then rows 1..120, the last line empty
+    made = await upload(channel, MALL, mall_spec(), b"\r\n".join(lines))
+    assert await worker(uploads, "replica-d", chunk_rows=50).run_next()
+
+    done = await get(channel, MALL, made.name)
+    assert done.state == pb.MemberImport.STATE_SUCCEEDED, done.error
+    assert (done.progress.rows_read, done.progress.created, done.progress.rejected) == (121, 120, 1)
+    [refused] = await report(channel, MALL, made.name, pb.IMPORT_ROW_OUTCOME_REJECTED)
+    assert (refused.row_number, refused.reason) == (121, "DUPLICATE_ROW")
+    assert refused.detail == "the legacy number of row 5 again"
+
+
 def reading_processes() -> int:
     return sum("import-rows" in p.name for p in multiprocessing.active_children())
 
