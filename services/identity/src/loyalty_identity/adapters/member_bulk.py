@@ -32,8 +32,8 @@ _MEMBER_COLUMNS = (
     "updated_at",
 )
 # Each of the chunk's identities looked up by the unique index, one probe each (in the index's
-# order): as a plain join of the unnested arrays (thousands of rows) the planner hashes the
-# whole identities table instead, a scan that grows with every member imported (on a loaded
+# order): as a plain join of the unnested arrays, a plan made for their length (thousands of
+# rows) hashes the whole identities table instead, a scan growing with every member (on a loaded
 # 2-core machine, 15,000 identities at 1.16 million held: 5.0 s hashed, 0.9 s probed); the LIMIT
 # keeps the subquery a probe (the pair is unique).
 _OWNERS = (
