@@ -22,6 +22,8 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2
+from loyalty.identity.v1 import identity_service_pb2 as ipb
+from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.identity.v1 import member_import_pb2 as pb
 from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_identity.app import SPEC
@@ -34,7 +36,7 @@ from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 from sqlalchemy.engine import make_url
 
-from tests.identity.conftest import IdentityClient
+from tests.identity.conftest import SERVICE_DESK, IdentityClient
 from tests.identity.import_files import (
     get,
     imported,
@@ -119,6 +121,104 @@ async def test_a_pipelined_import_killed_mid_chunk_resumes_without_doubles(
     await killed_and_taken_over(
         uploads, channel, settings, 2000, chunk_rows=200, prepare_processes=1
     )
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def large_uploads(
+    settings: Settings, identity_service: RunningService
+) -> AsyncIterator[RunningService]:
+    """A replica that takes uploads of a few megabytes and runs no import itself."""
+    runner = ServiceRunner(settings)
+    yield await runner.start(SPEC, settings, imports=ImportSettings(workers=0))
+    await runner.stop_all()
+
+
+async def test_a_pipelined_import_whose_reading_process_dies_goes_on_in_the_service(
+    large_uploads: RunningService, settings: Settings
+) -> None:
+    """The worker process reading and sealing rows ahead is killed while the first chunk is
+    written (rows of later chunks read and sealed but not yet taken): the import goes on from
+    its checkpoint, read in the service's own process, and ends with every row once; the data
+    sealed ahead and the data sealed in the service open alike (a person's second card, in the
+    same chunk, joins the member the first card made with the data sealed for it)."""
+    async with grpc.aio.insecure_channel(large_uploads.target) as channel:
+        await reading_dies_and_the_import_goes_on(large_uploads, channel, settings)
+
+
+async def reading_dies_and_the_import_goes_on(
+    uploads: RunningService, channel: grpc.aio.Channel, settings: Settings
+) -> None:
+    # More rows than the service holds read ahead (a chunk, four batches waiting and one
+    # being handed over, one the process is sending: 8,000), so the process is still reading.
+    people = population(12_000)
+    two_cards = people[:40] + people[6_000:6_040]
+    made = await upload(channel, MALL, mall_spec(), mall_file(people, two_cards))
+    carrier = worker(uploads, "replica-r", chunk_rows=1000, prepare_processes=1)
+    killed: list[bool] = []
+
+    async def kill_the_reader(job: MemberImport) -> None:
+        if not killed:
+            (reader,) = [p for p in multiprocessing.active_children() if "import-rows" in p.name]
+            killed.append(reader.is_alive())  # still reading: later chunks are not read yet
+            reader.kill()
+            reader.join(5)
+
+    carrier.before_commit = kill_the_reader
+    assert await asyncio.wait_for(carrier.run_next(), 120)
+    assert killed == [True] and reading_processes() == 0
+
+    done = await get(channel, MALL, made.name)
+    size = len(people) + len(two_cards)
+    assert done.state == pb.MemberImport.STATE_SUCCEEDED, done.error
+    assert (done.progress.rows_read, done.progress.created, done.progress.linked) == (
+        size,
+        len(people),
+        len(two_cards),
+    )
+    rows = await report(channel, MALL, made.name, page_size=1000)
+    assert [r.row_number for r in rows] == list(range(1, size + 1))
+    assert len({r.member_id for r in rows}) == len(people)
+    carried = [m for e in await imported_events(settings, made.name) for m in e.members]
+    assert len(carried) == size and len({m.legacy_key for m in carried}) == size  # each once
+
+    desk = identity_service_pb2_grpc.IdentityServiceStub(channel)
+    for person in people[:3] + people[6_000:6_003] + people[-3:]:
+        members = set()
+        for kind, value in [("phone", person.e164)] + [
+            ("legacy:mall", number) for number in person.legacy["mall"]
+        ]:
+            found = await desk.ResolveMember(
+                ipb.ResolveMemberRequest(identity=member_pb2.Identity(type=kind, value=value)),
+                metadata=metadata_for(SERVICE_DESK),
+                timeout=15,
+            )
+            assert found.member.profile.full_name == person.name
+            born = found.member.profile.birthday
+            assert (born.year, born.month, born.day) == (
+                person.birthday.year,
+                person.birthday.month,
+                person.birthday.day,
+            )
+            members.add(found.member.member_id)
+        assert len(members) == 1
+
+
+async def test_a_legacy_number_an_earlier_chunk_brought_is_refused_as_a_duplicate(
+    uploads: RunningService, channel: grpc.aio.Channel
+) -> None:
+    """The chunk's legacy numbers are looked up among the rows earlier chunks of the same
+    import committed: row 121 repeats row 5, three chunks later."""
+    lines = mall_file(population(120)).split(b"\r\n")
+    lines.insert(-1, lines[5])  # header first, then rows 1..120, the last line empty
+    made = await upload(channel, MALL, mall_spec(), b"\r\n".join(lines))
+    assert await worker(uploads, "replica-d", chunk_rows=50).run_next()
+
+    done = await get(channel, MALL, made.name)
+    assert done.state == pb.MemberImport.STATE_SUCCEEDED, done.error
+    assert (done.progress.rows_read, done.progress.created, done.progress.rejected) == (121, 120, 1)
+    [refused] = await report(channel, MALL, made.name, pb.IMPORT_ROW_OUTCOME_REJECTED)
+    assert (refused.row_number, refused.reason) == (121, "DUPLICATE_ROW")
+    assert refused.detail == "the legacy number of row 5 again"
 
 
 def reading_processes() -> int:

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Callable
 
 from loyalty_identity.domain.identities import ChannelIdentity
-from loyalty_identity.domain.imports import AutoMerge, ParsedRow, RowOutcome
+from loyalty_identity.domain.imports import AutoMerge, ParsedRow, RowOutcome, SealedAhead
 from loyalty_identity.domain.matching import (
     DUPLICATE_ROW,
     MATCHES_TWO_MEMBERS,
@@ -165,3 +165,23 @@ def test_the_rule_leaves_different_names_and_rows_without_a_phone_to_an_operator
     )
     for decisions in (differ, nameless, off, no_phone):
         assert decisions[0].outcome is RowOutcome.MERGE_CANDIDATE
+
+
+def sealed_for(member_id: str) -> SealedAhead:
+    return SealedAhead(member_id, b"k" * 32, "k1", b"w", (), None, None)
+
+
+def test_a_new_member_takes_the_id_its_row_was_sealed_for_and_a_joining_row_does_not() -> None:
+    first = ParsedRow(1, (legacy(1), phone(1)), sealed=sealed_for("ahead-1"))
+    second = ParsedRow(2, (legacy(2), phone(1)), sealed=sealed_for("ahead-2"))  # the same person
+    known = ParsedRow(3, (legacy(3), phone(3)), sealed=sealed_for("ahead-3"))
+    plain = row(4, phone(4))  # read in the service's process: nothing sealed ahead
+
+    decisions = run([first, second, known, plain], owners={phone(3): "m-3"})
+
+    assert outcomes(decisions) == [
+        (RowOutcome.CREATED, "ahead-1"),
+        (RowOutcome.LINKED, "ahead-1"),
+        (RowOutcome.LINKED, "m-3"),
+        (RowOutcome.CREATED, "new-1"),
+    ]

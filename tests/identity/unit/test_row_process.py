@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from loyalty_identity.adapters.crypto import Keyring, new_key_text
+from loyalty_identity.adapters.crypto import AheadSealer, Keyring, new_key_text, sealed_as, unseal
 from loyalty_identity.adapters.row_process import (
     ProcessRowSource,
     member_plain,
@@ -102,6 +102,35 @@ def test_a_member_row_crosses_as_plain_values_and_comes_back_the_same() -> None:
         if isinstance(after, ParsedRow) and isinstance(before, ParsedRow):
             assert after.consents == before.consents and after.birthday == before.birthday
             assert after.indexes == tuple(KEYRING.blind_index(i) for i in after.identities)
+
+
+def test_a_member_row_crosses_with_its_data_sealed_for_the_member_it_would_make() -> None:
+    inline = list(member_reader(MEMBER_SPEC, TYPES, NOW, ZONE).rows(parts(MEMBER_FILE)))
+    sealer = AheadSealer(KEYRING.active_key_id, KEYRING.master_keys[KEYRING.active_key_id])
+
+    crossed = [member_row(member_plain(r, KEYRING.index_key, sealer)) for r in inline]
+
+    assert crossed == inline  # the same rows; what was sealed ahead rides along
+    parsed = [r for r in crossed if isinstance(r, ParsedRow)]
+    assert len({r.sealed.member_id for r in parsed if r.sealed}) == len(parsed) == 2500
+    for row in parsed[:50]:
+        sealed = row.sealed
+        assert sealed is not None and row.birthday is not None
+        member = sealed.member_id
+        key = KEYRING.unwrap(member, sealed.key_id, sealed.wrapped_key)  # as the service does
+        assert key == sealed.data_key
+        opened = [
+            unseal(key, value, sealed_as(member, f"identity/{i.type}"))
+            for i, value in zip(row.identities, sealed.identities, strict=True)
+        ]
+        assert opened == [i.value for i in row.identities]
+        assert sealed.name is not None and sealed.birthday is not None
+        assert unseal(key, sealed.name, sealed_as(member, "full_name")) == row.name
+        assert unseal(key, sealed.birthday, sealed_as(member, "birthday")) == (
+            row.birthday.isoformat()
+        )
+    unsealed = [member_row(member_plain(r, KEYRING.index_key)) for r in parsed]
+    assert all(isinstance(r, ParsedRow) and r.sealed is None for r in unsealed)
 
 
 def test_an_order_row_crosses_as_plain_values_and_comes_back_the_same() -> None:

@@ -86,8 +86,9 @@ class ImportSettings(BaseSettings):
         ge=0,
         le=64,
         description="Imports a replica reads in worker processes of their own at once (the "
-        "file parsed and normalised, blind indexes made, while the service writes the chunk "
-        "before); others are read in the service's process. Default 0: worth 1 where PostgreSQL "
+        "file parsed and normalised, blind indexes made and member imports' new members' data "
+        "sealed, while the service writes the chunk before); others are read in the service's "
+        "process. Default 0: worth 1 where PostgreSQL "
         "does not share the replica's cores (on one 2-core machine with the database it gained "
         "a tenth, and starting a process costs about a second an import).",
     )

@@ -118,6 +118,11 @@ def development_keys_file(data_dir: Path) -> tuple[Path, str]:
     return path, create_once(path, lambda: json.dumps(document))
 
 
+def sealed_as(member_id: str, name: str) -> str:
+    """Associated data binding a sealed value to its member and field."""
+    return f"{member_id}/{name}"
+
+
 def seal(data_key: bytes, plaintext: str, context: str) -> bytes:
     return seal_bytes(data_key, plaintext.encode(), context)
 
@@ -131,6 +136,28 @@ def seal_bytes(data_key: bytes, content: bytes, context: str) -> bytes:
     whose): a sealed value moved elsewhere does not open."""
     nonce = secrets.token_bytes(NONCE_BYTES)
     return nonce + AESGCM(data_key).encrypt(nonce, content, context.encode())
+
+
+class AheadSealer:
+    """New members' data keys made and wrapped, and their data sealed, as `Keyring.wrap` and
+    `seal` do, by an import reader's worker process (which holds the active master key only,
+    and one cipher object per key rather than one per value)."""
+
+    def __init__(self, key_id: str, master_key: bytes) -> None:
+        self.key_id = key_id
+        self._master = AESGCM(master_key)
+
+    def new_key(self, member_id: str) -> tuple[bytes, bytes, AESGCM]:
+        """A data key, wrapped for `member_id`, and its cipher."""
+        data_key = AESGCM.generate_key(bit_length=256)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        wrapped = nonce + self._master.encrypt(nonce, data_key, member_id.encode())
+        return data_key, wrapped, AESGCM(data_key)
+
+    @staticmethod
+    def seal(cipher: AESGCM, plaintext: str, context: str) -> bytes:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return nonce + cipher.encrypt(nonce, plaintext.encode(), context.encode())
 
 
 def unseal_bytes(data_key: bytes, sealed: bytes, context: str) -> bytes:

@@ -118,11 +118,15 @@ class ImportStore(OperationStore[MemberImport]):
         by_key = {self._index(i): i for i in legacy}
         if not by_key:
             return {}
+        # One probe of the (import, legacy key) index each, in its order: as `= ANY` of a
+        # chunk's thousands of keys the planner scans every import's report rows instead.
         rows = await (await self._conn()).fetch(
-            "SELECT legacy_key, min(row_number) AS first FROM import_rows "
-            "WHERE import_id = $1 AND legacy_key = ANY($2::bytea[]) GROUP BY legacy_key",
+            "SELECT w.legacy_key, r.first FROM unnest($2::bytea[]) AS w(legacy_key) "
+            "CROSS JOIN LATERAL (SELECT min(row_number) AS first FROM import_rows r "
+            "  WHERE r.import_id = $1 AND r.legacy_key = w.legacy_key) r "
+            "WHERE r.first IS NOT NULL",
             import_id,
-            list(by_key),
+            sorted(by_key),
         )
         return {by_key[bytes(r["legacy_key"])]: r["first"] for r in rows}
 

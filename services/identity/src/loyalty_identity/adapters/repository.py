@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_identity.adapters import tables as t
-from loyalty_identity.adapters.crypto import Keyring, seal, unseal
+from loyalty_identity.adapters.crypto import Keyring, seal, sealed_as, unseal
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
 from loyalty_identity.domain.member import (
@@ -53,11 +53,6 @@ _BY_IDENTITY = _AGGREGATE.format(
     where="m.member_id = (SELECT member_id FROM identities "
     "WHERE identity_type = $1 AND blind_index = $2)"
 )
-
-
-def sealed_as(member_id: str, name: str) -> str:
-    """Associated data binding a sealed value to its member and field."""
-    return f"{member_id}/{name}"
 
 
 _field = sealed_as

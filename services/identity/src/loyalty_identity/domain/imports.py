@@ -118,6 +118,23 @@ class RowConsent:
 
 
 @dataclass(frozen=True)
+class SealedAhead:
+    """A row's personal data sealed for the new member it would make, by the import reader's
+    worker process while the chunk before was written: the id that member takes, its data key
+    (raw, and wrapped under the master key `key_id`), the row's identities' values sealed in
+    their order, its name and birthday sealed (None when it has none). Used only when the row
+    does make that member; any other row's data is sealed in the service as before."""
+
+    member_id: str
+    data_key: bytes = field(repr=False)
+    key_id: str
+    wrapped_key: bytes = field(repr=False)
+    identities: tuple[bytes, ...] = field(repr=False)
+    name: bytes | None = field(repr=False)
+    birthday: bytes | None = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ParsedRow:
     """A row read, normalised and valid. `identities` holds the legacy number first (type
     `legacy:<unit>`), then phone, email, WeChat and card identities the row has."""
@@ -140,6 +157,8 @@ class ParsedRow:
     # The identities' blind indexes, in order, when a worker process made them with the row
     # (opaque here; not part of what the row is).
     indexes: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
+    # Its data sealed ahead for the member it would make, when a worker process did it.
+    sealed: SealedAhead | None = field(default=None, compare=False, repr=False)
 
     @property
     def legacy(self) -> ChannelIdentity:

@@ -86,8 +86,8 @@ class _Chunk:
 
     def join(self, row: ParsedRow, member_id: str | None) -> _Draft:
         """The row becomes `member_id` (None: a new member), binding what is unbound."""
-        if member_id is None:
-            member_id = self.new_member_id()
+        if member_id is None:  # the id its data was sealed for ahead, if it was
+            member_id = row.sealed.member_id if row.sealed else self.new_member_id()
             self._bind(row.identities, member_id)
             return _Draft(row, RowOutcome.CREATED, member_id, True, list(row.identities))
         unbound = [i for i in row.identities if self.holder(i) is None]

@@ -35,7 +35,7 @@ from loyalty_kit.status import error_reference
 from sqlalchemy.exc import DBAPIError
 
 from loyalty_identity.adapters.import_operations import OperationStore
-from loyalty_identity.adapters.row_process import prepared
+from loyalty_identity.adapters.row_process import WorkerLost, prepared
 from loyalty_identity.domain.import_operation import Failure, ImportOperation
 from loyalty_identity.domain.imports import ImportFileError
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
@@ -294,9 +294,29 @@ class ImportJobs(Generic[Job, Row, T]):
             await self._end(job, None)
             return
         with self.processes.take() as in_process:
-            source = await self.source(job, in_process)
-            async with RowFeed(source, lambda seq: self._part(job.import_id, seq)) as feed:
-                await self._chunks(job, feed, stopping)
+            try:
+                await self._read(job, in_process, stopping)
+                return
+            except WorkerLost as lost:
+                if not in_process:
+                    raise
+                self.log.warning(
+                    f"{self.kind} reader's worker process lost; reading in this process",
+                    **{self._key: job.import_id},
+                    exitcode=lost.exitcode,
+                )
+        # Carried on from the checkpoint the last chunk committed (rows read ahead by the lost
+        # process but not committed are read again), as a replica taking the import over would.
+        async with self.uow(read_only=True) as uow:
+            current = await self.store(uow).get(job.import_id)
+        if current is None or not current.running or current.lease_owner != self.owner:
+            return
+        await self._read(current, False, stopping)
+
+    async def _read(self, job: Job, in_process: bool, stopping: asyncio.Event) -> None:
+        source = await self.source(job, in_process)
+        async with RowFeed(source, lambda seq: self._part(job.import_id, seq)) as feed:
+            await self._chunks(job, feed, stopping)
 
     async def _chunks(self, job: Job, feed: RowFeed[Row], stopping: asyncio.Event) -> None:
         pending: list[Row] = []

@@ -64,11 +64,12 @@ class ImportWorker(ImportJobs[MemberImport, Row, Counts]):
     async def source(self, job: MemberImport, in_process: bool) -> RowSource[Row]:
         async with self.uow(read_only=True) as uow:
             types = await uow.members.identity_types()
-            index_key = uow.keyring.index_key
+            keyring = uow.keyring
         time_zone = self.settings.time_zone
         if in_process and self.reader is file_reader:
             args = (job.spec, dict(types), job.created_at, time_zone)
-            return ProcessRowSource("member", args, index_key, member_row)
+            sealing = (keyring.active_key_id, keyring.master_keys[keyring.active_key_id])
+            return ProcessRowSource("member", args, keyring.index_key, member_row, sealing)
         return self.reader(job.spec, types, job.created_at, time_zone)
 
     async def import_chunk(
