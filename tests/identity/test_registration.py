@@ -279,9 +279,16 @@ async def test_identity_types_are_data(identity: IdentityClient) -> None:
     )
     legacy.description = "the bowling alley's card numbers"
     await identity.as_(ADMIN).UpsertIdentityType(pb.UpsertIdentityTypeRequest(identity_type=legacy))
+    # Any unit code makes one, a hyphen in it too (the unit `hot-spring`: `legacy:hot-spring`).
+    spring = member_pb2.IdentityType(
+        code="legacy:hot-spring", kind=member_pb2.IDENTITY_KIND_TOKEN, pattern=r"HS[0-9]{6}"
+    )
+    await identity.as_(ADMIN).UpsertIdentityType(pb.UpsertIdentityTypeRequest(identity_type=spring))
     listed = await identity.as_(ADMIN).ListIdentityTypes(pb.ListIdentityTypesRequest())
-    assert legacy in list(listed.identity_types)
-    for code in ["legacy:", "legacy:B", "legacy:x:y", "other:mall"]:
+    assert legacy in list(listed.identity_types) and spring in list(listed.identity_types)
+    bad_codes = ["legacy:", "legacy:B", "legacy:x:y", "other:mall", "legacy:a", "legacy:-mall"]
+    bad_codes += ["hot-spring", "legacy:" + "m" * 33, "legacy:mall:1", "legacy:legacy:mall"]
+    for code in bad_codes:
         wrong = member_pb2.IdentityType(code=code, kind=member_pb2.IDENTITY_KIND_TOKEN, pattern="1")
         failure = await fails(
             identity.as_(ADMIN).UpsertIdentityType(

@@ -31,8 +31,10 @@ MAX_CODE_LENGTH = 40
 # match, and patterns are compiled and cached: both are kept short.
 MAX_PATTERN_LENGTH = 256
 MAX_DESCRIPTION_LENGTH = 200
+# A business unit's code ("mall", "hot-spring"); `member.UNIT` is this pattern.
+UNIT_CODE = r"[a-z][a-z0-9_-]{1,31}"
 # A unit's legacy member numbers (member imports) are the type `legacy:<unit>`: editable too.
-TYPE_CODE = re.compile(r"^(?:legacy:)?[a-z][a-z0-9_]{1,39}$")
+TYPE_CODE = re.compile(rf"^(?:[a-z][a-z0-9_]{{1,39}}|legacy:{UNIT_CODE})$")
 KNOWN_TYPES_NAMED = 10  # in the answer to an unknown type; ListIdentityTypes has them all
 
 
@@ -56,7 +58,7 @@ class IdentityType:
                 FieldViolation(
                     f"{field}.code",
                     "2-40 characters: a-z, 0-9, '_', starting with a letter "
-                    "(or `legacy:` and a unit's code)",
+                    "(or `legacy:` and a unit's code, such as `legacy:hot-spring`)",
                 )
             )
         if len(self.description) > MAX_DESCRIPTION_LENGTH:

@@ -27,7 +27,7 @@ from loyalty_identity.domain.errors import (
     MemberSuspended,
     NotMergedInto,
 )
-from loyalty_identity.domain.identities import ChannelIdentity
+from loyalty_identity.domain.identities import UNIT_CODE, ChannelIdentity
 
 
 class MemberState(Enum):
@@ -53,7 +53,7 @@ class ConsentPurpose(Enum):
 
 PROFILE_FIELDS = ("full_name", "gender", "birthday", "region", "preferred_language")
 LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-UNIT = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+UNIT = re.compile(rf"^{UNIT_CODE}$")
 MAX_TAGS_PER_MEMBER = 200
 
 
