@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -231,6 +231,18 @@ def cinema_spec() -> pb.MemberImportSpec:
         ),
         file_name="cinema-users.jsonl",
     )
+
+
+class FailingNow(datetime):
+    """An import's time that fails the reader on the first row time compared with it, quoting
+    that time (as an unexpected error's text may quote a row's values). Picklable: the worker
+    process reading the file gets it as the import's creation time."""
+
+    def __lt__(self, other: object) -> bool:
+        raise ValueError(f"cannot place {other} of the row")
+
+    def __gt__(self, other: object) -> bool:
+        raise ValueError(f"cannot place {other} of the row")
 
 
 # --- calling the service ------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import multiprocessing
 import uuid
 from collections import Counter
@@ -38,6 +40,7 @@ from sqlalchemy.engine import make_url
 
 from tests.identity.conftest import SERVICE_DESK, IdentityClient
 from tests.identity.import_files import (
+    FailingNow,
     get,
     imported,
     imported_events,
@@ -143,6 +146,44 @@ async def test_a_pipelined_import_whose_reading_process_dies_goes_on_in_the_serv
     same chunk, joins the member the first card made with the data sealed for it)."""
     async with grpc.aio.insecure_channel(large_uploads.target) as channel:
         await reading_dies_and_the_import_goes_on(large_uploads, channel, settings)
+
+
+async def test_an_unexpected_error_reading_a_row_is_named_by_its_type_never_its_text(
+    uploads: RunningService,
+    channel: grpc.aio.Channel,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The worker process reading the file stops on an error whose text quotes a row's value
+    (its consent time, 2019-07-13): the import fails with a reference, and neither its status,
+    its report nor the logs hold the value; the log names the error's type."""
+    people = population(3)
+    content = mall_file(people).replace(b"2024-05-01", b"2019-07-13")
+    made = await upload(channel, MALL, mall_spec(), content)
+    carrier = worker(uploads, "replica-f", prepare_processes=1)
+    read_by = carrier.source
+
+    async def failing(job: MemberImport, in_process: bool) -> Any:
+        assert in_process  # read in the worker process
+        created = job.created_at
+        trap = FailingNow.fromtimestamp(created.timestamp(), created.tzinfo)
+        return await read_by(dataclasses.replace(job, created_at=trap), in_process)
+
+    carrier.source = failing  # type: ignore[method-assign]
+    capfd.readouterr()
+    assert await asyncio.wait_for(carrier.run_next(), 60)
+    logs = capfd.readouterr()
+
+    done = await get(channel, MALL, made.name)
+    assert done.state == pb.MemberImport.STATE_FAILED
+    assert error_reason(done) == "IMPORT_ERROR"
+    reference = done.error.message.split("reference ")[1].rstrip(")")
+    rows = await report(channel, MALL, made.name)
+    answered = str(done) + "".join(str(r) for r in rows)
+    [line] = [json.loads(x) for x in logs.err.splitlines() if reference in x]
+    assert (line["event"], line["error"]) == ("member import failed", "ValueError")
+    for text in (answered, logs.out, logs.err):
+        assert "2019-07" not in text and "cannot place" not in text
+    assert reading_processes() == 0
 
 
 async def reading_dies_and_the_import_goes_on(

@@ -241,7 +241,8 @@ def _serve(
     except (BrokenPipeError, EOFError):  # the service closed the feed
         pass
     except Exception as error:  # the reader failed: the service fails the import
-        conn.send(("error", f"{type(error).__name__}: {error}"))
+        # Its type only: the text may quote a row's values (personal data).
+        conn.send(("error", type(error).__name__))
     finally:
         conn.close()
 
@@ -253,6 +254,16 @@ class WorkerLost(Exception):
     def __init__(self, exitcode: int | None) -> None:
         super().__init__(f"the import's worker process ended (exit code {exitcode})")
         self.exitcode = exitcode
+
+
+class WorkerFailed(Exception):
+    """The import reader's worker process stopped on an unexpected error: named by its type
+    alone (its text may quote a row's values, which must reach neither the import's status nor
+    the logs)."""
+
+    def __init__(self, error_type: str) -> None:
+        super().__init__(f"the import's worker process failed ({error_type})")
+        self.error_type = error_type
 
 
 class ProcessRowSource(Generic[R]):
@@ -305,7 +316,7 @@ class ProcessRowSource(Generic[R]):
                 elif what == "file":
                     raise ImportFileError(message[1], message[2])
                 else:
-                    raise RuntimeError(f"the import's worker process failed: {message[1]}")
+                    raise WorkerFailed(message[1])
         finally:
             mine.close()
             if process.is_alive():

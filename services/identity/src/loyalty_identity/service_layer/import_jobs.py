@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -275,8 +276,14 @@ class ImportJobs(Generic[Job, Row, T]):
                 if outage(error):
                     raise  # the lease runs out; this replica or another carries on after
                 reference = error_reference()
-                self.log.exception(
-                    f"{self.kind} failed", **{self._key: job.import_id}, reference=reference
+                # The error's type and where it was raised, never its text: an error met
+                # reading a row may quote the row's values (personal data).
+                self.log.error(
+                    f"{self.kind} failed",
+                    **{self._key: job.import_id},
+                    reference=reference,
+                    error=getattr(error, "error_type", type(error).__name__),
+                    at=_where(error),
                 )
                 await self._end(
                     job,
@@ -411,6 +418,14 @@ class ImportJobs(Generic[Job, Row, T]):
     async def _part(self, import_id: str, seq: int) -> bytes | None:
         async with self.uow(read_only=True) as uow:
             return await self.store(uow).part(import_id, seq)
+
+
+def _where(error: BaseException) -> list[str]:
+    """The frames an error passed through (file, line, function): its code, not its data."""
+    return [
+        f"{frame.filename}:{frame.lineno} {frame.name}"
+        for frame in traceback.extract_tb(error.__traceback__)
+    ]
 
 
 def _failure_of(problem: BaseException) -> Failure:
