@@ -20,7 +20,10 @@ from loyalty_gateway.http.uploads import (
     parts,
     uploads_of,
 )
+from loyalty_gateway.settings import GatewaySettings
+from loyalty_identity.settings import ImportSettings
 from loyalty_kit.errors import DomainError, InvalidArgument, ResourceExhausted
+from loyalty_kit.settings import MAX_IMPORT_FILE_BYTES
 from starlette.requests import Request
 
 IMPORTS = [
@@ -178,3 +181,10 @@ def test_the_upload_is_in_the_openapi_document() -> None:
     assert set(upload["requestBody"]["content"]) >= {"text/csv", "application/x-ndjson"}
     assert set(upload["responses"]) == {"201", "413", "415", "default"}
     assert "X-Import-Spec" in upload["description"]
+
+
+def test_the_gateway_lets_through_the_largest_file_identity_takes() -> None:
+    """One default for both: a file identity would import is never refused at the gateway."""
+    gateway, identity = GatewaySettings(), ImportSettings()
+    assert gateway.max_upload_bytes == identity.max_file_bytes == MAX_IMPORT_FILE_BYTES
+    assert MAX_IMPORT_FILE_BYTES == 2 * 1024**3

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's own default receive bound, made explicit
+# The largest import file, by default: what identity takes (LOYALTY_IDENTITY_IMPORT_MAX_FILE_BYTES)
+# and what the gateway lets through to it (LOYALTY_GATEWAY_MAX_UPLOAD_BYTES), one number.
+MAX_IMPORT_FILE_BYTES = 2 * 1024**3
 
 
 class Settings(BaseSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loyalty_kit.settings import MAX_IMPORT_FILE_BYTES
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,7 +25,7 @@ class GatewaySettings(BaseSettings):
         description="Largest HTTP request body; a larger one is 413 (BODY_TOO_LARGE), unread.",
     )
     max_upload_bytes: int = Field(
-        default=2 * 1024**3,
+        default=MAX_IMPORT_FILE_BYTES,
         ge=1024,
         description="Largest file uploaded to an import (POST /v1/memberImports); a larger one "
         "is 413 (BODY_TOO_LARGE), refused as soon as it passes the limit and nothing stored.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loyalty_kit.settings import Settings
+from loyalty_kit.settings import MAX_IMPORT_FILE_BYTES, Settings
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -67,7 +67,9 @@ class ImportSettings(BaseSettings):
         "LegacyOrdersImported event each).",
     )
     max_file_bytes: int = Field(
-        default=2 * 1024**3, ge=1, description="The largest file an import takes (bytes)."
+        default=MAX_IMPORT_FILE_BYTES,
+        ge=1,
+        description="The largest file an import takes (bytes).",
     )
     lease_seconds: float = Field(
         default=60.0,
