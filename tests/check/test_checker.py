@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from loyalty_check.checker import Options, check
 from loyalty_check.findings import Finding, Report
 from loyalty_kit.outbox import RELAY_LOCK_KEY
 from loyalty_kit.settings import Settings
@@ -22,10 +23,55 @@ def found(report: Report, rule: str) -> list[Finding]:
 async def test_real_traffic_leaves_every_rule_clean(
     traffic: Traffic, check_settings: Settings
 ) -> None:
-    report = await settled(check_settings)
+    report = await settled(check_settings, traffic.members)
     assert report.clean, report.text()
     assert [r.rule for r in report.results if r.skipped] == []
     assert len(report.results) == 12
+
+
+async def test_a_report_on_some_members_leaves_out_what_other_members_left(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    """Activity tiers counted with no posting behind it (what a test publishing events by hand
+    leaves) of a member the traffic did not make, and a balance changed behind the points
+    service's back: a report on every member names both; one on the traffic's other members
+    neither; one on that member its own finding alone."""
+    stranger, event_id = str(uuid.uuid4()), str(uuid.uuid4())
+    async with (
+        tampered(
+            check_settings,
+            "tiers",
+            "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, visits) "
+            "VALUES ($1, $2, now(), 'mall', 100.00, 100, 1) RETURNING event_id",
+            "DELETE FROM activity WHERE member_id = $1 AND event_id = $2",
+            stranger,
+            event_id,
+        ),
+        tampered(
+            check_settings,
+            "points",
+            "UPDATE accounts SET available = available + 3 WHERE member_id = $1 RETURNING 1",
+            "UPDATE accounts SET available = available - 3 WHERE member_id = $1",
+            traffic.shopper,
+        ),
+    ):
+        rules = ("tiers-activity", "balance-postings")
+        everyone = await check(check_settings, Options(only=rules, limit=10_000))
+        others = await only(check_settings, (traffic.payer, traffic.reward_buyer), *rules)
+        strangers = await only(check_settings, (f"members/{stranger}",), *rules)
+        shoppers = await only(check_settings, (traffic.shopper,), *rules)
+    assert stranger in [f.member_id for f in found(everyone, "tiers-activity")]
+    assert traffic.shopper in [f.member_id for f in found(everyone, "balance-postings")]
+    assert others.clean, others.text()
+    [counted] = found(strangers, "tiers-activity")
+    assert (counted.member_id, counted.detail) == (
+        stranger,
+        f"counted without a posting: event {event_id}",
+    )
+    assert found(strangers, "balance-postings") == []
+    assert found(shoppers, "tiers-activity") == []
+    assert [f.member_id for f in found(shoppers, "balance-postings")] == [traffic.shopper]
+    assert (await only(check_settings, traffic.members, *rules)).clean
 
 
 async def test_a_balance_changed_in_the_database_is_named_with_its_postings_and_lots(
@@ -40,7 +86,7 @@ async def test_a_balance_changed_in_the_database_is_named_with_its_postings_and_
         "UPDATE accounts SET available = available - 7 WHERE member_id = $1",
         member,
     ) as rows:
-        report = await only(check_settings, "balance-postings", "balance-lots")
+        report = await only(check_settings, traffic.members, "balance-postings", "balance-lots")
     available, pending = rows[0]["available"], rows[0]["pending"]
     assert found(report, "balance-postings") == [
         Finding("balance-postings", member, str(available + pending - 7), str(available + pending))
@@ -53,7 +99,7 @@ async def test_a_balance_changed_in_the_database_is_named_with_its_postings_and_
             f"available {available}, pending {pending}",
         )
     ]
-    assert (await only(check_settings, "balance-postings", "balance-lots")).clean
+    assert (await only(check_settings, traffic.members, "balance-postings", "balance-lots")).clean
 
 
 async def test_a_duplicated_earn_posting_breaks_the_balance_the_order_and_tiers(
@@ -74,7 +120,11 @@ async def test_a_duplicated_earn_posting_breaks_the_balance_the_order_and_tiers(
         copy,
     ) as rows:
         report = await only(
-            check_settings, "balance-postings", "order-earned-once", "tiers-activity"
+            check_settings,
+            traffic.members,
+            "balance-postings",
+            "order-earned-once",
+            "tiers-activity",
         )
     points, order = rows[0]["points"], rows[0]["order_id"]
     [balance] = found(report, "balance-postings")
@@ -105,7 +155,7 @@ async def test_an_event_tiers_never_counted_is_named_by_its_posting(
         )
         assert row is not None
         try:
-            report = await only(check_settings, "tiers-activity")
+            report = await only(check_settings, traffic.members, "tiers-activity")
         finally:
             await tiers.execute(
                 "INSERT INTO activity (member_id, event_id, occurred_at, unit, spend, points, "
@@ -121,7 +171,7 @@ async def test_an_event_tiers_never_counted_is_named_by_its_posting(
         finding.found
         == f"{events - 1} events, {int(finding.expected.split()[2]) - row['points']} points"
     )
-    assert (await only(check_settings, "tiers-activity")).clean
+    assert (await only(check_settings, traffic.members, "tiers-activity")).clean
 
 
 async def test_an_imported_past_order_has_no_posting_and_is_no_finding(
@@ -138,7 +188,7 @@ async def test_an_imported_past_order_has_no_posting_and_is_no_finding(
         member,
         event_id,
     ):
-        report = await only(check_settings, "tiers-activity")
+        report = await only(check_settings, traffic.members, "tiers-activity")
     assert report.clean, report.text()
 
 
@@ -154,7 +204,7 @@ async def test_a_redemption_whose_lots_do_not_add_up_breaks_the_settlement(
         )
         assert row is not None
         try:
-            report = await only(check_settings, "settlement-ledger")
+            report = await only(check_settings, traffic.members, "settlement-ledger")
         finally:
             await points.execute(
                 "INSERT INTO lot_movements (member_id, posting_id, lot_id, points, earned_unit, "
@@ -166,7 +216,7 @@ async def test_a_redemption_whose_lots_do_not_add_up_breaks_the_settlement(
     redeemed = int(finding.expected.split()[0])
     assert finding.detail == "unit mall"
     assert finding.found == f"{redeemed + row['points']} points flowed from lots"
-    assert (await only(check_settings, "settlement-ledger")).clean
+    assert (await only(check_settings, traffic.members, "settlement-ledger")).clean
 
 
 async def test_a_benefit_counted_twice_is_named(traffic: Traffic, check_settings: Settings) -> None:
@@ -179,7 +229,7 @@ async def test_a_benefit_counted_twice_is_named(traffic: Traffic, check_settings
         traffic.payer,
         DRINK,
     ) as rows:
-        report = await only(check_settings, "benefit-consumed-once")
+        report = await only(check_settings, traffic.members, "benefit-consumed-once")
     assert found(report, "benefit-consumed-once") == [
         Finding(
             "benefit-consumed-once",
@@ -203,7 +253,7 @@ async def test_a_coupon_issued_again_with_its_redemption_still_on_it_is_named(
         "AND redeemed_at IS NOT NULL",
         traffic.payer,
     ) as rows:
-        report = await only(check_settings, "coupon-redeemed-once")
+        report = await only(check_settings, traffic.members, "coupon-redeemed-once")
     assert found(report, "coupon-redeemed-once") == [
         Finding(
             "coupon-redeemed-once",
@@ -227,7 +277,7 @@ async def test_a_failed_reward_whose_points_were_kept_is_named(
         "AND state = 'failed'",
         traffic.reward_buyer,
     ) as rows:
-        report = await only(check_settings, "reward-paid-once")
+        report = await only(check_settings, traffic.members, "reward-paid-once")
     assert found(report, "reward-paid-once") == [
         Finding(
             "reward-paid-once",
@@ -256,7 +306,9 @@ async def test_outbox_rows_unpublished_past_the_bound_are_counted_beyond_the_lim
                 )
                 for age in (3600, 7200, 10)
             ]
-            report = await only(check_settings, "outbox-published", limit=1, outbox_bound=60)
+            report = await only(
+                check_settings, traffic.members, "outbox-published", limit=1, outbox_bound=60
+            )
             await points.execute("DELETE FROM kit_outbox WHERE seq = ANY($1)", seqs)
         finally:
             await points.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
@@ -285,7 +337,7 @@ async def test_a_checkout_left_in_a_state_nothing_recovers_is_named(
         traffic.payer,
         stuck,
     ) as rows:
-        report = await only(check_settings, "checkout-final")
+        report = await only(check_settings, traffic.members, "checkout-final")
     [finding] = found(report, "checkout-final")
     assert finding.member_id == traffic.payer
     assert finding.expected == "completed, open or refunded"
@@ -308,7 +360,7 @@ async def test_a_posting_insights_never_kept_is_named_by_its_id(
         )
         assert row is not None
         try:
-            report = await only(check_settings, "insights-ledger")
+            report = await only(check_settings, traffic.members, "insights-ledger")
         finally:
             await insights.execute(
                 "INSERT INTO ledger_postings (member_id, posting_id, kind, unit, points, "
@@ -322,4 +374,4 @@ async def test_a_posting_insights_never_kept_is_named_by_its_id(
     assert finding.detail == f"not counted: posting {row['posting_id']}"
     postings = int(finding.expected.split()[0])
     assert finding.found.startswith(f"{postings - 1} postings, ")
-    assert (await only(check_settings, "insights-ledger")).clean
+    assert (await only(check_settings, traffic.members, "insights-ledger")).clean

@@ -4,6 +4,8 @@ every one in read-only snapshots."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +29,29 @@ class Options:
     rpc: bool = True  # rules that call a service (settlement-ledger)
     only: tuple[str, ...] = ()  # rule names (empty: all)
     parallel: int = 3  # rules run at once
+    # Member ids: only findings about these members (and those about no member: outbox rows,
+    # units' settlement); empty: every member's. Every rule still reads everything.
+    members: tuple[str, ...] = ()
+
+    @property
+    def scope(self) -> frozenset[str]:
+        return frozenset(m.removeprefix("members/") for m in self.members)
+
+
+_LIMIT = re.compile(r"\s+LIMIT \$1\s*$")
+
+
+def scoped(sql: str, members_param: int) -> str:
+    """A rule's query answering only the findings of the members in `$members_param` (a text
+    array) and those of no member, limited and counted after that choice."""
+    inner, cut = _LIMIT.subn("", sql)
+    assert cut == 1, "a rule's query ends with LIMIT $1"
+    return f"""
+    WITH found (member_id, expected, found, detail, total) AS ({inner})
+    SELECT member_id, expected, found, detail, count(*) OVER () FROM found
+    WHERE member_id = '' OR member_id = ANY(${members_param}::text[])
+    ORDER BY member_id, detail LIMIT $1
+    """
 
 
 def _sql(rule: SqlRule, options: Options) -> RuleFn:
@@ -35,9 +60,13 @@ def _sql(rule: SqlRule, options: Options) -> RuleFn:
         args: list[object] = [limit]
         if rule.bound:
             args.append(options.outbox_bound if rule.bound == "outbox" else options.stuck_after)
+        sql = rule.sql
+        if options.members:
+            args.append(sorted(options.scope))
+            sql = scoped(sql, len(args))
         for service in rule.services:
             async with dbs.snapshot(service) as conn:
-                rows = await conn.fetch(rule.sql, *args)
+                rows = await conn.fetch(sql, *args)
             found = [Finding(rule.name, r[0], r[1], r[2], r[3]) for r in rows]
             result.add(found, rows[0][4] if rows else 0, limit)
         return result
@@ -67,10 +96,11 @@ ORDER = (
 def rules(options: Options) -> dict[str, RuleFn]:
     """Every rule by name, in the order they are reported."""
     named: dict[str, RuleFn] = {rule.name: _sql(rule, options) for rule in SQL_RULES}
-    named[settlement.RULE] = settlement.settlement_ledger
-    named["tiers-activity"] = crossdb.tiers_activity
-    named["reward-paid-once"] = crossdb.reward_paid_once
-    named["insights-ledger"] = crossdb.insights_ledger
+    named[settlement.RULE] = settlement.settlement_ledger  # a unit's: no member
+    scope = options.scope
+    named["tiers-activity"] = functools.partial(crossdb.tiers_activity, members=scope)
+    named["reward-paid-once"] = functools.partial(crossdb.reward_paid_once, members=scope)
+    named["insights-ledger"] = functools.partial(crossdb.insights_ledger, members=scope)
     assert set(named) == set(ORDER)
     return {name: named[name] for name in ORDER}
 

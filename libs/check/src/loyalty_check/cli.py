@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", nargs="+", default=[], metavar="RULE", choices=RULE_NAMES, help="these rules"
     )
+    parser.add_argument(
+        "--member",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="only findings about these members (and those about no member: outbox rows, "
+        "units' settlement)",
+    )
     return parser
 
 
@@ -65,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stuck_after=args.stuck_after,
         rpc=not args.no_rpc,
         only=tuple(args.only),
+        members=tuple(args.member),
     )
     try:
         report = asyncio.run(check(Settings(), options))

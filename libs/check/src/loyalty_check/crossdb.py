@@ -18,7 +18,7 @@ lower-case ids), and merged here in one pass.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import asyncpg
@@ -158,7 +158,12 @@ def _listed(ids: list[str], what: str, most: int = 3) -> str:
     return f"{what} {shown}"
 
 
-async def tiers_activity(dbs: Databases, limit: int) -> RuleResult:
+def _in(members: Collection[str], member: str) -> bool:
+    """Whether a finding about `member` is wanted (`members` empty: every member's)."""
+    return not members or member in members
+
+
+async def tiers_activity(dbs: Databases, limit: int, members: Collection[str] = ()) -> RuleResult:
     result = RuleResult(
         "tiers-activity",
         "every PointsEarned and PointsReversed reached tiers once; each member's activity "
@@ -168,7 +173,7 @@ async def tiers_activity(dbs: Databases, limit: int) -> RuleResult:
 
     def compare(member: str, ledger: asyncpg.Record | None, tiers: asyncpg.Record | None) -> None:
         expected, found = _totals(ledger), _totals(tiers)
-        if expected != found:
+        if expected != found and _in(members, member):
             result.total += 1
             if len(differing) < limit:
                 differing.append((member, expected, found))
@@ -177,9 +182,9 @@ async def tiers_activity(dbs: Databases, limit: int) -> RuleResult:
         await merge(_rows(points, LEDGER_EVENTS), _rows(tiers, TIERS_EVENTS), "member_id", compare)
         if not differing:
             return result
-        members = [m for m, _, _ in differing]
-        posted = await points.fetch(LEDGER_POSTINGS_OF, members)
-        counted = await tiers.fetch(TIERS_EVENTS_OF, members)
+        named = [m for m, _, _ in differing]
+        posted = await points.fetch(LEDGER_POSTINGS_OF, named)
+        counted = await tiers.fetch(TIERS_EVENTS_OF, named)
     for member, expected, found in differing:
         result.findings.append(
             Finding(
@@ -218,7 +223,7 @@ def _which(posted: list[tuple[str, int]], counted: list[tuple[str, int]]) -> str
     return "; ".join(parts) or "the same postings with other ids' hashes"
 
 
-async def reward_paid_once(dbs: Databases, limit: int) -> RuleResult:
+async def reward_paid_once(dbs: Databases, limit: int, members: Collection[str] = ()) -> RuleResult:
     result = RuleResult(
         "reward-paid-once",
         "every reward bought with points debited once when completed, never (or given back) "
@@ -226,6 +231,8 @@ async def reward_paid_once(dbs: Databases, limit: int) -> RuleResult:
     )
 
     def finding(member: str, expected: str, found: str, order_id: str) -> None:
+        if not _in(members, member):
+            return
         result.total += 1
         if len(result.findings) < limit:
             result.findings.append(Finding(result.rule, member, expected, found, order_id))
@@ -258,7 +265,7 @@ def _said(totals: tuple[int, ...]) -> str:
     return f"{postings} postings, {points} points; {movements} lot movements, {moved} points"
 
 
-async def insights_ledger(dbs: Databases, limit: int) -> RuleResult:
+async def insights_ledger(dbs: Databases, limit: int, members: Collection[str] = ()) -> RuleResult:
     result = RuleResult(
         "insights-ledger",
         "every posting and lot movement of the ledger reached insights once, with its points",
@@ -273,7 +280,7 @@ async def insights_ledger(dbs: Databases, limit: int) -> RuleResult:
 
     def compare(member: str, ledger: asyncpg.Record | None, kept: asyncpg.Record | None) -> None:
         expected, found = _ledger(ledger), _ledger(kept)
-        if expected != found:
+        if expected != found and _in(members, member):
             result.total += 1
             if len(differing) < limit:
                 differing.append((member, expected, found))
@@ -284,9 +291,9 @@ async def insights_ledger(dbs: Databases, limit: int) -> RuleResult:
         )
         if not differing:
             return result
-        members = [m for m, _, _ in differing]
-        posted = await points.fetch(POINTS_POSTINGS_OF, members)
-        kept = await insights.fetch(INSIGHTS_POSTINGS_OF, members)
+        named = [m for m, _, _ in differing]
+        posted = await points.fetch(POINTS_POSTINGS_OF, named)
+        kept = await insights.fetch(INSIGHTS_POSTINGS_OF, named)
     for member, expected, found in differing:
         detail = _which(
             [(r["id"], r["points"]) for r in posted if r["member_id"] == member],
