@@ -302,6 +302,8 @@ REASONS = [
     ("积分到期", "soon", "INVALID_DATE"),
     ("入会日期", "2026-03-02", "DATE_IN_FUTURE"),
     ("入会日期", "long ago", "INVALID_DATE"),
+    ("入会日期", "0001-01-01", "INVALID_DATE"),  # before datetime.min in UTC+8
+    ("短信同意时间", "0001-01-01", "INVALID_DATE"),
 ]
 
 

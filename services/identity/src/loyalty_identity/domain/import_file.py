@@ -440,7 +440,10 @@ def _instant(value: str, zone: tzinfo, *, end_of_day: bool) -> datetime | None:
             if day == date.max:
                 return None
             day += timedelta(days=1)
-        return datetime.combine(day, time(), zone).astimezone(UTC)
+        try:
+            return datetime.combine(day, time(), zone).astimezone(UTC)
+        except OverflowError:  # 0001-01-01 in a zone ahead of UTC is before datetime.min
+            return None
     spelt = _DAY_AND_TIME.fullmatch(value)  # a date spelt as `_DAY` spells it, then a time
     if spelt:
         year, _, month, day_of_month, at_time = spelt.groups()
