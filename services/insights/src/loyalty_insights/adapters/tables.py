@@ -208,6 +208,24 @@ figure_counts = Table(
     Column("members", BigInteger, nullable=False),
 )
 
+# The points liability's sums of every fact so far: postings (`source` 'posting') by unit, kind
+# and sign (`sign`; `month` ''), lot movements (`source` 'lot') by the lot's issuing unit
+# (`unit`), kind and expiry month (`month`, 'YYYY-MM', '' never; `sign` 0). Kept by statement
+# triggers on `ledger_postings` and `lot_movements` (migration 0008_liability_counts) in the
+# transaction that writes the facts; each key spread over 16 slots by member, a sum is the sum
+# of its slots. The liability as of now reads it instead of the facts.
+liability_counts = Table(
+    "liability_counts",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("unit", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("sign", SmallInteger, primary_key=True),
+    Column("month", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("points", BigInteger, nullable=False),
+)
+
 # A member's birthday month as identity last announced it (the month only: no day, no year).
 birthdays = Table(
     "birthdays",

@@ -65,7 +65,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetPointsLiability(
         self, request: pb.GetPointsLiabilityRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPointsLiabilityResponse:
-        found = await self._figure(request, figures.points_liability)
+        found = await self._standard_or_period(
+            request, figures.standard_points_liability, figures.points_liability
+        )
         return convert.liability_response(found)
 
     async def GetMultiUnitMembers(

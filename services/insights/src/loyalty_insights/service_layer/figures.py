@@ -146,6 +146,18 @@ async def points_liability(uow: InsightsUnitOfWork, period: Period, unit: str) -
     return Liability(chosen, total_of(chosen), value)
 
 
+async def standard_points_liability(uow: InsightsUnitOfWork, now: datetime, unit: str) -> Liability:
+    """The liability as of now: everything issued, redeemed, expired and forfeited so far and
+    the points outstanding now, read from the sums the facts' triggers keep (the same figures
+    as `points_liability` over every fact recorded), valued at the point value in force now."""
+    await known_unit(uow, unit)
+    units = liabilities(*await uow.figures.stored_liability())
+    chosen = [units[u] for u in sorted(units) if not unit or u == unit]
+    found = await uow.figures.programme_at(now)
+    value = PointValue(*found) if found is not None else None
+    return Liability(chosen, total_of(chosen), value)
+
+
 async def multi_unit_members(uow: InsightsUnitOfWork, period: Period, unit: str) -> MultiUnit:
     await known_unit(uow, unit)
     found = {m.month: m for m in await uow.figures.months(period.start, period.end, unit)}
