@@ -155,6 +155,11 @@ member_figures = Table(
     Column("units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("visits_12m", Integer, nullable=False, server_default=text("0")),
     Column("spend_12m", Numeric, nullable=False, server_default=text("0")),
+    # Its spend by unit (migration 0009): the units with spending in the 12 months, the spend
+    # at each (same order), and the units where the member bought (not only refunds).
+    Column("spend_units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("unit_spend_12m", ARRAY(Numeric), nullable=False, server_default=text("'{}'")),
+    Column("bought_units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("recency_days", Integer),
     Column("rfm_r", SmallInteger),
     Column("rfm_f", SmallInteger),
@@ -205,6 +210,18 @@ figure_counts = Table(
     Column("figure", Text, primary_key=True),
     Column("key", Text, primary_key=True),
     Column("slot", SmallInteger, primary_key=True),
+    Column("members", BigInteger, nullable=False),
+)
+
+# The spend share of the standard window: each unit's spend in the trailing 12 months and the
+# members who bought there, summed over the rows of `member_figures` by statement triggers on
+# it (migration 0009_spend_counts), as `figure_counts` is; 16 slots a unit, summed to read.
+spend_counts = Table(
+    "spend_counts",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("spend", Numeric, nullable=False),
     Column("members", BigInteger, nullable=False),
 )
 

@@ -102,7 +102,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetSpendShare(
         self, request: pb.GetSpendShareRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSpendShareResponse:
-        found = await self._figure(request, figures.spend_share)
+        found = await self._standard_or_period(
+            request, figures.standard_spend_share, figures.spend_share
+        )
         return convert.spend_response(found)
 
     async def GetRfm(

@@ -214,8 +214,29 @@ async def spend_share(uow: InsightsUnitOfWork, period: Period, unit: str) -> Spe
     currency = found[1] if found else (rows[0][1] if rows else "")
     # Purchases are in the base currency (points converts them); an imported order in another
     # currency has no rate here and is left out of the shares.
-    units, total = crossunit.shares([(u, s, m) for u, c, s, m in rows if c == currency])
-    return SpendShare([s for s in units if not unit or s.unit == unit], total, currency)
+    return _spend_share([(u, s, m) for u, c, s, m in rows if c == currency], unit, currency)
+
+
+def _spend_share(rows: list[tuple[str, Decimal, int]], unit: str, currency: str) -> SpendShare:
+    """Each unit's spend as its share of every unit's; with `unit`, that unit's alone, its
+    total its own spend (the share still of every unit's)."""
+    units, total = crossunit.shares(rows)
+    if unit:
+        units = [s for s in units if s.unit == unit]
+        total = sum((s.spend for s in units), Decimal(0))
+    return SpendShare(units, total, currency)
+
+
+async def standard_spend_share(uow: InsightsUnitOfWork, now: datetime, unit: str) -> SpendShare:
+    """The spend share over the standard trailing 12 months, read from the stored sums of the
+    members' figures; computed from the facts over the 12 months to `now` before any
+    refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
+        return await spend_share(uow, Period(year_before(now), now), unit)
+    found = await uow.figures.programme_at(now)
+    currency = found[1] if found else ""
+    return _spend_share(await uow.member_figures.spend_counts(), unit, currency)
 
 
 async def cohorts(uow: InsightsUnitOfWork, period: Period, unit: str) -> list[Cohort]:
