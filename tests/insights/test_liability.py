@@ -190,7 +190,7 @@ async def test_bad_periods_and_unknown_units_are_refused_with_the_field_named(
     half = pb.GetPointsLiabilityRequest(start_time=timestamp(now))
     no_end = await fails(suite.insights().GetPointsLiability(half))
     assert (no_end.code, no_end.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["end_time"])
-    no_dates = await fails(suite.insights().GetUnitFlows(pb.GetUnitFlowsRequest()))
+    no_dates = await fails(suite.insights().GetCohorts(pb.GetCohortsRequest()))
     assert no_dates.code == grpc.StatusCode.INVALID_ARGUMENT
     assert sorted(no_dates.fields) == ["end_time", "start_time"]
     backwards = await fails(

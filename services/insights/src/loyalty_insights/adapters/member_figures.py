@@ -55,6 +55,9 @@ COLUMNS = (
     "spend_units_12m",
     "unit_spend_12m",
     "bought_units_12m",
+    "first_unit",
+    "next_unit",
+    "new_12m",
     "recency_days",
     "rfm_r",
     "rfm_f",
@@ -133,6 +136,7 @@ def _body(source: Any) -> str:
 ), acts AS (  -- no ordered aggregate: both levels hash (base sorts the few units)
     SELECT owner, min(first_active_at) AS first_active_at, max(last_active_at) AS last_active_at,
            array_agg(unit) FILTER (WHERE first_active_at IS NOT NULL) AS units,
+           array_agg(first_active_at) FILTER (WHERE first_active_at IS NOT NULL) AS firsts,
            array_agg(unit) FILTER (WHERE active_12m) AS units_12m,
            sum(visits) AS visits, coalesce(sum(spend), 0) AS spend,
            max(last_bought_at) AS last_bought_at, bool_or(bought) AS bought,
@@ -163,6 +167,11 @@ def _body(source: Any) -> str:
            coalesce(ARRAY(SELECT u FROM unnest(a.units) AS u ORDER BY u), '{{}}') AS units,
            coalesce(ARRAY(SELECT u FROM unnest(a.units_12m) AS u ORDER BY u), '{{}}')
                AS units_12m,
+           (SELECT u FROM unnest(a.units, a.firsts) AS x (u, t) ORDER BY t, u LIMIT 1)
+               AS first_unit,
+           coalesce((SELECT u FROM unnest(a.units, a.firsts) AS x (u, t)
+                     ORDER BY t, u OFFSET 1 LIMIT 1), '') AS next_unit,
+           coalesce(a.first_active_at >= $1 AND a.first_active_at < $2, false) AS new_12m,
            coalesce(a.visits, 0) AS visits_12m, coalesce(a.spend, 0) AS spend_12m,
            coalesce(a.spend_units, '{{}}') AS spend_units_12m,
            coalesce(a.unit_spend, '{{}}') AS unit_spend_12m,
@@ -487,6 +496,16 @@ class MemberFigures:
             "GROUP BY unit HAVING sum(spend) <> 0 OR sum(members) <> 0 ORDER BY unit"
         )
         return [(r["unit"], Decimal(r["spend"]), int(r["members"])) for r in rows]
+
+    async def flow_counts(self) -> list[tuple[str, str, int]]:
+        """Members first active in the trailing 12 months by (first unit, next other unit or
+        ''), the stored counts, by units."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT from_unit, to_unit, sum(members) AS members FROM flow_counts "
+            "GROUP BY 1, 2 HAVING sum(members) <> 0 ORDER BY 1, 2"
+        )
+        return [(r["from_unit"], r["to_unit"], int(r["members"])) for r in rows]
 
     async def segment_members(self, segment: str, after: str, limit: int) -> list[RfmScore]:
         conn = await self._conn()

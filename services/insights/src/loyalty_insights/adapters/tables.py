@@ -160,6 +160,11 @@ member_figures = Table(
     Column("spend_units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("unit_spend_12m", ARRAY(Numeric), nullable=False, server_default=text("'{}'")),
     Column("bought_units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    # Where it was first active, the next other unit it was active at ('' none yet), and
+    # whether its first activity is in the 12 months (migration 0010): the flows.
+    Column("first_unit", Text),
+    Column("next_unit", Text, nullable=False, server_default=text("''")),
+    Column("new_12m", Boolean, nullable=False, server_default=text("false")),
     Column("recency_days", Integer),
     Column("rfm_r", SmallInteger),
     Column("rfm_f", SmallInteger),
@@ -222,6 +227,19 @@ spend_counts = Table(
     Column("unit", Text, primary_key=True),
     Column("slot", SmallInteger, primary_key=True),
     Column("spend", Numeric, nullable=False),
+    Column("members", BigInteger, nullable=False),
+)
+
+# The flows of the standard window: members first active in the trailing 12 months by where
+# (`from_unit`) and the next other unit they were active at (`to_unit`, '' none yet), counted
+# over the rows of `member_figures` by statement triggers on it (migration 0010_flow_counts), as
+# `figure_counts` is; 16 slots a flow, summed to read.
+flow_counts = Table(
+    "flow_counts",
+    metadata,
+    Column("from_unit", Text, primary_key=True),
+    Column("to_unit", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
     Column("members", BigInteger, nullable=False),
 )
 

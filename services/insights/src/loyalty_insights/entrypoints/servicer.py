@@ -94,7 +94,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetUnitFlows(
         self, request: pb.GetUnitFlowsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetUnitFlowsResponse:
-        found = await self._figure(request, figures.unit_flows)
+        found = await self._standard_or_period(
+            request, figures.standard_unit_flows, figures.unit_flows
+        )
         return pb.GetUnitFlowsResponse(
             flows=[pb.UnitFlow(from_unit=a, to_unit=b, members=n) for a, b, n in found]
         )

@@ -207,6 +207,20 @@ async def unit_flows(
     return await uow.figures.flows(period.start, period.end, unit)
 
 
+async def standard_unit_flows(
+    uow: InsightsUnitOfWork, now: datetime, unit: str
+) -> list[tuple[str, str, int]]:
+    """First unit -> next unit flows of the members first active in the standard trailing 12
+    months, read from the stored counts of the members' figures (the flows from or to `unit`,
+    if one is named); computed from the facts over the 12 months to `now` before any
+    refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
+        return await unit_flows(uow, Period(year_before(now), now), unit)
+    flows = await uow.member_figures.flow_counts()
+    return [(a, b, n) for a, b, n in flows if not unit or unit in (a, b)]
+
+
 async def spend_share(uow: InsightsUnitOfWork, period: Period, unit: str) -> SpendShare:
     await known_unit(uow, unit)
     rows = await uow.figures.spend(period.start, period.end)
