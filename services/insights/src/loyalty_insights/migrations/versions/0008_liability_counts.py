@@ -86,6 +86,23 @@ STATEMENTS = (
     _function("lot_movements_summed", _MOVEMENTS),
     *_triggers("ledger_postings", "ledger_postings_summed"),
     *_triggers("lot_movements", "lot_movements_summed"),
+    # A truncated fact table (a reload) takes its sums along: TRUNCATE fires no DELETE trigger.
+    """
+    CREATE FUNCTION ledger_facts_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM liability_counts WHERE source = TG_ARGV[0];
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER ledger_postings_truncated AFTER TRUNCATE ON ledger_postings
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_facts_truncated('posting')
+    """,
+    """
+    CREATE TRIGGER lot_movements_truncated AFTER TRUNCATE ON lot_movements
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_facts_truncated('lot')
+    """,
     # The facts already there.
     "INSERT INTO liability_counts " + _POSTINGS.format(rows="ledger_postings"),
     "INSERT INTO liability_counts " + _MOVEMENTS.format(rows="lot_movements"),
@@ -101,5 +118,9 @@ def downgrade() -> None:
     for table in ("ledger_postings", "lot_movements"):
         op.execute(f"DROP TRIGGER IF EXISTS {table}_summed ON {table}")
         op.execute(f"DROP TRIGGER IF EXISTS {table}_unsummed ON {table}")
-    op.execute("DROP FUNCTION IF EXISTS ledger_postings_summed(), lot_movements_summed()")
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_truncated ON {table}")
+    op.execute(
+        "DROP FUNCTION IF EXISTS ledger_postings_summed(), lot_movements_summed(), "
+        "ledger_facts_truncated()"
+    )
     op.execute("DROP TABLE IF EXISTS liability_counts")
