@@ -232,13 +232,7 @@ async def spend_share(uow: InsightsUnitOfWork, period: Period, unit: str) -> Spe
 
 
 def _spend_share(rows: list[tuple[str, Decimal, int]], unit: str, currency: str) -> SpendShare:
-    """Each unit's spend as its share of every unit's; with `unit`, that unit's alone, its
-    total its own spend (the share still of every unit's)."""
-    units, total = crossunit.shares(rows)
-    if unit:
-        units = [s for s in units if s.unit == unit]
-        total = sum((s.spend for s in units), Decimal(0))
-    return SpendShare(units, total, currency)
+    return SpendShare(*crossunit.shares_at(rows, unit), currency)
 
 
 async def standard_spend_share(uow: InsightsUnitOfWork, now: datetime, unit: str) -> SpendShare:
