@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loyalty_devstack.demo import load as load_demo
+from loyalty_devstack.demo_history import NO_HISTORY
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit import telemetry
 from loyalty_kit.server import RunningService, ServiceSpec
@@ -58,7 +59,7 @@ async def traced_suite(
                 settings = settings.model_copy(
                     update={f"{spec.name}_target": started[spec.name].target}
                 )
-        await load_demo(settings)
+        await load_demo(settings, NO_HISTORY)  # the programme and its members: a quiet suite
         url = f"http://127.0.0.1:{settings.gateway_http_port}"
         yield Run(Gateway(started["gateway"], url), settings, started)
     finally:
