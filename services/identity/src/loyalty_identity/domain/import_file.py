@@ -303,11 +303,7 @@ class FileReader(RecordReader[ParsedRow]):
             changed_at: datetime | None = None
             value = v[slot + 1].strip()
             if value:
-                changed_at = self._starts.get(value, _UNREAD)
-                if changed_at is _UNREAD:
-                    changed_at = _cached(
-                        self._starts, value, _instant(value, self._zone, end_of_day=False)
-                    )
+                changed_at = self._time(value, end_of_day=False)
                 if changed_at is None:
                     return self._reject(number, "INVALID_DATE", slot + 1, _NOT_A_TIME)
                 if changed_at > self._now:
@@ -326,11 +322,7 @@ class FileReader(RecordReader[ParsedRow]):
         expires_at: datetime | None = None
         value = v[_EXPIRY].strip()
         if value:
-            expires_at = self._ends.get(value, _UNREAD)
-            if expires_at is _UNREAD:
-                expires_at = _cached(
-                    self._ends, value, _instant(value, self._zone, end_of_day=True)
-                )
+            expires_at = self._time(value, end_of_day=True)
             if expires_at is None:
                 return self._reject(number, "INVALID_DATE", _EXPIRY, _NOT_A_TIME)
         tier = v[_TIER].strip()
@@ -344,11 +336,7 @@ class FileReader(RecordReader[ParsedRow]):
         joined_at: datetime | None = None
         value = v[_JOINED].strip()
         if value:
-            joined_at = self._starts.get(value, _UNREAD)
-            if joined_at is _UNREAD:
-                joined_at = _cached(
-                    self._starts, value, _instant(value, self._zone, end_of_day=False)
-                )
+            joined_at = self._time(value, end_of_day=False)
             if joined_at is None:
                 return self._reject(number, "INVALID_DATE", _JOINED, _NOT_A_TIME)
             if joined_at > self._now:
@@ -369,6 +357,15 @@ class FileReader(RecordReader[ParsedRow]):
             joined_at=joined_at,
             notes=tuple(notes),
         )
+
+    def _time(self, value: str, *, end_of_day: bool) -> datetime | None:
+        """`value` read as `_instant` reads it, through the file's cache of times already read
+        (a day's start, or with `end_of_day` the next day's)."""
+        cache = self._ends if end_of_day else self._starts
+        found: datetime | None = cache.get(value, _UNREAD)
+        if found is _UNREAD:
+            found = _cached(cache, value, _instant(value, self._zone, end_of_day=end_of_day))
+        return found
 
     def _reject(self, number: int, reason: str, slot: int, problem: str) -> RejectedRow:
         field = FIELDS[slot] if slot < _CONSENTS else _consent_field(slot)
