@@ -15,12 +15,13 @@ _pool = descriptor_pool.DescriptorPool()
 
 
 @cache
-def event_type(service: str) -> type[Message]:
+def event_type(service: str, name: str = "Happened") -> type[Message]:
+    """`name` other than Happened: another type of the same shape on the same stream."""
     package = f"loyalty.{service}.v1"
     proto = descriptor_pb2.FileDescriptorProto(
-        name=f"test/{service}/happened.proto", package=package, syntax="proto3"
+        name=f"test/{service}/{name.lower()}.proto", package=package, syntax="proto3"
     )
-    message = proto.message_type.add(name="Happened")
+    message = proto.message_type.add(name=name)
     message.field.add(
         name="note",
         number=1,
@@ -34,4 +35,4 @@ def event_type(service: str) -> type[Message]:
         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
     )
     _pool.Add(proto)
-    return message_factory.GetMessageClass(_pool.FindMessageTypeByName(f"{package}.Happened"))
+    return message_factory.GetMessageClass(_pool.FindMessageTypeByName(f"{package}.{name}"))

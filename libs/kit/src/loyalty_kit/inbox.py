@@ -22,6 +22,16 @@ transaction, so the database works on one while Python reads the next. A service
 consumers as a handler table (`Subscription`s in its entrypoints/consumers.py), which
 `consumers_of` turns into consumers.
 
+Batch mode (opt-in per consumer, `Batching`): a fetched batch is handled in ONE transaction:
+its event ids de-duplicated against the inbox in one statement, the handlers of the new ones
+called in the stream's order, a `scope` around them (where the service defers work to do once
+per batch, set-based, before the commit), one commit, then the batch acknowledged. Events of the
+`alone` types (merges, erasures: control events) split the batch: each is handled in its own
+transaction, in its place in the order. A batch that fails for a reason other than an outage is
+handled again at once one event at a time, as a consumer without batch mode would: the good
+events go through and a poison one takes the usual retry and dead-letter path. An outage gives
+the whole batch back.
+
 Each event is handled in the context it carried from the work that wrote it: its request id,
 and a CONSUMER span in that work's trace (`loyalty_kit.correlation.consuming`).
 """
@@ -31,7 +41,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -96,6 +107,35 @@ class Unhandleable(Exception):
     """An event this consumer can never handle as it is (no id, no handler, undecodable)."""
 
 
+BatchScope = Callable[[UnitOfWork], AbstractAsyncContextManager[object]]
+
+
+@contextlib.asynccontextmanager
+async def _no_scope(_uow: UnitOfWork) -> AsyncIterator[None]:
+    yield
+
+
+@dataclass(frozen=True)
+class Batching:
+    """A consumer's batch mode: a fetched batch (up to the consumer's `batch` events) in one
+    transaction. `scope` is entered with the batch's unit of work around its handlers and left
+    before the commit (what the handlers deferred is done there, once for the batch; leaving on
+    an error writes nothing); events of the `alone` types (full names) are handled each in a
+    transaction of its own, in its place in the stream's order."""
+
+    scope: BatchScope = _no_scope
+    alone: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    msg: Msg
+    event_id: str
+    event: Message
+    handler: Handler
+    meta: EventMeta
+
+
 class EventConsumer:
     """A durable pull consumer on another service's stream, de-duplicated by an inbox table."""
 
@@ -110,6 +150,7 @@ class EventConsumer:
         retry_delay_seconds: float = 1.0,
         policy: DeliveryPolicy | None = None,
         concurrency: int = 1,
+        batching: Batching | None = None,
     ) -> None:
         self.name = name
         self.source_service = source_service
@@ -121,6 +162,10 @@ class EventConsumer:
         # Events handled at once (each in its own transaction): 1 keeps the stream's order; more
         # only for events independent of each other, such as the chunks of an import.
         self.concurrency = max(1, concurrency)
+        # Batch mode: a fetched batch in one transaction (`concurrency` then does not apply).
+        self.batching = batching
+        self.batches = 0  # batches committed whole (batch mode)
+        self.batches_split = 0  # batches that failed and were handled one event at a time
         self._handlers: dict[str, tuple[type[Message], Handler]] = {}
         self._failures: dict[str, int] = {}  # event id -> failed attempts (outages not counted)
         self.handled = 0
@@ -152,7 +197,9 @@ class EventConsumer:
         await js.add_consumer(stream, config)
         return await js.pull_subscribe_bind(self.durable, stream)
 
-    async def handle(self, msg: Msg) -> None:
+    async def _prepare(self, msg: Msg, *, counted: bool = False) -> _Delivery | None:
+        """The event a message carries, decoded, with its handler; None for a type this
+        consumer does not follow (then acknowledged); Unhandleable when it can never be."""
         headers = msg.headers or {}
         event_id = headers.get(EVENT_ID_HEADER) or headers.get(MSG_ID_HEADER)
         event_type = headers.get(EVENT_TYPE_HEADER, "")
@@ -166,7 +213,7 @@ class EventConsumer:
             # before 2.10) delivers the whole stream. Acknowledged and passed over.
             self.skipped += 1
             await msg.ack()
-            return
+            return None
         message_type, handler = registered
         event = message_type()
         try:
@@ -174,18 +221,25 @@ class EventConsumer:
         except DecodeError as error:
             raise Unhandleable(f"not a {event_type}: {error}") from error
         meta = EventMeta(event_id=event_id, event_type=event_type, subject=msg.subject)
-        metrics.delivered(self.name, msg)
+        if not counted:
+            metrics.delivered(self.name, msg)
+        return _Delivery(msg, event_id, event, handler, meta)
+
+    async def handle(self, msg: Msg, *, counted: bool = False) -> None:
+        delivery = await self._prepare(msg, counted=counted)
+        if delivery is None:
+            return
         async with self.uow_factory() as uow:
             first = await uow.session.execute(
                 pg_insert(inbox)
-                .values(consumer=self.name, event_id=event_id)
+                .values(consumer=self.name, event_id=delivery.event_id)
                 .on_conflict_do_nothing()
                 .returning(inbox.c.event_id)
             )
             if first.first() is None:
                 self.duplicates += 1
             else:
-                await handler(uow, event, meta)
+                await delivery.handler(uow, delivery.event, delivery.meta)
                 await uow.commit()
                 self.handled += 1
         await msg.ack()
@@ -263,12 +317,12 @@ class EventConsumer:
                 await msg.nak(delay=self.retry_delay_seconds)
         await asyncio.sleep(self.retry_delay_seconds)
 
-    async def _handled(self, msg: Msg) -> bool:
+    async def _handled(self, msg: Msg, *, counted: bool = False) -> bool:
         """Handle one event, in the context it carried (its request id, its trace); False when
         a dependency was down (the event is left for `_retry_later`)."""
         with consuming(msg.subject, msg.headers, self.name) as span:
             try:
-                await self.handle(msg)
+                await self.handle(msg, counted=counted)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -290,6 +344,101 @@ class EventConsumer:
         done = await asyncio.gather(*(one(msg) for msg in messages))
         return [msg for msg, handled in zip(messages, done, strict=True) if not handled]
 
+    async def handle_batch(self, messages: list[Msg]) -> list[Msg]:
+        """A fetched batch in batch mode: runs of events in one transaction each, split at the
+        `alone` types (each in its own, in order); those a dependency being down stopped."""
+        assert self.batching is not None
+        alone = self.batching.alone
+        run: list[Msg] = []
+        for index, msg in enumerate(messages):
+            if (msg.headers or {}).get(EVENT_TYPE_HEADER, "") not in alone:
+                run.append(msg)
+                continue
+            if run:
+                given_back = await self._handle_run(run)
+                if given_back:
+                    return given_back + messages[index:]
+                run = []
+            if not await self._handled(msg):
+                return messages[index:]
+        return await self._handle_run(run) if run else []
+
+    async def _handle_run(self, messages: list[Msg]) -> list[Msg]:
+        """Events in one transaction: ids de-duplicated against the inbox in one statement, the
+        new ones' handlers in order inside the batch scope, one commit, then every ack. On a
+        failure other than an outage, the same events one at a time (the usual path)."""
+        assert self.batching is not None
+        deliveries: list[_Delivery] = []
+        repeats: list[Msg] = []  # the same event twice in one fetch: acknowledged once handled
+        taken: list[Msg] = []  # what the one-at-a-time fallback would handle, in order
+        ids: set[str] = set()
+        for msg in messages:
+            try:
+                delivery = await self._prepare(msg)
+            except Exception as error:  # never handleable (parked), or the skipped one's ack
+                with contextlib.suppress(Exception):
+                    await self.failed(msg, error)
+                continue
+            if delivery is None:
+                continue
+            taken.append(msg)
+            if delivery.event_id in ids:
+                repeats.append(msg)
+            else:
+                ids.add(delivery.event_id)
+                deliveries.append(delivery)
+        if not deliveries:
+            return []
+        try:
+            fresh = await self._commit_run(deliveries)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if outage(error):
+                return taken
+            self.batches_split += 1
+            log.warning(
+                "event batch failed; its events one at a time",
+                consumer=self.name,
+                events=len(taken),
+                error=f"{type(error).__name__}: {scrub(str(error))[:200]}",
+            )
+            for index, msg in enumerate(taken):
+                if not await self._handled(msg, counted=True):
+                    return taken[index:]
+            return []
+        self.batches += 1
+        self.handled += fresh
+        self.duplicates += len(deliveries) - fresh + len(repeats)
+        for msg in [d.msg for d in deliveries] + repeats:
+            with contextlib.suppress(Exception):  # an ack lost: redelivered, then a duplicate
+                await msg.ack()
+        return []
+
+    async def _commit_run(self, deliveries: list[_Delivery]) -> int:
+        """The events' new ones handled and committed in one transaction; how many were new."""
+        assert self.batching is not None
+        async with self.uow_factory() as uow:
+            rows = await uow.session.execute(
+                pg_insert(inbox)
+                .values([{"consumer": self.name, "event_id": d.event_id} for d in deliveries])
+                .on_conflict_do_nothing()
+                .returning(inbox.c.event_id)
+            )
+            new = {r[0] for r in rows}
+            fresh = [d for d in deliveries if d.event_id in new]
+            if fresh:
+                async with self.batching.scope(uow):
+                    for d in fresh:
+                        with consuming(d.msg.subject, d.msg.headers, self.name) as span:
+                            try:
+                                await d.handler(uow, d.event, d.meta)
+                            except Exception as error:
+                                failed_in(span, error)
+                                raise
+            await uow.commit()
+        return len(fresh)
+
     async def run(self, js: JetStreamContext) -> None:
         self._js = js
         sub = await self.subscribe(js)
@@ -307,6 +456,11 @@ class EventConsumer:
                     # bug it may be); it fetches again after a pause.
                     log_round_failed(log, "fetching events", error, consumer=self.name)
                     await asyncio.sleep(self.retry_delay_seconds)
+                    continue
+                if self.batching is not None:
+                    given_back = await self.handle_batch(messages)
+                    if given_back:
+                        await self._retry_later(given_back)
                     continue
                 if self.concurrency > 1:
                     given_back = await self._handle_together(messages)
@@ -337,6 +491,25 @@ class Subscription(Generic[Root]):
     source_service: str
     handlers: Mapping[type[Message], TableHandler[Root]]
     concurrency: int = 1  # events handled at once: more only for independent ones
+    batched: Batched[Root] | None = None  # batch mode (a fetched batch in one transaction)
+
+
+@dataclass(frozen=True)
+class Batched(Generic[Root]):
+    """A table row's batch mode (see `Batching`): up to `size` events a transaction; `scope`
+    is given the service's root and the batch's unit of work; `alone` are the event types
+    handled each in its own transaction, in order (merges, erasures)."""
+
+    size: int = 500
+    scope: Callable[[Root, Any], AbstractAsyncContextManager[object]] | None = None
+    alone: frozenset[type[Message]] = frozenset()
+
+    def batching(self, root: Root) -> Batching:
+        scope = self.scope
+        return Batching(
+            functools.partial(scope, root) if scope is not None else _no_scope,
+            frozenset(t.DESCRIPTOR.full_name for t in self.alone),
+        )
 
 
 def consumers_of(
@@ -353,7 +526,9 @@ def consumers_of(
             row.source_service,
             uow_factory,
             namespace=namespace,
+            batch=row.batched.size if row.batched is not None else 100,
             concurrency=row.concurrency,
+            batching=row.batched.batching(root) if row.batched is not None else None,
         )
         for event_type, handler in row.handlers.items():
             consumer.on(event_type, functools.partial(_with_root, handler, root))

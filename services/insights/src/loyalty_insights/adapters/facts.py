@@ -1,5 +1,10 @@
 """Facts written as events arrive (SQL on the unit of work's asyncpg connection). Each write is
-idempotent: a fact already kept (a redelivery the inbox did not see, a replay) is kept once."""
+idempotent: a fact already kept (a redelivery the inbox did not see, a replay) is kept once.
+
+Buffered (`buffer()`, a consumer's batch): activity, postings and lot movements are gathered
+and written by `flush()` in one statement per table for the whole batch; any other write or
+read flushes them first, so statements keep the events' order (an activity released after it
+was recorded in the same batch is deleted, not kept)."""
 
 from __future__ import annotations
 
@@ -61,6 +66,22 @@ SELECT $1::text, m.* FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[
 ON CONFLICT DO NOTHING
 """
 
+# A batch's postings and movements, of many members (buffered writes).
+_MANY_POSTINGS = """
+INSERT INTO ledger_postings (member_id, posting_id, kind, unit, points, posted_at, occurred_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                     $6::timestamptz[], $7::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+
+_MANY_MOVEMENTS = """
+INSERT INTO lot_movements (member_id, posting_id, lot_id, kind, posting_points, earned_unit,
+                           unit, points, posted_at, expires_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                     $7::text[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+
 _ACTIVITY = """
 INSERT INTO activity (member_id, kind, event_id, unit, occurred_at, spend, currency)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
@@ -72,9 +93,58 @@ ON CONFLICT DO NOTHING
 class FactStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.buffering = False
+        self._postings: list[tuple[str, PostingFact]] = []
+        self._movements: list[tuple[str, MovementFact, str, int]] = []
+        self._activity: list[ActivityFact] = []
 
     async def _conn(self) -> Any:
-        return await driver_connection(self.session)
+        """The connection, the buffered facts written first (any statement sees them)."""
+        conn = await driver_connection(self.session)
+        if self._postings or self._movements or self._activity:
+            await self._flush(conn)
+        return conn
+
+    def buffer(self) -> None:
+        """Activity, postings and movements gathered until `flush` (a consumer's batch)."""
+        self.buffering = True
+
+    async def flush(self) -> None:
+        """The buffered facts written, one statement per table; buffering ends."""
+        await self._conn()
+        self.buffering = False
+
+    async def _flush(self, conn: Any) -> None:
+        postings, self._postings = self._postings, []
+        movements, self._movements = self._movements, []
+        activity, self._activity = self._activity, []
+        if postings:
+            await conn.execute(
+                _MANY_POSTINGS,
+                [m for m, _ in postings],
+                [p.posting_id for _, p in postings],
+                [p.kind for _, p in postings],
+                [p.unit for _, p in postings],
+                [p.points for _, p in postings],
+                [p.posted_at for _, p in postings],
+                [p.occurred_at for _, p in postings],
+            )
+        if movements:
+            await conn.execute(
+                _MANY_MOVEMENTS,
+                [m for m, _, _, _ in movements],
+                [v.posting_id for _, v, _, _ in movements],
+                [v.lot_id for _, v, _, _ in movements],
+                [kind for _, _, kind, _ in movements],
+                [points for _, _, _, points in movements],
+                [v.earned_unit for _, v, _, _ in movements],
+                [v.unit for _, v, _, _ in movements],
+                [v.points for _, v, _, _ in movements],
+                [v.posted_at for _, v, _, _ in movements],
+                [v.expires_at for _, v, _, _ in movements],
+            )
+        if activity:
+            await self._write_activity(conn, activity)
 
     async def record_ledger(
         self,
@@ -84,6 +154,15 @@ class FactStore:
     ) -> None:
         """A save of a member's points account: its postings and lot movements (each movement
         carries its posting's kind and points, as the settlement reads them)."""
+        if self.buffering:
+            of_posting = {p.posting_id: p for p in postings}
+            if all(m.posting_id in of_posting for m in movements):
+                self._postings.extend((member_id, p) for p in postings)
+                self._movements.extend(
+                    (member_id, m, of_posting[m.posting_id].kind, of_posting[m.posting_id].points)
+                    for m in movements
+                )
+                return
         conn = await self._conn()
         if postings:
             await conn.execute(
@@ -128,7 +207,13 @@ class FactStore:
     async def record_activity(self, facts: Sequence[ActivityFact]) -> None:
         if not facts:
             return
-        conn = await self._conn()
+        if self.buffering:
+            self._activity.extend(facts)
+            return
+        await self._write_activity(await self._conn(), facts)
+
+    @staticmethod
+    async def _write_activity(conn: Any, facts: Sequence[ActivityFact]) -> None:
         await conn.execute(
             _ACTIVITY,
             [f.member_id for f in facts],

@@ -4,12 +4,17 @@ programmes from the points service; registrations, imports, merges, unmerges, er
 consents, birthday months (ProfileChanged, MembersImported) and tags (MemberTagsChanged,
 MembersImported) from identity; tier changes from tiers; benefits, coupons and rewards from
 benefits. Events of other types are passed over.
-Each event that touches members recomputes their figures (service_layer/refresh.py) in its own
-transaction; LedgerPosted feeds no member figure."""
+Each event that touches members recomputes their figures (service_layer/refresh.py);
+LedgerPosted feeds no member figure. The consumers handle a fetched batch of events in one
+transaction (the kit's batch mode): facts written set-based and each touched member's figures
+recomputed once for the batch (service_layer/refresh.py `batched`); identity's merges,
+unmerges and erasures are each handled in a transaction of their own, in order. Past orders'
+chunks (large already) stay one event a transaction, a few at once."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 
 from loyalty.benefits.v1 import events_pb2 as benefits_pb
@@ -18,14 +23,14 @@ from loyalty.identity.v1 import order_import_pb2
 from loyalty.points.v1 import events_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2
 from loyalty.tiers.v1 import events_pb2 as tiers_pb
-from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of, member_merges
+from loyalty_kit.inbox import Batched, EventConsumer, Subscription, consumers_of, member_merges
 from loyalty_kit.timestamps import moment, moment_of
 
 from loyalty_insights.adapters.facts import ActivityFact, MovementFact, PostingFact
 from loyalty_insights.bootstrap import Insights
 from loyalty_insights.domain import crossunit
 from loyalty_insights.service_layer import members
-from loyalty_insights.service_layer.refresh import recompute
+from loyalty_insights.service_layer.refresh import batched, recompute
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 
@@ -334,8 +339,20 @@ async def reward_redeemed(
     await recompute(uow, [e.member_id], app.clock())
 
 
+def _batch(_app: Insights, uow: InsightsUnitOfWork) -> AbstractAsyncContextManager[None]:
+    return batched(uow)
+
+
+BATCH_SIZE = 500  # events a transaction at most (a fetch's worth)
+BATCHED: Batched[Insights] = Batched(BATCH_SIZE, _batch)
+# Identity's control events: each alone, in its place in the order (the batch split at it).
+MEMBERS_BATCHED: Batched[Insights] = Batched(
+    BATCH_SIZE,
+    _batch,
+    frozenset({identity_pb.MemberMerged, identity_pb.MemberUnmerged, identity_pb.MemberErased}),
+)
+
 TABLE: Sequence[Subscription[Insights]] = (
-    # Postings of different members are independent facts: a few at once.
     Subscription(
         "insights-points",
         "points",
@@ -346,7 +363,7 @@ TABLE: Sequence[Subscription[Insights]] = (
             points_pb.PointsRedeemed: points_redeemed,
             points_pb.ProgrammePublished: programme_published,
         },
-        concurrency=4,
+        batched=BATCHED,
     ),
     Subscription(
         "insights-members",
@@ -361,6 +378,7 @@ TABLE: Sequence[Subscription[Insights]] = (
             identity_pb.ProfileChanged: profile_changed,
             identity_pb.MemberTagsChanged: member_tags_changed,
         },
+        batched=MEMBERS_BATCHED,
     ),
     # Past orders apart, as tiers reads them: a long import never holds back merges and
     # erasures; chunks are independent facts.
@@ -370,7 +388,7 @@ TABLE: Sequence[Subscription[Insights]] = (
         {identity_pb.LegacyOrdersImported: legacy_orders_imported},
         concurrency=4,
     ),
-    Subscription("insights-tiers", "tiers", {tiers_pb.TierChanged: tier_changed}),
+    Subscription("insights-tiers", "tiers", {tiers_pb.TierChanged: tier_changed}, batched=BATCHED),
     Subscription(
         "insights-benefits",
         "benefits",
@@ -382,6 +400,7 @@ TABLE: Sequence[Subscription[Insights]] = (
             benefits_pb.CouponReleased: coupon_released,
             benefits_pb.RewardRedeemed: reward_redeemed,
         },
+        batched=BATCHED,
     ),
 )
 

@@ -4,9 +4,10 @@ never lose each other's work)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from loyalty_kit.errors import Aborted
@@ -54,9 +55,45 @@ async def refresh_figures(uow: InsightsUnitOfWork, now: Callable[[], datetime]) 
     )
 
 
+@dataclass
+class Touched:
+    """The members a batch's events touched, recomputed once when the batch ends; its latest
+    moment (each event's recompute would have used its own: the last one's result stands)."""
+
+    members: set[str] = field(default_factory=set)
+    now: datetime | None = None
+
+    def add(self, member_ids: Iterable[str], now: datetime) -> None:
+        self.members.update(m for m in member_ids if m)
+        self.now = now if self.now is None else max(self.now, now)
+
+
+@contextlib.asynccontextmanager
+async def batched(uow: InsightsUnitOfWork) -> AsyncIterator[None]:
+    """A consumer's batch of events in one transaction: their facts written set-based at the
+    end (adapters/facts.py buffers them) and the figures of every member they touched
+    recomputed once, in one set-based pass, before the commit. A recompute is a function of
+    the facts, so once per batch over the union of the touched members leaves the rows every
+    event's own recompute would have left."""
+    touched = Touched()
+    uow.touched = touched
+    uow.facts.buffer()
+    try:
+        yield
+    finally:
+        uow.touched = None
+    await uow.facts.flush()
+    if touched.now is not None:
+        await recompute(uow, touched.members, touched.now)
+
+
 async def recompute(uow: InsightsUnitOfWork, member_ids: Iterable[str], now: datetime) -> None:
     """The figures of the members named (of their survivors) in the event's transaction,
-    scored against the last refresh's cut points; absorbed and erased members' rows go."""
+    scored against the last refresh's cut points; absorbed and erased members' rows go. In a
+    batch (`batched`), the members are noted and recomputed once when the batch ends."""
+    if uow.touched is not None:
+        uow.touched.add(member_ids, now)
+        return
     ids = sorted({m for m in member_ids if m})
     if ids:
         await uow.member_figures.recompute(ids, year_before(now), now, await _currency(uow, now))

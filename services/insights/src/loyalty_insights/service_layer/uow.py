@@ -3,7 +3,7 @@ reads on the same transaction."""
 
 from __future__ import annotations
 
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from loyalty_kit.uow import UnitOfWork
 
@@ -13,6 +13,9 @@ from loyalty_insights.adapters.figures import FigureRows
 from loyalty_insights.adapters.member_figures import MemberFigures
 from loyalty_insights.adapters.segments import SegmentStore
 
+if TYPE_CHECKING:
+    from loyalty_insights.service_layer.refresh import Touched
+
 
 class InsightsUnitOfWork(UnitOfWork):
     facts: FactStore
@@ -20,6 +23,8 @@ class InsightsUnitOfWork(UnitOfWork):
     clv: LifetimeValueStore
     segments: SegmentStore
     member_figures: MemberFigures
+    # In a consumer's batch: the members whose figures are recomputed when it ends.
+    touched: Touched | None = None
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
