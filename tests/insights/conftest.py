@@ -13,6 +13,7 @@ from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.insights.v1 import insights_service_pb2_grpc
+from loyalty_kit import events
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import timestamp
@@ -83,6 +84,23 @@ async def until(
         if holds(found) or asyncio.get_running_loop().time() > deadline:
             return found
         await asyncio.sleep(0.1)
+
+
+async def caught_up(service: RunningService, seconds: float = 30) -> None:
+    """Until insights and tiers (whose tier changes insights follows) have handled every event
+    on the bus, twice in a row: what a test that compares figures computed at two moments waits
+    for (an event of an earlier test handled between them moves the quintiles)."""
+    js, namespace = service.context.js, service.context.settings.event_namespace
+    assert js is not None
+    deadline = asyncio.get_running_loop().time() + seconds
+    quiet = 0
+    while quiet < 2 and asyncio.get_running_loop().time() < deadline:
+        lags = await events.consumer_lag(js, namespace)
+        busy = [
+            lag for lag in lags if lag.consumer.startswith(("insights", "tiers")) and lag.behind
+        ]
+        quiet = 0 if busy else quiet + 1
+        await asyncio.sleep(0.2)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -19,15 +19,16 @@ from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import member_pb2
 from loyalty.insights.v1 import insights_service_pb2 as pb
 from loyalty_insights.adapters.facts import ActivityFact
+from loyalty_insights.adapters.member_figures import Refreshed
 from loyalty_insights.domain.figures import year_before
 from loyalty_insights.domain.rfm import RfmScore, RfmSegment
-from loyalty_insights.service_layer.refresh import recompute
+from loyalty_insights.service_layer.refresh import recompute, settle_refresh
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import moment_of
 from sqlalchemy import text
 
-from tests.insights.conftest import Member, Suite, period, unit_team, until
+from tests.insights.conftest import Member, Suite, caught_up, period, unit_team, until
 from tests.insights.test_rfm_figure import scored
 from tests.support.rpc import fails
 
@@ -91,6 +92,7 @@ async def test_a_full_refresh_gives_the_on_demand_rfm_of_the_trailing_year(
     await until(
         lambda: row_of(insights_service, last.id), lambda r: r is not None and r["visits_12m"] == 4
     )
+    await caught_up(insights_service)
 
     done = await refresh(suite)
     assert done.members >= len(members)
@@ -233,7 +235,8 @@ async def test_a_refresh_keeps_a_recompute_that_committed_while_it_ran(
     async with uow() as refreshing:
         assert await refreshing.member_figures.try_refresh_lock()
         since = await refreshing.member_figures.since()
-        await refreshing.member_figures.stage(year_before(now), now, "")
+        refresh_id = await refreshing.member_figures.next_refresh_id()
+        cuts = await refreshing.member_figures.stage(year_before(now), now, "")
         # A purchase arrives and is recomputed after the refresh read the facts...
         async with uow() as event:
             await event.facts.record_activity(
@@ -252,10 +255,23 @@ async def test_a_refresh_keeps_a_recompute_that_committed_while_it_ran(
             await recompute(event, [member.id], now)
             await event.commit()
         # ...and the refresh writes what it read: the member's newer row stays.
-        await refreshing.member_figures.write(since)
+        members, removed = await refreshing.member_figures.write(since, refresh_id)
+        await refreshing.member_figures.record_refresh(
+            now, suite.clock(), Refreshed(refresh_id, now, members, removed, cuts)
+        )
         await refreshing.commit()
     row = await row_of(insights_service, member.id)
     assert row is not None and (row["visits_12m"], row["units_12m"]) == (1, ["hotel"])
+    # It was scored against the cut points before the refresh (its recompute could not see
+    # the refresh's); once the refresh settles, against the refresh's, as every other row.
+    assert row["scored_by"] != refresh_id
+    assert await settle_refresh(uow, suite.clock) >= 1
+    settled = await row_of(insights_service, member.id)
+    assert settled is not None and settled["scored_by"] == refresh_id
+    assert (settled["visits_12m"], settled["units_12m"]) == (1, ["hotel"])
+    expected = cuts.scores(settled["recency_days"], 1, settled["spend_12m"])
+    assert (settled["rfm_r"], settled["rfm_f"], settled["rfm_m"]) == expected
+    assert await settle_refresh(uow, suite.clock) == 0  # nothing left to settle
 
 
 async def test_refreshes_beside_a_stream_of_purchases_lose_none(

@@ -13,10 +13,18 @@ the last refresh's cut points (domain/figures.py).
 Concurrency. Every transaction that recomputes members holds the shared advisory lock
 `TOUCH_LOCK` from before it computes until it commits. A full refresh takes it exclusively for
 an instant and notes the moment `since`: a recompute that committed before `since` is in every
-snapshot the refresh reads after it; any other recompute stamps its rows after `since`, and the
-refresh overwrites or deletes only rows stamped before `since`. So a refresh never loses an
-incremental update, and never blocks the consumers for longer than that instant (beyond the
-rows it writes). Refreshes themselves take `REFRESH_LOCK`: one at a time across replicas.
+snapshot the refresh reads after it; any other recompute stamps its rows' `figured_at` after
+`since`, and the refresh overwrites or deletes only rows figured before `since`. So a refresh
+never loses an incremental update, and never blocks the consumers for longer than that instant
+(beyond the rows it writes). Refreshes themselves take `REFRESH_LOCK`: one at a time across
+replicas.
+
+A row a refresh kept was scored against the cut points before it (its recompute could not see
+the refresh's, uncommitted then). Every row says whose cut points scored it (`scored_by`); once
+the refresh committed, `stale_scores` waits for the recomputes in flight (the same exclusive
+instant) and names the rows figured since the refresh began and scored by another: recomputed
+again, they score against the new cut points, and every row agrees with the refresh's ranking.
+A recompute that begins after that instant reads the new cut points itself.
 """
 
 from __future__ import annotations
@@ -164,7 +172,8 @@ def _body(source: Any) -> str:
 
 # Scores and segments ($6, $7, $8: the segment map's cells) from `scores` (member_id, r, f, m).
 _NAMED = """, named AS (
-    SELECT b.*, k.r AS rfm_r, k.f AS rfm_f, k.m AS rfm_m, c.segment AS rfm_segment
+    SELECT b.*, k.r AS rfm_r, k.f AS rfm_f, k.m AS rfm_m, c.segment AS rfm_segment,
+           k.scored_by
     FROM base b
     LEFT JOIN scores k ON k.member_id = b.member_id
     LEFT JOIN unnest($6::int[], $7::int[], $8::text[]) AS c (r, fm, segment)
@@ -182,7 +191,8 @@ _FULL = (
            1 + (5 * (rank() OVER (ORDER BY spend_12m) - 1)) / count(*) OVER () AS m
     FROM base WHERE visits_12m > 0
 ), scores AS (
-    SELECT b.member_id, coalesce(k.r, 1) AS r, coalesce(k.f, 1) AS f, coalesce(k.m, 1) AS m
+    SELECT b.member_id, coalesce(k.r, 1) AS r, coalesce(k.f, 1) AS f, coalesce(k.m, 1) AS m,
+           NULL::bigint AS scored_by  -- the refresh's own id, given when it writes
     FROM base b LEFT JOIN ranked k ON k.member_id = b.member_id WHERE b.scored
 )"""
     + _NAMED
@@ -193,9 +203,9 @@ _FAMILY = (
     _FAMILY_OWNERS
     + _body(_family_source)
     + """, cuts AS (
-    SELECT r_cuts, f_cuts, m_cuts FROM figure_refreshes ORDER BY id DESC LIMIT 1
+    SELECT id, r_cuts, f_cuts, m_cuts FROM figure_refreshes ORDER BY id DESC LIMIT 1
 ), scores AS (
-    SELECT b.member_id,
+    SELECT b.member_id, k.id AS scored_by,
            CASE WHEN b.visits_12m = 0 THEN 1 ELSE
                1 + (SELECT count(*) FROM unnest(k.r_cuts) x WHERE b.recency_days <= x) END AS r,
            CASE WHEN b.visits_12m = 0 THEN 1 ELSE
@@ -207,15 +217,22 @@ _FAMILY = (
     + _NAMED
 )
 
-_SET = ", ".join(f"{c} = excluded.{c}" for c in ("updated_at", *COLUMNS))
-_INSERT = f"INSERT INTO member_figures (member_id, updated_at, {', '.join(COLUMNS)})"
-_SELECT = f"SELECT member_id, clock_timestamp(), {', '.join(COLUMNS)}"
+_STAMPS = ("updated_at", "figured_at", "scored_by")
+_SET = ", ".join(f"{c} = excluded.{c}" for c in (*_STAMPS, *COLUMNS))
+_INSERT = f"INSERT INTO member_figures (member_id, {', '.join(_STAMPS)}, {', '.join(COLUMNS)})"
+
+
+def _select(scored_by: str) -> str:
+    return f"SELECT member_id, clock_timestamp(), clock_timestamp(), {scored_by}, " + ", ".join(
+        COLUMNS
+    )
+
 
 _RECOMPUTE = (
     _FAMILY
     + f"""
 {_INSERT}
-{_SELECT} FROM named WHERE NOT erased
+{_select("scored_by")} FROM named WHERE NOT erased
 ON CONFLICT (member_id) DO UPDATE SET {_SET}
 """
 )
@@ -247,18 +264,21 @@ SELECT {_cut("max", "recency_days", "rfm_r")} AS r_cuts,
 FROM fresh_figures WHERE visits_12m > 0
 """
 
-# Rows recomputed since the refresh's moment ($1) are newer than what it computed: kept.
+_BEFORE = "coalesce({}.figured_at, '-infinity') < $1"
+
+# Rows recomputed since the refresh's moment ($1) are newer than what it computed: kept. Its
+# rows are scored by its cut points (its id, $2).
 _WRITE = f"""
 {_INSERT}
-{_SELECT} FROM fresh_figures WHERE NOT erased
-ON CONFLICT (member_id) DO UPDATE SET {_SET} WHERE member_figures.updated_at < $1
+{_select("$2::bigint")} FROM fresh_figures WHERE NOT erased
+ON CONFLICT (member_id) DO UPDATE SET {_SET} WHERE {_BEFORE.format("member_figures")}
 """
 
 # A row holding tags only (a member insights knows nothing else of yet) keeps them: tags are
 # identity's events' work, not the refresh's; it goes when its member is absorbed or erased.
-_REMOVE = """
+_REMOVE = f"""
 DELETE FROM member_figures m
-WHERE m.updated_at < $1
+WHERE {_BEFORE.format("m")}
   AND NOT EXISTS (SELECT 1 FROM fresh_figures f WHERE f.member_id = m.member_id AND NOT f.erased)
   AND (cardinality(m.tags) = 0
        OR EXISTS (SELECT 1 FROM member_merges g WHERE g.absorbed_id = m.member_id)
@@ -270,6 +290,7 @@ WHERE m.updated_at < $1
 class Refreshed:
     """What a full refresh recorded."""
 
+    id: int
     as_of: datetime
     members: int
     removed: int
@@ -278,6 +299,8 @@ class Refreshed:
 
 @dataclass(frozen=True)
 class LastRefresh:
+    id: int
+    started_at: datetime
     as_of: datetime
     finished_at: datetime
     members: int
@@ -329,6 +352,27 @@ class MemberFigures:
             await conn.execute("SELECT pg_advisory_unlock($1)", TOUCH_LOCK)
         return moment
 
+    async def next_refresh_id(self) -> int:
+        """The id the refresh in this transaction records itself under (its rows carry it)."""
+        conn = await self._conn()
+        return int(
+            await conn.fetchval("SELECT nextval(pg_get_serial_sequence('figure_refreshes', 'id'))")
+        )
+
+    async def stale_scores(self, refresh: LastRefresh) -> list[str]:
+        """Once the recomputes in flight committed (`since`'s instant), the members whose rows
+        were figured since `refresh` began but scored against other cut points (recomputed
+        while it ran): few, the events of the refresh's minute."""
+        await self.since()
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT member_id FROM member_figures "
+            "WHERE figured_at >= $1 AND scored_by IS DISTINCT FROM $2 ORDER BY member_id",
+            refresh.started_at,
+            refresh.id,
+        )
+        return [r["member_id"] for r in rows]
+
     async def stage(self, start: datetime, end: datetime, currency: str) -> CutPoints:
         """Every member's figures from the facts into this transaction's staging table; the
         cut points of their scores."""
@@ -345,12 +389,12 @@ class MemberFigures:
             tuple(None if v is None else Decimal(v) for v in cuts["m_cuts"]),
         )
 
-    async def write(self, since: datetime) -> tuple[int, int]:
-        """The staged rows into the table, but rows recomputed since `since` (newer than the
-        staged ones); rows of members no longer counted go. (Members with figures, rows
-        removed.)"""
+    async def write(self, since: datetime, refresh_id: int) -> tuple[int, int]:
+        """The staged rows into the table, scored by refresh `refresh_id`, but rows recomputed
+        since `since` (newer than the staged ones); rows of members no longer counted go.
+        (Members with figures, rows removed.)"""
         conn = await self._conn()
-        await conn.execute(_WRITE, since)
+        await conn.execute(_WRITE, since, refresh_id)
         removed = await conn.execute(_REMOVE, since)
         members = await conn.fetchval("SELECT count(*) FROM fresh_figures WHERE NOT erased")
         return int(members), int(removed.split()[-1])
@@ -360,8 +404,9 @@ class MemberFigures:
     ) -> None:
         conn = await self._conn()
         await conn.execute(
-            "INSERT INTO figure_refreshes (started_at, finished_at, as_of, members, removed, "
-            "r_cuts, f_cuts, m_cuts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO figure_refreshes (id, started_at, finished_at, as_of, members, removed, "
+            "r_cuts, f_cuts, m_cuts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            refreshed.id,
             started_at,
             finished_at,
             refreshed.as_of,
@@ -375,11 +420,14 @@ class MemberFigures:
     async def last_refresh(self) -> LastRefresh | None:
         conn = await self._conn()
         row = await conn.fetchrow(
-            "SELECT as_of, finished_at, members FROM figure_refreshes ORDER BY id DESC LIMIT 1"
+            "SELECT id, started_at, as_of, finished_at, members FROM figure_refreshes "
+            "ORDER BY id DESC LIMIT 1"
         )
         if row is None:
             return None
-        return LastRefresh(row["as_of"], row["finished_at"], int(row["members"]))
+        return LastRefresh(
+            int(row["id"]), row["started_at"], row["as_of"], row["finished_at"], int(row["members"])
+        )
 
     async def any_facts(self) -> bool:
         conn = await self._conn()

@@ -170,6 +170,11 @@ member_figures = Table(
     # the fit the three lifetime value columns are from.
     Column("historical_value", Numeric),
     Column("clv_fit_id", Text),
+    # Migration 0007: when the row's figures were computed (a refresh's or an event's
+    # recompute; `updated_at` moves with tags and lifetime value too), and the refresh whose
+    # cut points scored it (NULL: none).
+    Column("figured_at", DateTime(timezone=True)),
+    Column("scored_by", BigInteger),
     Index("member_figures_updated_at", "updated_at"),
     Index("member_figures_segment", "rfm_segment", "member_id"),
 )

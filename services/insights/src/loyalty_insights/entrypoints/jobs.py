@@ -19,6 +19,7 @@ from loyalty_insights.service_layer.refresh import (
     RefreshRunning,
     needs_first_refresh,
     refresh_figures,
+    settle_refresh,
 )
 
 log = get_logger("loyalty.insights.jobs")
@@ -40,9 +41,11 @@ def jobs(app: Insights) -> Sequence[Job]:
             except RefreshRunning:
                 return  # another replica's refresh does it
             await uow.commit()
+        settled = await settle_refresh(app.uow, app.clock)
         log.info(
             "figures refreshed",
             members=report.members,
+            rescored=settled,
             removed=report.removed,
             seconds=round(report.duration.total_seconds(), 3),
         )

@@ -122,7 +122,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         async def work(uow: InsightsUnitOfWork, _now: datetime) -> pb.RefreshFiguresResponse:
             return convert.refresh_response(await refresh.refresh_figures(uow, self.clock))
 
-        return await self._mutate("RefreshFigures", request, pb.RefreshFiguresResponse, work)
+        response = await self._mutate("RefreshFigures", request, pb.RefreshFiguresResponse, work)
+        await refresh.settle_refresh(self.app.uow, self.clock)
+        return response
 
     async def GetCohorts(
         self, request: pb.GetCohortsRequest, context: grpc.aio.ServicerContext

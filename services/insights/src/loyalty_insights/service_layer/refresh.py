@@ -43,9 +43,10 @@ async def refresh_figures(uow: InsightsUnitOfWork, now: Callable[[], datetime]) 
         raise RefreshRunning("the members' figures are being refreshed already; try later")
     since = await uow.member_figures.since()
     as_of = now()
+    refresh_id = await uow.member_figures.next_refresh_id()
     cuts = await uow.member_figures.stage(year_before(as_of), as_of, await _currency(uow, as_of))
-    members, removed = await uow.member_figures.write(since)
-    refreshed = Refreshed(as_of, members, removed, cuts)
+    members, removed = await uow.member_figures.write(since, refresh_id)
+    refreshed = Refreshed(refresh_id, as_of, members, removed, cuts)
     await uow.member_figures.record_refresh(started_at, now(), refreshed)
     return RefreshReport(
         as_of,
@@ -53,6 +54,24 @@ async def refresh_figures(uow: InsightsUnitOfWork, now: Callable[[], datetime]) 
         refreshed.removed,
         timedelta(seconds=time.perf_counter() - began),
     )
+
+
+async def settle_refresh(
+    uows: Callable[[], InsightsUnitOfWork], now: Callable[[], datetime], chunk: int = 500
+) -> int:
+    """After a refresh committed: the members recomputed while it ran (scored against the cut
+    points before it) recomputed again against its cut points, `chunk` members a transaction
+    (adapters/member_figures.py says why). Idempotent; how many were."""
+    async with uows() as uow:
+        last = await uow.member_figures.last_refresh()
+        if last is None:
+            return 0
+        stale = await uow.member_figures.stale_scores(last)
+    for i in range(0, len(stale), chunk):
+        async with uows() as uow:
+            await recompute(uow, stale[i : i + chunk], now())
+            await uow.commit()
+    return len(stale)
 
 
 @dataclass
