@@ -32,7 +32,7 @@ from loyalty_identity.domain.order_import import (
 )
 from loyalty_identity.service_layer import import_operations as operations
 from loyalty_identity.service_layer.commands import Operator
-from loyalty_identity.service_layer.ports import OrderImportWork
+from loyalty_identity.service_layer.ports import OrderImports, OrderImportWork
 
 UNKNOWN_MEMBER = "no member holds its legacy number or phone (import the members first)"
 DUPLICATE_BEFORE = "this order ID of the unit was carried over before"
@@ -128,6 +128,14 @@ def decide(
     return carry, report
 
 
+async def members_of(store: OrderImports, rows: Sequence[Row]) -> list[str | None]:
+    """The member holding each identity of the rows' parsed orders, in turn (None where
+    nobody does), as `decide` takes them: one query."""
+    return await store.members_of(
+        [i for r in rows if isinstance(r, ParsedOrder) for i in r.identities]
+    )
+
+
 async def import_chunk(
     work: OrderImportWork,
     job: OrderImport,
@@ -136,14 +144,16 @@ async def import_chunk(
     now: datetime,
     *,
     last: bool,
+    members: Sequence[str | None] | None = None,
 ) -> OrderCounts:
-    """One chunk of rows in this unit of work: its members resolved in one query, its new
-    orders claimed (unique per unit and order ID), the report of the rows not carried over,
-    one LegacyOrdersImported for the chunk, the counters and checkpoint moved; the import ends
-    here when the file is read (`last`), most of it was refused, or an operator asked it to
-    stop."""
+    """One chunk of rows in this unit of work: its members resolved in one query (unless
+    given: `members_of` the same rows, looked up just before), its new orders claimed (unique
+    per unit and order ID), the report of the rows not carried over, one LegacyOrdersImported
+    for the chunk, the counters and checkpoint moved; the import ends here when the file is
+    read (`last`), most of it was refused, or an operator asked it to stop."""
     parsed = [r for r in rows if isinstance(r, ParsedOrder)]
-    members = await work.order_imports.members_of([i for r in parsed for i in r.identities])
+    if members is None:
+        members = await members_of(work.order_imports, rows)
     carry, report = decide(parsed, members)
     new = await work.order_imports.claim_orders(
         job.unit, job.import_id, [(o.order_id, m, o.number) for o, m in carry]
