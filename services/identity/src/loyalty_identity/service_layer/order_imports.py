@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 
 from loyalty_kit.kernel.money import Amount
 
@@ -101,9 +102,12 @@ def decide(
     seen: dict[str, int] = {}
     at = 0
     for order in orders:
-        held = members[at : at + len(order.identities)]
-        at += len(order.identities)
-        member = next((m for m in held if m), None)
+        count = len(order.identities)
+        # Most orders name their member one way: no slice to search.
+        member = (
+            members[at] if count == 1 else next((m for m in members[at : at + count] if m), None)
+        )
+        at += count
         if member is None:
             report.append(
                 OrderRow(
@@ -160,20 +164,22 @@ async def import_chunk(
     )
     counts = OrderCounts()
     carried: list[ImportedOrder] = []
+    amounts: dict[tuple[str, Decimal], Amount] = {}  # one Amount a price, not one an order
     for order, member in carry:
         if order.order_id in new:
-            counts.count(OrderOutcome.IMPORTED)
-            carried.append(
-                ImportedOrder(
-                    member, order.order_id, Amount(order.currency, order.amount), order.occurred_at
+            amount = amounts.get((order.currency, order.amount))
+            if amount is None:
+                amount = amounts[order.currency, order.amount] = Amount(
+                    order.currency, order.amount
                 )
-            )
+            carried.append(ImportedOrder(member, order.order_id, amount, order.occurred_at))
         else:
             report.append(
                 OrderRow(
                     order.number, OrderOutcome.DUPLICATE, member, "DUPLICATE", DUPLICATE_BEFORE
                 )
             )
+    counts.imported = len(carried)
     for refused in (r for r in rows if isinstance(r, RejectedRow)):
         report.append(
             OrderRow(refused.number, OrderOutcome.REJECTED, "", refused.reason, refused.detail)
