@@ -23,6 +23,7 @@ from loyalty.identity.v1 import order_import_pb2 as pb
 from loyalty.identity.v1.member_import_pb2 import MemberImport
 from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_identity.app import SPEC
+from loyalty_identity.domain.order_file import OrderRow
 from loyalty_identity.domain.order_import import OrderImport
 from loyalty_identity.service_layer.order_import_worker import OrderImportWorker
 from loyalty_identity.settings import ImportSettings
@@ -263,6 +264,40 @@ async def test_a_merged_members_orders_go_to_its_survivor(
     }
 
 
+async def test_a_chunk_of_orders_carried_before_and_new_ones_claims_the_new_ones(
+    identity: IdentityClient, settings: Settings
+) -> None:
+    people = population(4)
+    members = await mall_members(identity.channel, people)
+    legacy = [p.legacy["mall"][0] for p in people]
+    tag = uuid.uuid4().hex[:8]
+    first = [(legacy[0], "", f"{tag}-a", "10", "2025-06-01")]
+    first.append((legacy[1], "", f"{tag}-b", "20", "2025-06-02"))
+    done = await imported(identity.channel, MALL, order_spec(), orders_file(first))
+    assert (done.state, done.progress.imported) == (SUCCEEDED, 2)
+
+    rows = [
+        (legacy[2], "", f"{tag}-c", "30", "2025-06-03"),  # new
+        (legacy[0], "", f"{tag}-a", "10", "2025-06-01"),  # carried over before
+        (legacy[3], "", f"{tag}-d", "40", "2025-06-04"),  # new
+        (legacy[1], "", f"{tag}-b", "20", "2025-06-02"),  # carried over before
+    ]
+    again = await imported(identity.channel, MALL, order_spec(), orders_file(rows))
+
+    assert again.state == SUCCEEDED, again.error
+    assert (again.progress.imported, again.progress.duplicates) == (2, 2)
+    duplicates = await report(identity.channel, MALL, again.name, pb.ORDER_ROW_OUTCOME_DUPLICATE)
+    assert [(r.row_number, r.member_id) for r in duplicates] == [
+        (2, members[legacy[0]]),
+        (4, members[legacy[1]]),
+    ]
+    (event,) = await order_events(settings, again.name)
+    assert {o.order_id: o.member_id for o in event.orders} == {
+        f"{tag}-c": members[legacy[2]],
+        f"{tag}-d": members[legacy[3]],
+    }
+
+
 async def test_a_unit_imports_and_reads_only_its_own(identity: IdentityClient) -> None:
     content = orders_file([("M1", "", "x1", "1", "2025-01-01")])
     other = await fails(upload(identity.channel, HOTEL, order_spec(), content))
@@ -353,6 +388,64 @@ async def test_a_replica_killed_mid_chunk_is_taken_over_from_its_checkpoint(
     for i in (0, 149, 150, 299):
         assert by_id[f"{tag}-{i}"].member_id == members[people[i % 30].legacy["mall"][0]]
         assert Decimal(by_id[f"{tag}-{i}"].amount.amount) == Decimal(f"{i}.25")
+
+
+class LookingAhead(OrderImportWorker):
+    """A worker noting the first row of each chunk it looks ahead, as it starts to."""
+
+    looked: list[int]
+
+    async def look_ahead(self, job: OrderImport, rows: Sequence[OrderRow]) -> list[str | None]:
+        self.looked.append(rows[0].number)
+        return await super().look_ahead(job, rows)
+
+
+async def test_the_next_chunks_members_are_looked_up_while_a_chunk_is_written(
+    identity: IdentityClient,
+    uploads: RunningService,
+    channel: grpc.aio.Channel,
+    settings: Settings,
+) -> None:
+    people = population(10)
+    members = await mall_members(identity.channel, people)
+    tag = uuid.uuid4().hex[:8]
+    rows = [
+        (people[i % 10].legacy["mall"][0], "", f"{tag}-{i}", f"{i}.50", "2025-03-01")
+        for i in range(200)
+    ]
+    made = await upload(channel, MALL, order_spec(), orders_file(rows))
+    carrier = LookingAhead(
+        uploads.root.uow,
+        ImportSettings(workers=0, order_chunk_rows=50),
+        uploads.root.clock,
+        owner="replica-ahead",
+    )
+    carrier.looked = []
+    ahead_of_commit: list[bool] = []
+
+    async def wait_for_the_next_look_up(job: OrderImport) -> None:
+        # Chunk k (rows up to 50 k) commits once chunk k + 1 has been looked ahead, if it is.
+        if job.counts.rows_read < 200:
+            deadline = asyncio.get_running_loop().time() + 5
+            while len(carrier.looked) * 50 <= job.counts.rows_read:
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+            ahead_of_commit.append(len(carrier.looked) * 50 > job.counts.rows_read)
+
+    carrier.before_commit = wait_for_the_next_look_up
+    assert await carrier.run_next()
+
+    assert carrier.looked == [1, 51, 101, 151]
+    assert ahead_of_commit == [True, True, True]
+    done = await get(channel, MALL, made.name)
+    assert done.state == SUCCEEDED, done.error
+    assert (done.progress.rows_read, done.progress.imported) == (200, 200)
+    carried = [o for e in await order_events(settings, made.name) for o in e.orders]
+    assert sorted(o.order_id for o in carried) == sorted(f"{tag}-{i}" for i in range(200))
+    for order in carried:
+        i = int(order.order_id.rsplit("-", 1)[1])
+        assert order.member_id == members[people[i % 10].legacy["mall"][0]]
 
 
 async def test_cancelling_stops_an_order_import(

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from loyalty_identity.domain.identities import ChannelIdentity
 from loyalty_identity.domain.imports import ImportFileError, ImportFormat, RejectedRow
-from loyalty_identity.domain.order_file import OrderFileReader
+from loyalty_identity.domain.order_file import _PLAIN_AMOUNT, OrderFileReader, _amount
 from loyalty_identity.domain.order_import import (
     OrderColumnMapping,
     OrderImportSpec,
@@ -20,6 +20,7 @@ from loyalty_identity.domain.order_import import (
 )
 from loyalty_identity.service_layer.order_imports import decide
 from loyalty_kit.errors import InvalidArgument
+from loyalty_kit.kernel.money import fraction_digits
 
 NOW = datetime(2026, 3, 1, 4, tzinfo=UTC)  # noon in Shanghai
 MAPPING = OrderColumnMapping(
@@ -95,6 +96,18 @@ def test_a_bad_row_is_refused_with_its_reason(row: str, reason: str) -> None:
     (refused,) = read(csv_file(row))
     assert isinstance(refused, RejectedRow) and refused.reason == reason
     assert "13912345678" not in refused.detail
+
+
+def test_an_amounts_places_are_counted_as_its_decimal_counts_them() -> None:
+    texts = ["0", "10", "007", "10.5", "10.50", "10.500", "0.0", "0.000001", "1.", ".5"]
+    texts += ["1,000", "1e3", "-1", "+1", " 1", "1.2.3", "999999999999999", "1" * 16]
+    for text in texts:
+        for digits in (0, 2, 3, 6):
+            plain = _PLAIN_AMOUNT.fullmatch(text) is not None
+            expected = Decimal(text) if plain and fraction_digits(Decimal(text)) <= digits else None
+            assert _amount(text, digits) == expected, (text, digits)
+            if expected is not None:
+                assert str(_amount(text, digits)) == str(expected)
 
 
 def test_a_refused_phone_is_masked_in_the_detail() -> None:

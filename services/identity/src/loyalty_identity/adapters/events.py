@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from functools import lru_cache
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.identity.v1 import events_pb2
 from loyalty_kit.contract import EventContract, Rules
-from loyalty_kit.kernel.money import format_money
+from loyalty_kit.kernel.money import Amount, format_money
 
 from loyalty_identity.domain import events
 from loyalty_identity.domain.import_spec import CONSENT_PREFIX
@@ -40,24 +40,29 @@ def _orders(orders: tuple[ImportedOrder, ...]) -> list[events_pb2.ImportedOrder]
 def _add_orders(message: events_pb2.LegacyOrdersImported, orders: Sequence[ImportedOrder]) -> None:
     """A chunk's orders (thousands an event) added in place: each field set on the added
     message (no order, amount or time made apart and copied in), the time's seconds counted
-    from the epoch (as `Timestamp.FromDatetime` counts them) and each amount's text made once
-    per amount."""
+    from the epoch (as `Timestamp.FromDatetime` counts them) once per time, and each amount's
+    text made once per amount (`_money_text`, shared by the chunks)."""
     add = message.orders.add
-    texts: dict[tuple[str, Decimal], str] = {}
+    stamps: dict[datetime, tuple[int, int]] = {}
     for order in orders:
         added = add(member_id=order.member_id, order_id=order.order_id)
-        currency, value = order.amount.currency, order.amount.value
-        text = texts.get((currency, value))
-        if text is None:
-            text = texts[currency, value] = format_money(value, currency)
         amount = added.amount
-        amount.currency_code = currency
-        amount.amount = text
+        amount.currency_code = order.amount.currency
+        amount.amount = _money_text(order.amount)
         at = order.occurred_at
-        since = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
-        stamp = added.occurred_at
-        stamp.seconds = since.days * 86_400 + since.seconds
-        stamp.nanos = since.microseconds * 1000
+        stamp = stamps.get(at)
+        if stamp is None:
+            since = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
+            stamp = stamps[at] = (since.days * 86_400 + since.seconds, since.microseconds * 1000)
+        added.occurred_at.seconds, added.occurred_at.nanos = stamp
+
+
+@lru_cache(maxsize=65_536)
+def _money_text(amount: Amount) -> str:
+    """An amount's text as `format_money` makes it; equal amounts (10.5 and 10.50 CNY) have
+    the same text. Bounded: a file may hold any number of amounts; its orders mostly repeat
+    a few thousand prices."""
+    return format_money(amount.value, amount.currency)
 
 
 def legacy_orders_imported(event: events.LegacyOrdersImported) -> events_pb2.LegacyOrdersImported:

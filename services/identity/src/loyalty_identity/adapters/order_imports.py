@@ -1,13 +1,15 @@
 """Order imports in PostgreSQL: the imports, their files and leases (`import_operations.py`,
 as a member import's), the report of the rows not carried over and the orders carried over
-(once per unit and order ID). A chunk makes three round
-trips whatever its size: its members resolved in one query, its orders claimed in one insert,
-its report COPYed."""
+(once per unit and order ID). A chunk makes three round trips whatever its size: its members
+resolved in one query (ahead of its transaction, on a connection of its own), its orders
+claimed in one COPY (one insert when some were claimed before), its report COPYed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import asyncpg
 
 from loyalty_identity.adapters.import_operations import (
     OperationStore,
@@ -28,6 +30,7 @@ from loyalty_identity.domain.order_import import (
     order_import_name,
 )
 
+_CLAIM_COLUMNS = ("unit", "order_id", "member_id", "import_id", "row_number")
 _REPORT_COLUMNS = ("import_id", "row_number", "outcome", "member_id", "reason", "detail")
 # Who holds an identity now: its member, or the member it was merged into; erased and merged
 # members' identities are gone, so an identity held by no live member is unknown. Each identity
@@ -122,11 +125,28 @@ class OrderImportStore(OperationStore[OrderImport]):
         self, unit: str, import_id: str, orders: Sequence[tuple[str, str, int]]
     ) -> set[str]:
         """Record (order ID, member, row) as carried over; the order IDs that were new (the
-        others were carried over before, by any import of the unit)."""
+        others were carried over before, by any import of the unit). The order IDs must be
+        distinct. They are COPYed, the fastest way in, as a chunk's usually are all new;
+        should any have been carried over before (or be claimed by another transaction
+        meanwhile), the COPY is undone (a savepoint) and one INSERT ... ON CONFLICT claims the
+        others. In order-ID order either way: two imports sharing orders wait for each other,
+        never deadlock."""
         if not orders:
             return set()
+        conn = await self._conn()
+        orders = sorted(orders)
+        try:
+            async with conn.transaction():  # a savepoint
+                await conn.copy_records_to_table(
+                    "imported_orders",
+                    columns=_CLAIM_COLUMNS,
+                    records=[(unit, o, m, import_id, r) for o, m, r in orders],
+                )
+            return {o for o, _, _ in orders}
+        except asyncpg.UniqueViolationError:
+            pass
         order_ids, members, rows = (list(column) for column in zip(*orders, strict=True))
-        taken = await (await self._conn()).fetch(
+        taken = await conn.fetch(
             "INSERT INTO imported_orders (unit, order_id, member_id, import_id, row_number) "
             "SELECT $1, o, m, $2, r FROM unnest($3::text[], $4::uuid[], $5::bigint[]) "
             "AS w(o, m, r) ON CONFLICT (unit, order_id) DO NOTHING RETURNING order_id",

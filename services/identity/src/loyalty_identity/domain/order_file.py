@@ -30,12 +30,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from loyalty_kit.errors import InvalidArgument
-from loyalty_kit.kernel.money import fraction_digits, minor_units, parse_currency
+from loyalty_kit.kernel.money import minor_units, parse_currency
 
 from loyalty_identity.domain.file_records import RecordReader, _masked_token
 from loyalty_identity.domain.import_file import (
@@ -172,14 +172,14 @@ class OrderFileReader(RecordReader[ParsedOrder]):
 
 def _amount(text: str, digits: int) -> Decimal | None:
     """A plain decimal (no sign, exponent or grouping), 0 or more, with at most `digits`
-    decimal places."""
+    decimal places: counted in the text, which the pattern holds to digits and one point (a
+    Decimal keeps the text's places, trailing zeros too)."""
     if not _PLAIN_AMOUNT.fullmatch(text):
         return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
+    point = text.find(".")
+    if point >= 0 and len(text) - point - 1 > digits:
         return None
-    return value if fraction_digits(value) <= digits else None
+    return Decimal(text)
 
 
 __all__ = ["FIELDS", "OrderFileReader", "known_currency"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
@@ -44,6 +45,7 @@ from loyalty_identity.settings import ImportSettings
 
 T = TypeVar("T")
 Job = TypeVar("Job", bound=ImportOperation[Any, Any])
+Ahead = TypeVar("Ahead")
 FEED_BATCH = 1000  # rows the reader's thread hands over at a time
 FEED_DEPTH = 4  # batches waiting at most
 
@@ -169,10 +171,37 @@ class ProcessSlots:
             self.in_use -= taken
 
 
-class ImportJobs(Generic[Job, Row, T]):
+class _Reading(Generic[Row]):
+    """Where an import's reading stands: the rows read past the checkpoint and not yet in a
+    chunk, the bytes read, whether the reader is done (and what stopped it)."""
+
+    def __init__(self, feed: RowFeed[Row], checkpoint: int) -> None:
+        self.feed = feed
+        self.checkpoint = checkpoint
+        self.pending: list[Row] = []
+        self.bytes_read = 0
+        self.done = False
+        self.problem: BaseException | None = None
+        self.renewed = time.monotonic()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Taken(Generic[Row, Ahead]):
+    """A chunk taken from the reader: its rows, the bytes read with it, whether it is the
+    file's last, what stopped the reader (if it did) and what was looked up ahead."""
+
+    rows: list[Row]
+    bytes_read: int
+    last: bool
+    problem: BaseException | None
+    ahead: Ahead | None
+
+
+class ImportJobs(Generic[Job, Row, T, Ahead]):
     """Takes a kind's imports and carries them out, one at a time (a replica runs `workers` of
     these). A kind names itself (`kind`: "member import"), its store in the unit of work, its
-    chunk size, its file reader and what a chunk does (`T`: a chunk's counts)."""
+    chunk size, its file reader, what it looks up of a chunk ahead of its transaction
+    (`Ahead`, `look_ahead`) and what a chunk does (`T`: a chunk's counts)."""
 
     kind: ClassVar[str]
     logger: ClassVar[str]
@@ -212,8 +241,21 @@ class ImportJobs(Generic[Job, Row, T]):
         """The import's file reader: in a worker process of its own when `in_process`."""
         raise NotImplementedError
 
+    async def look_ahead(self, job: Job, rows: Sequence[Row]) -> Ahead | None:
+        """What a kind finds out about a chunk's rows before its transaction, in a unit of
+        work of its own (read-only, committed data), while the chunk before is being written;
+        handed to `import_chunk` (None: nothing, the chunk looks everything up itself)."""
+        return None
+
     async def import_chunk(
-        self, uow: IdentityUnitOfWork, job: Job, rows: Sequence[Row], bytes_read: int, *, last: bool
+        self,
+        uow: IdentityUnitOfWork,
+        job: Job,
+        rows: Sequence[Row],
+        bytes_read: int,
+        *,
+        last: bool,
+        ahead: Ahead | None,
     ) -> T:
         raise NotImplementedError
 
@@ -326,34 +368,63 @@ class ImportJobs(Generic[Job, Row, T]):
             await self._chunks(job, feed, stopping)
 
     async def _chunks(self, job: Job, feed: RowFeed[Row], stopping: asyncio.Event) -> None:
-        pending: list[Row] = []
-        bytes_read, done, problem = 0, False, None
-        renewed = time.monotonic()
+        """The import's chunks one after the other, each in its transaction (`_chunk`); while
+        one is written, the next is taken from the reader and looked ahead (`look_ahead`), so
+        the next chunk's look-ups run on another connection beside this chunk's statements."""
+        reading = _Reading(feed, job.checkpoint)
         current: Job | None = job
-        while current is not None and current.running:
-            want = current.first_chunk_rows(self.chunk_rows())
-            while len(pending) < want and not done:
-                batch, bytes_read, signal = await feed.next()
-                pending += [r for r in batch if r.number > current.checkpoint]
-                done = signal is not None
-                problem = signal if isinstance(signal, BaseException) else None
-                if not pending and time.monotonic() - renewed > self.settings.lease_seconds / 3:
-                    # Rows up to the checkpoint, read again after a takeover: still holding it.
-                    if not await self._renew(current):
-                        return
-                    renewed = time.monotonic()
-            chunk, pending = pending[:want], pending[want:]
-            if problem is not None and not chunk:
-                await self._end(current, _failure_of(problem))
-                return
-            last = done and problem is None and not pending
-            current = await self._chunk(current, chunk, bytes_read, last=last)
-            renewed = time.monotonic()
-            if current is not None and current.running and stopping.is_set():
-                await self._release(current)  # another replica carries on at once
-                return
+        taken = await self._take(reading, job, job.first_chunk_rows(self.chunk_rows()))
+        following: asyncio.Future[_Taken[Row, Ahead] | None] | None = None
+        try:
+            while taken is not None and current is not None and current.running:
+                if taken.problem is not None and not taken.rows:
+                    await self._end(current, _failure_of(taken.problem))
+                    return
+                if not taken.last:
+                    # Every chunk after the first takes the full size (`first_chunk_rows`).
+                    following = asyncio.ensure_future(
+                        self._take(reading, current, self.chunk_rows())
+                    )
+                current = await self._chunk(
+                    current, taken.rows, taken.bytes_read, last=taken.last, ahead=taken.ahead
+                )
+                if current is not None and current.running and stopping.is_set():
+                    await self._release(current)  # another replica carries on at once
+                    return
+                if following is None or current is None or not current.running:
+                    return
+                taken, following = await following, None
+        finally:
+            if following is not None:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await following
 
-    async def _chunk(self, job: Job, rows: list[Row], bytes_read: int, *, last: bool) -> Job | None:
+    async def _take(self, reading: _Reading[Row], job: Job, want: int) -> _Taken[Row, Ahead] | None:
+        """The next chunk's rows (up to `want`) from the reader, looked ahead; None when this
+        replica lost the import while skipping rows up to the checkpoint."""
+        while len(reading.pending) < want and not reading.done:
+            batch, reading.bytes_read, signal = await reading.feed.next()
+            reading.pending += [r for r in batch if r.number > reading.checkpoint]
+            reading.done = signal is not None
+            reading.problem = signal if isinstance(signal, BaseException) else None
+            if (
+                not reading.pending
+                and time.monotonic() - reading.renewed > self.settings.lease_seconds / 3
+            ):
+                # Rows up to the checkpoint, read again after a takeover: still holding it.
+                if not await self._renew(job):
+                    return None
+                reading.renewed = time.monotonic()
+        rows, reading.pending = reading.pending[:want], reading.pending[want:]
+        last = reading.done and reading.problem is None and not reading.pending
+        ahead = await self.look_ahead(job, rows) if rows else None
+        reading.renewed = time.monotonic()
+        return _Taken(rows, reading.bytes_read, last, reading.problem, ahead)
+
+    async def _chunk(
+        self, job: Job, rows: list[Row], bytes_read: int, *, last: bool, ahead: Ahead | None
+    ) -> Job | None:
         """One chunk in one transaction (run again after a conflict with a concurrent change
         of the same members); the import after it, or None if this replica no longer holds
         it."""
@@ -366,7 +437,9 @@ class ImportJobs(Generic[Job, Row, T]):
                         self._said("taken over", job)
                         return None
                     store.remember_indexes(prepared(rows))
-                    counts = await self.import_chunk(uow, current, rows, bytes_read, last=last)
+                    counts = await self.import_chunk(
+                        uow, current, rows, bytes_read, last=last, ahead=ahead
+                    )
                     if current.running:
                         await store.renew(
                             current.import_id, self.owner, self.settings.lease_seconds

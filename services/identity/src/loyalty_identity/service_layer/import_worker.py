@@ -35,7 +35,7 @@ def file_reader(
     return reader
 
 
-class ImportWorker(ImportJobs[MemberImport, Row, Counts]):
+class ImportWorker(ImportJobs[MemberImport, Row, Counts, None]):
     """Takes member imports and carries them out, one at a time."""
 
     kind = "member import"
@@ -80,6 +80,7 @@ class ImportWorker(ImportJobs[MemberImport, Row, Counts]):
         bytes_read: int,
         *,
         last: bool,
+        ahead: None,
     ) -> Counts:
         return await imports.import_chunk(uow, job, rows, bytes_read, self.clock(), last=last)
 

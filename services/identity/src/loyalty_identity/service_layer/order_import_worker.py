@@ -12,7 +12,7 @@ from loyalty_kit import metrics
 from loyalty_kit.clock import Clock
 
 from loyalty_identity.adapters.order_imports import OrderImportStore
-from loyalty_identity.adapters.row_process import ProcessRowSource, order_row
+from loyalty_identity.adapters.row_process import ProcessRowSource, order_row, prepared
 from loyalty_identity.domain.order_file import OrderFileReader, OrderRow
 from loyalty_identity.domain.order_import import (
     COUNTERS,
@@ -35,8 +35,9 @@ def order_file_reader(spec: OrderImportSpec, now: datetime, time_zone: str) -> R
     return OrderFileReader(spec, now=now, time_zone=ZoneInfo(time_zone))
 
 
-class OrderImportWorker(ImportJobs[OrderImport, OrderRow, OrderCounts]):
-    """Takes order imports and carries them out, one at a time."""
+class OrderImportWorker(ImportJobs[OrderImport, OrderRow, OrderCounts, list[str | None]]):
+    """Takes order imports and carries them out, one at a time: each chunk's members are
+    resolved ahead (`look_ahead`), while the chunk before is written."""
 
     kind = "order import"
     logger = "loyalty.identity.order_imports"
@@ -70,6 +71,15 @@ class OrderImportWorker(ImportJobs[OrderImport, OrderRow, OrderCounts]):
             return ProcessRowSource("order", args, index_key, order_row)
         return self.reader(job.spec, job.created_at, time_zone)
 
+    async def look_ahead(self, job: OrderImport, rows: Sequence[OrderRow]) -> list[str | None]:
+        """The members of the chunk's parsed orders' identities (its blind indexes made here
+        too), on a connection of their own: the chunk before does not change who holds an
+        identity."""
+        async with self.uow(read_only=True) as uow:
+            store = uow.order_imports
+            store.remember_indexes(prepared(rows))
+            return await order_imports.members_of(store, rows)
+
     async def import_chunk(
         self,
         uow: IdentityUnitOfWork,
@@ -78,8 +88,11 @@ class OrderImportWorker(ImportJobs[OrderImport, OrderRow, OrderCounts]):
         bytes_read: int,
         *,
         last: bool,
+        ahead: list[str | None] | None,
     ) -> OrderCounts:
-        return await order_imports.import_chunk(uow, job, rows, bytes_read, self.clock(), last=last)
+        return await order_imports.import_chunk(
+            uow, job, rows, bytes_read, self.clock(), last=last, members=ahead
+        )
 
     async def ended(self, uow: IdentityUnitOfWork, job: OrderImport) -> None:
         await order_imports.ended(uow, job)

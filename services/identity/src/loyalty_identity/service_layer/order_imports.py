@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 
 from loyalty_kit.kernel.money import Amount
 
@@ -32,7 +33,7 @@ from loyalty_identity.domain.order_import import (
 )
 from loyalty_identity.service_layer import import_operations as operations
 from loyalty_identity.service_layer.commands import Operator
-from loyalty_identity.service_layer.ports import OrderImportWork
+from loyalty_identity.service_layer.ports import OrderImports, OrderImportWork
 
 UNKNOWN_MEMBER = "no member holds its legacy number or phone (import the members first)"
 DUPLICATE_BEFORE = "this order ID of the unit was carried over before"
@@ -101,9 +102,12 @@ def decide(
     seen: dict[str, int] = {}
     at = 0
     for order in orders:
-        held = members[at : at + len(order.identities)]
-        at += len(order.identities)
-        member = next((m for m in held if m), None)
+        count = len(order.identities)
+        # Most orders name their member one way: no slice to search.
+        member = (
+            members[at] if count == 1 else next((m for m in members[at : at + count] if m), None)
+        )
+        at += count
         if member is None:
             report.append(
                 OrderRow(
@@ -128,6 +132,14 @@ def decide(
     return carry, report
 
 
+async def members_of(store: OrderImports, rows: Sequence[Row]) -> list[str | None]:
+    """The member holding each identity of the rows' parsed orders, in turn (None where
+    nobody does), as `decide` takes them: one query."""
+    return await store.members_of(
+        [i for r in rows if isinstance(r, ParsedOrder) for i in r.identities]
+    )
+
+
 async def import_chunk(
     work: OrderImportWork,
     job: OrderImport,
@@ -136,34 +148,38 @@ async def import_chunk(
     now: datetime,
     *,
     last: bool,
+    members: Sequence[str | None] | None = None,
 ) -> OrderCounts:
-    """One chunk of rows in this unit of work: its members resolved in one query, its new
-    orders claimed (unique per unit and order ID), the report of the rows not carried over,
-    one LegacyOrdersImported for the chunk, the counters and checkpoint moved; the import ends
-    here when the file is read (`last`), most of it was refused, or an operator asked it to
-    stop."""
+    """One chunk of rows in this unit of work: its members resolved in one query (unless
+    given: `members_of` the same rows, looked up just before), its new orders claimed (unique
+    per unit and order ID), the report of the rows not carried over, one LegacyOrdersImported
+    for the chunk, the counters and checkpoint moved; the import ends here when the file is
+    read (`last`), most of it was refused, or an operator asked it to stop."""
     parsed = [r for r in rows if isinstance(r, ParsedOrder)]
-    members = await work.order_imports.members_of([i for r in parsed for i in r.identities])
+    if members is None:
+        members = await members_of(work.order_imports, rows)
     carry, report = decide(parsed, members)
     new = await work.order_imports.claim_orders(
         job.unit, job.import_id, [(o.order_id, m, o.number) for o, m in carry]
     )
     counts = OrderCounts()
     carried: list[ImportedOrder] = []
+    amounts: dict[tuple[str, Decimal], Amount] = {}  # one Amount a price, not one an order
     for order, member in carry:
         if order.order_id in new:
-            counts.count(OrderOutcome.IMPORTED)
-            carried.append(
-                ImportedOrder(
-                    member, order.order_id, Amount(order.currency, order.amount), order.occurred_at
+            amount = amounts.get((order.currency, order.amount))
+            if amount is None:
+                amount = amounts[order.currency, order.amount] = Amount(
+                    order.currency, order.amount
                 )
-            )
+            carried.append(ImportedOrder(member, order.order_id, amount, order.occurred_at))
         else:
             report.append(
                 OrderRow(
                     order.number, OrderOutcome.DUPLICATE, member, "DUPLICATE", DUPLICATE_BEFORE
                 )
             )
+    counts.imported = len(carried)
     for refused in (r for r in rows if isinstance(r, RejectedRow)):
         report.append(
             OrderRow(refused.number, OrderOutcome.REJECTED, "", refused.reason, refused.detail)
