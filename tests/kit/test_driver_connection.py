@@ -41,3 +41,10 @@ async def test_driver_statements_belong_to_the_unit_of_work(kit_db: AsyncEngine)
         driver = await db.driver_connection(uow.session)
         assert not driver.is_in_transaction()  # reads run in autocommit
         assert await driver.fetchval("SELECT count(*) FROM notes") == 2
+
+
+async def test_the_services_connections_compile_no_statement(kit_db: AsyncEngine) -> None:
+    """JIT is off on every connection the kit opens (a compilation costs seconds on statements
+    whose estimates run wild and that run in milliseconds)."""
+    async with kit_db.connect() as conn:
+        assert (await conn.execute(text("SHOW jit"))).scalar_one() == "off"
