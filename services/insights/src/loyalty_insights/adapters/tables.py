@@ -196,6 +196,23 @@ figure_refreshes = Table(
     Column("m_cuts", ARRAY(Numeric), nullable=False),
 )
 
+# The dashboards' counts of `member_figures` for the standard window (the trailing 12 months):
+# members by RFM segment (`segment`, the segment), active (`active`, '': a unit in the 12
+# months), in two or more units (`multi`, '' and each of the units) and in both units of each
+# ordered pair (`pair`,
+# 'unit other_unit'; the diagonal: members active in the unit). Kept by statement triggers on
+# `member_figures` (migration 0007_dashboard_counts) in the transaction that writes its rows, as
+# the rows written less the rows they replace; each key spread over 16 slots by member, so
+# concurrent recomputes rarely wait for the same counter. A count is the sum of its slots.
+figure_counts = Table(
+    "figure_counts",
+    metadata,
+    Column("figure", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("members", BigInteger, nullable=False),
+)
+
 # A member's birthday month as identity last announced it (the month only: no day, no year).
 birthdays = Table(
     "birthdays",

@@ -154,6 +154,33 @@ async def multi_unit_members(uow: InsightsUnitOfWork, period: Period, unit: str)
     return MultiUnit(months, MonthOfMembers("", active, multi))
 
 
+async def standard_multi_unit_members(
+    uow: InsightsUnitOfWork, now: datetime, unit: str
+) -> MultiUnit:
+    """Members across units over the standard trailing 12 months: the whole window's figure
+    (of members active at `unit`, if one is named) read from the stored counts of the members'
+    figures (no months); computed from the facts over the 12 months to `now` before any
+    refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
+        return await multi_unit_members(uow, Period(year_before(now), now), unit)
+    active, multi = await uow.member_figures.multi_unit_counts(unit)
+    return MultiUnit([], MonthOfMembers("", active, multi))
+
+
+async def standard_unit_overlap(
+    uow: InsightsUnitOfWork, now: datetime, unit: str
+) -> list[tuple[str, str, int]]:
+    """The unit x unit overlap over the standard trailing 12 months, read from the stored
+    counts of the members' figures (the pairs that include `unit`, if one is named); computed
+    from the facts over the 12 months to `now` before any refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
+        return await unit_overlap(uow, Period(year_before(now), now), unit)
+    pairs = await uow.member_figures.overlap_counts()
+    return [(a, b, n) for a, b, n in pairs if not unit or unit in (a, b)]
+
+
 async def unit_overlap(
     uow: InsightsUnitOfWork, period: Period, unit: str
 ) -> list[tuple[str, str, int]]:
