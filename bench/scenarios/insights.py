@@ -185,6 +185,11 @@ def _rpc_figures() -> dict[str, RpcFigure]:
         "rfm_counts_standard": call("GetRfm", pb.GetRfmRequest()),
         "multi_unit_members_standard": call("GetMultiUnitMembers", pb.GetMultiUnitMembersRequest()),
         "unit_overlap_standard": call("GetUnitOverlap", pb.GetUnitOverlapRequest()),
+        "unit_flows_standard": call("GetUnitFlows", pb.GetUnitFlowsRequest()),
+        "spend_share_standard": call("GetSpendShare", pb.GetSpendShareRequest()),
+        # The liability as of now (no period): every fact so far, from the sums the ledger's
+        # facts' triggers keep; its raw side is the liability over PERIOD.
+        "liability_standard": call("GetPointsLiability", pb.GetPointsLiabilityRequest()),
     }
 
 

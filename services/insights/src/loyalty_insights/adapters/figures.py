@@ -351,6 +351,35 @@ class FigureRows:
         )
         return [(r["earned_unit"], r["month"], int(r["points"])) for r in rows]
 
+    async def stored_liability(
+        self,
+    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]], list[tuple[str, str, int]]]:
+        """Every fact so far as `posting_sums`, `lapsed_sums` and `outstanding` give a period's,
+        read from the sums the triggers keep (`liability_counts`), in one statement."""
+        rows = await (await self._conn()).fetch(
+            "SELECT source, unit, kind, sign, month, sum(points) AS points "
+            "FROM liability_counts GROUP BY 1, 2, 3, 4, 5"
+        )
+        postings: dict[tuple[str, str, int], int] = {}
+        lapsed: dict[tuple[str, str], int] = {}
+        outstanding: dict[tuple[str, str], int] = {}
+        for r in rows:
+            points = int(r["points"])
+            if r["source"] == "posting":
+                key = (r["unit"], r["kind"], int(r["sign"]))
+                postings[key] = postings.get(key, 0) + points
+                continue
+            if r["kind"] in LAPSING:
+                lapsed[r["unit"], r["kind"]] = lapsed.get((r["unit"], r["kind"]), 0) + points
+            outstanding[r["unit"], r["month"]] = (
+                outstanding.get((r["unit"], r["month"]), 0) + points
+            )
+        return (
+            [(unit, kind, points) for (unit, kind, _), points in postings.items()],
+            [(unit, kind, points) for (unit, kind), points in lapsed.items()],
+            [(unit, month, points) for (unit, month), points in outstanding.items()],
+        )
+
     async def programme_at(self, moment: datetime) -> tuple[int, str, Decimal] | None:
         """(version, base currency, point value) of the programme in force at `moment` (the
         first one if none was yet)."""

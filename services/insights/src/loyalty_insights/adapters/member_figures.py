@@ -60,6 +60,12 @@ COLUMNS = (
     "units_12m",
     "visits_12m",
     "spend_12m",
+    "spend_units_12m",
+    "unit_spend_12m",
+    "bought_units_12m",
+    "first_unit",
+    "next_unit",
+    "new_12m",
     "recency_days",
     "rfm_r",
     "rfm_f",
@@ -132,14 +138,20 @@ def _body(source: Any) -> str:
            count(*) FILTER (WHERE buy AND visit AND win) AS visits,
            sum(spend) FILTER (WHERE buy AND win AND ($5 = '' OR currency = $5)) AS spend,
            max(occurred_at) FILTER (WHERE buy AND visit AND win) AS last_bought_at,
-           bool_or(buy AND win) AS bought
+           bool_or(buy AND win) AS bought,
+           bool_or(buy AND visit AND win AND ($5 = '' OR currency = $5)) AS bought_here
     FROM kinds GROUP BY owner, unit
 ), acts AS (  -- no ordered aggregate: both levels hash (base sorts the few units)
     SELECT owner, min(first_active_at) AS first_active_at, max(last_active_at) AS last_active_at,
            array_agg(unit) FILTER (WHERE first_active_at IS NOT NULL) AS units,
+           array_agg(first_active_at) FILTER (WHERE first_active_at IS NOT NULL) AS firsts,
            array_agg(unit) FILTER (WHERE active_12m) AS units_12m,
            sum(visits) AS visits, coalesce(sum(spend), 0) AS spend,
-           max(last_bought_at) AS last_bought_at, bool_or(bought) AS bought
+           max(last_bought_at) AS last_bought_at, bool_or(bought) AS bought,
+           -- the spend by unit: two aggregates of the same rows, so in the same order
+           array_agg(unit) FILTER (WHERE spend IS NOT NULL) AS spend_units,
+           array_agg(spend) FILTER (WHERE spend IS NOT NULL) AS unit_spend,
+           array_agg(unit) FILTER (WHERE bought_here) AS bought_units
     FROM unit_acts GROUP BY owner
 ), regs AS (
     SELECT DISTINCT ON (s.owner) s.owner, s.unit, s.registered_at
@@ -163,7 +175,16 @@ def _body(source: Any) -> str:
            coalesce(ARRAY(SELECT u FROM unnest(a.units) AS u ORDER BY u), '{{}}') AS units,
            coalesce(ARRAY(SELECT u FROM unnest(a.units_12m) AS u ORDER BY u), '{{}}')
                AS units_12m,
+           (SELECT u FROM unnest(a.units, a.firsts) AS x (u, t) ORDER BY t, u LIMIT 1)
+               AS first_unit,
+           coalesce((SELECT u FROM unnest(a.units, a.firsts) AS x (u, t)
+                     ORDER BY t, u OFFSET 1 LIMIT 1), '') AS next_unit,
+           coalesce(a.first_active_at >= $1 AND a.first_active_at < $2, false) AS new_12m,
            coalesce(a.visits, 0) AS visits_12m, coalesce(a.spend, 0) AS spend_12m,
+           coalesce(a.spend_units, '{{}}') AS spend_units_12m,
+           coalesce(a.unit_spend, '{{}}') AS unit_spend_12m,
+           coalesce(ARRAY(SELECT u FROM unnest(a.bought_units) AS u ORDER BY u), '{{}}')
+               AS bought_units_12m,
            CASE WHEN a.visits > 0 THEN
                (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date
                - (a.last_bought_at AT TIME ZONE 'UTC')::date END AS recency_days,
@@ -513,6 +534,26 @@ class MemberFigures:
             "FROM member_figures m, figure_keys(m.rfm_segment, m.units_12m) k GROUP BY 1, 2"
         )
         return {(r["figure"], r["key"]): int(r["members"]) for r in rows}
+
+    async def spend_counts(self) -> list[tuple[str, Decimal, int]]:
+        """Each unit's (spend, members who bought there) in the trailing 12 months (the stored
+        sums, kept as the rows are written), by unit."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT unit, sum(spend) AS spend, sum(members) AS members FROM spend_counts "
+            "GROUP BY unit HAVING sum(spend) <> 0 OR sum(members) <> 0 ORDER BY unit"
+        )
+        return [(r["unit"], Decimal(r["spend"]), int(r["members"])) for r in rows]
+
+    async def flow_counts(self) -> list[tuple[str, str, int]]:
+        """Members first active in the trailing 12 months by (first unit, next other unit or
+        ''), the stored counts, by units."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT from_unit, to_unit, sum(members) AS members FROM flow_counts "
+            "GROUP BY 1, 2 HAVING sum(members) <> 0 ORDER BY 1, 2"
+        )
+        return [(r["from_unit"], r["to_unit"], int(r["members"])) for r in rows]
 
     async def segment_members(self, segment: str, after: str, limit: int) -> list[RfmScore]:
         conn = await self._conn()

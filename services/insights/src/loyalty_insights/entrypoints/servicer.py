@@ -65,7 +65,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetPointsLiability(
         self, request: pb.GetPointsLiabilityRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPointsLiabilityResponse:
-        found = await self._figure(request, figures.points_liability)
+        found = await self._standard_or_period(
+            request, figures.standard_points_liability, figures.points_liability
+        )
         return convert.liability_response(found)
 
     async def GetMultiUnitMembers(
@@ -92,7 +94,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetUnitFlows(
         self, request: pb.GetUnitFlowsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetUnitFlowsResponse:
-        found = await self._figure(request, figures.unit_flows)
+        found = await self._standard_or_period(
+            request, figures.standard_unit_flows, figures.unit_flows
+        )
         return pb.GetUnitFlowsResponse(
             flows=[pb.UnitFlow(from_unit=a, to_unit=b, members=n) for a, b, n in found]
         )
@@ -100,7 +104,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetSpendShare(
         self, request: pb.GetSpendShareRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSpendShareResponse:
-        found = await self._figure(request, figures.spend_share)
+        found = await self._standard_or_period(
+            request, figures.standard_spend_share, figures.spend_share
+        )
         return convert.spend_response(found)
 
     async def GetRfm(
