@@ -2,15 +2,15 @@
 `ledger_postings` and `lot_movements` in the transaction that writes the facts
 (adapters/tables.py says what).
 
-Revision ID: 0008_liability_counts
-Revises: 0007_dashboard_counts
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30
 """
 
 from alembic import op
 
-revision = "0008_liability_counts"
-down_revision = "0007_dashboard_counts"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

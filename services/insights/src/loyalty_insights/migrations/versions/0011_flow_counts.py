@@ -3,15 +3,15 @@ standard window (`flow_counts`), kept by statement triggers on `member_figures` 
 transaction that writes its rows (adapters/tables.py says what). Rows written before this
 migration count in no flow until the next full refresh rewrites them.
 
-Revision ID: 0010_flow_counts
-Revises: 0009_spend_counts
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-30
 """
 
 from alembic import op
 
-revision = "0010_flow_counts"
-down_revision = "0009_spend_counts"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

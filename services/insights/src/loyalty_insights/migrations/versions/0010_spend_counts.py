@@ -3,15 +3,15 @@ its sums by unit (`spend_counts`), kept by statement triggers on `member_figures
 transaction that writes its rows (adapters/tables.py says what). Rows written before this
 migration have no spend by unit until the next full refresh rewrites them.
 
-Revision ID: 0009_spend_counts
-Revises: 0008_liability_counts
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-30
 """
 
 from alembic import op
 
-revision = "0009_spend_counts"
-down_revision = "0008_liability_counts"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """The dashboards' counts of the members' figures (`figure_counts`), kept by statement triggers
 on `member_figures` in the transaction that writes its rows (adapters/tables.py says what).
 
-Revision ID: 0007_dashboard_counts
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-30
 """
 
 from alembic import op
 
-revision = "0007_dashboard_counts"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
