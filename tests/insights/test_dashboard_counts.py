@@ -7,12 +7,14 @@ computed from the facts."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.insights.v1 import insights_service_pb2 as pb
@@ -22,10 +24,13 @@ from loyalty_insights.domain.crossunit import ACTIVE
 from loyalty_insights.domain.figures import year_before
 from loyalty_insights.service_layer.refresh import recompute
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
+from loyalty_kit.db import asyncpg_params
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import moment_of
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from tests.insights import test_flows, test_spend_share
 from tests.insights.conftest import Member, Suite, period, until
 from tests.insights.test_member_figures import refresh, row_of
 
@@ -267,3 +272,48 @@ async def test_two_events_of_one_member_at_once_lose_neither_fact(
     row = await row_of(insights_service, member.id)
     assert row is not None and row["units_12m"] == ["cinema", "hotel"]
     assert await differences(insights_service) == []
+
+
+async def test_an_update_of_many_rows_in_a_session_whose_first_wrote_one_counts_at_once(
+    insights_service: RunningService,
+) -> None:
+    """PL/pgSQL plans a trigger's statements at its session's first call and keeps the plans:
+    an update of a thousand rows (the lifetime value publish, a full refresh) in a session whose
+    first update wrote one row is counted in a moment, not in nested loops sized for one row
+    (which took minutes), and the counts still equal the rows'."""
+    url = make_url(str(insights_service.context.settings.service_database_url("insights")))
+    conn = await asyncpg.connect(**asyncpg_params(url))  # a new session: no plan kept yet
+    many = [f"plans-{uuid.uuid4().hex}-{i:04}" for i in range(1000)]
+    writing = conn.transaction()
+    await writing.start()
+    try:
+        await conn.execute(
+            "INSERT INTO member_figures (member_id, updated_at, units_12m, spend_units_12m, "
+            "unit_spend_12m, bought_units_12m, first_unit, new_12m, rfm_segment) "
+            "SELECT m, now(), '{mall}', '{mall}', '{10}', '{mall}', 'mall', true, 'champions' "
+            "FROM unnest($1::text[]) AS m",
+            many,
+        )
+        await conn.execute("UPDATE member_figures SET p_alive = 0.5 WHERE member_id = $1", many[0])
+        await conn.execute("SET LOCAL statement_timeout = '20s'")
+        began = time.monotonic()
+        # What the lifetime value publish writes (no counted column), then a change of what
+        # every count keeps, as a refresh writes it.
+        await conn.execute(
+            "UPDATE member_figures SET p_alive = 0.25, predicted_value_12m = 3 "
+            "WHERE member_id = ANY($1::text[])",
+            many,
+        )
+        await conn.execute(
+            "UPDATE member_figures SET units_12m = '{hotel,mall}', spend_units_12m = '{hotel}', "
+            "unit_spend_12m = '{4}', bought_units_12m = '{hotel}', first_unit = 'hotel', "
+            "next_unit = 'mall', rfm_segment = 'loyal' WHERE member_id = ANY($1::text[])",
+            many,
+        )
+        took = time.monotonic() - began
+        for check in (_DIFFERENCES, test_spend_share._DIFFERENCES, test_flows._DIFFERENCES):
+            assert await conn.fetch(check) == []
+    finally:
+        await writing.rollback()
+        await conn.close()
+    assert took < 10, took

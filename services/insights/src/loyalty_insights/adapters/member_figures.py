@@ -368,11 +368,14 @@ class MemberFigures:
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", TOUCH_LOCK)
         # One recompute of a member at a time, each after the other's commit: two events of one
         # member in concurrent transactions would each read the facts without the other's and
-        # the later write would lose the earlier fact until the next event or refresh.
+        # the later write would lose the earlier fact until the next event or refresh. Taken in
+        # the order of the keys themselves (two members' IDs may share a hash): two recomputes
+        # never wait for each other in a circle.
         await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext(m)) FROM unnest($2::text[]) AS m ORDER BY m",
+            "SELECT pg_advisory_xact_lock($1, k) FROM "
+            "(SELECT DISTINCT hashtext(m) AS k FROM unnest($2::text[]) AS m) AS keys ORDER BY k",
             MEMBER_LOCK,
-            sorted(member_ids),
+            member_ids,
         )
         await conn.execute(_RECOMPUTE, *self._args(start, end, currency), member_ids)
         await conn.execute(_FORGET, member_ids)

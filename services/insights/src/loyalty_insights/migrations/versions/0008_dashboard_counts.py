@@ -48,9 +48,12 @@ STATEMENTS = (
     $$
     """,
     # One upsert per statement, in key order (so two writers lock counters in the same order):
-    # the keys of the rows inserted less those of the rows deleted; an update counts only the
-    # rows whose segment or units changed. Rows are first counted by (segment, units, slot), a
-    # few thousand groups, and only those expanded into their keys.
+    # the keys of the rows inserted less those of the rows deleted; an update adds its new rows'
+    # and takes away its old rows', so only the rows whose segment or units changed count. Rows
+    # are first counted by (segment, units, slot), a few thousand groups, and only those
+    # expanded into their keys. No join of the transition tables: PL/pgSQL keeps the plan
+    # made at a session's first call, sized for that call's rows (often one), and a join
+    # planned for one row ran as nested loops over thousands (minutes, on every update).
     f"""
     CREATE FUNCTION member_figures_counted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -68,20 +71,16 @@ STATEMENTS = (
                 FROM old_rows GROUP BY 1, 2, 3
             )
             {_UPSERT};
-        ELSE
-            WITH changed AS (
-                SELECT o.member_id, o.rfm_segment AS old_segment, o.units_12m AS old_units,
-                       n.rfm_segment AS new_segment, n.units_12m AS new_units
-                FROM old_rows o JOIN new_rows n ON n.member_id = o.member_id
-                WHERE o.rfm_segment IS DISTINCT FROM n.rfm_segment
-                   OR o.units_12m IS DISTINCT FROM n.units_12m
-            ), g AS (
-                SELECT old_segment AS segment, old_units AS units,
-                       hashtext(member_id) & {SLOTS - 1} AS slot, -count(*) AS n
-                FROM changed GROUP BY 1, 2, 3
-                UNION ALL
-                SELECT new_segment, new_units, hashtext(member_id) & {SLOTS - 1}, count(*)
-                FROM changed GROUP BY 1, 2, 3
+        ELSE  -- the new rows' keys less the old rows': a row whose keys stayed nets to zero
+            WITH g AS (
+                SELECT segment, units, slot, sum(n) AS n FROM (
+                    SELECT rfm_segment AS segment, units_12m AS units,
+                           hashtext(member_id) & {SLOTS - 1} AS slot, -count(*) AS n
+                    FROM old_rows GROUP BY 1, 2, 3
+                    UNION ALL
+                    SELECT rfm_segment, units_12m, hashtext(member_id) & {SLOTS - 1}, count(*)
+                    FROM new_rows GROUP BY 1, 2, 3
+                ) d GROUP BY 1, 2, 3 HAVING sum(n) <> 0
             )
             {_UPSERT};
         END IF;

@@ -22,21 +22,14 @@ _UNITS = """
     unnest(r.spend_units_12m, r.unit_spend_12m) AS u (unit, spend)"""
 
 
-def _sums(rows: str, factor: int, where: str = "") -> str:
+def _sums(rows: str, factor: int) -> str:
     return f"""
             SELECT u.unit, hashtext(r.member_id) & {SLOTS - 1} AS slot,
                    {factor} * sum(u.spend) AS spend,
                    {factor} * count(*) FILTER (WHERE u.unit = ANY(r.bought_units_12m)) AS members
-            FROM {rows} r, {_UNITS} {where}
+            FROM {rows} r, {_UNITS}
             GROUP BY 1, 2"""
 
-
-_CHANGED = """
-            WHERE r.member_id IN (
-                SELECT o.member_id FROM old_rows o JOIN new_rows n ON n.member_id = o.member_id
-                WHERE o.spend_units_12m IS DISTINCT FROM n.spend_units_12m
-                   OR o.unit_spend_12m IS DISTINCT FROM n.unit_spend_12m
-                   OR o.bought_units_12m IS DISTINCT FROM n.bought_units_12m)"""
 
 # The sums `g` (unit, slot, spend, members) added to their counters, in key order.
 _UPSERT = """
@@ -63,8 +56,9 @@ STATEMENTS = (
         PRIMARY KEY (unit, slot)
     )
     """,
-    # The spend of the rows inserted less that of the rows deleted; an update counts only the
-    # rows whose spend by unit changed.
+    # The spend of the rows inserted less that of the rows deleted; an update adds its new rows'
+    # and takes away its old rows', so only the rows whose spend by unit changed count (no join
+    # of the transition tables: 0008_dashboard_counts says why).
     f"""
     CREATE FUNCTION member_figures_spent() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -76,9 +70,9 @@ STATEMENTS = (
             {_UPSERT};
         ELSE
             WITH g AS (
-                {_sums("old_rows", -1, _CHANGED)}
+                {_sums("old_rows", -1)}
                 UNION ALL
-                {_sums("new_rows", 1, _CHANGED)}
+                {_sums("new_rows", 1)}
             )
             {_UPSERT};
         END IF;

@@ -18,20 +18,13 @@ depends_on = None
 SLOTS = 16  # counters per flow, by member: concurrent recomputes rarely wait for each other
 
 
-def _counts(rows: str, factor: int, where: str = "") -> str:
+def _counts(rows: str, factor: int) -> str:
     return f"""
             SELECT r.first_unit AS from_unit, r.next_unit AS to_unit,
                    hashtext(r.member_id) & {SLOTS - 1} AS slot, {factor} * count(*) AS n
-            FROM {rows} r WHERE r.new_12m {where}
+            FROM {rows} r WHERE r.new_12m
             GROUP BY 1, 2, 3"""
 
-
-_CHANGED = """
-              AND r.member_id IN (
-                SELECT o.member_id FROM old_rows o JOIN new_rows n ON n.member_id = o.member_id
-                WHERE o.new_12m IS DISTINCT FROM n.new_12m
-                   OR o.first_unit IS DISTINCT FROM n.first_unit
-                   OR o.next_unit IS DISTINCT FROM n.next_unit)"""
 
 # The counts `g` (from_unit, to_unit, slot, n) added to their counters, in key order.
 _UPSERT = """
@@ -57,6 +50,9 @@ STATEMENTS = (
         PRIMARY KEY (from_unit, to_unit, slot)
     )
     """,
+    # The flows of the rows inserted less those of the rows deleted; an update adds its new
+    # rows' and takes away its old rows' (no join of the transition tables: 0008_dashboard_counts
+    # says why).
     f"""
     CREATE FUNCTION member_figures_flowed() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -68,9 +64,9 @@ STATEMENTS = (
             {_UPSERT};
         ELSE
             WITH g AS (
-                {_counts("old_rows", -1, _CHANGED)}
+                {_counts("old_rows", -1)}
                 UNION ALL
-                {_counts("new_rows", 1, _CHANGED)}
+                {_counts("new_rows", 1)}
             )
             {_UPSERT};
         END IF;
