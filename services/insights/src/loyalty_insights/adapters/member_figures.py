@@ -377,6 +377,10 @@ class MemberFigures:
             MEMBER_LOCK,
             member_ids,
         )
+        # No JIT: the planner cannot tell how few members the recursive family yields, costs the
+        # statement as if tens of thousands, and compiled it (237 functions, inlined and
+        # optimised: 2.5-6 s a recompute on a server with JIT) to run it over a few rows.
+        await conn.execute("SET LOCAL jit = off")
         await conn.execute(_RECOMPUTE, *self._args(start, end, currency), member_ids)
         await conn.execute(_FORGET, member_ids)
 
