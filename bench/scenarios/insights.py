@@ -180,7 +180,20 @@ def _rpc_figures() -> dict[str, RpcFigure]:
         ),
         "cohorts": call("GetCohorts", pb.GetCohortsRequest(**p())),
         "programme_health": call("GetProgrammeHealth", pb.GetProgrammeHealthRequest(**p())),
+        # The standard window (no period: the trailing 12 months), read from the stored counts
+        # of the members' figures once a refresh has made them.
+        "rfm_counts_standard": call("GetRfm", pb.GetRfmRequest()),
+        "multi_unit_members_standard": call("GetMultiUnitMembers", pb.GetMultiUnitMembersRequest()),
+        "unit_overlap_standard": call("GetUnitOverlap", pb.GetUnitOverlapRequest()),
+        "unit_flows_standard": call("GetUnitFlows", pb.GetUnitFlowsRequest()),
+        "spend_share_standard": call("GetSpendShare", pb.GetSpendShareRequest()),
+        # The liability as of now (no period): every fact so far, from the sums the ledger's
+        # facts' triggers keep; its raw side is the liability over PERIOD.
+        "liability_standard": call("GetPointsLiability", pb.GetPointsLiabilityRequest()),
     }
+
+
+STANDARD = "_standard"  # a figure over the standard window; its raw side: the same over PERIOD
 
 
 @scenario("raw-insights")
@@ -225,11 +238,15 @@ async def insights_dashboards(ctx: BenchContext) -> Measurement:
     loaded = await facts(ctx)
     service = await start_insights(ctx, loaded)
     try:
+        chosen_figures = chosen(_rpc_figures())
+        refreshed = None
+        if any(name.endswith(STANDARD) for name in chosen_figures):
+            refreshed = await _materialised_refresh(service)  # the stored counts made
         async with grpc.aio.insecure_channel(service.target) as channel:
             stub = insights_service_pb2_grpc.InsightsServiceStub(channel)
             latencies = {
                 name: await timed(bound(figure, stub), runs())
-                for name, figure in chosen(_rpc_figures()).items()
+                for name, figure in chosen_figures.items()
             }
     finally:
         await service.stop(grace=0.5)
@@ -237,8 +254,10 @@ async def insights_dashboards(ctx: BenchContext) -> Measurement:
     figures: dict[str, dict[str, Any]] = dict(summary(latencies))
     for name, found in figures.items():
         found["meets_goal"] = found["p95_ms"] <= GOAL_MS
-        if raw.get(name):
-            found["vs_raw_p50"] = round(found["p50_ms"] / statistics.median(raw[name]), 2)
+        if raw.get(name.removesuffix(STANDARD)):
+            found["vs_raw_p50"] = round(
+                found["p50_ms"] / statistics.median(raw[name.removesuffix(STANDARD)]), 3
+            )
     every = [v for values in latencies.values() for v in values]
     return Measurement(
         count=len(every),
@@ -251,6 +270,7 @@ async def insights_dashboards(ctx: BenchContext) -> Measurement:
             "goal_ms": GOAL_MS,
             "figures": figures,
             "over_goal": sorted(n for n, f in figures.items() if not f["meets_goal"]),
+            "materialised_refresh_seconds": refreshed,
         },
     )
 
@@ -315,7 +335,7 @@ async def insights_refresh(ctx: BenchContext) -> Measurement:
     try:
         async with grpc.aio.insecure_channel(service.target) as channel:
             stub = insights_service_pb2_grpc.InsightsServiceStub(channel)
-            figures = chosen(_rpc_figures())
+            figures = {n: f for n, f in chosen(_rpc_figures()).items() if not n.endswith(STANDARD)}
             each: dict[str, float] = {}
             started = time.perf_counter()
             for name, figure in figures.items():

@@ -7,6 +7,7 @@ and the outstanding points move by what the history put in each expiry month."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -186,7 +187,10 @@ async def test_bad_periods_and_unknown_units_are_refused_with_the_field_named(
     suite: Suite,
 ) -> None:
     now = suite.clock()
-    no_dates = await fails(suite.insights().GetPointsLiability(pb.GetPointsLiabilityRequest()))
+    half = pb.GetPointsLiabilityRequest(start_time=timestamp(now))
+    no_end = await fails(suite.insights().GetPointsLiability(half))
+    assert (no_end.code, no_end.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["end_time"])
+    no_dates = await fails(suite.insights().GetCohorts(pb.GetCohortsRequest()))
     assert no_dates.code == grpc.StatusCode.INVALID_ARGUMENT
     assert sorted(no_dates.fields) == ["end_time", "start_time"]
     backwards = await fails(
@@ -199,3 +203,84 @@ async def test_bad_periods_and_unknown_units_are_refused_with_the_field_named(
         )
     )
     assert (unknown.code, unknown.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["unit"])
+
+
+# Beyond every fact a test records: a period from here to there holds them all.
+EVER = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+
+
+def figures_of(found: pb.GetPointsLiabilityResponse) -> list[tuple[Any, ...]]:
+    """Every unit's figures and the total's, points by expiry month included."""
+    return [
+        (
+            u.unit,
+            *(getattr(u, f) for f in FIGURES),
+            u.points_outstanding,
+            round(u.breakage, 12),
+            tuple((e.month, e.points) for e in u.expiring),
+        )
+        for u in [*found.units, found.total]
+    ]
+
+
+async def as_of_now(suite: Suite, unit: str = "") -> pb.GetPointsLiabilityResponse:
+    answer: pb.GetPointsLiabilityResponse = await suite.insights().GetPointsLiability(
+        pb.GetPointsLiabilityRequest(unit=unit)
+    )
+    return answer
+
+
+async def stored_and_computed(suite: Suite, unit: str = "") -> tuple[Any, Any]:
+    """The liability as of now (the stored sums) and over every fact (computed from them)."""
+    return figures_of(await as_of_now(suite, unit)), figures_of(await liability(suite, *EVER, unit))
+
+
+async def test_the_liability_as_of_now_is_read_from_the_stored_sums(suite: Suite) -> None:
+    """Without a period the liability is everything so far, read from `liability_counts`, kept
+    by the facts' triggers: after earns, a redemption, an expiry, a merge and an erasure's
+    forfeit it equals the liability computed from the facts over all time, group-wide and per
+    unit, and it moved by what the history did."""
+    points = suite.points
+    before = await as_of_now(suite)
+    shopper, absorbed, leaver = [await suite.member() for _ in range(3)]
+    old = await points.earn(shopper.name, "mall", "70.00", occur="2023-04-10T10:00:00+08:00")
+    await points.as_(ADMIN).RunExpiry(points_pb.RunExpiryRequest())
+    await points.earn(shopper.name, "mall", "300.00")
+    await points.earn(absorbed.name, "hotel", "200.00")
+    await points.as_().RedeemPoints(
+        points_pb.RedeemPointsRequest(
+            member=shopper.name, request_id=uuid.uuid4().hex, unit="cinema", points=40
+        )
+    )
+    await suite.identity().MergeMembers(
+        identity_pb.MergeMembersRequest(
+            survivor=shopper.name, absorbed=absorbed.name, request_id=uuid.uuid4().hex
+        )
+    )
+    await points.earn(leaver.name, "hotel", "100.00")
+    await suite.identity().EraseMember(
+        identity_pb.EraseMemberRequest(name=leaver.name, request_id=uuid.uuid4().hex)
+    )
+
+    def hotel(found: pb.GetPointsLiabilityResponse) -> pb.UnitLiability:
+        return next((u for u in found.units if u.unit == "hotel"), pb.UnitLiability())
+
+    # The erasure's forfeit is the last of the history to arrive.
+    now = await until(
+        lambda: as_of_now(suite),
+        lambda f: hotel(f).points_forfeited > hotel(before).points_forfeited,
+        30,
+    )
+    assert now.total.points_issued >= before.total.points_issued + old.posting.points
+    assert now.total.points_expired >= before.total.points_expired + old.posting.points
+    assert now.total.points_redeemed >= before.total.points_redeemed + 40
+    for unit in ("", "mall", "hotel", "cinema"):
+
+        def ask(unit: str = unit) -> Awaitable[tuple[Any, Any]]:
+            return stored_and_computed(suite, unit)
+
+        stored, computed = await until(ask, lambda pair: pair[0] == pair[1])
+        assert stored == computed, unit
+    mall = await as_of_now(suite, "mall")
+    assert [u.unit for u in mall.units] == ["mall"]
+    assert mall.total.points_outstanding == mall.units[0].points_outstanding

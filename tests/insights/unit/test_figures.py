@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from loyalty_insights.domain import cohorts as cohort_figures
-from loyalty_insights.domain.crossunit import shares
+from loyalty_insights.domain.crossunit import shares, shares_at
 from loyalty_insights.domain.liability import liabilities, total_of
 from loyalty_insights.domain.periods import Period
 from loyalty_kit.errors import InvalidArgument
@@ -62,6 +62,16 @@ def test_shares_of_spend_add_up_to_one() -> None:
     found, total = shares([("mall", Decimal("300"), 3), ("hotel", Decimal("100"), 1)])
     assert total == Decimal("400")
     assert [(s.unit, s.share) for s in found] == [("hotel", 0.25), ("mall", 0.75)]
+
+
+def test_one_units_share_has_its_own_spend_as_the_total() -> None:
+    from decimal import Decimal
+
+    rows = [("mall", Decimal("300"), 3), ("hotel", Decimal("100"), 1)]
+    found, total = shares_at(rows, "mall")
+    assert (total, [(s.unit, s.share) for s in found]) == (Decimal("300"), [("mall", 0.75)])
+    assert shares_at(rows, "") == shares(rows)
+    assert shares_at(rows, "cinema") == ([], Decimal(0))
 
 
 def test_cohorts_run_from_their_month_to_the_period_end_with_zeros() -> None:

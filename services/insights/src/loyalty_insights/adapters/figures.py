@@ -275,26 +275,32 @@ GROUP BY 1, 2
 """
 )
 
-# Benefits used in the period ($8: the kind; releases delete the use), by month and the
-# user's tier when it was used.
+# Benefits used in the period ($3: the kind; releases delete the use), by month and the
+# user's tier when it was used. Set-based: each member's tier changes as spans (its latest
+# change at a moment wins, the least tier of changes at the same moment), from one change to
+# the next, and the uses joined to the span they fall in by member (a hash join: no subquery
+# per use, which read every tier change through the merges for each use).
 _HEALTH_BENEFITS = (
     _OWNERS
-    + """, tiers AS (
-    SELECT coalesce(o.owner, t.member_id) AS member_id, t.effective_at, t.to_tier
+    + """, changes AS (
+    SELECT coalesce(o.owner, t.member_id) AS member_id, t.effective_at, min(t.to_tier) AS to_tier
     FROM tier_changes t LEFT JOIN owners o ON o.member_id = t.member_id
+    GROUP BY 1, 2
+), spans AS (
+    SELECT member_id, effective_at, to_tier,
+           lead(effective_at) OVER (PARTITION BY member_id ORDER BY effective_at) AS until
+    FROM changes
 ), uses AS (
     SELECT coalesce(o.owner, a.member_id) AS member_id, a.occurred_at,
            to_char(a.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month
     FROM activity a LEFT JOIN owners o ON o.member_id = a.member_id
     WHERE a.occurred_at >= $1 AND a.occurred_at < $2 AND a.kind = $3 AND ($4 = '' OR a.unit = $4)
 )
-SELECT u.month, coalesce(t.to_tier, '') AS tier, count(*) AS uses,
+SELECT u.month, coalesce(s.to_tier, '') AS tier, count(*) AS uses,
        count(DISTINCT u.member_id) AS members
-FROM uses u LEFT JOIN LATERAL (
-    SELECT to_tier FROM tiers
-    WHERE tiers.member_id = u.member_id AND tiers.effective_at <= u.occurred_at
-    ORDER BY effective_at DESC, to_tier LIMIT 1
-) t ON true
+FROM uses u LEFT JOIN spans s
+  ON s.member_id = u.member_id AND s.effective_at <= u.occurred_at
+ AND (s.until IS NULL OR u.occurred_at < s.until)
 GROUP BY 1, 2
 """
 )
@@ -344,6 +350,35 @@ class FigureRows:
             end,
         )
         return [(r["earned_unit"], r["month"], int(r["points"])) for r in rows]
+
+    async def stored_liability(
+        self,
+    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]], list[tuple[str, str, int]]]:
+        """Every fact so far as `posting_sums`, `lapsed_sums` and `outstanding` give a period's,
+        read from the sums the triggers keep (`liability_counts`), in one statement."""
+        rows = await (await self._conn()).fetch(
+            "SELECT source, unit, kind, sign, month, sum(points) AS points "
+            "FROM liability_counts GROUP BY 1, 2, 3, 4, 5"
+        )
+        postings: dict[tuple[str, str, int], int] = {}
+        lapsed: dict[tuple[str, str], int] = {}
+        outstanding: dict[tuple[str, str], int] = {}
+        for r in rows:
+            points = int(r["points"])
+            if r["source"] == "posting":
+                key = (r["unit"], r["kind"], int(r["sign"]))
+                postings[key] = postings.get(key, 0) + points
+                continue
+            if r["kind"] in LAPSING:
+                lapsed[r["unit"], r["kind"]] = lapsed.get((r["unit"], r["kind"]), 0) + points
+            outstanding[r["unit"], r["month"]] = (
+                outstanding.get((r["unit"], r["month"]), 0) + points
+            )
+        return (
+            [(unit, kind, points) for (unit, kind, _), points in postings.items()],
+            [(unit, kind, points) for (unit, kind), points in lapsed.items()],
+            [(unit, month, points) for (unit, month), points in outstanding.items()],
+        )
 
     async def programme_at(self, moment: datetime) -> tuple[int, str, Decimal] | None:
         """(version, base currency, point value) of the programme in force at `moment` (the

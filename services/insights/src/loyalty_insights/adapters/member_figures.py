@@ -46,6 +46,7 @@ OFFERS_PURPOSE = "CONSENT_PURPOSE_PERSONALISED_OFFERS"
 
 REFRESH_LOCK = 0x1F_16_0E_F1  # one full refresh at a time (transaction-scoped)
 TOUCH_LOCK = 0x1F_16_0E_F2  # shared by recomputes, exclusive for a refresh's instant
+MEMBER_LOCK = 0x1F_16_0E  # with the member ID's hash (the two-key lock space): its recompute
 
 STAGE_WORK_MEM = "256MB"
 
@@ -59,6 +60,12 @@ COLUMNS = (
     "units_12m",
     "visits_12m",
     "spend_12m",
+    "spend_units_12m",
+    "unit_spend_12m",
+    "bought_units_12m",
+    "first_unit",
+    "next_unit",
+    "new_12m",
     "recency_days",
     "rfm_r",
     "rfm_f",
@@ -69,7 +76,14 @@ COLUMNS = (
     "offers_consent",
 )
 
-_FULL_OWNERS = OWNERS
+# A full refresh resolves the merges once into a small analysed table (`fresh_owners`, made by
+# `stage`), so the planner knows it holds a few rows and hashes it, not the facts it joins.
+_FULL_OWNERS = "WITH owners AS NOT MATERIALIZED (SELECT member_id, owner FROM fresh_owners)"
+_OWNERS_TABLE = (
+    "CREATE TEMPORARY TABLE fresh_owners ON COMMIT DROP AS "
+    + OWNERS
+    + "\nSELECT member_id, owner FROM owners"
+)
 
 # The members named ($9) up to their survivors (targets), then each target's whole family.
 _FAMILY_OWNERS = """
@@ -111,25 +125,33 @@ _IN_WINDOW = "s.occurred_at >= $1 AND s.occurred_at < $2"
 def _body(source: Any) -> str:
     """Each owner's figures but the scores ($1..$5: window start, end, active kinds, spending
     kinds, base currency), as the CTE `base`."""
-    return f""", unit_acts AS (
-    SELECT s.owner, s.unit,
-           min(s.occurred_at) FILTER (WHERE s.kind = ANY($3::text[])) AS first_active_at,
-           max(s.occurred_at) FILTER (WHERE s.kind = ANY($3::text[])) AS last_active_at,
-           bool_or(s.kind = ANY($3::text[]) AND {_IN_WINDOW}) AS active_12m,
-           count(*) FILTER (WHERE s.kind = ANY($4::text[]) AND s.kind <> '{REFUND}'
-                            AND {_IN_WINDOW}) AS visits,
-           sum(s.spend) FILTER (WHERE s.kind = ANY($4::text[]) AND {_IN_WINDOW}
-                                AND ($5 = '' OR s.currency = $5)) AS spend,
-           max(s.occurred_at) FILTER (WHERE s.kind = ANY($4::text[]) AND s.kind <> '{REFUND}'
-                                      AND {_IN_WINDOW}) AS last_bought_at,
-           bool_or(s.kind = ANY($4::text[]) AND {_IN_WINDOW}) AS bought
-    FROM {source("activity")} GROUP BY s.owner, s.unit
+    return f""", kinds AS (  -- each fact's tests once (OFFSET 0: not repeated per aggregate)
+    SELECT s.owner, s.unit, s.occurred_at, s.spend, s.currency,
+           s.kind = ANY($3::text[]) AS act, s.kind = ANY($4::text[]) AS buy,
+           s.kind <> '{REFUND}' AS visit, {_IN_WINDOW} AS win
+    FROM {source("activity")} OFFSET 0
+), unit_acts AS (
+    SELECT owner, unit,
+           min(occurred_at) FILTER (WHERE act) AS first_active_at,
+           max(occurred_at) FILTER (WHERE act) AS last_active_at,
+           bool_or(act AND win) AS active_12m,
+           count(*) FILTER (WHERE buy AND visit AND win) AS visits,
+           sum(spend) FILTER (WHERE buy AND win AND ($5 = '' OR currency = $5)) AS spend,
+           max(occurred_at) FILTER (WHERE buy AND visit AND win) AS last_bought_at,
+           bool_or(buy AND win) AS bought,
+           bool_or(buy AND visit AND win AND ($5 = '' OR currency = $5)) AS bought_here
+    FROM kinds GROUP BY owner, unit
 ), acts AS (  -- no ordered aggregate: both levels hash (base sorts the few units)
     SELECT owner, min(first_active_at) AS first_active_at, max(last_active_at) AS last_active_at,
            array_agg(unit) FILTER (WHERE first_active_at IS NOT NULL) AS units,
+           array_agg(first_active_at) FILTER (WHERE first_active_at IS NOT NULL) AS firsts,
            array_agg(unit) FILTER (WHERE active_12m) AS units_12m,
            sum(visits) AS visits, coalesce(sum(spend), 0) AS spend,
-           max(last_bought_at) AS last_bought_at, bool_or(bought) AS bought
+           max(last_bought_at) AS last_bought_at, bool_or(bought) AS bought,
+           -- the spend by unit: two aggregates of the same rows, so in the same order
+           array_agg(unit) FILTER (WHERE spend IS NOT NULL) AS spend_units,
+           array_agg(spend) FILTER (WHERE spend IS NOT NULL) AS unit_spend,
+           array_agg(unit) FILTER (WHERE bought_here) AS bought_units
     FROM unit_acts GROUP BY owner
 ), regs AS (
     SELECT DISTINCT ON (s.owner) s.owner, s.unit, s.registered_at
@@ -153,7 +175,16 @@ def _body(source: Any) -> str:
            coalesce(ARRAY(SELECT u FROM unnest(a.units) AS u ORDER BY u), '{{}}') AS units,
            coalesce(ARRAY(SELECT u FROM unnest(a.units_12m) AS u ORDER BY u), '{{}}')
                AS units_12m,
+           (SELECT u FROM unnest(a.units, a.firsts) AS x (u, t) ORDER BY t, u LIMIT 1)
+               AS first_unit,
+           coalesce((SELECT u FROM unnest(a.units, a.firsts) AS x (u, t)
+                     ORDER BY t, u OFFSET 1 LIMIT 1), '') AS next_unit,
+           coalesce(a.first_active_at >= $1 AND a.first_active_at < $2, false) AS new_12m,
            coalesce(a.visits, 0) AS visits_12m, coalesce(a.spend, 0) AS spend_12m,
+           coalesce(a.spend_units, '{{}}') AS spend_units_12m,
+           coalesce(a.unit_spend, '{{}}') AS unit_spend_12m,
+           coalesce(ARRAY(SELECT u FROM unnest(a.bought_units) AS u ORDER BY u), '{{}}')
+               AS bought_units_12m,
            CASE WHEN a.visits > 0 THEN
                (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date
                - (a.last_bought_at AT TIME ZONE 'UTC')::date END AS recency_days,
@@ -335,6 +366,17 @@ class MemberFigures:
             return
         conn = await self._conn()
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", TOUCH_LOCK)
+        # One recompute of a member at a time, each after the other's commit: two events of one
+        # member in concurrent transactions would each read the facts without the other's and
+        # the later write would lose the earlier fact until the next event or refresh. Taken in
+        # the order of the keys themselves (two members' IDs may share a hash): two recomputes
+        # never wait for each other in a circle.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, k) FROM "
+            "(SELECT DISTINCT hashtext(m) AS k FROM unnest($2::text[]) AS m) AS keys ORDER BY k",
+            MEMBER_LOCK,
+            member_ids,
+        )
         await conn.execute(_RECOMPUTE, *self._args(start, end, currency), member_ids)
         await conn.execute(_FORGET, member_ids)
 
@@ -380,7 +422,13 @@ class MemberFigures:
         # Memory for the refresh's aggregates and sorts (this transaction only): hashed in
         # memory instead of sorted on disk, several times faster at a million members.
         await conn.execute(f"SET LOCAL work_mem = '{STAGE_WORK_MEM}'")
+        await conn.execute(_OWNERS_TABLE)
+        await conn.execute("ANALYZE fresh_owners")
+        # Aggregates by hashing: the planner, not knowing how many (member, unit) groups the
+        # facts make, would sort every activity row by text keys first (twice as slow).
+        await conn.execute("SET LOCAL enable_sort = off")
         await conn.execute(_STAGE, *self._args(start, end, currency))
+        await conn.execute("SET LOCAL enable_sort = on")
         await conn.execute("ANALYZE fresh_figures")  # the writes join it: the planner must know it
         cuts = await conn.fetchrow(_CUTS)
         return CutPoints(
@@ -439,13 +487,76 @@ class MemberFigures:
 
     # --- what the dashboards read ---------------------------------------------------------------
 
-    async def segment_counts(self) -> dict[str, int]:
+    async def _counts(self, figure: str) -> dict[str, int]:
+        """`figure_counts` of one figure: each key's members (its slots summed), zeros left
+        out."""
         conn = await self._conn()
         rows = await conn.fetch(
-            "SELECT rfm_segment, count(*) AS members FROM member_figures "
-            "WHERE rfm_segment IS NOT NULL GROUP BY rfm_segment"
+            "SELECT key, sum(members) AS members FROM figure_counts WHERE figure = $1 "
+            "GROUP BY key HAVING sum(members) <> 0",
+            figure,
         )
-        return {r["rfm_segment"]: int(r["members"]) for r in rows}
+        return {r["key"]: int(r["members"]) for r in rows}
+
+    async def segment_counts(self) -> dict[str, int]:
+        """Members by RFM segment (the stored counts, kept as the rows are written)."""
+        return await self._counts("segment")
+
+    async def multi_unit_counts(self, unit: str) -> tuple[int, int]:
+        """(Members active in the trailing 12 months, of them active in two or more units);
+        with `unit`, of the members active there."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT figure, sum(members) AS members FROM figure_counts "
+            "WHERE (figure = 'active' AND key = '' AND $1 = '') OR (figure = 'multi' AND key = $1) "
+            "OR (figure = 'pair' AND key = $1 || ' ' || $1) GROUP BY figure",
+            unit,
+        )
+        found = {r["figure"]: int(r["members"]) for r in rows}
+        return found.get("pair" if unit else "active", 0), found.get("multi", 0)
+
+    async def overlap_counts(self) -> list[tuple[str, str, int]]:
+        """Members active in both units of each ordered pair in the trailing 12 months."""
+        found = await self._counts("pair")
+        return sorted((*key.split(" ", 1), n) for key, n in found.items())  # type: ignore[misc]
+
+    async def counted(self) -> dict[tuple[str, str], int]:
+        """Every stored count by (figure, key), zeros left out (for checks)."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT figure, key, sum(members) AS members FROM figure_counts "
+            "GROUP BY figure, key HAVING sum(members) <> 0"
+        )
+        return {(r["figure"], r["key"]): int(r["members"]) for r in rows}
+
+    async def recounted(self) -> dict[tuple[str, str], int]:
+        """The same counts computed from the rows of member_figures now (for checks)."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT k.figure, k.key, count(*) AS members "
+            "FROM member_figures m, figure_keys(m.rfm_segment, m.units_12m) k GROUP BY 1, 2"
+        )
+        return {(r["figure"], r["key"]): int(r["members"]) for r in rows}
+
+    async def spend_counts(self) -> list[tuple[str, Decimal, int]]:
+        """Each unit's (spend, members who bought there) in the trailing 12 months (the stored
+        sums, kept as the rows are written), by unit."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT unit, sum(spend) AS spend, sum(members) AS members FROM spend_counts "
+            "GROUP BY unit HAVING sum(spend) <> 0 OR sum(members) <> 0 ORDER BY unit"
+        )
+        return [(r["unit"], Decimal(r["spend"]), int(r["members"])) for r in rows]
+
+    async def flow_counts(self) -> list[tuple[str, str, int]]:
+        """Members first active in the trailing 12 months by (first unit, next other unit or
+        ''), the stored counts, by units."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT from_unit, to_unit, sum(members) AS members FROM flow_counts "
+            "GROUP BY 1, 2 HAVING sum(members) <> 0 ORDER BY 1, 2"
+        )
+        return [(r["from_unit"], r["to_unit"], int(r["members"])) for r in rows]
 
     async def segment_members(self, segment: str, after: str, limit: int) -> list[RfmScore]:
         conn = await self._conn()

@@ -155,6 +155,16 @@ member_figures = Table(
     Column("units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("visits_12m", Integer, nullable=False, server_default=text("0")),
     Column("spend_12m", Numeric, nullable=False, server_default=text("0")),
+    # Its spend by unit (migration 0009): the units with spending in the 12 months, the spend
+    # at each (same order), and the units where the member bought (not only refunds).
+    Column("spend_units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("unit_spend_12m", ARRAY(Numeric), nullable=False, server_default=text("'{}'")),
+    Column("bought_units_12m", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    # Where it was first active, the next other unit it was active at ('' none yet), and
+    # whether its first activity is in the 12 months (migration 0010): the flows.
+    Column("first_unit", Text),
+    Column("next_unit", Text, nullable=False, server_default=text("''")),
+    Column("new_12m", Boolean, nullable=False, server_default=text("false")),
     Column("recency_days", Integer),
     Column("rfm_r", SmallInteger),
     Column("rfm_f", SmallInteger),
@@ -194,6 +204,66 @@ figure_refreshes = Table(
     Column("r_cuts", ARRAY(Integer), nullable=False),
     Column("f_cuts", ARRAY(BigInteger), nullable=False),
     Column("m_cuts", ARRAY(Numeric), nullable=False),
+)
+
+# The dashboards' counts of `member_figures` for the standard window (the trailing 12 months):
+# members by RFM segment (`segment`, the segment), active (`active`, '': a unit in the 12
+# months), in two or more units (`multi`, '' and each of the units) and in both units of each
+# ordered pair (`pair`,
+# 'unit other_unit'; the diagonal: members active in the unit). Kept by statement triggers on
+# `member_figures` (migration 0007_dashboard_counts) in the transaction that writes its rows, as
+# the rows written less the rows they replace; each key spread over 16 slots by member, so
+# concurrent recomputes rarely wait for the same counter. A count is the sum of its slots.
+figure_counts = Table(
+    "figure_counts",
+    metadata,
+    Column("figure", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("members", BigInteger, nullable=False),
+)
+
+# The spend share of the standard window: each unit's spend in the trailing 12 months and the
+# members who bought there, summed over the rows of `member_figures` by statement triggers on
+# it (migration 0009_spend_counts), as `figure_counts` is; 16 slots a unit, summed to read.
+spend_counts = Table(
+    "spend_counts",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("spend", Numeric, nullable=False),
+    Column("members", BigInteger, nullable=False),
+)
+
+# The flows of the standard window: members first active in the trailing 12 months by where
+# (`from_unit`) and the next other unit they were active at (`to_unit`, '' none yet), counted
+# over the rows of `member_figures` by statement triggers on it (migration 0010_flow_counts), as
+# `figure_counts` is; 16 slots a flow, summed to read.
+flow_counts = Table(
+    "flow_counts",
+    metadata,
+    Column("from_unit", Text, primary_key=True),
+    Column("to_unit", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("members", BigInteger, nullable=False),
+)
+
+# The points liability's sums of every fact so far: postings (`source` 'posting') by unit, kind
+# and sign (`sign`; `month` ''), lot movements (`source` 'lot') by the lot's issuing unit
+# (`unit`), kind and expiry month (`month`, 'YYYY-MM', '' never; `sign` 0). Kept by statement
+# triggers on `ledger_postings` and `lot_movements` (migration 0008_liability_counts) in the
+# transaction that writes the facts; each key spread over 16 slots by member, a sum is the sum
+# of its slots. The liability as of now reads it instead of the facts.
+liability_counts = Table(
+    "liability_counts",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("unit", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("sign", SmallInteger, primary_key=True),
+    Column("month", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("points", BigInteger, nullable=False),
 )
 
 # A member's birthday month as identity last announced it (the month only: no day, no year).

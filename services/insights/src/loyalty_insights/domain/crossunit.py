@@ -42,3 +42,15 @@ def shares(rows: Sequence[tuple[str, Decimal, int]]) -> tuple[list[UnitSpend], D
         UnitSpend(unit, spend, members, float(spend / total) if total > 0 else 0.0)
         for unit, spend, members in sorted(rows)
     ], total
+
+
+def shares_at(
+    rows: Sequence[tuple[str, Decimal, int]], unit: str
+) -> tuple[list[UnitSpend], Decimal]:
+    """`shares`, of `unit` alone when one is named: its share still of every unit's spend, the
+    total its own spend (not the group's)."""
+    units, total = shares(rows)
+    if not unit:
+        return units, total
+    mine = [s for s in units if s.unit == unit]
+    return mine, sum((s.spend for s in mine), Decimal(0))

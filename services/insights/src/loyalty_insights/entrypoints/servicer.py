@@ -47,16 +47,35 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         check_figures_of(unit)
         return await self._read(lambda uow: work(uow, period, unit))
 
+    async def _standard_or_period(
+        self,
+        request: Message,
+        standard: Callable[[InsightsUnitOfWork, datetime, str], Awaitable[T]],
+        work: Callable[[InsightsUnitOfWork, Period, str], Awaitable[T]],
+    ) -> T:
+        """A figure over the request's period, or with neither time given over the standard
+        trailing 12 months (read from the stored counts)."""
+        if request.HasField("start_time") or request.HasField("end_time"):
+            return await self._figure(request, work)
+        unit = str(getattr(request, "unit", "")).strip()
+        check_figures_of(unit)
+        now = self.clock()
+        return await self._read(lambda uow: standard(uow, now, unit))
+
     async def GetPointsLiability(
         self, request: pb.GetPointsLiabilityRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPointsLiabilityResponse:
-        found = await self._figure(request, figures.points_liability)
+        found = await self._standard_or_period(
+            request, figures.standard_points_liability, figures.points_liability
+        )
         return convert.liability_response(found)
 
     async def GetMultiUnitMembers(
         self, request: pb.GetMultiUnitMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMultiUnitMembersResponse:
-        found = await self._figure(request, figures.multi_unit_members)
+        found = await self._standard_or_period(
+            request, figures.standard_multi_unit_members, figures.multi_unit_members
+        )
         return pb.GetMultiUnitMembersResponse(
             months=[convert.month_message(m) for m in found.months],
             period=convert.month_message(found.period),
@@ -65,7 +84,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetUnitOverlap(
         self, request: pb.GetUnitOverlapRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetUnitOverlapResponse:
-        found = await self._figure(request, figures.unit_overlap)
+        found = await self._standard_or_period(
+            request, figures.standard_unit_overlap, figures.unit_overlap
+        )
         return pb.GetUnitOverlapResponse(
             pairs=[pb.UnitPair(unit=a, other_unit=b, members=n) for a, b, n in found]
         )
@@ -73,7 +94,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetUnitFlows(
         self, request: pb.GetUnitFlowsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetUnitFlowsResponse:
-        found = await self._figure(request, figures.unit_flows)
+        found = await self._standard_or_period(
+            request, figures.standard_unit_flows, figures.unit_flows
+        )
         return pb.GetUnitFlowsResponse(
             flows=[pb.UnitFlow(from_unit=a, to_unit=b, members=n) for a, b, n in found]
         )
@@ -81,7 +104,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     async def GetSpendShare(
         self, request: pb.GetSpendShareRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSpendShareResponse:
-        found = await self._figure(request, figures.spend_share)
+        found = await self._standard_or_period(
+            request, figures.standard_spend_share, figures.spend_share
+        )
         return convert.spend_response(found)
 
     async def GetRfm(

@@ -146,12 +146,51 @@ async def points_liability(uow: InsightsUnitOfWork, period: Period, unit: str) -
     return Liability(chosen, total_of(chosen), value)
 
 
+async def standard_points_liability(uow: InsightsUnitOfWork, now: datetime, unit: str) -> Liability:
+    """The liability as of now: everything issued, redeemed, expired and forfeited so far and
+    the points outstanding now, read from the sums the facts' triggers keep (the same figures
+    as `points_liability` over every fact recorded), valued at the point value in force now."""
+    await known_unit(uow, unit)
+    units = liabilities(*await uow.figures.stored_liability())
+    chosen = [units[u] for u in sorted(units) if not unit or u == unit]
+    found = await uow.figures.programme_at(now)
+    value = PointValue(*found) if found is not None else None
+    return Liability(chosen, total_of(chosen), value)
+
+
 async def multi_unit_members(uow: InsightsUnitOfWork, period: Period, unit: str) -> MultiUnit:
     await known_unit(uow, unit)
     found = {m.month: m for m in await uow.figures.months(period.start, period.end, unit)}
     months = [found.get(month, MonthOfMembers(month, 0, 0)) for month in period.months()]
     active, multi = await uow.figures.whole_period(period.start, period.end, unit)
     return MultiUnit(months, MonthOfMembers("", active, multi))
+
+
+async def standard_multi_unit_members(
+    uow: InsightsUnitOfWork, now: datetime, unit: str
+) -> MultiUnit:
+    """Members across units over the standard trailing 12 months: the whole window's figure
+    (of members active at `unit`, if one is named) read from the stored counts of the members'
+    figures (no months); computed from the facts over the 12 months to `now` before any
+    refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
+        return await multi_unit_members(uow, Period(year_before(now), now), unit)
+    active, multi = await uow.member_figures.multi_unit_counts(unit)
+    return MultiUnit([], MonthOfMembers("", active, multi))
+
+
+async def standard_unit_overlap(
+    uow: InsightsUnitOfWork, now: datetime, unit: str
+) -> list[tuple[str, str, int]]:
+    """The unit x unit overlap over the standard trailing 12 months, read from the stored
+    counts of the members' figures (the pairs that include `unit`, if one is named); computed
+    from the facts over the 12 months to `now` before any refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
+        return await unit_overlap(uow, Period(year_before(now), now), unit)
+    pairs = await uow.member_figures.overlap_counts()
+    return [(a, b, n) for a, b, n in pairs if not unit or unit in (a, b)]
 
 
 async def unit_overlap(
@@ -168,6 +207,20 @@ async def unit_flows(
     return await uow.figures.flows(period.start, period.end, unit)
 
 
+async def standard_unit_flows(
+    uow: InsightsUnitOfWork, now: datetime, unit: str
+) -> list[tuple[str, str, int]]:
+    """First unit -> next unit flows of the members first active in the standard trailing 12
+    months, read from the stored counts of the members' figures (the flows from or to `unit`,
+    if one is named); computed from the facts over the 12 months to `now` before any
+    refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
+        return await unit_flows(uow, Period(year_before(now), now), unit)
+    flows = await uow.member_figures.flow_counts()
+    return [(a, b, n) for a, b, n in flows if not unit or unit in (a, b)]
+
+
 async def spend_share(uow: InsightsUnitOfWork, period: Period, unit: str) -> SpendShare:
     await known_unit(uow, unit)
     rows = await uow.figures.spend(period.start, period.end)
@@ -175,8 +228,23 @@ async def spend_share(uow: InsightsUnitOfWork, period: Period, unit: str) -> Spe
     currency = found[1] if found else (rows[0][1] if rows else "")
     # Purchases are in the base currency (points converts them); an imported order in another
     # currency has no rate here and is left out of the shares.
-    units, total = crossunit.shares([(u, s, m) for u, c, s, m in rows if c == currency])
-    return SpendShare([s for s in units if not unit or s.unit == unit], total, currency)
+    return _spend_share([(u, s, m) for u, c, s, m in rows if c == currency], unit, currency)
+
+
+def _spend_share(rows: list[tuple[str, Decimal, int]], unit: str, currency: str) -> SpendShare:
+    return SpendShare(*crossunit.shares_at(rows, unit), currency)
+
+
+async def standard_spend_share(uow: InsightsUnitOfWork, now: datetime, unit: str) -> SpendShare:
+    """The spend share over the standard trailing 12 months, read from the stored sums of the
+    members' figures; computed from the facts over the 12 months to `now` before any
+    refresh."""
+    await known_unit(uow, unit)
+    if await uow.member_figures.last_refresh() is None:
+        return await spend_share(uow, Period(year_before(now), now), unit)
+    found = await uow.figures.programme_at(now)
+    currency = found[1] if found else ""
+    return _spend_share(await uow.member_figures.spend_counts(), unit, currency)
 
 
 async def cohorts(uow: InsightsUnitOfWork, period: Period, unit: str) -> list[Cohort]:
