@@ -45,6 +45,30 @@ WHERE s.members IS DISTINCT FROM c.members
 """
 
 
+async def three_buy(
+    suite: Suite, insights_service: RunningService, a: Member, b: Member, c: Member, column: str
+) -> None:
+    """`a` buys at the mall then the hotel, `b` at the mall, `c` at the cinema (40, 60, 30 and
+    20 yuan), each in the last days; until their rows' `column` lists those units."""
+
+    def when(days: float) -> str:
+        return (suite.clock() - timedelta(days=days)).isoformat()
+
+    await earn(suite, a, "mall", "40.00", when(3))
+    await earn(suite, a, "hotel", "60.00", when(2))
+    await earn(suite, b, "mall", "30.00", when(5))
+    await earn(suite, c, "cinema", "20.00", when(1))
+    for member, units in ((a, ["hotel", "mall"]), (b, ["mall"]), (c, ["cinema"])):
+
+        def ask(m: Member = member) -> Awaitable[dict[str, Any] | None]:
+            return row_of(insights_service, m.id)
+
+        def holds(r: dict[str, Any] | None, u: list[str] = units) -> bool:
+            return r is not None and r[column] == u
+
+        await until(ask, holds)
+
+
 async def differences(service: RunningService) -> list[dict[str, Any]]:
     async with service.context.database() as session:
         return [dict(r) for r in (await session.execute(text(_DIFFERENCES))).mappings().all()]
@@ -117,22 +141,7 @@ async def test_the_standard_flows_are_read_from_counts_kept_with_the_rows(
         assert await differences(insights_service) == []
         assert found == wanted
 
-    def when(days: float) -> str:
-        return (suite.clock() - timedelta(days=days)).isoformat()
-
-    await earn(suite, a, "mall", "40.00", when(3))
-    await earn(suite, a, "hotel", "60.00", when(2))
-    await earn(suite, b, "mall", "30.00", when(5))
-    await earn(suite, c, "cinema", "20.00", when(1))
-    for member, units in ((a, ["hotel", "mall"]), (b, ["mall"]), (c, ["cinema"])):
-
-        def ask(m: Member = member) -> Awaitable[dict[str, Any] | None]:
-            return row_of(insights_service, m.id)
-
-        def active(r: dict[str, Any] | None, u: list[str] = units) -> bool:
-            return r is not None and r["units"] == u
-
-        await until(ask, active)
+    await three_buy(suite, insights_service, a, b, c, "units")
     await expect({("mall", "hotel"): 1, ("mall", ""): 1, ("cinema", ""): 1})
     assert await standard(suite, "hotel") == Counter(
         {k: n for k, n in (await standard(suite)).items() if "hotel" in k}

@@ -7,8 +7,6 @@ spend share computed from the facts over the same 12 months (erased members apar
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +22,7 @@ from sqlalchemy import text
 
 from tests.insights.conftest import Member, Suite, period, until
 from tests.insights.test_cross_unit import at, earn, own_months
+from tests.insights.test_flows import three_buy
 from tests.insights.test_member_figures import refresh, row_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -156,22 +155,7 @@ async def test_the_standard_spend_share_is_read_from_sums_kept_with_the_rows(
         assert await differences(insights_service) == []
         assert found == wanted
 
-    def when(days: float) -> str:
-        return (suite.clock() - timedelta(days=days)).isoformat()
-
-    await earn(suite, a, "mall", "40.00", when(3))
-    await earn(suite, a, "hotel", "60.00", when(2))
-    await earn(suite, b, "mall", "30.00", when(5))
-    await earn(suite, c, "cinema", "20.00", when(1))
-    for member, units in ((a, ["hotel", "mall"]), (b, ["mall"]), (c, ["cinema"])):
-
-        def ask(m: Member = member) -> Awaitable[dict[str, Any] | None]:
-            return row_of(insights_service, m.id)
-
-        def bought(r: dict[str, Any] | None, u: list[str] = units) -> bool:
-            return r is not None and r["bought_units_12m"] == u
-
-        await until(ask, bought)
+    await three_buy(suite, insights_service, a, b, c, "bought_units_12m")
     await expect(
         {
             "mall": (Decimal("70.00"), 2),
