@@ -34,6 +34,7 @@ from loyalty_insights.domain.cohorts import REDEEMING
 from loyalty_insights.domain.crossunit import ACTIVE
 from loyalty_insights.domain.month_counts import (
     MONTH_COLUMNS,
+    Contribution,
     MemberJoin,
     MemberMonth,
     contribution,
@@ -65,7 +66,10 @@ _FAMILY_ACTIVITY = (
     "fam f CROSS JOIN LATERAL (SELECT * FROM activity y WHERE y.member_id = f.member_id "
     "AND y.kind = ANY($2::text[]) OFFSET 0) AS a"
 )
-_FAMILY_REGISTRATIONS = "fam f JOIN registrations r ON r.member_id = f.member_id"
+_FAMILY_REGISTRATIONS = (
+    "fam f CROSS JOIN LATERAL (SELECT * FROM registrations y WHERE y.member_id = f.member_id "
+    "OFFSET 0) AS r"
+)
 
 # Every member's facts by the member they count for.
 _ALL_OWNERS = (
@@ -225,48 +229,66 @@ class MonthCounts:
             )
         }
         old_months = await conn.fetch(
-            "DELETE FROM member_months WHERE member_id = ANY($1::text[]) "
-            "RETURNING member_id, month, unit, redeemed",
+            "SELECT member_id, month, unit, redeemed FROM member_months "
+            "WHERE member_id = ANY($1::text[])",
             affected,
         )
         old_joins = await conn.fetch(
-            "DELETE FROM member_joins WHERE member_id = ANY($1::text[]) "
-            "RETURNING member_id, unit, month, imported, first",
+            "SELECT member_id, unit, month, imported, first FROM member_joins "
+            "WHERE member_id = ANY($1::text[])",
             affected,
         )
         kept = [t for t in targets if t not in erased]
-        args = (kept, list(ACTIVE), list(REDEEMING))
-        new_months = await conn.fetch(_FAMILY_MONTHS, *args) if kept else []
-        new_joins = await conn.fetch(_FAMILY_JOINS, *args[:1]) if kept else []
-        if new_months:
-            await conn.execute(
-                "INSERT INTO member_months (member_id, month, unit, redeemed) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[])",
-                *zip(*[tuple(r) for r in new_months], strict=True),
-            )
-        if new_joins:
-            await conn.execute(
-                "INSERT INTO member_joins (member_id, unit, month, imported, first) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], "
-                "$5::boolean[])",
-                *zip(*[tuple(r) for r in new_joins], strict=True),
-            )
-        before = _rows(old_months, old_joins)
-        after = _rows(new_months, new_joins)
+        new_months = await conn.fetch(_FAMILY_MONTHS, kept, list(ACTIVE), list(REDEEMING))
+        new_joins = await conn.fetch(_FAMILY_JOINS, kept)
+        before, after = _rows(old_months, old_joins), _rows(new_months, new_joins)
+        # Only the rows that change are written, only the members whose rows change counted.
+        gone: tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]] = (set(), set())
+        came: tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]] = (set(), set())
         months: Counter[tuple[str, str, int, str]] = Counter()
         cohorts: Counter[tuple[str, str, str, int]] = Counter()
         for member in affected:
-            if member in erased:
+            old = before.get(member, _NONE)
+            new = _NONE if member in erased else after.get(member, _NONE)
+            if old == new:
                 continue
-            moved = difference(
-                contribution(*before.get(member, ([], []))),
-                contribution(*after.get(member, ([], []))),
-            )
+            for i in (0, 1):
+                gone[i].update(old[i] - new[i])
+                came[i].update(new[i] - old[i])
+            if member in erased:
+                continue  # its rows go, its counts stay
+            moved = difference(_contribution(old), _contribution(new))
             slot = slots[member]
             for (month, unit, column), n in moved.months.items():
                 months[month, unit, slot, column] += n
             for (cohort, month, unit), n in moved.cohorts.items():
                 cohorts[cohort, month, unit, slot] += n
+        if gone[0]:
+            await conn.execute(
+                "DELETE FROM member_months m USING unnest($1::text[], $2::text[], $3::text[]) "
+                "AS k (member_id, month, unit) "
+                "WHERE m.member_id = k.member_id AND m.month = k.month AND m.unit = k.unit",
+                *_columns(sorted(gone[0]), 3),
+            )
+        if gone[1]:
+            await conn.execute(
+                "DELETE FROM member_joins j USING unnest($1::text[], $2::text[]) "
+                "AS k (member_id, unit) WHERE j.member_id = k.member_id AND j.unit = k.unit",
+                *_columns(sorted(gone[1]), 2),
+            )
+        if came[0]:
+            await conn.execute(
+                "INSERT INTO member_months (member_id, month, unit, redeemed) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[])",
+                *_columns(sorted(came[0]), 4),
+            )
+        if came[1]:
+            await conn.execute(
+                "INSERT INTO member_joins (member_id, unit, month, imported, first) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], "
+                "$5::boolean[])",
+                *_columns(sorted(came[1]), 5),
+            )
         await self._add(months, cohorts)
 
     async def _add(
@@ -360,16 +382,28 @@ class MonthCounts:
         return {(r["cohort"], r["month"]): int(r["active"]) for r in rows}
 
 
-def _rows(
-    months: list[Any], joins: list[Any]
-) -> dict[str, tuple[list[MemberMonth], list[MemberJoin]]]:
-    found: dict[str, tuple[list[MemberMonth], list[MemberJoin]]] = {}
+Rows = tuple[frozenset[tuple[Any, ...]], frozenset[tuple[Any, ...]]]
+_NONE: Rows = (frozenset(), frozenset())
+
+
+def _rows(months: list[Any], joins: list[Any]) -> dict[str, Rows]:
+    """Each member's (months, joins) rows as tuples of their columns."""
+    found: dict[str, tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]] = {}
     for r in months:
-        found.setdefault(r["member_id"], ([], []))[0].append(
-            MemberMonth(r["month"], r["unit"], r["redeemed"])
-        )
+        found.setdefault(r[0], (set(), set()))[0].add(tuple(r))
     for r in joins:
-        found.setdefault(r["member_id"], ([], []))[1].append(
-            MemberJoin(r["unit"], r["month"], r["imported"], r["first"])
-        )
-    return found
+        found.setdefault(r[0], (set(), set()))[1].add(tuple(r))
+    return {m: (frozenset(a), frozenset(b)) for m, (a, b) in found.items()}
+
+
+def _contribution(rows: Rows) -> Contribution:
+    months, joins = rows
+    return contribution(
+        [MemberMonth(month, unit, redeemed) for _, month, unit, redeemed in months],
+        [MemberJoin(unit, month, imported, first) for _, unit, month, imported, first in joins],
+    )
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """The first `width` columns of the rows, each as a list."""
+    return [[r[i] for r in rows] for i in range(width)]
