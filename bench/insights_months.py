@@ -149,9 +149,8 @@ async def reads(timed: Callable[..., Awaitable[None]], whole: Period, unit: str)
     await timed(f"cohorts, {name}, stored", cohorts, 20)
     await timed(f"health members/active/redeeming, {name}, from the facts", activity_from_facts, 3)
     await timed(f"health members/active/redeeming, {name}, stored", activity, 20)
-    if not unit:  # a unit's tiers from the facts take minutes at this scale
-        await timed(f"programme health, {name}, all from the facts", health_from_facts, 3)
-        await timed(f"programme health, {name}, as served (tiers, benefits from facts)", health, 3)
+    await timed(f"programme health, {name}, all from the facts", health_from_facts, 3)
+    await timed(f"programme health, {name}, as served (tiers, benefits from facts)", health, 3)
 
 
 if __name__ == "__main__":
