@@ -5,10 +5,10 @@ and the per-member rows they are counted from (`member_months`, `member_joins`).
 A member's rows are computed from the facts (the same SQL as the figures' over the facts,
 adapters/figures.py `_COHORT_*` and `_HEALTH_*`: a merged member's facts count for its
 survivor, its cohort is its earliest registration); an event's recompute (service_layer/
-refresh.py `recompute`) replaces the rows of the members it names and of their survivors and
-moves the counters by the difference between the rows before and after
-(domain/month_counts.py), so merges, unmerges and late facts move the counts as the figures
-over the facts would. An erased member's rows go and its counts stay (aggregates keep counting
+refresh.py `recompute`) recomputes the rows of the members it names and of their survivors,
+writes those that change and moves the counters by the difference between each changed
+member's counts before and after (domain/month_counts.py), so merges, unmerges and late facts
+move the counts as the figures over the facts would. An erased member's rows go and its counts stay (aggregates keep counting
 erased members' facts, as the figures over the facts do).
 
 Counters are 16 slots per key (by the member ID's hash): concurrent recomputes of different
@@ -207,14 +207,21 @@ class MonthCounts:
         if not member_ids:
             return
         conn = await self._conn()
-        targets = [r["member_id"] for r in await conn.fetch(_TARGETS, member_ids)]
-        affected = sorted(set(member_ids) | set(targets))
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, k) FROM "
-            "(SELECT DISTINCT hashtext(m) AS k FROM unnest($2::text[]) AS m) AS keys ORDER BY k",
-            MEMBER_LOCK,
-            affected,
-        )
+        # The survivors named by the merges committed once their locks are held (a merge that
+        # committed while this waited names another survivor: its lock taken too).
+        locked: set[str] = set()
+        while True:
+            targets = [r["member_id"] for r in await conn.fetch(_TARGETS, member_ids)]
+            affected = sorted(set(member_ids) | set(targets))
+            if locked.issuperset(affected):
+                break
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(m) AS k "
+                "FROM unnest($2::text[]) AS m) AS keys ORDER BY k",
+                MEMBER_LOCK,
+                sorted(set(affected) - locked),
+            )
+            locked.update(affected)
         erased = {
             r["member_id"]
             for r in await conn.fetch(
