@@ -87,7 +87,11 @@ FROM cohort_counts GROUP BY 1, 2
 
 async def counters(uow: InsightsUnitOfWork) -> dict[tuple[str, str], tuple[int, ...]]:
     rows = (await uow.session.execute(text(_COUNTERS))).all()
-    return {(r[0], r[1]): tuple(int(n) for n in r[2:]) for r in rows if any(r[2:])}
+    return {
+        (r[0], r[1]): tuple(int(n) for n in r[2:])
+        for r in rows
+        if any(r[2:]) and r[1].startswith("2014-")
+    }
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -174,7 +178,9 @@ async def test_stored_months_follow_purchases_redemptions_a_merge_an_unmerge_and
     await h.ordered("b", "mall", on(5, 6))
     await agree(insights_service)
 
-    # The counters kept event by event are those a rebuild from the facts finds.
+    # The counters kept event by event are those a rebuild from the facts finds (of 2014: other
+    # tests write facts of other years straight into the tables, past the consumers, or have
+    # facts of erased members consumed after their erasure, which the rebuild counts).
     async with uow_of(insights_service) as uow:
         kept = await counters(uow)
         await uow.month_counts.rebuild()

@@ -8,8 +8,10 @@ survivor, its cohort is its earliest registration); an event's recompute (servic
 refresh.py `recompute`) recomputes the rows of the members it names and of their survivors,
 writes those that change and moves the counters by the difference between each changed
 member's counts before and after (domain/month_counts.py), so merges, unmerges and late facts
-move the counts as the figures over the facts would. An erased member's rows go and its counts stay (aggregates keep counting
-erased members' facts, as the figures over the facts do).
+move the counts as the figures over the facts would. An erased member's rows go and its counts
+stay (aggregates keep counting erased members' facts, as the figures over the facts do); a fact
+of an erased member consumed after its erasure is not counted (no rows to move the counts
+from), where the figures over the facts and `rebuild` count it.
 
 Counters are 16 slots per key (by the member ID's hash): concurrent recomputes of different
 members rarely update the same row; every transaction updates them in key order, so two never
