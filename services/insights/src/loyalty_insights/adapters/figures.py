@@ -253,12 +253,19 @@ GROUP BY m.month, m.bound
 )
 
 # Each member's tier at each month's end: its latest tier change before it; with a unit, the
-# members of that unit in the month (registered there by its end, or active there in it).
+# members of that unit in the month (registered there by its end, or active there in it), a
+# set joined by (month, member) (an `OR EXISTS` per member and month scanned the activity for
+# each: seconds at a few thousand members).
 _HEALTH_TIERS = (
     _HEALTH_MEMBERS
     + """, tiers AS (
     SELECT coalesce(o.owner, t.member_id) AS member_id, t.effective_at, t.to_tier
     FROM tier_changes t LEFT JOIN owners o ON o.member_id = t.member_id
+), present AS (
+    SELECT m.month, r.member_id FROM months m JOIN regs r ON r.registered_at < m.bound
+    WHERE $4 <> ''
+    UNION
+    SELECT a.month, a.member_id FROM acts a WHERE $4 <> ''
 )
 SELECT m.month, x.to_tier AS tier, count(*) AS members
 FROM months m CROSS JOIN LATERAL (
@@ -266,11 +273,8 @@ FROM months m CROSS JOIN LATERAL (
     FROM tiers t WHERE t.effective_at < m.bound
     ORDER BY t.member_id, t.effective_at DESC, t.to_tier
 ) x
-WHERE x.to_tier <> ''
-  AND ($4 = ''
-       OR EXISTS (SELECT 1 FROM regs r
-                  WHERE r.member_id = x.member_id AND r.registered_at < m.bound)
-       OR EXISTS (SELECT 1 FROM acts a WHERE a.member_id = x.member_id AND a.month = m.month))
+LEFT JOIN present p ON p.month = m.month AND p.member_id = x.member_id
+WHERE x.to_tier <> '' AND ($4 = '' OR p.member_id IS NOT NULL)
 GROUP BY 1, 2
 """
 )

@@ -343,3 +343,57 @@ segment_watermarks = Table(
     Column("evaluator", Text, primary_key=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# The cohorts' and programme health's months (migration 0012; adapters/month_counts.py keeps
+# them in the transaction of every event that touches members). Per member (its survivor's
+# ID; erased members have none): each month of activity by unit ('' any unit) and whether it
+# redeemed, and its first registration by unit ('' anywhere; `first` the unit it first joined
+# at, and the group's row).
+member_months = Table(
+    "member_months",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("month", Text, primary_key=True),
+    Column("unit", Text, primary_key=True),
+    Column("redeemed", Boolean, nullable=False),
+)
+
+member_joins = Table(
+    "member_joins",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("unit", Text, primary_key=True),
+    Column("month", Text, nullable=False),
+    Column("imported", Boolean, nullable=False),
+    Column("first", Boolean, nullable=False),
+)
+
+# By month and unit ('' the group), 16 slots a key by member, summed to read: members active,
+# redeeming, active while not registered there by the month's end, first registered there
+# (summed up to a month: registered by its end), and who first joined the programme there
+# (the cohort's size; imported: of them, imported).
+month_counts = Table(
+    "month_counts",
+    metadata,
+    Column("month", Text, primary_key=True),
+    Column("unit", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("active", BigInteger, nullable=False),
+    Column("redeeming", BigInteger, nullable=False),
+    Column("unregistered", BigInteger, nullable=False),
+    Column("registered", BigInteger, nullable=False),
+    Column("joined", BigInteger, nullable=False),
+    Column("imported", BigInteger, nullable=False),
+)
+
+# A cohort's (first joined in `cohort` at `unit`, '' the group) members active (there) in a
+# month from its own on; 16 slots a key by member.
+cohort_counts = Table(
+    "cohort_counts",
+    metadata,
+    Column("cohort", Text, primary_key=True),
+    Column("month", Text, primary_key=True),
+    Column("unit", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("active", BigInteger, nullable=False),
+)

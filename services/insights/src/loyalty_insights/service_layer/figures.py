@@ -4,14 +4,14 @@ figures out."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 
 from loyalty_insights.domain import cohorts as cohort_figures
 from loyalty_insights.domain import crossunit
-from loyalty_insights.domain.cohorts import Cohort, HealthMonth
+from loyalty_insights.domain.cohorts import Cohort, HealthMonth, MonthActivity
 from loyalty_insights.domain.crossunit import MonthOfMembers, UnitSpend
 from loyalty_insights.domain.figures import year_before
 from loyalty_insights.domain.liability import UnitLiability, liabilities, total_of
@@ -247,8 +247,30 @@ async def standard_spend_share(uow: InsightsUnitOfWork, now: datetime, unit: str
     return _spend_share(await uow.member_figures.spend_counts(), unit, currency)
 
 
+def whole_months(period: Period) -> bool:
+    """Whether the period starts and ends at the start of a month (UTC): the stored months'
+    counts answer it."""
+    return all(
+        (t := moment.astimezone(UTC)).day == 1 and t.time() == time(0) and t.tzinfo is not None
+        for moment in (period.start, period.end)
+    )
+
+
 async def cohorts(uow: InsightsUnitOfWork, period: Period, unit: str) -> list[Cohort]:
+    """Registration cohorts x activity retention: a period of whole months (UTC) read from the
+    stored months' counts (adapters/month_counts.py); any other from the facts."""
     await known_unit(uow, unit)
+    months = period.months()
+    if whole_months(period):
+        return cohort_figures.cohorts(
+            months,
+            await uow.month_counts.cohort_sizes(unit, months),
+            await uow.month_counts.cohort_activity(unit, months),
+        )
+    return await cohorts_from_facts(uow, period, unit)
+
+
+async def cohorts_from_facts(uow: InsightsUnitOfWork, period: Period, unit: str) -> list[Cohort]:
     return cohort_figures.cohorts(
         period.months(),
         await uow.figures.cohort_sizes(period.start, period.end, unit),
@@ -257,7 +279,27 @@ async def cohorts(uow: InsightsUnitOfWork, period: Period, unit: str) -> list[Co
 
 
 async def programme_health(uow: InsightsUnitOfWork, period: Period, unit: str) -> list[HealthMonth]:
+    """The programme's health month by month: for a period of whole months (UTC) members,
+    activity and redeeming read from the stored months' counts; tiers at each month's end and
+    benefits by tier (and everything for any other period) computed from the facts."""
     await known_unit(uow, unit)
+    months = period.month_ends()
+    if whole_months(period) and months:
+        stored = await uow.month_counts.health_months(unit, [m for m, _ in months])
+        activity = {m: MonthActivity(m, *counts) for m, counts in stored.items()}
+    else:
+        activity = await uow.figures.health_activity(period.start, period.end, unit, months)
+    return cohort_figures.health(
+        [m for m, _ in months],
+        activity,
+        await uow.figures.health_tiers(period.start, period.end, unit, months),
+        await uow.figures.health_benefits(period.start, period.end, unit),
+    )
+
+
+async def health_from_facts(
+    uow: InsightsUnitOfWork, period: Period, unit: str
+) -> list[HealthMonth]:
     months = period.month_ends()
     return cohort_figures.health(
         [m for m, _ in months],

@@ -108,7 +108,8 @@ async def batched(uow: InsightsUnitOfWork) -> AsyncIterator[None]:
 
 async def recompute(uow: InsightsUnitOfWork, member_ids: Iterable[str], now: datetime) -> None:
     """The figures of the members named (of their survivors) in the event's transaction,
-    scored against the last refresh's cut points; absorbed and erased members' rows go. In a
+    scored against the last refresh's cut points; absorbed and erased members' rows go; the
+    cohorts' and programme health's stored months move with them (adapters/month_counts.py). In a
     batch (`batched`), the members are noted and recomputed once when the batch ends."""
     if uow.touched is not None:
         uow.touched.add(member_ids, now)
@@ -116,6 +117,7 @@ async def recompute(uow: InsightsUnitOfWork, member_ids: Iterable[str], now: dat
     ids = sorted({m for m in member_ids if m})
     if ids:
         await uow.member_figures.recompute(ids, year_before(now), now, await _currency(uow, now))
+        await uow.month_counts.recompute(ids)
 
 
 async def needs_first_refresh(uow: InsightsUnitOfWork) -> bool:

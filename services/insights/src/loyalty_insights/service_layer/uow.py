@@ -11,6 +11,7 @@ from loyalty_insights.adapters.clv_store import LifetimeValueStore
 from loyalty_insights.adapters.facts import FactStore
 from loyalty_insights.adapters.figures import FigureRows
 from loyalty_insights.adapters.member_figures import MemberFigures
+from loyalty_insights.adapters.month_counts import MonthCounts
 from loyalty_insights.adapters.segments import SegmentStore
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class InsightsUnitOfWork(UnitOfWork):
     clv: LifetimeValueStore
     segments: SegmentStore
     member_figures: MemberFigures
+    month_counts: MonthCounts
     # In a consumer's batch: the members whose figures are recomputed when it ends.
     touched: Touched | None = None
 
@@ -33,4 +35,5 @@ class InsightsUnitOfWork(UnitOfWork):
         self.clv = LifetimeValueStore(self.session)
         self.segments = SegmentStore(self.session)
         self.member_figures = MemberFigures(self.session)
+        self.month_counts = MonthCounts(self.session)
         return self
