@@ -25,6 +25,13 @@ the refresh committed, `stale_scores` waits for the recomputes in flight (the sa
 instant) and names the rows figured since the refresh began and scored by another: recomputed
 again, they score against the new cut points, and every row agrees with the refresh's ranking.
 A recompute that begins after that instant reads the new cut points itself.
+
+An incremental refresh (service_layer/refresh.py) keeps the same rules after the same moment:
+it recomputes the members whose facts moved with the window (`_MOVED`; their member locks
+taken at once in key order, held to its commit) but not rows figured since its moment
+(`_RECOMPUTE_KEEPING`), re-ranks every row (`_RESCORE`) and writes only rows figured before
+its moment or recomputed by itself (`_RESCORE_WRITE`); the rows it left are settled as a full
+refresh's are (`stale_scores`, from its moment `since`).
 """
 
 from __future__ import annotations
@@ -363,13 +370,17 @@ WHERE coalesce(m.figured_at, '-infinity') < $1
 
 # Members with facts whose place in the window may differ between the windows ending at $3 and
 # at $4 (earlier, later): facts leaving it at its start ($1..$2), entering it at its end
-# ($3..$4), registrations counting from its end; in the order of their lock keys.
+# ($3..$4), registrations counting from its end; and rows never figured (made for tags or
+# lifetime value before their member's facts were: none figured them since); in the order of
+# their lock keys.
 _MOVED = """
 SELECT member_id FROM (
     SELECT member_id FROM activity
     WHERE (occurred_at >= $1 AND occurred_at < $2) OR (occurred_at >= $3 AND occurred_at < $4)
     UNION
     SELECT member_id FROM registrations WHERE registered_at >= $3 AND registered_at < $4
+    UNION
+    SELECT member_id FROM member_figures WHERE figured_at IS NULL
 ) AS moved ORDER BY hashtext(member_id), member_id
 """
 
