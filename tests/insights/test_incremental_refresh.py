@@ -253,3 +253,38 @@ async def test_refresh_figures_refreshes_incrementally_unless_asked_for_the_repa
     assert not incremental.full and incremental.members == full.members
     row = await row_of(insights_service, member.id)
     assert row is not None and (row["visits_12m"], row["recency_days"]) == (1, 2)
+
+
+async def test_an_incremental_refresh_figures_a_row_no_recompute_ever_figured(
+    suite: Suite, insights_service: RunningService
+) -> None:
+    await caught_up(insights_service)
+    await refreshed(insights_service, suite.clock, full=True)
+    member_id = f"unfigured-{uuid.uuid4().hex[:8]}"
+    moment = suite.clock()
+    async with uows(insights_service)() as work:
+        # Its tags made its row; its purchase's fact came without a recompute (a repair's case).
+        await work.facts.record_tags(member_id, ["vip"])
+        await work.facts.record_activity(
+            [
+                ActivityFact(
+                    member_id,
+                    "purchase",
+                    uuid.uuid4().hex,
+                    "mall",
+                    moment - timedelta(days=30),
+                    Decimal(40),
+                    "",
+                )
+            ]
+        )
+        await work.commit()
+    report = await refreshed(insights_service, lambda: moment)
+    assert not report.full
+    row = await row_of(insights_service, member_id)
+    assert row is not None and (row["visits_12m"], row["units_12m"], row["tags"]) == (
+        1,
+        ["mall"],
+        ["vip"],
+    )
+    assert row["figured_at"] is not None
