@@ -27,8 +27,8 @@ again, they score against the new cut points, and every row agrees with the refr
 A recompute that begins after that instant reads the new cut points itself.
 
 An incremental refresh (service_layer/refresh.py) keeps the same rules after the same moment:
-it recomputes the members whose facts moved with the window (`_MOVED`; their member locks
-taken at once in key order, held to its commit) but not rows figured since its moment
+it recomputes the members whose facts moved with the window (`_MOVED`; each batch's free
+member locks held for its statement) but not rows figured since its moment
 (`_RECOMPUTE_KEEPING`), re-ranks every row (`_RESCORE`) and writes only rows figured before
 its moment or recomputed by itself (`_RESCORE_WRITE`); the rows it left are settled as a full
 refresh's are (`stale_scores`, from its moment `since`).
@@ -645,25 +645,41 @@ class MemberFigures:
         chunk: int = 250,
     ) -> list[str]:
         """As `recompute`, `chunk` members a statement, in the refresh's transaction: rows
-        recomputed since `since` (by events, newer) kept. The members whose rows it wrote."""
+        recomputed since `since` (by events, newer) kept. The members whose rows it wrote.
+
+        Each chunk's members are locked for its statement only (session locks, released after
+        it: tens of thousands of members' locks held to the commit would overflow the lock
+        table), and only those free: a member whose recompute is in flight is that
+        recompute's (its row, figured after `since`, is newer than this one could be). A
+        recompute of a member after its chunk reads every fact (this adds none) and, waiting
+        for this transaction's row, overwrites it."""
         if not member_ids:
             return []
         conn = await self._conn()
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", TOUCH_LOCK)
-        # Every member's lock at once, in key order (as a recompute takes them): no circle.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, k) FROM "
-            "(SELECT DISTINCT hashtext(m) AS k FROM unnest($2::text[]) AS m) AS keys ORDER BY k",
-            MEMBER_LOCK,
-            member_ids,
-        )
         written: list[str] = []
         args = self._args(start, end, currency)
         for i in range(0, len(member_ids), chunk):
-            ids = member_ids[i : i + chunk]
-            rows = await conn.fetch(_RECOMPUTE_KEEPING, *args, ids, since)
-            written += [r["member_id"] for r in rows]
-            await conn.execute(_FORGET, ids)
+            locked = [
+                r["m"]
+                for r in await conn.fetch(
+                    "SELECT m FROM unnest($2::text[]) AS m "
+                    "WHERE pg_try_advisory_lock($1, hashtext(m))",
+                    MEMBER_LOCK,
+                    member_ids[i : i + chunk],
+                )
+            ]
+            try:
+                if locked:
+                    rows = await conn.fetch(_RECOMPUTE_KEEPING, *args, locked, since)
+                    written += [r["member_id"] for r in rows]
+                    await conn.execute(_FORGET, locked)
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock($1, hashtext(m)) FROM unnest($2::text[]) AS m",
+                    MEMBER_LOCK,
+                    locked,
+                )
         return written
 
     async def rescore(
