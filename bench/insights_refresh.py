@@ -1,6 +1,8 @@
 """Measure the members' figures at scale (not part of `make bench`'s scenarios yet): a scratch
 embedded PostgreSQL, the insights migrations, `bench.insights_data.load_facts`, then a full
-refresh, the standard GetRfm reads (counts; a page of a segment), and incremental recomputes.
+refresh, incremental refreshes as time moves on (each checked against a refresh from the facts
+as of the same moment, unless `--no-compare`), the standard GetRfm reads (counts; a page of a
+segment), and incremental recomputes.
 
     .venv/bin/python -m bench.insights_refresh --members 1000000 --postings 20000000
 """
@@ -13,10 +15,12 @@ import itertools
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from loyalty_devstack.embedded import EmbeddedPostgres
+from loyalty_insights.adapters.member_figures import COLUMNS
 from loyalty_insights.domain.figures import year_before
 from loyalty_insights.domain.rfm import RfmSegment
 from loyalty_insights.service_layer import figures, refresh
@@ -35,7 +39,39 @@ def _ms(samples: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
 
 
-async def main(members: int, postings: int, data_dir: Path) -> None:
+def _at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+async def _fingerprint(uow: Callable[..., InsightsUnitOfWork]) -> tuple[str, ...]:
+    """A digest of every row's figures and of the stored counts."""
+    columns = ", ".join(c for c in COLUMNS if c != "window_end")
+    async with uow(read_only=True) as work:
+        conn = await driver_connection(work.session)
+        return tuple(
+            [
+                await conn.fetchval(
+                    f"SELECT md5(string_agg(row({columns})::text, '|' ORDER BY member_id)) "
+                    "FROM member_figures"
+                )
+            ]
+            + [
+                await conn.fetchval(
+                    f"SELECT md5(string_agg(row(k.*)::text, '|' ORDER BY k)) FROM ({q}) AS k"
+                )
+                for q in (
+                    "SELECT figure, key, sum(members) FROM figure_counts GROUP BY 1, 2 "
+                    "HAVING sum(members) <> 0",
+                    "SELECT unit, sum(spend), sum(members) FROM spend_counts GROUP BY 1 "
+                    "HAVING sum(spend) <> 0 OR sum(members) <> 0",
+                    "SELECT from_unit, to_unit, sum(members) FROM flow_counts GROUP BY 1, 2 "
+                    "HAVING sum(members) <> 0",
+                )
+            ]
+        )
+
+
+async def main(members: int, postings: int, data_dir: Path, compare: bool = True) -> None:
     pg = EmbeddedPostgres(data_dir, keep=False)
     server = make_url(pg.start().replace("postgresql://", "postgresql+asyncpg://", 1))
     try:
@@ -75,13 +111,44 @@ async def main(members: int, postings: int, data_dir: Path) -> None:
             ),
             flush=True,
         )
-        for attempt in (1, 2):
+        for attempt in (1, 2) if compare else (1,):
             async with uow() as work:
-                report = await refresh.refresh_figures(work, lambda: datetime.now(UTC))
+                report = await refresh.refresh_figures(work, lambda: datetime.now(UTC), full=True)
                 await work.commit()
             print(
                 f"full refresh {attempt}: {report.members} members, {report.removed} removed, "
                 f"{report.duration.total_seconds():.1f} s",
+                flush=True,
+            )
+        # Incremental refreshes as time moves on (the schedule's 6 hours; a day: every buyer's
+        # recency moves), each checked against a refresh from the facts as of the same moment.
+        steps_ahead = (
+            ("same day", timedelta(0)),
+            ("6 hours on", timedelta(hours=6)),
+            ("1 day on", timedelta(days=1)),
+            ("3 days on", timedelta(days=3)),
+        )
+        for label, ahead in steps_ahead:
+            moment = datetime.now(UTC) + ahead
+            async with uow() as work:
+                report = await refresh.refresh_figures(work, _at(moment))
+                await work.commit()
+            if not compare:
+                print(
+                    f"incremental refresh ({label}): full={report.full}, {report.written} rows "
+                    f"written, {report.duration.total_seconds():.1f} s",
+                    flush=True,
+                )
+                continue
+            incremental = await _fingerprint(uow)
+            async with uow() as work:
+                full = await refresh.refresh_figures(work, _at(moment), full=True)
+                await work.commit()
+            same = incremental == await _fingerprint(uow)
+            print(
+                f"incremental refresh ({label}): full={report.full}, {report.written} rows "
+                f"written, {report.duration.total_seconds():.1f} s (from the facts: "
+                f"{full.duration.total_seconds():.1f} s); equal to the full one: {same}",
                 flush=True,
             )
         async with uow(read_only=True) as work:  # autocommit: VACUUM runs outside a transaction
@@ -115,6 +182,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--postings", type=int, default=20_000_000)
+    parser.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the refresh from the facts after each incremental one (and its check)",
+    )
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="insights-bench-") as scratch:
-        asyncio.run(main(arguments.members, arguments.postings, Path(scratch)))
+        asyncio.run(
+            main(arguments.members, arguments.postings, Path(scratch), not arguments.no_compare)
+        )

@@ -285,7 +285,7 @@ async def _materialised_refresh(service: RunningService[Any]) -> float | None:
             began = time.perf_counter()
             try:
                 await stub.RefreshFigures(
-                    pb.RefreshFiguresRequest(request_id=uuid.uuid4().hex),
+                    pb.RefreshFiguresRequest(request_id=uuid.uuid4().hex, full=True),
                     metadata=GROUP_TEAM.metadata(),
                     timeout=REFRESH_TIMEOUT_S,
                 )

@@ -110,8 +110,15 @@ class Settings(BaseSettings):
     insights_refresh_interval_seconds: float = Field(
         default=6 * 3600,
         gt=0,
-        description="How often insights recomputes every member's figures in full (members are "
-        "also recomputed as their events arrive).",
+        description="How often insights refreshes every member's figures (members are also "
+        "recomputed as their events arrive): incrementally, what time moved since the last "
+        "refresh.",
+    )
+    insights_full_refresh_interval_seconds: float = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How old the last refresh of insights' figures from the facts (the repair) "
+        "may be before a refresh is from the facts again.",
     )
     outbox_batch_size: int = Field(default=200, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)

@@ -25,6 +25,13 @@ the refresh committed, `stale_scores` waits for the recomputes in flight (the sa
 instant) and names the rows figured since the refresh began and scored by another: recomputed
 again, they score against the new cut points, and every row agrees with the refresh's ranking.
 A recompute that begins after that instant reads the new cut points itself.
+
+An incremental refresh (service_layer/refresh.py) keeps the same rules after the same moment:
+it recomputes the members whose facts moved with the window (`_MOVED`; each batch's free
+member locks held for its statement) but not rows figured since its moment
+(`_RECOMPUTE_KEEPING`), re-ranks every row (`_RESCORE`) and writes only rows figured before
+its moment or recomputed by itself (`_RESCORE_WRITE`); the rows it left are settled as a full
+refresh's are (`stale_scores`, from its moment `since`).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_insights.adapters.figures import OWNERS, rfm_scores
 from loyalty_insights.domain.crossunit import ACTIVE, REFUND, SPENDING
-from loyalty_insights.domain.figures import CutPoints
+from loyalty_insights.domain.figures import CutPoints, year_before
 from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore
 
 OFFERS_PURPOSE = "CONSENT_PURPOSE_PERSONALISED_OFFERS"
@@ -74,6 +81,8 @@ COLUMNS = (
     "tier",
     "birthday_month",
     "offers_consent",
+    "last_bought_at",
+    "window_end",
 )
 
 # A full refresh resolves the merges once into a small analysed table (`fresh_owners`, made by
@@ -181,13 +190,17 @@ def _body(source: Any) -> str:
                      ORDER BY t, u OFFSET 1 LIMIT 1), '') AS next_unit,
            coalesce(a.first_active_at >= $1 AND a.first_active_at < $2, false) AS new_12m,
            coalesce(a.visits, 0) AS visits_12m, coalesce(a.spend, 0) AS spend_12m,
-           coalesce(a.spend_units, '{{}}') AS spend_units_12m,
-           coalesce(a.unit_spend, '{{}}') AS unit_spend_12m,
+           -- by unit: the same row whichever plan aggregated it (a full refresh or a recompute)
+           coalesce(ARRAY(SELECT u FROM unnest(a.spend_units, a.unit_spend) AS x (u, v)
+                          ORDER BY u), '{{}}') AS spend_units_12m,
+           coalesce(ARRAY(SELECT v FROM unnest(a.spend_units, a.unit_spend) AS x (u, v)
+                          ORDER BY u), '{{}}') AS unit_spend_12m,
            coalesce(ARRAY(SELECT u FROM unnest(a.bought_units) AS u ORDER BY u), '{{}}')
                AS bought_units_12m,
            CASE WHEN a.visits > 0 THEN
                (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date
                - (a.last_bought_at AT TIME ZONE 'UTC')::date END AS recency_days,
+           a.last_bought_at, $2::timestamptz AS window_end,
            (r.registered_at < $2 OR coalesce(a.bought, false)) AS scored,
            nullif(t.to_tier, '') AS tier, b.month AS birthday_month,
            coalesce(c.granted, true) AS offers_consent,
@@ -276,6 +289,101 @@ WHERE m.member_id = ANY($1::text[])
        OR EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = m.member_id))
 """
 
+# The incremental refresh's recompute ($10: its moment): as `_RECOMPUTE`, but a row recomputed
+# since the refresh's moment is newer (kept); the members whose rows it wrote.
+_RECOMPUTE_KEEPING = (
+    _FAMILY
+    + f"""
+{_INSERT}
+{_select("scored_by")} FROM named WHERE NOT erased
+ON CONFLICT (member_id) DO UPDATE SET {_SET}
+WHERE coalesce(member_figures.figured_at, '-infinity') < $10
+RETURNING member_id
+"""
+)
+
+# Erased members' figures still rank (a full refresh ranks every owner of facts, erased or not;
+# their facts stay): the $9 erased members' metrics, as the full refresh's `base` has them.
+_GHOSTS = (
+    "CREATE TEMPORARY TABLE ghost_figures ON COMMIT DROP AS "
+    + _FAMILY
+    + "\nSELECT member_id, recency_days, visits_12m, spend_12m FROM named "
+    "WHERE erased AND visits_12m > 0"
+)
+
+# Every row re-ranked as of $1 from the rows themselves (recency from its last purchase), with
+# the erased members' metrics, as `_FULL` ranks them; the segments from the map ($2..$4); the
+# rows the refresh recomputed ($5) marked.
+_RESCORE = """
+CREATE TEMPORARY TABLE rescored ON COMMIT DROP AS
+WITH pool AS (
+    SELECT member_id, false AS ghost, rfm_r IS NOT NULL AS scored, visits_12m, spend_12m,
+           CASE WHEN visits_12m > 0 THEN
+               (($1::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date
+               - (last_bought_at AT TIME ZONE 'UTC')::date END AS recency_days
+    FROM member_figures
+    UNION ALL
+    SELECT member_id, true, false, visits_12m, spend_12m, recency_days FROM ghost_figures
+), ranked AS (
+    SELECT member_id, ghost,
+           1 + (5 * (rank() OVER (ORDER BY recency_days DESC) - 1)) / count(*) OVER () AS r,
+           1 + (5 * (rank() OVER (ORDER BY visits_12m) - 1)) / count(*) OVER () AS f,
+           1 + (5 * (rank() OVER (ORDER BY spend_12m) - 1)) / count(*) OVER () AS m
+    FROM pool WHERE visits_12m > 0
+), scores AS (
+    SELECT p.member_id, p.ghost, p.recency_days, p.visits_12m, p.spend_12m,
+           CASE WHEN p.scored OR p.ghost THEN coalesce(k.r, 1) END AS r,
+           CASE WHEN p.scored OR p.ghost THEN coalesce(k.f, 1) END AS f,
+           CASE WHEN p.scored OR p.ghost THEN coalesce(k.m, 1) END AS m
+    FROM pool p LEFT JOIN ranked k ON k.member_id = p.member_id AND k.ghost = p.ghost
+)
+SELECT s.member_id, s.ghost, s.recency_days, s.visits_12m, s.spend_12m, s.r AS rfm_r,
+       s.f AS rfm_f, s.m AS rfm_m, c.segment AS rfm_segment, x.id IS NOT NULL AS recomputed
+FROM scores s
+LEFT JOIN unnest($2::int[], $3::int[], $4::text[]) AS c (r, fm, segment)
+  ON c.r = s.r AND c.fm = (s.f + s.m + 1) / 2
+LEFT JOIN unnest($5::text[]) AS x (id) ON x.id = s.member_id AND NOT s.ghost
+"""
+
+# The rows whose recency or scores moved, and the rows the refresh recomputed, scored by it ($1)
+# as of $2; but rows recomputed since its moment ($3) by others (newer: kept).
+_RESCORE_WRITE = """
+UPDATE member_figures m
+SET recency_days = r.recency_days, rfm_r = r.rfm_r, rfm_f = r.rfm_f, rfm_m = r.rfm_m,
+    rfm_segment = r.rfm_segment, scored_by = $1, window_end = $2,
+    figured_at = clock_timestamp(), updated_at = clock_timestamp()
+FROM rescored r
+WHERE r.member_id = m.member_id AND NOT r.ghost
+  AND (coalesce(m.figured_at, '-infinity') < $3 OR r.recomputed)
+  AND (r.recomputed
+       OR (m.recency_days, m.rfm_r, m.rfm_f, m.rfm_m, m.rfm_segment)
+          IS DISTINCT FROM (r.recency_days, r.rfm_r, r.rfm_f, r.rfm_m, r.rfm_segment))
+"""
+
+# Rows of members absorbed or erased (their events' recomputes removed them; a repair).
+_REMOVE_GONE = """
+DELETE FROM member_figures m
+WHERE coalesce(m.figured_at, '-infinity') < $1
+  AND m.member_id IN (SELECT absorbed_id FROM member_merges
+                      UNION SELECT member_id FROM erased_members)
+"""
+
+# Members with facts whose place in the window may differ between the windows ending at $3 and
+# at $4 (earlier, later): facts leaving it at its start ($1..$2), entering it at its end
+# ($3..$4), registrations counting from its end; and rows never figured (made for tags or
+# lifetime value before their member's facts were: none figured them since); in the order of
+# their lock keys.
+_MOVED = """
+SELECT member_id FROM (
+    SELECT member_id FROM activity
+    WHERE (occurred_at >= $1 AND occurred_at < $2) OR (occurred_at >= $3 AND occurred_at < $4)
+    UNION
+    SELECT member_id FROM registrations WHERE registered_at >= $3 AND registered_at < $4
+    UNION
+    SELECT member_id FROM member_figures WHERE figured_at IS NULL
+) AS moved ORDER BY hashtext(member_id), member_id
+"""
+
 _STAGE = "CREATE TEMPORARY TABLE fresh_figures ON COMMIT DROP AS " + _FULL + "\nSELECT * FROM named"
 
 
@@ -292,7 +400,7 @@ _CUTS = f"""
 SELECT {_cut("max", "recency_days", "rfm_r")} AS r_cuts,
        {_cut("min", "visits_12m", "rfm_f")} AS f_cuts,
        {_cut("min", "spend_12m", "rfm_m")} AS m_cuts
-FROM fresh_figures WHERE visits_12m > 0
+FROM {{}} WHERE visits_12m > 0
 """
 
 _BEFORE = "coalesce({}.figured_at, '-infinity') < $1"
@@ -326,6 +434,8 @@ class Refreshed:
     members: int
     removed: int
     cuts: CutPoints
+    full: bool = True
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -335,6 +445,8 @@ class LastRefresh:
     as_of: datetime
     finished_at: datetime
     members: int
+    full: bool = True
+    since: datetime | None = None  # None: recorded before migration 0013
 
 
 class MemberFigures:
@@ -403,14 +515,14 @@ class MemberFigures:
 
     async def stale_scores(self, refresh: LastRefresh) -> list[str]:
         """Once the recomputes in flight committed (`since`'s instant), the members whose rows
-        were figured since `refresh` began but scored against other cut points (recomputed
+        were figured since `refresh`'s moment but scored against other cut points (recomputed
         while it ran): few, the events of the refresh's minute."""
         await self.since()
         conn = await self._conn()
         rows = await conn.fetch(
             "SELECT member_id FROM member_figures "
             "WHERE figured_at >= $1 AND scored_by IS DISTINCT FROM $2 ORDER BY member_id",
-            refresh.started_at,
+            refresh.since or refresh.started_at,  # its moment (the database's clock, as theirs)
             refresh.id,
         )
         return [r["member_id"] for r in rows]
@@ -430,7 +542,11 @@ class MemberFigures:
         await conn.execute(_STAGE, *self._args(start, end, currency))
         await conn.execute("SET LOCAL enable_sort = on")
         await conn.execute("ANALYZE fresh_figures")  # the writes join it: the planner must know it
-        cuts = await conn.fetchrow(_CUTS)
+        return await self._cuts("fresh_figures")
+
+    async def _cuts(self, table: str) -> CutPoints:
+        conn = await self._conn()
+        cuts = await conn.fetchrow(_CUTS.format(table))
         return CutPoints(
             tuple(cuts["r_cuts"]),
             tuple(cuts["f_cuts"]),
@@ -453,7 +569,8 @@ class MemberFigures:
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO figure_refreshes (id, started_at, finished_at, as_of, members, removed, "
-            "r_cuts, f_cuts, m_cuts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "r_cuts, f_cuts, m_cuts, from_facts, since) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             refreshed.id,
             started_at,
             finished_at,
@@ -463,19 +580,133 @@ class MemberFigures:
             list(refreshed.cuts.recency),
             list(refreshed.cuts.frequency),
             list(refreshed.cuts.monetary),
+            refreshed.full,
+            refreshed.since,
         )
 
     async def last_refresh(self) -> LastRefresh | None:
         conn = await self._conn()
         row = await conn.fetchrow(
-            "SELECT id, started_at, as_of, finished_at, members FROM figure_refreshes "
-            "ORDER BY id DESC LIMIT 1"
+            "SELECT id, started_at, as_of, finished_at, members, from_facts, since "
+            "FROM figure_refreshes ORDER BY id DESC LIMIT 1"
         )
         if row is None:
             return None
         return LastRefresh(
-            int(row["id"]), row["started_at"], row["as_of"], row["finished_at"], int(row["members"])
+            int(row["id"]),
+            row["started_at"],
+            row["as_of"],
+            row["finished_at"],
+            int(row["members"]),
+            bool(row["from_facts"]),
+            row["since"],
         )
+
+    async def last_full_as_of(self) -> datetime | None:
+        conn = await self._conn()
+        found: datetime | None = await conn.fetchval(
+            "SELECT as_of FROM figure_refreshes WHERE from_facts ORDER BY id DESC LIMIT 1"
+        )
+        return found
+
+    # --- the incremental refresh (service_layer/refresh.py) -------------------------------------
+
+    async def windows_since(
+        self, since: datetime
+    ) -> tuple[datetime | None, datetime | None] | None:
+        """The earliest and latest window end of the rows figured since `since` (recomputed
+        by events, or by a refresh beginning then; None, None: none); None when a row's is
+        unknown (figured before migration 0013)."""
+        conn = await self._conn()
+        row = await conn.fetchrow(
+            "SELECT min(window_end) AS lo, max(window_end) AS hi, "
+            "bool_or(window_end IS NULL) AS unknown FROM member_figures "
+            "WHERE figured_at >= $1",
+            since,
+        )
+        if row["unknown"]:
+            return None
+        return row["lo"], row["hi"]
+
+    async def moved(self, earlier: datetime, later: datetime) -> list[str]:
+        """The members (as their facts name them) whose figures may differ between the windows
+        ending at `earlier` and at `later`, in the order of their lock keys."""
+        conn = await self._conn()
+        rows = await conn.fetch(_MOVED, year_before(earlier), year_before(later), earlier, later)
+        return [r["member_id"] for r in rows]
+
+    async def recompute_keeping(
+        self,
+        member_ids: list[str],
+        start: datetime,
+        end: datetime,
+        currency: str,
+        since: datetime,
+        chunk: int = 250,
+    ) -> list[str]:
+        """As `recompute`, `chunk` members a statement, in the refresh's transaction: rows
+        recomputed since `since` (by events, newer) kept. The members whose rows it wrote.
+
+        Each chunk's members are locked for its statement only (session locks, released after
+        it: tens of thousands of members' locks held to the commit would overflow the lock
+        table), and only those free: a member whose recompute is in flight is that
+        recompute's (its row, figured after `since`, is newer than this one could be). A
+        recompute of a member after its chunk reads every fact (this adds none) and, waiting
+        for this transaction's row, overwrites it."""
+        if not member_ids:
+            return []
+        conn = await self._conn()
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", TOUCH_LOCK)
+        written: list[str] = []
+        args = self._args(start, end, currency)
+        for i in range(0, len(member_ids), chunk):
+            locked = [
+                r["m"]
+                for r in await conn.fetch(
+                    "SELECT m FROM unnest($2::text[]) AS m "
+                    "WHERE pg_try_advisory_lock($1, hashtext(m))",
+                    MEMBER_LOCK,
+                    member_ids[i : i + chunk],
+                )
+            ]
+            try:
+                if locked:
+                    rows = await conn.fetch(_RECOMPUTE_KEEPING, *args, locked, since)
+                    written += [r["member_id"] for r in rows]
+                    await conn.execute(_FORGET, locked)
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock($1, hashtext(m)) FROM unnest($2::text[]) AS m",
+                    MEMBER_LOCK,
+                    locked,
+                )
+        return written
+
+    async def rescore(
+        self,
+        as_of: datetime,
+        currency: str,
+        since: datetime,
+        refresh_id: int,
+        recomputed: list[str],
+    ) -> tuple[CutPoints, int, int, int]:
+        """Every row re-ranked as of `as_of` from the rows (and the erased members' facts);
+        the rows whose recency or scores moved written, scored by `refresh_id`, but rows
+        recomputed since `since` by others. (Cut points, members with figures, rows written,
+        rows removed.)"""
+        conn = await self._conn()
+        await conn.execute(f"SET LOCAL work_mem = '{STAGE_WORK_MEM}'")
+        erased = [r["member_id"] for r in await conn.fetch("SELECT member_id FROM erased_members")]
+        await conn.execute(_GHOSTS, *self._args(year_before(as_of), as_of, currency), erased)
+        await conn.execute(_RESCORE, as_of, *self._args(as_of, as_of, currency)[5:], recomputed)
+        await conn.execute("ANALYZE rescored")
+        cuts = await self._cuts("rescored")
+        written = await conn.execute(_RESCORE_WRITE, refresh_id, as_of, since)
+        removed = await conn.execute(_REMOVE_GONE, since)
+        members = await conn.fetchval(
+            "SELECT count(*) FROM member_figures WHERE figured_at IS NOT NULL"
+        )
+        return cuts, int(members), int(written.split()[-1]), int(removed.split()[-1])
 
     async def any_facts(self) -> bool:
         conn = await self._conn()

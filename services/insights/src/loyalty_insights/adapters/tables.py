@@ -185,6 +185,10 @@ member_figures = Table(
     # cut points scored it (NULL: none).
     Column("figured_at", DateTime(timezone=True)),
     Column("scored_by", BigInteger),
+    # Migration 0013: its last purchase in the window (its recency moves with time from it)
+    # and the end of the window it was figured for (an incremental refresh's starting point).
+    Column("last_bought_at", DateTime(timezone=True)),
+    Column("window_end", DateTime(timezone=True)),
     Index("member_figures_updated_at", "updated_at"),
     Index("member_figures_segment", "rfm_segment", "member_id"),
 )
@@ -204,6 +208,10 @@ figure_refreshes = Table(
     Column("r_cuts", ARRAY(Integer), nullable=False),
     Column("f_cuts", ARRAY(BigInteger), nullable=False),
     Column("m_cuts", ARRAY(Numeric), nullable=False),
+    # Migration 0013: recomputed from the facts (True) or incrementally from the rows, and its
+    # moment (rows figured since then were not its work; NULL: recorded before 0013).
+    Column("from_facts", Boolean, nullable=False, server_default=text("true")),
+    Column("since", DateTime(timezone=True)),
 )
 
 # The dashboards' counts of `member_figures` for the standard window (the trailing 12 months):

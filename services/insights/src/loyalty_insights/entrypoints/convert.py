@@ -105,7 +105,11 @@ def rfm_response(found: Rfm, next_page_token: str) -> pb.GetRfmResponse:
 
 def refresh_response(found: RefreshReport) -> pb.RefreshFiguresResponse:
     response = pb.RefreshFiguresResponse(
-        as_of=timestamp(found.as_of), members=found.members, removed=found.removed
+        as_of=timestamp(found.as_of),
+        members=found.members,
+        removed=found.removed,
+        full=found.full,
+        written=found.written,
     )
     response.duration.FromTimedelta(found.duration)
     return response

@@ -1,12 +1,14 @@
-"""The insights service's scheduled work: every member's figures recomputed in full every
-`insights_refresh_interval_seconds`, and once at start when there are facts but no refresh yet
-(members are also recomputed as their events arrive); the lifetime value fitter
+"""The insights service's scheduled work: every member's figures refreshed every
+`insights_refresh_interval_seconds` (incrementally; from the facts when the last full refresh
+is `insights_full_refresh_interval_seconds` old), and once at start when there are facts but no
+refresh yet (members are also recomputed as their events arrive); the lifetime value fitter
 (service_layer/clv_fitter.py); dynamic segments' incremental evaluation (members whose figures
 changed, every fraction of a second) and their full evaluation (hourly)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import partial
 
 from loyalty_kit.jobs import every
@@ -37,7 +39,13 @@ def jobs(app: Insights) -> Sequence[Job]:
                     return
         async with app.uow() as uow:
             try:
-                report = await refresh_figures(uow, app.clock)
+                report = await refresh_figures(
+                    uow,
+                    app.clock,
+                    full_every=timedelta(
+                        seconds=app.context.settings.insights_full_refresh_interval_seconds
+                    ),
+                )
             except RefreshRunning:
                 return  # another replica's refresh does it
             await uow.commit()
@@ -47,6 +55,8 @@ def jobs(app: Insights) -> Sequence[Job]:
             members=report.members,
             rescored=settled,
             removed=report.removed,
+            full=report.full,
+            written=report.written,
             seconds=round(report.duration.total_seconds(), 3),
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
@@ -35,6 +35,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
     def __init__(self, app: Insights) -> None:
         super().__init__(app.uow, app.clock)
         self.app = app
+
+    def _full_every(self) -> timedelta:
+        return timedelta(seconds=self.app.context.settings.insights_full_refresh_interval_seconds)
 
     async def _figure(
         self,
@@ -145,7 +148,9 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         self, request: pb.RefreshFiguresRequest, context: grpc.aio.ServicerContext
     ) -> pb.RefreshFiguresResponse:
         async def work(uow: InsightsUnitOfWork, _now: datetime) -> pb.RefreshFiguresResponse:
-            return convert.refresh_response(await refresh.refresh_figures(uow, self.clock))
+            return convert.refresh_response(
+                await refresh.refresh_figures(uow, self.clock, request.full, self._full_every())
+            )
 
         response = await self._mutate("RefreshFigures", request, pb.RefreshFiguresResponse, work)
         await refresh.settle_refresh(self.app.uow, self.clock)

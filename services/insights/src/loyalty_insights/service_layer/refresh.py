@@ -1,6 +1,18 @@
-"""Members' figures: recomputed in full (on a schedule, at start when there are none, and on
-demand) and per member as their events arrive (adapters/member_figures.py says how the two
-never lose each other's work)."""
+"""Members' figures: refreshed on a schedule, at start when there are none, and on demand, and
+recomputed per member as their events arrive (adapters/member_figures.py says how the two never
+lose each other's work).
+
+A refresh is incremental when it can be: every row is kept current by its events' recomputes,
+so what changes without an event is only time. The trailing 12 months move, so the members with
+facts between the last refresh's window and the new one are recomputed (the recompute's SQL,
+in batches); recency moves (each row keeps its last purchase in the window); and the ranking
+among all members moves, so every row is re-ranked from the rows themselves (with the erased
+members' metrics, which a full refresh ranks too) and the rows whose recency or scores changed
+are written. The result equals a refresh from the facts (tests/insights/
+test_incremental_refresh.py). The refresh from the facts stays as the repair: the first one,
+one asked for (`full`), when the programme's currency changed since the last one, when the
+clock went back, and when the last full one is older than `full_every`.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +39,8 @@ class RefreshReport:
     members: int
     removed: int
     duration: timedelta
+    full: bool = True
+    written: int = 0  # rows an incremental refresh wrote (a full one: every member's)
 
 
 async def _currency(uow: InsightsUnitOfWork, at: datetime) -> str:
@@ -34,25 +48,62 @@ async def _currency(uow: InsightsUnitOfWork, at: datetime) -> str:
     return found[1] if found else ""
 
 
-async def refresh_figures(uow: InsightsUnitOfWork, now: Callable[[], datetime]) -> RefreshReport:
-    """Every member's figures from the facts as of now (the trailing 12 months end then), in
-    the unit of work's transaction; RefreshRunning while another replica refreshes."""
+FULL_EVERY = timedelta(days=7)
+
+
+async def refresh_figures(
+    uow: InsightsUnitOfWork,
+    now: Callable[[], datetime],
+    full: bool = False,
+    full_every: timedelta = FULL_EVERY,
+) -> RefreshReport:
+    """Every member's figures as of now (the trailing 12 months end then), in the unit of
+    work's transaction: incrementally from the rows when it can, from the facts (`full`, or
+    when it must); RefreshRunning while another replica refreshes."""
     began = time.perf_counter()
     started_at = now()
     if not await uow.member_figures.try_refresh_lock():
         raise RefreshRunning("the members' figures are being refreshed already; try later")
     since = await uow.member_figures.since()
     as_of = now()
+    currency = await _currency(uow, as_of)
+    last = await uow.member_figures.last_refresh()
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    if not full and last is not None and last.since is not None and last.as_of <= as_of:
+        last_full = await uow.member_figures.last_full_as_of()
+        if (
+            last_full is not None
+            and as_of - last_full < full_every
+            and await _currency(uow, last.as_of) == currency
+        ):
+            windows = await uow.member_figures.windows_since(last.since)
+            if windows is not None:  # (None: a row's window is unknown)
+                earliest = min(w for w in (windows[0], last.as_of) if w is not None)
+                latest = max(w for w in (windows[1], last.as_of) if w is not None)
     refresh_id = await uow.member_figures.next_refresh_id()
-    cuts = await uow.member_figures.stage(year_before(as_of), as_of, await _currency(uow, as_of))
-    members, removed = await uow.member_figures.write(since, refresh_id)
-    refreshed = Refreshed(refresh_id, as_of, members, removed, cuts)
+    if earliest is None or latest is None:  # from the facts
+        cuts = await uow.member_figures.stage(year_before(as_of), as_of, currency)
+        members, removed = await uow.member_figures.write(since, refresh_id)
+        refreshed = Refreshed(refresh_id, as_of, members, removed, cuts, True, since)
+        written = members
+    else:
+        moved = await uow.member_figures.moved(min(earliest, as_of), max(latest, as_of))
+        recomputed = await uow.member_figures.recompute_keeping(
+            moved, year_before(as_of), as_of, currency, since
+        )
+        cuts, members, written, removed = await uow.member_figures.rescore(
+            as_of, currency, since, refresh_id, recomputed
+        )
+        refreshed = Refreshed(refresh_id, as_of, members, removed, cuts, False, since)
     await uow.member_figures.record_refresh(started_at, now(), refreshed)
     return RefreshReport(
         as_of,
         refreshed.members,
         refreshed.removed,
         timedelta(seconds=time.perf_counter() - began),
+        refreshed.full,
+        written,
     )
 
 
