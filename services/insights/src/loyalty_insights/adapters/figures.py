@@ -30,6 +30,26 @@ WITH RECURSIVE chain (member_id, owner) AS (
 )"""
 OWNERS = _OWNERS  # for the other adapters' statements
 
+
+def family(members: str) -> str:
+    """The members named (the text[] parameter `members`, e.g. "$1") up to their survivors
+    (`targets`), then each target's whole family (`fam`: every member counting for it, with
+    it as `owner`): the head of a statement over the members an event touched."""
+    return f"""
+WITH RECURSIVE up (member_id, owner) AS (
+    SELECT m, m FROM unnest({members}::text[]) AS m
+    UNION
+    SELECT u.member_id, g.survivor_id FROM up u JOIN member_merges g ON g.absorbed_id = u.owner
+), targets AS (
+    SELECT DISTINCT u.owner AS member_id FROM up u
+    WHERE NOT EXISTS (SELECT 1 FROM member_merges g WHERE g.absorbed_id = u.owner)
+), fam (member_id, owner) AS (
+    SELECT member_id, member_id FROM targets
+    UNION
+    SELECT g.absorbed_id, f.owner FROM fam f JOIN member_merges g ON g.survivor_id = f.member_id
+)"""
+
+
 # Activity of the kinds given ($3), from $1 (inclusive) to $2 (exclusive), by the member it
 # counts for.
 _ACTS = (

@@ -44,7 +44,7 @@ from typing import Any
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_insights.adapters.figures import OWNERS, rfm_scores
+from loyalty_insights.adapters.figures import OWNERS, family, rfm_scores
 from loyalty_insights.domain.crossunit import ACTIVE, REFUND, SPENDING
 from loyalty_insights.domain.figures import CutPoints, year_before
 from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore
@@ -94,20 +94,7 @@ _OWNERS_TABLE = (
     + "\nSELECT member_id, owner FROM owners"
 )
 
-# The members named ($9) up to their survivors (targets), then each target's whole family.
-_FAMILY_OWNERS = """
-WITH RECURSIVE up (member_id, owner) AS (
-    SELECT m, m FROM unnest($9::text[]) AS m
-    UNION
-    SELECT u.member_id, g.survivor_id FROM up u JOIN member_merges g ON g.absorbed_id = u.owner
-), targets AS (
-    SELECT DISTINCT u.owner AS member_id FROM up u
-    WHERE NOT EXISTS (SELECT 1 FROM member_merges g WHERE g.absorbed_id = u.owner)
-), fam (member_id, owner) AS (
-    SELECT member_id, member_id FROM targets
-    UNION
-    SELECT g.absorbed_id, f.owner FROM fam f JOIN member_merges g ON g.survivor_id = f.member_id
-)"""
+_FAMILY_OWNERS = family("$9")
 
 
 def _full_source(table: str) -> str:

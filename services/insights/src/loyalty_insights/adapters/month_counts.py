@@ -30,7 +30,7 @@ from typing import Any
 from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_insights.adapters.figures import OWNERS
+from loyalty_insights.adapters.figures import OWNERS, family
 from loyalty_insights.adapters.member_figures import MEMBER_LOCK
 from loyalty_insights.domain.cohorts import REDEEMING
 from loyalty_insights.domain.crossunit import ACTIVE
@@ -45,20 +45,7 @@ from loyalty_insights.domain.month_counts import (
 
 SLOTS = 16
 
-# The members named ($1) up to their survivors (targets), then each target's whole family.
-_FAMILY = """
-WITH RECURSIVE up (member_id, owner) AS (
-    SELECT m, m FROM unnest($1::text[]) AS m
-    UNION
-    SELECT u.member_id, g.survivor_id FROM up u JOIN member_merges g ON g.absorbed_id = u.owner
-), targets AS (
-    SELECT DISTINCT u.owner AS member_id FROM up u
-    WHERE NOT EXISTS (SELECT 1 FROM member_merges g WHERE g.absorbed_id = u.owner)
-), fam (member_id, owner) AS (
-    SELECT member_id, member_id FROM targets
-    UNION
-    SELECT g.absorbed_id, f.owner FROM fam f JOIN member_merges g ON g.survivor_id = f.member_id
-)"""
+_FAMILY = family("$1")
 
 _TARGETS = _FAMILY + "\nSELECT member_id FROM targets ORDER BY member_id"
 
