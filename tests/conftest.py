@@ -121,6 +121,30 @@ async def insights_service(settings: Settings, clock: Clock) -> AsyncIterator[Ru
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def engagement_service(
+    settings: Settings,
+    identity_service: RunningService,
+    points_service: RunningService,
+    benefits_service: RunningService,
+    clock: Clock,
+) -> AsyncIterator[RunningService]:
+    """The engagement service, entering members into journeys on this run's events and acting
+    through this run's benefits, points and identity services."""
+    from loyalty_engagement.app import SPEC
+
+    runner = ServiceRunner(settings)
+    engagement_settings = settings.model_copy(
+        update={
+            "identity_target": identity_service.target,
+            "points_target": points_service.target,
+            "benefits_target": benefits_service.target,
+        }
+    )
+    yield await runner.start(SPEC, engagement_settings, clock=clock)
+    await runner.stop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def gateway_service(
     settings: Settings,
     identity_service: RunningService,

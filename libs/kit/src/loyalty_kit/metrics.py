@@ -1,6 +1,7 @@
 """Prometheus metrics of a service, served in the Prometheus text format on a port of its own
 (`LOYALTY_METRICS_PORT`, else the service's default: gateway 9460, identity 9461, points 9462,
-tiers 9463, benefits 9464, insights 9465; 0 takes a free port, -1 serves none).
+tiers 9463, benefits 9464, insights 9465,
+engagement 9466; 0 takes a free port, -1 serves none).
 
 Every running service has its own registry (`ServiceMetrics`), so services started side by side
 in one process (tests, the embedded suite) each answer for themselves. What is measured where:

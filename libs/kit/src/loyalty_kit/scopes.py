@@ -19,6 +19,8 @@ PROFILE_WRITE = "profile:write"  # the member app: the member's own profile and 
 COUPONS_ISSUE = "coupons:issue"  # a unit's (or the group's) marketing
 MEMBERSHIP = "membership"  # a unit's shop selling paid memberships
 INSIGHTS_READ = "insights:read"  # a unit's loyalty team: its own unit's figures
+ENGAGEMENT_READ = "engagement:read"  # a unit's marketing team: its journeys, entries, messages
+ENGAGEMENT_WRITE = "engagement:write"  # a unit's marketing team: create, change, pause journeys
 INSIGHTS_GROUP = "insights:group"  # the group's loyalty team: every unit's figures and the group's
 SEGMENTS_WRITE = "segments:write"  # a loyalty team's marketers: define dynamic segments
 
@@ -37,4 +39,6 @@ REGISTRY: dict[str, str] = {
     INSIGHTS_READ: "read the unit's own figures (liability, activity across units)",
     INSIGHTS_GROUP: "read the group's figures and every unit's",
     SEGMENTS_WRITE: "create, change and delete dynamic segments (every unit's with insights:group)",
+    ENGAGEMENT_READ: "read the unit's journeys, their entries and the messages sent",
+    ENGAGEMENT_WRITE: "create, change, pause and resume the unit's journeys",
 }

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     tiers_port: int = 50053
     benefits_port: int = 50054
     insights_port: int = 50055
+    engagement_port: int = 50056
     gateway_grpc_port: int = 50050
     gateway_http_port: int = 8080
     identity_target: str = ""
@@ -65,6 +66,7 @@ class Settings(BaseSettings):
     tiers_target: str = ""
     benefits_target: str = ""
     insights_target: str = ""
+    engagement_target: str = ""
 
     grpc_max_message_bytes: int = Field(
         default=MAX_MESSAGE_BYTES,
@@ -178,6 +180,7 @@ class Settings(BaseSettings):
     tiers_metrics_port: int = 9463
     benefits_metrics_port: int = 9464
     insights_metrics_port: int = 9465
+    engagement_metrics_port: int = 9466
 
     @field_validator("event_namespace")
     @classmethod

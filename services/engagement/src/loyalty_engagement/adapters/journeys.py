@@ -1,0 +1,516 @@
+"""Journeys, entries, step runs, the development sink's messages and members' tiers in the
+engagement database (SQLAlchemy Core over the unit of work's session)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_engagement.adapters.tables import (
+    journey_entries,
+    journey_versions,
+    journeys,
+    member_tiers,
+    messages,
+    step_runs,
+)
+from loyalty_engagement.domain.journeys import (
+    Action,
+    AwardPoints,
+    ChangeTags,
+    Conditions,
+    EntryState,
+    FrequencyCap,
+    IssueCoupon,
+    JourneySpec,
+    JourneyState,
+    SendMessage,
+    Trigger,
+    TriggerKind,
+)
+
+
+@dataclass(frozen=True)
+class StoredJourney:
+    journey_id: str
+    unit: str
+    state: JourneyState
+    version: int
+    spec: JourneySpec
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    entry_id: str
+    journey_id: str
+    version: int
+    member_id: str
+    trigger_key: str
+    unit: str
+    state: EntryState
+    entered_at: datetime
+
+
+@dataclass(frozen=True)
+class StepRun:
+    entry_id: str
+    step: int
+    outcome: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    message_id: str
+    member_id: str
+    journey_id: str
+    channel: str
+    purpose: str
+    body: str
+    unsubscribe_token: str
+    sent_at: datetime
+
+
+# --- the definition as a JSON document ------------------------------------------------------
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def spec_document(spec: JourneySpec) -> dict[str, Any]:
+    return {
+        "display_name": spec.display_name,
+        "unit": spec.unit,
+        "trigger": {
+            "kind": spec.trigger.kind.value,
+            "unit": spec.trigger.unit,
+            "to_tier": spec.trigger.to_tier,
+            "segment": spec.trigger.segment,
+        },
+        "conditions": {
+            "units": list(spec.conditions.units),
+            "tiers": list(spec.conditions.tiers),
+            "consents": list(spec.conditions.consents),
+        },
+        "steps": [_step_document(s) for s in spec.steps],
+        "frequency_cap": {
+            "max_entries": spec.frequency_cap.max_entries,
+            "period_days": spec.frequency_cap.period_days,
+        },
+        "control_share": spec.control_share,
+        "start_at": _when(spec.start_at),
+        "end_at": _when(spec.end_at),
+    }
+
+
+def _step_document(step: Action) -> dict[str, Any]:
+    match step:
+        case IssueCoupon():
+            return {"issue_coupon": {"template": step.template, "unit": step.unit}}
+        case AwardPoints():
+            return {
+                "award_points": {
+                    "points": step.points,
+                    "funding_unit": step.funding_unit,
+                    "reason": step.reason,
+                }
+            }
+        case ChangeTags():
+            return {"change_tags": {"add": list(step.add), "remove": list(step.remove)}}
+        case SendMessage():
+            return {
+                "send_message": {
+                    "purpose": step.purpose,
+                    "body": step.body,
+                    "channel": step.channel,
+                }
+            }
+    raise TypeError(step)
+
+
+def _step_of(doc: dict[str, Any]) -> Action:
+    if "issue_coupon" in doc:
+        return IssueCoupon(**doc["issue_coupon"])
+    if "award_points" in doc:
+        return AwardPoints(**doc["award_points"])
+    if "change_tags" in doc:
+        tags = doc["change_tags"]
+        return ChangeTags(tuple(tags["add"]), tuple(tags["remove"]))
+    return SendMessage(**doc["send_message"])
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def spec_of(doc: dict[str, Any]) -> JourneySpec:
+    trigger = doc["trigger"]
+    conditions = doc["conditions"]
+    return JourneySpec(
+        display_name=doc["display_name"],
+        unit=doc["unit"],
+        trigger=Trigger(
+            TriggerKind(trigger["kind"]), trigger["unit"], trigger["to_tier"], trigger["segment"]
+        ),
+        steps=tuple(_step_of(s) for s in doc["steps"]),
+        conditions=Conditions(
+            tuple(conditions["units"]), tuple(conditions["tiers"]), tuple(conditions["consents"])
+        ),
+        frequency_cap=FrequencyCap(**doc["frequency_cap"]),
+        control_share=float(doc["control_share"]),
+        start_at=_time(doc["start_at"]),
+        end_at=_time(doc["end_at"]),
+    )
+
+
+_JOURNEY_COLUMNS = (
+    journeys.c.journey_id,
+    journeys.c.unit,
+    journeys.c.state,
+    journeys.c.version,
+    journey_versions.c.spec,
+    journeys.c.created_at,
+    journeys.c.updated_at,
+)
+_HEADS = journeys.join(
+    journey_versions,
+    and_(
+        journey_versions.c.journey_id == journeys.c.journey_id,
+        journey_versions.c.version == journeys.c.version,
+    ),
+)
+
+
+def _journey(row: Any) -> StoredJourney:
+    return StoredJourney(
+        row.journey_id,
+        row.unit,
+        JourneyState(row.state),
+        row.version,
+        spec_of(row.spec),
+        row.created_at,
+        row.updated_at,
+    )
+
+
+def _entry(row: Any) -> StoredEntry:
+    return StoredEntry(
+        row.entry_id,
+        row.journey_id,
+        row.version,
+        row.member_id,
+        row.trigger_key,
+        row.unit,
+        EntryState(row.state),
+        row.entered_at,
+    )
+
+
+class JourneyStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- journeys ---------------------------------------------------------------------------
+
+    async def add(
+        self, journey_id: str, spec: JourneySpec, state: JourneyState, now: datetime
+    ) -> None:
+        await self.session.execute(
+            journeys.insert().values(
+                journey_id=journey_id,
+                unit=spec.unit,
+                state=state.value,
+                version=1,
+                trigger_kind=spec.trigger.kind.value,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await self._add_version(journey_id, 1, spec, now)
+
+    async def _add_version(
+        self, journey_id: str, version: int, spec: JourneySpec, now: datetime
+    ) -> None:
+        await self.session.execute(
+            journey_versions.insert().values(
+                journey_id=journey_id, version=version, spec=spec_document(spec), created_at=now
+            )
+        )
+
+    async def new_version(self, journey: StoredJourney, spec: JourneySpec, now: datetime) -> int:
+        version = journey.version + 1
+        await self._add_version(journey.journey_id, version, spec, now)
+        await self.session.execute(
+            update(journeys)
+            .where(journeys.c.journey_id == journey.journey_id)
+            .values(version=version, trigger_kind=spec.trigger.kind.value, updated_at=now)
+        )
+        return version
+
+    async def set_state(self, journey_id: str, state: JourneyState, now: datetime) -> None:
+        await self.session.execute(
+            update(journeys)
+            .where(journeys.c.journey_id == journey_id)
+            .values(state=state.value, updated_at=now)
+        )
+
+    async def get(self, journey_id: str, *, for_update: bool = False) -> StoredJourney | None:
+        query = (
+            select(*_JOURNEY_COLUMNS).select_from(_HEADS).where(journeys.c.journey_id == journey_id)
+        )
+        if for_update:
+            query = query.with_for_update(of=journeys)
+        row = (await self.session.execute(query)).first()
+        return _journey(row) if row else None
+
+    async def spec_at(self, journey_id: str, version: int) -> JourneySpec:
+        doc = (
+            await self.session.execute(
+                select(journey_versions.c.spec).where(
+                    journey_versions.c.journey_id == journey_id,
+                    journey_versions.c.version == version,
+                )
+            )
+        ).scalar_one()
+        return spec_of(doc)
+
+    async def page(self, unit: str | None, after: str, limit: int) -> list[StoredJourney]:
+        query = select(*_JOURNEY_COLUMNS).select_from(_HEADS).where(journeys.c.journey_id > after)
+        if unit is not None:
+            query = query.where(journeys.c.unit == unit)
+        rows = await self.session.execute(query.order_by(journeys.c.journey_id).limit(limit))
+        return [_journey(r) for r in rows]
+
+    async def triggered_by(self, kinds: Sequence[TriggerKind]) -> list[StoredJourney]:
+        """Active and paused journeys (latest versions) whose trigger is one of `kinds`."""
+        rows = await self.session.execute(
+            select(*_JOURNEY_COLUMNS)
+            .select_from(_HEADS)
+            .where(
+                journeys.c.trigger_kind.in_([k.value for k in kinds]),
+                journeys.c.state.in_([JourneyState.ACTIVE.value, JourneyState.PAUSED.value]),
+            )
+        )
+        return [_journey(r) for r in rows]
+
+    # --- entries ------------------------------------------------------------------------------
+
+    async def enter(
+        self,
+        entry_id: str,
+        journey_id: str,
+        version: int,
+        member_id: str,
+        trigger_key: str,
+        unit: str,
+        state: EntryState,
+        now: datetime,
+    ) -> bool:
+        """Record the entry; False when it was recorded before (the same event again)."""
+        inserted = await self.session.execute(
+            insert(journey_entries)
+            .values(
+                entry_id=entry_id,
+                journey_id=journey_id,
+                version=version,
+                member_id=member_id,
+                trigger_key=trigger_key,
+                unit=unit,
+                state=state.value,
+                entered_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(journey_entries.c.entry_id)
+        )
+        return inserted.first() is not None
+
+    async def lock_member(self, journey_id: str, member_id: str) -> None:
+        """Serialise the entries of one member into one journey (the frequency cap counts
+        them), across replicas, to the end of the transaction."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"journey-entry:{journey_id}:{member_id}"},
+        )
+
+    async def entered_at(
+        self, journey_id: str, member_id: str, since: datetime, but: str
+    ) -> list[datetime]:
+        """When the member's counted entries into the journey (but entry `but`) were made since
+        `since` (capped and skipped entries do not count)."""
+        rows = await self.session.execute(
+            select(journey_entries.c.entered_at).where(
+                journey_entries.c.journey_id == journey_id,
+                journey_entries.c.member_id == member_id,
+                journey_entries.c.entered_at > since,
+                journey_entries.c.entry_id != but,
+                journey_entries.c.state.notin_([EntryState.CAPPED.value, EntryState.SKIPPED.value]),
+            )
+        )
+        return [r.entered_at for r in rows]
+
+    async def set_entry_state(self, entry_id: str, state: EntryState, now: datetime) -> None:
+        await self.session.execute(
+            update(journey_entries)
+            .where(journey_entries.c.entry_id == entry_id)
+            .values(state=state.value, updated_at=now)
+        )
+
+    async def pending(self, journey_id: str, limit: int) -> list[StoredEntry]:
+        """The oldest pending entries of a journey, locked (another replica's resume skips
+        them)."""
+        rows = await self.session.execute(
+            select(journey_entries)
+            .where(
+                journey_entries.c.journey_id == journey_id,
+                journey_entries.c.state == EntryState.PENDING.value,
+            )
+            .order_by(journey_entries.c.entered_at, journey_entries.c.entry_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_entry(r) for r in rows]
+
+    async def entries(
+        self, journey_id: str, before: tuple[datetime, str] | None, limit: int
+    ) -> list[StoredEntry]:
+        query = select(journey_entries).where(journey_entries.c.journey_id == journey_id)
+        if before is not None:
+            query = query.where(
+                tuple_(journey_entries.c.entered_at, journey_entries.c.entry_id) < tuple_(*before)
+            )
+        rows = await self.session.execute(
+            query.order_by(
+                journey_entries.c.entered_at.desc(), journey_entries.c.entry_id.desc()
+            ).limit(limit)
+        )
+        return [_entry(r) for r in rows]
+
+    # --- step runs ----------------------------------------------------------------------------
+
+    async def claim_step(self, entry_id: str, step: int, now: datetime) -> bool:
+        """Take the step for this transaction; False when it ran in a committed one before."""
+        inserted = await self.session.execute(
+            insert(step_runs)
+            .values(entry_id=entry_id, step=step, outcome="running", detail="", ran_at=now)
+            .on_conflict_do_nothing()
+            .returning(step_runs.c.step)
+        )
+        return inserted.first() is not None
+
+    async def finish_step(self, entry_id: str, step: int, outcome: str, detail: str) -> None:
+        await self.session.execute(
+            update(step_runs)
+            .where(step_runs.c.entry_id == entry_id, step_runs.c.step == step)
+            .values(outcome=outcome, detail=detail)
+        )
+
+    async def step_runs(self, entry_ids: Sequence[str]) -> list[StepRun]:
+        if not entry_ids:
+            return []
+        rows = await self.session.execute(
+            select(step_runs)
+            .where(step_runs.c.entry_id.in_(list(entry_ids)))
+            .order_by(step_runs.c.entry_id, step_runs.c.step)
+        )
+        return [StepRun(r.entry_id, r.step, r.outcome, r.detail) for r in rows]
+
+    # --- messages (the development sink) ------------------------------------------------------
+
+    async def add_message(self, message: StoredMessage, entry_id: str, step: int) -> None:
+        await self.session.execute(
+            insert(messages)
+            .values(
+                message_id=message.message_id,
+                entry_id=entry_id,
+                step=step,
+                journey_id=message.journey_id,
+                member_id=message.member_id,
+                channel=message.channel,
+                purpose=message.purpose,
+                body=message.body,
+                unsubscribe_token=message.unsubscribe_token,
+                sent_at=message.sent_at,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def messages(
+        self, member_id: str, units: str | None, before: tuple[datetime, str] | None, limit: int
+    ) -> list[StoredMessage]:
+        query = select(messages)
+        if member_id:
+            query = query.where(messages.c.member_id == member_id)
+        if units is not None:
+            query = query.where(
+                messages.c.journey_id.in_(
+                    select(journeys.c.journey_id).where(journeys.c.unit == units)
+                )
+            )
+        if before is not None:
+            query = query.where(
+                or_(
+                    messages.c.sent_at < before[0],
+                    and_(messages.c.sent_at == before[0], messages.c.message_id < before[1]),
+                )
+            )
+        rows = await self.session.execute(
+            query.order_by(messages.c.sent_at.desc(), messages.c.message_id.desc()).limit(limit)
+        )
+        return [
+            StoredMessage(
+                r.message_id,
+                r.member_id,
+                r.journey_id,
+                r.channel,
+                r.purpose,
+                r.body,
+                r.unsubscribe_token,
+                r.sent_at,
+            )
+            for r in rows
+        ]
+
+    # --- members' tiers -----------------------------------------------------------------------
+
+    async def set_tier(self, member_id: str, tier: str, effective_at: datetime) -> None:
+        """The member's tier, unless a later change is known already (events may arrive late)."""
+        statement = insert(member_tiers).values(
+            member_id=member_id, tier=tier, effective_at=effective_at
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[member_tiers.c.member_id],
+                set_={
+                    "tier": statement.excluded.tier,
+                    "effective_at": statement.excluded.effective_at,
+                },
+                where=member_tiers.c.effective_at <= statement.excluded.effective_at,
+            )
+        )
+
+    async def tier(self, member_id: str) -> str:
+        found = (
+            await self.session.execute(
+                select(member_tiers.c.tier).where(member_tiers.c.member_id == member_id)
+            )
+        ).scalar()
+        return str(found or "")
+
+    async def count_entries(self, journey_id: str) -> int:
+        return int(
+            (
+                await self.session.execute(
+                    select(func.count()).where(journey_entries.c.journey_id == journey_id)
+                )
+            ).scalar_one()
+        )

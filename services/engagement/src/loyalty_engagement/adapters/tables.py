@@ -1,0 +1,107 @@
+"""The engagement service's tables (SQLAlchemy Core), as migrations create them.
+
+`journeys` is a journey's head (its state and latest version), `journey_versions` each
+definition as the API gave it (a JSON document; an entry runs the version it entered with).
+`journey_entries` is unique per journey, version, member and triggering event (its ID is derived
+from them), `step_runs` per entry and step: what makes a step run once however often its event
+arrives. `messages` is the development sink. `member_tiers` is each member's tier as tiers
+announced it (a condition reads it). Member IDs, units and tiers only: no personal data.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+journeys = Table(
+    "journeys",
+    metadata,
+    Column("journey_id", Text, primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("trigger_kind", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("journeys_trigger", "trigger_kind", postgresql_where=text("state <> 'draft'")),
+)
+
+journey_versions = Table(
+    "journey_versions",
+    metadata,
+    Column("journey_id", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+journey_entries = Table(
+    "journey_entries",
+    metadata,
+    Column("entry_id", Text, primary_key=True),
+    Column("journey_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("trigger_key", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("journey_id", "version", "member_id", "trigger_key"),
+    Index("journey_entries_member", "journey_id", "member_id", "entered_at"),
+    Index("journey_entries_listed", "journey_id", "entered_at", "entry_id"),
+    Index(
+        "journey_entries_pending",
+        "journey_id",
+        "entered_at",
+        postgresql_where=text("state = 'pending'"),
+    ),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("entry_id", Text, primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("outcome", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("ran_at", DateTime(timezone=True), nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("entry_id", Text, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("journey_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("unsubscribe_token", Text, nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("entry_id", "step"),
+    Index("messages_member", "member_id", "sent_at"),
+    Index("messages_sent", "sent_at", "message_id"),
+)
+
+member_tiers = Table(
+    "member_tiers",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("tier", Text, nullable=False),
+    Column("effective_at", DateTime(timezone=True), nullable=False),
+)

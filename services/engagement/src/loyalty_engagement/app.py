@@ -1,0 +1,30 @@
+"""The engagement service as the kit runs it: its composition root (bootstrap.py), the servicer
+and the events that trigger journeys (entrypoints/)."""
+
+from __future__ import annotations
+
+import grpc
+from loyalty.engagement.v1 import engagement_service_pb2_grpc
+from loyalty_kit.server import ServiceSpec
+
+from loyalty_engagement.bootstrap import Engagement, bootstrap
+from loyalty_engagement.entrypoints.access import ACCESS
+from loyalty_engagement.entrypoints.consumers import consumers
+from loyalty_engagement.entrypoints.servicer import SERVICE, EngagementServicer
+
+
+def add_servicers(server: grpc.aio.Server, app: Engagement) -> None:
+    engagement_service_pb2_grpc.add_EngagementServiceServicer_to_server(
+        EngagementServicer(app), server
+    )
+
+
+SPEC = ServiceSpec(
+    name="engagement",
+    access=ACCESS,
+    service_names=(SERVICE,),
+    bootstrap=bootstrap,
+    add_servicers=add_servicers,
+    migrations="loyalty_engagement:migrations",
+    consumers=consumers,
+)

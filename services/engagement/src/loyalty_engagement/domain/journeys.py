@@ -1,0 +1,287 @@
+"""Journeys as data, and the decisions about a member's entry that need no storage: does an
+event trigger the journey, do its conditions hold, is the member in the control group, is the
+member over the frequency cap. Pure Python: the service layer feeds it what it has read.
+
+A journey's definition (`JourneySpec`) is versioned: an edit is a new version, and an entry
+keeps the version it entered with. The shape leaves room for what comes next (waits, quiet
+hours, budgets): a step is one action, run in order."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from loyalty_kit.errors import FieldViolation
+from loyalty_kit.kernel.units import GROUP
+
+MAX_STEPS = 20
+
+
+class TriggerKind(StrEnum):
+    MEMBER_REGISTERED = "member_registered"
+    PURCHASE = "purchase"
+    TIER_CHANGED = "tier_changed"
+    SEGMENT_ENTERED = "segment_entered"
+    SEGMENT_LEFT = "segment_left"
+
+
+SEGMENT_TRIGGERS = frozenset({TriggerKind.SEGMENT_ENTERED, TriggerKind.SEGMENT_LEFT})
+
+
+class JourneyState(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+class EntryState(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    HELD_OUT = "held_out"
+    CAPPED = "capped"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: TriggerKind
+    unit: str = ""  # purchase: only at this unit
+    to_tier: str = ""  # tier changed: only to this tier
+    segment: str = ""  # segment entered/left: "segments/{id}"
+
+
+@dataclass(frozen=True)
+class Conditions:
+    units: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    consents: tuple[str, ...] = ()  # consent purposes, by their contract name
+
+    @property
+    def needs_member(self) -> bool:
+        """Whether the member's consents must be read to judge them."""
+        return bool(self.consents)
+
+
+@dataclass(frozen=True)
+class IssueCoupon:
+    template: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class AwardPoints:
+    points: int
+    funding_unit: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ChangeTags:
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    purpose: str  # the consent purpose it needs
+    body: str
+    channel: str = "dev"
+
+
+Action = IssueCoupon | AwardPoints | ChangeTags | SendMessage
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    max_entries: int = 0  # 0: none
+    period_days: int = 0
+
+    @property
+    def period(self) -> timedelta:
+        return timedelta(days=self.period_days)
+
+
+@dataclass(frozen=True)
+class JourneySpec:
+    """One version of a journey's definition."""
+
+    display_name: str
+    unit: str
+    trigger: Trigger
+    steps: tuple[Action, ...]
+    conditions: Conditions = field(default_factory=Conditions)
+    frequency_cap: FrequencyCap = field(default_factory=FrequencyCap)
+    control_share: float = 0.0
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+
+    def open_at(self, now: datetime) -> bool:
+        """Entries are taken at `now` (between the start and the end)."""
+        if self.start_at is not None and now < self.start_at:
+            return False
+        return self.end_at is None or now < self.end_at
+
+
+@dataclass(frozen=True)
+class TriggerEvent:
+    """An event of another service as journeys see it. `key` names the event by its content
+    (a posting, a tier change, a segment move), so a replay of it is the same entry."""
+
+    kind: TriggerKind
+    member_id: str
+    key: str
+    occurred_at: datetime
+    unit: str = ""
+    to_tier: str = ""
+    segment: str = ""
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """What the conditions read of the member when the entry runs."""
+
+    tier: str = ""
+    consents: frozenset[str] = frozenset()
+
+
+def validate(spec: JourneySpec, path: str = "journey") -> list[FieldViolation]:
+    """Every problem of a definition, named by its field."""
+    bad: list[FieldViolation] = []
+    if not spec.display_name.strip():
+        bad.append(FieldViolation(f"{path}.display_name", "is required"))
+    if spec.trigger.kind in SEGMENT_TRIGGERS and not spec.trigger.segment.startswith("segments/"):
+        bad.append(FieldViolation(f"{path}.trigger.segment", 'must be "segments/{segment_id}"'))
+    if not spec.steps:
+        bad.append(FieldViolation(f"{path}.steps", "at least one step is required"))
+    if len(spec.steps) > MAX_STEPS:
+        bad.append(FieldViolation(f"{path}.steps", f"at most {MAX_STEPS} steps"))
+    if not 0.0 <= spec.control_share <= 1.0 or spec.control_share != spec.control_share:
+        bad.append(FieldViolation(f"{path}.control_share", "must be between 0 and 1"))
+    cap = spec.frequency_cap
+    if cap.max_entries < 0:
+        bad.append(FieldViolation(f"{path}.frequency_cap.max_entries", "must not be negative"))
+    if cap.max_entries > 0 and cap.period_days <= 0:
+        bad.append(
+            FieldViolation(f"{path}.frequency_cap.period_days", "must be positive with a cap")
+        )
+    if spec.start_at and spec.end_at and spec.end_at <= spec.start_at:
+        bad.append(FieldViolation(f"{path}.end_time", "must be after start_time"))
+    for i, step in enumerate(spec.steps):
+        bad += _step_violations(step, spec.unit, f"{path}.steps[{i}]")
+    return bad
+
+
+def _acts_for(journey_unit: str, unit: str) -> bool:
+    """A unit's journey acts for its own unit only; the group's for any."""
+    return journey_unit == GROUP or unit == journey_unit
+
+
+def _step_violations(step: Action, unit: str, path: str) -> list[FieldViolation]:
+    bad: list[FieldViolation] = []
+    match step:
+        case IssueCoupon(template=template, unit=issuer):
+            if not template.strip():
+                bad.append(FieldViolation(f"{path}.issue_coupon.template", "is required"))
+            if issuer and not _acts_for(unit, issuer):
+                bad.append(
+                    FieldViolation(
+                        f"{path}.issue_coupon.unit", f"a {unit} journey issues as {unit}"
+                    )
+                )
+        case AwardPoints(points=points, funding_unit=funding):
+            if points <= 0:
+                bad.append(FieldViolation(f"{path}.award_points.points", "must be positive"))
+            if not funding.strip():
+                bad.append(FieldViolation(f"{path}.award_points.funding_unit", "is required"))
+            elif not _acts_for(unit, funding):
+                bad.append(
+                    FieldViolation(
+                        f"{path}.award_points.funding_unit", f"a {unit} journey funds as {unit}"
+                    )
+                )
+        case ChangeTags(add=add, remove=remove):
+            if not add and not remove:
+                bad.append(FieldViolation(f"{path}.change_tags", "add or remove a tag"))
+            for tag in (*add, *remove):
+                if ":" not in tag:
+                    bad.append(FieldViolation(f"{path}.change_tags", f'"{tag}": namespace:value'))
+        case SendMessage(purpose=purpose, body=body, channel=channel):
+            if not purpose:
+                bad.append(FieldViolation(f"{path}.send_message.purpose", "is required"))
+            if not body.strip():
+                bad.append(FieldViolation(f"{path}.send_message.body", "is required"))
+            if channel not in CHANNELS:
+                bad.append(
+                    FieldViolation(
+                        f"{path}.send_message.channel", f"one of {', '.join(sorted(CHANNELS))}"
+                    )
+                )
+    return bad
+
+
+CHANNELS = frozenset({"dev"})  # the development sink; the webhook adapter comes next
+
+
+def triggered_by(trigger: Trigger, event: TriggerEvent) -> bool:
+    """Does `event` trigger a journey with `trigger` (its kind and filter)?"""
+    if trigger.kind is not event.kind:
+        return False
+    match trigger.kind:
+        case TriggerKind.PURCHASE:
+            return not trigger.unit or trigger.unit == event.unit
+        case TriggerKind.TIER_CHANGED:
+            return not trigger.to_tier or trigger.to_tier == event.to_tier
+        case TriggerKind.SEGMENT_ENTERED | TriggerKind.SEGMENT_LEFT:
+            return trigger.segment == event.segment
+    return True
+
+
+def conditions_hold(conditions: Conditions, event_unit: str, member: MemberFacts) -> bool:
+    """Every set condition holds for the member and the triggering event's unit."""
+    if conditions.units and event_unit not in conditions.units:
+        return False
+    if conditions.tiers and member.tier not in conditions.tiers:
+        return False
+    return all(purpose in member.consents for purpose in conditions.consents)
+
+
+def control_position(journey_id: str, member_id: str) -> float:
+    """Where the member falls in [0, 1) for the journey: the same for every event, replica and
+    version, and independent between journeys (a member held out of one is not held out of
+    every one)."""
+    digest = hashlib.sha256(f"{journey_id}:{member_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def held_out(journey_id: str, member_id: str, share: float) -> bool:
+    """The member is in the journey's control group."""
+    return control_position(journey_id, member_id) < share
+
+
+def over_cap(cap: FrequencyCap, earlier: Sequence[datetime], now: datetime) -> bool:
+    """The member has had `cap.max_entries` entries (acted on or held out) within the period
+    before `now` already."""
+    if cap.max_entries <= 0:
+        return False
+    since = now - cap.period
+    return sum(1 for at in earlier if since < at <= now) >= cap.max_entries
+
+
+def entry_id(journey_id: str, version: int, member_id: str, trigger_key: str) -> str:
+    """The entry's ID from what makes it unique: a redelivered or replayed event, or one
+    handled twice after a crash, is the same entry (and its steps' idempotency keys the same
+    keys at benefits, points and identity)."""
+    return str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"journey:{journey_id}:{version}:{member_id}:{trigger_key}")
+    )
+
+
+def step_key(entry: str, step: int) -> str:
+    """The idempotency key a step's call carries to the service that acts."""
+    return f"journey-{entry}-{step}"

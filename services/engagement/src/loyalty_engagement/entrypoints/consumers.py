@@ -1,0 +1,108 @@
+"""The events that trigger journeys, as a handler table: registrations (identity), purchases
+(points' PointsEarned), tier changes (tiers; also kept as the member's tier for conditions)
+and segment moves (insights' SegmentEntered / SegmentLeft). Each event is handled in one
+transaction with the kit's inbox (a redelivered event is passed over), and each trigger event
+is named by its content (`TriggerEvent.key`) so a replay of it is the same entry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from loyalty.identity.v1 import events_pb2 as identity_pb
+from loyalty.insights.v1 import events_pb2 as insights_pb
+from loyalty.points.v1 import events_pb2 as points_pb
+from loyalty.tiers.v1 import events_pb2 as tiers_pb
+from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of
+from loyalty_kit.timestamps import moment, moment_of
+
+from loyalty_engagement.bootstrap import Engagement
+from loyalty_engagement.domain.journeys import TriggerEvent, TriggerKind
+from loyalty_engagement.service_layer import journeys
+from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
+
+
+async def member_registered(
+    app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberRegistered
+) -> None:
+    event = TriggerEvent(
+        TriggerKind.MEMBER_REGISTERED,
+        e.member_id,
+        "registered",  # once per member
+        moment(e.registered_at, "registered_at"),
+        unit=e.unit,
+    )
+    await journeys.on_event(uow, app.actions, event, app.clock())
+
+
+async def points_earned(
+    app: Engagement, uow: EngagementUnitOfWork, e: points_pb.PointsEarned
+) -> None:
+    event = TriggerEvent(
+        TriggerKind.PURCHASE,
+        e.member_id,
+        f"purchase:{e.posting_id}",
+        moment(e.occurred_at, "occurred_at"),
+        unit=e.unit,
+    )
+    await journeys.on_event(uow, app.actions, event, app.clock())
+
+
+async def tier_changed(app: Engagement, uow: EngagementUnitOfWork, e: tiers_pb.TierChanged) -> None:
+    at = moment(e.effective_at, "effective_at")
+    await uow.journeys.set_tier(e.member_id, e.to_tier, at)
+    event = TriggerEvent(
+        TriggerKind.TIER_CHANGED,
+        e.member_id,
+        f"tier:{e.from_tier}>{e.to_tier}@{at.isoformat()}",
+        at,
+        to_tier=e.to_tier,
+    )
+    await journeys.on_event(uow, app.actions, event, app.clock())
+
+
+async def segment_entered(
+    app: Engagement, uow: EngagementUnitOfWork, e: insights_pb.SegmentEntered
+) -> None:
+    at = moment_of(e, "occurred_at") or app.clock()
+    event = TriggerEvent(
+        TriggerKind.SEGMENT_ENTERED,
+        e.member_id,
+        f"entered:{e.segment}@{at.isoformat()}",
+        at,
+        segment=e.segment,
+    )
+    await journeys.on_event(uow, app.actions, event, app.clock())
+
+
+async def segment_left(
+    app: Engagement, uow: EngagementUnitOfWork, e: insights_pb.SegmentLeft
+) -> None:
+    at = moment_of(e, "occurred_at") or app.clock()
+    event = TriggerEvent(
+        TriggerKind.SEGMENT_LEFT,
+        e.member_id,
+        f"left:{e.segment}@{at.isoformat()}",
+        at,
+        segment=e.segment,
+    )
+    await journeys.on_event(uow, app.actions, event, app.clock())
+
+
+TABLE: Sequence[Subscription[Engagement]] = (
+    Subscription(
+        "engagement-members",
+        "identity",
+        {identity_pb.MemberRegistered: member_registered},
+    ),
+    Subscription("engagement-points", "points", {points_pb.PointsEarned: points_earned}),
+    Subscription("engagement-tiers", "tiers", {tiers_pb.TierChanged: tier_changed}),
+    Subscription(
+        "engagement-segments",
+        "insights",
+        {insights_pb.SegmentEntered: segment_entered, insights_pb.SegmentLeft: segment_left},
+    ),
+)
+
+
+def consumers(app: Engagement) -> list[EventConsumer]:
+    return consumers_of(TABLE, app, app.uow, app.context.settings.event_namespace)

@@ -1,0 +1,397 @@
+"""The EngagementService over gRPC: thin, proto -> use case -> proto. Who may touch a journey:
+the group's team (unit "group", or an admin) every journey, a unit's team its own unit's
+(entrypoints/access.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import grpc
+from loyalty.engagement.v1 import engagement_service_pb2 as pb
+from loyalty.engagement.v1.engagement_service_pb2_grpc import EngagementServiceServicer
+from loyalty.identity.v1 import member_pb2
+from loyalty_kit.caller import ADMIN, UnitMismatch, current_caller
+from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.kernel.units import GROUP
+from loyalty_kit.pagination import next_token, read_page
+from loyalty_kit.servicers import UnitOfWorkServicer
+from loyalty_kit.timestamps import moment_of, timestamp
+
+from loyalty_engagement.adapters.journeys import StepRun, StoredEntry, StoredJourney, StoredMessage
+from loyalty_engagement.bootstrap import Engagement
+from loyalty_engagement.domain import journeys as domain
+from loyalty_engagement.service_layer import journeys
+from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
+
+SERVICE = "loyalty.engagement.v1.EngagementService"
+RESOURCE = "journeys/"
+
+_TRIGGERS = {
+    pb.TRIGGER_KIND_MEMBER_REGISTERED: domain.TriggerKind.MEMBER_REGISTERED,
+    pb.TRIGGER_KIND_PURCHASE: domain.TriggerKind.PURCHASE,
+    pb.TRIGGER_KIND_TIER_CHANGED: domain.TriggerKind.TIER_CHANGED,
+    pb.TRIGGER_KIND_SEGMENT_ENTERED: domain.TriggerKind.SEGMENT_ENTERED,
+    pb.TRIGGER_KIND_SEGMENT_LEFT: domain.TriggerKind.SEGMENT_LEFT,
+}
+_TRIGGER_MESSAGES = {v: k for k, v in _TRIGGERS.items()}
+_STATES = {
+    domain.JourneyState.DRAFT: pb.JOURNEY_STATE_DRAFT,
+    domain.JourneyState.ACTIVE: pb.JOURNEY_STATE_ACTIVE,
+    domain.JourneyState.PAUSED: pb.JOURNEY_STATE_PAUSED,
+    domain.JourneyState.ENDED: pb.JOURNEY_STATE_ENDED,
+}
+_ENTRY_STATES = {
+    domain.EntryState.PENDING: pb.ENTRY_STATE_PENDING,
+    domain.EntryState.COMPLETED: pb.ENTRY_STATE_COMPLETED,
+    domain.EntryState.HELD_OUT: pb.ENTRY_STATE_HELD_OUT,
+    domain.EntryState.CAPPED: pb.ENTRY_STATE_CAPPED,
+    domain.EntryState.SKIPPED: pb.ENTRY_STATE_SKIPPED,
+    domain.EntryState.FAILED: pb.ENTRY_STATE_FAILED,
+}
+
+
+class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementServiceServicer):
+    service = SERVICE
+
+    def __init__(self, app: Engagement) -> None:
+        super().__init__(app.uow, app.clock)
+        self.app = app
+
+    async def CreateJourney(
+        self, request: pb.CreateJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateJourneyResponse:
+        spec = spec_of(request.journey, request.journey.unit or _owner_unit())
+        state = (
+            domain.JourneyState.ACTIVE
+            if request.journey.state == pb.JOURNEY_STATE_ACTIVE
+            else domain.JourneyState.DRAFT
+        )
+        if request.journey.state not in (
+            pb.JOURNEY_STATE_UNSPECIFIED,
+            pb.JOURNEY_STATE_DRAFT,
+            pb.JOURNEY_STATE_ACTIVE,
+        ):
+            raise InvalidArgument.of([FieldViolation("journey.state", "DRAFT or ACTIVE")])
+        journeys.check(spec)
+
+        async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.CreateJourneyResponse:
+            found = await journeys.create(uow, spec, state, now)
+            return pb.CreateJourneyResponse(journey=journey_message(found))
+
+        return await self._mutate("CreateJourney", request, pb.CreateJourneyResponse, work)
+
+    async def GetJourney(
+        self, request: pb.GetJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetJourneyResponse:
+        journey_id = journey_id_of(request.name, "name")
+        found = await self._read(lambda uow: journeys.get(uow, journey_id))
+        _may_touch(found)
+        return pb.GetJourneyResponse(journey=journey_message(found))
+
+    async def ListJourneys(
+        self, request: pb.ListJourneysRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListJourneysResponse:
+        unit = _confined_unit()
+        filters = {"unit": unit}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        after = page.after if isinstance(page.after, str) else ""
+        found = await self._read(lambda uow: uow.journeys.page(unit, after, page.size + 1))
+        more = len(found) > page.size
+        found = found[: page.size]
+        token = next_token(found[-1].journey_id, filters) if more and found else ""
+        return pb.ListJourneysResponse(
+            journeys=[journey_message(j) for j in found], next_page_token=token
+        )
+
+    async def UpdateJourney(
+        self, request: pb.UpdateJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateJourneyResponse:
+        journey_id = journey_id_of(request.journey.name, "journey.name")
+
+        async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.UpdateJourneyResponse:
+            current = await journeys.get(uow, journey_id)
+            _may_touch(current)
+            spec = spec_of(request.journey, current.unit)
+            found = await journeys.update(uow, journey_id, spec, now)
+            return pb.UpdateJourneyResponse(journey=journey_message(found))
+
+        return await self._mutate("UpdateJourney", request, pb.UpdateJourneyResponse, work)
+
+    async def PauseJourney(
+        self, request: pb.PauseJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PauseJourneyResponse:
+        journey_id = journey_id_of(request.name, "name")
+
+        async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.PauseJourneyResponse:
+            _may_touch(await journeys.get(uow, journey_id))
+            found = await journeys.pause(uow, journey_id, now)
+            return pb.PauseJourneyResponse(journey=journey_message(found))
+
+        return await self._mutate("PauseJourney", request, pb.PauseJourneyResponse, work)
+
+    async def ResumeJourney(
+        self, request: pb.ResumeJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeJourneyResponse:
+        journey_id = journey_id_of(request.name, "name")
+
+        async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.ResumeJourneyResponse:
+            _may_touch(await journeys.get(uow, journey_id))
+            found = await journeys.activate(uow, journey_id, now)
+            return pb.ResumeJourneyResponse(journey=journey_message(found))
+
+        response = await self._mutate("ResumeJourney", request, pb.ResumeJourneyResponse, work)
+        # The pending entries run after the resume committed (a repeated request runs the ones
+        # left, if any): each chunk its own transaction.
+        ran = await journeys.run_pending(self.app.uow, self.app.actions, journey_id, self.clock)
+        response.pending_run = ran
+        return response
+
+    async def ListJourneyEntries(
+        self, request: pb.ListJourneyEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListJourneyEntriesResponse:
+        journey_id = journey_id_of(request.journey, "journey")
+        filters = {"journey": journey_id}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        before = _before(page.after)
+
+        async def work(uow: EngagementUnitOfWork) -> tuple[list[StoredEntry], list[StepRun]]:
+            _may_touch(await journeys.get(uow, journey_id))
+            found = await uow.journeys.entries(journey_id, before, page.size + 1)
+            runs = await uow.journeys.step_runs([e.entry_id for e in found[: page.size]])
+            return found, runs
+
+        found, runs = await self._read(work)
+        more = len(found) > page.size
+        found = found[: page.size]
+        last = found[-1] if found else None
+        token = (
+            next_token([last.entered_at.isoformat(), last.entry_id], filters)
+            if more and last
+            else ""
+        )
+        return pb.ListJourneyEntriesResponse(
+            entries=[entry_message(e, runs) for e in found], next_page_token=token
+        )
+
+    async def ListMessages(
+        self, request: pb.ListMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMessagesResponse:
+        unit = _confined_unit()
+        filters = {"member": request.member_id, "unit": unit}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        before = _before(page.after)
+        found = await self._read(
+            lambda uow: uow.journeys.messages(request.member_id, unit, before, page.size + 1)
+        )
+        more = len(found) > page.size
+        found = found[: page.size]
+        last = found[-1] if found else None
+        token = (
+            next_token([last.sent_at.isoformat(), last.message_id], filters)
+            if more and last
+            else ""
+        )
+        return pb.ListMessagesResponse(
+            messages=[message_message(m) for m in found], next_page_token=token
+        )
+
+
+# --- who may see what -------------------------------------------------------------------------
+
+
+def _confined_unit() -> str | None:
+    """The unit a caller is confined to (None: the group's team and admins see every one)."""
+    caller = current_caller()
+    return None if caller.may(ADMIN) or caller.unit == GROUP else caller.unit
+
+
+def _owner_unit() -> str:
+    return _confined_unit() or GROUP
+
+
+def _may_touch(journey: StoredJourney) -> None:
+    confined = _confined_unit()
+    if confined is not None and confined != journey.unit:
+        raise UnitMismatch(journey.unit, confined)
+
+
+def _before(after: object) -> tuple[datetime, str] | None:
+    if after is None:
+        return None
+    try:
+        pair: list[Any] = list(after)  # type: ignore[call-overload]
+        return datetime.fromisoformat(str(pair[0])), str(pair[1])
+    except (TypeError, ValueError, IndexError):
+        raise InvalidArgument.of(
+            [FieldViolation("page_token", "not a token this list gave")]
+        ) from None
+
+
+def journey_id_of(name: str, field: str) -> str:
+    journey_id = name.removeprefix(RESOURCE)
+    if not name.startswith(RESOURCE) or not journey_id or "/" in journey_id or len(journey_id) > 64:
+        raise InvalidArgument.of([FieldViolation(field, "a journey name: journeys/{journey_id}")])
+    return journey_id
+
+
+# --- proto <-> domain -------------------------------------------------------------------------
+
+
+def _purpose(value: int, field: str, bad: list[FieldViolation]) -> str:
+    if value == member_pb2.CONSENT_PURPOSE_UNSPECIFIED:
+        bad.append(FieldViolation(field, "a consent purpose is required"))
+        return ""
+    try:
+        return member_pb2.ConsentPurpose.Name(value)  # type: ignore[arg-type]
+    except ValueError:
+        bad.append(FieldViolation(field, f"unknown consent purpose {value}"))
+        return ""
+
+
+def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
+    """The domain's definition of a message; what cannot be read is INVALID_ARGUMENT naming
+    each field (the domain's own checks follow in `journeys.check`)."""
+    bad: list[FieldViolation] = []
+    kind = _TRIGGERS.get(message.trigger.kind)
+    if kind is None:
+        bad.append(FieldViolation("journey.trigger.kind", "a known trigger kind is required"))
+    steps: list[domain.Action] = []
+    for i, step in enumerate(message.steps):
+        path = f"journey.steps[{i}]"
+        match step.WhichOneof("action"):
+            case "issue_coupon":
+                steps.append(domain.IssueCoupon(step.issue_coupon.template, step.issue_coupon.unit))
+            case "award_points":
+                a = step.award_points
+                steps.append(domain.AwardPoints(a.points, a.funding_unit, a.reason))
+            case "change_tags":
+                t = step.change_tags
+                steps.append(domain.ChangeTags(tuple(t.add_tags), tuple(t.remove_tags)))
+            case "send_message":
+                s = step.send_message
+                purpose = _purpose(s.purpose, f"{path}.send_message.purpose", bad)
+                steps.append(domain.SendMessage(purpose, s.body, s.channel or "dev"))
+            case _:
+                bad.append(FieldViolation(path, "a step needs exactly one action"))
+    consents = tuple(
+        _purpose(p, f"journey.conditions.consents[{i}]", bad)
+        for i, p in enumerate(message.conditions.consents)
+    )
+    start = moment_of(message, "start_time", "journey.start_time")
+    end = moment_of(message, "end_time", "journey.end_time")
+    if bad:
+        raise InvalidArgument.of(bad)
+    assert kind is not None
+    return domain.JourneySpec(
+        display_name=message.display_name,
+        unit=unit,
+        trigger=domain.Trigger(
+            kind, message.trigger.unit, message.trigger.to_tier, message.trigger.segment
+        ),
+        steps=tuple(steps),
+        conditions=domain.Conditions(
+            tuple(message.conditions.units), tuple(message.conditions.tiers), consents
+        ),
+        frequency_cap=domain.FrequencyCap(
+            message.frequency_cap.max_entries, message.frequency_cap.period_days
+        ),
+        control_share=message.control_share,
+        start_at=start,
+        end_at=end,
+    )
+
+
+def _step_message(step: domain.Action) -> pb.Step:
+    match step:
+        case domain.IssueCoupon():
+            return pb.Step(issue_coupon=pb.IssueCoupon(template=step.template, unit=step.unit))
+        case domain.AwardPoints():
+            return pb.Step(
+                award_points=pb.AwardPoints(
+                    points=step.points, funding_unit=step.funding_unit, reason=step.reason
+                )
+            )
+        case domain.ChangeTags():
+            return pb.Step(
+                change_tags=pb.ChangeTags(add_tags=list(step.add), remove_tags=list(step.remove))
+            )
+        case domain.SendMessage():
+            return pb.Step(
+                send_message=pb.SendMessage(
+                    purpose=member_pb2.ConsentPurpose.Value(step.purpose),
+                    channel=step.channel,
+                    body=step.body,
+                )
+            )
+    raise TypeError(step)
+
+
+def journey_message(journey: StoredJourney) -> pb.Journey:
+    spec = journey.spec
+    state = journey.state
+    if state is not domain.JourneyState.DRAFT and spec.end_at is not None:
+        # Past its end, nothing enters: shown as ended whatever it was.
+        from loyalty_kit.clock import utc_now
+
+        if utc_now() >= spec.end_at:
+            state = domain.JourneyState.ENDED
+    message = pb.Journey(
+        name=f"{RESOURCE}{journey.journey_id}",
+        display_name=spec.display_name,
+        unit=journey.unit,
+        trigger=pb.Trigger(
+            kind=_TRIGGER_MESSAGES[spec.trigger.kind],
+            unit=spec.trigger.unit,
+            to_tier=spec.trigger.to_tier,
+            segment=spec.trigger.segment,
+        ),
+        conditions=pb.Conditions(
+            units=list(spec.conditions.units),
+            tiers=list(spec.conditions.tiers),
+            consents=[member_pb2.ConsentPurpose.Value(p) for p in spec.conditions.consents],
+        ),
+        steps=[_step_message(s) for s in spec.steps],
+        frequency_cap=pb.FrequencyCap(
+            max_entries=spec.frequency_cap.max_entries, period_days=spec.frequency_cap.period_days
+        ),
+        control_share=spec.control_share,
+        state=_STATES[state],
+        version=journey.version,
+        create_time=timestamp(journey.created_at),
+        update_time=timestamp(journey.updated_at),
+    )
+    if spec.start_at:
+        message.start_time.CopyFrom(timestamp(spec.start_at))
+    if spec.end_at:
+        message.end_time.CopyFrom(timestamp(spec.end_at))
+    return message
+
+
+def entry_message(entry: StoredEntry, runs: list[StepRun]) -> pb.JourneyEntry:
+    return pb.JourneyEntry(
+        name=f"{RESOURCE}{entry.journey_id}/entries/{entry.entry_id}",
+        member_id=entry.member_id,
+        version=entry.version,
+        state=_ENTRY_STATES[entry.state],
+        trigger_key=entry.trigger_key,
+        enter_time=timestamp(entry.entered_at),
+        steps=[
+            pb.StepOutcome(step=r.step, outcome=r.outcome, detail=r.detail)
+            for r in runs
+            if r.entry_id == entry.entry_id
+        ],
+    )
+
+
+def message_message(message: StoredMessage) -> pb.SentMessage:
+    return pb.SentMessage(
+        name=f"messages/{message.message_id}",
+        member_id=message.member_id,
+        journey=f"{RESOURCE}{message.journey_id}",
+        channel=message.channel,
+        purpose=member_pb2.ConsentPurpose.Value(message.purpose),
+        body=message.body,
+        unsubscribe_token=message.unsubscribe_token,
+        send_time=timestamp(message.sent_at),
+    )

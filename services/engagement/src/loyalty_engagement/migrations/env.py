@@ -1,0 +1,3 @@
+from loyalty_kit.migrations import run_env
+
+run_env()

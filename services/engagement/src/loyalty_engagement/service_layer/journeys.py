@@ -1,0 +1,277 @@
+"""Journeys' use cases: define, change (a new version), pause and resume a journey; enter a
+member on a triggering event; run an entry's steps exactly once.
+
+Exactly once: an entry is unique per journey version, member and triggering event (its ID is
+derived from them), a step run per entry and step; the step's call to the service that acts
+carries a key derived from both, so a crash between the call and the commit repeats the same
+call, which that service answers without acting twice. A step's run row and its effect's
+record commit with the consumer's inbox entry, in one transaction."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from loyalty_kit.logs import get_logger
+
+from loyalty_engagement.adapters.journeys import StoredEntry, StoredJourney, StoredMessage
+from loyalty_engagement.domain import journeys as domain
+from loyalty_engagement.domain.journeys import (
+    AwardPoints,
+    ChangeTags,
+    EntryState,
+    IssueCoupon,
+    JourneySpec,
+    JourneyState,
+    MemberFacts,
+    SendMessage,
+    TriggerEvent,
+)
+from loyalty_engagement.service_layer.ports import ActionRefused, Actions, channel_of
+from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
+
+log = get_logger("loyalty.engagement.journeys")
+RESUME_CHUNK = 100  # pending entries run per transaction on resume
+
+
+class JourneyNotFound(NotFound):
+    reason = "JOURNEY_NOT_FOUND"
+
+
+class JourneyStateConflict(FailedPrecondition):
+    reason = "JOURNEY_STATE"
+
+
+def check(spec: JourneySpec, path: str = "journey") -> None:
+    bad = domain.validate(spec, path)
+    if bad:
+        raise InvalidArgument.of(bad)
+
+
+async def create(
+    uow: EngagementUnitOfWork, spec: JourneySpec, state: JourneyState, now: datetime
+) -> StoredJourney:
+    check(spec)
+    if state not in (JourneyState.DRAFT, JourneyState.ACTIVE):
+        raise InvalidArgument.of([FieldViolation("journey.state", "DRAFT or ACTIVE on create")])
+    journey_id = str(uuid.uuid4())
+    await uow.journeys.add(journey_id, spec, state, now)
+    return await get(uow, journey_id)
+
+
+async def get(uow: EngagementUnitOfWork, journey_id: str) -> StoredJourney:
+    found = await uow.journeys.get(journey_id)
+    if found is None:
+        raise JourneyNotFound(f"journeys/{journey_id} does not exist")
+    return found
+
+
+async def update(
+    uow: EngagementUnitOfWork, journey_id: str, spec: JourneySpec, now: datetime
+) -> StoredJourney:
+    check(spec)
+    journey = await uow.journeys.get(journey_id, for_update=True)
+    if journey is None:
+        raise JourneyNotFound(f"journeys/{journey_id} does not exist")
+    await uow.journeys.new_version(journey, spec, now)
+    return await get(uow, journey_id)
+
+
+async def pause(uow: EngagementUnitOfWork, journey_id: str, now: datetime) -> StoredJourney:
+    journey = await uow.journeys.get(journey_id, for_update=True)
+    if journey is None:
+        raise JourneyNotFound(f"journeys/{journey_id} does not exist")
+    if journey.state is not JourneyState.PAUSED:
+        if journey.state is not JourneyState.ACTIVE:
+            raise JourneyStateConflict(f"a {journey.state.value} journey cannot be paused")
+        await uow.journeys.set_state(journey_id, JourneyState.PAUSED, now)
+    return await get(uow, journey_id)
+
+
+async def activate(uow: EngagementUnitOfWork, journey_id: str, now: datetime) -> StoredJourney:
+    """A draft or paused journey becomes active (its pending entries are run after this
+    commits: `run_pending`)."""
+    journey = await uow.journeys.get(journey_id, for_update=True)
+    if journey is None:
+        raise JourneyNotFound(f"journeys/{journey_id} does not exist")
+    if journey.state is JourneyState.ENDED:
+        raise JourneyStateConflict("an ended journey cannot be resumed")
+    if journey.state is not JourneyState.ACTIVE:
+        await uow.journeys.set_state(journey_id, JourneyState.ACTIVE, now)
+    return await get(uow, journey_id)
+
+
+async def run_pending(
+    uow_factory: Callable[[], EngagementUnitOfWork],
+    actions: Actions,
+    journey_id: str,
+    clock: Callable[[], datetime],
+) -> int:
+    """Run a resumed journey's pending entries, a chunk a transaction, oldest first; how many
+    ran. Entries another replica holds are skipped (it runs them)."""
+    ran = 0
+    while True:
+        async with uow_factory() as uow:
+            journey = await uow.journeys.get(journey_id)
+            if journey is None or journey.state is not JourneyState.ACTIVE:
+                return ran  # paused again meanwhile: the rest wait
+            entries = await uow.journeys.pending(journey_id, RESUME_CHUNK)
+            if not entries:
+                return ran
+            for entry in entries:
+                spec = await uow.journeys.spec_at(entry.journey_id, entry.version)
+                await _admit(uow, actions, journey_id, spec, entry, clock())
+            await uow.commit()
+            ran += len(entries)
+
+
+# --- entering members -----------------------------------------------------------------------
+
+
+async def on_event(
+    uow: EngagementUnitOfWork, actions: Actions, event: TriggerEvent, now: datetime
+) -> None:
+    """Enter the member into every journey `event` triggers: pending while the journey is
+    paused, else admitted (capped, held out, skipped, or its steps run)."""
+    for journey in await uow.journeys.triggered_by([event.kind]):
+        spec = journey.spec
+        if not domain.triggered_by(spec.trigger, event) or not spec.open_at(event.occurred_at):
+            continue
+        entry_id = domain.entry_id(journey.journey_id, journey.version, event.member_id, event.key)
+        paused = journey.state is JourneyState.PAUSED
+        state = EntryState.PENDING if paused else EntryState.COMPLETED
+        if not paused and spec.frequency_cap.max_entries:
+            await uow.journeys.lock_member(journey.journey_id, event.member_id)
+        entered = await uow.journeys.enter(
+            entry_id,
+            journey.journey_id,
+            journey.version,
+            event.member_id,
+            event.key,
+            event.unit,
+            EntryState.PENDING,
+            now,
+        )
+        if not entered or paused:
+            continue  # handled before (the same event again), or kept for the resume
+        entry = StoredEntry(
+            entry_id,
+            journey.journey_id,
+            journey.version,
+            event.member_id,
+            event.key,
+            event.unit,
+            state,
+            now,
+        )
+        await _admit(uow, actions, journey.journey_id, spec, entry, now)
+
+
+async def _admit(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    journey_id: str,
+    spec: JourneySpec,
+    entry: StoredEntry,
+    now: datetime,
+) -> None:
+    """Decide a recorded entry's fate and act on it: capped, skipped (conditions), held out
+    (control group), or its steps run."""
+    journeys = uow.journeys
+    if spec.frequency_cap.max_entries:
+        await journeys.lock_member(journey_id, entry.member_id)
+        # This entry is itself recorded (pending): it does not count against itself.
+        earlier = await journeys.entered_at(
+            journey_id, entry.member_id, now - spec.frequency_cap.period, entry.entry_id
+        )
+        if domain.over_cap(spec.frequency_cap, earlier, now):
+            await journeys.set_entry_state(entry.entry_id, EntryState.CAPPED, now)
+            return
+    member = MemberFacts(
+        tier=await journeys.tier(entry.member_id) if spec.conditions.tiers else "",
+        consents=(
+            await actions.consents(entry.member_id) if spec.conditions.needs_member else frozenset()
+        ),
+    )
+    if not domain.conditions_hold(spec.conditions, entry.unit, member):
+        await journeys.set_entry_state(entry.entry_id, EntryState.SKIPPED, now)
+        return
+    if domain.held_out(journey_id, entry.member_id, spec.control_share):
+        await journeys.set_entry_state(entry.entry_id, EntryState.HELD_OUT, now)
+        return
+    state = await run_steps(uow, actions, journey_id, spec, entry, now)
+    await journeys.set_entry_state(entry.entry_id, state, now)
+
+
+async def run_steps(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    journey_id: str,
+    spec: JourneySpec,
+    entry: StoredEntry,
+    now: datetime,
+) -> EntryState:
+    """Each step not run before, in order; a definite refusal stops the entry (FAILED)."""
+    for index, step in enumerate(spec.steps):
+        if not await uow.journeys.claim_step(entry.entry_id, index, now):
+            continue
+        key = domain.step_key(entry.entry_id, index)
+        try:
+            outcome, detail = await _act(
+                uow, actions, journey_id, spec, entry, index, step, key, now
+            )
+        except ActionRefused as refused:
+            await uow.journeys.finish_step(entry.entry_id, index, "failed", refused.reason)
+            log.warning(
+                "journey step refused",
+                journey_id=journey_id,
+                entry_id=entry.entry_id,
+                step=index,
+                reason=refused.reason,
+            )
+            return EntryState.FAILED
+        await uow.journeys.finish_step(entry.entry_id, index, outcome, detail)
+    return EntryState.COMPLETED
+
+
+async def _act(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    journey_id: str,
+    spec: JourneySpec,
+    entry: StoredEntry,
+    index: int,
+    step: domain.Action,
+    key: str,
+    now: datetime,
+) -> tuple[str, str]:
+    member_id = entry.member_id
+    match step:
+        case IssueCoupon(template=template, unit=unit):
+            return "done", await actions.issue_coupon(member_id, template, unit or spec.unit, key)
+        case AwardPoints(points=points, funding_unit=funding, reason=reason):
+            why = reason or f"journey {spec.display_name}"
+            return "done", await actions.award_points(member_id, points, funding, why, key)
+        case ChangeTags(add=add, remove=remove):
+            await actions.change_tags(member_id, add, remove, key)
+            return "done", ""
+        case SendMessage(purpose=purpose, body=body, channel=channel):
+            # Consent is read at the source when the message goes, not when the journey began.
+            if purpose not in await actions.consents(member_id):
+                return "no_consent", purpose
+            message = StoredMessage(
+                str(uuid.uuid4()),
+                member_id,
+                journey_id,
+                channel,
+                purpose,
+                body,
+                secrets.token_urlsafe(24),
+                now,
+            )
+            await channel_of(channel).send(uow, message, entry.entry_id, index)
+            return "done", message.message_id
+    raise TypeError(step)

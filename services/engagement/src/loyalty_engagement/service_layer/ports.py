@@ -1,0 +1,60 @@
+"""What the journeys' use cases need of the services that act (benefits, points, identity):
+each call carries the step's idempotency key, so a step repeated after a crash between the
+call and the commit is the same coupon, posting or change. A definite refusal is
+`ActionRefused` (the step fails, recorded); any other failure (`ActionUnreachable`) leaves the
+outcome unknown: the event is handled again later with the same keys."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class ActionRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ActionUnreachable(Exception):
+    """The outcome of a call is unknown (the service down, a deadline): retried."""
+
+
+class Actions(Protocol):
+    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
+        """The coupon's code."""
+        ...
+
+    async def award_points(
+        self, member_id: str, points: int, funding_unit: str, reason: str, key: str
+    ) -> str:
+        """The posting's ID."""
+        ...
+
+    async def change_tags(
+        self, member_id: str, add: tuple[str, ...], remove: tuple[str, ...], key: str
+    ) -> None: ...
+
+    async def consents(self, member_id: str) -> frozenset[str]:
+        """The purposes the member has granted now (contract names)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MessageChannel(Protocol):
+    """Where a journey's message goes. The development sink keeps it in the engagement
+    database (ListMessages); a signed webhook to a unit's SMS, WeChat or e-mail provider is the
+    next channel."""
+
+    async def send(self, uow: Any, message: Any, entry_id: str, step: int) -> None: ...
+
+
+_CHANNELS: dict[str, MessageChannel] = {}
+
+
+def register_channel(name: str, channel: MessageChannel) -> None:
+    _CHANNELS[name] = channel
+
+
+def channel_of(name: str) -> MessageChannel:
+    return _CHANNELS[name]

@@ -1,0 +1,19 @@
+"""The engagement service's unit of work: the kit's, with the journeys' store on the same
+transaction."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from loyalty_kit.uow import UnitOfWork
+
+from loyalty_engagement.adapters.journeys import JourneyStore
+
+
+class EngagementUnitOfWork(UnitOfWork):
+    journeys: JourneyStore
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.journeys = JourneyStore(self.session)
+        return self
