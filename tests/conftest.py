@@ -152,6 +152,7 @@ async def gateway_service(
     tiers_service: RunningService,
     benefits_service: RunningService,
     insights_service: RunningService,
+    engagement_service: RunningService,
 ) -> AsyncIterator[RunningService]:
     """The gateway in front of this run's services, started once for the whole session (it
     binds the session's HTTP port: a second one, from a fixture imported into another
@@ -169,6 +170,7 @@ async def gateway_service(
             "tiers_target": tiers_service.target,
             "benefits_target": benefits_service.target,
             "insights_target": insights_service.target,
+            "engagement_target": engagement_service.target,
         }
     )
     service = await runner.start(SPEC, gateway_settings)

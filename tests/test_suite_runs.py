@@ -57,7 +57,7 @@ from loyalty_kit.auth import development_keys
 from loyalty_kit.caller import Caller
 from loyalty_kit.settings import Settings
 
-SERVICES = ("identity", "points", "tiers", "benefits", "insights")
+SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement")
 HISTORY = HistorySettings(rows=300)
 
 
@@ -72,7 +72,9 @@ def history_line() -> str:
     return f"{truth.rows():,} legacy members of {truth.people:,} people, {orders:,} past orders"
 
 
-ALL_EXITED_CLEANLY = "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, gateway 0"
+ALL_EXITED_CLEANLY = (
+    "exit codes: identity 0, points 0, tiers 0, benefits 0, insights 0, engagement 0, gateway 0"
+)
 BIN = Path(sys.executable).parent
 
 
@@ -178,6 +180,7 @@ def _settings(env: dict[str, str]) -> Settings:
         tiers_port=ports["tiers"],
         benefits_port=ports["benefits"],
         insights_port=ports["insights"],
+        engagement_port=ports["engagement"],
         gateway_grpc_port=ports["gateway_grpc"],
     )
 
@@ -388,7 +391,7 @@ def test_a_service_failing_at_start_stops_the_runner_at_once_naming_it(
     # still importing, before its handler was in place (seen on a loaded CI run).
     codes = dict(item.split() for item in text.split("exit codes: ")[-1].split(")")[0].split(", "))
     assert codes.pop("benefits") == "1", text
-    assert set(codes) == {"identity", "points", "tiers", "insights", "gateway"}, text
+    assert set(codes) == {"identity", "points", "tiers", "insights", "engagement", "gateway"}, text
     assert set(codes.values()) <= {"0", "-15"}, text
     for port in _ports(suite_env).values():
         assert not port_open("127.0.0.1", port)
@@ -493,6 +496,7 @@ def test_every_command_line_answers_help_without_configuration(
 ) -> None:
     from loyalty_benefits.app import SPEC as BENEFITS
     from loyalty_devstack import cli
+    from loyalty_engagement.app import SPEC as ENGAGEMENT
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
     from loyalty_insights.app import SPEC as INSIGHTS
@@ -506,7 +510,7 @@ def test_every_command_line_answers_help_without_configuration(
     helps: list[tuple[str, Callable[[], int | None]]] = [
         *(
             (f"loyalty-{spec.name} --help", functools.partial(server.main, spec, ["--help"]))
-            for spec in (IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS, GATEWAY)
+            for spec in (IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS, ENGAGEMENT, GATEWAY)
         ),
         (
             "loyalty-identity rotate-keys --help",

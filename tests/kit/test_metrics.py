@@ -81,7 +81,7 @@ async def test_each_service_has_a_port_of_its_own_and_one_setting_overrides_them
     defaults = Settings()
     ports = {
         n: defaults.metrics_port_of(n)
-        for n in ("gateway", "identity", "points", "tiers", "benefits", "insights")
+        for n in ("gateway", "identity", "points", "tiers", "benefits", "insights", "engagement")
     }
     assert ports == {
         "gateway": 9460,
@@ -90,6 +90,7 @@ async def test_each_service_has_a_port_of_its_own_and_one_setting_overrides_them
         "tiers": 9463,
         "benefits": 9464,
         "insights": 9465,
+        "engagement": 9466,
     }
     assert Settings(metrics_port=9090).metrics_port_of("points") == 9090
     assert Settings().metrics_port_of("echo") == -1  # a service without a default serves none

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from loyalty_engagement.adapters.tables import metadata as engagement_tables
 from loyalty_identity.adapters.tables import metadata as identity_tables
 from loyalty_insights.adapters.tables import metadata as insights_tables
 from loyalty_kit import db, migrations
@@ -33,9 +34,10 @@ SERVICES = {
     "tiers": (kit_tables,),
     "benefits": (kit_tables,),
     "insights": (kit_tables, insights_tables),
+    "engagement": (kit_tables, engagement_tables),
     "gateway": (kit_tables,),
 }
-DECLARES_EVERY_TABLE = {"identity", "points", "insights"}
+DECLARES_EVERY_TABLE = {"identity", "points", "insights", "engagement"}
 
 
 def declared(parts: tuple[MetaData, ...]) -> MetaData:

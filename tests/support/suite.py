@@ -35,8 +35,9 @@ class Run:
 async def traced_suite(
     make_settings: Callable[..., Settings], run_id: str, name: str
 ) -> AsyncIterator[Run]:
-    """The six services, traced into memory; `name` keeps their databases and events apart."""
+    """The seven services, traced into memory; `name` keeps their databases and events apart."""
     from loyalty_benefits.app import SPEC as BENEFITS
+    from loyalty_engagement.app import SPEC as ENGAGEMENT
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
     from loyalty_insights.app import SPEC as INSIGHTS
@@ -52,7 +53,15 @@ async def traced_suite(
     )
     runner, started = ServiceRunner(settings), {}
     try:
-        specs: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS, GATEWAY]
+        specs: list[ServiceSpec[Any, ...]] = [
+            IDENTITY,
+            POINTS,
+            TIERS,
+            BENEFITS,
+            INSIGHTS,
+            ENGAGEMENT,
+            GATEWAY,
+        ]
         for spec in specs:
             started[spec.name] = await runner.start(spec, settings)
             if spec is not GATEWAY:

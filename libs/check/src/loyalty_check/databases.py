@@ -16,7 +16,7 @@ import asyncpg
 from loyalty_kit.db import asyncpg_params
 from loyalty_kit.settings import Settings
 
-SERVICES = ("identity", "points", "tiers", "benefits", "insights", "gateway")
+SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement", "gateway")
 # Rows fetched per round trip when a query's answer is streamed (the cross-database merges).
 PREFETCH = 20_000
 

@@ -21,13 +21,14 @@ COMMAND = "make access-docs"
 def specs() -> list[ServiceSpec]:
     """The six services, in the order of the platform's README."""
     from loyalty_benefits.app import SPEC as BENEFITS
+    from loyalty_engagement.app import SPEC as ENGAGEMENT
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
     from loyalty_insights.app import SPEC as INSIGHTS
     from loyalty_points.app import SPEC as POINTS
     from loyalty_tiers.app import SPEC as TIERS
 
-    return [IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS, GATEWAY]
+    return [IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS, ENGAGEMENT, GATEWAY]
 
 
 def methods_of(spec: ServiceSpec) -> list[MethodDescriptor]:

@@ -44,8 +44,16 @@ from loyalty_devstack.embedded import DEV_NATS_PORT, Infrastructure, PortTaken, 
 from loyalty_devstack.pii import PersonalDataScanner, demo_values
 
 # Start order: the services the others call come first; the gateway last, stopped first.
-SERVICES = ("identity", "points", "tiers", "benefits", "insights", "gateway")
-COLOURS = {"identity": 36, "points": 33, "tiers": 35, "benefits": 32, "insights": 31, "gateway": 34}
+SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement", "gateway")
+COLOURS = {
+    "identity": 36,
+    "points": 33,
+    "tiers": 35,
+    "benefits": 32,
+    "insights": 31,
+    "engagement": 91,
+    "gateway": 34,
+}
 TAIL_LINES = 30  # what is shown of a service that stopped during start
 START_TIMEOUT_SECONDS = 60.0
 

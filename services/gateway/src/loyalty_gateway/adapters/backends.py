@@ -23,11 +23,13 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
         "loyalty.insights.v1.insights_service_pb2",
         "loyalty.insights.v1.segments_pb2",
     ),
+    "engagement": ("loyalty.engagement.v1.engagement_service_pb2",),
     "gateway": ("loyalty.gateway.v1.gateway_service_pb2",),  # the composite flows, served here
 }
-BACKENDS = ("identity", "points", "tiers", "benefits", "insights")
-# The backends the gateway is ready only with: the read side (insights) answers figures, which no
-# till waits for, so its outage leaves the gateway serving (`/healthz` still reports it).
+BACKENDS = ("identity", "points", "tiers", "benefits", "insights", "engagement")
+# The backends the gateway is ready only with: the read side (insights) answers figures and
+# engagement runs journeys, which no till waits for, so their outage leaves the gateway serving
+# (`/healthz` still reports it).
 SERVING_BACKENDS = ("identity", "points", "tiers", "benefits")
 
 

@@ -31,6 +31,8 @@ SCOPES = {
     "coupons:issue": "issue coupons of the client's unit (or group-wide ones) to members",
     "insights:read": "read the client's unit's figures (liability, members across units)",
     "insights:group": "read the group's figures and every unit's (the group's loyalty team)",
+    "engagement:read": "read the unit's journeys, their entries and the messages sent",
+    "engagement:write": "create, change, pause and resume the unit's journeys",
     "segments:write": "create, change and delete the unit's dynamic segments (all: insights:group)",
     "admin": "everything, for every unit (group operators)",
 }
