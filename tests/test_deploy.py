@@ -40,10 +40,11 @@ GRPC_PORT_FIELD = {
     "tiers": "tiers_port",
     "benefits": "benefits_port",
     "insights": "insights_port",
+    "engagement": "engagement_port",
     "gateway": "gateway_grpc_port",
 }
 SERVICES = tuple(GRPC_PORT_FIELD)
-BACKENDS = ("identity", "points", "tiers", "benefits", "insights")  # the gateway calls each
+BACKENDS = ("identity", "points", "tiers", "benefits", "insights", "engagement")  # gateway calls
 # Every settings class that reads LOYALTY_* variables: the kit's (every service), the kit's auth
 # (every service), and services' own. A key is known when it is a field of one of them.
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
@@ -68,6 +69,7 @@ DATABASE_SERVICES = tuple(s for s in SERVICES if spec_of(s).migrations)
 SERVICE_KEY_SECRETS = {
     "benefits": "loyalty-benefits-service-key",
     "points": "loyalty-points-service-key",
+    "engagement": "loyalty-engagement-service-key",
 }
 SERVICE_KEY_SECRET_KEY = "service-key"
 

@@ -22,9 +22,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
-SERVICES = ("identity", "points", "tiers", "benefits", "insights", "gateway")
-BACKENDS = ("identity", "points", "tiers", "benefits", "insights")  # the gateway calls each
-PORTS = {"identity": 50051, "points": 50052, "tiers": 50053, "benefits": 50054, "insights": 50055}
+SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement", "gateway")
+BACKENDS = ("identity", "points", "tiers", "benefits", "insights", "engagement")  # gateway calls
+PORTS = {
+    "identity": 50051,
+    "points": 50052,
+    "tiers": 50053,
+    "benefits": 50054,
+    "insights": 50055,
+    "engagement": 50056,
+}
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="kubectl (with kustomize) is not installed"

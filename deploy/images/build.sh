@@ -16,7 +16,7 @@ BASE="${BASE_IMAGE:-localhost/loyalty-python:3.11-bookworm}"
 SUITE=bookworm  # Debian 12: Python 3.11, the version uv.lock and the Dockerfile expect
 WORK="${IMAGES_WORK:-.images}"
 SERVICES=("$@")
-[ ${#SERVICES[@]} -gt 0 ] || SERVICES=(identity points tiers benefits insights gateway)
+[ ${#SERVICES[@]} -gt 0 ] || SERVICES=(identity points tiers benefits insights engagement gateway)
 
 for tool in podman debootstrap; do
   command -v "$tool" > /dev/null || {

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import strategies as st
 
-SERVICES = ("identity", "points", "tiers", "benefits", "insights", "gateway")
+SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement", "gateway")
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)

@@ -95,6 +95,7 @@ async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIte
     expiry run) cannot disturb the other tests of the run. As under `make run`, they take
     caller headers without a token (read at start; the other suites' services do not)."""
     from loyalty_benefits.app import SPEC as BENEFITS
+    from loyalty_engagement.app import SPEC as ENGAGEMENT
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
     from loyalty_insights.app import SPEC as INSIGHTS
@@ -108,7 +109,14 @@ async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIte
     trusting = os.environ.get(TRUST_HEADERS)
     os.environ[TRUST_HEADERS] = "true"
     try:
-        services: list[ServiceSpec[Any, ...]] = [IDENTITY, POINTS, TIERS, BENEFITS, INSIGHTS]
+        services: list[ServiceSpec[Any, ...]] = [
+            IDENTITY,
+            POINTS,
+            TIERS,
+            BENEFITS,
+            INSIGHTS,
+            ENGAGEMENT,
+        ]
         for spec in services:
             service = await runner.start(spec, settings, clock=clock)
             settings = settings.model_copy(update={f"{spec.name}_target": service.target})

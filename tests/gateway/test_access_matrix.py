@@ -96,10 +96,18 @@ async def targets(
     tiers_service: RunningService,
     benefits_service: RunningService,
     insights_service: RunningService,
+    engagement_service: RunningService,
     gateway_service: RunningService,
 ) -> AsyncIterator[dict[str, grpc.aio.Channel]]:
     """One channel per service of the run, for the whole module."""
-    running = (identity_service, points_service, tiers_service, benefits_service, insights_service)
+    running = (
+        identity_service,
+        points_service,
+        tiers_service,
+        benefits_service,
+        insights_service,
+        engagement_service,
+    )
     channels = {s.spec.name: grpc.aio.insecure_channel(s.target) for s in running}
     channels["gateway"] = grpc.aio.insecure_channel(gateway_service.target)
     yield channels
@@ -209,6 +217,7 @@ GATEWAY_SPECS = {
     "loyalty.benefits.v1.BenefitsService": "benefits",
     "loyalty.insights.v1.InsightsService": "insights",
     "loyalty.insights.v1.SegmentService": "insights",
+    "loyalty.engagement.v1.EngagementService": "engagement",
     "loyalty.gateway.v1.GatewayService": "gateway",
 }
 

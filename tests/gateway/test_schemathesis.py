@@ -18,6 +18,7 @@ from loyalty_benefits.app import SPEC as BENEFITS
 from loyalty_devstack.demo import huayue_ladder, huayue_programme
 from loyalty_devstack.embedded import free_port
 from loyalty_devstack.testing import ServiceRunner
+from loyalty_engagement.app import SPEC as ENGAGEMENT
 from loyalty_gateway.app import SPEC as GATEWAY
 from loyalty_identity.app import SPEC as IDENTITY
 from loyalty_insights.app import SPEC as INSIGHTS
@@ -50,6 +51,7 @@ async def isolated_gateway(
             BENEFITS, settings.model_copy(update={"points_target": points.target})
         )
         insights = await runner.start(INSIGHTS)
+        engagement = await runner.start(ENGAGEMENT)
         gateway_settings = settings.model_copy(
             update={
                 "identity_target": identity.target,
@@ -57,6 +59,7 @@ async def isolated_gateway(
                 "tiers_target": tiers.target,
                 "benefits_target": benefits.target,
                 "insights_target": insights.target,
+                "engagement_target": engagement.target,
             }
         )
         service = await runner.start(GATEWAY, gateway_settings)

@@ -291,7 +291,10 @@ class JourneyStore:
         return [_journey(r) for r in rows]
 
     async def triggered_by(self, kinds: Sequence[TriggerKind]) -> list[StoredJourney]:
-        """Active and paused journeys (latest versions) whose trigger is one of `kinds`."""
+        """Active and paused journeys (latest versions) whose trigger is one of `kinds`, share
+        locked to the end of the transaction: a pause, resume or edit waits for the entries
+        being made (a resume then finds every entry kept while paused), and entries wait for
+        it (they see the state it committed)."""
         rows = await self.session.execute(
             select(*_JOURNEY_COLUMNS)
             .select_from(_HEADS)
@@ -299,6 +302,7 @@ class JourneyStore:
                 journeys.c.trigger_kind.in_([k.value for k in kinds]),
                 journeys.c.state.in_([JourneyState.ACTIVE.value, JourneyState.PAUSED.value]),
             )
+            .with_for_update(read=True, of=journeys)
         )
         return [_journey(r) for r in rows]
 

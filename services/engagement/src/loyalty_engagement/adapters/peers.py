@@ -18,6 +18,7 @@ from loyalty.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1.points_service_pb2_grpc import PointsServiceStub
 from loyalty_kit.caller import Caller
+from loyalty_kit.jobs import outage
 from loyalty_kit.kernel.members import member_name
 from loyalty_kit.kernel.units import GROUP
 from loyalty_kit.peers import peer
@@ -35,6 +36,8 @@ async def _call(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
     except grpc.aio.AioRpcError as error:
+        if outage(error):
+            raise  # the service is down: the event is retried without counting a delivery
         if not definite(error.code()):
             raise ActionUnreachable(error.code().name) from None
         status = from_rpc_error(error)

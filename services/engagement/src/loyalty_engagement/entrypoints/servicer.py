@@ -12,7 +12,8 @@ from loyalty.engagement.v1 import engagement_service_pb2 as pb
 from loyalty.engagement.v1.engagement_service_pb2_grpc import EngagementServiceServicer
 from loyalty.identity.v1 import member_pb2
 from loyalty_kit.caller import ADMIN, UnitMismatch, current_caller
-from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.errors import FieldViolation, InvalidArgument, Unavailable
+from loyalty_kit.jobs import outage
 from loyalty_kit.kernel.units import GROUP
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.servicers import UnitOfWorkServicer
@@ -143,7 +144,17 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
         response = await self._mutate("ResumeJourney", request, pb.ResumeJourneyResponse, work)
         # The pending entries run after the resume committed (a repeated request runs the ones
         # left, if any): each chunk its own transaction.
-        ran = await journeys.run_pending(self.app.uow, self.app.actions, journey_id, self.clock)
+        try:
+            ran = await journeys.run_pending(self.app.uow, self.app.actions, journey_id, self.clock)
+        except grpc.aio.AioRpcError as error:
+            if not outage(error):
+                raise
+            # Resumed; the pending entries not run yet are run by the next ResumeJourney.
+            raise Unavailable(
+                "the journey is active; a service its steps act through is unavailable: "
+                "resume it again to run the pending entries left",
+                reason="STEP_SERVICE_UNAVAILABLE",
+            ) from None
         response.pending_run = ran
         return response
 

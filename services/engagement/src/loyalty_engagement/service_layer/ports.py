@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from loyalty_kit.errors import Unavailable
+
 
 class ActionRefused(Exception):
     def __init__(self, reason: str) -> None:
@@ -15,8 +17,10 @@ class ActionRefused(Exception):
         self.reason = reason
 
 
-class ActionUnreachable(Exception):
-    """The outcome of a call is unknown (the service down, a deadline): retried."""
+class ActionUnreachable(Unavailable):
+    """The outcome of a call is unknown (an internal error of the service): retried. A service
+    that is down or a deadline passed is the transport's own error (`loyalty_kit.jobs.outage`),
+    which the kit's consumers retry without counting a delivery."""
 
 
 class Actions(Protocol):
