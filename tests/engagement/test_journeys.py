@@ -5,7 +5,7 @@ and identity services of the run."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from loyalty.engagement.v1 import engagement_service_pb2 as pb
@@ -211,3 +211,37 @@ async def test_a_bad_journey_is_refused_naming_each_field(engagement: Engagement
         )
     )
     assert failure.fields == ["journey.steps[0].award_points.funding_unit"]
+
+
+async def test_held_out_and_capped_entries_are_recorded_and_take_no_action(
+    engagement: Engagement,
+) -> None:
+    tier = f"t-{uuid.uuid4().hex[:8]}"
+    held = await engagement.journey(
+        pb.Journey(
+            display_name="all held out",
+            trigger=pb.Trigger(kind=pb.TRIGGER_KIND_TIER_CHANGED, to_tier=tier),
+            steps=[points_step(7, "mall")],
+            control_share=1.0,
+        )
+    )
+    capped = await engagement.journey(
+        pb.Journey(
+            display_name="once a month",
+            trigger=pb.Trigger(kind=pb.TRIGGER_KIND_TIER_CHANGED, to_tier=tier),
+            steps=[points_step(3, "mall")],
+            frequency_cap=pb.FrequencyCap(max_entries=1, period_days=30),
+        )
+    )
+    member_id = await engagement.member()
+    now = datetime.now(UTC)
+    await publish(engagement.settings, "tiers", tier_changed(member_id, tier, now))
+    await publish(
+        engagement.settings, "tiers", tier_changed(member_id, tier, now + timedelta(seconds=1))
+    )
+    entries = await until(lambda: engagement.entries(capped.name), lambda e: len(e) == 2)
+    assert sorted(e.state for e in entries) == [pb.ENTRY_STATE_COMPLETED, pb.ENTRY_STATE_CAPPED]
+    held_entries = await until(lambda: engagement.entries(held.name), lambda e: len(e) == 2)
+    assert {e.state for e in held_entries} == {pb.ENTRY_STATE_HELD_OUT}
+    assert all(not e.steps for e in held_entries)
+    assert [p.points for p in await engagement.postings(member_id)] == [3]
