@@ -107,6 +107,12 @@ class Engagement:
         )
         return str(response.member.name).removeprefix("members/")
 
+    async def tags(self, member_id: str) -> list[str]:
+        response = await As(
+            identity_service_pb2_grpc.IdentityServiceStub, self.identity_channel, ADMIN
+        ).GetMember(identity_pb.GetMemberRequest(name=f"members/{member_id}"))
+        return list(response.member.tags)
+
     async def coupons(self, member_id: str) -> list[benefits_pb.Coupon]:
         response = await As(
             benefits_service_pb2_grpc.BenefitsServiceStub, self.benefits_channel, ADMIN

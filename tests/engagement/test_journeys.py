@@ -11,6 +11,8 @@ import grpc
 from loyalty.engagement.v1 import engagement_service_pb2 as pb
 from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.identity.v1 import member_pb2
+from loyalty.insights.v1 import events_pb2 as insights_events
+from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.tiers.v1 import events_pb2 as tiers_events
 from loyalty_kit.caller import Caller
 from loyalty_kit.timestamps import timestamp
@@ -245,3 +247,50 @@ async def test_held_out_and_capped_entries_are_recorded_and_take_no_action(
     assert {e.state for e in held_entries} == {pb.ENTRY_STATE_HELD_OUT}
     assert all(not e.steps for e in held_entries)
     assert [p.points for p in await engagement.postings(member_id)] == [3]
+
+
+async def test_a_segment_entry_tags_the_member_and_a_purchase_counts_at_its_unit_only(
+    engagement: Engagement,
+) -> None:
+    segment = f"segments/{uuid.uuid4()}"
+    tag = f"journey:{uuid.uuid4().hex[:8]}"
+    tagging = await engagement.journey(
+        pb.Journey(
+            display_name="tag on entry",
+            trigger=pb.Trigger(kind=pb.TRIGGER_KIND_SEGMENT_ENTERED, segment=segment),
+            steps=[pb.Step(change_tags=pb.ChangeTags(add_tags=[tag]))],
+        )
+    )
+    shop = f"order-{uuid.uuid4().hex[:8]}"
+    buying = await engagement.journey(
+        pb.Journey(
+            display_name="cinema purchase",
+            trigger=pb.Trigger(kind=pb.TRIGGER_KIND_PURCHASE, unit="cinema"),
+            conditions=pb.Conditions(units=["cinema"]),
+            steps=[points_step(9, "cinema")],
+        )
+    )
+    member_id = await engagement.member()
+    now = timestamp(datetime.now(UTC))
+    entered = insights_events.SegmentEntered(
+        segment=segment, member_id=member_id, occurred_at=now, reason="figures"
+    )
+    await publish(engagement.settings, "insights", entered)
+    for unit in ("mall", "cinema"):
+        earned = points_events.PointsEarned(
+            member_id=member_id,
+            posting_id=f"{shop}-{unit}",
+            unit=unit,
+            order_id=shop,
+            points=10,
+            occurred_at=now,
+        )
+        await publish(engagement.settings, "points", earned)
+    tags = await until(lambda: engagement.tags(member_id), lambda found: tag in found)
+    assert tag in tags
+    (entry,) = await until(lambda: engagement.entries(tagging.name), lambda e: bool(e))
+    assert entry.member_id == member_id
+    entries = await until(lambda: engagement.entries(buying.name, member_id), lambda e: bool(e))
+    assert [e.trigger_key for e in entries] == [f"purchase:{shop}-cinema"]
+    postings = await until(lambda: engagement.postings(member_id), lambda p: bool(p))
+    assert [(p.unit, p.points) for p in postings] == [("cinema", 9)]
