@@ -33,6 +33,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
+from loyalty.engagement.v1 import engagement_service_pb2_grpc
 from loyalty.gateway.v1 import gateway_service_pb2 as gateway_pb
 from loyalty.gateway.v1 import gateway_service_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as pb
@@ -267,6 +269,11 @@ async def _demo_state(settings: Settings) -> dict[str, object]:
             ),
             metadata=metadata,
             timeout=5,
+        )
+    async with at(settings.engagement_port) as ch:
+        # Answers (the demo ships no journeys yet).
+        await engagement_service_pb2_grpc.EngagementServiceStub(ch).ListJourneys(
+            engagement_pb.ListJourneysRequest(), metadata=metadata, timeout=5
         )
     async with at(settings.gateway_grpc_port) as ch:
         overview = await gateway_service_pb2_grpc.GatewayServiceStub(ch).GetMemberOverview(
