@@ -1,6 +1,6 @@
 """`GET /healthz`: 200 when every service the gateway's tills and apps need answers SERVING, else
 503; each backend's state either way (a readiness probe: `deploy/`). The read side (insights)
-is reported but does not make the gateway unready."""
+and engagement (journeys) are reported but do not make the gateway unready."""
 
 from __future__ import annotations
 
