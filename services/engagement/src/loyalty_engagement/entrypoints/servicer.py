@@ -78,7 +78,7 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
 
         async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.CreateJourneyResponse:
             found = await journeys.create(uow, spec, state, now)
-            return pb.CreateJourneyResponse(journey=journey_message(found))
+            return pb.CreateJourneyResponse(journey=journey_message(found, self.clock()))
 
         return await self._mutate("CreateJourney", request, pb.CreateJourneyResponse, work)
 
@@ -88,7 +88,7 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
         journey_id = journey_id_of(request.name, "name")
         found = await self._read(lambda uow: journeys.get(uow, journey_id))
         _may_touch(found)
-        return pb.GetJourneyResponse(journey=journey_message(found))
+        return pb.GetJourneyResponse(journey=journey_message(found, self.clock()))
 
     async def ListJourneys(
         self, request: pb.ListJourneysRequest, context: grpc.aio.ServicerContext
@@ -102,7 +102,7 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
         found = found[: page.size]
         token = next_token(found[-1].journey_id, filters) if more and found else ""
         return pb.ListJourneysResponse(
-            journeys=[journey_message(j) for j in found], next_page_token=token
+            journeys=[journey_message(j, self.clock()) for j in found], next_page_token=token
         )
 
     async def UpdateJourney(
@@ -115,7 +115,7 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
             _may_touch(current)
             spec = spec_of(request.journey, current.unit)
             found = await journeys.update(uow, journey_id, spec, now)
-            return pb.UpdateJourneyResponse(journey=journey_message(found))
+            return pb.UpdateJourneyResponse(journey=journey_message(found, self.clock()))
 
         return await self._mutate("UpdateJourney", request, pb.UpdateJourneyResponse, work)
 
@@ -127,7 +127,7 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
         async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.PauseJourneyResponse:
             _may_touch(await journeys.get(uow, journey_id))
             found = await journeys.pause(uow, journey_id, now)
-            return pb.PauseJourneyResponse(journey=journey_message(found))
+            return pb.PauseJourneyResponse(journey=journey_message(found, self.clock()))
 
         return await self._mutate("PauseJourney", request, pb.PauseJourneyResponse, work)
 
@@ -139,7 +139,7 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
         async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.ResumeJourneyResponse:
             _may_touch(await journeys.get(uow, journey_id))
             found = await journeys.activate(uow, journey_id, now)
-            return pb.ResumeJourneyResponse(journey=journey_message(found))
+            return pb.ResumeJourneyResponse(journey=journey_message(found, self.clock()))
 
         response = await self._mutate("ResumeJourney", request, pb.ResumeJourneyResponse, work)
         # The pending entries run after the resume committed (a repeated request runs the ones
@@ -338,15 +338,11 @@ def _step_message(step: domain.Action) -> pb.Step:
     raise TypeError(step)
 
 
-def journey_message(journey: StoredJourney) -> pb.Journey:
+def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
     spec = journey.spec
     state = journey.state
-    if state is not domain.JourneyState.DRAFT and spec.end_at is not None:
-        # Past its end, nothing enters: shown as ended whatever it was.
-        from loyalty_kit.clock import utc_now
-
-        if utc_now() >= spec.end_at:
-            state = domain.JourneyState.ENDED
+    if state is not domain.JourneyState.DRAFT and spec.end_at is not None and now >= spec.end_at:
+        state = domain.JourneyState.ENDED  # past its end nothing enters, whatever it was
     message = pb.Journey(
         name=f"{RESOURCE}{journey.journey_id}",
         display_name=spec.display_name,

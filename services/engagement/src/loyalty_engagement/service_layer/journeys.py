@@ -142,7 +142,6 @@ async def on_event(
             continue
         entry_id = domain.entry_id(journey.journey_id, journey.version, event.member_id, event.key)
         paused = journey.state is JourneyState.PAUSED
-        state = EntryState.PENDING if paused else EntryState.COMPLETED
         if not paused and spec.frequency_cap.max_entries:
             await uow.journeys.lock_member(journey.journey_id, event.member_id)
         entered = await uow.journeys.enter(
@@ -164,7 +163,7 @@ async def on_event(
             event.member_id,
             event.key,
             event.unit,
-            state,
+            EntryState.PENDING,
             now,
         )
         await _admit(uow, actions, journey.journey_id, spec, entry, now)
