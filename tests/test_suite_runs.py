@@ -1,4 +1,4 @@
-"""`make run` as a user meets it: the runner starts the six services on real infrastructure,
+"""`make run` as a user meets it: the runner starts the seven services on real infrastructure,
 on an empty data folder every time, they answer, and Ctrl-C stops everything cleanly; a service
 that fails at start stops the runner at once; a killed runner leaves nothing in the way of the
 next run; every command line answers --help. Also each service's `migrate` command."""
@@ -339,7 +339,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         assert ladder.status_code == 200, ladder.text
         assert [t["code"] for t in ladder.json()["ladder"]["tiers"]][2] == "gold"
 
-        # One token, signed with the folder's key, verified by all six services.
+        # One token, signed with the folder's key, verified by all seven services.
         settings = _settings(suite_env)
         state = asyncio.run(_demo_state(settings))
         assert state["programme"] == 1

@@ -90,7 +90,7 @@ class Suite:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIterator[Suite]:
-    """The six services on databases and an event namespace of their own, with the Huayue
+    """The seven services on databases and an event namespace of their own, with the Huayue
     demo loaded: generated requests that succeed (a year end in 8000, a new programme, an
     expiry run) cannot disturb the other tests of the run. As under `make run`, they take
     caller headers without a token (read at start; the other suites' services do not)."""

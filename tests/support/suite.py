@@ -1,4 +1,4 @@
-"""The six services in this test process, tracing into memory, on databases and an event
+"""The seven services in this test process, tracing into memory, on databases and an event
 namespace of their own, with the Huayue demo loaded: for tests that look at what a realistic
 run leaves behind (its logs, its traces, its events).
 

@@ -19,7 +19,7 @@ COMMAND = "make access-docs"
 
 
 def specs() -> list[ServiceSpec]:
-    """The six services, in the order of the platform's README."""
+    """The seven services, in the order of the platform's README."""
     from loyalty_benefits.app import SPEC as BENEFITS
     from loyalty_engagement.app import SPEC as ENGAGEMENT
     from loyalty_gateway.app import SPEC as GATEWAY

@@ -1,6 +1,6 @@
 """`loyalty-dev reliability`: fault scenarios against the suite, a row each.
 
-Each scenario starts the six services as processes of their own on loopback (on embedded
+Each scenario starts the seven services as processes of their own on loopback (on embedded
 PostgreSQL and NATS, or the servers LOYALTY_DATABASE_URL / LOYALTY_NATS_URL name), drives
 purchases, checkouts and redemptions through the gateway's HTTP API with clients that retry
 with the same request_id, injects one fault, lets everything settle and proves the ledger:
