@@ -294,3 +294,22 @@ async def test_a_segment_entry_tags_the_member_and_a_purchase_counts_at_its_unit
     assert [e.trigger_key for e in entries] == [f"purchase:{shop}-cinema"]
     postings = await until(lambda: engagement.postings(member_id), lambda p: bool(p))
     assert [(p.unit, p.points) for p in postings] == [("cinema", 9)]
+
+
+async def test_an_erased_members_messages_are_deleted(engagement: Engagement) -> None:
+    journey = await engagement.journey(
+        pb.Journey(
+            display_name="erasure",
+            trigger=pb.Trigger(kind=pb.TRIGGER_KIND_MEMBER_REGISTERED),
+            conditions=pb.Conditions(units=["hotel"]),
+            steps=[pb.Step(send_message=pb.SendMessage(purpose=SMS, body="Hello"))],
+        )
+    )
+    member_id = await engagement.member("hotel", SMS)
+    assert await until(lambda: engagement.messages(member_id), lambda m: bool(m))
+    erased = identity_events.MemberErased(
+        member_id=member_id, erased_at=timestamp(datetime.now(UTC))
+    )
+    await publish(engagement.settings, "identity", erased)
+    assert await until(lambda: engagement.messages(member_id), lambda m: not m) == []
+    assert [e.member_id for e in await engagement.entries(journey.name, member_id)] == [member_id]

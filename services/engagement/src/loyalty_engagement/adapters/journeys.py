@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, tuple_, update
+from sqlalchemy import and_, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -483,6 +483,14 @@ class JourneyStore:
             )
             for r in rows
         ]
+
+    async def forget(self, member_id: str) -> None:
+        """An erased member: the messages sent and the tier kept go (entries stay, by member ID
+        only, for the journeys' figures)."""
+        await self.session.execute(delete(messages).where(messages.c.member_id == member_id))
+        await self.session.execute(
+            delete(member_tiers).where(member_tiers.c.member_id == member_id)
+        )
 
     # --- members' tiers -----------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The events that trigger journeys, as a handler table: registrations (identity), purchases
 (points' PointsEarned), tier changes (tiers; also kept as the member's tier for conditions)
-and segment moves (insights' SegmentEntered / SegmentLeft). Each event is handled in one
+and segment moves (insights' SegmentEntered / SegmentLeft); an erased member's messages and
+tier are deleted (identity's MemberErased). Each event is handled in one
 transaction with the kit's inbox (a redelivered event is passed over), and each trigger event
 is named by its content (`TriggerEvent.key`) so a replay of it is the same entry."""
 
@@ -88,11 +89,20 @@ async def segment_left(
     await journeys.on_event(uow, app.actions, event, app.clock())
 
 
+async def member_erased(
+    _app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberErased
+) -> None:
+    await uow.journeys.forget(e.member_id)
+
+
 TABLE: Sequence[Subscription[Engagement]] = (
     Subscription(
         "engagement-members",
         "identity",
-        {identity_pb.MemberRegistered: member_registered},
+        {
+            identity_pb.MemberRegistered: member_registered,
+            identity_pb.MemberErased: member_erased,
+        },
     ),
     Subscription("engagement-points", "points", {points_pb.PointsEarned: points_earned}),
     Subscription("engagement-tiers", "tiers", {tiers_pb.TierChanged: tier_changed}),
