@@ -76,13 +76,14 @@ class ActivityRows:
 
 
 def _activity_of(row: Any) -> RecordedActivity:
+    attributes = row["attributes"]  # decoded by the engine's codec on its connections
     return RecordedActivity(
         member_id=str(row["member_id"]),
         unit=row["unit"],
         activity_type=row["activity_type"],
         activity_id=row["activity_id"],
         occurred_at=row["occurred_at"],
-        attributes=dict(json.loads(row["attributes"])),
+        attributes=dict(json.loads(attributes) if isinstance(attributes, str) else attributes),
         fingerprint=row["fingerprint"],
         recorded_at=row["recorded_at"],
         programme_version=row["programme_version"],
