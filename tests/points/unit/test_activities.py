@@ -26,6 +26,7 @@ from loyalty_points.domain.activities import (
 )
 from loyalty_points.domain.events import ActivityRecorded
 from loyalty_points.domain.ledger import PostingKind
+from loyalty_points.domain.programme import programme_from_json, programme_to_json
 from loyalty_points.service_layer import activities
 from loyalty_points.service_layer.programmes import publish_programme
 from loyalty_points.service_layer.settlement import settlement
@@ -298,3 +299,34 @@ async def _awards_within_limits(sequence: list[tuple[int, str, str, int]]) -> No
     total = sum(r.points for r in results)
     held = [world.ledger.accounts.get(m) for m in members]
     assert sum(a.available for a in held if a is not None) == total
+
+
+def test_a_programmes_activity_rules_are_checked_field_by_field() -> None:
+    rules = programme()
+    rules.activities = [
+        ActivityRule("jogging", 10),
+        ActivityRule("moon:landing", 10),
+        ActivityRule("review", -1, unit="moon", funding_unit="nowhere"),
+        ActivityRule("review", 5, unit="moon"),
+        ActivityRule("check_in", 10, limits=(ActivityLimit(Period.DAY, 0),)),
+        ActivityRule("cinema:trailer_watched", 5, funding_unit="group"),
+    ]
+    with pytest.raises(InvalidArgument) as refused:
+        rules.validate()
+    assert sorted(v.field for v in refused.value.field_violations) == [
+        "programme.activities[0].activity_type",
+        "programme.activities[1].activity_type",
+        "programme.activities[2].funding_unit",
+        "programme.activities[2].points",
+        "programme.activities[2].unit",
+        "programme.activities[3]",
+        "programme.activities[3].unit",
+        "programme.activities[4].limits[0].max_awards",
+    ]
+
+
+def test_activity_rules_read_back_as_written() -> None:
+    rules = programme()
+    rules.activities = list(RULES)
+    again = programme_from_json(1, rules.effective_from, programme_to_json(rules))
+    assert again.activities == RULES
