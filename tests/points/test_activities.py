@@ -12,10 +12,14 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty_kit.caller import Caller
+from loyalty_kit.resources import member_id_of
 
 from tests.points.conftest import ADMIN, Points, pos
+from tests.support.events import published
+from tests.support.metrics import moved, scrape, scraped_until
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -182,3 +186,35 @@ async def test_a_unit_records_only_for_itself(points: Points) -> None:
     reader = Caller(unit="mall", client_id="mall-reports", scopes=frozenset({"reports"}))
     no_scope = await fails(points.as_(reader).RecordActivity(activity(member, "check_in")))
     assert no_scope.reason == "SCOPE_REQUIRED"
+
+
+async def test_every_activity_goes_out_on_the_bus_and_awards_are_counted(points: Points) -> None:
+    member = await points.member()
+    before = await scrape(points.service)
+    awarded = await record(points, activity(member, "check_in", unit="cinema", gate="2"))
+    limited = await record(points, activity(member, "check_in", unit="cinema"))
+
+    member_id = member_id_of(member, "member")
+    found = await published(
+        points.service.context.settings,
+        "points",
+        points_events.ActivityRecorded,
+        [member_id],
+        at_least=2,
+    )
+    announced = {e.activity_id: e for e in found[member_id]}
+    first = announced[awarded.activity_id]
+    assert (first.unit, first.activity_type, first.points, first.funding_unit) == (
+        "cinema",
+        "check_in",
+        10,
+        "cinema",
+    )
+    assert (first.posting_id, dict(first.attributes)) == (awarded.posting_id, {"gate": "2"})
+    assert announced[limited.activity_id].limit_reason == "LIMIT_REACHED"
+    assert announced[limited.activity_id].points == 0
+    after = await scraped_until(
+        points.service,
+        lambda s: moved(before, s, "loyalty_points_total", movement="activity") >= 10,
+    )
+    assert moved(before, after, "loyalty_points_total", movement="activity", unit="cinema") >= 10
