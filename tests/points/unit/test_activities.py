@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from loyalty_kit.errors import AlreadyExists, InvalidArgument
+from loyalty_kit.errors import AlreadyExists, DomainError, InvalidArgument
 from loyalty_points.domain.activities import (
     LIMIT_REACHED,
     NO_RULE,
@@ -330,3 +330,15 @@ def test_activity_rules_read_back_as_written() -> None:
     rules.activities = list(RULES)
     again = programme_from_json(1, rules.effective_from, programme_to_json(rules))
     assert again.activities == RULES
+
+
+async def test_a_merged_or_suspended_member_records_nothing(world: World) -> None:
+    await with_rules(world)
+    survivor = world.member()
+    absorbed = world.member("merged", survivor)
+    suspended = world.member("suspended")
+    for member, reason in ((absorbed, "MEMBER_MERGED"), (suspended, "MEMBER_SUSPENDED")):
+        with pytest.raises(DomainError) as refused:
+            await record(world, member, "check_in")
+        assert refused.value.reason == reason
+    assert not world.ledger.activities  # nothing claimed: a later retry is judged afresh
