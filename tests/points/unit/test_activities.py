@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loyalty_insights.domain import liability
 from loyalty_kit.errors import AlreadyExists, DomainError, InvalidArgument
+from loyalty_points.domain import ledger
 from loyalty_points.domain.activities import (
     LIMIT_REACHED,
     NO_RULE,
@@ -342,3 +344,10 @@ async def test_a_merged_or_suspended_member_records_nothing(world: World) -> Non
             await record(world, member, "check_in")
         assert refused.value.reason == reason
     assert not world.ledger.activities  # nothing claimed: a later retry is judged afresh
+
+
+def test_insights_liability_counts_as_issued_what_the_settlement_does() -> None:
+    """An ACTIVITY posting is the funding unit's liability in both books."""
+    assert {kind.value for kind in ledger.ISSUING} == set(liability.ISSUING)
+    assert {kind.value for kind in ledger.REDEEMING} == set(liability.REDEEMING)
+    assert PostingKind.ACTIVITY in ledger.ISSUING
