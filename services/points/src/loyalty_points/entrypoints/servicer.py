@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
 import grpc
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1.points_service_pb2_grpc import PointsServiceServicer
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
-from loyalty_kit.idempotency import fingerprint, is_transient_conflict
+from loyalty_kit.idempotency import fingerprint
 from loyalty_kit.jobs import chunks_of
 from loyalty_kit.money import money
 from loyalty_kit.pagination import next_token, read_page, read_token
@@ -22,7 +21,6 @@ from loyalty_kit.resources import member_id_of, unit_of
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment, moment_of, timestamp
 from loyalty_kit.validation import enum_value
-from sqlalchemy.exc import DBAPIError
 
 from loyalty_points.bootstrap import Points
 from loyalty_points.domain.errors import NoProgramme
@@ -334,20 +332,8 @@ class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer
             fingerprint=fingerprint(request, ignore=()),
             attributes=dict(request.attributes),
         )
-        for attempt in range(1, 4):
-            try:
-                async with self.uow() as uow:
-                    recorded, _ = await activities.record(
-                        uow, command, self.directory, self.clock()
-                    )
-                    await uow.commit()
-                return pb.RecordActivityResponse(activity=convert.activity(recorded))
-            except activities.ActivityTaken:
-                continue  # the duplicate that ran alongside has committed: answer with its
-            except (DBAPIError, asyncpg.PostgresError) as error:
-                if attempt == 3 or not is_transient_conflict(error):
-                    raise
-        raise AssertionError("an activity ID taken three times over")
+        recorded = await activities.record_once(self.uow, command, self.directory, self.clock)
+        return pb.RecordActivityResponse(activity=convert.activity(recorded))
 
     # --- reads --------------------------------------------------------------------------------
     async def GetBalance(

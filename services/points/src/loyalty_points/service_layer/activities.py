@@ -8,11 +8,16 @@ the same time waits for the first to end and answers with what the first recorde
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import asyncpg
+from loyalty_kit.clock import Clock
 from loyalty_kit.errors import Violations
+from loyalty_kit.idempotency import is_transient_conflict
 from loyalty_kit.validation import bounded
+from sqlalchemy.exc import DBAPIError
 
 from loyalty_points.domain.account import Account
 from loyalty_points.domain.activities import (
@@ -44,6 +49,30 @@ class Record:
 
 class ActivityTaken(Exception):
     """The activity ID was claimed by a transaction that ended meanwhile: answer with its."""
+
+
+async def record_once(
+    uow: Callable[[], PointsWork],
+    command: Record,
+    directory: MemberDirectory,
+    clock: Clock,
+    attempts: int = 3,
+) -> RecordedActivity:
+    """`record` in a transaction of its own, again when the activity ID was taken meanwhile
+    (the run that took it has committed: this one answers with its outcome) or a concurrent
+    transaction conflicted."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with uow() as work:
+                recorded, _ = await record(work, command, directory, clock())
+                await work.commit()
+            return recorded
+        except ActivityTaken:
+            continue
+        except (DBAPIError, asyncpg.PostgresError) as error:
+            if attempt == attempts or not is_transient_conflict(error):
+                raise
+    raise AssertionError(f"activity {command.activity_id} taken {attempts} times over")
 
 
 async def record(
