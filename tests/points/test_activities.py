@@ -18,6 +18,7 @@ from loyalty_kit.caller import Caller
 from loyalty_kit.resources import member_id_of
 
 from tests.points.conftest import ADMIN, Points, pos
+from tests.points.test_unmerge import merge
 from tests.support.events import published
 from tests.support.metrics import moved, scrape, scraped_until
 from tests.support.rpc import fails
@@ -218,3 +219,13 @@ async def test_every_activity_goes_out_on_the_bus_and_awards_are_counted(points:
         lambda s: moved(before, s, "loyalty_points_total", movement="activity") >= 10,
     )
     assert moved(before, after, "loyalty_points_total", movement="activity", unit="cinema") >= 10
+
+
+async def test_a_merged_members_awards_count_towards_the_survivors_limits(points: Points) -> None:
+    survivor, absorbed = await points.member(), await points.member()
+    assert (await record(points, activity(absorbed, "profile_completed"))).points == 200
+    await merge(points, survivor, absorbed)
+    again = await record(points, activity(survivor, "profile_completed"))
+    assert (again.points, again.limit_reason) == (0, "LIMIT_REACHED")
+    refused = await fails(points.as_(pos("mall")).RecordActivity(activity(absorbed, "review")))
+    assert refused.reason == "MEMBER_MERGED"

@@ -273,10 +273,13 @@ class FakeLedger:
         return True
 
     async def count_awarded(self, member_id: str, count: Count) -> int:
+        held = {member_id}
+        while grown := {m for m, a in self.accounts.items() if a.merged_into in held} - held:
+            held |= grown
         return sum(
             1
             for a in self.activities.values()
-            if a.member_id == member_id
+            if a.member_id in held
             and a.activity_type == count.activity_type
             and a.points > 0
             and (count.start is None or count.start <= a.occurred_at)

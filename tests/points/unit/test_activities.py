@@ -29,7 +29,7 @@ from loyalty_points.domain.activities import (
 from loyalty_points.domain.events import ActivityRecorded
 from loyalty_points.domain.ledger import PostingKind
 from loyalty_points.domain.programme import programme_from_json, programme_to_json
-from loyalty_points.service_layer import activities
+from loyalty_points.service_layer import activities, consumers
 from loyalty_points.service_layer.programmes import publish_programme
 from loyalty_points.service_layer.settlement import settlement
 
@@ -351,3 +351,17 @@ def test_insights_liability_counts_as_issued_what_the_settlement_does() -> None:
     assert {kind.value for kind in ledger.ISSUING} == set(liability.ISSUING)
     assert {kind.value for kind in ledger.REDEEMING} == set(liability.REDEEMING)
     assert PostingKind.ACTIVITY in ledger.ISSUING
+
+
+async def test_after_a_merge_the_absorbed_members_awards_count_for_the_survivor(
+    world: World,
+) -> None:
+    await with_rules(world)
+    survivor, absorbed = world.member(), world.member()
+    assert (await record(world, absorbed, "profile_completed")).points == 200
+    async with world.uow as uow:
+        await consumers.on_member_merged(uow, survivor, absorbed, world.now)
+        await uow.commit()
+    again = await record(world, survivor, "profile_completed")
+    assert (again.points, again.limit) == (0, "1 per ever")
+    assert (await record(world, world.member(), "profile_completed")).points == 200

@@ -17,6 +17,17 @@ _COLUMNS = (
 )
 
 
+# The member and every member merged into it (along chains of merges): one person's activities
+# count towards its limits whichever of its ids recorded them.
+_ABSORBED = """
+WITH RECURSIVE held(member_id) AS (
+    SELECT $1::uuid
+    UNION
+    SELECT a.member_id FROM accounts a JOIN held h ON a.merged_into = h.member_id
+)
+"""
+
+
 class ActivityRows:
     session: AsyncSession
 
@@ -56,10 +67,11 @@ class ActivityRows:
 
     async def count_awarded(self, member_id: str, count: Count) -> int:
         """The member's activities of the type that awarded points within the count's window
-        (at its unit, with its attribute value, when it names them)."""
-        sql = (
-            "SELECT count(*) FROM activities WHERE member_id = $1 AND activity_type = $2 "
-            "AND points > 0"
+        (at its unit, with its attribute value, when it names them), those recorded under the
+        ids of members merged into it included."""
+        sql = _ABSORBED + (
+            "SELECT count(*) FROM activities WHERE member_id IN (SELECT member_id FROM held) "
+            "AND activity_type = $2 AND points > 0"
         )
         args: list[Any] = [member_id, count.activity_type]
         if count.start is not None and count.end is not None:
