@@ -54,6 +54,11 @@ class ProgrammePublished:
 
 
 @dataclass(frozen=True)
+class ActivityRecorded:  # only the attributes of loyalty.points.v1.ActivityRecorded
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Cash:  # shaped as loyalty.common.v1.Money, field for field
     currency_code: str
     amount: str
@@ -146,6 +151,18 @@ def test_a_tuple_becomes_a_repeated_field_and_a_string_is_not_a_tuple() -> None:
         message_of(ProgrammePublished(3, "shop", MOMENT), points_pb)
 
 
+def test_a_mapping_becomes_a_map_field_and_a_list_is_not_a_mapping() -> None:
+    left_out = {"member_id", "unit", "activity_type", "activity_id", "occurred_at", "points"}
+    left_out |= {"funding_unit", "posting_id", "limit_reason"}
+
+    message = message_of(ActivityRecorded({"survey_id": "s-1"}), points_pb, omit=left_out)
+
+    assert isinstance(message, points_pb.ActivityRecorded)
+    assert dict(message.attributes) == {"survey_id": "s-1"}
+    with pytest.raises(ContractMismatch, match="a mapping is needed"):
+        message_of(ActivityRecorded([("survey_id", "s-1")]), points_pb, omit=left_out)  # type: ignore[arg-type]
+
+
 def test_a_wrong_scalar_type_names_the_field() -> None:
     with pytest.raises(ContractMismatch, match=r"PointsExpired.points -> .*PointsExpired.points"):
         message_of(PointsExpired("m", "p", "many", MOMENT), points_pb)  # type: ignore[arg-type]
@@ -154,7 +171,7 @@ def test_a_wrong_scalar_type_names_the_field() -> None:
 def test_nested_dataclasses_become_nested_messages_and_contract_fields_can_be_omitted() -> None:
     programme = Programme(4, (Unit("shop", "1.5", 14, "10"), Unit("web", "1", 0)), None)
     left_out = {"effective_from", "currencies", "tiers", "campaigns", "time_zone"}
-    left_out |= {"base_currency_code", "transfer", "partners", "referral"}
+    left_out |= {"base_currency_code", "transfer", "partners", "referral", "activities"}
 
     message = message_of(programme, programme_pb2, omit=left_out)
 

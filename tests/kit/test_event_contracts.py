@@ -180,6 +180,46 @@ POINTS: list[Sample] = [
         ),
     ),
     (
+        points_events.ActivityRecorded(
+            "m-15",
+            "cinema",
+            "cinema:trailer_watched",
+            "act-15",
+            at(15),
+            {"trailer": "t-9", "screen": "3"},
+            5,
+            "group",
+            "post-15",
+            "NO_RULE",  # every field set (not a real combination)
+        ),
+        points_pb.ActivityRecorded(
+            member_id="m-15",
+            unit="cinema",
+            activity_type="cinema:trailer_watched",
+            activity_id="act-15",
+            occurred_at=stamp(15),
+            attributes={"trailer": "t-9", "screen": "3"},
+            points=5,
+            funding_unit="group",
+            posting_id="post-15",
+            limit_reason="NO_RULE",
+        ),
+    ),
+    (
+        points_events.ActivityRecorded(
+            "m-16", "mall", "review", "act-16", at(16), {}, 0, "mall", "", "LIMIT_REACHED"
+        ),
+        points_pb.ActivityRecorded(
+            member_id="m-16",
+            unit="mall",
+            activity_type="review",
+            activity_id="act-16",
+            occurred_at=stamp(16),
+            funding_unit="mall",
+            limit_reason="LIMIT_REACHED",
+        ),
+    ),
+    (
         points_events.PointsMigrated(
             "memberImports/imp-1",
             "mall",

@@ -1,6 +1,7 @@
 """Property-based (hypothesis, stateful) tests of the ledger over real PostgreSQL.
 
-Random sequences of earns (any unit, any past date), redemptions, refunds (whole or some lines),
+Random sequences of earns (any unit, any past date), behaviour points (activities at any unit,
+some over their limits), redemptions, refunds (whole or some lines),
 cancelled redemptions, adjustments, transfers to a family member, partner exchanges both ways and
 their reversal, legacy balances carried over from an import (any unit's rate, some expiring soon,
 some legacy accounts imported again), pending activation and expiry, the family member's erasure
@@ -36,6 +37,7 @@ from loyalty_points.domain.money import Amount
 from loyalty_points.domain.programme import Line
 from loyalty_points.entrypoints.convert import programme_from
 from loyalty_points.service_layer import (
+    activities,
     consumers,
     earning,
     jobs,
@@ -134,6 +136,23 @@ def test_the_ledger_always_reconciles(world: World) -> None:
             )
             if self.attempt(lambda uow: earning.earn(uow, command, directory, self.now)):
                 self.orders.append((unit, order_id, [line.line_id for line in lines]))
+
+        @rule(
+            kind=st.sampled_from(["check_in", "review", "profile_completed", "survey_answered"]),
+            unit=st.sampled_from(["mall", "hotel", "cinema"]),
+            hours_ago=st.integers(0, 24 * 60),
+        )
+        def activity_recorded(self, kind: str, unit: str, hours_ago: int) -> None:
+            command = activities.Record(
+                self.member,
+                unit,
+                kind,
+                uuid.uuid4().hex,
+                self.now - timedelta(hours=hours_ago),
+                uuid.uuid4().hex,
+                {"survey_id": str(hours_ago % 3)},
+            )
+            self.attempt(lambda uow: activities.record(uow, command, directory, self.now))
 
         @rule(points=st.integers(1, 5_000), unit=st.sampled_from(["mall", "cinema"]))
         def redeem(self, points: int, unit: str) -> None:

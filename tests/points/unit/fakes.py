@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from loyalty_kit.kernel.members import MemberState
 from loyalty_points.domain.account import Account
+from loyalty_points.domain.activities import Count, RecordedActivity
 from loyalty_points.domain.events import Event, LedgerPosted, LedgerPosting, LotMovement
 from loyalty_points.domain.ledger import REDEEMING, Changes, Lot, LotStatus, Posting, PostingKind
 from loyalty_points.domain.migration import Carry
@@ -52,6 +53,7 @@ class FakeLedger:
         self.referrals: dict[str, list[Any]] = {}
         self.tier_rows: dict[tuple[str, datetime], str] = {}
         self.legacy_balances: dict[tuple[str, str], Carry] = {}
+        self.activities: dict[tuple[str, str], RecordedActivity] = {}
         self.seen: list[Account] = []
 
     # --- programme
@@ -259,6 +261,35 @@ class FakeLedger:
         if earlier is None:
             self.partner_references[(partner, reference)] = posting_id
         return earlier
+
+    async def activity(self, unit: str, activity_id: str) -> RecordedActivity | None:
+        found = self.activities.get((unit, activity_id))
+        return copy.deepcopy(found) if found else None
+
+    async def claim_activity(self, activity: RecordedActivity) -> bool:
+        if (activity.unit, activity.activity_id) in self.activities:
+            return False
+        self.activities[(activity.unit, activity.activity_id)] = copy.deepcopy(activity)
+        return True
+
+    async def count_awarded(self, member_id: str, count: Count) -> int:
+        held = {member_id}
+        while grown := {m for m, a in self.accounts.items() if a.merged_into in held} - held:
+            held |= grown
+        return sum(
+            1
+            for a in self.activities.values()
+            if a.member_id in held
+            and a.activity_type == count.activity_type
+            and a.points > 0
+            and (count.start is None or count.start <= a.occurred_at)
+            and (count.end is None or a.occurred_at < count.end)
+            and (count.unit is None or a.unit == count.unit)
+            and (
+                count.attribute is None
+                or a.attributes.get(count.attribute[0]) == count.attribute[1]
+            )
+        )
 
     async def referral(self, member_id: str) -> tuple[str, datetime | None] | None:
         found = self.referrals.get(member_id)

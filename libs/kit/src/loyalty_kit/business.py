@@ -67,6 +67,8 @@ COUNTED: dict[str, tuple[Counted, ...]] = {
         (points.PointsExpired, (_points("expired", lambda _e: ""),)),
         (points.PointsReversed, (_points("reversed"),)),
         (points.RedemptionCancelled, (_points("redemption_cancelled", lambda _e: ""),)),
+        # Behaviour points, by the unit funding them (an activity over its limit adds 0).
+        (points.ActivityRecorded, (_points("activity", lambda e: e.funding_unit),)),
         # Legacy balances carried over at an import, by the unit funding them (one event a chunk).
         (
             points.PointsMigrated,

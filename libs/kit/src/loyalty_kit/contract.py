@@ -9,6 +9,7 @@ converted by what that field is:
   Decimal has no currency, so it is refused);
 - any other message: a nested dataclass, field by field by the same rule (or that message);
 - repeated: a tuple or list, item by item;
+- a map: a mapping, value by value (its keys as they are);
 - an enum: its value's name (`"CHANNEL_POS"`; `""` is the unspecified 0);
 - a domain `Enum` member goes out by its contract name, the enum's name in UPPER_SNAKE then the
   member's (`ConsentPurpose.PARTNER_SHARING` -> `"CONSENT_PURPOSE_PARTNER_SHARING"`, the buf
@@ -237,6 +238,15 @@ def _plan(
 def _converter(target: FieldDescriptor) -> Convert:
     """How a domain value becomes what the constructor takes for `target`, chosen once by the
     field's type."""
+    if target.message_type is not None and target.message_type.GetOptions().map_entry:
+        value = _one_converter(target.message_type.fields_by_name["value"])
+
+        def entries(values: Any) -> dict[Any, Any]:
+            if not isinstance(values, Mapping):
+                raise TypeError(f"a mapping is needed, not {type(values).__name__}")
+            return {key: value(item) for key, item in values.items()}
+
+        return entries
     one = _one_converter(target)
     if not target.is_repeated:
         return one

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 ISSUING = frozenset(
-    {"earn", "reverse", "adjust", "partner_exchange_in", "referral_bonus", "migration"}
+    {"earn", "reverse", "adjust", "partner_exchange_in", "referral_bonus", "migration", "activity"}
 )
 REDEEMING = frozenset({"redeem", "redemption_cancel", "partner_exchange_out"})
 PARTNER_EXCHANGE_REVERSE = "partner_exchange_reverse"

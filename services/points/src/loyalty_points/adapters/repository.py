@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_points.adapters import bulk
 from loyalty_points.adapters import tables as t
+from loyalty_points.adapters.activities import ActivityRows
 from loyalty_points.adapters.bulk import ACCOUNT_COLUMNS, account_of
 from loyalty_points.adapters.programmes import ProgrammeCache, ProgrammeRows
 from loyalty_points.adapters.records import RecordRows
@@ -50,7 +51,7 @@ _ACCOUNT = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE member_id = $1"
 _ACCOUNT_FOR_UPDATE = _ACCOUNT + " FOR UPDATE"
 
 
-class SqlLedger(ProgrammeRows, RecordRows, SettlementRows):
+class SqlLedger(ProgrammeRows, RecordRows, ActivityRows, SettlementRows):
     def __init__(self, session: AsyncSession, programmes: ProgrammeCache | None = None) -> None:
         self.session = session
         self.programmes = programmes or ProgrammeCache(ttl=0)

@@ -136,3 +136,22 @@ tier_changes = Table(
     Column("effective_at", DateTime(timezone=True), primary_key=True),
     Column("tier", Text, nullable=False),
 )
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("activity_id", Text, primary_key=True),
+    Column("member_id", UUID(as_uuid=False), nullable=False),
+    Column("activity_type", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("attributes", JSONB, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("programme_version", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("funding_unit", Text, nullable=False),
+    Column("posting_id", UUID(as_uuid=False)),
+    Column("limit_reason", Text, nullable=False),
+    Column("limit", Text, nullable=False),
+)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from loyalty_points.domain import events
+from loyalty_points.domain.activities import Award, RecordedActivity
 from loyalty_points.domain.errors import (
     MemberNotActive,
     RedemptionAlreadyCancelled,
@@ -412,6 +413,47 @@ class Account:
         self.available -= points
         self.events.append(events.PointsExpired(self.member_id, posting.posting_id, points, as_of))
         return len(due), points
+
+    # --- behaviour points -----------------------------------------------------------------------
+    def record_activity(
+        self,
+        activity: RecordedActivity,
+        award: Award,
+        programme: Programme,
+        now: datetime,
+        posting_id: str = "",
+    ) -> Posting | None:
+        """A recorded activity's award: an ACTIVITY posting funded by the rule's unit (its lot's
+        issuing unit, so the settlement counts the points as issued by it), available at once
+        and expiring by the programme's rule. Not a purchase: no lifetime earned and no
+        PointsEarned, so tiers never counts it. An activity that awards nothing posts nothing
+        but is announced all the same (journeys and challenges follow activities)."""
+        self.ensure_active()
+        posting = None
+        if award.points > 0:
+            posting = self.new_posting(PostingKind.ACTIVITY, award.points, award.funding_unit, now)
+            posting.posting_id = posting_id or posting.posting_id
+            posting.occurred_at = activity.occurred_at
+            posting.order_id = activity.activity_id
+            posting.programme_version = programme.version
+            posting.reason = f"activity {activity.activity_type} at {activity.unit}"
+            self.credit(self.post(posting), programme.expiry_of(now))
+        activity.settle(award, posting.posting_id if posting else "")
+        self.events.append(
+            events.ActivityRecorded(
+                self.member_id,
+                activity.unit,
+                activity.activity_type,
+                activity.activity_id,
+                activity.occurred_at,
+                dict(activity.attributes),
+                activity.points,
+                activity.funding_unit,
+                activity.posting_id,
+                activity.limit_reason,
+            )
+        )
+        return posting
 
     # --- moves between members and programmes -------------------------------------------------
     # --- referrals ----------------------------------------------------------------------------

@@ -87,3 +87,19 @@ class AlreadyReversed(FailedPrecondition):
         super().__init__(
             f"exchange {posting_id} was already reversed", metadata={"posting_id": posting_id}
         )
+
+
+class ActivityIdReused(AlreadyExists):
+    reason = "ACTIVITY_ID_REUSED"
+
+    def __init__(self, unit: str, activity_id: str, member_id: str, activity_type: str) -> None:
+        super().__init__(
+            f"activity {activity_id} of {unit} was already recorded with other details "
+            f"({activity_type} of member {member_id}): an activity ID names one activity",
+            metadata={
+                "unit": unit,
+                "activity_id": activity_id,
+                "member_id": member_id,
+                "activity_type": activity_type,
+            },
+        )

@@ -118,6 +118,22 @@ class ReferralRewarded:
 
 
 @dataclass(frozen=True)
+class ActivityRecorded:
+    """A member's activity recorded, with what it awarded (0 points: no rule, or a limit)."""
+
+    member_id: str
+    unit: str
+    activity_type: str
+    activity_id: str
+    occurred_at: datetime
+    attributes: dict[str, str]
+    points: int
+    funding_unit: str
+    posting_id: str
+    limit_reason: str
+
+
+@dataclass(frozen=True)
 class MigratedBalance:
     member_id: str
     posting_id: str
@@ -250,6 +266,7 @@ Event = (
     | PointsTransferred
     | PartnerExchanged
     | ReferralRewarded
+    | ActivityRecorded
     | PointsMigrated
     | LedgerPosted
 )

@@ -31,6 +31,7 @@ class PostingKind(Enum):
     UNMERGE_OUT = "unmerge_out"
     UNMERGE_IN = "unmerge_in"
     MIGRATION = "migration"
+    ACTIVITY = "activity"
 
 
 # How each kind counts in inter-unit settlement: points issued (a unit's liability, including a
@@ -45,6 +46,7 @@ ISSUING = frozenset(
         PostingKind.PARTNER_EXCHANGE_IN,
         PostingKind.REFERRAL_BONUS,
         PostingKind.MIGRATION,
+        PostingKind.ACTIVITY,
     }
 )
 REDEEMING = frozenset(

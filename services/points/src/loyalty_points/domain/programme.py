@@ -17,6 +17,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loyalty_kit.errors import Violations
 
+from loyalty_points.domain.activities import (
+    ActivityRule,
+    check_rules,
+    rules_from_json,
+    rules_to_json,
+)
 from loyalty_points.domain.money import Amount
 
 MAX_LINES = 200
@@ -91,6 +97,7 @@ class Programme:
     partners: dict[str, PartnerRule] = field(default_factory=dict)
     referrer_points: int = 0
     referee_points: int = 0
+    activities: list[ActivityRule] = field(default_factory=list)
 
     # --- validation -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -144,6 +151,7 @@ class Programme:
             unknown = [u for u in campaign.units if u not in self.units]
             if unknown:
                 problems.add(f"{where}.units", f"unknown units: {', '.join(unknown)}")
+        problems.items.extend(check_rules(self.activities, self.units, "group").items)
         problems.raise_if_any()
 
     # --- computing ------------------------------------------------------------------------------
@@ -372,6 +380,7 @@ def programme_to_json(programme: Programme) -> dict[str, Any]:
             for p in programme.partners.values()
         ],
         "referral": [programme.referrer_points, programme.referee_points],
+        "activities": rules_to_json(programme.activities),
     }
 
 
@@ -421,6 +430,7 @@ def programme_from_json(version: int, effective_from: datetime, data: dict[str, 
         partners={p[0]: PartnerRule(*p) for p in data.get("partners", [])},
         referrer_points=int(data.get("referral", [0, 0])[0]),
         referee_points=int(data.get("referral", [0, 0])[1]),
+        activities=rules_from_json(data.get("activities", [])),
     )
 
 

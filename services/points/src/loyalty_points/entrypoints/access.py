@@ -28,6 +28,7 @@ ACCESS: dict[str, Rule] = {
     "ExchangeFromPartner": rule(EARN),
     "ReversePartnerExchange": rule(REDEEM),
     "RecordReferral": rule(EARN),
+    "RecordActivity": rule(EARN, unit_field="unit"),
     "RunPendingActivation": ADMIN_ONLY,
     "RunExpiry": ADMIN_ONLY,
     "RepublishLedger": ADMIN_ONLY,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ from loyalty_kit.timestamps import moment, moment_of
 from loyalty_kit.timestamps import timestamp as ts
 from loyalty_kit.validation import enum_violation
 
+from loyalty_points.domain.activities import ActivityLimit, ActivityRule, Period, RecordedActivity
 from loyalty_points.domain.ledger import Posting, PostingKind
 from loyalty_points.domain.money import parse_amount, parse_factor
 from loyalty_points.domain.programme import (
@@ -48,6 +50,13 @@ KINDS = {
     PostingKind.UNMERGE_OUT: pb.POSTING_KIND_UNMERGE_OUT,
     PostingKind.UNMERGE_IN: pb.POSTING_KIND_UNMERGE_IN,
     PostingKind.MIGRATION: pb.POSTING_KIND_MIGRATION,
+    PostingKind.ACTIVITY: pb.POSTING_KIND_ACTIVITY,
+}
+PERIODS = {
+    Period.DAY: programme_pb2.ACTIVITY_PERIOD_DAY,
+    Period.WEEK: programme_pb2.ACTIVITY_PERIOD_WEEK,
+    Period.MONTH: programme_pb2.ACTIVITY_PERIOD_MONTH,
+    Period.EVER: programme_pb2.ACTIVITY_PERIOD_EVER,
 }
 
 
@@ -215,6 +224,7 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
             partner.min_points,
             partner.max_points_per_day,
         )
+    activities = activity_rules_from(message.activities, problems)
     problems.raise_if_any()
     return Programme(
         version=0,
@@ -231,6 +241,66 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
         partners=partners,
         referrer_points=message.referral.referrer_points,
         referee_points=message.referral.referee_points,
+        activities=activities,
+    )
+
+
+def activity_rules_from(
+    rules: Sequence[programme_pb2.ActivityRule], problems: Violations
+) -> list[ActivityRule]:
+    periods = {v: k for k, v in PERIODS.items()}
+    found = []
+    for i, r in enumerate(rules):
+        limits = []
+        for n, limit in enumerate(r.limits):
+            if limit.period not in periods:
+                problems.add(
+                    f"programme.activities[{i}].limits[{n}].period", "DAY, WEEK, MONTH or EVER"
+                )
+                continue
+            limits.append(
+                ActivityLimit(
+                    periods[limit.period], limit.max_awards, limit.per_unit, limit.per_attribute
+                )
+            )
+        found.append(ActivityRule(r.activity_type, r.points, r.unit, r.funding_unit, tuple(limits)))
+    return found
+
+
+def activity_rule_message(rule: ActivityRule) -> programme_pb2.ActivityRule:
+    return programme_pb2.ActivityRule(
+        activity_type=rule.activity_type,
+        unit=rule.unit,
+        points=rule.points,
+        funding_unit=rule.funding_unit,
+        limits=[
+            programme_pb2.ActivityLimit(
+                period=PERIODS[lim.period],
+                max_awards=lim.max_awards,
+                per_unit=lim.per_unit,
+                per_attribute=lim.per_attribute,
+            )
+            for lim in rule.limits
+        ],
+    )
+
+
+def activity(a: RecordedActivity) -> pb.Activity:
+    return pb.Activity(
+        name=f"{member_name(a.member_id)}/activities/{a.unit}:{a.activity_id}",
+        member_id=a.member_id,
+        unit=a.unit,
+        activity_type=a.activity_type,
+        activity_id=a.activity_id,
+        occur_time=ts(a.occurred_at),
+        attributes=a.attributes,
+        points=a.points,
+        funding_unit=a.funding_unit,
+        posting_id=a.posting_id,
+        limit_reason=a.limit_reason,
+        limit=a.limit,
+        programme_version=a.programme_version,
+        record_time=ts(a.recorded_at),
     )
 
 
@@ -279,6 +349,7 @@ def programme_message(p: Programme) -> programme_pb2.Programme:
         referral=programme_pb2.ReferralPolicy(
             referrer_points=p.referrer_points, referee_points=p.referee_points
         ),
+        activities=[activity_rule_message(r) for r in p.activities],
     )
     for c in p.campaigns:
         campaign = programme_pb2.Campaign(

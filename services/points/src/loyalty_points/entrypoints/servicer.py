@@ -13,6 +13,7 @@ from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1.points_service_pb2_grpc import PointsServiceServicer
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.idempotency import fingerprint
 from loyalty_kit.jobs import chunks_of
 from loyalty_kit.money import money
 from loyalty_kit.pagination import next_token, read_page, read_token
@@ -26,7 +27,15 @@ from loyalty_points.domain.errors import NoProgramme
 from loyalty_points.domain.ledger import Posting
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
-from loyalty_points.service_layer import accounts, earning, jobs, moves, programmes, spending
+from loyalty_points.service_layer import (
+    accounts,
+    activities,
+    earning,
+    jobs,
+    moves,
+    programmes,
+    spending,
+)
 from loyalty_points.service_layer.earning import Earn
 from loyalty_points.service_layer.settlement import settlement
 from loyalty_points.service_layer.uow import PointsUnitOfWork
@@ -307,6 +316,24 @@ class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer
             return pb.RecordReferralResponse(referrer_member_id=referrer, rewarded=rewarded)
 
         return await self._mutate("RecordReferral", request, pb.RecordReferralResponse, work)
+
+    # --- behaviour points -----------------------------------------------------------------------
+    async def RecordActivity(
+        self, request: pb.RecordActivityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordActivityResponse:
+        """Idempotent by the unit and activity ID (not the caller's request_id: two clients of
+        one unit share the unit's activity IDs), kept in the activities table itself."""
+        command = activities.Record(
+            member_id=member_id_of(request.member, "member"),
+            unit=unit_of(request.unit),
+            activity_type=request.activity_type.strip(),
+            activity_id=request.activity_id.strip(),
+            occurred_at=moment_of(request, "occur_time"),
+            fingerprint=fingerprint(request, ignore=()),
+            attributes=dict(request.attributes),
+        )
+        recorded = await activities.record_once(self.uow, command, self.directory, self.clock)
+        return pb.RecordActivityResponse(activity=convert.activity(recorded))
 
     # --- reads --------------------------------------------------------------------------------
     async def GetBalance(
