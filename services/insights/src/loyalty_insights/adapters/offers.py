@@ -1,0 +1,238 @@
+"""Personalised offers in the database: the tables each refresh rebuilds (`offer_similarities`,
+`offer_popularity`, migration 0014) and what a request reads, which is only the member's own
+facts (its family's, through the merges) and the similarity rows of the offers it used.
+
+An offer is used by a reward redeemed or a coupon redeemed (its template), less a coupon
+redemption released; it is held by a coupon issued and not redeemed. Uses count for the end of
+the member's chain of survivors, as every member figure does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from loyalty_kit.db import driver_connection
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_insights.adapters.figures import OWNERS
+from loyalty_insights.adapters.member_figures import OFFERS_PURPOSE
+from loyalty_insights.domain.recommendations import (
+    MIN_CO_MEMBERS,
+    NEIGHBOURS,
+    Offer,
+    OfferKind,
+)
+
+# The uses before $1 by the member they count for (the survivor), with the unit used at.
+_USES = f"""
+CREATE TEMPORARY TABLE offer_uses ON COMMIT DROP AS
+{OWNERS}
+SELECT DISTINCT coalesce(o.owner, b.member_id) AS owner,
+       CASE b.kind WHEN 'reward_redeemed' THEN 'reward' ELSE 'coupon' END AS kind,
+       b.code, b.unit
+FROM benefit_facts b
+LEFT JOIN owners o ON o.member_id = b.member_id
+WHERE b.kind IN ('reward_redeemed', 'coupon_redeemed') AND b.occurred_at < $1
+  AND NOT EXISTS (
+      SELECT 1 FROM benefit_facts r
+      WHERE r.member_id = b.member_id AND r.kind = 'coupon_released' AND r.fact_id = b.fact_id
+  )
+"""
+
+# Cosine of the sets of members who used two offers; each offer's $1 nearest, pairs of fewer
+# than $2 members left out. Ties by the other offer in byte order (the domain's order).
+_SIMILARITIES = """
+INSERT INTO offer_similarities (kind, code, other_kind, other_code, score, co_members)
+WITH items AS (
+    SELECT DISTINCT owner, kind, code FROM offer_uses
+), users AS (
+    SELECT kind, code, count(*)::float8 AS n FROM items GROUP BY kind, code
+), pairs AS (
+    SELECT a.kind, a.code, b.kind AS other_kind, b.code AS other_code, count(*) AS co
+    FROM items a JOIN items b
+      ON b.owner = a.owner AND (b.kind <> a.kind OR b.code <> a.code)
+    GROUP BY a.kind, a.code, b.kind, b.code
+    HAVING count(*) >= $2
+), scored AS (
+    SELECT p.*, p.co / sqrt(ua.n * ub.n) AS score
+    FROM pairs p
+    JOIN users ua ON ua.kind = p.kind AND ua.code = p.code
+    JOIN users ub ON ub.kind = p.other_kind AND ub.code = p.other_code
+), ranked AS (
+    SELECT s.*, row_number() OVER (
+        PARTITION BY s.kind, s.code
+        ORDER BY s.score DESC, s.other_kind COLLATE "C", s.other_code COLLATE "C"
+    ) AS nearest
+    FROM scored s
+)
+SELECT kind, code, other_kind, other_code, score, co FROM ranked WHERE nearest <= $1
+"""
+
+# Members who used each offer by unit ('' every unit) and RFM segment ('' every member), and
+# their share of the members who used any offer there.
+_POPULARITY = """
+INSERT INTO offer_popularity (unit, segment, kind, code, members, share)
+WITH expanded AS (
+    SELECT DISTINCT u.owner, u.kind, u.code, g.unit, s.segment
+    FROM offer_uses u
+    LEFT JOIN member_figures f ON f.member_id = u.owner
+    CROSS JOIN LATERAL (VALUES (''), (u.unit)) AS g(unit)
+    CROSS JOIN LATERAL (
+        SELECT '' AS segment UNION ALL SELECT f.rfm_segment WHERE f.rfm_segment IS NOT NULL
+    ) AS s
+), per_offer AS (
+    SELECT unit, segment, kind, code, count(*) AS members
+    FROM expanded GROUP BY unit, segment, kind, code
+), per_place AS (
+    SELECT unit, segment, count(DISTINCT owner)::float8 AS members
+    FROM expanded GROUP BY unit, segment
+)
+SELECT o.unit, o.segment, o.kind, o.code, o.members, o.members / p.members
+FROM per_offer o JOIN per_place p ON p.unit = o.unit AND p.segment = o.segment
+"""
+
+# The member's survivor, whether it was erased, its family's latest personalised-offers
+# consent and its RFM segment.
+_MEMBER = """
+WITH RECURSIVE up (owner, depth) AS (
+    SELECT $1::text, 0
+    UNION
+    SELECT g.survivor_id, u.depth + 1 FROM up u JOIN member_merges g ON g.absorbed_id = u.owner
+), target AS (
+    SELECT owner FROM up ORDER BY depth DESC LIMIT 1
+), fam (member_id) AS (
+    SELECT owner FROM target
+    UNION
+    SELECT g.absorbed_id FROM fam f JOIN member_merges g ON g.survivor_id = f.member_id
+)
+SELECT t.owner AS member_id,
+       EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = t.owner) AS erased,
+       (SELECT c.granted FROM consents c
+        WHERE c.member_id IN (SELECT member_id FROM fam) AND c.purpose = $2
+        ORDER BY c.changed_at DESC LIMIT 1) AS consent,
+       (SELECT f.rfm_segment FROM member_figures f WHERE f.member_id = t.owner) AS segment,
+       ARRAY(SELECT member_id FROM fam) AS family
+FROM target t
+"""
+
+_FACTS = """
+SELECT b.kind, b.fact_id, b.code,
+       EXISTS (SELECT 1 FROM benefit_facts r WHERE r.member_id = b.member_id
+               AND r.kind = 'coupon_released' AND r.fact_id = b.fact_id) AS released
+FROM benefit_facts b
+WHERE b.member_id = ANY($1::text[])
+  AND b.kind IN ('reward_redeemed', 'coupon_redeemed', 'coupon_issued')
+"""
+
+_NEIGHBOURS = """
+SELECT s.kind, s.code, s.other_kind, s.other_code, s.score
+FROM offer_similarities s
+JOIN unnest($1::text[], $2::text[]) AS m(kind, code) ON s.kind = m.kind AND s.code = m.code
+WHERE $3 = '' OR EXISTS (
+    SELECT 1 FROM offer_popularity p
+    WHERE p.unit = $3 AND p.segment = '' AND p.kind = s.other_kind AND p.code = s.other_code
+)
+"""
+
+_POPULAR = """
+SELECT kind, code, share FROM offer_popularity
+WHERE unit = $1 AND segment = $2
+ORDER BY share DESC, kind COLLATE "C", code COLLATE "C"
+LIMIT $3
+"""
+
+
+@dataclass(frozen=True)
+class OfferMember:
+    """What a request needs of the member: its survivor, and its family's history."""
+
+    member_id: str
+    erased: bool
+    consent: bool  # the personalised-offers consent (none recorded: given)
+    segment: str  # '' when it has no RFM segment
+    used: frozenset[Offer] = field(default_factory=frozenset)
+    held: frozenset[Offer] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class OffersRebuilt:
+    similarities: int
+    popularity: int
+
+
+def _offer(kind: str, code: str) -> Offer:
+    return OfferKind(kind), code
+
+
+class OfferStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _conn(self) -> Any:
+        return await driver_connection(self.session)
+
+    async def rebuild(self, as_of: datetime) -> OffersRebuilt:
+        """Both tables from the uses before `as_of`, in the caller's transaction (rows are
+        deleted, not truncated, so requests keep reading the old ones until it commits)."""
+        conn = await self._conn()
+        await conn.execute("DROP TABLE IF EXISTS offer_uses")
+        await conn.execute(_USES, as_of)
+        await conn.execute("ANALYZE offer_uses")
+        await conn.execute("DELETE FROM offer_similarities")
+        await conn.execute("DELETE FROM offer_popularity")
+        similar = await conn.execute(_SIMILARITIES, NEIGHBOURS, MIN_CO_MEMBERS)
+        popular = await conn.execute(_POPULARITY)
+        await conn.execute("DROP TABLE offer_uses")
+        return OffersRebuilt(int(similar.split()[-1]), int(popular.split()[-1]))
+
+    async def member(self, member_id: str) -> OfferMember:
+        conn = await self._conn()
+        row = await conn.fetchrow(_MEMBER, member_id, OFFERS_PURPOSE)
+        used: set[Offer] = set()
+        issued: dict[str, str] = {}  # coupon code -> template
+        redeemed: set[str] = set()  # coupon codes
+        for fact in await conn.fetch(_FACTS, list(row["family"])):
+            if fact["kind"] == "coupon_issued":
+                issued[fact["fact_id"]] = fact["code"]
+            elif not fact["released"]:
+                kind = OfferKind.REWARD if fact["kind"] == "reward_redeemed" else OfferKind.COUPON
+                used.add((kind, fact["code"]))
+                if kind is OfferKind.COUPON:
+                    redeemed.add(fact["fact_id"].split(":", 1)[0])
+        held = {(OfferKind.COUPON, t) for c, t in issued.items() if c not in redeemed}
+        return OfferMember(
+            row["member_id"],
+            row["erased"],
+            row["consent"] is not False,
+            row["segment"] or "",
+            frozenset(used),
+            frozenset(held),
+        )
+
+    async def neighbours(
+        self, offers: Sequence[Offer], unit: str
+    ) -> dict[Offer, dict[Offer, float]]:
+        """The similarity rows of `offers`, their others at `unit` only (a unit's offer: one
+        some member used there) unless it is ''."""
+        if not offers:
+            return {}
+        conn = await self._conn()
+        rows = await conn.fetch(
+            _NEIGHBOURS, [o[0].value for o in offers], [o[1] for o in offers], unit
+        )
+        found: dict[Offer, dict[Offer, float]] = {}
+        for r in rows:
+            found.setdefault(_offer(r["kind"], r["code"]), {})[
+                _offer(r["other_kind"], r["other_code"])
+            ] = r["score"]
+        return found
+
+    async def popular(self, unit: str, segment: str, limit: int) -> list[tuple[Offer, float]]:
+        """The `limit` most used offers at `unit` ('' every unit) in `segment` ('' every
+        member), with their share, best first."""
+        conn = await self._conn()
+        rows = await conn.fetch(_POPULAR, unit, segment, limit)
+        return [(_offer(r["kind"], r["code"]), r["share"]) for r in rows]
