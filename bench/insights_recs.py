@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,8 @@ from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 from loyalty_kit import db
 from loyalty_kit.db import driver_connection
 from loyalty_kit.migrations import upgrade
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 UNITS = ("mall", "hotel", "cinema")
 YEAR = timedelta(days=365)
@@ -158,7 +159,7 @@ async def raw_request(conn: Any, member_id: str, size: int) -> int:
     return len(found)
 
 
-def _percentiles(samples: list[float]) -> dict[str, float]:
+def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
         "p50_ms": round(statistics.median(ordered) * 1000, 2),
@@ -166,62 +167,98 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+@dataclass
+class Prepared:
+    """The history loaded and the offers' tables rebuilt in a database of the run's."""
+
+    engine: AsyncEngine
+    sessions: Any
+    members: list[str]
+    uses: int
+    load_seconds: float
+    rebuild_seconds: float
+    rebuilt: dict[str, int]
+
+    def uow(self, read_only: bool = False) -> InsightsUnitOfWork:
+        return InsightsUnitOfWork(self.sessions, "bench", read_only=read_only)
+
+    def asked(self, requests: int) -> list[str]:
+        rng = random.Random(5)
+        return [rng.choice(self.members) for _ in range(requests)]
+
+
+async def prepare(url: URL, members: int) -> Prepared:
+    engine = db.create_engine(url, pool_size=4)
+    await upgrade(engine, "loyalty_insights:migrations")
+    sessions = db.session_factory(engine)
+    now = datetime.now(UTC)
+    history = planted_history(members, end=now)
+    began = time.perf_counter()
+    async with InsightsUnitOfWork(sessions, "bench") as work:
+        await load(await driver_connection(work.session), history, now)
+        await work.commit()
+    loaded = time.perf_counter() - began
+    began = time.perf_counter()
+    async with InsightsUnitOfWork(sessions, "bench") as work:
+        rebuilt = await work.offers.rebuild(now)
+        await work.commit()
+    return Prepared(
+        engine,
+        sessions,
+        sorted({use.member_id for use in history}),
+        len(history),
+        round(loaded, 1),
+        round(time.perf_counter() - began, 2),
+        asdict(rebuilt),
+    )
+
+
+async def _timed(asked: Sequence[str], call: Callable[[str], Awaitable[object]]) -> list[float]:
+    for member_id in asked[:50]:  # warm the caches and the pool
+        await call(member_id)
+    samples = []
+    for member_id in asked:
+        t = time.perf_counter()
+        await call(member_id)
+        samples.append(time.perf_counter() - t)
+    return samples
+
+
+async def through_service(prepared: Prepared, requests: int) -> list[float]:
+    """Seconds per request: the use case in its read-only unit of work, group-wide, 10 offers."""
+
+    async def once(member_id: str) -> object:
+        async with prepared.uow(read_only=True) as work:
+            return await recommendations(work, member_id, "", 10)
+
+    return await _timed(prepared.asked(requests), once)
+
+
+async def raw(prepared: Prepared, requests: int) -> list[float]:
+    """Seconds per request: the same statements on one plain connection."""
+    async with prepared.uow(read_only=True) as work:
+        conn = await driver_connection(work.session)
+        return await _timed(prepared.asked(requests), lambda m: raw_request(conn, m, 10))
+
+
 async def speed(members: int, requests: int, data_dir: Path) -> dict[str, Any]:
     pg = EmbeddedPostgres(data_dir, keep=False)
     server = make_url(pg.start().replace("postgresql://", "postgresql+asyncpg://", 1))
     try:
         await db.ensure_database(server, "insights_recs_bench")
-        engine = db.create_engine(server.set(database="insights_recs_bench"), pool_size=4)
-        await upgrade(engine, "loyalty_insights:migrations")
-        sessions = db.session_factory(engine)
-
-        def uow(read_only: bool = False) -> InsightsUnitOfWork:
-            return InsightsUnitOfWork(sessions, "bench", read_only=read_only)
-
-        now = datetime.now(UTC)
-        history = planted_history(members, end=now)
-        began = time.perf_counter()
-        async with uow() as work:
-            await load(await driver_connection(work.session), history, now)
-            await work.commit()
-        loaded = time.perf_counter() - began
-        began = time.perf_counter()
-        async with uow() as work:
-            rebuilt = await work.offers.rebuild(now)
-            await work.commit()
-        rebuild = time.perf_counter() - began
-        rng = random.Random(5)
-        ids = sorted({use.member_id for use in history})
-        asked = [rng.choice(ids) for _ in range(requests)]
-
-        async def timed(call: Callable[[str], Awaitable[object]]) -> list[float]:
-            for member_id in asked[:50]:  # warm the caches and the pool
-                await call(member_id)
-            samples = []
-            for member_id in asked:
-                t = time.perf_counter()
-                await call(member_id)
-                samples.append(time.perf_counter() - t)
-            return samples
-
-        async def through_service(member_id: str) -> object:
-            async with uow(read_only=True) as work:
-                return await recommendations(work, member_id, "", 10)
-
-        service = await timed(through_service)
-        async with uow(read_only=True) as work:
-            conn = await driver_connection(work.session)
-            raw = await timed(lambda m: raw_request(conn, m, 10))
-        await engine.dispose()
+        prepared = await prepare(server.set(database="insights_recs_bench"), members)
+        service = await through_service(prepared, requests)
+        plain = await raw(prepared, requests)
+        await prepared.engine.dispose()
         return {
-            "members": len(ids),
-            "uses": len(history),
-            "load_seconds": round(loaded, 1),
-            "rebuild_seconds": round(rebuild, 2),
-            "rebuilt": asdict(rebuilt),
+            "members": len(prepared.members),
+            "uses": prepared.uses,
+            "load_seconds": prepared.load_seconds,
+            "rebuild_seconds": prepared.rebuild_seconds,
+            "rebuilt": prepared.rebuilt,
             "requests": requests,
-            "service": _percentiles(service),
-            "raw": _percentiles(raw),
+            "service": percentiles(service),
+            "raw": percentiles(plain),
             "goal_p99_ms": 50,
         }
     finally:

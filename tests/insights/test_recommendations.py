@@ -24,6 +24,7 @@ from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
 from sqlalchemy import text
 
+from tests.gateway.conftest import Gateway
 from tests.insights.conftest import Suite
 from tests.support.rpc import fails
 
@@ -236,3 +237,39 @@ async def test_bad_requests_and_other_units_are_refused(suite: Suite) -> None:
         pb.GetRecommendationsRequest(member=member, unit="mall")
     )
     assert found.withheld == pb.RECOMMENDATIONS_WITHHELD_UNSPECIFIED
+
+
+async def test_a_members_offers_over_http_through_the_gateway(
+    suite: Suite, insights_service: RunningService, gateway_service: RunningService
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    a, b = (OfferKind.REWARD, f"{tag}-a"), (OfferKind.COUPON, f"{tag}-b")
+    history = History(suite.clock())
+    for _ in range(4):
+        history.member(a, b)
+    member_id = history.member(a)
+    withdrawn = history.member(a)
+    history.withdrawn.append(withdrawn)
+    await history.write(insights_service)
+    await refreshed(suite)
+    gateway = Gateway(
+        gateway_service, f"http://127.0.0.1:{gateway_service.context.settings.gateway_http_port}"
+    )
+    async with await gateway.session("mall", "earn") as http:
+        found = await http.get(
+            f"/v1/members/{member_id}/recommendations", params={"unit": "mall", "pageSize": 3}
+        )
+        assert found.status_code == 200, found.text
+        first = found.json()["recommendations"][0]
+        assert (first["kind"], first["code"], first["reason"]) == (
+            "OFFER_KIND_COUPON_TEMPLATE",
+            b[1],
+            "RECOMMENDATION_REASON_CO_OCCURRENCE",
+        )
+        assert len(found.json()["recommendations"]) <= 3
+        none = await http.get(f"/v1/members/{withdrawn}/recommendations")
+        assert none.status_code == 200, none.text
+        assert none.json().get("recommendations", []) == []
+        assert none.json()["withheld"] == "RECOMMENDATIONS_WITHHELD_CONSENT_WITHDRAWN"
+        other = await http.get(f"/v1/members/{member_id}/recommendations", params={"unit": "hotel"})
+        assert other.status_code == 403, other.text
