@@ -148,14 +148,14 @@ async def load(conn: Any, history: Sequence[Use], now: datetime) -> None:
 async def raw_request(conn: Any, member_id: str, size: int) -> int:
     """The request's statements on a plain connection: the member, its facts, its offers'
     similarity rows, the segment's and the group's popular offers."""
-    row = await conn.fetchrow(offers._MEMBER, member_id, OFFERS_PURPOSE)
-    facts = await conn.fetch(offers._FACTS, list(row["family"]))
+    row = await conn.fetchrow(offers.MEMBER_STATEMENT, member_id, OFFERS_PURPOSE)
+    facts = await conn.fetch(offers.FACTS_STATEMENT, list(row["family"]))
     used = sorted({(f["kind"], f["code"]) for f in facts})
     kinds = ["reward" if k == "reward_redeemed" else "coupon" for k, _ in used]
-    found = await conn.fetch(offers._NEIGHBOURS, kinds, [c for _, c in used], "")
+    found = await conn.fetch(offers.NEIGHBOURS_STATEMENT, kinds, [c for _, c in used], "")
     if row["segment"]:
-        found += await conn.fetch(offers._POPULAR, "", row["segment"], size + len(used))
-    found += await conn.fetch(offers._POPULAR, "", "", size + len(used))
+        found += await conn.fetch(offers.POPULAR_STATEMENT, "", row["segment"], size + len(used))
+    found += await conn.fetch(offers.POPULAR_STATEMENT, "", "", size + len(used))
     return len(found)
 
 

@@ -1,11 +1,11 @@
 """Personalised offers over gRPC (`GetRecommendations`) on a generated history where the answer
 is known: offers planted in pairs (the members who used one used the other) rank first; a
 widely used offer that co-occurs by chance does not; a member who withdrew the
-personalised-offers consent gets none, with the reason; a merge's survivor is answered from
-its absorbed member's history; a member with no history gets its segment's popular offers; a
-unit's offers only when a unit is asked for; coupons held are not offered again. The stored
-similarity rows equal the domain's reference. Offer codes carry the test's own prefix, and its
-members are new UUIDs, so other tests' facts never pair with them."""
+personalised-offers consent (or was erased) gets none, with the reason; a merge's survivor is
+answered from its absorbed member's history; a member with no history gets its segment's
+popular offers; a unit's offers only when a unit is asked for; coupons held are not offered
+again. The stored similarity rows equal the domain's reference. Offer codes carry the test's
+own prefix, and its members are new UUIDs, so other tests' facts never pair with them."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class History:
         self.issued: list[tuple[str, str]] = []
         self.withdrawn: list[str] = []
         self.merges: list[tuple[str, str]] = []
+        self.erased: list[str] = []
         self.registered: list[str] = []
 
     def member(self, *offers: Offer, unit: str = "mall") -> str:
@@ -88,6 +89,8 @@ class History:
                 await uow.facts.record_consent(member_id, OFFERS_PURPOSE, False, at)
             for survivor, absorbed in self.merges:
                 await uow.facts.record_merge(survivor, absorbed, at)
+            for member_id in self.erased:
+                await uow.facts.record_erasure(member_id, at)
             await uow.commit()
 
 
@@ -133,6 +136,8 @@ async def test_planted_pairs_rank_first_and_the_consent_and_merges_are_followed(
     used_a = history.member(a)
     withdrawn = history.member(a)
     history.withdrawn.append(withdrawn)
+    erased = history.member(a)
+    history.erased.append(erased)
     survivor, absorbed = history.member(), history.member(c)
     history.merges.append((survivor, absorbed))
     holder = history.member(c)  # and holds a coupon of D's template, not redeemed yet
@@ -152,6 +157,10 @@ async def test_planted_pairs_rank_first_and_the_consent_and_merges_are_followed(
     found = await ask(suite, withdrawn)
     assert list(found.recommendations) == []
     assert found.withheld == pb.RECOMMENDATIONS_WITHHELD_CONSENT_WITHDRAWN
+
+    found = await ask(suite, erased)
+    assert list(found.recommendations) == []
+    assert found.withheld == pb.RECOMMENDATIONS_WITHHELD_MEMBER_ERASED
 
     found = await ask(suite, survivor)
     assert first(found) == (KIND[d[0]], d[1], pb.RECOMMENDATION_REASON_CO_OCCURRENCE)

@@ -96,7 +96,7 @@ FROM per_offer o JOIN per_place p ON p.unit = o.unit AND p.segment = o.segment
 
 # The member's survivor, whether it was erased, its family's latest personalised-offers
 # consent and its RFM segment.
-_MEMBER = """
+MEMBER_STATEMENT = """
 WITH RECURSIVE up (owner, depth) AS (
     SELECT $1::text, 0
     UNION
@@ -118,7 +118,7 @@ SELECT t.owner AS member_id,
 FROM target t
 """
 
-_FACTS = """
+FACTS_STATEMENT = """
 SELECT b.kind, b.fact_id, b.code,
        EXISTS (SELECT 1 FROM benefit_facts r WHERE r.member_id = b.member_id
                AND r.kind = 'coupon_released' AND r.fact_id = b.fact_id) AS released
@@ -127,7 +127,7 @@ WHERE b.member_id = ANY($1::text[])
   AND b.kind IN ('reward_redeemed', 'coupon_redeemed', 'coupon_issued')
 """
 
-_NEIGHBOURS = """
+NEIGHBOURS_STATEMENT = """
 SELECT s.kind, s.code, s.other_kind, s.other_code, s.score
 FROM offer_similarities s
 JOIN unnest($1::text[], $2::text[]) AS m(kind, code) ON s.kind = m.kind AND s.code = m.code
@@ -137,7 +137,7 @@ WHERE $3 = '' OR EXISTS (
 )
 """
 
-_POPULAR = """
+POPULAR_STATEMENT = """
 SELECT kind, code, share FROM offer_popularity
 WHERE unit = $1 AND segment = $2
 ORDER BY share DESC, kind COLLATE "C", code COLLATE "C"
@@ -190,11 +190,11 @@ class OfferStore:
 
     async def member(self, member_id: str) -> OfferMember:
         conn = await self._conn()
-        row = await conn.fetchrow(_MEMBER, member_id, OFFERS_PURPOSE)
+        row = await conn.fetchrow(MEMBER_STATEMENT, member_id, OFFERS_PURPOSE)
         used: set[Offer] = set()
         issued: dict[str, str] = {}  # coupon code -> template
         redeemed: set[str] = set()  # coupon codes
-        for fact in await conn.fetch(_FACTS, list(row["family"])):
+        for fact in await conn.fetch(FACTS_STATEMENT, list(row["family"])):
             if fact["kind"] == "coupon_issued":
                 issued[fact["fact_id"]] = fact["code"]
             elif not fact["released"]:
@@ -221,7 +221,7 @@ class OfferStore:
             return {}
         conn = await self._conn()
         rows = await conn.fetch(
-            _NEIGHBOURS, [o[0].value for o in offers], [o[1] for o in offers], unit
+            NEIGHBOURS_STATEMENT, [o[0].value for o in offers], [o[1] for o in offers], unit
         )
         found: dict[Offer, dict[Offer, float]] = {}
         for r in rows:
@@ -234,5 +234,5 @@ class OfferStore:
         """The `limit` most used offers at `unit` ('' every unit) in `segment` ('' every
         member), with their share, best first."""
         conn = await self._conn()
-        rows = await conn.fetch(_POPULAR, unit, segment, limit)
+        rows = await conn.fetch(POPULAR_STATEMENT, unit, segment, limit)
         return [(_offer(r["kind"], r["code"]), r["share"]) for r in rows]
