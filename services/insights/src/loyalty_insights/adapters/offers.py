@@ -42,28 +42,44 @@ WHERE b.kind IN ('reward_redeemed', 'coupon_redeemed') AND b.occurred_at < $1
   )
 """
 
-# Cosine of the sets of members who used two offers; each offer's $1 nearest, pairs of fewer
-# than $2 members left out. Ties by the other offer in byte order (the domain's order).
+# Each offer used, numbered (the pairs below join and group integers, not codes), with how many
+# members used it; and each member's offers by number.
+_CATALOGUE = """
+CREATE TEMPORARY TABLE offer_catalogue ON COMMIT DROP AS
+SELECT row_number() OVER (ORDER BY kind, code)::int AS item, kind, code,
+       count(DISTINCT owner)::float8 AS users
+FROM offer_uses GROUP BY kind, code
+"""
+
+_ITEMS = """
+CREATE TEMPORARY TABLE offer_items ON COMMIT DROP AS
+SELECT DISTINCT u.owner, c.item
+FROM offer_uses u JOIN offer_catalogue c ON c.kind = u.kind AND c.code = u.code
+"""
+
+# Cosine of the sets of members who used two offers (each pair counted once, then both ways);
+# each offer's $1 nearest, pairs of fewer than $2 members left out. Ties by the other offer in
+# byte order (the domain's order).
 _SIMILARITIES = """
 INSERT INTO offer_similarities (kind, code, other_kind, other_code, score, co_members)
-WITH items AS (
-    SELECT DISTINCT owner, kind, code FROM offer_uses
-), users AS (
-    SELECT kind, code, count(*)::float8 AS n FROM items GROUP BY kind, code
-), pairs AS (
-    SELECT a.kind, a.code, b.kind AS other_kind, b.code AS other_code, count(*) AS co
-    FROM items a JOIN items b
-      ON b.owner = a.owner AND (b.kind <> a.kind OR b.code <> a.code)
-    GROUP BY a.kind, a.code, b.kind, b.code
+WITH pairs AS (
+    SELECT a.item, b.item AS other, count(*) AS co
+    FROM offer_items a JOIN offer_items b ON b.owner = a.owner AND b.item > a.item
+    GROUP BY a.item, b.item
     HAVING count(*) >= $2
+), both_ways AS (
+    SELECT item, other, co FROM pairs
+    UNION ALL
+    SELECT other, item, co FROM pairs
 ), scored AS (
-    SELECT p.*, p.co / sqrt(ua.n * ub.n) AS score
-    FROM pairs p
-    JOIN users ua ON ua.kind = p.kind AND ua.code = p.code
-    JOIN users ub ON ub.kind = p.other_kind AND ub.code = p.other_code
+    SELECT w.item, w.co, w.co / sqrt(ca.users * cb.users) AS score,
+           ca.kind, ca.code, cb.kind AS other_kind, cb.code AS other_code
+    FROM both_ways w
+    JOIN offer_catalogue ca ON ca.item = w.item
+    JOIN offer_catalogue cb ON cb.item = w.other
 ), ranked AS (
     SELECT s.*, row_number() OVER (
-        PARTITION BY s.kind, s.code
+        PARTITION BY s.item
         ORDER BY s.score DESC, s.other_kind COLLATE "C", s.other_code COLLATE "C"
     ) AS nearest
     FROM scored s
@@ -72,23 +88,30 @@ SELECT kind, code, other_kind, other_code, score, co FROM ranked WHERE nearest <
 """
 
 # Members who used each offer by unit ('' every unit) and RFM segment ('' every member), and
-# their share of the members who used any offer there.
+# their share of the members who used any offer there. A member's uses are distinct by unit
+# and offer (`offer_uses`) and by offer (`offer_items`), so the counts need no DISTINCT.
 _POPULARITY = """
 INSERT INTO offer_popularity (unit, segment, kind, code, members, share)
-WITH expanded AS (
-    SELECT DISTINCT u.owner, u.kind, u.code, g.unit, s.segment
-    FROM offer_uses u
-    LEFT JOIN member_figures f ON f.member_id = u.owner
-    CROSS JOIN LATERAL (VALUES (''), (u.unit)) AS g(unit)
-    CROSS JOIN LATERAL (
-        SELECT '' AS segment UNION ALL SELECT f.rfm_segment WHERE f.rfm_segment IS NOT NULL
-    ) AS s
+WITH placed AS (
+    SELECT u.owner, u.unit, u.kind, u.code, f.rfm_segment AS segment
+    FROM offer_uses u LEFT JOIN member_figures f ON f.member_id = u.owner
+    UNION ALL
+    SELECT i.owner, '', c.kind, c.code, f.rfm_segment
+    FROM offer_items i
+    JOIN offer_catalogue c ON c.item = i.item
+    LEFT JOIN member_figures f ON f.member_id = i.owner
 ), per_offer AS (
-    SELECT unit, segment, kind, code, count(*) AS members
-    FROM expanded GROUP BY unit, segment, kind, code
+    SELECT unit, CASE WHEN grouping(segment) = 1 THEN '' ELSE segment END AS segment,
+           kind, code, count(*) AS members
+    FROM placed
+    GROUP BY GROUPING SETS ((unit, kind, code), (unit, segment, kind, code))
+    HAVING grouping(segment) = 1 OR segment IS NOT NULL
 ), per_place AS (
-    SELECT unit, segment, count(DISTINCT owner)::float8 AS members
-    FROM expanded GROUP BY unit, segment
+    SELECT unit, CASE WHEN grouping(segment) = 1 THEN '' ELSE segment END AS segment,
+           count(*)::float8 AS members
+    FROM (SELECT DISTINCT owner, unit, segment FROM placed) AS people
+    GROUP BY GROUPING SETS ((unit), (unit, segment))
+    HAVING grouping(segment) = 1 OR segment IS NOT NULL
 )
 SELECT o.unit, o.segment, o.kind, o.code, o.members, o.members / p.members
 FROM per_offer o JOIN per_place p ON p.unit = o.unit AND p.segment = o.segment
@@ -178,14 +201,17 @@ class OfferStore:
         """Both tables from the uses before `as_of`, in the caller's transaction (rows are
         deleted, not truncated, so requests keep reading the old ones until it commits)."""
         conn = await self._conn()
-        await conn.execute("DROP TABLE IF EXISTS offer_uses")
+        await conn.execute("DROP TABLE IF EXISTS offer_uses, offer_catalogue, offer_items")
         await conn.execute(_USES, as_of)
         await conn.execute("ANALYZE offer_uses")
+        await conn.execute(_CATALOGUE)
+        await conn.execute(_ITEMS)
+        await conn.execute("ANALYZE offer_catalogue, offer_items")
         await conn.execute("DELETE FROM offer_similarities")
         await conn.execute("DELETE FROM offer_popularity")
         similar = await conn.execute(_SIMILARITIES, NEIGHBOURS, MIN_CO_MEMBERS)
         popular = await conn.execute(_POPULARITY)
-        await conn.execute("DROP TABLE offer_uses")
+        await conn.execute("DROP TABLE offer_uses, offer_catalogue, offer_items")
         return OffersRebuilt(int(similar.split()[-1]), int(popular.split()[-1]))
 
     async def member(self, member_id: str) -> OfferMember:
