@@ -26,35 +26,46 @@ from loyalty_insights.domain.recommendations import (
     OfferKind,
 )
 
-# The uses before $1 by the member they count for (the survivor), with the unit used at.
+# The uses before $1 by the member they count for (the survivor), with the unit used at and
+# the member's RFM segment (NULL: none).
 _USES = f"""
 CREATE TEMPORARY TABLE offer_uses ON COMMIT DROP AS
-{OWNERS}
-SELECT DISTINCT coalesce(o.owner, b.member_id) AS owner,
-       CASE b.kind WHEN 'reward_redeemed' THEN 'reward' ELSE 'coupon' END AS kind,
-       b.code, b.unit
-FROM benefit_facts b
-LEFT JOIN owners o ON o.member_id = b.member_id
-WHERE b.kind IN ('reward_redeemed', 'coupon_redeemed') AND b.occurred_at < $1
-  AND NOT EXISTS (
-      SELECT 1 FROM benefit_facts r
-      WHERE r.member_id = b.member_id AND r.kind = 'coupon_released' AND r.fact_id = b.fact_id
-  )
+{OWNERS}, used AS (
+    SELECT DISTINCT coalesce(o.owner, b.member_id) AS owner,
+           CASE b.kind WHEN 'reward_redeemed' THEN 'reward' ELSE 'coupon' END AS kind,
+           b.code, b.unit
+    FROM benefit_facts b
+    LEFT JOIN owners o ON o.member_id = b.member_id
+    WHERE b.kind IN ('reward_redeemed', 'coupon_redeemed') AND b.occurred_at < $1
+      AND NOT EXISTS (
+          SELECT 1 FROM benefit_facts r
+          WHERE r.member_id = b.member_id AND r.kind = 'coupon_released'
+            AND r.fact_id = b.fact_id
+      )
+)
+SELECT u.*, f.rfm_segment AS segment
+FROM used u LEFT JOIN member_figures f ON f.member_id = u.owner
 """
 
-# Each offer used, numbered (the pairs below join and group integers, not codes), with how many
-# members used it; and each member's offers by number.
+# Each offer used, numbered (the statements below join and group integers, not codes), with
+# how many members used it (`users`, set once `offer_items` is made); each member's offers by
+# number.
 _CATALOGUE = """
 CREATE TEMPORARY TABLE offer_catalogue ON COMMIT DROP AS
-SELECT row_number() OVER (ORDER BY kind, code)::int AS item, kind, code,
-       count(DISTINCT owner)::float8 AS users
-FROM offer_uses GROUP BY kind, code
+SELECT row_number() OVER (ORDER BY kind, code)::int AS item, kind, code, 0::float8 AS users
+FROM (SELECT DISTINCT kind, code FROM offer_uses) AS offers
 """
 
 _ITEMS = """
 CREATE TEMPORARY TABLE offer_items ON COMMIT DROP AS
-SELECT DISTINCT u.owner, c.item
+SELECT DISTINCT u.owner, c.item, u.segment
 FROM offer_uses u JOIN offer_catalogue c ON c.kind = u.kind AND c.code = u.code
+"""
+
+_USERS = """
+UPDATE offer_catalogue c SET users = n.users
+FROM (SELECT item, count(*)::float8 AS users FROM offer_items GROUP BY item) AS n
+WHERE n.item = c.item
 """
 
 # Cosine of the sets of members who used two offers (each pair counted once, then both ways);
@@ -93,28 +104,31 @@ SELECT kind, code, other_kind, other_code, score, co FROM ranked WHERE nearest <
 _POPULARITY = """
 INSERT INTO offer_popularity (unit, segment, kind, code, members, share)
 WITH placed AS (
-    SELECT u.owner, u.unit, u.kind, u.code, f.rfm_segment AS segment
-    FROM offer_uses u LEFT JOIN member_figures f ON f.member_id = u.owner
+    SELECT u.owner, u.unit, c.item, u.segment
+    FROM offer_uses u JOIN offer_catalogue c ON c.kind = u.kind AND c.code = u.code
     UNION ALL
-    SELECT i.owner, '', c.kind, c.code, f.rfm_segment
-    FROM offer_items i
-    JOIN offer_catalogue c ON c.item = i.item
-    LEFT JOIN member_figures f ON f.member_id = i.owner
+    SELECT owner, '', item, segment FROM offer_items
 ), per_offer AS (
-    SELECT unit, CASE WHEN grouping(segment) = 1 THEN '' ELSE segment END AS segment,
-           kind, code, count(*) AS members
+    SELECT unit, CASE WHEN grouping(segment) = 1 THEN '' ELSE segment END AS segment, item,
+           count(*) AS members
     FROM placed
-    GROUP BY GROUPING SETS ((unit, kind, code), (unit, segment, kind, code))
+    GROUP BY GROUPING SETS ((unit, item), (unit, segment, item))
     HAVING grouping(segment) = 1 OR segment IS NOT NULL
+), people AS (
+    SELECT DISTINCT owner, unit, segment FROM offer_uses
+    UNION ALL
+    SELECT DISTINCT owner, '', segment FROM offer_items
 ), per_place AS (
     SELECT unit, CASE WHEN grouping(segment) = 1 THEN '' ELSE segment END AS segment,
            count(*)::float8 AS members
-    FROM (SELECT DISTINCT owner, unit, segment FROM placed) AS people
+    FROM people
     GROUP BY GROUPING SETS ((unit), (unit, segment))
     HAVING grouping(segment) = 1 OR segment IS NOT NULL
 )
-SELECT o.unit, o.segment, o.kind, o.code, o.members, o.members / p.members
-FROM per_offer o JOIN per_place p ON p.unit = o.unit AND p.segment = o.segment
+SELECT o.unit, o.segment, c.kind, c.code, o.members, o.members / p.members
+FROM per_offer o
+JOIN per_place p ON p.unit = o.unit AND p.segment = o.segment
+JOIN offer_catalogue c ON c.item = o.item
 """
 
 # The member's survivor, whether it was erased, its family's latest personalised-offers
@@ -206,6 +220,7 @@ class OfferStore:
         await conn.execute("ANALYZE offer_uses")
         await conn.execute(_CATALOGUE)
         await conn.execute(_ITEMS)
+        await conn.execute(_USERS)
         await conn.execute("ANALYZE offer_catalogue, offer_items")
         await conn.execute("DELETE FROM offer_similarities")
         await conn.execute("DELETE FROM offer_popularity")
