@@ -94,9 +94,9 @@ class History:
             await uow.commit()
 
 
-async def refreshed(suite: Suite) -> None:
+async def refreshed(suite: Suite, full: bool = True) -> None:
     await suite.insights().RefreshFigures(
-        pb.RefreshFiguresRequest(request_id=uuid.uuid4().hex, full=True)
+        pb.RefreshFiguresRequest(request_id=uuid.uuid4().hex, full=full)
     )
 
 
@@ -282,3 +282,21 @@ async def test_a_members_offers_over_http_through_the_gateway(
         assert none.json()["withheld"] == "RECOMMENDATIONS_WITHHELD_CONSENT_WITHDRAWN"
         other = await http.get(f"/v1/members/{member_id}/recommendations", params={"unit": "hotel"})
         assert other.status_code == 403, other.text
+
+
+async def test_an_incremental_refresh_rebuilds_the_offers_too(
+    suite: Suite, insights_service: RunningService
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    a, b = (OfferKind.REWARD, f"{tag}-a"), (OfferKind.REWARD, f"{tag}-b")
+    await refreshed(suite)
+    history = History(suite.clock())
+    for _ in range(3):
+        history.member(a, b)
+    member_id = history.member(a)
+    await history.write(insights_service)
+    before = await ask(suite, member_id)
+    assert b[1] not in [r.code for r in before.recommendations]  # not in the tables yet
+    await refreshed(suite, full=False)
+    after = await ask(suite, member_id)
+    assert first(after) == (KIND[b[0]], b[1], pb.RECOMMENDATION_REASON_CO_OCCURRENCE)
