@@ -85,3 +85,26 @@ def test_every_insights_scenario_runs_at_a_tiny_size() -> None:
     assert set(results["insights-duckdb"]["extra"]["queries"]) == {"rfm", "liability", "overlap"}
     lag = results["insights-lag"]
     assert lag["count"] == 50 and lag["extra"]["missing"] == 0
+
+
+@pytest.mark.slow
+def test_the_recommendation_scenarios_run_at_a_tiny_size() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "insights-recs", "--members", "300"],
+        cwd=ROOT,
+        env={**os.environ, "BENCH_RECS_REQUESTS": "20"},
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    results = {
+        line["scenario"]: line
+        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
+    }
+    assert set(results) == {"raw-insights-recs", "insights-recs"}
+    recs = results["insights-recs"]
+    assert recs["count"] == 20 and recs["ratio"] is not None
+    assert recs["extra"]["members"] == 300 and recs["extra"]["rebuilt"]["popularity"] > 0
+    evaluation = recs["extra"]["evaluation"]
+    assert evaluation["precision_at_5"] > evaluation["popularity_precision_at_5"]

@@ -405,3 +405,30 @@ cohort_counts = Table(
     Column("slot", SmallInteger, primary_key=True),
     Column("active", BigInteger, nullable=False),
 )
+
+# Personalised offers (migration 0014), rebuilt by every refresh of the members' figures: each
+# offer's (a reward's or a coupon template's code) nearest others by the cosine of the sets of
+# members who used them, and how many members used each offer by unit ('' the group) and RFM
+# segment ('' every member), with their share of the members who used any offer there.
+offer_similarities = Table(
+    "offer_similarities",
+    metadata,
+    Column("kind", Text, primary_key=True),
+    Column("code", Text, primary_key=True),
+    Column("other_kind", Text, primary_key=True),
+    Column("other_code", Text, primary_key=True),
+    Column("score", Double, nullable=False),
+    Column("co_members", BigInteger, nullable=False),
+)
+
+offer_popularity = Table(
+    "offer_popularity",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("segment", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("code", Text, primary_key=True),
+    Column("members", BigInteger, nullable=False),
+    Column("share", Double, nullable=False),
+    Index("offer_popularity_ranked", "unit", "segment", text("share DESC")),
+)

@@ -52,6 +52,12 @@ ACCESS: dict[str, Rule] = {
     "UpdateSegment": _SEGMENTS_WRITE,
     "DeleteSegment": _SEGMENTS_WRITE,
     "ListSegmentMembers": _SEGMENTS_READ,
+    "GetRecommendations": rule(
+        resource_unit="`unit` (any with `insights:group`)",
+        note="a member's offers (codes only, no personal data): any client, for its own "
+        "unit's offers or the group's; withheld from members who withdrew the "
+        "personalised-offers consent",
+    ),
     "RefreshFigures": rule(
         INSIGHTS_GROUP,
         note="recomputes every member's figures: the group's loyalty team or an admin",
@@ -68,4 +74,12 @@ def check_figures_of(unit: str) -> None:
     if not unit:
         raise scope_required(frozenset({INSIGHTS_GROUP}))
     if unit != caller.unit:
+        raise UnitMismatch(unit, caller.unit)
+
+
+def check_offers_of(unit: str) -> None:
+    """A unit's offers for its own client (or the group's team, or an admin); the group's
+    (`unit` empty) for any client (PERMISSION_DENIED: UNIT_MISMATCH)."""
+    caller = current_caller()
+    if unit and not caller.may(INSIGHTS_GROUP) and unit != caller.unit:
         raise UnitMismatch(unit, caller.unit)

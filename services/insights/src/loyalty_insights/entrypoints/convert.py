@@ -20,8 +20,10 @@ from loyalty_insights.domain.clv_fits import (
 from loyalty_insights.domain.cohorts import Cohort, HealthMonth
 from loyalty_insights.domain.crossunit import MonthOfMembers
 from loyalty_insights.domain.liability import UnitLiability
+from loyalty_insights.domain.recommendations import OfferKind, Reason, Withheld
 from loyalty_insights.domain.rfm import RfmScore
 from loyalty_insights.service_layer.figures import Liability, PointValue, Rfm, SpendShare
+from loyalty_insights.service_layer.recommendations import Recommendations
 from loyalty_insights.service_layer.refresh import RefreshReport
 
 
@@ -245,3 +247,35 @@ def lifetime_value_response(
     if found.fit is not None:
         response.fit.CopyFrom(fit_message(found.fit))
     return response
+
+
+_OFFER_KINDS = {
+    OfferKind.REWARD: pb.OFFER_KIND_REWARD,
+    OfferKind.COUPON: pb.OFFER_KIND_COUPON_TEMPLATE,
+}
+_REASONS = {
+    Reason.CO_OCCURRENCE: pb.RECOMMENDATION_REASON_CO_OCCURRENCE,
+    Reason.SEGMENT_POPULARITY: pb.RECOMMENDATION_REASON_SEGMENT_POPULARITY,
+    Reason.POPULARITY: pb.RECOMMENDATION_REASON_POPULARITY,
+}
+_WITHHELD = {
+    None: pb.RECOMMENDATIONS_WITHHELD_UNSPECIFIED,
+    Withheld.CONSENT_WITHDRAWN: pb.RECOMMENDATIONS_WITHHELD_CONSENT_WITHDRAWN,
+    Withheld.MEMBER_ERASED: pb.RECOMMENDATIONS_WITHHELD_MEMBER_ERASED,
+}
+
+
+def recommendations_response(found: Recommendations, member: str) -> pb.GetRecommendationsResponse:
+    return pb.GetRecommendationsResponse(
+        recommendations=[
+            pb.Recommendation(
+                kind=_OFFER_KINDS[r.offer[0]],
+                code=r.offer[1],
+                reason=_REASONS[r.reason],
+                score=r.score,
+            )
+            for r in found.recommendations
+        ],
+        withheld=_WITHHELD[found.withheld],
+        member=member,
+    )

@@ -12,16 +12,18 @@ from google.protobuf.message import Message
 from loyalty.insights.v1 import insights_service_pb2 as pb
 from loyalty.insights.v1.insights_service_pb2_grpc import InsightsServiceServicer
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.kernel.members import member_id_of, member_name
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment_of
 
 from loyalty_insights.bootstrap import Insights
-from loyalty_insights.domain import clv_fits
+from loyalty_insights.domain import clv_fits, recommendations
 from loyalty_insights.domain.periods import Period
 from loyalty_insights.entrypoints import convert
-from loyalty_insights.entrypoints.access import check_figures_of
+from loyalty_insights.entrypoints.access import check_figures_of, check_offers_of
 from loyalty_insights.service_layer import figures, lifetime_value, refresh
+from loyalty_insights.service_layer.recommendations import recommendations as recommend
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 SERVICE = "loyalty.insights.v1.InsightsService"
@@ -209,6 +211,16 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         )
         token = next_token(list(found.last), filters) if found.last else ""
         return convert.lifetime_value_response(found, token)
+
+    async def GetRecommendations(
+        self, request: pb.GetRecommendationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRecommendationsResponse:
+        member_id = member_id_of(request.member, "member")
+        size = recommendations.size_of(request.page_size)
+        unit = request.unit.strip()
+        check_offers_of(unit)
+        found = await self._read(lambda uow: recommend(uow, member_id, unit, size))
+        return convert.recommendations_response(found, member_name(found.member_id))
 
 
 def _value_position(after: object) -> tuple[str, str] | None:

@@ -96,6 +96,8 @@ async def refresh_figures(
             as_of, currency, since, refresh_id, recomputed
         )
         refreshed = Refreshed(refresh_id, as_of, members, removed, cuts, False, since)
+    # The personalised offers' tables, from every use so far and the segments just written.
+    await uow.offers.rebuild(as_of)
     await uow.member_figures.record_refresh(started_at, now(), refreshed)
     return RefreshReport(
         as_of,

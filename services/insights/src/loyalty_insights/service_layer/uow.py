@@ -12,6 +12,7 @@ from loyalty_insights.adapters.facts import FactStore
 from loyalty_insights.adapters.figures import FigureRows
 from loyalty_insights.adapters.member_figures import MemberFigures
 from loyalty_insights.adapters.month_counts import MonthCounts
+from loyalty_insights.adapters.offers import OfferStore
 from loyalty_insights.adapters.segments import SegmentStore
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class InsightsUnitOfWork(UnitOfWork):
     segments: SegmentStore
     member_figures: MemberFigures
     month_counts: MonthCounts
+    offers: OfferStore
     # In a consumer's batch: the members whose figures are recomputed when it ends.
     touched: Touched | None = None
 
@@ -36,4 +38,5 @@ class InsightsUnitOfWork(UnitOfWork):
         self.segments = SegmentStore(self.session)
         self.member_figures = MemberFigures(self.session)
         self.month_counts = MonthCounts(self.session)
+        self.offers = OfferStore(self.session)
         return self
