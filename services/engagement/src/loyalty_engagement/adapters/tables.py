@@ -11,7 +11,9 @@ announced it (a condition reads it). Member IDs, units and tiers only: no person
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -21,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
@@ -104,4 +106,126 @@ member_tiers = Table(
     Column("member_id", Text, primary_key=True),
     Column("tier", Text, nullable=False),
     Column("effective_at", DateTime(timezone=True), nullable=False),
+)
+
+# Challenges, badges and leaderboards (domain/challenges.py). `counted_events` remembers each
+# event a challenge or a leaderboard counted (by its content key): a replay counts nothing.
+# `challenge_progress` is a member's per challenge and period (locked while an event counts),
+# `challenge_completions` unique per member, challenge and period key: the reward paid once.
+challenges = Table(
+    "challenges",
+    metadata,
+    Column("challenge_id", Text, primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("goal_kind", Text, nullable=False),
+    Column("spec", JSONB, nullable=False),
+    Column("start_at", DateTime(timezone=True), nullable=False),
+    Column("end_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+counted_events = Table(
+    "counted_events",
+    metadata,
+    Column("counter", Text, primary_key=True),
+    Column("event_key", Text, primary_key=True),
+    Column("counted_at", DateTime(timezone=True), nullable=False),
+)
+
+challenge_progress = Table(
+    "challenge_progress",
+    metadata,
+    Column("challenge_id", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Column("spend", Text, nullable=False),
+    Column("units", ARRAY(Text), nullable=False),
+    Column("last_day", Date),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("challenge_progress_member", "member_id"),
+)
+
+challenge_completions = Table(
+    "challenge_completions",
+    metadata,
+    Column("challenge_id", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("completion_key", Text, primary_key=True),
+    Column("period", Text, nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=False),
+    Column("rewards", Text, nullable=False),
+)
+
+member_badges = Table(
+    "member_badges",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("badge", Text, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("earned_at", DateTime(timezone=True), nullable=False),
+)
+
+badge_audit = Table(
+    "badge_audit",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("member_id", Text, nullable=False),
+    Column("badge", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("badge_audit_member", "member_id", "seq"),
+)
+
+leaderboards = Table(
+    "leaderboards",
+    metadata,
+    Column("leaderboard_id", Text, primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("spec", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every member's score per metric, scope (a unit or "group") and period ("2026-12", "2026-Q4"),
+# whatever leaderboards exist: ranked by window functions over the index.
+leaderboard_scores = Table(
+    "leaderboard_scores",
+    metadata,
+    Column("metric", Text, primary_key=True),
+    Column("scope", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("score", BigInteger, nullable=False),
+    Index("leaderboard_scores_ranked", "metric", "scope", "period", text("score DESC")),
+)
+
+leaderboard_closes = Table(
+    "leaderboard_closes",
+    metadata,
+    Column("leaderboard_id", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("closed_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per reward owed when a period closed, inserted by the close (unique: paid once),
+# then paid (`paid_at`) through points and benefits with its own idempotency key.
+leaderboard_payouts = Table(
+    "leaderboard_payouts",
+    metadata,
+    Column("leaderboard_id", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("reward", Integer, primary_key=True),
+    Column("rank", BigInteger, nullable=False),
+    Column("score", BigInteger, nullable=False),
+    Column("paid_at", DateTime(timezone=True)),
+    Index(
+        "leaderboard_payouts_unpaid",
+        "leaderboard_id",
+        "period",
+        postgresql_where=text("paid_at IS NULL"),
+    ),
 )

@@ -6,7 +6,7 @@ and changes its own unit's journeys, the group's team (unit "group") every one; 
 from __future__ import annotations
 
 from loyalty_kit.access import Rule, rule
-from loyalty_kit.scopes import ENGAGEMENT_READ, ENGAGEMENT_WRITE
+from loyalty_kit.scopes import ENGAGEMENT_READ, ENGAGEMENT_WRITE, MEMBERS_MANAGE
 
 _READ = rule(
     ENGAGEMENT_READ,
@@ -36,3 +36,46 @@ ACCESS: dict[str, Rule] = {
         note="the development sink's messages: a unit's team sees its own journeys'",
     ),
 }
+
+# ChallengeService: challenges and leaderboards belong to a unit as journeys do; a member's
+# progress, badges and rank are read by any client (codes and counts, no personal data), for
+# the member app and the overview; badges are granted and revoked by hand, audited.
+_OWNED_READ = rule(
+    ENGAGEMENT_READ,
+    ENGAGEMENT_WRITE,
+    resource_unit="the challenge's or leaderboard's unit (every one for the group's team)",
+)
+_MEMBER_READ = rule(note="a member's progress, badges or rank: codes and counts only")
+_BADGES = rule(
+    ENGAGEMENT_WRITE,
+    MEMBERS_MANAGE,
+    note="by hand, audited (who, when, why); announced as BadgeEarned",
+)
+
+ACCESS.update(
+    {
+        "CreateChallenge": rule(
+            ENGAGEMENT_WRITE,
+            unit_field="challenge.unit",
+            note="a unit's challenge funds and issues its rewards as that unit only",
+        ),
+        "GetChallenge": _OWNED_READ,
+        "ListChallenges": _OWNED_READ,
+        "GetMemberProgress": _MEMBER_READ,
+        "ListMemberBadges": _MEMBER_READ,
+        "GrantBadge": _BADGES,
+        "RevokeBadge": _BADGES,
+        "CreateLeaderboard": rule(
+            ENGAGEMENT_WRITE,
+            unit_field="leaderboard.unit",
+            note="a unit's leaderboard ranks at its own unit and pays as that unit",
+        ),
+        "GetLeaderboard": _OWNED_READ,
+        "GetMemberRank": _MEMBER_READ,
+        "CloseLeaderboardPeriod": rule(
+            ENGAGEMENT_WRITE,
+            resource_unit="the leaderboard's unit (every one for the group's team)",
+            note="pays the period's rewards once (also closed on schedule)",
+        ),
+    }
+)

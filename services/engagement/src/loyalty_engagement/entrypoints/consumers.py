@@ -8,6 +8,7 @@ is named by its content (`TriggerEvent.key`) so a replay of it is the same entry
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from loyalty.identity.v1 import events_pb2 as identity_pb
 from loyalty.insights.v1 import events_pb2 as insights_pb
@@ -17,8 +18,9 @@ from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of
 from loyalty_kit.timestamps import moment, moment_of
 
 from loyalty_engagement.bootstrap import Engagement
+from loyalty_engagement.domain.challenges import Occurrence
 from loyalty_engagement.domain.journeys import TriggerEvent, TriggerKind
-from loyalty_engagement.service_layer import journeys
+from loyalty_engagement.service_layer import challenges, journeys
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 
 
@@ -93,6 +95,49 @@ async def member_erased(
     _app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberErased
 ) -> None:
     await uow.journeys.forget(e.member_id)
+    await uow.challenges.forget(e.member_id)
+
+
+# Challenges and leaderboards count purchases, activities and referrals, each named by its
+# content (a posting, an activity, a referral), on their own subscription.
+
+
+async def purchase_counted(
+    app: Engagement, uow: EngagementUnitOfWork, e: points_pb.PointsEarned
+) -> None:
+    spend = Decimal(e.qualifying_spend_base.amount or "0")
+    event = Occurrence(
+        f"purchase:{e.posting_id}",
+        e.member_id,
+        moment(e.occurred_at, "occurred_at"),
+        unit=e.unit,
+        spend=spend,
+    )
+    await challenges.on_occurrence(uow, app.actions, event, app.clock())
+
+
+async def activity_counted(
+    app: Engagement, uow: EngagementUnitOfWork, e: points_pb.ActivityRecorded
+) -> None:
+    event = Occurrence(
+        f"activity:{e.unit}:{e.activity_id}",
+        e.member_id,
+        moment(e.occurred_at, "occurred_at"),
+        unit=e.unit,
+        activity_type=e.activity_type,
+    )
+    await challenges.on_occurrence(uow, app.actions, event, app.clock())
+
+
+async def referral_counted(
+    app: Engagement, uow: EngagementUnitOfWork, e: points_pb.ReferralRewarded
+) -> None:
+    event = Occurrence(
+        f"referral:{e.referee_member_id}",  # a referee is referred once
+        e.referrer_member_id,
+        moment(e.occurred_at, "occurred_at"),
+    )
+    await challenges.on_occurrence(uow, app.actions, event, app.clock(), referral=True)
 
 
 TABLE: Sequence[Subscription[Engagement]] = (
@@ -105,6 +150,15 @@ TABLE: Sequence[Subscription[Engagement]] = (
         },
     ),
     Subscription("engagement-points", "points", {points_pb.PointsEarned: points_earned}),
+    Subscription(
+        "engagement-challenges",
+        "points",
+        {
+            points_pb.PointsEarned: purchase_counted,
+            points_pb.ActivityRecorded: activity_counted,
+            points_pb.ReferralRewarded: referral_counted,
+        },
+    ),
     Subscription("engagement-tiers", "tiers", {tiers_pb.TierChanged: tier_changed}),
     Subscription(
         "engagement-segments",

@@ -7,13 +7,16 @@ from typing import Self
 
 from loyalty_kit.uow import UnitOfWork
 
+from loyalty_engagement.adapters.challenges import ChallengeStore
 from loyalty_engagement.adapters.journeys import JourneyStore
 
 
 class EngagementUnitOfWork(UnitOfWork):
     journeys: JourneyStore
+    challenges: ChallengeStore
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.journeys = JourneyStore(self.session)
+        self.challenges = ChallengeStore(self.session)
         return self

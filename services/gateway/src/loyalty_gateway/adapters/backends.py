@@ -23,7 +23,10 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
         "loyalty.insights.v1.insights_service_pb2",
         "loyalty.insights.v1.segments_pb2",
     ),
-    "engagement": ("loyalty.engagement.v1.engagement_service_pb2",),
+    "engagement": (
+        "loyalty.engagement.v1.engagement_service_pb2",
+        "loyalty.engagement.v1.challenges_pb2",
+    ),
     "gateway": ("loyalty.gateway.v1.gateway_service_pb2",),  # the composite flows, served here
 }
 BACKENDS = ("identity", "points", "tiers", "benefits", "insights", "engagement")

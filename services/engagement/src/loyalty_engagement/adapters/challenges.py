@@ -1,0 +1,570 @@
+"""Challenges, members' progress and completions, badges and their audit, leaderboards and
+members' scores in the engagement database (SQLAlchemy Core over the unit of work's session)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_engagement.adapters.tables import (
+    badge_audit,
+    challenge_completions,
+    challenge_progress,
+    challenges,
+    counted_events,
+    leaderboard_closes,
+    leaderboard_payouts,
+    leaderboard_scores,
+    leaderboards,
+    member_badges,
+)
+from loyalty_engagement.domain.challenges import (
+    ChallengeSpec,
+    Goal,
+    GoalKind,
+    LeaderboardReward,
+    LeaderboardSpec,
+    Metric,
+    Progress,
+    Reward,
+    Window,
+    WindowKind,
+)
+
+
+@dataclass(frozen=True)
+class StoredChallenge:
+    challenge_id: str
+    spec: ChallengeSpec
+    start_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberProgress:
+    challenge_id: str
+    period: str
+    progress: Progress
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HeldBadge:
+    badge: str
+    source: str
+    earned_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredLeaderboard:
+    leaderboard_id: str
+    spec: LeaderboardSpec
+
+
+@dataclass(frozen=True)
+class Payout:
+    member_id: str
+    reward: int
+    rank: int
+    score: int
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def challenge_document(spec: ChallengeSpec) -> dict[str, Any]:
+    g, w, r = spec.goal, spec.window, spec.reward
+    return {
+        "display_name": spec.display_name,
+        "unit": spec.unit,
+        "goal": {
+            "kind": g.kind.value,
+            "target": g.target,
+            "unit": g.unit,
+            "units": list(g.units),
+            "activity_type": g.activity_type,
+        },
+        "window": {"kind": w.kind.value, "days": w.days},
+        "reward": {
+            "points": r.points,
+            "funding_unit": r.funding_unit,
+            "coupon_template": r.coupon_template,
+            "coupon_unit": r.coupon_unit,
+            "badge": r.badge,
+        },
+        "repeatable": spec.repeatable,
+        "time_zone": spec.time_zone,
+        "start_at": _when(spec.start_at),
+        "end_at": _when(spec.end_at),
+    }
+
+
+def challenge_spec(d: dict[str, Any]) -> ChallengeSpec:
+    g, w, r = d["goal"], d["window"], d["reward"]
+    return ChallengeSpec(
+        display_name=d["display_name"],
+        unit=d["unit"],
+        goal=Goal(
+            GoalKind(g["kind"]), g["target"], g["unit"], tuple(g["units"]), g["activity_type"]
+        ),
+        window=Window(WindowKind(w["kind"]), w["days"]),
+        reward=Reward(**r),
+        repeatable=d["repeatable"],
+        time_zone=d["time_zone"],
+        start_at=_at(d["start_at"]),
+        end_at=_at(d["end_at"]),
+    )
+
+
+def leaderboard_document(spec: LeaderboardSpec) -> dict[str, Any]:
+    return {
+        "display_name": spec.display_name,
+        "unit": spec.unit,
+        "metric": spec.metric.value,
+        "scope_unit": spec.scope_unit,
+        "period": spec.period.value,
+        "rewards": [
+            {
+                "rank": r.rank,
+                "threshold": r.threshold,
+                "points": r.points,
+                "funding_unit": r.funding_unit,
+                "coupon_template": r.coupon_template,
+            }
+            for r in spec.rewards
+        ],
+    }
+
+
+def leaderboard_spec(d: dict[str, Any]) -> LeaderboardSpec:
+    return LeaderboardSpec(
+        display_name=d["display_name"],
+        unit=d["unit"],
+        metric=Metric(d["metric"]),
+        scope_unit=d["scope_unit"],
+        period=WindowKind(d["period"]),
+        rewards=tuple(LeaderboardReward(**r) for r in d["rewards"]),
+    )
+
+
+def _challenge(row: Any) -> StoredChallenge:
+    return StoredChallenge(row.challenge_id, challenge_spec(row.spec), row.start_at, row.created_at)
+
+
+class ChallengeStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- challenges ---------------------------------------------------------------------
+
+    async def add(self, challenge_id: str, spec: ChallengeSpec, now: datetime) -> StoredChallenge:
+        start = spec.start_at or now
+        await self.session.execute(
+            insert(challenges).values(
+                challenge_id=challenge_id,
+                unit=spec.unit,
+                goal_kind=spec.goal.kind.value,
+                spec=challenge_document(spec),
+                start_at=start,
+                end_at=spec.end_at,
+                created_at=now,
+            )
+        )
+        return StoredChallenge(challenge_id, spec, start, now)
+
+    async def get(self, challenge_id: str) -> StoredChallenge | None:
+        row = (
+            await self.session.execute(
+                select(challenges).where(challenges.c.challenge_id == challenge_id)
+            )
+        ).first()
+        return _challenge(row) if row else None
+
+    async def page(self, unit: str | None, after: str, limit: int) -> list[StoredChallenge]:
+        query = select(challenges).where(challenges.c.challenge_id > after)
+        if unit is not None:
+            query = query.where(challenges.c.unit == unit)
+        rows = await self.session.execute(query.order_by(challenges.c.challenge_id).limit(limit))
+        return [_challenge(r) for r in rows]
+
+    async def running(self, kinds: Sequence[GoalKind], at: datetime) -> list[StoredChallenge]:
+        """The challenges an event at `at` may count for."""
+        rows = await self.session.execute(
+            select(challenges).where(
+                challenges.c.goal_kind.in_([k.value for k in kinds]),
+                challenges.c.start_at <= at,
+                (challenges.c.end_at.is_(None)) | (challenges.c.end_at > at),
+            )
+        )
+        return [_challenge(r) for r in rows]
+
+    # --- counting -----------------------------------------------------------------------
+
+    async def first_count(self, counter: str, event_key: str, now: datetime) -> bool:
+        """Whether this is the first time `counter` sees the event (then it is remembered)."""
+        result = await self.session.execute(
+            insert(counted_events)
+            .values(counter=counter, event_key=event_key, counted_at=now)
+            .on_conflict_do_nothing()
+            .returning(counted_events.c.event_key)
+        )
+        return result.first() is not None
+
+    async def locked_progress(
+        self, challenge_id: str, member_id: str, period: str, now: datetime
+    ) -> Progress:
+        """The member's progress, its row locked to the end of the transaction: concurrent
+        events of one member count one after the other."""
+        await self.session.execute(
+            insert(challenge_progress)
+            .values(
+                challenge_id=challenge_id,
+                member_id=member_id,
+                period=period,
+                value=0,
+                spend="0",
+                units=[],
+                last_day=None,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+        row = (
+            await self.session.execute(
+                select(challenge_progress)
+                .where(
+                    challenge_progress.c.challenge_id == challenge_id,
+                    challenge_progress.c.member_id == member_id,
+                    challenge_progress.c.period == period,
+                )
+                .with_for_update()
+            )
+        ).one()
+        return _progress(row)
+
+    async def save_progress(
+        self, challenge_id: str, member_id: str, period: str, progress: Progress, now: datetime
+    ) -> None:
+        await self.session.execute(
+            update(challenge_progress)
+            .where(
+                challenge_progress.c.challenge_id == challenge_id,
+                challenge_progress.c.member_id == member_id,
+                challenge_progress.c.period == period,
+            )
+            .values(
+                value=progress.value,
+                spend=str(progress.spend),
+                units=sorted(progress.units),
+                last_day=progress.last_day,
+                updated_at=now,
+            )
+        )
+
+    async def completed(self, challenge_id: str, member_id: str, key: str) -> bool:
+        row = (
+            await self.session.execute(
+                select(challenge_completions.c.period).where(
+                    challenge_completions.c.challenge_id == challenge_id,
+                    challenge_completions.c.member_id == member_id,
+                    challenge_completions.c.completion_key == key,
+                )
+            )
+        ).first()
+        return row is not None
+
+    async def complete(
+        self, challenge_id: str, member_id: str, key: str, period: str, now: datetime
+    ) -> bool:
+        """Record a completion; False when it was recorded before (nothing to pay)."""
+        result = await self.session.execute(
+            insert(challenge_completions)
+            .values(
+                challenge_id=challenge_id,
+                member_id=member_id,
+                completion_key=key,
+                period=period,
+                completed_at=now,
+                rewards="",
+            )
+            .on_conflict_do_nothing()
+            .returning(challenge_completions.c.period)
+        )
+        return result.first() is not None
+
+    async def note_rewards(self, challenge_id: str, member_id: str, key: str, note: str) -> None:
+        await self.session.execute(
+            update(challenge_completions)
+            .where(
+                challenge_completions.c.challenge_id == challenge_id,
+                challenge_completions.c.member_id == member_id,
+                challenge_completions.c.completion_key == key,
+            )
+            .values(rewards=note)
+        )
+
+    async def member_progress(self, member_id: str) -> list[MemberProgress]:
+        """Every period of every challenge the member has progress in, with its completion."""
+        p, c = challenge_progress, challenge_completions
+        rows = await self.session.execute(
+            select(p, c.c.completed_at)
+            .select_from(
+                p.outerjoin(
+                    c,
+                    (c.c.challenge_id == p.c.challenge_id)
+                    & (c.c.member_id == p.c.member_id)
+                    & (c.c.period == p.c.period),
+                )
+            )
+            .where(p.c.member_id == member_id)
+        )
+        return [
+            MemberProgress(r.challenge_id, r.period, _progress(r), r.completed_at) for r in rows
+        ]
+
+    async def completions(self, member_id: str) -> dict[tuple[str, str], datetime]:
+        """(challenge, completion key) -> when, for the member."""
+        rows = await self.session.execute(
+            select(
+                challenge_completions.c.challenge_id,
+                challenge_completions.c.completion_key,
+                challenge_completions.c.completed_at,
+            ).where(challenge_completions.c.member_id == member_id)
+        )
+        return {(r.challenge_id, r.completion_key): r.completed_at for r in rows}
+
+    # --- badges -------------------------------------------------------------------------
+
+    async def award_badge(self, member_id: str, badge: str, source: str, now: datetime) -> bool:
+        """False when the member holds it already."""
+        result = await self.session.execute(
+            insert(member_badges)
+            .values(member_id=member_id, badge=badge, source=source, earned_at=now)
+            .on_conflict_do_nothing()
+            .returning(member_badges.c.badge)
+        )
+        return result.first() is not None
+
+    async def revoke_badge(self, member_id: str, badge: str) -> bool:
+        result = await self.session.execute(
+            delete(member_badges)
+            .where(member_badges.c.member_id == member_id, member_badges.c.badge == badge)
+            .returning(member_badges.c.badge)
+        )
+        return result.first() is not None
+
+    async def badges(self, member_id: str) -> list[HeldBadge]:
+        rows = await self.session.execute(
+            select(member_badges)
+            .where(member_badges.c.member_id == member_id)
+            .order_by(member_badges.c.earned_at, member_badges.c.badge)
+        )
+        return [HeldBadge(r.badge, r.source, r.earned_at) for r in rows]
+
+    async def audit(
+        self,
+        member_id: str,
+        badge: str,
+        action: str,
+        unit: str,
+        client_id: str,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        await self.session.execute(
+            insert(badge_audit).values(
+                member_id=member_id,
+                badge=badge,
+                action=action,
+                unit=unit,
+                client_id=client_id,
+                reason=reason,
+                at=now,
+            )
+        )
+
+    async def audit_trail(self, member_id: str) -> list[tuple[str, str, str, str]]:
+        """(badge, action, client, reason), oldest first."""
+        rows = await self.session.execute(
+            select(badge_audit)
+            .where(badge_audit.c.member_id == member_id)
+            .order_by(badge_audit.c.seq)
+        )
+        return [(r.badge, r.action, r.client_id, r.reason) for r in rows]
+
+    async def forget(self, member_id: str) -> None:
+        for table in (challenge_progress, member_badges, badge_audit, leaderboard_scores):
+            await self.session.execute(delete(table).where(table.c.member_id == member_id))
+
+    # --- leaderboards -------------------------------------------------------------------
+
+    async def add_leaderboard(
+        self, leaderboard_id: str, spec: LeaderboardSpec, now: datetime
+    ) -> StoredLeaderboard:
+        await self.session.execute(
+            insert(leaderboards).values(
+                leaderboard_id=leaderboard_id,
+                unit=spec.unit,
+                spec=leaderboard_document(spec),
+                created_at=now,
+            )
+        )
+        return StoredLeaderboard(leaderboard_id, spec)
+
+    async def leaderboard(self, leaderboard_id: str) -> StoredLeaderboard | None:
+        row = (
+            await self.session.execute(
+                select(leaderboards).where(leaderboards.c.leaderboard_id == leaderboard_id)
+            )
+        ).first()
+        return StoredLeaderboard(row.leaderboard_id, leaderboard_spec(row.spec)) if row else None
+
+    async def all_leaderboards(self) -> list[StoredLeaderboard]:
+        rows = await self.session.execute(select(leaderboards))
+        return [StoredLeaderboard(r.leaderboard_id, leaderboard_spec(r.spec)) for r in rows]
+
+    async def add_scores(self, rows: Sequence[tuple[str, str, str, str, int]]) -> None:
+        """(metric, scope, period, member, points to add) each."""
+        if not rows:
+            return
+        statement = insert(leaderboard_scores).values(
+            [
+                {"metric": m, "scope": s, "period": p, "member_id": member, "score": score}
+                for m, s, p, member, score in rows
+            ]
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["metric", "scope", "period", "member_id"],
+                set_={"score": leaderboard_scores.c.score + statement.excluded.score},
+            )
+        )
+
+    async def top(self, metric: str, scope: str, period: str, limit: int) -> list[Payout]:
+        rows = await self.session.execute(
+            text(
+                "SELECT member_id, score, rank() OVER (ORDER BY score DESC) AS rank "
+                "FROM leaderboard_scores WHERE metric = :m AND scope = :s AND period = :p "
+                "ORDER BY score DESC, member_id LIMIT :n"
+            ),
+            {"m": metric, "s": scope, "p": period, "n": limit},
+        )
+        return [Payout(r.member_id, 0, r.rank, r.score) for r in rows]
+
+    async def rank_of(self, metric: str, scope: str, period: str, member_id: str) -> Payout:
+        """A member's rank: one more than the members scoring above (ties share it)."""
+        row = (
+            await self.session.execute(
+                text(
+                    "SELECT s.score, (SELECT count(*) FROM leaderboard_scores o "
+                    "WHERE o.metric = s.metric AND o.scope = s.scope AND o.period = s.period "
+                    "AND o.score > s.score) + 1 AS rank FROM leaderboard_scores s "
+                    "WHERE s.metric = :m AND s.scope = :s AND s.period = :p "
+                    "AND s.member_id = :member"
+                ),
+                {"m": metric, "s": scope, "p": period, "member": member_id},
+            )
+        ).first()
+        return Payout(member_id, 0, row.rank, row.score) if row else Payout(member_id, 0, 0, 0)
+
+    async def closed_at(self, leaderboard_id: str, period: str) -> datetime | None:
+        row = (
+            await self.session.execute(
+                select(leaderboard_closes.c.closed_at).where(
+                    leaderboard_closes.c.leaderboard_id == leaderboard_id,
+                    leaderboard_closes.c.period == period,
+                )
+            )
+        ).first()
+        return row.closed_at if row else None
+
+    async def close(self, board: StoredLeaderboard, scope: str, period: str, now: datetime) -> bool:
+        """Mark the period closed and write the rewards owed, ranked by a window function in
+        one statement per reward; False (nothing written) when it was closed before."""
+        result = await self.session.execute(
+            insert(leaderboard_closes)
+            .values(leaderboard_id=board.leaderboard_id, period=period, closed_at=now)
+            .on_conflict_do_nothing()
+            .returning(leaderboard_closes.c.period)
+        )
+        if result.first() is None:
+            return False
+        for i, reward in enumerate(board.spec.rewards):
+            await self.session.execute(
+                text(
+                    "INSERT INTO leaderboard_payouts "
+                    "(leaderboard_id, period, member_id, reward, rank, score) "
+                    "SELECT :board, :p, member_id, :reward, rank, score FROM ("
+                    "  SELECT member_id, score, rank() OVER (ORDER BY score DESC) AS rank"
+                    "  FROM leaderboard_scores"
+                    "  WHERE metric = :m AND scope = :s AND period = :p"
+                    "    AND score >= :floor"
+                    ") ranked WHERE (:max_rank = 0 OR rank <= :max_rank) "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                {
+                    "board": board.leaderboard_id,
+                    "p": period,
+                    "reward": i,
+                    "m": board.spec.metric.value,
+                    "s": scope,
+                    "floor": max(reward.threshold, 1),
+                    "max_rank": reward.rank,
+                },
+            )
+        return True
+
+    async def unpaid(self, leaderboard_id: str, period: str, limit: int) -> list[Payout]:
+        rows = await self.session.execute(
+            select(leaderboard_payouts)
+            .where(
+                leaderboard_payouts.c.leaderboard_id == leaderboard_id,
+                leaderboard_payouts.c.period == period,
+                leaderboard_payouts.c.paid_at.is_(None),
+            )
+            .order_by(leaderboard_payouts.c.member_id, leaderboard_payouts.c.reward)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [Payout(r.member_id, r.reward, r.rank, r.score) for r in rows]
+
+    async def paid(self, leaderboard_id: str, period: str, payout: Payout, now: datetime) -> None:
+        await self.session.execute(
+            update(leaderboard_payouts)
+            .where(
+                leaderboard_payouts.c.leaderboard_id == leaderboard_id,
+                leaderboard_payouts.c.period == period,
+                leaderboard_payouts.c.member_id == payout.member_id,
+                leaderboard_payouts.c.reward == payout.reward,
+            )
+            .values(paid_at=now)
+        )
+
+    async def payouts_total(self, leaderboard_id: str, period: str) -> int:
+        return int(
+            (
+                await self.session.execute(
+                    select(func.count()).where(
+                        leaderboard_payouts.c.leaderboard_id == leaderboard_id,
+                        leaderboard_payouts.c.period == period,
+                    )
+                )
+            ).scalar_one()
+        )
+
+
+def _progress(row: Any) -> Progress:
+    last: date | None = row.last_day
+    return Progress(row.value, frozenset(row.units), last, Decimal(row.spend))

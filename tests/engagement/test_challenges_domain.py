@@ -1,0 +1,286 @@
+"""Challenges' rules without a database: periods in the programme's time zone, progress per goal,
+streaks across day boundaries, validation naming fields; and the counting use case over an
+in-memory store (property-based: an event never counts twice, a completion is paid at most once
+per period)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from loyalty_engagement.adapters.challenges import StoredChallenge
+from loyalty_engagement.domain import challenges as c
+from loyalty_engagement.service_layer import challenges as use_cases
+from loyalty_kit.errors import InvalidArgument
+
+SHANGHAI = "Asia/Shanghai"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def purchase(unit: str, at: datetime, key: str = "", spend: str = "0") -> c.Occurrence:
+    return c.Occurrence(key or uuid.uuid4().hex, "m1", at, unit=unit, spend=Decimal(spend))
+
+
+def check_in(at: datetime) -> c.Occurrence:
+    return c.Occurrence(uuid.uuid4().hex, "m1", at, unit="mall", activity_type="check_in")
+
+
+def explorer(**changes: Any) -> c.ChallengeSpec:
+    base: dict[str, Any] = {
+        "display_name": "Explorer",
+        "unit": "group",
+        "goal": c.Goal(c.GoalKind.DISTINCT_UNITS, 3, units=("mall", "hotel", "cinema")),
+        "window": c.Window(c.WindowKind.QUARTER),
+        "reward": c.Reward(points=1000, funding_unit="group", badge="explorer"),
+        "repeatable": False,
+        "time_zone": SHANGHAI,
+        "start_at": None,
+        "end_at": None,
+    }
+    base.update(changes)
+    return c.ChallengeSpec(**base)
+
+
+def test_periods_are_cut_in_the_programme_time_zone() -> None:
+    # 2026-03-31 17:00 UTC is already 1 April in Shanghai: the second quarter.
+    late = datetime(2026, 3, 31, 17, 0, tzinfo=UTC)
+    assert c.period_of(c.Window(c.WindowKind.QUARTER), late, SHANGHAI, START) == "2026-Q2"
+    assert c.period_of(c.Window(c.WindowKind.QUARTER), late, "UTC", START) == "2026-Q1"
+    assert c.period_of(c.Window(c.WindowKind.MONTH), late, SHANGHAI, START) == "2026-04"
+    rolling = c.Window(c.WindowKind.ROLLING_DAYS, 30)
+    assert c.period_of(rolling, datetime(2026, 2, 5, tzinfo=UTC), SHANGHAI, START) == (
+        "2026-01-31+30"
+    )
+    first, end = c.period_bounds(c.Window(c.WindowKind.QUARTER), "2026-Q2", SHANGHAI)
+    assert (first, end) == (
+        datetime(2026, 3, 31, 16, tzinfo=UTC),
+        datetime(2026, 6, 30, 16, tzinfo=UTC),
+    )
+
+
+def test_distinct_units_count_each_unit_once_and_only_the_listed_ones() -> None:
+    spec = explorer()
+    progress = c.Progress()
+    for unit in ("mall", "mall", "hotel", "airport"):
+        event = purchase(unit, START)
+        if c.counts_for(spec.goal, event):
+            progress = progress.count(spec.goal, event, SHANGHAI)
+    assert (progress.value, progress.units) == (2, frozenset({"mall", "hotel"}))
+    assert not progress.reached(spec.goal)
+    progress = progress.count(spec.goal, purchase("cinema", START), SHANGHAI)
+    assert progress.reached(spec.goal)
+
+
+def test_purchases_at_a_unit_and_spend_in_whole_base_currency() -> None:
+    visits = c.Goal(c.GoalKind.PURCHASES, 5, unit="cinema")
+    assert c.counts_for(visits, purchase("cinema", START))
+    assert not c.counts_for(visits, purchase("mall", START))
+    assert not c.counts_for(visits, check_in(START))
+    spend = c.Goal(c.GoalKind.SPEND, 100)
+    progress = c.Progress()
+    for amount in ("49.60", "50.39"):
+        progress = progress.count(spend, purchase("mall", START, spend=amount), SHANGHAI)
+    assert (progress.value, progress.spend) == (99, Decimal("99.99"))
+    progress = progress.count(spend, purchase("mall", START, spend="0.01"), SHANGHAI)
+    assert progress.reached(spend)
+
+
+def test_a_streak_counts_days_in_the_programme_time_zone_not_in_utc() -> None:
+    goal = c.Goal(c.GoalKind.STREAK, 3, activity_type="check_in")
+    # 23:30 and 00:30 Shanghai time: two days, though the same UTC day.
+    evening = datetime(2026, 5, 1, 15, 30, tzinfo=UTC)
+    after_midnight = evening + timedelta(hours=1)
+    progress = c.Progress().count(goal, check_in(evening), SHANGHAI)
+    progress = progress.count(goal, check_in(after_midnight), SHANGHAI)
+    assert (progress.value, progress.last_day) == (2, date(2026, 5, 2))
+    # In UTC the same two check-ins are one day.
+    utc = c.Progress().count(goal, check_in(evening), "UTC")
+    assert utc.count(goal, check_in(after_midnight), "UTC").value == 1
+
+
+def test_a_streak_stands_on_the_same_day_and_starts_again_after_a_day_missed() -> None:
+    goal = c.Goal(c.GoalKind.STREAK, 7, activity_type="check_in")
+    day = datetime(2026, 5, 1, 2, tzinfo=UTC)
+    progress = c.Progress()
+    for offset in (0, 1, 1, 2):
+        progress = progress.count(goal, check_in(day + timedelta(days=offset)), SHANGHAI)
+    assert progress.value == 3
+    progress = progress.count(goal, check_in(day), SHANGHAI)  # a late event: no change
+    assert progress.value == 3
+    progress = progress.count(goal, check_in(day + timedelta(days=4)), SHANGHAI)
+    assert (progress.value, progress.last_day) == (1, date(2026, 5, 5))
+
+
+def test_bad_challenges_name_each_field() -> None:
+    spec = explorer(
+        unit="mall",
+        goal=c.Goal(c.GoalKind.STREAK, 0),
+        window=c.Window(c.WindowKind.ROLLING_DAYS, 0),
+        reward=c.Reward(points=10, funding_unit="hotel", badge="Not A Badge"),
+        time_zone="Mars/Olympus",
+    )
+    with pytest.raises(InvalidArgument) as raised:
+        spec.check()
+    assert {v.field for v in raised.value.field_violations} == {
+        "challenge.goal.target",
+        "challenge.goal.activity_type",
+        "challenge.window.days",
+        "challenge.time_zone",
+        "challenge.reward.funding_unit",
+        "challenge.reward.badge",
+    }
+
+
+def test_a_leaderboard_reward_is_a_rank_or_a_threshold() -> None:
+    board = c.LeaderboardSpec(
+        "referrals",
+        "group",
+        c.Metric.REFERRALS,
+        "mall",
+        c.WindowKind.ROLLING_DAYS,
+        (c.LeaderboardReward(rank=3, threshold=5, coupon_template="x"), c.LeaderboardReward()),
+    )
+    with pytest.raises(InvalidArgument) as raised:
+        board.check()
+    assert {v.field for v in raised.value.field_violations} == {
+        "leaderboard.period",
+        "leaderboard.scope_unit",
+        "leaderboard.rewards[0]",
+        "leaderboard.rewards[1]",
+    }
+
+
+# --- the counting use case over an in-memory store ----------------------------------------------
+
+
+@dataclass
+class FakeStore:
+    running_challenges: list[StoredChallenge]
+    counted: set[tuple[str, str]] = field(default_factory=set)
+    progress: dict[tuple[str, str, str], c.Progress] = field(default_factory=dict)
+    completions: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    badges: set[tuple[str, str]] = field(default_factory=set)
+
+    async def running(self, kinds: Any, at: datetime) -> list[StoredChallenge]:
+        return [x for x in self.running_challenges if x.spec.goal.kind in kinds]
+
+    async def first_count(self, counter: str, key: str, now: datetime) -> bool:
+        new = (counter, key) not in self.counted
+        self.counted.add((counter, key))
+        return new
+
+    async def locked_progress(self, cid: str, member: str, period: str, now: datetime) -> Any:
+        return self.progress.get((cid, member, period), c.Progress())
+
+    async def save_progress(
+        self, cid: str, member: str, period: str, progress: c.Progress, now: datetime
+    ) -> None:
+        self.progress[(cid, member, period)] = progress
+
+    async def completed(self, cid: str, member: str, key: str) -> bool:
+        return (cid, member, key) in self.completions
+
+    async def complete(self, cid: str, member: str, key: str, period: str, now: datetime) -> bool:
+        if (cid, member, key) in self.completions:
+            return False
+        self.completions[(cid, member, key)] = ""
+        return True
+
+    async def note_rewards(self, cid: str, member: str, key: str, note: str) -> None:
+        self.completions[(cid, member, key)] = note
+
+    async def award_badge(self, member: str, badge: str, source: str, now: datetime) -> bool:
+        new = (member, badge) not in self.badges
+        self.badges.add((member, badge))
+        return new
+
+    async def add_scores(self, rows: Any) -> None:
+        pass
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    async def add(self, message: Any) -> None:
+        self.events.append(message)
+
+
+@dataclass
+class FakeUow:
+    challenges: FakeStore
+    outbox: FakeOutbox = field(default_factory=FakeOutbox)
+
+
+@dataclass
+class FakeActions:
+    awarded: list[tuple[str, int, str, str]] = field(default_factory=list)
+
+    async def award_points(
+        self, member_id: str, points: int, funding_unit: str, reason: str, key: str
+    ) -> str:
+        self.awarded.append((member_id, points, funding_unit, key))
+        return f"p-{len(self.awarded)}"
+
+    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
+        return "code"
+
+
+def _stored(spec: c.ChallengeSpec) -> StoredChallenge:
+    return StoredChallenge("explorer", spec, START, START)
+
+
+_events = st.lists(
+    st.tuples(
+        st.sampled_from(["mall", "hotel", "cinema", "airport"]),
+        st.integers(min_value=0, max_value=400),  # days after the start: a few quarters
+        st.integers(min_value=0, max_value=5),  # how often it arrives
+    ),
+    max_size=25,
+)
+
+
+_GOALS = {
+    "distinct units": c.Goal(c.GoalKind.DISTINCT_UNITS, 3, units=("mall", "hotel", "cinema")),
+    "purchases": c.Goal(c.GoalKind.PURCHASES, 3, unit="mall"),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(events=_events, repeatable=st.booleans(), goal=st.sampled_from(sorted(_GOALS)))
+async def test_no_event_counts_twice_and_each_period_pays_at_most_once(
+    events: list[tuple[str, int, int]], repeatable: bool, goal: str
+) -> None:
+    spec = explorer(repeatable=repeatable, goal=_GOALS[goal])
+    store = FakeStore([_stored(spec)])
+    uow, actions = FakeUow(store), FakeActions()
+    # The model: each event once, in order; a period stops counting once completed (a
+    # challenge that is not repeatable stops for good).
+    seen: dict[str, list[str]] = {}
+    paid: list[str] = []
+    for i, (unit, day, copies) in enumerate(events):
+        at = START + timedelta(days=day, hours=3)
+        event = purchase(unit, at, key=f"e{i}")
+        for _ in range(copies + 1):  # redelivered or replayed
+            await use_cases.on_occurrence(uow, actions, event, at)  # type: ignore[arg-type]
+        period = c.period_of(spec.window, at, SHANGHAI, START)
+        key = c.completion_key(repeatable, period)
+        if not c.counts_for(spec.goal, event) or key in paid:
+            continue
+        seen.setdefault(period, []).append(unit)
+        units = seen[period]
+        value = len(set(units)) if spec.goal.kind is c.GoalKind.DISTINCT_UNITS else len(units)
+        if value >= 3:
+            paid.append(key)
+    for (_, _, period), progress in store.progress.items():
+        units = seen.get(period, [])
+        expected = len(set(units)) if spec.goal.kind is c.GoalKind.DISTINCT_UNITS else len(units)
+        assert progress.value == expected
+    assert [a[3] for a in actions.awarded] == [f"challenge-explorer-m1-{k}" for k in paid]
+    assert len(uow.outbox.events) == min(1, len(paid))  # the badge once, whatever the periods
