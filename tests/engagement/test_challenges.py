@@ -1,0 +1,311 @@
+"""Challenges, badges and leaderboards over a real channel against the running engagement
+service, counting real events on the bus (points' purchases and referrals) and paying through
+the points service of the run."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from loyalty.common.v1 import money_pb2
+from loyalty.engagement.v1 import challenges_pb2 as pb
+from loyalty.engagement.v1 import challenges_pb2_grpc
+from loyalty.engagement.v1 import events_pb2 as engagement_events
+from loyalty.points.v1 import events_pb2 as points_events
+from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
+from loyalty_kit.caller import Caller
+from loyalty_kit.server import RunningService
+from loyalty_kit.timestamps import timestamp
+
+from tests.engagement.conftest import GROUP_MARKETING, Engagement, rid, until
+from tests.support.clients import As
+from tests.support.events import publish, published
+from tests.support.rpc import fails
+
+MALL_MARKETING = Caller(unit="mall", client_id="mall-crm", scopes=frozenset({"engagement:write"}))
+DESK = Caller(unit="group", client_id="member-desk", scopes=frozenset({"members:manage"}))
+
+
+def challenges(engagement: Engagement, caller: Caller = GROUP_MARKETING) -> Any:
+    return As(challenges_pb2_grpc.ChallengeServiceStub, engagement.channel, caller)
+
+
+def units() -> tuple[str, str, str]:
+    """Units only this test's challenge counts (other tests' purchases are at other units)."""
+    tag = uuid.uuid4().hex[:6]
+    return (f"mall-{tag}", f"hotel-{tag}", f"cinema-{tag}")
+
+
+async def explorer(engagement: Engagement, at: tuple[str, str, str]) -> pb.Challenge:
+    response = await challenges(engagement).CreateChallenge(
+        pb.CreateChallengeRequest(
+            request_id=rid(),
+            challenge=pb.Challenge(
+                display_name="Explorer",
+                goal=pb.Goal(kind=pb.GOAL_KIND_DISTINCT_UNITS, target=3, units=list(at)),
+                window=pb.Window(kind=pb.WINDOW_KIND_QUARTER),
+                reward=pb.ChallengeReward(points=1000, funding_unit="group", badge="explorer"),
+            ),
+        )
+    )
+    created: pb.Challenge = response.challenge
+    return created
+
+
+def purchase(member_id: str, unit: str, at: datetime | None = None) -> points_events.PointsEarned:
+    return points_events.PointsEarned(
+        member_id=member_id,
+        posting_id=uuid.uuid4().hex,
+        unit=unit,
+        order_id=uuid.uuid4().hex,
+        qualifying_spend_base=money_pb2.Money(currency_code="CNY", amount="120.00"),
+        points=120,
+        occurred_at=timestamp(at or datetime.now(UTC)),
+    )
+
+
+async def progress_in(engagement: Engagement, member_id: str, challenge: str) -> Any:
+    response = await challenges(engagement).GetMemberProgress(
+        pb.GetMemberProgressRequest(member=f"members/{member_id}")
+    )
+    found = [p for p in response.progress if p.challenge == challenge]
+    return found[0] if found else None
+
+
+async def badges(engagement: Engagement, member_id: str) -> list[pb.Badge]:
+    response = await challenges(engagement).ListMemberBadges(
+        pb.ListMemberBadgesRequest(member=f"members/{member_id}")
+    )
+    return list(response.badges)
+
+
+async def settled(engagement: Engagement, challenge: pb.Challenge, unit: str) -> None:
+    """Wait until a later purchase of another member is counted: the points events before it
+    were handled (one consumer, in order)."""
+    marker = await engagement.member()
+    await publish(engagement.settings, "points", purchase(marker, unit))
+    await until(
+        lambda: progress_in(engagement, marker, challenge.name),
+        lambda p: p is not None and p.value == 1,
+    )
+
+
+async def test_explorer_completes_on_the_third_unit_and_pays_once_however_often_it_arrives(
+    engagement: Engagement,
+) -> None:
+    mall, hotel, cinema = units()
+    challenge = await explorer(engagement, (mall, hotel, cinema))
+    member_id = await engagement.member()
+    for unit in (mall, mall, hotel, "airport"):
+        await publish(engagement.settings, "points", purchase(member_id, unit))
+    two = await until(
+        lambda: progress_in(engagement, member_id, challenge.name),
+        lambda p: p is not None and p.value == 2,
+    )
+    assert (list(two.units), two.target, two.completed) == ([hotel, mall], 3, False)
+    assert await badges(engagement, member_id) == []
+
+    third = purchase(member_id, cinema)
+    event_id = await publish(engagement.settings, "points", third)
+    done = await until(
+        lambda: progress_in(engagement, member_id, challenge.name),
+        lambda p: p is not None and p.completed,
+    )
+    assert (done.value, done.completed) == (3, True)
+    # The third purchase again: redelivered (its event ID) and replayed (a new one).
+    await publish(engagement.settings, "points", third, event_id, msg_id=rid())
+    await publish(engagement.settings, "points", third)
+    await publish(engagement.settings, "points", purchase(member_id, hotel))
+    await settled(engagement, challenge, mall)
+
+    postings = await until(lambda: engagement.postings(member_id), lambda p: bool(p))
+    assert [(p.unit, p.points) for p in postings] == [("group", 1000)]
+    held = await badges(engagement, member_id)
+    assert [(b.badge, b.source) for b in held] == [("explorer", challenge.name)]
+    announced = await published(
+        engagement.settings, "engagement", engagement_events.BadgeEarned, [member_id]
+    )
+    assert [(e.badge, e.source) for e in announced[member_id]] == [("explorer", challenge.name)]
+
+
+async def test_concurrent_purchases_at_three_units_complete_once(engagement: Engagement) -> None:
+    at = units()
+    challenge = await explorer(engagement, at)
+    members = [await engagement.member() for _ in range(4)]
+    await asyncio.gather(
+        *(
+            publish(engagement.settings, "points", purchase(m, unit))
+            for m in members
+            for unit in (*at, *at)  # each unit twice: two purchases race at each
+        )
+    )
+    for member_id in members:
+        done = await until(
+            lambda m=member_id: progress_in(engagement, m, challenge.name),  # type: ignore[misc]
+            lambda p: p is not None and p.completed,
+        )
+        assert (done.value, sorted(done.units)) == (3, sorted(at))
+    await settled(engagement, challenge, at[0])
+    for member_id in members:
+        postings = await until(lambda m=member_id: engagement.postings(m), lambda p: bool(p))  # type: ignore[misc]
+        assert [(p.unit, p.points) for p in postings] == [("group", 1000)]
+        assert [b.badge for b in await badges(engagement, member_id)] == ["explorer"]
+
+
+async def test_a_leaderboard_close_pays_once_when_run_twice(engagement: Engagement) -> None:
+    # A past quarter of its own: no other test's referral falls in it.
+    year = random.randint(2001, 2020)
+    period, during = f"{year}-Q2", datetime(year, 5, 15, 4, tzinfo=UTC)
+    board = (
+        await challenges(engagement).CreateLeaderboard(
+            pb.CreateLeaderboardRequest(
+                request_id=rid(),
+                leaderboard=pb.Leaderboard(
+                    display_name="Referrals of the quarter",
+                    metric=pb.LEADERBOARD_METRIC_REFERRALS,
+                    period=pb.WINDOW_KIND_QUARTER,
+                    rewards=[
+                        pb.LeaderboardReward(threshold=2, points=300, funding_unit="group"),
+                        pb.LeaderboardReward(rank=1, points=100, funding_unit="group"),
+                    ],
+                ),
+            )
+        )
+    ).leaderboard
+    top, second, third = [await engagement.member() for _ in range(3)]
+    for referrer, count in ((top, 3), (second, 2), (third, 1)):
+        for _ in range(count):
+            referral = points_events.ReferralRewarded(
+                referrer_member_id=referrer,
+                referee_member_id=uuid.uuid4().hex,
+                referrer_points=500,
+                referee_points=200,
+                occurred_at=timestamp(during),
+            )
+            event_id = await publish(engagement.settings, "points", referral)
+            await publish(engagement.settings, "points", referral, event_id, msg_id=rid())
+    client = challenges(engagement)
+    shown = await until(
+        lambda: client.GetLeaderboard(pb.GetLeaderboardRequest(name=board.name, period=period)),
+        lambda r: sum(s.score for s in r.standings) == 6,
+    )
+    assert [(s.member_id, s.rank, s.score) for s in shown.standings] == [
+        (top, 1, 3),
+        (second, 2, 2),
+        (third, 3, 1),
+    ]
+    assert not shown.closed
+    rank = await client.GetMemberRank(
+        pb.GetMemberRankRequest(leaderboard=board.name, member_id=second, period=period)
+    )
+    assert (rank.period, rank.standing.rank, rank.standing.score) == (period, 2, 2)
+
+    first = await client.CloseLeaderboardPeriod(
+        pb.CloseLeaderboardPeriodRequest(leaderboard=board.name, period=period, request_id=rid())
+    )
+    again = await client.CloseLeaderboardPeriod(
+        pb.CloseLeaderboardPeriodRequest(leaderboard=board.name, period=period, request_id=rid())
+    )
+    assert (first.rewards_paid, first.rewards_total) == (3, 3)
+    assert (again.rewards_paid, again.rewards_total) == (0, 3)
+    assert sorted(p.points for p in await engagement.postings(top)) == [100, 300]
+    assert [p.points for p in await engagement.postings(second)] == [300]
+    assert await engagement.postings(third) == []
+    closed = await client.GetLeaderboard(pb.GetLeaderboardRequest(name=board.name, period=period))
+    assert closed.closed
+    not_ended = f"{datetime.now(UTC).year + 1}-Q1"
+    current = await fails(
+        client.CloseLeaderboardPeriod(
+            pb.CloseLeaderboardPeriodRequest(
+                leaderboard=board.name, period=not_ended, request_id=rid()
+            )
+        )
+    )
+    assert (current.code, current.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PERIOD_NOT_ENDED",
+    )
+
+
+async def test_a_badge_granted_and_revoked_by_hand_is_audited(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    member_id = await engagement.member()
+    desk = challenges(engagement, DESK)
+    granted = await desk.GrantBadge(
+        pb.GrantBadgeRequest(
+            member=f"members/{member_id}", badge="founder", reason="opening day", request_id=rid()
+        )
+    )
+    assert (granted.badge.badge, granted.badge.source) == ("founder", "grant")
+    assert [b.badge for b in await badges(engagement, member_id)] == ["founder"]
+    announced = await published(
+        engagement.settings, "engagement", engagement_events.BadgeEarned, [member_id]
+    )
+    assert [e.source for e in announced[member_id]] == ["grant"]
+    revoked = await desk.RevokeBadge(
+        pb.RevokeBadgeRequest(
+            member=f"members/{member_id}", badge="founder", reason="by mistake", request_id=rid()
+        )
+    )
+    assert revoked.revoked
+    assert await badges(engagement, member_id) == []
+    context = engagement_service.context
+    async with EngagementUnitOfWork(
+        context.database, context.settings.event_namespace, read_only=True
+    ) as uow:
+        trail = await uow.challenges.audit_trail(member_id)
+    assert trail == [
+        ("founder", "grant", "member-desk", "opening day"),
+        ("founder", "revoke", "member-desk", "by mistake"),
+    ]
+
+
+async def test_bad_input_is_named_field_by_field(engagement: Engagement) -> None:
+    bad = await fails(
+        challenges(engagement, MALL_MARKETING).CreateChallenge(
+            pb.CreateChallengeRequest(
+                request_id=rid(),
+                challenge=pb.Challenge(
+                    display_name=" ",
+                    goal=pb.Goal(kind=pb.GOAL_KIND_STREAK, target=0),
+                    window=pb.Window(kind=pb.WINDOW_KIND_ROLLING_DAYS, days=400),
+                    reward=pb.ChallengeReward(points=50, funding_unit="hotel"),
+                ),
+            )
+        )
+    )
+    assert bad.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(bad.fields) == {
+        "challenge.display_name",
+        "challenge.goal.target",
+        "challenge.goal.activity_type",
+        "challenge.window.days",
+        "challenge.reward.funding_unit",
+    }
+    unknown = await fails(
+        challenges(engagement).CreateChallenge(
+            pb.CreateChallengeRequest(request_id=rid(), challenge=pb.Challenge(display_name="x"))
+        )
+    )
+    assert set(unknown.fields) == {"challenge.goal.kind", "challenge.window.kind"}
+    badge = await fails(
+        challenges(engagement, DESK).GrantBadge(
+            pb.GrantBadgeRequest(member="members/", badge="Not A Badge", request_id=rid())
+        )
+    )
+    assert set(badge.fields) == {"member", "badge", "reason"}
+    missing = await fails(
+        challenges(engagement).GetChallenge(pb.GetChallengeRequest(name="challenges/none"))
+    )
+    assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "CHALLENGE_NOT_FOUND")
+    board = await fails(
+        challenges(engagement).GetLeaderboard(
+            pb.GetLeaderboardRequest(name="leaderboards/x", top=500)
+        )
+    )
+    assert board.fields == ["top"]
