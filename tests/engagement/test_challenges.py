@@ -16,6 +16,7 @@ from loyalty.engagement.v1 import challenges_pb2 as pb
 from loyalty.engagement.v1 import challenges_pb2_grpc
 from loyalty.engagement.v1 import events_pb2 as engagement_events
 from loyalty.points.v1 import events_pb2 as points_events
+from loyalty_devstack.demo_challenges import load_challenges
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
@@ -45,7 +46,7 @@ async def explorer(engagement: Engagement, at: tuple[str, str, str]) -> pb.Chall
         pb.CreateChallengeRequest(
             request_id=rid(),
             challenge=pb.Challenge(
-                display_name="Explorer",
+                display_name=f"Explorer of {at[0]}",  # not the demo's
                 goal=pb.Goal(kind=pb.GOAL_KIND_DISTINCT_UNITS, target=3, units=list(at)),
                 window=pb.Window(kind=pb.WINDOW_KIND_QUARTER),
                 reward=pb.ChallengeReward(points=1000, funding_unit="group", badge="explorer"),
@@ -309,3 +310,23 @@ async def test_bad_input_is_named_field_by_field(engagement: Engagement) -> None
         )
     )
     assert board.fields == ["top"]
+
+
+async def test_the_demo_loads_the_explorer_challenge_once(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    settings = engagement.settings.model_copy(
+        update={"engagement_target": engagement_service.target}
+    )
+    first = await load_challenges(settings)
+    second = await load_challenges(settings)
+    assert (first.what, second.loaded) == ("the Explorer challenge", False)
+    listed = await challenges(engagement).ListChallenges(pb.ListChallengesRequest(page_size=200))
+    explorers = [c for c in listed.challenges if c.display_name == "Explorer" and c.unit == "group"]
+    assert len(explorers) == 1
+    goal = explorers[0].goal
+    assert (list(goal.units), goal.target, explorers[0].reward.badge) == (
+        ["mall", "hotel", "cinema"],
+        3,
+        "explorer",
+    )

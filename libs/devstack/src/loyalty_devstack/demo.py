@@ -6,10 +6,11 @@ huayue.yaml, applied as `loyalty-admin programme apply` applies one: sections th
 already are left alone. The members are registered here: each is looked up by its identity
 first, and only the missing ones are registered, with request ids derived from the demo data.
 So loading twice, or after a run that stopped half-way, changes nothing that is already there.
-Then the generated history (`demo_history.py`): a few thousand legacy members per unit and two
-years of their past orders, imported with the member and order imports as an operator imports
-them; the same files again are the same imports, so that part is idempotent too. `load`
-answers with one line saying what it loaded or found.
+The demo's challenges (the cross-unit Explorer, `demo_challenges.py`) are looked up and
+created the same way. Then the generated history (`demo_history.py`): a few thousand legacy
+members per unit and two years of their past orders, imported with the member and order
+imports as an operator imports them; the same files again are the same imports, so that part
+is idempotent too. `load` answers with one line saying what it loaded or found.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from loyalty_kit.settings import Settings
 
 from loyalty_devstack import demo_history
 from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
+from loyalty_devstack.demo_challenges import load_challenges
 from loyalty_devstack.demo_history import HistorySettings
 
 M = TypeVar("M", bound=Message)
@@ -227,5 +229,9 @@ async def load(settings: Settings, history: HistorySettings | None = None) -> st
     """Load whatever of the demo is missing; the line saying what was loaded or found. The
     generated history (demo_history.py) comes last: its imports need the programme (legacy
     points' rates, the ladder's tiers)."""
-    parts = [await load_identity(settings), *await load_programme(settings)]
+    parts = [
+        await load_identity(settings),
+        *await load_programme(settings),
+        await load_challenges(settings),
+    ]
     return summary([*parts, *await demo_history.load(settings, history)])

@@ -109,7 +109,8 @@ def _months_after(first: date, months: int) -> date:
 
 
 def valid_period(window: Window, period: str) -> bool:
-    pattern = r"^\d{4}-Q[1-4]$" if window.kind is WindowKind.QUARTER else r"^\d{4}-(0[1-9]|1[0-2])$"
+    year = r"^[12]\d{3}"
+    pattern = year + (r"-Q[1-4]$" if window.kind is WindowKind.QUARTER else r"-(0[1-9]|1[0-2])$")
     return re.match(pattern, period) is not None
 
 
@@ -153,7 +154,7 @@ class ChallengeSpec:
             bad.append(FieldViolation("challenge.window.days", "1 to 366 days"))
         try:
             zone(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             bad.append(FieldViolation("challenge.time_zone", "an IANA time zone"))
         r = self.reward
         if r.points < 0:
