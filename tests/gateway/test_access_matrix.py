@@ -218,6 +218,7 @@ GATEWAY_SPECS = {
     "loyalty.insights.v1.InsightsService": "insights",
     "loyalty.insights.v1.SegmentService": "insights",
     "loyalty.engagement.v1.EngagementService": "engagement",
+    "loyalty.engagement.v1.ChallengeService": "engagement",
     "loyalty.gateway.v1.GatewayService": "gateway",
 }
 
