@@ -63,3 +63,42 @@ async def test_a_unit_team_defines_its_challenge_and_a_member_app_reads_progress
             json={"badge": "vip", "reason": "x", "requestId": uuid.uuid4().hex},
         )
         assert (refused.status_code, reason_of(refused)) == (403, "SCOPE_REQUIRED")
+
+
+async def test_the_member_overview_shows_challenges_and_badges(gateway: Gateway) -> None:
+    async with (
+        await gateway.session("group", "admin") as admin,
+        await gateway.session("mall", "profile:read") as app,
+    ):
+        registered = await admin.post(
+            "/v1/members:register",
+            json={
+                "requestId": uuid.uuid4().hex,
+                "unit": "mall",
+                "identities": [{"type": "phone", "value": f"137{uuid.uuid4().int % 10**8:08d}"}],
+            },
+        )
+        member = registered.json()["member"]["name"]
+        created = await admin.post(
+            "/v1/challenges",
+            params={"requestId": uuid.uuid4().hex},
+            json={
+                "displayName": f"check-in week {uuid.uuid4().hex[:6]}",
+                "goal": {"kind": "GOAL_KIND_STREAK", "target": 7, "activityType": "check_in"},
+                "window": {"kind": "WINDOW_KIND_MONTH"},
+                "reward": {"badge": "regular"},
+            },
+        )
+        assert created.status_code == 201, created.text
+        granted = await admin.post(
+            f"/v1/{member}/badges:grant",
+            json={"badge": "founder", "reason": "opening day", "requestId": uuid.uuid4().hex},
+        )
+        assert granted.status_code == 200, granted.text
+        overview = (await app.get(f"/v1/{member}/overview")).json()
+    assert overview.get("unavailable", []) == []
+    assert [b["badge"] for b in overview["badges"]] == ["founder"]
+    shown = [
+        c for c in overview["challenges"] if c["challenge"] == created.json()["challenge"]["name"]
+    ]
+    assert [(c["target"], c.get("completed", False)) for c in shown] == [("7", False)]

@@ -17,6 +17,8 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
+from loyalty.engagement.v1 import challenges_pb2 as challenges_pb
+from loyalty.engagement.v1 import challenges_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
@@ -73,7 +75,8 @@ class Call:
 
 
 class Services:
-    """The identity, points, tiers and benefits services, one method per RPC the flows use."""
+    """The identity, points, tiers, benefits and engagement services, one method per RPC the
+    flows use."""
 
     def __init__(self, backends: Backends) -> None:
         ch = backends.channels
@@ -81,6 +84,7 @@ class Services:
         self.points = points_service_pb2_grpc.PointsServiceStub(ch["points"])
         self.tiers = tiers_service_pb2_grpc.TiersServiceStub(ch["tiers"])
         self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(ch["benefits"])
+        self.challenges = challenges_pb2_grpc.ChallengeServiceStub(ch["engagement"])
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -161,6 +165,25 @@ class Services:
             points_pb.ListPostingsRequest(
                 member=member, page_size=page_size, page_token=page_token
             ),
+        )
+        return answer
+
+    # -- engagement: challenges and badges -----------------------------------------------------
+
+    async def get_member_progress(
+        self, call: Call, member: str
+    ) -> challenges_pb.GetMemberProgressResponse:
+        answer: challenges_pb.GetMemberProgressResponse = await call.ask(
+            self.challenges.GetMemberProgress,
+            challenges_pb.GetMemberProgressRequest(member=member),
+        )
+        return answer
+
+    async def list_member_badges(
+        self, call: Call, member: str
+    ) -> challenges_pb.ListMemberBadgesResponse:
+        answer: challenges_pb.ListMemberBadgesResponse = await call.ask(
+            self.challenges.ListMemberBadges, challenges_pb.ListMemberBadgesRequest(member=member)
         )
         return answer
 

@@ -1,5 +1,6 @@
 """A member's overview (`GetMemberOverview`): profile (masked unless the caller may read
-personal data), balance, tier and progress, entitlements at the unit and coupons, asked in
+personal data), balance, tier and progress, entitlements at the unit and coupons, running
+challenges with the member's progress and the member's badges (engagement), asked in
 parallel under one deadline. A service down leaves its part out, named in `unavailable`; only
 identity's part is required."""
 
@@ -35,6 +36,8 @@ class Overview:
                 "member": lambda: services.get_member(call, member),
                 "balance": lambda: services.get_balance(call, member),
                 "tier": lambda: services.get_member_tier(call, member),
+                "challenges": lambda: services.get_member_progress(call, member),
+                "badges": lambda: services.list_member_badges(call, member),
                 **usable_now(services, call, member, unit),
             },
             must=("member",),
@@ -45,5 +48,9 @@ class Overview:
             response.balance.CopyFrom(found["balance"].balance)
         if "tier" in found:
             response.tier.CopyFrom(found["tier"])
+        if "challenges" in found:
+            response.challenges.extend(found["challenges"].progress)
+        if "badges" in found:
+            response.badges.extend(found["badges"].badges)
         add_usable(response, found)
         return response
