@@ -157,6 +157,65 @@ async def test_concurrent_purchases_at_three_units_complete_once(engagement: Eng
         assert [b.badge for b in await badges(engagement, member_id)] == ["explorer"]
 
 
+async def test_a_check_in_streak_completes_on_the_seventh_day_in_a_row(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    activity = f"check_in_{uuid.uuid4().hex[:6]}"  # this test's own activity type
+    created = await challenges(engagement).CreateChallenge(
+        pb.CreateChallengeRequest(
+            request_id=rid(),
+            challenge=pb.Challenge(
+                display_name="7-day check-in streak",
+                goal=pb.Goal(kind=pb.GOAL_KIND_STREAK, target=7, activity_type=activity),
+                window=pb.Window(kind=pb.WINDOW_KIND_ROLLING_DAYS, days=366),
+                reward=pb.ChallengeReward(points=70, funding_unit="mall"),
+                start_time=timestamp(datetime(2026, 1, 1, tzinfo=UTC)),
+            ),
+        )
+    )
+    name = created.challenge.name
+    member_id = await engagement.member()
+    # Four days in a row, a day missed; then 23:30 Shanghai time on 1 March and 00:30 on each
+    # of the next six days: seven days in a row there, though in UTC the first two fall on one
+    # day (six UTC days: counted in UTC it would not complete).
+    days = [datetime(2026, 2, d, 4, tzinfo=UTC) for d in (20, 21, 22, 23)]
+    days += [datetime(2026, 3, 1, 15, 30, tzinfo=UTC)]
+    days += [datetime(2026, 3, d, 16, 30, tzinfo=UTC) for d in (1, 2, 3, 4, 5, 6)]
+
+    def check_in(at: datetime) -> points_events.ActivityRecorded:
+        return points_events.ActivityRecorded(
+            member_id=member_id,
+            unit="mall",
+            activity_type=activity,
+            activity_id=uuid.uuid4().hex,
+            occurred_at=timestamp(at),
+        )
+
+    for at in days[:-1]:
+        await publish(engagement.settings, "points", check_in(at))
+    six = await until(
+        lambda: kept_progress(engagement_service, member_id, name),
+        lambda p: p is not None and p.value == 6,
+    )
+    assert six is not None and six.value == 6, six
+    assert await engagement.postings(member_id) == []
+    await publish(engagement.settings, "points", check_in(days[-1]))
+    postings = await until(lambda: engagement.postings(member_id), lambda p: bool(p))
+    assert [(p.unit, p.points) for p in postings] == [("mall", 70)]
+
+
+async def kept_progress(service: RunningService, member_id: str, name: str) -> Any:
+    """The member's progress kept for the challenge (GetMemberProgress shows a streak whose
+    last day is past as 0: the kept row is read here)."""
+    context = service.context
+    async with EngagementUnitOfWork(
+        context.database, context.settings.event_namespace, read_only=True
+    ) as uow:
+        kept = await uow.challenges.member_progress(member_id)
+    found = [p.progress for p in kept if f"challenges/{p.challenge_id}" == name]
+    return found[0] if found else None
+
+
 async def test_a_leaderboard_close_pays_once_when_run_twice(engagement: Engagement) -> None:
     # A past quarter of its own: no other test's referral falls in it.
     year = random.randint(2001, 2020)
