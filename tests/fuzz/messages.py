@@ -20,6 +20,8 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import strategies as st
 
 SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement", "gateway")
+# Contracts a service serves beside its `<service>_service.proto`, fuzzed too.
+MORE_CONTRACTS = {"engagement": ("challenges_pb2",)}
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -91,11 +93,12 @@ class Rpc:
 def unary_rpcs() -> Iterator[Rpc]:
     """Every unary method of every service's contract."""
     for service in SERVICES:
-        module = importlib.import_module(f"loyalty.{service}.v1.{service}_service_pb2")
-        for described in module.DESCRIPTOR.services_by_name.values():
-            for method in described.methods:
-                if not method.client_streaming and not method.server_streaming:
-                    yield Rpc(service, f"/{described.full_name}/{method.name}", method)
+        for name in (f"{service}_service_pb2", *MORE_CONTRACTS.get(service, ())):
+            module = importlib.import_module(f"loyalty.{service}.v1.{name}")
+            for described in module.DESCRIPTOR.services_by_name.values():
+                for method in described.methods:
+                    if not method.client_streaming and not method.server_streaming:
+                        yield Rpc(service, f"/{described.full_name}/{method.name}", method)
 
 
 def strings(name: str, hints: dict[str, list[str]]) -> st.SearchStrategy[str]:

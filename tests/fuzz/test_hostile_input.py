@@ -430,6 +430,10 @@ LISTS = {
     "ListEntitlements": ("entitlements", 200),
     "ListCoupons": ("coupons", 500),
     "ListRewards": ("rewards", 200),
+    "ListJourneys": ("journeys", 200),
+    "ListMessages": ("messages", 200),
+    "ListChallenges": ("challenges", 200),
+    "ListMemberBadges": ("badges", 200),
 }
 
 

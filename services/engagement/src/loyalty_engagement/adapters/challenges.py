@@ -357,6 +357,16 @@ class ChallengeStore:
         )
         return result.first() is not None
 
+    async def held_badge(self, member_id: str, badge: str) -> HeldBadge | None:
+        row = (
+            await self.session.execute(
+                select(member_badges).where(
+                    member_badges.c.member_id == member_id, member_badges.c.badge == badge
+                )
+            )
+        ).first()
+        return HeldBadge(row.badge, row.source, row.earned_at) if row else None
+
     async def revoke_badge(self, member_id: str, badge: str) -> bool:
         result = await self.session.execute(
             delete(member_badges)
@@ -365,11 +375,12 @@ class ChallengeStore:
         )
         return result.first() is not None
 
-    async def badges(self, member_id: str) -> list[HeldBadge]:
+    async def badges(self, member_id: str, after: str = "", limit: int = 200) -> list[HeldBadge]:
         rows = await self.session.execute(
             select(member_badges)
-            .where(member_badges.c.member_id == member_id)
-            .order_by(member_badges.c.earned_at, member_badges.c.badge)
+            .where(member_badges.c.member_id == member_id, member_badges.c.badge > after)
+            .order_by(member_badges.c.badge)
+            .limit(limit)
         )
         return [HeldBadge(r.badge, r.source, r.earned_at) for r in rows]
 

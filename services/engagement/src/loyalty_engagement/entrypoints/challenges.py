@@ -113,8 +113,16 @@ class ChallengeServicer(UnitOfWorkServicer[EngagementUnitOfWork], ChallengeServi
         self, request: pb.ListMemberBadgesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMemberBadgesResponse:
         member_id = member_id_of(request.member, "member")
-        held = await self._read(lambda uow: uow.challenges.badges(member_id))
-        return pb.ListMemberBadgesResponse(badges=[badge_message(b) for b in held])
+        filters = {"member": member_id}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        after = page.after if isinstance(page.after, str) else ""
+        held = await self._read(lambda uow: uow.challenges.badges(member_id, after, page.size + 1))
+        more = len(held) > page.size
+        held = held[: page.size]
+        token = next_token(held[-1].badge, filters) if more and held else ""
+        return pb.ListMemberBadgesResponse(
+            badges=[badge_message(b) for b in held], next_page_token=token
+        )
 
     async def GrantBadge(
         self, request: pb.GrantBadgeRequest, context: grpc.aio.ServicerContext

@@ -218,8 +218,9 @@ async def grant_badge(
 ) -> HeldBadge:
     await earn_badge(uow, member_id, badge, "grant", now)
     await uow.challenges.audit(member_id, badge, "grant", by[0], by[1], reason, now)
-    held = {b.badge: b for b in await uow.challenges.badges(member_id)}
-    return held[badge]
+    held = await uow.challenges.held_badge(member_id, badge)
+    assert held is not None  # awarded above, or held before
+    return held
 
 
 async def revoke_badge(
