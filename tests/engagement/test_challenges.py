@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ from loyalty.engagement.v1 import challenges_pb2_grpc
 from loyalty.engagement.v1 import events_pb2 as engagement_events
 from loyalty.points.v1 import events_pb2 as points_events
 from loyalty_devstack.demo_challenges import load_challenges
+from loyalty_engagement.domain.challenges import Occurrence
+from loyalty_engagement.service_layer.challenges import on_occurrence
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
@@ -388,4 +391,54 @@ async def test_the_demo_loads_the_explorer_challenge_once(
         ["mall", "hotel", "cinema"],
         3,
         "explorer",
+    )
+
+
+@dataclass
+class CountingActions:
+    """Points and benefits as the counting sees them: each award is kept."""
+
+    awarded: list[str] = field(default_factory=list)
+
+    async def award_points(
+        self, member_id: str, points: int, funding_unit: str, reason: str, key: str
+    ) -> str:
+        await asyncio.sleep(0.01)  # a call's time: the transactions overlap
+        self.awarded.append(key)
+        return key
+
+    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
+        return key
+
+
+async def test_concurrent_transactions_of_one_member_count_every_unit_and_complete_once(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    """A member's purchases counted at once in their own transactions (as replicas' consumers
+    would), at two units after a first: each counts (the progress row is locked while one
+    does) and the completion is paid once."""
+    at = units()
+    challenge = await explorer(engagement, at)
+    context = engagement_service.context
+
+    def uow() -> EngagementUnitOfWork:
+        return EngagementUnitOfWork(context.database, context.settings.event_namespace)
+
+    actions = CountingActions()
+    now = datetime.now(UTC)
+
+    async def count(member_id: str, unit: str) -> None:
+        async with uow() as work:
+            event = Occurrence(f"purchase:{uuid.uuid4().hex}", member_id, now, unit=unit)
+            await on_occurrence(work, actions, event, now)  # type: ignore[arg-type]
+            await work.commit()
+
+    members = [str(uuid.uuid4()) for _ in range(20)]
+    await asyncio.gather(*(count(m, at[0]) for m in members))
+    await asyncio.gather(*(count(m, unit) for m in members for unit in at[1:]))
+    for member_id in members:
+        progress = await progress_in(engagement, member_id, challenge.name)
+        assert (progress.value, progress.completed) == (3, True), progress
+    assert sorted(actions.awarded) == sorted(
+        f"challenge-{challenge.name.removeprefix('challenges/')}-{m}-once" for m in members
     )
