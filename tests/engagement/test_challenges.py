@@ -415,8 +415,8 @@ async def test_concurrent_transactions_of_one_member_count_every_unit_and_comple
     engagement: Engagement, engagement_service: RunningService
 ) -> None:
     """A member's purchases counted at once in their own transactions (as replicas' consumers
-    would), at two units after a first: each counts (the progress row is locked while one
-    does) and the completion is paid once."""
+    would), at two units after a first, each reading its progress slowly: each counts (the
+    progress row is locked while one does) and the completion is paid once."""
     at = units()
     challenge = await explorer(engagement, at)
     context = engagement_service.context
@@ -429,6 +429,14 @@ async def test_concurrent_transactions_of_one_member_count_every_unit_and_comple
 
     async def count(member_id: str, unit: str) -> None:
         async with uow() as work:
+            read = work.challenges.locked_progress
+
+            async def read_slowly(*args: Any) -> Any:
+                found = await read(*args)
+                await asyncio.sleep(0.05)  # the other transaction would read meanwhile
+                return found
+
+            work.challenges.locked_progress = read_slowly  # type: ignore[method-assign,assignment]
             event = Occurrence(f"purchase:{uuid.uuid4().hex}", member_id, now, unit=unit)
             await on_occurrence(work, actions, event, now)  # type: ignore[arg-type]
             await work.commit()
