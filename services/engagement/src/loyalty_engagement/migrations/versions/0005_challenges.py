@@ -2,14 +2,14 @@
 leaderboards, members' scores, closed periods and their payouts (adapters/tables.py says why).
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
