@@ -130,8 +130,15 @@ async def engagement_service(
 ) -> AsyncIterator[RunningService]:
     """The engagement service, entering members into journeys on this run's events and acting
     through this run's benefits, points and identity services."""
+    import os
+
     from loyalty_engagement.app import SPEC
 
+    # Webhook deliveries looked for often and retried soon, given up after 4 attempts.
+    os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_INTERVAL_SECONDS"] = "0.05"
+    os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_BACKOFF_SECONDS"] = "0.05"
+    os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_MAX_ATTEMPTS"] = "4"
+    os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_TIMEOUT_SECONDS"] = "2"
     runner = ServiceRunner(settings)
     engagement_settings = settings.model_copy(
         update={

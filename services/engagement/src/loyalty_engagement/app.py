@@ -1,5 +1,5 @@
-"""The engagement service as the kit runs it: its composition root (bootstrap.py), the servicer
-and the events that trigger journeys (entrypoints/)."""
+"""The engagement service as the kit runs it: its composition root (bootstrap.py), the servicer,
+the events that trigger journeys and the webhook delivery loop (entrypoints/)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from loyalty_kit.server import ServiceSpec
 from loyalty_engagement.bootstrap import Engagement, bootstrap
 from loyalty_engagement.entrypoints.access import ACCESS
 from loyalty_engagement.entrypoints.consumers import consumers
+from loyalty_engagement.entrypoints.jobs import jobs
 from loyalty_engagement.entrypoints.servicer import SERVICE, EngagementServicer
 
 
@@ -27,4 +28,5 @@ SPEC = ServiceSpec(
     add_servicers=add_servicers,
     migrations="loyalty_engagement:migrations",
     consumers=consumers,
+    jobs=jobs,
 )

@@ -1,8 +1,8 @@
 """Benefits, points and identity as journeys act through them, on the engagement service's own
 account (`loyalty_kit.peers`): a coupon issued as the journey's unit (`coupons:issue`), bonus
-points adjusted as the funding unit (`points:adjust`), tags changed and a member's consents
-read as the group's member operations (`members:manage`). The client ID is fixed, so every
-replica's retry of a step is recognised by its idempotency key."""
+points adjusted as the funding unit (`points:adjust`), tags changed, a member's consents
+read and withdrawn (an unsubscribe) as the group's member operations (`members:manage`).
+The client ID is fixed, so every replica's retry of a step is recognised by its idempotency key."""
 
 from __future__ import annotations
 
@@ -106,6 +106,23 @@ class GrpcActions:
         )
         return frozenset(
             member_pb2.ConsentPurpose.Name(c.purpose) for c in response.member.consents if c.granted
+        )
+
+    async def withdraw_consent(self, member_id: str, purpose: str, key: str) -> None:
+        await _call(
+            lambda: self._identity.stub.SetConsents(
+                identity_pb.SetConsentsRequest(
+                    member=member_name(member_id),
+                    request_id=key,
+                    changes=[
+                        member_pb2.ConsentChange(
+                            purpose=member_pb2.ConsentPurpose.Value(purpose), granted=False
+                        )
+                    ],
+                    source="engagement:unsubscribe",
+                ),
+                metadata=self._identity.metadata(self._as(GROUP, MEMBERS_MANAGE)),
+            )
         )
 
     async def close(self) -> None:

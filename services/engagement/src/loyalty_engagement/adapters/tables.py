@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -104,4 +105,49 @@ member_tiers = Table(
     Column("member_id", Text, primary_key=True),
     Column("tier", Text, nullable=False),
     Column("effective_at", DateTime(timezone=True), nullable=False),
+)
+
+# The webhook channel (adapters/webhooks.py): a unit's endpoint per purpose (the secret sealed),
+# the deliveries as an outbox (a row per message, taken with FOR UPDATE SKIP LOCKED by the
+# delivery loop of any replica), and the unsubscribe tokens of every message, by their hash.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Index("deliveries_due", "next_attempt_at", postgresql_where=text("state = 'pending'")),
+    Index("deliveries_listed", "created_at", "message_id"),
+    Index("deliveries_member", "member_id"),
+)
+
+unsubscribe_tokens = Table(
+    "unsubscribe_tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("message_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Index("unsubscribe_tokens_member", "member_id"),
 )

@@ -225,7 +225,7 @@ def _step_violations(step: Action, unit: str, path: str) -> list[FieldViolation]
     return bad
 
 
-CHANNELS = frozenset({"dev"})  # the development sink; the webhook adapter comes next
+CHANNELS = frozenset({"dev", "webhook"})  # the development sink; a unit's signed webhook
 
 
 def triggered_by(trigger: Trigger, event: TriggerEvent) -> bool:

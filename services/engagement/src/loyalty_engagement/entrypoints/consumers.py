@@ -1,9 +1,9 @@
 """The events that trigger journeys, as a handler table: registrations (identity), purchases
-(points' PointsEarned), tier changes (tiers; also kept as the member's tier for conditions)
-and segment moves (insights' SegmentEntered / SegmentLeft); an erased member's messages and
-tier are deleted (identity's MemberErased). Each event is handled in one
-transaction with the kit's inbox (a redelivered event is passed over), and each trigger event
-is named by its content (`TriggerEvent.key`) so a replay of it is the same entry."""
+(points' PointsEarned), tier changes (tiers; also kept as the member's tier for conditions) and
+segment moves (insights' SegmentEntered / SegmentLeft); an erased member's messages, tier,
+webhook deliveries and unsubscribe tokens are deleted (identity's MemberErased). Each event is
+handled in one transaction with the kit's inbox (a redelivered event is passed over), and each
+trigger event is named by its content (`TriggerEvent.key`) so a replay of it is the same entry."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ async def member_erased(
     _app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberErased
 ) -> None:
     await uow.journeys.forget(e.member_id)
+    await uow.channels.forget(e.member_id)
 
 
 TABLE: Sequence[Subscription[Engagement]] = (

@@ -12,17 +12,20 @@ from loyalty.engagement.v1 import engagement_service_pb2 as pb
 from loyalty.engagement.v1.engagement_service_pb2_grpc import EngagementServiceServicer
 from loyalty.identity.v1 import member_pb2
 from loyalty_kit.caller import ADMIN, UnitMismatch, current_caller
-from loyalty_kit.errors import FieldViolation, InvalidArgument, Unavailable
+from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
 from loyalty_kit.jobs import outage
 from loyalty_kit.kernel.units import GROUP
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment_of, timestamp
 
+from loyalty_engagement.adapters.channels import StoredDelivery
 from loyalty_engagement.adapters.journeys import StepRun, StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.bootstrap import Engagement
 from loyalty_engagement.domain import journeys as domain
-from loyalty_engagement.service_layer import journeys
+from loyalty_engagement.entrypoints import channels as convert
+from loyalty_engagement.service_layer import channels, journeys
+from loyalty_engagement.service_layer.ports import ActionRefused
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 
 SERVICE = "loyalty.engagement.v1.EngagementService"
@@ -207,6 +210,84 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
             messages=[message_message(m) for m in found], next_page_token=token
         )
 
+    async def SetWebhookEndpoint(
+        self, request: pb.SetWebhookEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetWebhookEndpointResponse:
+        given = request.endpoint
+        purpose = convert.purpose_of(given.purpose, "endpoint.purpose")
+        unit = given.unit or _owner_unit()
+        confined = _confined_unit()
+        if confined is not None and confined != unit:
+            raise UnitMismatch(unit, confined)
+
+        async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.SetWebhookEndpointResponse:
+            found = await channels.set_endpoint(
+                uow, self.app.secrets, unit, purpose, given.url, given.secret, now
+            )
+            return pb.SetWebhookEndpointResponse(endpoint=convert.endpoint_message(found))
+
+        return await self._mutate(
+            "SetWebhookEndpoint", request, pb.SetWebhookEndpointResponse, work
+        )
+
+    async def ListDeliveries(
+        self, request: pb.ListDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeliveriesResponse:
+        unit = _confined_unit()
+        state = convert.state_of(request.state)
+        filters = {"state": state, "unit": unit}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        before = _before(page.after)
+        found = await self._read(
+            lambda uow: uow.channels.deliveries(state, unit, before, page.size + 1)
+        )
+        more = len(found) > page.size
+        found = found[: page.size]
+        last = found[-1] if found else None
+        token = (
+            next_token([last.created_at.isoformat(), last.message_id], filters)
+            if more and last
+            else ""
+        )
+        return pb.ListDeliveriesResponse(
+            deliveries=[convert.delivery_message(d) for d in found], next_page_token=token
+        )
+
+    async def RedriveDelivery(
+        self, request: pb.RedriveDeliveryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedriveDeliveryResponse:
+        message_id = convert.delivery_id_of(request.name)
+
+        async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.RedriveDeliveryResponse:
+            current = await uow.channels.delivery(message_id)
+            if current is not None:
+                _may_touch_unit(current)
+            found = await channels.redrive(uow, message_id, now)
+            return pb.RedriveDeliveryResponse(delivery=convert.delivery_message(found))
+
+        return await self._mutate("RedriveDelivery", request, pb.RedriveDeliveryResponse, work)
+
+    async def Unsubscribe(
+        self, request: pb.UnsubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnsubscribeResponse:
+        try:
+            async with self.uow() as uow:
+                purpose = await channels.unsubscribe(
+                    uow, self.app.actions, request.token, self.clock()
+                )
+                await uow.commit()
+        except ActionRefused as refused:
+            raise FailedPrecondition(
+                "identity refused to withdraw the consent", reason=refused.reason
+            ) from None
+        except grpc.aio.AioRpcError as error:
+            if not outage(error):
+                raise
+            raise Unavailable(
+                "identity is unavailable: try again", reason="IDENTITY_UNAVAILABLE"
+            ) from None
+        return pb.UnsubscribeResponse(purpose=member_pb2.ConsentPurpose.Value(purpose))
+
 
 # --- who may see what -------------------------------------------------------------------------
 
@@ -225,6 +306,12 @@ def _may_touch(journey: StoredJourney) -> None:
     confined = _confined_unit()
     if confined is not None and confined != journey.unit:
         raise UnitMismatch(journey.unit, confined)
+
+
+def _may_touch_unit(delivery: StoredDelivery) -> None:
+    confined = _confined_unit()
+    if confined is not None and confined != delivery.unit:
+        raise UnitMismatch(delivery.unit, confined)
 
 
 def _before(after: object) -> tuple[datetime, str] | None:

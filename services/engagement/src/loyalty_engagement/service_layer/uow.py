@@ -1,5 +1,5 @@
-"""The engagement service's unit of work: the kit's, with the journeys' store on the same
-transaction."""
+"""The engagement service's unit of work: the kit's, with the journeys' and the channels'
+stores on the same transaction."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from typing import Self
 
 from loyalty_kit.uow import UnitOfWork
 
+from loyalty_engagement.adapters.channels import ChannelStore
 from loyalty_engagement.adapters.journeys import JourneyStore
 
 
 class EngagementUnitOfWork(UnitOfWork):
     journeys: JourneyStore
+    channels: ChannelStore
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.journeys = JourneyStore(self.session)
+        self.channels = ChannelStore(self.session)
         return self
