@@ -115,7 +115,10 @@ def spec_document(spec: JourneySpec) -> dict[str, Any]:
 def _step_document(step: Action) -> dict[str, Any]:
     match step:
         case IssueCoupon():
-            return {"issue_coupon": {"template": step.template, "unit": step.unit}}
+            issue = {"template": step.template, "unit": step.unit}
+            if step.grant_key:
+                issue["grant_key"] = step.grant_key
+            return {"issue_coupon": issue}
         case AwardPoints():
             return {
                 "award_points": {

@@ -54,11 +54,16 @@ class GrpcActions:
     def _as(self, unit: str, scope: str) -> Caller:
         return Caller(unit=unit or GROUP, client_id=CLIENT_ID, scopes=frozenset({scope}))
 
-    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
+    async def issue_coupon(
+        self, member_id: str, template: str, unit: str, key: str, grant_key: str = ""
+    ) -> str:
         response = await _call(
             lambda: self._benefits.stub.IssueCoupons(
                 benefits_pb.IssueCouponsRequest(
-                    template=template, request_id=key, members=[member_name(member_id)]
+                    template=template,
+                    request_id=key,
+                    members=[member_name(member_id)],
+                    grant_key=grant_key,
                 ),
                 metadata=self._benefits.metadata(self._as(unit, COUPONS_ISSUE)),
             )

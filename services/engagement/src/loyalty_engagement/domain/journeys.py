@@ -72,6 +72,7 @@ class Conditions:
 class IssueCoupon:
     template: str
     unit: str = ""
+    grant_key: str = ""  # at most one coupon per member under it, shared with benefits' grants
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,11 @@ def _acts_for(journey_unit: str, unit: str) -> bool:
 def _step_violations(step: Action, unit: str, path: str) -> list[FieldViolation]:
     bad: list[FieldViolation] = []
     match step:
-        case IssueCoupon(template=template, unit=issuer):
+        case IssueCoupon(template=template, unit=issuer, grant_key=grant_key):
             if not template.strip():
                 bad.append(FieldViolation(f"{path}.issue_coupon.template", "is required"))
+            if len(grant_key) > 100:
+                bad.append(FieldViolation(f"{path}.issue_coupon.grant_key", "100 characters"))
             if issuer and not _acts_for(unit, issuer):
                 bad.append(
                     FieldViolation(

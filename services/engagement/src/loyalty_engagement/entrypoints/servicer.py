@@ -359,7 +359,8 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
         path = f"journey.steps[{i}]"
         match step.WhichOneof("action"):
             case "issue_coupon":
-                steps.append(domain.IssueCoupon(step.issue_coupon.template, step.issue_coupon.unit))
+                c = step.issue_coupon
+                steps.append(domain.IssueCoupon(c.template, c.unit, c.grant_key.strip()))
             case "award_points":
                 a = step.award_points
                 steps.append(domain.AwardPoints(a.points, a.funding_unit, a.reason))
@@ -403,7 +404,11 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
 def _step_message(step: domain.Action) -> pb.Step:
     match step:
         case domain.IssueCoupon():
-            return pb.Step(issue_coupon=pb.IssueCoupon(template=step.template, unit=step.unit))
+            return pb.Step(
+                issue_coupon=pb.IssueCoupon(
+                    template=step.template, unit=step.unit, grant_key=step.grant_key
+                )
+            )
         case domain.AwardPoints():
             return pb.Step(
                 award_points=pb.AwardPoints(

@@ -249,8 +249,9 @@ async def _act(
 ) -> tuple[str, str]:
     member_id = entry.member_id
     match step:
-        case IssueCoupon(template=template, unit=unit):
-            return "done", await actions.issue_coupon(member_id, template, unit or spec.unit, key)
+        case IssueCoupon(template=template, unit=unit, grant_key=grant_key):
+            issuer = unit or spec.unit
+            return "done", await actions.issue_coupon(member_id, template, issuer, key, grant_key)
         case AwardPoints(points=points, funding_unit=funding, reason=reason):
             why = reason or f"journey {spec.display_name}"
             return "done", await actions.award_points(member_id, points, funding, why, key)

@@ -24,8 +24,11 @@ class ActionUnreachable(Unavailable):
 
 
 class Actions(Protocol):
-    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
-        """The coupon's code."""
+    async def issue_coupon(
+        self, member_id: str, template: str, unit: str, key: str, grant_key: str = ""
+    ) -> str:
+        """The coupon's code (with `grant_key`: the member's coupon under that grant, issued
+        now or before, by a journey or by benefits itself)."""
         ...
 
     async def award_points(
