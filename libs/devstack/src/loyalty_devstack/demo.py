@@ -24,6 +24,8 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import catalogue_pb2
 from loyalty.common.v1 import channel_pb2
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
+from loyalty.engagement.v1.engagement_service_pb2_grpc import EngagementServiceStub
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import programme_pb2
@@ -212,6 +214,62 @@ async def load_programme(settings: Settings) -> list[Part]:
     ]
 
 
+# The reasons of tiers' TierChanged that are an upgrade the member earned or was given (not a
+# legacy tier an import carried over, a downgrade or a merge's bookkeeping).
+UPGRADES = ("qualified", "granted", "membership_purchased")
+
+
+def welcome_journeys() -> list[engagement_pb.Journey]:
+    """ "Upgrade -> welcome gift", one journey per tier of the catalogue with a welcome coupon
+    (benefits' fixed trigger before): the coupon granted under benefits' grant key
+    `welcome:{tier}`, so it is one coupon per member and tier whoever grants it."""
+    return [
+        engagement_pb.Journey(
+            display_name=f"Welcome gift: {tier.tier}",
+            unit="group",
+            trigger=engagement_pb.Trigger(
+                kind=engagement_pb.TRIGGER_KIND_TIER_CHANGED,
+                to_tier=tier.tier,
+                reasons=list(UPGRADES),
+            ),
+            steps=[
+                engagement_pb.Step(
+                    issue_coupon=engagement_pb.IssueCoupon(
+                        template=tier.welcome_coupon_template, grant_key=f"welcome:{tier.tier}"
+                    )
+                )
+            ],
+            state=engagement_pb.JOURNEY_STATE_ACTIVE,
+        )
+        for tier in huayue_catalogue().tiers
+        if tier.welcome_coupon_template
+    ]
+
+
+async def load_journeys(settings: Settings) -> Part:
+    """The demo's journeys, created once (by name; the request IDs make a retry the same)."""
+    wanted = welcome_journeys()
+    metadata = demo_metadata(settings)
+    async with channel(settings.target_of("engagement")) as ch:
+        stub = EngagementServiceStub(ch)
+        listed = await stub.ListJourneys(
+            engagement_pb.ListJourneysRequest(page_size=200), metadata=metadata
+        )
+        present = {j.display_name for j in listed.journeys}
+        made = 0
+        for journey in wanted:
+            if journey.display_name in present:
+                continue
+            await stub.CreateJourney(
+                engagement_pb.CreateJourneyRequest(
+                    journey=journey, request_id=f"demo-journey-{journey.trigger.to_tier}"
+                ),
+                metadata=metadata,
+            )
+            made += 1
+    return Part(f"{len(wanted)} welcome-gift journeys", made > 0)
+
+
 def summary(parts: list[Part]) -> str:
     """One line: `demo: loaded Huayue (4 members, ...)` or `demo: found the programme in
     place, nothing loaded`."""
@@ -227,5 +285,9 @@ async def load(settings: Settings, history: HistorySettings | None = None) -> st
     """Load whatever of the demo is missing; the line saying what was loaded or found. The
     generated history (demo_history.py) comes last: its imports need the programme (legacy
     points' rates, the ladder's tiers)."""
-    parts = [await load_identity(settings), *await load_programme(settings)]
+    parts = [
+        await load_identity(settings),
+        *await load_programme(settings),
+        await load_journeys(settings),
+    ]
     return summary([*parts, *await demo_history.load(settings, history)])

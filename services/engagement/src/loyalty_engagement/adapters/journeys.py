@@ -95,6 +95,7 @@ def spec_document(spec: JourneySpec) -> dict[str, Any]:
             "unit": spec.trigger.unit,
             "to_tier": spec.trigger.to_tier,
             "segment": spec.trigger.segment,
+            **({"reasons": list(spec.trigger.reasons)} if spec.trigger.reasons else {}),
         },
         "conditions": {
             "units": list(spec.conditions.units),
@@ -162,7 +163,11 @@ def spec_of(doc: dict[str, Any]) -> JourneySpec:
         display_name=doc["display_name"],
         unit=doc["unit"],
         trigger=Trigger(
-            TriggerKind(trigger["kind"]), trigger["unit"], trigger["to_tier"], trigger["segment"]
+            TriggerKind(trigger["kind"]),
+            trigger["unit"],
+            trigger["to_tier"],
+            trigger["segment"],
+            tuple(trigger.get("reasons", ())),
         ),
         steps=tuple(_step_of(s) for s in doc["steps"]),
         conditions=Conditions(

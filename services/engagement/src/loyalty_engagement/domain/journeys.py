@@ -54,6 +54,9 @@ class Trigger:
     unit: str = ""  # purchase: only at this unit
     to_tier: str = ""  # tier changed: only to this tier
     segment: str = ""  # segment entered/left: "segments/{id}"
+    # tier changed: only for these reasons of tiers' TierChanged (empty: any), e.g. a welcome
+    # gift on "qualified", not on "carried_over" (an import) or "downgraded"
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class TriggerEvent:
     unit: str = ""
     to_tier: str = ""
     segment: str = ""
+    reason: str = ""  # a tier change's
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,9 @@ def triggered_by(trigger: Trigger, event: TriggerEvent) -> bool:
         case TriggerKind.PURCHASE:
             return not trigger.unit or trigger.unit == event.unit
         case TriggerKind.TIER_CHANGED:
-            return not trigger.to_tier or trigger.to_tier == event.to_tier
+            return (not trigger.to_tier or trigger.to_tier == event.to_tier) and (
+                not trigger.reasons or event.reason in trigger.reasons
+            )
         case TriggerKind.SEGMENT_ENTERED | TriggerKind.SEGMENT_LEFT:
             return trigger.segment == event.segment
     return True

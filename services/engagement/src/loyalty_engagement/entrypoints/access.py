@@ -5,7 +5,7 @@ and changes its own unit's journeys, the group's team (unit "group") every one; 
 
 from __future__ import annotations
 
-from loyalty_kit.access import ANY_CALLER, Rule, rule
+from loyalty_kit.access import Rule, rule
 from loyalty_kit.scopes import ENGAGEMENT_READ, ENGAGEMENT_WRITE
 
 _READ = rule(
@@ -49,5 +49,5 @@ ACCESS: dict[str, Rule] = {
     ),
     # The token is the authority (192 random bits, one message's): the gateway serves it
     # without a bearer token at /v1/unsubscribe and calls this on its own account.
-    "Unsubscribe": ANY_CALLER,
+    "Unsubscribe": rule(note="any authenticated caller: the message's token is the authority"),
 }

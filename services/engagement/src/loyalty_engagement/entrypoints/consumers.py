@@ -57,6 +57,7 @@ async def tier_changed(app: Engagement, uow: EngagementUnitOfWork, e: tiers_pb.T
         f"tier:{e.from_tier}>{e.to_tier}@{at.isoformat()}",
         at,
         to_tier=e.to_tier,
+        reason=e.reason,
     )
     await journeys.on_event(uow, app.actions, event, app.clock())
 

@@ -386,7 +386,11 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
         display_name=message.display_name,
         unit=unit,
         trigger=domain.Trigger(
-            kind, message.trigger.unit, message.trigger.to_tier, message.trigger.segment
+            kind,
+            message.trigger.unit,
+            message.trigger.to_tier,
+            message.trigger.segment,
+            tuple(r.strip() for r in message.trigger.reasons),
         ),
         steps=tuple(steps),
         conditions=domain.Conditions(
@@ -444,6 +448,7 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
             unit=spec.trigger.unit,
             to_tier=spec.trigger.to_tier,
             segment=spec.trigger.segment,
+            reasons=list(spec.trigger.reasons),
         ),
         conditions=pb.Conditions(
             units=list(spec.conditions.units),
