@@ -137,16 +137,19 @@ class ChannelStore:
         next_attempt_at: datetime,
         delivered_at: datetime | None,
     ) -> None:
+        """An attempt's outcome. Delivered, the payload (the text and the unsubscribe token in
+        clear) is not kept: the message stays in `messages`, the token by its hash."""
+        values: dict[str, object] = {
+            "state": state,
+            "attempts": attempts,
+            "last_error": error,
+            "next_attempt_at": next_attempt_at,
+            "delivered_at": delivered_at,
+        }
+        if state == DELIVERED:
+            values["payload"] = ""
         await self.session.execute(
-            update(deliveries)
-            .where(deliveries.c.message_id == message_id)
-            .values(
-                state=state,
-                attempts=attempts,
-                last_error=error,
-                next_attempt_at=next_attempt_at,
-                delivered_at=delivered_at,
-            )
+            update(deliveries).where(deliveries.c.message_id == message_id).values(**values)
         )
 
     async def delivery(self, message_id: str, *, for_update: bool = False) -> StoredDelivery | None:
