@@ -209,6 +209,7 @@ async def _attempt(
     body = delivery.payload.encode()
     headers = {
         "Content-Type": "application/json",
+        # The wall clock, not the service's: the receiver compares `t` with its own.
         domain.SIGNATURE_HEADER: domain.signature(secret, int(time.time()), body),
         domain.MESSAGE_ID_HEADER: delivery.message_id,
         domain.ATTEMPT_HEADER: str(delivery.attempts + 1),
