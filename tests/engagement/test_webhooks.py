@@ -4,14 +4,21 @@ dead letter when it never answers well, and re-driven from there."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest_asyncio
 from loyalty.engagement.v1 import engagement_service_pb2 as pb
 from loyalty.identity.v1 import member_pb2
+from loyalty_engagement.adapters.channels import PENDING, StoredDelivery
+from loyalty_engagement.bootstrap import Engagement as EngagementApp
+from loyalty_engagement.service_layer.channels import deliver_due
 from loyalty_kit.caller import Caller
+from loyalty_kit.server import RunningService
 
 from tests.engagement.conftest import Engagement, rid, until
 from tests.engagement.receiver import Receiver
@@ -224,3 +231,53 @@ async def test_a_message_with_no_endpoint_for_its_unit_or_the_group_fails_its_st
     )
     assert entries[0].state == pb.ENTRY_STATE_FAILED
     assert [(s.outcome, s.detail) for s in entries[0].steps] == [("failed", "NO_WEBHOOK_ENDPOINT")]
+
+
+async def test_delivery_loops_running_at_once_send_each_message_once(
+    engagement_service: RunningService, engagement: Engagement, receiver: Receiver
+) -> None:
+    """Replicas' loops take due deliveries with FOR UPDATE SKIP LOCKED: four rounds at once over
+    60 due deliveries send each one once. (Due an hour from now, so the service's own loop
+    leaves them to these rounds.)"""
+    unit = f"u-{uuid.uuid4().hex[:8]}"
+    await endpoint(engagement, receiver, unit)
+    receiver.answer_with(200)
+    app: EngagementApp = engagement_service.root
+    later = datetime.now(UTC) + timedelta(hours=1)
+    ids = [str(uuid.uuid4()) for _ in range(60)]
+    async with app.uow() as uow:
+        for message_id in ids:
+            payload = json.dumps({"message_id": message_id})
+            await uow.channels.queue(
+                StoredDelivery(
+                    message_id,
+                    "m",
+                    unit,
+                    "CONSENT_PURPOSE_MARKETING_SMS",
+                    receiver.url,
+                    payload,
+                    PENDING,
+                    0,
+                    "",
+                    later,
+                    later,
+                )
+            )
+        await uow.commit()
+
+    def clock() -> datetime:
+        return later + timedelta(minutes=1)
+
+    async def drain() -> int:
+        sent = 0
+        while taken := await deliver_due(app.uow, app.sender, app.secrets, app.delivery, clock):
+            sent += taken
+        return sent
+
+    rounds = await asyncio.gather(*(drain() for _ in range(4)))
+
+    assert sum(rounds) == len(ids)
+    mine = [r.message_id for r in receiver.received if r.message_id in set(ids)]
+    assert sorted(mine) == sorted(ids)  # each once
+    found = [await delivery(engagement, message_id) for message_id in ids[:3]]
+    assert [(d.state, d.attempts) for d in found if d] == [(pb.DELIVERY_STATE_DELIVERED, 1)] * 3
