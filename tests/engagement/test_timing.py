@@ -7,6 +7,7 @@ timer, on the session's clock, finds nothing due then)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from loyalty.identity.v1 import member_pb2
 from loyalty.points.v1 import events_pb2 as points_events
 from loyalty_engagement.adapters.tables import member_activity
 from loyalty_engagement.bootstrap import Engagement as Root
-from loyalty_engagement.domain.journeys import TriggerEvent, TriggerKind
+from loyalty_engagement.domain.journeys import Budget, TriggerEvent, TriggerKind
 from loyalty_engagement.service_layer import journeys, timer
 from loyalty_kit.server import RunningService
 from loyalty_kit.timestamps import timestamp
@@ -150,6 +151,45 @@ async def test_a_budget_holds_under_concurrent_entries(
     assert len(done) == 2  # 40 + 40 <= 100 < 120
     async with root.uow(read_only=True) as uow:
         assert await uow.timing.spent(journey.name.removeprefix("journeys/")) == (80, 0)
+
+
+async def test_a_budget_is_never_exceeded_by_concurrent_spends(
+    engagement_service: RunningService,
+) -> None:
+    """A property over random budgets and steps, on the store's own conditional UPDATE: spends
+    made at once never pass a set limit, and each one refused would not have fitted."""
+    root: Root = engagement_service.root
+    rng = random.Random(19)
+    for _case in range(25):
+        journey_id = f"budget-{uuid.uuid4().hex}"
+        budget = Budget(
+            points=rng.choice([0, rng.randint(1, 400)]), coupons=rng.choice([0, rng.randint(1, 5)])
+        )
+        costs = [
+            (rng.randint(1, 150), 0) if rng.random() < 0.5 else (0, 1)
+            for _ in range(rng.randint(1, 12))
+        ]
+
+        async def spend(
+            cost: tuple[int, int], journey_id: str = journey_id, budget: Budget = budget
+        ) -> bool:
+            async with root.uow() as uow:
+                spent = await uow.timing.spend(journey_id, budget, *cost)
+                await uow.commit()
+                return spent
+
+        taken = await asyncio.gather(*(spend(c) for c in costs))
+        points = sum(c[0] for c, ok in zip(costs, taken, strict=True) if ok)
+        coupons = sum(c[1] for c, ok in zip(costs, taken, strict=True) if ok)
+        assert not budget.points or points <= budget.points, (budget, costs, taken)
+        assert not budget.coupons or coupons <= budget.coupons, (budget, costs, taken)
+        for cost, ok in zip(costs, taken, strict=True):
+            if not ok:
+                assert (budget.points and cost[0] and points + cost[0] > budget.points) or (
+                    budget.coupons and cost[1] and coupons + cost[1] > budget.coupons
+                ), (budget, costs, taken)
+        async with root.uow(read_only=True) as uow:
+            assert await uow.timing.spent(journey_id) == (points, coupons)
 
 
 class _Counting:

@@ -356,14 +356,6 @@ def budget_cost(step: Step) -> tuple[int, int]:
     return 0, 0
 
 
-def within_budget(budget: Budget, spent: tuple[int, int], cost: tuple[int, int]) -> bool:
-    """Whether giving `cost` on top of `spent` keeps within the budget's limits."""
-    points, coupons = spent[0] + cost[0], spent[1] + cost[1]
-    if budget.points and cost[0] and points > budget.points:
-        return False
-    return not (budget.coupons and cost[1] and coupons > budget.coupons)
-
-
 def entry_id(journey_id: str, version: int, member_id: str, trigger_key: str) -> str:
     """The entry's ID from what makes it unique: a redelivered or replayed event, or one
     handled twice after a crash, is the same entry (and its steps' idempotency keys the same
