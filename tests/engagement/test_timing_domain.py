@@ -24,8 +24,8 @@ NIGHT = DailyWindow(time(21), time(9))  # quiet hours 21:00-09:00
 OFFICE = DailyWindow(time(10), time(18))
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def spec(**changes: object) -> j.JourneySpec:
