@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loyalty.engagement.v1 import engagement_service_pb2 as pb
+from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.identity.v1 import member_pb2
 from loyalty.points.v1 import events_pb2 as points_events
-from loyalty_engagement.adapters.tables import member_activity
+from loyalty_engagement.adapters.tables import member_activity, member_lots
 from loyalty_engagement.bootstrap import Engagement as Root
 from loyalty_engagement.domain.journeys import Budget, TriggerEvent, TriggerKind
 from loyalty_engagement.service_layer import journeys, timer
@@ -314,3 +315,104 @@ async def test_a_message_in_quiet_hours_is_deferred_to_their_end(
     assert [m.body for m in await engagement.messages(member_id)] == ["Good morning"]
     [entry] = await engagement.entries(journey.name, member_id)
     assert entry.state == pb.ENTRY_STATE_COMPLETED
+
+
+async def test_a_birthday_enters_the_member_once_that_year(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    root: Root = engagement_service.root
+    journey = await engagement.journey(
+        pb.Journey(
+            display_name="birthday",
+            trigger=pb.Trigger(kind=pb.TRIGGER_KIND_BIRTHDAY),
+            steps=[points_step(8, "mall")],
+            time_zone="UTC",
+        )
+    )
+    member_id = await engagement.member()
+    birthday = datetime.now(UTC) + timedelta(days=2)
+    await publish(
+        engagement.settings,
+        "identity",
+        identity_events.ProfileChanged(
+            member_id=member_id,
+            changed_fields=["birthday"],
+            birthday_month=birthday.month,
+            birthday_day=birthday.day,
+            changed_at=timestamp(datetime.now(UTC)),
+        ),
+    )
+    await until(lambda: _birthday(root, member_id), lambda found: found == birthday.month)
+    await timer.sweep(root.uow, _at(timedelta(days=1)))
+    assert await engagement.entries(journey.name, member_id) == []
+    on_the_day = _at(timedelta(days=2))
+    await asyncio.gather(timer.sweep(root.uow, on_the_day), timer.sweep(root.uow, on_the_day))
+    await timer.run_due(root.uow, root.actions, on_the_day)
+    [entry] = await engagement.entries(journey.name, member_id)
+    assert entry.state == pb.ENTRY_STATE_COMPLETED
+    assert entry.trigger_key == f"birthday:{birthday.year}"
+    assert [p.points for p in await engagement.postings(member_id)] == [8]
+
+
+async def _birthday(root: Root, member_id: str) -> int:
+    async with root.uow(read_only=True) as uow:
+        found = (
+            await uow.session.execute(
+                select(member_activity.c.birthday_month).where(
+                    member_activity.c.member_id == member_id
+                )
+            )
+        ).scalar()
+        return int(found or 0)
+
+
+async def test_points_about_to_expire_enter_the_member_once(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    root: Root = engagement_service.root
+    journey = await engagement.journey(
+        pb.Journey(
+            display_name="expiring",
+            trigger=pb.Trigger(kind=pb.TRIGGER_KIND_POINTS_EXPIRING, days=30),
+            steps=[pb.Step(change_tags=pb.ChangeTags(add_tags=["journey:expiring"]))],
+        )
+    )
+    member_id = await engagement.member()
+    expires = datetime.now(UTC) + timedelta(days=40)
+    lot = rid()
+    await publish(
+        engagement.settings,
+        "points",
+        points_events.LedgerPosted(
+            member_id=member_id,
+            movements=[
+                points_events.LotMovement(
+                    posting_id=rid(),
+                    lot_id=lot,
+                    earned_unit="mall",
+                    unit="mall",
+                    points=120,
+                    expires_at=timestamp(expires),
+                )
+            ],
+        ),
+    )
+    await until(lambda: _lot_points(root, lot), lambda points: points == 120)
+    await timer.sweep(root.uow, _at(timedelta(days=5)))  # 35 days before: not yet
+    assert await engagement.entries(journey.name, member_id) == []
+    await timer.sweep(root.uow, _at(timedelta(days=11)))
+    await timer.sweep(root.uow, _at(timedelta(days=12)))
+    await timer.run_due(root.uow, root.actions, _at(timedelta(days=12)))
+    entries = await engagement.entries(journey.name, member_id)
+    assert [e.state for e in entries] == [pb.ENTRY_STATE_COMPLETED]
+    assert "journey:expiring" in await engagement.tags(member_id)
+
+
+async def _lot_points(root: Root, lot_id: str) -> int:
+    async with root.uow(read_only=True) as uow:
+        found = (
+            await uow.session.execute(
+                select(member_lots.c.points).where(member_lots.c.lot_id == lot_id)
+            )
+        ).scalar()
+        return int(found or 0)
