@@ -30,9 +30,11 @@ def zone_of(name: str) -> ZoneInfo:
 
 
 def known_zone(name: str) -> bool:
+    if len(name) > 64:
+        return False
     try:
         zone_of(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 
