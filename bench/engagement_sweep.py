@@ -93,9 +93,12 @@ async def prepare(url: URL, members: int) -> Prepared:
 
 
 async def _journey(prepared: Prepared) -> str:
-    """A win-back journey made a year before NOW (its first sweep looks back that far)."""
+    """A win-back journey made a year before NOW (its first sweep looks back that far), into
+    empty entries (each measured sweep inserts into tables of the same size)."""
     journey_id = str(uuid.uuid4())
     async with prepared.uow() as uow:
+        conn = await driver_connection(uow.session)
+        await conn.execute("TRUNCATE journey_entries, journey_sweeps")
         await uow.journeys.add(journey_id, SPEC, JourneyState.ACTIVE, NOW - timedelta(days=365))
         await uow.commit()
     return journey_id
