@@ -3,7 +3,8 @@ public RPCs as the group's marketing team would: each is looked up by its displa
 only the missing ones are created (with request ids derived from the demo), so loading twice
 changes nothing.
 
-- Win-back (挽回): a member without a purchase for 90 days gets a mall voucher, and a reminder
+- Win-back (挽回): a member without a purchase for 90 days gets the mall's CNY 50 coupon
+  (`mall-winback-50`, valid 30 days), and a reminder
   by SMS 14 days later (not in the quiet hours 21:00-09:00).
 - Expiring points (积分到期提醒): points of a lot expire within 30 days: a reminder by SMS.
 - First hotel stay -> a cinema ticket (跨业态): the group's journey issues the cinema's coupon
@@ -38,9 +39,9 @@ JOURNEYS: tuple[tuple[str, pb.Journey], ...] = (
             unit="group",
             trigger=pb.Trigger(kind=pb.TRIGGER_KIND_INACTIVE, days=90),
             steps=[
-                pb.Step(issue_coupon=pb.IssueCoupon(template="mall-voucher-100", unit="mall")),
+                pb.Step(issue_coupon=pb.IssueCoupon(template="mall-winback-50", unit="mall")),
                 pb.Step(delay=pb.Delay(seconds=14 * DAY)),
-                _sms("华悦商场百元券即将到期，欢迎回来逛逛。"),
+                _sms("您的华悦商场50元回归券即将到期，欢迎回来逛逛。"),
             ],
             quiet_hours=QUIET,
             budget=pb.Budget(coupons=5000),
