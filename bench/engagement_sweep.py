@@ -94,11 +94,12 @@ async def prepare(url: URL, members: int) -> Prepared:
 
 async def _journey(prepared: Prepared) -> str:
     """A win-back journey made a year before NOW (its first sweep looks back that far), into
-    empty entries (each measured sweep inserts into tables of the same size)."""
+    empty tables (the only journey the sweep finds; each measured sweep inserts into tables
+    of the same size)."""
     journey_id = str(uuid.uuid4())
     async with prepared.uow() as uow:
         conn = await driver_connection(uow.session)
-        await conn.execute("TRUNCATE journey_entries, journey_sweeps")
+        await conn.execute("TRUNCATE journeys, journey_versions, journey_entries, journey_sweeps")
         await uow.journeys.add(journey_id, SPEC, JourneyState.ACTIVE, NOW - timedelta(days=365))
         await uow.commit()
     return journey_id
@@ -155,6 +156,7 @@ def result(
         "entered": service[1],
         "raw_seconds": round(plain[0], 2),
         "raw_entered": plain[1],
+        "same_members": service[1] == plain[1],
         "ratio": round(plain[0] / service[0], 3) if service[0] else None,
         "goal_seconds": GOAL_SECONDS,
         "goal_met": service[0] < GOAL_SECONDS,
