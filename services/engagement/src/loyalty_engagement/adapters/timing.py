@@ -84,9 +84,13 @@ class TimingStore:
         return [_entry(r) for r in rows]
 
     async def journey_active(self, journey_id: str) -> bool:
+        """Whether the journey is active, share locked to the end of the transaction (a pause
+        waits for the entries going on; entries after it see it paused)."""
         state = (
             await self.session.execute(
-                select(journeys.c.state).where(journeys.c.journey_id == journey_id)
+                select(journeys.c.state)
+                .where(journeys.c.journey_id == journey_id)
+                .with_for_update(read=True)
             )
         ).scalar()
         return state == JourneyState.ACTIVE.value

@@ -40,9 +40,13 @@ async def run_due(
             if not entries:
                 return ran
             for entry in entries:
-                await go_on(uow, actions, entry, now)
+                if await uow.timing.journey_active(entry.journey_id):
+                    await go_on(uow, actions, entry, now)
+                    ran += 1
+                # else: paused since it was read; it stays due for the resume
             await uow.commit()
-            ran += len(entries)
+            if len(entries) < chunk:
+                return ran
 
 
 async def go_on(
