@@ -105,6 +105,21 @@ async def test_a_delay_runs_the_next_step_once_after_it_with_two_timers_racing(
     assert len(await engagement.postings(member_id)) == 1
 
 
+async def test_the_service_timer_runs_a_short_delay_on_its_own(engagement: Engagement) -> None:
+    """The service's own timer (every second in tests), on the session's clock."""
+    tier = f"t-{uuid.uuid4().hex[:8]}"
+    delay = pb.Step(delay=pb.Delay(seconds=1))
+    journey = await _tier_journey(engagement, tier, delay, points_step(12, "mall"))
+    member_id = await engagement.member()
+    await publish(engagement.settings, "tiers", tier_changed(member_id, tier, datetime.now(UTC)))
+    [entry] = await until(
+        lambda: engagement.entries(journey.name),
+        lambda e: bool(e) and e[0].state == pb.ENTRY_STATE_COMPLETED,
+    )
+    assert _outcomes(entry) == [(0, "waited"), (1, "done")]
+    assert [p.points for p in await engagement.postings(member_id)] == [12]
+
+
 async def test_a_budget_of_two_coupons_gives_two_of_five_entries(
     engagement: Engagement, engagement_service: RunningService
 ) -> None:
