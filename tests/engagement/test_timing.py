@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 from loyalty.engagement.v1 import engagement_service_pb2 as pb
 from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.identity.v1 import member_pb2
@@ -28,6 +29,7 @@ from sqlalchemy import select
 from tests.engagement.conftest import Engagement, rid, until
 from tests.engagement.test_journeys import coupon_step, points_step, tier_changed
 from tests.support.events import publish
+from tests.support.rpc import fails
 
 SMS = member_pb2.CONSENT_PURPOSE_MARKETING_SMS
 
@@ -431,3 +433,42 @@ async def _lot_points(root: Root, lot_id: str) -> int:
             )
         ).scalar()
         return int(found or 0)
+
+
+async def test_bad_waits_zones_quiet_hours_and_budgets_are_refused_by_field(
+    engagement: Engagement,
+) -> None:
+    bad = pb.Journey(
+        display_name="bad timing",
+        trigger=pb.Trigger(kind=pb.TRIGGER_KIND_INACTIVE),
+        steps=[
+            pb.Step(delay=pb.Delay(seconds=0)),
+            pb.Step(window=pb.TimeWindow(start="25:00", end="9")),
+            pb.Step(until_purchase=pb.UntilPurchase(days=400)),
+        ],
+        time_zone="Mars/Olympus_Mons",
+        quiet_hours=pb.TimeWindow(start="21:00", end="21:00"),
+        budget=pb.Budget(points=-5),
+    )
+    failure = await fails(
+        engagement.as_().CreateJourney(pb.CreateJourneyRequest(journey=bad, request_id=rid()))
+    )
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(failure.fields) >= {
+        "journey.steps[1].window.start",
+        "journey.steps[1].window.end",
+    }
+    fixed = pb.Journey()
+    fixed.CopyFrom(bad)
+    fixed.steps[1].window.CopyFrom(pb.TimeWindow(start="10:00", end="18:00"))
+    failure = await fails(
+        engagement.as_().CreateJourney(pb.CreateJourneyRequest(journey=fixed, request_id=rid()))
+    )
+    assert set(failure.fields) == {
+        "journey.trigger.days",
+        "journey.steps[0].delay.seconds",
+        "journey.steps[2].until_purchase.days",
+        "journey.time_zone",
+        "journey.quiet_hours",
+        "journey.budget.points",
+    }
