@@ -472,3 +472,27 @@ async def test_bad_waits_zones_quiet_hours_and_budgets_are_refused_by_field(
         "journey.quiet_hours",
         "journey.budget.points",
     }
+
+
+async def test_an_erased_members_waiting_entries_go_no_further(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    root: Root = engagement_service.root
+    tier = f"t-{uuid.uuid4().hex[:8]}"
+    delay = pb.Step(delay=pb.Delay(seconds=3600))
+    journey = await _tier_journey(engagement, tier, delay, points_step(9, "mall"))
+    member_id = await engagement.member()
+    await publish(engagement.settings, "tiers", tier_changed(member_id, tier, datetime.now(UTC)))
+    await until(lambda: engagement.entries(journey.name), lambda e: bool(e))
+    await publish(
+        engagement.settings,
+        "identity",
+        identity_events.MemberErased(member_id=member_id, erased_at=timestamp(datetime.now(UTC))),
+    )
+    [entry] = await until(
+        lambda: engagement.entries(journey.name),
+        lambda e: bool(e) and e[0].state == pb.ENTRY_STATE_SKIPPED,
+    )
+    assert entry.state == pb.ENTRY_STATE_SKIPPED
+    await timer.run_due(root.uow, root.actions, _at(timedelta(hours=2)))
+    assert await engagement.postings(member_id) == []

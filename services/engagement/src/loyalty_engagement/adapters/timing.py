@@ -183,7 +183,17 @@ class TimingStore:
             )
         )
 
-    async def forget(self, member_id: str) -> None:
+    async def forget(self, member_id: str, now: datetime) -> None:
+        """An erased member: no last purchase, birthday or lots kept, and entries still waiting
+        go no further (skipped)."""
+        await self.session.execute(
+            update(journey_entries)
+            .where(
+                journey_entries.c.member_id == member_id,
+                journey_entries.c.state == EntryState.WAITING.value,
+            )
+            .values(state=EntryState.SKIPPED.value, updated_at=now)
+        )
         await self.session.execute(
             member_activity.delete().where(member_activity.c.member_id == member_id)
         )

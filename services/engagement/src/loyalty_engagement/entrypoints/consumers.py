@@ -122,10 +122,10 @@ async def segment_left(
 
 
 async def member_erased(
-    _app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberErased
+    app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberErased
 ) -> None:
     await uow.journeys.forget(e.member_id)
-    await uow.timing.forget(e.member_id)
+    await uow.timing.forget(e.member_id, app.clock())
 
 
 TABLE: Sequence[Subscription[Engagement]] = (
