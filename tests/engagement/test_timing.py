@@ -496,3 +496,22 @@ async def test_an_erased_members_waiting_entries_go_no_further(
     assert entry.state == pb.ENTRY_STATE_SKIPPED
     await timer.run_due(root.uow, root.actions, _at(timedelta(hours=2)))
     assert await engagement.postings(member_id) == []
+
+
+async def test_a_sweep_enters_nobody_past_the_journeys_end(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    root: Root = engagement_service.root
+    journey = await engagement.journey(
+        pb.Journey(
+            display_name="win-back ending",
+            trigger=pb.Trigger(kind=pb.TRIGGER_KIND_INACTIVE, days=30),
+            steps=[points_step(5, "mall")],
+            end_time=timestamp(datetime.now(UTC) + timedelta(days=20)),
+        )
+    )
+    member_id = await engagement.member()
+    await _purchase(engagement, member_id, datetime.now(UTC))
+    await until(lambda: _last_purchase(root, member_id), lambda at: at is not None)
+    await timer.sweep(root.uow, _at(timedelta(days=31)))
+    assert await engagement.entries(journey.name, member_id) == []

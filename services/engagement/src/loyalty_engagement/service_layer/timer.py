@@ -119,6 +119,8 @@ async def sweep(
                 continue
             spec = journey.spec
             now = clock()
+            if not spec.open_at(now):
+                continue  # before its start or past its end: nobody is entered
             trigger = spec.trigger
             days = timedelta(days=trigger.days)
             if trigger.kind is TriggerKind.INACTIVE:
