@@ -271,8 +271,7 @@ async def _demo_state(settings: Settings) -> dict[str, object]:
             timeout=5,
         )
     async with at(settings.engagement_port) as ch:
-        # Answers (the demo ships no journeys yet).
-        await engagement_service_pb2_grpc.EngagementServiceStub(ch).ListJourneys(
+        journeys = await engagement_service_pb2_grpc.EngagementServiceStub(ch).ListJourneys(
             engagement_pb.ListJourneysRequest(), metadata=metadata, timeout=5
         )
     async with at(settings.gateway_grpc_port) as ch:
@@ -289,6 +288,10 @@ async def _demo_state(settings: Settings) -> dict[str, object]:
         "ladder": (ladder.ladder.version, [t.code for t in ladder.ladder.tiers]),
         "catalogue": (catalogue.catalogue.version, len(catalogue.catalogue.rewards)),
         "overview": overview.member.member_id == member.member_id,
+        "journeys": sorted(
+            (j.display_name, j.state == engagement_pb.JOURNEY_STATE_ACTIVE)
+            for j in journeys.journeys
+        ),
     }
 
 
@@ -316,7 +319,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         # The Huayue demo, loaded through the public RPCs, said in one line.
         assert (
             "demo: loaded Huayue (4 members, points programme v1, ladder v1, catalogue v1 with "
-            f"3 rewards stocked, {history_line()})\n" in runner.output
+            f"3 rewards stocked, 3 journeys, {history_line()})\n" in runner.output
         ), runner.output
         ports = _ports(suite_env)
         assert asyncio.run(_resolve_demo_member(ports["identity"], data_dir)) == "王*"
@@ -346,6 +349,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         assert state["ladder"] == (1, ["basic", "silver", "gold", "platinum", "diamond"])
         assert state["catalogue"] == (1, 3)
         assert state["overview"] is True
+        assert [active for _name, active in state["journeys"]] == [True] * 3  # type: ignore[attr-defined]
         assert len(state["members"]) > 4  # type: ignore[arg-type]  # and the imported ones
         # The demo loader again: it finds everything and changes nothing.
         assert asyncio.run(demo.load(settings, HISTORY)) == (

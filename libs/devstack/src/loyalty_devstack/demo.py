@@ -8,7 +8,8 @@ first, and only the missing ones are registered, with request ids derived from t
 So loading twice, or after a run that stopped half-way, changes nothing that is already there.
 Then the generated history (`demo_history.py`): a few thousand legacy members per unit and two
 years of their past orders, imported with the member and order imports as an operator imports
-them; the same files again are the same imports, so that part is idempotent too. `load`
+them; the same files again are the same imports, so that part is idempotent too. The
+journeys (`demo_journeys.py`) are made through the engagement service, missing ones only. `load`
 answers with one line saying what it loaded or found.
 """
 
@@ -39,6 +40,7 @@ from loyalty_kit.settings import Settings
 from loyalty_devstack import demo_history
 from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
 from loyalty_devstack.demo_history import HistorySettings
+from loyalty_devstack.demo_journeys import load_journeys
 
 M = TypeVar("M", bound=Message)
 
@@ -227,5 +229,9 @@ async def load(settings: Settings, history: HistorySettings | None = None) -> st
     """Load whatever of the demo is missing; the line saying what was loaded or found. The
     generated history (demo_history.py) comes last: its imports need the programme (legacy
     points' rates, the ladder's tiers)."""
-    parts = [await load_identity(settings), *await load_programme(settings)]
+    parts = [
+        await load_identity(settings),
+        *await load_programme(settings),
+        await load_journeys(settings),  # their coupons are the catalogue's
+    ]
     return summary([*parts, *await demo_history.load(settings, history)])

@@ -10,6 +10,7 @@ from loyalty_kit.server import ServiceSpec
 from loyalty_engagement.bootstrap import Engagement, bootstrap
 from loyalty_engagement.entrypoints.access import ACCESS
 from loyalty_engagement.entrypoints.consumers import consumers
+from loyalty_engagement.entrypoints.jobs import jobs
 from loyalty_engagement.entrypoints.servicer import SERVICE, EngagementServicer
 
 
@@ -27,4 +28,5 @@ SPEC = ServiceSpec(
     add_servicers=add_servicers,
     migrations="loyalty_engagement:migrations",
     consumers=consumers,
+    jobs=jobs,
 )

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from loyalty_kit.clock import Clock, utc_now
 from loyalty_kit.server import ServiceContext
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalty_engagement.adapters.peers import GrpcActions
 from loyalty_engagement.adapters.sink import DevelopmentSink
@@ -15,11 +17,22 @@ from loyalty_engagement.service_layer.ports import Actions, register_channel
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 
 
+class EngagementSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_ENGAGEMENT_", extra="ignore")
+
+    timer_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the journeys' timer runs the sweeps and the due waiting entries.",
+    )
+
+
 @dataclass(frozen=True)
 class Engagement:
     context: ServiceContext
     clock: Clock
     actions: Actions  # benefits, points and identity, on the service's own account
+    settings: EngagementSettings
 
     def uow(self, *, read_only: bool = False) -> EngagementUnitOfWork:
         return EngagementUnitOfWork(
@@ -29,4 +42,4 @@ class Engagement:
 
 def bootstrap(context: ServiceContext, *, clock: Clock = utc_now) -> Engagement:
     register_channel("dev", DevelopmentSink())
-    return Engagement(context, clock, GrpcActions(context.settings))
+    return Engagement(context, clock, GrpcActions(context.settings), EngagementSettings())
