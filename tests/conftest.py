@@ -135,11 +135,12 @@ async def engagement_service(
     clock: Clock,
 ) -> AsyncIterator[RunningService]:
     """The engagement service, entering members into journeys on this run's events and acting
-    through this run's benefits, points and identity services."""
+    through this run's benefits, points and identity services; its timer every second."""
     import os
 
     from loyalty_engagement.app import SPEC
 
+    os.environ["LOYALTY_ENGAGEMENT_TIMER_INTERVAL_SECONDS"] = "1"
     # Webhook deliveries looked for often and retried soon, given up after 4 attempts.
     os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_INTERVAL_SECONDS"] = "0.05"
     os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_BACKOFF_SECONDS"] = "0.05"

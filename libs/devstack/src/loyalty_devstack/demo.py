@@ -8,8 +8,10 @@ first, and only the missing ones are registered, with request ids derived from t
 So loading twice, or after a run that stopped half-way, changes nothing that is already there.
 Then the generated history (`demo_history.py`): a few thousand legacy members per unit and two
 years of their past orders, imported with the member and order imports as an operator imports
-them; the same files again are the same imports, so that part is idempotent too. `load`
-answers with one line saying what it loaded or found.
+them; the same files again are the same imports, so that part is idempotent too. The
+journeys (`demo_journeys.py`, and `welcome_journeys` here, one per tier with a welcome coupon)
+are made through the engagement service, missing ones only. `load` answers with one line
+saying what it loaded or found.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from google.protobuf.message import Message
 from loyalty.benefits.v1 import catalogue_pb2
 from loyalty.common.v1 import channel_pb2
 from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
-from loyalty.engagement.v1.engagement_service_pb2_grpc import EngagementServiceStub
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import programme_pb2
@@ -41,6 +42,7 @@ from loyalty_kit.settings import Settings
 from loyalty_devstack import demo_history
 from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
 from loyalty_devstack.demo_history import HistorySettings
+from loyalty_devstack.demo_journeys import load_journeys
 
 M = TypeVar("M", bound=Message)
 
@@ -246,28 +248,11 @@ def welcome_journeys() -> list[engagement_pb.Journey]:
     ]
 
 
-async def load_journeys(settings: Settings) -> Part:
-    """The demo's journeys, created once (by name; the request IDs make a retry the same)."""
-    wanted = welcome_journeys()
-    metadata = demo_metadata(settings)
-    async with channel(settings.target_of("engagement")) as ch:
-        stub = EngagementServiceStub(ch)
-        listed = await stub.ListJourneys(
-            engagement_pb.ListJourneysRequest(page_size=200), metadata=metadata
-        )
-        present = {j.display_name for j in listed.journeys}
-        made = 0
-        for journey in wanted:
-            if journey.display_name in present:
-                continue
-            await stub.CreateJourney(
-                engagement_pb.CreateJourneyRequest(
-                    journey=journey, request_id=f"demo-journey-{journey.trigger.to_tier}"
-                ),
-                metadata=metadata,
-            )
-            made += 1
-    return Part(f"{len(wanted)} welcome-gift journeys", made > 0)
+async def load_welcome_journeys(settings: Settings) -> Part:
+    """The welcome-gift journeys, created once like the demo's others (by name; the request
+    IDs, `demo-journey-<tier>`, make a retry the same)."""
+    wanted = [(journey.trigger.to_tier, journey) for journey in welcome_journeys()]
+    return await load_journeys(settings, wanted, "welcome-gift journeys")
 
 
 def summary(parts: list[Part]) -> str:
@@ -288,6 +273,7 @@ async def load(settings: Settings, history: HistorySettings | None = None) -> st
     parts = [
         await load_identity(settings),
         *await load_programme(settings),
-        await load_journeys(settings),
+        await load_journeys(settings),  # their coupons are the catalogue's
+        await load_welcome_journeys(settings),
     ]
     return summary([*parts, *await demo_history.load(settings, history)])

@@ -24,6 +24,11 @@ from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 class EngagementSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOYALTY_ENGAGEMENT_", extra="ignore")
 
+    timer_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the journeys' timer runs the sweeps and the due waiting entries.",
+    )
     webhook_key: str = Field(
         default="",
         description="Seals webhook secrets at rest: 32 bytes, base64 (unset: a development key "

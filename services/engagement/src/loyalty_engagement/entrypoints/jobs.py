@@ -1,5 +1,8 @@
-"""The engagement service's background work: the webhook delivery loop (every replica runs
-it; a delivery is taken by one at a time, FOR UPDATE SKIP LOCKED)."""
+"""The engagement service's background work, run by every replica: the journeys' timer (sweeps
+that enter members by time, then the due waiting entries), every
+`LOYALTY_ENGAGEMENT_TIMER_INTERVAL_SECONDS`, and the webhook delivery loop (a delivery is taken
+by one replica at a time, FOR UPDATE SKIP LOCKED), every
+`LOYALTY_ENGAGEMENT_WEBHOOK_INTERVAL_SECONDS`."""
 
 from __future__ import annotations
 
@@ -9,10 +12,19 @@ from loyalty_kit.jobs import every
 from loyalty_kit.server import Job
 
 from loyalty_engagement.bootstrap import Engagement
-from loyalty_engagement.service_layer import channels
+from loyalty_engagement.service_layer import channels, timer
 
 
 def jobs(app: Engagement) -> Sequence[Job]:
+    async def once() -> None:
+        await timer.sweep(app.uow, app.clock)
+        await timer.run_due(app.uow, app.actions, app.clock)
+
+    async def scheduled() -> None:
+        await every(
+            app.settings.timer_interval_seconds, app.context.stopping, once, "journeys-timer"
+        )
+
     async def deliver() -> None:
         # A full batch: more may be due, taken at once rather than after the interval.
         while (
@@ -29,4 +41,4 @@ def jobs(app: Engagement) -> Sequence[Job]:
         finally:
             await app.sender.close()
 
-    return [webhooks]
+    return [scheduled, webhooks]

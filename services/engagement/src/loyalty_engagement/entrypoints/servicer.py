@@ -23,6 +23,7 @@ from loyalty_engagement.adapters.channels import StoredDelivery
 from loyalty_engagement.adapters.journeys import StepRun, StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.bootstrap import Engagement
 from loyalty_engagement.domain import journeys as domain
+from loyalty_engagement.domain.timing import DailyWindow, parse_hhmm
 from loyalty_engagement.entrypoints import channels as convert
 from loyalty_engagement.service_layer import channels, journeys
 from loyalty_engagement.service_layer.ports import ActionRefused
@@ -37,6 +38,9 @@ _TRIGGERS = {
     pb.TRIGGER_KIND_TIER_CHANGED: domain.TriggerKind.TIER_CHANGED,
     pb.TRIGGER_KIND_SEGMENT_ENTERED: domain.TriggerKind.SEGMENT_ENTERED,
     pb.TRIGGER_KIND_SEGMENT_LEFT: domain.TriggerKind.SEGMENT_LEFT,
+    pb.TRIGGER_KIND_BIRTHDAY: domain.TriggerKind.BIRTHDAY,
+    pb.TRIGGER_KIND_POINTS_EXPIRING: domain.TriggerKind.POINTS_EXPIRING,
+    pb.TRIGGER_KIND_INACTIVE: domain.TriggerKind.INACTIVE,
 }
 _TRIGGER_MESSAGES = {v: k for k, v in _TRIGGERS.items()}
 _STATES = {
@@ -52,6 +56,7 @@ _ENTRY_STATES = {
     domain.EntryState.CAPPED: pb.ENTRY_STATE_CAPPED,
     domain.EntryState.SKIPPED: pb.ENTRY_STATE_SKIPPED,
     domain.EntryState.FAILED: pb.ENTRY_STATE_FAILED,
+    domain.EntryState.WAITING: pb.ENTRY_STATE_WAITING,
 }
 
 
@@ -354,7 +359,7 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
     kind = _TRIGGERS.get(message.trigger.kind)
     if kind is None:
         bad.append(FieldViolation("journey.trigger.kind", "a known trigger kind is required"))
-    steps: list[domain.Action] = []
+    steps: list[domain.Step] = []
     for i, step in enumerate(message.steps):
         path = f"journey.steps[{i}]"
         match step.WhichOneof("action"):
@@ -371,11 +376,25 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
                 s = step.send_message
                 purpose = _purpose(s.purpose, f"{path}.send_message.purpose", bad)
                 steps.append(domain.SendMessage(purpose, s.body, s.channel or "dev"))
+            case "delay":
+                steps.append(domain.Delay(step.delay.seconds))
+            case "window":
+                window = _window_of(step.window, f"{path}.window", bad)
+                if window is not None:
+                    steps.append(domain.Window(window))
+            case "until_purchase":
+                u = step.until_purchase
+                steps.append(domain.UntilPurchase(u.days, u.exit_on_purchase))
             case _:
                 bad.append(FieldViolation(path, "a step needs exactly one action"))
     consents = tuple(
         _purpose(p, f"journey.conditions.consents[{i}]", bad)
         for i, p in enumerate(message.conditions.consents)
+    )
+    quiet = (
+        _window_of(message.quiet_hours, "journey.quiet_hours", bad)
+        if message.HasField("quiet_hours")
+        else None
     )
     start = moment_of(message, "start_time", "journey.start_time")
     end = moment_of(message, "end_time", "journey.end_time")
@@ -390,6 +409,7 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
             message.trigger.unit,
             message.trigger.to_tier,
             message.trigger.segment,
+            message.trigger.days,
             tuple(r.strip() for r in message.trigger.reasons),
         ),
         steps=tuple(steps),
@@ -402,11 +422,37 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
         control_share=message.control_share,
         start_at=start,
         end_at=end,
+        time_zone=message.time_zone,
+        quiet_hours=quiet,
+        budget=domain.Budget(message.budget.points, message.budget.coupons),
     )
 
 
-def _step_message(step: domain.Action) -> pb.Step:
+def _window_of(message: pb.TimeWindow, field: str, bad: list[FieldViolation]) -> DailyWindow | None:
+    start, end = parse_hhmm(message.start), parse_hhmm(message.end)
+    if start is None:
+        bad.append(FieldViolation(f"{field}.start", '"HH:MM", 24-hour'))
+    if end is None:
+        bad.append(FieldViolation(f"{field}.end", '"HH:MM", 24-hour'))
+    return DailyWindow(start, end) if start is not None and end is not None else None
+
+
+def _window_message(window: DailyWindow) -> pb.TimeWindow:
+    return pb.TimeWindow(start=window.start.strftime("%H:%M"), end=window.end.strftime("%H:%M"))
+
+
+def _step_message(step: domain.Step) -> pb.Step:
     match step:
+        case domain.Delay():
+            return pb.Step(delay=pb.Delay(seconds=step.seconds))
+        case domain.Window():
+            return pb.Step(window=_window_message(step.window))
+        case domain.UntilPurchase():
+            return pb.Step(
+                until_purchase=pb.UntilPurchase(
+                    days=step.days, exit_on_purchase=step.exit_on_purchase
+                )
+            )
         case domain.IssueCoupon():
             return pb.Step(
                 issue_coupon=pb.IssueCoupon(
@@ -448,6 +494,7 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
             unit=spec.trigger.unit,
             to_tier=spec.trigger.to_tier,
             segment=spec.trigger.segment,
+            days=spec.trigger.days,
             reasons=list(spec.trigger.reasons),
         ),
         conditions=pb.Conditions(
@@ -464,7 +511,11 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
         version=journey.version,
         create_time=timestamp(journey.created_at),
         update_time=timestamp(journey.updated_at),
+        time_zone=spec.time_zone,
+        budget=pb.Budget(points=spec.budget.points, coupons=spec.budget.coupons),
     )
+    if spec.quiet_hours is not None:
+        message.quiet_hours.CopyFrom(_window_message(spec.quiet_hours))
     if spec.start_at:
         message.start_time.CopyFrom(timestamp(spec.start_at))
     if spec.end_at:
@@ -473,7 +524,7 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
 
 
 def entry_message(entry: StoredEntry, runs: list[StepRun]) -> pb.JourneyEntry:
-    return pb.JourneyEntry(
+    message = pb.JourneyEntry(
         name=f"{RESOURCE}{entry.journey_id}/entries/{entry.entry_id}",
         member_id=entry.member_id,
         version=entry.version,
@@ -486,6 +537,9 @@ def entry_message(entry: StoredEntry, runs: list[StepRun]) -> pb.JourneyEntry:
             if r.entry_id == entry.entry_id
         ],
     )
+    if entry.state is domain.EntryState.WAITING and entry.due_at is not None:
+        message.due_time.CopyFrom(timestamp(entry.due_at))
+    return message
 
 
 def message_message(message: StoredMessage) -> pb.SentMessage:

@@ -9,14 +9,17 @@ from loyalty_kit.uow import UnitOfWork
 
 from loyalty_engagement.adapters.channels import ChannelStore
 from loyalty_engagement.adapters.journeys import JourneyStore
+from loyalty_engagement.adapters.timing import TimingStore
 
 
 class EngagementUnitOfWork(UnitOfWork):
     journeys: JourneyStore
     channels: ChannelStore
+    timing: TimingStore  # waiting entries, budgets, sweeps
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.journeys = JourneyStore(self.session)
         self.channels = ChannelStore(self.session)
+        self.timing = TimingStore(self.session)
         return self

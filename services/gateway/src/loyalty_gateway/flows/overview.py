@@ -1,7 +1,7 @@
 """A member's overview (`GetMemberOverview`): profile (masked unless the caller may read
-personal data), balance, tier and progress, entitlements at the unit and coupons, asked in
-parallel under one deadline. A service down leaves its part out, named in `unavailable`; only
-identity's part is required."""
+personal data), balance, tier and progress, entitlements at the unit, coupons and offers
+recommended by insights, asked in parallel under one deadline. A service down leaves its part
+out, named in `unavailable`; only identity's part is required."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from loyalty_kit.resources import member_id_of
 from loyalty_gateway.adapters.services import Call, Metadata, Services
 from loyalty_gateway.flows.parallel import AT_LEAST_SECONDS, add_usable, in_parallel, usable_now
 from loyalty_gateway.flows.service import method
+
+OFFERS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,9 @@ class Overview:
     ) -> pb.GetMemberOverviewResponse:
         member = request.member
         member_id_of(member, "member")
-        unit = request.unit.strip() or current_caller().unit
+        own = current_caller().unit
+        unit = request.unit.strip() or own
+        offers_of = unit if unit == own else ""  # another unit's offers are its own business
         services, call = self.services, Call.within(md, self.deadline, AT_LEAST_SECONDS)
         found, unavailable = await in_parallel(
             {
@@ -36,6 +40,9 @@ class Overview:
                 "balance": lambda: services.get_balance(call, member),
                 "tier": lambda: services.get_member_tier(call, member),
                 **usable_now(services, call, member, unit),
+                "recommendations": lambda: services.get_recommendations(
+                    call, member, offers_of, OFFERS_SHOWN
+                ),
             },
             must=("member",),
         )
@@ -46,4 +53,6 @@ class Overview:
         if "tier" in found:
             response.tier.CopyFrom(found["tier"])
         add_usable(response, found)
+        if "recommendations" in found:
+            response.recommendations.extend(found["recommendations"].recommendations)
         return response
