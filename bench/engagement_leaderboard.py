@@ -72,7 +72,9 @@ class AnsweringActions:
         self.calls.append(key)
         return key
 
-    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
+    async def issue_coupon(
+        self, member_id: str, template: str, unit: str, key: str, grant_key: str = ""
+    ) -> str:
         self.calls.append(key)
         return key
 
@@ -82,6 +84,9 @@ class AnsweringActions:
         raise NotImplementedError
 
     async def consents(self, member_id: str) -> frozenset[str]:
+        raise NotImplementedError
+
+    async def withdraw_consent(self, member_id: str, purpose: str, key: str) -> None:
         raise NotImplementedError
 
     async def close(self) -> None:

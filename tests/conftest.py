@@ -6,6 +6,7 @@ use-case tests (`tests/*/unit`, on fake units of work) start none.
 
 pytest_plugins = ["loyalty_devstack.testing"]
 
+import os  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 
 import hypothesis  # noqa: E402
@@ -16,6 +17,11 @@ from loyalty_kit.server import RunningService, ServiceSpec  # noqa: E402
 from loyalty_kit.settings import Settings  # noqa: E402
 
 from tests.support.clock import Clock  # noqa: E402
+
+# Benefits' fixed welcome gift stays on in the tests (off by default since journeys grant it):
+# the suite's welcome tests run on it, and tests/engagement/test_welcome_gift.py runs it beside
+# the journey, as a rolling upgrade does. Every service this run starts inherits it.
+os.environ.setdefault("LOYALTY_BENEFITS_FIXED_WELCOME_GIFTS", "true")
 
 # Property tests check what holds, not how fast: no per-example deadline (on a loaded machine an
 # example's first run, compiling a regular expression or a plan, passed hypothesis' 200 ms).
@@ -129,9 +135,17 @@ async def engagement_service(
     clock: Clock,
 ) -> AsyncIterator[RunningService]:
     """The engagement service, entering members into journeys on this run's events and acting
-    through this run's benefits, points and identity services."""
+    through this run's benefits, points and identity services; its timer every second."""
+    import os
+
     from loyalty_engagement.app import SPEC
 
+    os.environ["LOYALTY_ENGAGEMENT_TIMER_INTERVAL_SECONDS"] = "1"
+    # Webhook deliveries looked for often and retried soon, given up after 4 attempts.
+    os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_INTERVAL_SECONDS"] = "0.05"
+    os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_BACKOFF_SECONDS"] = "0.05"
+    os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_MAX_ATTEMPTS"] = "4"
+    os.environ["LOYALTY_ENGAGEMENT_WEBHOOK_TIMEOUT_SECONDS"] = "2"
     runner = ServiceRunner(settings)
     engagement_settings = settings.model_copy(
         update={

@@ -271,8 +271,9 @@ async def _demo_state(settings: Settings) -> dict[str, object]:
             timeout=5,
         )
     async with at(settings.engagement_port) as ch:
-        # Answers (the demo ships no journeys yet).
-        await engagement_service_pb2_grpc.EngagementServiceStub(ch).ListJourneys(
+        # The demo's journeys: win-back, expiring points, hotel -> cinema, and upgrade ->
+        # welcome gift, a tier each.
+        journeys = await engagement_service_pb2_grpc.EngagementServiceStub(ch).ListJourneys(
             engagement_pb.ListJourneysRequest(), metadata=metadata, timeout=5
         )
     async with at(settings.gateway_grpc_port) as ch:
@@ -289,6 +290,10 @@ async def _demo_state(settings: Settings) -> dict[str, object]:
         "ladder": (ladder.ladder.version, [t.code for t in ladder.ladder.tiers]),
         "catalogue": (catalogue.catalogue.version, len(catalogue.catalogue.rewards)),
         "overview": overview.member.member_id == member.member_id,
+        "journeys": sorted(
+            (j.display_name, j.state == engagement_pb.JOURNEY_STATE_ACTIVE)
+            for j in journeys.journeys
+        ),
     }
 
 
@@ -316,7 +321,8 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         # The Huayue demo, loaded through the public RPCs, said in one line.
         assert (
             "demo: loaded Huayue (4 members, points programme v1, ladder v1, catalogue v1 with "
-            f"3 rewards stocked, the Explorer challenge, {history_line()})\n" in runner.output
+            "3 rewards stocked, 3 journeys, 4 welcome-gift journeys, the Explorer challenge, "
+            f"{history_line()})\n" in runner.output
         ), runner.output
         ports = _ports(suite_env)
         assert asyncio.run(_resolve_demo_member(ports["identity"], data_dir)) == "王*"
@@ -346,6 +352,15 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         assert state["ladder"] == (1, ["basic", "silver", "gold", "platinum", "diamond"])
         assert state["catalogue"] == (1, 3)
         assert state["overview"] is True
+        assert state["journeys"] == sorted(
+            (name, True)
+            for name in (
+                "Win-back: 90 days without a purchase",
+                "Points expiring within 30 days",
+                "First hotel stay: a cinema ticket",
+                *(f"Welcome gift: {tier}" for tier in ("silver", "gold", "platinum", "diamond")),
+            )
+        )
         assert len(state["members"]) > 4  # type: ignore[arg-type]  # and the imported ones
         # The demo loader again: it finds everything and changes nothing.
         assert asyncio.run(demo.load(settings, HISTORY)) == (

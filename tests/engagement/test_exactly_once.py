@@ -30,9 +30,11 @@ class CrashingAfterCoupon:
         self.actions = actions
         self.keys: list[str] = []
 
-    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
+    async def issue_coupon(
+        self, member_id: str, template: str, unit: str, key: str, grant_key: str = ""
+    ) -> str:
         self.keys.append(key)
-        await self.actions.issue_coupon(member_id, template, unit, key)
+        await self.actions.issue_coupon(member_id, template, unit, key, grant_key)
         raise Crash
 
 

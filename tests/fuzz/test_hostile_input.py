@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loyalty.common.v1 import channel_pb2
+from loyalty.engagement.v1 import engagement_service_pb2, engagement_service_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, member_pb2
 from loyalty_devstack.demo import load as load_demo
 from loyalty_devstack.testing import ServiceRunner, metadata_for
@@ -431,7 +432,9 @@ LISTS = {
     "ListCoupons": ("coupons", 500),
     "ListRewards": ("rewards", 200),
     "ListJourneys": ("journeys", 200),
+    "ListJourneyEntries": ("entries", 200),
     "ListMessages": ("messages", 200),
+    "ListDeliveries": ("deliveries", 200),
     "ListChallenges": ("challenges", 200),
     "ListMemberBadges": ("badges", 200),
 }
@@ -441,11 +444,38 @@ def test_every_list_of_the_contracts_is_bounded_here() -> None:
     assert sorted(LISTS) == sorted(m for m in BY_METHOD if m.startswith("List"))
 
 
-def _list_request(suite: Suite, method: str, **fields: Any) -> Any:
+async def _journey(suite: Suite) -> str:
+    """A draft journey of the group's (whose entries a List may page through)."""
+    stub = engagement_service_pb2_grpc.EngagementServiceStub(suite.channels["engagement"])
+    created = await stub.CreateJourney(
+        engagement_service_pb2.CreateJourneyRequest(
+            request_id=f"fuzz-{uuid.uuid4().hex}",
+            journey=engagement_service_pb2.Journey(
+                display_name="fuzz",
+                unit="group",
+                trigger=engagement_service_pb2.Trigger(
+                    kind=engagement_service_pb2.TRIGGER_KIND_MEMBER_REGISTERED
+                ),
+                steps=[
+                    engagement_service_pb2.Step(
+                        change_tags=engagement_service_pb2.ChangeTags(add_tags=["fuzz:seen"])
+                    )
+                ],
+            ),
+        ),
+        metadata=metadata_for(ADMIN),
+        timeout=30,
+    )
+    return str(created.journey.name)
+
+
+async def _list_request(suite: Suite, method: str, **fields: Any) -> Any:
     rpc = BY_METHOD[method]
     request = rpc.request_class()
     if "member" in rpc.method.input_type.fields_by_name:
         setattr(request, "member", suite.member)  # noqa: B010 (not every List has one)
+    if "journey" in rpc.method.input_type.fields_by_name:
+        setattr(request, "journey", await _journey(suite))  # noqa: B010
     return fill(request, fields)
 
 
@@ -455,7 +485,7 @@ async def test_a_huge_page_size_is_clamped_to_the_maximum_and_answers_at_once(
 ) -> None:
     rpc = BY_METHOD[method]
     items, maximum = LISTS[method]
-    request = _list_request(suite, method, page_size=2**31 - 1)
+    request = await _list_request(suite, method, page_size=2**31 - 1)
     started = time.perf_counter()
     answer = await suite.channels[rpc.service].unary_unary(
         rpc.path,
@@ -480,7 +510,7 @@ async def test_a_hostile_page_token_is_invalid_argument(
     suite: Suite, method: str, token: str
 ) -> None:
     rpc = BY_METHOD[method]
-    request = _list_request(suite, method, page_token=token)
+    request = await _list_request(suite, method, page_token=token)
     error = await suite.call(rpc, request.SerializeToString())
     assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
     status = from_rpc_error(error)

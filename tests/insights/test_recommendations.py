@@ -54,8 +54,8 @@ class History:
         self.erased: list[str] = []
         self.registered: list[str] = []
 
-    def member(self, *offers: Offer, unit: str = "mall") -> str:
-        member_id = new_member()
+    def member(self, *offers: Offer, unit: str = "mall", member_id: str = "") -> str:
+        member_id = member_id or new_member()
         self.registered.append(member_id)
         self.uses[member_id] = [(o, unit) for o in offers]
         return member_id
@@ -282,6 +282,40 @@ async def test_a_members_offers_over_http_through_the_gateway(
         assert none.json()["withheld"] == "RECOMMENDATIONS_WITHHELD_CONSENT_WITHDRAWN"
         other = await http.get(f"/v1/members/{member_id}/recommendations", params={"unit": "hotel"})
         assert other.status_code == 403, other.text
+
+
+async def test_a_members_overview_shows_the_offers_and_none_without_the_consent(
+    suite: Suite, insights_service: RunningService, gateway_service: RunningService
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    a, b = (OfferKind.REWARD, f"{tag}-a"), (OfferKind.REWARD, f"{tag}-b")
+    history = History(suite.clock())
+    for _ in range(4):
+        history.member(a, b, unit="hotel")
+    real = await suite.member("hotel")
+    history.member(a, unit="hotel", member_id=real.id)
+    await history.write(insights_service)
+    await refreshed(suite)
+    gateway = Gateway(
+        gateway_service, f"http://127.0.0.1:{gateway_service.context.settings.gateway_http_port}"
+    )
+    async with await gateway.session("hotel", "earn") as http:
+        page = await http.get(f"/v1/{real.name}/overview")
+        assert page.status_code == 200, page.text
+        assert "recommendations" not in page.json()["unavailable"]
+        offers = page.json()["recommendations"]
+        assert len(offers) <= 5
+        assert (offers[0]["code"], offers[0]["reason"]) == (
+            b[1],
+            "RECOMMENDATION_REASON_CO_OCCURRENCE",
+        )
+    async with await gateway.session("hotel", "earn") as http:
+        with_withdrawn = History(suite.clock())
+        with_withdrawn.withdrawn.append(real.id)
+        await with_withdrawn.write(insights_service)
+        page = (await http.get(f"/v1/{real.name}/overview")).json()
+        assert page.get("recommendations", []) == []
+        assert "recommendations" not in page["unavailable"]
 
 
 async def test_an_incremental_refresh_rebuilds_the_offers_too(

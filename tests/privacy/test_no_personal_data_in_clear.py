@@ -97,6 +97,32 @@ async def everyday_life(run: Run, people: list[Person]) -> None:
             },
         )
         assert typed.status_code == 200, typed.text
+        # The group's welcome journey: each registration tags the member and sends a message
+        # (the engagement service's logs are scanned too).
+        journey = await admin.post(
+            "/v1/journeys",
+            params={"requestId": uuid.uuid4().hex},
+            json={
+                "displayName": "welcome to the group",
+                "unit": "group",
+                "trigger": {"kind": "TRIGGER_KIND_MEMBER_REGISTERED"},
+                "steps": [
+                    {"changeTags": {"addTags": ["journey:welcomed"]}},
+                    {
+                        "sendMessage": {
+                            "purpose": "CONSENT_PURPOSE_MARKETING_SMS",
+                            "body": "Welcome to Huayue",
+                        }
+                    },
+                ],
+            },
+        )
+        assert journey.status_code == 201, journey.text
+        started = await admin.post(
+            f"/v1/{journey.json()['journey']['name']}:resume",
+            json={"requestId": uuid.uuid4().hex},
+        )
+        assert started.status_code == 200, started.text
     till = await gateway.session("mall", "earn", "redeem", "members:manage", "profile:write")
     privacy = await gateway.session("mall", "personal_data:read", "members:manage")
     async with till, privacy:

@@ -3,6 +3,7 @@ unmerges, erasure, birthdays (gifts), and rewards' stock."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -202,3 +203,37 @@ async def test_imported_members_birthdays_are_remembered_as_a_profiles_are(
 
     assert kept == 3
     assert benefits.store.tables.birthdays == {ANN: (2, 29), BOB: (7, 14), ed: (12, 31)}
+
+
+async def test_with_the_fixed_welcome_gift_switched_off_an_upgrade_grants_nothing_here(
+    benefits: Benefits,
+) -> None:
+    """Off by default: engagement's journey grants it (under the same grant key)."""
+    from loyalty_benefits.bootstrap import BenefitsSettings
+
+    assert BenefitsSettings.model_fields["fixed_welcome_gifts"].default is False
+    now = benefits.now
+    switched_off = functools.partial(handlers.on_tier_changed, welcome_gift=False)
+    await benefits(switched_off, ANN, "basic", "gold", now, YEAR_END, now)
+
+    assert benefits.store.tables.tiers[ANN].tier == "gold"
+    assert benefits.coupons(ANN) == []
+
+
+async def test_a_grant_key_issues_one_coupon_per_member_whoever_grants_first(
+    benefits: Benefits,
+) -> None:
+    """A journey's welcome gift and the fixed trigger's share `welcome:{tier}`."""
+    now = benefits.now
+    await benefits.tier(ANN, "gold")  # the fixed trigger: welcome:gold
+    first = benefits.coupons(ANN)
+    again = await benefits(
+        handlers.issue_coupons, "welcome-gold", [ANN, BOB], None, now, "welcome:gold"
+    )
+    repeat = await benefits(
+        handlers.issue_coupons, "welcome-gold", [BOB], None, now, "welcome:gold"
+    )
+
+    assert [c.code for c in first] == [again[0].code]  # ANN's own, given back
+    assert again[1].code == repeat[0].code  # BOB's, issued once
+    assert sorted(c.template_code for c in benefits.coupons(BOB)) == ["welcome-gold"]

@@ -6,11 +6,13 @@ huayue.yaml, applied as `loyalty-admin programme apply` applies one: sections th
 already are left alone. The members are registered here: each is looked up by its identity
 first, and only the missing ones are registered, with request ids derived from the demo data.
 So loading twice, or after a run that stopped half-way, changes nothing that is already there.
-The demo's challenges (the cross-unit Explorer, `demo_challenges.py`) are looked up and
-created the same way. Then the generated history (`demo_history.py`): a few thousand legacy
-members per unit and two years of their past orders, imported with the member and order
-imports as an operator imports them; the same files again are the same imports, so that part
-is idempotent too. `load` answers with one line saying what it loaded or found.
+Then the generated history (`demo_history.py`): a few thousand legacy members per unit and two
+years of their past orders, imported with the member and order imports as an operator imports
+them; the same files again are the same imports, so that part is idempotent too. The
+journeys (`demo_journeys.py`, and `welcome_journeys` here, one per tier with a welcome coupon)
+are made through the engagement service, missing ones only, and the demo's challenges (the
+cross-unit Explorer, `demo_challenges.py`) are looked up and created the same way. `load`
+answers with one line saying what it loaded or found.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import catalogue_pb2
 from loyalty.common.v1 import channel_pb2
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import programme_pb2
@@ -41,6 +44,7 @@ from loyalty_devstack import demo_history
 from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
 from loyalty_devstack.demo_challenges import load_challenges
 from loyalty_devstack.demo_history import HistorySettings
+from loyalty_devstack.demo_journeys import load_journeys
 
 M = TypeVar("M", bound=Message)
 
@@ -214,6 +218,45 @@ async def load_programme(settings: Settings) -> list[Part]:
     ]
 
 
+# The reasons of tiers' TierChanged that are an upgrade the member earned or was given (not a
+# legacy tier an import carried over, a downgrade or a merge's bookkeeping).
+UPGRADES = ("qualified", "granted", "membership_purchased")
+
+
+def welcome_journeys() -> list[engagement_pb.Journey]:
+    """ "Upgrade -> welcome gift", one journey per tier of the catalogue with a welcome coupon
+    (benefits' fixed trigger before): the coupon granted under benefits' grant key
+    `welcome:{tier}`, so it is one coupon per member and tier whoever grants it."""
+    return [
+        engagement_pb.Journey(
+            display_name=f"Welcome gift: {tier.tier}",
+            unit="group",
+            trigger=engagement_pb.Trigger(
+                kind=engagement_pb.TRIGGER_KIND_TIER_CHANGED,
+                to_tier=tier.tier,
+                reasons=list(UPGRADES),
+            ),
+            steps=[
+                engagement_pb.Step(
+                    issue_coupon=engagement_pb.IssueCoupon(
+                        template=tier.welcome_coupon_template, grant_key=f"welcome:{tier.tier}"
+                    )
+                )
+            ],
+            state=engagement_pb.JOURNEY_STATE_ACTIVE,
+        )
+        for tier in huayue_catalogue().tiers
+        if tier.welcome_coupon_template
+    ]
+
+
+async def load_welcome_journeys(settings: Settings) -> Part:
+    """The welcome-gift journeys, created once like the demo's others (by name; the request
+    IDs, `demo-journey-<tier>`, make a retry the same)."""
+    wanted = [(journey.trigger.to_tier, journey) for journey in welcome_journeys()]
+    return await load_journeys(settings, wanted, "welcome-gift journeys")
+
+
 def summary(parts: list[Part]) -> str:
     """One line: `demo: loaded Huayue (4 members, ...)` or `demo: found the programme in
     place, nothing loaded`."""
@@ -232,6 +275,8 @@ async def load(settings: Settings, history: HistorySettings | None = None) -> st
     parts = [
         await load_identity(settings),
         *await load_programme(settings),
+        await load_journeys(settings),  # their coupons are the catalogue's
+        await load_welcome_journeys(settings),
         await load_challenges(settings),
     ]
     return summary([*parts, *await demo_history.load(settings, history)])

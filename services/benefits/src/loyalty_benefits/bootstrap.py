@@ -33,6 +33,12 @@ class BenefitsSettings(BaseSettings):
     birthday_interval_seconds: float = Field(
         default=3600.0, gt=0, description="How often today's birthday coupons are granted."
     )
+    fixed_welcome_gifts: bool = Field(
+        default=False,
+        description="Grant a tier's welcome coupon on an upgrade here, as before journeys "
+        "(engagement's 'upgrade -> welcome gift' journey does it now; kept for one release). "
+        "Both on never issue twice: they share the grant key welcome:{tier}.",
+    )
     issuance_interval_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -1,6 +1,6 @@
 """The engagement service as the kit runs it: its composition root (bootstrap.py), the servicers
-(journeys; challenges, badges and leaderboards), the events that trigger them and the
-leaderboards' scheduled close (entrypoints/)."""
+(journeys; challenges, badges and leaderboards), the events that trigger them, and the background
+work: the journeys' timer, the webhook delivery loop and the leaderboards' close (entrypoints/)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from loyalty_kit.server import ServiceSpec
 
 from loyalty_engagement.bootstrap import Engagement, bootstrap
 from loyalty_engagement.entrypoints.access import ACCESS
-from loyalty_engagement.entrypoints.challenge_jobs import jobs
 from loyalty_engagement.entrypoints.challenges import SERVICE as CHALLENGES
 from loyalty_engagement.entrypoints.challenges import ChallengeServicer
 from loyalty_engagement.entrypoints.consumers import consumers
+from loyalty_engagement.entrypoints.jobs import jobs
 from loyalty_engagement.entrypoints.servicer import SERVICE, EngagementServicer
 
 

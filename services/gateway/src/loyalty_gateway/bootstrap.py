@@ -38,6 +38,7 @@ class Gateway:
     backends: Backends  # a channel to each service, shared by the routes and the flows
     flows: Flows
     uow: Callable[[], UnitOfWork]  # the gateway's own database: API clients, checkout log
+    credentials: ServiceCredentials  # the gateway on its own account (recovery, unsubscribe)
 
 
 def bootstrap(
@@ -59,4 +60,6 @@ def bootstrap(
         refund=RefundPurchase(services, context.uow, deadline),
         export=ExportMemberData(services, deadline, clock),
     )
-    return Gateway(context, context.settings, config, keys, backends, flows, context.uow)
+    return Gateway(
+        context, context.settings, config, keys, backends, flows, context.uow, credentials
+    )

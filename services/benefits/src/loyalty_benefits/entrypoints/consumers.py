@@ -26,6 +26,7 @@ async def tier_changed(app: Benefits, uow: BenefitsUnitOfWork, e: tier_events.Ti
         moment_of(e, "tier_year_end"),
         app.clock(),
         e.reason,
+        welcome_gift=app.settings.fixed_welcome_gifts,
     )
 
 

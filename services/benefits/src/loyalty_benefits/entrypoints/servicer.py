@@ -134,10 +134,17 @@ class BenefitsServicer(UnitOfWorkServicer[BenefitsUnitOfWork], BenefitsServiceSe
                 [FieldViolation("members", f"1 to {MAX_MEMBERS_PER_ISSUE} members")]
             )
         member_ids = [member_id_of(m, f"members[{i}]") for i, m in enumerate(request.members)]
+        grant_key = request.grant_key.strip()
+        if grant_key and (len(grant_key) > 100 or len(set(member_ids)) < len(member_ids)):
+            raise InvalidArgument.of(
+                [FieldViolation("grant_key", "at most 100 characters, each member listed once")]
+            )
         issuer = confining_unit()
 
         async def work(uow: BenefitsUnitOfWork, now: datetime) -> pb.IssueCouponsResponse:
-            coupons = await handlers.issue_coupons(uow, template, member_ids, issuer, now)
+            coupons = await handlers.issue_coupons(
+                uow, template, member_ids, issuer, now, grant_key
+            )
             return pb.IssueCouponsResponse(
                 coupons=[convert.coupon_message(c, now) for c in coupons]
             )

@@ -182,11 +182,14 @@ async def issue_coupons(
     member_ids: list[str],
     issuer_unit: str | None,
     now: datetime,
+    grant_key: str = "",
 ) -> list[Coupon]:
     """Coupons of a template for each member. `issuer_unit`: the unit issuing (None: an admin),
     which may only issue coupons of its own or the group's templates. A member who is not
     active refuses the whole request (MemberNotActive naming the first such member): nothing
-    is issued."""
+    is issued. With `grant_key`, a grant (`grant_coupon`): at most one coupon per member and
+    key, ever, whoever grants it (a journey's welcome gift and the fixed trigger's share
+    `welcome:{tier}`)."""
     rules = await catalogue(uow)
     template = rules.template(template_code)
     if template is None:
@@ -196,6 +199,11 @@ async def issue_coupons(
     inactive = await uow.member_states.among(member_ids)
     for member_id in member_ids:
         ensure_active(inactive.get(member_id))
+    if grant_key:
+        return [
+            await grant_coupon(uow, rules, template.code, member_id, grant_key, now)
+            for member_id in member_ids
+        ]
     coupons = [issue(template, member_id, "issue", now) for member_id in member_ids]
     await uow.coupons.add_many(coupons)
     for coupon in coupons:
@@ -331,9 +339,13 @@ async def on_tier_changed(
     tier_year_end: datetime | None,
     now: datetime,
     reason: str = "",
+    *,
+    welcome_gift: bool = True,
 ) -> None:
     """Learn the member's tier; on an upgrade, grant the new tier's welcome gift (once per
-    member and tier, ever: falling back and climbing again does not grant it twice). A
+    member and tier, ever: falling back and climbing again does not grant it twice) unless
+    `welcome_gift` is off (`LOYALTY_BENEFITS_FIXED_WELCOME_GIFTS`, off by default: engagement's
+    journey grants it under the same grant key `welcome:{tier}`). A
     suspended member's tier is learned but gets no gift; a merged or erased member's change
     is ignored (what was theirs has moved or gone)."""
     current = await uow.members.get(member_id, lock=True)
@@ -346,8 +358,8 @@ async def on_tier_changed(
     await uow.members.save(MemberTier(member_id, to_tier, effective_at, tier_year_end))
     if state is not None:
         return  # suspended: no welcome gift
-    if reason == CARRIED_OVER:
-        return  # a legacy tier brought over: the member had it already, nothing to welcome
+    if reason == CARRIED_OVER or not welcome_gift:
+        return  # a legacy tier brought over (nothing to welcome), or journeys grant it
     rules = await uow.catalogue.latest()
     if rules is None or not rules.is_upgrade(from_tier, to_tier):
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, text, tuple_, update
@@ -21,19 +21,24 @@ from loyalty_engagement.adapters.tables import (
     step_runs,
 )
 from loyalty_engagement.domain.journeys import (
-    Action,
     AwardPoints,
+    Budget,
     ChangeTags,
     Conditions,
+    Delay,
     EntryState,
     FrequencyCap,
     IssueCoupon,
     JourneySpec,
     JourneyState,
     SendMessage,
+    Step,
     Trigger,
     TriggerKind,
+    UntilPurchase,
+    Window,
 )
+from loyalty_engagement.domain.timing import DailyWindow
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,10 @@ class StoredEntry:
     unit: str
     state: EntryState
     entered_at: datetime
+    next_step: int = 0
+    waiting: str = ""  # "wait", "purchase", "quiet", "admit" while WAITING
+    purchased_at: datetime | None = None
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ def spec_document(spec: JourneySpec) -> dict[str, Any]:
             "unit": spec.trigger.unit,
             "to_tier": spec.trigger.to_tier,
             "segment": spec.trigger.segment,
+            "days": spec.trigger.days,
+            **({"reasons": list(spec.trigger.reasons)} if spec.trigger.reasons else {}),
         },
         "conditions": {
             "units": list(spec.conditions.units),
@@ -109,13 +120,31 @@ def spec_document(spec: JourneySpec) -> dict[str, Any]:
         "control_share": spec.control_share,
         "start_at": _when(spec.start_at),
         "end_at": _when(spec.end_at),
+        "time_zone": spec.time_zone,
+        "quiet_hours": _window_document(spec.quiet_hours),
+        "budget": {"points": spec.budget.points, "coupons": spec.budget.coupons},
     }
 
 
-def _step_document(step: Action) -> dict[str, Any]:
+def _window_document(window: DailyWindow | None) -> list[str] | None:
+    if window is None:
+        return None
+    return [window.start.strftime("%H:%M"), window.end.strftime("%H:%M")]
+
+
+def _window_of(doc: list[str] | None) -> DailyWindow | None:
+    if not doc:
+        return None
+    return DailyWindow(time.fromisoformat(doc[0]), time.fromisoformat(doc[1]))
+
+
+def _step_document(step: Step) -> dict[str, Any]:
     match step:
         case IssueCoupon():
-            return {"issue_coupon": {"template": step.template, "unit": step.unit}}
+            issue = {"template": step.template, "unit": step.unit}
+            if step.grant_key:
+                issue["grant_key"] = step.grant_key
+            return {"issue_coupon": issue}
         case AwardPoints():
             return {
                 "award_points": {
@@ -134,10 +163,29 @@ def _step_document(step: Action) -> dict[str, Any]:
                     "channel": step.channel,
                 }
             }
+        case Delay():
+            return {"delay": {"seconds": step.seconds}}
+        case Window():
+            return {"window": _window_document(step.window)}
+        case UntilPurchase():
+            return {
+                "until_purchase": {
+                    "days": step.days,
+                    "exit_on_purchase": step.exit_on_purchase,
+                }
+            }
     raise TypeError(step)
 
 
-def _step_of(doc: dict[str, Any]) -> Action:
+def _step_of(doc: dict[str, Any]) -> Step:
+    if "delay" in doc:
+        return Delay(**doc["delay"])
+    if "window" in doc:
+        window = _window_of(doc["window"])
+        assert window is not None
+        return Window(window)
+    if "until_purchase" in doc:
+        return UntilPurchase(**doc["until_purchase"])
     if "issue_coupon" in doc:
         return IssueCoupon(**doc["issue_coupon"])
     if "award_points" in doc:
@@ -159,7 +207,12 @@ def spec_of(doc: dict[str, Any]) -> JourneySpec:
         display_name=doc["display_name"],
         unit=doc["unit"],
         trigger=Trigger(
-            TriggerKind(trigger["kind"]), trigger["unit"], trigger["to_tier"], trigger["segment"]
+            TriggerKind(trigger["kind"]),
+            trigger["unit"],
+            trigger["to_tier"],
+            trigger["segment"],
+            trigger.get("days", 0),
+            tuple(trigger.get("reasons", ())),
         ),
         steps=tuple(_step_of(s) for s in doc["steps"]),
         conditions=Conditions(
@@ -169,6 +222,9 @@ def spec_of(doc: dict[str, Any]) -> JourneySpec:
         control_share=float(doc["control_share"]),
         start_at=_time(doc["start_at"]),
         end_at=_time(doc["end_at"]),
+        time_zone=doc.get("time_zone", ""),
+        quiet_hours=_window_of(doc.get("quiet_hours")),
+        budget=Budget(**doc.get("budget", {})),
     )
 
 
@@ -212,6 +268,10 @@ def _entry(row: Any) -> StoredEntry:
         row.unit,
         EntryState(row.state),
         row.entered_at,
+        row.next_step,
+        row.waiting,
+        row.purchased_at,
+        row.due_at,
     )
 
 

@@ -1,8 +1,8 @@
 """Benefits, points and identity as journeys act through them, on the engagement service's own
 account (`loyalty_kit.peers`): a coupon issued as the journey's unit (`coupons:issue`), bonus
-points adjusted as the funding unit (`points:adjust`), tags changed and a member's consents
-read as the group's member operations (`members:manage`). The client ID is fixed, so every
-replica's retry of a step is recognised by its idempotency key."""
+points adjusted as the funding unit (`points:adjust`), tags changed, a member's consents
+read and withdrawn (an unsubscribe) as the group's member operations (`members:manage`).
+The client ID is fixed, so every replica's retry of a step is recognised by its idempotency key."""
 
 from __future__ import annotations
 
@@ -54,11 +54,16 @@ class GrpcActions:
     def _as(self, unit: str, scope: str) -> Caller:
         return Caller(unit=unit or GROUP, client_id=CLIENT_ID, scopes=frozenset({scope}))
 
-    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
+    async def issue_coupon(
+        self, member_id: str, template: str, unit: str, key: str, grant_key: str = ""
+    ) -> str:
         response = await _call(
             lambda: self._benefits.stub.IssueCoupons(
                 benefits_pb.IssueCouponsRequest(
-                    template=template, request_id=key, members=[member_name(member_id)]
+                    template=template,
+                    request_id=key,
+                    members=[member_name(member_id)],
+                    grant_key=grant_key,
                 ),
                 metadata=self._benefits.metadata(self._as(unit, COUPONS_ISSUE)),
             )
@@ -106,6 +111,23 @@ class GrpcActions:
         )
         return frozenset(
             member_pb2.ConsentPurpose.Name(c.purpose) for c in response.member.consents if c.granted
+        )
+
+    async def withdraw_consent(self, member_id: str, purpose: str, key: str) -> None:
+        await _call(
+            lambda: self._identity.stub.SetConsents(
+                identity_pb.SetConsentsRequest(
+                    member=member_name(member_id),
+                    request_id=key,
+                    changes=[
+                        member_pb2.ConsentChange(
+                            purpose=member_pb2.ConsentPurpose.Value(purpose), granted=False
+                        )
+                    ],
+                    source="engagement:unsubscribe",
+                ),
+                metadata=self._identity.metadata(self._as(GROUP, MEMBERS_MANAGE)),
+            )
         )
 
     async def close(self) -> None:

@@ -6,6 +6,13 @@ definition as the API gave it (a JSON document; an entry runs the version it ent
 from them), `step_runs` per entry and step: what makes a step run once however often its event
 arrives. `messages` is the development sink. `member_tiers` is each member's tier as tiers
 announced it (a condition reads it). Member IDs, units and tiers only: no personal data.
+
+A waiting entry (at a wait, deferred by quiet hours, or entered by a sweep) keeps the step it
+goes on from (`next_step`) and when (`due_at`); the timer takes due ones. `journey_budgets` is
+what each journey gave in all (points, coupons), spent by an UPDATE that checks the limit.
+`member_activity` is each member's last purchase (the inactivity sweep) and birthday's month
+and day (the birthday sweep); `member_lots` the points of each lot and when they expire (the
+expiring-points sweep). `journey_sweeps` is how far each sweep of a journey has gone.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -61,6 +69,10 @@ journey_entries = Table(
     Column("state", Text, nullable=False),
     Column("entered_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("next_step", Integer, nullable=False, server_default=text("0")),
+    Column("due_at", DateTime(timezone=True)),
+    Column("waiting", Text, nullable=False, server_default=text("''")),
+    Column("purchased_at", DateTime(timezone=True)),
     UniqueConstraint("journey_id", "version", "member_id", "trigger_key"),
     Index("journey_entries_member", "journey_id", "member_id", "entered_at"),
     Index("journey_entries_listed", "journey_id", "entered_at", "entry_id"),
@@ -69,6 +81,12 @@ journey_entries = Table(
         "journey_id",
         "entered_at",
         postgresql_where=text("state = 'pending'"),
+    ),
+    Index("journey_entries_due", "due_at", postgresql_where=text("state = 'waiting'")),
+    Index(
+        "journey_entries_purchase",
+        "member_id",
+        postgresql_where=text("state = 'waiting' AND waiting = 'purchase'"),
     ),
 )
 
@@ -106,6 +124,87 @@ member_tiers = Table(
     Column("member_id", Text, primary_key=True),
     Column("tier", Text, nullable=False),
     Column("effective_at", DateTime(timezone=True), nullable=False),
+)
+
+journey_budgets = Table(
+    "journey_budgets",
+    metadata,
+    Column("journey_id", Text, primary_key=True),
+    Column("points_spent", BigInteger, nullable=False),
+    Column("coupons_spent", BigInteger, nullable=False),
+)
+
+journey_sweeps = Table(
+    "journey_sweeps",
+    metadata,
+    Column("journey_id", Text, primary_key=True),
+    Column("swept_until", DateTime(timezone=True), nullable=False),
+)
+
+member_activity = Table(
+    "member_activity",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("last_purchase_at", DateTime(timezone=True)),
+    Column("birthday_month", Integer, nullable=False, server_default=text("0")),
+    Column("birthday_day", Integer, nullable=False, server_default=text("0")),
+    Index("member_activity_last_purchase", "last_purchase_at"),
+    Index("member_activity_birthday", "birthday_month", "birthday_day"),
+)
+
+member_lots = Table(
+    "member_lots",
+    metadata,
+    Column("lot_id", Text, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("member_lots_expiring", "expires_at", postgresql_where=text("points > 0")),
+)
+
+# The webhook channel (adapters/webhooks.py): a unit's endpoint per purpose (the secret sealed),
+# the deliveries as an outbox (a row per message, taken with FOR UPDATE SKIP LOCKED by the
+# delivery loop of any replica), and the unsubscribe tokens of every message, by their hash.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("unit", Text, primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Index("deliveries_due", "next_attempt_at", postgresql_where=text("state = 'pending'")),
+    Index("deliveries_listed", "created_at", "message_id"),
+    Index("deliveries_member", "member_id"),
+)
+
+unsubscribe_tokens = Table(
+    "unsubscribe_tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("message_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Index("unsubscribe_tokens_member", "member_id"),
 )
 
 # Challenges, badges and leaderboards (domain/challenges.py). `counted_events` remembers each

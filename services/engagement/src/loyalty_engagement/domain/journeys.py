@@ -3,8 +3,9 @@ event trigger the journey, do its conditions hold, is the member in the control 
 member over the frequency cap. Pure Python: the service layer feeds it what it has read.
 
 A journey's definition (`JourneySpec`) is versioned: an edit is a new version, and an entry
-keeps the version it entered with. The shape leaves room for what comes next (waits, quiet
-hours, budgets): a step is one action, run in order."""
+keeps the version it entered with. A step is one action or one wait (a delay, a daily window,
+"until the next purchase or N days"), run in order; quiet hours defer messages, a budget caps
+the points and coupons a journey gives in all (timing.py computes the due times)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from enum import StrEnum
 from loyalty_kit.errors import FieldViolation
 from loyalty_kit.kernel.units import GROUP
 
+from loyalty_engagement.domain.timing import DailyWindow, known_zone
+
 MAX_STEPS = 20
 
 
@@ -27,9 +30,17 @@ class TriggerKind(StrEnum):
     TIER_CHANGED = "tier_changed"
     SEGMENT_ENTERED = "segment_entered"
     SEGMENT_LEFT = "segment_left"
+    BIRTHDAY = "birthday"  # the member's birthday (month and day), by the daily sweep
+    POINTS_EXPIRING = "points_expiring"  # points of a lot expire within `days`
+    INACTIVE = "inactive"  # no purchase for `days`, once per inactivity spell
 
 
 SEGMENT_TRIGGERS = frozenset({TriggerKind.SEGMENT_ENTERED, TriggerKind.SEGMENT_LEFT})
+# Entered by the service's own sweeps (the timer), not by one event.
+SWEPT_TRIGGERS = frozenset(
+    {TriggerKind.BIRTHDAY, TriggerKind.POINTS_EXPIRING, TriggerKind.INACTIVE}
+)
+DAYS_TRIGGERS = frozenset({TriggerKind.POINTS_EXPIRING, TriggerKind.INACTIVE})
 
 
 class JourneyState(StrEnum):
@@ -41,6 +52,7 @@ class JourneyState(StrEnum):
 
 class EntryState(StrEnum):
     PENDING = "pending"
+    WAITING = "waiting"  # at a wait, deferred by quiet hours, or swept in: the timer runs it
     COMPLETED = "completed"
     HELD_OUT = "held_out"
     CAPPED = "capped"
@@ -54,6 +66,10 @@ class Trigger:
     unit: str = ""  # purchase: only at this unit
     to_tier: str = ""  # tier changed: only to this tier
     segment: str = ""  # segment entered/left: "segments/{id}"
+    days: int = 0  # points expiring within / inactive for this many days
+    # tier changed: only for these reasons of tiers' TierChanged (empty: any), e.g. a welcome
+    # gift on "qualified", not on "carried_over" (an import) or "downgraded"
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class Conditions:
 class IssueCoupon:
     template: str
     unit: str = ""
+    grant_key: str = ""  # at most one coupon per member under it, shared with benefits' grants
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,40 @@ Action = IssueCoupon | AwardPoints | ChangeTags | SendMessage
 
 
 @dataclass(frozen=True)
+class Delay:
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """Go on only between two local times of day (the member's zone)."""
+
+    window: DailyWindow
+
+
+@dataclass(frozen=True)
+class UntilPurchase:
+    """Wait for the member's next purchase, at most `days`: a purchase goes on (or ends the
+    entry, `exit_on_purchase`), the time running out goes on to the next step."""
+
+    days: int
+    exit_on_purchase: bool = False
+
+
+Wait = Delay | Window | UntilPurchase
+Step = Action | Wait
+MAX_DELAY_SECONDS = 366 * 86400
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a journey may give in all (0: no limit)."""
+
+    points: int = 0
+    coupons: int = 0
+
+
+@dataclass(frozen=True)
 class FrequencyCap:
     max_entries: int = 0  # 0: none
     period_days: int = 0
@@ -114,12 +165,15 @@ class JourneySpec:
     display_name: str
     unit: str
     trigger: Trigger
-    steps: tuple[Action, ...]
+    steps: tuple[Step, ...]
     conditions: Conditions = field(default_factory=Conditions)
     frequency_cap: FrequencyCap = field(default_factory=FrequencyCap)
     control_share: float = 0.0
     start_at: datetime | None = None
     end_at: datetime | None = None
+    time_zone: str = ""  # IANA; "" : the programme's (timing.DEFAULT_TIME_ZONE)
+    quiet_hours: DailyWindow | None = None
+    budget: Budget = field(default_factory=Budget)
 
     def open_at(self, now: datetime) -> bool:
         """Entries are taken at `now` (between the start and the end)."""
@@ -140,6 +194,7 @@ class TriggerEvent:
     unit: str = ""
     to_tier: str = ""
     segment: str = ""
+    reason: str = ""  # a tier change's
 
 
 @dataclass(frozen=True)
@@ -172,6 +227,16 @@ def validate(spec: JourneySpec, path: str = "journey") -> list[FieldViolation]:
         )
     if spec.start_at and spec.end_at and spec.end_at <= spec.start_at:
         bad.append(FieldViolation(f"{path}.end_time", "must be after start_time"))
+    if spec.trigger.kind in DAYS_TRIGGERS and spec.trigger.days <= 0:
+        bad.append(FieldViolation(f"{path}.trigger.days", "must be positive for this trigger"))
+    if spec.time_zone and not known_zone(spec.time_zone):
+        bad.append(FieldViolation(f"{path}.time_zone", "an IANA time zone, e.g. Asia/Shanghai"))
+    if spec.quiet_hours is not None and spec.quiet_hours.start == spec.quiet_hours.end:
+        bad.append(FieldViolation(f"{path}.quiet_hours", "start and end must differ"))
+    if spec.budget.points < 0:
+        bad.append(FieldViolation(f"{path}.budget.points", "must not be negative"))
+    if spec.budget.coupons < 0:
+        bad.append(FieldViolation(f"{path}.budget.coupons", "must not be negative"))
     for i, step in enumerate(spec.steps):
         bad += _step_violations(step, spec.unit, f"{path}.steps[{i}]")
     return bad
@@ -182,12 +247,23 @@ def _acts_for(journey_unit: str, unit: str) -> bool:
     return journey_unit == GROUP or unit == journey_unit
 
 
-def _step_violations(step: Action, unit: str, path: str) -> list[FieldViolation]:
+def _step_violations(step: Step, unit: str, path: str) -> list[FieldViolation]:
     bad: list[FieldViolation] = []
     match step:
-        case IssueCoupon(template=template, unit=issuer):
+        case Delay(seconds=seconds):
+            if not 0 < seconds <= MAX_DELAY_SECONDS:
+                bad.append(FieldViolation(f"{path}.delay.seconds", "between 1 s and 366 days"))
+        case Window(window=window):
+            if window.start == window.end:
+                bad.append(FieldViolation(f"{path}.window", "start and end must differ"))
+        case UntilPurchase(days=days):
+            if not 0 < days <= 366:
+                bad.append(FieldViolation(f"{path}.until_purchase.days", "between 1 and 366"))
+        case IssueCoupon(template=template, unit=issuer, grant_key=grant_key):
             if not template.strip():
                 bad.append(FieldViolation(f"{path}.issue_coupon.template", "is required"))
+            if len(grant_key) > 100:
+                bad.append(FieldViolation(f"{path}.issue_coupon.grant_key", "100 characters"))
             if issuer and not _acts_for(unit, issuer):
                 bad.append(
                     FieldViolation(
@@ -225,7 +301,7 @@ def _step_violations(step: Action, unit: str, path: str) -> list[FieldViolation]
     return bad
 
 
-CHANNELS = frozenset({"dev"})  # the development sink; the webhook adapter comes next
+CHANNELS = frozenset({"dev", "webhook"})  # the development sink; a unit's signed webhook
 
 
 def triggered_by(trigger: Trigger, event: TriggerEvent) -> bool:
@@ -236,7 +312,9 @@ def triggered_by(trigger: Trigger, event: TriggerEvent) -> bool:
         case TriggerKind.PURCHASE:
             return not trigger.unit or trigger.unit == event.unit
         case TriggerKind.TIER_CHANGED:
-            return not trigger.to_tier or trigger.to_tier == event.to_tier
+            return (not trigger.to_tier or trigger.to_tier == event.to_tier) and (
+                not trigger.reasons or event.reason in trigger.reasons
+            )
         case TriggerKind.SEGMENT_ENTERED | TriggerKind.SEGMENT_LEFT:
             return trigger.segment == event.segment
     return True
@@ -271,6 +349,20 @@ def over_cap(cap: FrequencyCap, earlier: Sequence[datetime], now: datetime) -> b
         return False
     since = now - cap.period
     return sum(1 for at in earlier if since < at <= now) >= cap.max_entries
+
+
+def is_wait(step: Step) -> bool:
+    return isinstance(step, Delay | Window | UntilPurchase)
+
+
+def budget_cost(step: Step) -> tuple[int, int]:
+    """The (points, coupons) a step gives, counted against the journey's budget."""
+    match step:
+        case AwardPoints(points=points):
+            return points, 0
+        case IssueCoupon():
+            return 0, 1
+    return 0, 0
 
 
 def entry_id(journey_id: str, version: int, member_id: str, trigger_key: str) -> str:

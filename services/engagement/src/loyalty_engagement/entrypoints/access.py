@@ -35,6 +35,21 @@ ACCESS: dict[str, Rule] = {
         ENGAGEMENT_WRITE,
         note="the development sink's messages: a unit's team sees its own journeys'",
     ),
+    "SetWebhookEndpoint": rule(
+        ENGAGEMENT_WRITE,
+        resource_unit="endpoint.unit: a unit's team its own; the group's team any unit's",
+    ),
+    "ListDeliveries": rule(
+        ENGAGEMENT_READ,
+        ENGAGEMENT_WRITE,
+        note="a unit's team sees its own unit's deliveries",
+    ),
+    "RedriveDelivery": rule(
+        ENGAGEMENT_WRITE, resource_unit="the delivery's unit (any for the group's team)"
+    ),
+    # The token is the authority (192 random bits, one message's): the gateway serves it
+    # without a bearer token at /v1/unsubscribe and calls this on its own account.
+    "Unsubscribe": rule(note="any authenticated caller: the message's token is the authority"),
 }
 
 # ChallengeService: challenges and leaderboards belong to a unit as journeys do; a member's

@@ -1,9 +1,14 @@
 """The events that trigger journeys, as a handler table: registrations (identity), purchases
 (points' PointsEarned), tier changes (tiers; also kept as the member's tier for conditions)
-and segment moves (insights' SegmentEntered / SegmentLeft); an erased member's messages and
-tier are deleted (identity's MemberErased). Each event is handled in one
-transaction with the kit's inbox (a redelivered event is passed over), and each trigger event
-is named by its content (`TriggerEvent.key`) so a replay of it is the same entry."""
+and segment moves (insights' SegmentEntered / SegmentLeft); members' last purchases,
+birthdays (identity's ProfileChanged, MembersImported) and points lots' expiry (points'
+LedgerPosted) for the timer's sweeps; purchases, activities and referrals counted by challenges
+and leaderboards (their own subscription); an erased member's messages, tier, challenge
+progress, webhook deliveries and unsubscribe tokens are deleted and the sweeps' data on them
+forgotten (identity's MemberErased).
+Each event is handled in one transaction with the kit's inbox (a redelivered event is passed
+over), and each trigger event is named by its content (`TriggerEvent.key`) so a replay of it is
+the same entry."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from loyalty_kit.timestamps import moment, moment_of
 from loyalty_engagement.bootstrap import Engagement
 from loyalty_engagement.domain.challenges import Occurrence
 from loyalty_engagement.domain.journeys import TriggerEvent, TriggerKind
-from loyalty_engagement.service_layer import challenges, journeys
+from loyalty_engagement.service_layer import challenges, journeys, timer
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 
 
@@ -47,7 +52,37 @@ async def points_earned(
         moment(e.occurred_at, "occurred_at"),
         unit=e.unit,
     )
-    await journeys.on_event(uow, app.actions, event, app.clock())
+    now = app.clock()
+    await journeys.on_event(uow, app.actions, event, now)
+    # The member's last activity (inactivity), and entries waiting for a purchase.
+    await timer.on_purchase(uow, app.actions, e.member_id, event.occurred_at, now)
+
+
+async def ledger_posted(
+    _app: Engagement, uow: EngagementUnitOfWork, e: points_pb.LedgerPosted
+) -> None:
+    """Each lot's points and expiry (the expiring-points sweep reads them)."""
+    for movement in e.movements:
+        expires = moment_of(movement, "expires_at")
+        if expires is not None and movement.lot_id:
+            await uow.timing.move_lot(movement.lot_id, e.member_id, movement.points, expires)
+
+
+async def profile_changed(
+    _app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.ProfileChanged
+) -> None:
+    if "birthday" in e.changed_fields or e.birthday_month:
+        await uow.timing.set_birthday(e.member_id, e.birthday_month, e.birthday_day)
+
+
+async def members_imported(
+    _app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MembersImported
+) -> None:
+    for member in e.members:
+        if member.birthday_month:
+            await uow.timing.set_birthday(
+                member.member_id, member.birthday_month, member.birthday_day
+            )
 
 
 async def tier_changed(app: Engagement, uow: EngagementUnitOfWork, e: tiers_pb.TierChanged) -> None:
@@ -59,6 +94,7 @@ async def tier_changed(app: Engagement, uow: EngagementUnitOfWork, e: tiers_pb.T
         f"tier:{e.from_tier}>{e.to_tier}@{at.isoformat()}",
         at,
         to_tier=e.to_tier,
+        reason=e.reason,
     )
     await journeys.on_event(uow, app.actions, event, app.clock())
 
@@ -92,10 +128,12 @@ async def segment_left(
 
 
 async def member_erased(
-    _app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberErased
+    app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberErased
 ) -> None:
     await uow.journeys.forget(e.member_id)
     await uow.challenges.forget(e.member_id)
+    await uow.channels.forget(e.member_id)
+    await uow.timing.forget(e.member_id, app.clock())
 
 
 # Challenges and leaderboards count purchases, activities and referrals, each named by its
@@ -147,9 +185,15 @@ TABLE: Sequence[Subscription[Engagement]] = (
         {
             identity_pb.MemberRegistered: member_registered,
             identity_pb.MemberErased: member_erased,
+            identity_pb.ProfileChanged: profile_changed,
+            identity_pb.MembersImported: members_imported,
         },
     ),
-    Subscription("engagement-points", "points", {points_pb.PointsEarned: points_earned}),
+    Subscription(
+        "engagement-points",
+        "points",
+        {points_pb.PointsEarned: points_earned, points_pb.LedgerPosted: ledger_posted},
+    ),
     Subscription(
         "engagement-challenges",
         "points",

@@ -12,17 +12,21 @@ from loyalty.engagement.v1 import engagement_service_pb2 as pb
 from loyalty.engagement.v1.engagement_service_pb2_grpc import EngagementServiceServicer
 from loyalty.identity.v1 import member_pb2
 from loyalty_kit.caller import ADMIN, UnitMismatch, current_caller
-from loyalty_kit.errors import FieldViolation, InvalidArgument, Unavailable
+from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
 from loyalty_kit.jobs import outage
 from loyalty_kit.kernel.units import GROUP
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment_of, timestamp
 
+from loyalty_engagement.adapters.channels import StoredDelivery
 from loyalty_engagement.adapters.journeys import StepRun, StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.bootstrap import Engagement
 from loyalty_engagement.domain import journeys as domain
-from loyalty_engagement.service_layer import journeys
+from loyalty_engagement.domain.timing import DailyWindow, parse_hhmm
+from loyalty_engagement.entrypoints import channels as convert
+from loyalty_engagement.service_layer import channels, journeys
+from loyalty_engagement.service_layer.ports import ActionRefused
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 
 SERVICE = "loyalty.engagement.v1.EngagementService"
@@ -34,6 +38,9 @@ _TRIGGERS = {
     pb.TRIGGER_KIND_TIER_CHANGED: domain.TriggerKind.TIER_CHANGED,
     pb.TRIGGER_KIND_SEGMENT_ENTERED: domain.TriggerKind.SEGMENT_ENTERED,
     pb.TRIGGER_KIND_SEGMENT_LEFT: domain.TriggerKind.SEGMENT_LEFT,
+    pb.TRIGGER_KIND_BIRTHDAY: domain.TriggerKind.BIRTHDAY,
+    pb.TRIGGER_KIND_POINTS_EXPIRING: domain.TriggerKind.POINTS_EXPIRING,
+    pb.TRIGGER_KIND_INACTIVE: domain.TriggerKind.INACTIVE,
 }
 _TRIGGER_MESSAGES = {v: k for k, v in _TRIGGERS.items()}
 _STATES = {
@@ -49,6 +56,7 @@ _ENTRY_STATES = {
     domain.EntryState.CAPPED: pb.ENTRY_STATE_CAPPED,
     domain.EntryState.SKIPPED: pb.ENTRY_STATE_SKIPPED,
     domain.EntryState.FAILED: pb.ENTRY_STATE_FAILED,
+    domain.EntryState.WAITING: pb.ENTRY_STATE_WAITING,
 }
 
 
@@ -207,6 +215,84 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
             messages=[message_message(m) for m in found], next_page_token=token
         )
 
+    async def SetWebhookEndpoint(
+        self, request: pb.SetWebhookEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetWebhookEndpointResponse:
+        given = request.endpoint
+        purpose = convert.purpose_of(given.purpose, "endpoint.purpose")
+        unit = given.unit or _owner_unit()
+        confined = _confined_unit()
+        if confined is not None and confined != unit:
+            raise UnitMismatch(unit, confined)
+
+        async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.SetWebhookEndpointResponse:
+            found = await channels.set_endpoint(
+                uow, self.app.secrets, unit, purpose, given.url, given.secret, now
+            )
+            return pb.SetWebhookEndpointResponse(endpoint=convert.endpoint_message(found))
+
+        return await self._mutate(
+            "SetWebhookEndpoint", request, pb.SetWebhookEndpointResponse, work
+        )
+
+    async def ListDeliveries(
+        self, request: pb.ListDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeliveriesResponse:
+        unit = _confined_unit()
+        state = convert.state_of(request.state)
+        filters = {"state": state, "unit": unit}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        before = _before(page.after)
+        found = await self._read(
+            lambda uow: uow.channels.deliveries(state, unit, before, page.size + 1)
+        )
+        more = len(found) > page.size
+        found = found[: page.size]
+        last = found[-1] if found else None
+        token = (
+            next_token([last.created_at.isoformat(), last.message_id], filters)
+            if more and last
+            else ""
+        )
+        return pb.ListDeliveriesResponse(
+            deliveries=[convert.delivery_message(d) for d in found], next_page_token=token
+        )
+
+    async def RedriveDelivery(
+        self, request: pb.RedriveDeliveryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedriveDeliveryResponse:
+        message_id = convert.delivery_id_of(request.name)
+
+        async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.RedriveDeliveryResponse:
+            current = await uow.channels.delivery(message_id)
+            if current is not None:
+                _may_touch_unit(current)
+            found = await channels.redrive(uow, message_id, now)
+            return pb.RedriveDeliveryResponse(delivery=convert.delivery_message(found))
+
+        return await self._mutate("RedriveDelivery", request, pb.RedriveDeliveryResponse, work)
+
+    async def Unsubscribe(
+        self, request: pb.UnsubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnsubscribeResponse:
+        try:
+            async with self.uow() as uow:
+                purpose = await channels.unsubscribe(
+                    uow, self.app.actions, request.token, self.clock()
+                )
+                await uow.commit()
+        except ActionRefused as refused:
+            raise FailedPrecondition(
+                "identity refused to withdraw the consent", reason=refused.reason
+            ) from None
+        except grpc.aio.AioRpcError as error:
+            if not outage(error):
+                raise
+            raise Unavailable(
+                "identity is unavailable: try again", reason="IDENTITY_UNAVAILABLE"
+            ) from None
+        return pb.UnsubscribeResponse(purpose=member_pb2.ConsentPurpose.Value(purpose))
+
 
 # --- who may see what -------------------------------------------------------------------------
 
@@ -225,6 +311,12 @@ def _may_touch(journey: StoredJourney) -> None:
     confined = _confined_unit()
     if confined is not None and confined != journey.unit:
         raise UnitMismatch(journey.unit, confined)
+
+
+def _may_touch_unit(delivery: StoredDelivery) -> None:
+    confined = _confined_unit()
+    if confined is not None and confined != delivery.unit:
+        raise UnitMismatch(delivery.unit, confined)
 
 
 def _before(after: object) -> tuple[datetime, str] | None:
@@ -267,12 +359,13 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
     kind = _TRIGGERS.get(message.trigger.kind)
     if kind is None:
         bad.append(FieldViolation("journey.trigger.kind", "a known trigger kind is required"))
-    steps: list[domain.Action] = []
+    steps: list[domain.Step] = []
     for i, step in enumerate(message.steps):
         path = f"journey.steps[{i}]"
         match step.WhichOneof("action"):
             case "issue_coupon":
-                steps.append(domain.IssueCoupon(step.issue_coupon.template, step.issue_coupon.unit))
+                c = step.issue_coupon
+                steps.append(domain.IssueCoupon(c.template, c.unit, c.grant_key.strip()))
             case "award_points":
                 a = step.award_points
                 steps.append(domain.AwardPoints(a.points, a.funding_unit, a.reason))
@@ -283,11 +376,25 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
                 s = step.send_message
                 purpose = _purpose(s.purpose, f"{path}.send_message.purpose", bad)
                 steps.append(domain.SendMessage(purpose, s.body, s.channel or "dev"))
+            case "delay":
+                steps.append(domain.Delay(step.delay.seconds))
+            case "window":
+                window = _window_of(step.window, f"{path}.window", bad)
+                if window is not None:
+                    steps.append(domain.Window(window))
+            case "until_purchase":
+                u = step.until_purchase
+                steps.append(domain.UntilPurchase(u.days, u.exit_on_purchase))
             case _:
                 bad.append(FieldViolation(path, "a step needs exactly one action"))
     consents = tuple(
         _purpose(p, f"journey.conditions.consents[{i}]", bad)
         for i, p in enumerate(message.conditions.consents)
+    )
+    quiet = (
+        _window_of(message.quiet_hours, "journey.quiet_hours", bad)
+        if message.HasField("quiet_hours")
+        else None
     )
     start = moment_of(message, "start_time", "journey.start_time")
     end = moment_of(message, "end_time", "journey.end_time")
@@ -298,7 +405,12 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
         display_name=message.display_name,
         unit=unit,
         trigger=domain.Trigger(
-            kind, message.trigger.unit, message.trigger.to_tier, message.trigger.segment
+            kind,
+            message.trigger.unit,
+            message.trigger.to_tier,
+            message.trigger.segment,
+            message.trigger.days,
+            tuple(r.strip() for r in message.trigger.reasons),
         ),
         steps=tuple(steps),
         conditions=domain.Conditions(
@@ -310,13 +422,43 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
         control_share=message.control_share,
         start_at=start,
         end_at=end,
+        time_zone=message.time_zone,
+        quiet_hours=quiet,
+        budget=domain.Budget(message.budget.points, message.budget.coupons),
     )
 
 
-def _step_message(step: domain.Action) -> pb.Step:
+def _window_of(message: pb.TimeWindow, field: str, bad: list[FieldViolation]) -> DailyWindow | None:
+    start, end = parse_hhmm(message.start), parse_hhmm(message.end)
+    if start is None:
+        bad.append(FieldViolation(f"{field}.start", '"HH:MM", 24-hour'))
+    if end is None:
+        bad.append(FieldViolation(f"{field}.end", '"HH:MM", 24-hour'))
+    return DailyWindow(start, end) if start is not None and end is not None else None
+
+
+def _window_message(window: DailyWindow) -> pb.TimeWindow:
+    return pb.TimeWindow(start=window.start.strftime("%H:%M"), end=window.end.strftime("%H:%M"))
+
+
+def _step_message(step: domain.Step) -> pb.Step:
     match step:
+        case domain.Delay():
+            return pb.Step(delay=pb.Delay(seconds=step.seconds))
+        case domain.Window():
+            return pb.Step(window=_window_message(step.window))
+        case domain.UntilPurchase():
+            return pb.Step(
+                until_purchase=pb.UntilPurchase(
+                    days=step.days, exit_on_purchase=step.exit_on_purchase
+                )
+            )
         case domain.IssueCoupon():
-            return pb.Step(issue_coupon=pb.IssueCoupon(template=step.template, unit=step.unit))
+            return pb.Step(
+                issue_coupon=pb.IssueCoupon(
+                    template=step.template, unit=step.unit, grant_key=step.grant_key
+                )
+            )
         case domain.AwardPoints():
             return pb.Step(
                 award_points=pb.AwardPoints(
@@ -352,6 +494,8 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
             unit=spec.trigger.unit,
             to_tier=spec.trigger.to_tier,
             segment=spec.trigger.segment,
+            days=spec.trigger.days,
+            reasons=list(spec.trigger.reasons),
         ),
         conditions=pb.Conditions(
             units=list(spec.conditions.units),
@@ -367,7 +511,11 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
         version=journey.version,
         create_time=timestamp(journey.created_at),
         update_time=timestamp(journey.updated_at),
+        time_zone=spec.time_zone,
+        budget=pb.Budget(points=spec.budget.points, coupons=spec.budget.coupons),
     )
+    if spec.quiet_hours is not None:
+        message.quiet_hours.CopyFrom(_window_message(spec.quiet_hours))
     if spec.start_at:
         message.start_time.CopyFrom(timestamp(spec.start_at))
     if spec.end_at:
@@ -376,7 +524,7 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
 
 
 def entry_message(entry: StoredEntry, runs: list[StepRun]) -> pb.JourneyEntry:
-    return pb.JourneyEntry(
+    message = pb.JourneyEntry(
         name=f"{RESOURCE}{entry.journey_id}/entries/{entry.entry_id}",
         member_id=entry.member_id,
         version=entry.version,
@@ -389,6 +537,9 @@ def entry_message(entry: StoredEntry, runs: list[StepRun]) -> pb.JourneyEntry:
             if r.entry_id == entry.entry_id
         ],
     )
+    if entry.state is domain.EntryState.WAITING and entry.due_at is not None:
+        message.due_time.CopyFrom(timestamp(entry.due_at))
+    return message
 
 
 def message_message(message: StoredMessage) -> pb.SentMessage:

@@ -19,6 +19,7 @@ from loyalty_kit.logs import get_logger
 
 from loyalty_engagement.adapters.journeys import StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.domain import journeys as domain
+from loyalty_engagement.domain import timing
 from loyalty_engagement.domain.journeys import (
     AwardPoints,
     ChangeTags,
@@ -30,6 +31,7 @@ from loyalty_engagement.domain.journeys import (
     SendMessage,
     TriggerEvent,
 )
+from loyalty_engagement.service_layer import waits
 from loyalty_engagement.service_layer.ports import ActionRefused, Actions, channel_of
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 
@@ -123,7 +125,7 @@ async def run_pending(
                 return ran
             for entry in entries:
                 spec = await uow.journeys.spec_at(entry.journey_id, entry.version)
-                await _admit(uow, actions, journey_id, spec, entry, clock())
+                await admit(uow, actions, journey_id, spec, entry, clock())
             await uow.commit()
             ran += len(entries)
 
@@ -166,10 +168,10 @@ async def on_event(
             EntryState.PENDING,
             now,
         )
-        await _admit(uow, actions, journey.journey_id, spec, entry, now)
+        await admit(uow, actions, journey.journey_id, spec, entry, now)
 
 
-async def _admit(
+async def admit(
     uow: EngagementUnitOfWork,
     actions: Actions,
     journey_id: str,
@@ -213,9 +215,32 @@ async def run_steps(
     entry: StoredEntry,
     now: datetime,
 ) -> EntryState:
-    """Each step not run before, in order; a definite refusal stops the entry (FAILED)."""
-    for index, step in enumerate(spec.steps):
+    """Each step from the entry's next one, not run before, in order: up to a wait or a
+    message due in quiet hours (the entry then waits, stored with its due time, for the timer:
+    WAITING); a definite refusal stops the entry (FAILED)."""
+    for index in range(entry.next_step, len(spec.steps)):
+        step = spec.steps[index]
+        if domain.is_wait(step):
+            due, waiting = waits.due_of(spec, step, now)
+            if due is None:  # a window open now
+                if await uow.journeys.claim_step(entry.entry_id, index, now):
+                    await uow.journeys.finish_step(entry.entry_id, index, "waited", "")
+                continue
+            if await uow.journeys.claim_step(entry.entry_id, index, now):
+                await uow.journeys.finish_step(entry.entry_id, index, "waiting", due.isoformat())
+            await uow.timing.wait(entry.entry_id, index + 1, due, waiting, now)
+            return EntryState.WAITING
+        if isinstance(step, SendMessage):
+            quiet_end = timing.quiet_until(now, spec.quiet_hours, spec.time_zone)
+            if quiet_end is not None:  # deferred, not dropped: the timer sends it then
+                await uow.timing.wait(entry.entry_id, index, quiet_end, waits.QUIET, now)
+                return EntryState.WAITING
         if not await uow.journeys.claim_step(entry.entry_id, index, now):
+            continue
+        points, coupons = domain.budget_cost(step)
+        budgeted = (points or coupons) and (spec.budget.points or spec.budget.coupons)
+        if budgeted and not await uow.timing.spend(journey_id, spec.budget, points, coupons):
+            await uow.journeys.finish_step(entry.entry_id, index, "budget_exhausted", "")
             continue
         key = domain.step_key(entry.entry_id, index)
         try:
@@ -223,6 +248,8 @@ async def run_steps(
                 uow, actions, journey_id, spec, entry, index, step, key, now
             )
         except ActionRefused as refused:
+            if budgeted:
+                await uow.timing.refund(journey_id, points, coupons)
             await uow.journeys.finish_step(entry.entry_id, index, "failed", refused.reason)
             log.warning(
                 "journey step refused",
@@ -243,14 +270,15 @@ async def _act(
     spec: JourneySpec,
     entry: StoredEntry,
     index: int,
-    step: domain.Action,
+    step: domain.Step,
     key: str,
     now: datetime,
 ) -> tuple[str, str]:
     member_id = entry.member_id
     match step:
-        case IssueCoupon(template=template, unit=unit):
-            return "done", await actions.issue_coupon(member_id, template, unit or spec.unit, key)
+        case IssueCoupon(template=template, unit=unit, grant_key=grant_key):
+            issuer = unit or spec.unit
+            return "done", await actions.issue_coupon(member_id, template, issuer, key, grant_key)
         case AwardPoints(points=points, funding_unit=funding, reason=reason):
             why = reason or f"journey {spec.display_name}"
             return "done", await actions.award_points(member_id, points, funding, why, key)

@@ -24,8 +24,11 @@ class ActionUnreachable(Unavailable):
 
 
 class Actions(Protocol):
-    async def issue_coupon(self, member_id: str, template: str, unit: str, key: str) -> str:
-        """The coupon's code."""
+    async def issue_coupon(
+        self, member_id: str, template: str, unit: str, key: str, grant_key: str = ""
+    ) -> str:
+        """The coupon's code (with `grant_key`: the member's coupon under that grant, issued
+        now or before, by a journey or by benefits itself)."""
         ...
 
     async def award_points(
@@ -42,13 +45,17 @@ class Actions(Protocol):
         """The purposes the member has granted now (contract names)."""
         ...
 
+    async def withdraw_consent(self, member_id: str, purpose: str, key: str) -> None:
+        """An unsubscribe: the member's consent for `purpose` withdrawn."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class MessageChannel(Protocol):
     """Where a journey's message goes. The development sink keeps it in the engagement
-    database (ListMessages); a signed webhook to a unit's SMS, WeChat or e-mail provider is the
-    next channel."""
+    database (ListMessages); the webhook channel queues it for a unit's SMS, WeChat or e-mail
+    provider (service_layer/channels.py)."""
 
     async def send(self, uow: Any, message: Any, entry_id: str, step: int) -> None: ...
 

@@ -1,5 +1,5 @@
-"""The engagement service's unit of work: the kit's, with the journeys' store on the same
-transaction."""
+"""The engagement service's unit of work: the kit's, with the journeys' and the channels'
+stores on the same transaction."""
 
 from __future__ import annotations
 
@@ -8,15 +8,21 @@ from typing import Self
 from loyalty_kit.uow import UnitOfWork
 
 from loyalty_engagement.adapters.challenges import ChallengeStore
+from loyalty_engagement.adapters.channels import ChannelStore
 from loyalty_engagement.adapters.journeys import JourneyStore
+from loyalty_engagement.adapters.timing import TimingStore
 
 
 class EngagementUnitOfWork(UnitOfWork):
     journeys: JourneyStore
     challenges: ChallengeStore
+    channels: ChannelStore
+    timing: TimingStore  # waiting entries, budgets, sweeps
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.journeys = JourneyStore(self.session)
         self.challenges = ChallengeStore(self.session)
+        self.channels = ChannelStore(self.session)
+        self.timing = TimingStore(self.session)
         return self

@@ -21,6 +21,8 @@ from loyalty.engagement.v1 import challenges_pb2 as challenges_pb
 from loyalty.engagement.v1 import challenges_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
+from loyalty.insights.v1 import insights_service_pb2 as insights_pb
+from loyalty.insights.v1 import insights_service_pb2_grpc
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
@@ -75,8 +77,8 @@ class Call:
 
 
 class Services:
-    """The identity, points, tiers, benefits and engagement services, one method per RPC the
-    flows use."""
+    """The identity, points, tiers, benefits, insights and engagement services, one method per RPC
+    the flows use."""
 
     def __init__(self, backends: Backends) -> None:
         ch = backends.channels
@@ -84,6 +86,7 @@ class Services:
         self.points = points_service_pb2_grpc.PointsServiceStub(ch["points"])
         self.tiers = tiers_service_pb2_grpc.TiersServiceStub(ch["tiers"])
         self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(ch["benefits"])
+        self.insights = insights_service_pb2_grpc.InsightsServiceStub(ch["insights"])
         self.challenges = challenges_pb2_grpc.ChallengeServiceStub(ch["engagement"])
 
     # -- identity ----------------------------------------------------------------------------
@@ -165,6 +168,17 @@ class Services:
             points_pb.ListPostingsRequest(
                 member=member, page_size=page_size, page_token=page_token
             ),
+        )
+        return answer
+
+    # -- insights ----------------------------------------------------------------------------
+
+    async def get_recommendations(
+        self, call: Call, member: str, unit: str, page_size: int
+    ) -> insights_pb.GetRecommendationsResponse:
+        answer: insights_pb.GetRecommendationsResponse = await call.ask(
+            self.insights.GetRecommendations,
+            insights_pb.GetRecommendationsRequest(member=member, unit=unit, page_size=page_size),
         )
         return answer
 

@@ -1,11 +1,12 @@
 """The gateway's HTTP application (Starlette), routes by resource: the contracts' routes
-(contracts.py), the uploads of import files (uploads.py), tokens (tokens.py), health
-(health.py), and the OpenAPI document with its docs page (openapi.py). Every route comes from
-the contracts: their `google.api.http` annotations, and the client-streaming Create methods
-as uploads; JSON is read and written with protobuf's json_format (camelCase names, unpopulated
-fields written, unknown fields refused). Failures answer with the google.rpc.Status as JSON and
-the HTTP code of its gRPC code (exchange.py, errors.py). Every request is counted and timed by
-its route's template (metrics.py), traced and written to the access log (access.py).
+(contracts.py), the uploads of import files (uploads.py), tokens (tokens.py), the unsubscribe
+link of members' messages (unsubscribe.py), health (health.py), and the OpenAPI document with
+its docs page (openapi.py). Every other route comes from the contracts: their `google.api.http`
+annotations, and the client-streaming Create methods as uploads; JSON is read and written with
+protobuf's json_format (camelCase names, unpopulated fields written, unknown fields refused).
+Failures answer with the google.rpc.Status as JSON and the HTTP code of its gRPC code
+(exchange.py, errors.py). Every request is counted and timed by its route's template
+(metrics.py), traced and written to the access log (access.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from loyalty_gateway.http.health import Health
 from loyalty_gateway.http.metrics import HttpMetrics
 from loyalty_gateway.http.tokens import TokenEndpoint
 from loyalty_gateway.http.transcoding import routes_of
+from loyalty_gateway.http.unsubscribe import PATH as UNSUBSCRIBE
+from loyalty_gateway.http.unsubscribe import UnsubscribeEndpoint
 from loyalty_gateway.http.uploads import Uploads, uploads_of
 
 VERBS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -52,6 +55,9 @@ def build_app(gateway: Gateway) -> ASGIApp:
     )
     uploads = Uploads(uploaded, gateway.backends, gateway.keys.verifier, gateway.config, limits)
     token = TokenEndpoint(gateway.keys, gateway.uow, gateway.config)
+    unsubscribe = UnsubscribeEndpoint(
+        gateway.backends, gateway.credentials, gateway.config.request_deadline_seconds
+    )
     document = openapi.document(routes, uploaded)
 
     async def openapi_json(_request: Request) -> JSONResponse:
@@ -72,6 +78,8 @@ def build_app(gateway: Gateway) -> ASGIApp:
             Route("/docs", docs),
             Mount("/docs/static", StaticFiles(directory=openapi.swagger_ui_dir()), name="static"),
             Route("/v1/token", token.answer, methods=["POST"]),
+            # No bearer token: the message's unsubscribe token is the authority (unsubscribe.py).
+            Route(UNSUBSCRIBE, unsubscribe.answer, methods=["GET", "POST"]),
             # Before the contracts' routes: POST only (a GET of the path is the List method).
             *(Route(u.path, uploads.answer, methods=["POST"]) for u in uploaded),
             Route("/{path:path}", contracts.answer, methods=VERBS),

@@ -1,4 +1,4 @@
-"""Personalised offers in the database: the tables each refresh rebuilds (`offer_similarities`,
+"""Personalised offers in the database: the tables rebuilt after each refresh (`offer_similarities`,
 `offer_popularity`, migration 0014) and what a request reads, which is only the member's own
 facts (its family's, through the merges) and the similarity rows of the offers it used.
 
@@ -25,6 +25,8 @@ from loyalty_insights.domain.recommendations import (
     Offer,
     OfferKind,
 )
+
+REBUILD_LOCK = 0x0FFE25  # pg_try_advisory_xact_lock key: a rebuild of the offers' tables
 
 # The uses before $1 by the member they count for (the survivor), with the unit used at and
 # the member's RFM segment (NULL: none).
@@ -210,6 +212,15 @@ class OfferStore:
 
     async def _conn(self) -> Any:
         return await driver_connection(self.session)
+
+    async def rebuild_lock(self, wait: bool) -> bool:
+        """One rebuild at a time across replicas (to the end of the transaction): waits for
+        it, or (not `wait`) False when another transaction holds it."""
+        conn = await self._conn()
+        if wait:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", REBUILD_LOCK)
+            return True
+        return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", REBUILD_LOCK))
 
     async def rebuild(self, as_of: datetime) -> OffersRebuilt:
         """Both tables from the uses before `as_of`, in the caller's transaction (rows are

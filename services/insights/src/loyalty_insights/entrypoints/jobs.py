@@ -20,6 +20,7 @@ from loyalty_insights.service_layer import segments
 from loyalty_insights.service_layer.refresh import (
     RefreshRunning,
     needs_first_refresh,
+    rebuild_offers,
     refresh_figures,
     settle_refresh,
 )
@@ -50,6 +51,7 @@ def jobs(app: Insights) -> Sequence[Job]:
                 return  # another replica's refresh does it
             await uow.commit()
         settled = await settle_refresh(app.uow, app.clock)
+        await rebuild_offers(app.uow, app.clock)
         log.info(
             "figures refreshed",
             members=report.members,

@@ -156,6 +156,7 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
 
         response = await self._mutate("RefreshFigures", request, pb.RefreshFiguresResponse, work)
         await refresh.settle_refresh(self.app.uow, self.clock)
+        await refresh.rebuild_offers(self.app.uow, self.clock, wait=True)
         return response
 
     async def GetCohorts(
