@@ -105,7 +105,11 @@ async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIte
 
     for job in ("POINTS_JOB", "TIERS_JOB", "BENEFITS_ISSUANCE"):
         os.environ[f"LOYALTY_{job}_INTERVAL_SECONDS"] = "3600"  # as the other suites do
-    settings = make_settings(database_prefix=f"{run_id}_fuzz_", event_namespace=f"{run_id}fuzz")
+    settings = make_settings(
+        database_prefix=f"{run_id}_fuzz_",
+        event_namespace=f"{run_id}fuzz",
+        database_pool_size=3,  # a second suite beside the session's (see tests/support/suite.py)
+    )
     runner, clock, channels, targets = ServiceRunner(settings), Clock(), {}, {}
     trusting = os.environ.get(TRUST_HEADERS)
     os.environ[TRUST_HEADERS] = "true"

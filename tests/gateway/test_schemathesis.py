@@ -39,6 +39,7 @@ async def isolated_gateway(
         database_prefix=f"{run_id}_st_",
         event_namespace=f"{run_id}_st",
         gateway_http_port=free_port(),
+        database_pool_size=3,  # a second suite beside the session's (see tests/support/suite.py)
     )
     runner = ServiceRunner(settings)
     try:

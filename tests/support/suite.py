@@ -50,6 +50,9 @@ async def traced_suite(
         database_prefix=f"{run_id}_{name}_",
         event_namespace=f"{run_id}{name}",
         otel_exporter="memory",
+        # A second suite beside the session's: a few connections a service, not up to 20 each
+        # (seven services twice would take more than a PostgreSQL's 100).
+        database_pool_size=3,
     )
     runner, started = ServiceRunner(settings), {}
     try:

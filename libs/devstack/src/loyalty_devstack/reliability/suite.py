@@ -103,6 +103,8 @@ class Suite:
             points_port=ports["points"],
             tiers_port=ports["tiers"],
             benefits_port=ports["benefits"],
+            insights_port=ports["insights"],
+            engagement_port=ports["engagement"],
             gateway_grpc_port=ports["gateway"],
             gateway_http_port=http_port,
             # The environment's targets, if any, are not this suite's.
@@ -110,6 +112,8 @@ class Suite:
             points_target="",
             tiers_target="",
             benefits_target="",
+            insights_target="",
+            engagement_target="",
         )
         return cls(
             name,
