@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ from loyalty_kit.db import driver_connection
 from loyalty_kit.migrations import upgrade
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bench.standalone import emit
 
 PERIOD = "2025-Q3"
 BOARD = "bench-referrals"
@@ -188,11 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="engagement-leaderboard-") as data_dir:
         found = asyncio.run(run(args.members, Path(data_dir)))
-    result = {"bench": "engagement_leaderboard", "at": datetime.now(UTC).isoformat(), **found}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit("engagement_leaderboard", found, args.out)
 
 
 if __name__ == "__main__":

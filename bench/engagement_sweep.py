@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 import uuid
@@ -39,6 +38,8 @@ from loyalty_kit.db import driver_connection
 from loyalty_kit.migrations import upgrade
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bench.standalone import emit
 
 GOAL_SECONDS = 120.0
 DAYS = 90
@@ -184,12 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="engagement-sweep-") as data_dir:
         found = asyncio.run(measure(args.members, Path(data_dir)))
-    text = json.dumps(
-        {"bench": "engagement_sweep", "at": datetime.now(UTC).isoformat(), **found}, indent=2
-    )
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit("engagement_sweep", found, args.out)
 
 
 if __name__ == "__main__":

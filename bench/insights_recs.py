@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import tempfile
@@ -44,6 +43,8 @@ from loyalty_kit.db import driver_connection
 from loyalty_kit.migrations import upgrade
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.standalone import emit
 
 UNITS = ("mall", "hotel", "cinema")
 YEAR = timedelta(days=365)
@@ -274,17 +275,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result: dict[str, Any] = {
-        "bench": "insights_recs",
-        "at": datetime.now(UTC).isoformat(),
         "evaluation": evaluation(args.evaluate_members, datetime.now(UTC)),
     }
     if not args.evaluate_only:
         with tempfile.TemporaryDirectory(prefix="insights-recs-") as data_dir:
             result["speed"] = asyncio.run(speed(args.members, args.requests, Path(data_dir)))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit("insights_recs", result, args.out)
 
 
 if __name__ == "__main__":
