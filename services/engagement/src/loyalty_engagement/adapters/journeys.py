@@ -368,30 +368,20 @@ class JourneyStore:
 
     # --- entries ------------------------------------------------------------------------------
 
-    async def enter(
-        self,
-        entry_id: str,
-        journey_id: str,
-        version: int,
-        member_id: str,
-        trigger_key: str,
-        unit: str,
-        state: EntryState,
-        now: datetime,
-    ) -> bool:
+    async def enter(self, entry: StoredEntry) -> bool:
         """Record the entry; False when it was recorded before (the same event again)."""
         inserted = await self.session.execute(
             insert(journey_entries)
             .values(
-                entry_id=entry_id,
-                journey_id=journey_id,
-                version=version,
-                member_id=member_id,
-                trigger_key=trigger_key,
-                unit=unit,
-                state=state.value,
-                entered_at=now,
-                updated_at=now,
+                entry_id=entry.entry_id,
+                journey_id=entry.journey_id,
+                version=entry.version,
+                member_id=entry.member_id,
+                trigger_key=entry.trigger_key,
+                unit=entry.unit,
+                state=entry.state.value,
+                entered_at=entry.entered_at,
+                updated_at=entry.entered_at,
             )
             .on_conflict_do_nothing()
             .returning(journey_entries.c.entry_id)

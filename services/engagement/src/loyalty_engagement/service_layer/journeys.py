@@ -146,18 +146,6 @@ async def on_event(
         paused = journey.state is JourneyState.PAUSED
         if not paused and spec.frequency_cap.max_entries:
             await uow.journeys.lock_member(journey.journey_id, event.member_id)
-        entered = await uow.journeys.enter(
-            entry_id,
-            journey.journey_id,
-            journey.version,
-            event.member_id,
-            event.key,
-            event.unit,
-            EntryState.PENDING,
-            now,
-        )
-        if not entered or paused:
-            continue  # handled before (the same event again), or kept for the resume
         entry = StoredEntry(
             entry_id,
             journey.journey_id,
@@ -168,6 +156,8 @@ async def on_event(
             EntryState.PENDING,
             now,
         )
+        if not await uow.journeys.enter(entry) or paused:
+            continue  # handled before (the same event again), or kept for the resume
         await admit(uow, actions, journey.journey_id, spec, entry, now)
 
 
