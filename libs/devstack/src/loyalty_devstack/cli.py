@@ -239,7 +239,8 @@ async def wait_started(
 
 def suite_env(data_dir: Path) -> dict[str, str]:
     """The environment of a development suite's processes: this one's, with the data folder,
-    development keys and trusted caller headers unless it says otherwise."""
+    development keys, trusted caller headers and a small database pool unless it says
+    otherwise."""
     return {
         **os.environ,
         "LOYALTY_DATA_DIR": str(data_dir),
@@ -248,6 +249,9 @@ def suite_env(data_dir: Path) -> dict[str, str]:
         # Development: grpcurl with x-loyalty-* headers works without a token.
         "LOYALTY_AUTH_TRUST_HEADERS": os.environ.get("LOYALTY_AUTH_TRUST_HEADERS", "true"),
         "LOYALTY_LOG_FORMAT": os.environ.get("LOYALTY_LOG_FORMAT", "console"),
+        # Up to 10 connections a service (5 kept), not the default's 20: seven services fit
+        # in a PostgreSQL's 100 beside another suite on the same server.
+        "LOYALTY_DATABASE_POOL_SIZE": os.environ.get("LOYALTY_DATABASE_POOL_SIZE", "5"),
         "PYTHONUNBUFFERED": "1",
     }
 

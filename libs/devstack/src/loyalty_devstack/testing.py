@@ -100,6 +100,9 @@ def make_settings(infra: Infrastructure, run_id: str, data_dir: Path) -> Callabl
             "metrics_port": 0,  # every service's /metrics on a free port of its own
             "log_format": "console",
             "data_dir": data_dir,
+            # Up to 10 connections a service (5 kept), not 20: a run's suites and the suites
+            # the tests start beside them share one PostgreSQL's 100.
+            "database_pool_size": 5,
         }
         values.update(overrides)
         return Settings(**values)
