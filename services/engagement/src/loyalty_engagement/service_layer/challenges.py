@@ -231,8 +231,13 @@ async def revoke_badge(
     by: tuple[str, str],
     now: datetime,
 ) -> bool:
+    """Take a badge back and announce it (BadgeRevoked) when the member held it."""
     revoked = await uow.challenges.revoke_badge(member_id, badge)
     await uow.challenges.audit(member_id, badge, "revoke", by[0], by[1], reason, now)
+    if revoked:
+        await uow.outbox.add(
+            events_pb2.BadgeRevoked(member_id=member_id, badge=badge, revoked_at=timestamp(now))
+        )
     return revoked
 
 

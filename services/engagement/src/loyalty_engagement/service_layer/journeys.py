@@ -14,8 +14,10 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+from loyalty.engagement.v1 import events_pb2
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from loyalty_kit.logs import get_logger
+from loyalty_kit.timestamps import timestamp
 
 from loyalty_engagement.adapters.journeys import StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.domain import journeys as domain
@@ -190,7 +192,9 @@ async def admit(
     if not domain.conditions_hold(spec.conditions, entry.unit, member):
         await journeys.set_entry_state(entry.entry_id, EntryState.SKIPPED, now)
         return
-    if domain.held_out(journey_id, entry.member_id, spec.control_share):
+    control = domain.held_out(journey_id, entry.member_id, spec.control_share)
+    await _announce_entry(uow, journey_id, entry, control)
+    if control:
         await journeys.set_entry_state(entry.entry_id, EntryState.HELD_OUT, now)
         return
     state = await run_steps(uow, actions, journey_id, spec, entry, now)
@@ -292,3 +296,21 @@ async def _act(
             await channel_of(channel).send(uow, message, entry.entry_id, index)
             return "done", message.message_id
     raise TypeError(step)
+
+
+async def _announce_entry(
+    uow: EngagementUnitOfWork, journey_id: str, entry: StoredEntry, control: bool
+) -> None:
+    """JourneyEntered for an admitted entry, treatment or control (insights measures the
+    journey's uplift from them); its event ID derived from the entry's, so a repeat is one."""
+    await uow.outbox.add(
+        events_pb2.JourneyEntered(
+            journey_id=journey_id,
+            member_id=entry.member_id,
+            entered_at=timestamp(entry.entered_at),
+            control=control,
+            unit=entry.unit,
+            entry_id=entry.entry_id,
+        ),
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"journey-entered:{entry.entry_id}"),
+    )
