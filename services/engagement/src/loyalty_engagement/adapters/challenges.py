@@ -367,6 +367,15 @@ class ChallengeStore:
         ).first()
         return HeldBadge(row.badge, row.source, row.earned_at) if row else None
 
+    async def held_of(self, member_id: str, badges: Sequence[str]) -> frozenset[str]:
+        """Which of `badges` the member holds (a journey's badge conditions read them)."""
+        rows = await self.session.execute(
+            select(member_badges.c.badge).where(
+                member_badges.c.member_id == member_id, member_badges.c.badge.in_(list(badges))
+            )
+        )
+        return frozenset(r.badge for r in rows)
+
     async def revoke_badge(self, member_id: str, badge: str) -> bool:
         result = await self.session.execute(
             delete(member_badges)

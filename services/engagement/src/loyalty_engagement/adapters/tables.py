@@ -13,12 +13,17 @@ what each journey gave in all (points, coupons), spent by an UPDATE that checks 
 `member_activity` is each member's last purchase (the inactivity sweep) and birthday's month
 and day (the birthday sweep); `member_lots` the points of each lot and when they expire (the
 expiring-points sweep). `journey_sweeps` is how far each sweep of a journey has gone.
+`member_activity.time_zone` is the member's zone from identity's profile (quiet hours in it).
+`segment_members` is who is in each insights segment now, from its SegmentEntered/SegmentLeft
+(a row per segment and member, `present` as of the latest move: a replayed older move changes
+nothing); a journey on a schedule over a segment enters its present members.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -148,8 +153,19 @@ member_activity = Table(
     Column("last_purchase_at", DateTime(timezone=True)),
     Column("birthday_month", Integer, nullable=False, server_default=text("0")),
     Column("birthday_day", Integer, nullable=False, server_default=text("0")),
+    Column("time_zone", Text, nullable=False, server_default=text("''")),
     Index("member_activity_last_purchase", "last_purchase_at"),
     Index("member_activity_birthday", "birthday_month", "birthday_day"),
+)
+
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("segment", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("present", Boolean, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Index("segment_members_member", "member_id"),
 )
 
 member_lots = Table(

@@ -1,7 +1,8 @@
 """The events that trigger journeys, as a handler table: registrations (identity), purchases
 (points' PointsEarned), tier changes (tiers; also kept as the member's tier for conditions)
-and segment moves (insights' SegmentEntered / SegmentLeft); members' last purchases,
-birthdays (identity's ProfileChanged, MembersImported) and points lots' expiry (points'
+and segment moves (insights' SegmentEntered / SegmentLeft, also kept as segments' members for
+scheduled journeys); members' last purchases, birthdays and time zones (identity's
+ProfileChanged, MembersImported) and points lots' expiry (points'
 LedgerPosted) for the timer's sweeps; purchases, activities and referrals counted by challenges
 and leaderboards (their own subscription); an erased member's messages, tier, challenge
 progress, webhook deliveries and unsubscribe tokens are deleted and the sweeps' data on them
@@ -73,6 +74,8 @@ async def profile_changed(
 ) -> None:
     if "birthday" in e.changed_fields or e.birthday_month:
         await uow.timing.set_birthday(e.member_id, e.birthday_month, e.birthday_day)
+    if "time_zone" in e.changed_fields or e.time_zone:
+        await uow.timing.set_time_zone(e.member_id, e.time_zone)
 
 
 async def members_imported(
@@ -103,6 +106,7 @@ async def segment_entered(
     app: Engagement, uow: EngagementUnitOfWork, e: insights_pb.SegmentEntered
 ) -> None:
     at = moment_of(e, "occurred_at") or app.clock()
+    await uow.timing.move_segment(e.segment, e.member_id, True, at)
     event = TriggerEvent(
         TriggerKind.SEGMENT_ENTERED,
         e.member_id,
@@ -117,6 +121,7 @@ async def segment_left(
     app: Engagement, uow: EngagementUnitOfWork, e: insights_pb.SegmentLeft
 ) -> None:
     at = moment_of(e, "occurred_at") or app.clock()
+    await uow.timing.move_segment(e.segment, e.member_id, False, at)
     event = TriggerEvent(
         TriggerKind.SEGMENT_LEFT,
         e.member_id,
