@@ -272,7 +272,7 @@ async def network_resets(fault: Fault) -> None:
 SCENARIOS = (
     *(
         Scenario(f"kill-{name}", f"kill -9 of {name} mid-load, started again", kill(name))
-        for name in ("points", "tiers", "benefits", "identity", "insights", "gateway")
+        for name in ("points", "tiers", "benefits", "identity", "insights", "engagement", "gateway")
     ),
     Scenario(
         "kill-after-commit",
