@@ -30,7 +30,7 @@ from loyalty_devstack.embedded import Infrastructure, drop_run_data, free_port
 from loyalty_devstack.proxy import TcpProxy
 from loyalty_devstack.reliability import admin, report
 from loyalty_devstack.reliability.load import CLIENTS, Client, Load
-from loyalty_devstack.reliability.outcomes import Ledger, Row, tally
+from loyalty_devstack.reliability.outcomes import Ledger, Row, engagement_awards, tally
 from loyalty_devstack.reliability.scenarios import Fault, Scenario
 from loyalty_devstack.reliability.suite import Suite
 
@@ -150,6 +150,8 @@ async def _drive(
     targets = {name: suite.target(name) for name in suite.ports}
     harness = admin.Admin(suite.settings, targets)
     members = await harness.members(MEMBERS)
+    if scenario.engagement_awards:
+        await harness.engagement_awards()
     clients = {kind: await _client(suite, unit, scope) for kind, (unit, scope) in CLIENTS.items()}
     load = Load(
         suite.http_url,
@@ -185,7 +187,8 @@ async def _drive(
         notes["settle_seconds"], _ = await admin.settle(suite.settings, SETTLE_SECONDS)
     except TimeoutError as error:
         problems.append(str(error))
-    ledger = Ledger.of_postings(await harness.postings(members))
+    postings = await harness.postings(members)
+    ledger = Ledger.of_postings(postings)
     row = tally(
         scenario.name,
         load.requests,
@@ -202,6 +205,13 @@ async def _drive(
                 f"{finding.rule}: member {finding.member_id or '-'} expected {finding.expected} "
                 f"found {finding.found} {finding.detail}".rstrip()
             )
+    if scenario.engagement_awards:
+        problems += engagement_awards(
+            postings,
+            admin.JOURNEY_REASON,
+            admin.CHALLENGE_NAME,
+            admin.CHALLENGE_TARGET,
+        )
     if fault.began is not None and row.recover_seconds is None:
         problems.append("no request succeeded after the last failure")
     if crashed := suite.crashed():
