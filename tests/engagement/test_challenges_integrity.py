@@ -147,6 +147,11 @@ async def test_a_refunded_unit_no_longer_counts_towards_distinct_units(
     assert await engagement.postings(member_id) == []
 
 
+async def two_units_and_one_reward(engagement: Engagement, member_id: str, name: str) -> None:
+    await until(lambda: value_of(engagement, member_id, name), lambda v: v == 2)
+    await until(lambda: engagement.postings(member_id), lambda p: len(p) == 1)
+
+
 async def test_a_merge_combines_progress_badges_and_standings_paying_once(
     engagement: Engagement,
 ) -> None:
@@ -174,8 +179,7 @@ async def test_a_merge_combines_progress_badges_and_standings_paying_once(
         )
     )
     for member_id in (survivor, absorbed):
-        await until(lambda m=member_id: value_of(engagement, m, explorer.name), lambda v: v == 2)
-        await until(lambda m=member_id: engagement.postings(m), lambda p: len(p) == 1)
+        await two_units_and_one_reward(engagement, member_id, explorer.name)
 
     merged = identity_events.MemberMerged(
         survivor_member_id=survivor,

@@ -208,11 +208,16 @@ def test_an_engagement_award_done_twice_or_lost_is_a_problem() -> None:
         return Posting(uuid.uuid4().hex, "ADJUST", "", "", member, reason)
 
     once = [earn("a"), award("a", "j"), earn("a"), award("a", "j"), earn("a"), award("a", "j")]
-    assert engagement_awards([*once, award("a", "c")], "j", "c", 3) == []
+    fourth = [earn("a"), award("a", "j"), award("a", "c")]
+    assert engagement_awards([*once, *fourth], "j", "c", 3) == []
+    assert engagement_awards([earn("c"), award("c", "j")], "j", "c", 3) == []
     twice = [*once, award("a", "j"), award("a", "c")]
     lost = [earn("b"), earn("b"), earn("b"), award("b", "j"), award("b", "c"), award("b", "c")]
     assert engagement_awards(twice + lost, "j", "c", 3) == [
         "engagement: member a 3 purchases, 4 journey awards",
         "engagement: member b 3 purchases, 1 journey awards",
-        "engagement: member b 3 purchases, 2 challenge rewards (one per 3)",
+        "engagement: member b 3 purchases, 2 challenge rewards (once a month from 3)",
     ]
+    # Across a month's end the challenge may pay twice (or not at all), never three times.
+    assert engagement_awards([*once, award("a", "c"), award("a", "c")], "j", "c", 3, 2) == []
+    assert engagement_awards(once, "j", "c", 3, 2) == []

@@ -36,12 +36,13 @@ STARTING_POINTS = 1_000_000  # enough for every checkout and redemption of a run
 CALL_SECONDS = 15.0
 PAGE = 500
 # Engagement's awards on the load's path (`Admin.engagement_awards`): a point for each purchase
-# at the mall (a journey's step), and 10 for every third purchase of a member in a month (a
+# at the mall (a journey's step), and 10 once a month for a member's third purchase (a
 # repeatable challenge). Each posting carries its reason: counted per member after the run.
 JOURNEY_REASON = "reliability run: a point a purchase"
 CHALLENGE_NAME = "reliability run: three purchases"
 CHALLENGE_TARGET = 3
 CHALLENGE_POINTS = 10
+CHALLENGE_TIME_ZONE = "Asia/Shanghai"
 
 
 class Admin:
@@ -92,7 +93,7 @@ class Admin:
 
     async def engagement_awards(self) -> None:
         """Engagement on the load's path: a journey awarding a point on each purchase at the
-        mall and a repeatable challenge paying every third purchase in a month."""
+        mall and a repeatable challenge paying a member's third purchase of each month."""
         async with channel(self.targets["engagement"]) as engagement_channel:
             journeys = engagement_service_pb2_grpc.EngagementServiceStub(engagement_channel)
             await journeys.CreateJourney(
@@ -132,6 +133,7 @@ class Admin:
                             points=CHALLENGE_POINTS, funding_unit="group"
                         ),
                         repeatable=True,
+                        time_zone=CHALLENGE_TIME_ZONE,
                     ),
                 ),
                 metadata=self.metadata,

@@ -225,11 +225,12 @@ def engagement_awards(
     journey_reason: str,
     challenge_reason: str,
     target: int,
+    months: int = 1,
 ) -> list[str]:
     """What engagement did other than once, member by member: the journey's award for each
     purchase on the ledger (an earn posting: the load's members earn nothing else), and the
-    challenge's for every `target` purchases (a run across midnight at a month's end starts
-    the challenge's period again: then it may pay one fewer)."""
+    repeatable challenge's once a month for a member with `target` purchases (a load across a
+    month's end, `months` 2, may pay 0 to 2 times: each month's purchases are not told apart)."""
     earned: Counter[str] = Counter()
     journey: Counter[str] = Counter()
     challenge: Counter[str] = Counter()
@@ -247,9 +248,11 @@ def engagement_awards(
                 f"engagement: member {member} {earned[member]} purchases, "
                 f"{journey[member]} journey awards"
             )
-        if challenge[member] not in (earned[member] // target, earned[member] // target - 1):
+        once = int(earned[member] >= target)
+        allowed = {once} if months == 1 else set(range(min(months, earned[member]) + 1))
+        if challenge[member] not in allowed:
             problems.append(
                 f"engagement: member {member} {earned[member]} purchases, "
-                f"{challenge[member]} challenge rewards (one per {target})"
+                f"{challenge[member]} challenge rewards (once a month from {target})"
             )
     return problems

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from loyalty_check.checker import Options, check
 
@@ -169,6 +170,7 @@ async def _drive(
         deadline=DEADLINE_SECONDS,
         proxy=proxy,
     )
+    load_began = datetime.now(UTC)
     running = asyncio.create_task(load.run())
     try:
         await asyncio.sleep(0)
@@ -211,6 +213,7 @@ async def _drive(
             admin.JOURNEY_REASON,
             admin.CHALLENGE_NAME,
             admin.CHALLENGE_TARGET,
+            months=len({_month(load_began), _month(datetime.now(UTC))}),
         )
     if fault.began is not None and row.recover_seconds is None:
         problems.append("no request succeeded after the last failure")
@@ -223,6 +226,11 @@ async def _drive(
     if fault.repaired is not None:
         row.notes["repaired_at"] = round(fault.repaired, 1)
     return row.judge()
+
+
+def _month(at: datetime) -> str:
+    """The harness challenge's month (its time zone)."""
+    return at.astimezone(ZoneInfo(admin.CHALLENGE_TIME_ZONE)).strftime("%Y-%m")
 
 
 async def _client(suite: Suite, unit: str, scope: str) -> Client:
