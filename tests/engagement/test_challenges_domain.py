@@ -177,6 +177,9 @@ class FakeStore:
     async def serialize(self, key: str) -> None:
         pass
 
+    async def survivor_of(self, member: str) -> str:
+        return member
+
     async def keep_purchase(
         self, key: str, member: str, unit: str, spend: Decimal, at: datetime
     ) -> None:

@@ -207,6 +207,10 @@ async def test_a_merge_combines_progress_badges_and_standings_paying_once(
     assert await badges(engagement, absorbed) == []
     assert await score(engagement, board, survivor) == 240
     assert await score(engagement, board, absorbed) == 0
+    # A purchase of the absorbed member still in flight at the merge counts for the survivor.
+    await publish(engagement.settings, "points", purchase(absorbed, at[1]))
+    await until(lambda: score(engagement, board, survivor), lambda s: s == 360)
+    assert await score(engagement, board, absorbed) == 0
     assert await progress_in(engagement, absorbed, first.name) is not None  # running: shown
     assert await value_of(engagement, absorbed, explorer.name) == 0
 

@@ -26,6 +26,7 @@ from loyalty_engagement.adapters.tables import (
     leaderboard_scores,
     leaderboards,
     member_badges,
+    member_merges,
     purchase_refunds,
 )
 from loyalty_engagement.domain.challenges import (
@@ -568,6 +569,30 @@ class ChallengeStore:
             await self.session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"member:{member_id}"}
             )
+
+    async def survivor_of(self, member_id: str) -> str:
+        """The member an event of `member_id` counts for: its survivor if it was absorbed."""
+        row = (
+            await self.session.execute(
+                select(member_merges.c.survivor_member_id).where(
+                    member_merges.c.absorbed_member_id == member_id
+                )
+            )
+        ).first()
+        return str(row.survivor_member_id) if row else member_id
+
+    async def record_merge(self, absorbed: str, survivor: str, now: datetime) -> None:
+        """Remember who the absorbed member (and those it had absorbed) became."""
+        await self.session.execute(
+            update(member_merges)
+            .where(member_merges.c.survivor_member_id == absorbed)
+            .values(survivor_member_id=survivor)
+        )
+        await self.session.execute(
+            insert(member_merges)
+            .values(absorbed_member_id=absorbed, survivor_member_id=survivor, merged_at=now)
+            .on_conflict_do_nothing()
+        )
 
     async def move_member(self, absorbed: str, survivor: str) -> list[MemberProgress]:
         """Give the survivor what the absorbed member had: purchases, refunds, contributions,

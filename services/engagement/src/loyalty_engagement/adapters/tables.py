@@ -295,6 +295,17 @@ challenge_contributions = Table(
     Index("challenge_contributions_member", "member_id"),
 )
 
+# Who each absorbed member became (the end of its chain of merges): an event of theirs still in
+# flight when the merge was handled counts for the survivor.
+member_merges = Table(
+    "member_merges",
+    metadata,
+    Column("absorbed_member_id", Text, primary_key=True),
+    Column("survivor_member_id", Text, nullable=False),
+    Column("merged_at", DateTime(timezone=True), nullable=False),
+    Index("member_merges_survivor", "survivor_member_id"),
+)
+
 member_badges = Table(
     "member_badges",
     metadata,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -100,7 +100,10 @@ async def on_occurrence(
     *,
     referral: bool = False,
 ) -> None:
-    """Count one member event for the leaderboards and every running challenge it counts for."""
+    """Count one member event for the leaderboards and every running challenge it counts for
+    (an absorbed member's, still in flight at the merge, for the survivor)."""
+    if (survivor := await uow.challenges.survivor_of(event.member_id)) != event.member_id:
+        event = replace(event, member_id=survivor)
     purchase = not (referral or event.activity_type)
     if purchase:
         await uow.challenges.serialize(event.key)
@@ -177,6 +180,7 @@ async def on_refund(
     progress of every challenge period it counted in and that is not completed. A refund that
     comes before its purchase is remembered: the purchase counts net of it."""
     await uow.challenges.serialize(purchase_key)
+    member_id = await uow.challenges.survivor_of(member_id)
     before = await uow.challenges.kept_purchase(purchase_key)
     if not await uow.challenges.add_refund(refund_key, purchase_key, member_id, spend, at):
         return  # refunded before (a replay)
@@ -225,6 +229,7 @@ async def on_merge(
     of either stands (not paid again), and a combined progress that reaches the goal in a
     period still open completes it for the survivor, paid once."""
     await uow.challenges.lock_members([survivor, absorbed])
+    await uow.challenges.record_merge(absorbed, survivor, now)
     moved = await uow.challenges.move_member(absorbed, survivor)
     for theirs in moved:
         challenge = await uow.challenges.get(theirs.challenge_id)

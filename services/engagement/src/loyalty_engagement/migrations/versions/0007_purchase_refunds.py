@@ -1,7 +1,8 @@
-"""Purchases as challenges and leaderboards keep them, their refunds, and the challenge
-periods each counted in (adapters/tables.py says why). The progress counted before is carried
-over as purchases of its own (`carried:` keys, refunded by nothing): a purchase goal's progress
-is recomputed from its purchases, and would otherwise start again from what came after.
+"""Purchases as challenges and leaderboards keep them, their refunds, the challenge periods
+each counted in, and who absorbed members became (adapters/tables.py says why). The progress
+counted before is carried over as purchases of its own (`carried:` keys, refunded by nothing):
+a purchase goal's progress is recomputed from its purchases, and would otherwise start again
+from what came after.
 
 Revision ID: 0007
 Revises: 0005
@@ -50,6 +51,14 @@ STATEMENTS = (
     " ON challenge_contributions (challenge_id, member_id, period)",
     "CREATE INDEX challenge_contributions_purchase ON challenge_contributions (purchase_key)",
     "CREATE INDEX challenge_contributions_member ON challenge_contributions (member_id)",
+    """
+    CREATE TABLE member_merges (
+        absorbed_member_id text PRIMARY KEY,
+        survivor_member_id text NOT NULL,
+        merged_at          timestamptz NOT NULL
+    )
+    """,
+    "CREATE INDEX member_merges_survivor ON member_merges (survivor_member_id)",
     # What each period's progress counted: a purchase per count, the spend as one, a purchase
     # per unit.
     """
@@ -83,5 +92,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("challenge_contributions", "purchase_refunds", "challenge_purchases"):
+    for table in (
+        "member_merges",
+        "challenge_contributions",
+        "purchase_refunds",
+        "challenge_purchases",
+    ):
         op.execute(f"DROP TABLE {table}")
