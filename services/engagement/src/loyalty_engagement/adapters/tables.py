@@ -272,6 +272,56 @@ challenge_completions = Table(
     Column("rewards", Text, nullable=False),
 )
 
+# Purchases as challenges and leaderboards keep them (`challenge_purchases`, by content key,
+# the member they count for now: a merge moves them), their refunds (`purchase_refunds`, by the
+# reverse posting: a replay refunds nothing) and which challenge period each counted in
+# (`challenge_contributions`): a purchase goal's progress is the fold of these, net of refunds.
+challenge_purchases = Table(
+    "challenge_purchases",
+    metadata,
+    Column("purchase_key", Text, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("spend", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("challenge_purchases_member", "member_id"),
+)
+
+purchase_refunds = Table(
+    "purchase_refunds",
+    metadata,
+    Column("refund_key", Text, primary_key=True),
+    Column("purchase_key", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("spend", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("purchase_refunds_purchase", "purchase_key"),
+    Index("purchase_refunds_member", "member_id"),
+)
+
+challenge_contributions = Table(
+    "challenge_contributions",
+    metadata,
+    Column("challenge_id", Text, primary_key=True),
+    Column("purchase_key", Text, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("period", Text, nullable=False),
+    Index("challenge_contributions_progress", "challenge_id", "member_id", "period"),
+    Index("challenge_contributions_purchase", "purchase_key"),
+    Index("challenge_contributions_member", "member_id"),
+)
+
+# Who each absorbed member became (the end of its chain of merges): an event of theirs still in
+# flight when the merge was handled counts for the survivor.
+member_merges = Table(
+    "member_merges",
+    metadata,
+    Column("absorbed_member_id", Text, primary_key=True),
+    Column("survivor_member_id", Text, nullable=False),
+    Column("merged_at", DateTime(timezone=True), nullable=False),
+    Index("member_merges_survivor", "survivor_member_id"),
+)
+
 member_badges = Table(
     "member_badges",
     metadata,
