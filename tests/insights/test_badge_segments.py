@@ -15,11 +15,14 @@ import pytest_asyncio
 from loyalty.engagement.v1 import challenges_pb2 as cpb
 from loyalty.engagement.v1 import challenges_pb2_grpc
 from loyalty.engagement.v1 import events_pb2 as engagement_events
+from loyalty.identity.v1 import identity_service_pb2 as identity_pb
+from loyalty.identity.v1 import identity_service_pb2_grpc
 from loyalty.insights.v1 import events_pb2 as insights_events
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
 
 from tests.engagement.conftest import Engagement, catalogue, engagement, rid  # noqa: F401
+from tests.points.conftest import ADMIN
 from tests.support.clients import As
 from tests.support.events import published
 from tests.support.segments import Segments, all_of, condition, negated
@@ -86,3 +89,27 @@ async def test_a_granted_badge_puts_its_holder_into_the_segment_and_revoking_tak
     assert [(e.badge, e.member_id) for e in revoked[member_id]] == [(badge, member_id)]
     await in_segment(segments, holders.name, member_id, False)
     await in_segment(segments, only.name, member_id, False)
+
+
+async def test_a_merge_gives_the_survivor_the_absorbed_members_badges(
+    engagement: Engagement,  # noqa: F811 (the fixture)
+    segments: Segments,
+) -> None:
+    badge = f"founder-{uuid.uuid4().hex[:8]}"
+    holders = await segments.create(condition("BADGES", "CONTAINS_ANY", values=[badge]))
+    survivor, absorbed = await engagement.member(), await engagement.member()
+    await desk(engagement).GrantBadge(
+        cpb.GrantBadgeRequest(
+            member=f"members/{absorbed}", badge=badge, reason="opening day", request_id=rid()
+        )
+    )
+    await in_segment(segments, holders.name, absorbed, True)
+    await As(
+        identity_service_pb2_grpc.IdentityServiceStub, engagement.identity_channel, ADMIN
+    ).MergeMembers(
+        identity_pb.MergeMembersRequest(
+            survivor=f"members/{survivor}", absorbed=f"members/{absorbed}", request_id=rid()
+        )
+    )
+    await in_segment(segments, holders.name, survivor, True)
+    await in_segment(segments, holders.name, absorbed, False)

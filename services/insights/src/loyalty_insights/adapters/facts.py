@@ -413,6 +413,23 @@ class FactStore:
             badge,
         )
 
+    async def move_badges(self, absorbed: str, survivor: str) -> None:
+        """A merge: the survivor holds the absorbed member's badges too (as engagement moves
+        them, without announcing them again); the absorbed member's row goes with its
+        recompute."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO member_figures AS f (member_id, updated_at, badges) "
+            "SELECT $2, now(), a.badges FROM member_figures a "
+            "WHERE a.member_id = $1 AND cardinality(a.badges) > 0 "
+            "AND NOT EXISTS (SELECT 1 FROM erased_members WHERE member_id = $2) "
+            "ON CONFLICT (member_id) DO UPDATE SET updated_at = now(), badges = ARRAY("
+            "SELECT DISTINCT b FROM unnest(f.badges || excluded.badges) AS b ORDER BY b) "
+            "WHERE NOT f.badges @> excluded.badges",
+            absorbed,
+            survivor,
+        )
+
     async def remove_badge(self, member_id: str, badge: str) -> None:
         conn = await self._conn()
         await conn.execute(
