@@ -10,8 +10,9 @@ for the very first version, which may start in the past for receipts replayed un
 change in a file whose `effective_from` has passed takes effect now, and the plan says so.
 `--effective-from` sets the time for the change instead.
 
-The steps run in dependency order (points, tiers, benefits, reward stock), each one RPC of its
-service. Everything a service could refuse offline was checked before the first one (the file
+The steps run in dependency order (points, tiers, benefits, reward stock, journeys), each
+one RPC of its service (journeys: one or two per journey that differs, see
+`Planner._journeys`). Everything a service could refuse offline was checked before the first one (the file
 as a whole, see `document`); if a step still fails, the ones before it stay applied, the
 failure is reported with the steps left, and running apply again finishes the job (the
 applied sections are then found unchanged).
@@ -32,13 +33,22 @@ import yaml
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import programme_pb2
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 
 from loyalty_admin.document import ProgrammeFile
 from loyalty_admin.live import Live, Services, explain
-from loyalty_admin.messages import SECTION, SECTIONS, STOCK, canonical, changes, plain
+from loyalty_admin.messages import (
+    JOURNEYS,
+    SECTION,
+    SECTIONS,
+    STOCK,
+    canonical,
+    changes,
+    plain,
+)
 
 
 @dataclass
@@ -125,7 +135,135 @@ class Planner:
             steps.append(self._document("benefits", file.benefits, self.live.benefits))
         if file.reward_stock is not None:
             steps.append(self._stock(file, file.reward_stock))
+        if file.journeys is not None:
+            steps.append(self._journeys(file.journeys))
         return steps
+
+    def _journeys(self, wanted: list[engagement_pb.Journey]) -> Step:
+        """The file's journeys, found by key: the missing ones created (a journey without a
+        key whose display name is the file's, made before the file named it, is given the key),
+        the changed ones updated (a new version: running entries keep theirs), and the state
+        set with PauseJourney / ResumeJourney. Journeys the file does not name are left
+        alone."""
+        step = Step(JOURNEYS, "engagement", 0)
+        live = self.live.journeys or []
+        keyed = {j.key: j for j in live if j.key}
+        unkeyed = {j.display_name: j for j in live if not j.key}
+        before: list[dict[str, Any]] = []
+        after: list[dict[str, Any]] = []
+        calls: list[Callable[[], Awaitable[None]]] = []
+        for journey in wanted:
+            current = keyed.get(journey.key)
+            adopted = current is None and journey.display_name in unkeyed
+            if adopted:
+                current = unkeyed.pop(journey.display_name)
+            if current is not None:
+                seen = canonical(current)
+                if adopted:
+                    seen["key"] = journey.key
+                before.append(seen)
+            after.append(canonical(journey))
+            calls.extend(self._journey_calls(journey, current, adopted))
+        step.changes = changes(before, after, JOURNEYS)
+        if not step.changes:
+            return step
+
+        async def run() -> str:
+            for call in calls:
+                await call()
+            return f"{len(calls)} call(s)"
+
+        step.run = run
+        return step
+
+    def _journey_calls(
+        self,
+        wanted: engagement_pb.Journey,
+        current: engagement_pb.Journey | None,
+        adopted: bool,
+    ) -> list[Callable[[], Awaitable[None]]]:
+        """The RPCs that make the live journey `current` (None: none yet) the file's."""
+        key = wanted.key
+        stub, metadata = self.services.engagement, self.services.metadata
+        definition = engagement_pb.Journey()
+        definition.CopyFrom(wanted)
+        definition.ClearField("state")
+        state = wanted.state or engagement_pb.JOURNEY_STATE_DRAFT
+        if current is None:
+            if state == engagement_pb.JOURNEY_STATE_PAUSED:
+                raise PlanRefused(
+                    f"{JOURNEYS}[{key}]: a new journey is created DRAFT or ACTIVE, not PAUSED"
+                )
+            definition.state = state
+            request_id = f"programme-apply-journey-{key}-{_digest(canonical(definition))}"
+
+            async def create() -> None:
+                await stub.CreateJourney(
+                    engagement_pb.CreateJourneyRequest(journey=definition, request_id=request_id),
+                    metadata=metadata,
+                )
+
+            return [create]
+        calls: list[Callable[[], Awaitable[None]]] = []
+        live_definition = engagement_pb.Journey()
+        live_definition.CopyFrom(current)
+        live_definition.ClearField("state")
+        if canonical(live_definition).get("unit") != canonical(definition).get("unit"):
+            raise PlanRefused(
+                f"{JOURNEYS}[{key}]: the unit of a journey never changes "
+                f"({current.unit} in the service)"
+            )
+        if adopted or canonical(live_definition) != canonical(definition):
+            definition.name = current.name
+            request_id = (
+                f"programme-apply-journey-{key}-v{current.version}-{_digest(canonical(definition))}"
+            )
+
+            async def update() -> None:
+                await stub.UpdateJourney(
+                    engagement_pb.UpdateJourneyRequest(journey=definition, request_id=request_id),
+                    metadata=metadata,
+                )
+
+            calls.append(update)
+        if state != current.state:
+            calls.append(self._state_call(key, current, state))
+        return calls
+
+    def _state_call(
+        self, key: str, current: engagement_pb.Journey, state: int
+    ) -> Callable[[], Awaitable[None]]:
+        stub, metadata = self.services.engagement, self.services.metadata
+        # Pausing and resuming are idempotent: a fresh id each time is safe.
+        request_id = f"programme-apply-journey-{key}-state-{uuid.uuid4().hex}"
+        if state == engagement_pb.JOURNEY_STATE_ACTIVE and current.state in (
+            engagement_pb.JOURNEY_STATE_DRAFT,
+            engagement_pb.JOURNEY_STATE_PAUSED,
+        ):
+
+            async def resume() -> None:
+                await stub.ResumeJourney(
+                    engagement_pb.ResumeJourneyRequest(name=current.name, request_id=request_id),
+                    metadata=metadata,
+                )
+
+            return resume
+        if (
+            state == engagement_pb.JOURNEY_STATE_PAUSED
+            and current.state == engagement_pb.JOURNEY_STATE_ACTIVE
+        ):
+
+            async def pause() -> None:
+                await stub.PauseJourney(
+                    engagement_pb.PauseJourneyRequest(name=current.name, request_id=request_id),
+                    metadata=metadata,
+                )
+
+            return pause
+        names = engagement_pb.JourneyState.Name
+        raise PlanRefused(
+            f"{JOURNEYS}[{key}]: a {names(current.state)} journey cannot become {names(state)}"  # type: ignore[arg-type]
+        )
 
     def _points(self, wanted: programme_pb2.Programme) -> Step:
         live = self.live.points
@@ -295,7 +433,18 @@ def export(live: Live, now: datetime) -> dict[str, Any]:
     if live.benefits is not None:
         document["benefits"] = plain(live.benefits)
         document[STOCK] = dict(sorted(live.stock.items()))
+    keyed = sorted((j for j in live.journeys or [] if j.key), key=lambda j: j.key)
+    if keyed:
+        document[JOURNEYS] = [_journey_document(j) for j in keyed]
     return document
+
+
+def _journey_document(journey: engagement_pb.Journey) -> dict[str, Any]:
+    """A journey as a file writes it: its key first, the unit only when not the group's."""
+    written = plain(journey)
+    if written.get("unit") == "group":
+        del written["unit"]
+    return {"key": written.pop("key"), **written}
 
 
 def export_text(live: Live, now: datetime) -> str:

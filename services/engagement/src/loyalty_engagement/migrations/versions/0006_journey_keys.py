@@ -1,0 +1,23 @@
+"""Journeys' keys: the stable name a programme file gives a journey (unique when set).
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-01
+"""
+
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE journeys ADD COLUMN key text")
+    op.execute("CREATE UNIQUE INDEX journeys_key ON journeys (key) WHERE key IS NOT NULL")
+
+
+def downgrade() -> None:
+    op.execute("DROP INDEX journeys_key")
+    op.execute("ALTER TABLE journeys DROP COLUMN key")
