@@ -5,7 +5,8 @@ The YAML is composed into nodes first, so each value's line and column is known 
 the contracts (`loyalty_admin.schema`), each section parsed into its message with
 `json_format.ParseDict`, and the sections checked against each other (a reward's coupon
 template exists, the catalogue's tiers are the ladder's, a journey's coupon is the
-catalogue's...), which no single service can check before the first of them has changed. A file with problems changes nothing.
+catalogue's...), which no single service can check before the first of them has changed. A
+file with problems changes nothing.
 """
 
 from __future__ import annotations

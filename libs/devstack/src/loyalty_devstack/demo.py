@@ -4,8 +4,9 @@ RPCs (never their tables), so it doubles as a smoke test of a running suite.
 The programme (points rules, tier ladder, benefits catalogue, reward stock, journeys) is the
 file huayue.yaml, applied as `loyalty-admin programme apply` applies one: sections the services
 hold already are left alone, journeys are found by their keys (and the demo's journeys of an
-older data folder, made before they had keys, by their display names). The members are registered here: each is looked up by its identity
-first, and only the missing ones are registered, with request ids derived from the demo data.
+older data folder, made before they had keys, by their display names). The members are
+registered here: each is looked up by its identity first, and only the missing ones are
+registered, with request ids derived from the demo data.
 So loading twice, or after a run that stopped half-way, changes nothing that is already there.
 Then the generated history (`demo_history.py`): a few thousand legacy members per unit and two
 years of their past orders, imported with the member and order imports as an operator imports
