@@ -13,9 +13,9 @@ change in a file whose `effective_from` has passed takes effect now, and the pla
 The steps run in dependency order (points, tiers, benefits, reward stock, journeys), each
 one RPC of its service (journeys: one or two per journey that differs, see
 `Planner._journeys`). Everything a service could refuse offline was checked before the first
-one (the file as a whole, see `document`); if a step still fails, the ones before it stay applied, the
-failure is reported with the steps left, and running apply again finishes the job (the
-applied sections are then found unchanged).
+one (the file as a whole, see `document`); if a step still fails, the ones before it stay
+applied, the failure is reported with the steps left, and running apply again finishes the
+job (the applied sections are then found unchanged).
 """
 
 from __future__ import annotations
