@@ -49,7 +49,10 @@ async def test_applying_the_file_twice_changes_nothing_the_second_time(suite: Su
     assert "reward_stock: restocked 3 reward(s)\n" in first.out
     assert "journeys (engagement service): 8 change(s)\n" in first.out
     assert "journeys: 8 call(s)\n" in first.out
-    assert first.out.endswith("applied: points, tiers, benefits, reward_stock, journeys\n")
+    assert "challenges: created 1\n" in first.out
+    assert first.out.endswith(
+        "applied: points, tiers, benefits, reward_stock, journeys, challenges\n"
+    )
 
     second = await suite.admin("programme", "apply", str(HUAYUE))
     assert second.code == 0, second.err
@@ -59,6 +62,7 @@ async def test_applying_the_file_twice_changes_nothing_the_second_time(suite: Su
         "benefits (benefits service, v1): unchanged\n"
         "reward_stock (benefits service): unchanged\n"
         "journeys (engagement service): unchanged\n"
+        "challenges (engagement service): unchanged\n"
         "no changes\n"
     )
     diff = await suite.admin("programme", "diff", str(HUAYUE))

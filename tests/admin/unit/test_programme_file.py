@@ -44,7 +44,14 @@ def test_the_schema_in_docs_is_the_one_the_contracts_generate() -> None:
 def test_the_huayue_file_follows_the_schema_and_reads_as_the_services_messages() -> None:
     jsonschema.validate(yaml.safe_load(HUAYUE.read_text()), schema.programme_schema())
     found = loads(HUAYUE.read_text())
-    assert found.sections == ["points", "tiers", "benefits", "reward_stock", "journeys"]
+    assert found.sections == [
+        "points",
+        "tiers",
+        "benefits",
+        "reward_stock",
+        "journeys",
+        "challenges",
+    ]
     assert [j.key for j in found.journeys or []] == [
         "win-back",
         "expiring-points",
@@ -152,7 +159,11 @@ def test_a_file_that_is_not_yaml_says_where() -> None:
 
 def test_validate_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["programme", "validate", str(HUAYUE)]) == 0
-    assert capsys.readouterr().out == f"{HUAYUE}: valid (points, tiers, benefits, reward_stock, journeys)\n"
+    assert (
+        capsys.readouterr().out
+        == f"{HUAYUE}: valid (points, tiers, benefits, reward_stock, journeys, "
+        "challenges)\n"
+    )
     broken = tmp_path / "broken.yaml"
     broken.write_text(_huayue(("window_months: 12", "window_months: twelve")))
     assert main(["programme", "validate", str(broken)]) == 1

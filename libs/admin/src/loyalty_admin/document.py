@@ -23,11 +23,20 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import catalogue_pb2
-from loyalty.engagement.v1 import engagement_service_pb2
+from loyalty.engagement.v1 import challenges_pb2, engagement_service_pb2
 from loyalty.points.v1 import programme_pb2
 from loyalty.tiers.v1 import tiers_service_pb2
 
-from loyalty_admin.messages import JOURNEY, JOURNEYS, SECTION, SECTIONS, STOCK, parse
+from loyalty_admin.messages import (
+    CHALLENGE,
+    CHALLENGES,
+    JOURNEY,
+    JOURNEYS,
+    SECTION,
+    SECTIONS,
+    STOCK,
+    parse,
+)
 from loyalty_admin.schema import RFC3339, programme_schema
 
 Path_ = tuple[str | int, ...]
@@ -66,6 +75,7 @@ class ProgrammeFile:
     benefits: catalogue_pb2.Catalogue | None = None
     reward_stock: dict[str, int] | None = None
     journeys: list[engagement_service_pb2.Journey] | None = None
+    challenges: list[challenges_pb2.Challenge] | None = None
     sections: list[str] = field(default_factory=list)
 
 
@@ -214,17 +224,20 @@ def loads(text: str) -> ProgrammeFile:
     if STOCK in data:
         document.reward_stock = dict(data[STOCK] or {})
         document.sections.append(STOCK)
-    if JOURNEYS in data:
-        document.journeys = []
-        for i, item in enumerate(data[JOURNEYS] or []):
-            journey = JOURNEY()
+    for key, kind in ((JOURNEYS, JOURNEY), (CHALLENGES, CHALLENGE)):
+        if key not in data:
+            continue
+        items: list[Any] = []
+        for i, item in enumerate(data[key] or []):
+            message = kind()
             try:
-                json_format.ParseDict(item, journey)
+                json_format.ParseDict(item, message)
             except json_format.ParseError as error:
-                problems.append(located.problem((JOURNEYS, i), str(error)))
+                problems.append(located.problem((key, i), str(error)))
                 continue
-            document.journeys.append(journey)
-        document.sections.append(JOURNEYS)
+            items.append(message)
+        setattr(document, key, items)
+        document.sections.append(key)
     if problems:
         raise InvalidFile(problems)
     return document
@@ -286,6 +299,31 @@ def _cross_checks(data: dict[str, Any], at: _Located) -> list[Problem]:
         for code in data[STOCK]:
             check((STOCK, code), code, rewards, "reward in benefits.rewards", key=True)
     problems.extend(_journey_checks(data, at, templates if "benefits" in data else None))
+    problems.extend(_keys(data, at, CHALLENGES))
+    if "benefits" in data:
+        for i, challenge in enumerate(data.get(CHALLENGES) or []):
+            template = (challenge.get("reward") or {}).get("coupon_template", "")
+            check(
+                (CHALLENGES, i, "reward", "coupon_template"), template, templates, "coupon template"
+            )
+    return problems
+
+
+def _keys(data: dict[str, Any], at: _Located, section: str) -> list[Problem]:
+    """The keys of a list section's items are well formed and unique."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(data.get(section) or []):
+        key = item.get("key", "")
+        if key and not JOURNEY_KEY.match(key):
+            problems.append(
+                at.problem((section, i, "key"), 'lowercase letters, digits and "-", at most 63')
+            )
+        if key in seen:
+            problems.append(
+                at.problem((section, i, "key"), f"{key!r} is the key of {section}[{seen[key]}]")
+            )
+        seen.setdefault(key, i)
     return problems
 
 
@@ -299,19 +337,8 @@ def _journey_checks(
 ) -> list[Problem]:
     """Journeys' keys are well formed and unique, their states ones a file may set, and the
     coupon templates their steps issue the catalogue's (when the file has one)."""
-    problems: list[Problem] = []
-    seen: dict[str, int] = {}
+    problems = _keys(data, at, JOURNEYS)
     for i, journey in enumerate(data.get(JOURNEYS) or []):
-        key = journey.get("key", "")
-        if key and not JOURNEY_KEY.match(key):
-            problems.append(
-                at.problem((JOURNEYS, i, "key"), 'lowercase letters, digits and "-", at most 63')
-            )
-        if key in seen:
-            problems.append(
-                at.problem((JOURNEYS, i, "key"), f"{key!r} is the key of journeys[{seen[key]}]")
-            )
-        seen.setdefault(key, i)
         state = journey.get("state")
         if state is not None and state not in JOURNEY_STATES:
             problems.append(

@@ -33,6 +33,7 @@ import yaml
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+from loyalty.engagement.v1 import challenges_pb2
 from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import programme_pb2
@@ -41,6 +42,7 @@ from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty_admin.document import ProgrammeFile
 from loyalty_admin.live import Live, Services, explain
 from loyalty_admin.messages import (
+    CHALLENGES,
     JOURNEYS,
     SECTION,
     SECTIONS,
@@ -137,7 +139,63 @@ class Planner:
             steps.append(self._stock(file, file.reward_stock))
         if file.journeys is not None:
             steps.append(self._journeys(file.journeys))
+        if file.challenges is not None:
+            steps.append(self._challenges(file.challenges))
         return steps
+
+    def _challenges(self, wanted: list[challenges_pb2.Challenge]) -> Step:
+        """The file's challenges, found by key (one without a key whose unit and display name
+        are the file's, made before the file named it, counts as it): the missing ones
+        created. A challenge is never changed (the service keeps no versions of one, and
+        members' progress counts toward it as it is): a changed one is refused."""
+        step = Step(CHALLENGES, "engagement", 0)
+        live = self.live.challenges or []
+        keyed = {c.key: c for c in live if c.key}
+        unkeyed = {(c.unit, c.display_name): c for c in live if not c.key}
+        before: list[dict[str, Any]] = []
+        after: list[dict[str, Any]] = []
+        missing: list[challenges_pb2.Challenge] = []
+        for challenge in wanted:
+            unit = challenge.unit or "group"
+            current = keyed.get(challenge.key) or unkeyed.pop((unit, challenge.display_name), None)
+            after.append(canonical(challenge))
+            if current is None:
+                missing.append(challenge)
+                continue
+            seen = engagement_copy(current)
+            seen.ClearField("name")
+            seen.key = challenge.key
+            if not challenge.HasField("start_time"):
+                seen.ClearField("start_time")  # its creation: the file left it to the service
+            before.append(canonical(seen))
+            differs = changes(
+                canonical(seen), canonical(challenge), f"{CHALLENGES}[{challenge.key}]"
+            )
+            if differs:
+                raise PlanRefused(
+                    f"{differs[0].lstrip('~+- ')}: a challenge is never changed (members' "
+                    "progress counts toward it as it is); give the changed one a new key"
+                )
+        step.changes = changes(before, after, CHALLENGES)
+        if not step.changes:
+            return step
+        stub, metadata = self.services.challenges, self.services.metadata
+
+        async def run() -> str:
+            for challenge in missing:
+                request_id = (
+                    f"programme-apply-challenge-{challenge.key}-{_digest(canonical(challenge))}"
+                )
+                await stub.CreateChallenge(
+                    challenges_pb2.CreateChallengeRequest(
+                        challenge=challenge, request_id=request_id
+                    ),
+                    metadata=metadata,
+                )
+            return f"created {len(missing)}"
+
+        step.run = run
+        return step
 
     def _journeys(self, wanted: list[engagement_pb.Journey]) -> Step:
         """The file's journeys, found by key: the missing ones created (a journey without a
@@ -435,16 +493,27 @@ def export(live: Live, now: datetime) -> dict[str, Any]:
         document[STOCK] = dict(sorted(live.stock.items()))
     keyed = sorted((j for j in live.journeys or [] if j.key), key=lambda j: j.key)
     if keyed:
-        document[JOURNEYS] = [_journey_document(j) for j in keyed]
+        document[JOURNEYS] = [_keyed_document(j) for j in keyed]
+    challenges = sorted((c for c in live.challenges or [] if c.key), key=lambda c: c.key)
+    if challenges:
+        document[CHALLENGES] = [_keyed_document(c) for c in challenges]
     return document
 
 
-def _journey_document(journey: engagement_pb.Journey) -> dict[str, Any]:
-    """A journey as a file writes it: its key first, the unit only when not the group's."""
-    written = plain(journey)
+def _keyed_document(message: Message) -> dict[str, Any]:
+    """A journey or challenge as a file writes it: its key first, without the service's name
+    for it, the unit only when not the group's."""
+    written = plain(message)
+    written.pop("name", None)
     if written.get("unit") == "group":
         del written["unit"]
     return {"key": written.pop("key"), **written}
+
+
+def engagement_copy(message: challenges_pb2.Challenge) -> challenges_pb2.Challenge:
+    copy = challenges_pb2.Challenge()
+    copy.CopyFrom(message)
+    return copy
 
 
 def export_text(live: Live, now: datetime) -> str:

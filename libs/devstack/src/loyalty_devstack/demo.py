@@ -1,18 +1,16 @@
 """The Huayue (华悦集团) demo of docs/worked-example.md, loaded through the services' own public
 RPCs (never their tables), so it doubles as a smoke test of a running suite.
 
-The programme (points rules, tier ladder, benefits catalogue, reward stock, journeys) is the
-file huayue.yaml, applied as `loyalty-admin programme apply` applies one: sections the services
-hold already are left alone, journeys are found by their keys (and the demo's journeys of an
-older data folder, made before they had keys, by their display names). The members are
-registered here: each is looked up by its identity first, and only the missing ones are
-registered, with request ids derived from the demo data.
-So loading twice, or after a run that stopped half-way, changes nothing that is already there.
+The programme (points rules, tier ladder, benefits catalogue, reward stock, journeys and
+challenges) is the file huayue.yaml, applied as `loyalty-admin programme apply` applies one:
+sections the services hold already are left alone, journeys and challenges are found by their
+keys (and the demo's ones of an older data folder, made before they had keys, by their
+display names). The members are registered here: each is looked up by its identity first, and
+only the missing ones are registered, with request ids derived from the demo data. So loading
+twice, or after a run that stopped half-way, changes nothing that is already there.
 Then the generated history (`demo_history.py`): a few thousand legacy members per unit and two
 years of their past orders, imported with the member and order imports as an operator imports
-them; the same files again are the same imports, so that part is idempotent too. The demo's
-challenges (the cross-unit Explorer, `demo_challenges.py`) are looked up by name and created
-when missing. `load`
+them; the same files again are the same imports, so that part is idempotent too. `load`
 answers with one line saying what it loaded or found.
 """
 
@@ -35,14 +33,13 @@ from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty_admin.document import ProgrammeFile
 from loyalty_admin.document import load as load_file
 from loyalty_admin.live import connected
-from loyalty_admin.messages import JOURNEYS, STOCK
+from loyalty_admin.messages import CHALLENGES, JOURNEYS, STOCK
 from loyalty_admin.programme import Planner, apply, report
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 
 from loyalty_devstack import demo_history
 from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
-from loyalty_devstack.demo_challenges import load_challenges
 from loyalty_devstack.demo_history import HistorySettings
 
 M = TypeVar("M", bound=Message)
@@ -193,8 +190,9 @@ def huayue_catalogue() -> catalogue_pb2.Catalogue:
 
 async def load_programme(settings: Settings, *, journeys: bool = True) -> list[Part]:
     """Apply huayue.yaml as `loyalty-admin programme apply` does: the sections the services
-    hold already are left alone, the others published (the rewards stocked, the journeys made
-    through engagement; their coupons are the catalogue's)."""
+    hold already are left alone, the others published (the rewards stocked, the journeys and
+    challenges made through engagement; their coupons are the catalogue's). Without
+    `journeys`, neither journeys nor challenges (a suite without engagement)."""
     async with connected(settings) as services:
         planner = Planner(
             services,
@@ -202,7 +200,7 @@ async def load_programme(settings: Settings, *, journeys: bool = True) -> list[P
             now=datetime.now(UTC),
             reason="Huayue demo programme (docs/worked-example.md)",
         )
-        file = huayue() if journeys else replace(huayue(), journeys=None)
+        file = huayue() if journeys else replace(huayue(), journeys=None, challenges=None)
         outcome = await apply(planner.plan(file), say=lambda _line: None)
         if not outcome.ok:
             raise RuntimeError("demo: " + "; ".join(report(outcome)))
@@ -210,6 +208,7 @@ async def load_programme(settings: Settings, *, journeys: bool = True) -> list[P
     assert live.points is not None and live.tiers is not None and live.benefits is not None
     stocked = len([code for code, units in live.stock.items() if units > 0])
     made = len(file.journeys or [])
+    explorer = len(file.challenges or [])
     return [
         Part(f"points programme v{live.points.version}", "points" in outcome.done),
         Part(f"ladder v{live.tiers.version}", "tiers" in outcome.done),
@@ -218,6 +217,11 @@ async def load_programme(settings: Settings, *, journeys: bool = True) -> list[P
             "benefits" in outcome.done or STOCK in outcome.done,
         ),
         *([Part(f"{made} journeys", JOURNEYS in outcome.done)] if journeys else []),
+        *(
+            [Part(f"{explorer} challenge{'s' * (explorer != 1)}", CHALLENGES in outcome.done)]
+            if journeys
+            else []
+        ),
     ]
 
 
@@ -239,6 +243,5 @@ async def load(settings: Settings, history: HistorySettings | None = None) -> st
     parts = [
         await load_identity(settings),
         *await load_programme(settings),
-        await load_challenges(settings),
     ]
     return summary([*parts, *await demo_history.load(settings, history)])

@@ -224,6 +224,8 @@ challenges = Table(
     Column("start_at", DateTime(timezone=True), nullable=False),
     Column("end_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key", Text),  # the programme file's name for it (unique when set)
+    Index("challenges_key", "key", unique=True, postgresql_where=text("key IS NOT NULL")),
 )
 
 counted_events = Table(

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from loyalty.engagement.v1 import events_pb2
-from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from loyalty_kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 from loyalty_kit.kernel.units import GROUP
 from loyalty_kit.timestamps import timestamp
 
@@ -55,6 +61,10 @@ class ChallengeNotFound(NotFound):
     reason = "CHALLENGE_NOT_FOUND"
 
 
+class ChallengeKeyTaken(AlreadyExists):
+    reason = "CHALLENGE_KEY_TAKEN"
+
+
 class LeaderboardNotFound(NotFound):
     reason = "LEADERBOARD_NOT_FOUND"
 
@@ -66,9 +76,16 @@ class PeriodNotEnded(FailedPrecondition):
 # --- challenges -----------------------------------------------------------------------------
 
 
-async def create(uow: EngagementUnitOfWork, spec: ChallengeSpec, now: datetime) -> StoredChallenge:
+async def create(
+    uow: EngagementUnitOfWork, spec: ChallengeSpec, now: datetime, key: str = ""
+) -> StoredChallenge:
+    """A new challenge; with `key`, the only one with that key (CHALLENGE_KEY_TAKEN
+    otherwise)."""
     spec.check()
-    return await uow.challenges.add(uuid.uuid4().hex, spec, now)
+    made = await uow.challenges.add(uuid.uuid4().hex, spec, now, key)
+    if made is None:
+        raise ChallengeKeyTaken(f"a challenge with the key {key!r} exists already")
+    return made
 
 
 async def get(uow: EngagementUnitOfWork, challenge_id: str) -> StoredChallenge:

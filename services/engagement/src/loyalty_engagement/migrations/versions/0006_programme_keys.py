@@ -1,4 +1,5 @@
-"""Journeys' keys: the stable name a programme file gives a journey (unique when set).
+"""Journeys' and challenges' keys: the stable names a programme file gives them (unique when
+set).
 
 Revision ID: 0006
 Revises: 0005
@@ -16,8 +17,12 @@ depends_on = None
 def upgrade() -> None:
     op.execute("ALTER TABLE journeys ADD COLUMN key text")
     op.execute("CREATE UNIQUE INDEX journeys_key ON journeys (key) WHERE key IS NOT NULL")
+    op.execute("ALTER TABLE challenges ADD COLUMN key text")
+    op.execute("CREATE UNIQUE INDEX challenges_key ON challenges (key) WHERE key IS NOT NULL")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX challenges_key")
+    op.execute("ALTER TABLE challenges DROP COLUMN key")
     op.execute("DROP INDEX journeys_key")
     op.execute("ALTER TABLE journeys DROP COLUMN key")
