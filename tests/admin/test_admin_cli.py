@@ -263,6 +263,33 @@ async def test_a_journey_made_before_it_had_a_key_is_given_the_files(
     assert again.out.endswith("no changes\n"), again.out
 
 
+async def test_a_journey_past_its_end_is_the_files_as_it_stands(
+    suite: Suite, tmp_path: Path
+) -> None:
+    key = f"ended-{uuid.uuid4().hex[:8]}"
+    file = tmp_path / "ended.yaml"
+    file.write_text(
+        "journeys:\n"
+        f"- key: {key}\n"
+        "  display_name: Last spring\n"
+        "  trigger: {kind: TRIGGER_KIND_BIRTHDAY}\n"
+        "  steps: [{change_tags: {add_tags: ['spring:one']}}]\n"
+        "  end_time: '2026-01-01T00:00:00+08:00'\n"
+        "  state: JOURNEY_STATE_ACTIVE\n"
+    )
+    made = await suite.admin("programme", "apply", str(file))
+    assert made.code == 0, made.err
+    assert (await _journeys(suite))[key].state == engagement_pb.JOURNEY_STATE_ENDED
+    again = await suite.admin("programme", "apply", str(file))
+    assert again.code == 0, again.err
+    assert f"  (journeys[{key}] has ended (its end_time))\n" in again.out
+    assert again.out.endswith("no changes\n"), again.out
+    exported = tmp_path / "exported.yaml"
+    assert (await suite.admin("programme", "export", "-o", str(exported))).code == 0
+    assert (await suite.admin("programme", "validate", str(exported))).code == 0
+    assert (await suite.admin("programme", "apply", str(exported))).out.endswith("no changes\n")
+
+
 async def test_journeys_are_checked_offline(suite: Suite, tmp_path: Path) -> None:
     broken = _edited(
         tmp_path,

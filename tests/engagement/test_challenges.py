@@ -432,10 +432,21 @@ async def test_a_changed_challenge_is_refused_and_a_key_is_unique(
     changed = pb.Challenge()
     changed.CopyFrom(made)
     changed.goal.target = 3
+    # One made before it had a key counts as the file's of the same unit and display name.
+    older = pb.Challenge()
+    older.CopyFrom(made)
+    older.key, older.display_name = "", f"{key} before"
+    await challenges(engagement).CreateChallenge(
+        pb.CreateChallengeRequest(challenge=older, request_id=rid())
+    )
+    named = pb.Challenge()
+    named.CopyFrom(older)
+    named.key = f"{key}-named"
     async with connected(settings) as services:
         live = Live(challenges=await services.challenge_list())
         planner = Planner(services, live, now=datetime.now(UTC))
         assert not planner.plan(ProgrammeFile(challenges=[made]))[0].changed
+        assert not planner.plan(ProgrammeFile(challenges=[named]))[0].changed
         with pytest.raises(PlanRefused, match=r"goal.target: 2 -> 3: a challenge is never changed"):
             planner.plan(ProgrammeFile(challenges=[changed]))
 

@@ -219,6 +219,11 @@ class Planner:
                 seen = canonical(current)
                 if adopted:
                     seen["key"] = journey.key
+                if current.state == engagement_pb.JOURNEY_STATE_ENDED:
+                    # Past its end_time: whatever state it keeps, nothing enters; a pause or
+                    # resume would change nothing, a later end_time in the file opens it again.
+                    seen["state"] = canonical(journey).get("state", "")
+                    step.notes.append(f"{JOURNEYS}[{journey.key}] has ended (its end_time)")
                 before.append(seen)
             after.append(canonical(journey))
             calls.extend(self._journey_calls(journey, current, adopted))
@@ -284,7 +289,7 @@ class Planner:
                 )
 
             calls.append(update)
-        if state != current.state:
+        if state != current.state and current.state != engagement_pb.JOURNEY_STATE_ENDED:
             calls.append(self._state_call(key, current, state))
         return calls
 
@@ -505,6 +510,8 @@ def _keyed_document(message: Message) -> dict[str, Any]:
     for it, the unit only when not the group's."""
     written = plain(message)
     written.pop("name", None)
+    if written.get("state") == "JOURNEY_STATE_ENDED":
+        del written["state"]  # the service's (past its end_time), not one a file sets
     if written.get("unit") == "group":
         del written["unit"]
     return {"key": written.pop("key"), **written}
