@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_engagement.adapters.tables import (
     badge_audit,
     challenge_completions,
+    challenge_contributions,
     challenge_progress,
+    challenge_purchases,
     challenges,
     counted_events,
     leaderboard_closes,
@@ -24,6 +26,8 @@ from loyalty_engagement.adapters.tables import (
     leaderboard_scores,
     leaderboards,
     member_badges,
+    member_merges,
+    purchase_refunds,
 )
 from loyalty_engagement.domain.challenges import (
     ChallengeSpec,
@@ -33,6 +37,7 @@ from loyalty_engagement.domain.challenges import (
     LeaderboardSpec,
     Metric,
     Progress,
+    Purchase,
     Reward,
     Window,
     WindowKind,
@@ -54,6 +59,13 @@ class MemberProgress:
     period: str
     progress: Progress
     completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class KeptPurchase:
+    member_id: str
+    occurred_at: datetime
+    purchase: Purchase
 
 
 @dataclass(frozen=True)
@@ -234,6 +246,16 @@ class ChallengeStore:
         )
         return result.first() is not None
 
+    async def counted(self, counter: str, event_key: str) -> bool:
+        row = (
+            await self.session.execute(
+                select(counted_events.c.event_key).where(
+                    counted_events.c.counter == counter, counted_events.c.event_key == event_key
+                )
+            )
+        ).first()
+        return row is not None
+
     async def locked_progress(
         self, challenge_id: str, member_id: str, period: str, now: datetime
     ) -> Progress:
@@ -379,6 +401,15 @@ class ChallengeStore:
         ).first()
         return HeldBadge(row.badge, row.source, row.earned_at) if row else None
 
+    async def held_of(self, member_id: str, badges: Sequence[str]) -> frozenset[str]:
+        """Which of `badges` the member holds (a journey's badge conditions read them)."""
+        rows = await self.session.execute(
+            select(member_badges.c.badge).where(
+                member_badges.c.member_id == member_id, member_badges.c.badge.in_(list(badges))
+            )
+        )
+        return frozenset(r.badge for r in rows)
+
     async def revoke_badge(self, member_id: str, badge: str) -> bool:
         result = await self.session.execute(
             delete(member_badges)
@@ -428,8 +459,204 @@ class ChallengeStore:
         return [(r.badge, r.action, r.client_id, r.reason) for r in rows]
 
     async def forget(self, member_id: str) -> None:
-        for table in (challenge_progress, member_badges, badge_audit, leaderboard_scores):
+        for table in (
+            challenge_progress,
+            challenge_contributions,
+            challenge_purchases,
+            purchase_refunds,
+            member_badges,
+            badge_audit,
+            leaderboard_scores,
+        ):
             await self.session.execute(delete(table).where(table.c.member_id == member_id))
+
+    # --- purchases and refunds ----------------------------------------------------------
+
+    async def serialize(self, purchase_key: str) -> None:
+        """A purchase and its refunds are handled one after the other (a transaction lock on
+        the purchase's key): each sees what the other did."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": purchase_key}
+        )
+
+    async def keep_purchase(
+        self, key: str, member_id: str, unit: str, spend: Decimal, at: datetime
+    ) -> None:
+        await self.session.execute(
+            insert(challenge_purchases)
+            .values(
+                purchase_key=key, member_id=member_id, unit=unit, spend=str(spend), occurred_at=at
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def kept_purchase(self, key: str) -> KeptPurchase | None:
+        """A purchase with its refunds so far; None when it has not arrived."""
+        row = (
+            await self.session.execute(
+                select(challenge_purchases).where(challenge_purchases.c.purchase_key == key)
+            )
+        ).first()
+        if row is None:
+            return None
+        (purchase,) = await self._with_refunds([row])
+        return KeptPurchase(row.member_id, row.occurred_at, purchase)
+
+    async def add_refund(
+        self, refund_key: str, purchase_key: str, member_id: str, spend: Decimal, at: datetime
+    ) -> bool:
+        """Remember a refund; False when it was remembered before (a replay)."""
+        result = await self.session.execute(
+            insert(purchase_refunds)
+            .values(
+                refund_key=refund_key,
+                purchase_key=purchase_key,
+                member_id=member_id,
+                spend=str(spend),
+                occurred_at=at,
+            )
+            .on_conflict_do_nothing()
+            .returning(purchase_refunds.c.refund_key)
+        )
+        return result.first() is not None
+
+    async def add_contribution(
+        self, challenge_id: str, purchase_key: str, member_id: str, period: str
+    ) -> None:
+        await self.session.execute(
+            insert(challenge_contributions)
+            .values(
+                challenge_id=challenge_id,
+                purchase_key=purchase_key,
+                member_id=member_id,
+                period=period,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def contributions_of(self, purchase_key: str) -> list[tuple[str, str, str]]:
+        """(challenge, member, period) each challenge period the purchase counted in."""
+        c = challenge_contributions
+        rows = await self.session.execute(
+            select(c.c.challenge_id, c.c.member_id, c.c.period).where(
+                c.c.purchase_key == purchase_key
+            )
+        )
+        return [(r.challenge_id, r.member_id, r.period) for r in rows]
+
+    async def period_purchases(
+        self, challenge_id: str, member_id: str, period: str
+    ) -> list[Purchase]:
+        """The purchases counted in a member's challenge period, with their refunds."""
+        c, p = challenge_contributions, challenge_purchases
+        rows = await self.session.execute(
+            select(p)
+            .select_from(p.join(c, c.c.purchase_key == p.c.purchase_key))
+            .where(
+                c.c.challenge_id == challenge_id,
+                c.c.member_id == member_id,
+                c.c.period == period,
+            )
+        )
+        return await self._with_refunds(list(rows))
+
+    async def _with_refunds(self, rows: Sequence[Any]) -> list[Purchase]:
+        keys = [r.purchase_key for r in rows]
+        refunded: dict[str, list[Decimal]] = {k: [] for k in keys}
+        if keys:
+            found = await self.session.execute(
+                select(purchase_refunds.c.purchase_key, purchase_refunds.c.spend).where(
+                    purchase_refunds.c.purchase_key.in_(keys)
+                )
+            )
+            for r in found:
+                refunded[r.purchase_key].append(Decimal(r.spend))
+        return [
+            Purchase(
+                r.purchase_key,
+                r.unit,
+                Decimal(r.spend),
+                sum(refunded[r.purchase_key], Decimal(0)),
+                len(refunded[r.purchase_key]),
+            )
+            for r in rows
+        ]
+
+    # --- merges -------------------------------------------------------------------------
+
+    async def lock_members(self, member_ids: Sequence[str]) -> None:
+        """Serialise a merge with the members' other merges (in a fixed order: no deadlock)."""
+        for member_id in sorted(member_ids):
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"member:{member_id}"}
+            )
+
+    async def survivor_of(self, member_id: str) -> str:
+        """The member an event of `member_id` counts for: its survivor if it was absorbed."""
+        row = (
+            await self.session.execute(
+                select(member_merges.c.survivor_member_id).where(
+                    member_merges.c.absorbed_member_id == member_id
+                )
+            )
+        ).first()
+        return str(row.survivor_member_id) if row else member_id
+
+    async def record_merge(self, absorbed: str, survivor: str, now: datetime) -> None:
+        """Remember who the absorbed member (and those it had absorbed) became."""
+        await self.session.execute(
+            update(member_merges)
+            .where(member_merges.c.survivor_member_id == absorbed)
+            .values(survivor_member_id=survivor)
+        )
+        await self.session.execute(
+            insert(member_merges)
+            .values(absorbed_member_id=absorbed, survivor_member_id=survivor, merged_at=now)
+            .on_conflict_do_nothing()
+        )
+
+    async def move_member(self, absorbed: str, survivor: str) -> list[MemberProgress]:
+        """Give the survivor what the absorbed member had: purchases, refunds, contributions,
+        badges (the earlier of two of one badge), their audit, completions (copied; the
+        survivor's own stands) and leaderboard scores (added up). The absorbed member's
+        progress is taken away and returned: the caller combines it period by period."""
+        for table in (challenge_purchases, purchase_refunds, challenge_contributions, badge_audit):
+            await self.session.execute(
+                update(table).where(table.c.member_id == absorbed).values(member_id=survivor)
+            )
+        await self.session.execute(
+            text(
+                "INSERT INTO member_badges (member_id, badge, source, earned_at) "
+                "SELECT :survivor, badge, source, earned_at FROM member_badges "
+                "WHERE member_id = :absorbed ON CONFLICT (member_id, badge) DO UPDATE "
+                "SET earned_at = least(member_badges.earned_at, excluded.earned_at)"
+            ),
+            {"survivor": survivor, "absorbed": absorbed},
+        )
+        await self.session.execute(
+            text(
+                "INSERT INTO challenge_completions "
+                "(challenge_id, member_id, completion_key, period, completed_at, rewards) "
+                "SELECT challenge_id, :survivor, completion_key, period, completed_at, rewards "
+                "FROM challenge_completions WHERE member_id = :absorbed ON CONFLICT DO NOTHING"
+            ),
+            {"survivor": survivor, "absorbed": absorbed},
+        )
+        await self.session.execute(
+            text(
+                "INSERT INTO leaderboard_scores (metric, scope, period, member_id, score) "
+                "SELECT metric, scope, period, :survivor, score FROM leaderboard_scores "
+                "WHERE member_id = :absorbed ON CONFLICT (metric, scope, period, member_id) "
+                "DO UPDATE SET score = leaderboard_scores.score + excluded.score"
+            ),
+            {"survivor": survivor, "absorbed": absorbed},
+        )
+        moved = await self.member_progress(absorbed)
+        # The absorbed member's completions stay too: an event of theirs still in flight
+        # completes nothing twice.
+        for table in (member_badges, leaderboard_scores, challenge_progress):
+            await self.session.execute(delete(table).where(table.c.member_id == absorbed))
+        return moved
 
     # --- leaderboards -------------------------------------------------------------------
 

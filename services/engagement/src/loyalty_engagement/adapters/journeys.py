@@ -38,7 +38,7 @@ from loyalty_engagement.domain.journeys import (
     UntilPurchase,
     Window,
 )
-from loyalty_engagement.domain.timing import DailyWindow
+from loyalty_engagement.domain.timing import DailyWindow, Schedule
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,24 @@ def spec_document(spec: JourneySpec) -> dict[str, Any]:
             "segment": spec.trigger.segment,
             "days": spec.trigger.days,
             **({"reasons": list(spec.trigger.reasons)} if spec.trigger.reasons else {}),
+            **(
+                {"schedule": _schedule_document(spec.trigger.schedule)}
+                if spec.trigger.schedule
+                else {}
+            ),
         },
         "conditions": {
             "units": list(spec.conditions.units),
             "tiers": list(spec.conditions.tiers),
             "consents": list(spec.conditions.consents),
+            **(
+                {
+                    "held_badges": list(spec.conditions.held_badges),
+                    "lacking_badges": list(spec.conditions.lacking_badges),
+                }
+                if spec.conditions.needs_badges
+                else {}
+            ),
         },
         "steps": [_step_document(s) for s in spec.steps],
         "frequency_cap": {
@@ -125,6 +138,24 @@ def spec_document(spec: JourneySpec) -> dict[str, Any]:
         "quiet_hours": _window_document(spec.quiet_hours),
         "budget": {"points": spec.budget.points, "coupons": spec.budget.coupons},
     }
+
+
+def _schedule_document(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "at": schedule.at.strftime("%H:%M") if schedule.at else None,
+        "weekdays": list(schedule.weekdays),
+        "once_at": _when(schedule.once_at),
+    }
+
+
+def _schedule_of(doc: dict[str, Any] | None) -> Schedule | None:
+    if doc is None:
+        return None
+    return Schedule(
+        time.fromisoformat(doc["at"]) if doc.get("at") else None,
+        tuple(doc.get("weekdays", ())),
+        _time(doc.get("once_at")),
+    )
 
 
 def _window_document(window: DailyWindow | None) -> list[str] | None:
@@ -214,10 +245,15 @@ def spec_of(doc: dict[str, Any]) -> JourneySpec:
             trigger["segment"],
             trigger.get("days", 0),
             tuple(trigger.get("reasons", ())),
+            _schedule_of(trigger.get("schedule")),
         ),
         steps=tuple(_step_of(s) for s in doc["steps"]),
         conditions=Conditions(
-            tuple(conditions["units"]), tuple(conditions["tiers"]), tuple(conditions["consents"])
+            tuple(conditions["units"]),
+            tuple(conditions["tiers"]),
+            tuple(conditions["consents"]),
+            tuple(conditions.get("held_badges", ())),
+            tuple(conditions.get("lacking_badges", ())),
         ),
         frequency_cap=FrequencyCap(**doc["frequency_cap"]),
         control_share=float(doc["control_share"]),

@@ -207,10 +207,18 @@ async def admit(
         if domain.over_cap(spec.frequency_cap, earlier, now):
             await journeys.set_entry_state(entry.entry_id, EntryState.CAPPED, now)
             return
+    conditions = spec.conditions
     member = MemberFacts(
-        tier=await journeys.tier(entry.member_id) if spec.conditions.tiers else "",
+        tier=await journeys.tier(entry.member_id) if conditions.tiers else "",
         consents=(
-            await actions.consents(entry.member_id) if spec.conditions.needs_member else frozenset()
+            await actions.consents(entry.member_id) if conditions.needs_member else frozenset()
+        ),
+        badges=(
+            await uow.challenges.held_of(
+                entry.member_id, (*conditions.held_badges, *conditions.lacking_badges)
+            )
+            if conditions.needs_badges
+            else frozenset()
         ),
     )
     if not domain.conditions_hold(spec.conditions, entry.unit, member):
@@ -247,7 +255,8 @@ async def run_steps(
             await uow.timing.wait(entry.entry_id, index + 1, due, waiting, now)
             return EntryState.WAITING
         if isinstance(step, SendMessage):
-            quiet_end = timing.quiet_until(now, spec.quiet_hours, spec.time_zone)
+            zone = await _quiet_zone(uow, spec, entry.member_id)
+            quiet_end = timing.quiet_until(now, spec.quiet_hours, zone)
             if quiet_end is not None:  # deferred, not dropped: the timer sends it then
                 await uow.timing.wait(entry.entry_id, index, quiet_end, waits.QUIET, now)
                 return EntryState.WAITING
@@ -277,6 +286,14 @@ async def run_steps(
             return EntryState.FAILED
         await uow.journeys.finish_step(entry.entry_id, index, outcome, detail)
     return EntryState.COMPLETED
+
+
+async def _quiet_zone(uow: EngagementUnitOfWork, spec: JourneySpec, member_id: str) -> str:
+    """The zone quiet hours are read in: the member's when identity has one, else the
+    journey's."""
+    if spec.quiet_hours is None:
+        return spec.time_zone
+    return timing.zone_for(await uow.timing.time_zone(member_id), spec.time_zone)
 
 
 async def _act(
