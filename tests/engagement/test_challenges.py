@@ -419,6 +419,8 @@ async def test_a_changed_challenge_is_refused_and_a_key_is_unique(
         goal=pb.Goal(kind=pb.GOAL_KIND_PURCHASES, target=2),
         window=pb.Window(kind=pb.WINDOW_KIND_MONTH),
         reward=pb.ChallengeReward(badge="two-buys"),
+        # Far ahead: other tests' purchases must not count toward it.
+        start_time=timestamp(datetime(2100, 1, 1, tzinfo=UTC)),
     )
     await challenges(engagement).CreateChallenge(
         pb.CreateChallengeRequest(challenge=made, request_id=rid())
