@@ -50,6 +50,7 @@ class StoredChallenge:
     spec: ChallengeSpec
     start_at: datetime
     created_at: datetime
+    key: str = ""  # the programme file's name for it ("" : none)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,9 @@ def leaderboard_spec(d: dict[str, Any]) -> LeaderboardSpec:
 
 
 def _challenge(row: Any) -> StoredChallenge:
-    return StoredChallenge(row.challenge_id, challenge_spec(row.spec), row.start_at, row.created_at)
+    return StoredChallenge(
+        row.challenge_id, challenge_spec(row.spec), row.start_at, row.created_at, row.key or ""
+    )
 
 
 class ChallengeStore:
@@ -181,10 +184,14 @@ class ChallengeStore:
 
     # --- challenges ---------------------------------------------------------------------
 
-    async def add(self, challenge_id: str, spec: ChallengeSpec, now: datetime) -> StoredChallenge:
+    async def add(
+        self, challenge_id: str, spec: ChallengeSpec, now: datetime, key: str = ""
+    ) -> StoredChallenge | None:
+        """The challenge added; None (nothing added) when another challenge has its key."""
         start = spec.start_at or now
-        await self.session.execute(
-            insert(challenges).values(
+        added = await self.session.execute(
+            insert(challenges)
+            .values(
                 challenge_id=challenge_id,
                 unit=spec.unit,
                 goal_kind=spec.goal.kind.value,
@@ -192,9 +199,14 @@ class ChallengeStore:
                 start_at=start,
                 end_at=spec.end_at,
                 created_at=now,
+                key=key or None,
             )
+            .on_conflict_do_nothing()
+            .returning(challenges.c.challenge_id)
         )
-        return StoredChallenge(challenge_id, spec, start, now)
+        if added.first() is None:
+            return None
+        return StoredChallenge(challenge_id, spec, start, now, key)
 
     async def get(self, challenge_id: str) -> StoredChallenge | None:
         row = (

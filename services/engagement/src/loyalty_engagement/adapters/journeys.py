@@ -50,6 +50,7 @@ class StoredJourney:
     spec: JourneySpec
     created_at: datetime
     updated_at: datetime
+    key: str = ""  # the programme file's name for it ("" : none)
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,7 @@ _JOURNEY_COLUMNS = (
     journey_versions.c.spec,
     journeys.c.created_at,
     journeys.c.updated_at,
+    journeys.c.key,
 )
 _HEADS = journeys.join(
     journey_versions,
@@ -291,6 +293,7 @@ def _journey(row: Any) -> StoredJourney:
         spec_of(row.spec),
         row.created_at,
         row.updated_at,
+        row.key or "",
     )
 
 
@@ -318,10 +321,17 @@ class JourneyStore:
     # --- journeys ---------------------------------------------------------------------------
 
     async def add(
-        self, journey_id: str, spec: JourneySpec, state: JourneyState, now: datetime
-    ) -> None:
-        await self.session.execute(
-            journeys.insert().values(
+        self,
+        journey_id: str,
+        spec: JourneySpec,
+        state: JourneyState,
+        now: datetime,
+        key: str = "",
+    ) -> bool:
+        """Add a journey; False (nothing added) when another journey has its key."""
+        added = await self.session.execute(
+            insert(journeys)
+            .values(
                 journey_id=journey_id,
                 unit=spec.unit,
                 state=state.value,
@@ -329,9 +339,33 @@ class JourneyStore:
                 trigger_kind=spec.trigger.kind.value,
                 created_at=now,
                 updated_at=now,
+                key=key or None,
             )
+            .on_conflict_do_nothing()
+            .returning(journeys.c.journey_id)
         )
+        if added.first() is None:
+            return False
         await self._add_version(journey_id, 1, spec, now)
+        return True
+
+    async def set_key(self, journey_id: str, key: str) -> bool:
+        """Give a journey without a key `key`; False when another journey has it."""
+        taken = await self.by_key(key)
+        if taken is not None:
+            return taken.journey_id == journey_id
+        await self.session.execute(
+            update(journeys).where(journeys.c.journey_id == journey_id).values(key=key)
+        )
+        return True
+
+    async def by_key(self, key: str) -> StoredJourney | None:
+        row = (
+            await self.session.execute(
+                select(*_JOURNEY_COLUMNS).select_from(_HEADS).where(journeys.c.key == key)
+            )
+        ).first()
+        return _journey(row) if row else None
 
     async def _add_version(
         self, journey_id: str, version: int, spec: JourneySpec, now: datetime

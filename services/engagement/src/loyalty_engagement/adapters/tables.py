@@ -1,6 +1,7 @@
 """The engagement service's tables (SQLAlchemy Core), as migrations create them.
 
-`journeys` is a journey's head (its state and latest version), `journey_versions` each
+`journeys` is a journey's head (its state, latest version and the programme file's key for
+it, unique when set, not versioned), `journey_versions` each
 definition as the API gave it (a JSON document; an entry runs the version it entered with).
 `journey_entries` is unique per journey, version, member and triggering event (its ID is derived
 from them), `step_runs` per entry and step: what makes a step run once however often its event
@@ -50,7 +51,9 @@ journeys = Table(
     Column("trigger_kind", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("key", Text),  # the programme file's name for it (unique when set)
     Index("journeys_trigger", "trigger_kind", postgresql_where=text("state <> 'draft'")),
+    Index("journeys_key", "key", unique=True, postgresql_where=text("key IS NOT NULL")),
 )
 
 journey_versions = Table(
@@ -237,6 +240,8 @@ challenges = Table(
     Column("start_at", DateTime(timezone=True), nullable=False),
     Column("end_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key", Text),  # the programme file's name for it (unique when set)
+    Index("challenges_key", "key", unique=True, postgresql_where=text("key IS NOT NULL")),
 )
 
 counted_events = Table(

@@ -10,6 +10,7 @@ the points and coupons a journey gives in all (timing.py computes the due times)
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -264,6 +265,17 @@ def validate(spec: JourneySpec, path: str = "journey") -> list[FieldViolation]:
     for i, step in enumerate(spec.steps):
         bad += _step_violations(step, spec.unit, f"{path}.steps[{i}]")
     return bad
+
+
+KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def key_violations(key: str, path: str = "journey.key") -> list[FieldViolation]:
+    """A journey's key (the programme file's name for it): empty (none) or lowercase letters,
+    digits and "-", at most 63."""
+    if key and not KEY.match(key):
+        return [FieldViolation(path, 'lowercase letters, digits and "-", at most 63')]
+    return []
 
 
 def _schedule_violations(schedule: Schedule | None, path: str) -> list[FieldViolation]:

@@ -83,10 +83,11 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
             pb.JOURNEY_STATE_ACTIVE,
         ):
             raise InvalidArgument.of([FieldViolation("journey.state", "DRAFT or ACTIVE")])
+        key = _key_of(request.journey)
         journeys.check(spec)
 
         async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.CreateJourneyResponse:
-            found = await journeys.create(uow, spec, state, now)
+            found = await journeys.create(uow, spec, state, now, key)
             return pb.CreateJourneyResponse(journey=journey_message(found, self.clock()))
 
         return await self._mutate("CreateJourney", request, pb.CreateJourneyResponse, work)
@@ -118,12 +119,13 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
         self, request: pb.UpdateJourneyRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateJourneyResponse:
         journey_id = journey_id_of(request.journey.name, "journey.name")
+        key = _key_of(request.journey)
 
         async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.UpdateJourneyResponse:
             current = await journeys.get(uow, journey_id)
             _may_touch(current)
             spec = spec_of(request.journey, current.unit)
-            found = await journeys.update(uow, journey_id, spec, now)
+            found = await journeys.update(uow, journey_id, spec, now, key)
             return pb.UpdateJourneyResponse(journey=journey_message(found, self.clock()))
 
         return await self._mutate("UpdateJourney", request, pb.UpdateJourneyResponse, work)
@@ -330,6 +332,13 @@ def _before(after: object) -> tuple[datetime, str] | None:
         raise InvalidArgument.of(
             [FieldViolation("page_token", "not a token this list gave")]
         ) from None
+
+
+def _key_of(message: pb.Journey) -> str:
+    bad = domain.key_violations(message.key)
+    if bad:
+        raise InvalidArgument.of(bad)
+    return message.key
 
 
 def journey_id_of(name: str, field: str) -> str:
@@ -546,6 +555,7 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
         update_time=timestamp(journey.updated_at),
         time_zone=spec.time_zone,
         budget=pb.Budget(points=spec.budget.points, coupons=spec.budget.coupons),
+        key=journey.key,
     )
     if spec.trigger.schedule is not None:
         message.trigger.schedule.CopyFrom(_schedule_message(spec.trigger.schedule))

@@ -25,7 +25,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from loyalty.engagement.v1 import events_pb2
-from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from loyalty_kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 from loyalty_kit.kernel.units import GROUP
 from loyalty_kit.timestamps import timestamp
 
@@ -69,6 +75,10 @@ class ChallengeNotFound(NotFound):
     reason = "CHALLENGE_NOT_FOUND"
 
 
+class ChallengeKeyTaken(AlreadyExists):
+    reason = "CHALLENGE_KEY_TAKEN"
+
+
 class LeaderboardNotFound(NotFound):
     reason = "LEADERBOARD_NOT_FOUND"
 
@@ -80,9 +90,16 @@ class PeriodNotEnded(FailedPrecondition):
 # --- challenges -----------------------------------------------------------------------------
 
 
-async def create(uow: EngagementUnitOfWork, spec: ChallengeSpec, now: datetime) -> StoredChallenge:
+async def create(
+    uow: EngagementUnitOfWork, spec: ChallengeSpec, now: datetime, key: str = ""
+) -> StoredChallenge:
+    """A new challenge; with `key`, the only one with that key (CHALLENGE_KEY_TAKEN
+    otherwise)."""
     spec.check()
-    return await uow.challenges.add(uuid.uuid4().hex, spec, now)
+    made = await uow.challenges.add(uuid.uuid4().hex, spec, now, key)
+    if made is None:
+        raise ChallengeKeyTaken(f"a challenge with the key {key!r} exists already")
+    return made
 
 
 async def get(uow: EngagementUnitOfWork, challenge_id: str) -> StoredChallenge:

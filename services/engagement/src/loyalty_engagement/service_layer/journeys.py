@@ -15,7 +15,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from loyalty.engagement.v1 import events_pb2
-from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from loyalty_kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 from loyalty_kit.logs import get_logger
 from loyalty_kit.timestamps import timestamp
 
@@ -49,6 +55,10 @@ class JourneyStateConflict(FailedPrecondition):
     reason = "JOURNEY_STATE"
 
 
+class JourneyKeyTaken(AlreadyExists):
+    reason = "JOURNEY_KEY_TAKEN"
+
+
 def check(spec: JourneySpec, path: str = "journey") -> None:
     bad = domain.validate(spec, path)
     if bad:
@@ -56,13 +66,20 @@ def check(spec: JourneySpec, path: str = "journey") -> None:
 
 
 async def create(
-    uow: EngagementUnitOfWork, spec: JourneySpec, state: JourneyState, now: datetime
+    uow: EngagementUnitOfWork,
+    spec: JourneySpec,
+    state: JourneyState,
+    now: datetime,
+    key: str = "",
 ) -> StoredJourney:
+    """A new journey, version 1; with `key`, the only one with that key (JOURNEY_KEY_TAKEN
+    otherwise)."""
     check(spec)
     if state not in (JourneyState.DRAFT, JourneyState.ACTIVE):
         raise InvalidArgument.of([FieldViolation("journey.state", "DRAFT or ACTIVE on create")])
     journey_id = str(uuid.uuid4())
-    await uow.journeys.add(journey_id, spec, state, now)
+    if not await uow.journeys.add(journey_id, spec, state, now, key):
+        raise JourneyKeyTaken(f"a journey with the key {key!r} exists already")
     return await get(uow, journey_id)
 
 
@@ -74,12 +91,21 @@ async def get(uow: EngagementUnitOfWork, journey_id: str) -> StoredJourney:
 
 
 async def update(
-    uow: EngagementUnitOfWork, journey_id: str, spec: JourneySpec, now: datetime
+    uow: EngagementUnitOfWork, journey_id: str, spec: JourneySpec, now: datetime, key: str = ""
 ) -> StoredJourney:
+    """A new version of the journey. `key` gives a journey without one its key (a journey made
+    before the programme file named it); a key once set never changes."""
     check(spec)
     journey = await uow.journeys.get(journey_id, for_update=True)
     if journey is None:
         raise JourneyNotFound(f"journeys/{journey_id} does not exist")
+    if key and key != journey.key:
+        if journey.key:
+            raise InvalidArgument.of(
+                [FieldViolation("journey.key", f"is {journey.key!r}: a key never changes")]
+            )
+        if not await uow.journeys.set_key(journey_id, key):
+            raise JourneyKeyTaken(f"a journey with the key {key!r} exists already")
     await uow.journeys.new_version(journey, spec, now)
     return await get(uow, journey_id)
 
