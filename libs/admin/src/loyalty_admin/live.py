@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2
@@ -141,44 +142,28 @@ class Services:
                 return latest, in_force
             latest = found.programme
 
-    async def journeys(self) -> list[engagement_pb.Journey]:
-        found: list[engagement_pb.Journey] = []
-        token = ""
+    async def _every(self, method: Any, request: Any, items: str) -> list[Any]:
+        """Every item of a List RPC, page after page."""
+        found: list[Any] = []
         while True:
-            page = await self.engagement.ListJourneys(
-                engagement_pb.ListJourneysRequest(page_size=200, page_token=token),
-                metadata=self.metadata,
-            )
-            found.extend(page.journeys)
-            token = page.next_page_token
-            if not token:
+            page = await method(request, metadata=self.metadata)
+            found.extend(getattr(page, items))
+            if not page.next_page_token:
                 return found
+            request.page_token = page.next_page_token
+
+    async def journeys(self) -> list[engagement_pb.Journey]:
+        request = engagement_pb.ListJourneysRequest(page_size=200)
+        return await self._every(self.engagement.ListJourneys, request, "journeys")
 
     async def challenge_list(self) -> list[challenges_pb2.Challenge]:
-        found: list[challenges_pb2.Challenge] = []
-        token = ""
-        while True:
-            page = await self.challenges.ListChallenges(
-                challenges_pb2.ListChallengesRequest(page_size=200, page_token=token),
-                metadata=self.metadata,
-            )
-            found.extend(page.challenges)
-            token = page.next_page_token
-            if not token:
-                return found
+        request = challenges_pb2.ListChallengesRequest(page_size=200)
+        return await self._every(self.challenges.ListChallenges, request, "challenges")
 
     async def stock(self) -> dict[str, int]:
-        stock: dict[str, int] = {}
-        token = ""
-        while True:
-            page = await self.benefits.ListRewards(
-                benefits_pb.ListRewardsRequest(page_size=200, page_token=token),
-                metadata=self.metadata,
-            )
-            stock.update({reward.code: reward.available for reward in page.rewards})
-            token = page.next_page_token
-            if not token:
-                return stock
+        request = benefits_pb.ListRewardsRequest(page_size=200)
+        rewards = await self._every(self.benefits.ListRewards, request, "rewards")
+        return {reward.code: reward.available for reward in rewards}
 
 
 @asynccontextmanager
