@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -210,6 +210,19 @@ class ChallengeStore:
         )
         return [_challenge(r) for r in rows]
 
+    async def running_between(
+        self, kinds: Sequence[GoalKind], first: datetime, last: datetime
+    ) -> list[StoredChallenge]:
+        """The challenges events from `first` to `last` may count for (`running` of each)."""
+        rows = await self.session.execute(
+            select(challenges).where(
+                challenges.c.goal_kind.in_([k.value for k in kinds]),
+                challenges.c.start_at <= last,
+                (challenges.c.end_at.is_(None)) | (challenges.c.end_at > first),
+            )
+        )
+        return [_challenge(r) for r in rows]
+
     # --- counting -----------------------------------------------------------------------
 
     async def first_count(self, counter: str, event_key: str, now: datetime) -> bool:
@@ -221,6 +234,116 @@ class ChallengeStore:
             .returning(counted_events.c.event_key)
         )
         return result.first() is not None
+
+    async def first_counts(
+        self, counted: Sequence[tuple[str, str]], now: datetime
+    ) -> set[tuple[str, str]]:
+        """`first_count` of several (counter, event key) pairs in one statement: the pairs
+        seen for the first time."""
+        if not counted:
+            return set()
+        rows = await self.session.execute(
+            text(
+                "INSERT INTO counted_events (counter, event_key, counted_at)"
+                " SELECT c, k, :now FROM unnest(CAST(:counters AS text[]), CAST(:keys AS text[]))"
+                " AS e(c, k) ON CONFLICT DO NOTHING RETURNING counter, event_key"
+            ),
+            {"counters": [c for c, _ in counted], "keys": [k for _, k in counted], "now": now},
+        )
+        return {(r[0], r[1]) for r in rows}
+
+    async def locked_progresses(
+        self, rows: Sequence[tuple[str, str, str]], now: datetime
+    ) -> dict[tuple[str, str, str], Progress]:
+        """`locked_progress` of several (challenge, member, period) rows, locked in one order."""
+        keys = sorted(set(rows))
+        if not keys:
+            return {}
+        params = {
+            "challenges": [c for c, _, _ in keys],
+            "members": [m for _, m, _ in keys],
+            "periods": [p for _, _, p in keys],
+            "now": now,
+        }
+        rows_of = (
+            " FROM unnest(CAST(:challenges AS text[]), CAST(:members AS text[]),"
+            " CAST(:periods AS text[])) AS k(challenge_id, member_id, period)"
+        )
+        await self.session.execute(
+            text(
+                "INSERT INTO challenge_progress (challenge_id, member_id, period, value, spend,"
+                " units, last_day, updated_at)"
+                " SELECT challenge_id, member_id, period, 0, '0', '{}', NULL, :now"
+                + rows_of
+                + " ORDER BY challenge_id, member_id, period ON CONFLICT DO NOTHING"
+            ),
+            params,
+        )
+        found = await self.session.execute(
+            text(
+                "SELECT p.* FROM challenge_progress AS p JOIN (SELECT *" + rows_of + ") AS k"
+                " USING (challenge_id, member_id, period)"
+                " ORDER BY p.challenge_id, p.member_id, p.period FOR UPDATE OF p"
+            ),
+            params,
+        )
+        return {(r.challenge_id, r.member_id, r.period): _progress(r) for r in found}
+
+    async def save_progresses(
+        self, saved: dict[tuple[str, str, str], Progress], now: datetime
+    ) -> None:
+        """`save_progress` of several rows in one statement."""
+        if not saved:
+            return
+        keys = list(saved)
+        await self.session.execute(
+            update(challenge_progress)
+            .where(
+                challenge_progress.c.challenge_id == bindparam("c"),
+                challenge_progress.c.member_id == bindparam("m"),
+                challenge_progress.c.period == bindparam("p"),
+            )
+            .values(
+                value=bindparam("new_value"),
+                spend=bindparam("new_spend"),
+                units=bindparam("new_units"),
+                last_day=bindparam("new_last_day"),
+                updated_at=now,
+            ),
+            [
+                {
+                    "c": c,
+                    "m": m,
+                    "p": p,
+                    "new_value": saved[(c, m, p)].value,
+                    "new_spend": str(saved[(c, m, p)].spend),
+                    "new_units": sorted(saved[(c, m, p)].units),
+                    "new_last_day": saved[(c, m, p)].last_day,
+                }
+                for c, m, p in keys
+            ],
+        )
+
+    async def completed_of(
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> set[tuple[str, str, str]]:
+        """Which (challenge, member, completion key) are completed."""
+        if not wanted:
+            return set()
+        rows = await self.session.execute(
+            text(
+                "SELECT c.challenge_id, c.member_id, c.completion_key"
+                " FROM challenge_completions AS c JOIN unnest(CAST(:challenges AS text[]),"
+                " CAST(:members AS text[]), CAST(:keys AS text[])) AS w(challenge_id, member_id,"
+                " completion_key) USING (challenge_id, member_id, completion_key)"
+            ),
+            {
+                "challenges": [c for c, _, _ in wanted],
+                "members": [m for _, m, _ in wanted],
+                "keys": [k for _, _, k in wanted],
+            },
+        )
+        return {(r[0], r[1], r[2]) for r in rows}
 
     async def locked_progress(
         self, challenge_id: str, member_id: str, period: str, now: datetime
@@ -450,17 +573,22 @@ class ChallengeStore:
         """(metric, scope, period, member, points to add) each."""
         if not rows:
             return
-        statement = insert(leaderboard_scores).values(
-            [
-                {"metric": m, "scope": s, "period": p, "member_id": member, "score": score}
-                for m, s, p, member, score in rows
-            ]
-        )
+        # unnest: one statement text whatever the rows (compiled once); one row per key.
         await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["metric", "scope", "period", "member_id"],
-                set_={"score": leaderboard_scores.c.score + statement.excluded.score},
-            )
+            text(
+                "INSERT INTO leaderboard_scores (metric, scope, period, member_id, score)"
+                " SELECT * FROM unnest(CAST(:metrics AS text[]), CAST(:scopes AS text[]),"
+                " CAST(:periods AS text[]), CAST(:members AS text[]), CAST(:scores AS bigint[]))"
+                " ON CONFLICT (metric, scope, period, member_id)"
+                " DO UPDATE SET score = leaderboard_scores.score + excluded.score"
+            ),
+            {
+                "metrics": [r[0] for r in rows],
+                "scopes": [r[1] for r in rows],
+                "periods": [r[2] for r in rows],
+                "members": [r[3] for r in rows],
+                "scores": [r[4] for r in rows],
+            },
         )
 
     async def top(self, metric: str, scope: str, period: str, limit: int) -> list[Payout]:

@@ -101,6 +101,79 @@ async def on_occurrence(
         await _count(uow, actions, challenge, event, now)
 
 
+async def on_purchases(
+    uow: EngagementUnitOfWork, actions: Actions, events: list[Occurrence], now: datetime
+) -> None:
+    """A batch's purchases, each counted as `on_occurrence` would, set-based: the scores'
+    first counts and additions, the challenges' first counts, the progress rows (locked in
+    one order) and their completions read once each; then every event in order in memory,
+    the progress saved in one statement, a completion paid as a lone event pays it."""
+    if not events:
+        return
+    counted = await uow.challenges.first_counts(
+        [(LEADERBOARD_COUNTER, e.key) for e in events if any(metric_scores(e, False).values())],
+        now,
+    )
+    scores: dict[tuple[str, str, str, str], int] = {}
+    for event in events:
+        if (LEADERBOARD_COUNTER, event.key) not in counted:
+            continue
+        counted.discard((LEADERBOARD_COUNTER, event.key))  # the same event twice: once
+        scopes = [GROUP] + ([event.unit] if event.unit and event.unit != GROUP else [])
+        for metric, score in metric_scores(event, False).items():
+            for scope in scopes:
+                for period in _periods(event.at):
+                    row = (metric.value, scope, period, event.member_id)
+                    scores[row] = scores.get(row, 0) + score
+    await uow.challenges.add_scores([(*row, score) for row, score in scores.items() if score])
+    first, last = min(e.at for e in events), max(e.at for e in events)
+    found = await uow.challenges.running_between(_PURCHASE_GOALS, first, last)
+    pairs: list[tuple[StoredChallenge, Occurrence]] = [
+        (challenge, event)
+        for event in events
+        for challenge in found
+        if challenge.start_at <= event.at
+        and (challenge.spec.end_at is None or event.at < challenge.spec.end_at)
+        and counts_for(challenge.spec.goal, event)
+    ]
+    fresh = await uow.challenges.first_counts(
+        [(f"challenge:{c.challenge_id}", e.key) for c, e in pairs], now
+    )
+    counting: list[tuple[StoredChallenge, Occurrence, str, str]] = []
+    for challenge, event in pairs:
+        counter = (f"challenge:{challenge.challenge_id}", event.key)
+        if counter not in fresh:
+            continue  # counted before (a replay under another event ID)
+        fresh.discard(counter)
+        spec = challenge.spec
+        period = period_of(spec.window, event.at, spec.time_zone, challenge.start_at)
+        counting.append((challenge, event, period, completion_key(spec.repeatable, period)))
+    progress = await uow.challenges.locked_progresses(
+        [(c.challenge_id, e.member_id, period) for c, e, period, _ in counting], now
+    )
+    done = await uow.challenges.completed_of(
+        [(c.challenge_id, e.member_id, key) for c, e, _, key in counting]
+    )
+    saved: dict[tuple[str, str, str], Progress] = {}
+    reached: list[tuple[StoredChallenge, str, str, str]] = []
+    for challenge, event, period, key in counting:
+        cid, member = challenge.challenge_id, event.member_id
+        if (cid, member, key) in done:
+            continue  # done for this period (or for good): nothing more to count
+        slot = (cid, member, period)
+        spec = challenge.spec
+        progress[slot] = saved[slot] = progress[slot].count(spec.goal, event, spec.time_zone)
+        if saved[slot].reached(spec.goal):
+            done.add((cid, member, key))
+            reached.append((challenge, member, period, key))
+    await uow.challenges.save_progresses(saved, now)
+    for challenge, member, period, key in reached:
+        cid = challenge.challenge_id
+        if await uow.challenges.complete(cid, member, key, period, now):
+            note = await _reward(uow, actions, challenge, member, key, now)
+            await uow.challenges.note_rewards(cid, member, key, note)
+
+
 async def _count(
     uow: EngagementUnitOfWork,
     actions: Actions,

@@ -9,15 +9,16 @@ record commit with the consumer's inbox entry, in one transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from loyalty_kit.logs import get_logger
 
-from loyalty_engagement.adapters.journeys import StoredEntry, StoredJourney, StoredMessage
+from loyalty_engagement.adapters.journeys import StepRun, StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.domain import journeys as domain
 from loyalty_engagement.domain import timing
 from loyalty_engagement.domain.journeys import (
@@ -134,11 +135,17 @@ async def run_pending(
 
 
 async def on_event(
-    uow: EngagementUnitOfWork, actions: Actions, event: TriggerEvent, now: datetime
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    event: TriggerEvent,
+    now: datetime,
+    among: Sequence[StoredJourney] | None = None,
 ) -> None:
-    """Enter the member into every journey `event` triggers: pending while the journey is
-    paused, else admitted (capped, held out, skipped, or its steps run)."""
-    for journey in await uow.journeys.triggered_by([event.kind]):
+    """Enter the member into every journey `event` triggers (of `among` when given, read
+    by the caller with `triggered_by`): pending while the journey is paused, else admitted
+    (capped, held out, skipped, or its steps run)."""
+    found = await uow.journeys.triggered_by([event.kind]) if among is None else among
+    for journey in found:
         spec = journey.spec
         if not domain.triggered_by(spec.trigger, event) or not spec.open_at(event.occurred_at):
             continue
@@ -159,6 +166,151 @@ async def on_event(
         if not await uow.journeys.enter(entry) or paused:
             continue  # handled before (the same event again), or kept for the resume
         await admit(uow, actions, journey.journey_id, spec, entry, now)
+
+
+ACTS_AT_ONCE = 32  # a batch's calls to the services that act, in flight at once
+
+
+def immediate(journey: StoredJourney) -> bool:
+    """An active journey whose entries nothing but their own event and the member's earlier
+    entries (its frequency cap) decide: no budget, tier or consent condition, and only steps
+    that act at once (a coupon, points, tags). A batch of events enters them set-based
+    (`on_events`)."""
+    spec = journey.spec
+    return (
+        journey.state is JourneyState.ACTIVE
+        and not (spec.budget.points or spec.budget.coupons)
+        and not spec.conditions.tiers
+        and not spec.conditions.needs_member
+        and all(isinstance(step, IssueCoupon | AwardPoints | ChangeTags) for step in spec.steps)
+    )
+
+
+async def on_events(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    events: Sequence[TriggerEvent],
+    now: datetime,
+    found: Sequence[StoredJourney],
+) -> None:
+    """A batch's trigger events entered into the `immediate` journeys `found` (read by the
+    caller with `triggered_by`), each as `on_event` would have entered it, set-based: one
+    statement records every entry, the capped journeys' members are locked and their earlier
+    entries read once, the steps' calls are made a few at once (each with its step's key),
+    one statement records the step runs and one the entries' states."""
+    assert all(immediate(j) for j in found)
+    entries: list[tuple[StoredJourney, StoredEntry]] = []
+    for event in events:
+        for journey in found:
+            spec = journey.spec
+            if not domain.triggered_by(spec.trigger, event) or not spec.open_at(event.occurred_at):
+                continue
+            entry_id = domain.entry_id(
+                journey.journey_id, journey.version, event.member_id, event.key
+            )
+            entry = StoredEntry(
+                entry_id,
+                journey.journey_id,
+                journey.version,
+                event.member_id,
+                event.key,
+                event.unit,
+                EntryState.PENDING,
+                now,
+            )
+            entries.append((journey, entry))
+    new = await uow.journeys.enter_many([e for _, e in entries])
+    earlier = await _earlier_entries(uow, found, [e for _, e in entries if e.entry_id in new], now)
+    states: list[tuple[str, EntryState]] = []
+    acting: list[tuple[StoredJourney, StoredEntry]] = []
+    for journey, entry in entries:
+        if entry.entry_id not in new:
+            continue  # handled before (the same event again)
+        new.discard(entry.entry_id)  # the same event twice in the batch: entered once
+        spec = journey.spec
+        if spec.frequency_cap.max_entries:
+            before = earlier.setdefault((journey.journey_id, entry.member_id), [])
+            if domain.over_cap(spec.frequency_cap, before, now):
+                states.append((entry.entry_id, EntryState.CAPPED))
+                continue
+        if not domain.conditions_hold(spec.conditions, entry.unit, MemberFacts("", frozenset())):
+            states.append((entry.entry_id, EntryState.SKIPPED))
+            continue
+        if spec.frequency_cap.max_entries:  # counted against the member's next entries
+            earlier[(journey.journey_id, entry.member_id)].append(entry.entered_at)
+        if domain.held_out(journey.journey_id, entry.member_id, spec.control_share):
+            states.append((entry.entry_id, EntryState.HELD_OUT))
+        else:
+            acting.append((journey, entry))
+    gate = asyncio.Semaphore(ACTS_AT_ONCE)
+
+    async def act(journey: StoredJourney, entry: StoredEntry) -> list[StepRun]:
+        async with gate:
+            return await _act_at_once(uow, actions, journey, entry, now)
+
+    done = await asyncio.gather(*(act(j, e) for j, e in acting))
+    runs = [run for entry_runs in done for run in entry_runs]
+    for (_, entry), entry_runs in zip(acting, done, strict=True):
+        failed = bool(entry_runs) and entry_runs[-1].outcome == "failed"
+        states.append((entry.entry_id, EntryState.FAILED if failed else EntryState.COMPLETED))
+    await uow.journeys.record_steps(runs, now)
+    await uow.journeys.set_entry_states(states, now)
+
+
+async def _earlier_entries(
+    uow: EngagementUnitOfWork,
+    found: Sequence[StoredJourney],
+    new: list[StoredEntry],
+    now: datetime,
+) -> dict[tuple[str, str], list[datetime]]:
+    """For the capped journeys: the members' earlier counted entries (this batch's left out),
+    the members locked first as `admit` locks them."""
+    earlier: dict[tuple[str, str], list[datetime]] = {}
+    for journey in found:
+        cap = journey.spec.frequency_cap
+        if not cap.max_entries:
+            continue
+        mine = [e for e in new if e.journey_id == journey.journey_id]
+        if not mine:
+            continue
+        members = sorted({e.member_id for e in mine})
+        await uow.journeys.lock_members(journey.journey_id, members)
+        times = await uow.journeys.entered_since(
+            journey.journey_id, members, now - cap.period, [e.entry_id for e in new]
+        )
+        for member_id, at in times.items():
+            earlier[(journey.journey_id, member_id)] = at
+    return earlier
+
+
+async def _act_at_once(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    journey: StoredJourney,
+    entry: StoredEntry,
+    now: datetime,
+) -> list[StepRun]:
+    """An immediate journey's steps for a new entry, in order, up to a definite refusal."""
+    runs: list[StepRun] = []
+    spec = journey.spec
+    for index, step in enumerate(spec.steps):
+        key = domain.step_key(entry.entry_id, index)
+        try:
+            outcome, detail = await _act(
+                uow, actions, journey.journey_id, spec, entry, index, step, key, now
+            )
+        except ActionRefused as refused:
+            runs.append(StepRun(entry.entry_id, index, "failed", refused.reason))
+            log.warning(
+                "journey step refused",
+                journey_id=journey.journey_id,
+                entry_id=entry.entry_id,
+                step=index,
+                reason=refused.reason,
+            )
+            return runs
+        runs.append(StepRun(entry.entry_id, index, outcome, detail))
+    return runs
 
 
 async def admit(
