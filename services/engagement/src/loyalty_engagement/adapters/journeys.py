@@ -418,6 +418,17 @@ class JourneyStore:
         )
         return {r[0] for r in rows}
 
+    async def recorded(self, entry_ids: Sequence[str]) -> set[str]:
+        """Which of these entries are recorded (committed, or by this transaction)."""
+        if not entry_ids:
+            return set()
+        rows = await self.session.execute(
+            select(journey_entries.c.entry_id).where(
+                journey_entries.c.entry_id == func.any(list(entry_ids))
+            )
+        )
+        return {r[0] for r in rows}
+
     async def set_entry_states(
         self, states: Sequence[tuple[str, EntryState]], now: datetime
     ) -> None:
@@ -477,15 +488,14 @@ class JourneyStore:
             )
 
     async def entered_since(
-        self, journey_id: str, member_ids: Sequence[str], since: datetime, but: Sequence[str]
+        self, journey_id: str, member_ids: Sequence[str], since: datetime
     ) -> dict[str, list[datetime]]:
-        """`entered_at` for several members, entries `but` left out."""
+        """`entered_at` for several members (every recorded entry of theirs)."""
         rows = await self.session.execute(
             select(journey_entries.c.member_id, journey_entries.c.entered_at).where(
                 journey_entries.c.journey_id == journey_id,
                 journey_entries.c.member_id == func.any(list(member_ids)),
                 journey_entries.c.entered_at > since,
-                journey_entries.c.entry_id != func.all(list(but)),
                 journey_entries.c.state.notin_([EntryState.CAPPED.value, EntryState.SKIPPED.value]),
             )
         )

@@ -10,6 +10,7 @@ record commit with the consumer's inbox entry, in one transaction."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
@@ -194,12 +195,14 @@ async def on_events(
     found: Sequence[StoredJourney],
 ) -> None:
     """A batch's trigger events entered into the `immediate` journeys `found` (read by the
-    caller with `triggered_by`), each as `on_event` would have entered it, set-based: one
-    statement records every entry, the capped journeys' members are locked and their earlier
-    entries read once, the steps' calls are made a few at once (each with its step's key),
-    one statement records the step runs and one the entries' states."""
+    caller with `triggered_by`), each as `on_event` would have entered it, set-based: the
+    capped journeys' members locked and their earlier entries read once (the batch's own
+    counted in order), the entries recorded in one statement with the state each comes to
+    (those recorded before, or by a concurrent handler, are passed over), the steps' calls
+    made a few at once (each with its step's key), the step runs in one statement; an entry
+    whose step was refused is set FAILED after."""
     assert all(immediate(j) for j in found)
-    entries: list[tuple[StoredJourney, StoredEntry]] = []
+    entries: dict[str, tuple[StoredJourney, StoredEntry]] = {}  # the same event twice: once
     for event in events:
         for journey in found:
             spec = journey.spec
@@ -218,30 +221,33 @@ async def on_events(
                 EntryState.PENDING,
                 now,
             )
-            entries.append((journey, entry))
-    new = await uow.journeys.enter_many([e for _, e in entries])
-    earlier = await _earlier_entries(uow, found, [e for _, e in entries if e.entry_id in new], now)
-    states: list[tuple[str, EntryState]] = []
+            entries.setdefault(entry_id, (journey, entry))
+    # Locked before anything is read: a concurrent handler of the same members commits first.
+    earlier = await _earlier_entries(uow, found, [e for _, e in entries.values()], now)
+    recorded = await uow.journeys.recorded(list(entries))
+    decided: list[StoredEntry] = []
     acting: list[tuple[StoredJourney, StoredEntry]] = []
-    for journey, entry in entries:
-        if entry.entry_id not in new:
+    for journey, entry in entries.values():
+        if entry.entry_id in recorded:
             continue  # handled before (the same event again)
-        new.discard(entry.entry_id)  # the same event twice in the batch: entered once
         spec = journey.spec
-        if spec.frequency_cap.max_entries:
-            before = earlier.setdefault((journey.journey_id, entry.member_id), [])
-            if domain.over_cap(spec.frequency_cap, before, now):
-                states.append((entry.entry_id, EntryState.CAPPED))
-                continue
-        if not domain.conditions_hold(spec.conditions, entry.unit, MemberFacts("", frozenset())):
-            states.append((entry.entry_id, EntryState.SKIPPED))
-            continue
-        if spec.frequency_cap.max_entries:  # counted against the member's next entries
+        state = EntryState.COMPLETED
+        capped = spec.frequency_cap.max_entries
+        if capped and domain.over_cap(
+            spec.frequency_cap, earlier.setdefault((journey.journey_id, entry.member_id), []), now
+        ):
+            state = EntryState.CAPPED
+        elif not domain.conditions_hold(spec.conditions, entry.unit, MemberFacts("", frozenset())):
+            state = EntryState.SKIPPED
+        elif domain.held_out(journey.journey_id, entry.member_id, spec.control_share):
+            state = EntryState.HELD_OUT
+        if capped and state in (EntryState.COMPLETED, EntryState.HELD_OUT):
             earlier[(journey.journey_id, entry.member_id)].append(entry.entered_at)
-        if domain.held_out(journey.journey_id, entry.member_id, spec.control_share):
-            states.append((entry.entry_id, EntryState.HELD_OUT))
-        else:
+        decided.append(dataclasses.replace(entry, state=state))
+        if state is EntryState.COMPLETED:
             acting.append((journey, entry))
+    new = await uow.journeys.enter_many(decided)
+    acting = [(j, e) for j, e in acting if e.entry_id in new]  # else a concurrent handler's
     gate = asyncio.Semaphore(ACTS_AT_ONCE)
 
     async def act(journey: StoredJourney, entry: StoredEntry) -> list[StepRun]:
@@ -249,35 +255,33 @@ async def on_events(
             return await _act_at_once(uow, actions, journey, entry, now)
 
     done = await asyncio.gather(*(act(j, e) for j, e in acting))
-    runs = [run for entry_runs in done for run in entry_runs]
-    for (_, entry), entry_runs in zip(acting, done, strict=True):
-        failed = bool(entry_runs) and entry_runs[-1].outcome == "failed"
-        states.append((entry.entry_id, EntryState.FAILED if failed else EntryState.COMPLETED))
-    await uow.journeys.record_steps(runs, now)
-    await uow.journeys.set_entry_states(states, now)
+    await uow.journeys.record_steps([run for runs in done for run in runs], now)
+    failed = [
+        (entry.entry_id, EntryState.FAILED)
+        for (_, entry), runs in zip(acting, done, strict=True)
+        if runs and runs[-1].outcome == "failed"
+    ]
+    await uow.journeys.set_entry_states(failed, now)
 
 
 async def _earlier_entries(
     uow: EngagementUnitOfWork,
     found: Sequence[StoredJourney],
-    new: list[StoredEntry],
+    entering: list[StoredEntry],
     now: datetime,
 ) -> dict[tuple[str, str], list[datetime]]:
-    """For the capped journeys: the members' earlier counted entries (this batch's left out),
-    the members locked first as `admit` locks them."""
+    """For the capped journeys: the members' earlier counted entries, the members locked
+    first as `on_event` locks them."""
     earlier: dict[tuple[str, str], list[datetime]] = {}
     for journey in found:
         cap = journey.spec.frequency_cap
         if not cap.max_entries:
             continue
-        mine = [e for e in new if e.journey_id == journey.journey_id]
-        if not mine:
+        members = sorted({e.member_id for e in entering if e.journey_id == journey.journey_id})
+        if not members:
             continue
-        members = sorted({e.member_id for e in mine})
         await uow.journeys.lock_members(journey.journey_id, members)
-        times = await uow.journeys.entered_since(
-            journey.journey_id, members, now - cap.period, [e.entry_id for e in new]
-        )
+        times = await uow.journeys.entered_since(journey.journey_id, members, now - cap.period)
         for member_id, at in times.items():
             earlier[(journey.journey_id, member_id)] = at
     return earlier
