@@ -22,6 +22,9 @@ from tests.support.clock import Clock  # noqa: E402
 # the suite's welcome tests run on it, and tests/engagement/test_welcome_gift.py runs it beside
 # the journey, as a rolling upgrade does. Every service this run starts inherits it.
 os.environ.setdefault("LOYALTY_BENEFITS_FIXED_WELCOME_GIFTS", "true")
+# Its fixed birthday gifts too (off by default: engagement's birthday journey grants them): the
+# benefits tests run RunBirthdayGifts and `loyalty-admin jobs run birthday-gifts`.
+os.environ.setdefault("LOYALTY_BENEFITS_FIXED_BIRTHDAY_GIFTS", "true")
 
 # Property tests check what holds, not how fast: no per-example deadline (on a loaded machine an
 # example's first run, compiling a regular expression or a plan, passed hypothesis' 200 ms).

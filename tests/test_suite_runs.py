@@ -321,7 +321,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         # The Huayue demo, loaded through the public RPCs, said in one line.
         assert (
             "demo: loaded Huayue (4 members, points programme v1, ladder v1, catalogue v1 with "
-            "3 rewards stocked, 3 journeys, 4 welcome-gift journeys, the Explorer challenge, "
+            "3 rewards stocked, 8 journeys, 1 challenge, "
             f"{history_line()})\n" in runner.output
         ), runner.output
         ports = _ports(suite_env)
@@ -359,6 +359,7 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
                 "Points expiring within 30 days",
                 "First hotel stay: a cinema ticket",
                 *(f"Welcome gift: {tier}" for tier in ("silver", "gold", "platinum", "diamond")),
+                "Birthday gift: silver and up",
             )
         )
         assert len(state["members"]) > 4  # type: ignore[arg-type]  # and the imported ones

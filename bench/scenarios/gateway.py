@@ -388,7 +388,7 @@ async def _prepared(ctx: BenchContext, suite: Suite) -> Prepared:
     found = ctx.shared.get(SHARED_KEY)
     if isinstance(found, Prepared):
         return found
-    for loaded in await load_programme(suite.settings):
+    for loaded in await load_programme(suite.settings, journeys=False):  # no engagement here
         _progress(loaded.what)
     async with suite.gateway.context.uow() as uow:
         client, secret = await ClientStore(uow.session).create(

@@ -1,4 +1,4 @@
-"""`loyalty-admin` against a suite of the four services and the gateway of its own (databases
+"""`loyalty-admin` against a suite of the five services and the gateway of its own (databases
 `<run>_<tag>_<service>` and an event namespace of their own, the tag a test module's
 `SUITE_TAG`, "adm" by default), so what a module changes is nobody else's. A command runs as
 the console script does: in a thread (`admin`) or a process of its own (`process`)."""
@@ -76,6 +76,7 @@ async def suite(
     os.environ["LOYALTY_POINTS_JOB_INTERVAL_SECONDS"] = "3600"
     os.environ["LOYALTY_TIERS_JOB_INTERVAL_SECONDS"] = "3600"
     from loyalty_benefits.app import SPEC as BENEFITS
+    from loyalty_engagement.app import SPEC as ENGAGEMENT
     from loyalty_gateway.app import SPEC as GATEWAY
     from loyalty_identity.app import SPEC as IDENTITY
     from loyalty_points.app import SPEC as POINTS
@@ -98,7 +99,14 @@ async def suite(
             "tiers_target": tiers.target,
             "benefits_target": benefits.target,
         }
+        engagement = await runner.start(
+            ENGAGEMENT,
+            with_identity.model_copy(
+                update={"points_target": points.target, "benefits_target": benefits.target}
+            ),
+        )
         gateway = await runner.start(GATEWAY, settings.model_copy(update=targets))
+        targets["engagement_target"] = engagement.target
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
         env.update(
             {
@@ -117,6 +125,7 @@ async def suite(
                 "points": points,
                 "tiers": tiers,
                 "benefits": benefits,
+                "engagement": engagement,
                 "gateway": gateway,
             },
         )

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import grpc
 from loyalty.common.v1 import channel_pb2
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
+from loyalty.engagement.v1 import engagement_service_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
@@ -21,6 +23,7 @@ from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty_devstack.demo import HUAYUE
 
 from tests.admin.conftest import Suite
+from tests.engagement.conftest import GROUP_MARKETING
 from tests.points.conftest import ADMIN as POINTS_ADMIN
 from tests.points.conftest import at, line, pos, rid
 from tests.support.clients import As
@@ -44,7 +47,12 @@ async def test_applying_the_file_twice_changes_nothing_the_second_time(suite: Su
     assert "tiers: published v1\n" in first.out
     assert "benefits: published v1\n" in first.out
     assert "reward_stock: restocked 3 reward(s)\n" in first.out
-    assert first.out.endswith("applied: points, tiers, benefits, reward_stock\n")
+    assert "journeys (engagement service): 8 change(s)\n" in first.out
+    assert "journeys: 8 call(s)\n" in first.out
+    assert "challenges: created 1\n" in first.out
+    assert first.out.endswith(
+        "applied: points, tiers, benefits, reward_stock, journeys, challenges\n"
+    )
 
     second = await suite.admin("programme", "apply", str(HUAYUE))
     assert second.code == 0, second.err
@@ -53,6 +61,8 @@ async def test_applying_the_file_twice_changes_nothing_the_second_time(suite: Su
         "tiers (tiers service, v1): unchanged\n"
         "benefits (benefits service, v1): unchanged\n"
         "reward_stock (benefits service): unchanged\n"
+        "journeys (engagement service): unchanged\n"
+        "challenges (engagement service): unchanged\n"
         "no changes\n"
     )
     diff = await suite.admin("programme", "diff", str(HUAYUE))
@@ -158,6 +168,150 @@ async def test_a_failure_part_way_is_reported_and_a_rerun_finishes(
     assert "tiers (tiers service, v2): unchanged\n" in rerun.out
     assert "benefits: published v2\n" in rerun.out
     assert (await suite.admin("programme", "diff", str(fixed))).out.endswith("no changes\n")
+
+
+async def _journeys(suite: Suite) -> dict[str, engagement_pb.Journey]:
+    """The engagement service's journeys by key (those without one by display name)."""
+    async with grpc.aio.insecure_channel(suite.env["LOYALTY_ENGAGEMENT_TARGET"]) as channel:
+        stub = As(engagement_service_pb2_grpc.EngagementServiceStub, channel, GROUP_MARKETING)
+        listed = await stub.ListJourneys(engagement_pb.ListJourneysRequest(page_size=200))
+    return {j.key or j.display_name: j for j in listed.journeys}
+
+
+async def test_journeys_are_kept_by_key_a_change_is_a_new_version(
+    suite: Suite, tmp_path: Path
+) -> None:
+    await suite.admin("programme", "apply", str(HUAYUE))
+    live = await _journeys(suite)
+    birthday = live["birthday-gift"]
+    assert birthday.trigger.kind == engagement_pb.TRIGGER_KIND_BIRTHDAY
+    assert birthday.steps[0].issue_coupon.template == "birthday-gift"
+    assert birthday.state == engagement_pb.JOURNEY_STATE_ACTIVE
+    assert live["welcome-gold"].steps[0].issue_coupon.grant_key == "welcome:gold"
+    assert live["win-back"].steps[1].delay.seconds == 14 * 86400
+
+    changed = _edited(
+        tmp_path,
+        "journeys.yaml",
+        ("  budget:\n    coupons: 5000", "  budget:\n    coupons: 6000"),
+        (
+            "    period_days: 30\n  state: JOURNEY_STATE_ACTIVE",
+            "    period_days: 30\n  state: JOURNEY_STATE_PAUSED",
+        ),
+    )
+    diff = await suite.admin("programme", "diff", str(changed))
+    assert "journeys (engagement service): 2 change(s)\n" in diff.out, diff.out
+    assert "  ~ journeys[win-back].budget.coupons: 5000 -> 6000\n" in diff.out
+    assert (
+        '  ~ journeys[expiring-points].state: "JOURNEY_STATE_ACTIVE" -> "JOURNEY_STATE_PAUSED"\n'
+        in diff.out
+    )
+    done = await suite.admin("programme", "apply", str(changed))
+    assert done.code == 0, done.err
+    assert "journeys: 2 call(s)\n" in done.out
+    after = await _journeys(suite)
+    assert after["win-back"].version == live["win-back"].version + 1
+    assert after["win-back"].budget.coupons == 6000
+    assert after["expiring-points"].state == engagement_pb.JOURNEY_STATE_PAUSED
+    assert after["expiring-points"].version == live["expiring-points"].version
+    assert len(after) == len(live)  # changed in place, none made
+    again = await suite.admin("programme", "apply", str(changed))
+    assert again.out.endswith("no changes\n"), again.out
+    back = await suite.admin("programme", "apply", str(HUAYUE))  # resumed, the budget put back
+    assert back.code == 0, back.err
+    assert (await _journeys(suite))["expiring-points"].state == engagement_pb.JOURNEY_STATE_ACTIVE
+
+
+async def test_a_journey_made_before_it_had_a_key_is_given_the_files(
+    suite: Suite, tmp_path: Path
+) -> None:
+    name = f"Spring {uuid.uuid4().hex[:8]}"
+    async with grpc.aio.insecure_channel(suite.env["LOYALTY_ENGAGEMENT_TARGET"]) as channel:
+        stub = As(engagement_service_pb2_grpc.EngagementServiceStub, channel, GROUP_MARKETING)
+        made = await stub.CreateJourney(
+            engagement_pb.CreateJourneyRequest(
+                journey=engagement_pb.Journey(
+                    display_name=name,
+                    trigger=engagement_pb.Trigger(kind=engagement_pb.TRIGGER_KIND_BIRTHDAY),
+                    steps=[
+                        engagement_pb.Step(
+                            change_tags=engagement_pb.ChangeTags(add_tags=["spring:one"])
+                        )
+                    ],
+                ),
+                request_id=rid(),
+            )
+        )
+    key = f"spring-{uuid.uuid4().hex[:8]}"
+    file = tmp_path / "spring.yaml"
+    file.write_text(
+        "journeys:\n"
+        f"- key: {key}\n"
+        f"  display_name: {name}\n"
+        "  trigger: {kind: TRIGGER_KIND_BIRTHDAY}\n"
+        "  steps:\n"
+        "  - change_tags: {add_tags: ['spring:two']}\n"
+    )
+    done = await suite.admin("programme", "apply", str(file))
+    assert done.code == 0, done.err
+    assert f'  ~ journeys[{key}].steps: [{{"change_tags":' in done.out
+    adopted = (await _journeys(suite))[key]
+    assert adopted.name == made.journey.name and adopted.version == 2
+    assert list(adopted.steps[0].change_tags.add_tags) == ["spring:two"]
+    assert adopted.state == engagement_pb.JOURNEY_STATE_DRAFT
+    again = await suite.admin("programme", "apply", str(file))
+    assert again.out.endswith("no changes\n"), again.out
+
+
+async def test_a_journey_past_its_end_is_the_files_as_it_stands(
+    suite: Suite, tmp_path: Path
+) -> None:
+    key = f"ended-{uuid.uuid4().hex[:8]}"
+    file = tmp_path / "ended.yaml"
+    file.write_text(
+        "journeys:\n"
+        f"- key: {key}\n"
+        "  display_name: Last spring\n"
+        "  trigger: {kind: TRIGGER_KIND_BIRTHDAY}\n"
+        "  steps: [{change_tags: {add_tags: ['spring:one']}}]\n"
+        "  end_time: '2026-01-01T00:00:00+08:00'\n"
+        "  state: JOURNEY_STATE_ACTIVE\n"
+    )
+    made = await suite.admin("programme", "apply", str(file))
+    assert made.code == 0, made.err
+    assert (await _journeys(suite))[key].state == engagement_pb.JOURNEY_STATE_ENDED
+    again = await suite.admin("programme", "apply", str(file))
+    assert again.code == 0, again.err
+    assert f"  (journeys[{key}] has ended (its end_time))\n" in again.out
+    assert again.out.endswith("no changes\n"), again.out
+    exported = tmp_path / "exported.yaml"
+    assert (await suite.admin("programme", "export", "-o", str(exported))).code == 0
+    assert (await suite.admin("programme", "validate", str(exported))).code == 0
+    assert (await suite.admin("programme", "apply", str(exported))).out.endswith("no changes\n")
+
+
+async def test_journeys_are_checked_offline(suite: Suite, tmp_path: Path) -> None:
+    broken = _edited(
+        tmp_path,
+        "bad-journeys.yaml",
+        ("- key: expiring-points", "- key: win-back"),
+        ("      template: cinema-ticket\n      unit: cinema", "      template: cinema\n"),
+        ("- key: welcome-gold", "- key: Welcome Gold"),
+    )
+    checked = await suite.admin("programme", "validate", str(broken))
+    assert checked.code == 1
+    assert "journeys[1].key: 'win-back' is the key of journeys[0]" in checked.err
+    assert "journeys[2].steps[0].issue_coupon.template: 'cinema': no such coupon template" in (
+        checked.err
+    )
+    assert 'journeys[4].key: lowercase letters, digits and "-", at most 63' in checked.err
+    no_key = tmp_path / "no-key.yaml"
+    no_key.write_text(
+        "journeys:\n- display_name: x\n  trigger: {kind: TRIGGER_KIND_BIRTHDAY}\n"
+        "  steps: [{delay: {seconds: 60}}]\n"
+    )
+    missing = await suite.admin("programme", "validate", str(no_key))
+    assert missing.code == 1 and "journeys[0]: required field 'key' is missing" in missing.err
 
 
 async def test_jobs_run_by_hand_print_their_counts(suite: Suite) -> None:

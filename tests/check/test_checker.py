@@ -26,7 +26,7 @@ async def test_real_traffic_leaves_every_rule_clean(
     report = await settled(check_settings, traffic.members)
     assert report.clean, report.text()
     assert [r.rule for r in report.results if r.skipped] == []
-    assert len(report.results) == 12
+    assert len(report.results) == 13
 
 
 async def test_a_report_on_some_members_leaves_out_what_other_members_left(
@@ -375,3 +375,61 @@ async def test_a_posting_insights_never_kept_is_named_by_its_id(
     postings = int(finding.expected.split()[0])
     assert finding.found.startswith(f"{postings - 1} postings, ")
     assert (await only(check_settings, traffic.members, "insights-ledger")).clean
+
+
+async def test_a_challenge_award_lost_or_posted_without_a_record_is_named(
+    traffic: Traffic, check_settings: Settings
+) -> None:
+    member, name = traffic.shopper, f"Challenge {uuid.uuid4().hex[:8]}"
+    challenge_id, lost = uuid.uuid4().hex, str(uuid.uuid4())
+    unrecorded = str(uuid.uuid4())
+    async with (
+        database(check_settings, "engagement") as engagement,
+        database(check_settings, "points") as points,
+    ):
+        await engagement.execute(
+            "INSERT INTO challenges (challenge_id, unit, goal_kind, spec, start_at, created_at) "
+            "VALUES ($1, 'group', 'purchases', $2::jsonb, now(), now())",
+            challenge_id,
+            f'{{"display_name": "{name}"}}',
+        )
+        await engagement.execute(
+            "INSERT INTO challenge_completions (challenge_id, member_id, completion_key, "
+            "period, completed_at, rewards) VALUES ($1, $2, 'once', '2026-12', now(), $3)",
+            challenge_id,
+            member,
+            f"points:{lost} badge:explorer",
+        )
+        await points.execute(
+            "INSERT INTO postings (member_id, posting_id, kind, points, pending, unit, channel, "
+            "order_id, occurred_at, posted_at, reason, unrecovered_points) "
+            "VALUES ($1, $2, 'adjust', 50, false, 'group', '', '', now(), now(), $3, 0)",
+            member,
+            unrecorded,
+            name,
+        )
+        try:
+            report = await only(check_settings, traffic.members, "engagement-points-once")
+        finally:
+            await points.execute("DELETE FROM postings WHERE posting_id = $1", unrecorded)
+            await engagement.execute(
+                "DELETE FROM challenge_completions WHERE challenge_id = $1", challenge_id
+            )
+            await engagement.execute("DELETE FROM challenges WHERE challenge_id = $1", challenge_id)
+    assert sorted(found(report, "engagement-points-once"), key=lambda f: f.expected) == [
+        Finding(
+            "engagement-points-once",
+            member,
+            "an adjustment on the ledger",
+            "none",
+            f"challenges/{challenge_id}: posting {lost}",
+        ),
+        Finding(
+            "engagement-points-once",
+            member,
+            "an award engagement recorded",
+            "50 points unrecorded",
+            f"{name}: posting {unrecorded}",
+        ),
+    ]
+    assert (await only(check_settings, traffic.members, "engagement-points-once")).clean

@@ -49,7 +49,7 @@ async def test_clean_data_exits_0_and_a_finding_exits_1_naming_the_member(
     assert status == 0, out
     report = json.loads(out)
     assert report["clean"] is True and report["findings"] == []
-    assert [r["findings"] for r in report["rules"]] == [0] * 12
+    assert [r["findings"] for r in report["rules"]] == [0] * 13
 
     async with tampered(
         check_settings,

@@ -12,12 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import pytest
 from loyalty.common.v1 import money_pb2
 from loyalty.engagement.v1 import challenges_pb2 as pb
 from loyalty.engagement.v1 import challenges_pb2_grpc
 from loyalty.engagement.v1 import events_pb2 as engagement_events
 from loyalty.points.v1 import events_pb2 as points_events
-from loyalty_devstack.demo_challenges import load_challenges
+from loyalty_admin.document import ProgrammeFile
+from loyalty_admin.live import Live, connected
+from loyalty_admin.programme import Planner, PlanRefused, apply
+from loyalty_devstack.demo import huayue
 from loyalty_engagement.domain.challenges import Occurrence
 from loyalty_engagement.service_layer.challenges import on_occurrence
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
@@ -374,17 +378,24 @@ async def test_bad_input_is_named_field_by_field(engagement: Engagement) -> None
     assert board.fields == ["top"]
 
 
-async def test_the_demo_loads_the_explorer_challenge_once(
+async def test_the_demo_files_explorer_challenge_is_made_once(
     engagement: Engagement, engagement_service: RunningService
 ) -> None:
+    """huayue.yaml's challenges, applied as `loyalty-admin programme apply` applies them: made
+    once, found by key (and an unkeyed one of the same name counts as it) after."""
     settings = engagement.settings.model_copy(
         update={"engagement_target": engagement_service.target}
     )
-    first = await load_challenges(settings)
-    second = await load_challenges(settings)
-    assert (first.what, second.loaded) == ("the Explorer challenge", False)
+    file = ProgrammeFile(challenges=huayue().challenges, sections=["challenges"])
+    async with connected(settings) as services:
+        live = Live(challenges=await services.challenge_list())
+        first = await apply(Planner(services, live, now=datetime.now(UTC)).plan(file))
+        live = Live(challenges=await services.challenge_list())
+        second = Planner(services, live, now=datetime.now(UTC)).plan(file)
+    assert first.done == {"challenges": "created 1"}
+    assert [step.changed for step in second] == [False]
     listed = await challenges(engagement).ListChallenges(pb.ListChallengesRequest(page_size=200))
-    explorers = [c for c in listed.challenges if c.display_name == "Explorer" and c.unit == "group"]
+    explorers = [c for c in listed.challenges if c.key == "explorer"]
     assert len(explorers) == 1
     goal = explorers[0].goal
     assert (list(goal.units), goal.target, explorers[0].reward.badge) == (
@@ -392,6 +403,54 @@ async def test_the_demo_loads_the_explorer_challenge_once(
         3,
         "explorer",
     )
+    assert explorers[0].display_name == "Explorer" and explorers[0].unit == "group"
+
+
+async def test_a_changed_challenge_is_refused_and_a_key_is_unique(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    settings = engagement.settings.model_copy(
+        update={"engagement_target": engagement_service.target}
+    )
+    key = f"c-{uuid.uuid4().hex[:12]}"
+    made = pb.Challenge(
+        key=key,
+        display_name=key,
+        goal=pb.Goal(kind=pb.GOAL_KIND_PURCHASES, target=2),
+        window=pb.Window(kind=pb.WINDOW_KIND_MONTH),
+        reward=pb.ChallengeReward(badge="two-buys"),
+        # Far ahead: other tests' purchases must not count toward it.
+        start_time=timestamp(datetime(2100, 1, 1, tzinfo=UTC)),
+    )
+    await challenges(engagement).CreateChallenge(
+        pb.CreateChallengeRequest(challenge=made, request_id=rid())
+    )
+    taken = await fails(
+        challenges(engagement).CreateChallenge(
+            pb.CreateChallengeRequest(challenge=made, request_id=rid())
+        )
+    )
+    assert (taken.code, taken.reason) == (grpc.StatusCode.ALREADY_EXISTS, "CHALLENGE_KEY_TAKEN")
+    changed = pb.Challenge()
+    changed.CopyFrom(made)
+    changed.goal.target = 3
+    # One made before it had a key counts as the file's of the same unit and display name.
+    older = pb.Challenge()
+    older.CopyFrom(made)
+    older.key, older.display_name = "", f"{key} before"
+    await challenges(engagement).CreateChallenge(
+        pb.CreateChallengeRequest(challenge=older, request_id=rid())
+    )
+    named = pb.Challenge()
+    named.CopyFrom(older)
+    named.key = f"{key}-named"
+    async with connected(settings) as services:
+        live = Live(challenges=await services.challenge_list())
+        planner = Planner(services, live, now=datetime.now(UTC))
+        assert not planner.plan(ProgrammeFile(challenges=[made]))[0].changed
+        assert not planner.plan(ProgrammeFile(challenges=[named]))[0].changed
+        with pytest.raises(PlanRefused, match=r"goal.target: 2 -> 3: a challenge is never changed"):
+            planner.plan(ProgrammeFile(challenges=[changed]))
 
 
 @dataclass

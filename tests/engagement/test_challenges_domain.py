@@ -6,7 +6,7 @@ per period)."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from loyalty_engagement.adapters.challenges import StoredChallenge
+from loyalty_engagement.adapters.challenges import KeptPurchase, StoredChallenge
 from loyalty_engagement.domain import challenges as c
 from loyalty_engagement.service_layer import challenges as use_cases
 from loyalty_kit.errors import InvalidArgument
@@ -162,17 +162,63 @@ def test_a_leaderboard_reward_is_a_rank_or_a_threshold() -> None:
 @dataclass
 class FakeStore:
     running_challenges: list[StoredChallenge]
-    counted: set[tuple[str, str]] = field(default_factory=set)
+    seen: set[tuple[str, str]] = field(default_factory=set)
     progress: dict[tuple[str, str, str], c.Progress] = field(default_factory=dict)
     completions: dict[tuple[str, str, str], str] = field(default_factory=dict)
     badges: set[tuple[str, str]] = field(default_factory=set)
+    purchases: dict[str, tuple[str, datetime, c.Purchase]] = field(default_factory=dict)
+    refunds: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
+    contributions: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    scores: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+
+    async def get(self, cid: str) -> StoredChallenge | None:
+        return next((x for x in self.running_challenges if x.challenge_id == cid), None)
+
+    async def serialize(self, key: str) -> None:
+        pass
+
+    async def survivor_of(self, member: str) -> str:
+        return member
+
+    async def keep_purchase(
+        self, key: str, member: str, unit: str, spend: Decimal, at: datetime
+    ) -> None:
+        self.purchases.setdefault(key, (member, at, c.Purchase(key, unit, spend)))
+
+    async def kept_purchase(self, key: str) -> Any:
+        if key not in self.purchases:
+            return None
+        member, at, bought = self.purchases[key]
+        refunded = [spend for purchase, spend in self.refunds.values() if purchase == key]
+        net = replace(bought, refunded=sum(refunded, Decimal(0)), refunds=len(refunded))
+        return KeptPurchase(member, at, net)
+
+    async def add_refund(
+        self, refund: str, key: str, member: str, spend: Decimal, at: datetime
+    ) -> bool:
+        new = refund not in self.refunds
+        self.refunds.setdefault(refund, (key, spend))
+        return new
+
+    async def add_contribution(self, cid: str, key: str, member: str, period: str) -> None:
+        self.contributions.setdefault((cid, key), (member, period))
+
+    async def contributions_of(self, key: str) -> list[tuple[str, str, str]]:
+        return [(cid, m, p) for (cid, k), (m, p) in self.contributions.items() if k == key]
+
+    async def period_purchases(self, cid: str, member: str, period: str) -> list[c.Purchase]:
+        keys = [k for (i, k), mp in self.contributions.items() if (i, *mp) == (cid, member, period)]
+        return [(await self.kept_purchase(k)).purchase for k in keys]
+
+    async def counted(self, counter: str, key: str) -> bool:
+        return (counter, key) in self.seen
 
     async def running(self, kinds: Any, at: datetime) -> list[StoredChallenge]:
         return [x for x in self.running_challenges if x.spec.goal.kind in kinds]
 
     async def first_count(self, counter: str, key: str, now: datetime) -> bool:
-        new = (counter, key) not in self.counted
-        self.counted.add((counter, key))
+        new = (counter, key) not in self.seen
+        self.seen.add((counter, key))
         return new
 
     async def locked_progress(self, cid: str, member: str, period: str, now: datetime) -> Any:
@@ -201,7 +247,9 @@ class FakeStore:
         return new
 
     async def add_scores(self, rows: Any) -> None:
-        pass
+        for metric, scope, period, member, score in rows:
+            at = (metric, scope, period, member)
+            self.scores[at] = self.scores.get(at, 0) + score
 
 
 class FakeOutbox:
@@ -284,3 +332,84 @@ async def test_no_event_counts_twice_and_each_period_pays_at_most_once(
         assert progress.value == expected
     assert [a[3] for a in actions.awarded] == [f"challenge-explorer-m1-{k}" for k in paid]
     assert len(uow.outbox.events) == min(1, len(paid))  # the badge once, whatever the periods
+
+
+# A purchase (index, unit, spend in fen) and its refunds (fen each; the model caps them at the
+# spend), every message arriving 1 to 3 times, in any order the draw makes.
+_bought = st.lists(
+    st.tuples(
+        st.sampled_from(["mall", "hotel", "cinema"]),
+        st.integers(min_value=0, max_value=30000),
+        st.lists(st.integers(min_value=0, max_value=30000), max_size=3),
+    ),
+    max_size=8,
+)
+_REFUND_GOALS = {
+    "spend": c.Goal(c.GoalKind.SPEND, 10**9),
+    "purchases": c.Goal(c.GoalKind.PURCHASES, 10**9),
+    "distinct units": c.Goal(c.GoalKind.DISTINCT_UNITS, 10**9),
+}
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    bought=_bought,
+    goal=st.sampled_from(sorted(_REFUND_GOALS)),
+    copies=st.lists(st.integers(min_value=1, max_value=3), min_size=40, max_size=40),
+    order=st.randoms(use_true_random=False),
+)
+async def test_progress_after_purchases_refunds_and_replays_in_any_order_is_the_net_purchases(
+    bought: list[tuple[str, int, list[int]]], goal: str, copies: list[int], order: Any
+) -> None:
+    spec = explorer(goal=_REFUND_GOALS[goal], window=c.Window(c.WindowKind.MONTH))
+    store = FakeStore([_stored(spec)])
+    uow, actions = FakeUow(store), FakeActions()
+    at = START + timedelta(days=3)
+    messages: list[tuple[str, Any]] = []
+    net: list[c.Purchase] = []
+    for i, (unit, fen, refunds) in enumerate(bought):
+        spend = Decimal(fen) / 100
+        messages.append(("purchase", c.Occurrence(f"purchase:{i}", "m1", at, unit, spend)))
+        left, taken = spend, []
+        for j, refund_fen in enumerate(refunds):
+            refund = min(Decimal(refund_fen) / 100, left)  # never more than was paid
+            left -= refund
+            taken.append(refund)
+            messages.append(("refund", (f"refund:{i}.{j}", f"purchase:{i}", refund)))
+        net.append(c.Purchase(f"purchase:{i}", unit, spend, sum(taken, Decimal(0)), len(taken)))
+    arrivals = [m for m, n in zip(messages, copies, strict=False) for _ in range(n)]
+    order.shuffle(arrivals)
+    for kind, body in arrivals:
+        if kind == "purchase":
+            await use_cases.on_occurrence(uow, actions, body, at)  # type: ignore[arg-type]
+        else:
+            refund, key, spend = body
+            await use_cases.on_refund(uow, refund, key, "m1", spend, at, at)  # type: ignore[arg-type]
+    period = c.period_of(spec.window, at, SHANGHAI, START)
+    arrived = {m[1].key for m in arrivals if m[0] == "purchase"}
+    expected = c.purchase_progress(spec.goal, [p for p in net if p.key in arrived])
+    assert store.progress.get(("explorer", "m1", period), c.Progress()) == expected
+    # The leaderboards' spend and visits are the net purchases' too, each rounded down.
+    month = c.period_of(c.Window(c.WindowKind.MONTH), at, SHANGHAI, at)
+    for metric in (c.Metric.SPEND, c.Metric.VISITS):
+        wanted = sum(c.purchase_scores(p)[metric] for p in net if p.key in arrived)
+        assert store.scores.get((metric.value, "group", month, "m1"), 0) == wanted
+    assert actions.awarded == []
+
+
+def test_a_purchase_refunded_in_full_no_longer_counts_nor_its_unit() -> None:
+    goal = c.Goal(c.GoalKind.DISTINCT_UNITS, 3)
+    kept = c.Purchase("a", "mall", Decimal(100), Decimal(40), 1)
+    gone = c.Purchase("b", "hotel", Decimal(80), Decimal(80), 2)
+    free_refunded = c.Purchase("c", "cinema", Decimal(0), Decimal(0), 1)
+    assert c.purchase_progress(goal, [kept, gone, free_refunded]).units == {"mall"}
+    spend = c.purchase_progress(c.Goal(c.GoalKind.SPEND, 1), [kept, gone])
+    assert (spend.value, spend.spend) == (60, Decimal(60))
+    assert c.purchase_scores(gone) == {c.Metric.VISITS: 0, c.Metric.SPEND: 0}
+
+
+def test_a_merge_keeps_the_longer_streak() -> None:
+    short = c.Progress(2, last_day=date(2026, 3, 9))
+    long = c.Progress(5, last_day=date(2026, 3, 4))
+    assert c.longer_streak(short, long) == long
+    assert c.longer_streak(long, short) == long

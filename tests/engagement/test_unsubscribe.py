@@ -1,6 +1,7 @@
 """A member unsubscribes through the link in a message, at the gateway with no credentials: GET
 shows a page and changes nothing (link scanners fetch links), POST withdraws the consent through
-identity, once however often it is sent; the member's next message is then not sent."""
+identity, once however often it is sent; the member's next message is then not sent. A client
+guessing tokens fast is answered 429 with Retry-After once past its address's limit."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from loyalty.engagement.v1 import engagement_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
+from loyalty_gateway.settings import GatewaySettings
 
 from tests.engagement.conftest import Engagement, until
 from tests.engagement.test_journeys import tier_changed
@@ -91,3 +93,40 @@ async def test_the_unsubscribe_link_withdraws_the_consent_and_the_next_message_i
     )
     assert [[s.outcome for s in e.steps] for e in entries] == [["no_consent"], ["done"]]
     assert len(await engagement.messages(member_id)) == 1
+
+
+def _from_address() -> httpx.AsyncHTTPTransport:
+    """A client of its own loopback address (127.x.y.z): its attempts count apart from every
+    other test's."""
+    octets = uuid.uuid4().bytes[:3]
+    address = f"127.{octets[0]}.{octets[1]}.{max(octets[2], 2)}"
+    return httpx.AsyncHTTPTransport(local_address=address)
+
+
+async def test_guessing_unsubscribe_tokens_fast_is_answered_429_with_retry_after(
+    gateway: Gateway,
+) -> None:
+    limit = GatewaySettings().unsubscribe_attempts_per_minute
+    async with httpx.AsyncClient(
+        base_url=gateway.url, timeout=15, transport=_from_address()
+    ) as guesser:
+        for _ in range(limit // 2):  # GET and POST count alike
+            shown = await guesser.get("/v1/unsubscribe", params={"token": uuid.uuid4().hex})
+            assert shown.status_code == 200, shown.text
+            guessed = await guesser.post("/v1/unsubscribe", json={"token": uuid.uuid4().hex})
+            assert guessed.status_code == 404, guessed.text
+        for attempt in (
+            guesser.post("/v1/unsubscribe", json={"token": uuid.uuid4().hex}),
+            guesser.get("/v1/unsubscribe", params={"token": uuid.uuid4().hex}),
+        ):
+            refused = await attempt
+            assert refused.status_code == 429, refused.text
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+            body = refused.json()
+            assert body["error"]["details"][0]["reason"] == "RATE_LIMITED", body
+            assert f"more than {limit} attempts a minute" in body["error"]["message"]
+    async with httpx.AsyncClient(
+        base_url=gateway.url, timeout=15, transport=_from_address()
+    ) as someone_else:  # another address is not held back
+        shown = await someone_else.get("/v1/unsubscribe", params={"token": uuid.uuid4().hex})
+        assert shown.status_code == 200, shown.text

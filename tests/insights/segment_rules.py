@@ -26,6 +26,7 @@ UNITS = ["mall", "hotel", "cinema"]
 TIERS = ["basic", "silver", "gold"]
 RFM = ["champions", "lost", "at_risk"]
 TAGS = ["vip", "bu:hotel-active", "new"]
+BADGES = ["explorer", "founder", "night-owl"]
 DAYS = [0, 1, 30, 90]
 AMOUNTS = [Decimal("0"), Decimal("99.50"), Decimal("100"), Decimal("5000")]
 PROBABILITIES = [0.0, 0.25, 0.5, 1.0]
@@ -37,9 +38,10 @@ TEXTS = {
     SegmentField.UNITS: UNITS,
     SegmentField.UNITS_12M: UNITS,
     SegmentField.TAGS: TAGS,
+    SegmentField.BADGES: BADGES,
 }
 
-# The table the rules are compiled over (as migration 0003 creates member_figures).
+# The table the rules are compiled over (as migrations 0003 and 0015 make member_figures).
 DDL = """
 CREATE TEMP TABLE member_figures (
     member_id text PRIMARY KEY, updated_at timestamptz NOT NULL, registered_at timestamptz,
@@ -48,7 +50,8 @@ CREATE TEMP TABLE member_figures (
     visits_12m integer NOT NULL DEFAULT 0, spend_12m numeric NOT NULL DEFAULT 0,
     recency_days integer, rfm_r smallint, rfm_f smallint, rfm_m smallint, rfm_segment text,
     tier text, birthday_month smallint, offers_consent boolean NOT NULL DEFAULT true,
-    tags text[] NOT NULL DEFAULT '{}', predicted_value_12m numeric, p_alive double precision
+    tags text[] NOT NULL DEFAULT '{}', predicted_value_12m numeric, p_alive double precision,
+    badges text[] NOT NULL DEFAULT '{}'
 )
 """
 
@@ -83,6 +86,7 @@ rows = st.lists(
             "registered_unit": st.none() | st.sampled_from(UNITS),
             "registered_at": _moment(),
             "tags": _subset(TAGS),
+            "badges": _subset(BADGES),
             "offers_consent": st.booleans(),
         }
     ),

@@ -35,6 +35,7 @@ _COLUMNS = [
     "registered_at",
     "tags",
     "offers_consent",
+    "badges",
 ]
 
 

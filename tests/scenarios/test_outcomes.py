@@ -3,6 +3,8 @@ not at all; which answers are bugs whatever failed; how long the load took to re
 
 from __future__ import annotations
 
+import uuid
+
 from loyalty_devstack.reliability.outcomes import (
     CHECKOUT,
     CONNECTION,
@@ -15,6 +17,7 @@ from loyalty_devstack.reliability.outcomes import (
     Ledger,
     Posting,
     Request,
+    engagement_awards,
     recovery,
     tally,
 )
@@ -195,3 +198,26 @@ def test_no_success_after_the_last_failure_is_no_recovery() -> None:
     timeline = Request(PURCHASE, "r", "o", "m")
     timeline.attempts = [Attempt(5.0, 6.0, "503")]
     assert recovery([timeline], fault_at=5.0) is None
+
+
+def test_an_engagement_award_done_twice_or_lost_is_a_problem() -> None:
+    def earn(member: str) -> Posting:
+        return Posting(uuid.uuid4().hex, "EARN", uuid.uuid4().hex, "", member)
+
+    def award(member: str, reason: str) -> Posting:
+        return Posting(uuid.uuid4().hex, "ADJUST", "", "", member, reason)
+
+    once = [earn("a"), award("a", "j"), earn("a"), award("a", "j"), earn("a"), award("a", "j")]
+    fourth = [earn("a"), award("a", "j"), award("a", "c")]
+    assert engagement_awards([*once, *fourth], "j", "c", 3) == []
+    assert engagement_awards([earn("c"), award("c", "j")], "j", "c", 3) == []
+    twice = [*once, award("a", "j"), award("a", "c")]
+    lost = [earn("b"), earn("b"), earn("b"), award("b", "j"), award("b", "c"), award("b", "c")]
+    assert engagement_awards(twice + lost, "j", "c", 3) == [
+        "engagement: member a 3 purchases, 4 journey awards",
+        "engagement: member b 3 purchases, 1 journey awards",
+        "engagement: member b 3 purchases, 2 challenge rewards (once a month from 3)",
+    ]
+    # Across a month's end the challenge may pay twice (or not at all), never three times.
+    assert engagement_awards([*once, award("a", "c"), award("a", "c")], "j", "c", 3, 2) == []
+    assert engagement_awards(once, "j", "c", 3, 2) == []

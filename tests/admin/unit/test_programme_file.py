@@ -44,7 +44,24 @@ def test_the_schema_in_docs_is_the_one_the_contracts_generate() -> None:
 def test_the_huayue_file_follows_the_schema_and_reads_as_the_services_messages() -> None:
     jsonschema.validate(yaml.safe_load(HUAYUE.read_text()), schema.programme_schema())
     found = loads(HUAYUE.read_text())
-    assert found.sections == ["points", "tiers", "benefits", "reward_stock"]
+    assert found.sections == [
+        "points",
+        "tiers",
+        "benefits",
+        "reward_stock",
+        "journeys",
+        "challenges",
+    ]
+    assert [j.key for j in found.journeys or []] == [
+        "win-back",
+        "expiring-points",
+        "hotel-to-cinema",
+        "welcome-silver",
+        "welcome-gold",
+        "welcome-platinum",
+        "welcome-diamond",
+        "birthday-gift",
+    ]
     assert found.points == huayue_programme()
     assert found.points is not None and found.points.units[1].multiplier == "2"
     assert found.points.effective_from.ToJsonString() == "2019-12-31T16:00:00Z"  # +08:00 kept
@@ -142,7 +159,11 @@ def test_a_file_that_is_not_yaml_says_where() -> None:
 
 def test_validate_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["programme", "validate", str(HUAYUE)]) == 0
-    assert capsys.readouterr().out == f"{HUAYUE}: valid (points, tiers, benefits, reward_stock)\n"
+    assert (
+        capsys.readouterr().out
+        == f"{HUAYUE}: valid (points, tiers, benefits, reward_stock, journeys, "
+        "challenges)\n"
+    )
     broken = tmp_path / "broken.yaml"
     broken.write_text(_huayue(("window_months: 12", "window_months: twelve")))
     assert main(["programme", "validate", str(broken)]) == 1
@@ -201,3 +222,59 @@ def test_the_command_line_lists_every_job() -> None:
     from loyalty_admin import cli, jobs
 
     assert {name: job.what for name, job in jobs.JOBS.items()} == cli.JOBS
+
+
+def test_a_journey_is_checked_offline_where_it_is_written() -> None:
+    problems = _problems(
+        _huayue(
+            ("- key: expiring-points", "- key: win-back"),
+            ("      template: cinema-ticket\n      unit: cinema", "      template: cinema\n"),
+            ("- key: welcome-gold", "- key: Welcome_Gold"),
+            (
+                "  steps:\n  - issue_coupon:\n      template: welcome-platinum\n"
+                "      grant_key: welcome:platinum\n",
+                "  stepz: []\n",
+            ),
+            ("  state: JOURNEY_STATE_ACTIVE\n", "  state: JOURNEY_STATE_ENDED\n"),
+        )
+    )
+    text = "\n".join(problems)
+    assert "journeys[0].state: one of JOURNEY_STATE_DRAFT, JOURNEY_STATE_ACTIVE" in text
+    assert "journeys[1].key: 'win-back' is the key of journeys[0]" in text
+    assert "journeys[2].steps[0].issue_coupon.template: 'cinema': no such coupon template" in text
+    assert 'journeys[4].key: lowercase letters, digits and "-", at most 63' in text
+    assert "journeys[5].stepz: unknown field (known: " in text
+    assert "journeys[5]: required field 'steps' is missing" in text
+    assert all(problem.startswith("f.yaml:") and ":0:" not in problem for problem in problems)
+
+
+def test_a_journey_compares_by_what_the_service_keeps() -> None:
+    """The service answers the group's unit, the DRAFT state, the dev channel and empty
+    messages a file leaves out: the same journey; steps are in order."""
+    from loyalty.engagement.v1 import engagement_service_pb2 as pb
+    from loyalty.identity.v1 import member_pb2
+
+    sms = member_pb2.CONSENT_PURPOSE_MARKETING_SMS
+    written = pb.Journey(
+        key="k",
+        display_name="n",
+        trigger=pb.Trigger(kind=pb.TRIGGER_KIND_BIRTHDAY),
+        steps=[
+            pb.Step(send_message=pb.SendMessage(purpose=sms, body="hi")),
+            pb.Step(delay=pb.Delay(seconds=60)),
+        ],
+    )
+    kept = pb.Journey()
+    kept.CopyFrom(written)
+    kept.name, kept.version, kept.unit = "journeys/x", 3, "group"
+    kept.state = pb.JOURNEY_STATE_DRAFT
+    kept.steps[0].send_message.channel = "dev"
+    kept.conditions.SetInParent()
+    kept.frequency_cap.SetInParent()
+    kept.budget.SetInParent()
+    assert canonical(kept) == canonical(written)
+    swapped = pb.Journey()
+    swapped.CopyFrom(written)
+    swapped.steps[0].CopyFrom(written.steps[1])
+    swapped.steps[1].CopyFrom(written.steps[0])
+    assert changes(canonical(written), canonical(swapped))

@@ -141,6 +141,7 @@ class FakeImports:
                 birthday=profile.birthday or row.birthday,
                 region=profile.region or row.region,
                 preferred_language=profile.preferred_language,
+                time_zone=profile.time_zone,
             )
             for given in row.consents:
                 purpose = consent_purpose(given.purpose)

@@ -31,6 +31,32 @@ async def test_only_the_fields_named_change_and_are_announced(identity: Identity
     assert identity.row(member.member_id).updated_at == identity.now
 
 
+async def test_a_time_zone_is_validated_kept_and_announced(identity: Identity) -> None:
+    member = await identity.register()
+    with pytest.raises(InvalidArgument) as refused:
+        await identity(
+            handlers.update_profile,
+            member.member_id,
+            Profile(time_zone="Mars/Olympus_Mons"),
+            ["time_zone"],
+            identity.later(),
+        )
+    assert [v.field for v in refused.value.field_violations] == ["profile.time_zone"]
+
+    updated = await identity(
+        handlers.update_profile,
+        member.member_id,
+        Profile(time_zone="Europe/Paris"),
+        ["time_zone"],
+        identity.later(),
+    )
+
+    assert updated.profile.time_zone == "Europe/Paris"
+    assert identity.events[-1] == events.ProfileChanged(
+        member.member_id, ("time_zone",), None, identity.now, "Europe/Paris"
+    )
+
+
 async def test_a_profile_update_that_changes_nothing_announces_nothing(identity: Identity) -> None:
     member = await identity.register(region="Beijing")
     before = len(identity.events)

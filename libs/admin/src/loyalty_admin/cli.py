@@ -155,7 +155,7 @@ async def _programme(args: argparse.Namespace) -> int:
     async with connected(settings) as services:
         planner = Planner(
             services,
-            await services.read(),
+            await services.read(journeys=file.journeys is not None or file.challenges is not None),
             now=now,
             effective_from=getattr(args, "effective_from", None),
             reason=getattr(args, "reason", "") or f"loyalty-admin programme apply {args.file.name}",

@@ -4,14 +4,16 @@ The YAML is composed into nodes first, so each value's line and column is known 
 (`points.units[1].multiplier`); the file is then checked against the JSON Schema generated from
 the contracts (`loyalty_admin.schema`), each section parsed into its message with
 `json_format.ParseDict`, and the sections checked against each other (a reward's coupon
-template exists, the catalogue's tiers are the ladder's...), which no single service can check
-before the first of them has changed. A file with problems changes nothing.
+template exists, the catalogue's tiers are the ladder's, a journey's coupon is the
+catalogue's...), which no single service can check before the first of them has changed. A
+file with problems changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,20 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import catalogue_pb2
+from loyalty.engagement.v1 import challenges_pb2, engagement_service_pb2
 from loyalty.points.v1 import programme_pb2
 from loyalty.tiers.v1 import tiers_service_pb2
 
-from loyalty_admin.messages import SECTION, SECTIONS, STOCK, parse
+from loyalty_admin.messages import (
+    CHALLENGE,
+    CHALLENGES,
+    JOURNEY,
+    JOURNEYS,
+    SECTION,
+    SECTIONS,
+    STOCK,
+    parse,
+)
 from loyalty_admin.schema import RFC3339, programme_schema
 
 Path_ = tuple[str | int, ...]
@@ -62,6 +74,8 @@ class ProgrammeFile:
     tiers: tiers_service_pb2.Ladder | None = None
     benefits: catalogue_pb2.Catalogue | None = None
     reward_stock: dict[str, int] | None = None
+    journeys: list[engagement_service_pb2.Journey] | None = None
+    challenges: list[challenges_pb2.Challenge] | None = None
     sections: list[str] = field(default_factory=list)
 
 
@@ -210,6 +224,20 @@ def loads(text: str) -> ProgrammeFile:
     if STOCK in data:
         document.reward_stock = dict(data[STOCK] or {})
         document.sections.append(STOCK)
+    for key, kind in ((JOURNEYS, JOURNEY), (CHALLENGES, CHALLENGE)):
+        if key not in data:
+            continue
+        items: list[Any] = []
+        for i, item in enumerate(data[key] or []):
+            message = kind()
+            try:
+                json_format.ParseDict(item, message)
+            except json_format.ParseError as error:
+                problems.append(located.problem((key, i), str(error)))
+                continue
+            items.append(message)
+        setattr(document, key, items)
+        document.sections.append(key)
     if problems:
         raise InvalidFile(problems)
     return document
@@ -270,6 +298,63 @@ def _cross_checks(data: dict[str, Any], at: _Located) -> list[Problem]:
     if isinstance(data.get(STOCK), dict) and "benefits" in data:
         for code in data[STOCK]:
             check((STOCK, code), code, rewards, "reward in benefits.rewards", key=True)
+    problems.extend(_journey_checks(data, at, templates if "benefits" in data else None))
+    problems.extend(_keys(data, at, CHALLENGES))
+    if "benefits" in data:
+        for i, challenge in enumerate(data.get(CHALLENGES) or []):
+            template = (challenge.get("reward") or {}).get("coupon_template", "")
+            check(
+                (CHALLENGES, i, "reward", "coupon_template"), template, templates, "coupon template"
+            )
+    return problems
+
+
+def _keys(data: dict[str, Any], at: _Located, section: str) -> list[Problem]:
+    """The keys of a list section's items are well formed and unique."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(data.get(section) or []):
+        key = item.get("key", "")
+        if key and not JOURNEY_KEY.match(key):
+            problems.append(
+                at.problem((section, i, "key"), 'lowercase letters, digits and "-", at most 63')
+            )
+        if key in seen:
+            problems.append(
+                at.problem((section, i, "key"), f"{key!r} is the key of {section}[{seen[key]}]")
+            )
+        seen.setdefault(key, i)
+    return problems
+
+
+JOURNEY_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# The states a file may give a journey: ENDED is the service's (past its end_time).
+JOURNEY_STATES = ("JOURNEY_STATE_DRAFT", "JOURNEY_STATE_ACTIVE", "JOURNEY_STATE_PAUSED")
+
+
+def _journey_checks(
+    data: dict[str, Any], at: _Located, templates: dict[str, Path_] | None
+) -> list[Problem]:
+    """Journeys' keys are well formed and unique, their states ones a file may set, and the
+    coupon templates their steps issue the catalogue's (when the file has one)."""
+    problems = _keys(data, at, JOURNEYS)
+    for i, journey in enumerate(data.get(JOURNEYS) or []):
+        state = journey.get("state")
+        if state is not None and state not in JOURNEY_STATES:
+            problems.append(
+                at.problem((JOURNEYS, i, "state"), f"one of {', '.join(JOURNEY_STATES)}")
+            )
+        if templates is None:
+            continue
+        for j, step in enumerate(journey.get("steps") or []):
+            template = (step.get("issue_coupon") or {}).get("template", "")
+            if template and template not in templates:
+                problems.append(
+                    at.problem(
+                        (JOURNEYS, i, "steps", j, "issue_coupon", "template"),
+                        f"{template!r}: no such coupon template in the file",
+                    )
+                )
     return problems
 
 

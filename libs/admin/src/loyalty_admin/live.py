@@ -19,6 +19,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc, catalogue_pb2
+from loyalty.engagement.v1 import challenges_pb2, challenges_pb2_grpc, engagement_service_pb2_grpc
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc, programme_pb2
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
@@ -71,19 +73,29 @@ class Live:
     tiers: tiers_pb.Ladder | None = None
     benefits: catalogue_pb2.Catalogue | None = None
     stock: dict[str, int] = field(default_factory=dict)
+    # Every journey (None: not read); the file's are the ones with its keys.
+    journeys: list[engagement_pb.Journey] | None = None
+    challenges: list[challenges_pb2.Challenge] | None = None
 
 
 class Services:
-    """Stubs of the three services that keep the programme, with the admin's metadata."""
+    """Stubs of the services that keep the programme, with the admin's metadata."""
 
     def __init__(self, settings: Settings, channels: dict[str, grpc.aio.Channel]) -> None:
         self.metadata = admin_metadata(settings)
         self.points = points_service_pb2_grpc.PointsServiceStub(channels["points"])
         self.tiers = tiers_service_pb2_grpc.TiersServiceStub(channels["tiers"])
         self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(channels["benefits"])
+        self.engagement = engagement_service_pb2_grpc.EngagementServiceStub(channels["engagement"])
+        self.challenges = challenges_pb2_grpc.ChallengeServiceStub(channels["engagement"])
 
-    async def read(self) -> Live:
+    async def read(self, *, journeys: bool = True) -> Live:
+        """What the services hold; without `journeys`, the engagement service is not asked
+        (a file without journeys or challenges needs nothing of it)."""
         live = Live()
+        if journeys:
+            live.journeys = await self.journeys()
+            live.challenges = await self.challenge_list()
         live.points, live.points_in_force = await self._latest_programme()
         try:
             ladder = await self.tiers.GetLadder(tiers_pb.GetLadderRequest(), metadata=self.metadata)
@@ -129,6 +141,32 @@ class Services:
                 return latest, in_force
             latest = found.programme
 
+    async def journeys(self) -> list[engagement_pb.Journey]:
+        found: list[engagement_pb.Journey] = []
+        token = ""
+        while True:
+            page = await self.engagement.ListJourneys(
+                engagement_pb.ListJourneysRequest(page_size=200, page_token=token),
+                metadata=self.metadata,
+            )
+            found.extend(page.journeys)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    async def challenge_list(self) -> list[challenges_pb2.Challenge]:
+        found: list[challenges_pb2.Challenge] = []
+        token = ""
+        while True:
+            page = await self.challenges.ListChallenges(
+                challenges_pb2.ListChallengesRequest(page_size=200, page_token=token),
+                metadata=self.metadata,
+            )
+            found.extend(page.challenges)
+            token = page.next_page_token
+            if not token:
+                return found
+
     async def stock(self) -> dict[str, int]:
         stock: dict[str, int] = {}
         token = ""
@@ -147,7 +185,7 @@ class Services:
 async def connected(settings: Settings) -> AsyncIterator[Services]:
     channels = {
         name: channel(settings.target_of(name), default_deadline=30.0, max_deadline=60.0)
-        for name in ("points", "tiers", "benefits")
+        for name in ("points", "tiers", "benefits", "engagement")
     }
     try:
         yield Services(settings, channels)

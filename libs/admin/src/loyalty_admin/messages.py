@@ -4,7 +4,9 @@ Each top-level key of a programme file is one service's document, written as the
 message that service's Update RPC takes (field names as in the .proto files, enums by name,
 timestamps RFC 3339, decimals as strings), so the file follows the contracts and nothing is
 mapped by hand: `json_format.ParseDict` reads a section, `plain` writes one back. Only the
-reward stock, which the contracts keep outside the catalogue (RestockReward), is a plain map.
+reward stock, which the contracts keep outside the catalogue (RestockReward), is a plain map,
+and `journeys` and `challenges` lists of engagement's journeys and challenges (each the message
+CreateJourney / CreateChallenge takes, named by its `key`).
 
 `canonical` is what two versions of a section are compared by: the service's stored answer
 spells decimals its own way ("5000.00" for "5000"), fills defaults the file may leave out and
@@ -24,6 +26,7 @@ from google.api import field_behavior_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import catalogue_pb2
+from loyalty.engagement.v1 import challenges_pb2, engagement_service_pb2
 from loyalty.points.v1 import programme_pb2
 from loyalty.tiers.v1 import tiers_service_pb2
 
@@ -48,6 +51,14 @@ SECTIONS = (
 )
 SECTION = {section.key: section for section in SECTIONS}
 STOCK = "reward_stock"  # reward code -> units kept in stock (benefits service)
+# Journeys (engagement service): a list of loyalty.engagement.v1.Journey, each named by its
+# `key`; the file's journeys are made or changed, the others left alone.
+JOURNEYS = "journeys"
+JOURNEY = engagement_service_pb2.Journey
+# Challenges (engagement service): a list of loyalty.engagement.v1.Challenge, each named by its
+# `key`; the missing ones are created (a challenge is never changed: the service has no update).
+CHALLENGES = "challenges"
+CHALLENGE = challenges_pb2.Challenge
 
 # What a service stores when the section leaves a field unset (from the contracts' comments
 # and the services' conversions): a file without them matches a live document with them.
@@ -61,15 +72,24 @@ DEFAULTS: dict[tuple[str, str], object] = {
     ("loyalty.tiers.v1.Ladder", "base_currency_code"): "CNY",
     ("loyalty.tiers.v1.Tier", "combine"): "COMBINE_ANY",
     ("loyalty.benefits.v1.Catalogue", "time_zone"): "Asia/Shanghai",
+    ("loyalty.engagement.v1.Journey", "unit"): "group",  # the admin's
+    ("loyalty.engagement.v1.Journey", "state"): "JOURNEY_STATE_DRAFT",
+    ("loyalty.engagement.v1.SendMessage", "channel"): "dev",
+    ("loyalty.engagement.v1.Challenge", "unit"): "group",
+    ("loyalty.engagement.v1.Challenge", "time_zone"): "Asia/Shanghai",
 }
 
 # Lists whose order is meaning: the ladder's tiers and the catalogue's tiers, entry tier first.
 ORDERED = frozenset(
-    {("loyalty.tiers.v1.Ladder", "tiers"), ("loyalty.benefits.v1.Catalogue", "tiers")}
+    {
+        ("loyalty.tiers.v1.Ladder", "tiers"),
+        ("loyalty.benefits.v1.Catalogue", "tiers"),
+        ("loyalty.engagement.v1.Journey", "steps"),
+    }
 )
 
 # The field naming an element of a list, for diffs ("units[hotel].multiplier").
-KEYS = ("code", "unit", "tier", "currency_code", "partner", "metric")
+KEYS = ("key", "code", "unit", "tier", "currency_code", "partner", "metric")
 
 
 def output_only(field: FieldDescriptor) -> bool:

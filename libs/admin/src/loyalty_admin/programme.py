@@ -10,11 +10,12 @@ for the very first version, which may start in the past for receipts replayed un
 change in a file whose `effective_from` has passed takes effect now, and the plan says so.
 `--effective-from` sets the time for the change instead.
 
-The steps run in dependency order (points, tiers, benefits, reward stock), each one RPC of its
-service. Everything a service could refuse offline was checked before the first one (the file
-as a whole, see `document`); if a step still fails, the ones before it stay applied, the
-failure is reported with the steps left, and running apply again finishes the job (the
-applied sections are then found unchanged).
+The steps run in dependency order (points, tiers, benefits, reward stock, journeys), each
+one RPC of its service (journeys: one or two per journey that differs, see
+`Planner._journeys`). Everything a service could refuse offline was checked before the first
+one (the file as a whole, see `document`); if a step still fails, the ones before it stay
+applied, the failure is reported with the steps left, and running apply again finishes the
+job (the applied sections are then found unchanged).
 """
 
 from __future__ import annotations
@@ -32,13 +33,24 @@ import yaml
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+from loyalty.engagement.v1 import challenges_pb2
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import programme_pb2
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 
 from loyalty_admin.document import ProgrammeFile
 from loyalty_admin.live import Live, Services, explain
-from loyalty_admin.messages import SECTION, SECTIONS, STOCK, canonical, changes, plain
+from loyalty_admin.messages import (
+    CHALLENGES,
+    JOURNEYS,
+    SECTION,
+    SECTIONS,
+    STOCK,
+    canonical,
+    changes,
+    plain,
+)
 
 
 @dataclass
@@ -125,7 +137,196 @@ class Planner:
             steps.append(self._document("benefits", file.benefits, self.live.benefits))
         if file.reward_stock is not None:
             steps.append(self._stock(file, file.reward_stock))
+        if file.journeys is not None:
+            steps.append(self._journeys(file.journeys))
+        if file.challenges is not None:
+            steps.append(self._challenges(file.challenges))
         return steps
+
+    def _challenges(self, wanted: list[challenges_pb2.Challenge]) -> Step:
+        """The file's challenges, found by key (one without a key whose unit and display name
+        are the file's, made before the file named it, counts as it): the missing ones
+        created. A challenge is never changed (the service keeps no versions of one, and
+        members' progress counts toward it as it is): a changed one is refused."""
+        step = Step(CHALLENGES, "engagement", 0)
+        live = self.live.challenges or []
+        keyed = {c.key: c for c in live if c.key}
+        unkeyed = {(c.unit, c.display_name): c for c in live if not c.key}
+        before: list[dict[str, Any]] = []
+        after: list[dict[str, Any]] = []
+        missing: list[challenges_pb2.Challenge] = []
+        for challenge in wanted:
+            unit = challenge.unit or "group"
+            current = keyed.get(challenge.key) or unkeyed.pop((unit, challenge.display_name), None)
+            after.append(canonical(challenge))
+            if current is None:
+                missing.append(challenge)
+                continue
+            seen = engagement_copy(current)
+            seen.ClearField("name")
+            seen.key = challenge.key
+            if not challenge.HasField("start_time"):
+                seen.ClearField("start_time")  # its creation: the file left it to the service
+            before.append(canonical(seen))
+            differs = changes(
+                canonical(seen), canonical(challenge), f"{CHALLENGES}[{challenge.key}]"
+            )
+            if differs:
+                raise PlanRefused(
+                    f"{differs[0].lstrip('~+- ')}: a challenge is never changed (members' "
+                    "progress counts toward it as it is); give the changed one a new key"
+                )
+        step.changes = changes(before, after, CHALLENGES)
+        if not step.changes:
+            return step
+        stub, metadata = self.services.challenges, self.services.metadata
+
+        async def run() -> str:
+            for challenge in missing:
+                request_id = (
+                    f"programme-apply-challenge-{challenge.key}-{_digest(canonical(challenge))}"
+                )
+                await stub.CreateChallenge(
+                    challenges_pb2.CreateChallengeRequest(
+                        challenge=challenge, request_id=request_id
+                    ),
+                    metadata=metadata,
+                )
+            return f"created {len(missing)}"
+
+        step.run = run
+        return step
+
+    def _journeys(self, wanted: list[engagement_pb.Journey]) -> Step:
+        """The file's journeys, found by key: the missing ones created (a journey without a
+        key whose display name is the file's, made before the file named it, is given the key),
+        the changed ones updated (a new version: running entries keep theirs), and the state
+        set with PauseJourney / ResumeJourney. Journeys the file does not name are left
+        alone."""
+        step = Step(JOURNEYS, "engagement", 0)
+        live = self.live.journeys or []
+        keyed = {j.key: j for j in live if j.key}
+        unkeyed = {j.display_name: j for j in live if not j.key}
+        before: list[dict[str, Any]] = []
+        after: list[dict[str, Any]] = []
+        calls: list[Callable[[], Awaitable[None]]] = []
+        for journey in wanted:
+            current = keyed.get(journey.key)
+            adopted = current is None and journey.display_name in unkeyed
+            if adopted:
+                current = unkeyed.pop(journey.display_name)
+            if current is not None:
+                seen = canonical(current)
+                if adopted:
+                    seen["key"] = journey.key
+                if current.state == engagement_pb.JOURNEY_STATE_ENDED:
+                    # Past its end_time: whatever state it keeps, nothing enters; a pause or
+                    # resume would change nothing, a later end_time in the file opens it again.
+                    seen["state"] = canonical(journey).get("state", "")
+                    step.notes.append(f"{JOURNEYS}[{journey.key}] has ended (its end_time)")
+                before.append(seen)
+            after.append(canonical(journey))
+            calls.extend(self._journey_calls(journey, current, adopted))
+        step.changes = changes(before, after, JOURNEYS)
+        if not step.changes:
+            return step
+
+        async def run() -> str:
+            for call in calls:
+                await call()
+            return f"{len(calls)} call(s)"
+
+        step.run = run
+        return step
+
+    def _journey_calls(
+        self,
+        wanted: engagement_pb.Journey,
+        current: engagement_pb.Journey | None,
+        adopted: bool,
+    ) -> list[Callable[[], Awaitable[None]]]:
+        """The RPCs that make the live journey `current` (None: none yet) the file's."""
+        key = wanted.key
+        stub, metadata = self.services.engagement, self.services.metadata
+        definition = engagement_pb.Journey()
+        definition.CopyFrom(wanted)
+        definition.ClearField("state")
+        state = wanted.state or engagement_pb.JOURNEY_STATE_DRAFT
+        if current is None:
+            if state == engagement_pb.JOURNEY_STATE_PAUSED:
+                raise PlanRefused(
+                    f"{JOURNEYS}[{key}]: a new journey is created DRAFT or ACTIVE, not PAUSED"
+                )
+            definition.state = state
+            request_id = f"programme-apply-journey-{key}-{_digest(canonical(definition))}"
+
+            async def create() -> None:
+                await stub.CreateJourney(
+                    engagement_pb.CreateJourneyRequest(journey=definition, request_id=request_id),
+                    metadata=metadata,
+                )
+
+            return [create]
+        calls: list[Callable[[], Awaitable[None]]] = []
+        live_definition = engagement_pb.Journey()
+        live_definition.CopyFrom(current)
+        live_definition.ClearField("state")
+        if canonical(live_definition).get("unit") != canonical(definition).get("unit"):
+            raise PlanRefused(
+                f"{JOURNEYS}[{key}]: the unit of a journey never changes "
+                f"({current.unit} in the service)"
+            )
+        if adopted or canonical(live_definition) != canonical(definition):
+            definition.name = current.name
+            request_id = (
+                f"programme-apply-journey-{key}-v{current.version}-{_digest(canonical(definition))}"
+            )
+
+            async def update() -> None:
+                await stub.UpdateJourney(
+                    engagement_pb.UpdateJourneyRequest(journey=definition, request_id=request_id),
+                    metadata=metadata,
+                )
+
+            calls.append(update)
+        if state != current.state and current.state != engagement_pb.JOURNEY_STATE_ENDED:
+            calls.append(self._state_call(key, current, state))
+        return calls
+
+    def _state_call(
+        self, key: str, current: engagement_pb.Journey, state: int
+    ) -> Callable[[], Awaitable[None]]:
+        stub, metadata = self.services.engagement, self.services.metadata
+        # Pausing and resuming are idempotent: a fresh id each time is safe.
+        request_id = f"programme-apply-journey-{key}-state-{uuid.uuid4().hex}"
+        if state == engagement_pb.JOURNEY_STATE_ACTIVE and current.state in (
+            engagement_pb.JOURNEY_STATE_DRAFT,
+            engagement_pb.JOURNEY_STATE_PAUSED,
+        ):
+
+            async def resume() -> None:
+                await stub.ResumeJourney(
+                    engagement_pb.ResumeJourneyRequest(name=current.name, request_id=request_id),
+                    metadata=metadata,
+                )
+
+            return resume
+        if (
+            state == engagement_pb.JOURNEY_STATE_PAUSED
+            and current.state == engagement_pb.JOURNEY_STATE_ACTIVE
+        ):
+
+            async def pause() -> None:
+                await stub.PauseJourney(
+                    engagement_pb.PauseJourneyRequest(name=current.name, request_id=request_id),
+                    metadata=metadata,
+                )
+
+            return pause
+        names = engagement_pb.JourneyState.Name
+        raise PlanRefused(
+            f"{JOURNEYS}[{key}]: a {names(current.state)} journey cannot become {names(state)}"  # type: ignore[arg-type]
+        )
 
     def _points(self, wanted: programme_pb2.Programme) -> Step:
         live = self.live.points
@@ -295,7 +496,31 @@ def export(live: Live, now: datetime) -> dict[str, Any]:
     if live.benefits is not None:
         document["benefits"] = plain(live.benefits)
         document[STOCK] = dict(sorted(live.stock.items()))
+    keyed = sorted((j for j in live.journeys or [] if j.key), key=lambda j: j.key)
+    if keyed:
+        document[JOURNEYS] = [_keyed_document(j) for j in keyed]
+    challenges = sorted((c for c in live.challenges or [] if c.key), key=lambda c: c.key)
+    if challenges:
+        document[CHALLENGES] = [_keyed_document(c) for c in challenges]
     return document
+
+
+def _keyed_document(message: Message) -> dict[str, Any]:
+    """A journey or challenge as a file writes it: its key first, without the service's name
+    for it, the unit only when not the group's."""
+    written = plain(message)
+    written.pop("name", None)
+    if written.get("state") == "JOURNEY_STATE_ENDED":
+        del written["state"]  # the service's (past its end_time), not one a file sets
+    if written.get("unit") == "group":
+        del written["unit"]
+    return {"key": written.pop("key"), **written}
+
+
+def engagement_copy(message: challenges_pb2.Challenge) -> challenges_pb2.Challenge:
+    copy = challenges_pb2.Challenge()
+    copy.CopyFrom(message)
+    return copy
 
 
 def export_text(live: Live, now: datetime) -> str:

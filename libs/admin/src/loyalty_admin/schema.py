@@ -19,7 +19,16 @@ from typing import Any
 from google.protobuf import descriptor
 from loyalty_gateway.http.openapi import comments
 
-from loyalty_admin.messages import SECTIONS, STOCK, output_only, required
+from loyalty_admin.messages import (
+    CHALLENGE,
+    CHALLENGES,
+    JOURNEY,
+    JOURNEYS,
+    SECTIONS,
+    STOCK,
+    output_only,
+    required,
+)
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 RFC3339 = (
@@ -116,6 +125,28 @@ def programme_schema() -> dict[str, Any]:
         "reward up to this with RestockReward, never takes stock away.",
         "type": "object",
         "additionalProperties": {"type": "integer", "minimum": 0},
+    }
+    properties[JOURNEYS] = {
+        "description": "Journeys (loyalty.engagement.v1.Journey), as the engagement service's "
+        "CreateJourney takes them, each named by its `key`: applying the file creates the "
+        "missing ones and updates (a new version), pauses or resumes the ones that differ; "
+        "journeys the file does not name are left alone.",
+        "type": "array",
+        "items": {
+            **builder.ref(JOURNEY.DESCRIPTOR),
+            "required": ["key", "display_name", "trigger", "steps"],
+        },
+    }
+    properties[CHALLENGES] = {
+        "description": "Challenges (loyalty.engagement.v1.Challenge), as the engagement "
+        "service's CreateChallenge takes them, each named by its `key`: applying the file "
+        "creates the missing ones; a challenge is never changed (a changed one is refused: "
+        "give it a new key).",
+        "type": "array",
+        "items": {
+            **builder.ref(CHALLENGE.DESCRIPTOR),
+            "required": ["key", "display_name", "goal", "window"],
+        },
     }
     return {
         "$schema": DRAFT,

@@ -84,6 +84,7 @@ ORDER = (
     settlement.RULE,
     "tiers-activity",
     "insights-ledger",
+    "engagement-points-once",
     "benefit-consumed-once",
     "coupon-redeemed-once",
     "reward-paid-once",
@@ -101,6 +102,9 @@ def rules(options: Options) -> dict[str, RuleFn]:
     named["tiers-activity"] = functools.partial(crossdb.tiers_activity, members=scope)
     named["reward-paid-once"] = functools.partial(crossdb.reward_paid_once, members=scope)
     named["insights-ledger"] = functools.partial(crossdb.insights_ledger, members=scope)
+    named["engagement-points-once"] = functools.partial(
+        crossdb.engagement_points_once, members=scope
+    )
     assert set(named) == set(ORDER)
     return {name: named[name] for name in ORDER}
 

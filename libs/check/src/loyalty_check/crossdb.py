@@ -13,6 +13,10 @@ lower-case ids), and merged here in one pass.
 - insights-ledger: every posting and lot movement of the ledger reached insights (its
   `LedgerPosted` facts, what the points liability is figured from) once, with the same points,
   under the member whose account it is on. Skipped where insights is not deployed.
+- engagement-points-once: every points award engagement recorded as done (a challenge's
+  completion, a journey's award step) is on the ledger, and every adjustment posted under a
+  challenge's or a journey's reason is one that engagement recorded: none lost, none twice.
+  Skipped where engagement is not deployed.
 """
 
 from __future__ import annotations
@@ -147,6 +151,11 @@ async def merge(
         else:
             compare(a[key], a, b)
             a, b = await anext(lefts, None), await anext(rights, None)
+
+
+async def _rows_of(conn: asyncpg.Connection, sql: str, *args: Any) -> AsyncIterator[asyncpg.Record]:
+    async for row in conn.cursor(sql, *args, prefetch=PREFETCH):
+        yield row
 
 
 def _totals(row: asyncpg.Record | None) -> tuple[int, int, Any]:
@@ -307,5 +316,90 @@ async def insights_ledger(dbs: Databases, limit: int, members: Collection[str] =
                 _said(found),
                 "lot movements differ" if expected[:3] == found[:3] else detail,
             )
+        )
+    return result
+
+
+# The points awards engagement recorded as done: a challenge completion's note names its
+# posting ("points:<id>"); a journey's award step keeps it as the run's detail. A merge copies
+# the absorbed member's completions to the survivor: one posting, listed once.
+ENGAGEMENT_AWARDS = """
+SELECT posting_id, min(member_id) AS member_id, min(source) AS source FROM (
+    SELECT substr(t, 8) AS posting_id, c.member_id, 'challenges/' || c.challenge_id AS source
+    FROM challenge_completions c CROSS JOIN LATERAL unnest(string_to_array(c.rewards, ' ')) t
+    WHERE t LIKE 'points:%'
+    UNION ALL
+    SELECT r.detail, e.member_id, 'journeys/' || e.journey_id
+    FROM step_runs r JOIN journey_entries e ON e.entry_id = r.entry_id
+    JOIN journey_versions v ON v.journey_id = e.journey_id AND v.version = e.version
+    WHERE r.outcome = 'done' AND (v.spec -> 'steps' -> r.step) ? 'award_points'
+) recorded GROUP BY posting_id ORDER BY posting_id COLLATE "C"
+"""
+# The reasons engagement's awards are posted under (a leaderboard's payouts record no posting:
+# a reason that is also a leaderboard's is left out).
+ENGAGEMENT_REASONS = """
+SELECT reason FROM (
+    SELECT spec ->> 'display_name' AS reason FROM challenges
+    UNION
+    SELECT coalesce(nullif(s -> 'award_points' ->> 'reason', ''),
+                    'journey ' || (v.spec ->> 'display_name'))
+    FROM journey_versions v CROSS JOIN LATERAL jsonb_array_elements(v.spec -> 'steps') s
+    WHERE s ? 'award_points'
+) reasons WHERE reason NOT IN (SELECT spec ->> 'display_name' FROM leaderboards)
+"""
+ENGAGEMENT_ADJUSTMENTS = """
+SELECT posting_id::text AS posting_id, member_id::text AS member_id, reason, points
+FROM postings WHERE kind = 'adjust' AND reason = ANY($1::text[])
+ORDER BY posting_id::text COLLATE "C"
+"""
+
+
+async def engagement_points_once(
+    dbs: Databases, limit: int, members: Collection[str] = ()
+) -> RuleResult:
+    result = RuleResult(
+        "engagement-points-once",
+        "every points award of a challenge or a journey step recorded as done is on the ledger "
+        "once, and no adjustment under their reasons is unrecorded",
+    )
+    async with dbs.snapshot("points") as points:
+        if not await points.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            dbs.name_of("engagement"),
+        ):
+            result.skipped = "no engagement database (engagement is not deployed)"
+            return result
+
+    def finding(member: str, expected: str, found: str, detail: str) -> None:
+        if not _in(members, member):
+            return
+        result.total += 1
+        if len(result.findings) < limit:
+            result.findings.append(Finding(result.rule, member, expected, found, detail))
+
+    def compare(posting_id: str, recorded: asyncpg.Record | None, posted: Any) -> None:
+        if posted is None:
+            assert recorded is not None
+            finding(
+                recorded["member_id"],
+                "an adjustment on the ledger",
+                "none",
+                f"{recorded['source']}: posting {posting_id}",
+            )
+        elif recorded is None:
+            finding(
+                posted["member_id"],
+                "an award engagement recorded",
+                f"{posted['points']} points unrecorded",
+                f"{posted['reason']}: posting {posting_id}",
+            )
+
+    async with dbs.snapshot("engagement") as engagement, dbs.snapshot("points") as points:
+        reasons = [r["reason"] for r in await engagement.fetch(ENGAGEMENT_REASONS)]
+        await merge(
+            _rows(engagement, ENGAGEMENT_AWARDS),
+            _rows_of(points, ENGAGEMENT_ADJUSTMENTS, reasons),
+            "posting_id",
+            compare,
         )
     return result

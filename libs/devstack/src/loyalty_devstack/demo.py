@@ -1,24 +1,23 @@
 """The Huayue (华悦集团) demo of docs/worked-example.md, loaded through the services' own public
 RPCs (never their tables), so it doubles as a smoke test of a running suite.
 
-The programme (points rules, tier ladder, benefits catalogue, reward stock) is the file
-huayue.yaml, applied as `loyalty-admin programme apply` applies one: sections the services hold
-already are left alone. The members are registered here: each is looked up by its identity
-first, and only the missing ones are registered, with request ids derived from the demo data.
-So loading twice, or after a run that stopped half-way, changes nothing that is already there.
+The programme (points rules, tier ladder, benefits catalogue, reward stock, journeys and
+challenges) is the file huayue.yaml, applied as `loyalty-admin programme apply` applies one:
+sections the services hold already are left alone, journeys and challenges are found by their
+keys (and the demo's ones of an older data folder, made before they had keys, by their
+display names). The members are registered here: each is looked up by its identity first, and
+only the missing ones are registered, with request ids derived from the demo data. So loading
+twice, or after a run that stopped half-way, changes nothing that is already there.
 Then the generated history (`demo_history.py`): a few thousand legacy members per unit and two
 years of their past orders, imported with the member and order imports as an operator imports
-them; the same files again are the same imports, so that part is idempotent too. The
-journeys (`demo_journeys.py`, and `welcome_journeys` here, one per tier with a welcome coupon)
-are made through the engagement service, missing ones only, and the demo's challenges (the
-cross-unit Explorer, `demo_challenges.py`) are looked up and created the same way. `load`
+them; the same files again are the same imports, so that part is idempotent too. `load`
 answers with one line saying what it loaded or found.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -27,7 +26,6 @@ import grpc
 from google.protobuf.message import Message
 from loyalty.benefits.v1 import catalogue_pb2
 from loyalty.common.v1 import channel_pb2
-from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import programme_pb2
@@ -35,16 +33,14 @@ from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty_admin.document import ProgrammeFile
 from loyalty_admin.document import load as load_file
 from loyalty_admin.live import connected
-from loyalty_admin.messages import STOCK
+from loyalty_admin.messages import CHALLENGES, JOURNEYS, STOCK
 from loyalty_admin.programme import Planner, apply, report
 from loyalty_kit.channels import channel
 from loyalty_kit.settings import Settings
 
 from loyalty_devstack import demo_history
 from loyalty_devstack.demo_caller import Part, demo_metadata, not_there
-from loyalty_devstack.demo_challenges import load_challenges
 from loyalty_devstack.demo_history import HistorySettings
-from loyalty_devstack.demo_journeys import load_journeys
 
 M = TypeVar("M", bound=Message)
 
@@ -192,22 +188,27 @@ def huayue_catalogue() -> catalogue_pb2.Catalogue:
     return _copy(huayue().benefits)
 
 
-async def load_programme(settings: Settings) -> list[Part]:
+async def load_programme(settings: Settings, *, journeys: bool = True) -> list[Part]:
     """Apply huayue.yaml as `loyalty-admin programme apply` does: the sections the services
-    hold already are left alone, the others published (and the rewards stocked)."""
+    hold already are left alone, the others published (the rewards stocked, the journeys and
+    challenges made through engagement; their coupons are the catalogue's). Without
+    `journeys`, neither journeys nor challenges (a suite without engagement)."""
     async with connected(settings) as services:
         planner = Planner(
             services,
-            await services.read(),
+            await services.read(journeys=journeys),
             now=datetime.now(UTC),
             reason="Huayue demo programme (docs/worked-example.md)",
         )
-        outcome = await apply(planner.plan(huayue()), say=lambda _line: None)
+        file = huayue() if journeys else replace(huayue(), journeys=None, challenges=None)
+        outcome = await apply(planner.plan(file), say=lambda _line: None)
         if not outcome.ok:
             raise RuntimeError("demo: " + "; ".join(report(outcome)))
-        live = await services.read()
+        live = await services.read(journeys=False)
     assert live.points is not None and live.tiers is not None and live.benefits is not None
     stocked = len([code for code, units in live.stock.items() if units > 0])
+    made = len(file.journeys or [])
+    explorer = len(file.challenges or [])
     return [
         Part(f"points programme v{live.points.version}", "points" in outcome.done),
         Part(f"ladder v{live.tiers.version}", "tiers" in outcome.done),
@@ -215,46 +216,13 @@ async def load_programme(settings: Settings) -> list[Part]:
             f"catalogue v{live.benefits.version} with {stocked} rewards stocked",
             "benefits" in outcome.done or STOCK in outcome.done,
         ),
+        *([Part(f"{made} journeys", JOURNEYS in outcome.done)] if journeys else []),
+        *(
+            [Part(f"{explorer} challenge{'s' * (explorer != 1)}", CHALLENGES in outcome.done)]
+            if journeys
+            else []
+        ),
     ]
-
-
-# The reasons of tiers' TierChanged that are an upgrade the member earned or was given (not a
-# legacy tier an import carried over, a downgrade or a merge's bookkeeping).
-UPGRADES = ("qualified", "granted", "membership_purchased")
-
-
-def welcome_journeys() -> list[engagement_pb.Journey]:
-    """ "Upgrade -> welcome gift", one journey per tier of the catalogue with a welcome coupon
-    (benefits' fixed trigger before): the coupon granted under benefits' grant key
-    `welcome:{tier}`, so it is one coupon per member and tier whoever grants it."""
-    return [
-        engagement_pb.Journey(
-            display_name=f"Welcome gift: {tier.tier}",
-            unit="group",
-            trigger=engagement_pb.Trigger(
-                kind=engagement_pb.TRIGGER_KIND_TIER_CHANGED,
-                to_tier=tier.tier,
-                reasons=list(UPGRADES),
-            ),
-            steps=[
-                engagement_pb.Step(
-                    issue_coupon=engagement_pb.IssueCoupon(
-                        template=tier.welcome_coupon_template, grant_key=f"welcome:{tier.tier}"
-                    )
-                )
-            ],
-            state=engagement_pb.JOURNEY_STATE_ACTIVE,
-        )
-        for tier in huayue_catalogue().tiers
-        if tier.welcome_coupon_template
-    ]
-
-
-async def load_welcome_journeys(settings: Settings) -> Part:
-    """The welcome-gift journeys, created once like the demo's others (by name; the request
-    IDs, `demo-journey-<tier>`, make a retry the same)."""
-    wanted = [(journey.trigger.to_tier, journey) for journey in welcome_journeys()]
-    return await load_journeys(settings, wanted, "welcome-gift journeys")
 
 
 def summary(parts: list[Part]) -> str:
@@ -275,8 +243,5 @@ async def load(settings: Settings, history: HistorySettings | None = None) -> st
     parts = [
         await load_identity(settings),
         *await load_programme(settings),
-        await load_journeys(settings),  # their coupons are the catalogue's
-        await load_welcome_journeys(settings),
-        await load_challenges(settings),
     ]
     return summary([*parts, *await demo_history.load(settings, history)])

@@ -39,6 +39,12 @@ class BenefitsSettings(BaseSettings):
         "(engagement's 'upgrade -> welcome gift' journey does it now; kept for one release). "
         "Both on never issue twice: they share the grant key welcome:{tier}.",
     )
+    fixed_birthday_gifts: bool = Field(
+        default=False,
+        description="Grant the tier's birthday coupon here (the hourly job and "
+        "RunBirthdayGifts), as before journeys (engagement's birthday journey does it now; "
+        "kept for one release).",
+    )
     issuance_interval_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -49,6 +49,14 @@ class GatewaySettings(BaseSettings):
         description="How often every replica settles checkouts cut short (their owner gone or "
         "a service down): the delay between a service answering again and the checkout settled.",
     )
+    unsubscribe_attempts_per_minute: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Attempts at /v1/unsubscribe (GET or POST) one client address may make in a "
+        "moving minute; more are answered 429 with Retry-After (no guessing of links' tokens). "
+        "Counted where rate_limit_storage says.",
+    )
     rate_limit_storage: str = Field(
         default="memory://",
         description="Where per-client rate limits count: memory:// (each replica its own), or "

@@ -1,7 +1,7 @@
 """The harness's own calls, over gRPC to the services as the group's admin (a bearer token
 signed with the run's development key): the members of the load and their points before it,
-their postings after it, health, and whether the suite has settled (outboxes published,
-consumers caught up, no checkout left to settle).
+engagement's awards on the load's purchases, their postings after it, health, and whether the
+suite has settled (outboxes published, consumers caught up, no checkout left to settle).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import asyncpg
 import nats
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loyalty.common.v1 import channel_pb2
+from loyalty.engagement.v1 import challenges_pb2, challenges_pb2_grpc, engagement_service_pb2_grpc
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
@@ -33,6 +35,14 @@ ADMIN = Caller(unit="group", client_id="reliability", scopes=frozenset({"admin"}
 STARTING_POINTS = 1_000_000  # enough for every checkout and redemption of a run
 CALL_SECONDS = 15.0
 PAGE = 500
+# Engagement's awards on the load's path (`Admin.engagement_awards`): a point for each purchase
+# at the mall (a journey's step), and 10 once a month for a member's third purchase (a
+# repeatable challenge). Each posting carries its reason: counted per member after the run.
+JOURNEY_REASON = "reliability run: a point a purchase"
+CHALLENGE_NAME = "reliability run: three purchases"
+CHALLENGE_TARGET = 3
+CHALLENGE_POINTS = 10
+CHALLENGE_TIME_ZONE = "Asia/Shanghai"
 
 
 class Admin:
@@ -81,6 +91,55 @@ class Admin:
                 made.append(Member(name.removeprefix("members/"), phone))
         return made
 
+    async def engagement_awards(self) -> None:
+        """Engagement on the load's path: a journey awarding a point on each purchase at the
+        mall and a repeatable challenge paying a member's third purchase of each month."""
+        async with channel(self.targets["engagement"]) as engagement_channel:
+            journeys = engagement_service_pb2_grpc.EngagementServiceStub(engagement_channel)
+            await journeys.CreateJourney(
+                engagement_pb.CreateJourneyRequest(
+                    request_id=uuid.uuid4().hex,
+                    journey=engagement_pb.Journey(
+                        display_name="Reliability: a point a purchase",
+                        state=engagement_pb.JOURNEY_STATE_ACTIVE,
+                        trigger=engagement_pb.Trigger(
+                            kind=engagement_pb.TRIGGER_KIND_PURCHASE, unit="mall"
+                        ),
+                        steps=[
+                            engagement_pb.Step(
+                                award_points=engagement_pb.AwardPoints(
+                                    points=1, funding_unit="mall", reason=JOURNEY_REASON
+                                )
+                            )
+                        ],
+                    ),
+                ),
+                metadata=self.metadata,
+                timeout=CALL_SECONDS,
+            )
+            challenges = challenges_pb2_grpc.ChallengeServiceStub(engagement_channel)
+            await challenges.CreateChallenge(
+                challenges_pb2.CreateChallengeRequest(
+                    request_id=uuid.uuid4().hex,
+                    challenge=challenges_pb2.Challenge(
+                        display_name=CHALLENGE_NAME,
+                        goal=challenges_pb2.Goal(
+                            kind=challenges_pb2.GOAL_KIND_PURCHASES,
+                            target=CHALLENGE_TARGET,
+                            unit="mall",
+                        ),
+                        window=challenges_pb2.Window(kind=challenges_pb2.WINDOW_KIND_MONTH),
+                        reward=challenges_pb2.ChallengeReward(
+                            points=CHALLENGE_POINTS, funding_unit="group"
+                        ),
+                        repeatable=True,
+                        time_zone=CHALLENGE_TIME_ZONE,
+                    ),
+                ),
+                metadata=self.metadata,
+                timeout=CALL_SECONDS,
+            )
+
     async def postings(self, members: Sequence[Member]) -> list[Posting]:
         """Every posting of these members (ListPostings, page by page)."""
         found: list[Posting] = []
@@ -102,6 +161,8 @@ class Admin:
                             points_pb.PostingKind.Name(p.kind).removeprefix("POSTING_KIND_"),
                             p.order_id,
                             p.related_posting_id,
+                            member.member_id,
+                            p.reason,
                         )
                         for p in page.postings
                     ]

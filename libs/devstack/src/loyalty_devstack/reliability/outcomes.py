@@ -108,6 +108,8 @@ class Posting:
     kind: str  # the PostingKind without its prefix: EARN, REDEEM, REDEMPTION_CANCEL, ...
     order_id: str
     related_posting_id: str = ""
+    member_id: str = ""
+    reason: str = ""
 
 
 @dataclass
@@ -216,3 +218,41 @@ def recovery(requests: Sequence[Request], fault_at: float | None) -> float | Non
     if not after:
         return None  # never recovered while the load ran
     return round(min(after) - fault_at, 1)
+
+
+def engagement_awards(
+    postings: Sequence[Posting],
+    journey_reason: str,
+    challenge_reason: str,
+    target: int,
+    months: int = 1,
+) -> list[str]:
+    """What engagement did other than once, member by member: the journey's award for each
+    purchase on the ledger (an earn posting: the load's members earn nothing else), and the
+    repeatable challenge's once a month for a member with `target` purchases (a load across a
+    month's end, `months` 2, may pay 0 to 2 times: each month's purchases are not told apart)."""
+    earned: Counter[str] = Counter()
+    journey: Counter[str] = Counter()
+    challenge: Counter[str] = Counter()
+    for p in postings:
+        if p.kind == "EARN":
+            earned[p.member_id] += 1
+        elif p.reason == journey_reason:
+            journey[p.member_id] += 1
+        elif p.reason == challenge_reason:
+            challenge[p.member_id] += 1
+    problems: list[str] = []
+    for member in sorted(set(earned) | set(journey) | set(challenge)):
+        if journey[member] != earned[member]:
+            problems.append(
+                f"engagement: member {member} {earned[member]} purchases, "
+                f"{journey[member]} journey awards"
+            )
+        once = int(earned[member] >= target)
+        allowed = {once} if months == 1 else set(range(min(months, earned[member]) + 1))
+        if challenge[member] not in allowed:
+            problems.append(
+                f"engagement: member {member} {earned[member]} purchases, "
+                f"{challenge[member]} challenge rewards (once a month from {target})"
+            )
+    return problems

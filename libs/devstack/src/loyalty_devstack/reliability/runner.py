@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from loyalty_check.checker import Options, check
 
@@ -30,7 +31,7 @@ from loyalty_devstack.embedded import Infrastructure, drop_run_data, free_port
 from loyalty_devstack.proxy import TcpProxy
 from loyalty_devstack.reliability import admin, report
 from loyalty_devstack.reliability.load import CLIENTS, Client, Load
-from loyalty_devstack.reliability.outcomes import Ledger, Row, tally
+from loyalty_devstack.reliability.outcomes import Ledger, Row, engagement_awards, tally
 from loyalty_devstack.reliability.scenarios import Fault, Scenario
 from loyalty_devstack.reliability.suite import Suite
 
@@ -150,6 +151,8 @@ async def _drive(
     targets = {name: suite.target(name) for name in suite.ports}
     harness = admin.Admin(suite.settings, targets)
     members = await harness.members(MEMBERS)
+    if scenario.engagement_awards:
+        await harness.engagement_awards()
     clients = {kind: await _client(suite, unit, scope) for kind, (unit, scope) in CLIENTS.items()}
     load = Load(
         suite.http_url,
@@ -167,6 +170,7 @@ async def _drive(
         deadline=DEADLINE_SECONDS,
         proxy=proxy,
     )
+    load_began = datetime.now(UTC)
     running = asyncio.create_task(load.run())
     try:
         await asyncio.sleep(0)
@@ -185,7 +189,8 @@ async def _drive(
         notes["settle_seconds"], _ = await admin.settle(suite.settings, SETTLE_SECONDS)
     except TimeoutError as error:
         problems.append(str(error))
-    ledger = Ledger.of_postings(await harness.postings(members))
+    postings = await harness.postings(members)
+    ledger = Ledger.of_postings(postings)
     row = tally(
         scenario.name,
         load.requests,
@@ -202,6 +207,14 @@ async def _drive(
                 f"{finding.rule}: member {finding.member_id or '-'} expected {finding.expected} "
                 f"found {finding.found} {finding.detail}".rstrip()
             )
+    if scenario.engagement_awards:
+        problems += engagement_awards(
+            postings,
+            admin.JOURNEY_REASON,
+            admin.CHALLENGE_NAME,
+            admin.CHALLENGE_TARGET,
+            months=len({_month(load_began), _month(datetime.now(UTC))}),
+        )
     if fault.began is not None and row.recover_seconds is None:
         problems.append("no request succeeded after the last failure")
     if crashed := suite.crashed():
@@ -213,6 +226,11 @@ async def _drive(
     if fault.repaired is not None:
         row.notes["repaired_at"] = round(fault.repaired, 1)
     return row.judge()
+
+
+def _month(at: datetime) -> str:
+    """The harness challenge's month (its time zone)."""
+    return at.astimezone(ZoneInfo(admin.CHALLENGE_TIME_ZONE)).strftime("%Y-%m")
 
 
 async def _client(suite: Suite, unit: str, scope: str) -> Client:

@@ -76,6 +76,9 @@ class Scenario:
     needs: str = ""  # "postgres" / "nats": an embedded server this harness can stop
     first_env: dict[str, dict[str, str]] = field(default_factory=dict)
     proxy_points: bool = False  # the gateway reaches points through a proxy
+    # Engagement's journey and challenge award points on the load's purchases, each checked
+    # once per purchase (per third purchase) after the run.
+    engagement_awards: bool = False
 
 
 def kill(service: str) -> Inject:
@@ -273,6 +276,13 @@ SCENARIOS = (
     *(
         Scenario(f"kill-{name}", f"kill -9 of {name} mid-load, started again", kill(name))
         for name in ("points", "tiers", "benefits", "identity", "insights", "gateway")
+    ),
+    Scenario(
+        "kill-engagement",
+        "kill -9 of engagement mid-load (a journey and a challenge award points on every "
+        "purchase), started again",
+        kill("engagement"),
+        engagement_awards=True,
     ),
     Scenario(
         "kill-after-commit",

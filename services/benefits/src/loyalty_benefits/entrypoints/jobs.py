@@ -1,5 +1,6 @@
 """The benefits service's background work: reward redemptions left half-way are finished,
-today's birthday coupons granted, coupon issuances carried out."""
+coupon issuances carried out, and (with `LOYALTY_BENEFITS_FIXED_BIRTHDAY_GIFTS`) today's
+birthday coupons granted."""
 
 from __future__ import annotations
 
@@ -31,4 +32,5 @@ def jobs(app: Benefits) -> Sequence[Job]:
     async def issuances() -> None:
         await app.issuer.serve(settings.issuance_interval_seconds, stopping)
 
-    return [rewards, daily, issuances]
+    # Birthday coupons are engagement's birthday journey's unless the fixed job is kept on.
+    return [rewards, daily, issuances] if settings.fixed_birthday_gifts else [rewards, issuances]

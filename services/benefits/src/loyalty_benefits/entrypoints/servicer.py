@@ -13,7 +13,7 @@ import grpc
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
 from loyalty.benefits.v1.benefits_service_pb2_grpc import BenefitsServiceServicer
 from loyalty_kit.caller import check_unit, confining_unit
-from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope
 from loyalty_kit.jobs import chunks_of
 from loyalty_kit.pagination import next_token, read_page
@@ -38,6 +38,7 @@ class BenefitsServicer(UnitOfWorkServicer[BenefitsUnitOfWork], BenefitsServiceSe
         super().__init__(app.uow, app.clock)
         self.redemptions = app.redemptions
         self.issuer = app.issuer
+        self.fixed_birthday_gifts = app.settings.fixed_birthday_gifts
 
     # --- catalogue ----------------------------------------------------------------------------
     async def GetCatalogue(
@@ -287,6 +288,12 @@ class BenefitsServicer(UnitOfWorkServicer[BenefitsUnitOfWork], BenefitsServiceSe
     async def RunBirthdayGifts(
         self, request: pb.RunBirthdayGiftsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunBirthdayGiftsResponse:
+        if not self.fixed_birthday_gifts:
+            raise FailedPrecondition(
+                "birthday gifts are engagement's birthday journey's: this service grants none "
+                "unless LOYALTY_BENEFITS_FIXED_BIRTHDAY_GIFTS is on",
+                reason="FIXED_BIRTHDAY_GIFTS_OFF",
+            )
         chunks = chunks_of(request, "max_members")
         as_of = moment_of(request, "as_of") or self.clock()
         # A token carries on the walk of one day: it names the day, another day's is refused.

@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_engagement.adapters.tables import (
     badge_audit,
     challenge_completions,
+    challenge_contributions,
     challenge_progress,
+    challenge_purchases,
     challenges,
     counted_events,
     leaderboard_closes,
@@ -24,6 +26,8 @@ from loyalty_engagement.adapters.tables import (
     leaderboard_scores,
     leaderboards,
     member_badges,
+    member_merges,
+    purchase_refunds,
 )
 from loyalty_engagement.domain.challenges import (
     ChallengeSpec,
@@ -33,6 +37,7 @@ from loyalty_engagement.domain.challenges import (
     LeaderboardSpec,
     Metric,
     Progress,
+    Purchase,
     Reward,
     Window,
     WindowKind,
@@ -45,6 +50,7 @@ class StoredChallenge:
     spec: ChallengeSpec
     start_at: datetime
     created_at: datetime
+    key: str = ""  # the programme file's name for it ("" : none)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,13 @@ class MemberProgress:
     period: str
     progress: Progress
     completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class KeptPurchase:
+    member_id: str
+    occurred_at: datetime
+    purchase: Purchase
 
 
 @dataclass(frozen=True)
@@ -160,7 +173,9 @@ def leaderboard_spec(d: dict[str, Any]) -> LeaderboardSpec:
 
 
 def _challenge(row: Any) -> StoredChallenge:
-    return StoredChallenge(row.challenge_id, challenge_spec(row.spec), row.start_at, row.created_at)
+    return StoredChallenge(
+        row.challenge_id, challenge_spec(row.spec), row.start_at, row.created_at, row.key or ""
+    )
 
 
 class ChallengeStore:
@@ -169,10 +184,14 @@ class ChallengeStore:
 
     # --- challenges ---------------------------------------------------------------------
 
-    async def add(self, challenge_id: str, spec: ChallengeSpec, now: datetime) -> StoredChallenge:
+    async def add(
+        self, challenge_id: str, spec: ChallengeSpec, now: datetime, key: str = ""
+    ) -> StoredChallenge | None:
+        """The challenge added; None (nothing added) when another challenge has its key."""
         start = spec.start_at or now
-        await self.session.execute(
-            insert(challenges).values(
+        added = await self.session.execute(
+            insert(challenges)
+            .values(
                 challenge_id=challenge_id,
                 unit=spec.unit,
                 goal_kind=spec.goal.kind.value,
@@ -180,9 +199,14 @@ class ChallengeStore:
                 start_at=start,
                 end_at=spec.end_at,
                 created_at=now,
+                key=key or None,
             )
+            .on_conflict_do_nothing()
+            .returning(challenges.c.challenge_id)
         )
-        return StoredChallenge(challenge_id, spec, start, now)
+        if added.first() is None:
+            return None
+        return StoredChallenge(challenge_id, spec, start, now, key)
 
     async def get(self, challenge_id: str) -> StoredChallenge | None:
         row = (
@@ -345,6 +369,16 @@ class ChallengeStore:
         )
         return {(r[0], r[1], r[2]) for r in rows}
 
+    async def counted(self, counter: str, event_key: str) -> bool:
+        row = (
+            await self.session.execute(
+                select(counted_events.c.event_key).where(
+                    counted_events.c.counter == counter, counted_events.c.event_key == event_key
+                )
+            )
+        ).first()
+        return row is not None
+
     async def locked_progress(
         self, challenge_id: str, member_id: str, period: str, now: datetime
     ) -> Progress:
@@ -490,6 +524,33 @@ class ChallengeStore:
         ).first()
         return HeldBadge(row.badge, row.source, row.earned_at) if row else None
 
+    async def held_of(self, member_id: str, badges: Sequence[str]) -> frozenset[str]:
+        """Which of `badges` the member holds (a journey's badge conditions read them)."""
+        rows = await self.session.execute(
+            select(member_badges.c.badge).where(
+                member_badges.c.member_id == member_id, member_badges.c.badge.in_(list(badges))
+            )
+        )
+        return frozenset(r.badge for r in rows)
+
+    async def held_by(
+        self, member_ids: Sequence[str], badges: Sequence[str]
+    ) -> dict[str, frozenset[str]]:
+        """`held_of` for several members in one statement (a batch's entries' badge
+        conditions): each member's held ones of `badges`, members holding none left out."""
+        if not member_ids or not badges:
+            return {}
+        rows = await self.session.execute(
+            select(member_badges.c.member_id, member_badges.c.badge).where(
+                member_badges.c.member_id == func.any(sorted(set(member_ids))),
+                member_badges.c.badge == func.any(sorted(set(badges))),
+            )
+        )
+        held: dict[str, set[str]] = {}
+        for r in rows:
+            held.setdefault(r.member_id, set()).add(r.badge)
+        return {m: frozenset(b) for m, b in held.items()}
+
     async def revoke_badge(self, member_id: str, badge: str) -> bool:
         result = await self.session.execute(
             delete(member_badges)
@@ -539,8 +600,319 @@ class ChallengeStore:
         return [(r.badge, r.action, r.client_id, r.reason) for r in rows]
 
     async def forget(self, member_id: str) -> None:
-        for table in (challenge_progress, member_badges, badge_audit, leaderboard_scores):
+        for table in (
+            challenge_progress,
+            challenge_contributions,
+            challenge_purchases,
+            purchase_refunds,
+            member_badges,
+            badge_audit,
+            leaderboard_scores,
+        ):
             await self.session.execute(delete(table).where(table.c.member_id == member_id))
+
+    # --- purchases and refunds ----------------------------------------------------------
+
+    async def serialize(self, purchase_key: str) -> None:
+        """A purchase and its refunds are handled one after the other (a transaction lock on
+        the purchase's key): each sees what the other did."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": purchase_key}
+        )
+
+    async def serialize_many(self, purchase_keys: Sequence[str]) -> None:
+        """`serialize` for several purchases in one statement, the locks taken in the order of
+        their lock keys (two batches never wait on each other in a circle)."""
+        if not purchase_keys:
+            return
+        await self.session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext(k) AS h"
+                " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS s"
+            ),
+            {"keys": list(purchase_keys)},
+        )
+
+    async def keep_purchases(
+        self, purchases: Sequence[tuple[str, str, str, Decimal, datetime]]
+    ) -> None:
+        """`keep_purchase` of several (key, member, unit, spend, time) in one statement."""
+        if not purchases:
+            return
+        await self.session.execute(
+            text(
+                "INSERT INTO challenge_purchases (purchase_key, member_id, unit, spend,"
+                " occurred_at)"
+                " SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:members AS text[]),"
+                " CAST(:units AS text[]), CAST(:spends AS text[]), CAST(:at AS timestamptz[]))"
+                " ON CONFLICT DO NOTHING"
+            ),
+            {
+                "keys": [p[0] for p in purchases],
+                "members": [p[1] for p in purchases],
+                "units": [p[2] for p in purchases],
+                "spends": [str(p[3]) for p in purchases],
+                "at": [p[4] for p in purchases],
+            },
+        )
+
+    async def kept_purchases(self, keys: Sequence[str]) -> dict[str, KeptPurchase]:
+        """`kept_purchase` of several keys, each with its refunds so far (two statements)."""
+        if not keys:
+            return {}
+        rows = list(
+            await self.session.execute(
+                select(challenge_purchases).where(
+                    challenge_purchases.c.purchase_key == func.any(sorted(set(keys)))
+                )
+            )
+        )
+        purchases = await self._with_refunds(rows)
+        return {
+            r.purchase_key: KeptPurchase(r.member_id, r.occurred_at, p)
+            for r, p in zip(rows, purchases, strict=True)
+        }
+
+    async def keep_purchase(
+        self, key: str, member_id: str, unit: str, spend: Decimal, at: datetime
+    ) -> None:
+        await self.session.execute(
+            insert(challenge_purchases)
+            .values(
+                purchase_key=key, member_id=member_id, unit=unit, spend=str(spend), occurred_at=at
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def kept_purchase(self, key: str) -> KeptPurchase | None:
+        """A purchase with its refunds so far; None when it has not arrived."""
+        row = (
+            await self.session.execute(
+                select(challenge_purchases).where(challenge_purchases.c.purchase_key == key)
+            )
+        ).first()
+        if row is None:
+            return None
+        (purchase,) = await self._with_refunds([row])
+        return KeptPurchase(row.member_id, row.occurred_at, purchase)
+
+    async def add_refund(
+        self, refund_key: str, purchase_key: str, member_id: str, spend: Decimal, at: datetime
+    ) -> bool:
+        """Remember a refund; False when it was remembered before (a replay)."""
+        result = await self.session.execute(
+            insert(purchase_refunds)
+            .values(
+                refund_key=refund_key,
+                purchase_key=purchase_key,
+                member_id=member_id,
+                spend=str(spend),
+                occurred_at=at,
+            )
+            .on_conflict_do_nothing()
+            .returning(purchase_refunds.c.refund_key)
+        )
+        return result.first() is not None
+
+    async def add_contribution(
+        self, challenge_id: str, purchase_key: str, member_id: str, period: str
+    ) -> None:
+        await self.session.execute(
+            insert(challenge_contributions)
+            .values(
+                challenge_id=challenge_id,
+                purchase_key=purchase_key,
+                member_id=member_id,
+                period=period,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def add_contributions(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """`add_contribution` of several (challenge, purchase key, member, period) at once."""
+        if not rows:
+            return
+        await self.session.execute(
+            text(
+                "INSERT INTO challenge_contributions (challenge_id, purchase_key, member_id,"
+                " period)"
+                " SELECT * FROM unnest(CAST(:challenges AS text[]), CAST(:keys AS text[]),"
+                " CAST(:members AS text[]), CAST(:periods AS text[]))"
+                " ON CONFLICT DO NOTHING"
+            ),
+            {
+                "challenges": [r[0] for r in rows],
+                "keys": [r[1] for r in rows],
+                "members": [r[2] for r in rows],
+                "periods": [r[3] for r in rows],
+            },
+        )
+
+    async def contributions_of(self, purchase_key: str) -> list[tuple[str, str, str]]:
+        """(challenge, member, period) each challenge period the purchase counted in."""
+        c = challenge_contributions
+        rows = await self.session.execute(
+            select(c.c.challenge_id, c.c.member_id, c.c.period).where(
+                c.c.purchase_key == purchase_key
+            )
+        )
+        return [(r.challenge_id, r.member_id, r.period) for r in rows]
+
+    async def period_purchases(
+        self, challenge_id: str, member_id: str, period: str
+    ) -> list[Purchase]:
+        """The purchases counted in a member's challenge period, with their refunds."""
+        c, p = challenge_contributions, challenge_purchases
+        rows = await self.session.execute(
+            select(p)
+            .select_from(p.join(c, c.c.purchase_key == p.c.purchase_key))
+            .where(
+                c.c.challenge_id == challenge_id,
+                c.c.member_id == member_id,
+                c.c.period == period,
+            )
+        )
+        return await self._with_refunds(list(rows))
+
+    async def periods_purchases(
+        self, slots: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], list[Purchase]]:
+        """`period_purchases` of several (challenge, member, period) at once; a slot with no
+        purchases is left out."""
+        if not slots:
+            return {}
+        keys = sorted(set(slots))
+        rows = list(
+            await self.session.execute(
+                text(
+                    "SELECT c.challenge_id, c.member_id, c.period, p.purchase_key, p.unit, p.spend"
+                    " FROM challenge_contributions AS c"
+                    " JOIN unnest(CAST(:challenges AS text[]), CAST(:members AS text[]),"
+                    " CAST(:periods AS text[])) AS k(challenge_id, member_id, period)"
+                    " USING (challenge_id, member_id, period)"
+                    " JOIN challenge_purchases AS p ON p.purchase_key = c.purchase_key"
+                ),
+                {
+                    "challenges": [c for c, _, _ in keys],
+                    "members": [m for _, m, _ in keys],
+                    "periods": [p for _, _, p in keys],
+                },
+            )
+        )
+        found: dict[tuple[str, str, str], list[Purchase]] = {}
+        for r, purchase in zip(rows, await self._with_refunds(rows), strict=True):
+            found.setdefault((r.challenge_id, r.member_id, r.period), []).append(purchase)
+        return found
+
+    async def _with_refunds(self, rows: Sequence[Any]) -> list[Purchase]:
+        keys = [r.purchase_key for r in rows]
+        refunded: dict[str, list[Decimal]] = {k: [] for k in keys}
+        if keys:
+            found = await self.session.execute(
+                select(purchase_refunds.c.purchase_key, purchase_refunds.c.spend).where(
+                    purchase_refunds.c.purchase_key == func.any(sorted(set(keys)))
+                )
+            )
+            for r in found:
+                refunded[r.purchase_key].append(Decimal(r.spend))
+        return [
+            Purchase(
+                r.purchase_key,
+                r.unit,
+                Decimal(r.spend),
+                sum(refunded[r.purchase_key], Decimal(0)),
+                len(refunded[r.purchase_key]),
+            )
+            for r in rows
+        ]
+
+    # --- merges -------------------------------------------------------------------------
+
+    async def lock_members(self, member_ids: Sequence[str]) -> None:
+        """Serialise a merge with the members' other merges (in a fixed order: no deadlock)."""
+        for member_id in sorted(member_ids):
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"member:{member_id}"}
+            )
+
+    async def survivor_of(self, member_id: str) -> str:
+        """The member an event of `member_id` counts for: its survivor if it was absorbed."""
+        row = (
+            await self.session.execute(
+                select(member_merges.c.survivor_member_id).where(
+                    member_merges.c.absorbed_member_id == member_id
+                )
+            )
+        ).first()
+        return str(row.survivor_member_id) if row else member_id
+
+    async def survivors_of(self, member_ids: Sequence[str]) -> dict[str, str]:
+        """`survivor_of` for several members: the absorbed ones among them and their
+        survivors (a member not absorbed is left out)."""
+        if not member_ids:
+            return {}
+        rows = await self.session.execute(
+            select(member_merges.c.absorbed_member_id, member_merges.c.survivor_member_id).where(
+                member_merges.c.absorbed_member_id == func.any(sorted(set(member_ids)))
+            )
+        )
+        return {str(r.absorbed_member_id): str(r.survivor_member_id) for r in rows}
+
+    async def record_merge(self, absorbed: str, survivor: str, now: datetime) -> None:
+        """Remember who the absorbed member (and those it had absorbed) became."""
+        await self.session.execute(
+            update(member_merges)
+            .where(member_merges.c.survivor_member_id == absorbed)
+            .values(survivor_member_id=survivor)
+        )
+        await self.session.execute(
+            insert(member_merges)
+            .values(absorbed_member_id=absorbed, survivor_member_id=survivor, merged_at=now)
+            .on_conflict_do_nothing()
+        )
+
+    async def move_member(self, absorbed: str, survivor: str) -> list[MemberProgress]:
+        """Give the survivor what the absorbed member had: purchases, refunds, contributions,
+        badges (the earlier of two of one badge), their audit, completions (copied; the
+        survivor's own stands) and leaderboard scores (added up). The absorbed member's
+        progress is taken away and returned: the caller combines it period by period."""
+        for table in (challenge_purchases, purchase_refunds, challenge_contributions, badge_audit):
+            await self.session.execute(
+                update(table).where(table.c.member_id == absorbed).values(member_id=survivor)
+            )
+        await self.session.execute(
+            text(
+                "INSERT INTO member_badges (member_id, badge, source, earned_at) "
+                "SELECT :survivor, badge, source, earned_at FROM member_badges "
+                "WHERE member_id = :absorbed ON CONFLICT (member_id, badge) DO UPDATE "
+                "SET earned_at = least(member_badges.earned_at, excluded.earned_at)"
+            ),
+            {"survivor": survivor, "absorbed": absorbed},
+        )
+        await self.session.execute(
+            text(
+                "INSERT INTO challenge_completions "
+                "(challenge_id, member_id, completion_key, period, completed_at, rewards) "
+                "SELECT challenge_id, :survivor, completion_key, period, completed_at, rewards "
+                "FROM challenge_completions WHERE member_id = :absorbed ON CONFLICT DO NOTHING"
+            ),
+            {"survivor": survivor, "absorbed": absorbed},
+        )
+        await self.session.execute(
+            text(
+                "INSERT INTO leaderboard_scores (metric, scope, period, member_id, score) "
+                "SELECT metric, scope, period, :survivor, score FROM leaderboard_scores "
+                "WHERE member_id = :absorbed ON CONFLICT (metric, scope, period, member_id) "
+                "DO UPDATE SET score = leaderboard_scores.score + excluded.score"
+            ),
+            {"survivor": survivor, "absorbed": absorbed},
+        )
+        moved = await self.member_progress(absorbed)
+        # The absorbed member's completions stay too: an event of theirs still in flight
+        # completes nothing twice.
+        for table in (member_badges, leaderboard_scores, challenge_progress):
+            await self.session.execute(delete(table).where(table.c.member_id == absorbed))
+        return moved
 
     # --- leaderboards -------------------------------------------------------------------
 

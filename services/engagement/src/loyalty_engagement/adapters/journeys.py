@@ -38,7 +38,7 @@ from loyalty_engagement.domain.journeys import (
     UntilPurchase,
     Window,
 )
-from loyalty_engagement.domain.timing import DailyWindow
+from loyalty_engagement.domain.timing import DailyWindow, Schedule
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class StoredJourney:
     spec: JourneySpec
     created_at: datetime
     updated_at: datetime
+    key: str = ""  # the programme file's name for it ("" : none)
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,24 @@ def spec_document(spec: JourneySpec) -> dict[str, Any]:
             "segment": spec.trigger.segment,
             "days": spec.trigger.days,
             **({"reasons": list(spec.trigger.reasons)} if spec.trigger.reasons else {}),
+            **(
+                {"schedule": _schedule_document(spec.trigger.schedule)}
+                if spec.trigger.schedule
+                else {}
+            ),
         },
         "conditions": {
             "units": list(spec.conditions.units),
             "tiers": list(spec.conditions.tiers),
             "consents": list(spec.conditions.consents),
+            **(
+                {
+                    "held_badges": list(spec.conditions.held_badges),
+                    "lacking_badges": list(spec.conditions.lacking_badges),
+                }
+                if spec.conditions.needs_badges
+                else {}
+            ),
         },
         "steps": [_step_document(s) for s in spec.steps],
         "frequency_cap": {
@@ -124,6 +138,24 @@ def spec_document(spec: JourneySpec) -> dict[str, Any]:
         "quiet_hours": _window_document(spec.quiet_hours),
         "budget": {"points": spec.budget.points, "coupons": spec.budget.coupons},
     }
+
+
+def _schedule_document(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "at": schedule.at.strftime("%H:%M") if schedule.at else None,
+        "weekdays": list(schedule.weekdays),
+        "once_at": _when(schedule.once_at),
+    }
+
+
+def _schedule_of(doc: dict[str, Any] | None) -> Schedule | None:
+    if doc is None:
+        return None
+    return Schedule(
+        time.fromisoformat(doc["at"]) if doc.get("at") else None,
+        tuple(doc.get("weekdays", ())),
+        _time(doc.get("once_at")),
+    )
 
 
 def _window_document(window: DailyWindow | None) -> list[str] | None:
@@ -213,10 +245,15 @@ def spec_of(doc: dict[str, Any]) -> JourneySpec:
             trigger["segment"],
             trigger.get("days", 0),
             tuple(trigger.get("reasons", ())),
+            _schedule_of(trigger.get("schedule")),
         ),
         steps=tuple(_step_of(s) for s in doc["steps"]),
         conditions=Conditions(
-            tuple(conditions["units"]), tuple(conditions["tiers"]), tuple(conditions["consents"])
+            tuple(conditions["units"]),
+            tuple(conditions["tiers"]),
+            tuple(conditions["consents"]),
+            tuple(conditions.get("held_badges", ())),
+            tuple(conditions.get("lacking_badges", ())),
         ),
         frequency_cap=FrequencyCap(**doc["frequency_cap"]),
         control_share=float(doc["control_share"]),
@@ -236,6 +273,7 @@ _JOURNEY_COLUMNS = (
     journey_versions.c.spec,
     journeys.c.created_at,
     journeys.c.updated_at,
+    journeys.c.key,
 )
 _HEADS = journeys.join(
     journey_versions,
@@ -255,6 +293,7 @@ def _journey(row: Any) -> StoredJourney:
         spec_of(row.spec),
         row.created_at,
         row.updated_at,
+        row.key or "",
     )
 
 
@@ -282,10 +321,17 @@ class JourneyStore:
     # --- journeys ---------------------------------------------------------------------------
 
     async def add(
-        self, journey_id: str, spec: JourneySpec, state: JourneyState, now: datetime
-    ) -> None:
-        await self.session.execute(
-            journeys.insert().values(
+        self,
+        journey_id: str,
+        spec: JourneySpec,
+        state: JourneyState,
+        now: datetime,
+        key: str = "",
+    ) -> bool:
+        """Add a journey; False (nothing added) when another journey has its key."""
+        added = await self.session.execute(
+            insert(journeys)
+            .values(
                 journey_id=journey_id,
                 unit=spec.unit,
                 state=state.value,
@@ -293,9 +339,33 @@ class JourneyStore:
                 trigger_kind=spec.trigger.kind.value,
                 created_at=now,
                 updated_at=now,
+                key=key or None,
             )
+            .on_conflict_do_nothing()
+            .returning(journeys.c.journey_id)
         )
+        if added.first() is None:
+            return False
         await self._add_version(journey_id, 1, spec, now)
+        return True
+
+    async def set_key(self, journey_id: str, key: str) -> bool:
+        """Give a journey without a key `key`; False when another journey has it."""
+        taken = await self.by_key(key)
+        if taken is not None:
+            return taken.journey_id == journey_id
+        await self.session.execute(
+            update(journeys).where(journeys.c.journey_id == journey_id).values(key=key)
+        )
+        return True
+
+    async def by_key(self, key: str) -> StoredJourney | None:
+        row = (
+            await self.session.execute(
+                select(*_JOURNEY_COLUMNS).select_from(_HEADS).where(journeys.c.key == key)
+            )
+        ).first()
+        return _journey(row) if row else None
 
     async def _add_version(
         self, journey_id: str, version: int, spec: JourneySpec, now: datetime

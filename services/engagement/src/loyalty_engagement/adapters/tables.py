@@ -1,6 +1,7 @@
 """The engagement service's tables (SQLAlchemy Core), as migrations create them.
 
-`journeys` is a journey's head (its state and latest version), `journey_versions` each
+`journeys` is a journey's head (its state, latest version and the programme file's key for
+it, unique when set, not versioned), `journey_versions` each
 definition as the API gave it (a JSON document; an entry runs the version it entered with).
 `journey_entries` is unique per journey, version, member and triggering event (its ID is derived
 from them), `step_runs` per entry and step: what makes a step run once however often its event
@@ -13,12 +14,17 @@ what each journey gave in all (points, coupons), spent by an UPDATE that checks 
 `member_activity` is each member's last purchase (the inactivity sweep) and birthday's month
 and day (the birthday sweep); `member_lots` the points of each lot and when they expire (the
 expiring-points sweep). `journey_sweeps` is how far each sweep of a journey has gone.
+`member_activity.time_zone` is the member's zone from identity's profile (quiet hours in it).
+`segment_members` is who is in each insights segment now, from its SegmentEntered/SegmentLeft
+(a row per segment and member, `present` as of the latest move: a replayed older move changes
+nothing); a journey on a schedule over a segment enters its present members.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -45,7 +51,9 @@ journeys = Table(
     Column("trigger_kind", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("key", Text),  # the programme file's name for it (unique when set)
     Index("journeys_trigger", "trigger_kind", postgresql_where=text("state <> 'draft'")),
+    Index("journeys_key", "key", unique=True, postgresql_where=text("key IS NOT NULL")),
 )
 
 journey_versions = Table(
@@ -148,8 +156,19 @@ member_activity = Table(
     Column("last_purchase_at", DateTime(timezone=True)),
     Column("birthday_month", Integer, nullable=False, server_default=text("0")),
     Column("birthday_day", Integer, nullable=False, server_default=text("0")),
+    Column("time_zone", Text, nullable=False, server_default=text("''")),
     Index("member_activity_last_purchase", "last_purchase_at"),
     Index("member_activity_birthday", "birthday_month", "birthday_day"),
+)
+
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("segment", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("present", Boolean, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Index("segment_members_member", "member_id"),
 )
 
 member_lots = Table(
@@ -221,6 +240,8 @@ challenges = Table(
     Column("start_at", DateTime(timezone=True), nullable=False),
     Column("end_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key", Text),  # the programme file's name for it (unique when set)
+    Index("challenges_key", "key", unique=True, postgresql_where=text("key IS NOT NULL")),
 )
 
 counted_events = Table(
@@ -254,6 +275,56 @@ challenge_completions = Table(
     Column("period", Text, nullable=False),
     Column("completed_at", DateTime(timezone=True), nullable=False),
     Column("rewards", Text, nullable=False),
+)
+
+# Purchases as challenges and leaderboards keep them (`challenge_purchases`, by content key,
+# the member they count for now: a merge moves them), their refunds (`purchase_refunds`, by the
+# reverse posting: a replay refunds nothing) and which challenge period each counted in
+# (`challenge_contributions`): a purchase goal's progress is the fold of these, net of refunds.
+challenge_purchases = Table(
+    "challenge_purchases",
+    metadata,
+    Column("purchase_key", Text, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("spend", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("challenge_purchases_member", "member_id"),
+)
+
+purchase_refunds = Table(
+    "purchase_refunds",
+    metadata,
+    Column("refund_key", Text, primary_key=True),
+    Column("purchase_key", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("spend", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("purchase_refunds_purchase", "purchase_key"),
+    Index("purchase_refunds_member", "member_id"),
+)
+
+challenge_contributions = Table(
+    "challenge_contributions",
+    metadata,
+    Column("challenge_id", Text, primary_key=True),
+    Column("purchase_key", Text, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("period", Text, nullable=False),
+    Index("challenge_contributions_progress", "challenge_id", "member_id", "period"),
+    Index("challenge_contributions_purchase", "purchase_key"),
+    Index("challenge_contributions_member", "member_id"),
+)
+
+# Who each absorbed member became (the end of its chain of merges): an event of theirs still in
+# flight when the merge was handled counts for the survivor.
+member_merges = Table(
+    "member_merges",
+    metadata,
+    Column("absorbed_member_id", Text, primary_key=True),
+    Column("survivor_member_id", Text, nullable=False),
+    Column("merged_at", DateTime(timezone=True), nullable=False),
+    Index("member_merges_survivor", "survivor_member_id"),
 )
 
 member_badges = Table(

@@ -18,6 +18,7 @@ from loyalty_engagement.adapters.tables import (
     journeys,
     member_activity,
     member_lots,
+    segment_members,
 )
 from loyalty_engagement.domain.journeys import Budget, EntryState, JourneyState
 
@@ -204,6 +205,37 @@ class TimingStore:
             )
         )
 
+    async def set_time_zone(self, member_id: str, zone: str) -> None:
+        statement = insert(member_activity).values(member_id=member_id, time_zone=zone)
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[member_activity.c.member_id], set_={"time_zone": zone}
+            )
+        )
+
+    async def time_zone(self, member_id: str) -> str:
+        """The member's IANA zone ("" when identity has none on file)."""
+        found = (
+            await self.session.execute(
+                select(member_activity.c.time_zone).where(member_activity.c.member_id == member_id)
+            )
+        ).scalar()
+        return str(found or "")
+
+    async def move_segment(self, segment: str, member_id: str, present: bool, at: datetime) -> None:
+        """The member entered (`present`) or left the segment at `at`; a move older than the
+        one kept (a replay, a late redelivery) changes nothing."""
+        statement = insert(segment_members).values(
+            segment=segment, member_id=member_id, present=present, changed_at=at
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[segment_members.c.segment, segment_members.c.member_id],
+                set_={"present": present, "changed_at": at},
+                where=segment_members.c.changed_at <= at,
+            )
+        )
+
     async def move_lot(
         self, lot_id: str, member_id: str, points: int, expires_at: datetime
     ) -> None:
@@ -232,6 +264,9 @@ class TimingStore:
             member_activity.delete().where(member_activity.c.member_id == member_id)
         )
         await self.session.execute(member_lots.delete().where(member_lots.c.member_id == member_id))
+        await self.session.execute(
+            segment_members.delete().where(segment_members.c.member_id == member_id)
+        )
 
     # --- sweeps -------------------------------------------------------------------------------
 
@@ -340,6 +375,25 @@ class TimingStore:
                 "version": version,
                 "since": since,
                 "until": until,
+                "now": now,
+            },
+        )
+
+    async def enter_scheduled(
+        self, journey_id: str, version: int, segment: str, occurrence: datetime, now: datetime
+    ) -> int:
+        """Every member in the segment now: one entry per member and occurrence."""
+        return await self._enter_swept(
+            """
+            SELECT member_id, 'schedule:' || :occurrence AS trigger_key
+            FROM segment_members
+            WHERE segment = :segment AND present
+            """,
+            {
+                "journey_id": journey_id,
+                "version": version,
+                "segment": segment,
+                "occurrence": occurrence.isoformat(),
                 "now": now,
             },
         )

@@ -6,12 +6,18 @@ windows of N days from its start. A member's progress is kept per challenge and 
 (`Progress`); `Progress.count` applies one event and says whether it completed the goal. The
 event's key is remembered by the store, so an event counts once however often it arrives, and a
 completion is kept per member, challenge and period key (`completion_key`): paid once.
+
+Purchases are kept with their refunds (`Purchase`): a purchase goal's progress is the fold of
+the period's purchases net of refunds (`purchase_progress`), so a refund takes back exactly what
+its purchase added, whatever the order the two arrive in and however often. A purchase refunded
+in full no longer counts (nor its unit); one refunded in part still counts, with the spend left.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -230,6 +236,54 @@ class Progress:
 
     def reached(self, goal: Goal) -> bool:
         return self.value >= goal.target
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """A purchase as challenges and leaderboards keep it, with what was refunded of it."""
+
+    key: str
+    unit: str
+    spend: Decimal
+    refunded: Decimal = Decimal(0)
+    refunds: int = 0
+
+    @property
+    def live(self) -> bool:
+        """Whether it still counts: not refunded in full."""
+        return not (self.refunds and self.refunded >= self.spend)
+
+    @property
+    def net(self) -> Decimal:
+        return max(self.spend - self.refunded, Decimal(0)) if self.live else Decimal(0)
+
+
+def purchase_progress(goal: Goal, purchases: Iterable[Purchase]) -> Progress:
+    """A purchase goal's progress from the period's purchases net of their refunds: the same
+    as counting each purchase as it came (`Progress.count`) when nothing was refunded."""
+    live = [p for p in purchases if p.live]
+    match goal.kind:
+        case GoalKind.PURCHASES:
+            return Progress(value=len(live))
+        case GoalKind.SPEND:
+            spend = sum((p.net for p in live), Decimal(0))
+            return Progress(value=int(spend), spend=spend)
+        case GoalKind.DISTINCT_UNITS:
+            units = frozenset(p.unit for p in live)
+            return Progress(value=len(units), units=units)
+    raise ValueError(goal.kind)
+
+
+def purchase_scores(purchase: Purchase) -> dict[Metric, int]:
+    """What a purchase adds to the leaderboards' metrics net of its refunds (the spend of each
+    purchase rounded down, as `metric_scores` counts it)."""
+    return {Metric.VISITS: int(purchase.live), Metric.SPEND: int(purchase.net)}
+
+
+def longer_streak(a: Progress, b: Progress) -> Progress:
+    """Two members' streaks made one at a merge: the longer stands (days are not added: a
+    streak is days in a row of one person, and the two ran side by side)."""
+    return b if (b.value, b.last_day or date.min) > (a.value, a.last_day or date.min) else a
 
 
 def completion_key(repeatable: bool, period: str) -> str:

@@ -10,6 +10,7 @@ the points and coupons a journey gives in all (timing.py computes the due times)
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from enum import StrEnum
 from loyalty_kit.errors import FieldViolation
 from loyalty_kit.kernel.units import GROUP
 
-from loyalty_engagement.domain.timing import DailyWindow, known_zone
+from loyalty_engagement.domain.timing import DailyWindow, Schedule, known_zone
 
 MAX_STEPS = 20
 
@@ -33,13 +34,16 @@ class TriggerKind(StrEnum):
     BIRTHDAY = "birthday"  # the member's birthday (month and day), by the daily sweep
     POINTS_EXPIRING = "points_expiring"  # points of a lot expire within `days`
     INACTIVE = "inactive"  # no purchase for `days`, once per inactivity spell
+    SCHEDULE = "schedule"  # a segment's members at each occurrence of a schedule
 
 
 SEGMENT_TRIGGERS = frozenset({TriggerKind.SEGMENT_ENTERED, TriggerKind.SEGMENT_LEFT})
 # Entered by the service's own sweeps (the timer), not by one event.
 SWEPT_TRIGGERS = frozenset(
-    {TriggerKind.BIRTHDAY, TriggerKind.POINTS_EXPIRING, TriggerKind.INACTIVE}
+    {TriggerKind.BIRTHDAY, TriggerKind.POINTS_EXPIRING, TriggerKind.INACTIVE, TriggerKind.SCHEDULE}
 )
+# Triggers that name a segment.
+SEGMENT_NAMED = SEGMENT_TRIGGERS | {TriggerKind.SCHEDULE}
 DAYS_TRIGGERS = frozenset({TriggerKind.POINTS_EXPIRING, TriggerKind.INACTIVE})
 
 
@@ -70,6 +74,7 @@ class Trigger:
     # tier changed: only for these reasons of tiers' TierChanged (empty: any), e.g. a welcome
     # gift on "qualified", not on "carried_over" (an import) or "downgraded"
     reasons: tuple[str, ...] = ()
+    schedule: Schedule | None = None  # schedule: when `segment`'s members enter
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,12 @@ class Conditions:
     units: tuple[str, ...] = ()
     tiers: tuple[str, ...] = ()
     consents: tuple[str, ...] = ()  # consent purposes, by their contract name
+    held_badges: tuple[str, ...] = ()  # the member holds every one of these
+    lacking_badges: tuple[str, ...] = ()  # the member holds none of these
+
+    @property
+    def needs_badges(self) -> bool:
+        return bool(self.held_badges or self.lacking_badges)
 
     @property
     def needs_member(self) -> bool:
@@ -203,6 +214,7 @@ class MemberFacts:
 
     tier: str = ""
     consents: frozenset[str] = frozenset()
+    badges: frozenset[str] = frozenset()
 
 
 def validate(spec: JourneySpec, path: str = "journey") -> list[FieldViolation]:
@@ -210,7 +222,7 @@ def validate(spec: JourneySpec, path: str = "journey") -> list[FieldViolation]:
     bad: list[FieldViolation] = []
     if not spec.display_name.strip():
         bad.append(FieldViolation(f"{path}.display_name", "is required"))
-    if spec.trigger.kind in SEGMENT_TRIGGERS and not spec.trigger.segment.startswith("segments/"):
+    if spec.trigger.kind in SEGMENT_NAMED and not spec.trigger.segment.startswith("segments/"):
         bad.append(FieldViolation(f"{path}.trigger.segment", 'must be "segments/{segment_id}"'))
     if not spec.steps:
         bad.append(FieldViolation(f"{path}.steps", "at least one step is required"))
@@ -229,6 +241,19 @@ def validate(spec: JourneySpec, path: str = "journey") -> list[FieldViolation]:
         bad.append(FieldViolation(f"{path}.end_time", "must be after start_time"))
     if spec.trigger.kind in DAYS_TRIGGERS and spec.trigger.days <= 0:
         bad.append(FieldViolation(f"{path}.trigger.days", "must be positive for this trigger"))
+    if spec.trigger.kind is TriggerKind.SCHEDULE:
+        bad += _schedule_violations(spec.trigger.schedule, f"{path}.trigger.schedule")
+    elif spec.trigger.schedule is not None:
+        bad.append(FieldViolation(f"{path}.trigger.schedule", "only for a SCHEDULE trigger"))
+    for name, badges in (
+        ("held_badges", spec.conditions.held_badges),
+        ("lacking_badges", spec.conditions.lacking_badges),
+    ):
+        for i, badge in enumerate(badges):
+            if not badge.strip() or len(badge) > 64:
+                bad.append(
+                    FieldViolation(f"{path}.conditions.{name}[{i}]", "a badge code, 1-64 chars")
+                )
     if spec.time_zone and not known_zone(spec.time_zone):
         bad.append(FieldViolation(f"{path}.time_zone", "an IANA time zone, e.g. Asia/Shanghai"))
     if spec.quiet_hours is not None and spec.quiet_hours.start == spec.quiet_hours.end:
@@ -239,6 +264,29 @@ def validate(spec: JourneySpec, path: str = "journey") -> list[FieldViolation]:
         bad.append(FieldViolation(f"{path}.budget.coupons", "must not be negative"))
     for i, step in enumerate(spec.steps):
         bad += _step_violations(step, spec.unit, f"{path}.steps[{i}]")
+    return bad
+
+
+KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def key_violations(key: str, path: str = "journey.key") -> list[FieldViolation]:
+    """A journey's key (the programme file's name for it): empty (none) or lowercase letters,
+    digits and "-", at most 63."""
+    if key and not KEY.match(key):
+        return [FieldViolation(path, 'lowercase letters, digits and "-", at most 63')]
+    return []
+
+
+def _schedule_violations(schedule: Schedule | None, path: str) -> list[FieldViolation]:
+    if schedule is None or (schedule.at is None and schedule.once_at is None):
+        return [FieldViolation(path, "a time_of_day or a once_time is required")]
+    bad: list[FieldViolation] = []
+    if schedule.once_at is not None and (schedule.at is not None or schedule.weekdays):
+        bad.append(FieldViolation(f"{path}.once_time", "either once_time or time_of_day, not both"))
+    for i, day in enumerate(schedule.weekdays):
+        if not 1 <= day <= 7:
+            bad.append(FieldViolation(f"{path}.days_of_week[{i}]", "MONDAY to SUNDAY"))
     return bad
 
 
@@ -325,6 +373,10 @@ def conditions_hold(conditions: Conditions, event_unit: str, member: MemberFacts
     if conditions.units and event_unit not in conditions.units:
         return False
     if conditions.tiers and member.tier not in conditions.tiers:
+        return False
+    if any(badge not in member.badges for badge in conditions.held_badges):
+        return False
+    if any(badge in member.badges for badge in conditions.lacking_badges):
         return False
     return all(purpose in member.consents for purpose in conditions.consents)
 

@@ -39,6 +39,12 @@ def known_zone(name: str) -> bool:
     return True
 
 
+def zone_for(member_zone: str, journey_zone: str) -> str:
+    """The zone a member's quiet hours are read in: the member's own when known (and known to
+    this system's zone database), else the journey's."""
+    return member_zone if member_zone and known_zone(member_zone) else journey_zone
+
+
 def parse_hhmm(value: str) -> time | None:
     """ "HH:MM" (24-hour) as a time; None when it is not one."""
     try:
@@ -76,6 +82,38 @@ def quiet_until(now: datetime, quiet: DailyWindow | None, zone_name: str) -> dat
         return None
     opened = next_open(now, DailyWindow(quiet.end, quiet.start), zone_name)
     return None if opened == now else opened
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a scheduled journey enters its segment: once at `once_at`, or at the local time
+    `at` every day, or only on `weekdays` (ISO: 1 Monday .. 7 Sunday)."""
+
+    at: time | None = None
+    weekdays: tuple[int, ...] = ()
+    once_at: datetime | None = None
+
+
+def last_occurrence(
+    schedule: Schedule, zone_name: str, after: datetime, upto: datetime
+) -> datetime | None:
+    """The latest occurrence of `schedule` in (after, upto], None when none falls in it. Only
+    the latest: a timer that was down over several occurrences enters the members once, not
+    once for each occurrence missed."""
+    if schedule.once_at is not None:
+        return schedule.once_at if after < schedule.once_at <= upto else None
+    if schedule.at is None:
+        return None
+    zone = zone_of(zone_name)
+    local = upto.astimezone(zone)
+    for days in range(0, 8):  # a weekly schedule occurs within any eight days
+        day = local - timedelta(days=days)
+        if schedule.weekdays and day.isoweekday() not in schedule.weekdays:
+            continue
+        candidate = _at_local(day, schedule.at, zone)
+        if candidate <= upto:
+            return candidate if candidate > after else None
+    return None
 
 
 def after_delay(now: datetime, seconds: int) -> datetime:

@@ -19,6 +19,7 @@ from loyalty_kit.timestamps import moment_of, timestamp
 from loyalty_engagement.adapters.challenges import HeldBadge, StoredChallenge, StoredLeaderboard
 from loyalty_engagement.bootstrap import Engagement
 from loyalty_engagement.domain import challenges as domain
+from loyalty_engagement.domain.journeys import key_violations
 from loyalty_engagement.service_layer import challenges
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 
@@ -57,9 +58,13 @@ class ChallengeServicer(UnitOfWorkServicer[EngagementUnitOfWork], ChallengeServi
     ) -> pb.CreateChallengeResponse:
         spec = challenge_spec_of(request.challenge, request.challenge.unit or _owner_unit())
         spec.check()
+        key = request.challenge.key
+        bad = key_violations(key, "challenge.key")
+        if bad:
+            raise InvalidArgument.of(bad)
 
         async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.CreateChallengeResponse:
-            found = await challenges.create(uow, spec, now)
+            found = await challenges.create(uow, spec, now, key)
             return pb.CreateChallengeResponse(challenge=challenge_message(found))
 
         return await self._mutate("CreateChallenge", request, pb.CreateChallengeResponse, work)
@@ -331,6 +336,7 @@ def challenge_message(challenge: StoredChallenge) -> pb.Challenge:
         time_zone=spec.time_zone,
         start_time=timestamp(challenge.start_at),
         create_time=timestamp(challenge.created_at),
+        key=challenge.key,
     )
     if spec.end_at:
         message.end_time.CopyFrom(timestamp(spec.end_at))

@@ -1,9 +1,11 @@
 """The events that trigger journeys, as a handler table: registrations (identity), purchases
 (points' PointsEarned), tier changes (tiers; also kept as the member's tier for conditions)
-and segment moves (insights' SegmentEntered / SegmentLeft); members' last purchases,
-birthdays (identity's ProfileChanged, MembersImported) and points lots' expiry (points'
+and segment moves (insights' SegmentEntered / SegmentLeft, also kept as segments' members for
+scheduled journeys); members' last purchases, birthdays and time zones (identity's
+ProfileChanged, MembersImported) and points lots' expiry (points'
 LedgerPosted) for the timer's sweeps; purchases, activities and referrals counted by challenges
-and leaderboards (their own subscription); an erased member's messages, tier, challenge
+and leaderboards (their own subscription), refunds taken back out of them and merges combining
+them (a subscription each); an erased member's messages, tier, challenge
 progress, webhook deliveries and unsubscribe tokens are deleted and the sweeps' data on them
 forgotten (identity's MemberErased).
 Each event is handled in one transaction with the kit's inbox (a redelivered event is passed
@@ -79,6 +81,8 @@ async def profile_changed(
 ) -> None:
     if "birthday" in e.changed_fields or e.birthday_month:
         await uow.timing.set_birthday(e.member_id, e.birthday_month, e.birthday_day)
+    if "time_zone" in e.changed_fields or e.time_zone:
+        await uow.timing.set_time_zone(e.member_id, e.time_zone)
 
 
 async def members_imported(
@@ -109,6 +113,7 @@ async def segment_entered(
     app: Engagement, uow: EngagementUnitOfWork, e: insights_pb.SegmentEntered
 ) -> None:
     at = moment_of(e, "occurred_at") or app.clock()
+    await uow.timing.move_segment(e.segment, e.member_id, True, at)
     event = TriggerEvent(
         TriggerKind.SEGMENT_ENTERED,
         e.member_id,
@@ -123,6 +128,7 @@ async def segment_left(
     app: Engagement, uow: EngagementUnitOfWork, e: insights_pb.SegmentLeft
 ) -> None:
     at = moment_of(e, "occurred_at") or app.clock()
+    await uow.timing.move_segment(e.segment, e.member_id, False, at)
     event = TriggerEvent(
         TriggerKind.SEGMENT_LEFT,
         e.member_id,
@@ -187,6 +193,28 @@ async def referral_counted(
     await challenges.on_occurrence(uow, app.actions, event, app.clock(), referral=True)
 
 
+async def refund_counted(
+    app: Engagement, uow: EngagementUnitOfWork, e: points_pb.PointsReversed
+) -> None:
+    await challenges.on_refund(
+        uow,
+        f"refund:{e.posting_id}",
+        f"purchase:{e.earn_posting_id}",
+        e.member_id,
+        Decimal(e.qualifying_spend_base.amount or "0"),
+        moment(e.occurred_at, "occurred_at"),
+        app.clock(),
+    )
+
+
+async def member_merged(
+    app: Engagement, uow: EngagementUnitOfWork, e: identity_pb.MemberMerged
+) -> None:
+    await challenges.on_merge(
+        uow, app.actions, e.survivor_member_id, e.absorbed_member_id, app.clock()
+    )
+
+
 @contextlib.asynccontextmanager
 async def purchases_together(app: Engagement, uow: EngagementUnitOfWork) -> AsyncIterator[None]:
     """A batch's purchases noted as they come and entered together at its end, before the
@@ -247,6 +275,12 @@ TABLE: Sequence[Subscription[Engagement]] = (
             points_pb.ReferralRewarded: referral_counted,
         },
         batched=COUNTED_BATCHED,
+    ),
+    Subscription(
+        "engagement-challenge-refunds", "points", {points_pb.PointsReversed: refund_counted}
+    ),
+    Subscription(
+        "engagement-challenge-merges", "identity", {identity_pb.MemberMerged: member_merged}
     ),
     Subscription("engagement-tiers", "tiers", {tiers_pb.TierChanged: tier_changed}),
     Subscription(

@@ -23,7 +23,7 @@ from loyalty_engagement.adapters.channels import StoredDelivery
 from loyalty_engagement.adapters.journeys import StepRun, StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.bootstrap import Engagement
 from loyalty_engagement.domain import journeys as domain
-from loyalty_engagement.domain.timing import DailyWindow, parse_hhmm
+from loyalty_engagement.domain.timing import DailyWindow, Schedule, parse_hhmm
 from loyalty_engagement.entrypoints import channels as convert
 from loyalty_engagement.service_layer import channels, journeys
 from loyalty_engagement.service_layer.ports import ActionRefused
@@ -41,6 +41,7 @@ _TRIGGERS = {
     pb.TRIGGER_KIND_BIRTHDAY: domain.TriggerKind.BIRTHDAY,
     pb.TRIGGER_KIND_POINTS_EXPIRING: domain.TriggerKind.POINTS_EXPIRING,
     pb.TRIGGER_KIND_INACTIVE: domain.TriggerKind.INACTIVE,
+    pb.TRIGGER_KIND_SCHEDULE: domain.TriggerKind.SCHEDULE,
 }
 _TRIGGER_MESSAGES = {v: k for k, v in _TRIGGERS.items()}
 _STATES = {
@@ -82,10 +83,11 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
             pb.JOURNEY_STATE_ACTIVE,
         ):
             raise InvalidArgument.of([FieldViolation("journey.state", "DRAFT or ACTIVE")])
+        key = _key_of(request.journey)
         journeys.check(spec)
 
         async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.CreateJourneyResponse:
-            found = await journeys.create(uow, spec, state, now)
+            found = await journeys.create(uow, spec, state, now, key)
             return pb.CreateJourneyResponse(journey=journey_message(found, self.clock()))
 
         return await self._mutate("CreateJourney", request, pb.CreateJourneyResponse, work)
@@ -117,12 +119,13 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
         self, request: pb.UpdateJourneyRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateJourneyResponse:
         journey_id = journey_id_of(request.journey.name, "journey.name")
+        key = _key_of(request.journey)
 
         async def work(uow: EngagementUnitOfWork, now: datetime) -> pb.UpdateJourneyResponse:
             current = await journeys.get(uow, journey_id)
             _may_touch(current)
             spec = spec_of(request.journey, current.unit)
-            found = await journeys.update(uow, journey_id, spec, now)
+            found = await journeys.update(uow, journey_id, spec, now, key)
             return pb.UpdateJourneyResponse(journey=journey_message(found, self.clock()))
 
         return await self._mutate("UpdateJourney", request, pb.UpdateJourneyResponse, work)
@@ -331,6 +334,13 @@ def _before(after: object) -> tuple[datetime, str] | None:
         ) from None
 
 
+def _key_of(message: pb.Journey) -> str:
+    bad = domain.key_violations(message.key)
+    if bad:
+        raise InvalidArgument.of(bad)
+    return message.key
+
+
 def journey_id_of(name: str, field: str) -> str:
     journey_id = name.removeprefix(RESOURCE)
     if not name.startswith(RESOURCE) or not journey_id or "/" in journey_id or len(journey_id) > 64:
@@ -396,6 +406,11 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
         if message.HasField("quiet_hours")
         else None
     )
+    schedule = (
+        _schedule_of(message.trigger.schedule, "journey.trigger.schedule", bad)
+        if message.trigger.HasField("schedule")
+        else None
+    )
     start = moment_of(message, "start_time", "journey.start_time")
     end = moment_of(message, "end_time", "journey.end_time")
     if bad:
@@ -411,10 +426,15 @@ def spec_of(message: pb.Journey, unit: str) -> domain.JourneySpec:
             message.trigger.segment,
             message.trigger.days,
             tuple(r.strip() for r in message.trigger.reasons),
+            schedule,
         ),
         steps=tuple(steps),
         conditions=domain.Conditions(
-            tuple(message.conditions.units), tuple(message.conditions.tiers), consents
+            tuple(message.conditions.units),
+            tuple(message.conditions.tiers),
+            consents,
+            tuple(b.strip() for b in message.conditions.held_badges),
+            tuple(b.strip() for b in message.conditions.lacking_badges),
         ),
         frequency_cap=domain.FrequencyCap(
             message.frequency_cap.max_entries, message.frequency_cap.period_days
@@ -435,6 +455,26 @@ def _window_of(message: pb.TimeWindow, field: str, bad: list[FieldViolation]) ->
     if end is None:
         bad.append(FieldViolation(f"{field}.end", '"HH:MM", 24-hour'))
     return DailyWindow(start, end) if start is not None and end is not None else None
+
+
+def _schedule_of(message: pb.Schedule, field: str, bad: list[FieldViolation]) -> Schedule:
+    at = None
+    if message.time_of_day:
+        at = parse_hhmm(message.time_of_day)
+        if at is None:
+            bad.append(FieldViolation(f"{field}.time_of_day", '"HH:MM", 24-hour'))
+    once = moment_of(message, "once_time", f"{field}.once_time")
+    return Schedule(at, tuple(int(d) for d in message.days_of_week), once)
+
+
+def _schedule_message(schedule: Schedule) -> pb.Schedule:
+    message = pb.Schedule(
+        time_of_day=schedule.at.strftime("%H:%M") if schedule.at else "",
+        days_of_week=list(schedule.weekdays),  # type: ignore[arg-type]
+    )
+    if schedule.once_at is not None:
+        message.once_time.CopyFrom(timestamp(schedule.once_at))
+    return message
 
 
 def _window_message(window: DailyWindow) -> pb.TimeWindow:
@@ -501,6 +541,8 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
             units=list(spec.conditions.units),
             tiers=list(spec.conditions.tiers),
             consents=[member_pb2.ConsentPurpose.Value(p) for p in spec.conditions.consents],
+            held_badges=list(spec.conditions.held_badges),
+            lacking_badges=list(spec.conditions.lacking_badges),
         ),
         steps=[_step_message(s) for s in spec.steps],
         frequency_cap=pb.FrequencyCap(
@@ -513,7 +555,10 @@ def journey_message(journey: StoredJourney, now: datetime) -> pb.Journey:
         update_time=timestamp(journey.updated_at),
         time_zone=spec.time_zone,
         budget=pb.Budget(points=spec.budget.points, coupons=spec.budget.coupons),
+        key=journey.key,
     )
+    if spec.trigger.schedule is not None:
+        message.trigger.schedule.CopyFrom(_schedule_message(spec.trigger.schedule))
     if spec.quiet_hours is not None:
         message.quiet_hours.CopyFrom(_window_message(spec.quiet_hours))
     if spec.start_at:

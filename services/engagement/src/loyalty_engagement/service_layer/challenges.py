@@ -6,17 +6,32 @@ A member's progress row is locked while an event counts, so concurrent events of
 count one after the other. A completion is inserted unique per member, challenge and period
 key before its rewards are asked for, with idempotency keys derived from it: a crash between
 the call and the commit repeats the same calls, which points and benefits answer once.
+
+Refunds: a purchase is kept with its refunds (each once, by its reverse posting), and a
+purchase goal's progress is recomputed from the period's purchases net of refunds; the
+leaderboards' scores change by the difference the refund makes. A completion stands: a refund
+after it takes nothing back (the reward and the badge are kept), and a leaderboard period
+already closed is not paid again. Merges: the absorbed member's purchases, badges, completions
+and scores become the survivor's, and each challenge period they both had progress in is
+combined and judged again: completed once, paid once (an open period only).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from loyalty.engagement.v1 import events_pb2
-from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from loyalty_kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 from loyalty_kit.kernel.units import GROUP
 from loyalty_kit.timestamps import timestamp
 
@@ -31,16 +46,21 @@ from loyalty_engagement.domain.challenges import (
     ChallengeSpec,
     GoalKind,
     LeaderboardSpec,
+    Metric,
     Occurrence,
     Progress,
+    Purchase,
     Window,
     WindowKind,
     completion_key,
     counts_for,
     local_day,
+    longer_streak,
     metric_scores,
     period_bounds,
     period_of,
+    purchase_progress,
+    purchase_scores,
     valid_period,
 )
 from loyalty_engagement.service_layer.ports import ActionRefused, Actions
@@ -55,6 +75,10 @@ class ChallengeNotFound(NotFound):
     reason = "CHALLENGE_NOT_FOUND"
 
 
+class ChallengeKeyTaken(AlreadyExists):
+    reason = "CHALLENGE_KEY_TAKEN"
+
+
 class LeaderboardNotFound(NotFound):
     reason = "LEADERBOARD_NOT_FOUND"
 
@@ -66,9 +90,16 @@ class PeriodNotEnded(FailedPrecondition):
 # --- challenges -----------------------------------------------------------------------------
 
 
-async def create(uow: EngagementUnitOfWork, spec: ChallengeSpec, now: datetime) -> StoredChallenge:
+async def create(
+    uow: EngagementUnitOfWork, spec: ChallengeSpec, now: datetime, key: str = ""
+) -> StoredChallenge:
+    """A new challenge; with `key`, the only one with that key (CHALLENGE_KEY_TAKEN
+    otherwise)."""
     spec.check()
-    return await uow.challenges.add(uuid.uuid4().hex, spec, now)
+    made = await uow.challenges.add(uuid.uuid4().hex, spec, now, key)
+    if made is None:
+        raise ChallengeKeyTaken(f"a challenge with the key {key!r} exists already")
+    return made
 
 
 async def get(uow: EngagementUnitOfWork, challenge_id: str) -> StoredChallenge:
@@ -86,7 +117,16 @@ async def on_occurrence(
     *,
     referral: bool = False,
 ) -> None:
-    """Count one member event for the leaderboards and every running challenge it counts for."""
+    """Count one member event for the leaderboards and every running challenge it counts for
+    (an absorbed member's, still in flight at the merge, for the survivor)."""
+    if (survivor := await uow.challenges.survivor_of(event.member_id)) != event.member_id:
+        event = replace(event, member_id=survivor)
+    purchase = not (referral or event.activity_type)
+    if purchase:
+        await uow.challenges.serialize(event.key)
+        await uow.challenges.keep_purchase(
+            event.key, event.member_id, event.unit, event.spend, event.at
+        )
     await _score(uow, event, referral, now)
     if referral:
         return
@@ -104,15 +144,34 @@ async def on_occurrence(
 async def on_purchases(
     uow: EngagementUnitOfWork, actions: Actions, events: list[Occurrence], now: datetime
 ) -> None:
-    """A batch's purchases, each counted as `on_occurrence` would, set-based: the scores'
-    first counts and additions, the challenges' first counts, the progress rows (locked in
-    one order) and their completions read once each; then every event in order in memory,
-    the progress saved in one statement, a completion paid as a lone event pays it."""
+    """A batch's purchases, each counted as `on_occurrence` would, set-based: the members'
+    survivors read, the purchases locked (in one order) and kept, and read back with their
+    refunds, once each; the scores' first counts and additions (net of refunds), the
+    challenges' first counts, the progress rows (locked in one order), their completions and
+    their periods' purchases read once each; then every event in order in memory (its purchase
+    added to the period's, the progress their fold net of refunds), the contributions and the
+    progress saved in one statement each, a completion paid as a lone event pays it."""
     if not events:
         return
+    survivors = await uow.challenges.survivors_of([e.member_id for e in events])
+    events = [
+        replace(e, member_id=survivors[e.member_id]) if e.member_id in survivors else e
+        for e in events
+    ]
+    await uow.challenges.serialize_many([e.key for e in events])
+    firsts = {e.key: e for e in reversed(events)}  # the first of a key is the one kept
+    await uow.challenges.keep_purchases(
+        [(e.key, e.member_id, e.unit, e.spend, e.at) for e in firsts.values()]
+    )
+    kept = await uow.challenges.kept_purchases(list(firsts))
+
+    def scores_of(event: Occurrence) -> dict[Metric, int]:
+        found = kept.get(event.key)  # net of a refund that came first
+        scores = purchase_scores(found.purchase) if found else metric_scores(event, False)
+        return {m: s for m, s in scores.items() if s}
+
     counted = await uow.challenges.first_counts(
-        [(LEADERBOARD_COUNTER, e.key) for e in events if any(metric_scores(e, False).values())],
-        now,
+        [(LEADERBOARD_COUNTER, e.key) for e in events if scores_of(e)], now
     )
     scores: dict[tuple[str, str, str, str], int] = {}
     for event in events:
@@ -120,7 +179,7 @@ async def on_purchases(
             continue
         counted.discard((LEADERBOARD_COUNTER, event.key))  # the same event twice: once
         scopes = [GROUP] + ([event.unit] if event.unit and event.unit != GROUP else [])
-        for metric, score in metric_scores(event, False).items():
+        for metric, score in scores_of(event).items():
             for scope in scopes:
                 for period in _periods(event.at):
                     row = (metric.value, scope, period, event.member_id)
@@ -148,12 +207,13 @@ async def on_purchases(
         spec = challenge.spec
         period = period_of(spec.window, event.at, spec.time_zone, challenge.start_at)
         counting.append((challenge, event, period, completion_key(spec.repeatable, period)))
-    progress = await uow.challenges.locked_progresses(
-        [(c.challenge_id, e.member_id, period) for c, e, period, _ in counting], now
-    )
+    slots = [(c.challenge_id, e.member_id, period) for c, e, period, _ in counting]
+    await uow.challenges.locked_progresses(slots, now)
     done = await uow.challenges.completed_of(
         [(c.challenge_id, e.member_id, key) for c, e, _, key in counting]
     )
+    bought = await uow.challenges.periods_purchases(slots)
+    contributed: list[tuple[str, str, str, str]] = []
     saved: dict[tuple[str, str, str], Progress] = {}
     reached: list[tuple[StoredChallenge, str, str, str]] = []
     for challenge, event, period, key in counting:
@@ -161,11 +221,15 @@ async def on_purchases(
         if (cid, member, key) in done:
             continue  # done for this period (or for good): nothing more to count
         slot = (cid, member, period)
-        spec = challenge.spec
-        progress[slot] = saved[slot] = progress[slot].count(spec.goal, event, spec.time_zone)
-        if saved[slot].reached(spec.goal):
+        contributed.append((cid, event.key, member, period))
+        purchases = bought.setdefault(slot, [])
+        if all(p.key != event.key for p in purchases):
+            purchases.append(kept[event.key].purchase)
+        saved[slot] = purchase_progress(challenge.spec.goal, purchases)
+        if saved[slot].reached(challenge.spec.goal):
             done.add((cid, member, key))
             reached.append((challenge, member, period, key))
+    await uow.challenges.add_contributions(contributed)
     await uow.challenges.save_progresses(saved, now)
     for challenge, member, period, key in reached:
         cid = challenge.challenge_id
@@ -188,11 +252,123 @@ async def _count(
     progress = await uow.challenges.locked_progress(cid, member, period, now)
     if await uow.challenges.completed(cid, member, key):
         return  # done for this period (or for good): nothing more to count
-    counted = progress.count(spec.goal, event, spec.time_zone)
-    await uow.challenges.save_progress(cid, member, period, counted, now)
-    if counted.reached(spec.goal) and await uow.challenges.complete(cid, member, key, period, now):
+    if spec.goal.kind is GoalKind.STREAK:
+        counted = progress.count(spec.goal, event, spec.time_zone)
+    else:
+        await uow.challenges.add_contribution(cid, event.key, member, period)
+        counted = purchase_progress(
+            spec.goal, await uow.challenges.period_purchases(cid, member, period)
+        )
+    await _settle(uow, actions, challenge, member, period, counted, now)
+
+
+async def _settle(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    challenge: StoredChallenge,
+    member: str,
+    period: str,
+    progress: Progress,
+    now: datetime,
+) -> None:
+    """Keep a member's progress in a period (its row locked by the caller) and complete and
+    pay the challenge if it reaches the goal and was not completed before."""
+    spec, cid = challenge.spec, challenge.challenge_id
+    key = completion_key(spec.repeatable, period)
+    await uow.challenges.save_progress(cid, member, period, progress, now)
+    if progress.reached(spec.goal) and await uow.challenges.complete(cid, member, key, period, now):
         note = await _reward(uow, actions, challenge, member, key, now)
         await uow.challenges.note_rewards(cid, member, key, note)
+
+
+async def on_refund(
+    uow: EngagementUnitOfWork,
+    refund_key: str,
+    purchase_key: str,
+    member_id: str,
+    spend: Decimal,
+    at: datetime,
+    now: datetime,
+) -> None:
+    """Take a refund's part of a purchase back out of the leaderboards' scores and of the
+    progress of every challenge period it counted in and that is not completed. A refund that
+    comes before its purchase is remembered: the purchase counts net of it."""
+    await uow.challenges.serialize(purchase_key)
+    member_id = await uow.challenges.survivor_of(member_id)
+    before = await uow.challenges.kept_purchase(purchase_key)
+    if not await uow.challenges.add_refund(refund_key, purchase_key, member_id, spend, at):
+        return  # refunded before (a replay)
+    if before is None:
+        return  # the purchase has not come: it will count net of this refund
+    after = await uow.challenges.kept_purchase(purchase_key)
+    assert after is not None
+    if await uow.challenges.counted(LEADERBOARD_COUNTER, purchase_key):
+        await _rescore(uow, before.member_id, before.occurred_at, before.purchase, after.purchase)
+    for cid, member, period in await uow.challenges.contributions_of(purchase_key):
+        challenge = await uow.challenges.get(cid)
+        if challenge is None:
+            continue
+        await uow.challenges.locked_progress(cid, member, period, now)
+        key = completion_key(challenge.spec.repeatable, period)
+        if await uow.challenges.completed(cid, member, key):
+            continue  # a completion stands: its reward and badge are kept
+        progress = purchase_progress(
+            challenge.spec.goal, await uow.challenges.period_purchases(cid, member, period)
+        )
+        await uow.challenges.save_progress(cid, member, period, progress, now)
+
+
+async def _rescore(
+    uow: EngagementUnitOfWork, member_id: str, at: datetime, before: Purchase, after: Purchase
+) -> None:
+    old, new = purchase_scores(before), purchase_scores(after)
+    deltas = {m: new[m] - old[m] for m in new if new[m] != old[m]}
+    scopes = [GROUP] + ([before.unit] if before.unit and before.unit != GROUP else [])
+    await uow.challenges.add_scores(
+        [
+            (metric.value, scope, period, member_id, delta)
+            for metric, delta in deltas.items()
+            for scope in scopes
+            for period in _periods(at)
+        ]
+    )
+
+
+async def on_merge(
+    uow: EngagementUnitOfWork, actions: Actions, survivor: str, absorbed: str, now: datetime
+) -> None:
+    """The absorbed member's challenges, badges and standings become the survivor's. Each
+    challenge period the absorbed member had progress in is combined with the survivor's:
+    purchase goals from both members' purchases, a streak the longer of the two; a completion
+    of either stands (not paid again), and a combined progress that reaches the goal in a
+    period still open completes it for the survivor, paid once."""
+    await uow.challenges.lock_members([survivor, absorbed])
+    await uow.challenges.record_merge(absorbed, survivor, now)
+    moved = await uow.challenges.move_member(absorbed, survivor)
+    for theirs in moved:
+        challenge = await uow.challenges.get(theirs.challenge_id)
+        if challenge is None:
+            continue
+        spec, cid, period = challenge.spec, challenge.challenge_id, theirs.period
+        ours = await uow.challenges.locked_progress(cid, survivor, period, now)
+        if await uow.challenges.completed(cid, survivor, completion_key(spec.repeatable, period)):
+            continue
+        if spec.goal.kind is GoalKind.STREAK:
+            combined = longer_streak(ours, theirs.progress)
+        else:
+            combined = purchase_progress(
+                spec.goal, await uow.challenges.period_purchases(cid, survivor, period)
+            )
+        if _open(challenge, period, now):
+            await _settle(uow, actions, challenge, survivor, period, combined, now)
+        else:
+            await uow.challenges.save_progress(cid, survivor, period, combined, now)
+
+
+def _open(challenge: StoredChallenge, period: str, now: datetime) -> bool:
+    spec = challenge.spec
+    _, end = period_bounds(spec.window, period, spec.time_zone)
+    return now < end and (spec.end_at is None or now < spec.end_at)
 
 
 async def _reward(
@@ -304,8 +480,13 @@ async def revoke_badge(
     by: tuple[str, str],
     now: datetime,
 ) -> bool:
+    """Take a badge back and announce it (BadgeRevoked) when the member held it."""
     revoked = await uow.challenges.revoke_badge(member_id, badge)
     await uow.challenges.audit(member_id, badge, "revoke", by[0], by[1], reason, now)
+    if revoked:
+        await uow.outbox.add(
+            events_pb2.BadgeRevoked(member_id=member_id, badge=badge, revoked_at=timestamp(now))
+        )
     return revoked
 
 
@@ -323,7 +504,12 @@ def _periods(at: datetime) -> tuple[str, str]:
 async def _score(
     uow: EngagementUnitOfWork, event: Occurrence, referral: bool, now: datetime
 ) -> None:
-    scores = {m: s for m, s in metric_scores(event, referral).items() if s}
+    scores: dict[Metric, int] = metric_scores(event, referral)
+    if not (referral or event.activity_type):
+        kept = await uow.challenges.kept_purchase(event.key)
+        if kept is not None:  # net of a refund that came first
+            scores = purchase_scores(kept.purchase)
+    scores = {m: s for m, s in scores.items() if s}
     if not scores or not await uow.challenges.first_count(LEADERBOARD_COUNTER, event.key, now):
         return
     scopes = [GROUP] + ([event.unit] if event.unit and event.unit != GROUP else [])

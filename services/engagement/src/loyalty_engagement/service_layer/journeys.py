@@ -16,8 +16,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from loyalty.engagement.v1 import events_pb2
+from loyalty_kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 from loyalty_kit.logs import get_logger
+from loyalty_kit.timestamps import timestamp
 
 from loyalty_engagement.adapters.journeys import StepRun, StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.domain import journeys as domain
@@ -49,6 +57,10 @@ class JourneyStateConflict(FailedPrecondition):
     reason = "JOURNEY_STATE"
 
 
+class JourneyKeyTaken(AlreadyExists):
+    reason = "JOURNEY_KEY_TAKEN"
+
+
 def check(spec: JourneySpec, path: str = "journey") -> None:
     bad = domain.validate(spec, path)
     if bad:
@@ -56,13 +68,20 @@ def check(spec: JourneySpec, path: str = "journey") -> None:
 
 
 async def create(
-    uow: EngagementUnitOfWork, spec: JourneySpec, state: JourneyState, now: datetime
+    uow: EngagementUnitOfWork,
+    spec: JourneySpec,
+    state: JourneyState,
+    now: datetime,
+    key: str = "",
 ) -> StoredJourney:
+    """A new journey, version 1; with `key`, the only one with that key (JOURNEY_KEY_TAKEN
+    otherwise)."""
     check(spec)
     if state not in (JourneyState.DRAFT, JourneyState.ACTIVE):
         raise InvalidArgument.of([FieldViolation("journey.state", "DRAFT or ACTIVE on create")])
     journey_id = str(uuid.uuid4())
-    await uow.journeys.add(journey_id, spec, state, now)
+    if not await uow.journeys.add(journey_id, spec, state, now, key):
+        raise JourneyKeyTaken(f"a journey with the key {key!r} exists already")
     return await get(uow, journey_id)
 
 
@@ -74,12 +93,21 @@ async def get(uow: EngagementUnitOfWork, journey_id: str) -> StoredJourney:
 
 
 async def update(
-    uow: EngagementUnitOfWork, journey_id: str, spec: JourneySpec, now: datetime
+    uow: EngagementUnitOfWork, journey_id: str, spec: JourneySpec, now: datetime, key: str = ""
 ) -> StoredJourney:
+    """A new version of the journey. `key` gives a journey without one its key (a journey made
+    before the programme file named it); a key once set never changes."""
     check(spec)
     journey = await uow.journeys.get(journey_id, for_update=True)
     if journey is None:
         raise JourneyNotFound(f"journeys/{journey_id} does not exist")
+    if key and key != journey.key:
+        if journey.key:
+            raise InvalidArgument.of(
+                [FieldViolation("journey.key", f"is {journey.key!r}: a key never changes")]
+            )
+        if not await uow.journeys.set_key(journey_id, key):
+            raise JourneyKeyTaken(f"a journey with the key {key!r} exists already")
     await uow.journeys.new_version(journey, spec, now)
     return await get(uow, journey_id)
 
@@ -173,8 +201,9 @@ ACTS_AT_ONCE = 32  # a batch's calls to the services that act, in flight at once
 
 
 def immediate(journey: StoredJourney) -> bool:
-    """An active journey whose entries nothing but their own event and the member's earlier
-    entries (its frequency cap) decide: no budget, tier or consent condition, and only steps
+    """An active journey whose entries nothing but their own event, the member's earlier
+    entries (its frequency cap) and badges (held or lacking badge conditions, read for the
+    batch's members at once) decide: no budget, tier or consent condition, and only steps
     that act at once (a coupon, points, tags). A batch of events enters them set-based
     (`on_events`)."""
     spec = journey.spec
@@ -200,7 +229,9 @@ async def on_events(
     counted in order), the entries recorded in one statement with the state each comes to
     (those recorded before, or by a concurrent handler, are passed over), the steps' calls
     made a few at once (each with its step's key), the step runs in one statement; an entry
-    whose step was refused is set FAILED after."""
+    whose step was refused is set FAILED after. Badge conditions are judged on the members'
+    badges read once, and every admitted entry (treatment or control) is announced
+    (JourneyEntered) as `admit` announces it."""
     assert all(immediate(j) for j in found)
     entries: dict[str, tuple[StoredJourney, StoredEntry]] = {}  # the same event twice: once
     for event in events:
@@ -225,7 +256,11 @@ async def on_events(
     # Locked before anything is read: a concurrent handler of the same members commits first.
     earlier = await _earlier_entries(uow, found, [e for _, e in entries.values()], now)
     recorded = await uow.journeys.recorded(list(entries))
+    badges = await _badges_of(
+        uow, [(j, e) for j, e in entries.values() if e.entry_id not in recorded]
+    )
     decided: list[StoredEntry] = []
+    admitted: list[tuple[StoredEntry, bool]] = []  # announced, with whether held out
     acting: list[tuple[StoredJourney, StoredEntry]] = []
     for journey, entry in entries.values():
         if entry.entry_id in recorded:
@@ -237,17 +272,24 @@ async def on_events(
             spec.frequency_cap, earlier.setdefault((journey.journey_id, entry.member_id), []), now
         ):
             state = EntryState.CAPPED
-        elif not domain.conditions_hold(spec.conditions, entry.unit, MemberFacts("", frozenset())):
+        elif not domain.conditions_hold(
+            spec.conditions,
+            entry.unit,
+            MemberFacts(badges=badges.get(entry.member_id, frozenset())),
+        ):
             state = EntryState.SKIPPED
         elif domain.held_out(journey.journey_id, entry.member_id, spec.control_share):
             state = EntryState.HELD_OUT
-        if capped and state in (EntryState.COMPLETED, EntryState.HELD_OUT):
-            earlier[(journey.journey_id, entry.member_id)].append(entry.entered_at)
+        if state in (EntryState.COMPLETED, EntryState.HELD_OUT):
+            admitted.append((entry, state is EntryState.HELD_OUT))
+            if capped:
+                earlier[(journey.journey_id, entry.member_id)].append(entry.entered_at)
         decided.append(dataclasses.replace(entry, state=state))
         if state is EntryState.COMPLETED:
             acting.append((journey, entry))
     new = await uow.journeys.enter_many(decided)
     acting = [(j, e) for j, e in acting if e.entry_id in new]  # else a concurrent handler's
+    await _announce_entries(uow, [(e, control) for e, control in admitted if e.entry_id in new])
     gate = asyncio.Semaphore(ACTS_AT_ONCE)
 
     async def act(journey: StoredJourney, entry: StoredEntry) -> list[StepRun]:
@@ -262,6 +304,20 @@ async def on_events(
         if runs and runs[-1].outcome == "failed"
     ]
     await uow.journeys.set_entry_states(failed, now)
+
+
+async def _badges_of(
+    uow: EngagementUnitOfWork, entering: Sequence[tuple[StoredJourney, StoredEntry]]
+) -> dict[str, frozenset[str]]:
+    """The entering members' badges that the journeys' badge conditions name, in one read."""
+    named: set[str] = set()
+    members: set[str] = set()
+    for journey, entry in entering:
+        conditions = journey.spec.conditions
+        if conditions.needs_badges:
+            named.update(conditions.held_badges, conditions.lacking_badges)
+            members.add(entry.member_id)
+    return await uow.challenges.held_by(sorted(members), sorted(named))
 
 
 async def _earlier_entries(
@@ -337,16 +393,26 @@ async def admit(
         if domain.over_cap(spec.frequency_cap, earlier, now):
             await journeys.set_entry_state(entry.entry_id, EntryState.CAPPED, now)
             return
+    conditions = spec.conditions
     member = MemberFacts(
-        tier=await journeys.tier(entry.member_id) if spec.conditions.tiers else "",
+        tier=await journeys.tier(entry.member_id) if conditions.tiers else "",
         consents=(
-            await actions.consents(entry.member_id) if spec.conditions.needs_member else frozenset()
+            await actions.consents(entry.member_id) if conditions.needs_member else frozenset()
+        ),
+        badges=(
+            await uow.challenges.held_of(
+                entry.member_id, (*conditions.held_badges, *conditions.lacking_badges)
+            )
+            if conditions.needs_badges
+            else frozenset()
         ),
     )
     if not domain.conditions_hold(spec.conditions, entry.unit, member):
         await journeys.set_entry_state(entry.entry_id, EntryState.SKIPPED, now)
         return
-    if domain.held_out(journey_id, entry.member_id, spec.control_share):
+    control = domain.held_out(journey_id, entry.member_id, spec.control_share)
+    await _announce_entry(uow, journey_id, entry, control)
+    if control:
         await journeys.set_entry_state(entry.entry_id, EntryState.HELD_OUT, now)
         return
     state = await run_steps(uow, actions, journey_id, spec, entry, now)
@@ -377,7 +443,8 @@ async def run_steps(
             await uow.timing.wait(entry.entry_id, index + 1, due, waiting, now)
             return EntryState.WAITING
         if isinstance(step, SendMessage):
-            quiet_end = timing.quiet_until(now, spec.quiet_hours, spec.time_zone)
+            zone = await _quiet_zone(uow, spec, entry.member_id)
+            quiet_end = timing.quiet_until(now, spec.quiet_hours, zone)
             if quiet_end is not None:  # deferred, not dropped: the timer sends it then
                 await uow.timing.wait(entry.entry_id, index, quiet_end, waits.QUIET, now)
                 return EntryState.WAITING
@@ -407,6 +474,14 @@ async def run_steps(
             return EntryState.FAILED
         await uow.journeys.finish_step(entry.entry_id, index, outcome, detail)
     return EntryState.COMPLETED
+
+
+async def _quiet_zone(uow: EngagementUnitOfWork, spec: JourneySpec, member_id: str) -> str:
+    """The zone quiet hours are read in: the member's when identity has one, else the
+    journey's."""
+    if spec.quiet_hours is None:
+        return spec.time_zone
+    return timing.zone_for(await uow.timing.time_zone(member_id), spec.time_zone)
 
 
 async def _act(
@@ -448,3 +523,37 @@ async def _act(
             await channel_of(channel).send(uow, message, entry.entry_id, index)
             return "done", message.message_id
     raise TypeError(step)
+
+
+async def _announce_entry(
+    uow: EngagementUnitOfWork, journey_id: str, entry: StoredEntry, control: bool
+) -> None:
+    """JourneyEntered for an admitted entry, treatment or control (insights measures the
+    journey's uplift from them); its event ID derived from the entry's, so a repeat is one."""
+    await uow.outbox.add(_entered(entry, control), event_id=_entered_id(entry))
+
+
+async def _announce_entries(
+    uow: EngagementUnitOfWork, admitted: Sequence[tuple[StoredEntry, bool]]
+) -> None:
+    """`_announce_entry` of a batch's admitted entries, in one statement."""
+    if admitted:
+        await uow.outbox.add_many(
+            [_entered(entry, control) for entry, control in admitted],
+            event_ids=[_entered_id(entry) for entry, _ in admitted],
+        )
+
+
+def _entered(entry: StoredEntry, control: bool) -> events_pb2.JourneyEntered:
+    return events_pb2.JourneyEntered(
+        journey_id=entry.journey_id,
+        member_id=entry.member_id,
+        entered_at=timestamp(entry.entered_at),
+        control=control,
+        unit=entry.unit,
+        entry_id=entry.entry_id,
+    )
+
+
+def _entered_id(entry: StoredEntry) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"journey-entered:{entry.entry_id}")

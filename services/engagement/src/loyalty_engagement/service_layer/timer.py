@@ -1,5 +1,5 @@
 """The timer's use cases: run the waiting entries that are due, and the sweeps that enter
-members by time (birthdays, points about to expire, inactivity).
+members by time (birthdays, points about to expire, inactivity, a schedule over a segment).
 
 Due entries are taken `FOR UPDATE SKIP LOCKED`, a chunk a transaction: replicas' timers never
 take one entry at once, and an entry's steps run in the transaction that takes it, under the
@@ -158,6 +158,7 @@ async def sweep(
         TriggerKind.BIRTHDAY.value,
         TriggerKind.POINTS_EXPIRING.value,
         TriggerKind.INACTIVE.value,
+        TriggerKind.SCHEDULE.value,
     ]
     async with uow_factory() as uow:
         found = await uow.timing.swept_journeys(kinds)
@@ -185,6 +186,16 @@ async def sweep(
                     journey_id, journey.version, since, now + days, now
                 )
                 await uow.timing.set_swept(journey_id, max(since, now + days))
+            elif trigger.kind is TriggerKind.SCHEDULE and trigger.schedule is not None:
+                # Occurrences after the journey was made, each once: the sweep's row is
+                # locked, and an entry is unique per member and occurrence.
+                last = await uow.timing.swept_until(journey_id, journey.created_at)
+                occurrence = timing.last_occurrence(trigger.schedule, spec.time_zone, last, now)
+                if occurrence is not None:
+                    entered += await uow.timing.enter_scheduled(
+                        journey_id, journey.version, trigger.segment, occurrence, now
+                    )
+                    await uow.timing.set_swept(journey_id, occurrence)
             else:
                 last = await uow.timing.swept_until(
                     journey_id, journey.created_at - timedelta(days=1)

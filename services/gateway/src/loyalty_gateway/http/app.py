@@ -56,7 +56,11 @@ def build_app(gateway: Gateway) -> ASGIApp:
     uploads = Uploads(uploaded, gateway.backends, gateway.keys.verifier, gateway.config, limits)
     token = TokenEndpoint(gateway.keys, gateway.uow, gateway.config)
     unsubscribe = UnsubscribeEndpoint(
-        gateway.backends, gateway.credentials, gateway.config.request_deadline_seconds
+        gateway.backends,
+        gateway.credentials,
+        gateway.config.request_deadline_seconds,
+        limits,
+        gateway.config.unsubscribe_attempts_per_minute,
     )
     document = openapi.document(routes, uploaded)
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2
-from limits import RateLimitItemPerSecond
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -117,19 +117,38 @@ class RateLimits:
 
     async def hit(self, claims: dict[str, Any]) -> None:
         rate = int(claims.get("rps", DEFAULT_RATE))
-        item = RateLimitItemPerSecond(rate)
+        await self._count(
+            RateLimitItemPerSecond(rate),
+            (str(claims["sub"]),),
+            f"more than {rate} requests a second",
+            {"limit_per_second": str(rate)},
+        )
+
+    async def hit_address(self, route: str, address: str, per_minute: int) -> None:
+        """An unauthenticated route's attempts from one client address, a moving minute: what
+        keeps a client from guessing a link's token quickly."""
+        await self._count(
+            RateLimitItemPerMinute(per_minute),
+            (route, address),
+            f"more than {per_minute} attempts a minute from this address: wait and try again",
+            {"limit_per_minute": str(per_minute)},
+        )
+
+    async def _count(
+        self, item: RateLimitItem, keys: tuple[str, ...], message: str, about: dict[str, str]
+    ) -> None:
         try:
-            allowed = await self.limiter.hit(item, str(claims["sub"]))
+            allowed = await self.limiter.hit(item, *keys)
         except Exception as error:  # the shared storage is down: serve rather than refuse all
             log.warning("rate limit storage unavailable: request not counted", error=repr(error))
             return
         if not allowed:
-            reset, _remaining = await self.limiter.get_window_stats(item, str(claims["sub"]))
+            reset, _remaining = await self.limiter.get_window_stats(item, *keys)
             retry = max(1, math.ceil(reset - time.time()))  # the library's clock
             raise ResourceExhausted(
-                f"more than {rate} requests a second",
+                message,
                 reason="RATE_LIMITED",
-                metadata={"limit_per_second": str(rate), "retry_after_seconds": str(retry)},
+                metadata={**about, "retry_after_seconds": str(retry)},
             )
 
 

@@ -4,7 +4,10 @@ previews fetch links, and must not unsubscribe anyone. POST acts: the token from
 (RFC 8058 one-click, `List-Unsubscribe-Post: List-Unsubscribe=One-Click`), a form or a JSON
 body; the gateway calls engagement's Unsubscribe on its own account, which withdraws the
 member's consent for the message's purpose through identity, idempotently. A JSON request is
-answered with JSON, anything else with a page."""
+answered with JSON, anything else with a page. Every attempt counts against the client
+address's limit (`LOYALTY_GATEWAY_UNSUBSCRIBE_ATTEMPTS_PER_MINUTE`, a moving minute, in the
+gateway's rate limit storage): past it the answer is 429 with Retry-After, so tokens cannot be
+guessed quickly."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from loyalty_gateway.adapters.backends import Backends
 from loyalty_gateway.http.bodies import read_body
+from loyalty_gateway.http.contracts import RateLimits
 from loyalty_gateway.http.exchange import REQUEST_ID, Exchange
 from loyalty_gateway.http.metrics import note_route
 
@@ -42,16 +46,25 @@ _DONE = """<!doctype html><html lang="en"><meta charset="utf-8">
 
 class UnsubscribeEndpoint:
     def __init__(
-        self, backends: Backends, credentials: ServiceCredentials, deadline_seconds: float
+        self,
+        backends: Backends,
+        credentials: ServiceCredentials,
+        deadline_seconds: float,
+        limits: RateLimits,
+        attempts_per_minute: int,
     ) -> None:
         self.backends = backends
         self.credentials = credentials
         self.deadline_seconds = deadline_seconds
+        self.limits = limits
+        self.attempts_per_minute = attempts_per_minute
 
     async def answer(self, request: Request) -> Response:
         note_route(request, PATH)
         exchange = Exchange(request)
         try:
+            address = request.client.host if request.client else "unknown"
+            await self.limits.hit_address(PATH, address, self.attempts_per_minute)
             if request.method == "GET":
                 token = request.query_params.get("token", "")
                 page = _CONFIRM.format(path=PATH, token=html.escape(token, quote=True))

@@ -37,6 +37,7 @@ SELECT m.member_id, m.state, m.merged_into, m.registered_unit, m.registered_chan
        m.suspension_reason, m.created_at, m.updated_at,
        k.key_id, k.wrapped_key,
        p.full_name_sealed, p.gender, p.birthday_sealed, p.region, p.preferred_language,
+       p.time_zone,
        ARRAY(SELECT ROW(i.identity_type, i.value_sealed, i.linked_at) FROM identities i
               WHERE i.member_id = m.member_id ORDER BY i.linked_at, i.identity_type) AS identities,
        ARRAY(SELECT ROW(c.purpose, c.granted, c.source, c.changed_at) FROM consents c
@@ -217,6 +218,7 @@ class MemberRepository:
                 ),
                 region=row.region,
                 preferred_language=row.preferred_language,
+                time_zone=row.time_zone,
             )
         for purpose, granted, source, changed_at in row.consents:
             consent_purpose = ConsentPurpose(purpose)
@@ -304,6 +306,7 @@ class MemberRepository:
             ),
             "region": profile.region,
             "preferred_language": profile.preferred_language,
+            "time_zone": profile.time_zone,
         }
         await self.session.execute(
             insert(t.profiles)

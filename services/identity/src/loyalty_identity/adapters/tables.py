@@ -63,6 +63,7 @@ profiles = Table(
     Column("birthday_sealed", LargeBinary),
     Column("region", Text, nullable=False, server_default=""),
     Column("preferred_language", Text, nullable=False, server_default=""),
+    Column("time_zone", Text, nullable=False, server_default=""),
 )
 
 consents = Table(

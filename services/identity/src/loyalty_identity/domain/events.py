@@ -37,6 +37,7 @@ class ProfileChanged:
     changed_fields: tuple[str, ...]
     birthday: date | None  # the profile's birthday after the change (month and day go out)
     changed_at: datetime
+    time_zone: str = ""  # the profile's zone after the change
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def personal_data(member: Member, history: Sequence[Consent]) -> dict[str, Any]:
             "birthday": profile.birthday.isoformat() if profile.birthday else None,
             "region": profile.region,
             "preferred_language": profile.preferred_language,
+            "time_zone": profile.time_zone,
         },
         "consents": [_consent(c) for c in member.consents.values()],
         "consent_history": [_consent(c) for c in history],

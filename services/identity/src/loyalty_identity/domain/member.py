@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import Enum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 from loyalty_kit.resources import TAG_HINT, is_tag
@@ -51,10 +52,28 @@ class ConsentPurpose(Enum):
     PARTNER_SHARING = "partner_sharing"
 
 
-PROFILE_FIELDS = ("full_name", "gender", "birthday", "region", "preferred_language")
+PROFILE_FIELDS = (
+    "full_name",
+    "gender",
+    "birthday",
+    "region",
+    "preferred_language",
+    "time_zone",
+)
 LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 UNIT = re.compile(rf"^{UNIT_CODE}$")
 MAX_TAGS_PER_MEMBER = 200
+
+
+def known_time_zone(name: str) -> bool:
+    """An IANA zone this system's zone database knows ("Asia/Shanghai", "UTC")."""
+    if len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 @dataclass
@@ -64,6 +83,7 @@ class Profile:
     birthday: date | None = None
     region: str = ""
     preferred_language: str = ""
+    time_zone: str = ""  # IANA, e.g. "Asia/Shanghai" ("": not known)
 
     def validate(self, prefix: str = "profile", today: date | None = None) -> None:
         problems = Violations()
@@ -79,6 +99,8 @@ class Profile:
             problems.add(f"{prefix}.region", "at most 64 characters")
         if self.preferred_language and not LANGUAGE_TAG.match(self.preferred_language):
             problems.add(f"{prefix}.preferred_language", "a BCP 47 tag such as zh-CN or en")
+        if self.time_zone and not known_time_zone(self.time_zone):
+            problems.add(f"{prefix}.time_zone", "an IANA time zone such as Asia/Shanghai")
         problems.raise_if_any()
 
     def changed_fields(self, other: Profile) -> list[str]:
@@ -196,7 +218,11 @@ class Member:
         changed = profile.changed_fields(self.profile)
         self.profile = profile
         if changed:
-            self.record(ev.ProfileChanged(self.member_id, tuple(changed), profile.birthday, now))
+            self.record(
+                ev.ProfileChanged(
+                    self.member_id, tuple(changed), profile.birthday, now, profile.time_zone
+                )
+            )
         return changed
 
     def give_consents(self, changes: Sequence[Consent]) -> None:

@@ -75,6 +75,7 @@ def profile_from(profile: member_pb2.Profile, field: str = "profile") -> Profile
         birthday=birthday,
         region=profile.region.strip(),
         preferred_language=profile.preferred_language.strip(),
+        time_zone=profile.time_zone.strip(),
     )
 
 
@@ -132,6 +133,7 @@ def member_message(
             gender=_GENDERS[profile.gender],
             region=profile.region,
             preferred_language=profile.preferred_language,
+            time_zone=profile.time_zone,
         )
     )
     if profile.birthday is not None and not masked:

@@ -396,6 +396,70 @@ class FactStore:
             [t for _, t in rows],
         )
 
+    # --- members' badges (engagement's BadgeEarned and BadgeRevoked) ----------------------------
+
+    async def add_badge(self, member_id: str, badge: str) -> None:
+        """The member holds `badge` (its figures row made if it has none yet; an erased
+        member's is not made again)."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO member_figures AS f (member_id, updated_at, badges) "
+            "SELECT $1, now(), ARRAY[$2::text] "
+            "WHERE NOT EXISTS (SELECT 1 FROM erased_members WHERE member_id = $1) "
+            "ON CONFLICT (member_id) DO UPDATE SET updated_at = now(), badges = ARRAY("
+            "SELECT DISTINCT b FROM unnest(f.badges || excluded.badges) AS b ORDER BY b) "
+            "WHERE NOT f.badges @> excluded.badges",
+            member_id,
+            badge,
+        )
+
+    async def move_badges(self, absorbed: str, survivor: str) -> None:
+        """A merge: the survivor holds the absorbed member's badges too (as engagement moves
+        them, without announcing them again); the absorbed member's row goes with its
+        recompute."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO member_figures AS f (member_id, updated_at, badges) "
+            "SELECT $2, now(), a.badges FROM member_figures a "
+            "WHERE a.member_id = $1 AND cardinality(a.badges) > 0 "
+            "AND NOT EXISTS (SELECT 1 FROM erased_members WHERE member_id = $2) "
+            "ON CONFLICT (member_id) DO UPDATE SET updated_at = now(), badges = ARRAY("
+            "SELECT DISTINCT b FROM unnest(f.badges || excluded.badges) AS b ORDER BY b) "
+            "WHERE NOT f.badges @> excluded.badges",
+            absorbed,
+            survivor,
+        )
+
+    async def remove_badge(self, member_id: str, badge: str) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            "UPDATE member_figures SET updated_at = now(), badges = array_remove(badges, $2) "
+            "WHERE member_id = $1 AND $2 = ANY(badges)",
+            member_id,
+            badge,
+        )
+
+    # --- journeys' entries (engagement's JourneyEntered) ------------------------------------------
+
+    async def record_journey_entry(
+        self, journey_id: str, member_id: str, entered_at: datetime, control: bool, unit: str
+    ) -> None:
+        """A member's entry into a journey; a member counts once a journey, from its first
+        entry (a later one, or the same again, changes nothing)."""
+        conn = await self._conn()
+        await conn.execute(
+            "INSERT INTO journey_entries (member_id, journey_id, entered_at, control, unit) "
+            "VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (member_id, journey_id) DO UPDATE SET entered_at = excluded.entered_at, "
+            "control = excluded.control, unit = excluded.unit "
+            "WHERE excluded.entered_at < journey_entries.entered_at",
+            member_id,
+            journey_id,
+            entered_at,
+            control,
+            unit,
+        )
+
     # --- members: merges, unmerges, erasure -----------------------------------------------------
 
     async def record_merge(self, survivor: str, absorbed: str, at: datetime) -> None:

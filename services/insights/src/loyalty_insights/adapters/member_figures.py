@@ -57,7 +57,8 @@ MEMBER_LOCK = 0x1F_16_0E  # with the member ID's hash (the two-key lock space): 
 
 STAGE_WORK_MEM = "256MB"
 
-# The columns a refresh writes; `tags`, `predicted_value_12m` and `p_alive` are others' work.
+# The columns a refresh writes; `tags`, `badges`, `predicted_value_12m` and `p_alive` are others'
+# work.
 COLUMNS = (
     "registered_at",
     "registered_unit",
@@ -400,13 +401,14 @@ _WRITE = f"""
 ON CONFLICT (member_id) DO UPDATE SET {_SET} WHERE {_BEFORE.format("member_figures")}
 """
 
-# A row holding tags only (a member insights knows nothing else of yet) keeps them: tags are
-# identity's events' work, not the refresh's; it goes when its member is absorbed or erased.
+# A row holding tags or badges only (a member insights knows nothing else of yet) keeps them:
+# they are identity's and engagement's events' work, not the refresh's; it goes when its member
+# is absorbed or erased.
 _REMOVE = f"""
 DELETE FROM member_figures m
 WHERE {_BEFORE.format("m")}
   AND NOT EXISTS (SELECT 1 FROM fresh_figures f WHERE f.member_id = m.member_id AND NOT f.erased)
-  AND (cardinality(m.tags) = 0
+  AND ((cardinality(m.tags) = 0 AND cardinality(m.badges) = 0)
        OR EXISTS (SELECT 1 FROM member_merges g WHERE g.absorbed_id = m.member_id)
        OR EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = m.member_id))
 """

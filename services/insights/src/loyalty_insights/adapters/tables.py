@@ -140,8 +140,8 @@ erased_members = Table(
 
 # Each counted member's figures (the survivor of merges; absorbed and erased members have no row),
 # recomputed from the facts in full on a schedule and per member as its events arrive; the
-# dashboards read it instead of the facts. `tags`, `predicted_value_12m` and `p_alive` are kept
-# by other work: a refresh writes only its own columns.
+# dashboards read it instead of the facts. `tags`, `badges`, `predicted_value_12m` and `p_alive`
+# are kept by other work: a refresh writes only its own columns.
 member_figures = Table(
     "member_figures",
     metadata,
@@ -189,6 +189,8 @@ member_figures = Table(
     # and the end of the window it was figured for (an incremental refresh's starting point).
     Column("last_bought_at", DateTime(timezone=True)),
     Column("window_end", DateTime(timezone=True)),
+    # Migration 0015: the badges the member holds (engagement's BadgeEarned and BadgeRevoked).
+    Column("badges", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Index("member_figures_updated_at", "updated_at"),
     Index("member_figures_segment", "rfm_segment", "member_id"),
 )
@@ -431,4 +433,18 @@ offer_popularity = Table(
     Column("members", BigInteger, nullable=False),
     Column("share", Double, nullable=False),
     Index("offer_popularity_ranked", "unit", "segment", text("share DESC")),
+)
+
+# Members' entries into engagement's journeys (JourneyEntered, migration 0015): each member once
+# a journey, from its first entry, in the journey's control group or not; a journey's uplift
+# compares the two groups' activity after their entries.
+journey_entries = Table(
+    "journey_entries",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("journey_id", Text, primary_key=True),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Column("control", Boolean, nullable=False),
+    Column("unit", Text, nullable=False),
+    Index("journey_entries_journey", "journey_id", "control"),
 )

@@ -45,6 +45,7 @@ class SegmentField(enum.Enum):
     REGISTERED = "registered"
     TAGS = "tags"
     OFFERS_CONSENT = "offers_consent"
+    BADGES = "badges"
 
 
 class Operator(enum.Enum):
@@ -98,6 +99,7 @@ COLUMNS: dict[SegmentField, Column] = {
     SegmentField.REGISTERED: Column("registered_at", Kind.MOMENT),
     SegmentField.TAGS: Column("tags", Kind.TEXT_SET),
     SegmentField.OFFERS_CONSENT: Column("offers_consent", Kind.FLAG),
+    SegmentField.BADGES: Column("badges", Kind.TEXT_SET),
 }
 
 _COMPARISONS = {

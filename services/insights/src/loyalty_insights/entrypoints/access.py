@@ -58,6 +58,11 @@ ACCESS: dict[str, Rule] = {
         "unit's offers or the group's; withheld from members who withdrew the "
         "personalised-offers consent",
     ),
+    "GetJourneyUplift": rule(
+        INSIGHTS_GROUP,
+        note="a journey's treatment against its control group (counts and per-member "
+        "figures, no member IDs): the group's loyalty team",
+    ),
     "RefreshFigures": rule(
         INSIGHTS_GROUP,
         note="recomputes every member's figures: the group's loyalty team or an admin",

@@ -3,7 +3,8 @@
 programmes from the points service; registrations, imports, merges, unmerges, erasures,
 consents, birthday months (ProfileChanged, MembersImported) and tags (MemberTagsChanged,
 MembersImported) from identity; tier changes from tiers; benefits, coupons and rewards from
-benefits. Events of other types are passed over.
+benefits; journeys' entries (treatment or control) and badges earned and revoked from
+engagement. Events of other types are passed over.
 Each event that touches members recomputes their figures (service_layer/refresh.py);
 LedgerPosted feeds no member figure. The consumers handle a fetched batch of events in one
 transaction (the kit's batch mode): facts written set-based and each touched member's figures
@@ -18,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 
 from loyalty.benefits.v1 import events_pb2 as benefits_pb
+from loyalty.engagement.v1 import events_pb2 as engagement_pb
 from loyalty.identity.v1 import events_pb2 as identity_pb
 from loyalty.identity.v1 import order_import_pb2
 from loyalty.points.v1 import events_pb2 as points_pb
@@ -339,6 +341,29 @@ async def reward_redeemed(
     await recompute(uow, [e.member_id], app.clock())
 
 
+# --- engagement -----------------------------------------------------------------------------
+
+
+async def journey_entered(
+    _app: Insights, uow: InsightsUnitOfWork, e: engagement_pb.JourneyEntered
+) -> None:
+    await uow.facts.record_journey_entry(
+        e.journey_id, e.member_id, moment(e.entered_at, "entered_at"), e.control, e.unit
+    )
+
+
+async def badge_earned(
+    _app: Insights, uow: InsightsUnitOfWork, e: engagement_pb.BadgeEarned
+) -> None:
+    await uow.facts.add_badge(e.member_id, e.badge)
+
+
+async def badge_revoked(
+    _app: Insights, uow: InsightsUnitOfWork, e: engagement_pb.BadgeRevoked
+) -> None:
+    await uow.facts.remove_badge(e.member_id, e.badge)
+
+
 def _batch(_app: Insights, uow: InsightsUnitOfWork) -> AbstractAsyncContextManager[None]:
     return batched(uow)
 
@@ -399,6 +424,16 @@ TABLE: Sequence[Subscription[Insights]] = (
             benefits_pb.CouponRedeemed: coupon_redeemed,
             benefits_pb.CouponReleased: coupon_released,
             benefits_pb.RewardRedeemed: reward_redeemed,
+        },
+        batched=BATCHED,
+    ),
+    Subscription(
+        "insights-engagement",
+        "engagement",
+        {
+            engagement_pb.JourneyEntered: journey_entered,
+            engagement_pb.BadgeEarned: badge_earned,
+            engagement_pb.BadgeRevoked: badge_revoked,
         },
         batched=BATCHED,
     ),

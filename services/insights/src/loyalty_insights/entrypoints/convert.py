@@ -22,6 +22,7 @@ from loyalty_insights.domain.crossunit import MonthOfMembers
 from loyalty_insights.domain.liability import UnitLiability
 from loyalty_insights.domain.recommendations import OfferKind, Reason, Withheld
 from loyalty_insights.domain.rfm import RfmScore
+from loyalty_insights.domain.uplift import Effect, Group, JourneyUplift
 from loyalty_insights.service_layer.figures import Liability, PointValue, Rfm, SpendShare
 from loyalty_insights.service_layer.recommendations import Recommendations
 from loyalty_insights.service_layer.refresh import RefreshReport
@@ -278,4 +279,43 @@ def recommendations_response(found: Recommendations, member: str) -> pb.GetRecom
         ],
         withheld=_WITHHELD[found.withheld],
         member=member,
+    )
+
+
+def uplift_group(found: Group) -> pb.UpliftGroup:
+    return pb.UpliftGroup(
+        members=found.members,
+        converted=found.converted,
+        conversion_rate=found.conversion_rate,
+        spend_per_member=found.spend.mean,
+        points_per_member=found.points.mean,
+        open_windows=found.open_windows,
+    )
+
+
+def uplift(found: Effect) -> pb.Uplift:
+    message = pb.Uplift(
+        absolute=found.absolute,
+        absolute_low=found.low,
+        absolute_high=found.high,
+        significant=found.significant,
+    )
+    if found.relative is not None:
+        message.relative = found.relative
+    if found.relative_low is not None and found.relative_high is not None:
+        message.relative_low = found.relative_low
+        message.relative_high = found.relative_high
+    return message
+
+
+def journey_uplift_response(found: JourneyUplift) -> pb.GetJourneyUpliftResponse:
+    return pb.GetJourneyUpliftResponse(
+        journey=f"journeys/{found.journey_id}",
+        window_days=found.window_days,
+        treatment=uplift_group(found.treatment),
+        control=uplift_group(found.control),
+        conversion=uplift(found.conversion),
+        spend_per_member=uplift(found.spend),
+        points_per_member=uplift(found.points),
+        insufficient=found.insufficient,
     )

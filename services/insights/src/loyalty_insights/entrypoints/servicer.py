@@ -18,15 +18,17 @@ from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment_of
 
 from loyalty_insights.bootstrap import Insights
-from loyalty_insights.domain import clv_fits, recommendations
+from loyalty_insights.domain import clv_fits, recommendations, uplift
 from loyalty_insights.domain.periods import Period
 from loyalty_insights.entrypoints import convert
 from loyalty_insights.entrypoints.access import check_figures_of, check_offers_of
 from loyalty_insights.service_layer import figures, lifetime_value, refresh
 from loyalty_insights.service_layer.recommendations import recommendations as recommend
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
+from loyalty_insights.service_layer.uplift import journey_uplift
 
 SERVICE = "loyalty.insights.v1.InsightsService"
+JOURNEYS = "journeys/"
 
 T = TypeVar("T")
 
@@ -222,6 +224,29 @@ class InsightsServicer(UnitOfWorkServicer[InsightsUnitOfWork], InsightsServiceSe
         check_offers_of(unit)
         found = await self._read(lambda uow: recommend(uow, member_id, unit, size))
         return convert.recommendations_response(found, member_name(found.member_id))
+
+    async def GetJourneyUplift(
+        self, request: pb.GetJourneyUpliftRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetJourneyUpliftResponse:
+        bad: list[FieldViolation] = []
+        journey_id = request.journey.removeprefix(JOURNEYS)
+        if (
+            not request.journey.startswith(JOURNEYS)
+            or not 0 < len(journey_id) <= 64
+            or "/" in journey_id
+        ):
+            bad.append(FieldViolation("journey", "a journey name: journeys/{journey_id}"))
+        window_days = uplift.window_days_of(request.window_days)
+        if window_days is None:
+            bad.append(
+                FieldViolation("window_days", f"from 1 to {uplift.MAX_WINDOW_DAYS} days (0: 30)")
+            )
+        if bad or window_days is None:
+            raise InvalidArgument.of(bad)
+        days = window_days
+        now = self.clock()
+        found = await self._read(lambda uow: journey_uplift(uow, journey_id, days, now))
+        return convert.journey_uplift_response(found)
 
 
 def _value_position(after: object) -> tuple[str, str] | None:

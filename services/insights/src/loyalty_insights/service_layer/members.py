@@ -12,8 +12,10 @@ async def on_member_merged(
     uow: InsightsUnitOfWork, survivor_id: str, absorbed_id: str, now: datetime
 ) -> None:
     """The absorbed member's facts count for the survivor from now on (and those that arrive
-    under its ID later too): figures per member read them through the merge."""
+    under its ID later too): figures per member read them through the merge. Its badges are
+    the survivor's (engagement moves them)."""
     await uow.facts.record_merge(survivor_id, absorbed_id, now)
+    await uow.facts.move_badges(absorbed_id, survivor_id)
     await recompute(uow, [survivor_id, absorbed_id], now)
 
 

@@ -14,6 +14,7 @@ from loyalty_insights.adapters.member_figures import MemberFigures
 from loyalty_insights.adapters.month_counts import MonthCounts
 from loyalty_insights.adapters.offers import OfferStore
 from loyalty_insights.adapters.segments import SegmentStore
+from loyalty_insights.adapters.uplift import JourneyGroups
 
 if TYPE_CHECKING:
     from loyalty_insights.service_layer.refresh import Touched
@@ -27,6 +28,7 @@ class InsightsUnitOfWork(UnitOfWork):
     member_figures: MemberFigures
     month_counts: MonthCounts
     offers: OfferStore
+    journeys: JourneyGroups
     # In a consumer's batch: the members whose figures are recomputed when it ends.
     touched: Touched | None = None
 
@@ -39,4 +41,5 @@ class InsightsUnitOfWork(UnitOfWork):
         self.member_figures = MemberFigures(self.session)
         self.month_counts = MonthCounts(self.session)
         self.offers = OfferStore(self.session)
+        self.journeys = JourneyGroups(self.session)
         return self
