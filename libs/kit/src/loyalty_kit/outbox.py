@@ -83,13 +83,18 @@ class Outbox:
         else:
             await self.add_many(messages)
 
-    async def add_many(self, messages: Sequence[Message]) -> None:
+    async def add_many(
+        self, messages: Sequence[Message], *, event_ids: Sequence[uuid.UUID] | None = None
+    ) -> None:
         """Many events in one statement (batch jobs: a chunk's events at once; a unit of work's
-        events of several kinds). Each subject's events are written under a PRODUCER span of
-        their own (`create <subject>`), whose context their rows carry: an earn's PointsEarned
-        keeps its own span beside the ledger event written with it."""
+        events of several kinds), with `event_ids` when given (one a message, as `add` takes
+        one). Each subject's events are written under a PRODUCER span of their own
+        (`create <subject>`), whose context their rows carry: an earn's PointsEarned keeps its
+        own span beside the ledger event written with it."""
         if not messages:
             return
+        if event_ids is not None and len(event_ids) != len(messages):
+            raise ValueError("one event id a message")
         subjects = [event_subject(m, self.namespace) for m in messages]
         by_subject: dict[str, str] = {}
         for subject in dict.fromkeys(subjects):
@@ -99,7 +104,7 @@ class Outbox:
         await conn.execute(
             "INSERT INTO kit_outbox (event_id, subject, event_type, payload, headers) "
             "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[])",
-            [uuid.uuid4() for _ in messages],
+            list(event_ids) if event_ids is not None else [uuid.uuid4() for _ in messages],
             subjects,
             [m.DESCRIPTOR.full_name for m in messages],
             [m.SerializeToString(deterministic=True) for m in messages],

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -234,6 +234,19 @@ class ChallengeStore:
         )
         return [_challenge(r) for r in rows]
 
+    async def running_between(
+        self, kinds: Sequence[GoalKind], first: datetime, last: datetime
+    ) -> list[StoredChallenge]:
+        """The challenges events from `first` to `last` may count for (`running` of each)."""
+        rows = await self.session.execute(
+            select(challenges).where(
+                challenges.c.goal_kind.in_([k.value for k in kinds]),
+                challenges.c.start_at <= last,
+                (challenges.c.end_at.is_(None)) | (challenges.c.end_at > first),
+            )
+        )
+        return [_challenge(r) for r in rows]
+
     # --- counting -----------------------------------------------------------------------
 
     async def first_count(self, counter: str, event_key: str, now: datetime) -> bool:
@@ -245,6 +258,116 @@ class ChallengeStore:
             .returning(counted_events.c.event_key)
         )
         return result.first() is not None
+
+    async def first_counts(
+        self, counted: Sequence[tuple[str, str]], now: datetime
+    ) -> set[tuple[str, str]]:
+        """`first_count` of several (counter, event key) pairs in one statement: the pairs
+        seen for the first time."""
+        if not counted:
+            return set()
+        rows = await self.session.execute(
+            text(
+                "INSERT INTO counted_events (counter, event_key, counted_at)"
+                " SELECT c, k, :now FROM unnest(CAST(:counters AS text[]), CAST(:keys AS text[]))"
+                " AS e(c, k) ON CONFLICT DO NOTHING RETURNING counter, event_key"
+            ),
+            {"counters": [c for c, _ in counted], "keys": [k for _, k in counted], "now": now},
+        )
+        return {(r[0], r[1]) for r in rows}
+
+    async def locked_progresses(
+        self, rows: Sequence[tuple[str, str, str]], now: datetime
+    ) -> dict[tuple[str, str, str], Progress]:
+        """`locked_progress` of several (challenge, member, period) rows, locked in one order."""
+        keys = sorted(set(rows))
+        if not keys:
+            return {}
+        params = {
+            "challenges": [c for c, _, _ in keys],
+            "members": [m for _, m, _ in keys],
+            "periods": [p for _, _, p in keys],
+            "now": now,
+        }
+        rows_of = (
+            " FROM unnest(CAST(:challenges AS text[]), CAST(:members AS text[]),"
+            " CAST(:periods AS text[])) AS k(challenge_id, member_id, period)"
+        )
+        await self.session.execute(
+            text(
+                "INSERT INTO challenge_progress (challenge_id, member_id, period, value, spend,"
+                " units, last_day, updated_at)"
+                " SELECT challenge_id, member_id, period, 0, '0', '{}', NULL, :now"
+                + rows_of
+                + " ORDER BY challenge_id, member_id, period ON CONFLICT DO NOTHING"
+            ),
+            params,
+        )
+        found = await self.session.execute(
+            text(
+                "SELECT p.* FROM challenge_progress AS p JOIN (SELECT *" + rows_of + ") AS k"
+                " USING (challenge_id, member_id, period)"
+                " ORDER BY p.challenge_id, p.member_id, p.period FOR UPDATE OF p"
+            ),
+            params,
+        )
+        return {(r.challenge_id, r.member_id, r.period): _progress(r) for r in found}
+
+    async def save_progresses(
+        self, saved: dict[tuple[str, str, str], Progress], now: datetime
+    ) -> None:
+        """`save_progress` of several rows in one statement."""
+        if not saved:
+            return
+        keys = list(saved)
+        await self.session.execute(
+            update(challenge_progress)
+            .where(
+                challenge_progress.c.challenge_id == bindparam("c"),
+                challenge_progress.c.member_id == bindparam("m"),
+                challenge_progress.c.period == bindparam("p"),
+            )
+            .values(
+                value=bindparam("new_value"),
+                spend=bindparam("new_spend"),
+                units=bindparam("new_units"),
+                last_day=bindparam("new_last_day"),
+                updated_at=now,
+            ),
+            [
+                {
+                    "c": c,
+                    "m": m,
+                    "p": p,
+                    "new_value": saved[(c, m, p)].value,
+                    "new_spend": str(saved[(c, m, p)].spend),
+                    "new_units": sorted(saved[(c, m, p)].units),
+                    "new_last_day": saved[(c, m, p)].last_day,
+                }
+                for c, m, p in keys
+            ],
+        )
+
+    async def completed_of(
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> set[tuple[str, str, str]]:
+        """Which (challenge, member, completion key) are completed."""
+        if not wanted:
+            return set()
+        rows = await self.session.execute(
+            text(
+                "SELECT c.challenge_id, c.member_id, c.completion_key"
+                " FROM challenge_completions AS c JOIN unnest(CAST(:challenges AS text[]),"
+                " CAST(:members AS text[]), CAST(:keys AS text[])) AS w(challenge_id, member_id,"
+                " completion_key) USING (challenge_id, member_id, completion_key)"
+            ),
+            {
+                "challenges": [c for c, _, _ in wanted],
+                "members": [m for _, m, _ in wanted],
+                "keys": [k for _, _, k in wanted],
+            },
+        )
+        return {(r[0], r[1], r[2]) for r in rows}
 
     async def counted(self, counter: str, event_key: str) -> bool:
         row = (
@@ -410,6 +533,24 @@ class ChallengeStore:
         )
         return frozenset(r.badge for r in rows)
 
+    async def held_by(
+        self, member_ids: Sequence[str], badges: Sequence[str]
+    ) -> dict[str, frozenset[str]]:
+        """`held_of` for several members in one statement (a batch's entries' badge
+        conditions): each member's held ones of `badges`, members holding none left out."""
+        if not member_ids or not badges:
+            return {}
+        rows = await self.session.execute(
+            select(member_badges.c.member_id, member_badges.c.badge).where(
+                member_badges.c.member_id == func.any(sorted(set(member_ids))),
+                member_badges.c.badge == func.any(sorted(set(badges))),
+            )
+        )
+        held: dict[str, set[str]] = {}
+        for r in rows:
+            held.setdefault(r.member_id, set()).add(r.badge)
+        return {m: frozenset(b) for m, b in held.items()}
+
     async def revoke_badge(self, member_id: str, badge: str) -> bool:
         result = await self.session.execute(
             delete(member_badges)
@@ -479,6 +620,59 @@ class ChallengeStore:
             text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": purchase_key}
         )
 
+    async def serialize_many(self, purchase_keys: Sequence[str]) -> None:
+        """`serialize` for several purchases in one statement, the locks taken in the order of
+        their lock keys (two batches never wait on each other in a circle)."""
+        if not purchase_keys:
+            return
+        await self.session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext(k) AS h"
+                " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS s"
+            ),
+            {"keys": list(purchase_keys)},
+        )
+
+    async def keep_purchases(
+        self, purchases: Sequence[tuple[str, str, str, Decimal, datetime]]
+    ) -> None:
+        """`keep_purchase` of several (key, member, unit, spend, time) in one statement."""
+        if not purchases:
+            return
+        await self.session.execute(
+            text(
+                "INSERT INTO challenge_purchases (purchase_key, member_id, unit, spend,"
+                " occurred_at)"
+                " SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:members AS text[]),"
+                " CAST(:units AS text[]), CAST(:spends AS text[]), CAST(:at AS timestamptz[]))"
+                " ON CONFLICT DO NOTHING"
+            ),
+            {
+                "keys": [p[0] for p in purchases],
+                "members": [p[1] for p in purchases],
+                "units": [p[2] for p in purchases],
+                "spends": [str(p[3]) for p in purchases],
+                "at": [p[4] for p in purchases],
+            },
+        )
+
+    async def kept_purchases(self, keys: Sequence[str]) -> dict[str, KeptPurchase]:
+        """`kept_purchase` of several keys, each with its refunds so far (two statements)."""
+        if not keys:
+            return {}
+        rows = list(
+            await self.session.execute(
+                select(challenge_purchases).where(
+                    challenge_purchases.c.purchase_key == func.any(sorted(set(keys)))
+                )
+            )
+        )
+        purchases = await self._with_refunds(rows)
+        return {
+            r.purchase_key: KeptPurchase(r.member_id, r.occurred_at, p)
+            for r, p in zip(rows, purchases, strict=True)
+        }
+
     async def keep_purchase(
         self, key: str, member_id: str, unit: str, spend: Decimal, at: datetime
     ) -> None:
@@ -534,6 +728,26 @@ class ChallengeStore:
             .on_conflict_do_nothing()
         )
 
+    async def add_contributions(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """`add_contribution` of several (challenge, purchase key, member, period) at once."""
+        if not rows:
+            return
+        await self.session.execute(
+            text(
+                "INSERT INTO challenge_contributions (challenge_id, purchase_key, member_id,"
+                " period)"
+                " SELECT * FROM unnest(CAST(:challenges AS text[]), CAST(:keys AS text[]),"
+                " CAST(:members AS text[]), CAST(:periods AS text[]))"
+                " ON CONFLICT DO NOTHING"
+            ),
+            {
+                "challenges": [r[0] for r in rows],
+                "keys": [r[1] for r in rows],
+                "members": [r[2] for r in rows],
+                "periods": [r[3] for r in rows],
+            },
+        )
+
     async def contributions_of(self, purchase_key: str) -> list[tuple[str, str, str]]:
         """(challenge, member, period) each challenge period the purchase counted in."""
         c = challenge_contributions
@@ -560,13 +774,43 @@ class ChallengeStore:
         )
         return await self._with_refunds(list(rows))
 
+    async def periods_purchases(
+        self, slots: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], list[Purchase]]:
+        """`period_purchases` of several (challenge, member, period) at once; a slot with no
+        purchases is left out."""
+        if not slots:
+            return {}
+        keys = sorted(set(slots))
+        rows = list(
+            await self.session.execute(
+                text(
+                    "SELECT c.challenge_id, c.member_id, c.period, p.purchase_key, p.unit, p.spend"
+                    " FROM challenge_contributions AS c"
+                    " JOIN unnest(CAST(:challenges AS text[]), CAST(:members AS text[]),"
+                    " CAST(:periods AS text[])) AS k(challenge_id, member_id, period)"
+                    " USING (challenge_id, member_id, period)"
+                    " JOIN challenge_purchases AS p ON p.purchase_key = c.purchase_key"
+                ),
+                {
+                    "challenges": [c for c, _, _ in keys],
+                    "members": [m for _, m, _ in keys],
+                    "periods": [p for _, _, p in keys],
+                },
+            )
+        )
+        found: dict[tuple[str, str, str], list[Purchase]] = {}
+        for r, purchase in zip(rows, await self._with_refunds(rows), strict=True):
+            found.setdefault((r.challenge_id, r.member_id, r.period), []).append(purchase)
+        return found
+
     async def _with_refunds(self, rows: Sequence[Any]) -> list[Purchase]:
         keys = [r.purchase_key for r in rows]
         refunded: dict[str, list[Decimal]] = {k: [] for k in keys}
         if keys:
             found = await self.session.execute(
                 select(purchase_refunds.c.purchase_key, purchase_refunds.c.spend).where(
-                    purchase_refunds.c.purchase_key.in_(keys)
+                    purchase_refunds.c.purchase_key == func.any(sorted(set(keys)))
                 )
             )
             for r in found:
@@ -601,6 +845,18 @@ class ChallengeStore:
             )
         ).first()
         return str(row.survivor_member_id) if row else member_id
+
+    async def survivors_of(self, member_ids: Sequence[str]) -> dict[str, str]:
+        """`survivor_of` for several members: the absorbed ones among them and their
+        survivors (a member not absorbed is left out)."""
+        if not member_ids:
+            return {}
+        rows = await self.session.execute(
+            select(member_merges.c.absorbed_member_id, member_merges.c.survivor_member_id).where(
+                member_merges.c.absorbed_member_id == func.any(sorted(set(member_ids)))
+            )
+        )
+        return {str(r.absorbed_member_id): str(r.survivor_member_id) for r in rows}
 
     async def record_merge(self, absorbed: str, survivor: str, now: datetime) -> None:
         """Remember who the absorbed member (and those it had absorbed) became."""
@@ -689,17 +945,22 @@ class ChallengeStore:
         """(metric, scope, period, member, points to add) each."""
         if not rows:
             return
-        statement = insert(leaderboard_scores).values(
-            [
-                {"metric": m, "scope": s, "period": p, "member_id": member, "score": score}
-                for m, s, p, member, score in rows
-            ]
-        )
+        # unnest: one statement text whatever the rows (compiled once); one row per key.
         await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["metric", "scope", "period", "member_id"],
-                set_={"score": leaderboard_scores.c.score + statement.excluded.score},
-            )
+            text(
+                "INSERT INTO leaderboard_scores (metric, scope, period, member_id, score)"
+                " SELECT * FROM unnest(CAST(:metrics AS text[]), CAST(:scopes AS text[]),"
+                " CAST(:periods AS text[]), CAST(:members AS text[]), CAST(:scores AS bigint[]))"
+                " ON CONFLICT (metric, scope, period, member_id)"
+                " DO UPDATE SET score = leaderboard_scores.score + excluded.score"
+            ),
+            {
+                "metrics": [r[0] for r in rows],
+                "scopes": [r[1] for r in rows],
+                "periods": [r[2] for r in rows],
+                "members": [r[3] for r in rows],
+                "scores": [r[4] for r in rows],
+            },
         )
 
     async def top(self, metric: str, scope: str, period: str, limit: int) -> list[Payout]:

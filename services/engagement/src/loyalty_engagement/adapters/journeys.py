@@ -458,6 +458,84 @@ class JourneyStore:
         )
         return inserted.first() is not None
 
+    async def enter_many(self, entries: Sequence[StoredEntry]) -> set[str]:
+        """Record entries in one statement; the IDs of those not recorded before."""
+        if not entries:
+            return set()
+        rows = await self.session.execute(
+            text(
+                "INSERT INTO journey_entries (entry_id, journey_id, version, member_id,"
+                " trigger_key, unit, state, entered_at, updated_at)"
+                " SELECT e.entry_id, e.journey_id, e.version, e.member_id, e.trigger_key, e.unit,"
+                " e.state, e.entered_at, e.entered_at"
+                " FROM unnest(CAST(:ids AS text[]), CAST(:journeys AS text[]),"
+                " CAST(:versions AS int[]), CAST(:members AS text[]), CAST(:keys AS text[]),"
+                " CAST(:units AS text[]), CAST(:states AS text[]), CAST(:at AS timestamptz[]))"
+                " AS e(entry_id, journey_id, version, member_id, trigger_key, unit, state,"
+                " entered_at)"
+                " ON CONFLICT DO NOTHING RETURNING entry_id"
+            ),
+            {
+                "ids": [e.entry_id for e in entries],
+                "journeys": [e.journey_id for e in entries],
+                "versions": [e.version for e in entries],
+                "members": [e.member_id for e in entries],
+                "keys": [e.trigger_key for e in entries],
+                "units": [e.unit for e in entries],
+                "states": [e.state.value for e in entries],
+                "at": [e.entered_at for e in entries],
+            },
+        )
+        return {r[0] for r in rows}
+
+    async def recorded(self, entry_ids: Sequence[str]) -> set[str]:
+        """Which of these entries are recorded (committed, or by this transaction)."""
+        if not entry_ids:
+            return set()
+        rows = await self.session.execute(
+            select(journey_entries.c.entry_id).where(
+                journey_entries.c.entry_id == func.any(list(entry_ids))
+            )
+        )
+        return {r[0] for r in rows}
+
+    async def set_entry_states(
+        self, states: Sequence[tuple[str, EntryState]], now: datetime
+    ) -> None:
+        """Several entries' states in one statement."""
+        if not states:
+            return
+        await self.session.execute(
+            text(
+                "UPDATE journey_entries AS e SET state = s.state, updated_at = :now"
+                " FROM unnest(CAST(:ids AS text[]), CAST(:states AS text[])) AS s(entry_id, state)"
+                " WHERE e.entry_id = s.entry_id"
+            ),
+            {"ids": [i for i, _ in states], "states": [s.value for _, s in states], "now": now},
+        )
+
+    async def record_steps(self, runs: Sequence[StepRun], now: datetime) -> None:
+        """Step runs of entries recorded in this transaction (no one else can have claimed
+        them: a concurrent handler of the same event waits on the entry, then finds it)."""
+        if not runs:
+            return
+        await self.session.execute(
+            text(
+                "INSERT INTO step_runs (entry_id, step, outcome, detail, ran_at)"
+                " SELECT r.entry_id, r.step, r.outcome, r.detail, :now"
+                " FROM unnest(CAST(:ids AS text[]), CAST(:steps AS int[]),"
+                " CAST(:outcomes AS text[]), CAST(:details AS text[]))"
+                " AS r(entry_id, step, outcome, detail)"
+            ),
+            {
+                "ids": [r.entry_id for r in runs],
+                "steps": [r.step for r in runs],
+                "outcomes": [r.outcome for r in runs],
+                "details": [r.detail for r in runs],
+                "now": now,
+            },
+        )
+
     async def lock_member(self, journey_id: str, member_id: str) -> None:
         """Serialise the entries of one member into one journey (the frequency cap counts
         them), across replicas, to the end of the transaction."""
@@ -465,6 +543,36 @@ class JourneyStore:
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"journey-entry:{journey_id}:{member_id}"},
         )
+
+    async def lock_members(self, journey_id: str, member_ids: Sequence[str]) -> None:
+        """`lock_member` for several members, in one order (no two batches wait on each
+        other in a circle)."""
+        keys = sorted({f"journey-entry:{journey_id}:{m}" for m in member_ids})
+        if keys:
+            await self.session.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
+                    " FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS s"
+                ),
+                {"keys": keys},
+            )
+
+    async def entered_since(
+        self, journey_id: str, member_ids: Sequence[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        """`entered_at` for several members (every recorded entry of theirs)."""
+        rows = await self.session.execute(
+            select(journey_entries.c.member_id, journey_entries.c.entered_at).where(
+                journey_entries.c.journey_id == journey_id,
+                journey_entries.c.member_id == func.any(list(member_ids)),
+                journey_entries.c.entered_at > since,
+                journey_entries.c.state.notin_([EntryState.CAPPED.value, EntryState.SKIPPED.value]),
+            )
+        )
+        found: dict[str, list[datetime]] = {}
+        for row in rows:
+            found.setdefault(row.member_id, []).append(row.entered_at)
+        return found
 
     async def entered_at(
         self, journey_id: str, member_id: str, since: datetime, but: str

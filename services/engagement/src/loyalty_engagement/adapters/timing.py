@@ -84,6 +84,26 @@ class TimingStore:
         )
         return [_entry(r) for r in rows]
 
+    async def purchased_many(
+        self, purchases: dict[str, datetime], now: datetime
+    ) -> list[StoredEntry]:
+        """`purchased` for several members at once (each member's purchase time given)."""
+        if not purchases:
+            return []
+        rows = await self.session.execute(
+            text(
+                "UPDATE journey_entries AS e SET purchased_at = p.at, due_at = :now,"
+                " updated_at = :now"
+                " FROM unnest(CAST(:members AS text[]), CAST(:at AS timestamptz[]))"
+                " AS p(member_id, at)"
+                " WHERE e.member_id = p.member_id AND e.state = 'waiting'"
+                " AND e.waiting = 'purchase' AND e.purchased_at IS NULL"
+                " RETURNING e.*"
+            ),
+            {"members": list(purchases), "at": list(purchases.values()), "now": now},
+        )
+        return [_entry(r) for r in rows]
+
     async def journey_active(self, journey_id: str) -> bool:
         """Whether the journey is active, share locked to the end of the transaction (a pause
         waits for the entries going on; entries after it see it paused)."""
@@ -158,6 +178,20 @@ class TimingStore:
                     )
                 },
             )
+        )
+
+    async def record_purchases(self, purchases: dict[str, datetime]) -> None:
+        """Several members' last purchases in one statement (one time per member)."""
+        if not purchases:
+            return
+        await self.session.execute(
+            text(
+                "INSERT INTO member_activity (member_id, last_purchase_at)"
+                " SELECT * FROM unnest(CAST(:members AS text[]), CAST(:at AS timestamptz[]))"
+                " ON CONFLICT (member_id) DO UPDATE SET last_purchase_at ="
+                " greatest(member_activity.last_purchase_at, excluded.last_purchase_at)"
+            ),
+            {"members": list(purchases), "at": list(purchases.values())},
         )
 
     async def set_birthday(self, member_id: str, month: int, day: int) -> None:

@@ -9,19 +9,22 @@ them (a subscription each); an erased member's messages, tier, challenge
 progress, webhook deliveries and unsubscribe tokens are deleted and the sweeps' data on them
 forgotten (identity's MemberErased).
 Each event is handled in one transaction with the kit's inbox (a redelivered event is passed
-over), and each trigger event is named by its content (`TriggerEvent.key`) so a replay of it is
+over); purchases and the challenges' events a fetched batch a transaction (the kit's batch
+mode: one inbox statement, one commit; a batch that fails is handled again one event at a
+time), and each trigger event is named by its content (`TriggerEvent.key`) so a replay of it is
 the same entry."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 from loyalty.identity.v1 import events_pb2 as identity_pb
 from loyalty.insights.v1 import events_pb2 as insights_pb
 from loyalty.points.v1 import events_pb2 as points_pb
 from loyalty.tiers.v1 import events_pb2 as tiers_pb
-from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of
+from loyalty_kit.inbox import Batched, EventConsumer, Subscription, consumers_of
 from loyalty_kit.timestamps import moment, moment_of
 
 from loyalty_engagement.bootstrap import Engagement
@@ -54,6 +57,9 @@ async def points_earned(
         moment(e.occurred_at, "occurred_at"),
         unit=e.unit,
     )
+    if uow.purchases is not None:  # in a batch: handled with the others at its end
+        uow.purchases.append(event)
+        return
     now = app.clock()
     await journeys.on_event(uow, app.actions, event, now)
     # The member's last activity (inactivity), and entries waiting for a purchase.
@@ -157,6 +163,9 @@ async def purchase_counted(
         unit=e.unit,
         spend=spend,
     )
+    if uow.counted_purchases is not None:  # in a batch: counted with the others at its end
+        uow.counted_purchases.append(event)
+        return
     await challenges.on_occurrence(uow, app.actions, event, app.clock())
 
 
@@ -206,6 +215,40 @@ async def member_merged(
     )
 
 
+@contextlib.asynccontextmanager
+async def purchases_together(app: Engagement, uow: EngagementUnitOfWork) -> AsyncIterator[None]:
+    """A batch's purchases noted as they come and entered together at its end, before the
+    commit (`timer.on_purchase_events`)."""
+    uow.purchases = []
+    try:
+        yield
+        events = uow.purchases
+    finally:
+        uow.purchases = None
+    await timer.on_purchase_events(uow, app.actions, events, app.clock())
+
+
+@contextlib.asynccontextmanager
+async def purchases_counted_together(
+    app: Engagement, uow: EngagementUnitOfWork
+) -> AsyncIterator[None]:
+    """A batch's purchases counted together at its end (`challenges.on_purchases`); its
+    activities and referrals as they come (they count for other challenges; scores add up)."""
+    uow.counted_purchases = []
+    try:
+        yield
+        events = uow.counted_purchases
+    finally:
+        uow.counted_purchases = None
+    await challenges.on_purchases(uow, app.actions, events, app.clock())
+
+
+# Events a transaction at most on the busy subscriptions (a fetch's worth): a step's run row,
+# its effect's record and the inbox entry still commit together, so each step runs once.
+BATCH_SIZE = 200
+COUNTED_BATCHED: Batched[Engagement] = Batched(BATCH_SIZE, purchases_counted_together)
+PURCHASES_BATCHED: Batched[Engagement] = Batched(BATCH_SIZE, purchases_together)
+
 TABLE: Sequence[Subscription[Engagement]] = (
     Subscription(
         "engagement-members",
@@ -221,6 +264,7 @@ TABLE: Sequence[Subscription[Engagement]] = (
         "engagement-points",
         "points",
         {points_pb.PointsEarned: points_earned, points_pb.LedgerPosted: ledger_posted},
+        batched=PURCHASES_BATCHED,
     ),
     Subscription(
         "engagement-challenges",
@@ -230,6 +274,7 @@ TABLE: Sequence[Subscription[Engagement]] = (
             points_pb.ActivityRecorded: activity_counted,
             points_pb.ReferralRewarded: referral_counted,
         },
+        batched=COUNTED_BATCHED,
     ),
     Subscription(
         "engagement-challenge-refunds", "points", {points_pb.PointsReversed: refund_counted}

@@ -141,6 +141,103 @@ async def on_occurrence(
         await _count(uow, actions, challenge, event, now)
 
 
+async def on_purchases(
+    uow: EngagementUnitOfWork, actions: Actions, events: list[Occurrence], now: datetime
+) -> None:
+    """A batch's purchases, each counted as `on_occurrence` would, set-based: the members'
+    survivors read, the purchases locked (in one order) and kept, and read back with their
+    refunds, once each; the scores' first counts and additions (net of refunds), the
+    challenges' first counts, the progress rows (locked in one order), their completions and
+    their periods' purchases read once each; then every event in order in memory (its purchase
+    added to the period's, the progress their fold net of refunds), the contributions and the
+    progress saved in one statement each, a completion paid as a lone event pays it."""
+    if not events:
+        return
+    survivors = await uow.challenges.survivors_of([e.member_id for e in events])
+    events = [
+        replace(e, member_id=survivors[e.member_id]) if e.member_id in survivors else e
+        for e in events
+    ]
+    await uow.challenges.serialize_many([e.key for e in events])
+    firsts = {e.key: e for e in reversed(events)}  # the first of a key is the one kept
+    await uow.challenges.keep_purchases(
+        [(e.key, e.member_id, e.unit, e.spend, e.at) for e in firsts.values()]
+    )
+    kept = await uow.challenges.kept_purchases(list(firsts))
+
+    def scores_of(event: Occurrence) -> dict[Metric, int]:
+        found = kept.get(event.key)  # net of a refund that came first
+        scores = purchase_scores(found.purchase) if found else metric_scores(event, False)
+        return {m: s for m, s in scores.items() if s}
+
+    counted = await uow.challenges.first_counts(
+        [(LEADERBOARD_COUNTER, e.key) for e in events if scores_of(e)], now
+    )
+    scores: dict[tuple[str, str, str, str], int] = {}
+    for event in events:
+        if (LEADERBOARD_COUNTER, event.key) not in counted:
+            continue
+        counted.discard((LEADERBOARD_COUNTER, event.key))  # the same event twice: once
+        scopes = [GROUP] + ([event.unit] if event.unit and event.unit != GROUP else [])
+        for metric, score in scores_of(event).items():
+            for scope in scopes:
+                for period in _periods(event.at):
+                    row = (metric.value, scope, period, event.member_id)
+                    scores[row] = scores.get(row, 0) + score
+    await uow.challenges.add_scores([(*row, score) for row, score in scores.items() if score])
+    first, last = min(e.at for e in events), max(e.at for e in events)
+    found = await uow.challenges.running_between(_PURCHASE_GOALS, first, last)
+    pairs: list[tuple[StoredChallenge, Occurrence]] = [
+        (challenge, event)
+        for event in events
+        for challenge in found
+        if challenge.start_at <= event.at
+        and (challenge.spec.end_at is None or event.at < challenge.spec.end_at)
+        and counts_for(challenge.spec.goal, event)
+    ]
+    fresh = await uow.challenges.first_counts(
+        [(f"challenge:{c.challenge_id}", e.key) for c, e in pairs], now
+    )
+    counting: list[tuple[StoredChallenge, Occurrence, str, str]] = []
+    for challenge, event in pairs:
+        counter = (f"challenge:{challenge.challenge_id}", event.key)
+        if counter not in fresh:
+            continue  # counted before (a replay under another event ID)
+        fresh.discard(counter)
+        spec = challenge.spec
+        period = period_of(spec.window, event.at, spec.time_zone, challenge.start_at)
+        counting.append((challenge, event, period, completion_key(spec.repeatable, period)))
+    slots = [(c.challenge_id, e.member_id, period) for c, e, period, _ in counting]
+    await uow.challenges.locked_progresses(slots, now)
+    done = await uow.challenges.completed_of(
+        [(c.challenge_id, e.member_id, key) for c, e, _, key in counting]
+    )
+    bought = await uow.challenges.periods_purchases(slots)
+    contributed: list[tuple[str, str, str, str]] = []
+    saved: dict[tuple[str, str, str], Progress] = {}
+    reached: list[tuple[StoredChallenge, str, str, str]] = []
+    for challenge, event, period, key in counting:
+        cid, member = challenge.challenge_id, event.member_id
+        if (cid, member, key) in done:
+            continue  # done for this period (or for good): nothing more to count
+        slot = (cid, member, period)
+        contributed.append((cid, event.key, member, period))
+        purchases = bought.setdefault(slot, [])
+        if all(p.key != event.key for p in purchases):
+            purchases.append(kept[event.key].purchase)
+        saved[slot] = purchase_progress(challenge.spec.goal, purchases)
+        if saved[slot].reached(challenge.spec.goal):
+            done.add((cid, member, key))
+            reached.append((challenge, member, period, key))
+    await uow.challenges.add_contributions(contributed)
+    await uow.challenges.save_progresses(saved, now)
+    for challenge, member, period, key in reached:
+        cid = challenge.challenge_id
+        if await uow.challenges.complete(cid, member, key, period, now):
+            note = await _reward(uow, actions, challenge, member, key, now)
+            await uow.challenges.note_rewards(cid, member, key, note)
+
+
 async def _count(
     uow: EngagementUnitOfWork,
     actions: Actions,

@@ -9,9 +9,11 @@ record commit with the consumer's inbox entry, in one transaction."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from loyalty.engagement.v1 import events_pb2
@@ -25,7 +27,7 @@ from loyalty_kit.errors import (
 from loyalty_kit.logs import get_logger
 from loyalty_kit.timestamps import timestamp
 
-from loyalty_engagement.adapters.journeys import StoredEntry, StoredJourney, StoredMessage
+from loyalty_engagement.adapters.journeys import StepRun, StoredEntry, StoredJourney, StoredMessage
 from loyalty_engagement.domain import journeys as domain
 from loyalty_engagement.domain import timing
 from loyalty_engagement.domain.journeys import (
@@ -162,11 +164,17 @@ async def run_pending(
 
 
 async def on_event(
-    uow: EngagementUnitOfWork, actions: Actions, event: TriggerEvent, now: datetime
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    event: TriggerEvent,
+    now: datetime,
+    among: Sequence[StoredJourney] | None = None,
 ) -> None:
-    """Enter the member into every journey `event` triggers: pending while the journey is
-    paused, else admitted (capped, held out, skipped, or its steps run)."""
-    for journey in await uow.journeys.triggered_by([event.kind]):
+    """Enter the member into every journey `event` triggers (of `among` when given, read
+    by the caller with `triggered_by`): pending while the journey is paused, else admitted
+    (capped, held out, skipped, or its steps run)."""
+    found = await uow.journeys.triggered_by([event.kind]) if among is None else among
+    for journey in found:
         spec = journey.spec
         if not domain.triggered_by(spec.trigger, event) or not spec.open_at(event.occurred_at):
             continue
@@ -187,6 +195,182 @@ async def on_event(
         if not await uow.journeys.enter(entry) or paused:
             continue  # handled before (the same event again), or kept for the resume
         await admit(uow, actions, journey.journey_id, spec, entry, now)
+
+
+ACTS_AT_ONCE = 32  # a batch's calls to the services that act, in flight at once
+
+
+def immediate(journey: StoredJourney) -> bool:
+    """An active journey whose entries nothing but their own event, the member's earlier
+    entries (its frequency cap) and badges (held or lacking badge conditions, read for the
+    batch's members at once) decide: no budget, tier or consent condition, and only steps
+    that act at once (a coupon, points, tags). A batch of events enters them set-based
+    (`on_events`)."""
+    spec = journey.spec
+    return (
+        journey.state is JourneyState.ACTIVE
+        and not (spec.budget.points or spec.budget.coupons)
+        and not spec.conditions.tiers
+        and not spec.conditions.needs_member
+        and all(isinstance(step, IssueCoupon | AwardPoints | ChangeTags) for step in spec.steps)
+    )
+
+
+async def on_events(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    events: Sequence[TriggerEvent],
+    now: datetime,
+    found: Sequence[StoredJourney],
+) -> None:
+    """A batch's trigger events entered into the `immediate` journeys `found` (read by the
+    caller with `triggered_by`), each as `on_event` would have entered it, set-based: the
+    capped journeys' members locked and their earlier entries read once (the batch's own
+    counted in order), the entries recorded in one statement with the state each comes to
+    (those recorded before, or by a concurrent handler, are passed over), the steps' calls
+    made a few at once (each with its step's key), the step runs in one statement; an entry
+    whose step was refused is set FAILED after. Badge conditions are judged on the members'
+    badges read once, and every admitted entry (treatment or control) is announced
+    (JourneyEntered) as `admit` announces it."""
+    assert all(immediate(j) for j in found)
+    entries: dict[str, tuple[StoredJourney, StoredEntry]] = {}  # the same event twice: once
+    for event in events:
+        for journey in found:
+            spec = journey.spec
+            if not domain.triggered_by(spec.trigger, event) or not spec.open_at(event.occurred_at):
+                continue
+            entry_id = domain.entry_id(
+                journey.journey_id, journey.version, event.member_id, event.key
+            )
+            entry = StoredEntry(
+                entry_id,
+                journey.journey_id,
+                journey.version,
+                event.member_id,
+                event.key,
+                event.unit,
+                EntryState.PENDING,
+                now,
+            )
+            entries.setdefault(entry_id, (journey, entry))
+    # Locked before anything is read: a concurrent handler of the same members commits first.
+    earlier = await _earlier_entries(uow, found, [e for _, e in entries.values()], now)
+    recorded = await uow.journeys.recorded(list(entries))
+    badges = await _badges_of(
+        uow, [(j, e) for j, e in entries.values() if e.entry_id not in recorded]
+    )
+    decided: list[StoredEntry] = []
+    admitted: list[tuple[StoredEntry, bool]] = []  # announced, with whether held out
+    acting: list[tuple[StoredJourney, StoredEntry]] = []
+    for journey, entry in entries.values():
+        if entry.entry_id in recorded:
+            continue  # handled before (the same event again)
+        spec = journey.spec
+        state = EntryState.COMPLETED
+        capped = spec.frequency_cap.max_entries
+        if capped and domain.over_cap(
+            spec.frequency_cap, earlier.setdefault((journey.journey_id, entry.member_id), []), now
+        ):
+            state = EntryState.CAPPED
+        elif not domain.conditions_hold(
+            spec.conditions,
+            entry.unit,
+            MemberFacts(badges=badges.get(entry.member_id, frozenset())),
+        ):
+            state = EntryState.SKIPPED
+        elif domain.held_out(journey.journey_id, entry.member_id, spec.control_share):
+            state = EntryState.HELD_OUT
+        if state in (EntryState.COMPLETED, EntryState.HELD_OUT):
+            admitted.append((entry, state is EntryState.HELD_OUT))
+            if capped:
+                earlier[(journey.journey_id, entry.member_id)].append(entry.entered_at)
+        decided.append(dataclasses.replace(entry, state=state))
+        if state is EntryState.COMPLETED:
+            acting.append((journey, entry))
+    new = await uow.journeys.enter_many(decided)
+    acting = [(j, e) for j, e in acting if e.entry_id in new]  # else a concurrent handler's
+    await _announce_entries(uow, [(e, control) for e, control in admitted if e.entry_id in new])
+    gate = asyncio.Semaphore(ACTS_AT_ONCE)
+
+    async def act(journey: StoredJourney, entry: StoredEntry) -> list[StepRun]:
+        async with gate:
+            return await _act_at_once(uow, actions, journey, entry, now)
+
+    done = await asyncio.gather(*(act(j, e) for j, e in acting))
+    await uow.journeys.record_steps([run for runs in done for run in runs], now)
+    failed = [
+        (entry.entry_id, EntryState.FAILED)
+        for (_, entry), runs in zip(acting, done, strict=True)
+        if runs and runs[-1].outcome == "failed"
+    ]
+    await uow.journeys.set_entry_states(failed, now)
+
+
+async def _badges_of(
+    uow: EngagementUnitOfWork, entering: Sequence[tuple[StoredJourney, StoredEntry]]
+) -> dict[str, frozenset[str]]:
+    """The entering members' badges that the journeys' badge conditions name, in one read."""
+    named: set[str] = set()
+    members: set[str] = set()
+    for journey, entry in entering:
+        conditions = journey.spec.conditions
+        if conditions.needs_badges:
+            named.update(conditions.held_badges, conditions.lacking_badges)
+            members.add(entry.member_id)
+    return await uow.challenges.held_by(sorted(members), sorted(named))
+
+
+async def _earlier_entries(
+    uow: EngagementUnitOfWork,
+    found: Sequence[StoredJourney],
+    entering: list[StoredEntry],
+    now: datetime,
+) -> dict[tuple[str, str], list[datetime]]:
+    """For the capped journeys: the members' earlier counted entries, the members locked
+    first as `on_event` locks them."""
+    earlier: dict[tuple[str, str], list[datetime]] = {}
+    for journey in found:
+        cap = journey.spec.frequency_cap
+        if not cap.max_entries:
+            continue
+        members = sorted({e.member_id for e in entering if e.journey_id == journey.journey_id})
+        if not members:
+            continue
+        await uow.journeys.lock_members(journey.journey_id, members)
+        times = await uow.journeys.entered_since(journey.journey_id, members, now - cap.period)
+        for member_id, at in times.items():
+            earlier[(journey.journey_id, member_id)] = at
+    return earlier
+
+
+async def _act_at_once(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    journey: StoredJourney,
+    entry: StoredEntry,
+    now: datetime,
+) -> list[StepRun]:
+    """An immediate journey's steps for a new entry, in order, up to a definite refusal."""
+    runs: list[StepRun] = []
+    spec = journey.spec
+    for index, step in enumerate(spec.steps):
+        key = domain.step_key(entry.entry_id, index)
+        try:
+            outcome, detail = await _act(
+                uow, actions, journey.journey_id, spec, entry, index, step, key, now
+            )
+        except ActionRefused as refused:
+            runs.append(StepRun(entry.entry_id, index, "failed", refused.reason))
+            log.warning(
+                "journey step refused",
+                journey_id=journey.journey_id,
+                entry_id=entry.entry_id,
+                step=index,
+                reason=refused.reason,
+            )
+            return runs
+        runs.append(StepRun(entry.entry_id, index, outcome, detail))
+    return runs
 
 
 async def admit(
@@ -346,14 +530,30 @@ async def _announce_entry(
 ) -> None:
     """JourneyEntered for an admitted entry, treatment or control (insights measures the
     journey's uplift from them); its event ID derived from the entry's, so a repeat is one."""
-    await uow.outbox.add(
-        events_pb2.JourneyEntered(
-            journey_id=journey_id,
-            member_id=entry.member_id,
-            entered_at=timestamp(entry.entered_at),
-            control=control,
-            unit=entry.unit,
-            entry_id=entry.entry_id,
-        ),
-        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"journey-entered:{entry.entry_id}"),
+    await uow.outbox.add(_entered(entry, control), event_id=_entered_id(entry))
+
+
+async def _announce_entries(
+    uow: EngagementUnitOfWork, admitted: Sequence[tuple[StoredEntry, bool]]
+) -> None:
+    """`_announce_entry` of a batch's admitted entries, in one statement."""
+    if admitted:
+        await uow.outbox.add_many(
+            [_entered(entry, control) for entry, control in admitted],
+            event_ids=[_entered_id(entry) for entry, _ in admitted],
+        )
+
+
+def _entered(entry: StoredEntry, control: bool) -> events_pb2.JourneyEntered:
+    return events_pb2.JourneyEntered(
+        journey_id=entry.journey_id,
+        member_id=entry.member_id,
+        entered_at=timestamp(entry.entered_at),
+        control=control,
+        unit=entry.unit,
+        entry_id=entry.entry_id,
     )
+
+
+def _entered_id(entry: StoredEntry) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"journey-entered:{entry.entry_id}")

@@ -16,7 +16,7 @@ from loyalty_kit.logs import get_logger
 
 from loyalty_engagement.adapters.journeys import StoredEntry
 from loyalty_engagement.domain import timing
-from loyalty_engagement.domain.journeys import EntryState, TriggerKind, UntilPurchase
+from loyalty_engagement.domain.journeys import EntryState, TriggerEvent, TriggerKind, UntilPurchase
 from loyalty_engagement.service_layer import journeys, waits
 from loyalty_engagement.service_layer.ports import Actions
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
@@ -84,6 +84,56 @@ async def on_purchase(
         if await uow.timing.journey_active(entry.journey_id):
             await go_on(uow, actions, entry, now)
         # else: due now, run by the timer once the journey is resumed
+
+
+async def on_purchase_events(
+    uow: EngagementUnitOfWork, actions: Actions, events: list[TriggerEvent], now: datetime
+) -> None:
+    """A batch's purchases, with the outcome of each handled alone in order: entered
+    set-based into the journeys that act at once (`journeys.on_events`); when other purchase
+    journeys run (waits, budgets, consents, paused), each event into those and its purchase
+    noted one at a time, in order (an entry may wait for the next purchase); else the
+    members' activity and waiting entries set-based (`on_purchases`)."""
+    if not events:
+        return
+    found = await uow.journeys.triggered_by([TriggerKind.PURCHASE])
+    await journeys.on_events(uow, actions, events, now, [j for j in found if journeys.immediate(j)])
+    others = [j for j in found if not journeys.immediate(j)]
+    if not others:
+        await on_purchases(uow, actions, [(e.member_id, e.occurred_at) for e in events], now)
+        return
+    for event in events:
+        await journeys.on_event(uow, actions, event, now, others)
+        await on_purchase(uow, actions, event.member_id, event.occurred_at, now)
+
+
+async def on_purchases(
+    uow: EngagementUnitOfWork,
+    actions: Actions,
+    purchases: list[tuple[str, datetime]],
+    now: datetime,
+) -> None:
+    """A batch's purchases in order, as `on_purchase` each: the last activities in one
+    statement; the entries waiting for a purchase marked by each member's first purchase of
+    the batch in one statement, but a member's later purchases one at a time in order (an
+    entry gone on may wait for the next purchase again)."""
+    last: dict[str, datetime] = {}
+    first: dict[str, datetime] = {}
+    later: list[tuple[str, datetime]] = []
+    for member_id, at in purchases:
+        last[member_id] = max(at, last.get(member_id, at))
+        if member_id in first:
+            later.append((member_id, at))
+        else:
+            first[member_id] = at
+    await uow.timing.record_purchases(last)
+    for entry in await uow.timing.purchased_many(first, now):
+        if await uow.timing.journey_active(entry.journey_id):
+            await go_on(uow, actions, entry, now)
+    for member_id, at in later:
+        for entry in await uow.timing.purchased(member_id, at, now):
+            if await uow.timing.journey_active(entry.journey_id):
+                await go_on(uow, actions, entry, now)
 
 
 # --- sweeps ---------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from loyalty_engagement.adapters.challenges import ChallengeStore
 from loyalty_engagement.adapters.channels import ChannelStore
 from loyalty_engagement.adapters.journeys import JourneyStore
 from loyalty_engagement.adapters.timing import TimingStore
+from loyalty_engagement.domain.challenges import Occurrence
+from loyalty_engagement.domain.journeys import TriggerEvent
 
 
 class EngagementUnitOfWork(UnitOfWork):
@@ -18,6 +20,9 @@ class EngagementUnitOfWork(UnitOfWork):
     challenges: ChallengeStore
     channels: ChannelStore
     timing: TimingStore  # waiting entries, budgets, sweeps
+    # A consumer's batch (entrypoints/consumers.py): its purchases, handled together at its end.
+    purchases: list[TriggerEvent] | None = None
+    counted_purchases: list[Occurrence] | None = None  # the challenges' consumer's, the same way
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
