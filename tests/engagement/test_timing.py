@@ -359,7 +359,7 @@ async def test_a_birthday_enters_the_member_once_that_year(
             changed_at=timestamp(datetime.now(UTC)),
         ),
     )
-    await until(lambda: _birthday(root, member_id), lambda found: found == birthday.month)
+    await until(lambda: birthday_month_of(root, member_id), lambda found: found == birthday.month)
     await timer.sweep(root.uow, _at(timedelta(days=1)))
     assert await engagement.entries(journey.name, member_id) == []
     on_the_day = _at(timedelta(days=2))
@@ -371,7 +371,7 @@ async def test_a_birthday_enters_the_member_once_that_year(
     assert [p.points for p in await engagement.postings(member_id)] == [8]
 
 
-async def _birthday(root: Root, member_id: str) -> int:
+async def birthday_month_of(root: Root, member_id: str) -> int:
     async with root.uow(read_only=True) as uow:
         found = (
             await uow.session.execute(

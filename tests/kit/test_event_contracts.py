@@ -415,13 +415,16 @@ IDENTITY: list[Sample] = [
         ),
     ),
     (
-        identity_events.ProfileChanged("m-4", ("birthday", "region"), date(1990, 7, 14), at(4)),
+        identity_events.ProfileChanged(
+            "m-4", ("birthday", "region", "time_zone"), date(1990, 7, 14), at(4), "Asia/Shanghai"
+        ),
         identity_pb.ProfileChanged(
             member_id="m-4",
-            changed_fields=["birthday", "region"],
+            changed_fields=["birthday", "region", "time_zone"],
             birthday_month=7,
             birthday_day=14,
             changed_at=stamp(4),
+            time_zone="Asia/Shanghai",
         ),
     ),
     (  # the birthday was cleared: month and day go out as zero
