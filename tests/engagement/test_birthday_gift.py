@@ -5,8 +5,11 @@ however often the daily sweep runs."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 
+from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+from loyalty.benefits.v1 import benefits_service_pb2_grpc
 from loyalty.engagement.v1 import engagement_service_pb2 as pb
 from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty_benefits.bootstrap import BenefitsSettings
@@ -19,6 +22,8 @@ from loyalty_kit.timestamps import timestamp
 from tests.engagement.conftest import Engagement, until
 from tests.engagement.test_journeys import tier_changed
 from tests.engagement.test_timing import birthday_month_of
+from tests.points.conftest import ADMIN
+from tests.support.clients import As
 from tests.support.events import publish
 
 
@@ -57,6 +62,35 @@ async def test_a_member_whose_birthday_is_today_gets_the_coupon_once_via_the_jou
     [entry] = await engagement.entries(journey.name, member_id)
     assert entry.state == pb.ENTRY_STATE_COMPLETED
     assert entry.trigger_key == f"birthday:{now.year}"
+    assert len(await _gifts(engagement, member_id)) == 1
+
+
+async def test_a_birthday_coupon_benefits_granted_this_year_is_not_given_again(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    """Benefits' fixed gift and the journey share the grant key "birthday:{year}": whichever
+    comes first, the member has one coupon this year."""
+    root: Root = engagement_service.root
+    member_id = await engagement.member()
+    now = datetime.now(UTC)
+    await publish(engagement.settings, "tiers", tier_changed(member_id, "gold", now))
+    await As(
+        benefits_service_pb2_grpc.BenefitsServiceStub, engagement.benefits_channel, ADMIN
+    ).IssueCoupons(
+        benefits_pb.IssueCouponsRequest(
+            template="test-mall-15",
+            request_id=str(uuid.uuid4()),
+            members=[f"members/{member_id}"],
+            grant_key=f"birthday:{now.year}",
+        )
+    )
+    await _born_today(engagement, root, member_id, now)
+    journey = await engagement.journey(_demo_birthday_journey())
+    entries = await until(
+        lambda: engagement.entries(journey.name, member_id),
+        lambda found: [e.state for e in found] == [pb.ENTRY_STATE_COMPLETED],
+    )
+    assert entries[0].trigger_key == f"birthday:{now.year}"
     assert len(await _gifts(engagement, member_id)) == 1
 
 

@@ -71,6 +71,16 @@ def test_validation_names_each_bad_field() -> None:
     assert j.validate(spec()) == []
 
 
+def test_a_grant_key_takes_the_year_where_the_journey_is() -> None:
+    birthday = j.IssueCoupon("birthday-gift", grant_key="birthday:{year}")
+    new_year_in_shanghai = datetime(2026, 12, 31, 17, tzinfo=UTC)
+    assert birthday.grant_key_at(new_year_in_shanghai, "UTC") == "birthday:2026"
+    assert birthday.grant_key_at(new_year_in_shanghai, "Asia/Shanghai") == "birthday:2027"
+    assert j.IssueCoupon("x", grant_key="welcome:gold").grant_key_at(NOW, "UTC") == "welcome:gold"
+    bad = spec(steps=(j.IssueCoupon("x", "hotel", "birthday:{month}"),))
+    assert [v.field for v in j.validate(bad)] == ["journey.steps[0].issue_coupon.grant_key"]
+
+
 def test_the_entry_id_is_the_same_for_the_same_event_and_version() -> None:
     assert j.entry_id("j", 1, "m", "k") == j.entry_id("j", 1, "m", "k")
     assert j.entry_id("j", 1, "m", "k") != j.entry_id("j", 2, "m", "k")

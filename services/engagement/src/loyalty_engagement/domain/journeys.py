@@ -20,7 +20,7 @@ from enum import StrEnum
 from loyalty_kit.errors import FieldViolation
 from loyalty_kit.kernel.units import GROUP
 
-from loyalty_engagement.domain.timing import DailyWindow, Schedule, known_zone
+from loyalty_engagement.domain.timing import DailyWindow, Schedule, known_zone, local_day
 
 MAX_STEPS = 20
 
@@ -100,6 +100,14 @@ class IssueCoupon:
     template: str
     unit: str = ""
     grant_key: str = ""  # at most one coupon per member under it, shared with benefits' grants
+
+    def grant_key_at(self, at: datetime, time_zone: str) -> str:
+        """The grant key for a coupon issued at `at`: `{year}` stands for the year there
+        ("birthday:{year}" is one birthday coupon a year, benefits' own key for it)."""
+        return self.grant_key.replace(YEAR, str(local_day(at, time_zone)[0]))
+
+
+YEAR = "{year}"
 
 
 @dataclass(frozen=True)
@@ -312,6 +320,10 @@ def _step_violations(step: Step, unit: str, path: str) -> list[FieldViolation]:
                 bad.append(FieldViolation(f"{path}.issue_coupon.template", "is required"))
             if len(grant_key) > 100:
                 bad.append(FieldViolation(f"{path}.issue_coupon.grant_key", "100 characters"))
+            elif "{" in grant_key.replace(YEAR, "") or "}" in grant_key.replace(YEAR, ""):
+                bad.append(
+                    FieldViolation(f"{path}.issue_coupon.grant_key", "{year} is its only field")
+                )
             if issuer and not _acts_for(unit, issuer):
                 bad.append(
                     FieldViolation(

@@ -497,8 +497,9 @@ async def _act(
 ) -> tuple[str, str]:
     member_id = entry.member_id
     match step:
-        case IssueCoupon(template=template, unit=unit, grant_key=grant_key):
+        case IssueCoupon(template=template, unit=unit):
             issuer = unit or spec.unit
+            grant_key = step.grant_key_at(now, spec.time_zone)
             return "done", await actions.issue_coupon(member_id, template, issuer, key, grant_key)
         case AwardPoints(points=points, funding_unit=funding, reason=reason):
             why = reason or f"journey {spec.display_name}"
