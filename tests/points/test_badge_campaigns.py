@@ -9,15 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import pytest
 from loyalty.engagement.v1 import challenges_pb2 as cpb
 from loyalty.engagement.v1 import challenges_pb2_grpc
 from loyalty.points.v1 import points_service_pb2 as pb
+from loyalty_devstack.demo import huayue_programme
 from loyalty_kit.caller import Caller
 
 from tests.engagement.conftest import Engagement, catalogue, engagement, rid, until  # noqa: F401
-from tests.points.conftest import Points, at, line
+from tests.points.conftest import ADMIN, Points, at, line
 from tests.support.clients import As
+from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -65,3 +68,20 @@ async def test_explorers_earn_the_bonus_while_they_hold_the_badge(
     # A receipt of a purchase made while the member held the badge, recorded late: the bonus.
     late = await points.earn(explorer, "mall", "100.00", occur=while_held.isoformat())
     assert late.posting.points == 150
+
+
+async def test_a_malformed_badge_code_is_refused_with_its_field(points: Points) -> None:
+    programme = huayue_programme()
+    programme.ClearField("effective_from")  # from now: only the badge code is wrong
+    campaign = programme.campaigns.add()
+    campaign.CopyFrom(programme.campaigns[0])
+    campaign.code = "bad-badges"
+    campaign.badges[:] = ["explorer", "Not A Badge"]
+    failure = await fails(
+        points.as_(ADMIN).UpdateProgramme(
+            pb.UpdateProgrammeRequest(programme=programme, reason="tests", request_id=rid())
+        )
+    )
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    index = len(programme.campaigns) - 1
+    assert f"programme.campaigns[{index}].badges[1]" in failure.fields
