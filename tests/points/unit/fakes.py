@@ -18,7 +18,7 @@ from loyalty_points.domain.events import Event, LedgerPosted, LedgerPosting, Lot
 from loyalty_points.domain.ledger import REDEEMING, Changes, Lot, LotStatus, Posting, PostingKind
 from loyalty_points.domain.migration import Carry
 from loyalty_points.domain.orders import OrderRecord
-from loyalty_points.domain.programme import Programme
+from loyalty_points.domain.programme import Holding, Programme, badges_held
 
 
 @dataclasses.dataclass
@@ -52,6 +52,7 @@ class FakeLedger:
         self.partner_references: dict[tuple[str, str], str] = {}
         self.referrals: dict[str, list[Any]] = {}
         self.tier_rows: dict[tuple[str, datetime], str] = {}
+        self.badge_rows: dict[str, list[Holding]] = {}
         self.legacy_balances: dict[tuple[str, str], Carry] = {}
         self.activities: dict[tuple[str, str], RecordedActivity] = {}
         self.seen: list[Account] = []
@@ -318,6 +319,35 @@ class FakeLedger:
             if member_id in member_ids:
                 found.setdefault(member_id, []).append((at, tier))
         return found
+
+    async def record_badge_earned(self, member_id: str, badge: str, at: datetime) -> None:
+        held = self.badge_rows.setdefault(member_id, [])
+        if not any(h.badge == badge and h.held_from == at for h in held):
+            held.append(Holding(badge, at))
+
+    async def record_badge_revoked(self, member_id: str, badge: str, at: datetime) -> None:
+        self.badge_rows[member_id] = [
+            dataclasses.replace(h, held_until=at)
+            if h.badge == badge and h.held_from <= at and h.held_at(at)
+            else h
+            for h in self.badge_rows.get(member_id, [])
+        ]
+
+    async def copy_badges(self, from_member: str, to_member: str) -> None:
+        held = self.badge_rows.setdefault(to_member, [])
+        for h in self.badge_rows.get(from_member, []):
+            if not any((o.badge, o.held_from) == (h.badge, h.held_from) for o in held):
+                held.append(h)
+
+    async def badges_at(self, member_id: str, at: datetime) -> frozenset[str]:
+        return badges_held(self.badge_rows.get(member_id, []), at)
+
+    async def badge_holdings(self, member_ids: Sequence[str]) -> dict[str, list[Holding]]:
+        return {
+            m: sorted(self.badge_rows[m], key=lambda h: h.held_from)
+            for m in member_ids
+            if self.badge_rows.get(m)
+        }
 
     # --- jobs and settlement
     async def members_with_due_pending(self, as_of: datetime, limit: int) -> list[str]:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_points.adapters import tables as t
 from loyalty_points.domain.migration import Carry
 from loyalty_points.domain.orders import OrderRecord
+from loyalty_points.domain.programme import Holding
 
 _CLAIM_LEGACY_BALANCES = """
 INSERT INTO legacy_balances (unit, legacy_key, member_id, member_import, legacy_points, points,
@@ -151,6 +152,68 @@ class RecordRows:
         found: dict[str, list[tuple[datetime, str]]] = {}
         for row in rows:
             found.setdefault(str(row["member_id"]), []).append((row["effective_at"], row["tier"]))
+        return found
+
+    async def record_badge_earned(self, member_id: str, badge: str, at: datetime) -> None:
+        """The member holds `badge` from `at` (a redelivery changes nothing)."""
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "INSERT INTO badge_holdings (member_id, badge, held_from) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING",
+            member_id,
+            badge,
+            at,
+        )
+
+    async def record_badge_revoked(self, member_id: str, badge: str, at: datetime) -> None:
+        """The member's holding of `badge` begun by `at` ends at `at`."""
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "UPDATE badge_holdings SET held_until = $3 WHERE member_id = $1 AND badge = $2 "
+            "AND held_from <= $3 AND (held_until IS NULL OR held_until > $3)",
+            member_id,
+            badge,
+            at,
+        )
+
+    async def copy_badges(self, from_member: str, to_member: str) -> None:
+        """A merge: the survivor holds what the absorbed member held, when it held it."""
+        conn = await driver_connection(self.session)
+        await conn.execute(
+            "INSERT INTO badge_holdings (member_id, badge, held_from, held_until) "
+            "SELECT $2, badge, held_from, held_until FROM badge_holdings WHERE member_id = $1 "
+            "ON CONFLICT DO NOTHING",
+            from_member,
+            to_member,
+        )
+
+    async def badges_at(self, member_id: str, at: datetime) -> frozenset[str]:
+        """The badges the member held at `at`."""
+        conn = await driver_connection(self.session)
+        rows = await conn.fetch(
+            "SELECT DISTINCT badge FROM badge_holdings WHERE member_id = $1 AND held_from <= $2 "
+            "AND (held_until IS NULL OR held_until > $2)",
+            member_id,
+            at,
+        )
+        return frozenset(r["badge"] for r in rows)
+
+    async def badge_holdings(self, member_ids: Sequence[str]) -> dict[str, list[Holding]]:
+        """The members' badge holdings known here (one statement for a chunk: `badges_at`
+        for many members and times)."""
+        if not member_ids:
+            return {}
+        conn = await driver_connection(self.session)
+        rows = await conn.fetch(
+            "SELECT member_id, badge, held_from, held_until FROM badge_holdings "
+            "WHERE member_id = ANY($1::uuid[]) ORDER BY member_id, held_from",
+            list(member_ids),
+        )
+        found: dict[str, list[Holding]] = {}
+        for row in rows:
+            found.setdefault(str(row["member_id"]), []).append(
+                Holding(row["badge"], row["held_from"], row["held_until"])
+            )
         return found
 
     async def claim_legacy_balances(

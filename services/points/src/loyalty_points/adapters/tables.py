@@ -137,6 +137,17 @@ tier_changes = Table(
     Column("tier", Text, nullable=False),
 )
 
+# The badges members held and when (from engagement's BadgeEarned and BadgeRevoked): a campaign
+# for a badge's holders applies to an order made while the member held it.
+badge_holdings = Table(
+    "badge_holdings",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("badge", Text, primary_key=True),
+    Column("held_from", DateTime(timezone=True), primary_key=True),
+    Column("held_until", DateTime(timezone=True)),
+)
+
 activities = Table(
     "activities",
     metadata,

@@ -7,8 +7,10 @@ down once, after all multipliers.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -26,6 +28,8 @@ from loyalty_points.domain.activities import (
 from loyalty_points.domain.money import Amount
 
 MAX_LINES = 200
+# Engagement's badge codes (as its challenges define them).
+BADGE_CODE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -63,13 +67,37 @@ class Campaign:
     bonus_points: int = 0
     exclusive: bool = False
     priority: int = 0
+    # Engagement's badge codes: only for members holding any of them (empty: all members).
+    badges: tuple[str, ...] = ()
 
-    def applies(self, unit: str, tier: str, at: datetime) -> bool:
+    def applies(
+        self, unit: str, tier: str, at: datetime, badges: AbstractSet[str] = frozenset()
+    ) -> bool:
+        """Whether it applies to a purchase at `unit` at `at` by a member holding `tier` and
+        `badges` then."""
         return (
             self.start <= at < self.end
             and (not self.units or unit in self.units)
             and (not self.tiers or tier in self.tiers)
+            and (not self.badges or not badges.isdisjoint(self.badges))
         )
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A badge a member held from `held_from` until `held_until` (None: holds it still)."""
+
+    badge: str
+    held_from: datetime
+    held_until: datetime | None = None
+
+    def held_at(self, at: datetime) -> bool:
+        return self.held_from <= at and (self.held_until is None or at < self.held_until)
+
+
+def badges_held(holdings: Sequence[Holding], at: datetime) -> frozenset[str]:
+    """The badges held at `at` (what a campaign for a badge's holders follows)."""
+    return frozenset(h.badge for h in holdings if h.held_at(at))
 
 
 @dataclass(frozen=True)
@@ -151,6 +179,9 @@ class Programme:
             unknown = [u for u in campaign.units if u not in self.units]
             if unknown:
                 problems.add(f"{where}.units", f"unknown units: {', '.join(unknown)}")
+            for i, badge in enumerate(campaign.badges):
+                if not BADGE_CODE.fullmatch(badge):
+                    problems.add(f"{where}.badges[{i}]", "a badge code, 1-64 chars")
         problems.items.extend(check_rules(self.activities, self.units, "group").items)
         problems.raise_if_any()
 
@@ -254,8 +285,14 @@ def check_lines(lines: list[Line], programme: Programme, unit: str) -> None:
 
 
 def compute_earn(
-    programme: Programme, unit: str, tier: str, lines: list[Line], occurred_at: datetime
+    programme: Programme,
+    unit: str,
+    tier: str,
+    lines: list[Line],
+    occurred_at: datetime,
+    badges: AbstractSet[str] = frozenset(),
 ) -> Earned:
+    """The points for an order by a member holding `tier` and `badges` when it happened."""
     check_lines(lines, programme, unit)
     currency = lines[0].amount.currency
     base_rate = programme.currencies[currency].base_rate
@@ -264,7 +301,7 @@ def compute_earn(
         factors.append(Factor(f"tier:{tier}", programme.tiers[tier]))
     bonuses: list[tuple[str, int]] = []
     applicable = sorted(
-        (c for c in programme.campaigns if c.applies(unit, tier, occurred_at)),
+        (c for c in programme.campaigns if c.applies(unit, tier, occurred_at, badges)),
         key=lambda c: (-c.priority, c.code),
     )
     exclusive = [c for c in applicable if c.exclusive]
@@ -363,6 +400,7 @@ def programme_to_json(programme: Programme) -> dict[str, Any]:
                 "bonus_points": c.bonus_points,
                 "exclusive": c.exclusive,
                 "priority": c.priority,
+                **({"badges": list(c.badges)} if c.badges else {}),
             }
             for c in programme.campaigns
         ],
@@ -420,6 +458,7 @@ def programme_from_json(version: int, effective_from: datetime, data: dict[str, 
                 bonus_points=int(c["bonus_points"]),
                 exclusive=bool(c["exclusive"]),
                 priority=int(c["priority"]),
+                badges=tuple(c.get("badges", ())),
             )
             for c in data["campaigns"]
         ],

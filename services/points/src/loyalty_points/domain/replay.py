@@ -25,6 +25,7 @@ tiers counts the purchase (once: tiers leaves REPLAY chunks to points).
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -71,10 +72,15 @@ class Receipt:
 
 
 def receipt(
-    order: PastOrder, unit: str, account: Account, programme: Programme | None, tier: str
+    order: PastOrder,
+    unit: str,
+    account: Account,
+    programme: Programme | None,
+    tier: str,
+    badges: AbstractSet[str] = frozenset(),
 ) -> Receipt | Skip:
     """How `order` earns for `account`, under `programme` (the version in force when it
-    happened) at `tier` (the one the member held then), or why it does not."""
+    happened) at `tier` and with `badges` (those the member held then), or why it does not."""
     if programme is None:
         return Skip.BEFORE_PROGRAMME
     if unit not in programme.units:
@@ -86,7 +92,7 @@ def receipt(
     if account.state != ACTIVE:
         return Skip.MEMBER_NOT_ACTIVE
     lines = [Line(LINE_ID, Amount(order.currency, order.amount))]
-    earned = compute_earn(programme, unit, tier, lines, order.occurred_at)
+    earned = compute_earn(programme, unit, tier, lines, order.occurred_at, badges)
     record = OrderRecord.earned(
         unit, order.order_id, account.member_id, new_id(), new_id(), lines, earned
     )

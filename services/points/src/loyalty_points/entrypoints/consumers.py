@@ -1,11 +1,13 @@
 """The events the points service learns from, as a handler table: merges, unmerges, suspensions,
 reactivations, erasures, imported members' legacy balances and replayed past orders from the
-identity service; tier changes from the tiers service."""
+identity service; tier changes from the tiers service; badges earned and revoked from the
+engagement service."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from loyalty.engagement.v1 import events_pb2 as engagement_events
 from loyalty.identity.v1 import events_pb2 as identity_events
 from loyalty.tiers.v1 import events_pb2 as tier_events
 from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of, member_merges
@@ -38,6 +40,20 @@ async def member_reactivated(
 async def tier_changed(app: Points, uow: PointsUnitOfWork, e: tier_events.TierChanged) -> None:
     effective_at = moment(e.effective_at, "effective_at")
     await use_cases.on_tier_changed(uow, e.member_id, e.to_tier, effective_at, app.clock())
+
+
+async def badge_earned(
+    app: Points, uow: PointsUnitOfWork, e: engagement_events.BadgeEarned
+) -> None:
+    at = moment(e.earned_at, "earned_at")
+    await use_cases.on_badge_earned(uow, e.member_id, e.badge, at)
+
+
+async def badge_revoked(
+    app: Points, uow: PointsUnitOfWork, e: engagement_events.BadgeRevoked
+) -> None:
+    at = moment(e.revoked_at, "revoked_at")
+    await use_cases.on_badge_revoked(uow, e.member_id, e.badge, at)
 
 
 async def members_imported(
@@ -110,6 +126,15 @@ TABLE: Sequence[Subscription[Points]] = (
         },
     ),
     Subscription("points-tiers", "tiers", {tier_events.TierChanged: tier_changed}),
+    # Badges held, for campaigns for their holders.
+    Subscription(
+        "points-badges",
+        "engagement",
+        {
+            engagement_events.BadgeEarned: badge_earned,
+            engagement_events.BadgeRevoked: badge_revoked,
+        },
+    ),
     # Past orders apart: a long replay never holds back merges, suspensions and erasures.
     Subscription(
         "points-orders",

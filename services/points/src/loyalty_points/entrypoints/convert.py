@@ -211,6 +211,7 @@ def programme_from(message: programme_pb2.Programme, now: datetime) -> Programme
                 bonus_points=c.bonus_points if effect == "bonus_points" else 0,
                 exclusive=c.stacking == programme_pb2.STACKING_EXCLUSIVE,
                 priority=c.priority,
+                badges=tuple(c.badges),
             )
         )
     partners = {}
@@ -359,6 +360,7 @@ def programme_message(p: Programme) -> programme_pb2.Programme:
             end_time=ts(c.end),
             units=list(c.units),
             tiers=list(c.tiers),
+            badges=list(c.badges),
             stacking=(
                 programme_pb2.STACKING_EXCLUSIVE
                 if c.exclusive

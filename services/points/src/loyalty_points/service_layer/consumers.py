@@ -1,5 +1,6 @@
 """What the points service does with other services' events: identity's (a member suspended,
-reactivated, erased, merged, unmerged) and tiers' (a tier changed)."""
+reactivated, erased, merged, unmerged), tiers' (a tier changed) and engagement's (a badge
+earned or revoked)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ async def on_tier_changed(
         await uow.ledger.save(account, now)
 
 
+async def on_badge_earned(uow: PointsWork, member_id: str, badge: str, at: datetime) -> None:
+    """The member holds `badge` from `at`: campaigns for its holders apply to its orders since."""
+    await uow.ledger.record_badge_earned(member_id, badge, at)  # late ones too
+
+
+async def on_badge_revoked(uow: PointsWork, member_id: str, badge: str, at: datetime) -> None:
+    """The member holds `badge` no more from `at` (orders before still count as held)."""
+    await uow.ledger.record_badge_revoked(member_id, badge, at)
+
+
 async def _both(
     ledger: Ledger, survivor_id: str, other_id: str, now: datetime
 ) -> tuple[Account, Account]:
@@ -63,6 +74,9 @@ async def on_member_merged(
 ) -> None:
     """The absorbed member's balances and lots move to the survivor (`moves.merge`)."""
     survivor, absorbed = await _both(uow.ledger, survivor_id, absorbed_id, now)
+    # Engagement moves the absorbed member's badges to the survivor without announcing them:
+    # the survivor holds them here too, since when the absorbed member did.
+    await uow.ledger.copy_badges(absorbed_id, survivor_id)
     if moves.merge(survivor, absorbed, now):
         await uow.ledger.save(absorbed, now)
         await uow.ledger.save(survivor, now)

@@ -42,7 +42,9 @@ async def preview(
     programme = await programme_at(uow.ledger, command.occurred_at)
     account = await readable_account(uow.ledger, command.member_id, directory)
     tier = await tier_at(uow.ledger, account, command.occurred_at) if account else ""
-    earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at)
+    # Badges are kept for members points has no account for yet too.
+    badges = await uow.ledger.badges_at(command.member_id, command.occurred_at)
+    earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at, badges)
     available_at = programme.available_at(command.unit, command.occurred_at)
     return earned, available_at if available_at and available_at > now else None
 
@@ -58,7 +60,8 @@ async def earn(
     account = await open_account(uow.ledger, command.member_id, directory, now)
     account.ensure_active()
     tier = await tier_at(uow.ledger, account, command.occurred_at)
-    earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at)
+    badges = await uow.ledger.badges_at(account.member_id, command.occurred_at)
+    earned = compute_earn(programme, command.unit, tier, command.lines, command.occurred_at, badges)
     posting, order = account.earn(
         earned,
         unit=command.unit,

@@ -14,7 +14,7 @@ from datetime import datetime
 from loyalty_kit.kernel.orders import PastOrders
 
 from loyalty_points.domain.account import Account
-from loyalty_points.domain.programme import in_force
+from loyalty_points.domain.programme import badges_held, in_force
 from loyalty_points.domain.replay import Receipt, Skip, earn_replayed, receipt, tier_then
 from loyalty_points.service_layer.accounts import lock_holders
 from loyalty_points.service_layer.ports import PointsWork
@@ -42,6 +42,7 @@ async def replay_orders(uow: PointsWork, chunk: PastOrders, now: datetime) -> Re
         if (a := holders[o.member_id]).tier_known_at(o.occurred_at) is None
     }
     changes = await uow.ledger.tier_changes(sorted(looked_up))
+    holdings = await uow.ledger.badge_holdings(sorted({a.member_id for a in holders.values()}))
     times = [o.occurred_at for o in chunk.orders]
     versions = await uow.ledger.programmes_between(min(times), max(times))
     receipts: list[Receipt] = []
@@ -49,7 +50,8 @@ async def replay_orders(uow: PointsWork, chunk: PastOrders, now: datetime) -> Re
         account = holders[order.member_id]
         tier = tier_then(account, changes.get(account.member_id, []), order.occurred_at)
         programme = in_force(versions, order.occurred_at)
-        decided = receipt(order, chunk.unit, account, programme, tier)
+        badges = badges_held(holdings.get(account.member_id, []), order.occurred_at)
+        decided = receipt(order, chunk.unit, account, programme, tier, badges)
         if isinstance(decided, Skip):
             result.skipped[decided] += 1
         else:
