@@ -176,25 +176,33 @@ async def on_event(
     found = await uow.journeys.triggered_by([event.kind]) if among is None else among
     for journey in found:
         spec = journey.spec
-        if not domain.triggered_by(spec.trigger, event) or not spec.open_at(event.occurred_at):
+        if (entry := _entry_for(journey, event, now)) is None:
             continue
-        entry_id = domain.entry_id(journey.journey_id, journey.version, event.member_id, event.key)
         paused = journey.state is JourneyState.PAUSED
         if not paused and spec.frequency_cap.max_entries:
             await uow.journeys.lock_member(journey.journey_id, event.member_id)
-        entry = StoredEntry(
-            entry_id,
-            journey.journey_id,
-            journey.version,
-            event.member_id,
-            event.key,
-            event.unit,
-            EntryState.PENDING,
-            now,
-        )
         if not await uow.journeys.enter(entry) or paused:
             continue  # handled before (the same event again), or kept for the resume
         await admit(uow, actions, journey.journey_id, spec, entry, now)
+
+
+def _entry_for(journey: StoredJourney, event: TriggerEvent, now: datetime) -> StoredEntry | None:
+    """The entry `event` makes into `journey` (its id the same for the same event and
+    version), or None when the event does not trigger it or the journey is not open then."""
+    spec = journey.spec
+    if not domain.triggered_by(spec.trigger, event) or not spec.open_at(event.occurred_at):
+        return None
+    entry_id = domain.entry_id(journey.journey_id, journey.version, event.member_id, event.key)
+    return StoredEntry(
+        entry_id,
+        journey.journey_id,
+        journey.version,
+        event.member_id,
+        event.key,
+        event.unit,
+        EntryState.PENDING,
+        now,
+    )
 
 
 ACTS_AT_ONCE = 32  # a batch's calls to the services that act, in flight at once
@@ -236,23 +244,8 @@ async def on_events(
     entries: dict[str, tuple[StoredJourney, StoredEntry]] = {}  # the same event twice: once
     for event in events:
         for journey in found:
-            spec = journey.spec
-            if not domain.triggered_by(spec.trigger, event) or not spec.open_at(event.occurred_at):
-                continue
-            entry_id = domain.entry_id(
-                journey.journey_id, journey.version, event.member_id, event.key
-            )
-            entry = StoredEntry(
-                entry_id,
-                journey.journey_id,
-                journey.version,
-                event.member_id,
-                event.key,
-                event.unit,
-                EntryState.PENDING,
-                now,
-            )
-            entries.setdefault(entry_id, (journey, entry))
+            if (entry := _entry_for(journey, event, now)) is not None:
+                entries.setdefault(entry.entry_id, (journey, entry))
     # Locked before anything is read: a concurrent handler of the same members commits first.
     earlier = await _earlier_entries(uow, found, [e for _, e in entries.values()], now)
     recorded = await uow.journeys.recorded(list(entries))
