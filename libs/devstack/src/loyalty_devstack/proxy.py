@@ -1,7 +1,9 @@
 """TCP proxies on loopback that a test or a fault scenario can cut, slow down, drop or reset.
 
-`TcpProxy` listens on 127.0.0.1:<free port> and forwards every connection to its upstream: a
-host and port, or a Unix socket (embedded PostgreSQL). Its faults, changed at any time:
+`TcpProxy` listens on 127.0.0.1:<free port> (or another loopback address given as `listen`, out
+of reach of a stray client still retrying a port that was once another server's) and forwards
+every connection to its upstream: a host and port, or a Unix socket (embedded PostgreSQL). Its
+faults, changed at any time:
 
 - `cut()` closes every open connection and stops listening, so new connections are refused
   (a server that stopped); `restore()` listens again on the same port;
@@ -27,9 +29,12 @@ from sqlalchemy.engine import URL, make_url
 
 
 class TcpProxy:
-    def __init__(self, host: str, port: int = 0, *, seed: int | None = None) -> None:
+    def __init__(
+        self, host: str, port: int = 0, *, seed: int | None = None, listen: str = "127.0.0.1"
+    ) -> None:
         """Upstream `host:port`, or the Unix socket at `host` (a path) when it is one."""
         self._host = host
+        self._listen = listen
         self._port = port
         self.port = 0
         self.latency = 0.0
@@ -44,10 +49,10 @@ class TcpProxy:
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self._listen}:{self.port}"
 
     async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._accept, self._listen, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
