@@ -123,7 +123,14 @@ def review(
     try:
         steps = Planner(None, live, now=now, effective_from=effective_from).plan(file)
     except PlanRefused as refused:
-        return Review(text, _digest(text, state, [str(refused)]), refused=str(refused), file=file)
+        said = [str(refused)]
+        return Review(
+            text,
+            _digest(text, state, said),
+            refused=str(refused),
+            effective_from=effective_from,
+            file=file,
+        )
     where = positions(text)
     sections = tuple(_section(step, where) for step in steps)
     return Review(
