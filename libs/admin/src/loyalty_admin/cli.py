@@ -206,11 +206,23 @@ async def _jobs(args: argparse.Namespace) -> int:
     return said.code
 
 
-def _clients(argv: list[str]) -> int:
-    from loyalty_gateway.app import SPEC
-    from loyalty_kit.server import main as run_service
+COMMANDS = "loyalty_admin.commands"
 
-    return run_service(SPEC, ["clients", *argv])
+
+def _clients(argv: list[str]) -> int:
+    """The gateway's `clients` command, which the gateway's package offers under the entry point
+    group `loyalty_admin.commands` (the gateway depends on this library, not the reverse)."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=COMMANDS, name="clients")
+    if not found:
+        print(
+            "clients: the gateway (package loyalty-gateway) is not installed here",
+            file=sys.stderr,
+        )
+        return 1
+    command = next(iter(found)).load()
+    return int(command(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -243,6 +243,38 @@ def loads(text: str) -> ProgrammeFile:
     return document
 
 
+@dataclass
+class Positions:
+    """Where the values of a (well-formed) file are: its data as read and each value's line
+    and column by path (`("points", "units", 1, "multiplier")`)."""
+
+    data: Any
+    located: _Located
+
+    def at(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
+        """(line, column) of the value at `path` (with `key`: of the key naming it), or of the
+        nearest enclosing value the file has; (0, 0) when there is none."""
+        found = self.located.problem(path, "", key=key)
+        return found.line, found.column
+
+
+def positions(text: str) -> Positions:
+    """The file's values and where they are (a file that is not YAML has none)."""
+    loader = TextTimesLoader(text)
+    values: dict[Path_, yaml.Mark] = {}
+    keys: dict[Path_, yaml.Mark] = {}
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else {}
+    except yaml.MarkedYAMLError:
+        return Positions({}, _Located(values, keys))
+    finally:
+        loader.dispose()
+    if node is not None:
+        _marks(node, (), values, keys, [])
+    return Positions(data, _Located(values, keys))
+
+
 def _codes(data: Any, key: str, path: Path_, field_name: str = "code") -> dict[str, Path_]:
     items = data.get(key, []) if isinstance(data, dict) else []
     return {str(item.get(field_name)): (*path, key, i) for i, item in enumerate(items)}
@@ -358,4 +390,13 @@ def _journey_checks(
     return problems
 
 
-__all__ = ["SECTION", "InvalidFile", "Problem", "ProgrammeFile", "load", "loads"]
+__all__ = [
+    "SECTION",
+    "InvalidFile",
+    "Positions",
+    "Problem",
+    "ProgrammeFile",
+    "load",
+    "loads",
+    "positions",
+]

@@ -10,7 +10,7 @@ else the caller headers a development suite trusts.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,11 +79,29 @@ class Live:
     challenges: list[challenges_pb2.Challenge] | None = None
 
 
-class Services:
-    """Stubs of the services that keep the programme, with the admin's metadata."""
+Metadata = tuple[tuple[str, str], ...]
+# The channels Services needs, by service name.
+CHANNELS = ("points", "tiers", "benefits", "engagement")
 
-    def __init__(self, settings: Settings, channels: dict[str, grpc.aio.Channel]) -> None:
-        self.metadata = admin_metadata(settings)
+
+class Services:
+    """Stubs of the services that keep the programme, and the metadata every call carries:
+    given by the caller (the console passes its own channels and the signed-in operator's
+    credentials, so each service records the operator's change), else the admin's (see the
+    module's docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings | None,
+        channels: Mapping[str, grpc.aio.Channel],
+        *,
+        metadata: Metadata | None = None,
+    ) -> None:
+        if metadata is None:
+            if settings is None:
+                raise ValueError("Services needs the caller's metadata or the settings")
+            metadata = admin_metadata(settings)
+        self.metadata: Metadata = tuple(metadata)
         self.points = points_service_pb2_grpc.PointsServiceStub(channels["points"])
         self.tiers = tiers_service_pb2_grpc.TiersServiceStub(channels["tiers"])
         self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(channels["benefits"])
@@ -166,11 +184,18 @@ class Services:
         return {reward.code: reward.available for reward in rewards}
 
 
+def calling(
+    channels: Mapping[str, grpc.aio.Channel], metadata: Metadata | Sequence[tuple[str, str]]
+) -> Services:
+    """The services over channels the caller keeps open, called with the caller's metadata."""
+    return Services(None, channels, metadata=tuple(metadata))
+
+
 @asynccontextmanager
 async def connected(settings: Settings) -> AsyncIterator[Services]:
     channels = {
         name: channel(settings.target_of(name), default_deadline=30.0, max_deadline=60.0)
-        for name in ("points", "tiers", "benefits", "engagement")
+        for name in CHANNELS
     }
     try:
         yield Services(settings, channels)

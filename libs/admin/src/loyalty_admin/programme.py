@@ -112,9 +112,12 @@ def _without_effective_from(programme: programme_pb2.Programme) -> programme_pb2
 
 
 class Planner:
+    """The steps that make the live programme a file's. Without `services` the plan is for
+    reading only (a review): its steps' `run` needs them."""
+
     def __init__(
         self,
-        services: Services,
+        services: Services | None,
         live: Live,
         *,
         now: datetime,
@@ -126,6 +129,12 @@ class Planner:
         self.now = now
         self.effective_from = effective_from
         self.reason = reason
+
+    @property
+    def calls(self) -> Services:
+        if self.services is None:
+            raise PlanRefused("this plan was made for reading only: it has no services to call")
+        return self.services
 
     def plan(self, file: ProgrammeFile) -> list[Step]:
         steps = []
@@ -179,9 +188,9 @@ class Planner:
         step.changes = changes(before, after, CHALLENGES)
         if not step.changes:
             return step
-        stub, metadata = self.services.challenges, self.services.metadata
 
         async def run() -> str:
+            stub, metadata = self.calls.challenges, self.calls.metadata
             for challenge in missing:
                 request_id = (
                     f"programme-apply-challenge-{challenge.key}-{_digest(canonical(challenge))}"
@@ -247,7 +256,6 @@ class Planner:
     ) -> list[Callable[[], Awaitable[None]]]:
         """The RPCs that make the live journey `current` (None: none yet) the file's."""
         key = wanted.key
-        stub, metadata = self.services.engagement, self.services.metadata
         definition = engagement_pb.Journey()
         definition.CopyFrom(wanted)
         definition.ClearField("state")
@@ -261,9 +269,9 @@ class Planner:
             request_id = f"programme-apply-journey-{key}-{_digest(canonical(definition))}"
 
             async def create() -> None:
-                await stub.CreateJourney(
+                await self.calls.engagement.CreateJourney(
                     engagement_pb.CreateJourneyRequest(journey=definition, request_id=request_id),
-                    metadata=metadata,
+                    metadata=self.calls.metadata,
                 )
 
             return [create]
@@ -283,9 +291,9 @@ class Planner:
             )
 
             async def update() -> None:
-                await stub.UpdateJourney(
+                await self.calls.engagement.UpdateJourney(
                     engagement_pb.UpdateJourneyRequest(journey=definition, request_id=request_id),
-                    metadata=metadata,
+                    metadata=self.calls.metadata,
                 )
 
             calls.append(update)
@@ -296,7 +304,6 @@ class Planner:
     def _state_call(
         self, key: str, current: engagement_pb.Journey, state: int
     ) -> Callable[[], Awaitable[None]]:
-        stub, metadata = self.services.engagement, self.services.metadata
         # Pausing and resuming are idempotent: a fresh id each time is safe.
         request_id = f"programme-apply-journey-{key}-state-{uuid.uuid4().hex}"
         if state == engagement_pb.JOURNEY_STATE_ACTIVE and current.state in (
@@ -305,9 +312,9 @@ class Planner:
         ):
 
             async def resume() -> None:
-                await stub.ResumeJourney(
+                await self.calls.engagement.ResumeJourney(
                     engagement_pb.ResumeJourneyRequest(name=current.name, request_id=request_id),
-                    metadata=metadata,
+                    metadata=self.calls.metadata,
                 )
 
             return resume
@@ -317,9 +324,9 @@ class Planner:
         ):
 
             async def pause() -> None:
-                await stub.PauseJourney(
+                await self.calls.engagement.PauseJourney(
                     engagement_pb.PauseJourneyRequest(name=current.name, request_id=request_id),
-                    metadata=metadata,
+                    metadata=self.calls.metadata,
                 )
 
             return pause
@@ -359,11 +366,11 @@ class Planner:
         request_id = f"programme-apply-points-{_digest(before, canonical(rules), str(start))}"
 
         async def run() -> str:
-            stored = await self.services.points.UpdateProgramme(
+            stored = await self.calls.points.UpdateProgramme(
                 points_pb.UpdateProgrammeRequest(
                     programme=rules, reason=self.reason, request_id=request_id
                 ),
-                metadata=self.services.metadata,
+                metadata=self.calls.metadata,
             )
             return f"published v{stored.programme.version}"
 
@@ -382,20 +389,20 @@ class Planner:
 
         async def run() -> str:
             if key == "tiers":
-                ladder = await self.services.tiers.UpdateLadder(
+                ladder = await self.calls.tiers.UpdateLadder(
                     tiers_pb.UpdateLadderRequest(
                         ladder=wanted,  # type: ignore[arg-type]
                         request_id=request_id,
                     ),
-                    metadata=self.services.metadata,
+                    metadata=self.calls.metadata,
                 )
                 return f"published v{ladder.ladder.version}"
-            catalogue = await self.services.benefits.UpdateCatalogue(
+            catalogue = await self.calls.benefits.UpdateCatalogue(
                 benefits_pb.UpdateCatalogueRequest(
                     catalogue=wanted,  # type: ignore[arg-type]
                     request_id=request_id,
                 ),
-                metadata=self.services.metadata,
+                metadata=self.calls.metadata,
             )
             return f"published v{catalogue.catalogue.version}"
 
@@ -423,12 +430,12 @@ class Planner:
 
         async def run() -> str:
             # The stock is read again: members may have bought some since the plan was made.
-            have = await self.services.stock()
+            have = await self.calls.stock()
             added = 0
             for code, level in wanted.items():
                 short = level - have.get(code, 0)
                 if short > 0:
-                    await self.services.benefits.RestockReward(
+                    await self.calls.benefits.RestockReward(
                         benefits_pb.RestockRewardRequest(
                             reward=code,
                             quantity=short,
@@ -437,7 +444,7 @@ class Planner:
                             # the stock again first, so it never adds twice.
                             request_id=f"programme-apply-stock-{code}-{uuid.uuid4().hex}",
                         ),
-                        metadata=self.services.metadata,
+                        metadata=self.calls.metadata,
                     )
                     added += 1
             return f"restocked {added} reward(s)"

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from google.protobuf import descriptor
-from loyalty_gateway.http.openapi import comments
+from loyalty_kit.contract_comments import comments
 
 from loyalty_admin.messages import (
     CHALLENGE,

@@ -46,3 +46,11 @@ SPEC = ServiceSpec(
     jobs=lambda gateway: [http_job(gateway), checkout_recovery_job(gateway)],
     commands={"clients": clients},
 )
+
+
+def admin_clients(argv: list[str]) -> int:
+    """`loyalty-admin clients ...`: this command, found by `loyalty-admin` through the entry
+    point `loyalty_admin.commands` (the admin library never imports the gateway)."""
+    from loyalty_kit.server import main as run_service
+
+    return run_service(SPEC, ["clients", *argv])
