@@ -430,6 +430,7 @@ LISTS = {
     "ListConsentEvents": ("consent_events", 500),
     "ListIdentityTypes": ("identity_types", 1000),
     "ListPostings": ("postings", 500),
+    "ListLots": ("lots", 500),
     "ListTierHistory": ("changes", 500),
     "ListTierGrants": ("tier_grants", 500),
     "ListEntitlements": ("entitlements", 200),
