@@ -435,6 +435,7 @@ LISTS = {
     "ListTierGrants": ("tier_grants", 500),
     "ListEntitlements": ("entitlements", 200),
     "ListCoupons": ("coupons", 500),
+    "ListCouponIssuances": ("coupon_issuances", 200),
     "ListRewards": ("rewards", 200),
     "ListJourneys": ("journeys", 200),
     "ListJourneyEntries": ("entries", 200),
