@@ -18,6 +18,7 @@ ACCESS: dict[str, Rule] = {
     "IssueCoupons": rule(ISSUE, resource_unit="the template's unit"),
     "CreateCouponIssuance": rule(ISSUE, resource_unit="the template's unit"),
     "GetCouponIssuance": rule(ISSUE, note="an issuance's progress is its issuers' business"),
+    "ListCouponIssuances": rule(ISSUE, note="a unit lists the issuances it started; an admin, all"),
     "GetCoupon": ANY_CALLER,
     "ListCoupons": ANY_CALLER,
     "RedeemCoupon": rule(unit_field="unit"),

@@ -350,6 +350,29 @@ def coupon_state_of(value: int) -> CouponState | None:
     raise InvalidArgument.of([FieldViolation("state", "ISSUED, REDEEMED or EXPIRED")])
 
 
+def issuance_state_of(value: int) -> IssuanceState | None:
+    if value == pb.COUPON_ISSUANCE_STATE_UNSPECIFIED:
+        return None
+    for state, number in ISSUANCE_STATES.items():
+        if number == value:
+            return state
+    raise InvalidArgument.of([FieldViolation("state", "RUNNING, SUCCEEDED or FAILED")])
+
+
+def issuance_position(after: Any) -> tuple[datetime, str] | None:
+    """The position a ListCouponIssuances page token carries: the last one's creation and ID."""
+    if after is None:
+        return None
+    try:
+        created, issuance_id = after
+        position = (datetime.fromisoformat(created), str(uuid.UUID(issuance_id)))
+    except (TypeError, ValueError, AttributeError):
+        position = None
+    if position is None or position[0].tzinfo is None:
+        raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
+    return position
+
+
 def uuid_of(text: str, field: str) -> str:
     try:
         return str(uuid.UUID(text))

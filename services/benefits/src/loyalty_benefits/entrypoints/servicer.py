@@ -181,6 +181,26 @@ class BenefitsServicer(UnitOfWorkServicer[BenefitsUnitOfWork], BenefitsServiceSe
         found = await self._read(lambda uow: issuances.get(uow, issuance_id))
         return pb.GetCouponIssuanceResponse(coupon_issuance=convert.issuance_message(found))
 
+    async def ListCouponIssuances(
+        self, request: pb.ListCouponIssuancesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCouponIssuancesResponse:
+        state = convert.issuance_state_of(request.state)
+        issuer = confining_unit()  # a unit sees the issuances it started; an admin, all
+        filters: dict[str, Any] = {"issuer": issuer, "state": state.value if state else ""}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        before = convert.issuance_position(page.after)
+        found = await self._read(
+            lambda uow: issuances.page(uow, issuer, state, before, page.size + 1)
+        )
+        response = pb.ListCouponIssuancesResponse(
+            coupon_issuances=[convert.issuance_message(i) for i in found[: page.size]]
+        )
+        if len(found) > page.size:
+            last = found[page.size - 1]
+            position = [last.created_at.isoformat(), last.issuance_id]
+            response.next_page_token = next_token(position, filters)
+        return response
+
     async def GetCoupon(
         self, request: pb.GetCouponRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCouponResponse:

@@ -30,7 +30,7 @@ from loyalty_benefits.domain.errors import (
     SegmentRefused,
     SegmentUnreachable,
 )
-from loyalty_benefits.domain.issuances import CouponIssuance, grant_key
+from loyalty_benefits.domain.issuances import CouponIssuance, IssuanceState, grant_key
 from loyalty_benefits.service_layer.handlers import active_among, catalogue
 from loyalty_benefits.service_layer.ports import DynamicSegments, Segments
 from loyalty_benefits.service_layer.uow import BenefitsUnitOfWork
@@ -90,6 +90,19 @@ async def get(uow: BenefitsUnitOfWork, issuance_id: str) -> CouponIssuance:
     if found is None:
         raise CouponIssuanceNotFound(issuance_id)
     return found
+
+
+async def page(
+    uow: BenefitsUnitOfWork,
+    issuer_unit: str | None,
+    state: IssuanceState | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[CouponIssuance]:
+    """A page of issuances, newest first; a unit's own only when `issuer_unit` is given."""
+    return await uow.issuances.page(
+        issuer_unit=issuer_unit, state=state, before=before, limit=limit
+    )
 
 
 async def issue_chunk(

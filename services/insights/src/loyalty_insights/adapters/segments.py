@@ -109,6 +109,22 @@ class SegmentStore:
         )
         return [_segment(r) for r in rows]
 
+    async def of_member(
+        self, member_id: str, unit: str | None, after: str, limit: int
+    ) -> list[StoredSegment]:
+        """The segments the member is in now, by ID after `after`: every unit's (`unit` None)
+        or one unit's."""
+        rows = await self.session.execute(
+            text(
+                f"SELECT {_COLUMNS} FROM segments WHERE segment_id IN "
+                "(SELECT segment_id FROM segment_members WHERE member_id = :member) "
+                "AND segment_id > :after AND (CAST(:unit AS text) IS NULL OR unit = :unit) "
+                "ORDER BY segment_id LIMIT :limit"
+            ),
+            {"member": member_id, "after": after, "unit": unit, "limit": limit},
+        )
+        return [_segment(r) for r in rows]
+
     async def all_ids(self) -> list[str]:
         rows = await self.session.execute(text("SELECT segment_id FROM segments ORDER BY 1"))
         return [r[0] for r in rows]

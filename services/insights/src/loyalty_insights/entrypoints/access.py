@@ -52,6 +52,13 @@ ACCESS: dict[str, Rule] = {
     "UpdateSegment": _SEGMENTS_WRITE,
     "DeleteSegment": _SEGMENTS_WRITE,
     "ListSegmentMembers": _SEGMENTS_READ,
+    "ListMemberSegments": rule(
+        INSIGHTS_READ,
+        INSIGHTS_GROUP,
+        SEGMENTS_WRITE,
+        note="a member's segments: a unit's team sees those of its own unit, `insights:group` "
+        "every one",
+    ),
     "GetRecommendations": rule(
         resource_unit="`unit` (any with `insights:group`)",
         note="a member's offers (codes only, no personal data): any client, for its own "

@@ -13,6 +13,7 @@ from loyalty_kit.caller import UnitMismatch, current_caller
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.kernel.units import GROUP
 from loyalty_kit.pagination import next_token, read_page
+from loyalty_kit.resources import member_id_of
 from loyalty_kit.scopes import INSIGHTS_GROUP
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import timestamp
@@ -120,6 +121,24 @@ class SegmentServicer(UnitOfWorkServicer[InsightsUnitOfWork], SegmentServiceServ
         token = next_token(members[-1], filters) if more and members else ""
         return pb.ListSegmentMembersResponse(
             members=[f"members/{m}" for m in members], next_page_token=token, total_size=total
+        )
+
+    async def ListMemberSegments(
+        self, request: pb.ListMemberSegmentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMemberSegmentsResponse:
+        member_id = member_id_of(request.member, "member")
+        unit = _confined_unit()  # a unit's team sees the member's segments of its own unit
+        filters = {"member": member_id, "unit": unit}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        after = _position(page.after)
+        found = await self._read(
+            lambda uow: segments.of_member(uow, member_id, unit, after, page.size + 1)
+        )
+        more = len(found) > page.size
+        found = found[: page.size]
+        token = next_token(found[-1].segment_id, filters) if more and found else ""
+        return pb.ListMemberSegmentsResponse(
+            segments=[segment_message(s) for s in found], next_page_token=token
         )
 
 

@@ -144,6 +144,13 @@ async def get(uow: InsightsUnitOfWork, segment_id: str) -> StoredSegment:
     return found
 
 
+async def of_member(
+    uow: InsightsUnitOfWork, member_id: str, unit: str | None, after: str, limit: int
+) -> list[StoredSegment]:
+    """A page of the segments the member is in now (a unit's only, when `unit` is given)."""
+    return await uow.segments.of_member(member_id, unit, after, limit)
+
+
 async def update(
     uow: InsightsUnitOfWork,
     segment_id: str,

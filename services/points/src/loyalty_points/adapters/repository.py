@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from loyalty_kit.db import driver_connection
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import DateTime, cast, func, insert, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +27,16 @@ from loyalty_points.adapters.records import RecordRows
 from loyalty_points.adapters.settlement import SettlementRows
 from loyalty_points.domain.account import Account
 from loyalty_points.domain.events import LedgerPosted, LedgerPosting, LotMovement
-from loyalty_points.domain.ledger import Changes, EarnEntry, Lot, LotStatus, Posting, PostingKind
+from loyalty_points.domain.ledger import (
+    NEVER,
+    Changes,
+    EarnEntry,
+    Lot,
+    LotRecord,
+    LotStatus,
+    Posting,
+    PostingKind,
+)
 
 _ADD_EARN = """
 WITH posting AS (
@@ -204,6 +214,42 @@ class SqlLedger(ProgrammeRows, RecordRows, ActivityRows, SettlementRows):
             )
         )
         return [self._lot(r) for r in rows]
+
+    async def lot_page(
+        self,
+        member_id: str,
+        *,
+        after: tuple[datetime, datetime, str] | None,
+        limit: int,
+        unit: str = "",
+        expire_before: datetime | None = None,
+        show_empty: bool = False,
+    ) -> list[LotRecord]:
+        """A page of the member's lots in spending order (soonest expiry, never last; then
+        oldest; then by ID), after the position `after` (the last lot's `lot_position`)."""
+        expires = func.coalesce(t.lots.c.expires_at, literal(NEVER, DateTime(timezone=True)))
+        query = select(t.lots).where(t.lots.c.member_id == member_id)
+        if not show_empty:
+            query = query.where(
+                t.lots.c.remaining > 0,
+                t.lots.c.status.in_([LotStatus.OPEN.value, LotStatus.PENDING.value]),
+            )
+        if unit:
+            query = query.where(t.lots.c.earned_unit == unit)
+        if expire_before is not None:
+            query = query.where(t.lots.c.expires_at < expire_before)
+        if after is not None:
+            query = query.where(
+                tuple_(expires, t.lots.c.earned_at, t.lots.c.lot_id)
+                > tuple_(
+                    literal(after[0], DateTime(timezone=True)),
+                    literal(after[1], DateTime(timezone=True)),
+                    cast(after[2], UUID),
+                )
+            )
+        order = (expires, t.lots.c.earned_at, t.lots.c.lot_id)
+        rows = await self.session.execute(query.order_by(*order).limit(limit))
+        return [LotRecord(member_id, self._lot(r), r.points) for r in rows]
 
     async def lot(self, member_id: str, lot_id: str) -> Lot | None:
         row = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -62,6 +62,8 @@ class LotStatus(Enum):
 
 
 _FAR_FUTURE = datetime.max.replace(tzinfo=None)
+# Where lots that never expire sort among the others (a page token carries it like a date).
+NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 GROUP = "group"  # the unit of postings that belong to no unit (expiry, merges, erasure)
 
@@ -110,6 +112,15 @@ class Lot:
         """Soonest expiry first (points that never expire last), then oldest."""
         expires = self.expires_at.replace(tzinfo=None) if self.expires_at else _FAR_FUTURE
         return (expires, self.earned_at.replace(tzinfo=None), self.lot_id)
+
+
+@dataclass(frozen=True)
+class LotRecord:
+    """A lot as a member's statement shows it: the lot and the points it was created with."""
+
+    member_id: str
+    lot: Lot
+    points: int
 
 
 class InsufficientPoints(FailedPrecondition):

@@ -20,6 +20,7 @@ ACCESS: dict[str, Rule] = {
     "ConfirmOrder": rule(EARN, unit_field="unit"),
     "GetBalance": ANY_CALLER,
     "ListPostings": ANY_CALLER,
+    "ListLots": ANY_CALLER,  # as the balance the lots make up
     "GetSettlement": rule("admin", note="every unit's figures: the group's finance"),
     "GetProgramme": ANY_CALLER,
     "UpdateProgramme": ADMIN_ONLY,

@@ -18,7 +18,7 @@ from loyalty_kit.timestamps import timestamp as ts
 from loyalty_kit.validation import enum_violation
 
 from loyalty_points.domain.activities import ActivityLimit, ActivityRule, Period, RecordedActivity
-from loyalty_points.domain.ledger import Posting, PostingKind
+from loyalty_points.domain.ledger import LotRecord, LotStatus, Posting, PostingKind
 from loyalty_points.domain.money import parse_amount, parse_factor
 from loyalty_points.domain.programme import (
     Campaign,
@@ -132,6 +132,33 @@ def posting(p: Posting) -> pb.Posting:
         message.available_time.CopyFrom(ts(p.available_at))
     if p.breakdown and p.kind is PostingKind.EARN:  # other kinds keep their own details there
         message.breakdown.CopyFrom(breakdown(p.breakdown))
+    return message
+
+
+LOT_STATES = {
+    LotStatus.PENDING: pb.LOT_STATE_PENDING,
+    LotStatus.OPEN: pb.LOT_STATE_OPEN,
+    LotStatus.EXPIRED: pb.LOT_STATE_EXPIRED,
+    LotStatus.CANCELLED: pb.LOT_STATE_CANCELLED,
+}
+
+
+def lot(record: LotRecord) -> pb.Lot:
+    held = record.lot
+    message = pb.Lot(
+        name=f"{member_name(record.member_id)}/lots/{held.lot_id}",
+        lot_id=held.lot_id,
+        posting_id=held.posting_id,
+        unit=held.earned_unit,
+        points=record.points,
+        remaining_points=held.remaining,
+        state=LOT_STATES[held.status],
+        earn_time=ts(held.earned_at),
+    )
+    if held.available_at is not None:
+        message.available_time.CopyFrom(ts(held.available_at))
+    if held.expires_at is not None:
+        message.expire_time.CopyFrom(ts(held.expires_at))
     return message
 
 

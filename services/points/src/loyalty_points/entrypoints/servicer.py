@@ -5,7 +5,9 @@ the same transaction, so a retry returns the first answer (the balance as it was
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from typing import Any
 
 import grpc
 from loyalty.common.v1 import money_pb2
@@ -24,7 +26,7 @@ from loyalty_kit.validation import enum_value
 
 from loyalty_points.bootstrap import Points
 from loyalty_points.domain.errors import NoProgramme
-from loyalty_points.domain.ledger import Posting
+from loyalty_points.domain.ledger import NEVER, LotRecord, Posting
 from loyalty_points.domain.programme import Programme
 from loyalty_points.entrypoints import convert
 from loyalty_points.service_layer import (
@@ -41,6 +43,21 @@ from loyalty_points.service_layer.settlement import settlement
 from loyalty_points.service_layer.uow import PointsUnitOfWork
 
 SERVICE = "loyalty.points.v1.PointsService"
+
+
+def _lot_position(after: Any) -> tuple[datetime, datetime, str] | None:
+    """The position a ListLots page token carries: the last lot's expiry, earn time and ID."""
+    if after is None:
+        return None
+    try:
+        expires, earned, lot_id = after
+        position = (datetime.fromisoformat(expires), datetime.fromisoformat(earned), str(lot_id))
+        uuid.UUID(lot_id)
+    except (TypeError, ValueError, AttributeError):
+        position = None
+    if position is None or position[0].tzinfo is None or position[1].tzinfo is None:
+        raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
+    return position
 
 
 class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer):
@@ -382,6 +399,40 @@ class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer
         )
         if len(postings) > page.size:
             response.next_page_token = next_token(postings[page.size - 1].seq, filters)
+        return response
+
+    async def ListLots(
+        self, request: pb.ListLotsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLotsResponse:
+        member_id = member_id_of(request.member, "member")
+        expire_before = moment_of(request, "expire_before")
+        unit = request.unit.strip()
+        filters = {
+            "member": member_id,
+            "unit": unit,
+            "expire_before": expire_before.isoformat() if expire_before else "",
+            "show_empty": request.show_empty,
+        }
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=500)
+        after = _lot_position(page.after)
+
+        async def lots(uow: PointsUnitOfWork) -> list[LotRecord]:
+            await accounts.readable_account(uow.ledger, member_id, self.directory)
+            return await uow.ledger.lot_page(
+                member_id,
+                after=after,
+                limit=page.size + 1,
+                unit=unit,
+                expire_before=expire_before,
+                show_empty=request.show_empty,
+            )
+
+        found = await self._read(lots)
+        response = pb.ListLotsResponse(lots=[convert.lot(r) for r in found[: page.size]])
+        if len(found) > page.size:
+            last = found[page.size - 1].lot
+            position = [(last.expires_at or NEVER).isoformat(), last.earned_at.isoformat()]
+            response.next_page_token = next_token([*position, last.lot_id], filters)
         return response
 
     async def GetSettlement(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from loyalty_benefits.adapters.stores.base import Store
@@ -75,6 +76,30 @@ class CouponIssuances(Store):
             i.failure_reason,
             i.failure_message,
         )
+
+    async def page(
+        self,
+        *,
+        issuer_unit: str | None,
+        state: IssuanceState | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[CouponIssuance]:
+        """Issuances newest first (by creation, then ID), those created before `before`; only
+        `issuer_unit`'s when it is given, only in `state` when it is given."""
+        conn = await self.conn()
+        rows = await conn.fetch(
+            "SELECT * FROM coupon_issuances "
+            "WHERE ($1::text IS NULL OR issuer_unit = $1) AND ($2::text IS NULL OR state = $2) "
+            "AND ($3::timestamptz IS NULL OR (created_at, issuance_id) < ($3, $4::uuid)) "
+            "ORDER BY created_at DESC, issuance_id DESC LIMIT $5",
+            issuer_unit,
+            state.value if state else None,
+            before[0] if before else None,
+            before[1] if before else None,
+            limit,
+        )
+        return [_issuance(r) for r in rows]
 
     async def running(self, limit: int) -> list[str]:
         """Issuances still running, oldest first (a restarted replica carries them on)."""
