@@ -5,6 +5,7 @@
     loyalty-admin programme apply FILE [--dry-run] [--effective-from ISO] [--reason TEXT]
     loyalty-admin programme export [-o FILE]   the live programme as a file
     loyalty-admin clients create|list|rotate|revoke ...   business units' API clients
+    loyalty-admin operators create|list|disable|reset-password ...   the console's operators
     loyalty-admin jobs run expiry|pending-activation|year-end|grant-expiry|birthday-gifts|
                            ledger-republish
                        [--dry-run] [--as-of ISO] [--step N] [--chunk-size N]
@@ -13,8 +14,8 @@
 
 The programme file is described in docs/programme-file.md, imports in docs/member-import.md.
 The commands reach the services with the usual settings (under `make run`: `. .loyalty/env`
-first) as the group's admin: see `loyalty_admin.live` for the credentials. `clients` is the
-gateway's own command (it works on the gateway's database).
+first) as the group's admin: see `loyalty_admin.live` for the credentials. `clients` and
+`operators` are the gateway's own commands (they work on the gateway's database).
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     groups.add_parser(
         "clients",
         help="business units' API clients (the gateway's command: create, list, rotate, revoke)",
+        add_help=False,
+    )
+
+    groups.add_parser(
+        "operators",
+        help="the console's operators (the gateway's command: create, list, disable, "
+        "reset-password)",
         add_help=False,
     )
 
@@ -225,10 +233,20 @@ def _clients(argv: list[str]) -> int:
     return int(command(argv))
 
 
+def _gateway_command(argv: list[str]) -> int:
+    """A command of the gateway's (`clients`, `operators`), passed through as it is."""
+    from loyalty_gateway.app import SPEC
+    from loyalty_kit.server import main as run_service
+
+    return run_service(SPEC, argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["clients"]:
         return _clients(argv[1:])
+    if argv[:1] == ["operators"]:
+        return _gateway_command(argv)
     args = _parser().parse_args(argv)
     if args.group == "programme" and args.action == "validate":
         file = _load(args.file)
