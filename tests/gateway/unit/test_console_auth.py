@@ -205,7 +205,8 @@ def test_pages_need_a_session_and_sign_in_sets_a_strict_cookie() -> None:
 
 def test_secure_cookies_unless_the_development_setting() -> None:
     accounts = MemoryAccounts()
-    console = build_console(accounts, GatewaySettings(), clock=lambda: NOW)
+    config = GatewaySettings(console_insecure_cookies=False)
+    console = build_console(accounts, config, clock=lambda: NOW)
     http = TestClient(Starlette(routes=[Mount("/console", console)]), base_url="https://t")
     cookie = http.get("/console/login").headers["set-cookie"]
     assert cookie.startswith("__Host-loyalty_console_pre=")
@@ -304,3 +305,22 @@ def test_the_language_switch_and_escaped_data() -> None:
         "/console/language", data={"csrf": csrf.group(1), "lang": "en", "next": "/"}, headers=SAME
     )
     assert '<html lang="en">' in http.get("/console/").text
+
+
+def test_vendored_assets_match_their_hashes_and_nothing_is_fetched_from_elsewhere() -> None:
+    import hashlib
+    from pathlib import Path
+
+    import loyalty_gateway.console as package
+
+    root = Path(package.__file__).parent
+    vendor = root / "static" / "vendor"
+    lines = [x for x in (vendor / "VENDOR.txt").read_text().splitlines() if x[:1] != "#"]
+    assert {line.split()[0] for line in lines} == {"htmx.org", "echarts"}
+    for line in lines:
+        _name, _version, digest, _licence, file = line.split()
+        assert hashlib.sha256((vendor / file).read_bytes()).hexdigest() == digest
+    for template in (root / "templates").rglob("*.html"):
+        text = template.read_text()
+        assert not re.search(r"https?://", text), template
+        assert "|safe" not in text.replace(" ", ""), template
