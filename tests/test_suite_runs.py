@@ -572,6 +572,10 @@ def test_every_command_line_answers_help_without_configuration(
             "loyalty-gateway clients create --help",
             functools.partial(server.main, GATEWAY, ["clients", "create", "--help"]),
         ),
+        (
+            "loyalty-gateway operators create --help",
+            functools.partial(server.main, GATEWAY, ["operators", "create", "--help"]),
+        ),
         ("loyalty-dev --help", functools.partial(cli.main, ["--help"])),
         ("loyalty-dev reliability --help", functools.partial(cli.main, ["reliability", "--help"])),
     ]
