@@ -113,12 +113,20 @@ async def page(browser: object, request: pytest.FixtureRequest) -> AsyncIterator
     def on_console(message: object) -> None:
         if message.type == "error":  # type: ignore[attr-defined]
             text = message.text  # type: ignore[attr-defined]
-            # A 401/403 answer the test provokes on purpose is the browser's note, not a fault.
-            if "Failed to load resource" not in text:
+            # A 401 (wrong password) the test provokes is the browser's note, not a fault; any
+            # other failed load (a missing script or style) is one.
+            if not re.search(r"Failed to load resource: .*status of 401", text):
                 watched.problems.append(text)
 
     opened.on("console", on_console)
     opened.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
+
+    def on_response(response: object) -> None:
+        status = response.status  # type: ignore[attr-defined]
+        if status >= 400 and status != 401:
+            watched.problems.append(f"{status} {response.url}")  # type: ignore[attr-defined]
+
+    opened.on("response", on_response)
     yield watched
     await context.close()
     assert not watched.problems, f"the page reported: {watched.problems}"

@@ -28,6 +28,8 @@ async def test_sign_in_home_and_sign_out(page: Watched, console: Console) -> Non
     await p.wait_for_url(f"{console.url}/")
     assert await p.locator("html").get_attribute("lang") == "zh-CN"
     assert made.login in await p.locator(".who").inner_text()
+    # The shipped htmx ran (from the package, under the CSP).
+    assert await p.evaluate("() => typeof window.htmx") == "object"
     nav = p.get_by_role("navigation")
     for label in ("会员查询", "积分方案", "任务与导入", "数据看板", "审计日志"):
         assert await nav.get_by_role("link", name=label).count() == 1

@@ -202,6 +202,7 @@ class OperatorStore:
             _verify(_DUMMY, password)  # the same work as a wrong password
             return SignIn("wrong")
         if row["locked_until"] is not None and row["locked_until"] > now:
+            _verify(_DUMMY, password)  # as long as any other answer
             return SignIn("locked")
         if not _verify(row["password_hash"], password):
             failed, locked = after_failure(row["failed_attempts"], now, self.policy)
