@@ -324,3 +324,28 @@ def test_vendored_assets_match_their_hashes_and_nothing_is_fetched_from_elsewher
         text = template.read_text()
         assert not re.search(r"https?://", text), template
         assert "|safe" not in text.replace(" ", ""), template
+
+
+def test_sign_ins_from_one_address_are_limited_whatever_the_login() -> None:
+    accounts = MemoryAccounts()
+    seen: list[str] = []
+
+    async def allowed(address: str) -> bool:
+        seen.append(address)
+        return len(seen) <= 3
+
+    config = GatewaySettings(console_insecure_cookies=True)
+    console = build_console(accounts, config, clock=lambda: NOW, sign_in_allowed=allowed)
+    http = TestClient(Starlette(routes=[Mount("/console", console)]), base_url=BASE)
+    token = pre_token(http)
+    for attempt in range(4):
+        login = f"op-{uuid.uuid4().hex[:8]}"  # a new login each time: no lock-out helps
+        accounts.add(login)
+        answer = http.post(
+            "/console/login",
+            data={"csrf": token, "login": login, "password": "guess guess guess"},
+            headers=SAME,
+        )
+        assert answer.status_code == (401 if attempt < 3 else 429)
+    assert "登录尝试过于频繁" in answer.text
+    assert seen == ["testclient"] * 4

@@ -85,6 +85,14 @@ class GatewaySettings(BaseSettings):
     console_lockout_seconds: int = Field(
         default=900, ge=1, le=86_400, description="How long a locked operator stays locked."
     )
+    console_sign_in_attempts_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="Console sign-ins one client address may try in a moving minute, whatever "
+        "the logins (the lock-out counts per operator); more are refused for a while. Counted "
+        "where rate_limit_storage says.",
+    )
     console_token_ttl_seconds: int = Field(
         default=300,
         ge=60,

@@ -7,7 +7,7 @@ page are here; every other page registers its routes in its own `pages/<page>.py
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,6 +32,10 @@ LANG_MAX_AGE = 365 * 86_400
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _always(_address: str) -> bool:
+    return True
 
 
 def _next(value: str | None, base: str) -> str:
@@ -67,6 +71,9 @@ async def sign_in(request: Request) -> Response:
     console = console_of(request)
     fields = form(await request.body())
     login = fields.get("login", "")[:200]
+    address = request.client.host if request.client else "unknown"
+    if not await console.sign_in_allowed(address):
+        return _login(request, "login.too_many", 429, login)
     outcome = await console.accounts.sign_in(login, fields.get("password", ""), console.clock())
     if outcome.operator is None:
         error = "login.locked" if outcome.outcome == "locked" else "login.wrong"
@@ -121,7 +128,10 @@ def build_console(
     credentials: ServiceCredentials | None = None,
     backends: object = None,
     clock: Callable[[], datetime] = _utc_now,
+    sign_in_allowed: Callable[[str], Awaitable[bool]] | None = None,
 ) -> ASGIApp:
+    """The console app. `sign_in_allowed(address)` counts a sign-in attempt from a client
+    address and says whether it may go on (the gateway's rate limits; always, if None)."""
     cookies = Cookies(secure=not config.console_insecure_cookies)
     app = Starlette(
         routes=[
@@ -141,6 +151,7 @@ def build_console(
         clock=clock,
         credentials=credentials,
         backends=backends,
+        sign_in_allowed=sign_in_allowed or _always,
         nav=pages.navigation(),
         templates=environment(),
     )

@@ -38,6 +38,7 @@ class Console:
     clock: Callable[[], datetime]
     credentials: ServiceCredentials | None  # calls to the services as an operator (backend.py)
     backends: Any  # the gateway's Backends (channels to the services), None in fast tests
+    sign_in_allowed: Callable[[str], Awaitable[bool]]  # counts an address's sign-in attempts
     nav: list[NavItem]
     templates: Environment
 

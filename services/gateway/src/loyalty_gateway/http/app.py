@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+from loyalty_kit.errors import ResourceExhausted
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -70,6 +71,15 @@ def build_app(gateway: Gateway) -> ASGIApp:
     )
     document = openapi.document(routes, uploaded)
     config = gateway.config
+    per_minute = config.console_sign_in_attempts_per_minute
+
+    async def sign_in_allowed(address: str) -> bool:
+        try:
+            await limits.hit_address("/console/login", address, per_minute)
+        except ResourceExhausted:
+            return False
+        return True
+
     console = build_console(
         DatabaseAccounts(
             gateway.uow,
@@ -83,6 +93,7 @@ def build_app(gateway: Gateway) -> ASGIApp:
         config,
         credentials=console_credentials(gateway.keys.signing, config.console_token_ttl_seconds),
         backends=gateway.backends,
+        sign_in_allowed=sign_in_allowed,
     )
 
     async def to_console(_request: Request) -> RedirectResponse:
