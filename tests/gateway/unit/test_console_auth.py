@@ -259,6 +259,9 @@ def test_wrong_passwords_lock_the_operator_and_sessions_time_out() -> None:
     signed_in(http, login)
     clock[0] += timedelta(minutes=31)
     assert http.get("/console/", follow_redirects=False).status_code == 303
+    # A form sent after the session ended goes to the sign-in page, and does nothing.
+    late = http.post("/console/members", data={"csrf": "x"}, headers=SAME, follow_redirects=False)
+    assert late.status_code == 303 and late.headers["location"] == "/console/login"
 
 
 def test_console_responses_carry_the_security_headers_and_no_inline_script() -> None:

@@ -30,7 +30,7 @@ from loyalty_gateway.console.operators import Operator, OperatorStore, Policy, S
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf"
-PUBLIC = ("/login", "/language", "/static/")  # reachable before sign-in
+PUBLIC = ("/login", "/language")  # reachable before sign-in, with the static files
 SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -155,12 +155,15 @@ class Guard:
         headers = Headers(scope=scope)
         cookies = cookie_parser(headers.get("cookie", ""))
         path = relative_path(scope)
-        public = path.startswith(PUBLIC)
+        public = path in PUBLIC or path.startswith("/static/")
         session: Session | None = None
         cookie = cookies.get(self.cookies.session)
         if cookie and not path.startswith("/static/"):
             session = await self.accounts.session_of(cookie, self.clock())
         scope.setdefault("state", {})["console_session"] = session
+        if session is None and not public:  # nothing happens before sign-in: no CSRF to check
+            await _to_sign_in(scope, headers, path)(scope, receive, send)
+            return
         method = scope["method"]
         if method not in SAFE:
             body = await _read(receive, self.max_body_bytes)
@@ -175,9 +178,6 @@ class Guard:
                 )
                 return
             receive = _replay(body)
-        if session is None and not public:
-            await _to_sign_in(scope, headers, path)(scope, receive, send)
-            return
         await self.app(scope, receive, send)
 
 
