@@ -217,15 +217,19 @@ async def _jobs(args: argparse.Namespace) -> int:
 COMMANDS = "loyalty_admin.commands"
 
 
-def _clients(argv: list[str]) -> int:
-    """The gateway's `clients` command, which the gateway's package offers under the entry point
-    group `loyalty_admin.commands` (the gateway depends on this library, not the reverse)."""
+GATEWAY_COMMANDS = ("clients", "operators")
+
+
+def _gateway_command(name: str, argv: list[str]) -> int:
+    """A command of the gateway's (`clients`, `operators`), which the gateway's package offers
+    under the entry point group `loyalty_admin.commands` (the gateway depends on this library,
+    not the reverse)."""
     from importlib.metadata import entry_points
 
-    found = entry_points(group=COMMANDS, name="clients")
+    found = entry_points(group=COMMANDS, name=name)
     if not found:
         print(
-            "clients: the gateway (package loyalty-gateway) is not installed here",
+            f"{name}: the gateway (package loyalty-gateway) is not installed here",
             file=sys.stderr,
         )
         return 1
@@ -233,20 +237,10 @@ def _clients(argv: list[str]) -> int:
     return int(command(argv))
 
 
-def _gateway_command(argv: list[str]) -> int:
-    """A command of the gateway's (`clients`, `operators`), passed through as it is."""
-    from loyalty_gateway.app import SPEC
-    from loyalty_kit.server import main as run_service
-
-    return run_service(SPEC, argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["clients"]:
-        return _clients(argv[1:])
-    if argv[:1] == ["operators"]:
-        return _gateway_command(argv)
+    if argv[:1] and argv[0] in GATEWAY_COMMANDS:
+        return _gateway_command(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     if args.group == "programme" and args.action == "validate":
         file = _load(args.file)

@@ -55,3 +55,10 @@ def admin_clients(argv: list[str]) -> int:
     from loyalty_kit.server import main as run_service
 
     return run_service(SPEC, ["clients", *argv])
+
+
+def admin_operators(argv: list[str]) -> int:
+    """`loyalty-admin operators ...`: the console's operators, as `admin_clients`."""
+    from loyalty_kit.server import main as run_service
+
+    return run_service(SPEC, ["operators", *argv])
