@@ -2,6 +2,7 @@
 #   make run    set everything up, start the whole suite on embedded PostgreSQL + NATS
 #   make test   set everything up, run the tests
 #   make reliability   fault scenarios against the suite (RELIABILITY_ARGS="--quick", ...)
+#   make browser  Debian's Chromium for the console's browser tests (tests/console), if missing
 # Everything is installed into .tools/ (uv) and .venv/ (the locked environment).
 
 SHELL := /bin/bash
@@ -21,7 +22,7 @@ PROTO_SOURCES := $(shell find protos/loyalty -name '*.proto' 2>/dev/null)
 PROTO_STAMP := libs/contracts/src/loyalty/.generated
 
 .PHONY: setup protos run test test-fast lint bench reliability demo infra access-docs clean distclean \
-	deploy-check images contracts
+	deploy-check images contracts browser console-vendor
 
 setup: $(BIN)/.synced $(PROTO_STAMP)
 
@@ -71,6 +72,14 @@ images: setup
 # dist/contracts/ (needs node and npm).
 contracts: setup
 	UV=$(UV) clients/build.sh
+
+# The console's browser tests drive the system's Chromium (Playwright never downloads one here).
+browser:
+	command -v chromium || (apt-get update && apt-get install -y chromium)
+
+# The console's vendored htmx and Apache ECharts, refreshed from npm (needs node and npm).
+console-vendor:
+	services/gateway/console-vendor.sh
 
 access-docs: setup
 	$(BIN)/python -m loyalty_devstack.access_docs

@@ -26,6 +26,13 @@ os.environ.setdefault("LOYALTY_BENEFITS_FIXED_WELCOME_GIFTS", "true")
 # benefits tests run RunBirthdayGifts and `loyalty-admin jobs run birthday-gifts`.
 os.environ.setdefault("LOYALTY_BENEFITS_FIXED_BIRTHDAY_GIFTS", "true")
 
+# The session's gateway serves plain http on 127.0.0.1: the console's cookies without Secure
+# (tests/console drives it in Chromium; production keeps Secure, __Host- cookies).
+os.environ.setdefault("LOYALTY_GATEWAY_CONSOLE_INSECURE_COOKIES", "true")
+# Every browser test signs in from 127.0.0.1: the per-address limit of sign-ins (30 a minute)
+# would refuse a busy session's; the limit itself is tested without a server.
+os.environ.setdefault("LOYALTY_GATEWAY_CONSOLE_SIGN_IN_ATTEMPTS_PER_MINUTE", "10000")
+
 # Property tests check what holds, not how fast: no per-example deadline (on a loaded machine an
 # example's first run, compiling a regular expression or a plan, passed hypothesis' 200 ms).
 hypothesis.settings.register_profile("loyalty", deadline=None)

@@ -10,6 +10,7 @@ import functools
 import json
 import multiprocessing
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -344,6 +345,21 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         )
         assert ladder.status_code == 200, ladder.text
         assert [t["code"] for t in ladder.json()["ladder"]["tiers"]][2] == "gold"
+        # The development console operator: printed with the console's URL, and it signs in.
+        login = json.loads((data_dir / "console-login").read_text())
+        assert (data_dir / "console-login").stat().st_mode & 0o077 == 0
+        assert f"{http}/console/   sign in as dev-admin / {login['password']}" in runner.output
+        with httpx.Client(base_url=http, timeout=5) as browser:
+            form = browser.get("/console/login").text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+            assert csrf, form
+            signed = browser.post(
+                "/console/login",
+                data={"csrf": csrf.group(1), **login},
+                headers={"Origin": http},
+            )
+            assert signed.status_code == 303, signed.text
+            assert "dev-admin" in browser.get("/console/").text
 
         # One token, signed with the folder's key, verified by all seven services.
         settings = _settings(suite_env)
@@ -382,6 +398,15 @@ def test_a_first_run_on_an_empty_data_folder_comes_up_every_time(
         )
         assert listed.returncode == 0, listed.stderr
         assert made["client_id"] in listed.stdout
+        operators = subprocess.run(
+            [str(BIN / "loyalty-gateway"), "operators", "list"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert operators.returncode == 0, operators.stderr
+        assert operators.stdout.startswith("dev-admin\tgroup_admin\tgroup\tactive\t")
         code = runner.interrupt()
     finally:
         runner.kill()
@@ -546,6 +571,10 @@ def test_every_command_line_answers_help_without_configuration(
         (
             "loyalty-gateway clients create --help",
             functools.partial(server.main, GATEWAY, ["clients", "create", "--help"]),
+        ),
+        (
+            "loyalty-gateway operators create --help",
+            functools.partial(server.main, GATEWAY, ["operators", "create", "--help"]),
         ),
         ("loyalty-dev --help", functools.partial(cli.main, ["--help"])),
         ("loyalty-dev reliability --help", functools.partial(cli.main, ["reliability", "--help"])),

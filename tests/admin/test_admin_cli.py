@@ -399,3 +399,21 @@ async def test_clients_are_the_gateways_command(suite: Suite) -> None:
     assert client["unit"] == "hotel" and client["client_secret"]
     listed = await suite.process("clients", "list")
     assert f"{client['client_id']}\thotel\tearn redeem\t" in listed.out
+
+
+async def test_operators_are_the_gateways_command(suite: Suite) -> None:
+    login = f"op-{uuid.uuid4().hex[:12]}"
+    made = await suite.process(
+        "operators", "create", "--login", login, "--role", "unit_manager", "--unit", "hotel"
+    )
+    assert made.code == 0, made.err
+    operator = json.loads(made.out)
+    assert (operator["role"], operator["unit"]) == ("unit_manager", "hotel")
+    assert len(operator["password"]) >= 12
+    refused = await suite.process(
+        "operators", "create", "--login", "x1-" + login, "--role", "unit_manager"
+    )
+    assert refused.code == 2 and "needs its one unit" in refused.err
+    assert (await suite.process("operators", "disable", login)).code == 0
+    listed = await suite.process("operators", "list")
+    assert f"{login}\tunit_manager\thotel\tdisabled\t" in listed.out

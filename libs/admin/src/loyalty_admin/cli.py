@@ -5,6 +5,7 @@
     loyalty-admin programme apply FILE [--dry-run] [--effective-from ISO] [--reason TEXT]
     loyalty-admin programme export [-o FILE]   the live programme as a file
     loyalty-admin clients create|list|rotate|revoke ...   business units' API clients
+    loyalty-admin operators create|list|disable|reset-password ...   the console's operators
     loyalty-admin jobs run expiry|pending-activation|year-end|grant-expiry|birthday-gifts|
                            ledger-republish
                        [--dry-run] [--as-of ISO] [--step N] [--chunk-size N]
@@ -13,8 +14,8 @@
 
 The programme file is described in docs/programme-file.md, imports in docs/member-import.md.
 The commands reach the services with the usual settings (under `make run`: `. .loyalty/env`
-first) as the group's admin: see `loyalty_admin.live` for the credentials. `clients` is the
-gateway's own command (it works on the gateway's database).
+first) as the group's admin: see `loyalty_admin.live` for the credentials. `clients` and
+`operators` are the gateway's own commands (they work on the gateway's database).
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     groups.add_parser(
         "clients",
         help="business units' API clients (the gateway's command: create, list, rotate, revoke)",
+        add_help=False,
+    )
+
+    groups.add_parser(
+        "operators",
+        help="the console's operators (the gateway's command: create, list, disable, "
+        "reset-password)",
         add_help=False,
     )
 
@@ -209,15 +217,19 @@ async def _jobs(args: argparse.Namespace) -> int:
 COMMANDS = "loyalty_admin.commands"
 
 
-def _clients(argv: list[str]) -> int:
-    """The gateway's `clients` command, which the gateway's package offers under the entry point
-    group `loyalty_admin.commands` (the gateway depends on this library, not the reverse)."""
+GATEWAY_COMMANDS = ("clients", "operators")
+
+
+def _gateway_command(name: str, argv: list[str]) -> int:
+    """A command of the gateway's (`clients`, `operators`), which the gateway's package offers
+    under the entry point group `loyalty_admin.commands` (the gateway depends on this library,
+    not the reverse)."""
     from importlib.metadata import entry_points
 
-    found = entry_points(group=COMMANDS, name="clients")
+    found = entry_points(group=COMMANDS, name=name)
     if not found:
         print(
-            "clients: the gateway (package loyalty-gateway) is not installed here",
+            f"{name}: the gateway (package loyalty-gateway) is not installed here",
             file=sys.stderr,
         )
         return 1
@@ -227,8 +239,8 @@ def _clients(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["clients"]:
-        return _clients(argv[1:])
+    if argv[:1] and argv[0] in GATEWAY_COMMANDS:
+        return _gateway_command(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     if args.group == "programme" and args.action == "validate":
         file = _load(args.file)

@@ -239,8 +239,8 @@ async def wait_started(
 
 def suite_env(data_dir: Path) -> dict[str, str]:
     """The environment of a development suite's processes: this one's, with the data folder,
-    development keys, trusted caller headers and a small database pool unless it says
-    otherwise."""
+    development keys, trusted caller headers, the console's development cookies and a small
+    database pool unless it says otherwise."""
     return {
         **os.environ,
         "LOYALTY_DATA_DIR": str(data_dir),
@@ -249,6 +249,10 @@ def suite_env(data_dir: Path) -> dict[str, str]:
         # Development: grpcurl with x-loyalty-* headers works without a token.
         "LOYALTY_AUTH_TRUST_HEADERS": os.environ.get("LOYALTY_AUTH_TRUST_HEADERS", "true"),
         "LOYALTY_LOG_FORMAT": os.environ.get("LOYALTY_LOG_FORMAT", "console"),
+        # The console on plain http at 127.0.0.1: its cookies without Secure.
+        "LOYALTY_GATEWAY_CONSOLE_INSECURE_COOKIES": os.environ.get(
+            "LOYALTY_GATEWAY_CONSOLE_INSECURE_COOKIES", "true"
+        ),
         # Up to 10 connections a service (5 kept), not the default's 20: seven services fit
         # in a PostgreSQL's 100 beside another suite on the same server.
         "LOYALTY_DATABASE_POOL_SIZE": os.environ.get("LOYALTY_DATABASE_POOL_SIZE", "5"),
@@ -311,8 +315,9 @@ async def run_suite(data_dir: Path) -> int:
                 await wait_started(services, ports, stop)
                 print(await demo.load(settings), flush=True)
                 client = await _demo_client(data_dir, env)
+                operator = await _dev_operator(data_dir, env)
                 write_env_file(data_dir, env)
-                _print_ready(settings, ports, infra, client, data_dir)
+                _print_ready(settings, ports, infra, client, data_dir, operator)
                 exited = [asyncio.create_task(s.process.wait()) for s in services.values()]
                 stopper = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait(
@@ -347,7 +352,12 @@ async def run_suite(data_dir: Path) -> int:
 
 
 def _print_ready(
-    settings: Settings, ports: dict[str, int], infra: Infrastructure, client: str, data_dir: Path
+    settings: Settings,
+    ports: dict[str, int],
+    infra: Infrastructure,
+    client: str,
+    data_dir: Path,
+    operator: str = "",
 ) -> None:
     shown = os.path.relpath(data_dir) if data_dir.is_relative_to(Path.cwd()) else str(data_dir)
     http = settings.gateway_http_port
@@ -364,6 +374,7 @@ def _print_ready(
         f"localhost:{http}/v1/token | jq -r .access_token)\n"
         f'    curl -s -H "Authorization: Bearer $TOKEN" localhost:{http}/v1/ladder\n'
         f"  docs      http://127.0.0.1:{http}/docs\n"
+        f"  console   http://127.0.0.1:{http}/console/   sign in as {operator or '(none)'}\n"
         f"  command lines (loyalty-gateway clients, ...): . {shown}/env\n",
         flush=True,
     )
@@ -409,6 +420,42 @@ async def _demo_client(data_dir: Path, env: dict[str, str]) -> str:
         path.chmod(0o600)
     made = json.loads(path.read_text())
     return f"{made['client_id']}:{made['client_secret']}"
+
+
+DEV_OPERATOR = "dev-admin"
+
+
+async def _dev_operator(data_dir: Path, env: dict[str, str]) -> str:
+    """`login / password` of the development console operator (group_admin), made once per
+    data folder with the gateway's CLI; the password is kept in the folder (console-login),
+    never in git."""
+    path = data_dir / "console-login"
+    if not path.exists():
+        made = None
+        for action in (
+            ["create", "--login", DEV_OPERATOR, "--role", "group_admin"],
+            ["reset-password", DEV_OPERATOR],  # the database kept it, the file is gone
+        ):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "loyalty_gateway",
+                "operators",
+                *action,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            out, _ = await process.communicate()
+            if process.returncode == 0:
+                made = json.loads(out.decode().strip().splitlines()[-1])
+                break
+        if made is None:
+            return "(could not be made: see the gateway's log)"
+        path.write_text(json.dumps({"login": DEV_OPERATOR, "password": made["password"]}))
+        path.chmod(0o600)
+    stored = json.loads(path.read_text())
+    return f"{stored['login']} / {stored['password']}"
 
 
 async def run_infra(data_dir: Path) -> int:

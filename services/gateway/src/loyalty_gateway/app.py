@@ -14,6 +14,7 @@ from loyalty_kit.server import ServiceSpec
 from loyalty_gateway.bootstrap import Gateway, bootstrap
 from loyalty_gateway.entrypoints.access import ACCESS
 from loyalty_gateway.entrypoints.cli import clients
+from loyalty_gateway.entrypoints.operators_cli import operators
 from loyalty_gateway.entrypoints.servicer import GatewayServicer
 from loyalty_gateway.flows.service import GATEWAY
 from loyalty_gateway.http.server import http_job
@@ -44,7 +45,7 @@ SPEC = ServiceSpec(
     publishes_events=False,
     port=lambda settings: settings.gateway_grpc_port,
     jobs=lambda gateway: [http_job(gateway), checkout_recovery_job(gateway)],
-    commands={"clients": clients},
+    commands={"clients": clients, "operators": operators},
 )
 
 
@@ -54,3 +55,10 @@ def admin_clients(argv: list[str]) -> int:
     from loyalty_kit.server import main as run_service
 
     return run_service(SPEC, ["clients", *argv])
+
+
+def admin_operators(argv: list[str]) -> int:
+    """`loyalty-admin operators ...`: the console's operators, as `admin_clients`."""
+    from loyalty_kit.server import main as run_service
+
+    return run_service(SPEC, ["operators", *argv])

@@ -64,6 +64,43 @@ class GatewaySettings(BaseSettings):
         "gateway replica.",
     )
 
+    console_insecure_cookies: bool = Field(
+        default=False,
+        description="Development only: the console's cookies without Secure (plain http on "
+        "127.0.0.1, as `make run` and the tests serve). Otherwise they are Secure and the "
+        "session cookie is named __Host-loyalty_console.",
+    )
+    console_idle_seconds: int = Field(
+        default=1800, ge=60, le=86_400, description="A console session ends after this idle time."
+    )
+    console_absolute_seconds: int = Field(
+        default=43_200,
+        ge=300,
+        le=7 * 86_400,
+        description="A console session ends this long after sign-in, however busy.",
+    )
+    console_max_failures: int = Field(
+        default=5, ge=1, le=100, description="Wrong passwords in a row that lock an operator."
+    )
+    console_lockout_seconds: int = Field(
+        default=900, ge=1, le=86_400, description="How long a locked operator stays locked."
+    )
+    console_sign_in_attempts_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="Console sign-ins one client address may try in a moving minute, whatever "
+        "the logins (the lock-out counts per operator); more are refused for a while. Counted "
+        "where rate_limit_storage says.",
+    )
+    console_token_ttl_seconds: int = Field(
+        default=300,
+        ge=60,
+        le=3600,
+        description="Lifetime of the short service tokens the console calls the services with "
+        "for a signed-in operator.",
+    )
+
     @field_validator("rate_limit_storage")
     @classmethod
     def _known_storage(cls, value: str) -> str:

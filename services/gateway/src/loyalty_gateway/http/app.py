@@ -1,29 +1,36 @@
 """The gateway's HTTP application (Starlette), routes by resource: the contracts' routes
-(contracts.py), the uploads of import files (uploads.py), tokens (tokens.py), the unsubscribe
-link of members' messages (unsubscribe.py), health (health.py), and the OpenAPI document with
-its docs page (openapi.py). Every other route comes from the contracts: their `google.api.http`
-annotations, and the client-streaming Create methods as uploads; JSON is read and written with
-protobuf's json_format (camelCase names, unpopulated fields written, unknown fields refused).
-Failures answer with the google.rpc.Status as JSON and the HTTP code of its gRPC code
-(exchange.py, errors.py). Every request is counted and timed by its route's template
-(metrics.py), traced and written to the access log (access.py).
+(contracts.py), the uploads of import files (uploads.py), tokens (tokens.py), the back-office
+console at /console (console/), the unsubscribe link of members' messages (unsubscribe.py),
+health (health.py), and the OpenAPI document with its docs page (openapi.py). Every other route
+comes from the contracts: their `google.api.http` annotations, and the client-streaming Create
+methods as uploads; JSON is read and written with protobuf's json_format (camelCase names,
+unpopulated fields written, unknown fields refused). Failures answer with the google.rpc.Status
+as JSON and the HTTP code of its gRPC code (exchange.py, errors.py). Every request is counted
+and timed by its route's template (metrics.py), traced and written to the access log
+(access.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
+from loyalty_kit.errors import ResourceExhausted
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from loyalty_gateway.adapters.backends import exposed_services
 from loyalty_gateway.bootstrap import Gateway
+from loyalty_gateway.console.app import build_console
+from loyalty_gateway.console.auth import DatabaseAccounts
+from loyalty_gateway.console.backend import console_credentials
+from loyalty_gateway.console.operators import Policy
 from loyalty_gateway.http import openapi
 from loyalty_gateway.http.access import observed
 from loyalty_gateway.http.contracts import ContractRoutes, RateLimits
@@ -63,6 +70,34 @@ def build_app(gateway: Gateway) -> ASGIApp:
         gateway.config.unsubscribe_attempts_per_minute,
     )
     document = openapi.document(routes, uploaded)
+    config = gateway.config
+    per_minute = config.console_sign_in_attempts_per_minute
+
+    async def sign_in_allowed(address: str) -> bool:
+        try:
+            await limits.hit_address("/console/login", address, per_minute)
+        except ResourceExhausted:
+            return False
+        return True
+
+    console = build_console(
+        DatabaseAccounts(
+            gateway.uow,
+            Policy(
+                max_failures=config.console_max_failures,
+                lockout=timedelta(seconds=config.console_lockout_seconds),
+                idle=timedelta(seconds=config.console_idle_seconds),
+                absolute=timedelta(seconds=config.console_absolute_seconds),
+            ),
+        ),
+        config,
+        credentials=console_credentials(gateway.keys.signing, config.console_token_ttl_seconds),
+        backends=gateway.backends,
+        sign_in_allowed=sign_in_allowed,
+    )
+
+    async def to_console(_request: Request) -> RedirectResponse:
+        return RedirectResponse("/console/", status_code=307)
 
     async def openapi_json(_request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -81,6 +116,9 @@ def build_app(gateway: Gateway) -> ASGIApp:
             Route("/openapi.json", openapi_json),
             Route("/docs", docs),
             Mount("/docs/static", StaticFiles(directory=openapi.swagger_ui_dir()), name="static"),
+            # The back-office console (console/app.py): its own sign-in, sessions and CSRF.
+            Route("/console", to_console),
+            Mount("/console", console, name="console"),
             Route("/v1/token", token.answer, methods=["POST"]),
             # No bearer token: the message's unsubscribe token is the authority (unsubscribe.py).
             Route(UNSUBSCRIBE, unsubscribe.answer, methods=["GET", "POST"]),

@@ -1,0 +1,1 @@
+"""The back-office console served by the gateway at /console (see app.py)."""

@@ -1,0 +1,120 @@
+"""Rendering a console page: Jinja2 with autoescape always on (data is never marked safe), the
+operator's language, the CSRF token, and the navigation the operator's role may see."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from loyalty_kit.auth import ServiceCredentials
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from loyalty_gateway.console import i18n
+from loyalty_gateway.console.auth import Accounts, Cookies
+from loyalty_gateway.console.operators import Session
+from loyalty_gateway.console.roles import may
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class NavItem:
+    key: str  # its label is `nav.<key>` in the locale files
+    path: str  # under /console
+    action: str  # the role's action that shows it (roles.ACTIONS)
+
+
+@dataclass
+class Console:
+    """What the console's pages share (the sub-app's `state.console`)."""
+
+    accounts: Accounts
+    cookies: Cookies
+    clock: Callable[[], datetime]
+    credentials: ServiceCredentials | None  # calls to the services as an operator (backend.py)
+    backends: Any  # the gateway's Backends (channels to the services), None in fast tests
+    sign_in_allowed: Callable[[str], Awaitable[bool]]  # counts an address's sign-in attempts
+    nav: list[NavItem]
+    templates: Environment
+
+
+def environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+def session_of(request: Request) -> Session | None:
+    found: Session | None = request.scope.get("state", {}).get("console_session")
+    return found
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+    pre_token: str | None = None,
+) -> HTMLResponse:
+    console = console_of(request)
+    lang = i18n.language(request.cookies.get(i18n.COOKIE))
+    session = session_of(request)
+    base = request.scope.get("root_path", "")
+    csrf = session.csrf_token if session else (pre_token or "")
+    nav = [n for n in console.nav if may(session.operator.role, n.action)] if session else []
+    here = request.url.path[len(base) :] or "/"
+    page = console.templates.get_template(template).render(
+        t=i18n.translator(lang),
+        lang=lang,
+        langs=i18n.LANGS,
+        base=base,
+        csrf=csrf,
+        session=session,
+        operator=session.operator if session else None,
+        nav=nav,
+        here=here,
+        **(context or {}),
+    )
+    return HTMLResponse(page, status_code=status_code)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def requires(action: str) -> Callable[[Endpoint], Endpoint]:
+    """A page for the roles that may do `action`; others get a 403 page."""
+
+    def wrap(endpoint: Endpoint) -> Endpoint:
+        async def guarded(request: Request) -> Response:
+            session = session_of(request)
+            if session is None or not may(session.operator.role, action):
+                return render(request, "error.html", {"status": 403}, 403)
+            return await endpoint(request)
+
+        return guarded
+
+    return wrap
+
+
+def coming(key: str, action: str) -> Endpoint:
+    """The placeholder of a page a later change builds."""
+
+    @requires(action)
+    async def page(request: Request) -> Response:
+        return render(request, "coming.html", {"page": key})
+
+    return page
