@@ -74,8 +74,10 @@ contracts: setup
 	UV=$(UV) clients/build.sh
 
 # The console's browser tests drive the system's Chromium (Playwright never downloads one here).
+# Chromium, and a small CJK font so the zh-CN pages' screenshots show their text.
 browser:
-	command -v chromium || (apt-get update && apt-get install -y chromium)
+	command -v chromium && fc-list :lang=zh | grep -q . || \
+		(apt-get update && apt-get install -y chromium fonts-wqy-microhei)
 
 # The console's vendored htmx and Apache ECharts, refreshed from npm (needs node and npm).
 console-vendor:
