@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import pytest_asyncio
+from loyalty.identity.v1 import member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_devstack.testing import metadata_for
 from loyalty_gateway.adapters.backends import Backends
@@ -141,3 +142,26 @@ async def test_an_unknown_member_is_not_found(reads: Member360) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await reads.member_360(metadata_for(ADMIN), ADMIN, f"members/{uuid.uuid4()}")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_customer_service_suspends_and_reactivates_with_a_reason(
+    gateway: Gateway, reads: Member360
+) -> None:
+    member, _ = await seeded(gateway, "mall")
+    desk = Caller(
+        unit="group",
+        client_id="console",
+        scopes=frozenset({"points:adjust", "members:manage", "personal_data:read"}),
+    )
+    md, actions = metadata_for(desk), MemberActions(reads)
+    (hit,) = await reads.find_members(md, member.removeprefix("members/"))
+    assert hit.member == member
+    why = f"退款纠纷 {uuid.uuid4().hex[:6]}"
+    suspended = await actions.suspend(
+        md, desk, member, request_id=f"console.{uuid.uuid4()}", reason=why
+    )
+    assert suspended.member.suspension_reason == why
+    back = await actions.reactivate(
+        md, desk, member, request_id=f"console.{uuid.uuid4()}", reason="核实完毕"
+    )
+    assert back.member.state == member_pb2.MEMBER_STATE_ACTIVE

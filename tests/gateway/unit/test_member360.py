@@ -10,6 +10,7 @@ import pytest
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
+from loyalty_gateway.adapters.services import Call
 from loyalty_gateway.flows.member360 import (
     OUT_OF_REACH,
     REASON_KEY,
@@ -124,3 +125,15 @@ def test_a_unit_manager_reaches_members_registered_or_posted_at_its_unit_only() 
     assert raised.value.reason == OUT_OF_REACH
     assert stranger.asked == []
     assert adjust(stranger, Caller(unit="group")) == "adjusted"  # the group reaches everyone
+
+
+def test_with_identity_down_a_unit_manager_still_reaches_by_postings() -> None:
+    reads = Member360(FakeServices("mall", posting_units=("hotel",)), 5.0)  # type: ignore[arg-type]
+
+    async def reach(unit: str) -> None:
+        manager = Caller(unit=unit)
+        await reads.check_reach(Call.each((), 1.0), manager, MEMBER, None)
+
+    asyncio.run(reach("hotel"))
+    with pytest.raises(PermissionDenied):
+        asyncio.run(reach("mall"))  # registered there, perhaps, but identity cannot say

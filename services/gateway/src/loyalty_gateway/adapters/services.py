@@ -418,13 +418,19 @@ class Services:
         return answer
 
     async def list_postings_at(
-        self, call: Call, member: str, unit: str, page_size: int, page_token: str = ""
+        self,
+        call: Call,
+        member: str,
+        unit: str,
+        page_size: int,
+        page_token: str = "",
+        kind: points_pb.PostingKind.ValueType = points_pb.POSTING_KIND_UNSPECIFIED,
     ) -> points_pb.ListPostingsResponse:
-        """The member's postings at `unit` only ("" : at every unit)."""
+        """The member's postings at `unit` only ("" : at every unit), of one kind or all."""
         answer: points_pb.ListPostingsResponse = await call.ask(
             self.points.ListPostings,
             points_pb.ListPostingsRequest(
-                member=member, unit=unit, page_size=page_size, page_token=page_token
+                member=member, unit=unit, kind=kind, page_size=page_size, page_token=page_token
             ),
         )
         return answer

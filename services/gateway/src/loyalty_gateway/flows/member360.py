@@ -34,6 +34,7 @@ import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from loyalty.identity.v1 import member_pb2
+from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
 from loyalty_kit.caller import PERSONAL_DATA_READ, Caller
 from loyalty_kit.errors import FieldViolation, InvalidArgument, PermissionDenied, Violations
@@ -219,18 +220,21 @@ class Member360:
             seen.setdefault(member.name, summary_of(member))
         return list(seen.values())
 
-    async def check_reach(self, call: Call, caller: Caller, member: member_pb2.Member) -> None:
+    async def check_reach(
+        self, call: Call, caller: Caller, member: str, registered_unit: str | None
+    ) -> None:
         """PERMISSION_DENIED unless a unit-scoped caller's unit registered the member or has
-        postings of theirs (group callers reach everyone)."""
-        if not unit_scoped(caller) or member.registered_unit == caller.unit:
+        postings of theirs (group callers reach everyone). `registered_unit` None: identity
+        could not say, so only the postings count."""
+        if not unit_scoped(caller) or registered_unit == caller.unit:
             return
-        postings = await self.services.list_postings_at(call, member.name, caller.unit, 1)
+        postings = await self.services.list_postings_at(call, member, caller.unit, 1)
         if postings.postings:
             return
         raise PermissionDenied(
             f"this member is not one of {caller.unit}'s: registered elsewhere, no postings there",
             reason=OUT_OF_REACH,
-            metadata={"member": member.name, "unit": caller.unit},
+            metadata={"member": member, "unit": caller.unit},
         )
 
     async def member_360(
@@ -280,7 +284,7 @@ class Member360:
                 view.parts[name] = result
         if "profile" in view.parts:
             found = view.parts["profile"].member
-            await self.check_reach(call, caller, found)
+            await self.check_reach(call, caller, member, found.registered_unit)
             shown = found if caller.may(PERSONAL_DATA_READ) else masked(found)
             view.member = shown
             view.parts["profile"] = shown
@@ -288,22 +292,28 @@ class Member360:
             view.parts["consents"] = list(shown.consents)
         else:
             view.unavailable += ["identities", "consents"]
-            if unit_scoped(caller):  # no profile to judge the reach by: nothing shown
-                raise PermissionDenied(
-                    "the member's registration is unavailable: their reach cannot be checked",
-                    reason=OUT_OF_REACH,
-                    metadata={"member": member, "unit": caller.unit},
-                )
+            await self.check_reach(call, caller, member, None)
         return view
 
     async def statement(
-        self, md: Metadata, caller: Caller, member: str, page_token: str = "", unit: str = ""
-    ) -> Any:
-        """One page of the member's statement (newest first), at one unit or all."""
+        self,
+        md: Metadata,
+        caller: Caller,
+        member: str,
+        page_token: str = "",
+        *,
+        unit: str = "",
+        kind: points_pb.PostingKind.ValueType = points_pb.POSTING_KIND_UNSPECIFIED,
+    ) -> points_pb.ListPostingsResponse:
+        """One page of the member's statement (newest first), at one unit or all, of one kind
+        or all."""
         member_id_of(member, "member")
         call = Call.within(md, self.deadline, AT_LEAST_SECONDS)
-        await self.check_reach(call, caller, (await self.services.get_member(call, member)).member)
-        return await self.services.list_postings_at(call, member, unit, STATEMENT_PAGE, page_token)
+        found = (await self.services.get_member(call, member)).member
+        await self.check_reach(call, caller, member, found.registered_unit)
+        return await self.services.list_postings_at(
+            call, member, unit, STATEMENT_PAGE, page_token, kind=kind
+        )
 
 
 def check_action(request_id: str, reason: str, *members: tuple[str, str]) -> Violations:
@@ -349,7 +359,7 @@ class MemberActions:
         call = ReasonedCall(base.metadata, base.timeout, reason.strip())
         for member in members:
             found = (await self.services.get_member(call, member)).member
-            await self.reads.check_reach(call, caller, found)
+            await self.reads.check_reach(call, caller, member, found.registered_unit)
         return call
 
     async def adjust_points(
