@@ -18,11 +18,13 @@ from google.protobuf.message import Message
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.benefits.v1 import benefits_service_pb2_grpc
 from loyalty.engagement.v1 import challenges_pb2 as challenges_pb
-from loyalty.engagement.v1 import challenges_pb2_grpc
+from loyalty.engagement.v1 import challenges_pb2_grpc, engagement_service_pb2_grpc
+from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
 from loyalty.insights.v1 import insights_service_pb2 as insights_pb
-from loyalty.insights.v1 import insights_service_pb2_grpc
+from loyalty.insights.v1 import insights_service_pb2_grpc, segments_pb2_grpc
+from loyalty.insights.v1 import segments_pb2 as segments_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
@@ -88,6 +90,8 @@ class Services:
         self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(ch["benefits"])
         self.insights = insights_service_pb2_grpc.InsightsServiceStub(ch["insights"])
         self.challenges = challenges_pb2_grpc.ChallengeServiceStub(ch["engagement"])
+        self.engagement = engagement_service_pb2_grpc.EngagementServiceStub(ch["engagement"])
+        self.segments = segments_pb2_grpc.SegmentServiceStub(ch["insights"])
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -321,6 +325,174 @@ class Services:
             self.benefits.ReleaseConsumption,
             benefits_pb.ReleaseConsumptionRequest(
                 name=consumption, request_id=request_id, reason=reason
+            ),
+        )
+        return answer
+
+    # -- member 360 and operator actions (the console's member pages) ------------------------
+
+    async def resolve(self, call: Call, identity: member_pb2.Identity) -> member_pb2.Member:
+        """The member holding `identity` (masked as the caller sees it)."""
+        resolved: identity_pb.ResolveMemberResponse = await call.ask(
+            self.identity.ResolveMember, identity_pb.ResolveMemberRequest(identity=identity)
+        )
+        return resolved.member
+
+    async def list_consent_events(
+        self, call: Call, member: str, page_size: int, page_token: str = ""
+    ) -> identity_pb.ListConsentEventsResponse:
+        answer: identity_pb.ListConsentEventsResponse = await call.ask(
+            self.identity.ListConsentEvents,
+            identity_pb.ListConsentEventsRequest(
+                member=member, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
+    async def suspend_member(
+        self, call: Call, member: str, request_id: str, reason: str
+    ) -> identity_pb.SuspendMemberResponse:
+        answer: identity_pb.SuspendMemberResponse = await call.ask(
+            self.identity.SuspendMember,
+            identity_pb.SuspendMemberRequest(name=member, request_id=request_id, reason=reason),
+        )
+        return answer
+
+    async def reactivate_member(
+        self, call: Call, member: str, request_id: str, reason: str
+    ) -> identity_pb.ReactivateMemberResponse:
+        answer: identity_pb.ReactivateMemberResponse = await call.ask(
+            self.identity.ReactivateMember,
+            identity_pb.ReactivateMemberRequest(name=member, request_id=request_id, reason=reason),
+        )
+        return answer
+
+    async def merge_members(
+        self, call: Call, survivor: str, absorbed: str, request_id: str, reason: str
+    ) -> identity_pb.MergeMembersResponse:
+        answer: identity_pb.MergeMembersResponse = await call.ask(
+            self.identity.MergeMembers,
+            identity_pb.MergeMembersRequest(
+                survivor=survivor, absorbed=absorbed, request_id=request_id, reason=reason
+            ),
+        )
+        return answer
+
+    async def unmerge_members(
+        self,
+        call: Call,
+        survivor: str,
+        restored: str,
+        identities: Sequence[member_pb2.Identity],
+        request_id: str,
+        reason: str,
+    ) -> identity_pb.UnmergeMembersResponse:
+        answer: identity_pb.UnmergeMembersResponse = await call.ask(
+            self.identity.UnmergeMembers,
+            identity_pb.UnmergeMembersRequest(
+                survivor=survivor,
+                restored=restored,
+                identities=identities,
+                request_id=request_id,
+                reason=reason,
+            ),
+        )
+        return answer
+
+    async def erase_member(
+        self, call: Call, member: str, request_id: str, reason: str
+    ) -> identity_pb.EraseMemberResponse:
+        answer: identity_pb.EraseMemberResponse = await call.ask(
+            self.identity.EraseMember,
+            identity_pb.EraseMemberRequest(name=member, request_id=request_id, reason=reason),
+        )
+        return answer
+
+    async def list_lots(
+        self, call: Call, member: str, page_size: int, page_token: str = ""
+    ) -> points_pb.ListLotsResponse:
+        answer: points_pb.ListLotsResponse = await call.ask(
+            self.points.ListLots,
+            points_pb.ListLotsRequest(member=member, page_size=page_size, page_token=page_token),
+        )
+        return answer
+
+    async def list_postings_at(
+        self,
+        call: Call,
+        member: str,
+        unit: str,
+        page_size: int,
+        page_token: str = "",
+        kind: points_pb.PostingKind.ValueType = points_pb.POSTING_KIND_UNSPECIFIED,
+    ) -> points_pb.ListPostingsResponse:
+        """The member's postings at `unit` only ("" : at every unit), of one kind or all."""
+        answer: points_pb.ListPostingsResponse = await call.ask(
+            self.points.ListPostings,
+            points_pb.ListPostingsRequest(
+                member=member, unit=unit, kind=kind, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
+    async def adjust_points(
+        self, call: Call, member: str, unit: str, points: int, request_id: str, reason: str
+    ) -> points_pb.AdjustPointsResponse:
+        answer: points_pb.AdjustPointsResponse = await call.ask(
+            self.points.AdjustPoints,
+            points_pb.AdjustPointsRequest(
+                member=member, unit=unit, points=points, request_id=request_id, reason=reason
+            ),
+        )
+        return answer
+
+    async def create_tier_grant(
+        self, call: Call, member: str, grant: tiers_pb.TierGrant, request_id: str
+    ) -> tiers_pb.CreateTierGrantResponse:
+        answer: tiers_pb.CreateTierGrantResponse = await call.ask(
+            self.tiers.CreateTierGrant,
+            tiers_pb.CreateTierGrantRequest(member=member, tier_grant=grant, request_id=request_id),
+        )
+        return answer
+
+    async def revoke_tier_grant(
+        self, call: Call, grant: str, request_id: str, reason: str
+    ) -> tiers_pb.RevokeTierGrantResponse:
+        answer: tiers_pb.RevokeTierGrantResponse = await call.ask(
+            self.tiers.RevokeTierGrant,
+            tiers_pb.RevokeTierGrantRequest(name=grant, request_id=request_id, reason=reason),
+        )
+        return answer
+
+    async def issue_coupons(
+        self, call: Call, template: str, members: Sequence[str], request_id: str
+    ) -> benefits_pb.IssueCouponsResponse:
+        answer: benefits_pb.IssueCouponsResponse = await call.ask(
+            self.benefits.IssueCoupons,
+            benefits_pb.IssueCouponsRequest(
+                template=template, members=members, request_id=request_id
+            ),
+        )
+        return answer
+
+    async def list_messages(
+        self, call: Call, member_id: str, page_size: int, page_token: str = ""
+    ) -> engagement_pb.ListMessagesResponse:
+        answer: engagement_pb.ListMessagesResponse = await call.ask(
+            self.engagement.ListMessages,
+            engagement_pb.ListMessagesRequest(
+                member_id=member_id, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
+    async def list_member_segments(
+        self, call: Call, member: str, page_size: int, page_token: str = ""
+    ) -> segments_pb.ListMemberSegmentsResponse:
+        answer: segments_pb.ListMemberSegmentsResponse = await call.ask(
+            self.segments.ListMemberSegments,
+            segments_pb.ListMemberSegmentsRequest(
+                member=member, page_size=page_size, page_token=page_token
             ),
         )
         return answer
