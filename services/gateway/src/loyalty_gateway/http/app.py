@@ -22,9 +22,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from loyalty_gateway.adapters.audit_log import AuditLog
 from loyalty_gateway.adapters.backends import exposed_services
 from loyalty_gateway.bootstrap import Gateway
-from loyalty_gateway.http import openapi
+from loyalty_gateway.http import audit_export, openapi
 from loyalty_gateway.http.access import observed
 from loyalty_gateway.http.contracts import ContractRoutes, RateLimits
 from loyalty_gateway.http.exchange import unexpected
@@ -54,6 +55,7 @@ def build_app(gateway: Gateway) -> ASGIApp:
         limits,
     )
     uploads = Uploads(uploaded, gateway.backends, gateway.keys.verifier, gateway.config, limits)
+    audit = audit_export.AuditExport(AuditLog(gateway.uow), gateway.keys.verifier, limits)
     token = TokenEndpoint(gateway.keys, gateway.uow, gateway.config)
     unsubscribe = UnsubscribeEndpoint(
         gateway.backends,
@@ -84,6 +86,7 @@ def build_app(gateway: Gateway) -> ASGIApp:
             Route("/v1/token", token.answer, methods=["POST"]),
             # No bearer token: the message's unsubscribe token is the authority (unsubscribe.py).
             Route(UNSUBSCRIBE, unsubscribe.answer, methods=["GET", "POST"]),
+            Route(audit_export.PATH, audit.answer, methods=["GET"]),
             # Before the contracts' routes: POST only (a GET of the path is the List method).
             *(Route(u.path, uploads.answer, methods=["POST"]) for u in uploaded),
             Route("/{path:path}", contracts.answer, methods=VERBS),

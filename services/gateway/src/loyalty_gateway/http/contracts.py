@@ -58,6 +58,7 @@ def caller_of_claims(claims: dict[str, Any]) -> Caller:
         unit=str(claims.get("unit", "")),
         client_id=str(claims["sub"]),
         scopes=frozenset(str(claims.get("scope", "")).split()),
+        operator=str(claims.get("op", "")),
     )
 
 
