@@ -257,3 +257,24 @@ async def test_no_personal_data_is_stored_in_clear(
     assert "UpdateProfile" in text and "email" in text
     for value in (name, region, email, email.split("@")[0]):
         assert value not in text
+
+
+async def test_the_gateways_own_audited_calls_are_kept_directly(
+    gateway: Gateway, gateway_service: RunningService
+) -> None:
+    member = await a_member(gateway)
+    client_id, metadata = await bearer(gateway, "mall", "earn")
+    async with grpc.aio.insecure_channel(gateway_service.target) as channel:
+        stub = gateway_service_pb2_grpc.GatewayServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ExportMemberData(
+                gateway_pb.ExportMemberDataRequest(member=f"members/{member}"),
+                metadata=(*metadata, ("x-loyalty-reason", "portability request")),
+                timeout=15,
+            )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    (entry,) = await eventually(
+        lambda: entries(gateway_service, target=member, method="ExportMemberData")
+    )
+    assert (entry.service, entry.outcome) == ("gateway", "PERMISSION_DENIED")
+    assert (entry.client_id, entry.reason) == (client_id, "portability request")
