@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import grpc
 import httpx
@@ -144,6 +145,21 @@ async def test_a_refused_admin_call_is_recorded_with_its_code_and_the_reason_hea
     )
     assert (entry.outcome, entry.client_id, entry.reason) == ("PERMISSION_DENIED", client_id, why)
     assert entry.before_json == entry.after_json == ""
+
+    async with await gateway.session("mall", "earn") as http:
+        answer = await http.post(
+            f"/v1/members/{member}/tierGrants",
+            params={"requestId": uuid.uuid4().hex},
+            json={"tier": "gold", "reason": ""},
+            headers={"X-Loyalty-Reason": quote(f"over HTTP: {why}")},
+        )
+        assert answer.status_code == 403, answer.text
+
+    async def over_http() -> list[gateway_pb.AuditEntry] | None:
+        found = await entries(gateway_service, target=member, method="CreateTierGrant")
+        return [e for e in found if e.reason == f"over HTTP: {why}"] or None
+
+    assert len(await eventually(over_http)) == 1
 
 
 async def test_an_operator_is_recorded_and_entries_page_by_operator(

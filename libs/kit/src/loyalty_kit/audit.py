@@ -1,10 +1,11 @@
 """The audit log's entries, drafted by the kit for every method whose access rule is `audited`.
 
 The interceptor opens a draft when such a call comes in (`begin`): the method, the request
-(redacted), its reason (the request's `reason` field, else the `x-loyalty-reason-bin` or
-`x-loyalty-reason` header), its target and its request id; the caller (unit, client, operator)
-is read when the entry is written. Handlers add what they know of the change (`note(before=,
-after=)`: a balance, a status, a version).
+(redacted), its reason (the request's `reason` field, or one a message field down, else the
+`x-loyalty-reason-bin` header in UTF-8, else `x-loyalty-reason` percent-encoded: the gateway
+passes HTTP's `X-Loyalty-Reason` on as that), its target and its request id; the caller (unit,
+client, operator) is read when the entry is written. Handlers add what they know of the
+change (`note(before=, after=)`: a balance, a status, a version).
 
 Where the entry goes:
 - a call that commits a change: `UnitOfWork.commit` writes the entry to the service's outbox in
@@ -30,6 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
@@ -175,14 +177,19 @@ def request_id_of(message: Message | None) -> str:
 
 
 def reason_of(message: Message | None, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-    """The request's `reason` field where it has one, else the reason header."""
-    found = getattr(message, "reason", "") if message is not None else ""
-    if isinstance(found, str) and found.strip():
-        return found.strip()[:MAX_REASON]
+    """The request's `reason` field (or a message field's) where it has one, else the reason
+    header."""
+    for candidate in (message, *_message_fields(message)) if message is not None else ():
+        found = getattr(candidate, "reason", "") if _has(candidate, "reason") else ""
+        if isinstance(found, str) and found.strip():
+            return found.strip()[:MAX_REASON]
     for key, value in metadata or ():
         name = key.lower()
         if name in (REASON_BIN_HEADER, REASON_HEADER):
-            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            if isinstance(value, bytes):
+                text = value.decode("utf-8", "replace")
+            else:  # text metadata is ASCII: UTF-8 comes percent-encoded
+                text = unquote(value, errors="replace")
             if text.strip():
                 return text.strip()[:MAX_REASON]
     return ""
