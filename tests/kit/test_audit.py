@@ -4,8 +4,11 @@ tests/gateway/test_audit_log.py)."""
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import uuid
+from collections.abc import Callable
 
 from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
@@ -54,6 +57,18 @@ def test_the_reason_comes_from_the_request_else_from_the_header() -> None:
     assert audit.target_of(adjust) == "m-1"
 
 
+def isolated(test: Callable[[], None]) -> Callable[[], None]:
+    """Run the test in a context of its own: the caller and the draft it sets must not leak
+    into the tests (and services) that run after it."""
+
+    @functools.wraps(test)
+    def run() -> None:
+        contextvars.copy_context().run(test)
+
+    return run
+
+
+@isolated
 def test_an_entry_names_the_caller_and_its_operator() -> None:
     set_current_caller(
         Caller(unit="mall", client_id="desk", scopes=frozenset({"points:adjust"}), operator="op-7")
@@ -75,6 +90,7 @@ def test_an_entry_names_the_caller_and_its_operator() -> None:
     assert audit.pending() is None
 
 
+@isolated
 def test_personal_data_is_masked_in_every_part_of_an_entry() -> None:
     values = [f"{name}-{uuid.uuid4().hex}" for name in ("phone", "mail", "given", "street")]
     phone, mail, given, street = values
