@@ -443,6 +443,7 @@ LISTS = {
     "ListDeliveries": ("deliveries", 200),
     "ListChallenges": ("challenges", 200),
     "ListMemberBadges": ("badges", 200),
+    "ListAuditEntries": ("entries", 500),
 }
 
 

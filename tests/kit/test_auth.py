@@ -85,3 +85,15 @@ def test_service_credentials_sign_for_the_call_and_reuse_the_token(tmp_path: Pat
     assert credentials.metadata(rewards) != short
     # Without a key the caller travels as headers, which only a trusting service accepts.
     assert ServiceCredentials("points", None).metadata(rewards) == rewards.metadata()
+
+
+def test_a_token_carries_the_operator_a_client_acts_for(tmp_path: Path) -> None:
+    signing, public = development_keys(tmp_path)
+    verifier = TokenVerifier(parse_keys(public), trust_headers=True)
+    console = Caller(
+        unit="group", client_id="console", scopes=frozenset({"points:adjust"}), operator="op-42"
+    )
+    token, _ = signing.issue(console, 300)
+    assert verifier.verify(token).operator == "op-42"
+    assert verifier.verify(signing.issue(HOTEL, 300)[0]).operator == ""
+    assert verifier.caller_of(console.metadata()) == console  # trusted headers (development)

@@ -27,15 +27,24 @@ class Rule:
     unit_field: str = ""
     resource_unit: str = ""
     note: str = ""
+    # Every call (refusals too) is written to the audit log (`loyalty_kit.audit`).
+    audited: bool = False
 
 
-def rule(*scopes: str, unit_field: str = "", resource_unit: str = "", note: str = "") -> Rule:
+def rule(
+    *scopes: str,
+    unit_field: str = "",
+    resource_unit: str = "",
+    note: str = "",
+    audited: bool = False,
+) -> Rule:
     """`rule("earn", "members:register", unit_field="unit")`: shorter to declare."""
-    return Rule(frozenset(scopes), unit_field, resource_unit, note)
+    return Rule(frozenset(scopes), unit_field, resource_unit, note, audited)
 
 
 ANY_CALLER = rule()
 ADMIN_ONLY = rule(ADMIN)
+ADMIN_AUDITED = rule(ADMIN, audited=True)
 
 
 class NoAccessRule(PermissionDenied):
@@ -103,25 +112,27 @@ def render_markdown(tables: Iterable[tuple[str, Iterable[str], Mapping[str, Rule
         "  it: only that unit's clients (and admins) may touch it.",
         "- Refusals: no or a bad token 401 (`TOKEN_MISSING`, `TOKEN_EXPIRED`, `TOKEN_INVALID`);",
         "  a missing scope 403 `SCOPE_REQUIRED`; a method without a rule 403 `NO_ACCESS_RULE`.",
+        "- **Audited**: every call, refused ones too, is written to the audit log (who, when,",
+        "  what, why, the outcome, before and after where known): `GET /v1/auditEntries`.",
         "",
     ]
     for service, methods, access in tables:
         out += [
             f"## {service}",
             "",
-            "| RPC | Scopes | Acts for the unit in | Unit checked on | Note |",
-            "| --- | --- | --- | --- | --- |",
+            "| RPC | Scopes | Acts for the unit in | Unit checked on | Audited | Note |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for method in methods:
             found = access.get(method)
             if found is None:
-                out.append(f"| {method} | **no rule: refused** | - | - | - |")
+                out.append(f"| {method} | **no rule: refused** | - | - | - | - |")
                 continue
             scopes = ", ".join(f"`{s}`" for s in sorted(found.scopes)) or "any caller"
             unit = f"`{found.unit_field}`" if found.unit_field else "-"
             out.append(
                 f"| {method} | {scopes} | {unit} | {_cell(found.resource_unit)} "
-                f"| {_cell(found.note)} |"
+                f"| {'yes' if found.audited else '-'} | {_cell(found.note)} |"
             )
         out.append("")
     return "\n".join(out)

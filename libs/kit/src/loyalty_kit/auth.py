@@ -124,6 +124,7 @@ class SigningKey:
             "sub": caller.client_id,
             "unit": caller.unit,
             "scope": " ".join(sorted(caller.scopes)),
+            **({"op": caller.operator} if caller.operator else {}),
             "iat": issued,
             "exp": expires,
             "jti": secrets.token_hex(8),
@@ -172,6 +173,7 @@ class TokenVerifier:
             unit=str(claims.get("unit", "")),
             client_id=str(claims["sub"]),
             scopes=frozenset(str(claims.get("scope", "")).split()),
+            operator=str(claims.get("op", "")),
         )
 
     def claims(self, token: str) -> dict[str, Any]:

@@ -22,6 +22,9 @@ from loyalty_kit.scopes import ADMIN, PERSONAL_DATA_READ
 UNIT_HEADER = "x-loyalty-unit"
 CLIENT_HEADER = "x-loyalty-client"
 SCOPES_HEADER = "x-loyalty-scopes"
+# The operator (a person at a console) a client acts for: recorded in the audit log. Signed as
+# the token's `op` claim; this header counts only where the caller headers are trusted.
+OPERATOR_HEADER = "x-loyalty-operator"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Caller:
     unit: str = ""
     client_id: str = ""
     scopes: frozenset[str] = field(default_factory=frozenset)
+    operator: str = ""
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes or ADMIN in self.scopes
@@ -37,6 +41,7 @@ class Caller:
         """The gRPC metadata that carries this caller onward (or from a client)."""
         items = [(UNIT_HEADER, self.unit), (CLIENT_HEADER, self.client_id)]
         items.append((SCOPES_HEADER, " ".join(sorted(self.scopes))))
+        items.append((OPERATOR_HEADER, self.operator))
         return tuple((k, v) for k, v in items if v)
 
 
@@ -46,7 +51,7 @@ _current: ContextVar[Caller] = ContextVar("caller", default=ANONYMOUS)
 
 __all__ = ["ADMIN", "PERSONAL_DATA_READ"]  # re-exported: the scopes live in `scopes`
 
-CALLER_HEADERS = (UNIT_HEADER, CLIENT_HEADER, SCOPES_HEADER)
+CALLER_HEADERS = (UNIT_HEADER, CLIENT_HEADER, SCOPES_HEADER, OPERATOR_HEADER)
 
 
 def header_text(key: str, value: str | bytes) -> str:
@@ -74,6 +79,7 @@ def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> 
         unit=values.get(UNIT_HEADER, ""),
         client_id=values.get(CLIENT_HEADER, ""),
         scopes=frozenset(values.get(SCOPES_HEADER, "").split()),
+        operator=values.get(OPERATOR_HEADER, ""),
     )
 
 

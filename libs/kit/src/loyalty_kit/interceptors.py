@@ -10,7 +10,11 @@
                        failed call to a peer its status, bad data INVALID_ARGUMENT, a database
                        outage UNAVAILABLE, anything else INTERNAL with a reference only;
 5. `AccessLog`         one line per call: method, code, milliseconds; and the call counted
-                       and timed in the service's metrics (`loyalty_kit.metrics`).
+                       and timed in the service's metrics (`loyalty_kit.metrics`);
+6. the audit log       a method whose rule is `audited` has its entry drafted before
+                       authentication; a commit writes it with the change, and a call that
+                       committed nothing (refused, failed) has it written afterwards with its
+                       code (`loyalty_kit.audit`).
 
 Servicers stay thin: no try/except ladders, they just raise `DomainError`s.
 """
@@ -28,8 +32,10 @@ import asyncpg
 import grpc
 from google.rpc import status_pb2
 from grpc.aio import AbortError
+from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
 
 from loyalty_kit import access as access_rules
+from loyalty_kit import audit
 from loyalty_kit import metrics as service_metrics
 from loyalty_kit.access import Rule, method_name
 from loyalty_kit.auth import TokenVerifier
@@ -229,6 +235,10 @@ def aborted_code(context: grpc.aio.ServicerContext) -> str:
     return "ABORTED_BY_HANDLER"
 
 
+# Writes an audit entry on its own (a call that committed nothing): the service's outbox.
+AuditWriter = Callable[[AuditEntryRecorded], Awaitable[None]]
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """The steps above around every method of the service (probes and tooling excepted)."""
 
@@ -238,10 +248,33 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         verifier: TokenVerifier,
         access: Mapping[str, Rule] | None = None,
         metrics: ServiceMetrics | None = None,
+        audit_writer: AuditWriter | None = None,
     ) -> None:
         self.service = service
         self.authentication = Authentication(verifier, access)
         self.metrics = metrics
+        self.audit_writer = audit_writer
+
+    def _begin_audit(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+        found = self.authentication.access.get(method_name(method))
+        audit.begin(
+            self.service,
+            method_name(method),
+            request,
+            context.invocation_metadata(),
+            audited=found is not None and found.audited and self.audit_writer is not None,
+        )
+
+    async def _end_audit(self, code: str) -> None:
+        """The entry of a call no commit carried, with the call's code."""
+        draft = audit.pending()
+        if draft is None or self.audit_writer is None:
+            return
+        try:
+            await self.audit_writer(audit.entry(draft, code))
+            draft.written = True
+        except Exception as error:  # the answer stands; the outage is logged
+            log.warning("audit entry not written", method=draft.method, error=repr(error))
 
     async def intercept_service(
         self,
@@ -276,15 +309,20 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             with AccessLog.of(method, self.metrics) as entry:
                 record_deadline(context)
+                self._begin_audit(method, request, context)
                 try:
                     self.authentication.check(method, request, context.invocation_metadata())
-                    return await behavior(request, context)
+                    answer = await behavior(request, context)
                 except AbortError:
                     entry.code = aborted_code(context)
+                    await self._end_audit(entry.code)
                     raise
                 except Exception as error:
                     entry.code, status = error_status(error, self.service, method)
+                    await self._end_audit(entry.code)
                     await context.abort_with_status(to_grpc_status(status))
+                await self._end_audit("OK")
+                return answer
 
         return unary
 
@@ -313,6 +351,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def upload(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
             with AccessLog.of(method, self.metrics, kind="client_stream") as entry:
                 record_deadline(context)
+                self._begin_audit(method, None, context)
                 stream: AsyncIterator[Any] | None = None
                 try:
                     self.authentication.check(method, MALFORMED, context.invocation_metadata())
@@ -322,21 +361,25 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                         raise malformed_request()
                     if first is not None:
                         refuse_hostile_text(first)
+                        audit.describe(first)
                         self.authentication.check_unit(method, first)
                     answer = await behavior(
                         checked_messages(first, stream) if first is not None else _empty(),
                         context,
                     )
                     await _drain(stream)  # a retry answered at once: the parts still coming
-                    return answer
                 except AbortError:
                     entry.code = aborted_code(context)
+                    await self._end_audit(entry.code)
                     raise
                 except Exception as error:
                     entry.code, status = error_status(error, self.service, method)
                     if stream is not None:
                         await _drain(stream)
+                    await self._end_audit(entry.code)
                     await context.abort_with_status(to_grpc_status(status))
+                await self._end_audit("OK")
+                return answer
 
         return upload
 

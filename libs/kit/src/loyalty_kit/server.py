@@ -29,26 +29,28 @@ import gc
 import inspect
 import signal
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from typing_extensions import ParamSpec, TypeVar
 
-from loyalty_kit import db, events, housekeeping, metrics, migrations
+from loyalty_kit import audit, db, events, housekeeping, metrics, migrations
 from loyalty_kit.access import Rule
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import DeliveryPolicy, EventConsumer
-from loyalty_kit.interceptors import ServiceInterceptor
+from loyalty_kit.interceptors import AuditWriter, ServiceInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
 from loyalty_kit.memory import bound_allocator, freeze_start_up_objects
 from loyalty_kit.metrics import ServiceMetrics
-from loyalty_kit.outbox import OutboxRelay
+from loyalty_kit.outbox import Outbox, OutboxRelay
 from loyalty_kit.reflection import enable_reflection
 from loyalty_kit.settings import Settings
 from loyalty_kit.telemetry import setup_tracing
@@ -141,6 +143,9 @@ class ServiceSpec(Generic[Root, Wiring]):
     access: Mapping[str, Rule] = field(default_factory=dict)
     # Extra operator commands: `loyalty-<name> <command>`, run against the service's database.
     commands: dict[str, Callable[[Root], Awaitable[None]]] = field(default_factory=dict)
+    # Where the entries of its audited calls go when it has no outbox (the gateway keeps the
+    # audit log itself): given its sessions. Services with an outbox write them there.
+    audit_store: Callable[[async_sessionmaker[AsyncSession]], AuditWriter] | None = None
 
     def port_in(self, settings: Settings) -> int:
         return self.port(settings) if self.port else settings.port_of(self.name)
@@ -244,6 +249,23 @@ class RunningService(Generic[Root]):
         """The service's composition root (its clock, settings, caches, peers)."""
         return self._root
 
+    def _audit_writer(self) -> AuditWriter | None:
+        """How the interceptor writes the audit entry of a call that committed nothing: to the
+        service's outbox, in a transaction of its own (or its `audit_store`; a service with
+        neither audits nothing)."""
+        sessions = self.context.sessions
+        if sessions is not None and self.spec.audit_store is not None:
+            return self.spec.audit_store(sessions)
+        if sessions is None or not self.spec.publishes_events:
+            return None
+        namespace = self.context.settings.event_namespace
+
+        async def write(entry: AuditEntryRecorded) -> None:
+            async with sessions() as session, session.begin():
+                await Outbox(session, namespace).add(entry, event_id=uuid.UUID(entry.entry_id))
+
+        return write
+
     async def start(self, port: int | None = None) -> RunningService[Root]:
         spec, ctx, settings = self.spec, self.context, self.context.settings
         setup_tracing(spec.name, settings)
@@ -265,6 +287,13 @@ class RunningService(Generic[Root]):
                     spec.name,
                     events.StreamLimits.of_events(settings),
                 )
+                # The audit log's shared stream: every service's audited calls go to it.
+                await events.ensure_stream(
+                    ctx.js,
+                    settings.event_namespace,
+                    audit.AUDIT_STREAM,
+                    events.StreamLimits.of_events(settings),
+                )
                 self.relay = OutboxRelay(
                     ctx.engine,
                     ctx.js,
@@ -278,7 +307,11 @@ class RunningService(Generic[Root]):
 
         verifier = TokenVerifier.from_settings(settings.data_dir)
         server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(spec.name, verifier, spec.access, self.metrics)],
+            interceptors=[
+                ServiceInterceptor(
+                    spec.name, verifier, spec.access, self.metrics, self._audit_writer()
+                )
+            ],
             # Explicit bounds: a larger request is refused by gRPC itself (RESOURCE_EXHAUSTED)
             # before it is read into memory, and no answer grows past what clients take.
             options=[

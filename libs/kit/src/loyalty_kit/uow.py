@@ -19,7 +19,7 @@ from typing import Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from loyalty_kit import db
+from loyalty_kit import audit, db
 from loyalty_kit.idempotency import IdempotencyKeys
 from loyalty_kit.outbox import Outbox
 
@@ -87,7 +87,13 @@ class UnitOfWork:
             await self.session.invalidate()
 
     async def commit(self) -> None:
+        # An audited call's entry goes in with its change: it exists exactly when that does.
+        draft = None if self.read_only else audit.pending()
+        if draft is not None:
+            await self.outbox.add(audit.entry(draft, "OK"), event_id=draft.entry_id)
         await self.session.commit()
+        if draft is not None:
+            draft.written = True
 
     async def rollback(self) -> None:
         await self.session.rollback()

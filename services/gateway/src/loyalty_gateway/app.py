@@ -11,9 +11,11 @@ import grpc
 from loyalty.gateway.v1 import gateway_service_pb2_grpc
 from loyalty_kit.server import ServiceSpec
 
+from loyalty_gateway.adapters.audit_log import direct_writer
 from loyalty_gateway.bootstrap import Gateway, bootstrap
 from loyalty_gateway.entrypoints.access import ACCESS
 from loyalty_gateway.entrypoints.cli import clients
+from loyalty_gateway.entrypoints.consumers import consumers
 from loyalty_gateway.entrypoints.operators_cli import operators
 from loyalty_gateway.entrypoints.servicer import GatewayServicer
 from loyalty_gateway.flows.service import GATEWAY
@@ -43,6 +45,8 @@ SPEC = ServiceSpec(
     add_servicers=add_servicers,
     migrations="loyalty_gateway:migrations",
     publishes_events=False,
+    consumers=consumers,
+    audit_store=direct_writer,
     port=lambda settings: settings.gateway_grpc_port,
     jobs=lambda gateway: [http_job(gateway), checkout_recovery_job(gateway)],
     commands={"clients": clients, "operators": operators},

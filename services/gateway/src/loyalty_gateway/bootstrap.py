@@ -13,10 +13,12 @@ from loyalty_kit.server import ServiceContext
 from loyalty_kit.settings import Settings
 from loyalty_kit.uow import UnitOfWork
 
+from loyalty_gateway.adapters.audit_log import AuditLog
 from loyalty_gateway.adapters.backends import Backends
 from loyalty_gateway.adapters.keys import Keys
 from loyalty_gateway.adapters.services import Services
 from loyalty_gateway.flows import Flows
+from loyalty_gateway.flows.audit import AuditEntries
 from loyalty_gateway.flows.checkout import CheckoutSaga
 from loyalty_gateway.flows.export import ExportMemberData
 from loyalty_gateway.flows.overview import Overview
@@ -59,6 +61,7 @@ def bootstrap(
         checkout=CheckoutSaga(services, context.uow, deadline, credentials),
         refund=RefundPurchase(services, context.uow, deadline),
         export=ExportMemberData(services, deadline, clock),
+        audit=AuditEntries(AuditLog(context.uow)),
     )
     return Gateway(
         context, context.settings, config, keys, backends, flows, context.uow, credentials

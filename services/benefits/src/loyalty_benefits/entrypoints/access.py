@@ -3,20 +3,20 @@ is rendered from it). Reads are open to any authenticated caller."""
 
 from __future__ import annotations
 
-from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, Rule, rule
+from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
 
 ISSUE = "coupons:issue"  # a unit's (or the group's) marketing
 REDEEM = "redeem"  # spends the member's points
 
 ACCESS: dict[str, Rule] = {
     "GetCatalogue": ANY_CALLER,
-    "UpdateCatalogue": ADMIN_ONLY,
+    "UpdateCatalogue": ADMIN_AUDITED,
     "ListEntitlements": ANY_CALLER,
     "ConsumeBenefit": rule(unit_field="unit"),
     "LookupConsumption": rule(resource_unit="the consumption's unit"),
     "ReleaseConsumption": rule(resource_unit="the consumption's unit"),
-    "IssueCoupons": rule(ISSUE, resource_unit="the template's unit"),
-    "CreateCouponIssuance": rule(ISSUE, resource_unit="the template's unit"),
+    "IssueCoupons": rule(ISSUE, resource_unit="the template's unit", audited=True),
+    "CreateCouponIssuance": rule(ISSUE, resource_unit="the template's unit", audited=True),
     "GetCouponIssuance": rule(ISSUE, note="an issuance's progress is its issuers' business"),
     "ListCouponIssuances": rule(ISSUE, note="a unit lists the issuances it started; an admin, all"),
     "GetCoupon": ANY_CALLER,
@@ -26,6 +26,6 @@ ACCESS: dict[str, Rule] = {
     "ReleaseCoupon": rule(resource_unit="the redeeming unit"),
     "ListRewards": ANY_CALLER,
     "RestockReward": rule(resource_unit="the reward's unit"),
-    "RunBirthdayGifts": ADMIN_ONLY,
+    "RunBirthdayGifts": ADMIN_AUDITED,
     "RedeemReward": rule(REDEEM, note="spends the member's points"),
 }

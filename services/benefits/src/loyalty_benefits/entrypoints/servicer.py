@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from loyalty.benefits.v1 import benefits_service_pb2 as pb
 from loyalty.benefits.v1.benefits_service_pb2_grpc import BenefitsServiceServicer
+from loyalty_kit import audit
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import request_scope
@@ -54,6 +55,7 @@ class BenefitsServicer(UnitOfWorkServicer[BenefitsUnitOfWork], BenefitsServiceSe
 
         async def work(uow: BenefitsUnitOfWork, _now: datetime) -> pb.UpdateCatalogueResponse:
             stored = await handlers.publish_catalogue(uow, new)
+            audit.note(after={"version": stored.version})
             return pb.UpdateCatalogueResponse(catalogue=convert.catalogue_message(stored))
 
         return await self._mutate("UpdateCatalogue", request, pb.UpdateCatalogueResponse, work)

@@ -16,6 +16,7 @@ _READ = rule(
 _WRITE = rule(
     ENGAGEMENT_WRITE,
     resource_unit="the journey's unit (every journey for the group's team)",
+    audited=True,
 )
 
 ACCESS: dict[str, Rule] = {
@@ -23,6 +24,7 @@ ACCESS: dict[str, Rule] = {
         ENGAGEMENT_WRITE,
         unit_field="journey.unit",
         note="a unit's journey acts (issues, funds points) for that unit only",
+        audited=True,
     ),
     "GetJourney": _READ,
     "ListJourneys": _READ,
@@ -38,6 +40,7 @@ ACCESS: dict[str, Rule] = {
     "SetWebhookEndpoint": rule(
         ENGAGEMENT_WRITE,
         resource_unit="endpoint.unit: a unit's team its own; the group's team any unit's",
+        audited=True,
     ),
     "ListDeliveries": rule(
         ENGAGEMENT_READ,
@@ -45,7 +48,9 @@ ACCESS: dict[str, Rule] = {
         note="a unit's team sees its own unit's deliveries",
     ),
     "RedriveDelivery": rule(
-        ENGAGEMENT_WRITE, resource_unit="the delivery's unit (any for the group's team)"
+        ENGAGEMENT_WRITE,
+        resource_unit="the delivery's unit (any for the group's team)",
+        audited=True,
     ),
     # The token is the authority (192 random bits, one message's): the gateway serves it
     # without a bearer token at /v1/unsubscribe and calls this on its own account.
@@ -65,6 +70,7 @@ _BADGES = rule(
     ENGAGEMENT_WRITE,
     MEMBERS_MANAGE,
     note="by hand, audited (who, when, why); announced as BadgeEarned",
+    audited=True,
 )
 
 ACCESS.update(
@@ -73,6 +79,7 @@ ACCESS.update(
             ENGAGEMENT_WRITE,
             unit_field="challenge.unit",
             note="a unit's challenge funds and issues its rewards as that unit only",
+            audited=True,
         ),
         "GetChallenge": _OWNED_READ,
         "ListChallenges": _OWNED_READ,
@@ -84,6 +91,7 @@ ACCESS.update(
             ENGAGEMENT_WRITE,
             unit_field="leaderboard.unit",
             note="a unit's leaderboard ranks at its own unit and pays as that unit",
+            audited=True,
         ),
         "GetLeaderboard": _OWNED_READ,
         "GetMemberRank": _MEMBER_READ,
@@ -91,6 +99,7 @@ ACCESS.update(
             ENGAGEMENT_WRITE,
             resource_unit="the leaderboard's unit (every one for the group's team)",
             note="pays the period's rewards once (also closed on schedule)",
+            audited=True,
         ),
     }
 )

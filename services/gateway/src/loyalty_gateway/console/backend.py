@@ -26,15 +26,14 @@ def console_credentials(signing: SigningKey | None, ttl_seconds: float) -> Servi
 
 
 def operator_caller(operator: Operator, *, personal_data: bool = False) -> Caller:
-    """The caller the console acts as for `operator`.
-
-    OPERATOR ID: once the kit's `Caller` carries the operator (a signed `op` claim), pass
-    `operator=operator.operator_id` here; until then the services see the client `console`.
-    """
+    """The caller the console acts as for `operator`: the client `console`, the operator's
+    unit and role's scopes, and the operator's id (a signed `op` claim the services' audit
+    entries record)."""
     return Caller(
         unit=operator.unit,
         client_id=CLIENT_ID,
         scopes=scopes_of(operator.role, personal_data=personal_data),
+        operator=operator.operator_id,
     )
 
 

@@ -4,7 +4,7 @@ rendered from it. The routes to the other services are authorised by those servi
 
 from __future__ import annotations
 
-from loyalty_kit.access import Rule, rule
+from loyalty_kit.access import ADMIN_ONLY, Rule, rule
 from loyalty_kit.caller import PERSONAL_DATA_READ
 
 ACCESS: dict[str, Rule] = {
@@ -15,6 +15,9 @@ ACCESS: dict[str, Rule] = {
     "RedeemAtCheckout": rule("redeem", unit_field="unit"),
     "RefundPurchase": rule("earn", unit_field="unit"),
     "ExportMemberData": rule(
-        PERSONAL_DATA_READ, note="all of a member's data: identity's, points, tier, benefits"
+        PERSONAL_DATA_READ,
+        note="all of a member's data: identity's, points, tier, benefits",
+        audited=True,
     ),
+    "ListAuditEntries": ADMIN_ONLY,
 }

@@ -43,3 +43,8 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
         self, request: pb.ExportMemberDataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExportMemberDataResponse:
         return await self.flows.export(request, _passed_on(context))
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAuditEntriesResponse:
+        return await self.flows.audit(request, _passed_on(context))

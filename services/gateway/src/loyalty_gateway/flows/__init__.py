@@ -15,6 +15,7 @@ from typing import Any
 from google.protobuf.descriptor import MethodDescriptor
 
 from loyalty_gateway.adapters.services import Metadata
+from loyalty_gateway.flows.audit import AuditEntries
 from loyalty_gateway.flows.checkout import CheckoutSaga
 from loyalty_gateway.flows.export import ExportMemberData
 from loyalty_gateway.flows.overview import Overview
@@ -32,8 +33,16 @@ class Flows:
     checkout: CheckoutSaga
     refund: RefundPurchase
     export: ExportMemberData
+    audit: AuditEntries
 
     def by_method(self) -> dict[MethodDescriptor, Flow]:
         """Every method of the gateway's service and the flow that answers it."""
-        flows = (self.overview, self.record_purchase, self.checkout, self.refund, self.export)
+        flows: tuple[Any, ...] = (
+            self.overview,
+            self.record_purchase,
+            self.checkout,
+            self.refund,
+            self.export,
+            self.audit,
+        )
         return {flow.METHOD: flow for flow in flows}

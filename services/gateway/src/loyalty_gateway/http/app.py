@@ -25,13 +25,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from loyalty_gateway.adapters.audit_log import AuditLog
 from loyalty_gateway.adapters.backends import exposed_services
 from loyalty_gateway.bootstrap import Gateway
 from loyalty_gateway.console.app import build_console
 from loyalty_gateway.console.auth import DatabaseAccounts
 from loyalty_gateway.console.backend import console_credentials
 from loyalty_gateway.console.operators import Policy
-from loyalty_gateway.http import openapi
+from loyalty_gateway.http import audit_export, openapi
 from loyalty_gateway.http.access import observed
 from loyalty_gateway.http.contracts import ContractRoutes, RateLimits
 from loyalty_gateway.http.exchange import unexpected
@@ -61,6 +62,7 @@ def build_app(gateway: Gateway) -> ASGIApp:
         limits,
     )
     uploads = Uploads(uploaded, gateway.backends, gateway.keys.verifier, gateway.config, limits)
+    audit = audit_export.AuditExport(AuditLog(gateway.uow), gateway.keys.verifier, limits)
     token = TokenEndpoint(gateway.keys, gateway.uow, gateway.config)
     unsubscribe = UnsubscribeEndpoint(
         gateway.backends,
@@ -122,6 +124,7 @@ def build_app(gateway: Gateway) -> ASGIApp:
             Route("/v1/token", token.answer, methods=["POST"]),
             # No bearer token: the message's unsubscribe token is the authority (unsubscribe.py).
             Route(UNSUBSCRIBE, unsubscribe.answer, methods=["GET", "POST"]),
+            Route(audit_export.PATH, audit.answer, methods=["GET"]),
             # Before the contracts' routes: POST only (a GET of the path is the List method).
             *(Route(u.path, uploads.answer, methods=["POST"]) for u in uploaded),
             Route("/{path:path}", contracts.answer, methods=VERBS),

@@ -25,6 +25,7 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from loyalty_kit.access import authorise
+from loyalty_kit.audit import REASON_HEADER
 from loyalty_kit.auth import AUTHORIZATION, TokenVerifier
 from loyalty_kit.caller import Caller, set_current_caller
 from loyalty_kit.errors import (
@@ -58,6 +59,7 @@ def caller_of_claims(claims: dict[str, Any]) -> Caller:
         unit=str(claims.get("unit", "")),
         client_id=str(claims["sub"]),
         scopes=frozenset(str(claims.get("scope", "")).split()),
+        operator=str(claims.get("op", "")),
     )
 
 
@@ -159,6 +161,15 @@ def rate_limit_storage(uri: str) -> Storage:
     return storage_from_string(f"async+{uri}")
 
 
+def reason_header(request: Request) -> list[tuple[str, str]]:
+    """Why the caller acts (`X-Loyalty-Reason`, UTF-8 percent-encoded), passed on for the audit
+    log of a request that has no reason field; anything but printable ASCII is dropped."""
+    value = request.headers.get(REASON_HEADER, "").strip()
+    if not value or not value.isascii() or not value.isprintable():
+        return []
+    return [(REASON_HEADER, value[:2000])]
+
+
 def bearer(request: Request, verifier: TokenVerifier) -> tuple[str, dict[str, Any]]:
     """The request's bearer token and its verified claims."""
     header = request.headers.get(AUTHORIZATION, "")
@@ -215,6 +226,7 @@ class ContractRoutes:
             raw = await read_body(request, self.config.max_body_bytes)
             message = request_message(route, request, raw, bound, self.config.max_json_depth)
             metadata = [(AUTHORIZATION, f"Bearer {token}"), (REQUEST_ID, exchange.request_id)]
+            metadata += reason_header(request)
             reply = await self._answer(route, message, (*metadata, *exchange.carrier.items()))
             body = json_format.MessageToDict(reply, always_print_fields_with_no_presence=True)
             status = 201 if route.creates else 200

@@ -6,7 +6,7 @@ group's member operators."""
 
 from __future__ import annotations
 
-from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, Rule, rule
+from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
 from loyalty_kit.caller import PERSONAL_DATA_READ
 from loyalty_kit.scopes import MEMBERS_IMPORT
 
@@ -19,26 +19,28 @@ ACCESS: dict[str, Rule] = {
     "RegisterMember": rule(EARN, REGISTER, unit_field="unit"),
     "GetMember": rule(note="personal data masked without personal_data:read"),
     "ResolveMember": rule(note="personal data masked without personal_data:read"),
-    "LinkIdentity": rule(EARN, REGISTER, MANAGE, unit_field="unit"),
-    "UnlinkIdentity": rule(MANAGE),
-    "MergeMembers": rule(MANAGE),
-    "UnmergeMembers": rule(MANAGE, note="undoes a wrong merge; audited"),
-    "UpdateProfile": rule(PROFILE_WRITE, MANAGE),
-    "SetConsents": rule(PROFILE_WRITE, MANAGE),
+    "LinkIdentity": rule(EARN, REGISTER, MANAGE, unit_field="unit", audited=True),
+    "UnlinkIdentity": rule(MANAGE, audited=True),
+    "MergeMembers": rule(MANAGE, audited=True),
+    "UnmergeMembers": rule(MANAGE, note="undoes a wrong merge", audited=True),
+    "UpdateProfile": rule(PROFILE_WRITE, MANAGE, audited=True),
+    "SetConsents": rule(PROFILE_WRITE, MANAGE, audited=True),
     "ListConsentEvents": ANY_CALLER,
-    "SuspendMember": rule(MANAGE),
-    "ReactivateMember": rule(MANAGE),
-    "UpdateTags": rule(MANAGE),
+    "SuspendMember": rule(MANAGE, audited=True),
+    "ReactivateMember": rule(MANAGE, audited=True),
+    "UpdateTags": rule(MANAGE, audited=True),
     "ListMembers": rule(MANAGE),
-    "EraseMember": rule(MANAGE),
-    "ExportMemberData": rule(PERSONAL_DATA_READ, note="all of a member's personal data"),
+    "EraseMember": rule(MANAGE, audited=True),
+    "ExportMemberData": rule(
+        PERSONAL_DATA_READ, note="all of a member's personal data", audited=True
+    ),
     "ListIdentityTypes": ANY_CALLER,
-    "UpsertIdentityType": ADMIN_ONLY,
+    "UpsertIdentityType": ADMIN_AUDITED,
     # MemberImportService
-    "CreateMemberImport": rule(MEMBERS_IMPORT, unit_field="spec.unit", note="audited"),
+    "CreateMemberImport": rule(MEMBERS_IMPORT, unit_field="spec.unit", audited=True),
     "GetMemberImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit"),
     "ListMemberImports": rule(MEMBERS_IMPORT, unit_field="unit", note="a unit lists its own"),
-    "CancelMemberImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit", note="audited"),
+    "CancelMemberImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit", audited=True),
     "ListMemberImportRows": rule(
         MEMBERS_IMPORT, resource_unit="the import's unit", note="personal data masked"
     ),
@@ -48,13 +50,13 @@ ACCESS: dict[str, Rule] = {
         resource_unit="the candidate's unit (members:import)",
         note="values masked; members:manage sees every unit's",
     ),
-    "ResolveMergeCandidate": rule(MANAGE, note="audited"),
-    "DismissMergeCandidate": rule(MANAGE, note="audited"),
+    "ResolveMergeCandidate": rule(MANAGE, audited=True),
+    "DismissMergeCandidate": rule(MANAGE, audited=True),
     # OrderImportService
-    "CreateOrderImport": rule(MEMBERS_IMPORT, unit_field="spec.unit", note="audited"),
+    "CreateOrderImport": rule(MEMBERS_IMPORT, unit_field="spec.unit", audited=True),
     "GetOrderImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit"),
     "ListOrderImports": rule(MEMBERS_IMPORT, unit_field="unit", note="a unit lists its own"),
-    "CancelOrderImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit", note="audited"),
+    "CancelOrderImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit", audited=True),
     "ListOrderImportRows": rule(
         MEMBERS_IMPORT, resource_unit="the import's unit", note="no personal data"
     ),

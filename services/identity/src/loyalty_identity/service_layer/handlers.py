@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+from loyalty_kit import audit
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
 
 from loyalty_identity.domain import events
@@ -376,16 +377,20 @@ def _reason(reason: str, required: bool) -> None:
 async def suspend(uow: IdentityWork, member_id: str, reason: str, now: datetime) -> Member:
     _reason(reason, required=True)
     member = await _member(uow, member_id, lock=True)
+    before = {"state": member.state.value}
     member.suspend(reason.strip(), now)
     await uow.members.save_state(member)
+    audit.note(before=before, after={"state": member.state.value})
     return member
 
 
 async def reactivate(uow: IdentityWork, member_id: str, reason: str, now: datetime) -> Member:
     _reason(reason, required=False)
     member = await _member(uow, member_id, lock=True)
+    before = {"state": member.state.value}
     member.reactivate(now)
     await uow.members.save_state(member)
+    audit.note(before=before, after={"state": member.state.value})
     return member
 
 

@@ -28,6 +28,7 @@ _SEGMENTS_WRITE = rule(
     SEGMENTS_WRITE,
     resource_unit="the segment's unit (every segment with `insights:group`)",
     note="a unit's team creates its unit's segments; with `insights:group`, the group's",
+    audited=True,
 )
 
 ACCESS: dict[str, Rule] = {
@@ -44,7 +45,9 @@ ACCESS: dict[str, Rule] = {
         INSIGHTS_GROUP, note="a fit is the group's: its state, parameters and hold-out report"
     ),
     "FitLifetimeValue": rule(
-        ADMIN, note="fits the lifetime value models now (they are fitted daily on schedule)"
+        ADMIN,
+        note="fits the lifetime value models now (they are fitted daily on schedule)",
+        audited=True,
     ),
     "CreateSegment": _SEGMENTS_WRITE,
     "GetSegment": _SEGMENTS_READ,

@@ -3,7 +3,7 @@ rendered from it). Reads are open to any authenticated caller (a till reads a ba
 
 from __future__ import annotations
 
-from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, Rule, rule
+from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
 
 EARN = "earn"  # credit points: purchases, their refunds and confirmations, referrals
 REDEEM = "redeem"  # spend points: redemptions and their cancellation, transfers out
@@ -16,21 +16,21 @@ ACCESS: dict[str, Rule] = {
     "ReverseEarn": rule(EARN, unit_field="unit"),
     "CancelRedemption": rule(REDEEM, resource_unit="the redemption's unit"),
     "LookupRedemption": rule(REDEEM, resource_unit="the redemption's unit"),
-    "AdjustPoints": rule(ADJUST, unit_field="unit"),
+    "AdjustPoints": rule(ADJUST, unit_field="unit", audited=True),
     "ConfirmOrder": rule(EARN, unit_field="unit"),
     "GetBalance": ANY_CALLER,
     "ListPostings": ANY_CALLER,
     "ListLots": ANY_CALLER,  # as the balance the lots make up
     "GetSettlement": rule("admin", note="every unit's figures: the group's finance"),
     "GetProgramme": ANY_CALLER,
-    "UpdateProgramme": ADMIN_ONLY,
+    "UpdateProgramme": ADMIN_AUDITED,
     "TransferPoints": rule(REDEEM),
     "ExchangeToPartner": rule(REDEEM),
     "ExchangeFromPartner": rule(EARN),
     "ReversePartnerExchange": rule(REDEEM),
     "RecordReferral": rule(EARN),
     "RecordActivity": rule(EARN, unit_field="unit"),
-    "RunPendingActivation": ADMIN_ONLY,
-    "RunExpiry": ADMIN_ONLY,
-    "RepublishLedger": ADMIN_ONLY,
+    "RunPendingActivation": ADMIN_AUDITED,
+    "RunExpiry": ADMIN_AUDITED,
+    "RepublishLedger": ADMIN_AUDITED,
 }

@@ -13,6 +13,7 @@ import grpc
 from loyalty.common.v1 import money_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.points.v1.points_service_pb2_grpc import PointsServiceServicer
+from loyalty_kit import audit
 from loyalty_kit.caller import check_unit, confining_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.idempotency import fingerprint
@@ -496,6 +497,7 @@ class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.UpdateProgrammeResponse:
             stored = await programmes.publish_programme(uow, programme, request.reason, now)
+            audit.note(after={"version": stored.version})
             return pb.UpdateProgrammeResponse(programme=convert.programme_message(stored))
 
         return await self._mutate("UpdateProgramme", request, pb.UpdateProgrammeResponse, work)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from loyalty_kit import audit
 from loyalty_kit.caller import check_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument, Violations
 
@@ -95,6 +96,7 @@ async def adjust(
     if unit not in programme.units and unit != GROUP:
         raise InvalidArgument.of([FieldViolation("unit", f"unknown unit {unit!r}")])
     account = await open_account(uow.ledger, member_id, directory, now)
+    before = {"available": account.available, "pending": account.pending}
     posting = account.adjust(
         points,
         unit=unit,
@@ -104,4 +106,8 @@ async def adjust(
         now=now,
     )
     await uow.ledger.save(account, now)
+    audit.note(
+        before=before,
+        after={"available": account.available, "pending": account.pending, "points": points},
+    )
     return posting, account

@@ -3,23 +3,23 @@ rendered from it). Reads are open to any authenticated caller."""
 
 from __future__ import annotations
 
-from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, Rule, rule
+from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
 
 SELL = "membership"  # a unit's shop selling paid memberships
 EARN = "earn"  # a till, which sells them at the counter too
 
 ACCESS: dict[str, Rule] = {
     "GetLadder": ANY_CALLER,
-    "UpdateLadder": ADMIN_ONLY,
+    "UpdateLadder": ADMIN_AUDITED,
     "GetMemberTier": ANY_CALLER,
-    "RunYearEnd": ADMIN_ONLY,
+    "RunYearEnd": ADMIN_AUDITED,
     "ListTierHistory": ANY_CALLER,
     "PreviewMemberTier": ANY_CALLER,
     "GetTierDistribution": ANY_CALLER,
-    "CreateTierGrant": ADMIN_ONLY,
-    "RevokeTierGrant": ADMIN_ONLY,
+    "CreateTierGrant": ADMIN_AUDITED,
+    "RevokeTierGrant": ADMIN_AUDITED,
     "ListTierGrants": ANY_CALLER,
     "PurchaseMembership": rule(SELL, EARN, unit_field="unit"),
     "RefundMembership": rule(SELL, EARN, unit_field="unit"),
-    "RunGrantExpiry": ADMIN_ONLY,
+    "RunGrantExpiry": ADMIN_AUDITED,
 }

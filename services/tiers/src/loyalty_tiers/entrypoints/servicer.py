@@ -7,6 +7,7 @@ from datetime import datetime
 import grpc
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty.tiers.v1.tiers_service_pb2_grpc import TiersServiceServicer
+from loyalty_kit import audit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.jobs import chunks_of
 from loyalty_kit.pagination import next_token, read_page
@@ -41,6 +42,7 @@ class TiersServicer(UnitOfWorkServicer[TiersUnitOfWork], TiersServiceServicer):
 
         async def work(uow: TiersUnitOfWork, _now: datetime) -> pb.UpdateLadderResponse:
             stored = await ladders.publish_ladder(uow, new)
+            audit.note(after={"version": stored.version})
             return pb.UpdateLadderResponse(ladder=convert.ladder_message(stored))
 
         return await self._mutate("UpdateLadder", request, pb.UpdateLadderResponse, work)

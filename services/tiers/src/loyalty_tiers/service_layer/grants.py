@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from loyalty_kit import audit
 from loyalty_kit.jobs import DEFAULT_CHUNK_SIZE, Chunks
 
 from loyalty_tiers.domain.errors import GrantNotFound
@@ -38,8 +39,13 @@ async def create_grant(
     member = await member_for_update(uow, rules, member_id, now)
     await refuse_if_erased(uow, member_id)
     grant = Grant.given(member_id, kind, tier, reason, now, ends_at)
+    before = {"tier": member.effective}
     member.grant(rules, grant, now)
     await uow.tiers.save([member])
+    audit.note(
+        before=before,
+        after={"tier": member.effective, "grant_id": grant.grant_id, "granted_tier": tier},
+    )
     return Granted(grant, member.effective)
 
 
@@ -56,8 +62,10 @@ async def revoke_grant(
     rules = await ladder(uow)
     member = await member_for_update(uow, rules, member_id, now)
     grant = await grant_of(uow, member_id, grant_id)
+    before = {"tier": member.effective, "grant_id": grant.grant_id, "granted_tier": grant.tier}
     member.revoke(rules, grant, why, now)
     await uow.tiers.save([member])
+    audit.note(before=before, after={"tier": member.effective})
     return Granted(grant, member.effective)
 
 
