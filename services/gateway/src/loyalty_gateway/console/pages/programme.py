@@ -1,10 +1,278 @@
-"""The console's programme page (a placeholder until it is built)."""
+"""The console's programme page (`/console/programme`): the live programme file, a new one
+reviewed against it (its problems at their lines, the changes per section with before and
+after), and applied after a confirmation that carries the review's digest.
+
+Only a group admin has the page (the `programme` action): every other role gets the 403 page,
+for reading the live file too, since it is the whole of the group's commercial terms.
+
+Apply reviews the submitted text again as the operator and hands `loyalty_admin.review.apply`
+the digest the confirmation carried: when the live programme changed since the review (or the
+digest is not the review's) it raises `Stale`, nothing is applied, and the page shows the new
+review to confirm again. A confirmation's `request_id` is remembered with its outcome, so a
+second submit of the same confirmation (a double click, a reload) shows the first outcome and
+applies nothing; applies are serialised in the gateway process.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from loyalty_admin.document import Problem
+from loyalty_admin.live import CHANNELS, Services, calling, explain
+from loyalty_admin.programme import Outcome, PlanRefused, export_text
+from loyalty_admin.review import Review, Stale, apply, review_live
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from loyalty_gateway.console.render import NavItem, coming
+from loyalty_gateway.console.auth import form
+from loyalty_gateway.console.backend import console_credentials, operator_metadata
+from loyalty_gateway.console.operators import Operator
+from loyalty_gateway.console.render import NavItem, console_of, render, requires, session_of
 
-NAV = NavItem("programme", "/programme", "programme")
-ROUTES: list[BaseRoute] = [Route("/programme", coming("programme", "programme"))]
+ACTION = "programme"
+NAV = NavItem("programme", "/programme", ACTION)
+MAX_TEXT = 512 * 1024  # characters of a submitted file
+MAX_REASON = 500
+KEPT = 256  # outcomes remembered by request_id
+
+
+def normalised(text: str) -> str:
+    """A submitted file as reviewed: browsers send a form's line breaks as CRLF, and the
+    review's digest covers the text, so the review and the apply must see the same lines."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int
+    text: str
+    problems: tuple[Problem, ...] = ()
+    changed: bool = False
+
+
+def numbered(
+    text: str, problems: tuple[Problem, ...] = (), changed: set[int] | None = None
+) -> list[Line]:
+    """The file's lines, numbered from 1, each with the problems found at it."""
+    at: dict[int, list[Problem]] = {}
+    for problem in problems:
+        at.setdefault(problem.line, []).append(problem)
+    marked = changed or set()
+    return [
+        Line(number, line, tuple(at.get(number, ())), number in marked)
+        for number, line in enumerate(text.split("\n"), start=1)
+    ]
+
+
+def changed_lines(found: Review) -> set[int]:
+    return {change.line for section in found.sections for change in section.changes if change.line}
+
+
+def valid_request_id(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class Applies:
+    """What the confirmations did, by (operator, request_id), in this gateway process."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    done: OrderedDict[tuple[str, str], Outcome] = field(default_factory=OrderedDict)
+
+    def get(self, operator_id: str, request_id: str) -> Outcome | None:
+        return self.done.get((operator_id, request_id))
+
+    def keep(self, operator_id: str, request_id: str, outcome: Outcome) -> None:
+        self.done[(operator_id, request_id)] = outcome
+        while len(self.done) > KEPT:
+            self.done.popitem(last=False)
+
+
+def _applies(request: Request) -> Applies:
+    state = request.app.state
+    found: Applies | None = getattr(state, "programme_applies", None)
+    if found is None:
+        found = Applies()
+        state.programme_applies = found
+    return found
+
+
+def _services(request: Request, operator: Operator) -> Services:
+    console = console_of(request)
+    credentials = console.credentials or console_credentials(None, 300)
+    metadata = operator_metadata(credentials, operator)
+    channels = {name: console.backends.channels[name] for name in CHANNELS}
+    return calling(channels, [(k, v) for k, v in metadata if isinstance(v, str)])
+
+
+def _operator(request: Request) -> Operator:
+    session = session_of(request)
+    assert session is not None  # `requires` let the request in
+    return session.operator
+
+
+async def _live_text(services: Services) -> tuple[str, str]:
+    """The live programme as a file, or "" and why it could not be read."""
+    try:
+        live = await services.read(journeys=True)
+    except grpc.aio.AioRpcError as error:
+        return "", explain(error)
+    return export_text(live, datetime.now(UTC)), ""
+
+
+def _page(
+    request: Request,
+    *,
+    live: str,
+    live_error: str = "",
+    text: str = "",
+    found: Review | None = None,
+    message: str = "",
+    message_detail: str = "",
+    outcome: Outcome | None = None,
+    reason: str = "",
+    status: int = 200,
+) -> Response:
+    context: dict[str, Any] = {
+        "live_lines": numbered(live) if live else [],
+        "live_error": live_error,
+        "text": text,
+        "found": found,
+        "lines": numbered(text, found.problems, changed_lines(found)) if found else [],
+        "request_id": str(uuid.uuid4()),
+        "message": message,
+        "message_detail": message_detail,
+        "outcome": outcome,
+        "reason": reason,
+    }
+    return render(request, "programme/page.html", context, status)
+
+
+@requires(ACTION)
+async def show(request: Request) -> Response:
+    operator = _operator(request)
+    services = _services(request, operator)
+    live, error = await _live_text(services)
+    outcome = None
+    applied = request.query_params.get("applied", "")
+    if applied:
+        outcome = _applies(request).get(operator.operator_id, applied)
+    return _page(request, live=live, live_error=error, outcome=outcome, text=live)
+
+
+async def _review(services: Services, text: str) -> tuple[Review | None, str]:
+    try:
+        return await review_live(text, services), ""
+    except grpc.aio.AioRpcError as error:
+        return None, explain(error)
+
+
+@requires(ACTION)
+async def review_file(request: Request) -> Response:
+    operator = _operator(request)
+    fields = form(await request.body())
+    text = normalised(fields.get("text", ""))
+    services = _services(request, operator)
+    live, live_error = await _live_text(services)
+    if not text.strip() or len(text) > MAX_TEXT:
+        key = "programme.empty" if not text.strip() else "programme.too_long"
+        return _page(request, live=live, live_error=live_error, text=text, message=key, status=400)
+    found, error = await _review(services, text)
+    if found is None:
+        return _page(
+            request,
+            live=live,
+            text=text,
+            message="programme.unavailable",
+            message_detail=error,
+            status=503,
+        )
+    return _page(request, live=live, live_error=live_error, text=text, found=found)
+
+
+@requires(ACTION)
+async def apply_file(request: Request) -> Response:
+    operator = _operator(request)
+    fields = form(await request.body())
+    text = normalised(fields.get("text", ""))
+    digest = fields.get("digest", "")
+    request_id = fields.get("request_id", "")
+    reason = fields.get("reason", "").strip()[:MAX_REASON]
+    services = _services(request, operator)
+    base = request.scope.get("root_path", "")
+    applies = _applies(request)
+    if not valid_request_id(request_id) or not digest or not text.strip():
+        live, _ = await _live_text(services)
+        return _page(
+            request, live=live, text=text, message="programme.bad_confirmation", status=400
+        )
+    if applies.get(operator.operator_id, request_id) is not None:
+        return RedirectResponse(f"{base}/programme?applied={request_id}", status_code=303)
+    async with applies.lock:
+        if applies.get(operator.operator_id, request_id) is not None:
+            return RedirectResponse(f"{base}/programme?applied={request_id}", status_code=303)
+        found, error = await _review(services, text)
+        if found is None:
+            live, _ = await _live_text(services)
+            return _page(
+                request,
+                live=live,
+                text=text,
+                message="programme.unavailable",
+                message_detail=error,
+                status=503,
+            )
+        if not reason:
+            live, _ = await _live_text(services)
+            return _page(
+                request,
+                live=live,
+                text=text,
+                found=found,
+                message="programme.reason_required",
+                status=400,
+            )
+        try:
+            outcome = await apply(found, digest, services, reason=reason)
+        except Stale:
+            live, _ = await _live_text(services)
+            return _page(
+                request,
+                live=live,
+                text=text,
+                found=found,
+                message="programme.stale",
+                reason=reason,
+                status=409,
+            )
+        except PlanRefused as refused:
+            live, _ = await _live_text(services)
+            return _page(
+                request,
+                live=live,
+                text=text,
+                found=found,
+                message="programme.refused",
+                message_detail=str(refused),
+                status=409,
+            )
+        applies.keep(operator.operator_id, request_id, outcome)
+    return RedirectResponse(f"{base}/programme?applied={request_id}", status_code=303)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/programme", show, methods=["GET"]),
+    Route("/programme/review", review_file, methods=["POST"]),
+    Route("/programme/apply", apply_file, methods=["POST"]),
+]
