@@ -12,7 +12,9 @@ A unit-scoped caller (a unit manager) passes its `unit`; then:
 - the settlement matrix (points GetSettlement, an admin's RPC with no `unit`) is kept to the
   flows the unit earned or redeemed at;
 - the tier count of now (tiers GetTierDistribution) is the group's only: left out for a unit;
-- journeys are engagement's ListJourneys (a unit's client sees its own), kept to the unit's.
+- journeys are engagement's ListJourneys (a unit's client sees its own), kept to the unit's;
+  their uplift (insights GetJourneyUplift) is the group's team's only, so a unit's journeys are
+  listed with the uplift named unavailable.
 
 `echarts_option(figure)` is the Apache ECharts option for a figure: plain JSON (no functions;
 the page puts it in a `<script type="application/json">` block under a CSP without inline
@@ -36,6 +38,7 @@ from loyalty_gateway.adapters.services import Call, Services
 from loyalty_gateway.flows.parallel import in_parallel
 
 JOURNEYS_SHOWN = 20  # journeys whose uplift the journeys figure asks for
+UPLIFT = ("GetJourneyUplift",)
 NEVER = "never"  # the expiry "month" of points that never expire
 KINDS = ("bar", "stacked-bar", "line", "heatmap", "matrix")
 
@@ -391,6 +394,8 @@ async def journeys(services: Services, call: Call, unit: str = "") -> Figure:
     listed = [j for j in found["ListJourneys"].journeys if not unit or j.unit == unit][
         :JOURNEYS_SHOWN
     ]
+    if unit:  # a journey's uplift is the group's team's (insights refuses a unit's)
+        return replace(journeys_figure([(j, None) for j in listed]), unavailable=UPLIFT)
     uplifts = await asyncio.gather(
         *(in_parallel({"GetJourneyUplift": _uplift(services, call, j.name)}) for j in listed)
     )
