@@ -507,7 +507,7 @@ def echarts_option(figure: Figure, translate: Callable[[str], str] = str) -> dic
     """The ECharts option of a figure: only dicts, lists, strings, numbers and booleans."""
 
     def t(text: str) -> str:
-        return translate(text) if text.startswith(("figures.", "+")) else text
+        return translate(text) if text.startswith("figures.") else text
 
     base: dict[str, Any] = {
         "aria": {"enabled": True},
