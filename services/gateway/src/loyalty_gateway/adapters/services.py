@@ -496,3 +496,79 @@ class Services:
             ),
         )
         return answer
+
+    # -- the dashboards' figures (flows/figures.py) -----------------------------------------------
+
+    async def get_points_liability(
+        self, call: Call, request: insights_pb.GetPointsLiabilityRequest
+    ) -> insights_pb.GetPointsLiabilityResponse:
+        answer: insights_pb.GetPointsLiabilityResponse = await call.ask(
+            self.insights.GetPointsLiability, request
+        )
+        return answer
+
+    async def get_settlement(
+        self, call: Call, request: points_pb.GetSettlementRequest
+    ) -> points_pb.GetSettlementResponse:
+        answer: points_pb.GetSettlementResponse = await call.ask(self.points.GetSettlement, request)
+        return answer
+
+    async def get_programme_health(
+        self, call: Call, request: insights_pb.GetProgrammeHealthRequest
+    ) -> insights_pb.GetProgrammeHealthResponse:
+        answer: insights_pb.GetProgrammeHealthResponse = await call.ask(
+            self.insights.GetProgrammeHealth, request
+        )
+        return answer
+
+    async def get_tier_distribution(self, call: Call) -> tiers_pb.GetTierDistributionResponse:
+        answer: tiers_pb.GetTierDistributionResponse = await call.ask(
+            self.tiers.GetTierDistribution, tiers_pb.GetTierDistributionRequest()
+        )
+        return answer
+
+    async def get_rfm(
+        self, call: Call, request: insights_pb.GetRfmRequest
+    ) -> insights_pb.GetRfmResponse:
+        answer: insights_pb.GetRfmResponse = await call.ask(self.insights.GetRfm, request)
+        return answer
+
+    async def get_unit_overlap(
+        self, call: Call, request: insights_pb.GetUnitOverlapRequest
+    ) -> insights_pb.GetUnitOverlapResponse:
+        answer: insights_pb.GetUnitOverlapResponse = await call.ask(
+            self.insights.GetUnitOverlap, request
+        )
+        return answer
+
+    async def get_multi_unit_members(
+        self, call: Call, request: insights_pb.GetMultiUnitMembersRequest
+    ) -> insights_pb.GetMultiUnitMembersResponse:
+        answer: insights_pb.GetMultiUnitMembersResponse = await call.ask(
+            self.insights.GetMultiUnitMembers, request
+        )
+        return answer
+
+    async def get_cohorts(
+        self, call: Call, request: insights_pb.GetCohortsRequest
+    ) -> insights_pb.GetCohortsResponse:
+        answer: insights_pb.GetCohortsResponse = await call.ask(self.insights.GetCohorts, request)
+        return answer
+
+    async def list_journeys(
+        self, call: Call, page_size: int, page_token: str = ""
+    ) -> engagement_pb.ListJourneysResponse:
+        answer: engagement_pb.ListJourneysResponse = await call.ask(
+            self.engagement.ListJourneys,
+            engagement_pb.ListJourneysRequest(page_size=page_size, page_token=page_token),
+        )
+        return answer
+
+    async def get_journey_uplift(
+        self, call: Call, journey: str, window_days: int = 0
+    ) -> insights_pb.GetJourneyUpliftResponse:
+        answer: insights_pb.GetJourneyUpliftResponse = await call.ask(
+            self.insights.GetJourneyUplift,
+            insights_pb.GetJourneyUpliftRequest(journey=journey, window_days=window_days),
+        )
+        return answer
