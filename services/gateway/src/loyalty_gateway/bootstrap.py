@@ -19,6 +19,7 @@ from loyalty_gateway.adapters.services import Services
 from loyalty_gateway.flows import Flows
 from loyalty_gateway.flows.checkout import CheckoutSaga
 from loyalty_gateway.flows.export import ExportMemberData
+from loyalty_gateway.flows.member360 import Member360, MemberActions
 from loyalty_gateway.flows.overview import Overview
 from loyalty_gateway.flows.purchase import RecordPurchase
 from loyalty_gateway.flows.refund import RefundPurchase
@@ -39,6 +40,7 @@ class Gateway:
     flows: Flows
     uow: Callable[[], UnitOfWork]  # the gateway's own database: API clients, checkout log
     credentials: ServiceCredentials  # the gateway on its own account (recovery, unsubscribe)
+    member_actions: MemberActions  # the console's member pages: search, 360 (`.reads`), actions
 
 
 def bootstrap(
@@ -60,6 +62,15 @@ def bootstrap(
         refund=RefundPurchase(services, context.uow, deadline),
         export=ExportMemberData(services, deadline, clock),
     )
+    member_actions = MemberActions(Member360(services, deadline))
     return Gateway(
-        context, context.settings, config, keys, backends, flows, context.uow, credentials
+        context,
+        context.settings,
+        config,
+        keys,
+        backends,
+        flows,
+        context.uow,
+        credentials,
+        member_actions,
     )
