@@ -363,10 +363,9 @@ async def act(request: Request) -> Response:
         try:
             await _perform(request, action, _member_of(request), values)
         except (DomainError, grpc.aio.AioRpcError) as error:
-            if isinstance(error, PermissionDenied) or (
-                isinstance(error, grpc.aio.AioRpcError)
-                and error.code() == grpc.StatusCode.PERMISSION_DENIED
-            ):
+            # Out of the operator's reach: the refusal page, nothing of the member shown. A
+            # service refusing the action itself is said on this page.
+            if isinstance(error, PermissionDenied):
                 refused = _refused(request, error)
                 if refused is not None:
                     return refused
