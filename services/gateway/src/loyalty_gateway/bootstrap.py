@@ -21,6 +21,7 @@ from loyalty_gateway.flows import Flows
 from loyalty_gateway.flows.audit import AuditEntries
 from loyalty_gateway.flows.checkout import CheckoutSaga
 from loyalty_gateway.flows.export import ExportMemberData
+from loyalty_gateway.flows.member360 import Member360, MemberActions
 from loyalty_gateway.flows.overview import Overview
 from loyalty_gateway.flows.purchase import RecordPurchase
 from loyalty_gateway.flows.refund import RefundPurchase
@@ -41,6 +42,7 @@ class Gateway:
     flows: Flows
     uow: Callable[[], UnitOfWork]  # the gateway's own database: API clients, checkout log
     credentials: ServiceCredentials  # the gateway on its own account (recovery, unsubscribe)
+    member_actions: MemberActions  # the console's member pages: search, 360 (`.reads`), actions
 
 
 def bootstrap(
@@ -63,6 +65,15 @@ def bootstrap(
         export=ExportMemberData(services, deadline, clock),
         audit=AuditEntries(AuditLog(context.uow)),
     )
+    member_actions = MemberActions(Member360(services, deadline))
     return Gateway(
-        context, context.settings, config, keys, backends, flows, context.uow, credentials
+        context,
+        context.settings,
+        config,
+        keys,
+        backends,
+        flows,
+        context.uow,
+        credentials,
+        member_actions,
     )

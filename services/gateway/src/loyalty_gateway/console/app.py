@@ -129,6 +129,7 @@ def build_console(
     backends: object = None,
     clock: Callable[[], datetime] = _utc_now,
     sign_in_allowed: Callable[[str], Awaitable[bool]] | None = None,
+    members: object = None,
 ) -> ASGIApp:
     """The console app. `sign_in_allowed(address)` counts a sign-in attempt from a client
     address and says whether it may go on (the gateway's rate limits; always, if None)."""
@@ -154,6 +155,7 @@ def build_console(
         sign_in_allowed=sign_in_allowed or _always,
         nav=pages.navigation(),
         templates=environment(),
+        members=members,
     )
     guarded = Guard(app, accounts, cookies, clock, config.max_body_bytes)
     return SecurityHeaders(guarded)

@@ -41,6 +41,7 @@ class Console:
     sign_in_allowed: Callable[[str], Awaitable[bool]]  # counts an address's sign-in attempts
     nav: list[NavItem]
     templates: Environment
+    members: Any = None  # the member pages' MemberActions (flows/member360.py), None in fast tests
 
 
 def environment() -> Environment:

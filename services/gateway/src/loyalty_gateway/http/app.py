@@ -96,6 +96,7 @@ def build_app(gateway: Gateway) -> ASGIApp:
         credentials=console_credentials(gateway.keys.signing, config.console_token_ttl_seconds),
         backends=gateway.backends,
         sign_in_allowed=sign_in_allowed,
+        members=gateway.member_actions,
     )
 
     async def to_console(_request: Request) -> RedirectResponse:
