@@ -291,7 +291,7 @@ async def test_each_route_over_http(gateway: Gateway, route: Route) -> None:
         foreign = await http_call(gateway, route, other, UNIT, rule)
         assert foreign.status_code == 403, foreign.text
         assert reason_of(foreign) == "UNIT_MISMATCH"
-    if rule == ADMIN_ONLY:
+    if rule.scopes == ADMIN_ONLY.scopes:  # audited or not
         return  # proven over gRPC: an admin's call here would run the batch or replace data
     for caller in (granted(rule), ADMIN):
         answer = await http_call(gateway, route, await token_for(gateway, caller), UNIT, rule)
