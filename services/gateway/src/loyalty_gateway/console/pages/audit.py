@@ -187,7 +187,7 @@ def _json_text(text: str) -> str:
     if not text:
         return ""
     try:
-        return json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False, indent=1)
+        return json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False)
     except ValueError:
         return text
 
