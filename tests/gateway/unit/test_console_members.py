@@ -5,12 +5,12 @@ personal_data:read), and an action only after its confirmation and with a reason
 
 from __future__ import annotations
 
-import logging
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
+from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
 from loyalty.identity.v1 import member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_gateway.console.app import build_console
@@ -92,13 +92,21 @@ class FakeActions:
 
 
 def client(
-    actions: FakeActions, role: str = "group_admin", unit: str = "group"
+    actions: FakeActions,
+    role: str = "group_admin",
+    unit: str = "group",
+    written: list[AuditEntryRecorded] | None = None,
 ) -> tuple[TestClient, str]:
     accounts = MemoryAccounts()
     login = f"op-{uuid.uuid4().hex[:8]}"
     accounts.add(login, role, unit)
     config = GatewaySettings(console_insecure_cookies=True)
-    console = build_console(accounts, config, clock=lambda: NOW, members=actions)
+
+    async def write(entry: AuditEntryRecorded) -> None:
+        if written is not None:
+            written.append(entry)
+
+    console = build_console(accounts, config, clock=lambda: NOW, members=actions, audit_write=write)
     http = TestClient(Starlette(routes=[Mount("/console", console)]), base_url=BASE)
     return http, signed_in(http, login)
 
@@ -129,17 +137,24 @@ def test_a_query_naming_nothing_is_a_form_error() -> None:
     assert hits.status_code == 200 and f'href="/console/members/{MEMBER_ID}"' in hits.text
 
 
-def test_showing_personal_data_is_a_recorded_post(caplog: pytest.LogCaptureFixture) -> None:
+def test_showing_personal_data_is_a_recorded_post() -> None:
     actions = FakeActions()
-    http, csrf = client(actions, "customer_service")
+    written: list[AuditEntryRecorded] = []
+    http, csrf = client(actions, "customer_service", written=written)
     refused = http.post(f"/console/members/{MEMBER_ID}/unmask", headers=SAME)
     assert refused.status_code == 403
-    with caplog.at_level(logging.INFO, logger="loyalty.console.audit"):
-        shown = http.post(f"/console/members/{MEMBER_ID}/unmask", data={"csrf": csrf}, headers=SAME)
+    assert [e.method for e in written] == ["SignIn"]
+    shown = http.post(f"/console/members/{MEMBER_ID}/unmask", data={"csrf": csrf}, headers=SAME)
     assert shown.status_code == 200 and "13912345678" in shown.text
     assert actions.reads.callers[-1].may(scopes.PERSONAL_DATA_READ)
-    (event,) = [r for r in caplog.records if r.getMessage() == "console.unmask"]
-    assert event.target == f"members/{MEMBER_ID}"  # type: ignore[attr-defined]
+    event = written[-1]
+    assert (event.service, event.method, event.target) == ("console", "ShowPersonalData", MEMBER_ID)
+    assert event.operator_id == written[0].operator_id != ""
+    assert json.loads(event.request_json) == {
+        "member_id": MEMBER_ID,
+        "shown": ["profile", "identities"],
+    }
+    assert "13912345678" not in str(event) and "alert" not in str(event)
     # An analyst may not.
     analyst, token = client(FakeActions(), "analyst")
     denied = analyst.post(

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from loyalty_gateway.console import i18n, pages
 from loyalty_gateway.console.auth import Accounts, Cookies, Guard, form, new_token
 from loyalty_gateway.console.headers import SecurityHeaders
+from loyalty_gateway.console.pages import audit
 from loyalty_gateway.console.render import Console, console_of, environment, render, session_of
 from loyalty_gateway.settings import GatewaySettings
 
@@ -75,6 +76,7 @@ async def sign_in(request: Request) -> Response:
     if not await console.sign_in_allowed(address):
         return _login(request, "login.too_many", 429, login)
     outcome = await console.accounts.sign_in(login, fields.get("password", ""), console.clock())
+    await audit.record_sign_in(console, outcome)
     if outcome.operator is None:
         error = "login.locked" if outcome.outcome == "locked" else "login.wrong"
         return _login(request, error, 401, login)
@@ -90,6 +92,8 @@ async def sign_out(request: Request) -> Response:
     cookie = request.cookies.get(console.cookies.session)
     if cookie:
         await console.accounts.end_session(cookie, console.clock())
+        session = session_of(request)
+        await audit.record_sign_out(console, session.operator if session else None)
     response = RedirectResponse(request.scope.get("root_path", "") + "/login", status_code=303)
     console.cookies.clear(response, console.cookies.session)
     return response
@@ -130,6 +134,8 @@ def build_console(
     clock: Callable[[], datetime] = _utc_now,
     sign_in_allowed: Callable[[str], Awaitable[bool]] | None = None,
     members: object = None,
+    audit_log: object = None,
+    audit_write: object = None,
 ) -> ASGIApp:
     """The console app. `sign_in_allowed(address)` counts a sign-in attempt from a client
     address and says whether it may go on (the gateway's rate limits; always, if None)."""
@@ -156,6 +162,8 @@ def build_console(
         nav=pages.navigation(),
         templates=environment(),
         members=members,
+        audit_log=audit_log,
+        audit_write=audit_write,
     )
     guarded = Guard(app, accounts, cookies, clock, config.max_body_bytes)
     return SecurityHeaders(guarded)

@@ -177,7 +177,7 @@ class Guard:
                     scope, receive, send
                 )
                 return
-            receive = _replay(body)
+            receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
 
@@ -211,7 +211,9 @@ async def _read(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
+def _replay(body: bytes, following: Receive) -> Receive:
+    """The body read once, then the connection's own messages: a streamed answer waits on
+    them for a real disconnect (an immediate one would end it at its first chunk)."""
     sent = False
 
     async def receive() -> Message:
@@ -219,7 +221,7 @@ def _replay(body: bytes) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await following()
 
     return receive
 

@@ -53,7 +53,10 @@ Outcome = Literal["signed_in", "wrong", "locked"]
 @dataclass(frozen=True)
 class SignIn:
     outcome: Outcome
-    operator: Operator | None = None
+    operator: Operator | None = None  # only when signed in
+    operator_id: str = ""  # the refused operator's, when the login is one (for the audit log)
+    unit: str = ""
+    locked_now: bool = False  # this failure locked the account
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ class OperatorStore:
             return SignIn("wrong")
         if row["locked_until"] is not None and row["locked_until"] > now:
             _verify(_DUMMY, password)  # as long as any other answer
-            return SignIn("locked")
+            return SignIn("locked", None, str(row["operator_id"]), row["unit"])
         if not _verify(row["password_hash"], password):
             failed, locked = after_failure(row["failed_attempts"], now, self.policy)
             await conn.execute(
@@ -213,7 +216,13 @@ class OperatorStore:
                 failed,
                 locked,
             )
-            return SignIn("locked" if locked else "wrong")
+            return SignIn(
+                "locked" if locked else "wrong",
+                None,
+                str(row["operator_id"]),
+                row["unit"],
+                locked_now=locked is not None,
+            )
         rehash = _hasher.check_needs_rehash(row["password_hash"])
         await conn.execute(
             "UPDATE operators SET failed_attempts = 0, locked_until = NULL, "

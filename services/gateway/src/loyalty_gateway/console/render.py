@@ -42,6 +42,8 @@ class Console:
     nav: list[NavItem]
     templates: Environment
     members: Any = None  # the member pages' MemberActions (flows/member360.py), None in fast tests
+    audit_log: Any = None  # the gateway's AuditLog (adapters/audit_log.py), None in fast tests
+    audit_write: Any = None  # its direct writer of one entry (the console's own), or None
 
 
 def environment() -> Environment:

@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from loyalty_gateway.adapters.audit_log import AuditLog
+from loyalty_gateway.adapters.audit_log import AuditLog, direct_writer
 from loyalty_gateway.adapters.backends import exposed_services
 from loyalty_gateway.bootstrap import Gateway
 from loyalty_gateway.console.app import build_console
@@ -97,6 +97,10 @@ def build_app(gateway: Gateway) -> ASGIApp:
         backends=gateway.backends,
         sign_in_allowed=sign_in_allowed,
         members=gateway.member_actions,
+        audit_log=AuditLog(gateway.uow),
+        audit_write=direct_writer(gateway.context.sessions)
+        if gateway.context.sessions is not None
+        else None,
     )
 
     async def to_console(_request: Request) -> RedirectResponse:

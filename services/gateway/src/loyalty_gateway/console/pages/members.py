@@ -10,7 +10,6 @@ A unit manager asking for another unit's member gets a 403 page naming the reaso
 from __future__ import annotations
 
 import contextlib
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 from loyalty_gateway.console.auth import form
 from loyalty_gateway.console.backend import operator_caller, operator_metadata
 from loyalty_gateway.console.operators import Operator
+from loyalty_gateway.console.pages import audit
 from loyalty_gateway.console.render import NavItem, console_of, render, requires, session_of
 from loyalty_gateway.console.roles import may
 from loyalty_gateway.flows.member360 import (
@@ -41,7 +41,6 @@ from loyalty_gateway.flows.member360 import (
 )
 
 NAV = NavItem("members", "/members", "members")
-AUDIT = logging.getLogger("loyalty.console.audit")
 
 # The parts of a 360 in the order shown (flows/member360.py names them).
 PARTS = (
@@ -73,20 +72,14 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 MAX_COLUMNS = 7
 
 
-def record_unmask(operator: Operator, member: str, now: datetime) -> None:
-    """An operator saw a member's personal data in clear: a structured event, which is where
-    the audit log's entry is written once the audit log exists (who, when, what; no data)."""
-    AUDIT.info(
-        "console.unmask",
-        extra={
-            "event": "console.unmask",
-            "operator_id": operator.operator_id,
-            "operator_role": operator.role,
-            "operator_unit": operator.unit,
-            "target": member,
-            "time": now.isoformat(),
-        },
-    )
+# The parts of a member a "show" puts in clear (recorded by name, never their values).
+UNMASKED_PARTS = ("profile", "identities")
+
+
+async def record_unmask(request: Request, operator: Operator, member: str) -> None:
+    """An operator saw a member's personal data in clear: an entry of the audit log (who, when,
+    which member, which parts; no values)."""
+    await audit.record_unmask(console_of(request), operator, member, UNMASKED_PARTS)
 
 
 # What a part's answer looks like on the page.
@@ -259,7 +252,7 @@ async def _page(
             raise
         return refused
     if personal_data:
-        record_unmask(operator, member, console_of(request).clock())
+        await record_unmask(request, operator, member)
     return render(request, "members/member.html", _context(request, view, operator, done))
 
 
