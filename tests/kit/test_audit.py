@@ -116,3 +116,14 @@ def test_personal_data_is_masked_in_every_part_of_an_entry() -> None:
     stored = audit.entry(draft, "OK").SerializeToString()
     for value in values:
         assert value.encode() not in stored
+
+
+def test_a_request_json_cannot_render_is_recorded_by_its_type() -> None:
+    # A hostile client's timestamp out of range: the draft (opened before the call is
+    # validated) must not fail, or the caller would get UNKNOWN instead of INVALID_ARGUMENT.
+    from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+
+    request = benefits_pb.UpdateCatalogueRequest()
+    request.catalogue.create_time.seconds = -(2**63)
+    request.catalogue.create_time.nanos = -1
+    assert audit.redact(request) == {"unreadable": "loyalty.benefits.v1.UpdateCatalogueRequest"}

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
+from google.protobuf import json_format
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
@@ -238,8 +239,14 @@ def _message_fields(message: Message) -> list[Message]:
 
 
 def redact(message: Message) -> dict[str, Any]:
-    """The message as JSON data with personal data masked (see the module's note)."""
-    data: dict[str, Any] = _masked(MessageToDict(message, preserving_proto_field_name=True))
+    """The message as JSON data with personal data masked (see the module's note). A message
+    JSON cannot render (a timestamp out of range, a hostile client's) is recorded by its type
+    only: the call itself is refused by its validation, and its entry still written."""
+    try:
+        as_json = MessageToDict(message, preserving_proto_field_name=True)
+    except (json_format.Error, ValueError, TypeError):
+        return {"unreadable": message.DESCRIPTOR.full_name}
+    data: dict[str, Any] = _masked(as_json)
     return data
 
 
