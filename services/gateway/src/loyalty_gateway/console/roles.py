@@ -42,6 +42,7 @@ ROLES: dict[str, Role] = {
                     "erase",
                     "programme",
                     "jobs",
+                    "jobs_run",
                     "dashboards",
                     "audit",
                 }
