@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import grpc
 import pytest
+from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
 from loyalty.common.v1 import channel_pb2
 from loyalty.points.v1 import points_service_pb2 as pb
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
@@ -217,9 +218,14 @@ async def converged(suite: ClusterSuite, earns: int) -> None:
 
 
 async def outbox_of(suite: ClusterSuite, service: str) -> list[dict[str, object]]:
+    """The service's own events in its outbox: not its audit entries, which go to the shared
+    audit stream rather than the service's."""
     connection = await suite.database(service)
     try:
-        rows = await connection.fetch("SELECT event_type, published_at FROM kit_outbox")
+        rows = await connection.fetch(
+            "SELECT event_type, published_at FROM kit_outbox WHERE event_type <> $1",
+            AuditEntryRecorded.DESCRIPTOR.full_name,
+        )
     finally:
         await connection.close()
     return [dict(row) for row in rows]
