@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, Response
 
 from loyalty_gateway.console import i18n
 from loyalty_gateway.console.auth import Accounts, Cookies
-from loyalty_gateway.console.operators import Session
+from loyalty_gateway.console.operators import Operator, Session
 from loyalty_gateway.console.roles import may
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -64,6 +64,13 @@ def console_of(request: Request) -> Console:
 def session_of(request: Request) -> Session | None:
     found: Session | None = request.scope.get("state", {}).get("console_session")
     return found
+
+
+def operator_of(request: Request) -> Operator:
+    """The signed-in operator of a request a page's `requires` let in."""
+    session = session_of(request)
+    assert session is not None  # `requires` let the request in
+    return session.operator
 
 
 def render(

@@ -27,7 +27,13 @@ from loyalty_gateway.adapters.services import Call, Services
 from loyalty_gateway.console import i18n
 from loyalty_gateway.console.backend import operator_caller, operator_metadata
 from loyalty_gateway.console.operators import Operator
-from loyalty_gateway.console.render import NavItem, console_of, render, requires, session_of
+from loyalty_gateway.console.render import (
+    NavItem,
+    console_of,
+    operator_of,
+    render,
+    requires,
+)
 from loyalty_gateway.console.roles import GROUP
 from loyalty_gateway.flows.figures import DASHBOARDS, Figure, Period, dashboard, echarts_option
 
@@ -99,12 +105,6 @@ def _services(request: Request) -> Services:
     return found
 
 
-def _operator(request: Request) -> Operator:
-    session = session_of(request)
-    assert session is not None  # `requires` let the request in
-    return session.operator
-
-
 def _metadata(request: Request, operator: Operator) -> Any:
     console = console_of(request)
     if console.credentials is None:
@@ -114,7 +114,7 @@ def _metadata(request: Request, operator: Operator) -> Any:
 
 @requires(ACTION)
 async def listing(request: Request) -> Response:
-    operator = _operator(request)
+    operator = operator_of(request)
     return render(
         request, "dashboards/list.html", {"dashboards": DASHBOARDS, "unit": unit_of(operator)}
     )
@@ -125,7 +125,7 @@ async def one(request: Request) -> Response:
     name = request.path_params["name"]
     if name not in DASHBOARDS:
         return render(request, "error.html", {"status": 404}, 404)
-    operator = _operator(request)
+    operator = operator_of(request)
     unit = unit_of(operator)
     call = Call.within(_metadata(request, operator), DEADLINE_SECONDS, AT_LEAST_SECONDS)
     period = period_until(console_of(request).clock())

@@ -45,9 +45,9 @@ from loyalty_gateway.console.render import (
     Console,
     NavItem,
     console_of,
+    operator_of,
     render,
     requires,
-    session_of,
 )
 from loyalty_gateway.console.roles import GROUP, may
 
@@ -179,12 +179,6 @@ def runs_of(request: Request) -> Runs:
 # Calling the services as the operator.
 
 
-def _operator(request: Request) -> Operator:
-    session = session_of(request)
-    assert session is not None  # `requires` let the request in
-    return session.operator
-
-
 def _metadata(console: Console, operator: Operator, reason: str = "") -> tuple[Any, ...]:
     if console.credentials is None:
         found: tuple[Any, ...] = tuple(operator_caller(operator).metadata())
@@ -306,7 +300,7 @@ async def _listed(fetch: Any, rows_of: Callable[[Any], list[Row]]) -> Listed:
 
 
 async def live_context(request: Request) -> dict[str, Any]:
-    operator = _operator(request)
+    operator = operator_of(request)
     unit = "" if operator.unit == GROUP else operator.unit
     metadata = _metadata(console_of(request), operator)
     options = {"metadata": metadata, "timeout": LIST_DEADLINE_SECONDS}
@@ -385,7 +379,7 @@ async def cancel_import(request: Request) -> Response:
     name, reason = fields.get("name", ""), _reason(fields)
     if not name.startswith("memberImports/") or not reason:
         return render(request, "jobs/invalid.html", {"missing": "reason"}, 400)
-    operator = _operator(request)
+    operator = operator_of(request)
     members = member_import_pb2_grpc.MemberImportServiceStub(_channel(request, "identity"))
     try:
         await members.CancelMemberImport(
@@ -417,7 +411,7 @@ async def start_run(request: Request) -> Response:
     if job not in STEPPED or not reason or as_of is None:
         missing = "reason" if not reason else "job"
         return render(request, "jobs/invalid.html", {"missing": missing}, 400)
-    operator = _operator(request)
+    operator = operator_of(request)
     spec = JOBS[job]
     stub = spec.stub(_channel(request, spec.service))
     method = getattr(stub, spec.method)

@@ -34,7 +34,13 @@ from starlette.routing import BaseRoute, Route
 from loyalty_gateway.console.auth import form
 from loyalty_gateway.console.backend import console_credentials, operator_metadata
 from loyalty_gateway.console.operators import Operator
-from loyalty_gateway.console.render import NavItem, console_of, render, requires, session_of
+from loyalty_gateway.console.render import (
+    NavItem,
+    console_of,
+    operator_of,
+    render,
+    requires,
+)
 
 ACTION = "programme"
 NAV = NavItem("programme", "/programme", ACTION)
@@ -116,12 +122,6 @@ def _services(request: Request, operator: Operator) -> Services:
     return calling(channels, [(k, v) for k, v in metadata if isinstance(v, str)])
 
 
-def _operator(request: Request) -> Operator:
-    session = session_of(request)
-    assert session is not None  # `requires` let the request in
-    return session.operator
-
-
 async def _live_text(services: Services) -> tuple[str, str]:
     """The live programme as a file, or "" and why it could not be read."""
     try:
@@ -161,7 +161,7 @@ def _page(
 
 @requires(ACTION)
 async def show(request: Request) -> Response:
-    operator = _operator(request)
+    operator = operator_of(request)
     services = _services(request, operator)
     live, error = await _live_text(services)
     outcome = None
@@ -180,7 +180,7 @@ async def _review(services: Services, text: str) -> tuple[Review | None, str]:
 
 @requires(ACTION)
 async def review_file(request: Request) -> Response:
-    operator = _operator(request)
+    operator = operator_of(request)
     fields = form(await request.body())
     text = normalised(fields.get("text", ""))
     services = _services(request, operator)
@@ -203,7 +203,7 @@ async def review_file(request: Request) -> Response:
 
 @requires(ACTION)
 async def apply_file(request: Request) -> Response:
-    operator = _operator(request)
+    operator = operator_of(request)
     fields = form(await request.body())
     text = normalised(fields.get("text", ""))
     digest = fields.get("digest", "")
