@@ -187,3 +187,37 @@ async def test_a_client_stream_is_authorised_on_its_first_message_and_every_mess
 async def _raw(*bodies: bytes):  # type: ignore[no-untyped-def]
     for body in bodies:
         yield body
+
+
+# --- a member's own token ---------------------------------------------------------------------
+MEMBER = Caller(client_id="member:m-1", scopes=frozenset({"self:read"}), member="m-1")
+SELF_ACCESS = {
+    "Balance": rule("self:read", "earn", unit_field="value", member_field="value"),
+    "Read": ANY_CALLER,
+    "Adjust": rule("points:adjust"),
+    "Redeem": rule("self:redeem", "redeem", member_field="value"),
+}
+
+
+def test_a_member_token_reaches_its_own_member_only() -> None:
+    check(SELF_ACCESS, "Balance", naming("m-1"), MEMBER)
+    check(SELF_ACCESS, "Balance", None, MEMBER)  # not decoded: the member is checked once it is
+    for other in ("m-2", "", " m-2 "):
+        with pytest.raises(PermissionDenied) as foreign:
+            check(SELF_ACCESS, "Balance", naming(other), MEMBER)
+        assert foreign.value.reason == "MEMBER_MISMATCH"
+        assert foreign.value.metadata == {"field": "value"}  # the other member is not echoed
+    # A unit's till on the same rule: its unit is checked as before, not a member.
+    check(SELF_ACCESS, "Balance", naming("mall"), MALL_TILL)
+    with pytest.raises(UnitMismatch):
+        check(SELF_ACCESS, "Balance", naming("hotel"), MALL_TILL)
+
+
+def test_a_member_token_is_refused_where_the_rule_names_no_member_or_scope() -> None:
+    for method in ("Read", "Adjust"):  # "any caller" does not include a member's own token
+        with pytest.raises(PermissionDenied) as refused:
+            check(SELF_ACCESS, method, naming("m-1"), MEMBER)
+        assert refused.value.reason == "MEMBER_TOKEN_REFUSED"
+    with pytest.raises(PermissionDenied) as unscoped:
+        check(SELF_ACCESS, "Redeem", naming("m-1"), MEMBER)  # holds self:read, not self:redeem
+    assert unscoped.value.reason == "SCOPE_REQUIRED"

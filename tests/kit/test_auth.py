@@ -97,3 +97,30 @@ def test_a_token_carries_the_operator_a_client_acts_for(tmp_path: Path) -> None:
     assert verifier.verify(token).operator == "op-42"
     assert verifier.verify(signing.issue(HOTEL, 300)[0]).operator == ""
     assert verifier.caller_of(console.metadata()) == console  # trusted headers (development)
+
+
+def test_a_member_token_speaks_for_one_member_with_the_member_scopes_only(tmp_path: Path) -> None:
+    signing, public = development_keys(tmp_path)
+    verifier = TokenVerifier(parse_keys(public), trust_headers=False)
+    member = Caller(
+        client_id="member:m-1", scopes=frozenset({"self:read", "self:redeem"}), member="m-1"
+    )
+    assert verifier.verify(signing.issue(member, 300)[0]) == member
+    # A member token that claims more (a unit, an operator, other scopes) is cut to the member's.
+    greedy = Caller(
+        unit="mall",
+        client_id="member:m-1",
+        scopes=frozenset({"admin", "earn", "self:read"}),
+        operator="op-1",
+        member="m-1",
+    )
+    seen = verifier.verify(signing.issue(greedy, 300)[0])
+    assert (seen.unit, seen.scopes, seen.operator, seen.member) == (
+        "",
+        frozenset({"self:read"}),
+        "",
+        "m-1",
+    )
+    # The member is never taken from a header, trusted or not.
+    trusting = TokenVerifier(parse_keys(public), trust_headers=True)
+    assert trusting.caller_of((("x-loyalty-member", "m-1"),)).member == ""

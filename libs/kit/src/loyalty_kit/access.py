@@ -29,6 +29,10 @@ class Rule:
     note: str = ""
     # Every call (refusals too) is written to the audit log (`loyalty_kit.audit`).
     audited: bool = False
+    # The request field naming the member the call is about, where a member's own token may
+    # make it (with one of the rule's scopes): only for the member the token speaks for. A rule
+    # without one refuses every member token.
+    member_field: str = ""
 
 
 def rule(
@@ -37,9 +41,10 @@ def rule(
     resource_unit: str = "",
     note: str = "",
     audited: bool = False,
+    member_field: str = "",
 ) -> Rule:
     """`rule("earn", "members:register", unit_field="unit")`: shorter to declare."""
-    return Rule(frozenset(scopes), unit_field, resource_unit, note, audited)
+    return Rule(frozenset(scopes), unit_field, resource_unit, note, audited, member_field)
 
 
 ANY_CALLER = rule()
@@ -49,6 +54,19 @@ ADMIN_AUDITED = rule(ADMIN, audited=True)
 
 class NoAccessRule(PermissionDenied):
     reason = "NO_ACCESS_RULE"
+
+
+class MemberTokenRefused(PermissionDenied):
+    """A member's own token on a method members may not call: 403 MEMBER_TOKEN_REFUSED."""
+
+    reason = "MEMBER_TOKEN_REFUSED"
+
+
+class MemberMismatch(PermissionDenied):
+    """A member's own token naming another member (or none): 403 MEMBER_MISMATCH. The other
+    member's id is not echoed back."""
+
+    reason = "MEMBER_MISMATCH"
 
 
 def scope_required(scopes: frozenset[str]) -> PermissionDenied:
@@ -65,12 +83,30 @@ def check(access: Mapping[str, Rule], method: str, request: Any, caller: Caller)
     found = access.get(method)
     if found is None:
         raise NoAccessRule(f"{method} has no access rule: refused", metadata={"method": method})
+    if caller.member:
+        _check_member(found, method, request, caller)
     if found.scopes and not any(caller.may(scope) for scope in found.scopes):
         raise scope_required(found.scopes)
-    if found.unit_field and request is not None and not caller.may(ADMIN):
+    if found.unit_field and request is not None and not caller.may(ADMIN) and not caller.member:
         unit = field_of(request, found.unit_field)
         if isinstance(unit, str) and unit.strip() and unit.strip() != caller.unit:
             raise UnitMismatch(unit.strip(), caller.unit)
+
+
+def _check_member(found: Rule, method: str, request: Any, caller: Caller) -> None:
+    """A member's own token: only where the rule names the member field, and only for them."""
+    if not found.member_field or not found.scopes:
+        raise MemberTokenRefused(
+            f"a member's own token cannot call {method}", metadata={"method": method}
+        )
+    if request is None:
+        return  # not decoded: the scopes are checked now, the member once it is
+    named = field_of(request, found.member_field)
+    if not isinstance(named, str) or named.strip() != caller.member:
+        raise MemberMismatch(
+            "a member's own token reaches only that member's data",
+            metadata={"field": found.member_field},
+        )
 
 
 def field_of(request: Any, path: str) -> Any:
@@ -112,6 +148,10 @@ def render_markdown(tables: Iterable[tuple[str, Iterable[str], Mapping[str, Rule
         "  it: only that unit's clients (and admins) may touch it.",
         "- Refusals: no or a bad token 401 (`TOKEN_MISSING`, `TOKEN_EXPIRED`, `TOKEN_INVALID`);",
         "  a missing scope 403 `SCOPE_REQUIRED`; a method without a rule 403 `NO_ACCESS_RULE`.",
+        "- **Member in**: the request field naming the member, where a member's own token (the",
+        "  `self:*` scopes) may call: only for the member it speaks for (else 403",
+        "  `MEMBER_MISMATCH`); every other method refuses a member token (403",
+        "  `MEMBER_TOKEN_REFUSED`).",
         "- **Audited**: every call, refused ones too, is written to the audit log (who, when,",
         "  what, why, the outcome, before and after where known): `GET /v1/auditEntries`.",
         "",
@@ -120,18 +160,20 @@ def render_markdown(tables: Iterable[tuple[str, Iterable[str], Mapping[str, Rule
         out += [
             f"## {service}",
             "",
-            "| RPC | Scopes | Acts for the unit in | Unit checked on | Audited | Note |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| RPC | Scopes | Acts for the unit in | Member in | Unit checked on | Audited "
+            "| Note |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for method in methods:
             found = access.get(method)
             if found is None:
-                out.append(f"| {method} | **no rule: refused** | - | - | - | - |")
+                out.append(f"| {method} | **no rule: refused** | - | - | - | - | - |")
                 continue
             scopes = ", ".join(f"`{s}`" for s in sorted(found.scopes)) or "any caller"
             unit = f"`{found.unit_field}`" if found.unit_field else "-"
+            member = f"`{found.member_field}`" if found.member_field else "-"
             out.append(
-                f"| {method} | {scopes} | {unit} | {_cell(found.resource_unit)} "
+                f"| {method} | {scopes} | {unit} | {member} | {_cell(found.resource_unit)} "
                 f"| {'yes' if found.audited else '-'} | {_cell(found.note)} |"
             )
         out.append("")

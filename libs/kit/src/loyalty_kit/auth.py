@@ -44,6 +44,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from loyalty_kit.caller import Caller
 from loyalty_kit.devfiles import create_once
 from loyalty_kit.errors import Unauthenticated
+from loyalty_kit.scopes import MEMBER_SCOPES
 
 ISSUER = "loyalty-gateway"
 AUDIENCE = "loyalty"
@@ -125,6 +126,7 @@ class SigningKey:
             "unit": caller.unit,
             "scope": " ".join(sorted(caller.scopes)),
             **({"op": caller.operator} if caller.operator else {}),
+            **({"member": caller.member} if caller.member else {}),
             "iat": issued,
             "exp": expires,
             "jti": secrets.token_hex(8),
@@ -169,11 +171,16 @@ class TokenVerifier:
         """The caller a bearer token speaks for; UNAUTHENTICATED if it is not one of ours,
         tampered with or expired."""
         claims = self.claims(token)
+        scopes = frozenset(str(claims.get("scope", "")).split())
+        member = str(claims.get("member", ""))
+        if member:  # a member's token grants nothing beyond the member scopes, whoever signed it
+            scopes &= MEMBER_SCOPES
         return Caller(
-            unit=str(claims.get("unit", "")),
+            unit="" if member else str(claims.get("unit", "")),
             client_id=str(claims["sub"]),
-            scopes=frozenset(str(claims.get("scope", "")).split()),
-            operator=str(claims.get("op", "")),
+            scopes=scopes,
+            operator="" if member else str(claims.get("op", "")),
+            member=member,
         )
 
     def claims(self, token: str) -> dict[str, Any]:

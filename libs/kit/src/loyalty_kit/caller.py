@@ -33,6 +33,9 @@ class Caller:
     client_id: str = ""
     scopes: frozenset[str] = field(default_factory=frozenset)
     operator: str = ""
+    # The member a member's own token speaks for (its `member` claim; never from a header):
+    # such a caller holds only the member scopes and reaches only that member's data.
+    member: str = ""
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes or ADMIN in self.scopes
