@@ -143,3 +143,28 @@ async def test_a_legacy_join_date_is_the_members_registration(
     )
     assert await registered(insights_service, since_2019) == (earlier, "hotel")
     assert await registered(insights_service, undated) == (earlier, "hotel")
+
+
+async def birthday_month(service: RunningService, member_id: str) -> int | None:
+    async with service.context.uow() as uow:
+        conn = await driver_connection(uow.session)
+        found: int | None = await conn.fetchval(
+            "SELECT month FROM birthdays WHERE member_id = $1", member_id
+        )
+    return found
+
+
+async def test_one_import_naming_a_person_twice_keeps_the_last_rows_birthday(
+    suite: Suite, insights_service: RunningService
+) -> None:
+    """Two legacy rows of one person in one chunk (the unit's file listed them twice): the
+    chunk is taken (not dead-lettered), and the last row's birthday month stands."""
+    app: Insights = insights_service.root
+    twice = f"imported-{uuid.uuid4().hex[:12]}"
+    await imported(
+        app,
+        suite.clock(),
+        identity_events.ImportedMember(member_id=twice, created=True, birthday_month=3),
+        identity_events.ImportedMember(member_id=twice, birthday_month=7),
+    )
+    assert await birthday_month(insights_service, twice) == 7

@@ -343,15 +343,18 @@ class FactStore:
 
     async def record_birthdays(self, rows: Sequence[tuple[str, int, datetime]]) -> None:
         """(member, birthday month 1-12, when): the latest change wins; an erased member's is
-        not kept."""
+        not kept. A member may come several times (an import's rows of one person): the latest,
+        then the last given, counts."""
         if not rows:
             return
         conn = await self._conn()
         await conn.execute(
             "INSERT INTO birthdays (member_id, month, changed_at) "
-            "SELECT m, b, t "
-            "FROM unnest($1::text[], $2::smallint[], $3::timestamptz[]) AS r(m, b, t) "
+            "SELECT DISTINCT ON (m) m, b, t "
+            "FROM unnest($1::text[], $2::smallint[], $3::timestamptz[]) "
+            "WITH ORDINALITY AS r(m, b, t, n) "
             "WHERE NOT EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = r.m) "
+            "ORDER BY m, t DESC, n DESC "
             "ON CONFLICT (member_id) DO UPDATE SET month = excluded.month, "
             "changed_at = excluded.changed_at WHERE birthdays.changed_at <= excluded.changed_at",
             [r[0] for r in rows],
