@@ -17,6 +17,9 @@ import pytest
 from google.protobuf.message import Message
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_gateway.adapters.job_runs import AlreadyRunning, JobRun
+from loyalty_gateway.console import i18n
+from loyalty_gateway.console.pages.jobs import Listed
+from loyalty_gateway.console.render import environment
 from loyalty_gateway.console.runner import JobRunner, lease_of
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -169,3 +172,40 @@ async def test_a_stale_run_shows_interrupted_and_a_resume_counts_on_from_it() ->
 
 def test_the_lease_is_three_step_deadlines() -> None:
     assert lease_of(60.0) == timedelta(minutes=3)
+
+
+def test_the_page_offers_interrupted_runs_for_resuming_and_lists_them() -> None:
+    stale = JobRun("run-1", "expiry", NOW, "op-1", "monthly", NOW, NOW, state="interrupted")
+    stale.done, stale.remaining = 10, 30
+    page = (
+        environment()
+        .get_template("jobs/page.html")
+        .render(
+            t=i18n.translator("en"),
+            lang="en",
+            langs=i18n.LANGS,
+            base="/console",
+            csrf="token",
+            session=None,
+            operator=None,
+            nav=[],
+            here="/jobs",
+            member_imports=Listed(),
+            order_imports=Listed(),
+            issuances=Listed(),
+            runs=[stale],
+            running=False,
+            poll="every 2s",
+            admin=True,
+            stepped_options=[("expiry", "Points expiry")],
+            cancel_options=[],
+            resume_options=[("run-1", "Points expiry · 2026-06-01")],
+            done="",
+            refused="",
+            today="2026-06-01",
+        )
+    )
+    assert '<option value="run-1">Points expiry · 2026-06-01</option>' in page
+    assert 'id="resume-reason"' in page and 'id="cancel-none"' in page
+    assert 'data-run="run-1" data-state="interrupted"' in page
+    assert "hx-trigger" not in page  # nothing runs: no polling
