@@ -136,6 +136,7 @@ def build_console(
     members: object = None,
     audit_log: object = None,
     audit_write: object = None,
+    job_runs: object = None,
 ) -> ASGIApp:
     """The console app. `sign_in_allowed(address)` counts a sign-in attempt from a client
     address and says whether it may go on (the gateway's rate limits; always, if None)."""
@@ -164,6 +165,7 @@ def build_console(
         members=members,
         audit_log=audit_log,
         audit_write=audit_write,
+        job_runs=job_runs,
     )
     guarded = Guard(app, accounts, cookies, clock, config.max_body_bytes)
     return SecurityHeaders(guarded)

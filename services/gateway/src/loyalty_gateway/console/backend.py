@@ -9,6 +9,9 @@ headers are sent instead, as the kit does.
 
 from __future__ import annotations
 
+from typing import Any
+
+import grpc
 from loyalty_kit.auth import ServiceCredentials, SigningKey
 from loyalty_kit.caller import Caller
 
@@ -52,3 +55,25 @@ def operator_metadata(
     if reason:
         items.append((REASON_HEADER, reason.encode()))
     return tuple(items)
+
+
+def as_operator(
+    credentials: ServiceCredentials | None,
+    operator: Operator,
+    *,
+    personal_data: bool = False,
+    reason: str = "",
+) -> Metadata:
+    """`operator_metadata`, or without credentials (fast tests) the caller's headers."""
+    return operator_metadata(
+        credentials or ServiceCredentials(CLIENT_ID, None),
+        operator,
+        personal_data=personal_data,
+        reason=reason,
+    )
+
+
+def channel_of(backends: Any, service: str) -> grpc.aio.Channel:
+    """The gateway's channel to `service` (identity, points, ...), shared by every page."""
+    found: grpc.aio.Channel = backends.channels[service]
+    return found

@@ -44,6 +44,7 @@ class Console:
     members: Any = None  # the member pages' MemberActions (flows/member360.py), None in fast tests
     audit_log: Any = None  # the gateway's AuditLog (adapters/audit_log.py), None in fast tests
     audit_write: Any = None  # its direct writer of one entry (the console's own), or None
+    job_runs: Any = None  # the stepped jobs' JobRunner (runner.py), None in fast tests
 
 
 def environment() -> Environment:

@@ -27,11 +27,13 @@ from starlette.types import ASGIApp
 
 from loyalty_gateway.adapters.audit_log import AuditLog, direct_writer
 from loyalty_gateway.adapters.backends import exposed_services
-from loyalty_gateway.bootstrap import Gateway
+from loyalty_gateway.adapters.job_runs import JobRunStore
+from loyalty_gateway.bootstrap import Gateway, utc_now
 from loyalty_gateway.console.app import build_console
 from loyalty_gateway.console.auth import DatabaseAccounts
 from loyalty_gateway.console.backend import console_credentials
 from loyalty_gateway.console.operators import Policy
+from loyalty_gateway.console.runner import JobRunner, lease_of
 from loyalty_gateway.http import audit_export, openapi
 from loyalty_gateway.http.access import observed
 from loyalty_gateway.http.contracts import ContractRoutes, RateLimits
@@ -82,6 +84,8 @@ def build_app(gateway: Gateway) -> ASGIApp:
             return False
         return True
 
+    # The console's stepped jobs, kept in the gateway's database for every replica.
+    job_runs = JobRunner(JobRunStore(gateway.uow, lease_of()), utc_now)
     console = build_console(
         DatabaseAccounts(
             gateway.uow,
@@ -101,6 +105,7 @@ def build_app(gateway: Gateway) -> ASGIApp:
         audit_write=direct_writer(gateway.context.sessions)
         if gateway.context.sessions is not None
         else None,
+        job_runs=job_runs,
     )
 
     async def to_console(_request: Request) -> RedirectResponse:
@@ -115,6 +120,7 @@ def build_app(gateway: Gateway) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
+        await job_runs.close()
         await gateway.backends.close()
 
     app = Starlette(

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from loyalty_gateway.adapters.services import Call, Services
 from loyalty_gateway.console import i18n
-from loyalty_gateway.console.backend import operator_caller, operator_metadata
+from loyalty_gateway.console.backend import as_operator
 from loyalty_gateway.console.operators import Operator
 from loyalty_gateway.console.render import (
     NavItem,
@@ -105,13 +105,6 @@ def _services(request: Request) -> Services:
     return found
 
 
-def _metadata(request: Request, operator: Operator) -> Any:
-    console = console_of(request)
-    if console.credentials is None:
-        return operator_caller(operator).metadata()
-    return operator_metadata(console.credentials, operator)
-
-
 @requires(ACTION)
 async def listing(request: Request) -> Response:
     operator = operator_of(request)
@@ -127,7 +120,9 @@ async def one(request: Request) -> Response:
         return render(request, "error.html", {"status": 404}, 404)
     operator = operator_of(request)
     unit = unit_of(operator)
-    call = Call.within(_metadata(request, operator), DEADLINE_SECONDS, AT_LEAST_SECONDS)
+    metadata = as_operator(console_of(request).credentials, operator)  # no reason: text only
+    text = tuple((k, v) for k, v in metadata if isinstance(v, str))
+    call = Call.within(text, DEADLINE_SECONDS, AT_LEAST_SECONDS)
     period = period_until(console_of(request).clock())
     figure = await dashboard(name, _services(request), call, period, unit)
     t = i18n.translator(i18n.language(request.cookies.get(i18n.COOKIE)))

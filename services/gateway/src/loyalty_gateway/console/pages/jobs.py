@@ -9,21 +9,20 @@ Roles: a group admin sees every unit's imports and issuances, cancels a running 
 with a reason and starts a stepped job with a reason; a unit manager sees its own unit's imports
 and issuances, read-only; customer service and analysts get a 403 page.
 
-A stepped job runs in a background task of this gateway process with the loop of
-`loyalty_admin.jobs.drive` (what is due first, then steps until nothing is `remaining`), its
-progress (done, remaining, counts) kept in memory by run id (`Runs`): another replica does not
-see it, and a restart forgets it (running the job again finishes it: each step is idempotent).
-A second run of a job is refused while one of it runs in this process.
+A stepped job runs in a background task of the gateway it was started on (console/runner.py,
+the loop of `loyalty_admin.jobs.drive`), its run kept in the gateway's database
+(adapters/job_runs.py): every replica lists the last runs, and a second run of a job is refused
+while one of it runs on any replica. A run whose replica died (no heartbeat within the lease)
+shows interrupted; a group admin resumes it with a reason, on whichever replica serves the
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -33,16 +32,17 @@ from loyalty.benefits.v1 import benefits_service_pb2_grpc
 from loyalty.identity.v1 import member_import_pb2 as imports_pb
 from loyalty.identity.v1 import member_import_pb2_grpc, order_import_pb2_grpc
 from loyalty.identity.v1 import order_import_pb2 as orders_pb
-from loyalty_admin.jobs import JOBS, STEP_DEADLINE_SECONDS, counts, drive
+from loyalty_admin.jobs import JOBS, STEP_DEADLINE_SECONDS
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from loyalty_gateway.adapters.job_runs import AlreadyRunning, JobRun
+from loyalty_gateway.console import i18n
 from loyalty_gateway.console.auth import form
-from loyalty_gateway.console.backend import REASON_HEADER, operator_caller, operator_metadata
+from loyalty_gateway.console.backend import as_operator, channel_of
 from loyalty_gateway.console.operators import Operator
 from loyalty_gateway.console.render import (
-    Console,
     NavItem,
     console_of,
     operator_of,
@@ -50,6 +50,7 @@ from loyalty_gateway.console.render import (
     requires,
 )
 from loyalty_gateway.console.roles import GROUP, may
+from loyalty_gateway.console.runner import Call, JobRunner
 
 ACTION = "jobs"
 RUN_ACTION = "jobs_run"  # cancel an import, start a stepped job: group admins
@@ -59,7 +60,7 @@ PAGE_SIZE = 20
 LIST_DEADLINE_SECONDS = 10.0
 # The stepped jobs offered (loyalty_admin.jobs.JOBS names), in the page's order.
 STEPPED = ("year-end", "expiry", "grant-expiry", "birthday-gifts")
-STEP = 2000  # members (grants) per step
+RUNS_SHOWN = 20  # the last runs listed
 MAX_REASON = 500
 
 _IMPORT_STATES = {
@@ -74,121 +75,29 @@ _ISSUANCE_STATES = {
 }
 
 
-# Stepped jobs run by this process.
+# The stepped jobs' runs (console/runner.py drives them; adapters/job_runs.py keeps them).
 
 
-@dataclass
-class Run:
-    run_id: str
-    job: str
-    operator_id: str
-    as_of: datetime
-    reason: str
-    started_at: datetime
-    updated_at: datetime
-    state: str = "running"  # running, succeeded, stalled, failed
-    due: int = 0
-    remaining: int = 0
-    steps: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    error: str = ""
-
-    @property
-    def done(self) -> int:
-        return max(0, self.due - self.remaining)
-
-    @property
-    def percent(self) -> int:
-        if self.state == "succeeded":
-            return 100
-        return int(100 * self.done / self.due) if self.due else 0
+def runner_of(request: Request) -> JobRunner | None:
+    runner: JobRunner | None = console_of(request).job_runs
+    return runner
 
 
-class AlreadyRunning(Exception):
-    """A run of the job is under way in this process."""
+def _shown(run: JobRun, now: datetime, lease: timedelta) -> JobRun:
+    """The run as the page shows it: running past its lease, it is interrupted."""
+    return replace(run, state=run.shown(now, lease))
 
 
-Caller = Callable[[Message], Any]
+async def _runs(request: Request) -> list[JobRun]:
+    runner = runner_of(request)
+    if runner is None:
+        return []
+    now = console_of(request).clock()
+    return [_shown(r, now, runner.store.lease) for r in await runner.store.listed(RUNS_SHOWN)]
 
 
-class Runs:
-    """The stepped jobs' runs of this process, by run id (newest first when listed)."""
-
-    def __init__(self, clock: Callable[[], datetime]) -> None:
-        self._clock = clock
-        self._runs: dict[str, Run] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def listed(self) -> list[Run]:
-        return sorted(self._runs.values(), key=lambda r: r.started_at, reverse=True)
-
-    def running(self) -> bool:
-        return any(r.state == "running" for r in self._runs.values())
-
-    def start(self, job: str, operator_id: str, as_of: datetime, reason: str, call: Caller) -> Run:
-        """A new run of `job` in a background task; AlreadyRunning if one of it runs."""
-        if any(r.job == job and r.state == "running" for r in self._runs.values()):
-            raise AlreadyRunning(job)
-        now = self._clock()
-        run = Run(str(uuid.uuid4()), job, operator_id, as_of, reason, now, now)
-        self._runs[run.run_id] = run
-        task = asyncio.create_task(self._drive(run, call))
-        self._tasks[run.run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
-        return run
-
-    async def _drive(self, run: Run, call: Caller) -> None:
-        async def step(request: Message) -> Message:
-            answer: Message = await call(request)
-            if getattr(request, "validate_only", False):
-                run.due = run.remaining = int(answer.remaining)  # type: ignore[attr-defined]
-            else:
-                run.steps += 1
-                for key, value in counts(answer).items():
-                    run.counts[key] = run.counts.get(key, 0) + value
-                run.remaining = int(answer.remaining)  # type: ignore[attr-defined]
-            run.updated_at = self._clock()
-            return answer
-
-        try:
-            outcome = await drive(run.job, step, as_of=run.as_of, step=STEP)
-        except grpc.aio.AioRpcError as error:
-            run.state, run.error = "failed", f"{error.code().name}: {error.details()}"
-        except Exception as error:
-            run.state, run.error = "failed", type(error).__name__
-        else:
-            run.state = "stalled" if outcome.stalled else "succeeded"
-        run.updated_at = self._clock()
-
-    async def close(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-def runs_of(request: Request) -> Runs:
-    state = request.app.state
-    found: Runs | None = getattr(state, "job_runs", None)
-    if found is None:
-        found = Runs(console_of(request).clock)
-        state.job_runs = found
-    return found
-
-
-# Calling the services as the operator.
-
-
-def _metadata(console: Console, operator: Operator, reason: str = "") -> tuple[Any, ...]:
-    if console.credentials is None:
-        found: tuple[Any, ...] = tuple(operator_caller(operator).metadata())
-        return found + (((REASON_HEADER, reason.encode()),) if reason else ())
-    return operator_metadata(console.credentials, operator, reason=reason)
-
-
-def _channel(request: Request, service: str) -> grpc.aio.Channel:
-    channel: grpc.aio.Channel = console_of(request).backends.channels[service]
-    return channel
+def _stub(request: Request, service: str, stub: Any) -> Any:
+    return stub(channel_of(console_of(request).backends, service))
 
 
 # What the page shows.
@@ -301,12 +210,15 @@ async def _listed(fetch: Any, rows_of: Callable[[Any], list[Row]]) -> Listed:
 
 async def live_context(request: Request) -> dict[str, Any]:
     operator = operator_of(request)
+    admin = may(operator.role, RUN_ACTION)
     unit = "" if operator.unit == GROUP else operator.unit
-    metadata = _metadata(console_of(request), operator)
-    options = {"metadata": metadata, "timeout": LIST_DEADLINE_SECONDS}
-    members = member_import_pb2_grpc.MemberImportServiceStub(_channel(request, "identity"))
-    orders = order_import_pb2_grpc.OrderImportServiceStub(_channel(request, "identity"))
-    benefits = benefits_service_pb2_grpc.BenefitsServiceStub(_channel(request, "benefits"))
+    options = {
+        "metadata": as_operator(console_of(request).credentials, operator),
+        "timeout": LIST_DEADLINE_SECONDS,
+    }
+    members = _stub(request, "identity", member_import_pb2_grpc.MemberImportServiceStub)
+    orders = _stub(request, "identity", order_import_pb2_grpc.OrderImportServiceStub)
+    benefits = _stub(request, "benefits", benefits_service_pb2_grpc.BenefitsServiceStub)
     member_imports, order_imports, issuances = await asyncio.gather(
         _listed(
             members.ListMemberImports(
@@ -327,7 +239,7 @@ async def live_context(request: Request) -> dict[str, Any]:
             lambda a: [issuance_row(i) for i in a.coupon_issuances],
         ),
     )
-    runs = runs_of(request).listed() if may(operator.role, RUN_ACTION) else []
+    runs = await _runs(request) if admin else []
     running = any(r.state == "running" for r in runs) or any(
         row.state == "running"
         for listed in (member_imports, order_imports, issuances)
@@ -340,15 +252,26 @@ async def live_context(request: Request) -> dict[str, Any]:
         "runs": runs,
         "running": running,
         "poll": POLL,
-        "admin": may(operator.role, RUN_ACTION),
+        "admin": admin,
     }
 
 
 @requires(ACTION)
 async def jobs_page(request: Request) -> Response:
     context = await live_context(request)
+    t = i18n.translator(i18n.language(request.cookies.get(i18n.COOKIE)))
+    running = [r for r in context["member_imports"].rows if r.state == "running"]
+    interrupted = [r for r in context["runs"] if r.state == "interrupted"]
     context.update(
-        stepped=STEPPED,
+        stepped_options=[(job, t(f"jobs.job.{job}")) for job in STEPPED],
+        cancel_options=[(r.name, f"{r.name} · {r.unit} · {r.what}") for r in running],
+        resume_options=[
+            (
+                r.run_id,
+                f"{t('jobs.job.' + r.job)} · {r.as_of:%Y-%m-%d} · {r.started_at:%Y-%m-%d %H:%M}",
+            )
+            for r in interrupted
+        ],
         done=request.query_params.get("done", ""),
         refused=request.query_params.get("refused", ""),
         today=console_of(request).clock().astimezone(UTC).strftime("%Y-%m-%d"),
@@ -380,11 +303,11 @@ async def cancel_import(request: Request) -> Response:
     if not name.startswith("memberImports/") or not reason:
         return render(request, "jobs/invalid.html", {"missing": "reason"}, 400)
     operator = operator_of(request)
-    members = member_import_pb2_grpc.MemberImportServiceStub(_channel(request, "identity"))
+    members = _stub(request, "identity", member_import_pb2_grpc.MemberImportServiceStub)
     try:
         await members.CancelMemberImport(
             imports_pb.CancelMemberImportRequest(name=name),
-            metadata=_metadata(console_of(request), operator, reason),
+            metadata=as_operator(console_of(request).credentials, operator, reason=reason),
             timeout=LIST_DEADLINE_SECONDS,
         )
     except grpc.aio.AioRpcError as error:
@@ -401,6 +324,28 @@ def _as_of(text: str, now: datetime) -> datetime | None:
         return None
 
 
+def _caller(request: Request, operator: Operator, reason: str) -> Callable[[str], Call]:
+    """How a run of a job calls its service's Run* RPC as the operator, with the reason."""
+    console = console_of(request)
+
+    def call_for(job: str) -> Call:
+        spec = JOBS[job]
+        method = getattr(_stub(request, spec.service, spec.stub), spec.method)
+
+        async def call(message: Message) -> Message:
+            # Fresh metadata each step: the operator's short token is renewed as the run goes.
+            answer: Message = await method(
+                message,
+                metadata=as_operator(console.credentials, operator, reason=reason),
+                timeout=STEP_DEADLINE_SECONDS,
+            )
+            return answer
+
+        return call
+
+    return call_for
+
+
 @requires(RUN_ACTION)
 async def start_run(request: Request) -> Response:
     """Starts a stepped job as the operator, with a reason, in a background task."""
@@ -408,28 +353,38 @@ async def start_run(request: Request) -> Response:
     job, reason = fields.get("job", ""), _reason(fields)
     console = console_of(request)
     as_of = _as_of(fields.get("as_of", "").strip(), console.clock())
-    if job not in STEPPED or not reason or as_of is None:
+    runner = runner_of(request)
+    if job not in STEPPED or not reason or as_of is None or runner is None:
         missing = "reason" if not reason else "job"
         return render(request, "jobs/invalid.html", {"missing": missing}, 400)
     operator = operator_of(request)
-    spec = JOBS[job]
-    stub = spec.stub(_channel(request, spec.service))
-    method = getattr(stub, spec.method)
-
-    async def call(message: Message) -> Message:
-        # Fresh metadata each step: the operator's short token is renewed as the run goes on.
-        answer: Message = await method(
-            message,
-            metadata=_metadata(console, operator, reason),
-            timeout=STEP_DEADLINE_SECONDS,
-        )
-        return answer
-
+    call = _caller(request, operator, reason)(job)
     try:
-        runs_of(request).start(job, operator.operator_id, as_of, reason, call)
+        await runner.start(job, operator.operator_id, as_of, reason, call)
     except AlreadyRunning:
         return _back(request, refused="already-running")
     return _back(request, done="started")
+
+
+@requires(RUN_ACTION)
+async def resume_run(request: Request) -> Response:
+    """Takes over an interrupted run (its gateway stopped) and drives it again, as the
+    operator, with a reason."""
+    fields = form(await request.body())
+    run_id, reason = fields.get("run", ""), _reason(fields)
+    runner = runner_of(request)
+    if not run_id or not reason or runner is None:
+        return render(request, "jobs/invalid.html", {"missing": "reason"}, 400)
+    operator = operator_of(request)
+    try:
+        run = await runner.resume(
+            run_id, operator.operator_id, reason, _caller(request, operator, reason)
+        )
+    except AlreadyRunning:
+        return _back(request, refused="already-running")
+    if run is None:
+        return _back(request, refused="not-interrupted")
+    return _back(request, done="resume")
 
 
 ROUTES: list[BaseRoute] = [
@@ -437,4 +392,5 @@ ROUTES: list[BaseRoute] = [
     Route("/jobs/live", jobs_live, methods=["GET"]),
     Route("/jobs/cancel", cancel_import, methods=["POST"]),
     Route("/jobs/run", start_run, methods=["POST"]),
+    Route("/jobs/resume", resume_run, methods=["POST"]),
 ]

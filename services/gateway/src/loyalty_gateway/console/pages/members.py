@@ -28,7 +28,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from loyalty_gateway.console.auth import form
-from loyalty_gateway.console.backend import operator_caller, operator_metadata
+from loyalty_gateway.console.backend import as_operator, operator_caller
 from loyalty_gateway.console.operators import Operator
 from loyalty_gateway.console.pages import audit
 from loyalty_gateway.console.render import NavItem, console_of, render, requires, session_of
@@ -162,11 +162,7 @@ def _as_operator(request: Request, *, personal_data: bool = False) -> tuple[Any,
     session = session_of(request)
     assert session is not None  # every page here is behind `requires`
     operator = session.operator
-    if console.credentials is None:
-        caller = operator_caller(operator, personal_data=personal_data)
-        md: Any = caller.metadata()
-    else:
-        md = operator_metadata(console.credentials, operator, personal_data=personal_data)
+    md = as_operator(console.credentials, operator, personal_data=personal_data)
     return md, operator_caller(operator, personal_data=personal_data), operator
 
 

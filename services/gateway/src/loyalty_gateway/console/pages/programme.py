@@ -32,7 +32,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from loyalty_gateway.console.auth import form
-from loyalty_gateway.console.backend import console_credentials, operator_metadata
+from loyalty_gateway.console.backend import as_operator, channel_of
 from loyalty_gateway.console.operators import Operator
 from loyalty_gateway.console.render import (
     NavItem,
@@ -116,9 +116,8 @@ def _applies(request: Request) -> Applies:
 
 def _services(request: Request, operator: Operator) -> Services:
     console = console_of(request)
-    credentials = console.credentials or console_credentials(None, 300)
-    metadata = operator_metadata(credentials, operator)
-    channels = {name: console.backends.channels[name] for name in CHANNELS}
+    metadata = as_operator(console.credentials, operator)
+    channels = {name: channel_of(console.backends, name) for name in CHANNELS}
     return calling(channels, [(k, v) for k, v in metadata if isinstance(v, str)])
 
 
