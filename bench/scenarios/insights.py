@@ -100,13 +100,13 @@ def _raw_figures() -> dict[str, RawFigure]:
 
     async def rfm_counts(rows: RawFigureRows) -> object:
         found = await rows.programme_at(end)
-        return await rows.rfm_counts(start, end, "", found[1] if found else "")
+        return await rows.rfm_groups(start, end, "", found[1] if found else "")
 
     async def rfm_page(rows: RawFigureRows) -> object:
         found = await rows.programme_at(end)
         currency = found[1] if found else ""
         return (
-            await rows.rfm_counts(start, end, "", currency),
+            await rows.rfm_groups(start, end, "", currency),
             await rows.rfm_members(start, end, "", currency, RfmSegment.CHAMPIONS.value, "", 101),
         )
 

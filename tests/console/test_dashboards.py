@@ -85,6 +85,47 @@ async def test_every_dashboard_draws_a_chart_and_a_table(
     await page.shot("settlement-en")
 
 
+# The drawn chart's option as ECharts holds it (what it painted), not the page's JSON block.
+DRAWN_RFM = """() => {
+  const chart = window.echarts.getInstanceByDom(document.getElementById("chart-rfm"));
+  const option = chart.getOption();
+  return {
+    type: option.series[0].type,
+    data: option.series[0].data,
+    x: option.xAxis[0].name,
+    y: option.yAxis[0].name,
+  };
+}"""
+
+
+async def test_the_rfm_grid_is_a_heatmap_with_the_segments_beside_it(
+    page: Watched, console: Console, figures_ready: None
+) -> None:
+    p = await _signed_in(page, console, "analyst")
+    await p.goto(f"{console.url}/dashboards/rfm")
+    segments = await _drawn(p, "rfm")
+    drawn = await p.evaluate(DRAWN_RFM)
+    assert (drawn["type"], drawn["x"], drawn["y"]) == (
+        "heatmap",
+        "消费频次得分（1–5）",
+        "最近消费得分（1–5）",
+    )
+    cells = {(c[0], c[1]): c for c in drawn["data"]}
+    assert sorted(cells) == [(f, r) for f in range(5) for r in range(5)]
+    # The grid counts the members the segments count (the seeded buyers among them), each cell
+    # with members labelled with their average spend.
+    members = sum(c[2] for c in drawn["data"])
+    assert members >= 3 and members == sum(int(row[1]) for row in segments)
+    filled = [c for c in drawn["data"] if c[2]]
+    assert filled and all(c[3].startswith(f"{c[2]}\nCNY ") for c in filled), filled
+    assert len(segments) == 11 and segments[0][0] == "重要价值"
+    # The table sits beside the chart, not under it.
+    chart = await p.locator("#chart-rfm").bounding_box()
+    table = await p.locator("#table-rfm").bounding_box()
+    assert table["x"] >= chart["x"] + chart["width"] and table["y"] < chart["y"] + chart["height"]
+    await page.shot("rfm")
+
+
 async def test_a_unit_manager_sees_its_units_figures(
     page: Watched, console: Console, figures_ready: None
 ) -> None:

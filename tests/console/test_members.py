@@ -226,3 +226,102 @@ async def test_a_query_that_names_nothing_is_a_form_error(page: Watched, console
     assert await p.locator("#member-query").get_attribute("aria-invalid") == "true"
     await page.shot("bad-query")
     forgive(page, 400)
+
+
+# The actions below are each taken with a reason, seen on the member's page afterwards and
+# found in the audit page (who, which call, on whom, why).
+
+
+async def act(p: Any, console: Console, member_id: str, action: str, **fields: str) -> str:
+    """Fill the action's form (its fields by id suffix) with a fresh reason, confirm, and land
+    back on the member's page saying it is done; the reason."""
+    await p.goto(f"{console.url}/members/{member_id}")
+    reason = f"{action} {uuid.uuid4().hex[:8]}"
+    for name, value in fields.items():
+        await p.locator(f"#{action}-{name}").fill(value)
+    await p.locator(f"#{action}-reason").fill(reason)
+    await p.locator(f"#{action}-submit").click()
+    await p.locator("#confirm").wait_for()
+    assert await p.locator("#confirm-reason").input_value() == reason
+    if action == "erase":
+        await p.locator("#typed").fill(member_id)
+    await p.locator("#confirm").click()
+    await p.wait_for_url(f"{console.url}/members/{member_id}?done={action}#actions")
+    assert await p.locator("#done").count() == 1
+    return reason
+
+
+async def audited(p: Any, console: Console, target: str, method: str, reason: str) -> None:
+    """The audit page lists the call on `target` with the reason (polled)."""
+    from tests.console.test_audit import audit_rows
+
+    rows = await audit_rows(p, console, target=target, method=method)
+    reasons = [await r.inner_text() for r in await rows.locator(".audit-reason").all()]
+    outcomes = [await r.inner_text() for r in await rows.locator(".audit-outcome").all()]
+    assert (reasons, outcomes) == ([reason], ["OK"]), (method, reasons, outcomes)
+
+
+async def test_issue_a_coupon_with_a_reason(page: Watched, console: Console) -> None:
+    member_id, _ = await seed(console, "mall")
+    p = await signed_in(page, console, "group_admin")
+    reason = await act(p, console, member_id, "coupon", template="test-next-year")
+    assert "test-next-year" in await p.locator("#part-coupons").inner_text()
+    await page.shot("coupon")
+    await audited(p, console, member_id, "IssueCoupons", reason)
+    await page.shot("coupon-audited")
+
+
+async def test_grant_then_revoke_a_tier_with_reasons(page: Watched, console: Console) -> None:
+    member_id, _ = await seed(console, "hotel")
+    p = await signed_in(page, console, "group_admin")
+    granted = await act(p, console, member_id, "grant", tier="gold", end="2099-12-31")
+    grants = await p.locator("#part-tier_grants").inner_text()
+    assert "gold" in grants and granted in grants
+    assert "gold" in await p.locator("#part-tier").inner_text()
+    await page.shot("granted")
+    name = next(
+        word for word in grants.split() if word.startswith(f"members/{member_id}/tierGrants/")
+    )
+    revoked = await act(p, console, member_id, "revoke", grant=name)
+    assert "gold" not in await p.locator("#part-tier").inner_text()
+    await page.shot("revoked")
+    await audited(p, console, member_id, "CreateTierGrant", granted)
+    await audited(p, console, name, "RevokeTierGrant", revoked)
+
+
+async def test_merge_two_members_then_unmerge_with_reasons(page: Watched, console: Console) -> None:
+    survivor, _ = await seed(console, "mall")
+    absorbed, phone = await seed(console, "hotel")
+    p = await signed_in(page, console, "group_admin")
+    merged = await act(p, console, survivor, "merge", absorbed=absorbed)
+    # A group admin sees personal data in clear.
+    assert phone in await p.locator("#part-identities").inner_text()  # the absorbed's phone
+    await page.shot("merged")
+    unmerged = await act(
+        p, console, survivor, "unmerge", restored=absorbed, identities=f"phone:{phone}"
+    )
+    assert phone not in await p.locator("#part-identities").inner_text()
+    await p.goto(f"{console.url}/members/{absorbed}")
+    assert await p.locator("#member-state").inner_text() == "MEMBER_STATE_ACTIVE"
+    await page.shot("unmerged")
+    await audited(p, console, survivor, "MergeMembers", merged)
+    await audited(p, console, survivor, "UnmergeMembers", unmerged)
+
+
+async def test_erase_a_member_typing_its_id_with_a_reason(page: Watched, console: Console) -> None:
+    member_id, phone = await seed(console, "cinema", f"周{uuid.uuid4().hex[:4]}")
+    p = await signed_in(page, console, "group_admin")
+    # A wrong id typed is refused on the confirmation page, nothing erased.
+    await p.goto(f"{console.url}/members/{member_id}")
+    await p.locator("#erase-reason").fill("会员要求注销")
+    await p.locator("#erase-submit").click()
+    await p.locator("#typed").fill("not-the-id")
+    await p.locator("#confirm").click()
+    await p.locator("#confirm-form .error").first.wait_for()
+    forgive(page, 400)
+    assert await p.locator("#typed").count() == 1
+    reason = await act(p, console, member_id, "erase")
+    assert await p.locator("#member-state").inner_text() == "MEMBER_STATE_ERASED"
+    assert phone not in await p.locator("#part-identities").inner_text()
+    await page.shot("erased")
+    await audited(p, console, member_id, "EraseMember", reason)

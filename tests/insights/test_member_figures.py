@@ -29,7 +29,7 @@ from loyalty_kit.timestamps import moment_of
 from sqlalchemy import text
 
 from tests.insights.conftest import Member, Suite, caught_up, period, unit_team, until
-from tests.insights.test_rfm_figure import scored
+from tests.insights.test_rfm_figure import but_first_cell, expected_grid, grid_of, scored
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -106,6 +106,13 @@ async def test_a_full_refresh_gives_the_on_demand_rfm_of_the_trailing_year(
     assert table == on_demand
     counts = {s.segment: s.members for s in from_table.segments}
     assert counts == {segment: len(found) for segment, found in table.items()}
+    # The grid, one grouped read of the table: its listed members by (R, F), as computed now.
+    listed = [m for found in table.values() for m in found]
+    assert grid_of(from_table) == expected_grid(listed, "CNY")
+    # Computed now, erased members are counted too: those of other tests bought before the
+    # year, so they fall in the first cell.
+    now = await insights.GetRfm(pb.GetRfmRequest(**period(year_before(as_of), as_of)))
+    assert but_first_cell(grid_of(now)) == but_first_cell(grid_of(from_table))
     mine = {m.member_id for found in table.values() for m in found} & {m.id for m in members}
     assert mine == {m.id for m in members}
 

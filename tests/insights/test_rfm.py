@@ -21,11 +21,15 @@ from loyalty_insights.domain.rfm import (
     SEGMENT_RULES,
     MemberActivity,
     Purchase,
+    RfmCell,
     RfmSegment,
     activity_in_window,
     frequency_monetary_score,
     quintile_scores,
+    rfm_grid,
+    score_groups,
     score_members,
+    segment_counts,
     segment_of,
 )
 from loyalty_kit.db import asyncpg_params
@@ -194,6 +198,53 @@ def test_members_without_purchases_change_no_one_elses_scores(
     together = score_members(members + extra, WINDOW_END)
     assert together[: len(members)] == alone
     assert all(s.segment is RfmSegment.LOST for s in together[len(members) :])
+
+
+def test_the_grid_holds_each_member_in_its_recency_and_frequency_cell() -> None:
+    members = [_member(i, i + 1, 100 * (i + 1), 10 * (9 - i)) for i in range(10)]
+    members.append(_member(10, 0, 0, None))
+    grid = rfm_grid(score_groups(score_members(members, WINDOW_END)))
+    assert [(c.recency_score, c.frequency_score) for c in grid] == [
+        (r, f) for r in range(1, 6) for f in range(1, 6)
+    ]
+    filled = {(c.recency_score, c.frequency_score): c for c in grid if c.members}
+    # Members 2i and 2i+1 score i+1 on all three; the quiet member joins the first two in (1, 1).
+    assert set(filled) == {(k, k) for k in range(1, 6)}
+    assert filled[(1, 1)].members == 3
+    assert filled[(1, 1)].average_monetary == Decimal(300) / 3
+    assert (filled[(5, 5)].members, filled[(5, 5)].average_monetary) == (2, Decimal(950))
+    empty = next(c for c in grid if not c.members)
+    assert (empty.monetary, empty.average_monetary) == (Decimal(0), Decimal(0))
+
+
+@given(st.lists(activity, min_size=1, max_size=60))
+def test_the_grid_and_the_segments_count_the_same_members(
+    rows: list[tuple[int, int, int | None]],
+) -> None:
+    scored = score_members([_member(i, f, m, d) for i, (f, m, d) in enumerate(rows)], WINDOW_END)
+    groups = score_groups(scored)
+    grid = rfm_grid(groups)
+    assert len(grid) == 25
+    assert sum(c.members for c in grid) == len(scored) == sum(segment_counts(groups).values())
+    assert sum(c.monetary for c in grid) == sum(s.monetary for s in scored)
+    assert segment_counts(groups) == {
+        segment: sum(1 for s in scored if s.segment is segment) for segment in RfmSegment
+    }
+    for cell in grid:
+        inside = [
+            s
+            for s in scored
+            if (s.recency_score, s.frequency_score) == (cell.recency_score, cell.frequency_score)
+        ]
+        assert cell.members == len(inside)
+        assert cell.monetary == sum((s.monetary for s in inside), Decimal(0))
+    # Cells summed again (the table's rows grouped by R and F) make the same grid.
+    assert rfm_grid(grid) == grid
+
+
+def test_a_grid_cell_outside_the_scores_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"1\.\.5"):
+        rfm_grid([RfmCell(0, 3, 1, Decimal(1))])
 
 
 def test_activity_in_window_counts_both_ends_and_nothing_outside() -> None:

@@ -22,8 +22,11 @@ from loyalty_insights.domain.rfm import (
     RfmScore,
     RfmSegment,
     activity_in_window,
+    rfm_grid,
+    score_groups,
     score_members,
 )
+from loyalty_kit.kernel.money import format_money
 from loyalty_kit.server import RunningService
 
 from tests.gateway.conftest import Gateway
@@ -126,6 +129,32 @@ def expected_counts(reference: list[RfmScore]) -> dict[str, int]:
     return {s.value: counted.get(s.value, 0) for s in RfmSegment}
 
 
+Cell = tuple[int, int, int, str]  # recency score, frequency score, members, average amount
+
+
+def grid_of(found: pb.GetRfmResponse) -> list[Cell]:
+    """The answer's grid, checking it is every cell once, by recency then frequency."""
+    cells = [(c.recency_score, c.frequency_score) for c in found.grid]
+    assert cells == [(r, f) for r in range(1, 6) for f in range(1, 6)]
+    return [
+        (c.recency_score, c.frequency_score, c.members, c.average_monetary.amount)
+        for c in found.grid
+    ]
+
+
+def expected_grid(reference: list[RfmScore], currency: str) -> list[Cell]:
+    return [
+        (c.recency_score, c.frequency_score, c.members, format_money(c.average_monetary, currency))
+        for c in rfm_grid(score_groups(reference))
+    ]
+
+
+def but_first_cell(grid: list[Cell]) -> list[Cell]:
+    """The grid but its (1, 1) cell, where members registered before the window (other tests
+    import some) without a purchase in it fall too."""
+    return grid[1:]
+
+
 def without_lost(counts: dict[str, int]) -> dict[str, int]:
     """Counts but `lost`: members registered before the window (other tests import some)
     without a purchase in it are lost too, and are no member of this history."""
@@ -134,22 +163,23 @@ def without_lost(counts: dict[str, int]) -> dict[str, int]:
 
 async def answer(
     insights: Any, ask: dict[str, Any], mine: set[str]
-) -> tuple[dict[str, int], dict[str, list[RfmScore]]]:
-    """The counts (but lost) and each segment's members of this history, as the service gives
-    them."""
+) -> tuple[dict[str, int], dict[str, list[RfmScore]], list[Cell]]:
+    """The counts (but lost), each segment's members of this history and the grid (but its
+    first cell), as the service gives them."""
     found = await insights.GetRfm(pb.GetRfmRequest(**ask))
     assert [s.segment for s in found.segments] == [s.value for s in RfmSegment]
+    assert sum(c.members for c in found.grid) == sum(s.members for s in found.segments)
     listed = {}
     for segment in RfmSegment:
         members = await members_of(insights, ask, segment)
         assert [m.member_id for m in members] == sorted(m.member_id for m in members)
         listed[segment.value] = [m for m in members if m.member_id in mine]
-    return without_lost(counts_of(found)), listed
+    return without_lost(counts_of(found)), listed, but_first_cell(grid_of(found))
 
 
 async def check(insights: Any, ask: dict[str, Any], reference: list[RfmScore]) -> None:
-    """The service's counts and every segment's members equal the reference's (once the facts
-    have caught up with the purchases)."""
+    """The service's counts, every segment's members and the grid equal the reference's (once
+    the facts have caught up with the purchases)."""
     expected = (
         without_lost(expected_counts(reference)),
         {
@@ -158,6 +188,7 @@ async def check(insights: Any, ask: dict[str, Any], reference: list[RfmScore]) -
             )
             for segment in RfmSegment
         },
+        but_first_cell(expected_grid(reference, "CNY")),
     )
     mine = {s.member_id for s in reference}
     found = await until(lambda: answer(insights, ask, mine), lambda f: f == expected)

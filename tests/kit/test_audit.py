@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
+from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
@@ -55,6 +56,21 @@ def test_the_reason_comes_from_the_request_else_from_the_header() -> None:
     assert audit.reason_of(None, [("x-loyalty-reason-bin", text.encode())]) == text
     assert audit.reason_of(None, [("x-loyalty-reason", "by header")]) == "by header"
     assert audit.target_of(adjust) == "m-1"
+
+
+def test_a_list_of_one_member_targets_that_member() -> None:
+    one = benefits_pb.IssueCouponsRequest(template="welcome", members=["members/m-3"])
+    assert audit.target_of(one) == "m-3"
+    # Many members are no one member: the call is found by its method, not a target.
+    many = benefits_pb.IssueCouponsRequest(template="welcome", members=["members/a", "members/b"])
+    assert audit.target_of(many) == ""
+
+
+def test_a_merge_and_an_unmerge_target_the_survivor() -> None:
+    merge = identity_pb.MergeMembersRequest(survivor="members/s-1", absorbed="members/a-1")
+    assert audit.target_of(merge) == "s-1"
+    unmerge = identity_pb.UnmergeMembersRequest(survivor="members/s-1", restored="members/a-1")
+    assert audit.target_of(unmerge) == "s-1"
 
 
 def isolated(test: Callable[[], None]) -> Callable[[], None]:

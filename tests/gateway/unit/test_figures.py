@@ -135,7 +135,7 @@ def plain_json(option: dict[str, Any]) -> bool:
 def test_liability_by_unit_and_expiry_month_with_never_last() -> None:
     figure = figures.liability_figure(liability_answer())
     assert figure.kind == "stacked-bar" and figure.available
-    assert figure.x == ("2027-01", "2027-03", "never")
+    assert figure.x == ("2027-01", "2027-03", "figures.never")
     assert [(s.name, s.values) for s in figure.series] == [
         ("hotel", (50.0, 0.0, 0.0)),
         ("mall", (0.0, 200.0, 100.0)),
@@ -143,7 +143,7 @@ def test_liability_by_unit_and_expiry_month_with_never_last() -> None:
     assert figure.rows == (
         ("hotel", "2027-01", "50", "0.50"),
         ("mall", "2027-03", "200", "2.00"),
-        ("mall", "never", "100", "1.00"),
+        ("mall", "figures.never", "100", "1.00"),
     )
     assert len(figure.columns) == len(figure.rows[0])
 
@@ -171,18 +171,57 @@ def test_tiers_over_the_months_then_now_in_ladder_order() -> None:
     assert [s.name for s in unit_only.series] == ["silver", "gold"]
 
 
-def test_rfm_overlap_and_multi_unit_tables() -> None:
-    rfm = figures.rfm_figure(
-        insights_pb.GetRfmResponse(
-            segments=[
-                insights_pb.RfmSegmentCount(segment="champions", members=5),
-                insights_pb.RfmSegmentCount(segment="lost", members=0),
-            ]
-        )
+def rfm_answer() -> insights_pb.GetRfmResponse:
+    grid = [
+        insights_pb.RfmCell(recency_score=r, frequency_score=f)
+        for r in range(1, 6)
+        for f in range(1, 6)
+    ]
+    grid[0].members = 4
+    grid[0].average_monetary.CopyFrom(money_pb2.Money(currency_code="CNY", amount="0.00"))
+    grid[-1].members = 5  # recency 5, frequency 5
+    grid[-1].average_monetary.CopyFrom(money_pb2.Money(currency_code="CNY", amount="812.40"))
+    grid[7].members = 1  # recency 2, frequency 3
+    return insights_pb.GetRfmResponse(
+        segments=[
+            insights_pb.RfmSegmentCount(segment="champions", members=5),
+            insights_pb.RfmSegmentCount(segment="at_risk", members=1),
+            insights_pb.RfmSegmentCount(segment="lost", members=4),
+        ],
+        grid=grid,
     )
-    assert rfm.x == ("figures.rfm.champions", "figures.rfm.lost")
-    assert rfm.series[0].values == (5.0, 0.0)
-    assert rfm.rows == (("figures.rfm.champions", "5"), ("figures.rfm.lost", "0"))
+
+
+def test_the_rfm_grid_as_a_heatmap_and_the_segments_as_the_table() -> None:
+    rfm = figures.rfm_figure(rfm_answer())
+    assert rfm.kind == "heatmap"
+    assert rfm.x == rfm.y == ("1", "2", "3", "4", "5")
+    assert (rfm.x_label, rfm.y_label) == ("figures.rfm.frequency", "figures.rfm.recency")
+    assert len(rfm.cells) == 25 == len(rfm.cell_labels)
+    filled = {
+        (x, y): (v, label) for (x, y, v), label in zip(rfm.cells, rfm.cell_labels, strict=True) if v
+    }
+    assert filled == {
+        (0, 0): (4.0, "4\nCNY 0.00"),
+        (4, 4): (5.0, "5\nCNY 812.40"),
+        (2, 1): (1.0, "1"),  # no average known: the members only
+    }
+    assert rfm.rows == (
+        ("figures.rfm.champions", "5"),
+        ("figures.rfm.at_risk", "1"),
+        ("figures.rfm.lost", "4"),
+    )
+    option = echarts_option(rfm)
+    assert option["visualMap"]["dimension"] == 2 and option["visualMap"]["max"] == 5.0
+    series = option["series"][0]
+    assert series["type"] == "heatmap" and series["label"]["formatter"] == "{@[3]}"
+    assert [4, 4, 5.0, "5\nCNY 812.40"] in series["data"]
+    # An answer without a grid (an older insights) draws an empty grid, the table kept.
+    old = figures.rfm_figure(insights_pb.GetRfmResponse(segments=rfm_answer().segments))
+    assert old.cells == () and len(old.rows) == 3
+
+
+def test_overlap_and_multi_unit_tables() -> None:
     overlap = figures.overlap_figure(
         insights_pb.GetUnitOverlapResponse(
             pairs=[
@@ -241,6 +280,7 @@ def test_journeys_with_treatment_control_and_uplift() -> None:
         figures.tiers_figure(health_answer(), distribution_answer()),
         figures.cohorts_figure(cohorts_answer()),
         figures.settlement_figure(points_pb.GetSettlementResponse()),
+        figures.rfm_figure(rfm_answer()),
         Figure("rfm", "bar", "figures.segment", "figures.members", available=False),
     ],
     ids=lambda f: f"{f.key}-{f.kind}-{len(f.rows)}",
@@ -252,7 +292,10 @@ def test_the_echarts_option_is_plain_json(figure: Figure) -> None:
     assert option["xAxis"]["name"] == f"<{figure.x_label}>"
     if figure.kind in ("heatmap", "matrix"):
         assert option["series"][0]["type"] == "heatmap"
-        assert option["series"][0]["data"] == [list(c) for c in figure.cells]
+        labels = [[label] for label in figure.cell_labels] or [[]] * len(figure.cells)
+        assert option["series"][0]["data"] == [
+            [*c, *label] for c, label in zip(figure.cells, labels, strict=True)
+        ]
     else:
         assert [s["data"] for s in option["series"]] == [list(s.values) for s in figure.series]
         stacked = {s.get("stack") for s in option["series"]}

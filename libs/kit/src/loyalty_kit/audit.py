@@ -55,7 +55,7 @@ PERSONAL_FIELD = re.compile(
     re.IGNORECASE,
 )
 # Fields a target is read from, in this order (top level first, then one message down).
-TARGET_FIELDS = ("member_id", "member", "survivor_member_id", "absorbed_member_id")
+TARGET_FIELDS = ("member_id", "member", "survivor", "survivor_member_id", "absorbed_member_id")
 
 
 @dataclass
@@ -197,8 +197,10 @@ def reason_of(message: Message | None, metadata: Iterable[tuple[str, str | bytes
 
 
 def target_of(message: Message | None) -> str:
-    """What the call acts on: a member named by the request, else a resource name, else its
-    first `*_id` field, else a `code` or `key` (in the request, then one message field down)."""
+    """What the call acts on: a member named by the request (a list of `members` naming one
+    only: that one, as a coupon issued to a member from the console), else a resource name,
+    else its first `*_id` field, else a `code` or `key` (in the request, then one message field
+    down)."""
     if message is None:
         return ""
     for candidate in (message, *_message_fields(message)):
@@ -206,6 +208,9 @@ def target_of(message: Message | None) -> str:
             value = getattr(candidate, name, "") if _has(candidate, name) else ""
             if isinstance(value, str) and value:
                 return value.removeprefix("members/")
+        listed = getattr(candidate, "members", None) if _has(candidate, "members") else None
+        if listed is not None and len(listed) == 1 and isinstance(listed[0], str) and listed[0]:
+            return str(listed[0]).removeprefix("members/")
         # A resource name (`members/{id}`, `segments/{id}`): never a person's name, which
         # has no slash.
         value = getattr(candidate, "name", "") if _has(candidate, "name") else ""

@@ -39,7 +39,7 @@ from loyalty_gateway.flows.parallel import in_parallel
 
 JOURNEYS_SHOWN = 20  # journeys whose uplift the journeys figure asks for
 UPLIFT = ("GetJourneyUplift",)
-NEVER = "never"  # the expiry "month" of points that never expire
+NEVER = "figures.never"  # the expiry "month" of points that never expire (a key: translated)
 KINDS = ("bar", "stacked-bar", "line", "heatmap", "matrix")
 
 
@@ -56,7 +56,8 @@ class Figure:
     """One dashboard's chart and table.
 
     `kind` is bar, stacked-bar, line (over `x` categories, one value per series and category),
-    heatmap or matrix (`cells` of (x index, y index, value) over `x` and `y` categories).
+    heatmap or matrix (`cells` of (x index, y index, value) over `x` and `y` categories;
+    `cell_labels`, when given, the text shown in each cell instead of its value, data not keys).
     `x_label`, `y_label` and the column keys are keys for translation; `rows` are strings.
     `unavailable` names the RPCs that failed; `available` is False when the figure has no data
     source left at all.
@@ -70,6 +71,7 @@ class Figure:
     y: tuple[str, ...] = ()
     series: tuple[Series, ...] = ()
     cells: tuple[tuple[int, int, float], ...] = ()
+    cell_labels: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
     unavailable: tuple[str, ...] = ()
@@ -245,31 +247,49 @@ def tiers_figure(health: Any, now: Any) -> Figure:
 # -- the RFM grid --------------------------------------------------------------------------------
 
 
+SCORES = ("1", "2", "3", "4", "5")  # an RFM score's categories, worst first
+
+
 async def rfm(services: Services, call: Call, unit: str = "") -> Figure:
-    """Members per RFM segment over the trailing 12 months (insights GetRfm from the members'
-    figures as of their last refresh; a unit's own, computed now)."""
+    """The RFM grid over the trailing 12 months: members and their average spend per recency
+    score x frequency score, and the named segments' members as the table (insights GetRfm
+    from the members' figures as of their last refresh; a unit's own, computed now)."""
     request = insights_pb.GetRfmRequest(unit=unit)
     found, failed = await in_parallel({"GetRfm": lambda: services.get_rfm(call, request)})
     if not found:
-        return _unavailable("rfm", "bar", "figures.segment", "figures.members", failed)
+        return _unavailable(
+            "rfm", "heatmap", "figures.rfm.frequency", "figures.rfm.recency", failed
+        )
     return rfm_figure(found["GetRfm"])
 
 
 def rfm_figure(answer: insights_pb.GetRfmResponse) -> Figure:
-    segments = tuple(s.segment for s in answer.segments)
-    labels = tuple(f"figures.rfm.{s}" for s in segments)
+    """The grid as a heatmap (frequency score across, recency score up; each cell its members
+    and their average spend), the segments as the table."""
+    grid = [c for c in answer.grid if 1 <= c.recency_score <= 5 and 1 <= c.frequency_score <= 5]
+    labels = tuple(f"figures.rfm.{s.segment}" for s in answer.segments)
     return Figure(
         "rfm",
-        "bar",
-        "figures.segment",
-        "figures.members",
-        x=labels,
-        series=(Series("figures.members", tuple(float(s.members) for s in answer.segments)),),
+        "heatmap",
+        "figures.rfm.frequency",
+        "figures.rfm.recency",
+        x=SCORES,
+        y=SCORES,
+        cells=tuple((c.frequency_score - 1, c.recency_score - 1, float(c.members)) for c in grid),
+        cell_labels=tuple(_cell_label(c) for c in grid),
         columns=("figures.segment", "figures.members"),
         rows=tuple(
             (label, str(s.members)) for label, s in zip(labels, answer.segments, strict=True)
         ),
     )
+
+
+def _cell_label(cell: insights_pb.RfmCell) -> str:
+    """Members, then their average spend with its currency (when insights knows it)."""
+    spend = cell.average_monetary
+    if not cell.members or not cell.HasField("average_monetary"):
+        return str(cell.members)
+    return f"{cell.members}\n{spend.currency_code} {spend.amount}"
 
 
 # -- cross-unit overlap and members of 2+ units --------------------------------------------------
@@ -517,35 +537,46 @@ def echarts_option(figure: Figure, translate: Callable[[str], str] = str) -> dic
     }
     if figure.kind in ("heatmap", "matrix"):
         values = [c[2] for c in figure.cells]
-        return base | {
-            "grid": {"containLabel": True},
-            "xAxis": {
-                "type": "category",
-                "name": t(figure.x_label),
-                "data": [t(x) for x in figure.x],
-            },
-            "yAxis": {
-                "type": "category",
-                "name": t(figure.y_label),
-                "data": [t(y) for y in figure.y],
-            },
-            "visualMap": {
-                "min": min(values, default=0),
-                "max": max(values, default=0) or 1,
-                "calculable": True,
-                "orient": "horizontal",
-                "left": "center",
-                "bottom": 0,
-            },
-            "series": [
-                {
-                    "name": t(figure.title),
-                    "type": "heatmap",
-                    "data": [[x, y, v] for x, y, v in figure.cells],
-                    "label": {"show": True},
-                }
-            ],
-        }
+        return (
+            base
+            | {
+                "grid": {"containLabel": True, "bottom": 96},
+                "xAxis": {
+                    "type": "category",
+                    "name": t(figure.x_label),
+                    "nameLocation": "middle",  # under the axis: at its end a long name is cut
+                    "nameGap": 28,
+                    "data": [t(x) for x in figure.x],
+                },
+                "yAxis": {
+                    "type": "category",
+                    "name": t(figure.y_label),
+                    "data": [t(y) for y in figure.y],
+                },
+                "visualMap": {
+                    "dimension": 2,  # the value (a cell's label, when it has one, follows it)
+                    "min": min(values, default=0),
+                    "max": max(values, default=0) or 1,
+                    "calculable": True,
+                    "orient": "horizontal",
+                    "left": "center",
+                    "bottom": 0,
+                },
+                "series": [
+                    {
+                        "name": t(figure.title),
+                        "type": "heatmap",
+                        "data": [
+                            [x, y, v, *figure.cell_labels[i : i + 1]]
+                            for i, (x, y, v) in enumerate(figure.cells)
+                        ],
+                        "label": {"show": True, "formatter": "{@[3]}"}
+                        if figure.cell_labels
+                        else {"show": True},
+                    }
+                ],
+            }
+        )
     kind = "line" if figure.kind == "line" else "bar"
     series: list[dict[str, Any]] = []
     for s in figure.series:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_insights.domain.cohorts import REDEEMING, MonthActivity, TierBenefits
 from loyalty_insights.domain.crossunit import ACTIVE, CONSUMPTION, REFUND, SPENDING, MonthOfMembers
 from loyalty_insights.domain.liability import LAPSING
-from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore
+from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore, ScoreGroup
 
 # Each member whose facts count for another (an absorbed member, along its chain of merges)
 # with the member they count for now.
@@ -179,7 +179,14 @@ _RFM = (
 )"""
 )
 
-_RFM_COUNTS = _RFM + "\nSELECT segment, count(*) AS members FROM named GROUP BY segment"
+# Members by their (R, F, M) scores, with their monetary values summed: at most 125 rows, from
+# which the domain counts the segments and fills the recency x frequency grid.
+_RFM_GROUPS = (
+    _RFM
+    + """
+SELECT r, f, m, count(*) AS members, sum(monetary) AS monetary FROM everyone GROUP BY r, f, m
+"""
+)
 
 # One segment's members ($9) after member $10, $11 of them, erased members left out.
 _RFM_MEMBERS = (
@@ -462,14 +469,14 @@ class FigureRows:
             [c.segment.value for c in SEGMENT_CELLS],
         ]
 
-    async def rfm_counts(
+    async def rfm_groups(
         self, start: datetime, end: datetime, unit: str, currency: str
-    ) -> dict[str, int]:
-        """Members in each named segment (those with none left out)."""
+    ) -> list[ScoreGroup]:
+        """Members by their (R, F, M) scores (erased members included), monetary summed."""
         rows = await (await self._conn()).fetch(
-            _RFM_COUNTS, *self._rfm_args(start, end, unit, currency)
+            _RFM_GROUPS, *self._rfm_args(start, end, unit, currency)
         )
-        return {r["segment"]: int(r["members"]) for r in rows}
+        return score_groups_of(rows)
 
     async def rfm_members(
         self,
@@ -557,6 +564,14 @@ class FigureRows:
                 TierBenefits(r["tier"], int(r["uses"]), int(r["members"]))
             )
         return found
+
+
+def score_groups_of(rows: Any) -> list[ScoreGroup]:
+    """Rows (r, f, m, members, monetary) as score groups."""
+    return [
+        ScoreGroup(int(r["r"]), int(r["f"]), int(r["m"]), int(r["members"]), Decimal(r["monetary"]))
+        for r in rows
+    ]
 
 
 def rfm_scores(rows: Any) -> list[RfmScore]:

@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_insights.adapters.figures import OWNERS, family, rfm_scores
 from loyalty_insights.domain.crossunit import ACTIVE, REFUND, SPENDING
 from loyalty_insights.domain.figures import CutPoints, year_before
-from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmScore
+from loyalty_insights.domain.rfm import SEGMENT_CELLS, RfmCell, RfmScore
 
 OFFERS_PURPOSE = "CONSENT_PURPOSE_PERSONALISED_OFFERS"
 
@@ -721,6 +721,19 @@ class MemberFigures:
     async def segment_counts(self) -> dict[str, int]:
         """Members by RFM segment (the stored counts, kept as the rows are written)."""
         return await self._counts("segment")
+
+    async def rfm_cells(self) -> list[RfmCell]:
+        """The members with figures by (recency score, frequency score), their spend in the
+        12 months summed: one grouped read of the table (the rows the segment counts count)."""
+        conn = await self._conn()
+        rows = await conn.fetch(
+            "SELECT rfm_r AS r, rfm_f AS f, count(*) AS members, sum(spend_12m) AS monetary "
+            "FROM member_figures WHERE rfm_segment IS NOT NULL GROUP BY 1, 2"
+        )
+        return [
+            RfmCell(int(r["r"]), int(r["f"]), int(r["members"]), Decimal(r["monetary"]))
+            for r in rows
+        ]
 
     async def multi_unit_counts(self, unit: str) -> tuple[int, int]:
         """(Members active in the trailing 12 months, of them active in two or more units);

@@ -277,3 +277,73 @@ def _scored(activity: MemberActivity, recency_days: int | None, r: int, f: int, 
         frequency_score=f,
         monetary_score=m,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreGroup:
+    """Members sharing their three scores: how many, and their monetary values summed."""
+
+    recency_score: int
+    frequency_score: int
+    monetary_score: int
+    members: int
+    monetary: Decimal
+
+    @property
+    def segment(self) -> RfmSegment:
+        return segment_of(
+            self.recency_score,
+            frequency_monetary_score(self.frequency_score, self.monetary_score),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RfmCell:
+    """One cell of the recency x frequency grid: its members and their monetary values
+    summed."""
+
+    recency_score: int
+    frequency_score: int
+    members: int = 0
+    monetary: Decimal = Decimal(0)
+
+    @property
+    def average_monetary(self) -> Decimal:
+        """The members' mean monetary value; zero for an empty cell."""
+        return self.monetary / self.members if self.members else Decimal(0)
+
+
+def score_groups(scores: Iterable[RfmScore]) -> list[ScoreGroup]:
+    """Scored members grouped by their (R, F, M) scores, as the service's SQL groups them."""
+    groups: dict[tuple[int, int, int], tuple[int, Decimal]] = {}
+    for s in scores:
+        key = (s.recency_score, s.frequency_score, s.monetary_score)
+        members, monetary = groups.get(key, (0, Decimal(0)))
+        groups[key] = (members + 1, monetary + s.monetary)
+    return [ScoreGroup(*key, n, total) for key, (n, total) in sorted(groups.items())]
+
+
+def segment_counts(groups: Iterable[ScoreGroup]) -> dict[RfmSegment, int]:
+    """Members in each named segment, zeros included, in the segments' order."""
+    counts = dict.fromkeys(RfmSegment, 0)
+    for g in groups:
+        counts[g.segment] += g.members
+    return counts
+
+
+def rfm_grid(cells: Iterable[RfmCell | ScoreGroup]) -> list[RfmCell]:
+    """The 5 x 5 grid of (recency score, frequency score): the given cells or score groups
+    summed into it, all 25 cells (zeros included), by recency score then frequency score."""
+    members: dict[tuple[int, int], int] = {}
+    monetary: dict[tuple[int, int], Decimal] = {}
+    for c in cells:
+        _check_score(c.recency_score)
+        _check_score(c.frequency_score)
+        key = (c.recency_score, c.frequency_score)
+        members[key] = members.get(key, 0) + c.members
+        monetary[key] = monetary.get(key, Decimal(0)) + c.monetary
+    return [
+        RfmCell(r, f, members.get((r, f), 0), monetary.get((r, f), Decimal(0)))
+        for r in SCORES
+        for f in SCORES
+    ]

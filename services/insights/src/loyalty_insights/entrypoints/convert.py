@@ -21,7 +21,7 @@ from loyalty_insights.domain.cohorts import Cohort, HealthMonth
 from loyalty_insights.domain.crossunit import MonthOfMembers
 from loyalty_insights.domain.liability import UnitLiability
 from loyalty_insights.domain.recommendations import OfferKind, Reason, Withheld
-from loyalty_insights.domain.rfm import RfmScore
+from loyalty_insights.domain.rfm import RfmCell, RfmScore
 from loyalty_insights.domain.uplift import Effect, Group, JourneyUplift
 from loyalty_insights.service_layer.figures import Liability, PointValue, Rfm, SpendShare
 from loyalty_insights.service_layer.recommendations import Recommendations
@@ -97,12 +97,22 @@ def rfm_member(found: RfmScore, currency: str) -> pb.RfmMember:
     return message
 
 
+def rfm_cell(found: RfmCell, currency: str) -> pb.RfmCell:
+    return pb.RfmCell(
+        recency_score=found.recency_score,
+        frequency_score=found.frequency_score,
+        members=found.members,
+        average_monetary=money(found.average_monetary, currency) if currency else None,
+    )
+
+
 def rfm_response(found: Rfm, next_page_token: str) -> pb.GetRfmResponse:
     return pb.GetRfmResponse(
         segments=[pb.RfmSegmentCount(segment=s.value, members=n) for s, n in found.counts],
         members=[rfm_member(m, found.currency) for m in found.members],
         next_page_token=next_page_token,
         refreshed_at=timestamp(found.refreshed_at) if found.refreshed_at else None,
+        grid=[rfm_cell(c, found.currency) for c in found.grid],
     )
 
 

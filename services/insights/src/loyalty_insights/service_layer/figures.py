@@ -3,7 +3,7 @@ figures out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from decimal import Decimal
 
@@ -16,7 +16,13 @@ from loyalty_insights.domain.crossunit import MonthOfMembers, UnitSpend
 from loyalty_insights.domain.figures import year_before
 from loyalty_insights.domain.liability import UnitLiability, liabilities, total_of
 from loyalty_insights.domain.periods import Period
-from loyalty_insights.domain.rfm import RfmScore, RfmSegment
+from loyalty_insights.domain.rfm import (
+    RfmCell,
+    RfmScore,
+    RfmSegment,
+    rfm_grid,
+    segment_counts,
+)
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 
 
@@ -54,6 +60,7 @@ class Rfm:
     currency: str  # of monetary ('' when no programme is known yet)
     last_member: str | None  # where the next page starts after; None: this page is the last
     refreshed_at: datetime | None = None  # read from the members' figures as of this refresh
+    grid: list[RfmCell] = field(default_factory=list)  # 25 cells, by recency then frequency
 
 
 def rfm_segment(segment: str) -> RfmSegment | None:
@@ -82,7 +89,7 @@ async def rfm(
     await known_unit(uow, unit)
     found = await uow.figures.programme_at(period.end)
     currency = found[1] if found else ""
-    counts = await uow.figures.rfm_counts(period.start, period.end, unit, currency)
+    groups = await uow.figures.rfm_groups(period.start, period.end, unit, currency)
     members: list[RfmScore] = []
     if segment is not None:
         members = await uow.figures.rfm_members(
@@ -90,7 +97,11 @@ async def rfm(
         )
     last = members[page_size - 1].member_id if len(members) > page_size else None
     return Rfm(
-        [(s, counts.get(s.value, 0)) for s in RfmSegment], members[:page_size], currency, last
+        list(segment_counts(groups).items()),
+        members[:page_size],
+        currency,
+        last,
+        grid=rfm_grid(groups),
     )
 
 
@@ -121,6 +132,7 @@ async def standard_rfm(
         currency,
         last_member,
         last.as_of,
+        rfm_grid(await uow.member_figures.rfm_cells()),
     )
 
 
