@@ -329,3 +329,33 @@ async def test_an_idempotent_replay_of_an_admin_call_adds_no_second_entry(
     (entry,) = [e for e in found if e.request_id == retried]
     assert entry.outcome == "OK"
     assert json.loads(entry.after_json)["available"] == 30
+
+
+async def test_a_refused_call_carrying_a_nul_character_is_still_recorded(
+    gateway: Gateway, points_service: RunningService, gateway_service: RunningService
+) -> None:
+    member = await a_member(gateway)
+    _, metadata = await bearer(gateway, "mall", "points:adjust")
+    request_id = uuid.uuid4().hex
+    async with grpc.aio.insecure_channel(points_service.target) as channel:
+        stub = points_service_pb2_grpc.PointsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.AdjustPoints(
+                points_pb.AdjustPointsRequest(
+                    member=f"members/{member}",
+                    request_id=request_id,
+                    unit="mall",
+                    points=5,
+                    reason="Wang\x00Fang",
+                ),
+                metadata=metadata,
+                timeout=15,
+            )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    (entry,) = await eventually(
+        lambda: entries(gateway_service, target=member, method="AdjustPoints")
+    )
+    assert (entry.outcome, entry.request_id) == ("INVALID_ARGUMENT", request_id)
+    assert entry.reason == "Wang\ufffdFang"
+    assert json.loads(entry.request_json)["reason"] == "Wang\ufffdFang"
