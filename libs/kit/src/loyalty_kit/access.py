@@ -114,6 +114,7 @@ def render_markdown(tables: Iterable[tuple[str, Iterable[str], Mapping[str, Rule
         "  a missing scope 403 `SCOPE_REQUIRED`; a method without a rule 403 `NO_ACCESS_RULE`.",
         "- **Audited**: every call, refused ones too, is written to the audit log (who, when,",
         "  what, why, the outcome, before and after where known): `GET /v1/auditEntries`.",
+        "  A retry answered from the idempotency store (the same `request_id`) adds no entry.",
         "",
     ]
     for service, methods, access in tables:
