@@ -150,3 +150,44 @@ async def test_failed_sign_ins_and_the_lock_out_are_recorded(
     assert outcomes == ["RESOURCE_EXHAUSTED"] + ["UNAUTHENTICATED"] * 4
     assert made.login not in await admin.locator("#audit-entries").text_content()
     await page.shot("lock-out")
+
+
+async def test_refusals_are_recorded_with_the_member_id_only(
+    page: Watched, console: Console
+) -> None:
+    member_id, phone = await seed(console, "mall", f"钱{uuid.uuid4().hex[:4]}")
+    unit = f"u{uuid.uuid4().hex[:10]}"
+    made, password = await console.operator("unit_manager", unit)
+    p: Any = page.page
+    await _sign_in(p, console, made.login, password)
+    await p.wait_for_url(f"{console.url}/")
+    # Another unit's member, then the audit page the role may not open.
+    assert (await p.goto(f"{console.url}/members/{member_id}")).status == 403
+    assert (await p.goto(f"{console.url}/audit")).status == 403
+    forgive(page, 403)
+    await p.locator("#sign-out").click()
+    await p.wait_for_url(f"{console.url}/login")
+
+    admin = await signed_in(page, console, "group_admin")
+    rows = await audit_rows(admin, console, operator=made.operator_id)
+    methods = [await r.inner_text() for r in await rows.locator(".audit-method").all()]
+    assert methods == [
+        "console.SignOut",
+        "console.RefusedForRole",
+        "console.RefusedOutOfReach",
+        "console.SignIn",
+    ]
+    outcomes = [await r.inner_text() for r in await rows.locator(".audit-outcome").all()]
+    assert outcomes[1:3] == ["PERMISSION_DENIED", "PERMISSION_DENIED"]
+    asked = [json.loads(await r.text_content()) for r in await rows.locator("details pre").all()]
+    assert asked[0] == {"asked": "audit", "http_method": "GET", "route": "/audit"}
+    assert asked[1] == {
+        "asked": "member",
+        "http_method": "GET",
+        "member_id": member_id,
+        "route": "/members/{member_id}",
+    }
+    assert await rows.nth(2).locator(".audit-target").inner_text() == member_id
+    table = await admin.locator("#audit-entries").text_content()
+    assert phone not in table and phone[-4:] not in table
+    await page.shot("refusals-recorded")

@@ -6,6 +6,7 @@ the page and the apply."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -13,10 +14,12 @@ import grpc
 from loyalty.engagement.v1 import engagement_service_pb2 as engagement_pb
 from loyalty.engagement.v1 import engagement_service_pb2_grpc
 from loyalty_devstack.testing import metadata_for
+from loyalty_gateway.console.operators import Operator
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
 
 from tests.console.conftest import Console, Watched
+from tests.console.test_audit import audit_rows
 from tests.console.test_sign_in import _sign_in
 
 ADMIN = Caller(unit="group", client_id="console-tests", scopes=frozenset({"admin"}))
@@ -33,12 +36,33 @@ def _journey(key: str, tag: str = "console:one") -> str:
     )
 
 
-async def _programme(page: Watched, console: Console, role: str = "group_admin") -> Any:
+async def _programme_as(
+    page: Watched, console: Console, role: str = "group_admin"
+) -> tuple[Any, Operator]:
+    """The page signed in as a new operator of `role`, and that operator."""
     made, password = await console.operator(role)
     p: Any = page.page
     await _sign_in(p, console, made.login, password)
     await p.wait_for_url(f"{console.url}/")
-    return p
+    return p, made
+
+
+async def _programme(page: Watched, console: Console, role: str = "group_admin") -> Any:
+    return (await _programme_as(page, console, role))[0]
+
+
+async def _applies(p: Any, console: Console, operator: Operator) -> list[tuple[str, str, Any]]:
+    """The operator's programme applies in the audit log, newest first: (method, outcome,
+    request)."""
+    rows = await audit_rows(p, console, operator=operator.operator_id, target="programme")
+    return [
+        (
+            await row.locator(".audit-method").inner_text(),
+            await row.locator(".audit-outcome").inner_text(),
+            json.loads(await row.locator("details pre").text_content()),
+        )
+        for row in await rows.all()
+    ]
 
 
 async def _review(p: Any, text: str) -> None:
@@ -91,7 +115,7 @@ async def test_a_files_problems_are_shown_at_their_lines(page: Watched, console:
 async def test_a_change_is_diffed_confirmed_and_applied_once(
     page: Watched, console: Console
 ) -> None:
-    p = await _programme(page, console)
+    p, made = await _programme_as(page, console)
     await p.goto(f"{console.url}/programme")
     key = f"c-{uuid.uuid4().hex[:10]}"
     await _review(p, _journey(key))
@@ -129,12 +153,20 @@ async def test_a_change_is_diffed_confirmed_and_applied_once(
     # Reviewed again, the file is the live programme.
     await _review(p, _journey(key))
     await p.locator("#no-changes").wait_for()
+    # The apply is one entry of the log (its steps have their own), the resend none.
+    ((method, outcome, request),) = await _applies(p, console, made)
+    assert (method, outcome) == ("console.ApplyProgramme", "OK")
+    assert request["digest"] == fields["digest"]
+    assert request["request_id"] == fields["request_id"]
+    assert request["changes"]["added"] >= 1 and request["sections"]["journeys"]["added"] >= 1
+    assert "console test: a new journey" in await p.locator(".audit-reason").first.inner_text()
+    await page.shot("apply-recorded")
 
 
 async def test_a_stale_confirmation_is_refused(
     page: Watched, console: Console, engagement_service: RunningService
 ) -> None:
-    p = await _programme(page, console)
+    p, made = await _programme_as(page, console)
     await p.goto(f"{console.url}/programme")
     key = f"c-{uuid.uuid4().hex[:10]}"
     await _review(p, _journey(key))
@@ -173,6 +205,15 @@ async def test_a_stale_confirmation_is_refused(
     await p.locator("#apply").click()
     await p.locator("#programme-outcome").wait_for()
     assert key in await p.locator("#live").inner_text()
+    # The stale confirmation is an entry that applied nothing, then the apply.
+    applies = await _applies(p, console, made)
+    assert [(method, outcome) for method, outcome, _ in applies] == [
+        ("console.ApplyProgramme", "OK"),
+        ("console.ApplyProgrammeRefused", "ABORTED"),
+    ]
+    refused = applies[1][2]
+    assert (refused["refused"], refused["digest"]) == ("stale", digest)
+    assert applies[0][2]["digest"] == fresh
 
 
 async def test_an_analyst_cannot_see_or_apply_the_programme(

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from loyalty.common.v1 import channel_pb2
 from loyalty.engagement.v1 import engagement_service_pb2, engagement_service_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, member_pb2
+from loyalty.insights.v1 import segments_pb2, segments_pb2_grpc
 from loyalty_devstack.demo import load as load_demo
 from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_kit import channels
@@ -155,6 +156,7 @@ async def suite(make_settings: Callable[..., Settings], run_id: str) -> AsyncIte
             "tag": ["segment:vip"],
         }
     )
+    suite.hints["segment"] = [await _segment(suite)]
     yield suite
     for channel in channels.values():
         await channel.close()
@@ -297,6 +299,17 @@ DEFECTS: list[tuple[str, Callable[[Suite], dict[str, Any]], str]] = [
             "lines": [{"line_id": "1", "amount": {"currency_code": "CNY", "amount": "NaN"}}],
         },
         "lines[0].amount.amount",
+    ),
+    (
+        "CreateSegment",
+        lambda s: {
+            "request_id": f"fuzz-{uuid.uuid4().hex}",
+            "segment": {
+                "display_name": "fuzz",
+                "rule": {"condition": {"field": 1, "operator": -1, "value": "gold"}},
+            },
+        },
+        "segment.rule.condition.operator",
     ),
 ]
 
@@ -444,6 +457,9 @@ LISTS = {
     "ListChallenges": ("challenges", 200),
     "ListMemberBadges": ("badges", 200),
     "ListAuditEntries": ("entries", 500),
+    "ListSegments": ("segments", 200),
+    "ListSegmentMembers": ("members", 1000),
+    "ListMemberSegments": ("segments", 200),
 }
 
 
@@ -476,6 +492,22 @@ async def _journey(suite: Suite) -> str:
     return str(created.journey.name)
 
 
+async def _segment(suite: Suite) -> str:
+    """A segment of the group's (all members: whose members a List may page through)."""
+    stub = segments_pb2_grpc.SegmentServiceStub(suite.channels["insights"])
+    created = await stub.CreateSegment(
+        segments_pb2.CreateSegmentRequest(
+            request_id=f"fuzz-{uuid.uuid4().hex}",
+            segment=segments_pb2.Segment(
+                display_name="fuzz", rule=segments_pb2.SegmentRule(all=segments_pb2.RuleAll())
+            ),
+        ),
+        metadata=metadata_for(ADMIN),
+        timeout=30,
+    )
+    return str(created.segment.name)
+
+
 async def _list_request(suite: Suite, method: str, **fields: Any) -> Any:
     rpc = BY_METHOD[method]
     request = rpc.request_class()
@@ -483,6 +515,8 @@ async def _list_request(suite: Suite, method: str, **fields: Any) -> Any:
         setattr(request, "member", suite.member)  # noqa: B010 (not every List has one)
     if "journey" in rpc.method.input_type.fields_by_name:
         setattr(request, "journey", await _journey(suite))  # noqa: B010
+    if "segment" in rpc.method.input_type.fields_by_name:
+        setattr(request, "segment", await _segment(suite))  # noqa: B010
     return fill(request, fields)
 
 

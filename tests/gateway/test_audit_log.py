@@ -294,3 +294,68 @@ async def test_the_gateways_own_audited_calls_are_kept_directly(
     )
     assert (entry.service, entry.outcome) == ("gateway", "PERMISSION_DENIED")
     assert (entry.client_id, entry.reason) == (client_id, "portability request")
+
+
+async def test_an_idempotent_replay_of_an_admin_call_adds_no_second_entry(
+    gateway: Gateway, points_service: RunningService, gateway_service: RunningService
+) -> None:
+    member = await a_member(gateway)
+    _, metadata = await bearer(gateway, "mall", "points:adjust")
+    retried, later = uuid.uuid4().hex, uuid.uuid4().hex
+
+    def adjustment(request_id: str, points: int) -> points_pb.AdjustPointsRequest:
+        return points_pb.AdjustPointsRequest(
+            member=f"members/{member}",
+            request_id=request_id,
+            unit="mall",
+            points=points,
+            reason="a retried correction",
+        )
+
+    async with grpc.aio.insecure_channel(points_service.target) as channel:
+        stub = points_service_pb2_grpc.PointsServiceStub(channel)
+        first = await stub.AdjustPoints(adjustment(retried, 30), metadata=metadata, timeout=15)
+        again = await stub.AdjustPoints(adjustment(retried, 30), metadata=metadata, timeout=15)
+        assert again == first  # the first call's answer
+        # A later call of the same client: its entry comes after any the replay wrote.
+        await stub.AdjustPoints(adjustment(later, 5), metadata=metadata, timeout=15)
+
+    async def both_seen() -> list[gateway_pb.AuditEntry] | None:
+        found = await entries(gateway_service, target=member, method="AdjustPoints")
+        return found if later in {e.request_id for e in found} else None
+
+    found = await eventually(both_seen)
+    assert sorted(e.request_id for e in found) == sorted([retried, later])
+    (entry,) = [e for e in found if e.request_id == retried]
+    assert entry.outcome == "OK"
+    assert json.loads(entry.after_json)["available"] == 30
+
+
+async def test_a_refused_call_carrying_a_nul_character_is_still_recorded(
+    gateway: Gateway, points_service: RunningService, gateway_service: RunningService
+) -> None:
+    member = await a_member(gateway)
+    _, metadata = await bearer(gateway, "mall", "points:adjust")
+    request_id = uuid.uuid4().hex
+    async with grpc.aio.insecure_channel(points_service.target) as channel:
+        stub = points_service_pb2_grpc.PointsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.AdjustPoints(
+                points_pb.AdjustPointsRequest(
+                    member=f"members/{member}",
+                    request_id=request_id,
+                    unit="mall",
+                    points=5,
+                    reason="Wang\x00Fang",
+                ),
+                metadata=metadata,
+                timeout=15,
+            )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    (entry,) = await eventually(
+        lambda: entries(gateway_service, target=member, method="AdjustPoints")
+    )
+    assert (entry.outcome, entry.request_id) == ("INVALID_ARGUMENT", request_id)
+    assert entry.reason == "Wang\ufffdFang"
+    assert json.loads(entry.request_json)["reason"] == "Wang\ufffdFang"

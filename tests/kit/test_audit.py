@@ -143,3 +143,12 @@ def test_a_request_json_cannot_render_is_recorded_by_its_type() -> None:
     request.catalogue.create_time.seconds = -(2**63)
     request.catalogue.create_time.nanos = -1
     assert audit.redact(request) == {"unreadable": "loyalty.benefits.v1.UpdateCatalogueRequest"}
+
+
+@isolated
+def test_a_replayed_call_leaves_no_draft_to_write() -> None:
+    request = points_pb.AdjustPointsRequest(member="members/m-3", request_id="r-3", unit="mall")
+    draft = audit.begin("points", "AdjustPoints", request, (), audited=True)
+    assert audit.pending() is draft
+    audit.replayed()
+    assert audit.pending() is None

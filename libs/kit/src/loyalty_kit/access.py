@@ -154,6 +154,7 @@ def render_markdown(tables: Iterable[tuple[str, Iterable[str], Mapping[str, Rule
         "  `MEMBER_TOKEN_REFUSED`).",
         "- **Audited**: every call, refused ones too, is written to the audit log (who, when,",
         "  what, why, the outcome, before and after where known): `GET /v1/auditEntries`.",
+        "  A retry answered from the idempotency store (the same `request_id`) adds no entry.",
         "",
     ]
     for service, methods, access in tables:

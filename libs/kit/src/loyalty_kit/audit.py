@@ -10,8 +10,10 @@ change (`note(before=, after=)`: a balance, a status, a version).
 Where the entry goes:
 - a call that commits a change: `UnitOfWork.commit` writes the entry to the service's outbox in
   the same transaction (`pending`/`written`), so it exists exactly when the change committed;
-- a call that committed nothing (refused, failed, an idempotent replay): the interceptor
-  writes it afterwards in a short transaction of its own, with the call's status code.
+- a call that committed nothing (refused, failed): the interceptor writes it afterwards in a
+  short transaction of its own, with the call's status code;
+- an idempotent replay (a retry answered with the first call's stored answer, `replayed`):
+  none, the first call's entry stands.
 
 Every entry is published as `loyalty.audit.v1.AuditEntryRecorded` on the shared audit stream
 (`LOYALTY_AUDIT`), which the gateway keeps in its `audit_log` table.
@@ -71,6 +73,7 @@ class AuditDraft:
     after: dict[str, Any] | None = None
     entry_id: uuid.UUID = field(default_factory=uuid.uuid4)
     written: bool = False
+    replay: bool = False  # answered with a first call's stored answer: no entry of its own
 
 
 _draft: ContextVar[AuditDraft | None] = ContextVar("loyalty_audit_draft", default=None)
@@ -138,9 +141,17 @@ def note(
 
 
 def pending() -> AuditDraft | None:
-    """The draft a commit should carry: one not written yet."""
+    """The draft a commit should carry: one not written yet (and not a replay's)."""
     draft = _draft.get()
-    return draft if draft is not None and not draft.written else None
+    return draft if draft is not None and not draft.written and not draft.replay else None
+
+
+def replayed() -> None:
+    """The current call is a retry answered with the first call's stored answer (its
+    request_id was taken): it changed nothing, and the first call's entry stands."""
+    draft = _draft.get()
+    if draft is not None:
+        draft.replay = True
 
 
 def entry(draft: AuditDraft, outcome: str) -> AuditEntryRecorded:

@@ -7,6 +7,8 @@ the first. `store` saves the response in the same transaction, so a retry after 
 either finds the complete first answer or nothing at all.
 
 The same request_id with a different request is refused: INVALID_ARGUMENT, REQUEST_ID_REUSED.
+A retry answered with the stored response is a replay for the audit log (`audit.replayed`): it
+writes no entry, the first call's stands.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from google.protobuf.message import Message
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_kit import faults
+from loyalty_kit import audit, faults
 from loyalty_kit.db import database_unavailable, driver_connection
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.logs import get_logger
@@ -110,6 +112,7 @@ class IdempotencyKeys:
         response = response_type()
         if row["response"] is not None:
             response.ParseFromString(row["response"])
+        audit.replayed()
         return response
 
     async def recall(
@@ -130,6 +133,7 @@ class IdempotencyKeys:
             raise request_id_reused(request_id)
         response = response_type()
         response.ParseFromString(row["response"])
+        audit.replayed()
         return response
 
     async def settled(self, scope: str, request_id: str, response_type: type[M]) -> M | None:

@@ -3,7 +3,8 @@ service publishes (`loyalty.audit.v1.AuditEntryRecorded`), kept once each, liste
 and exported whole.
 
 The table is append-only (its trigger refuses UPDATE, DELETE and TRUNCATE): this module only
-inserts and reads."""
+inserts and reads. PostgreSQL's text holds no NUL character, which a hostile request can carry
+(a refused call's entry quotes it): each is kept as U+FFFD, so the entry is stored all the same."""
 
 from __future__ import annotations
 
@@ -87,8 +88,36 @@ class AuditFilter:
         }
 
 
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def _text(text: str) -> str:
+    return text.replace(NUL, REPLACEMENT)
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _json(text: str) -> str:
+    """A JSON text jsonb accepts: a NUL in any string (escaped `\\u0000`) as U+FFFD."""
+    if NUL not in text and "\\u0000" not in text:
+        return text
+    try:
+        return json.dumps(_storable(json.loads(text)), sort_keys=True)
+    except ValueError:
+        return json.dumps({"unreadable": _text(text)})
+
+
 def _nullable(text: str) -> str | None:
-    return text or None
+    return _json(text) if text else None
 
 
 async def record(uow: UnitOfWork, entry: AuditEntryRecorded) -> None:
@@ -102,18 +131,23 @@ def insert_args(entry: AuditEntryRecorded) -> tuple[Any, ...]:
         INSERT,
         uuid.UUID(entry.entry_id),
         moment(entry.at, "at") if entry.HasField("at") else datetime.now(UTC),
-        entry.service,
-        entry.method,
-        entry.outcome,
-        entry.unit,
-        entry.client_id,
-        entry.operator_id,
-        entry.reason,
-        entry.request_id,
-        entry.target,
+        *(
+            _text(text)
+            for text in (
+                entry.service,
+                entry.method,
+                entry.outcome,
+                entry.unit,
+                entry.client_id,
+                entry.operator_id,
+                entry.reason,
+                entry.request_id,
+                entry.target,
+            )
+        ),
         _nullable(entry.before_json),
         _nullable(entry.after_json),
-        entry.request_json or "{}",
+        _json(entry.request_json or "{}"),
     )
 
 

@@ -20,10 +20,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from loyalty_gateway.console import i18n, pages
+from loyalty_gateway.console import i18n, journal, pages
 from loyalty_gateway.console.auth import Accounts, Cookies, Guard, form, new_token
 from loyalty_gateway.console.headers import SecurityHeaders
-from loyalty_gateway.console.pages import audit
 from loyalty_gateway.console.render import Console, console_of, environment, render, session_of
 from loyalty_gateway.settings import GatewaySettings
 
@@ -76,7 +75,7 @@ async def sign_in(request: Request) -> Response:
     if not await console.sign_in_allowed(address):
         return _login(request, "login.too_many", 429, login)
     outcome = await console.accounts.sign_in(login, fields.get("password", ""), console.clock())
-    await audit.record_sign_in(console, outcome)
+    await journal.record_sign_in(console, outcome)
     if outcome.operator is None:
         error = "login.locked" if outcome.outcome == "locked" else "login.wrong"
         return _login(request, error, 401, login)
@@ -93,7 +92,7 @@ async def sign_out(request: Request) -> Response:
     if cookie:
         await console.accounts.end_session(cookie, console.clock())
         session = session_of(request)
-        await audit.record_sign_out(console, session.operator if session else None)
+        await journal.record_sign_out(console, session.operator if session else None)
     response = RedirectResponse(request.scope.get("root_path", "") + "/login", status_code=303)
     console.cookies.clear(response, console.cookies.session)
     return response

@@ -14,7 +14,7 @@ from loyalty_kit.auth import ServiceCredentials
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from loyalty_gateway.console import i18n
+from loyalty_gateway.console import i18n, journal
 from loyalty_gateway.console.auth import Accounts, Cookies
 from loyalty_gateway.console.operators import Operator, Session
 from loyalty_gateway.console.roles import may
@@ -106,14 +106,30 @@ def render(
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+async def refused_for_role(request: Request, action: str) -> HTMLResponse:
+    """The 403 page of a page or action the operator's role may not use, after its entry in
+    the audit log (who, what was asked; the member's id where the path names one)."""
+    session = session_of(request)
+    if session is not None:
+        await journal.record_refusal(
+            console_of(request),
+            request,
+            session.operator,
+            journal.REFUSED_FOR_ROLE,
+            action,
+            member=str(request.path_params.get("member_id", "")),
+        )
+    return render(request, "error.html", {"status": 403}, 403)
+
+
 def requires(action: str) -> Callable[[Endpoint], Endpoint]:
-    """A page for the roles that may do `action`; others get a 403 page."""
+    """A page for the roles that may do `action`; others get a 403 page (and an audit entry)."""
 
     def wrap(endpoint: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> Response:
             session = session_of(request)
             if session is None or not may(session.operator.role, action):
-                return render(request, "error.html", {"status": 403}, 403)
+                return await refused_for_role(request, action)
             return await endpoint(request)
 
         return guarded

@@ -5,6 +5,7 @@ the group's team (`insights:group`, or an admin) every segment, a unit's team it
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import grpc
 from loyalty.insights.v1 import segments_pb2 as pb
@@ -193,6 +194,12 @@ def draft_of(message: pb.Segment) -> segments.Draft:
     return segments.Draft(message.display_name, rule_of(message.rule), message.targeting)
 
 
+def _enum_name(enum: Any, number: int) -> str:
+    """The name of an enum's number, "" for a number it does not name."""
+    found = enum.DESCRIPTOR.values_by_number.get(number)
+    return str(found.name) if found is not None else ""
+
+
 def rule_of(message: pb.SegmentRule, depth: int = 0) -> rules.Rule:
     """The domain's rule of a message (unset parts stay unset, for the checks to name). Past
     the depth limit the rest is cut off, and the checks refuse it."""
@@ -207,8 +214,9 @@ def rule_of(message: pb.SegmentRule, depth: int = 0) -> rules.Rule:
         return rules.Not(rule_of(getattr(message, "not"), depth + 1))
     if kind == "condition":
         c = message.condition
-        field_name = pb.SegmentField.Name(c.field).removeprefix("SEGMENT_FIELD_")
-        op_name = pb.ConditionOperator.Name(c.operator).removeprefix("CONDITION_OPERATOR_")
+        # A number the contract does not name is unset, for the checks to name.
+        field_name = _enum_name(pb.SegmentField, c.field).removeprefix("SEGMENT_FIELD_")
+        op_name = _enum_name(pb.ConditionOperator, c.operator).removeprefix("CONDITION_OPERATOR_")
         return rules.Condition(
             rules.SegmentField.__members__.get(field_name),
             rules.Operator.__members__.get(op_name),

@@ -4,9 +4,9 @@ next page's rows), each entry's who, when, what, why, outcome, before and after.
 filtered log downloads as CSV or JSON Lines (`/audit/export`, a POST with the CSRF token: the
 same rows as the HTTP export, and the download is itself an audit entry).
 
-The console's own entries (sign-in, failed sign-in, lock-out, sign-out, unmasking, export) are
-written here into the gateway's audit log, through its direct writer (`write`). Personal data is
-never stored in clear, so none is ever shown: entries name operators and members by id only.
+The console's own entries (sign-in, failed sign-in, lock-out, sign-out, unmasking, export,
+refusals, programme applies) are written by console/journal.py. Personal data is never stored in
+clear, so none is ever shown: entries name operators and members by id only.
 """
 
 from __future__ import annotations
@@ -17,113 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
-from loyalty_kit.timestamps import timestamp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from loyalty_gateway.adapters.audit_log import AuditFilter, AuditLog, AuditRow
 from loyalty_gateway.console.auth import form
-from loyalty_gateway.console.operators import Operator
-from loyalty_gateway.console.render import Console, NavItem, console_of, render, requires
+from loyalty_gateway.console.journal import EXPORT, write
+from loyalty_gateway.console.render import NavItem, console_of, render, requires
 from loyalty_gateway.http.audit_export import FORMATS, lines
 
 NAV = NavItem("audit", "/audit", "audit")
-SERVICE = "console"
 PAGE_SIZE = 50
 FILTERS = ("target", "operator", "method", "start", "end")
 TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
-
-# The console's own methods, as they appear in the log.
-SIGN_IN = "SignIn"
-SIGN_IN_FAILED = "SignInFailed"
-LOCK_OUT = "LockOut"
-SIGN_OUT = "SignOut"
-UNMASK = "ShowPersonalData"
-EXPORT = "ExportAuditLog"
-
-
-# Writing the console's own entries.
-
-
-async def write(
-    console: Console,
-    method: str,
-    *,
-    operator: Operator | None = None,
-    operator_id: str = "",
-    unit: str = "",
-    outcome: str = "OK",
-    target: str = "",
-    request: dict[str, Any] | None = None,
-    reason: str = "",
-) -> None:
-    """One entry of the console's own into the audit log (nothing, in the fast tests' console,
-    which has no database)."""
-    writer = console.audit_write
-    if writer is None:
-        return
-    entry = AuditEntryRecorded(
-        entry_id=str(uuid.uuid4()),
-        at=timestamp(console.clock()),
-        service=SERVICE,
-        method=method,
-        outcome=outcome,
-        unit=operator.unit if operator else unit,
-        client_id=SERVICE,
-        operator_id=operator.operator_id if operator else operator_id,
-        reason=reason,
-        request_id=f"console.{uuid.uuid4()}",
-        target=target,
-        request_json=json.dumps(request or {}, sort_keys=True),
-    )
-    await writer(entry)
-
-
-async def record_sign_in(console: Console, outcome: Any) -> None:
-    """A sign-in's entry: signed in, refused (a wrong or unknown login, a locked account) or a
-    lock-out it caused. No login and no password is stored; a known operator is named by id."""
-    operator = getattr(outcome, "operator", None)
-    if operator is not None:
-        await write(console, SIGN_IN, operator=operator)
-        return
-    operator_id = getattr(outcome, "operator_id", "")
-    unit = getattr(outcome, "unit", "")
-    if getattr(outcome, "locked_now", False):
-        await write(
-            console, LOCK_OUT, operator_id=operator_id, unit=unit, outcome="RESOURCE_EXHAUSTED"
-        )
-        return
-    refused = "FAILED_PRECONDITION" if outcome.outcome == "locked" else "UNAUTHENTICATED"
-    await write(
-        console,
-        SIGN_IN_FAILED,
-        operator_id=operator_id,
-        unit=unit,
-        outcome=refused,
-        request={"refused": outcome.outcome},
-    )
-
-
-async def record_sign_out(console: Console, operator: Operator | None) -> None:
-    if operator is not None:
-        await write(console, SIGN_OUT, operator=operator)
-
-
-async def record_unmask(
-    console: Console, operator: Operator, member: str, parts: tuple[str, ...]
-) -> None:
-    """An operator saw a member's personal data in clear: who, when, which member and which
-    parts were shown (never the values)."""
-    await write(
-        console,
-        UNMASK,
-        operator=operator,
-        target=member.removeprefix("members/"),
-        request={"member_id": member.removeprefix("members/"), "shown": list(parts)},
-    )
-
 
 # Reading the log.
 

@@ -27,11 +27,18 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from loyalty_gateway.console import journal
 from loyalty_gateway.console.auth import form
 from loyalty_gateway.console.backend import as_operator, operator_caller
 from loyalty_gateway.console.operators import Operator
-from loyalty_gateway.console.pages import audit
-from loyalty_gateway.console.render import NavItem, console_of, render, requires, session_of
+from loyalty_gateway.console.render import (
+    NavItem,
+    console_of,
+    refused_for_role,
+    render,
+    requires,
+    session_of,
+)
 from loyalty_gateway.console.roles import may
 from loyalty_gateway.flows.member360 import (
     OUT_OF_REACH,
@@ -79,7 +86,7 @@ UNMASKED_PARTS = ("profile", "identities")
 async def record_unmask(request: Request, operator: Operator, member: str) -> None:
     """An operator saw a member's personal data in clear: an entry of the audit log (who, when,
     which member, which parts; no values)."""
-    await audit.record_unmask(console_of(request), operator, member, UNMASKED_PARTS)
+    await journal.record_unmask(console_of(request), operator, member, UNMASKED_PARTS)
 
 
 # What a part's answer looks like on the page.
@@ -170,8 +177,10 @@ def _member_of(request: Request) -> str:
     return f"{MEMBERS}{request.path_params['member_id']}"
 
 
-def _refused(request: Request, error: Exception) -> Response | None:
-    """The page for an error that is the whole answer's (refused, unknown), else None."""
+async def _refused(request: Request, error: Exception, asked: str) -> Response | None:
+    """The page for an error that is the whole answer's (refused, unknown), else None. A
+    member out of the operator's reach is an entry of the audit log: who, what was `asked`,
+    and the member's id."""
     reason, status = "", 0
     if isinstance(error, PermissionDenied):
         reason, status = error.reason or "PERMISSION_DENIED", 403
@@ -184,6 +193,20 @@ def _refused(request: Request, error: Exception) -> Response | None:
             status = 404
     if not status:
         return None
+    if reason == OUT_OF_REACH:
+        session = session_of(request)
+        assert session is not None  # every page here is behind `requires`
+        named = request.path_params.get("member_id", "")
+        if not named and isinstance(error, DomainError):
+            named = error.metadata.get("member", "")
+        await journal.record_refusal(
+            console_of(request),
+            request,
+            session.operator,
+            journal.REFUSED_OUT_OF_REACH,
+            asked,
+            member=str(named),
+        )
     key = "members.out_of_reach" if reason == OUT_OF_REACH else f"members.refused_{status}"
     return render(
         request, "members/refused.html", {"status": status, "reason": reason, "why": key}, status
@@ -217,7 +240,7 @@ async def search(request: Request) -> Response:
         except InvalidArgument as error:
             errors = [(v.field, v.description) for v in error.field_violations]
         except (DomainError, grpc.aio.AioRpcError) as error:
-            refused = _refused(request, error)
+            refused = await _refused(request, error, "search")
             if refused is not None:
                 return refused
             errors = _problem(error)[0] or [("query", _problem(error)[1])]
@@ -243,7 +266,7 @@ async def _page(
     try:
         view: View360 = await _actions(request).reads.member_360(md, caller, member)
     except (DomainError, grpc.aio.AioRpcError) as error:
-        refused = _refused(request, error)
+        refused = await _refused(request, error, "unmask" if personal_data else "member")
         if refused is None:
             raise
         return refused
@@ -309,7 +332,7 @@ async def statement(request: Request) -> Response:
     try:
         page = await _actions(request).reads.statement(md, caller, member, token)
     except (DomainError, grpc.aio.AioRpcError) as error:
-        refused = _refused(request, error)
+        refused = await _refused(request, error, "statement")
         if refused is None:
             raise
         return refused
@@ -336,7 +359,7 @@ async def act(request: Request) -> Response:
     session = session_of(request)
     assert session is not None
     if not may(session.operator.role, needed):
-        return render(request, "error.html", {"status": 403}, 403)
+        return await refused_for_role(request, needed)
     fields = form(await request.body())
     member_id = request.path_params["member_id"]
     values = {k: fields.get(k, "")[:1000] for k in ("reason", "request_id", *extra)}
@@ -355,7 +378,7 @@ async def act(request: Request) -> Response:
             # Out of the operator's reach: the refusal page, nothing of the member shown. A
             # service refusing the action itself is said on this page.
             if isinstance(error, PermissionDenied):
-                refused = _refused(request, error)
+                refused = await _refused(request, error, action)
                 if refused is not None:
                     return refused
             errors, message = _problem(error)

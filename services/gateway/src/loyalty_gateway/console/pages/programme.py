@@ -11,6 +11,11 @@ digest is not the review's) it raises `Stale`, nothing is applied, and the page 
 review to confirm again. A confirmation's `request_id` is remembered with its outcome, so a
 second submit of the same confirmation (a double click, a reload) shows the first outcome and
 applies nothing; applies are serialised in the gateway process.
+
+Each step of an apply is an admin RPC with its own audit entry; the apply as a whole is one
+more, the console's `ApplyProgramme` (the reason, the review's digest, the changes counted per
+kind, what was applied), or `ApplyProgrammeRefused` when nothing was (stale, or refused).
+A second submit of the same confirmation writes none.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from loyalty_gateway.console import journal
 from loyalty_gateway.console.auth import form
 from loyalty_gateway.console.backend import as_operator, channel_of
 from loyalty_gateway.console.operators import Operator
@@ -47,6 +53,8 @@ NAV = NavItem("programme", "/programme", ACTION)
 MAX_TEXT = 512 * 1024  # characters of a submitted file
 MAX_REASON = 500
 KEPT = 256  # outcomes remembered by request_id
+TARGET = "programme"  # what an apply's audit entry names as its target
+KINDS = ("added", "changed", "removed")
 
 
 def normalised(text: str) -> str:
@@ -200,6 +208,84 @@ async def review_file(request: Request) -> Response:
     return _page(request, live=live, live_error=live_error, text=text, found=found)
 
 
+async def _shown_again(
+    request: Request,
+    services: Services,
+    text: str,
+    message: str,
+    status: int,
+    *,
+    found: Review | None = None,
+    detail: str = "",
+    reason: str = "",
+) -> Response:
+    """The page again after a confirmation that applied nothing, the live file read anew."""
+    live, _ = await _live_text(services)
+    return _page(
+        request,
+        live=live,
+        text=text,
+        found=found,
+        message=message,
+        message_detail=detail,
+        reason=reason,
+        status=status,
+    )
+
+
+def change_counts(found: Review) -> dict[str, Any]:
+    """The review's changes counted per kind, in all and per changed section."""
+    sections: dict[str, dict[str, int]] = {
+        s.section: {str(k): n for k, n in s.counts().items()} for s in found.sections if s.changed
+    }
+    totals = {kind: sum(counts[kind] for counts in sections.values()) for kind in KINDS}
+    return {"changes": totals, "sections": sections}
+
+
+async def _record(
+    request: Request,
+    operator: Operator,
+    found: Review,
+    digest: str,
+    request_id: str,
+    reason: str,
+    *,
+    outcome: Outcome | None = None,
+    refused: str = "",
+) -> None:
+    """The apply's own entry (each step's admin RPC has its own): applied (`ApplyProgramme`,
+    OK, or ABORTED at a failed step) or refused with nothing applied (`ApplyProgrammeRefused`:
+    stale, or a plan that cannot be applied). `digest` is the one the confirmation carried;
+    the changes counted are the review's as it stands at the apply."""
+    asked: dict[str, Any] = {"digest": digest, "request_id": request_id}
+    asked.update(change_counts(found))
+    if outcome is None:
+        code = "ABORTED" if refused == "stale" else "FAILED_PRECONDITION"
+        await journal.write(
+            console_of(request),
+            journal.APPLY_PROGRAMME_REFUSED,
+            operator=operator,
+            outcome=code,
+            target=TARGET,
+            reason=reason,
+            request={**asked, "refused": refused},
+        )
+        return
+    done: dict[str, Any] = {"applied": sorted(outcome.done), "unchanged": list(outcome.unchanged)}
+    if not outcome.ok:
+        done.update(failed=outcome.failed, left=list(outcome.left))
+    await journal.write(
+        console_of(request),
+        journal.APPLY_PROGRAMME,
+        operator=operator,
+        outcome="OK" if outcome.ok else "ABORTED",
+        target=TARGET,
+        reason=reason,
+        request=asked,
+        after=done,
+    )
+
+
 @requires(ACTION)
 async def apply_file(request: Request) -> Response:
     operator = operator_of(request)
@@ -210,64 +296,50 @@ async def apply_file(request: Request) -> Response:
     reason = fields.get("reason", "").strip()[:MAX_REASON]
     services = _services(request, operator)
     base = request.scope.get("root_path", "")
+    applied = RedirectResponse(f"{base}/programme?applied={request_id}", status_code=303)
     applies = _applies(request)
     if not valid_request_id(request_id) or not digest or not text.strip():
-        live, _ = await _live_text(services)
-        return _page(
-            request, live=live, text=text, message="programme.bad_confirmation", status=400
-        )
+        return await _shown_again(request, services, text, "programme.bad_confirmation", 400)
     if applies.get(operator.operator_id, request_id) is not None:
-        return RedirectResponse(f"{base}/programme?applied={request_id}", status_code=303)
+        return applied  # the first submit's outcome (and its entry) stands
     async with applies.lock:
         if applies.get(operator.operator_id, request_id) is not None:
-            return RedirectResponse(f"{base}/programme?applied={request_id}", status_code=303)
+            return applied
         found, error = await _review(services, text)
         if found is None:
-            live, _ = await _live_text(services)
-            return _page(
-                request,
-                live=live,
-                text=text,
-                message="programme.unavailable",
-                message_detail=error,
-                status=503,
+            return await _shown_again(
+                request, services, text, "programme.unavailable", 503, detail=error
             )
         if not reason:
-            live, _ = await _live_text(services)
-            return _page(
-                request,
-                live=live,
-                text=text,
-                found=found,
-                message="programme.reason_required",
-                status=400,
+            return await _shown_again(
+                request, services, text, "programme.reason_required", 400, found=found
             )
         try:
             outcome = await apply(found, digest, services, reason=reason)
-        except Stale:
-            live, _ = await _live_text(services)
-            return _page(
+        except (Stale, PlanRefused) as refused:
+            stale = isinstance(refused, Stale)
+            await _record(
                 request,
-                live=live,
-                text=text,
-                found=found,
-                message="programme.stale",
-                reason=reason,
-                status=409,
+                operator,
+                found,
+                digest,
+                request_id,
+                reason,
+                refused="stale" if stale else "plan",
             )
-        except PlanRefused as refused:
-            live, _ = await _live_text(services)
-            return _page(
+            return await _shown_again(
                 request,
-                live=live,
-                text=text,
+                services,
+                text,
+                "programme.stale" if stale else "programme.refused",
+                409,
                 found=found,
-                message="programme.refused",
-                message_detail=str(refused),
-                status=409,
+                detail="" if stale else str(refused),
+                reason=reason if stale else "",
             )
         applies.keep(operator.operator_id, request_id, outcome)
-    return RedirectResponse(f"{base}/programme?applied={request_id}", status_code=303)
+        await _record(request, operator, found, digest, request_id, reason, outcome=outcome)
+    return applied
 
 
 ROUTES: list[BaseRoute] = [
