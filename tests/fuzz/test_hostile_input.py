@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -356,12 +355,10 @@ async def test_a_message_past_the_size_limit_is_resource_exhausted_and_the_servi
     suite: Suite, service: str
 ) -> None:
     rpc = next(r for r in RPCS.values() if r.service == service)
-    started = time.perf_counter()
     error = await suite.call(rpc, b"\x0a" + b"\xff" * (4 * MIB + 1))
     assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
     assert "larger than max" in (error.details() or "")
     assert from_rpc_error(error) is None  # gRPC's own answer: no details to misread
-    assert time.perf_counter() - started < 10
     health = health_pb2_grpc.HealthStub(suite.channels[service])
     answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
