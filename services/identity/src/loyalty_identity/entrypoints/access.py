@@ -19,7 +19,9 @@ PROFILE_WRITE = "profile:write"  # the member app: the member's own profile and 
 ACCESS: dict[str, Rule] = {
     "RegisterMember": rule(EARN, REGISTER, unit_field="unit"),
     "GetMember": rule(note="personal data masked without personal_data:read"),
-    "ResolveMember": rule(note="personal data masked without personal_data:read"),
+    "ResolveMember": rule(
+        note="personal data masked without personal_data:read; a member code is used up"
+    ),
     "LinkIdentity": rule(EARN, REGISTER, MANAGE, unit_field="unit", audited=True),
     "UnlinkIdentity": rule(MANAGE, audited=True),
     "MergeMembers": rule(MANAGE, audited=True),
