@@ -221,3 +221,11 @@ def test_a_member_token_is_refused_where_the_rule_names_no_member_or_scope() -> 
     with pytest.raises(PermissionDenied) as unscoped:
         check(SELF_ACCESS, "Redeem", naming("m-1"), MEMBER)  # holds self:read, not self:redeem
     assert unscoped.value.reason == "SCOPE_REQUIRED"
+
+
+def test_a_member_token_matches_its_members_resource_name_too() -> None:
+    check(SELF_ACCESS, "Balance", naming("members/m-1"), MEMBER)
+    for other in ("members/m-2", "members/", "members/m-1/x"):
+        with pytest.raises(PermissionDenied) as foreign:
+            check(SELF_ACCESS, "Balance", naming(other), MEMBER)
+        assert foreign.value.reason == "MEMBER_MISMATCH"

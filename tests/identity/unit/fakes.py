@@ -14,7 +14,8 @@ from typing import Any
 from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, MemberState, Profile
-from loyalty_identity.service_layer.ports import IdentityWork
+from loyalty_identity.domain.member_code import MemberCodeSecret
+from loyalty_identity.service_layer.ports import IdentityWork, MemberCodeWork
 
 from tests.support.fake_work import SnapshotWork
 
@@ -39,6 +40,9 @@ class Tables:
     candidates: dict[str, Any] = field(default_factory=dict)
     candidate_rows: dict[str, Any] = field(default_factory=dict)
     import_audit: list[dict[str, Any]] = field(default_factory=list)
+    # member codes: secrets by member, and the (handle, step) used
+    member_codes: dict[str, MemberCodeSecret] = field(default_factory=dict)
+    member_code_uses: set[tuple[str, int]] = field(default_factory=set)
 
 
 def _stored(member: Member) -> Member:
@@ -175,6 +179,7 @@ class FakeMembers:
         row = self._row(member_id)
         row.identities, row.profile, row.consents, row.tags = [], Profile(), {}, set()
         self.tables.consent_log = [e for e in self.tables.consent_log if e[1] != member_id]
+        self.tables.member_codes.pop(member_id, None)  # as the data key and its sealed secret
 
     async def audit(
         self,
@@ -202,6 +207,50 @@ class FakeMembers:
         return 0  # no keys in memory
 
 
+class FakeMemberCodes:
+    """Members' code secrets and the codes used, in the members' tables (rolled back with
+    them)."""
+
+    def __init__(self, members: FakeMembers) -> None:
+        self.members = members
+
+    @property
+    def _tables(self) -> Tables:
+        return self.members.tables
+
+    async def of_member(self, member_id: str) -> MemberCodeSecret | None:
+        return self._tables.member_codes.get(member_id)
+
+    async def by_handle(self, handle: str) -> MemberCodeSecret | None:
+        found = [s for s in self._tables.member_codes.values() if s.handle == handle]
+        return found[0] if found else None
+
+    async def add(self, secret: MemberCodeSecret, now: datetime) -> bool:
+        if secret.member_id in self._tables.member_codes or await self.by_handle(secret.handle):
+            return False
+        self._tables.member_codes[secret.member_id] = secret
+        return True
+
+    async def forget(self, member_id: str) -> None:
+        gone = self._tables.member_codes.pop(member_id, None)
+        if gone is not None:
+            self._tables.member_code_uses = {
+                u for u in self._tables.member_code_uses if u[0] != gone.handle
+            }
+
+    async def claim(self, handle: str, step: int, now: datetime) -> bool:
+        if (handle, step) in self._tables.member_code_uses:
+            return False
+        self._tables.member_code_uses.add((handle, step))
+        return True
+
+    async def prune(self, before_step: int) -> int:
+        kept = {u for u in self._tables.member_code_uses if u[1] >= before_step}
+        gone = len(self._tables.member_code_uses) - len(kept)
+        self._tables.member_code_uses = kept
+        return gone
+
+
 class FakeUnitOfWork(SnapshotWork):
     """One transaction on the fake store: `published` holds the events of every commit, in
     the order the members recorded them."""
@@ -215,6 +264,10 @@ class FakeUnitOfWork(SnapshotWork):
     def members(self) -> FakeMembers:
         return self.store
 
+    @property
+    def member_codes(self) -> FakeMemberCodes:
+        return FakeMemberCodes(self.store)
+
     def begin(self) -> None:
         self.store.seen = []
 
@@ -226,4 +279,9 @@ class FakeUnitOfWork(SnapshotWork):
 
 def as_port(uow: FakeUnitOfWork) -> IdentityWork:
     """The fake is the use cases' port (checked by the type checker)."""
+    return uow
+
+
+def as_code_port(uow: FakeUnitOfWork) -> MemberCodeWork:
+    """... and the member codes' port."""
     return uow

@@ -19,6 +19,7 @@ from typing import Any
 
 from loyalty_kit.caller import ADMIN, Caller, UnitMismatch, current_caller
 from loyalty_kit.errors import PermissionDenied
+from loyalty_kit.kernel.members import member_name
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,9 @@ def _check_member(found: Rule, method: str, request: Any, caller: Caller) -> Non
     if request is None:
         return  # not decoded: the scopes are checked now, the member once it is
     named = field_of(request, found.member_field)
-    if not isinstance(named, str) or named.strip() != caller.member:
+    # The member's ID, or its resource name (`members/{id}`) where the contract names members so.
+    own = (caller.member, member_name(caller.member))
+    if not isinstance(named, str) or named.strip() not in own:
         raise MemberMismatch(
             "a member's own token reaches only that member's data",
             metadata={"field": found.member_field},

@@ -1,19 +1,25 @@
 """The identity service as the kit runs it: its composition root (bootstrap.py), the servicers
-(members, member imports and order imports), the events it learns from, its background jobs
-(the import workers) and its operator commands (entrypoints/)."""
+(members, member imports, order imports and member codes), the events it learns from, its
+background jobs (the import workers, forgetting used member codes) and its operator commands
+(entrypoints/)."""
 
 from __future__ import annotations
 
 import grpc
 from loyalty.identity.v1 import (
     identity_service_pb2_grpc,
+    member_code_pb2_grpc,
     member_import_pb2_grpc,
     order_import_pb2_grpc,
 )
 from loyalty_kit.server import ServiceSpec
 
 from loyalty_identity.bootstrap import Identity, bootstrap
-from loyalty_identity.entrypoints import import_servicer, order_import_servicer
+from loyalty_identity.entrypoints import (
+    import_servicer,
+    member_code_servicer,
+    order_import_servicer,
+)
 from loyalty_identity.entrypoints.access import ACCESS
 from loyalty_identity.entrypoints.commands import rotate_keys
 from loyalty_identity.entrypoints.consumers import consumers
@@ -29,12 +35,20 @@ def add_servicers(server: grpc.aio.Server, app: Identity) -> None:
     order_import_pb2_grpc.add_OrderImportServiceServicer_to_server(
         order_import_servicer.OrderImportServicer(app), server
     )
+    member_code_pb2_grpc.add_MemberCodeServiceServicer_to_server(
+        member_code_servicer.MemberCodeServicer(app), server
+    )
 
 
 SPEC = ServiceSpec(
     name="identity",
     access=ACCESS,
-    service_names=(SERVICE, import_servicer.SERVICE, order_import_servicer.SERVICE),
+    service_names=(
+        SERVICE,
+        import_servicer.SERVICE,
+        order_import_servicer.SERVICE,
+        member_code_servicer.SERVICE,
+    ),
     bootstrap=bootstrap,
     add_servicers=add_servicers,
     migrations="loyalty_identity:migrations",

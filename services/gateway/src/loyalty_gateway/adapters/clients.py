@@ -34,6 +34,7 @@ SCOPES = {
     "engagement:read": "read the unit's journeys, their entries and the messages sent",
     "engagement:write": "create, change, pause and resume the unit's journeys",
     "segments:write": "create, change and delete the unit's dynamic segments (all: insights:group)",
+    "member_codes:read": "show members their member code (会员码) (the member app's backend)",
     "admin": "everything, for every unit (group operators)",
 }
 DEFAULT_RATE = 100  # requests per second

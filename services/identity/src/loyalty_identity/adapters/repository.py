@@ -458,6 +458,7 @@ class MemberRepository:
             t.consents,
             t.consent_events,
             t.member_tags,
+            t.member_codes,
         ):
             await self.session.execute(delete(table).where(table.c.member_id == member_id))
         self._data_keys.pop(member_id, None)

@@ -270,3 +270,26 @@ imported_orders = Table(
     Column("import_id", UUID(as_uuid=False), nullable=False),
     Column("row_number", BigInteger, nullable=False),
 )
+
+# A member's code secret (sealed with the member's data key, so erasure shreds it even before
+# the row goes) and the handle that names the member in the member code (unique, replaced with
+# the secret on rotation).
+member_codes = Table(
+    "member_codes",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("handle", Text, nullable=False),
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("handle", name="member_codes_handle_once"),
+)
+
+# Member codes resolved: (handle, step) once; the insert that conflicts is a second scan. Rows
+# older than the steps a code is accepted in are pruned.
+member_code_uses = Table(
+    "member_code_uses",
+    metadata,
+    Column("handle", Text, primary_key=True),
+    Column("step", BigInteger, primary_key=True),
+    Column("used_at", DateTime(timezone=True), nullable=False),
+)

@@ -24,6 +24,8 @@ from email_validator.rfc_constants import (
 )
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 
+from loyalty_identity.domain.member_code import MEMBER_CODE_TYPE
+
 DEFAULT_PHONE_REGION = "CN"
 MAX_VALUE_LENGTH = 256
 MAX_CODE_LENGTH = 40
@@ -35,6 +37,8 @@ MAX_DESCRIPTION_LENGTH = 200
 UNIT_CODE = r"[a-z][a-z0-9_-]{1,31}"
 # A unit's legacy member numbers (member imports) are the type `legacy:<unit>`: editable too.
 TYPE_CODE = re.compile(rf"^(?:[a-z][a-z0-9_]{{1,39}}|legacy:{UNIT_CODE})$")
+# Types ResolveMember answers without the catalogue: never defined, never stored as identities.
+RESERVED_TYPES = frozenset({MEMBER_CODE_TYPE})
 KNOWN_TYPES_NAMED = 10  # in the answer to an unknown type; ListIdentityTypes has them all
 
 
@@ -60,6 +64,10 @@ class IdentityType:
                     "2-40 characters: a-z, 0-9, '_', starting with a letter "
                     "(or `legacy:` and a unit's code, such as `legacy:hot-spring`)",
                 )
+            )
+        elif self.code in RESERVED_TYPES:
+            problems.append(
+                FieldViolation(f"{field}.code", f"{self.code} is reserved: it is not stored")
             )
         if len(self.description) > MAX_DESCRIPTION_LENGTH:
             problems.append(

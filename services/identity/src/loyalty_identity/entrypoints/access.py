@@ -1,4 +1,5 @@
-"""Who may call each IdentityService, MemberImportService and OrderImportService method
+"""Who may call each IdentityService, MemberImportService, OrderImportService and
+MemberCodeService method
 (checked by the kit's interceptor; docs/access.md is rendered from it). Reads are open to any
 authenticated caller: personal data is masked without `personal_data:read`. A unit imports only
 its own members and orders and reads only its own imports; merge candidates are decided by the
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
 from loyalty_kit.caller import PERSONAL_DATA_READ
-from loyalty_kit.scopes import MEMBERS_IMPORT
+from loyalty_kit.scopes import MEMBER_CODES_READ, MEMBERS_IMPORT, SELF_READ, SELF_WRITE
 
 MANAGE = "members:manage"  # the group's member operations
 REGISTER = "members:register"  # an enrolment desk or app that is not a till
@@ -18,7 +19,9 @@ PROFILE_WRITE = "profile:write"  # the member app: the member's own profile and 
 ACCESS: dict[str, Rule] = {
     "RegisterMember": rule(EARN, REGISTER, unit_field="unit"),
     "GetMember": rule(note="personal data masked without personal_data:read"),
-    "ResolveMember": rule(note="personal data masked without personal_data:read"),
+    "ResolveMember": rule(
+        note="personal data masked without personal_data:read; a member code is used up"
+    ),
     "LinkIdentity": rule(EARN, REGISTER, MANAGE, unit_field="unit", audited=True),
     "UnlinkIdentity": rule(MANAGE, audited=True),
     "MergeMembers": rule(MANAGE, audited=True),
@@ -52,6 +55,20 @@ ACCESS: dict[str, Rule] = {
     ),
     "ResolveMergeCandidate": rule(MANAGE, audited=True),
     "DismissMergeCandidate": rule(MANAGE, audited=True),
+    # MemberCodeService
+    "GetMemberCode": rule(
+        SELF_READ,
+        MEMBER_CODES_READ,
+        member_field="member",
+        note="a member's own token for that member only; the secret is made on first use",
+    ),
+    "RotateMemberCode": rule(
+        SELF_WRITE,
+        MANAGE,
+        member_field="member",
+        note="every code shown before stops resolving",
+        audited=True,
+    ),
     # OrderImportService
     "CreateOrderImport": rule(MEMBERS_IMPORT, unit_field="spec.unit", audited=True),
     "GetOrderImport": rule(MEMBERS_IMPORT, resource_unit="the import's unit"),

@@ -26,8 +26,9 @@ from loyalty_kit.timestamps import timestamp
 
 from loyalty_identity.bootstrap import Identity
 from loyalty_identity.domain.member import Member
+from loyalty_identity.domain.member_code import MEMBER_CODE_TYPE
 from loyalty_identity.entrypoints import convert
-from loyalty_identity.service_layer import handlers
+from loyalty_identity.service_layer import handlers, member_codes
 from loyalty_identity.service_layer.commands import Operator, Register
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 
@@ -104,8 +105,19 @@ class IdentityServicer(UnitOfWorkServicer[IdentityUnitOfWork], IdentityServiceSe
         self, request: pb.ResolveMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResolveMemberResponse:
         raw = convert.raw_identity(request.identity)
-        member = await self._read(lambda uow: handlers.resolve(uow, raw))
+        if raw.type == MEMBER_CODE_TYPE:
+            member = await self._resolve_member_code(raw.value)
+        else:
+            member = await self._read(lambda uow: handlers.resolve(uow, raw))
         return pb.ResolveMemberResponse(member=await self._member(member))
+
+    async def _resolve_member_code(self, value: str) -> Member:
+        """A scanned member code, used up by this call (committed before the answer)."""
+        now = self.clock()
+        async with self.uow() as uow:
+            member = await member_codes.resolve_member_code(uow, value, now)
+            await uow.commit()
+        return member
 
     async def LinkIdentity(
         self, request: pb.LinkIdentityRequest, context: grpc.aio.ServicerContext

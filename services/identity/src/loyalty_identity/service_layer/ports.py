@@ -14,6 +14,7 @@ from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType
 from loyalty_identity.domain.imports import ParsedRow, RowOutcome
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, Profile
+from loyalty_identity.domain.member_code import MemberCodeSecret
 from loyalty_identity.domain.member_import import (
     CandidateState,
     ImportedConsent,
@@ -76,6 +77,18 @@ class Members(Protocol):
         at: datetime,
     ) -> None: ...
     async def rewrap_data_keys(self, limit: int) -> int: ...
+
+
+class MemberCodes(Protocol):
+    """Members' code secrets (sealed at rest) and the member codes already resolved
+    (`adapters/member_codes.py`)."""
+
+    async def of_member(self, member_id: str) -> MemberCodeSecret | None: ...
+    async def by_handle(self, handle: str) -> MemberCodeSecret | None: ...
+    async def add(self, secret: MemberCodeSecret, now: datetime) -> bool: ...
+    async def forget(self, member_id: str) -> None: ...
+    async def claim(self, handle: str, step: int, now: datetime) -> bool: ...
+    async def prune(self, before_step: int) -> int: ...
 
 
 J = TypeVar("J")  # an import (a kind's operation)
@@ -167,6 +180,13 @@ class IdentityWork(Transaction, Protocol):
 
     @property
     def members(self) -> Members: ...
+
+
+class MemberCodeWork(IdentityWork, Protocol):
+    """A unit of work of the member codes: the members and their code secrets."""
+
+    @property
+    def member_codes(self) -> MemberCodes: ...
 
 
 class ImportWork(IdentityWork, Protocol):

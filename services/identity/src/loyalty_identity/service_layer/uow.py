@@ -14,6 +14,7 @@ from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.events import to_message
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.adapters.imports import ImportStore
+from loyalty_identity.adapters.member_codes import MemberCodeStore
 from loyalty_identity.adapters.order_imports import OrderImportStore
 from loyalty_identity.adapters.repository import MemberRepository
 from loyalty_identity.domain.events import Event
@@ -23,6 +24,7 @@ class IdentityUnitOfWork(UnitOfWork):
     members: MemberRepository
     imports: ImportStore
     order_imports: OrderImportStore
+    member_codes: MemberCodeStore
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class IdentityUnitOfWork(UnitOfWork):
         self.members = MemberRepository(self.session, self.keyring, self.types)
         self.imports = ImportStore(self.session, self.keyring, self.types)
         self.order_imports = OrderImportStore(self.session, self.keyring)
+        self.member_codes = MemberCodeStore(self.session, self.keyring)
         self._recorded: list[Event] = []
         return self
 

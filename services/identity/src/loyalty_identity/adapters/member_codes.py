@@ -1,0 +1,93 @@
+"""Members' code secrets in PostgreSQL, sealed with each member's data key (so erasing the
+member, which deletes the key first, shreds the secret too), and the codes already resolved.
+
+Every read of a secret joins the member's wrapped data key: one statement, and a member whose
+key is gone (merged, erased) has no secret to read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from loyalty_kit.db import driver_connection
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_identity.adapters.crypto import Keyring, seal, sealed_as, unseal
+from loyalty_identity.domain.member_code import MemberCodeSecret
+
+_SECRET = """
+SELECT c.member_id, c.handle, c.secret_sealed, k.key_id, k.wrapped_key
+FROM member_codes c JOIN member_keys k ON k.member_id = c.member_id
+WHERE {where}
+"""
+_BY_MEMBER = _SECRET.format(where="c.member_id = $1")
+_BY_HANDLE = _SECRET.format(where="c.handle = $1")
+_ADD = (
+    "INSERT INTO member_codes (member_id, handle, secret_sealed, created_at) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING handle"
+)
+_CLAIM = (
+    "INSERT INTO member_code_uses (handle, step, used_at) VALUES ($1, $2, $3) "
+    "ON CONFLICT DO NOTHING RETURNING step"
+)
+
+
+def _context(member_id: str) -> str:
+    return sealed_as(member_id, "member_code_secret")
+
+
+class MemberCodeStore:
+    def __init__(self, session: AsyncSession, keyring: Keyring) -> None:
+        self.session = session
+        self.keyring = keyring
+
+    async def _conn(self) -> Any:
+        return await driver_connection(self.session)
+
+    def _opened(self, row: Any) -> MemberCodeSecret:
+        member_id = str(row["member_id"])
+        data_key = self.keyring.unwrap(member_id, row["key_id"], row["wrapped_key"])
+        secret = unseal(data_key, row["secret_sealed"], _context(member_id))
+        return MemberCodeSecret(member_id, row["handle"], secret)
+
+    async def of_member(self, member_id: str) -> MemberCodeSecret | None:
+        row = await (await self._conn()).fetchrow(_BY_MEMBER, member_id)
+        return self._opened(row) if row is not None else None
+
+    async def by_handle(self, handle: str) -> MemberCodeSecret | None:
+        row = await (await self._conn()).fetchrow(_BY_HANDLE, handle)
+        return self._opened(row) if row is not None else None
+
+    async def add(self, secret: MemberCodeSecret, now: datetime) -> bool:
+        """Store a member's secret, sealed; False when the member has one already or the handle
+        is taken (nothing stored)."""
+        conn = await self._conn()
+        row = await conn.fetchrow(
+            "SELECT key_id, wrapped_key FROM member_keys WHERE member_id = $1", secret.member_id
+        )
+        if row is None:
+            raise LookupError(f"member {secret.member_id} has no data key")
+        data_key = self.keyring.unwrap(secret.member_id, row["key_id"], row["wrapped_key"])
+        sealed = seal(data_key, secret.secret, _context(secret.member_id))
+        stored = await conn.fetchval(_ADD, secret.member_id, secret.handle, sealed, now)
+        return stored is not None
+
+    async def forget(self, member_id: str) -> None:
+        """The member's secret deleted, and the uses of its handle."""
+        await (await self._conn()).execute(
+            "WITH gone AS (DELETE FROM member_codes WHERE member_id = $1 RETURNING handle) "
+            "DELETE FROM member_code_uses WHERE handle IN (SELECT handle FROM gone)",
+            member_id,
+        )
+
+    async def claim(self, handle: str, step: int, now: datetime) -> bool:
+        """The code of `handle` for `step` is used now; False when it was already."""
+        return await (await self._conn()).fetchval(_CLAIM, handle, step, now) is not None
+
+    async def prune(self, before_step: int) -> int:
+        """Forget uses of steps before `before_step` (no such code resolves any more)."""
+        done = await (await self._conn()).execute(
+            "DELETE FROM member_code_uses WHERE step < $1", before_step
+        )
+        return int(done.rsplit(" ", 1)[-1])
