@@ -19,6 +19,7 @@ from typing import Any
 
 from loyalty_kit.caller import ADMIN, Caller, UnitMismatch, current_caller
 from loyalty_kit.errors import PermissionDenied
+from loyalty_kit.kernel.members import MEMBERS
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class Rule:
     note: str = ""
     # Every call (refusals too) is written to the audit log (`loyalty_kit.audit`).
     audited: bool = False
-    # The request field naming the member the call is about, where a member's own token may
-    # make it (with one of the rule's scopes): only for the member the token speaks for. A rule
+    # The request field naming the member the call is about (its id, or its resource name
+    # `members/{id}`), where a member's own token may make it (with one of the rule's scopes):
+    # only for the member the token speaks for. A rule
     # without one refuses every member token.
     member_field: str = ""
 
@@ -102,7 +104,7 @@ def _check_member(found: Rule, method: str, request: Any, caller: Caller) -> Non
     if request is None:
         return  # not decoded: the scopes are checked now, the member once it is
     named = field_of(request, found.member_field)
-    if not isinstance(named, str) or named.strip() != caller.member:
+    if not isinstance(named, str) or named.strip().removeprefix(MEMBERS) != caller.member:
         raise MemberMismatch(
             "a member's own token reaches only that member's data",
             metadata={"field": found.member_field},

@@ -23,6 +23,8 @@ ENGAGEMENT_READ = "engagement:read"  # a unit's marketing team: its journeys, en
 ENGAGEMENT_WRITE = "engagement:write"  # a unit's marketing team: create, change, pause journeys
 INSIGHTS_GROUP = "insights:group"  # the group's loyalty team: every unit's figures and the group's
 SEGMENTS_WRITE = "segments:write"  # a loyalty team's marketers: define dynamic segments
+MEMBERS_SIGN_IN = "members:sign_in"  # an app's backend signing its members in (SMS, WeChat)
+MESSAGES_SEND = "messages:send"  # a service sending a transactional message (a sign-in code)
 # A member's own token (signed in by SMS code or WeChat) holds only these, and only for the
 # member it speaks for: every rule that accepts one names the request's member field.
 SELF_READ = "self:read"  # the member reads their own balance, statement, tier, coupons, profile
@@ -47,6 +49,8 @@ REGISTRY: dict[str, str] = {
     SEGMENTS_WRITE: "create, change and delete dynamic segments (every unit's with insights:group)",
     ENGAGEMENT_READ: "read the unit's journeys, their entries and the messages sent",
     ENGAGEMENT_WRITE: "create, change, pause and resume the unit's journeys",
+    MEMBERS_SIGN_IN: "sign members in by SMS code or WeChat, refresh and end their sessions",
+    MESSAGES_SEND: "send a transactional message (a sign-in code) to a phone",
     SELF_READ: "a member token: read the member's own account",
     SELF_WRITE: "a member token: the member's own profile, consents, export and erasure",
     SELF_REDEEM: "a member token: claim coupons and redeem rewards for the member",
