@@ -1,6 +1,6 @@
 """The identity service as the kit runs it: its composition root (bootstrap.py), the servicers
-(members, member imports and order imports), the events it learns from, its background jobs
-(the import workers) and its operator commands (entrypoints/)."""
+(members, member imports, order imports and members' own sign-in), the events it learns from,
+its background jobs (the import workers) and its operator commands (entrypoints/)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import grpc
 from loyalty.identity.v1 import (
     identity_service_pb2_grpc,
     member_import_pb2_grpc,
+    member_sign_in_pb2_grpc,
     order_import_pb2_grpc,
 )
 from loyalty_kit.server import ServiceSpec
@@ -19,6 +20,8 @@ from loyalty_identity.entrypoints.commands import rotate_keys
 from loyalty_identity.entrypoints.consumers import consumers
 from loyalty_identity.entrypoints.jobs import jobs
 from loyalty_identity.entrypoints.servicer import SERVICE, IdentityServicer
+from loyalty_identity.entrypoints.sign_in_servicer import SERVICE as SIGN_IN
+from loyalty_identity.entrypoints.sign_in_servicer import MemberSignInServicer
 
 
 def add_servicers(server: grpc.aio.Server, app: Identity) -> None:
@@ -29,12 +32,15 @@ def add_servicers(server: grpc.aio.Server, app: Identity) -> None:
     order_import_pb2_grpc.add_OrderImportServiceServicer_to_server(
         order_import_servicer.OrderImportServicer(app), server
     )
+    member_sign_in_pb2_grpc.add_MemberSignInServiceServicer_to_server(
+        MemberSignInServicer(app), server
+    )
 
 
 SPEC = ServiceSpec(
     name="identity",
     access=ACCESS,
-    service_names=(SERVICE, import_servicer.SERVICE, order_import_servicer.SERVICE),
+    service_names=(SERVICE, import_servicer.SERVICE, order_import_servicer.SERVICE, SIGN_IN),
     bootstrap=bootstrap,
     add_servicers=add_servicers,
     migrations="loyalty_identity:migrations",

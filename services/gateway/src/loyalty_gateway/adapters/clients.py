@@ -34,6 +34,9 @@ SCOPES = {
     "engagement:read": "read the unit's journeys, their entries and the messages sent",
     "engagement:write": "create, change, pause and resume the unit's journeys",
     "segments:write": "create, change and delete the unit's dynamic segments (all: insights:group)",
+    "members:sign_in": "sign members in by SMS code or WeChat, refresh and end their sessions "
+    "(the member app's backend)",
+    "messages:send": "send transactional messages (sign-in codes) to a phone",
     "admin": "everything, for every unit (group operators)",
 }
 DEFAULT_RATE = 100  # requests per second

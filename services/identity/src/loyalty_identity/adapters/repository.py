@@ -462,6 +462,16 @@ class MemberRepository:
             await self.session.execute(delete(table).where(table.c.member_id == member_id))
         self._data_keys.pop(member_id, None)
 
+    async def revoke_sessions(self, member_id: str, now: datetime, reason: str) -> int:
+        """End the member's open sign-in sessions (their refresh tokens refresh nothing)."""
+        sessions = t.member_sessions
+        done = await self.session.execute(
+            update(sessions)
+            .where(sessions.c.member_id == member_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return int(done.rowcount)  # type: ignore[attr-defined]
+
     async def rewrap_data_keys(self, limit: int) -> int:
         """Re-wrap up to `limit` data keys not yet under the active master key."""
         rows = (
