@@ -1,9 +1,10 @@
 """Sign-in challenges, member sessions and refresh tokens in PostgreSQL, on the unit of work's
-transaction. The phone of a challenge is found by its blind index and kept sealed; codes and
-refresh tokens only by their hashes."""
+transaction. The phone of a challenge is found by its blind index and kept sealed; the client's
+address, codes and refresh tokens only by their keyed hashes."""
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,6 +36,10 @@ class SignInStore:
         self.keyring = keyring
 
     # --- challenges ---------------------------------------------------------------------------
+    def _address_index(self, address: str) -> bytes:
+        """A client's address as the limits count it: a keyed hash, never the address."""
+        return hmac.digest(self.keyring.derived_key("sign-in-address"), address.encode(), "sha256")
+
     async def hold_phone(self, phone: ChannelIdentity) -> None:
         """Serialise the sends to one phone until the transaction ends (two at once cannot
         both pass the limits)."""
@@ -58,7 +63,7 @@ class SignInStore:
         c = sign_in_challenges.c
         rows = await self.session.execute(
             select(c.created_at)
-            .where(c.client_address == address, c.created_at > since)
+            .where(c.address_index == self._address_index(address), c.created_at > since)
             .order_by(c.created_at.desc())
             .limit(100)
         )
@@ -72,7 +77,7 @@ class SignInStore:
             insert(sign_in_challenges).values(
                 challenge_id=challenge.challenge_id,
                 phone_index=self.keyring.blind_index(phone),
-                client_address=address,
+                address_index=self._address_index(address),
                 key_id=key_id,
                 phone_sealed=sealed,
                 code_hash=challenge.code_hash,

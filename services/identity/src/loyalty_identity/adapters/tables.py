@@ -274,14 +274,15 @@ imported_orders = Table(
 
 # Members signing in themselves (domain/sign_in.py). A challenge is a code sent to a phone: the
 # phone by its blind index (the limits count by it) and sealed under the active master key
-# (bound to the challenge), the code by its keyed hash only. Sessions and their refresh tokens
+# (bound to the challenge), the client's address by a keyed hash, the code by its keyed hash
+# only. Sessions and their refresh tokens
 # (by hash) are the member's; a token used up stays, so a second use is recognised.
 sign_in_challenges = Table(
     "sign_in_challenges",
     metadata,
     Column("challenge_id", UUID(as_uuid=False), primary_key=True),
     Column("phone_index", LargeBinary, nullable=False),
-    Column("client_address", Text, nullable=False),
+    Column("address_index", LargeBinary, nullable=False),
     Column("key_id", Text, nullable=False),
     Column("phone_sealed", LargeBinary, nullable=False),
     Column("code_hash", LargeBinary, nullable=False),
@@ -290,7 +291,7 @@ sign_in_challenges = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("sign_in_challenges_phone", "phone_index", "created_at"),
-    Index("sign_in_challenges_address", "client_address", "created_at"),
+    Index("sign_in_challenges_address", "address_index", "created_at"),
     Index("sign_in_challenges_created", "created_at"),
 )
 

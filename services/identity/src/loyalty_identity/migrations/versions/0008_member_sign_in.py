@@ -1,6 +1,6 @@
 """Members signing in themselves: sign-in challenges (a code sent to a phone, kept by its keyed
-hash; the limits per phone and per client address count from them), member sessions and their
-refresh tokens (by hash).
+hash; the limits per phone and per client address, both by keyed hashes, count from them),
+member sessions and their refresh tokens (by hash).
 
 Revision ID: 0008
 Revises: 0007
@@ -21,7 +21,7 @@ def upgrade() -> None:
         CREATE TABLE sign_in_challenges (
             challenge_id uuid PRIMARY KEY,
             phone_index bytea NOT NULL,
-            client_address text NOT NULL,
+            address_index bytea NOT NULL,
             key_id text NOT NULL,
             phone_sealed bytea NOT NULL,
             code_hash bytea NOT NULL,
@@ -36,7 +36,7 @@ def upgrade() -> None:
         "CREATE INDEX sign_in_challenges_phone ON sign_in_challenges (phone_index, created_at)"
     )
     op.execute(
-        "CREATE INDEX sign_in_challenges_address ON sign_in_challenges (client_address, created_at)"
+        "CREATE INDEX sign_in_challenges_address ON sign_in_challenges (address_index, created_at)"
     )
     op.execute("CREATE INDEX sign_in_challenges_created ON sign_in_challenges (created_at)")
     op.execute(
