@@ -21,7 +21,11 @@ from hypothesis import strategies as st
 
 SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement", "gateway")
 # Contracts a service serves beside its `<service>_service.proto`, fuzzed too.
-MORE_CONTRACTS = {"engagement": ("challenges_pb2",), "insights": ("segments_pb2",)}
+MORE_CONTRACTS = {
+    "identity": ("member_sign_in_pb2",),
+    "engagement": ("challenges_pb2", "transactional_pb2"),
+    "insights": ("segments_pb2",),
+}
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
