@@ -381,9 +381,14 @@ async def test_sign_out_ends_the_session_and_erasure_ends_them_all(signin: SignI
         )
     )
     assert ended.reason == "REFRESH_TOKEN_REVOKED"
+    signin.clock.advance(seconds=61)
+    pending = await signin.start(typed)  # a code on its way when the member is erased
+    (code, *_) = await signin.codes(e164)
     await signin.members().EraseMember(
         identity_pb.EraseMemberRequest(name=two.member.name, request_id=uuid.uuid4().hex)
     )
+    forgotten = await fails(signin.verify(pending.challenge, code))
+    assert forgotten.reason == "CHALLENGE_NOT_FOUND"  # the phone's challenges went with it
     erased = await fails(
         signin.as_().RefreshMemberToken(
             pb.RefreshMemberTokenRequest(refresh_token=two.tokens.refresh_token)

@@ -450,7 +450,14 @@ class MemberRepository:
         )
 
     async def erase_personal_data(self, member_id: str) -> None:
-        """Crypto-shred and delete: the data key first, then everything personal."""
+        """Crypto-shred and delete: the data key first, then everything personal (and the
+        sign-in codes sent to the member's phones, whose phone is sealed apart)."""
+        phones = select(t.identities.c.blind_index).where(
+            t.identities.c.member_id == member_id, t.identities.c.identity_type == "phone"
+        )
+        await self.session.execute(
+            delete(t.sign_in_challenges).where(t.sign_in_challenges.c.phone_index.in_(phones))
+        )
         for table in (
             t.member_keys,
             t.identities,
