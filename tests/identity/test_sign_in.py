@@ -410,8 +410,12 @@ async def test_a_suspended_member_cannot_sign_in(signin: SignIn) -> None:
         )
     )
     signin.clock.advance(seconds=61)
-    refused = await fails(signin.sign_in(typed, e164))
+    started = await signin.start(typed)
+    (code, *_) = await signin.codes(e164)
+    refused = await fails(signin.verify(started.challenge, code))
     assert refused.reason == "MEMBER_SUSPENDED"
+    used = await fails(signin.verify(started.challenge, code))  # no second try with it
+    assert used.reason == "CODE_USED"
     stopped = await fails(
         signin.as_().RefreshMemberToken(
             pb.RefreshMemberTokenRequest(refresh_token=signed.tokens.refresh_token)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
 
+from loyalty_identity.domain.errors import MemberErased, MemberMerged, MemberSuspended
 from loyalty_identity.domain.member import Member, MemberState, Profile, validate_unit
 from loyalty_identity.domain.sign_in import (
     CHALLENGES,
@@ -195,7 +196,13 @@ async def verify_sms(
         if refused is not None:
             await uow.commit()
             raise refused
-        signed = await _sign_in(uow, ports, [RawIdentity(PHONE, stored.phone)], unit, channel, now)
+        try:
+            signed = await _sign_in(
+                uow, ports, [RawIdentity(PHONE, stored.phone)], unit, channel, now
+            )
+        except (MemberSuspended, MemberErased, MemberMerged):
+            await uow.commit()  # the code is used up all the same (read only, nothing else)
+            raise
         await uow.commit()
     return signed
 
