@@ -26,6 +26,10 @@ os.environ.setdefault("LOYALTY_BENEFITS_FIXED_WELCOME_GIFTS", "true")
 # benefits tests run RunBirthdayGifts and `loyalty-admin jobs run birthday-gifts`.
 os.environ.setdefault("LOYALTY_BENEFITS_FIXED_BIRTHDAY_GIFTS", "true")
 
+# Identity's WeChat sign-in through the development fake (the code dev-<openid>), as under
+# `make run`; the real exchange is tested against a local server (tests/identity).
+os.environ.setdefault("LOYALTY_IDENTITY_WECHAT_MODE", "development")
+
 # The session's gateway serves plain http on 127.0.0.1: the console's cookies without Secure
 # (tests/console drives it in Chromium; production keeps Secure, __Host- cookies).
 os.environ.setdefault("LOYALTY_GATEWAY_CONSOLE_INSECURE_COOKIES", "true")

@@ -67,6 +67,7 @@ DATABASE_SERVICES = tuple(s for s in SERVICES if spec_of(s).migrations)
 # The services that call others on their own account (loyalty_kit.auth.ServiceCredentials), and
 # the Secret holding each one's signing key (key `service-key`). No other service has one.
 SERVICE_KEY_SECRETS = {
+    "identity": "loyalty-identity-service-key",
     "benefits": "loyalty-benefits-service-key",
     "points": "loyalty-points-service-key",
     "engagement": "loyalty-engagement-service-key",

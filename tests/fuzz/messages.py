@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement", "gateway")
 # Contracts a service serves beside its `<service>_service.proto`, fuzzed too.
 MORE_CONTRACTS = {
-    "engagement": ("challenges_pb2",),
+    "engagement": ("challenges_pb2", "transactional_pb2"),
     "insights": ("segments_pb2",),
-    "identity": ("member_code_pb2",),
+    "identity": ("member_code_pb2", "member_sign_in_pb2"),
 }
 
 INT32 = (-(2**31), 2**31 - 1)

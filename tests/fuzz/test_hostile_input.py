@@ -457,6 +457,7 @@ LISTS = {
     "ListSegments": ("segments", 200),
     "ListSegmentMembers": ("members", 1000),
     "ListMemberSegments": ("segments", 200),
+    "ListTransactionalMessages": ("messages", 100),
 }
 
 
@@ -514,6 +515,8 @@ async def _list_request(suite: Suite, method: str, **fields: Any) -> Any:
         setattr(request, "journey", await _journey(suite))  # noqa: B010
     if "segment" in rpc.method.input_type.fields_by_name:
         setattr(request, "segment", await _segment(suite))  # noqa: B010
+    if "phone" in rpc.method.input_type.fields_by_name:  # a phone's transactional messages
+        setattr(request, "phone", f"+86{suite.phone}")  # noqa: B010
     return fill(request, fields)
 
 

@@ -149,7 +149,9 @@ async def test_every_scope_a_rule_names_is_one_an_api_client_may_hold() -> None:
     named = {
         scope for spec in SPECS.values() for rule in spec.access.values() for scope in rule.scopes
     }
+    # The member scopes are a member's own token's (signed in by identity), never a client's.
     assert sorted(named - set(CLIENT_SCOPES) - MEMBER_SCOPES) == []
+    assert not MEMBER_SCOPES & set(CLIENT_SCOPES)
 
 
 async def test_docs_access_md_is_the_rendering_of_the_rules() -> None:
@@ -215,6 +217,7 @@ GATEWAY_SPECS = {
     "loyalty.identity.v1.MemberImportService": "identity",
     "loyalty.identity.v1.OrderImportService": "identity",
     "loyalty.identity.v1.MemberCodeService": "identity",
+    "loyalty.identity.v1.MemberSignInService": "identity",
     "loyalty.points.v1.PointsService": "points",
     "loyalty.tiers.v1.TiersService": "tiers",
     "loyalty.benefits.v1.BenefitsService": "benefits",
@@ -222,6 +225,7 @@ GATEWAY_SPECS = {
     "loyalty.insights.v1.SegmentService": "insights",
     "loyalty.engagement.v1.EngagementService": "engagement",
     "loyalty.engagement.v1.ChallengeService": "engagement",
+    "loyalty.engagement.v1.TransactionalMessageService": "engagement",
     "loyalty.gateway.v1.GatewayService": "gateway",
 }
 

@@ -213,6 +213,13 @@ def test_a_member_token_reaches_its_own_member_only() -> None:
         check(SELF_ACCESS, "Balance", naming("hotel"), MALL_TILL)
 
 
+def test_a_member_field_may_name_the_member_by_its_resource_name() -> None:
+    check(SELF_ACCESS, "Balance", naming("members/m-1"), MEMBER)
+    with pytest.raises(PermissionDenied) as foreign:
+        check(SELF_ACCESS, "Balance", naming("members/m-2"), MEMBER)
+    assert foreign.value.reason == "MEMBER_MISMATCH"
+
+
 def test_a_member_token_is_refused_where_the_rule_names_no_member_or_scope() -> None:
     for method in ("Read", "Adjust"):  # "any caller" does not include a member's own token
         with pytest.raises(PermissionDenied) as refused:

@@ -246,6 +246,10 @@ def suite_env(data_dir: Path) -> dict[str, str]:
         "LOYALTY_DATA_DIR": str(data_dir),
         "LOYALTY_IDENTITY_DEV_KEYS": os.environ.get("LOYALTY_IDENTITY_DEV_KEYS", "true"),
         "LOYALTY_AUTH_DEV_KEYS": os.environ.get("LOYALTY_AUTH_DEV_KEYS", "true"),
+        # Development: WeChat sign-in through the development fake (the code dev-<openid>).
+        "LOYALTY_IDENTITY_WECHAT_MODE": os.environ.get(
+            "LOYALTY_IDENTITY_WECHAT_MODE", "development"
+        ),
         # Development: grpcurl with x-loyalty-* headers works without a token.
         "LOYALTY_AUTH_TRUST_HEADERS": os.environ.get("LOYALTY_AUTH_TRUST_HEADERS", "true"),
         "LOYALTY_LOG_FORMAT": os.environ.get("LOYALTY_LOG_FORMAT", "console"),

@@ -30,8 +30,9 @@ class Rule:
     note: str = ""
     # Every call (refusals too) is written to the audit log (`loyalty_kit.audit`).
     audited: bool = False
-    # The request field naming the member the call is about, where a member's own token may
-    # make it (with one of the rule's scopes): only for the member the token speaks for. A rule
+    # The request field naming the member the call is about (its id, or its resource name
+    # `members/{id}`), where a member's own token may make it (with one of the rule's scopes):
+    # only for the member the token speaks for. A rule
     # without one refuses every member token.
     member_field: str = ""
 

@@ -38,6 +38,8 @@ class FieldViolation:
 class DomainError(Exception):
     kind: ErrorKind = ErrorKind.FAILED_PRECONDITION
     reason: str = "FAILED_PRECONDITION"
+    # When to try again (seconds), answered as a google.rpc.RetryInfo (a rate limit's refusal).
+    retry_after_seconds: float | None = None
 
     def __init__(
         self,

@@ -24,6 +24,8 @@ ENGAGEMENT_WRITE = "engagement:write"  # a unit's marketing team: create, change
 INSIGHTS_GROUP = "insights:group"  # the group's loyalty team: every unit's figures and the group's
 SEGMENTS_WRITE = "segments:write"  # a loyalty team's marketers: define dynamic segments
 MEMBER_CODES_READ = "member_codes:read"  # the member app's backend: show a member their code
+MEMBERS_SIGN_IN = "members:sign_in"  # an app's backend signing its members in (SMS, WeChat)
+MESSAGES_SEND = "messages:send"  # a service sending a transactional message (a sign-in code)
 # A member's own token (signed in by SMS code or WeChat) holds only these, and only for the
 # member it speaks for: every rule that accepts one names the request's member field.
 SELF_READ = "self:read"  # the member reads their own balance, statement, tier, coupons, profile
@@ -49,6 +51,8 @@ REGISTRY: dict[str, str] = {
     ENGAGEMENT_READ: "read the unit's journeys, their entries and the messages sent",
     ENGAGEMENT_WRITE: "create, change, pause and resume the unit's journeys",
     MEMBER_CODES_READ: "the member app's backend: a member's code (会员码) to show them",
+    MEMBERS_SIGN_IN: "sign members in by SMS code or WeChat, refresh and end their sessions",
+    MESSAGES_SEND: "send a transactional message (a sign-in code) to a phone",
     SELF_READ: "a member token: read the member's own account",
     SELF_WRITE: "a member token: the member's own profile, consents, export and erasure",
     SELF_REDEEM: "a member token: claim coupons and redeem rewards for the member",

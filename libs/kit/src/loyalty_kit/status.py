@@ -11,7 +11,7 @@ import secrets
 import string
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -70,6 +70,10 @@ def status_of(error: DomainError, service: str) -> status_pb2.Status:
             ]
         )
         details.append(_pack(bad_request))
+    if error.retry_after_seconds is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(max(0.0, error.retry_after_seconds) * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(
         code=_CODES[error.kind], message=_short(error.message, 300), details=details
     )

@@ -1,7 +1,7 @@
 """The identity service as the kit runs it: its composition root (bootstrap.py), the servicers
-(members, member imports, order imports and member codes), the events it learns from, its
-background jobs (the import workers, forgetting used member codes) and its operator commands
-(entrypoints/)."""
+(members, member imports, order imports, member codes and members' own sign-in), the events it
+learns from, its background jobs (the import workers, forgetting used member codes) and its
+operator commands (entrypoints/)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from loyalty.identity.v1 import (
     identity_service_pb2_grpc,
     member_code_pb2_grpc,
     member_import_pb2_grpc,
+    member_sign_in_pb2_grpc,
     order_import_pb2_grpc,
 )
 from loyalty_kit.server import ServiceSpec
@@ -25,6 +26,8 @@ from loyalty_identity.entrypoints.commands import rotate_keys
 from loyalty_identity.entrypoints.consumers import consumers
 from loyalty_identity.entrypoints.jobs import jobs
 from loyalty_identity.entrypoints.servicer import SERVICE, IdentityServicer
+from loyalty_identity.entrypoints.sign_in_servicer import SERVICE as SIGN_IN
+from loyalty_identity.entrypoints.sign_in_servicer import MemberSignInServicer
 
 
 def add_servicers(server: grpc.aio.Server, app: Identity) -> None:
@@ -38,6 +41,9 @@ def add_servicers(server: grpc.aio.Server, app: Identity) -> None:
     member_code_pb2_grpc.add_MemberCodeServiceServicer_to_server(
         member_code_servicer.MemberCodeServicer(app), server
     )
+    member_sign_in_pb2_grpc.add_MemberSignInServiceServicer_to_server(
+        MemberSignInServicer(app), server
+    )
 
 
 SPEC = ServiceSpec(
@@ -48,6 +54,7 @@ SPEC = ServiceSpec(
         import_servicer.SERVICE,
         order_import_servicer.SERVICE,
         member_code_servicer.SERVICE,
+        SIGN_IN,
     ),
     bootstrap=bootstrap,
     add_servicers=add_servicers,

@@ -6,17 +6,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.clock import Clock, utc_now
 from loyalty_kit.server import ServiceContext
 from loyalty_kit.servicers import UnitOfWorkFactory
 
 from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
+from loyalty_identity.adapters.member_tokens import MemberTokenSigner
+from loyalty_identity.adapters.messages import EngagementMessages
+from loyalty_identity.adapters.wechat import DevelopmentWeChatFake, NoWeChat, WeChatJsCode2Session
+from loyalty_identity.domain.sign_in import RateLimits
 from loyalty_identity.service_layer.import_jobs import ProcessSlots
 from loyalty_identity.service_layer.import_worker import ImportWorker
 from loyalty_identity.service_layer.order_import_worker import OrderImportWorker
+from loyalty_identity.service_layer.sign_in import SignInPorts, WeChatExchange
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
-from loyalty_identity.settings import ImportSettings, keyring_for
+from loyalty_identity.settings import ImportSettings, SignInSettings, keyring_for
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class Identity:
     import_settings: ImportSettings
     importers: tuple[ImportWorker, ...]  # carry out member imports (the service's jobs)
     order_importers: tuple[OrderImportWorker, ...] = ()  # carry out order imports
+    # Members signing in: codes sent through engagement, WeChat's exchange, token signing.
+    sign_in: SignInPorts | None = None
 
     def imports_waiting(self) -> None:
         """An upload was stored: this replica's workers start on it at once."""
@@ -47,6 +55,8 @@ def bootstrap(
     clock: Clock = utc_now,
     keyring: Keyring | None = None,
     imports: ImportSettings | None = None,
+    wechat: WeChatExchange | None = None,
+    limits: RateLimits | None = None,
 ) -> Identity:
     keys = keyring or keyring_for(context.settings)
     types = IdentityTypeCache()
@@ -65,4 +75,28 @@ def bootstrap(
         OrderImportWorker(uow, settings, clock, processes=processes)
         for _ in range(settings.workers)
     )
-    return Identity(context, clock, keys, types, uow, settings, workers, order_workers)
+    sign_in = SignInPorts(
+        EngagementMessages(context.settings),
+        wechat or wechat_exchange(SignInSettings()),
+        MemberTokenSigner(
+            ServiceCredentials.from_settings("identity", context.settings.data_dir).signing
+        ),
+        limits or RateLimits(),
+    )
+    return Identity(context, clock, keys, types, uow, settings, workers, order_workers, sign_in)
+
+
+def wechat_exchange(settings: SignInSettings) -> WeChatExchange:
+    """The WeChat exchange configured: the real one, the development fake, or none."""
+    if settings.wechat_mode == "wechat":
+        if not settings.wechat_app_id or not settings.wechat_app_secret:
+            raise ValueError(
+                "LOYALTY_IDENTITY_WECHAT_MODE=wechat needs LOYALTY_IDENTITY_WECHAT_APP_ID and "
+                "LOYALTY_IDENTITY_WECHAT_APP_SECRET"
+            )
+        return WeChatJsCode2Session(
+            settings.wechat_app_id, settings.wechat_app_secret, settings.wechat_url
+        )
+    if settings.wechat_mode == "development":
+        return DevelopmentWeChatFake()
+    return NoWeChat()

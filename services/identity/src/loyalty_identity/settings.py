@@ -99,3 +99,23 @@ class ImportSettings(BaseSettings):
         description="The programme's time zone: dates without a time in a file (a balance's "
         "expiry) and the default end of carried-over tiers are read in it.",
     )
+
+
+class SignInSettings(BaseSettings):
+    """How members sign in themselves (`LOYALTY_IDENTITY_WECHAT_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_IDENTITY_", extra="ignore")
+
+    wechat_mode: str = Field(
+        default="off",
+        pattern="^(off|development|wechat)$",
+        description="WeChat sign-in: 'off' (refused), 'development' (the development fake: the "
+        "code dev-<openid> signs in as that openid; never in production) or 'wechat' (WeChat's "
+        "jscode2session with the app id and secret).",
+    )
+    wechat_app_id: str = Field(default="", description="The mini-program's app id.")
+    wechat_app_secret: str = Field(default="", description="The mini-program's app secret.")
+    wechat_url: str = Field(
+        default="https://api.weixin.qq.com/sns/jscode2session",
+        description="WeChat's jscode2session endpoint.",
+    )

@@ -10,7 +10,12 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_engagement.adapters.tables import deliveries, unsubscribe_tokens, webhook_endpoints
+from loyalty_engagement.adapters.tables import (
+    deliveries,
+    transactional_messages,
+    unsubscribe_tokens,
+    webhook_endpoints,
+)
 from loyalty_engagement.adapters.tables import journeys as journeys_table
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -229,3 +234,62 @@ class ChannelStore:
         await self.session.execute(
             delete(unsubscribe_tokens).where(unsubscribe_tokens.c.member_id == member_id)
         )
+
+
+@dataclass(frozen=True)
+class StoredTransactional:
+    message_id: str
+    phone_hash: str
+    kind: str
+    unit: str
+    sealed: bytes
+    created_at: datetime
+    expires_at: datetime
+
+
+class TransactionalStore:
+    """The development sink of transactional messages (sealed, by the phone's keyed hash)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def keep(self, message: StoredTransactional) -> None:
+        await self.session.execute(
+            insert(transactional_messages).values(
+                message_id=message.message_id,
+                phone_hash=message.phone_hash,
+                kind=message.kind,
+                unit=message.unit,
+                sealed=message.sealed,
+                created_at=message.created_at,
+                expires_at=message.expires_at,
+            )
+        )
+
+    async def forget_expired(self, now: datetime, limit: int = 500) -> None:
+        """Expired messages go (a bounded batch per send: the table stays small)."""
+        expired = (
+            select(transactional_messages.c.message_id)
+            .where(transactional_messages.c.expires_at <= now)
+            .limit(limit)
+        )
+        await self.session.execute(
+            delete(transactional_messages).where(transactional_messages.c.message_id.in_(expired))
+        )
+
+    async def of_phone(
+        self, phone_hash: str, now: datetime, before: tuple[datetime, str] | None, limit: int
+    ) -> list[StoredTransactional]:
+        t = transactional_messages
+        query = select(t).where(t.c.phone_hash == phone_hash, t.c.expires_at > now)
+        if before is not None:
+            query = query.where(
+                or_(
+                    t.c.created_at < before[0],
+                    and_(t.c.created_at == before[0], t.c.message_id < before[1]),
+                )
+            )
+        rows = await self.session.execute(
+            query.order_by(t.c.created_at.desc(), t.c.message_id.desc()).limit(limit)
+        )
+        return [StoredTransactional(*r) for r in rows]

@@ -7,6 +7,7 @@ production: a warning says so). Secrets are never logged or answered."""
 from __future__ import annotations
 
 import base64
+import hmac
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,12 @@ class SecretBox:
     def seal(self, secret: str, bound_to: str) -> bytes:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return nonce + AESGCM(self.key).encrypt(nonce, secret.encode(), bound_to.encode())
+
+    def keyed_hash(self, text: str, purpose: str) -> str:
+        """What a sealed value is found by (a phone): HMAC-SHA256 under a key derived from this
+        one for `purpose`, so the hash says nothing without the key."""
+        derived = hmac.digest(self.key, f"hash:{purpose}".encode(), "sha256")
+        return hmac.digest(derived, text.encode(), "sha256").hex()
 
     def open(self, sealed: bytes, bound_to: str) -> str:
         return (

@@ -18,6 +18,10 @@ expiring-points sweep). `journey_sweeps` is how far each sweep of a journey has 
 `segment_members` is who is in each insights segment now, from its SegmentEntered/SegmentLeft
 (a row per segment and member, `present` as of the latest move: a replayed older move changes
 nothing); a journey on a schedule over a segment enters its present members.
+
+`transactional_messages` is the development sink of transactional messages (sign-in codes):
+the phone and the text sealed (bound to the message), found by the phone's keyed hash, kept
+until they expire.
 """
 
 from __future__ import annotations
@@ -398,4 +402,18 @@ leaderboard_payouts = Table(
         "period",
         postgresql_where=text("paid_at IS NULL"),
     ),
+)
+
+transactional_messages = Table(
+    "transactional_messages",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("phone_hash", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("transactional_messages_phone", "phone_hash", "created_at"),
+    Index("transactional_messages_expiry", "expires_at"),
 )

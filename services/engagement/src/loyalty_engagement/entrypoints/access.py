@@ -5,8 +5,8 @@ and changes its own unit's journeys, the group's team (unit "group") every one; 
 
 from __future__ import annotations
 
-from loyalty_kit.access import Rule, rule
-from loyalty_kit.scopes import ENGAGEMENT_READ, ENGAGEMENT_WRITE, MEMBERS_MANAGE
+from loyalty_kit.access import ADMIN_ONLY, Rule, rule
+from loyalty_kit.scopes import ENGAGEMENT_READ, ENGAGEMENT_WRITE, MEMBERS_MANAGE, MESSAGES_SEND
 
 _READ = rule(
     ENGAGEMENT_READ,
@@ -101,5 +101,16 @@ ACCESS.update(
             note="pays the period's rewards once (also closed on schedule)",
             audited=True,
         ),
+    }
+)
+
+# TransactionalMessageService: services on their own account send (identity's sign-in codes);
+# only admins read the development sink (it holds the codes in clear once opened).
+ACCESS.update(
+    {
+        "SendTransactionalMessage": rule(
+            MESSAGES_SEND, note="no consent, no quiet hours: what the member asked for"
+        ),
+        "ListTransactionalMessages": ADMIN_ONLY,
     }
 )

@@ -15,6 +15,7 @@ from loyalty_engagement.adapters.channels import (
     StoredDelivery,
     StoredEndpoint,
 )
+from loyalty_engagement.service_layer.transactional import TRANSACTIONAL_SMS
 
 DELIVERIES = "deliveries/"
 _STATES = {
@@ -51,6 +52,13 @@ def delivery_id_of(name: str) -> str:
 
 
 def endpoint_message(endpoint: StoredEndpoint) -> pb.WebhookEndpoint:
+    if endpoint.purpose == TRANSACTIONAL_SMS:
+        return pb.WebhookEndpoint(
+            unit=endpoint.unit,
+            url=endpoint.url,
+            update_time=timestamp(endpoint.updated_at),
+            transactional=True,
+        )
     return pb.WebhookEndpoint(
         unit=endpoint.unit,
         purpose=member_pb2.ConsentPurpose.Value(endpoint.purpose),

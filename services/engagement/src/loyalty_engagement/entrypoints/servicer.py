@@ -27,6 +27,7 @@ from loyalty_engagement.domain.timing import DailyWindow, Schedule, parse_hhmm
 from loyalty_engagement.entrypoints import channels as convert
 from loyalty_engagement.service_layer import channels, journeys
 from loyalty_engagement.service_layer.ports import ActionRefused
+from loyalty_engagement.service_layer.transactional import TRANSACTIONAL_SMS
 from loyalty_engagement.service_layer.uow import EngagementUnitOfWork
 
 SERVICE = "loyalty.engagement.v1.EngagementService"
@@ -222,7 +223,11 @@ class EngagementServicer(UnitOfWorkServicer[EngagementUnitOfWork], EngagementSer
         self, request: pb.SetWebhookEndpointRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetWebhookEndpointResponse:
         given = request.endpoint
-        purpose = convert.purpose_of(given.purpose, "endpoint.purpose")
+        purpose = (
+            TRANSACTIONAL_SMS
+            if given.transactional
+            else convert.purpose_of(given.purpose, "endpoint.purpose")
+        )
         unit = given.unit or _owner_unit()
         confined = _confined_unit()
         if confined is not None and confined != unit:

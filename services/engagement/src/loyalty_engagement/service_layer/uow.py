@@ -8,7 +8,7 @@ from typing import Self
 from loyalty_kit.uow import UnitOfWork
 
 from loyalty_engagement.adapters.challenges import ChallengeStore
-from loyalty_engagement.adapters.channels import ChannelStore
+from loyalty_engagement.adapters.channels import ChannelStore, TransactionalStore
 from loyalty_engagement.adapters.journeys import JourneyStore
 from loyalty_engagement.adapters.timing import TimingStore
 from loyalty_engagement.domain.challenges import Occurrence
@@ -19,6 +19,7 @@ class EngagementUnitOfWork(UnitOfWork):
     journeys: JourneyStore
     challenges: ChallengeStore
     channels: ChannelStore
+    transactional: TransactionalStore  # the development sink of transactional messages
     timing: TimingStore  # waiting entries, budgets, sweeps
     # A consumer's batch (entrypoints/consumers.py): its purchases, handled together at its end.
     purchases: list[TriggerEvent] | None = None
@@ -29,5 +30,6 @@ class EngagementUnitOfWork(UnitOfWork):
         self.journeys = JourneyStore(self.session)
         self.challenges = ChallengeStore(self.session)
         self.channels = ChannelStore(self.session)
+        self.transactional = TransactionalStore(self.session)
         self.timing = TimingStore(self.session)
         return self

@@ -16,6 +16,7 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
         "loyalty.identity.v1.member_import_pb2",
         "loyalty.identity.v1.order_import_pb2",
         "loyalty.identity.v1.member_code_pb2",
+        "loyalty.identity.v1.member_sign_in_pb2",
     ),
     "points": ("loyalty.points.v1.points_service_pb2",),
     "tiers": ("loyalty.tiers.v1.tiers_service_pb2",),
@@ -27,6 +28,7 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
     "engagement": (
         "loyalty.engagement.v1.engagement_service_pb2",
         "loyalty.engagement.v1.challenges_pb2",
+        "loyalty.engagement.v1.transactional_pb2",
     ),
     "gateway": ("loyalty.gateway.v1.gateway_service_pb2",),  # the composite flows, served here
 }

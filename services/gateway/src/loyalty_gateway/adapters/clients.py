@@ -35,6 +35,9 @@ SCOPES = {
     "engagement:write": "create, change, pause and resume the unit's journeys",
     "segments:write": "create, change and delete the unit's dynamic segments (all: insights:group)",
     "member_codes:read": "show members their member code (会员码) (the member app's backend)",
+    "members:sign_in": "sign members in by SMS code or WeChat, refresh and end their sessions "
+    "(the member app's backend)",
+    "messages:send": "send transactional messages (sign-in codes) to a phone",
     "admin": "everything, for every unit (group operators)",
 }
 DEFAULT_RATE = 100  # requests per second

@@ -1,7 +1,8 @@
 """google.rpc.Status as HTTP: the code mapping of google/rpc/code.proto, the Status as the
 JSON body in the AIP-193 shape (`{"error": {"code", "message", "status", "details"}}`), with
 its ErrorInfo and field violations. UNAVAILABLE (a service or the gateway's own database down)
-is 503 with `Retry-After`."""
+is 503 with `Retry-After`; a refusal carrying a RetryInfo (a rate limit's 429) has its wait
+there too."""
 
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ HTTP_CODES_OF_REASONS = {"BODY_TOO_LARGE": 413, "UNSUPPORTED_MEDIA_TYPE": 415}
 RETRY_AFTER_SECONDS = "1"
 
 # The detail types the JSON body may carry: imported so json_format can resolve them.
-DETAIL_TYPES = (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest)
+DETAIL_TYPES = (
+    error_details_pb2.ErrorInfo,
+    error_details_pb2.BadRequest,
+    error_details_pb2.RetryInfo,
+)
 
 
 def http_code(status: status_pb2.Status) -> int:
@@ -81,5 +86,12 @@ def status_of_failure(error: Exception) -> status_pb2.Status | None:
 
 
 def retry_after(status: status_pb2.Status) -> str | None:
-    """The `Retry-After` of an answer: worth retrying soon when UNAVAILABLE."""
+    """The `Retry-After` of an answer: the wait its RetryInfo names (a rate limit's, whole
+    seconds rounded up), else worth retrying soon when UNAVAILABLE."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            nanos = info.retry_delay.seconds * 10**9 + info.retry_delay.nanos
+            return str(max(1, -(-nanos // 10**9)))
     return RETRY_AFTER_SECONDS if status.code == code_pb2.UNAVAILABLE else None

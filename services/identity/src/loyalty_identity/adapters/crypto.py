@@ -17,6 +17,7 @@ keys are wrapped with it, old ones still open with their key id), run
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -105,6 +106,29 @@ class Keyring:
         return AESGCM(master).decrypt(
             wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], member_id.encode()
         )
+
+    # --- short-lived values (a sign-in challenge's phone) -------------------------------------
+    def seal_short_lived(self, text: str, context: str) -> tuple[str, bytes]:
+        """A value kept minutes, no member's yet: sealed under the active master key, bound to
+        `context`; the key id to open it with."""
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        master = self.master_keys[self.active_key_id]
+        sealed = AESGCM(master).encrypt(nonce, text.encode(), f"short/{context}".encode())
+        return self.active_key_id, nonce + sealed
+
+    def open_short_lived(self, key_id: str, sealed: bytes, context: str) -> str:
+        master = self.master_keys.get(key_id)
+        if master is None:
+            raise KeyConfigError(f"master key {key_id} is not configured")
+        return (
+            AESGCM(master)
+            .decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], f"short/{context}".encode())
+            .decode()
+        )
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for `purpose` derived from the blind-index key (a sign-in code's hash)."""
+        return hmac.digest(self.index_key, f"derived\x00{purpose}".encode(), "sha256")
 
     # --- blind index --------------------------------------------------------------------------
     def blind_index(self, identity: ChannelIdentity) -> bytes:

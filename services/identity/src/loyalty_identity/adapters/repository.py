@@ -450,7 +450,14 @@ class MemberRepository:
         )
 
     async def erase_personal_data(self, member_id: str) -> None:
-        """Crypto-shred and delete: the data key first, then everything personal."""
+        """Crypto-shred and delete: the data key first, then everything personal (and the
+        sign-in codes sent to the member's phones, whose phone is sealed apart)."""
+        phones = select(t.identities.c.blind_index).where(
+            t.identities.c.member_id == member_id, t.identities.c.identity_type == "phone"
+        )
+        await self.session.execute(
+            delete(t.sign_in_challenges).where(t.sign_in_challenges.c.phone_index.in_(phones))
+        )
         for table in (
             t.member_keys,
             t.identities,
@@ -462,6 +469,16 @@ class MemberRepository:
         ):
             await self.session.execute(delete(table).where(table.c.member_id == member_id))
         self._data_keys.pop(member_id, None)
+
+    async def revoke_sessions(self, member_id: str, now: datetime, reason: str) -> int:
+        """End the member's open sign-in sessions (their refresh tokens refresh nothing)."""
+        sessions = t.member_sessions
+        done = await self.session.execute(
+            update(sessions)
+            .where(sessions.c.member_id == member_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return int(done.rowcount)  # type: ignore[attr-defined]
 
     async def rewrap_data_keys(self, limit: int) -> int:
         """Re-wrap up to `limit` data keys not yet under the active master key."""

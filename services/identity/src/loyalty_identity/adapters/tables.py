@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -292,4 +293,51 @@ member_code_uses = Table(
     Column("handle", Text, primary_key=True),
     Column("step", BigInteger, primary_key=True),
     Column("used_at", DateTime(timezone=True), nullable=False),
+)
+
+# Members signing in themselves (domain/sign_in.py). A challenge is a code sent to a phone: the
+# phone by its blind index (the limits count by it) and sealed under the active master key
+# (bound to the challenge), the client's address by a keyed hash, the code by its keyed hash
+# only. Sessions and their refresh tokens
+# (by hash) are the member's; a token used up stays, so a second use is recognised.
+sign_in_challenges = Table(
+    "sign_in_challenges",
+    metadata,
+    Column("challenge_id", UUID(as_uuid=False), primary_key=True),
+    Column("phone_index", LargeBinary, nullable=False),
+    Column("address_index", LargeBinary, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("phone_sealed", LargeBinary, nullable=False),
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("sign_in_challenges_phone", "phone_index", "created_at"),
+    Index("sign_in_challenges_address", "address_index", "created_at"),
+    Index("sign_in_challenges_created", "created_at"),
+)
+
+member_sessions = Table(
+    "member_sessions",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("session_id", UUID(as_uuid=False), primary_key=True),
+    Column("method", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_reason", Text, nullable=False, server_default=""),
+    UniqueConstraint("session_id", name="member_sessions_session"),
+)
+
+member_refresh_tokens = Table(
+    "member_refresh_tokens",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column("session_id", UUID(as_uuid=False), nullable=False),
+    Column("member_id", UUID(as_uuid=False), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Index("member_refresh_tokens_session", "session_id"),
 )

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
 from loyalty_kit.caller import PERSONAL_DATA_READ
-from loyalty_kit.scopes import MEMBER_CODES_READ, MEMBERS_IMPORT, SELF_READ, SELF_WRITE
+from loyalty_kit.scopes import (
+    MEMBER_CODES_READ,
+    MEMBERS_IMPORT,
+    MEMBERS_SIGN_IN,
+    SELF_READ,
+    SELF_WRITE,
+)
 
 MANAGE = "members:manage"  # the group's member operations
 REGISTER = "members:register"  # an enrolment desk or app that is not a till
@@ -78,3 +84,20 @@ ACCESS: dict[str, Rule] = {
         MEMBERS_IMPORT, resource_unit="the import's unit", note="no personal data"
     ),
 }
+
+# MemberSignInService: an app's backend (or the gateway) signs its members in; the code, the
+# WeChat login code or the refresh token is the member's proof. A member's own token ends its
+# own sessions everywhere.
+_SIGN_IN = rule(MEMBERS_SIGN_IN, note="the code or refresh token is the member's proof")
+ACCESS.update(
+    {
+        "StartSmsSignIn": rule(MEMBERS_SIGN_IN, note="limited per phone and per client address"),
+        "VerifySmsSignIn": _SIGN_IN,
+        "SignInWithWeChat": _SIGN_IN,
+        "RefreshMemberToken": _SIGN_IN,
+        "SignOut": _SIGN_IN,
+        "SignOutEverywhere": rule(
+            SELF_WRITE, MANAGE, member_field="member", note="ends every session", audited=True
+        ),
+    }
+)

@@ -82,6 +82,9 @@ async def _normalised(
     return result
 
 
+normalised = _normalised  # the identities as the service keeps them (sign-in uses it too)
+
+
 async def _member(uow: IdentityWork, member_id: str, *, lock: bool = False) -> Member:
     member = await uow.members.get(member_id, lock=lock)
     if member is None:
@@ -244,6 +247,7 @@ async def merge(
     survivor.change_tags(absorbed.tags, (), now)
 
     await uow.members.erase_personal_data(absorbed.member_id)
+    await uow.members.revoke_sessions(absorbed.member_id, now, "merged")
     absorbed.state = MemberState.MERGED
     absorbed.merged_into = survivor.member_id
     absorbed.updated_at = now
@@ -452,6 +456,7 @@ async def erase(uow: IdentityWork, member_id: str, now: datetime) -> Member:
         return member
     member.erase(now)
     await uow.members.erase_personal_data(member.member_id)
+    await uow.members.revoke_sessions(member.member_id, now, "erased")
     await uow.members.save_state(member)
     return member
 

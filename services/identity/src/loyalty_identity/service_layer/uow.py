@@ -1,5 +1,5 @@
 """The identity service's unit of work: the kit's (session, outbox, idempotency) plus members,
-member imports and order imports; on commit, the events the members recorded (and those
+member imports, order imports and sign-ins; on commit, the events the members recorded (and those
 recorded on the unit of work itself, a chunk's MembersImported or LegacyOrdersImported) go to
 the outbox, in the same transaction."""
 
@@ -17,6 +17,7 @@ from loyalty_identity.adapters.imports import ImportStore
 from loyalty_identity.adapters.member_codes import MemberCodeStore
 from loyalty_identity.adapters.order_imports import OrderImportStore
 from loyalty_identity.adapters.repository import MemberRepository
+from loyalty_identity.adapters.sign_in import SignInStore
 from loyalty_identity.domain.events import Event
 
 
@@ -25,6 +26,7 @@ class IdentityUnitOfWork(UnitOfWork):
     imports: ImportStore
     order_imports: OrderImportStore
     member_codes: MemberCodeStore
+    sign_in: SignInStore  # sign-in challenges, member sessions and refresh tokens
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class IdentityUnitOfWork(UnitOfWork):
         self.imports = ImportStore(self.session, self.keyring, self.types)
         self.order_imports = OrderImportStore(self.session, self.keyring)
         self.member_codes = MemberCodeStore(self.session, self.keyring)
+        self.sign_in = SignInStore(self.session, self.keyring)
         self._recorded: list[Event] = []
         return self
 
