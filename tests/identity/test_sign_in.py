@@ -23,7 +23,13 @@ from google.rpc import error_details_pb2
 from loyalty.engagement.v1 import transactional_pb2 as msg_pb
 from loyalty.engagement.v1 import transactional_pb2_grpc
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
-from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2, member_sign_in_pb2_grpc
+from loyalty.identity.v1 import (
+    identity_service_pb2_grpc,
+    member_code_pb2,
+    member_code_pb2_grpc,
+    member_pb2,
+    member_sign_in_pb2_grpc,
+)
 from loyalty.identity.v1 import member_sign_in_pb2 as pb
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_identity.adapters.wechat import DevelopmentWeChatFake
@@ -504,3 +510,34 @@ async def test_wechat_sign_in_registers_once_and_finds_a_member_by_unionid(
         signin.as_().SignInWithWeChat(pb.SignInWithWeChatRequest(code="bogus", unit="mall"))
     )
     assert refused.reason == "WECHAT_CODE_REFUSED"
+
+
+async def test_signing_out_everywhere_retires_the_member_code_shown_before(
+    signin: SignIn,
+) -> None:
+    """A phone signed out (lost, or someone photographed its code): the code it showed no
+    longer resolves at a till, and the member's next code does."""
+    mine = await signin.sign_in(*new_phone())
+    own = member_caller(mine.tokens.access_token)
+    codes = member_code_pb2_grpc.MemberCodeServiceStub(signin.channel)
+    request = member_code_pb2.GetMemberCodeRequest(member=mine.member.name)
+    shown = (await codes.GetMemberCode(request, metadata=own, timeout=15)).member_code.code
+    await member_sign_in_pb2_grpc.MemberSignInServiceStub(signin.channel).SignOutEverywhere(
+        pb.SignOutEverywhereRequest(member=mine.member.name), metadata=own, timeout=15
+    )
+
+    def scanned(code: str) -> identity_pb.ResolveMemberRequest:
+        return identity_pb.ResolveMemberRequest(
+            identity=member_pb2.Identity(type="member_code", value=code)
+        )
+
+    old = await fails(signin.members(TILL).ResolveMember(scanned(shown)))
+    assert (old.code, old.reason) == (grpc.StatusCode.NOT_FOUND, "MEMBER_CODE_UNKNOWN")
+    fresh = (
+        await As(member_code_pb2_grpc.MemberCodeServiceStub, signin.channel, ADMIN).GetMemberCode(
+            request
+        )
+    ).member_code.code
+    assert fresh != shown
+    resolved = await signin.members(TILL).ResolveMember(scanned(fresh))
+    assert resolved.member.name == mine.member.name

@@ -32,7 +32,7 @@ from loyalty_identity.domain.sign_in import (
     new_refresh_token,
     token_digest,
 )
-from loyalty_identity.service_layer import handlers
+from loyalty_identity.service_layer import handlers, member_codes
 from loyalty_identity.service_layer.commands import RawIdentity, Register
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 
@@ -320,9 +320,13 @@ async def sign_out(uow_factory: Work, token: str, now: datetime) -> str:
 
 
 async def sign_out_everywhere(uow_factory: Work, member_id: str, now: datetime) -> int:
-    """End every session of a member; how many were open."""
+    """End every session of a member; how many were open. A device signed out may still show
+    the member code (or someone photographed it): the code's secret is rotated in the same
+    transaction, so every code shown before stops resolving."""
     async with uow_factory() as uow:
         await handlers.get_member(uow, member_id)
         ended = await uow.sign_in.revoke_member_sessions(member_id, now, "sign_out_everywhere")
+        if await uow.member_codes.of_member(member_id) is not None:
+            await member_codes.rotate_member_code(uow, member_id, "sign_out_everywhere", now)
         await uow.commit()
     return ended
