@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from loyalty_engagement.adapters.challenges import KeptPurchase, StoredChallenge
+from loyalty_engagement.adapters.challenges import KeptPurchase, MemberProgress, StoredChallenge
 from loyalty_engagement.domain import challenges as c
 from loyalty_engagement.service_layer import challenges as use_cases
 from loyalty_kit.errors import InvalidArgument
@@ -413,3 +413,41 @@ def test_a_merge_keeps_the_longer_streak() -> None:
     long = c.Progress(5, last_day=date(2026, 3, 4))
     assert c.longer_streak(short, long) == long
     assert c.longer_streak(long, short) == long
+
+
+class CommitsBetweenReads:
+    """A store whose reads each see what was committed when they ran: the batch that reaches the
+    goal (its progress and its completion, one transaction) commits right after the first read
+    of the member's view, whichever read that is."""
+
+    def __init__(self, challenge: StoredChallenge, period: str, key: str) -> None:
+        self.challenge, self.period, self.key = challenge, period, key
+        self.committed = False
+
+    def _read(self) -> bool:
+        seen, self.committed = self.committed, True
+        return seen
+
+    async def running(self, kinds: Any, at: datetime) -> list[StoredChallenge]:
+        return [self.challenge]
+
+    async def completions(self, member: str) -> dict[tuple[str, str], datetime]:
+        return {(self.challenge.challenge_id, self.key): START} if self._read() else {}
+
+    async def member_progress(self, member: str) -> list[MemberProgress]:
+        reached = c.Progress(value=3, units=frozenset({"mall", "hotel", "cinema"}))
+        cid = self.challenge.challenge_id
+        return [MemberProgress(cid, self.period, reached, START)] if self._read() else []
+
+
+async def test_a_members_view_never_shows_a_completion_without_its_progress() -> None:
+    """The view reads completions and progress in two statements; a completion committed
+    between them must not show as completed with nothing done (0, no units)."""
+    stored = _stored(explorer())
+    now = datetime(2026, 2, 1, tzinfo=UTC)
+    spec = stored.spec
+    period = c.period_of(spec.window, now, spec.time_zone, stored.start_at)
+    store = CommitsBetweenReads(stored, period, c.completion_key(spec.repeatable, period))
+    (view,) = await use_cases.member_progress(FakeUow(store), "m1", now)  # type: ignore[arg-type]
+    shown = (view.progress.value, sorted(view.progress.units), view.completed_at is not None)
+    assert shown in ((0, [], False), (3, ["cinema", "hotel", "mall"], False)), shown

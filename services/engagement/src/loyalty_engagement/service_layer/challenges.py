@@ -424,8 +424,11 @@ async def member_progress(
     last day is before yesterday shows as broken: 0)."""
     kinds = (*_PURCHASE_GOALS, GoalKind.STREAK)
     running = await uow.challenges.running(kinds, now)
-    kept = {(p.challenge_id, p.period): p for p in await uow.challenges.member_progress(member_id)}
+    # Completions before progress: each read sees what was committed when it ran, and a
+    # completion commits with the progress that reached it. Read the other way round, a
+    # completion committed between the reads showed as completed with no progress (0, no units).
     done = await uow.challenges.completions(member_id)
+    kept = {(p.challenge_id, p.period): p for p in await uow.challenges.member_progress(member_id)}
     views: list[ProgressView] = []
     for c in sorted(running, key=lambda c: c.challenge_id):
         spec = c.spec
