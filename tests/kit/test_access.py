@@ -196,6 +196,7 @@ SELF_ACCESS = {
     "Read": ANY_CALLER,
     "Adjust": rule("points:adjust"),
     "Redeem": rule("self:redeem", "redeem", member_field="value"),
+    "Profile": rule(member_field="value"),
 }
 
 
@@ -220,7 +221,15 @@ def test_a_member_field_may_name_the_member_by_its_resource_name() -> None:
     assert foreign.value.reason == "MEMBER_MISMATCH"
 
 
-def test_a_member_token_is_refused_where_the_rule_names_no_member_or_scope() -> None:
+def test_an_any_caller_rule_naming_the_member_field_lets_a_member_read_only_their_own() -> None:
+    check(SELF_ACCESS, "Profile", naming("members/m-1"), MEMBER)
+    check(SELF_ACCESS, "Profile", naming("anything"), MALL_TILL)  # any other caller, as before
+    with pytest.raises(PermissionDenied) as foreign:
+        check(SELF_ACCESS, "Profile", naming("members/m-2"), MEMBER)
+    assert foreign.value.reason == "MEMBER_MISMATCH"
+
+
+def test_a_member_token_is_refused_where_the_rule_names_no_member() -> None:
     for method in ("Read", "Adjust"):  # "any caller" does not include a member's own token
         with pytest.raises(PermissionDenied) as refused:
             check(SELF_ACCESS, method, naming("m-1"), MEMBER)

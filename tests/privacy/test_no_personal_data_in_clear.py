@@ -13,6 +13,7 @@ service's /metrics is scraped too: no label value is personal data or a member's
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
@@ -59,8 +60,12 @@ class Person:
 
 
 def resident_id() -> str:
-    """A resident id number with a valid check digit, born 1990-01-01 in Beijing."""
-    body = f"11010519900101{uuid.uuid4().int % 10**3:03d}"
+    """A resident id number with a valid check digit, of someone born in Beijing on a day
+    between 1950 and 2005: some 20 million numbers, so that two people of a run never share one
+    (a shared one registers the second person as the first, whose e-mail it does not have)."""
+    draw = uuid.uuid4().int
+    born = datetime.date(1950, 1, 1) + datetime.timedelta(days=draw % 20000)
+    body = f"110105{born:%Y%m%d}{draw // 20000 % 10**3:03d}"
     return next(body + check for check in "0123456789X" if is_resident_id(body + check))
 
 
@@ -145,6 +150,7 @@ async def everyday_life(run: Run, people: list[Person]) -> None:
                 },
             )
             assert registered.status_code == 200, registered.text
+            assert registered.json()["created"], registered.text  # no one else's identity
             someone.member = registered.json()["member"]["name"]
             await purchase_and_pay(till, someone)
             for kind, value in (("phone", someone.phone), ("email", someone.email)):

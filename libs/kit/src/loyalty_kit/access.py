@@ -31,9 +31,9 @@ class Rule:
     # Every call (refusals too) is written to the audit log (`loyalty_kit.audit`).
     audited: bool = False
     # The request field naming the member the call is about (its id, or its resource name
-    # `members/{id}`), where a member's own token may make it (with one of the rule's scopes):
-    # only for the member the token speaks for. A rule
-    # without one refuses every member token.
+    # `members/{id}`), where a member's own token may make it (with one of the rule's scopes,
+    # or any token where the rule names none): only for the member the token speaks for. A
+    # rule without one refuses every member token.
     member_field: str = ""
 
 
@@ -96,8 +96,9 @@ def check(access: Mapping[str, Rule], method: str, request: Any, caller: Caller)
 
 
 def _check_member(found: Rule, method: str, request: Any, caller: Caller) -> None:
-    """A member's own token: only where the rule names the member field, and only for them."""
-    if not found.member_field or not found.scopes:
+    """A member's own token: only where the rule names the member field, and only for them
+    (a rule without scopes is then open to any caller, the member's own token too)."""
+    if not found.member_field:
         raise MemberTokenRefused(
             f"a member's own token cannot call {method}", metadata={"method": method}
         )

@@ -40,6 +40,11 @@ class Caller:
     def may(self, scope: str) -> bool:
         return scope in self.scopes or ADMIN in self.scopes
 
+    def sees_personal_data_of(self, member_id: str) -> bool:
+        """Whether this caller reads `member_id`'s personal data unmasked: with
+        `personal_data:read`, or as that member's own token (masking is for others)."""
+        return self.may(PERSONAL_DATA_READ) or (bool(self.member) and self.member == member_id)
+
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The gRPC metadata that carries this caller onward (or from a client)."""
         items = [(UNIT_HEADER, self.unit), (CLIENT_HEADER, self.client_id)]

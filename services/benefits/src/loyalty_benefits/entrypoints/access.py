@@ -4,14 +4,17 @@ is rendered from it). Reads are open to any authenticated caller."""
 from __future__ import annotations
 
 from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
+from loyalty_kit.scopes import SELF_REDEEM
 
+# Reads of one member: any client, and the member's own token for that member only.
+_OWN = rule(member_field="member")
 ISSUE = "coupons:issue"  # a unit's (or the group's) marketing
 REDEEM = "redeem"  # spends the member's points
 
 ACCESS: dict[str, Rule] = {
     "GetCatalogue": ANY_CALLER,
     "UpdateCatalogue": ADMIN_AUDITED,
-    "ListEntitlements": ANY_CALLER,
+    "ListEntitlements": _OWN,
     "ConsumeBenefit": rule(unit_field="unit"),
     "LookupConsumption": rule(resource_unit="the consumption's unit"),
     "ReleaseConsumption": rule(resource_unit="the consumption's unit"),
@@ -20,12 +23,14 @@ ACCESS: dict[str, Rule] = {
     "GetCouponIssuance": rule(ISSUE, note="an issuance's progress is its issuers' business"),
     "ListCouponIssuances": rule(ISSUE, note="a unit lists the issuances it started; an admin, all"),
     "GetCoupon": ANY_CALLER,
-    "ListCoupons": ANY_CALLER,
+    "ListCoupons": _OWN,
     "RedeemCoupon": rule(unit_field="unit"),
     "LookupCouponRedemption": rule(resource_unit="the redeeming unit"),
     "ReleaseCoupon": rule(resource_unit="the redeeming unit"),
     "ListRewards": ANY_CALLER,
     "RestockReward": rule(resource_unit="the reward's unit"),
     "RunBirthdayGifts": ADMIN_AUDITED,
-    "RedeemReward": rule(REDEEM, note="spends the member's points"),
+    "RedeemReward": rule(
+        REDEEM, SELF_REDEEM, member_field="member", note="spends the member's points"
+    ),
 }

@@ -65,7 +65,9 @@ _OWNED_READ = rule(
     ENGAGEMENT_WRITE,
     resource_unit="the challenge's or leaderboard's unit (every one for the group's team)",
 )
-_MEMBER_READ = rule(note="a member's progress, badges or rank: codes and counts only")
+_MEMBER_READ = rule(
+    member_field="member", note="a member's progress or badges: codes and counts only"
+)
 _BADGES = rule(
     ENGAGEMENT_WRITE,
     MEMBERS_MANAGE,
@@ -94,7 +96,9 @@ ACCESS.update(
             audited=True,
         ),
         "GetLeaderboard": _OWNED_READ,
-        "GetMemberRank": _MEMBER_READ,
+        "GetMemberRank": rule(
+            member_field="member_id", note="a member's rank: codes and counts only"
+        ),
         "CloseLeaderboardPeriod": rule(
             ENGAGEMENT_WRITE,
             resource_unit="the leaderboard's unit (every one for the group's team)",

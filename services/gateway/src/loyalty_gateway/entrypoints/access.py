@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from loyalty_kit.access import ADMIN_ONLY, Rule, rule
 from loyalty_kit.caller import PERSONAL_DATA_READ
+from loyalty_kit.scopes import SELF_WRITE
 
 ACCESS: dict[str, Rule] = {
     "GetMemberOverview": rule(
@@ -16,6 +17,8 @@ ACCESS: dict[str, Rule] = {
     "RefundPurchase": rule("earn", unit_field="unit"),
     "ExportMemberData": rule(
         PERSONAL_DATA_READ,
+        SELF_WRITE,
+        member_field="member",
         note="all of a member's data: identity's, points, tier, benefits",
         audited=True,
     ),

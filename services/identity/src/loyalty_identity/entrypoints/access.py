@@ -24,7 +24,10 @@ PROFILE_WRITE = "profile:write"  # the member app: the member's own profile and 
 
 ACCESS: dict[str, Rule] = {
     "RegisterMember": rule(EARN, REGISTER, unit_field="unit"),
-    "GetMember": rule(note="personal data masked without personal_data:read"),
+    "GetMember": rule(
+        member_field="name",
+        note="personal data masked without personal_data:read, but for the member's own token",
+    ),
     "ResolveMember": rule(
         note="personal data masked without personal_data:read; a member code is used up"
     ),
@@ -32,16 +35,20 @@ ACCESS: dict[str, Rule] = {
     "UnlinkIdentity": rule(MANAGE, audited=True),
     "MergeMembers": rule(MANAGE, audited=True),
     "UnmergeMembers": rule(MANAGE, note="undoes a wrong merge", audited=True),
-    "UpdateProfile": rule(PROFILE_WRITE, MANAGE, audited=True),
-    "SetConsents": rule(PROFILE_WRITE, MANAGE, audited=True),
-    "ListConsentEvents": ANY_CALLER,
+    "UpdateProfile": rule(PROFILE_WRITE, MANAGE, SELF_WRITE, member_field="member", audited=True),
+    "SetConsents": rule(PROFILE_WRITE, MANAGE, SELF_WRITE, member_field="member", audited=True),
+    "ListConsentEvents": rule(member_field="member"),
     "SuspendMember": rule(MANAGE, audited=True),
     "ReactivateMember": rule(MANAGE, audited=True),
     "UpdateTags": rule(MANAGE, audited=True),
     "ListMembers": rule(MANAGE),
     "EraseMember": rule(MANAGE, audited=True),
     "ExportMemberData": rule(
-        PERSONAL_DATA_READ, note="all of a member's personal data", audited=True
+        PERSONAL_DATA_READ,
+        SELF_WRITE,
+        member_field="name",
+        note="all of a member's personal data",
+        audited=True,
     ),
     "ListIdentityTypes": ANY_CALLER,
     "UpsertIdentityType": ADMIN_AUDITED,

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import member_pb2
 from loyalty.identity.v1.identity_service_pb2_grpc import IdentityServiceServicer
-from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller
+from loyalty_kit.caller import current_caller
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.pagination import next_token, read_page
 from loyalty_kit.resources import member_name
@@ -62,7 +62,9 @@ class IdentityServicer(UnitOfWorkServicer[IdentityUnitOfWork], IdentityServiceSe
     async def _member(self, member: Member) -> Any:
         kinds = {code: t.kind for code, t in (await self._types()).items()}
         return convert.member_message(
-            member, personal_data=current_caller().may(PERSONAL_DATA_READ), kinds=kinds
+            member,
+            personal_data=current_caller().sees_personal_data_of(member.member_id),
+            kinds=kinds,
         )
 
     async def _types(self) -> Any:

@@ -8,7 +8,7 @@ import grpc
 from loyalty.common.v1 import channel_pb2
 from loyalty.identity.v1 import member_sign_in_pb2 as pb
 from loyalty.identity.v1.member_sign_in_pb2_grpc import MemberSignInServiceServicer
-from loyalty_kit.caller import PERSONAL_DATA_READ, current_caller
+from loyalty_kit.caller import current_caller
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import timestamp
 
@@ -48,7 +48,9 @@ class MemberSignInServicer(UnitOfWorkServicer[IdentityUnitOfWork], MemberSignInS
             types = await self._read(lambda uow: uow.members.identity_types())
         kinds = {code: t.kind for code, t in types.items()}
         return convert.member_message(
-            member, personal_data=current_caller().may(PERSONAL_DATA_READ), kinds=kinds
+            member,
+            personal_data=current_caller().sees_personal_data_of(member.member_id),
+            kinds=kinds,
         )
 
     async def StartSmsSignIn(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
 
+_OWN = rule(member_field="member")
 EARN = "earn"  # credit points: purchases, their refunds and confirmations, referrals
 REDEEM = "redeem"  # spend points: redemptions and their cancellation, transfers out
 ADJUST = "points:adjust"  # a service desk's goodwill and corrections
@@ -18,9 +19,10 @@ ACCESS: dict[str, Rule] = {
     "LookupRedemption": rule(REDEEM, resource_unit="the redemption's unit"),
     "AdjustPoints": rule(ADJUST, unit_field="unit", audited=True),
     "ConfirmOrder": rule(EARN, unit_field="unit"),
-    "GetBalance": ANY_CALLER,
-    "ListPostings": ANY_CALLER,
-    "ListLots": ANY_CALLER,  # as the balance the lots make up
+    # Reads of one member: any client, and the member's own token for that member only.
+    "GetBalance": _OWN,
+    "ListPostings": _OWN,
+    "ListLots": _OWN,  # as the balance the lots make up
     "GetSettlement": rule("admin", note="every unit's figures: the group's finance"),
     "GetProgramme": ANY_CALLER,
     "UpdateProgramme": ADMIN_AUDITED,
