@@ -329,3 +329,10 @@ def test_the_codes_are_drawn_without_inline_style() -> None:
     assert codes.grouped(CODE) == "66 0123 4567 8901 2345"
     with pytest.raises(ValueError):
         codes.qr_svg("66<script>", "x")
+
+
+def test_every_language_has_the_same_strings() -> None:
+    from loyalty_gateway.me import i18n
+
+    keys = [set(i18n.catalogue(lang)) for lang in i18n.LANGS]
+    assert keys[0] and all(k == keys[0] for k in keys)
