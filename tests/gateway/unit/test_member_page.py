@@ -56,6 +56,7 @@ class FakeCalls:
     consent_requests: set[str] = field(default_factory=set)
     refuse_start: Refusal | None = None
     refuse_refresh: bool = False
+    refuse_overview: Refusal | None = None
     attempts: int = 5
     generation: int = 0
 
@@ -108,6 +109,8 @@ class FakeCalls:
 
     async def overview(self, member: str, tokens: Tokens) -> Overview:
         self._own(member, tokens)
+        if self.refuse_overview is not None:
+            raise self.refuse_overview
         shown = member_pb2.Member(name=member)
         for purpose, granted in self.consents.items():
             shown.consents.add(purpose=purpose, granted=granted)  # type: ignore[arg-type]
@@ -268,6 +271,22 @@ def test_the_access_token_is_refreshed_once_and_a_refused_refresh_signs_out(page
     assert 'id="send-code"' in ended.text
     state = page.state()
     assert state is not None and state.tokens is None
+
+
+def test_a_service_away_is_said_and_a_refresh_made_meanwhile_is_kept(page: Page) -> None:
+    page.sign_in()
+    page.calls.refuse_overview = Refusal(grpc.StatusCode.UNAVAILABLE, "")
+    page.clock.now += timedelta(minutes=10)
+    away = page.client.get("/me/")
+    assert away.status_code == 503 and "暂时无法访问" in away.text
+    assert len(page.calls.refreshes) == 1
+    kept = page.state()
+    assert kept is not None and kept.tokens is not None
+    assert kept.tokens.access.startswith("access-2-")  # the old refresh token is used up
+    page.calls.refuse_overview = None
+    page.clock.now += timedelta(minutes=5)  # past the refresh's minute of grace
+    assert page.client.get("/me/").status_code == 200
+    assert len(page.calls.refreshes) == 1
 
 
 async def test_concurrent_requests_refresh_a_token_once() -> None:

@@ -53,6 +53,7 @@ CSRF_HEADER = "x-csrf-token"
 LANG_MAX_AGE = 365 * 86_400
 CHINA = timezone(timedelta(hours=8))  # the page's dates and times, as the group's members read them
 REQUEST_ID_MAX = 64
+LATEST = "me_latest_state"  # the request's state after a refresh (request.scope["state"])
 
 
 class Calls(Protocol):
@@ -121,7 +122,16 @@ async def _signed_in(request: Request, state: State) -> State | None:
         tokens = await me_of(request).refresher.current(state.tokens)
     except SessionEnded:
         return None
-    return state.with_tokens(tokens)
+    signed = state.with_tokens(tokens)
+    request.scope.setdefault("state", {})[LATEST] = signed
+    return signed
+
+
+def _latest(request: Request, state: State) -> State:
+    """The state with the tokens of a refresh made during this request, if any: a page that
+    fails after a refresh still keeps the new tokens (the old refresh token is used up)."""
+    found: State | None = request.scope.get("state", {}).get(LATEST)
+    return found if found is not None else state
 
 
 def refresh_with(calls: Calls) -> Callable[[str], Awaitable[Tokens]]:
@@ -254,6 +264,7 @@ async def home(request: Request) -> Response:
 def _refused(request: Request, state: State, refusal: Refusal) -> Response:
     """A service refused the member's token (signed out elsewhere, suspended): sign in again;
     a service not answering: the page says so and keeps the cookie."""
+    state = _latest(request, state)
     if refusal.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return _to_sign_in(request, state)
     log.warning("member page: a service refused", code=refusal.code.name, reason=refusal.reason)
@@ -316,7 +327,7 @@ async def code_fragment(request: Request) -> Response:
         if refusal.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return _to_sign_in(request, state)
         # Not now: the code shown stays (the till refuses it once it runs out); asked again soon.
-        return render(request, "_code_later.html", state, {}, 200)
+        return render(request, "_code_later.html", _latest(request, state), {}, 200)
     return render(request, "_code.html", signed, _code_context(request, code))
 
 
