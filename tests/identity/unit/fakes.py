@@ -43,6 +43,8 @@ class Tables:
     # member codes: secrets by member, and the (handle, step) used
     member_codes: dict[str, MemberCodeSecret] = field(default_factory=dict)
     member_code_uses: set[tuple[str, int]] = field(default_factory=set)
+    # wrong member codes: ("handle" or "client", its value, when)
+    member_code_wrong: list[tuple[str, str, datetime]] = field(default_factory=list)
 
 
 def _stored(member: Member) -> Member:
@@ -252,6 +254,25 @@ class FakeMemberCodes:
         gone = len(self._tables.member_code_uses) - len(kept)
         self._tables.member_code_uses = kept
         return gone
+
+    async def hold(self, handle: str) -> None:
+        return None  # one call at a time in memory
+
+    async def wrong_guesses(
+        self, handle: str, client: str, since: datetime, now: datetime
+    ) -> tuple[list[datetime], list[datetime]]:
+        def of(kind: str, value: str) -> list[datetime]:
+            return [
+                at
+                for k, v, at in self._tables.member_code_wrong
+                if (k, v) == (kind, value) and since < at <= now
+            ]
+
+        return of("handle", handle), of("client", client)
+
+    async def add_wrong_guess(self, handles: Sequence[str], client: str, now: datetime) -> None:
+        self._tables.member_code_wrong.append(("client", client, now))
+        self._tables.member_code_wrong.extend(("handle", h, now) for h in handles)
 
 
 class FakeUnitOfWork(SnapshotWork):

@@ -3,10 +3,19 @@ member, which deletes the key first, shreds the secret too), and the codes alrea
 
 Every read of a secret joins the member's wrapped data key: one statement, and a member whose
 key is gone (merged, erased) has no secret to read.
+
+Wrong guesses (a handle's, a client's) are kept as rows of the kit's keyed table
+(`kit_idempotency_keys`) under scopes of their own, `member-code-wrong:<keyed hash>`: each row
+a wrong guess and its time, found through the table's primary key, shared by every replica, and
+deleted by the kit's housekeeping with the table's other old rows. Neither the handle nor the
+client is stored, only their keyed hashes.
 """
 
 from __future__ import annotations
 
+import hmac
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +39,18 @@ _ADD = (
 _CLAIM = (
     "INSERT INTO member_code_uses (handle, step, used_at) VALUES ($1, $2, $3) "
     "ON CONFLICT DO NOTHING RETURNING step"
+)
+
+_HOLD = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+WRONG_SCOPE = "member-code-wrong:"
+_WRONG = (
+    "SELECT scope, created_at FROM kit_idempotency_keys "
+    "WHERE scope = ANY($1::text[]) AND created_at > $2 AND created_at <= $3 "
+    "ORDER BY created_at DESC LIMIT 500"
+)
+_ADD_WRONG = (
+    "INSERT INTO kit_idempotency_keys (scope, request_id, fingerprint, created_at) "
+    "SELECT s, $2, 'wrong', $3 FROM unnest($1::text[]) AS s"
 )
 
 
@@ -91,3 +112,30 @@ class MemberCodeStore:
             "DELETE FROM member_code_uses WHERE step < $1", before_step
         )
         return int(done.rsplit(" ", 1)[-1])
+
+    # --- wrong guesses ------------------------------------------------------------------------
+    def _scope(self, kind: str, value: str) -> str:
+        key = self.keyring.derived_key("member-code-wrong")
+        digest = hmac.digest(key, f"{kind}\x00{value}".encode(), "sha256")
+        return WRONG_SCOPE + digest.hex()
+
+    async def hold(self, handle: str) -> None:
+        """Serialise the scans of one handle until the transaction ends: a scan reads the wrong
+        guesses committed before it, so guesses sent at once cannot all pass the limit."""
+        await (await self._conn()).execute(_HOLD, f"member-code:{handle}")
+
+    async def wrong_guesses(
+        self, handle: str, client: str, since: datetime, now: datetime
+    ) -> tuple[list[datetime], list[datetime]]:
+        """When the handle's and the client's wrong guesses of (since, now] were made."""
+        of_handle, of_client = self._scope("handle", handle), self._scope("client", client)
+        rows = await (await self._conn()).fetch(_WRONG, [of_handle, of_client], since, now)
+        return (
+            [r["created_at"] for r in rows if r["scope"] == of_handle],
+            [r["created_at"] for r in rows if r["scope"] == of_client],
+        )
+
+    async def add_wrong_guess(self, handles: Sequence[str], client: str, now: datetime) -> None:
+        """A wrong guess now: counted for the client and for each handle named."""
+        scopes = [self._scope("client", client), *(self._scope("handle", h) for h in handles)]
+        await (await self._conn()).execute(_ADD_WRONG, scopes, str(uuid.uuid4()), now)

@@ -16,6 +16,7 @@ from loyalty_identity.domain.errors import MemberNotFound
 from loyalty_identity.domain.member import Member, MemberState
 from loyalty_identity.domain.member_code import (
     ACCEPTED_STEPS,
+    GuessLimits,
     IssuedCode,
     MemberCodeSecret,
     MemberCodeUnknown,
@@ -28,6 +29,7 @@ from loyalty_identity.service_layer.ports import MemberCodeWork
 MAX_REASON = 512
 # A handle is 10 random digits: drawn again when taken (one chance in ten billion per member).
 HANDLE_ATTEMPTS = 5
+DEFAULT_GUESS_LIMITS = GuessLimits()
 
 
 async def _member(uow: MemberCodeWork, member_id: str, *, lock: bool = False) -> Member:
@@ -76,16 +78,37 @@ async def rotate_member_code(
     return secret.issue(now)
 
 
-async def resolve_member_code(uow: MemberCodeWork, value: str, now: datetime) -> Member:
+async def resolve_member_code(
+    uow: MemberCodeWork,
+    value: str,
+    now: datetime,
+    client: str = "",
+    limits: GuessLimits = DEFAULT_GUESS_LIMITS,
+) -> Member:
     """The member a scanned code names, once: MEMBER_CODE_MALFORMED (a field violation on
     `identity.value`), MEMBER_CODE_UNKNOWN (no such handle, or a code its secret never made),
     MEMBER_CODE_EXPIRED (right, but for a step no longer accepted), MEMBER_CODE_USED (scanned
-    before). The caller commits: the use is recorded in its transaction."""
+    before), MEMBER_CODE_LOCKED (too many wrong codes lately for the handle, or from `client`,
+    the calling client: nothing judged). The caller commits: the use is recorded in its
+    transaction. A wrong code is counted for the handle and the client, committed here before
+    the refusal is raised."""
     scanned = parse(value, "identity.value")
+    await uow.member_codes.hold(scanned.handle)  # the handle's scans take turns
+    handle_wrong, client_wrong = await uow.member_codes.wrong_guesses(
+        scanned.handle, client, now - limits.longest, now
+    )
+    limits.check(handle_wrong, client_wrong, now)
     secret = await uow.member_codes.by_handle(scanned.handle)
-    if secret is None:
-        raise MemberCodeUnknown()
-    step = secret.step_scanned(scanned, now)
+    try:
+        if secret is None:
+            raise MemberCodeUnknown()
+        step = secret.step_scanned(scanned, now)
+    except MemberCodeUnknown:
+        # A handle nobody holds counts for the client only (it locks nothing of anyone's).
+        handles = [scanned.handle] if secret is not None else []
+        await uow.member_codes.add_wrong_guess(handles, client, now)
+        await uow.commit()
+        raise
     # The primary key decides between concurrent scans: the second insert waits for the first
     # transaction and then conflicts.
     if not await uow.member_codes.claim(secret.handle, step, now):
