@@ -5,6 +5,7 @@ and every refusal is counted in identity's /metrics by reason."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 
@@ -107,3 +108,14 @@ async def test_malformed_replayed_and_expired_codes_are_counted(
     for reason in ("MEMBER_CODE_MALFORMED", "MEMBER_CODE_USED", "MEMBER_CODE_EXPIRED"):
         assert moved(before, after, REFUSALS, reason=reason) == 1, reason
     assert moved(before, after, REFUSALS) == 3
+
+
+async def test_wrong_codes_sent_at_once_cannot_all_pass_the_handles_limit(
+    app: Codes,  # noqa: F811 (the fixture)
+) -> None:
+    member = await app.new_member()
+    shown = await app.code_of(member)
+    answers = await asyncio.gather(*(fails(app.scan(wrong(shown.code), till())) for _ in range(20)))
+    reasons = sorted(answer.reason for answer in answers)
+    assert reasons == ["MEMBER_CODE_LOCKED"] * 15 + ["MEMBER_CODE_UNKNOWN"] * 5
+    assert (await fails(app.scan(shown.code, till()))).reason == "MEMBER_CODE_LOCKED"

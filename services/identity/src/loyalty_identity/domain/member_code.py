@@ -87,6 +87,9 @@ class MemberCodeUnknown(NotFound):
         super().__init__("this member code is not one the platform issued")
 
 
+# Wrong guesses made "later" than a scan's now still count for it, this far: calls in flight at
+# once, and replicas whose clocks differ a little, take their times in another order.
+GUESS_CLOCK_SLACK = timedelta(minutes=1)
 WRONG_PER_HANDLE = Limit(5, timedelta(minutes=5))
 WRONG_PER_CLIENT = Limit(30, timedelta(minutes=5))
 
@@ -128,7 +131,7 @@ class GuessLimits:
             ("handle", self.per_handle, handle_wrong),
             ("client", self.per_client, client_wrong),
         ):
-            wait = limit.wait([t for t in wrong if t <= now], now)
+            wait = limit.wait([t for t in wrong if t <= now + GUESS_CLOCK_SLACK], now)
             if wait > timedelta(0):
                 raise MemberCodeLocked(which, wait)
 
@@ -169,6 +172,16 @@ def new_handle() -> str:
 def new_secret() -> str:
     """A random TOTP secret (160 bits, base32, as RFC 4226 recommends)."""
     return pyotp.random_base32()
+
+
+@dataclass(frozen=True)
+class CodeLookup:
+    """What a scan finds of a handle: its secret (None: no such handle), and when the handle's
+    and the scanning client's recent wrong guesses were made."""
+
+    secret: MemberCodeSecret | None
+    handle_wrong: list[datetime]
+    client_wrong: list[datetime]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from loyalty_identity.domain.errors import MemberNotFound
 from loyalty_identity.domain.member import Member, MemberState
 from loyalty_identity.domain.member_code import (
     ACCEPTED_STEPS,
+    GUESS_CLOCK_SLACK,
     GuessLimits,
     IssuedCode,
     MemberCodeSecret,
@@ -93,25 +94,37 @@ async def resolve_member_code(
     transaction. A wrong code is counted for the handle and the client, committed here before
     the refusal is raised."""
     scanned = parse(value, "identity.value")
-    await uow.member_codes.hold(scanned.handle)  # the handle's scans take turns
-    handle_wrong, client_wrong = await uow.member_codes.wrong_guesses(
-        scanned.handle, client, now - limits.longest, now
-    )
-    limits.check(handle_wrong, client_wrong, now)
-    secret = await uow.member_codes.by_handle(scanned.handle)
+    # One read: the secret, held until the commit (the handle's scans take turns), and the
+    # wrong guesses counted against the handle and the client.
+    since, until = now - limits.longest, now + GUESS_CLOCK_SLACK
+    found = await uow.member_codes.lookup(scanned.handle, client, since, until)
+    limits.check(found.handle_wrong, found.client_wrong, now)
+    secret = found.secret
     try:
         if secret is None:
             raise MemberCodeUnknown()
         step = secret.step_scanned(scanned, now)
     except MemberCodeUnknown:
+        handles: list[str] = []
+        if secret is not None:  # read again now that the handle is held: none is missed
+            handle_wrong, _ = await uow.member_codes.wrong_guesses(
+                scanned.handle, client, since, until
+            )
+            limits.check(handle_wrong, found.client_wrong, now)
+            handles.append(scanned.handle)
         # A handle nobody holds counts for the client only (it locks nothing of anyone's).
-        handles = [scanned.handle] if secret is not None else []
         await uow.member_codes.add_wrong_guess(handles, client, now)
         await uow.commit()
         raise
-    # The primary key decides between concurrent scans: the second insert waits for the first
-    # transaction and then conflicts.
-    if not await uow.member_codes.claim(secret.handle, step, now):
+    # The use is claimed unless the handle's wrong guesses, read again now that it is held,
+    # reached the limit (guesses committed while this scan waited its turn count too). The
+    # primary key decides between concurrent scans of one code: the second conflicts.
+    per_handle = limits.per_handle
+    claimed, handle_wrong = await uow.member_codes.claim(
+        secret.handle, step, now, (now - per_handle.window, until), per_handle.count
+    )
+    if not claimed:
+        limits.check(handle_wrong, [], now)
         raise MemberCodeUsed()
     member = await uow.members.get(secret.member_id)
     if member is None or member.state in (MemberState.MERGED, MemberState.ERASED):
