@@ -14,7 +14,7 @@ from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType
 from loyalty_identity.domain.imports import ParsedRow, RowOutcome
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, Profile
-from loyalty_identity.domain.member_code import MemberCodeSecret
+from loyalty_identity.domain.member_code import CodeLookup, MemberCodeSecret
 from loyalty_identity.domain.member_import import (
     CandidateState,
     ImportedConsent,
@@ -88,8 +88,22 @@ class MemberCodes(Protocol):
     async def by_handle(self, handle: str) -> MemberCodeSecret | None: ...
     async def add(self, secret: MemberCodeSecret, now: datetime) -> bool: ...
     async def forget(self, member_id: str) -> None: ...
-    async def claim(self, handle: str, step: int, now: datetime) -> bool: ...
+    async def claim(
+        self,
+        handle: str,
+        step: int,
+        now: datetime,
+        wrong_within: tuple[datetime, datetime],
+        most_wrong: int,
+    ) -> tuple[bool, list[datetime]]: ...
     async def prune(self, before_step: int) -> int: ...
+    async def lookup(
+        self, handle: str, client: str, since: datetime, until: datetime
+    ) -> CodeLookup: ...
+    async def wrong_guesses(
+        self, handle: str, client: str, since: datetime, until: datetime
+    ) -> tuple[list[datetime], list[datetime]]: ...
+    async def add_wrong_guess(self, handles: Sequence[str], client: str, now: datetime) -> None: ...
 
 
 J = TypeVar("J")  # an import (a kind's operation)
