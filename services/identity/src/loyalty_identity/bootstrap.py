@@ -5,6 +5,7 @@ keyring or import settings (`runner.start(SPEC, settings, clock=clock)`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.clock import Clock, utc_now
@@ -17,12 +18,18 @@ from loyalty_identity.adapters.member_tokens import MemberTokenSigner
 from loyalty_identity.adapters.messages import EngagementMessages
 from loyalty_identity.adapters.wechat import DevelopmentWeChatFake, NoWeChat, WeChatJsCode2Session
 from loyalty_identity.domain.sign_in import RateLimits
+from loyalty_identity.service_layer.erasure import ErasurePorts
 from loyalty_identity.service_layer.import_jobs import ProcessSlots
 from loyalty_identity.service_layer.import_worker import ImportWorker
 from loyalty_identity.service_layer.order_import_worker import OrderImportWorker
 from loyalty_identity.service_layer.sign_in import SignInPorts, WeChatExchange
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
-from loyalty_identity.settings import ImportSettings, SignInSettings, keyring_for
+from loyalty_identity.settings import (
+    ErasureSettings,
+    ImportSettings,
+    SignInSettings,
+    keyring_for,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,9 @@ class Identity:
     order_importers: tuple[OrderImportWorker, ...] = ()  # carry out order imports
     # Members signing in: codes sent through engagement, WeChat's exchange, token signing.
     sign_in: SignInPorts | None = None
+    # Members' own erasure requests: their codes' sender and key, the cooling-off.
+    erasure: ErasurePorts | None = None
+    erasure_sweep_seconds: float = 300.0
 
     def imports_waiting(self) -> None:
         """An upload was stored: this replica's workers start on it at once."""
@@ -57,6 +67,7 @@ def bootstrap(
     imports: ImportSettings | None = None,
     wechat: WeChatExchange | None = None,
     limits: RateLimits | None = None,
+    erasure: ErasureSettings | None = None,
 ) -> Identity:
     keys = keyring or keyring_for(context.settings)
     types = IdentityTypeCache()
@@ -75,15 +86,34 @@ def bootstrap(
         OrderImportWorker(uow, settings, clock, processes=processes)
         for _ in range(settings.workers)
     )
+    messages = EngagementMessages(context.settings)  # sign-in and erasure codes alike
     sign_in = SignInPorts(
-        EngagementMessages(context.settings),
+        messages,
         wechat or wechat_exchange(SignInSettings()),
         MemberTokenSigner(
             ServiceCredentials.from_settings("identity", context.settings.data_dir).signing
         ),
         limits or RateLimits(),
     )
-    return Identity(context, clock, keys, types, uow, settings, workers, order_workers, sign_in)
+    erasing = erasure or ErasureSettings()
+    erasure_ports = ErasurePorts(
+        messages,
+        keys.derived_key("erasure-code"),
+        timedelta(hours=erasing.cooling_off_hours),
+    )
+    return Identity(
+        context,
+        clock,
+        keys,
+        types,
+        uow,
+        settings,
+        workers,
+        order_workers,
+        sign_in,
+        erasure_ports,
+        erasing.sweep_seconds,
+    )
 
 
 def wechat_exchange(settings: SignInSettings) -> WeChatExchange:
