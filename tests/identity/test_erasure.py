@@ -7,6 +7,7 @@ member's phone."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -417,3 +418,21 @@ async def test_a_token_of_an_ended_session_is_refused_by_identity_at_once(
         "MEMBER_TOKEN_REVOKED",
     )
     assert refused.metadata["session_ended"] == "sign_out"
+
+
+async def test_two_sweeps_at_once_erase_a_member_once(erasing: Erasing) -> None:
+    typed, e164 = new_phone()
+    signed = await erasing.signed_in(typed, e164)
+    member = signed.member.name
+    own = erasing.erasures(signed.tokens.access_token)
+    await own.RequestErasure(pb.RequestErasureRequest(member=member, request_id=rid()))
+    (code,) = await erasing.sent(e164, "erasure_code")
+    await own.ConfirmErasure(pb.ConfirmErasureRequest(member=member, code=code, request_id=rid()))
+    erasing.clock.advance(hours=3)
+    admin = erasing.as_(ADMIN)
+    answers = await asyncio.gather(
+        admin.RunDueErasures(pb.RunDueErasuresRequest()),
+        admin.RunDueErasures(pb.RunDueErasuresRequest()),
+    )
+    assert sum(list(a.erased_members).count(member) for a in answers) == 1
+    assert await _state(erasing, member) == member_pb2.MEMBER_STATE_ERASED

@@ -66,6 +66,8 @@ def test_a_request_is_confirmed_by_its_code_and_due_only_after_the_cooling_off()
     request.ensure_due(T0 + WEEK)
     request.done(T0 + WEEK)
     assert state(request) is ErasureState.DONE and not request.is_open(T0 + WEEK)
+    with pytest.raises(ErasureAlreadyDone):  # a second sweep at once carries out nothing
+        request.ensure_due(T0 + WEEK)
     with pytest.raises(ErasureAlreadyDone):
         request.cancel("member", T0 + WEEK)
 

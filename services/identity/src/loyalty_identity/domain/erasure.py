@@ -146,7 +146,10 @@ class ErasureRequest:
         return self.state is ErasureState.CONFIRMED and now >= self.erase_after
 
     def ensure_due(self, now: datetime) -> None:
-        """Carried out only confirmed and past the cooling-off."""
+        """Carried out only confirmed and past the cooling-off, and once (two sweeps at once:
+        the second finds it done)."""
+        if self.state is ErasureState.DONE:
+            raise ErasureAlreadyDone()
         if self.state is ErasureState.REQUESTED:
             raise ErasureNotConfirmed()
         if self.state is ErasureState.CANCELLED:
