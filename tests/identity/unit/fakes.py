@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from loyalty_identity.domain.erasure import ErasureRequest
 from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, MemberState, Profile
@@ -45,6 +46,8 @@ class Tables:
     member_code_uses: set[tuple[str, int]] = field(default_factory=set)
     # wrong member codes: ("handle" or "client", its value, when)
     member_code_wrong: list[tuple[str, str, datetime]] = field(default_factory=list)
+    # members' own erasure requests, in the order they were opened
+    erasure_requests: list[ErasureRequest] = field(default_factory=list)
 
 
 def _stored(member: Member) -> Member:
@@ -284,6 +287,38 @@ class FakeMemberCodes:
         self._tables.member_code_wrong.extend(("handle", h, now) for h in handles)
 
 
+class FakeErasures:
+    """Members' erasure requests, in the members' tables (rolled back with them)."""
+
+    def __init__(self, members: FakeMembers) -> None:
+        self.members = members
+
+    @property
+    def _rows(self) -> list[ErasureRequest]:
+        return self.members.tables.erasure_requests
+
+    async def latest(self, member_id: str, *, lock: bool = False) -> ErasureRequest | None:
+        found = [r for r in self._rows if r.member_id == member_id]
+        return copy.deepcopy(found[-1]) if found else None
+
+    async def add(self, request: ErasureRequest) -> None:
+        self._rows.append(copy.deepcopy(request))
+
+    async def save(self, request: ErasureRequest) -> None:
+        for index, row in enumerate(self._rows):
+            if row.erasure_id == request.erasure_id:
+                self._rows[index] = copy.deepcopy(request)
+
+    async def due(self, now: datetime, limit: int) -> list[str]:
+        due = sorted((r for r in self._rows if r.is_due(now)), key=lambda r: r.erase_after)
+        return [r.member_id for r in due][:limit]
+
+    async def end_open(self, member_id: str, now: datetime) -> None:
+        for row in self._rows:
+            if row.member_id == member_id:
+                row.done(now)
+
+
 class FakeUnitOfWork(SnapshotWork):
     """One transaction on the fake store: `published` holds the events of every commit, in
     the order the members recorded them."""
@@ -300,6 +335,10 @@ class FakeUnitOfWork(SnapshotWork):
     @property
     def member_codes(self) -> FakeMemberCodes:
         return FakeMemberCodes(self.store)
+
+    @property
+    def erasures(self) -> FakeErasures:
+        return FakeErasures(self.store)
 
     def begin(self) -> None:
         self.store.seen = []

@@ -19,12 +19,14 @@ from loyalty_identity.adapters.messages import EngagementMessages
 from loyalty_identity.adapters.wechat import DevelopmentWeChatFake, NoWeChat, WeChatJsCode2Session
 from loyalty_identity.domain.member_code import GuessLimits
 from loyalty_identity.domain.sign_in import Limit, RateLimits
+from loyalty_identity.service_layer.erasure import ErasurePorts
 from loyalty_identity.service_layer.import_jobs import ProcessSlots
 from loyalty_identity.service_layer.import_worker import ImportWorker
 from loyalty_identity.service_layer.order_import_worker import OrderImportWorker
 from loyalty_identity.service_layer.sign_in import SignInPorts, WeChatExchange
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 from loyalty_identity.settings import (
+    ErasureSettings,
     ImportSettings,
     MemberCodeSettings,
     SignInSettings,
@@ -46,6 +48,9 @@ class Identity:
     sign_in: SignInPorts | None = None
     # How many wrong member codes a handle and a client may send before their scans wait.
     guess_limits: GuessLimits = field(default_factory=GuessLimits)
+    # Members' own erasure requests: their codes' sender and key, the cooling-off.
+    erasure: ErasurePorts | None = None
+    erasure_sweep_seconds: float = 300.0
 
     def imports_waiting(self) -> None:
         """An upload was stored: this replica's workers start on it at once."""
@@ -67,6 +72,7 @@ def bootstrap(
     wechat: WeChatExchange | None = None,
     limits: RateLimits | None = None,
     guess_limits: GuessLimits | None = None,
+    erasure: ErasureSettings | None = None,
 ) -> Identity:
     keys = keyring or keyring_for(context.settings)
     types = IdentityTypeCache()
@@ -85,13 +91,20 @@ def bootstrap(
         OrderImportWorker(uow, settings, clock, processes=processes)
         for _ in range(settings.workers)
     )
+    messages = EngagementMessages(context.settings)  # sign-in and erasure codes alike
     sign_in = SignInPorts(
-        EngagementMessages(context.settings),
+        messages,
         wechat or wechat_exchange(SignInSettings()),
         MemberTokenSigner(
             ServiceCredentials.from_settings("identity", context.settings.data_dir).signing
         ),
         limits or RateLimits(),
+    )
+    erasing = erasure or ErasureSettings()
+    erasure_ports = ErasurePorts(
+        messages,
+        keys.derived_key("erasure-code"),
+        timedelta(hours=erasing.cooling_off_hours),
     )
     return Identity(
         context,
@@ -104,6 +117,8 @@ def bootstrap(
         order_workers,
         sign_in,
         guess_limits or member_code_guess_limits(MemberCodeSettings()),
+        erasure_ports,
+        erasing.sweep_seconds,
     )
 
 

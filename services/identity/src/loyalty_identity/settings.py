@@ -141,3 +141,22 @@ class MemberCodeSettings(BaseSettings):
     wrong_window_seconds: float = Field(
         default=300.0, gt=0, description="The window the wrong codes are counted in (seconds)."
     )
+
+
+class ErasureSettings(BaseSettings):
+    """Members' own erasure requests (`LOYALTY_IDENTITY_ERASURE_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_IDENTITY_ERASURE_", extra="ignore")
+
+    cooling_off_hours: float = Field(
+        default=168.0,
+        ge=0,
+        description="How long a member's erasure request waits before it is carried out "
+        "(confirmed; the member may cancel it meanwhile). Default 168: 7 days.",
+    )
+    sweep_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often a replica carries out the confirmed erasure requests whose "
+        "cooling-off has passed.",
+    )

@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 from loyalty_kit.uow import Transaction
 
+from loyalty_identity.domain.erasure import ErasureRequest
 from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType
 from loyalty_identity.domain.imports import ParsedRow, RowOutcome
@@ -189,12 +190,26 @@ class OrderImports(Operations[OrderImport, OrderOutcome, OrderRow], Protocol):
     async def add_report(self, import_id: str, rows: Sequence[OrderRow]) -> None: ...
 
 
+class ErasureRequests(Protocol):
+    """Members' own erasure requests (`adapters/erasures.py`)."""
+
+    async def latest(self, member_id: str, *, lock: bool = False) -> ErasureRequest | None: ...
+    async def add(self, request: ErasureRequest) -> None: ...
+    async def save(self, request: ErasureRequest) -> None: ...
+    async def due(self, now: datetime, limit: int) -> list[str]: ...
+    async def end_open(self, member_id: str, now: datetime) -> None: ...
+
+
 class IdentityWork(Transaction, Protocol):
-    """A unit of work as the use cases see it: one transaction over the members; on commit it
-    hands the events of the members it saw to the outbox."""
+    """A unit of work as the use cases see it: one transaction over the members (and their
+    erasure requests, which any erasure ends); on commit it hands the events of the members it
+    saw to the outbox."""
 
     @property
     def members(self) -> Members: ...
+
+    @property
+    def erasures(self) -> ErasureRequests: ...
 
 
 class MemberCodeWork(IdentityWork, Protocol):
