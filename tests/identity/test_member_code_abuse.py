@@ -1,20 +1,24 @@
 """Abuse of member codes at the till, over real channels: wrong codes for one handle lock its
 scans for a while (MEMBER_CODE_LOCKED, RESOURCE_EXHAUSTED with RetryInfo) at every replica, the
 member's right code passes once the lock is over, a till walking many handles is held itself,
-and every refusal is counted in identity's /metrics by reason."""
+every refusal is counted in identity's /metrics by reason, and the wrong codes are kept in a
+table of their own until no scan counts them any more."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import uuid
+from datetime import timedelta
 
 import grpc
 import pytest
 from loyalty.identity.v1 import identity_service_pb2 as pb
 from loyalty.identity.v1 import member_pb2
+from loyalty_identity.service_layer.member_codes import forget_old_wrong_guesses
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
+from sqlalchemy import text
 
 from tests.identity.conftest import IdentityClient
 from tests.identity.test_member_code import Codes, _real_time, app  # noqa: F401 (the fixtures)
@@ -119,3 +123,47 @@ async def test_wrong_codes_sent_at_once_cannot_all_pass_the_handles_limit(
     reasons = sorted(answer.reason for answer in answers)
     assert reasons == ["MEMBER_CODE_LOCKED"] * 15 + ["MEMBER_CODE_UNKNOWN"] * 5
     assert (await fails(app.scan(shown.code, till()))).reason == "MEMBER_CODE_LOCKED"
+
+
+async def test_wrong_codes_are_kept_apart_from_request_ids_and_forgotten_after_the_window(
+    app: Codes,  # noqa: F811 (the fixture)
+) -> None:
+    member = await app.new_member()
+    shown = await app.code_of(member)
+    handle, tills = shown.code[2:12], [till() for _ in range(5)]
+    for one in tills:
+        assert (await fails(app.scan(wrong(shown.code), one))).reason == "MEMBER_CODE_UNKNOWN"
+    root = app.service.root
+
+    async def guesses() -> tuple[int, int]:
+        """The handle's and the first till's wrong guesses the store keeps, of any time."""
+        now, far = app.clock(), timedelta(days=1)
+        async with root.uow(read_only=True) as uow:
+            of_handle, of_till = await uow.member_codes.wrong_guesses(
+                handle, tills[0].client_id, now - far, now + far
+            )
+        return len(of_handle), len(of_till)
+
+    async def sweep() -> int:
+        async with root.uow() as uow:
+            forgotten = await forget_old_wrong_guesses(uow, app.clock(), root.guess_limits)
+            await uow.commit()
+        return forgotten
+
+    assert await guesses() == (5, 1)
+    async with root.uow(read_only=True) as uow:
+        in_keys = await uow.session.scalar(
+            text("SELECT count(*) FROM kit_idempotency_keys WHERE scope LIKE 'member-code-%'")
+        )
+    assert in_keys == 0  # the kit's request ids hold none of them
+
+    app.clock.advance(minutes=4)
+    await sweep()  # within the window: kept, and the handle stays locked
+    assert await guesses() == (5, 1)
+    assert (await fails(app.scan(shown.code, till()))).reason == "MEMBER_CODE_LOCKED"
+
+    app.clock.advance(minutes=2, seconds=1)  # past the window and the clocks' slack
+    assert await sweep() >= 10
+    assert await guesses() == (0, 0)
+    fresh = await app.code_of(member)
+    assert (await app.scan(fresh.code, till())).member.member_id == member.member_id

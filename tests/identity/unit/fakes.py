@@ -286,6 +286,12 @@ class FakeMemberCodes:
         self._tables.member_code_wrong.append(("client", client, now))
         self._tables.member_code_wrong.extend(("handle", h, now) for h in handles)
 
+    async def forget_wrong_guesses(self, before: datetime) -> int:
+        kept = [g for g in self._tables.member_code_wrong if g[2] >= before]
+        gone = len(self._tables.member_code_wrong) - len(kept)
+        self._tables.member_code_wrong = kept
+        return gone
+
 
 class FakeErasures:
     """Members' erasure requests, in the members' tables (rolled back with them)."""

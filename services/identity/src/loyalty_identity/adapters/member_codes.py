@@ -4,11 +4,11 @@ member, which deletes the key first, shreds the secret too), and the codes alrea
 Every read of a secret joins the member's wrapped data key: one statement, and a member whose
 key is gone (merged, erased) has no secret to read.
 
-Wrong guesses (a handle's, a client's) are kept as rows of the kit's keyed table
-(`kit_idempotency_keys`) under scopes of their own, `member-code-wrong:<keyed hash>`: each row
-a wrong guess and its time, found through the table's primary key, shared by every replica, and
-deleted by the kit's housekeeping with the table's other old rows. Neither the handle nor the
-client is stored, only their keyed hashes.
+Wrong guesses (a handle's, a client's) are rows of `member_code_wrong_guesses`: each row a
+wrong guess, its kind (`handle` or `client`), the keyed hash of the value and its time, counted
+through the table's primary key (kind, hash, time), shared by every replica, and deleted once
+they count for nothing (`forget_wrong_guesses`, the job `member-code-guesses`). Neither the
+handle nor the client is stored, only their keyed hashes.
 """
 
 from __future__ import annotations
@@ -37,21 +37,27 @@ _ADD = (
     "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING handle"
 )
 
-WRONG_SCOPE = "member-code-wrong:"
-_WRONG = (
-    "SELECT scope, created_at FROM kit_idempotency_keys "
-    "WHERE scope = ANY($1::text[]) AND created_at > $2 AND created_at <= $3 "
-    "ORDER BY created_at DESC LIMIT 500"
-)
-_WRONG_OF = (
-    "SELECT created_at FROM kit_idempotency_keys WHERE scope = {scope} "
-    "AND created_at > {since} AND created_at <= {now} ORDER BY created_at DESC LIMIT 500"
-)
+
+def _wrong_of(kind: str, value_hash: str, since: str, until: str) -> str:
+    """The times of a kind's wrong guesses of one hash in (since, until], the latest first: a
+    range of the table's primary key."""
+    return (
+        "SELECT guessed_at FROM member_code_wrong_guesses "
+        f"WHERE kind = '{kind}' AND value_hash = {value_hash} "
+        f"AND guessed_at > {since} AND guessed_at <= {until} "
+        "ORDER BY guessed_at DESC LIMIT 500"
+    )
+
+
+_WRONG = f"""
+SELECT ARRAY({_wrong_of("handle", "$1", "$3", "$4")}) AS handle,
+       ARRAY({_wrong_of("client", "$2", "$3", "$4")}) AS client
+"""
 # A scan's one read: the handle's and the client's wrong guesses, and the handle's secret (if
 # any) locked for the transaction, so the scans of one handle take turns.
 _LOOKUP = f"""
-SELECT ARRAY({_WRONG_OF.format(scope="$2", since="$4", now="$5")}) AS handle_wrong,
-       ARRAY({_WRONG_OF.format(scope="$3", since="$4", now="$5")}) AS client_wrong,
+SELECT ARRAY({_wrong_of("handle", "$2", "$4", "$5")}) AS handle_wrong,
+       ARRAY({_wrong_of("client", "$3", "$4", "$5")}) AS client_wrong,
        s.member_id, s.handle, s.secret_sealed, s.key_id, s.wrapped_key
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
@@ -63,18 +69,19 @@ LEFT JOIN LATERAL (
 # The use claimed unless the handle's wrong guesses (read now, once the handle is held: none
 # committed before is missed) reached the limit; those guesses either way.
 _CLAIM_UNLESS_LOCKED = f"""
-WITH wrong AS ({_WRONG_OF.format(scope="$4", since="$5", now="$7")}),
+WITH wrong AS ({_wrong_of("handle", "$4", "$5", "$7")}),
 used AS (
     INSERT INTO member_code_uses (handle, step, used_at)
     SELECT $1, $2, $3 WHERE (SELECT count(*) FROM wrong) < $6
     ON CONFLICT DO NOTHING RETURNING step
 )
-SELECT (SELECT step FROM used) AS step, ARRAY(SELECT created_at FROM wrong) AS wrong
+SELECT (SELECT step FROM used) AS step, ARRAY(SELECT guessed_at FROM wrong) AS wrong
 """
 _ADD_WRONG = (
-    "INSERT INTO kit_idempotency_keys (scope, request_id, fingerprint, created_at) "
-    "SELECT s, $2, 'wrong', $3 FROM unnest($1::text[]) AS s"
+    "INSERT INTO member_code_wrong_guesses (kind, value_hash, guessed_at, guess_id) "
+    "SELECT kind, value_hash, $3, $4 FROM unnest($1::text[], $2::bytea[]) AS g(kind, value_hash)"
 )
+_FORGET_WRONG = "DELETE FROM member_code_wrong_guesses WHERE guessed_at < $1"
 
 
 def _context(member_id: str) -> str:
@@ -140,7 +147,7 @@ class MemberCodeStore:
             handle,
             step,
             now,
-            self._scope("handle", handle),
+            self._hash("handle", handle),
             wrong_within[0],
             most_wrong,
             wrong_within[1],
@@ -155,10 +162,10 @@ class MemberCodeStore:
         return int(done.rsplit(" ", 1)[-1])
 
     # --- wrong guesses ------------------------------------------------------------------------
-    def _scope(self, kind: str, value: str) -> str:
+    def _hash(self, kind: str, value: str) -> bytes:
+        """The keyed hash a handle or a client is counted by (the value is never stored)."""
         key = self.keyring.derived_key("member-code-wrong")
-        digest = hmac.digest(key, f"{kind}\x00{value}".encode(), "sha256")
-        return WRONG_SCOPE + digest.hex()
+        return hmac.digest(key, f"{kind}\x00{value}".encode(), "sha256")
 
     async def lookup(
         self, handle: str, client: str, since: datetime, until: datetime
@@ -170,8 +177,8 @@ class MemberCodeStore:
         row = await (await self._conn()).fetchrow(
             _LOOKUP,
             handle,
-            self._scope("handle", handle),
-            self._scope("client", client),
+            self._hash("handle", handle),
+            self._hash("client", client),
             since,
             until,
         )
@@ -182,14 +189,23 @@ class MemberCodeStore:
         self, handle: str, client: str, since: datetime, until: datetime
     ) -> tuple[list[datetime], list[datetime]]:
         """When the handle's and the client's wrong guesses of (since, until] were made."""
-        of_handle, of_client = self._scope("handle", handle), self._scope("client", client)
-        rows = await (await self._conn()).fetch(_WRONG, [of_handle, of_client], since, until)
-        return (
-            [r["created_at"] for r in rows if r["scope"] == of_handle],
-            [r["created_at"] for r in rows if r["scope"] == of_client],
+        row = await (await self._conn()).fetchrow(
+            _WRONG, self._hash("handle", handle), self._hash("client", client), since, until
         )
+        return list(row["handle"]), list(row["client"])
 
     async def add_wrong_guess(self, handles: Sequence[str], client: str, now: datetime) -> None:
         """A wrong guess now: counted for the client and for each handle named."""
-        scopes = [self._scope("client", client), *(self._scope("handle", h) for h in handles)]
-        await (await self._conn()).execute(_ADD_WRONG, scopes, str(uuid.uuid4()), now)
+        counted = [("client", client), *(("handle", h) for h in dict.fromkeys(handles))]
+        await (await self._conn()).execute(
+            _ADD_WRONG,
+            [kind for kind, _ in counted],
+            [self._hash(kind, value) for kind, value in counted],
+            now,
+            str(uuid.uuid4()),
+        )
+
+    async def forget_wrong_guesses(self, before: datetime) -> int:
+        """Delete the wrong guesses made before `before` (they count for nothing any more)."""
+        done = await (await self._conn()).execute(_FORGET_WRONG, before)
+        return int(done.rsplit(" ", 1)[-1])

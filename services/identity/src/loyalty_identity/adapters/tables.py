@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Index,
@@ -294,6 +295,22 @@ member_code_uses = Table(
     Column("handle", Text, primary_key=True),
     Column("step", BigInteger, primary_key=True),
     Column("used_at", DateTime(timezone=True), nullable=False),
+)
+
+# Wrong member-code guesses (domain/member_code.py GuessLimits): one row a guess for the handle
+# guessed and one for the calling client, neither stored, only its keyed hash; guess_id tells
+# apart guesses made at the same instant. The primary key serves the count a scan reads (a
+# kind's hash, guessed within a window). Rows older than the longest window (and the clocks'
+# slack) count for nothing and are deleted every minute, so the table holds a few minutes of
+# guesses (a locked scan records none): its sweep reads it whole, without an index of its own.
+member_code_wrong_guesses = Table(
+    "member_code_wrong_guesses",
+    metadata,
+    Column("kind", Text, primary_key=True),  # handle | client
+    Column("value_hash", LargeBinary, primary_key=True),
+    Column("guessed_at", DateTime(timezone=True), primary_key=True),
+    Column("guess_id", UUID(as_uuid=False), primary_key=True),
+    CheckConstraint("kind IN ('handle', 'client')", name="member_code_wrong_guesses_kind"),
 )
 
 # Members signing in themselves (domain/sign_in.py). A challenge is a code sent to a phone: the

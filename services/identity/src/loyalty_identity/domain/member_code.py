@@ -9,7 +9,8 @@ and the next one, once: the service keeps which (handle, step) were used.
 Guessing is limited: a handle whose codes were wrong too often lately (5 in 5 minutes) is
 locked until the oldest of those leaves the window (MEMBER_CODE_LOCKED, with when to try again),
 so nobody walks the million one-time parts at a till; a client's wrong codes across handles are
-limited too (30 in 5 minutes). The limits judge the times of the wrong guesses the service keeps.
+limited too (30 in 5 minutes). The limits judge the times of the wrong guesses the service keeps,
+and say when a guess counts for nothing any more (the service forgets it then).
 
 No I/O here: the secret is made and kept sealed by the adapters; this module makes the codes and
 judges a scanned one against a secret and the time.
@@ -122,6 +123,11 @@ class GuessLimits:
     @property
     def longest(self) -> timedelta:
         return max(self.per_handle.window, self.per_client.window)
+
+    def forgettable_before(self, now: datetime) -> datetime:
+        """Wrong guesses made before this count for no scan any more: not for one now, nor for
+        one at a replica whose clock is behind by up to GUESS_CLOCK_SLACK."""
+        return now - self.longest - GUESS_CLOCK_SLACK
 
     def check(
         self, handle_wrong: Sequence[datetime], client_wrong: Sequence[datetime], now: datetime

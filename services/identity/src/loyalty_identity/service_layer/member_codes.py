@@ -1,6 +1,7 @@
 """Use cases of the member code (会员码): a member's code for now (its secret made on first use),
 a rotation (a new secret and handle: every earlier code stops resolving), a till's scan
-resolved once, and the uses of codes no longer accepted forgotten.
+resolved once, and the uses of codes no longer accepted and the wrong guesses no longer counted
+forgotten.
 
 `rotate_member_code` is also what signing out everywhere runs; erasure deletes the secret with
 the member's personal data (`Members.erase_personal_data`).
@@ -136,3 +137,11 @@ async def forget_old_uses(uow: MemberCodeWork, now: datetime) -> int:
     """Uses of codes no till accepts any more are forgotten (a handle and a step), with a step
     to spare for replicas whose clocks differ by a little."""
     return await uow.member_codes.prune(step_of(now) - ACCEPTED_STEPS)
+
+
+async def forget_old_wrong_guesses(
+    uow: MemberCodeWork, now: datetime, limits: GuessLimits = DEFAULT_GUESS_LIMITS
+) -> int:
+    """Wrong guesses that count for no scan any more (older than the longest window, with the
+    clocks' slack) are forgotten."""
+    return await uow.member_codes.forget_wrong_guesses(limits.forgettable_before(now))

@@ -82,8 +82,8 @@ class Members(Protocol):
 
 
 class MemberCodes(Protocol):
-    """Members' code secrets (sealed at rest) and the member codes already resolved
-    (`adapters/member_codes.py`)."""
+    """Members' code secrets (sealed at rest), the member codes already resolved and the wrong
+    ones counted (`adapters/member_codes.py`)."""
 
     async def of_member(self, member_id: str) -> MemberCodeSecret | None: ...
     async def by_handle(self, handle: str) -> MemberCodeSecret | None: ...
@@ -105,6 +105,7 @@ class MemberCodes(Protocol):
         self, handle: str, client: str, since: datetime, until: datetime
     ) -> tuple[list[datetime], list[datetime]]: ...
     async def add_wrong_guess(self, handles: Sequence[str], client: str, now: datetime) -> None: ...
+    async def forget_wrong_guesses(self, before: datetime) -> int: ...
 
 
 J = TypeVar("J")  # an import (a kind's operation)
