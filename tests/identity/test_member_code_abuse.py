@@ -144,11 +144,11 @@ async def test_wrong_codes_are_kept_apart_from_request_ids_and_forgotten_after_t
             )
         return len(of_handle), len(of_till)
 
-    async def sweep() -> int:
+    async def sweep() -> None:
+        """The job `member-code-guesses` (the replica's own may run meanwhile: no count)."""
         async with root.uow() as uow:
-            forgotten = await forget_old_wrong_guesses(uow, app.clock(), root.guess_limits)
+            await forget_old_wrong_guesses(uow, app.clock(), root.guess_limits)
             await uow.commit()
-        return forgotten
 
     assert await guesses() == (5, 1)
     async with root.uow(read_only=True) as uow:
@@ -163,7 +163,7 @@ async def test_wrong_codes_are_kept_apart_from_request_ids_and_forgotten_after_t
     assert (await fails(app.scan(shown.code, till()))).reason == "MEMBER_CODE_LOCKED"
 
     app.clock.advance(minutes=2, seconds=1)  # past the window and the clocks' slack
-    assert await sweep() >= 10
+    await sweep()
     assert await guesses() == (0, 0)
     fresh = await app.code_of(member)
     assert (await app.scan(fresh.code, till())).member.member_id == member.member_id
