@@ -446,6 +446,7 @@ LISTS = {
     "ListEntitlements": ("entitlements", 200),
     "ListCoupons": ("coupons", 500),
     "ListCouponIssuances": ("coupon_issuances", 200),
+    "ListCouponOffers": ("coupon_offers", 200),
     "ListRewards": ("rewards", 200),
     "ListJourneys": ("journeys", 200),
     "ListJourneyEntries": ("entries", 200),
