@@ -11,6 +11,7 @@ from datetime import datetime
 
 from loyalty_kit.caller import check_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
+from loyalty_kit.kernel.units import GROUP
 
 from loyalty_benefits.domain.coupons import Coupon, issuable_window
 from loyalty_benefits.domain.entitlements import tier_of
@@ -106,13 +107,14 @@ async def claim(
 ) -> Claimed:
     """One coupon of the offer for the member. `caller_unit`: the unit's app claiming for the
     member, which may claim only its own unit's offers and the group's (None: an admin or the
-    member's own token). Refusals: OFFER_NOT_OPEN, OFFER_TIER_NOT_MET, OFFER_LIMIT_REACHED,
-    OFFER_EXHAUSTED, and the member's state (MEMBER_SUSPENDED...)."""
+    member's own token; "group": the group's own app, any offer). Refusals: OFFER_NOT_OPEN,
+    OFFER_TIER_NOT_MET, OFFER_LIMIT_REACHED, OFFER_EXHAUSTED, and the member's state
+    (MEMBER_SUSPENDED...)."""
     offer = await uow.offers.get(offer_id, lock=True)
     if offer is None:
         raise CouponOfferNotFound(offer_id)
-    if offer.issuer_unit:
-        check_unit(offer.issuer_unit, caller_unit)
+    if offer.issuer_unit not in ("", GROUP) and caller_unit != GROUP:
+        check_unit(offer.issuer_unit, caller_unit)  # the group's offers: any unit's app
     await active_member(uow, member_id)
     offer.check_open(now)
     rules = await catalogue(uow)
