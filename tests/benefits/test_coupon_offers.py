@@ -106,6 +106,12 @@ async def test_a_member_claims_a_published_offer_and_finds_the_coupon_among_thei
     assert (got.coupon_offer.remaining, got.coupon_offer.member_claimed) == (2, 1)
     issued = await benefits.events(events_pb2.CouponIssued, member.removeprefix("members/"))
     assert [e.code for e in issued] == [claimed.coupon.code]
+    (announced,) = await benefits.events(events_pb2.CouponClaimed, member.removeprefix("members/"))
+    assert (announced.offer_id, announced.code, announced.offer_claimed) == (
+        offer.removeprefix("couponOffers/"),
+        claimed.coupon.code,
+        1,
+    )
 
 
 async def test_many_members_claiming_at_once_take_no_more_than_the_offer_holds(

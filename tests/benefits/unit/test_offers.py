@@ -124,6 +124,11 @@ async def test_a_claim_issues_the_coupon_as_a_grant_of_the_offer(benefits: Benef
     assert [e for e in benefits.events if isinstance(e, events.CouponIssued)] == [
         claimed.coupon.issued(benefits.now)
     ]
+    assert [e for e in benefits.events if isinstance(e, events.CouponClaimed)] == [
+        events.CouponClaimed(
+            ANN, made.offer_id, claimed.coupon.code, "birthday-gift", "", 1, benefits.now
+        )
+    ]
     assert (await benefits(offers.get, made.offer_id)).claimed == 1
 
 

@@ -13,6 +13,7 @@ from loyalty_kit.caller import check_unit
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.kernel.units import GROUP
 
+from loyalty_benefits.domain import events
 from loyalty_benefits.domain.coupons import Coupon, issuable_window
 from loyalty_benefits.domain.entitlements import tier_of
 from loyalty_benefits.domain.errors import CouponTemplateNotFound
@@ -127,4 +128,15 @@ async def claim(
         uow, rules, offer.template_code, member_id, grant_key(offer_id, str(uuid.uuid4())), now
     )
     await uow.offers.save_claimed(offer)
+    uow.record(
+        events.CouponClaimed(
+            member_id,
+            offer.offer_id,
+            coupon.code,
+            coupon.template_code,
+            offer.issuer_unit,
+            offer.claimed,
+            now,
+        )
+    )
     return Claimed(coupon, offer, held + 1)
