@@ -441,6 +441,7 @@ LISTS = {
     "ListIdentityTypes": ("identity_types", 1000),
     "ListPostings": ("postings", 500),
     "ListLots": ("lots", 500),
+    "ListReferrals": ("referrals", 200),
     "ListTierHistory": ("changes", 500),
     "ListTierGrants": ("tier_grants", 500),
     "ListEntitlements": ("entitlements", 200),
