@@ -210,3 +210,21 @@ async def test_open_offers_are_listed_newest_first(benefits: Benefits) -> None:
     assert [o.offer_id for o in exhausted] == [first.offer_id]
     later = await benefits(offers.page, OfferState.SCHEDULED, benefits.now, None, 10)
     assert [o.offer_id for o in later] == [scheduled.offer_id]
+
+
+async def test_a_survivor_holds_the_claims_of_the_member_it_absorbed(benefits: Benefits) -> None:
+    """Both claimed the offer (limit 2 each); after the merge the survivor holds both
+    coupons and may claim no more; an unmerge gives the absorbed member its claim back."""
+    made = await published(benefits, available=10, per_member_limit=2)
+    await benefits(offers.claim, made.offer_id, ANN, None, benefits.now)
+    await benefits(offers.claim, made.offer_id, BOB, None, benefits.now)
+
+    await benefits(handlers.on_member_merged, ANN, BOB, benefits.now)
+
+    assert await benefits(offers.member_claimed, ANN, [made]) == {made.offer_id: 2}
+    with pytest.raises(OfferLimitReached):
+        await benefits(offers.claim, made.offer_id, ANN, None, benefits.now)
+    await benefits(handlers.on_member_unmerged, ANN, BOB, benefits.now)
+    assert await benefits(offers.member_claimed, ANN, [made]) == {made.offer_id: 1}
+    await benefits(offers.claim, made.offer_id, BOB, None, benefits.now)
+    assert (await benefits(offers.get, made.offer_id)).claimed == 3
