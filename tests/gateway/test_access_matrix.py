@@ -218,6 +218,7 @@ GATEWAY_SPECS = {
     "loyalty.identity.v1.OrderImportService": "identity",
     "loyalty.identity.v1.MemberCodeService": "identity",
     "loyalty.identity.v1.MemberSignInService": "identity",
+    "loyalty.identity.v1.MemberErasureService": "identity",
     "loyalty.points.v1.PointsService": "points",
     "loyalty.tiers.v1.TiersService": "tiers",
     "loyalty.benefits.v1.BenefitsService": "benefits",

@@ -181,6 +181,7 @@ class TokenVerifier:
             scopes=scopes,
             operator="" if member else str(claims.get("op", "")),
             member=member,
+            session=str(claims.get("sid", "")) if member else "",
         )
 
     def claims(self, token: str) -> dict[str, Any]:

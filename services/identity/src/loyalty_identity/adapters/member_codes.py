@@ -3,10 +3,19 @@ member, which deletes the key first, shreds the secret too), and the codes alrea
 
 Every read of a secret joins the member's wrapped data key: one statement, and a member whose
 key is gone (merged, erased) has no secret to read.
+
+Wrong guesses (a handle's, a client's) are kept as rows of the kit's keyed table
+(`kit_idempotency_keys`) under scopes of their own, `member-code-wrong:<keyed hash>`: each row
+a wrong guess and its time, found through the table's primary key, shared by every replica, and
+deleted by the kit's housekeeping with the table's other old rows. Neither the handle nor the
+client is stored, only their keyed hashes.
 """
 
 from __future__ import annotations
 
+import hmac
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +23,7 @@ from loyalty_kit.db import driver_connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_identity.adapters.crypto import Keyring, seal, sealed_as, unseal
-from loyalty_identity.domain.member_code import MemberCodeSecret
+from loyalty_identity.domain.member_code import CodeLookup, MemberCodeSecret
 
 _SECRET = """
 SELECT c.member_id, c.handle, c.secret_sealed, k.key_id, k.wrapped_key
@@ -27,9 +36,44 @@ _ADD = (
     "INSERT INTO member_codes (member_id, handle, secret_sealed, created_at) "
     "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING handle"
 )
-_CLAIM = (
-    "INSERT INTO member_code_uses (handle, step, used_at) VALUES ($1, $2, $3) "
-    "ON CONFLICT DO NOTHING RETURNING step"
+
+WRONG_SCOPE = "member-code-wrong:"
+_WRONG = (
+    "SELECT scope, created_at FROM kit_idempotency_keys "
+    "WHERE scope = ANY($1::text[]) AND created_at > $2 AND created_at <= $3 "
+    "ORDER BY created_at DESC LIMIT 500"
+)
+_WRONG_OF = (
+    "SELECT created_at FROM kit_idempotency_keys WHERE scope = {scope} "
+    "AND created_at > {since} AND created_at <= {now} ORDER BY created_at DESC LIMIT 500"
+)
+# A scan's one read: the handle's and the client's wrong guesses, and the handle's secret (if
+# any) locked for the transaction, so the scans of one handle take turns.
+_LOOKUP = f"""
+SELECT ARRAY({_WRONG_OF.format(scope="$2", since="$4", now="$5")}) AS handle_wrong,
+       ARRAY({_WRONG_OF.format(scope="$3", since="$4", now="$5")}) AS client_wrong,
+       s.member_id, s.handle, s.secret_sealed, s.key_id, s.wrapped_key
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT c.member_id, c.handle, c.secret_sealed, k.key_id, k.wrapped_key
+    FROM member_codes c JOIN member_keys k ON k.member_id = c.member_id
+    WHERE c.handle = $1 FOR UPDATE OF c
+) AS s ON true
+"""
+# The use claimed unless the handle's wrong guesses (read now, once the handle is held: none
+# committed before is missed) reached the limit; those guesses either way.
+_CLAIM_UNLESS_LOCKED = f"""
+WITH wrong AS ({_WRONG_OF.format(scope="$4", since="$5", now="$7")}),
+used AS (
+    INSERT INTO member_code_uses (handle, step, used_at)
+    SELECT $1, $2, $3 WHERE (SELECT count(*) FROM wrong) < $6
+    ON CONFLICT DO NOTHING RETURNING step
+)
+SELECT (SELECT step FROM used) AS step, ARRAY(SELECT created_at FROM wrong) AS wrong
+"""
+_ADD_WRONG = (
+    "INSERT INTO kit_idempotency_keys (scope, request_id, fingerprint, created_at) "
+    "SELECT s, $2, 'wrong', $3 FROM unnest($1::text[]) AS s"
 )
 
 
@@ -81,9 +125,27 @@ class MemberCodeStore:
             member_id,
         )
 
-    async def claim(self, handle: str, step: int, now: datetime) -> bool:
-        """The code of `handle` for `step` is used now; False when it was already."""
-        return await (await self._conn()).fetchval(_CLAIM, handle, step, now) is not None
+    async def claim(
+        self,
+        handle: str,
+        step: int,
+        now: datetime,
+        wrong_within: tuple[datetime, datetime],
+        most_wrong: int,
+    ) -> tuple[bool, list[datetime]]:
+        """The code of `handle` for `step` used now, unless it was already or the handle saw
+        `most_wrong` wrong guesses within (since, until]: whether it was, and those guesses."""
+        row = await (await self._conn()).fetchrow(
+            _CLAIM_UNLESS_LOCKED,
+            handle,
+            step,
+            now,
+            self._scope("handle", handle),
+            wrong_within[0],
+            most_wrong,
+            wrong_within[1],
+        )
+        return row["step"] is not None, list(row["wrong"])
 
     async def prune(self, before_step: int) -> int:
         """Forget uses of steps before `before_step` (no such code resolves any more)."""
@@ -91,3 +153,43 @@ class MemberCodeStore:
             "DELETE FROM member_code_uses WHERE step < $1", before_step
         )
         return int(done.rsplit(" ", 1)[-1])
+
+    # --- wrong guesses ------------------------------------------------------------------------
+    def _scope(self, kind: str, value: str) -> str:
+        key = self.keyring.derived_key("member-code-wrong")
+        digest = hmac.digest(key, f"{kind}\x00{value}".encode(), "sha256")
+        return WRONG_SCOPE + digest.hex()
+
+    async def lookup(
+        self, handle: str, client: str, since: datetime, until: datetime
+    ) -> CodeLookup:
+        """What a scan reads, in one statement: the handle's secret, held until the transaction
+        ends (the scans of one handle take turns), and the handle's and the client's wrong
+        guesses of (since, until]. The handle's may miss guesses committed while this scan waited
+        for its turn: `claim` and `wrong_guesses` read them again once it is held."""
+        row = await (await self._conn()).fetchrow(
+            _LOOKUP,
+            handle,
+            self._scope("handle", handle),
+            self._scope("client", client),
+            since,
+            until,
+        )
+        secret = self._opened(row) if row["member_id"] is not None else None
+        return CodeLookup(secret, list(row["handle_wrong"]), list(row["client_wrong"]))
+
+    async def wrong_guesses(
+        self, handle: str, client: str, since: datetime, until: datetime
+    ) -> tuple[list[datetime], list[datetime]]:
+        """When the handle's and the client's wrong guesses of (since, until] were made."""
+        of_handle, of_client = self._scope("handle", handle), self._scope("client", client)
+        rows = await (await self._conn()).fetch(_WRONG, [of_handle, of_client], since, until)
+        return (
+            [r["created_at"] for r in rows if r["scope"] == of_handle],
+            [r["created_at"] for r in rows if r["scope"] == of_client],
+        )
+
+    async def add_wrong_guess(self, handles: Sequence[str], client: str, now: datetime) -> None:
+        """A wrong guess now: counted for the client and for each handle named."""
+        scopes = [self._scope("client", client), *(self._scope("handle", h) for h in handles)]
+        await (await self._conn()).execute(_ADD_WRONG, scopes, str(uuid.uuid4()), now)

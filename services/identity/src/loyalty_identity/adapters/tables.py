@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -340,4 +341,32 @@ member_refresh_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
     Index("member_refresh_tokens_session", "session_id"),
+)
+
+# Members' own erasure requests (domain/erasure.py): the code by its keyed hash only; at most one
+# open (requested or confirmed) a member; the sweep finds the confirmed ones by erase_after.
+erasure_requests = Table(
+    "erasure_requests",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("erasure_id", UUID(as_uuid=False), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_attempt", Text, nullable=False, server_default=""),  # its request id
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("erase_after", DateTime(timezone=True), nullable=False),
+    Column("code_expires_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("cancel_reason", Text, nullable=False, server_default=""),
+    Column("done_at", DateTime(timezone=True)),
+    UniqueConstraint("erasure_id", name="erasure_requests_erasure"),
+    Index(
+        "erasure_requests_one_open",
+        "member_id",
+        unique=True,
+        postgresql_where=text("state IN ('requested', 'confirmed')"),
+    ),
+    Index("erasure_requests_due", "erase_after", postgresql_where=text("state = 'confirmed'")),
 )

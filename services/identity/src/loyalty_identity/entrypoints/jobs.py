@@ -1,5 +1,6 @@
-"""The identity service's background work: its member-import and order-import workers, and
-forgetting the uses of member codes no till accepts any more."""
+"""The identity service's background work: its member-import and order-import workers,
+forgetting the uses of member codes no till accepts any more, and carrying out the members'
+confirmed erasure requests whose cooling-off has passed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from loyalty_kit.jobs import every
 from loyalty_kit.server import Job
 
 from loyalty_identity.bootstrap import Identity
+from loyalty_identity.service_layer.erasure import run_due_erasures
 from loyalty_identity.service_layer.member_codes import forget_old_uses
 
 MEMBER_CODE_USES_SECONDS = 60.0
@@ -23,6 +25,9 @@ def jobs(app: Identity) -> Sequence[Job]:
             await forget_old_uses(uow, app.clock())
             await uow.commit()
 
+    async def carry_out_erasures() -> None:
+        await run_due_erasures(app.uow, app.clock())
+
     return [
         *(partial(worker.serve, stopping) for worker in app.importers),
         *(partial(worker.serve, stopping) for worker in app.order_importers),
@@ -33,4 +38,5 @@ def jobs(app: Identity) -> Sequence[Job]:
             forget_member_code_uses,
             "member-code-uses",
         ),
+        partial(every, app.erasure_sweep_seconds, stopping, carry_out_erasures, "erasure-requests"),
     ]
