@@ -222,6 +222,7 @@ GATEWAY_SPECS = {
     "loyalty.points.v1.PointsService": "points",
     "loyalty.tiers.v1.TiersService": "tiers",
     "loyalty.benefits.v1.BenefitsService": "benefits",
+    "loyalty.benefits.v1.CouponOfferService": "benefits",
     "loyalty.insights.v1.InsightsService": "insights",
     "loyalty.insights.v1.SegmentService": "insights",
     "loyalty.engagement.v1.EngagementService": "engagement",

@@ -21,7 +21,10 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
     ),
     "points": ("loyalty.points.v1.points_service_pb2",),
     "tiers": ("loyalty.tiers.v1.tiers_service_pb2",),
-    "benefits": ("loyalty.benefits.v1.benefits_service_pb2",),
+    "benefits": (
+        "loyalty.benefits.v1.benefits_service_pb2",
+        "loyalty.benefits.v1.coupon_offers_pb2",
+    ),
     "insights": (
         "loyalty.insights.v1.insights_service_pb2",
         "loyalty.insights.v1.segments_pb2",
