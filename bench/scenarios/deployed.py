@@ -70,6 +70,12 @@ RAW_POINTS_KEY = "deployed-raw-points"
 REGISTRAR = Caller(unit="mall", client_id="bench-registrar", scopes=frozenset({"earn"}))
 LUA = Path(__file__).resolve().parent.parent / "wrk" / "purchase.lua"
 READY_SECONDS = 60.0
+# Quiet: the server processes together below this share of a core over QUIET_WINDOW seconds
+# (an idle suite uses a few percent: relays' polls, health checks)
+QUIET_SHARE = 0.15
+QUIET_WINDOW = 1.0
+QUIET_DEADLINE = 90.0
+NOT_SERVERS = ("runner", "load")
 
 
 def _progress(text: str) -> None:
@@ -270,6 +276,22 @@ async def _start_suite(ctx: BenchContext) -> Suite:
 
 
 # --- measuring ---------------------------------------------------------------------------------
+async def settle(groups: list[proc.Group]) -> tuple[float, bool]:
+    """Wait until the server groups are quiet (what consumes events has caught up): seconds
+    waited, and whether they were quiet by the deadline."""
+    servers = [g for g in groups if g.name not in NOT_SERVERS]
+    clock = time.perf_counter
+    started = clock()
+    previous, at = sum(proc.snapshot(servers).values()), clock()
+    while clock() - started < QUIET_DEADLINE:
+        await asyncio.sleep(QUIET_WINDOW)
+        now, when = sum(proc.snapshot(servers).values()), clock()
+        if now - previous < QUIET_SHARE * (when - at):
+            return clock() - started, True
+        previous, at = now, when
+    return clock() - started, False
+
+
 @dataclass
 class Measured:
     count: int
@@ -282,12 +304,27 @@ class Measured:
     latencies_ms: list[float] | None = None
     load_cpu_s: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    drained: dict[str, float] = field(default_factory=dict)  # once quiet again after `after`
+    settled_s: float = 0.0  # waited before: the previous scenario's backlog
+    drain_s: float = 0.0
+    quiet: bool = True
+
+
+async def _drain(measured: Measured, groups: list[proc.Group]) -> Measured:
+    """The server CPU until the servers are quiet again after the measurement (asynchronous
+    work the operations caused, done after the window: events consumed late)."""
+    servers = [g for g in groups if g.name not in NOT_SERVERS]
+    measured.drain_s, quiet = await settle(servers)
+    measured.quiet = measured.quiet and quiet
+    measured.drained = proc.snapshot(servers)
+    return measured
 
 
 async def _grpc_load(
     ctx: BenchContext, groups: list[proc.Group], config: dict[str, Any]
 ) -> Measured:
     """`bench.deployed_load` in its own process; the groups' CPU read at its two marks."""
+    settled, quiet = await settle(groups)
     config = {
         "connections": min(CONNECTIONS, ctx.concurrency),
         "concurrency": ctx.concurrency,
@@ -319,7 +356,7 @@ async def _grpc_load(
             result = json.loads(line)
     if await process.wait() != 0 or not result or not after:
         raise RuntimeError(f"the load process failed (exit code {process.returncode})")
-    return Measured(
+    measured = Measured(
         count=result["count"],
         seconds=result["seconds"],
         p50_ms=result["p50_ms"],
@@ -330,7 +367,10 @@ async def _grpc_load(
         latencies_ms=result["latencies_ms"],
         load_cpu_s=result["load_cpu_s"],
         detail={"load": f"grpc.aio, {config['connections']} connections"},
+        settled_s=settled,
+        quiet=quiet,
     )
+    return await _drain(measured, groups)
 
 
 async def _wrk(url: str, seconds: float, concurrency: int, args: list[str]) -> dict[str, Any]:
@@ -369,6 +409,7 @@ async def _http_load(
     phones_file = ctx.infra.data_dir / f"phones-{uuid.uuid4().hex[:8]}.txt"
     phones_file.write_text("\n".join(phones) + "\n")
     args = [str(phones_file), uuid.uuid4().hex[:16], *([token] if token else [])]
+    settled, quiet = await settle(groups)
     if ctx.warmup > 0:
         await _wrk(url, ctx.warmup, ctx.concurrency, [args[0], uuid.uuid4().hex[:16], *args[2:]])
     before = proc.snapshot(groups)
@@ -378,7 +419,7 @@ async def _http_load(
     after = proc.snapshot(groups)
     load_cpu = os.times().children_user + os.times().children_system - children_before
     errors = {k: result[k] for k in ("connect", "read", "write", "status", "timeout") if result[k]}
-    return Measured(
+    measured = Measured(
         count=result["requests"] - result["status"],
         seconds=result["duration_us"] / 1e6,
         p50_ms=result["p50_us"] / 1000,
@@ -392,7 +433,10 @@ async def _http_load(
             "p90_ms": result["p90_us"] / 1000,
             "max_ms": result["max_us"] / 1000,
         },
+        settled_s=settled,
+        quiet=quiet,
     )
+    return await _drain(measured, groups)
 
 
 def _measurement(ctx: BenchContext, measured: Measured, unit: str, **extra: Any) -> Measurement:
@@ -400,8 +444,9 @@ def _measurement(ctx: BenchContext, measured: Measured, unit: str, **extra: Any)
         raise AssertionError(f"{unit}: errors {measured.errors}")
     load_ms = None
     runner = measured.after.get("runner", 0.0) - measured.before.get("runner", 0.0)
-    servers = {n: v for n, v in measured.after.items() if n not in ("runner", "load")}
+    servers = {n: v for n, v in measured.after.items() if n not in NOT_SERVERS}
     cpu = proc.cpu_ms_per_op(measured.before, servers, measured.count)
+    drained = proc.cpu_ms_per_op(measured.before, measured.drained, measured.count)
     if measured.load_cpu_s is not None and measured.count:
         load_ms = round(measured.load_cpu_s * 1000 / measured.count, 3)
     return Measurement(
@@ -417,6 +462,10 @@ def _measurement(ctx: BenchContext, measured: Measured, unit: str, **extra: Any)
             "load_cpu_ms_per_op": load_ms,
             "runner_cpu_ms_per_op": round(runner * 1000 / max(1, measured.count), 3),
             "load_average_1m": round(os.getloadavg()[0], 2),
+            "server_cpu_ms_per_op_drained": drained,
+            "settled_s": round(measured.settled_s, 1),
+            "drain_s": round(measured.drain_s, 1),
+            "quiet": measured.quiet,
             "servers": _shared_servers(ctx),
             **measured.detail,
             **extra,
