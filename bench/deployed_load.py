@@ -1,5 +1,5 @@
 """The gRPC load of `bench --deployed`, a process of its own:
-`python -m bench.deployed_load CONFIG_JSON`.
+`python -m bench.deployed_load` with its configuration as JSON on stdin.
 
 `connections` channels (each its own TCP connection: a local subchannel pool per channel),
 `concurrency` workers calling back to back, worker k on channel k mod connections; `warmup`

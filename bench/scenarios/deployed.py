@@ -76,6 +76,7 @@ QUIET_SHARE = 0.15
 QUIET_WINDOW = 1.0
 QUIET_DEADLINE = 90.0
 NOT_SERVERS = ("runner", "load")
+RESULT_LINE_LIMIT = 256 * 1024 * 1024
 
 
 def _progress(text: str) -> None:
@@ -338,6 +339,7 @@ async def _grpc_load(
         "bench.deployed_load",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        limit=RESULT_LINE_LIMIT,  # the result line holds every call's latency
     )
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write(json.dumps(config).encode())
