@@ -21,7 +21,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 PROTO_SOURCES := $(shell find protos/loyalty -name '*.proto' 2>/dev/null)
 PROTO_STAMP := libs/contracts/src/loyalty/.generated
 
-.PHONY: setup protos run test test-fast lint bench reliability demo infra access-docs clean distclean \
+.PHONY: setup protos run test test-fast lint bench bench-deployed reliability demo infra access-docs clean distclean \
 	deploy-check images contracts browser console-vendor
 
 setup: $(BIN)/.synced $(PROTO_STAMP)
@@ -88,6 +88,11 @@ access-docs: setup
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The suite as deployed (bench/README.md, "As deployed"): wrk from Debian's packages, if missing.
+bench-deployed: setup
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python -m bench --deployed $(BENCH_ARGS)
 
 reliability: setup
 	$(BIN)/loyalty-dev reliability $(RELIABILITY_ARGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,9 @@ class BenchContext:
     soak_seconds: float = 180.0  # --soak-seconds: length of the soak's mixed load
     only: tuple[str, ...] = ()  # the scenarios named with --only (empty: all)
     shared: dict[str, Any] = field(default_factory=dict)  # what scenarios of a run share
+    # Run at the end, last added first, before the run's data is dropped (a suite of processes
+    # the scenarios of a run share, stopped once)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def namespace(self) -> str:
@@ -68,5 +72,8 @@ class BenchContext:
         )
 
     async def cleanup(self) -> None:
-        """Drop every database and stream this run made (servers may be shared)."""
+        """Run the closers, then drop every database and stream this run made (servers may be
+        shared)."""
+        while self.closers:
+            await self.closers.pop()()
         await drop_run_data(self.infra.database_url, self.infra.nats_url, self.run_id)

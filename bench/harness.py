@@ -28,6 +28,15 @@ from bench.context import BenchContext
 from bench.registry import SCENARIOS, Scenario, plan
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULTS: dict[str, Any] = {"seconds": 3.0, "warmup": 0.5, "concurrency": 64}
+# --deployed: its scenarios (bench/scenarios/deployed.py) and what they default to
+DEPLOYED = ("deployed-record-purchase", "deployed-earn", "deployed-resolve")
+DEPLOYED_DEFAULTS: dict[str, Any] = {
+    "seconds": 30.0,
+    "warmup": 5.0,
+    "concurrency": 16,
+    "members": 1_000,
+}
 
 
 def discover() -> None:
@@ -48,9 +57,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help="run only these scenarios (their ceilings are added)",
     )
-    parser.add_argument("--seconds", type=float, default=3.0, help="measured time per scenario")
-    parser.add_argument("--warmup", type=float, default=0.5, help="warm-up time per scenario")
-    parser.add_argument("--concurrency", type=int, default=64, help="operations in flight")
+    parser.add_argument(
+        "--deployed",
+        action="store_true",
+        help="the suite as deployed: every service its own process, load from another process, "
+        "server CPU per operation (the deployed-* scenarios and their ceilings; defaults "
+        "--seconds 30 --warmup 5 --concurrency 16 --members 1000)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="measured time per scenario (3; deployed 30)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="warm-up time per scenario (0.5; deployed 5)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="operations in flight (64; deployed 16)"
+    )
     parser.add_argument(
         "--events", type=int, default=20_000, help="events for the outbox/JetStream scenarios"
     )
@@ -95,6 +117,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
+    defaults = DEPLOYED_DEFAULTS if args.deployed else DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.deployed:
+        args.only = [*(args.only or ()), *(n for n in DEPLOYED if n not in (args.only or ()))]
     if args.seconds <= 0 or args.warmup < 0 or args.concurrency < 1 or args.events < 1:
         parser.error("--seconds, --concurrency and --events must be positive, --warmup >= 0")
     if args.members is not None and args.members < 1:
@@ -201,5 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"concurrency={args.concurrency} events={args.events}  (ratio = throughput / ceiling)"
     )
     print(report.table(records))
+    if cpu := report.cpu_table(records):
+        print()
+        print(cpu)
     print(f"results: {results_path}")
     return 1 if any("error" in r for r in records) else 0

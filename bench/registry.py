@@ -26,6 +26,9 @@ class Measurement:
     unit: str = "ops"
     latencies_ms: list[float] | None = None  # one per operation, where that applies
     extra: dict[str, Any] = field(default_factory=dict)  # anything worth keeping with the numbers
+    # Percentiles measured elsewhere (wrk's), where there are no latencies here
+    p50_ms: float | None = None
+    p99_ms: float | None = None
 
     @property
     def throughput(self) -> float:
@@ -41,28 +44,33 @@ class Scenario:
     run: ScenarioFn
     ceiling: str | None  # the raw scenario this one is compared against
     description: str
+    explicit: bool = False  # run only when named (--only, --deployed), not by default
 
 
 SCENARIOS: dict[str, Scenario] = {}
 
 
 def scenario(
-    name: str, *, ceiling: str | None = None, description: str = ""
+    name: str, *, ceiling: str | None = None, description: str = "", explicit: bool = False
 ) -> Callable[[ScenarioFn], ScenarioFn]:
-    """Register an async `fn(ctx) -> Measurement` under `name` (description: its docstring)."""
+    """Register an async `fn(ctx) -> Measurement` under `name` (description: its docstring).
+    `explicit`: only when named, never in a run of every scenario."""
 
     def register(fn: ScenarioFn) -> ScenarioFn:
         if name in SCENARIOS:
             raise ValueError(f"scenario {name!r} is registered twice")
         text = description or (inspect.getdoc(fn) or "").split("\n\n", 1)[0].replace("\n", " ")
-        SCENARIOS[name] = Scenario(name=name, run=fn, ceiling=ceiling, description=text)
+        SCENARIOS[name] = Scenario(
+            name=name, run=fn, ceiling=ceiling, description=text, explicit=explicit
+        )
         return fn
 
     return register
 
 
 def plan(names: list[str] | None) -> list[Scenario]:
-    """The scenarios to run for `names` (all when None), each ceiling just before its first user.
+    """The scenarios to run for `names` (all but the explicit ones when None), each ceiling just
+    before its first user.
 
     Otherwise in registration order (module by module, alphabetically), so a ceiling and the
     scenarios compared with it run close together in time.
@@ -73,6 +81,8 @@ def plan(names: list[str] | None) -> list[Scenario]:
     ordered: list[Scenario] = []
     for name in SCENARIOS:
         if names and name not in names:
+            continue
+        if not names and SCENARIOS[name].explicit:
             continue
         ceiling = SCENARIOS[name].ceiling
         if ceiling is not None:
