@@ -25,6 +25,7 @@ MORE_CONTRACTS = {
     "engagement": ("challenges_pb2", "transactional_pb2"),
     "insights": ("segments_pb2",),
     "identity": ("member_code_pb2", "member_sign_in_pb2"),
+    "gateway": ("me_service_pb2",),
 }
 
 INT32 = (-(2**31), 2**31 - 1)

@@ -46,5 +46,5 @@ ACCESS: dict[str, Rule] = {
     ),
     "GetMyMemberCode": MEMBER_READS,
     "RotateMyMemberCode": MEMBER_WRITES,
-    "SignOutEverywhere": MEMBER_WRITES,
+    "SignMeOutEverywhere": MEMBER_WRITES,
 }

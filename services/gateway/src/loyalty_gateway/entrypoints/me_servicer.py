@@ -85,7 +85,7 @@ class MeServicer(me_service_pb2_grpc.MeServiceServicer):
     ) -> pb.RotateMyMemberCodeResponse:
         return await self.me.rotate_member_code(request, passed_on(context))
 
-    async def SignOutEverywhere(
-        self, request: pb.SignOutEverywhereRequest, context: grpc.aio.ServicerContext
-    ) -> pb.SignOutEverywhereResponse:
+    async def SignMeOutEverywhere(
+        self, request: pb.SignMeOutEverywhereRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SignMeOutEverywhereResponse:
         return await self.me.sign_out_everywhere(request, passed_on(context))

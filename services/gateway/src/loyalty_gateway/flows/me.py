@@ -104,7 +104,7 @@ class Me:
             "ExportMyData": self.export_data,
             "GetMyMemberCode": self.get_member_code,
             "RotateMyMemberCode": self.rotate_member_code,
-            "SignOutEverywhere": self.sign_out_everywhere,
+            "SignMeOutEverywhere": self.sign_out_everywhere,
         }
         return {ME.methods_by_name[name]: answer for name, answer in answers.items()}
 
@@ -301,7 +301,7 @@ class Me:
         return pb.RotateMyMemberCodeResponse(member_code=rotated.member_code)
 
     async def sign_out_everywhere(
-        self, _request: pb.SignOutEverywhereRequest, md: Metadata
-    ) -> pb.SignOutEverywhereResponse:
+        self, _request: pb.SignMeOutEverywhereRequest, md: Metadata
+    ) -> pb.SignMeOutEverywhereResponse:
         ended = await self.own.sign_out_everywhere(self._call(md), own_member())
-        return pb.SignOutEverywhereResponse(sessions_ended=ended.sessions_ended)
+        return pb.SignMeOutEverywhereResponse(sessions_ended=ended.sessions_ended)
