@@ -22,6 +22,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from loyalty.gateway.v1 import gateway_service_pb2 as gateway_pb
 from loyalty.gateway.v1 import me_service_pb2 as pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
+from loyalty_kit import audit
 from loyalty_kit.access import MemberTokenRequired
 from loyalty_kit.caller import current_caller
 from loyalty_kit.errors import InvalidArgument, Violations
@@ -281,7 +282,11 @@ class Me:
     async def export_data(
         self, _request: pb.ExportMyDataRequest, md: Metadata
     ) -> pb.ExportMyDataResponse:
-        export = await self.export(gateway_pb.ExportMemberDataRequest(member=own_member()), md)
+        member = own_member()
+        # The request names no member: the audit entry names the token's (by its id, as every
+        # entry names a member).
+        audit.note(target=current_caller().member)
+        export = await self.export(gateway_pb.ExportMemberDataRequest(member=member), md)
         return pb.ExportMyDataResponse(export=export)
 
     async def get_member_code(
