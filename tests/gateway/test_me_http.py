@@ -21,11 +21,12 @@ import pytest_asyncio
 from loyalty_devstack.embedded import free_port
 from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_kit.caller import Caller
+from loyalty_kit.scopes import MEMBER_SCOPES
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 
 from tests.gateway.conftest import Gateway
-from tests.gateway.test_http import fields_of, reason_of
+from tests.gateway.test_http import fields_of, reason_of, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -374,3 +375,22 @@ async def test_a_service_down_is_503_and_the_account_names_the_part_it_lacks(
                 assert down.headers["Retry-After"]
     finally:
         await runner.stop_all()
+
+
+async def test_the_gateways_own_routes_read_a_member_token_as_the_services_do(
+    gateway: Gateway,
+) -> None:
+    """A member token on the composite routes: refused where the rule names no member (the
+    overview is a unit's), and its export reaches its own member only."""
+    async with await gateway.session("mall", "earn") as till:
+        member, other = await register(till), await register(till)
+    member_id = member.removeprefix("members/")
+    own = Caller(client_id=f"member:{member_id}", scopes=MEMBER_SCOPES, member=member_id)
+    headers = dict(metadata_for(own))
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers=headers) as app:
+        overview = await app.get(f"/v1/{member}/overview")
+        assert (overview.status_code, reason_of(overview)) == (403, "MEMBER_TOKEN_REFUSED")
+        foreign = await app.get(f"/v1/{other}:export")
+        assert (foreign.status_code, reason_of(foreign)) == (403, "MEMBER_MISMATCH")
+        export = await app.get(f"/v1/{member}:export")
+        assert export.status_code == 200, export.text
