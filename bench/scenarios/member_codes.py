@@ -131,6 +131,8 @@ def _rate() -> float:
 async def _drive(ctx: BenchContext, channel: grpc.aio.Channel, coded: Coded) -> Measurement:
     await channel.channel_ready()
     once = _scanner(channel, coded)
+    # One call at a time first: the latency without queueing (a shared machine's load shows).
+    unloaded = await closed_loop(once, concurrency=1, seconds=1.0, warmup=0.2, unit="codes")
     measured = await closed_loop(
         once,
         concurrency=ctx.concurrency,
@@ -154,6 +156,8 @@ async def _drive(ctx: BenchContext, channel: grpc.aio.Channel, coded: Coded) -> 
         steady_rate=rate,
         steady_p50_ms=round(percentile(steady, 50), 3),
         steady_p99_ms=round(p99, 3),
+        unloaded_p50_ms=round(percentile(unloaded.latencies_ms or [0.0], 50), 3),
+        unloaded_p99_ms=round(percentile(unloaded.latencies_ms or [0.0], 99), 3),
         steady_max_lag_ms=round(phase.max_lag_ms, 1),
         goal_p99_ms=GOAL_P99_MS,
         goal_met=p99 < GOAL_P99_MS,

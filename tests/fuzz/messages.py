@@ -24,7 +24,8 @@ SERVICES = ("identity", "points", "tiers", "benefits", "insights", "engagement",
 MORE_CONTRACTS = {
     "engagement": ("challenges_pb2", "transactional_pb2"),
     "insights": ("segments_pb2",),
-    "identity": ("member_code_pb2", "member_sign_in_pb2"),
+    "benefits": ("coupon_offers_pb2",),
+    "identity": ("member_code_pb2", "member_sign_in_pb2", "member_erasure_pb2"),
     "gateway": ("me_service_pb2",),
 }
 

@@ -388,6 +388,18 @@ BENEFITS: list[Sample] = [
             occurred_at=stamp(7),
         ),
     ),
+    (
+        benefits_events.CouponClaimed("m-8", "off-8", "C-8", "tpl-8", "mall", 3, at(8)),
+        benefits_pb.CouponClaimed(
+            member_id="m-8",
+            offer_id="off-8",
+            code="C-8",
+            template_code="tpl-8",
+            issuer_unit="mall",
+            offer_claimed=3,
+            occurred_at=stamp(8),
+        ),
+    ),
 ]
 
 

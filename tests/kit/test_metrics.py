@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import uuid
 from collections.abc import Callable
 
 import grpc
@@ -11,8 +13,10 @@ from google.protobuf import wrappers_pb2
 from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.tiers.v1 import events_pb2 as tier_events
 from loyalty_devstack.embedded import free_port
-from loyalty_devstack.testing import ServiceRunner
+from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_kit import db, jobs, metrics
+from loyalty_kit.access import rule
+from loyalty_kit.caller import Caller
 from loyalty_kit.metrics import ServiceMetrics, safe
 from loyalty_kit.settings import Settings
 from loyalty_kit.uow import UnitOfWork
@@ -20,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.kit.echo import echo_call, echo_spec
 from tests.support.metrics import moved, scrape
+from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -191,3 +196,34 @@ async def test_the_endpoint_stops_with_the_service(settings: Settings) -> None:
     with pytest.raises(OSError):
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.close()
+
+
+async def test_member_tokens_refused_by_the_access_rules_are_counted_by_reason(
+    services: ServiceRunner,
+) -> None:
+    # A method a member may call for itself (the member named in `value`), and one it may not.
+    own = dataclasses.replace(
+        echo_spec("echo_members", uses_database=False), access={"Echo": rule(member_field="value")}
+    )
+    closed = dataclasses.replace(echo_spec("echo_closed", uses_database=False))
+    mine, other = f"m-{uuid.uuid4()}", f"m-{uuid.uuid4()}"
+    member = Caller(client_id=f"member:{mine}", scopes=frozenset({"self:read"}), member=mine)
+    refusals = "loyalty_member_token_refusals_total"
+    for spec, value, reason in (
+        (own, other, "MEMBER_MISMATCH"),
+        (closed, mine, "MEMBER_TOKEN_REFUSED"),
+    ):
+        service = await services.start(spec)
+        before = await scrape(service)
+        async with grpc.aio.insecure_channel(service.target) as channel:
+            call = echo_call(channel)
+            refused = await fails(
+                call(wrappers_pb2.StringValue(value=value), metadata=metadata_for(member))
+            )
+            assert refused.reason == reason
+            if spec is own:  # the member's own: passes, and counts nothing
+                await call(wrappers_pb2.StringValue(value=mine), metadata=metadata_for(member))
+        after = await scrape(service)
+        assert moved(before, after, refusals, reason=reason, service=spec.name) == 1
+        assert moved(before, after, refusals) == 1
+        assert mine not in after.text and other not in after.text  # no member in a label

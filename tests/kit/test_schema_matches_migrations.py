@@ -6,8 +6,8 @@ fails here, not in production.
 What is compared: tables, columns, their types and nullability, unique constraints. Indexes are
 left to the migrations (queries never name them; a partial or expression index would be declared
 twice for nothing). Services whose repositories write their SQL by hand (tiers, benefits)
-declare no metadata of their own: for them the kit's tables are compared; the gateway declares
-the tables of its newer stores only."""
+declare no metadata of their own: for them the kit's tables are compared; the gateway and
+benefits declare the tables of their newer stores only."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from loyalty_benefits.adapters.tables import metadata as benefits_tables
 from loyalty_engagement.adapters.tables import metadata as engagement_tables
 from loyalty_gateway.adapters.tables import metadata as gateway_tables
 from loyalty_identity.adapters.tables import metadata as identity_tables
@@ -34,7 +35,7 @@ SERVICES = {
     "identity": (kit_tables, identity_tables),
     "points": (kit_tables, points_tables),
     "tiers": (kit_tables,),
-    "benefits": (kit_tables,),
+    "benefits": (kit_tables, benefits_tables),
     "insights": (kit_tables, insights_tables),
     "engagement": (kit_tables, engagement_tables),
     "gateway": (kit_tables, gateway_tables),

@@ -13,6 +13,7 @@ from loyalty_benefits.domain.coupons import Coupon, CouponState
 from loyalty_benefits.domain.entitlements import Consumption, MemberTier
 from loyalty_benefits.domain.events import Event
 from loyalty_benefits.domain.members import InactiveMember, MemberState
+from loyalty_benefits.domain.offers import CouponOffer, OfferState
 from loyalty_benefits.service_layer.ports import BenefitsWork
 
 from tests.support.fake_work import SnapshotWork
@@ -40,6 +41,7 @@ class Tables:
     consumption_origins: dict[str, str] = field(default_factory=dict)
     coupons: list[StoredCoupon] = field(default_factory=list)
     stock: dict[str, int] = field(default_factory=dict)
+    offers: dict[str, CouponOffer] = field(default_factory=dict)
 
 
 class _Part:
@@ -206,6 +208,10 @@ class FakeCoupons(_Part):
         found = [r.coupon for r in self._rows(member_id) if r.grant_key == grant_key]
         return copy.copy(found[0]) if found else None
 
+    async def granted_under(self, member_id: str, prefixes: list[str]) -> dict[str, int]:
+        keys = [r.grant_key or "" for r in self._rows(member_id)]
+        return {p: sum(k.startswith(p) for k in keys) for p in prefixes}
+
     async def save_redemption(self, coupon: Coupon) -> None:
         for row in self._rows(coupon.member_id):
             if row.coupon.code == coupon.code:
@@ -270,6 +276,30 @@ class FakeRewards(_Part):
         pass
 
 
+class FakeOffers(_Part):
+    async def add(self, offer: CouponOffer) -> None:
+        self.t.offers[offer.offer_id] = copy.copy(offer)
+
+    async def get(self, offer_id: str, *, lock: bool = False) -> CouponOffer | None:
+        found = self.t.offers.get(offer_id)
+        return copy.copy(found) if found else None
+
+    async def save_claimed(self, offer: CouponOffer) -> None:
+        self.t.offers[offer.offer_id].claimed = offer.claimed
+
+    async def page(
+        self, state: OfferState, now: datetime, before: tuple[datetime, str] | None, limit: int
+    ) -> list[CouponOffer]:
+        found = sorted(
+            (o for o in self.t.offers.values() if o.state_at(now) is state),
+            key=lambda o: (o.created_at, o.offer_id),
+            reverse=True,
+        )
+        return [
+            copy.copy(o) for o in found if before is None or (o.created_at, o.offer_id) < before
+        ][:limit]
+
+
 class FakeBenefitsStore:
     def __init__(self, now: datetime) -> None:
         self.tables = Tables()
@@ -281,6 +311,7 @@ class FakeBenefitsStore:
         self.consumptions = FakeConsumptions(self)
         self.coupons = FakeCoupons(self)
         self.rewards = FakeRewards(self)
+        self.offers = FakeOffers(self)
 
 
 class FakeUnitOfWork(SnapshotWork):
@@ -319,6 +350,10 @@ class FakeUnitOfWork(SnapshotWork):
     @property
     def rewards(self) -> FakeRewards:
         return self.store.rewards
+
+    @property
+    def offers(self) -> FakeOffers:
+        return self.store.offers
 
     def begin(self) -> None:
         self._recorded = []

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from loyalty_identity.domain.erasure import ErasureRequest
 from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityKind, IdentityType
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, MemberState, Profile
-from loyalty_identity.domain.member_code import MemberCodeSecret
+from loyalty_identity.domain.member_code import CodeLookup, MemberCodeSecret
 from loyalty_identity.service_layer.ports import IdentityWork, MemberCodeWork
 
 from tests.support.fake_work import SnapshotWork
@@ -43,6 +44,10 @@ class Tables:
     # member codes: secrets by member, and the (handle, step) used
     member_codes: dict[str, MemberCodeSecret] = field(default_factory=dict)
     member_code_uses: set[tuple[str, int]] = field(default_factory=set)
+    # wrong member codes: ("handle" or "client", its value, when)
+    member_code_wrong: list[tuple[str, str, datetime]] = field(default_factory=list)
+    # members' own erasure requests, in the order they were opened
+    erasure_requests: list[ErasureRequest] = field(default_factory=list)
 
 
 def _stored(member: Member) -> Member:
@@ -241,17 +246,83 @@ class FakeMemberCodes:
                 u for u in self._tables.member_code_uses if u[0] != gone.handle
             }
 
-    async def claim(self, handle: str, step: int, now: datetime) -> bool:
-        if (handle, step) in self._tables.member_code_uses:
-            return False
+    async def claim(
+        self,
+        handle: str,
+        step: int,
+        now: datetime,
+        wrong_within: tuple[datetime, datetime],
+        most_wrong: int,
+    ) -> tuple[bool, list[datetime]]:
+        wrong, _ = await self.wrong_guesses(handle, "", *wrong_within)
+        if len(wrong) >= most_wrong or (handle, step) in self._tables.member_code_uses:
+            return False, wrong
         self._tables.member_code_uses.add((handle, step))
-        return True
+        return True, wrong
 
     async def prune(self, before_step: int) -> int:
         kept = {u for u in self._tables.member_code_uses if u[1] >= before_step}
         gone = len(self._tables.member_code_uses) - len(kept)
         self._tables.member_code_uses = kept
         return gone
+
+    async def lookup(self, handle: str, client: str, since: datetime, now: datetime) -> CodeLookup:
+        handle_wrong, client_wrong = await self.wrong_guesses(handle, client, since, now)
+        return CodeLookup(await self.by_handle(handle), handle_wrong, client_wrong)
+
+    async def wrong_guesses(
+        self, handle: str, client: str, since: datetime, until: datetime
+    ) -> tuple[list[datetime], list[datetime]]:
+        def of(kind: str, value: str) -> list[datetime]:
+            return [
+                at
+                for k, v, at in self._tables.member_code_wrong
+                if (k, v) == (kind, value) and since < at <= until
+            ]
+
+        return of("handle", handle), of("client", client)
+
+    async def add_wrong_guess(self, handles: Sequence[str], client: str, now: datetime) -> None:
+        self._tables.member_code_wrong.append(("client", client, now))
+        self._tables.member_code_wrong.extend(("handle", h, now) for h in handles)
+
+    async def forget_wrong_guesses(self, before: datetime) -> int:
+        kept = [g for g in self._tables.member_code_wrong if g[2] >= before]
+        gone = len(self._tables.member_code_wrong) - len(kept)
+        self._tables.member_code_wrong = kept
+        return gone
+
+
+class FakeErasures:
+    """Members' erasure requests, in the members' tables (rolled back with them)."""
+
+    def __init__(self, members: FakeMembers) -> None:
+        self.members = members
+
+    @property
+    def _rows(self) -> list[ErasureRequest]:
+        return self.members.tables.erasure_requests
+
+    async def latest(self, member_id: str, *, lock: bool = False) -> ErasureRequest | None:
+        found = [r for r in self._rows if r.member_id == member_id]
+        return copy.deepcopy(found[-1]) if found else None
+
+    async def add(self, request: ErasureRequest) -> None:
+        self._rows.append(copy.deepcopy(request))
+
+    async def save(self, request: ErasureRequest) -> None:
+        for index, row in enumerate(self._rows):
+            if row.erasure_id == request.erasure_id:
+                self._rows[index] = copy.deepcopy(request)
+
+    async def due(self, now: datetime, limit: int) -> list[str]:
+        due = sorted((r for r in self._rows if r.is_due(now)), key=lambda r: r.erase_after)
+        return [r.member_id for r in due][:limit]
+
+    async def end_open(self, member_id: str, now: datetime) -> None:
+        for row in self._rows:
+            if row.member_id == member_id:
+                row.done(now)
 
 
 class FakeUnitOfWork(SnapshotWork):
@@ -270,6 +341,10 @@ class FakeUnitOfWork(SnapshotWork):
     @property
     def member_codes(self) -> FakeMemberCodes:
         return FakeMemberCodes(self.store)
+
+    @property
+    def erasures(self) -> FakeErasures:
+        return FakeErasures(self.store)
 
     def begin(self) -> None:
         self.store.seen = []

@@ -379,6 +379,8 @@ def _print_ready(
         f'    curl -s -H "Authorization: Bearer $TOKEN" localhost:{http}/v1/ladder\n'
         f"  docs      http://127.0.0.1:{http}/docs\n"
         f"  console   http://127.0.0.1:{http}/console/   sign in as {operator or '(none)'}\n"
+        f"  me        http://127.0.0.1:{http}/me/   a member's own page (the SMS code: "
+        f"localhost:{http}/v1/transactionalMessages?phone=...)\n"
         f"  command lines (loyalty-gateway clients, ...): . {shown}/env\n",
         flush=True,
     )

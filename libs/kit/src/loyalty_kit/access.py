@@ -11,6 +11,9 @@ known only once loaded (a redemption, a consumption) is checked by its handler
 member field, where a member's own token may call for that member; or be `member_only`: a method
 about the member the token speaks for, whose request names no member, which only a member's own
 token may call. `render_markdown` writes the tables of docs/access.md.
+
+A member token refused (another member's data, a method members may not call) is counted in the
+service's metrics: `loyalty_member_token_refusals_total{reason, service}`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from loyalty_kit import metrics
 from loyalty_kit.caller import ADMIN, Caller, UnitMismatch, current_caller
 from loyalty_kit.errors import PermissionDenied
 from loyalty_kit.kernel.members import member_name
@@ -108,13 +112,32 @@ def check(access: Mapping[str, Rule], method: str, request: Any, caller: Caller)
                 metadata={"method": method},
             )
     elif caller.member:
-        _check_member(found, method, request, caller)
+        try:
+            _check_member(found, method, request, caller)
+        except (MemberTokenRefused, MemberMismatch) as refused:
+            _count_member_token_refusal(refused.reason)
+            raise
     if found.scopes and not any(caller.may(scope) for scope in found.scopes):
         raise scope_required(found.scopes)
     if found.unit_field and request is not None and not caller.may(ADMIN) and not caller.member:
         unit = field_of(request, found.unit_field)
         if isinstance(unit, str) and unit.strip() and unit.strip() != caller.unit:
             raise UnitMismatch(unit.strip(), caller.unit)
+
+
+MEMBER_TOKEN_REFUSALS = "loyalty_member_token_refusals"
+MEMBER_TOKEN_REFUSALS_HELP = (
+    "Members' own tokens refused by the access rules, by reason (MEMBER_MISMATCH: another "
+    "member's data; MEMBER_TOKEN_REFUSED: a method members may not call) and service."
+)
+
+
+def _count_member_token_refusal(reason: str) -> None:
+    found = metrics.current()
+    service = found.service if found is not None else ""
+    metrics.add(
+        MEMBER_TOKEN_REFUSALS, MEMBER_TOKEN_REFUSALS_HELP, {"reason": reason, "service": service}
+    )
 
 
 def _check_member(found: Rule, method: str, request: Any, caller: Caller) -> None:

@@ -165,6 +165,7 @@ def caller_of_claims(claims: dict[str, Any]) -> Caller:
         scopes=scopes,
         operator="" if member else str(claims.get("op", "")),
         member=member,
+        session=str(claims.get("sid", "")) if member else "",
     )
 
 

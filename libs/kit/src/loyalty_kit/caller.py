@@ -36,6 +36,9 @@ class Caller:
     # The member a member's own token speaks for (its `member` claim; never from a header):
     # such a caller holds only the member scopes and reaches only that member's data.
     member: str = ""
+    # The sign-in session a member's own token belongs to (its `sid` claim): the service that
+    # keeps sessions refuses a token whose session was ended.
+    session: str = ""
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes or ADMIN in self.scopes

@@ -5,6 +5,8 @@
                        events carry (`correlation`);
 2. `Authentication`    who is calling (a verified token, else trusted headers) and whether the
                        service's access rule for the method lets them (`loyalty_kit.access`);
+                       a member's own token also passes the service's member check, where it
+                       has one (identity: the token's session still open, its member there);
 3. request checks      a body that decodes and text without hostile characters;
 4. `error_status`      what any failure becomes: domain errors their google.rpc.Status, a
                        failed call to a peer its status, bad data INVALID_ARGUMENT, a database
@@ -237,6 +239,9 @@ def aborted_code(context: grpc.aio.ServicerContext) -> str:
 
 # Writes an audit entry on its own (a call that committed nothing): the service's outbox.
 AuditWriter = Callable[[AuditEntryRecorded], Awaitable[None]]
+# Checks a member's own token beyond its signature, where a service knows more (identity keeps
+# the sessions: a token of an ended session or an erased member is refused before it expires).
+MemberTokenCheck = Callable[[Caller], Awaitable[None]]
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -249,11 +254,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         access: Mapping[str, Rule] | None = None,
         metrics: ServiceMetrics | None = None,
         audit_writer: AuditWriter | None = None,
+        member_check: MemberTokenCheck | None = None,
     ) -> None:
         self.service = service
         self.authentication = Authentication(verifier, access)
         self.metrics = metrics
         self.audit_writer = audit_writer
+        self.member_check = member_check
+
+    async def _authenticate(self, method: str, request: Any, metadata: Any) -> None:
+        """Step 2: who is calling and whether the rule lets them; a member's own token also
+        passes the service's member check, if it has one."""
+        self.authentication.check(method, request, metadata)
+        caller = current_caller()
+        if caller.member and self.member_check is not None:
+            await self.member_check(caller)
 
     def _begin_audit(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         found = self.authentication.access.get(method_name(method))
@@ -311,7 +326,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 record_deadline(context)
                 self._begin_audit(method, request, context)
                 try:
-                    self.authentication.check(method, request, context.invocation_metadata())
+                    await self._authenticate(method, request, context.invocation_metadata())
                     answer = await behavior(request, context)
                 except AbortError:
                     entry.code = aborted_code(context)
@@ -331,7 +346,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             with AccessLog.of(method, self.metrics, kind="server_stream") as entry:
                 record_deadline(context)
                 try:
-                    self.authentication.check(method, request, context.invocation_metadata())
+                    await self._authenticate(method, request, context.invocation_metadata())
                     async for item in behavior(request, context):
                         yield item
                 except AbortError:
@@ -354,7 +369,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._begin_audit(method, None, context)
                 stream: AsyncIterator[Any] | None = None
                 try:
-                    self.authentication.check(method, MALFORMED, context.invocation_metadata())
+                    await self._authenticate(method, MALFORMED, context.invocation_metadata())
                     stream = aiter(requests)
                     first = await anext(stream, None)
                     if first is MALFORMED:

@@ -46,7 +46,7 @@ from loyalty_kit import audit, db, events, housekeeping, metrics, migrations
 from loyalty_kit.access import Rule
 from loyalty_kit.auth import TokenVerifier
 from loyalty_kit.inbox import DeliveryPolicy, EventConsumer
-from loyalty_kit.interceptors import AuditWriter, ServiceInterceptor
+from loyalty_kit.interceptors import AuditWriter, MemberTokenCheck, ServiceInterceptor
 from loyalty_kit.logs import configure_logging, get_logger
 from loyalty_kit.memory import bound_allocator, freeze_start_up_objects
 from loyalty_kit.metrics import ServiceMetrics
@@ -146,6 +146,9 @@ class ServiceSpec(Generic[Root, Wiring]):
     # Where the entries of its audited calls go when it has no outbox (the gateway keeps the
     # audit log itself): given its sessions. Services with an outbox write them there.
     audit_store: Callable[[async_sessionmaker[AsyncSession]], AuditWriter] | None = None
+    # A check of members' own tokens beyond their signature (identity: the token's session
+    # still open, its member not erased), given the root.
+    member_tokens: Callable[[Root], MemberTokenCheck] | None = None
 
     def port_in(self, settings: Settings) -> int:
         return self.port(settings) if self.port else settings.port_of(self.name)
@@ -309,7 +312,12 @@ class RunningService(Generic[Root]):
         server = grpc.aio.server(
             interceptors=[
                 ServiceInterceptor(
-                    spec.name, verifier, spec.access, self.metrics, self._audit_writer()
+                    spec.name,
+                    verifier,
+                    spec.access,
+                    self.metrics,
+                    self._audit_writer(),
+                    spec.member_tokens(root) if spec.member_tokens is not None else None,
                 )
             ],
             # Explicit bounds: a larger request is refused by gRPC itself (RESOURCE_EXHAUSTED)

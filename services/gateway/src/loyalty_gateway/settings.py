@@ -66,9 +66,9 @@ class GatewaySettings(BaseSettings):
 
     console_insecure_cookies: bool = Field(
         default=False,
-        description="Development only: the console's cookies without Secure (plain http on "
-        "127.0.0.1, as `make run` and the tests serve). Otherwise they are Secure and the "
-        "session cookie is named __Host-loyalty_console.",
+        description="Development only: the console's and the member page's cookies without "
+        "Secure (plain http on 127.0.0.1, as `make run` and the tests serve). Otherwise they are "
+        "Secure and named __Host-loyalty_console and __Host-loyalty_me.",
     )
     console_idle_seconds: int = Field(
         default=1800, ge=60, le=86_400, description="A console session ends after this idle time."
@@ -99,6 +99,22 @@ class GatewaySettings(BaseSettings):
         le=3600,
         description="Lifetime of the short service tokens the console calls the services with "
         "for a signed-in operator.",
+    )
+
+    member_page_unit: str = Field(
+        default="mall",
+        min_length=1,
+        max_length=64,
+        description="The business unit a member who signs in at /me for the first time "
+        "registers at (one-tap registration).",
+    )
+    member_page_sign_in_attempts_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="Codes asked and checked at /me that one client address may try in a "
+        "moving minute (identity limits codes per phone and per address too). Counted where "
+        "rate_limit_storage says.",
     )
 
     @field_validator("rate_limit_storage")

@@ -1,7 +1,7 @@
 """The identity service as the kit runs it: its composition root (bootstrap.py), the servicers
-(members, member imports, order imports, member codes and members' own sign-in), the events it
-learns from, its background jobs (the import workers, forgetting used member codes) and its
-operator commands (entrypoints/)."""
+(members, member imports, order imports, member codes, members' own sign-in and erasure
+requests), the events it learns from, its background jobs (the import workers, forgetting used
+member codes, the erasure sweep) and its operator commands (entrypoints/)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import grpc
 from loyalty.identity.v1 import (
     identity_service_pb2_grpc,
     member_code_pb2_grpc,
+    member_erasure_pb2_grpc,
     member_import_pb2_grpc,
     member_sign_in_pb2_grpc,
     order_import_pb2_grpc,
@@ -17,6 +18,7 @@ from loyalty_kit.server import ServiceSpec
 
 from loyalty_identity.bootstrap import Identity, bootstrap
 from loyalty_identity.entrypoints import (
+    erasure_servicer,
     import_servicer,
     member_code_servicer,
     order_import_servicer,
@@ -25,6 +27,7 @@ from loyalty_identity.entrypoints.access import ACCESS
 from loyalty_identity.entrypoints.commands import rotate_keys
 from loyalty_identity.entrypoints.consumers import consumers
 from loyalty_identity.entrypoints.jobs import jobs
+from loyalty_identity.entrypoints.member_tokens import member_token_check
 from loyalty_identity.entrypoints.servicer import SERVICE, IdentityServicer
 from loyalty_identity.entrypoints.sign_in_servicer import SERVICE as SIGN_IN
 from loyalty_identity.entrypoints.sign_in_servicer import MemberSignInServicer
@@ -44,6 +47,9 @@ def add_servicers(server: grpc.aio.Server, app: Identity) -> None:
     member_sign_in_pb2_grpc.add_MemberSignInServiceServicer_to_server(
         MemberSignInServicer(app), server
     )
+    member_erasure_pb2_grpc.add_MemberErasureServiceServicer_to_server(
+        erasure_servicer.MemberErasureServicer(app), server
+    )
 
 
 SPEC = ServiceSpec(
@@ -55,6 +61,7 @@ SPEC = ServiceSpec(
         order_import_servicer.SERVICE,
         member_code_servicer.SERVICE,
         SIGN_IN,
+        erasure_servicer.SERVICE,
     ),
     bootstrap=bootstrap,
     add_servicers=add_servicers,
@@ -62,4 +69,5 @@ SPEC = ServiceSpec(
     consumers=consumers,
     jobs=jobs,
     commands={"rotate-keys": rotate_keys},
+    member_tokens=member_token_check,
 )

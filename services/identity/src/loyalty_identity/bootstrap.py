@@ -4,7 +4,8 @@ keyring or import settings (`runner.start(SPEC, settings, clock=clock)`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from loyalty_kit.auth import ServiceCredentials
 from loyalty_kit.clock import Clock, utc_now
@@ -16,13 +17,21 @@ from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.adapters.member_tokens import MemberTokenSigner
 from loyalty_identity.adapters.messages import EngagementMessages
 from loyalty_identity.adapters.wechat import DevelopmentWeChatFake, NoWeChat, WeChatJsCode2Session
-from loyalty_identity.domain.sign_in import RateLimits
+from loyalty_identity.domain.member_code import GuessLimits
+from loyalty_identity.domain.sign_in import Limit, RateLimits
+from loyalty_identity.service_layer.erasure import ErasurePorts
 from loyalty_identity.service_layer.import_jobs import ProcessSlots
 from loyalty_identity.service_layer.import_worker import ImportWorker
 from loyalty_identity.service_layer.order_import_worker import OrderImportWorker
 from loyalty_identity.service_layer.sign_in import SignInPorts, WeChatExchange
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
-from loyalty_identity.settings import ImportSettings, SignInSettings, keyring_for
+from loyalty_identity.settings import (
+    ErasureSettings,
+    ImportSettings,
+    MemberCodeSettings,
+    SignInSettings,
+    keyring_for,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,11 @@ class Identity:
     order_importers: tuple[OrderImportWorker, ...] = ()  # carry out order imports
     # Members signing in: codes sent through engagement, WeChat's exchange, token signing.
     sign_in: SignInPorts | None = None
+    # How many wrong member codes a handle and a client may send before their scans wait.
+    guess_limits: GuessLimits = field(default_factory=GuessLimits)
+    # Members' own erasure requests: their codes' sender and key, the cooling-off.
+    erasure: ErasurePorts | None = None
+    erasure_sweep_seconds: float = 300.0
 
     def imports_waiting(self) -> None:
         """An upload was stored: this replica's workers start on it at once."""
@@ -57,6 +71,8 @@ def bootstrap(
     imports: ImportSettings | None = None,
     wechat: WeChatExchange | None = None,
     limits: RateLimits | None = None,
+    guess_limits: GuessLimits | None = None,
+    erasure: ErasureSettings | None = None,
 ) -> Identity:
     keys = keyring or keyring_for(context.settings)
     types = IdentityTypeCache()
@@ -75,15 +91,43 @@ def bootstrap(
         OrderImportWorker(uow, settings, clock, processes=processes)
         for _ in range(settings.workers)
     )
+    messages = EngagementMessages(context.settings)  # sign-in and erasure codes alike
     sign_in = SignInPorts(
-        EngagementMessages(context.settings),
+        messages,
         wechat or wechat_exchange(SignInSettings()),
         MemberTokenSigner(
             ServiceCredentials.from_settings("identity", context.settings.data_dir).signing
         ),
         limits or RateLimits(),
     )
-    return Identity(context, clock, keys, types, uow, settings, workers, order_workers, sign_in)
+    erasing = erasure or ErasureSettings()
+    erasure_ports = ErasurePorts(
+        messages,
+        keys.derived_key("erasure-code"),
+        timedelta(hours=erasing.cooling_off_hours),
+    )
+    return Identity(
+        context,
+        clock,
+        keys,
+        types,
+        uow,
+        settings,
+        workers,
+        order_workers,
+        sign_in,
+        guess_limits or member_code_guess_limits(MemberCodeSettings()),
+        erasure_ports,
+        erasing.sweep_seconds,
+    )
+
+
+def member_code_guess_limits(settings: MemberCodeSettings) -> GuessLimits:
+    window = timedelta(seconds=settings.wrong_window_seconds)
+    return GuessLimits(
+        per_handle=Limit(settings.wrong_per_handle, window),
+        per_client=Limit(settings.wrong_per_client, window),
+    )
 
 
 def wechat_exchange(settings: SignInSettings) -> WeChatExchange:

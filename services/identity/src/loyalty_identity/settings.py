@@ -119,3 +119,44 @@ class SignInSettings(BaseSettings):
         default="https://api.weixin.qq.com/sns/jscode2session",
         description="WeChat's jscode2session endpoint.",
     )
+
+
+class MemberCodeSettings(BaseSettings):
+    """How wrong member codes are limited (`LOYALTY_IDENTITY_MEMBER_CODE_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_IDENTITY_MEMBER_CODE_", extra="ignore")
+
+    wrong_per_handle: int = Field(
+        default=5,
+        ge=1,
+        description="Wrong codes a member code's handle may see in the window before its "
+        "scans are refused (MEMBER_CODE_LOCKED) until the oldest of them leaves the window.",
+    )
+    wrong_per_client: int = Field(
+        default=30,
+        ge=1,
+        description="Wrong codes (any handles) a calling client may send in the window before "
+        "its scans are refused the same way.",
+    )
+    wrong_window_seconds: float = Field(
+        default=300.0, gt=0, description="The window the wrong codes are counted in (seconds)."
+    )
+
+
+class ErasureSettings(BaseSettings):
+    """Members' own erasure requests (`LOYALTY_IDENTITY_ERASURE_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_IDENTITY_ERASURE_", extra="ignore")
+
+    cooling_off_hours: float = Field(
+        default=168.0,
+        ge=0,
+        description="How long a member's erasure request waits before it is carried out "
+        "(confirmed; the member may cancel it meanwhile). Default 168: 7 days.",
+    )
+    sweep_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often a replica carries out the confirmed erasure requests whose "
+        "cooling-off has passed.",
+    )

@@ -76,6 +76,17 @@ class RewardRedeemed:
     occurred_at: datetime
 
 
+@dataclass(frozen=True)
+class CouponClaimed:
+    member_id: str
+    offer_id: str
+    code: str
+    template_code: str
+    issuer_unit: str
+    offer_claimed: int
+    occurred_at: datetime
+
+
 Event: TypeAlias = (
     BenefitConsumed
     | BenefitReleased
@@ -83,4 +94,5 @@ Event: TypeAlias = (
     | CouponRedeemed
     | CouponReleased
     | RewardRedeemed
+    | CouponClaimed
 )

@@ -16,6 +16,7 @@ from loyalty_benefits.adapters.stores.consumptions import Consumptions
 from loyalty_benefits.adapters.stores.coupons import Coupons
 from loyalty_benefits.adapters.stores.issuances import CouponIssuances
 from loyalty_benefits.adapters.stores.members import MemberStates, MemberTiers
+from loyalty_benefits.adapters.stores.offers import CouponOffers
 from loyalty_benefits.adapters.stores.rewards import Rewards
 from loyalty_benefits.domain.events import Event
 
@@ -29,6 +30,7 @@ class BenefitsUnitOfWork(UnitOfWork):
     rewards: Rewards
     birthdays: Birthdays
     member_states: MemberStates
+    offers: CouponOffers
 
     def __init__(
         self,
@@ -51,6 +53,7 @@ class BenefitsUnitOfWork(UnitOfWork):
         self.rewards = Rewards(self.session)
         self.birthdays = Birthdays(self.session)
         self.member_states = MemberStates(self.session)
+        self.offers = CouponOffers(self.session)
         self._recorded: list[Event] = []
         return self
 

@@ -17,10 +17,14 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
         "loyalty.identity.v1.order_import_pb2",
         "loyalty.identity.v1.member_code_pb2",
         "loyalty.identity.v1.member_sign_in_pb2",
+        "loyalty.identity.v1.member_erasure_pb2",
     ),
     "points": ("loyalty.points.v1.points_service_pb2",),
     "tiers": ("loyalty.tiers.v1.tiers_service_pb2",),
-    "benefits": ("loyalty.benefits.v1.benefits_service_pb2",),
+    "benefits": (
+        "loyalty.benefits.v1.benefits_service_pb2",
+        "loyalty.benefits.v1.coupon_offers_pb2",
+    ),
     "insights": (
         "loyalty.insights.v1.insights_service_pb2",
         "loyalty.insights.v1.segments_pb2",

@@ -1,13 +1,13 @@
 """The gateway's HTTP application (Starlette), routes by resource: the contracts' routes
 (contracts.py), the uploads of import files (uploads.py), tokens (tokens.py), the back-office
-console at /console (console/), the unsubscribe link of members' messages (unsubscribe.py),
-health (health.py), and the OpenAPI document with its docs page (openapi.py). Every other route
-comes from the contracts: their `google.api.http` annotations, and the client-streaming Create
-methods as uploads; JSON is read and written with protobuf's json_format (camelCase names,
-unpopulated fields written, unknown fields refused). Failures answer with the google.rpc.Status
-as JSON and the HTTP code of its gRPC code (exchange.py, errors.py). Every request is counted
-and timed by its route's template (metrics.py), traced and written to the access log
-(access.py).
+console at /console (console/), the member's own page at /me (me/), the unsubscribe link of
+members' messages (unsubscribe.py), health (health.py), and the OpenAPI document with its docs
+page (openapi.py). Every other route comes from the contracts: their `google.api.http`
+annotations, and the client-streaming Create methods as uploads; JSON is read and written with
+protobuf's json_format (camelCase names, unpopulated fields written, unknown fields refused).
+Failures answer with the google.rpc.Status as JSON and the HTTP code of its gRPC code
+(exchange.py, errors.py). Every request is counted and timed by its route's template
+(metrics.py), traced and written to the access log (access.py).
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ from loyalty_gateway.http.transcoding import routes_of
 from loyalty_gateway.http.unsubscribe import PATH as UNSUBSCRIBE
 from loyalty_gateway.http.unsubscribe import UnsubscribeEndpoint
 from loyalty_gateway.http.uploads import Uploads, uploads_of
+from loyalty_gateway.me.app import build_me
+from loyalty_gateway.me.calls import ServiceCalls
+from loyalty_gateway.me.cookie import Cookie, key_from
+from loyalty_gateway.me.tokens import SignedOut
 
 VERBS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -108,8 +112,30 @@ def build_app(gateway: Gateway) -> ASGIApp:
         job_runs=job_runs,
     )
 
+    async def me_attempt_allowed(address: str) -> bool:
+        try:
+            await limits.hit_address(
+                "/me/sign-in", address, config.member_page_sign_in_attempts_per_minute
+            )
+        except ResourceExhausted:
+            return False
+        return True
+
+    # The member's own page (me/app.py): signed in by SMS code, the member's own token.
+    member_page = build_me(
+        ServiceCalls(gateway.backends, gateway.credentials, config.request_deadline_seconds),
+        Cookie(key_from(gateway.keys.signing), secure=not config.console_insecure_cookies),
+        SignedOut(limits.limiter.storage),
+        unit=config.member_page_unit,
+        max_body_bytes=config.max_body_bytes,
+        attempt_allowed=me_attempt_allowed,
+    )
+
     async def to_console(_request: Request) -> RedirectResponse:
         return RedirectResponse("/console/", status_code=307)
+
+    async def to_me(_request: Request) -> RedirectResponse:
+        return RedirectResponse("/me/", status_code=307)
 
     async def openapi_json(_request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -132,6 +158,8 @@ def build_app(gateway: Gateway) -> ASGIApp:
             # The back-office console (console/app.py): its own sign-in, sessions and CSRF.
             Route("/console", to_console),
             Mount("/console", console, name="console"),
+            Route("/me", to_me),
+            Mount("/me", member_page, name="me"),
             Route("/v1/token", token.answer, methods=["POST"]),
             # No bearer token: the message's unsubscribe token is the authority (unsubscribe.py).
             Route(UNSUBSCRIBE, unsubscribe.answer, methods=["GET", "POST"]),

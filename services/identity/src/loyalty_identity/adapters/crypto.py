@@ -17,6 +17,7 @@ keys are wrapped with it, old ones still open with their key id), run
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import secrets
@@ -127,12 +128,18 @@ class Keyring:
         )
 
     def derived_key(self, purpose: str) -> bytes:
-        """A key for `purpose` derived from the blind-index key (a sign-in code's hash)."""
-        return hmac.digest(self.index_key, f"derived\x00{purpose}".encode(), "sha256")
+        """A key for `purpose` derived from the blind-index key (a sign-in code's hash), made
+        once per purpose (every scan and sign-in asks for one)."""
+        return _derived(self.index_key, purpose)
 
     # --- blind index --------------------------------------------------------------------------
     def blind_index(self, identity: ChannelIdentity) -> bytes:
         return blind_index(self.index_key, identity)
+
+
+@functools.lru_cache(maxsize=64)
+def _derived(index_key: bytes, purpose: str) -> bytes:
+    return hmac.digest(index_key, f"derived\x00{purpose}".encode(), "sha256")
 
 
 def development_keys_file(data_dir: Path) -> tuple[Path, str]:

@@ -16,6 +16,7 @@ from loyalty_identity.adapters.crypto import Keyring
 from loyalty_identity.adapters.tables import (
     member_refresh_tokens,
     member_sessions,
+    members,
     sign_in_challenges,
 )
 from loyalty_identity.domain.identities import ChannelIdentity
@@ -194,3 +195,27 @@ class SignInStore:
             select(func.count()).where(s.member_id == member_id, s.revoked_at.is_(None))
         )
         return int(found or 0)
+
+    async def token_standing(
+        self, member_id: str, session_id: str
+    ) -> tuple[str, bool, str | None] | None:
+        """What a member's access token stands on: the member's state, whether its session is
+        known and, if ended, why (None: no such member). One indexed read."""
+        m, s = members.c, member_sessions.c
+        if not session_id:
+            state = await self.session.scalar(select(m.state).where(m.member_id == member_id))
+            return None if state is None else (str(state), False, None)
+        query = (
+            select(m.state, s.session_id, s.revoked_at, s.revoked_reason)
+            .select_from(members)
+            .outerjoin(
+                member_sessions,
+                (s.member_id == m.member_id) & (s.session_id == session_id),
+            )
+            .where(m.member_id == member_id)
+        )
+        row = (await self.session.execute(query)).first()
+        if row is None:
+            return None
+        revoked = None if row.revoked_at is None else str(row.revoked_reason)
+        return str(row.state), row.session_id is not None, revoked

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Index,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -295,6 +297,22 @@ member_code_uses = Table(
     Column("used_at", DateTime(timezone=True), nullable=False),
 )
 
+# Wrong member-code guesses (domain/member_code.py GuessLimits): one row a guess for the handle
+# guessed and one for the calling client, neither stored, only its keyed hash; guess_id tells
+# apart guesses made at the same instant. The primary key serves the count a scan reads (a
+# kind's hash, guessed within a window). Rows older than the longest window (and the clocks'
+# slack) count for nothing and are deleted every minute, so the table holds a few minutes of
+# guesses (a locked scan records none): its sweep reads it whole, without an index of its own.
+member_code_wrong_guesses = Table(
+    "member_code_wrong_guesses",
+    metadata,
+    Column("kind", Text, primary_key=True),  # handle | client
+    Column("value_hash", LargeBinary, primary_key=True),
+    Column("guessed_at", DateTime(timezone=True), primary_key=True),
+    Column("guess_id", UUID(as_uuid=False), primary_key=True),
+    CheckConstraint("kind IN ('handle', 'client')", name="member_code_wrong_guesses_kind"),
+)
+
 # Members signing in themselves (domain/sign_in.py). A challenge is a code sent to a phone: the
 # phone by its blind index (the limits count by it) and sealed under the active master key
 # (bound to the challenge), the client's address by a keyed hash, the code by its keyed hash
@@ -340,4 +358,32 @@ member_refresh_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
     Index("member_refresh_tokens_session", "session_id"),
+)
+
+# Members' own erasure requests (domain/erasure.py): the code by its keyed hash only; at most one
+# open (requested or confirmed) a member; the sweep finds the confirmed ones by erase_after.
+erasure_requests = Table(
+    "erasure_requests",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("erasure_id", UUID(as_uuid=False), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_attempt", Text, nullable=False, server_default=""),  # its request id
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("erase_after", DateTime(timezone=True), nullable=False),
+    Column("code_expires_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("cancel_reason", Text, nullable=False, server_default=""),
+    Column("done_at", DateTime(timezone=True)),
+    UniqueConstraint("erasure_id", name="erasure_requests_erasure"),
+    Index(
+        "erasure_requests_one_open",
+        "member_id",
+        unique=True,
+        postgresql_where=text("state IN ('requested', 'confirmed')"),
+    ),
+    Index("erasure_requests_due", "erase_after", postgresql_where=text("state = 'confirmed'")),
 )

@@ -6,6 +6,12 @@ unique, replaced with the secret on rotation); the TOTP makes the code change ev
 photo of an old code is worth nothing. A till resolves a code within the step it was made for
 and the next one, once: the service keeps which (handle, step) were used.
 
+Guessing is limited: a handle whose codes were wrong too often lately (5 in 5 minutes) is
+locked until the oldest of those leaves the window (MEMBER_CODE_LOCKED, with when to try again),
+so nobody walks the million one-time parts at a till; a client's wrong codes across handles are
+limited too (30 in 5 minutes). The limits judge the times of the wrong guesses the service keeps,
+and say when a guess counts for nothing any more (the service forgets it then).
+
 No I/O here: the secret is made and kept sealed by the adapters; this module makes the codes and
 judges a scanned one against a secret and the time.
 """
@@ -14,12 +20,21 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import pyotp
-from loyalty_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from loyalty_kit.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+
+from loyalty_identity.domain.sign_in import Limit
 
 # The reserved identity type a till resolves a member code with (ResolveMember): never an
 # identity type of the catalogue, never stored as an identity.
@@ -73,6 +88,60 @@ class MemberCodeUnknown(NotFound):
         super().__init__("this member code is not one the platform issued")
 
 
+# Wrong guesses made "later" than a scan's now still count for it, this far: calls in flight at
+# once, and replicas whose clocks differ a little, take their times in another order.
+GUESS_CLOCK_SLACK = timedelta(minutes=1)
+WRONG_PER_HANDLE = Limit(5, timedelta(minutes=5))
+WRONG_PER_CLIENT = Limit(30, timedelta(minutes=5))
+
+
+class MemberCodeLocked(ResourceExhausted):
+    """Too many wrong codes lately, for this handle or from this client: nothing of the code is
+    judged (a right one neither) until the wait is over."""
+
+    reason = "MEMBER_CODE_LOCKED"
+
+    def __init__(self, which: str, wait: timedelta) -> None:
+        seconds = max(1, int(wait.total_seconds() + 0.999))
+        whose = "this member code" if which == "handle" else "this client"
+        super().__init__(
+            f"too many wrong member codes for {whose}: try again in {seconds} s",
+            metadata={"limit": which, "retry_after_seconds": str(seconds)},
+        )
+        self.which = which
+        self.retry_after_seconds = float(seconds)
+
+
+@dataclass(frozen=True)
+class GuessLimits:
+    """How many wrong codes a handle (whoever scans it) and a client (whichever handles) may
+    see in a window before their scans are refused for a while."""
+
+    per_handle: Limit = WRONG_PER_HANDLE
+    per_client: Limit = WRONG_PER_CLIENT
+
+    @property
+    def longest(self) -> timedelta:
+        return max(self.per_handle.window, self.per_client.window)
+
+    def forgettable_before(self, now: datetime) -> datetime:
+        """Wrong guesses made before this count for no scan any more: not for one now, nor for
+        one at a replica whose clock is behind by up to GUESS_CLOCK_SLACK."""
+        return now - self.longest - GUESS_CLOCK_SLACK
+
+    def check(
+        self, handle_wrong: Sequence[datetime], client_wrong: Sequence[datetime], now: datetime
+    ) -> None:
+        """Refuse (MEMBER_CODE_LOCKED, with when to try again) a scan over either limit."""
+        for which, limit, wrong in (
+            ("handle", self.per_handle, handle_wrong),
+            ("client", self.per_client, client_wrong),
+        ):
+            wait = limit.wait([t for t in wrong if t <= now + GUESS_CLOCK_SLACK], now)
+            if wait > timedelta(0):
+                raise MemberCodeLocked(which, wait)
+
+
 @dataclass(frozen=True)
 class ScannedCode:
     """A code as read at a till: the handle it names and the one-time part."""
@@ -109,6 +178,16 @@ def new_handle() -> str:
 def new_secret() -> str:
     """A random TOTP secret (160 bits, base32, as RFC 4226 recommends)."""
     return pyotp.random_base32()
+
+
+@dataclass(frozen=True)
+class CodeLookup:
+    """What a scan finds of a handle: its secret (None: no such handle), and when the handle's
+    and the scanning client's recent wrong guesses were made."""
+
+    secret: MemberCodeSecret | None
+    handle_wrong: list[datetime]
+    client_wrong: list[datetime]
 
 
 @dataclass(frozen=True)

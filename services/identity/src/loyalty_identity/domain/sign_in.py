@@ -10,6 +10,10 @@ and the sessions refresh tokens belong to.
   its expiry it answers CODE_EXPIRED. Each refusal has its own reason.
 - A session holds a chain of refresh tokens: each refresh uses one up and gives the next. A
   token used twice means it was copied: the whole session is revoked (REFRESH_TOKEN_REUSED).
+- An access token is refused by identity before it expires once its session is ended (signed
+  out, signed out everywhere, a reused refresh token, merged away, erased:
+  MEMBER_TOKEN_REVOKED) or its member erased (MEMBER_ERASED). Other services accept it until it
+  expires (10 minutes at most): they verify its signature only.
 """
 
 from __future__ import annotations
@@ -251,3 +255,34 @@ class RefreshTokenExpired(RefreshRefused):
 
     def __init__(self) -> None:
         super().__init__("the refresh token has expired: sign in again")
+
+
+# --- access tokens after their session ended ------------------------------------------------
+def access_refusal(
+    member_state: str, session_given: bool, session_found: bool, revoked_reason: str | None
+) -> Unauthenticated | None:
+    """Why identity refuses a member's access token still within its lifetime (None: it does
+    not): its member erased, or its session (the `sid` claim) ended or unknown."""
+    if member_state == "erased":
+        return MemberTokenOfErased()
+    if session_given and not session_found:
+        return MemberTokenRevoked("unknown_session")
+    if revoked_reason is not None:
+        return MemberTokenRevoked(revoked_reason or "ended")
+    return None
+
+
+class MemberTokenRevoked(Unauthenticated):
+    reason = "MEMBER_TOKEN_REVOKED"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            "the member's session was ended: sign in again", metadata={"session_ended": why}
+        )
+
+
+class MemberTokenOfErased(Unauthenticated):
+    reason = "MEMBER_ERASED"
+
+    def __init__(self) -> None:
+        super().__init__("the member was erased: the token speaks for no one")

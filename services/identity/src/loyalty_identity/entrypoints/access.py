@@ -1,5 +1,5 @@
-"""Who may call each IdentityService, MemberImportService, OrderImportService and
-MemberCodeService method
+"""Who may call each IdentityService, MemberImportService, OrderImportService,
+MemberCodeService, MemberSignInService and MemberErasureService method
 (checked by the kit's interceptor; docs/access.md is rendered from it). Reads are open to any
 authenticated caller: personal data is masked without `personal_data:read`. A unit imports only
 its own members and orders and reads only its own imports; merge candidates are decided by the
@@ -8,7 +8,7 @@ group's member operators."""
 from __future__ import annotations
 
 from loyalty_kit.access import ADMIN_AUDITED, ANY_CALLER, Rule, rule
-from loyalty_kit.caller import PERSONAL_DATA_READ
+from loyalty_kit.caller import ADMIN, PERSONAL_DATA_READ
 from loyalty_kit.scopes import (
     MEMBER_CODES_READ,
     MEMBERS_IMPORT,
@@ -105,6 +105,31 @@ ACCESS.update(
         "SignOut": _SIGN_IN,
         "SignOutEverywhere": rule(
             SELF_WRITE, MANAGE, member_field="member", note="ends every session", audited=True
+        ),
+    }
+)
+
+# MemberErasureService: a member asks to be erased themselves (their own token), or the group's
+# member operators act on the member's behalf; the sweep is an administrator's (and the
+# service's own job).
+ACCESS.update(
+    {
+        "RequestErasure": rule(
+            SELF_WRITE,
+            MANAGE,
+            member_field="member",
+            note="sends a confirmation code to the member's phone",
+            audited=True,
+        ),
+        "ConfirmErasure": rule(
+            SELF_WRITE, MANAGE, member_field="member", note="with the code sent", audited=True
+        ),
+        "CancelErasure": rule(SELF_WRITE, MANAGE, member_field="member", audited=True),
+        "GetErasureRequest": rule(SELF_READ, MANAGE, member_field="member"),
+        "RunDueErasures": rule(
+            ADMIN,
+            note="confirmed requests past their cooling-off; the service runs it itself too",
+            audited=True,
         ),
     }
 )

@@ -30,6 +30,7 @@ from loyalty_identity.domain.member_code import MEMBER_CODE_TYPE
 from loyalty_identity.entrypoints import convert
 from loyalty_identity.service_layer import handlers, member_codes
 from loyalty_identity.service_layer.commands import Operator, Register
+from loyalty_identity.service_layer.refusals import MEMBER_CODE, counting
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 
 R = TypeVar("R", bound=Message)
@@ -42,6 +43,7 @@ class IdentityServicer(UnitOfWorkServicer[IdentityUnitOfWork], IdentityServiceSe
     def __init__(self, app: Identity) -> None:
         super().__init__(app.uow, app.clock)
         self.types = app.types
+        self.guess_limits = app.guess_limits
 
     async def _change_member(
         self,
@@ -114,11 +116,16 @@ class IdentityServicer(UnitOfWorkServicer[IdentityUnitOfWork], IdentityServiceSe
         return pb.ResolveMemberResponse(member=await self._member(member))
 
     async def _resolve_member_code(self, value: str) -> Member:
-        """A scanned member code, used up by this call (committed before the answer)."""
+        """A scanned member code, used up by this call (committed before the answer); wrong
+        codes counted for the calling client (and refusals in the service's metrics)."""
         now = self.clock()
-        async with self.uow() as uow:
-            member = await member_codes.resolve_member_code(uow, value, now)
-            await uow.commit()
+        client = current_caller().client_id
+        with counting(MEMBER_CODE):
+            async with self.uow() as uow:
+                member = await member_codes.resolve_member_code(
+                    uow, value, now, client, self.guess_limits
+                )
+                await uow.commit()
         return member
 
     async def LinkIdentity(

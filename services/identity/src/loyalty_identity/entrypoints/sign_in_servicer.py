@@ -1,4 +1,5 @@
-"""The MemberSignInService over gRPC: request -> sign-in use case -> response. Nothing else."""
+"""The MemberSignInService over gRPC: request -> sign-in use case -> response; refusals counted
+in the service's metrics (`service_layer/refusals.py`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from loyalty_identity.domain.member import Member
 from loyalty_identity.domain.sign_in import CHALLENGES, SESSIONS
 from loyalty_identity.entrypoints import convert
 from loyalty_identity.service_layer import sign_in
+from loyalty_identity.service_layer.refusals import SIGN_IN, counting
 from loyalty_identity.service_layer.sign_in import SignInPorts, Tokens
 from loyalty_identity.service_layer.uow import IdentityUnitOfWork
 
@@ -56,9 +58,10 @@ class MemberSignInServicer(UnitOfWorkServicer[IdentityUnitOfWork], MemberSignInS
     async def StartSmsSignIn(
         self, request: pb.StartSmsSignInRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartSmsSignInResponse:
-        started = await sign_in.start_sms(
-            self.uow, self.ports, request.phone, request.client_address, self.clock()
-        )
+        with counting(SIGN_IN):
+            started = await sign_in.start_sms(
+                self.uow, self.ports, request.phone, request.client_address, self.clock()
+            )
         return pb.StartSmsSignInResponse(
             challenge=f"{CHALLENGES}{started.challenge_id}",
             expire_time=timestamp(started.expires_at),
@@ -69,15 +72,16 @@ class MemberSignInServicer(UnitOfWorkServicer[IdentityUnitOfWork], MemberSignInS
         self, request: pb.VerifySmsSignInRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifySmsSignInResponse:
         channel = request.channel or channel_pb2.CHANNEL_APP
-        signed = await sign_in.verify_sms(
-            self.uow,
-            self.ports,
-            request.challenge.strip(),
-            request.code.strip(),
-            request.unit.strip(),
-            convert.channel_name(channel),
-            self.clock(),
-        )
+        with counting(SIGN_IN):
+            signed = await sign_in.verify_sms(
+                self.uow,
+                self.ports,
+                request.challenge.strip(),
+                request.code.strip(),
+                request.unit.strip(),
+                convert.channel_name(channel),
+                self.clock(),
+            )
         return pb.VerifySmsSignInResponse(
             member=await self._member(signed.member),
             registered=signed.registered,
@@ -87,14 +91,15 @@ class MemberSignInServicer(UnitOfWorkServicer[IdentityUnitOfWork], MemberSignInS
     async def SignInWithWeChat(
         self, request: pb.SignInWithWeChatRequest, context: grpc.aio.ServicerContext
     ) -> pb.SignInWithWeChatResponse:
-        signed = await sign_in.sign_in_with_wechat(
-            self.uow,
-            self.ports,
-            request.code,
-            request.unit.strip(),
-            convert.channel_name(channel_pb2.CHANNEL_MINI_PROGRAM),
-            self.clock(),
-        )
+        with counting(SIGN_IN):
+            signed = await sign_in.sign_in_with_wechat(
+                self.uow,
+                self.ports,
+                request.code,
+                request.unit.strip(),
+                convert.channel_name(channel_pb2.CHANNEL_MINI_PROGRAM),
+                self.clock(),
+            )
         return pb.SignInWithWeChatResponse(
             member=await self._member(signed.member),
             registered=signed.registered,
@@ -104,13 +109,17 @@ class MemberSignInServicer(UnitOfWorkServicer[IdentityUnitOfWork], MemberSignInS
     async def RefreshMemberToken(
         self, request: pb.RefreshMemberTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RefreshMemberTokenResponse:
-        tokens = await sign_in.refresh(self.uow, self.ports, request.refresh_token, self.clock())
+        with counting(SIGN_IN):
+            tokens = await sign_in.refresh(
+                self.uow, self.ports, request.refresh_token, self.clock()
+            )
         return pb.RefreshMemberTokenResponse(tokens=_tokens(tokens))
 
     async def SignOut(
         self, request: pb.SignOutRequest, context: grpc.aio.ServicerContext
     ) -> pb.SignOutResponse:
-        session_id = await sign_in.sign_out(self.uow, request.refresh_token, self.clock())
+        with counting(SIGN_IN):
+            session_id = await sign_in.sign_out(self.uow, request.refresh_token, self.clock())
         return pb.SignOutResponse(session=f"{SESSIONS}{session_id}")
 
     async def SignOutEverywhere(

@@ -451,12 +451,17 @@ async def list_members(
 
 
 async def erase(uow: IdentityWork, member_id: str, now: datetime) -> Member:
+    """The one erasure, whoever asks (an operator's EraseMember, a member's erasure request
+    carried out): the data key and personal data gone, every sign-in session (and its refresh
+    tokens) ended, the member code's secret deleted with the rest, an open erasure request
+    done; a tombstone stays."""
     member = await _member(uow, member_id, lock=True)
     if member.state is MemberState.ERASED:
         return member
     member.erase(now)
     await uow.members.erase_personal_data(member.member_id)
     await uow.members.revoke_sessions(member.member_id, now, "erased")
+    await uow.erasures.end_open(member.member_id, now)
     await uow.members.save_state(member)
     return member
 

@@ -10,11 +10,12 @@ from typing import Any, Protocol, TypeVar
 
 from loyalty_kit.uow import Transaction
 
+from loyalty_identity.domain.erasure import ErasureRequest
 from loyalty_identity.domain.events import Event
 from loyalty_identity.domain.identities import ChannelIdentity, IdentityType
 from loyalty_identity.domain.imports import ParsedRow, RowOutcome
 from loyalty_identity.domain.member import Consent, LinkedIdentity, Member, Profile
-from loyalty_identity.domain.member_code import MemberCodeSecret
+from loyalty_identity.domain.member_code import CodeLookup, MemberCodeSecret
 from loyalty_identity.domain.member_import import (
     CandidateState,
     ImportedConsent,
@@ -81,15 +82,30 @@ class Members(Protocol):
 
 
 class MemberCodes(Protocol):
-    """Members' code secrets (sealed at rest) and the member codes already resolved
-    (`adapters/member_codes.py`)."""
+    """Members' code secrets (sealed at rest), the member codes already resolved and the wrong
+    ones counted (`adapters/member_codes.py`)."""
 
     async def of_member(self, member_id: str) -> MemberCodeSecret | None: ...
     async def by_handle(self, handle: str) -> MemberCodeSecret | None: ...
     async def add(self, secret: MemberCodeSecret, now: datetime) -> bool: ...
     async def forget(self, member_id: str) -> None: ...
-    async def claim(self, handle: str, step: int, now: datetime) -> bool: ...
+    async def claim(
+        self,
+        handle: str,
+        step: int,
+        now: datetime,
+        wrong_within: tuple[datetime, datetime],
+        most_wrong: int,
+    ) -> tuple[bool, list[datetime]]: ...
     async def prune(self, before_step: int) -> int: ...
+    async def lookup(
+        self, handle: str, client: str, since: datetime, until: datetime
+    ) -> CodeLookup: ...
+    async def wrong_guesses(
+        self, handle: str, client: str, since: datetime, until: datetime
+    ) -> tuple[list[datetime], list[datetime]]: ...
+    async def add_wrong_guess(self, handles: Sequence[str], client: str, now: datetime) -> None: ...
+    async def forget_wrong_guesses(self, before: datetime) -> int: ...
 
 
 J = TypeVar("J")  # an import (a kind's operation)
@@ -175,12 +191,26 @@ class OrderImports(Operations[OrderImport, OrderOutcome, OrderRow], Protocol):
     async def add_report(self, import_id: str, rows: Sequence[OrderRow]) -> None: ...
 
 
+class ErasureRequests(Protocol):
+    """Members' own erasure requests (`adapters/erasures.py`)."""
+
+    async def latest(self, member_id: str, *, lock: bool = False) -> ErasureRequest | None: ...
+    async def add(self, request: ErasureRequest) -> None: ...
+    async def save(self, request: ErasureRequest) -> None: ...
+    async def due(self, now: datetime, limit: int) -> list[str]: ...
+    async def end_open(self, member_id: str, now: datetime) -> None: ...
+
+
 class IdentityWork(Transaction, Protocol):
-    """A unit of work as the use cases see it: one transaction over the members; on commit it
-    hands the events of the members it saw to the outbox."""
+    """A unit of work as the use cases see it: one transaction over the members (and their
+    erasure requests, which any erasure ends); on commit it hands the events of the members it
+    saw to the outbox."""
 
     @property
     def members(self) -> Members: ...
+
+    @property
+    def erasures(self) -> ErasureRequests: ...
 
 
 class MemberCodeWork(IdentityWork, Protocol):

@@ -11,6 +11,7 @@ from loyalty_kit.uow import UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_identity.adapters.crypto import Keyring
+from loyalty_identity.adapters.erasures import ErasureStore
 from loyalty_identity.adapters.events import to_message
 from loyalty_identity.adapters.identity_types import IdentityTypeCache
 from loyalty_identity.adapters.imports import ImportStore
@@ -27,6 +28,7 @@ class IdentityUnitOfWork(UnitOfWork):
     order_imports: OrderImportStore
     member_codes: MemberCodeStore
     sign_in: SignInStore  # sign-in challenges, member sessions and refresh tokens
+    erasures: ErasureStore  # members' own erasure requests
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class IdentityUnitOfWork(UnitOfWork):
         self.order_imports = OrderImportStore(self.session, self.keyring)
         self.member_codes = MemberCodeStore(self.session, self.keyring)
         self.sign_in = SignInStore(self.session, self.keyring)
+        self.erasures = ErasureStore(self.session)
         self._recorded: list[Event] = []
         return self
 

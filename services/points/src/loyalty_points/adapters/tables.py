@@ -105,6 +105,14 @@ referrals = Table(
     Column("rewarded_at", DateTime(timezone=True)),
 )
 
+referral_codes = Table(
+    "referral_codes",
+    metadata,
+    Column("member_id", UUID(as_uuid=False), primary_key=True),
+    Column("code", Text, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 partner_references = Table(
     "partner_references",
     metadata,

@@ -31,6 +31,10 @@ ACCESS: dict[str, Rule] = {
     "ExchangeFromPartner": rule(EARN),
     "ReversePartnerExchange": rule(REDEEM),
     "RecordReferral": rule(EARN),
+    "GetReferralCode": rule(
+        member_field="member", note="a member's own token for itself; made on the first ask"
+    ),
+    "ListReferrals": rule(member_field="member", note="the referred members' IDs masked"),
     "RecordActivity": rule(EARN, unit_field="unit"),
     "RunPendingActivation": ADMIN_AUDITED,
     "RunExpiry": ADMIN_AUDITED,

@@ -20,7 +20,7 @@ from loyalty_kit.idempotency import fingerprint
 from loyalty_kit.jobs import chunks_of
 from loyalty_kit.money import money
 from loyalty_kit.pagination import next_token, read_page, read_token
-from loyalty_kit.resources import member_id_of, unit_of
+from loyalty_kit.resources import member_id_of, member_name, unit_of
 from loyalty_kit.servicers import UnitOfWorkServicer
 from loyalty_kit.timestamps import moment, moment_of, timestamp
 from loyalty_kit.validation import enum_value
@@ -29,6 +29,8 @@ from loyalty_points.bootstrap import Points
 from loyalty_points.domain.errors import NoProgramme
 from loyalty_points.domain.ledger import NEVER, LotRecord, Posting
 from loyalty_points.domain.programme import Programme
+from loyalty_points.domain.referral_codes import code_of as referral_code_of
+from loyalty_points.domain.referral_codes import masked_member
 from loyalty_points.entrypoints import convert
 from loyalty_points.service_layer import (
     accounts,
@@ -37,6 +39,7 @@ from loyalty_points.service_layer import (
     jobs,
     moves,
     programmes,
+    referrals,
     spending,
 )
 from loyalty_points.service_layer.earning import Earn
@@ -57,6 +60,20 @@ def _lot_position(after: Any) -> tuple[datetime, datetime, str] | None:
     except (TypeError, ValueError, AttributeError):
         position = None
     if position is None or position[0].tzinfo is None or position[1].tzinfo is None:
+        raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
+    return position
+
+
+def referral_position(after: Any) -> tuple[datetime, str] | None:
+    """The position a ListReferrals page token carries: the last referral's time and member."""
+    if after is None:
+        return None
+    try:
+        recorded, member_id = after
+        position = (datetime.fromisoformat(recorded), str(uuid.UUID(member_id)))
+    except (TypeError, ValueError, AttributeError):
+        position = None
+    if position is None or position[0].tzinfo is None:
         raise InvalidArgument.of([FieldViolation("page_token", "not a token this list gave")])
     return position
 
@@ -325,15 +342,64 @@ class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer
         self, request: pb.RecordReferralRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordReferralResponse:
         member_id = member_id_of(request.member, "member")
-        referrer_id = member_id_of(request.referrer, "referrer")
+        if bool(request.referrer.strip()) == bool(request.referral_code.strip()):
+            named = "referral_code" if request.referrer.strip() else "referrer"
+            raise InvalidArgument.of(
+                [FieldViolation(named, "exactly one of referrer and referral_code")]
+            )
+        referrer_id = member_id_of(request.referrer, "referrer") if request.referrer else ""
+        code = referral_code_of(request.referral_code) if request.referral_code else ""
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RecordReferralResponse:
+            referrer_id_now = referrer_id or await referrals.referrer_of(uow, code)
             referrer, rewarded = await earning.record_referral(
-                uow, member_id, referrer_id, self.directory, now
+                uow, member_id, referrer_id_now, self.directory, now
             )
             return pb.RecordReferralResponse(referrer_member_id=referrer, rewarded=rewarded)
 
         return await self._mutate("RecordReferral", request, pb.RecordReferralResponse, work)
+
+    async def GetReferralCode(
+        self, request: pb.GetReferralCodeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetReferralCodeResponse:
+        member_id = member_id_of(request.member, "member")
+        async with self.uow() as uow:  # committed: the code may be made by this call
+            code, made = await referrals.referral_code(uow, member_id, self.directory, self.clock())
+            await uow.commit()
+        return pb.GetReferralCodeResponse(
+            referral_code=pb.ReferralCode(
+                member=member_name(member_id), code=code, create_time=timestamp(made)
+            )
+        )
+
+    async def ListReferrals(
+        self, request: pb.ListReferralsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListReferralsResponse:
+        member_id = member_id_of(request.member, "member")
+        filters = {"member": member_id}
+        page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
+        before = referral_position(page.after)
+        found = await self._read(
+            lambda uow: referrals.referrals_by(
+                uow, member_id, self.directory, before, page.size + 1
+            )
+        )
+        response = pb.ListReferralsResponse()
+        for made in found[: page.size]:
+            referral = response.referrals.add(
+                referred_member=masked_member(made.member_id),
+                record_time=timestamp(made.recorded_at),
+                rewarded=made.rewarded_at is not None,
+                points=made.points,
+            )
+            if made.rewarded_at is not None:
+                referral.reward_time.CopyFrom(timestamp(made.rewarded_at))
+        if len(found) > page.size:
+            last = found[page.size - 1]
+            response.next_page_token = next_token(
+                [last.recorded_at.isoformat(), last.member_id], filters
+            )
+        return response
 
     # --- behaviour points -----------------------------------------------------------------------
     async def RecordActivity(

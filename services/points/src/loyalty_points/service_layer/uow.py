@@ -1,5 +1,5 @@
-"""The points service's unit of work: the kit's plus the ledger; on commit, the events the
-accounts recorded go to the outbox, in the same transaction."""
+"""The points service's unit of work: the kit's plus the ledger and referral codes; on commit,
+the events the accounts recorded go to the outbox, in the same transaction."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_points.adapters.events import to_message
 from loyalty_points.adapters.programmes import ProgrammeCache
+from loyalty_points.adapters.referral_codes import ReferralCodes
 from loyalty_points.adapters.repository import SqlLedger
 from loyalty_points.domain.events import Event
 
 
 class PointsUnitOfWork(UnitOfWork):
     ledger: SqlLedger
+    referral_codes: ReferralCodes
 
     def __init__(
         self,
@@ -32,6 +34,7 @@ class PointsUnitOfWork(UnitOfWork):
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.ledger = SqlLedger(self.session, self.programmes)
+        self.referral_codes = ReferralCodes(self.session)
         self._recorded: list[Event] = []
         return self
 

@@ -165,6 +165,19 @@ class Coupons(Store):
         )
         return None if row is None else _coupon(row)
 
+    async def granted_under(self, member_id: str, prefixes: list[str]) -> dict[str, int]:
+        """How many coupons the member holds whose grant key starts with each prefix (an
+        offer's claims: `offer:{offer_id}:`), those moved to it by a merge too."""
+        conn = await self.conn()
+        rows = await conn.fetch(
+            "SELECT p, count(c.code) AS n FROM unnest($2::text[]) AS p "
+            "LEFT JOIN coupons c ON c.member_id = $1 AND starts_with(c.grant_key, p) "
+            "GROUP BY p",
+            member_id,
+            prefixes,
+        )
+        return {r["p"]: r["n"] for r in rows}
+
     async def save_redemption(self, coupon: Coupon) -> None:
         """The coupon's state and redemption (when, where, order, discount): set by a
         redemption, cleared by a release."""

@@ -1,0 +1,19 @@
+"""Referral codes as members type them, and referred members as their referrer sees them."""
+
+from __future__ import annotations
+
+import pytest
+from loyalty_kit.errors import InvalidArgument
+from loyalty_points.domain.referral_codes import ALPHABET, code_of, masked_member, new_code
+
+
+def test_codes_are_read_as_typed_and_only_of_the_alphabet() -> None:
+    assert code_of(" k7qm-3xhd ") == "K7QM3XHD"
+    for misread in ("K7QM3XH0", "K7QM3XHI", "K7QM3XH", "K7QM3XHDD"):
+        with pytest.raises(InvalidArgument):
+            code_of(misread)
+    assert all(set(new_code()) <= set(ALPHABET) for _ in range(100))
+
+
+def test_a_referred_member_shows_only_the_end_of_its_id() -> None:
+    assert masked_member("0b8a6f1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b") == "*" * 32 + "4a5b"
