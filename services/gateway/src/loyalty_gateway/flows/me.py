@@ -8,8 +8,9 @@ checked here first for what the gateway knows (request ids, page sizes, the acco
 what a service judges (an update mask, a consent's purpose, a reward) it answers with the same
 field names, the gateway's requests naming their fields as the services' do.
 
-Still to come here, with the services that build them: erasing oneself (identity's
-self-erasure) and claiming a coupon (benefits' claiming).
+Not here yet: erasing oneself (identity's MemberErasureService) and claiming a coupon offer
+(benefits' CouponOfferService) take the member's token on their own routes; their methods here
+would follow the same pattern (the member from the token, the service's rule checked again).
 """
 
 from __future__ import annotations
