@@ -26,6 +26,7 @@ MORE_CONTRACTS = {
     "insights": ("segments_pb2",),
     "benefits": ("coupon_offers_pb2",),
     "identity": ("member_code_pb2", "member_sign_in_pb2", "member_erasure_pb2"),
+    "gateway": ("me_service_pb2",),
 }
 
 INT32 = (-(2**31), 2**31 - 1)

@@ -34,6 +34,7 @@ from loyalty_devstack.demo import load as load_demo
 from loyalty_devstack.testing import ServiceRunner, metadata_for
 from loyalty_kit import channels
 from loyalty_kit.caller import Caller
+from loyalty_kit.scopes import MEMBER_SCOPES
 from loyalty_kit.server import ServiceSpec
 from loyalty_kit.settings import Settings
 from loyalty_kit.status import bad_request, error_info, from_rpc_error
@@ -44,6 +45,7 @@ from tests.support.clock import Clock
 RPCS = {str(rpc): rpc for rpc in unary_rpcs()}  # "PointsService/EarnPoints": ...
 BY_METHOD = {rpc.method.name: rpc for rpc in RPCS.values()}
 ADMIN = Caller(unit="mall", client_id="fuzz-admin", scopes=frozenset({"admin"}))
+ME_SERVICE = "loyalty.gateway.v1.MeService"
 NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 TRUST_HEADERS = "LOYALTY_AUTH_TRUST_HEADERS"
 # Generated requests per method: modest, so the file runs in about a minute; set
@@ -75,6 +77,15 @@ class Suite:
         )
         return Suite(self.channels, self.hints, str(registered.member.name), phone, self.targets)
 
+    def caller_of(self, rpc: Rpc) -> tuple[tuple[str, str], ...]:
+        """An admin's token, or for a member's own channel (`/v1/me`, which only a member's
+        token may call) the suite's member's."""
+        if rpc.method.containing_service.full_name != ME_SERVICE:
+            return metadata_for(ADMIN)
+        member = self.member.removeprefix("members/")
+        own = Caller(client_id=f"member:{member}", scopes=MEMBER_SCOPES, member=member)
+        return metadata_for(own)
+
     async def call(
         self, rpc: Rpc, body: bytes, metadata: tuple[tuple[str, str | bytes], ...] | None = None
     ) -> grpc.aio.AioRpcError | None:
@@ -82,7 +93,7 @@ class Suite:
         send = self.channels[rpc.service].unary_unary(rpc.path)
         try:
             await send(
-                body, metadata=metadata_for(ADMIN) if metadata is None else metadata, timeout=60
+                body, metadata=self.caller_of(rpc) if metadata is None else metadata, timeout=60
             )
         except grpc.aio.AioRpcError as error:
             return error
@@ -204,7 +215,7 @@ async def test_a_bin_header_that_is_not_utf8_is_ignored(suite: Suite, name: str)
         ("x-anything-bin", b"\xff"),
         ("x-loyalty-unit-bin", b"\xfe"),
     )
-    metadata = (*metadata_for(ADMIN), *hostile)
+    metadata = (*suite.caller_of(rpc), *hostile)
     refused_well(await suite.call(rpc, b"", metadata), name)
     refused_well(await suite.call(rpc, b"", (("x-anything-bin", b"\xff"),)), f"{name} anonymous")
 
@@ -460,6 +471,13 @@ LISTS = {
     "ListSegmentMembers": ("members", 1000),
     "ListMemberSegments": ("segments", 200),
     "ListTransactionalMessages": ("messages", 100),
+    # A member's own channel: the services' pages, for the member of the token.
+    "ListMyPostings": ("postings", 500),
+    "ListMyLots": ("lots", 500),
+    "ListMyCoupons": ("coupons", 500),
+    "ListMyEntitlements": ("entitlements", 200),
+    "ListMyTierHistory": ("changes", 500),
+    "ListMyConsents": ("consent_events", 500),
 }
 
 
@@ -533,7 +551,7 @@ async def test_a_huge_page_size_is_clamped_to_the_maximum(suite: Suite, method: 
         rpc.path,
         request_serializer=type(request).SerializeToString,
         response_deserializer=GetMessageClass(rpc.method.output_type).FromString,
-    )(request, metadata=metadata_for(ADMIN), timeout=30)
+    )(request, metadata=suite.caller_of(rpc), timeout=30)
     assert len(getattr(answer, items)) <= maximum
 
 

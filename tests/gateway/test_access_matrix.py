@@ -7,7 +7,11 @@ refused until it has a rule):
 - a token of the right unit without the scope: PERMISSION_DENIED / 403 SCOPE_REQUIRED;
 - where the rule names a unit field, a token with the scope for another unit and the request
   naming a unit: UNIT_MISMATCH;
-- the right unit and scope, and an admin: neither refused, whatever the business answer.
+- the right unit and scope, and an admin: neither refused, whatever the business answer;
+- a member's own token (the `self:*` scopes): refused (MEMBER_TOKEN_REFUSED) unless the rule
+  names the request's member field, and there refused for a request naming another member
+  (MEMBER_MISMATCH); a member-only rule (a member's own channel, `/v1/me...`) takes the member's
+  token and refuses every other caller, admins too (MEMBER_TOKEN_REQUIRED).
 
 Over gRPC the calls that should get through carry a body that does not decode, or a request
 naming only the unit: authorisation is checked first and the answer is then INVALID_ARGUMENT,
@@ -76,6 +80,26 @@ def granted(rule: Rule, unit: str = UNIT) -> Caller:
 
 def unscoped(unit: str = UNIT) -> Caller:
     return Caller(unit=unit, client_id=f"{unit}-matrix-ro", scopes=frozenset({DECOY}))
+
+
+def member_token(scopes: frozenset[str] = MEMBER_SCOPES) -> Caller:
+    """A member's own token (a member of its own, whom no request of the matrix names)."""
+    member = str(uuid.uuid4())
+    return Caller(client_id=f"member:{member}", scopes=scopes, member=member)
+
+
+def member_granted(rule: Rule) -> Caller:
+    """A member's token holding one of the rule's scopes (the member scopes, none needed)."""
+    return member_token(frozenset({sorted(rule.scopes)[0]}) if rule.scopes else MEMBER_SCOPES)
+
+
+def naming_member(method: MethodDescriptor, rule: Rule, member: str) -> bytes:
+    """A request naming only a member, in the rule's member field (its id, or its resource
+    name where the field is a `name` or `member`)."""
+    request = message_factory.GetMessageClass(method.input_type)()
+    named = member if rule.member_field.endswith("_id") else f"members/{member}"
+    setattr(request, rule.member_field, named)
+    return request.SerializeToString()
 
 
 def naming_unit(method: MethodDescriptor, rule: Rule, unit: str) -> bytes:
@@ -171,6 +195,9 @@ async def test_each_rpc_over_grpc(
         grpc.StatusCode.UNAUTHENTICATED,
         "TOKEN_MISSING",
     )
+    if rule.member_only:
+        await only_a_members_token(targets, spec, method, rule)
+        return
     if rule.scopes:
         refused = await fails(send(targets, spec, method, UNDECODABLE, unscoped()))
         assert (refused.code, refused.reason) == (
@@ -184,6 +211,7 @@ async def test_each_rpc_over_grpc(
             grpc.StatusCode.INVALID_ARGUMENT,
             "MALFORMED_REQUEST",
         ), (caller, passed)
+    await a_members_token_reaches_only_its_own(targets, spec, method, rule)
     if rule.unit_field:
         own = naming_unit(method, rule, UNIT)
         foreign = await fails(send(targets, spec, method, own, granted(rule, OTHER)))
@@ -198,6 +226,58 @@ async def test_each_rpc_over_grpc(
                 grpc.StatusCode.UNAUTHENTICATED,
                 grpc.StatusCode.PERMISSION_DENIED,
             ), (caller, code)
+
+
+async def only_a_members_token(
+    targets: dict[str, grpc.aio.Channel], spec: ServiceSpec, method: MethodDescriptor, rule: Rule
+) -> None:
+    """A member-only rule: the member's token with the scope gets through, without it is
+    SCOPE_REQUIRED; a unit's client, with the scope or not, and an admin MEMBER_TOKEN_REQUIRED."""
+    passed = await fails(send(targets, spec, method, UNDECODABLE, member_granted(rule)))
+    assert (passed.code, passed.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "MALFORMED_REQUEST",
+    ), passed
+    lacking = member_token(MEMBER_SCOPES - rule.scopes)
+    if rule.scopes and lacking.scopes:
+        short = await fails(send(targets, spec, method, UNDECODABLE, lacking))
+        assert (short.code, short.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "SCOPE_REQUIRED",
+        ), short
+    for caller in (granted(rule), unscoped(), ADMIN):
+        refused = await fails(send(targets, spec, method, UNDECODABLE, caller))
+        assert (refused.code, refused.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "MEMBER_TOKEN_REQUIRED",
+        ), (caller, refused)
+
+
+async def a_members_token_reaches_only_its_own(
+    targets: dict[str, grpc.aio.Channel], spec: ServiceSpec, method: MethodDescriptor, rule: Rule
+) -> None:
+    """A member's own token, every member scope held: refused where the rule names no member
+    field; where it does, through for a request not yet read (its member is checked once it is)
+    and refused for a request naming another member."""
+    member = member_token()
+    if not rule.member_field:
+        refused = await fails(send(targets, spec, method, UNDECODABLE, member))
+        assert (refused.code, refused.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "MEMBER_TOKEN_REFUSED",
+        ), refused
+        return
+    passed = await fails(send(targets, spec, method, UNDECODABLE, member))
+    assert (passed.code, passed.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "MALFORMED_REQUEST",
+    ), passed
+    other = naming_member(method, rule, str(uuid.uuid4()))
+    foreign = await fails(send(targets, spec, method, other, member))
+    assert (foreign.code, foreign.reason) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "MEMBER_MISMATCH",
+    ), foreign
 
 
 async def code_of(call: Any) -> grpc.StatusCode:
@@ -229,6 +309,7 @@ GATEWAY_SPECS = {
     "loyalty.engagement.v1.ChallengeService": "engagement",
     "loyalty.engagement.v1.TransactionalMessageService": "engagement",
     "loyalty.gateway.v1.GatewayService": "gateway",
+    "loyalty.gateway.v1.MeService": "gateway",
 }
 
 
@@ -291,6 +372,16 @@ async def test_each_route_over_http(gateway: Gateway, route: Route) -> None:
     rule = rule_of(SPECS[GATEWAY_SPECS[route.service.full_name]], route.method.name)
     anonymous = await http_call(gateway, route, None, UNIT, rule)
     assert anonymous.status_code == 401 and reason_of(anonymous) == "TOKEN_MISSING"
+    if rule.member_only:  # no API client holds a member scope: any, admins too, is refused
+        for caller in (unscoped(), ADMIN):
+            refused = await http_call(gateway, route, await token_for(gateway, caller), UNIT, rule)
+            assert refused.status_code == 403, refused.text
+            assert reason_of(refused) == "MEMBER_TOKEN_REQUIRED"
+        own = dict(metadata_for(member_granted(rule)))["authorization"].removeprefix("Bearer ")
+        answer = await http_call(gateway, route, own, UNIT, rule)
+        assert answer.status_code not in (401, 403), answer.text
+        assert answer.status_code < 500, answer.text
+        return
     if rule.scopes:
         refused = await http_call(gateway, route, await token_for(gateway, unscoped()), UNIT, rule)
         assert refused.status_code == 403, refused.text

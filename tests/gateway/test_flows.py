@@ -1,4 +1,4 @@
-"""The gateway's flows without a server: every method of its service has one flow, found by
+"""The gateway's flows without a server: every method of its services has one flow, found by
 its descriptor from the HTTP routes; a checkout's parts are taken and given back in order."""
 
 from __future__ import annotations
@@ -12,22 +12,31 @@ from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_gateway.adapters.backends import exposed_services
 from loyalty_gateway.adapters.checkout_log import Attempt
 from loyalty_gateway.flows import Flows
+from loyalty_gateway.flows.me import ME, Me
 from loyalty_gateway.flows.parts import PARTS, requested
 from loyalty_gateway.flows.service import GATEWAY
 from loyalty_gateway.http.transcoding import routes_of
 
 
-def test_every_method_of_the_gateway_has_one_flow() -> None:
+def answered_methods() -> list[typing.Any]:
+    """The method each flow answers, and each the member's own channel answers."""
     flows = typing.get_type_hints(Flows)
-    answered = [flows[field.name].METHOD for field in dataclasses.fields(Flows)]
-    assert sorted(m.name for m in answered) == sorted(m.name for m in GATEWAY.methods)
-    assert set(answered) == set(GATEWAY.methods)  # the descriptors themselves
+    own = Me(None, None, None, 0.0)  # type: ignore[arg-type]  # (its methods, not its calls)
+    composite = [flows[f.name].METHOD for f in dataclasses.fields(Flows) if f.name != "me"]
+    return [*composite, *own.by_method()]
+
+
+def test_every_method_of_the_gateway_has_one_flow() -> None:
+    answered = answered_methods()
+    served = [*GATEWAY.methods, *ME.methods]
+    assert sorted(m.full_name for m in answered) == sorted(m.full_name for m in served)
+    assert set(answered) == set(served)  # the descriptors themselves
 
 
 def test_the_gateway_routes_find_their_flow_by_descriptor() -> None:
     routes = routes_of(exposed_services()["gateway"])
     assert routes
-    methods = {flow.METHOD for flow in typing.get_type_hints(Flows).values()}
+    methods = set(answered_methods())
     assert all(route.method in methods for route in routes)
     others = routes_of(
         s for name, found in exposed_services().items() if name != "gateway" for s in found

@@ -10,7 +10,14 @@ import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 from loyalty_devstack.testing import ServiceRunner, metadata_for
-from loyalty_kit.access import ADMIN_ONLY, ANY_CALLER, NoAccessRule, check, rule
+from loyalty_kit.access import (
+    ADMIN_ONLY,
+    ANY_CALLER,
+    NoAccessRule,
+    check,
+    render_markdown,
+    rule,
+)
 from loyalty_kit.caller import ANONYMOUS, Caller, UnitMismatch
 from loyalty_kit.channels import channel
 from loyalty_kit.errors import NotFound, PermissionDenied
@@ -197,6 +204,8 @@ SELF_ACCESS = {
     "Adjust": rule("points:adjust"),
     "Redeem": rule("self:redeem", "redeem", member_field="value"),
     "Profile": rule(member_field="value"),
+    "Mine": rule("self:read", member_only=True),
+    "RedeemMine": rule("self:redeem", member_only=True),
 }
 
 
@@ -245,3 +254,23 @@ def test_a_member_token_matches_its_members_resource_name_too() -> None:
         with pytest.raises(PermissionDenied) as foreign:
             check(SELF_ACCESS, "Balance", naming(other), MEMBER)
         assert foreign.value.reason == "MEMBER_MISMATCH"
+
+
+def test_a_member_only_rule_takes_a_member_token_and_refuses_every_other_caller() -> None:
+    check(SELF_ACCESS, "Mine", None, MEMBER)
+    check(SELF_ACCESS, "Mine", naming("members/m-2"), MEMBER)  # the request names no member
+    for caller in (MALL_TILL, ADMIN, ANONYMOUS):
+        with pytest.raises(PermissionDenied) as refused:
+            check(SELF_ACCESS, "Mine", naming("m-1"), caller)
+        assert refused.value.reason == "MEMBER_TOKEN_REQUIRED"
+        assert refused.value.field_violations == ()
+    with pytest.raises(PermissionDenied) as unscoped:
+        check(SELF_ACCESS, "RedeemMine", None, MEMBER)  # holds self:read, not self:redeem
+    assert unscoped.value.reason == "SCOPE_REQUIRED"
+
+
+def test_the_access_table_shows_a_member_only_rule() -> None:
+    table = render_markdown([("echo", ["Mine", "Profile"], SELF_ACCESS)])
+    assert "| Mine | `self:read` | - | the token's (only) | - | - | - |" in table
+    assert "| Profile | any caller | - | `value` | - | - | - |" in table
+    assert "MEMBER_TOKEN_REQUIRED" in table

@@ -7,8 +7,10 @@ A rule names the scopes that grant the call (any one of them; none: any authenti
 path such as `spec.unit` for a field of a message field): a unit's client acts only for its own
 unit, an admin for any (a client stream's unit on its first message). A resource whose unit is
 known only once loaded (a redemption, a consumption) is checked by its handler
-(`confining_unit`); the rule names it for the documentation. `render_markdown` writes the
-tables of docs/access.md.
+(`confining_unit`); the rule names it for the documentation. A rule may name the request's
+member field, where a member's own token may call for that member; or be `member_only`: a method
+about the member the token speaks for, whose request names no member, which only a member's own
+token may call. `render_markdown` writes the tables of docs/access.md.
 
 A member token refused (another member's data, a method members may not call) is counted in the
 service's metrics: `loyalty_member_token_refusals_total{reason, service}`.
@@ -39,6 +41,10 @@ class Rule:
     # or any token where the rule names none): only for the member the token speaks for. A
     # rule without one refuses every member token.
     member_field: str = ""
+    # Only a member's own token may call (with one of the rule's scopes): the method acts for
+    # the member the token speaks for, and its request names none. Any other caller, admins
+    # too, is refused (403 MEMBER_TOKEN_REQUIRED).
+    member_only: bool = False
 
 
 def rule(
@@ -48,9 +54,12 @@ def rule(
     note: str = "",
     audited: bool = False,
     member_field: str = "",
+    member_only: bool = False,
 ) -> Rule:
     """`rule("earn", "members:register", unit_field="unit")`: shorter to declare."""
-    return Rule(frozenset(scopes), unit_field, resource_unit, note, audited, member_field)
+    return Rule(
+        frozenset(scopes), unit_field, resource_unit, note, audited, member_field, member_only
+    )
 
 
 ANY_CALLER = rule()
@@ -66,6 +75,13 @@ class MemberTokenRefused(PermissionDenied):
     """A member's own token on a method members may not call: 403 MEMBER_TOKEN_REFUSED."""
 
     reason = "MEMBER_TOKEN_REFUSED"
+
+
+class MemberTokenRequired(PermissionDenied):
+    """A method for a member's own token only, called with any other: 403
+    MEMBER_TOKEN_REQUIRED (no field: the request names no member)."""
+
+    reason = "MEMBER_TOKEN_REQUIRED"
 
 
 class MemberMismatch(PermissionDenied):
@@ -89,7 +105,13 @@ def check(access: Mapping[str, Rule], method: str, request: Any, caller: Caller)
     found = access.get(method)
     if found is None:
         raise NoAccessRule(f"{method} has no access rule: refused", metadata={"method": method})
-    if caller.member:
+    if found.member_only:
+        if not caller.member:
+            raise MemberTokenRequired(
+                f"{method} is a member's own: call it with the member's token (a sign-in's)",
+                metadata={"method": method},
+            )
+    elif caller.member:
         try:
             _check_member(found, method, request, caller)
         except (MemberTokenRefused, MemberMismatch) as refused:
@@ -179,7 +201,9 @@ def render_markdown(tables: Iterable[tuple[str, Iterable[str], Mapping[str, Rule
         "- **Member in**: the request field naming the member, where a member's own token (the",
         "  `self:*` scopes) may call: only for the member it speaks for (else 403",
         "  `MEMBER_MISMATCH`); every other method refuses a member token (403",
-        "  `MEMBER_TOKEN_REFUSED`).",
+        "  `MEMBER_TOKEN_REFUSED`). **the token's (only)**: the method acts for the member",
+        "  the token speaks for (its request names none) and only a member's own token may",
+        "  call it; any other, admins too, is refused (403 `MEMBER_TOKEN_REQUIRED`).",
         "- **Audited**: every call, refused ones too, is written to the audit log (who, when,",
         "  what, why, the outcome, before and after where known): `GET /v1/auditEntries`.",
         "  A retry answered from the idempotency store (the same `request_id`) adds no entry.",
@@ -201,6 +225,8 @@ def render_markdown(tables: Iterable[tuple[str, Iterable[str], Mapping[str, Rule
             scopes = ", ".join(f"`{s}`" for s in sorted(found.scopes)) or "any caller"
             unit = f"`{found.unit_field}`" if found.unit_field else "-"
             member = f"`{found.member_field}`" if found.member_field else "-"
+            if found.member_only:
+                member = "the token's (only)"
             out.append(
                 f"| {method} | {scopes} | {unit} | {member} | {_cell(found.resource_unit)} "
                 f"| {'yes' if found.audited else '-'} | {_cell(found.note)} |"

@@ -152,6 +152,23 @@ def development_keys(data_dir: Path) -> tuple[SigningKey, str]:
     return signing, f"{signing.kid}:{public_key_text(signing.key.public_key())}"
 
 
+def caller_of_claims(claims: dict[str, Any]) -> Caller:
+    """The caller a verified token's claims speak for (the gateway's HTTP side reads the
+    claims itself, for its rate limit, and gets the same caller)."""
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    member = str(claims.get("member", ""))
+    if member:  # a member's token grants nothing beyond the member scopes, whoever signed it
+        scopes &= MEMBER_SCOPES
+    return Caller(
+        unit="" if member else str(claims.get("unit", "")),
+        client_id=str(claims["sub"]),
+        scopes=scopes,
+        operator="" if member else str(claims.get("op", "")),
+        member=member,
+        session=str(claims.get("sid", "")) if member else "",
+    )
+
+
 class TokenVerifier:
     def __init__(self, public_keys: dict[str, bytes], trust_headers: bool) -> None:
         self.keys = {
@@ -170,19 +187,7 @@ class TokenVerifier:
     def verify(self, token: str) -> Caller:
         """The caller a bearer token speaks for; UNAUTHENTICATED if it is not one of ours,
         tampered with or expired."""
-        claims = self.claims(token)
-        scopes = frozenset(str(claims.get("scope", "")).split())
-        member = str(claims.get("member", ""))
-        if member:  # a member's token grants nothing beyond the member scopes, whoever signed it
-            scopes &= MEMBER_SCOPES
-        return Caller(
-            unit="" if member else str(claims.get("unit", "")),
-            client_id=str(claims["sub"]),
-            scopes=scopes,
-            operator="" if member else str(claims.get("op", "")),
-            member=member,
-            session=str(claims.get("sid", "")) if member else "",
-        )
+        return caller_of_claims(self.claims(token))
 
     def claims(self, token: str) -> dict[str, Any]:
         """A verified token's claims."""

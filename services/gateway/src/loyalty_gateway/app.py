@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import grpc
-from loyalty.gateway.v1 import gateway_service_pb2_grpc
+from loyalty.gateway.v1 import gateway_service_pb2_grpc, me_service_pb2_grpc
 from loyalty_kit.server import ServiceSpec
 
 from loyalty_gateway.adapters.audit_log import direct_writer
@@ -16,8 +16,10 @@ from loyalty_gateway.bootstrap import Gateway, bootstrap
 from loyalty_gateway.entrypoints.access import ACCESS
 from loyalty_gateway.entrypoints.cli import clients
 from loyalty_gateway.entrypoints.consumers import consumers
+from loyalty_gateway.entrypoints.me_servicer import MeServicer
 from loyalty_gateway.entrypoints.operators_cli import operators
 from loyalty_gateway.entrypoints.servicer import GatewayServicer
+from loyalty_gateway.flows.me import ME
 from loyalty_gateway.flows.service import GATEWAY
 from loyalty_gateway.http.server import http_job
 
@@ -35,12 +37,13 @@ def checkout_recovery_job(gateway: Gateway) -> Callable[[], Awaitable[None]]:
 def add_servicers(server: grpc.aio.Server, gateway: Gateway) -> None:
     servicer = GatewayServicer(gateway.flows)
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+    me_service_pb2_grpc.add_MeServiceServicer_to_server(MeServicer(gateway.flows.me), server)
 
 
 SPEC = ServiceSpec(
     name="gateway",
     access=ACCESS,
-    service_names=(GATEWAY.full_name,),
+    service_names=(GATEWAY.full_name, ME.full_name),
     bootstrap=bootstrap,
     add_servicers=add_servicers,
     migrations="loyalty_gateway:migrations",

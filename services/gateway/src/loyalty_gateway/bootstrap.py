@@ -16,11 +16,13 @@ from loyalty_kit.uow import UnitOfWork
 from loyalty_gateway.adapters.audit_log import AuditLog
 from loyalty_gateway.adapters.backends import Backends
 from loyalty_gateway.adapters.keys import Keys
+from loyalty_gateway.adapters.self_service import SelfService
 from loyalty_gateway.adapters.services import Services
 from loyalty_gateway.flows import Flows
 from loyalty_gateway.flows.audit import AuditEntries
 from loyalty_gateway.flows.checkout import CheckoutSaga
 from loyalty_gateway.flows.export import ExportMemberData
+from loyalty_gateway.flows.me import Me
 from loyalty_gateway.flows.member360 import Member360, MemberActions
 from loyalty_gateway.flows.overview import Overview
 from loyalty_gateway.flows.purchase import RecordPurchase
@@ -57,13 +59,15 @@ def bootstrap(
     deadline = config.request_deadline_seconds
     # The recovery job gives back for the API client that checked out: the gateway signs.
     credentials = ServiceCredentials("gateway", keys.signing)
+    export = ExportMemberData(services, deadline, clock)
     flows = Flows(
         overview=Overview(services, deadline),
         record_purchase=RecordPurchase(services, context.uow, deadline),
         checkout=CheckoutSaga(services, context.uow, deadline, credentials),
         refund=RefundPurchase(services, context.uow, deadline),
-        export=ExportMemberData(services, deadline, clock),
+        export=export,
         audit=AuditEntries(AuditLog(context.uow)),
+        me=Me(services, SelfService(backends), export, deadline),
     )
     member_actions = MemberActions(Member360(services, deadline))
     return Gateway(

@@ -34,7 +34,8 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
         "loyalty.engagement.v1.challenges_pb2",
         "loyalty.engagement.v1.transactional_pb2",
     ),
-    "gateway": ("loyalty.gateway.v1.gateway_service_pb2",),  # the composite flows, served here
+    # The composite flows and a member's own channel, served here.
+    "gateway": ("loyalty.gateway.v1.gateway_service_pb2", "loyalty.gateway.v1.me_service_pb2"),
 }
 BACKENDS = ("identity", "points", "tiers", "benefits", "insights", "engagement")
 # The backends the gateway is ready only with: the read side (insights) answers figures and

@@ -11,7 +11,7 @@ from loyalty_gateway.adapters.services import Metadata, forwarded
 from loyalty_gateway.flows import Flows
 
 
-def _passed_on(context: grpc.aio.ServicerContext) -> Metadata:
+def passed_on(context: grpc.aio.ServicerContext) -> Metadata:
     return forwarded(context.invocation_metadata() or ())
 
 
@@ -22,29 +22,29 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
     async def GetMemberOverview(
         self, request: pb.GetMemberOverviewRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMemberOverviewResponse:
-        return await self.flows.overview(request, _passed_on(context))
+        return await self.flows.overview(request, passed_on(context))
 
     async def RecordPurchase(
         self, request: pb.RecordPurchaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordPurchaseResponse:
-        return await self.flows.record_purchase(request, _passed_on(context))
+        return await self.flows.record_purchase(request, passed_on(context))
 
     async def RedeemAtCheckout(
         self, request: pb.RedeemAtCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.RedeemAtCheckoutResponse:
-        return await self.flows.checkout(request, _passed_on(context))
+        return await self.flows.checkout(request, passed_on(context))
 
     async def RefundPurchase(
         self, request: pb.RefundPurchaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.RefundPurchaseResponse:
-        return await self.flows.refund(request, _passed_on(context))
+        return await self.flows.refund(request, passed_on(context))
 
     async def ExportMemberData(
         self, request: pb.ExportMemberDataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExportMemberDataResponse:
-        return await self.flows.export(request, _passed_on(context))
+        return await self.flows.export(request, passed_on(context))
 
     async def ListAuditEntries(
         self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAuditEntriesResponse:
-        return await self.flows.audit(request, _passed_on(context))
+        return await self.flows.audit(request, passed_on(context))

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from google.protobuf import json_format
 from loyalty.gateway.v1 import gateway_service_pb2 as pb
 from loyalty_kit.access import authorise
-from loyalty_kit.auth import TokenVerifier
+from loyalty_kit.auth import TokenVerifier, caller_of_claims
 from loyalty_kit.caller import set_current_caller
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from starlette.requests import Request
@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from loyalty_gateway.adapters.audit_log import AuditFilter, AuditLog, AuditRow
 from loyalty_gateway.entrypoints.access import ACCESS
 from loyalty_gateway.flows.audit import filter_of
-from loyalty_gateway.http.contracts import RateLimits, bearer, caller_of_claims
+from loyalty_gateway.http.contracts import RateLimits, bearer
 from loyalty_gateway.http.exchange import Exchange
 from loyalty_gateway.http.metrics import note_route
 

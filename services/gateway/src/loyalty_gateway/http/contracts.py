@@ -26,8 +26,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from loyalty_kit.access import authorise
 from loyalty_kit.audit import REASON_HEADER
-from loyalty_kit.auth import AUTHORIZATION, TokenVerifier
-from loyalty_kit.caller import Caller, set_current_caller
+from loyalty_kit.auth import AUTHORIZATION, TokenVerifier, caller_of_claims
+from loyalty_kit.caller import set_current_caller
 from loyalty_kit.errors import (
     FieldViolation,
     InvalidArgument,
@@ -52,15 +52,6 @@ from loyalty_gateway.http.transcoding import Route, set_field
 from loyalty_gateway.settings import GatewaySettings
 
 log = get_logger("loyalty.gateway.http")
-
-
-def caller_of_claims(claims: dict[str, Any]) -> Caller:
-    return Caller(
-        unit=str(claims.get("unit", "")),
-        client_id=str(claims["sub"]),
-        scopes=frozenset(str(claims.get("scope", "")).split()),
-        operator=str(claims.get("op", "")),
-    )
 
 
 def method_not_allowed(method: str, allowed: str) -> JSONResponse:

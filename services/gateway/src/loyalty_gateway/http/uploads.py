@@ -35,7 +35,7 @@ import grpc
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
-from loyalty_kit.auth import AUTHORIZATION, TokenVerifier
+from loyalty_kit.auth import AUTHORIZATION, TokenVerifier, caller_of_claims
 from loyalty_kit.caller import set_current_caller
 from loyalty_kit.errors import FieldViolation, InvalidArgument
 from loyalty_kit.validation import refuse_hostile_text
@@ -44,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 
 from loyalty_gateway.adapters.backends import Backends
 from loyalty_gateway.http.bodies import body_too_large, malformed, parse_json
-from loyalty_gateway.http.contracts import RateLimits, bearer, caller_of_claims
+from loyalty_gateway.http.contracts import RateLimits, bearer
 from loyalty_gateway.http.exchange import REQUEST_ID, Exchange
 from loyalty_gateway.http.metrics import note_route
 from loyalty_gateway.settings import GatewaySettings

@@ -1,0 +1,396 @@
+"""A member's own channel over HTTP (`/v1/me...`), as the member app calls it: the member signs
+in by SMS through the gateway's routes (the code read back from engagement's development sink),
+buys at a till, then reads their profile, account, statement, coupons, consents, export and
+member code with their own token, and changes what is theirs; another member's token sees only
+its own member; a unit's token is refused; signing out everywhere ends the refresh token.
+
+The identity replica here is this module's own, reaching this run's engagement service (the
+session's does not know where it listens), with a gateway of its own in front of it and the
+session's other services."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from loyalty_devstack.embedded import free_port
+from loyalty_devstack.testing import ServiceRunner, metadata_for
+from loyalty_kit.caller import Caller
+from loyalty_kit.scopes import MEMBER_SCOPES
+from loyalty_kit.server import RunningService
+from loyalty_kit.settings import Settings
+
+from tests.gateway.conftest import Gateway
+from tests.gateway.test_http import fields_of, reason_of, register
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def listening(url: str) -> None:
+    """Until the gateway's HTTP side (started beside its gRPC server) answers, within 10 s."""
+    deadline = asyncio.get_running_loop().time() + 10
+    async with httpx.AsyncClient(base_url=url) as http:
+        while True:
+            try:
+                await http.get("/openapi.json")
+                return
+            except httpx.TransportError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def own_gateway(
+    settings: Settings,
+    gateway_service: RunningService,
+    engagement_service: RunningService,
+) -> AsyncIterator[Gateway]:
+    from loyalty_gateway.app import SPEC as GATEWAY
+    from loyalty_identity.app import SPEC as IDENTITY
+
+    runner = ServiceRunner(settings)
+    try:
+        identity = await runner.start(
+            IDENTITY, settings.model_copy(update={"engagement_target": engagement_service.target})
+        )
+        peers = gateway_service.context.settings
+        port = free_port()
+        service = await runner.start(
+            GATEWAY,
+            peers.model_copy(
+                update={"identity_target": identity.target, "gateway_http_port": port}
+            ),
+        )
+        await listening(f"http://127.0.0.1:{port}")
+        yield Gateway(service, f"http://127.0.0.1:{port}")
+    finally:
+        await runner.stop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def me_gateway(gateway: Gateway, own_gateway: Gateway) -> Gateway:
+    """The module's gateway, once the session's programme, ladder and catalogue are in force
+    (the session's `gateway` fixture puts them there)."""
+    return own_gateway
+
+
+def new_phone() -> tuple[str, str]:
+    """A fresh mobile number as a member types it, and in E.164 (15x: no demo's, no other's)."""
+    number = uuid.uuid4().int
+    digits = f"15{'012356789'[number % 9]}{number // 9 % 10**8:08d}"  # 154 is no mobile prefix
+    return f"{digits[:3]} {digits[3:7]} {digits[7:]}", f"+86{digits}"
+
+
+def new_address() -> str:
+    return f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+
+
+async def sign_in_by_sms(gateway: Gateway, typed: str, e164: str) -> dict[str, Any]:
+    """A whole sign-in through the routes: the code sent, read back from the development sink
+    (an admin's route), verified at the mall's app."""
+    async with (
+        await gateway.session("mall", "members:sign_in") as app,
+        await gateway.session("group", "admin") as admin,
+    ):
+        started = await app.post(
+            "/v1/memberSignIn:startSms", json={"phone": typed, "clientAddress": new_address()}
+        )
+        assert started.status_code == 200, started.text
+        sent = await admin.get("/v1/transactionalMessages", params={"phone": e164})
+        assert sent.status_code == 200, sent.text
+        code = sent.json()["messages"][0]["body"].split("code is ")[1][:6]
+        verified = await app.post(
+            "/v1/memberSignIn:verifySms",
+            json={"challenge": started.json()["challenge"], "code": code, "unit": "mall"},
+        )
+        assert verified.status_code == 200, verified.text
+        found: dict[str, Any] = verified.json()
+        return found
+
+
+async def sign_in_by_wechat(gateway: Gateway) -> dict[str, Any]:
+    async with await gateway.session("mall", "members:sign_in") as app:
+        signed = await app.post(
+            "/v1/memberSignIn:weChat", json={"code": f"dev-o{uuid.uuid4().hex}", "unit": "mall"}
+        )
+        assert signed.status_code == 200, signed.text
+        found: dict[str, Any] = signed.json()
+        return found
+
+
+def as_member(gateway: Gateway, signed: dict[str, Any]) -> httpx.AsyncClient:
+    token = signed["tokens"]["accessToken"]
+    return httpx.AsyncClient(
+        base_url=gateway.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+async def buy(gateway: Gateway, typed: str, amount: str) -> None:
+    """A purchase at a mall till, the member known by phone (mall: points available at once)."""
+    async with await gateway.session("mall", "earn") as till:
+        bought = await till.post(
+            "/v1/purchases:record",
+            json={
+                "identity": {"type": "phone", "value": typed},
+                "unit": "mall",
+                "orderId": f"mall-{uuid.uuid4().hex[:8]}",
+                "requestId": uuid.uuid4().hex,
+                "lines": [{"lineId": "1", "amount": {"currencyCode": "CNY", "amount": amount}}],
+            },
+        )
+        assert bought.status_code == 200, bought.text
+
+
+async def test_a_member_signed_in_by_sms_reads_and_spends_their_own_account(
+    me_gateway: Gateway,
+) -> None:
+    typed, e164 = new_phone()
+    signed = await sign_in_by_sms(me_gateway, typed, e164)
+    member = signed["member"]["name"]
+    await buy(me_gateway, typed, "6000.00")
+    async with as_member(me_gateway, signed) as me:
+        profile = await me.get("/v1/me")
+        assert profile.status_code == 200, profile.text
+        shown = profile.json()["member"]
+        assert shown["name"] == member and shown["personalDataMasked"] is False
+        assert shown["state"] == "MEMBER_STATE_ACTIVE"
+        assert {"type": "phone", "value": e164} in [
+            {"type": i["type"], "value": i["value"]} for i in shown["identities"]
+        ]
+
+        account = await me.get("/v1/me/account", params={"expiringWithinDays": 3660})
+        assert account.status_code == 200, account.text
+        body = account.json()
+        assert body["balance"]["available"] == "6000" and body["unavailable"] == []
+        assert body["tier"]["tier"]
+        expiring = sum(int(lot["remainingPoints"]) for lot in body["expiringLots"])
+        assert expiring == int(body["balance"]["expiringSoon"])
+
+        statement = await me.get("/v1/me/postings")
+        assert statement.status_code == 200, statement.text
+        assert [(p["kind"], p["points"]) for p in statement.json()["postings"]] == [
+            ("POSTING_KIND_EARN", "6000")
+        ]
+        lots = await me.get("/v1/me/lots")
+        assert [lot["remainingPoints"] for lot in lots.json()["lots"]] == ["6000"]
+
+        redeem = {"requestId": uuid.uuid4().hex, "reward": "cinema-ticket"}
+        first = await me.post("/v1/me/rewards:redeem", json=redeem)
+        assert first.status_code == 200, first.text
+        again = await me.post("/v1/me/rewards:redeem", json=redeem)
+        assert again.status_code == 200, again.text
+        assert (
+            again.json()["redemption"]["redemptionId"]
+            == (first.json()["redemption"]["redemptionId"])
+        )
+        after = (await me.get("/v1/me/account")).json()["balance"]
+        assert after["available"] == "1000"  # paid once
+        coupons = (await me.get("/v1/me/coupons")).json()["coupons"]
+        assert first.json()["redemption"]["coupon"]["code"] in [c["code"] for c in coupons]
+        entitlements = await me.get("/v1/me/entitlements")
+        assert entitlements.status_code == 200, entitlements.text
+        history = await me.get("/v1/me/tierHistory")
+        assert history.status_code == 200, history.text
+
+        code = await me.get("/v1/me/memberCode")
+        assert code.status_code == 200, code.text
+        assert code.json()["memberCode"]["member"] == member
+        rotated = await me.post("/v1/me/memberCode:rotate", json={"requestId": uuid.uuid4().hex})
+        assert rotated.status_code == 200, rotated.text
+        new_code = rotated.json()["memberCode"]["code"]
+        assert new_code[2:12] != code.json()["memberCode"]["code"][2:12]  # a new handle
+
+        export = await me.get("/v1/me:export")
+        assert export.status_code == 200, export.text
+        exported = export.json()["export"]
+        assert exported["member"] == member
+        assert [p["points"] for p in exported["points"]["postings"]] == ["-5000", "6000"]
+
+
+async def test_a_member_grants_and_withdraws_consents_and_changes_their_profile(
+    me_gateway: Gateway,
+) -> None:
+    signed = await sign_in_by_sms(me_gateway, *new_phone())
+    sms = "CONSENT_PURPOSE_MARKETING_SMS"
+    async with as_member(me_gateway, signed) as me:
+        for granted in (True, False):
+            changed = await me.post(
+                "/v1/me/consents:set",
+                json={
+                    "requestId": uuid.uuid4().hex,
+                    "changes": [{"purpose": sms, "granted": granted}],
+                },
+            )
+            assert changed.status_code == 200, changed.text
+        consents = await me.get("/v1/me/consents")
+        assert consents.status_code == 200, consents.text
+        body = consents.json()
+        now = next(c for c in body["consents"] if c["purpose"] == sms)
+        assert (now["granted"], now["source"]) == (False, "member:self-service")
+        events = [(e["purpose"], e["granted"], e["source"]) for e in body["consentEvents"]]
+        assert events[:2] == [
+            (sms, False, "member:self-service"),
+            (sms, True, "member:self-service"),
+        ]
+
+        name = f"Li {uuid.uuid4().hex[:6]}"
+        updated = await me.patch(
+            "/v1/me/profile",
+            params={"requestId": uuid.uuid4().hex, "updateMask": "fullName,region"},
+            json={"fullName": name, "region": "CN-31"},
+        )
+        assert updated.status_code == 200, updated.text
+        profile = (await me.get("/v1/me")).json()["member"]["profile"]
+        assert (profile["fullName"], profile["region"]) == (name, "CN-31")  # in clear: their own
+
+
+async def test_bad_input_is_refused_naming_the_field(me_gateway: Gateway) -> None:
+    signed = await sign_in_by_wechat(me_gateway)
+    async with as_member(me_gateway, signed) as me:
+        cases = [
+            (await me.get("/v1/me/postings", params={"pageSize": -1}), ["page_size"]),
+            (await me.get("/v1/me/consents", params={"pageSize": -5}), ["page_size"]),
+            (
+                await me.get("/v1/me/account", params={"expiringWithinDays": 5000}),
+                ["expiring_within_days"],
+            ),
+            (
+                await me.patch(
+                    "/v1/me/profile",
+                    params={"requestId": uuid.uuid4().hex, "updateMask": "nickname"},
+                    json={"fullName": "x"},
+                ),
+                ["update_mask.paths[0]"],
+            ),
+            (
+                await me.post(
+                    "/v1/me/consents:set",
+                    json={
+                        "requestId": uuid.uuid4().hex,
+                        "changes": [{"purpose": "CONSENT_PURPOSE_UNSPECIFIED", "granted": True}],
+                    },
+                ),
+                ["changes[0].purpose"],
+            ),
+            (
+                await me.post("/v1/me/rewards:redeem", json={"reward": "cinema-ticket"}),
+                ["request_id"],
+            ),
+        ]
+        for answer, fields in cases:
+            assert answer.status_code == 400, answer.text
+            assert fields_of(answer) == fields, answer.text
+
+
+async def test_a_members_token_sees_only_its_own_member_and_no_other_token_gets_in(
+    me_gateway: Gateway,
+) -> None:
+    typed, e164 = new_phone()
+    first = await sign_in_by_sms(me_gateway, typed, e164)
+    await buy(me_gateway, typed, "800.00")
+    second = await sign_in_by_wechat(me_gateway)
+    async with as_member(me_gateway, second) as other:
+        mine = (await other.get("/v1/me")).json()["member"]
+        assert mine["name"] == second["member"]["name"] != first["member"]["name"]
+        assert e164 not in str(mine)
+        assert (await other.get("/v1/me/postings")).json()["postings"] == []
+        balance = (await other.get("/v1/me/account")).json()["balance"]
+        assert balance["available"] == "0"
+        foreign = await other.get(f"/v1/{first['member']['name']}/balance")
+        assert (foreign.status_code, reason_of(foreign)) == (403, "MEMBER_MISMATCH")
+
+    async with (
+        await me_gateway.session("mall", "earn", "personal_data:read") as till,
+        await me_gateway.session("group", "admin") as admin,
+    ):
+        for caller in (till, admin):
+            for path in ("/v1/me", "/v1/me/account", "/v1/me:export"):
+                refused = await caller.get(path)
+                assert refused.status_code == 403, refused.text
+                assert reason_of(refused) == "MEMBER_TOKEN_REQUIRED"
+                assert fields_of(refused) == []
+
+    # A member token without `self:redeem` (the scopes a sign-in gives, less one).
+    member_id = first["member"]["memberId"]
+    reader = Caller(
+        client_id=f"member:{member_id}", scopes=frozenset({"self:read"}), member=member_id
+    )
+    headers = dict(metadata_for(reader))
+    async with httpx.AsyncClient(base_url=me_gateway.url, timeout=30, headers=headers) as app:
+        assert (await app.get("/v1/me")).status_code == 200
+        spend = await app.post(
+            "/v1/me/rewards:redeem", json={"requestId": uuid.uuid4().hex, "reward": "x"}
+        )
+        assert (spend.status_code, reason_of(spend)) == (403, "SCOPE_REQUIRED")
+
+
+async def test_signing_out_everywhere_ends_the_refresh_token(me_gateway: Gateway) -> None:
+    signed = await sign_in_by_wechat(me_gateway)
+    async with as_member(me_gateway, signed) as me:
+        ended = await me.post("/v1/me:signOutEverywhere", json={})
+        assert ended.status_code == 200, ended.text
+        assert ended.json()["sessionsEnded"] == 1
+    async with await me_gateway.session("mall", "members:sign_in") as app:
+        gone = await app.post(
+            "/v1/memberSignIn:refresh", json={"refreshToken": signed["tokens"]["refreshToken"]}
+        )
+        assert (gone.status_code, reason_of(gone)) == (401, "REFRESH_TOKEN_REVOKED")
+
+
+async def test_a_service_down_is_503_and_the_account_names_the_part_it_lacks(
+    settings: Settings, gateway_service: RunningService, me_gateway: Gateway
+) -> None:
+    """A gateway whose points and tiers do not answer (nothing listens where it looks)."""
+    from loyalty_gateway.app import SPEC as GATEWAY
+
+    signed = await sign_in_by_wechat(me_gateway)
+    nowhere = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    runner = ServiceRunner(settings)
+    try:
+        await runner.start(
+            GATEWAY,
+            gateway_service.context.settings.model_copy(
+                update={
+                    "points_target": nowhere,
+                    "tiers_target": nowhere,
+                    "gateway_http_port": port,
+                }
+            ),
+        )
+        broken = Gateway(me_gateway.service, f"http://127.0.0.1:{port}")
+        await listening(broken.url)
+        async with as_member(broken, signed) as me:
+            profile = await me.get("/v1/me")  # identity answers
+            assert profile.status_code == 200, profile.text
+            for path in ("/v1/me/account", "/v1/me/postings", "/v1/me/tierHistory"):
+                down = await me.get(path)
+                assert down.status_code == 503, down.text
+                assert down.headers["Retry-After"]
+    finally:
+        await runner.stop_all()
+
+
+async def test_the_gateways_own_routes_read_a_member_token_as_the_services_do(
+    gateway: Gateway,
+) -> None:
+    """A member token on the composite routes: refused where the rule names no member (the
+    overview is a unit's), and its export reaches its own member only."""
+    async with await gateway.session("mall", "earn") as till:
+        member, other = await register(till), await register(till)
+    member_id = member.removeprefix("members/")
+    own = Caller(client_id=f"member:{member_id}", scopes=MEMBER_SCOPES, member=member_id)
+    headers = dict(metadata_for(own))
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers=headers) as app:
+        overview = await app.get(f"/v1/{member}/overview")
+        assert (overview.status_code, reason_of(overview)) == (403, "MEMBER_TOKEN_REFUSED")
+        foreign = await app.get(f"/v1/{other}:export")
+        assert (foreign.status_code, reason_of(foreign)) == (403, "MEMBER_MISMATCH")
+        export = await app.get(f"/v1/{member}:export")
+        assert export.status_code == 200, export.text
