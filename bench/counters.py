@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -132,3 +133,21 @@ class RpcCounter(logging.Handler):
     def remove(self) -> None:
         self._logger.removeHandler(self)
         self._logger.setLevel(self._level)
+
+
+async def round_trips(
+    engine: AsyncEngine, once: Callable[[], Awaitable[Any]], calls: int, top: int
+) -> dict[str, Any]:
+    """`calls` calls of `once`, one after the other, counted: statements and connection
+    checkouts per call, and the `top` statements by count (a scenario's `extra`)."""
+    counter = DriverCounter(engine)
+    try:
+        for _ in range(calls):
+            await once()
+    finally:
+        counter.remove()
+    return {
+        "statements_per_call": round(counter.statements / calls, 2),
+        "checkouts_per_call": round(counter.checkouts / calls, 2),
+        "statements": counter.top(top),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -99,3 +100,53 @@ async def open_loop(op: Callable[[int], Awaitable[object]], *, rate: float, coun
             peak = max(peak, in_flight)
             group.create_task(one(i))
     return OpenLoop(seconds=clock() - started, peak_in_flight=peak, max_lag_ms=lag * 1000.0)
+
+
+def beside_ceiling(measured: Measurement, ceiling: tuple[float, float] | None) -> None:
+    """A latency scenario's p99s against its raw ceiling's (closed loop, steady load) of the
+    same run, where the ceiling ran: `p99_vs_ceiling`, `steady_p99_vs_ceiling`."""
+    if not ceiling or not ceiling[0] or not ceiling[1]:
+        return
+    closed_p99 = percentile(measured.latencies_ms or [0.0], 99)
+    measured.extra["p99_vs_ceiling"] = round(closed_p99 / ceiling[0], 2)
+    measured.extra["steady_p99_vs_ceiling"] = round(measured.extra["steady_p99_ms"] / ceiling[1], 2)
+
+
+async def latency_phases(
+    once: Op,
+    *,
+    unit: str,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    rate: float,
+    goal_p99_ms: float,
+) -> Measurement:
+    """A latency scenario's three phases: one call at a time for a second (the latency without
+    queueing: a shared machine's load shows), the closed loop (throughput, its ratio), then a
+    steady open-loop load of `rate` a second for `seconds` whose p99 is held to the goal."""
+    unloaded = await closed_loop(once, concurrency=1, seconds=1.0, warmup=0.2, unit=unit)
+    measured = await closed_loop(
+        once, concurrency=concurrency, seconds=seconds, warmup=warmup, unit=unit
+    )
+    steady: list[float] = []
+
+    async def timed(_: int) -> None:
+        began = time.perf_counter()
+        await once()
+        steady.append((time.perf_counter() - began) * 1000.0)
+
+    phase = await open_loop(timed, rate=rate, count=max(1, int(rate * seconds)))
+    p99 = percentile(steady, 99)
+    measured.extra.update(
+        steady_rate=rate,
+        steady_p50_ms=round(percentile(steady, 50), 3),
+        steady_p99_ms=round(p99, 3),
+        unloaded_p50_ms=round(percentile(unloaded.latencies_ms or [0.0], 50), 3),
+        unloaded_p99_ms=round(percentile(unloaded.latencies_ms or [0.0], 99), 3),
+        steady_max_lag_ms=round(phase.max_lag_ms, 1),
+        goal_p99_ms=goal_p99_ms,
+        goal_met=p99 < goal_p99_ms,
+        load_average_1m=round(os.getloadavg()[0], 2),
+    )
+    return measured

@@ -41,9 +41,9 @@ from loyalty_kit.db import asyncpg_params
 from loyalty_kit.server import start_service
 
 from bench.context import BenchContext
-from bench.counters import DriverCounter
+from bench.counters import round_trips
 from bench.echo import unary_handler
-from bench.load import Op, closed_loop, open_loop, percentile
+from bench.load import Op, beside_ceiling, latency_phases, percentile
 from bench.registry import Measurement, scenario
 from bench.scenarios.identity import SERVICE, Loaded, _environment, _population
 
@@ -130,38 +130,17 @@ def _rate() -> float:
 
 async def _drive(ctx: BenchContext, channel: grpc.aio.Channel, coded: Coded) -> Measurement:
     await channel.channel_ready()
-    once = _scanner(channel, coded)
-    # One call at a time first: the latency without queueing (a shared machine's load shows).
-    unloaded = await closed_loop(once, concurrency=1, seconds=1.0, warmup=0.2, unit="codes")
-    measured = await closed_loop(
-        once,
+    measured = await latency_phases(
+        _scanner(channel, coded),
+        unit="codes",
         concurrency=ctx.concurrency,
         seconds=ctx.seconds,
         warmup=ctx.warmup,
-        unit="codes",
-    )
-    steady: list[float] = []
-
-    async def timed(_: int) -> None:
-        began = time.perf_counter()
-        await once()
-        steady.append((time.perf_counter() - began) * 1000.0)
-
-    rate = _rate()
-    phase = await open_loop(timed, rate=rate, count=max(1, int(rate * ctx.seconds)))
-    p99 = percentile(steady, 99)
-    measured.extra.update(
-        coded_members=len(coded.secrets),
-        code_load_seconds=round(coded.seconds, 1),
-        steady_rate=rate,
-        steady_p50_ms=round(percentile(steady, 50), 3),
-        steady_p99_ms=round(p99, 3),
-        unloaded_p50_ms=round(percentile(unloaded.latencies_ms or [0.0], 50), 3),
-        unloaded_p99_ms=round(percentile(unloaded.latencies_ms or [0.0], 99), 3),
-        steady_max_lag_ms=round(phase.max_lag_ms, 1),
+        rate=_rate(),
         goal_p99_ms=GOAL_P99_MS,
-        goal_met=p99 < GOAL_P99_MS,
-        load_average_1m=round(os.getloadavg()[0], 2),
+    )
+    measured.extra.update(
+        coded_members=len(coded.secrets), code_load_seconds=round(coded.seconds, 1)
     )
     return measured
 
@@ -284,24 +263,9 @@ async def member_code_resolve(ctx: BenchContext) -> Measurement:
         assert engine is not None
         async with grpc.aio.insecure_channel(service.target) as channel:
             measured = await _drive(ctx, channel, coded)
-            once, counter, calls = _scanner(channel, coded), DriverCounter(engine), 200
-            try:
-                for _ in range(calls):
-                    await once()
-            finally:
-                counter.remove()
-        measured.extra.update(
-            statements_per_call=round(counter.statements / calls, 2),
-            checkouts_per_call=round(counter.checkouts / calls, 2),
-            statements=counter.top(8),
-        )
-        ceiling = ctx.shared.get(CEILING_KEY)
-        if ceiling and ceiling[0] and ceiling[1]:
-            closed_p99 = percentile(measured.latencies_ms or [0.0], 99)
-            measured.extra["p99_vs_ceiling"] = round(closed_p99 / ceiling[0], 2)
-            measured.extra["steady_p99_vs_ceiling"] = round(
-                measured.extra["steady_p99_ms"] / ceiling[1], 2
-            )
+            once = _scanner(channel, coded)
+            measured.extra.update(await round_trips(engine, once, 200, 8))
+        beside_ceiling(measured, ctx.shared.get(CEILING_KEY))
         return measured
     finally:
         await service.stop(grace=0.5)

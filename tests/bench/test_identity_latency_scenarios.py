@@ -1,0 +1,61 @@
+"""The identity service's latency benchmarks at a tiny size, so they keep running:
+`python -m bench` (its own embedded PostgreSQL and NATS) with each one's ceiling, under the
+closed loop and the steady load: member codes resolved once each at a till, and sign-in codes
+checked once each by the member app's backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_tiny(scenario: str, rate_variable: str) -> dict[str, Any]:
+    """The scenario and its ceiling on 2,000 members for half a second: the scenario's line."""
+    env = {
+        **os.environ,
+        rate_variable: "20",
+        "LOYALTY_AUTH_TRUST_HEADERS": "true",  # as the bench runs the services
+    }
+    command = [sys.executable, "-m", "bench", "--only", scenario, "--members", "2000"]
+    done = subprocess.run(
+        [*command, "--seconds", "0.5", "--warmup", "0.1", "--concurrency", "4"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    results = {
+        line["scenario"]: line
+        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
+    }
+    assert set(results) == {f"raw-{scenario}", scenario}
+    service = results[scenario]
+    assert service["count"] > 0 and service["ratio"] is not None and service["p99_ms"]
+    extra: dict[str, Any] = service["extra"]
+    assert extra["steady_p99_ms"] > 0 and "goal_met" in extra and extra["p99_vs_ceiling"] > 0
+    return extra
+
+
+@pytest.mark.slow
+def test_the_member_code_benchmark_runs_at_a_tiny_size() -> None:
+    extra = run_tiny("member-code-resolve", "BENCH_MEMBER_CODE_RATE")
+    assert extra["coded_members"] == 2000
+    assert extra["statements_per_call"] >= 4  # the secret, the use, the member, the commit
+
+
+@pytest.mark.slow
+def test_the_sign_in_benchmark_runs_at_a_tiny_size() -> None:
+    extra = run_tiny("sign-in-verify", "BENCH_SIGN_IN_RATE")
+    assert extra["goal_p99_ms"] == 50.0
+    # The challenge read and used, the member found, the session and its token, the commit.
+    assert extra["statements_per_call"] >= 6
