@@ -22,6 +22,11 @@ tokens with the service's own key (`LOYALTY_AUTH_SERVICE_KEY`, whose public half
 service's `LOYALTY_AUTH_PUBLIC_KEYS`), for the unit and scopes of that one call, and keeps each
 until a minute before it expires. Without a key it sends the caller headers instead, which only
 a service trusting headers accepts.
+
+A verified token is kept per process (`TokenVerifier.CACHE_SIZE` tokens, each until its `exp`,
+never past it), so its signature is checked once per process rather than on every call; a token
+that fails is never kept. What a service checks beyond the signature (identity: a member
+token's session still open) still runs on every call.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,12 +157,40 @@ def development_keys(data_dir: Path) -> tuple[SigningKey, str]:
     return signing, f"{signing.kid}:{public_key_text(signing.key.public_key())}"
 
 
+def caller_of_claims(claims: dict[str, Any]) -> Caller:
+    """The caller verified claims speak for."""
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    member = str(claims.get("member", ""))
+    if member:  # a member's token grants nothing beyond the member scopes, whoever signed it
+        scopes &= MEMBER_SCOPES
+    return Caller(
+        unit="" if member else str(claims.get("unit", "")),
+        client_id=str(claims["sub"]),
+        scopes=scopes,
+        operator="" if member else str(claims.get("op", "")),
+        member=member,
+        session=str(claims.get("sid", "")) if member else "",
+    )
+
+
 class TokenVerifier:
-    def __init__(self, public_keys: dict[str, bytes], trust_headers: bool) -> None:
+    # Verified tokens kept per process: a few thousand API clients and signed-in members at
+    # once; beyond that the ones verified first give way.
+    CACHE_SIZE = 10_000
+
+    def __init__(
+        self,
+        public_keys: dict[str, bytes],
+        trust_headers: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.keys = {
             kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in public_keys.items()
         }
         self.trust_headers = trust_headers
+        self.clock = clock
+        # token -> (its exp, its claims, the caller it speaks for)
+        self._verified: dict[str, tuple[float, dict[str, Any], Caller]] = {}
 
     @staticmethod
     def from_settings(data_dir: Path) -> TokenVerifier:
@@ -170,22 +203,38 @@ class TokenVerifier:
     def verify(self, token: str) -> Caller:
         """The caller a bearer token speaks for; UNAUTHENTICATED if it is not one of ours,
         tampered with or expired."""
-        claims = self.claims(token)
-        scopes = frozenset(str(claims.get("scope", "")).split())
-        member = str(claims.get("member", ""))
-        if member:  # a member's token grants nothing beyond the member scopes, whoever signed it
-            scopes &= MEMBER_SCOPES
-        return Caller(
-            unit="" if member else str(claims.get("unit", "")),
-            client_id=str(claims["sub"]),
-            scopes=scopes,
-            operator="" if member else str(claims.get("op", "")),
-            member=member,
-            session=str(claims.get("sid", "")) if member else "",
-        )
+        return self._checked(token)[2]
 
     def claims(self, token: str) -> dict[str, Any]:
         """A verified token's claims."""
+        return dict(self._checked(token)[1])
+
+    def _checked(self, token: str) -> tuple[float, dict[str, Any], Caller]:
+        """The token's entry: kept from an earlier call until its exp, else verified now (and
+        kept if it is still valid for a while)."""
+        now = self.clock()
+        found = self._verified.get(token)
+        if found is not None:
+            if now < found[0]:
+                return found
+            self._verified.pop(token, None)
+        claims = self._verified_claims(token)
+        entry = (float(claims["exp"]), claims, caller_of_claims(claims))
+        if entry[0] > now:  # within the leeway after its exp: accepted, never kept
+            self._keep(token, entry, now)
+        return entry
+
+    def _keep(self, token: str, entry: tuple[float, dict[str, Any], Caller], now: float) -> None:
+        if len(self._verified) >= self.CACHE_SIZE:
+            for old, (expires, _, _) in list(self._verified.items()):
+                if expires <= now:
+                    self._verified.pop(old, None)
+            while len(self._verified) >= self.CACHE_SIZE:  # the oldest give way
+                self._verified.pop(next(iter(self._verified)), None)
+        self._verified[token] = entry
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token whose signature, issuer, audience and times check out."""
         try:
             kid = jwt.get_unverified_header(token).get("kid", "")
             key = self.keys.get(kid)
