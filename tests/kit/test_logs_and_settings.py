@@ -58,6 +58,13 @@ def test_the_access_line_is_the_structured_line_without_the_logging_records(
     fmt: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure_logging("test", "INFO", fmt)
+    try:
+        _access_line_checks(capfd, monkeypatch)
+    finally:
+        configure_logging("test", "INFO", "json")  # as the test session configures it
+
+
+def _access_line_checks(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     capfd.readouterr()
     token = correlation.set_request_id(f"13812345678 {uuid.uuid4().hex[:6]}")
     try:
