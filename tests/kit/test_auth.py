@@ -124,3 +124,77 @@ def test_a_member_token_speaks_for_one_member_with_the_member_scopes_only(tmp_pa
     # The member is never taken from a header, trusted or not.
     trusting = TokenVerifier(parse_keys(public), trust_headers=True)
     assert trusting.caller_of((("x-loyalty-member", "m-1"),)).member == ""
+
+
+class _Counting:
+    """Counts the signature checks of a verifier (jwt.decode calls)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import jwt
+
+        self.calls = 0
+        real = jwt.decode
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(jwt, "decode", counted)
+
+
+def test_a_verified_token_is_checked_once_per_process_until_it_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signing, public = development_keys(tmp_path)
+    now = [time.time()]
+    verifier = TokenVerifier(parse_keys(public), trust_headers=False, clock=lambda: now[0])
+    checks = _Counting(monkeypatch)
+    token, expires = signing.issue(HOTEL, 900)
+    for _ in range(5):
+        assert verifier.verify(token) == HOTEL
+    assert verifier.claims(token)["sub"] == HOTEL.client_id
+    assert checks.calls == 1
+    # Never kept past its exp: then it is checked again (and refused once really expired).
+    now[0] = expires
+    assert verifier.verify(token) == HOTEL  # the library's leeway still accepts it
+    assert checks.calls == 2
+    # The claims handed out are a copy: changing them changes nothing kept.
+    verifier.claims(token)["sub"] = "someone-else"
+    assert verifier.verify(token).client_id == HOTEL.client_id
+
+
+def test_a_token_within_the_leeway_or_refused_is_never_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signing, public = development_keys(tmp_path)
+    other, _ = development_keys(tmp_path / "other")
+    verifier = TokenVerifier(parse_keys(public), trust_headers=False)
+    checks = _Counting(monkeypatch)
+    # Expired two seconds ago: still accepted within the leeway, but checked every time.
+    lingering, _ = signing.issue(HOTEL, 60, now=time.time() - 62)
+    assert verifier.verify(lingering) == HOTEL
+    assert verifier.verify(lingering) == HOTEL
+    assert checks.calls == 2
+    forged = SigningKey(signing.kid, other.key).issue(HOTEL, 900)[0]
+    for _ in range(2):
+        with pytest.raises(Unauthenticated) as raised:
+            verifier.verify(forged)
+        assert raised.value.reason == "TOKEN_INVALID"
+    assert checks.calls == 4
+    assert verifier._verified == {}
+
+
+def test_the_verified_tokens_kept_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signing, public = development_keys(tmp_path)
+    monkeypatch.setattr(TokenVerifier, "CACHE_SIZE", 3)
+    verifier = TokenVerifier(parse_keys(public), trust_headers=False)
+    tokens = [signing.issue(HOTEL, 900)[0] for _ in range(5)]
+    for token in tokens:
+        verifier.verify(token)
+    assert set(verifier._verified) == set(tokens[2:])  # the least recently used gave way
+    checks = _Counting(monkeypatch)
+    verifier.verify(tokens[4])
+    verifier.verify(tokens[0])
+    assert checks.calls == 1

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from loyalty_kit.logs import configure_logging, get_logger, scrub
+from loyalty_kit import correlation
+from loyalty_kit.logs import configure_logging, get_logger, rpc_line, scrub
 from loyalty_kit.settings import Settings
 
 
@@ -45,6 +47,60 @@ def test_a_library_message_with_personal_data_is_masked_too(
     )
     line = json.loads(capfd.readouterr().err.strip().splitlines()[-1])
     assert line["event"] == "GET /v1/members:resolve?type=phone&value=[number] and value=[email]"
+
+
+def _without_time(line: str) -> str:
+    return re.sub(r"\d{4}-\d{2}-\d{2}T[\d:.]+Z", "<time>", line)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_the_access_line_is_the_structured_line_without_the_logging_records(
+    fmt: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure_logging("test", "INFO", fmt)
+    try:
+        _access_line_checks(capfd, monkeypatch)
+    finally:
+        configure_logging("test", "INFO", "json")  # as the test session configures it
+
+
+def _access_line_checks(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    capfd.readouterr()
+    token = correlation.set_request_id(f"13812345678 {uuid.uuid4().hex[:6]}")
+    try:
+        method = "/loyalty.points.v1.PointsService/EarnPoints"
+        get_logger("loyalty.rpc").info("rpc", method=method, code="NOT_FOUND", ms=1.25)
+        records: list[str] = []
+        made = logging.Logger.makeRecord
+
+        def counted(self: logging.Logger, *args: object, **kwargs: object) -> logging.LogRecord:
+            records.append(self.name)
+            return made(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(logging.Logger, "makeRecord", counted)
+        rpc_line(method, "NOT_FOUND", 1.25)
+    finally:
+        correlation.reset_request_id(token)
+    ordinary, fast = capfd.readouterr().err.strip().splitlines()[-2:]
+    assert _without_time(fast) == _without_time(ordinary)  # the same text, masked alike
+    assert "13812345678" not in fast and "[number]" in fast
+    assert records == []  # written without a standard library record
+    # Below INFO nothing; a handler put in place of the kit's (a capture) gets the ordinary one.
+    logging.getLogger("loyalty.rpc").setLevel(logging.WARNING)
+    try:
+        rpc_line(method, "OK", 0.5)
+        assert capfd.readouterr().err == ""
+    finally:
+        logging.getLogger("loyalty.rpc").setLevel(logging.NOTSET)
+    captured: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = captured.append  # type: ignore[method-assign,assignment]
+    logging.getLogger().addHandler(handler)
+    try:
+        rpc_line(method, "OK", 0.5)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert [record.name for record in captured] == ["loyalty.rpc"]
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,11 @@ tokens with the service's own key (`LOYALTY_AUTH_SERVICE_KEY`, whose public half
 service's `LOYALTY_AUTH_PUBLIC_KEYS`), for the unit and scopes of that one call, and keeps each
 until a minute before it expires. Without a key it sends the caller headers instead, which only
 a service trusting headers accepts.
+
+A verified token is kept per process (`TokenVerifier.CACHE_SIZE` tokens, each until its `exp`,
+never past it), so its signature is checked once per process rather than on every call; a token
+that fails is never kept. What a service checks beyond the signature (identity: a member
+token's session still open) still runs on every call.
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
+from cachetools import TLRUCache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import Field
@@ -170,11 +176,26 @@ def caller_of_claims(claims: dict[str, Any]) -> Caller:
 
 
 class TokenVerifier:
-    def __init__(self, public_keys: dict[str, bytes], trust_headers: bool) -> None:
+    # Verified tokens kept per process: a few thousand API clients and signed-in members at
+    # once; beyond that the ones verified first give way.
+    CACHE_SIZE = 10_000
+
+    def __init__(
+        self,
+        public_keys: dict[str, bytes],
+        trust_headers: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.keys = {
             kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in public_keys.items()
         }
         self.trust_headers = trust_headers
+        self.clock = clock
+        # token -> (its exp, its claims, the caller it speaks for), each until its exp; when
+        # full, expired ones go first, then the least recently used.
+        self._verified: TLRUCache[str, tuple[float, dict[str, Any], Caller]] = TLRUCache(
+            maxsize=self.CACHE_SIZE, ttu=lambda _token, entry, _now: entry[0], timer=clock
+        )
 
     @staticmethod
     def from_settings(data_dir: Path) -> TokenVerifier:
@@ -187,10 +208,26 @@ class TokenVerifier:
     def verify(self, token: str) -> Caller:
         """The caller a bearer token speaks for; UNAUTHENTICATED if it is not one of ours,
         tampered with or expired."""
-        return caller_of_claims(self.claims(token))
+        return self._checked(token)[2]
 
     def claims(self, token: str) -> dict[str, Any]:
         """A verified token's claims."""
+        return dict(self._checked(token)[1])
+
+    def _checked(self, token: str) -> tuple[float, dict[str, Any], Caller]:
+        """The token's entry: kept from an earlier call until its exp, else verified now (and
+        kept if it is still valid for a while)."""
+        found = self._verified.get(token)
+        if found is not None:
+            return found
+        claims = self._verified_claims(token)
+        entry = (float(claims["exp"]), claims, caller_of_claims(claims))
+        if entry[0] > self.clock():  # within the leeway after its exp: accepted, never kept
+            self._verified[token] = entry
+        return entry
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token whose signature, issuer, audience and times check out."""
         try:
             kid = jwt.get_unverified_header(token).get("kid", "")
             key = self.keys.get(kid)

@@ -46,7 +46,7 @@ from loyalty_kit.correlation import request_id_of, set_request_id
 from loyalty_kit.db import DatabaseUnavailable, database_unavailable
 from loyalty_kit.deadlines import set_inbound_deadline
 from loyalty_kit.errors import DomainError, InvalidArgument
-from loyalty_kit.logs import get_logger
+from loyalty_kit.logs import get_logger, rpc_line
 from loyalty_kit.metrics import ServiceMetrics
 from loyalty_kit.status import (
     error_reference,
@@ -223,7 +223,7 @@ class AccessLog:
                 yield entry
         finally:
             seconds = time.perf_counter() - started
-            log.info("rpc", method=method, code=entry.code, ms=round(seconds * 1000, 2))
+            rpc_line(method, entry.code, round(seconds * 1000, 2))
             if metrics is not None:
                 metrics.rpc(kind, method, entry.code, seconds)
 

@@ -30,7 +30,7 @@ import inspect
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic
 
@@ -105,6 +105,15 @@ class ServiceContext:
 
 Job = Callable[[], Awaitable[None]]
 Root = TypeVar("Root", default=Any)
+T = TypeVar("T")
+
+
+def event_loop_name() -> str:
+    """`uvloop` or `asyncio`: whose event loop runs this code."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio"
+
+
 # The keyword arguments a service's bootstrap takes beyond the context (none by default).
 Wiring = ParamSpec("Wiring", default=[])
 NATS_DRAIN_SECONDS = 3.0
@@ -366,6 +375,7 @@ class RunningService(Generic[Root]):
             port=self.port,
             metrics_port=self.metrics_port,
             frozen_objects=frozen,
+            event_loop=event_loop_name(),
         )
         return self
 
@@ -529,9 +539,21 @@ def main(spec: ServiceSpec[Any, []], argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(spec.name, settings.log_level, settings.log_format)
     if args.command == "migrate":
-        asyncio.run(migrate(spec, settings))
+        run_loop(migrate(spec, settings), settings)
     elif args.command in spec.commands:
-        asyncio.run(run_command(spec, settings, args.command, args.args))
+        run_loop(run_command(spec, settings, args.command, args.args), settings)
     else:
-        asyncio.run(serve(spec, settings))
+        run_loop(serve(spec, settings), settings)
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """`main` run to its end on a new event loop: uvloop's (`LOYALTY_UVLOOP`, the default),
+    else asyncio's own. A process's entry point only: tests keep their own loop."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if settings.uvloop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)

@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         default=-1, ge=-1, description="Bytes the dead-letter stream keeps (deploy/: 512 MiB)."
     )
 
+    uvloop: bool = Field(
+        default=True,
+        description="Run a service's process (serve, migrate, its commands) on uvloop's event "
+        "loop; false: asyncio's own.",
+    )
+
     # --- observability ----------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -43,5 +43,6 @@ ACCESS: dict[str, Rule] = {
         member_field="member",
         resource_unit="the offer's unit (a group offer: any unit's app)",
         note="a member's own token claims for itself; a unit's app for its members",
+        audited=True,
     ),
 }

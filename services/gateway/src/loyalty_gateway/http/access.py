@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loyalty_kit.correlation import reset_request_id, set_request_id, usable_request_id
-from loyalty_kit.logs import get_logger
+from loyalty_kit.logs import access_line
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.requests import Request
@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty_gateway.http.metrics import UNMATCHED, route_of
 
-log = get_logger("loyalty.gateway.http")
+log_name = "loyalty.gateway.http"
 
 QUIET_PATHS = ("/healthz",)  # probes: no span, no access log line
 _ENTRY = "loyalty.access"  # the scope key of a request's entry
@@ -94,13 +94,16 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            log.info(
+            access_line(
+                log_name,
                 "http",
-                method=scope["method"],
-                route=route_of(scope),
-                status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
-                client=entry.client or None,
+                {
+                    "method": scope["method"],
+                    "route": route_of(scope),
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": entry.client or None,
+                },
             )
             reset_request_id(token)
 
