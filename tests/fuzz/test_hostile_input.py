@@ -478,6 +478,8 @@ LISTS = {
     "ListMyEntitlements": ("entitlements", 200),
     "ListMyTierHistory": ("changes", 500),
     "ListMyConsents": ("consent_events", 500),
+    "ListMyCouponOffers": ("coupon_offers", 200),
+    "ListMyReferrals": ("referrals", 200),
 }
 
 

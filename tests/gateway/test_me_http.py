@@ -1,8 +1,10 @@
 """A member's own channel over HTTP (`/v1/me...`), as the member app calls it: the member signs
 in by SMS through the gateway's routes (the code read back from engagement's development sink),
 buys at a till, then reads their profile, account, statement, coupons, consents, export and
-member code with their own token, and changes what is theirs; another member's token sees only
-its own member; a unit's token is refused; signing out everywhere ends the refresh token.
+member code with their own token, and changes what is theirs; claims a coupon of an offer,
+reads their referral code and referrals, asks to be erased, confirms with the code sent and
+cancels; another member's token sees only its own member; a unit's token is refused; signing
+out everywhere ends the refresh token.
 
 The identity replica here is this module's own, reaching this run's engagement service (the
 session's does not know where it listens), with a gateway of its own in front of it and the
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -394,3 +397,196 @@ async def test_the_gateways_own_routes_read_a_member_token_as_the_services_do(
         assert (foreign.status_code, reason_of(foreign)) == (403, "MEMBER_MISMATCH")
         export = await app.get(f"/v1/{member}:export")
         assert export.status_code == 200, export.text
+
+
+async def publish_offer(gateway: Gateway) -> dict[str, Any]:
+    """An offer of the group's marketing, open now: 10 coupons, one per member."""
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    async with await gateway.session("group", "coupons:issue") as marketing:
+        published = await marketing.post(
+            "/v1/couponOffers",
+            json={
+                "template": "birthday-gift",
+                "available": 10,
+                "claimStartTime": start.isoformat(),
+                "claimEndTime": (start + timedelta(days=3)).isoformat(),
+            },
+            params={"requestId": uuid.uuid4().hex},
+        )
+        assert published.status_code == 201, published.text
+        offer: dict[str, Any] = published.json()["couponOffer"]
+        return offer
+
+
+async def test_a_member_lists_the_open_offers_and_claims_one_coupon_of_an_offer(
+    me_gateway: Gateway,
+) -> None:
+    offer = await publish_offer(me_gateway)
+    signed = await sign_in_by_wechat(me_gateway)
+    async with as_member(me_gateway, signed) as me:
+        listed = await me.get("/v1/me/couponOffers", params={"pageSize": 200})
+        assert listed.status_code == 200, listed.text
+        shown = {o["name"]: o for o in listed.json()["couponOffers"]}
+        assert shown[offer["name"]]["memberClaimed"] == 0
+        assert all(o["state"] == "COUPON_OFFER_STATE_OPEN" for o in shown.values())
+
+        claim = {"requestId": uuid.uuid4().hex}
+        claimed = await me.post(f"/v1/me/{offer['name']}:claim", json=claim)
+        assert claimed.status_code == 200, claimed.text
+        coupon = claimed.json()["coupon"]
+        assert coupon["templateCode"] == "birthday-gift"
+        assert coupon["name"].startswith(f"{signed['member']['name']}/coupons/")
+        assert claimed.json()["couponOffer"]["memberClaimed"] == 1
+        again = await me.post(f"/v1/me/{offer['name']}:claim", json=claim)
+        assert again.status_code == 200, again.text
+        assert again.json()["coupon"]["code"] == coupon["code"]  # the same claim, answered
+
+        mine = await me.get("/v1/me/coupons")
+        assert [c["code"] for c in mine.json()["coupons"]] == [coupon["code"]]
+        listed = await me.get("/v1/me/couponOffers", params={"pageSize": 200})
+        after = {o["name"]: o for o in listed.json()["couponOffers"]}
+        assert after[offer["name"]]["memberClaimed"] == 1
+
+        over = await me.post(f"/v1/me/{offer['name']}:claim", json={"requestId": uuid.uuid4().hex})
+        assert (over.status_code, reason_of(over)) == (400, "OFFER_LIMIT_REACHED")
+
+    # A member token that may read but not redeem claims nothing.
+    member_id = signed["member"]["memberId"]
+    reader = Caller(
+        client_id=f"member:{member_id}", scopes=frozenset({"self:read"}), member=member_id
+    )
+    async with httpx.AsyncClient(
+        base_url=me_gateway.url, timeout=30, headers=dict(metadata_for(reader))
+    ) as app:
+        refused = await app.post(
+            f"/v1/me/{offer['name']}:claim", json={"requestId": uuid.uuid4().hex}
+        )
+        assert (refused.status_code, reason_of(refused)) == (403, "SCOPE_REQUIRED")
+
+
+async def test_a_member_reads_its_referral_code_and_the_members_it_referred(
+    me_gateway: Gateway,
+) -> None:
+    referrer = await sign_in_by_wechat(me_gateway)
+    referred = await sign_in_by_wechat(me_gateway)
+    async with as_member(me_gateway, referrer) as me:
+        got = await me.get("/v1/me/referralCode")
+        assert got.status_code == 200, got.text
+        code = got.json()["referralCode"]
+        assert code["member"] == referrer["member"]["name"] and len(code["code"]) == 8
+        assert (await me.get("/v1/me/referralCode")).json()["referralCode"] == code
+        assert (await me.get("/v1/me/referrals")).json()["referrals"] == []
+
+        async with await me_gateway.session("mall", "earn") as app:
+            recorded = await app.post(
+                f"/v1/{referred['member']['name']}/referral",
+                json={"requestId": uuid.uuid4().hex, "referralCode": code["code"].lower()},
+            )
+            assert recorded.status_code == 200, recorded.text
+
+        referrals = await me.get("/v1/me/referrals", params={"pageSize": 10})
+        assert referrals.status_code == 200, referrals.text
+        (one,) = referrals.json()["referrals"]
+        assert one["referredMember"].endswith(referred["member"]["memberId"][-4:])
+        assert referred["member"]["memberId"][:-4] not in one["referredMember"]  # masked
+        assert one["rewarded"] is False
+
+    async with as_member(me_gateway, referred) as other:
+        theirs = (await other.get("/v1/me/referralCode")).json()["referralCode"]
+        assert theirs["member"] == referred["member"]["name"] and theirs["code"] != code["code"]
+
+
+async def erasure_code(gateway: Gateway, e164: str) -> str:
+    """The erasure code the development sink holds for a phone, the newest."""
+    async with await gateway.session("group", "admin") as admin:
+        sent = await admin.get("/v1/transactionalMessages", params={"phone": e164})
+        assert sent.status_code == 200, sent.text
+    (body, *_) = [m["body"] for m in sent.json()["messages"] if m["kind"] == "erasure_code"]
+    return str(body.split(" is ")[1][:6])
+
+
+async def test_a_member_asks_to_be_erased_confirms_with_the_code_and_cancels(
+    me_gateway: Gateway,
+) -> None:
+    typed, e164 = new_phone()
+    signed = await sign_in_by_sms(me_gateway, typed, e164)
+    member = signed["member"]["name"]
+    async with as_member(me_gateway, signed) as me:
+        nothing = await me.get("/v1/me/erasureRequest")
+        assert nothing.status_code == 404, nothing.text
+
+        ask = {"requestId": uuid.uuid4().hex}
+        opened = await me.post("/v1/me:requestErasure", json=ask)
+        assert opened.status_code == 200, opened.text
+        request = opened.json()["erasureRequest"]
+        assert (request["member"], request["state"]) == (member, "ERASURE_STATE_REQUESTED")
+        again = await me.post("/v1/me:requestErasure", json=ask)
+        assert again.json()["erasureRequest"]["name"] == request["name"]  # sent once
+        code = await erasure_code(me_gateway, e164)
+
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        refused = await me.post(
+            "/v1/me/erasureRequest:confirm", json={"requestId": uuid.uuid4().hex, "code": wrong}
+        )
+        assert (refused.status_code, reason_of(refused)) == (400, "ERASURE_CODE_WRONG")
+        confirmed = await me.post(
+            "/v1/me/erasureRequest:confirm", json={"requestId": uuid.uuid4().hex, "code": code}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        assert confirmed.json()["erasureRequest"]["state"] == "ERASURE_STATE_CONFIRMED"
+
+        pending = await me.get("/v1/me/erasureRequest")
+        assert pending.status_code == 200, pending.text
+        seen = pending.json()["erasureRequest"]
+        assert seen["state"] == "ERASURE_STATE_CONFIRMED"
+        assert datetime.fromisoformat(seen["eraseAfter"]) > datetime.now(UTC)
+
+        cancel = {"requestId": uuid.uuid4().hex}
+        cancelled = await me.post("/v1/me/erasureRequest:cancel", json=cancel)
+        assert cancelled.status_code == 200, cancelled.text
+        gone = cancelled.json()["erasureRequest"]
+        assert (gone["state"], gone["cancelReason"]) == ("ERASURE_STATE_CANCELLED", "member")
+        assert (await me.post("/v1/me/erasureRequest:cancel", json=cancel)).status_code == 200
+        assert (await me.get("/v1/me")).json()["member"]["state"] == "MEMBER_STATE_ACTIVE"
+
+    async with await me_gateway.session("group", "admin", "members:manage") as admin:
+        for path in ("/v1/me/erasureRequest", "/v1/me/referralCode", "/v1/me/couponOffers"):
+            refused = await admin.get(path)
+            assert (refused.status_code, reason_of(refused)) == (403, "MEMBER_TOKEN_REQUIRED")
+
+
+async def test_bad_input_to_offers_referrals_and_erasure_names_the_field(
+    me_gateway: Gateway,
+) -> None:
+    signed = await sign_in_by_wechat(me_gateway)
+    offer = f"couponOffers/{uuid.uuid4()}"
+    async with as_member(me_gateway, signed) as me:
+        cases = [
+            (await me.get("/v1/me/couponOffers", params={"pageSize": -1}), ["page_size"]),
+            (await me.get("/v1/me/referrals", params={"pageSize": -3}), ["page_size"]),
+            (await me.post(f"/v1/me/{offer}:claim", json={}), ["request_id"]),
+            (
+                await me.post(
+                    "/v1/me/couponOffers/not-an-id:claim", json={"requestId": uuid.uuid4().hex}
+                ),
+                ["offer"],
+            ),
+            (
+                await me.post("/v1/me:requestErasure", json={"requestId": "no spaces"}),
+                ["request_id"],
+            ),
+            (await me.post("/v1/me/erasureRequest:confirm", json={}), ["request_id", "code"]),
+            (
+                await me.post(
+                    "/v1/me/erasureRequest:confirm",
+                    json={"requestId": uuid.uuid4().hex, "code": "12ab"},
+                ),
+                ["code"],
+            ),
+            (await me.post("/v1/me/erasureRequest:cancel", json={}), ["request_id"]),
+        ]
+        for answer, fields in cases:
+            assert answer.status_code == 400, answer.text
+            assert fields_of(answer) == fields, answer.text
+        unknown = await me.post(f"/v1/me/{offer}:claim", json={"requestId": uuid.uuid4().hex})
+        assert unknown.status_code == 404, unknown.text

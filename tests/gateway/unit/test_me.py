@@ -12,9 +12,11 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from loyalty.benefits.v1 import coupon_offers_pb2 as offers_pb
 from loyalty.gateway.v1 import me_service_pb2 as pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import member_code_pb2 as code_pb
+from loyalty.identity.v1 import member_erasure_pb2 as erasure_pb
 from loyalty.identity.v1 import member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.tiers.v1 import tiers_service_pb2 as tiers_pb
@@ -29,6 +31,7 @@ MEMBER = f"members/{MEMBER_ID}"
 OWN = Caller(client_id=f"member:{MEMBER_ID}", scopes=frozenset({"self:read"}), member=MEMBER_ID)
 TILL = Caller(unit="mall", client_id="till", scopes=frozenset({"earn", "admin"}))
 UNTIL = Timestamp(seconds=1_900_000_000)
+OFFER = f"couponOffers/{uuid.uuid4()}"
 
 
 def down() -> grpc.aio.AioRpcError:
@@ -78,6 +81,30 @@ class Fakes:
 
     async def rotate_member_code(self, call: Any, *args: Any) -> Any:
         return self._answer("rotate", args, code_pb.RotateMemberCodeResponse())
+
+    async def list_open_offers(self, call: Any, *args: Any) -> Any:
+        return self._answer("offers", args, offers_pb.ListCouponOffersResponse())
+
+    async def claim_coupon(self, call: Any, *args: Any) -> Any:
+        return self._answer("claim", args, offers_pb.ClaimCouponResponse())
+
+    async def get_referral_code(self, call: Any, *args: Any) -> Any:
+        return self._answer("referral_code", args, points_pb.GetReferralCodeResponse())
+
+    async def list_referrals(self, call: Any, *args: Any) -> Any:
+        return self._answer("referrals", args, points_pb.ListReferralsResponse())
+
+    async def request_erasure(self, call: Any, *args: Any) -> Any:
+        return self._answer("request_erasure", args, erasure_pb.RequestErasureResponse())
+
+    async def confirm_erasure(self, call: Any, *args: Any) -> Any:
+        return self._answer("confirm_erasure", args, erasure_pb.ConfirmErasureResponse())
+
+    async def cancel_erasure(self, call: Any, *args: Any) -> Any:
+        return self._answer("cancel_erasure", args, erasure_pb.CancelErasureResponse())
+
+    async def get_erasure_request(self, call: Any, *args: Any) -> Any:
+        return self._answer("erasure", args, erasure_pb.GetErasureRequestResponse())
 
 
 def me(fakes: Fakes) -> Me:
@@ -140,6 +167,29 @@ def test_the_account_without_tiers_names_it_and_without_points_fails() -> None:
             lambda m: m.redeem_reward(pb.RedeemMyRewardRequest(request_id="r 1"), ()),
             "request_id",
         ),
+        (
+            lambda m: m.list_coupon_offers(pb.ListMyCouponOffersRequest(page_size=-1), ()),
+            "page_size",
+        ),
+        (lambda m: m.list_referrals(pb.ListMyReferralsRequest(page_size=-1), ()), "page_size"),
+        (lambda m: m.claim_coupon(pb.ClaimMyCouponRequest(offer=OFFER), ()), "request_id"),
+        (
+            lambda m: m.claim_coupon(pb.ClaimMyCouponRequest(request_id="c-1", offer="x/1"), ()),
+            "offer",
+        ),
+        (
+            lambda m: m.claim_coupon(
+                pb.ClaimMyCouponRequest(request_id="c-1", offer="couponOffers/ "), ()
+            ),
+            "offer",
+        ),
+        (lambda m: m.request_erasure(pb.RequestMyErasureRequest(), ()), "request_id"),
+        (
+            lambda m: m.confirm_erasure(pb.ConfirmMyErasureRequest(request_id="e-1"), ()),
+            "code",
+        ),
+        (lambda m: m.confirm_erasure(pb.ConfirmMyErasureRequest(code="123456"), ()), "request_id"),
+        (lambda m: m.cancel_erasure(pb.CancelMyErasureRequest(request_id="e 1"), ()), "request_id"),
     ],
 )
 def test_what_the_gateway_knows_is_checked_before_anyone_is_asked(
@@ -163,3 +213,34 @@ def test_consents_are_given_as_self_service_and_a_rotation_has_a_reason() -> Non
     assert consents[0] == MEMBER and consents[-1] == SELF_SERVICE
     assert list(consents[2]) == [change]
     assert rotated == (MEMBER, "r-1", ROTATED_BY_MEMBER)
+
+
+def test_offers_referrals_and_erasure_are_asked_for_the_tokens_member_with_its_request_ids() -> (
+    None
+):
+    fakes = Fakes()
+    mine = me(fakes)
+    run(OWN, lambda: mine.list_coupon_offers(pb.ListMyCouponOffersRequest(page_size=7), ()))
+    claim = pb.ClaimMyCouponRequest(request_id="c-1", offer=OFFER)
+    run(OWN, lambda: mine.claim_coupon(claim, ()))
+    run(OWN, lambda: mine.get_referral_code(pb.GetMyReferralCodeRequest(), ()))
+    referrals = pb.ListMyReferralsRequest(page_size=3, page_token="t")
+    run(OWN, lambda: mine.list_referrals(referrals, ()))
+    run(OWN, lambda: mine.request_erasure(pb.RequestMyErasureRequest(request_id="e-1"), ()))
+    confirm = pb.ConfirmMyErasureRequest(request_id="e-2", code=" 123456 ")
+    run(OWN, lambda: mine.confirm_erasure(confirm, ()))
+    run(OWN, lambda: mine.cancel_erasure(pb.CancelMyErasureRequest(request_id="e-3"), ()))
+    run(OWN, lambda: mine.get_erasure_request(pb.GetMyErasureRequestRequest(), ()))
+    assert fakes.asked == [
+        ("offers", (MEMBER, 7, "")),
+        ("claim", (MEMBER, "c-1", OFFER)),
+        ("referral_code", (MEMBER,)),
+        ("referrals", (MEMBER, 3, "t")),
+        ("request_erasure", (MEMBER, "e-1")),
+        ("confirm_erasure", (MEMBER, "e-2", "123456")),
+        ("cancel_erasure", (MEMBER, "e-3")),
+        ("erasure", (MEMBER,)),
+    ]
+    with pytest.raises(MemberTokenRequired):
+        run(TILL, lambda: me(fakes).request_erasure(pb.RequestMyErasureRequest(request_id="x"), ()))
+    assert len(fakes.asked) == 8

@@ -8,15 +8,18 @@ from collections.abc import Sequence
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
-from loyalty.benefits.v1 import benefits_service_pb2_grpc
+from loyalty.benefits.v1 import benefits_service_pb2_grpc, coupon_offers_pb2_grpc
+from loyalty.benefits.v1 import coupon_offers_pb2 as offers_pb
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import (
     identity_service_pb2_grpc,
     member_code_pb2_grpc,
+    member_erasure_pb2_grpc,
     member_pb2,
     member_sign_in_pb2_grpc,
 )
 from loyalty.identity.v1 import member_code_pb2 as code_pb
+from loyalty.identity.v1 import member_erasure_pb2 as erasure_pb
 from loyalty.identity.v1 import member_sign_in_pb2 as sign_in_pb
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.points.v1 import points_service_pb2_grpc
@@ -26,16 +29,18 @@ from loyalty_gateway.adapters.services import Call
 
 
 class SelfService:
-    """Identity (profile, consents, member code, sessions), points (balance and lots as the
-    member asks) and benefits (rewards)."""
+    """Identity (profile, consents, member code, sessions, erasure), points (balance and lots
+    as the member asks, referrals) and benefits (rewards, coupon offers)."""
 
     def __init__(self, backends: Backends) -> None:
         ch = backends.channels
         self.identity = identity_service_pb2_grpc.IdentityServiceStub(ch["identity"])
         self.codes = member_code_pb2_grpc.MemberCodeServiceStub(ch["identity"])
         self.sign_in = member_sign_in_pb2_grpc.MemberSignInServiceStub(ch["identity"])
+        self.erasures = member_erasure_pb2_grpc.MemberErasureServiceStub(ch["identity"])
         self.points = points_service_pb2_grpc.PointsServiceStub(ch["points"])
         self.benefits = benefits_service_pb2_grpc.BenefitsServiceStub(ch["benefits"])
+        self.offers = coupon_offers_pb2_grpc.CouponOfferServiceStub(ch["benefits"])
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -94,6 +99,41 @@ class SelfService:
         )
         return answer
 
+    async def request_erasure(
+        self, call: Call, member: str, request_id: str
+    ) -> erasure_pb.RequestErasureResponse:
+        answer: erasure_pb.RequestErasureResponse = await call.ask(
+            self.erasures.RequestErasure,
+            erasure_pb.RequestErasureRequest(member=member, request_id=request_id),
+        )
+        return answer
+
+    async def confirm_erasure(
+        self, call: Call, member: str, request_id: str, code: str
+    ) -> erasure_pb.ConfirmErasureResponse:
+        answer: erasure_pb.ConfirmErasureResponse = await call.ask(
+            self.erasures.ConfirmErasure,
+            erasure_pb.ConfirmErasureRequest(member=member, request_id=request_id, code=code),
+        )
+        return answer
+
+    async def cancel_erasure(
+        self, call: Call, member: str, request_id: str
+    ) -> erasure_pb.CancelErasureResponse:
+        answer: erasure_pb.CancelErasureResponse = await call.ask(
+            self.erasures.CancelErasure,
+            erasure_pb.CancelErasureRequest(member=member, request_id=request_id),
+        )
+        return answer
+
+    async def get_erasure_request(
+        self, call: Call, member: str
+    ) -> erasure_pb.GetErasureRequestResponse:
+        answer: erasure_pb.GetErasureRequestResponse = await call.ask(
+            self.erasures.GetErasureRequest, erasure_pb.GetErasureRequestRequest(member=member)
+        )
+        return answer
+
     # -- points ------------------------------------------------------------------------------
 
     async def get_balance(
@@ -118,6 +158,23 @@ class SelfService:
         answer: points_pb.ListPostingsResponse = await call.ask(self.points.ListPostings, request)
         return answer
 
+    async def get_referral_code(self, call: Call, member: str) -> points_pb.GetReferralCodeResponse:
+        answer: points_pb.GetReferralCodeResponse = await call.ask(
+            self.points.GetReferralCode, points_pb.GetReferralCodeRequest(member=member)
+        )
+        return answer
+
+    async def list_referrals(
+        self, call: Call, member: str, page_size: int, page_token: str
+    ) -> points_pb.ListReferralsResponse:
+        answer: points_pb.ListReferralsResponse = await call.ask(
+            self.points.ListReferrals,
+            points_pb.ListReferralsRequest(
+                member=member, page_size=page_size, page_token=page_token
+            ),
+        )
+        return answer
+
     # -- benefits ----------------------------------------------------------------------------
 
     async def redeem_reward(
@@ -126,5 +183,29 @@ class SelfService:
         answer: benefits_pb.RedeemRewardResponse = await call.ask(
             self.benefits.RedeemReward,
             benefits_pb.RedeemRewardRequest(member=member, request_id=request_id, reward=reward),
+        )
+        return answer
+
+    async def list_open_offers(
+        self, call: Call, member: str, page_size: int, page_token: str
+    ) -> offers_pb.ListCouponOffersResponse:
+        """The offers open now, with what `member` claimed of each."""
+        answer: offers_pb.ListCouponOffersResponse = await call.ask(
+            self.offers.ListCouponOffers,
+            offers_pb.ListCouponOffersRequest(
+                state=offers_pb.COUPON_OFFER_STATE_OPEN,
+                member=member,
+                page_size=page_size,
+                page_token=page_token,
+            ),
+        )
+        return answer
+
+    async def claim_coupon(
+        self, call: Call, member: str, request_id: str, offer: str
+    ) -> offers_pb.ClaimCouponResponse:
+        answer: offers_pb.ClaimCouponResponse = await call.ask(
+            self.offers.ClaimCoupon,
+            offers_pb.ClaimCouponRequest(offer=offer, member=member, request_id=request_id),
         )
         return answer

@@ -47,4 +47,16 @@ ACCESS: dict[str, Rule] = {
     "GetMyMemberCode": MEMBER_READS,
     "RotateMyMemberCode": MEMBER_WRITES,
     "SignMeOutEverywhere": MEMBER_WRITES,
+    "ListMyCouponOffers": MEMBER_READS,
+    "ClaimMyCoupon": rule(
+        SELF_REDEEM, member_only=True, note="a coupon of an offer, once per request id"
+    ),
+    "GetMyReferralCode": MEMBER_READS,
+    "ListMyReferrals": MEMBER_READS,
+    "RequestMyErasure": rule(
+        SELF_WRITE, member_only=True, note="sends a confirmation code to the member's phone"
+    ),
+    "ConfirmMyErasure": rule(SELF_WRITE, member_only=True, note="with the code sent"),
+    "CancelMyErasure": MEMBER_WRITES,
+    "GetMyErasureRequest": MEMBER_READS,
 }

@@ -89,3 +89,43 @@ class MeServicer(me_service_pb2_grpc.MeServiceServicer):
         self, request: pb.SignMeOutEverywhereRequest, context: grpc.aio.ServicerContext
     ) -> pb.SignMeOutEverywhereResponse:
         return await self.me.sign_out_everywhere(request, passed_on(context))
+
+    async def ListMyCouponOffers(
+        self, request: pb.ListMyCouponOffersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMyCouponOffersResponse:
+        return await self.me.list_coupon_offers(request, passed_on(context))
+
+    async def ClaimMyCoupon(
+        self, request: pb.ClaimMyCouponRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClaimMyCouponResponse:
+        return await self.me.claim_coupon(request, passed_on(context))
+
+    async def GetMyReferralCode(
+        self, request: pb.GetMyReferralCodeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMyReferralCodeResponse:
+        return await self.me.get_referral_code(request, passed_on(context))
+
+    async def ListMyReferrals(
+        self, request: pb.ListMyReferralsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMyReferralsResponse:
+        return await self.me.list_referrals(request, passed_on(context))
+
+    async def RequestMyErasure(
+        self, request: pb.RequestMyErasureRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RequestMyErasureResponse:
+        return await self.me.request_erasure(request, passed_on(context))
+
+    async def ConfirmMyErasure(
+        self, request: pb.ConfirmMyErasureRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ConfirmMyErasureResponse:
+        return await self.me.confirm_erasure(request, passed_on(context))
+
+    async def CancelMyErasure(
+        self, request: pb.CancelMyErasureRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelMyErasureResponse:
+        return await self.me.cancel_erasure(request, passed_on(context))
+
+    async def GetMyErasureRequest(
+        self, request: pb.GetMyErasureRequestRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMyErasureRequestResponse:
+        return await self.me.get_erasure_request(request, passed_on(context))

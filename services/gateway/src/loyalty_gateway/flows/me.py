@@ -7,10 +7,6 @@ Each method reads top to bottom: its checks, one named helper per downstream cal
 checked here first for what the gateway knows (request ids, page sizes, the account's window);
 what a service judges (an update mask, a consent's purpose, a reward) it answers with the same
 field names, the gateway's requests naming their fields as the services' do.
-
-Not here yet: erasing oneself (identity's MemberErasureService) and claiming a coupon offer
-(benefits' CouponOfferService) take the member's token on their own routes; their methods here
-would follow the same pattern (the member from the token, the service's rule checked again).
 """
 
 from __future__ import annotations
@@ -40,6 +36,7 @@ SELF_SERVICE = "member:self-service"  # the source of consents the member gives 
 ROTATED_BY_MEMBER = "rotated by the member"
 EXPIRING_LOTS_SHOWN = 50
 MAX_WINDOW_DAYS = 3660  # the points service's longest "expiring soon" window
+OFFERS = "couponOffers"
 
 
 def own_member() -> str:
@@ -75,6 +72,12 @@ def checked_request_id(request_id: str) -> None:
     problems.raise_if_any()
 
 
+def check_offer(problems: Violations, offer: str) -> None:
+    prefix, _, offer_id = offer.partition("/")
+    if prefix != OFFERS or not offer_id.strip():
+        problems.add("offer", f"a resource name: {OFFERS}/{{offer_id}}")
+
+
 def check_window(days: int) -> None:
     if not 0 <= days <= MAX_WINDOW_DAYS:
         problems = Violations()
@@ -107,6 +110,14 @@ class Me:
             "GetMyMemberCode": self.get_member_code,
             "RotateMyMemberCode": self.rotate_member_code,
             "SignMeOutEverywhere": self.sign_out_everywhere,
+            "ListMyCouponOffers": self.list_coupon_offers,
+            "ClaimMyCoupon": self.claim_coupon,
+            "GetMyReferralCode": self.get_referral_code,
+            "ListMyReferrals": self.list_referrals,
+            "RequestMyErasure": self.request_erasure,
+            "ConfirmMyErasure": self.confirm_erasure,
+            "CancelMyErasure": self.cancel_erasure,
+            "GetMyErasureRequest": self.get_erasure_request,
         }
         return {ME.methods_by_name[name]: answer for name, answer in answers.items()}
 
@@ -246,6 +257,48 @@ class Me:
         )
         return pb.RedeemMyRewardResponse(redemption=redeemed)
 
+    async def list_coupon_offers(
+        self, request: pb.ListMyCouponOffersRequest, md: Metadata
+    ) -> pb.ListMyCouponOffersResponse:
+        checked_page(request.page_size)
+        found = await self.own.list_open_offers(
+            self._call(md), own_member(), request.page_size, request.page_token
+        )
+        return pb.ListMyCouponOffersResponse(
+            coupon_offers=found.coupon_offers, next_page_token=found.next_page_token
+        )
+
+    async def claim_coupon(
+        self, request: pb.ClaimMyCouponRequest, md: Metadata
+    ) -> pb.ClaimMyCouponResponse:
+        problems = Violations()
+        check_request_id(problems, request.request_id)
+        check_offer(problems, request.offer)
+        problems.raise_if_any()
+        claimed = await self.own.claim_coupon(
+            self._call(md), own_member(), request.request_id, request.offer
+        )
+        return pb.ClaimMyCouponResponse(coupon=claimed.coupon, coupon_offer=claimed.coupon_offer)
+
+    # -- referrals ---------------------------------------------------------------------------
+
+    async def get_referral_code(
+        self, _request: pb.GetMyReferralCodeRequest, md: Metadata
+    ) -> pb.GetMyReferralCodeResponse:
+        found = await self.own.get_referral_code(self._call(md), own_member())
+        return pb.GetMyReferralCodeResponse(referral_code=found.referral_code)
+
+    async def list_referrals(
+        self, request: pb.ListMyReferralsRequest, md: Metadata
+    ) -> pb.ListMyReferralsResponse:
+        checked_page(request.page_size)
+        found = await self.own.list_referrals(
+            self._call(md), own_member(), request.page_size, request.page_token
+        )
+        return pb.ListMyReferralsResponse(
+            referrals=found.referrals, next_page_token=found.next_page_token
+        )
+
     # -- consents ----------------------------------------------------------------------------
 
     async def list_consents(
@@ -311,3 +364,38 @@ class Me:
     ) -> pb.SignMeOutEverywhereResponse:
         ended = await self.own.sign_out_everywhere(self._call(md), own_member())
         return pb.SignMeOutEverywhereResponse(sessions_ended=ended.sessions_ended)
+
+    # -- erasing oneself ---------------------------------------------------------------------
+
+    async def request_erasure(
+        self, request: pb.RequestMyErasureRequest, md: Metadata
+    ) -> pb.RequestMyErasureResponse:
+        checked_request_id(request.request_id)
+        opened = await self.own.request_erasure(self._call(md), own_member(), request.request_id)
+        return pb.RequestMyErasureResponse(erasure_request=opened.erasure_request)
+
+    async def confirm_erasure(
+        self, request: pb.ConfirmMyErasureRequest, md: Metadata
+    ) -> pb.ConfirmMyErasureResponse:
+        problems = Violations()
+        check_request_id(problems, request.request_id)
+        if not request.code.strip():
+            problems.add("code", "the 6 digits sent to the member's phone")
+        problems.raise_if_any()
+        confirmed = await self.own.confirm_erasure(
+            self._call(md), own_member(), request.request_id, request.code.strip()
+        )
+        return pb.ConfirmMyErasureResponse(erasure_request=confirmed.erasure_request)
+
+    async def cancel_erasure(
+        self, request: pb.CancelMyErasureRequest, md: Metadata
+    ) -> pb.CancelMyErasureResponse:
+        checked_request_id(request.request_id)
+        cancelled = await self.own.cancel_erasure(self._call(md), own_member(), request.request_id)
+        return pb.CancelMyErasureResponse(erasure_request=cancelled.erasure_request)
+
+    async def get_erasure_request(
+        self, _request: pb.GetMyErasureRequestRequest, md: Metadata
+    ) -> pb.GetMyErasureRequestResponse:
+        found = await self.own.get_erasure_request(self._call(md), own_member())
+        return pb.GetMyErasureRequestResponse(erasure_request=found.erasure_request)
