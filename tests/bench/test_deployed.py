@@ -150,7 +150,8 @@ def test_the_deployed_bench_runs_at_a_tiny_size() -> None:
             sum(v for k, v in cpu.items() if k != "total"), abs=0.01
         )
         assert line["server_cpu_ms_per_op"] == cpu["total"] and line["cpu_ratio"] > 0
-        assert line["extra"]["load_cpu_ms_per_op"] > 0
+        # Measured (CPU time comes in clock ticks of 10 ms: a tiny run's load may show none).
+        assert line["extra"]["load_cpu_ms_per_op"] >= 0
         raw = results[f"raw-{name}"]["extra"]["server_cpu_ms_per_op"]
         assert raw["postgres"] > 0 and raw["total"] > 0
     if "deployed-record-purchase" in results:

@@ -528,6 +528,14 @@ async def _segment(suite: Suite) -> str:
     return str(created.segment.name)
 
 
+async def _fresh_for_own_channel(suite: Suite, rpc: Rpc) -> Suite:
+    """For a member's own channel, the suite with a member of its own: the suite's member may
+    have been erased by a generated request, and identity refuses an erased member's token."""
+    if rpc.method.containing_service.full_name != ME_SERVICE:
+        return suite
+    return await suite.register()
+
+
 async def _list_request(suite: Suite, method: str, **fields: Any) -> Any:
     rpc = BY_METHOD[method]
     request = rpc.request_class()
@@ -548,6 +556,7 @@ async def test_a_huge_page_size_is_clamped_to_the_maximum(suite: Suite, method: 
     measure; the deadline only catches a call that would read everything)."""
     rpc = BY_METHOD[method]
     items, maximum = LISTS[method]
+    suite = await _fresh_for_own_channel(suite, rpc)
     request = await _list_request(suite, method, page_size=2**31 - 1)
     answer = await suite.channels[rpc.service].unary_unary(
         rpc.path,
@@ -571,6 +580,7 @@ async def test_a_hostile_page_token_is_invalid_argument(
     suite: Suite, method: str, token: str
 ) -> None:
     rpc = BY_METHOD[method]
+    suite = await _fresh_for_own_channel(suite, rpc)
     request = await _list_request(suite, method, page_token=token)
     error = await suite.call(rpc, request.SerializeToString())
     assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
