@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -101,6 +101,35 @@ class Erasing:
             sign_pb.VerifySmsSignInRequest(challenge=started.challenge, code=code, unit="mall")
         )
         return done
+
+    async def requested(self) -> Requested:
+        """A new member signed in by SMS who has asked to be erased (the code is sent)."""
+        typed, e164 = new_phone()
+        signed = await self.signed_in(typed, e164)
+        member = signed.member.name
+        own = self.erasures(signed.tokens.access_token)
+        await own.RequestErasure(pb.RequestErasureRequest(member=member, request_id=rid()))
+        return Requested(e164, signed, member, own)
+
+    async def confirmed(self) -> Requested:
+        """As `requested`, the request confirmed with the code sent."""
+        asked = await self.requested()
+        (code,) = await self.sent(asked.e164, "erasure_code")
+        await asked.own.ConfirmErasure(
+            pb.ConfirmErasureRequest(member=asked.member, code=code, request_id=rid())
+        )
+        return replace(asked, code=code)
+
+
+@dataclass
+class Requested:
+    """A member who asked to be erased: their phone, sign-in, resource name, own stub."""
+
+    e164: str
+    signed: sign_pb.VerifySmsSignInResponse
+    member: str
+    own: MemberStub
+    code: str = ""  # the confirmation code, once used
 
 
 class MemberStub:
@@ -259,13 +288,8 @@ async def test_a_member_asks_confirms_and_is_erased_after_the_cooling_off_only(
 
 
 async def test_a_member_cancels_and_the_confirmed_request_never_runs(erasing: Erasing) -> None:
-    typed, e164 = new_phone()
-    signed = await erasing.signed_in(typed, e164)
-    member = signed.member.name
-    own = erasing.erasures(signed.tokens.access_token)
-    await own.RequestErasure(pb.RequestErasureRequest(member=member, request_id=rid()))
-    (code,) = await erasing.sent(e164, "erasure_code")
-    await own.ConfirmErasure(pb.ConfirmErasureRequest(member=member, code=code, request_id=rid()))
+    asked = await erasing.confirmed()
+    member, own, code = asked.member, asked.own, asked.code
     cancel = pb.CancelErasureRequest(member=member, request_id=rid())
     cancelled = (await own.CancelErasure(cancel)).erasure_request
     assert cancelled.state == pb.ERASURE_STATE_CANCELLED and cancelled.cancel_reason == "member"
@@ -287,11 +311,8 @@ async def test_a_member_cancels_and_the_confirmed_request_never_runs(erasing: Er
 
 
 async def test_five_wrong_codes_cancel_the_request(erasing: Erasing) -> None:
-    typed, e164 = new_phone()
-    signed = await erasing.signed_in(typed, e164)
-    member = signed.member.name
-    own = erasing.erasures(signed.tokens.access_token)
-    await own.RequestErasure(pb.RequestErasureRequest(member=member, request_id=rid()))
+    asked = await erasing.requested()
+    e164, member, own = asked.e164, asked.member, asked.own
     (code,) = await erasing.sent(e164, "erasure_code")
     wrong = f"{(int(code) + 1) % 10**6:06d}"
     for left in (4, 3, 2, 1):
@@ -323,11 +344,8 @@ async def test_five_wrong_codes_cancel_the_request(erasing: Erasing) -> None:
 
 
 async def test_an_expired_code_confirms_nothing_and_the_member_asks_again(erasing: Erasing) -> None:
-    typed, e164 = new_phone()
-    signed = await erasing.signed_in(typed, e164)
-    member = signed.member.name
-    own = erasing.erasures(signed.tokens.access_token)
-    await own.RequestErasure(pb.RequestErasureRequest(member=member, request_id=rid()))
+    asked = await erasing.requested()
+    e164, member, own = asked.e164, asked.member, asked.own
     (code,) = await erasing.sent(e164, "erasure_code")
     erasing.clock.advance(minutes=16)
     late = await fails(
@@ -380,11 +398,8 @@ async def test_another_members_token_is_refused_and_an_operator_acts_for_the_mem
 async def test_the_operators_erasure_revokes_the_member_token_and_ends_the_open_request(
     erasing: Erasing,
 ) -> None:
-    typed, e164 = new_phone()
-    signed = await erasing.signed_in(typed, e164)
-    member = signed.member.name
-    own = erasing.erasures(signed.tokens.access_token)
-    await own.RequestErasure(pb.RequestErasureRequest(member=member, request_id=rid()))
+    asked = await erasing.requested()
+    signed, member, own = asked.signed, asked.member, asked.own
     await erasing.members(DESK).EraseMember(
         identity_pb.EraseMemberRequest(name=member, request_id=rid())
     )
@@ -426,13 +441,8 @@ async def test_a_token_of_an_ended_session_is_refused_by_identity_at_once(
 
 
 async def test_two_sweeps_at_once_erase_a_member_once(erasing: Erasing) -> None:
-    typed, e164 = new_phone()
-    signed = await erasing.signed_in(typed, e164)
-    member = signed.member.name
-    own = erasing.erasures(signed.tokens.access_token)
-    await own.RequestErasure(pb.RequestErasureRequest(member=member, request_id=rid()))
-    (code,) = await erasing.sent(e164, "erasure_code")
-    await own.ConfirmErasure(pb.ConfirmErasureRequest(member=member, code=code, request_id=rid()))
+    asked = await erasing.confirmed()
+    member = asked.member
     erasing.clock.advance(hours=3)
     admin = erasing.as_(ADMIN)
     answers = await asyncio.gather(
