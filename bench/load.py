@@ -102,6 +102,12 @@ async def open_loop(op: Callable[[int], Awaitable[object]], *, rate: float, coun
     return OpenLoop(seconds=clock() - started, peak_in_flight=peak, max_lag_ms=lag * 1000.0)
 
 
+def latency_p99s(measured: Measurement) -> tuple[float, float]:
+    """A latency scenario's p99s (closed loop, steady load): what a ceiling keeps for
+    `beside_ceiling`."""
+    return percentile(measured.latencies_ms or [0.0], 99), measured.extra["steady_p99_ms"]
+
+
 def beside_ceiling(measured: Measurement, ceiling: tuple[float, float] | None) -> None:
     """A latency scenario's p99s against its raw ceiling's (closed loop, steady load) of the
     same run, where the ceiling ran: `p99_vs_ceiling`, `steady_p99_vs_ceiling`."""

@@ -43,7 +43,7 @@ from loyalty_kit.server import start_service
 from bench.context import BenchContext
 from bench.counters import round_trips
 from bench.echo import unary_handler
-from bench.load import Op, beside_ceiling, latency_phases, percentile
+from bench.load import Op, beside_ceiling, latency_p99s, latency_phases
 from bench.registry import Measurement, scenario
 from bench.scenarios.identity import SERVICE, Loaded, _environment, _population
 
@@ -235,10 +235,7 @@ async def raw_member_code_resolve(ctx: BenchContext) -> Measurement:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             measured = await _drive(ctx, channel, coded)
         measured.extra["pool_size"] = size
-        ctx.shared[CEILING_KEY] = (
-            percentile(measured.latencies_ms or [0.0], 99),
-            measured.extra["steady_p99_ms"],
-        )
+        ctx.shared[CEILING_KEY] = latency_p99s(measured)
         return measured
     finally:
         await server.stop(0)

@@ -46,7 +46,7 @@ from loyalty_kit.server import start_service
 from bench.context import BenchContext
 from bench.counters import round_trips
 from bench.echo import unary_handler
-from bench.load import Op, beside_ceiling, latency_phases, percentile
+from bench.load import Op, beside_ceiling, latency_p99s, latency_phases
 from bench.registry import Measurement, scenario
 from bench.scenarios.identity import Loaded, _environment, _population
 
@@ -285,10 +285,7 @@ async def raw_sign_in_verify(ctx: BenchContext) -> Measurement:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             measured = await _drive(ctx, channel, loaded, challenges)
         measured.extra["pool_size"] = size
-        ctx.shared[CEILING_KEY] = (
-            percentile(measured.latencies_ms or [0.0], 99),
-            measured.extra["steady_p99_ms"],
-        )
+        ctx.shared[CEILING_KEY] = latency_p99s(measured)
         return measured
     finally:
         await server.stop(0)
