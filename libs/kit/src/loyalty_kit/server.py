@@ -17,6 +17,16 @@ rest, in this order:
 6. its consumers and jobs;
 7. on SIGTERM/SIGINT: health NOT_SERVING, `server.stop(grace)` so calls in flight finish, then
    jobs stop, NATS drains and the engine closes.
+
+With `LOYALTY_WORKERS=N` (N > 1) `serve` is a small supervisor (`supervise`) of N forked worker
+processes, each all of the above on the same ports: gRPC binds with SO_REUSEPORT (the gateway's
+HTTP listener too), so the kernel spreads new connections over the workers. Worker 0 serves
+/metrics; the others serve none. The supervisor forwards SIGTERM/SIGINT to the workers and exits
+0 when all of them stopped cleanly; a worker that dies on its own stops the others and the
+supervisor exits 1, so whatever restarts the process (Kubernetes, systemd) restarts all of it.
+Workers are replicas on one host: migrations take an advisory lock, the outbox relay publishes
+from one process at a time (an advisory lock), consumers share their durable pull consumer and
+background jobs take their rows FOR UPDATE SKIP LOCKED or an advisory lock, as replicas do.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import contextlib
 import functools
 import gc
 import inspect
+import os
 import signal
 import sys
 import uuid
@@ -35,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic
 
 import grpc
+import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from loyalty.audit.v1.audit_pb2 import AuditEntryRecorded
 from nats.aio.client import Client as NATS
@@ -334,6 +346,9 @@ class RunningService(Generic[Root]):
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+                # gRPC's default on Linux, made explicit: the workers of `LOYALTY_WORKERS`
+                # bind the same port.
+                ("grpc.so_reuseport", 1),
                 *connection_age_options(settings),
             ],
         )
@@ -376,6 +391,7 @@ class RunningService(Generic[Root]):
             metrics_port=self.metrics_port,
             frozen_objects=frozen,
             event_loop=event_loop_name(),
+            pid=os.getpid(),
         )
         return self
 
@@ -448,7 +464,8 @@ async def start_service(
 
 
 async def serve(spec: ServiceSpec[Any, []], settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM or SIGINT, then stop gracefully (one process: a worker of
+    `supervise` when there are several)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -495,7 +512,8 @@ async def migrate(spec: ServiceSpec[Any, Any], settings: Settings) -> None:
 CONFIGURATION_HELP = (
     "Settings come from LOYALTY_* environment variables (the README's Configuration table). "
     "Under `make run`, `. .loyalty/env` sets those of the running suite (its database, NATS, "
-    "data folder and development keys)."
+    "data folder and development keys). LOYALTY_WORKERS=N runs `serve` as N worker processes "
+    "on the same ports."
 )
 
 
@@ -542,9 +560,108 @@ def main(spec: ServiceSpec[Any, []], argv: Sequence[str] | None = None) -> int:
         run_loop(migrate(spec, settings), settings)
     elif args.command in spec.commands:
         run_loop(run_command(spec, settings, args.command, args.args), settings)
+    elif settings.workers > 1:
+        return supervise(spec, settings)
     else:
         run_loop(serve(spec, settings), settings)
     return 0
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def supervise(spec: ServiceSpec[Any, []], settings: Settings) -> int:
+    """`serve` in `settings.workers` forked processes, until SIGTERM or SIGINT (forwarded to
+    each as SIGTERM). 0 when every worker stopped cleanly after a stop was asked; 1 when one
+    exited on its own (the others are then stopped) or did not stop cleanly.
+
+    The fork happens before anything of the service exists (no event loop, connection, gRPC
+    server or thread in this process), which is what gRPC needs of a fork."""
+    workers: dict[int, int] = {}  # pid -> index
+    stopping = False
+
+    def stop_all(signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    # Signals wait until the workers exist and the handler that forwards them is in place.
+    supervisor = os.getpid()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        for index in range(settings.workers):
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the supervisor's code
+                code = 1
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                    code = _worker(spec, settings, index, supervisor)
+                finally:
+                    with contextlib.suppress(Exception):
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                    os._exit(code)
+            workers[pid] = index
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, stop_all)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    log.info("workers started", service=spec.name, workers=len(workers), pids=sorted(workers))
+    code = 0
+    while workers:
+        pid, status = os.wait()  # a signal runs `stop_all`, then the wait goes on
+        if pid not in workers:
+            continue
+        index = workers.pop(pid)
+        exit_code = os.waitstatus_to_exitcode(status)
+        if not stopping:
+            log.error(
+                "worker exited; stopping the others",
+                service=spec.name,
+                worker=index,
+                pid=pid,
+                exit_code=exit_code,
+            )
+            stop_all()
+            code = 1
+        elif exit_code != 0:
+            log.error("worker did not stop cleanly", worker=index, pid=pid, exit_code=exit_code)
+            code = 1
+    log.info("workers stopped", service=spec.name, exit_code=code)
+    return code
+
+
+def _worker(spec: ServiceSpec[Any, []], settings: Settings, index: int, supervisor: int) -> int:
+    """One worker of `supervise`: the service as `serve` runs it, its log lines marked with
+    `worker`; /metrics from worker 0 only (one port cannot serve several registries)."""
+    _die_with(supervisor)
+    structlog.contextvars.bind_contextvars(worker=index)
+    if index > 0:
+        settings = settings.model_copy(update={"metrics_port": -1})
+    try:
+        run_loop(serve(spec, settings), settings)
+    except BaseException:
+        log.exception("worker failed", service=spec.name, worker=index)
+        return 1
+    return 0
+
+
+def _die_with(supervisor: int) -> None:
+    """Linux: SIGTERM when the supervisor dies, however it dies (kill -9), so no worker
+    outlives it; a supervisor already gone stops the worker at once."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != supervisor:
+        os._exit(1)
 
 
 def run_loop(main: Coroutine[Any, Any, T], settings: Settings) -> T:

@@ -161,6 +161,15 @@ class Settings(BaseSettings):
         default=-1, ge=-1, description="Bytes the dead-letter stream keeps (deploy/: 512 MiB)."
     )
 
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes `serve` starts, each a whole copy of the service on the "
+        "same ports (SO_REUSEPORT: the kernel spreads new connections over them); the first "
+        "serves /metrics, the others none. A worker that dies stops the others and `serve` "
+        "exits 1 for its supervisor to restart.",
+    )
     uvloop: bool = Field(
         default=True,
         description="Run a service's process (serve, migrate, its commands) on uvloop's event "
