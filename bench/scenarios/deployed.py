@@ -93,6 +93,7 @@ class Suite:
     env: dict[str, str]
     services: dict[str, cli.ServiceProcess]
     population: Population  # its identity keys (the members are registered, not its own)
+    workers: dict[str, int] = field(default_factory=dict)  # worker processes of each service
     http: str = ""
     phones: list[str] = field(default_factory=list)
     members: list[str] = field(default_factory=list)  # `members/<id>`, as `phones`
@@ -100,6 +101,22 @@ class Suite:
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{cli.service_ports(self.settings)[name]}"
+
+
+def workers_of(environ: dict[str, str]) -> dict[str, int]:
+    """Worker processes of each service (`LOYALTY_WORKERS`): every service's from
+    `LOYALTY_WORKERS` (default 1), and the services `BENCH_WORKERS` names (`identity=2,gateway=2`)
+    their own."""
+    every = int(environ.get("LOYALTY_WORKERS", "1"))
+    workers = dict.fromkeys(cli.SERVICES, every)
+    for item in filter(
+        None, (part.strip() for part in environ.get("BENCH_WORKERS", "").split(","))
+    ):
+        name, _, count = item.partition("=")
+        if name not in workers or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"BENCH_WORKERS: {item!r} is not <service>=<workers>")
+        workers[name] = int(count)
+    return workers
 
 
 def member_count(ctx: BenchContext) -> int:
@@ -254,11 +271,16 @@ async def _start_suite(ctx: BenchContext) -> Suite:
     log = log_path.open("w", encoding="utf-8")
     services: dict[str, cli.ServiceProcess] = {}
     ctx.closers.append(lambda: _stop(services, log))  # also when the start fails
-    _progress(f"starting {', '.join(cli.SERVICES)} (their output: {log_path})")
+    workers = workers_of(env)
+    named = ", ".join(f"{n} ({workers[n]} workers)" if workers[n] > 1 else n for n in cli.SERVICES)
+    _progress(f"starting {named} (their output: {log_path})")
     for name in cli.SERVICES:
-        services[name] = await cli.spawn_service(name, env, log)
+        own = {**env, "LOYALTY_WORKERS": str(workers[name])}
+        services[name] = await cli.spawn_service(name, own, log)
     await cli.wait_started(services, cli.service_ports(settings), asyncio.Event())
-    suite = Suite(settings, env, services, population, http=f"http://127.0.0.1:{http_port}")
+    suite = Suite(
+        settings, env, services, population, workers, http=f"http://127.0.0.1:{http_port}"
+    )
     _progress(await load_demo(settings, NO_HISTORY))
     count = member_count(ctx)
     salt = uuid.uuid4().int % 10**9
@@ -475,6 +497,11 @@ def _measurement(ctx: BenchContext, measured: Measured, unit: str, **extra: Any)
     )
 
 
+def _more_than_one(suite: Suite) -> dict[str, int]:
+    """The services run with several worker processes (their CPU counts all of them)."""
+    return {name: count for name, count in suite.workers.items() if count > 1}
+
+
 def _suite_groups(ctx: BenchContext, suite: Suite) -> list[proc.Group]:
     return [
         *(proc.Group(n, (s.process.pid,)) for n, s in suite.services.items()),
@@ -596,7 +623,9 @@ async def deployed_resolve(ctx: BenchContext) -> Measurement:
             "members": suite.members,
         },
     )
-    return _measurement(ctx, measured, "calls", members=len(suite.members))
+    return _measurement(
+        ctx, measured, "calls", members=len(suite.members), workers=_more_than_one(suite)
+    )
 
 
 @scenario("raw-deployed-earn", explicit=True)
@@ -629,7 +658,9 @@ async def deployed_earn(ctx: BenchContext) -> Measurement:
         _suite_groups(ctx, suite),
         {"kind": "earn", "target": suite.target("points"), "members": suite.members},
     )
-    return _measurement(ctx, measured, "earns", members=len(suite.members))
+    return _measurement(
+        ctx, measured, "earns", members=len(suite.members), workers=_more_than_one(suite)
+    )
 
 
 @scenario("raw-deployed-record-purchase", explicit=True)
@@ -677,4 +708,6 @@ async def deployed_record_purchase(ctx: BenchContext) -> Measurement:
     measured = await _http_load(
         ctx, _suite_groups(ctx, suite), suite.http, suite.phones, suite.token
     )
-    return _measurement(ctx, measured, "purchases", members=len(suite.members))
+    return _measurement(
+        ctx, measured, "purchases", members=len(suite.members), workers=_more_than_one(suite)
+    )

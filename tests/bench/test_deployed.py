@@ -14,6 +14,7 @@ import pytest
 
 from bench import proc, report
 from bench.registry import Measurement, Scenario, plan
+from bench.scenarios.deployed import workers_of
 
 ROOT = Path(__file__).resolve().parents[2]
 TICK = 1 / proc.TICKS
@@ -160,3 +161,12 @@ def test_the_deployed_bench_runs_at_a_tiny_size() -> None:
         raw = results["raw-deployed-record-purchase"]["extra"]["server_cpu_ms_per_op"]
         assert {"raw-front", "raw-identity", "raw-points", "raw-reads"} <= set(raw)
     assert "server CPU ms per operation" in done.stdout
+
+
+def test_the_deployed_suite_runs_the_workers_the_environment_asks_for() -> None:
+    assert set(workers_of({}).values()) == {1}
+    every = workers_of({"LOYALTY_WORKERS": "2", "BENCH_WORKERS": "identity=3, gateway=1"})
+    assert every["identity"] == 3 and every["gateway"] == 1 and every["points"] == 2
+    for wrong in ("identity", "nobody=2", "identity=0", "identity=two"):
+        with pytest.raises(ValueError, match="BENCH_WORKERS"):
+            workers_of({"BENCH_WORKERS": wrong})
