@@ -33,6 +33,7 @@ class MemberTiers(Store):
             " LEFT JOIN member_states s ON s.member_id = m.member_id",
             member_id,
         )
+        assert row is not None  # the outer joins answer one row
         tier = (
             MemberTier(member_id, row["tier"], row["effective_at"], row["tier_year_end"])
             if row["tier"] is not None
