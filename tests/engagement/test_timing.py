@@ -425,6 +425,48 @@ async def test_points_about_to_expire_enter_the_member_once(
     assert "journey:expiring" in await engagement.tags(member_id)
 
 
+async def test_lots_moved_in_one_batch_add_up_once_each_event(
+    engagement: Engagement, engagement_service: RunningService
+) -> None:
+    """Lot movements are kept a batch at a time (one statement at its end): a lot moved by
+    several events, or twice in one, adds up its points, keeps its first expiry, and an event
+    delivered again is counted once."""
+    root: Root = engagement_service.root
+    member_id = await engagement.member()
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=40)
+    a, b, marker = rid(), rid(), rid()
+
+    def moved(lot: str, points: int, days: int = 0) -> points_events.LotMovement:
+        return points_events.LotMovement(
+            posting_id=rid(),
+            lot_id=lot,
+            earned_unit="mall",
+            unit="mall",
+            points=points,
+            expires_at=timestamp(expires + timedelta(days=days)),
+        )
+
+    def posted(*movements: points_events.LotMovement) -> points_events.LedgerPosted:
+        return points_events.LedgerPosted(member_id=member_id, movements=list(movements))
+
+    await publish(engagement.settings, "points", posted(moved(a, 120), moved(b, 30)))
+    again = posted(moved(a, -20), moved(a, -5, days=9))
+    event_id = await publish(engagement.settings, "points", again)
+    await publish(engagement.settings, "points", again, event_id=event_id, msg_id=rid())
+    await publish(engagement.settings, "points", posted(moved(marker, 1)))
+    await until(lambda: _lot_points(root, marker), lambda points: points == 1)
+    assert [await _lot_points(root, lot) for lot in (a, b)] == [95, 30]
+    async with root.uow(read_only=True) as uow:
+        kept = (
+            await uow.session.execute(
+                select(member_lots.c.member_id, member_lots.c.expires_at).where(
+                    member_lots.c.lot_id == a
+                )
+            )
+        ).one()
+    assert (kept.member_id, kept.expires_at) == (member_id, expires)
+
+
 async def _lot_points(root: Root, lot_id: str) -> int:
     async with root.uow(read_only=True) as uow:
         found = (

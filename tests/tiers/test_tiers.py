@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,8 +14,10 @@ from loyalty.points.v1 import events_pb2 as points_events
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty.tiers.v1 import tiers_service_pb2 as pb
 from loyalty_devstack.demo import huayue_ladder
+from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
 from loyalty_kit.timestamps import timestamp
+from loyalty_tiers.bootstrap import Tiers
 
 from tests.points.conftest import Points, rid
 from tests.support.events import publish, relay_held, unpublished
@@ -477,3 +480,27 @@ async def test_a_growth_value_ladder_weighs_the_hotel_double(points: Points, tie
         await tiers.UpdateLadder(
             pb.UpdateLadderRequest(ladder=huayue_ladder(), request_id=uuid.uuid4().hex)
         )
+
+
+async def test_the_ladder_read_is_the_one_committed_after_a_version_rolled_back(
+    tiers: Any, tiers_service: RunningService
+) -> None:
+    """The service keeps the ladder it read, parsed, for as long as it is the latest: a version
+    read by a transaction that rolled back, then written again by another, is read anew."""
+    root: Tiers = tiers_service.root
+    async with root.uow() as uow:
+        current = await uow.tiers.ladder()
+        assert current is not None
+        other = dataclasses.replace(current, grace_days=current.grace_days + 7)
+        await uow.tiers.add_ladder(other)
+        read = await uow.tiers.ladder()
+        assert read is not None and read.grace_days == current.grace_days + 7
+        # left without a commit: rolled back
+    async with root.uow() as uow:
+        version = await uow.tiers.add_ladder(dataclasses.replace(current))
+        await uow.commit()
+    async with root.uow(read_only=True) as uow:
+        found = await uow.tiers.ladder()
+    assert found is not None
+    assert (found.version, found.grace_days) == (version, current.grace_days)
+    assert version == read.version  # the same number as the version rolled back

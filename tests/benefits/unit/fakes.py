@@ -69,6 +69,9 @@ class FakeMemberTiers(_Part):
     async def get(self, member_id: str, *, lock: bool = False) -> MemberTier | None:
         return self.t.tiers.get(member_id)
 
+    async def standing(self, member_id: str) -> tuple[MemberTier | None, InactiveMember | None]:
+        return self.t.tiers.get(member_id), self.t.states.get(member_id)
+
     async def save(self, member: MemberTier) -> None:
         self.t.tiers[member.member_id] = member
 

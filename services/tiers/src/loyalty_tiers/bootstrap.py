@@ -4,13 +4,14 @@ once per process from the kit's context. Tests hand in their own clock
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loyalty_kit.clock import Clock, utc_now
 from loyalty_kit.server import ServiceContext
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loyalty_tiers.adapters.repository import LadderCache
 from loyalty_tiers.service_layer.uow import TiersUnitOfWork
 
 
@@ -41,10 +42,15 @@ class Tiers:
     context: ServiceContext
     settings: TiersSettings
     clock: Clock
+    # The ladder parsed once per version, for every unit of work of the process.
+    ladders: LadderCache = field(default_factory=LadderCache)
 
     def uow(self, *, read_only: bool = False) -> TiersUnitOfWork:
         return TiersUnitOfWork(
-            self.context.database, self.context.settings.event_namespace, read_only=read_only
+            self.context.database,
+            self.context.settings.event_namespace,
+            read_only=read_only,
+            ladders=self.ladders,
         )
 
 

@@ -89,8 +89,8 @@ async def entitlements(
     uow: BenefitsWork, member_id: str, unit: str, now: datetime
 ) -> tuple[str, list[Entitlement]]:
     rules = await catalogue(uow)
-    await not_merged(uow, member_id)
-    member = await uow.members.get(member_id)
+    member, state = await uow.members.standing(member_id)
+    ensure_not_merged(state)
     tier = tier_of(rules, member)
     year_end = member.tier_year_end if member else None
     benefits = usable(rules, tier, unit, now)

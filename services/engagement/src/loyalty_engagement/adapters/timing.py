@@ -4,6 +4,7 @@ journeys' budgets, the sweeps' progress, members' last purchases, birthdays and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, func, literal, select, text, update
@@ -247,6 +248,34 @@ class TimingStore:
                 index_elements=[member_lots.c.lot_id],
                 set_={"points": member_lots.c.points + statement.excluded.points},
             )
+        )
+
+    async def move_lots(self, movements: Sequence[tuple[str, str, int, datetime]]) -> None:
+        """`move_lot` of several (lot, member, points, expiry) in order, in one statement: a lot
+        moved more than once keeps its first member and expiry and adds up its points."""
+        lots: dict[str, tuple[str, int, datetime]] = {}
+        for lot_id, member_id, points, expires_at in movements:
+            found = lots.get(lot_id)
+            lots[lot_id] = (
+                (found[0], found[1] + points, found[2])
+                if found
+                else (member_id, points, expires_at)
+            )
+        if not lots:
+            return
+        await self.session.execute(
+            text(
+                "INSERT INTO member_lots (lot_id, member_id, points, expires_at)"
+                " SELECT * FROM unnest(CAST(:lots AS text[]), CAST(:members AS text[]),"
+                " CAST(:points AS bigint[]), CAST(:expires AS timestamptz[]))"
+                " ON CONFLICT (lot_id) DO UPDATE SET points = member_lots.points + excluded.points"
+            ),
+            {
+                "lots": list(lots),
+                "members": [m for m, _, _ in lots.values()],
+                "points": [p for _, p, _ in lots.values()],
+                "expires": [e for _, _, e in lots.values()],
+            },
         )
 
     async def forget(self, member_id: str, now: datetime) -> None:

@@ -69,10 +69,15 @@ async def points_earned(
 async def ledger_posted(
     _app: Engagement, uow: EngagementUnitOfWork, e: points_pb.LedgerPosted
 ) -> None:
-    """Each lot's points and expiry (the expiring-points sweep reads them)."""
+    """Each lot's points and expiry (the expiring-points sweep reads them); in a batch, kept
+    with the others at its end in one statement."""
     for movement in e.movements:
         expires = moment_of(movement, "expires_at")
-        if expires is not None and movement.lot_id:
+        if expires is None or not movement.lot_id:
+            continue
+        if uow.lots is not None:
+            uow.lots.append((movement.lot_id, e.member_id, movement.points, expires))
+        else:
             await uow.timing.move_lot(movement.lot_id, e.member_id, movement.points, expires)
 
 
@@ -218,13 +223,14 @@ async def member_merged(
 @contextlib.asynccontextmanager
 async def purchases_together(app: Engagement, uow: EngagementUnitOfWork) -> AsyncIterator[None]:
     """A batch's purchases noted as they come and entered together at its end, before the
-    commit (`timer.on_purchase_events`)."""
-    uow.purchases = []
+    commit (`timer.on_purchase_events`); its lots' movements kept together too."""
+    uow.purchases, uow.lots = [], []
     try:
         yield
-        events = uow.purchases
+        events, lots = uow.purchases, uow.lots
     finally:
-        uow.purchases = None
+        uow.purchases = uow.lots = None
+    await uow.timing.move_lots(lots)
     await timer.on_purchase_events(uow, app.actions, events, app.clock())
 
 

@@ -208,6 +208,14 @@ def _entry_for(journey: StoredJourney, event: TriggerEvent, now: datetime) -> St
 ACTS_AT_ONCE = 32  # a batch's calls to the services that act, in flight at once
 
 
+def enters_any(
+    found: Sequence[StoredJourney], events: Sequence[TriggerEvent], now: datetime
+) -> bool:
+    """Whether one of `events` makes an entry into one of the journeys `found` (as `on_event`
+    would: without one, it does nothing for them)."""
+    return any(_entry_for(j, e, now) is not None for e in events for j in found)
+
+
 def immediate(journey: StoredJourney) -> bool:
     """An active journey whose entries nothing but their own event, the member's earlier
     entries (its frequency cap) and badges (held or lacking badge conditions, read for the

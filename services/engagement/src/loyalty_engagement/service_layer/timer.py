@@ -92,14 +92,15 @@ async def on_purchase_events(
     """A batch's purchases, with the outcome of each handled alone in order: entered
     set-based into the journeys that act at once (`journeys.on_events`); when other purchase
     journeys run (waits, budgets, consents, paused), each event into those and its purchase
-    noted one at a time, in order (an entry may wait for the next purchase); else the
-    members' activity and waiting entries set-based (`on_purchases`)."""
+    noted one at a time, in order (an entry may wait for the next purchase); else (or when
+    none of the events enters one of those) the members' activity and waiting entries
+    set-based (`on_purchases`)."""
     if not events:
         return
     found = await uow.journeys.triggered_by([TriggerKind.PURCHASE])
     await journeys.on_events(uow, actions, events, now, [j for j in found if journeys.immediate(j)])
     others = [j for j in found if not journeys.immediate(j)]
-    if not others:
+    if not journeys.enters_any(others, events, now):  # none enters them: as if there were none
         await on_purchases(uow, actions, [(e.member_id, e.occurred_at) for e in events], now)
         return
     for event in events:

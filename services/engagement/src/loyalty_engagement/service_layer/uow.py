@@ -3,6 +3,7 @@ stores on the same transaction."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Self
 
 from loyalty_kit.uow import UnitOfWork
@@ -24,6 +25,8 @@ class EngagementUnitOfWork(UnitOfWork):
     # A consumer's batch (entrypoints/consumers.py): its purchases, handled together at its end.
     purchases: list[TriggerEvent] | None = None
     counted_purchases: list[Occurrence] | None = None  # the challenges' consumer's, the same way
+    # The batch's lot movements (lot, member, points, expiry), kept together at its end.
+    lots: list[tuple[str, str, int, datetime]] | None = None
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()

@@ -54,9 +54,22 @@ RETURNING true
 """
 
 
+class LadderCache:
+    """The ladder in force as last read, one per service process (and database): versions never
+    change once published, so only another version is read and parsed again. The row's
+    transaction stamp (`xmin`) goes with the version: a version written by a transaction that
+    rolled back and then written again is never taken for the one cached. Callers treat the
+    ladder as read-only."""
+
+    def __init__(self) -> None:
+        self.ladder: Ladder | None = None
+        self.stamp = ""
+
+
 class TierStore(ImportRows):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, cache: LadderCache | None = None) -> None:
         self.session = session
+        self.cache = cache or LadderCache()
         self._events: list[TierChanged] = []
 
     async def _conn(self) -> Any:
@@ -65,16 +78,28 @@ class TierStore(ImportRows):
     # -- the ladder -------------------------------------------------------------------------
 
     async def ladder(self) -> Ladder | None:
+        """The latest version: one round trip, the rules sent only when they are not the ones
+        cached (every activity event and tier preview reads them)."""
         conn = await self._conn()
+        cache = self.cache
+        cached = cache.ladder
         row = await conn.fetchrow(
-            "SELECT version, rules FROM ladder_versions ORDER BY version DESC LIMIT 1"
+            "SELECT version, xmin::text AS stamp,"
+            " CASE WHEN version = $1 AND xmin::text = $2 THEN NULL ELSE rules END AS rules"
+            " FROM ladder_versions ORDER BY version DESC LIMIT 1",
+            cached.version if cached is not None else None,
+            cache.stamp,
         )
         if row is None:
             return None
+        if cached is not None and row["rules"] is None:
+            return cached
         rules = row["rules"]  # the engine's jsonb codec may have decoded it already
-        return ladder_from_json(
+        found = ladder_from_json(
             row["version"], json.loads(rules) if isinstance(rules, str) else rules
         )
+        cache.ladder, cache.stamp = found, row["stamp"]
+        return found
 
     async def add_ladder(self, ladder: Ladder) -> int:
         conn = await self._conn()

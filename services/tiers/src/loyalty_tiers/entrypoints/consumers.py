@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from loyalty.identity.v1 import events_pb2 as identity_pb
 from loyalty.points.v1 import events_pb2 as points_events
-from loyalty_kit.inbox import EventConsumer, Subscription, consumers_of, member_merges
+from loyalty_kit.inbox import Batched, EventConsumer, Subscription, consumers_of, member_merges
 from loyalty_kit.kernel.orders import OrderMode, past_orders
 from loyalty_kit.logs import get_logger
 from loyalty_kit.timestamps import moment, moment_of
@@ -124,11 +124,17 @@ async def legacy_orders_imported(
     )
 
 
+# Activity a fetched batch a transaction (the kit's batch mode: one inbox statement, one
+# commit; each event still recorded and judged in order; a batch that fails is handled again
+# one event at a time). The members judged stay locked to the batch's commit.
+ACTIVITY_BATCH = 100
+
 TABLE: Sequence[Subscription[Tiers]] = (
     Subscription(
         "tiers-activity",
         "points",
         {points_events.PointsEarned: points_earned, points_events.PointsReversed: points_reversed},
+        batched=Batched(ACTIVITY_BATCH),
     ),
     Subscription(
         "tiers-members",

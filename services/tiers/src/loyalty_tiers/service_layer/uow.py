@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Protocol, Self
 
 from loyalty_kit.uow import Transaction, UnitOfWork
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_tiers.adapters.events import to_message
-from loyalty_tiers.adapters.repository import TierStore
+from loyalty_tiers.adapters.repository import LadderCache, TierStore
 from loyalty_tiers.domain.events import TierChanged
 from loyalty_tiers.domain.grants import Grant
 from loyalty_tiers.domain.ladder import Ladder, Totals
@@ -112,9 +113,20 @@ class AbstractUnitOfWork(Transaction, Protocol):
 class TiersUnitOfWork(UnitOfWork):
     tiers: TierStore
 
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        namespace: str,
+        *,
+        read_only: bool = False,
+        ladders: LadderCache | None = None,
+    ) -> None:
+        super().__init__(sessions, namespace, read_only=read_only)
+        self._ladders = ladders  # the service's: the ladder parsed once per version
+
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.tiers = TierStore(self.session)
+        self.tiers = TierStore(self.session, self._ladders)
         return self
 
     async def commit(self) -> None:

@@ -23,6 +23,31 @@ class MemberTiers(Store):
             return None
         return MemberTier(member_id, row["tier"], row["effective_at"], row["tier_year_end"])
 
+    async def standing(self, member_id: str) -> tuple[MemberTier | None, InactiveMember | None]:
+        """The member's tier and, when not active, their state, in one read."""
+        conn = await self.conn()
+        row = await conn.fetchrow(
+            "SELECT t.tier, t.effective_at, t.tier_year_end, s.member_id AS inactive, s.state,"
+            " s.merged_into, s.updated_at FROM (SELECT $1::uuid AS member_id) AS m"
+            " LEFT JOIN member_tiers t ON t.member_id = m.member_id"
+            " LEFT JOIN member_states s ON s.member_id = m.member_id",
+            member_id,
+        )
+        assert row is not None  # the outer joins answer one row
+        tier = (
+            MemberTier(member_id, row["tier"], row["effective_at"], row["tier_year_end"])
+            if row["tier"] is not None
+            else None
+        )
+        state = (
+            InactiveMember(
+                member_id, MemberState(row["state"]), row["merged_into"], row["updated_at"]
+            )
+            if row["inactive"] is not None
+            else None
+        )
+        return tier, state
+
     async def save(self, member: MemberTier) -> None:
         conn = await self.conn()
         await conn.execute(
