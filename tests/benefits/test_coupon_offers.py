@@ -291,3 +291,35 @@ async def test_open_offers_are_paged_newest_first_each_once(benefits: Benefits) 
             break
     assert len(seen) == len(set(seen))
     assert [o for o in seen if o in made] == made[::-1]
+
+
+async def test_a_members_list_leaves_out_the_offers_it_may_not_claim(benefits: Benefits) -> None:
+    member, other = await benefits.points.member(), await benefits.points.member()
+    phone = offers(benefits, own_token(member))
+    claimable = await publish(benefits, available=5, limit=2)
+    at_limit = await publish(benefits, available=5)
+    used_up = await publish(benefits, available=1)
+    for_gold = await publish(benefits, minimum_tier="gold")
+    await phone.ClaimCoupon(claim(claimable, member))
+    await phone.ClaimCoupon(claim(at_limit, member))
+    await offers(benefits, own_token(other)).ClaimCoupon(claim(used_up, other))
+
+    seen: dict[str, offers_pb.CouponOffer] = {}
+    token = ""
+    while True:
+        page = await phone.ListCouponOffers(
+            offers_pb.ListCouponOffersRequest(member=member, page_size=1, page_token=token)
+        )
+        assert len(page.coupon_offers) <= 1
+        seen |= {o.name: o for o in page.coupon_offers}
+        token = page.next_page_token
+        if not token:
+            break
+    assert claimable in seen and seen[claimable].member_claimed == 1
+    assert not {at_limit, used_up, for_gold} & seen.keys()
+    # Asked for OPEN offers, the member still sees every open one, with what it holds.
+    every = await phone.ListCouponOffers(
+        offers_pb.ListCouponOffersRequest(state=OPEN, member=member, page_size=200)
+    )
+    held = {o.name: o.member_claimed for o in every.coupon_offers}
+    assert (held[at_limit], held[for_gold]) == (1, 0) and used_up not in held

@@ -4,8 +4,9 @@ widely used offer that co-occurs by chance does not; a member who withdrew the
 personalised-offers consent (or was erased) gets none, with the reason; a merge's survivor is
 answered from its absorbed member's history; a member with no history gets its segment's
 popular offers; a unit's offers only when a unit is asked for; coupons held are not offered
-again. The stored similarity rows equal the domain's reference. Offer codes carry the test's
-own prefix, and its members are new UUIDs, so other tests' facts never pair with them."""
+again; coupons claimed of offers (benefits' CouponClaimed) count as uses, group-wide. The
+stored similarity rows equal the domain's reference. Offer codes carry the test's own prefix,
+and its members are new UUIDs, so other tests' facts never pair with them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from decimal import Decimal
 
 import grpc
 import pytest
+from loyalty.benefits.v1 import events_pb2 as benefits_events
 from loyalty.insights.v1 import insights_service_pb2 as pb
 from loyalty_insights.adapters.facts import ActivityFact
 from loyalty_insights.adapters.member_figures import OFFERS_PURPOSE
@@ -22,10 +24,12 @@ from loyalty_insights.domain.recommendations import Offer, OfferKind, similariti
 from loyalty_insights.service_layer.uow import InsightsUnitOfWork
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
+from loyalty_kit.timestamps import timestamp
 from sqlalchemy import text
 
 from tests.gateway.conftest import Gateway
-from tests.insights.conftest import Suite
+from tests.insights.conftest import Suite, caught_up
+from tests.support.events import publish
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -334,3 +338,48 @@ async def test_an_incremental_refresh_rebuilds_the_offers_too(
     await refreshed(suite, full=False)
     after = await ask(suite, member_id)
     assert first(after) == (KIND[b[0]], b[1], pb.RECOMMENDATION_REASON_CO_OCCURRENCE)
+
+
+async def test_coupons_members_claim_of_offers_count_as_uses_of_their_templates(
+    suite: Suite, insights_service: RunningService
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    a, b = f"{tag}-claimed-a", f"{tag}-claimed-b"
+    history = History(suite.clock())
+    pairs = [history.member() for _ in range(4)]
+    lone = history.member()
+    await history.write(insights_service)
+    settings = suite.points.service.context.settings
+    at = timestamp(suite.clock() - timedelta(days=2))
+    claims = [(m, t) for m in pairs for t in (a, b)] + [(lone, a)]
+    for member_id, template in claims:
+        await publish(
+            settings,
+            "benefits",
+            benefits_events.CouponClaimed(
+                member_id=member_id,
+                offer_id=str(uuid.uuid4()),
+                code=f"C{uuid.uuid4().hex[:10]}",
+                template_code=template,
+                issuer_unit="group",
+                offer_claimed=1,
+                occurred_at=at,
+            ),
+        )
+    await caught_up(insights_service)
+    await refreshed(suite)
+
+    found = await ask(suite, lone)
+    assert first(found) == (
+        pb.OFFER_KIND_COUPON_TEMPLATE,
+        b,
+        pb.RECOMMENDATION_REASON_CO_OCCURRENCE,
+    )
+    assert a not in [r.code for r in found.recommendations]  # claimed: used already
+    async with uow_of(insights_service) as uow:
+        units = (
+            await uow.session.execute(
+                text("SELECT DISTINCT unit FROM offer_popularity WHERE code = :code"), {"code": a}
+            )
+        ).scalars()
+        assert list(units) == [""]  # a claim is at no unit: it counts group-wide only

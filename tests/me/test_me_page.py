@@ -2,7 +2,8 @@
 the development sink, the member code as a QR code whose digits are GetMemberCode's (renewed
 in place by htmx), the balance after a till's purchase, consents withdrawn and granted with
 their history, a wrong code refused in words, the English switch, and sign-out, after which the
-old cookie opens nothing."""
+old cookie opens nothing; the code rotated with a button, and every lot beyond the page's
+twenty on the lots page."""
 
 from __future__ import annotations
 
@@ -133,3 +134,47 @@ async def test_a_wrong_code_is_refused_in_words_and_english_is_a_switch_away(
     await p.locator("#member-code svg.qr").wait_for()
     assert await p.locator("#coupons-title").inner_text() == "My coupons"
     await page.shot("english")
+
+
+async def _signed_in(page: Watched, me: MePage) -> tuple[Any, str]:
+    """A new member signed in on a phone's screen: the page, and its E.164 phone."""
+    p: Any = page.page
+    await p.set_viewport_size(PHONE_SCREEN)
+    typed, e164 = new_phone()
+    await _ask_code(p, me, typed)
+    await p.get_by_label("验证码").fill(await me.sms_code(e164))
+    await p.locator("#verify").click()
+    await p.locator("#member-code svg.qr").wait_for()
+    return p, e164
+
+
+async def test_a_member_rotates_the_code_and_reads_every_lot_beyond_the_first_twenty(
+    page: Watched, me_page: MePage
+) -> None:
+    p, e164 = await _signed_in(page, me_page)
+    member = await me_page.member_of(e164)
+
+    # The code's handle (digits 3 to 12) is the secret's: a rotation gives a new one.
+    before = (await _digits(p))[2:12]
+    await p.locator("#rotate-code").click()
+    await p.wait_for_function(
+        "(before) => document.querySelector('#code-digits')?.innerText"
+        ".replaceAll(' ', '').slice(2, 12) !== before",
+        arg=before,
+    )
+    after = (await _digits(p))[2:12]
+    assert after == (await me_page.member_code(member))[2:12]
+    await page.shot("code-rotated")
+
+    for _ in range(22):  # a lot each
+        await me_page.earn(e164, "10.00")
+    await p.reload()
+    assert await p.locator("#points-available").inner_text() == "220"
+    assert await p.locator("#lots tbody tr").count() == 20
+    await p.locator("#more-lots").click()
+    await p.locator("#lots-title").wait_for()
+    assert await p.locator("#lots tbody tr").count() == 22
+    assert await p.locator("#next-lots").count() == 0
+    await page.shot("all-lots")
+    await p.locator("#back-home").click()
+    await p.locator("#member-code svg.qr").wait_for()

@@ -14,6 +14,7 @@ from loyalty_kit.caller import Caller
 from loyalty_points.domain.referral_codes import ALPHABET, CODE_LENGTH, masked_member
 
 from tests.points.conftest import Points, rid
+from tests.points.test_unmerge import merge
 from tests.support.rpc import fails
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -140,3 +141,31 @@ async def test_a_referral_names_exactly_one_referrer_and_a_code_someone_has(
         )
     )
     assert itself.fields == ["referrer"]
+
+
+async def test_a_merged_members_code_refers_for_the_survivor(points: Points) -> None:
+    absorbed, survivor, newcomer = (
+        await points.member(),
+        await points.member(),
+        await points.member(),
+    )
+    code = await code_of_member(points, absorbed)
+    keeper, kept_absorbed = await points.member(), await points.member()
+    own = await code_of_member(points, keeper)
+    await code_of_member(points, kept_absorbed)
+
+    await merge(points, survivor, absorbed)
+    await merge(points, keeper, kept_absorbed)
+
+    recorded = await points.as_().RecordReferral(
+        pb.RecordReferralRequest(member=newcomer, request_id=rid(), referral_code=code)
+    )
+    assert recorded.referrer_member_id == survivor.removeprefix("members/")
+    # The survivor had no code of its own: it shares the one it absorbed, made back then.
+    assert await code_of_member(points, survivor) == code
+    assert await code_of_member(points, keeper) == own  # its own code stays its own
+    gone = await fails(points.as_().GetReferralCode(pb.GetReferralCodeRequest(member=absorbed)))
+    assert (gone.code, gone.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MEMBER_MERGED")
+    await points.earn(newcomer, "cinema", "10.00")  # the first purchase pays both bonuses
+    mine = await points.as_().ListReferrals(pb.ListReferralsRequest(member=survivor))
+    assert [(r.rewarded, r.points) for r in mine.referrals] == [(True, 500)]

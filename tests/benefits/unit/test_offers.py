@@ -83,6 +83,35 @@ def test_claims_never_exceed_the_offer_nor_a_members_limit(
     assert rule.claimed == min(available, wanted)  # nobody refused while something was left
 
 
+@given(
+    available=st.integers(1, 3),
+    claimed=st.integers(0, 3),
+    limit=st.integers(1, 3),
+    mine=st.integers(0, 3),
+    hour=st.integers(-5, 60),
+)
+def test_an_offer_is_claimable_exactly_when_a_claim_would_be_taken(
+    available: int, claimed: int, limit: int, mine: int, hour: int
+) -> None:
+    rule = offer(available, limit)
+    rule.claimed = min(claimed, available)
+    now = START + timedelta(hours=hour)
+    try:
+        rule.claim(mine, now)
+        taken = True
+    except (OfferNotOpen, OfferLimitReached, OfferExhausted):
+        taken = False
+    rule.claimed = min(claimed, available)
+    assert rule.claimable_by(mine, None, None, now) is taken
+
+
+def test_an_offer_above_the_members_tier_is_not_claimable() -> None:
+    rule = offer(tier="gold")
+    assert not rule.claimable_by(0, 0, 1, START)
+    assert not rule.claimable_by(0, None, 1, START)  # a tier the ladder no longer names
+    assert rule.claimable_by(0, 1, 1, START) and rule.claimable_by(0, 2, 1, START)
+
+
 def test_an_offer_says_where_it_stands() -> None:
     rule = offer(available=1)
     assert rule.state_at(START - timedelta(seconds=1)) is OfferState.SCHEDULED
@@ -228,3 +257,31 @@ async def test_a_survivor_holds_the_claims_of_the_member_it_absorbed(benefits: B
     assert await benefits(offers.member_claimed, ANN, [made]) == {made.offer_id: 1}
     await benefits(offers.claim, made.offer_id, BOB, None, benefits.now)
     assert (await benefits(offers.get, made.offer_id)).claimed == 3
+
+
+async def test_a_members_page_leaves_out_what_the_member_may_not_claim(
+    benefits: Benefits,
+) -> None:
+    claimable = await published(benefits, available=5, per_member_limit=2)
+    benefits.later(minutes=1)
+    at_limit = await benefits(offers.create, new(available=5), None, benefits.now)
+    benefits.later(minutes=1)
+    used_up = await benefits(offers.create, new(available=1), None, benefits.now)
+    benefits.later(minutes=1)
+    for_gold = await benefits(offers.create, new(minimum_tier="gold"), None, benefits.now)
+    await benefits(offers.claim, claimable.offer_id, ANN, None, benefits.now)
+    await benefits(offers.claim, at_limit.offer_id, ANN, None, benefits.now)
+    await benefits(offers.claim, used_up.offer_id, BOB, None, benefits.now)
+
+    page = await benefits(offers.claimable_page, ANN, benefits.now, None, 10)
+    assert [o.offer_id for o in page.offers] == [claimable.offer_id]
+    assert (page.held, page.resume_after) == ({claimable.offer_id: 1}, None)
+    seen = await benefits(offers.claimable_page, BOB, benefits.now, None, 1)
+    assert [o.offer_id for o in seen.offers] == [at_limit.offer_id]
+    assert seen.resume_after == (at_limit.created_at, at_limit.offer_id)
+    rest = await benefits(offers.claimable_page, BOB, benefits.now, seen.resume_after, 1)
+    assert [o.offer_id for o in rest.offers] == [claimable.offer_id]
+    assert rest.resume_after is None
+    await benefits.tier(ANN, "gold")
+    promoted = await benefits(offers.claimable_page, ANN, benefits.now, None, 10)
+    assert [o.offer_id for o in promoted.offers] == [for_gold.offer_id, claimable.offer_id]

@@ -22,7 +22,7 @@ from loyalty.identity.v1 import member_pb2
 from loyalty.points.v1 import points_service_pb2 as points_pb
 from loyalty_gateway.me import codes
 from loyalty_gateway.me.app import build_me
-from loyalty_gateway.me.calls import Overview, Refusal, Started
+from loyalty_gateway.me.calls import Lots, Overview, Refusal, Started
 from loyalty_gateway.me.cookie import Cookie, State, Tokens
 from loyalty_gateway.me.tokens import Refresher, SessionEnded, SignedOut
 from starlette.applications import Starlette
@@ -59,6 +59,8 @@ class FakeCalls:
     refuse_overview: Refusal | None = None
     attempts: int = 5
     generation: int = 0
+    lot_points: list[int] = field(default_factory=list)  # the member's lots, soonest first
+    rotations: set[str] = field(default_factory=set)  # request ids of the code's rotations
 
     def tokens(self) -> Tokens:
         self.generation += 1
@@ -117,10 +119,25 @@ class FakeCalls:
         return Overview(
             shown,
             points_pb.Balance(available=1234, pending=56),
-            [],
+            [points_pb.Lot(remaining_points=n, unit="mall") for n in self.lot_points[:20]],
             [benefits_pb.Coupon(name_zh="满100减10", unit="mall")],
             [],
+            more_lots=len(self.lot_points) > 20,
         )
+
+    async def lots(self, member: str, tokens: Tokens, page_token: str) -> Lots:
+        self._own(member, tokens)
+        if page_token and not page_token.isdigit():
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+        start = int(page_token or 0)
+        found = [points_pb.Lot(remaining_points=n, unit="mall") for n in self.lot_points]
+        rest = str(start + 50) if len(found) > start + 50 else ""
+        return Lots(found[start : start + 50], rest)
+
+    async def rotate_code(self, member: str, tokens: Tokens, request_id: str) -> code_pb.MemberCode:
+        self._own(member, tokens)
+        self.rotations.add(request_id)
+        return await self.member_code(member, tokens)
 
     async def set_consent(
         self, member: str, tokens: Tokens, purpose: int, granted: bool, request_id: str
@@ -355,3 +372,40 @@ def test_every_language_has_the_same_strings() -> None:
 
     keys = [set(i18n.catalogue(lang)) for lang in i18n.LANGS]
     assert keys[0] and all(k == keys[0] for k in keys)
+
+
+def test_the_code_is_rotated_once_per_request_id_with_the_csrf_token(page: Page) -> None:
+    page.sign_in()
+    shown = page.client.get("/me/")
+    request_id = re.search(r'name="request_id" value="([^"]+)"', shown.text)
+    assert 'id="rotate-code"' in shown.text and request_id is not None
+    forged = page.client.post(
+        "/me/code/rotate",
+        data={"request_id": request_id[1], "csrf": "guess"},
+        headers={"origin": "http://testserver"},
+    )
+    assert forged.status_code == 403 and page.calls.rotations == set()
+    for _ in range(2):  # the form sent twice: one rotation
+        rotated = page.post("/code/rotate", {"request_id": request_id[1]})
+        assert rotated.status_code == 303  # type: ignore[attr-defined]
+    assert page.calls.rotations == {request_id[1]}
+    again = page.client.get("/me/")
+    assert request_id[1] not in again.text  # the next rotation is a new one
+    assert page.post("/code/rotate", {}).status_code == 400  # type: ignore[attr-defined]
+
+
+def test_lots_beyond_the_pages_twenty_are_a_link_away_a_page_at_a_time(page: Page) -> None:
+    page.sign_in()
+    page.calls.lot_points = [100]
+    assert 'id="more-lots"' not in page.client.get("/me/").text
+    page.calls.lot_points = list(range(1, 76))
+    shown = page.client.get("/me/")
+    assert shown.text.count("<tr><td>") == 20 and 'id="more-lots"' in shown.text
+    first = page.client.get("/me/lots")
+    assert first.status_code == 200 and first.text.count("<tr><td>") == 50
+    link = re.search(r'id="next-lots" href="([^"]+)"', first.text)
+    assert link is not None
+    rest = page.client.get(link[1])
+    assert rest.text.count("<tr><td>") == 25 and 'id="next-lots"' not in rest.text
+    assert page.client.get("/me/lots", params={"page": "bad"}).status_code == 400
+    assert page.client.get("/me/lots", params={"page": "9" * 600}).status_code == 400

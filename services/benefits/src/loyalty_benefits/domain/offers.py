@@ -124,6 +124,20 @@ class CouponOffer:
         if tier_rank is None or tier_rank < minimum_rank:
             raise OfferTierNotMet(self, tier)
 
+    def claimable_by(
+        self, member_claimed: int, tier_rank: int | None, minimum_rank: int | None, now: datetime
+    ) -> bool:
+        """Whether a member holding `member_claimed` of its coupons, on `tier_rank`, would be
+        given one now: the rules of `check_tier` and `claim`, asked without a refusal."""
+        below = tier_rank is None or (minimum_rank is not None and tier_rank < minimum_rank)
+        if self.minimum_tier and minimum_rank is not None and below:
+            return False
+        return (
+            self.claim_start <= now < self.claim_end
+            and member_claimed < self.per_member_limit
+            and self.claimed < self.available
+        )
+
     def claim(self, member_claimed: int, now: datetime) -> None:
         """One more claim by a member who holds `member_claimed` of the offer's coupons: within
         the window, the member's limit and what is left; the claim is counted."""

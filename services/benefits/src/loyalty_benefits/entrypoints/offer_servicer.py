@@ -183,24 +183,37 @@ class CouponOfferServicer(UnitOfWorkServicer[BenefitsUnitOfWork], CouponOfferSer
     ) -> pb.ListCouponOffersResponse:
         state = state_of(request.state)
         member_id = member_id_of(request.member, "member") if request.member else ""
+        # No state asked, a member named: what that member may claim now.
+        claimable = bool(member_id) and request.state == pb.COUPON_OFFER_STATE_UNSPECIFIED
         filters: dict[str, Any] = {"state": state.value, "member": member_id}
+        if claimable:
+            filters["claimable"] = True
         page = read_page(request.page_size, request.page_token, filters, default=50, maximum=200)
         before = position_of(page.after)
         now = self.clock()
 
-        async def read(uow: BenefitsUnitOfWork) -> tuple[list[CouponOffer], list[pb.CouponOffer]]:
+        async def read(
+            uow: BenefitsUnitOfWork,
+        ) -> tuple[list[pb.CouponOffer], tuple[datetime, str] | None]:
             if member_id:
                 await handlers.not_merged(uow, member_id)
-            found = await offers.page(uow, state, now, before, page.size + 1)
-            return found, await self._described(uow, found[: page.size], member_id)
+            if claimable:
+                found = await offers.claimable_page(uow, member_id, now, before, page.size)
+                rules = await uow.catalogue.latest()
+                described = [
+                    offer_message(o, now, rules, found.held[o.offer_id]) for o in found.offers
+                ]
+                return described, found.resume_after
+            listed = await offers.page(uow, state, now, before, page.size + 1)
+            more = listed[page.size - 1] if len(listed) > page.size else None
+            described = await self._described(uow, listed[: page.size], member_id)
+            return described, (more.created_at, more.offer_id) if more else None
 
-        found, described = await self._read(read)
+        described, resume_after = await self._read(read)
         response = pb.ListCouponOffersResponse(coupon_offers=described)
-        if len(found) > page.size:
-            last = found[page.size - 1]
-            response.next_page_token = next_token(
-                [last.created_at.isoformat(), last.offer_id], filters
-            )
+        if resume_after is not None:
+            created, offer_id = resume_after
+            response.next_page_token = next_token([created.isoformat(), offer_id], filters)
         return response
 
     async def ClaimCoupon(

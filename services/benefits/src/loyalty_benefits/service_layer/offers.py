@@ -38,6 +38,18 @@ class NewOffer:
     minimum_tier: str
 
 
+# A member's page of claimable offers reads at most this many batches of open offers, then
+# answers what it found with where to go on (fewer than asked, never a long scan).
+SCAN_BATCHES = 5
+
+
+@dataclass(frozen=True)
+class ClaimablePage:
+    offers: list[CouponOffer]
+    held: dict[str, int]  # the member's coupons of each offer, by offer ID
+    resume_after: tuple[datetime, str] | None  # where the next page begins; None: the end
+
+
 @dataclass(frozen=True)
 class Claimed:
     coupon: Coupon
@@ -92,6 +104,39 @@ async def page(
     limit: int,
 ) -> list[CouponOffer]:
     return await uow.offers.page(state, now, before, limit)
+
+
+async def claimable_page(
+    uow: BenefitsWork,
+    member_id: str,
+    now: datetime,
+    before: tuple[datetime, str] | None,
+    size: int,
+) -> ClaimablePage:
+    """The open offers the member may claim now, newest first: those at the member's limit
+    and those above the member's tier are left out (a claim would be refused). Reads batches
+    of open offers until the page is full, at most SCAN_BATCHES of them."""
+    rules = await uow.catalogue.latest()
+    tier_rank: int | None = None
+    if rules is not None:
+        tier_rank = rules.rank(tier_of(rules, await uow.members.get(member_id)))
+    kept: list[CouponOffer] = []
+    held: dict[str, int] = {}
+    for _ in range(SCAN_BATCHES):
+        batch = await uow.offers.page(OfferState.OPEN, now, before, size + 1)
+        counts = await member_claimed(uow, member_id, batch)
+        for offer in batch:
+            minimum = rules.rank(offer.minimum_tier) if rules and offer.minimum_tier else None
+            if not offer.claimable_by(counts[offer.offer_id], tier_rank, minimum, now):
+                continue
+            if len(kept) == size:  # one more to claim: the next page begins after the last
+                return ClaimablePage(kept, held, (kept[-1].created_at, kept[-1].offer_id))
+            kept.append(offer)
+            held[offer.offer_id] = counts[offer.offer_id]
+        if len(batch) <= size:
+            return ClaimablePage(kept, held, None)
+        before = (batch[-1].created_at, batch[-1].offer_id)
+    return ClaimablePage(kept, held, before)
 
 
 async def member_claimed(

@@ -189,11 +189,11 @@ class SelfService:
     async def list_open_offers(
         self, call: Call, member: str, page_size: int, page_token: str
     ) -> offers_pb.ListCouponOffersResponse:
-        """The offers open now, with what `member` claimed of each."""
+        """The offers `member` may claim now (no state asked: those it would be refused are
+        left out), with what it claimed of each."""
         answer: offers_pb.ListCouponOffersResponse = await call.ask(
             self.offers.ListCouponOffers,
             offers_pb.ListCouponOffersRequest(
-                state=offers_pb.COUPON_OFFER_STATE_OPEN,
                 member=member,
                 page_size=page_size,
                 page_token=page_token,

@@ -6,9 +6,10 @@ CSRF rules), for a member's phone.
   the gateway on its own account with the member's device address: calls.py). A refusal is
   said in words; asking a code answers the same whether the phone is a member's or not.
 - Then one page: the member code as a QR code and a barcode (refreshed by htmx as the code's
-  step passes), the points balance and what expires when, active coupons, and consents per
-  purpose with grant and withdraw and their history. Every call is made with the member's own
-  token.
+  step passes) with a button to rotate it (a new secret: a code someone else saw stops
+  working), the points balance and what expires when (the first lots, the rest on the lots
+  page, a page at a time), active coupons, and consents per purpose with grant and withdraw
+  and their history. Every call is made with the member's own token.
 
 The member's tokens live in the page's sealed cookie (cookie.py), refreshed before the access
 token runs out (tokens.py). Every POST needs the cookie's CSRF token (form field `csrf` or
@@ -40,7 +41,7 @@ from loyalty_gateway.console.app import STATIC as CONSOLE_STATIC
 from loyalty_gateway.console.auth import csrf_matches, form, same_origin
 from loyalty_gateway.console.headers import SecurityHeaders
 from loyalty_gateway.me import codes, i18n
-from loyalty_gateway.me.calls import PURPOSES, Overview, Refusal, Started
+from loyalty_gateway.me.calls import PURPOSES, Lots, Overview, Refusal, Started
 from loyalty_gateway.me.cookie import Cookie, State, Tokens, utc_now
 from loyalty_gateway.me.tokens import Refresher, SessionEnded, SignedOut
 
@@ -53,6 +54,7 @@ CSRF_HEADER = "x-csrf-token"
 LANG_MAX_AGE = 365 * 86_400
 CHINA = timezone(timedelta(hours=8))  # the page's dates and times, as the group's members read them
 REQUEST_ID_MAX = 64
+PAGE_TOKEN_MAX = 512
 LATEST = "me_latest_state"  # the request's state after a refresh (request.scope["state"])
 
 
@@ -65,6 +67,10 @@ class Calls(Protocol):
     async def sign_out(self, refresh_token: str) -> None: ...
     async def member_code(self, member: str, tokens: Tokens) -> code_pb.MemberCode: ...
     async def overview(self, member: str, tokens: Tokens) -> Overview: ...
+    async def lots(self, member: str, tokens: Tokens, page_token: str) -> Lots: ...
+    async def rotate_code(
+        self, member: str, tokens: Tokens, request_id: str
+    ) -> code_pb.MemberCode: ...
     async def set_consent(
         self, member: str, tokens: Tokens, purpose: int, granted: bool, request_id: str
     ) -> None: ...
@@ -302,6 +308,8 @@ def _overview(overview: Overview) -> dict[str, Any]:
     return {
         "balance": overview.balance,
         "lots": lots,
+        "more_lots": overview.more_lots,
+        "rotate_request_id": str(uuid.uuid4()),
         "coupons": overview.coupons,
         "purposes": purposes,
         "events": [
@@ -329,6 +337,25 @@ async def code_fragment(request: Request) -> Response:
         # Not now: the code shown stays (the till refuses it once it runs out); asked again soon.
         return render(request, "_code_later.html", _latest(request, state), {}, 200)
     return render(request, "_code.html", signed, _code_context(request, code))
+
+
+async def lots_page(request: Request) -> Response:
+    """The member's lots a page at a time (`?page=` the token of the page before)."""
+    state = await _state(request)
+    page_token = request.query_params.get("page", "")
+    if len(page_token) > PAGE_TOKEN_MAX:
+        return PlainTextResponse("not a page of this list", 400)
+    try:
+        signed = await _signed_in(request, state)
+        if signed is None or signed.tokens is None:
+            return _to_sign_in(request, state)
+        found = await me_of(request).calls.lots(signed.member, signed.tokens, page_token)
+    except Refusal as refusal:
+        if refusal.code == grpc.StatusCode.INVALID_ARGUMENT:
+            return PlainTextResponse("not a page of this list", 400)
+        return _refused(request, state, refusal)
+    lots = [lot for lot in found.lots if lot.remaining_points > 0]
+    return render(request, "lots.html", signed, {"lots": lots, "next": found.next_page_token})
 
 
 Handler = Callable[[Request, State, dict[str, str]], Awaitable[Response]]
@@ -503,6 +530,23 @@ async def set_consent(request: Request, state: State, fields: dict[str, str]) ->
 
 
 @posted
+async def rotate_code(request: Request, state: State, fields: dict[str, str]) -> Response:
+    """A new member code secret, then the page with the new code (a retried form, the same
+    request_id, rotates once)."""
+    me = me_of(request)
+    signed = await _signed_in(request, state)
+    if signed is None or signed.tokens is None:
+        return _to_sign_in(request, state)
+    request_id = fields.get("request_id", "")
+    if not request_id or len(request_id) > REQUEST_ID_MAX:
+        return PlainTextResponse("a rotation names a request_id", 400)
+    await me.calls.rotate_code(signed.member, signed.tokens, request_id)
+    response = _home(request)
+    me.cookie.set(response, signed, me.clock())
+    return response
+
+
+@posted
 async def switch_language(request: Request, state: State, fields: dict[str, str]) -> Response:
     me = me_of(request)
     response = _home(request)
@@ -542,6 +586,8 @@ def build_me(
         routes=[
             Route("/", home, methods=["GET"]),
             Route("/code", code_fragment, methods=["GET"]),
+            Route("/code/rotate", rotate_code, methods=["POST"]),
+            Route("/lots", lots_page, methods=["GET"]),
             Route("/sign-in", start, methods=["POST"]),
             Route("/sign-in/code", verify, methods=["POST"]),
             Route("/sign-in/restart", restart, methods=["POST"]),

@@ -39,6 +39,9 @@ CLIENT_ID = "gateway-me"
 CALLER = Caller(unit=GROUP, client_id=CLIENT_ID, scopes=frozenset({MEMBERS_SIGN_IN}))
 SOURCE = "member:self-service"  # where a consent changed at this page was given
 EXPIRING_WITHIN_DAYS = 30
+LOTS_ON_PAGE = 20  # the page's own table; the rest on the lots page, a page at a time
+LOTS_PER_PAGE = 50
+ROTATED_HERE = "rotated by the member on the member page"
 PURPOSES = (
     member_pb2.CONSENT_PURPOSE_MARKETING_SMS,
     member_pb2.CONSENT_PURPOSE_MARKETING_PUSH,
@@ -104,6 +107,15 @@ class Overview:
     lots: list[points_pb.Lot]
     coupons: list[benefits_pb.Coupon]
     consent_events: list[identity_pb.ConsentEvent]
+    more_lots: bool = False  # lots beyond those listed (the lots page shows them)
+
+
+@dataclass(frozen=True)
+class Lots:
+    """A page of the member's lots, and the token of the next page ("" at the end)."""
+
+    lots: list[points_pb.Lot]
+    next_page_token: str
 
 
 def bearer(tokens: Tokens) -> tuple[tuple[str, str], ...]:
@@ -194,7 +206,9 @@ class ServiceCalls:
                     ),
                     **own,
                 ),
-                points.ListLots(points_pb.ListLotsRequest(member=member, page_size=20), **own),
+                points.ListLots(
+                    points_pb.ListLotsRequest(member=member, page_size=LOTS_ON_PAGE), **own
+                ),
                 benefits.ListCoupons(
                     benefits_pb.ListCouponsRequest(
                         member=member, state=benefits_pb.COUPON_STATE_ISSUED, page_size=50
@@ -213,7 +227,38 @@ class ServiceCalls:
             sorted(lots.lots, key=lambda lot: _seconds(lot.expire_time) or math.inf),
             list(coupons.coupons),
             list(events.consent_events),
+            more_lots=bool(lots.next_page_token),
         )
+
+    async def lots(self, member: str, tokens: Tokens, page_token: str) -> Lots:
+        """A page of the member's lots (ListLots with its own token)."""
+        try:
+            reply = await PointsServiceStub(self._channel("points")).ListLots(
+                points_pb.ListLotsRequest(
+                    member=member, page_size=LOTS_PER_PAGE, page_token=page_token
+                ),
+                metadata=bearer(tokens),
+                timeout=self.deadline,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise Refusal.of(error) from None
+        return Lots(list(reply.lots), reply.next_page_token)
+
+    async def rotate_code(self, member: str, tokens: Tokens, request_id: str) -> code_pb.MemberCode:
+        """A new code secret (RotateMemberCode with the member's own token): every code shown
+        before stops working at once."""
+        try:
+            reply = await MemberCodeServiceStub(self._channel("identity")).RotateMemberCode(
+                code_pb.RotateMemberCodeRequest(
+                    member=member, request_id=request_id, reason=ROTATED_HERE
+                ),
+                metadata=bearer(tokens),
+                timeout=self.deadline,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise Refusal.of(error) from None
+        found: code_pb.MemberCode = reply.member_code
+        return found
 
     async def set_consent(
         self, member: str, tokens: Tokens, purpose: int, granted: bool, request_id: str

@@ -2,9 +2,11 @@
 `offer_popularity`, migration 0014) and what a request reads, which is only the member's own
 facts (its family's, through the merges) and the similarity rows of the offers it used.
 
-An offer is used by a reward redeemed or a coupon redeemed (its template), less a coupon
-redemption released; it is held by a coupon issued and not redeemed. Uses count for the end of
-the member's chain of survivors, as every member figure does.
+An offer is used by a reward redeemed, a coupon redeemed or a coupon claimed of an offer (its
+template: the member's own pick), less a coupon redemption released; it is held by a coupon
+issued and not redeemed. A claim is at no unit (the offer's publisher is not where the member
+was): it counts group-wide, not in a unit's popularity. Uses count for the end of the member's
+chain of survivors, as every member figure does.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ CREATE TEMPORARY TABLE offer_uses ON COMMIT DROP AS
 {OWNERS}, used AS (
     SELECT DISTINCT coalesce(o.owner, b.member_id) AS owner,
            CASE b.kind WHEN 'reward_redeemed' THEN 'reward' ELSE 'coupon' END AS kind,
-           b.code, b.unit
+           b.code, CASE b.kind WHEN 'coupon_claimed' THEN NULL ELSE b.unit END AS unit
     FROM benefit_facts b
     LEFT JOIN owners o ON o.member_id = b.member_id
-    WHERE b.kind IN ('reward_redeemed', 'coupon_redeemed') AND b.occurred_at < $1
+    WHERE b.kind IN ('reward_redeemed', 'coupon_redeemed', 'coupon_claimed')
+      AND b.occurred_at < $1
       AND NOT EXISTS (
           SELECT 1 FROM benefit_facts r
           WHERE r.member_id = b.member_id AND r.kind = 'coupon_released'
@@ -102,7 +105,8 @@ SELECT kind, code, other_kind, other_code, score, co FROM ranked WHERE nearest <
 
 # Members who used each offer by unit ('' every unit) and RFM segment ('' every member), and
 # their share of the members who used any offer there. A member's uses are distinct by unit
-# and offer (`offer_uses`) and by offer (`offer_items`), so the counts need no DISTINCT.
+# and offer (`offer_uses`) and by offer (`offer_items`), so the counts need no DISTINCT. A
+# claim's use (its unit NULL) joins no unit's row: it counts for '' only, through offer_items.
 _POPULARITY = """
 INSERT INTO offer_popularity (unit, segment, kind, code, members, share)
 WITH placed AS (
@@ -163,7 +167,7 @@ SELECT b.kind, b.fact_id, b.code,
                AND r.kind = 'coupon_released' AND r.fact_id = b.fact_id) AS released
 FROM benefit_facts b
 WHERE b.member_id = ANY($1::text[])
-  AND b.kind IN ('reward_redeemed', 'coupon_redeemed', 'coupon_issued')
+  AND b.kind IN ('reward_redeemed', 'coupon_redeemed', 'coupon_claimed', 'coupon_issued')
 """
 
 NEIGHBOURS_STATEMENT = """
@@ -252,7 +256,7 @@ class OfferStore:
             elif not fact["released"]:
                 kind = OfferKind.REWARD if fact["kind"] == "reward_redeemed" else OfferKind.COUPON
                 used.add((kind, fact["code"]))
-                if kind is OfferKind.COUPON:
+                if fact["kind"] == "coupon_redeemed":
                     redeemed.add(fact["fact_id"].split(":", 1)[0])
         held = {(OfferKind.COUPON, t) for c, t in issued.items() if c not in redeemed}
         return OfferMember(

@@ -297,6 +297,22 @@ async def coupon_issued(
     await recompute(uow, [e.member_id], app.clock())
 
 
+async def coupon_claimed(
+    app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponClaimed
+) -> None:
+    """A coupon the member claimed of an offer: its own pick of the template, a use of it for
+    the personalised offers (adapters/offers.py). Its CouponIssued comes too (held)."""
+    await uow.facts.record_benefit_fact(
+        e.member_id,
+        "coupon_claimed",
+        e.code,
+        e.template_code,
+        e.issuer_unit,
+        moment(e.occurred_at, "occurred_at"),
+    )
+    await recompute(uow, [e.member_id], app.clock())
+
+
 async def coupon_redeemed(
     app: Insights, uow: InsightsUnitOfWork, e: benefits_pb.CouponRedeemed
 ) -> None:
@@ -421,6 +437,7 @@ TABLE: Sequence[Subscription[Insights]] = (
             benefits_pb.BenefitConsumed: benefit_consumed,
             benefits_pb.BenefitReleased: benefit_released,
             benefits_pb.CouponIssued: coupon_issued,
+            benefits_pb.CouponClaimed: coupon_claimed,
             benefits_pb.CouponRedeemed: coupon_redeemed,
             benefits_pb.CouponReleased: coupon_released,
             benefits_pb.RewardRedeemed: reward_redeemed,

@@ -34,6 +34,26 @@ class ReferralCodes:
         ).first()
         return (row.code, row.created_at) if row else None
 
+    async def absorbed_code_of(self, survivor_id: str) -> tuple[str, datetime] | None:
+        """The oldest code of a member merged into the survivor (along a chain of merges)."""
+        row = (
+            await self.session.execute(
+                text(
+                    "WITH RECURSIVE absorbed(member_id, depth) AS ("
+                    "SELECT member_id, 1 FROM accounts "
+                    "WHERE merged_into = :survivor AND state = 'merged' "
+                    "UNION SELECT a.member_id, b.depth + 1 FROM accounts a "
+                    "JOIN absorbed b ON a.merged_into = b.member_id "
+                    "WHERE a.state = 'merged' AND b.depth < 16) "
+                    "SELECT c.code, c.created_at FROM referral_codes c "
+                    "JOIN absorbed b ON b.member_id = c.member_id "
+                    "ORDER BY c.created_at, c.code LIMIT 1"
+                ),
+                {"survivor": survivor_id},
+            )
+        ).first()
+        return (row.code, row.created_at) if row else None
+
     async def add(self, member_id: str, code: str, now: datetime) -> bool:
         """False when the member has a code already or the code is another member's (nothing
         written): the unique member and the unique code decide a race."""

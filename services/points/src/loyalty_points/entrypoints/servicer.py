@@ -351,7 +351,7 @@ class PointsServicer(UnitOfWorkServicer[PointsUnitOfWork], PointsServiceServicer
         code = referral_code_of(request.referral_code) if request.referral_code else ""
 
         async def work(uow: PointsUnitOfWork, now: datetime) -> pb.RecordReferralResponse:
-            referrer_id_now = referrer_id or await referrals.referrer_of(uow, code)
+            referrer_id_now = referrer_id or await referrals.referrer_of(uow, code, self.directory)
             referrer, rewarded = await earning.record_referral(
                 uow, member_id, referrer_id_now, self.directory, now
             )

@@ -72,6 +72,25 @@ async def readable_account(
     return account
 
 
+async def surviving_member(ledger: Ledger, member_id: str, directory: MemberDirectory) -> str:
+    """The member who speaks for `member_id` now: itself, or the survivor of the merges that
+    absorbed it (followed along a chain; identity asked about a member points never saw)."""
+    current = member_id
+    for _ in range(MAX_MERGE_CHAIN):
+        account = await ledger.account(current)
+        if account is not None:
+            state, merged_into = account.state, account.merged_into
+        else:
+            known = await directory.state_of(current)
+            if known is None:
+                return current
+            state, merged_into = known
+        if state != MERGED or not merged_into:
+            return current
+        current = merged_into
+    return current
+
+
 async def surviving_account(ledger: Ledger, member_id: str) -> Account | None:
     """The account that speaks for a member now, locked: its own, or the survivor's after a
     merge (followed along a chain of merges)."""
