@@ -233,7 +233,12 @@ async def gateway_service(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fast tests (`tests/<service>/unit`) stay fast: none may need a server."""
+    """The fast tests (`tests/<service>/unit`) stay fast: none may need a server. Every test
+    that drives Chromium (the `browser` fixture: tests/console, tests/me) is marked `browser`,
+    so a run may leave them out (`-m "not browser"`: CI's real-server pass, .ci/run)."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
     needing = [
         item.nodeid
         for item in items
