@@ -29,8 +29,10 @@ CODES = Caller(unit="group", client_id="me-test-app", scopes=frozenset({"member_
 
 
 def new_phone() -> tuple[str, str]:
-    """A fresh mobile number (150-159, uuid digits) as typed, and in E.164."""
-    digits = f"15{uuid.uuid4().int % 10**9:09d}"
+    """A fresh mobile number (15x but 154, no mobile prefix; uuid digits) as typed, and in
+    E.164."""
+    number = uuid.uuid4().int
+    digits = f"15{'012356789'[number % 9]}{number // 9 % 10**8:08d}"
     return f"{digits[:3]} {digits[3:7]} {digits[7:]}", f"+86{digits}"
 
 
