@@ -43,16 +43,32 @@ hypothesis.settings.register_profile("loyalty", deadline=None)
 hypothesis.settings.load_profile("loyalty")
 
 
+@pytest.fixture(scope="session")
+def engagement_port() -> int:
+    """The port the session's engagement service will listen on, chosen before identity starts:
+    engagement needs identity, and identity sends members' sign-in and erasure codes through
+    engagement, so identity is told where engagement will be before it is there."""
+    from loyalty_devstack.embedded import free_port
+
+    return free_port()
+
+
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def identity_service(settings: Settings) -> AsyncIterator[RunningService]:
-    """The identity service of this test run, started once, on a free port. Its import workers
-    start at once on the imports uploaded to it and look for others only at start, so tests
-    decide which replica carries an import uploaded elsewhere on."""
+async def identity_service(
+    settings: Settings, engagement_port: int
+) -> AsyncIterator[RunningService]:
+    """The identity service of this test run, started once, on a free port; its codes go to the
+    session's engagement service (the development sink, read back by tests), once that runs.
+    Its import workers start at once on the imports uploaded to it and look for others only at
+    start, so tests decide which replica carries an import uploaded elsewhere on."""
     import os
 
     os.environ["LOYALTY_IDENTITY_IMPORT_POLL_SECONDS"] = "3600"
     runner = ServiceRunner(settings)
-    yield await runner.start(_identity_spec())
+    identity_settings = settings.model_copy(
+        update={"engagement_target": f"127.0.0.1:{engagement_port}"}
+    )
+    yield await runner.start(_identity_spec(), identity_settings)
     await runner.stop_all()
 
 
@@ -147,9 +163,11 @@ async def engagement_service(
     points_service: RunningService,
     benefits_service: RunningService,
     clock: Clock,
+    engagement_port: int,
 ) -> AsyncIterator[RunningService]:
     """The engagement service, entering members into journeys on this run's events and acting
-    through this run's benefits, points and identity services; its timer every second."""
+    through this run's benefits, points and identity services; its timer every second. It
+    listens where the session's identity was told it would (`engagement_port`)."""
     import os
 
     from loyalty_engagement.app import SPEC
@@ -168,7 +186,7 @@ async def engagement_service(
             "benefits_target": benefits_service.target,
         }
     )
-    yield await runner.start(SPEC, engagement_settings, clock=clock)
+    yield await runner.start_on(engagement_port, SPEC, engagement_settings, clock=clock)
     await runner.stop_all()
 
 
@@ -215,7 +233,12 @@ async def gateway_service(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fast tests (`tests/<service>/unit`) stay fast: none may need a server."""
+    """The fast tests (`tests/<service>/unit`) stay fast: none may need a server. Every test
+    that drives Chromium (the `browser` fixture: tests/console, tests/me) is marked `browser`,
+    so a run may leave them out (`-m "not browser"`: CI's real-server pass, .ci/run)."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
     needing = [
         item.nodeid
         for item in items

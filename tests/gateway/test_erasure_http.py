@@ -1,8 +1,7 @@
 """A member asking to be erased, over HTTP through the gateway (identity's own routes): the
-request with the member's own token refused with 503 when the code cannot be sent (nothing
-kept), another member's request refused, a bad code a field violation, the sweep an
-administrator's; and, once an operator erases the member, the member's token refused by
-identity (401)."""
+request with the member's own token opened and its code sent, another member's request
+refused, a bad code a field violation, the sweep an administrator's; and, once an operator
+erases the member, the member's token refused by identity (401)."""
 
 from __future__ import annotations
 
@@ -65,13 +64,21 @@ async def test_a_members_erasure_request_over_http(
         async with httpx.AsyncClient(
             base_url=gateway.url, timeout=15, headers=own_token(member)
         ) as app:
-            # This run's identity reaches no engagement (engagement is started after it): the
-            # code cannot be sent, so nothing is kept (tests/identity/test_erasure.py walks the
-            # whole path with a replica that reaches engagement).
-            opened = await app.post(f"/v1/{member}/erasureRequest", json={"requestId": "e1"})
-            assert (opened.status_code, reason_of(opened)) == (503, "MESSAGES_UNAVAILABLE")
+            # Nothing asked yet; then the request opens and its code is sent through this run's
+            # engagement (tests/identity/test_erasure.py walks the whole path; a replica whose
+            # engagement does not answer keeps nothing, tests/identity/test_sign_in.py).
             none = await app.get(f"/v1/{member}/erasureRequest")
             assert (none.status_code, reason_of(none)) == (404, "ERASURE_REQUEST_NOT_FOUND")
+            opened = await app.post(f"/v1/{member}/erasureRequest", json={"requestId": "e1"})
+            assert opened.status_code == 200, opened.text
+            request = opened.json()["erasureRequest"]
+            assert request["state"] == "ERASURE_STATE_REQUESTED"
+            seen = await app.get(f"/v1/{member}/erasureRequest")
+            assert seen.status_code == 200, seen.text
+            assert seen.json()["erasureRequest"]["name"] == request["name"]
+            sent = await admin.get("/v1/transactionalMessages", params={"phone": f"+86{phone}"})
+            assert sent.status_code == 200, sent.text
+            assert [m["kind"] for m in sent.json()["messages"]] == ["erasure_code"]
 
             foreign = await app.get(f"/v1/{other}/erasureRequest")
             assert (foreign.status_code, reason_of(foreign)) == (403, "MEMBER_MISMATCH")

@@ -6,15 +6,13 @@ reads their referral code and referrals, asks to be erased, confirms with the co
 cancels; another member's token sees only its own member; a unit's token is refused; signing
 out everywhere ends the refresh token.
 
-The identity replica here is this module's own, reaching this run's engagement service (the
-session's does not know where it listens), with a gateway of its own in front of it and the
-session's other services."""
+All through the session's gateway and services: the session's identity sends its codes through
+the session's engagement."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,39 +46,11 @@ async def listening(url: str) -> None:
                 await asyncio.sleep(0.05)
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def own_gateway(
-    settings: Settings,
-    gateway_service: RunningService,
-    engagement_service: RunningService,
-) -> AsyncIterator[Gateway]:
-    from loyalty_gateway.app import SPEC as GATEWAY
-    from loyalty_identity.app import SPEC as IDENTITY
-
-    runner = ServiceRunner(settings)
-    try:
-        identity = await runner.start(
-            IDENTITY, settings.model_copy(update={"engagement_target": engagement_service.target})
-        )
-        peers = gateway_service.context.settings
-        port = free_port()
-        service = await runner.start(
-            GATEWAY,
-            peers.model_copy(
-                update={"identity_target": identity.target, "gateway_http_port": port}
-            ),
-        )
-        await listening(f"http://127.0.0.1:{port}")
-        yield Gateway(service, f"http://127.0.0.1:{port}")
-    finally:
-        await runner.stop_all()
-
-
 @pytest_asyncio.fixture(loop_scope="session")
-async def me_gateway(gateway: Gateway, own_gateway: Gateway) -> Gateway:
-    """The module's gateway, once the session's programme, ladder and catalogue are in force
-    (the session's `gateway` fixture puts them there)."""
-    return own_gateway
+async def me_gateway(gateway: Gateway) -> Gateway:
+    """The session's gateway, its programme, ladder and catalogue in force (the `gateway`
+    fixture puts them there); its identity sends codes through the session's engagement."""
+    return gateway
 
 
 def new_phone() -> tuple[str, str]:

@@ -27,9 +27,11 @@ from loyalty.identity.v1 import (
     identity_service_pb2_grpc,
     member_code_pb2,
     member_code_pb2_grpc,
+    member_erasure_pb2_grpc,
     member_pb2,
     member_sign_in_pb2_grpc,
 )
+from loyalty.identity.v1 import member_erasure_pb2 as erasure_pb
 from loyalty.identity.v1 import member_sign_in_pb2 as pb
 from loyalty_devstack.testing import ServiceRunner
 from loyalty_identity.adapters.wechat import DevelopmentWeChatFake
@@ -445,9 +447,11 @@ async def test_signing_in_needs_the_sign_in_scope(signin: SignIn) -> None:
 # --- engagement unavailable -------------------------------------------------------------------
 
 
-async def test_without_engagement_a_start_is_unavailable_and_counts_for_nothing(
+async def test_without_engagement_no_code_is_sent_and_nothing_is_kept(
     settings: Settings, signin: SignIn
 ) -> None:
+    """A replica whose engagement does not answer: neither a sign-in code nor an erasure code
+    can be sent, and nothing is kept of either."""
     from loyalty_identity.app import SPEC
 
     runner = ServiceRunner(settings)
@@ -455,6 +459,9 @@ async def test_without_engagement_a_start_is_unavailable_and_counts_for_nothing(
     service = await runner.start(SPEC, cut_off)
     try:
         typed, e164 = new_phone()
+        member_typed, member_e164 = new_phone()
+        signed = await signin.sign_in(member_typed, member_e164)  # at the replica that sends
+        member, token = signed.member.name, signed.tokens.access_token
         async with grpc.aio.insecure_channel(service.target) as channel:
             stub = As(member_sign_in_pb2_grpc.MemberSignInServiceStub, channel, APP)
             refused = await fails(
@@ -462,9 +469,30 @@ async def test_without_engagement_a_start_is_unavailable_and_counts_for_nothing(
                     pb.StartSmsSignInRequest(phone=typed, client_address=new_address())
                 )
             )
+            own = member_erasure_pb2_grpc.MemberErasureServiceStub(channel)
+            mine = (("authorization", f"Bearer {token}"),)
+            not_sent = await fails(
+                own.RequestErasure(
+                    erasure_pb.RequestErasureRequest(member=member, request_id="e1"),
+                    metadata=mine,
+                )
+            )
+            nothing = await fails(
+                own.GetErasureRequest(
+                    erasure_pb.GetErasureRequestRequest(member=member), metadata=mine
+                )
+            )
         assert (refused.code, refused.reason) == (
             grpc.StatusCode.UNAVAILABLE,
             "MESSAGES_UNAVAILABLE",
+        )
+        assert (not_sent.code, not_sent.reason) == (
+            grpc.StatusCode.UNAVAILABLE,
+            "MESSAGES_UNAVAILABLE",
+        )
+        assert (nothing.code, nothing.reason) == (
+            grpc.StatusCode.NOT_FOUND,
+            "ERASURE_REQUEST_NOT_FOUND",
         )
     finally:
         await runner.stop_all()

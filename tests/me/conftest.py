@@ -1,7 +1,6 @@
-"""The member page at /me in Chromium (the console's browser fixtures), against a gateway of
-this module's own: its identity replica reaches this run's engagement service, so sign-in codes
-land in the development sink (the session's identity starts before engagement and sends none).
-Both share the session's databases, points, tiers, benefits and insights services."""
+"""The member page at /me in Chromium (the console's browser fixtures), against the session's
+gateway: the session's identity sends sign-in codes through the session's engagement, so they
+land in its development sink."""
 
 from __future__ import annotations
 
@@ -12,12 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import httpx
 import pytest_asyncio
 from loyalty.identity.v1 import member_code_pb2 as code_pb
 from loyalty.identity.v1 import member_code_pb2_grpc
-from loyalty_devstack.embedded import free_port
-from loyalty_devstack.testing import ServiceRunner
 from loyalty_kit.caller import Caller
 from loyalty_kit.server import RunningService
 from loyalty_kit.settings import Settings
@@ -33,8 +29,10 @@ CODES = Caller(unit="group", client_id="me-test-app", scopes=frozenset({"member_
 
 
 def new_phone() -> tuple[str, str]:
-    """A fresh mobile number (150-159, uuid digits) as typed, and in E.164."""
-    digits = f"15{uuid.uuid4().int % 10**9:09d}"
+    """A fresh mobile number (15x but 154, no mobile prefix; uuid digits) as typed, and in
+    E.164."""
+    number = uuid.uuid4().int
+    digits = f"15{'012356789'[number % 9]}{number // 9 % 10**8:08d}"
     return f"{digits[:3]} {digits[3:7]} {digits[7:]}", f"+86{digits}"
 
 
@@ -97,43 +95,9 @@ class MePage:
 async def me_page(
     settings: Settings,
     identity_service: RunningService,
-    points_service: RunningService,
-    tiers_service: RunningService,
-    benefits_service: RunningService,
-    insights_service: RunningService,
-    engagement_service: RunningService,
+    gateway_service: RunningService,
     programme: Any,
 ) -> AsyncIterator[MePage]:
-    from loyalty_gateway.app import SPEC as GATEWAY
-    from loyalty_identity.app import SPEC as IDENTITY
-
-    runner = ServiceRunner(settings)
-    identity = await runner.start(
-        IDENTITY, settings.model_copy(update={"engagement_target": engagement_service.target})
-    )
-    port = free_port()
-    gateway = await runner.start(
-        GATEWAY,
-        settings.model_copy(
-            update={
-                "gateway_http_port": port,
-                "identity_target": identity.target,
-                "points_target": points_service.target,
-                "tiers_target": tiers_service.target,
-                "benefits_target": benefits_service.target,
-                "insights_target": insights_service.target,
-                "engagement_target": engagement_service.target,
-            }
-        ),
-    )
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(100):  # uvicorn starts beside the gRPC server
-            try:
-                await http.get("/openapi.json")
-                break
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    async with grpc.aio.insecure_channel(identity.target) as channel:
-        yield MePage(f"{base}/me", Gateway(gateway, base), channel)
-    await runner.stop_all()
+    base = f"http://127.0.0.1:{settings.gateway_http_port}"
+    async with grpc.aio.insecure_channel(identity_service.target) as channel:
+        yield MePage(f"{base}/me", Gateway(gateway_service, base), channel)

@@ -131,7 +131,19 @@ class ServiceRunner:
     ) -> RunningService[Root]:
         """`runner.start(SPEC, settings, clock=clock)`: keyword arguments go to the service's
         bootstrap."""
-        service = await start_service(spec, settings or self.settings, 0, *args, **wiring)
+        return await self.start_on(0, spec, settings, *args, **wiring)
+
+    async def start_on(
+        self,
+        port: int,
+        spec: ServiceSpec[Root, Wiring],
+        settings: Settings | None = None,
+        *args: Wiring.args,
+        **wiring: Wiring.kwargs,
+    ) -> RunningService[Root]:
+        """As `start`, on `port` (0: a free one), for a service others were told of before
+        it started (the session's engagement, which identity sends its codes through)."""
+        service = await start_service(spec, settings or self.settings, port, *args, **wiring)
         self.running.append(service)
         await service.wait_until_serving()
         return service
