@@ -25,6 +25,7 @@ migration's backfill does the same; a repair path)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from loyalty_kit.db import driver_connection
@@ -189,41 +190,39 @@ class MonthCounts:
     async def _conn(self) -> Any:
         return await driver_connection(self.session)
 
-    async def recompute(self, member_ids: list[str]) -> None:
+    async def recompute(self, member_ids: list[str], locked: Iterable[str] = ()) -> None:
         """The rows of the members named and of their survivors from the facts, and the
         counters moved by the difference, in this transaction; absorbed members' rows go (their
-        facts count in their survivor's), erased members' rows go with their counts kept."""
+        facts count in their survivor's), erased members' rows go with their counts kept.
+        `locked`: members whose lock this transaction holds already (the members' figures'
+        recompute took the named members')."""
         if not member_ids:
             return
         conn = await self._conn()
         # The survivors named by the merges committed once their locks are held (a merge that
-        # committed while this waited names another survivor: its lock taken too).
-        locked: set[str] = set()
+        # committed while this waited names another survivor: its lock taken too). Members
+        # without merges, locked already, are their own targets: one read.
+        held = set(locked)
         while True:
             targets = [r["member_id"] for r in await conn.fetch(_TARGETS, member_ids)]
             affected = sorted(set(member_ids) | set(targets))
-            if locked.issuperset(affected):
+            if held.issuperset(affected):
                 break
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(m) AS k "
                 "FROM unnest($2::text[]) AS m) AS keys ORDER BY k",
                 MEMBER_LOCK,
-                sorted(set(affected) - locked),
+                sorted(set(affected) - held),
             )
-            locked.update(affected)
-        erased = {
-            r["member_id"]
-            for r in await conn.fetch(
-                "SELECT member_id FROM erased_members WHERE member_id = ANY($1::text[])", affected
-            )
-        }
-        slots = {
-            r["m"]: int(r["slot"])
-            for r in await conn.fetch(
-                f"SELECT m, hashtext(m) & {SLOTS - 1} AS slot FROM unnest($1::text[]) AS m",
-                affected,
-            )
-        }
+            held.update(affected)
+        found = await conn.fetch(
+            f"SELECT m, hashtext(m) & {SLOTS - 1} AS slot, "
+            "EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = m) AS erased "
+            "FROM unnest($1::text[]) AS m",
+            affected,
+        )
+        erased = {r["m"] for r in found if r["erased"]}
+        slots = {r["m"]: int(r["slot"]) for r in found}
         old_months = await conn.fetch(
             "SELECT member_id, month, unit, redeemed FROM member_months "
             "WHERE member_id = ANY($1::text[])",
