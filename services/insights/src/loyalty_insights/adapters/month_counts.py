@@ -25,6 +25,7 @@ migration's backfill does the same; a repair path)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from loyalty_kit.db import driver_connection
@@ -47,7 +48,28 @@ SLOTS = 16
 
 _FAMILY = family("$1")
 
-_TARGETS = _FAMILY + "\nSELECT member_id FROM targets ORDER BY member_id"
+# The members named and their survivors (`target`), each with its counters' slot and whether
+# it was erased.
+_TARGETS = (
+    _FAMILY
+    + f"""
+SELECT a.member_id, bool_or(a.target) AS target, hashtext(a.member_id) & {SLOTS - 1} AS slot,
+       EXISTS (SELECT 1 FROM erased_members x WHERE x.member_id = a.member_id) AS erased
+FROM (SELECT m AS member_id, false AS target FROM unnest($1::text[]) AS m
+      UNION ALL SELECT member_id, true FROM targets) AS a
+GROUP BY a.member_id ORDER BY a.member_id
+"""
+)
+
+# The members' ($1) stored rows: months (false, member_id, month, unit, redeemed, NULL) and joins
+# (true, member_id, unit, month, imported, first), in one read.
+_STORED = """
+SELECT false AS joins, member_id, month, unit, redeemed, NULL::boolean
+FROM member_months WHERE member_id = ANY($1::text[])
+UNION ALL
+SELECT true, member_id, unit, month, imported, first
+FROM member_joins WHERE member_id = ANY($1::text[])
+"""
 
 # Each family member's facts by key (a lateral look-up per member: adapters/member_figures.py
 # `_family_source` says why).
@@ -189,51 +211,37 @@ class MonthCounts:
     async def _conn(self) -> Any:
         return await driver_connection(self.session)
 
-    async def recompute(self, member_ids: list[str]) -> None:
+    async def recompute(self, member_ids: list[str], locked: Iterable[str] = ()) -> None:
         """The rows of the members named and of their survivors from the facts, and the
         counters moved by the difference, in this transaction; absorbed members' rows go (their
-        facts count in their survivor's), erased members' rows go with their counts kept."""
+        facts count in their survivor's), erased members' rows go with their counts kept.
+        `locked`: members whose lock this transaction holds already (the members' figures'
+        recompute took the named members')."""
         if not member_ids:
             return
         conn = await self._conn()
         # The survivors named by the merges committed once their locks are held (a merge that
-        # committed while this waited names another survivor: its lock taken too).
-        locked: set[str] = set()
+        # committed while this waited names another survivor: its lock taken too). Members
+        # without merges, locked already, are their own targets: one read.
+        held = set(locked)
         while True:
-            targets = [r["member_id"] for r in await conn.fetch(_TARGETS, member_ids)]
-            affected = sorted(set(member_ids) | set(targets))
-            if locked.issuperset(affected):
+            found = await conn.fetch(_TARGETS, member_ids)
+            targets = [r["member_id"] for r in found if r["target"]]
+            affected = [r["member_id"] for r in found]
+            if held.issuperset(affected):
                 break
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(m) AS k "
                 "FROM unnest($2::text[]) AS m) AS keys ORDER BY k",
                 MEMBER_LOCK,
-                sorted(set(affected) - locked),
+                sorted(set(affected) - held),
             )
-            locked.update(affected)
-        erased = {
-            r["member_id"]
-            for r in await conn.fetch(
-                "SELECT member_id FROM erased_members WHERE member_id = ANY($1::text[])", affected
-            )
-        }
-        slots = {
-            r["m"]: int(r["slot"])
-            for r in await conn.fetch(
-                f"SELECT m, hashtext(m) & {SLOTS - 1} AS slot FROM unnest($1::text[]) AS m",
-                affected,
-            )
-        }
-        old_months = await conn.fetch(
-            "SELECT member_id, month, unit, redeemed FROM member_months "
-            "WHERE member_id = ANY($1::text[])",
-            affected,
-        )
-        old_joins = await conn.fetch(
-            "SELECT member_id, unit, month, imported, first FROM member_joins "
-            "WHERE member_id = ANY($1::text[])",
-            affected,
-        )
+            held.update(affected)
+        erased = {r["member_id"] for r in found if r["erased"]}
+        slots = {r["member_id"]: int(r["slot"]) for r in found}
+        stored = [tuple(r) for r in await conn.fetch(_STORED, affected)]
+        old_months = [r[1:5] for r in stored if not r[0]]
+        old_joins = [r[1:6] for r in stored if r[0]]
         kept = [t for t in targets if t not in erased]
         new_months = await conn.fetch(_FAMILY_MONTHS, kept, list(ACTIVE), list(REDEEMING))
         new_joins = await conn.fetch(_FAMILY_JOINS, kept)

@@ -184,7 +184,7 @@ async def recompute(uow: InsightsUnitOfWork, member_ids: Iterable[str], now: dat
     ids = sorted({m for m in member_ids if m})
     if ids:
         await uow.member_figures.recompute(ids, year_before(now), now, await _currency(uow, now))
-        await uow.month_counts.recompute(ids)
+        await uow.month_counts.recompute(ids, locked=ids)  # the figures' recompute locked them
 
 
 async def needs_first_refresh(uow: InsightsUnitOfWork) -> bool:
