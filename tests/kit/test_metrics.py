@@ -20,7 +20,6 @@ from loyalty_kit.caller import Caller
 from loyalty_kit.metrics import ServiceMetrics, safe
 from loyalty_kit.settings import Settings
 from loyalty_kit.uow import UnitOfWork
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.kit.echo import echo_call, echo_spec
@@ -228,23 +227,3 @@ async def test_member_tokens_refused_by_the_access_rules_are_counted_by_reason(
         assert moved(before, after, refusals, reason=reason, service=spec.name) == 1
         assert moved(before, after, refusals) == 1
         assert mine not in after.text and other not in after.text  # no member in a label
-
-
-async def test_connections_opened_for_a_burst_are_kept_for_the_next(settings: Settings) -> None:
-    """Twice the pool size may be open at once, and what a burst opened stays open: the next
-    burst reuses those connections instead of opening (and introspecting, preparing) anew."""
-    await db.ensure_database(settings.server_url, settings.database_for("poolkept"))
-    engine = db.create_engine(settings.service_database_url("poolkept"), pool_size=1)
-    try:
-        pool = engine.sync_engine.pool
-        burst = [await engine.connect(), await engine.connect()]
-        backends = {await c.scalar(text("SELECT pg_backend_pid()")) for c in burst}
-        for conn in burst:
-            await conn.close()
-        assert pool.checkedin() == 2
-        again = [await engine.connect(), await engine.connect()]
-        assert {await c.scalar(text("SELECT pg_backend_pid()")) for c in again} == backends
-        for conn in again:
-            await conn.close()
-    finally:
-        await engine.dispose()

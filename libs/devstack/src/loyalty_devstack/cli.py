@@ -257,7 +257,7 @@ def suite_env(data_dir: Path) -> dict[str, str]:
         "LOYALTY_GATEWAY_CONSOLE_INSECURE_COOKIES": os.environ.get(
             "LOYALTY_GATEWAY_CONSOLE_INSECURE_COOKIES", "true"
         ),
-        # Up to 10 connections a service, not the default's 20: seven services fit
+        # Up to 10 connections a service (5 kept), not the default's 20: seven services fit
         # in a PostgreSQL's 100 beside another suite on the same server.
         "LOYALTY_DATABASE_POOL_SIZE": os.environ.get("LOYALTY_DATABASE_POOL_SIZE", "5"),
         "PYTHONUNBUFFERED": "1",

@@ -110,14 +110,8 @@ def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
     engine = sa_asyncio.create_async_engine(
         url,
         poolclass=CountingPool,
-        # Up to twice `pool_size` connections, each kept once opened (until recycled), not
-        # `pool_size` kept and as many more closed the moment they are handed back: under a
-        # steady load a little above `pool_size` every such close was a connection opened
-        # again a moment later, at the cost of a server process, the driver's introspection
-        # of every array type it meets and each statement prepared anew (points opened 23
-        # connections in a 17-second purchase bench, identity 47).
-        pool_size=2 * pool_size,
-        max_overflow=0,
+        pool_size=pool_size,
+        max_overflow=pool_size,
         # No ping before every check-out (a round trip per call): connections are recycled
         # instead, and a connection the server dropped is discarded on its first error.
         pool_recycle=1800,
