@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Any
 
 import pytest
 from google.protobuf import wrappers_pb2
@@ -11,7 +13,7 @@ from loyalty_kit import db
 from loyalty_kit.errors import InvalidArgument
 from loyalty_kit.idempotency import run_remembered
 from loyalty_kit.uow import UnitOfWork
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -136,3 +138,42 @@ async def test_a_remembered_flow_answers_every_retry_with_the_first_answer_kept(
     with pytest.raises(InvalidArgument) as refused:
         await flow(8)
     assert refused.value.reason == "REQUEST_ID_REUSED"
+
+
+async def test_a_remembered_flow_looks_up_and_keeps_its_answer_without_transactions(
+    kit_db: AsyncEngine,
+) -> None:
+    """An unaudited flow's answer is looked up and kept by one statement each, in autocommit:
+    no BEGIN and COMMIT round trips around them (the answer is still kept and given again)."""
+    sent: list[str] = []
+
+    def log_queries(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(lambda q: sent.append(q.query))
+
+    event.listen(kit_db.sync_engine, "connect", log_queries)
+    await kit_db.dispose()  # connections made from now on log what they are sent
+    sessions = db.session_factory(kit_db)
+    request_id = f"kept-{uuid.uuid4()}"
+
+    async def flow() -> wrappers_pb2.Int64Value:
+        async def work() -> wrappers_pb2.Int64Value:
+            return wrappers_pb2.Int64Value(value=41)
+
+        return await run_remembered(
+            lambda: UnitOfWork(sessions, "loyalty"),
+            "loyalty.test.v1.Flow/Run:client",
+            points_pb.RedeemPointsRequest(request_id=request_id, points=1),
+            wrappers_pb2.Int64Value,
+            work,
+        )
+
+    try:
+        assert (await flow()).value == 41
+        assert (await flow()).value == 41
+        await asyncio.sleep(0)  # asyncpg hands the last statement to its loggers soon after
+    finally:
+        event.remove(kit_db.sync_engine, "connect", log_queries)
+    statements = [q for q in sent if "kit_idempotency_keys" in q]
+    assert len(statements) == 3  # looked up, kept; looked up again and found
+    around = {"BEGIN", "COMMIT", "ROLLBACK"}
+    assert not [q for q in sent if q.split()[0].strip(";").upper() in around]

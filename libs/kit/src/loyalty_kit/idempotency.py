@@ -245,7 +245,8 @@ async def run_remembered(
     be looked up does not stop the flow."""
     request_id = getattr(request, "request_id")  # noqa: B009 (every mutating request has one)
     try:
-        async with uow_factory() as uow:
+        # One statement each way, in autocommit: no BEGIN and COMMIT round trips around it.
+        async with _autocommit(uow_factory()) as uow:
             first = await uow.idempotency.recall(scope, request_id, request, response_type)
     except Exception as error:
         if not database_unavailable(error):
@@ -256,7 +257,10 @@ async def run_remembered(
         return first
     response = await work()
     try:
-        async with uow_factory() as uow:
+        # An audited call's entry goes in with the answer, in one transaction; otherwise the
+        # answer is one insert, atomic on its own (and a read of the first one kept, if any).
+        uow = uow_factory()
+        async with uow if audit.pending() is not None else _autocommit(uow):
             kept = await uow.idempotency.remember(scope, request_id, request, response)
             await uow.commit()
     except Exception as error:
@@ -265,6 +269,12 @@ async def run_remembered(
         log.warning("answer given but not kept: database unavailable", scope=scope)
         return response
     return kept
+
+
+def _autocommit(uow: UnitOfWork) -> UnitOfWork:
+    """A unit of work whose statements each commit on their own (`UnitOfWork.read_only`)."""
+    uow.read_only = True
+    return uow
 
 
 def is_transient_conflict(error: DBAPIError | asyncpg.PostgresError) -> bool:

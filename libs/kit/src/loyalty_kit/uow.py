@@ -49,7 +49,8 @@ class UnitOfWork:
     ) -> None:
         self._sessions = sessions
         self.namespace = namespace
-        # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a single statement.
+        # Reads (and lone statements, atomic by themselves) run in autocommit: no BEGIN and
+        # ROLLBACK or COMMIT round trips around a single statement.
         self.read_only = read_only
 
     async def __aenter__(self) -> Self:
