@@ -137,58 +137,55 @@ class ServiceCalls:
     def _sign_in(self) -> MemberSignInServiceStub:
         return MemberSignInServiceStub(self._channel("identity"))
 
-    async def start(self, phone: str, client_address: str) -> Started:
+    async def _as_page(self, method: Any, request: Any) -> Any:
+        """`method(request)` as the page itself (its service credentials), a refusal raised as
+        a `Refusal`."""
         try:
-            reply = await self._sign_in().StartSmsSignIn(
-                sign_in_pb.StartSmsSignInRequest(phone=phone, client_address=client_address),
-                metadata=self.credentials.metadata(CALLER),
-                timeout=self.deadline,
+            return await method(
+                request, metadata=self.credentials.metadata(CALLER), timeout=self.deadline
             )
         except grpc.aio.AioRpcError as error:
             raise Refusal.of(error) from None
+
+    async def _as_member(self, method: Any, request: Any, tokens: Tokens) -> Any:
+        """`method(request)` with the member's own token, a refusal raised as a `Refusal`."""
+        try:
+            return await method(request, metadata=bearer(tokens), timeout=self.deadline)
+        except grpc.aio.AioRpcError as error:
+            raise Refusal.of(error) from None
+
+    async def start(self, phone: str, client_address: str) -> Started:
+        reply = await self._as_page(
+            self._sign_in().StartSmsSignIn,
+            sign_in_pb.StartSmsSignInRequest(phone=phone, client_address=client_address),
+        )
         return Started(reply.challenge, _seconds(reply.expire_time), _seconds(reply.resend_time))
 
     async def verify(self, challenge: str, code: str, unit: str) -> tuple[str, Tokens]:
-        try:
-            reply = await self._sign_in().VerifySmsSignIn(
-                sign_in_pb.VerifySmsSignInRequest(challenge=challenge, code=code, unit=unit),
-                metadata=self.credentials.metadata(CALLER),
-                timeout=self.deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise Refusal.of(error) from None
+        reply = await self._as_page(
+            self._sign_in().VerifySmsSignIn,
+            sign_in_pb.VerifySmsSignInRequest(challenge=challenge, code=code, unit=unit),
+        )
         return reply.member.name, tokens_of(reply.tokens)
 
     async def refresh(self, refresh_token: str) -> Tokens:
-        try:
-            reply = await self._sign_in().RefreshMemberToken(
-                sign_in_pb.RefreshMemberTokenRequest(refresh_token=refresh_token),
-                metadata=self.credentials.metadata(CALLER),
-                timeout=self.deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise Refusal.of(error) from None
+        reply = await self._as_page(
+            self._sign_in().RefreshMemberToken,
+            sign_in_pb.RefreshMemberTokenRequest(refresh_token=refresh_token),
+        )
         return tokens_of(reply.tokens)
 
     async def sign_out(self, refresh_token: str) -> None:
-        try:
-            await self._sign_in().SignOut(
-                sign_in_pb.SignOutRequest(refresh_token=refresh_token),
-                metadata=self.credentials.metadata(CALLER),
-                timeout=self.deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise Refusal.of(error) from None
+        await self._as_page(
+            self._sign_in().SignOut, sign_in_pb.SignOutRequest(refresh_token=refresh_token)
+        )
 
     async def member_code(self, member: str, tokens: Tokens) -> code_pb.MemberCode:
-        try:
-            reply = await MemberCodeServiceStub(self._channel("identity")).GetMemberCode(
-                code_pb.GetMemberCodeRequest(member=member),
-                metadata=bearer(tokens),
-                timeout=self.deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise Refusal.of(error) from None
+        reply = await self._as_member(
+            MemberCodeServiceStub(self._channel("identity")).GetMemberCode,
+            code_pb.GetMemberCodeRequest(member=member),
+            tokens,
+        )
         found: code_pb.MemberCode = reply.member_code
         return found
 
@@ -232,47 +229,38 @@ class ServiceCalls:
 
     async def lots(self, member: str, tokens: Tokens, page_token: str) -> Lots:
         """A page of the member's lots (ListLots with its own token)."""
-        try:
-            reply = await PointsServiceStub(self._channel("points")).ListLots(
-                points_pb.ListLotsRequest(
-                    member=member, page_size=LOTS_PER_PAGE, page_token=page_token
-                ),
-                metadata=bearer(tokens),
-                timeout=self.deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise Refusal.of(error) from None
+        reply = await self._as_member(
+            PointsServiceStub(self._channel("points")).ListLots,
+            points_pb.ListLotsRequest(
+                member=member, page_size=LOTS_PER_PAGE, page_token=page_token
+            ),
+            tokens,
+        )
         return Lots(list(reply.lots), reply.next_page_token)
 
     async def rotate_code(self, member: str, tokens: Tokens, request_id: str) -> code_pb.MemberCode:
         """A new code secret (RotateMemberCode with the member's own token): every code shown
         before stops working at once."""
-        try:
-            reply = await MemberCodeServiceStub(self._channel("identity")).RotateMemberCode(
-                code_pb.RotateMemberCodeRequest(
-                    member=member, request_id=request_id, reason=ROTATED_HERE
-                ),
-                metadata=bearer(tokens),
-                timeout=self.deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise Refusal.of(error) from None
+        reply = await self._as_member(
+            MemberCodeServiceStub(self._channel("identity")).RotateMemberCode,
+            code_pb.RotateMemberCodeRequest(
+                member=member, request_id=request_id, reason=ROTATED_HERE
+            ),
+            tokens,
+        )
         found: code_pb.MemberCode = reply.member_code
         return found
 
     async def set_consent(
         self, member: str, tokens: Tokens, purpose: int, granted: bool, request_id: str
     ) -> None:
-        try:
-            await IdentityServiceStub(self._channel("identity")).SetConsents(
-                identity_pb.SetConsentsRequest(
-                    member=member,
-                    request_id=request_id,
-                    changes=[member_pb2.ConsentChange(purpose=purpose, granted=granted)],  # type: ignore[arg-type]
-                    source=SOURCE,
-                ),
-                metadata=bearer(tokens),
-                timeout=self.deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise Refusal.of(error) from None
+        await self._as_member(
+            IdentityServiceStub(self._channel("identity")).SetConsents,
+            identity_pb.SetConsentsRequest(
+                member=member,
+                request_id=request_id,
+                changes=[member_pb2.ConsentChange(purpose=purpose, granted=granted)],  # type: ignore[arg-type]
+                source=SOURCE,
+            ),
+            tokens,
+        )
