@@ -10,7 +10,10 @@ code; a call answered wrongly counts as `WRONG_ANSWER`) and this process's CPU s
 
 Kinds: `earn` (EarnPoints as a mall POS for a random one of `members`, a new order of 1-3 CNY
 lines, points checked), `resolve` (ResolveMember of a random one of `phones` as an anonymous
-caller, the member id checked).
+caller, the member id checked), `entitlements` (ListEntitlements at the mall for a random one of
+`members` as a mall client, answered with a tier), `issue` (IssueCoupons of `template` to a
+random one of `members` with a new request id as the mall's marketing, one coupon of that
+template for that member answered).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from loyalty.benefits.v1 import benefits_service_pb2 as benefits_pb
+from loyalty.benefits.v1 import benefits_service_pb2_grpc
 from loyalty.common.v1 import channel_pb2, money_pb2
 from loyalty.identity.v1 import identity_service_pb2 as identity_pb
 from loyalty.identity.v1 import identity_service_pb2_grpc, member_pb2
@@ -39,6 +44,11 @@ POS_METADATA = (
     ("x-loyalty-unit", "mall"),
     ("x-loyalty-client", "bench-pos"),
     ("x-loyalty-scopes", "earn"),
+)
+ISSUER_METADATA = (
+    ("x-loyalty-unit", "mall"),
+    ("x-loyalty-client", "bench-marketing"),
+    ("x-loyalty-scopes", "coupons:issue"),
 )
 Op = Callable[[], Awaitable[None]]
 
@@ -90,6 +100,35 @@ def resolver(
     return once
 
 
+def entitlements(channel: grpc.aio.Channel, members: list[str], rng: random.Random) -> Op:
+    stub = benefits_service_pb2_grpc.BenefitsServiceStub(channel)
+
+    async def once() -> None:
+        member = members[rng.randrange(len(members))]
+        request = benefits_pb.ListEntitlementsRequest(member=member, unit="mall")
+        reply = await stub.ListEntitlements(request, metadata=POS_METADATA, timeout=TIMEOUT)
+        if not reply.tier:
+            raise WrongAnswer(f"{member}: no tier")
+
+    return once
+
+
+def issuer(channel: grpc.aio.Channel, members: list[str], template: str, rng: random.Random) -> Op:
+    stub = benefits_service_pb2_grpc.BenefitsServiceStub(channel)
+
+    async def once() -> None:
+        member = members[rng.randrange(len(members))]
+        request = benefits_pb.IssueCouponsRequest(
+            template=template, request_id=uuid.uuid4().hex, members=[member]
+        )
+        reply = await stub.IssueCoupons(request, metadata=ISSUER_METADATA, timeout=TIMEOUT)
+        got = [(c.name.partition("/coupons/")[0], c.template_code) for c in reply.coupons]
+        if got != [(member, template)]:
+            raise WrongAnswer(f"{member}: {got}")
+
+    return once
+
+
 async def run(config: dict[str, Any]) -> dict[str, Any]:
     options = [("grpc.use_local_subchannel_pool", 1)]
     channels = [
@@ -104,6 +143,10 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         channel = channels[k % len(channels)]
         if config["kind"] == "earn":
             ops.append(earner(channel, config["members"], rng))
+        elif config["kind"] == "entitlements":
+            ops.append(entitlements(channel, config["members"], rng))
+        elif config["kind"] == "issue":
+            ops.append(issuer(channel, config["members"], config["template"], rng))
         else:
             ops.append(resolver(channel, config["phones"], config["members"], rng))
     errors: Counter[str] = Counter()

@@ -11,6 +11,9 @@ Roles:
 - `reads`: bare grpc.aio `PreviewMemberTier`, `ListEntitlements` and `ListCoupons`, one indexed
   SELECT each (the member's account row): stand-ins for the composite's three parallel reads,
   the same round trips, not the tiers and benefits services' statements.
+- `entitlements`: bare grpc.aio `ListEntitlements` on asyncpg
+  (`bench.scenarios.benefits.RawEntitlements`: the service's two or three statements, its
+  domain functions) over the suite's own benefits database (read only).
 - `front`: uvicorn (as the gateway runs it) with a bare ASGI callable, no routing table, no
   token: `POST /v1/purchases:record` looks the request id up (one SELECT), calls `identity`,
   then `points`, then the three `reads` at once over grpc.aio, keeps the answer (one INSERT)
@@ -42,6 +45,7 @@ from loyalty_identity.adapters.crypto import Keyring
 from loyalty_kit.db import asyncpg_params
 from sqlalchemy.engine import make_url
 
+from bench.scenarios.benefits import RawEntitlements
 from bench.scenarios.identity import RawResolver
 from bench.scenarios.points import POS, PROGRAMME, RawEarner
 
@@ -272,6 +276,8 @@ async def serve(role: str, config: dict[str, Any]) -> None:
         elif role == "points":
             version = await pool.fetchval(PROGRAMME)
             await _grpc([RawEarner(pool, config["namespace"], version).handler()], stop)
+        elif role == "entitlements":
+            await _grpc([RawEntitlements(pool).handler()], stop)
         elif role == "reads":
             await _grpc(Reads(pool).handlers(), stop)
         elif role == "front":

@@ -30,7 +30,14 @@ from bench.registry import SCENARIOS, Scenario, plan
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULTS: dict[str, Any] = {"seconds": 3.0, "warmup": 0.5, "concurrency": 64}
 # --deployed: its scenarios (bench/scenarios/deployed.py) and what they default to
-DEPLOYED = ("deployed-record-purchase", "deployed-earn", "deployed-resolve")
+DEPLOYED = (
+    "deployed-record-purchase",
+    "deployed-earn",
+    "deployed-resolve",
+    "deployed-member-overview",
+    "deployed-entitlements",
+    "deployed-coupon-issuance",
+)
 DEPLOYED_DEFAULTS: dict[str, Any] = {
     "seconds": 30.0,
     "warmup": 5.0,

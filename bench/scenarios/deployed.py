@@ -397,7 +397,9 @@ async def _grpc_load(
     return await _drain(measured, groups)
 
 
-async def _wrk(url: str, seconds: float, concurrency: int, args: list[str]) -> dict[str, Any]:
+async def _wrk(
+    url: str, seconds: float, concurrency: int, args: list[str], script: Path = LUA
+) -> dict[str, Any]:
     threads = min(WRK_THREADS, concurrency)
     process = await asyncio.create_subprocess_exec(
         "wrk",
@@ -407,7 +409,7 @@ async def _wrk(url: str, seconds: float, concurrency: int, args: list[str]) -> d
         "--timeout",
         "30s",
         "-s",
-        str(LUA),
+        str(script),
         url,
         "--",
         *args,
@@ -425,9 +427,15 @@ async def _wrk(url: str, seconds: float, concurrency: int, args: list[str]) -> d
 
 
 async def _http_load(
-    ctx: BenchContext, groups: list[proc.Group], url: str, phones: list[str], token: str = ""
+    ctx: BenchContext,
+    groups: list[proc.Group],
+    url: str,
+    phones: list[str],
+    token: str = "",
+    script: Path = LUA,
 ) -> Measured:
-    """wrk posting purchases: a warm-up run, then the measured one with the CPU read around it."""
+    """wrk running `script` (posting purchases; its first argument a file of `phones`, one a
+    line): a warm-up run, then the measured one with the CPU read around it."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
     phones_file = ctx.infra.data_dir / f"phones-{uuid.uuid4().hex[:8]}.txt"
@@ -435,14 +443,16 @@ async def _http_load(
     args = [str(phones_file), uuid.uuid4().hex[:16], *([token] if token else [])]
     settled, quiet = await settle(groups)
     if ctx.warmup > 0:
-        await _wrk(url, ctx.warmup, ctx.concurrency, [args[0], uuid.uuid4().hex[:16], *args[2:]])
+        warm = [args[0], uuid.uuid4().hex[:16], *args[2:]]
+        await _wrk(url, ctx.warmup, ctx.concurrency, warm, script)
     before = proc.snapshot(groups)
     # wrk's own CPU: the time of children waited for (only wrk ends meanwhile)
     children_before = os.times().children_user + os.times().children_system
-    result = await _wrk(url, ctx.seconds, ctx.concurrency, args)
+    result = await _wrk(url, ctx.seconds, ctx.concurrency, args, script)
     after = proc.snapshot(groups)
     load_cpu = os.times().children_user + os.times().children_system - children_before
-    errors = {k: result[k] for k in ("connect", "read", "write", "status", "timeout") if result[k]}
+    kinds = ("connect", "read", "write", "status", "timeout", "partial")  # partial: some scripts'
+    errors = {k: result[k] for k in kinds if result.get(k)}
     measured = Measured(
         count=result["requests"] - result["status"],
         seconds=result["duration_us"] / 1e6,

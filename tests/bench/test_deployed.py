@@ -116,6 +116,10 @@ def test_the_deployed_scenarios_run_only_when_named() -> None:
         "deployed-earn",
         "raw-deployed-record-purchase",
         "deployed-record-purchase",
+        "deployed-member-overview",
+        "raw-deployed-entitlements",
+        "deployed-entitlements",
+        "deployed-coupon-issuance",
     ]
 
 
@@ -161,6 +165,51 @@ def test_the_deployed_bench_runs_at_a_tiny_size() -> None:
         raw = results["raw-deployed-record-purchase"]["extra"]["server_cpu_ms_per_op"]
         assert {"raw-front", "raw-identity", "raw-points", "raw-reads"} <= set(raw)
     assert "server CPU ms per operation" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_deployed_reads_and_coupon_issuance_run_at_a_tiny_size() -> None:
+    scenarios = ["deployed-entitlements", "deployed-coupon-issuance"]
+    if shutil.which("wrk"):
+        scenarios.append("deployed-member-overview")
+    command = [sys.executable, "-m", "bench", "--only", *scenarios, "--members", "50"]
+    done = subprocess.run(
+        [*command, "--seconds", "1", "--warmup", "0.5", "--concurrency", "4"],
+        cwd=ROOT,
+        env={**os.environ, "LOYALTY_AUTH_TRUST_HEADERS": "true"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    results = {
+        line["scenario"]: line
+        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
+    }
+    assert set(results) == {*scenarios, "raw-deployed-entitlements"}
+    # the service each one drives, and the servers beneath
+    driven = {
+        "deployed-entitlements": ("benefits",),
+        "deployed-coupon-issuance": ("benefits",),
+        "deployed-member-overview": ("gateway", "identity", "points", "tiers", "benefits"),
+    }
+    for name in scenarios:
+        line = results[name]
+        assert line["count"] > 0 and line["p99_ms"] > 0
+        cpu = line["extra"]["server_cpu_ms_per_op"]
+        for group in ("identity", "points", "tiers", "benefits", "gateway", "postgres", "nats"):
+            assert group in cpu
+        assert all(cpu[group] > 0 for group in driven[name]) and cpu["postgres"] > 0
+        assert cpu["total"] == pytest.approx(
+            sum(v for k, v in cpu.items() if k != "total"), abs=0.01
+        )
+        assert line["server_cpu_ms_per_op"] == cpu["total"]
+    # a ceiling where one is written; the others run without one (ratio None)
+    assert results["deployed-entitlements"]["ceiling"] == "raw-deployed-entitlements"
+    assert results["deployed-entitlements"]["cpu_ratio"] > 0
+    raw = results["raw-deployed-entitlements"]["extra"]["server_cpu_ms_per_op"]
+    assert raw["raw-benefits"] > 0 and "benefits" not in raw
+    assert results["deployed-coupon-issuance"]["ratio"] is None
 
 
 def test_the_deployed_suite_runs_the_workers_the_environment_asks_for() -> None:
