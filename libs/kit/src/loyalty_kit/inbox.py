@@ -439,6 +439,8 @@ class EventConsumer:
                         with consuming(d.msg.subject, d.msg.headers, self.name) as span:
                             try:
                                 await d.handler(uow, d.event, d.meta)
+                                # Its events carry its trace, not the batch's last one.
+                                await uow.write_events()
                             except Exception as error:
                                 failed_in(span, error)
                                 raise

@@ -87,7 +87,14 @@ class UnitOfWork:
         with contextlib.suppress(Exception):  # the failure that brought us here is what counts
             await self.session.invalidate()
 
+    async def write_events(self) -> None:
+        """The events the work raised so far written to the outbox now, carrying the context at
+        hand (its request id and trace). `commit` calls it first, and a consumer's batch after
+        each event in that event's own span, so a batch's events each continue their own trace.
+        The services' units of work that collect their aggregates' events override it."""
+
     async def commit(self) -> None:
+        await self.write_events()
         # An audited call's entry goes in with its change: it exists exactly when that does.
         draft = None if self.read_only else audit.pending()
         if draft is not None:

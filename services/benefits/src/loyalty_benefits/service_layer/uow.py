@@ -64,6 +64,5 @@ class BenefitsUnitOfWork(UnitOfWork):
         found, self._recorded = self._recorded, []
         return found
 
-    async def commit(self) -> None:
+    async def write_events(self) -> None:
         await self.outbox.add_all([to_message(event) for event in self.collect_new_events()])
-        await super().commit()

@@ -51,6 +51,5 @@ class PointsUnitOfWork(UnitOfWork):
             account.events.clear()
         return found
 
-    async def commit(self) -> None:
+    async def write_events(self) -> None:
         await self.outbox.add_all([to_message(event) for event in self.collect_new_events()])
-        await super().commit()

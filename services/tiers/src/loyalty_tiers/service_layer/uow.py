@@ -129,6 +129,5 @@ class TiersUnitOfWork(UnitOfWork):
         self.tiers = TierStore(self.session, self._ladders)
         return self
 
-    async def commit(self) -> None:
+    async def write_events(self) -> None:
         await self.outbox.add_many([to_message(e) for e in self.tiers.collect_events()])
-        await super().commit()
