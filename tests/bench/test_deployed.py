@@ -3,20 +3,20 @@ deployed scenarios at a tiny size (the suite as processes, the load from another
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench import proc, report
 from bench.registry import Measurement, Scenario, plan
 from bench.scenarios.deployed import workers_of
+from tests.bench.runs import bench_results, bench_run
 
-ROOT = Path(__file__).resolve().parents[2]
+# A deployed run at its tiniest.
+TINY = ("--seconds", "1", "--warmup", "0.5", "--concurrency", "4")
 TICK = 1 / proc.TICKS
 
 
@@ -128,20 +128,10 @@ def test_the_deployed_bench_runs_at_a_tiny_size() -> None:
     scenarios = ["deployed-earn"]
     if shutil.which("wrk"):
         scenarios.append("deployed-record-purchase")
-    command = [sys.executable, "-m", "bench", "--only", *scenarios, "--members", "50"]
-    done = subprocess.run(
-        [*command, "--seconds", "1", "--warmup", "0.5", "--concurrency", "4"],
-        cwd=ROOT,
+    results, printed = bench_run(
+        ["--only", *scenarios, "--members", "50", *TINY],
         env={**os.environ, "LOYALTY_AUTH_TRUST_HEADERS": "true"},
-        capture_output=True,
-        text=True,
-        timeout=240,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    results = {
-        line["scenario"]: line
-        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
-    }
     assert set(results) == {*scenarios, *(f"raw-{name}" for name in scenarios)}
     for name in scenarios:
         line = results[name]
@@ -164,7 +154,7 @@ def test_the_deployed_bench_runs_at_a_tiny_size() -> None:
         assert cpu["gateway"] > 0 and cpu["identity"] > 0
         raw = results["raw-deployed-record-purchase"]["extra"]["server_cpu_ms_per_op"]
         assert {"raw-front", "raw-identity", "raw-points", "raw-reads"} <= set(raw)
-    assert "server CPU ms per operation" in done.stdout
+    assert "server CPU ms per operation" in printed
 
 
 @pytest.mark.slow
@@ -172,20 +162,10 @@ def test_the_deployed_reads_and_coupon_issuance_run_at_a_tiny_size() -> None:
     scenarios = ["deployed-entitlements", "deployed-coupon-issuance"]
     if shutil.which("wrk"):
         scenarios.append("deployed-member-overview")
-    command = [sys.executable, "-m", "bench", "--only", *scenarios, "--members", "50"]
-    done = subprocess.run(
-        [*command, "--seconds", "1", "--warmup", "0.5", "--concurrency", "4"],
-        cwd=ROOT,
+    results = bench_results(
+        ["--only", *scenarios, "--members", "50", *TINY],
         env={**os.environ, "LOYALTY_AUTH_TRUST_HEADERS": "true"},
-        capture_output=True,
-        text=True,
-        timeout=240,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    results = {
-        line["scenario"]: line
-        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
-    }
     assert set(results) == {*scenarios, "raw-deployed-entitlements"}
     # the service each one drives, and the servers beneath
     driven = {

@@ -4,15 +4,11 @@ actions and challenge progress found."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import bench_results
 
 
 @pytest.mark.slow
@@ -23,19 +19,7 @@ def test_the_trigger_benchmark_runs_at_a_tiny_size() -> None:
         "BENCH_TRIGGERS_SECONDS": "1",
         "LOYALTY_AUTH_TRUST_HEADERS": "true",  # as the bench runs the services
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "engagement-triggers"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    results = {
-        line["scenario"]: line
-        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
-    }
+    results = bench_results(["--only", "engagement-triggers"], env=env)
     assert set(results) == {"raw-engagement-triggers", "engagement-triggers"}
     service = results["engagement-triggers"]
     assert service["count"] == 40 and service["extra"]["missing"] == 0

@@ -5,17 +5,12 @@ checked once each by the member app's backend."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
+from tests.bench.runs import bench_results
 
 # Members enough that the ceiling's scans and the service's (each phase's, one after the other)
 # never come round to a member whose code of this 30-second step was scanned already.
@@ -30,20 +25,10 @@ def run_tiny(scenario: str, rate_variable: str) -> dict[str, Any]:
         rate_variable: "20",
         "LOYALTY_AUTH_TRUST_HEADERS": "true",  # as the bench runs the services
     }
-    command = [sys.executable, "-m", "bench", "--only", scenario, "--members", str(MEMBERS)]
-    done = subprocess.run(
-        [*command, "--seconds", "0.5", "--warmup", "0.1", "--concurrency", "4"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    command = ["--only", scenario, "--members", str(MEMBERS)]
+    results = bench_results(
+        [*command, "--seconds", "0.5", "--warmup", "0.1", "--concurrency", "4"], env=env
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    results = {
-        line["scenario"]: line
-        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
-    }
     assert set(results) == {f"raw-{scenario}", scenario}
     service = results[scenario]
     assert service["count"] > 0 and service["ratio"] is not None and service["p99_ms"]

@@ -4,18 +4,14 @@ error; and the generated history's members drawn the same way for the same seed.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from bench.insights_data import HOME_SHARES, UNITS, member_draws
+from tests.bench.runs import bench_results
 
-ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = (
     "raw-insights",
     "insights-dashboards",
@@ -51,19 +47,7 @@ def test_every_insights_scenario_runs_at_a_tiny_size() -> None:
         "BENCH_INSIGHTS_LAG_SECONDS": "1",
         "LOYALTY_AUTH_TRUST_HEADERS": "true",  # as the bench runs the services
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", *SCENARIOS, "--members", "300"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    results = {
-        line["scenario"]: line
-        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
-    }
+    results = bench_results(["--only", *SCENARIOS, "--members", "300"], env=env, timeout=280)
     assert set(results) == set(SCENARIOS)
     assert results["raw-insights"]["extra"]["rows"]["ledger_postings"] == 300 * 20
     dashboards = results["insights-dashboards"]["extra"]["figures"]
@@ -89,19 +73,11 @@ def test_every_insights_scenario_runs_at_a_tiny_size() -> None:
 
 @pytest.mark.slow
 def test_the_recommendation_scenarios_run_at_a_tiny_size() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "insights-recs", "--members", "300"],
-        cwd=ROOT,
+    results = bench_results(
+        ["--only", "insights-recs", "--members", "300"],
         env={**os.environ, "BENCH_RECS_REQUESTS": "20"},
-        capture_output=True,
-        text=True,
         timeout=280,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    results = {
-        line["scenario"]: line
-        for line in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))
-    }
     assert set(results) == {"raw-insights-recs", "insights-recs"}
     recs = results["insights-recs"]
     assert recs["count"] == 20 and recs["ratio"] is not None
