@@ -618,24 +618,27 @@ async def raw_deployed_resolve(ctx: BenchContext) -> Measurement:
     return _measurement(ctx, measured, "calls", statements_per_call=2)
 
 
+async def drive_service(
+    ctx: BenchContext, suite: Suite, service: str, kind: str, unit: str, **config: Any
+) -> Measurement:
+    """The deployed `service` driven by the load process's calls of `kind` (random registered
+    members, `config` added to the load's own), measured as every deployed scenario is."""
+    measured = await _grpc_load(
+        ctx,
+        _suite_groups(ctx, suite),
+        {"kind": kind, "target": suite.target(service), "members": suite.members, **config},
+    )
+    return _measurement(
+        ctx, measured, unit, members=len(suite.members), workers=_more_than_one(suite)
+    )
+
+
 @scenario("deployed-resolve", ceiling="raw-deployed-resolve", explicit=True)
 async def deployed_resolve(ctx: BenchContext) -> Measurement:
     """ResolveMember of the deployed identity service by phone, anonymous caller, from a load
     process (grpc.aio, several connections); every answer's member id checked."""
     suite = await start_suite(ctx)
-    measured = await _grpc_load(
-        ctx,
-        _suite_groups(ctx, suite),
-        {
-            "kind": "resolve",
-            "target": suite.target("identity"),
-            "phones": suite.phones,
-            "members": suite.members,
-        },
-    )
-    return _measurement(
-        ctx, measured, "calls", members=len(suite.members), workers=_more_than_one(suite)
-    )
+    return await drive_service(ctx, suite, "identity", "resolve", "calls", phones=suite.phones)
 
 
 @scenario("raw-deployed-earn", explicit=True)
@@ -662,15 +665,7 @@ async def deployed_earn(ctx: BenchContext) -> Measurement:
     """EarnPoints of the deployed points service as a mall POS, a random member, a new order of
     1-3 CNY lines, from a load process; points checked. Its relay publishes each PointsEarned,
     which tiers, engagement and insights consume: their CPU counts too."""
-    suite = await start_suite(ctx)
-    measured = await _grpc_load(
-        ctx,
-        _suite_groups(ctx, suite),
-        {"kind": "earn", "target": suite.target("points"), "members": suite.members},
-    )
-    return _measurement(
-        ctx, measured, "earns", members=len(suite.members), workers=_more_than_one(suite)
-    )
+    return await drive_service(ctx, await start_suite(ctx), "points", "earn", "earns")
 
 
 @scenario("raw-deployed-record-purchase", explicit=True)

@@ -21,6 +21,7 @@ from bench.scenarios.deployed import (
     _more_than_one,
     _suite_groups,
     _url,
+    drive_service,
     raw_processes,
     start_suite,
 )
@@ -81,15 +82,7 @@ async def deployed_entitlements(ctx: BenchContext) -> Measurement:
     """ListEntitlements of the deployed benefits service at the mall as a mall client, a random
     registered member, from a load process (grpc.aio, several connections); every answer must
     name the member's tier."""
-    suite = await start_suite(ctx)
-    measured = await _grpc_load(
-        ctx,
-        _suite_groups(ctx, suite),
-        {"kind": "entitlements", "target": suite.target("benefits"), "members": suite.members},
-    )
-    return _measurement(
-        ctx, measured, "calls", members=len(suite.members), workers=_more_than_one(suite)
-    )
+    return await drive_service(ctx, await start_suite(ctx), "benefits", "entitlements", "calls")
 
 
 @scenario("deployed-coupon-issuance", explicit=True)
@@ -101,16 +94,4 @@ async def deployed_coupon_issuance(ctx: BenchContext) -> Measurement:
     ceiling yet: the service's issuing statements (idempotency, template, coupon, outbox) on
     bare asyncpg are still to write."""
     suite = await start_suite(ctx)
-    measured = await _grpc_load(
-        ctx,
-        _suite_groups(ctx, suite),
-        {
-            "kind": "issue",
-            "target": suite.target("benefits"),
-            "members": suite.members,
-            "template": TEMPLATE,
-        },
-    )
-    return _measurement(
-        ctx, measured, "coupons", members=len(suite.members), workers=_more_than_one(suite)
-    )
+    return await drive_service(ctx, suite, "benefits", "issue", "coupons", template=TEMPLATE)
